@@ -1,0 +1,115 @@
+/* dit_backend — one vtable per device kind (ggml-style).
+ *
+ * The model code is written against this table only.  A backend owns its
+ * memory (alloc/free/copies), its ordering primitive (synchronize) and an
+ * op table.  `supports` lets callers ask before they rely on an op/dtype
+ * combination, so a missing kernel is a clear error instead of a crash.
+ *
+ * Backends: "cpu" (kernels/cpu, the reference oracle, always built) and
+ * "cuda" (kernels/cuda, built with -Dcuda=enabled/auto when nvcc exists).
+ */
+#ifndef DIT_BACKEND_H
+#define DIT_BACKEND_H
+
+#include "dit_ops.h"
+#include "dit_vae_ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum dit_op {
+  DIT_OP_GEMM,
+  DIT_OP_LAYERNORM,
+  DIT_OP_RMSNORM,
+  DIT_OP_MODULATE,
+  DIT_OP_RESIDUAL,
+  DIT_OP_ADD,
+  DIT_OP_UNARY,
+  DIT_OP_COPY,
+  DIT_OP_ROPE,
+  DIT_OP_ATTENTION,
+  DIT_OP_PATCHIFY,
+  DIT_OP_UNPATCHIFY,
+  DIT_OP_TIMESTEP,
+  DIT_OP_FLOW_STEP,
+  DIT_OP_NOISE,
+  DIT_OP_COUNT_DIT,
+} dit_op;
+
+typedef struct dit_backend_ops {
+  const char *name;
+  dit_device device;
+
+  /* memory */
+  void *(*alloc) (dit_backend *be, size_t bytes);
+  void (*free) (dit_backend *be, void *ptr);
+  dit_status (*upload) (dit_backend *be, void *dst, const void *host, size_t bytes);
+  dit_status (*download) (dit_backend *be, void *host, const void *src, size_t bytes);
+  dit_status (*memset_zero) (dit_backend *be, void *dst, size_t bytes);
+  dit_status (*synchronize) (dit_backend *be);
+  void (*destroy) (dit_backend *be);
+
+  int (*supports) (dit_backend *be, dit_op op, dit_dtype dtype);
+
+  /* DiT ops */
+  dit_status (*gemm) (dit_backend *be, const dit_gemm_params *p);
+  dit_status (*layernorm) (dit_backend *be, const dit_layernorm_params *p);
+  dit_status (*rmsnorm) (dit_backend *be, const dit_rmsnorm_params *p);
+  dit_status (*modulate) (dit_backend *be, const dit_modulate_params *p);
+  dit_status (*residual) (dit_backend *be, const dit_residual_params *p);
+  dit_status (*add) (dit_backend *be, const dit_add_params *p);
+  dit_status (*unary) (dit_backend *be, const dit_unary_params *p);
+  dit_status (*copy) (dit_backend *be, const dit_copy_params *p);
+  dit_status (*rope) (dit_backend *be, const dit_rope_params *p);
+  dit_status (*attention) (dit_backend *be, const dit_attn_params *p);
+  dit_status (*patchify) (dit_backend *be, const dit_patchify_params *p);
+  dit_status (*unpatchify) (dit_backend *be, const dit_unpatchify_params *p);
+  dit_status (*timestep) (dit_backend *be, const dit_timestep_params *p);
+  dit_status (*flow_step) (dit_backend *be, const dit_flow_step_params *p);
+  dit_status (*noise) (dit_backend *be, const dit_noise_params *p);
+
+  /* VAE ops (kernels/dit_vae_ops.h) */
+  dit_vae_op_table vae;
+} dit_backend_ops;
+
+struct dit_backend {
+  const dit_backend_ops *ops;
+  void *impl;   /* backend private state */
+  int device_index;
+};
+
+/* Create a backend by name ("cpu", "cuda") and device index.  Returns NULL
+ * with the reason in dit_last_error() when unavailable. */
+dit_backend *dit_backend_create (const char *name, int device_index);
+void dit_backend_destroy (dit_backend *be);
+
+/* The always-available CPU backend (created on first use, never freed). */
+dit_backend *dit_backend_cpu (void);
+
+/* Allocation helpers: a tensor that owns backend memory. */
+dit_status dit_tensor_alloc (dit_backend *be, dit_tensor *t, dit_dtype dt,
+    int ndim, const int64_t *shape);
+void dit_tensor_free (dit_backend *be, dit_tensor *t);
+
+/* Op dispatch: checks that the backend implements the op, then calls it. */
+dit_status dit_gemm (dit_backend *be, const dit_gemm_params *p);
+dit_status dit_layernorm (dit_backend *be, const dit_layernorm_params *p);
+dit_status dit_rmsnorm (dit_backend *be, const dit_rmsnorm_params *p);
+dit_status dit_modulate (dit_backend *be, const dit_modulate_params *p);
+dit_status dit_residual (dit_backend *be, const dit_residual_params *p);
+dit_status dit_add (dit_backend *be, const dit_add_params *p);
+dit_status dit_unary (dit_backend *be, const dit_unary_params *p);
+dit_status dit_copy (dit_backend *be, const dit_copy_params *p);
+dit_status dit_rope (dit_backend *be, const dit_rope_params *p);
+dit_status dit_attention (dit_backend *be, const dit_attn_params *p);
+dit_status dit_patchify (dit_backend *be, const dit_patchify_params *p);
+dit_status dit_unpatchify (dit_backend *be, const dit_unpatchify_params *p);
+dit_status dit_timestep (dit_backend *be, const dit_timestep_params *p);
+dit_status dit_flow_step (dit_backend *be, const dit_flow_step_params *p);
+dit_status dit_noise (dit_backend *be, const dit_noise_params *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,195 @@
+/* dit_ops — the DiT op set: parameter structs and dispatch.
+ *
+ * Each op is a plain parameter struct (tensors, sizes, scalars) handed to a
+ * backend's op table.  The struct is the whole contract between the model
+ * and a kernel; CPU (kernels/cpu/) and CUDA (kernels/cuda/) implement the
+ * same structs.  Conventions shared by all ops:
+ *
+ *  - Activations are 2-D [rows, cols] views; rows may be strided, columns are
+ *    contiguous.  A "token matrix" is [L, D] with token order (f, h, w).
+ *  - Inputs and outputs may be f32, bf16 or f16 (independently); arithmetic is
+ *    f32 (f64 where the reference uses it: time sinusoid, scheduler).
+ *  - Outputs are passed in; nothing is allocated.  In-place is allowed only
+ *    where an op says so.
+ *  - Per-frame vectors (modulation shift/scale/gate) are [G, D] views with
+ *    `rows_per_group` token rows sharing one vector (G = frames, rows = F*fs).
+ */
+#ifndef DIT_OPS_H
+#define DIT_OPS_H
+
+#include "dit_status.h"
+#include "dit_tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dit_backend dit_backend;
+
+typedef enum dit_act {
+  DIT_ACT_NONE = 0,
+  DIT_ACT_GELU_TANH = 1,
+  DIT_ACT_SILU = 2,
+} dit_act;
+
+/* y[M,N] = act(x[M,K] · w[N,K]ᵀ + bias[N]) (+ y if accumulate).
+ * w is an nn.Linear weight ([out, in], row-major).  bias may be NULL. */
+typedef struct dit_gemm_params {
+  const dit_tensor *x;
+  const dit_tensor *w;
+  const dit_tensor *bias;
+  dit_tensor *y;
+  dit_act act;
+  int accumulate;
+} dit_gemm_params;
+
+/* y = (x - mean) / sqrt(var + eps) [* weight + bias] over the last dim.
+ * weight and bias are both NULL (no affine) or both set.  In-place allowed. */
+typedef struct dit_layernorm_params {
+  const dit_tensor *x;
+  const dit_tensor *weight;
+  const dit_tensor *bias;
+  dit_tensor *y;
+  float eps;
+} dit_layernorm_params;
+
+/* y = x * rsqrt(mean(x²) + eps) * weight over the full last dim (the
+ * Wan q/k norm: statistic over all D channels, before the head split).
+ * In-place allowed. */
+typedef struct dit_rmsnorm_params {
+  const dit_tensor *x;
+  const dit_tensor *weight;
+  dit_tensor *y;
+  float eps;
+} dit_rmsnorm_params;
+
+/* adaLN: y[r] = x[r] * (1 + scale[g]) + shift[g], g = r / rows_per_group.
+ * In-place allowed. */
+typedef struct dit_modulate_params {
+  const dit_tensor *x;
+  const dit_tensor *shift; /* [G, D] */
+  const dit_tensor *scale; /* [G, D] */
+  dit_tensor *y;
+  int64_t rows_per_group;
+} dit_modulate_params;
+
+/* Gated residual: x[r] += gate[g] * y[r], g = r / rows_per_group.
+ * gate may be NULL (plain residual add). */
+typedef struct dit_residual_params {
+  dit_tensor *x;
+  const dit_tensor *y;
+  const dit_tensor *gate; /* [G, D] or NULL */
+  int64_t rows_per_group;
+} dit_residual_params;
+
+/* y[i] = a[i] + b[i % numel(b)] over contiguous buffers (numel(a) must be a
+ * multiple of numel(b)).  Used to add the modulation table to e0. */
+typedef struct dit_add_params {
+  const dit_tensor *a;
+  const dit_tensor *b;
+  dit_tensor *y;
+} dit_add_params;
+
+/* y = act(x) elementwise (SiLU or GELU-tanh).  In-place allowed. */
+typedef struct dit_unary_params {
+  const dit_tensor *x;
+  dit_tensor *y;
+  dit_act act;
+} dit_unary_params;
+
+/* y = x with dtype conversion; any 2-D strides.  Shapes must match. */
+typedef struct dit_copy_params {
+  const dit_tensor *x;
+  dit_tensor *y;
+} dit_copy_params;
+
+/* 3-D RoPE in place on x [L, heads*head_dim] (head_dim = 128, 64 pairs).
+ * Token r has grid position (f, h, w) = (r / (gh*gw), (r / gw) % gh, r % gw);
+ * pair i of every head rotates by angle table row:
+ *   i <  22: row f + frame_offset,   22 <= i < 43: row h,   i >= 43: row w
+ * cos/sin are [1024, 64] f32 tables from dit_rope_table_fill (the angle for
+ * pair i at position p is p * omega_i, with the temporal omegas for i < 22
+ * and the spatial ones otherwise).  Pairs are interleaved (x[2i], x[2i+1]). */
+typedef struct dit_rope_params {
+  dit_tensor *x;
+  const dit_tensor *cos;
+  const dit_tensor *sin;
+  int heads;
+  int64_t grid_f, grid_h, grid_w;
+  int64_t frame_offset;
+} dit_rope_params;
+
+#define DIT_ROPE_POSITIONS 1024
+#define DIT_ROPE_PAIRS 64
+/* Fill host f32 tables [1024, 64] in f64 math (spec §2.6). */
+void dit_rope_table_fill (float *cos_tab, float *sin_tab);
+
+/* o[L, H*d] = softmax(q kᵀ * scale + bias) v per head.
+ *  q: [L, H*d], k and v: [N, H*d] (head h owns columns [h*d, (h+1)*d)).
+ *  bias: keys j in [bias_begin, bias_end) get + log_bias added to their logits
+ *        (scope's kv_cache_attention_bias); empty range = no bias.
+ *  causal_block > 0: block-causal — query r (absolute position q_pos0 + r in
+ *        key space) sees keys j < (floor((q_pos0 + r) / causal_block) + 1) *
+ *        causal_block; 0 = every query sees all N keys. */
+typedef struct dit_attn_params {
+  const dit_tensor *q;
+  const dit_tensor *k;
+  const dit_tensor *v;
+  dit_tensor *o;
+  int heads;
+  int head_dim;
+  float scale;
+  int64_t bias_begin, bias_end;
+  float log_bias;
+  int64_t causal_block;
+  int64_t q_pos0;
+} dit_attn_params;
+
+/* Patch embedding gather: latent [C, F, H, W] -> tokens [F*(H/2)*(W/2), C*4]
+ * with column index c*4 + q*2 + r for pixel (2h+q, 2w+r) (channel slowest). */
+typedef struct dit_patchify_params {
+  const dit_tensor *latent;
+  dit_tensor *tokens;
+} dit_patchify_params;
+
+/* Unpatchify: tokens [F*(H/2)*(W/2), 4*C] -> latent [C, F, H, W] with
+ * column index (q*2 + r)*C + c (channel fastest). */
+typedef struct dit_unpatchify_params {
+  const dit_tensor *tokens;
+  dit_tensor *latent;
+} dit_unpatchify_params;
+
+/* Sinusoidal time embedding, f64 math: y[n, 2*half] with
+ * y[n, j] = cos(t[n] * 10000^(-j/half)), y[n, half + j] = sin(...). */
+typedef struct dit_timestep_params {
+  const double *t; /* host array of n timesteps */
+  int64_t n;
+  dit_tensor *y;   /* [n, 2*half] */
+} dit_timestep_params;
+
+/* Flow-matching update, f64 math per element:
+ *   x0 = x - sigma * v
+ *   if noise: out = (1 - sigma_next) * x0 + sigma_next * noise   else out = x0
+ * x0_out (optional) receives x0.  out may alias x. */
+typedef struct dit_flow_step_params {
+  const dit_tensor *x;
+  const dit_tensor *v;
+  const dit_tensor *noise; /* NULL: no re-noise */
+  dit_tensor *x0_out;      /* may be NULL */
+  dit_tensor *out;         /* may be NULL when noise is NULL */
+  double sigma;
+  double sigma_next;
+} dit_flow_step_params;
+
+/* Standard normal noise from Philox4x32-10 (see model/dit_noise.h for the
+ * exact stream definition); element i of y uses counter (offset + i). */
+typedef struct dit_noise_params {
+  dit_tensor *y; /* contiguous */
+  uint64_t seed;
+  uint64_t stream;  /* which draw (chunk, step) */
+} dit_noise_params;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,104 @@
+/* dit_generator — the streaming causal DiT generator: one call per chunk.
+ *
+ * Algorithm (spec §4.7d, scope's krea_realtime_video operating point):
+ *   chunk 0:   x = noise (or init latents noised to the first σ); for each
+ *              step s: v = DiT(x, t_s, RoPE frames 0..F-1, keys = the chunk);
+ *              x0 = x - σ_s v; re-noise to σ_{s+1} with fresh noise.
+ *   chunk k>0: recompute — zero the KV cache, run the C context latents
+ *              (supplied by the caller: [anchor, latent n-2, latent n-1] at the
+ *              default C = 3) at t = 0 with RoPE frames 0..C-1, block-causal
+ *              with blocks of F frames, writing K/V rows [0, C*fs); then the
+ *              denoising steps with RoPE frames C..C+F-1 against the window
+ *              [0, C*fs + L), log(kv_bias) added to keys [fs, C*fs) (context
+ *              frames except the anchor).  No padding keys.
+ *   The chunk's result is the x0 of the last step.
+ *
+ * Noise: stream (chunk_index, step) of Philox under `seed` (see
+ * dit_generator_noise_stream), or caller-supplied tensors.  The cross-
+ * attention K/V are computed once per prompt (dit_generator_set_prompt).
+ *
+ * Latent tensors at this API are [16, F, h, w] (channels first, like the
+ * reference), any backend device; the generator copies them in and out.
+ */
+#ifndef DIT_GENERATOR_H
+#define DIT_GENERATOR_H
+
+#include "../kernels/dit_backend.h"
+#include "dit_config.h"
+#include "dit_weights.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DIT_MAX_STEPS 16
+
+typedef struct dit_gen_config {
+  int latent_h, latent_w;     /* latent grid (pixels / 8); multiples of 2 */
+  int frames_per_chunk;       /* F, default 3 */
+  int context_frames;         /* C, default 3 (KV recompute) */
+  int kv_window;              /* C + F, default 6 */
+  float kv_bias;              /* default 0.3; 1.0 = off */
+  int num_steps;              /* default 4 */
+  double steps[DIT_MAX_STEPS];/* default 1000, 750, 500, 250 */
+  double shift;               /* default 5.0 */
+  int warp_steps;             /* 0 (scope default): look steps up as given */
+  uint64_t seed;              /* default 42 */
+  dit_dtype dtype;            /* activation/weight dtype: f32 (tests) or bf16 */
+} dit_gen_config;
+
+/* Scope defaults at 320x576 (latent 40x72). */
+void dit_gen_config_default (dit_gen_config *cfg);
+dit_status dit_gen_config_validate (const dit_gen_config *cfg,
+    const dit_model_config *model);
+
+typedef struct dit_generator dit_generator;
+
+dit_status dit_generator_create (const dit_model_config *model,
+    const dit_gen_config *cfg, const dit_weights *weights, dit_backend *be,
+    dit_generator **out);
+void dit_generator_free (dit_generator *g);
+
+/* Text embeddings [rows <= text_len, text_dim] (any dtype/device); padded
+ * with zero rows to text_len.  Recomputes the cross-attention K/V cache. */
+dit_status dit_generator_set_prompt (dit_generator *g, const dit_tensor *embeds);
+
+typedef struct dit_chunk_request {
+  int64_t chunk_index;            /* 0 = first chunk (no recompute) */
+  const dit_tensor *context;      /* [16, C, h, w]; required for chunk > 0 */
+  const dit_tensor *init_latents; /* [16, F, h, w] or NULL (pure noise) */
+  /* Caller-supplied noise [16, F, h, w] for step s (s = 0 initial noise,
+   * s >= 1 re-noise before step s); NULL entries use Philox. */
+  const dit_tensor *noise[DIT_MAX_STEPS];
+  int first_step;                 /* skip steps < first_step (video-to-video strength) */
+} dit_chunk_request;
+
+typedef struct dit_chunk_timing {
+  double recompute_ms;
+  double denoise_ms;   /* all steps */
+  double total_ms;
+} dit_chunk_timing;
+
+/* Run one chunk; writes x0 [16, F, h, w] into `out` (any device/dtype). */
+dit_status dit_generator_run_chunk (dit_generator *g,
+    const dit_chunk_request *req, dit_tensor *out, dit_chunk_timing *timing);
+
+/* Drop KV state (a new stream). The prompt stays. */
+void dit_generator_reset (dit_generator *g);
+
+/* σ used for a step value (shifted-table lookup or warp, spec §4.6). */
+double dit_generator_sigma (const dit_generator *g, int step);
+
+/* The Philox stream id of (chunk, step) noise. */
+uint64_t dit_generator_noise_stream (int64_t chunk_index, int step);
+
+/* One raw DiT forward for tests: v = DiT(x [16,F,h,w], t per frame,
+ * RoPE frame offset, keys = the already cached context rows + x).
+ * With context_rows = 0 it is a standalone forward over x alone. */
+dit_status dit_generator_forward (dit_generator *g, const dit_tensor *x,
+    const double *t, int frame_offset, dit_tensor *v_out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

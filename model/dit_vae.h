@@ -1,0 +1,73 @@
+/* dit_vae — streaming WanVAE (spec §5): causal encoder and decoder with
+ * bounded per-conv feature caches, single-frame anchor encode.
+ *
+ * Streams:
+ *  - Encoder: the first call takes exactly 1 pixel frame (frame 0), every
+ *    later call exactly 4; each call returns 1 latent frame.  Streaming equals
+ *    one offline pass over 1+4k frames.
+ *  - Decoder: each call takes 1 (or more) latent frames; latent 0 gives 1
+ *    pixel frame, every later latent 4.
+ *  - Anchor encode: one pixel frame encoded as a first frame with a fresh
+ *    cache, leaving the streaming encoder untouched.
+ * State is a fixed set of 2-frame caches per causal conv, so memory does
+ * not grow with stream length; reset drops it (new stream / flush).
+ *
+ * Tensors at this API: pixels [3, T, H, W] in [-1, 1], latents [16, F, H/8,
+ * W/8] (normalised with the spec §5.5 mean/std), channels first like the
+ * reference; internally the VAE runs channels-last (kernels/dit_vae_ops.h).
+ */
+#ifndef DIT_VAE_H
+#define DIT_VAE_H
+
+#include "../kernels/dit_backend.h"
+#include "dit_config.h"
+#include "dit_weights.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dit_vae_config {
+  char name[32];
+  int base_dim;        /* 96 real, smaller for tiny */
+  int dim_mult[4];     /* [1, 2, 4, 4] */
+  int z_dim;           /* 16 */
+  int num_res_blocks;  /* 2 */
+} dit_vae_config;
+
+/* "wan" (real dims) or "tiny". */
+dit_status dit_vae_config_preset (const char *name, dit_vae_config *cfg);
+dit_status dit_vae_config_params (const dit_vae_config *cfg,
+    dit_param_spec **specs, size_t *count);
+/* Detect a preset from a loaded checkpoint's shapes, or NULL. */
+const char *dit_vae_config_detect_path (const char *path);
+
+typedef struct dit_vae dit_vae;
+
+/* width/height in pixels, multiples of 16. */
+dit_status dit_vae_create (const dit_vae_config *cfg, const dit_weights *w,
+    int width, int height, dit_dtype dtype, dit_backend *be, dit_vae **out);
+void dit_vae_free (dit_vae *v);
+
+/* Streaming encode: pixels [3, T, H, W], T = 1 on the first call after
+ * create/reset, 4 afterwards; writes latent [16, 1, h, w]. */
+dit_status dit_vae_encode (dit_vae *v, const dit_tensor *pixels, dit_tensor *latent);
+
+/* Streaming decode: latent [16, F, h, w]; writes pixels [3, T, H, W] with
+ * T = 4F (or 4F - 3 when this call includes latent 0). */
+dit_status dit_vae_decode (dit_vae *v, const dit_tensor *latent, dit_tensor *pixels);
+
+/* Encode one frame [3, 1, H, W] with a fresh cache (streaming state kept). */
+dit_status dit_vae_encode_anchor (dit_vae *v, const dit_tensor *frame,
+    dit_tensor *latent);
+
+void dit_vae_reset_encoder (dit_vae *v);
+void dit_vae_reset_decoder (dit_vae *v);
+
+/* Bytes held by the streaming caches (for the bounded-memory tests). */
+size_t dit_vae_state_bytes (const dit_vae *v);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

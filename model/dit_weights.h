@@ -1,0 +1,82 @@
+/* dit_weights — a named set of parameter tensors on a backend, loaded from
+ * a checkpoint strictly against an expected parameter list, or made by the
+ * seeded synthetic initializer.
+ *
+ * Loading rules:
+ *  - every expected name must be present (after key mapping), with exactly
+ *    the expected shape (size-1 dims are NOT squeezed), and a float dtype
+ *    (F32/BF16/F16), converted to the requested compute dtype at load;
+ *  - every checkpoint key must map to an expected name (unexpected key =
+ *    error), so a partial or mismatched checkpoint never loads silently;
+ *  - errors name the file and the key: "<file>: key '<k>': shape [..]
+ *    does not match expected [..]".
+ *
+ * Key mapping: a dit_key_map_fn rewrites a checkpoint key into the canonical
+ * name (or returns 0 to keep it).  The DiT uses it to strip "model." and to
+ * map Diffusers names (spec §3.4).
+ *
+ * Synthetic weights are a pure function of (seed, name, element index)
+ * (Philox), so a slice of a tensor can be generated on its own and every
+ * backend and machine gets identical values.
+ */
+#ifndef DIT_WEIGHTS_H
+#define DIT_WEIGHTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../kernels/dit_backend.h"
+#include "dit_config.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dit_weights {
+  dit_backend *backend;
+  dit_dtype dtype;
+  size_t count;
+  dit_param_spec *specs;   /* owned copy */
+  dit_tensor *tensors;     /* tensors[i] matches specs[i]; backend memory */
+  uint64_t fingerprint;    /* digest of names, shapes and values */
+} dit_weights;
+
+/* Returns 1 and writes the canonical name into buf when it rewrote `key`;
+ * 0 to keep `key` unchanged. */
+typedef int (*dit_key_map_fn) (const char *key, char *buf, size_t bufsize);
+
+dit_status dit_weights_load (const char *path, const dit_param_spec *specs,
+    size_t count, dit_key_map_fn map, dit_dtype dtype, dit_backend *be,
+    dit_weights **out);
+
+/* Seeded synthetic values for every spec.  Initialisation by name:
+ *  - ndim >= 2 "weight" (linear/conv): N(0, 1/fan_in), fan_in = prod(shape[1:])
+ *  - names containing "norm" or "gamma" (norm scales): 1 + 0.1 N(0,1)
+ *  - "modulation": 0.1 N(0,1) / sqrt(last dim) ... see dit_weights.c
+ *  - biases: 0.02 N(0,1) */
+dit_status dit_weights_synthetic (const dit_param_spec *specs, size_t count,
+    uint64_t seed, dit_dtype dtype, dit_backend *be, dit_weights **out);
+
+/* Fill host buffer `dst` (dtype) with elements [begin, begin+n) of the
+ * synthetic tensor `spec` (the same values dit_weights_synthetic gives). */
+void dit_weights_synthetic_fill (const dit_param_spec *spec, uint64_t seed,
+    int64_t begin, int64_t n, dit_dtype dtype, void *dst);
+
+const dit_tensor *dit_weights_get (const dit_weights *w, const char *name);
+/* Like get, but a DIT_ERR_INVALID naming the key when absent. */
+dit_status dit_weights_require (const dit_weights *w, const char *name,
+    const dit_tensor **out);
+
+void dit_weights_free (dit_weights *w);
+
+/* Write weights (downloaded to host) as one safetensors file in `dtype`. */
+dit_status dit_weights_save (const dit_weights *w, const char *path,
+    dit_dtype dtype, const char *const *metadata);
+
+/* The DiT key mapper: strips a leading "model." and maps Diffusers names. */
+int dit_model_key_map (const char *key, char *buf, size_t bufsize);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
