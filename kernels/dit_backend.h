@@ -69,8 +69,8 @@ typedef struct dit_backend_ops {
   dit_status (*flow_step) (dit_backend *be, const dit_flow_step_params *p);
   dit_status (*noise) (dit_backend *be, const dit_noise_params *p);
 
-  /* VAE ops (kernels/dit_vae_ops.h) */
-  dit_vae_op_table vae;
+  /* VAE ops (kernels/dit_vae_ops.h); NULL when the backend has none. */
+  const dit_vae_op_table *vae;
 } dit_backend_ops;
 
 struct dit_backend {
@@ -86,6 +86,12 @@ void dit_backend_destroy (dit_backend *be);
 
 /* The always-available CPU backend (created on first use, never freed). */
 dit_backend *dit_backend_cpu (void);
+
+/* Constructors behind dit_backend_create. */
+dit_backend *dit_backend_cpu_create (void);
+#if defined(DIT_HAVE_CUDA) && DIT_HAVE_CUDA
+dit_backend *dit_backend_cuda_create (int device_index);
+#endif
 
 /* Allocation helpers: a tensor that owns backend memory. */
 dit_status dit_tensor_alloc (dit_backend *be, dit_tensor *t, dit_dtype dt,

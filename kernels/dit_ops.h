@@ -181,8 +181,8 @@ typedef struct dit_flow_step_params {
   double sigma_next;
 } dit_flow_step_params;
 
-/* Standard normal noise from Philox4x32-10 (see model/dit_noise.h for the
- * exact stream definition); element i of y uses counter (offset + i). */
+/* Standard normal noise from Philox4x32-10 (kernels/dit_philox.h defines
+ * the stream): y[i] = dit_philox_normal (seed, stream, i). */
 typedef struct dit_noise_params {
   dit_tensor *y; /* contiguous */
   uint64_t seed;

@@ -38,7 +38,14 @@ dit_error_prefix (dit_status st, const char *fmt, ...)
   va_start (ap, fmt);
   vsnprintf (pre, sizeof pre, fmt, ap);
   va_end (ap);
-  snprintf (dit_error_buf, sizeof dit_error_buf, "%s: %s", pre, old);
+  /* pre is at most 511 chars, so "pre: " always fits; old is cut to fit. */
+  size_t lp = strlen (pre);
+  memcpy (dit_error_buf, pre, lp);
+  memcpy (dit_error_buf + lp, ": ", 2);
+  size_t room = sizeof dit_error_buf - lp - 3;
+  size_t lo = strnlen (old, room);
+  memcpy (dit_error_buf + lp + 2, old, lo);
+  dit_error_buf[lp + 2 + lo] = '\0';
   return st;
 }
 

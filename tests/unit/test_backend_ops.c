@@ -1,0 +1,635 @@
+/* test-backend-ops — every DiT op on a backend against the CPU reference.
+ *
+ *   test-backend-ops [BACKEND] [DEVICE_INDEX]     (default: cpu 0)
+ *
+ * For each case the same random inputs (fixed seed) are uploaded to the
+ * backend under test and to the CPU backend, the op runs on both, the
+ * outputs are downloaded and compared by
+ *   NMSE = sum((a - b)^2) / sum(b^2)
+ * against a per-case threshold (f32 outputs ~1e-10, bf16 ~1e-4, noise must
+ * be bit-identical).  One line per case: "op dtype shape nmse threshold
+ * OK/FAIL"; then "N passed, N failed, N skipped".  Ops the backend reports
+ * as unsupported are skipped (and printed as such).  Only the public
+ * backend API is used (alloc, upload, download, dispatch), so the same
+ * program checks the CUDA backend on a GPU host.  Exit 77 when the backend
+ * cannot be created.  Shapes are those of the tiny model (D = 256, 2 heads
+ * of 128, 192 tokens, 384 cached keys) plus odd sizes and strided views.
+ */
+#include "dit_backend.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static dit_backend *tb;   /* backend under test */
+static dit_backend *rb;   /* CPU reference */
+static int n_pass, n_fail, n_skip;
+
+#define THR_F32 1e-10
+#define THR_BF16 1e-4
+#define THR_F16 1e-6
+
+/* ---- random host data (xorshift64*, fixed seed) ------------------------- */
+
+static uint64_t rng = 0x0123456789abcdefull;
+
+static float
+frand (void)
+{
+  rng ^= rng >> 12;
+  rng ^= rng << 25;
+  rng ^= rng >> 27;
+  uint64_t v = rng * 0x2545f4914f6cdd1dull;
+  return (float) ((double) (v >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
+}
+
+/* ---- a tensor on both backends ------------------------------------------ */
+
+typedef struct tpair {
+  dit_tensor a;   /* on tb */
+  dit_tensor b;   /* on rb */
+  int ok;
+} tpair;
+
+static int
+tpair_new (tpair *p, dit_dtype dt, int ndim, const int64_t *shape, float amp)
+{
+  memset (p, 0, sizeof *p);
+  if (dit_tensor_alloc (tb, &p->a, dt, ndim, shape) != DIT_OK)
+    return 0;
+  if (dit_tensor_alloc (rb, &p->b, dt, ndim, shape) != DIT_OK) {
+    dit_tensor_free (tb, &p->a);
+    return 0;
+  }
+  size_t n = (size_t) dit_tensor_numel (&p->a), bytes = dit_tensor_nbytes (&p->a);
+  void *host = malloc (bytes ? bytes : 1);
+  for (size_t i = 0; i < n; i++)
+    dit_store_f32 (host, dt, i, amp * frand ());
+  int ok = tb->ops->upload (tb, p->a.data, host, bytes) == DIT_OK
+      && rb->ops->upload (rb, p->b.data, host, bytes) == DIT_OK;
+  free (host);
+  p->ok = ok;
+  return ok;
+}
+
+static tpair
+T (dit_dtype dt, int64_t r, int64_t c, float amp)
+{
+  tpair p;
+  int64_t s[2] = { r, c };
+  tpair_new (&p, dt, 2, s, amp);
+  return p;
+}
+
+static tpair
+T1 (dit_dtype dt, int64_t n, float amp)
+{
+  tpair p;
+  tpair_new (&p, dt, 1, &n, amp);
+  return p;
+}
+
+static void
+tpair_free (tpair *p)
+{
+  dit_tensor_free (tb, &p->a);
+  dit_tensor_free (rb, &p->b);
+}
+
+/* NMSE of the whole buffer of p (views inside it are covered too). */
+static double
+tpair_nmse (const tpair *p, int *dl_ok)
+{
+  size_t n = (size_t) dit_tensor_numel (&p->a), bytes = dit_tensor_nbytes (&p->a);
+  void *ha = malloc (bytes ? bytes : 1), *hb = malloc (bytes ? bytes : 1);
+  *dl_ok = tb->ops->synchronize (tb) == DIT_OK
+      && tb->ops->download (tb, ha, p->a.data, bytes) == DIT_OK
+      && rb->ops->download (rb, hb, p->b.data, bytes) == DIT_OK;
+  double num = 0.0, den = 0.0;
+  int nan = 0;
+  for (size_t i = 0; *dl_ok && i < n; i++) {
+    double a = dit_load_f32 (ha, p->a.dtype, i), b = dit_load_f32 (hb, p->b.dtype, i);
+    if (isnan (a) != isnan (b))
+      nan = 1;
+    if (isnan (a) || isnan (b))
+      continue;
+    num += (a - b) * (a - b);
+    den += b * b;
+  }
+  free (ha);
+  free (hb);
+  if (nan)
+    return NAN;
+  if (den == 0.0)
+    return num == 0.0 ? 0.0 : INFINITY;
+  return num / den;
+}
+
+/* ---- reporting ------------------------------------------------------------ */
+
+static int
+supported (dit_op op, dit_dtype dt)
+{
+  return !tb->ops->supports || tb->ops->supports (tb, op, dt);
+}
+
+static void
+report_skip (const char *op, dit_dtype dt, const char *shape)
+{
+  n_skip++;
+  printf ("%-10s %-5s %-34s %-12s %-9s SKIP (not supported by %s)\n", op,
+      dit_dtype_name (dt), shape, "-", "-", tb->ops->name);
+}
+
+static char err_a[512];
+
+static void
+save_err (dit_status st)
+{
+  snprintf (err_a, sizeof err_a, "%s", st == DIT_OK ? "" : dit_last_error ());
+}
+
+/* Compare outputs after both runs; st_a/st_b are the op statuses. */
+static void
+report (const char *op, dit_dtype dt, const char *shape, dit_status st_a,
+    dit_status st_b, const tpair *out, double thr)
+{
+  if (st_b != DIT_OK) {
+    n_fail++;
+    printf ("%-10s %-5s %-34s %-12s %-9.1e FAIL (reference: %s)\n", op,
+        dit_dtype_name (dt), shape, "-", thr, dit_last_error ());
+    return;
+  }
+  if (st_a != DIT_OK) {
+    n_fail++;
+    printf ("%-10s %-5s %-34s %-12s %-9.1e FAIL (%s: %s)\n", op,
+        dit_dtype_name (dt), shape, "-", thr, dit_status_name (st_a), err_a);
+    return;
+  }
+  int dl_ok;
+  double e = tpair_nmse (out, &dl_ok);
+  int ok = dl_ok && e <= thr;
+  if (ok)
+    n_pass++;
+  else
+    n_fail++;
+  printf ("%-10s %-5s %-34s %-12.3e %-9.1e %s\n", op, dit_dtype_name (dt), shape,
+      e, thr, ok ? "OK" : dl_ok ? "FAIL" : "FAIL (download)");
+}
+
+static double
+thr_for (dit_dtype dt)
+{
+  return dt == DIT_F32 ? THR_F32 : dt == DIT_BF16 ? THR_BF16 : THR_F16;
+}
+
+/* Run the op on both backends: `run` gets the tensors of one side. */
+#define SIDE(p, side) ((side) ? &(p).b : &(p).a)
+
+/* ---- cases ---------------------------------------------------------------- */
+
+static void
+case_gemm (int64_t M, int64_t N, int64_t K, dit_dtype dt, int has_bias,
+    dit_act act, int accumulate, int y_slice)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "M=%lld N=%lld K=%lld%s%s%s%s", (long long) M,
+      (long long) N, (long long) K, has_bias ? " bias" : "",
+      act == DIT_ACT_GELU_TANH ? " gelu" : act == DIT_ACT_SILU ? " silu" : "",
+      accumulate ? " acc" : "", y_slice ? " yslice" : "");
+  if (!supported (DIT_OP_GEMM, dt)) {
+    report_skip ("gemm", dt, shape);
+    return;
+  }
+  float amp = 1.0f / sqrtf ((float) K);
+  tpair x = T (dt, M, K, 1.0f), w = T (dt, N, K, amp), b = T1 (DIT_F32, N, 0.5f);
+  /* y_slice: y is columns [N, 2N) of a fused [M, 3N] output */
+  tpair y = T (dt, M, y_slice ? 3 * N : N, 1.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_tensor yv = *SIDE (y, s);
+    if (y_slice)
+      yv = dit_tensor_cols (&yv, N, N);
+    dit_gemm_params p = { SIDE (x, s), SIDE (w, s), has_bias ? SIDE (b, s) : NULL,
+        &yv, act, accumulate };
+    st[s] = dit_gemm (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("gemm", dt, shape, st[0], st[1], &y, thr_for (dt));
+  tpair_free (&x); tpair_free (&w); tpair_free (&b); tpair_free (&y);
+}
+
+static void
+case_layernorm (int64_t R, int64_t D, dit_dtype dt, int affine, int inplace)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld]%s%s", (long long) R, (long long) D,
+      affine ? " affine" : "", inplace ? " inplace" : "");
+  if (!supported (DIT_OP_LAYERNORM, dt)) {
+    report_skip ("layernorm", dt, shape);
+    return;
+  }
+  tpair x = T (dt, R, D, 2.0f), y = T (dt, R, D, 1.0f);
+  tpair w = T1 (dt, D, 1.0f), b = T1 (dt, D, 1.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_layernorm_params p = { SIDE (x, s), affine ? SIDE (w, s) : NULL,
+        affine ? SIDE (b, s) : NULL, inplace ? SIDE (x, s) : SIDE (y, s), 1e-6f };
+    st[s] = dit_layernorm (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("layernorm", dt, shape, st[0], st[1], inplace ? &x : &y, thr_for (dt));
+  tpair_free (&x); tpair_free (&y); tpair_free (&w); tpair_free (&b);
+}
+
+static void
+case_rmsnorm (int64_t R, int64_t D, dit_dtype dt, int y_slice)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld]%s", (long long) R, (long long) D,
+      y_slice ? " q-slice of qkv" : "");
+  if (!supported (DIT_OP_RMSNORM, dt)) {
+    report_skip ("rmsnorm", dt, shape);
+    return;
+  }
+  /* y_slice: normalise columns [0, D) of a fused [R, 3D] qkv in place */
+  tpair x = T (dt, R, y_slice ? 3 * D : D, 3.0f), y = T (dt, R, D, 1.0f);
+  tpair w = T1 (dt, D, 1.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_tensor xv = *SIDE (x, s);
+    if (y_slice)
+      xv = dit_tensor_cols (&xv, 0, D);
+    dit_rmsnorm_params p = { &xv, SIDE (w, s), y_slice ? &xv : SIDE (y, s), 1e-6f };
+    st[s] = dit_rmsnorm (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("rmsnorm", dt, shape, st[0], st[1], y_slice ? &x : &y, thr_for (dt));
+  tpair_free (&x); tpair_free (&y); tpair_free (&w);
+}
+
+static void
+case_modulate (int64_t R, int64_t D, int64_t rpg, dit_dtype dt, dit_dtype mdt)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld] groups of %lld mod %s",
+      (long long) R, (long long) D, (long long) rpg, dit_dtype_name (mdt));
+  if (!supported (DIT_OP_MODULATE, dt)) {
+    report_skip ("modulate", dt, shape);
+    return;
+  }
+  int64_t G = (R + rpg - 1) / rpg;
+  tpair x = T (dt, R, D, 2.0f), y = T (dt, R, D, 1.0f);
+  tpair sh = T (mdt, G, D, 1.0f), sc = T (mdt, G, D, 0.5f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_modulate_params p = { SIDE (x, s), SIDE (sh, s), SIDE (sc, s), SIDE (y, s), rpg };
+    st[s] = dit_modulate (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("modulate", dt, shape, st[0], st[1], &y, thr_for (dt));
+  tpair_free (&x); tpair_free (&y); tpair_free (&sh); tpair_free (&sc);
+}
+
+static void
+case_residual (int64_t R, int64_t D, int64_t rpg, dit_dtype dt, int gated)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld]%s", (long long) R, (long long) D,
+      gated ? " gated" : "");
+  if (!supported (DIT_OP_RESIDUAL, dt)) {
+    report_skip ("residual", dt, shape);
+    return;
+  }
+  int64_t G = (R + rpg - 1) / rpg;
+  tpair x = T (dt, R, D, 1.0f), y = T (dt, R, D, 1.0f), g = T (DIT_F32, G, D, 1.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_residual_params p = { SIDE (x, s), SIDE (y, s), gated ? SIDE (g, s) : NULL, rpg };
+    st[s] = dit_residual (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("residual", dt, shape, st[0], st[1], &x, thr_for (dt));
+  tpair_free (&x); tpair_free (&y); tpair_free (&g);
+}
+
+static void
+case_add (int64_t rows, int64_t n, dit_dtype dt)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld] + [%lld]", (long long) rows,
+      (long long) n, (long long) n);
+  if (!supported (DIT_OP_ADD, dt)) {
+    report_skip ("add", dt, shape);
+    return;
+  }
+  tpair a = T (dt, rows, n, 1.0f), b = T1 (DIT_F32, n, 1.0f), y = T (dt, rows, n, 1.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_add_params p = { SIDE (a, s), SIDE (b, s), SIDE (y, s) };
+    st[s] = dit_add (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("add", dt, shape, st[0], st[1], &y, thr_for (dt));
+  tpair_free (&a); tpair_free (&b); tpair_free (&y);
+}
+
+static void
+case_unary (int64_t R, int64_t D, dit_dtype dt, dit_act act)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld] %s", (long long) R, (long long) D,
+      act == DIT_ACT_SILU ? "silu" : "gelu_tanh");
+  if (!supported (DIT_OP_UNARY, dt)) {
+    report_skip ("unary", dt, shape);
+    return;
+  }
+  tpair x = T (dt, R, D, 4.0f), y = T (dt, R, D, 1.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_unary_params p = { SIDE (x, s), SIDE (y, s), act };
+    st[s] = dit_unary (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("unary", dt, shape, st[0], st[1], &y, thr_for (dt));
+  tpair_free (&x); tpair_free (&y);
+}
+
+static void
+case_copy (int64_t R, int64_t C, dit_dtype sdt, dit_dtype ddt)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld] %s cols->slice", (long long) R,
+      (long long) C, dit_dtype_name (sdt));
+  if (!supported (DIT_OP_COPY, ddt)) {
+    report_skip ("copy", ddt, shape);
+    return;
+  }
+  /* columns [C, 2C) of a [R, 3C] source into columns [C/2, C/2 + C) of a
+   * [R, 2C] destination */
+  tpair x = T (sdt, R, 3 * C, 1.0f), y = T (ddt, R, 2 * C, 1.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_tensor xv = dit_tensor_cols (SIDE (x, s), C, C);
+    dit_tensor yv = dit_tensor_cols (SIDE (y, s), C / 2, C);
+    dit_copy_params p = { &xv, &yv };
+    st[s] = dit_copy (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("copy", ddt, shape, st[0], st[1], &y, thr_for (ddt));
+  tpair_free (&x); tpair_free (&y);
+}
+
+static void
+case_rope (int heads, int64_t gf, int64_t gh, int64_t gw, int64_t off, dit_dtype dt)
+{
+  char shape[96];
+  int64_t L = gf * gh * gw, W = (int64_t) heads * 128;
+  snprintf (shape, sizeof shape, "[%lld, %lld] grid %lldx%lldx%lld +%lld",
+      (long long) L, (long long) W, (long long) gf, (long long) gh, (long long) gw,
+      (long long) off);
+  if (!supported (DIT_OP_ROPE, dt)) {
+    report_skip ("rope", dt, shape);
+    return;
+  }
+  static float ct[DIT_ROPE_POSITIONS * DIT_ROPE_PAIRS];
+  static float stab[DIT_ROPE_POSITIONS * DIT_ROPE_PAIRS];
+  dit_rope_table_fill (ct, stab);
+  tpair x = T (dt, L, W, 1.0f);
+  tpair c = T (DIT_F32, DIT_ROPE_POSITIONS, DIT_ROPE_PAIRS, 0.0f);
+  tpair sn = T (DIT_F32, DIT_ROPE_POSITIONS, DIT_ROPE_PAIRS, 0.0f);
+  size_t tb_bytes = sizeof ct;
+  tb->ops->upload (tb, c.a.data, ct, tb_bytes);
+  rb->ops->upload (rb, c.b.data, ct, tb_bytes);
+  tb->ops->upload (tb, sn.a.data, stab, tb_bytes);
+  rb->ops->upload (rb, sn.b.data, stab, tb_bytes);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_rope_params p = { SIDE (x, s), SIDE (c, s), SIDE (sn, s), heads, gf, gh, gw, off };
+    st[s] = dit_rope (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("rope", dt, shape, st[0], st[1], &x, thr_for (dt));
+  tpair_free (&x); tpair_free (&c); tpair_free (&sn);
+}
+
+static void
+case_attention (int64_t L, int64_t N, int heads, int d, int64_t bb, int64_t bend,
+    float bias, int64_t cb, int64_t qp0, int kv_fused, dit_dtype dt)
+{
+  char shape[128];
+  snprintf (shape, sizeof shape, "L=%lld N=%lld H=%d d=%d", (long long) L,
+      (long long) N, heads, d);
+  if (bend > bb)
+    snprintf (shape + strlen (shape), sizeof shape - strlen (shape),
+        " bias[%lld,%lld)", (long long) bb, (long long) bend);
+  if (cb > 0)
+    snprintf (shape + strlen (shape), sizeof shape - strlen (shape),
+        " cb=%lld q0=%lld", (long long) cb, (long long) qp0);
+  if (kv_fused)
+    snprintf (shape + strlen (shape), sizeof shape - strlen (shape), " kv-fused");
+  if (!supported (DIT_OP_ATTENTION, dt)) {
+    report_skip ("attention", dt, shape);
+    return;
+  }
+  int64_t W = (int64_t) heads * d;
+  tpair q = T (dt, L, W, 2.0f), o = T (dt, L, W, 1.0f);
+  /* kv_fused: k and v are the two column halves of one [N, 2W] buffer */
+  tpair k = T (dt, N, kv_fused ? 2 * W : W, 2.0f), v = T (dt, N, W, 1.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_tensor kv = *SIDE (k, s), vv = *SIDE (v, s);
+    if (kv_fused) {
+      vv = dit_tensor_cols (&kv, W, W);
+      kv = dit_tensor_cols (&kv, 0, W);
+    }
+    dit_attn_params p = { SIDE (q, s), &kv, &vv, SIDE (o, s), heads, d,
+        1.0f / sqrtf ((float) d), bb, bend, bias > 0 ? logf (bias) : 0.0f, cb, qp0 };
+    st[s] = dit_attention (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("attention", dt, shape, st[0], st[1], &o, thr_for (dt));
+  tpair_free (&q); tpair_free (&k); tpair_free (&v); tpair_free (&o);
+}
+
+static void
+case_patchify (int64_t C, int64_t F, int64_t H, int64_t W, dit_dtype dt)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld, %lld, %lld]", (long long) C,
+      (long long) F, (long long) H, (long long) W);
+  int64_t L = F * (H / 2) * (W / 2), ls[4] = { C, F, H, W };
+  if (!supported (DIT_OP_PATCHIFY, dt)) {
+    report_skip ("patchify", dt, shape);
+  } else {
+    tpair lat, tok = T (dt, L, 4 * C, 1.0f);
+    tpair_new (&lat, DIT_F32, 4, ls, 1.0f);
+    dit_status st[2] = { DIT_OK, DIT_OK };
+    for (int s = 0; s < 2; s++) {
+      dit_patchify_params p = { SIDE (lat, s), SIDE (tok, s) };
+      st[s] = dit_patchify (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+    }
+    report ("patchify", dt, shape, st[0], st[1], &tok, thr_for (dt));
+    tpair_free (&lat); tpair_free (&tok);
+  }
+  if (!supported (DIT_OP_UNPATCHIFY, dt)) {
+    report_skip ("unpatchify", dt, shape);
+  } else {
+    tpair lat, tok = T (dt, L, 4 * C, 1.0f);
+    tpair_new (&lat, DIT_F32, 4, ls, 1.0f);
+    dit_status st[2] = { DIT_OK, DIT_OK };
+    for (int s = 0; s < 2; s++) {
+      dit_unpatchify_params p = { SIDE (tok, s), SIDE (lat, s) };
+      st[s] = dit_unpatchify (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+    }
+    report ("unpatchify", dt, shape, st[0], st[1], &lat, THR_F32);
+    tpair_free (&lat); tpair_free (&tok);
+  }
+}
+
+static void
+case_timestep (dit_dtype dt)
+{
+  static const double t[5] = { 1000.0, 750.0, 500.5996, 0.0, 937.5 };
+  const char *shape = "[5, 256] t=1000,750,500.6,0,937.5";
+  if (!supported (DIT_OP_TIMESTEP, dt)) {
+    report_skip ("timestep", dt, shape);
+    return;
+  }
+  tpair y = T (dt, 5, 256, 1.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_timestep_params p = { t, 5, SIDE (y, s) };
+    st[s] = dit_timestep (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("timestep", dt, shape, st[0], st[1], &y, thr_for (dt));
+  tpair_free (&y);
+}
+
+static void
+case_flow_step (int64_t R, int64_t C, dit_dtype dt, int with_noise)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld]%s", (long long) R, (long long) C,
+      with_noise ? " renoise" : " x0 only");
+  if (!supported (DIT_OP_FLOW_STEP, dt)) {
+    report_skip ("flow_step", dt, shape);
+    return;
+  }
+  tpair x = T (dt, R, C, 1.0f), v = T (dt, R, C, 1.0f), n = T (dt, R, C, 1.0f);
+  tpair x0 = T (dt, R, C, 1.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    /* out aliases x, as the generator uses it */
+    dit_flow_step_params p = { SIDE (x, s), SIDE (v, s),
+        with_noise ? SIDE (n, s) : NULL, SIDE (x0, s),
+        with_noise ? SIDE (x, s) : NULL, 0.7500001, 0.5005996 };
+    st[s] = dit_flow_step (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("flow_step", dt, shape, st[0], st[1], &x0, thr_for (dt));
+  if (with_noise)
+    report ("flow_step", dt, "(out aliasing x)", DIT_OK, DIT_OK, &x, thr_for (dt));
+  tpair_free (&x); tpair_free (&v); tpair_free (&n); tpair_free (&x0);
+}
+
+static void
+case_noise (int64_t n, uint64_t seed, uint64_t stream, dit_dtype dt)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld] seed=%llu stream=%llu", (long long) n,
+      (unsigned long long) seed, (unsigned long long) stream);
+  if (!supported (DIT_OP_NOISE, dt)) {
+    report_skip ("noise", dt, shape);
+    return;
+  }
+  tpair y = T1 (dt, n, 0.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_noise_params p = { SIDE (y, s), seed, stream };
+    st[s] = dit_noise (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("noise", dt, shape, st[0], st[1], &y, 0.0);
+  tpair_free (&y);
+}
+
+int
+main (int argc, char **argv)
+{
+  const char *name = argc > 1 ? argv[1] : "cpu";
+  int index = argc > 2 ? atoi (argv[2]) : 0;
+  tb = dit_backend_create (name, index);
+  if (!tb) {
+    printf ("backend '%s' not available: %s\n", name, dit_last_error ());
+    return 77;
+  }
+  rb = dit_backend_cpu ();
+  printf ("test-backend-ops: %s (device %d) against cpu\n", tb->ops->name, index);
+  printf ("%-10s %-5s %-34s %-12s %-9s %s\n", "op", "dtype", "shape", "nmse",
+      "threshold", "result");
+
+  const dit_dtype dts[2] = { DIT_F32, DIT_BF16 };
+  for (int i = 0; i < 2; i++) {
+    dit_dtype dt = dts[i];
+    /* tiny model: D = 256, FFN 512, 192 tokens; q/k/v fused output slice */
+    case_gemm (192, 256, 256, dt, 1, DIT_ACT_NONE, 0, 0);
+    case_gemm (192, 512, 256, dt, 1, DIT_ACT_GELU_TANH, 0, 0);
+    case_gemm (192, 256, 512, dt, 1, DIT_ACT_NONE, 1, 0);
+    case_gemm (192, 256, 256, dt, 1, DIT_ACT_NONE, 0, 1);
+    case_gemm (1, 1536, 256, dt, 1, DIT_ACT_SILU, 0, 0);
+    case_gemm (7, 13, 29, dt, 0, DIT_ACT_NONE, 0, 0);
+    case_layernorm (192, 256, dt, 0, 0);
+    case_layernorm (192, 256, dt, 1, 1);
+    case_rmsnorm (192, 256, dt, 0);
+    case_rmsnorm (192, 256, dt, 1);
+    case_modulate (192, 256, 64, dt, DIT_F32);
+    case_modulate (192, 256, 192, dt, dt);
+    case_residual (192, 256, 64, dt, 1);
+    case_residual (192, 256, 64, dt, 0);
+    case_add (3, 1536, dt);
+    case_unary (192, 512, dt, DIT_ACT_SILU);
+    case_unary (192, 512, dt, DIT_ACT_GELU_TANH);
+    case_copy (37, 64, DIT_F32, dt);
+    case_copy (37, 64, DIT_BF16, dt);
+    case_rope (2, 3, 8, 8, 0, dt);
+    case_rope (2, 3, 8, 8, 3, dt);
+    case_attention (192, 192, 2, 128, 0, 0, 0.0f, 0, 0, 0, dt);
+    case_attention (192, 384, 2, 128, 64, 192, 0.3f, 0, 0, 0, dt);
+    case_attention (192, 384, 2, 128, 64, 192, 0.3f, 64, 128, 1, dt);
+    case_attention (192, 192, 2, 128, 0, 0, 0.0f, 64, 0, 0, dt);
+    case_attention (192, 512, 2, 128, 0, 0, 0.0f, 0, 0, 0, dt);
+    case_attention (33, 77, 4, 64, 5, 40, 0.5f, 0, 0, 0, dt);
+    case_attention (64, 64, 1, 384, 0, 0, 0.0f, 0, 0, 0, dt);
+    case_patchify (16, 3, 16, 16, dt);
+    case_timestep (dt);
+    case_flow_step (192, 64, dt, 1);
+    case_flow_step (192, 64, dt, 0);
+    case_noise (3 * 16 * 16 * 16 + 1, 42, 7, dt);
+  }
+  case_copy (16, 32, DIT_F32, DIT_F16);
+  case_noise (1000, 0xffffffffffffull, 1ull << 40, DIT_F32);
+
+  printf ("%d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
+  dit_backend_destroy (tb);
+  return n_fail ? 1 : 0;
+}
