@@ -92,11 +92,12 @@ double dit_generator_sigma (const dit_generator *g, int step);
 /* The Philox stream id of (chunk, step) noise. */
 uint64_t dit_generator_noise_stream (int64_t chunk_index, int step);
 
-/* One raw DiT forward for tests: v = DiT(x [16,F,h,w], t per frame,
- * RoPE frame offset, keys = the already cached context rows + x).
- * With context_rows = 0 it is a standalone forward over x alone. */
-dit_status dit_generator_forward (dit_generator *g, const dit_tensor *x,
-    const double *t, int frame_offset, dit_tensor *v_out);
+/* One DiT forward for tests: v = DiT(x [16,F,h,w], t per frame, RoPE frame
+ * offset).  With context == NULL the keys are x's own tokens; otherwise the
+ * context [16,C,h,w] is first recomputed into the cache (t = 0, frames
+ * 0..C-1) and x attends to [context, x] with the kv-bias rule. */
+dit_status dit_generator_forward (dit_generator *g, const dit_tensor *context,
+    const dit_tensor *x, const double *t, int frame_offset, dit_tensor *v_out);
 
 #ifdef __cplusplus
 }

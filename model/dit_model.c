@@ -1,1 +1,585 @@
-/* placeholder */
+/* dit_model — the causal Wan2.1 DiT forward, written against the backend
+ * op table only (see dit_model.h for the contract).
+ *
+ * Data flow of one forward over F latent frames (L = F * fs tokens):
+ *   latent --patchify--> tok [L, 64] --patch GEMM--> x [L, D] (f32 residual)
+ *   t[F] --sinusoid--> [F, 256] --MLP--> e [F, D] --SiLU, Linear--> e0 [F, 6D]
+ *   per block: mod = modulation + e0 (per frame)
+ *     h = LN(x)·(1+scale_msa)+shift_msa
+ *     q = RMS(h Wq), K/V rows of the cache = RMS(h Wk), h Wv; RoPE(q, k)
+ *     x += gate_msa · (Attn(q, K[0:N], V[0:N]) Wo)
+ *     x += Attn(RMS(LN3(x) Wq'), Kctx, Vctx) Wo'
+ *     x += gate_mlp · FFN(LN(x)·(1+scale_mlp)+shift_mlp)
+ *   head: (LN(x)·(1+scale)+shift) Wh --unpatchify--> v [16, F, H, W]
+ * The self-attention K/V of this call are written straight into the cache
+ * rows [cache_row, cache_row + L) by the projection GEMMs, then normalised
+ * and rotated in place, so the cache holds post-norm, post-RoPE keys.
+ */
+#include "dit_model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct dit_linear {
+  const dit_tensor *w;
+  const dit_tensor *b;
+} dit_linear;
+
+typedef struct dit_block_weights {
+  dit_tensor modulation;   /* [6D] view */
+  dit_linear sq, sk, sv, so;
+  const dit_tensor *s_norm_q, *s_norm_k;
+  const dit_tensor *norm3_w, *norm3_b;
+  dit_linear cq, ck, cv, co;
+  const dit_tensor *c_norm_q, *c_norm_k;
+  dit_linear ffn1, ffn2;
+} dit_block_weights;
+
+struct dit_model {
+  dit_model_config cfg;
+  dit_backend *be;
+  dit_dtype dtype;
+  int grid_h, grid_w;
+  int max_frames;
+  int64_t fs;
+  int64_t cache_rows;
+
+  /* weights */
+  dit_tensor patch_w;          /* [D, 64] view */
+  const dit_tensor *patch_b;
+  dit_linear text0, text2, time0, time2, tproj;
+  dit_tensor head_modulation;  /* [2D] view */
+  dit_linear head;
+  dit_block_weights *blocks;
+
+  /* per-prompt state */
+  int have_context;
+  dit_tensor ctx_raw;          /* [text_len, text_dim] */
+  dit_tensor ctx_hidden;       /* [text_len, D] */
+  dit_tensor ctx;              /* [text_len, D] */
+  dit_tensor *cross_k, *cross_v; /* per layer [text_len, D] */
+
+  /* KV cache */
+  dit_tensor *cache_k, *cache_v; /* per layer [cache_rows, D] */
+
+  /* activations (sized for max_frames) */
+  dit_tensor tok;       /* [Lmax, 64] */
+  dit_tensor x;         /* [Lmax, D] f32 residual */
+  dit_tensor h;         /* [Lmax, D] */
+  dit_tensor q;         /* [Lmax, D] */
+  dit_tensor attn;      /* [Lmax, D] */
+  dit_tensor proj;      /* [Lmax, D] */
+  dit_tensor ffn;       /* [Lmax, ffn] */
+  dit_tensor head_out;  /* [Lmax, 64] */
+  dit_tensor tsin;      /* [Fmax, freq] */
+  dit_tensor temb_h;    /* [Fmax, D] f32 */
+  dit_tensor e;         /* [Fmax, D] f32 */
+  dit_tensor e_silu;    /* [Fmax, D] f32 */
+  dit_tensor e0;        /* [Fmax, 6D] f32 */
+  dit_tensor mod;       /* [Fmax, 6D] f32 */
+  dit_tensor head_shift, head_scale; /* [Fmax, D] f32 */
+
+  dit_tensor rope_cos, rope_sin; /* [1024, 64] f32 */
+};
+
+static dit_status
+bind (const dit_weights *w, const char *name, const dit_tensor **out)
+{
+  return dit_weights_require (w, name, out);
+}
+
+static dit_status
+bind_linear (const dit_weights *w, const char *prefix, dit_linear *l)
+{
+  char n[128];
+  snprintf (n, sizeof n, "%s.weight", prefix);
+  DIT_TRY (bind (w, n, &l->w));
+  snprintf (n, sizeof n, "%s.bias", prefix);
+  return bind (w, n, &l->b);
+}
+
+static dit_tensor
+flat_view (const dit_tensor *t)
+{
+  return dit_tensor_1d (t->data, t->dtype, t->device, dit_tensor_numel (t));
+}
+
+static dit_status
+bind_weights (dit_model *m, const dit_weights *w)
+{
+  const int64_t D = m->cfg.dim;
+  const dit_tensor *t;
+  char n[128];
+
+  DIT_TRY (bind (w, "patch_embedding.weight", &t));
+  m->patch_w = dit_tensor_2d (t->data, t->dtype, t->device, D,
+      (int64_t) m->cfg.in_dim * 4);
+  DIT_TRY (bind (w, "patch_embedding.bias", &m->patch_b));
+  DIT_TRY (bind_linear (w, "text_embedding.0", &m->text0));
+  DIT_TRY (bind_linear (w, "text_embedding.2", &m->text2));
+  DIT_TRY (bind_linear (w, "time_embedding.0", &m->time0));
+  DIT_TRY (bind_linear (w, "time_embedding.2", &m->time2));
+  DIT_TRY (bind_linear (w, "time_projection.1", &m->tproj));
+  DIT_TRY (bind (w, "head.modulation", &t));
+  m->head_modulation = flat_view (t);
+  DIT_TRY (bind_linear (w, "head.head", &m->head));
+
+  m->blocks = calloc ((size_t) m->cfg.num_layers, sizeof *m->blocks);
+  if (!m->blocks)
+    return dit_error (DIT_ERR_NOMEM, "dit model: out of memory");
+  for (int i = 0; i < m->cfg.num_layers; i++) {
+    dit_block_weights *b = &m->blocks[i];
+#define LIN(field, fmt) snprintf (n, sizeof n, fmt, i); DIT_TRY (bind_linear (w, n, &b->field))
+#define ONE(field, fmt) snprintf (n, sizeof n, fmt, i); DIT_TRY (bind (w, n, &b->field))
+    snprintf (n, sizeof n, "blocks.%d.modulation", i);
+    DIT_TRY (bind (w, n, &t));
+    b->modulation = flat_view (t);
+    LIN (sq, "blocks.%d.self_attn.q");
+    LIN (sk, "blocks.%d.self_attn.k");
+    LIN (sv, "blocks.%d.self_attn.v");
+    LIN (so, "blocks.%d.self_attn.o");
+    ONE (s_norm_q, "blocks.%d.self_attn.norm_q.weight");
+    ONE (s_norm_k, "blocks.%d.self_attn.norm_k.weight");
+    ONE (norm3_w, "blocks.%d.norm3.weight");
+    ONE (norm3_b, "blocks.%d.norm3.bias");
+    LIN (cq, "blocks.%d.cross_attn.q");
+    LIN (ck, "blocks.%d.cross_attn.k");
+    LIN (cv, "blocks.%d.cross_attn.v");
+    LIN (co, "blocks.%d.cross_attn.o");
+    ONE (c_norm_q, "blocks.%d.cross_attn.norm_q.weight");
+    ONE (c_norm_k, "blocks.%d.cross_attn.norm_k.weight");
+    LIN (ffn1, "blocks.%d.ffn.0");
+    LIN (ffn2, "blocks.%d.ffn.2");
+#undef LIN
+#undef ONE
+  }
+  return DIT_OK;
+}
+
+static dit_status
+alloc2 (dit_model *m, dit_tensor *t, dit_dtype dt, int64_t r, int64_t c)
+{
+  int64_t shape[2] = { r, c };
+  return dit_tensor_alloc (m->be, t, dt, 2, shape);
+}
+
+static dit_status
+alloc_buffers (dit_model *m)
+{
+  const dit_model_config *c = &m->cfg;
+  const int64_t D = c->dim, L = m->fs * m->max_frames, Fm = m->max_frames;
+  const dit_dtype dt = m->dtype;
+  const int64_t pdim = (int64_t) c->in_dim * 4;
+
+  DIT_TRY (alloc2 (m, &m->ctx_raw, dt, c->text_len, c->text_dim));
+  DIT_TRY (alloc2 (m, &m->ctx_hidden, dt, c->text_len, D));
+  DIT_TRY (alloc2 (m, &m->ctx, dt, c->text_len, D));
+  m->cross_k = calloc ((size_t) c->num_layers, sizeof (dit_tensor));
+  m->cross_v = calloc ((size_t) c->num_layers, sizeof (dit_tensor));
+  m->cache_k = calloc ((size_t) c->num_layers, sizeof (dit_tensor));
+  m->cache_v = calloc ((size_t) c->num_layers, sizeof (dit_tensor));
+  if (!m->cross_k || !m->cross_v || !m->cache_k || !m->cache_v)
+    return dit_error (DIT_ERR_NOMEM, "dit model: out of memory");
+  for (int i = 0; i < c->num_layers; i++) {
+    DIT_TRY (alloc2 (m, &m->cross_k[i], dt, c->text_len, D));
+    DIT_TRY (alloc2 (m, &m->cross_v[i], dt, c->text_len, D));
+    DIT_TRY (alloc2 (m, &m->cache_k[i], dt, m->cache_rows, D));
+    DIT_TRY (alloc2 (m, &m->cache_v[i], dt, m->cache_rows, D));
+  }
+  DIT_TRY (alloc2 (m, &m->tok, dt, L, pdim));
+  DIT_TRY (alloc2 (m, &m->x, DIT_F32, L, D));
+  DIT_TRY (alloc2 (m, &m->h, dt, L, D));
+  DIT_TRY (alloc2 (m, &m->q, dt, L, D));
+  DIT_TRY (alloc2 (m, &m->attn, dt, L, D));
+  DIT_TRY (alloc2 (m, &m->proj, dt, L, D));
+  DIT_TRY (alloc2 (m, &m->ffn, dt, L, c->ffn_dim));
+  DIT_TRY (alloc2 (m, &m->head_out, DIT_F32, L, (int64_t) c->out_dim * 4));
+  DIT_TRY (alloc2 (m, &m->tsin, DIT_F32, Fm, c->freq_dim));
+  DIT_TRY (alloc2 (m, &m->temb_h, DIT_F32, Fm, D));
+  DIT_TRY (alloc2 (m, &m->e, DIT_F32, Fm, D));
+  DIT_TRY (alloc2 (m, &m->e_silu, DIT_F32, Fm, D));
+  DIT_TRY (alloc2 (m, &m->e0, DIT_F32, Fm, 6 * D));
+  DIT_TRY (alloc2 (m, &m->mod, DIT_F32, Fm, 6 * D));
+  DIT_TRY (alloc2 (m, &m->head_shift, DIT_F32, Fm, D));
+  DIT_TRY (alloc2 (m, &m->head_scale, DIT_F32, Fm, D));
+  DIT_TRY (alloc2 (m, &m->rope_cos, DIT_F32, DIT_ROPE_POSITIONS, DIT_ROPE_PAIRS));
+  DIT_TRY (alloc2 (m, &m->rope_sin, DIT_F32, DIT_ROPE_POSITIONS, DIT_ROPE_PAIRS));
+
+  size_t tab = (size_t) DIT_ROPE_POSITIONS * DIT_ROPE_PAIRS;
+  float *cos_tab = malloc (tab * sizeof (float));
+  float *sin_tab = malloc (tab * sizeof (float));
+  dit_status st = DIT_OK;
+  if (!cos_tab || !sin_tab) {
+    st = dit_error (DIT_ERR_NOMEM, "dit model: out of memory");
+  } else {
+    dit_rope_table_fill (cos_tab, sin_tab);
+    st = m->be->ops->upload (m->be, m->rope_cos.data, cos_tab, tab * sizeof (float));
+    if (st == DIT_OK)
+      st = m->be->ops->upload (m->be, m->rope_sin.data, sin_tab, tab * sizeof (float));
+  }
+  free (cos_tab);
+  free (sin_tab);
+  return st;
+}
+
+dit_status
+dit_model_create (const dit_model_config *cfg, const dit_weights *weights,
+    dit_backend *be, dit_dtype dtype, int grid_h, int grid_w, int max_frames,
+    int64_t cache_rows, dit_model **out)
+{
+  *out = NULL;
+  if (cfg->head_dim != 128 || cfg->dim != cfg->num_heads * cfg->head_dim)
+    return dit_error (DIT_ERR_INVALID,
+        "dit model: head_dim must be 128 and dim = heads * 128 (dim %d, heads %d)",
+        cfg->dim, cfg->num_heads);
+  if (grid_h <= 0 || grid_w <= 0 || max_frames <= 0)
+    return dit_error (DIT_ERR_INVALID, "dit model: empty token grid %dx%dx%d",
+        max_frames, grid_h, grid_w);
+  if (grid_h > DIT_ROPE_POSITIONS || grid_w > DIT_ROPE_POSITIONS)
+    return dit_error (DIT_ERR_INVALID,
+        "dit model: token grid %dx%d exceeds the %d RoPE positions",
+        grid_h, grid_w, DIT_ROPE_POSITIONS);
+  if (weights->backend != be)
+    return dit_error (DIT_ERR_INVALID,
+        "dit model: weights live on backend '%s' but the model runs on '%s'",
+        weights->backend->ops->name, be->ops->name);
+
+  dit_model *m = calloc (1, sizeof *m);
+  if (!m)
+    return dit_error (DIT_ERR_NOMEM, "dit model: out of memory");
+  m->cfg = *cfg;
+  m->be = be;
+  m->dtype = dtype;
+  m->grid_h = grid_h;
+  m->grid_w = grid_w;
+  m->max_frames = max_frames;
+  m->fs = (int64_t) grid_h * grid_w;
+  m->cache_rows = cache_rows;
+
+  dit_status st = bind_weights (m, weights);
+  if (st == DIT_OK)
+    st = alloc_buffers (m);
+  if (st != DIT_OK) {
+    dit_model_free (m);
+    return st;
+  }
+  *out = m;
+  return DIT_OK;
+}
+
+void
+dit_model_free (dit_model *m)
+{
+  if (!m)
+    return;
+  dit_backend *be = m->be;
+  for (int i = 0; i < m->cfg.num_layers; i++) {
+    if (m->cross_k) dit_tensor_free (be, &m->cross_k[i]);
+    if (m->cross_v) dit_tensor_free (be, &m->cross_v[i]);
+    if (m->cache_k) dit_tensor_free (be, &m->cache_k[i]);
+    if (m->cache_v) dit_tensor_free (be, &m->cache_v[i]);
+  }
+  free (m->cross_k);
+  free (m->cross_v);
+  free (m->cache_k);
+  free (m->cache_v);
+  dit_tensor *bufs[] = { &m->ctx_raw, &m->ctx_hidden, &m->ctx, &m->tok, &m->x,
+    &m->h, &m->q, &m->attn, &m->proj, &m->ffn, &m->head_out, &m->tsin,
+    &m->temb_h, &m->e, &m->e_silu, &m->e0, &m->mod, &m->head_shift,
+    &m->head_scale, &m->rope_cos, &m->rope_sin };
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+    dit_tensor_free (be, bufs[i]);
+  free (m->blocks);
+  free (m);
+}
+
+int64_t
+dit_model_tokens_per_frame (const dit_model *m)
+{
+  return m->fs;
+}
+
+double
+dit_model_forward_flops (const dit_model_config *c, int64_t L, int64_t N)
+{
+  double D = c->dim, F = c->ffn_dim, C = c->text_len;
+  return (double) c->num_layers * ((double) L * (12.0 * D * D + 4.0 * D * F)
+      + 4.0 * (double) L * D * ((double) N + C));
+}
+
+/* ---- small wrappers that keep the forward readable ---------------------- */
+
+static dit_status
+linear (dit_model *m, const dit_tensor *x, const dit_linear *l, dit_tensor *y,
+    dit_act act)
+{
+  dit_gemm_params p = { .x = x, .w = l->w, .bias = l->b, .y = y, .act = act };
+  return dit_gemm (m->be, &p);
+}
+
+static dit_status
+layernorm (dit_model *m, const dit_tensor *x, const dit_tensor *w,
+    const dit_tensor *b, dit_tensor *y)
+{
+  dit_layernorm_params p = { .x = x, .weight = w, .bias = b, .y = y,
+    .eps = m->cfg.eps };
+  return dit_layernorm (m->be, &p);
+}
+
+static dit_status
+rmsnorm (dit_model *m, dit_tensor *x, const dit_tensor *w)
+{
+  dit_rmsnorm_params p = { .x = x, .weight = w, .y = x, .eps = m->cfg.eps };
+  return dit_rmsnorm (m->be, &p);
+}
+
+static dit_status
+modulate (dit_model *m, dit_tensor *h, const dit_tensor *shift,
+    const dit_tensor *scale)
+{
+  dit_modulate_params p = { .x = h, .shift = shift, .scale = scale, .y = h,
+    .rows_per_group = m->fs };
+  return dit_modulate (m->be, &p);
+}
+
+static dit_status
+residual (dit_model *m, dit_tensor *x, const dit_tensor *y, const dit_tensor *gate)
+{
+  dit_residual_params p = { .x = x, .y = y, .gate = gate,
+    .rows_per_group = m->fs };
+  return dit_residual (m->be, &p);
+}
+
+static dit_status
+rope (dit_model *m, dit_tensor *x, int64_t frames, int frame_offset)
+{
+  dit_rope_params p = { .x = x, .cos = &m->rope_cos, .sin = &m->rope_sin,
+    .heads = m->cfg.num_heads, .grid_f = frames, .grid_h = m->grid_h,
+    .grid_w = m->grid_w, .frame_offset = frame_offset };
+  return dit_rope (m->be, &p);
+}
+
+/* Row k (0..5) of a per-frame modulation table [F, 6D] as an [F, D] view. */
+static dit_tensor
+mod_row (const dit_tensor *mod, int64_t frames, int k, int64_t D)
+{
+  dit_tensor v = dit_tensor_rows (mod, 0, frames);
+  return dit_tensor_cols (&v, k * D, D);
+}
+
+/* ---- prompt ------------------------------------------------------------- */
+
+dit_status
+dit_model_set_context (dit_model *m, const dit_tensor *embeds)
+{
+  const dit_model_config *c = &m->cfg;
+  if (embeds->ndim != 2 || embeds->shape[1] != c->text_dim)
+    return dit_error (DIT_ERR_INVALID,
+        "prompt embeddings must be [rows, %d] for model '%s' (got %d-D, last dim %lld)",
+        c->text_dim, c->name, embeds->ndim,
+        (long long) embeds->shape[embeds->ndim - 1]);
+  if (embeds->shape[0] > c->text_len)
+    return dit_error (DIT_ERR_INVALID,
+        "prompt embeddings have %lld rows; at most %d are allowed",
+        (long long) embeds->shape[0], c->text_len);
+
+  m->have_context = 0;
+  /* Zero-pad to text_len rows (the padded rows are attended, spec §2.2(3)). */
+  DIT_TRY (m->be->ops->memset_zero (m->be, m->ctx_raw.data,
+      dit_tensor_nbytes (&m->ctx_raw)));
+  if (embeds->shape[0] > 0) {
+    dit_tensor dst = dit_tensor_rows (&m->ctx_raw, 0, embeds->shape[0]);
+    if (embeds->device == m->be->ops->device) {
+      dit_copy_params cp = { .x = embeds, .y = &dst };
+      DIT_TRY (dit_copy (m->be, &cp));
+    } else {
+      /* Host embeddings on a device backend: convert on the host, upload. */
+      size_t n = (size_t) dit_tensor_numel (embeds);
+      void *tmp = malloc (n * dit_dtype_size (m->dtype));
+      if (!tmp)
+        return dit_error (DIT_ERR_NOMEM, "prompt: out of memory");
+      if (!dit_tensor_is_contiguous (embeds)) {
+        free (tmp);
+        return dit_error (DIT_ERR_INVALID, "prompt embeddings must be contiguous");
+      }
+      dit_convert (tmp, m->dtype, embeds->data, embeds->dtype, n);
+      dit_status st = m->be->ops->upload (m->be, dst.data, tmp,
+          n * dit_dtype_size (m->dtype));
+      free (tmp);
+      DIT_TRY (st);
+    }
+  }
+  DIT_TRY (linear (m, &m->ctx_raw, &m->text0, &m->ctx_hidden, DIT_ACT_GELU_TANH));
+  DIT_TRY (linear (m, &m->ctx_hidden, &m->text2, &m->ctx, DIT_ACT_NONE));
+  for (int i = 0; i < c->num_layers; i++) {
+    const dit_block_weights *b = &m->blocks[i];
+    DIT_TRY (linear (m, &m->ctx, &b->ck, &m->cross_k[i], DIT_ACT_NONE));
+    DIT_TRY (rmsnorm (m, &m->cross_k[i], b->c_norm_k));
+    DIT_TRY (linear (m, &m->ctx, &b->cv, &m->cross_v[i], DIT_ACT_NONE));
+  }
+  m->have_context = 1;
+  return DIT_OK;
+}
+
+/* ---- forward ------------------------------------------------------------ */
+
+static dit_status
+time_embedding (dit_model *m, const double *t, int64_t frames)
+{
+  const int64_t D = m->cfg.dim;
+  dit_tensor tsin = dit_tensor_rows (&m->tsin, 0, frames);
+  dit_tensor th = dit_tensor_rows (&m->temb_h, 0, frames);
+  dit_tensor e = dit_tensor_rows (&m->e, 0, frames);
+  dit_tensor es = dit_tensor_rows (&m->e_silu, 0, frames);
+  dit_tensor e0 = dit_tensor_rows (&m->e0, 0, frames);
+  dit_timestep_params tp = { .t = t, .n = frames, .y = &tsin };
+  DIT_TRY (dit_timestep (m->be, &tp));
+  DIT_TRY (linear (m, &tsin, &m->time0, &th, DIT_ACT_SILU));
+  DIT_TRY (linear (m, &th, &m->time2, &e, DIT_ACT_NONE));
+  dit_unary_params up = { .x = &e, .y = &es, .act = DIT_ACT_SILU };
+  DIT_TRY (dit_unary (m->be, &up));
+  DIT_TRY (linear (m, &es, &m->tproj, &e0, DIT_ACT_NONE));
+
+  /* Head modulation: head.modulation[k] + e (per frame), k = shift, scale. */
+  dit_tensor hm0 = dit_tensor_rows (&m->head_modulation, 0, D);
+  dit_tensor hm1 = dit_tensor_rows (&m->head_modulation, D, D);
+  dit_tensor hs = dit_tensor_rows (&m->head_shift, 0, frames);
+  dit_tensor hc = dit_tensor_rows (&m->head_scale, 0, frames);
+  dit_tensor ef = flat_view (&e), hsf = flat_view (&hs), hcf = flat_view (&hc);
+  dit_add_params a0 = { .a = &ef, .b = &hm0, .y = &hsf };
+  dit_add_params a1 = { .a = &ef, .b = &hm1, .y = &hcf };
+  DIT_TRY (dit_add (m->be, &a0));
+  return dit_add (m->be, &a1);
+}
+
+static dit_status
+block_forward (dit_model *m, int layer, const dit_forward_args *a,
+    int64_t frames)
+{
+  const dit_model_config *c = &m->cfg;
+  const dit_block_weights *b = &m->blocks[layer];
+  const int64_t D = c->dim, L = frames * m->fs;
+  const int64_t nkeys = a->cache_row + L;
+
+  dit_tensor x = dit_tensor_rows (&m->x, 0, L);
+  dit_tensor h = dit_tensor_rows (&m->h, 0, L);
+  dit_tensor q = dit_tensor_rows (&m->q, 0, L);
+  dit_tensor attn = dit_tensor_rows (&m->attn, 0, L);
+  dit_tensor proj = dit_tensor_rows (&m->proj, 0, L);
+  dit_tensor ffn = dit_tensor_rows (&m->ffn, 0, L);
+  dit_tensor knew = dit_tensor_rows (&m->cache_k[layer], a->cache_row, L);
+  dit_tensor vnew = dit_tensor_rows (&m->cache_v[layer], a->cache_row, L);
+  dit_tensor kall = dit_tensor_rows (&m->cache_k[layer], 0, nkeys);
+  dit_tensor vall = dit_tensor_rows (&m->cache_v[layer], 0, nkeys);
+
+  /* mod = modulation + e0, per frame: [F, 6D] */
+  dit_tensor e0 = dit_tensor_rows (&m->e0, 0, frames);
+  dit_tensor mod = dit_tensor_rows (&m->mod, 0, frames);
+  dit_tensor e0f = flat_view (&e0), modf = flat_view (&mod);
+  dit_add_params ap = { .a = &e0f, .b = &b->modulation, .y = &modf };
+  DIT_TRY (dit_add (m->be, &ap));
+  dit_tensor shift_msa = mod_row (&m->mod, frames, 0, D);
+  dit_tensor scale_msa = mod_row (&m->mod, frames, 1, D);
+  dit_tensor gate_msa = mod_row (&m->mod, frames, 2, D);
+  dit_tensor shift_mlp = mod_row (&m->mod, frames, 3, D);
+  dit_tensor scale_mlp = mod_row (&m->mod, frames, 4, D);
+  dit_tensor gate_mlp = mod_row (&m->mod, frames, 5, D);
+
+  /* self-attention */
+  DIT_TRY (layernorm (m, &x, NULL, NULL, &h));
+  DIT_TRY (modulate (m, &h, &shift_msa, &scale_msa));
+  DIT_TRY (linear (m, &h, &b->sq, &q, DIT_ACT_NONE));
+  DIT_TRY (linear (m, &h, &b->sk, &knew, DIT_ACT_NONE));
+  DIT_TRY (linear (m, &h, &b->sv, &vnew, DIT_ACT_NONE));
+  DIT_TRY (rmsnorm (m, &q, b->s_norm_q));
+  DIT_TRY (rmsnorm (m, &knew, b->s_norm_k));
+  DIT_TRY (rope (m, &q, frames, a->frame_offset));
+  DIT_TRY (rope (m, &knew, frames, a->frame_offset));
+  dit_attn_params sa = { .q = &q, .k = &kall, .v = &vall, .o = &attn,
+    .heads = c->num_heads, .head_dim = c->head_dim,
+    .scale = 1.0f / sqrtf ((float) c->head_dim),
+    .bias_begin = a->bias_begin, .bias_end = a->bias_end,
+    .log_bias = a->log_bias, .causal_block = a->causal_block,
+    .q_pos0 = a->cache_row };
+  DIT_TRY (dit_attention (m->be, &sa));
+  DIT_TRY (linear (m, &attn, &b->so, &proj, DIT_ACT_NONE));
+  DIT_TRY (residual (m, &x, &proj, &gate_msa));
+
+  /* cross-attention (no modulation, no gate) */
+  DIT_TRY (layernorm (m, &x, b->norm3_w, b->norm3_b, &h));
+  DIT_TRY (linear (m, &h, &b->cq, &q, DIT_ACT_NONE));
+  DIT_TRY (rmsnorm (m, &q, b->c_norm_q));
+  dit_attn_params ca = { .q = &q, .k = &m->cross_k[layer],
+    .v = &m->cross_v[layer], .o = &attn, .heads = c->num_heads,
+    .head_dim = c->head_dim, .scale = 1.0f / sqrtf ((float) c->head_dim) };
+  DIT_TRY (dit_attention (m->be, &ca));
+  DIT_TRY (linear (m, &attn, &b->co, &proj, DIT_ACT_NONE));
+  DIT_TRY (residual (m, &x, &proj, NULL));
+
+  /* feed-forward */
+  DIT_TRY (layernorm (m, &x, NULL, NULL, &h));
+  DIT_TRY (modulate (m, &h, &shift_mlp, &scale_mlp));
+  DIT_TRY (linear (m, &h, &b->ffn1, &ffn, DIT_ACT_GELU_TANH));
+  DIT_TRY (linear (m, &ffn, &b->ffn2, &proj, DIT_ACT_NONE));
+  return residual (m, &x, &proj, &gate_mlp);
+}
+
+dit_status
+dit_model_forward (dit_model *m, const dit_forward_args *a)
+{
+  const dit_model_config *c = &m->cfg;
+  const dit_tensor *lat = a->x;
+  if (!m->have_context)
+    return dit_error (DIT_ERR_STATE, "dit forward: no prompt set");
+  if (lat->ndim != 4 || lat->shape[0] != c->in_dim
+      || lat->shape[2] != 2 * m->grid_h || lat->shape[3] != 2 * m->grid_w)
+    return dit_error (DIT_ERR_INVALID,
+        "dit forward: latent must be [%d, F, %d, %d] (got [%lld, %lld, %lld, %lld])",
+        c->in_dim, 2 * m->grid_h, 2 * m->grid_w, (long long) lat->shape[0],
+        (long long) lat->shape[1], (long long) lat->shape[2],
+        (long long) lat->shape[3]);
+  const int64_t frames = lat->shape[1];
+  if (frames < 1 || frames > m->max_frames)
+    return dit_error (DIT_ERR_INVALID,
+        "dit forward: %lld frames; this model was set up for 1..%d",
+        (long long) frames, m->max_frames);
+  const int64_t L = frames * m->fs;
+  if (a->cache_row < 0 || a->cache_row + L > m->cache_rows)
+    return dit_error (DIT_ERR_INVALID,
+        "dit forward: cache rows [%lld, %lld) exceed the cache of %lld rows",
+        (long long) a->cache_row, (long long) (a->cache_row + L),
+        (long long) m->cache_rows);
+  if (a->frame_offset < 0 || a->frame_offset + frames > DIT_ROPE_POSITIONS)
+    return dit_error (DIT_ERR_INVALID,
+        "dit forward: RoPE frames %d..%lld exceed %d positions",
+        a->frame_offset, (long long) (a->frame_offset + frames - 1),
+        DIT_ROPE_POSITIONS);
+
+  dit_tensor tok = dit_tensor_rows (&m->tok, 0, L);
+  dit_tensor x = dit_tensor_rows (&m->x, 0, L);
+  dit_patchify_params pp = { .latent = lat, .tokens = &tok };
+  DIT_TRY (dit_patchify (m->be, &pp));
+  dit_linear patch = { .w = &m->patch_w, .b = m->patch_b };
+  DIT_TRY (linear (m, &tok, &patch, &x, DIT_ACT_NONE));
+  DIT_TRY (time_embedding (m, a->t, frames));
+
+  for (int i = 0; i < c->num_layers; i++) {
+    dit_status st = block_forward (m, i, a, frames);
+    if (st != DIT_OK)
+      return dit_error_prefix (st, "block %d", i);
+  }
+  if (!a->v_out)
+    return DIT_OK;
+
+  dit_tensor h = dit_tensor_rows (&m->h, 0, L);
+  dit_tensor hs = dit_tensor_rows (&m->head_shift, 0, frames);
+  dit_tensor hc = dit_tensor_rows (&m->head_scale, 0, frames);
+  dit_tensor out = dit_tensor_rows (&m->head_out, 0, L);
+  DIT_TRY (layernorm (m, &x, NULL, NULL, &h));
+  DIT_TRY (modulate (m, &h, &hs, &hc));
+  DIT_TRY (linear (m, &h, &m->head, &out, DIT_ACT_NONE));
+  dit_unpatchify_params up = { .tokens = &out, .latent = a->v_out };
+  return dit_unpatchify (m->be, &up);
+}

@@ -1,0 +1,72 @@
+#include "dit_loader.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "safetensors.h"
+
+int
+dit_model_is_preset (const char *model)
+{
+  for (const char *const *n = dit_model_config_preset_names (); *n; n++)
+    if (strcmp (*n, model) == 0)
+      return 1;
+  return 0;
+}
+
+dit_status
+dit_checkpoint_detect_preset (const char *path, dit_model_config *cfg)
+{
+  dit_safetensors *st;
+  DIT_TRY (dit_safetensors_open (path, &st));
+  int64_t dim = -1, ffn = -1, text_dim = -1;
+  int layers = 0;
+  for (size_t i = 0; i < dit_safetensors_count (st); i++) {
+    const dit_st_tensor *t = dit_safetensors_at (st, i);
+    char buf[256];
+    const char *name = dit_model_key_map (t->name, buf, sizeof buf) ? buf : t->name;
+    int blk;
+    char rest[64];
+    if (strcmp (name, "patch_embedding.weight") == 0 && t->ndim >= 1)
+      dim = t->shape[0];
+    else if (strcmp (name, "blocks.0.ffn.0.weight") == 0 && t->ndim >= 1)
+      ffn = t->shape[0];
+    else if (strcmp (name, "text_embedding.0.weight") == 0 && t->ndim == 2)
+      text_dim = t->shape[1];
+    else if (sscanf (name, "blocks.%d.%63s", &blk, rest) == 2
+        && strcmp (rest, "modulation") == 0)
+      layers++;
+  }
+  dit_safetensors_close (st);
+  const char *preset = dit_model_config_detect ((int) dim, layers, (int) ffn,
+      (int) text_dim);
+  if (!preset)
+    return dit_error (DIT_ERR_FORMAT,
+        "%s: not a known Wan2.1 DiT checkpoint (dim %lld, %d layers, ffn %lld, "
+        "text_dim %lld; known presets: wan-14b, wan-1.3b, tiny)", path,
+        (long long) dim, layers, (long long) ffn, (long long) text_dim);
+  return dit_model_config_preset (preset, cfg);
+}
+
+dit_status
+dit_load_model (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
+    dit_backend *be, dit_model_config *cfg, dit_weights **out)
+{
+  dit_param_spec *specs;
+  size_t n;
+  dit_status st;
+
+  *out = NULL;
+  if (dit_model_is_preset (model))
+    DIT_TRY (dit_model_config_preset (model, cfg));
+  else
+    DIT_TRY (dit_checkpoint_detect_preset (model, cfg));
+  DIT_TRY (dit_model_config_params (cfg, &specs, &n));
+  if (dit_model_is_preset (model))
+    st = dit_weights_synthetic (specs, n, synthetic_seed, dtype, be, out);
+  else
+    st = dit_weights_load (model, specs, n, dit_model_key_map, dtype, be, out);
+  free (specs);
+  return st;
+}

@@ -1,0 +1,59 @@
+/* dit_model — one forward pass of the causal Wan2.1 DiT over a chunk of
+ * latent frames, against a KV cache (spec §2.2–§2.6, §4.1–§4.4, §4.8).
+ *
+ * The model holds pointers to its weights (bound by name once), the
+ * per-prompt cross-attention K/V, the self-attention KV cache and every
+ * activation buffer, all allocated at creation for the largest call
+ * (max_frames latent frames), so a forward allocates nothing.
+ *
+ * Precision: weights and activations in the configured dtype (f32 for the
+ * reference tests, bf16 on GPUs); the residual stream, the time embedding
+ * and the modulation vectors are kept in f32 (as the official inference
+ * does), every op accumulates in f32.
+ */
+#ifndef DIT_MODEL_H
+#define DIT_MODEL_H
+
+#include "../kernels/dit_backend.h"
+#include "dit_config.h"
+#include "dit_weights.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dit_model dit_model;
+
+/* cache_rows: capacity of the self-attention KV cache in tokens. */
+dit_status dit_model_create (const dit_model_config *cfg,
+    const dit_weights *weights, dit_backend *be, dit_dtype dtype,
+    int grid_h, int grid_w, int max_frames, int64_t cache_rows,
+    dit_model **out);
+void dit_model_free (dit_model *m);
+
+/* Text embeddings [rows, text_dim] -> zero-padded to text_len, embedded, and
+ * each layer's cross-attention K/V computed and kept. */
+dit_status dit_model_set_context (dit_model *m, const dit_tensor *embeds);
+
+/* How a forward uses the KV cache. */
+typedef struct dit_forward_args {
+  const dit_tensor *x;     /* latent [16, F, 2*grid_h, 2*grid_w] */
+  const double *t;         /* F timesteps */
+  int frame_offset;        /* RoPE temporal start */
+  int64_t cache_row;       /* this chunk's K/V go to rows [cache_row, +L) */
+  int64_t causal_block;    /* 0 = full attention over [0, cache_row + L) */
+  int64_t bias_begin, bias_end;
+  float log_bias;
+  dit_tensor *v_out;       /* [16, F, H, W], may be NULL (recompute) */
+} dit_forward_args;
+
+dit_status dit_model_forward (dit_model *m, const dit_forward_args *a);
+
+int64_t dit_model_tokens_per_frame (const dit_model *m);
+/* FLOPs of one forward (spec §7.1) for L query tokens over N keys. */
+double dit_model_forward_flops (const dit_model_config *cfg, int64_t L, int64_t N);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
