@@ -27,18 +27,22 @@
 
 #include "../kernels/dit_backend.h"
 #include "dit_config.h"
+#include "safetensors.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* Tensors keep the spec's shape; specs of more than DIT_MAX_DIMS dims (the
+ * 5-D patch_embedding.weight) are viewed as 2-D [shape[0], prod(shape[1:])],
+ * the GEMM layout of that convolution. */
 typedef struct dit_weights {
   dit_backend *backend;
   dit_dtype dtype;
   size_t count;
   dit_param_spec *specs;   /* owned copy */
   dit_tensor *tensors;     /* tensors[i] matches specs[i]; backend memory */
-  uint64_t fingerprint;    /* digest of names, shapes and values */
+  uint64_t fingerprint;    /* digest of names, shapes, dtype, sampled values */
 } dit_weights;
 
 /* Returns 1 and writes the canonical name into buf when it rewrote `key`;
@@ -49,11 +53,20 @@ dit_status dit_weights_load (const char *path, const dit_param_spec *specs,
     size_t count, dit_key_map_fn map, dit_dtype dtype, dit_backend *be,
     dit_weights **out);
 
-/* Seeded synthetic values for every spec.  Initialisation by name:
+/* The checks of dit_weights_load (key set, shapes, dtypes) on an open set,
+ * without touching tensor data; `path` names the set in messages. */
+dit_status dit_weights_check (const dit_safetensors *st, const char *path,
+    const dit_param_spec *specs, size_t count, dit_key_map_fn map);
+
+/* Seeded synthetic values for every spec.  Initialisation by name, first
+ * matching rule wins:
+ *  - "modulation": N(0,1) / sqrt(last dim)  (as WanModel initialises it)
  *  - ndim >= 2 "weight" (linear/conv): N(0, 1/fan_in), fan_in = prod(shape[1:])
+ *  - names ending in "bias": 0.02 N(0,1)
  *  - names containing "norm" or "gamma" (norm scales): 1 + 0.1 N(0,1)
- *  - "modulation": 0.1 N(0,1) / sqrt(last dim) ... see dit_weights.c
- *  - biases: 0.02 N(0,1) */
+ *  - anything else: 0.02 N(0,1)
+ * N(0,1) element i is dit_philox_normal (seed, FNV-1a-64 (name), i); the
+ * value is computed in f64 and rounded once to f32, then to `dtype`. */
 dit_status dit_weights_synthetic (const dit_param_spec *specs, size_t count,
     uint64_t seed, dit_dtype dtype, dit_backend *be, dit_weights **out);
 

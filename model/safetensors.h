@@ -76,6 +76,16 @@ dit_status dit_safetensors_write (const char *path,
     const dit_st_write_tensor *tensors, size_t count,
     const char *const *metadata);
 
+/* Streaming writer: like dit_safetensors_write, but tensor i's bytes come
+ * from fill(user, i, dst, nbytes) (nbytes in the tensor's dtype) instead of
+ * tensors[i].data, so a checkpoint larger than memory is written one tensor
+ * at a time. */
+typedef dit_status (*dit_st_fill_fn) (void *user, size_t index, void *dst,
+    size_t nbytes);
+dit_status dit_safetensors_write_fn (const char *path,
+    const dit_st_write_tensor *tensors, size_t count,
+    const char *const *metadata, dit_st_fill_fn fill, void *user);
+
 #ifdef __cplusplus
 }
 #endif
