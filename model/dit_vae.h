@@ -67,6 +67,21 @@ void dit_vae_reset_decoder (dit_vae *v);
 /* Bytes held by the streaming caches (for the bounded-memory tests). */
 size_t dit_vae_state_bytes (const dit_vae *v);
 
+/* Additions: */
+
+/* Pixel frames the next dit_vae_encode call takes: 1 (first), then 4. */
+int dit_vae_encode_frames (const dit_vae *v);
+/* Pixel frames a dit_vae_decode call of n_latents gives now:
+ * 4n, or 4n - 3 when the call includes latent 0. */
+int64_t dit_vae_decode_frames (const dit_vae *v, int64_t n_latents);
+/* Offline encode: resets the encoder, then streams pixels [3, T, H, W]
+ * with T = 1 + 4k (frame 0, then chunks of 4) into latents [16, 1 + k, h, w].
+ * Any other T is an error. */
+dit_status dit_vae_encode_offline (dit_vae *v, const dit_tensor *pixels,
+    dit_tensor *latents);
+/* Bytes of the fixed activation workspace (allocated at create). */
+size_t dit_vae_workspace_bytes (const dit_vae *v);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,643 @@
+/* dit-vae — run the streaming WanVAE from the command line.
+ *
+ *   dit-vae encode --vae tiny --seed 0 --input in.y4m -o lat.safetensors
+ *   dit-vae encode --vae vae.safetensors --input in.raw --size 576x320 \
+ *       --format i420 -o lat.safetensors
+ *   dit-vae decode --vae vae.safetensors --input lat.safetensors -o out.y4m
+ *   dit-vae encode-tensor|decode-tensor|anchor-tensor --vae W --input IN -o OUT
+ *   dit-vae make-weights --preset tiny --seed 0 -o vae.safetensors
+ *
+ * encode streams like the GStreamer element: frame 0 alone, then chunks of
+ * 4 frames, one latent per chunk.  A trailing partial chunk (1-3 frames)
+ * cannot form a latent; it is reported on stderr and dropped.  Input: y4m
+ * with 4:2:0 chroma (C420, C420jpeg, C420mpeg2, C420paldv, or no C tag),
+ * or raw frames (rgb, i420, nv12) with --size WxH.  YUV is BT.601 limited
+ * range.  Output: 'latents' [16, F, H/8, W/8] F32 with metadata width and
+ * height.
+ *
+ * decode streams one latent at a time (1 frame for latent 0, 4 for each
+ * later one) and writes a 4:2:0 y4m (C420jpeg) at --fps (default 16).
+ *
+ * The *-tensor modes are the harness of the reference tests
+ * (tests/reference/vae_ref.py): encode-tensor reads 'pixels' [3, T, H, W]
+ * (T = 1 + 4k) and writes 'latents'; decode-tensor reads 'latents' and
+ * writes 'pixels', one latent per decoder call; anchor-tensor encodes the
+ * single frame of 'pixels' [3, 1, H, W] with a fresh cache.
+ *
+ * --vae takes a checkpoint (spec §5.7 key names; the config is detected
+ * from its shapes) or a preset name (tiny, wan) for seeded synthetic
+ * weights.  make-weights writes such synthetic weights in checkpoint layout.
+ *
+ * Exit status: 0 success, 1 failure, 2 usage error.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dit_backend.h"
+#include "dit_vae.h"
+#include "dit_weights.h"
+#include "safetensors.h"
+
+#define EXIT_USAGE 2
+
+typedef struct opts {
+  const char *cmd;
+  const char *vae;
+  const char *input;
+  const char *output;
+  const char *preset;
+  const char *format;
+  const char *device;
+  int width, height;
+  int fps;
+  uint64_t seed;
+} opts;
+
+static void
+usage (FILE *f)
+{
+  fprintf (f,
+      "usage: dit-vae COMMAND [options]\n"
+      "\n"
+      "commands:\n"
+      "  encode         video (y4m or raw) -> latent safetensors, streaming\n"
+      "  decode         latent safetensors -> y4m, one latent at a time\n"
+      "  encode-tensor  'pixels' [3,T,H,W] safetensors -> 'latents'\n"
+      "  decode-tensor  'latents' safetensors -> 'pixels'\n"
+      "  anchor-tensor  'pixels' [3,1,H,W] -> 'latents' [16,1,h,w], fresh cache\n"
+      "  make-weights   write a synthetic VAE checkpoint\n"
+      "\n"
+      "options:\n"
+      "  --vae PATH|tiny|wan   checkpoint or synthetic preset\n"
+      "  --seed N              seed of synthetic weights (default 0)\n"
+      "  --input FILE          input file\n"
+      "  -o, --output FILE     output file\n"
+      "  --size WxH            raw input frame size (multiples of 16)\n"
+      "  --format rgb|i420|nv12  raw input pixel format (default i420)\n"
+      "  --fps N               y4m output frame rate (default 16)\n"
+      "  --preset tiny|wan     make-weights preset\n"
+      "  --device cpu          backend (default cpu)\n"
+      "  -h, --help            this text\n"
+      "\n"
+      "Exit status: 0 success, 1 failure, 2 usage error.\n");
+}
+
+static int
+fail (const char *what)
+{
+  fprintf (stderr, "dit-vae: %s: %s\n", what, dit_last_error ());
+  return 1;
+}
+
+/* ---------------------------------------------------------------------------
+ * weights */
+
+static dit_status
+load_vae (const opts *o, dit_backend *be, dit_vae_config *cfg, dit_weights **w)
+{
+  dit_param_spec *specs = NULL;
+  size_t n = 0;
+  dit_status st;
+  if (strcmp (o->vae, "tiny") == 0 || strcmp (o->vae, "wan") == 0) {
+    DIT_TRY (dit_vae_config_preset (o->vae, cfg));
+    DIT_TRY (dit_vae_config_params (cfg, &specs, &n));
+    st = dit_weights_synthetic (specs, n, o->seed, DIT_F32, be, w);
+  } else {
+    dit_safetensors *probe = NULL;
+    DIT_TRY (dit_safetensors_open (o->vae, &probe));
+    dit_safetensors_close (probe);
+    const char *preset = dit_vae_config_detect_path (o->vae);
+    if (!preset)
+      return dit_error (DIT_ERR_FORMAT, "%s: not a WanVAE checkpoint of a known "
+          "config (encoder.conv1.weight must be [96|8, 3, 3, 3, 3]; presets wan, "
+          "tiny)", o->vae);
+    DIT_TRY (dit_vae_config_preset (preset, cfg));
+    DIT_TRY (dit_vae_config_params (cfg, &specs, &n));
+    st = dit_weights_load (o->vae, specs, n, NULL, DIT_F32, be, w);
+  }
+  free (specs);
+  return st;
+}
+
+static dit_status
+make_vae (const opts *o, dit_backend *be, int width, int height, dit_vae **v)
+{
+  dit_vae_config cfg;
+  dit_weights *w = NULL;
+  DIT_TRY (load_vae (o, be, &cfg, &w));
+  dit_status st = dit_vae_create (&cfg, w, width, height, DIT_F32, be, v);
+  dit_weights_free (w);   /* the VAE keeps its own reordered copy */
+  return st;
+}
+
+/* ---------------------------------------------------------------------------
+ * safetensors helpers */
+
+/* Read tensor `name` as host f32 (4-D); shape in shape[4]. */
+static dit_status
+read_tensor4 (const char *path, const char *name, int64_t shape[4], float **data,
+    int *width, int *height)
+{
+  dit_safetensors *st = NULL;
+  DIT_TRY (dit_safetensors_open (path, &st));
+  const dit_st_tensor *t = dit_safetensors_find (st, name);
+  dit_dtype dt;
+  dit_status s = DIT_OK;
+  if (!t)
+    s = dit_error (DIT_ERR_FORMAT, "%s: no tensor '%s'", path, name);
+  else if (t->ndim != 4)
+    s = dit_error (DIT_ERR_FORMAT, "%s: '%s' has %d dims, expected 4", path, name, t->ndim);
+  else if (!dit_st_dtype_to_dit (t->dtype, &dt))
+    s = dit_error (DIT_ERR_FORMAT, "%s: '%s' has dtype %s (F32/BF16/F16 expected)",
+        path, name, dit_st_dtype_name (t->dtype));
+  if (s == DIT_OK) {
+    size_t n = 1;
+    for (int i = 0; i < 4; i++) {
+      shape[i] = t->shape[i];
+      n *= (size_t) t->shape[i];
+    }
+    *data = malloc (n * sizeof (float) + 1);
+    if (!*data)
+      s = dit_error (DIT_ERR_NOMEM, "%s: out of memory", path);
+    else
+      dit_convert (*data, DIT_F32, t->data, dt, n);
+    const char *mw = dit_safetensors_metadata (st, "width");
+    const char *mh = dit_safetensors_metadata (st, "height");
+    if (width)
+      *width = mw ? atoi (mw) : 0;
+    if (height)
+      *height = mh ? atoi (mh) : 0;
+  }
+  dit_safetensors_close (st);
+  return s;
+}
+
+static dit_status
+write_tensor4 (const char *path, const char *name, const int64_t shape[4],
+    const float *data, int width, int height)
+{
+  char ws[32], hs[32];
+  snprintf (ws, sizeof ws, "%d", width);
+  snprintf (hs, sizeof hs, "%d", height);
+  const char *meta[] = { "width", ws, "height", hs, NULL };
+  dit_st_write_tensor t = { name, DIT_F32, 4, shape, data };
+  return dit_safetensors_write (path, &t, 1, meta);
+}
+
+static dit_tensor
+cf_view (float *data, int64_t c, int64_t t, int64_t h, int64_t w)
+{
+  int64_t s[4] = { c, t, h, w };
+  return dit_tensor_make (data, DIT_F32, DIT_DEVICE_CPU, 4, s);
+}
+
+static dit_tensor
+cf_frames (const dit_tensor *t, int64_t f0, int64_t n)
+{
+  dit_tensor s = *t;
+  s.data = (float *) t->data + f0 * t->stride[1];
+  s.shape[1] = n;
+  return s;
+}
+
+/* ---------------------------------------------------------------------------
+ * video input/output */
+
+typedef struct video_in {
+  FILE *f;
+  int y4m;
+  int width, height;
+  dit_pixel_format format;
+  size_t frame_bytes;
+  uint8_t *buf;
+} video_in;
+
+static int
+video_open (video_in *vi, const opts *o)
+{
+  memset (vi, 0, sizeof *vi);
+  vi->f = fopen (o->input, "rb");
+  if (!vi->f) {
+    fprintf (stderr, "dit-vae: cannot open %s\n", o->input);
+    return 1;
+  }
+  char line[512];
+  int c = fgetc (vi->f);
+  ungetc (c, vi->f);
+  if (c == 'Y') {
+    if (!fgets (line, sizeof line, vi->f) || strncmp (line, "YUV4MPEG2", 9) != 0) {
+      fprintf (stderr, "dit-vae: %s: not a y4m file\n", o->input);
+      return 1;
+    }
+    vi->y4m = 1;
+    vi->format = DIT_PIXEL_I420;
+    for (char *tok = strtok (line + 9, " \n"); tok; tok = strtok (NULL, " \n")) {
+      if (tok[0] == 'W')
+        vi->width = atoi (tok + 1);
+      else if (tok[0] == 'H')
+        vi->height = atoi (tok + 1);
+      else if (tok[0] == 'C' && strncmp (tok, "C420", 4) != 0) {
+        fprintf (stderr, "dit-vae: %s: y4m colorspace %s not supported (4:2:0 "
+            "only)\n", o->input, tok);
+        return 1;
+      }
+    }
+  } else {
+    if (!o->width) {
+      fprintf (stderr, "dit-vae: %s: raw input needs --size WxH\n", o->input);
+      return EXIT_USAGE;
+    }
+    int fmt = dit_pixel_format_from_name (o->format ? o->format : "i420");
+    if (fmt != DIT_PIXEL_RGB && fmt != DIT_PIXEL_I420 && fmt != DIT_PIXEL_NV12) {
+      fprintf (stderr, "dit-vae: --format %s: use rgb, i420 or nv12\n", o->format);
+      return EXIT_USAGE;
+    }
+    vi->format = (dit_pixel_format) fmt;
+    vi->width = o->width;
+    vi->height = o->height;
+  }
+  if (vi->width <= 0 || vi->height <= 0) {
+    fprintf (stderr, "dit-vae: %s: no frame size\n", o->input);
+    return 1;
+  }
+  vi->frame_bytes = vi->format == DIT_PIXEL_RGB ? (size_t) vi->width * vi->height * 3
+      : (size_t) vi->width * vi->height * 3 / 2;
+  vi->buf = malloc (vi->frame_bytes);
+  return vi->buf ? 0 : 1;
+}
+
+/* 1: a frame was read into tensor t [3, H, W]; 0: end of input; -1 error. */
+static int
+video_read (video_in *vi, dit_backend *be, dit_tensor *t)
+{
+  char line[256];
+  if (vi->y4m) {
+    if (!fgets (line, sizeof line, vi->f))
+      return 0;
+    if (strncmp (line, "FRAME", 5) != 0) {
+      fprintf (stderr, "dit-vae: y4m: expected FRAME\n");
+      return -1;
+    }
+  }
+  size_t got = fread (vi->buf, 1, vi->frame_bytes, vi->f);
+  if (got == 0 && !vi->y4m)
+    return 0;
+  if (got != vi->frame_bytes) {
+    fprintf (stderr, "dit-vae: truncated frame (%zu of %zu bytes)\n", got, vi->frame_bytes);
+    return -1;
+  }
+  dit_vae_pixels_params p = { .format = vi->format, .width = vi->width,
+      .height = vi->height, .tensor = t };
+  const size_t ys = (size_t) vi->width * vi->height;
+  p.plane[0] = vi->buf;
+  if (vi->format == DIT_PIXEL_RGB) {
+    p.stride[0] = (int64_t) vi->width * 3;
+  } else {
+    p.stride[0] = vi->width;
+    p.plane[1] = vi->buf + ys;
+    p.stride[1] = vi->format == DIT_PIXEL_NV12 ? vi->width : vi->width / 2;
+    p.plane[2] = vi->buf + ys + ys / 4;
+    p.stride[2] = vi->width / 2;
+  }
+  if (dit_pixels_to_tensor (be, &p) != DIT_OK) {
+    fail ("pixel conversion");
+    return -1;
+  }
+  return 1;
+}
+
+static dit_tensor
+frame_of (const dit_tensor *px, int64_t t)
+{
+  dit_tensor f = *px;
+  f.data = (float *) px->data + t * px->stride[1];
+  f.ndim = 3;
+  f.shape[1] = px->shape[2];
+  f.shape[2] = px->shape[3];
+  f.stride[1] = px->stride[2];
+  f.stride[2] = 1;
+  return f;
+}
+
+static int
+cmd_encode (const opts *o, dit_backend *be)
+{
+  video_in vi;
+  int rc = video_open (&vi, o);
+  if (rc)
+    return rc;
+  const int W = vi.width, H = vi.height, h = H / 8, w = W / 8;
+  dit_vae *v = NULL;
+  if (make_vae (o, be, W, H, &v) != DIT_OK)
+    return fail ("vae");
+  float *px = malloc (sizeof (float) * 3 * 4 * (size_t) H * W);
+  float *lat = malloc (sizeof (float) * 16 * (size_t) h * w);
+  float *all = NULL;
+  int64_t F = 0, pending = 0, total = 0;
+  dit_tensor pxt = cf_view (px, 3, 4, H, W);
+  dit_tensor latt = cf_view (lat, 16, 1, h, w);
+  rc = 0;
+  for (;;) {
+    dit_tensor fr = frame_of (&pxt, pending);
+    int r = video_read (&vi, be, &fr);
+    if (r < 0) {
+      rc = 1;
+      break;
+    }
+    if (r == 0)
+      break;
+    total++;
+    pending++;
+    if (pending < dit_vae_encode_frames (v))
+      continue;
+    dit_tensor chunk = cf_frames (&pxt, 0, pending);
+    if (dit_vae_encode (v, &chunk, &latt) != DIT_OK) {
+      rc = fail ("encode");
+      break;
+    }
+    float *na = realloc (all, sizeof (float) * 16 * (size_t) h * w * (size_t) (F + 1));
+    if (!na) {
+      rc = 1;
+      break;
+    }
+    all = na;
+    memcpy (all + (size_t) F * 16 * h * w, lat, sizeof (float) * 16 * h * w);
+    F++;
+    pending = 0;
+  }
+  if (rc == 0 && pending)
+    fprintf (stderr, "dit-vae: dropping %lld trailing frame(s): a latent needs "
+        "4 frames after frame 0\n", (long long) pending);
+  if (rc == 0 && F == 0) {
+    fprintf (stderr, "dit-vae: %s: no frames\n", o->input);
+    rc = 1;
+  }
+  if (rc == 0) {
+    /* per-latent [16, h, w] blocks -> [16, F, h, w] */
+    float *out = malloc (sizeof (float) * 16 * (size_t) F * h * w);
+    for (int64_t f = 0; f < F; f++)
+      for (int c = 0; c < 16; c++)
+        memcpy (out + ((size_t) c * F + f) * h * w, all + ((size_t) f * 16 + c) * h * w,
+            sizeof (float) * h * w);
+    int64_t shape[4] = { 16, F, h, w };
+    if (write_tensor4 (o->output, "latents", shape, out, W, H) != DIT_OK)
+      rc = fail (o->output);
+    else
+      fprintf (stderr, "dit-vae: %lld frames -> %lld latents [16, %lld, %d, %d]\n",
+          (long long) total, (long long) F, (long long) F, h, w);
+    free (out);
+  }
+  dit_vae_free (v);
+  free (px);
+  free (lat);
+  free (all);
+  free (vi.buf);
+  fclose (vi.f);
+  return rc;
+}
+
+static int
+cmd_decode (const opts *o, dit_backend *be)
+{
+  int64_t shape[4];
+  float *lat = NULL;
+  int W = 0, H = 0;
+  if (read_tensor4 (o->input, "latents", shape, &lat, &W, &H) != DIT_OK)
+    return fail ("latents");
+  if (shape[0] != 16) {
+    fprintf (stderr, "dit-vae: %s: latents have %lld channels, expected 16\n",
+        o->input, (long long) shape[0]);
+    free (lat);
+    return 1;
+  }
+  if (W <= 0 || H <= 0) {
+    W = (int) shape[3] * 8;
+    H = (int) shape[2] * 8;
+  }
+  dit_vae *v = NULL;
+  if (make_vae (o, be, W, H, &v) != DIT_OK) {
+    free (lat);
+    return fail ("vae");
+  }
+  FILE *f = fopen (o->output, "wb");
+  if (!f) {
+    fprintf (stderr, "dit-vae: cannot write %s\n", o->output);
+    dit_vae_free (v);
+    free (lat);
+    return 1;
+  }
+  fprintf (f, "YUV4MPEG2 W%d H%d F%d:1 Ip A1:1 C420jpeg\n", W, H, o->fps);
+  float *px = malloc (sizeof (float) * 3 * 4 * (size_t) W * H);
+  uint8_t *yuv = malloc ((size_t) W * H * 3 / 2);
+  dit_tensor latt = cf_view (lat, 16, shape[1], shape[2], shape[3]);
+  int rc = 0;
+  int64_t frames = 0;
+  for (int64_t i = 0; i < shape[1] && rc == 0; i++) {
+    const int64_t n = dit_vae_decode_frames (v, 1);
+    dit_tensor l = cf_frames (&latt, i, 1);
+    dit_tensor p = cf_view (px, 3, n, H, W);
+    if (dit_vae_decode (v, &l, &p) != DIT_OK) {
+      rc = fail ("decode");
+      break;
+    }
+    for (int64_t t = 0; t < n; t++) {
+      dit_tensor fr = frame_of (&p, t);
+      dit_vae_pixels_params pp = { .format = DIT_PIXEL_I420, .width = W,
+          .height = H, .tensor = &fr };
+      pp.plane[0] = yuv;
+      pp.stride[0] = W;
+      pp.plane[1] = yuv + (size_t) W * H;
+      pp.stride[1] = W / 2;
+      pp.plane[2] = yuv + (size_t) W * H * 5 / 4;
+      pp.stride[2] = W / 2;
+      if (dit_tensor_to_pixels (be, &pp) != DIT_OK) {
+        rc = fail ("pixel conversion");
+        break;
+      }
+      fputs ("FRAME\n", f);
+      fwrite (yuv, 1, (size_t) W * H * 3 / 2, f);
+      frames++;
+    }
+  }
+  if (fclose (f) != 0)
+    rc = 1;
+  if (rc == 0)
+    fprintf (stderr, "dit-vae: %lld latents -> %lld frames %dx%d\n",
+        (long long) shape[1], (long long) frames, W, H);
+  dit_vae_free (v);
+  free (px);
+  free (yuv);
+  free (lat);
+  return rc;
+}
+
+static int
+cmd_tensor (const opts *o, dit_backend *be)
+{
+  const int enc = strcmp (o->cmd, "decode-tensor") != 0;
+  const int anchor = strcmp (o->cmd, "anchor-tensor") == 0;
+  int64_t s[4];
+  float *in = NULL;
+  if (read_tensor4 (o->input, enc ? "pixels" : "latents", s, &in, NULL, NULL) != DIT_OK)
+    return fail ("input");
+  const int64_t H = enc ? s[2] : s[2] * 8, W = enc ? s[3] : s[3] * 8;
+  dit_vae *v = NULL;
+  if (make_vae (o, be, (int) W, (int) H, &v) != DIT_OK) {
+    free (in);
+    return fail ("vae");
+  }
+  dit_tensor ti = cf_view (in, s[0], s[1], s[2], s[3]);
+  int64_t os[4];
+  float *out = NULL;
+  dit_status st;
+  if (enc) {
+    const int64_t F = s[1] >= 1 ? 1 + (s[1] - 1) / 4 : 0;
+    os[0] = 16; os[1] = F; os[2] = H / 8; os[3] = W / 8;
+    out = calloc ((size_t) (os[0] * os[1] * os[2] * os[3]) + 1, sizeof (float));
+    dit_tensor to = cf_view (out, os[0], os[1], os[2], os[3]);
+    st = anchor ? dit_vae_encode_anchor (v, &ti, &to) : dit_vae_encode_offline (v, &ti, &to);
+  } else {
+    os[0] = 3; os[1] = dit_vae_decode_frames (v, s[1]); os[2] = H; os[3] = W;
+    out = calloc ((size_t) (os[0] * os[1] * os[2] * os[3]) + 1, sizeof (float));
+    dit_tensor to = cf_view (out, os[0], os[1], os[2], os[3]);
+    st = DIT_OK;
+    int64_t t0 = 0;
+    /* one latent per decoder call, as the elements stream */
+    for (int64_t i = 0; i < s[1] && st == DIT_OK; i++) {
+      const int64_t n = dit_vae_decode_frames (v, 1);
+      dit_tensor l = cf_frames (&ti, i, 1), p = cf_frames (&to, t0, n);
+      st = dit_vae_decode (v, &l, &p);
+      t0 += n;
+    }
+  }
+  int rc = 0;
+  if (st != DIT_OK)
+    rc = fail (o->cmd);
+  else if (write_tensor4 (o->output, enc ? "latents" : "pixels", os, out, (int) W,
+      (int) H) != DIT_OK)
+    rc = fail (o->output);
+  dit_vae_free (v);
+  free (in);
+  free (out);
+  return rc;
+}
+
+static int
+cmd_make_weights (const opts *o, dit_backend *be)
+{
+  dit_vae_config cfg;
+  dit_param_spec *specs;
+  size_t n;
+  dit_weights *w = NULL;
+  if (dit_vae_config_preset (o->preset, &cfg) != DIT_OK)
+    return fail ("--preset");
+  if (dit_vae_config_params (&cfg, &specs, &n) != DIT_OK)
+    return fail ("params");
+  dit_status st = dit_weights_synthetic (specs, n, o->seed, DIT_F32, be, &w);
+  free (specs);
+  if (st != DIT_OK)
+    return fail ("synthetic weights");
+  const char *meta[] = { "format", "pt", "model", "wan-vae", NULL };
+  st = dit_weights_save (w, o->output, DIT_F32, meta);
+  dit_weights_free (w);
+  if (st != DIT_OK)
+    return fail (o->output);
+  return 0;
+}
+
+int
+main (int argc, char **argv)
+{
+  opts o = { .fps = 16, .device = "cpu" };
+  enum { OPT_VAE = 256, OPT_SEED, OPT_INPUT, OPT_SIZE, OPT_FORMAT, OPT_FPS,
+      OPT_PRESET, OPT_DEVICE };
+  static const struct option longopts[] = {
+    { "vae", required_argument, NULL, OPT_VAE },
+    { "seed", required_argument, NULL, OPT_SEED },
+    { "input", required_argument, NULL, OPT_INPUT },
+    { "output", required_argument, NULL, 'o' },
+    { "size", required_argument, NULL, OPT_SIZE },
+    { "format", required_argument, NULL, OPT_FORMAT },
+    { "fps", required_argument, NULL, OPT_FPS },
+    { "preset", required_argument, NULL, OPT_PRESET },
+    { "device", required_argument, NULL, OPT_DEVICE },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  if (argc < 2) {
+    usage (stderr);
+    return EXIT_USAGE;
+  }
+  if (strcmp (argv[1], "-h") == 0 || strcmp (argv[1], "--help") == 0) {
+    usage (stdout);
+    return 0;
+  }
+  o.cmd = argv[1];
+  optind = 2;
+  int c;
+  while ((c = getopt_long (argc, argv, "o:h", longopts, NULL)) != -1) {
+    char *end = NULL;
+    switch (c) {
+      case OPT_VAE: o.vae = optarg; break;
+      case OPT_SEED:
+        o.seed = strtoull (optarg, &end, 10);
+        if (!*optarg || *end) {
+          fprintf (stderr, "dit-vae: --seed %s: not a number\n", optarg);
+          return EXIT_USAGE;
+        }
+        break;
+      case OPT_INPUT: o.input = optarg; break;
+      case 'o': o.output = optarg; break;
+      case OPT_SIZE:
+        if (sscanf (optarg, "%dx%d", &o.width, &o.height) != 2 || o.width <= 0
+            || o.height <= 0) {
+          fprintf (stderr, "dit-vae: --size %s: expected WxH\n", optarg);
+          return EXIT_USAGE;
+        }
+        break;
+      case OPT_FORMAT: o.format = optarg; break;
+      case OPT_FPS:
+        o.fps = atoi (optarg);
+        if (o.fps <= 0) {
+          fprintf (stderr, "dit-vae: --fps %s: expected a positive integer\n", optarg);
+          return EXIT_USAGE;
+        }
+        break;
+      case OPT_PRESET: o.preset = optarg; break;
+      case OPT_DEVICE: o.device = optarg; break;
+      case 'h': usage (stdout); return 0;
+      default: usage (stderr); return EXIT_USAGE;
+    }
+  }
+  if (optind != argc) {
+    fprintf (stderr, "dit-vae: unexpected argument '%s'\n", argv[optind]);
+    return EXIT_USAGE;
+  }
+  const int is_make = strcmp (o.cmd, "make-weights") == 0;
+  const int known = is_make || strcmp (o.cmd, "encode") == 0
+      || strcmp (o.cmd, "decode") == 0 || strcmp (o.cmd, "encode-tensor") == 0
+      || strcmp (o.cmd, "decode-tensor") == 0 || strcmp (o.cmd, "anchor-tensor") == 0;
+  if (!known) {
+    fprintf (stderr, "dit-vae: unknown command '%s'\n", o.cmd);
+    usage (stderr);
+    return EXIT_USAGE;
+  }
+  if (!o.output || (is_make ? !o.preset : (!o.vae || !o.input))) {
+    fprintf (stderr, "dit-vae %s: needs %s\n", o.cmd,
+        is_make ? "--preset and -o" : "--vae, --input and -o");
+    return EXIT_USAGE;
+  }
+  dit_backend *be = strcmp (o.device, "cpu") == 0 ? dit_backend_cpu ()
+      : dit_backend_create (o.device, 0);
+  if (!be)
+    return fail (o.device);
+  if (is_make)
+    return cmd_make_weights (&o, be);
+  if (strcmp (o.cmd, "encode") == 0)
+    return cmd_encode (&o, be);
+  if (strcmp (o.cmd, "decode") == 0)
+    return cmd_decode (&o, be);
+  return cmd_tensor (&o, be);
+}
