@@ -1,0 +1,565 @@
+/**
+ * SECTION:element-ditdecode
+ * @title: ditdecode
+ *
+ * Decodes latent chunks (video/x-dit-latent) to video/x-raw with the
+ * session's streaming WanVAE decoder: latent 0 of a stream gives one frame,
+ * every later latent four, so a chunk of 3 latents gives 9 frames first
+ * and 12 afterwards.  Frames already decoded by ditgenerate's anchor path
+ * are taken from the session instead of being decoded again.  Chunks of a
+ * stale cache epoch (before a flush) are dropped.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 ditgenerate num-chunks=4 ! ditdecode ! videoconvert ! autovideosink
+ * ]|
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "gstditdecode.h"
+
+#include <gst/video/video.h>
+
+#include "gstditlatent.h"
+#include "gstditsession.h"
+
+GST_DEBUG_CATEGORY_STATIC (gst_dit_decode_debug);
+#define GST_CAT_DEFAULT gst_dit_decode_debug
+
+enum
+{
+  PROP_0,
+  PROP_VAE_MODEL,
+  PROP_DEVICE,
+  PROP_SESSION,
+  PROP_FRAMERATE,
+  PROP_FRAMES_OUT,
+};
+
+struct _GstDitDecode
+{
+  GstElement parent;
+  GstPad *sinkpad, *srcpad;
+
+  /* properties; object lock */
+  gchar *vae_model, *device, *session_key;
+  gint out_fps_n, out_fps_d;
+  guint64 frames_pushed;
+
+  GstDitSession *session;
+  gboolean attached;
+
+  /* streaming thread */
+  GstDitLatentInfo info;
+  GstVideoInfo vinfo;
+  gboolean configured;
+  gfloat *x, *pixels;
+  gint64 latents_seen;          /* for chunks without a meta */
+  guint64 raw_epoch;
+  GstClockTime next_pts;        /* with an output frame rate override */
+  gdouble decode_ms;
+};
+
+static GstStaticPadTemplate sink_template =
+GST_STATIC_PAD_TEMPLATE ("sink", GST_PAD_SINK, GST_PAD_ALWAYS,
+    GST_STATIC_CAPS (GST_DIT_LATENT_CAPS));
+static GstStaticPadTemplate src_template =
+GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC, GST_PAD_ALWAYS,
+    GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (GST_DIT_RAW_FORMATS_OUT)));
+
+G_DEFINE_TYPE (GstDitDecode, gst_dit_decode, GST_TYPE_ELEMENT);
+GST_ELEMENT_REGISTER_DEFINE (ditdecode, "ditdecode", GST_RANK_NONE,
+    GST_TYPE_DIT_DECODE);
+
+static void
+free_buffers (GstDitDecode * self)
+{
+  g_clear_pointer (&self->x, g_free);
+  g_clear_pointer (&self->pixels, g_free);
+  self->configured = FALSE;
+}
+
+static gboolean
+set_caps (GstDitDecode * self, GstCaps * caps)
+{
+  GstDitLatentInfo info;
+  gchar *why = NULL;
+  GstCaps *tmpl, *peer, *out;
+  GstStructure *s;
+  gint fps_n, fps_d;
+
+  if (!gst_dit_latent_info_from_caps (&info, caps, &why)) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("%s", why),
+        ("caps %" GST_PTR_FORMAT, caps));
+    g_free (why);
+    return FALSE;
+  }
+  GST_OBJECT_LOCK (self);
+  fps_n = self->out_fps_n > 0 ? self->out_fps_n : info.fps_n;
+  fps_d = self->out_fps_n > 0 ? self->out_fps_d : info.fps_d;
+  GST_OBJECT_UNLOCK (self);
+
+  tmpl = gst_pad_get_pad_template_caps (self->srcpad);
+  out = gst_caps_copy (tmpl);
+  gst_caps_set_simple (out, "width", G_TYPE_INT, info.width * 8,
+      "height", G_TYPE_INT, info.height * 8,
+      "framerate", GST_TYPE_FRACTION, fps_n, fps_d,
+      "pixel-aspect-ratio", GST_TYPE_FRACTION, 1, 1, NULL);
+  gst_caps_unref (tmpl);
+  peer = gst_pad_peer_query_caps (self->srcpad, out);
+  gst_caps_unref (out);
+  if (gst_caps_is_empty (peer)) {
+    gst_caps_unref (peer);
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("downstream accepts no %dx%d RGB video at %d/%d fps",
+            info.width * 8, info.height * 8, fps_n, fps_d), (NULL));
+    return FALSE;
+  }
+  peer = gst_caps_make_writable (gst_caps_truncate (peer));
+  s = gst_caps_get_structure (peer, 0);
+  gst_structure_fixate_field_string (s, "format", "RGBx");
+  peer = gst_caps_fixate (peer);
+  if (!gst_video_info_from_caps (&self->vinfo, peer)) {
+    gst_caps_unref (peer);
+    return FALSE;
+  }
+
+  if (!self->configured || info.width != self->info.width
+      || info.height != self->info.height || info.frames != self->info.frames) {
+    gchar *error = NULL;
+    gsize plane = (gsize) info.width * info.height;
+    free_buffers (self);
+    if (!gst_dit_session_display_configure (self->session, info.width * 8,
+            info.height * 8, info.frames, 2, &error)) {
+      GST_ELEMENT_ERROR (self, LIBRARY, INIT, ("%s", error), (NULL));
+      g_free (error);
+      gst_caps_unref (peer);
+      return FALSE;
+    }
+    self->x = g_new0 (gfloat, plane * DIT_LATENT_CHANNELS * info.frames);
+    self->pixels = g_new0 (gfloat, plane * 64 * 3 * 4 * info.frames);
+  }
+  self->info = info;
+  self->configured = TRUE;
+  GST_DEBUG_OBJECT (self, "output caps %" GST_PTR_FORMAT, peer);
+  if (!gst_pad_set_caps (self->srcpad, peer)) {
+    gst_caps_unref (peer);
+    return FALSE;
+  }
+  gst_caps_unref (peer);
+  return TRUE;
+}
+
+static GstFlowReturn
+gst_dit_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
+{
+  GstDitDecode *self = GST_DIT_DECODE (parent);
+  GstDitLatentMeta *meta = gst_buffer_get_dit_latent_meta (buf);
+  const gint F = self->info.frames;
+  GstMapInfo map;
+  gint64 first;
+  guint64 epoch;
+  gint nframes = 0, valid;
+  gchar *error = NULL;
+  GstClockTime pts = GST_BUFFER_PTS (buf);
+  GstFlowReturn ret = GST_FLOW_OK;
+  gint64 t0;
+  gboolean retime;
+  gint fps_n = GST_VIDEO_INFO_FPS_N (&self->vinfo);
+  gint fps_d = GST_VIDEO_INFO_FPS_D (&self->vinfo);
+
+  if (!self->configured) {
+    gst_buffer_unref (buf);
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("received a chunk before caps"),
+        (NULL));
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+  if (!gst_buffer_map (buf, &map, GST_MAP_READ)
+      || map.size < gst_dit_latent_info_buffer_size (&self->info)) {
+    GST_ELEMENT_ERROR (self, STREAM, DECODE, ("latent chunk too small"),
+        ("%" G_GSIZE_FORMAT " bytes", map.size));
+    gst_buffer_unref (buf);
+    return GST_FLOW_ERROR;
+  }
+  gst_dit_latent_to_f32 (&self->info, map.data, self->x);
+  gst_buffer_unmap (buf, &map);
+
+  if (meta) {
+    first = meta->chunk_index * F;
+    epoch = meta->cache_epoch;
+  } else {
+    first = self->latents_seen;
+    epoch = self->raw_epoch;
+  }
+  self->latents_seen = first + F;
+
+  t0 = g_get_monotonic_time ();
+  switch (gst_dit_session_display (self->session, epoch, first, F, self->x,
+          self->pixels, &nframes, &error)) {
+    case GST_DIT_DECODE_OK:
+      break;
+    case GST_DIT_DECODE_STALE:
+      GST_DEBUG_OBJECT (self, "dropping stale chunk (epoch %" G_GUINT64_FORMAT
+          ")", epoch);
+      gst_buffer_unref (buf);
+      return GST_FLOW_OK;
+    case GST_DIT_DECODE_FLUSHING:
+      gst_buffer_unref (buf);
+      return GST_FLOW_FLUSHING;
+    case GST_DIT_DECODE_ERROR:
+      GST_ELEMENT_ERROR (self, STREAM, DECODE, ("%s", error), (NULL));
+      g_free (error);
+      gst_buffer_unref (buf);
+      return GST_FLOW_ERROR;
+  }
+  self->decode_ms = (g_get_monotonic_time () - t0) / 1000.0;
+
+  valid = meta && meta->valid_frames >= 0 ? MIN (meta->valid_frames, nframes)
+      : nframes;
+  GST_OBJECT_LOCK (self);
+  retime = self->out_fps_n > 0;
+  GST_OBJECT_UNLOCK (self);
+  if (retime) {
+    if (!GST_CLOCK_TIME_IS_VALID (self->next_pts))
+      self->next_pts = GST_CLOCK_TIME_IS_VALID (pts) ? pts : 0;
+    pts = self->next_pts;
+  }
+  for (gint j = 0; j < valid && ret == GST_FLOW_OK; j++) {
+    GstBuffer *out = gst_buffer_new_allocate (NULL, self->vinfo.size, NULL);
+    GstVideoFrame frame;
+    GstClockTime a, b;
+
+    gst_video_frame_map (&frame, &self->vinfo, out, GST_MAP_WRITE);
+    dit_pixels_to_rgb (self->pixels, j, nframes, self->vinfo.width,
+        self->vinfo.height, GST_VIDEO_FRAME_PLANE_DATA (&frame, 0),
+        GST_VIDEO_FRAME_PLANE_STRIDE (&frame, 0),
+        GST_VIDEO_FRAME_COMP_PSTRIDE (&frame, 0));
+    gst_video_frame_unmap (&frame);
+    if (GST_CLOCK_TIME_IS_VALID (pts)) {
+      a = pts + gst_util_uint64_scale (j, fps_d * GST_SECOND, fps_n);
+      b = pts + gst_util_uint64_scale (j + 1, fps_d * GST_SECOND, fps_n);
+      GST_BUFFER_PTS (out) = a;
+      GST_BUFFER_DURATION (out) = b - a;
+    }
+    if (j == 0 && GST_BUFFER_FLAG_IS_SET (buf, GST_BUFFER_FLAG_DISCONT))
+      GST_BUFFER_FLAG_SET (out, GST_BUFFER_FLAG_DISCONT);
+    ret = gst_pad_push (self->srcpad, out);
+    GST_OBJECT_LOCK (self);
+    self->frames_pushed++;
+    GST_OBJECT_UNLOCK (self);
+  }
+  if (retime)
+    self->next_pts = pts + gst_util_uint64_scale (valid, fps_d * GST_SECOND,
+        fps_n);
+  gst_buffer_unref (buf);
+  return ret;
+}
+
+static gboolean
+gst_dit_decode_sink_event (GstPad * pad, GstObject * parent, GstEvent * event)
+{
+  GstDitDecode *self = GST_DIT_DECODE (parent);
+
+  switch (GST_EVENT_TYPE (event)) {
+    case GST_EVENT_CAPS:{
+      GstCaps *caps;
+      gboolean ok;
+      gst_event_parse_caps (event, &caps);
+      ok = set_caps (self, caps);
+      gst_event_unref (event);
+      return ok;
+    }
+    case GST_EVENT_FLUSH_STOP:
+      self->latents_seen = 0;
+      self->next_pts = GST_CLOCK_TIME_NONE;
+      if (self->session)
+        self->raw_epoch = gst_dit_session_bump_epoch (self->session);
+      break;
+    default:
+      break;
+  }
+  return gst_pad_event_default (pad, parent, event);
+}
+
+static gboolean
+gst_dit_decode_query (GstPad * pad, GstObject * parent, GstQuery * query)
+{
+  GstDitDecode *self = GST_DIT_DECODE (parent);
+
+  switch (GST_QUERY_TYPE (query)) {
+    case GST_QUERY_CONTEXT:
+      if (gst_dit_session_handle_context_query (GST_ELEMENT (self), query,
+              self->session))
+        return TRUE;
+      break;
+    case GST_QUERY_LATENCY:
+      if (pad == self->srcpad) {
+        gboolean live;
+        GstClockTime min, max, own;
+        if (!gst_pad_peer_query (self->sinkpad, query))
+          return FALSE;
+        gst_query_parse_latency (query, &live, &min, &max);
+        /* Frames of a chunk leave together once it is decoded. */
+        own = (GstClockTime) (self->decode_ms * GST_MSECOND);
+        min += own;
+        if (GST_CLOCK_TIME_IS_VALID (max))
+          max += own;
+        gst_query_set_latency (query, live, min, max);
+        return TRUE;
+      }
+      break;
+    case GST_QUERY_CAPS:{
+      GstCaps *filter, *peer, *caps, *tmpl = gst_pad_get_pad_template_caps (pad);
+      GstPad *other = pad == self->srcpad ? self->sinkpad : self->srcpad;
+      gst_query_parse_caps (query, &filter);
+      peer = gst_pad_peer_query_caps (other, NULL);
+      if (pad == self->srcpad)
+        caps = gst_dit_caps_latent_to_raw (peer, GST_DIT_RAW_FORMATS_OUT);
+      else
+        caps = gst_dit_caps_raw_to_latent (peer);
+      gst_caps_unref (peer);
+      peer = gst_caps_intersect (caps, tmpl);
+      gst_caps_unref (caps);
+      gst_caps_unref (tmpl);
+      if (filter) {
+        caps = gst_caps_intersect_full (filter, peer, GST_CAPS_INTERSECT_FIRST);
+        gst_caps_unref (peer);
+        peer = caps;
+      }
+      gst_query_set_caps_result (query, peer);
+      gst_caps_unref (peer);
+      return TRUE;
+    }
+    default:
+      break;
+  }
+  return gst_pad_query_default (pad, parent, query);
+}
+
+static gboolean
+ensure_vae (GstDitDecode * self)
+{
+  gchar *vae, *device, *key, *error = NULL;
+  gboolean ok;
+
+  GST_OBJECT_LOCK (self);
+  vae = g_strdup (self->vae_model);
+  device = g_strdup (self->device);
+  key = g_strdup (self->session_key);
+  GST_OBJECT_UNLOCK (self);
+  gst_dit_session_ensure (GST_ELEMENT (self), key, &self->session);
+  ok = gst_dit_session_load_vae (self->session, GST_ELEMENT (self), vae,
+      device, &error);
+  if (!ok) {
+    GST_ELEMENT_ERROR (self, LIBRARY, INIT, ("%s", error),
+        ("vae-model '%s'", vae ? vae : GST_DIT_DEFAULT_VAE));
+    g_free (error);
+  }
+  g_free (vae);
+  g_free (device);
+  g_free (key);
+  return ok;
+}
+
+static GstStateChangeReturn
+gst_dit_decode_change_state (GstElement * element, GstStateChange transition)
+{
+  GstDitDecode *self = GST_DIT_DECODE (element);
+  GstStateChangeReturn ret;
+
+  switch (transition) {
+    case GST_STATE_CHANGE_NULL_TO_READY:
+      if (!ensure_vae (self))
+        return GST_STATE_CHANGE_FAILURE;
+      break;
+    case GST_STATE_CHANGE_READY_TO_PAUSED:
+      self->latents_seen = 0;
+      self->next_pts = GST_CLOCK_TIME_NONE;
+      self->raw_epoch = gst_dit_session_bump_epoch (self->session);
+      gst_dit_session_display_attach (self->session);
+      self->attached = TRUE;
+      GST_OBJECT_LOCK (self);
+      self->frames_pushed = 0;
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case GST_STATE_CHANGE_PAUSED_TO_READY:
+      /* Wake a generator waiting for this display before pads stop. */
+      if (self->attached)
+        gst_dit_session_display_detach (self->session);
+      self->attached = FALSE;
+      break;
+    default:
+      break;
+  }
+  ret = GST_ELEMENT_CLASS (gst_dit_decode_parent_class)->change_state (element,
+      transition);
+  switch (transition) {
+    case GST_STATE_CHANGE_PAUSED_TO_READY:
+      free_buffers (self);
+      break;
+    case GST_STATE_CHANGE_READY_TO_NULL:
+      gst_clear_object (&self->session);
+      break;
+    default:
+      break;
+  }
+  return ret;
+}
+
+static void
+gst_dit_decode_set_context (GstElement * element, GstContext * context)
+{
+  GstDitDecode *self = GST_DIT_DECODE (element);
+  gchar *key;
+
+  GST_OBJECT_LOCK (self);
+  key = g_strdup (self->session_key);
+  GST_OBJECT_UNLOCK (self);
+  gst_dit_session_handle_set_context (element, context, key, &self->session);
+  g_free (key);
+  GST_ELEMENT_CLASS (gst_dit_decode_parent_class)->set_context (element,
+      context);
+}
+
+static void
+gst_dit_decode_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec)
+{
+  GstDitDecode *self = GST_DIT_DECODE (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_VAE_MODEL:
+      g_free (self->vae_model);
+      self->vae_model = g_value_dup_string (value);
+      break;
+    case PROP_DEVICE:
+      g_free (self->device);
+      self->device = g_value_dup_string (value);
+      break;
+    case PROP_SESSION:
+      g_free (self->session_key);
+      self->session_key = g_value_dup_string (value);
+      break;
+    case PROP_FRAMERATE:
+      self->out_fps_n = gst_value_get_fraction_numerator (value);
+      self->out_fps_d = gst_value_get_fraction_denominator (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_dit_decode_get_property (GObject * object, guint prop_id, GValue * value,
+    GParamSpec * pspec)
+{
+  GstDitDecode *self = GST_DIT_DECODE (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_VAE_MODEL:
+      g_value_set_string (value, self->vae_model);
+      break;
+    case PROP_DEVICE:
+      g_value_set_string (value, self->device);
+      break;
+    case PROP_SESSION:
+      g_value_set_string (value, self->session_key);
+      break;
+    case PROP_FRAMERATE:
+      gst_value_set_fraction (value, self->out_fps_n, self->out_fps_d);
+      break;
+    case PROP_FRAMES_OUT:
+      g_value_set_uint64 (value, self->frames_pushed);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_dit_decode_finalize (GObject * object)
+{
+  GstDitDecode *self = GST_DIT_DECODE (object);
+
+  free_buffers (self);
+  gst_clear_object (&self->session);
+  g_free (self->vae_model);
+  g_free (self->device);
+  g_free (self->session_key);
+  G_OBJECT_CLASS (gst_dit_decode_parent_class)->finalize (object);
+}
+
+static void
+gst_dit_decode_class_init (GstDitDecodeClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  const GParamFlags ready = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+      GST_PARAM_MUTABLE_READY;
+
+  gobject_class->set_property = gst_dit_decode_set_property;
+  gobject_class->get_property = gst_dit_decode_get_property;
+  gobject_class->finalize = gst_dit_decode_finalize;
+
+  g_object_class_install_property (gobject_class, PROP_VAE_MODEL,
+      g_param_spec_string ("vae-model", "VAE model",
+          "VAE weights: a preset (tiny, wan: seeded synthetic) or a "
+          "safetensors path (NULL = tiny)", NULL, ready));
+  g_object_class_install_property (gobject_class, PROP_DEVICE,
+      g_param_spec_string ("device", "Device",
+          "Backend device of the session: cpu, or cuda:N",
+          GST_DIT_DEFAULT_DEVICE, ready));
+  g_object_class_install_property (gobject_class, PROP_SESSION,
+      g_param_spec_string ("session", "Session",
+          "Key of the shared DitSession; the same key as ditgenerate shares "
+          "its anchor decode", GST_DIT_SESSION_DEFAULT_KEY, ready));
+  g_object_class_install_property (gobject_class, PROP_FRAMERATE,
+      gst_param_spec_fraction ("framerate", "Frame rate",
+          "Output frame rate; frames are re-timed at this rate (0/1 = the "
+          "rate in the latent caps)", 0, 1, GST_DIT_MAX_FPS, 1, 0, 1, ready));
+  g_object_class_install_property (gobject_class, PROP_FRAMES_OUT,
+      g_param_spec_uint64 ("frames-out", "Frames out",
+          "Frames pushed since READY", 0, G_MAXUINT64, 0,
+          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+
+  gst_element_class_add_static_pad_template (element_class, &sink_template);
+  gst_element_class_add_static_pad_template (element_class, &src_template);
+  gst_element_class_set_static_metadata (element_class,
+      "DiT latent decoder", "Codec/Decoder/Video",
+      "Streaming WanVAE decode of latent chunks to raw video", "gst-dit");
+  element_class->change_state = GST_DEBUG_FUNCPTR (gst_dit_decode_change_state);
+  element_class->set_context = GST_DEBUG_FUNCPTR (gst_dit_decode_set_context);
+  GST_DEBUG_CATEGORY_INIT (gst_dit_decode_debug, "ditdecode", 0,
+      "dit latent decoder");
+}
+
+static void
+gst_dit_decode_init (GstDitDecode * self)
+{
+  self->sinkpad = gst_pad_new_from_static_template (&sink_template, "sink");
+  gst_pad_set_chain_function (self->sinkpad,
+      GST_DEBUG_FUNCPTR (gst_dit_decode_chain));
+  gst_pad_set_event_function (self->sinkpad,
+      GST_DEBUG_FUNCPTR (gst_dit_decode_sink_event));
+  gst_pad_set_query_function (self->sinkpad,
+      GST_DEBUG_FUNCPTR (gst_dit_decode_query));
+  gst_element_add_pad (GST_ELEMENT (self), self->sinkpad);
+
+  self->srcpad = gst_pad_new_from_static_template (&src_template, "src");
+  gst_pad_set_query_function (self->srcpad,
+      GST_DEBUG_FUNCPTR (gst_dit_decode_query));
+  gst_pad_use_fixed_caps (self->srcpad);
+  gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
+
+  self->device = g_strdup (GST_DIT_DEFAULT_DEVICE);
+  self->session_key = g_strdup (GST_DIT_SESSION_DEFAULT_KEY);
+  self->next_pts = GST_CLOCK_TIME_NONE;
+}

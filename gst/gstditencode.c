@@ -1,0 +1,615 @@
+/**
+ * SECTION:element-ditencode
+ * @title: ditencode
+ *
+ * Encodes raw video to latent chunks with a streaming WanVAE encoder: the
+ * first latent of a stream comes from one frame, every later latent from
+ * four, so the first chunk of F latents takes 4F - 3 frames (9 at F = 3)
+ * and every later chunk 4F (12).  Each chunk buffer carries the PTS of its
+ * first frame and a duration covering all its frames.  At EOS a partial
+ * chunk is completed by repeating the last frame and marked (meta
+ * valid_frames) so that ditdecode shows exactly the frames that came in.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 videotestsrc num-buffers=33 ! video/x-raw,width=128,height=128,framerate=16/1 ! ditencode ! ditdecode ! videoconvert ! autovideosink
+ * ]|
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "gstditencode.h"
+
+#include <gst/video/video.h>
+
+#include "gstditlatent.h"
+#include "gstditsession.h"
+
+GST_DEBUG_CATEGORY_STATIC (gst_dit_encode_debug);
+#define GST_CAT_DEFAULT gst_dit_encode_debug
+
+#define DEFAULT_FRAMES 3
+
+enum
+{
+  PROP_0,
+  PROP_VAE_MODEL,
+  PROP_DEVICE,
+  PROP_SESSION,
+  PROP_FRAMES,
+};
+
+struct _GstDitEncode
+{
+  GstElement parent;
+  GstPad *sinkpad, *srcpad;
+
+  gchar *vae_model, *device, *session_key;
+  gint frames;
+
+  GstDitSession *session;
+
+  /* streaming thread */
+  GstVideoInfo vinfo, rgb_info;
+  GstVideoConverter *convert;
+  GstBuffer *rgb;               /* conversion target */
+  GstDitLatentInfo info;
+  dit_vae *vae;
+  gfloat *group;                /* [3, 4, H, W] pixels of the next latent */
+  gfloat *chunk;                /* [16, F, h, w] */
+  gfloat *latent;               /* [16, 1, h, w] */
+  gint group_fill;
+  gint64 latent_index;          /* latents encoded in this stream */
+  gint chunk_fill;              /* latents in the current chunk */
+  gint chunk_real_frames;       /* input frames in the current chunk */
+  gint64 chunk_index;
+  guint64 epoch;
+  GstClockTime chunk_pts, last_end;
+  GstBuffer *last_frame;        /* for padding at EOS */
+  gdouble encode_ms;
+};
+
+static GstStaticPadTemplate sink_template =
+GST_STATIC_PAD_TEMPLATE ("sink", GST_PAD_SINK, GST_PAD_ALWAYS,
+    GST_STATIC_CAPS ("video/x-raw, format = (string) " GST_DIT_RAW_FORMATS_IN
+        ", width = (int) [ 1, 8192 ], height = (int) [ 1, 8192 ], "
+        "framerate = (fraction) [ 0/1, MAX ]"));
+static GstStaticPadTemplate src_template =
+GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC, GST_PAD_ALWAYS,
+    GST_STATIC_CAPS (GST_DIT_LATENT_CAPS));
+
+G_DEFINE_TYPE (GstDitEncode, gst_dit_encode, GST_TYPE_ELEMENT);
+GST_ELEMENT_REGISTER_DEFINE (ditencode, "ditencode", GST_RANK_NONE,
+    GST_TYPE_DIT_ENCODE);
+
+static void
+free_stream (GstDitEncode * self)
+{
+  if (self->vae)
+    dit_vae_free (self->vae);
+  self->vae = NULL;
+  if (self->convert)
+    gst_video_converter_free (self->convert);
+  self->convert = NULL;
+  gst_clear_buffer (&self->rgb);
+  gst_clear_buffer (&self->last_frame);
+  g_clear_pointer (&self->group, g_free);
+  g_clear_pointer (&self->chunk, g_free);
+  g_clear_pointer (&self->latent, g_free);
+}
+
+static void
+reset_stream (GstDitEncode * self)
+{
+  self->group_fill = 0;
+  self->latent_index = 0;
+  self->chunk_fill = 0;
+  self->chunk_real_frames = 0;
+  self->chunk_index = 0;
+  self->chunk_pts = self->last_end = GST_CLOCK_TIME_NONE;
+  gst_clear_buffer (&self->last_frame);
+  if (self->vae)
+    dit_vae_reset_encoder (self->vae);
+  if (self->session)
+    self->epoch = gst_dit_session_bump_epoch (self->session);
+}
+
+static gboolean
+set_caps (GstDitEncode * self, GstCaps * caps)
+{
+  GstVideoInfo vinfo;
+  gchar *why, *error = NULL;
+  GstCaps *tmpl, *peer, *want;
+  GstStructure *s;
+  GstDitLatentInfo info;
+  gint F;
+
+  if (!gst_video_info_from_caps (&vinfo, caps)) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("invalid raw video caps"),
+        ("%" GST_PTR_FORMAT, caps));
+    return FALSE;
+  }
+  why = gst_dit_check_pixel_size (vinfo.width, vinfo.height, vinfo.fps_n,
+      vinfo.fps_d);
+  if (why) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("%s", why),
+        ("caps %" GST_PTR_FORMAT, caps));
+    g_free (why);
+    return FALSE;
+  }
+  GST_OBJECT_LOCK (self);
+  F = self->frames;
+  GST_OBJECT_UNLOCK (self);
+
+  tmpl = gst_pad_get_pad_template_caps (self->srcpad);
+  want = gst_caps_copy (tmpl);
+  gst_caps_unref (tmpl);
+  gst_caps_set_simple (want, "width", G_TYPE_INT, vinfo.width / 8,
+      "height", G_TYPE_INT, vinfo.height / 8, "frames", G_TYPE_INT, F,
+      "framerate", GST_TYPE_FRACTION, vinfo.fps_n, vinfo.fps_d, NULL);
+  peer = gst_pad_peer_query_caps (self->srcpad, want);
+  gst_caps_unref (want);
+  if (gst_caps_is_empty (peer)) {
+    gst_caps_unref (peer);
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("downstream accepts no %dx%d latents of %d frames", vinfo.width / 8,
+            vinfo.height / 8, F), (NULL));
+    return FALSE;
+  }
+  peer = gst_caps_make_writable (gst_caps_truncate (peer));
+  s = gst_caps_get_structure (peer, 0);
+  gst_structure_fixate_field_string (s, "dtype", "f32");
+  peer = gst_caps_fixate (peer);
+  if (!gst_dit_latent_info_from_caps (&info, peer, &why)) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("%s", why), (NULL));
+    g_free (why);
+    gst_caps_unref (peer);
+    return FALSE;
+  }
+
+  free_stream (self);
+  self->vinfo = vinfo;
+  if (GST_VIDEO_INFO_FORMAT (&vinfo) != GST_VIDEO_FORMAT_RGB
+      && GST_VIDEO_INFO_FORMAT (&vinfo) != GST_VIDEO_FORMAT_RGBx
+      && GST_VIDEO_INFO_FORMAT (&vinfo) != GST_VIDEO_FORMAT_RGBA) {
+    gst_video_info_set_format (&self->rgb_info, GST_VIDEO_FORMAT_RGBx,
+        vinfo.width, vinfo.height);
+    self->convert = gst_video_converter_new (&vinfo, &self->rgb_info, NULL);
+    self->rgb = gst_buffer_new_allocate (NULL, self->rgb_info.size, NULL);
+  }
+  self->vae = gst_dit_session_new_vae (self->session, vinfo.width,
+      vinfo.height, &error);
+  if (!self->vae) {
+    GST_ELEMENT_ERROR (self, LIBRARY, INIT, ("%s", error), (NULL));
+    g_free (error);
+    gst_caps_unref (peer);
+    return FALSE;
+  }
+  self->info = info;
+  self->group = g_new0 (gfloat, (gsize) 3 * 4 * vinfo.width * vinfo.height);
+  self->chunk = g_new0 (gfloat, (gsize) DIT_LATENT_CHANNELS * F
+      * info.width * info.height);
+  self->latent = g_new0 (gfloat, (gsize) DIT_LATENT_CHANNELS * info.width
+      * info.height);
+  reset_stream (self);
+  if (!gst_pad_set_caps (self->srcpad, peer)) {
+    gst_caps_unref (peer);
+    return FALSE;
+  }
+  gst_caps_unref (peer);
+  return TRUE;
+}
+
+static GstFlowReturn
+push_chunk (GstDitEncode * self, gint valid_frames)
+{
+  GstBuffer *out = gst_buffer_new_allocate (NULL,
+      gst_dit_latent_info_buffer_size (&self->info), NULL);
+  GstDitLatentMeta *meta;
+  GstMapInfo map;
+
+  gst_buffer_map (out, &map, GST_MAP_WRITE);
+  gst_dit_latent_from_f32 (&self->info, self->chunk, map.data);
+  gst_buffer_unmap (out, &map);
+  GST_BUFFER_PTS (out) = self->chunk_pts;
+  if (GST_CLOCK_TIME_IS_VALID (self->chunk_pts)
+      && GST_CLOCK_TIME_IS_VALID (self->last_end))
+    GST_BUFFER_DURATION (out) = self->last_end - self->chunk_pts;
+  meta = gst_buffer_add_dit_latent_meta (out);
+  meta->chunk_index = self->chunk_index;
+  meta->cache_epoch = self->epoch;
+  meta->valid_frames = valid_frames;
+  meta->chunk_ms = self->encode_ms;
+  meta->produced_ns = g_get_monotonic_time () * 1000;
+  GST_LOG_OBJECT (self, "chunk %" G_GINT64_FORMAT " pts %" GST_TIME_FORMAT,
+      self->chunk_index, GST_TIME_ARGS (self->chunk_pts));
+  self->chunk_index++;
+  self->chunk_fill = 0;
+  self->chunk_real_frames = 0;
+  self->chunk_pts = GST_CLOCK_TIME_NONE;
+  self->encode_ms = 0;
+  return gst_pad_push (self->srcpad, out);
+}
+
+/* Add one frame; encodes a latent when its group is complete and pushes
+ * a chunk when F latents are there. */
+static GstFlowReturn
+add_frame (GstDitEncode * self, GstBuffer * buf, gboolean real)
+{
+  GstVideoFrame in, rgb;
+  GstVideoFrame *src = &in;
+  gint need = dit_stream_latent_frames (self->latent_index);
+  GstClockTime pts = GST_BUFFER_PTS (buf);
+
+  if (!gst_video_frame_map (&in, &self->vinfo, buf, GST_MAP_READ)) {
+    GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("could not map a video frame"),
+        (NULL));
+    return GST_FLOW_ERROR;
+  }
+  if (self->convert) {
+    gst_video_frame_map (&rgb, &self->rgb_info, self->rgb, GST_MAP_WRITE);
+    gst_video_converter_frame (self->convert, &in, &rgb);
+    src = &rgb;
+  }
+  dit_pixels_from_rgb (GST_VIDEO_FRAME_PLANE_DATA (src, 0),
+      GST_VIDEO_FRAME_PLANE_STRIDE (src, 0),
+      GST_VIDEO_FRAME_COMP_PSTRIDE (src, 0), self->vinfo.width,
+      self->vinfo.height, self->group, self->group_fill, need);
+  if (self->convert)
+    gst_video_frame_unmap (&rgb);
+  gst_video_frame_unmap (&in);
+
+  if (real) {
+    if (!GST_CLOCK_TIME_IS_VALID (self->chunk_pts))
+      self->chunk_pts = pts;
+    if (GST_CLOCK_TIME_IS_VALID (pts)) {
+      GstClockTime dur = GST_BUFFER_DURATION_IS_VALID (buf) ?
+          GST_BUFFER_DURATION (buf) : gst_util_uint64_scale (GST_SECOND,
+          self->vinfo.fps_d, self->vinfo.fps_n);
+      self->last_end = pts + dur;
+    }
+    self->chunk_real_frames++;
+  }
+  if (++self->group_fill < need)
+    return GST_FLOW_OK;
+
+  {
+    gint64 pshape[4] = { 3, need, self->vinfo.height, self->vinfo.width };
+    gint64 lshape[4] = { DIT_LATENT_CHANNELS, 1, self->info.height,
+      self->info.width
+    };
+    dit_tensor pt = dit_tensor_make (self->group, DIT_F32, DIT_DEVICE_CPU, 4,
+        pshape);
+    dit_tensor lt = dit_tensor_make (self->latent, DIT_F32, DIT_DEVICE_CPU, 4,
+        lshape);
+    gint64 t0 = g_get_monotonic_time ();
+    if (dit_vae_encode (self->vae, &pt, &lt) != DIT_OK) {
+      GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("%s", dit_last_error ()),
+          ("latent %" G_GINT64_FORMAT, self->latent_index));
+      return GST_FLOW_ERROR;
+    }
+    self->encode_ms += (g_get_monotonic_time () - t0) / 1000.0;
+  }
+  dit_latent_insert (self->chunk, self->info.frames, self->chunk_fill,
+      self->info.width * self->info.height, self->latent);
+  self->group_fill = 0;
+  self->latent_index++;
+  if (++self->chunk_fill < self->info.frames)
+    return GST_FLOW_OK;
+  return push_chunk (self, real ? -1 : self->chunk_real_frames);
+}
+
+static GstFlowReturn
+gst_dit_encode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
+{
+  GstDitEncode *self = GST_DIT_ENCODE (parent);
+  GstFlowReturn ret;
+
+  if (!self->vae) {
+    gst_buffer_unref (buf);
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("received a frame before caps"),
+        (NULL));
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+  ret = add_frame (self, buf, TRUE);
+  gst_buffer_replace (&self->last_frame, buf);
+  gst_buffer_unref (buf);
+  return ret;
+}
+
+/* Complete a partial chunk with copies of the last frame. */
+static GstFlowReturn
+drain (GstDitEncode * self)
+{
+  GstFlowReturn ret = GST_FLOW_OK;
+  gint64 chunk = self->chunk_index;
+
+  if (!self->last_frame || (self->chunk_real_frames == 0))
+    return GST_FLOW_OK;
+  while (ret == GST_FLOW_OK && self->chunk_index == chunk)
+    ret = add_frame (self, self->last_frame, FALSE);
+  return ret;
+}
+
+static gboolean
+gst_dit_encode_sink_event (GstPad * pad, GstObject * parent, GstEvent * event)
+{
+  GstDitEncode *self = GST_DIT_ENCODE (parent);
+
+  switch (GST_EVENT_TYPE (event)) {
+    case GST_EVENT_CAPS:{
+      GstCaps *caps;
+      gboolean ok;
+      gst_event_parse_caps (event, &caps);
+      ok = set_caps (self, caps);
+      gst_event_unref (event);
+      return ok;
+    }
+    case GST_EVENT_EOS:
+      if (self->vae)
+        drain (self);
+      break;
+    case GST_EVENT_FLUSH_STOP:
+      reset_stream (self);
+      break;
+    default:
+      break;
+  }
+  return gst_pad_event_default (pad, parent, event);
+}
+
+static gboolean
+gst_dit_encode_query (GstPad * pad, GstObject * parent, GstQuery * query)
+{
+  GstDitEncode *self = GST_DIT_ENCODE (parent);
+
+  switch (GST_QUERY_TYPE (query)) {
+    case GST_QUERY_CONTEXT:
+      if (gst_dit_session_handle_context_query (GST_ELEMENT (self), query,
+              self->session))
+        return TRUE;
+      break;
+    case GST_QUERY_LATENCY:
+      if (pad == self->srcpad) {
+        gboolean live;
+        GstClockTime min, max, own;
+        gint F = self->info.frames > 0 ? self->info.frames : self->frames;
+        gint n = self->vinfo.fps_n > 0 ? self->vinfo.fps_n : 16;
+        gint d = self->vinfo.fps_n > 0 ? self->vinfo.fps_d : 1;
+        if (!gst_pad_peer_query (self->sinkpad, query))
+          return FALSE;
+        gst_query_parse_latency (query, &live, &min, &max);
+        /* A chunk leaves when its last frame is in: the first frame of a
+         * steady-state chunk waits 4F - 1 frame durations. */
+        own = gst_util_uint64_scale (4 * F - 1, d * GST_SECOND, n);
+        min += own;
+        if (GST_CLOCK_TIME_IS_VALID (max))
+          max += own;
+        gst_query_set_latency (query, live, min, max);
+        return TRUE;
+      }
+      break;
+    case GST_QUERY_CAPS:{
+      GstCaps *filter, *peer, *caps, *tmpl = gst_pad_get_pad_template_caps (pad);
+      GstPad *other = pad == self->srcpad ? self->sinkpad : self->srcpad;
+      gst_query_parse_caps (query, &filter);
+      peer = gst_pad_peer_query_caps (other, NULL);
+      if (pad == self->srcpad)
+        caps = gst_dit_caps_raw_to_latent (peer);
+      else
+        caps = gst_dit_caps_latent_to_raw (peer, GST_DIT_RAW_FORMATS_IN);
+      gst_caps_unref (peer);
+      peer = gst_caps_intersect (caps, tmpl);
+      gst_caps_unref (caps);
+      gst_caps_unref (tmpl);
+      if (filter) {
+        caps = gst_caps_intersect_full (filter, peer, GST_CAPS_INTERSECT_FIRST);
+        gst_caps_unref (peer);
+        peer = caps;
+      }
+      gst_query_set_caps_result (query, peer);
+      gst_caps_unref (peer);
+      return TRUE;
+    }
+    default:
+      break;
+  }
+  return gst_pad_query_default (pad, parent, query);
+}
+
+static gboolean
+ensure_vae (GstDitEncode * self)
+{
+  gchar *vae, *device, *key, *error = NULL;
+  gboolean ok;
+
+  GST_OBJECT_LOCK (self);
+  vae = g_strdup (self->vae_model);
+  device = g_strdup (self->device);
+  key = g_strdup (self->session_key);
+  GST_OBJECT_UNLOCK (self);
+  gst_dit_session_ensure (GST_ELEMENT (self), key, &self->session);
+  ok = gst_dit_session_load_vae (self->session, GST_ELEMENT (self), vae,
+      device, &error);
+  if (!ok) {
+    GST_ELEMENT_ERROR (self, LIBRARY, INIT, ("%s", error),
+        ("vae-model '%s'", vae ? vae : GST_DIT_DEFAULT_VAE));
+    g_free (error);
+  }
+  g_free (vae);
+  g_free (device);
+  g_free (key);
+  return ok;
+}
+
+static GstStateChangeReturn
+gst_dit_encode_change_state (GstElement * element, GstStateChange transition)
+{
+  GstDitEncode *self = GST_DIT_ENCODE (element);
+  GstStateChangeReturn ret;
+
+  if (transition == GST_STATE_CHANGE_NULL_TO_READY && !ensure_vae (self))
+    return GST_STATE_CHANGE_FAILURE;
+  ret = GST_ELEMENT_CLASS (gst_dit_encode_parent_class)->change_state (element,
+      transition);
+  switch (transition) {
+    case GST_STATE_CHANGE_PAUSED_TO_READY:
+      free_stream (self);
+      break;
+    case GST_STATE_CHANGE_READY_TO_NULL:
+      gst_clear_object (&self->session);
+      break;
+    default:
+      break;
+  }
+  return ret;
+}
+
+static void
+gst_dit_encode_set_context (GstElement * element, GstContext * context)
+{
+  GstDitEncode *self = GST_DIT_ENCODE (element);
+  gchar *key;
+
+  GST_OBJECT_LOCK (self);
+  key = g_strdup (self->session_key);
+  GST_OBJECT_UNLOCK (self);
+  gst_dit_session_handle_set_context (element, context, key, &self->session);
+  g_free (key);
+  GST_ELEMENT_CLASS (gst_dit_encode_parent_class)->set_context (element,
+      context);
+}
+
+static void
+gst_dit_encode_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec)
+{
+  GstDitEncode *self = GST_DIT_ENCODE (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_VAE_MODEL:
+      g_free (self->vae_model);
+      self->vae_model = g_value_dup_string (value);
+      break;
+    case PROP_DEVICE:
+      g_free (self->device);
+      self->device = g_value_dup_string (value);
+      break;
+    case PROP_SESSION:
+      g_free (self->session_key);
+      self->session_key = g_value_dup_string (value);
+      break;
+    case PROP_FRAMES:
+      self->frames = g_value_get_int (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_dit_encode_get_property (GObject * object, guint prop_id, GValue * value,
+    GParamSpec * pspec)
+{
+  GstDitEncode *self = GST_DIT_ENCODE (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_VAE_MODEL:
+      g_value_set_string (value, self->vae_model);
+      break;
+    case PROP_DEVICE:
+      g_value_set_string (value, self->device);
+      break;
+    case PROP_SESSION:
+      g_value_set_string (value, self->session_key);
+      break;
+    case PROP_FRAMES:
+      g_value_set_int (value, self->frames);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_dit_encode_finalize (GObject * object)
+{
+  GstDitEncode *self = GST_DIT_ENCODE (object);
+
+  free_stream (self);
+  gst_clear_object (&self->session);
+  g_free (self->vae_model);
+  g_free (self->device);
+  g_free (self->session_key);
+  G_OBJECT_CLASS (gst_dit_encode_parent_class)->finalize (object);
+}
+
+static void
+gst_dit_encode_class_init (GstDitEncodeClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  const GParamFlags ready = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+      GST_PARAM_MUTABLE_READY;
+
+  gobject_class->set_property = gst_dit_encode_set_property;
+  gobject_class->get_property = gst_dit_encode_get_property;
+  gobject_class->finalize = gst_dit_encode_finalize;
+
+  g_object_class_install_property (gobject_class, PROP_VAE_MODEL,
+      g_param_spec_string ("vae-model", "VAE model",
+          "VAE weights: a preset (tiny, wan: seeded synthetic) or a "
+          "safetensors path (NULL = tiny)", NULL, ready));
+  g_object_class_install_property (gobject_class, PROP_DEVICE,
+      g_param_spec_string ("device", "Device",
+          "Backend device of the session: cpu, or cuda:N",
+          GST_DIT_DEFAULT_DEVICE, ready));
+  g_object_class_install_property (gobject_class, PROP_SESSION,
+      g_param_spec_string ("session", "Session",
+          "Key of the shared DitSession (one copy of the VAE weights)",
+          GST_DIT_SESSION_DEFAULT_KEY, ready));
+  g_object_class_install_property (gobject_class, PROP_FRAMES,
+      g_param_spec_int ("frames", "Frames",
+          "Latent frames per output chunk (3 = 9 input frames first, then "
+          "12)", 1, 16, DEFAULT_FRAMES, ready));
+
+  gst_element_class_add_static_pad_template (element_class, &sink_template);
+  gst_element_class_add_static_pad_template (element_class, &src_template);
+  gst_element_class_set_static_metadata (element_class,
+      "DiT latent encoder", "Codec/Encoder/Video",
+      "Streaming WanVAE encode of raw video to latent chunks", "gst-dit");
+  element_class->change_state = GST_DEBUG_FUNCPTR (gst_dit_encode_change_state);
+  element_class->set_context = GST_DEBUG_FUNCPTR (gst_dit_encode_set_context);
+  GST_DEBUG_CATEGORY_INIT (gst_dit_encode_debug, "ditencode", 0,
+      "dit latent encoder");
+}
+
+static void
+gst_dit_encode_init (GstDitEncode * self)
+{
+  self->sinkpad = gst_pad_new_from_static_template (&sink_template, "sink");
+  gst_pad_set_chain_function (self->sinkpad,
+      GST_DEBUG_FUNCPTR (gst_dit_encode_chain));
+  gst_pad_set_event_function (self->sinkpad,
+      GST_DEBUG_FUNCPTR (gst_dit_encode_sink_event));
+  gst_pad_set_query_function (self->sinkpad,
+      GST_DEBUG_FUNCPTR (gst_dit_encode_query));
+  gst_element_add_pad (GST_ELEMENT (self), self->sinkpad);
+
+  self->srcpad = gst_pad_new_from_static_template (&src_template, "src");
+  gst_pad_set_query_function (self->srcpad,
+      GST_DEBUG_FUNCPTR (gst_dit_encode_query));
+  gst_pad_use_fixed_caps (self->srcpad);
+  gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
+
+  self->frames = DEFAULT_FRAMES;
+  self->device = g_strdup (GST_DIT_DEFAULT_DEVICE);
+  self->session_key = g_strdup (GST_DIT_SESSION_DEFAULT_KEY);
+}

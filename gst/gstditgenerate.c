@@ -1,0 +1,1484 @@
+/**
+ * SECTION:element-ditgenerate
+ * @title: ditgenerate
+ *
+ * Runs the causal Wan2.1 DiT one chunk at a time with a rolling KV cache.
+ * Fed latent chunks (from ditencode) it restyles them (video-to-video,
+ * input noised to #GstDitGenerate:strength); with its request sink pad
+ * unlinked it is a source (text-to-video).  Output chunks carry a
+ * #GstDitLatentMeta (chunk index, cache epoch, prompt epoch, seed, timing).
+ *
+ * The element owns a bounded input queue (#GstDitGenerate:max-inflight
+ * chunks) and a streaming task on its source pad.  Each chunk's result
+ * goes through the session's anchor path before it is pushed: the first
+ * latent is decoded by the shared display decoder and its last frame
+ * re-encoded as the next chunk's KV-recompute anchor.
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 ditgenerate num-chunks=4 ! ditdecode ! videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
+ * ]| Text-to-video with the embedded tiny model, no download, CPU only.
+ * |[
+ * gst-launch-1.0 videotestsrc num-buffers=45 ! video/x-raw,width=128,height=128 ! ditencode ! ditgenerate strength=0.6 ! ditdecode ! videoconvert ! autovideosink
+ * ]| Video-to-video.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "gstditgenerate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gstditlatent.h"
+#include "gstditsession.h"
+
+GST_DEBUG_CATEGORY_STATIC (gst_dit_generate_debug);
+#define GST_CAT_DEFAULT gst_dit_generate_debug
+
+#define DEFAULT_SEED 42
+#define DEFAULT_STEPS "1000,750,500,250"
+#define DEFAULT_SHIFT 5.0
+#define DEFAULT_STRENGTH 0.7
+#define DEFAULT_KV_WINDOW 0
+#define DEFAULT_CONTEXT_FRAMES 3
+#define DEFAULT_KV_BIAS 0.3
+#define DEFAULT_MAX_INFLIGHT 2
+#define DEFAULT_NUM_CHUNKS 0
+#define DEFAULT_ANCHOR DIT_ANCHOR_DECODED
+#define DEFAULT_WIDTH 64
+#define DEFAULT_HEIGHT 64
+#define DEFAULT_FRAMES 3
+#define DEFAULT_FPS_N 16
+#define DEFAULT_FPS_D 1
+#define DEFAULT_PROMPT_ROWS 16
+
+enum
+{
+  PROP_0,
+  PROP_MODEL,
+  PROP_VAE_MODEL,
+  PROP_PROMPT_EMBEDS,
+  PROP_SEED,
+  PROP_STEPS,
+  PROP_SHIFT,
+  PROP_STRENGTH,
+  PROP_KV_WINDOW,
+  PROP_CONTEXT_FRAMES,
+  PROP_KV_BIAS,
+  PROP_MAX_INFLIGHT,
+  PROP_DEVICE,
+  PROP_SESSION,
+  PROP_ANCHOR,
+  PROP_NUM_CHUNKS,
+  PROP_FRAMERATE,
+  PROP_FPS,
+  PROP_CHUNK_MS,
+  PROP_QUEUE_DEPTH,
+  PROP_CHUNKS,
+  PROP_CACHE_EPOCH,
+};
+
+struct _GstDitGenerate
+{
+  GstElement parent;
+
+  GstPad *sinkpad;              /* request pad, NULL when not requested */
+  GstPad *srcpad;
+
+  /* properties; object lock */
+  gchar *model, *vae_model, *prompt_embeds, *device, *session_key, *steps;
+  guint64 seed;
+  gdouble shift, strength, kv_bias;
+  gint kv_window, context_frames, max_inflight;
+  dit_anchor_mode anchor;
+  guint num_chunks;
+  gint fps_n, fps_d;
+  gboolean prompt_dirty, seed_dirty;
+  gdouble stat_fps, stat_chunk_ms;
+  guint64 stat_chunks;
+
+  GstDitSession *session;
+
+  /* streaming task state */
+  gboolean source_mode, started;
+  GstDitLatentInfo info;
+  gboolean configured;
+  dit_model_config mcfg;
+  dit_gen_config gcfg;
+  dit_generator *gen;
+  dit_context *ctx;
+  gfloat *x_in, *x_out, *ctx_buf, *anchor_buf;
+  gint64 chunk_index;
+  guint64 epoch, prompt_epoch;
+  guint64 frames_out;
+  gint64 last_push_us;
+  gdouble latency_ms;           /* figure last reported in LATENCY */
+
+  /* input queue; qlock */
+  GMutex qlock;
+  GCond qcond;
+  GQueue queue;
+  gint queued_buffers;
+  GstFlowReturn srcresult;
+};
+
+static GstStaticPadTemplate sink_template =
+GST_STATIC_PAD_TEMPLATE ("sink", GST_PAD_SINK, GST_PAD_REQUEST,
+    GST_STATIC_CAPS (GST_DIT_LATENT_CAPS));
+static GstStaticPadTemplate src_template =
+GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC, GST_PAD_ALWAYS,
+    GST_STATIC_CAPS (GST_DIT_LATENT_CAPS));
+
+G_DEFINE_TYPE (GstDitGenerate, gst_dit_generate, GST_TYPE_ELEMENT);
+GST_ELEMENT_REGISTER_DEFINE (ditgenerate, "ditgenerate", GST_RANK_NONE,
+    GST_TYPE_DIT_GENERATE);
+
+GType
+gst_dit_anchor_mode_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {DIT_ANCHOR_DECODED, "Re-encode the last decoded frame of the chunk's "
+          "first latent (scope's krea_realtime_video)", "decoded"},
+    {DIT_ANCHOR_LATENT, "Use the previous chunk's first latent as is "
+          "(no decode on the critical path)", "latent"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstDitAnchorMode", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+static void gst_dit_generate_loop (GstDitGenerate * self);
+
+/* ------------------------------------------------------------------ */
+/* engine glue */
+
+static gboolean
+parse_steps (const gchar * str, dit_gen_config * cfg, gchar ** error)
+{
+  gchar **parts = g_strsplit (str, ",", -1);
+  gint n = 0;
+  gboolean ok = TRUE;
+
+  for (gchar ** p = parts; *p && ok; p++) {
+    gchar *end;
+    gdouble v = g_ascii_strtod (g_strstrip (*p), &end);
+    if (end == *p || *end || v < 0 || v > 1000 || n >= DIT_MAX_STEPS) {
+      *error = g_strdup_printf ("steps '%s': expected up to %d comma-separated "
+          "timesteps in [0, 1000]", str, DIT_MAX_STEPS);
+      ok = FALSE;
+    } else {
+      cfg->steps[n++] = v;
+    }
+  }
+  g_strfreev (parts);
+  if (ok && n == 0) {
+    *error = g_strdup_printf ("steps '%s' is empty", str);
+    ok = FALSE;
+  }
+  cfg->num_steps = n;
+  return ok;
+}
+
+static void
+free_engine (GstDitGenerate * self)
+{
+  if (self->gen)
+    dit_generator_free (self->gen);
+  self->gen = NULL;
+  dit_context_free (self->ctx);
+  self->ctx = NULL;
+  g_clear_pointer (&self->x_in, g_free);
+  g_clear_pointer (&self->x_out, g_free);
+  g_clear_pointer (&self->ctx_buf, g_free);
+  g_clear_pointer (&self->anchor_buf, g_free);
+  self->configured = FALSE;
+}
+
+/* Set the prompt from the prompt-embeds file, or the seeded default. */
+static gboolean
+apply_prompt (GstDitGenerate * self, gchar ** error)
+{
+  gchar *path;
+  gfloat *rows = NULL;
+  gint n = 0;
+  dit_status st;
+
+  GST_OBJECT_LOCK (self);
+  path = g_strdup (self->prompt_embeds);
+  self->prompt_dirty = FALSE;
+  GST_OBJECT_UNLOCK (self);
+
+  if (path && *path) {
+    if (dit_stream_load_embeds (path, self->mcfg.text_dim, self->mcfg.text_len,
+            &rows, &n) != DIT_OK) {
+      *error = g_strdup (dit_last_error ());
+      g_free (path);
+      return FALSE;
+    }
+  } else {
+    n = DEFAULT_PROMPT_ROWS;
+    rows = malloc ((gsize) n * self->mcfg.text_dim * sizeof (gfloat));
+    dit_stream_default_embeds (n, self->mcfg.text_dim, rows);
+  }
+  g_free (path);
+  {
+    dit_tensor t = dit_tensor_2d (rows, DIT_F32, DIT_DEVICE_CPU, n,
+        self->mcfg.text_dim);
+    st = dit_generator_set_prompt (self->gen, &t);
+  }
+  free (rows);
+  if (st != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    return FALSE;
+  }
+  self->prompt_epoch++;
+  return TRUE;
+}
+
+static gboolean
+create_generator (GstDitGenerate * self, gchar ** error)
+{
+  const dit_weights *w = gst_dit_session_get_dit_weights (self->session,
+      &self->mcfg);
+
+  if (self->gen)
+    dit_generator_free (self->gen);
+  self->gen = NULL;
+  if (dit_generator_create (&self->mcfg, &self->gcfg, w,
+          gst_dit_session_get_backend (self->session), &self->gen) != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    return FALSE;
+  }
+  return apply_prompt (self, error);
+}
+
+/* A new stream: the KV context starts over under a new cache epoch. */
+static void
+reset_stream (GstDitGenerate * self)
+{
+  self->chunk_index = 0;
+  if (self->ctx)
+    dit_context_reset (self->ctx);
+  if (self->gen)
+    dit_generator_reset (self->gen);
+  if (self->session)
+    self->epoch = gst_dit_session_bump_epoch (self->session);
+  GST_DEBUG_OBJECT (self, "new cache epoch %" G_GUINT64_FORMAT, self->epoch);
+}
+
+static gboolean
+configure (GstDitGenerate * self, const GstDitLatentInfo * info,
+    gchar ** error)
+{
+  dit_gen_config cfg;
+  gsize plane = (gsize) DIT_LATENT_CHANNELS * info->width * info->height;
+  gint C;
+
+  if (self->configured && info->width == self->info.width
+      && info->height == self->info.height && info->frames == self->info.frames) {
+    self->info = *info;
+    return TRUE;
+  }
+  free_engine (self);
+  dit_gen_config_default (&cfg);
+  cfg.latent_h = info->height;
+  cfg.latent_w = info->width;
+  cfg.frames_per_chunk = info->frames;
+  GST_OBJECT_LOCK (self);
+  cfg.context_frames = C = self->context_frames;
+  cfg.kv_window = self->kv_window > 0 ? self->kv_window : C + info->frames;
+  cfg.kv_bias = (float) self->kv_bias;
+  cfg.shift = self->shift;
+  cfg.seed = self->seed;
+  self->seed_dirty = FALSE;
+  if (!parse_steps (self->steps, &cfg, error)) {
+    GST_OBJECT_UNLOCK (self);
+    return FALSE;
+  }
+  GST_OBJECT_UNLOCK (self);
+  cfg.dtype = DIT_F32;
+  gst_dit_session_get_dit_weights (self->session, &self->mcfg);
+  if (dit_gen_config_validate (&cfg, &self->mcfg) != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    return FALSE;
+  }
+  self->gcfg = cfg;
+  if (!create_generator (self, error))
+    return FALSE;
+  if (dit_context_create (info->frames, C, info->height, info->width,
+          self->anchor, &self->ctx) != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    return FALSE;
+  }
+  if (self->anchor == DIT_ANCHOR_DECODED
+      && !gst_dit_session_display_configure (self->session, info->width * 8,
+          info->height * 8, info->frames, self->max_inflight, error))
+    return FALSE;
+  self->x_in = g_new0 (gfloat, plane * info->frames);
+  self->x_out = g_new0 (gfloat, plane * info->frames);
+  self->ctx_buf = g_new0 (gfloat, plane * C);
+  self->anchor_buf = g_new0 (gfloat, plane);
+  self->info = *info;
+  self->configured = TRUE;
+  reset_stream (self);
+  return TRUE;
+}
+
+/* Property changes made while PLAYING take effect at a chunk boundary. */
+static gboolean
+apply_changes (GstDitGenerate * self, gchar ** error)
+{
+  gboolean prompt, seed;
+  guint64 new_seed;
+
+  GST_OBJECT_LOCK (self);
+  prompt = self->prompt_dirty;
+  seed = self->seed_dirty;
+  new_seed = self->seed;
+  self->seed_dirty = FALSE;
+  GST_OBJECT_UNLOCK (self);
+
+  if (seed) {
+    /* The KV cache is rebuilt from the context every chunk, so a new
+     * generator continues the stream seamlessly with the new noise. */
+    self->gcfg.seed = new_seed;
+    if (!create_generator (self, error))
+      return FALSE;
+    prompt = FALSE;
+  }
+  if (prompt) {
+    if (!apply_prompt (self, error))
+      return FALSE;
+    /* With video input a new prompt restarts the cache (scope does the
+     * same); text-to-video keeps the context and follows the new prompt. */
+    if (!self->source_mode)
+      reset_stream (self);
+  }
+  return TRUE;
+}
+
+static GstFlowReturn
+run_chunk (GstDitGenerate * self, GstBuffer * in, GstBuffer ** out)
+{
+  const gint F = self->info.frames, h = self->info.height, w = self->info.width;
+  gint64 shape[4] = { DIT_LATENT_CHANNELS, F, h, w };
+  gint64 cshape[4] = { DIT_LATENT_CHANNELS, self->gcfg.context_frames, h, w };
+  dit_tensor xin, xout, ctx;
+  dit_chunk_request req;
+  dit_chunk_timing tm;
+  gchar *error = NULL;
+  GstDitLatentMeta *meta, *in_meta = NULL;
+  GstBuffer *buf;
+  GstMapInfo map;
+  gint valid = -1;
+  gdouble strength;
+
+  if (!apply_changes (self, &error))
+    goto lib_error;
+
+  memset (&req, 0, sizeof req);
+  req.chunk_index = self->chunk_index;
+  if (self->chunk_index > 0) {
+    if (dit_context_build (self->ctx, self->chunk_index, self->ctx_buf)
+        != DIT_OK)
+      goto dit_error;
+    ctx = dit_tensor_make (self->ctx_buf, DIT_F32, DIT_DEVICE_CPU, 4, cshape);
+    req.context = &ctx;
+  }
+  if (in) {
+    if (!gst_buffer_map (in, &map, GST_MAP_READ))
+      goto map_error;
+    if (map.size < gst_dit_latent_info_buffer_size (&self->info)) {
+      gst_buffer_unmap (in, &map);
+      error = g_strdup_printf ("input chunk of %" G_GSIZE_FORMAT " bytes, "
+          "caps need %" G_GSIZE_FORMAT, map.size,
+          gst_dit_latent_info_buffer_size (&self->info));
+      goto lib_error;
+    }
+    gst_dit_latent_to_f32 (&self->info, map.data, self->x_in);
+    gst_buffer_unmap (in, &map);
+    xin = dit_tensor_make (self->x_in, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+    req.init_latents = &xin;
+    GST_OBJECT_LOCK (self);
+    strength = self->strength;
+    GST_OBJECT_UNLOCK (self);
+    req.first_step = dit_stream_first_step (self->gcfg.steps,
+        self->gcfg.num_steps, strength);
+    in_meta = gst_buffer_get_dit_latent_meta (in);
+    if (in_meta)
+      valid = in_meta->valid_frames;
+  }
+  xout = dit_tensor_make (self->x_out, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+  if (dit_generator_run_chunk (self->gen, &req, &xout, &tm) != DIT_OK)
+    goto dit_error;
+  if (dit_context_push_chunk (self->ctx, self->chunk_index, self->x_out)
+      != DIT_OK)
+    goto dit_error;
+
+  /* Anchor path, before the chunk leaves: decode up to the next anchor's
+   * latent in the display decoder and re-encode its last frame. */
+  if (self->anchor == DIT_ANCHOR_DECODED) {
+    gint64 a = dit_context_anchor_latent (self->ctx, self->chunk_index + 1);
+    switch (gst_dit_session_anchor (self->session, self->epoch,
+            self->chunk_index * F, F, self->x_out, a, self->anchor_buf,
+            &error)) {
+      case GST_DIT_DECODE_OK:
+        break;
+      case GST_DIT_DECODE_FLUSHING:
+      case GST_DIT_DECODE_STALE:
+        return GST_FLOW_FLUSHING;
+      case GST_DIT_DECODE_ERROR:
+        goto lib_error;
+    }
+    if (a >= 0)
+      dit_context_set_anchor (self->ctx, self->chunk_index + 1,
+          self->anchor_buf);
+  }
+
+  buf = gst_buffer_new_allocate (NULL,
+      gst_dit_latent_info_buffer_size (&self->info), NULL);
+  gst_buffer_map (buf, &map, GST_MAP_WRITE);
+  gst_dit_latent_from_f32 (&self->info, self->x_out, map.data);
+  gst_buffer_unmap (buf, &map);
+
+  if (in) {
+    gst_buffer_copy_into (buf, in, GST_BUFFER_COPY_FLAGS |
+        GST_BUFFER_COPY_TIMESTAMPS, 0, -1);
+  } else {
+    gint n = dit_stream_chunk_frames (self->chunk_index, F);
+    GstClockTime t0 = gst_util_uint64_scale (self->frames_out,
+        self->info.fps_d * GST_SECOND, self->info.fps_n);
+    GstClockTime t1 = gst_util_uint64_scale (self->frames_out + n,
+        self->info.fps_d * GST_SECOND, self->info.fps_n);
+    GST_BUFFER_PTS (buf) = t0;
+    GST_BUFFER_DTS (buf) = GST_CLOCK_TIME_NONE;
+    GST_BUFFER_DURATION (buf) = t1 - t0;
+    GST_BUFFER_OFFSET (buf) = self->frames_out;
+    GST_BUFFER_OFFSET_END (buf) = self->frames_out + n;
+    self->frames_out += n;
+  }
+  meta = gst_buffer_add_dit_latent_meta (buf);
+  meta->chunk_index = self->chunk_index;
+  meta->cache_epoch = self->epoch;
+  meta->prompt_epoch = self->prompt_epoch;
+  meta->seed = self->gcfg.seed;
+  meta->valid_frames = valid;
+  meta->chunk_ms = tm.total_ms;
+  meta->recompute_ms = tm.recompute_ms;
+  meta->denoise_ms = tm.denoise_ms;
+  meta->produced_ns = g_get_monotonic_time () * 1000;
+
+  GST_LOG_OBJECT (self, "chunk %" G_GINT64_FORMAT " epoch %" G_GUINT64_FORMAT
+      " in %.1f ms", self->chunk_index, self->epoch, tm.total_ms);
+  GST_OBJECT_LOCK (self);
+  self->stat_chunk_ms = tm.total_ms;
+  GST_OBJECT_UNLOCK (self);
+  self->chunk_index++;
+  *out = buf;
+  return GST_FLOW_OK;
+
+dit_error:
+  error = g_strdup (dit_last_error ());
+lib_error:
+  GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("%s", error),
+      ("chunk %" G_GINT64_FORMAT " failed", self->chunk_index));
+  g_free (error);
+  return GST_FLOW_ERROR;
+map_error:
+  GST_ELEMENT_ERROR (self, RESOURCE, READ, ("could not map an input chunk"),
+      (NULL));
+  return GST_FLOW_ERROR;
+}
+
+/* ------------------------------------------------------------------ */
+/* negotiation */
+
+static gboolean
+negotiate_source (GstDitGenerate * self)
+{
+  GstCaps *tmpl = gst_pad_get_pad_template_caps (self->srcpad);
+  GstCaps *caps = gst_pad_peer_query_caps (self->srcpad, tmpl);
+  GstStructure *s;
+  GstDitLatentInfo info;
+  gchar *why = NULL, *error = NULL;
+  gint fps_n, fps_d;
+
+  gst_caps_unref (tmpl);
+  if (gst_caps_is_empty (caps)) {
+    gst_caps_unref (caps);
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("downstream accepts no latent caps"), (NULL));
+    return FALSE;
+  }
+  caps = gst_caps_truncate (caps);
+  caps = gst_caps_make_writable (caps);
+  s = gst_caps_get_structure (caps, 0);
+  GST_OBJECT_LOCK (self);
+  fps_n = self->fps_n;
+  fps_d = self->fps_d;
+  GST_OBJECT_UNLOCK (self);
+  gst_structure_fixate_field_nearest_int (s, "width", DEFAULT_WIDTH / 8);
+  gst_structure_fixate_field_nearest_int (s, "height", DEFAULT_HEIGHT / 8);
+  gst_structure_fixate_field_nearest_int (s, "frames", DEFAULT_FRAMES);
+  gst_structure_fixate_field_nearest_int (s, "channels", 16);
+  gst_structure_fixate_field_string (s, "dtype", "f32");
+  gst_structure_fixate_field_nearest_fraction (s, "framerate", fps_n, fps_d);
+  caps = gst_caps_fixate (caps);
+
+  if (!gst_dit_latent_info_from_caps (&info, caps, &why)) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("%s", why),
+        ("negotiated %" GST_PTR_FORMAT, caps));
+    g_free (why);
+    gst_caps_unref (caps);
+    return FALSE;
+  }
+  if (!configure (self, &info, &error)) {
+    GST_ELEMENT_ERROR (self, LIBRARY, SETTINGS, ("%s", error), (NULL));
+    g_free (error);
+    gst_caps_unref (caps);
+    return FALSE;
+  }
+  if (!gst_pad_push_event (self->srcpad, gst_event_new_caps (caps))) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("downstream refused %" GST_PTR_FORMAT, caps), (NULL));
+    gst_caps_unref (caps);
+    return FALSE;
+  }
+  gst_caps_unref (caps);
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------ */
+/* task */
+
+static void
+update_stats (GstDitGenerate * self, gint frames)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  GST_OBJECT_LOCK (self);
+  if (self->last_push_us > 0 && now > self->last_push_us)
+    self->stat_fps = frames * 1e6 / (now - self->last_push_us);
+  self->stat_chunks++;
+  GST_OBJECT_UNLOCK (self);
+  self->last_push_us = now;
+
+  /* Tell the application when the processing latency moved by > 20%. */
+  if (!self->source_mode && (self->latency_ms == 0
+          || fabs (self->stat_chunk_ms - self->latency_ms) >
+          0.2 * self->latency_ms)) {
+    self->latency_ms = self->stat_chunk_ms;
+    gst_element_post_message (GST_ELEMENT (self),
+        gst_message_new_latency (GST_OBJECT (self)));
+  }
+}
+
+static void
+pause_task (GstDitGenerate * self, GstFlowReturn ret)
+{
+  g_mutex_lock (&self->qlock);
+  if (self->srcresult == GST_FLOW_OK)
+    self->srcresult = ret;
+  g_cond_broadcast (&self->qcond);
+  g_mutex_unlock (&self->qlock);
+  GST_DEBUG_OBJECT (self, "pausing task: %s", gst_flow_get_name (ret));
+  gst_pad_pause_task (self->srcpad);
+  if (ret == GST_FLOW_EOS)
+    return;
+  if (ret == GST_FLOW_NOT_LINKED || ret < GST_FLOW_EOS) {
+    GST_ELEMENT_FLOW_ERROR (self, ret);
+    gst_pad_push_event (self->srcpad, gst_event_new_eos ());
+  }
+}
+
+static GstFlowReturn
+push_chunk (GstDitGenerate * self, GstBuffer * buf)
+{
+  gint frames = (gint) (GST_BUFFER_OFFSET_END (buf) - GST_BUFFER_OFFSET (buf));
+  GstDitLatentMeta *m = gst_buffer_get_dit_latent_meta (buf);
+
+  if (!GST_BUFFER_OFFSET_END_IS_VALID (buf) || frames <= 0)
+    frames = dit_stream_chunk_frames (m->chunk_index, self->info.frames);
+  update_stats (self, frames);
+  return gst_pad_push (self->srcpad, buf);
+}
+
+static void
+start_source (GstDitGenerate * self)
+{
+  gchar *sid = gst_pad_create_stream_id (self->srcpad, GST_ELEMENT (self),
+      NULL);
+  GstSegment seg;
+
+  gst_pad_push_event (self->srcpad, gst_event_new_stream_start (sid));
+  g_free (sid);
+  if (!negotiate_source (self)) {
+    pause_task (self, GST_FLOW_NOT_NEGOTIATED);
+    return;
+  }
+  gst_segment_init (&seg, GST_FORMAT_TIME);
+  gst_pad_push_event (self->srcpad, gst_event_new_segment (&seg));
+  self->started = TRUE;
+}
+
+static void
+loop_source (GstDitGenerate * self)
+{
+  GstBuffer *out = NULL;
+  GstFlowReturn ret;
+  guint limit;
+
+  if (!self->started) {
+    start_source (self);
+    if (!self->started)
+      return;
+  }
+  GST_OBJECT_LOCK (self);
+  limit = self->num_chunks;
+  GST_OBJECT_UNLOCK (self);
+  if (limit > 0 && self->stat_chunks >= limit) {
+    gst_pad_push_event (self->srcpad, gst_event_new_eos ());
+    pause_task (self, GST_FLOW_EOS);
+    return;
+  }
+  ret = run_chunk (self, NULL, &out);
+  if (ret == GST_FLOW_OK)
+    ret = push_chunk (self, out);
+  if (ret != GST_FLOW_OK)
+    pause_task (self, ret);
+}
+
+static gboolean
+handle_queued_event (GstDitGenerate * self, GstEvent * event)
+{
+  if (GST_EVENT_TYPE (event) == GST_EVENT_CAPS) {
+    GstCaps *caps;
+    GstDitLatentInfo info;
+    gchar *why = NULL, *error = NULL;
+
+    gst_event_parse_caps (event, &caps);
+    /* Validated in the sink event handler already. */
+    gst_dit_latent_info_from_caps (&info, caps, &why);
+    g_free (why);
+    if (!configure (self, &info, &error)) {
+      GST_ELEMENT_ERROR (self, LIBRARY, SETTINGS, ("%s", error), (NULL));
+      g_free (error);
+      gst_event_unref (event);
+      return FALSE;
+    }
+  }
+  return gst_pad_push_event (self->srcpad, event);
+}
+
+static void
+loop_filter (GstDitGenerate * self)
+{
+  GstMiniObject *item;
+  GstFlowReturn ret = GST_FLOW_OK;
+
+  g_mutex_lock (&self->qlock);
+  while (g_queue_is_empty (&self->queue) && self->srcresult == GST_FLOW_OK)
+    g_cond_wait (&self->qcond, &self->qlock);
+  if (self->srcresult != GST_FLOW_OK) {
+    ret = self->srcresult;
+    g_mutex_unlock (&self->qlock);
+    gst_pad_pause_task (self->srcpad);
+    return;
+  }
+  item = g_queue_pop_head (&self->queue);
+  if (GST_IS_BUFFER (item))
+    self->queued_buffers--;
+  g_cond_broadcast (&self->qcond);
+  g_mutex_unlock (&self->qlock);
+
+  if (GST_IS_BUFFER (item)) {
+    GstBuffer *in = GST_BUFFER (item), *out = NULL;
+    if (!self->configured) {
+      gst_buffer_unref (in);
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("received a chunk before caps"), (NULL));
+      ret = GST_FLOW_NOT_NEGOTIATED;
+    } else {
+      ret = run_chunk (self, in, &out);
+      gst_buffer_unref (in);
+      if (ret == GST_FLOW_OK)
+        ret = push_chunk (self, out);
+    }
+  } else {
+    GstEvent *event = GST_EVENT (item);
+    gboolean eos = GST_EVENT_TYPE (event) == GST_EVENT_EOS;
+    if (!handle_queued_event (self, event) && !eos)
+      GST_DEBUG_OBJECT (self, "downstream refused a serialized event");
+    if (eos)
+      ret = GST_FLOW_EOS;
+  }
+  if (ret != GST_FLOW_OK)
+    pause_task (self, ret);
+}
+
+static void
+gst_dit_generate_loop (GstDitGenerate * self)
+{
+  if (self->source_mode)
+    loop_source (self);
+  else
+    loop_filter (self);
+}
+
+/* ------------------------------------------------------------------ */
+/* pads */
+
+static void
+clear_queue (GstDitGenerate * self)
+{
+  GstMiniObject *o;
+
+  while ((o = g_queue_pop_head (&self->queue))) {
+    /* Keep sticky events other than EOS/segment for after the flush. */
+    gst_mini_object_unref (o);
+  }
+  self->queued_buffers = 0;
+}
+
+static GstFlowReturn
+gst_dit_generate_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
+{
+  GstDitGenerate *self = GST_DIT_GENERATE (parent);
+  GstFlowReturn ret;
+  gint limit;
+
+  g_mutex_lock (&self->qlock);
+  GST_OBJECT_LOCK (self);
+  limit = self->max_inflight;
+  GST_OBJECT_UNLOCK (self);
+  /* The bounded hand-off: block upstream while the queue is full. */
+  while (self->queued_buffers >= limit && self->srcresult == GST_FLOW_OK)
+    g_cond_wait (&self->qcond, &self->qlock);
+  ret = self->srcresult;
+  if (ret == GST_FLOW_OK) {
+    g_queue_push_tail (&self->queue, buf);
+    self->queued_buffers++;
+    g_cond_broadcast (&self->qcond);
+  } else {
+    gst_buffer_unref (buf);
+  }
+  g_mutex_unlock (&self->qlock);
+  return ret;
+}
+
+static gboolean
+gst_dit_generate_sink_event (GstPad * pad, GstObject * parent,
+    GstEvent * event)
+{
+  GstDitGenerate *self = GST_DIT_GENERATE (parent);
+
+  switch (GST_EVENT_TYPE (event)) {
+    case GST_EVENT_FLUSH_START:
+      gst_pad_push_event (self->srcpad, event);
+      g_mutex_lock (&self->qlock);
+      self->srcresult = GST_FLOW_FLUSHING;
+      g_cond_broadcast (&self->qcond);
+      g_mutex_unlock (&self->qlock);
+      if (self->session)
+        gst_dit_session_set_flushing (self->session, TRUE);
+      gst_pad_pause_task (self->srcpad);
+      return TRUE;
+    case GST_EVENT_FLUSH_STOP:
+      g_mutex_lock (&self->qlock);
+      clear_queue (self);
+      self->srcresult = GST_FLOW_OK;
+      g_mutex_unlock (&self->qlock);
+      if (self->session)
+        gst_dit_session_set_flushing (self->session, FALSE);
+      /* Cached KV context and anchors belong to the old position. */
+      reset_stream (self);
+      gst_pad_push_event (self->srcpad, event);
+      gst_pad_start_task (self->srcpad,
+          (GstTaskFunction) gst_dit_generate_loop, self, NULL);
+      return TRUE;
+    case GST_EVENT_CAPS:{
+      GstCaps *caps;
+      GstDitLatentInfo info;
+      gchar *why = NULL;
+
+      gst_event_parse_caps (event, &caps);
+      if (!gst_dit_latent_info_from_caps (&info, caps, &why)) {
+        GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("%s", why),
+            ("caps %" GST_PTR_FORMAT, caps));
+        g_free (why);
+        gst_event_unref (event);
+        return FALSE;
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  if (GST_EVENT_IS_SERIALIZED (event)) {
+    gboolean ok;
+    g_mutex_lock (&self->qlock);
+    ok = self->srcresult == GST_FLOW_OK;
+    if (ok) {
+      g_queue_push_tail (&self->queue, event);
+      g_cond_broadcast (&self->qcond);
+    }
+    g_mutex_unlock (&self->qlock);
+    if (!ok)
+      gst_event_unref (event);
+    return ok;
+  }
+  return gst_pad_push_event (self->srcpad, event);
+}
+
+static gboolean
+gst_dit_generate_sink_query (GstPad * pad, GstObject * parent,
+    GstQuery * query)
+{
+  GstDitGenerate *self = GST_DIT_GENERATE (parent);
+
+  switch (GST_QUERY_TYPE (query)) {
+    case GST_QUERY_CAPS:{
+      GstCaps *filter, *tmpl = gst_pad_get_pad_template_caps (pad), *caps;
+      gst_query_parse_caps (query, &filter);
+      /* Output caps equal input caps. */
+      caps = gst_pad_peer_query_caps (self->srcpad, tmpl);
+      gst_caps_unref (tmpl);
+      if (filter) {
+        GstCaps *t = gst_caps_intersect_full (filter, caps,
+            GST_CAPS_INTERSECT_FIRST);
+        gst_caps_unref (caps);
+        caps = t;
+      }
+      gst_query_set_caps_result (query, caps);
+      gst_caps_unref (caps);
+      return TRUE;
+    }
+    case GST_QUERY_CONTEXT:
+      if (gst_dit_session_handle_context_query (GST_ELEMENT (self), query,
+              self->session))
+        return TRUE;
+      break;
+    default:
+      break;
+  }
+  return gst_pad_query_default (pad, parent, query);
+}
+
+static gboolean
+gst_dit_generate_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
+{
+  GstDitGenerate *self = GST_DIT_GENERATE (parent);
+
+  switch (GST_QUERY_TYPE (query)) {
+    case GST_QUERY_LATENCY:{
+      gboolean live = FALSE;
+      GstClockTime min = 0, max = GST_CLOCK_TIME_NONE, own, chunk_dur;
+      gint depth, fps_n, fps_d;
+
+      if (!self->source_mode && self->sinkpad) {
+        if (!gst_pad_peer_query (self->sinkpad, query))
+          return FALSE;
+        gst_query_parse_latency (query, &live, &min, &max);
+      }
+      GST_OBJECT_LOCK (self);
+      own = (GstClockTime) (self->stat_chunk_ms * GST_MSECOND);
+      depth = self->max_inflight;
+      GST_OBJECT_UNLOCK (self);
+      fps_n = self->configured ? self->info.fps_n : self->fps_n;
+      fps_d = self->configured ? self->info.fps_d : self->fps_d;
+      chunk_dur = gst_util_uint64_scale (4 * (self->configured ?
+              self->info.frames : DEFAULT_FRAMES), fps_d * GST_SECOND, fps_n);
+      /* min: one chunk of processing; max: what the bounded input queue
+       * and the chunk being processed can hold. */
+      min += own;
+      if (GST_CLOCK_TIME_IS_VALID (max))
+        max += MAX (own, (depth + 1) * chunk_dur);
+      GST_DEBUG_OBJECT (self, "latency live %d min %" GST_TIME_FORMAT " max %"
+          GST_TIME_FORMAT, live, GST_TIME_ARGS (min), GST_TIME_ARGS (max));
+      gst_query_set_latency (query, live, min, max);
+      return TRUE;
+    }
+    case GST_QUERY_CAPS:
+      if (!self->source_mode && self->sinkpad) {
+        GstCaps *filter, *tmpl = gst_pad_get_pad_template_caps (pad), *caps;
+        gst_query_parse_caps (query, &filter);
+        caps = gst_pad_peer_query_caps (self->sinkpad, tmpl);
+        gst_caps_unref (tmpl);
+        if (filter) {
+          GstCaps *t = gst_caps_intersect_full (filter, caps,
+              GST_CAPS_INTERSECT_FIRST);
+          gst_caps_unref (caps);
+          caps = t;
+        }
+        gst_query_set_caps_result (query, caps);
+        gst_caps_unref (caps);
+        return TRUE;
+      }
+      break;
+    case GST_QUERY_CONTEXT:
+      if (gst_dit_session_handle_context_query (GST_ELEMENT (self), query,
+              self->session))
+        return TRUE;
+      break;
+    case GST_QUERY_SCHEDULING:
+      gst_query_set_scheduling (query, GST_SCHEDULING_FLAG_SEQUENTIAL, 1, -1,
+          0);
+      gst_query_add_scheduling_mode (query, GST_PAD_MODE_PUSH);
+      return TRUE;
+    default:
+      break;
+  }
+  return gst_pad_query_default (pad, parent, query);
+}
+
+static gboolean
+gst_dit_generate_src_event (GstPad * pad, GstObject * parent, GstEvent * event)
+{
+  GstDitGenerate *self = GST_DIT_GENERATE (parent);
+
+  if (self->source_mode || !self->sinkpad) {
+    /* A source without seeking: answer upstream events ourselves. */
+    gboolean ok = GST_EVENT_TYPE (event) == GST_EVENT_QOS
+        || GST_EVENT_TYPE (event) == GST_EVENT_RECONFIGURE
+        || GST_EVENT_TYPE (event) == GST_EVENT_LATENCY;
+    gst_event_unref (event);
+    return ok;
+  }
+  return gst_pad_push_event (self->sinkpad, event);
+}
+
+static gboolean
+gst_dit_generate_src_activate_mode (GstPad * pad, GstObject * parent,
+    GstPadMode mode, gboolean active)
+{
+  GstDitGenerate *self = GST_DIT_GENERATE (parent);
+
+  if (mode != GST_PAD_MODE_PUSH)
+    return FALSE;
+  if (active) {
+    g_mutex_lock (&self->qlock);
+    self->srcresult = GST_FLOW_OK;
+    g_mutex_unlock (&self->qlock);
+    self->source_mode = !self->sinkpad || !gst_pad_is_linked (self->sinkpad);
+    self->started = FALSE;
+    GST_DEBUG_OBJECT (self, "starting in %s mode",
+        self->source_mode ? "source (text-to-video)" : "video-to-video");
+    if (self->session)
+      gst_dit_session_set_flushing (self->session, FALSE);
+    return gst_pad_start_task (pad, (GstTaskFunction) gst_dit_generate_loop,
+        self, NULL);
+  }
+  g_mutex_lock (&self->qlock);
+  self->srcresult = GST_FLOW_FLUSHING;
+  g_cond_broadcast (&self->qcond);
+  g_mutex_unlock (&self->qlock);
+  if (self->session)
+    gst_dit_session_set_flushing (self->session, TRUE);
+  gst_pad_stop_task (pad);
+  g_mutex_lock (&self->qlock);
+  clear_queue (self);
+  g_mutex_unlock (&self->qlock);
+  return TRUE;
+}
+
+static GstPad *
+gst_dit_generate_request_new_pad (GstElement * element, GstPadTemplate * templ,
+    const gchar * name, const GstCaps * caps)
+{
+  GstDitGenerate *self = GST_DIT_GENERATE (element);
+  GstPad *pad;
+
+  GST_OBJECT_LOCK (self);
+  if (self->sinkpad) {
+    GST_OBJECT_UNLOCK (self);
+    GST_WARNING_OBJECT (self, "only one sink pad is supported");
+    return NULL;
+  }
+  GST_OBJECT_UNLOCK (self);
+  pad = gst_pad_new_from_template (templ, "sink");
+  gst_pad_set_chain_function (pad, GST_DEBUG_FUNCPTR (gst_dit_generate_chain));
+  gst_pad_set_event_function (pad,
+      GST_DEBUG_FUNCPTR (gst_dit_generate_sink_event));
+  gst_pad_set_query_function (pad,
+      GST_DEBUG_FUNCPTR (gst_dit_generate_sink_query));
+  GST_PAD_SET_PROXY_ALLOCATION (pad);
+  self->sinkpad = pad;
+  if (GST_STATE (element) > GST_STATE_READY)
+    gst_pad_set_active (pad, TRUE);
+  gst_element_add_pad (element, pad);
+  return pad;
+}
+
+static void
+gst_dit_generate_release_pad (GstElement * element, GstPad * pad)
+{
+  GstDitGenerate *self = GST_DIT_GENERATE (element);
+
+  if (pad != self->sinkpad)
+    return;
+  self->sinkpad = NULL;
+  gst_pad_set_active (pad, FALSE);
+  gst_element_remove_pad (element, pad);
+}
+
+/* ------------------------------------------------------------------ */
+/* state */
+
+static gboolean
+load_weights (GstDitGenerate * self)
+{
+  gchar *model, *vae, *device, *key, *error = NULL;
+  gboolean ok;
+  dit_anchor_mode anchor;
+
+  GST_OBJECT_LOCK (self);
+  model = g_strdup (self->model);
+  vae = g_strdup (self->vae_model);
+  device = g_strdup (self->device);
+  key = g_strdup (self->session_key);
+  anchor = self->anchor;
+  GST_OBJECT_UNLOCK (self);
+
+  gst_dit_session_ensure (GST_ELEMENT (self), key, &self->session);
+  ok = gst_dit_session_load_dit (self->session, GST_ELEMENT (self), model,
+      device, &error);
+  if (ok && anchor == DIT_ANCHOR_DECODED)
+    ok = gst_dit_session_load_vae (self->session, GST_ELEMENT (self), vae,
+        device, &error);
+  if (!ok) {
+    const gchar *path = ok ? NULL : model;
+    if (path && !g_file_test (path, G_FILE_TEST_EXISTS)
+        && strchr (path, G_DIR_SEPARATOR))
+      GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("%s", error),
+          ("model '%s'", model));
+    else
+      GST_ELEMENT_ERROR (self, LIBRARY, INIT, ("%s", error),
+          ("model '%s', vae-model '%s'", model ? model : GST_DIT_DEFAULT_MODEL,
+              vae ? vae : GST_DIT_DEFAULT_VAE));
+  }
+  g_free (error);
+  g_free (model);
+  g_free (vae);
+  g_free (device);
+  g_free (key);
+  return ok;
+}
+
+static GstStateChangeReturn
+gst_dit_generate_change_state (GstElement * element, GstStateChange transition)
+{
+  GstDitGenerate *self = GST_DIT_GENERATE (element);
+  GstStateChangeReturn ret;
+
+  switch (transition) {
+    case GST_STATE_CHANGE_NULL_TO_READY:
+      if (!load_weights (self))
+        return GST_STATE_CHANGE_FAILURE;
+      break;
+    case GST_STATE_CHANGE_READY_TO_PAUSED:
+      GST_OBJECT_LOCK (self);
+      self->stat_chunks = 0;
+      self->stat_fps = 0;
+      self->stat_chunk_ms = 0;
+      GST_OBJECT_UNLOCK (self);
+      self->frames_out = 0;
+      self->last_push_us = 0;
+      self->latency_ms = 0;
+      self->prompt_epoch = 0;
+      if (self->configured)
+        reset_stream (self);
+      break;
+    default:
+      break;
+  }
+  ret = GST_ELEMENT_CLASS (gst_dit_generate_parent_class)->change_state
+      (element, transition);
+  if (ret == GST_STATE_CHANGE_FAILURE)
+    return ret;
+  switch (transition) {
+    case GST_STATE_CHANGE_PAUSED_TO_READY:
+      free_engine (self);
+      break;
+    case GST_STATE_CHANGE_READY_TO_NULL:
+      gst_clear_object (&self->session);
+      break;
+    default:
+      break;
+  }
+  return ret;
+}
+
+static void
+gst_dit_generate_set_context (GstElement * element, GstContext * context)
+{
+  GstDitGenerate *self = GST_DIT_GENERATE (element);
+  gchar *key;
+
+  GST_OBJECT_LOCK (self);
+  key = g_strdup (self->session_key);
+  GST_OBJECT_UNLOCK (self);
+  gst_dit_session_handle_set_context (element, context, key, &self->session);
+  g_free (key);
+  GST_ELEMENT_CLASS (gst_dit_generate_parent_class)->set_context (element,
+      context);
+}
+
+/* ------------------------------------------------------------------ */
+/* properties */
+
+static void
+set_string (GstDitGenerate * self, gchar ** field, const GValue * value)
+{
+  GST_OBJECT_LOCK (self);
+  g_free (*field);
+  *field = g_value_dup_string (value);
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_dit_generate_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec)
+{
+  GstDitGenerate *self = GST_DIT_GENERATE (object);
+
+  switch (prop_id) {
+    case PROP_MODEL:
+      set_string (self, &self->model, value);
+      break;
+    case PROP_VAE_MODEL:
+      set_string (self, &self->vae_model, value);
+      break;
+    case PROP_PROMPT_EMBEDS:
+      set_string (self, &self->prompt_embeds, value);
+      GST_OBJECT_LOCK (self);
+      self->prompt_dirty = TRUE;
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_DEVICE:
+      set_string (self, &self->device, value);
+      break;
+    case PROP_SESSION:
+      set_string (self, &self->session_key, value);
+      break;
+    case PROP_STEPS:
+      set_string (self, &self->steps, value);
+      break;
+    case PROP_SEED:
+      GST_OBJECT_LOCK (self);
+      self->seed = g_value_get_uint64 (value);
+      self->seed_dirty = TRUE;
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_SHIFT:
+      GST_OBJECT_LOCK (self);
+      self->shift = g_value_get_double (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_STRENGTH:
+      GST_OBJECT_LOCK (self);
+      self->strength = g_value_get_double (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_KV_WINDOW:
+      GST_OBJECT_LOCK (self);
+      self->kv_window = g_value_get_int (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_CONTEXT_FRAMES:
+      GST_OBJECT_LOCK (self);
+      self->context_frames = g_value_get_int (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_KV_BIAS:
+      GST_OBJECT_LOCK (self);
+      self->kv_bias = g_value_get_double (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_MAX_INFLIGHT:
+      g_mutex_lock (&self->qlock);
+      GST_OBJECT_LOCK (self);
+      self->max_inflight = g_value_get_int (value);
+      GST_OBJECT_UNLOCK (self);
+      g_cond_broadcast (&self->qcond);
+      g_mutex_unlock (&self->qlock);
+      break;
+    case PROP_ANCHOR:
+      GST_OBJECT_LOCK (self);
+      self->anchor = g_value_get_enum (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_NUM_CHUNKS:
+      GST_OBJECT_LOCK (self);
+      self->num_chunks = g_value_get_uint (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_FRAMERATE:
+      GST_OBJECT_LOCK (self);
+      self->fps_n = gst_value_get_fraction_numerator (value);
+      self->fps_d = gst_value_get_fraction_denominator (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+}
+
+static void
+gst_dit_generate_get_property (GObject * object, guint prop_id,
+    GValue * value, GParamSpec * pspec)
+{
+  GstDitGenerate *self = GST_DIT_GENERATE (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_MODEL:
+      g_value_set_string (value, self->model);
+      break;
+    case PROP_VAE_MODEL:
+      g_value_set_string (value, self->vae_model);
+      break;
+    case PROP_PROMPT_EMBEDS:
+      g_value_set_string (value, self->prompt_embeds);
+      break;
+    case PROP_DEVICE:
+      g_value_set_string (value, self->device);
+      break;
+    case PROP_SESSION:
+      g_value_set_string (value, self->session_key);
+      break;
+    case PROP_STEPS:
+      g_value_set_string (value, self->steps);
+      break;
+    case PROP_SEED:
+      g_value_set_uint64 (value, self->seed);
+      break;
+    case PROP_SHIFT:
+      g_value_set_double (value, self->shift);
+      break;
+    case PROP_STRENGTH:
+      g_value_set_double (value, self->strength);
+      break;
+    case PROP_KV_WINDOW:
+      g_value_set_int (value, self->kv_window);
+      break;
+    case PROP_CONTEXT_FRAMES:
+      g_value_set_int (value, self->context_frames);
+      break;
+    case PROP_KV_BIAS:
+      g_value_set_double (value, self->kv_bias);
+      break;
+    case PROP_MAX_INFLIGHT:
+      g_value_set_int (value, self->max_inflight);
+      break;
+    case PROP_ANCHOR:
+      g_value_set_enum (value, self->anchor);
+      break;
+    case PROP_NUM_CHUNKS:
+      g_value_set_uint (value, self->num_chunks);
+      break;
+    case PROP_FRAMERATE:
+      gst_value_set_fraction (value, self->fps_n, self->fps_d);
+      break;
+    case PROP_FPS:
+      g_value_set_double (value, self->stat_fps);
+      break;
+    case PROP_CHUNK_MS:
+      g_value_set_double (value, self->stat_chunk_ms);
+      break;
+    case PROP_QUEUE_DEPTH:
+      g_value_set_int (value, self->queued_buffers);
+      break;
+    case PROP_CHUNKS:
+      g_value_set_uint64 (value, self->stat_chunks);
+      break;
+    case PROP_CACHE_EPOCH:
+      g_value_set_uint64 (value, self->epoch);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_dit_generate_finalize (GObject * object)
+{
+  GstDitGenerate *self = GST_DIT_GENERATE (object);
+
+  free_engine (self);
+  gst_clear_object (&self->session);
+  g_free (self->model);
+  g_free (self->vae_model);
+  g_free (self->prompt_embeds);
+  g_free (self->device);
+  g_free (self->session_key);
+  g_free (self->steps);
+  g_mutex_clear (&self->qlock);
+  g_cond_clear (&self->qcond);
+  G_OBJECT_CLASS (gst_dit_generate_parent_class)->finalize (object);
+}
+
+static void
+gst_dit_generate_class_init (GstDitGenerateClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
+  const GParamFlags ready = rw | GST_PARAM_MUTABLE_READY;
+  const GParamFlags playing = rw | GST_PARAM_MUTABLE_PLAYING;
+  const GParamFlags ro = G_PARAM_READABLE | G_PARAM_STATIC_STRINGS;
+
+  gobject_class->set_property = gst_dit_generate_set_property;
+  gobject_class->get_property = gst_dit_generate_get_property;
+  gobject_class->finalize = gst_dit_generate_finalize;
+
+  g_object_class_install_property (gobject_class, PROP_MODEL,
+      g_param_spec_string ("model", "Model",
+          "DiT weights: a preset name (tiny, wan-1.3b, wan-14b: seeded "
+          "synthetic weights) or a safetensors file, index JSON or directory "
+          "(NULL = tiny)", NULL, ready));
+  g_object_class_install_property (gobject_class, PROP_VAE_MODEL,
+      g_param_spec_string ("vae-model", "VAE model",
+          "VAE weights for the anchor path: a preset (tiny, wan) or a "
+          "safetensors path (NULL = tiny)", NULL, ready));
+  g_object_class_install_property (gobject_class, PROP_PROMPT_EMBEDS,
+      g_param_spec_string ("prompt-embeds", "Prompt embeddings",
+          "safetensors file with one text-embedding tensor [rows, text_dim] "
+          "(NULL = a fixed seeded prompt); may change while PLAYING",
+          NULL, playing));
+  g_object_class_install_property (gobject_class, PROP_SEED,
+      g_param_spec_uint64 ("seed", "Seed",
+          "Base seed of the per-chunk noise; may change while PLAYING", 0,
+          G_MAXUINT64, DEFAULT_SEED, playing));
+  g_object_class_install_property (gobject_class, PROP_STEPS,
+      g_param_spec_string ("steps", "Steps",
+          "Comma-separated denoising timesteps, e.g. \"1000,750,500,250\"",
+          DEFAULT_STEPS, ready));
+  g_object_class_install_property (gobject_class, PROP_SHIFT,
+      g_param_spec_double ("shift", "Shift",
+          "Flow-matching timestep shift", 0.1, 100.0, DEFAULT_SHIFT, ready));
+  g_object_class_install_property (gobject_class, PROP_STRENGTH,
+      g_param_spec_double ("strength", "Strength",
+          "Video-to-video: how far input latents are noised (1 = ignore the "
+          "input, lower keeps more of it)", 0.0, 1.0, DEFAULT_STRENGTH,
+          playing));
+  g_object_class_install_property (gobject_class, PROP_KV_WINDOW,
+      g_param_spec_int ("kv-window", "KV window",
+          "Latent frames in the KV window (0 = context-frames + frames per "
+          "chunk)", 0, 64, DEFAULT_KV_WINDOW, ready));
+  g_object_class_install_property (gobject_class, PROP_CONTEXT_FRAMES,
+      g_param_spec_int ("context-frames", "Context frames",
+          "Latent frames of the per-chunk KV recompute (anchor + previous "
+          "latents); at most the frames per chunk", 1, 16,
+          DEFAULT_CONTEXT_FRAMES, ready));
+  g_object_class_install_property (gobject_class, PROP_KV_BIAS,
+      g_param_spec_double ("kv-bias", "KV bias",
+          "Attention weight of the context frames after the anchor "
+          "(1 = off)", 0.001, 1.0, DEFAULT_KV_BIAS, ready));
+  g_object_class_install_property (gobject_class, PROP_MAX_INFLIGHT,
+      g_param_spec_int ("max-inflight", "Max in-flight",
+          "Input chunks queued ahead of the generator (upstream blocks "
+          "beyond this); also bounds decoded frames held for the display",
+          1, 16, DEFAULT_MAX_INFLIGHT, ready));
+  g_object_class_install_property (gobject_class, PROP_DEVICE,
+      g_param_spec_string ("device", "Device",
+          "Backend device of the session: cpu, or cuda:N", GST_DIT_DEFAULT_DEVICE,
+          ready));
+  g_object_class_install_property (gobject_class, PROP_SESSION,
+      g_param_spec_string ("session", "Session",
+          "Key of the shared DitSession (weights, VAE, anchor path); "
+          "elements with the same key share one", GST_DIT_SESSION_DEFAULT_KEY,
+          ready));
+  g_object_class_install_property (gobject_class, PROP_ANCHOR,
+      g_param_spec_enum ("anchor", "Anchor",
+          "First KV-recompute context frame: the re-encoded decoded frame "
+          "(decoded) or the previous chunk's first latent (latent)",
+          GST_TYPE_DIT_ANCHOR_MODE, DEFAULT_ANCHOR, ready));
+  g_object_class_install_property (gobject_class, PROP_NUM_CHUNKS,
+      g_param_spec_uint ("num-chunks", "Number of chunks",
+          "Text-to-video: chunks to generate before EOS (0 = unlimited)", 0,
+          G_MAXUINT, DEFAULT_NUM_CHUNKS, ready));
+  g_object_class_install_property (gobject_class, PROP_FRAMERATE,
+      gst_param_spec_fraction ("framerate", "Frame rate",
+          "Text-to-video: preferred output frame rate when downstream allows "
+          "any (Wan's native rate is 16 fps)", 1, 1, GST_DIT_MAX_FPS, 1,
+          DEFAULT_FPS_N, DEFAULT_FPS_D, ready));
+  g_object_class_install_property (gobject_class, PROP_FPS,
+      g_param_spec_double ("fps", "FPS",
+          "Output pixel frames per second over the last chunk", 0, G_MAXDOUBLE,
+          0, ro));
+  g_object_class_install_property (gobject_class, PROP_CHUNK_MS,
+      g_param_spec_double ("chunk-ms", "Chunk ms",
+          "Generator time of the last chunk in milliseconds", 0, G_MAXDOUBLE,
+          0, ro));
+  g_object_class_install_property (gobject_class, PROP_QUEUE_DEPTH,
+      g_param_spec_int ("queue-depth", "Queue depth",
+          "Input chunks waiting for the generator", 0, G_MAXINT, 0, ro));
+  g_object_class_install_property (gobject_class, PROP_CHUNKS,
+      g_param_spec_uint64 ("chunks", "Chunks",
+          "Chunks produced since READY", 0, G_MAXUINT64, 0, ro));
+  g_object_class_install_property (gobject_class, PROP_CACHE_EPOCH,
+      g_param_spec_uint64 ("cache-epoch", "Cache epoch",
+          "Current cache epoch (bumped by flushes and resets)", 0, G_MAXUINT64,
+          0, ro));
+
+  gst_element_class_add_static_pad_template (element_class, &sink_template);
+  gst_element_class_add_static_pad_template (element_class, &src_template);
+  gst_element_class_set_static_metadata (element_class,
+      "DiT video generator", "Generator/Filter/Video",
+      "Causal Wan2.1 video diffusion, chunk by chunk with a rolling KV cache "
+      "(text-to-video when the sink pad is unlinked)", "gst-dit");
+  element_class->change_state =
+      GST_DEBUG_FUNCPTR (gst_dit_generate_change_state);
+  element_class->set_context = GST_DEBUG_FUNCPTR (gst_dit_generate_set_context);
+  element_class->request_new_pad =
+      GST_DEBUG_FUNCPTR (gst_dit_generate_request_new_pad);
+  element_class->release_pad = GST_DEBUG_FUNCPTR (gst_dit_generate_release_pad);
+
+  gst_type_mark_as_plugin_api (GST_TYPE_DIT_ANCHOR_MODE, 0);
+  GST_DEBUG_CATEGORY_INIT (gst_dit_generate_debug, "ditgenerate", 0,
+      "dit generator element");
+}
+
+static void
+gst_dit_generate_init (GstDitGenerate * self)
+{
+  self->srcpad = gst_pad_new_from_static_template (&src_template, "src");
+  gst_pad_set_activatemode_function (self->srcpad,
+      GST_DEBUG_FUNCPTR (gst_dit_generate_src_activate_mode));
+  gst_pad_set_query_function (self->srcpad,
+      GST_DEBUG_FUNCPTR (gst_dit_generate_src_query));
+  gst_pad_set_event_function (self->srcpad,
+      GST_DEBUG_FUNCPTR (gst_dit_generate_src_event));
+  gst_pad_use_fixed_caps (self->srcpad);
+  gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
+
+  g_mutex_init (&self->qlock);
+  g_cond_init (&self->qcond);
+  g_queue_init (&self->queue);
+  self->srcresult = GST_FLOW_FLUSHING;
+  self->seed = DEFAULT_SEED;
+  self->steps = g_strdup (DEFAULT_STEPS);
+  self->shift = DEFAULT_SHIFT;
+  self->strength = DEFAULT_STRENGTH;
+  self->kv_window = DEFAULT_KV_WINDOW;
+  self->context_frames = DEFAULT_CONTEXT_FRAMES;
+  self->kv_bias = DEFAULT_KV_BIAS;
+  self->max_inflight = DEFAULT_MAX_INFLIGHT;
+  self->anchor = DEFAULT_ANCHOR;
+  self->num_chunks = DEFAULT_NUM_CHUNKS;
+  self->fps_n = DEFAULT_FPS_N;
+  self->fps_d = DEFAULT_FPS_D;
+  self->device = g_strdup (GST_DIT_DEFAULT_DEVICE);
+  self->session_key = g_strdup (GST_DIT_SESSION_DEFAULT_KEY);
+}

@@ -1,0 +1,308 @@
+/* gstditlatent — latent caps, caps mapping and the per-chunk meta.
+ *
+ * The caps templates are deliberately wide (any size, any rate) so that a
+ * wrong size or rate reaches the element's caps handler, which refuses it
+ * with a message that says what is wrong, instead of a silent template
+ * mismatch.
+ */
+#include "gstditlatent.h"
+
+#include "dit_tensor.h"
+
+gchar *
+gst_dit_check_pixel_size (gint width, gint height, gint fps_n, gint fps_d)
+{
+  if (width <= 0 || height <= 0 || width % 16 != 0 || height % 16 != 0)
+    return g_strdup_printf ("unsupported size %dx%d: width and height must "
+        "be positive multiples of 16 pixels", width, height);
+  if (fps_n <= 0 || fps_d <= 0
+      || (gdouble) fps_n / fps_d > GST_DIT_MAX_FPS)
+    return g_strdup_printf ("unsupported frame rate %d/%d: a fixed rate "
+        "above 0 and at most %d fps is required", fps_n, fps_d,
+        GST_DIT_MAX_FPS);
+  return NULL;
+}
+
+gboolean
+gst_dit_latent_info_from_caps (GstDitLatentInfo * info, const GstCaps * caps,
+    gchar ** why)
+{
+  GstStructure *s;
+  const gchar *dtype;
+  gchar *reason;
+
+  *why = NULL;
+  if (!gst_caps_is_fixed (caps)) {
+    *why = g_strdup ("latent caps are not fixed");
+    return FALSE;
+  }
+  s = gst_caps_get_structure (caps, 0);
+  if (!gst_structure_has_name (s, GST_DIT_LATENT_MEDIA_TYPE)) {
+    *why = g_strdup_printf ("expected %s, got %s", GST_DIT_LATENT_MEDIA_TYPE,
+        gst_structure_get_name (s));
+    return FALSE;
+  }
+  memset (info, 0, sizeof *info);
+  if (!gst_structure_get_int (s, "channels", &info->channels)
+      || !gst_structure_get_int (s, "width", &info->width)
+      || !gst_structure_get_int (s, "height", &info->height)
+      || !gst_structure_get_int (s, "frames", &info->frames)
+      || !gst_structure_get_fraction (s, "framerate", &info->fps_n,
+          &info->fps_d) || !(dtype = gst_structure_get_string (s, "dtype"))) {
+    *why = g_strdup ("latent caps need channels, width, height, frames, "
+        "dtype and framerate");
+    return FALSE;
+  }
+  if (info->channels != 16) {
+    *why = g_strdup_printf ("unsupported latent channels %d (Wan2.1 uses 16)",
+        info->channels);
+    return FALSE;
+  }
+  if (g_str_equal (dtype, "bf16"))
+    info->bf16 = TRUE;
+  else if (!g_str_equal (dtype, "f32")) {
+    *why = g_strdup_printf ("unsupported latent dtype '%s' (f32 or bf16)",
+        dtype);
+    return FALSE;
+  }
+  if (info->frames < 1) {
+    *why = g_strdup_printf ("invalid latent frames per buffer %d",
+        info->frames);
+    return FALSE;
+  }
+  reason = gst_dit_check_pixel_size (info->width * 8, info->height * 8,
+      info->fps_n, info->fps_d);
+  if (reason) {
+    *why = g_strdup_printf ("latent grid %dx%d: %s", info->width,
+        info->height, reason);
+    g_free (reason);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+GstCaps *
+gst_dit_latent_info_to_caps (const GstDitLatentInfo * info)
+{
+  return gst_caps_new_simple (GST_DIT_LATENT_MEDIA_TYPE,
+      "channels", G_TYPE_INT, info->channels,
+      "width", G_TYPE_INT, info->width,
+      "height", G_TYPE_INT, info->height,
+      "frames", G_TYPE_INT, info->frames,
+      "dtype", G_TYPE_STRING, info->bf16 ? "bf16" : "f32",
+      "framerate", GST_TYPE_FRACTION, info->fps_n, info->fps_d, NULL);
+}
+
+gsize
+gst_dit_latent_info_buffer_size (const GstDitLatentInfo * info)
+{
+  return (gsize) info->channels * info->frames * info->width * info->height
+      * (info->bf16 ? 2 : 4);
+}
+
+void
+gst_dit_latent_to_f32 (const GstDitLatentInfo * info, const guint8 * src,
+    gfloat * dst)
+{
+  gsize n = (gsize) info->channels * info->frames * info->width * info->height;
+  dit_convert (dst, DIT_F32, src, info->bf16 ? DIT_BF16 : DIT_F32, n);
+}
+
+void
+gst_dit_latent_from_f32 (const GstDitLatentInfo * info, const gfloat * src,
+    guint8 * dst)
+{
+  gsize n = (gsize) info->channels * info->frames * info->width * info->height;
+  dit_convert (dst, info->bf16 ? DIT_BF16 : DIT_F32, src, DIT_F32, n);
+}
+
+/* Scale an int / int range / list of ints; FALSE when nothing is left. */
+static gboolean
+scale_dim (const GValue * in, GValue * out, gint mul, gint div)
+{
+  if (G_VALUE_HOLDS_INT (in)) {
+    gint v = g_value_get_int (in);
+    if ((v * mul) % div != 0 || v * mul / div < 1)
+      return FALSE;
+    g_value_init (out, G_TYPE_INT);
+    g_value_set_int (out, v * mul / div);
+    return TRUE;
+  }
+  if (GST_VALUE_HOLDS_INT_RANGE (in)) {
+    gint64 lo = gst_value_get_int_range_min (in);
+    gint64 hi = gst_value_get_int_range_max (in);
+    lo = MAX (1, (lo * mul + div - 1) / div);
+    hi = MIN ((gint64) G_MAXINT / 16, hi) * mul / div;
+    if (hi < lo)
+      return FALSE;
+    g_value_init (out, GST_TYPE_INT_RANGE);
+    if (hi == lo) {
+      g_value_unset (out);
+      g_value_init (out, G_TYPE_INT);
+      g_value_set_int (out, (gint) lo);
+    } else {
+      gst_value_set_int_range (out, (gint) lo, (gint) hi);
+    }
+    return TRUE;
+  }
+  if (GST_VALUE_HOLDS_LIST (in)) {
+    guint i;
+    g_value_init (out, GST_TYPE_LIST);
+    for (i = 0; i < gst_value_list_get_size (in); i++) {
+      GValue v = G_VALUE_INIT;
+      if (scale_dim (gst_value_list_get_value (in, i), &v, mul, div))
+        gst_value_list_append_and_take_value (out, &v);
+    }
+    if (gst_value_list_get_size (out) == 0) {
+      g_value_unset (out);
+      return FALSE;
+    }
+    return TRUE;
+  }
+  return FALSE;
+}
+
+static GstCaps *
+map_caps (const GstCaps * in, const gchar * name, gint mul, gint div,
+    const gchar * formats)
+{
+  GstCaps *out = gst_caps_new_empty ();
+  guint i;
+
+  for (i = 0; i < gst_caps_get_size (in); i++) {
+    const GstStructure *s = gst_caps_get_structure (in, i);
+    GstCapsFeatures *f = gst_caps_get_features (in, i);
+    GstStructure *o;
+    const GValue *v;
+    gboolean ok = TRUE;
+    const gchar *dims[] = { "width", "height" };
+    guint d;
+
+    if (f && !gst_caps_features_is_any (f)
+        && !gst_caps_features_is_equal (f,
+            GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY))
+      continue;
+    o = gst_structure_new_empty (name);
+    for (d = 0; d < 2 && ok; d++) {
+      v = gst_structure_get_value (s, dims[d]);
+      if (v) {
+        GValue sv = G_VALUE_INIT;
+        if (scale_dim (v, &sv, mul, div))
+          gst_structure_take_value (o, dims[d], &sv);
+        else
+          ok = FALSE;
+      }
+    }
+    if ((v = gst_structure_get_value (s, "framerate")))
+      gst_structure_set_value (o, "framerate", v);
+    if (formats) {
+      GValue fv = G_VALUE_INIT;
+      g_value_init (&fv, GST_TYPE_LIST);
+      if (gst_value_deserialize (&fv, formats))
+        gst_structure_take_value (o, "format", &fv);
+      else
+        g_value_unset (&fv);
+    }
+    if (ok)
+      out = gst_caps_merge_structure (out, o);
+    else
+      gst_structure_free (o);
+  }
+  return out;
+}
+
+GstCaps *
+gst_dit_caps_raw_to_latent (const GstCaps * raw)
+{
+  if (gst_caps_is_any (raw))
+    return gst_caps_new_empty_simple (GST_DIT_LATENT_MEDIA_TYPE);
+  return map_caps (raw, GST_DIT_LATENT_MEDIA_TYPE, 1, 8, NULL);
+}
+
+GstCaps *
+gst_dit_caps_latent_to_raw (const GstCaps * latent, const gchar * formats)
+{
+  if (gst_caps_is_any (latent))
+    return gst_caps_new_empty_simple ("video/x-raw");
+  return map_caps (latent, "video/x-raw", 8, 1, formats);
+}
+
+/* ---- meta ---- */
+
+GType
+gst_dit_latent_meta_api_get_type (void)
+{
+  static GType type = 0;
+  static const gchar *tags[] = { NULL };
+
+  if (g_once_init_enter (&type)) {
+    /* Test programs link this file too: reuse a registration made by
+     * another copy in the same process. */
+    GType t = g_type_from_name ("GstDitLatentMetaAPI");
+    if (!t)
+      t = gst_meta_api_type_register ("GstDitLatentMetaAPI", tags);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+static gboolean
+gst_dit_latent_meta_init (GstMeta * meta, gpointer params, GstBuffer * buffer)
+{
+  GstDitLatentMeta *m = (GstDitLatentMeta *) meta;
+
+  m->chunk_index = 0;
+  m->cache_epoch = 0;
+  m->prompt_epoch = 0;
+  m->seed = 0;
+  m->valid_frames = -1;
+  m->chunk_ms = m->recompute_ms = m->denoise_ms = 0.0;
+  m->produced_ns = 0;
+  return TRUE;
+}
+
+static gboolean
+gst_dit_latent_meta_transform (GstBuffer * dest, GstMeta * meta,
+    GstBuffer * buffer, GQuark type, gpointer data)
+{
+  GstDitLatentMeta *src = (GstDitLatentMeta *) meta, *dst;
+
+  if (!GST_META_TRANSFORM_IS_COPY (type))
+    return FALSE;
+  dst = gst_buffer_add_dit_latent_meta (dest);
+  if (!dst)
+    return FALSE;
+  dst->chunk_index = src->chunk_index;
+  dst->cache_epoch = src->cache_epoch;
+  dst->prompt_epoch = src->prompt_epoch;
+  dst->seed = src->seed;
+  dst->valid_frames = src->valid_frames;
+  dst->chunk_ms = src->chunk_ms;
+  dst->recompute_ms = src->recompute_ms;
+  dst->denoise_ms = src->denoise_ms;
+  dst->produced_ns = src->produced_ns;
+  return TRUE;
+}
+
+const GstMetaInfo *
+gst_dit_latent_meta_get_info (void)
+{
+  static const GstMetaInfo *info = NULL;
+
+  if (g_once_init_enter ((GstMetaInfo **) & info)) {
+    const GstMetaInfo *mi = gst_meta_get_info ("GstDitLatentMeta");
+    if (!mi)
+      mi = gst_meta_register (GST_DIT_LATENT_META_API_TYPE,
+        "GstDitLatentMeta", sizeof (GstDitLatentMeta),
+        gst_dit_latent_meta_init, NULL, gst_dit_latent_meta_transform);
+    g_once_init_leave ((GstMetaInfo **) & info, (GstMetaInfo *) mi);
+  }
+  return info;
+}
+
+GstDitLatentMeta *
+gst_buffer_add_dit_latent_meta (GstBuffer * buffer)
+{
+  return (GstDitLatentMeta *) gst_buffer_add_meta (buffer,
+      GST_DIT_LATENT_META_INFO, NULL);
+}

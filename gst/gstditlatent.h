@@ -1,0 +1,89 @@
+/* gstditlatent — the latent media type shared by ditencode, ditgenerate and
+ * ditdecode: caps (video/x-dit-latent), their validation and mapping to and
+ * from video/x-raw, and the per-chunk GstDitLatentMeta.
+ *
+ * Caps fields: channels (16), width/height (the latent grid = pixels / 8,
+ * even so that pixels are multiples of 16), frames (latent frames per
+ * buffer = per chunk), dtype (f32 or bf16), framerate (of the pixel video
+ * the latents stand for).  One buffer is one chunk, laid out as the
+ * generator's [channels, frames, height, width] row-major tensor.
+ */
+#ifndef __GST_DIT_LATENT_H__
+#define __GST_DIT_LATENT_H__
+
+#include <gst/gst.h>
+#include <gst/video/video.h>
+
+G_BEGIN_DECLS
+
+#define GST_DIT_LATENT_MEDIA_TYPE "video/x-dit-latent"
+#define GST_DIT_LATENT_CAPS \
+  "video/x-dit-latent, channels = (int) 16, width = (int) [ 1, 1024 ], " \
+  "height = (int) [ 1, 1024 ], frames = (int) [ 1, 16 ], " \
+  "dtype = (string) { f32, bf16 }, framerate = (fraction) [ 0/1, MAX ]"
+#define GST_DIT_RAW_FORMATS_IN "{ RGB, RGBx, RGBA, I420, NV12 }"
+#define GST_DIT_RAW_FORMATS_OUT "{ RGBx, RGBA, RGB }"
+/* The highest frame rate the elements accept. */
+#define GST_DIT_MAX_FPS 240
+
+typedef struct _GstDitLatentInfo
+{
+  gint channels;
+  gint width;                   /* latent columns */
+  gint height;                  /* latent rows */
+  gint frames;                  /* latent frames per buffer */
+  gboolean bf16;
+  gint fps_n, fps_d;
+} GstDitLatentInfo;
+
+/* Parse and validate; on failure returns FALSE and a user-readable reason
+ * in *why (g_free it). */
+gboolean gst_dit_latent_info_from_caps (GstDitLatentInfo * info,
+    const GstCaps * caps, gchar ** why);
+GstCaps *gst_dit_latent_info_to_caps (const GstDitLatentInfo * info);
+gsize gst_dit_latent_info_buffer_size (const GstDitLatentInfo * info);
+/* Rejects pixel sizes that are not multiples of 16 and rates outside
+ * (0, GST_DIT_MAX_FPS]; NULL when fine, else a g_malloc'd reason. */
+gchar *gst_dit_check_pixel_size (gint width, gint height, gint fps_n,
+    gint fps_d);
+
+/* Caps transforms for queries: width/height scaled by 1/8 (raw -> latent)
+ * or 8 (latent -> raw), framerate kept; the result is unconstrained in the
+ * other fields (intersect it with a template). */
+GstCaps *gst_dit_caps_raw_to_latent (const GstCaps * raw);
+GstCaps *gst_dit_caps_latent_to_raw (const GstCaps * latent,
+    const gchar * formats);
+
+/* Buffer payload <-> host f32 [channels, frames, h, w]. */
+void gst_dit_latent_to_f32 (const GstDitLatentInfo * info, const guint8 * src,
+    gfloat * dst);
+void gst_dit_latent_from_f32 (const GstDitLatentInfo * info,
+    const gfloat * src, guint8 * dst);
+
+/* Per-chunk meta. */
+typedef struct _GstDitLatentMeta
+{
+  GstMeta meta;
+
+  gint64 chunk_index;           /* within the cache epoch, from 0 */
+  guint64 cache_epoch;          /* bumped on flush and on hard resets */
+  guint64 prompt_epoch;         /* bumped on every prompt change */
+  guint64 seed;
+  gint valid_frames;            /* pixel frames of this chunk to show */
+  gdouble chunk_ms;             /* generator time for the chunk */
+  gdouble recompute_ms;
+  gdouble denoise_ms;
+  gint64 produced_ns;           /* monotonic time the chunk was finished */
+} GstDitLatentMeta;
+
+GType gst_dit_latent_meta_api_get_type (void);
+#define GST_DIT_LATENT_META_API_TYPE (gst_dit_latent_meta_api_get_type ())
+const GstMetaInfo *gst_dit_latent_meta_get_info (void);
+#define GST_DIT_LATENT_META_INFO (gst_dit_latent_meta_get_info ())
+
+GstDitLatentMeta *gst_buffer_add_dit_latent_meta (GstBuffer * buffer);
+#define gst_buffer_get_dit_latent_meta(b) \
+  ((GstDitLatentMeta *) gst_buffer_get_meta ((b), GST_DIT_LATENT_META_API_TYPE))
+
+G_END_DECLS
+#endif /* __GST_DIT_LATENT_H__ */

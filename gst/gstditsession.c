@@ -1,0 +1,765 @@
+/* GstDitSession — Stage 0 shared state (see gstditsession.h). */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "gstditsession.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+GST_DEBUG_CATEGORY_STATIC (gst_dit_session_debug);
+#define GST_CAT_DEFAULT gst_dit_session_debug
+
+struct _GstDitSession
+{
+  GstObject parent;
+
+  gchar *key;
+
+  /* weights; guarded by the object lock */
+  gchar *device;
+  dit_backend *backend;
+  gboolean own_backend;
+  gchar *model;
+  dit_model_config model_config;
+  dit_weights *dit_weights;
+  gchar *vae_model;
+  dit_vae_config vae_config;
+  dit_weights *vae_weights;
+
+  guint64 epoch;                /* atomic */
+
+  /* display decoder; guarded by dec_lock */
+  GMutex dec_lock;
+  GCond dec_cond;
+  dit_vae *dec_vae;
+  gint dec_width, dec_height;
+  dit_decode_queue *dq;
+  guint64 dec_epoch;
+  gint display_users;
+  gboolean flushing;
+  gint64 decoded;
+  gfloat *anchor_frame;         /* [3, 1, H, W] */
+};
+
+G_DEFINE_TYPE (GstDitSession, gst_dit_session, GST_TYPE_OBJECT);
+
+static void
+gst_dit_session_finalize (GObject * object)
+{
+  GstDitSession *self = GST_DIT_SESSION (object);
+
+  GST_DEBUG_OBJECT (self, "freeing session '%s'", self->key);
+  if (self->dec_vae)
+    dit_vae_free (self->dec_vae);
+  if (self->dq)
+    dit_decode_queue_free (self->dq);
+  g_free (self->anchor_frame);
+  if (self->dit_weights)
+    dit_weights_free (self->dit_weights);
+  if (self->vae_weights)
+    dit_weights_free (self->vae_weights);
+  if (self->own_backend && self->backend)
+    dit_backend_destroy (self->backend);
+  g_free (self->device);
+  g_free (self->model);
+  g_free (self->vae_model);
+  g_free (self->key);
+  g_mutex_clear (&self->dec_lock);
+  g_cond_clear (&self->dec_cond);
+  G_OBJECT_CLASS (gst_dit_session_parent_class)->finalize (object);
+}
+
+static void
+gst_dit_session_class_init (GstDitSessionClass * klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = gst_dit_session_finalize;
+  GST_DEBUG_CATEGORY_INIT (gst_dit_session_debug, "ditsession", 0,
+      "dit shared Stage 0 session");
+}
+
+static void
+gst_dit_session_init (GstDitSession * self)
+{
+  g_mutex_init (&self->dec_lock);
+  g_cond_init (&self->dec_cond);
+}
+
+GstDitSession *
+gst_dit_session_new (const gchar * key)
+{
+  GstDitSession *self = g_object_new (GST_TYPE_DIT_SESSION, NULL);
+
+  gst_object_ref_sink (self);
+  self->key = g_strdup (key ? key : GST_DIT_SESSION_DEFAULT_KEY);
+  return self;
+}
+
+const gchar *
+gst_dit_session_get_key (GstDitSession * self)
+{
+  return self->key;
+}
+
+/* ------------------------------------------------------------------ */
+/* context plumbing */
+
+static GstDitSession *
+session_from_context (GstContext * context, const gchar * key)
+{
+  const GstStructure *s;
+  const gchar *k;
+  GstDitSession *session = NULL;
+
+  if (!context
+      || !g_str_equal (gst_context_get_context_type (context),
+          GST_DIT_SESSION_CONTEXT_TYPE))
+    return NULL;
+  s = gst_context_get_structure (context);
+  k = gst_structure_get_string (s, "session");
+  if (!k || !g_str_equal (k, key))
+    return NULL;
+  if (!gst_structure_get (s, "dit-session", GST_TYPE_DIT_SESSION, &session,
+          NULL))
+    return NULL;
+  return session;
+}
+
+void
+gst_dit_session_handle_set_context (GstElement * element, GstContext * context,
+    const gchar * key, GstDitSession ** session)
+{
+  GstDitSession *s;
+
+  if (*session)
+    return;
+  s = session_from_context (context, key);
+  if (s) {
+    GST_DEBUG_OBJECT (element, "using session '%s' from context", key);
+    *session = s;
+  }
+}
+
+gboolean
+gst_dit_session_handle_context_query (GstElement * element, GstQuery * query,
+    GstDitSession * session)
+{
+  const gchar *type;
+  GstContext *context;
+  GstStructure *s;
+
+  if (!session || !gst_query_parse_context_type (query, &type)
+      || !g_str_equal (type, GST_DIT_SESSION_CONTEXT_TYPE))
+    return FALSE;
+  context = gst_context_new (GST_DIT_SESSION_CONTEXT_TYPE, TRUE);
+  s = gst_context_writable_structure (context);
+  gst_structure_set (s, "session", G_TYPE_STRING, session->key,
+      "dit-session", GST_TYPE_DIT_SESSION, session, NULL);
+  gst_query_set_context (query, context);
+  gst_context_unref (context);
+  return TRUE;
+}
+
+static gboolean
+query_pads (GstElement * element, GstPadDirection dir, const gchar * key,
+    GstDitSession ** session)
+{
+  GList *l;
+  gboolean found = FALSE;
+
+  GST_OBJECT_LOCK (element);
+  l = dir == GST_PAD_SRC ? element->srcpads : element->sinkpads;
+  l = g_list_copy (l);
+  g_list_foreach (l, (GFunc) (void (*)(void)) gst_object_ref, NULL);
+  GST_OBJECT_UNLOCK (element);
+  for (GList * it = l; it && !found; it = it->next) {
+    GstQuery *q = gst_query_new_context (GST_DIT_SESSION_CONTEXT_TYPE);
+    if (gst_pad_peer_query (GST_PAD (it->data), q)) {
+      GstContext *ctx = NULL;
+      gst_query_parse_context (q, &ctx);
+      *session = session_from_context (ctx, key);
+      found = *session != NULL;
+    }
+    gst_query_unref (q);
+  }
+  g_list_free_full (l, gst_object_unref);
+  return found;
+}
+
+gboolean
+gst_dit_session_ensure (GstElement * element, const gchar * key,
+    GstDitSession ** session)
+{
+  GstMessage *msg;
+  GstContext *context;
+  GstStructure *s;
+
+  if (*session)
+    return TRUE;
+  if (query_pads (element, GST_PAD_SRC, key, session)
+      || query_pads (element, GST_PAD_SINK, key, session))
+    return TRUE;
+
+  /* The application may answer synchronously through set_context. */
+  msg = gst_message_new_need_context (GST_OBJECT (element),
+      GST_DIT_SESSION_CONTEXT_TYPE);
+  gst_element_post_message (element, msg);
+  if (*session)
+    return TRUE;
+
+  *session = gst_dit_session_new (key);
+  GST_INFO_OBJECT (element, "created session '%s'", key);
+  context = gst_context_new (GST_DIT_SESSION_CONTEXT_TYPE, TRUE);
+  s = gst_context_writable_structure (context);
+  gst_structure_set (s, "session", G_TYPE_STRING, key,
+      "dit-session", GST_TYPE_DIT_SESSION, *session, NULL);
+  /* A bin hands the context to its other children at once. */
+  gst_element_post_message (element,
+      gst_message_new_have_context (GST_OBJECT (element), context));
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------ */
+/* weights */
+
+static gboolean
+ensure_backend (GstDitSession * self, const gchar * device, gchar ** error)
+{
+  const gchar *dev = device ? device : GST_DIT_DEFAULT_DEVICE;
+  gchar **parts;
+  gint index = 0;
+
+  if (self->backend) {
+    if (!g_str_equal (self->device, dev)) {
+      *error = g_strdup_printf ("session '%s' already runs on device '%s', "
+          "an element asks for '%s'", self->key, self->device, dev);
+      return FALSE;
+    }
+    return TRUE;
+  }
+  parts = g_strsplit (dev, ":", 2);
+  if (parts[1])
+    index = atoi (parts[1]);
+  if (g_str_equal (parts[0], "cpu")) {
+    self->backend = dit_backend_cpu ();
+    self->own_backend = FALSE;
+  } else {
+    self->backend = dit_backend_create (parts[0], index);
+    self->own_backend = TRUE;
+  }
+  g_strfreev (parts);
+  if (!self->backend) {
+    *error = g_strdup_printf ("device '%s': %s", dev, dit_last_error ());
+    return FALSE;
+  }
+  self->device = g_strdup (dev);
+  return TRUE;
+}
+
+static gboolean
+is_preset (const gchar * name)
+{
+  for (const char *const *p = dit_model_config_preset_names (); *p; p++)
+    if (g_str_equal (*p, name))
+      return TRUE;
+  return FALSE;
+}
+
+static void
+post_progress (GstElement * element, GstProgressType type, const gchar * code,
+    const gchar * text)
+{
+  gst_element_post_message (element,
+      gst_message_new_progress (GST_OBJECT (element), type, code, text));
+}
+
+gboolean
+gst_dit_session_load_dit (GstDitSession * self, GstElement * element,
+    const gchar * model, const gchar * device, gchar ** error)
+{
+  const gchar *m = model && *model ? model : GST_DIT_DEFAULT_MODEL;
+  dit_param_spec *specs = NULL;
+  size_t count = 0;
+  dit_status st;
+  gchar *text;
+  gboolean ok = FALSE;
+
+  GST_OBJECT_LOCK (self);
+  if (!ensure_backend (self, device, error))
+    goto out;
+  if (self->dit_weights) {
+    if (!g_str_equal (self->model, m)) {
+      *error = g_strdup_printf ("session '%s' already holds model '%s', an "
+          "element asks for '%s'", self->key, self->model, m);
+      goto out;
+    }
+    ok = TRUE;
+    goto out;
+  }
+
+  text = g_strdup_printf ("Loading DiT weights '%s'", m);
+  post_progress (element, GST_PROGRESS_TYPE_START, "load-dit", text);
+  g_free (text);
+  if (is_preset (m)) {
+    st = dit_model_config_preset (m, &self->model_config);
+    if (st == DIT_OK)
+      st = dit_model_config_params (&self->model_config, &specs, &count);
+    /* Seeded synthetic weights: the same values on every machine, no
+     * download; seed 0 is the embedded default model. */
+    if (st == DIT_OK)
+      st = dit_weights_synthetic (specs, count, 0, DIT_F32, self->backend,
+          &self->dit_weights);
+  } else {
+    st = dit_stream_detect_model (m, &self->model_config);
+    if (st == DIT_OK)
+      st = dit_model_config_params (&self->model_config, &specs, &count);
+    if (st == DIT_OK)
+      st = dit_weights_load (m, specs, count, dit_model_key_map, DIT_F32,
+          self->backend, &self->dit_weights);
+  }
+  free (specs);
+  if (st != DIT_OK) {
+    self->dit_weights = NULL;
+    *error = g_strdup (dit_last_error ());
+    post_progress (element, GST_PROGRESS_TYPE_ERROR, "load-dit", *error);
+    goto out;
+  }
+  if (self->vae_weights && self->vae_config.z_dim != self->model_config.in_dim) {
+    *error = g_strdup_printf ("VAE '%s' has %d latent channels but model '%s' "
+        "expects %d", self->vae_model, self->vae_config.z_dim, m,
+        self->model_config.in_dim);
+    dit_weights_free (self->dit_weights);
+    self->dit_weights = NULL;
+    post_progress (element, GST_PROGRESS_TYPE_ERROR, "load-dit", *error);
+    goto out;
+  }
+  self->model = g_strdup (m);
+  post_progress (element, GST_PROGRESS_TYPE_COMPLETE, "load-dit",
+      "DiT weights loaded");
+  ok = TRUE;
+out:
+  GST_OBJECT_UNLOCK (self);
+  return ok;
+}
+
+gboolean
+gst_dit_session_load_vae (GstDitSession * self, GstElement * element,
+    const gchar * vae_model, const gchar * device, gchar ** error)
+{
+  const gchar *m = vae_model && *vae_model ? vae_model : GST_DIT_DEFAULT_VAE;
+  dit_param_spec *specs = NULL;
+  size_t count = 0;
+  dit_status st;
+  gchar *text;
+  gboolean ok = FALSE;
+
+  GST_OBJECT_LOCK (self);
+  if (!ensure_backend (self, device, error))
+    goto out;
+  if (self->vae_weights) {
+    if (!g_str_equal (self->vae_model, m)) {
+      *error = g_strdup_printf ("session '%s' already holds VAE '%s', an "
+          "element asks for '%s'", self->key, self->vae_model, m);
+      goto out;
+    }
+    ok = TRUE;
+    goto out;
+  }
+
+  text = g_strdup_printf ("Loading VAE weights '%s'", m);
+  post_progress (element, GST_PROGRESS_TYPE_START, "load-vae", text);
+  g_free (text);
+  if (g_str_equal (m, "tiny") || g_str_equal (m, "wan")) {
+    st = dit_vae_config_preset (m, &self->vae_config);
+    if (st == DIT_OK)
+      st = dit_vae_config_params (&self->vae_config, &specs, &count);
+    if (st == DIT_OK)
+      st = dit_weights_synthetic (specs, count, 0, DIT_F32, self->backend,
+          &self->vae_weights);
+  } else {
+    const char *preset = dit_vae_config_detect_path (m);
+    if (!preset) {
+      st = DIT_ERR_FORMAT;
+      if (!*dit_last_error ())
+        dit_error (st, "vae-model '%s': not a WanVAE checkpoint", m);
+      else
+        dit_error_prefix (st, "vae-model '%s'", m);
+    } else {
+      st = dit_vae_config_preset (preset, &self->vae_config);
+      if (st == DIT_OK)
+        st = dit_vae_config_params (&self->vae_config, &specs, &count);
+      if (st == DIT_OK)
+        st = dit_weights_load (m, specs, count, NULL, DIT_F32, self->backend,
+            &self->vae_weights);
+    }
+  }
+  free (specs);
+  if (st != DIT_OK) {
+    self->vae_weights = NULL;
+    *error = g_strdup (dit_last_error ());
+    post_progress (element, GST_PROGRESS_TYPE_ERROR, "load-vae", *error);
+    goto out;
+  }
+  if (self->dit_weights && self->vae_config.z_dim != self->model_config.in_dim) {
+    *error = g_strdup_printf ("VAE '%s' has %d latent channels but model '%s' "
+        "expects %d", m, self->vae_config.z_dim, self->model,
+        self->model_config.in_dim);
+    dit_weights_free (self->vae_weights);
+    self->vae_weights = NULL;
+    post_progress (element, GST_PROGRESS_TYPE_ERROR, "load-vae", *error);
+    goto out;
+  }
+  self->vae_model = g_strdup (m);
+  post_progress (element, GST_PROGRESS_TYPE_COMPLETE, "load-vae",
+      "VAE weights loaded");
+  ok = TRUE;
+out:
+  GST_OBJECT_UNLOCK (self);
+  return ok;
+}
+
+dit_backend *
+gst_dit_session_get_backend (GstDitSession * self)
+{
+  return self->backend;
+}
+
+const dit_weights *
+gst_dit_session_get_dit_weights (GstDitSession * self,
+    dit_model_config * config)
+{
+  if (config)
+    *config = self->model_config;
+  return self->dit_weights;
+}
+
+dit_vae *
+gst_dit_session_new_vae (GstDitSession * self, gint width, gint height,
+    gchar ** error)
+{
+  dit_vae *vae = NULL;
+
+  if (!self->vae_weights) {
+    *error = g_strdup ("no VAE loaded in the session");
+    return NULL;
+  }
+  if (dit_vae_create (&self->vae_config, self->vae_weights, width, height,
+          DIT_F32, self->backend, &vae) != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    return NULL;
+  }
+  return vae;
+}
+
+guint64
+gst_dit_session_get_epoch (GstDitSession * self)
+{
+  guint64 e;
+
+  GST_OBJECT_LOCK (self);
+  e = self->epoch;
+  GST_OBJECT_UNLOCK (self);
+  return e;
+}
+
+guint64
+gst_dit_session_bump_epoch (GstDitSession * self)
+{
+  guint64 e;
+
+  GST_OBJECT_LOCK (self);
+  e = ++self->epoch;
+  GST_OBJECT_UNLOCK (self);
+  return e;
+}
+
+/* ------------------------------------------------------------------ */
+/* display decoder */
+
+void
+gst_dit_session_display_attach (GstDitSession * self)
+{
+  g_mutex_lock (&self->dec_lock);
+  self->display_users++;
+  g_mutex_unlock (&self->dec_lock);
+}
+
+void
+gst_dit_session_display_detach (GstDitSession * self)
+{
+  g_mutex_lock (&self->dec_lock);
+  self->display_users--;
+  g_cond_broadcast (&self->dec_cond);
+  g_mutex_unlock (&self->dec_lock);
+}
+
+gboolean
+gst_dit_session_display_attached (GstDitSession * self)
+{
+  gboolean r;
+
+  g_mutex_lock (&self->dec_lock);
+  r = self->display_users > 0;
+  g_mutex_unlock (&self->dec_lock);
+  return r;
+}
+
+void
+gst_dit_session_set_flushing (GstDitSession * self, gboolean flushing)
+{
+  g_mutex_lock (&self->dec_lock);
+  self->flushing = flushing;
+  g_cond_broadcast (&self->dec_cond);
+  g_mutex_unlock (&self->dec_lock);
+}
+
+gboolean
+gst_dit_session_display_configure (GstDitSession * self, gint width,
+    gint height, gint frames_per_chunk, gint max_chunks, gchar ** error)
+{
+  gint capacity = MAX (2, max_chunks + 1) * frames_per_chunk;
+  gboolean ok = TRUE;
+
+  g_mutex_lock (&self->dec_lock);
+  if (self->dec_vae && self->dec_width == width && self->dec_height == height)
+    goto out;
+  if (self->dec_vae && self->display_users > 1) {
+    *error = g_strdup_printf ("session '%s' already decodes %dx%d, cannot "
+        "switch to %dx%d", self->key, self->dec_width, self->dec_height,
+        width, height);
+    ok = FALSE;
+    goto out;
+  }
+  if (self->dec_vae)
+    dit_vae_free (self->dec_vae);
+  if (self->dq)
+    dit_decode_queue_free (self->dq);
+  self->dq = NULL;
+  g_free (self->anchor_frame);
+  self->anchor_frame = g_new0 (gfloat, (gsize) 3 * width * height);
+  self->dec_vae = gst_dit_session_new_vae (self, width, height, error);
+  if (!self->dec_vae) {
+    ok = FALSE;
+    goto out;
+  }
+  if (dit_decode_queue_create (height / 8, width / 8, capacity,
+          &self->dq) != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    dit_vae_free (self->dec_vae);
+    self->dec_vae = NULL;
+    ok = FALSE;
+    goto out;
+  }
+  self->dec_width = width;
+  self->dec_height = height;
+  self->decoded = 0;
+out:
+  g_mutex_unlock (&self->dec_lock);
+  return ok;
+}
+
+static dit_status
+decode_one (void *user, int64_t latent_index, const float *latent,
+    float *pixels)
+{
+  GstDitSession *self = user;
+  int64_t lshape[4] = { DIT_LATENT_CHANNELS, 1, self->dec_height / 8,
+    self->dec_width / 8
+  };
+  int64_t pshape[4] = { 3, dit_stream_latent_frames (latent_index),
+    self->dec_height, self->dec_width
+  };
+  dit_tensor lt = dit_tensor_make ((void *) latent, DIT_F32, DIT_DEVICE_CPU, 4,
+      lshape);
+  dit_tensor pt = dit_tensor_make (pixels, DIT_F32, DIT_DEVICE_CPU, 4, pshape);
+
+  self->decoded++;
+  return dit_vae_decode (self->dec_vae, &lt, &pt);
+}
+
+/* With dec_lock held: start a new stream when `epoch` is newer. */
+static gboolean
+check_epoch (GstDitSession * self, guint64 epoch)
+{
+  if (epoch < self->dec_epoch)
+    return FALSE;
+  if (epoch > self->dec_epoch) {
+    GST_DEBUG_OBJECT (self, "decoder: new epoch %" G_GUINT64_FORMAT, epoch);
+    self->dec_epoch = epoch;
+    dit_decode_queue_reset (self->dq);
+    dit_vae_reset_decoder (self->dec_vae);
+    self->decoded = 0;
+    g_cond_broadcast (&self->dec_cond);
+  }
+  return TRUE;
+}
+
+GstDitDecodeResult
+gst_dit_session_anchor (GstDitSession * self, guint64 epoch, gint64 first,
+    gint frames, const gfloat * x, gint64 anchor_latent, gfloat * anchor,
+    gchar ** error)
+{
+  GstDitDecodeResult res = GST_DIT_DECODE_OK;
+  const gfloat *pix;
+  gint nf;
+  gsize plane;
+
+  g_mutex_lock (&self->dec_lock);
+  if (!self->dq) {
+    *error = g_strdup ("anchor path: the session decoder is not configured");
+    res = GST_DIT_DECODE_ERROR;
+    goto out;
+  }
+  if (!check_epoch (self, epoch)) {
+    res = GST_DIT_DECODE_STALE;
+    goto out;
+  }
+  /* Bounded hand-off to the display: wait until it has taken enough. */
+  while (!self->flushing && self->display_users > 0
+      && !dit_decode_queue_has_room (self->dq, frames)
+      && epoch == self->dec_epoch)
+    g_cond_wait (&self->dec_cond, &self->dec_lock);
+  if (self->flushing) {
+    res = GST_DIT_DECODE_FLUSHING;
+    goto out;
+  }
+  if (epoch != self->dec_epoch) {
+    res = GST_DIT_DECODE_STALE;
+    goto out;
+  }
+  if (self->display_users == 0 && !dit_decode_queue_has_room (self->dq, frames)) {
+    /* Nobody displays: decode what is queued (the decoder state must see
+     * every latent) and drop the frames. */
+    gint64 end = dit_decode_queue_next_submit (self->dq);
+    if (end > dit_decode_queue_next_decode (self->dq)
+        && dit_decode_queue_run_to (self->dq, end - 1, decode_one, self)
+        != DIT_OK)
+      goto lib_error;
+    dit_decode_queue_release (self->dq, end - 1);
+  }
+  if (dit_decode_queue_submit (self->dq, first, frames, x, frames, 0)
+      != DIT_OK)
+    goto lib_error;
+  if (anchor_latent < 0)
+    goto out;
+  if (dit_decode_queue_run_to (self->dq, anchor_latent, decode_one, self)
+      != DIT_OK)
+    goto lib_error;
+  pix = dit_decode_queue_frames (self->dq, anchor_latent, &nf);
+  if (!pix) {
+    *error = g_strdup_printf ("anchor path: frames of latent %" G_GINT64_FORMAT
+        " are gone", anchor_latent);
+    res = GST_DIT_DECODE_ERROR;
+    goto out;
+  }
+  plane = (gsize) self->dec_width * self->dec_height;
+  for (gint c = 0; c < 3; c++)
+    memcpy (self->anchor_frame + c * plane, pix + ((gsize) c * nf + nf - 1)
+        * plane, plane * sizeof (gfloat));
+  {
+    int64_t fshape[4] = { 3, 1, self->dec_height, self->dec_width };
+    int64_t lshape[4] = { DIT_LATENT_CHANNELS, 1, self->dec_height / 8,
+      self->dec_width / 8
+    };
+    dit_tensor ft = dit_tensor_make (self->anchor_frame, DIT_F32,
+        DIT_DEVICE_CPU, 4, fshape);
+    dit_tensor lt = dit_tensor_make (anchor, DIT_F32, DIT_DEVICE_CPU, 4,
+        lshape);
+    if (dit_vae_encode_anchor (self->dec_vae, &ft, &lt) != DIT_OK)
+      goto lib_error;
+  }
+  if (self->display_users == 0)
+    dit_decode_queue_release (self->dq, anchor_latent);
+  goto out;
+
+lib_error:
+  *error = g_strdup (dit_last_error ());
+  res = GST_DIT_DECODE_ERROR;
+out:
+  g_mutex_unlock (&self->dec_lock);
+  return res;
+}
+
+GstDitDecodeResult
+gst_dit_session_display (GstDitSession * self, guint64 epoch, gint64 first,
+    gint n, const gfloat * x, gfloat * pixels, gint * num_frames,
+    gchar ** error)
+{
+  GstDitDecodeResult res = GST_DIT_DECODE_OK;
+  gint64 last = first + n - 1;
+  gsize plane;
+  gint total = 0, t = 0;
+
+  g_mutex_lock (&self->dec_lock);
+  if (!self->dq) {
+    *error = g_strdup ("display: the session decoder is not configured");
+    res = GST_DIT_DECODE_ERROR;
+    goto out;
+  }
+  if (!check_epoch (self, epoch)) {
+    res = GST_DIT_DECODE_STALE;
+    goto out;
+  }
+  if (self->flushing) {
+    res = GST_DIT_DECODE_FLUSHING;
+    goto out;
+  }
+  if (last < dit_decode_queue_next_submit (self->dq) - dit_decode_queue_held
+      (self->dq)) {
+    res = GST_DIT_DECODE_STALE;
+    goto out;
+  }
+  if (dit_decode_queue_submit (self->dq, first, n, x, n, 0) != DIT_OK
+      || dit_decode_queue_run_to (self->dq, last, decode_one, self) != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    res = GST_DIT_DECODE_ERROR;
+    goto out;
+  }
+  for (gint64 i = first; i <= last; i++)
+    total += dit_stream_latent_frames (i);
+  plane = (gsize) self->dec_width * self->dec_height;
+  for (gint64 i = first; i <= last; i++) {
+    gint nf = 0;
+    const gfloat *pix = dit_decode_queue_frames (self->dq, i, &nf);
+    if (!pix) {
+      *error = g_strdup_printf ("display: frames of latent %" G_GINT64_FORMAT
+          " were released before display", i);
+      res = GST_DIT_DECODE_ERROR;
+      goto out;
+    }
+    for (gint c = 0; c < 3; c++)
+      memcpy (pixels + ((gsize) c * total + t) * plane,
+          pix + (gsize) c * nf * plane, (gsize) nf * plane * sizeof (gfloat));
+    t += nf;
+  }
+  dit_decode_queue_release (self->dq, last);
+  g_cond_broadcast (&self->dec_cond);
+  *num_frames = total;
+out:
+  g_mutex_unlock (&self->dec_lock);
+  return res;
+}
+
+gint
+gst_dit_session_display_held (GstDitSession * self)
+{
+  gint r = 0;
+
+  g_mutex_lock (&self->dec_lock);
+  if (self->dq)
+    r = dit_decode_queue_held (self->dq);
+  g_mutex_unlock (&self->dec_lock);
+  return r;
+}
+
+gint64
+gst_dit_session_decoded_latents (GstDitSession * self)
+{
+  gint64 r;
+
+  g_mutex_lock (&self->dec_lock);
+  r = self->decoded;
+  g_mutex_unlock (&self->dec_lock);
+  return r;
+}

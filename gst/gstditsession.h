@@ -1,0 +1,108 @@
+/* GstDitSession — Stage 0 shared by ditencode, ditgenerate and ditdecode.
+ *
+ * One session holds one copy of the weights (DiT and VAE) on one backend,
+ * the display decoder (a streaming VAE decoder plus the in-order decode
+ * queue of model/dit_stream.h) and the cache epoch.  Elements find it
+ * through a GstContext of type "dit.session" whose structure carries the
+ * session key ("session", the elements' session property) and the object
+ * ("dit-session").  Lookup follows the GStreamer context design: a context
+ * already set on the element, a CONTEXT query to the peers, a NEED_CONTEXT
+ * message, then a new session announced with HAVE_CONTEXT.
+ *
+ * The anchor path: ditgenerate hands every chunk's latents to the session
+ * (gst_dit_session_anchor) which decodes, in stream order, up to the
+ * latent whose last pixel frame is the next anchor and re-encodes that
+ * frame.  The frames stay in the decode queue; ditdecode's display decode
+ * (gst_dit_session_display) takes them instead of decoding again, so every
+ * latent is decoded exactly once.
+ */
+#ifndef __GST_DIT_SESSION_H__
+#define __GST_DIT_SESSION_H__
+
+#include <gst/gst.h>
+
+#include "dit_generator.h"
+#include "dit_stream.h"
+#include "dit_vae.h"
+#include "dit_weights.h"
+
+G_BEGIN_DECLS
+
+#define GST_DIT_SESSION_CONTEXT_TYPE "dit.session"
+#define GST_DIT_SESSION_DEFAULT_KEY "default"
+#define GST_DIT_DEFAULT_MODEL "tiny"
+#define GST_DIT_DEFAULT_VAE "tiny"
+#define GST_DIT_DEFAULT_DEVICE "cpu"
+
+#define GST_TYPE_DIT_SESSION (gst_dit_session_get_type ())
+G_DECLARE_FINAL_TYPE (GstDitSession, gst_dit_session, GST, DIT_SESSION,
+    GstObject);
+
+GstDitSession *gst_dit_session_new (const gchar * key);
+const gchar *gst_dit_session_get_key (GstDitSession * self);
+
+/* Context plumbing; *session holds a reference. */
+gboolean gst_dit_session_ensure (GstElement * element, const gchar * key,
+    GstDitSession ** session);
+void gst_dit_session_handle_set_context (GstElement * element,
+    GstContext * context, const gchar * key, GstDitSession ** session);
+gboolean gst_dit_session_handle_context_query (GstElement * element,
+    GstQuery * query, GstDitSession * session);
+
+/* Weights.  NULL arguments take the defaults.  On failure *error is a
+ * g_malloc'd message (from dit_last_error where the library failed). */
+gboolean gst_dit_session_load_dit (GstDitSession * self, GstElement * element,
+    const gchar * model, const gchar * device, gchar ** error);
+gboolean gst_dit_session_load_vae (GstDitSession * self, GstElement * element,
+    const gchar * vae_model, const gchar * device, gchar ** error);
+dit_backend *gst_dit_session_get_backend (GstDitSession * self);
+const dit_weights *gst_dit_session_get_dit_weights (GstDitSession * self,
+    dit_model_config * config);
+/* A new VAE instance (own streaming state, shared weights). */
+dit_vae *gst_dit_session_new_vae (GstDitSession * self, gint width,
+    gint height, gchar ** error);
+
+guint64 gst_dit_session_get_epoch (GstDitSession * self);
+guint64 gst_dit_session_bump_epoch (GstDitSession * self);
+
+/* Display decoder. */
+void gst_dit_session_display_attach (GstDitSession * self);
+void gst_dit_session_display_detach (GstDitSession * self);
+gboolean gst_dit_session_display_attached (GstDitSession * self);
+void gst_dit_session_set_flushing (GstDitSession * self, gboolean flushing);
+
+typedef enum
+{
+  GST_DIT_DECODE_OK,
+  GST_DIT_DECODE_STALE,         /* an older epoch or already shown: drop */
+  GST_DIT_DECODE_FLUSHING,
+  GST_DIT_DECODE_ERROR,
+} GstDitDecodeResult;
+
+/* Prepare the decoder for pixel size width x height, `frames_per_chunk`
+ * latents per chunk and `max_chunks` chunks in flight. */
+gboolean gst_dit_session_display_configure (GstDitSession * self, gint width,
+    gint height, gint frames_per_chunk, gint max_chunks, gchar ** error);
+
+/* Generator side: queue chunk latents x [16, F, h, w] of `epoch` starting
+ * at latent `first`; when anchor_latent >= 0, decode up to it and write the
+ * re-encoded last frame into anchor [16, h, w].  Blocks while the decode
+ * queue is full (the display has not caught up). */
+GstDitDecodeResult gst_dit_session_anchor (GstDitSession * self,
+    guint64 epoch, gint64 first, gint frames, const gfloat * x,
+    gint64 anchor_latent, gfloat * anchor, gchar ** error);
+
+/* Display side: frames of latents [first, first + n) of x [16, n, h, w]
+ * into pixels [3, T, H, W] (T returned), decoding what the anchor path has
+ * not decoded yet. */
+GstDitDecodeResult gst_dit_session_display (GstDitSession * self,
+    guint64 epoch, gint64 first, gint n, const gfloat * x, gfloat * pixels,
+    gint * num_frames, gchar ** error);
+
+/* Decoded latents waiting for the display (for stats and tests). */
+gint gst_dit_session_display_held (GstDitSession * self);
+/* Latents decoded since the last reset (each exactly once). */
+gint64 gst_dit_session_decoded_latents (GstDitSession * self);
+
+G_END_DECLS
+#endif /* __GST_DIT_SESSION_H__ */

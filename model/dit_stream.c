@@ -1,0 +1,503 @@
+/* dit_stream — Stage 0 stream bookkeeping (see dit_stream.h).
+ *
+ * Everything here is host-side and f32: the context latents and the decode
+ * queue are small (a handful of [16, h, w] planes and [3, 4, H, W] frames)
+ * next to the models, and keeping them on the host lets the element hand
+ * decoded frames straight to system-memory buffers.  No locking: the
+ * session serialises access.
+ */
+#include "dit_stream.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/dit_philox.h"
+#include "safetensors.h"
+
+/* ------------------------------------------------------------------ */
+/* frame arithmetic */
+
+int
+dit_stream_latent_frames (int64_t latent_index)
+{
+  return latent_index == 0 ? 1 : 4;
+}
+
+int64_t
+dit_stream_latent_first_frame (int64_t latent_index)
+{
+  return latent_index == 0 ? 0 : 4 * latent_index - 3;
+}
+
+int
+dit_stream_chunk_frames (int64_t chunk_index, int frames_per_chunk)
+{
+  return chunk_index == 0 ? 4 * frames_per_chunk - 3 : 4 * frames_per_chunk;
+}
+
+int64_t
+dit_stream_chunk_first_frame (int64_t chunk_index, int frames_per_chunk)
+{
+  return dit_stream_latent_first_frame (chunk_index * frames_per_chunk);
+}
+
+int
+dit_stream_first_step (const double *steps, int num_steps, double strength)
+{
+  /* Half a timestep of slack so strength 0.75 starts at t = 750. */
+  double limit = 1000.0 * strength + 0.5;
+  for (int i = 0; i < num_steps; i++)
+    if (steps[i] <= limit)
+      return i;
+  return num_steps - 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* context */
+
+struct dit_context {
+  int F, C, hw;
+  dit_anchor_mode mode;
+  int64_t next_chunk;     /* next chunk expected by push_chunk */
+  float *latent0;         /* latent 0 of the stream */
+  float *history;         /* the last C latents, slot = index % C */
+  int64_t anchor_for;     /* chunk the anchor belongs to, -1 none */
+  float *anchor;
+};
+
+dit_status
+dit_context_create (int frames_per_chunk, int context_frames, int latent_h,
+    int latent_w, dit_anchor_mode mode, dit_context **out)
+{
+  if (frames_per_chunk < 1 || context_frames < 1
+      || context_frames > frames_per_chunk)
+    return dit_error (DIT_ERR_INVALID,
+        "context frames %d must be between 1 and the chunk's %d latent frames",
+        context_frames, frames_per_chunk);
+  if (latent_h < 1 || latent_w < 1)
+    return dit_error (DIT_ERR_INVALID, "latent size %dx%d is empty",
+        latent_w, latent_h);
+  dit_context *c = calloc (1, sizeof *c);
+  if (!c)
+    return dit_error (DIT_ERR_NOMEM, "out of memory for the stream context");
+  c->F = frames_per_chunk;
+  c->C = context_frames;
+  c->hw = latent_h * latent_w;
+  c->mode = mode;
+  size_t plane = (size_t) DIT_LATENT_CHANNELS * c->hw;
+  c->latent0 = calloc (plane, sizeof (float));
+  c->history = calloc (plane * c->C, sizeof (float));
+  c->anchor = calloc (plane, sizeof (float));
+  if (!c->latent0 || !c->history || !c->anchor) {
+    dit_context_free (c);
+    return dit_error (DIT_ERR_NOMEM, "out of memory for the stream context");
+  }
+  dit_context_reset (c);
+  *out = c;
+  return DIT_OK;
+}
+
+void
+dit_context_free (dit_context *c)
+{
+  if (!c)
+    return;
+  free (c->latent0);
+  free (c->history);
+  free (c->anchor);
+  free (c);
+}
+
+void
+dit_context_reset (dit_context *c)
+{
+  c->next_chunk = 0;
+  c->anchor_for = -1;
+}
+
+static float *
+history_slot (const dit_context *c, int64_t latent_index)
+{
+  return c->history + (size_t) (latent_index % c->C) * DIT_LATENT_CHANNELS
+      * c->hw;
+}
+
+dit_status
+dit_context_push_chunk (dit_context *c, int64_t chunk_index, const float *x0)
+{
+  if (chunk_index != c->next_chunk)
+    return dit_error (DIT_ERR_STATE,
+        "stream context: chunk %lld arrived, expected chunk %lld",
+        (long long) chunk_index, (long long) c->next_chunk);
+  for (int j = 0; j < c->F; j++) {
+    int64_t n = chunk_index * c->F + j;
+    dit_latent_extract (x0, c->F, j, c->hw, history_slot (c, n));
+    if (n == 0)
+      dit_latent_extract (x0, c->F, j, c->hw, c->latent0);
+  }
+  c->next_chunk++;
+  return DIT_OK;
+}
+
+int64_t
+dit_context_anchor_latent (const dit_context *c, int64_t next_chunk)
+{
+  int64_t n = next_chunk * c->F;
+  if (next_chunk <= 0 || c->mode != DIT_ANCHOR_DECODED || n - c->C < c->C)
+    return -1;
+  return n - c->C;
+}
+
+dit_status
+dit_context_set_anchor (dit_context *c, int64_t next_chunk, const float *latent)
+{
+  memcpy (c->anchor, latent,
+      (size_t) DIT_LATENT_CHANNELS * c->hw * sizeof (float));
+  c->anchor_for = next_chunk;
+  return DIT_OK;
+}
+
+dit_status
+dit_context_build (const dit_context *c, int64_t chunk_index, float *ctx)
+{
+  int64_t n = chunk_index * c->F;
+  if (chunk_index <= 0)
+    return dit_error (DIT_ERR_STATE, "chunk %lld has no context",
+        (long long) chunk_index);
+  if (chunk_index != c->next_chunk)
+    return dit_error (DIT_ERR_STATE,
+        "stream context: asked for chunk %lld's context, but %lld chunks are known",
+        (long long) chunk_index, (long long) c->next_chunk);
+  const float *first;
+  if (n - c->C < c->C)
+    first = c->latent0;
+  else if (c->mode == DIT_ANCHOR_LATENT)
+    first = history_slot (c, n - c->C);
+  else if (c->anchor_for == chunk_index)
+    first = c->anchor;
+  else
+    return dit_error (DIT_ERR_STATE,
+        "chunk %lld needs the re-encoded anchor of latent %lld, which was not supplied",
+        (long long) chunk_index, (long long) (n - c->C));
+  dit_latent_insert (ctx, c->C, 0, c->hw, first);
+  for (int j = 1; j < c->C; j++)
+    dit_latent_insert (ctx, c->C, j, c->hw, history_slot (c, n - c->C + j));
+  return DIT_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* decode queue */
+
+struct dit_decode_queue {
+  int hw, capacity;
+  size_t frame_elems;       /* one pixel frame: 3 * H * W */
+  int64_t held_begin;       /* lowest latent not released */
+  int64_t decoded_end;      /* next latent to decode */
+  int64_t submitted_end;    /* next latent to queue */
+  float *latents;           /* capacity x [16, h, w] */
+  float *frames;            /* capacity x [3, 4, H, W] */
+  int *nframes;             /* per slot */
+};
+
+dit_status
+dit_decode_queue_create (int latent_h, int latent_w, int capacity,
+    dit_decode_queue **out)
+{
+  if (capacity < 1)
+    return dit_error (DIT_ERR_INVALID, "decode queue capacity %d < 1", capacity);
+  dit_decode_queue *q = calloc (1, sizeof *q);
+  if (!q)
+    return dit_error (DIT_ERR_NOMEM, "out of memory for the decode queue");
+  q->hw = latent_h * latent_w;
+  q->capacity = capacity;
+  q->frame_elems = (size_t) 3 * q->hw * 64;
+  q->latents = calloc ((size_t) capacity * DIT_LATENT_CHANNELS * q->hw,
+      sizeof (float));
+  q->frames = calloc ((size_t) capacity * 4 * q->frame_elems, sizeof (float));
+  q->nframes = calloc ((size_t) capacity, sizeof (int));
+  if (!q->latents || !q->frames || !q->nframes) {
+    dit_decode_queue_free (q);
+    return dit_error (DIT_ERR_NOMEM, "out of memory for the decode queue");
+  }
+  *out = q;
+  return DIT_OK;
+}
+
+void
+dit_decode_queue_free (dit_decode_queue *q)
+{
+  if (!q)
+    return;
+  free (q->latents);
+  free (q->frames);
+  free (q->nframes);
+  free (q);
+}
+
+void
+dit_decode_queue_reset (dit_decode_queue *q)
+{
+  q->held_begin = q->decoded_end = q->submitted_end = 0;
+}
+
+int
+dit_decode_queue_has_room (const dit_decode_queue *q, int n)
+{
+  return q->submitted_end - q->held_begin + n <= q->capacity;
+}
+
+dit_status
+dit_decode_queue_submit (dit_decode_queue *q, int64_t first, int n,
+    const float *x, int n_total, int offset)
+{
+  if (first > q->submitted_end)
+    return dit_error (DIT_ERR_STATE,
+        "decode queue: latent %lld submitted, expected %lld (a chunk is missing)",
+        (long long) first, (long long) q->submitted_end);
+  for (int j = 0; j < n; j++) {
+    int64_t idx = first + j;
+    if (idx < q->submitted_end)
+      continue;
+    if (!dit_decode_queue_has_room (q, 1))
+      return dit_error (DIT_ERR_STATE, "decode queue full (%d latents)",
+          q->capacity);
+    float *slot = q->latents + (size_t) (idx % q->capacity)
+        * DIT_LATENT_CHANNELS * q->hw;
+    dit_latent_extract (x, n_total, offset + j, q->hw, slot);
+    q->submitted_end = idx + 1;
+  }
+  return DIT_OK;
+}
+
+dit_status
+dit_decode_queue_run_to (dit_decode_queue *q, int64_t latent_index,
+    dit_decode_fn fn, void *user)
+{
+  if (latent_index >= q->submitted_end)
+    return dit_error (DIT_ERR_STATE,
+        "decode queue: latent %lld is not queued (%lld queued)",
+        (long long) latent_index, (long long) q->submitted_end);
+  while (q->decoded_end <= latent_index) {
+    int64_t idx = q->decoded_end;
+    int slot = (int) (idx % q->capacity);
+    const float *lat = q->latents + (size_t) slot * DIT_LATENT_CHANNELS * q->hw;
+    float *pix = q->frames + (size_t) slot * 4 * q->frame_elems;
+    DIT_TRY (fn (user, idx, lat, pix));
+    q->nframes[slot] = dit_stream_latent_frames (idx);
+    q->decoded_end = idx + 1;
+  }
+  return DIT_OK;
+}
+
+const float *
+dit_decode_queue_frames (const dit_decode_queue *q, int64_t latent_index,
+    int *nframes)
+{
+  if (latent_index < q->held_begin || latent_index >= q->decoded_end)
+    return NULL;
+  int slot = (int) (latent_index % q->capacity);
+  if (nframes)
+    *nframes = q->nframes[slot];
+  return q->frames + (size_t) slot * 4 * q->frame_elems;
+}
+
+void
+dit_decode_queue_release (dit_decode_queue *q, int64_t latent_index)
+{
+  if (latent_index + 1 > q->held_begin)
+    q->held_begin = latent_index + 1;
+  if (q->held_begin > q->submitted_end) {
+    /* Released past what was queued (a display that decodes on its own):
+     * skip ahead so the next submission continues there. */
+    q->submitted_end = q->decoded_end = q->held_begin;
+  } else if (q->held_begin > q->decoded_end) {
+    q->decoded_end = q->held_begin;
+  }
+}
+
+int64_t
+dit_decode_queue_next_decode (const dit_decode_queue *q)
+{
+  return q->decoded_end;
+}
+
+int64_t
+dit_decode_queue_next_submit (const dit_decode_queue *q)
+{
+  return q->submitted_end;
+}
+
+int
+dit_decode_queue_held (const dit_decode_queue *q)
+{
+  return (int) (q->submitted_end - q->held_begin);
+}
+
+size_t
+dit_decode_queue_bytes (const dit_decode_queue *q)
+{
+  return (size_t) q->capacity * (DIT_LATENT_CHANNELS * q->hw
+      + 4 * q->frame_elems) * sizeof (float);
+}
+
+/* ------------------------------------------------------------------ */
+/* pixels and latents */
+
+void
+dit_pixels_from_rgb (const uint8_t *src, int stride, int bytes_per_pixel,
+    int width, int height, float *dst, int t, int num_frames)
+{
+  size_t plane = (size_t) width * height;
+  for (int y = 0; y < height; y++) {
+    const uint8_t *row = src + (size_t) y * stride;
+    for (int x = 0; x < width; x++) {
+      for (int ch = 0; ch < 3; ch++) {
+        float v = row[x * bytes_per_pixel + ch] / 127.5f - 1.0f;
+        dst[((size_t) ch * num_frames + t) * plane + (size_t) y * width + x] = v;
+      }
+    }
+  }
+}
+
+void
+dit_pixels_to_rgb (const float *src, int t, int num_frames, int width,
+    int height, uint8_t *dst, int stride, int bytes_per_pixel)
+{
+  size_t plane = (size_t) width * height;
+  for (int y = 0; y < height; y++) {
+    uint8_t *row = dst + (size_t) y * stride;
+    for (int x = 0; x < width; x++) {
+      for (int ch = 0; ch < 3; ch++) {
+        float v = src[((size_t) ch * num_frames + t) * plane
+            + (size_t) y * width + x];
+        v = v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
+        row[x * bytes_per_pixel + ch] = (uint8_t) lrintf ((v + 1.0f) * 127.5f);
+      }
+      if (bytes_per_pixel == 4)
+        row[x * 4 + 3] = 255;
+    }
+  }
+}
+
+void
+dit_latent_extract (const float *x, int n, int j, int hw, float *dst)
+{
+  for (int c = 0; c < DIT_LATENT_CHANNELS; c++)
+    memcpy (dst + (size_t) c * hw, x + ((size_t) c * n + j) * hw,
+        (size_t) hw * sizeof (float));
+}
+
+void
+dit_latent_insert (float *x, int n, int j, int hw, const float *src)
+{
+  for (int c = 0; c < DIT_LATENT_CHANNELS; c++)
+    memcpy (x + ((size_t) c * n + j) * hw, src + (size_t) c * hw,
+        (size_t) hw * sizeof (float));
+}
+
+/* ------------------------------------------------------------------ */
+/* checkpoints */
+
+static const dit_st_tensor *
+find_key (const dit_safetensors *st, const char *name)
+{
+  char buf[160];
+  const dit_st_tensor *t = dit_safetensors_find (st, name);
+  if (t)
+    return t;
+  snprintf (buf, sizeof buf, "model.%s", name);
+  return dit_safetensors_find (st, buf);
+}
+
+dit_status
+dit_stream_detect_model (const char *path, dit_model_config *cfg)
+{
+  dit_safetensors *st;
+  dit_status s = dit_safetensors_open (path, &st);
+  if (s != DIT_OK)
+    return dit_error_prefix (s, "model '%s'", path);
+
+  const dit_st_tensor *pe = find_key (st, "patch_embedding.weight");
+  const dit_st_tensor *te = find_key (st, "text_embedding.0.weight");
+  const dit_st_tensor *ffn = find_key (st, "blocks.0.ffn.0.weight");
+  if (!pe || !te || !ffn || pe->ndim != 5 || te->ndim != 2 || ffn->ndim != 2) {
+    dit_safetensors_close (st);
+    return dit_error (DIT_ERR_FORMAT,
+        "model '%s': not a Wan2.1 DiT checkpoint (patch_embedding.weight, "
+        "text_embedding.0.weight or blocks.0.ffn.0.weight missing or misshapen)",
+        path);
+  }
+  int layers = 0;
+  for (;;) {
+    char key[96];
+    snprintf (key, sizeof key, "blocks.%d.ffn.0.weight", layers);
+    if (!find_key (st, key))
+      break;
+    layers++;
+  }
+  int dim = (int) pe->shape[0], text_dim = (int) te->shape[1];
+  int ffn_dim = (int) ffn->shape[0];
+  dit_safetensors_close (st);
+
+  const char *name = dit_model_config_detect (dim, layers, ffn_dim, text_dim);
+  if (!name)
+    return dit_error (DIT_ERR_FORMAT,
+        "model '%s': dim %d, %d layers, ffn %d, text dim %d match no known "
+        "configuration (wan-14b, wan-1.3b, tiny)", path, dim, layers, ffn_dim,
+        text_dim);
+  return dit_model_config_preset (name, cfg);
+}
+
+dit_status
+dit_stream_load_embeds (const char *path, int text_dim, int text_len,
+    float **out, int *rows)
+{
+  static const char *const names[] = { "prompt_embeds", "context", "embeds" };
+  dit_safetensors *st;
+  dit_status s = dit_safetensors_open (path, &st);
+  if (s != DIT_OK)
+    return dit_error_prefix (s, "prompt-embeds '%s'", path);
+  const dit_st_tensor *t = NULL;
+  for (size_t i = 0; i < sizeof names / sizeof names[0] && !t; i++)
+    t = dit_safetensors_find (st, names[i]);
+  if (!t && dit_safetensors_count (st) == 1)
+    t = dit_safetensors_at (st, 0);
+  if (!t) {
+    dit_safetensors_close (st);
+    return dit_error (DIT_ERR_FORMAT,
+        "prompt-embeds '%s': no tensor named prompt_embeds, context or embeds",
+        path);
+  }
+  int nd = t->ndim;
+  int64_t r = nd >= 2 ? t->shape[nd - 2] : 0, d = nd >= 1 ? t->shape[nd - 1] : 0;
+  dit_dtype dt;
+  if (!(nd == 2 || (nd == 3 && t->shape[0] == 1)) || d != text_dim || r < 1
+      || r > text_len || !dit_st_dtype_to_dit (t->dtype, &dt)) {
+    dit_safetensors_close (st);
+    return dit_error (DIT_ERR_INVALID,
+        "prompt-embeds '%s': tensor '%s' must be a float [rows <= %d, %d] "
+        "(got %dD, last dim %lld)", path, t->name, text_len, text_dim, nd,
+        (long long) d);
+  }
+  float *buf = malloc ((size_t) r * d * sizeof (float));
+  if (!buf) {
+    dit_safetensors_close (st);
+    return dit_error (DIT_ERR_NOMEM, "out of memory for prompt embeds");
+  }
+  dit_convert (buf, DIT_F32, t->data, dt, (size_t) (r * d));
+  dit_safetensors_close (st);
+  *out = buf;
+  *rows = (int) r;
+  return DIT_OK;
+}
+
+void
+dit_stream_default_embeds (int rows, int dim, float *out)
+{
+  /* Stream id "prompt" in ASCII keeps it apart from weight streams. */
+  const uint64_t stream = 0x70726f6d7074ull;
+  for (int64_t i = 0; i < (int64_t) rows * dim; i++)
+    out[i] = 0.1f * dit_philox_normal (0, stream, (uint64_t) i);
+}

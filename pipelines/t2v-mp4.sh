@@ -1,0 +1,30 @@
+#!/bin/sh
+# Text-to-video to an MP4 file with ditgenerate as the source.
+set -eu
+usage() {
+  cat <<USAGE
+Usage: $0 [-o OUT.mp4] [-n CHUNKS] [-s WxH] [-- ditgenerate properties...]
+Generate video from text embeddings and write an H.264 MP4.
+  -o FILE   output file (default out.mp4)
+  -n N      chunks to generate (default 4; 9 frames first, 12 after)
+  -s WxH    frame size, multiples of 16 (default 64x64)
+  after --   extra ditgenerate properties, e.g. model=tiny seed=7
+             prompt-embeds=embeds.safetensors
+Defaults need no GPU and no download (embedded tiny model).
+USAGE
+}
+out=out.mp4; chunks=4; size=64x64
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    -o) out=$2; shift 2 ;;
+    -n) chunks=$2; shift 2 ;;
+    -s) size=$2; shift 2 ;;
+    --) shift; break ;;
+    *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+w=${size%x*}; h=${size#*x}
+exec gst-launch-1.0 -e ditgenerate num-chunks="$chunks" "$@" ! ditdecode ! \
+  "video/x-raw,width=$w,height=$h" ! videoconvert ! x264enc ! mp4mux ! \
+  filesink location="$out"

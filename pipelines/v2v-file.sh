@@ -1,0 +1,37 @@
+#!/bin/sh
+# Video-to-video: a file (or videotestsrc) restyled into an MP4 file.
+set -eu
+usage() {
+  cat <<USAGE
+Usage: $0 [-i INPUT|videotestsrc] [-o OUT.mp4] [-n FRAMES] [-s WxH] [-- ditgenerate properties...]
+Encode input video to latents, restyle it with ditgenerate, decode, write MP4.
+  -i INPUT  input media file, or "videotestsrc" (default)
+  -o FILE   output file (default v2v.mp4)
+  -n N      input frames to use (default 33)
+  -s WxH    working size, multiples of 16 (default 64x64)
+  after --   extra ditgenerate properties, e.g. strength=0.6 seed=3
+USAGE
+}
+in=videotestsrc; out=v2v.mp4; frames=33; size=64x64
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    -i) in=$2; shift 2 ;;
+    -o) out=$2; shift 2 ;;
+    -n) frames=$2; shift 2 ;;
+    -s) size=$2; shift 2 ;;
+    --) shift; break ;;
+    *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+w=${size%x*}; h=${size#*x}
+if [ "$in" = videotestsrc ]; then
+  src="videotestsrc num-buffers=$frames pattern=ball"
+else
+  src="filesrc location=$in ! decodebin ! videorate ! identity eos-after=$((frames + 1))"
+fi
+# shellcheck disable=SC2086
+exec gst-launch-1.0 -e $src ! videoconvert ! videoscale ! \
+  "video/x-raw,format=RGBx,width=$w,height=$h,framerate=16/1" ! ditencode ! \
+  ditgenerate "$@" ! ditdecode ! videoconvert ! x264enc ! mp4mux ! \
+  filesink location="$out"

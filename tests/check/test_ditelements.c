@@ -1,0 +1,718 @@
+/* gst-check tests of ditencode, ditgenerate and ditdecode on the CPU
+ * backend with the embedded tiny model (synthetic seeded weights).
+ * Frame counts and timestamps are checked against hand-computed values
+ * (9 frames for the first 3-latent chunk, 12 after; 16 fps = 62.5 ms). */
+#include <gst/check/gstcheck.h>
+#include <gst/check/gstharness.h>
+#include <gst/video/video.h>
+#include <glib/gstdio.h>
+#include <string.h>
+
+#include "gstditlatent.h"
+#include "dit_generator.h"
+#include "dit_stream.h"
+#include "dit_vae.h"
+#include "dit_weights.h"
+#include "safetensors.h"
+
+#define FRAME_NS 62500000       /* 1/16 s */
+#define LW 8                    /* latent grid of the default 64x64 video */
+#define LHW (LW * LW)
+#define PW 64
+#define PHW (PW * PW)
+#define LATENT_CAPS "video/x-dit-latent, channels=16, width=8, height=8, " \
+  "frames=3, dtype=f32, framerate=16/1"
+#define RAW_CAPS "video/x-raw, format=RGBx, width=64, height=64, framerate=16/1"
+#define CHUNK_BYTES (16 * 3 * LHW * 4)
+
+static GstBuffer *
+latent_chunk (gint64 index, GstClockTime pts, GstClockTime dur)
+{
+  GstBuffer *buf = gst_buffer_new_allocate (NULL, CHUNK_BYTES, NULL);
+  GstMapInfo map;
+  gfloat *f;
+
+  gst_buffer_map (buf, &map, GST_MAP_WRITE);
+  f = (gfloat *) map.data;
+  for (gsize i = 0; i < CHUNK_BYTES / 4; i++)
+    f[i] = (gfloat) (((i * 2654435761u + index) % 1000) / 500.0 - 1.0);
+  gst_buffer_unmap (buf, &map);
+  GST_BUFFER_PTS (buf) = pts;
+  GST_BUFFER_DURATION (buf) = dur;
+  return buf;
+}
+
+static GstBuffer *
+raw_frame (gint i)
+{
+  GstBuffer *buf = gst_buffer_new_allocate (NULL, PHW * 4, NULL);
+  gst_buffer_memset (buf, 0, (guint8) (i * 7), PHW * 4);
+  GST_BUFFER_PTS (buf) = (GstClockTime) i * FRAME_NS;
+  GST_BUFFER_DURATION (buf) = FRAME_NS;
+  return buf;
+}
+
+/* Pull buffers until EOS; returns the count. */
+static guint
+pull_until_eos (GstHarness * h, GstClockTime * first_pts, GstClockTime * last_end)
+{
+  guint n = 0;
+  for (;;) {
+    GstEvent *ev;
+    GstBuffer *b;
+    while ((b = gst_harness_try_pull (h))) {
+      if (n == 0 && first_pts)
+        *first_pts = GST_BUFFER_PTS (b);
+      if (last_end)
+        *last_end = GST_BUFFER_PTS (b) + GST_BUFFER_DURATION (b);
+      n++;
+      gst_buffer_unref (b);
+    }
+    ev = gst_harness_try_pull_event (h);
+    if (ev) {
+      gboolean eos = GST_EVENT_TYPE (ev) == GST_EVENT_EOS;
+      gst_event_unref (ev);
+      if (eos) {
+        while ((b = gst_harness_try_pull (h))) {
+          n++;
+          gst_buffer_unref (b);
+        }
+        return n;
+      }
+    } else {
+      g_usleep (10000);
+    }
+  }
+}
+
+static gchar *
+error_text (GstBus * bus)
+{
+  GstMessage *m = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  GError *err = NULL;
+  gchar *text;
+  if (!m)
+    return g_strdup ("");
+  gst_message_parse_error (m, &err, NULL);
+  text = g_strdup (err->message);
+  g_error_free (err);
+  gst_message_unref (m);
+  return text;
+}
+
+/* ------------------------------------------------------------------ */
+
+GST_START_TEST (test_caps_reject)
+{
+  GstHarness *h = gst_harness_new ("ditdecode");
+  GstBus *bus = gst_bus_new ();
+  gchar *msg;
+
+  gst_element_set_bus (h->element, bus);
+  /* 7 latents = 56 pixels: not a multiple of 16. */
+  gst_harness_set_src_caps_str (h, "video/x-dit-latent, channels=16, "
+      "width=7, height=8, frames=3, dtype=f32, framerate=16/1");
+  fail_unless_equals_int (gst_harness_push (h, latent_chunk (0, 0, 0)),
+      GST_FLOW_NOT_NEGOTIATED);
+  msg = error_text (bus);
+  fail_unless (strstr (msg, "multiples of 16") != NULL, "message: %s", msg);
+  g_free (msg);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+
+  h = gst_harness_new ("ditencode");
+  bus = gst_bus_new ();
+  gst_element_set_bus (h->element, bus);
+  gst_harness_set_src_caps_str (h, "video/x-raw, format=RGBx, width=128, "
+      "height=128, framerate=0/1");
+  fail_unless_equals_int (gst_harness_push (h, raw_frame (0)),
+      GST_FLOW_NOT_NEGOTIATED);
+  msg = error_text (bus);
+  fail_unless (strstr (msg, "frame rate") != NULL, "message: %s", msg);
+  g_free (msg);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+
+  h = gst_harness_new ("ditencode");
+  bus = gst_bus_new ();
+  gst_element_set_bus (h->element, bus);
+  gst_harness_set_src_caps_str (h, "video/x-raw, format=RGBx, width=100, "
+      "height=64, framerate=16/1");
+  fail_unless_equals_int (gst_harness_push (h, raw_frame (0)),
+      GST_FLOW_NOT_NEGOTIATED);
+  msg = error_text (bus);
+  fail_unless (strstr (msg, "100x64") != NULL, "message: %s", msg);
+  g_free (msg);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* Text-to-video: the source mode, timestamps and meta of each chunk. */
+GST_START_TEST (test_t2v_source)
+{
+  GstHarness *h = gst_harness_new_with_padnames ("ditgenerate", NULL, "src");
+  GstClockTime expect_pts[] = { 0, 9 * FRAME_NS, 21 * FRAME_NS };
+  GstClockTime expect_dur[] = { 9 * FRAME_NS, 12 * FRAME_NS, 12 * FRAME_NS };
+  GstCaps *caps;
+  guint64 epoch = 0;
+
+  g_object_set (h->element, "num-chunks", 3, "anchor", 1, NULL);
+  gst_harness_play (h);
+  for (gint i = 0; i < 3; i++) {
+    GstBuffer *b = gst_harness_pull (h);
+    GstDitLatentMeta *m = gst_buffer_get_dit_latent_meta (b);
+    fail_unless (b != NULL);
+    fail_unless (m != NULL);
+    fail_unless_equals_int64 (m->chunk_index, i);
+    if (i == 0)
+      epoch = m->cache_epoch;
+    fail_unless_equals_uint64 (m->cache_epoch, epoch);
+    fail_unless_equals_uint64 (m->seed, 42);
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (b), expect_pts[i]);
+    fail_unless_equals_uint64 (GST_BUFFER_DURATION (b), expect_dur[i]);
+    fail_unless_equals_int (gst_buffer_get_size (b), CHUNK_BYTES);
+    gst_buffer_unref (b);
+  }
+  caps = gst_pad_get_current_caps (h->sinkpad);
+  {
+    GstStructure *s = gst_caps_get_structure (caps, 0);
+    gint w, fr;
+    gst_structure_get_int (s, "width", &w);
+    gst_structure_get_int (s, "frames", &fr);
+    fail_unless_equals_int (w, LW);
+    fail_unless_equals_int (fr, 3);
+  }
+  gst_caps_unref (caps);
+  fail_unless_equals_int (pull_until_eos (h, NULL, NULL), 0);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* One chunk in, exactly 9 frames out (12 for the next) with their PTS. */
+GST_START_TEST (test_decode_chunk_frames)
+{
+  GstHarness *h = gst_harness_new ("ditdecode");
+  GstCaps *caps;
+  GstVideoInfo vi;
+
+  gst_harness_set_src_caps_str (h, LATENT_CAPS);
+  fail_unless_equals_int (gst_harness_push (h, latent_chunk (0, 0,
+              9 * FRAME_NS)), GST_FLOW_OK);
+  fail_unless_equals_int (gst_harness_buffers_in_queue (h), 9);
+  for (gint j = 0; j < 9; j++) {
+    GstBuffer *b = gst_harness_pull (h);
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (b), (guint64) j * FRAME_NS);
+    fail_unless_equals_uint64 (GST_BUFFER_DURATION (b), FRAME_NS);
+    gst_buffer_unref (b);
+  }
+  fail_unless_equals_int (gst_harness_push (h, latent_chunk (1, 9 * FRAME_NS,
+              12 * FRAME_NS)), GST_FLOW_OK);
+  fail_unless_equals_int (gst_harness_buffers_in_queue (h), 12);
+  for (gint j = 0; j < 12; j++) {
+    GstBuffer *b = gst_harness_pull (h);
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (b), (guint64) (9 + j) * FRAME_NS);
+    gst_buffer_unref (b);
+  }
+  caps = gst_pad_get_current_caps (h->sinkpad);
+  fail_unless (gst_video_info_from_caps (&vi, caps));
+  fail_unless_equals_int (vi.width, PW);
+  fail_unless_equals_int (vi.height, PW);
+  fail_unless_equals_int (vi.fps_n, 16);
+  gst_caps_unref (caps);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* Encode -> decode keeps the exact frame count and times through EOS,
+ * including a partial last chunk. */
+GST_START_TEST (test_eos_frame_counts)
+{
+  static const gint counts[] = { 9, 21, 14 };
+  for (guint c = 0; c < G_N_ELEMENTS (counts); c++) {
+    GstHarness *h = gst_harness_new_parse ("ditencode ! ditdecode");
+    GstClockTime first_pts = 1, end = 0;
+    gst_harness_set_src_caps_str (h, RAW_CAPS);
+    for (gint i = 0; i < counts[c]; i++)
+      fail_unless_equals_int (gst_harness_push (h, raw_frame (i)), GST_FLOW_OK);
+    fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+    fail_unless_equals_int (pull_until_eos (h, &first_pts, &end), counts[c]);
+    fail_unless_equals_uint64 (first_pts, 0);
+    fail_unless_equals_uint64 (end, (guint64) counts[c] * FRAME_NS);
+    gst_harness_teardown (h);
+  }
+}
+
+GST_END_TEST;
+
+/* Video-to-video through all three elements. */
+GST_START_TEST (test_v2v)
+{
+  GstHarness *h =
+      gst_harness_new_parse ("ditencode ! ditgenerate strength=0.6 ! ditdecode");
+  GstClockTime first_pts = 1, end = 0;
+
+  gst_harness_set_src_caps_str (h, RAW_CAPS);
+  for (gint i = 0; i < 21; i++)
+    fail_unless_equals_int (gst_harness_push (h, raw_frame (i)), GST_FLOW_OK);
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  fail_unless_equals_int (pull_until_eos (h, &first_pts, &end), 21);
+  fail_unless_equals_uint64 (end, 21 * FRAME_NS);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* FLUSH starts a new cache epoch: chunk indices restart at 0 and nothing
+ * of the old epoch comes out after the flush. */
+GST_START_TEST (test_flush_epoch)
+{
+  GstHarness *h = gst_harness_new_with_padnames ("ditgenerate", "sink", "src");
+  guint64 e0, e1;
+  GstBuffer *b;
+  GstDitLatentMeta *m;
+
+  g_object_set (h->element, "anchor", 1, NULL);
+  gst_harness_set_src_caps_str (h, LATENT_CAPS);
+  gst_harness_push (h, latent_chunk (0, 0, 9 * FRAME_NS));
+  gst_harness_push (h, latent_chunk (1, 9 * FRAME_NS, 12 * FRAME_NS));
+  b = gst_harness_pull (h);
+  m = gst_buffer_get_dit_latent_meta (b);
+  e0 = m->cache_epoch;
+  fail_unless_equals_int64 (m->chunk_index, 0);
+  gst_buffer_unref (b);
+
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_start ()));
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_stop (TRUE)));
+  /* Drop whatever was pushed before the flush reached the sink pad. */
+  while ((b = gst_harness_try_pull (h)))
+    gst_buffer_unref (b);
+  g_object_get (h->element, "cache-epoch", &e1, NULL);
+  fail_unless (e1 > e0, "epoch %" G_GUINT64_FORMAT " -> %" G_GUINT64_FORMAT,
+      e0, e1);
+  gst_harness_push_event (h, gst_event_new_segment (&(GstSegment) {
+        .format = GST_FORMAT_TIME,.rate = 1.0,.applied_rate = 1.0,.stop = -1}));
+  gst_harness_push (h, latent_chunk (5, 0, 9 * FRAME_NS));
+  b = gst_harness_pull (h);
+  m = gst_buffer_get_dit_latent_meta (b);
+  fail_unless_equals_uint64 (m->cache_epoch, e1);
+  fail_unless_equals_int64 (m->chunk_index, 0);
+  gst_buffer_unref (b);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* The display drops chunks of an epoch older than the one it decodes. */
+GST_START_TEST (test_stale_dropped)
+{
+  GstHarness *h = gst_harness_new ("ditdecode");
+  GstBuffer *b;
+  GstDitLatentMeta *m;
+
+  gst_harness_set_src_caps_str (h, LATENT_CAPS);
+  b = latent_chunk (0, 0, 9 * FRAME_NS);
+  m = gst_buffer_add_dit_latent_meta (b);
+  m->cache_epoch = 1000;
+  gst_harness_push (h, b);
+  fail_unless_equals_int (gst_harness_buffers_in_queue (h), 9);
+  b = latent_chunk (1, 9 * FRAME_NS, 12 * FRAME_NS);
+  m = gst_buffer_add_dit_latent_meta (b);
+  m->cache_epoch = 999;
+  m->chunk_index = 1;
+  fail_unless_equals_int (gst_harness_push (h, b), GST_FLOW_OK);
+  fail_unless_equals_int (gst_harness_buffers_in_queue (h), 9);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_state_stress)
+{
+  GstElement *p = gst_parse_launch ("ditgenerate num-chunks=2 ! ditdecode ! "
+      "fakesink sync=false", NULL);
+  for (gint i = 0; i < 4; i++) {
+    fail_unless (gst_element_set_state (p, GST_STATE_PLAYING) !=
+        GST_STATE_CHANGE_FAILURE);
+    g_usleep (i * 100000);
+    fail_unless (gst_element_set_state (p, i % 2 ? GST_STATE_NULL :
+            GST_STATE_READY) != GST_STATE_CHANGE_FAILURE);
+  }
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (p);
+}
+
+GST_END_TEST;
+
+/* A sink that stops pulling stops the generator: chunk count and held
+ * decoded frames stay bounded. */
+GST_START_TEST (test_backpressure)
+{
+  GstElement *p = gst_parse_launch ("ditgenerate name=g max-inflight=1 ! "
+      "queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 ! "
+      "ditdecode ! appsink name=s max-buffers=1 sync=false", NULL);
+  GstElement *g = gst_bin_get_by_name (GST_BIN (p), "g");
+  guint64 c1, c2;
+
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  g_usleep (3 * G_USEC_PER_SEC);
+  g_object_get (g, "chunks", &c1, NULL);
+  g_usleep (2 * G_USEC_PER_SEC);
+  g_object_get (g, "chunks", &c2, NULL);
+  /* appsink holds 1 frame (ditdecode blocked in chunk 0), the queue one
+   * chunk, the generator is blocked pushing the next: at most 3 made. */
+  fail_unless (c1 <= 3, "generator ran ahead: %" G_GUINT64_FORMAT, c1);
+  fail_unless_equals_uint64 (c1, c2);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (g);
+  gst_object_unref (p);
+}
+
+GST_END_TEST;
+
+static gchar *
+write_embeds (const gchar * dir, gfloat value)
+{
+  gchar *path = g_build_filename (dir, "embeds.safetensors", NULL);
+  static gfloat data[4 * 64];
+  int64_t shape[2] = { 4, 64 };
+  dit_st_write_tensor t = { "prompt_embeds", DIT_F32, 2, shape, data };
+  for (gint i = 0; i < 4 * 64; i++)
+    data[i] = value * ((i % 7) - 3);
+  fail_unless (dit_safetensors_write (path, &t, 1, NULL) == DIT_OK, "%s",
+      dit_last_error ());
+  return path;
+}
+
+GST_START_TEST (test_properties_playing)
+{
+  GstHarness *h = gst_harness_new_with_padnames ("ditgenerate", NULL, "src");
+  gchar *dir = g_dir_make_tmp ("ditcheck-XXXXXX", NULL);
+  gchar *embeds = write_embeds (dir, 0.05f);
+  GstBuffer *b;
+  GstDitLatentMeta *m;
+  guint64 epoch, pepoch;
+
+  g_object_set (h->element, "anchor", 1, NULL);
+  gst_harness_play (h);
+  b = gst_harness_pull (h);
+  m = gst_buffer_get_dit_latent_meta (b);
+  epoch = m->cache_epoch;
+  pepoch = m->prompt_epoch;
+  gst_buffer_unref (b);
+
+  g_object_set (h->element, "seed", (guint64) 7, "prompt-embeds", embeds, NULL);
+  /* Chunks already queued downstream may carry the old values. */
+  for (gint i = 0; i < 4; i++) {
+    b = gst_harness_pull (h);
+    m = gst_buffer_get_dit_latent_meta (b);
+    if (m->seed == 7) {
+      fail_unless (m->prompt_epoch > pepoch);
+      /* Text-to-video keeps the cache across prompt changes. */
+      fail_unless_equals_uint64 (m->cache_epoch, epoch);
+      gst_buffer_unref (b);
+      break;
+    }
+    fail_unless (i < 3, "seed change never applied");
+    gst_buffer_unref (b);
+  }
+  gst_harness_teardown (h);
+  g_unlink (embeds);
+  g_rmdir (dir);
+  g_free (embeds);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_latency)
+{
+  GstHarness *h = gst_harness_new ("ditencode");
+  GstClockTime lat;
+
+  gst_harness_set_src_caps_str (h, RAW_CAPS);
+  gst_harness_set_upstream_latency (h, 0);
+  gst_harness_push (h, raw_frame (0));
+  lat = gst_harness_query_latency (h);
+  /* The first frame of a 12-frame chunk waits for 11 more: 687.5 ms. */
+  fail_unless_equals_uint64 (lat, 11 * FRAME_NS);
+  gst_harness_teardown (h);
+
+  h = gst_harness_new_with_padnames ("ditgenerate", "sink", "src");
+  g_object_set (h->element, "anchor", 1, NULL);
+  gst_harness_set_src_caps_str (h, LATENT_CAPS);
+  gst_harness_set_upstream_latency (h, 11 * FRAME_NS);
+  gst_harness_push (h, latent_chunk (0, 0, 9 * FRAME_NS));
+  gst_buffer_unref (gst_harness_pull (h));
+  {
+    gdouble ms;
+    g_object_get (h->element, "chunk-ms", &ms, NULL);
+    lat = gst_harness_query_latency (h);
+    fail_unless (ms > 0);
+    /* Upstream plus the measured time of a chunk. */
+    fail_unless_equals_uint64 (lat, 11 * FRAME_NS + (GstClockTime) (ms *
+            GST_MSECOND));
+  }
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+static gchar *
+state_error (const gchar * desc)
+{
+  GstElement *p = gst_parse_launch (desc, NULL);
+  GstBus *bus = gst_element_get_bus (p);
+  gchar *msg;
+
+  fail_unless_equals_int (gst_element_set_state (p, GST_STATE_PAUSED),
+      GST_STATE_CHANGE_FAILURE);
+  msg = error_text (bus);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+  return msg;
+}
+
+GST_START_TEST (test_errors)
+{
+  gchar *dir = g_dir_make_tmp ("ditcheck-XXXXXX", NULL);
+  gchar *bad = g_build_filename (dir, "corrupt.safetensors", NULL);
+  gchar *desc, *msg;
+
+  msg = state_error ("ditgenerate model=/nonexistent/dit.safetensors ! fakesink");
+  fail_unless (strstr (msg, "/nonexistent/dit.safetensors") != NULL, "%s", msg);
+  g_free (msg);
+
+  /* A header length far beyond the file. */
+  fail_unless (g_file_set_contents (bad, "\xff\xff\xff\x00\x00\x00\x00\x00{}",
+          10, NULL));
+  desc = g_strdup_printf ("ditgenerate model=%s ! fakesink", bad);
+  msg = state_error (desc);
+  fail_unless (strstr (msg, "corrupt.safetensors") != NULL, "%s", msg);
+  g_free (msg);
+  g_free (desc);
+
+  desc = g_strdup_printf ("ditgenerate ! ditdecode vae-model=%s ! fakesink",
+      bad);
+  msg = state_error (desc);
+  fail_unless (strstr (msg, "corrupt.safetensors") != NULL, "%s", msg);
+  g_free (msg);
+  g_free (desc);
+
+  msg = state_error ("ditgenerate model=wan-3b ! fakesink");
+  fail_unless (strstr (msg, "wan-3b") != NULL, "%s", msg);
+  g_free (msg);
+
+  g_unlink (bad);
+  g_rmdir (dir);
+  g_free (bad);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
+/* The anchor path against an engine-only rollout: chunk 2's recompute
+ * context must be [encode(last decoded frame of latent 3), latent 4,
+ * latent 5]; the rollout builds that context by hand from the generator
+ * and a streaming VAE of its own. */
+static void
+engine_rollout (const gchar * embeds_path, gfloat * chunks /* 3 x [16,3,16,16] */ ,
+    gboolean decoded)
+{
+  dit_model_config mc;
+  dit_gen_config gc;
+  dit_param_spec *specs;
+  size_t n;
+  dit_weights *w, *vw;
+  dit_vae_config vc;
+  dit_vae *vae;
+  dit_generator *g;
+  dit_backend *be = dit_backend_cpu ();
+  const gsize plane = 16 * LHW;
+  gfloat *rows;
+  gint nrows;
+  gfloat ctx[3 * 16 * LHW], lat[16 * LHW], pix[3 * 4 * PHW],
+      frame[3 * PHW];
+
+  fail_unless (dit_model_config_preset ("tiny", &mc) == DIT_OK);
+  fail_unless (dit_model_config_params (&mc, &specs, &n) == DIT_OK);
+  fail_unless (dit_weights_synthetic (specs, n, 0, DIT_F32, be, &w) == DIT_OK);
+  free (specs);
+  fail_unless (dit_vae_config_preset ("tiny", &vc) == DIT_OK);
+  fail_unless (dit_vae_config_params (&vc, &specs, &n) == DIT_OK);
+  fail_unless (dit_weights_synthetic (specs, n, 0, DIT_F32, be, &vw) == DIT_OK);
+  free (specs);
+  fail_unless (dit_vae_create (&vc, vw, PW, PW, DIT_F32, be, &vae) == DIT_OK,
+      "%s", dit_last_error ());
+  dit_gen_config_default (&gc);
+  gc.latent_h = gc.latent_w = LW;
+  gc.dtype = DIT_F32;
+  fail_unless (dit_generator_create (&mc, &gc, w, be, &g) == DIT_OK);
+  fail_unless (dit_stream_load_embeds (embeds_path, 64, 512, &rows, &nrows)
+      == DIT_OK);
+  {
+    dit_tensor t = dit_tensor_2d (rows, DIT_F32, DIT_DEVICE_CPU, nrows, 64);
+    fail_unless (dit_generator_set_prompt (g, &t) == DIT_OK);
+  }
+  free (rows);
+
+  for (gint k = 0; k < 3; k++) {
+    int64_t shape[4] = { 16, 3, LW, LW };
+    dit_tensor out = dit_tensor_make (chunks + k * 3 * plane, DIT_F32,
+        DIT_DEVICE_CPU, 4, shape);
+    dit_tensor ct = dit_tensor_make (ctx, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+    dit_chunk_request req = { 0 };
+    req.chunk_index = k;
+    if (k == 1) {
+      memcpy (ctx, chunks, sizeof ctx);   /* latents 0, 1, 2 */
+      req.context = &ct;
+    } else if (k == 2) {
+      const gfloat *c1 = chunks + 3 * plane;
+      for (gint c = 0; c < 16; c++) {
+        memcpy (ctx + (c * 3 + 1) * LHW, c1 + (c * 3 + 1) * LHW, LHW * 4);
+        memcpy (ctx + (c * 3 + 2) * LHW, c1 + (c * 3 + 2) * LHW, LHW * 4);
+        if (!decoded)
+          memcpy (ctx + (c * 3) * LHW, c1 + (c * 3) * LHW, LHW * 4);
+      }
+      if (decoded) {
+        /* Decode latents 0..3 one at a time; keep latent 3's last frame. */
+        for (gint l = 0; l < 4; l++) {
+          const gfloat *src = chunks + (l / 3) * 3 * plane;
+          gint T = l == 0 ? 1 : 4;
+          int64_t ls[4] = { 16, 1, LW, LW }, ps[4] = { 3, T, PW, PW };
+          for (gint c = 0; c < 16; c++)
+            memcpy (lat + c * LHW, src + (c * 3 + l % 3) * LHW, LHW * 4);
+          dit_tensor lt = dit_tensor_make (lat, DIT_F32, DIT_DEVICE_CPU, 4, ls);
+          dit_tensor pt = dit_tensor_make (pix, DIT_F32, DIT_DEVICE_CPU, 4, ps);
+          fail_unless (dit_vae_decode (vae, &lt, &pt) == DIT_OK);
+          if (l == 3)
+            for (gint c = 0; c < 3; c++)
+              memcpy (frame + c * PHW, pix + (c * 4 + 3) * PHW,
+                  PHW * 4);
+        }
+        {
+          int64_t fs[4] = { 3, 1, PW, PW }, ls[4] = { 16, 1, LW, LW };
+          dit_tensor ft = dit_tensor_make (frame, DIT_F32, DIT_DEVICE_CPU, 4,
+              fs);
+          dit_tensor lt = dit_tensor_make (lat, DIT_F32, DIT_DEVICE_CPU, 4, ls);
+          fail_unless (dit_vae_encode_anchor (vae, &ft, &lt) == DIT_OK);
+          for (gint c = 0; c < 16; c++)
+            memcpy (ctx + (c * 3) * LHW, lat + c * LHW, LHW * 4);
+        }
+      }
+      req.context = &ct;
+    }
+    fail_unless (dit_generator_run_chunk (g, &req, &out, NULL) == DIT_OK,
+        "%s", dit_last_error ());
+  }
+  dit_generator_free (g);
+  dit_vae_free (vae);
+  dit_weights_free (w);
+  dit_weights_free (vw);
+}
+
+static void
+pipeline_chunks (const gchar * embeds, const gchar * anchor, gfloat * chunks)
+{
+  gchar *desc = g_strdup_printf ("ditgenerate num-chunks=3 prompt-embeds=%s "
+      "anchor=%s ! tee name=t ! queue ! ditdecode ! fakesink sync=false "
+      "t. ! queue ! appsink name=s sync=false", embeds, anchor);
+  GstElement *p = gst_parse_launch (desc, NULL);
+  GstElement *s = gst_bin_get_by_name (GST_BIN (p), "s");
+
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  for (gint k = 0; k < 3; k++) {
+    GstSample *smp = NULL;
+    GstMapInfo map;
+    g_signal_emit_by_name (s, "pull-sample", &smp);
+    fail_unless (smp != NULL);
+    gst_buffer_map (gst_sample_get_buffer (smp), &map, GST_MAP_READ);
+    fail_unless_equals_int (map.size, CHUNK_BYTES);
+    memcpy (chunks + k * CHUNK_BYTES / 4, map.data, CHUNK_BYTES);
+    gst_buffer_unmap (gst_sample_get_buffer (smp), &map);
+    gst_sample_unref (smp);
+  }
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (s);
+  gst_object_unref (p);
+  g_free (desc);
+}
+
+static gdouble
+max_diff (const gfloat * a, const gfloat * b, gsize n)
+{
+  gdouble m = 0;
+  for (gsize i = 0; i < n; i++)
+    m = MAX (m, fabs ((gdouble) a[i] - b[i]));
+  return m;
+}
+
+GST_START_TEST (test_anchor_path)
+{
+  gchar *dir = g_dir_make_tmp ("ditcheck-XXXXXX", NULL);
+  gchar *embeds = write_embeds (dir, 0.1f);
+  gfloat *ref = g_new (gfloat, 3 * CHUNK_BYTES / 4);
+  gfloat *ref_latent = g_new (gfloat, 3 * CHUNK_BYTES / 4);
+  gfloat *got = g_new (gfloat, 3 * CHUNK_BYTES / 4);
+  const gsize n = CHUNK_BYTES / 4;
+
+  engine_rollout (embeds, ref, TRUE);
+  engine_rollout (embeds, ref_latent, FALSE);
+  /* The two anchors must lead to different chunk 2s, or the test could
+   * not tell them apart. */
+  fail_unless (max_diff (ref + 2 * n, ref_latent + 2 * n, n) > 1e-4);
+
+  pipeline_chunks (embeds, "decoded", got);
+  fail_unless (max_diff (got, ref, n) == 0, "chunk 0 differs");
+  fail_unless (max_diff (got + n, ref + n, n) == 0, "chunk 1 differs");
+  fail_unless (max_diff (got + 2 * n, ref + 2 * n, n) == 0,
+      "chunk 2 differs from the decoded-anchor rollout by %g",
+      max_diff (got + 2 * n, ref + 2 * n, n));
+
+  pipeline_chunks (embeds, "latent", got);
+  fail_unless (max_diff (got + 2 * n, ref_latent + 2 * n, n) == 0,
+      "anchor=latent chunk 2 differs by %g",
+      max_diff (got + 2 * n, ref_latent + 2 * n, n));
+
+  g_unlink (embeds);
+  g_rmdir (dir);
+  g_free (embeds);
+  g_free (dir);
+  g_free (ref);
+  g_free (ref_latent);
+  g_free (got);
+}
+
+GST_END_TEST;
+
+static Suite *
+dit_suite (void)
+{
+  Suite *s = suite_create ("dit");
+  TCase *tc = tcase_create ("elements");
+
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_caps_reject);
+  tcase_add_test (tc, test_t2v_source);
+  tcase_add_test (tc, test_decode_chunk_frames);
+  tcase_add_test (tc, test_eos_frame_counts);
+  tcase_add_test (tc, test_v2v);
+  tcase_add_test (tc, test_flush_epoch);
+  tcase_add_test (tc, test_stale_dropped);
+  tcase_add_test (tc, test_state_stress);
+  tcase_add_test (tc, test_backpressure);
+  tcase_add_test (tc, test_properties_playing);
+  tcase_add_test (tc, test_latency);
+  tcase_add_test (tc, test_errors);
+  tcase_add_test (tc, test_anchor_path);
+  return s;
+}
+
+GST_CHECK_MAIN (dit);
