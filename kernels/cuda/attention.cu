@@ -1,0 +1,671 @@
+/* attention — o = softmax(q kᵀ * scale + bias) v per head, flash style.
+ *
+ * Layout: q [L, H*d], k and v [N, H*d], o [L, H*d], all with strided rows;
+ * head h owns columns [h*d, (h+1)*d).  Key j gets + log_bias on its logit
+ * when bias_begin <= j < bias_end (the KV-cache attention bias); with
+ * causal_block > 0 query r sees keys j < (floor((q_pos0 + r) / causal_block)
+ * + 1) * causal_block (block-causal), otherwise all N keys.  Every query sees
+ * key 0, so no softmax row is ever empty.
+ *
+ * Two kernels, one contract:
+ *
+ *  flash_d128_kernel (bf16 q/k/v, head_dim 128, 16-byte aligned rows): the
+ *  FlashAttention-2 scheme on mma.sync.m16n8k16 bf16 tensor cores.  Each
+ *  warp owns 16 or 32 query rows (one or two m16 tiles) of one head, a block
+ *  4 or 8 warps (four configurations, see attn_launch_flash): more rows per
+ *  warp reuse every K/V fragment read from shared memory for more products,
+ *  more warps per block share every K/V tile fetched from memory; at about
+ *  250 registers a thread the SM holds 8 warps whichever way they are
+ *  grouped.  K/V tiles of 64 keys stream through shared memory twice
+ *  buffered with cp.async, in rows of 256 bytes whose 16-byte chunks are
+ *  XOR-swizzled by (row & 7) so that ldmatrix reads are bank-conflict free.
+ *  S = Q Kᵀ accumulates in f32, the online softmax (running max and sum per
+ *  row, ex2.approx with log2(e) folded into the scale) is f32, P is rounded
+ *  to bf16 for the P·V product (as FlashAttention does) and O accumulates
+ *  in f32.  The key loop stops at the block's last visible key, so the
+ *  block-causal case skips masked tiles entirely; masks and bias are
+ *  applied only on tiles that straddle a boundary.
+ *
+ *  attn_generic_kernel (any dtype, head_dim <= 512: T5's 64, the VAE's
+ *  single 384-channel head, f32 inputs): one warp per query row, K/V tiles
+ *  of 32 keys in shared memory as f32.  Lane j scores key j of the tile (q
+ *  broadcast from shared memory, K rows padded by one float so the 32 lanes
+ *  hit 32 banks), the tile's max and sum are warp reductions, and each lane
+ *  accumulates d/32 output channels.  All f32 with expf: the accuracy
+ *  reference for the CPU comparison at f32.
+ *
+ * Measured (H100 SXM, tests/gpu/dit_attn_bench.cu, median of 30): L = 2160
+ * queries against N = 4320 keys, 40 heads, with the KV bias: 0.86 ms = 222
+ * TFLOP/s (4·L·N·d·heads); the first version with the libm exp2f took
+ * 1.27 ms, and the four block shapes differ by under 3%, so the kernel is
+ * bound by issue latency of the mma.sync/ldmatrix/softmax sequence, not by
+ * memory.  Hopper-specific work (wgmma from shared memory, TMA loads, warp
+ * specialisation with the softmax of one tile overlapping the products of
+ * the next) is the next step; this file is the correct baseline that step
+ * is measured against.
+ */
+#include "cuda_common.cuh"
+#include "dit_cuda.h"
+
+#include <math.h>
+
+/* ------------------------------------------------------------------------ */
+/* shared helpers */
+
+typedef struct attn_args {
+  const void *q, *k, *v;
+  void *o;
+  int dtq, dtk, dtv, dto;
+  int64_t ldq, ldk, ldv, ldo;
+  int64_t L, N;
+  int heads, d;
+  float scale;
+  int64_t bias_begin, bias_end;
+  float log_bias;
+  int64_t causal_block, q_pos0;
+} attn_args;
+
+/* One past the last key query row r may see. */
+__device__ __forceinline__ int64_t
+attn_key_end (const attn_args &a, int64_t r)
+{
+  if (a.causal_block <= 0)
+    return a.N;
+  int64_t e = ((a.q_pos0 + r) / a.causal_block + 1) * a.causal_block;
+  return e < a.N ? e : a.N;
+}
+
+/* ------------------------------------------------------------------------ */
+/* CUDA kernels: generic path */
+
+#define GEN_WARPS 8
+#define GEN_TILE 32
+
+template <int DPL>   /* channels per lane: head_dim <= 32 * DPL */
+__global__ void __launch_bounds__ (GEN_WARPS * 32)
+attn_generic_kernel (attn_args a)
+{
+  extern __shared__ float gen_smem[];
+  const int d = a.d;
+  const int kst = d + 1;                       /* padded K row */
+  float *ks = gen_smem;                        /* [GEN_TILE][d+1] */
+  float *vs = ks + GEN_TILE * kst;             /* [GEN_TILE][d] */
+  float *qs = vs + GEN_TILE * d;               /* [GEN_WARPS][d] */
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int h = blockIdx.y;
+  const int64_t r0 = (int64_t) blockIdx.x * GEN_WARPS;
+  const int64_t row = r0 + warp;
+  const bool active = row < a.L;
+  const int64_t hoff = (int64_t) h * d;
+
+  float *qrow = qs + warp * d;
+  for (int c = lane; c < d; c += 32)
+    qrow[c] = active ? dit_cuda_ld (a.q, a.dtq, row * a.ldq + hoff + c) : 0.0f;
+
+  const int64_t last = (r0 + GEN_WARPS < a.L ? r0 + GEN_WARPS : a.L) - 1;
+  const int64_t kmax = attn_key_end (a, last);
+  const int64_t kend = active ? attn_key_end (a, row) : 0;
+
+  float acc[DPL];
+#pragma unroll
+  for (int i = 0; i < DPL; i++)
+    acc[i] = 0.0f;
+  float m = -INFINITY, l = 0.0f;
+
+  for (int64_t j0 = 0; j0 < kmax; j0 += GEN_TILE) {
+    __syncthreads ();   /* previous tile fully consumed (and q stored) */
+    for (int e = threadIdx.x; e < GEN_TILE * d; e += GEN_WARPS * 32) {
+      int jj = e / d, c = e % d;
+      int64_t j = j0 + jj;
+      bool ok = j < a.N;
+      ks[jj * kst + c] = ok ? dit_cuda_ld (a.k, a.dtk, j * a.ldk + hoff + c) : 0.0f;
+      vs[jj * d + c] = ok ? dit_cuda_ld (a.v, a.dtv, j * a.ldv + hoff + c) : 0.0f;
+    }
+    __syncthreads ();
+    if (!active || j0 >= kend)
+      continue;
+    const int64_t j = j0 + lane;
+    float s = -INFINITY;
+    if (j < kend) {
+      const float *kr = ks + lane * kst;
+      float dot = 0.0f;
+      for (int c = 0; c < d; c++)
+        dot += qrow[c] * kr[c];
+      s = dot * a.scale;
+      if (j >= a.bias_begin && j < a.bias_end)
+        s += a.log_bias;
+    }
+    float tmax = s;
+    for (int o = 16; o > 0; o >>= 1)
+      tmax = fmaxf (tmax, __shfl_xor_sync (0xffffffffu, tmax, o));
+    const float mnew = fmaxf (m, tmax);     /* finite: key j0 is visible */
+    const float alpha = expf (m - mnew);    /* 0 on the first tile */
+    const float pj = j < kend ? expf (s - mnew) : 0.0f;
+    float psum = pj;
+    for (int o = 16; o > 0; o >>= 1)
+      psum += __shfl_xor_sync (0xffffffffu, psum, o);
+    l = l * alpha + psum;
+    m = mnew;
+#pragma unroll
+    for (int i = 0; i < DPL; i++)
+      acc[i] *= alpha;
+    const int nvis = (int) (kend - j0 < GEN_TILE ? kend - j0 : GEN_TILE);
+    for (int jj = 0; jj < nvis; jj++) {
+      float pb = __shfl_sync (0xffffffffu, pj, jj);
+      const float *vr = vs + jj * d;
+#pragma unroll
+      for (int i = 0; i < DPL; i++) {
+        int c = lane + 32 * i;
+        if (c < d)
+          acc[i] += pb * vr[c];
+      }
+    }
+  }
+  if (!active)
+    return;
+  const float inv = 1.0f / l;
+#pragma unroll
+  for (int i = 0; i < DPL; i++) {
+    int c = lane + 32 * i;
+    if (c < d)
+      dit_cuda_st (a.o, a.dto, row * a.ldo + hoff + c, acc[i] * inv);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* CUDA kernels: bf16 head_dim 128 tensor-core path */
+
+#define FA_D 128
+#define FA_BN 64
+#define FA_CHUNKS (FA_D / 8)   /* 16-byte chunks per row */
+#define FA_TILE_ELEMS (FA_BN * FA_D)
+/* NW warps of MT m16 tiles own 16 * MT * NW queries; the Q tile plus
+ * double-buffered K and V tiles */
+#define FA_BM(nw, mt) (16 * (mt) * (nw))
+#define FA_SMEM_BYTES(nw, mt) ((FA_BM (nw, mt) + 4 * FA_BN) * FA_D * 2)
+/* configuration dit_attention uses (see attn_launch_flash): 4 warps x 16
+ * rows; on an H100 all four were within 3% at the 14B chunk shape and this
+ * one has no register spills */
+#define FA_VARIANT_DEFAULT 1
+
+/* Element offset of 16-byte chunk `c` of row `r` in a swizzled tile. */
+__device__ __forceinline__ int
+fa_swz (int r, int c)
+{
+  return (r * FA_CHUNKS + (c ^ (r & 7))) * 8;
+}
+
+__device__ __forceinline__ void
+fa_cp_async16 (void *smem, const void *gmem, bool pred)
+{
+  unsigned s = (unsigned) __cvta_generic_to_shared (smem);
+  int n = pred ? 16 : 0;   /* 0 bytes read: the 16 are zero-filled */
+  asm volatile ("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
+      :: "r" (s), "l" (gmem), "r" (n));
+}
+
+__device__ __forceinline__ void
+fa_cp_commit (void)
+{
+  asm volatile ("cp.async.commit_group;\n" ::);
+}
+
+template <int N>
+__device__ __forceinline__ void
+fa_cp_wait (void)
+{
+  asm volatile ("cp.async.wait_group %0;\n" :: "n" (N));
+}
+
+__device__ __forceinline__ void
+fa_ldmatrix_x4 (unsigned &r0, unsigned &r1, unsigned &r2, unsigned &r3,
+    const void *smem)
+{
+  unsigned s = (unsigned) __cvta_generic_to_shared (smem);
+  asm volatile ("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+      : "=r" (r0), "=r" (r1), "=r" (r2), "=r" (r3) : "r" (s));
+}
+
+__device__ __forceinline__ void
+fa_ldmatrix_x4_trans (unsigned &r0, unsigned &r1, unsigned &r2, unsigned &r3,
+    const void *smem)
+{
+  unsigned s = (unsigned) __cvta_generic_to_shared (smem);
+  asm volatile ("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+      : "=r" (r0), "=r" (r1), "=r" (r2), "=r" (r3) : "r" (s));
+}
+
+__device__ __forceinline__ void
+fa_mma (float *c, const unsigned *a, unsigned b0, unsigned b1)
+{
+  asm volatile ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f" (c[0]), "+f" (c[1]), "+f" (c[2]), "+f" (c[3])
+      : "r" (a[0]), "r" (a[1]), "r" (a[2]), "r" (a[3]), "r" (b0), "r" (b1));
+}
+
+__device__ __forceinline__ unsigned
+fa_pack_bf16 (float lo, float hi)
+{
+  __nv_bfloat162 v = __floats2bfloat162_rn (lo, hi);
+  return *(unsigned *) &v;
+}
+
+/* 2^x on the special-function unit; -inf gives +0, which the masked
+ * logits rely on. */
+__device__ __forceinline__ float
+fa_exp2 (float x)
+{
+  float y;
+  asm ("ex2.approx.ftz.f32 %0, %1;" : "=f" (y) : "f" (x));
+  return y;
+}
+
+/* Start loading rows [row0, row0 + ROWS) of one head's 128 columns into a
+ * swizzled tile; rows at or past `nrows` are zero-filled. */
+template <int ROWS, int THREADS>
+__device__ __forceinline__ void
+fa_load_tile (__nv_bfloat16 *tile, const __nv_bfloat16 *base, int64_t ld,
+    int64_t row0, int64_t nrows)
+{
+#pragma unroll
+  for (int i = 0; i < ROWS * FA_CHUNKS / THREADS; i++) {
+    int idx = threadIdx.x + i * THREADS;
+    int r = idx / FA_CHUNKS, c = idx % FA_CHUNKS;
+    bool ok = row0 + r < nrows;
+    const __nv_bfloat16 *src = ok ? base + (row0 + r) * ld + c * 8 : base;
+    fa_cp_async16 (tile + fa_swz (r, c), src, ok);
+  }
+}
+
+template <int NW, int MT>
+__global__ void __launch_bounds__ (NW * 32, 1)
+flash_d128_kernel (attn_args a)
+{
+  constexpr int BM = FA_BM (NW, MT), THREADS = NW * 32;
+  extern __shared__ __align__ (128) unsigned char fa_smem[];
+  __nv_bfloat16 *qs = (__nv_bfloat16 *) fa_smem;
+  __nv_bfloat16 *ks = qs + BM * FA_D;           /* 2 buffers */
+  __nv_bfloat16 *vs = ks + 2 * FA_TILE_ELEMS;    /* 2 buffers */
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane >> 2, qd = lane & 3;
+  const int h = blockIdx.y;
+  const int64_t m0 = (int64_t) blockIdx.x * BM;
+  const int64_t hoff = (int64_t) h * FA_D;
+  const __nv_bfloat16 *qg = (const __nv_bfloat16 *) a.q + hoff;
+  const __nv_bfloat16 *kg = (const __nv_bfloat16 *) a.k + hoff;
+  const __nv_bfloat16 *vg = (const __nv_bfloat16 *) a.v + hoff;
+
+  /* keys this block needs: the last row sees the most */
+  const int64_t mlast = (m0 + BM < a.L ? m0 + BM : a.L) - 1;
+  const int64_t kmax = attn_key_end (a, mlast);
+  const int64_t kmin = attn_key_end (a, m0);
+  const int ntiles = (int) ((kmax + FA_BN - 1) / FA_BN);
+
+  fa_load_tile<BM, THREADS> (qs, qg, a.ldq, m0, a.L);
+  fa_load_tile<FA_BN, THREADS> (ks, kg, a.ldk, 0, a.N);
+  fa_load_tile<FA_BN, THREADS> (vs, vg, a.ldv, 0, a.N);
+  fa_cp_commit ();
+
+  /* the warp owns rows [warp*16*MT, +16*MT) of the block; m-tile mt of
+   * them is rows mt*16 .. +16, and this thread holds rows g and g + 8 */
+  const int wrow = warp * 16 * MT;
+  /* 32-bit row and key indices (the launcher checks L, N < 2^31) keep
+   * the register budget for the accumulators */
+  int row[MT][2], kend[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++) {
+    row[mt][0] = (int) m0 + wrow + mt * 16 + g;
+    row[mt][1] = row[mt][0] + 8;
+    kend[mt][0] = (int) attn_key_end (a, row[mt][0]);
+    kend[mt][1] = (int) attn_key_end (a, row[mt][1]);
+  }
+  const int bias_begin = (int) a.bias_begin, bias_end = (int) a.bias_end;
+  const float sl2 = a.scale * 1.4426950408889634f;
+  const float bl2 = a.log_bias * 1.4426950408889634f;
+  /* ldmatrix row/chunk of this lane for A fragments (16x16, row-major) */
+  const int arow = (lane & 7) + ((lane >> 3) & 1) * 8, achunk = lane >> 4;
+
+  /* one m-tile per warp keeps Q in registers; two re-read it from shared
+   * memory, trading those 32 registers for the second accumulator */
+  unsigned qf[MT == 1 ? FA_D / 16 : 1][4];
+  float o[MT][FA_D / 8][4];
+  float mx[MT][2], l[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+    for (int i = 0; i < FA_D / 8; i++)
+      o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.0f;
+    mx[mt][0] = mx[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.0f;
+  }
+
+  for (int t = 0; t < ntiles; t++) {
+    const int buf = t & 1;
+    if (t + 1 < ntiles) {
+      const int64_t n1 = (int64_t) (t + 1) * FA_BN;
+      fa_load_tile<FA_BN, THREADS> (ks + (buf ^ 1) * FA_TILE_ELEMS, kg,
+          a.ldk, n1, a.N);
+      fa_load_tile<FA_BN, THREADS> (vs + (buf ^ 1) * FA_TILE_ELEMS, vg,
+          a.ldv, n1, a.N);
+      fa_cp_commit ();
+      fa_cp_wait<1> ();
+    } else {
+      fa_cp_wait<0> ();
+    }
+    __syncthreads ();
+
+    if constexpr (MT == 1) {
+      if (t == 0) {
+#pragma unroll
+        for (int kk = 0; kk < FA_D / 16; kk++)
+          fa_ldmatrix_x4 (qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3],
+              qs + fa_swz (wrow + arow, kk * 2 + achunk));
+      }
+    }
+
+    const __nv_bfloat16 *kt = ks + buf * FA_TILE_ELEMS;
+    const __nv_bfloat16 *vt = vs + buf * FA_TILE_ELEMS;
+    const int n0 = t * FA_BN;
+
+    /* S = Q Kᵀ: 16*MT rows × 64 keys per warp; each K fragment feeds MT
+     * products */
+    float s[MT][FA_BN / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int i = 0; i < FA_BN / 8; i++)
+        s[mt][i][0] = s[mt][i][1] = s[mt][i][2] = s[mt][i][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < FA_D / 16; kk++) {
+      unsigned qa[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++) {
+        if constexpr (MT == 1) {
+          qa[mt][0] = qf[kk][0]; qa[mt][1] = qf[kk][1];
+          qa[mt][2] = qf[kk][2]; qa[mt][3] = qf[kk][3];
+        } else {
+          fa_ldmatrix_x4 (qa[mt][0], qa[mt][1], qa[mt][2], qa[mt][3],
+              qs + fa_swz (wrow + mt * 16 + arow, kk * 2 + achunk));
+        }
+      }
+#pragma unroll
+      for (int np = 0; np < FA_BN / 16; np++) {
+        unsigned b0, b1, b2, b3;
+        const int key = np * 16 + (lane & 7) + (lane >> 4) * 8;
+        fa_ldmatrix_x4 (b0, b1, b2, b3,
+            kt + fa_swz (key, kk * 2 + ((lane >> 3) & 1)));
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+          fa_mma (s[mt][2 * np], qa[mt], b0, b1);
+          fa_mma (s[mt][2 * np + 1], qa[mt], b2, b3);
+        }
+      }
+    }
+
+    /* scale (log2 domain), mask and bias */
+    const bool edge = n0 + FA_BN > kmin
+        || (bias_begin < n0 + FA_BN && bias_end > n0);
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int nt = 0; nt < FA_BN / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          float v = s[mt][nt][e] * sl2;
+          if (edge) {
+            const int j = n0 + nt * 8 + 2 * qd + (e & 1);
+            if (j >= kend[mt][e >> 1])
+              v = -INFINITY;
+            else if (j >= bias_begin && j < bias_end)
+              v += bl2;
+          }
+          s[mt][nt][e] = v;
+        }
+
+    /* online softmax per row: r = 0 (elements 0, 1) and r = 1 (2, 3) */
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        float tm = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < FA_BN / 8; nt++)
+          tm = fmaxf (tm, fmaxf (s[mt][nt][2 * r], s[mt][nt][2 * r + 1]));
+        tm = fmaxf (tm, __shfl_xor_sync (0xffffffffu, tm, 1));
+        tm = fmaxf (tm, __shfl_xor_sync (0xffffffffu, tm, 2));
+        const float mnew = fmaxf (mx[mt][r], tm);
+        /* a row with nothing visible yet keeps a zero reference */
+        const float ref = mnew == -INFINITY ? 0.0f : mnew;
+        const float alpha = fa_exp2 (mx[mt][r] - ref);
+        mx[mt][r] = mnew;
+        float sum = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < FA_BN / 8; nt++) {
+          s[mt][nt][2 * r] = fa_exp2 (s[mt][nt][2 * r] - ref);
+          s[mt][nt][2 * r + 1] = fa_exp2 (s[mt][nt][2 * r + 1] - ref);
+          sum += s[mt][nt][2 * r] + s[mt][nt][2 * r + 1];
+        }
+        l[mt][r] = l[mt][r] * alpha + sum;
+#pragma unroll
+        for (int i = 0; i < FA_D / 8; i++) {
+          o[mt][i][2 * r] *= alpha;
+          o[mt][i][2 * r + 1] *= alpha;
+        }
+      }
+    }
+
+    /* O += P V: the S accumulator layout is the A-fragment layout; each V
+     * fragment feeds MT products */
+#pragma unroll
+    for (int kt2 = 0; kt2 < FA_BN / 16; kt2++) {
+      unsigned pa[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++) {
+        pa[mt][0] = fa_pack_bf16 (s[mt][2 * kt2][0], s[mt][2 * kt2][1]);
+        pa[mt][1] = fa_pack_bf16 (s[mt][2 * kt2][2], s[mt][2 * kt2][3]);
+        pa[mt][2] = fa_pack_bf16 (s[mt][2 * kt2 + 1][0], s[mt][2 * kt2 + 1][1]);
+        pa[mt][3] = fa_pack_bf16 (s[mt][2 * kt2 + 1][2], s[mt][2 * kt2 + 1][3]);
+      }
+      const int key = kt2 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+#pragma unroll
+      for (int dp = 0; dp < FA_D / 16; dp++) {
+        unsigned b0, b1, b2, b3;
+        fa_ldmatrix_x4_trans (b0, b1, b2, b3,
+            vt + fa_swz (key, dp * 2 + (lane >> 4)));
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+          fa_mma (o[mt][2 * dp], pa[mt], b0, b1);
+          fa_mma (o[mt][2 * dp + 1], pa[mt], b2, b3);
+        }
+      }
+    }
+    __syncthreads ();   /* buffer `buf` is refilled two iterations on */
+  }
+
+  /* finish the row sums across the quad and normalise */
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      float lr = l[mt][r];
+      lr += __shfl_xor_sync (0xffffffffu, lr, 1);
+      lr += __shfl_xor_sync (0xffffffffu, lr, 2);
+      const float inv = lr > 0.0f ? 1.0f / lr : 0.0f;
+      const int rr = row[mt][r];
+      if (rr >= a.L)
+        continue;
+#pragma unroll
+      for (int dt = 0; dt < FA_D / 8; dt++) {
+        const int64_t c = (int64_t) rr * a.ldo + hoff + dt * 8 + 2 * qd;
+        dit_cuda_st (a.o, a.dto, c, o[mt][dt][2 * r] * inv);
+        dit_cuda_st (a.o, a.dto, c + 1, o[mt][dt][2 * r + 1] * inv);
+      }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* kernel launchers */
+
+template <int NW, int MT>
+static dit_status
+attn_launch_flash_t (dit_cuda_backend *cb, const attn_args &a, int variant)
+{
+  /* the attribute is per device, so once per backend and variant */
+  const int bit = 1 << variant;
+  if (!(cb->flash_smem_set & bit)) {
+    DIT_CUDA_TRY (cudaFuncSetAttribute (flash_d128_kernel<NW, MT>,
+        cudaFuncAttributeMaxDynamicSharedMemorySize, FA_SMEM_BYTES (NW, MT)));
+    cb->flash_smem_set |= bit;
+  }
+  dim3 grid ((unsigned) ((a.L + FA_BM (NW, MT) - 1) / FA_BM (NW, MT)),
+      (unsigned) a.heads);
+  flash_d128_kernel<NW, MT><<<grid, NW * 32, FA_SMEM_BYTES (NW, MT),
+      cb->stream>>> (a);
+  DIT_CUDA_CHECK_LAUNCH ("flash_d128_kernel");
+  return DIT_OK;
+}
+
+/* Flash configurations (dit_cuda.h): 1 = 4 warps x 16 rows, 2 = 8 x 16,
+ * 3 = 4 x 32, 4 = 8 x 32. */
+static dit_status
+attn_launch_flash (dit_cuda_backend *cb, const attn_args &a, int variant)
+{
+  switch (variant) {
+    case 1: return attn_launch_flash_t<4, 1> (cb, a, variant);
+    case 2: return attn_launch_flash_t<8, 1> (cb, a, variant);
+    case 3: return attn_launch_flash_t<4, 2> (cb, a, variant);
+    default: return attn_launch_flash_t<8, 2> (cb, a, variant);
+  }
+}
+
+template <int DPL>
+static dit_status
+attn_launch_generic_t (cudaStream_t s, const attn_args &a, size_t optin)
+{
+  size_t smem = ((size_t) GEN_TILE * (a.d + 1) + (size_t) GEN_TILE * a.d
+      + (size_t) GEN_WARPS * a.d) * sizeof (float);
+  if (smem > optin)
+    return dit_error (DIT_ERR_UNSUPPORTED, "attention: head_dim %d needs %zu "
+        "bytes of shared memory, the device allows %zu", a.d, smem, optin);
+  if (smem > 48 * 1024)
+    DIT_CUDA_TRY (cudaFuncSetAttribute (attn_generic_kernel<DPL>,
+        cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem));
+  dim3 grid ((unsigned) ((a.L + GEN_WARPS - 1) / GEN_WARPS), (unsigned) a.heads);
+  attn_generic_kernel<DPL><<<grid, GEN_WARPS * 32, smem, s>>> (a);
+  DIT_CUDA_CHECK_LAUNCH ("attn_generic_kernel");
+  return DIT_OK;
+}
+
+static dit_status
+attn_launch_generic (cudaStream_t s, const attn_args &a, size_t optin)
+{
+  if (a.d <= 64)
+    return attn_launch_generic_t<2> (s, a, optin);
+  if (a.d <= 128)
+    return attn_launch_generic_t<4> (s, a, optin);
+  if (a.d <= 256)
+    return attn_launch_generic_t<8> (s, a, optin);
+  return attn_launch_generic_t<16> (s, a, optin);
+}
+
+/* The tensor-core path needs bf16 inputs, d = 128 and every row start on a
+ * 16-byte boundary (cp.async copies 16 bytes). */
+static int
+attn_flash_ok (const attn_args &a)
+{
+  if (a.d != FA_D || a.dtq != DIT_BF16 || a.dtk != DIT_BF16
+      || a.dtv != DIT_BF16)
+    return 0;
+  if (a.ldq % 8 || a.ldk % 8 || a.ldv % 8)
+    return 0;
+  if (((uintptr_t) a.q | (uintptr_t) a.k | (uintptr_t) a.v) % 16)
+    return 0;
+  if (a.L + 256 > 0x7fffffff || a.N + 256 > 0x7fffffff)
+    return 0;   /* the kernel indexes rows and keys in 32 bits */
+  return 1;
+}
+
+/* Validate, then run flash configuration `variant` (1-4) when the inputs
+ * allow it, or the generic kernel (variant 0 forces it). */
+static dit_status
+attn_run (dit_backend *be, const dit_attn_params *p, int variant)
+{
+  const char *op = "attention";
+  int64_t L, cq, N, ck, Nv, cv, Lo, co;
+  attn_args a;
+  memset (&a, 0, sizeof a);
+  DIT_TRY (dit_cuda_rows (op, "q", p->q, &L, &cq, &a.ldq));
+  DIT_TRY (dit_cuda_rows (op, "k", p->k, &N, &ck, &a.ldk));
+  DIT_TRY (dit_cuda_rows (op, "v", p->v, &Nv, &cv, &a.ldv));
+  DIT_TRY (dit_cuda_rows (op, "o", p->o, &Lo, &co, &a.ldo));
+  if (p->heads <= 0 || p->head_dim <= 0)
+    return dit_error (DIT_ERR_INVALID, "attention: heads %d and head_dim %d "
+        "must be positive", p->heads, p->head_dim);
+  int64_t width = (int64_t) p->heads * p->head_dim;
+  if (cq != width || ck != width || cv != width || co != width)
+    return dit_error (DIT_ERR_INVALID, "attention: q/k/v/o have %lld/%lld/"
+        "%lld/%lld columns, heads * head_dim = %lld", (long long) cq,
+        (long long) ck, (long long) cv, (long long) co, (long long) width);
+  if (Nv != N)
+    return dit_error (DIT_ERR_INVALID, "attention: k has %lld rows, v has "
+        "%lld", (long long) N, (long long) Nv);
+  if (Lo != L)
+    return dit_error (DIT_ERR_INVALID, "attention: q has %lld rows, o has "
+        "%lld", (long long) L, (long long) Lo);
+  if (p->causal_block < 0 || p->q_pos0 < 0)
+    return dit_error (DIT_ERR_INVALID, "attention: causal_block %lld and "
+        "q_pos0 %lld must not be negative", (long long) p->causal_block,
+        (long long) p->q_pos0);
+  if (p->head_dim > 512)
+    return dit_error (DIT_ERR_UNSUPPORTED, "attention: head_dim %d > 512 not "
+        "supported", p->head_dim);
+  if (L == 0)
+    return DIT_OK;
+  if (N == 0)
+    return dit_error (DIT_ERR_INVALID, "attention: no keys (N = 0)");
+  if (p->heads > 65535 || (L + 7) / 8 > 0x7fffffff)
+    return dit_error (DIT_ERR_INVALID, "attention: %d heads x %lld queries "
+        "exceed the launch grid", p->heads, (long long) L);
+
+  a.q = p->q->data; a.k = p->k->data; a.v = p->v->data; a.o = p->o->data;
+  a.dtq = p->q->dtype; a.dtk = p->k->dtype; a.dtv = p->v->dtype;
+  a.dto = p->o->dtype;
+  a.L = L; a.N = N;
+  a.heads = p->heads; a.d = p->head_dim;
+  a.scale = p->scale;
+  a.bias_begin = p->bias_begin; a.bias_end = p->bias_end;
+  a.log_bias = p->log_bias;
+  a.causal_block = p->causal_block; a.q_pos0 = p->q_pos0;
+  /* clamp the bias range to the keys (as the CPU does); empty = no bias */
+  if (a.bias_begin < 0)
+    a.bias_begin = 0;
+  if (a.bias_end > N)
+    a.bias_end = N;
+  if (a.bias_end <= a.bias_begin)
+    a.bias_begin = a.bias_end = 0;
+
+  dit_cuda_backend *cb = dit_cuda_impl (be);
+  if (variant > 0 && attn_flash_ok (a))
+    return attn_launch_flash (cb, a, variant);
+  return attn_launch_generic (cb->stream, a, cb->smem_optin);
+}
+
+dit_status
+dit_cuda_attention (dit_backend *be, const dit_attn_params *p)
+{
+  return attn_run (be, p, FA_VARIANT_DEFAULT);
+}
+
+extern "C" dit_status
+dit_cuda_attention_variant (dit_backend *be, const dit_attn_params *p,
+    int variant)
+{
+  if (!be || be->ops->device != DIT_DEVICE_CUDA || !p)
+    return dit_error (DIT_ERR_INVALID, "attention variant: not a CUDA backend");
+  if (variant < 0 || variant > 4)
+    return dit_error (DIT_ERR_INVALID, "attention variant %d: 0 (generic) "
+        "or 1-4 (flash configurations) expected", variant);
+  return attn_run (be, p, variant);
+}

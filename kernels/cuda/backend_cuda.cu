@@ -1,0 +1,295 @@
+/* backend_cuda — the CUDA backend: memory, ordering and the op table.
+ *
+ * One backend = one device and one non-blocking stream.  Every op is
+ * enqueued on that stream and returns without waiting (llm.c style); the
+ * only host waits are download (the caller wants the bytes) and
+ * synchronize.  Memory is plain cudaMalloc (never managed memory: on shared
+ * hosts oversubscribed managed memory can stall the whole GPU).  upload is
+ * cudaMemcpyAsync on the stream: from pageable memory the runtime has staged
+ * the bytes before returning, so the host buffer may be reused at once;
+ * from pinned memory the caller must synchronize first.
+ *
+ * The backend also owns the cuBLASLt handle, its 32 MiB workspace and the
+ * GEMM plan cache (gemm.cu).  Op validation mirrors the CPU backend: every
+ * tensor must be a DIT_DEVICE_CUDA view with a contiguous last dimension,
+ * shapes must agree, and mistakes come back as DIT_ERR_INVALID naming the op
+ * and the tensor.
+ */
+#include "dit_build_config.h"
+#include "cuda_common.cuh"
+#include "dit_cuda.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* validation helpers shared by the op files */
+
+dit_status
+dit_cuda_check_tensor (const char *op, const char *name, const dit_tensor *t)
+{
+  if (!t)
+    return dit_error (DIT_ERR_INVALID, "%s: %s is NULL", op, name);
+  if (t->device != DIT_DEVICE_CUDA)
+    return dit_error (DIT_ERR_INVALID, "%s: %s is on device %s, the cuda "
+        "backend needs CUDA tensors", op, name,
+        t->device == DIT_DEVICE_CPU ? "cpu" : "unknown");
+  if (t->dtype != DIT_F32 && t->dtype != DIT_BF16 && t->dtype != DIT_F16)
+    return dit_error (DIT_ERR_UNSUPPORTED, "%s: %s has unsupported dtype %d",
+        op, name, (int) t->dtype);
+  if (t->ndim < 1 || t->ndim > DIT_MAX_DIMS)
+    return dit_error (DIT_ERR_INVALID, "%s: %s has %d dimensions", op, name,
+        t->ndim);
+  for (int i = 0; i < t->ndim; i++)
+    if (t->shape[i] < 0)
+      return dit_error (DIT_ERR_INVALID, "%s: %s has negative extent %lld in "
+          "dimension %d", op, name, (long long) t->shape[i], i);
+  if (!t->data && dit_tensor_numel (t) > 0)
+    return dit_error (DIT_ERR_INVALID, "%s: %s has no data", op, name);
+  return DIT_OK;
+}
+
+dit_status
+dit_cuda_rows (const char *op, const char *name, const dit_tensor *t,
+    int64_t *rows, int64_t *cols, int64_t *ld)
+{
+  DIT_TRY (dit_cuda_check_tensor (op, name, t));
+  int last = t->ndim - 1;
+  if (t->stride[last] != 1 && t->shape[last] > 1)
+    return dit_error (DIT_ERR_INVALID, "%s: %s has column stride %lld, the "
+        "last dimension must be contiguous", op, name,
+        (long long) t->stride[last]);
+  *cols = t->shape[last];
+  if (t->ndim == 1) {
+    *rows = 1;
+    *ld = *cols;
+    return DIT_OK;
+  }
+  /* fold dims 0..last-1: each non-unit dimension must step by exactly the
+   * extent of the next non-unit one (extent-1 dimensions fold away) */
+  int64_t r = 1, l = *cols, inner_stride = 0, inner_shape = 0;
+  for (int i = last - 1; i >= 0; i--) {
+    if (t->shape[i] == 1)
+      continue;
+    if (inner_shape == 0)
+      l = t->stride[i];
+    else if (t->stride[i] != inner_stride * inner_shape)
+      return dit_error (DIT_ERR_INVALID, "%s: %s (%d-D) cannot be viewed as "
+          "rows: stride %lld of dimension %d does not match", op, name,
+          t->ndim, (long long) t->stride[i], i);
+    inner_stride = t->stride[i];
+    inner_shape = t->shape[i];
+    r *= t->shape[i];
+  }
+  if (r > 1 && l < *cols)
+    return dit_error (DIT_ERR_INVALID, "%s: %s has row stride %lld < %lld "
+        "columns", op, name, (long long) l, (long long) *cols);
+  if (r <= 1)
+    l = *cols;
+  *rows = r;
+  *ld = l;
+  return DIT_OK;
+}
+
+dit_status
+dit_cuda_check_vector (const char *op, const char *name, const dit_tensor *t,
+    int64_t n)
+{
+  DIT_TRY (dit_cuda_check_tensor (op, name, t));
+  if (dit_tensor_numel (t) != n)
+    return dit_error (DIT_ERR_INVALID, "%s: %s has %lld elements, expected "
+        "%lld", op, name, (long long) dit_tensor_numel (t), (long long) n);
+  if (!dit_tensor_is_contiguous (t))
+    return dit_error (DIT_ERR_INVALID, "%s: %s must be contiguous", op, name);
+  return DIT_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* memory and ordering */
+
+static void *
+cuda_alloc (dit_backend *be, size_t bytes)
+{
+  void *p = NULL;
+  /* a zero-byte tensor still gets a distinct, valid pointer */
+  if (cudaSetDevice (dit_cuda_impl (be)->device) != cudaSuccess)
+    return NULL;
+  if (cudaMalloc (&p, bytes ? bytes : 256) != cudaSuccess) {
+    cudaGetLastError ();
+    return NULL;
+  }
+  return p;
+}
+
+static void
+cuda_free (dit_backend *be, void *ptr)
+{
+  (void) be;
+  if (ptr)
+    cudaFree (ptr);
+}
+
+static dit_status
+cuda_upload (dit_backend *be, void *dst, const void *host, size_t bytes)
+{
+  if (!bytes)
+    return DIT_OK;
+  if (!dst || !host)
+    return dit_error (DIT_ERR_INVALID, "cuda upload: NULL pointer");
+  DIT_CUDA_TRY (cudaMemcpyAsync (dst, host, bytes, cudaMemcpyHostToDevice,
+      dit_cuda_impl (be)->stream));
+  return DIT_OK;
+}
+
+static dit_status
+cuda_download (dit_backend *be, void *host, const void *src, size_t bytes)
+{
+  if (!bytes)
+    return DIT_OK;
+  if (!src || !host)
+    return dit_error (DIT_ERR_INVALID, "cuda download: NULL pointer");
+  cudaStream_t s = dit_cuda_impl (be)->stream;
+  DIT_CUDA_TRY (cudaMemcpyAsync (host, src, bytes, cudaMemcpyDeviceToHost, s));
+  DIT_CUDA_TRY (cudaStreamSynchronize (s));
+  return DIT_OK;
+}
+
+static dit_status
+cuda_memset_zero (dit_backend *be, void *dst, size_t bytes)
+{
+  if (!bytes)
+    return DIT_OK;
+  if (!dst)
+    return dit_error (DIT_ERR_INVALID, "cuda memset: NULL pointer");
+  DIT_CUDA_TRY (cudaMemsetAsync (dst, 0, bytes, dit_cuda_impl (be)->stream));
+  return DIT_OK;
+}
+
+static dit_status
+cuda_synchronize (dit_backend *be)
+{
+  DIT_CUDA_TRY (cudaStreamSynchronize (dit_cuda_impl (be)->stream));
+  return DIT_OK;
+}
+
+static void
+cuda_destroy (dit_backend *be)
+{
+  if (!be)
+    return;
+  dit_cuda_backend *cb = dit_cuda_impl (be);
+  if (cb) {
+    cudaSetDevice (cb->device);
+    if (cb->stream)
+      cudaStreamSynchronize (cb->stream);
+    dit_cuda_gemm_cache_clear (cb);
+    if (cb->lt)
+      cublasLtDestroy (cb->lt);
+    if (cb->workspace)
+      cudaFree (cb->workspace);
+    if (cb->stream)
+      cudaStreamDestroy (cb->stream);
+    free (cb);
+  }
+  free (be);
+}
+
+static int
+cuda_supports (dit_backend *be, dit_op op, dit_dtype dtype)
+{
+  (void) be;
+  if (dtype != DIT_F32 && dtype != DIT_BF16 && dtype != DIT_F16)
+    return 0;
+  return op >= DIT_OP_GEMM && op < DIT_OP_COUNT_DIT;
+}
+
+static const dit_backend_ops dit_cuda_ops = {
+  /* name */ "cuda",
+  /* device */ DIT_DEVICE_CUDA,
+  cuda_alloc,
+  cuda_free,
+  cuda_upload,
+  cuda_download,
+  cuda_memset_zero,
+  cuda_synchronize,
+  cuda_destroy,
+  cuda_supports,
+  dit_cuda_gemm,
+  dit_cuda_layernorm,
+  dit_cuda_rmsnorm,
+  dit_cuda_modulate,
+  dit_cuda_residual,
+  dit_cuda_add,
+  dit_cuda_unary,
+  dit_cuda_copy,
+  dit_cuda_rope,
+  dit_cuda_attention,
+  dit_cuda_patchify,
+  dit_cuda_unpatchify,
+  dit_cuda_timestep,
+  dit_cuda_flow_step,
+  dit_cuda_noise,
+  /* vae */ NULL,
+};
+
+/* Undo a half-made backend and report `st` with its message kept. */
+static dit_backend *
+cuda_create_fail (dit_backend *be)
+{
+  cuda_destroy (be);
+  return NULL;
+}
+
+static dit_status
+cuda_create_state (dit_cuda_backend *cb, int device_index)
+{
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount (&count);
+  if (e != cudaSuccess) {
+    cudaGetLastError ();
+    return dit_error (DIT_ERR_DEVICE, "cuda backend: no usable CUDA device "
+        "(%s)", cudaGetErrorString (e));
+  }
+  if (device_index < 0 || device_index >= count)
+    return dit_error (DIT_ERR_INVALID, "cuda backend: device %d requested, "
+        "%d present", device_index, count);
+  cb->device = device_index;
+  DIT_CUDA_TRY (cudaSetDevice (device_index));
+  cudaDeviceProp prop;
+  DIT_CUDA_TRY (cudaGetDeviceProperties (&prop, device_index));
+  cb->num_sms = prop.multiProcessorCount;
+  cb->smem_optin = prop.sharedMemPerBlockOptin;
+  DIT_CUDA_TRY (cudaStreamCreateWithFlags (&cb->stream,
+      cudaStreamNonBlocking));
+  DIT_CUBLAS_TRY (cublasLtCreate (&cb->lt));
+  cb->workspace_bytes = DIT_CUDA_WORKSPACE_BYTES;
+  DIT_CUDA_TRY (cudaMalloc (&cb->workspace, cb->workspace_bytes));
+  return DIT_OK;
+}
+
+extern "C" dit_backend *
+dit_backend_cuda_create (int device_index)
+{
+  dit_backend *be = (dit_backend *) calloc (1, sizeof *be);
+  dit_cuda_backend *cb = (dit_cuda_backend *) calloc (1, sizeof *cb);
+  if (!be || !cb) {
+    free (be);
+    free (cb);
+    dit_error (DIT_ERR_NOMEM, "cuda backend: out of host memory");
+    return NULL;
+  }
+  be->ops = &dit_cuda_ops;
+  be->impl = cb;
+  be->device_index = device_index;
+  if (cuda_create_state (cb, device_index) != DIT_OK)
+    return cuda_create_fail (be);
+  return be;
+}
+
+extern "C" void *
+dit_backend_cuda_stream (dit_backend *be)
+{
+  if (!be || be->ops != &dit_cuda_ops)
+    return NULL;
+  return (void *) dit_cuda_impl (be)->stream;
+}

@@ -1,0 +1,190 @@
+/* cuda_common — what every CUDA op file shares.
+ *
+ * Error handling: every CUDA, cuBLASLt and launch failure becomes a
+ * dit_status (DIT_ERR_DEVICE) whose message carries file:line, the failing
+ * call and the runtime's own error string; library code never exits.
+ *
+ * Tensor access: kernels take raw pointers plus a runtime dtype and load or
+ * store through dit_cuda_ld/dit_cuda_st, which convert to and from f32 with
+ * the same rounding as the host helpers in dit_tensor.h (round to nearest
+ * even), so a CUDA op and its CPU twin see identical inputs and round their
+ * f32 results identically.  The dtype switch is uniform across a warp and
+ * costs little next to the memory traffic of these elementwise ops.
+ *
+ * Views: most ops treat a tensor as rows of contiguous columns.  dit_cuda_rows
+ * folds a 1-4-D view into (rows, cols, row stride) when its outer dimensions
+ * collapse, which is how a KV-cache slice or a fused-QKV column view reaches
+ * a kernel without a copy.
+ *
+ * The per-backend state (stream, cuBLASLt handle, workspace, GEMM plan cache)
+ * lives in dit_cuda_backend; op entry points are dit_cuda_<op> and are wired
+ * into the vtable in backend_cuda.cu.
+ */
+#ifndef DIT_CUDA_COMMON_CUH
+#define DIT_CUDA_COMMON_CUH
+
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cublasLt.h>
+#include <stdint.h>
+
+#include "dit_backend.h"
+
+/* ------------------------------------------------------------------------ */
+/* error macros */
+
+#define DIT_CUDA_TRY(call)                                                    \
+  do {                                                                        \
+    cudaError_t dit_cuda_err_ = (call);                                       \
+    if (dit_cuda_err_ != cudaSuccess)                                         \
+      return dit_error (DIT_ERR_DEVICE, "%s:%d: %s failed: %s (%s)",          \
+          __FILE__, __LINE__, #call, cudaGetErrorString (dit_cuda_err_),      \
+          cudaGetErrorName (dit_cuda_err_));                                  \
+  } while (0)
+
+/* After a <<<>>> launch: a bad configuration shows up only here. */
+#define DIT_CUDA_CHECK_LAUNCH(what)                                           \
+  do {                                                                        \
+    cudaError_t dit_cuda_err_ = cudaGetLastError ();                          \
+    if (dit_cuda_err_ != cudaSuccess)                                         \
+      return dit_error (DIT_ERR_DEVICE, "%s:%d: launch of %s failed: %s",     \
+          __FILE__, __LINE__, (what), cudaGetErrorString (dit_cuda_err_));    \
+  } while (0)
+
+#define DIT_CUBLAS_TRY(call)                                                  \
+  do {                                                                        \
+    cublasStatus_t dit_cublas_st_ = (call);                                   \
+    if (dit_cublas_st_ != CUBLAS_STATUS_SUCCESS)                              \
+      return dit_error (DIT_ERR_DEVICE, "%s:%d: %s failed: %s",               \
+          __FILE__, __LINE__, #call, cublasLtGetStatusString (dit_cublas_st_)); \
+  } while (0)
+
+/* ------------------------------------------------------------------------ */
+/* backend state */
+
+#define DIT_CUDA_WORKSPACE_BYTES (32u << 20)
+#define DIT_CUDA_GEMM_CACHE 64
+
+/* Everything that decides the cuBLASLt algorithm; zero-initialised before
+ * filling so that memcmp over padding is well defined. */
+typedef struct dit_cuda_gemm_key {
+  int64_t m, n, k;
+  int64_t ldx, ldw, ldy;
+  int dtx, dtw, dty, dtb;
+  int epilogue;
+  int accumulate;
+  int align_x, align_w, align_y, align_b;
+} dit_cuda_gemm_key;
+
+typedef struct dit_cuda_gemm_plan {
+  int used;
+  dit_cuda_gemm_key key;
+  int usable;                 /* 0: cuBLASLt has no algorithm, use the fallback */
+  cublasLtMatmulDesc_t desc;
+  cublasLtMatrixLayout_t la, lb, lc;
+  cublasLtMatmulAlgo_t algo;
+} dit_cuda_gemm_plan;
+
+typedef struct dit_cuda_backend {
+  int device;
+  cudaStream_t stream;
+  cublasLtHandle_t lt;
+  void *workspace;
+  size_t workspace_bytes;
+  int num_sms;
+  size_t smem_optin;
+  int flash_smem_set;         /* attention.cu raised its kernel's smem limit */
+  dit_cuda_gemm_plan plans[DIT_CUDA_GEMM_CACHE];
+  int next_victim;
+} dit_cuda_backend;
+
+static inline dit_cuda_backend *
+dit_cuda_impl (dit_backend *be)
+{
+  return (dit_cuda_backend *) be->impl;
+}
+
+/* ------------------------------------------------------------------------ */
+/* device-side element access */
+
+__device__ __forceinline__ float
+dit_cuda_ld (const void *p, int dt, int64_t i)
+{
+  switch (dt) {
+    case DIT_F32: return ((const float *) p)[i];
+    case DIT_BF16: return __bfloat162float (((const __nv_bfloat16 *) p)[i]);
+    default: return __half2float (((const __half *) p)[i]);
+  }
+}
+
+__device__ __forceinline__ void
+dit_cuda_st (void *p, int dt, int64_t i, float v)
+{
+  switch (dt) {
+    case DIT_F32: ((float *) p)[i] = v; break;
+    case DIT_BF16: ((__nv_bfloat16 *) p)[i] = __float2bfloat16_rn (v); break;
+    default: ((__half *) p)[i] = __float2half_rn (v); break;
+  }
+}
+
+/* Grid-stride loops over int64 element counts. */
+#define DIT_CUDA_GRID_LOOP(i, n)                                              \
+  for (int64_t i = (int64_t) blockIdx.x * blockDim.x + threadIdx.x; i < (n);  \
+       i += (int64_t) gridDim.x * blockDim.x)
+
+static inline unsigned
+dit_cuda_grid_1d (int64_t n, int threads)
+{
+  int64_t b = (n + threads - 1) / threads;
+  if (b < 1)
+    b = 1;
+  if (b > 65535 * 16)
+    b = 65535 * 16;
+  return (unsigned) b;
+}
+
+/* ------------------------------------------------------------------------ */
+/* host-side validation shared by the ops (messages name op and tensor) */
+
+/* A tensor that must exist, live on this backend, have a known dtype and
+ * data (unless empty). */
+dit_status dit_cuda_check_tensor (const char *op, const char *name,
+    const dit_tensor *t);
+
+/* Fold a view into rows of contiguous columns; fails (with a message) when
+ * the outer dimensions do not collapse into one row stride. */
+dit_status dit_cuda_rows (const char *op, const char *name,
+    const dit_tensor *t, int64_t *rows, int64_t *cols, int64_t *ld);
+
+/* A vector of n elements (1-D, or any shape with numel n that is
+ * contiguous). */
+dit_status dit_cuda_check_vector (const char *op, const char *name,
+    const dit_tensor *t, int64_t n);
+
+/* ------------------------------------------------------------------------ */
+/* op entry points (one file each) */
+
+dit_status dit_cuda_gemm (dit_backend *be, const dit_gemm_params *p);
+void dit_cuda_gemm_cache_clear (dit_cuda_backend *cb);
+dit_status dit_cuda_layernorm (dit_backend *be, const dit_layernorm_params *p);
+dit_status dit_cuda_rmsnorm (dit_backend *be, const dit_rmsnorm_params *p);
+dit_status dit_cuda_modulate (dit_backend *be, const dit_modulate_params *p);
+dit_status dit_cuda_residual (dit_backend *be, const dit_residual_params *p);
+dit_status dit_cuda_add (dit_backend *be, const dit_add_params *p);
+dit_status dit_cuda_unary (dit_backend *be, const dit_unary_params *p);
+dit_status dit_cuda_copy (dit_backend *be, const dit_copy_params *p);
+dit_status dit_cuda_rope (dit_backend *be, const dit_rope_params *p);
+dit_status dit_cuda_attention (dit_backend *be, const dit_attn_params *p);
+dit_status dit_cuda_patchify (dit_backend *be, const dit_patchify_params *p);
+dit_status dit_cuda_unpatchify (dit_backend *be, const dit_unpatchify_params *p);
+dit_status dit_cuda_timestep (dit_backend *be, const dit_timestep_params *p);
+dit_status dit_cuda_flow_step (dit_backend *be, const dit_flow_step_params *p);
+dit_status dit_cuda_noise (dit_backend *be, const dit_noise_params *p);
+
+/* Launchers other files reuse (stream-ordered, never synchronise). */
+dit_status dit_cuda_launch_unary (cudaStream_t s, const void *x, int dtx,
+    int64_t ldx, void *y, int dty, int64_t ldy, int64_t rows, int64_t cols,
+    int act);
+
+#endif

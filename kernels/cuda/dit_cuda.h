@@ -1,0 +1,33 @@
+/* dit_cuda — the few CUDA-backend details a host program may need beyond
+ * the backend vtable: the stream every op of a backend is ordered on (for
+ * timing with events, or for handing work to another CUDA library in the
+ * same order).  C-callable; the stream comes back as an opaque pointer so
+ * that callers without CUDA headers can still link.
+ */
+#ifndef DIT_CUDA_H
+#define DIT_CUDA_H
+
+#include "dit_backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The backend's cudaStream_t, or NULL when `be` is not a CUDA backend. */
+void *dit_backend_cuda_stream (dit_backend *be);
+
+/* Attention with a chosen kernel, for tests and benchmarks that compare
+ * the implementations on the same inputs:
+ *   0  the generic f32 kernel (any dtype and head_dim)
+ *   1  flash, 4 warps x 16 query rows      3  flash, 4 warps x 32 rows
+ *   2  flash, 8 warps x 16 query rows      4  flash, 8 warps x 32 rows
+ * The flash kernels take bf16 q/k/v with head_dim 128 (other inputs fall
+ * back to the generic one).  dit_attention uses the default configuration
+ * named in kernels/cuda/attention.cu. */
+dit_status dit_cuda_attention_variant (dit_backend *be,
+    const dit_attn_params *p, int variant);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

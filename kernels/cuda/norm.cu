@@ -1,0 +1,152 @@
+/* norm — LayerNorm and the full-width RMSNorm over the last dimension.
+ *
+ * Layout: x and y are [rows, D] with strided rows; weight/bias are [D]
+ * vectors of any dtype.  One 256-thread block per row: D is at most a few
+ * thousand (5120 for the 14B), so a row is read once for the statistics and
+ * once more (from L1/L2) for the output.  In place is allowed because each
+ * element is read and written by the same thread after the reductions.
+ *
+ * Precision: f32 throughout.  LayerNorm uses two passes (mean, then the
+ * biased variance of x - mean), like the CPU reference and PyTorch, rather
+ * than E[x²] - E[x]², which loses digits when |mean| >> std.
+ *   LayerNorm: y = (x - mean) * rsqrt(var + eps) [* weight + bias]
+ *   RMSNorm:   y = x * rsqrt(mean(x²) + eps) * weight
+ * Matches kernels/cpu/norm.c to f32 rounding (reduction order differs).
+ */
+#include "cuda_common.cuh"
+
+/* ------------------------------------------------------------------------ */
+/* CUDA kernels */
+
+#define NORM_THREADS 256
+
+/* Sum over the block; every thread gets the result. */
+__device__ __forceinline__ float
+norm_block_sum (float v, float *red)
+{
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync (0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads ();  /* red may still be read from a previous call */
+  if (lane == 0)
+    red[warp] = v;
+  __syncthreads ();
+  v = lane < NORM_THREADS / 32 ? red[lane] : 0.0f;
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync (0xffffffffu, v, o);
+  return v;
+}
+
+__global__ void __launch_bounds__ (NORM_THREADS)
+layernorm_kernel (const void *x, int dtx, int64_t ldx, void *y, int dty,
+    int64_t ldy, const void *weight, int dtw, const void *bias, int dtb,
+    int64_t D, float eps)
+{
+  __shared__ float red[NORM_THREADS / 32];
+  const int64_t row = blockIdx.x;
+  const int64_t xo = row * ldx, yo = row * ldy;
+  float s = 0.0f;
+  for (int64_t c = threadIdx.x; c < D; c += NORM_THREADS)
+    s += dit_cuda_ld (x, dtx, xo + c);
+  const float mean = norm_block_sum (s, red) / (float) D;
+  float q = 0.0f;
+  for (int64_t c = threadIdx.x; c < D; c += NORM_THREADS) {
+    float d = dit_cuda_ld (x, dtx, xo + c) - mean;
+    q += d * d;
+  }
+  const float var = norm_block_sum (q, red) / (float) D;
+  const float rstd = rsqrtf (var + eps);
+  for (int64_t c = threadIdx.x; c < D; c += NORM_THREADS) {
+    float v = (dit_cuda_ld (x, dtx, xo + c) - mean) * rstd;
+    if (weight)
+      v = v * dit_cuda_ld (weight, dtw, c) + dit_cuda_ld (bias, dtb, c);
+    dit_cuda_st (y, dty, yo + c, v);
+  }
+}
+
+__global__ void __launch_bounds__ (NORM_THREADS)
+rmsnorm_kernel (const void *x, int dtx, int64_t ldx, void *y, int dty,
+    int64_t ldy, const void *weight, int dtw, int64_t D, float eps)
+{
+  __shared__ float red[NORM_THREADS / 32];
+  const int64_t row = blockIdx.x;
+  const int64_t xo = row * ldx, yo = row * ldy;
+  float q = 0.0f;
+  for (int64_t c = threadIdx.x; c < D; c += NORM_THREADS) {
+    float v = dit_cuda_ld (x, dtx, xo + c);
+    q += v * v;
+  }
+  const float r = rsqrtf (norm_block_sum (q, red) / (float) D + eps);
+  for (int64_t c = threadIdx.x; c < D; c += NORM_THREADS) {
+    float v = dit_cuda_ld (x, dtx, xo + c) * r;
+    dit_cuda_st (y, dty, yo + c, v * dit_cuda_ld (weight, dtw, c));
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* kernel launchers */
+
+static dit_status
+norm_check_rows (const char *op, const dit_tensor *x, const dit_tensor *y,
+    int64_t *rows, int64_t *D, int64_t *ldx, int64_t *ldy)
+{
+  int64_t ry, dy;
+  DIT_TRY (dit_cuda_rows (op, "x", x, rows, D, ldx));
+  DIT_TRY (dit_cuda_rows (op, "y", y, &ry, &dy, ldy));
+  if (ry != *rows || dy != *D)
+    return dit_error (DIT_ERR_INVALID, "%s: y is [%lld, %lld] but x is "
+        "[%lld, %lld]", op, (long long) ry, (long long) dy,
+        (long long) *rows, (long long) *D);
+  if (*rows > 0x7fffffff)
+    return dit_error (DIT_ERR_INVALID, "%s: %lld rows is too many", op,
+        (long long) *rows);
+  return DIT_OK;
+}
+
+dit_status
+dit_cuda_layernorm (dit_backend *be, const dit_layernorm_params *p)
+{
+  const char *op = "layernorm";
+  int64_t rows, D, ldx, ldy;
+  DIT_TRY (norm_check_rows (op, p->x, p->y, &rows, &D, &ldx, &ldy));
+  if ((p->weight == NULL) != (p->bias == NULL))
+    return dit_error (DIT_ERR_INVALID, "layernorm: weight and bias must both "
+        "be set or both be NULL");
+  if (p->weight) {
+    DIT_TRY (dit_cuda_check_vector (op, "weight", p->weight, D));
+    DIT_TRY (dit_cuda_check_vector (op, "bias", p->bias, D));
+  }
+  if (!(p->eps >= 0.0f))
+    return dit_error (DIT_ERR_INVALID, "layernorm: eps %g is negative or NaN",
+        (double) p->eps);
+  if (rows == 0 || D == 0)
+    return DIT_OK;
+  layernorm_kernel<<<(unsigned) rows, NORM_THREADS, 0,
+      dit_cuda_impl (be)->stream>>> (p->x->data, p->x->dtype, ldx,
+      p->y->data, p->y->dtype, ldy,
+      p->weight ? p->weight->data : NULL, p->weight ? (int) p->weight->dtype : 0,
+      p->bias ? p->bias->data : NULL, p->bias ? (int) p->bias->dtype : 0,
+      D, p->eps);
+  DIT_CUDA_CHECK_LAUNCH ("layernorm_kernel");
+  return DIT_OK;
+}
+
+dit_status
+dit_cuda_rmsnorm (dit_backend *be, const dit_rmsnorm_params *p)
+{
+  const char *op = "rmsnorm";
+  int64_t rows, D, ldx, ldy;
+  DIT_TRY (norm_check_rows (op, p->x, p->y, &rows, &D, &ldx, &ldy));
+  DIT_TRY (dit_cuda_check_vector (op, "weight", p->weight, D));
+  if (!(p->eps >= 0.0f))
+    return dit_error (DIT_ERR_INVALID, "rmsnorm: eps %g is negative or NaN",
+        (double) p->eps);
+  if (rows == 0 || D == 0)
+    return DIT_OK;
+  rmsnorm_kernel<<<(unsigned) rows, NORM_THREADS, 0,
+      dit_cuda_impl (be)->stream>>> (p->x->data, p->x->dtype, ldx,
+      p->y->data, p->y->dtype, ldy, p->weight->data, p->weight->dtype, D,
+      p->eps);
+  DIT_CUDA_CHECK_LAUNCH ("rmsnorm_kernel");
+  return DIT_OK;
+}
