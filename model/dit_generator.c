@@ -59,8 +59,8 @@ dit_gen_config_validate (const dit_gen_config *c, const dit_model_config *m)
 {
   if (c->latent_h <= 0 || c->latent_w <= 0 || c->latent_h % 2 || c->latent_w % 2)
     return dit_error (DIT_ERR_INVALID,
-        "latent size %dx%d must be positive and even (pixel size a multiple of 16)",
-        c->latent_w, c->latent_h);
+        "latent size %dx%d (HxW) must be positive and even (pixel size a multiple of 16)",
+        c->latent_h, c->latent_w);
   if (c->frames_per_chunk < 1 || c->frames_per_chunk > 64)
     return dit_error (DIT_ERR_INVALID, "frames per chunk %d must be in 1..64",
         c->frames_per_chunk);

@@ -93,7 +93,7 @@ bind (const dit_weights *w, const char *name, const dit_tensor **out)
 static dit_status
 bind_linear (const dit_weights *w, const char *prefix, dit_linear *l)
 {
-  char n[128];
+  char n[256];
   snprintf (n, sizeof n, "%s.weight", prefix);
   DIT_TRY (bind (w, n, &l->w));
   snprintf (n, sizeof n, "%s.bias", prefix);

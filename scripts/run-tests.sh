@@ -1,0 +1,11 @@
+#!/bin/sh
+# Set up, build and run the whole test suite (what CI runs).
+#   scripts/run-tests.sh [BUILD_DIR]     (default: build-ci)
+# Warnings are errors here.  GPU tests exit 77 (skipped) without a GPU.
+set -eu
+cd "$(dirname "$0")/.."
+build=${1:-build-ci}
+DIT_MESON_OPTIONS="-Dwerror=true ${DIT_MESON_OPTIONS:-}" sh scripts/setup.sh "$build"
+meson test -C "$build" --print-errorlogs --num-processes 2
+# The unit and element tests again under valgrind (leaks are errors).
+meson test -C "$build" --setup valgrind --suite unit --suite check --print-errorlogs --num-processes 2
