@@ -231,11 +231,17 @@ gst_dit_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
     GstVideoFrame frame;
     GstClockTime a, b;
 
+    gchar *why = NULL;
+
     gst_video_frame_map (&frame, &self->vinfo, out, GST_MAP_WRITE);
-    dit_pixels_to_rgb (self->pixels, j, nframes, self->vinfo.width,
-        self->vinfo.height, GST_VIDEO_FRAME_PLANE_DATA (&frame, 0),
-        GST_VIDEO_FRAME_PLANE_STRIDE (&frame, 0),
-        GST_VIDEO_FRAME_COMP_PSTRIDE (&frame, 0));
+    if (!gst_dit_pixels_to_frame (self->pixels, j, nframes, &frame, &why)) {
+      gst_video_frame_unmap (&frame);
+      gst_buffer_unref (out);
+      GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("%s", why), (NULL));
+      g_free (why);
+      ret = GST_FLOW_ERROR;
+      break;
+    }
     gst_video_frame_unmap (&frame);
     if (GST_CLOCK_TIME_IS_VALID (pts)) {
       a = pts + gst_util_uint64_scale (j, fps_d * GST_SECOND, fps_n);

@@ -51,9 +51,7 @@ struct _GstDitEncode
   GstDitSession *session;
 
   /* streaming thread */
-  GstVideoInfo vinfo, rgb_info;
-  GstVideoConverter *convert;
-  GstBuffer *rgb;               /* conversion target */
+  GstVideoInfo vinfo;
   GstDitLatentInfo info;
   dit_vae *vae;
   gfloat *group;                /* [3, 4, H, W] pixels of the next latent */
@@ -89,10 +87,6 @@ free_stream (GstDitEncode * self)
   if (self->vae)
     dit_vae_free (self->vae);
   self->vae = NULL;
-  if (self->convert)
-    gst_video_converter_free (self->convert);
-  self->convert = NULL;
-  gst_clear_buffer (&self->rgb);
   gst_clear_buffer (&self->last_frame);
   g_clear_pointer (&self->group, g_free);
   g_clear_pointer (&self->chunk, g_free);
@@ -170,14 +164,6 @@ set_caps (GstDitEncode * self, GstCaps * caps)
 
   free_stream (self);
   self->vinfo = vinfo;
-  if (GST_VIDEO_INFO_FORMAT (&vinfo) != GST_VIDEO_FORMAT_RGB
-      && GST_VIDEO_INFO_FORMAT (&vinfo) != GST_VIDEO_FORMAT_RGBx
-      && GST_VIDEO_INFO_FORMAT (&vinfo) != GST_VIDEO_FORMAT_RGBA) {
-    gst_video_info_set_format (&self->rgb_info, GST_VIDEO_FORMAT_RGBx,
-        vinfo.width, vinfo.height);
-    self->convert = gst_video_converter_new (&vinfo, &self->rgb_info, NULL);
-    self->rgb = gst_buffer_new_allocate (NULL, self->rgb_info.size, NULL);
-  }
   self->vae = gst_dit_session_new_vae (self->session, vinfo.width,
       vinfo.height, &error);
   if (!self->vae) {
@@ -237,8 +223,8 @@ push_chunk (GstDitEncode * self, gint valid_frames)
 static GstFlowReturn
 add_frame (GstDitEncode * self, GstBuffer * buf, gboolean real)
 {
-  GstVideoFrame in, rgb;
-  GstVideoFrame *src = &in;
+  GstVideoFrame in;
+  gchar *why = NULL;
   gint need = dit_stream_latent_frames (self->latent_index);
   GstClockTime pts = GST_BUFFER_PTS (buf);
 
@@ -247,17 +233,13 @@ add_frame (GstDitEncode * self, GstBuffer * buf, gboolean real)
         (NULL));
     return GST_FLOW_ERROR;
   }
-  if (self->convert) {
-    gst_video_frame_map (&rgb, &self->rgb_info, self->rgb, GST_MAP_WRITE);
-    gst_video_converter_frame (self->convert, &in, &rgb);
-    src = &rgb;
+  if (!gst_dit_frame_to_pixels (&in, self->group, self->group_fill, need,
+          &why)) {
+    gst_video_frame_unmap (&in);
+    GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("%s", why), (NULL));
+    g_free (why);
+    return GST_FLOW_ERROR;
   }
-  dit_pixels_from_rgb (GST_VIDEO_FRAME_PLANE_DATA (src, 0),
-      GST_VIDEO_FRAME_PLANE_STRIDE (src, 0),
-      GST_VIDEO_FRAME_COMP_PSTRIDE (src, 0), self->vinfo.width,
-      self->vinfo.height, self->group, self->group_fill, need);
-  if (self->convert)
-    gst_video_frame_unmap (&rgb);
   gst_video_frame_unmap (&in);
 
   if (real) {

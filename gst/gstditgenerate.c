@@ -53,7 +53,6 @@ GST_DEBUG_CATEGORY_STATIC (gst_dit_generate_debug);
 #define DEFAULT_FRAMES 3
 #define DEFAULT_FPS_N 16
 #define DEFAULT_FPS_D 1
-#define DEFAULT_PROMPT_ROWS 16
 
 enum
 {
@@ -224,7 +223,7 @@ apply_prompt (GstDitGenerate * self, gchar ** error)
       return FALSE;
     }
   } else {
-    n = DEFAULT_PROMPT_ROWS;
+    n = DIT_DEFAULT_PROMPT_ROWS;
     rows = malloc ((gsize) n * self->mcfg.text_dim * sizeof (gfloat));
     dit_stream_default_embeds (n, self->mcfg.text_dim, rows);
   }

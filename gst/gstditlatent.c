@@ -7,7 +7,9 @@
  */
 #include "gstditlatent.h"
 
-#include "dit_tensor.h"
+#include <string.h>
+
+#include "dit_backend.h"
 
 gchar *
 gst_dit_check_pixel_size (gint width, gint height, gint fps_n, gint fps_d)
@@ -305,4 +307,88 @@ gst_buffer_add_dit_latent_meta (GstBuffer * buffer)
 {
   return (GstDitLatentMeta *) gst_buffer_add_meta (buffer,
       GST_DIT_LATENT_META_INFO, NULL);
+}
+
+/* ---- raw frames <-> pixel tensors ------------------------------------- */
+
+static gboolean
+pixel_params (const GstVideoFrame * frame, const gfloat * pixels, gint t,
+    gint num_frames, dit_vae_pixels_params * p, dit_tensor * view,
+    gchar ** why)
+{
+  const GstVideoInfo *info = &frame->info;
+  const GstVideoColorimetry *c = &info->colorimetry;
+  gint w = GST_VIDEO_INFO_WIDTH (info), h = GST_VIDEO_INFO_HEIGHT (info);
+  gint64 shape[3] = { 3, h, w };
+  gboolean bt709 = c->matrix == GST_VIDEO_COLOR_MATRIX_BT709;
+  gboolean full = c->range == GST_VIDEO_COLOR_RANGE_0_255;
+
+  memset (p, 0, sizeof *p);
+  switch (GST_VIDEO_INFO_FORMAT (info)) {
+    case GST_VIDEO_FORMAT_RGB:
+      p->format = DIT_PIXEL_RGB;
+      break;
+    case GST_VIDEO_FORMAT_RGBx:
+      p->format = DIT_PIXEL_RGBX;
+      break;
+    case GST_VIDEO_FORMAT_RGBA:
+      p->format = DIT_PIXEL_RGBA;
+      break;
+    case GST_VIDEO_FORMAT_I420:
+      p->format = DIT_PIXEL_I420;
+      break;
+    case GST_VIDEO_FORMAT_NV12:
+      p->format = DIT_PIXEL_NV12;
+      break;
+    default:
+      *why = g_strdup_printf ("unsupported raw format %s",
+          gst_video_format_to_string (GST_VIDEO_INFO_FORMAT (info)));
+      return FALSE;
+  }
+  p->matrix = bt709 ? (full ? DIT_YUV_BT709_FULL : DIT_YUV_BT709_LIMITED)
+      : (full ? DIT_YUV_BT601_FULL : DIT_YUV_BT601_LIMITED);
+  p->width = w;
+  p->height = h;
+  for (guint i = 0; i < GST_VIDEO_FRAME_N_PLANES (frame) && i < 3; i++) {
+    p->plane[i] = GST_VIDEO_FRAME_PLANE_DATA (frame, i);
+    p->stride[i] = GST_VIDEO_FRAME_PLANE_STRIDE (frame, i);
+  }
+  /* Frame t of a channels-first [3, T, H, W] buffer is a strided [3, H, W]. */
+  *view = dit_tensor_make ((gfloat *) pixels + (gsize) t * h * w, DIT_F32,
+      DIT_DEVICE_CPU, 3, shape);
+  view->stride[0] = (gint64) num_frames * h * w;
+  p->tensor = view;
+  return TRUE;
+}
+
+gboolean
+gst_dit_frame_to_pixels (const GstVideoFrame * frame, gfloat * pixels, gint t,
+    gint num_frames, gchar ** why)
+{
+  dit_vae_pixels_params p;
+  dit_tensor view;
+
+  if (!pixel_params (frame, pixels, t, num_frames, &p, &view, why))
+    return FALSE;
+  if (dit_pixels_to_tensor (dit_backend_cpu (), &p) != DIT_OK) {
+    *why = g_strdup (dit_last_error ());
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
+gst_dit_pixels_to_frame (const gfloat * pixels, gint t, gint num_frames,
+    GstVideoFrame * frame, gchar ** why)
+{
+  dit_vae_pixels_params p;
+  dit_tensor view;
+
+  if (!pixel_params (frame, pixels, t, num_frames, &p, &view, why))
+    return FALSE;
+  if (dit_tensor_to_pixels (dit_backend_cpu (), &p) != DIT_OK) {
+    *why = g_strdup (dit_last_error ());
+    return FALSE;
+  }
+  return TRUE;
 }

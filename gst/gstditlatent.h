@@ -22,7 +22,7 @@ G_BEGIN_DECLS
   "height = (int) [ 1, 1024 ], frames = (int) [ 1, 16 ], " \
   "dtype = (string) { f32, bf16 }, framerate = (fraction) [ 0/1, MAX ]"
 #define GST_DIT_RAW_FORMATS_IN "{ RGB, RGBx, RGBA, I420, NV12 }"
-#define GST_DIT_RAW_FORMATS_OUT "{ RGBx, RGBA, RGB }"
+#define GST_DIT_RAW_FORMATS_OUT "{ RGBx, RGBA, RGB, I420, NV12 }"
 /* The highest frame rate the elements accept. */
 #define GST_DIT_MAX_FPS 240
 
@@ -53,6 +53,16 @@ gchar *gst_dit_check_pixel_size (gint width, gint height, gint fps_n,
 GstCaps *gst_dit_caps_raw_to_latent (const GstCaps * raw);
 GstCaps *gst_dit_caps_latent_to_raw (const GstCaps * latent,
     const gchar * formats);
+
+/* One mapped raw frame <-> frame t of host f32 pixels [3, T, H, W] in
+ * [-1, 1], through the engine's pixel conversion (RGB/RGBx/RGBA/I420/NV12;
+ * YUV uses the caps' colorimetry: BT.709 when the caps say so, BT.601
+ * otherwise, limited range unless the caps say full).  FALSE with the
+ * library's message in *why on failure. */
+gboolean gst_dit_frame_to_pixels (const GstVideoFrame * frame, gfloat * pixels,
+    gint t, gint num_frames, gchar ** why);
+gboolean gst_dit_pixels_to_frame (const gfloat * pixels, gint t,
+    gint num_frames, GstVideoFrame * frame, gchar ** why);
 
 /* Buffer payload <-> host f32 [channels, frames, h, w]. */
 void gst_dit_latent_to_f32 (const GstDitLatentInfo * info, const guint8 * src,

@@ -5,6 +5,8 @@
 
 #include "gstditsession.h"
 
+#include "dit_loader.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -257,15 +259,6 @@ ensure_backend (GstDitSession * self, const gchar * device, gchar ** error)
   return TRUE;
 }
 
-static gboolean
-is_preset (const gchar * name)
-{
-  for (const char *const *p = dit_model_config_preset_names (); *p; p++)
-    if (g_str_equal (*p, name))
-      return TRUE;
-  return FALSE;
-}
-
 static void
 post_progress (GstElement * element, GstProgressType type, const gchar * code,
     const gchar * text)
@@ -279,8 +272,6 @@ gst_dit_session_load_dit (GstDitSession * self, GstElement * element,
     const gchar * model, const gchar * device, gchar ** error)
 {
   const gchar *m = model && *model ? model : GST_DIT_DEFAULT_MODEL;
-  dit_param_spec *specs = NULL;
-  size_t count = 0;
   dit_status st;
   gchar *text;
   gboolean ok = FALSE;
@@ -301,24 +292,11 @@ gst_dit_session_load_dit (GstDitSession * self, GstElement * element,
   text = g_strdup_printf ("Loading DiT weights '%s'", m);
   post_progress (element, GST_PROGRESS_TYPE_START, "load-dit", text);
   g_free (text);
-  if (is_preset (m)) {
-    st = dit_model_config_preset (m, &self->model_config);
-    if (st == DIT_OK)
-      st = dit_model_config_params (&self->model_config, &specs, &count);
-    /* Seeded synthetic weights: the same values on every machine, no
-     * download; seed 0 is the embedded default model. */
-    if (st == DIT_OK)
-      st = dit_weights_synthetic (specs, count, 0, DIT_F32, self->backend,
-          &self->dit_weights);
-  } else {
-    st = dit_stream_detect_model (m, &self->model_config);
-    if (st == DIT_OK)
-      st = dit_model_config_params (&self->model_config, &specs, &count);
-    if (st == DIT_OK)
-      st = dit_weights_load (m, specs, count, dit_model_key_map, DIT_F32,
-          self->backend, &self->dit_weights);
-  }
-  free (specs);
+  /* A preset name gives seeded synthetic weights (seed 0 is the embedded
+   * default model: the same values on every machine, no download); a path
+   * is loaded strictly against the preset its shapes name. */
+  st = dit_load_model (m, 0, DIT_F32, self->backend, &self->model_config,
+      &self->dit_weights);
   if (st != DIT_OK) {
     self->dit_weights = NULL;
     *error = g_strdup (dit_last_error ());
@@ -348,8 +326,6 @@ gst_dit_session_load_vae (GstDitSession * self, GstElement * element,
     const gchar * vae_model, const gchar * device, gchar ** error)
 {
   const gchar *m = vae_model && *vae_model ? vae_model : GST_DIT_DEFAULT_VAE;
-  dit_param_spec *specs = NULL;
-  size_t count = 0;
   dit_status st;
   gchar *text;
   gboolean ok = FALSE;
@@ -370,31 +346,10 @@ gst_dit_session_load_vae (GstDitSession * self, GstElement * element,
   text = g_strdup_printf ("Loading VAE weights '%s'", m);
   post_progress (element, GST_PROGRESS_TYPE_START, "load-vae", text);
   g_free (text);
-  if (g_str_equal (m, "tiny") || g_str_equal (m, "wan")) {
-    st = dit_vae_config_preset (m, &self->vae_config);
-    if (st == DIT_OK)
-      st = dit_vae_config_params (&self->vae_config, &specs, &count);
-    if (st == DIT_OK)
-      st = dit_weights_synthetic (specs, count, 0, DIT_F32, self->backend,
-          &self->vae_weights);
-  } else {
-    const char *preset = dit_vae_config_detect_path (m);
-    if (!preset) {
-      st = DIT_ERR_FORMAT;
-      if (!*dit_last_error ())
-        dit_error (st, "vae-model '%s': not a WanVAE checkpoint", m);
-      else
-        dit_error_prefix (st, "vae-model '%s'", m);
-    } else {
-      st = dit_vae_config_preset (preset, &self->vae_config);
-      if (st == DIT_OK)
-        st = dit_vae_config_params (&self->vae_config, &specs, &count);
-      if (st == DIT_OK)
-        st = dit_weights_load (m, specs, count, NULL, DIT_F32, self->backend,
-            &self->vae_weights);
-    }
-  }
-  free (specs);
+  st = dit_load_vae (m, 0, DIT_F32, self->backend, &self->vae_config,
+      &self->vae_weights);
+  if (st != DIT_OK)
+    dit_error_prefix (st, "vae-model '%s'", m);
   if (st != DIT_OK) {
     self->vae_weights = NULL;
     *error = g_strdup (dit_last_error ());

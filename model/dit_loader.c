@@ -70,3 +70,34 @@ dit_load_model (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
   free (specs);
   return st;
 }
+
+dit_status
+dit_load_vae (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
+    dit_backend *be, dit_vae_config *cfg, dit_weights **out)
+{
+  dit_param_spec *specs;
+  size_t n;
+  dit_status st;
+  int preset = dit_vae_config_preset (model, cfg) == DIT_OK;
+
+  *out = NULL;
+  if (!preset) {
+    dit_safetensors *probe;
+    DIT_TRY (dit_safetensors_open (model, &probe));
+    dit_safetensors_close (probe);
+    const char *name = dit_vae_config_detect_path (model);
+    if (!name)
+      return dit_error (DIT_ERR_FORMAT,
+          "%s: not a WanVAE checkpoint of a known configuration "
+          "(encoder.conv1.weight must be [96|8, 3, 3, 3, 3]; presets wan, tiny)",
+          model);
+    DIT_TRY (dit_vae_config_preset (name, cfg));
+  }
+  DIT_TRY (dit_vae_config_params (cfg, &specs, &n));
+  if (preset)
+    st = dit_weights_synthetic (specs, n, synthetic_seed, dtype, be, out);
+  else
+    st = dit_weights_load (model, specs, n, NULL, dtype, be, out);
+  free (specs);
+  return st;
+}

@@ -343,43 +343,7 @@ dit_decode_queue_bytes (const dit_decode_queue *q)
 }
 
 /* ------------------------------------------------------------------ */
-/* pixels and latents */
-
-void
-dit_pixels_from_rgb (const uint8_t *src, int stride, int bytes_per_pixel,
-    int width, int height, float *dst, int t, int num_frames)
-{
-  size_t plane = (size_t) width * height;
-  for (int y = 0; y < height; y++) {
-    const uint8_t *row = src + (size_t) y * stride;
-    for (int x = 0; x < width; x++) {
-      for (int ch = 0; ch < 3; ch++) {
-        float v = row[x * bytes_per_pixel + ch] / 127.5f - 1.0f;
-        dst[((size_t) ch * num_frames + t) * plane + (size_t) y * width + x] = v;
-      }
-    }
-  }
-}
-
-void
-dit_pixels_to_rgb (const float *src, int t, int num_frames, int width,
-    int height, uint8_t *dst, int stride, int bytes_per_pixel)
-{
-  size_t plane = (size_t) width * height;
-  for (int y = 0; y < height; y++) {
-    uint8_t *row = dst + (size_t) y * stride;
-    for (int x = 0; x < width; x++) {
-      for (int ch = 0; ch < 3; ch++) {
-        float v = src[((size_t) ch * num_frames + t) * plane
-            + (size_t) y * width + x];
-        v = v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
-        row[x * bytes_per_pixel + ch] = (uint8_t) lrintf ((v + 1.0f) * 127.5f);
-      }
-      if (bytes_per_pixel == 4)
-        row[x * 4 + 3] = 255;
-    }
-  }
-}
+/* latents */
 
 void
 dit_latent_extract (const float *x, int n, int j, int hw, float *dst)
@@ -399,56 +363,6 @@ dit_latent_insert (float *x, int n, int j, int hw, const float *src)
 
 /* ------------------------------------------------------------------ */
 /* checkpoints */
-
-static const dit_st_tensor *
-find_key (const dit_safetensors *st, const char *name)
-{
-  char buf[160];
-  const dit_st_tensor *t = dit_safetensors_find (st, name);
-  if (t)
-    return t;
-  snprintf (buf, sizeof buf, "model.%s", name);
-  return dit_safetensors_find (st, buf);
-}
-
-dit_status
-dit_stream_detect_model (const char *path, dit_model_config *cfg)
-{
-  dit_safetensors *st;
-  dit_status s = dit_safetensors_open (path, &st);
-  if (s != DIT_OK)
-    return dit_error_prefix (s, "model '%s'", path);
-
-  const dit_st_tensor *pe = find_key (st, "patch_embedding.weight");
-  const dit_st_tensor *te = find_key (st, "text_embedding.0.weight");
-  const dit_st_tensor *ffn = find_key (st, "blocks.0.ffn.0.weight");
-  if (!pe || !te || !ffn || pe->ndim != 5 || te->ndim != 2 || ffn->ndim != 2) {
-    dit_safetensors_close (st);
-    return dit_error (DIT_ERR_FORMAT,
-        "model '%s': not a Wan2.1 DiT checkpoint (patch_embedding.weight, "
-        "text_embedding.0.weight or blocks.0.ffn.0.weight missing or misshapen)",
-        path);
-  }
-  int layers = 0;
-  for (;;) {
-    char key[96];
-    snprintf (key, sizeof key, "blocks.%d.ffn.0.weight", layers);
-    if (!find_key (st, key))
-      break;
-    layers++;
-  }
-  int dim = (int) pe->shape[0], text_dim = (int) te->shape[1];
-  int ffn_dim = (int) ffn->shape[0];
-  dit_safetensors_close (st);
-
-  const char *name = dit_model_config_detect (dim, layers, ffn_dim, text_dim);
-  if (!name)
-    return dit_error (DIT_ERR_FORMAT,
-        "model '%s': dim %d, %d layers, ffn %d, text dim %d match no known "
-        "configuration (wan-14b, wan-1.3b, tiny)", path, dim, layers, ffn_dim,
-        text_dim);
-  return dit_model_config_preset (name, cfg);
-}
 
 dit_status
 dit_stream_load_embeds (const char *path, int text_dim, int text_len,

@@ -125,17 +125,6 @@ int64_t dit_decode_queue_next_submit (const dit_decode_queue *q);
 int dit_decode_queue_held (const dit_decode_queue *q);
 size_t dit_decode_queue_bytes (const dit_decode_queue *q);
 
-/* ---- pixel conversion ---- */
-
-/* Packed 8-bit RGB(x/A) rows (bytes_per_pixel 3 or 4) -> frame t of a
- * [3, T, H, W] f32 tensor in [-1, 1]. */
-void dit_pixels_from_rgb (const uint8_t *src, int stride, int bytes_per_pixel,
-    int width, int height, float *dst, int t, int num_frames);
-/* Frame t of [3, T, H, W] -> packed rows; the 4th byte (if any) is 255.
- * Values are clamped to [-1, 1] and mapped by (x + 1) * 127.5, rounded. */
-void dit_pixels_to_rgb (const float *src, int t, int num_frames, int width,
-    int height, uint8_t *dst, int stride, int bytes_per_pixel);
-
 /* ---- latent layout ---- */
 
 /* Copy latent j of x [16, n, h, w] into dst [16, h, w]. */
@@ -143,12 +132,7 @@ void dit_latent_extract (const float *x, int n, int j, int hw, float *dst);
 /* Copy src [16, h, w] into latent j of x [16, n, h, w]. */
 void dit_latent_insert (float *x, int n, int j, int hw, const float *src);
 
-/* ---- checkpoints ---- */
-
-/* Identify the DiT configuration of a checkpoint (file, index JSON or
- * directory) from its shapes; fills `cfg` or fails naming the path and the
- * missing/mismatching key. */
-dit_status dit_stream_detect_model (const char *path, dit_model_config *cfg);
+/* ---- prompt embeddings ---- */
 
 /* Load text embeddings [rows, dim] from a safetensors file: the tensor
  * named "prompt_embeds", "context" or "embeds", or the only tensor; a
@@ -156,8 +140,10 @@ dit_status dit_stream_detect_model (const char *path, dit_model_config *cfg);
 dit_status dit_stream_load_embeds (const char *path, int text_dim,
     int text_len, float **out, int *rows);
 
-/* The default prompt when none is given: `rows` x `dim` seeded normals
- * (Philox seed 0) scaled by 0.1. */
+/* The prompt used when none is given: DIT_DEFAULT_PROMPT_ROWS rows of
+ * seeded normals (Philox seed 0) scaled by 0.1, the same in the elements
+ * and the tools. */
+#define DIT_DEFAULT_PROMPT_ROWS 16
 void dit_stream_default_embeds (int rows, int dim, float *out);
 
 #ifdef __cplusplus

@@ -19,6 +19,7 @@
 #include "dit_backend.h"
 #include "dit_config.h"
 #include "dit_generator.h"
+#include "dit_stream.h"
 #include "dit_weights.h"
 #include "safetensors.h"
 #include "tool_common.h"
@@ -37,7 +38,8 @@ usage (FILE *f)
       "                           synthetic weights (default: tiny)\n"
       "      --weights-seed N     seed of the synthetic weights (default 0)\n"
       "  -e, --embeds FILE        text embeddings: safetensors tensor 'embeds'\n"
-      "                           [rows <= 512, text_dim]; default: 16 seeded random rows\n"
+      "                           [rows <= 512, text_dim]; default: the seeded default\n"
+      "                           prompt rows the elements use\n"
       "Rollout:\n"
       "  -n, --chunks N           number of chunks (default 3)\n"
       "  -s, --seed N             noise seed (default 42)\n"
@@ -162,20 +164,25 @@ parse_args (int argc, char **argv, gen_args *a)
   return 1;
 }
 
-/* Prompt embeddings from a file, or seeded random rows for synthetic runs. */
+/* Prompt embeddings from a file, or the seeded default rows the elements
+ * use when no prompt is given. */
 static dit_status
 load_embeds (const gen_args *a, const dit_model_config *mc, float **data,
     int64_t *rows)
 {
-  if (!a->embeds) {
-    *rows = 16;
-    *data = malloc ((size_t) (*rows * mc->text_dim) * sizeof (float));
-    if (!*data)
-      return dit_error (DIT_ERR_NOMEM, "out of memory");
-    tool_fill_normal (*data, (size_t) (*rows * mc->text_dim), 7, 0x9e37);
+  int n;
+  if (a->embeds) {
+    DIT_TRY (dit_stream_load_embeds (a->embeds, mc->text_dim, mc->text_len,
+        data, &n));
+    *rows = n;
     return DIT_OK;
   }
-  return tool_read_tensor_f32 (a->embeds, "embeds", 2, NULL, data, rows);
+  *rows = DIT_DEFAULT_PROMPT_ROWS;
+  *data = malloc ((size_t) (*rows * mc->text_dim) * sizeof (float));
+  if (!*data)
+    return dit_error (DIT_ERR_NOMEM, "out of memory");
+  dit_stream_default_embeds ((int) *rows, mc->text_dim, *data);
+  return DIT_OK;
 }
 
 int

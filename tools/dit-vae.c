@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "dit_backend.h"
+#include "dit_loader.h"
 #include "dit_vae.h"
 #include "dit_weights.h"
 #include "safetensors.h"
@@ -95,38 +96,11 @@ fail (const char *what)
  * weights */
 
 static dit_status
-load_vae (const opts *o, dit_backend *be, dit_vae_config *cfg, dit_weights **w)
-{
-  dit_param_spec *specs = NULL;
-  size_t n = 0;
-  dit_status st;
-  if (strcmp (o->vae, "tiny") == 0 || strcmp (o->vae, "wan") == 0) {
-    DIT_TRY (dit_vae_config_preset (o->vae, cfg));
-    DIT_TRY (dit_vae_config_params (cfg, &specs, &n));
-    st = dit_weights_synthetic (specs, n, o->seed, DIT_F32, be, w);
-  } else {
-    dit_safetensors *probe = NULL;
-    DIT_TRY (dit_safetensors_open (o->vae, &probe));
-    dit_safetensors_close (probe);
-    const char *preset = dit_vae_config_detect_path (o->vae);
-    if (!preset)
-      return dit_error (DIT_ERR_FORMAT, "%s: not a WanVAE checkpoint of a known "
-          "config (encoder.conv1.weight must be [96|8, 3, 3, 3, 3]; presets wan, "
-          "tiny)", o->vae);
-    DIT_TRY (dit_vae_config_preset (preset, cfg));
-    DIT_TRY (dit_vae_config_params (cfg, &specs, &n));
-    st = dit_weights_load (o->vae, specs, n, NULL, DIT_F32, be, w);
-  }
-  free (specs);
-  return st;
-}
-
-static dit_status
 make_vae (const opts *o, dit_backend *be, int width, int height, dit_vae **v)
 {
   dit_vae_config cfg;
   dit_weights *w = NULL;
-  DIT_TRY (load_vae (o, be, &cfg, &w));
+  DIT_TRY (dit_load_vae (o->vae, o->seed, DIT_F32, be, &cfg, &w));
   dit_status st = dit_vae_create (&cfg, w, width, height, DIT_F32, be, v);
   dit_weights_free (w);   /* the VAE keeps its own reordered copy */
   return st;

@@ -150,20 +150,6 @@ test_decode_queue (void)
   dit_decode_queue_free (q);
 }
 
-static void
-test_pixels (void)
-{
-  uint8_t rgb[2 * 2 * 4] = { 0, 255, 128, 9, 10, 20, 30, 9, 40, 50, 60, 9,
-    70, 80, 90, 9 };
-  uint8_t back[16];
-  float px[3 * 4];
-  dit_pixels_from_rgb (rgb, 8, 4, 2, 2, px, 0, 1);
-  CHECK (px[0] == -1.0f && px[4] == 1.0f, "0 -> -1, 255 -> 1");
-  dit_pixels_to_rgb (px, 0, 1, 2, 2, back, 8, 4);
-  for (int i = 0; i < 16; i++)
-    CHECK (back[i] == (i % 4 == 3 ? 255 : rgb[i]), "round trip byte %d", i);
-}
-
 int
 main (void)
 {
@@ -171,7 +157,6 @@ main (void)
   test_context (DIT_ANCHOR_DECODED);
   test_context (DIT_ANCHOR_LATENT);
   test_decode_queue ();
-  test_pixels ();
   if (failures)
     fprintf (stderr, "%d failures\n", failures);
   return failures ? 1 : 0;

@@ -251,6 +251,75 @@ GST_START_TEST (test_eos_frame_counts)
 
 GST_END_TEST;
 
+/* Every raw format in and out: frames go through the engine's pixel
+ * conversion (packed RGB and 4:2:0 YUV) with the sizes and counts intact. */
+GST_START_TEST (test_raw_formats)
+{
+  static const gchar *const in_formats[] = { "RGB", "RGBx", "RGBA", "I420",
+    "NV12"
+  };
+  static const gchar *const out_formats[] = { "RGBx", "RGBA", "RGB", "I420",
+    "NV12"
+  };
+  for (guint f = 0; f < G_N_ELEMENTS (in_formats); f++) {
+    const gchar *out_format = out_formats[f];
+    gchar *launch = g_strdup_printf ("ditencode ! ditdecode ! "
+        "capsfilter caps=video/x-raw,format=%s", out_format);
+    GstHarness *h = gst_harness_new_parse (launch);
+    GstVideoInfo in_info, out_info;
+    gchar *caps;
+    guint n = 0;
+
+    g_free (launch);
+
+    gst_video_info_set_format (&in_info,
+        gst_video_format_from_string (in_formats[f]), 64, 64);
+    gst_video_info_set_format (&out_info,
+        gst_video_format_from_string (out_format), 64, 64);
+    caps = g_strdup_printf ("video/x-raw, format=%s, width=64, height=64, "
+        "framerate=16/1", in_formats[f]);
+    gst_harness_set_src_caps_str (h, caps);
+    g_free (caps);
+    for (gint i = 0; i < 5; i++) {
+      GstBuffer *buf = gst_buffer_new_allocate (NULL, in_info.size, NULL);
+      gst_buffer_memset (buf, 0, (guint8) (60 + 20 * i), in_info.size);
+      GST_BUFFER_PTS (buf) = (GstClockTime) i * FRAME_NS;
+      GST_BUFFER_DURATION (buf) = FRAME_NS;
+      fail_unless_equals_int (gst_harness_push (h, buf), GST_FLOW_OK);
+    }
+    fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+    for (;;) {
+      GstBuffer *b = gst_harness_try_pull (h);
+      GstEvent *ev;
+      if (b) {
+        fail_unless (gst_buffer_get_size (b) == out_info.size,
+            "%s -> %s: %" G_GSIZE_FORMAT " bytes, expected %" G_GSIZE_FORMAT,
+            in_formats[f], out_format, gst_buffer_get_size (b), out_info.size);
+        n++;
+        gst_buffer_unref (b);
+        continue;
+      }
+      ev = gst_harness_try_pull_event (h);
+      if (ev && GST_EVENT_TYPE (ev) == GST_EVENT_EOS) {
+        gst_event_unref (ev);
+        while ((b = gst_harness_try_pull (h))) {
+          n++;
+          gst_buffer_unref (b);
+        }
+        break;
+      }
+      if (ev)
+        gst_event_unref (ev);
+      else
+        g_usleep (10000);
+    }
+    fail_unless_equals_int (n, 5);
+    gst_harness_teardown (h);
+  }
+}
+
+GST_END_TEST;
+
 /* Video-to-video through all three elements. */
 GST_START_TEST (test_v2v)
 {
@@ -703,6 +772,7 @@ dit_suite (void)
   tcase_add_test (tc, test_t2v_source);
   tcase_add_test (tc, test_decode_chunk_frames);
   tcase_add_test (tc, test_eos_frame_counts);
+  tcase_add_test (tc, test_raw_formats);
   tcase_add_test (tc, test_v2v);
   tcase_add_test (tc, test_flush_epoch);
   tcase_add_test (tc, test_stale_dropped);
