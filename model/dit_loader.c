@@ -1,5 +1,6 @@
 #include "dit_loader.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,37 +16,49 @@ dit_model_is_preset (const char *model)
   return 0;
 }
 
-dit_status
-dit_checkpoint_detect_preset (const char *path, dit_model_config *cfg)
+const char *
+dit_checkpoint_preset_of (const dit_safetensors *st, char *seen,
+    size_t seen_size)
 {
-  dit_safetensors *st;
-  DIT_TRY (dit_safetensors_open (path, &st));
-  int64_t dim = -1, ffn = -1, text_dim = -1;
+  long long dim = -1, ffn = -1, text_dim = -1;
   int layers = 0;
+  char buf[256];
+
   for (size_t i = 0; i < dit_safetensors_count (st); i++) {
     const dit_st_tensor *t = dit_safetensors_at (st, i);
-    char buf[256];
     const char *name = dit_model_key_map (t->name, buf, sizeof buf) ? buf : t->name;
-    int blk;
-    char rest[64];
+    int block, end = 0;
     if (strcmp (name, "patch_embedding.weight") == 0 && t->ndim >= 1)
       dim = t->shape[0];
     else if (strcmp (name, "blocks.0.ffn.0.weight") == 0 && t->ndim >= 1)
       ffn = t->shape[0];
     else if (strcmp (name, "text_embedding.0.weight") == 0 && t->ndim == 2)
       text_dim = t->shape[1];
-    else if (sscanf (name, "blocks.%d.%63s", &blk, rest) == 2
-        && strcmp (rest, "modulation") == 0)
+    else if (sscanf (name, "blocks.%d.modulation%n", &block, &end) == 1
+        && end && name[end] == '\0')
       layers++;
   }
+  if (seen)
+    snprintf (seen, seen_size, "dim %lld, %d layers, ffn %lld, text_dim %lld",
+        dim, layers, ffn, text_dim);
+  if (dim < 0 || ffn < 0 || text_dim < 0 || dim > INT32_MAX || ffn > INT32_MAX
+      || text_dim > INT32_MAX)
+    return NULL;
+  return dit_model_config_detect ((int) dim, layers, (int) ffn, (int) text_dim);
+}
+
+dit_status
+dit_checkpoint_detect_preset (const char *path, dit_model_config *cfg)
+{
+  dit_safetensors *st;
+  char seen[160];
+  DIT_TRY (dit_safetensors_open (path, &st));
+  const char *preset = dit_checkpoint_preset_of (st, seen, sizeof seen);
   dit_safetensors_close (st);
-  const char *preset = dit_model_config_detect ((int) dim, layers, (int) ffn,
-      (int) text_dim);
   if (!preset)
     return dit_error (DIT_ERR_FORMAT,
-        "%s: not a known Wan2.1 DiT checkpoint (dim %lld, %d layers, ffn %lld, "
-        "text_dim %lld; known presets: wan-14b, wan-1.3b, tiny)", path,
-        (long long) dim, layers, (long long) ffn, (long long) text_dim);
+        "%s: not a known Wan2.1 DiT checkpoint (%s; known presets: wan-14b, "
+        "wan-1.3b, tiny)", path, seen);
   return dit_model_config_preset (preset, cfg);
 }
 

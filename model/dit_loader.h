@@ -13,6 +13,7 @@
 #include "dit_config.h"
 #include "dit_vae.h"
 #include "dit_weights.h"
+#include "safetensors.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -20,7 +21,12 @@ extern "C" {
 
 int dit_model_is_preset (const char *model);
 
-/* Detect the DiT preset of a checkpoint from its shapes (no data read). */
+/* The DiT preset an open checkpoint's shapes name (keys mapped with
+ * dit_model_key_map), or NULL; `seen` (may be NULL) receives what the
+ * shapes said, for messages.  No tensor data is read. */
+const char *dit_checkpoint_preset_of (const dit_safetensors *st, char *seen,
+    size_t seen_size);
+/* The same from a path, as a config or an error naming the path. */
 dit_status dit_checkpoint_detect_preset (const char *path, dit_model_config *cfg);
 
 dit_status dit_load_model (const char *model, uint64_t synthetic_seed,

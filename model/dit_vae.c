@@ -339,24 +339,37 @@ dit_vae_config_params (const dit_vae_config *cfg, dit_param_spec **specs,
   return DIT_OK;
 }
 
+const char *const *
+dit_vae_config_preset_names (void)
+{
+  static const char *const names[] = { "wan", "tiny", NULL };
+  return names;
+}
+
+const char *
+dit_vae_config_detect (const dit_safetensors *st)
+{
+  const dit_st_tensor *t = dit_safetensors_find (st, "encoder.conv1.weight");
+  if (!t)
+    t = dit_safetensors_find (st, "decoder.head.2.weight");
+  if (!t || t->ndim != 5)
+    return NULL;
+  const int64_t base = strcmp (t->name, "encoder.conv1.weight") == 0
+      ? t->shape[0] : t->shape[1];
+  if (base == 96)
+    return "wan";
+  if (base == 8)
+    return "tiny";
+  return NULL;
+}
+
 const char *
 dit_vae_config_detect_path (const char *path)
 {
   dit_safetensors *st = NULL;
   if (dit_safetensors_open (path, &st) != DIT_OK)
     return NULL;
-  const char *name = NULL;
-  const dit_st_tensor *t = dit_safetensors_find (st, "encoder.conv1.weight");
-  if (!t)
-    t = dit_safetensors_find (st, "decoder.head.2.weight");
-  if (t && t->ndim == 5) {
-    const int64_t base = strcmp (t->name, "encoder.conv1.weight") == 0
-        ? t->shape[0] : t->shape[1];
-    if (base == 96)
-      name = "wan";
-    else if (base == 8)
-      name = "tiny";
-  }
+  const char *name = dit_vae_config_detect (st);
   dit_safetensors_close (st);
   return name;
 }

@@ -22,6 +22,7 @@
 #include "../kernels/dit_backend.h"
 #include "dit_config.h"
 #include "dit_weights.h"
+#include "safetensors.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,7 +40,9 @@ typedef struct dit_vae_config {
 dit_status dit_vae_config_preset (const char *name, dit_vae_config *cfg);
 dit_status dit_vae_config_params (const dit_vae_config *cfg,
     dit_param_spec **specs, size_t *count);
-/* Detect a preset from a loaded checkpoint's shapes, or NULL. */
+const char *const *dit_vae_config_preset_names (void);
+/* The preset a checkpoint's shapes name (open file or path), or NULL. */
+const char *dit_vae_config_detect (const dit_safetensors *st);
 const char *dit_vae_config_detect_path (const char *path);
 
 typedef struct dit_vae dit_vae;

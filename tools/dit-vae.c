@@ -5,7 +5,6 @@
  *       --format i420 -o lat.safetensors
  *   dit-vae decode --vae vae.safetensors --input lat.safetensors -o out.y4m
  *   dit-vae encode-tensor|decode-tensor|anchor-tensor --vae W --input IN -o OUT
- *   dit-vae make-weights --preset tiny --seed 0 -o vae.safetensors
  *
  * encode streams like the GStreamer element: frame 0 alone, then chunks of
  * 4 frames, one latent per chunk.  A trailing partial chunk (1-3 frames)
@@ -26,7 +25,7 @@
  *
  * --vae takes a checkpoint (spec §5.7 key names; the config is detected
  * from its shapes) or a preset name (tiny, wan) for seeded synthetic
- * weights.  make-weights writes such synthetic weights in checkpoint layout.
+ * weights (`dit-weights make --kind vae` writes them as a checkpoint).
  *
  * Exit status: 0 success, 1 failure, 2 usage error.
  */
@@ -48,7 +47,6 @@ typedef struct opts {
   const char *vae;
   const char *input;
   const char *output;
-  const char *preset;
   const char *format;
   const char *device;
   int width, height;
@@ -68,7 +66,6 @@ usage (FILE *f)
       "  encode-tensor  'pixels' [3,T,H,W] safetensors -> 'latents'\n"
       "  decode-tensor  'latents' safetensors -> 'pixels'\n"
       "  anchor-tensor  'pixels' [3,1,H,W] -> 'latents' [16,1,h,w], fresh cache\n"
-      "  make-weights   write a synthetic VAE checkpoint\n"
       "\n"
       "options:\n"
       "  --vae PATH|tiny|wan   checkpoint or synthetic preset\n"
@@ -78,7 +75,6 @@ usage (FILE *f)
       "  --size WxH            raw input frame size (multiples of 16)\n"
       "  --format rgb|i420|nv12  raw input pixel format (default i420)\n"
       "  --fps N               y4m output frame rate (default 16)\n"
-      "  --preset tiny|wan     make-weights preset\n"
       "  --device cpu          backend (default cpu)\n"
       "  -h, --help            this text\n"
       "\n"
@@ -498,35 +494,12 @@ cmd_tensor (const opts *o, dit_backend *be)
   return rc;
 }
 
-static int
-cmd_make_weights (const opts *o, dit_backend *be)
-{
-  dit_vae_config cfg;
-  dit_param_spec *specs;
-  size_t n;
-  dit_weights *w = NULL;
-  if (dit_vae_config_preset (o->preset, &cfg) != DIT_OK)
-    return fail ("--preset");
-  if (dit_vae_config_params (&cfg, &specs, &n) != DIT_OK)
-    return fail ("params");
-  dit_status st = dit_weights_synthetic (specs, n, o->seed, DIT_F32, be, &w);
-  free (specs);
-  if (st != DIT_OK)
-    return fail ("synthetic weights");
-  const char *meta[] = { "format", "pt", "model", "wan-vae", NULL };
-  st = dit_weights_save (w, o->output, DIT_F32, meta);
-  dit_weights_free (w);
-  if (st != DIT_OK)
-    return fail (o->output);
-  return 0;
-}
-
 int
 main (int argc, char **argv)
 {
   opts o = { .fps = 16, .device = "cpu" };
   enum { OPT_VAE = 256, OPT_SEED, OPT_INPUT, OPT_SIZE, OPT_FORMAT, OPT_FPS,
-      OPT_PRESET, OPT_DEVICE };
+      OPT_DEVICE };
   static const struct option longopts[] = {
     { "vae", required_argument, NULL, OPT_VAE },
     { "seed", required_argument, NULL, OPT_SEED },
@@ -535,7 +508,6 @@ main (int argc, char **argv)
     { "size", required_argument, NULL, OPT_SIZE },
     { "format", required_argument, NULL, OPT_FORMAT },
     { "fps", required_argument, NULL, OPT_FPS },
-    { "preset", required_argument, NULL, OPT_PRESET },
     { "device", required_argument, NULL, OPT_DEVICE },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
@@ -579,7 +551,6 @@ main (int argc, char **argv)
           return EXIT_USAGE;
         }
         break;
-      case OPT_PRESET: o.preset = optarg; break;
       case OPT_DEVICE: o.device = optarg; break;
       case 'h': usage (stdout); return 0;
       default: usage (stderr); return EXIT_USAGE;
@@ -589,8 +560,7 @@ main (int argc, char **argv)
     fprintf (stderr, "dit-vae: unexpected argument '%s'\n", argv[optind]);
     return EXIT_USAGE;
   }
-  const int is_make = strcmp (o.cmd, "make-weights") == 0;
-  const int known = is_make || strcmp (o.cmd, "encode") == 0
+  const int known = strcmp (o.cmd, "encode") == 0
       || strcmp (o.cmd, "decode") == 0 || strcmp (o.cmd, "encode-tensor") == 0
       || strcmp (o.cmd, "decode-tensor") == 0 || strcmp (o.cmd, "anchor-tensor") == 0;
   if (!known) {
@@ -598,17 +568,14 @@ main (int argc, char **argv)
     usage (stderr);
     return EXIT_USAGE;
   }
-  if (!o.output || (is_make ? !o.preset : (!o.vae || !o.input))) {
-    fprintf (stderr, "dit-vae %s: needs %s\n", o.cmd,
-        is_make ? "--preset and -o" : "--vae, --input and -o");
+  if (!o.output || !o.vae || !o.input) {
+    fprintf (stderr, "dit-vae %s: needs --vae, --input and -o\n", o.cmd);
     return EXIT_USAGE;
   }
   dit_backend *be = strcmp (o.device, "cpu") == 0 ? dit_backend_cpu ()
       : dit_backend_create (o.device, 0);
   if (!be)
     return fail (o.device);
-  if (is_make)
-    return cmd_make_weights (&o, be);
   if (strcmp (o.cmd, "encode") == 0)
     return cmd_encode (&o, be);
   if (strcmp (o.cmd, "decode") == 0)

@@ -9,7 +9,7 @@
  * from the shapes and validates keys, shapes and dtypes against it exactly
  * as the loader would, so it answers in seconds on a 57 GB checkpoint.
  *
- * Model kinds are rows of `kinds`: a new kind (a VAE, say) is one more row
+ * Model kinds are rows of `kinds` (the DiT and the VAE); a new kind is one more row
  * with its presets, parameter list, detector and key map.
  *
  * Exit status: 0 success, 1 failure (including an invalid checkpoint),
@@ -23,6 +23,8 @@
 #include <string.h>
 
 #include "dit_config.h"
+#include "dit_loader.h"
+#include "dit_vae.h"
 #include "dit_weights.h"
 #include "safetensors.h"
 
@@ -33,6 +35,7 @@
 
 typedef union kind_config {
   dit_model_config dit;
+  dit_vae_config vae;
 } kind_config;
 
 typedef struct weights_kind {
@@ -43,8 +46,8 @@ typedef struct weights_kind {
   dit_status (*params) (const kind_config *cfg, dit_param_spec **specs, size_t *count);
   /* Preset name from the checkpoint's shapes, or NULL; `seen` describes
    * what the shapes said. */
-  const char *(*detect) (const dit_safetensors *st, dit_key_map_fn map,
-      char *seen, size_t seen_size);
+  const char *(*detect) (const dit_safetensors *st, char *seen,
+      size_t seen_size);
   dit_key_map_fn key_map;
 } weights_kind;
 
@@ -61,38 +64,37 @@ dit_kind_params (const kind_config *cfg, dit_param_spec **specs, size_t *count)
 }
 
 static const char *
-dit_kind_detect (const dit_safetensors *st, dit_key_map_fn map, char *seen,
-    size_t seen_size)
+dit_kind_detect (const dit_safetensors *st, char *seen, size_t seen_size)
 {
-  long long dim = -1, ffn = -1, text_dim = -1;
-  int layers = 0;
-  char buf[256];
+  return dit_checkpoint_preset_of (st, seen, seen_size);
+}
 
-  for (size_t i = 0; i < dit_safetensors_count (st); i++) {
-    const dit_st_tensor *t = dit_safetensors_at (st, i);
-    const char *name = map && map (t->name, buf, sizeof buf) ? buf : t->name;
-    int block, end = 0;
-    if (strcmp (name, "patch_embedding.weight") == 0 && t->ndim >= 1)
-      dim = t->shape[0];
-    else if (strcmp (name, "blocks.0.ffn.0.weight") == 0 && t->ndim >= 1)
-      ffn = t->shape[0];
-    else if (strcmp (name, "text_embedding.0.weight") == 0 && t->ndim >= 2)
-      text_dim = t->shape[1];
-    else if (sscanf (name, "blocks.%d.modulation%n", &block, &end) == 1
-        && end && name[end] == '\0')
-      layers++;
-  }
-  snprintf (seen, seen_size, "dim %lld, layers %d, ffn %lld, text_dim %lld", dim,
-      layers, ffn, text_dim);
-  if (dim < 0 || ffn < 0 || text_dim < 0 || dim > INT32_MAX || ffn > INT32_MAX
-      || text_dim > INT32_MAX)
-    return NULL;
-  return dit_model_config_detect ((int) dim, layers, (int) ffn, (int) text_dim);
+static dit_status
+vae_kind_preset (const char *name, kind_config *cfg)
+{
+  return dit_vae_config_preset (name, &cfg->vae);
+}
+
+static dit_status
+vae_kind_params (const kind_config *cfg, dit_param_spec **specs, size_t *count)
+{
+  return dit_vae_config_params (&cfg->vae, specs, count);
+}
+
+static const char *
+vae_kind_detect (const dit_safetensors *st, char *seen, size_t seen_size)
+{
+  const char *name = dit_vae_config_detect (st);
+  snprintf (seen, seen_size, "%s", name ? name : "no WanVAE encoder.conv1 "
+      "of a known width");
+  return name;
 }
 
 static const weights_kind kinds[] = {
   { "dit", "Wan2.1 diffusion transformer", dit_model_config_preset_names,
     dit_kind_preset, dit_kind_params, dit_kind_detect, dit_model_key_map },
+  { "vae", "Wan2.1 VAE", dit_vae_config_preset_names,
+    vae_kind_preset, vae_kind_params, vae_kind_detect, NULL },
 };
 
 static const weights_kind *
@@ -117,7 +119,7 @@ usage (FILE *f)
       "  make --preset NAME -o FILE [--seed N] [--dtype f32|bf16|f16] [--kind KIND]\n"
       "      Write a synthetic checkpoint (seeded, reproducible) as safetensors.\n"
       "      --seed defaults to 0, --dtype to f32.\n"
-      "  inspect PATH [--kind KIND]\n"
+      "  inspect PATH [--kind KIND]   (default: vae when the VAE keys are there, else dit)\n"
       "      List the tensors of a .safetensors file, an index .json or a\n"
       "      directory, detect the preset and validate the checkpoint against it\n"
       "      (headers only; tensor data is not read).  Exit status 1 if invalid.\n"
@@ -315,7 +317,7 @@ cmd_inspect (int argc, char **argv)
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  const char *kind_name = "dit";
+  const char *kind_name = NULL;   /* NULL: the VAE if its keys are there */
   int c;
 
   optind = 1;
@@ -333,13 +335,16 @@ cmd_inspect (int argc, char **argv)
   if (optind + 1 < argc)
     return usage_error ("inspect: unexpected argument '%s'", argv[optind + 1]);
   const char *path = argv[optind];
-  const weights_kind *kind = find_kind (kind_name);
-  if (!kind)
+  if (kind_name && !find_kind (kind_name))
     return usage_error ("inspect: unknown --kind '%s'", kind_name);
 
   dit_safetensors *st;
   if (dit_safetensors_open (path, &st) != DIT_OK)
     return fail ();
+  if (!kind_name)
+    kind_name = dit_safetensors_find (st, "encoder.conv1.weight")
+        || dit_safetensors_find (st, "decoder.head.2.weight") ? "vae" : "dit";
+  const weights_kind *kind = find_kind (kind_name);
 
   static const char *const meta_keys[] = { "format", "kind", "preset", "seed" };
   int any_meta = 0;
@@ -377,7 +382,7 @@ cmd_inspect (int argc, char **argv)
   printf ("bytes: %" PRIu64 "\n", bytes);
 
   char seen[160];
-  const char *preset = kind->detect (st, kind->key_map, seen, sizeof seen);
+  const char *preset = kind->detect (st, seen, sizeof seen);
   int rc = 0;
   if (!preset) {
     printf ("preset: none matches (%s)\n", seen);

@@ -98,7 +98,7 @@ if [ ! -x "$tool" ]; then
   exit 77
 fi
 
-"$tool" make-weights --preset tiny --seed 1 -o "$tmp/w.safetensors"
+"$build/tools/dit-weights" make --kind vae --preset tiny --seed 1 -o "$tmp/w.safetensors"
 
 echo "== streaming encode, 9 frames"
 "$tool" encode-tensor --vae "$tmp/w.safetensors" --input "$tmp/p.safetensors" \
