@@ -13,9 +13,12 @@ static const preset presets[] = {
   { "wan-14b", 5120, 13824, 40, 40, 4096 },
   { "wan-1.3b", 1536, 8960, 12, 30, 4096 },
   { "tiny", 256, 512, 2, 2, 64 },
+  /* 4 heads, so tensor parallelism up to 4 ranks is testable on a CPU. */
+  { "tiny-tp", 512, 1024, 4, 2, 64 },
 };
 
-static const char *const preset_names[] = { "wan-14b", "wan-1.3b", "tiny", NULL };
+static const char *const preset_names[] = { "wan-14b", "wan-1.3b", "tiny", "tiny-tp",
+  NULL };
 
 const char *const *
 dit_model_config_preset_names (void)
@@ -46,7 +49,7 @@ dit_model_config_preset (const char *name, dit_model_config *cfg)
     return DIT_OK;
   }
   return dit_error (DIT_ERR_INVALID,
-      "unknown model preset '%s' (known: wan-14b, wan-1.3b, tiny)", name);
+      "unknown model preset '%s' (known: wan-14b, wan-1.3b, tiny, tiny-tp)", name);
 }
 
 const char *

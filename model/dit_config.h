@@ -5,6 +5,8 @@
  *   wan-14b   D 5120, 40 heads, 40 layers, ffn 13824, text_dim 4096
  *   wan-1.3b  D 1536, 12 heads, 30 layers, ffn 8960,  text_dim 4096
  *   tiny      D 256,   2 heads,  2 layers, ffn 512,   text_dim 64
+ *   tiny-tp   D 512,   4 heads,  2 layers, ffn 1024,  text_dim 64
+ *             (tensor-parallel tests up to 4 ranks)
  * Every preset has head_dim 128 (so the 22/21/21 RoPE split is exercised as
  * in the real model), freq_dim 256, in/out 16 channels, patch (1,2,2),
  * text_len 512, eps 1e-6.

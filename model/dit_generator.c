@@ -33,7 +33,32 @@ struct dit_generator {
   dit_tensor v;        /* [16, F, H, W] velocity */
   dit_tensor noise;    /* [16, F, H, W] */
   dit_tensor ctx;      /* [16, C, H, W] context latents */
+
+  /* Recorded forwards (backends with graph_* entries, no tensor
+   * parallelism); see forward_recorded. */
+  int use_graphs;
+  int no_fused;
+  struct dit_gen_graph *graphs;
+  int graph_count;
 };
+
+/* Everything a recorded forward bakes in besides the generator's fixed
+ * buffers: the scalars travel inside the recorded kernel parameters. */
+typedef struct dit_gen_graph_key {
+  const void *x;
+  const void *v_out;
+  int64_t frames, cache_row, causal_block, bias_begin, bias_end;
+  int64_t frame_offset;
+  float log_bias;
+  double t[64];
+} dit_gen_graph_key;
+
+typedef struct dit_gen_graph {
+  dit_gen_graph_key key;
+  dit_graph *graph;   /* NULL: seen once (ran eagerly), not yet recorded */
+} dit_gen_graph;
+
+#define DIT_GEN_GRAPHS 16
 
 void
 dit_gen_config_default (dit_gen_config *cfg)
@@ -111,6 +136,14 @@ dit_status
 dit_generator_create (const dit_model_config *model, const dit_gen_config *cfg,
     const dit_weights *weights, dit_backend *be, dit_generator **out)
 {
+  return dit_generator_create_tp (model, cfg, weights, be, NULL, out);
+}
+
+dit_status
+dit_generator_create_tp (const dit_model_config *model,
+    const dit_gen_config *cfg, const dit_weights *weights, dit_backend *be,
+    const dit_model_tp *tp, dit_generator **out)
+{
   *out = NULL;
   DIT_TRY (dit_gen_config_validate (cfg, model));
   if (weights->dtype != cfg->dtype)
@@ -138,8 +171,8 @@ dit_generator_create (const dit_model_config *model, const dit_gen_config *cfg,
   int max_frames = cfg->frames_per_chunk > cfg->context_frames
       ? cfg->frames_per_chunk : cfg->context_frames;
   if (st == DIT_OK)
-    st = dit_model_create (model, weights, be, cfg->dtype, cfg->latent_h / 2,
-        cfg->latent_w / 2, max_frames, (int64_t) cfg->kv_window * g->fs,
+    st = dit_model_create_tp (model, weights, be, cfg->dtype, cfg->latent_h / 2,
+        cfg->latent_w / 2, max_frames, (int64_t) cfg->kv_window * g->fs, tp,
         &g->model);
   if (st == DIT_OK)
     st = alloc_latent (g, &g->x, cfg->frames_per_chunk);
@@ -149,6 +182,10 @@ dit_generator_create (const dit_model_config *model, const dit_gen_config *cfg,
     st = alloc_latent (g, &g->noise, cfg->frames_per_chunk);
   if (st == DIT_OK)
     st = alloc_latent (g, &g->ctx, cfg->context_frames);
+  if (st == DIT_OK && be->ops->graph_begin && (!tp || tp->degree == 1)) {
+    /* off until dit_generator_set_graphs: see dit_generator.h */
+    g->graphs = calloc (DIT_GEN_GRAPHS, sizeof *g->graphs);
+  }
   if (st != DIT_OK) {
     dit_generator_free (g);
     return st;
@@ -162,6 +199,8 @@ dit_generator_free (dit_generator *g)
 {
   if (!g)
     return;
+  dit_generator_set_graphs (g, 0);
+  free (g->graphs);
   dit_model_free (g->model);
   dit_tensor_free (g->be, &g->x);
   dit_tensor_free (g->be, &g->v);
@@ -197,6 +236,77 @@ uint64_t
 dit_generator_noise_stream (int64_t chunk_index, int step)
 {
   return ((uint64_t) chunk_index << 8) | (uint64_t) (step & 0xff);
+}
+
+void
+dit_generator_set_graphs (dit_generator *g, int enable)
+{
+  for (int i = 0; i < g->graph_count; i++)
+    if (g->graphs[i].graph)
+      g->be->ops->graph_free (g->be, g->graphs[i].graph);
+  g->graph_count = 0;
+  g->use_graphs = enable && g->graphs != NULL;
+}
+
+void
+dit_generator_set_fused (dit_generator *g, int enable)
+{
+  g->no_fused = !enable;
+  dit_model_set_fused (g->model, enable);
+}
+
+/* dit_model_forward, recorded: the first forward with a given key runs
+ * eagerly (it also builds the per-shape GEMM plans), the second is recorded
+ * and replayed, later ones are replayed.  Replay runs the same kernels on
+ * the same buffers with the same scalars, so its results are the eager
+ * ones bit for bit (tests/gpu/test_cuda_graph.c). */
+static dit_status
+forward_recorded (dit_generator *g, const dit_forward_args *a)
+{
+  const int64_t frames = a->x->shape[1];
+  if (!g->use_graphs || frames > 64)
+    return dit_model_forward (g->model, a);
+  dit_gen_graph_key key;
+  memset (&key, 0, sizeof key);
+  key.x = a->x->data;
+  key.v_out = a->v_out ? a->v_out->data : NULL;
+  key.frames = frames;
+  key.cache_row = a->cache_row;
+  key.causal_block = a->causal_block;
+  key.bias_begin = a->bias_begin;
+  key.bias_end = a->bias_end;
+  key.frame_offset = a->frame_offset;
+  key.log_bias = a->log_bias;
+  for (int64_t f = 0; f < frames; f++)
+    key.t[f] = a->t[f];
+  dit_gen_graph *e = NULL;
+  for (int i = 0; i < g->graph_count && !e; i++)
+    if (memcmp (&g->graphs[i].key, &key, sizeof key) == 0)
+      e = &g->graphs[i];
+  if (!e) {
+    if (g->graph_count < DIT_GEN_GRAPHS) {
+      e = &g->graphs[g->graph_count++];
+      e->key = key;
+      e->graph = NULL;
+    }
+    return dit_model_forward (g->model, a);
+  }
+  if (e->graph)
+    return g->be->ops->graph_launch (g->be, e->graph);
+  DIT_TRY (g->be->ops->graph_begin (g->be));
+  dit_status st = dit_model_forward (g->model, a);
+  if (st != DIT_OK) {
+    g->be->ops->graph_end (g->be, NULL);
+    return st;
+  }
+  st = g->be->ops->graph_end (g->be, &e->graph);
+  if (st != DIT_OK) {
+    /* Nothing ran: the forward was only being recorded.  Fall back to
+     * eager forwards for the rest of this generator's life. */
+    dit_generator_set_graphs (g, 0);
+    return dit_model_forward (g->model, a);
+  }
+  return g->be->ops->graph_launch (g->be, e->graph);
 }
 
 static double
@@ -277,6 +387,13 @@ make_noise (dit_generator *g, const dit_chunk_request *req, int step)
   return dit_noise (g->be, &np);
 }
 
+static int
+fused_noise_flow (dit_generator *g)
+{
+  return !g->no_fused && g->be->ops->noise_flow && g->be->ops->supports
+      && g->be->ops->supports (g->be, DIT_OP_NOISE_FLOW, DIT_F32);
+}
+
 static dit_status
 recompute (dit_generator *g, const dit_chunk_request *req)
 {
@@ -288,7 +405,7 @@ recompute (dit_generator *g, const dit_chunk_request *req)
   dit_forward_args a = { .x = &g->ctx, .t = t0, .frame_offset = 0,
     .cache_row = 0, .causal_block = (int64_t) g->cfg.frames_per_chunk * g->fs,
     .bias_begin = 0, .bias_end = 0, .log_bias = 0.0f, .v_out = NULL };
-  return dit_model_forward (g->model, &a);
+  return forward_recorded (g, &a);
 }
 
 dit_status
@@ -357,11 +474,20 @@ dit_generator_run_chunk (dit_generator *g, const dit_chunk_request *req,
     dit_forward_args a = { .x = &g->x, .t = tvec, .frame_offset = frame_offset,
       .cache_row = row, .causal_block = 0, .bias_begin = bias_begin,
       .bias_end = bias_end, .log_bias = logf (c->kv_bias), .v_out = &g->v };
-    dit_status st = dit_model_forward (g->model, &a);
+    dit_status st = forward_recorded (g, &a);
     if (st != DIT_OK)
       return dit_error_prefix (st, "chunk %lld step %d",
           (long long) req->chunk_index, s);
     int last = s == c->num_steps - 1;
+    if (!last && !req->noise[s + 1] && fused_noise_flow (g)) {
+      /* = make_noise into g->noise, then the flow step below */
+      dit_noise_flow_params nf = { .x = &g->x, .v = &g->v, .out = &g->x,
+        .seed = g->cfg.seed,
+        .stream = dit_generator_noise_stream (req->chunk_index, s + 1),
+        .sigma = g->sigma[s], .sigma_next = g->sigma[s + 1] };
+      DIT_TRY (g->be->ops->noise_flow (g->be, &nf));
+      continue;
+    }
     if (!last)
       DIT_TRY (make_noise (g, req, s + 1));
     dit_flow_step_params fp = { .x = &g->x, .v = &g->v,

@@ -57,6 +57,14 @@ typedef struct dit_generator dit_generator;
 dit_status dit_generator_create (const dit_model_config *model,
     const dit_gen_config *cfg, const dit_weights *weights, dit_backend *be,
     dit_generator **out);
+/* One tensor-parallel rank of the generator: the same chunk loop on every
+ * rank (noise, flow updates and the residual stream are replicated and
+ * identical), the model sharded as dit_model_create_tp says; weights are
+ * this rank's shard.  tp NULL = dit_generator_create. */
+struct dit_model_tp;
+dit_status dit_generator_create_tp (const dit_model_config *model,
+    const dit_gen_config *cfg, const dit_weights *weights, dit_backend *be,
+    const struct dit_model_tp *tp, dit_generator **out);
 void dit_generator_free (dit_generator *g);
 
 /* Text embeddings [rows <= text_len, text_dim] (any dtype/device); padded
@@ -82,6 +90,19 @@ typedef struct dit_chunk_timing {
 /* Run one chunk; writes x0 [16, F, h, w] into `out` (any device/dtype). */
 dit_status dit_generator_run_chunk (dit_generator *g,
     const dit_chunk_request *req, dit_tensor *out, dit_chunk_timing *timing);
+
+/* Record the recompute and denoise forwards once per distinct step and
+ * replay them (backends with graph support, no tensor parallelism).  Off by
+ * default: while a forward is being recorded, everything enqueued on the
+ * backend's stream is recorded, so no other thread may use the same backend
+ * during dit_generator_run_chunk (e.g. a VAE decode sharing the session's
+ * backend).  0 frees the recordings and runs every forward eagerly.
+ * Replay gives the eager results bit for bit. */
+void dit_generator_set_graphs (dit_generator *g, int enable);
+
+/* Use the backend's fused ops (model chains and noise + flow update;
+ * default on where the backend has them); 0 runs the unfused chains. */
+void dit_generator_set_fused (dit_generator *g, int enable);
 
 /* Drop KV state (a new stream). The prompt stays. */
 void dit_generator_reset (dit_generator *g);

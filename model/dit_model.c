@@ -14,6 +14,17 @@
  * The self-attention K/V of this call are written straight into the cache
  * rows [cache_row, cache_row + L) by the projection GEMMs, then normalised
  * and rotated in place, so the cache holds post-norm, post-RoPE keys.
+ *
+ * Tensor parallelism (degree tp > 1, dit_model_create_tp): the weights are
+ * this rank's shard, q/k/v, cross q/k/v and FFN-up hold Dl = D/tp (Fl =
+ * ffn/tp) output columns, so q, attn, ffn, the KV cache and the cross K/V
+ * are Dl (Fl) wide and attention runs on H/tp local heads; o, cross o and
+ * FFN-down take Dl (Fl) inputs and produce partial [L, D] sums in f32 that
+ * are all-reduced, then their bias is added once.  The full-width q/k
+ * RMSNorm is split: partial sums of squares of q and k go through ONE
+ * all-reduce of 2L floats, then each rank normalises its columns.  The
+ * residual stream x stays replicated and bit-identical on every rank
+ * because every rank adds the same all-reduced bits.
  */
 #include "dit_model.h"
 
@@ -82,6 +93,16 @@ struct dit_model {
   dit_tensor head_shift, head_scale; /* [Fmax, D] f32 */
 
   dit_tensor rope_cos, rope_sin; /* [1024, 64] f32 */
+
+  /* tensor parallelism (tp_degree 1: none) */
+  int tp_degree, tp_rank;
+  int heads_local;
+  int64_t dim_local, ffn_local;
+  dit_allreduce_fn allreduce;
+  void *allreduce_user;
+  dit_tensor sumsq;     /* [max(2 Lmax, text_len)] f32, tp > 1 only */
+
+  int no_fused;         /* 1: always run the unfused op chains */
 };
 
 static dit_status
@@ -170,6 +191,7 @@ alloc_buffers (dit_model *m)
 {
   const dit_model_config *c = &m->cfg;
   const int64_t D = c->dim, L = m->fs * m->max_frames, Fm = m->max_frames;
+  const int64_t Dl = m->dim_local;
   const dit_dtype dt = m->dtype;
   const int64_t pdim = (int64_t) c->in_dim * 4;
 
@@ -183,18 +205,23 @@ alloc_buffers (dit_model *m)
   if (!m->cross_k || !m->cross_v || !m->cache_k || !m->cache_v)
     return dit_error (DIT_ERR_NOMEM, "dit model: out of memory");
   for (int i = 0; i < c->num_layers; i++) {
-    DIT_TRY (alloc2 (m, &m->cross_k[i], dt, c->text_len, D));
-    DIT_TRY (alloc2 (m, &m->cross_v[i], dt, c->text_len, D));
-    DIT_TRY (alloc2 (m, &m->cache_k[i], dt, m->cache_rows, D));
-    DIT_TRY (alloc2 (m, &m->cache_v[i], dt, m->cache_rows, D));
+    DIT_TRY (alloc2 (m, &m->cross_k[i], dt, c->text_len, Dl));
+    DIT_TRY (alloc2 (m, &m->cross_v[i], dt, c->text_len, Dl));
+    DIT_TRY (alloc2 (m, &m->cache_k[i], dt, m->cache_rows, Dl));
+    DIT_TRY (alloc2 (m, &m->cache_v[i], dt, m->cache_rows, Dl));
   }
   DIT_TRY (alloc2 (m, &m->tok, dt, L, pdim));
   DIT_TRY (alloc2 (m, &m->x, DIT_F32, L, D));
   DIT_TRY (alloc2 (m, &m->h, dt, L, D));
-  DIT_TRY (alloc2 (m, &m->q, dt, L, D));
-  DIT_TRY (alloc2 (m, &m->attn, dt, L, D));
-  DIT_TRY (alloc2 (m, &m->proj, dt, L, D));
-  DIT_TRY (alloc2 (m, &m->ffn, dt, L, c->ffn_dim));
+  DIT_TRY (alloc2 (m, &m->q, dt, L, Dl));
+  DIT_TRY (alloc2 (m, &m->attn, dt, L, Dl));
+  /* Row-parallel partial sums are reduced in f32 whatever the dtype. */
+  DIT_TRY (alloc2 (m, &m->proj, m->tp_degree > 1 ? DIT_F32 : dt, L, D));
+  DIT_TRY (alloc2 (m, &m->ffn, dt, L, m->ffn_local));
+  if (m->tp_degree > 1) {
+    int64_t n = 2 * L > c->text_len ? 2 * L : c->text_len;
+    DIT_TRY (dit_tensor_alloc (m->be, &m->sumsq, DIT_F32, 1, &n));
+  }
   DIT_TRY (alloc2 (m, &m->head_out, DIT_F32, L, (int64_t) c->out_dim * 4));
   DIT_TRY (alloc2 (m, &m->tsin, DIT_F32, Fm, c->freq_dim));
   DIT_TRY (alloc2 (m, &m->temb_h, DIT_F32, Fm, D));
@@ -225,11 +252,41 @@ alloc_buffers (dit_model *m)
 }
 
 dit_status
+dit_model_tp_check (const dit_model_config *cfg, int degree)
+{
+  if ((degree != 1 && degree != 2 && degree != 4 && degree != 8)
+      || cfg->num_heads % degree != 0 || cfg->ffn_dim % degree != 0)
+    return dit_error (DIT_ERR_INVALID,
+        "tensor-parallel degree %d is not supported for model '%s': it must be "
+        "1, 2, 4 or 8 and divide its %d heads and ffn width %d",
+        degree, cfg->name, cfg->num_heads, cfg->ffn_dim);
+  return DIT_OK;
+}
+
+dit_status
 dit_model_create (const dit_model_config *cfg, const dit_weights *weights,
     dit_backend *be, dit_dtype dtype, int grid_h, int grid_w, int max_frames,
     int64_t cache_rows, dit_model **out)
 {
+  return dit_model_create_tp (cfg, weights, be, dtype, grid_h, grid_w,
+      max_frames, cache_rows, NULL, out);
+}
+
+dit_status
+dit_model_create_tp (const dit_model_config *cfg, const dit_weights *weights,
+    dit_backend *be, dit_dtype dtype, int grid_h, int grid_w, int max_frames,
+    int64_t cache_rows, const dit_model_tp *tp, dit_model **out)
+{
   *out = NULL;
+  if (tp) {
+    DIT_TRY (dit_model_tp_check (cfg, tp->degree));
+    if (tp->rank < 0 || tp->rank >= tp->degree)
+      return dit_error (DIT_ERR_INVALID,
+          "tensor-parallel rank %d outside 0..%d", tp->rank, tp->degree - 1);
+    if (tp->degree > 1 && !tp->allreduce)
+      return dit_error (DIT_ERR_INVALID,
+          "tensor-parallel degree %d needs an all-reduce", tp->degree);
+  }
   if (cfg->head_dim != 128 || cfg->dim != cfg->num_heads * cfg->head_dim)
     return dit_error (DIT_ERR_INVALID,
         "dit model: head_dim must be 128 and dim = heads * 128 (dim %d, heads %d)",
@@ -257,6 +314,13 @@ dit_model_create (const dit_model_config *cfg, const dit_weights *weights,
   m->max_frames = max_frames;
   m->fs = (int64_t) grid_h * grid_w;
   m->cache_rows = cache_rows;
+  m->tp_degree = tp ? tp->degree : 1;
+  m->tp_rank = tp ? tp->rank : 0;
+  m->allreduce = tp ? tp->allreduce : NULL;
+  m->allreduce_user = tp ? tp->user : NULL;
+  m->heads_local = cfg->num_heads / m->tp_degree;
+  m->dim_local = (int64_t) m->heads_local * cfg->head_dim;
+  m->ffn_local = cfg->ffn_dim / m->tp_degree;
 
   dit_status st = bind_weights (m, weights);
   if (st == DIT_OK)
@@ -288,7 +352,7 @@ dit_model_free (dit_model *m)
   dit_tensor *bufs[] = { &m->ctx_raw, &m->ctx_hidden, &m->ctx, &m->tok, &m->x,
     &m->h, &m->q, &m->attn, &m->proj, &m->ffn, &m->head_out, &m->tsin,
     &m->temb_h, &m->e, &m->e_silu, &m->e0, &m->mod, &m->head_shift,
-    &m->head_scale, &m->rope_cos, &m->rope_sin };
+    &m->head_scale, &m->rope_cos, &m->rope_sin, &m->sumsq };
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     dit_tensor_free (be, bufs[i]);
   free (m->blocks);
@@ -335,6 +399,71 @@ rmsnorm (dit_model *m, dit_tensor *x, const dit_tensor *w)
   return dit_rmsnorm (m->be, &p);
 }
 
+/* In-place sum over the tensor-parallel group of a contiguous buffer. */
+static dit_status
+tp_allreduce (dit_model *m, dit_tensor *t)
+{
+  dit_status st = m->allreduce (m->allreduce_user, t->data,
+      dit_tensor_numel (t), t->dtype);
+  if (st != DIT_OK)
+    return dit_error_prefix (st, "tensor-parallel all-reduce (rank %d of %d)",
+        m->tp_rank, m->tp_degree);
+  return DIT_OK;
+}
+
+/* The full-width q/k RMSNorm of a and (optionally) b.  At TP > 1 each rank
+ * holds D/tp columns: partial sums of squares of both go through one
+ * all-reduce, then each rank normalises its columns by the full-width
+ * statistic. */
+static dit_status
+norm_qk (dit_model *m, dit_tensor *a, const dit_tensor *wa, dit_tensor *b,
+    const dit_tensor *wb)
+{
+  if (m->tp_degree == 1) {
+    DIT_TRY (rmsnorm (m, a, wa));
+    return b ? rmsnorm (m, b, wb) : DIT_OK;
+  }
+  const int64_t ra = a->shape[0], rb = b ? b->shape[0] : 0;
+  float *ss = m->sumsq.data;
+  dit_tensor ssa = dit_tensor_1d (ss, DIT_F32, m->sumsq.device, ra);
+  dit_tensor ssb = dit_tensor_1d (ss + ra, DIT_F32, m->sumsq.device, rb);
+  dit_tensor all = dit_tensor_1d (ss, DIT_F32, m->sumsq.device, ra + rb);
+  dit_rmsnorm_sumsq_params pa = { .x = a, .sumsq = &ssa };
+  DIT_TRY (dit_rmsnorm_sumsq (m->be, &pa));
+  if (b) {
+    dit_rmsnorm_sumsq_params pb = { .x = b, .sumsq = &ssb };
+    DIT_TRY (dit_rmsnorm_sumsq (m->be, &pb));
+  }
+  DIT_TRY (tp_allreduce (m, &all));
+  dit_rmsnorm_apply_params qa = { .x = a, .sumsq = &ssa, .weight = wa, .y = a,
+    .total_cols = m->cfg.dim, .eps = m->cfg.eps };
+  DIT_TRY (dit_rmsnorm_apply (m->be, &qa));
+  if (!b)
+    return DIT_OK;
+  dit_rmsnorm_apply_params qb = { .x = b, .sumsq = &ssb, .weight = wb, .y = b,
+    .total_cols = m->cfg.dim, .eps = m->cfg.eps };
+  return dit_rmsnorm_apply (m->be, &qb);
+}
+
+/* A row-parallel linear (o, cross o, FFN-down): at TP > 1 the local GEMM
+ * gives a partial sum, the all-reduce the full product, and the bias is
+ * added once after it. */
+static dit_status
+linear_rowpar (dit_model *m, const dit_tensor *x, const dit_linear *l,
+    dit_tensor *y)
+{
+  if (m->tp_degree == 1)
+    return linear (m, x, l, y, DIT_ACT_NONE);
+  dit_gemm_params p = { .x = x, .w = l->w, .bias = NULL, .y = y,
+    .act = DIT_ACT_NONE };
+  DIT_TRY (dit_gemm (m->be, &p));
+  DIT_TRY (tp_allreduce (m, y));
+  if (!l->b)
+    return DIT_OK;
+  dit_add_params ap = { .a = y, .b = l->b, .y = y };
+  return dit_add (m->be, &ap);
+}
+
 static dit_status
 modulate (dit_model *m, dit_tensor *h, const dit_tensor *shift,
     const dit_tensor *scale)
@@ -356,9 +485,65 @@ static dit_status
 rope (dit_model *m, dit_tensor *x, int64_t frames, int frame_offset)
 {
   dit_rope_params p = { .x = x, .cos = &m->rope_cos, .sin = &m->rope_sin,
-    .heads = m->cfg.num_heads, .grid_f = frames, .grid_h = m->grid_h,
+    .heads = m->heads_local, .grid_f = frames, .grid_h = m->grid_h,
     .grid_w = m->grid_w, .frame_offset = frame_offset };
   return dit_rope (m->be, &p);
+}
+
+/* ---- fused chains --------------------------------------------------------
+ * Where the backend has a fused op (kernels/dit_ops.h, "fused ops") it runs
+ * in place of the chain below it; the fused ops keep the chain's
+ * intermediate rounding (the q/k one differs from the chain in the last bit
+ * of some elements, tests/gpu/test_cuda_fused.c).  The CPU reference has
+ * none, so its path is the unfused chain. */
+
+static int
+have_fused (dit_model *m, dit_op op, int have_entry)
+{
+  return !m->no_fused && have_entry && m->be->ops->supports
+      && m->be->ops->supports (m->be, op, m->dtype);
+}
+
+/* h = LN(x) * (1 + scale) + shift, per frame. */
+static dit_status
+layernorm_modulate (dit_model *m, const dit_tensor *x, dit_tensor *h,
+    const dit_tensor *shift, const dit_tensor *scale)
+{
+  if (have_fused (m, DIT_OP_LAYERNORM_MODULATE,
+        m->be->ops->layernorm_modulate != NULL)) {
+    dit_layernorm_modulate_params p = { .x = x, .shift = shift,
+      .scale = scale, .y = h, .rows_per_group = m->fs, .eps = m->cfg.eps };
+    return m->be->ops->layernorm_modulate (m->be, &p);
+  }
+  DIT_TRY (layernorm (m, x, NULL, NULL, h));
+  return modulate (m, h, shift, scale);
+}
+
+/* Self-attention q and k: full-width RMSNorm, then RoPE, in place. */
+static dit_status
+norm_rope_qk (dit_model *m, const dit_block_weights *b, dit_tensor *q,
+    dit_tensor *k, int64_t frames, int frame_offset)
+{
+  if (m->tp_degree == 1 && have_fused (m, DIT_OP_QK_NORM_ROPE,
+        m->be->ops->qk_norm_rope != NULL)) {
+    dit_qk_norm_rope_params p = { .x = q, .weight = b->s_norm_q,
+      .cos = &m->rope_cos, .sin = &m->rope_sin, .heads = m->heads_local,
+      .grid_f = frames, .grid_h = m->grid_h, .grid_w = m->grid_w,
+      .frame_offset = frame_offset, .eps = m->cfg.eps };
+    DIT_TRY (m->be->ops->qk_norm_rope (m->be, &p));
+    p.x = k;
+    p.weight = b->s_norm_k;
+    return m->be->ops->qk_norm_rope (m->be, &p);
+  }
+  DIT_TRY (norm_qk (m, q, b->s_norm_q, k, b->s_norm_k));
+  DIT_TRY (rope (m, q, frames, frame_offset));
+  return rope (m, k, frames, frame_offset);
+}
+
+void
+dit_model_set_fused (dit_model *m, int enable)
+{
+  m->no_fused = !enable;
 }
 
 /* Row k (0..5) of a per-frame modulation table [F, 6D] as an [F, D] view. */
@@ -416,7 +601,7 @@ dit_model_set_context (dit_model *m, const dit_tensor *embeds)
   for (int i = 0; i < c->num_layers; i++) {
     const dit_block_weights *b = &m->blocks[i];
     DIT_TRY (linear (m, &m->ctx, &b->ck, &m->cross_k[i], DIT_ACT_NONE));
-    DIT_TRY (rmsnorm (m, &m->cross_k[i], b->c_norm_k));
+    DIT_TRY (norm_qk (m, &m->cross_k[i], b->c_norm_k, NULL, NULL));
     DIT_TRY (linear (m, &m->ctx, &b->cv, &m->cross_v[i], DIT_ACT_NONE));
   }
   m->have_context = 1;
@@ -488,41 +673,36 @@ block_forward (dit_model *m, int layer, const dit_forward_args *a,
   dit_tensor gate_mlp = mod_row (&m->mod, frames, 5, D);
 
   /* self-attention */
-  DIT_TRY (layernorm (m, &x, NULL, NULL, &h));
-  DIT_TRY (modulate (m, &h, &shift_msa, &scale_msa));
+  DIT_TRY (layernorm_modulate (m, &x, &h, &shift_msa, &scale_msa));
   DIT_TRY (linear (m, &h, &b->sq, &q, DIT_ACT_NONE));
   DIT_TRY (linear (m, &h, &b->sk, &knew, DIT_ACT_NONE));
   DIT_TRY (linear (m, &h, &b->sv, &vnew, DIT_ACT_NONE));
-  DIT_TRY (rmsnorm (m, &q, b->s_norm_q));
-  DIT_TRY (rmsnorm (m, &knew, b->s_norm_k));
-  DIT_TRY (rope (m, &q, frames, a->frame_offset));
-  DIT_TRY (rope (m, &knew, frames, a->frame_offset));
+  DIT_TRY (norm_rope_qk (m, b, &q, &knew, frames, a->frame_offset));
   dit_attn_params sa = { .q = &q, .k = &kall, .v = &vall, .o = &attn,
-    .heads = c->num_heads, .head_dim = c->head_dim,
+    .heads = m->heads_local, .head_dim = c->head_dim,
     .scale = 1.0f / sqrtf ((float) c->head_dim),
     .bias_begin = a->bias_begin, .bias_end = a->bias_end,
     .log_bias = a->log_bias, .causal_block = a->causal_block,
     .q_pos0 = a->cache_row };
   DIT_TRY (dit_attention (m->be, &sa));
-  DIT_TRY (linear (m, &attn, &b->so, &proj, DIT_ACT_NONE));
+  DIT_TRY (linear_rowpar (m, &attn, &b->so, &proj));
   DIT_TRY (residual (m, &x, &proj, &gate_msa));
 
   /* cross-attention (no modulation, no gate) */
   DIT_TRY (layernorm (m, &x, b->norm3_w, b->norm3_b, &h));
   DIT_TRY (linear (m, &h, &b->cq, &q, DIT_ACT_NONE));
-  DIT_TRY (rmsnorm (m, &q, b->c_norm_q));
+  DIT_TRY (norm_qk (m, &q, b->c_norm_q, NULL, NULL));
   dit_attn_params ca = { .q = &q, .k = &m->cross_k[layer],
-    .v = &m->cross_v[layer], .o = &attn, .heads = c->num_heads,
+    .v = &m->cross_v[layer], .o = &attn, .heads = m->heads_local,
     .head_dim = c->head_dim, .scale = 1.0f / sqrtf ((float) c->head_dim) };
   DIT_TRY (dit_attention (m->be, &ca));
-  DIT_TRY (linear (m, &attn, &b->co, &proj, DIT_ACT_NONE));
+  DIT_TRY (linear_rowpar (m, &attn, &b->co, &proj));
   DIT_TRY (residual (m, &x, &proj, NULL));
 
   /* feed-forward */
-  DIT_TRY (layernorm (m, &x, NULL, NULL, &h));
-  DIT_TRY (modulate (m, &h, &shift_mlp, &scale_mlp));
+  DIT_TRY (layernorm_modulate (m, &x, &h, &shift_mlp, &scale_mlp));
   DIT_TRY (linear (m, &h, &b->ffn1, &ffn, DIT_ACT_GELU_TANH));
-  DIT_TRY (linear (m, &ffn, &b->ffn2, &proj, DIT_ACT_NONE));
+  DIT_TRY (linear_rowpar (m, &ffn, &b->ffn2, &proj));
   return residual (m, &x, &proj, &gate_mlp);
 }
 
@@ -577,8 +757,7 @@ dit_model_forward (dit_model *m, const dit_forward_args *a)
   dit_tensor hs = dit_tensor_rows (&m->head_shift, 0, frames);
   dit_tensor hc = dit_tensor_rows (&m->head_scale, 0, frames);
   dit_tensor out = dit_tensor_rows (&m->head_out, 0, L);
-  DIT_TRY (layernorm (m, &x, NULL, NULL, &h));
-  DIT_TRY (modulate (m, &h, &hs, &hc));
+  DIT_TRY (layernorm_modulate (m, &x, &h, &hs, &hc));
   DIT_TRY (linear (m, &h, &m->head, &out, DIT_ACT_NONE));
   dit_unpatchify_params up = { .tokens = &out, .latent = a->v_out };
   return dit_unpatchify (m->be, &up);

@@ -31,6 +31,34 @@ dit_status dit_model_create (const dit_model_config *cfg,
     dit_model **out);
 void dit_model_free (dit_model *m);
 
+/* Tensor parallelism (Megatron-style, plan in dist/dit_tp.h): a rank holds
+ * heads [rank*H/degree, (rank+1)*H/degree) and FFN columns likewise, so the
+ * weights it is given are that shard (dit_tp_shard_specs names the shapes).
+ * `allreduce` sums `count` elements of `dtype` at `data` (memory of the
+ * model's backend) in place over the group, giving every rank the same
+ * bits; it is called 5 times per block (fused q/k norm statistics, self-
+ * attention out, cross-attention q norm statistics, cross-attention out,
+ * FFN out) and once per layer by set_context.  degree 1 (or tp NULL in
+ * dit_model_create) is the single-device model. */
+typedef dit_status (*dit_allreduce_fn) (void *user, void *data, int64_t count,
+    dit_dtype dtype);
+
+typedef struct dit_model_tp {
+  int degree;
+  int rank;
+  dit_allreduce_fn allreduce;
+  void *user;
+} dit_model_tp;
+
+/* DIT_ERR_INVALID with a clear message unless degree is 1, 2, 4 or 8 and
+ * divides the heads and the FFN width of cfg. */
+dit_status dit_model_tp_check (const dit_model_config *cfg, int degree);
+
+dit_status dit_model_create_tp (const dit_model_config *cfg,
+    const dit_weights *weights, dit_backend *be, dit_dtype dtype,
+    int grid_h, int grid_w, int max_frames, int64_t cache_rows,
+    const dit_model_tp *tp, dit_model **out);
+
 /* Text embeddings [rows, text_dim] -> zero-padded to text_len, embedded, and
  * each layer's cross-attention K/V computed and kept. */
 dit_status dit_model_set_context (dit_model *m, const dit_tensor *embeds);
@@ -48,6 +76,10 @@ typedef struct dit_forward_args {
 } dit_forward_args;
 
 dit_status dit_model_forward (dit_model *m, const dit_forward_args *a);
+
+/* Use the backend's fused ops where it has them (default 1); 0 runs the
+ * unfused op chains everywhere (for comparisons and benchmarks). */
+void dit_model_set_fused (dit_model *m, int enable);
 
 int64_t dit_model_tokens_per_frame (const dit_model *m);
 /* FLOPs of one forward (spec §7.1) for L query tokens over N keys. */

@@ -534,12 +534,18 @@ w_synth_rule (const dit_param_spec *s, double *scale, double *offset)
   }
 }
 
+static uint64_t
+w_synth_stream (const dit_param_spec *spec)
+{
+  return w_fnv1a (W_FNV_OFFSET, spec->name, strlen (spec->name));
+}
+
 void
 dit_weights_synthetic_fill (const dit_param_spec *spec, uint64_t seed,
     int64_t begin, int64_t n, dit_dtype dtype, void *dst)
 {
   double scale, offset;
-  uint64_t stream = w_fnv1a (W_FNV_OFFSET, spec->name, strlen (spec->name));
+  uint64_t stream = w_synth_stream (spec);
   w_synth_rule (spec, &scale, &offset);
 
   /* Walk in pairs: one Philox call gives elements 2p and 2p+1. */
@@ -573,6 +579,16 @@ dit_weights_synthetic (const dit_param_spec *specs, size_t count, uint64_t seed,
   }
   for (size_t i = 0; i < count && status == DIT_OK; i++) {
     int64_t n = w_spec_numel (&specs[i]);
+    if (be->ops->synthetic_normal) {
+      /* Same values made in backend memory (the 14B set in seconds). */
+      double scale, offset;
+      w_synth_rule (&specs[i], &scale, &offset);
+      status = be->ops->synthetic_normal (be, w->pub.tensors[i].data, dtype, 0,
+          n, seed, w_synth_stream (&specs[i]), scale, offset);
+      if (status != DIT_OK)
+        dit_error_prefix (status, "weights: synthetic '%s'", specs[i].name);
+      continue;
+    }
     for (int64_t o = 0; o < n && status == DIT_OK; o += (int64_t) W_STAGE_ELEMS) {
       int64_t m = n - o < (int64_t) W_STAGE_ELEMS ? n - o : (int64_t) W_STAGE_ELEMS;
       dit_weights_synthetic_fill (&specs[i], seed, o, m, dtype, stage);
@@ -646,4 +662,50 @@ dit_weights_save (const dit_weights *w, const char *path, dit_dtype dtype,
   free (ctx.stage);
   free (wt);
   return status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* weights from a caller's fill function (tensor-parallel shards) */
+
+dit_status
+dit_weights_from_fill (const dit_param_spec *specs, size_t count,
+    dit_dtype dtype, dit_backend *be, dit_weights_fill_fn fill, void *user,
+    dit_weights **out)
+{
+  weights_impl *w = NULL;
+  size_t dsz = dit_dtype_size (dtype);
+  void *stage;
+  dit_status status;
+
+  *out = NULL;
+  if (!be || !fill)
+    return dit_error (DIT_ERR_INVALID, "weights: no backend or fill function");
+  if (!(stage = malloc (W_STAGE_ELEMS * dsz)))
+    return dit_error (DIT_ERR_NOMEM, "weights: out of memory");
+  if ((status = w_alloc (specs, count, dtype, be, &w)) != DIT_OK) {
+    free (stage);
+    return status;
+  }
+  for (size_t i = 0; i < count && status == DIT_OK; i++) {
+    int64_t n = w_spec_numel (&specs[i]);
+    for (int64_t o = 0; o < n && status == DIT_OK; o += (int64_t) W_STAGE_ELEMS) {
+      int64_t m = n - o < (int64_t) W_STAGE_ELEMS ? n - o : (int64_t) W_STAGE_ELEMS;
+      status = fill (user, i, o, m, dtype, stage);
+      if (status == DIT_OK)
+        status = be->ops->upload (be,
+            (char *) w->pub.tensors[i].data + (size_t) o * dsz, stage,
+            (size_t) m * dsz);
+      if (status != DIT_OK)
+        dit_error_prefix (status, "weights: '%s'", specs[i].name);
+    }
+  }
+  if (status == DIT_OK)
+    status = w_fingerprint (&w->pub);
+  free (stage);
+  if (status != DIT_OK) {
+    dit_weights_free (&w->pub);
+    return status;
+  }
+  *out = &w->pub;
+  return DIT_OK;
 }

@@ -75,6 +75,17 @@ dit_status dit_weights_synthetic (const dit_param_spec *specs, size_t count,
 void dit_weights_synthetic_fill (const dit_param_spec *spec, uint64_t seed,
     int64_t begin, int64_t n, dit_dtype dtype, void *dst);
 
+/* A set whose values come from `fill`: for tensor `index` (of specs),
+ * write elements [begin, begin + n) in `dtype` into host memory `dst`
+ * (at most 1 Mi elements per call).  Used for tensor-parallel shards, whose
+ * slices come from a mapped checkpoint or from dit_weights_synthetic_fill
+ * of the full tensor (dist/dit_tp.c). */
+typedef dit_status (*dit_weights_fill_fn) (void *user, size_t index,
+    int64_t begin, int64_t n, dit_dtype dtype, void *dst);
+dit_status dit_weights_from_fill (const dit_param_spec *specs, size_t count,
+    dit_dtype dtype, dit_backend *be, dit_weights_fill_fn fill, void *user,
+    dit_weights **out);
+
 const dit_tensor *dit_weights_get (const dit_weights *w, const char *name);
 /* Like get, but a DIT_ERR_INVALID naming the key when absent. */
 dit_status dit_weights_require (const dit_weights *w, const char *name,

@@ -1,0 +1,452 @@
+/* comm_cpu — the CPU transport of dit_comm: ranks on one host joined by
+ * stream sockets, rank 0 the hub (rank r > 0 holds one socket to rank 0).
+ *
+ * Every transfer is a 24-byte header {magic, kind, seq, bytes} and then the
+ * payload; the receiver checks kind, sequence number and size, so ranks that
+ * disagree on the order of collectives fail with a message instead of
+ * reading garbage.
+ *
+ * All-reduce: ranks 1..n-1 send their buffers to rank 0, which adds them in
+ * rank order into an f32 accumulator ((x0 + x1) + x2 ...), rounds once to
+ * the dtype and sends the same bytes back to every rank, so results are
+ * reproducible run to run and identical on all ranks.  Broadcast goes
+ * through rank 0; point-to-point needs rank 0 at one end (the star has no
+ * other links).  Every wait has the communicator's deadline.
+ */
+#include "dit_comm.h"
+#include "dit_net.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define COMM_MAGIC 0x4d4f4344u  /* "DCOM" */
+
+enum { COMM_ALLREDUCE = 1, COMM_BCAST, COMM_P2P, COMM_BARRIER, COMM_HELLO };
+
+typedef struct comm_hdr {
+  uint32_t magic, kind;
+  uint64_t seq;
+  uint64_t bytes;
+} comm_hdr;
+
+typedef struct comm_cpu {
+  dit_comm pub;
+  int *fds;          /* rank 0: fds[r] for r >= 1; others: fds[0] */
+  uint64_t seq;
+  int failed;
+  float *acc;        /* rank 0 all-reduce accumulator */
+  unsigned char *stage;
+  size_t acc_cap, stage_cap;
+} comm_cpu;
+
+static const char *
+comm_kind_name (uint32_t k)
+{
+  switch (k) {
+    case COMM_ALLREDUCE: return "all-reduce";
+    case COMM_BCAST: return "broadcast";
+    case COMM_P2P: return "send/recv";
+    case COMM_BARRIER: return "barrier";
+    case COMM_HELLO: return "hello";
+    default: return "unknown";
+  }
+}
+
+static dit_status
+comm_fail (comm_cpu *c, dit_status st)
+{
+  if (st != DIT_OK)
+    c->failed = 1;
+  return st;
+}
+
+static dit_status
+comm_send (comm_cpu *c, int peer, uint32_t kind, const void *data,
+    size_t bytes, int64_t deadline)
+{
+  char what[96];
+  comm_hdr h = { COMM_MAGIC, kind, c->seq, bytes };
+  int fd = c->pub.rank == 0 ? c->fds[peer] : c->fds[0];
+  snprintf (what, sizeof what, "cpu comm rank %d: %s #%llu to rank %d",
+      c->pub.rank, comm_kind_name (kind), (unsigned long long) c->seq, peer);
+  DIT_TRY (comm_fail (c, dit_net_send_all (fd, &h, sizeof h, deadline, what)));
+  if (bytes)
+    DIT_TRY (comm_fail (c, dit_net_send_all (fd, data, bytes, deadline, what)));
+  return DIT_OK;
+}
+
+static dit_status
+comm_recv (comm_cpu *c, int peer, uint32_t kind, void *data, size_t bytes,
+    int64_t deadline)
+{
+  char what[96];
+  comm_hdr h;
+  int fd = c->pub.rank == 0 ? c->fds[peer] : c->fds[0];
+  snprintf (what, sizeof what, "cpu comm rank %d: %s #%llu from rank %d",
+      c->pub.rank, comm_kind_name (kind), (unsigned long long) c->seq, peer);
+  dit_status st = dit_net_recv_all (fd, &h, sizeof h, deadline, what);
+  if (st != DIT_OK)
+    return comm_fail (c, st);
+  if (h.magic != COMM_MAGIC || h.kind != kind || h.seq != c->seq
+      || h.bytes != bytes)
+    return comm_fail (c, dit_error (DIT_ERR_STATE,
+        "%s: peer is out of step (it sent %s #%llu of %llu bytes, expected "
+        "%llu bytes)", what, comm_kind_name (h.kind),
+        (unsigned long long) h.seq, (unsigned long long) h.bytes,
+        (unsigned long long) bytes));
+  if (bytes)
+    DIT_TRY (comm_fail (c, dit_net_recv_all (fd, data, bytes, deadline, what)));
+  return DIT_OK;
+}
+
+static dit_status
+comm_check (comm_cpu *c, const char *op)
+{
+  if (c->failed)
+    return dit_error (DIT_ERR_STATE,
+        "cpu comm rank %d: %s after an earlier failure", c->pub.rank, op);
+  return DIT_OK;
+}
+
+static dit_status
+comm_grow (void **buf, size_t *cap, size_t need)
+{
+  if (need <= *cap)
+    return DIT_OK;
+  void *p = realloc (*buf, need);
+  if (!p)
+    return dit_error (DIT_ERR_NOMEM, "cpu comm: out of memory (%zu bytes)", need);
+  *buf = p;
+  *cap = need;
+  return DIT_OK;
+}
+
+static dit_status
+cpu_allreduce (dit_comm *pub, void *data, int64_t count, dit_dtype dtype)
+{
+  comm_cpu *c = (comm_cpu *) pub;
+  DIT_TRY (comm_check (c, "all-reduce"));
+  if (count < 0 || (dtype != DIT_F32 && dtype != DIT_BF16 && dtype != DIT_F16))
+    return dit_error (DIT_ERR_INVALID, "cpu comm: all-reduce of %lld %s elements",
+        (long long) count, dit_dtype_name (dtype));
+  size_t bytes = (size_t) count * dit_dtype_size (dtype);
+  int64_t dl = dit_net_deadline (pub->timeout_ms);
+  c->seq++;
+  if (pub->size == 1 || count == 0)
+    return DIT_OK;
+  if (pub->rank != 0) {
+    DIT_TRY (comm_send (c, 0, COMM_ALLREDUCE, data, bytes, dl));
+    return comm_recv (c, 0, COMM_ALLREDUCE, data, bytes, dl);
+  }
+  DIT_TRY (comm_grow ((void **) &c->acc, &c->acc_cap, (size_t) count * sizeof (float)));
+  DIT_TRY (comm_grow ((void **) &c->stage, &c->stage_cap, bytes));
+  for (int64_t i = 0; i < count; i++)
+    c->acc[i] = dit_load_f32 (data, dtype, (size_t) i);
+  for (int r = 1; r < pub->size; r++) {
+    DIT_TRY (comm_recv (c, r, COMM_ALLREDUCE, c->stage, bytes, dl));
+    for (int64_t i = 0; i < count; i++)
+      c->acc[i] += dit_load_f32 (c->stage, dtype, (size_t) i);
+  }
+  for (int64_t i = 0; i < count; i++)
+    dit_store_f32 (data, dtype, (size_t) i, c->acc[i]);
+  for (int r = 1; r < pub->size; r++)
+    DIT_TRY (comm_send (c, r, COMM_ALLREDUCE, data, bytes, dl));
+  return DIT_OK;
+}
+
+static dit_status
+cpu_broadcast (dit_comm *pub, void *data, size_t bytes, int root)
+{
+  comm_cpu *c = (comm_cpu *) pub;
+  DIT_TRY (comm_check (c, "broadcast"));
+  if (root < 0 || root >= pub->size)
+    return dit_error (DIT_ERR_INVALID, "cpu comm: broadcast root %d of %d ranks",
+        root, pub->size);
+  int64_t dl = dit_net_deadline (pub->timeout_ms);
+  c->seq++;
+  if (pub->size == 1)
+    return DIT_OK;
+  if (pub->rank == 0) {
+    if (root != 0)
+      DIT_TRY (comm_recv (c, root, COMM_BCAST, data, bytes, dl));
+    for (int r = 1; r < pub->size; r++)
+      if (r != root)
+        DIT_TRY (comm_send (c, r, COMM_BCAST, data, bytes, dl));
+    return DIT_OK;
+  }
+  if (pub->rank == root)
+    return comm_send (c, 0, COMM_BCAST, data, bytes, dl);
+  return comm_recv (c, 0, COMM_BCAST, data, bytes, dl);
+}
+
+static dit_status
+cpu_p2p_check (comm_cpu *c, int peer)
+{
+  DIT_TRY (comm_check (c, "send/recv"));
+  if (peer < 0 || peer >= c->pub.size || peer == c->pub.rank
+      || (c->pub.rank != 0 && peer != 0))
+    return dit_error (DIT_ERR_INVALID,
+        "cpu comm: rank %d cannot exchange with rank %d (the CPU comm is a star: "
+        "point-to-point needs rank 0 at one end)", c->pub.rank, peer);
+  return DIT_OK;
+}
+
+/* Point-to-point messages carry their own counter per link, not the
+ * collective sequence number, since only two ranks take part. */
+static dit_status
+cpu_send (dit_comm *pub, const void *data, size_t bytes, int peer)
+{
+  comm_cpu *c = (comm_cpu *) pub;
+  DIT_TRY (cpu_p2p_check (c, peer));
+  uint64_t saved = c->seq;
+  c->seq = 0;
+  dit_status st = comm_send (c, peer, COMM_P2P, data, bytes,
+      dit_net_deadline (pub->timeout_ms));
+  c->seq = saved;
+  return st;
+}
+
+static dit_status
+cpu_recv (dit_comm *pub, void *data, size_t bytes, int peer)
+{
+  comm_cpu *c = (comm_cpu *) pub;
+  DIT_TRY (cpu_p2p_check (c, peer));
+  uint64_t saved = c->seq;
+  c->seq = 0;
+  dit_status st = comm_recv (c, peer, COMM_P2P, data, bytes,
+      dit_net_deadline (pub->timeout_ms));
+  c->seq = saved;
+  return st;
+}
+
+static dit_status
+cpu_barrier (dit_comm *pub)
+{
+  comm_cpu *c = (comm_cpu *) pub;
+  DIT_TRY (comm_check (c, "barrier"));
+  int64_t dl = dit_net_deadline (pub->timeout_ms);
+  c->seq++;
+  if (pub->size == 1)
+    return DIT_OK;
+  if (pub->rank != 0) {
+    DIT_TRY (comm_send (c, 0, COMM_BARRIER, NULL, 0, dl));
+    return comm_recv (c, 0, COMM_BARRIER, NULL, 0, dl);
+  }
+  for (int r = 1; r < pub->size; r++)
+    DIT_TRY (comm_recv (c, r, COMM_BARRIER, NULL, 0, dl));
+  for (int r = 1; r < pub->size; r++)
+    DIT_TRY (comm_send (c, r, COMM_BARRIER, NULL, 0, dl));
+  return DIT_OK;
+}
+
+static void
+cpu_destroy (dit_comm *pub)
+{
+  comm_cpu *c = (comm_cpu *) pub;
+  if (!c)
+    return;
+  int n = pub->rank == 0 ? pub->size : 1;
+  for (int i = 0; c->fds && i < n; i++)
+    if (c->fds[i] >= 0)
+      close (c->fds[i]);
+  free (c->fds);
+  free (c->acc);
+  free (c->stage);
+  free (c);
+}
+
+static const dit_comm_ops comm_cpu_ops = {
+  .name = "cpu",
+  .allreduce_sum = cpu_allreduce,
+  .broadcast = cpu_broadcast,
+  .send = cpu_send,
+  .recv = cpu_recv,
+  .barrier = cpu_barrier,
+  .destroy = cpu_destroy,
+};
+
+static comm_cpu *
+comm_new (int rank, int size, int timeout_ms)
+{
+  comm_cpu *c = calloc (1, sizeof *c);
+  if (!c)
+    return NULL;
+  c->pub.ops = &comm_cpu_ops;
+  c->pub.rank = rank;
+  c->pub.size = size;
+  c->pub.device = DIT_DEVICE_CPU;
+  c->pub.timeout_ms = timeout_ms;
+  c->pub.impl = c;
+  c->fds = malloc ((size_t) size * sizeof (int));
+  if (!c->fds) {
+    free (c);
+    return NULL;
+  }
+  for (int i = 0; i < size; i++)
+    c->fds[i] = -1;
+  return c;
+}
+
+static dit_status
+comm_check_size (int size)
+{
+  if (size < 1 || size > 1024)
+    return dit_error (DIT_ERR_INVALID, "cpu comm: %d ranks (1..1024)", size);
+  return DIT_OK;
+}
+
+dit_status
+dit_comm_cpu_create_local (int size, int timeout_ms, dit_comm **comms)
+{
+  DIT_TRY (comm_check_size (size));
+  for (int r = 0; r < size; r++)
+    comms[r] = NULL;
+  for (int r = 0; r < size; r++) {
+    comm_cpu *c = comm_new (r, size, timeout_ms);
+    if (!c)
+      goto nomem;
+    comms[r] = &c->pub;
+  }
+  for (int r = 1; r < size; r++) {
+    int sv[2];
+    if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+      goto nomem;
+    dit_net_set_nonblocking (sv[0]);
+    dit_net_set_nonblocking (sv[1]);
+    ((comm_cpu *) comms[0])->fds[r] = sv[0];
+    ((comm_cpu *) comms[r])->fds[0] = sv[1];
+  }
+  return DIT_OK;
+nomem:
+  for (int r = 0; r < size; r++)
+    if (comms[r])
+      cpu_destroy (comms[r]);
+  return dit_error (DIT_ERR_NOMEM, "cpu comm: cannot create %d local ranks", size);
+}
+
+typedef struct comm_hello {
+  uint32_t magic, kind;
+  uint64_t token;
+  int32_t rank, size;
+} comm_hello;
+
+dit_status
+dit_comm_cpu_create_root (int listen_fd, int size, uint64_t token,
+    int timeout_ms, dit_comm **out)
+{
+  *out = NULL;
+  DIT_TRY (comm_check_size (size));
+  comm_cpu *c = comm_new (0, size, timeout_ms);
+  if (!c) {
+    close (listen_fd);
+    return dit_error (DIT_ERR_NOMEM, "cpu comm: out of memory");
+  }
+  int64_t dl = dit_net_deadline (timeout_ms);
+  dit_status st = DIT_OK;
+  for (int joined = 1; joined < size && st == DIT_OK;) {
+    int fd;
+    comm_hello h;
+    st = dit_net_accept (listen_fd, dl, &fd);
+    if (st != DIT_OK) {
+      st = dit_error_prefix (st, "cpu comm rank 0: %d of %d ranks joined",
+          joined, size);
+      break;
+    }
+    if (dit_net_recv_all (fd, &h, sizeof h, dl, "cpu comm hello") != DIT_OK
+        || h.magic != COMM_MAGIC || h.kind != COMM_HELLO || h.token != token
+        || h.size != size || h.rank < 1 || h.rank >= size
+        || c->fds[h.rank] >= 0) {
+      close (fd);   /* a stray or mismatched connection: not a member */
+      continue;
+    }
+    c->fds[h.rank] = fd;
+    joined++;
+  }
+  close (listen_fd);
+  if (st == DIT_OK) {
+    /* Confirm membership to everybody at once. */
+    comm_hello ok = { COMM_MAGIC, COMM_HELLO, token, 0, size };
+    for (int r = 1; r < size && st == DIT_OK; r++)
+      st = dit_net_send_all (c->fds[r], &ok, sizeof ok, dl, "cpu comm welcome");
+  }
+  if (st != DIT_OK) {
+    cpu_destroy (&c->pub);
+    return st;
+  }
+  *out = &c->pub;
+  return DIT_OK;
+}
+
+dit_status
+dit_comm_cpu_connect (const char *host, int port, int rank, int size,
+    uint64_t token, int timeout_ms, dit_comm **out)
+{
+  *out = NULL;
+  DIT_TRY (comm_check_size (size));
+  if (rank < 1 || rank >= size)
+    return dit_error (DIT_ERR_INVALID, "cpu comm: rank %d cannot connect (1..%d)",
+        rank, size - 1);
+  int64_t dl = dit_net_deadline (timeout_ms);
+  int fd;
+  DIT_TRY (dit_net_connect (host, port, dl, &fd));
+  comm_hello h = { COMM_MAGIC, COMM_HELLO, token, rank, size }, ok;
+  dit_status st = dit_net_send_all (fd, &h, sizeof h, dl, "cpu comm hello");
+  if (st == DIT_OK)
+    st = dit_net_recv_all (fd, &ok, sizeof ok, dl, "cpu comm welcome from rank 0");
+  if (st == DIT_OK && (ok.magic != COMM_MAGIC || ok.token != token))
+    st = dit_error (DIT_ERR_STATE, "cpu comm: rank 0 sent a bad welcome");
+  if (st != DIT_OK) {
+    close (fd);
+    return st;
+  }
+  comm_cpu *c = comm_new (rank, size, timeout_ms);
+  if (!c) {
+    close (fd);
+    return dit_error (DIT_ERR_NOMEM, "cpu comm: out of memory");
+  }
+  c->fds[0] = fd;
+  *out = &c->pub;
+  return DIT_OK;
+}
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+dit_status
+dit_comm_allreduce_sum (dit_comm *c, void *data, int64_t count, dit_dtype dtype)
+{
+  return c->ops->allreduce_sum (c, data, count, dtype);
+}
+
+dit_status
+dit_comm_broadcast (dit_comm *c, void *data, size_t bytes, int root)
+{
+  return c->ops->broadcast (c, data, bytes, root);
+}
+
+dit_status
+dit_comm_send (dit_comm *c, const void *data, size_t bytes, int peer)
+{
+  return c->ops->send (c, data, bytes, peer);
+}
+
+dit_status
+dit_comm_recv (dit_comm *c, void *data, size_t bytes, int peer)
+{
+  return c->ops->recv (c, data, bytes, peer);
+}
+
+dit_status
+dit_comm_barrier (dit_comm *c)
+{
+  return c->ops->barrier (c);
+}
+
+void
+dit_comm_destroy (dit_comm *c)
+{
+  if (c)
+    c->ops->destroy (c);
+}

@@ -1,0 +1,101 @@
+/* dit_comm — the collective interface the tensor-parallel model and the mesh
+ * use, one vtable per transport.
+ *
+ * Transports:
+ *  - "cpu" (dist/comm_cpu.c): ranks are processes (or threads) on one host,
+ *    data over Unix-domain or TCP loopback sockets, rank 0 the hub; host
+ *    memory only.  Deterministic all-reduce: rank 0 sums the contributions
+ *    in rank order (f32 accumulation) and sends every rank the same bits.
+ *  - "nccl" (dist/comm_nccl.c, built when NCCL is found): device memory,
+ *    non-blocking communicator with a watchdog that aborts on timeout or
+ *    an asynchronous error.
+ *
+ * Every blocking call has a deadline (timeout_ms): a dead or stalled peer is
+ * an error naming the peer and the operation, never a hang.  After an error
+ * the communicator is failed and every later call returns at once.
+ * Calls on one communicator must come from one thread at a time, in the
+ * same order on every rank (as with NCCL).
+ */
+#ifndef DIT_COMM_H
+#define DIT_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../kernels/dit_status.h"
+#include "../kernels/dit_tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dit_comm dit_comm;
+
+typedef struct dit_comm_ops {
+  const char *name;
+  /* In-place sum of `count` elements (f32, bf16 or f16; accumulated in f32)
+   * over all ranks; every rank ends with the same bits. */
+  dit_status (*allreduce_sum) (dit_comm *c, void *data, int64_t count,
+      dit_dtype dtype);
+  /* `bytes` at data on `root` copied to every rank. */
+  dit_status (*broadcast) (dit_comm *c, void *data, size_t bytes, int root);
+  /* Point-to-point; each send is matched by a recv of the same size. */
+  dit_status (*send) (dit_comm *c, const void *data, size_t bytes, int peer);
+  dit_status (*recv) (dit_comm *c, void *data, size_t bytes, int peer);
+  dit_status (*barrier) (dit_comm *c);
+  void (*destroy) (dit_comm *c);
+} dit_comm_ops;
+
+struct dit_comm {
+  const dit_comm_ops *ops;
+  int rank;
+  int size;
+  dit_device device;   /* where data pointers must live */
+  int timeout_ms;      /* deadline of every blocking call */
+  void *impl;
+};
+
+dit_status dit_comm_allreduce_sum (dit_comm *c, void *data, int64_t count,
+    dit_dtype dtype);
+dit_status dit_comm_broadcast (dit_comm *c, void *data, size_t bytes, int root);
+dit_status dit_comm_send (dit_comm *c, const void *data, size_t bytes, int peer);
+dit_status dit_comm_recv (dit_comm *c, void *data, size_t bytes, int peer);
+dit_status dit_comm_barrier (dit_comm *c);
+void dit_comm_destroy (dit_comm *c);
+
+/* ---- CPU comm ----------------------------------------------------------- */
+
+/* `size` communicators connected by socketpairs, for ranks that are threads
+ * of one process (unit tests).  comms[r] is rank r. */
+dit_status dit_comm_cpu_create_local (int size, int timeout_ms,
+    dit_comm **comms);
+
+/* Processes: rank 0 accepts size - 1 connections on `listen_fd` (a bound,
+ * listening socket it owns from then on); the others connect to host:port.
+ * `token` (chosen by the mesh) must match on every rank, so a stray
+ * connection cannot join.  Both sides finish within timeout_ms. */
+dit_status dit_comm_cpu_create_root (int listen_fd, int size, uint64_t token,
+    int timeout_ms, dit_comm **out);
+dit_status dit_comm_cpu_connect (const char *host, int port, int rank,
+    int size, uint64_t token, int timeout_ms, dit_comm **out);
+
+/* ---- NCCL comm (dist/comm_nccl.c, when built) --------------------------- */
+
+#define DIT_COMM_NCCL_ID_BYTES 128
+
+/* 1 when this build has the NCCL transport. */
+int dit_comm_nccl_available (void);
+/* A fresh unique id (rank 0 makes it; it travels over the control
+ * connection). */
+dit_status dit_comm_nccl_unique_id (unsigned char id[DIT_COMM_NCCL_ID_BYTES]);
+/* Non-blocking init on CUDA device `device`; the watchdog aborts the
+ * communicator when a call exceeds timeout_ms or NCCL reports an error.
+ * Collectives are enqueued on `stream` (a cudaStream_t, NULL = default). */
+dit_status dit_comm_nccl_create (const unsigned char id[DIT_COMM_NCCL_ID_BYTES],
+    int rank, int size, int device, void *stream, int timeout_ms,
+    dit_comm **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,126 @@
+/* dit_mesh — the generator mesh: rank 0 (Stage 0) drives dit-worker ranks
+ * that each hold a tensor-parallel shard of the DiT (DESIGN §1, §6;
+ * protocol in docs/protocol.md).
+ *
+ * Rank 0 side (dit_mesh_*): listens on HOST:0 (the kernel picks the port),
+ * spawns local workers (fork/exec of dit-worker with --connect and the
+ * port) or waits for workers started by another launcher, runs the parity
+ * check of every JOIN, hands out the session (generator config, TP comm
+ * address, token), waits until every shard is loaded, then sends one
+ * envelope per chunk and collects one result per rank.
+ *
+ * Failure semantics (crash before hang): every wait has a deadline; a
+ * worker that dies, stalls or fails is reported by rank, pid and call
+ * within chunk_timeout_ms, the mesh is then failed (every later call
+ * returns the same error) and dit_mesh_free kills and reaps what is left.
+ * Results of an older cache epoch are dropped; ranks' output digests are
+ * compared every drift_every chunks.
+ *
+ * Worker side (dit_worker_run): the loop behind tools/dit-worker.
+ */
+#ifndef DIT_MESH_H
+#define DIT_MESH_H
+
+#include "../model/dit_generator.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DIT_MESH_MAX_RANKS 8
+
+typedef struct dit_mesh_config {
+  const char *preset;          /* model preset, e.g. "wan-14b", "tiny" */
+  const char *weights;         /* checkpoint path, or NULL = synthetic */
+  uint64_t synthetic_seed;
+  dit_gen_config gen;          /* generator config (dtype = weight dtype) */
+  int ranks;                   /* mesh size = TP degree (1, 2, 4, 8) */
+  int spawn;                   /* 1: fork/exec local workers */
+  const char *worker_path;     /* dit-worker executable (spawn) */
+  const char *backend;         /* worker backend: "cpu" (default) or "cuda" */
+  const int *devices;          /* device of each spawned rank; NULL = 0.. */
+  const char *listen;          /* "HOST:PORT"; NULL = "127.0.0.1:0" */
+  int join_timeout_ms;         /* joins + shard loading; default 30000 */
+  int chunk_timeout_ms;        /* one chunk, all ranks; default 10000 */
+  int drift_every;             /* compare rank digests every N chunks; 0 = every chunk */
+  int max_inflight;            /* envelopes queued ahead; default 2 */
+  const char *const *worker_args; /* extra dit-worker arguments (NULL-terminated) */
+} dit_mesh_config;
+
+void dit_mesh_config_default (dit_mesh_config *c);
+
+typedef struct dit_mesh dit_mesh;
+
+dit_status dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out);
+/* Kills (SIGKILL) and reaps any worker still running; closes everything. */
+void dit_mesh_free (dit_mesh *m);
+
+/* The bound rendezvous port (for workers started elsewhere), and the pid
+ * of a spawned rank (0 when not spawned). */
+int dit_mesh_port (const dit_mesh *m);
+int dit_mesh_worker_pid (const dit_mesh *m, int rank);
+
+/* Host embeddings [rows, text_dim]; sent with the next INFER. */
+dit_status dit_mesh_set_prompt (dit_mesh *m, const dit_tensor *embeds);
+
+/* Hard cut (flush, prompt switch, config change): results of calls
+ * submitted before are dropped when they arrive. */
+void dit_mesh_bump_epoch (dit_mesh *m);
+
+/* dit_generator_run_chunk's contract on the mesh: request tensors and `out`
+ * are host memory ([16, F, h, w], f32 or bf16).  Noise is the Philox
+ * stream of (seed, chunk, step) on every rank; caller noise is refused. */
+dit_status dit_mesh_run_chunk (dit_mesh *m, const dit_chunk_request *req,
+    dit_tensor *out, dit_chunk_timing *timing);
+
+/* The same in two halves, for up to max_inflight envelopes in flight.
+ * collect returns results in submit order, skipping stale-epoch ones. */
+dit_status dit_mesh_submit (dit_mesh *m, const dit_chunk_request *req,
+    uint64_t *call_id);
+dit_status dit_mesh_collect (dit_mesh *m, dit_tensor *out,
+    dit_chunk_timing *timing, uint64_t *call_id);
+
+/* Send an envelope as built by the caller (tests, tools): it is validated
+ * and encoded completely first, so a bad one fails here and nothing is
+ * sent.  INFER envelopes are then tracked like submitted ones. */
+struct dit_envelope;
+dit_status dit_mesh_send_envelope (dit_mesh *m, const struct dit_envelope *env);
+
+/* Drain what is in flight, send SHUTDOWN, wait (deadline) until every
+ * spawned worker has exited; DIT_OK only if all exited with status 0. */
+dit_status dit_mesh_shutdown (dit_mesh *m);
+
+typedef struct dit_mesh_stats {
+  uint64_t chunks;             /* results delivered */
+  uint64_t stale_dropped;      /* results dropped by the epoch fence */
+  uint64_t drift_checks;
+  double last_roundtrip_ms;
+  double last_rank_ms[DIT_MESH_MAX_RANKS];  /* per-rank total */
+} dit_mesh_stats;
+void dit_mesh_get_stats (const dit_mesh *m, dit_mesh_stats *s);
+
+/* ---- worker ------------------------------------------------------------- */
+
+typedef struct dit_worker_config {
+  const char *connect;         /* rank 0's "HOST:PORT" */
+  int rank;                    /* mesh rank 0..tp-1 */
+  int tp;                      /* mesh size */
+  int device;
+  const char *backend;         /* "cpu" or "cuda" */
+  const char *preset;
+  const char *weights;         /* NULL = synthetic */
+  uint64_t synthetic_seed;
+  dit_dtype dtype;
+  int timeout_ms;              /* join, comm setup and every collective */
+  int test_delay_ms;           /* tests: sleep before each chunk */
+} dit_worker_config;
+
+/* Joins, loads its shard, serves envelopes.  DIT_OK after SHUTDOWN; an
+ * error (with the message) when refused at join, when rank 0 disappears,
+ * or when a collective fails. */
+dit_status dit_worker_run (const dit_worker_config *cfg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

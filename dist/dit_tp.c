@@ -1,0 +1,332 @@
+/* dit_tp — tensor-parallel shard plan and shard loading (see dit_tp.h). */
+#include "dit_tp.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t
+dit_fnv1a (uint64_t h, const void *data, size_t n)
+{
+  const unsigned char *p = data;
+  for (size_t i = 0; i < n; i++) {
+    h ^= p[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+static uint64_t
+fnv_u64 (uint64_t h, uint64_t v)
+{
+  unsigned char b[8];
+  for (int i = 0; i < 8; i++)
+    b[i] = (unsigned char) (v >> (8 * i));
+  return dit_fnv1a (h, b, 8);
+}
+
+static int
+ends_with (const char *s, const char *suffix)
+{
+  size_t n = strlen (s), m = strlen (suffix);
+  return n >= m && strcmp (s + n - m, suffix) == 0;
+}
+
+/* Which split a parameter gets (names of spec §3.2). */
+static dit_tp_split
+tp_split_of (const char *name, int *ffn)
+{
+  static const char *const rows[] = {
+    ".self_attn.q.weight", ".self_attn.q.bias", ".self_attn.k.weight",
+    ".self_attn.k.bias", ".self_attn.v.weight", ".self_attn.v.bias",
+    ".self_attn.norm_q.weight", ".self_attn.norm_k.weight",
+    ".cross_attn.q.weight", ".cross_attn.q.bias", ".cross_attn.k.weight",
+    ".cross_attn.k.bias", ".cross_attn.v.weight", ".cross_attn.v.bias",
+    ".cross_attn.norm_q.weight", ".cross_attn.norm_k.weight",
+  };
+  *ffn = 0;
+  if (strncmp (name, "blocks.", 7) != 0)
+    return DIT_TP_REPLICATED;
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+    if (ends_with (name, rows[i]))
+      return DIT_TP_ROWS;
+  if (ends_with (name, ".ffn.0.weight") || ends_with (name, ".ffn.0.bias")) {
+    *ffn = 1;
+    return DIT_TP_ROWS;
+  }
+  if (ends_with (name, ".self_attn.o.weight")
+      || ends_with (name, ".cross_attn.o.weight"))
+    return DIT_TP_COLS;
+  if (ends_with (name, ".ffn.2.weight")) {
+    *ffn = 1;
+    return DIT_TP_COLS;
+  }
+  return DIT_TP_REPLICATED;
+}
+
+dit_status
+dit_tp_shard_specs (const dit_model_config *cfg, int degree, int rank,
+    dit_param_spec **specs_out, dit_tp_slice **slices_out, size_t *count_out)
+{
+  dit_param_spec *specs = NULL;
+  size_t count = 0;
+  *specs_out = NULL;
+  *slices_out = NULL;
+  *count_out = 0;
+  DIT_TRY (dit_model_tp_check (cfg, degree));
+  if (rank < 0 || rank >= degree)
+    return dit_error (DIT_ERR_INVALID, "tensor-parallel rank %d outside 0..%d",
+        rank, degree - 1);
+  DIT_TRY (dit_model_config_params (cfg, &specs, &count));
+  dit_tp_slice *slices = calloc (count + 1, sizeof *slices);
+  if (!slices) {
+    free (specs);
+    return dit_error (DIT_ERR_NOMEM, "tensor parallel: out of memory");
+  }
+  const int64_t Dl = (int64_t) cfg->dim / degree, Fl = (int64_t) cfg->ffn_dim / degree;
+  for (size_t i = 0; i < count; i++) {
+    dit_param_spec *s = &specs[i];
+    dit_tp_slice *sl = &slices[i];
+    int ffn;
+    sl->full = *s;
+    sl->split = degree > 1 ? tp_split_of (s->name, &ffn) : DIT_TP_REPLICATED;
+    int64_t width = ffn ? Fl : Dl;
+    int dim = sl->split == DIT_TP_COLS ? 1 : 0;
+    if (sl->split == DIT_TP_REPLICATED)
+      continue;
+    if (s->ndim <= dim || s->shape[dim] != width * degree) {
+      free (specs);
+      free (slices);
+      return dit_error (DIT_ERR_INVALID,
+          "tensor parallel: '%s' dim %d is %lld, expected %lld to split %d ways",
+          s->name, dim, (long long) (s->ndim > dim ? s->shape[dim] : -1),
+          (long long) (width * degree), degree);
+    }
+    sl->begin = width * rank;
+    sl->count = width;
+    s->shape[dim] = width;
+  }
+  *specs_out = specs;
+  *slices_out = slices;
+  *count_out = count;
+  return DIT_OK;
+}
+
+/* ---- filling shard tensors ---------------------------------------------- */
+
+/* Shard element e of slice sl -> full element index, and how many following
+ * shard elements are contiguous in the full tensor. */
+static int64_t
+tp_map (const dit_tp_slice *sl, const dit_param_spec *shard, int64_t e,
+    int64_t *run)
+{
+  if (sl->split == DIT_TP_COLS) {
+    int64_t cols = shard->shape[1];
+    int64_t inner = 1;
+    for (int d = 2; d < shard->ndim; d++)
+      inner *= shard->shape[d];
+    int64_t row = e / (cols * inner), within = e % (cols * inner);
+    *run = cols * inner - within;
+    return row * sl->full.shape[1] * inner + sl->begin * inner + within;
+  }
+  int64_t inner = 1;
+  for (int d = 1; d < shard->ndim; d++)
+    inner *= shard->shape[d];
+  int64_t total = 1;
+  for (int d = 0; d < shard->ndim; d++)
+    total *= shard->shape[d];
+  *run = total - e;
+  return (sl->split == DIT_TP_ROWS ? sl->begin * inner : 0) + e;
+}
+
+typedef struct tp_fill_ctx {
+  const dit_param_spec *specs;
+  const dit_tp_slice *slices;
+  uint64_t seed;
+  const dit_st_tensor **src;   /* file mode: full tensor per spec */
+} tp_fill_ctx;
+
+static dit_status
+tp_fill (void *user, size_t index, int64_t begin, int64_t n, dit_dtype dtype,
+    void *dst)
+{
+  const tp_fill_ctx *c = user;
+  const dit_tp_slice *sl = &c->slices[index];
+  size_t dsz = dit_dtype_size (dtype);
+  for (int64_t i = 0; i < n;) {
+    int64_t run;
+    int64_t full = tp_map (sl, &c->specs[index], begin + i, &run);
+    if (run > n - i)
+      run = n - i;
+    char *d = (char *) dst + (size_t) i * dsz;
+    if (!c->src) {
+      dit_weights_synthetic_fill (&sl->full, c->seed, full, run, dtype, d);
+    } else {
+      const dit_st_tensor *t = c->src[index];
+      dit_dtype sdt;
+      dit_st_dtype_to_dit (t->dtype, &sdt);
+      dit_convert (d, dtype, (const char *) t->data + (size_t) full
+          * dit_dtype_size (sdt), sdt, (size_t) run);
+    }
+    i += run;
+  }
+  return DIT_OK;
+}
+
+dit_status
+dit_tp_weights_synthetic (const dit_model_config *cfg, int degree, int rank,
+    uint64_t seed, dit_dtype dtype, dit_backend *be, dit_weights **out)
+{
+  dit_param_spec *specs;
+  dit_tp_slice *slices;
+  size_t count;
+  *out = NULL;
+  DIT_TRY (dit_tp_shard_specs (cfg, degree, rank, &specs, &slices, &count));
+  tp_fill_ctx ctx = { specs, slices, seed, NULL };
+  dit_status st = dit_weights_from_fill (specs, count, dtype, be, tp_fill, &ctx, out);
+  free (specs);
+  free (slices);
+  return st;
+}
+
+/* The checkpoint tensor holding canonical name `name`, or NULL. */
+static const dit_st_tensor *
+tp_find (const dit_safetensors *st, const char *name)
+{
+  const dit_st_tensor *t = dit_safetensors_find (st, name);
+  if (t)
+    return t;
+  char buf[256];
+  for (size_t i = 0; i < dit_safetensors_count (st); i++) {
+    const dit_st_tensor *u = dit_safetensors_at (st, i);
+    if (dit_model_key_map (u->name, buf, sizeof buf) && strcmp (buf, name) == 0)
+      return u;
+  }
+  return NULL;
+}
+
+dit_status
+dit_tp_weights_load (const char *path, const dit_model_config *cfg, int degree,
+    int rank, dit_dtype dtype, dit_backend *be, dit_weights **out)
+{
+  dit_param_spec *full = NULL, *specs = NULL;
+  dit_tp_slice *slices = NULL;
+  size_t nfull = 0, count = 0;
+  dit_safetensors *st = NULL;
+  const dit_st_tensor **src = NULL;
+  dit_status status;
+
+  *out = NULL;
+  if ((status = dit_tp_shard_specs (cfg, degree, rank, &specs, &slices, &count)) != DIT_OK)
+    return status;
+  if ((status = dit_model_config_params (cfg, &full, &nfull)) != DIT_OK)
+    goto done;
+  if ((status = dit_safetensors_open (path, &st)) != DIT_OK)
+    goto done;
+  /* The full key set, shapes and dtypes first: a wrong file fails before
+   * anything is read or allocated. */
+  if ((status = dit_weights_check (st, path, full, nfull, dit_model_key_map)) != DIT_OK)
+    goto done;
+  src = calloc (count + 1, sizeof *src);
+  if (!src) {
+    status = dit_error (DIT_ERR_NOMEM, "%s: out of memory", path);
+    goto done;
+  }
+  for (size_t i = 0; i < count; i++) {
+    src[i] = tp_find (st, specs[i].name);
+    if (!src[i]) {
+      status = dit_error (DIT_ERR_FORMAT, "%s: key '%s' missing", path, specs[i].name);
+      goto done;
+    }
+  }
+  tp_fill_ctx ctx = { specs, slices, 0, src };
+  status = dit_weights_from_fill (specs, count, dtype, be, tp_fill, &ctx, out);
+  if (status != DIT_OK)
+    dit_error_prefix (status, "%s: shard %d of %d", path, rank, degree);
+
+done:
+  free (src);
+  dit_safetensors_close (st);
+  free (full);
+  free (specs);
+  free (slices);
+  return status;
+}
+
+/* ---- fingerprints ------------------------------------------------------- */
+
+uint64_t
+dit_tp_config_digest (const dit_model_config *c)
+{
+  uint64_t h = DIT_FNV_OFFSET;
+  h = dit_fnv1a (h, c->name, strnlen (c->name, sizeof c->name));
+  int64_t v[] = { c->dim, c->ffn_dim, c->freq_dim, c->num_heads, c->head_dim,
+    c->num_layers, c->text_len, c->text_dim, c->in_dim, c->out_dim };
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+    h = fnv_u64 (h, (uint64_t) v[i]);
+  uint32_t eps;
+  memcpy (&eps, &c->eps, 4);
+  return fnv_u64 (h, eps);
+}
+
+uint64_t
+dit_tp_fingerprint_synthetic (const dit_model_config *cfg, uint64_t seed,
+    dit_dtype dtype)
+{
+  uint64_t h = dit_fnv1a (DIT_FNV_OFFSET, "synthetic", 9);
+  h = fnv_u64 (h, dit_tp_config_digest (cfg));
+  h = fnv_u64 (h, (uint64_t) dtype);
+  return fnv_u64 (h, seed);
+}
+
+dit_status
+dit_tp_fingerprint_file (const char *path, const dit_model_config *cfg,
+    dit_dtype dtype, uint64_t *out)
+{
+  dit_param_spec *full = NULL;
+  size_t n = 0;
+  dit_safetensors *st = NULL;
+  DIT_TRY (dit_model_config_params (cfg, &full, &n));
+  dit_status status = dit_safetensors_open (path, &st);
+  if (status == DIT_OK)
+    status = dit_weights_check (st, path, full, n, dit_model_key_map);
+  uint64_t h = dit_fnv1a (DIT_FNV_OFFSET, "file", 4);
+  h = fnv_u64 (h, dit_tp_config_digest (cfg));
+  h = fnv_u64 (h, (uint64_t) dtype);
+  for (size_t i = 0; status == DIT_OK && i < n; i++) {
+    const dit_st_tensor *t = tp_find (st, full[i].name);
+    if (!t) {
+      status = dit_error (DIT_ERR_FORMAT, "%s: key '%s' missing", path, full[i].name);
+      break;
+    }
+    h = dit_fnv1a (h, full[i].name, strlen (full[i].name) + 1);
+    h = fnv_u64 (h, (uint64_t) t->dtype);
+    for (int d = 0; d < t->ndim; d++)
+      h = fnv_u64 (h, (uint64_t) t->shape[d]);
+    size_t k = t->nbytes < 4096 ? t->nbytes : 4096;
+    h = dit_fnv1a (h, t->data, k);
+    h = dit_fnv1a (h, (const char *) t->data + t->nbytes - k, k);
+  }
+  dit_safetensors_close (st);
+  free (full);
+  if (status == DIT_OK)
+    *out = h;
+  return status;
+}
+
+/* ---- comm adapter ------------------------------------------------------- */
+
+static dit_status
+tp_comm_allreduce (void *user, void *data, int64_t count, dit_dtype dtype)
+{
+  return dit_comm_allreduce_sum (user, data, count, dtype);
+}
+
+void
+dit_tp_from_comm (dit_comm *comm, dit_model_tp *tp)
+{
+  tp->degree = comm->size;
+  tp->rank = comm->rank;
+  tp->allreduce = tp_comm_allreduce;
+  tp->user = comm;
+}

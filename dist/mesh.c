@@ -1,0 +1,832 @@
+/* mesh — rank 0 side of the generator mesh (see dit_mesh.h).
+ *
+ * One control socket per worker rank.  Envelopes are encoded once
+ * (validated and fully materialised) and the same bytes are written to
+ * every rank; each rank answers every INFER with a RESULT (rank 0 of the
+ * mesh attaches the latents, every rank its output digest).  Collecting
+ * polls all ranks at once, so a rank that dies is seen when its socket
+ * closes, not after the others; the error of a failed call names every
+ * rank that died (with its wait status), stalled or reported an error.
+ */
+#include "dit_mesh.h"
+#include "dit_net.h"
+#include "dit_tp.h"
+#include "envelope.h"
+#include "dit_scheduler.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MESH_MAX_INFLIGHT 8
+
+typedef struct mesh_rank {
+  int fd;
+  pid_t pid;          /* spawned worker, 0 otherwise */
+  int exited;
+  int wstatus;
+  char addr[64];
+} mesh_rank;
+
+typedef struct mesh_call {
+  uint64_t call_id;
+  int64_t chunk_index;
+  uint64_t epoch;
+} mesh_call;
+
+struct dit_mesh {
+  dit_mesh_config cfg;
+  dit_model_config model;
+  double sigmas[DIT_MAX_STEPS];
+  int listen_fd, port;
+  mesh_rank ranks[DIT_MESH_MAX_RANKS];
+  uint64_t next_call;
+  int64_t next_chunk;
+  uint64_t epoch;
+  mesh_call inflight[MESH_MAX_INFLIGHT];
+  int n_inflight;
+  float *prompt;
+  int64_t prompt_rows;
+  int prompt_pending;
+  int failed;
+  char failure[1200];
+  unsigned char *buf;
+  size_t cap;
+  float *latents;      /* last rank-0 result */
+  dit_mesh_stats stats;
+};
+
+void
+dit_mesh_config_default (dit_mesh_config *c)
+{
+  memset (c, 0, sizeof *c);
+  c->preset = "tiny";
+  c->synthetic_seed = 42;
+  dit_gen_config_default (&c->gen);
+  c->ranks = 1;
+  c->spawn = 1;
+  c->worker_path = "dit-worker";
+  c->backend = "cpu";
+  c->join_timeout_ms = 30000;
+  c->chunk_timeout_ms = 10000;
+  c->drift_every = 0;
+  c->max_inflight = 2;
+}
+
+int
+dit_mesh_port (const dit_mesh *m)
+{
+  return m->port;
+}
+
+int
+dit_mesh_worker_pid (const dit_mesh *m, int rank)
+{
+  return rank >= 0 && rank < m->cfg.ranks ? (int) m->ranks[rank].pid : 0;
+}
+
+void
+dit_mesh_get_stats (const dit_mesh *m, dit_mesh_stats *s)
+{
+  *s = m->stats;
+}
+
+static double
+mesh_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
+}
+
+/* Record a failure: the mesh refuses everything afterwards. */
+static dit_status
+mesh_fail (dit_mesh *m, dit_status st, const char *msg)
+{
+  if (!m->failed) {
+    m->failed = 1;
+    snprintf (m->failure, sizeof m->failure, "%s", msg);
+  }
+  return dit_error (st, "%s", m->failure);
+}
+
+static dit_status
+mesh_check (dit_mesh *m)
+{
+  if (m->failed)
+    return dit_error (DIT_ERR_STATE, "mesh failed earlier: %s", m->failure);
+  return DIT_OK;
+}
+
+/* Reap a spawned rank if it has exited; describe its end in buf. */
+static int
+mesh_reap (mesh_rank *r, int64_t deadline)
+{
+  if (!r->pid || r->exited)
+    return r->exited;
+  for (;;) {
+    pid_t p = waitpid (r->pid, &r->wstatus, WNOHANG);
+    if (p == r->pid) {
+      r->exited = 1;
+      return 1;
+    }
+    if (dit_net_now_ms () >= deadline)
+      return 0;
+    usleep (2000);
+  }
+}
+
+static void
+mesh_describe_exit (const mesh_rank *r, char *buf, size_t n)
+{
+  if (!r->pid)
+    snprintf (buf, n, "closed its connection");
+  else if (!r->exited)
+    snprintf (buf, n, "closed its connection (pid %d still running)", (int) r->pid);
+  else if (WIFSIGNALED (r->wstatus))
+    snprintf (buf, n, "died (pid %d killed by signal %d)", (int) r->pid,
+        WTERMSIG (r->wstatus));
+  else
+    snprintf (buf, n, "exited (pid %d, status %d)", (int) r->pid,
+        WEXITSTATUS (r->wstatus));
+}
+
+/* ---- spawning and joining ----------------------------------------------- */
+
+static dit_status
+mesh_spawn (dit_mesh *m, int rank)
+{
+  const dit_mesh_config *c = &m->cfg;
+  char addr[64], rk[16], tp[16], dev[16], seed[32], to[16];
+  const char *argv[64];
+  int n = 0;
+  snprintf (addr, sizeof addr, "127.0.0.1:%d", m->port);
+  snprintf (rk, sizeof rk, "%d", rank);
+  snprintf (tp, sizeof tp, "%d", c->ranks);
+  snprintf (dev, sizeof dev, "%d", c->devices ? c->devices[rank] : rank);
+  snprintf (seed, sizeof seed, "%llu", (unsigned long long) c->synthetic_seed);
+  snprintf (to, sizeof to, "%d", c->chunk_timeout_ms);
+  argv[n++] = c->worker_path;
+  argv[n++] = "--connect"; argv[n++] = addr;
+  argv[n++] = "--rank"; argv[n++] = rk;
+  argv[n++] = "--tp"; argv[n++] = tp;
+  argv[n++] = "--device"; argv[n++] = dev;
+  argv[n++] = "--backend"; argv[n++] = c->backend ? c->backend : "cpu";
+  argv[n++] = "--preset"; argv[n++] = c->preset;
+  argv[n++] = "--dtype"; argv[n++] = dit_dtype_name (c->gen.dtype);
+  argv[n++] = "--timeout-ms"; argv[n++] = to;
+  if (c->weights) {
+    argv[n++] = "--weights"; argv[n++] = c->weights;
+  } else {
+    argv[n++] = "--seed"; argv[n++] = seed;
+  }
+  for (int i = 0; c->worker_args && c->worker_args[i] && n < 62; i++)
+    argv[n++] = c->worker_args[i];
+  argv[n] = NULL;
+
+  pid_t pid = fork ();
+  if (pid < 0)
+    return dit_error (DIT_ERR_IO, "mesh: cannot fork worker rank %d: %s", rank,
+        strerror (errno));
+  if (pid == 0) {
+    execvp (argv[0], (char *const *) argv);
+    fprintf (stderr, "mesh: cannot run '%s': %s\n", argv[0], strerror (errno));
+    _exit (127);
+  }
+  m->ranks[rank].pid = pid;
+  return DIT_OK;
+}
+
+/* A spawned rank that exited before joining ends the wait at once. */
+static dit_status
+mesh_check_children (dit_mesh *m)
+{
+  for (int r = 0; r < m->cfg.ranks; r++) {
+    mesh_rank *k = &m->ranks[r];
+    if (k->pid && k->fd < 0 && mesh_reap (k, 0)) {
+      char why[128], msg[256];
+      mesh_describe_exit (k, why, sizeof why);
+      snprintf (msg, sizeof msg, "mesh: worker rank %d %s before joining", r, why);
+      return mesh_fail (m, DIT_ERR_IO, msg);
+    }
+  }
+  return DIT_OK;
+}
+
+static dit_status
+mesh_parity (dit_mesh *m, const dit_env_join *j, uint64_t fingerprint,
+    char *why, size_t n)
+{
+  const dit_mesh_config *c = &m->cfg;
+  if (j->tp != c->ranks)
+    snprintf (why, n, "worker rank %d runs TP degree %d, the mesh has %d ranks",
+        j->rank, j->tp, c->ranks);
+  else if (strcmp (j->preset, c->preset) != 0
+      || j->config_digest != dit_tp_config_digest (&m->model))
+    snprintf (why, n, "worker rank %d has model config '%s' (digest %016llx), "
+        "rank 0 has '%s' (digest %016llx)", j->rank, j->preset,
+        (unsigned long long) j->config_digest, c->preset,
+        (unsigned long long) dit_tp_config_digest (&m->model));
+  else if (j->dtype != (int) c->gen.dtype)
+    snprintf (why, n, "worker rank %d computes in %s, rank 0 in %s", j->rank,
+        dit_dtype_name ((dit_dtype) j->dtype), dit_dtype_name (c->gen.dtype));
+  else if (j->weights_fingerprint != fingerprint)
+    snprintf (why, n, "worker rank %d has weight fingerprint %016llx, rank 0 "
+        "expects %016llx (a different checkpoint or seed)", j->rank,
+        (unsigned long long) j->weights_fingerprint,
+        (unsigned long long) fingerprint);
+  else if (j->rank < 0 || j->rank >= c->ranks)
+    snprintf (why, n, "worker rank %d outside 0..%d", j->rank, c->ranks - 1);
+  else if (m->ranks[j->rank].fd >= 0)
+    snprintf (why, n, "two workers claim rank %d", j->rank);
+  else
+    return DIT_OK;
+  return DIT_ERR_STATE;
+}
+
+static dit_status
+mesh_join (dit_mesh *m)
+{
+  const dit_mesh_config *c = &m->cfg;
+  uint64_t fp;
+  int64_t dl = dit_net_deadline (c->join_timeout_ms);
+  dit_env_join joins[DIT_MESH_MAX_RANKS];
+  char msg[1024];
+
+  if (c->weights)
+    DIT_TRY (dit_tp_fingerprint_file (c->weights, &m->model, c->gen.dtype, &fp));
+  else
+    fp = dit_tp_fingerprint_synthetic (&m->model, c->synthetic_seed, c->gen.dtype);
+
+  for (int joined = 0; joined < c->ranks;) {
+    DIT_TRY (mesh_check_children (m));
+    int fd;
+    int64_t step = dit_net_now_ms () + 50;
+    if (step > dl)
+      step = dl;
+    if (dit_net_accept (m->listen_fd, step, &fd) != DIT_OK) {
+      if (dit_net_now_ms () >= dl) {
+        snprintf (msg, sizeof msg, "mesh: only %d of %d workers joined within %d ms",
+            joined, c->ranks, c->join_timeout_ms);
+        return mesh_fail (m, DIT_ERR_IO, msg);
+      }
+      continue;
+    }
+    dit_envelope e;
+    dit_status st = dit_env_recv (fd, &e, &m->buf, &m->cap, dl, "mesh: joining worker");
+    if (st != DIT_OK || e.type != DIT_ENV_JOIN) {
+      close (fd);   /* not a worker: ignore it */
+      continue;
+    }
+    char why[512];
+    if (mesh_parity (m, &e.join, fp, why, sizeof why) != DIT_OK) {
+      dit_envelope r;
+      memset (&r, 0, sizeof r);
+      r.type = DIT_ENV_REFUSE;
+      snprintf (r.text, sizeof r.text, "parity check failed: %.200s", why);
+      dit_env_send (fd, &r, dit_net_deadline (1000), "mesh");
+      close (fd);
+      snprintf (msg, sizeof msg, "mesh: parity check failed at join: %s", why);
+      return mesh_fail (m, DIT_ERR_STATE, msg);
+    }
+    mesh_rank *k = &m->ranks[e.join.rank];
+    k->fd = fd;
+    if (!k->pid)
+      k->pid = 0;
+    joins[e.join.rank] = e.join;
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    if (getpeername (fd, (struct sockaddr *) &sa, &len) == 0)
+      inet_ntop (AF_INET, &sa.sin_addr, k->addr, sizeof k->addr);
+    joined++;
+  }
+
+  /* Everybody passed: hand out the session. */
+  uint64_t token = ((uint64_t) getpid () << 32) ^ (uint64_t) (mesh_ms () * 1e3);
+  int ufd = open ("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (ufd >= 0) {
+    if (read (ufd, &token, sizeof token) != sizeof token)
+      token ^= 0x5bd1e995u;
+    close (ufd);
+  }
+  dit_envelope a;
+  memset (&a, 0, sizeof a);
+  a.type = DIT_ENV_ACCEPT;
+  a.accept.token = token;
+  snprintf (a.accept.comm_host, sizeof a.accept.comm_host, "%s", m->ranks[0].addr);
+  a.accept.comm_port = joins[0].comm_port;
+  a.accept.timeout_ms = c->chunk_timeout_ms;
+  a.accept.latent_h = c->gen.latent_h;
+  a.accept.latent_w = c->gen.latent_w;
+  a.accept.frames_per_chunk = c->gen.frames_per_chunk;
+  a.accept.context_frames = c->gen.context_frames;
+  a.accept.num_steps = c->gen.num_steps;
+  memcpy (a.accept.steps, c->gen.steps, sizeof a.accept.steps);
+  a.accept.shift = c->gen.shift;
+  a.accept.kv_bias = c->gen.kv_bias;
+  a.accept.seed = c->gen.seed;
+  a.accept.warp_steps = c->gen.warp_steps;
+  for (int r = 0; r < c->ranks; r++) {
+    dit_status st = dit_env_send (m->ranks[r].fd, &a, dl, "mesh: ACCEPT");
+    if (st != DIT_OK)
+      return mesh_fail (m, st, dit_last_error ());
+  }
+  /* READY (NOOP) once the shard is loaded, or REFUSE with the reason. */
+  for (int r = 0; r < c->ranks; r++) {
+    dit_envelope e;
+    char peer[64];
+    snprintf (peer, sizeof peer, "mesh: worker rank %d", r);
+    dit_status st = dit_env_recv (m->ranks[r].fd, &e, &m->buf, &m->cap, dl, peer);
+    if (st != DIT_OK) {
+      snprintf (msg, sizeof msg, "mesh: worker rank %d did not become ready: %s",
+          r, dit_last_error ());
+      return mesh_fail (m, st, msg);
+    }
+    if (e.type == DIT_ENV_REFUSE) {
+      snprintf (msg, sizeof msg, "mesh: worker rank %d failed to set up: %s", r, e.text);
+      return mesh_fail (m, DIT_ERR_STATE, msg);
+    }
+  }
+  return DIT_OK;
+}
+
+dit_status
+dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out)
+{
+  *out = NULL;
+  if (cfg->ranks < 1 || cfg->ranks > DIT_MESH_MAX_RANKS)
+    return dit_error (DIT_ERR_INVALID, "mesh: %d ranks (1..%d)", cfg->ranks,
+        DIT_MESH_MAX_RANKS);
+  dit_mesh *m = calloc (1, sizeof *m);
+  if (!m)
+    return dit_error (DIT_ERR_NOMEM, "mesh: out of memory");
+  m->cfg = *cfg;
+  m->listen_fd = -1;
+  for (int r = 0; r < DIT_MESH_MAX_RANKS; r++)
+    m->ranks[r].fd = -1;
+  if (m->cfg.max_inflight < 1)
+    m->cfg.max_inflight = 1;
+  if (m->cfg.max_inflight > MESH_MAX_INFLIGHT)
+    m->cfg.max_inflight = MESH_MAX_INFLIGHT;
+  m->next_call = 1;
+
+  dit_status st = dit_model_config_preset (cfg->preset, &m->model);
+  if (st == DIT_OK)
+    st = dit_model_tp_check (&m->model, cfg->ranks);
+  if (st == DIT_OK)
+    st = dit_gen_config_validate (&cfg->gen, &m->model);
+  dit_scheduler sched;
+  if (st == DIT_OK)
+    st = dit_scheduler_init (&sched, cfg->gen.shift);
+  for (int i = 0; st == DIT_OK && i < cfg->gen.num_steps; i++) {
+    double t;
+    if (cfg->gen.warp_steps)
+      st = dit_scheduler_warp (&sched, cfg->gen.steps[i], &t, &m->sigmas[i]);
+    else
+      m->sigmas[i] = dit_scheduler_sigma (&sched, cfg->gen.steps[i]);
+  }
+  if (st == DIT_OK) {
+    char host[128] = "127.0.0.1";
+    int port = 0;
+    if (cfg->listen)
+      st = dit_net_parse_addr (cfg->listen, host, sizeof host, &port);
+    if (st == DIT_OK)
+      st = dit_net_listen (host, &port, &m->listen_fd);
+    m->port = port;
+  }
+  for (int r = 0; st == DIT_OK && cfg->spawn && r < cfg->ranks; r++)
+    st = mesh_spawn (m, r);
+  if (st == DIT_OK)
+    st = mesh_join (m);
+  if (st == DIT_OK)
+    m->latents = malloc ((size_t) 16 * cfg->gen.frames_per_chunk
+        * cfg->gen.latent_h * cfg->gen.latent_w * sizeof (float));
+  if (st == DIT_OK && !m->latents)
+    st = dit_error (DIT_ERR_NOMEM, "mesh: out of memory");
+  if (st != DIT_OK) {
+    char msg[1024];
+    snprintf (msg, sizeof msg, "%s", dit_last_error ());
+    dit_mesh_free (m);
+    return dit_error (st, "%s", msg);
+  }
+  *out = m;
+  return DIT_OK;
+}
+
+void
+dit_mesh_free (dit_mesh *m)
+{
+  if (!m)
+    return;
+  for (int r = 0; r < m->cfg.ranks; r++) {
+    mesh_rank *k = &m->ranks[r];
+    if (k->fd >= 0)
+      close (k->fd);
+    if (k->pid && !k->exited) {
+      /* Closing the socket makes a healthy worker exit by itself; give it
+       * a moment, then make sure. */
+      if (!mesh_reap (k, dit_net_now_ms () + 200)) {
+        kill (k->pid, SIGKILL);
+        waitpid (k->pid, &k->wstatus, 0);
+        k->exited = 1;
+      }
+    }
+  }
+  if (m->listen_fd >= 0)
+    close (m->listen_fd);
+  free (m->prompt);
+  free (m->buf);
+  free (m->latents);
+  free (m);
+}
+
+dit_status
+dit_mesh_set_prompt (dit_mesh *m, const dit_tensor *embeds)
+{
+  if (embeds->ndim != 2 || embeds->shape[1] != m->model.text_dim
+      || embeds->shape[0] < 1 || embeds->shape[0] > m->model.text_len
+      || embeds->device != DIT_DEVICE_CPU || !dit_tensor_is_contiguous (embeds))
+    return dit_error (DIT_ERR_INVALID,
+        "mesh: prompt embeddings must be host [1..%d, %d] contiguous",
+        m->model.text_len, m->model.text_dim);
+  size_t n = (size_t) dit_tensor_numel (embeds);
+  float *p = malloc (n * sizeof (float));
+  if (!p)
+    return dit_error (DIT_ERR_NOMEM, "mesh: out of memory");
+  dit_convert (p, DIT_F32, embeds->data, embeds->dtype, n);
+  free (m->prompt);
+  m->prompt = p;
+  m->prompt_rows = embeds->shape[0];
+  m->prompt_pending = 1;
+  return DIT_OK;
+}
+
+void
+dit_mesh_bump_epoch (dit_mesh *m)
+{
+  m->epoch++;
+}
+
+/* ---- envelopes ---------------------------------------------------------- */
+
+static dit_status
+mesh_broadcast_frame (dit_mesh *m, const unsigned char *frame, size_t n,
+    const char *what)
+{
+  int64_t dl = dit_net_deadline (m->cfg.chunk_timeout_ms);
+  for (int r = 0; r < m->cfg.ranks; r++) {
+    char peer[96];
+    snprintf (peer, sizeof peer, "mesh: %s to worker rank %d", what, r);
+    dit_status st = dit_net_send_all (m->ranks[r].fd, frame, n, dl, peer);
+    if (st != DIT_OK)
+      return mesh_fail (m, st, dit_last_error ());
+  }
+  return DIT_OK;
+}
+
+dit_status
+dit_mesh_send_envelope (dit_mesh *m, const dit_envelope *env)
+{
+  unsigned char *frame;
+  size_t n;
+  DIT_TRY (mesh_check (m));
+  if (env->type == DIT_ENV_INFER && m->n_inflight >= m->cfg.max_inflight)
+    return dit_error (DIT_ERR_STATE, "mesh: %d envelopes already in flight",
+        m->n_inflight);
+  /* Validate and materialise the whole frame before the first byte. */
+  dit_status st = dit_env_encode (env, &frame, &n);
+  if (st != DIT_OK)
+    return dit_error_prefix (st, "mesh: envelope refused before sending");
+  st = mesh_broadcast_frame (m, frame, n, dit_env_type_name (env->type));
+  free (frame);
+  DIT_TRY (st);
+  if (env->type == DIT_ENV_INFER) {
+    mesh_call *c = &m->inflight[m->n_inflight++];
+    c->call_id = env->call_id;
+    c->chunk_index = env->chunk_index;
+    c->epoch = env->cache_epoch;
+  }
+  return DIT_OK;
+}
+
+static dit_status
+mesh_add_tensor (dit_envelope *e, const char *name, const dit_tensor *t,
+    int64_t c0, int64_t c1, int64_t c2, int64_t c3)
+{
+  if (t->device != DIT_DEVICE_CPU || !dit_tensor_is_contiguous (t) || t->ndim != 4
+      || t->shape[0] != c0 || t->shape[1] != c1 || t->shape[2] != c2
+      || t->shape[3] != c3)
+    return dit_error (DIT_ERR_INVALID,
+        "mesh: %s must be a contiguous host tensor [%lld, %lld, %lld, %lld]",
+        name, (long long) c0, (long long) c1, (long long) c2, (long long) c3);
+  dit_env_tensor *x = &e->tensors[e->n_tensors++];
+  snprintf (x->name, sizeof x->name, "%s", name);
+  x->dtype = t->dtype;
+  x->ndim = 4;
+  memcpy (x->shape, t->shape, 4 * sizeof (int64_t));
+  x->data = t->data;
+  return DIT_OK;
+}
+
+dit_status
+dit_mesh_submit (dit_mesh *m, const dit_chunk_request *req, uint64_t *call_id)
+{
+  const dit_gen_config *g = &m->cfg.gen;
+  DIT_TRY (mesh_check (m));
+  dit_envelope e;
+  memset (&e, 0, sizeof e);
+  e.type = DIT_ENV_INFER;
+  e.call_id = m->next_call;
+  e.chunk_index = req->chunk_index;
+  e.cache_epoch = m->epoch;
+  for (int s = 0; s < DIT_MAX_STEPS; s++)
+    if (req->noise[s])
+      return dit_error (DIT_ERR_INVALID,
+          "mesh: caller noise is not supported (every rank draws Philox noise)");
+  if (req->chunk_index > 0 && !req->context)
+    return dit_error (DIT_ERR_INVALID, "mesh: chunk %lld needs %d context latents",
+        (long long) req->chunk_index, g->context_frames);
+  if (!m->prompt)
+    return dit_error (DIT_ERR_STATE, "mesh: set a prompt before the first chunk");
+  dit_env_plan *p = &e.plan;
+  p->do_recompute = req->chunk_index > 0;
+  p->num_steps = g->num_steps;
+  p->first_step = req->first_step;
+  for (int i = 0; i < g->num_steps; i++) {
+    p->steps[i] = g->steps[i];
+    p->sigmas[i] = m->sigmas[i];
+  }
+  p->expected_calls = p->do_recompute + g->num_steps - req->first_step;
+  p->seed = g->seed;
+  p->rope_start = p->do_recompute ? g->context_frames : 0;
+  p->kv_bias = g->kv_bias;
+  if (m->prompt_pending) {
+    dit_env_tensor *x = &e.tensors[e.n_tensors++];
+    snprintf (x->name, sizeof x->name, "prompt");
+    x->dtype = DIT_F32;
+    x->ndim = 2;
+    x->shape[0] = m->prompt_rows;
+    x->shape[1] = m->model.text_dim;
+    x->data = m->prompt;
+  }
+  if (req->context && req->chunk_index > 0)
+    DIT_TRY (mesh_add_tensor (&e, "context", req->context, 16, g->context_frames,
+        g->latent_h, g->latent_w));
+  if (req->init_latents)
+    DIT_TRY (mesh_add_tensor (&e, "init", req->init_latents, 16,
+        g->frames_per_chunk, g->latent_h, g->latent_w));
+  DIT_TRY (dit_mesh_send_envelope (m, &e));
+  m->prompt_pending = 0;
+  m->next_call++;
+  if (call_id)
+    *call_id = e.call_id;
+  return DIT_OK;
+}
+
+static void mesh_add_err (char *errs, size_t size, size_t *len, int *bad,
+    const char *fmt, ...) __attribute__ ((format (printf, 5, 6)));
+
+/* Append "; <message>" to the list of what went wrong in a call. */
+static void
+mesh_add_err (char *errs, size_t size, size_t *len, int *bad, const char *fmt, ...)
+{
+  va_list ap;
+  *bad = 1;
+  if (*len >= size - 1)
+    return;
+  if (*len)
+    *len += (size_t) snprintf (errs + *len, size - *len, "; ");
+  if (*len >= size - 1)
+    return;
+  va_start (ap, fmt);
+  int k = vsnprintf (errs + *len, size - *len, fmt, ap);
+  va_end (ap);
+  if (k > 0)
+    *len = *len + (size_t) k < size ? *len + (size_t) k : size - 1;
+}
+
+/* One result from every rank for the oldest call in flight. */
+static dit_status
+mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
+    dit_chunk_timing *timing)
+{
+  const int n = m->cfg.ranks;
+  int pending[DIT_MESH_MAX_RANKS], bad = 0;
+  uint64_t digest[DIT_MESH_MAX_RANKS];
+  char errs[768] = "";
+  size_t elen = 0;
+  double t0 = mesh_ms ();
+  int64_t dl = dit_net_deadline (m->cfg.chunk_timeout_ms);
+  int left = n;
+  *stale = call->epoch != m->epoch;
+  for (int r = 0; r < n; r++)
+    pending[r] = 1;
+
+#define ADD_ERR(...) mesh_add_err (errs, sizeof errs, &elen, &bad, __VA_ARGS__)
+
+  while (left > 0) {
+    struct pollfd pf[DIT_MESH_MAX_RANKS];
+    int who[DIT_MESH_MAX_RANKS], np = 0;
+    for (int r = 0; r < n; r++)
+      if (pending[r]) {
+        pf[np] = (struct pollfd) { .fd = m->ranks[r].fd, .events = POLLIN };
+        who[np++] = r;
+      }
+    int64_t left_ms = dl - dit_net_now_ms ();
+    int rc = left_ms > 0 ? poll (pf, (nfds_t) np, (int) left_ms) : 0;
+    if (rc < 0 && errno == EINTR)
+      continue;
+    if (rc <= 0) {
+      for (int i = 0; i < np; i++) {
+        int r = who[i];
+        ADD_ERR ("worker rank %d (pid %d) sent no result for call %llu (chunk "
+            "%lld) within %d ms", r, (int) m->ranks[r].pid,
+            (unsigned long long) call->call_id, (long long) call->chunk_index,
+            m->cfg.chunk_timeout_ms);
+        pending[r] = 0;
+      }
+      break;
+    }
+    for (int i = 0; i < np; i++) {
+      if (!pf[i].revents)
+        continue;
+      int r = who[i];
+      dit_envelope e;
+      char peer[64];
+      snprintf (peer, sizeof peer, "worker rank %d", r);
+      pending[r] = 0;
+      left--;
+      dit_status st = dit_env_recv (m->ranks[r].fd, &e, &m->buf, &m->cap, dl, peer);
+      if (st != DIT_OK) {
+        char why[128];
+        mesh_reap (&m->ranks[r], dit_net_now_ms () + 500);
+        mesh_describe_exit (&m->ranks[r], why, sizeof why);
+        ADD_ERR ("worker rank %d %s during call %llu (chunk %lld)", r, why,
+            (unsigned long long) call->call_id, (long long) call->chunk_index);
+        continue;
+      }
+      if (e.type != DIT_ENV_RESULT || e.call_id != call->call_id
+          || e.chunk_index != call->chunk_index || e.cache_epoch != call->epoch) {
+        ADD_ERR ("worker rank %d answered call %llu with %s for call %llu epoch %llu",
+            r, (unsigned long long) call->call_id, dit_env_type_name (e.type),
+            (unsigned long long) e.call_id, (unsigned long long) e.cache_epoch);
+        continue;
+      }
+      if (e.status != 0) {
+        ADD_ERR ("%s", e.text);
+        continue;
+      }
+      digest[r] = e.digest;
+      m->stats.last_rank_ms[r] = e.timing_ms[3];
+      if (r == 0) {
+        const dit_env_tensor *x = dit_env_find (&e, "x0");
+        size_t nb = (size_t) 16 * m->cfg.gen.frames_per_chunk * m->cfg.gen.latent_h
+            * m->cfg.gen.latent_w * sizeof (float);
+        if (!x || x->dtype != DIT_F32 || (size_t) (x->shape[0] * x->shape[1]
+            * x->shape[2] * x->shape[3]) * 4 != nb) {
+          ADD_ERR ("worker rank 0 returned no latents of the chunk's shape");
+          continue;
+        }
+        memcpy (m->latents, x->data, nb);
+        if (dit_fnv1a (DIT_FNV_OFFSET, m->latents, nb) != e.digest)
+          ADD_ERR ("worker rank 0: latents do not match their digest");
+        if (timing) {
+          timing->recompute_ms = e.timing_ms[1];
+          timing->denoise_ms = e.timing_ms[2];
+          timing->total_ms = e.timing_ms[3];
+        }
+      }
+    }
+  }
+#undef ADD_ERR
+  m->stats.last_roundtrip_ms = mesh_ms () - t0;
+  if (bad) {
+    char msg[1100];
+    snprintf (msg, sizeof msg, "mesh: call %llu (chunk %lld) failed: %s",
+        (unsigned long long) call->call_id, (long long) call->chunk_index, errs);
+    return mesh_fail (m, DIT_ERR_IO, msg);
+  }
+  int every = m->cfg.drift_every > 0 ? m->cfg.drift_every : 1;
+  if (!*stale && call->chunk_index % every == 0) {
+    m->stats.drift_checks++;
+    for (int r = 1; r < n; r++)
+      if (digest[r] != digest[0]) {
+        char msg[256];
+        snprintf (msg, sizeof msg, "mesh: drift at chunk %lld: worker rank %d "
+            "output digest %016llx differs from rank 0's %016llx",
+            (long long) call->chunk_index, r, (unsigned long long) digest[r],
+            (unsigned long long) digest[0]);
+        return mesh_fail (m, DIT_ERR_STATE, msg);
+      }
+  }
+  return DIT_OK;
+}
+
+dit_status
+dit_mesh_collect (dit_mesh *m, dit_tensor *out, dit_chunk_timing *timing,
+    uint64_t *call_id)
+{
+  DIT_TRY (mesh_check (m));
+  while (m->n_inflight > 0) {
+    mesh_call call = m->inflight[0];
+    memmove (m->inflight, m->inflight + 1, (size_t) (m->n_inflight - 1) * sizeof call);
+    m->n_inflight--;
+    int stale;
+    DIT_TRY (mesh_collect_one (m, &call, &stale, timing));
+    if (stale) {
+      m->stats.stale_dropped++;   /* epoch fence: never shown */
+      continue;
+    }
+    m->stats.chunks++;
+    if (call_id)
+      *call_id = call.call_id;
+    if (out) {
+      size_t nel = (size_t) 16 * m->cfg.gen.frames_per_chunk * m->cfg.gen.latent_h
+          * m->cfg.gen.latent_w;
+      if (out->device != DIT_DEVICE_CPU || !dit_tensor_is_contiguous (out)
+          || (size_t) dit_tensor_numel (out) != nel)
+        return dit_error (DIT_ERR_INVALID, "mesh: output must be a contiguous host "
+            "tensor of %zu elements", nel);
+      dit_convert (out->data, out->dtype, m->latents, DIT_F32, nel);
+    }
+    return DIT_OK;
+  }
+  return dit_error (DIT_ERR_STATE, "mesh: no call in flight (%llu stale results "
+      "dropped)", (unsigned long long) m->stats.stale_dropped);
+}
+
+dit_status
+dit_mesh_run_chunk (dit_mesh *m, const dit_chunk_request *req, dit_tensor *out,
+    dit_chunk_timing *timing)
+{
+  DIT_TRY (dit_mesh_submit (m, req, NULL));
+  return dit_mesh_collect (m, out, timing, NULL);
+}
+
+dit_status
+dit_mesh_shutdown (dit_mesh *m)
+{
+  dit_status st = DIT_OK;
+  char msg[1024] = "";
+  /* Drain: results of work in flight are collected (and discarded). */
+  while (st == DIT_OK && !m->failed && m->n_inflight > 0)
+    st = dit_mesh_collect (m, NULL, NULL, NULL);
+  if (m->failed)
+    return dit_error (DIT_ERR_STATE, "mesh: shutdown after failure: %s", m->failure);
+  dit_envelope e;
+  memset (&e, 0, sizeof e);
+  e.type = DIT_ENV_SHUTDOWN;
+  e.call_id = m->next_call++;
+  DIT_TRY (dit_mesh_send_envelope (m, &e));
+  int64_t dl = dit_net_deadline (m->cfg.chunk_timeout_ms);
+  for (int r = 0; r < m->cfg.ranks; r++) {
+    mesh_rank *k = &m->ranks[r];
+    dit_envelope a;
+    char peer[64];
+    snprintf (peer, sizeof peer, "worker rank %d", r);
+    if (dit_env_recv (k->fd, &a, &m->buf, &m->cap, dl, peer) != DIT_OK
+        || a.type != DIT_ENV_SHUTDOWN) {
+      snprintf (msg + strlen (msg), sizeof msg - strlen (msg),
+          "%sworker rank %d did not acknowledge SHUTDOWN", *msg ? "; " : "", r);
+      st = DIT_ERR_IO;
+    }
+    close (k->fd);
+    k->fd = -1;
+  }
+  for (int r = 0; r < m->cfg.ranks; r++) {
+    mesh_rank *k = &m->ranks[r];
+    if (!k->pid)
+      continue;
+    if (!mesh_reap (k, dl)) {
+      kill (k->pid, SIGKILL);
+      waitpid (k->pid, &k->wstatus, 0);
+      k->exited = 1;
+      snprintf (msg + strlen (msg), sizeof msg - strlen (msg),
+          "%sworker rank %d (pid %d) did not exit after SHUTDOWN", *msg ? "; " : "",
+          r, (int) k->pid);
+      st = DIT_ERR_IO;
+    } else if (!WIFEXITED (k->wstatus) || WEXITSTATUS (k->wstatus) != 0) {
+      char why[128];
+      mesh_describe_exit (k, why, sizeof why);
+      snprintf (msg + strlen (msg), sizeof msg - strlen (msg),
+          "%sworker rank %d %s", *msg ? "; " : "", r, why);
+      st = DIT_ERR_IO;
+    }
+  }
+  m->failed = 1;
+  snprintf (m->failure, sizeof m->failure, "the mesh was shut down");
+  if (st != DIT_OK)
+    return dit_error (st, "mesh: shutdown: %s", msg);
+  return DIT_OK;
+}

@@ -1,0 +1,343 @@
+/* worker — the dit-worker loop: join, parity, shard, serve envelopes.
+ *
+ * States: CONNECT -> JOIN sent -> ACCEPT (or REFUSE: exit with the reason)
+ * -> TP comm up -> shard loaded -> READY (a NOOP) -> serve: INFER -> RESULT,
+ * NOOP -> NOOP, SHUTDOWN -> SHUTDOWN ack and exit.  Rank 0's socket closing
+ * (it died or quit) ends the loop at once: the worker never outlives its
+ * Stage 0.  A plan that disagrees with this worker's config (steps, σ,
+ * seed, RoPE start, bias, call count) is answered with an error RESULT and
+ * the worker keeps serving; a failed collective is fatal (the TP group is
+ * broken), reported in an error RESULT before exiting.
+ */
+#include "dit_mesh.h"
+#include "dit_net.h"
+#include "dit_tp.h"
+#include "envelope.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct worker {
+  const dit_worker_config *cfg;
+  int fd;
+  dit_model_config model;
+  dit_gen_config gen;
+  dit_backend *be;
+  dit_comm *comm;
+  dit_weights *weights;
+  dit_generator *g;
+  unsigned char *buf;
+  size_t cap;
+  float *out;
+  char peer[64];
+} worker;
+
+static double
+w_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
+}
+
+static dit_status
+w_send_simple (worker *w, dit_env_type type, const char *text)
+{
+  dit_envelope e;
+  memset (&e, 0, sizeof e);
+  e.type = type;
+  e.rank = w->cfg->rank;
+  if (text)
+    snprintf (e.text, sizeof e.text, "%s", text);
+  return dit_env_send (w->fd, &e, dit_net_deadline (w->cfg->timeout_ms), w->peer);
+}
+
+static dit_status
+w_join (worker *w, int *comm_listen_fd, uint64_t *token, char *comm_host,
+    int *comm_port)
+{
+  const dit_worker_config *c = w->cfg;
+  char host[256];
+  int port, lport = 0;
+  int64_t dl = dit_net_deadline (c->timeout_ms);
+  DIT_TRY (dit_net_parse_addr (c->connect, host, sizeof host, &port));
+  DIT_TRY (dit_net_connect (host, port, dl, &w->fd));
+  snprintf (w->peer, sizeof w->peer, "worker rank %d: Stage 0 at %s", c->rank,
+      c->connect);
+  if (c->rank == 0 && c->tp > 1)
+    DIT_TRY (dit_net_listen ("0.0.0.0", &lport, comm_listen_fd));
+
+  dit_envelope e;
+  memset (&e, 0, sizeof e);
+  e.type = DIT_ENV_JOIN;
+  e.join.rank = c->rank;
+  e.join.tp = c->tp;
+  snprintf (e.join.preset, sizeof e.join.preset, "%s", c->preset);
+  e.join.config_digest = dit_tp_config_digest (&w->model);
+  e.join.dtype = (int) c->dtype;
+  if (c->weights)
+    DIT_TRY (dit_tp_fingerprint_file (c->weights, &w->model, c->dtype,
+        &e.join.weights_fingerprint));
+  else
+    e.join.weights_fingerprint = dit_tp_fingerprint_synthetic (&w->model,
+        c->synthetic_seed, c->dtype);
+  e.join.comm_port = lport;
+  e.join.pid = (int) getpid ();
+  e.join.device = c->device;
+  DIT_TRY (dit_env_send (w->fd, &e, dl, w->peer));
+
+  DIT_TRY (dit_env_recv (w->fd, &e, &w->buf, &w->cap, dl, w->peer));
+  if (e.type == DIT_ENV_REFUSE)
+    return dit_error (DIT_ERR_STATE, "worker rank %d: refused by Stage 0: %s",
+        c->rank, e.text);
+  if (e.type != DIT_ENV_ACCEPT)
+    return dit_error (DIT_ERR_STATE, "worker rank %d: expected ACCEPT, got %s",
+        c->rank, dit_env_type_name (e.type));
+  const dit_env_accept *a = &e.accept;
+  dit_gen_config_default (&w->gen);
+  w->gen.latent_h = a->latent_h;
+  w->gen.latent_w = a->latent_w;
+  w->gen.frames_per_chunk = a->frames_per_chunk;
+  w->gen.context_frames = a->context_frames;
+  w->gen.kv_window = a->context_frames + a->frames_per_chunk;
+  w->gen.num_steps = a->num_steps;
+  memcpy (w->gen.steps, a->steps, sizeof a->steps);
+  w->gen.shift = a->shift;
+  w->gen.kv_bias = a->kv_bias;
+  w->gen.seed = a->seed;
+  w->gen.warp_steps = a->warp_steps;
+  w->gen.dtype = c->dtype;
+  *token = a->token;
+  snprintf (comm_host, 64, "%s", a->comm_host);
+  *comm_port = a->comm_port;
+  return dit_gen_config_validate (&w->gen, &w->model);
+}
+
+static dit_status
+w_setup (worker *w)
+{
+  const dit_worker_config *c = w->cfg;
+  int lfd = -1, cport = 0;
+  uint64_t token = 0;
+  char chost[64] = "";
+  dit_status st = w_join (w, &lfd, &token, chost, &cport);
+  if (st != DIT_OK) {
+    if (lfd >= 0)
+      close (lfd);
+    return st;
+  }
+  /* From here on a failure is reported to rank 0 before exiting. */
+  if (c->tp > 1) {
+    if (c->rank == 0)
+      st = dit_comm_cpu_create_root (lfd, c->tp, token, c->timeout_ms, &w->comm);
+    else
+      st = dit_comm_cpu_connect (chost, cport, c->rank, c->tp, token,
+          c->timeout_ms, &w->comm);
+  } else if (lfd >= 0) {
+    close (lfd);
+  }
+  w->be = st == DIT_OK ? dit_backend_create (c->backend, c->device) : NULL;
+  if (st == DIT_OK && !w->be)
+    st = dit_error (DIT_ERR_DEVICE, "worker rank %d: backend '%s' device %d: %s",
+        c->rank, c->backend, c->device, dit_last_error ());
+  if (st == DIT_OK) {
+    if (c->weights)
+      st = dit_tp_weights_load (c->weights, &w->model, c->tp, c->rank, c->dtype,
+          w->be, &w->weights);
+    else
+      st = dit_tp_weights_synthetic (&w->model, c->tp, c->rank,
+          c->synthetic_seed, c->dtype, w->be, &w->weights);
+  }
+  if (st == DIT_OK) {
+    dit_model_tp tp = { 1, 0, NULL, NULL };
+    if (w->comm)
+      dit_tp_from_comm (w->comm, &tp);
+    st = dit_generator_create_tp (&w->model, &w->gen, w->weights, w->be, &tp, &w->g);
+  }
+  if (st == DIT_OK) {
+    w->out = malloc ((size_t) 16 * w->gen.frames_per_chunk * w->gen.latent_h
+        * w->gen.latent_w * sizeof (float));
+    if (!w->out)
+      st = dit_error (DIT_ERR_NOMEM, "worker: out of memory");
+  }
+  if (st != DIT_OK) {
+    char msg[256];
+    snprintf (msg, sizeof msg, "%s", dit_last_error ());
+    w_send_simple (w, DIT_ENV_REFUSE, msg);
+    dit_error (st, "%s", msg);
+    return st;
+  }
+  return w_send_simple (w, DIT_ENV_NOOP, NULL);
+}
+
+/* The plan must be what this worker would do with its own config. */
+static dit_status
+w_check_plan (worker *w, const dit_envelope *e)
+{
+  const dit_env_plan *p = &e->plan;
+  const dit_gen_config *g = &w->gen;
+  int recompute = e->chunk_index > 0;
+  int calls = recompute + g->num_steps - p->first_step;
+  if (p->expected_calls != calls)
+    return dit_error (DIT_ERR_STATE,
+        "call-count mismatch: the plan expects %d generator calls, this worker "
+        "would make %d", p->expected_calls, calls);
+  if (p->num_steps != g->num_steps)
+    return dit_error (DIT_ERR_STATE, "plan has %d steps, this worker runs %d",
+        p->num_steps, g->num_steps);
+  for (int i = 0; i < g->num_steps; i++)
+    if (fabs (p->steps[i] - g->steps[i]) > 1e-9
+        || fabs (p->sigmas[i] - dit_generator_sigma (w->g, i)) > 1e-12)
+      return dit_error (DIT_ERR_STATE, "plan step %d (t %g, sigma %.9g) differs "
+          "from this worker's (t %g, sigma %.9g)", i, p->steps[i],
+          p->sigmas[i], g->steps[i], dit_generator_sigma (w->g, i));
+  if (p->seed != g->seed)
+    return dit_error (DIT_ERR_STATE, "plan seed %llu, this worker's %llu",
+        (unsigned long long) p->seed, (unsigned long long) g->seed);
+  if (p->rope_start != (recompute ? g->context_frames : 0))
+    return dit_error (DIT_ERR_STATE, "plan RoPE start %d, expected %d",
+        p->rope_start, recompute ? g->context_frames : 0);
+  if (fabsf (p->kv_bias - g->kv_bias) > 1e-7f)
+    return dit_error (DIT_ERR_STATE, "plan kv bias %g, this worker's %g",
+        (double) p->kv_bias, (double) g->kv_bias);
+  return DIT_OK;
+}
+
+static dit_tensor
+w_view (const dit_env_tensor *t)
+{
+  return dit_tensor_make ((void *) t->data, t->dtype, DIT_DEVICE_CPU, t->ndim,
+      t->shape);
+}
+
+/* Returns non-OK only when the worker must stop (broken TP group). */
+static dit_status
+w_infer (worker *w, const dit_envelope *e, double t_recv)
+{
+  const dit_worker_config *c = w->cfg;
+  dit_envelope r;
+  memset (&r, 0, sizeof r);
+  r.type = DIT_ENV_RESULT;
+  r.call_id = e->call_id;
+  r.chunk_index = e->chunk_index;
+  r.cache_epoch = e->cache_epoch;
+  r.rank = c->rank;
+
+  int fatal = 0;
+  dit_status st = w_check_plan (w, e);
+  const dit_env_tensor *prompt = dit_env_find (e, "prompt");
+  const dit_env_tensor *ctx = dit_env_find (e, "context");
+  const dit_env_tensor *init = dit_env_find (e, "init");
+  dit_tensor pt, ct, it;
+  if (st == DIT_OK && prompt) {
+    pt = w_view (prompt);
+    st = dit_generator_set_prompt (w->g, &pt);
+    fatal = st != DIT_OK && w->comm;
+  }
+  if (c->test_delay_ms > 0)
+    usleep ((useconds_t) c->test_delay_ms * 1000);
+  dit_chunk_timing tm = { 0 };
+  if (st == DIT_OK) {
+    dit_chunk_request req = { .chunk_index = e->chunk_index,
+      .first_step = e->plan.first_step };
+    if (ctx) {
+      ct = w_view (ctx);
+      req.context = &ct;
+    }
+    if (init) {
+      it = w_view (init);
+      req.init_latents = &it;
+    }
+    int64_t shape[4] = { 16, w->gen.frames_per_chunk, w->gen.latent_h, w->gen.latent_w };
+    dit_tensor out = dit_tensor_make (w->out, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+    double t0 = w_ms ();
+    st = dit_generator_run_chunk (w->g, &req, &out, &tm);
+    /* A failure after the first collective leaves the group out of step. */
+    fatal = st != DIT_OK && w->comm != NULL;
+    r.timing_ms[0] = t0 - t_recv;
+    if (st == DIT_OK) {
+      size_t n = (size_t) dit_tensor_numel (&out) * sizeof (float);
+      r.digest = dit_fnv1a (DIT_FNV_OFFSET, w->out, n);
+      if (c->rank == 0) {
+        r.n_tensors = 1;
+        dit_env_tensor *x = &r.tensors[0];
+        snprintf (x->name, sizeof x->name, "x0");
+        x->dtype = DIT_F32;
+        x->ndim = 4;
+        memcpy (x->shape, shape, sizeof shape);
+        x->data = w->out;
+      }
+    }
+  }
+  r.timing_ms[1] = tm.recompute_ms;
+  r.timing_ms[2] = tm.denoise_ms;
+  r.timing_ms[3] = w_ms () - t_recv;
+  if (st != DIT_OK) {
+    r.status = (int) st;
+    snprintf (r.text, sizeof r.text, "worker rank %d, call %llu (chunk %lld): %s",
+        c->rank, (unsigned long long) e->call_id, (long long) e->chunk_index,
+        dit_last_error ());
+  }
+  char saved[256];
+  snprintf (saved, sizeof saved, "%s", r.text);
+  dit_status sst = dit_env_send (w->fd, &r, dit_net_deadline (c->timeout_ms), w->peer);
+  if (fatal)
+    return dit_error (st, "%s", saved);
+  return sst;
+}
+
+dit_status
+dit_worker_run (const dit_worker_config *c)
+{
+  worker w;
+  memset (&w, 0, sizeof w);
+  w.cfg = c;
+  w.fd = -1;
+  dit_status st = dit_model_config_preset (c->preset, &w.model);
+  if (st == DIT_OK)
+    st = dit_model_tp_check (&w.model, c->tp);
+  if (st == DIT_OK && (c->rank < 0 || c->rank >= c->tp))
+    st = dit_error (DIT_ERR_INVALID, "worker rank %d outside 0..%d", c->rank,
+        c->tp - 1);
+  if (st == DIT_OK)
+    st = w_setup (&w);
+  while (st == DIT_OK) {
+    dit_envelope e;
+    /* Idle: no deadline, but rank 0 going away closes the socket. */
+    st = dit_env_recv (w.fd, &e, &w.buf, &w.cap, INT64_MAX, w.peer);
+    if (st != DIT_OK) {
+      st = dit_error_prefix (st, "worker rank %d: lost Stage 0 (rank 0), exiting", c->rank);
+      break;
+    }
+    double t_recv = w_ms ();
+    if (e.type == DIT_ENV_SHUTDOWN) {
+      st = w_send_simple (&w, DIT_ENV_SHUTDOWN, NULL);
+      break;
+    } else if (e.type == DIT_ENV_NOOP) {
+      st = w_send_simple (&w, DIT_ENV_NOOP, NULL);
+    } else if (e.type == DIT_ENV_INFER) {
+      st = w_infer (&w, &e, t_recv);
+    } else {
+      st = dit_error (DIT_ERR_STATE, "worker rank %d: unexpected %s from rank 0",
+          c->rank, dit_env_type_name (e.type));
+    }
+  }
+  char msg[512];
+  snprintf (msg, sizeof msg, "%s", dit_last_error ());
+  dit_generator_free (w.g);
+  dit_weights_free (w.weights);
+  dit_comm_destroy (w.comm);
+  if (w.be && w.be != dit_backend_cpu ())
+    dit_backend_destroy (w.be);
+  if (w.fd >= 0)
+    close (w.fd);
+  free (w.buf);
+  free (w.out);
+  if (st != DIT_OK)
+    dit_error (st, "%s", msg);
+  return st;
+}

@@ -1,0 +1,97 @@
+/* make_corpus — writes valid frames of every envelope type into a
+ * directory, the seed corpus of fuzz_envelope. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envelope.h"
+
+static int
+put (const char *dir, const char *name, const dit_envelope *e)
+{
+  unsigned char *f;
+  size_t n;
+  char path[1024];
+  if (dit_env_encode (e, &f, &n) != DIT_OK) {
+    fprintf (stderr, "make_corpus: %s: %s\n", name, dit_last_error ());
+    return 1;
+  }
+  snprintf (path, sizeof path, "%s/%s", dir, name);
+  FILE *fp = fopen (path, "wb");
+  if (!fp || fwrite (f, 1, n, fp) != n) {
+    fprintf (stderr, "make_corpus: cannot write %s\n", path);
+    free (f);
+    return 1;
+  }
+  fclose (fp);
+  free (f);
+  return 0;
+}
+
+int
+main (int argc, char **argv)
+{
+  if (argc != 2)
+    return 2;
+  static float lat[16 * 3 * 2 * 2], prompt[3 * 8];
+  dit_envelope e;
+  int bad = 0;
+  memset (&e, 0, sizeof e);
+  e.type = DIT_ENV_NOOP;
+  bad |= put (argv[1], "noop", &e);
+  e.type = DIT_ENV_SHUTDOWN;
+  e.call_id = 9;
+  bad |= put (argv[1], "shutdown", &e);
+  memset (&e, 0, sizeof e);
+  e.type = DIT_ENV_INFER;
+  e.call_id = 3;
+  e.chunk_index = 2;
+  e.cache_epoch = 1;
+  e.plan.do_recompute = 1;
+  e.plan.num_steps = 4;
+  for (int i = 0; i < 4; i++) {
+    e.plan.steps[i] = 1000 - 250 * i;
+    e.plan.sigmas[i] = 1.0 - 0.2 * i;
+  }
+  e.plan.expected_calls = 5;
+  e.plan.seed = 42;
+  e.plan.rope_start = 3;
+  e.plan.kv_bias = 0.3f;
+  e.n_tensors = 2;
+  snprintf (e.tensors[0].name, 32, "context");
+  e.tensors[0].dtype = DIT_F32;
+  e.tensors[0].ndim = 4;
+  int64_t s4[4] = { 16, 3, 2, 2 };
+  memcpy (e.tensors[0].shape, s4, sizeof s4);
+  e.tensors[0].data = lat;
+  snprintf (e.tensors[1].name, 32, "prompt");
+  e.tensors[1].dtype = DIT_BF16;
+  e.tensors[1].ndim = 2;
+  e.tensors[1].shape[0] = 3;
+  e.tensors[1].shape[1] = 4;
+  e.tensors[1].data = prompt;
+  bad |= put (argv[1], "infer", &e);
+  memset (&e, 0, sizeof e);
+  e.type = DIT_ENV_RESULT;
+  e.call_id = 3;
+  e.rank = 1;
+  e.digest = 0x1234;
+  snprintf (e.text, sizeof e.text, "an error");
+  bad |= put (argv[1], "result", &e);
+  memset (&e, 0, sizeof e);
+  e.type = DIT_ENV_JOIN;
+  e.join.tp = 2;
+  e.join.rank = 1;
+  snprintf (e.join.preset, sizeof e.join.preset, "tiny");
+  bad |= put (argv[1], "join", &e);
+  memset (&e, 0, sizeof e);
+  e.type = DIT_ENV_ACCEPT;
+  e.accept.num_steps = 2;
+  snprintf (e.accept.comm_host, sizeof e.accept.comm_host, "127.0.0.1");
+  bad |= put (argv[1], "accept", &e);
+  memset (&e, 0, sizeof e);
+  e.type = DIT_ENV_REFUSE;
+  snprintf (e.text, sizeof e.text, "parity check failed");
+  bad |= put (argv[1], "refuse", &e);
+  return bad;
+}

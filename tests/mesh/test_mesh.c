@@ -1,0 +1,478 @@
+/* test_mesh — the generator mesh with dit-worker processes on the CPU comm.
+ *
+ *   test-mesh SUBTEST /path/to/dit-worker
+ *
+ * rollout            2 ranks, 3 chunks: equals the single-device generator
+ *                    (f32 rounding), drift check on every chunk, clean
+ *                    SHUTDOWN with every worker exiting 0
+ * bad-envelope       an invalid envelope fails on the sender and nothing is
+ *                    sent: the worker keeps serving the next chunk
+ * call-count         a plan whose call count the worker would not make is
+ *                    answered with a clear error naming the rank
+ * parity-fingerprint a worker with other weights (seed) is refused at join
+ * parity-config      a worker with another preset is refused at join
+ * stale-epoch        a result of a call from before an epoch bump is dropped
+ * kill-worker        SIGKILL of rank 1 mid-chunk: error naming rank 1 and the
+ *                    signal, well within the chunk timeout
+ * kill-rank0         SIGKILL of the process that owns the mesh: its workers
+ *                    exit by themselves within a few seconds
+ * stall-worker       SIGSTOP of rank 1: a timeout error naming rank 1
+ * shutdown-inflight  SHUTDOWN with two chunks in flight: drained, all exit 0
+ *
+ * Every subtest ends by checking that no child process is left.
+ */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dit_backend.h"
+#include "dit_mesh.h"
+#include "envelope.h"
+
+static const char *worker_path;
+
+#define FAIL(...) do { fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+    fprintf (stderr, __VA_ARGS__); fprintf (stderr, "\n"); return 1; } while (0)
+
+static double
+now_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
+}
+
+static float prompt_buf[5 * 64];
+
+static void
+base_config (dit_mesh_config *c, int ranks)
+{
+  dit_mesh_config_default (c);
+  c->preset = "tiny";
+  c->ranks = ranks;
+  c->worker_path = worker_path;
+  c->gen.latent_h = 4;
+  c->gen.latent_w = 6;
+  c->gen.seed = 7;
+  c->synthetic_seed = 11;
+  c->join_timeout_ms = 20000;
+  c->chunk_timeout_ms = 10000;
+}
+
+static dit_tensor
+prompt_tensor (void)
+{
+  uint64_t s = 12345;
+  for (int i = 0; i < 5 * 64; i++) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    prompt_buf[i] = (float) ((double) (s >> 11) / 9007199254740992.0 - 0.5);
+  }
+  return dit_tensor_2d (prompt_buf, DIT_F32, DIT_DEVICE_CPU, 5, 64);
+}
+
+static int
+no_children_left (void)
+{
+  int st;
+  pid_t p = waitpid (-1, &st, WNOHANG);
+  if (p == -1 && errno == ECHILD)
+    return 1;
+  fprintf (stderr, "a child process is left (waitpid -> %d)\n", (int) p);
+  return 0;
+}
+
+static int
+create (dit_mesh_config *c, dit_mesh **m)
+{
+  dit_tensor pt = prompt_tensor ();
+  if (dit_mesh_create (c, m) != DIT_OK) {
+    fprintf (stderr, "mesh create: %s\n", dit_last_error ());
+    return 0;
+  }
+  if (dit_mesh_set_prompt (*m, &pt) != DIT_OK) {
+    fprintf (stderr, "prompt: %s\n", dit_last_error ());
+    return 0;
+  }
+  return 1;
+}
+
+#define LAT (16 * 3 * 4 * 6)
+
+static int
+t_rollout (void)
+{
+  dit_mesh_config c;
+  dit_mesh *m;
+  base_config (&c, 2);
+  if (!create (&c, &m))
+    FAIL ("create");
+  static float mesh_out[3][LAT], ref_out[3][LAT];
+  int64_t shape[4] = { 16, 3, 4, 6 };
+  for (int k = 0; k < 3; k++) {
+    dit_tensor out = dit_tensor_make (mesh_out[k], DIT_F32, DIT_DEVICE_CPU, 4, shape);
+    dit_tensor ctx = dit_tensor_make (mesh_out[k > 0 ? k - 1 : 0], DIT_F32,
+        DIT_DEVICE_CPU, 4, shape);
+    dit_chunk_request req = { .chunk_index = k, .context = k ? &ctx : NULL };
+    if (dit_mesh_run_chunk (m, &req, &out, NULL) != DIT_OK)
+      FAIL ("chunk %d: %s", k, dit_last_error ());
+  }
+  dit_mesh_stats s;
+  dit_mesh_get_stats (m, &s);
+  if (s.chunks != 3 || s.drift_checks != 3)
+    FAIL ("stats: %llu chunks, %llu drift checks", (unsigned long long) s.chunks,
+        (unsigned long long) s.drift_checks);
+  if (dit_mesh_shutdown (m) != DIT_OK)
+    FAIL ("shutdown: %s", dit_last_error ());
+  dit_mesh_free (m);
+
+  /* Single-device reference, in process. */
+  dit_model_config mc;
+  dit_param_spec *specs;
+  size_t count;
+  dit_weights *w;
+  dit_generator *g;
+  dit_backend *be = dit_backend_cpu ();
+  dit_model_config_preset ("tiny", &mc);
+  dit_model_config_params (&mc, &specs, &count);
+  if (dit_weights_synthetic (specs, count, 11, DIT_F32, be, &w) != DIT_OK
+      || dit_generator_create (&mc, &c.gen, w, be, &g) != DIT_OK)
+    FAIL ("reference: %s", dit_last_error ());
+  free (specs);
+  dit_tensor pt = prompt_tensor ();
+  dit_generator_set_prompt (g, &pt);
+  for (int k = 0; k < 3; k++) {
+    dit_tensor out = dit_tensor_make (ref_out[k], DIT_F32, DIT_DEVICE_CPU, 4, shape);
+    dit_tensor ctx = dit_tensor_make (ref_out[k > 0 ? k - 1 : 0], DIT_F32,
+        DIT_DEVICE_CPU, 4, shape);
+    dit_chunk_request req = { .chunk_index = k, .context = k ? &ctx : NULL };
+    if (dit_generator_run_chunk (g, &req, &out, NULL) != DIT_OK)
+      FAIL ("reference chunk %d: %s", k, dit_last_error ());
+  }
+  dit_generator_free (g);
+  dit_weights_free (w);
+  double maxref = 0, maxdiff = 0;
+  for (int k = 0; k < 3; k++)
+    for (int i = 0; i < LAT; i++) {
+      maxref = fmax (maxref, fabs (ref_out[k][i]));
+      maxdiff = fmax (maxdiff, fabs ((double) mesh_out[k][i] - ref_out[k][i]));
+    }
+  printf ("mesh TP 2 vs single device, 3 chunks: max |diff| %.3g, max |ref| %.3g\n",
+      maxdiff, maxref);
+  if (!(maxref > 0.1 && maxdiff <= 2e-5 * maxref))
+    FAIL ("mesh output differs from single device: %.3g", maxdiff);
+  return no_children_left () ? 0 : 1;
+}
+
+static int
+run_one (dit_mesh *m, int64_t chunk)
+{
+  static float out_buf[LAT];
+  int64_t shape[4] = { 16, 3, 4, 6 };
+  dit_tensor out = dit_tensor_make (out_buf, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+  dit_tensor ctx = dit_tensor_make (out_buf, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+  dit_chunk_request req = { .chunk_index = chunk, .context = chunk ? &ctx : NULL };
+  return dit_mesh_run_chunk (m, &req, &out, NULL) == DIT_OK;
+}
+
+static void
+infer_envelope (dit_envelope *e, uint64_t call)
+{
+  memset (e, 0, sizeof *e);
+  e->type = DIT_ENV_INFER;
+  e->call_id = call;
+  e->chunk_index = 0;
+  e->plan.num_steps = 4;
+  double steps[4] = { 1000, 750, 500, 250 };
+  memcpy (e->plan.steps, steps, sizeof steps);
+  for (int i = 0; i < 4; i++)
+    e->plan.sigmas[i] = 0.5;
+  e->plan.expected_calls = 4;
+  e->plan.seed = 7;
+  e->plan.kv_bias = 0.3f;
+}
+
+static int
+t_bad_envelope (void)
+{
+  dit_mesh_config c;
+  dit_mesh *m;
+  base_config (&c, 1);
+  if (!create (&c, &m))
+    FAIL ("create");
+  if (!run_one (m, 0))
+    FAIL ("first chunk: %s", dit_last_error ());
+  static float data[4];
+  dit_envelope e;
+  infer_envelope (&e, 1000);
+  e.plan.sigmas[2] = NAN;
+  if (dit_mesh_send_envelope (m, &e) == DIT_OK
+      || !strstr (dit_last_error (), "refused before sending")
+      || !strstr (dit_last_error (), "sigma 2"))
+    FAIL ("NaN sigma: '%s'", dit_last_error ());
+  infer_envelope (&e, 1001);
+  e.n_tensors = 1;
+  snprintf (e.tensors[0].name, sizeof e.tensors[0].name, "context");
+  e.tensors[0].dtype = DIT_F32;
+  e.tensors[0].ndim = 5;
+  e.tensors[0].data = data;
+  if (dit_mesh_send_envelope (m, &e) == DIT_OK
+      || !strstr (dit_last_error (), "5 dims"))
+    FAIL ("5-D tensor: '%s'", dit_last_error ());
+  infer_envelope (&e, 1002);
+  e.plan.expected_calls = 9;
+  if (dit_mesh_send_envelope (m, &e) == DIT_OK
+      || !strstr (dit_last_error (), "expects 9 generator calls"))
+    FAIL ("call count: '%s'", dit_last_error ());
+  /* Nothing reached the worker: the next chunk is served normally. */
+  if (!run_one (m, 0))
+    FAIL ("chunk after bad envelopes: %s", dit_last_error ());
+  if (dit_mesh_shutdown (m) != DIT_OK)
+    FAIL ("shutdown: %s", dit_last_error ());
+  dit_mesh_free (m);
+  return no_children_left () ? 0 : 1;
+}
+
+static int
+t_call_count (void)
+{
+  dit_mesh_config c;
+  dit_mesh *m;
+  base_config (&c, 1);
+  if (!create (&c, &m))
+    FAIL ("create");
+  if (!run_one (m, 0))
+    FAIL ("first chunk: %s", dit_last_error ());
+  /* Self-consistent (3 steps, 3 calls) but not what a 4-step worker does. */
+  dit_envelope e;
+  infer_envelope (&e, 50);
+  e.plan.num_steps = 3;
+  e.plan.expected_calls = 3;
+  if (dit_mesh_send_envelope (m, &e) != DIT_OK)
+    FAIL ("send: %s", dit_last_error ());
+  if (dit_mesh_collect (m, NULL, NULL, NULL) == DIT_OK
+      || !strstr (dit_last_error (), "call-count mismatch")
+      || !strstr (dit_last_error (), "worker rank 0"))
+    FAIL ("call-count mismatch: '%s'", dit_last_error ());
+  printf ("call-count: %s\n", dit_last_error ());
+  dit_mesh_free (m);
+  return no_children_left () ? 0 : 1;
+}
+
+static int
+t_parity (const char *opt, const char *val, const char *expect)
+{
+  dit_mesh_config c;
+  dit_mesh *m = NULL;
+  const char *args[] = { opt, val, NULL };
+  base_config (&c, 2);
+  c.worker_args = args;
+  double t0 = now_ms ();
+  if (dit_mesh_create (&c, &m) == DIT_OK)
+    FAIL ("mesh with mismatched worker was created");
+  printf ("parity: %s\n", dit_last_error ());
+  if (!strstr (dit_last_error (), "parity check failed")
+      || !strstr (dit_last_error (), expect))
+    FAIL ("message: '%s'", dit_last_error ());
+  if (now_ms () - t0 > 15000)
+    FAIL ("refusal took %.0f ms", now_ms () - t0);
+  return no_children_left () ? 0 : 1;
+}
+
+static int
+t_stale_epoch (void)
+{
+  dit_mesh_config c;
+  dit_mesh *m;
+  base_config (&c, 2);
+  if (!create (&c, &m))
+    FAIL ("create");
+  uint64_t a, b, got;
+  dit_chunk_request req = { .chunk_index = 0 };
+  if (dit_mesh_submit (m, &req, &a) != DIT_OK)
+    FAIL ("submit: %s", dit_last_error ());
+  dit_mesh_bump_epoch (m);   /* e.g. a flush while call a is in flight */
+  if (dit_mesh_submit (m, &req, &b) != DIT_OK)
+    FAIL ("submit: %s", dit_last_error ());
+  static float out_buf[LAT];
+  int64_t shape[4] = { 16, 3, 4, 6 };
+  dit_tensor out = dit_tensor_make (out_buf, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+  if (dit_mesh_collect (m, &out, NULL, &got) != DIT_OK)
+    FAIL ("collect: %s", dit_last_error ());
+  dit_mesh_stats s;
+  dit_mesh_get_stats (m, &s);
+  if (got != b || s.stale_dropped != 1)
+    FAIL ("got call %llu (want %llu), %llu dropped", (unsigned long long) got,
+        (unsigned long long) b, (unsigned long long) s.stale_dropped);
+  if (dit_mesh_collect (m, &out, NULL, &got) == DIT_OK)
+    FAIL ("a second result appeared");
+  if (dit_mesh_shutdown (m) != DIT_OK)
+    FAIL ("shutdown: %s", dit_last_error ());
+  dit_mesh_free (m);
+  (void) a;
+  return no_children_left () ? 0 : 1;
+}
+
+static int
+t_kill_worker (void)
+{
+  dit_mesh_config c;
+  dit_mesh *m;
+  const char *args[] = { "--test-delay-ms", "1500", NULL };
+  base_config (&c, 2);
+  c.worker_args = args;
+  c.chunk_timeout_ms = 8000;
+  if (!create (&c, &m))
+    FAIL ("create");
+  dit_chunk_request req = { .chunk_index = 0 };
+  if (dit_mesh_submit (m, &req, NULL) != DIT_OK)
+    FAIL ("submit: %s", dit_last_error ());
+  usleep (300 * 1000);
+  kill (dit_mesh_worker_pid (m, 1), SIGKILL);
+  double t0 = now_ms ();
+  if (dit_mesh_collect (m, NULL, NULL, NULL) == DIT_OK)
+    FAIL ("collect succeeded with a dead worker");
+  double dt = now_ms () - t0;
+  printf ("kill-worker (%.0f ms): %s\n", dt, dit_last_error ());
+  if (!strstr (dit_last_error (), "worker rank 1")
+      || !strstr (dit_last_error (), "signal 9"))
+    FAIL ("message: '%s'", dit_last_error ());
+  if (dt > 6000)
+    FAIL ("error took %.0f ms", dt);
+  if (run_one (m, 0) || !strstr (dit_last_error (), "failed earlier"))
+    FAIL ("a failed mesh accepted more work: '%s'", dit_last_error ());
+  dit_mesh_free (m);
+  return no_children_left () ? 0 : 1;
+}
+
+static int
+t_kill_rank0 (void)
+{
+  int fds[2];
+  if (prctl (PR_SET_CHILD_SUBREAPER, 1) != 0 || pipe (fds) != 0)
+    FAIL ("subreaper/pipe");
+  pid_t owner = fork ();
+  if (owner == 0) {
+    dit_mesh_config c;
+    dit_mesh *m;
+    close (fds[0]);
+    base_config (&c, 2);
+    if (!create (&c, &m) || !run_one (m, 0))
+      _exit (1);
+    int pids[2] = { dit_mesh_worker_pid (m, 0), dit_mesh_worker_pid (m, 1) };
+    if (write (fds[1], pids, sizeof pids) != sizeof pids)
+      _exit (1);
+    for (;;)
+      pause ();
+  }
+  close (fds[1]);
+  int pids[2];
+  if (read (fds[0], pids, sizeof pids) != sizeof pids)
+    FAIL ("mesh owner did not start its mesh");
+  close (fds[0]);
+  kill (owner, SIGKILL);
+  waitpid (owner, NULL, 0);
+  double t0 = now_ms ();
+  for (int i = 0; i < 2; i++) {
+    int st = 0;
+    for (;;) {
+      pid_t p = waitpid (pids[i], &st, WNOHANG);
+      if (p == pids[i])
+        break;
+      if (now_ms () - t0 > 5000) {
+        kill (pids[0], SIGKILL);
+        kill (pids[1], SIGKILL);
+        FAIL ("worker pid %d still running 5 s after rank 0 died", pids[i]);
+      }
+      usleep (10000);
+    }
+    if (!WIFEXITED (st) || WEXITSTATUS (st) != 3)
+      FAIL ("worker pid %d: wait status 0x%x (want exit 3, lost rank 0)",
+          pids[i], st);
+  }
+  printf ("kill-rank0: workers exited %.0f ms after rank 0 died\n", now_ms () - t0);
+  return no_children_left () ? 0 : 1;
+}
+
+static int
+t_stall_worker (void)
+{
+  dit_mesh_config c;
+  dit_mesh *m;
+  base_config (&c, 2);
+  c.chunk_timeout_ms = 2500;
+  if (!create (&c, &m))
+    FAIL ("create");
+  if (!run_one (m, 0))
+    FAIL ("first chunk: %s", dit_last_error ());
+  kill (dit_mesh_worker_pid (m, 1), SIGSTOP);
+  double t0 = now_ms ();
+  if (run_one (m, 0))
+    FAIL ("chunk succeeded with a stopped worker");
+  double dt = now_ms () - t0;
+  printf ("stall-worker (%.0f ms): %s\n", dt, dit_last_error ());
+  if (!strstr (dit_last_error (), "worker rank 1")
+      || !strstr (dit_last_error (), "within 2500 ms"))
+    FAIL ("message: '%s'", dit_last_error ());
+  if (dt > 4500)
+    FAIL ("timeout took %.0f ms", dt);
+  dit_mesh_free (m);
+  return no_children_left () ? 0 : 1;
+}
+
+static int
+t_shutdown_inflight (void)
+{
+  dit_mesh_config c;
+  dit_mesh *m;
+  const char *args[] = { "--test-delay-ms", "300", NULL };
+  base_config (&c, 2);
+  c.worker_args = args;
+  if (!create (&c, &m))
+    FAIL ("create");
+  dit_chunk_request req = { .chunk_index = 0 };
+  if (dit_mesh_submit (m, &req, NULL) != DIT_OK
+      || dit_mesh_submit (m, &req, NULL) != DIT_OK)
+    FAIL ("submit: %s", dit_last_error ());
+  if (dit_mesh_shutdown (m) != DIT_OK)
+    FAIL ("shutdown with work in flight: %s", dit_last_error ());
+  dit_mesh_stats s;
+  dit_mesh_get_stats (m, &s);
+  if (s.chunks != 2)
+    FAIL ("%llu chunks drained, want 2", (unsigned long long) s.chunks);
+  dit_mesh_free (m);
+  return no_children_left () ? 0 : 1;
+}
+
+int
+main (int argc, char **argv)
+{
+  if (argc < 3) {
+    fprintf (stderr, "usage: test-mesh SUBTEST DIT-WORKER\n");
+    return 2;
+  }
+  worker_path = argv[2];
+  setenv ("DIT_CPU_THREADS", "1", 1);
+  signal (SIGPIPE, SIG_IGN);
+  const char *t = argv[1];
+  if (!strcmp (t, "rollout")) return t_rollout ();
+  if (!strcmp (t, "bad-envelope")) return t_bad_envelope ();
+  if (!strcmp (t, "call-count")) return t_call_count ();
+  if (!strcmp (t, "parity-fingerprint"))
+    return t_parity ("--seed", "99", "weight fingerprint");
+  if (!strcmp (t, "parity-config"))
+    return t_parity ("--preset", "tiny-tp", "model config");
+  if (!strcmp (t, "stale-epoch")) return t_stale_epoch ();
+  if (!strcmp (t, "kill-worker")) return t_kill_worker ();
+  if (!strcmp (t, "kill-rank0")) return t_kill_rank0 ();
+  if (!strcmp (t, "stall-worker")) return t_stall_worker ();
+  if (!strcmp (t, "shutdown-inflight")) return t_shutdown_inflight ();
+  fprintf (stderr, "unknown subtest %s\n", t);
+  return 2;
+}

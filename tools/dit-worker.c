@@ -1,0 +1,93 @@
+/* dit-worker — one rank of the generator mesh.
+ *
+ *   dit-worker --connect HOST:PORT --rank R --tp N [--device D]
+ *              [--backend cpu|cuda] [--preset NAME] [--weights PATH | --seed S]
+ *              [--dtype f32|bf16] [--timeout-ms MS]
+ *
+ * Joins rank 0 at HOST:PORT (ditgenerate mesh-listen=, or a mesh that
+ * spawned it), passes the parity check, loads only its tensor-parallel
+ * shard and serves envelopes until SHUTDOWN (exit 0).  Exits by itself
+ * when rank 0 goes away (exit 3), when refused at join (exit 2) or on any
+ * other failure (exit 1), with the reason on stderr.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dit_mesh.h"
+
+static void
+usage (FILE *f)
+{
+  fprintf (f,
+      "usage: dit-worker --connect HOST:PORT --rank R --tp N [--device D]\n"
+      "                  [--backend cpu|cuda] [--preset NAME]\n"
+      "                  [--weights PATH | --seed S] [--dtype f32|bf16]\n"
+      "                  [--timeout-ms MS]\n");
+}
+
+int
+main (int argc, char **argv)
+{
+  dit_worker_config c;
+  memset (&c, 0, sizeof c);
+  c.rank = -1;
+  c.tp = 1;
+  c.backend = "cpu";
+  c.preset = "tiny";
+  c.synthetic_seed = 42;
+  c.dtype = DIT_F32;
+  c.timeout_ms = 10000;
+
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp (a, "--help") == 0 || strcmp (a, "-h") == 0) {
+      usage (stdout);
+      return 0;
+    }
+    if (!v) {
+      fprintf (stderr, "dit-worker: %s needs a value\n", a);
+      usage (stderr);
+      return 1;
+    }
+    i++;
+    if (strcmp (a, "--connect") == 0) c.connect = v;
+    else if (strcmp (a, "--rank") == 0) c.rank = atoi (v);
+    else if (strcmp (a, "--tp") == 0) c.tp = atoi (v);
+    else if (strcmp (a, "--device") == 0) c.device = atoi (v);
+    else if (strcmp (a, "--backend") == 0) c.backend = v;
+    else if (strcmp (a, "--preset") == 0) c.preset = v;
+    else if (strcmp (a, "--weights") == 0) c.weights = v;
+    else if (strcmp (a, "--seed") == 0) c.synthetic_seed = strtoull (v, NULL, 10);
+    else if (strcmp (a, "--timeout-ms") == 0) c.timeout_ms = atoi (v);
+    else if (strcmp (a, "--test-delay-ms") == 0) c.test_delay_ms = atoi (v);
+    else if (strcmp (a, "--dtype") == 0) {
+      if (strcmp (v, "f32") == 0) c.dtype = DIT_F32;
+      else if (strcmp (v, "bf16") == 0) c.dtype = DIT_BF16;
+      else {
+        fprintf (stderr, "dit-worker: dtype '%s' (f32 or bf16)\n", v);
+        return 1;
+      }
+    } else {
+      fprintf (stderr, "dit-worker: unknown option %s\n", a);
+      usage (stderr);
+      return 1;
+    }
+  }
+  if (!c.connect || c.rank < 0) {
+    fprintf (stderr, "dit-worker: --connect and --rank are required\n");
+    usage (stderr);
+    return 1;
+  }
+  dit_status st = dit_worker_run (&c);
+  if (st == DIT_OK)
+    return 0;
+  const char *msg = dit_last_error ();
+  fprintf (stderr, "dit-worker: %s\n", msg);
+  if (strstr (msg, "refused by Stage 0"))
+    return 2;
+  if (strstr (msg, "lost Stage 0"))
+    return 3;
+  return 1;
+}
