@@ -16,8 +16,9 @@
  *
  * ## Example launch lines
  * |[
- * gst-launch-1.0 ditgenerate num-chunks=4 ! ditdecode ! videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
- * ]| Text-to-video with the embedded tiny model, no download, CPU only.
+ * gst-launch-1.0 ditgenerate num-chunks=4 prompt="a koi pond at dawn, drone shot" ! ditdecode ! videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
+ * ]| Text-to-video with the embedded tiny model and tiny text encoder, no
+ * download, CPU only.
  * |[
  * gst-launch-1.0 videotestsrc num-buffers=45 ! video/x-raw,width=128,height=128 ! ditencode ! ditgenerate strength=0.6 ! ditdecode ! videoconvert ! autovideosink
  * ]| Video-to-video.
@@ -34,6 +35,8 @@
 
 #include "gstditlatent.h"
 #include "gstditsession.h"
+#include "dit_prompt.h"
+#include "dit_tokenizer.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_dit_generate_debug);
 #define GST_CAT_DEFAULT gst_dit_generate_debug
@@ -53,6 +56,16 @@ GST_DEBUG_CATEGORY_STATIC (gst_dit_generate_debug);
 #define DEFAULT_FRAMES 3
 #define DEFAULT_FPS_N 16
 #define DEFAULT_FPS_D 1
+#define DEFAULT_TRANSITION_CHUNKS 0
+#define DEFAULT_PROMPT_RESET GST_DIT_PROMPT_RESET_AUTO
+
+/* Whether a prompt change restarts the KV cache (a new cache epoch). */
+typedef enum
+{
+  GST_DIT_PROMPT_RESET_AUTO = 0,   /* scope: with video input, unless blending */
+  GST_DIT_PROMPT_RESET_ALWAYS = 1,
+  GST_DIT_PROMPT_RESET_NEVER = 2,
+} GstDitPromptReset;
 
 enum
 {
@@ -78,6 +91,12 @@ enum
   PROP_QUEUE_DEPTH,
   PROP_CHUNKS,
   PROP_CACHE_EPOCH,
+  PROP_PROMPT,
+  PROP_PROMPT_TRANSITION_CHUNKS,
+  PROP_PROMPT_RESETS_CACHE,
+  PROP_TEXT_MODEL,
+  PROP_TOKENIZER,
+  PROP_PROMPT_WEIGHT,
 };
 
 struct _GstDitGenerate
@@ -96,6 +115,11 @@ struct _GstDitGenerate
   guint num_chunks;
   gint fps_n, fps_d;
   gboolean prompt_dirty, seed_dirty;
+  gchar *prompt, *text_model, *tokenizer;
+  guint transition_chunks;
+  GstDitPromptReset prompt_reset;
+  guint64 prompt_request;       /* latest id submitted to the text encoder */
+  gdouble stat_prompt_weight;
   gdouble stat_fps, stat_chunk_ms;
   guint64 stat_chunks;
 
@@ -112,6 +136,11 @@ struct _GstDitGenerate
   gfloat *x_in, *x_out, *ctx_buf, *anchor_buf;
   gint64 chunk_index;
   guint64 epoch, prompt_epoch;
+  /* text prompts (streaming thread; penc is set under the object lock) */
+  dit_prompt_encoder *penc;
+  gfloat *cur_rows, *old_rows, *new_rows, *mix_rows;
+  gint cur_n, old_n, new_n;
+  gint trans_j, trans_n;        /* chunk j of an n-chunk transition; n < 0: none */
   guint64 frames_out;
   gint64 last_push_us;
   gdouble latency_ms;           /* figure last reported in LATENCY */
@@ -149,6 +178,30 @@ gst_dit_anchor_mode_get_type (void)
 
   if (g_once_init_enter (&type)) {
     GType t = g_enum_register_static ("GstDitAnchorMode", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+#define GST_TYPE_DIT_PROMPT_RESET (gst_dit_prompt_reset_get_type ())
+static GType gst_dit_prompt_reset_get_type (void);
+
+static GType
+gst_dit_prompt_reset_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GST_DIT_PROMPT_RESET_AUTO, "Restart the cache with video input when the "
+          "prompt switches without a transition (scope's behaviour)", "auto"},
+    {GST_DIT_PROMPT_RESET_ALWAYS, "Restart the cache on every prompt change",
+        "always"},
+    {GST_DIT_PROMPT_RESET_NEVER, "Never restart the cache on a prompt change",
+        "never"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstDitPromptReset", values);
     g_once_init_leave (&type, t);
   }
   return type;
@@ -198,24 +251,87 @@ free_engine (GstDitGenerate * self)
   g_clear_pointer (&self->x_out, g_free);
   g_clear_pointer (&self->ctx_buf, g_free);
   g_clear_pointer (&self->anchor_buf, g_free);
+  GST_OBJECT_LOCK (self);
+  dit_prompt_encoder_free (self->penc);
+  self->penc = NULL;
+  GST_OBJECT_UNLOCK (self);
+  g_clear_pointer (&self->cur_rows, free);
+  g_clear_pointer (&self->old_rows, free);
+  g_clear_pointer (&self->new_rows, free);
+  g_clear_pointer (&self->mix_rows, g_free);
+  self->trans_n = -1;
   self->configured = FALSE;
 }
 
-/* Set the prompt from the prompt-embeds file, or the seeded default. */
+/* The text encoder (text-model, tokenizer), made when the engine is
+ * configured so that later prompt changes only queue work for its thread.
+ * Without a prompt a missing tokenizer is not an error yet. */
+static gboolean
+ensure_text_encoder (GstDitGenerate * self, gboolean need, gchar ** error)
+{
+  gchar *model, *tok;
+  dit_prompt_encoder *e = NULL;
+
+  if (self->penc)
+    return TRUE;
+  GST_OBJECT_LOCK (self);
+  model = g_strdup (self->text_model);
+  tok = g_strdup (self->tokenizer);
+  GST_OBJECT_UNLOCK (self);
+  if (dit_prompt_encoder_create (model, tok, 0, self->mcfg.text_dim, &e)
+      != DIT_OK) {
+    if (need)
+      *error = g_strdup_printf ("text encoder: %s", dit_last_error ());
+    else
+      GST_DEBUG_OBJECT (self, "no text encoder: %s", dit_last_error ());
+  }
+  g_free (model);
+  g_free (tok);
+  GST_OBJECT_LOCK (self);
+  self->penc = e;
+  GST_OBJECT_UNLOCK (self);
+  return e != NULL || !need;
+}
+
+/* Set the prompt from the prompt-embeds file (wins when set), the text
+ * prompt (encoded here once; later changes go through the encoder thread),
+ * or the seeded default. */
 static gboolean
 apply_prompt (GstDitGenerate * self, gchar ** error)
 {
-  gchar *path;
+  gchar *path, *prompt;
   gfloat *rows = NULL;
   gint n = 0;
   dit_status st;
 
   GST_OBJECT_LOCK (self);
   path = g_strdup (self->prompt_embeds);
+  prompt = g_strdup (self->prompt);
   self->prompt_dirty = FALSE;
   GST_OBJECT_UNLOCK (self);
 
-  if (path && *path) {
+  if (!ensure_text_encoder (self, prompt && !(path && *path), error)) {
+    g_free (path);
+    g_free (prompt);
+    return FALSE;
+  }
+  if (!(path && *path) && prompt && !self->cur_rows && self->trans_n < 0) {
+    if (dit_prompt_encode (self->penc, prompt, &self->cur_rows, &self->cur_n)
+        != DIT_OK) {
+      *error = g_strdup_printf ("prompt: %s", dit_last_error ());
+      g_free (path);
+      g_free (prompt);
+      return FALSE;
+    }
+  }
+  g_free (prompt);
+
+  if (!(path && *path) && (self->cur_rows || self->new_rows)) {
+    const gfloat *src = self->cur_rows ? self->cur_rows : self->new_rows;
+    n = self->cur_rows ? self->cur_n : self->new_n;
+    rows = malloc ((gsize) n * self->mcfg.text_dim * sizeof (gfloat));
+    memcpy (rows, src, (gsize) n * self->mcfg.text_dim * sizeof (gfloat));
+  } else if (path && *path) {
     if (dit_stream_load_embeds (path, self->mcfg.text_dim, self->mcfg.text_len,
             &rows, &n) != DIT_OK) {
       *error = g_strdup (dit_last_error ());
@@ -331,6 +447,104 @@ configure (GstDitGenerate * self, const GstDitLatentInfo * info,
   return TRUE;
 }
 
+/* Whether a prompt change restarts the cache (prompt-resets-cache). */
+static gboolean
+prompt_change_resets (GstDitGenerate * self, gboolean blending)
+{
+  switch (self->prompt_reset) {
+    case GST_DIT_PROMPT_RESET_ALWAYS:
+      return TRUE;
+    case GST_DIT_PROMPT_RESET_NEVER:
+      return FALSE;
+    default:
+      return !self->source_mode && !blending;
+  }
+}
+
+/* Text prompts at a chunk boundary: take a finished encoding (never wait
+ * for one: until it is ready the chunk uses the current embedding), start
+ * its transition, and set this chunk's mix of old and new. */
+static gboolean
+apply_text_prompt (GstDitGenerate * self, gchar ** error)
+{
+  const gint dim = self->mcfg.text_dim;
+  guint64 id, want;
+  gfloat *rows = NULL;
+  gint n = 0;
+  dit_status st;
+  gchar msg[512];
+  gboolean embeds_set;
+
+  GST_OBJECT_LOCK (self);
+  want = self->prompt_request;
+  embeds_set = self->prompt_embeds && *self->prompt_embeds;
+  GST_OBJECT_UNLOCK (self);
+  if (self->penc && dit_prompt_encoder_take (self->penc, &id, &rows, &n, &st,
+          msg, sizeof msg)) {
+    if (id < want || embeds_set) {
+      free (rows);              /* superseded, or prompt-embeds wins */
+    } else if (st != DIT_OK) {
+      GST_ELEMENT_WARNING (self, LIBRARY, SETTINGS,
+          ("Prompt not used: %s", msg), ("keeping the current prompt"));
+    } else {
+      /* the new embedding takes effect: blend from what is in use now */
+      g_clear_pointer (&self->old_rows, free);
+      g_clear_pointer (&self->new_rows, free);
+      if (self->cur_rows) {
+        self->old_rows = self->cur_rows;
+        self->old_n = self->cur_n;
+      } else {
+        self->old_n = DIT_DEFAULT_PROMPT_ROWS;
+        self->old_rows = malloc ((gsize) self->old_n * dim * sizeof (gfloat));
+        dit_stream_default_embeds (self->old_n, dim, self->old_rows);
+      }
+      self->cur_rows = NULL;
+      self->new_rows = rows;
+      self->new_n = n;
+      GST_OBJECT_LOCK (self);
+      self->trans_n = self->transition_chunks;
+      GST_OBJECT_UNLOCK (self);
+      self->trans_j = 0;
+      self->prompt_epoch++;
+      GST_DEBUG_OBJECT (self, "prompt epoch %" G_GUINT64_FORMAT ", %d-chunk "
+          "transition", self->prompt_epoch, self->trans_n);
+      if (prompt_change_resets (self, self->trans_n > 0))
+        reset_stream (self);
+    }
+  }
+  if (self->trans_n < 0)
+    return TRUE;
+
+  {
+    gfloat w;
+    gint nm;
+    dit_tensor t;
+
+    self->trans_j++;
+    w = dit_prompt_transition_weight (self->trans_j, self->trans_n);
+    if (!self->mix_rows)
+      self->mix_rows = g_new0 (gfloat, (gsize) DIT_TOKENIZER_MAX_IDS * dim);
+    dit_prompt_blend (self->old_rows, self->old_n, self->new_rows, self->new_n,
+        dim, w, self->mix_rows, &nm);
+    t = dit_tensor_2d (self->mix_rows, DIT_F32, DIT_DEVICE_CPU, nm, dim);
+    if (dit_generator_set_prompt (self->gen, &t) != DIT_OK) {
+      *error = g_strdup (dit_last_error ());
+      return FALSE;
+    }
+    GST_OBJECT_LOCK (self);
+    self->stat_prompt_weight = w;
+    GST_OBJECT_UNLOCK (self);
+    if (w >= 1.0f) {
+      g_clear_pointer (&self->old_rows, free);
+      self->cur_rows = self->new_rows;
+      self->cur_n = self->new_n;
+      self->new_rows = NULL;
+      self->trans_n = -1;
+    }
+  }
+  return TRUE;
+}
+
 /* Property changes made while PLAYING take effect at a chunk boundary. */
 static gboolean
 apply_changes (GstDitGenerate * self, gchar ** error)
@@ -358,10 +572,10 @@ apply_changes (GstDitGenerate * self, gchar ** error)
       return FALSE;
     /* With video input a new prompt restarts the cache (scope does the
      * same); text-to-video keeps the context and follows the new prompt. */
-    if (!self->source_mode)
+    if (prompt_change_resets (self, FALSE))
       reset_stream (self);
   }
-  return TRUE;
+  return apply_text_prompt (self, error);
 }
 
 static GstFlowReturn
@@ -1161,6 +1375,22 @@ gst_dit_generate_set_property (GObject * object, guint prop_id,
       self->prompt_dirty = TRUE;
       GST_OBJECT_UNLOCK (self);
       break;
+    case PROP_PROMPT:
+      set_string (self, &self->prompt, value);
+      GST_OBJECT_LOCK (self);
+      /* running: queue it for the encoder thread; otherwise it is encoded
+       * when the engine is configured */
+      if (self->penc && self->prompt)
+        self->prompt_request = dit_prompt_encoder_submit (self->penc,
+            self->prompt);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_TEXT_MODEL:
+      set_string (self, &self->text_model, value);
+      break;
+    case PROP_TOKENIZER:
+      set_string (self, &self->tokenizer, value);
+      break;
     case PROP_DEVICE:
       set_string (self, &self->device, value);
       break;
@@ -1169,6 +1399,16 @@ gst_dit_generate_set_property (GObject * object, guint prop_id,
       break;
     case PROP_STEPS:
       set_string (self, &self->steps, value);
+      break;
+    case PROP_PROMPT_TRANSITION_CHUNKS:
+      GST_OBJECT_LOCK (self);
+      self->transition_chunks = g_value_get_uint (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_PROMPT_RESETS_CACHE:
+      GST_OBJECT_LOCK (self);
+      self->prompt_reset = g_value_get_enum (value);
+      GST_OBJECT_UNLOCK (self);
       break;
     case PROP_SEED:
       GST_OBJECT_LOCK (self);
@@ -1260,6 +1500,24 @@ gst_dit_generate_get_property (GObject * object, guint prop_id,
     case PROP_SEED:
       g_value_set_uint64 (value, self->seed);
       break;
+    case PROP_PROMPT:
+      g_value_set_string (value, self->prompt);
+      break;
+    case PROP_PROMPT_TRANSITION_CHUNKS:
+      g_value_set_uint (value, self->transition_chunks);
+      break;
+    case PROP_PROMPT_RESETS_CACHE:
+      g_value_set_enum (value, self->prompt_reset);
+      break;
+    case PROP_TEXT_MODEL:
+      g_value_set_string (value, self->text_model);
+      break;
+    case PROP_TOKENIZER:
+      g_value_set_string (value, self->tokenizer);
+      break;
+    case PROP_PROMPT_WEIGHT:
+      g_value_set_double (value, self->stat_prompt_weight);
+      break;
     case PROP_SHIFT:
       g_value_set_double (value, self->shift);
       break;
@@ -1319,6 +1577,9 @@ gst_dit_generate_finalize (GObject * object)
   g_free (self->model);
   g_free (self->vae_model);
   g_free (self->prompt_embeds);
+  g_free (self->prompt);
+  g_free (self->text_model);
+  g_free (self->tokenizer);
   g_free (self->device);
   g_free (self->session_key);
   g_free (self->steps);
@@ -1355,6 +1616,34 @@ gst_dit_generate_class_init (GstDitGenerateClass * klass)
           "safetensors file with one text-embedding tensor [rows, text_dim] "
           "(NULL = a fixed seeded prompt); may change while PLAYING",
           NULL, playing));
+  g_object_class_install_property (gobject_class, PROP_PROMPT,
+      g_param_spec_string ("prompt", "Prompt",
+          "Text prompt, or a weighted list \"a koi pond:0.7|a red fox:0.3\" "
+          "(NULL = a fixed seeded prompt).  May change while PLAYING: it is "
+          "encoded on a worker thread and takes effect at the first chunk "
+          "after it is ready (prompt-embeds wins when set)", NULL, playing));
+  g_object_class_install_property (gobject_class, PROP_PROMPT_TRANSITION_CHUNKS,
+      g_param_spec_uint ("prompt-transition-chunks", "Prompt transition chunks",
+          "Blend the old prompt embedding into the new one linearly over this "
+          "many chunks (0 = switch at once)", 0, 1000,
+          DEFAULT_TRANSITION_CHUNKS, playing));
+  g_object_class_install_property (gobject_class, PROP_PROMPT_RESETS_CACHE,
+      g_param_spec_enum ("prompt-resets-cache", "Prompt resets cache",
+          "Whether a prompt change restarts the KV cache: auto (scope: with "
+          "video input when switching without a transition), always, never",
+          GST_TYPE_DIT_PROMPT_RESET, DEFAULT_PROMPT_RESET, playing));
+  g_object_class_install_property (gobject_class, PROP_TEXT_MODEL,
+      g_param_spec_string ("text-model", "Text model",
+          "umT5 text encoder: a preset (tiny, umt5-xxl: seeded synthetic "
+          "weights) or a safetensors checkpoint (NULL = tiny)", NULL, ready));
+  g_object_class_install_property (gobject_class, PROP_TOKENIZER,
+      g_param_spec_string ("tokenizer", "Tokenizer",
+          "SentencePiece model file (NULL = the shipped tiny model; use "
+          "umt5-xxl's spiece.model with the real encoder)", NULL, ready));
+  g_object_class_install_property (gobject_class, PROP_PROMPT_WEIGHT,
+      g_param_spec_double ("prompt-weight", "Prompt weight",
+          "Weight of the newest prompt in the last chunk's embedding (below 1 "
+          "during a transition)", 0, 1, 1, ro));
   g_object_class_install_property (gobject_class, PROP_SEED,
       g_param_spec_uint64 ("seed", "Seed",
           "Base seed of the per-chunk noise; may change while PLAYING", 0,
@@ -1445,6 +1734,7 @@ gst_dit_generate_class_init (GstDitGenerateClass * klass)
   element_class->release_pad = GST_DEBUG_FUNCPTR (gst_dit_generate_release_pad);
 
   gst_type_mark_as_plugin_api (GST_TYPE_DIT_ANCHOR_MODE, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_DIT_PROMPT_RESET, 0);
   GST_DEBUG_CATEGORY_INIT (gst_dit_generate_debug, "ditgenerate", 0,
       "dit generator element");
 }
@@ -1480,4 +1770,8 @@ gst_dit_generate_init (GstDitGenerate * self)
   self->fps_d = DEFAULT_FPS_D;
   self->device = g_strdup (GST_DIT_DEFAULT_DEVICE);
   self->session_key = g_strdup (GST_DIT_SESSION_DEFAULT_KEY);
+  self->transition_chunks = DEFAULT_TRANSITION_CHUNKS;
+  self->prompt_reset = DEFAULT_PROMPT_RESET;
+  self->stat_prompt_weight = 1.0;
+  self->trans_n = -1;
 }

@@ -130,7 +130,13 @@ void dit_rope_table_fill (float *cos_tab, float *sin_tab);
  *        (scope's kv_cache_attention_bias); empty range = no bias.
  *  causal_block > 0: block-causal — query r (absolute position q_pos0 + r in
  *        key space) sees keys j < (floor((q_pos0 + r) / causal_block) + 1) *
- *        causal_block; 0 = every query sees all N keys. */
+ *        causal_block; 0 = every query sees all N keys.
+ *  pos_bias (optional, umT5): a [num_buckets, heads] table; query r and key j
+ *        get + pos_bias[bucket(j - (q_pos0 + r)), h] added to their logit, with
+ *        the T5 relative-position bucket of kernels/dit_t5_bucket.h
+ *        (num_buckets, max_distance, bidirectional).  NULL = none.
+ *  key_len > 0: keys j >= key_len are masked (padded prompts); 0 = all keys.
+ * Backends route pos_bias / key_len cases to their general kernel. */
 typedef struct dit_attn_params {
   const dit_tensor *q;
   const dit_tensor *k;
@@ -143,6 +149,9 @@ typedef struct dit_attn_params {
   float log_bias;
   int64_t causal_block;
   int64_t q_pos0;
+  const dit_tensor *pos_bias;
+  int num_buckets, max_distance, bidirectional;
+  int64_t key_len;
 } dit_attn_params;
 
 /* Patch embedding gather: latent [C, F, H, W] -> tokens [F*(H/2)*(W/2), C*4]
@@ -188,6 +197,82 @@ typedef struct dit_noise_params {
   uint64_t seed;
   uint64_t stream;  /* which draw (chunk, step) */
 } dit_noise_params;
+
+/* Tensor-parallel RMSNorm (the Wan q/k norm spans all D channels, which a
+ * head-sharded rank holds only part of), in two parts around one all-reduce:
+ *   sumsq:  ss[r] = Σ_i x[r, i]² over this rank's columns, f32 (ss is a
+ *           contiguous f32 vector of at least rows elements);
+ *   apply:  y[r, i] = x[r, i] * rsqrt(ss[r] / total_cols + eps) * weight[i]
+ *           with ss the all-reduced total and total_cols the full width D.
+ * In-place allowed for apply.  CPU in kernels/cpu/tp.c, CUDA in
+ * kernels/cuda/tp.cu; dispatch by the backend's device (dist/dit_tp_ops.c). */
+typedef struct dit_rmsnorm_sumsq_params {
+  const dit_tensor *x;
+  dit_tensor *sumsq;
+} dit_rmsnorm_sumsq_params;
+
+typedef struct dit_rmsnorm_apply_params {
+  const dit_tensor *x;
+  const dit_tensor *sumsq;
+  const dit_tensor *weight;
+  dit_tensor *y;
+  int64_t total_cols;
+  float eps;
+} dit_rmsnorm_apply_params;
+
+/* ---- fused ops (optional; see dit_backend.h) ----------------------------
+ * Each one does the work of an unfused chain of the ops above in one pass
+ * and keeps that chain's intermediate rounding (the intermediate is rounded
+ * to the output dtype in registers instead of being stored), so a backend
+ * that has them computes what the chain computes up to f32 rounding.  A
+ * backend without them reports supports () = 0 and the caller runs the
+ * chain. */
+
+/* LayerNorm without affine, then adaLN modulate:
+ *   h = round_y ((x - mean) / sqrt(var + eps))
+ *   y[r] = h * (1 + scale[g]) + shift[g],  g = r / rows_per_group
+ * = dit_layernorm (x -> y, no weight) followed by dit_modulate in place on y.
+ * In-place allowed. */
+typedef struct dit_layernorm_modulate_params {
+  const dit_tensor *x;
+  const dit_tensor *shift; /* [G, D] */
+  const dit_tensor *scale; /* [G, D] */
+  dit_tensor *y;
+  int64_t rows_per_group;
+  float eps;
+} dit_layernorm_modulate_params;
+
+/* Full-width RMSNorm then 3-D RoPE, in place on x [L, heads*128]:
+ * = dit_rmsnorm (x -> x, weight) followed by dit_rope (x, ...), same
+ * position rule and tables as dit_rope_params. */
+typedef struct dit_qk_norm_rope_params {
+  dit_tensor *x;
+  const dit_tensor *weight;
+  const dit_tensor *cos;
+  const dit_tensor *sin;
+  int heads;
+  int64_t grid_f, grid_h, grid_w;
+  int64_t frame_offset;
+  float eps;
+} dit_qk_norm_rope_params;
+
+/* Philox noise + flow-matching update with re-noise, f64 per element:
+ *   n   = dit_philox_normal (seed, stream, i)        (the f32 normal)
+ *   out = (1 - sigma_next) * (x - sigma * v) + sigma_next * n
+ * = dit_noise into an f32 buffer followed by dit_flow_step with that noise.
+ * x, v and out are contiguous with equal element counts; out may alias x. */
+typedef struct dit_noise_flow_params {
+  const dit_tensor *x;
+  const dit_tensor *v;
+  dit_tensor *out;
+  uint64_t seed;
+  uint64_t stream;
+  double sigma;
+  double sigma_next;
+} dit_noise_flow_params;
+
+dit_status dit_rmsnorm_sumsq (dit_backend *be, const dit_rmsnorm_sumsq_params *p);
+dit_status dit_rmsnorm_apply (dit_backend *be, const dit_rmsnorm_apply_params *p);
 
 #ifdef __cplusplus
 }

@@ -14,7 +14,7 @@ packages="build-essential meson ninja-build pkg-config
   libgstreamer-plugins-bad1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  ffmpeg nginx libnginx-mod-rtmp"
+  ffmpeg nginx libnginx-mod-rtmp libsentencepiece-dev sentencepiece clang"
 
 missing=""
 for p in $packages; do

@@ -9,7 +9,7 @@
  * from the shapes and validates keys, shapes and dtypes against it exactly
  * as the loader would, so it answers in seconds on a 57 GB checkpoint.
  *
- * Model kinds are rows of `kinds` (the DiT and the VAE); a new kind is one more row
+ * Model kinds are rows of `kinds` (DiT, VAE, text encoder); a new kind is one more row
  * with its presets, parameter list, detector and key map.
  *
  * Exit status: 0 success, 1 failure (including an invalid checkpoint),
@@ -24,6 +24,7 @@
 
 #include "dit_config.h"
 #include "dit_loader.h"
+#include "dit_umt5.h"
 #include "dit_vae.h"
 #include "dit_weights.h"
 #include "safetensors.h"
@@ -36,6 +37,7 @@
 typedef union kind_config {
   dit_model_config dit;
   dit_vae_config vae;
+  dit_umt5_config text;
 } kind_config;
 
 typedef struct weights_kind {
@@ -90,11 +92,41 @@ vae_kind_detect (const dit_safetensors *st, char *seen, size_t seen_size)
   return name;
 }
 
+static dit_status
+text_kind_preset (const char *name, kind_config *cfg)
+{
+  return dit_umt5_config_preset (name, &cfg->text);
+}
+
+static dit_status
+text_kind_params (const kind_config *cfg, dit_param_spec **specs, size_t *count)
+{
+  return dit_umt5_config_params (&cfg->text, specs, count);
+}
+
+static const char *
+text_kind_detect (const dit_safetensors *st, char *seen, size_t seen_size)
+{
+  dit_umt5_config cfg;
+  if (dit_umt5_config_detect (st, "checkpoint", &cfg) != DIT_OK) {
+    snprintf (seen, seen_size, "%s", dit_last_error ());
+    return NULL;
+  }
+  snprintf (seen, seen_size, "vocab %d, d_model %d, %d layers, d_ff %d",
+      cfg.vocab, cfg.dim, cfg.num_layers, cfg.ffn_dim);
+  for (const char *const *n = dit_umt5_config_preset_names (); *n; n++)
+    if (strcmp (*n, cfg.name) == 0)
+      return *n;
+  return NULL;
+}
+
 static const weights_kind kinds[] = {
   { "dit", "Wan2.1 diffusion transformer", dit_model_config_preset_names,
     dit_kind_preset, dit_kind_params, dit_kind_detect, dit_model_key_map },
   { "vae", "Wan2.1 VAE", dit_vae_config_preset_names,
     vae_kind_preset, vae_kind_params, vae_kind_detect, NULL },
+  { "text", "umT5 text encoder", dit_umt5_config_preset_names,
+    text_kind_preset, text_kind_params, text_kind_detect, NULL },
 };
 
 static const weights_kind *
@@ -119,7 +151,7 @@ usage (FILE *f)
       "  make --preset NAME -o FILE [--seed N] [--dtype f32|bf16|f16] [--kind KIND]\n"
       "      Write a synthetic checkpoint (seeded, reproducible) as safetensors.\n"
       "      --seed defaults to 0, --dtype to f32.\n"
-      "  inspect PATH [--kind KIND]   (default: vae when the VAE keys are there, else dit)\n"
+      "  inspect PATH [--kind KIND]   (default: from the keys: vae, text or dit)\n"
       "      List the tensors of a .safetensors file, an index .json or a\n"
       "      directory, detect the preset and validate the checkpoint against it\n"
       "      (headers only; tensor data is not read).  Exit status 1 if invalid.\n"
@@ -341,9 +373,15 @@ cmd_inspect (int argc, char **argv)
   dit_safetensors *st;
   if (dit_safetensors_open (path, &st) != DIT_OK)
     return fail ();
-  if (!kind_name)
-    kind_name = dit_safetensors_find (st, "encoder.conv1.weight")
-        || dit_safetensors_find (st, "decoder.head.2.weight") ? "vae" : "dit";
+  if (!kind_name) {
+    if (dit_safetensors_find (st, "encoder.conv1.weight")
+        || dit_safetensors_find (st, "decoder.head.2.weight"))
+      kind_name = "vae";
+    else if (dit_safetensors_find (st, "token_embedding.weight"))
+      kind_name = "text";
+    else
+      kind_name = "dit";
+  }
   const weights_kind *kind = find_kind (kind_name);
 
   static const char *const meta_keys[] = { "format", "kind", "preset", "seed" };

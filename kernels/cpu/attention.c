@@ -15,11 +15,17 @@
  * j < (floor((q_pos0 + r) / causal_block) + 1) * causal_block; keys beyond a
  * row's limit get logit -inf and contribute exactly 0, and a key block a row
  * cannot see at all is skipped for that row, so a row's result does not
- * depend on which other rows share its block.  Scores are accumulated over
+ * depend on which other rows share its block.  key_len > 0 lowers every
+ * row's limit to key_len (padded prompts).  The optional umT5 position bias
+ * adds pos_bias[bucket(j - (q_pos0 + r)), h] after scaling (bucket from
+ * dit_t5_bucket.h, computed per score: the log only runs for distances of 8
+ * and more, and the encoder runs once per prompt).  Scores are accumulated over
  * channels in order and the value sum over keys in order: deterministic for
  * any thread count.
  */
 #include "cpu_internal.h"
+
+#include "../dit_t5_bucket.h"
 
 #include <stdatomic.h>
 
@@ -34,6 +40,10 @@ typedef struct attn_ctx {
   int64_t bias_begin, bias_end;
   float log_bias;
   int64_t causal_block, q_pos0;
+  const void *pos_bias;
+  dit_dtype pos_bias_dtype;
+  int num_buckets, max_distance, bidirectional;
+  int64_t key_len;
   int64_t q_blocks;
   atomic_int failed;
 } attn_ctx;
@@ -41,10 +51,11 @@ typedef struct attn_ctx {
 static int64_t
 attn_key_end (const attn_ctx *a, int64_t r)
 {
+  int64_t n = a->key_len > 0 && a->key_len < a->N ? a->key_len : a->N;
   if (a->causal_block <= 0)
-    return a->N;
+    return n;
   int64_t e = ((a->q_pos0 + r) / a->causal_block + 1) * a->causal_block;
-  return e < a->N ? e : a->N;
+  return e < n ? e : n;
 }
 
 static void
@@ -118,6 +129,12 @@ attn_task (void *arg, int64_t task)
         float v = s[j] * a->scale;
         if (key >= a->bias_begin && key < a->bias_end)
           v += a->log_bias;
+        if (a->pos_bias) {
+          int b = dit_t5_bucket (key - (a->q_pos0 + r0 + r), a->num_buckets,
+              a->max_distance, a->bidirectional);
+          v += dit_load_f32 (a->pos_bias, a->pos_bias_dtype,
+              (size_t) b * (size_t) a->heads + (size_t) h);
+        }
         if (key >= kend[r])
           v = -INFINITY;
         s[j] = v;
@@ -204,6 +221,31 @@ dit_cpu_attention (dit_backend *be, const dit_attn_params *p)
   a.log_bias = p->log_bias;
   a.causal_block = p->causal_block;
   a.q_pos0 = p->q_pos0;
+  if (p->key_len < 0)
+    return dit_error (DIT_ERR_INVALID, "attention: key_len %lld must be >= 0",
+        (long long) p->key_len);
+  a.key_len = p->key_len;
+  if (p->pos_bias) {
+    const dit_tensor *pb = p->pos_bias;
+    int min_buckets = p->bidirectional ? 4 : 2;
+    if (p->num_buckets < min_buckets || (p->bidirectional && p->num_buckets % 2)
+        || p->max_distance <= 0)
+      return dit_error (DIT_ERR_INVALID, "attention: position bias needs an "
+          "even number of buckets >= 4 (bidirectional) or >= 2 and a positive "
+          "max distance (got %d buckets, max distance %d)", p->num_buckets,
+          p->max_distance);
+    if (pb->device != DIT_DEVICE_CPU || pb->ndim != 2
+        || pb->shape[0] != p->num_buckets || pb->shape[1] != p->heads
+        || !dit_tensor_is_contiguous (pb))
+      return dit_error (DIT_ERR_INVALID, "attention: pos_bias must be a "
+          "contiguous host [%d buckets, %d heads] table", p->num_buckets,
+          p->heads);
+    a.pos_bias = pb->data;
+    a.pos_bias_dtype = pb->dtype;
+    a.num_buckets = p->num_buckets;
+    a.max_distance = p->max_distance;
+    a.bidirectional = p->bidirectional;
+  }
   a.q_blocks = (a.L + ATTN_QB - 1) / ATTN_QB;
   atomic_init (&a.failed, 0);
   dit_cpu_parallel ((int64_t) a.heads * a.q_blocks, attn_task, &a);

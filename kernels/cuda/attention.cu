@@ -32,7 +32,10 @@
  *  broadcast from shared memory, K rows padded by one float so the 32 lanes
  *  hit 32 banks), the tile's max and sum are warp reductions, and each lane
  *  accumulates d/32 output channels.  All f32 with expf: the accuracy
- *  reference for the CPU comparison at f32.
+ *  reference for the CPU comparison at f32.  It alone takes the umT5 cases
+ *  (a relative-position bias table, a key_len mask): lane j adds
+ *  pos_bias[bucket(j - query), head] with the bucket of dit_t5_bucket.h
+ *  (the same f64 formula as the CPU, so both pick the same bucket).
  *
  * Measured (H100 SXM, tests/gpu/dit_attn_bench.cu, median of 30): L = 2160
  * queries against N = 4320 keys, 40 heads, with the KV bias: 0.86 ms = 222
@@ -46,6 +49,8 @@
  */
 #include "cuda_common.cuh"
 #include "dit_cuda.h"
+
+#include "../dit_t5_bucket.h"
 
 #include <math.h>
 
@@ -63,16 +68,21 @@ typedef struct attn_args {
   int64_t bias_begin, bias_end;
   float log_bias;
   int64_t causal_block, q_pos0;
+  const void *pos_bias;      /* [num_buckets, heads] or NULL */
+  int dtpb;
+  int num_buckets, max_distance, bidirectional;
+  int64_t key_len;           /* > 0: keys >= key_len masked */
 } attn_args;
 
 /* One past the last key query row r may see. */
 __device__ __forceinline__ int64_t
 attn_key_end (const attn_args &a, int64_t r)
 {
+  int64_t n = a.key_len > 0 && a.key_len < a.N ? a.key_len : a.N;
   if (a.causal_block <= 0)
-    return a.N;
+    return n;
   int64_t e = ((a.q_pos0 + r) / a.causal_block + 1) * a.causal_block;
-  return e < a.N ? e : a.N;
+  return e < n ? e : n;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -134,6 +144,11 @@ attn_generic_kernel (attn_args a)
       s = dot * a.scale;
       if (j >= a.bias_begin && j < a.bias_end)
         s += a.log_bias;
+      if (a.pos_bias) {
+        int b = dit_t5_bucket (j - (a.q_pos0 + row), a.num_buckets,
+            a.max_distance, a.bidirectional);
+        s += dit_cuda_ld (a.pos_bias, a.dtpb, (int64_t) b * a.heads + h);
+      }
     }
     float tmax = s;
     for (int o = 16; o > 0; o >>= 1)
@@ -645,9 +660,34 @@ attn_run (dit_backend *be, const dit_attn_params *p, int variant)
     a.bias_end = N;
   if (a.bias_end <= a.bias_begin)
     a.bias_begin = a.bias_end = 0;
+  if (p->key_len < 0)
+    return dit_error (DIT_ERR_INVALID, "attention: key_len %lld must be >= 0",
+        (long long) p->key_len);
+  a.key_len = p->key_len;
+  if (p->pos_bias) {
+    const dit_tensor *pb = p->pos_bias;
+    int min_buckets = p->bidirectional ? 4 : 2;
+    if (p->num_buckets < min_buckets || (p->bidirectional && p->num_buckets % 2)
+        || p->max_distance <= 0)
+      return dit_error (DIT_ERR_INVALID, "attention: position bias needs an "
+          "even number of buckets >= 4 (bidirectional) or >= 2 and a positive "
+          "max distance (got %d buckets, max distance %d)", p->num_buckets,
+          p->max_distance);
+    if (pb->device != DIT_DEVICE_CUDA || pb->ndim != 2
+        || pb->shape[0] != p->num_buckets || pb->shape[1] != p->heads
+        || !dit_tensor_is_contiguous (pb))
+      return dit_error (DIT_ERR_INVALID, "attention: pos_bias must be a "
+          "contiguous device [%d buckets, %d heads] table", p->num_buckets,
+          p->heads);
+    a.pos_bias = pb->data;
+    a.dtpb = pb->dtype;
+    a.num_buckets = p->num_buckets;
+    a.max_distance = p->max_distance;
+    a.bidirectional = p->bidirectional;
+  }
 
   dit_cuda_backend *cb = dit_cuda_impl (be);
-  if (variant > 0 && attn_flash_ok (a))
+  if (variant > 0 && !a.pos_bias && a.key_len == 0 && attn_flash_ok (a))
     return attn_launch_flash (cb, a, variant);
   return attn_launch_generic (cb->stream, a, cb->smem_optin);
 }

@@ -454,7 +454,8 @@ case_attention (int64_t L, int64_t N, int heads, int d, int64_t bb, int64_t bend
       kv = dit_tensor_cols (&kv, 0, W);
     }
     dit_attn_params p = { SIDE (q, s), &kv, &vv, SIDE (o, s), heads, d,
-        1.0f / sqrtf ((float) d), bb, bend, bias > 0 ? logf (bias) : 0.0f, cb, qp0 };
+        1.0f / sqrtf ((float) d), bb, bend, bias > 0 ? logf (bias) : 0.0f, cb, qp0,
+        NULL, 0, 0, 0, 0 };
     st[s] = dit_attention (s ? rb : tb, &p);
     if (s == 0)
       save_err (st[0]);
