@@ -35,7 +35,15 @@ typedef enum dit_op {
   DIT_OP_FLOW_STEP,
   DIT_OP_NOISE,
   DIT_OP_COUNT_DIT,
+  /* Optional fused ops (kernels/dit_ops.h); the CPU reference has none and
+   * reports supports () = 0, so the model runs the unfused chain there. */
+  DIT_OP_LAYERNORM_MODULATE,
+  DIT_OP_QK_NORM_ROPE,
+  DIT_OP_NOISE_FLOW,
 } dit_op;
+
+/* A recorded, replayable sequence of ops (a CUDA graph); opaque. */
+typedef struct dit_graph dit_graph;
 
 typedef struct dit_backend_ops {
   const char *name;
@@ -71,6 +79,35 @@ typedef struct dit_backend_ops {
 
   /* VAE ops (kernels/dit_vae_ops.h); NULL when the backend has none. */
   const dit_vae_op_table *vae;
+
+  /* Optional (NULL: not provided).  Fill dst[0, n) of dtype dt with
+   * elements [begin, begin + n) of the Philox normal stream (seed, stream)
+   * (kernels/dit_philox.h), each mapped to (float) (z * scale + offset) in
+   * f64 and then rounded to dt: the synthetic-weight rule of
+   * model/dit_weights.c, so large synthetic weights are made where they
+   * live instead of being generated on the host and uploaded. */
+  dit_status (*synthetic_normal) (dit_backend *be, void *dst, dit_dtype dt,
+      int64_t begin, int64_t n, uint64_t seed, uint64_t stream, double scale,
+      double offset);
+
+  /* Optional fused ops (NULL and supports () = 0 when not provided). */
+  dit_status (*layernorm_modulate) (dit_backend *be,
+      const dit_layernorm_modulate_params *p);
+  dit_status (*qk_norm_rope) (dit_backend *be, const dit_qk_norm_rope_params *p);
+  dit_status (*noise_flow) (dit_backend *be, const dit_noise_flow_params *p);
+
+  /* Optional op recording (NULL: not provided).  graph_begin makes every op
+   * enqueued afterwards be recorded instead of run; graph_end stops and
+   * returns an executable graph in *out (when a recorded op failed, pass
+   * out = NULL to discard the recording).  graph_launch replays it with the
+   * same pointers and scalars as recorded; graph_free releases it.  Between
+   * begin and end nothing may wait on the host (no download, synchronize,
+   * allocation) and every op must already have run once eagerly with the
+   * same shapes, so that per-shape setup (GEMM plans) is done. */
+  dit_status (*graph_begin) (dit_backend *be);
+  dit_status (*graph_end) (dit_backend *be, dit_graph **out);
+  dit_status (*graph_launch) (dit_backend *be, dit_graph *g);
+  void (*graph_free) (dit_backend *be, dit_graph *g);
 } dit_backend_ops;
 
 struct dit_backend {

@@ -18,6 +18,8 @@
 #include "dit_build_config.h"
 #include "cuda_common.cuh"
 #include "dit_cuda.h"
+#include "dit_philox.h"
+#include "vae_cuda.cuh"
 
 #include <stdlib.h>
 #include <string.h>
@@ -194,12 +196,63 @@ cuda_destroy (dit_backend *be)
   free (be);
 }
 
+/* ------------------------------------------------------------------------ */
+/* synthetic weights on the device
+ *
+ * The rule of dit_weights_synthetic_fill: one Philox call per element pair,
+ * value (float) (z * scale + offset) in f64 and then the storage rounding.
+ * The multiply and the add are separate round-to-nearest operations
+ * (__dmul_rn, __dadd_rn) so the compiler cannot fuse them into an FMA that
+ * the host code does not do. */
+
+__global__ void
+synthetic_normal_kernel (void *dst, int dt, int64_t begin, int64_t n,
+    uint64_t seed, uint64_t stream, double scale, double offset)
+{
+  /* pair index relative to the first pair that covers `begin` */
+  const int64_t p0 = begin >> 1;
+  const int64_t pairs = ((begin + n + 1) >> 1) - p0;
+  DIT_CUDA_GRID_LOOP (q, pairs) {
+    float z[2];
+    dit_philox_normal_pair (seed, stream, (uint64_t) (p0 + q), &z[0], &z[1]);
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+      int64_t e = 2 * (p0 + q) + k - begin;
+      if (e < 0 || e >= n)
+        continue;
+      double v = __dadd_rn (__dmul_rn ((double) z[k], scale), offset);
+      dit_cuda_st (dst, dt, e, (float) v);
+    }
+  }
+}
+
+dit_status
+dit_cuda_synthetic_normal (dit_backend *be, void *dst, dit_dtype dt,
+    int64_t begin, int64_t n, uint64_t seed, uint64_t stream, double scale,
+    double offset)
+{
+  if (n <= 0)
+    return DIT_OK;
+  if (!dst || begin < 0)
+    return dit_error (DIT_ERR_INVALID, "cuda synthetic weights: NULL "
+        "destination or negative start");
+  int64_t pairs = ((begin + n + 1) >> 1) - (begin >> 1);
+  synthetic_normal_kernel<<<dit_cuda_grid_1d (pairs, 256), 256, 0,
+      dit_cuda_impl (be)->stream>>> (dst, (int) dt, begin, n, seed, stream,
+      scale, offset);
+  DIT_CUDA_CHECK_LAUNCH ("synthetic_normal_kernel");
+  return DIT_OK;
+}
+
 static int
 cuda_supports (dit_backend *be, dit_op op, dit_dtype dtype)
 {
   (void) be;
   if (dtype != DIT_F32 && dtype != DIT_BF16 && dtype != DIT_F16)
     return 0;
+  if (op == DIT_OP_LAYERNORM_MODULATE || op == DIT_OP_QK_NORM_ROPE
+      || op == DIT_OP_NOISE_FLOW)
+    return 1;
   return op >= DIT_OP_GEMM && op < DIT_OP_COUNT_DIT;
 }
 
@@ -229,7 +282,15 @@ static const dit_backend_ops dit_cuda_ops = {
   dit_cuda_timestep,
   dit_cuda_flow_step,
   dit_cuda_noise,
-  /* vae */ NULL,
+  /* vae */ &dit_cuda_vae_ops,
+  dit_cuda_synthetic_normal,
+  dit_cuda_layernorm_modulate,
+  dit_cuda_qk_norm_rope,
+  dit_cuda_noise_flow,
+  dit_cuda_graph_begin,
+  dit_cuda_graph_end,
+  dit_cuda_graph_launch,
+  dit_cuda_graph_free,
 };
 
 /* Undo a half-made backend and report `st` with its message kept. */

@@ -65,6 +65,7 @@
 
 #define DIT_CUDA_WORKSPACE_BYTES (32u << 20)
 #define DIT_CUDA_GEMM_CACHE 64
+#define DIT_CUDA_GEMM_PATHS 4
 
 /* Everything that decides the cuBLASLt algorithm; zero-initialised before
  * filling so that memcmp over padding is well defined. */
@@ -97,6 +98,7 @@ typedef struct dit_cuda_backend {
   int flash_smem_set;         /* attention.cu raised its kernel's smem limit */
   dit_cuda_gemm_plan plans[DIT_CUDA_GEMM_CACHE];
   int next_victim;
+  int64_t gemm_calls[DIT_CUDA_GEMM_PATHS]; /* per path, see dit_cuda.h */
 } dit_cuda_backend;
 
 static inline dit_cuda_backend *
@@ -181,6 +183,20 @@ dit_status dit_cuda_unpatchify (dit_backend *be, const dit_unpatchify_params *p)
 dit_status dit_cuda_timestep (dit_backend *be, const dit_timestep_params *p);
 dit_status dit_cuda_flow_step (dit_backend *be, const dit_flow_step_params *p);
 dit_status dit_cuda_noise (dit_backend *be, const dit_noise_params *p);
+dit_status dit_cuda_synthetic_normal (dit_backend *be, void *dst, dit_dtype dt,
+    int64_t begin, int64_t n, uint64_t seed, uint64_t stream, double scale,
+    double offset);
+
+/* fused ops (fused.cu) and op recording (graph.cu) */
+dit_status dit_cuda_layernorm_modulate (dit_backend *be,
+    const dit_layernorm_modulate_params *p);
+dit_status dit_cuda_qk_norm_rope (dit_backend *be,
+    const dit_qk_norm_rope_params *p);
+dit_status dit_cuda_noise_flow (dit_backend *be, const dit_noise_flow_params *p);
+dit_status dit_cuda_graph_begin (dit_backend *be);
+dit_status dit_cuda_graph_end (dit_backend *be, dit_graph **out);
+dit_status dit_cuda_graph_launch (dit_backend *be, dit_graph *g);
+void dit_cuda_graph_free (dit_backend *be, dit_graph *g);
 
 /* Launchers other files reuse (stream-ordered, never synchronise). */
 dit_status dit_cuda_launch_unary (cudaStream_t s, const void *x, int dtx,

@@ -27,6 +27,13 @@ void *dit_backend_cuda_stream (dit_backend *be);
 dit_status dit_cuda_attention_variant (dit_backend *be,
     const dit_attn_params *p, int variant);
 
+/* How many dit_gemm calls took each CUDA GEMM path since the backend was
+ * created: [0] cuBLASLt with the bias/activation in its epilogue,
+ * [1] cuBLASLt then a bias/activation pass (bias dtype differs from y),
+ * [2] the skinny kernel (M <= 16, any dtype mix), [3] the tiled fallback
+ * kernel (slow; a model GEMM should never land here). */
+void dit_cuda_gemm_path_counts (dit_backend *be, int64_t counts[4]);
+
 #ifdef __cplusplus
 }
 #endif

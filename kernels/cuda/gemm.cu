@@ -16,8 +16,15 @@
  * cannot express when an activation is present, so act + accumulate and
  * dtype mixes cuBLASLt lacks (x and w of different dtypes, an f32 bias on a
  * bf16/f16 output) go to a plain shared-memory tiled kernel with the same
- * f32 arithmetic: exact, but far slower; the model's checkpoints keep
- * bias and weight in one dtype, so its GEMMs stay on cuBLASLt.
+ * f32 arithmetic: exact, but far slower.  Two cases the model does hit
+ * stay fast: a bias whose dtype differs from y's (the patch embedding and
+ * the head write a bf16 GEMM with a bf16 bias into the f32 residual /
+ * output) runs cuBLASLt without bias and then one bias+activation pass
+ * over y (exact for an f32 y; one extra rounding for a 16-bit y), and the
+ * few-row GEMMs of the time-embedding path (f32 activations times bf16
+ * weights, M = frames) run a skinny kernel: one warp per output column,
+ * every row of x at once, the weight row streamed once.
+ * dit_cuda_gemm_path_counts says which path each call took.
  *
  * Plans: the matmul descriptor, the three layouts and the heuristic's
  * algorithm are cached per (M, N, K, leading dimensions, dtypes, epilogue,
@@ -27,6 +34,7 @@
  * safe because all of them are ordered on the backend's one stream.
  */
 #include "cuda_common.cuh"
+#include "dit_cuda.h"
 
 #include <string.h>
 
@@ -124,8 +132,91 @@ gemm_simt_kernel (const void *x, int dtx, int64_t ldx,
   }
 }
 
+/* Skinny GEMM (M <= GEMM_SKINNY_M): warp `w` of the block owns output
+ * column n; each lane walks k with stride 32 for every row of x, so the
+ * weight row is read once and coalesced; a warp reduction finishes. */
+#define GEMM_SKINNY_M 16
+
+__global__ void __launch_bounds__ (256)
+gemm_skinny_kernel (const void *x, int dtx, int64_t ldx,
+    const void *w, int dtw, int64_t ldw,
+    const void *bias, int dtb,
+    void *y, int dty, int64_t ldy,
+    int M, int64_t N, int64_t K, int act, int accumulate)
+{
+  const int lane = threadIdx.x & 31;
+  const int64_t n = (int64_t) blockIdx.x * 8 + (threadIdx.x >> 5);
+  if (n >= N)
+    return;
+  float acc[GEMM_SKINNY_M];
+#pragma unroll
+  for (int m = 0; m < GEMM_SKINNY_M; m++)
+    acc[m] = 0.0f;
+  for (int64_t k = lane; k < K; k += 32) {
+    const float wv = dit_cuda_ld (w, dtw, n * ldw + k);
+#pragma unroll
+    for (int m = 0; m < GEMM_SKINNY_M; m++)
+      if (m < M)
+        acc[m] += dit_cuda_ld (x, dtx, (int64_t) m * ldx + k) * wv;
+  }
+#pragma unroll
+  for (int m = 0; m < GEMM_SKINNY_M; m++) {
+    float v = acc[m];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+      v += __shfl_xor_sync (0xffffffffu, v, o);
+    acc[m] = v;
+  }
+  if (lane != 0)
+    return;
+  for (int m = 0; m < M; m++) {
+    float v = acc[m];
+    if (bias)
+      v += dit_cuda_ld (bias, dtb, n);
+    v = gemm_act (v, act);
+    int64_t o = (int64_t) m * ldy + n;
+    if (accumulate)
+      v += dit_cuda_ld (y, dty, o);
+    dit_cuda_st (y, dty, o, v);
+  }
+}
+
+/* y = act(y + bias) in place, after a bias-less cuBLASLt product. */
+__global__ void
+gemm_bias_act_kernel (void *y, int dty, int64_t ldy, const void *bias,
+    int dtb, int64_t M, int64_t N, int act)
+{
+  DIT_CUDA_GRID_LOOP (i, M * N) {
+    int64_t r = i / N, c = i % N;
+    int64_t o = r * ldy + c;
+    float v = dit_cuda_ld (y, dty, o);
+    if (bias)
+      v += dit_cuda_ld (bias, dtb, c);
+    dit_cuda_st (y, dty, o, gemm_act (v, act));
+  }
+}
+
 /* ------------------------------------------------------------------------ */
 /* kernel launchers */
+
+static dit_status
+gemm_launch_skinny (cudaStream_t s, const dit_gemm_params *p, int64_t M,
+    int64_t N, int64_t K, int64_t ldx, int64_t ldw, int64_t ldy)
+{
+  gemm_skinny_kernel<<<(unsigned) ((N + 7) / 8), 256, 0, s>>> (p->x->data,
+      p->x->dtype, ldx, p->w->data, p->w->dtype, ldw,
+      p->bias ? p->bias->data : NULL, p->bias ? (int) p->bias->dtype : 0,
+      p->y->data, p->y->dtype, ldy, (int) M, N, K, (int) p->act,
+      p->accumulate);
+  DIT_CUDA_CHECK_LAUNCH ("gemm_skinny_kernel");
+  return DIT_OK;
+}
+
+/* The path for GEMMs cuBLASLt cannot take: skinny for few rows, else the
+ * tiled kernel. */
+static dit_status
+gemm_launch_fallback (dit_cuda_backend *cb, const dit_gemm_params *p,
+    int64_t M, int64_t N, int64_t K, int64_t ldx, int64_t ldw, int64_t ldy);
 
 static dit_status
 gemm_launch_simt (cudaStream_t s, const dit_gemm_params *p, int64_t M,
@@ -336,18 +427,22 @@ dit_cuda_gemm (dit_backend *be, const dit_gemm_params *p)
   int dtb = p->bias ? (int) p->bias->dtype : -1;
   /* cuBLASLt wants one input dtype and a bias of the output dtype (an f32
    * bias on a bf16/f16 output is rejected by the heuristic on CUDA 13) */
-  int lt_types = dtx == dtw && (dty == dtx || dty == DIT_F32)
-      && (dtb < 0 || dtb == dty);
-  int lt_act = !(p->accumulate && p->act != DIT_ACT_NONE);
+  /* a bias of another dtype than y: product first, bias+act as a pass */
+  int bias_split = dtb >= 0 && dtb != dty;
+  int lt_types = dtx == dtw && (dty == dtx || dty == DIT_F32);
+  int lt_act = !(p->accumulate && (p->act != DIT_ACT_NONE || bias_split));
   if (!lt_types || !lt_act || K == 0)
-    return gemm_launch_simt (s, p, M, N, K, ldx, ldw, ldy);
+    return gemm_launch_fallback (cb, p, M, N, K, ldx, ldw, ldy);
 
   cublasLtEpilogue_t epi;
-  int gelu = p->act == DIT_ACT_GELU_TANH;
-  if (p->bias)
+  int gelu = p->act == DIT_ACT_GELU_TANH && !bias_split;
+  int lt_bias = p->bias && !bias_split;
+  if (lt_bias)
     epi = gelu ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
   else
     epi = gelu ? CUBLASLT_EPILOGUE_GELU : CUBLASLT_EPILOGUE_DEFAULT;
+  if (!lt_bias)
+    dtb = -1;
 
   dit_cuda_gemm_key key;
   memset (&key, 0, sizeof key);
@@ -359,14 +454,14 @@ dit_cuda_gemm (dit_backend *be, const dit_gemm_params *p)
   key.align_x = gemm_alignment (p->x->data);
   key.align_w = gemm_alignment (p->w->data);
   key.align_y = gemm_alignment (p->y->data);
-  key.align_b = p->bias ? gemm_alignment (p->bias->data) : 256;
+  key.align_b = lt_bias ? gemm_alignment (p->bias->data) : 256;
 
   dit_cuda_gemm_plan *pl;
   DIT_TRY (gemm_plan_get (cb, &key, &pl));
   if (!pl->usable)
-    return gemm_launch_simt (s, p, M, N, K, ldx, ldw, ldy);
+    return gemm_launch_fallback (cb, p, M, N, K, ldx, ldw, ldy);
 
-  if (p->bias) {
+  if (lt_bias) {
     const void *bp = p->bias->data;
     DIT_CUBLAS_TRY (cublasLtMatmulDescSetAttribute (pl->desc,
         CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp));
@@ -376,8 +471,40 @@ dit_cuda_gemm (dit_backend *be, const dit_gemm_params *p)
       p->w->data, pl->la, p->x->data, pl->lb, &beta,
       p->y->data, pl->lc, p->y->data, pl->lc, &pl->algo,
       cb->workspace, cb->workspace_bytes, s));
+  if (bias_split) {
+    cb->gemm_calls[1]++;
+    gemm_bias_act_kernel<<<dit_cuda_grid_1d (M * N, 256), 256, 0, s>>> (
+        p->y->data, dty, ldy, p->bias->data, (int) p->bias->dtype, M, N,
+        (int) p->act);
+    DIT_CUDA_CHECK_LAUNCH ("gemm_bias_act_kernel");
+    return DIT_OK;
+  }
+  cb->gemm_calls[0]++;
   if (p->act == DIT_ACT_SILU)
     DIT_TRY (dit_cuda_launch_unary (s, p->y->data, dty, ldy, p->y->data, dty,
         ldy, M, N, DIT_ACT_SILU));
   return DIT_OK;
+}
+
+static dit_status
+gemm_launch_fallback (dit_cuda_backend *cb, const dit_gemm_params *p,
+    int64_t M, int64_t N, int64_t K, int64_t ldx, int64_t ldw, int64_t ldy)
+{
+  if (M <= GEMM_SKINNY_M) {
+    cb->gemm_calls[2]++;
+    return gemm_launch_skinny (cb->stream, p, M, N, K, ldx, ldw, ldy);
+  }
+  cb->gemm_calls[3]++;
+  return gemm_launch_simt (cb->stream, p, M, N, K, ldx, ldw, ldy);
+}
+
+extern "C" void
+dit_cuda_gemm_path_counts (dit_backend *be, int64_t counts[4])
+{
+  for (int i = 0; i < 4; i++)
+    counts[i] = 0;
+  if (!be || be->ops->device != DIT_DEVICE_CUDA)
+    return;
+  for (int i = 0; i < 4 && i < DIT_CUDA_GEMM_PATHS; i++)
+    counts[i] = dit_cuda_impl (be)->gemm_calls[i];
 }

@@ -175,7 +175,8 @@ main (int argc, char **argv)
 
   /* kv bias on context frames 1-2 of 6 (720 tokens each), as scope does */
   dit_attn_params ap = { &q, &k, &v, &o, (int) H, (int) d,
-      1.0f / sqrtf ((float) d), 720, 2160, logf (0.3f), 0, 0 };
+      1.0f / sqrtf ((float) d), 720, 2160, logf (0.3f), 0, 0,
+      NULL, 0, 0, 0, 0 };
 
   /* full-size check of the flash path against the generic f32 kernel */
   alloc2 (be, &qf, DIT_F32, L, W);

@@ -17,6 +17,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm 
 echo "rc=$?" >> "$out/backend-ops.txt"
 "$build"/tests/gpu/test-cuda-ops > "$out/cuda-ops.txt" 2>&1
 echo "rc=$?" >> "$out/cuda-ops.txt"
+"$build"/tests/gpu/test-cuda-model > "$out/cuda-model.txt" 2>&1
+echo "rc=$?" >> "$out/cuda-model.txt"
+"$build"/tests/gpu/test-cuda-vae > "$out/cuda-vae.txt" 2>&1
+echo "rc=$?" >> "$out/cuda-vae.txt"
 "$build"/tests/gpu/dit-attn-bench 30 > "$out/bench.txt" 2>&1
 echo "rc=$?" >> "$out/bench.txt"
 {
@@ -35,6 +39,8 @@ echo "=== gpu"; cat "$out/gpu.txt"
 echo "=== test-backend-ops cuda (non-OK lines)"
 grep -v " OK$" "$out/backend-ops.txt"
 echo "=== test-cuda-ops (non-ok lines)"; grep -v " ok$" "$out/cuda-ops.txt"
+echo "=== test-cuda-model"; cat "$out/cuda-model.txt"
+echo "=== test-cuda-vae"; cat "$out/cuda-vae.txt"
 echo "=== bench"; cat "$out/bench.txt"
 echo "=== sanitizers"; cat "$out/sanitizer.txt"
 for f in memcheck-backend-ops memcheck-cuda-ops racecheck-cuda-ops; do

@@ -175,7 +175,8 @@ attn_run (dit_backend *be, const attn_case *tc, int variant)
   float scale = 1.0f / sqrtf ((float) tc->d);
   float log_bias = logf (0.3f);
   dit_attn_params p = { &q, &k, &v, &ob.t, tc->heads, tc->d, scale,
-      tc->bias_begin, tc->bias_end, log_bias, tc->causal_block, tc->q_pos0 };
+      tc->bias_begin, tc->bias_end, log_bias, tc->causal_block, tc->q_pos0,
+      NULL, 0, 0, 0, 0 };
   char name[96];
   if (variant < 0)
     snprintf (name, sizeof name, "%s", tc->name);
