@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tool_common.h"
 #include "dit_tokenizer.h"
@@ -37,6 +38,7 @@ typedef struct opts {
   uint64_t seed;
   dit_dtype dtype;
   int layers;
+  int repeat;
 } opts;
 
 static void
@@ -61,6 +63,7 @@ usage (FILE *f)
       "  --ids LIST            encode comma-separated ids instead of a prompt\n"
       "  --file FILE           tokenize: one prompt per line\n"
       "  --layers N            encode with only the first N layers (tests)\n"
+      "  --repeat N            encode N more times and print the latency\n"
       "  -o, --output FILE     output file\n"
       "  -h, --help            this text\n"
       "\n"
@@ -139,6 +142,42 @@ parse_ids (const char *s, int32_t *ids, int max, int *n)
 }
 
 static int
+compare_double (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return (x > y) - (x < y);
+}
+
+/* Time `repeat` more encodes of the same ids (the first one warmed up the
+ * GEMM plans): the latency of prompt -> embeddings on the host, including
+ * the download.  Prints the median and the range. */
+static dit_status
+time_encodes (dit_umt5 *t5, const int32_t *ids, int n, dit_tensor *out,
+    int repeat)
+{
+  double *ms = malloc ((size_t) repeat * sizeof *ms);
+  if (!ms)
+    return dit_error (DIT_ERR_NOMEM, "out of memory");
+  for (int i = 0; i < repeat; i++) {
+    struct timespec a, b;
+    clock_gettime (CLOCK_MONOTONIC, &a);
+    dit_status s = dit_umt5_encode (t5, ids, n, out);
+    clock_gettime (CLOCK_MONOTONIC, &b);
+    if (s != DIT_OK) {
+      free (ms);
+      return s;
+    }
+    ms[i] = (double) (b.tv_sec - a.tv_sec) * 1e3
+        + (double) (b.tv_nsec - a.tv_nsec) * 1e-6;
+  }
+  qsort (ms, (size_t) repeat, sizeof *ms, compare_double);
+  printf ("encode: %d tokens, median %.2f ms (min %.2f, max %.2f) over %d runs\n",
+      n, ms[repeat / 2], ms[0], ms[repeat - 1], repeat);
+  free (ms);
+  return DIT_OK;
+}
+
+static int
 cmd_encode (const opts *o)
 {
   int32_t ids[DIT_TOKENIZER_MAX_IDS];
@@ -187,6 +226,10 @@ cmd_encode (const opts *o)
     rc = fail ("encode");
     goto out;
   }
+  if (o->repeat > 0 && time_encodes (t5, ids, n, &et, o->repeat) != DIT_OK) {
+    rc = fail ("encode");
+    goto out;
+  }
   int64_t shape[2] = { n, cfg.dim };
   dit_st_write_tensor wt = { "embeds", DIT_F32, 2, shape, emb };
   char tokens[16];
@@ -218,6 +261,7 @@ main (int argc, char **argv)
     { "ids", required_argument, NULL, 'i' },
     { "file", required_argument, NULL, 'f' },
     { "layers", required_argument, NULL, 'l' },
+    { "repeat", required_argument, NULL, 'r' },
     { "output", required_argument, NULL, 'o' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
@@ -247,6 +291,12 @@ main (int argc, char **argv)
       case 'l':
         if (!tool_parse_int (optarg, 1, 1000, &o.layers)) {
           fprintf (stderr, "dit-text: bad --layers '%s'\n", optarg);
+          return EXIT_USAGE;
+        }
+        break;
+      case 'r':
+        if (!tool_parse_int (optarg, 1, 100000, &o.repeat)) {
+          fprintf (stderr, "dit-text: bad --repeat '%s'\n", optarg);
           return EXIT_USAGE;
         }
         break;
