@@ -6,6 +6,12 @@ set -eu
 cd "$(dirname "$0")/.."
 build=${1:-build-ci}
 DIT_MESON_OPTIONS="-Dwerror=true ${DIT_MESON_OPTIONS:-}" sh scripts/setup.sh "$build"
+# The browser tests' npm packages (pinned by tests/serve/package-lock.json).
+# Without them the browser tests report SKIP (exit 77), visibly.
+if [ ! -d tests/serve/node_modules ]; then
+  (cd tests/serve && npm ci --no-audit --no-fund) ||
+    echo "run-tests: npm ci failed; the browser tests will be skipped"
+fi
 meson test -C "$build" --print-errorlogs --num-processes 2
 # The unit and element tests again under valgrind (leaks are errors).
 meson test -C "$build" --setup valgrind --suite unit --suite check --print-errorlogs --num-processes 2

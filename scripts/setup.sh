@@ -14,7 +14,15 @@ packages="build-essential meson ninja-build pkg-config
   libgstreamer-plugins-bad1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  ffmpeg nginx libnginx-mod-rtmp libsentencepiece-dev sentencepiece clang"
+  ffmpeg nginx libnginx-mod-rtmp libsentencepiece-dev sentencepiece clang
+  libsoup-3.0-dev libjson-glib-dev gstreamer1.0-nice python3-gi
+  gir1.2-gstreamer-1.0 chromium"
+
+# Node.js runs the browser tests (playwright-core drives Debian's chromium);
+# a node that is already installed (any source) is used as it is.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages="$packages nodejs npm"
+fi
 
 missing=""
 for p in $packages; do

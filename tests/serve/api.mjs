@@ -1,0 +1,135 @@
+// Control API of dit-serve without a browser: health, stats, prompt (text
+// and embeddings file), seed, the error cases (malformed JSON 400, body
+// over 64 KiB 413, unknown route 404, wrong method 405, wrong content type
+// 415, unusable embeddings 422), and a WHEP session from a hand-written
+// offer that is hung up with DELETE (viewer count back to 0, a second
+// DELETE 404).
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { check, getJSON, poll, run, startServer } from './lib.mjs';
+
+// A float32 safetensors file with one tensor "prompt_embeds" [rows, dim].
+function writeEmbeds(path, rows, dim) {
+  const data = Buffer.alloc(rows * dim * 4);
+  for (let i = 0; i < rows * dim; i++)
+    data.writeFloatLE(Math.sin(i) * 0.1, i * 4);
+  let header = JSON.stringify({ prompt_embeds: { dtype: 'F32',
+    shape: [rows, dim], data_offsets: [0, data.length] } });
+  header += ' '.repeat((8 - (header.length % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(header.length));
+  writeFileSync(path, Buffer.concat([len, Buffer.from(header), data]));
+}
+
+// A browser-like receive-only H.264 offer (ICE and DTLS values are
+// syntactically valid; nothing will ever connect to them).
+const OFFER = [
+  'v=0', 'o=- 4611731400430051336 2 IN IP4 127.0.0.1', 's=-', 't=0 0',
+  'a=group:BUNDLE 0', 'a=msid-semantic: WMS',
+  'm=video 9 UDP/TLS/RTP/SAVPF 102', 'c=IN IP4 0.0.0.0',
+  'a=rtcp:9 IN IP4 0.0.0.0', 'a=ice-ufrag:abcd',
+  'a=ice-pwd:abcdefghijklmnopqrstuvwx',
+  'a=fingerprint:sha-256 72:1D:D8:E7:F8:DD:39:A6:F1:5B:E6:50:52:75:BD:DF:07:6F:A7:59:C7:C2:C3:91:A0:AD:29:61:AF:92:71:58',
+  'a=setup:actpass', 'a=mid:0', 'a=recvonly', 'a=rtcp-mux',
+  'a=rtpmap:102 H264/90000', 'a=rtcp-fb:102 nack pli',
+  'a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
+  '',
+].join('\r\n');
+
+await run(async (cleanup) => {
+  const server = await startServer(['--connect-timeout', '60']);
+  cleanup(() => server.stop());
+  const url = (p) => server.url + p;
+  const post = (p, body, type = 'application/json') =>
+    fetch(url(p), { method: 'POST', headers: { 'Content-Type': type }, body });
+  const expectError = async (res, status, what) => {
+    const body = await res.json().catch(() => null);
+    check(res.status === status && body && typeof body.error === 'string',
+      `${what}: ${res.status} ${body && body.error}`);
+  };
+  const tmp = mkdtempSync(join(tmpdir(), 'dit-serve-api-'));
+  cleanup(() => rmSync(tmp, { recursive: true, force: true }));
+
+  const health = await getJSON(url('health'));
+  check(health.status === 200 && health.body.status === 'ok', 'GET /health');
+  const s0 = await poll(async () => {
+    const s = (await getJSON(url('stats'))).body;
+    return s.chunks >= 2 ? s : null;
+  }, 60000, 'two chunks');
+  for (const key of ['fps', 'output_fps', 'chunk_ms', 'mesh_ms', 'chunks',
+    'prompt_epoch', 'cache_epoch', 'seed', 'viewers', 'queues', 'viewer_list'])
+    check(key in s0, `/stats has ${key}`);
+  check(s0.mesh_ms === 0 && s0.viewers === 0 && s0.seed === 42,
+    'no mesh, no viewers, seed 42 at start');
+
+  // Errors.
+  await expectError(await post('prompt', '{"prompt": '), 400, 'malformed JSON');
+  await expectError(await post('prompt', '[1, 2]'), 400, 'JSON that is not an object');
+  await expectError(await post('prompt', '{"prompt": "a", "embeds": "/x"}'), 400,
+    'prompt and embeds together');
+  await expectError(await post('prompt', '{"prompt": 3}'), 400, 'prompt not a string');
+  await expectError(await post('seed', '{"seed": -1}'), 400, 'negative seed');
+  await expectError(await post('seed', '{"seed": "7"}'), 400, 'seed as a string');
+  await expectError(await post('prompt', JSON.stringify({ prompt: 'x'.repeat(70000) })),
+    413, 'body over 64 KiB');
+  await expectError(await fetch(url('nothing/here')), 404, 'unknown route');
+  await expectError(await fetch(url('stats'), { method: 'DELETE' }), 405, 'DELETE /stats');
+  await expectError(await fetch(url('prompt')), 405, 'GET /prompt');
+  await expectError(await post('whep', OFFER, 'text/plain'), 415, 'offer without application/sdp');
+  await expectError(await post('whep', 'not sdp at all', 'application/sdp'), 400, 'garbage offer');
+  await expectError(await post('whep', OFFER.replace(/H264/g, 'VP8'), 'application/sdp'),
+    422, 'offer without H.264');
+  await expectError(await post('prompt', JSON.stringify({ embeds: join(tmp, 'missing.safetensors') })),
+    422, 'embeddings file that does not exist');
+  writeEmbeds(join(tmp, 'narrow.safetensors'), 4, 32);
+  await expectError(await post('prompt', JSON.stringify({ embeds: join(tmp, 'narrow.safetensors') })),
+    422, 'embeddings of the wrong width');
+  await expectError(await fetch(url('whep/nope'), { method: 'DELETE' }), 404, 'DELETE of an unknown viewer');
+  check((await getJSON(url('health'))).status === 200, 'still healthy after the errors');
+
+  // Prompts and seed change what ditgenerate reports.
+  const e0 = (await getJSON(url('stats'))).body.prompt_epoch;
+  writeEmbeds(join(tmp, 'ok.safetensors'), 4, 64);
+  let res = await post('prompt', JSON.stringify({ embeds: join(tmp, 'ok.safetensors') }));
+  check(res.status === 200, `POST /prompt with an embeddings file: ${res.status}`);
+  const e1 = await poll(async () => {
+    const e = (await getJSON(url('stats'))).body.prompt_epoch;
+    return e > e0 ? e : 0;
+  }, 20000, 'the prompt epoch to move after the embeddings');
+  res = await post('prompt', JSON.stringify({ prompt: 'a lighthouse at dusk' }));
+  check(res.status === 200, `POST /prompt with text: ${res.status}`);
+  await poll(async () => (await getJSON(url('stats'))).body.prompt_epoch > e1, 20000,
+    'the prompt epoch to move after the text prompt');
+  check(true, 'prompt epoch moves with each prompt');
+  res = await post('seed', '{"seed": 7}');
+  check(res.status === 200, 'POST /seed');
+  await poll(async () => (await getJSON(url('stats'))).body.seed === 7, 20000,
+    'the chunks to carry seed 7');
+  check(true, 'chunks carry the new seed');
+
+  // WHEP session from a hand-written offer, then hang up.
+  res = await post('whep', OFFER, 'application/sdp');
+  const answer = await res.text();
+  const location = res.headers.get('Location');
+  check(res.status === 201 && res.headers.get('Content-Type').startsWith('application/sdp'),
+    `POST /whep: ${res.status} ${res.headers.get('Content-Type')}`);
+  check(/^\/whep\/\S+$/.test(location || ''), `Location ${location}`);
+  check(/a=sendonly/.test(answer) && /H264\/90000/.test(answer) &&
+    /a=candidate:/.test(answer), 'the answer sends H.264 and carries ICE candidates');
+  check((await getJSON(url('stats'))).body.viewers === 1, 'one viewer after the offer');
+  res = await fetch(new URL(location, server.url), { method: 'DELETE' });
+  check(res.status === 200, `DELETE ${location}: ${res.status}`);
+  check((await getJSON(url('stats'))).body.viewers === 0, 'viewer freed (viewers 1 -> 0)');
+  res = await fetch(new URL(location, server.url), { method: 'DELETE' });
+  check(res.status === 404, `second DELETE: ${res.status}`);
+  const c0 = (await getJSON(url('stats'))).body.chunks;
+  let last;
+  try {
+    await poll(async () => (last = (await getJSON(url('stats'))).body).chunks > c0,
+      30000, 'generation to go on');
+  } finally {
+    console.log(`stats at the end: ${JSON.stringify(last)}`);
+  }
+  check(true, 'generation goes on after the API calls');
+});

@@ -1,0 +1,152 @@
+// Shared helpers of the dit-serve tests: start the server on a free
+// loopback port, launch Debian's Chromium headless through playwright-core,
+// poll JSON.  Exit status 77 (skip) when something the test needs is not
+// installed; the tests install nothing themselves.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const CHROMIUM = process.env.DIT_SERVE_CHROMIUM || '/usr/bin/chromium';
+
+export function skip(why) {
+  console.log(`SKIP: ${why}`);
+  process.exit(77);
+}
+
+export function fail(why) {
+  console.error(`FAIL: ${why}`);
+  process.exitCode = 1;
+  throw new Error(why);
+}
+
+export function check(cond, what) {
+  if (!cond)
+    fail(what);
+  console.log(`ok - ${what}`);
+}
+
+export function serverBinary() {
+  const bin = process.env.DIT_SERVE;
+  if (!bin || !existsSync(bin))
+    skip('DIT_SERVE does not point at a built dit-serve');
+  return bin;
+}
+
+// playwright-core from tests/serve/node_modules (npm ci), or skip.
+export async function loadChromium() {
+  if (!existsSync(CHROMIUM))
+    skip(`${CHROMIUM} is missing (Debian package chromium)`);
+  if (!existsSync(join(here, 'node_modules', 'playwright-core')))
+    skip(`playwright-core is missing: run "npm ci" in ${here}`);
+  const pw = await import('playwright-core');
+  return pw.chromium;
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Poll fn() until it returns a truthy value; fail after timeoutMs.
+export async function poll(fn, timeoutMs, what) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    last = await fn();
+    if (last)
+      return last;
+    await sleep(250);
+  }
+  fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+// Start dit-serve with --port 0 and wait for its "listening on URL" line.
+export async function startServer(args = [], env = {}) {
+  const proc = spawn(serverBinary(), ['--port', '0', ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  const onData = (d) => {
+    log += d.toString();
+    process.stdout.write(`[dit-serve] ${d}`);
+  };
+  proc.stdout.on('data', onData);
+  proc.stderr.on('data', onData);
+  const exited = new Promise((resolve) => proc.on('exit', (code, sig) =>
+    resolve(code === null ? `signal ${sig}` : code)));
+  const url = await poll(async () => {
+    const m = log.match(/listening on (http:\/\/\S+)/);
+    if (proc.exitCode !== null)
+      fail(`dit-serve exited early with ${proc.exitCode}`);
+    return m && m[1];
+  }, 60000, 'dit-serve to listen');
+  return {
+    url,
+    proc,
+    // SIGTERM, and check the clean exit status.
+    async stop() {
+      if (this.stopped)
+        return;
+      this.stopped = true;
+      if (proc.exitCode === null)
+        proc.kill('SIGTERM');
+      const code = await Promise.race([exited, sleep(20000).then(() => 'hung')]);
+      if (code === 'hung') {
+        proc.kill('SIGKILL');
+        fail('dit-serve did not stop within 20 s of SIGTERM');
+      }
+      check(code === 0, `dit-serve exits 0 on SIGTERM (got ${code})`);
+    },
+  };
+}
+
+export async function getJSON(url) {
+  const res = await fetch(url, { cache: 'no-store' });
+  return { status: res.status, body: await res.json() };
+}
+
+// Debian's Chromium, headless, with a throw-away profile.
+export async function launchBrowser() {
+  const chromium = await loadChromium();
+  const profile = mkdtempSync(join(tmpdir(), 'dit-serve-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
+      '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+  return {
+    context,
+    async close() {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+export function artifactDir() {
+  return process.env.DIT_SERVE_ARTIFACTS || tmpdir();
+}
+
+// Run main(), always stopping what it started; exit 0/1.
+export async function run(main) {
+  const cleanups = [];
+  try {
+    await main((fn) => cleanups.unshift(fn));
+  } catch (e) {
+    if (!process.exitCode)
+      console.error(e);
+    process.exitCode = 1;
+  }
+  for (const fn of cleanups) {
+    try {
+      await fn();
+    } catch (e) {
+      console.error(e);
+      process.exitCode = 1;
+    }
+  }
+  process.exit(process.exitCode || 0);
+}
