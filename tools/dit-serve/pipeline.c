@@ -54,8 +54,6 @@ struct _DitServePipeline
   GstElement *pipeline, *generate, *display_queue, *tee;
   const gchar *encoder_name;
   gint text_dim, text_len;
-  gchar *tmp_dir;
-  guint prompt_serial;
   guint bus_watch, reaper_id;
   gint exit_status;
   gint64 start_us;
@@ -1168,23 +1166,6 @@ dit_serve_pipeline_exit_status (DitServePipeline * p)
   return p->exit_status;
 }
 
-static void
-remove_tmp_dir (const gchar * dir)
-{
-  GDir *d = g_dir_open (dir, 0, NULL);
-  const gchar *name;
-
-  if (d) {
-    while ((name = g_dir_read_name (d))) {
-      gchar *path = g_build_filename (dir, name, NULL);
-      g_unlink (path);
-      g_free (path);
-    }
-    g_dir_close (d);
-  }
-  g_rmdir (dir);
-}
-
 void
 dit_serve_pipeline_free (DitServePipeline * p)
 {
@@ -1205,10 +1186,6 @@ dit_serve_pipeline_free (DitServePipeline * p)
     gst_object_unref (p->pipeline);
   }
   g_hash_table_destroy (p->viewers);
-  if (p->tmp_dir) {
-    remove_tmp_dir (p->tmp_dir);
-    g_free (p->tmp_dir);
-  }
   dit_serve_rate_clear (&p->out_rate);
   g_mutex_clear (&p->meta_lock);
   g_free (p);
@@ -1231,23 +1208,10 @@ gboolean
 dit_serve_pipeline_set_prompt_text (DitServePipeline * p, const gchar * text,
     GError ** error)
 {
-  gchar *path, *name;
-  gboolean ok;
-
-  if (p->tmp_dir == NULL) {
-    p->tmp_dir = g_dir_make_tmp ("dit-serve-XXXXXX", error);
-    if (p->tmp_dir == NULL)
-      return FALSE;
-  }
-  /* A fresh file per request: ditgenerate reads the file when it applies
-   * the prompt, which may be after the next request arrived. */
-  name = g_strdup_printf ("prompt-%u.safetensors", ++p->prompt_serial);
-  path = g_build_filename (p->tmp_dir, name, NULL);
-  g_free (name);
-  ok = dit_serve_prompt_write_text_embeds (text, p->text_dim, path, error)
-      && dit_serve_pipeline_set_prompt_embeds (p, path, error);
-  g_free (path);
-  return ok;
+  /* prompt-embeds wins over prompt in ditgenerate: clear it so the text
+   * takes over from an earlier embeddings file. */
+  g_object_set (p->generate, "prompt-embeds", NULL, "prompt", text, NULL);
+  return TRUE;
 }
 
 void

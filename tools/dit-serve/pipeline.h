@@ -75,7 +75,7 @@ gboolean dit_serve_pipeline_remove_viewer (DitServePipeline * p,
  * text width before ditgenerate sees it. */
 gboolean dit_serve_pipeline_set_prompt_embeds (DitServePipeline * p,
     const gchar * path, GError ** error);
-/* A text prompt: see prompt.h (placeholder until the text encoder). */
+/* A text prompt, encoded by ditgenerate's text encoder. */
 gboolean dit_serve_pipeline_set_prompt_text (DitServePipeline * p,
     const gchar * text, GError ** error);
 void dit_serve_pipeline_set_seed (DitServePipeline * p, guint64 seed);
