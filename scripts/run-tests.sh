@@ -13,5 +13,7 @@ if [ ! -d tests/serve/node_modules ]; then
     echo "run-tests: npm ci failed; the browser tests will be skipped"
 fi
 meson test -C "$build" --print-errorlogs --num-processes 2
-# The unit and element tests again under valgrind (leaks are errors).
-meson test -C "$build" --setup valgrind --suite unit --suite check --print-errorlogs --num-processes 2
+# The unit and element tests again under valgrind (leaks are errors); the
+# real-size ('slow') and shell-driven ('shell') tests are left out there.
+meson test -C "$build" --setup valgrind --suite unit --suite check \
+  --no-suite slow --no-suite shell --print-errorlogs --num-processes 2
