@@ -113,9 +113,14 @@ export async function launchBrowser() {
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
+    // Chromium hides its host candidates behind mDNS ".local" names, which
+    // libnice cannot resolve on a machine without mDNS; ICE then hangs on
+    // peer-reflexive candidates learned from incoming checks, a race that
+    // sometimes never connects.  Plain host candidates make it deterministic.
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
       '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
+      '--disable-component-update', '--disable-sync',
+      '--disable-features=WebRtcHideLocalIpsWithMdns'],
   });
   return {
     context,

@@ -35,7 +35,11 @@ await run(async (cleanup) => {
     await new Promise((r) => setTimeout(r, 1000));
     const res = await fetch('/whep', { method: 'POST',
       headers: { 'Content-Type': 'application/sdp' },
-      body: pc.localDescription.sdp });
+      // No candidates: the server's connectivity checks have nowhere to
+      // go, so this viewer stays "connecting" (a peer gone silent) instead
+      // of failing ICE at once and being reaped before the measurement.
+      body: pc.localDescription.sdp.split('\r\n')
+        .filter((l) => !l.startsWith('a=candidate:')).join('\r\n') });
     return { status: res.status, location: res.headers.get('Location') };
   });
   check(offer.status === 201 && offer.location, `stalled viewer got 201 and ${offer.location}`);
