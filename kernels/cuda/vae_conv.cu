@@ -23,6 +23,7 @@
  * CPU's f32 conv, which the GPU tests bound by NMSE.
  */
 #include "vae_cuda.cuh"
+#include "vae_conv_mma.cuh"
 
 #include <mma.h>
 
@@ -314,6 +315,10 @@ dit_cuda_vae_conv (dit_backend *be, const dit_vae_conv_params *p)
   }
   if (xd[1] * xd[2] * cin > INT32_MAX || to * ho * wo / VC_BM > INT32_MAX)
     return dit_error (DIT_ERR_INVALID, "vae conv: frames too large");
+
+  const int bn = dit_cuda_vae_conv_mma_block_n (p, cin, cout);
+  if (bn)
+    return dit_cuda_vae_conv_mma (be, p, bn, (int) pd[0], to, ho, wo);
 
   vae_conv_args a;
   memset (&a, 0, sizeof a);
