@@ -1,17 +1,43 @@
 /* comm_nccl — the NCCL transport of dit_comm (device memory), built when
  * nccl.h and libnccl are found and the CUDA backend is built.
  *
- * Crash before hang (reference notes §5): the communicator is created
- * non-blocking (config.blocking = 0) and every call is followed by a
- * bounded wait: the calling thread polls cudaStreamQuery and
- * ncclCommGetAsyncError until the work is done, an error is reported, or
- * timeout_ms passes; on error or timeout it calls ncclCommAbort and the
- * communicator is failed from then on.  A watchdog thread (which sets its
- * device first, so the abort runs in the right context) does the same for
- * a call that never returns to the poll loop, e.g. a host thread stuck
- * inside an enqueue.  f32/bf16/f16 sums use NCCL's own reduction; NCCL
- * does not promise a fixed order, so TP results are reproducible only to
- * f32 rounding on this transport.
+ * Stream-ordered collectives.  A call only enqueues its NCCL operation on
+ * the comm's stream (the compute backend's stream, so it is ordered with
+ * the kernels around it): no host synchronisation per collective, and the
+ * forwards that hold them can be recorded as CUDA graphs.  The communicator
+ * is non-blocking (config.blocking = 0): an enqueue that answers
+ * ncclInProgress is polled (host side only) with ncclCommGetAsyncError
+ * until it is done, as NCCL requires before the next call; the enqueue
+ * result and the asynchronous error are checked on every call.
+ *
+ * Crash before hang (reference notes §5).  When the stream is not being
+ * recorded into a graph, every enqueue records `done`, a CUDA event, after
+ * its work and keeps `busy_since`, the time the stream last had none of
+ * this comm's work outstanding.  A watchdog thread (which sets its device
+ * first, so it works in the right context) polls every 20 ms:
+ * cudaEventQuery(done) and ncclCommGetAsyncError.  It aborts the
+ * communicator (ncclCommAbort: stuck NCCL kernels exit, so host syncs on
+ * the stream return) on an asynchronous error, on a CUDA error, when work
+ * stays outstanding for more than timeout_ms, or when a dit_comm_watch
+ * window stays open longer than that (collectives replayed from a graph
+ * never pass through this file, so the caller's watch/flush pair is what
+ * bounds them).  dit_comm_flush records `done` at the stream's tail and
+ * waits for it (bounded), so the caller learns the outcome of everything
+ * it enqueued.  After an abort every call returns the error that caused
+ * it.  One mutex serialises every use of the NCCL communicator (calls,
+ * polling, abort), so the watchdog normally never aborts under a running
+ * call.  The exception is a call that itself blocks: with a peer dead and
+ * its kernels stuck, CUDA's launch queue fills up and the next launch (one
+ * inside ncclAllReduce, say) waits for room.  The calling thread then holds
+ * the mutex; the watchdog sees the call's start time (`in_call_since`,
+ * atomic) and, past timeout_ms, aborts without the mutex, which is what
+ * ncclCommAbort from another thread is for: the stuck kernels exit, the
+ * queue drains, the call returns, sees `aborted` and never touches the
+ * communicator again.
+ *
+ * Numerics: f32/bf16/f16 sums use NCCL's own reduction.  NCCL gives every
+ * rank the same bits, but its order differs from a single device's, so TP
+ * results match TP = 1 to rounding, not bit for bit.
  */
 #include "dit_comm.h"
 #include "dit_net.h"
@@ -19,37 +45,139 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#define NCCL_WATCH_PERIOD_MS 20
+
 typedef struct comm_nccl {
   dit_comm pub;
-  ncclComm_t comm;
+  ncclComm_t comm;          /* NULL once aborted */
+  ncclComm_t handle;        /* as created: what the one ncclCommAbort gets */
   cudaStream_t stream;
   int device;
-  int failed;
   pthread_t watchdog;
-  pthread_mutex_t lock;
-  int64_t busy_deadline;   /* 0 = idle */
-  int stop;
-  int aborted;
+  atomic_int stop;
+  atomic_llong in_call_since;  /* ms: a call holding the lock started; 0 none */
+  atomic_int aborted;       /* ncclCommAbort was called (with or without lock) */
+  char abort_why[320];      /* written before `aborted` is set without lock */
+  pthread_mutex_t lock;     /* guards everything below and every NCCL call */
+  cudaEvent_t done;         /* recorded after the last watched enqueue */
+  int pending;              /* done recorded and not yet seen complete */
+  int64_t busy_since;       /* ms: start of the current outstanding stretch */
+  int64_t watch_since;      /* ms: dit_comm_watch window, 0 = closed */
+  float *scratch;           /* barrier operand */
+  int failed;
+  char why[320];            /* what failed the communicator */
 } comm_nccl;
 
-static dit_status
-nccl_abort (comm_nccl *c, const char *why)
+typedef enum { OP_ALLREDUCE, OP_BROADCAST, OP_SEND, OP_RECV } nccl_op;
+
+static const char *const op_names[] = { "all-reduce", "broadcast", "send", "recv" };
+
+typedef struct nccl_call {
+  nccl_op op;
+  void *data;
+  size_t count;
+  ncclDataType_t type;
+  int peer;                 /* root or peer */
+} nccl_call;
+
+static void nccl_fail_locked (comm_nccl *c, const char *fmt, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+/* Abort the communicator (lock held) and remember why; the first failure
+ * wins. */
+static void
+nccl_fail_locked (comm_nccl *c, const char *fmt, ...)
 {
-  pthread_mutex_lock (&c->lock);
-  if (!c->aborted) {
-    ncclCommAbort (c->comm);
-    c->aborted = 1;
-  }
+  if (c->failed)
+    return;
+  va_list ap;
+  va_start (ap, fmt);
+  vsnprintf (c->why, sizeof c->why, fmt, ap);
+  va_end (ap);
   c->failed = 1;
-  pthread_mutex_unlock (&c->lock);
-  return dit_error (DIT_ERR_DEVICE, "nccl comm rank %d: %s; communicator aborted",
-      c->pub.rank, why);
+  c->pending = 0;
+  c->watch_since = 0;
+  if (c->comm && !atomic_exchange (&c->aborted, 1))
+    ncclCommAbort (c->handle);
+  c->comm = NULL;
+}
+
+/* After a call that held the lock: if the watchdog aborted without the
+ * lock meanwhile, take over its reason and drop the communicator. */
+static void
+nccl_after_call_locked (comm_nccl *c)
+{
+  atomic_store (&c->in_call_since, 0);
+  if (atomic_load (&c->aborted) && !c->failed) {
+    snprintf (c->why, sizeof c->why, "%s", c->abort_why);
+    c->failed = 1;
+    c->pending = 0;
+    c->watch_since = 0;
+    c->comm = NULL;
+  }
+}
+
+/* The error every call returns once the communicator failed (lock held). */
+static dit_status
+nccl_failed_error (comm_nccl *c, const char *op)
+{
+  return dit_error (DIT_ERR_DEVICE, "nccl comm rank %d of %d: %s: %s; "
+      "communicator aborted", c->pub.rank, c->pub.size, op, c->why);
+}
+
+/* The asynchronous state, with NCCL's last message when it has one. */
+static ncclResult_t
+nccl_async_locked (comm_nccl *c, char *msg, size_t n)
+{
+  ncclResult_t a = ncclSuccess;
+  ncclResult_t r = ncclCommGetAsyncError (c->comm, &a);
+  if (r != ncclSuccess)
+    a = r;
+  if (a != ncclSuccess && a != ncclInProgress) {
+    const char *last = ncclGetLastError (c->comm);
+    snprintf (msg, n, "%s%s%s", ncclGetErrorString (a),
+        last && *last ? ": " : "", last ? last : "");
+  }
+  return a;
+}
+
+/* One poll of the watched state (lock held, not failed). */
+static void
+nccl_check_locked (comm_nccl *c, int64_t now)
+{
+  char msg[256];
+  int64_t since = 0;
+  if (c->pending) {
+    cudaError_t q = cudaEventQuery (c->done);
+    if (q == cudaSuccess) {
+      c->pending = 0;
+    } else if (q != cudaErrorNotReady) {
+      nccl_fail_locked (c, "CUDA error while collectives were outstanding: %s",
+          cudaGetErrorString (q));
+      return;
+    } else {
+      since = c->busy_since;
+    }
+  }
+  if (c->watch_since && (!since || c->watch_since < since))
+    since = c->watch_since;
+  ncclResult_t a = nccl_async_locked (c, msg, sizeof msg);
+  if (a != ncclSuccess && a != ncclInProgress) {
+    nccl_fail_locked (c, "asynchronous NCCL error: %s", msg);
+    return;
+  }
+  if (since && now - since > c->pub.timeout_ms)
+    nccl_fail_locked (c, "work outstanding for %lld ms, over the %d ms timeout "
+        "(a peer died or stalled)", (long long) (now - since), c->pub.timeout_ms);
 }
 
 static void *
@@ -57,124 +185,263 @@ nccl_watchdog (void *arg)
 {
   comm_nccl *c = arg;
   cudaSetDevice (c->device);
-  for (;;) {
-    pthread_mutex_lock (&c->lock);
-    int stop = c->stop;
-    int64_t dl = c->busy_deadline;
-    if (!stop && !c->aborted && dl && dit_net_now_ms () > dl + 1000) {
-      ncclCommAbort (c->comm);
-      c->aborted = 1;
-      c->failed = 1;
+  while (!atomic_load (&c->stop)) {
+    usleep (NCCL_WATCH_PERIOD_MS * 1000);
+    if (pthread_mutex_trylock (&c->lock) == 0) {
+      if (!c->failed)
+        nccl_check_locked (c, dit_net_now_ms ());
+      pthread_mutex_unlock (&c->lock);
+      continue;
     }
+    /* The lock is held: by a call that may be blocked inside CUDA or
+     * NCCL (see the header). */
+    int64_t since = atomic_load (&c->in_call_since);
+    int64_t now = dit_net_now_ms ();
+    if (since && now - since > c->pub.timeout_ms && !atomic_load (&c->aborted)) {
+      snprintf (c->abort_why, sizeof c->abort_why, "a call blocked for %lld ms, "
+          "over the %d ms timeout (a peer died or stalled)",
+          (long long) (now - since), c->pub.timeout_ms);
+      if (!atomic_exchange (&c->aborted, 1))
+        ncclCommAbort (c->handle);
+    }
+  }
+  return NULL;
+}
+
+/* Record `done` after what is enqueued now, unless the stream is being
+ * recorded into a graph (an event record would become part of the graph
+ * and the work is not running yet).  Lock held. */
+static void
+nccl_mark_locked (comm_nccl *c)
+{
+  enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  cudaError_t e = cudaStreamIsCapturing (c->stream, &cs);
+  if (e == cudaSuccess && cs != cudaStreamCaptureStatusNone)
+    return;
+  if (e == cudaSuccess) {
+    /* A new outstanding stretch starts when the previous one is done. */
+    cudaError_t q = c->pending ? cudaEventQuery (c->done) : cudaSuccess;
+    if (q == cudaSuccess)
+      c->busy_since = dit_net_now_ms ();
+    else if (q != cudaErrorNotReady)
+      e = q;
+  }
+  if (e == cudaSuccess)
+    e = cudaEventRecord (c->done, c->stream);
+  if (e != cudaSuccess) {
+    nccl_fail_locked (c, "CUDA error on the comm stream: %s", cudaGetErrorString (e));
+    return;
+  }
+  c->pending = 1;
+}
+
+static ncclResult_t
+nccl_issue (comm_nccl *c, const nccl_call *k)
+{
+  switch (k->op) {
+    case OP_ALLREDUCE:
+      return ncclAllReduce (k->data, k->data, k->count, k->type, ncclSum, c->comm,
+          c->stream);
+    case OP_BROADCAST:
+      return ncclBroadcast (k->data, k->data, k->count, ncclUint8, k->peer,
+          c->comm, c->stream);
+    case OP_SEND:
+      return ncclSend (k->data, k->count, ncclUint8, k->peer, c->comm, c->stream);
+    case OP_RECV:
+      return ncclRecv (k->data, k->count, ncclUint8, k->peer, c->comm, c->stream);
+  }
+  return ncclInvalidArgument;
+}
+
+/* Enqueue one operation: check the result and the asynchronous state,
+ * finish an in-progress enqueue (bounded), mark the work for the
+ * watchdog. */
+static dit_status
+nccl_enqueue (comm_nccl *c, const nccl_call *k)
+{
+  const char *op = op_names[k->op];
+  char msg[256];
+  dit_status st = DIT_OK;
+  pthread_mutex_lock (&c->lock);
+  if (c->failed) {
+    st = nccl_failed_error (c, op);
     pthread_mutex_unlock (&c->lock);
-    if (stop)
-      return NULL;
-    usleep (50000);
+    return st;
   }
-}
-
-/* Wait for the enqueued work of one call. */
-static dit_status
-nccl_wait (comm_nccl *c, ncclResult_t enq, const char *op)
-{
-  int64_t dl = dit_net_deadline (c->pub.timeout_ms);
-  if (enq != ncclSuccess && enq != ncclInProgress) {
-    char why[256];
-    snprintf (why, sizeof why, "%s: %s", op, ncclGetErrorString (enq));
-    return nccl_abort (c, why);
+  /* The enqueue may block (a full launch queue behind stuck kernels): the
+   * watchdog may abort around it, and nothing touches the communicator
+   * after that. */
+  atomic_store (&c->in_call_since, dit_net_now_ms ());
+  ncclResult_t r = nccl_issue (c, k);
+  nccl_after_call_locked (c);
+  if (c->failed) {
+    st = nccl_failed_error (c, op);
+    pthread_mutex_unlock (&c->lock);
+    return st;
   }
-  for (;;) {
-    ncclResult_t async = ncclSuccess;
-    ncclCommGetAsyncError (c->comm, &async);
-    if (async != ncclSuccess && async != ncclInProgress) {
-      char why[256];
-      snprintf (why, sizeof why, "%s: asynchronous error %s", op,
-          ncclGetErrorString (async));
-      return nccl_abort (c, why);
+  if (r == ncclInProgress) {
+    /* Host-side completion of a non-blocking enqueue; never blocks. */
+    int64_t dl = dit_net_deadline (c->pub.timeout_ms);
+    while ((r = nccl_async_locked (c, msg, sizeof msg)) == ncclInProgress) {
+      if (dit_net_now_ms () > dl) {
+        nccl_fail_locked (c, "%s: enqueue still in progress after %d ms", op,
+            c->pub.timeout_ms);
+        break;
+      }
+      sched_yield ();
     }
-    cudaError_t q = cudaStreamQuery (c->stream);
-    if (q == cudaSuccess && async == ncclSuccess)
-      break;
-    if (q != cudaSuccess && q != cudaErrorNotReady) {
-      char why[256];
-      snprintf (why, sizeof why, "%s: CUDA error %s", op, cudaGetErrorString (q));
-      return nccl_abort (c, why);
-    }
-    if (dit_net_now_ms () > dl) {
-      char why[256];
-      snprintf (why, sizeof why, "%s: timed out after %d ms (a peer died or stalled)",
-          op, c->pub.timeout_ms);
-      return nccl_abort (c, why);
-    }
-    usleep (20);
+    if (!c->failed && r != ncclSuccess)
+      nccl_fail_locked (c, "%s: %s", op, msg);
+  } else if (r != ncclSuccess) {
+    const char *last = ncclGetLastError (c->comm);
+    nccl_fail_locked (c, "%s: enqueue failed: %s%s%s", op, ncclGetErrorString (r),
+        last && *last ? ": " : "", last ? last : "");
+  } else {
+    ncclResult_t a = nccl_async_locked (c, msg, sizeof msg);
+    if (a != ncclSuccess && a != ncclInProgress)
+      nccl_fail_locked (c, "%s: asynchronous NCCL error: %s", op, msg);
   }
-  pthread_mutex_lock (&c->lock);
-  c->busy_deadline = 0;
-  pthread_mutex_unlock (&c->lock);
-  return DIT_OK;
-}
-
-static dit_status
-nccl_begin (comm_nccl *c, const char *op)
-{
+  if (!c->failed) {
+    atomic_store (&c->in_call_since, dit_net_now_ms ());
+    nccl_mark_locked (c);
+    nccl_after_call_locked (c);
+  }
   if (c->failed)
-    return dit_error (DIT_ERR_STATE, "nccl comm rank %d: %s after an earlier failure",
-        c->pub.rank, op);
-  pthread_mutex_lock (&c->lock);
-  c->busy_deadline = dit_net_deadline (c->pub.timeout_ms);
+    st = nccl_failed_error (c, op);
   pthread_mutex_unlock (&c->lock);
-  return DIT_OK;
+  return st;
 }
 
 static dit_status
 n_allreduce (dit_comm *pub, void *data, int64_t count, dit_dtype dtype)
 {
   comm_nccl *c = (comm_nccl *) pub;
-  ncclDataType_t t = dtype == DIT_F32 ? ncclFloat32
-      : dtype == DIT_BF16 ? ncclBfloat16 : ncclFloat16;
-  DIT_TRY (nccl_begin (c, "all-reduce"));
-  return nccl_wait (c, ncclAllReduce (data, data, (size_t) count, t, ncclSum,
-      c->comm, c->stream), "all-reduce");
+  if (dtype != DIT_F32 && dtype != DIT_BF16 && dtype != DIT_F16)
+    return dit_error (DIT_ERR_UNSUPPORTED, "nccl comm: all-reduce of %s",
+        dit_dtype_name (dtype));
+  nccl_call k = { OP_ALLREDUCE, data, (size_t) count,
+    dtype == DIT_F32 ? ncclFloat32 : dtype == DIT_BF16 ? ncclBfloat16 : ncclFloat16,
+    0 };
+  return nccl_enqueue (c, &k);
 }
 
 static dit_status
 n_broadcast (dit_comm *pub, void *data, size_t bytes, int root)
 {
-  comm_nccl *c = (comm_nccl *) pub;
-  DIT_TRY (nccl_begin (c, "broadcast"));
-  return nccl_wait (c, ncclBroadcast (data, data, bytes, ncclUint8, root, c->comm,
-      c->stream), "broadcast");
+  nccl_call k = { OP_BROADCAST, data, bytes, ncclUint8, root };
+  return nccl_enqueue ((comm_nccl *) pub, &k);
 }
 
 static dit_status
 n_send (dit_comm *pub, const void *data, size_t bytes, int peer)
 {
-  comm_nccl *c = (comm_nccl *) pub;
-  DIT_TRY (nccl_begin (c, "send"));
-  return nccl_wait (c, ncclSend (data, bytes, ncclUint8, peer, c->comm, c->stream),
-      "send");
+  nccl_call k = { OP_SEND, (void *) data, bytes, ncclUint8, peer };
+  return nccl_enqueue ((comm_nccl *) pub, &k);
 }
 
 static dit_status
 n_recv (dit_comm *pub, void *data, size_t bytes, int peer)
 {
+  nccl_call k = { OP_RECV, data, bytes, ncclUint8, peer };
+  return nccl_enqueue ((comm_nccl *) pub, &k);
+}
+
+static dit_status
+n_flush (dit_comm *pub)
+{
   comm_nccl *c = (comm_nccl *) pub;
-  DIT_TRY (nccl_begin (c, "recv"));
-  return nccl_wait (c, ncclRecv (data, bytes, ncclUint8, peer, c->comm, c->stream),
-      "recv");
+  dit_status st = DIT_OK;
+  pthread_mutex_lock (&c->lock);
+  if (c->failed) {
+    st = nccl_failed_error (c, "flush");
+    pthread_mutex_unlock (&c->lock);
+    return st;
+  }
+  enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing (c->stream, &cs) == cudaSuccess
+      && cs != cudaStreamCaptureStatusNone) {
+    pthread_mutex_unlock (&c->lock);
+    return dit_error (DIT_ERR_STATE,
+        "nccl comm rank %d: flush while the stream is being recorded", pub->rank);
+  }
+  /* Everything on the stream so far, also work enqueued by others. */
+  atomic_store (&c->in_call_since, dit_net_now_ms ());
+  nccl_mark_locked (c);
+  nccl_after_call_locked (c);
+  int64_t dl = dit_net_deadline (pub->timeout_ms);
+  useconds_t nap = 20;
+  while (!c->failed) {
+    nccl_check_locked (c, dit_net_now_ms ());
+    if (c->failed || !c->pending)
+      break;
+    if (dit_net_now_ms () > dl) {
+      nccl_fail_locked (c, "flush: enqueued work not done within %d ms (a peer "
+          "died or stalled)", pub->timeout_ms);
+      break;
+    }
+    pthread_mutex_unlock (&c->lock);
+    usleep (nap);
+    if (nap < 1000)
+      nap *= 2;
+    pthread_mutex_lock (&c->lock);
+  }
+  if (c->failed)
+    st = nccl_failed_error (c, "flush");
+  else
+    c->watch_since = 0;
+  pthread_mutex_unlock (&c->lock);
+  return st;
+}
+
+static void
+n_watch (dit_comm *pub)
+{
+  comm_nccl *c = (comm_nccl *) pub;
+  pthread_mutex_lock (&c->lock);
+  if (!c->failed)
+    c->watch_since = dit_net_now_ms ();
+  pthread_mutex_unlock (&c->lock);
 }
 
 static dit_status
 n_barrier (dit_comm *pub)
 {
   comm_nccl *c = (comm_nccl *) pub;
-  float *one;
-  if (cudaMalloc ((void **) &one, sizeof (float)) != cudaSuccess)
-    return dit_error (DIT_ERR_NOMEM, "nccl comm: barrier scratch");
-  cudaMemsetAsync (one, 0, sizeof (float), c->stream);
-  dit_status st = n_allreduce (pub, one, 1, DIT_F32);
-  cudaFree (one);
-  return st;
+  if (cudaMemsetAsync (c->scratch, 0, sizeof (float), c->stream) != cudaSuccess)
+    return dit_error (DIT_ERR_DEVICE, "nccl comm rank %d: barrier: %s", pub->rank,
+        cudaGetErrorString (cudaGetLastError ()));
+  DIT_TRY (n_allreduce (pub, c->scratch, 1, DIT_F32));
+  return n_flush (pub);
+}
+
+/* Finalize (bounded), then destroy; abort if it does not settle. */
+static void
+nccl_teardown (ncclComm_t comm, int timeout_ms)
+{
+  int64_t dl = dit_net_deadline (timeout_ms);
+  ncclResult_t r = ncclCommFinalize (comm), a = r;
+  while (r == ncclSuccess || r == ncclInProgress) {
+    if (ncclCommGetAsyncError (comm, &a) != ncclSuccess)
+      a = ncclInternalError;
+    if (a != ncclInProgress || dit_net_now_ms () > dl)
+      break;
+    usleep (100);
+  }
+  if (r == ncclSuccess && a == ncclSuccess)
+    ncclCommDestroy (comm);
+  else
+    ncclCommAbort (comm);
+}
+
+static void
+nccl_free (comm_nccl *c)
+{
+  if (c->done)
+    cudaEventDestroy (c->done);
+  if (c->scratch)
+    cudaFree (c->scratch);
+  pthread_mutex_destroy (&c->lock);
+  free (c);
 }
 
 static void
@@ -183,27 +450,12 @@ n_destroy (dit_comm *pub)
   comm_nccl *c = (comm_nccl *) pub;
   if (!c)
     return;
-  pthread_mutex_lock (&c->lock);
-  c->stop = 1;
-  pthread_mutex_unlock (&c->lock);
+  atomic_store (&c->stop, 1);
   pthread_join (c->watchdog, NULL);
-  if (!c->aborted) {
-    /* Finalize with a deadline; abort if it does not settle. */
-    int64_t dl = dit_net_deadline (c->pub.timeout_ms);
-    ncclResult_t r = ncclCommFinalize (c->comm), a = ncclInProgress;
-    while (r == ncclSuccess || r == ncclInProgress) {
-      ncclCommGetAsyncError (c->comm, &a);
-      if (a != ncclInProgress || dit_net_now_ms () > dl)
-        break;
-      usleep (100);
-    }
-    if (a == ncclSuccess)
-      ncclCommDestroy (c->comm);
-    else
-      ncclCommAbort (c->comm);
-  }
-  pthread_mutex_destroy (&c->lock);
-  free (c);
+  cudaSetDevice (c->device);
+  if (c->comm && !atomic_load (&c->aborted))
+    nccl_teardown (c->comm, c->pub.timeout_ms);
+  nccl_free (c);
 }
 
 static const dit_comm_ops comm_nccl_ops = {
@@ -214,6 +466,8 @@ static const dit_comm_ops comm_nccl_ops = {
   .recv = n_recv,
   .barrier = n_barrier,
   .destroy = n_destroy,
+  .flush = n_flush,
+  .watch = n_watch,
 };
 
 int
@@ -226,6 +480,8 @@ dit_status
 dit_comm_nccl_unique_id (unsigned char id[DIT_COMM_NCCL_ID_BYTES])
 {
   ncclUniqueId u;
+  _Static_assert (sizeof u.internal == DIT_COMM_NCCL_ID_BYTES,
+      "NCCL unique id size");
   ncclResult_t r = ncclGetUniqueId (&u);
   if (r != ncclSuccess)
     return dit_error (DIT_ERR_DEVICE, "nccl: cannot make a unique id: %s",
@@ -253,6 +509,12 @@ dit_comm_nccl_create (const unsigned char id[DIT_COMM_NCCL_ID_BYTES], int rank,
   c->device = device;
   c->stream = (cudaStream_t) stream;
   pthread_mutex_init (&c->lock, NULL);
+  if (cudaEventCreateWithFlags (&c->done, cudaEventDisableTiming) != cudaSuccess
+      || cudaMalloc ((void **) &c->scratch, sizeof (float)) != cudaSuccess) {
+    nccl_free (c);
+    return dit_error (DIT_ERR_DEVICE, "nccl comm: CUDA setup on device %d: %s",
+        device, cudaGetErrorString (cudaGetLastError ()));
+  }
 
   ncclUniqueId u;
   memcpy (u.internal, id, DIT_COMM_NCCL_ID_BYTES);
@@ -261,31 +523,34 @@ dit_comm_nccl_create (const unsigned char id[DIT_COMM_NCCL_ID_BYTES], int rank,
   ncclResult_t r = ncclCommInitRankConfig (&c->comm, size, u, rank, &cfg);
   int64_t dl = dit_net_deadline (timeout_ms);
   ncclResult_t a = r;
-  while (r == ncclSuccess || r == ncclInProgress) {
-    ncclCommGetAsyncError (c->comm, &a);
+  while (c->comm && (r == ncclSuccess || r == ncclInProgress)) {
+    if (ncclCommGetAsyncError (c->comm, &a) != ncclSuccess)
+      a = ncclInternalError;
     if (a != ncclInProgress)
       break;
     if (dit_net_now_ms () > dl) {
       ncclCommAbort (c->comm);
-      pthread_mutex_destroy (&c->lock);
-      free (c);
+      nccl_free (c);
       return dit_error (DIT_ERR_DEVICE, "nccl comm rank %d of %d: init timed out "
           "after %d ms (a rank did not join)", rank, size, timeout_ms);
     }
     usleep (1000);
   }
-  if (a != ncclSuccess) {
+  if (!c->comm || a != ncclSuccess) {
+    const char *last = c->comm ? ncclGetLastError (c->comm) : NULL;
+    char msg[256];
+    snprintf (msg, sizeof msg, "%s%s%s", ncclGetErrorString (a),
+        last && *last ? ": " : "", last ? last : "");
     if (c->comm)
       ncclCommAbort (c->comm);
-    pthread_mutex_destroy (&c->lock);
-    free (c);
+    nccl_free (c);
     return dit_error (DIT_ERR_DEVICE, "nccl comm rank %d of %d: init failed: %s",
-        rank, size, ncclGetErrorString (a));
+        rank, size, msg);
   }
+  c->handle = c->comm;
   if (pthread_create (&c->watchdog, NULL, nccl_watchdog, c) != 0) {
     ncclCommAbort (c->comm);
-    pthread_mutex_destroy (&c->lock);
-    free (c);
+    nccl_free (c);
     return dit_error (DIT_ERR_DEVICE, "nccl comm: cannot start the watchdog");
   }
   *out = &c->pub;

@@ -7,14 +7,28 @@
  *    memory only.  Deterministic all-reduce: rank 0 sums the contributions
  *    in rank order (f32 accumulation) and sends every rank the same bits.
  *  - "nccl" (dist/comm_nccl.c, built when NCCL is found): device memory,
- *    non-blocking communicator with a watchdog that aborts on timeout or
- *    an asynchronous error.
+ *    non-blocking communicator, stream-ordered (below).
  *
- * Every blocking call has a deadline (timeout_ms): a dead or stalled peer is
- * an error naming the peer and the operation, never a hang.  After an error
- * the communicator is failed and every later call returns at once.
- * Calls on one communicator must come from one thread at a time, in the
- * same order on every rank (as with NCCL).
+ * Completion models:
+ *  - CPU comm: every call is complete when it returns; each blocking call
+ *    has a deadline (timeout_ms): a dead or stalled peer is an error naming
+ *    the peer and the operation, never a hang.
+ *  - NCCL comm: a collective is only ENQUEUED on the comm's CUDA stream
+ *    (the compute backend's stream, so it is ordered with the kernels around
+ *    it, costs no host synchronisation and can be recorded into a CUDA
+ *    graph).  Its return value covers the enqueue; the work itself is
+ *    watched by a watchdog thread that aborts the communicator
+ *    (ncclCommAbort, which makes stuck NCCL kernels exit, so host syncs on
+ *    the stream return) on an asynchronous NCCL error, or when enqueued
+ *    work stays outstanding for more than timeout_ms.  dit_comm_flush waits
+ *    (bounded) for everything enqueued and reports the outcome, so a caller
+ *    learns of a failure at the end of the unit of work it flushes (the
+ *    mesh worker: every chunk).  dit_comm_watch additionally covers work
+ *    the comm does not see being enqueued (collectives replayed from a CUDA
+ *    graph).
+ * After an error or abort the communicator is failed and every later call
+ * returns that error at once.  Calls on one communicator must come from one
+ * thread at a time, in the same order on every rank (as with NCCL).
  */
 #ifndef DIT_COMM_H
 #define DIT_COMM_H
@@ -44,6 +58,10 @@ typedef struct dit_comm_ops {
   dit_status (*recv) (dit_comm *c, void *data, size_t bytes, int peer);
   dit_status (*barrier) (dit_comm *c);
   void (*destroy) (dit_comm *c);
+  /* Optional (NULL: the transport completes every call before returning
+   * and dit_comm_flush/dit_comm_watch do nothing). */
+  dit_status (*flush) (dit_comm *c);
+  void (*watch) (dit_comm *c);
 } dit_comm_ops;
 
 struct dit_comm {
@@ -62,6 +80,22 @@ dit_status dit_comm_send (dit_comm *c, const void *data, size_t bytes, int peer)
 dit_status dit_comm_recv (dit_comm *c, void *data, size_t bytes, int peer);
 dit_status dit_comm_barrier (dit_comm *c);
 void dit_comm_destroy (dit_comm *c);
+
+/* Bounded wait (timeout_ms) for everything enqueued on a stream-ordered
+ * comm, including work enqueued by others on its stream (NCCL: an event
+ * recorded at the stream's tail is polled together with the asynchronous
+ * NCCL error; on error or timeout the communicator is aborted).  Ends the
+ * watch window of dit_comm_watch.  DIT_OK, or the error that failed the
+ * communicator (now or earlier).  Not while the stream is being recorded
+ * into a graph.  CPU comm (no flush entry): nothing is ever pending and
+ * each call reported its own failure, so this returns DIT_OK. */
+dit_status dit_comm_flush (dit_comm *c);
+
+/* Opens a watch window: until the next dit_comm_flush, the watchdog aborts
+ * the communicator when the window has been open for more than timeout_ms.
+ * This bounds work the comm does not see being enqueued, e.g. a replayed
+ * CUDA graph holding collectives.  CPU comm: nothing to do. */
+void dit_comm_watch (dit_comm *c);
 
 /* ---- CPU comm ----------------------------------------------------------- */
 
@@ -88,9 +122,12 @@ int dit_comm_nccl_available (void);
 /* A fresh unique id (rank 0 makes it; it travels over the control
  * connection). */
 dit_status dit_comm_nccl_unique_id (unsigned char id[DIT_COMM_NCCL_ID_BYTES]);
-/* Non-blocking init on CUDA device `device`; the watchdog aborts the
- * communicator when a call exceeds timeout_ms or NCCL reports an error.
- * Collectives are enqueued on `stream` (a cudaStream_t, NULL = default). */
+/* Non-blocking init on CUDA device `device`, finished within timeout_ms
+ * (every rank must call it within that time).  Collectives are enqueued on
+ * `stream` (a cudaStream_t, NULL = default; the mesh worker passes its CUDA
+ * backend's stream, dit_backend_cuda_stream); the watchdog aborts the
+ * communicator when enqueued work is outstanding for more than timeout_ms
+ * or NCCL reports an error (see the completion models above). */
 dit_status dit_comm_nccl_create (const unsigned char id[DIT_COMM_NCCL_ID_BYTES],
     int rank, int size, int device, void *stream, int timeout_ms,
     dit_comm **out);

@@ -6,13 +6,20 @@
  * spawns local workers (fork/exec of dit-worker with --connect and the
  * port) or waits for workers started by another launcher, runs the parity
  * check of every JOIN, hands out the session (generator config, TP comm
- * address, token), waits until every shard is loaded, then sends one
- * envelope per chunk and collects one result per rank.
+ * address and token, or on the NCCL transport the NCCL unique id made by
+ * mesh rank 0 and carried in its JOIN), waits until every shard is loaded,
+ * then sends one envelope per chunk and collects one result per rank.
+ *
+ * TP transport, chosen by the worker backend: "cpu" -> the CPU comm
+ * (sockets), "cuda" -> NCCL on the backend's stream (docs/mesh.md).  Rank 0
+ * itself needs neither CUDA nor NCCL: it only forwards the id.
  *
  * Failure semantics (crash before hang): every wait has a deadline; a
  * worker that dies, stalls or fails is reported by rank, pid and call
- * within chunk_timeout_ms, the mesh is then failed (every later call
- * returns the same error) and dit_mesh_free kills and reaps what is left.
+ * within chunk_timeout_ms (a rank that died is reported at once: the
+ * others get a short grace to report how their collectives failed), the
+ * mesh is then failed (every later call returns the same error) and
+ * dit_mesh_free kills and reaps what is left.
  * Results of an older cache epoch are dropped; ranks' output digests are
  * compared every drift_every chunks.
  *
@@ -45,6 +52,10 @@ typedef struct dit_mesh_config {
   int drift_every;             /* compare rank digests every N chunks; 0 = every chunk */
   int max_inflight;            /* envelopes queued ahead; default 2 */
   const char *const *worker_args; /* extra dit-worker arguments (NULL-terminated) */
+  int layers;                  /* transformer blocks; 0 = the preset's (a slice
+                                  of the first N for tests and benchmarks) */
+  int heartbeat_ms;            /* dit_mesh_ping: idle time before a NOOP round
+                                  trip; default 1000, 0 = every call */
 } dit_mesh_config;
 
 void dit_mesh_config_default (dit_mesh_config *c);
@@ -60,8 +71,12 @@ void dit_mesh_free (dit_mesh *m);
 int dit_mesh_port (const dit_mesh *m);
 int dit_mesh_worker_pid (const dit_mesh *m, int rank);
 
-/* Host embeddings [rows, text_dim]; sent with the next INFER. */
+/* Host embeddings [rows, text_dim]; sent with the next INFER.  Starts a
+ * new prompt epoch: every INFER carries the epoch in force, and each rank
+ * rebuilds its cross-attention K/V once per new epoch. */
 dit_status dit_mesh_set_prompt (dit_mesh *m, const dit_tensor *embeds);
+/* The prompt epoch in force (0 before the first dit_mesh_set_prompt). */
+uint64_t dit_mesh_prompt_epoch (const dit_mesh *m);
 
 /* Hard cut (flush, prompt switch, config change): results of calls
  * submitted before are dropped when they arrive. */
@@ -85,6 +100,13 @@ dit_status dit_mesh_collect (dit_mesh *m, dit_tensor *out,
  * sent.  INFER envelopes are then tracked like submitted ones. */
 struct dit_envelope;
 dit_status dit_mesh_send_envelope (dit_mesh *m, const struct dit_envelope *env);
+
+/* Heartbeat, for callers that sit between chunks: when nothing is in
+ * flight and no envelope went out for heartbeat_ms, send NOOP to every rank
+ * and wait (chunk_timeout_ms) for every NOOP back; otherwise return DIT_OK
+ * at once (work in flight is watched by collect).  A dead or stalled rank
+ * fails the mesh with an error naming it. */
+dit_status dit_mesh_ping (dit_mesh *m);
 
 /* Drain what is in flight, send SHUTDOWN, wait (deadline) until every
  * spawned worker has exited; DIT_OK only if all exited with status 0. */
@@ -113,6 +135,9 @@ typedef struct dit_worker_config {
   dit_dtype dtype;
   int timeout_ms;              /* join, comm setup and every collective */
   int test_delay_ms;           /* tests: sleep before each chunk */
+  int layers;                  /* 0 = the preset's */
+  int graphs;                  /* 1: record forwards as CUDA graphs (cuda
+                                  backend; dit-worker's default), 0: eager */
 } dit_worker_config;
 
 /* Joins, loads its shard, serves envelopes.  DIT_OK after SHUTDOWN; an

@@ -248,18 +248,26 @@ env_validate (const dit_envelope *e, uint64_t *tensor_bytes)
   DIT_TRY (env_check_str (e->text, sizeof e->text, "text"));
   DIT_TRY (env_check_str (e->join.preset, sizeof e->join.preset, "preset"));
   DIT_TRY (env_check_str (e->accept.comm_host, sizeof e->accept.comm_host, "host"));
+  DIT_TRY (env_check_str (e->join.backend, sizeof e->join.backend, "backend"));
   if (e->type == DIT_ENV_ACCEPT) {
     const dit_env_accept *a = &e->accept;
     if (a->num_steps < 1 || a->num_steps > DIT_ENV_MAX_STEPS)
       return dit_error (DIT_ERR_INVALID, "envelope: accept has %d steps", a->num_steps);
     if (a->comm_port < 0 || a->comm_port > 65535)
       return dit_error (DIT_ERR_INVALID, "envelope: comm port %d", a->comm_port);
+    if (a->has_nccl_id != 0 && a->has_nccl_id != 1)
+      return dit_error (DIT_ERR_INVALID, "envelope: accept NCCL id flag %d",
+          a->has_nccl_id);
   }
   if (e->type == DIT_ENV_JOIN && (e->join.tp < 1 || e->join.rank < 0
       || e->join.rank >= e->join.tp || e->join.comm_port < 0
       || e->join.comm_port > 65535))
     return dit_error (DIT_ERR_INVALID, "envelope: join of rank %d of %d",
         e->join.rank, e->join.tp);
+  if (e->type == DIT_ENV_JOIN && (e->join.layers < 0
+      || (e->join.has_nccl_id != 0 && e->join.has_nccl_id != 1)))
+    return dit_error (DIT_ERR_INVALID, "envelope: join with %d layers, NCCL id "
+        "flag %d", e->join.layers, e->join.has_nccl_id);
   return env_validate_tensors (e, tensor_bytes);
 }
 
@@ -291,6 +299,7 @@ dit_env_encode (const dit_envelope *e, unsigned char **frame, size_t *frame_byte
       w_u64 (&w, p->seed);
       w_u32 (&w, (uint32_t) p->rope_start);
       w_f64 (&w, (double) p->kv_bias);
+      w_u64 (&w, e->prompt_epoch);
       break;
     }
     case DIT_ENV_RESULT:
@@ -315,6 +324,11 @@ dit_env_encode (const dit_envelope *e, unsigned char **frame, size_t *frame_byte
       w_u32 (&w, (uint32_t) j->comm_port);
       w_u32 (&w, (uint32_t) j->pid);
       w_u32 (&w, (uint32_t) j->device);
+      w_str (&w, j->backend, sizeof j->backend - 1);
+      w_u32 (&w, (uint32_t) j->layers);
+      w_u8 (&w, (unsigned) j->has_nccl_id);
+      if (j->has_nccl_id)
+        w_bytes (&w, j->nccl_id, DIT_ENV_NCCL_ID_BYTES);
       break;
     }
     case DIT_ENV_ACCEPT: {
@@ -334,6 +348,9 @@ dit_env_encode (const dit_envelope *e, unsigned char **frame, size_t *frame_byte
       w_f64 (&w, (double) a->kv_bias);
       w_u64 (&w, a->seed);
       w_u8 (&w, (unsigned) (a->warp_steps != 0));
+      w_u8 (&w, (unsigned) a->has_nccl_id);
+      if (a->has_nccl_id)
+        w_bytes (&w, a->nccl_id, DIT_ENV_NCCL_ID_BYTES);
       break;
     }
     default:
@@ -460,6 +477,14 @@ r_str (rbuf *r, char *dst, size_t size)
     r->bad = 1;   /* embedded NUL */
 }
 
+static void
+r_copy (rbuf *r, void *dst, size_t n)
+{
+  const unsigned char *s = r_take (r, n);
+  if (s)
+    memcpy (dst, s, n);
+}
+
 dit_status
 dit_env_parse_header (const unsigned char h[DIT_ENV_HEADER_BYTES], int *type,
     uint32_t *payload, uint32_t *crc)
@@ -516,6 +541,7 @@ dit_env_decode (int type, const unsigned char *payload, size_t bytes,
       p->seed = r_u64 (&r);
       p->rope_start = (int) r_u32 (&r);
       p->kv_bias = (float) r_f64 (&r);
+      e->prompt_epoch = r_u64 (&r);
       break;
     }
     case DIT_ENV_RESULT:
@@ -540,6 +566,14 @@ dit_env_decode (int type, const unsigned char *payload, size_t bytes,
       j->comm_port = (int) r_u32 (&r);
       j->pid = (int) r_u32 (&r);
       j->device = (int) r_u32 (&r);
+      r_str (&r, j->backend, sizeof j->backend);
+      j->layers = (int) r_u32 (&r);
+      j->has_nccl_id = (int) r_u8 (&r);
+      if (j->has_nccl_id > 1)
+        return dit_error (DIT_ERR_FORMAT, "envelope: JOIN NCCL id flag %d",
+            j->has_nccl_id);
+      if (j->has_nccl_id)
+        r_copy (&r, j->nccl_id, DIT_ENV_NCCL_ID_BYTES);
       break;
     }
     case DIT_ENV_ACCEPT: {
@@ -562,6 +596,12 @@ dit_env_decode (int type, const unsigned char *payload, size_t bytes,
       a->kv_bias = (float) r_f64 (&r);
       a->seed = r_u64 (&r);
       a->warp_steps = (int) r_u8 (&r);
+      a->has_nccl_id = (int) r_u8 (&r);
+      if (a->has_nccl_id > 1)
+        return dit_error (DIT_ERR_FORMAT, "envelope: ACCEPT NCCL id flag %d",
+            a->has_nccl_id);
+      if (a->has_nccl_id)
+        r_copy (&r, a->nccl_id, DIT_ENV_NCCL_ID_BYTES);
       break;
     }
     default:

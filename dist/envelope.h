@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 #define DIT_ENV_MAGIC 0x45544944u        /* "DITE" */
-#define DIT_ENV_VERSION 1
+#define DIT_ENV_VERSION 2
 #define DIT_ENV_HEADER_BYTES 16
 #define DIT_ENV_MAX_PAYLOAD (1u << 30)
 #define DIT_ENV_MAX_TENSORS 8
@@ -37,6 +37,7 @@ extern "C" {
 #define DIT_ENV_MAX_DIMS 4
 #define DIT_ENV_MAX_STEPS 16
 #define DIT_ENV_MAX_TEXT 255
+#define DIT_ENV_NCCL_ID_BYTES 128        /* = DIT_COMM_NCCL_ID_BYTES */
 
 typedef enum dit_env_type {
   DIT_ENV_NOOP = 1,
@@ -80,6 +81,10 @@ typedef struct dit_env_join {
   int comm_port;        /* mesh rank 0: its TP comm listening port */
   int pid;
   int device;
+  char backend[16];     /* "cpu" or "cuda": picks the TP transport */
+  int layers;           /* transformer blocks (after --layers) */
+  int has_nccl_id;      /* mesh rank 0 on the NCCL transport */
+  unsigned char nccl_id[DIT_ENV_NCCL_ID_BYTES];
 } dit_env_join;
 
 /* Session setup (rank 0 -> worker). */
@@ -87,6 +92,8 @@ typedef struct dit_env_accept {
   uint64_t token;
   char comm_host[64];
   int comm_port;
+  int has_nccl_id;      /* NCCL transport: mesh rank 0's id, forwarded */
+  unsigned char nccl_id[DIT_ENV_NCCL_ID_BYTES];
   int timeout_ms;
   int latent_h, latent_w, frames_per_chunk, context_frames;
   int num_steps;
@@ -105,6 +112,7 @@ typedef struct dit_envelope {
   int64_t chunk_index;
   uint64_t cache_epoch;
   dit_env_plan plan;                  /* INFER */
+  uint64_t prompt_epoch;              /* INFER: prompt generation in force */
   int rank, status;                   /* RESULT (status 0 = ok) */
   uint64_t digest;                    /* RESULT: FNV-1a 64 of the latents */
   double timing_ms[DIT_ENV_TIMINGS];  /* RESULT */

@@ -30,6 +30,9 @@
 #include <unistd.h>
 
 #define MESH_MAX_INFLIGHT 8
+/* After a rank died mid-call, how long the others get to report how their
+ * collectives failed (the TP group cannot finish the call without it). */
+#define MESH_DEATH_GRACE_MS 1000
 
 typedef struct mesh_rank {
   int fd;
@@ -58,7 +61,9 @@ struct dit_mesh {
   int n_inflight;
   float *prompt;
   int64_t prompt_rows;
-  int prompt_pending;
+  uint64_t prompt_epoch;      /* bumped by every dit_mesh_set_prompt */
+  uint64_t prompt_sent;       /* the epoch whose tensor the workers have */
+  int64_t last_send_ms;       /* heartbeat: last envelope sent */
   int failed;
   char failure[1200];
   unsigned char *buf;
@@ -82,6 +87,7 @@ dit_mesh_config_default (dit_mesh_config *c)
   c->chunk_timeout_ms = 10000;
   c->drift_every = 0;
   c->max_inflight = 2;
+  c->heartbeat_ms = 1000;
 }
 
 int
@@ -168,7 +174,7 @@ static dit_status
 mesh_spawn (dit_mesh *m, int rank)
 {
   const dit_mesh_config *c = &m->cfg;
-  char addr[64], rk[16], tp[16], dev[16], seed[32], to[16];
+  char addr[64], rk[16], tp[16], dev[16], seed[32], to[16], layers[16];
   const char *argv[64];
   int n = 0;
   snprintf (addr, sizeof addr, "127.0.0.1:%d", m->port);
@@ -190,6 +196,10 @@ mesh_spawn (dit_mesh *m, int rank)
     argv[n++] = "--weights"; argv[n++] = c->weights;
   } else {
     argv[n++] = "--seed"; argv[n++] = seed;
+  }
+  if (c->layers > 0) {
+    snprintf (layers, sizeof layers, "%d", c->layers);
+    argv[n++] = "--layers"; argv[n++] = layers;
   }
   for (int i = 0; c->worker_args && c->worker_args[i] && n < 62; i++)
     argv[n++] = c->worker_args[i];
@@ -224,20 +234,35 @@ mesh_check_children (dit_mesh *m)
   return DIT_OK;
 }
 
+/* The TP transport of this mesh is NCCL (workers on CUDA, TP > 1). */
+static int
+mesh_nccl (const dit_mesh *m)
+{
+  return m->cfg.ranks > 1 && m->cfg.backend && strcmp (m->cfg.backend, "cuda") == 0;
+}
+
 static dit_status
 mesh_parity (dit_mesh *m, const dit_env_join *j, uint64_t fingerprint,
     char *why, size_t n)
 {
   const dit_mesh_config *c = &m->cfg;
+  const char *backend = c->backend ? c->backend : "cpu";
   if (j->tp != c->ranks)
     snprintf (why, n, "worker rank %d runs TP degree %d, the mesh has %d ranks",
         j->rank, j->tp, c->ranks);
   else if (strcmp (j->preset, c->preset) != 0
       || j->config_digest != dit_tp_config_digest (&m->model))
-    snprintf (why, n, "worker rank %d has model config '%s' (digest %016llx), "
-        "rank 0 has '%s' (digest %016llx)", j->rank, j->preset,
-        (unsigned long long) j->config_digest, c->preset,
+    snprintf (why, n, "worker rank %d has model config '%s' with %d layers "
+        "(digest %016llx), rank 0 has '%s' with %d layers (digest %016llx)",
+        j->rank, j->preset, j->layers, (unsigned long long) j->config_digest,
+        c->preset, m->model.num_layers,
         (unsigned long long) dit_tp_config_digest (&m->model));
+  else if (strcmp (j->backend, backend) != 0)
+    snprintf (why, n, "worker rank %d runs backend '%s', the mesh expects '%s' "
+        "(the backend picks the TP transport)", j->rank, j->backend, backend);
+  else if (mesh_nccl (m) && j->rank == 0 && !j->has_nccl_id)
+    snprintf (why, n, "worker rank 0 sent no NCCL unique id (backend cuda, "
+        "%d ranks)", c->ranks);
   else if (j->dtype != (int) c->gen.dtype)
     snprintf (why, n, "worker rank %d computes in %s, rank 0 in %s", j->rank,
         dit_dtype_name ((dit_dtype) j->dtype), dit_dtype_name (c->gen.dtype));
@@ -270,12 +295,14 @@ mesh_join (dit_mesh *m)
     fp = dit_tp_fingerprint_synthetic (&m->model, c->synthetic_seed, c->gen.dtype);
 
   for (int joined = 0; joined < c->ranks;) {
-    DIT_TRY (mesh_check_children (m));
     int fd;
     int64_t step = dit_net_now_ms () + 50;
     if (step > dl)
       step = dl;
+    /* Connections first: a worker that refused to join and exited has
+     * its reason waiting there. */
     if (dit_net_accept (m->listen_fd, step, &fd) != DIT_OK) {
+      DIT_TRY (mesh_check_children (m));
       if (dit_net_now_ms () >= dl) {
         snprintf (msg, sizeof msg, "mesh: only %d of %d workers joined within %d ms",
             joined, c->ranks, c->join_timeout_ms);
@@ -285,6 +312,12 @@ mesh_join (dit_mesh *m)
     }
     dit_envelope e;
     dit_status st = dit_env_recv (fd, &e, &m->buf, &m->cap, dl, "mesh: joining worker");
+    if (st == DIT_OK && e.type == DIT_ENV_REFUSE) {
+      /* A worker that cannot take part says why instead of joining. */
+      close (fd);
+      snprintf (msg, sizeof msg, "mesh: a worker could not join: %s", e.text);
+      return mesh_fail (m, DIT_ERR_STATE, msg);
+    }
     if (st != DIT_OK || e.type != DIT_ENV_JOIN) {
       close (fd);   /* not a worker: ignore it */
       continue;
@@ -326,6 +359,10 @@ mesh_join (dit_mesh *m)
   a.accept.token = token;
   snprintf (a.accept.comm_host, sizeof a.accept.comm_host, "%s", m->ranks[0].addr);
   a.accept.comm_port = joins[0].comm_port;
+  if (mesh_nccl (m)) {
+    a.accept.has_nccl_id = 1;
+    memcpy (a.accept.nccl_id, joins[0].nccl_id, sizeof a.accept.nccl_id);
+  }
   a.accept.timeout_ms = c->chunk_timeout_ms;
   a.accept.latent_h = c->gen.latent_h;
   a.accept.latent_w = c->gen.latent_w;
@@ -342,20 +379,50 @@ mesh_join (dit_mesh *m)
     if (st != DIT_OK)
       return mesh_fail (m, st, dit_last_error ());
   }
-  /* READY (NOOP) once the shard is loaded, or REFUSE with the reason. */
-  for (int r = 0; r < c->ranks; r++) {
-    dit_envelope e;
-    char peer[64];
-    snprintf (peer, sizeof peer, "mesh: worker rank %d", r);
-    dit_status st = dit_env_recv (m->ranks[r].fd, &e, &m->buf, &m->cap, dl, peer);
-    if (st != DIT_OK) {
-      snprintf (msg, sizeof msg, "mesh: worker rank %d did not become ready: %s",
-          r, dit_last_error ());
-      return mesh_fail (m, st, msg);
+  /* READY (NOOP) once the shard is loaded, or REFUSE with the reason.  All
+   * ranks at once: the first refusal names the cause (the other ranks may
+   * only be waiting for the refused one in their comm setup). */
+  int ready[DIT_MESH_MAX_RANKS] = { 0 }, left = c->ranks;
+  while (left > 0) {
+    struct pollfd pf[DIT_MESH_MAX_RANKS];
+    int who[DIT_MESH_MAX_RANKS], np = 0;
+    for (int r = 0; r < c->ranks; r++)
+      if (!ready[r]) {
+        pf[np] = (struct pollfd) { .fd = m->ranks[r].fd, .events = POLLIN };
+        who[np++] = r;
+      }
+    int64_t left_ms = dl - dit_net_now_ms ();
+    int rc = left_ms > 0 ? poll (pf, (nfds_t) np, (int) left_ms) : 0;
+    if (rc < 0 && errno == EINTR)
+      continue;
+    if (rc <= 0) {
+      snprintf (msg, sizeof msg, "mesh: worker rank %d did not become ready "
+          "within %d ms (loading its shard)", who[0], c->join_timeout_ms);
+      return mesh_fail (m, DIT_ERR_IO, msg);
     }
-    if (e.type == DIT_ENV_REFUSE) {
-      snprintf (msg, sizeof msg, "mesh: worker rank %d failed to set up: %s", r, e.text);
-      return mesh_fail (m, DIT_ERR_STATE, msg);
+    for (int i = 0; i < np; i++) {
+      if (!pf[i].revents)
+        continue;
+      int r = who[i];
+      dit_envelope e;
+      char peer[64];
+      snprintf (peer, sizeof peer, "mesh: worker rank %d", r);
+      dit_status st = dit_env_recv (m->ranks[r].fd, &e, &m->buf, &m->cap, dl, peer);
+      if (st != DIT_OK) {
+        char why[128];
+        mesh_reap (&m->ranks[r], dit_net_now_ms () + 500);
+        mesh_describe_exit (&m->ranks[r], why, sizeof why);
+        snprintf (msg, sizeof msg, "mesh: worker rank %d %s before it was ready: %s",
+            r, why, dit_last_error ());
+        return mesh_fail (m, st, msg);
+      }
+      if (e.type == DIT_ENV_REFUSE) {
+        snprintf (msg, sizeof msg, "mesh: worker rank %d failed to set up: %s", r,
+            e.text);
+        return mesh_fail (m, DIT_ERR_STATE, msg);
+      }
+      ready[r] = 1;
+      left--;
     }
   }
   return DIT_OK;
@@ -382,6 +449,13 @@ dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out)
   m->next_call = 1;
 
   dit_status st = dit_model_config_preset (cfg->preset, &m->model);
+  if (st == DIT_OK && cfg->layers != 0) {
+    if (cfg->layers < 0 || cfg->layers > m->model.num_layers)
+      st = dit_error (DIT_ERR_INVALID, "mesh: %d layers (1..%d for preset '%s')",
+          cfg->layers, m->model.num_layers, cfg->preset);
+    else
+      m->model.num_layers = cfg->layers;
+  }
   if (st == DIT_OK)
     st = dit_model_tp_check (&m->model, cfg->ranks);
   if (st == DIT_OK)
@@ -468,8 +542,14 @@ dit_mesh_set_prompt (dit_mesh *m, const dit_tensor *embeds)
   free (m->prompt);
   m->prompt = p;
   m->prompt_rows = embeds->shape[0];
-  m->prompt_pending = 1;
+  m->prompt_epoch++;
   return DIT_OK;
+}
+
+uint64_t
+dit_mesh_prompt_epoch (const dit_mesh *m)
+{
+  return m->prompt_epoch;
 }
 
 void
@@ -511,6 +591,7 @@ dit_mesh_send_envelope (dit_mesh *m, const dit_envelope *env)
   st = mesh_broadcast_frame (m, frame, n, dit_env_type_name (env->type));
   free (frame);
   DIT_TRY (st);
+  m->last_send_ms = dit_net_now_ms ();
   if (env->type == DIT_ENV_INFER) {
     mesh_call *c = &m->inflight[m->n_inflight++];
     c->call_id = env->call_id;
@@ -571,7 +652,8 @@ dit_mesh_submit (dit_mesh *m, const dit_chunk_request *req, uint64_t *call_id)
   p->seed = g->seed;
   p->rope_start = p->do_recompute ? g->context_frames : 0;
   p->kv_bias = g->kv_bias;
-  if (m->prompt_pending) {
+  e.prompt_epoch = m->prompt_epoch;
+  if (m->prompt_sent != m->prompt_epoch) {
     dit_env_tensor *x = &e.tensors[e.n_tensors++];
     snprintf (x->name, sizeof x->name, "prompt");
     x->dtype = DIT_F32;
@@ -587,7 +669,7 @@ dit_mesh_submit (dit_mesh *m, const dit_chunk_request *req, uint64_t *call_id)
     DIT_TRY (mesh_add_tensor (&e, "init", req->init_latents, 16,
         g->frames_per_chunk, g->latent_h, g->latent_w));
   DIT_TRY (dit_mesh_send_envelope (m, &e));
-  m->prompt_pending = 0;
+  m->prompt_sent = m->prompt_epoch;
   m->next_call++;
   if (call_id)
     *call_id = e.call_id;
@@ -628,7 +710,7 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
   size_t elen = 0;
   double t0 = mesh_ms ();
   int64_t dl = dit_net_deadline (m->cfg.chunk_timeout_ms);
-  int left = n;
+  int left = n, peer_died = 0;
   *stale = call->epoch != m->epoch;
   for (int r = 0; r < n; r++)
     pending[r] = 1;
@@ -650,10 +732,16 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
     if (rc <= 0) {
       for (int i = 0; i < np; i++) {
         int r = who[i];
-        ADD_ERR ("worker rank %d (pid %d) sent no result for call %llu (chunk "
-            "%lld) within %d ms", r, (int) m->ranks[r].pid,
-            (unsigned long long) call->call_id, (long long) call->chunk_index,
-            m->cfg.chunk_timeout_ms);
+        if (peer_died)
+          ADD_ERR ("worker rank %d (pid %d) sent no result for call %llu (chunk "
+              "%lld) within %d ms of a peer's death", r, (int) m->ranks[r].pid,
+              (unsigned long long) call->call_id, (long long) call->chunk_index,
+              MESH_DEATH_GRACE_MS);
+        else
+          ADD_ERR ("worker rank %d (pid %d) sent no result for call %llu (chunk "
+              "%lld) within %d ms", r, (int) m->ranks[r].pid,
+              (unsigned long long) call->call_id, (long long) call->chunk_index,
+              m->cfg.chunk_timeout_ms);
         pending[r] = 0;
       }
       break;
@@ -674,6 +762,14 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
         mesh_describe_exit (&m->ranks[r], why, sizeof why);
         ADD_ERR ("worker rank %d %s during call %llu (chunk %lld)", r, why,
             (unsigned long long) call->call_id, (long long) call->chunk_index);
+        /* The TP group cannot finish this call any more (a peer stuck in
+         * a collective may only notice at its own timeout): give the
+         * others a short grace to report, not the whole chunk timeout. */
+        int64_t grace = dit_net_deadline (MESH_DEATH_GRACE_MS);
+        if (n > 1 && grace < dl) {
+          dl = grace;
+          peer_died = 1;
+        }
         continue;
       }
       if (e.type != DIT_ENV_RESULT || e.call_id != call->call_id
@@ -772,6 +868,76 @@ dit_mesh_run_chunk (dit_mesh *m, const dit_chunk_request *req, dit_tensor *out,
 {
   DIT_TRY (dit_mesh_submit (m, req, NULL));
   return dit_mesh_collect (m, out, timing, NULL);
+}
+
+dit_status
+dit_mesh_ping (dit_mesh *m)
+{
+  const int n = m->cfg.ranks;
+  DIT_TRY (mesh_check (m));
+  if (m->n_inflight > 0)
+    return DIT_OK;   /* collect watches work in flight */
+  if (m->cfg.heartbeat_ms > 0
+      && dit_net_now_ms () - m->last_send_ms < m->cfg.heartbeat_ms)
+    return DIT_OK;
+  dit_envelope e;
+  memset (&e, 0, sizeof e);
+  e.type = DIT_ENV_NOOP;
+  e.call_id = m->next_call++;
+  DIT_TRY (dit_mesh_send_envelope (m, &e));
+
+  int pending[DIT_MESH_MAX_RANKS], left = n, bad = 0;
+  char errs[768] = "";
+  size_t elen = 0;
+  int64_t dl = dit_net_deadline (m->cfg.chunk_timeout_ms);
+  for (int r = 0; r < n; r++)
+    pending[r] = 1;
+  while (left > 0) {
+    struct pollfd pf[DIT_MESH_MAX_RANKS];
+    int who[DIT_MESH_MAX_RANKS], np = 0;
+    for (int r = 0; r < n; r++)
+      if (pending[r]) {
+        pf[np] = (struct pollfd) { .fd = m->ranks[r].fd, .events = POLLIN };
+        who[np++] = r;
+      }
+    int64_t left_ms = dl - dit_net_now_ms ();
+    int rc = left_ms > 0 ? poll (pf, (nfds_t) np, (int) left_ms) : 0;
+    if (rc < 0 && errno == EINTR)
+      continue;
+    if (rc <= 0) {
+      for (int i = 0; i < np; i++)
+        mesh_add_err (errs, sizeof errs, &elen, &bad, "worker rank %d (pid %d) "
+            "did not answer the heartbeat within %d ms", who[i],
+            (int) m->ranks[who[i]].pid, m->cfg.chunk_timeout_ms);
+      break;
+    }
+    for (int i = 0; i < np; i++) {
+      if (!pf[i].revents)
+        continue;
+      int r = who[i];
+      char peer[64];
+      snprintf (peer, sizeof peer, "worker rank %d", r);
+      pending[r] = 0;
+      left--;
+      dit_envelope a;
+      if (dit_env_recv (m->ranks[r].fd, &a, &m->buf, &m->cap, dl, peer) != DIT_OK) {
+        char why[128];
+        mesh_reap (&m->ranks[r], dit_net_now_ms () + 500);
+        mesh_describe_exit (&m->ranks[r], why, sizeof why);
+        mesh_add_err (errs, sizeof errs, &elen, &bad, "worker rank %d %s "
+            "(heartbeat)", r, why);
+      } else if (a.type != DIT_ENV_NOOP) {
+        mesh_add_err (errs, sizeof errs, &elen, &bad, "worker rank %d answered "
+            "the heartbeat with %s", r, dit_env_type_name (a.type));
+      }
+    }
+  }
+  if (bad) {
+    char msg[900];
+    snprintf (msg, sizeof msg, "mesh: heartbeat failed: %s", errs);
+    return mesh_fail (m, DIT_ERR_IO, msg);
+  }
+  return DIT_OK;
 }
 
 dit_status

@@ -1,18 +1,41 @@
 /* worker — the dit-worker loop: join, parity, shard, serve envelopes.
  *
  * States: CONNECT -> JOIN sent -> ACCEPT (or REFUSE: exit with the reason)
- * -> TP comm up -> shard loaded -> READY (a NOOP) -> serve: INFER -> RESULT,
- * NOOP -> NOOP, SHUTDOWN -> SHUTDOWN ack and exit.  Rank 0's socket closing
- * (it died or quit) ends the loop at once: the worker never outlives its
- * Stage 0.  A plan that disagrees with this worker's config (steps, σ,
- * seed, RoPE start, bias, call count) is answered with an error RESULT and
- * the worker keeps serving; a failed collective is fatal (the TP group is
- * broken), reported in an error RESULT before exiting.
+ * -> backend up -> TP comm up -> shard loaded -> READY (a NOOP) -> serve:
+ * INFER -> RESULT, NOOP -> NOOP, SHUTDOWN -> SHUTDOWN ack and exit.  Rank
+ * 0's socket closing (it died or quit) ends the loop at once: the worker
+ * never outlives its Stage 0.  A plan that disagrees with this worker's
+ * config (steps, σ, seed, RoPE start, bias, call count) is answered with an
+ * error RESULT and the worker keeps serving; a failed collective is fatal
+ * (the TP group is broken), reported in an error RESULT before exiting.
+ *
+ * TP transport by backend: "cpu" -> the CPU comm (mesh rank 0 listens on a
+ * port it reports in its JOIN); "cuda" -> NCCL: mesh rank 0 makes the
+ * unique id and sends it in its JOIN, Stage 0 forwards it in every ACCEPT,
+ * and every rank creates the communicator on its CUDA backend's stream
+ * (so the backend comes first).  A worker that cannot take part (no NCCL
+ * in this build) sends REFUSE with the reason instead of a JOIN.
+ *
+ * On CUDA the request and result tensors stay host memory (the generator
+ * copies latents in and out), forwards are recorded as CUDA graphs unless
+ * disabled (collectives included: NCCL supports stream capture), and each
+ * INFER runs inside a dit_comm_watch / dit_comm_flush pair, so a stuck
+ * collective (also one replayed from a graph) is aborted by the comm's
+ * watchdog within the timeout and reported for that chunk.
+ *
+ * Prompt epochs: each INFER names the prompt epoch in force; the worker
+ * rebuilds its cross-attention K/V only when the epoch is new (the
+ * envelope then carries the `prompt` tensor) and answers an INFER of a
+ * newer epoch without one with an error.
  */
+#include "dit_build_config.h"
 #include "dit_mesh.h"
 #include "dit_net.h"
 #include "dit_tp.h"
 #include "envelope.h"
+#if DIT_HAVE_CUDA
+#include "../kernels/cuda/dit_cuda.h"
+#endif
 
 #include <math.h>
 #include <stdio.h>
@@ -34,7 +57,13 @@ typedef struct worker {
   size_t cap;
   float *out;
   char peer[64];
+  int nccl;                  /* TP transport is NCCL */
+  unsigned char nccl_id[DIT_COMM_NCCL_ID_BYTES];
+  uint64_t prompt_epoch;     /* epoch of the prompt in the generator; 0 none */
 } worker;
+
+_Static_assert (DIT_ENV_NCCL_ID_BYTES == DIT_COMM_NCCL_ID_BYTES,
+    "the envelope carries a whole NCCL unique id");
 
 static double
 w_ms (void)
@@ -68,11 +97,29 @@ w_join (worker *w, int *comm_listen_fd, uint64_t *token, char *comm_host,
   DIT_TRY (dit_net_connect (host, port, dl, &w->fd));
   snprintf (w->peer, sizeof w->peer, "worker rank %d: Stage 0 at %s", c->rank,
       c->connect);
-  if (c->rank == 0 && c->tp > 1)
-    DIT_TRY (dit_net_listen ("0.0.0.0", &lport, comm_listen_fd));
 
   dit_envelope e;
   memset (&e, 0, sizeof e);
+  if (w->nccl) {
+    dit_status st = DIT_OK;
+    if (!dit_comm_nccl_available ())
+      st = dit_error (DIT_ERR_UNSUPPORTED, "worker rank %d: backend 'cuda' with "
+          "TP %d runs its collectives on NCCL, and this dit-worker was built "
+          "without NCCL (it needs the CUDA backend, nccl.h and libnccl)",
+          c->rank, c->tp);
+    else if (c->rank == 0 && (st = dit_comm_nccl_unique_id (e.join.nccl_id)) != DIT_OK)
+      st = dit_error_prefix (st, "worker rank 0");
+    if (st != DIT_OK) {
+      char msg[256];
+      snprintf (msg, sizeof msg, "%s", dit_last_error ());
+      w_send_simple (w, DIT_ENV_REFUSE, msg);
+      return dit_error (st, "%s", msg);
+    }
+    e.join.has_nccl_id = c->rank == 0;
+  } else if (c->rank == 0 && c->tp > 1) {
+    DIT_TRY (dit_net_listen ("0.0.0.0", &lport, comm_listen_fd));
+  }
+
   e.type = DIT_ENV_JOIN;
   e.join.rank = c->rank;
   e.join.tp = c->tp;
@@ -88,6 +135,8 @@ w_join (worker *w, int *comm_listen_fd, uint64_t *token, char *comm_host,
   e.join.comm_port = lport;
   e.join.pid = (int) getpid ();
   e.join.device = c->device;
+  snprintf (e.join.backend, sizeof e.join.backend, "%s", c->backend);
+  e.join.layers = w->model.num_layers;
   DIT_TRY (dit_env_send (w->fd, &e, dl, w->peer));
 
   DIT_TRY (dit_env_recv (w->fd, &e, &w->buf, &w->cap, dl, w->peer));
@@ -98,6 +147,11 @@ w_join (worker *w, int *comm_listen_fd, uint64_t *token, char *comm_host,
     return dit_error (DIT_ERR_STATE, "worker rank %d: expected ACCEPT, got %s",
         c->rank, dit_env_type_name (e.type));
   const dit_env_accept *a = &e.accept;
+  if (w->nccl && !a->has_nccl_id)
+    return dit_error (DIT_ERR_STATE, "worker rank %d: ACCEPT carries no NCCL "
+        "unique id (Stage 0 does not run this mesh on NCCL)", c->rank);
+  if (w->nccl)
+    memcpy (w->nccl_id, a->nccl_id, sizeof w->nccl_id);
   dit_gen_config_default (&w->gen);
   w->gen.latent_h = a->latent_h;
   w->gen.latent_w = a->latent_w;
@@ -130,20 +184,30 @@ w_setup (worker *w)
       close (lfd);
     return st;
   }
-  /* From here on a failure is reported to rank 0 before exiting. */
-  if (c->tp > 1) {
-    if (c->rank == 0)
-      st = dit_comm_cpu_create_root (lfd, c->tp, token, c->timeout_ms, &w->comm);
-    else
-      st = dit_comm_cpu_connect (chost, cport, c->rank, c->tp, token,
-          c->timeout_ms, &w->comm);
-  } else if (lfd >= 0) {
-    close (lfd);
-  }
-  w->be = st == DIT_OK ? dit_backend_create (c->backend, c->device) : NULL;
-  if (st == DIT_OK && !w->be)
+  /* From here on a failure is reported to rank 0 before exiting.  The
+   * backend comes first: the NCCL communicator lives on its stream. */
+  w->be = dit_backend_create (c->backend, c->device);
+  if (!w->be)
     st = dit_error (DIT_ERR_DEVICE, "worker rank %d: backend '%s' device %d: %s",
         c->rank, c->backend, c->device, dit_last_error ());
+  if (st == DIT_OK && w->nccl) {
+    void *stream = NULL;
+#if DIT_HAVE_CUDA
+    stream = dit_backend_cuda_stream (w->be);
+#endif
+    st = dit_comm_nccl_create (w->nccl_id, c->rank, c->tp, c->device, stream,
+        c->timeout_ms, &w->comm);
+  } else if (st == DIT_OK && c->tp > 1) {
+    if (c->rank == 0) {
+      st = dit_comm_cpu_create_root (lfd, c->tp, token, c->timeout_ms, &w->comm);
+      lfd = -1;   /* owned by the comm now */
+    } else {
+      st = dit_comm_cpu_connect (chost, cport, c->rank, c->tp, token,
+          c->timeout_ms, &w->comm);
+    }
+  }
+  if (lfd >= 0)
+    close (lfd);
   if (st == DIT_OK) {
     if (c->weights)
       st = dit_tp_weights_load (c->weights, &w->model, c->tp, c->rank, c->dtype,
@@ -153,11 +217,13 @@ w_setup (worker *w)
           c->synthetic_seed, c->dtype, w->be, &w->weights);
   }
   if (st == DIT_OK) {
-    dit_model_tp tp = { 1, 0, NULL, NULL };
+    dit_model_tp tp = { 1, 0, NULL, NULL, 0 };
     if (w->comm)
       dit_tp_from_comm (w->comm, &tp);
     st = dit_generator_create_tp (&w->model, &w->gen, w->weights, w->be, &tp, &w->g);
   }
+  if (st == DIT_OK && c->graphs && w->be->ops->device == DIT_DEVICE_CUDA)
+    dit_generator_set_graphs (w->g, 1);
   if (st == DIT_OK) {
     w->out = malloc ((size_t) 16 * w->gen.frames_per_chunk * w->gen.latent_h
         * w->gen.latent_w * sizeof (float));
@@ -214,6 +280,33 @@ w_view (const dit_env_tensor *t)
       t->shape);
 }
 
+/* The prompt of this INFER: rebuild the cross-attention K/V once per new
+ * epoch.  *fatal is set when a collective may have failed. */
+static dit_status
+w_prompt (worker *w, const dit_envelope *e, int *fatal)
+{
+  const dit_env_tensor *prompt = dit_env_find (e, "prompt");
+  if (e->prompt_epoch == w->prompt_epoch)
+    return DIT_OK;   /* in force already (a resent tensor is not rebuilt) */
+  if (e->prompt_epoch < w->prompt_epoch)
+    return dit_error (DIT_ERR_STATE, "INFER of prompt epoch %llu is older than "
+        "this worker's epoch %llu", (unsigned long long) e->prompt_epoch,
+        (unsigned long long) w->prompt_epoch);
+  if (!prompt)
+    return dit_error (DIT_ERR_STATE, "INFER of prompt epoch %llu carries no "
+        "'prompt' tensor and this worker has epoch %llu: the new prompt never "
+        "reached it", (unsigned long long) e->prompt_epoch,
+        (unsigned long long) w->prompt_epoch);
+  dit_tensor pt = w_view (prompt);
+  dit_status st = dit_generator_set_prompt (w->g, &pt);
+  if (st != DIT_OK) {
+    *fatal = w->comm != NULL;
+    return st;
+  }
+  w->prompt_epoch = e->prompt_epoch;
+  return DIT_OK;
+}
+
 /* Returns non-OK only when the worker must stop (broken TP group). */
 static dit_status
 w_infer (worker *w, const dit_envelope *e, double t_recv)
@@ -228,19 +321,19 @@ w_infer (worker *w, const dit_envelope *e, double t_recv)
   r.rank = c->rank;
 
   int fatal = 0;
-  dit_status st = w_check_plan (w, e);
-  const dit_env_tensor *prompt = dit_env_find (e, "prompt");
   const dit_env_tensor *ctx = dit_env_find (e, "context");
   const dit_env_tensor *init = dit_env_find (e, "init");
-  dit_tensor pt, ct, it;
-  if (st == DIT_OK && prompt) {
-    pt = w_view (prompt);
-    st = dit_generator_set_prompt (w->g, &pt);
-    fatal = st != DIT_OK && w->comm;
-  }
+  dit_tensor ct, it;
   if (c->test_delay_ms > 0)
     usleep ((useconds_t) c->test_delay_ms * 1000);
+  /* Everything this INFER enqueues is watched until the flush below. */
+  dit_comm_watch (w->comm);
+  dit_status st = w_check_plan (w, e);
+  if (st == DIT_OK)
+    st = w_prompt (w, e, &fatal);
   dit_chunk_timing tm = { 0 };
+  int64_t shape[4] = { 16, w->gen.frames_per_chunk, w->gen.latent_h, w->gen.latent_w };
+  dit_tensor out = dit_tensor_make (w->out, DIT_F32, DIT_DEVICE_CPU, 4, shape);
   if (st == DIT_OK) {
     dit_chunk_request req = { .chunk_index = e->chunk_index,
       .first_step = e->plan.first_step };
@@ -252,25 +345,31 @@ w_infer (worker *w, const dit_envelope *e, double t_recv)
       it = w_view (init);
       req.init_latents = &it;
     }
-    int64_t shape[4] = { 16, w->gen.frames_per_chunk, w->gen.latent_h, w->gen.latent_w };
-    dit_tensor out = dit_tensor_make (w->out, DIT_F32, DIT_DEVICE_CPU, 4, shape);
     double t0 = w_ms ();
     st = dit_generator_run_chunk (w->g, &req, &out, &tm);
     /* A failure after the first collective leaves the group out of step. */
     fatal = st != DIT_OK && w->comm != NULL;
     r.timing_ms[0] = t0 - t_recv;
-    if (st == DIT_OK) {
-      size_t n = (size_t) dit_tensor_numel (&out) * sizeof (float);
-      r.digest = dit_fnv1a (DIT_FNV_OFFSET, w->out, n);
-      if (c->rank == 0) {
-        r.n_tensors = 1;
-        dit_env_tensor *x = &r.tensors[0];
-        snprintf (x->name, sizeof x->name, "x0");
-        x->dtype = DIT_F32;
-        x->ndim = 4;
-        memcpy (x->shape, shape, sizeof shape);
-        x->data = w->out;
-      }
+  }
+  /* The outcome of every collective of this INFER (NCCL: enqueued only),
+   * also when the generator itself returned OK. */
+  dit_status fst = dit_comm_flush (w->comm);
+  if (fst != DIT_OK) {
+    if (st == DIT_OK)
+      st = fst;
+    fatal = 1;
+  }
+  if (st == DIT_OK) {
+    size_t n = (size_t) dit_tensor_numel (&out) * sizeof (float);
+    r.digest = dit_fnv1a (DIT_FNV_OFFSET, w->out, n);
+    if (c->rank == 0) {
+      r.n_tensors = 1;
+      dit_env_tensor *x = &r.tensors[0];
+      snprintf (x->name, sizeof x->name, "x0");
+      x->dtype = DIT_F32;
+      x->ndim = 4;
+      memcpy (x->shape, shape, sizeof shape);
+      x->data = w->out;
     }
   }
   r.timing_ms[1] = tm.recompute_ms;
@@ -298,8 +397,16 @@ dit_worker_run (const dit_worker_config *c)
   w.cfg = c;
   w.fd = -1;
   dit_status st = dit_model_config_preset (c->preset, &w.model);
+  if (st == DIT_OK && c->layers != 0) {
+    if (c->layers < 0 || c->layers > w.model.num_layers)
+      st = dit_error (DIT_ERR_INVALID, "worker: %d layers (1..%d for preset '%s')",
+          c->layers, w.model.num_layers, c->preset);
+    else
+      w.model.num_layers = c->layers;
+  }
   if (st == DIT_OK)
     st = dit_model_tp_check (&w.model, c->tp);
+  w.nccl = c->tp > 1 && c->backend && strcmp (c->backend, "cuda") == 0;
   if (st == DIT_OK && (c->rank < 0 || c->rank >= c->tp))
     st = dit_error (DIT_ERR_INVALID, "worker rank %d outside 0..%d", c->rank,
         c->tp - 1);

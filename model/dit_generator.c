@@ -34,8 +34,8 @@ struct dit_generator {
   dit_tensor noise;    /* [16, F, H, W] */
   dit_tensor ctx;      /* [16, C, H, W] context latents */
 
-  /* Recorded forwards (backends with graph_* entries, no tensor
-   * parallelism); see forward_recorded. */
+  /* Recorded forwards (backends with graph_* entries; tensor parallelism
+   * only with a stream-ordered all-reduce); see forward_recorded. */
   int use_graphs;
   int no_fused;
   struct dit_gen_graph *graphs;
@@ -182,7 +182,8 @@ dit_generator_create_tp (const dit_model_config *model,
     st = alloc_latent (g, &g->noise, cfg->frames_per_chunk);
   if (st == DIT_OK)
     st = alloc_latent (g, &g->ctx, cfg->context_frames);
-  if (st == DIT_OK && be->ops->graph_begin && (!tp || tp->degree == 1)) {
+  if (st == DIT_OK && be->ops->graph_begin
+      && (!tp || tp->degree == 1 || tp->stream_ordered)) {
     /* off until dit_generator_set_graphs: see dit_generator.h */
     g->graphs = calloc (DIT_GEN_GRAPHS, sizeof *g->graphs);
   }

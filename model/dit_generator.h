@@ -92,7 +92,8 @@ dit_status dit_generator_run_chunk (dit_generator *g,
     const dit_chunk_request *req, dit_tensor *out, dit_chunk_timing *timing);
 
 /* Record the recompute and denoise forwards once per distinct step and
- * replay them (backends with graph support, no tensor parallelism).  Off by
+ * replay them (backends with graph support; with tensor parallelism only
+ * when the all-reduce is stream-ordered, dit_model_tp.stream_ordered).  Off by
  * default: while a forward is being recorded, everything enqueued on the
  * backend's stream is recorded, so no other thread may use the same backend
  * during dit_generator_run_chunk (e.g. a VAE decode sharing the session's

@@ -48,6 +48,9 @@ typedef struct dit_model_tp {
   int rank;
   dit_allreduce_fn allreduce;
   void *user;
+  /* 1: allreduce only enqueues work on the backend's stream (NCCL), so
+   * forwards holding it can be recorded as graphs (dit_generator_set_graphs) */
+  int stream_ordered;
 } dit_model_tp;
 
 /* DIT_ERR_INVALID with a clear message unless degree is 1, 2, 4 or 8 and

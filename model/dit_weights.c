@@ -609,6 +609,75 @@ dit_weights_synthetic (const dit_param_spec *specs, size_t count, uint64_t seed,
   return DIT_OK;
 }
 
+typedef struct w_mapped_ctx {
+  const dit_param_spec *full;
+  dit_weights_map_fn map;
+  void *user;
+  uint64_t seed;
+} w_mapped_ctx;
+
+static dit_status
+w_mapped_fill (void *user, size_t index, int64_t begin, int64_t n,
+    dit_dtype dtype, void *dst)
+{
+  const w_mapped_ctx *c = user;
+  size_t dsz = dit_dtype_size (dtype);
+  for (int64_t i = 0; i < n;) {
+    int64_t run;
+    int64_t f = c->map (c->user, index, begin + i, &run);
+    if (run > n - i)
+      run = n - i;
+    dit_weights_synthetic_fill (&c->full[index], c->seed, f, run, dtype,
+        (char *) dst + (size_t) i * dsz);
+    i += run;
+  }
+  return DIT_OK;
+}
+
+dit_status
+dit_weights_synthetic_mapped (const dit_param_spec *specs,
+    const dit_param_spec *full, size_t count, dit_weights_map_fn map,
+    void *user, uint64_t seed, dit_dtype dtype, dit_backend *be,
+    dit_weights **out)
+{
+  w_mapped_ctx ctx = { full, map, user, seed };
+  *out = NULL;
+  if (!be)
+    return dit_error (DIT_ERR_INVALID, "weights: no backend for synthetic weights");
+  if (!be->ops->synthetic_normal)
+    return dit_weights_from_fill (specs, count, dtype, be, w_mapped_fill, &ctx, out);
+
+  weights_impl *w = NULL;
+  size_t dsz = dit_dtype_size (dtype);
+  DIT_TRY (w_alloc (specs, count, dtype, be, &w));
+  dit_status status = DIT_OK;
+  for (size_t i = 0; i < count && status == DIT_OK; i++) {
+    double scale, offset;
+    uint64_t stream = w_synth_stream (&full[i]);
+    w_synth_rule (&full[i], &scale, &offset);
+    int64_t n = w_spec_numel (&specs[i]);
+    for (int64_t e = 0; e < n && status == DIT_OK;) {
+      int64_t run;
+      int64_t f = map (user, i, e, &run);
+      if (run > n - e)
+        run = n - e;
+      status = be->ops->synthetic_normal (be, (char *) w->pub.tensors[i].data
+          + (size_t) e * dsz, dtype, f, run, seed, stream, scale, offset);
+      e += run;
+    }
+    if (status != DIT_OK)
+      dit_error_prefix (status, "weights: synthetic '%s'", specs[i].name);
+  }
+  if (status == DIT_OK)
+    status = w_fingerprint (&w->pub);
+  if (status != DIT_OK) {
+    dit_weights_free (&w->pub);
+    return status;
+  }
+  *out = &w->pub;
+  return DIT_OK;
+}
+
 /* ------------------------------------------------------------------------ */
 /* saving */
 

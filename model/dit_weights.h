@@ -86,6 +86,19 @@ dit_status dit_weights_from_fill (const dit_param_spec *specs, size_t count,
     dit_dtype dtype, dit_backend *be, dit_weights_fill_fn fill, void *user,
     dit_weights **out);
 
+/* Synthetic values of the full tensors full[i] restricted to a shard: shard
+ * element e of tensor i (specs[i]) is element map (user, i, e, &run) of
+ * full[i], and so are the next run - 1 (a contiguous run of the full
+ * tensor).  Values equal dit_weights_synthetic's for full[i] bit for bit;
+ * made in backend memory, one synthetic_normal call per run, when the
+ * backend has that entry, else on the host and uploaded. */
+typedef int64_t (*dit_weights_map_fn) (void *user, size_t index, int64_t e,
+    int64_t *run);
+dit_status dit_weights_synthetic_mapped (const dit_param_spec *specs,
+    const dit_param_spec *full, size_t count, dit_weights_map_fn map,
+    void *user, uint64_t seed, dit_dtype dtype, dit_backend *be,
+    dit_weights **out);
+
 const dit_tensor *dit_weights_get (const dit_weights *w, const char *name);
 /* Like get, but a DIT_ERR_INVALID naming the key when absent. */
 dit_status dit_weights_require (const dit_weights *w, const char *name,

@@ -1,12 +1,17 @@
 /* dit-worker — one rank of the generator mesh.
  *
  *   dit-worker --connect HOST:PORT --rank R --tp N [--device D]
- *              [--backend cpu|cuda] [--preset NAME] [--weights PATH | --seed S]
- *              [--dtype f32|bf16] [--timeout-ms MS]
+ *              [--backend cpu|cuda] [--preset NAME] [--layers N]
+ *              [--weights PATH | --seed S] [--dtype f32|bf16]
+ *              [--timeout-ms MS] [--graphs on|off]
  *
  * Joins rank 0 at HOST:PORT (ditgenerate mesh-listen=, or a mesh that
  * spawned it), passes the parity check, loads only its tensor-parallel
- * shard and serves envelopes until SHUTDOWN (exit 0).  Exits by itself
+ * shard and serves envelopes until SHUTDOWN (exit 0).  With --backend cuda
+ * and --tp > 1 the collectives run on NCCL (the NCCL_* environment applies,
+ * docs/mesh.md); --graphs (default on) records the forwards, collectives
+ * included, as CUDA graphs.  --layers N keeps the first N blocks of the
+ * preset (tests, benchmarks); Stage 0 must use the same N.  Exits by itself
  * when rank 0 goes away (exit 3), when refused at join (exit 2) or on any
  * other failure (exit 1), with the reason on stderr.
  */
@@ -21,9 +26,9 @@ usage (FILE *f)
 {
   fprintf (f,
       "usage: dit-worker --connect HOST:PORT --rank R --tp N [--device D]\n"
-      "                  [--backend cpu|cuda] [--preset NAME]\n"
+      "                  [--backend cpu|cuda] [--preset NAME] [--layers N]\n"
       "                  [--weights PATH | --seed S] [--dtype f32|bf16]\n"
-      "                  [--timeout-ms MS]\n");
+      "                  [--timeout-ms MS] [--graphs on|off]\n");
 }
 
 int
@@ -38,6 +43,7 @@ main (int argc, char **argv)
   c.synthetic_seed = 42;
   c.dtype = DIT_F32;
   c.timeout_ms = 10000;
+  c.graphs = 1;
 
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -62,6 +68,15 @@ main (int argc, char **argv)
     else if (strcmp (a, "--seed") == 0) c.synthetic_seed = strtoull (v, NULL, 10);
     else if (strcmp (a, "--timeout-ms") == 0) c.timeout_ms = atoi (v);
     else if (strcmp (a, "--test-delay-ms") == 0) c.test_delay_ms = atoi (v);
+    else if (strcmp (a, "--layers") == 0) c.layers = atoi (v);
+    else if (strcmp (a, "--graphs") == 0) {
+      if (strcmp (v, "on") == 0) c.graphs = 1;
+      else if (strcmp (v, "off") == 0) c.graphs = 0;
+      else {
+        fprintf (stderr, "dit-worker: --graphs '%s' (on or off)\n", v);
+        return 1;
+      }
+    }
     else if (strcmp (a, "--dtype") == 0) {
       if (strcmp (v, "f32") == 0) c.dtype = DIT_F32;
       else if (strcmp (v, "bf16") == 0) c.dtype = DIT_BF16;

@@ -57,6 +57,7 @@ main (int argc, char **argv)
   e.plan.seed = 42;
   e.plan.rope_start = 3;
   e.plan.kv_bias = 0.3f;
+  e.prompt_epoch = 2;
   e.n_tensors = 2;
   snprintf (e.tensors[0].name, 32, "context");
   e.tensors[0].dtype = DIT_F32;
@@ -83,12 +84,25 @@ main (int argc, char **argv)
   e.join.tp = 2;
   e.join.rank = 1;
   snprintf (e.join.preset, sizeof e.join.preset, "tiny");
+  snprintf (e.join.backend, sizeof e.join.backend, "cpu");
+  e.join.layers = 2;
   bad |= put (argv[1], "join", &e);
+  /* mesh rank 0 on the NCCL transport: the id rides along */
+  e.join.rank = 0;
+  snprintf (e.join.backend, sizeof e.join.backend, "cuda");
+  e.join.has_nccl_id = 1;
+  for (int i = 0; i < DIT_ENV_NCCL_ID_BYTES; i++)
+    e.join.nccl_id[i] = (unsigned char) (i * 7 + 1);
+  bad |= put (argv[1], "join-nccl", &e);
   memset (&e, 0, sizeof e);
   e.type = DIT_ENV_ACCEPT;
   e.accept.num_steps = 2;
   snprintf (e.accept.comm_host, sizeof e.accept.comm_host, "127.0.0.1");
   bad |= put (argv[1], "accept", &e);
+  e.accept.has_nccl_id = 1;
+  for (int i = 0; i < DIT_ENV_NCCL_ID_BYTES; i++)
+    e.accept.nccl_id[i] = (unsigned char) (255 - i);
+  bad |= put (argv[1], "accept-nccl", &e);
   memset (&e, 0, sizeof e);
   e.type = DIT_ENV_REFUSE;
   snprintf (e.text, sizeof e.text, "parity check failed");

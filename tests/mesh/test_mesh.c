@@ -18,6 +18,18 @@
  *                    exit by themselves within a few seconds
  * stall-worker       SIGSTOP of rank 1: a timeout error naming rank 1
  * shutdown-inflight  SHUTDOWN with two chunks in flight: drained, all exit 0
+ * prompt-switch      a prompt switch after chunk 1 on 2 ranks equals the
+ *                    single-device generator with the same switch; the
+ *                    prompt epoch advances once per dit_mesh_set_prompt
+ * prompt-missing     an INFER of a newer prompt epoch without the prompt
+ *                    tensor is answered with an error naming the rank
+ * layers             layers = 1 on 2 ranks equals a 1-layer single device
+ * parity-layers      a worker with another --layers is refused at join
+ * heartbeat          dit_mesh_ping round-trips NOOPs; it sends nothing while
+ *                    the mesh was busy within heartbeat_ms; a stopped
+ *                    worker fails the ping with an error naming its rank
+ * refuse-nccl        (builds without NCCL) backend cuda at TP 2: the worker
+ *                    refuses to join with the reason, no hang
  *
  * Every subtest ends by checking that no child process is left.
  */
@@ -33,7 +45,9 @@
 #include <unistd.h>
 
 #include "dit_backend.h"
+#include "dit_comm.h"
 #include "dit_mesh.h"
+#include "dit_scheduler.h"
 #include "envelope.h"
 
 static const char *worker_path;
@@ -196,6 +210,7 @@ infer_envelope (dit_envelope *e, uint64_t call)
   e->plan.expected_calls = 4;
   e->plan.seed = 7;
   e->plan.kv_bias = 0.3f;
+  e->prompt_epoch = 1;   /* create() set one prompt */
 }
 
 static int
@@ -450,6 +465,259 @@ t_shutdown_inflight (void)
   return no_children_left () ? 0 : 1;
 }
 
+/* The single-device generator (tiny preset, this test's weights) over
+ * `chunks` chunks of a rollout; prompt `second` from chunk `switch_at` on
+ * (switch_at < 0: never). */
+static int
+reference_rollout (const dit_gen_config *gcfg, int layers, int chunks,
+    int switch_at, const dit_tensor *first, const dit_tensor *second,
+    float (*out)[LAT])
+{
+  dit_model_config mc;
+  dit_param_spec *specs;
+  size_t count;
+  dit_weights *w;
+  dit_generator *g;
+  dit_backend *be = dit_backend_cpu ();
+  int64_t shape[4] = { 16, 3, 4, 6 };
+  dit_model_config_preset ("tiny", &mc);
+  if (layers)
+    mc.num_layers = layers;
+  dit_model_config_params (&mc, &specs, &count);
+  if (dit_weights_synthetic (specs, count, 11, DIT_F32, be, &w) != DIT_OK
+      || dit_generator_create (&mc, gcfg, w, be, &g) != DIT_OK) {
+    free (specs);
+    FAIL ("reference: %s", dit_last_error ());
+  }
+  free (specs);
+  if (dit_generator_set_prompt (g, first) != DIT_OK)
+    FAIL ("reference prompt: %s", dit_last_error ());
+  for (int k = 0; k < chunks; k++) {
+    if (k == switch_at && dit_generator_set_prompt (g, second) != DIT_OK)
+      FAIL ("reference prompt switch: %s", dit_last_error ());
+    dit_tensor o = dit_tensor_make (out[k], DIT_F32, DIT_DEVICE_CPU, 4, shape);
+    dit_tensor ctx = dit_tensor_make (out[k > 0 ? k - 1 : 0], DIT_F32,
+        DIT_DEVICE_CPU, 4, shape);
+    dit_chunk_request req = { .chunk_index = k, .context = k ? &ctx : NULL };
+    if (dit_generator_run_chunk (g, &req, &o, NULL) != DIT_OK)
+      FAIL ("reference chunk %d: %s", k, dit_last_error ());
+  }
+  dit_generator_free (g);
+  dit_weights_free (w);
+  return 0;
+}
+
+/* max |a - b| over chunks, and max |b|. */
+static void
+max_diff (float (*a)[LAT], float (*b)[LAT], int chunks, double *diff, double *ref)
+{
+  *diff = 0;
+  *ref = 0;
+  for (int k = 0; k < chunks; k++)
+    for (int i = 0; i < LAT; i++) {
+      *ref = fmax (*ref, fabs (b[k][i]));
+      *diff = fmax (*diff, fabs ((double) a[k][i] - b[k][i]));
+    }
+}
+
+static float prompt2_buf[7 * 64];
+
+static int
+t_prompt_switch (void)
+{
+  dit_mesh_config c;
+  dit_mesh *m;
+  static float mesh_out[4][LAT], ref_out[4][LAT], noswitch_out[4][LAT];
+  int64_t shape[4] = { 16, 3, 4, 6 };
+  for (int i = 0; i < 7 * 64; i++)
+    prompt2_buf[i] = (float) sin (0.37 * i + 1.0);
+  dit_tensor second = dit_tensor_2d (prompt2_buf, DIT_F32, DIT_DEVICE_CPU, 7, 64);
+  base_config (&c, 2);
+  if (!create (&c, &m))
+    FAIL ("create");
+  if (dit_mesh_prompt_epoch (m) != 1)
+    FAIL ("prompt epoch %llu after the first prompt, want 1",
+        (unsigned long long) dit_mesh_prompt_epoch (m));
+  for (int k = 0; k < 4; k++) {
+    if (k == 2) {
+      if (dit_mesh_set_prompt (m, &second) != DIT_OK)
+        FAIL ("prompt switch: %s", dit_last_error ());
+      if (dit_mesh_prompt_epoch (m) != 2)
+        FAIL ("prompt epoch %llu after the switch, want 2",
+            (unsigned long long) dit_mesh_prompt_epoch (m));
+    }
+    dit_tensor out = dit_tensor_make (mesh_out[k], DIT_F32, DIT_DEVICE_CPU, 4, shape);
+    dit_tensor ctx = dit_tensor_make (mesh_out[k > 0 ? k - 1 : 0], DIT_F32,
+        DIT_DEVICE_CPU, 4, shape);
+    dit_chunk_request req = { .chunk_index = k, .context = k ? &ctx : NULL };
+    if (dit_mesh_run_chunk (m, &req, &out, NULL) != DIT_OK)
+      FAIL ("chunk %d: %s", k, dit_last_error ());
+  }
+  if (dit_mesh_shutdown (m) != DIT_OK)
+    FAIL ("shutdown: %s", dit_last_error ());
+  dit_mesh_free (m);
+
+  dit_tensor first = prompt_tensor ();
+  if (reference_rollout (&c.gen, 0, 4, 2, &first, &second, ref_out)
+      || reference_rollout (&c.gen, 0, 4, -1, &first, &second, noswitch_out))
+    return 1;
+  double diff, ref, moved, mref;
+  max_diff (mesh_out, ref_out, 4, &diff, &ref);
+  max_diff (noswitch_out + 2, ref_out + 2, 2, &moved, &mref);
+  printf ("prompt switch, TP 2 vs single device, 4 chunks: max |diff| %.3g "
+      "(limit %.3g); the switch moves chunks 2-3 by %.3g\n", diff, 2e-5 * ref,
+      moved);
+  if (!(ref > 0.1 && diff <= 2e-5 * ref))
+    FAIL ("mesh output with a prompt switch differs from single device: %.3g", diff);
+  if (!(moved > 1e3 * diff && moved > 1e-3 * ref))
+    FAIL ("the prompt switch hardly changes the output (%.3g): the test "
+        "cannot tell a missed switch", moved);
+  return no_children_left () ? 0 : 1;
+}
+
+static int
+t_prompt_missing (void)
+{
+  dit_mesh_config c;
+  dit_mesh *m;
+  dit_scheduler sched;
+  base_config (&c, 2);
+  if (!create (&c, &m))
+    FAIL ("create");
+  if (!run_one (m, 0))
+    FAIL ("first chunk: %s", dit_last_error ());
+  /* The mesh's own plan, but of a prompt epoch whose tensor never came. */
+  dit_envelope e;
+  infer_envelope (&e, 60);
+  dit_scheduler_init (&sched, c.gen.shift);
+  for (int i = 0; i < c.gen.num_steps; i++) {
+    e.plan.steps[i] = c.gen.steps[i];
+    e.plan.sigmas[i] = dit_scheduler_sigma (&sched, c.gen.steps[i]);
+  }
+  e.prompt_epoch = dit_mesh_prompt_epoch (m) + 1;
+  if (dit_mesh_send_envelope (m, &e) != DIT_OK)
+    FAIL ("send: %s", dit_last_error ());
+  if (dit_mesh_collect (m, NULL, NULL, NULL) == DIT_OK)
+    FAIL ("an INFER of a new prompt epoch without the prompt was served");
+  printf ("prompt-missing: %s\n", dit_last_error ());
+  if (!strstr (dit_last_error (), "worker rank 0")
+      || !strstr (dit_last_error (), "worker rank 1")
+      || !strstr (dit_last_error (), "carries no 'prompt' tensor"))
+    FAIL ("message: '%s'", dit_last_error ());
+  dit_mesh_free (m);
+  return no_children_left () ? 0 : 1;
+}
+
+static int
+t_layers (void)
+{
+  dit_mesh_config c;
+  dit_mesh *m;
+  static float mesh_out[2][LAT], ref_out[2][LAT], full_out[2][LAT];
+  int64_t shape[4] = { 16, 3, 4, 6 };
+  base_config (&c, 2);
+  c.layers = 1;
+  if (!create (&c, &m))
+    FAIL ("create");
+  for (int k = 0; k < 2; k++) {
+    dit_tensor out = dit_tensor_make (mesh_out[k], DIT_F32, DIT_DEVICE_CPU, 4, shape);
+    dit_tensor ctx = dit_tensor_make (mesh_out[0], DIT_F32, DIT_DEVICE_CPU, 4, shape);
+    dit_chunk_request req = { .chunk_index = k, .context = k ? &ctx : NULL };
+    if (dit_mesh_run_chunk (m, &req, &out, NULL) != DIT_OK)
+      FAIL ("chunk %d: %s", k, dit_last_error ());
+  }
+  if (dit_mesh_shutdown (m) != DIT_OK)
+    FAIL ("shutdown: %s", dit_last_error ());
+  dit_mesh_free (m);
+  dit_tensor pt = prompt_tensor ();
+  if (reference_rollout (&c.gen, 1, 2, -1, &pt, &pt, ref_out)
+      || reference_rollout (&c.gen, 0, 2, -1, &pt, &pt, full_out))
+    return 1;
+  double diff, ref, other, oref;
+  max_diff (mesh_out, ref_out, 2, &diff, &ref);
+  max_diff (mesh_out, full_out, 2, &other, &oref);
+  printf ("layers 1, TP 2 vs 1-layer single device: max |diff| %.3g (limit %.3g); "
+      "vs the 2-layer model %.3g\n", diff, 2e-5 * ref, other);
+  if (!(ref > 0.1 && diff <= 2e-5 * ref))
+    FAIL ("1-layer mesh differs from the 1-layer single device: %.3g", diff);
+  if (!(other > 1e3 * diff))
+    FAIL ("1-layer mesh output is the 2-layer model's");
+  return no_children_left () ? 0 : 1;
+}
+
+static int
+t_heartbeat (void)
+{
+  dit_mesh_config c;
+  dit_mesh *m;
+  base_config (&c, 2);
+  c.chunk_timeout_ms = 2500;
+  c.heartbeat_ms = 0;          /* every call pings */
+  if (!create (&c, &m))
+    FAIL ("create");
+  for (int i = 0; i < 3; i++)
+    if (dit_mesh_ping (m) != DIT_OK)
+      FAIL ("ping %d: %s", i, dit_last_error ());
+  if (!run_one (m, 0))
+    FAIL ("chunk after pings: %s", dit_last_error ());
+  dit_mesh_free (m);
+
+  base_config (&c, 2);
+  c.chunk_timeout_ms = 2500;
+  c.heartbeat_ms = 1500;
+  if (!create (&c, &m))
+    FAIL ("create");
+  if (!run_one (m, 0))
+    FAIL ("first chunk: %s", dit_last_error ());
+  kill (dit_mesh_worker_pid (m, 1), SIGSTOP);
+  /* Busy within heartbeat_ms: no round trip, so the stopped worker is not
+   * seen yet. */
+  double t0 = now_ms ();
+  if (dit_mesh_ping (m) != DIT_OK || now_ms () - t0 > 200)
+    FAIL ("ping right after a chunk: %s (%.0f ms)", dit_last_error (),
+        now_ms () - t0);
+  usleep (1600 * 1000);
+  t0 = now_ms ();
+  if (dit_mesh_ping (m) == DIT_OK)
+    FAIL ("ping succeeded with a stopped worker");
+  double dt = now_ms () - t0;
+  printf ("heartbeat (%.0f ms): %s\n", dt, dit_last_error ());
+  if (!strstr (dit_last_error (), "worker rank 1")
+      || !strstr (dit_last_error (), "heartbeat")
+      || strstr (dit_last_error (), "worker rank 0"))
+    FAIL ("message: '%s'", dit_last_error ());
+  if (dt > 4500)
+    FAIL ("heartbeat failure took %.0f ms", dt);
+  if (dit_mesh_ping (m) == DIT_OK || !strstr (dit_last_error (), "failed earlier"))
+    FAIL ("a failed mesh answered a ping: '%s'", dit_last_error ());
+  dit_mesh_free (m);
+  return no_children_left () ? 0 : 1;
+}
+
+static int
+t_refuse_nccl (void)
+{
+  if (dit_comm_nccl_available ()) {
+    printf ("this build has NCCL: tests/gpu/test_mesh_nccl.c covers backend cuda\n");
+    return 77;
+  }
+  dit_mesh_config c;
+  dit_mesh *m = NULL;
+  base_config (&c, 2);
+  c.backend = "cuda";
+  double t0 = now_ms ();
+  if (dit_mesh_create (&c, &m) == DIT_OK)
+    FAIL ("a cuda mesh was created in a build without NCCL");
+  double dt = now_ms () - t0;
+  printf ("refuse-nccl (%.0f ms): %s\n", dt, dit_last_error ());
+  if (!strstr (dit_last_error (), "could not join")
+      || !strstr (dit_last_error (), "without NCCL"))
+    FAIL ("message: '%s'", dit_last_error ());
+  if (dt > 10000)
+    FAIL ("refusal took %.0f ms", dt);
+  return no_children_left () ? 0 : 1;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -473,6 +741,13 @@ main (int argc, char **argv)
   if (!strcmp (t, "kill-rank0")) return t_kill_rank0 ();
   if (!strcmp (t, "stall-worker")) return t_stall_worker ();
   if (!strcmp (t, "shutdown-inflight")) return t_shutdown_inflight ();
+  if (!strcmp (t, "prompt-switch")) return t_prompt_switch ();
+  if (!strcmp (t, "prompt-missing")) return t_prompt_missing ();
+  if (!strcmp (t, "layers")) return t_layers ();
+  if (!strcmp (t, "parity-layers"))
+    return t_parity ("--layers", "1", "with 1 layers");
+  if (!strcmp (t, "heartbeat")) return t_heartbeat ();
+  if (!strcmp (t, "refuse-nccl")) return t_refuse_nccl ();
   fprintf (stderr, "unknown subtest %s\n", t);
   return 2;
 }
