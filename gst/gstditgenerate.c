@@ -22,6 +22,21 @@
  * |[
  * gst-launch-1.0 videotestsrc num-buffers=45 ! video/x-raw,width=128,height=128 ! ditencode ! ditgenerate strength=0.6 ! ditdecode ! videoconvert ! autovideosink
  * ]| Video-to-video.
+ * |[
+ * gst-launch-1.0 ditgenerate num-chunks=4 mesh-devices=0,1 mesh-backend=cpu ! ditdecode ! videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
+ * ]| Text-to-video on a generator mesh: two dit-worker processes hold
+ * tensor-parallel halves of the DiT; this process keeps the VAE.
+ *
+ * ## Generator mesh
+ *
+ * With #GstDitGenerate:mesh-devices (or #GstDitGenerate:mesh-listen) set,
+ * the DiT runs in dit-worker processes (dist/dit_mesh.h) instead of in this
+ * process: the element spawns one worker per listed device (or waits for
+ * workers started by another launcher), sends every chunk's request to them
+ * and gets the latents back.  This process loads no DiT weights, only the
+ * model config and the VAE of the anchor path.  A dead, stalled or refused
+ * worker is an element error naming the rank; stopping the element shuts
+ * the workers down and reaps them.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -35,6 +50,9 @@
 
 #include "gstditlatent.h"
 #include "gstditsession.h"
+#include "dit_loader.h"
+#include "dit_mesh.h"
+#include "dit_model.h"
 #include "dit_prompt.h"
 #include "dit_tokenizer.h"
 
@@ -58,6 +76,16 @@ GST_DEBUG_CATEGORY_STATIC (gst_dit_generate_debug);
 #define DEFAULT_FPS_D 1
 #define DEFAULT_TRANSITION_CHUNKS 0
 #define DEFAULT_PROMPT_RESET GST_DIT_PROMPT_RESET_AUTO
+#define DEFAULT_MESH_TIMEOUT_MS 10000
+#define DEFAULT_MESH_JOIN_TIMEOUT_MS 30000
+/* Filter mode: how long the task waits for input before it lets the
+ * runner look after an idle mesh. */
+#define MESH_IDLE_US (1 * G_TIME_SPAN_SECOND)
+
+/* The dit-worker installed with this plugin (gst/meson.build). */
+#ifndef GST_DIT_BINDIR
+#define GST_DIT_BINDIR "/usr/local/bin"
+#endif
 
 /* Whether a prompt change restarts the KV cache (a new cache epoch). */
 typedef enum
@@ -97,7 +125,23 @@ enum
   PROP_TEXT_MODEL,
   PROP_TOKENIZER,
   PROP_PROMPT_WEIGHT,
+  PROP_MESH_DEVICES,
+  PROP_MESH_BACKEND,
+  PROP_MESH_LISTEN,
+  PROP_MESH_RANKS,
+  PROP_WORKER_PATH,
+  PROP_MESH_TIMEOUT_MS,
+  PROP_MESH_JOIN_TIMEOUT_MS,
+  PROP_MESH_RANK_MS,
+  PROP_MESH_WORKER_PIDS,
+  PROP_STAGE0_MS,
+  PROP_STAGE1_MS,
+  PROP_PERIOD_MS,
+  PROP_HIDDEN_MS,
+  PROP_OVERLAP_SCORE,
 };
+
+#define OVERLAP_WINDOW 32
 
 struct _GstDitGenerate
 {
@@ -122,6 +166,11 @@ struct _GstDitGenerate
   gdouble stat_prompt_weight;
   gdouble stat_fps, stat_chunk_ms;
   guint64 stat_chunks;
+  gchar *mesh_devices, *mesh_backend, *mesh_listen, *worker_path;
+  gint mesh_ranks, mesh_timeout_ms, mesh_join_timeout_ms;
+  gint stat_mesh_n;             /* ranks of the running mesh, 0 = none */
+  gdouble stat_mesh_rank_ms[DIT_MESH_MAX_RANKS];
+  gint stat_mesh_pids[DIT_MESH_MAX_RANKS];
 
   GstDitSession *session;
 
@@ -131,7 +180,11 @@ struct _GstDitGenerate
   gboolean configured;
   dit_model_config mcfg;
   dit_gen_config gcfg;
-  dit_generator *gen;
+  dit_generator *gen;           /* in-process runner */
+  gboolean use_mesh;            /* decided at NULL -> READY */
+  dit_model_config mesh_model;  /* the model's config, without its weights */
+  gchar *mesh_weights;          /* checkpoint path, NULL = preset weights */
+  dit_mesh *mesh;               /* mesh runner */
   dit_context *ctx;
   gfloat *x_in, *x_out, *ctx_buf, *anchor_buf;
   gint64 chunk_index;
@@ -143,6 +196,15 @@ struct _GstDitGenerate
   gint trans_j, trans_n;        /* chunk j of an n-chunk transition; n < 0: none */
   guint64 frames_out;
   gint64 last_push_us;
+  /* Overlap instrumentation (stage 0 = session decode + anchor encode time
+   * per chunk, stage 1 = generator call, period = push to push). */
+  gint64 stage0_busy_us;
+  gdouble stage1_ms_pending;
+  gdouble stat_stage0_ms, stat_stage1_ms, stat_period_ms, stat_hidden_ms;
+  gdouble stat_overlap;
+  gdouble hidden_ring[OVERLAP_WINDOW], stage0_ring[OVERLAP_WINDOW],
+      stage1_ring[OVERLAP_WINDOW];
+  guint ring_n;
   gdouble latency_ms;           /* figure last reported in LATENCY */
 
   /* input queue; qlock */
@@ -239,12 +301,366 @@ parse_steps (const gchar * str, dit_gen_config * cfg, gchar ** error)
   return ok;
 }
 
+/* ------------------------------------------------------------------ */
+/* runner: the in-process generator or the generator mesh behind the few
+ * calls the element makes (dit_generator_*'s contract; the mesh takes and
+ * returns host tensors, which is all the element uses) */
+
+typedef struct mesh_settings
+{
+  gint ranks;                   /* 0 = no mesh */
+  gint devices[DIT_MESH_MAX_RANKS];
+  gint n_devices;
+  gchar *listen;                /* NULL = spawn the workers */
+  gchar *backend;
+  gchar *worker;                /* resolved dit-worker path (spawn) */
+  gint timeout_ms, join_timeout_ms, max_inflight;
+} mesh_settings;
+
 static void
-free_engine (GstDitGenerate * self)
+mesh_settings_clear (mesh_settings * ms)
+{
+  g_free (ms->listen);
+  g_free (ms->backend);
+  g_free (ms->worker);
+  memset (ms, 0, sizeof *ms);
+}
+
+static gboolean
+tp_degree_ok (gint n)
+{
+  return n == 1 || n == 2 || n == 4 || n == 8;
+}
+
+/* worker-path, then $GST_DIT_WORKER, then the installed dit-worker, then
+ * dit-worker on PATH. */
+static gchar *
+resolve_worker_path (const gchar * prop, gchar ** tried)
+{
+  const gchar *env = g_getenv ("GST_DIT_WORKER");
+  gchar *installed, *found;
+
+  if (prop && *prop) {
+    *tried = g_strdup_printf ("worker-path '%s'", prop);
+    return g_find_program_in_path (prop);
+  }
+  if (env && *env) {
+    *tried = g_strdup_printf ("GST_DIT_WORKER '%s'", env);
+    return g_find_program_in_path (env);
+  }
+  installed = g_build_filename (GST_DIT_BINDIR, "dit-worker", NULL);
+  if (g_file_test (installed, G_FILE_TEST_IS_EXECUTABLE))
+    return installed;
+  found = g_find_program_in_path ("dit-worker");
+  *tried = g_strdup_printf ("%s and PATH", installed);
+  g_free (installed);
+  return found;
+}
+
+/* The mesh properties, checked: ms->ranks = 0 when no mesh is asked for. */
+static gboolean
+mesh_read_settings (GstDitGenerate * self, mesh_settings * ms, gchar ** error)
+{
+  gchar *devices, *listen, *backend, *worker, *device;
+  gchar **parts = NULL;
+  gint ranks;
+  gboolean ok = FALSE;
+
+  memset (ms, 0, sizeof *ms);
+  GST_OBJECT_LOCK (self);
+  devices = g_strdup (self->mesh_devices);
+  listen = g_strdup (self->mesh_listen);
+  backend = g_strdup (self->mesh_backend);
+  worker = g_strdup (self->worker_path);
+  device = g_strdup (self->device);
+  ranks = self->mesh_ranks;
+  ms->timeout_ms = self->mesh_timeout_ms;
+  ms->join_timeout_ms = self->mesh_join_timeout_ms;
+  ms->max_inflight = self->max_inflight;
+  GST_OBJECT_UNLOCK (self);
+
+  if (devices && *g_strstrip (devices)) {
+    parts = g_strsplit (devices, ",", -1);
+    for (gchar ** p = parts; *p; p++) {
+      guint64 v;
+      if (ms->n_devices == DIT_MESH_MAX_RANKS
+          || !g_ascii_string_to_unsigned (g_strstrip (*p), 10, 0, 1023, &v,
+              NULL)) {
+        *error = g_strdup_printf ("mesh-devices '%s': expected a comma-"
+            "separated list of 1, 2, 4 or 8 device indices, e.g. \"0,1\"",
+            devices);
+        goto out;
+      }
+      ms->devices[ms->n_devices++] = (gint) v;
+    }
+  }
+  if (listen && *listen) {
+    const gchar *colon = strrchr (listen, ':');
+    if (!colon || atoi (colon + 1) <= 0) {
+      *error = g_strdup_printf ("mesh-listen '%s': expected HOST:PORT with a "
+          "fixed port, which the workers' --connect names", listen);
+      goto out;
+    }
+    if (ranks <= 0) {
+      *error = g_strdup_printf ("mesh-listen '%s' needs mesh-ranks: the "
+          "number of dit-worker processes that will connect", listen);
+      goto out;
+    }
+    ms->ranks = ranks;
+    ms->listen = g_strdup (listen);
+  } else if (ms->n_devices > 0) {
+    if (ranks > 0 && ranks != ms->n_devices) {
+      *error = g_strdup_printf ("mesh-ranks=%d but mesh-devices '%s' lists %d "
+          "devices", ranks, devices, ms->n_devices);
+      goto out;
+    }
+    ms->ranks = ms->n_devices;
+  } else {
+    ok = TRUE;                  /* no mesh */
+    goto out;
+  }
+  if (!tp_degree_ok (ms->ranks)) {
+    *error = g_strdup_printf ("%s asks for a mesh of %d ranks: the tensor-"
+        "parallel degree must be 1, 2, 4 or 8", ms->listen ? "mesh-ranks" :
+        "mesh-devices", ms->ranks);
+    goto out;
+  }
+
+  if (!(backend && *backend)) {
+    g_free (backend);
+    backend = g_strdup (device && g_str_has_prefix (device, "cuda") ?
+        "cuda" : "cpu");
+  }
+  if (!g_str_equal (backend, "cpu") && !g_str_equal (backend, "cuda")) {
+    *error = g_strdup_printf ("mesh-backend '%s': expected cpu or cuda",
+        backend);
+    goto out;
+  }
+  ms->backend = g_strdup (backend);
+  if (g_str_equal (backend, "cuda"))
+    for (gint i = 0; i < ms->n_devices; i++)
+      for (gint j = 0; j < i; j++)
+        if (ms->devices[i] == ms->devices[j]) {
+          *error = g_strdup_printf ("mesh-devices '%s' names device %d twice: "
+              "each CUDA rank needs its own GPU", devices, ms->devices[i]);
+          goto out;
+        }
+
+  if (!ms->listen) {
+    gchar *tried = NULL;
+    ms->worker = resolve_worker_path (worker, &tried);
+    if (!ms->worker) {
+      *error = g_strdup_printf ("cannot find the dit-worker executable (tried "
+          "%s): set worker-path or GST_DIT_WORKER", tried);
+      g_free (tried);
+      goto out;
+    }
+    g_free (tried);
+  }
+  ok = TRUE;
+out:
+  if (!ok)
+    mesh_settings_clear (ms);
+  g_strfreev (parts);
+  g_free (devices);
+  g_free (listen);
+  g_free (backend);
+  g_free (worker);
+  g_free (device);
+  return ok;
+}
+
+/* The config of `model` (a preset, or a checkpoint's shapes: no tensor
+ * data is read) for a mesh of `ranks`; this process never loads the DiT. */
+static gboolean
+mesh_model_config (GstDitGenerate * self, const gchar * model, gint ranks,
+    gchar ** error)
+{
+  const gchar *m = model && *model ? model : GST_DIT_DEFAULT_MODEL;
+  gboolean preset = dit_model_is_preset (m);
+  dit_status st;
+
+  st = preset ? dit_model_config_preset (m, &self->mesh_model) :
+      dit_checkpoint_detect_preset (m, &self->mesh_model);
+  if (st == DIT_OK)
+    st = dit_model_tp_check (&self->mesh_model, ranks);
+  if (st != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    return FALSE;
+  }
+  g_free (self->mesh_weights);
+  self->mesh_weights = preset ? NULL : g_strdup (m);
+  return TRUE;
+}
+
+static void
+post_progress (GstDitGenerate * self, GstProgressType type, const gchar * text)
+{
+  gst_element_post_message (GST_ELEMENT (self),
+      gst_message_new_progress (GST_OBJECT (self), type, "mesh", text));
+}
+
+static void
+runner_free (GstDitGenerate * self)
 {
   if (self->gen)
     dit_generator_free (self->gen);
   self->gen = NULL;
+  if (self->mesh) {
+    /* A clean SHUTDOWN lets remote workers exit 0; a failed mesh refuses
+     * it, and dit_mesh_free kills and reaps whatever is left. */
+    if (dit_mesh_shutdown (self->mesh) != DIT_OK)
+      GST_INFO_OBJECT (self, "mesh: %s", dit_last_error ());
+    dit_mesh_free (self->mesh);
+    self->mesh = NULL;
+    GST_OBJECT_LOCK (self);
+    self->stat_mesh_n = 0;
+    memset (self->stat_mesh_pids, 0, sizeof self->stat_mesh_pids);
+    GST_OBJECT_UNLOCK (self);
+  }
+}
+
+/* Whether the mesh workers run on CUDA (mesh-backend, else the element's
+ * device), which decides their weight dtype. */
+static gboolean
+mesh_on_cuda (GstDitGenerate * self)
+{
+  gboolean cuda;
+  GST_OBJECT_LOCK (self);
+  if (self->mesh_backend && *self->mesh_backend)
+    cuda = g_str_equal (self->mesh_backend, "cuda");
+  else
+    cuda = self->device && g_str_has_prefix (self->device, "cuda");
+  GST_OBJECT_UNLOCK (self);
+  return cuda;
+}
+
+static gboolean
+mesh_create (GstDitGenerate * self, gchar ** error)
+{
+  mesh_settings ms;
+  dit_mesh_config c;
+  dit_status st;
+  gchar *text;
+
+  if (!mesh_read_settings (self, &ms, error))
+    return FALSE;
+  dit_mesh_config_default (&c);
+  c.preset = self->mesh_model.name;
+  c.weights = self->mesh_weights;
+  /* The seed gst_dit_session_load_dit gives preset weights, so a mesh and
+   * the in-process generator compute with the same synthetic model. */
+  c.synthetic_seed = 0;
+  c.gen = self->gcfg;
+  c.ranks = ms.ranks;
+  c.spawn = ms.listen == NULL;
+  c.worker_path = ms.worker;
+  c.backend = ms.backend;
+  c.devices = ms.n_devices > 0 ? ms.devices : NULL;
+  c.listen = ms.listen;
+  c.join_timeout_ms = ms.join_timeout_ms;
+  c.chunk_timeout_ms = ms.timeout_ms;
+  c.max_inflight = ms.max_inflight;
+
+  text = ms.listen ?
+      g_strdup_printf ("Waiting on %s for %d dit-worker processes", ms.listen,
+      ms.ranks) : g_strdup_printf ("Starting %d dit-worker processes (%s)",
+      ms.ranks, ms.backend);
+  GST_INFO_OBJECT (self, "%s: %s", text, ms.worker ? ms.worker : "");
+  post_progress (self, GST_PROGRESS_TYPE_START, text);
+  g_free (text);
+  st = dit_mesh_create (&c, &self->mesh);
+  if (st != DIT_OK) {
+    self->mesh = NULL;
+    *error = g_strdup (dit_last_error ());
+    post_progress (self, GST_PROGRESS_TYPE_ERROR, *error);
+  } else {
+    GST_OBJECT_LOCK (self);
+    self->stat_mesh_n = ms.ranks;
+    for (gint r = 0; r < ms.ranks; r++) {
+      self->stat_mesh_pids[r] = dit_mesh_worker_pid (self->mesh, r);
+      self->stat_mesh_rank_ms[r] = 0;
+    }
+    GST_OBJECT_UNLOCK (self);
+    post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "Generator mesh ready");
+  }
+  mesh_settings_clear (&ms);
+  return st == DIT_OK;
+}
+
+/* A new runner for self->gcfg (a seed change makes a new one too: the
+ * mesh's workers are restarted then, their plan carries the seed). */
+static gboolean
+runner_create (GstDitGenerate * self, gchar ** error)
+{
+  runner_free (self);
+  if (self->use_mesh)
+    return mesh_create (self, error);
+  if (dit_generator_create (&self->mcfg, &self->gcfg,
+          gst_dit_session_get_dit_weights (self->session, NULL),
+          gst_dit_session_get_backend (self->session), &self->gen) != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static dit_status
+runner_set_prompt (GstDitGenerate * self, const dit_tensor * embeds)
+{
+  if (self->mesh)
+    return dit_mesh_set_prompt (self->mesh, embeds);
+  return dit_generator_set_prompt (self->gen, embeds);
+}
+
+/* A new stream.  Workers keep no stream state: chunk 0 runs without a
+ * cache and every later chunk rebuilds it from the request's context, so
+ * the epoch bump (which drops results of older calls) is all they need. */
+static void
+runner_reset (GstDitGenerate * self)
+{
+  if (self->mesh)
+    dit_mesh_bump_epoch (self->mesh);
+  else if (self->gen)
+    dit_generator_reset (self->gen);
+}
+
+static dit_status
+runner_run_chunk (GstDitGenerate * self, const dit_chunk_request * req,
+    dit_tensor * out, dit_chunk_timing * timing)
+{
+  dit_mesh_stats s;
+  dit_status st;
+
+  if (!self->mesh)
+    return dit_generator_run_chunk (self->gen, req, out, timing);
+  st = dit_mesh_run_chunk (self->mesh, req, out, timing);
+  if (st == DIT_OK) {
+    dit_mesh_get_stats (self->mesh, &s);
+    GST_OBJECT_LOCK (self);
+    memcpy (self->stat_mesh_rank_ms, s.last_rank_ms,
+        sizeof self->stat_mesh_rank_ms);
+    GST_OBJECT_UNLOCK (self);
+  }
+  return st;
+}
+
+/* Called while the element waits for input (filter mode): a worker lost
+ * between chunks is reported now, not when the next chunk arrives. */
+static gboolean
+runner_idle (GstDitGenerate * self, gchar ** error)
+{
+  if (self->mesh && dit_mesh_ping (self->mesh) != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static void
+free_engine (GstDitGenerate * self)
+{
+  runner_free (self);
   dit_context_free (self->ctx);
   self->ctx = NULL;
   g_clear_pointer (&self->x_in, g_free);
@@ -347,7 +763,7 @@ apply_prompt (GstDitGenerate * self, gchar ** error)
   {
     dit_tensor t = dit_tensor_2d (rows, DIT_F32, DIT_DEVICE_CPU, n,
         self->mcfg.text_dim);
-    st = dit_generator_set_prompt (self->gen, &t);
+    st = runner_set_prompt (self, &t);
   }
   free (rows);
   if (st != DIT_OK) {
@@ -361,17 +777,8 @@ apply_prompt (GstDitGenerate * self, gchar ** error)
 static gboolean
 create_generator (GstDitGenerate * self, gchar ** error)
 {
-  const dit_weights *w = gst_dit_session_get_dit_weights (self->session,
-      &self->mcfg);
-
-  if (self->gen)
-    dit_generator_free (self->gen);
-  self->gen = NULL;
-  if (dit_generator_create (&self->mcfg, &self->gcfg, w,
-          gst_dit_session_get_backend (self->session), &self->gen) != DIT_OK) {
-    *error = g_strdup (dit_last_error ());
+  if (!runner_create (self, error))
     return FALSE;
-  }
   return apply_prompt (self, error);
 }
 
@@ -382,8 +789,7 @@ reset_stream (GstDitGenerate * self)
   self->chunk_index = 0;
   if (self->ctx)
     dit_context_reset (self->ctx);
-  if (self->gen)
-    dit_generator_reset (self->gen);
+  runner_reset (self);
   if (self->session)
     self->epoch = gst_dit_session_bump_epoch (self->session);
   GST_DEBUG_OBJECT (self, "new cache epoch %" G_GUINT64_FORMAT, self->epoch);
@@ -419,8 +825,14 @@ configure (GstDitGenerate * self, const GstDitLatentInfo * info,
     return FALSE;
   }
   GST_OBJECT_UNLOCK (self);
-  cfg.dtype = DIT_F32;
-  gst_dit_session_get_dit_weights (self->session, &self->mcfg);
+  /* Weight dtype: the session's (bf16 on CUDA, f32 on the CPU); mesh
+   * workers store bf16 when they run on CUDA. */
+  cfg.dtype = self->use_mesh ? (mesh_on_cuda (self) ? DIT_BF16 : DIT_F32)
+      : gst_dit_session_get_dtype (self->session);
+  if (self->use_mesh)
+    self->mcfg = self->mesh_model;
+  else
+    gst_dit_session_get_dit_weights (self->session, &self->mcfg);
   if (dit_gen_config_validate (&cfg, &self->mcfg) != DIT_OK) {
     *error = g_strdup (dit_last_error ());
     return FALSE;
@@ -527,7 +939,7 @@ apply_text_prompt (GstDitGenerate * self, gchar ** error)
     dit_prompt_blend (self->old_rows, self->old_n, self->new_rows, self->new_n,
         dim, w, self->mix_rows, &nm);
     t = dit_tensor_2d (self->mix_rows, DIT_F32, DIT_DEVICE_CPU, nm, dim);
-    if (dit_generator_set_prompt (self->gen, &t) != DIT_OK) {
+    if (runner_set_prompt (self, &t) != DIT_OK) {
       *error = g_strdup (dit_last_error ());
       return FALSE;
     }
@@ -593,6 +1005,7 @@ run_chunk (GstDitGenerate * self, GstBuffer * in, GstBuffer ** out)
   GstMapInfo map;
   gint valid = -1;
   gdouble strength;
+  gint64 t_gen;
 
   if (!apply_changes (self, &error))
     goto lib_error;
@@ -630,8 +1043,10 @@ run_chunk (GstDitGenerate * self, GstBuffer * in, GstBuffer ** out)
       valid = in_meta->valid_frames;
   }
   xout = dit_tensor_make (self->x_out, DIT_F32, DIT_DEVICE_CPU, 4, shape);
-  if (dit_generator_run_chunk (self->gen, &req, &xout, &tm) != DIT_OK)
+  t_gen = g_get_monotonic_time ();
+  if (runner_run_chunk (self, &req, &xout, &tm) != DIT_OK)
     goto dit_error;
+  self->stage1_ms_pending = (g_get_monotonic_time () - t_gen) / 1000.0;
   if (dit_context_push_chunk (self->ctx, self->chunk_index, self->x_out)
       != DIT_OK)
     goto dit_error;
@@ -772,11 +1187,65 @@ negotiate_source (GstDitGenerate * self)
 /* ------------------------------------------------------------------ */
 /* task */
 
+static gdouble
+median_of (const gdouble * v, guint n)
+{
+  gdouble t[OVERLAP_WINDOW];
+
+  memcpy (t, v, n * sizeof *v);
+  for (guint i = 1; i < n; i++)
+    for (guint j = i; j > 0 && t[j - 1] > t[j]; j--) {
+      gdouble x = t[j];
+      t[j] = t[j - 1];
+      t[j - 1] = x;
+    }
+  return n ? (n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2])) : 0.0;
+}
+
+/* Per chunk: stage 0 (Stage 0's decode and anchor work since the last
+ * push), stage 1 (the generator call), the period, and the hidden time
+ * stage0 + stage1 - period: how much of the two stages ran at the same
+ * time.  overlap-score = median hidden / min (median stage 0, median
+ * stage 1) over the last OVERLAP_WINDOW chunks: 0 = serial, 1 = the
+ * shorter stage is completely hidden. */
+static void
+update_overlap (GstDitGenerate * self, gint64 now)
+{
+  gint64 busy = self->session ?
+      gst_dit_session_stage0_busy_us (self->session) : 0;
+  gdouble stage0 = (busy - self->stage0_busy_us) / 1000.0;
+  gdouble period = (now - self->last_push_us) / 1000.0;
+  gdouble hidden = MAX (0.0, stage0 + self->stage1_ms_pending - period);
+  guint i = self->ring_n % OVERLAP_WINDOW, n;
+  gdouble m0, m1;
+
+  self->stage0_busy_us = busy;
+  self->hidden_ring[i] = hidden;
+  self->stage0_ring[i] = stage0;
+  self->stage1_ring[i] = self->stage1_ms_pending;
+  self->ring_n++;
+  n = MIN (self->ring_n, OVERLAP_WINDOW);
+  m0 = median_of (self->stage0_ring, n);
+  m1 = median_of (self->stage1_ring, n);
+  GST_OBJECT_LOCK (self);
+  self->stat_stage0_ms = stage0;
+  self->stat_stage1_ms = self->stage1_ms_pending;
+  self->stat_period_ms = period;
+  self->stat_hidden_ms = hidden;
+  self->stat_overlap = MIN (m0, m1) > 0 ?
+      median_of (self->hidden_ring, n) / MIN (m0, m1) : 0.0;
+  GST_OBJECT_UNLOCK (self);
+}
+
 static void
 update_stats (GstDitGenerate * self, gint frames)
 {
   gint64 now = g_get_monotonic_time ();
 
+  if (self->last_push_us > 0 && now > self->last_push_us)
+    update_overlap (self, now);
+  else if (self->session)
+    self->stage0_busy_us = gst_dit_session_stage0_busy_us (self->session);
   GST_OBJECT_LOCK (self);
   if (self->last_push_us > 0 && now > self->last_push_us)
     self->stat_fps = frames * 1e6 / (now - self->last_push_us);
@@ -898,8 +1367,25 @@ loop_filter (GstDitGenerate * self)
   GstFlowReturn ret = GST_FLOW_OK;
 
   g_mutex_lock (&self->qlock);
-  while (g_queue_is_empty (&self->queue) && self->srcresult == GST_FLOW_OK)
-    g_cond_wait (&self->qcond, &self->qlock);
+  while (g_queue_is_empty (&self->queue) && self->srcresult == GST_FLOW_OK) {
+    gchar *error = NULL;
+    if (!self->mesh) {
+      g_cond_wait (&self->qcond, &self->qlock);
+    } else if (!g_cond_wait_until (&self->qcond, &self->qlock,
+            g_get_monotonic_time () + MESH_IDLE_US)) {
+      gboolean ok;
+      g_mutex_unlock (&self->qlock);
+      ok = runner_idle (self, &error);
+      if (!ok) {
+        GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("%s", error),
+            ("generator mesh lost while idle"));
+        g_free (error);
+        pause_task (self, GST_FLOW_ERROR);
+        return;
+      }
+      g_mutex_lock (&self->qlock);
+    }
+  }
   if (self->srcresult != GST_FLOW_OK) {
     ret = self->srcresult;
     g_mutex_unlock (&self->qlock);
@@ -1251,6 +1737,7 @@ load_weights (GstDitGenerate * self)
   gchar *model, *vae, *device, *key, *error = NULL;
   gboolean ok;
   dit_anchor_mode anchor;
+  mesh_settings ms;
 
   GST_OBJECT_LOCK (self);
   model = g_strdup (self->model);
@@ -1260,9 +1747,25 @@ load_weights (GstDitGenerate * self)
   anchor = self->anchor;
   GST_OBJECT_UNLOCK (self);
 
+  if (!mesh_read_settings (self, &ms, &error)) {
+    GST_ELEMENT_ERROR (self, LIBRARY, SETTINGS, ("%s", error),
+        ("generator mesh settings"));
+    g_free (error);
+    g_free (model);
+    g_free (vae);
+    g_free (device);
+    g_free (key);
+    return FALSE;
+  }
+  self->use_mesh = ms.ranks > 0;
   gst_dit_session_ensure (GST_ELEMENT (self), key, &self->session);
-  ok = gst_dit_session_load_dit (self->session, GST_ELEMENT (self), model,
-      device, &error);
+  /* A mesh holds the DiT in its workers: only its config is read here. */
+  if (self->use_mesh)
+    ok = mesh_model_config (self, model, ms.ranks, &error);
+  else
+    ok = gst_dit_session_load_dit (self->session, GST_ELEMENT (self), model,
+        device, &error);
+  mesh_settings_clear (&ms);
   if (ok && anchor == DIT_ANCHOR_DECODED)
     ok = gst_dit_session_load_vae (self->session, GST_ELEMENT (self), vae,
         device, &error);
@@ -1304,6 +1807,7 @@ gst_dit_generate_change_state (GstElement * element, GstStateChange transition)
       GST_OBJECT_UNLOCK (self);
       self->frames_out = 0;
       self->last_push_us = 0;
+      self->ring_n = 0;
       self->latency_ms = 0;
       self->prompt_epoch = 0;
       if (self->configured)
@@ -1465,6 +1969,33 @@ gst_dit_generate_set_property (GObject * object, guint prop_id,
       self->fps_d = gst_value_get_fraction_denominator (value);
       GST_OBJECT_UNLOCK (self);
       break;
+    case PROP_MESH_DEVICES:
+      set_string (self, &self->mesh_devices, value);
+      break;
+    case PROP_MESH_BACKEND:
+      set_string (self, &self->mesh_backend, value);
+      break;
+    case PROP_MESH_LISTEN:
+      set_string (self, &self->mesh_listen, value);
+      break;
+    case PROP_WORKER_PATH:
+      set_string (self, &self->worker_path, value);
+      break;
+    case PROP_MESH_RANKS:
+      GST_OBJECT_LOCK (self);
+      self->mesh_ranks = g_value_get_int (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_MESH_TIMEOUT_MS:
+      GST_OBJECT_LOCK (self);
+      self->mesh_timeout_ms = g_value_get_int (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_MESH_JOIN_TIMEOUT_MS:
+      GST_OBJECT_LOCK (self);
+      self->mesh_join_timeout_ms = g_value_get_int (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1560,6 +2091,66 @@ gst_dit_generate_get_property (GObject * object, guint prop_id,
     case PROP_CACHE_EPOCH:
       g_value_set_uint64 (value, self->epoch);
       break;
+    case PROP_MESH_DEVICES:
+      g_value_set_string (value, self->mesh_devices);
+      break;
+    case PROP_MESH_BACKEND:
+      if (self->mesh_backend && *self->mesh_backend)
+        g_value_set_string (value, self->mesh_backend);
+      else
+        g_value_set_string (value, self->device
+            && g_str_has_prefix (self->device, "cuda") ? "cuda" : "cpu");
+      break;
+    case PROP_MESH_LISTEN:
+      g_value_set_string (value, self->mesh_listen);
+      break;
+    case PROP_WORKER_PATH:
+      g_value_set_string (value, self->worker_path);
+      break;
+    case PROP_MESH_RANKS:
+      g_value_set_int (value, self->mesh_ranks);
+      break;
+    case PROP_MESH_TIMEOUT_MS:
+      g_value_set_int (value, self->mesh_timeout_ms);
+      break;
+    case PROP_MESH_JOIN_TIMEOUT_MS:
+      g_value_set_int (value, self->mesh_join_timeout_ms);
+      break;
+    case PROP_MESH_RANK_MS:{
+      GValue v = G_VALUE_INIT;
+      g_value_init (&v, G_TYPE_DOUBLE);
+      for (gint r = 0; r < self->stat_mesh_n; r++) {
+        g_value_set_double (&v, self->stat_mesh_rank_ms[r]);
+        gst_value_array_append_value (value, &v);
+      }
+      g_value_unset (&v);
+      break;
+    }
+    case PROP_STAGE0_MS:
+      g_value_set_double (value, self->stat_stage0_ms);
+      break;
+    case PROP_STAGE1_MS:
+      g_value_set_double (value, self->stat_stage1_ms);
+      break;
+    case PROP_PERIOD_MS:
+      g_value_set_double (value, self->stat_period_ms);
+      break;
+    case PROP_HIDDEN_MS:
+      g_value_set_double (value, self->stat_hidden_ms);
+      break;
+    case PROP_OVERLAP_SCORE:
+      g_value_set_double (value, self->stat_overlap);
+      break;
+    case PROP_MESH_WORKER_PIDS:{
+      GValue v = G_VALUE_INIT;
+      g_value_init (&v, G_TYPE_INT);
+      for (gint r = 0; r < self->stat_mesh_n; r++) {
+        g_value_set_int (&v, self->stat_mesh_pids[r]);
+        gst_value_array_append_value (value, &v);
+      }
+      g_value_unset (&v);
+      break;
+    }
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1583,6 +2174,11 @@ gst_dit_generate_finalize (GObject * object)
   g_free (self->device);
   g_free (self->session_key);
   g_free (self->steps);
+  g_free (self->mesh_devices);
+  g_free (self->mesh_backend);
+  g_free (self->mesh_listen);
+  g_free (self->worker_path);
+  g_free (self->mesh_weights);
   g_mutex_clear (&self->qlock);
   g_cond_clear (&self->qcond);
   G_OBJECT_CLASS (gst_dit_generate_parent_class)->finalize (object);
@@ -1676,7 +2272,8 @@ gst_dit_generate_class_init (GstDitGenerateClass * klass)
   g_object_class_install_property (gobject_class, PROP_MAX_INFLIGHT,
       g_param_spec_int ("max-inflight", "Max in-flight",
           "Input chunks queued ahead of the generator (upstream blocks "
-          "beyond this); also bounds decoded frames held for the display",
+          "beyond this); also bounds decoded frames held for the display and "
+          "a generator mesh's requests in flight",
           1, 16, DEFAULT_MAX_INFLIGHT, ready));
   g_object_class_install_property (gobject_class, PROP_DEVICE,
       g_param_spec_string ("device", "Device",
@@ -1719,6 +2316,79 @@ gst_dit_generate_class_init (GstDitGenerateClass * klass)
       g_param_spec_uint64 ("cache-epoch", "Cache epoch",
           "Current cache epoch (bumped by flushes and resets)", 0, G_MAXUINT64,
           0, ro));
+
+  g_object_class_install_property (gobject_class, PROP_MESH_DEVICES,
+      g_param_spec_string ("mesh-devices", "Mesh devices",
+          "Run the DiT on a generator mesh: one dit-worker process per listed "
+          "device (e.g. \"0,1\"), each holding a tensor-parallel shard; the "
+          "count is the TP degree and must be 1, 2, 4 or 8.  This process "
+          "then loads no DiT weights, only the VAE of the anchor path "
+          "(NULL or empty = the DiT runs in this process)", NULL, ready));
+  g_object_class_install_property (gobject_class, PROP_MESH_BACKEND,
+      g_param_spec_string ("mesh-backend", "Mesh backend",
+          "Backend of the spawned workers: cpu or cuda (NULL = cuda when "
+          "device is cuda:N, else cpu)", NULL, ready));
+  g_object_class_install_property (gobject_class, PROP_MESH_LISTEN,
+      g_param_spec_string ("mesh-listen", "Mesh listen address",
+          "HOST:PORT to wait on for mesh-ranks workers started by another "
+          "launcher (dit-worker --connect HOST:PORT --rank R --tp N ...) "
+          "instead of spawning them; wins over mesh-devices (NULL = spawn)",
+          NULL, ready));
+  g_object_class_install_property (gobject_class, PROP_MESH_RANKS,
+      g_param_spec_int ("mesh-ranks", "Mesh ranks",
+          "Workers to wait for with mesh-listen (1, 2, 4 or 8); with "
+          "mesh-devices 0 or the number of devices", 0, DIT_MESH_MAX_RANKS, 0,
+          ready));
+  g_object_class_install_property (gobject_class, PROP_WORKER_PATH,
+      g_param_spec_string ("worker-path", "Worker path",
+          "dit-worker executable the mesh spawns (NULL = $GST_DIT_WORKER, "
+          "then " GST_DIT_BINDIR "/dit-worker, then dit-worker on PATH)",
+          NULL, ready));
+  g_object_class_install_property (gobject_class, PROP_MESH_TIMEOUT_MS,
+      g_param_spec_int ("mesh-timeout-ms", "Mesh chunk timeout",
+          "Milliseconds every worker has for one chunk (and each collective) "
+          "before the element fails with an error naming the rank; set it a "
+          "few seconds above the expected chunk time", 100, G_MAXINT,
+          DEFAULT_MESH_TIMEOUT_MS, ready));
+  g_object_class_install_property (gobject_class, PROP_MESH_JOIN_TIMEOUT_MS,
+      g_param_spec_int ("mesh-join-timeout-ms", "Mesh join timeout",
+          "Milliseconds for all workers to join and load their shards", 100,
+          G_MAXINT, DEFAULT_MESH_JOIN_TIMEOUT_MS, ready));
+  g_object_class_install_property (gobject_class, PROP_MESH_RANK_MS,
+      gst_param_spec_array ("mesh-rank-ms", "Mesh rank ms",
+          "Each mesh rank's time for the last chunk in milliseconds, from "
+          "receiving the request to sending the result (empty without a "
+          "mesh)", g_param_spec_double ("rank-ms", "Rank ms",
+              "One rank's time for the last chunk", 0, G_MAXDOUBLE, 0, ro),
+          ro));
+  g_object_class_install_property (gobject_class, PROP_STAGE0_MS,
+      g_param_spec_double ("stage0-ms", "Stage 0 ms",
+          "Stage 0 work for the last chunk in milliseconds: the session's "
+          "VAE decode of its latents and the anchor re-encode", 0,
+          G_MAXDOUBLE, 0, ro));
+  g_object_class_install_property (gobject_class, PROP_STAGE1_MS,
+      g_param_spec_double ("stage1-ms", "Stage 1 ms",
+          "Generator call for the last chunk in milliseconds (in-process, or "
+          "the mesh round trip)", 0, G_MAXDOUBLE, 0, ro));
+  g_object_class_install_property (gobject_class, PROP_PERIOD_MS,
+      g_param_spec_double ("period-ms", "Period ms",
+          "Time between the last two chunks leaving the element", 0,
+          G_MAXDOUBLE, 0, ro));
+  g_object_class_install_property (gobject_class, PROP_HIDDEN_MS,
+      g_param_spec_double ("hidden-ms", "Hidden ms",
+          "stage0-ms + stage1-ms - period-ms of the last chunk (clamped at "
+          "0): the time both stages ran at once", 0, G_MAXDOUBLE, 0, ro));
+  g_object_class_install_property (gobject_class, PROP_OVERLAP_SCORE,
+      g_param_spec_double ("overlap-score", "Overlap score",
+          "Median hidden time / min (median stage 0, median stage 1) over the "
+          "last 32 chunks: 0 = the stages run one after the other, 1 = the "
+          "shorter one is completely hidden", 0, G_MAXDOUBLE, 0, ro));
+  g_object_class_install_property (gobject_class, PROP_MESH_WORKER_PIDS,
+      gst_param_spec_array ("mesh-worker-pids", "Mesh worker pids",
+          "Process id of each spawned mesh rank (0 for workers started "
+          "elsewhere; empty while no mesh runs)",
+          g_param_spec_int ("pid", "Pid", "A worker's process id", 0,
+              G_MAXINT, 0, ro), ro));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -1774,4 +2444,6 @@ gst_dit_generate_init (GstDitGenerate * self)
   self->prompt_reset = DEFAULT_PROMPT_RESET;
   self->stat_prompt_weight = 1.0;
   self->trans_n = -1;
+  self->mesh_timeout_ms = DEFAULT_MESH_TIMEOUT_MS;
+  self->mesh_join_timeout_ms = DEFAULT_MESH_JOIN_TIMEOUT_MS;
 }
