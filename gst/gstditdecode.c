@@ -9,6 +9,12 @@
  * are taken from the session instead of being decoded again.  Chunks of a
  * stale cache epoch (before a flush) are dropped.
  *
+ * With device=cuda:N (and gstreamer-cuda at build time) the source pad
+ * offers video/x-raw(memory:CUDAMemory) first: frames are converted on the
+ * device straight into GstCudaMemory of a GstCudaBufferPool in the
+ * session's shared (primary) CUDA context, so nvcodec elements take them
+ * without a copy.
+ *
  * ## Example launch line
  * |[
  * gst-launch-1.0 ditgenerate num-chunks=4 ! ditdecode ! videoconvert ! autovideosink
@@ -24,6 +30,11 @@
 
 #include "gstditlatent.h"
 #include "gstditsession.h"
+
+#ifdef DIT_HAVE_GST_CUDA
+#include <gst/cuda/gstcudabufferpool.h>
+#include <gst/cuda/gstcudamemory.h>
+#endif
 
 GST_DEBUG_CATEGORY_STATIC (gst_dit_decode_debug);
 #define GST_CAT_DEFAULT gst_dit_decode_debug
@@ -60,6 +71,12 @@ struct _GstDitDecode
   guint64 raw_epoch;
   GstClockTime next_pts;        /* with an output frame rate override */
   gdouble decode_ms;
+
+  gboolean cuda_out;            /* output caps are in CUDA memory */
+#ifdef DIT_HAVE_GST_CUDA
+  GstCudaContext *cuda_offered; /* set on the element */
+  GstBufferPool *cuda_pool;
+#endif
 };
 
 static GstStaticPadTemplate sink_template =
@@ -67,19 +84,103 @@ GST_STATIC_PAD_TEMPLATE ("sink", GST_PAD_SINK, GST_PAD_ALWAYS,
     GST_STATIC_CAPS (GST_DIT_LATENT_CAPS));
 static GstStaticPadTemplate src_template =
 GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC, GST_PAD_ALWAYS,
-    GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (GST_DIT_RAW_FORMATS_OUT)));
+    GST_STATIC_CAPS (
+#ifdef DIT_HAVE_GST_CUDA
+        GST_VIDEO_CAPS_MAKE_WITH_FEATURES (GST_DIT_CAPS_FEATURE_CUDA,
+            GST_DIT_CUDA_FORMATS) "; "
+#endif
+        GST_VIDEO_CAPS_MAKE (GST_DIT_RAW_FORMATS_OUT)));
 
 G_DEFINE_TYPE (GstDitDecode, gst_dit_decode, GST_TYPE_ELEMENT);
 GST_ELEMENT_REGISTER_DEFINE (ditdecode, "ditdecode", GST_RANK_NONE,
     GST_TYPE_DIT_DECODE);
 
 static void
+free_cuda_pool (GstDitDecode * self)
+{
+#ifdef DIT_HAVE_GST_CUDA
+  if (self->cuda_pool) {
+    gst_buffer_pool_set_active (self->cuda_pool, FALSE);
+    gst_clear_object (&self->cuda_pool);
+  }
+#endif
+  self->cuda_out = FALSE;
+}
+
+static void
 free_buffers (GstDitDecode * self)
 {
   g_clear_pointer (&self->x, g_free);
   g_clear_pointer (&self->pixels, g_free);
+  free_cuda_pool (self);
   self->configured = FALSE;
 }
+
+/* CUDA memory is offered when the session computes on a CUDA device and
+ * holds the shared CUDA context. */
+static gboolean
+cuda_usable (GstDitDecode * self)
+{
+#ifdef DIT_HAVE_GST_CUDA
+  return self->session && gst_dit_session_on_device (self->session)
+      && gst_dit_session_get_cuda_context (self->session) != NULL;
+#else
+  return FALSE;
+#endif
+}
+
+/* What caps queries offer: before the session exists (a pipeline is linked
+ * in NULL), the device property decides, so that cudaupload ! ditencode
+ * and ditdecode ! cudadownload link at parse time. */
+static gboolean
+cuda_offerable (GstDitDecode * self)
+{
+#ifdef DIT_HAVE_GST_CUDA
+  gboolean cuda;
+  if (self->session)
+    return cuda_usable (self);
+  GST_OBJECT_LOCK (self);
+  cuda = self->device && g_str_has_prefix (self->device, "cuda");
+  GST_OBJECT_UNLOCK (self);
+  return cuda;
+#else
+  return FALSE;
+#endif
+}
+
+#ifdef DIT_HAVE_GST_CUDA
+static gboolean
+setup_cuda_pool (GstDitDecode * self, GstCaps * caps)
+{
+  GstStructure *config;
+  gboolean ok;
+
+  free_cuda_pool (self);
+  self->cuda_pool = gst_cuda_buffer_pool_new (gst_dit_session_get_cuda_context
+      (self->session));
+  config = gst_buffer_pool_get_config (self->cuda_pool);
+  gst_buffer_pool_config_set_params (config, caps, self->vinfo.size, 0, 0);
+  gst_buffer_pool_config_add_option (config, GST_BUFFER_POOL_OPTION_VIDEO_META);
+  /* The CUDA pool pads rows to its pitch and so changes the size: set_config
+   * then answers FALSE with the adjusted config, which is taken if it still
+   * holds these caps. */
+  ok = gst_buffer_pool_set_config (self->cuda_pool, config);
+  if (!ok) {
+    config = gst_buffer_pool_get_config (self->cuda_pool);
+    ok = gst_buffer_pool_config_validate_params (config, caps, 0, 0, 0)
+        && gst_buffer_pool_set_config (self->cuda_pool, config);
+  }
+  if (!ok || !gst_buffer_pool_set_active (self->cuda_pool, TRUE)) {
+    GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT,
+        ("could not set up a CUDA buffer pool for %" GST_PTR_FORMAT, caps),
+        (NULL));
+    gst_clear_object (&self->cuda_pool);
+    return FALSE;
+  }
+  self->cuda_out = TRUE;
+  return TRUE;
+}
+#endif
 
 static gboolean
 set_caps (GstDitDecode * self, GstCaps * caps)
@@ -102,6 +203,8 @@ set_caps (GstDitDecode * self, GstCaps * caps)
   GST_OBJECT_UNLOCK (self);
 
   tmpl = gst_pad_get_pad_template_caps (self->srcpad);
+  if (!cuda_usable (self))
+    tmpl = gst_dit_caps_drop_cuda (tmpl);
   out = gst_caps_copy (tmpl);
   gst_caps_set_simple (out, "width", G_TYPE_INT, info.width * 8,
       "height", G_TYPE_INT, info.height * 8,
@@ -119,7 +222,9 @@ set_caps (GstDitDecode * self, GstCaps * caps)
   }
   peer = gst_caps_make_writable (gst_caps_truncate (peer));
   s = gst_caps_get_structure (peer, 0);
-  gst_structure_fixate_field_string (s, "format", "RGBx");
+  /* NV12 is what NVENC takes natively. */
+  gst_structure_fixate_field_string (s, "format",
+      gst_dit_caps_is_cuda (peer) ? "NV12" : "RGBx");
   peer = gst_caps_fixate (peer);
   if (!gst_video_info_from_caps (&self->vinfo, peer)) {
     gst_caps_unref (peer);
@@ -143,6 +248,13 @@ set_caps (GstDitDecode * self, GstCaps * caps)
   }
   self->info = info;
   self->configured = TRUE;
+  free_cuda_pool (self);
+#ifdef DIT_HAVE_GST_CUDA
+  if (gst_dit_caps_is_cuda (peer) && !setup_cuda_pool (self, peer)) {
+    gst_caps_unref (peer);
+    return FALSE;
+  }
+#endif
   GST_DEBUG_OBJECT (self, "output caps %" GST_PTR_FORMAT, peer);
   if (!gst_pad_set_caps (self->srcpad, peer)) {
     gst_caps_unref (peer);
@@ -151,6 +263,72 @@ set_caps (GstDitDecode * self, GstCaps * caps)
   gst_caps_unref (peer);
   return TRUE;
 }
+
+#ifdef DIT_HAVE_GST_CUDA
+typedef struct
+{
+  dit_backend *be;
+  GstVideoFrame *frames;
+  gint valid;
+} CudaFrames;
+
+static gboolean
+write_cuda_frame (const dit_tensor * frame, gint j, gpointer user_data,
+    gchar ** error)
+{
+  CudaFrames *cf = user_data;
+
+  if (j >= cf->valid)
+    return TRUE;
+  return gst_dit_tensor_to_frame (cf->be, frame, &cf->frames[j], error);
+}
+
+/* Display decode into `valid` CUDA buffers of the pool: the engine's pixel
+ * conversion writes each frame from the session's device copy into the
+ * GstCudaMemory (device to device); the session synchronizes the backend
+ * stream before this returns, the 1.22 rule that a producer syncs before
+ * it pushes. */
+static GstDitDecodeResult
+display_cuda (GstDitDecode * self, guint64 epoch, gint64 first, gint valid,
+    GstBuffer ** out, gint * nframes, gchar ** error)
+{
+  CudaFrames cf;
+  GstDitDecodeResult res = GST_DIT_DECODE_ERROR;
+  GstCudaContext *ctx = gst_dit_session_get_cuda_context (self->session);
+  gint mapped = 0;
+
+  cf.be = gst_dit_session_get_backend (self->session);
+  cf.frames = g_new0 (GstVideoFrame, MAX (valid, 1));
+  cf.valid = valid;
+  for (; mapped < valid; mapped++) {
+    if (gst_buffer_pool_acquire_buffer (self->cuda_pool, &out[mapped], NULL)
+        != GST_FLOW_OK) {
+      *error = g_strdup ("could not get a buffer from the CUDA pool");
+      goto done;
+    }
+    if (!gst_video_frame_map (&cf.frames[mapped], &self->vinfo, out[mapped],
+            GST_MAP_WRITE | GST_MAP_CUDA)) {
+      *error = g_strdup ("could not map CUDA memory for writing");
+      gst_clear_buffer (&out[mapped]);
+      goto done;
+    }
+  }
+  /* The primary context current on this thread puts the runtime's work
+   * on the session's device whatever the thread's default device is. */
+  gst_cuda_context_push (ctx);
+  res = gst_dit_session_display_device (self->session, epoch, first,
+      self->info.frames, self->x, write_cuda_frame, &cf, nframes, error);
+  gst_cuda_context_pop (NULL);
+done:
+  for (gint j = 0; j < mapped; j++)
+    gst_video_frame_unmap (&cf.frames[j]);
+  if (res != GST_DIT_DECODE_OK)
+    for (gint j = 0; j < valid; j++)
+      gst_clear_buffer (&out[j]);
+  g_free (cf.frames);
+  return res;
+}
+#endif
 
 static GstFlowReturn
 gst_dit_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
@@ -169,6 +347,8 @@ gst_dit_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
   gboolean retime;
   gint fps_n = GST_VIDEO_INFO_FPS_N (&self->vinfo);
   gint fps_d = GST_VIDEO_INFO_FPS_D (&self->vinfo);
+  GstBuffer **cuda_bufs = NULL;
+  GstDitDecodeResult res;
 
   if (!self->configured) {
     gst_buffer_unref (buf);
@@ -196,8 +376,23 @@ gst_dit_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
   self->latents_seen = first + F;
 
   t0 = g_get_monotonic_time ();
-  switch (gst_dit_session_display (self->session, epoch, first, F, self->x,
-          self->pixels, &nframes, &error)) {
+#ifdef DIT_HAVE_GST_CUDA
+  if (self->cuda_out) {
+    gint total = 0;
+    for (gint64 i = first; i < first + F; i++)
+      total += dit_stream_latent_frames (i);
+    valid = meta && meta->valid_frames >= 0 ? MIN (meta->valid_frames, total)
+        : total;
+    cuda_bufs = g_new0 (GstBuffer *, MAX (valid, 1));
+    res = display_cuda (self, epoch, first, valid, cuda_bufs, &nframes,
+        &error);
+  } else
+#endif
+    res = gst_dit_session_display (self->session, epoch, first, F, self->x,
+        self->pixels, &nframes, &error);
+  if (res != GST_DIT_DECODE_OK)
+    g_clear_pointer (&cuda_bufs, g_free);
+  switch (res) {
     case GST_DIT_DECODE_OK:
       break;
     case GST_DIT_DECODE_STALE:
@@ -227,22 +422,28 @@ gst_dit_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
     pts = self->next_pts;
   }
   for (gint j = 0; j < valid && ret == GST_FLOW_OK; j++) {
-    GstBuffer *out = gst_buffer_new_allocate (NULL, self->vinfo.size, NULL);
-    GstVideoFrame frame;
+    GstBuffer *out;
     GstClockTime a, b;
 
-    gchar *why = NULL;
+    if (cuda_bufs) {
+      out = cuda_bufs[j];
+      cuda_bufs[j] = NULL;
+    } else {
+      GstVideoFrame frame;
+      gchar *why = NULL;
 
-    gst_video_frame_map (&frame, &self->vinfo, out, GST_MAP_WRITE);
-    if (!gst_dit_pixels_to_frame (self->pixels, j, nframes, &frame, &why)) {
+      out = gst_buffer_new_allocate (NULL, self->vinfo.size, NULL);
+      gst_video_frame_map (&frame, &self->vinfo, out, GST_MAP_WRITE);
+      if (!gst_dit_pixels_to_frame (self->pixels, j, nframes, &frame, &why)) {
+        gst_video_frame_unmap (&frame);
+        gst_buffer_unref (out);
+        GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("%s", why), (NULL));
+        g_free (why);
+        ret = GST_FLOW_ERROR;
+        break;
+      }
       gst_video_frame_unmap (&frame);
-      gst_buffer_unref (out);
-      GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("%s", why), (NULL));
-      g_free (why);
-      ret = GST_FLOW_ERROR;
-      break;
     }
-    gst_video_frame_unmap (&frame);
     if (GST_CLOCK_TIME_IS_VALID (pts)) {
       a = pts + gst_util_uint64_scale (j, fps_d * GST_SECOND, fps_n);
       b = pts + gst_util_uint64_scale (j + 1, fps_d * GST_SECOND, fps_n);
@@ -259,6 +460,11 @@ gst_dit_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
   if (retime)
     self->next_pts = pts + gst_util_uint64_scale (valid, fps_d * GST_SECOND,
         fps_n);
+  if (cuda_bufs) {
+    for (gint j = 0; j < valid; j++)
+      gst_clear_buffer (&cuda_bufs[j]);
+    g_free (cuda_bufs);
+  }
   gst_buffer_unref (buf);
   return ret;
 }
@@ -299,6 +505,22 @@ gst_dit_decode_query (GstPad * pad, GstObject * parent, GstQuery * query)
       if (gst_dit_session_handle_context_query (GST_ELEMENT (self), query,
               self->session))
         return TRUE;
+#ifdef DIT_HAVE_GST_CUDA
+      {
+        gchar *key, *device;
+        gboolean ok;
+        GST_OBJECT_LOCK (self);
+        key = g_strdup (self->session_key);
+        device = g_strdup (self->device);
+        GST_OBJECT_UNLOCK (self);
+        ok = gst_dit_session_cuda_context_query (GST_ELEMENT (self), query,
+            key, device, self->cuda_offered, &self->session);
+        g_free (key);
+        g_free (device);
+        if (ok)
+          return TRUE;
+      }
+#endif
       break;
     case GST_QUERY_LATENCY:
       if (pad == self->srcpad) {
@@ -321,10 +543,18 @@ gst_dit_decode_query (GstPad * pad, GstObject * parent, GstQuery * query)
       GstPad *other = pad == self->srcpad ? self->sinkpad : self->srcpad;
       gst_query_parse_caps (query, &filter);
       peer = gst_pad_peer_query_caps (other, NULL);
-      if (pad == self->srcpad)
+      if (pad == self->srcpad) {
         caps = gst_dit_caps_latent_to_raw (peer, GST_DIT_RAW_FORMATS_OUT);
-      else
+        if (cuda_offerable (self))
+          caps = gst_caps_merge (gst_dit_caps_to_cuda (caps,
+                  GST_DIT_CUDA_FORMATS), caps);
+        else
+          tmpl = gst_dit_caps_drop_cuda (tmpl);
+      } else {
+        if (!cuda_offerable (self) && !gst_caps_is_any (peer))
+          peer = gst_dit_caps_drop_cuda (peer);
         caps = gst_dit_caps_raw_to_latent (peer);
+      }
       gst_caps_unref (peer);
       peer = gst_caps_intersect (caps, tmpl);
       gst_caps_unref (caps);
@@ -363,6 +593,14 @@ ensure_vae (GstDitDecode * self)
         ("vae-model '%s'", vae ? vae : GST_DIT_DEFAULT_VAE));
     g_free (error);
   }
+#ifdef DIT_HAVE_GST_CUDA
+  if (ok && gst_dit_session_on_device (self->session)
+      && !gst_dit_session_ensure_cuda_context (self->session,
+          GST_ELEMENT (self), device, self->cuda_offered, &error)) {
+    GST_WARNING_OBJECT (self, "no CUDA memory output: %s", error);
+    g_clear_pointer (&error, g_free);
+  }
+#endif
   g_free (vae);
   g_free (device);
   g_free (key);
@@ -425,6 +663,9 @@ gst_dit_decode_set_context (GstElement * element, GstContext * context)
   GST_OBJECT_UNLOCK (self);
   gst_dit_session_handle_set_context (element, context, key, &self->session);
   g_free (key);
+#ifdef DIT_HAVE_GST_CUDA
+  gst_dit_session_cuda_set_context (element, context, &self->cuda_offered);
+#endif
   GST_ELEMENT_CLASS (gst_dit_decode_parent_class)->set_context (element,
       context);
 }
@@ -497,6 +738,9 @@ gst_dit_decode_finalize (GObject * object)
 
   free_buffers (self);
   gst_clear_object (&self->session);
+#ifdef DIT_HAVE_GST_CUDA
+  gst_clear_object (&self->cuda_offered);
+#endif
   g_free (self->vae_model);
   g_free (self->device);
   g_free (self->session_key);

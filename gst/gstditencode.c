@@ -10,6 +10,11 @@
  * chunk is completed by repeating the last frame and marked (meta
  * valid_frames) so that ditdecode shows exactly the frames that came in.
  *
+ * With device=cuda:N (and gstreamer-cuda at build time) the sink pad also
+ * takes video/x-raw(memory:CUDAMemory): frames are read on the device
+ * through the engine's pixel conversion, and the session's primary CUDA
+ * context is shared with cudaupload and the other nvcodec elements.
+ *
  * ## Example launch line
  * |[
  * gst-launch-1.0 videotestsrc num-buffers=33 ! video/x-raw,width=128,height=128,framerate=16/1 ! ditencode ! ditdecode ! videoconvert ! autovideosink
@@ -25,6 +30,10 @@
 
 #include "gstditlatent.h"
 #include "gstditsession.h"
+
+#ifdef DIT_HAVE_GST_CUDA
+#include <gst/cuda/gstcudamemory.h>
+#endif
 
 GST_DEBUG_CATEGORY_STATIC (gst_dit_encode_debug);
 #define GST_CAT_DEFAULT gst_dit_encode_debug
@@ -66,11 +75,27 @@ struct _GstDitEncode
   GstClockTime chunk_pts, last_end;
   GstBuffer *last_frame;        /* for padding at EOS */
   gdouble encode_ms;
+
+  /* sessions on a device: the encoder's device staging */
+  dit_backend *be;
+  gboolean on_device;
+  gboolean cuda_in;             /* input caps are in CUDA memory */
+  dit_tensor dev_group;         /* [3, 4, H, W] */
+  dit_tensor dev_latent;        /* [16, 1, h, w] */
+#ifdef DIT_HAVE_GST_CUDA
+  GstCudaContext *cuda_offered; /* set on the element */
+#endif
 };
 
 static GstStaticPadTemplate sink_template =
 GST_STATIC_PAD_TEMPLATE ("sink", GST_PAD_SINK, GST_PAD_ALWAYS,
-    GST_STATIC_CAPS ("video/x-raw, format = (string) " GST_DIT_RAW_FORMATS_IN
+    GST_STATIC_CAPS (
+#ifdef DIT_HAVE_GST_CUDA
+        "video/x-raw(" GST_DIT_CAPS_FEATURE_CUDA "), format = (string) "
+        GST_DIT_CUDA_FORMATS ", width = (int) [ 1, 8192 ], "
+        "height = (int) [ 1, 8192 ], framerate = (fraction) [ 0/1, MAX ]; "
+#endif
+        "video/x-raw, format = (string) " GST_DIT_RAW_FORMATS_IN
         ", width = (int) [ 1, 8192 ], height = (int) [ 1, 8192 ], "
         "framerate = (fraction) [ 0/1, MAX ]"));
 static GstStaticPadTemplate src_template =
@@ -91,6 +116,41 @@ free_stream (GstDitEncode * self)
   g_clear_pointer (&self->group, g_free);
   g_clear_pointer (&self->chunk, g_free);
   g_clear_pointer (&self->latent, g_free);
+  dit_tensor_free (self->be, &self->dev_group);
+  dit_tensor_free (self->be, &self->dev_latent);
+  self->cuda_in = FALSE;
+}
+
+/* CUDA memory is taken when the session computes on a CUDA device and
+ * holds the shared CUDA context. */
+static gboolean
+cuda_usable (GstDitEncode * self)
+{
+#ifdef DIT_HAVE_GST_CUDA
+  return self->session && gst_dit_session_on_device (self->session)
+      && gst_dit_session_get_cuda_context (self->session) != NULL;
+#else
+  return FALSE;
+#endif
+}
+
+/* What caps queries offer: before the session exists (a pipeline is linked
+ * in NULL), the device property decides, so that cudaupload ! ditencode
+ * and ditdecode ! cudadownload link at parse time. */
+static gboolean
+cuda_offerable (GstDitEncode * self)
+{
+#ifdef DIT_HAVE_GST_CUDA
+  gboolean cuda;
+  if (self->session)
+    return cuda_usable (self);
+  GST_OBJECT_LOCK (self);
+  cuda = self->device && g_str_has_prefix (self->device, "cuda");
+  GST_OBJECT_UNLOCK (self);
+  return cuda;
+#else
+  return FALSE;
+#endif
 }
 
 static void
@@ -163,6 +223,13 @@ set_caps (GstDitEncode * self, GstCaps * caps)
   }
 
   free_stream (self);
+  if (gst_dit_caps_is_cuda (caps) && !cuda_usable (self)) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("CUDA memory input needs "
+            "the session on a CUDA device (device=cuda:N)"),
+        ("caps %" GST_PTR_FORMAT, caps));
+    gst_caps_unref (peer);
+    return FALSE;
+  }
   self->vinfo = vinfo;
   self->vae = gst_dit_session_new_vae (self->session, vinfo.width,
       vinfo.height, &error);
@@ -178,6 +245,24 @@ set_caps (GstDitEncode * self, GstCaps * caps)
       * info.width * info.height);
   self->latent = g_new0 (gfloat, (gsize) DIT_LATENT_CHANNELS * info.width
       * info.height);
+  self->be = gst_dit_session_get_backend (self->session);
+  self->on_device = gst_dit_session_on_device (self->session);
+  self->cuda_in = gst_dit_caps_is_cuda (caps);
+  if (self->on_device) {
+    int64_t gshape[4] = { 3, 4, vinfo.height, vinfo.width };
+    int64_t lshape[4] = { DIT_LATENT_CHANNELS, 1, info.height, info.width };
+    if (dit_tensor_alloc (self->be, &self->dev_group, DIT_F32, 4, gshape)
+        != DIT_OK
+        || dit_tensor_alloc (self->be, &self->dev_latent, DIT_F32, 4, lshape)
+        != DIT_OK) {
+      GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT, ("%s",
+              dit_last_error ()), ("device staging for %dx%d", vinfo.width,
+              vinfo.height));
+      free_stream (self);
+      gst_caps_unref (peer);
+      return FALSE;
+    }
+  }
   reset_stream (self);
   if (!gst_pad_set_caps (self->srcpad, peer)) {
     gst_caps_unref (peer);
@@ -218,6 +303,68 @@ push_chunk (GstDitEncode * self, gint valid_frames)
   return gst_pad_push (self->srcpad, out);
 }
 
+#ifdef DIT_HAVE_GST_CUDA
+/* A frame in CUDA memory straight into the device group, frame
+ * group_fill of [3, need, H, W].  The backend stream is synchronized
+ * before the frame is unmapped: upstream may reuse its memory as soon as
+ * the buffer is released (1.22 CUDA memory carries no event to wait on). */
+static gboolean
+cuda_frame_to_group (GstDitEncode * self, GstBuffer * buf, gint need,
+    gchar ** why)
+{
+  GstVideoFrame in;
+  GstCudaContext *ctx = gst_dit_session_get_cuda_context (self->session);
+  gint w = self->vinfo.width, h = self->vinfo.height;
+  int64_t shape[3] = { 3, h, w };
+  dit_tensor view = dit_tensor_make ((gfloat *) self->dev_group.data
+      + (gsize) self->group_fill * h * w, DIT_F32, self->dev_group.device, 3,
+      shape);
+  gboolean ok;
+
+  view.stride[0] = (int64_t) need * h * w;
+  if (!gst_video_frame_map (&in, &self->vinfo, buf,
+          GST_MAP_READ | GST_MAP_CUDA)) {
+    *why = g_strdup ("could not map CUDA memory for reading");
+    return FALSE;
+  }
+  gst_cuda_context_push (ctx);
+  ok = gst_dit_frame_to_tensor (self->be, &in, &view, why);
+  if (ok && self->be->ops->synchronize (self->be) != DIT_OK) {
+    *why = g_strdup (dit_last_error ());
+    ok = FALSE;
+  }
+  gst_cuda_context_pop (NULL);
+  gst_video_frame_unmap (&in);
+  return ok;
+}
+#endif
+
+/* Host pixels [3, need, H, W] (or, for CUDA memory input, the device
+ * group) -> the latent, on the device for sessions on a device. */
+static dit_status
+encode_group (GstDitEncode * self, gint need)
+{
+  int64_t pshape[4] = { 3, need, self->vinfo.height, self->vinfo.width };
+  int64_t lshape[4] = { DIT_LATENT_CHANNELS, 1, self->info.height,
+    self->info.width
+  };
+  dit_tensor pt = dit_tensor_make (self->group, DIT_F32, DIT_DEVICE_CPU, 4,
+      pshape);
+  dit_tensor lt = dit_tensor_make (self->latent, DIT_F32, DIT_DEVICE_CPU, 4,
+      lshape);
+
+  if (!self->on_device)
+    return dit_vae_encode (self->vae, &pt, &lt);
+  if (!self->cuda_in)
+    DIT_TRY (self->be->ops->upload (self->be, self->dev_group.data,
+            self->group, dit_tensor_nbytes (&pt)));
+  pt.data = self->dev_group.data;
+  pt.device = self->dev_group.device;
+  DIT_TRY (dit_vae_encode (self->vae, &pt, &self->dev_latent));
+  return self->be->ops->download (self->be, self->latent,
+      self->dev_latent.data, dit_tensor_nbytes (&lt));
+}
+
 /* Add one frame; encodes a latent when its group is complete and pushes
  * a chunk when F latents are there. */
 static GstFlowReturn
@@ -228,19 +375,30 @@ add_frame (GstDitEncode * self, GstBuffer * buf, gboolean real)
   gint need = dit_stream_latent_frames (self->latent_index);
   GstClockTime pts = GST_BUFFER_PTS (buf);
 
-  if (!gst_video_frame_map (&in, &self->vinfo, buf, GST_MAP_READ)) {
-    GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("could not map a video frame"),
-        (NULL));
-    return GST_FLOW_ERROR;
-  }
-  if (!gst_dit_frame_to_pixels (&in, self->group, self->group_fill, need,
-          &why)) {
+#ifdef DIT_HAVE_GST_CUDA
+  if (self->cuda_in) {
+    if (!cuda_frame_to_group (self, buf, need, &why)) {
+      GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("%s", why), (NULL));
+      g_free (why);
+      return GST_FLOW_ERROR;
+    }
+  } else
+#endif
+  {
+    if (!gst_video_frame_map (&in, &self->vinfo, buf, GST_MAP_READ)) {
+      GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("could not map a video frame"),
+          (NULL));
+      return GST_FLOW_ERROR;
+    }
+    if (!gst_dit_frame_to_pixels (&in, self->group, self->group_fill, need,
+            &why)) {
+      gst_video_frame_unmap (&in);
+      GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("%s", why), (NULL));
+      g_free (why);
+      return GST_FLOW_ERROR;
+    }
     gst_video_frame_unmap (&in);
-    GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("%s", why), (NULL));
-    g_free (why);
-    return GST_FLOW_ERROR;
   }
-  gst_video_frame_unmap (&in);
 
   if (real) {
     if (!GST_CLOCK_TIME_IS_VALID (self->chunk_pts))
@@ -257,16 +415,8 @@ add_frame (GstDitEncode * self, GstBuffer * buf, gboolean real)
     return GST_FLOW_OK;
 
   {
-    gint64 pshape[4] = { 3, need, self->vinfo.height, self->vinfo.width };
-    gint64 lshape[4] = { DIT_LATENT_CHANNELS, 1, self->info.height,
-      self->info.width
-    };
-    dit_tensor pt = dit_tensor_make (self->group, DIT_F32, DIT_DEVICE_CPU, 4,
-        pshape);
-    dit_tensor lt = dit_tensor_make (self->latent, DIT_F32, DIT_DEVICE_CPU, 4,
-        lshape);
     gint64 t0 = g_get_monotonic_time ();
-    if (dit_vae_encode (self->vae, &pt, &lt) != DIT_OK) {
+    if (encode_group (self, need) != DIT_OK) {
       GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("%s", dit_last_error ()),
           ("latent %" G_GINT64_FORMAT, self->latent_index));
       return GST_FLOW_ERROR;
@@ -351,6 +501,22 @@ gst_dit_encode_query (GstPad * pad, GstObject * parent, GstQuery * query)
       if (gst_dit_session_handle_context_query (GST_ELEMENT (self), query,
               self->session))
         return TRUE;
+#ifdef DIT_HAVE_GST_CUDA
+      {
+        gchar *key, *device;
+        gboolean ok;
+        GST_OBJECT_LOCK (self);
+        key = g_strdup (self->session_key);
+        device = g_strdup (self->device);
+        GST_OBJECT_UNLOCK (self);
+        ok = gst_dit_session_cuda_context_query (GST_ELEMENT (self), query,
+            key, device, self->cuda_offered, &self->session);
+        g_free (key);
+        g_free (device);
+        if (ok)
+          return TRUE;
+      }
+#endif
       break;
     case GST_QUERY_LATENCY:
       if (pad == self->srcpad) {
@@ -377,10 +543,18 @@ gst_dit_encode_query (GstPad * pad, GstObject * parent, GstQuery * query)
       GstPad *other = pad == self->srcpad ? self->sinkpad : self->srcpad;
       gst_query_parse_caps (query, &filter);
       peer = gst_pad_peer_query_caps (other, NULL);
-      if (pad == self->srcpad)
+      if (pad == self->srcpad) {
+        if (!cuda_offerable (self) && !gst_caps_is_any (peer))
+          peer = gst_dit_caps_drop_cuda (peer);
         caps = gst_dit_caps_raw_to_latent (peer);
-      else
+      } else {
         caps = gst_dit_caps_latent_to_raw (peer, GST_DIT_RAW_FORMATS_IN);
+        if (cuda_offerable (self))
+          caps = gst_caps_merge (gst_dit_caps_to_cuda (caps,
+                  GST_DIT_CUDA_FORMATS), caps);
+        else
+          tmpl = gst_dit_caps_drop_cuda (tmpl);
+      }
       gst_caps_unref (peer);
       peer = gst_caps_intersect (caps, tmpl);
       gst_caps_unref (caps);
@@ -419,6 +593,14 @@ ensure_vae (GstDitEncode * self)
         ("vae-model '%s'", vae ? vae : GST_DIT_DEFAULT_VAE));
     g_free (error);
   }
+#ifdef DIT_HAVE_GST_CUDA
+  if (ok && gst_dit_session_on_device (self->session)
+      && !gst_dit_session_ensure_cuda_context (self->session,
+          GST_ELEMENT (self), device, self->cuda_offered, &error)) {
+    GST_WARNING_OBJECT (self, "no CUDA memory input: %s", error);
+    g_clear_pointer (&error, g_free);
+  }
+#endif
   g_free (vae);
   g_free (device);
   g_free (key);
@@ -459,6 +641,9 @@ gst_dit_encode_set_context (GstElement * element, GstContext * context)
   GST_OBJECT_UNLOCK (self);
   gst_dit_session_handle_set_context (element, context, key, &self->session);
   g_free (key);
+#ifdef DIT_HAVE_GST_CUDA
+  gst_dit_session_cuda_set_context (element, context, &self->cuda_offered);
+#endif
   GST_ELEMENT_CLASS (gst_dit_encode_parent_class)->set_context (element,
       context);
 }
@@ -527,6 +712,9 @@ gst_dit_encode_finalize (GObject * object)
 
   free_stream (self);
   gst_clear_object (&self->session);
+#ifdef DIT_HAVE_GST_CUDA
+  gst_clear_object (&self->cuda_offered);
+#endif
   g_free (self->vae_model);
   g_free (self->device);
   g_free (self->session_key);

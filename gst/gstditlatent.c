@@ -180,9 +180,12 @@ map_caps (const GstCaps * in, const gchar * name, gint mul, gint div,
     const gchar *dims[] = { "width", "height" };
     guint d;
 
+    /* Raw video in CUDA memory maps to the same latents as in system
+     * memory; the result never carries a memory feature. */
     if (f && !gst_caps_features_is_any (f)
         && !gst_caps_features_is_equal (f,
-            GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY))
+            GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY)
+        && !gst_caps_features_contains (f, GST_DIT_CAPS_FEATURE_CUDA))
       continue;
     o = gst_structure_new_empty (name);
     for (d = 0; d < 2 && ok; d++) {
@@ -227,6 +230,56 @@ gst_dit_caps_latent_to_raw (const GstCaps * latent, const gchar * formats)
   if (gst_caps_is_any (latent))
     return gst_caps_new_empty_simple ("video/x-raw");
   return map_caps (latent, "video/x-raw", 8, 1, formats);
+}
+
+GstCaps *
+gst_dit_caps_to_cuda (const GstCaps * caps, const gchar * formats)
+{
+  GstCaps *out = gst_caps_new_empty ();
+
+  for (guint i = 0; i < gst_caps_get_size (caps); i++) {
+    GstCapsFeatures *f = gst_caps_get_features (caps, i);
+    GstStructure *s;
+    GValue fv = G_VALUE_INIT;
+
+    if (f && !gst_caps_features_is_equal (f,
+            GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY))
+      continue;
+    s = gst_structure_copy (gst_caps_get_structure (caps, i));
+    g_value_init (&fv, GST_TYPE_LIST);
+    if (gst_value_deserialize (&fv, formats))
+      gst_structure_take_value (s, "format", &fv);
+    else
+      g_value_unset (&fv);
+    out = gst_caps_merge_structure_full (out, s,
+        gst_caps_features_new (GST_DIT_CAPS_FEATURE_CUDA, NULL));
+  }
+  return out;
+}
+
+GstCaps *
+gst_dit_caps_drop_cuda (GstCaps * caps)
+{
+  caps = gst_caps_make_writable (caps);
+  for (guint i = gst_caps_get_size (caps); i > 0; i--) {
+    GstCapsFeatures *f = gst_caps_get_features (caps, i - 1);
+    if (f && !gst_caps_features_is_any (f)
+        && gst_caps_features_contains (f, GST_DIT_CAPS_FEATURE_CUDA))
+      gst_caps_remove_structure (caps, i - 1);
+  }
+  return caps;
+}
+
+gboolean
+gst_dit_caps_is_cuda (const GstCaps * caps)
+{
+  GstCapsFeatures *f;
+
+  if (!caps || gst_caps_is_any (caps) || gst_caps_get_size (caps) == 0)
+    return FALSE;
+  f = gst_caps_get_features (caps, 0);
+  return f && !gst_caps_features_is_any (f)
+      && gst_caps_features_contains (f, GST_DIT_CAPS_FEATURE_CUDA);
 }
 
 /* ---- meta ---- */
@@ -311,15 +364,14 @@ gst_buffer_add_dit_latent_meta (GstBuffer * buffer)
 
 /* ---- raw frames <-> pixel tensors ------------------------------------- */
 
+/* The engine's description of a mapped frame; the planes are wherever the
+ * frame was mapped (host memory, or device memory with GST_MAP_CUDA). */
 static gboolean
-pixel_params (const GstVideoFrame * frame, const gfloat * pixels, gint t,
-    gint num_frames, dit_vae_pixels_params * p, dit_tensor * view,
+pixel_params (const GstVideoFrame * frame, dit_vae_pixels_params * p,
     gchar ** why)
 {
   const GstVideoInfo *info = &frame->info;
   const GstVideoColorimetry *c = &info->colorimetry;
-  gint w = GST_VIDEO_INFO_WIDTH (info), h = GST_VIDEO_INFO_HEIGHT (info);
-  gint64 shape[3] = { 3, h, w };
   gboolean bt709 = c->matrix == GST_VIDEO_COLOR_MATRIX_BT709;
   gboolean full = c->range == GST_VIDEO_COLOR_RANGE_0_255;
 
@@ -347,17 +399,60 @@ pixel_params (const GstVideoFrame * frame, const gfloat * pixels, gint t,
   }
   p->matrix = bt709 ? (full ? DIT_YUV_BT709_FULL : DIT_YUV_BT709_LIMITED)
       : (full ? DIT_YUV_BT601_FULL : DIT_YUV_BT601_LIMITED);
-  p->width = w;
-  p->height = h;
+  p->width = GST_VIDEO_INFO_WIDTH (info);
+  p->height = GST_VIDEO_INFO_HEIGHT (info);
   for (guint i = 0; i < GST_VIDEO_FRAME_N_PLANES (frame) && i < 3; i++) {
     p->plane[i] = GST_VIDEO_FRAME_PLANE_DATA (frame, i);
     p->stride[i] = GST_VIDEO_FRAME_PLANE_STRIDE (frame, i);
   }
-  /* Frame t of a channels-first [3, T, H, W] buffer is a strided [3, H, W]. */
-  *view = dit_tensor_make ((gfloat *) pixels + (gsize) t * h * w, DIT_F32,
-      DIT_DEVICE_CPU, 3, shape);
-  view->stride[0] = (gint64) num_frames * h * w;
-  p->tensor = view;
+  return TRUE;
+}
+
+/* Frame t of a channels-first [3, T, H, W] host buffer is a strided
+ * [3, H, W]. */
+static dit_tensor
+frame_view (const gfloat * pixels, const GstVideoFrame * frame, gint t,
+    gint num_frames)
+{
+  gint w = GST_VIDEO_FRAME_WIDTH (frame), h = GST_VIDEO_FRAME_HEIGHT (frame);
+  int64_t shape[3] = { 3, h, w };
+  dit_tensor view = dit_tensor_make ((gfloat *) pixels + (gsize) t * h * w,
+      DIT_F32, DIT_DEVICE_CPU, 3, shape);
+
+  view.stride[0] = (int64_t) num_frames * h * w;
+  return view;
+}
+
+gboolean
+gst_dit_frame_to_tensor (dit_backend * be, const GstVideoFrame * frame,
+    dit_tensor * view, gchar ** why)
+{
+  dit_vae_pixels_params p;
+
+  if (!pixel_params (frame, &p, why))
+    return FALSE;
+  p.tensor = view;
+  if (dit_pixels_to_tensor (be, &p) != DIT_OK) {
+    *why = g_strdup (dit_last_error ());
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
+gst_dit_tensor_to_frame (dit_backend * be, const dit_tensor * view,
+    GstVideoFrame * frame, gchar ** why)
+{
+  dit_vae_pixels_params p;
+  dit_tensor v = *view;
+
+  if (!pixel_params (frame, &p, why))
+    return FALSE;
+  p.tensor = &v;
+  if (dit_tensor_to_pixels (be, &p) != DIT_OK) {
+    *why = g_strdup (dit_last_error ());
+    return FALSE;
+  }
   return TRUE;
 }
 
@@ -365,30 +460,16 @@ gboolean
 gst_dit_frame_to_pixels (const GstVideoFrame * frame, gfloat * pixels, gint t,
     gint num_frames, gchar ** why)
 {
-  dit_vae_pixels_params p;
-  dit_tensor view;
+  dit_tensor view = frame_view (pixels, frame, t, num_frames);
 
-  if (!pixel_params (frame, pixels, t, num_frames, &p, &view, why))
-    return FALSE;
-  if (dit_pixels_to_tensor (dit_backend_cpu (), &p) != DIT_OK) {
-    *why = g_strdup (dit_last_error ());
-    return FALSE;
-  }
-  return TRUE;
+  return gst_dit_frame_to_tensor (dit_backend_cpu (), frame, &view, why);
 }
 
 gboolean
 gst_dit_pixels_to_frame (const gfloat * pixels, gint t, gint num_frames,
     GstVideoFrame * frame, gchar ** why)
 {
-  dit_vae_pixels_params p;
-  dit_tensor view;
+  dit_tensor view = frame_view (pixels, frame, t, num_frames);
 
-  if (!pixel_params (frame, pixels, t, num_frames, &p, &view, why))
-    return FALSE;
-  if (dit_tensor_to_pixels (dit_backend_cpu (), &p) != DIT_OK) {
-    *why = g_strdup (dit_last_error ());
-    return FALSE;
-  }
-  return TRUE;
+  return gst_dit_tensor_to_frame (dit_backend_cpu (), &view, frame, why);
 }

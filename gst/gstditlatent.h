@@ -14,6 +14,8 @@
 #include <gst/gst.h>
 #include <gst/video/video.h>
 
+#include "dit_backend.h"
+
 G_BEGIN_DECLS
 
 #define GST_DIT_LATENT_MEDIA_TYPE "video/x-dit-latent"
@@ -23,6 +25,10 @@ G_BEGIN_DECLS
   "dtype = (string) { f32, bf16 }, framerate = (fraction) [ 0/1, MAX ]"
 #define GST_DIT_RAW_FORMATS_IN "{ RGB, RGBx, RGBA, I420, NV12 }"
 #define GST_DIT_RAW_FORMATS_OUT "{ RGBx, RGBA, RGB, I420, NV12 }"
+/* Raw video in CUDA memory (gst-plugins-bad's GstCudaMemory) and the
+ * formats the engine's pixel conversion reads and writes there. */
+#define GST_DIT_CAPS_FEATURE_CUDA "memory:CUDAMemory"
+#define GST_DIT_CUDA_FORMATS "{ NV12, RGBA, RGBx, I420 }"
 /* The highest frame rate the elements accept. */
 #define GST_DIT_MAX_FPS 240
 
@@ -54,6 +60,14 @@ GstCaps *gst_dit_caps_raw_to_latent (const GstCaps * raw);
 GstCaps *gst_dit_caps_latent_to_raw (const GstCaps * latent,
     const gchar * formats);
 
+/* The system-memory structures of raw caps again with the CUDA memory
+ * feature and `formats` (new caps). */
+GstCaps *gst_dit_caps_to_cuda (const GstCaps * caps, const gchar * formats);
+/* Takes caps, returns them without the structures in CUDA memory. */
+GstCaps *gst_dit_caps_drop_cuda (GstCaps * caps);
+/* Whether the first structure of caps is in CUDA memory. */
+gboolean gst_dit_caps_is_cuda (const GstCaps * caps);
+
 /* One mapped raw frame <-> frame t of host f32 pixels [3, T, H, W] in
  * [-1, 1], through the engine's pixel conversion (RGB/RGBx/RGBA/I420/NV12;
  * YUV uses the caps' colorimetry: BT.709 when the caps say so, BT.601
@@ -63,6 +77,15 @@ gboolean gst_dit_frame_to_pixels (const GstVideoFrame * frame, gfloat * pixels,
     gint t, gint num_frames, gchar ** why);
 gboolean gst_dit_pixels_to_frame (const gfloat * pixels, gint t,
     gint num_frames, GstVideoFrame * frame, gchar ** why);
+
+/* The same conversions on backend `be` with an explicit [3, H, W] f32
+ * view: on a CUDA backend the frame is mapped with GST_MAP_CUDA (its
+ * planes are device pointers) and the view is device memory; the work is
+ * queued on the backend's stream, not waited for. */
+gboolean gst_dit_frame_to_tensor (dit_backend * be,
+    const GstVideoFrame * frame, dit_tensor * view, gchar ** why);
+gboolean gst_dit_tensor_to_frame (dit_backend * be, const dit_tensor * view,
+    GstVideoFrame * frame, gchar ** why);
 
 /* Buffer payload <-> host f32 [channels, frames, h, w]. */
 void gst_dit_latent_to_f32 (const GstDitLatentInfo * info, const guint8 * src,

@@ -10,6 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef DIT_HAVE_GST_CUDA
+#include <dlfcn.h>
+#include <gst/cuda/gstcudaloader.h>
+#include <gst/cuda/gstcudautils.h>
+#endif
+
 GST_DEBUG_CATEGORY_STATIC (gst_dit_session_debug);
 #define GST_CAT_DEFAULT gst_dit_session_debug
 
@@ -42,8 +48,43 @@ struct _GstDitSession
   gint display_users;
   gboolean flushing;
   gint64 decoded;
+  gint64 busy_us;               /* decode + anchor encode time, dec_lock */
   gfloat *anchor_frame;         /* [3, 1, H, W] */
+
+  /* Sessions on a device: the decoder's device staging.  The decode queue
+   * keeps host frames (the anchor path and system-memory output read
+   * them); dev_frames keeps a device copy of each held latent's frames, a
+   * ring of dev_slots = queue capacity slots of [3, 4, H, W], so that
+   * CUDA-memory output converts from device memory.  Held latents are
+   * consecutive and at most the capacity, so their slots never collide. */
+  dit_tensor dev_latent;        /* [16, 1, h, w] */
+  dit_tensor dev_anchor;        /* [16, 1, h, w] */
+  dit_tensor dev_frames;
+  gint dev_slots;
+
+#ifdef DIT_HAVE_GST_CUDA
+  /* guarded by the object lock */
+  GstCudaContext *cuda_context;
+  CUdevice cuda_device;
+  gint cuda_index;
+  gboolean cuda_retained;       /* the primary context is retained */
+#endif
 };
+
+#ifdef DIT_HAVE_GST_CUDA
+enum
+{
+  PROP_0,
+  PROP_CUDA_CONTEXT,
+};
+
+/* gst-cuda's loader has no primary-context calls; they come from the same
+ * libcuda it opened. */
+typedef CUresult (*dit_primary_retain_fn) (CUcontext * ctx, CUdevice dev);
+typedef CUresult (*dit_primary_release_fn) (CUdevice dev);
+static dit_primary_retain_fn dit_primary_retain;
+static dit_primary_release_fn dit_primary_release;
+#endif
 
 G_DEFINE_TYPE (GstDitSession, gst_dit_session, GST_TYPE_OBJECT);
 
@@ -55,6 +96,9 @@ gst_dit_session_finalize (GObject * object)
   GST_DEBUG_OBJECT (self, "freeing session '%s'", self->key);
   if (self->dec_vae)
     dit_vae_free (self->dec_vae);
+  dit_tensor_free (self->backend, &self->dev_latent);
+  dit_tensor_free (self->backend, &self->dev_anchor);
+  dit_tensor_free (self->backend, &self->dev_frames);
   if (self->dq)
     dit_decode_queue_free (self->dq);
   g_free (self->anchor_frame);
@@ -64,6 +108,13 @@ gst_dit_session_finalize (GObject * object)
     dit_weights_free (self->vae_weights);
   if (self->own_backend && self->backend)
     dit_backend_destroy (self->backend);
+#ifdef DIT_HAVE_GST_CUDA
+  /* Elements may hold the wrapper longer; the CUDA runtime keeps its own
+   * reference to the primary context for the life of the process. */
+  gst_clear_object (&self->cuda_context);
+  if (self->cuda_retained)
+    dit_primary_release (self->cuda_device);
+#endif
   g_free (self->device);
   g_free (self->model);
   g_free (self->vae_model);
@@ -73,10 +124,38 @@ gst_dit_session_finalize (GObject * object)
   G_OBJECT_CLASS (gst_dit_session_parent_class)->finalize (object);
 }
 
+#ifdef DIT_HAVE_GST_CUDA
+static void
+gst_dit_session_get_property (GObject * object, guint prop_id, GValue * value,
+    GParamSpec * pspec)
+{
+  GstDitSession *self = GST_DIT_SESSION (object);
+
+  switch (prop_id) {
+    case PROP_CUDA_CONTEXT:
+      GST_OBJECT_LOCK (self);
+      g_value_set_object (value, self->cuda_context);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+}
+#endif
+
 static void
 gst_dit_session_class_init (GstDitSessionClass * klass)
 {
   G_OBJECT_CLASS (klass)->finalize = gst_dit_session_finalize;
+#ifdef DIT_HAVE_GST_CUDA
+  G_OBJECT_CLASS (klass)->get_property = gst_dit_session_get_property;
+  g_object_class_install_property (G_OBJECT_CLASS (klass), PROP_CUDA_CONTEXT,
+      g_param_spec_object ("cuda-context", "CUDA context",
+          "The device's primary CUDA context shared with the CUDA elements "
+          "(NULL on the CPU)", GST_TYPE_CUDA_CONTEXT,
+          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+#endif
   GST_DEBUG_CATEGORY_INIT (gst_dit_session_debug, "ditsession", 0,
       "dit shared Stage 0 session");
 }
@@ -267,6 +346,26 @@ post_progress (GstElement * element, GstProgressType type, const gchar * code,
       gst_message_new_progress (GST_OBJECT (element), type, code, text));
 }
 
+/* Weight (and VAE activation) storage: bf16 on a GPU, where the kernels
+ * accumulate in f32 and the 14B weights fit; f32 on the CPU, the reference
+ * backend.  Latents and frames at the element boundaries stay f32. */
+static dit_dtype
+session_dtype (GstDitSession * self)
+{
+  return self->backend && self->backend->ops->device == DIT_DEVICE_CUDA ?
+      DIT_BF16 : DIT_F32;
+}
+
+dit_dtype
+gst_dit_session_get_dtype (GstDitSession * self)
+{
+  dit_dtype dt;
+  GST_OBJECT_LOCK (self);
+  dt = session_dtype (self);
+  GST_OBJECT_UNLOCK (self);
+  return dt;
+}
+
 gboolean
 gst_dit_session_load_dit (GstDitSession * self, GstElement * element,
     const gchar * model, const gchar * device, gchar ** error)
@@ -295,8 +394,8 @@ gst_dit_session_load_dit (GstDitSession * self, GstElement * element,
   /* A preset name gives seeded synthetic weights (seed 0 is the embedded
    * default model: the same values on every machine, no download); a path
    * is loaded strictly against the preset its shapes name. */
-  st = dit_load_model (m, 0, DIT_F32, self->backend, &self->model_config,
-      &self->dit_weights);
+  st = dit_load_model (m, 0, session_dtype (self), self->backend,
+      &self->model_config, &self->dit_weights);
   if (st != DIT_OK) {
     self->dit_weights = NULL;
     *error = g_strdup (dit_last_error ());
@@ -346,8 +445,8 @@ gst_dit_session_load_vae (GstDitSession * self, GstElement * element,
   text = g_strdup_printf ("Loading VAE weights '%s'", m);
   post_progress (element, GST_PROGRESS_TYPE_START, "load-vae", text);
   g_free (text);
-  st = dit_load_vae (m, 0, DIT_F32, self->backend, &self->vae_config,
-      &self->vae_weights);
+  st = dit_load_vae (m, 0, session_dtype (self), self->backend,
+      &self->vae_config, &self->vae_weights);
   if (st != DIT_OK)
     dit_error_prefix (st, "vae-model '%s'", m);
   if (st != DIT_OK) {
@@ -400,7 +499,7 @@ gst_dit_session_new_vae (GstDitSession * self, gint width, gint height,
     return NULL;
   }
   if (dit_vae_create (&self->vae_config, self->vae_weights, width, height,
-          DIT_F32, self->backend, &vae) != DIT_OK) {
+          session_dtype (self), self->backend, &vae) != DIT_OK) {
     *error = g_strdup (dit_last_error ());
     return NULL;
   }
@@ -470,6 +569,53 @@ gst_dit_session_set_flushing (GstDitSession * self, gboolean flushing)
 }
 
 gboolean
+gst_dit_session_on_device (GstDitSession * self)
+{
+  return self->backend && self->backend->ops->device != DIT_DEVICE_CPU;
+}
+
+static gboolean
+alloc_device_staging (GstDitSession * self, gint width, gint height,
+    gint slots, gchar ** error)
+{
+  int64_t lshape[4] = { DIT_LATENT_CHANNELS, 1, height / 8, width / 8 };
+  int64_t fshape[1] = { (int64_t) slots * 3 * 4 * width * height };
+
+  dit_tensor_free (self->backend, &self->dev_latent);
+  dit_tensor_free (self->backend, &self->dev_anchor);
+  dit_tensor_free (self->backend, &self->dev_frames);
+  if (dit_tensor_alloc (self->backend, &self->dev_latent, DIT_F32, 4, lshape)
+      != DIT_OK
+      || dit_tensor_alloc (self->backend, &self->dev_anchor, DIT_F32, 4,
+          lshape) != DIT_OK
+      || dit_tensor_alloc (self->backend, &self->dev_frames, DIT_F32, 1,
+          fshape) != DIT_OK) {
+    *error = g_strdup_printf ("session '%s': device staging for %dx%d: %s",
+        self->key, width, height, dit_last_error ());
+    dit_tensor_free (self->backend, &self->dev_latent);
+    dit_tensor_free (self->backend, &self->dev_anchor);
+    dit_tensor_free (self->backend, &self->dev_frames);
+    return FALSE;
+  }
+  self->dev_slots = slots;
+  return TRUE;
+}
+
+/* The device copy of latent i's frames, [3, T, H, W]. */
+static dit_tensor
+device_frames (GstDitSession * self, gint64 latent_index)
+{
+  gsize plane = (gsize) self->dec_width * self->dec_height;
+  int64_t shape[4] = { 3, dit_stream_latent_frames (latent_index),
+    self->dec_height, self->dec_width
+  };
+
+  return dit_tensor_make ((gfloat *) self->dev_frames.data
+      + (gsize) (latent_index % self->dev_slots) * 3 * 4 * plane, DIT_F32,
+      self->dev_frames.device, 4, shape);
+}
+
+gboolean
 gst_dit_session_display_configure (GstDitSession * self, gint width,
     gint height, gint frames_per_chunk, gint max_chunks, gchar ** error)
 {
@@ -506,6 +652,15 @@ gst_dit_session_display_configure (GstDitSession * self, gint width,
     ok = FALSE;
     goto out;
   }
+  if (gst_dit_session_on_device (self)
+      && !alloc_device_staging (self, width, height, capacity, error)) {
+    dit_vae_free (self->dec_vae);
+    self->dec_vae = NULL;
+    dit_decode_queue_free (self->dq);
+    self->dq = NULL;
+    ok = FALSE;
+    goto out;
+  }
   self->dec_width = width;
   self->dec_height = height;
   self->decoded = 0;
@@ -529,8 +684,24 @@ decode_one (void *user, int64_t latent_index, const float *latent,
       lshape);
   dit_tensor pt = dit_tensor_make (pixels, DIT_F32, DIT_DEVICE_CPU, 4, pshape);
 
+  gint64 t0 = g_get_monotonic_time ();
+  dit_status st;
   self->decoded++;
-  return dit_vae_decode (self->dec_vae, &lt, &pt);
+  if (self->dev_frames.data) {
+    dit_backend *be = self->backend;
+    dit_tensor pd = device_frames (self, latent_index);
+    st = be->ops->upload (be, self->dev_latent.data, latent,
+        dit_tensor_nbytes (&lt));
+    if (st == DIT_OK)
+      st = dit_vae_decode (self->dec_vae, &self->dev_latent, &pd);
+    /* a host sync per latent: the decode queue holds host frames */
+    if (st == DIT_OK)
+      st = be->ops->download (be, pixels, pd.data, dit_tensor_nbytes (&pt));
+  } else {
+    st = dit_vae_decode (self->dec_vae, &lt, &pt);
+  }
+  self->busy_us += g_get_monotonic_time () - t0;
+  return st;
 }
 
 /* With dec_lock held: start a new stream when `epoch` is newer. */
@@ -559,6 +730,7 @@ gst_dit_session_anchor (GstDitSession * self, guint64 epoch, gint64 first,
   const gfloat *pix;
   gint nf;
   gsize plane;
+  gint64 t_enc;
 
   g_mutex_lock (&self->dec_lock);
   if (!self->dq) {
@@ -609,10 +781,18 @@ gst_dit_session_anchor (GstDitSession * self, guint64 epoch, gint64 first,
     goto out;
   }
   plane = (gsize) self->dec_width * self->dec_height;
-  for (gint c = 0; c < 3; c++)
-    memcpy (self->anchor_frame + c * plane, pix + ((gsize) c * nf + nf - 1)
-        * plane, plane * sizeof (gfloat));
-  {
+  t_enc = g_get_monotonic_time ();
+  if (self->dev_frames.data) {
+    /* The last frame of the device copy, a [3, 1, H, W] strided view. */
+    dit_backend *be = self->backend;
+    dit_tensor ft = device_frames (self, anchor_latent);
+    ft.data = (gfloat *) ft.data + (gsize) (nf - 1) * plane;
+    ft.shape[1] = 1;
+    if (dit_vae_encode_anchor (self->dec_vae, &ft, &self->dev_anchor) != DIT_OK
+        || be->ops->download (be, anchor, self->dev_anchor.data,
+            dit_tensor_nbytes (&self->dev_anchor)) != DIT_OK)
+      goto lib_error;
+  } else {
     int64_t fshape[4] = { 3, 1, self->dec_height, self->dec_width };
     int64_t lshape[4] = { DIT_LATENT_CHANNELS, 1, self->dec_height / 8,
       self->dec_width / 8
@@ -621,9 +801,13 @@ gst_dit_session_anchor (GstDitSession * self, guint64 epoch, gint64 first,
         DIT_DEVICE_CPU, 4, fshape);
     dit_tensor lt = dit_tensor_make (anchor, DIT_F32, DIT_DEVICE_CPU, 4,
         lshape);
+    for (gint c = 0; c < 3; c++)
+      memcpy (self->anchor_frame + c * plane, pix + ((gsize) c * nf + nf - 1)
+          * plane, plane * sizeof (gfloat));
     if (dit_vae_encode_anchor (self->dec_vae, &ft, &lt) != DIT_OK)
       goto lib_error;
   }
+  self->busy_us += g_get_monotonic_time () - t_enc;
   if (self->display_users == 0)
     dit_decode_queue_release (self->dq, anchor_latent);
   goto out;
@@ -696,6 +880,79 @@ out:
   return res;
 }
 
+GstDitDecodeResult
+gst_dit_session_display_device (GstDitSession * self, guint64 epoch,
+    gint64 first, gint n, const gfloat * x, GstDitFrameFunc func,
+    gpointer user_data, gint * num_frames, gchar ** error)
+{
+  GstDitDecodeResult res = GST_DIT_DECODE_OK;
+  gint64 last = first + n - 1;
+  gsize plane;
+  gint t = 0;
+
+  g_mutex_lock (&self->dec_lock);
+  if (!self->dq || !self->dev_frames.data) {
+    *error = g_strdup ("display: the session decoder is not configured on a "
+        "device");
+    res = GST_DIT_DECODE_ERROR;
+    goto out;
+  }
+  if (!check_epoch (self, epoch)) {
+    res = GST_DIT_DECODE_STALE;
+    goto out;
+  }
+  if (self->flushing) {
+    res = GST_DIT_DECODE_FLUSHING;
+    goto out;
+  }
+  if (last < dit_decode_queue_next_submit (self->dq) - dit_decode_queue_held
+      (self->dq)) {
+    res = GST_DIT_DECODE_STALE;
+    goto out;
+  }
+  if (dit_decode_queue_submit (self->dq, first, n, x, n, 0) != DIT_OK
+      || dit_decode_queue_run_to (self->dq, last, decode_one, self) != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    res = GST_DIT_DECODE_ERROR;
+    goto out;
+  }
+  plane = (gsize) self->dec_width * self->dec_height;
+  for (gint64 i = first; i <= last; i++) {
+    gint nf = 0;
+    dit_tensor lf;
+    if (!dit_decode_queue_frames (self->dq, i, &nf)) {
+      *error = g_strdup_printf ("display: frames of latent %" G_GINT64_FORMAT
+          " were released before display", i);
+      res = GST_DIT_DECODE_ERROR;
+      goto out;
+    }
+    lf = device_frames (self, i);
+    for (gint k = 0; k < nf; k++, t++) {
+      int64_t shape[3] = { 3, self->dec_height, self->dec_width };
+      dit_tensor view = dit_tensor_make ((gfloat *) lf.data + (gsize) k * plane,
+          DIT_F32, lf.device, 3, shape);
+      view.stride[0] = lf.stride[0];
+      if (!func (&view, t, user_data, error)) {
+        res = GST_DIT_DECODE_ERROR;
+        goto out;
+      }
+    }
+  }
+  /* Whatever func queued is complete before the frames leave; the 1.22
+   * CUDA memory has no stream or event to hand on instead. */
+  if (self->backend->ops->synchronize (self->backend) != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    res = GST_DIT_DECODE_ERROR;
+    goto out;
+  }
+  dit_decode_queue_release (self->dq, last);
+  g_cond_broadcast (&self->dec_cond);
+  *num_frames = t;
+out:
+  g_mutex_unlock (&self->dec_lock);
+  return res;
+}
+
 gint
 gst_dit_session_display_held (GstDitSession * self)
 {
@@ -704,6 +961,17 @@ gst_dit_session_display_held (GstDitSession * self)
   g_mutex_lock (&self->dec_lock);
   if (self->dq)
     r = dit_decode_queue_held (self->dq);
+  g_mutex_unlock (&self->dec_lock);
+  return r;
+}
+
+gint64
+gst_dit_session_stage0_busy_us (GstDitSession * self)
+{
+  gint64 r;
+
+  g_mutex_lock (&self->dec_lock);
+  r = self->busy_us;
   g_mutex_unlock (&self->dec_lock);
   return r;
 }
@@ -718,3 +986,164 @@ gst_dit_session_decoded_latents (GstDitSession * self)
   g_mutex_unlock (&self->dec_lock);
   return r;
 }
+
+/* ------------------------------------------------------------------ */
+/* CUDA context shared with gst-plugins-bad's CUDA elements */
+
+#ifdef DIT_HAVE_GST_CUDA
+static gboolean
+cuda_device_index (const gchar * device, gint * index)
+{
+  const gchar *dev = device ? device : GST_DIT_DEFAULT_DEVICE;
+
+  if (g_str_equal (dev, "cuda")) {
+    *index = 0;
+    return TRUE;
+  }
+  if (!g_str_has_prefix (dev, "cuda:"))
+    return FALSE;
+  *index = atoi (dev + 5);
+  return *index >= 0;
+}
+
+static gboolean
+load_primary_context_api (void)
+{
+  static gsize once = 0;
+
+  if (g_once_init_enter (&once)) {
+    void *lib = dlopen ("libcuda.so.1", RTLD_LAZY);
+    if (lib) {
+      *(void **) (&dit_primary_retain) = dlsym (lib,
+          "cuDevicePrimaryCtxRetain");
+      *(void **) (&dit_primary_release) = dlsym (lib,
+          "cuDevicePrimaryCtxRelease_v2");
+      if (!dit_primary_release)
+        *(void **) (&dit_primary_release) = dlsym (lib,
+            "cuDevicePrimaryCtxRelease");
+    }
+    g_once_init_leave (&once, 1);
+  }
+  return dit_primary_retain && dit_primary_release;
+}
+
+gboolean
+gst_dit_session_ensure_cuda_context (GstDitSession * self,
+    GstElement * element, const gchar * device, GstCudaContext * offered,
+    gchar ** error)
+{
+  gint index;
+  CUdevice dev;
+  CUcontext primary = NULL;
+  GstCudaContext *ctx = NULL;
+  gboolean post = FALSE;
+
+  if (!cuda_device_index (device, &index)) {
+    *error = g_strdup_printf ("device '%s' is not a CUDA device", device);
+    return FALSE;
+  }
+  GST_OBJECT_LOCK (self);
+  if (self->cuda_context) {
+    gboolean same = self->cuda_index == index;
+    if (!same)
+      *error = g_strdup_printf ("session '%s' shares the CUDA context of "
+          "device %d, an element asks for device %d", self->key,
+          self->cuda_index, index);
+    GST_OBJECT_UNLOCK (self);
+    return same;
+  }
+  if (!gst_cuda_load_library ()) {
+    *error = g_strdup ("CUDA memory: libcuda could not be loaded");
+    goto fail;
+  }
+  if (!load_primary_context_api ()) {
+    *error = g_strdup ("CUDA memory: libcuda has no "
+        "cuDevicePrimaryCtxRetain");
+    goto fail;
+  }
+  if (CuInit (0) != CUDA_SUCCESS || CuDeviceGet (&dev, index) != CUDA_SUCCESS) {
+    *error = g_strdup_printf ("CUDA memory: no CUDA device %d", index);
+    goto fail;
+  }
+  if (dit_primary_retain (&primary, dev) != CUDA_SUCCESS) {
+    *error = g_strdup_printf ("CUDA memory: cuDevicePrimaryCtxRetain failed "
+        "on device %d", index);
+    goto fail;
+  }
+  if (offered && gst_cuda_context_get_handle (offered) == (gpointer) primary) {
+    ctx = gst_object_ref (offered);
+  } else {
+    if (offered)
+      GST_INFO_OBJECT (element, "not using the CUDA context set on the "
+          "element: it is not the primary context of device %d", index);
+    ctx = gst_cuda_context_new_wrapped (primary, dev);
+    post = TRUE;
+  }
+  if (!ctx) {
+    dit_primary_release (dev);
+    *error = g_strdup_printf ("CUDA memory: could not wrap the primary "
+        "context of device %d", index);
+    goto fail;
+  }
+  self->cuda_context = ctx;
+  self->cuda_device = dev;
+  self->cuda_index = index;
+  self->cuda_retained = TRUE;
+  GST_OBJECT_UNLOCK (self);
+  GST_INFO_OBJECT (element, "session '%s' shares the primary CUDA context %p "
+      "of device %d", self->key, (gpointer) primary, index);
+  if (post && element)
+    gst_element_post_message (element,
+        gst_message_new_have_context (GST_OBJECT (element),
+            gst_context_new_cuda_context (ctx)));
+  return TRUE;
+
+fail:
+  GST_OBJECT_UNLOCK (self);
+  return FALSE;
+}
+
+GstCudaContext *
+gst_dit_session_get_cuda_context (GstDitSession * self)
+{
+  GstCudaContext *ctx;
+
+  GST_OBJECT_LOCK (self);
+  ctx = self->cuda_context;
+  GST_OBJECT_UNLOCK (self);
+  return ctx;
+}
+
+gboolean
+gst_dit_session_cuda_context_query (GstElement * element, GstQuery * query,
+    const gchar * key, const gchar * device, GstCudaContext * offered,
+    GstDitSession ** session)
+{
+  const gchar *type;
+  gchar *error = NULL;
+  gint index;
+
+  if (!gst_query_parse_context_type (query, &type)
+      || !g_str_equal (type, GST_CUDA_CONTEXT_TYPE)
+      || !cuda_device_index (device, &index))
+    return FALSE;
+  /* An nvcodec element may ask while ours is still in NULL. */
+  if (!*session)
+    gst_dit_session_ensure (element, key, session);
+  if (!gst_dit_session_ensure_cuda_context (*session, element, device,
+          offered, &error)) {
+    GST_WARNING_OBJECT (element, "%s", error);
+    g_free (error);
+    return FALSE;
+  }
+  return gst_cuda_handle_context_query (element, query,
+      gst_dit_session_get_cuda_context (*session));
+}
+
+void
+gst_dit_session_cuda_set_context (GstElement * element, GstContext * context,
+    GstCudaContext ** offered)
+{
+  gst_cuda_handle_set_context (element, context, -1, offered);
+}
+#endif

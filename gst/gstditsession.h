@@ -15,11 +15,21 @@
  * frame.  The frames stay in the decode queue; ditdecode's display decode
  * (gst_dit_session_display) takes them instead of decoding again, so every
  * latent is decoded exactly once.
+ *
+ * On a CUDA backend the decoder computes in device memory: each latent is
+ * uploaded, decoded and its frames downloaded into the (host) decode
+ * queue, with a device copy kept for CUDA-memory output
+ * (gst_dit_session_display_device).  With gstreamer-cuda the session also
+ * holds the device's primary CUDA context as a GstCudaContext, shared with
+ * nvcodec's elements through a "gst.cuda.context" GstContext.
  */
 #ifndef __GST_DIT_SESSION_H__
 #define __GST_DIT_SESSION_H__
 
 #include <gst/gst.h>
+#ifdef DIT_HAVE_GST_CUDA
+#include <gst/cuda/gstcudacontext.h>
+#endif
 
 #include "dit_generator.h"
 #include "dit_stream.h"
@@ -56,6 +66,8 @@ gboolean gst_dit_session_load_dit (GstDitSession * self, GstElement * element,
 gboolean gst_dit_session_load_vae (GstDitSession * self, GstElement * element,
     const gchar * vae_model, const gchar * device, gchar ** error);
 dit_backend *gst_dit_session_get_backend (GstDitSession * self);
+/* Storage dtype of the session's weights: bf16 on CUDA, f32 on the CPU. */
+dit_dtype gst_dit_session_get_dtype (GstDitSession * self);
 const dit_weights *gst_dit_session_get_dit_weights (GstDitSession * self,
     dit_model_config * config);
 /* A new VAE instance (own streaming state, shared weights). */
@@ -99,10 +111,57 @@ GstDitDecodeResult gst_dit_session_display (GstDitSession * self,
     guint64 epoch, gint64 first, gint n, const gfloat * x, gfloat * pixels,
     gint * num_frames, gchar ** error);
 
+/* Whether the session's backend computes on a CUDA device. */
+gboolean gst_dit_session_on_device (GstDitSession * self);
+
+/* Display side on the device (CUDA sessions): like gst_dit_session_display,
+ * but instead of copying the frames to the host it calls `func` for frame
+ * j of the T frames with a [3, H, W] f32 view of the session's device copy
+ * of that frame.  `func` runs with the decoder locked and must only queue
+ * work on the session backend's stream (FALSE with *error set stops the
+ * display); the call synchronizes that stream before it returns, so
+ * whatever `func` wrote is complete then. */
+typedef gboolean (*GstDitFrameFunc) (const dit_tensor * frame, gint j,
+    gpointer user_data, gchar ** error);
+GstDitDecodeResult gst_dit_session_display_device (GstDitSession * self,
+    guint64 epoch, gint64 first, gint n, const gfloat * x,
+    GstDitFrameFunc func, gpointer user_data, gint * num_frames,
+    gchar ** error);
+
+#ifdef DIT_HAVE_GST_CUDA
+/* The CUDA context shared with gst-plugins-bad's CUDA elements: the
+ * device's primary context (the one the CUDA runtime, and so the CUDA
+ * backend, works in) retained with cuDevicePrimaryCtxRetain and wrapped as
+ * a GstCudaContext.  Made on first need for `device` ("cuda:N"), posted
+ * with HAVE_CONTEXT (context type "gst.cuda.context") through `element`.
+ * A GstCudaContext set on an element (`offered`) is taken instead when it
+ * wraps that same primary context.  FALSE with *error set when `device` is
+ * not a CUDA device or CUDA is not usable. */
+gboolean gst_dit_session_ensure_cuda_context (GstDitSession * self,
+    GstElement * element, const gchar * device, GstCudaContext * offered,
+    gchar ** error);
+/* transfer none; NULL until ensured. */
+GstCudaContext *gst_dit_session_get_cuda_context (GstDitSession * self);
+
+/* Element glue for context type "gst.cuda.context": answer a CONTEXT
+ * query (making the session and its CUDA context on demand when the
+ * element's device is a CUDA device, so that nvcodec elements that go to
+ * READY before ours still find the primary context), and keep a context
+ * set on the element in *offered. */
+gboolean gst_dit_session_cuda_context_query (GstElement * element,
+    GstQuery * query, const gchar * key, const gchar * device,
+    GstCudaContext * offered, GstDitSession ** session);
+void gst_dit_session_cuda_set_context (GstElement * element,
+    GstContext * context, GstCudaContext ** offered);
+#endif
+
 /* Decoded latents waiting for the display (for stats and tests). */
 gint gst_dit_session_display_held (GstDitSession * self);
 /* Latents decoded since the last reset (each exactly once). */
 gint64 gst_dit_session_decoded_latents (GstDitSession * self);
+/* Stage 0 work so far, in us of wall time: every latent decode (display
+ * and anchor path) and every anchor re-encode. */
+gint64 gst_dit_session_stage0_busy_us (GstDitSession * self);
 
 G_END_DECLS
 #endif /* __GST_DIT_SESSION_H__ */

@@ -1,0 +1,324 @@
+/* ditencode / ditdecode with CUDA memory (suite gpu), against the same
+ * elements in system memory on the same CUDA backend:
+ *  1. videotestsrc ! cudaupload ! ditencode ! ditdecode ! cudadownload
+ *     gives the frames of the pipeline without cudaupload/cudadownload,
+ *     within 1 code value (the two input paths convert bytes to floats on
+ *     the device and on the host; both read the same bytes);
+ *  2. ditdecode forced to video/x-raw(memory:CUDAMemory),format=NV12, then
+ *     cudadownload, gives exactly the bytes of system-memory NV12 output
+ *     (the tensor -> bytes conversion is bit-exact between the backends);
+ *  3. ditdecode, cudaupload and cudadownload answer "gst.cuda.context"
+ *     queries with the session's context, and its CUcontext is the device's
+ *     primary context (retained here independently through libcuda).
+ * Tiny VAE, 64x64 frames.  Exit 77 without a CUDA device, without nvcodec's
+ * cudaupload, or in a build without the CUDA backend and gstreamer-cuda. */
+#include <gst/check/gstcheck.h>
+#include <gst/video/video.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "dit_backend.h"
+
+#ifdef DIT_HAVE_GST_CUDA
+#include <dlfcn.h>
+#include <gst/cuda/gstcudacontext.h>
+#include <gst/cuda/gstcudaloader.h>
+
+#define SRC "videotestsrc num-buffers=21 pattern=ball ! " \
+  "video/x-raw,format=RGBA,width=64,height=64,framerate=16/1"
+#define FRAMES 21
+
+static GPtrArray *
+run_frames (const gchar * desc)
+{
+  GError *err = NULL;
+  GstElement *p = gst_parse_launch (desc, &err);
+  GstElement *s;
+  GstBus *bus;
+  GstMessage *m;
+  GPtrArray *frames =
+      g_ptr_array_new_with_free_func ((GDestroyNotify) gst_sample_unref);
+
+  fail_unless (p != NULL && err == NULL, "%s: %s", desc,
+      err ? err->message : "no pipeline");
+  s = gst_bin_get_by_name (GST_BIN (p), "s");
+  bus = gst_element_get_bus (p);
+  fail_unless (gst_element_set_state (p, GST_STATE_PLAYING)
+      != GST_STATE_CHANGE_FAILURE, "%s: state change failed", desc);
+  for (;;) {
+    GstSample *smp = NULL;
+    g_signal_emit_by_name (s, "pull-sample", &smp);
+    if (!smp)
+      break;
+    g_ptr_array_add (frames, smp);
+  }
+  m = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  if (m) {
+    GError *e = NULL;
+    gchar *dbg = NULL;
+    gst_message_parse_error (m, &e, &dbg);
+    ck_abort_msg ("%s: %s (%s)", desc, e->message, dbg ? dbg : "");
+  }
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (s);
+  gst_object_unref (p);
+  return frames;
+}
+
+/* Byte-wise comparison of the visible rows of every plane. */
+static void
+compare_frames (GPtrArray * a, GPtrArray * b, gint limit, const gchar * what)
+{
+  gint max_diff = 0;
+  gsize differ = 0;
+
+  fail_unless_equals_int (a->len, FRAMES);
+  fail_unless_equals_int (b->len, FRAMES);
+  for (guint i = 0; i < a->len; i++) {
+    GstVideoInfo ia, ib;
+    GstVideoFrame fa, fb;
+    fail_unless (gst_video_info_from_caps (&ia,
+            gst_sample_get_caps (g_ptr_array_index (a, i))));
+    fail_unless (gst_video_info_from_caps (&ib,
+            gst_sample_get_caps (g_ptr_array_index (b, i))));
+    fail_unless_equals_int (GST_VIDEO_INFO_FORMAT (&ia),
+        GST_VIDEO_INFO_FORMAT (&ib));
+    fail_unless (gst_video_frame_map (&fa, &ia,
+            gst_sample_get_buffer (g_ptr_array_index (a, i)), GST_MAP_READ));
+    fail_unless (gst_video_frame_map (&fb, &ib,
+            gst_sample_get_buffer (g_ptr_array_index (b, i)), GST_MAP_READ));
+    for (guint p = 0; p < GST_VIDEO_FRAME_N_PLANES (&fa); p++) {
+      gint comp[GST_VIDEO_MAX_COMPONENTS];
+      gint rows, row_bytes;
+      gst_video_format_info_component (fa.info.finfo, p, comp);
+      rows = GST_VIDEO_FRAME_COMP_HEIGHT (&fa, comp[0]);
+      row_bytes = GST_VIDEO_FRAME_COMP_WIDTH (&fa, comp[0])
+          * GST_VIDEO_FRAME_COMP_PSTRIDE (&fa, comp[0]);
+      for (gint y = 0; y < rows; y++) {
+        const guint8 *ra = (const guint8 *) GST_VIDEO_FRAME_PLANE_DATA (&fa, p)
+            + y * GST_VIDEO_FRAME_PLANE_STRIDE (&fa, p);
+        const guint8 *rb = (const guint8 *) GST_VIDEO_FRAME_PLANE_DATA (&fb, p)
+            + y * GST_VIDEO_FRAME_PLANE_STRIDE (&fb, p);
+        for (gint x = 0; x < row_bytes; x++) {
+          gint d = ABS ((gint) ra[x] - (gint) rb[x]);
+          max_diff = MAX (max_diff, d);
+          differ += d != 0;
+        }
+      }
+    }
+    gst_video_frame_unmap (&fa);
+    gst_video_frame_unmap (&fb);
+  }
+  g_print ("%s: %u frames, max |diff| %d code values (limit %d), %"
+      G_GSIZE_FORMAT " bytes differ  %s\n", what, a->len, max_diff, limit,
+      differ, max_diff <= limit ? "ok" : "FAIL");
+  fail_unless (max_diff <= limit, "%s: max |diff| %d > %d", what, max_diff,
+      limit);
+}
+
+GST_START_TEST (test_upload_download_frames)
+{
+  GPtrArray *sys = run_frames (SRC " ! ditencode device=cuda:0 ! "
+      "ditdecode device=cuda:0 ! video/x-raw,format=RGBA ! "
+      "appsink name=s sync=false");
+  GPtrArray *cuda = run_frames (SRC " ! cudaupload ! "
+      "video/x-raw(memory:CUDAMemory) ! ditencode device=cuda:0 ! "
+      "ditdecode device=cuda:0 ! video/x-raw(memory:CUDAMemory),format=RGBA ! "
+      "cudadownload ! video/x-raw,format=RGBA ! appsink name=s sync=false");
+
+  compare_frames (sys, cuda, 1,
+      "check 1 cudaupload/cudadownload vs system memory (RGBA)");
+  g_ptr_array_unref (sys);
+  g_ptr_array_unref (cuda);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_cuda_nv12_output)
+{
+  GPtrArray *sys = run_frames (SRC " ! ditencode device=cuda:0 ! "
+      "ditdecode device=cuda:0 ! video/x-raw,format=NV12 ! "
+      "appsink name=s sync=false");
+  GPtrArray *cuda = run_frames (SRC " ! ditencode device=cuda:0 ! "
+      "ditdecode device=cuda:0 ! video/x-raw(memory:CUDAMemory),format=NV12 ! "
+      "cudadownload ! video/x-raw,format=NV12 ! appsink name=s sync=false");
+
+  compare_frames (sys, cuda, 0,
+      "check 2 CUDAMemory NV12 + cudadownload vs system NV12");
+  g_ptr_array_unref (sys);
+  g_ptr_array_unref (cuda);
+}
+
+GST_END_TEST;
+
+/* The GstCudaContext a pad's CONTEXT query gives (transfer full) or NULL. */
+static GstCudaContext *
+query_cuda_context (GstPad * pad)
+{
+  GstQuery *q = gst_query_new_context (GST_CUDA_CONTEXT_TYPE);
+  GstCudaContext *cc = NULL;
+
+  if (gst_pad_query (pad, q)) {
+    GstContext *ctx = NULL;
+    gst_query_parse_context (q, &ctx);
+    if (ctx)
+      gst_structure_get (gst_context_get_structure (ctx),
+          GST_CUDA_CONTEXT_TYPE, GST_TYPE_CUDA_CONTEXT, &cc, NULL);
+  }
+  gst_query_unref (q);
+  return cc;
+}
+
+/* The session's own context, through its "dit.session" GstContext. */
+static GstCudaContext *
+session_cuda_context (GstPad * pad)
+{
+  GstQuery *q = gst_query_new_context ("dit.session");
+  GstCudaContext *cc = NULL;
+
+  if (gst_pad_query (pad, q)) {
+    GstContext *ctx = NULL;
+    const GValue *v;
+    gst_query_parse_context (q, &ctx);
+    v = ctx ? gst_structure_get_value (gst_context_get_structure (ctx),
+        "dit-session") : NULL;
+    if (v && g_value_get_object (v))
+      g_object_get (g_value_get_object (v), "cuda-context", &cc, NULL);
+  }
+  gst_query_unref (q);
+  return cc;
+}
+
+static gpointer
+primary_context (void)
+{
+  typedef CUresult (*retain_fn) (CUcontext *, CUdevice);
+  typedef CUresult (*release_fn) (CUdevice);
+  void *lib = dlopen ("libcuda.so.1", RTLD_LAZY);
+  retain_fn retain;
+  release_fn release;
+  CUcontext ctx = NULL;
+
+  fail_unless (lib != NULL);
+  *(void **) (&retain) = dlsym (lib, "cuDevicePrimaryCtxRetain");
+  *(void **) (&release) = dlsym (lib, "cuDevicePrimaryCtxRelease_v2");
+  fail_unless (retain && release);
+  fail_unless (retain (&ctx, 0) == CUDA_SUCCESS);
+  release (0);
+  return ctx;
+}
+
+GST_START_TEST (test_shared_context)
+{
+  GstElement *p = gst_parse_launch ("videotestsrc num-buffers=9 ! "
+      "video/x-raw,format=NV12,width=64,height=64,framerate=16/1 ! "
+      "cudaupload name=up ! video/x-raw(memory:CUDAMemory) ! "
+      "ditencode device=cuda:0 ! ditdecode name=dec device=cuda:0 ! "
+      "video/x-raw(memory:CUDAMemory) ! cudadownload name=down ! "
+      "fakesink", NULL);
+  GstElement *up = gst_bin_get_by_name (GST_BIN (p), "up");
+  GstElement *dec = gst_bin_get_by_name (GST_BIN (p), "dec");
+  GstElement *down = gst_bin_get_by_name (GST_BIN (p), "down");
+  GstPad *up_src = gst_element_get_static_pad (up, "src");
+  GstPad *dec_src = gst_element_get_static_pad (dec, "src");
+  GstPad *down_sink = gst_element_get_static_pad (down, "sink");
+  GstBus *bus = gst_element_get_bus (p);
+  GstMessage *m;
+  GstCudaContext *c_dec, *c_down, *c_up, *c_session;
+  gpointer primary;
+
+  fail_unless (gst_element_set_state (p, GST_STATE_PLAYING)
+      != GST_STATE_CHANGE_FAILURE);
+  m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  fail_unless (m && GST_MESSAGE_TYPE (m) == GST_MESSAGE_EOS,
+      "the pipeline did not reach EOS");
+  gst_message_unref (m);
+
+  c_dec = query_cuda_context (dec_src);
+  c_down = query_cuda_context (down_sink);
+  c_up = query_cuda_context (up_src);
+  c_session = session_cuda_context (dec_src);
+  primary = primary_context ();
+  fail_unless (c_dec && c_down && c_up && c_session);
+  g_print ("check 3 shared context: primary %p, session %p, ditdecode %p, "
+      "cudadownload %p, cudaupload %p  %s\n", primary,
+      gst_cuda_context_get_handle (c_session),
+      gst_cuda_context_get_handle (c_dec), gst_cuda_context_get_handle (c_down),
+      gst_cuda_context_get_handle (c_up),
+      gst_cuda_context_get_handle (c_session) == primary
+      && gst_cuda_context_get_handle (c_dec) == primary
+      && gst_cuda_context_get_handle (c_down) == primary
+      && gst_cuda_context_get_handle (c_up) == primary ? "ok" : "FAIL");
+  fail_unless (gst_cuda_context_get_handle (c_session) == primary,
+      "the session does not wrap the primary context");
+  fail_unless (c_dec == c_session, "ditdecode answers with another object");
+  fail_unless (gst_cuda_context_get_handle (c_down) == primary,
+      "cudadownload runs in another CUDA context");
+  fail_unless (gst_cuda_context_get_handle (c_up) == primary,
+      "cudaupload runs in another CUDA context");
+
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (c_dec);
+  gst_object_unref (c_down);
+  gst_object_unref (c_up);
+  gst_object_unref (c_session);
+  gst_object_unref (up_src);
+  gst_object_unref (dec_src);
+  gst_object_unref (down_sink);
+  gst_object_unref (up);
+  gst_object_unref (dec);
+  gst_object_unref (down);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+}
+
+GST_END_TEST;
+
+static Suite *
+cuda_elements_suite (void)
+{
+  Suite *s = suite_create ("cuda-elements");
+  TCase *tc = tcase_create ("cuda");
+
+  tcase_set_timeout (tc, 240);
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_upload_download_frames);
+  tcase_add_test (tc, test_cuda_nv12_output);
+  tcase_add_test (tc, test_shared_context);
+  return s;
+}
+#endif
+
+int
+main (int argc, char **argv)
+{
+#ifdef DIT_HAVE_GST_CUDA
+  dit_backend *be;
+  GstElementFactory *f;
+
+  gst_check_init (&argc, &argv);
+  be = dit_backend_create ("cuda", 0);
+  if (!be) {
+    printf ("SKIP: no CUDA device (%s)\n", dit_last_error ());
+    return 77;
+  }
+  dit_backend_destroy (be);
+  f = gst_element_factory_find ("cudaupload");
+  if (!f) {
+    printf ("SKIP: nvcodec's cudaupload is not available\n");
+    return 77;
+  }
+  gst_object_unref (f);
+  /* CUDA does not survive a fork. */
+  g_setenv ("CK_FORK", "no", TRUE);
+  return gst_check_run_suite (cuda_elements_suite (), "cuda-elements",
+      __FILE__);
+#else
+  (void) argc;
+  (void) argv;
+  printf ("SKIP: built without the CUDA backend or gstreamer-cuda\n");
+  return 77;
+#endif
+}
