@@ -1,35 +1,83 @@
-/* dit-bench — steady-state speed of the whole single-GPU chunk loop:
- * KV recompute + denoising forwards of the causal DiT, the streaming VAE
- * decode of every latent and the anchor re-encode, with seeded synthetic
- * weights (no checkpoint needed; on CUDA they are made on the device).
+/* dit-bench — steady-state speed of the whole chunk loop: KV recompute +
+ * denoising forwards of the causal DiT, the streaming VAE decode of every
+ * latent and the anchor re-encode, with seeded synthetic weights (no
+ * checkpoint needed; on CUDA they are made on the device).  Four modes:
  *
- * One chunk k >= 1, as Stage 0 and the generator run it on one GPU
- * (docs/DESIGN.md §2): recompute the cache from [anchor, latent n-2,
- * latent n-1], 4 denoise forwards, decode latent 0 of the chunk, re-encode
- * its last pixel frame as the next anchor, decode latents 1 and 2.  Every
- * stage is timed with a backend synchronize around it (host clock), after
- * `--warmup` chunks, over `--chunks` chunks.  Printed: ms per forward
- * (recompute, denoise), VAE decode ms per latent, streaming encode ms per
- * latent, anchor ms (decode 1 latent + encode 1 frame), chunk period, FPS
- * (pixel frames per second), time to first frame (first request to the
- * first decoded frame in bytes on the host, weights loaded), achieved
- * TFLOP/s of the DiT (FLOPs from dit_model_forward_flops, DESIGN §8) and
- * its fraction of the bf16 GEMM rate measured in the same run, peak device
- * memory.  --json prints one JSON object instead.
+ * Engine (default), one device: chunk k >= 1, as Stage 0 and the generator
+ * run it on one GPU (docs/DESIGN.md §2): recompute the cache from [anchor,
+ * latent n-2, latent n-1], 4 denoise forwards, decode latent 0 of the
+ * chunk, re-encode its last pixel frame as the next anchor, decode latents
+ * 1 and 2.  Every stage is timed with a backend synchronize around it
+ * (host clock), after `--warmup` chunks, over `--chunks` chunks.  Printed:
+ * ms per forward (recompute, denoise), VAE decode ms per latent, streaming
+ * encode ms per latent, anchor ms (decode 1 latent + encode 1 frame), chunk
+ * period, FPS (pixel frames per second), time to first frame (first
+ * request to the first decoded frame in bytes on the host, weights
+ * loaded), achieved TFLOP/s of the DiT (FLOPs from dit_model_forward_flops,
+ * DESIGN §8) and its fraction of the bf16 GEMM rate measured in the same
+ * run, peak device memory.
+ *
+ * Mesh (--mesh-devices 1,2[,..]): the DiT runs on a dit_mesh of dit-worker
+ * ranks (tensor parallel, one rank per listed device, backend of the same
+ * kind as --device unless --mesh-backend says otherwise) while Stage 0 —
+ * VAE decode and the anchor — runs on --device in this process.  Two
+ * passes over `--chunks` chunks each, after `--warmup`:
+ *   serial:     submit, collect (Stage 1 = the mesh round trip), then the
+ *               anchor (upload, decode latent 0, encode its last frame,
+ *               context to the host) and the decode of the other latents
+ *               (Stage 0); period = Stage 1 + Stage 0;
+ *   overlapped: chunk k+1 is submitted as soon as its anchor is ready and
+ *               the other latents of chunk k are decoded while the mesh
+ *               works (one call in flight: chunk k+2 needs chunk k+1's
+ *               anchor); period = time from one submit to the next.
+ * Reported: per-forward times from the workers (dit_chunk_timing), Stage 0
+ * and Stage 1 (medians of the serial pass), both periods against
+ * max(Stage 0, Stage 1) and against their sum, the time hidden per chunk
+ * (Stage 0 + Stage 1 - overlapped period) and the overlap score = median
+ * hidden / min(Stage 0, Stage 1) (1 = the shorter stage is hidden
+ * completely; the anchor can never be hidden, so the bound is below 1
+ * when Stage 0 is the shorter one), FPS from the overlapped period.
+ *
+ * Pipeline (--pipeline, only in builds with GStreamer): the elements in
+ * this process, `ditgenerate num-chunks=W+N ! video/x-dit-latent ! ditdecode
+ * ! fakesink sync=false` on --device; FPS from ditgenerate's read-only
+ * stats (fps, chunk-ms, chunks, read at EOS) and wall-clock FPS over the
+ * frames after the W warm-up chunks (a pad probe on the sink counts them).
+ * --mesh-devices is passed to ditgenerate's mesh-devices property.
+ *
+ * Text (--text, or --text-only without the chunk loop): encode time of a
+ * 512-token prompt (ids 100, 101, ... then EOS) by the umT5 encoder
+ * (--text-model: a preset with seeded synthetic weights, made on the
+ * device like the DiT's, or a checkpoint), median and p90 of `--chunks`
+ * encodes after max(1, --warmup) warm-up encodes, embeddings downloaded to
+ * the host (as the prompt path uses them).  --text-layers N builds only
+ * the first N layers (CPU runs of the real shape).
+ *
+ * --json prints one JSON object instead of the human report.  --worker-arg
+ * passes one extra argument to every dit-worker (repeat it for more; the
+ * tests slow the ranks down with --test-delay-ms to see the overlap).
  *
  * Usage: dit-bench --preset wan-14b --synthetic [--layers N]
  *   [--size 320x576|480x832] [--chunks 20] [--warmup 3] [--device cuda]
  *   [--dtype bf16] [--vae wan|tiny|none] [--gemm 8192] [--seed 42] [--json]
  *   [--graphs on|off] [--fused on|off]
+ *   [--mesh-devices 1,2] [--mesh-backend cpu|cuda] [--worker-path PATH]
+ *   [--overlap on|off] [--worker-arg ARG]...
+ *   [--pipeline] [--plugin-path DIR]
+ *   [--text | --text-only] [--text-model umt5-xxl|tiny|PATH] [--text-layers N]
  * --graphs off runs every forward eagerly instead of replaying recorded
  * ones (CUDA graphs); --fused off runs the unfused op chains; both default
  * to on where the backend has them (the JSON echoes the request).
+ * Exit status: 0 success, 1 failure, 2 usage error (also: --pipeline in a
+ * build without GStreamer).
  */
 #include "dit_build_config.h"
 #include "dit_backend.h"
 #include "dit_config.h"
 #include "dit_generator.h"
+#include "dit_mesh.h"
 #include "dit_model.h"
+#include "dit_umt5.h"
 #include "dit_vae.h"
 #include "dit_weights.h"
 #include "tool_common.h"
@@ -39,11 +87,22 @@
 #include "cuda/dit_cuda.h"
 #endif
 
+#ifndef DIT_HAVE_GST
+#define DIT_HAVE_GST 0
+#endif
+#if DIT_HAVE_GST
+#include <gst/gst.h>
+#endif
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#define TEXT_TOKENS 512
+#define BENCH_MAX_WORKER_ARGS 16
 
 typedef struct bench_args {
   const char *preset, *device, *vae;
@@ -52,6 +111,19 @@ typedef struct bench_args {
   dit_dtype dtype;
   int dtype_set;
   uint64_t seed;
+  /* mesh */
+  const char *mesh_arg, *mesh_backend, *worker_path;
+  const char *worker_args[BENCH_MAX_WORKER_ARGS + 1];
+  int n_worker_args, worker_path_given;
+  int mesh_devices[DIT_MESH_MAX_RANKS];
+  int mesh_ranks, overlap;
+  /* pipeline */
+  int pipeline;
+  const char *plugin_path;
+  /* text encoder */
+  int text, text_only, text_layers;
+  const char *text_model;
+  char worker_buf[4096];
 } bench_args;
 
 /* Running statistics of one timed quantity (ms). */
@@ -77,6 +149,73 @@ stat_mean (const bench_stat *s)
   return s->n ? s->sum / s->n : 0.0;
 }
 
+/* Kept samples of one timed quantity (ms), for medians and percentiles. */
+#define BENCH_MAX_SAMPLES 4096
+typedef struct bench_samples {
+  double v[BENCH_MAX_SAMPLES];
+  int n;
+} bench_samples;
+
+static void
+samples_add (bench_samples *s, double v)
+{
+  if (s->n < BENCH_MAX_SAMPLES)
+    s->v[s->n++] = v;
+}
+
+static int
+compare_double (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile (p in (0, 1]): the smallest sample with at
+ * least p of the samples at or below it; 0 without samples. */
+static double
+samples_quantile (const bench_samples *s, double p)
+{
+  if (s->n == 0)
+    return 0.0;
+  double *tmp = malloc ((size_t) s->n * sizeof *tmp);
+  if (!tmp)
+    return 0.0;
+  memcpy (tmp, s->v, (size_t) s->n * sizeof *tmp);
+  qsort (tmp, (size_t) s->n, sizeof *tmp, compare_double);
+  int k = (int) ceil (p * s->n) - 1;
+  if (k < 0)
+    k = 0;
+  if (k >= s->n)
+    k = s->n - 1;
+  double v = tmp[k];
+  free (tmp);
+  return v;
+}
+
+static double
+samples_median (const bench_samples *s)
+{
+  return samples_quantile (s, 0.5);
+}
+
+static double
+samples_min (const bench_samples *s)
+{
+  double m = s->n ? s->v[0] : 0.0;
+  for (int i = 1; i < s->n; i++)
+    m = s->v[i] < m ? s->v[i] : m;
+  return m;
+}
+
+static double
+samples_max (const bench_samples *s)
+{
+  double m = s->n ? s->v[0] : 0.0;
+  for (int i = 1; i < s->n; i++)
+    m = s->v[i] > m ? s->v[i] : m;
+  return m;
+}
+
 static double
 now_ms (void)
 {
@@ -91,6 +230,67 @@ fail (const char *what)
   fprintf (stderr, "dit-bench: %s: %s\n", what, dit_last_error ());
   return 1;
 }
+
+/* ---- JSON output: one object, fields in call order --------------------- */
+
+static int json_fields;
+
+static void
+json_key (const char *k)
+{
+  printf ("%s\"%s\": ", json_fields++ ? ", " : "{", k);
+}
+
+static void
+json_num (const char *k, double v, int decimals)
+{
+  json_key (k);
+  if (isfinite (v))
+    printf ("%.*f", decimals, v);
+  else
+    printf ("null");
+}
+
+static void
+json_int (const char *k, long long v)
+{
+  json_key (k);
+  printf ("%lld", v);
+}
+
+static void
+json_str (const char *k, const char *v)
+{
+  json_key (k);
+  putchar ('"');
+  for (const char *p = v; *p; p++) {
+    if (*p == '"' || *p == '\\')
+      printf ("\\%c", *p);
+    else if ((unsigned char) *p < 0x20)
+      printf ("\\u%04x", (unsigned) (unsigned char) *p);
+    else
+      putchar (*p);
+  }
+  putchar ('"');
+}
+
+static void
+json_int_array (const char *k, const int *v, int n)
+{
+  json_key (k);
+  putchar ('[');
+  for (int i = 0; i < n; i++)
+    printf ("%s%d", i ? ", " : "", v[i]);
+  putchar (']');
+}
+
+static void
+json_end (void)
+{
+  printf ("%s}\n", json_fields ? "" : "{");
+}
+
+/* ------------------------------------------------------------------------ */
 
 static size_t peak_used;
 
@@ -117,7 +317,47 @@ usage (void)
       "usage: dit-bench --preset wan-14b|wan-1.3b|tiny --synthetic [--layers N]\n"
       "  [--size HxW (320x576)] [--chunks 20] [--warmup 3] [--device cuda|cpu]\n"
       "  [--dtype bf16|f32] [--vae wan|tiny|none] [--gemm N (8192, 0 = skip)]\n"
-      "  [--seed 42] [--json] [--graphs on|off] [--fused on|off]\n");
+      "  [--seed 42] [--json] [--graphs on|off] [--fused on|off]\n"
+      "  [--mesh-devices 1,2 [--mesh-backend cpu|cuda] [--worker-path PATH]\n"
+      "   [--overlap on|off] [--worker-arg ARG]...]  DiT on a mesh of\n"
+      "                                  dit-worker ranks\n"
+      "  [--pipeline [--plugin-path DIR]]  the GStreamer elements in process\n"
+      "  [--text | --text-only] [--text-model umt5-xxl|tiny|PATH]\n"
+      "  [--text-layers N]               umT5 encode of a 512-token prompt\n");
+}
+
+/* "1,2,3" into devices; at most DIT_MESH_MAX_RANKS, each 0..1023. */
+static int
+parse_devices (const char *s, int *devices, int *n)
+{
+  *n = 0;
+  while (*s) {
+    char *end;
+    long v = strtol (s, &end, 10);
+    if (end == s || v < 0 || v > 1023 || *n >= DIT_MESH_MAX_RANKS)
+      return 0;
+    devices[(*n)++] = (int) v;
+    s = end;
+    if (*s == ',')
+      s++;
+    else if (*s)
+      return 0;
+  }
+  return *n > 0;
+}
+
+/* dit-worker next to this executable (argv[0]'s directory), else on PATH. */
+static void
+default_worker_path (bench_args *a, const char *argv0)
+{
+  const char *slash = strrchr (argv0, '/');
+  if (!slash) {
+    snprintf (a->worker_buf, sizeof a->worker_buf, "dit-worker");
+  } else {
+    int dir = (int) (slash - argv0);
+    snprintf (a->worker_buf, sizeof a->worker_buf, "%.*s/dit-worker", dir, argv0);
+  }
+  a->worker_path = a->worker_buf;
 }
 
 static int
@@ -133,6 +373,8 @@ parse_args (int argc, char **argv, bench_args *a)
   a->seed = 42;
   a->graphs = 1;
   a->fused = 1;
+  a->overlap = 1;
+  a->text_model = "umt5-xxl";
   a->device = DIT_HAVE_CUDA ? "cuda" : "cpu";
   for (int i = 1; i < argc; i++) {
     const char *o = argv[i];
@@ -144,6 +386,18 @@ parse_args (int argc, char **argv, bench_args *a)
     } else if (strcmp (o, "--json") == 0) {
       a->json = 1;
       takes = 0;
+    } else if (strcmp (o, "--pipeline") == 0) {
+      a->pipeline = 1;
+      takes = 0;
+    } else if (strcmp (o, "--text") == 0) {
+      a->text = 1;
+      takes = 0;
+    } else if (strcmp (o, "--text-only") == 0) {
+      a->text = a->text_only = 1;
+      takes = 0;
+    } else if (strcmp (o, "--help") == 0 || strcmp (o, "-h") == 0) {
+      usage ();
+      exit (0);
     } else if (!v) {
       ok = 0;
     } else if (strcmp (o, "--preset") == 0) {
@@ -153,7 +407,7 @@ parse_args (int argc, char **argv, bench_args *a)
     } else if (strcmp (o, "--size") == 0) {
       ok = tool_parse_size (v, &a->height, &a->width);
     } else if (strcmp (o, "--chunks") == 0) {
-      ok = tool_parse_int (v, 1, 100000, &a->chunks);
+      ok = tool_parse_int (v, 1, BENCH_MAX_SAMPLES, &a->chunks);
     } else if (strcmp (o, "--warmup") == 0) {
       ok = tool_parse_int (v, 0, 100000, &a->warmup);
     } else if (strcmp (o, "--device") == 0) {
@@ -165,15 +419,37 @@ parse_args (int argc, char **argv, bench_args *a)
       a->vae = v;
     } else if (strcmp (o, "--gemm") == 0) {
       ok = tool_parse_int (v, 0, 65536, &a->gemm);
-    } else if (strcmp (o, "--graphs") == 0 || strcmp (o, "--fused") == 0) {
+    } else if (strcmp (o, "--graphs") == 0 || strcmp (o, "--fused") == 0
+        || strcmp (o, "--overlap") == 0) {
       int on = strcmp (v, "on") == 0;
       ok = on || strcmp (v, "off") == 0;
       if (o[2] == 'g')
         a->graphs = on;
-      else
+      else if (o[2] == 'f')
         a->fused = on;
+      else
+        a->overlap = on;
     } else if (strcmp (o, "--seed") == 0) {
       ok = tool_parse_u64 (v, &a->seed);
+    } else if (strcmp (o, "--mesh-devices") == 0) {
+      a->mesh_arg = v;
+      ok = parse_devices (v, a->mesh_devices, &a->mesh_ranks);
+    } else if (strcmp (o, "--mesh-backend") == 0) {
+      a->mesh_backend = v;
+      ok = strcmp (v, "cpu") == 0 || strcmp (v, "cuda") == 0;
+    } else if (strcmp (o, "--worker-path") == 0) {
+      a->worker_path = v;
+      a->worker_path_given = 1;
+    } else if (strcmp (o, "--worker-arg") == 0) {
+      ok = a->n_worker_args < BENCH_MAX_WORKER_ARGS;
+      if (ok)
+        a->worker_args[a->n_worker_args++] = v;
+    } else if (strcmp (o, "--plugin-path") == 0) {
+      a->plugin_path = v;
+    } else if (strcmp (o, "--text-model") == 0) {
+      a->text_model = v;
+    } else if (strcmp (o, "--text-layers") == 0) {
+      ok = tool_parse_int (v, 1, 1000, &a->text_layers);
     } else {
       fprintf (stderr, "dit-bench: unknown option '%s'\n", o);
       usage ();
@@ -186,7 +462,7 @@ parse_args (int argc, char **argv, bench_args *a)
     }
     i += takes;
   }
-  if (!a->synthetic) {
+  if (!a->synthetic && !a->text_only) {
     fprintf (stderr, "dit-bench: only --synthetic weights are supported\n");
     usage ();
     return 0;
@@ -196,8 +472,14 @@ parse_args (int argc, char **argv, bench_args *a)
         a->height, a->width);
     return 0;
   }
+  if (a->pipeline && a->text_only) {
+    fprintf (stderr, "dit-bench: --pipeline and --text-only exclude each other\n");
+    return 0;
+  }
   if (!a->vae)
     a->vae = strcmp (a->preset, "tiny") == 0 ? "tiny" : "wan";
+  if (!a->worker_path)
+    default_worker_path (a, argv[0]);
   return 1;
 }
 
@@ -246,6 +528,16 @@ copy_frame (dit_backend *be, const dit_tensor *src, int64_t sf,
   d.stride[0] = dst->stride[0];
   dit_copy_params cp = { .x = &s, .y = &d };
   return dit_copy (be, &cp);
+}
+
+/* Host f32 latents: dst [16, Td, hw] frame df <- src [16, Ts, hw] frame sf. */
+static void
+host_copy_frame (const float *src, int Ts, int sf, float *dst, int Td, int df,
+    int64_t hw)
+{
+  for (int c = 0; c < 16; c++)
+    memcpy (dst + ((size_t) c * Td + df) * hw, src + ((size_t) c * Ts + sf) * hw,
+        (size_t) hw * sizeof (float));
 }
 
 /* The first decoded frame as bytes on the host (what a sink would get). */
@@ -312,6 +604,11 @@ typedef struct bench_state {
   void *dev_bytes;
   uint8_t *host_bytes;
   int64_t chunk_index;
+  float *prompt;          /* host [prompt_rows, text_dim] */
+  int prompt_rows;
+  /* mesh mode: host latents of the last chunk, the next context, anchor */
+  dit_mesh *mesh;
+  float *out_host, *ctx_host, *anchor_host;
 } bench_state;
 
 /* Decode latent f of `out` into st->pix (4 frames, or 1 for latent 0 of a
@@ -334,7 +631,7 @@ encode_anchor (bench_state *st, const dit_tensor *pix)
 }
 
 static dit_status
-sync (bench_state *st)
+bench_sync (bench_state *st)
 {
   return st->be->ops->synchronize (st->be);
 }
@@ -344,6 +641,30 @@ typedef struct bench_result {
   double ttff_cold, ttff_warm, weights_ms, vae_weights_ms, gemm_tflops;
   int64_t gemm_paths[4];
 } bench_result;
+
+/* Mesh mode: per-chunk samples (ms) of the serial and overlapped passes. */
+typedef struct mesh_result {
+  bench_samples recompute, denoise, dit;          /* worker timing */
+  bench_samples stage0, anchor, decode_rest, stage1, period_serial;
+  bench_samples period, stage0_ovl, stage1_ovl, hidden;
+  double setup_ms;
+} mesh_result;
+
+typedef struct text_result {
+  bench_samples encode;
+  double weights_ms;
+  int tokens, layers, dim, warmup;
+  char model[64];
+} text_result;
+
+typedef struct pipe_result {
+  double element_fps, element_chunk_ms, wall_fps, steady_ms, first_frame_ms,
+      total_ms;
+  unsigned long long element_chunks;
+  long long frames, steady_frames, warm_frames;
+  int frames_per_chunk;
+  char device[64];
+} pipe_result;
 
 /* Chunk 0 of a new stream up to its first decoded frame on the host, then
  * the rest of the chunk (anchor, other latents).  Returns the TTFF. */
@@ -361,7 +682,7 @@ first_chunk (bench_state *st, double *ttff)
     DIT_TRY (frame_to_host (st->be, &pv, st->dev_bytes, st->host_bytes,
         st->a.height, st->a.width));
   } else {
-    DIT_TRY (sync (st));
+    DIT_TRY (bench_sync (st));
   }
   *ttff = now_ms () - t0;
   if (st->vae) {
@@ -370,7 +691,7 @@ first_chunk (bench_state *st, double *ttff)
       DIT_TRY (decode_latent (st, f, &pv));
   }
   st->chunk_index = 1;
-  return sync (st);
+  return bench_sync (st);
 }
 
 /* One steady-state chunk; adds its stage times to r when `record`. */
@@ -396,12 +717,12 @@ steady_chunk (bench_state *st, bench_result *r, int record)
     for (int f = 0; f < F; f++) {
       double a = now_ms ();
       DIT_TRY (decode_latent (st, f, &pv));
-      DIT_TRY (sync (st));
+      DIT_TRY (bench_sync (st));
       dec[f] = now_ms () - a;
       if (f == 0) {
         a = now_ms ();
         DIT_TRY (encode_anchor (st, &pv));
-        DIT_TRY (sync (st));
+        DIT_TRY (bench_sync (st));
         enc = now_ms () - a;
       }
     }
@@ -429,10 +750,10 @@ encode_bench (bench_state *st, bench_result *r, int n)
   dit_tensor first = frame_of (&st->pix, 0);
   DIT_TRY (dit_vae_encode (st->vae, &first, &st->enc_lat));
   for (int i = 0; i < n + 2; i++) {
-    DIT_TRY (sync (st));
+    DIT_TRY (bench_sync (st));
     double t0 = now_ms ();
     DIT_TRY (dit_vae_encode (st->vae, &st->pix, &st->enc_lat));
-    DIT_TRY (sync (st));
+    DIT_TRY (bench_sync (st));
     if (i >= 2)
       stat_add (&r->encode, now_ms () - t0);
   }
@@ -446,23 +767,58 @@ alloc_latent (dit_backend *be, dit_tensor *t, int c, int f, int h, int w)
   return dit_tensor_alloc (be, t, DIT_F32, 4, s);
 }
 
+/* ---- setup -------------------------------------------------------------- */
+
 static int
-setup (bench_state *st, bench_result *r)
+setup_backend (bench_state *st)
 {
   bench_args *a = &st->a;
-  dit_param_spec *specs = NULL;
-  size_t count = 0;
-  dit_weights *w = NULL;
-
   st->be = tool_backend (a->device);
   if (!st->be)
     return fail ("backend");
   if (!a->dtype_set)
     a->dtype = st->be->ops->device == DIT_DEVICE_CPU ? DIT_F32 : DIT_BF16;
+  return 0;
+}
+
+/* Model and generator configs, and the prompt (seeded normal embeddings,
+ * 64 rows, padded to text_len by the generator). */
+static int
+setup_configs (bench_state *st)
+{
+  bench_args *a = &st->a;
   if (dit_model_config_preset (a->preset, &st->cfg) != DIT_OK)
     return fail ("preset");
   if (a->layers)
     st->cfg.num_layers = a->layers;
+  dit_gen_config_default (&st->gc);
+  st->gc.latent_h = a->height / 8;
+  st->gc.latent_w = a->width / 8;
+  st->gc.dtype = a->dtype;
+  st->gc.seed = a->seed;
+  if (st->gc.context_frames > st->gc.frames_per_chunk + 1) {
+    fprintf (stderr, "dit-bench: %d context frames need at least %d frames "
+        "per chunk\n", st->gc.context_frames, st->gc.context_frames - 1);
+    return 1;
+  }
+  st->prompt_rows = 64;
+  st->prompt = malloc ((size_t) st->prompt_rows * st->cfg.text_dim
+      * sizeof *st->prompt);
+  if (!st->prompt)
+    return fail ("prompt");
+  tool_fill_normal (st->prompt, (size_t) st->prompt_rows * st->cfg.text_dim,
+      a->seed, 99);
+  return 0;
+}
+
+/* The DiT in this process: synthetic weights and the generator. */
+static int
+setup_local_dit (bench_state *st, bench_result *r)
+{
+  bench_args *a = &st->a;
+  dit_param_spec *specs = NULL;
+  size_t count = 0;
+  dit_weights *w = NULL;
   if (dit_model_config_params (&st->cfg, &specs, &count) != DIT_OK)
     return fail ("parameter list");
   double t0 = now_ms ();
@@ -474,29 +830,22 @@ setup (bench_state *st, bench_result *r)
   st->weights = w;
   mem_sample (st->be);
 
-  dit_gen_config_default (&st->gc);
-  st->gc.latent_h = a->height / 8;
-  st->gc.latent_w = a->width / 8;
-  st->gc.dtype = a->dtype;
-  st->gc.seed = a->seed;
   if (dit_generator_create (&st->cfg, &st->gc, w, st->be, &st->gen) != DIT_OK)
     return fail ("generator");
   dit_generator_set_graphs (st->gen, a->graphs);
   dit_generator_set_fused (st->gen, a->fused);
-
-  /* prompt: seeded normal embeddings, 64 rows (padded to text_len) */
-  const int rows = 64;
-  float *emb = malloc ((size_t) rows * st->cfg.text_dim * sizeof *emb);
-  if (!emb)
+  dit_tensor et = dit_tensor_2d (st->prompt, DIT_F32, DIT_DEVICE_CPU,
+      st->prompt_rows, st->cfg.text_dim);
+  if (dit_generator_set_prompt (st->gen, &et) != DIT_OK)
     return fail ("prompt");
-  tool_fill_normal (emb, (size_t) rows * st->cfg.text_dim, a->seed, 99);
-  dit_tensor et = dit_tensor_2d (emb, DIT_F32, DIT_DEVICE_CPU, rows,
-      st->cfg.text_dim);
-  s = dit_generator_set_prompt (st->gen, &et);
-  free (emb);
-  if (s != DIT_OK)
-    return fail ("prompt");
+  return 0;
+}
 
+/* Latent and pixel buffers on the device, the VAE. */
+static int
+setup_stage0 (bench_state *st, bench_result *r)
+{
+  bench_args *a = &st->a;
   const int F = st->gc.frames_per_chunk, C = st->gc.context_frames;
   const int lh = st->gc.latent_h, lw = st->gc.latent_w;
   if (alloc_latent (st->be, &st->out, 16, F, lh, lw) != DIT_OK
@@ -513,11 +862,14 @@ setup (bench_state *st, bench_result *r)
   if (strcmp (a->vae, "none") != 0) {
     dit_vae_config vc;
     dit_weights *vw = NULL;
+    dit_param_spec *specs = NULL;
+    size_t count = 0;
     if (dit_vae_config_preset (a->vae, &vc) != DIT_OK
         || dit_vae_config_params (&vc, &specs, &count) != DIT_OK)
       return fail ("vae config");
-    t0 = now_ms ();
-    s = dit_weights_synthetic (specs, count, a->seed + 1, a->dtype, st->be, &vw);
+    double t0 = now_ms ();
+    dit_status s = dit_weights_synthetic (specs, count, a->seed + 1, a->dtype,
+        st->be, &vw);
     free (specs);
     if (s != DIT_OK)
       return fail ("vae weights");
@@ -531,8 +883,561 @@ setup (bench_state *st, bench_result *r)
   return 0;
 }
 
+/* ---- mesh mode ---------------------------------------------------------- */
+
+/* Spawn the workers (synthetic weights of the same seed and shape), send
+ * the prompt; host buffers for the latents, the context and the anchor. */
+static int
+setup_mesh (bench_state *st, mesh_result *mr)
+{
+  bench_args *a = &st->a;
+  const int F = st->gc.frames_per_chunk, C = st->gc.context_frames;
+  const size_t hw = (size_t) st->gc.latent_h * st->gc.latent_w;
+  dit_mesh_config mc;
+  dit_mesh_config_default (&mc);
+  mc.preset = a->preset;
+  mc.synthetic_seed = a->seed;
+  mc.gen = st->gc;
+  mc.ranks = a->mesh_ranks;
+  mc.spawn = 1;
+  mc.worker_path = a->worker_path;
+  mc.backend = a->mesh_backend ? a->mesh_backend
+      : st->be->ops->device == DIT_DEVICE_CPU ? "cpu" : "cuda";
+  mc.devices = a->mesh_devices;
+  /* real-size shards and slow CPU chunks: generous deadlines (a failure
+   * still ends the run, with the rank that caused it) */
+  mc.join_timeout_ms = 600000;
+  mc.chunk_timeout_ms = 300000;
+  mc.max_inflight = 2;
+  mc.worker_args = a->worker_args;
+#if DIT_MESH_HAVE_LAYERS
+  mc.layers = a->layers;   /* dit_mesh_config.layers: see tools/meson.build */
+#else
+  if (a->layers) {
+    fprintf (stderr, "dit-bench: --layers with --mesh-devices needs the "
+        "'layers' field of dit_mesh_config, which this build's "
+        "dist/dit_mesh.h does not have (the workers would run all %s "
+        "layers)\n", a->preset);
+    return 2;
+  }
+#endif
+  st->out_host = malloc ((size_t) 16 * F * hw * sizeof (float));
+  st->ctx_host = malloc ((size_t) 16 * C * hw * sizeof (float));
+  st->anchor_host = malloc ((size_t) 16 * hw * sizeof (float));
+  if (!st->out_host || !st->ctx_host || !st->anchor_host) {
+    fprintf (stderr, "dit-bench: out of memory\n");
+    return 1;
+  }
+  double t0 = now_ms ();
+  if (dit_mesh_create (&mc, &st->mesh) != DIT_OK)
+    return fail ("mesh");
+  dit_tensor et = dit_tensor_2d (st->prompt, DIT_F32, DIT_DEVICE_CPU,
+      st->prompt_rows, st->cfg.text_dim);
+  if (dit_mesh_set_prompt (st->mesh, &et) != DIT_OK)
+    return fail ("mesh prompt");
+  mr->setup_ms = now_ms () - t0;
+  return 0;
+}
+
+static dit_status
+mesh_submit (bench_state *st, int64_t k)
+{
+  int64_t shape[4] = { 16, st->gc.context_frames, st->gc.latent_h,
+    st->gc.latent_w };
+  dit_tensor ctx = dit_tensor_make (st->ctx_host, DIT_F32, DIT_DEVICE_CPU, 4,
+      shape);
+  dit_chunk_request req = { .chunk_index = k, .context = k > 0 ? &ctx : NULL };
+  return dit_mesh_submit (st->mesh, &req, NULL);
+}
+
+static dit_status
+mesh_collect (bench_state *st, dit_chunk_timing *tm)
+{
+  int64_t shape[4] = { 16, st->gc.frames_per_chunk, st->gc.latent_h,
+    st->gc.latent_w };
+  dit_tensor out = dit_tensor_make (st->out_host, DIT_F32, DIT_DEVICE_CPU, 4,
+      shape);
+  return dit_mesh_collect (st->mesh, &out, tm, NULL);
+}
+
+/* Stage 0's part on the critical path: the chunk's latents (host) to the
+ * device, decode latent 0, re-encode its last frame as the next anchor,
+ * and the next context [anchor, last C - 1 latents] on the host. */
+static dit_status
+mesh_head (bench_state *st, int first, double *ms)
+{
+  const int F = st->gc.frames_per_chunk, C = st->gc.context_frames;
+  const int64_t hw = (int64_t) st->gc.latent_h * st->gc.latent_w;
+  double t0 = now_ms ();
+  if (st->vae) {
+    dit_tensor pv;
+    if (first)
+      dit_vae_reset_decoder (st->vae);
+    DIT_TRY (st->be->ops->upload (st->be, st->out.data, st->out_host,
+        (size_t) 16 * F * hw * sizeof (float)));
+    DIT_TRY (decode_latent (st, 0, &pv));
+    DIT_TRY (encode_anchor (st, &pv));
+    DIT_TRY (bench_sync (st));
+    DIT_TRY (st->be->ops->download (st->be, st->anchor_host, st->anchor.data,
+        (size_t) 16 * hw * sizeof (float)));
+    host_copy_frame (st->anchor_host, 1, 0, st->ctx_host, C, 0, hw);
+  } else {
+    host_copy_frame (st->out_host, F, 0, st->ctx_host, C, 0, hw);
+  }
+  for (int j = 1; j < C; j++)
+    host_copy_frame (st->out_host, F, F - C + j, st->ctx_host, C, j, hw);
+  *ms = now_ms () - t0;
+  return DIT_OK;
+}
+
+/* The rest of Stage 0: decode latents 1 .. F-1 of the chunk. */
+static dit_status
+mesh_tail (bench_state *st, double *ms)
+{
+  double t0 = now_ms ();
+  if (st->vae) {
+    dit_tensor pv;
+    for (int f = 1; f < st->gc.frames_per_chunk; f++)
+      DIT_TRY (decode_latent (st, f, &pv));
+    DIT_TRY (bench_sync (st));
+  }
+  *ms = now_ms () - t0;
+  return DIT_OK;
+}
+
+static dit_status
+mesh_serial_chunk (bench_state *st, int64_t k, mesh_result *mr, int record)
+{
+  dit_chunk_timing tm;
+  double head, tail;
+  double t0 = now_ms ();
+  DIT_TRY (mesh_submit (st, k));
+  DIT_TRY (mesh_collect (st, &tm));
+  double t1 = now_ms ();
+  DIT_TRY (mesh_head (st, k == 0, &head));
+  DIT_TRY (mesh_tail (st, &tail));
+  double t2 = now_ms ();
+  if (record) {
+    samples_add (&mr->recompute, tm.recompute_ms);
+    samples_add (&mr->denoise, tm.denoise_ms / st->gc.num_steps);
+    samples_add (&mr->dit, tm.total_ms);
+    samples_add (&mr->stage1, t1 - t0);
+    samples_add (&mr->anchor, head);
+    samples_add (&mr->decode_rest, tail);
+    samples_add (&mr->stage0, head + tail);
+    samples_add (&mr->period_serial, t2 - t0);
+  }
+  return DIT_OK;
+}
+
+/* Chunk 0 and the warm-up chunks, the serial pass, the overlapped pass. */
+static dit_status
+run_mesh (bench_state *st, mesh_result *mr)
+{
+  const bench_args *a = &st->a;
+  int64_t k = 0;
+  double head, tail;
+  DIT_TRY (mesh_serial_chunk (st, k++, mr, 0));
+  for (int i = 0; i < a->warmup; i++)
+    DIT_TRY (mesh_serial_chunk (st, k++, mr, 0));
+  for (int i = 0; i < a->chunks; i++)
+    DIT_TRY (mesh_serial_chunk (st, k++, mr, 1));
+  if (!a->overlap)
+    return DIT_OK;
+
+  /* Prime: chunk k in, its anchor done, its other latents pending. */
+  DIT_TRY (mesh_submit (st, k));
+  DIT_TRY (mesh_collect (st, NULL));
+  DIT_TRY (mesh_head (st, 0, &head));
+  for (int i = 0; i < a->chunks; i++, k++) {
+    dit_chunk_timing tm;
+    double t0 = now_ms ();
+    DIT_TRY (mesh_submit (st, k + 1));
+    DIT_TRY (mesh_tail (st, &tail));           /* chunk k, mesh busy */
+    DIT_TRY (mesh_collect (st, &tm));          /* chunk k + 1 */
+    double t1 = now_ms ();
+    DIT_TRY (mesh_head (st, 0, &head));        /* anchor of chunk k + 1 */
+    double t2 = now_ms ();
+    samples_add (&mr->period, t2 - t0);
+    samples_add (&mr->stage1_ovl, t1 - t0);
+    samples_add (&mr->stage0_ovl, head + tail);
+  }
+  DIT_TRY (mesh_tail (st, &tail));
+  /* hidden: what the overlapped period saves against the serial stages */
+  const double s0 = samples_median (&mr->stage0), s1 = samples_median (&mr->stage1);
+  for (int i = 0; i < mr->period.n; i++) {
+    double h = s0 + s1 - mr->period.v[i];
+    samples_add (&mr->hidden, h > 0 ? h : 0.0);
+  }
+  return DIT_OK;
+}
+
+/* ---- text encoder ------------------------------------------------------- */
+
+static int
+run_text (const bench_args *a, dit_backend *be, text_result *tr)
+{
+  dit_umt5_config cfg;
+  dit_weights *w = NULL;
+  dit_umt5 *t5 = NULL;
+  float *emb = NULL;
+  int32_t ids[TEXT_TOKENS];
+  int rc = 1, preset = 0;
+  dit_status s;
+
+  for (const char *const *p = dit_umt5_config_preset_names (); *p; p++)
+    preset |= strcmp (*p, a->text_model) == 0;
+  double t0 = now_ms ();
+  if (preset) {
+    /* only the layers that run are made */
+    dit_param_spec *specs = NULL;
+    size_t count = 0;
+    s = dit_umt5_config_preset (a->text_model, &cfg);
+    if (s == DIT_OK && a->text_layers && a->text_layers < cfg.num_layers)
+      cfg.num_layers = a->text_layers;
+    if (s == DIT_OK)
+      s = dit_umt5_config_params (&cfg, &specs, &count);
+    if (s == DIT_OK)
+      s = dit_weights_synthetic (specs, count, a->seed, a->dtype, be, &w);
+    free (specs);
+  } else {
+    s = dit_umt5_load_weights (a->text_model, a->seed, a->dtype, be, &cfg, &w);
+  }
+  if (s == DIT_OK)
+    s = be->ops->synchronize (be);
+  if (s != DIT_OK) {
+    rc = fail ("text model");
+    goto out;
+  }
+  tr->weights_ms = now_ms () - t0;
+  if (dit_umt5_create (&cfg, w, be, &t5) != DIT_OK) {
+    rc = fail ("text encoder");
+    goto out;
+  }
+  tr->layers = cfg.num_layers;
+  if (a->text_layers && a->text_layers < cfg.num_layers) {
+    dit_umt5_set_layer_limit (t5, a->text_layers);
+    tr->layers = a->text_layers;
+  }
+  tr->dim = cfg.dim;
+  snprintf (tr->model, sizeof tr->model, "%s", cfg.name);
+  /* a full prompt: ids 100, 101, ... (wrapped below the vocabulary), EOS */
+  const int n = cfg.max_tokens < TEXT_TOKENS ? cfg.max_tokens : TEXT_TOKENS;
+  for (int i = 0; i < n - 1; i++)
+    ids[i] = cfg.vocab > 2 ? 2 + (98 + i) % (cfg.vocab - 2) : 1;
+  ids[n - 1] = 1;
+  tr->tokens = n;
+  emb = malloc ((size_t) n * cfg.dim * sizeof *emb);
+  if (!emb) {
+    fprintf (stderr, "dit-bench: out of memory\n");
+    goto out;
+  }
+  dit_tensor et = dit_tensor_2d (emb, DIT_F32, DIT_DEVICE_CPU, n, cfg.dim);
+  tr->warmup = a->warmup > 0 ? a->warmup : 1;
+  for (int i = 0; i < tr->warmup + a->chunks; i++) {
+    double e0 = now_ms ();
+    if (dit_umt5_encode (t5, ids, n, &et) != DIT_OK) {
+      rc = fail ("text encode");
+      goto out;
+    }
+    if (i >= tr->warmup)
+      samples_add (&tr->encode, now_ms () - e0);
+  }
+  for (size_t i = 0; i < (size_t) n * cfg.dim; i++)
+    if (!isfinite (emb[i])) {
+      fprintf (stderr, "dit-bench: text encoder output is not finite\n");
+      goto out;
+    }
+  rc = 0;
+out:
+  free (emb);
+  dit_umt5_free (t5);
+  dit_weights_free (w);
+  return rc;
+}
+
+/* ---- pipeline mode ------------------------------------------------------ */
+
+#ifndef DIT_BENCH_GST_PLUGIN_DIR
+#define DIT_BENCH_GST_PLUGIN_DIR ""
+#endif
+
+#if DIT_HAVE_GST
+
+/* "cuda" -> "cuda:0" (the elements want an index), others as given. */
 static void
-print_report (const bench_state *st, const bench_result *r)
+element_device (const char *device, char *buf, size_t n)
+{
+  if (strcmp (device, "cuda") == 0)
+    snprintf (buf, n, "cuda:0");
+  else
+    snprintf (buf, n, "%s", device);
+}
+
+typedef struct pipe_probe {
+  long long frames, warm_frames;
+  double t_first, t_warm, t_last;
+} pipe_probe;
+
+/* Runs on the sink's streaming thread; the main thread reads the counts
+ * after EOS came through the bus (a lock in between orders them). */
+static GstPadProbeReturn
+pipe_frame_probe (GstPad *pad, GstPadProbeInfo *info, gpointer user)
+{
+  pipe_probe *p = user;
+  guint n = 1;
+  double t = now_ms ();
+  (void) pad;
+  if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST)
+    n = gst_buffer_list_length (GST_PAD_PROBE_INFO_BUFFER_LIST (info));
+  for (guint i = 0; i < n; i++) {
+    p->frames++;
+    if (p->frames == 1)
+      p->t_first = t;
+    if (p->frames == p->warm_frames)
+      p->t_warm = t;
+  }
+  p->t_last = t;
+  return GST_PAD_PROBE_OK;
+}
+
+/* The dit plugin: already on the registry path (GST_PLUGIN_PATH), else
+ * from --plugin-path, else from this build tree. */
+static int
+pipe_find_plugin (const bench_args *a)
+{
+  const char *dirs[2] = { a->plugin_path, DIT_BENCH_GST_PLUGIN_DIR };
+  GstElementFactory *f = gst_element_factory_find ("ditgenerate");
+  for (int i = 0; !f && i < 2; i++) {
+    if (dirs[i] && *dirs[i]) {
+      gst_registry_scan_path (gst_registry_get (), dirs[i]);
+      f = gst_element_factory_find ("ditgenerate");
+    }
+  }
+  if (!f) {
+    fprintf (stderr, "dit-bench: the GStreamer element 'ditgenerate' was not "
+        "found; point GST_PLUGIN_PATH or --plugin-path at the directory of "
+        "libgstdit.so\n");
+    return 0;
+  }
+  gst_object_unref (f);
+  return 1;
+}
+
+/* Set an optional property from its string form; a clear error when the
+ * element does not have it (an older plugin). */
+static int
+pipe_set_optional (GstElement *e, const char *prop, const char *value,
+    const char *option)
+{
+  if (!g_object_class_find_property (G_OBJECT_GET_CLASS (e), prop)) {
+    fprintf (stderr, "dit-bench: %s needs ditgenerate's '%s' property, which "
+        "this plugin does not have\n", option, prop);
+    return 0;
+  }
+  gst_util_set_object_arg (G_OBJECT (e), prop, value);
+  return 1;
+}
+
+static int
+run_pipeline (const bench_args *a, pipe_result *pr)
+{
+  const int warmup = a->warmup, total = a->warmup + a->chunks;
+  dit_gen_config gc;
+  pipe_probe probe;
+  int rc = 1;
+  GError *err = NULL;
+  GstElement *pipe = NULL, *gen = NULL, *sink = NULL;
+  GstBus *bus = NULL;
+  GstMessage *msg = NULL;
+
+  gst_init (NULL, NULL);
+  if (!pipe_find_plugin (a))
+    return 1;
+  if (strcmp (a->vae, "none") == 0) {
+    fprintf (stderr, "dit-bench: --pipeline needs a VAE (ditdecode)\n");
+    return 2;
+  }
+  dit_gen_config_default (&gc);
+  pr->frames_per_chunk = gc.frames_per_chunk;
+  element_device (a->device, pr->device, sizeof pr->device);
+  /* frames of the warm-up chunks: chunk 0 has 1 + 4 (F - 1), the others
+   * 4 F; without warm-up the window starts at the first frame */
+  memset (&probe, 0, sizeof probe);
+  probe.warm_frames = warmup == 0 ? 1
+      : 1 + 4LL * (gc.frames_per_chunk - 1) + (warmup - 1) * 4LL * gc.frames_per_chunk;
+  pr->warm_frames = probe.warm_frames;
+
+  gchar *desc = g_strdup_printf ("ditgenerate name=gen model=%s device=%s "
+      "vae-model=%s num-chunks=%d seed=%" G_GUINT64_FORMAT " "
+      "! video/x-dit-latent,width=%d,height=%d,frames=%d "
+      "! ditdecode name=dec device=%s vae-model=%s "
+      "! fakesink name=sink sync=false", a->preset, pr->device, a->vae, total,
+      (guint64) a->seed, a->width / 8, a->height / 8, gc.frames_per_chunk,
+      pr->device, a->vae);
+  pipe = gst_parse_launch (desc, &err);
+  if (!pipe || err) {
+    fprintf (stderr, "dit-bench: pipeline '%s': %s\n", desc,
+        err ? err->message : "could not be made");
+    g_free (desc);
+    goto out;
+  }
+  g_free (desc);
+  gen = gst_bin_get_by_name (GST_BIN (pipe), "gen");
+  sink = gst_bin_get_by_name (GST_BIN (pipe), "sink");
+  if (a->mesh_arg) {
+    if (!pipe_set_optional (gen, "mesh-devices", a->mesh_arg, "--mesh-devices"))
+      goto out;
+    if (a->mesh_backend && !pipe_set_optional (gen, "mesh-backend",
+            a->mesh_backend, "--mesh-backend"))
+      goto out;
+    /* the dit-worker of this build, unless the element is told otherwise */
+    if ((a->worker_path_given || access (a->worker_path, X_OK) == 0)
+        && !pipe_set_optional (gen, "worker-path", a->worker_path,
+            "--worker-path"))
+      goto out;
+  }
+  if (a->layers) {
+    char v[16];
+    snprintf (v, sizeof v, "%d", a->layers);
+    if (!pipe_set_optional (gen, "layers", v, "--layers"))
+      goto out;
+  }
+  GstPad *pad = gst_element_get_static_pad (sink, "sink");
+  gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER
+      | GST_PAD_PROBE_TYPE_BUFFER_LIST, pipe_frame_probe, &probe, NULL);
+  gst_object_unref (pad);
+
+  bus = gst_element_get_bus (pipe);
+  double t0 = now_ms ();
+  GstStateChangeReturn sr = gst_element_set_state (pipe, GST_STATE_PLAYING);
+  msg = gst_bus_timed_pop_filtered (bus, sr == GST_STATE_CHANGE_FAILURE
+      ? 5 * GST_SECOND : GST_CLOCK_TIME_NONE,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  double t1 = now_ms ();
+  if (!msg || GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
+    gchar *dbg = NULL;
+    GError *e = NULL;
+    if (msg)
+      gst_message_parse_error (msg, &e, &dbg);
+    fprintf (stderr, "dit-bench: pipeline failed: %s%s%s\n",
+        e ? e->message : "state change failed", dbg ? " — " : "",
+        dbg ? dbg : "");
+    g_clear_error (&e);
+    g_free (dbg);
+    goto out;
+  }
+  gdouble fps = 0, chunk_ms = 0;
+  guint64 chunks = 0;
+  g_object_get (gen, "fps", &fps, "chunk-ms", &chunk_ms, "chunks", &chunks,
+      NULL);
+  pr->element_fps = fps;
+  pr->element_chunk_ms = chunk_ms;
+  pr->element_chunks = chunks;
+  pr->frames = probe.frames;
+  pr->total_ms = t1 - t0;
+  pr->first_frame_ms = probe.frames ? probe.t_first - t0 : 0.0;
+  pr->steady_frames = probe.frames - probe.warm_frames;
+  pr->steady_ms = probe.t_last - probe.t_warm;
+  if (pr->steady_frames <= 0 || pr->steady_ms <= 0) {
+    fprintf (stderr, "dit-bench: only %lld frames reached the sink (%lld "
+        "warm-up frames); nothing to time\n", probe.frames, probe.warm_frames);
+    goto out;
+  }
+  pr->wall_fps = pr->steady_frames / (pr->steady_ms * 1e-3);
+  rc = 0;
+out:
+  if (msg)
+    gst_message_unref (msg);
+  if (bus)
+    gst_object_unref (bus);
+  if (pipe)
+    gst_element_set_state (pipe, GST_STATE_NULL);
+  if (gen)
+    gst_object_unref (gen);
+  if (sink)
+    gst_object_unref (sink);
+  if (pipe)
+    gst_object_unref (pipe);
+  g_clear_error (&err);
+  return rc;
+}
+
+#else
+
+static int
+run_pipeline (const bench_args *a, pipe_result *pr)
+{
+  (void) a;
+  (void) pr;
+  fprintf (stderr, "dit-bench: --pipeline needs GStreamer, and this build has "
+      "none (configured with -Dgst=disabled or without gstreamer-1.0)\n");
+  return 2;
+}
+
+#endif
+
+/* ---- reports ------------------------------------------------------------ */
+
+static void
+device_name (const bench_state *st, char *dev, size_t n)
+{
+  snprintf (dev, n, "%s", st->a.device);
+#if DIT_HAVE_CUDA
+  if (st->be && st->be->ops->device == DIT_DEVICE_CUDA) {
+    struct cudaDeviceProp prop;
+    if (cudaGetDeviceProperties (&prop, st->be->device_index) == cudaSuccess)
+      snprintf (dev, n, "%s", prop.name);
+  }
+#endif
+}
+
+static void
+json_common (const bench_state *st, const char *mode, const char *dev)
+{
+  const bench_args *a = &st->a;
+  const int64_t fs = (int64_t) (st->gc.latent_h / 2) * (st->gc.latent_w / 2);
+  json_str ("mode", mode);
+  json_str ("preset", a->preset);
+  json_int ("layers", st->cfg.num_layers);
+  json_int ("height", a->height);
+  json_int ("width", a->width);
+  json_str ("device", dev);
+  json_str ("dtype", dit_dtype_name (a->dtype));
+  json_str ("vae", a->vae);
+  json_int ("chunks", a->chunks);
+  json_int ("warmup", a->warmup);
+  json_int ("tokens_per_frame", fs);
+}
+
+static void
+report_text (const bench_state *st, const text_result *tr)
+{
+  const bench_args *a = &st->a;
+  if (a->json) {
+    json_str ("text_model", tr->model);
+    json_int ("text_layers", tr->layers);
+    json_int ("text_tokens", tr->tokens);
+    json_str ("text_dtype", dit_dtype_name (a->dtype));
+    json_int ("text_repeats", tr->encode.n);
+    json_num ("text_encode_ms_median", samples_median (&tr->encode), 3);
+    json_num ("text_encode_ms_p90", samples_quantile (&tr->encode, 0.9), 3);
+    json_num ("text_encode_ms_min", samples_min (&tr->encode), 3);
+    json_num ("text_encode_ms_max", samples_max (&tr->encode), 3);
+    json_num ("text_weights_ms", tr->weights_ms, 1);
+    return;
+  }
+  printf ("  umT5 encode (%s, %d layers, %s, %d tokens, d_model %d)\n",
+      tr->model, tr->layers, dit_dtype_name (a->dtype), tr->tokens, tr->dim);
+  printf ("    median %9.2f ms  p90 %.2f ms  (min %.2f, max %.2f; %d runs after "
+      "%d warm-up)\n", samples_median (&tr->encode),
+      samples_quantile (&tr->encode, 0.9), samples_min (&tr->encode),
+      samples_max (&tr->encode), tr->encode.n, tr->warmup);
+  printf ("    weights made in %.1f ms\n", tr->weights_ms);
+}
+
+static void
+report_engine (const bench_state *st, const bench_result *r, const char *dev)
 {
   const bench_args *a = &st->a;
   const int F = st->gc.frames_per_chunk, C = st->gc.context_frames;
@@ -549,42 +1454,35 @@ print_report (const bench_state *st, const bench_result *r)
   const int frames = 4 * F;
   const double fps = frames / (period * 1e-3);
   const double frac = r->gemm_tflops > 0 ? dit_tflops / r->gemm_tflops : 0.0;
-  char dev[320];
-  snprintf (dev, sizeof dev, "%s", a->device);
-#if DIT_HAVE_CUDA
-  if (st->be->ops->device == DIT_DEVICE_CUDA) {
-    struct cudaDeviceProp prop;
-    if (cudaGetDeviceProperties (&prop, st->be->device_index) == cudaSuccess)
-      snprintf (dev, sizeof dev, "%s", prop.name);
-  }
-#endif
 
   if (a->json) {
-    printf ("{\"preset\": \"%s\", \"layers\": %d, \"height\": %d, \"width\": %d, "
-        "\"device\": \"%s\", \"dtype\": \"%s\", \"vae\": \"%s\", "
-        "\"chunks\": %d, \"warmup\": %d, \"tokens_per_frame\": %lld, "
-        "\"recompute_ms\": %.3f, \"denoise_ms\": %.3f, "
-        "\"recompute_tflops\": %.1f, \"denoise_tflops\": %.1f, "
-        "\"dit_tflops\": %.1f, \"gemm_peak_tflops\": %.1f, "
-        "\"fraction_of_bound\": %.3f, "
-        "\"vae_decode_ms_per_latent\": %.3f, \"vae_encode_ms_per_latent\": %.3f, "
-        "\"anchor_encode_ms\": %.3f, \"anchor_ms\": %.3f, "
-        "\"chunk_period_ms\": %.3f, \"chunk_period_min_ms\": %.3f, "
-        "\"chunk_period_max_ms\": %.3f, \"fps\": %.2f, "
-        "\"ttff_ms\": %.1f, \"ttff_cold_ms\": %.1f, "
-        "\"weights_ms\": %.1f, \"vae_setup_ms\": %.1f, "
-        "\"peak_device_mib\": %.0f, \"graphs\": %d, \"fused\": %d, "
-        "\"gemm_paths\": [%lld, %lld, %lld, %lld]}\n",
-        a->preset, st->cfg.num_layers, a->height, a->width, dev,
-        dit_dtype_name (a->dtype), a->vae, a->chunks, a->warmup,
-        (long long) fs, rec, den, rec_flops / (rec * 1e-3) / 1e12, den_tflops,
-        dit_tflops, r->gemm_tflops, frac, stat_mean (&r->decode),
-        stat_mean (&r->encode), stat_mean (&r->anchor_enc),
-        stat_mean (&r->anchor), period, r->period.min, r->period.max, fps,
-        r->ttff_warm, r->ttff_cold, r->weights_ms, r->vae_weights_ms,
-        (double) peak_used / 1048576.0, a->graphs, a->fused,
-        (long long) r->gemm_paths[0], (long long) r->gemm_paths[1],
-        (long long) r->gemm_paths[2], (long long) r->gemm_paths[3]);
+    json_common (st, "engine", dev);
+    json_num ("recompute_ms", rec, 3);
+    json_num ("denoise_ms", den, 3);
+    json_num ("recompute_tflops", rec_flops / (rec * 1e-3) / 1e12, 1);
+    json_num ("denoise_tflops", den_tflops, 1);
+    json_num ("dit_tflops", dit_tflops, 1);
+    json_num ("gemm_peak_tflops", r->gemm_tflops, 1);
+    json_num ("fraction_of_bound", frac, 3);
+    json_num ("vae_decode_ms_per_latent", stat_mean (&r->decode), 3);
+    json_num ("vae_encode_ms_per_latent", stat_mean (&r->encode), 3);
+    json_num ("anchor_encode_ms", stat_mean (&r->anchor_enc), 3);
+    json_num ("anchor_ms", stat_mean (&r->anchor), 3);
+    json_num ("chunk_period_ms", period, 3);
+    json_num ("chunk_period_min_ms", r->period.min, 3);
+    json_num ("chunk_period_max_ms", r->period.max, 3);
+    json_num ("fps", fps, 2);
+    json_num ("ttff_ms", r->ttff_warm, 1);
+    json_num ("ttff_cold_ms", r->ttff_cold, 1);
+    json_num ("weights_ms", r->weights_ms, 1);
+    json_num ("vae_setup_ms", r->vae_weights_ms, 1);
+    json_num ("peak_device_mib", (double) peak_used / 1048576.0, 0);
+    json_int ("graphs", a->graphs);
+    json_int ("fused", a->fused);
+    json_key ("gemm_paths");
+    printf ("[%lld, %lld, %lld, %lld]", (long long) r->gemm_paths[0],
+        (long long) r->gemm_paths[1], (long long) r->gemm_paths[2],
+        (long long) r->gemm_paths[3]);
     return;
   }
   printf ("dit-bench: %s (%d layers) %dx%d, %s, %s, vae %s, %d chunks after %d "
@@ -620,49 +1518,261 @@ print_report (const bench_state *st, const bench_result *r)
       (long long) r->gemm_paths[3]);
 }
 
+static void
+report_mesh (const bench_state *st, const bench_result *r,
+    const mesh_result *mr, const char *dev)
+{
+  const bench_args *a = &st->a;
+  const int F = st->gc.frames_per_chunk, C = st->gc.context_frames;
+  const int64_t fs = (int64_t) (st->gc.latent_h / 2) * (st->gc.latent_w / 2);
+  const double flops = dit_model_forward_flops (&st->cfg, C * fs, C * fs)
+      + st->gc.num_steps * dit_model_forward_flops (&st->cfg, F * fs,
+          (C + F) * fs);
+  const double rec = samples_median (&mr->recompute);
+  const double den = samples_median (&mr->denoise);
+  const double dit = samples_median (&mr->dit);
+  const double s0 = samples_median (&mr->stage0), s1 = samples_median (&mr->stage1);
+  const double anchor = samples_median (&mr->anchor);
+  const double rest = samples_median (&mr->decode_rest);
+  const double serial = samples_median (&mr->period_serial);
+  const bench_samples *per = a->overlap ? &mr->period : &mr->period_serial;
+  const double period = samples_median (per);
+  const double mx = s0 > s1 ? s0 : s1, mn = s0 < s1 ? s0 : s1;
+  const double hidden = a->overlap ? samples_median (&mr->hidden) : 0.0;
+  const double score = mn > 0 ? hidden / mn : 0.0;
+  const double fps = 4 * F / (period * 1e-3);
+  const double tflops = dit > 0 ? flops / (dit * 1e-3) / 1e12 : 0.0;
+  const char *mesh_be = a->mesh_backend ? a->mesh_backend
+      : st->be->ops->device == DIT_DEVICE_CPU ? "cpu" : "cuda";
+
+  if (a->json) {
+    json_common (st, "mesh", dev);
+    json_str ("mesh_backend", mesh_be);
+    json_int_array ("mesh_devices", a->mesh_devices, a->mesh_ranks);
+    json_int ("mesh_ranks", a->mesh_ranks);
+    json_int ("overlap", a->overlap);
+    json_num ("mesh_setup_ms", mr->setup_ms, 1);
+    json_num ("recompute_ms", rec, 3);
+    json_num ("denoise_ms", den, 3);
+    json_num ("dit_ms", dit, 3);
+    json_num ("dit_tflops", tflops, 1);
+    json_num ("stage0_ms", s0, 3);
+    json_num ("stage0_anchor_ms", anchor, 3);
+    json_num ("stage0_decode_rest_ms", rest, 3);
+    json_num ("stage1_ms", s1, 3);
+    json_num ("stage1_overhead_ms", s1 - dit, 3);
+    json_num ("chunk_period_serial_ms", serial, 3);
+    json_num ("chunk_period_ms", period, 3);
+    json_num ("chunk_period_min_ms", samples_min (per), 3);
+    json_num ("chunk_period_max_ms", samples_max (per), 3);
+    json_num ("stage_max_ms", mx, 3);
+    json_num ("stage_sum_ms", s0 + s1, 3);
+    json_num ("period_over_max", mx > 0 ? period / mx : 0.0, 3);
+    json_num ("period_over_sum", s0 + s1 > 0 ? period / (s0 + s1) : 0.0, 3);
+    json_num ("hidden_ms", hidden, 3);
+    json_num ("hideable_ms", rest < s1 ? rest : s1, 3);
+    json_num ("overlap_score", score, 3);
+    json_num ("fps", fps, 2);
+    json_num ("vae_setup_ms", r->vae_weights_ms, 1);
+    json_num ("peak_device_mib", (double) peak_used / 1048576.0, 0);
+    return;
+  }
+  printf ("dit-bench: %s (%d layers) %dx%d, DiT on a mesh of %d %s ranks "
+      "(devices %s), Stage 0 on %s, %s, vae %s, %d chunks per pass after %d "
+      "warm-up\n", a->preset, st->cfg.num_layers, a->height, a->width,
+      a->mesh_ranks, mesh_be, a->mesh_arg, dev, dit_dtype_name (a->dtype),
+      a->vae, a->chunks, a->warmup);
+  printf ("  mesh up in                 %9.1f ms (vae setup %.1f ms)\n",
+      mr->setup_ms, r->vae_weights_ms);
+  printf ("  recompute forward          %9.2f ms  (rank 0, median)\n", rec);
+  printf ("  denoise forward            %9.2f ms\n", den);
+  printf ("  DiT per chunk              %9.2f ms  %.1f TFLOP/s (all ranks)\n",
+      dit, tflops);
+  printf ("  Stage 1 (mesh round trip)  %9.2f ms  (%.2f ms beyond the DiT)\n",
+      s1, s1 - dit);
+  printf ("  Stage 0 (anchor + decode)  %9.2f ms  (anchor %.2f, decode of "
+      "latents 1..%d %.2f)\n", s0, anchor, F - 1, rest);
+  printf ("  chunk period, serial       %9.2f ms  (%.3f of the sum, %.3f of the "
+      "max)\n", serial, s0 + s1 > 0 ? serial / (s0 + s1) : 0.0,
+      mx > 0 ? serial / mx : 0.0);
+  if (a->overlap) {
+    printf ("  chunk period, overlapped   %9.2f ms  (%.3f of the sum, %.3f of "
+        "the max; min %.2f, max %.2f)\n", period,
+        s0 + s1 > 0 ? period / (s0 + s1) : 0.0, mx > 0 ? period / mx : 0.0,
+        samples_min (per), samples_max (per));
+    printf ("  hidden per chunk           %9.2f ms  overlap score %.3f "
+        "(hidden / min(stage 0, stage 1)); at most %.2f ms can hide (the "
+        "anchor cannot)\n", hidden, score, rest < s1 ? rest : s1);
+  }
+  printf ("  FPS                        %9.2f  (%d frames per chunk)\n", fps,
+      4 * F);
+  printf ("  peak device memory (Stage 0) %7.0f MiB\n",
+      (double) peak_used / 1048576.0);
+}
+
+static void
+report_pipeline (const bench_state *st, const pipe_result *pr)
+{
+  const bench_args *a = &st->a;
+  if (a->json) {
+    json_str ("mode", "pipeline");
+    json_str ("preset", a->preset);
+    json_int ("height", a->height);
+    json_int ("width", a->width);
+    json_str ("device", pr->device);
+    json_str ("vae", a->vae);
+    json_int ("chunks", a->chunks);
+    json_int ("warmup", a->warmup);
+    if (a->mesh_arg) {
+      json_int_array ("mesh_devices", a->mesh_devices, a->mesh_ranks);
+      json_int ("mesh_ranks", a->mesh_ranks);
+    }
+    json_int ("frames_per_chunk", 4 * pr->frames_per_chunk);
+    json_int ("frames", pr->frames);
+    json_int ("warmup_frames", pr->warm_frames);
+    json_int ("steady_frames", pr->steady_frames);
+    json_num ("steady_ms", pr->steady_ms, 3);
+    json_num ("fps", pr->wall_fps, 2);
+    json_num ("element_fps", pr->element_fps, 2);
+    json_num ("element_chunk_ms", pr->element_chunk_ms, 3);
+    json_int ("element_chunks", (long long) pr->element_chunks);
+    json_num ("first_frame_ms", pr->first_frame_ms, 1);
+    json_num ("total_ms", pr->total_ms, 1);
+    return;
+  }
+  printf ("dit-bench: pipeline ditgenerate model=%s ! ditdecode ! fakesink, "
+      "%dx%d, device %s, vae %s%s%s, %d chunks after %d warm-up\n", a->preset,
+      a->height, a->width, pr->device, a->vae,
+      a->mesh_arg ? ", mesh-devices " : "", a->mesh_arg ? a->mesh_arg : "",
+      a->chunks, a->warmup);
+  printf ("  frames at the sink         %9lld  (%lld after warm-up, over %.1f ms)\n",
+      pr->frames, pr->steady_frames, pr->steady_ms);
+  printf ("  FPS (wall clock, steady)   %9.2f\n", pr->wall_fps);
+  printf ("  FPS (ditgenerate, last chunk) %6.2f  chunk-ms %.2f, chunks %llu\n",
+      pr->element_fps, pr->element_chunk_ms, pr->element_chunks);
+  printf ("  first frame at the sink    %9.1f ms after PLAYING (weights "
+      "included)\n", pr->first_frame_ms);
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static void
+cleanup (bench_state *st)
+{
+  if (st->mesh)
+    dit_mesh_free (st->mesh);
+  dit_vae_free (st->vae);
+  dit_generator_free (st->gen);
+  dit_weights_free (st->weights);
+  if (st->be) {
+    dit_tensor *bufs[] = { &st->out, &st->ctx, &st->anchor, &st->enc_lat,
+      &st->pix };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+      if (bufs[i]->data)
+        dit_tensor_free (st->be, bufs[i]);
+    if (st->dev_bytes)
+      st->be->ops->free (st->be, st->dev_bytes);
+  }
+  free (st->host_bytes);
+  free (st->prompt);
+  free (st->out_host);
+  free (st->ctx_host);
+  free (st->anchor_host);
+}
+
+/* The single-device chunk loop (engine mode). */
+static int
+run_engine (bench_state *st, bench_result *r)
+{
+  if (setup_local_dit (st, r) || setup_stage0 (st, r))
+    return 1;
+  if (first_chunk (st, &r->ttff_cold) != DIT_OK)
+    return fail ("first chunk");
+  for (int i = 0; i < st->a.warmup; i++)
+    if (steady_chunk (st, r, 0) != DIT_OK)
+      return fail ("warm-up chunk");
+  for (int i = 0; i < st->a.chunks; i++)
+    if (steady_chunk (st, r, 1) != DIT_OK)
+      return fail ("chunk");
+  mem_sample (st->be);
+#if DIT_HAVE_CUDA
+  dit_cuda_gemm_path_counts (st->be, r->gemm_paths);
+#endif
+  if (st->vae && encode_bench (st, r, st->a.chunks < 10 ? st->a.chunks : 10)
+      != DIT_OK)
+    return fail ("encode");
+  if (first_chunk (st, &r->ttff_warm) != DIT_OK)
+    return fail ("first chunk (warm)");
+  mem_sample (st->be);
+  if (st->a.gemm > 0 && gemm_peak (st->be, st->a.gemm, &r->gemm_tflops) != DIT_OK)
+    return fail ("gemm peak");
+  return 0;
+}
+
+/* The DiT on the mesh, Stage 0 here. */
+static int
+run_mesh_mode (bench_state *st, bench_result *r, mesh_result *mr)
+{
+  int rc = setup_stage0 (st, r);
+  if (rc == 0)
+    rc = setup_mesh (st, mr);
+  if (rc)
+    return rc;
+  if (run_mesh (st, mr) != DIT_OK)
+    return fail ("mesh chunk");
+  mem_sample (st->be);
+  if (dit_mesh_shutdown (st->mesh) != DIT_OK)
+    return fail ("mesh shutdown");
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
-  bench_state st;
-  bench_result r;
-  memset (&st, 0, sizeof st);
-  memset (&r, 0, sizeof r);
+  static bench_state st;
+  static bench_result r;
+  static mesh_result mr;
+  static text_result tr;
+  static pipe_result pr;
+  char dev[320];
+  int rc = 0;
+
   if (!parse_args (argc, argv, &st.a))
     return 2;
-  if (setup (&st, &r))
-    return 1;
-
-  if (first_chunk (&st, &r.ttff_cold) != DIT_OK)
-    return fail ("first chunk");
-  for (int i = 0; i < st.a.warmup; i++)
-    if (steady_chunk (&st, &r, 0) != DIT_OK)
-      return fail ("warm-up chunk");
-  for (int i = 0; i < st.a.chunks; i++)
-    if (steady_chunk (&st, &r, 1) != DIT_OK)
-      return fail ("chunk");
-  mem_sample (st.be);
-#if DIT_HAVE_CUDA
-  dit_cuda_gemm_path_counts (st.be, r.gemm_paths);
-#endif
-  if (st.vae && encode_bench (&st, &r, st.a.chunks < 10 ? st.a.chunks : 10)
-      != DIT_OK)
-    return fail ("encode");
-  if (first_chunk (&st, &r.ttff_warm) != DIT_OK)
-    return fail ("first chunk (warm)");
-  mem_sample (st.be);
-  if (st.a.gemm > 0 && gemm_peak (st.be, st.a.gemm, &r.gemm_tflops) != DIT_OK)
-    return fail ("gemm peak");
-  print_report (&st, &r);
-
-  dit_vae_free (st.vae);
-  dit_generator_free (st.gen);
-  dit_weights_free (st.weights);
-  dit_tensor_free (st.be, &st.out);
-  dit_tensor_free (st.be, &st.ctx);
-  dit_tensor_free (st.be, &st.anchor);
-  dit_tensor_free (st.be, &st.enc_lat);
-  dit_tensor_free (st.be, &st.pix);
-  st.be->ops->free (st.be, st.dev_bytes);
-  free (st.host_bytes);
-  return 0;
+  const bench_args *a = &st.a;
+  if (a->pipeline) {
+    rc = run_pipeline (a, &pr);
+    if (rc == 0 && a->text)
+      rc = setup_backend (&st) ? 1 : run_text (a, st.be, &tr);
+  } else {
+    rc = setup_backend (&st);
+    if (rc == 0 && !a->text_only)
+      rc = setup_configs (&st);
+    if (rc == 0 && !a->text_only)
+      rc = a->mesh_ranks ? run_mesh_mode (&st, &r, &mr) : run_engine (&st, &r);
+    if (rc == 0 && a->text)
+      rc = run_text (a, st.be, &tr);
+  }
+  if (rc == 0) {
+    device_name (&st, dev, sizeof dev);
+    json_fields = 0;
+    if (a->pipeline)
+      report_pipeline (&st, &pr);
+    else if (a->text_only && a->json) {
+      json_str ("mode", "text");
+      json_str ("device", dev);
+      json_str ("dtype", dit_dtype_name (a->dtype));
+    } else if (a->text_only)
+      printf ("dit-bench: text encoder on %s\n", dev);
+    else if (a->mesh_ranks)
+      report_mesh (&st, &r, &mr, dev);
+    else
+      report_engine (&st, &r, dev);
+    if (a->text)
+      report_text (&st, &tr);
+    if (a->json)
+      json_end ();
+  }
+  cleanup (&st);
+  return rc;
 }

@@ -1,0 +1,102 @@
+#!/bin/sh
+# dit-bench on the CPU: the mesh mode (tiny preset, two dit-worker ranks on
+# the CPU comm, found next to dit-bench), the text encoder timing and, in
+# builds with GStreamer, the in-process pipeline.  The JSON is checked for
+# its fields and for values that must hold whatever the machine's speed:
+# positive periods, FPS equal to the frames of a chunk over the period,
+# ratios that follow from the reported stage times, frame counts at the
+# sink equal to the hand-computed 9 + 12 (N - 1).
+#
+#   dit-bench-cli.sh DIT_BENCH [PLUGIN_DIR]
+set -eu
+bench=$1
+plugin_dir=${2:-}
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export DIT_CPU_THREADS=1
+
+# 1. mesh mode; the workers sleep 150 ms per chunk so the overlapped pass
+#    has Stage 1 time to hide the decode behind (a sleeping rank leaves
+#    the CPU to Stage 0 even on a loaded machine)
+"$bench" --device cpu --preset tiny --synthetic --size 32x48 --chunks 4 \
+  --warmup 1 --mesh-devices 0,1 --worker-arg --test-delay-ms \
+  --worker-arg 150 --json > "$tmp/mesh.json"
+"$py" - "$tmp/mesh.json" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+need = ["mode", "mesh_devices", "mesh_ranks", "recompute_ms", "denoise_ms",
+        "dit_ms", "stage0_ms", "stage0_anchor_ms", "stage0_decode_rest_ms",
+        "stage1_ms", "chunk_period_serial_ms", "chunk_period_ms",
+        "period_over_max", "period_over_sum", "hidden_ms", "hideable_ms",
+        "overlap_score", "fps"]
+miss = [k for k in need if k not in j]
+assert not miss, "missing fields %s" % miss
+assert j["mode"] == "mesh" and j["mesh_devices"] == [0, 1] and j["mesh_ranks"] == 2, j
+for k in ["recompute_ms", "denoise_ms", "dit_ms", "stage0_ms", "stage1_ms",
+          "chunk_period_serial_ms", "chunk_period_ms", "fps"]:
+    assert j[k] > 0, "%s = %s" % (k, j[k])
+# the worker sleeps 150 ms before each chunk: its DiT time includes it
+assert j["dit_ms"] >= 150 and j["stage1_ms"] >= j["dit_ms"] - 1, j
+s0, s1, p = j["stage0_ms"], j["stage1_ms"], j["chunk_period_ms"]
+# 12 pixel frames per chunk
+assert abs(j["fps"] - 12e3 / p) <= 0.01 + 1e-3 * j["fps"], (j["fps"], p)
+assert abs(j["period_over_sum"] - p / (s0 + s1)) < 2e-3, j
+assert abs(j["period_over_max"] - p / max(s0, s1)) < 2e-3, j
+# the serial period is the two stages one after the other
+ser = j["chunk_period_serial_ms"]
+assert 0.9 * (s0 + s1) <= ser <= 1.1 * (s0 + s1) + 5, (ser, s0, s1)
+assert abs(j["stage0_ms"] - j["stage0_anchor_ms"] - j["stage0_decode_rest_ms"]) < 0.5 + 0.05 * s0, j
+assert 0 <= j["hidden_ms"] and 0 <= j["overlap_score"] <= 1.5, j
+assert abs(j["hideable_ms"] - min(j["stage0_decode_rest_ms"], s1)) < 2e-3, j
+print("mesh: period %.1f ms (serial %.1f, stage0 %.1f, stage1 %.1f), hidden "
+      "%.1f of %.1f ms, score %.3f, fps %.2f" % (p, ser, s0, s1, j["hidden_ms"],
+      j["hideable_ms"], j["overlap_score"], j["fps"]))
+EOF
+
+# 2. text encoder timing (tiny umT5, 512 tokens)
+"$bench" --device cpu --text-only --text-model tiny --chunks 5 --warmup 1 \
+  --json > "$tmp/text.json"
+"$py" - "$tmp/text.json" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["mode"] == "text" and j["text_model"] == "tiny", j
+assert j["text_tokens"] == 512 and j["text_layers"] == 2, j
+assert j["text_repeats"] == 5, j
+m, p90 = j["text_encode_ms_median"], j["text_encode_ms_p90"]
+assert 0 < j["text_encode_ms_min"] <= m <= p90 <= j["text_encode_ms_max"], j
+print("text: 512 tokens, median %.2f ms, p90 %.2f ms" % (m, p90))
+EOF
+# --text-layers cuts the model
+"$bench" --device cpu --text-only --text-model tiny --text-layers 1 \
+  --chunks 2 --warmup 0 --json | grep -q '"text_layers": 1,'
+
+# 3. usage errors exit 2
+rc=0; "$bench" --pipeline --text-only > /dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || { echo "--pipeline --text-only: exit $rc, want 2"; exit 1; }
+rc=0; "$bench" --synthetic --mesh-devices 0,x > /dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || { echo "--mesh-devices 0,x: exit $rc, want 2"; exit 1; }
+
+# 4. pipeline: 1 warm-up + 2 chunks = 9 + 12 + 12 frames at the sink
+rc=0
+"$bench" --pipeline --device cpu --preset tiny --synthetic --size 64x64 \
+  --chunks 2 --warmup 1 ${plugin_dir:+--plugin-path "$plugin_dir"} --json \
+  > "$tmp/pipe.json" 2> "$tmp/pipe.err" || rc=$?
+if [ "$rc" = 2 ] && grep -q "needs GStreamer" "$tmp/pipe.err"; then
+  echo "pipeline: not built (no GStreamer), exit 2 as documented"
+  exit 0
+fi
+[ "$rc" = 0 ] || { cat "$tmp/pipe.err"; echo "pipeline: exit $rc"; exit 1; }
+"$py" - "$tmp/pipe.json" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["mode"] == "pipeline", j
+assert j["frames"] == 9 + 12 * 2, j
+assert j["warmup_frames"] == 9 and j["steady_frames"] == 24, j
+assert j["element_chunks"] == 3, j
+assert j["fps"] > 0 and j["element_fps"] > 0 and j["element_chunk_ms"] > 0, j
+assert abs(j["fps"] - 24e3 / j["steady_ms"]) <= 0.01 + 1e-3 * j["fps"], j
+print("pipeline: %d frames, %.2f fps wall clock, %.2f fps element"
+      % (j["frames"], j["fps"], j["element_fps"]))
+EOF
