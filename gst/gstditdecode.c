@@ -203,8 +203,13 @@ set_caps (GstDitDecode * self, GstCaps * caps)
   GST_OBJECT_UNLOCK (self);
 
   tmpl = gst_pad_get_pad_template_caps (self->srcpad);
-  if (!cuda_usable (self))
+  /* CUDA memory only for a peer that names it (cudadownload, nvh264enc,
+   * a capsfilter): a peer taking anything (fakesink, appsink without caps)
+   * gets system memory, which every element can read. */
+  peer = gst_pad_peer_query_caps (self->srcpad, NULL);
+  if (!cuda_usable (self) || gst_caps_is_any (peer))
     tmpl = gst_dit_caps_drop_cuda (tmpl);
+  gst_caps_unref (peer);
   out = gst_caps_copy (tmpl);
   gst_caps_set_simple (out, "width", G_TYPE_INT, info.width * 8,
       "height", G_TYPE_INT, info.height * 8,

@@ -118,6 +118,9 @@ free_stream (GstDitEncode * self)
   g_clear_pointer (&self->latent, g_free);
   dit_tensor_free (self->be, &self->dev_group);
   dit_tensor_free (self->be, &self->dev_latent);
+  if (self->be && self->session)
+    gst_dit_session_release_backend (self->session, self->be);
+  self->be = NULL;
   self->cuda_in = FALSE;
 }
 
@@ -231,8 +234,12 @@ set_caps (GstDitEncode * self, GstCaps * caps)
     return FALSE;
   }
   self->vinfo = vinfo;
-  self->vae = gst_dit_session_new_vae (self->session, vinfo.width,
-      vinfo.height, &error);
+  /* Its own backend: this streaming thread must not share a stream (and
+   * cuBLASLt plans) with the decoder's and the generator's threads. */
+  self->be = gst_dit_session_new_private_backend (self->session, &error);
+  if (self->be)
+    self->vae = gst_dit_session_new_vae (self->session, self->be, vinfo.width,
+        vinfo.height, &error);
   if (!self->vae) {
     GST_ELEMENT_ERROR (self, LIBRARY, INIT, ("%s", error), (NULL));
     g_free (error);
@@ -245,7 +252,6 @@ set_caps (GstDitEncode * self, GstCaps * caps)
       * info.width * info.height);
   self->latent = g_new0 (gfloat, (gsize) DIT_LATENT_CHANNELS * info.width
       * info.height);
-  self->be = gst_dit_session_get_backend (self->session);
   self->on_device = gst_dit_session_on_device (self->session);
   self->cuda_in = gst_dit_caps_is_cuda (caps);
   if (self->on_device) {

@@ -147,6 +147,8 @@ struct _GstDitGenerate
 {
   GstElement parent;
 
+  dit_backend *be;              /* the in-process generator's own backend */
+
   GstPad *sinkpad;              /* request pad, NULL when not requested */
   GstPad *srcpad;
 
@@ -506,6 +508,9 @@ runner_free (GstDitGenerate * self)
   if (self->gen)
     dit_generator_free (self->gen);
   self->gen = NULL;
+  if (self->be)
+    gst_dit_session_release_backend (self->session, self->be);
+  self->be = NULL;
   if (self->mesh) {
     /* A clean SHUTDOWN lets remote workers exit 0; a failed mesh refuses
      * it, and dit_mesh_free kills and reaps whatever is left. */
@@ -596,9 +601,14 @@ runner_create (GstDitGenerate * self, gchar ** error)
   runner_free (self);
   if (self->use_mesh)
     return mesh_create (self, error);
+  /* Its own backend: the generator's thread must not share a stream (and
+   * cuBLASLt plans) with Stage 0's decode and encode threads. */
+  self->be = gst_dit_session_new_private_backend (self->session, error);
+  if (!self->be)
+    return FALSE;
   if (dit_generator_create (&self->mcfg, &self->gcfg,
           gst_dit_session_get_dit_weights (self->session, NULL),
-          gst_dit_session_get_backend (self->session), &self->gen) != DIT_OK) {
+          self->be, &self->gen) != DIT_OK) {
     *error = g_strdup (dit_last_error ());
     return FALSE;
   }

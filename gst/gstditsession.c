@@ -488,9 +488,33 @@ gst_dit_session_get_dit_weights (GstDitSession * self,
   return self->dit_weights;
 }
 
+dit_backend *
+gst_dit_session_new_private_backend (GstDitSession * self, gchar ** error)
+{
+  dit_backend *be;
+  gchar **parts;
+
+  if (!self->backend || self->backend == dit_backend_cpu ())
+    return self->backend;
+  parts = g_strsplit (self->device, ":", 2);
+  be = dit_backend_create (parts[0], parts[1] ? atoi (parts[1]) : 0);
+  g_strfreev (parts);
+  if (!be)
+    *error = g_strdup_printf ("device '%s': %s", self->device,
+        dit_last_error ());
+  return be;
+}
+
+void
+gst_dit_session_release_backend (GstDitSession * self, dit_backend * be)
+{
+  if (be && be != dit_backend_cpu () && be != self->backend)
+    dit_backend_destroy (be);
+}
+
 dit_vae *
-gst_dit_session_new_vae (GstDitSession * self, gint width, gint height,
-    gchar ** error)
+gst_dit_session_new_vae (GstDitSession * self, dit_backend * be, gint width,
+    gint height, gchar ** error)
 {
   dit_vae *vae = NULL;
 
@@ -499,7 +523,7 @@ gst_dit_session_new_vae (GstDitSession * self, gint width, gint height,
     return NULL;
   }
   if (dit_vae_create (&self->vae_config, self->vae_weights, width, height,
-          session_dtype (self), self->backend, &vae) != DIT_OK) {
+          session_dtype (self), be ? be : self->backend, &vae) != DIT_OK) {
     *error = g_strdup (dit_last_error ());
     return NULL;
   }
@@ -639,7 +663,7 @@ gst_dit_session_display_configure (GstDitSession * self, gint width,
   self->dq = NULL;
   g_free (self->anchor_frame);
   self->anchor_frame = g_new0 (gfloat, (gsize) 3 * width * height);
-  self->dec_vae = gst_dit_session_new_vae (self, width, height, error);
+  self->dec_vae = gst_dit_session_new_vae (self, NULL, width, height, error);
   if (!self->dec_vae) {
     ok = FALSE;
     goto out;

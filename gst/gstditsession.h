@@ -71,7 +71,18 @@ dit_dtype gst_dit_session_get_dtype (GstDitSession * self);
 const dit_weights *gst_dit_session_get_dit_weights (GstDitSession * self,
     dit_model_config * config);
 /* A new VAE instance (own streaming state, shared weights). */
-dit_vae *gst_dit_session_new_vae (GstDitSession * self, gint width,
+/* A backend of the caller's own on the session's device, for an element
+ * that runs ops from its own streaming thread: a backend instance is not
+ * thread-safe (stream, cuBLASLt plans, workspace), and on CUDA separate
+ * streams also let Stage 0 and the generator run at the same time on one
+ * GPU.  The CPU backend is shared.  Release with
+ * gst_dit_session_release_backend. */
+dit_backend *gst_dit_session_new_private_backend (GstDitSession * self,
+    gchar ** error);
+void gst_dit_session_release_backend (GstDitSession * self, dit_backend * be);
+/* A VAE on `be` (NULL: the session's backend) with the session's weights. */
+dit_vae *gst_dit_session_new_vae (GstDitSession * self, dit_backend * be,
+    gint width,
     gint height, gchar ** error);
 
 guint64 gst_dit_session_get_epoch (GstDitSession * self);

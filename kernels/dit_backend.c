@@ -12,6 +12,13 @@
 #include <pthread.h>
 #include <string.h>
 
+int
+dit_backend_shares_memory (const dit_backend *a, const dit_backend *b)
+{
+  return a == b || (a && b && a->ops == b->ops
+      && a->device_index == b->device_index);
+}
+
 dit_backend *
 dit_backend_create (const char *name, int device_index)
 {

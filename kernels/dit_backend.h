@@ -116,6 +116,11 @@ struct dit_backend {
   int device_index;
 };
 
+/* Whether memory allocated by `a` can be used by ops of `b`: the same
+ * backend, or two instances of one kind on the same device (separate
+ * streams of one GPU). */
+int dit_backend_shares_memory (const dit_backend *a, const dit_backend *b);
+
 /* Create a backend by name ("cpu", "cuda") and device index.  Returns NULL
  * with the reason in dit_last_error() when unavailable. */
 dit_backend *dit_backend_create (const char *name, int device_index);

@@ -298,10 +298,11 @@ dit_model_create_tp (const dit_model_config *cfg, const dit_weights *weights,
     return dit_error (DIT_ERR_INVALID,
         "dit model: token grid %dx%d exceeds the %d RoPE positions",
         grid_h, grid_w, DIT_ROPE_POSITIONS);
-  if (weights->backend != be)
+  if (!dit_backend_shares_memory (weights->backend, be))
     return dit_error (DIT_ERR_INVALID,
-        "dit model: weights live on backend '%s' but the model runs on '%s'",
-        weights->backend->ops->name, be->ops->name);
+        "dit model: weights live on backend '%s' device %d but the model "
+        "runs on '%s' device %d", weights->backend->ops->name,
+        weights->backend->device_index, be->ops->name, be->device_index);
 
   dit_model *m = calloc (1, sizeof *m);
   if (!m)

@@ -264,7 +264,7 @@ dit_umt5_create (const dit_umt5_config *cfg, const dit_weights *w,
   if (cfg->num_heads * cfg->head_dim <= 0 || cfg->max_tokens <= 0)
     return dit_error (DIT_ERR_INVALID, "umt5 '%s': bad heads/head_dim/max_tokens",
         cfg->name);
-  if (w->backend != be)
+  if (!dit_backend_shares_memory (w->backend, be))
     return dit_error (DIT_ERR_INVALID, "umt5: weights live on backend '%s', "
         "the encoder was asked to run on '%s'", w->backend->ops->name,
         be->ops->name);
