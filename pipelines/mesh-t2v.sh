@@ -41,6 +41,6 @@ if [ -n "$worker" ]; then
   set -- worker-path="$worker" "$@"
 fi
 exec gst-launch-1.0 -e ditgenerate num-chunks="$chunks" \
-  mesh-devices="$devices" mesh-backend="$backend" "$@" ! ditdecode ! \
+  mesh-devices="$devices" mesh-backend="$backend" "$@" ! queue max-size-buffers=1 ! ditdecode ! \
   "video/x-raw,width=$w,height=$h" ! videoconvert ! x264enc ! mp4mux ! \
   filesink location="$out"

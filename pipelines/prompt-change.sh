@@ -39,5 +39,5 @@ first=$1; shift
 # gst-launch quoting: backslash-escape the prompt's double quotes
 q=$(printf '%s' "$first" | sed 's/\\/\\\\/g; s/"/\\"/g')
 exec "$switch" --every "$every" \
-  "ditgenerate num-chunks=$chunks prompt=\"$q\" prompt-transition-chunks=$blend ! ditdecode ! videoconvert ! x264enc ! mp4mux ! filesink location=\"$out\"" \
+  "ditgenerate num-chunks=$chunks prompt=\"$q\" prompt-transition-chunks=$blend ! queue max-size-buffers=1 ! ditdecode ! videoconvert ! x264enc ! mp4mux ! filesink location=\"$out\"" \
   "$@"

@@ -33,7 +33,7 @@ case "$enc" in
   *) echo "unknown encoder $enc" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2086
-exec gst-launch-1.0 -e ditgenerate num-chunks="$chunks" "$@" ! ditdecode ! \
+exec gst-launch-1.0 -e ditgenerate num-chunks="$chunks" "$@" ! queue max-size-buffers=1 ! ditdecode ! \
   "video/x-raw,width=$w,height=$h" ! \
   queue max-size-buffers=4 max-size-bytes=0 max-size-time=0 ! videoconvert ! \
   $encoder ! video/x-h264,profile=main ! h264parse config-interval=-1 ! \

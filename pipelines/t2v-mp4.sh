@@ -25,6 +25,6 @@ while [ $# -gt 0 ]; do
   esac
 done
 w=${size%x*}; h=${size#*x}
-exec gst-launch-1.0 -e ditgenerate num-chunks="$chunks" "$@" ! ditdecode ! \
+exec gst-launch-1.0 -e ditgenerate num-chunks="$chunks" "$@" ! queue max-size-buffers=1 ! ditdecode ! \
   "video/x-raw,width=$w,height=$h" ! videoconvert ! x264enc ! mp4mux ! \
   filesink location="$out"

@@ -33,5 +33,5 @@ fi
 # shellcheck disable=SC2086
 exec gst-launch-1.0 -e $src ! videoconvert ! videoscale ! \
   "video/x-raw,format=RGBx,width=$w,height=$h,framerate=16/1" ! ditencode ! \
-  ditgenerate "$@" ! ditdecode ! videoconvert ! x264enc ! mp4mux ! \
+  ditgenerate "$@" ! queue max-size-buffers=1 ! ditdecode ! videoconvert ! x264enc ! mp4mux ! \
   filesink location="$out"

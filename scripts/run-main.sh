@@ -8,6 +8,6 @@ out=${1:-out.mp4}
 sh scripts/setup.sh build
 GST_PLUGIN_PATH_1_0="$PWD/build/gst${GST_PLUGIN_PATH_1_0:+:$GST_PLUGIN_PATH_1_0}"
 export GST_PLUGIN_PATH_1_0
-gst-launch-1.0 ditgenerate num-chunks=4 ! ditdecode ! videoconvert ! x264enc ! \
+gst-launch-1.0 ditgenerate num-chunks=4 ! queue ! ditdecode ! videoconvert ! x264enc ! \
   mp4mux ! filesink location="$out"
 echo "wrote $out"

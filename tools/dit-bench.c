@@ -39,7 +39,7 @@
  * when Stage 0 is the shorter one), FPS from the overlapped period.
  *
  * Pipeline (--pipeline, only in builds with GStreamer): the elements in
- * this process, `ditgenerate num-chunks=W+N ! video/x-dit-latent ! ditdecode
+ * this process, `ditgenerate num-chunks=W+N ! video/x-dit-latent ! queue ! ditdecode
  * ! fakesink sync=false` on --device; FPS from ditgenerate's read-only
  * stats (fps, chunk-ms, chunks, read at EOS) and wall-clock FPS over the
  * frames after the W warm-up chunks (a pad probe on the sink counts them).
@@ -661,6 +661,7 @@ typedef struct pipe_result {
   double element_fps, element_chunk_ms, wall_fps, steady_ms, first_frame_ms,
       total_ms;
   unsigned long long element_chunks;
+  double stage0_ms, stage1_ms, period_ms, hidden_ms, overlap_score;
   long long frames, steady_frames, warm_frames;
   int frames_per_chunk;
   char device[64];
@@ -1271,6 +1272,7 @@ run_pipeline (const bench_args *a, pipe_result *pr)
   gchar *desc = g_strdup_printf ("ditgenerate name=gen model=%s device=%s "
       "vae-model=%s num-chunks=%d seed=%" G_GUINT64_FORMAT " "
       "! video/x-dit-latent,width=%d,height=%d,frames=%d "
+      "! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 "
       "! ditdecode name=dec device=%s vae-model=%s "
       "! fakesink name=sink sync=false", a->preset, pr->device, a->vae, total,
       (guint64) a->seed, a->width / 8, a->height / 8, gc.frames_per_chunk,
@@ -1334,6 +1336,12 @@ run_pipeline (const bench_args *a, pipe_result *pr)
   pr->element_fps = fps;
   pr->element_chunk_ms = chunk_ms;
   pr->element_chunks = chunks;
+  /* The element's overlap statistics (last chunk; the score is a median
+   * over its last 32 chunks). */
+  if (g_object_class_find_property (G_OBJECT_GET_CLASS (gen), "overlap-score"))
+    g_object_get (gen, "stage0-ms", &pr->stage0_ms, "stage1-ms",
+        &pr->stage1_ms, "period-ms", &pr->period_ms, "hidden-ms",
+        &pr->hidden_ms, "overlap-score", &pr->overlap_score, NULL);
   pr->frames = probe.frames;
   pr->total_ms = t1 - t0;
   pr->first_frame_ms = probe.frames ? probe.t_first - t0 : 0.0;
@@ -1636,11 +1644,16 @@ report_pipeline (const bench_state *st, const pipe_result *pr)
     json_num ("element_fps", pr->element_fps, 2);
     json_num ("element_chunk_ms", pr->element_chunk_ms, 3);
     json_int ("element_chunks", (long long) pr->element_chunks);
+    json_num ("stage0_ms", pr->stage0_ms, 3);
+    json_num ("stage1_ms", pr->stage1_ms, 3);
+    json_num ("period_ms", pr->period_ms, 3);
+    json_num ("hidden_ms", pr->hidden_ms, 3);
+    json_num ("overlap_score", pr->overlap_score, 3);
     json_num ("first_frame_ms", pr->first_frame_ms, 1);
     json_num ("total_ms", pr->total_ms, 1);
     return;
   }
-  printf ("dit-bench: pipeline ditgenerate model=%s ! ditdecode ! fakesink, "
+  printf ("dit-bench: pipeline ditgenerate model=%s ! queue ! ditdecode ! fakesink, "
       "%dx%d, device %s, vae %s%s%s, %d chunks after %d warm-up\n", a->preset,
       a->height, a->width, pr->device, a->vae,
       a->mesh_arg ? ", mesh-devices " : "", a->mesh_arg ? a->mesh_arg : "",
@@ -1650,6 +1663,9 @@ report_pipeline (const bench_state *st, const pipe_result *pr)
   printf ("  FPS (wall clock, steady)   %9.2f\n", pr->wall_fps);
   printf ("  FPS (ditgenerate, last chunk) %6.2f  chunk-ms %.2f, chunks %llu\n",
       pr->element_fps, pr->element_chunk_ms, pr->element_chunks);
+  printf ("  stage 0 / stage 1 / period  %.1f / %.1f / %.1f ms, hidden %.1f ms, "
+      "overlap score %.3f\n", pr->stage0_ms, pr->stage1_ms, pr->period_ms,
+      pr->hidden_ms, pr->overlap_score);
   printf ("  first frame at the sink    %9.1f ms after PLAYING (weights "
       "included)\n", pr->first_frame_ms);
 }
