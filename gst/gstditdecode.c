@@ -29,6 +29,7 @@
 #include <gst/video/video.h>
 
 #include "gstditlatent.h"
+#include "gstditmemory.h"
 #include "gstditsession.h"
 
 #ifdef DIT_HAVE_GST_CUDA
@@ -81,7 +82,7 @@ struct _GstDitDecode
 
 static GstStaticPadTemplate sink_template =
 GST_STATIC_PAD_TEMPLATE ("sink", GST_PAD_SINK, GST_PAD_ALWAYS,
-    GST_STATIC_CAPS (GST_DIT_LATENT_CAPS));
+    GST_STATIC_CAPS (GST_DIT_LATENT_CAPS_ANY_MEMORY));
 static GstStaticPadTemplate src_template =
 GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC, GST_PAD_ALWAYS,
     GST_STATIC_CAPS (
@@ -197,6 +198,13 @@ set_caps (GstDitDecode * self, GstCaps * caps)
     g_free (why);
     return FALSE;
   }
+  if (gst_dit_caps_has_feature (caps, GST_DIT_CAPS_FEATURE_DEVICE)
+      && !gst_dit_session_on_device (self->session)) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("latents in device memory "
+            "need the session on a CUDA device (device=cuda:N)"),
+        ("caps %" GST_PTR_FORMAT, caps));
+    return FALSE;
+  }
   GST_OBJECT_LOCK (self);
   fps_n = self->out_fps_n > 0 ? self->out_fps_n : info.fps_n;
   fps_d = self->out_fps_n > 0 ? self->out_fps_d : info.fps_d;
@@ -208,7 +216,7 @@ set_caps (GstDitDecode * self, GstCaps * caps)
    * gets system memory, which every element can read. */
   peer = gst_pad_peer_query_caps (self->srcpad, NULL);
   if (!cuda_usable (self) || gst_caps_is_any (peer))
-    tmpl = gst_dit_caps_drop_cuda (tmpl);
+    tmpl = gst_dit_caps_drop_feature (tmpl, GST_DIT_CAPS_FEATURE_CUDA);
   gst_caps_unref (peer);
   out = gst_caps_copy (tmpl);
   gst_caps_set_simple (out, "width", G_TYPE_INT, info.width * 8,
@@ -229,7 +237,7 @@ set_caps (GstDitDecode * self, GstCaps * caps)
   s = gst_caps_get_structure (peer, 0);
   /* NV12 is what NVENC takes natively. */
   gst_structure_fixate_field_string (s, "format",
-      gst_dit_caps_is_cuda (peer) ? "NV12" : "RGBx");
+      gst_dit_caps_has_feature (peer, GST_DIT_CAPS_FEATURE_CUDA) ? "NV12" : "RGBx");
   peer = gst_caps_fixate (peer);
   if (!gst_video_info_from_caps (&self->vinfo, peer)) {
     gst_caps_unref (peer);
@@ -255,7 +263,7 @@ set_caps (GstDitDecode * self, GstCaps * caps)
   self->configured = TRUE;
   free_cuda_pool (self);
 #ifdef DIT_HAVE_GST_CUDA
-  if (gst_dit_caps_is_cuda (peer) && !setup_cuda_pool (self, peer)) {
+  if (gst_dit_caps_has_feature (peer, GST_DIT_CAPS_FEATURE_CUDA) && !setup_cuda_pool (self, peer)) {
     gst_caps_unref (peer);
     return FALSE;
   }
@@ -295,7 +303,7 @@ write_cuda_frame (const dit_tensor * frame, gint j, gpointer user_data,
  * it pushes. */
 static GstDitDecodeResult
 display_cuda (GstDitDecode * self, guint64 epoch, gint64 first, gint valid,
-    GstBuffer ** out, gint * nframes, gchar ** error)
+    const gfloat * x, GstBuffer ** out, gint * nframes, gchar ** error)
 {
   CudaFrames cf;
   GstDitDecodeResult res = GST_DIT_DECODE_ERROR;
@@ -322,7 +330,7 @@ display_cuda (GstDitDecode * self, guint64 epoch, gint64 first, gint valid,
    * on the session's device whatever the thread's default device is. */
   gst_cuda_context_push (ctx);
   res = gst_dit_session_display_device (self->session, epoch, first,
-      self->info.frames, self->x, write_cuda_frame, &cf, nframes, error);
+      self->info.frames, x, write_cuda_frame, &cf, nframes, error);
   gst_cuda_context_pop (NULL);
 done:
   for (gint j = 0; j < mapped; j++)
@@ -354,6 +362,7 @@ gst_dit_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
   gint fps_d = GST_VIDEO_INFO_FPS_D (&self->vinfo);
   GstBuffer **cuda_bufs = NULL;
   GstDitDecodeResult res;
+  const gfloat *x = self->x;
 
   if (!self->configured) {
     gst_buffer_unref (buf);
@@ -361,16 +370,12 @@ gst_dit_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
         (NULL));
     return GST_FLOW_NOT_NEGOTIATED;
   }
-  if (!gst_buffer_map (buf, &map, GST_MAP_READ)
-      || map.size < gst_dit_latent_info_buffer_size (&self->info)) {
+  if (gst_buffer_get_size (buf) < gst_dit_latent_info_buffer_size (&self->info)) {
     GST_ELEMENT_ERROR (self, STREAM, DECODE, ("latent chunk too small"),
-        ("%" G_GSIZE_FORMAT " bytes", map.size));
+        ("%" G_GSIZE_FORMAT " bytes", gst_buffer_get_size (buf)));
     gst_buffer_unref (buf);
     return GST_FLOW_ERROR;
   }
-  gst_dit_latent_to_f32 (&self->info, map.data, self->x);
-  gst_buffer_unmap (buf, &map);
-
   if (meta) {
     first = meta->chunk_index * F;
     epoch = meta->cache_epoch;
@@ -379,6 +384,23 @@ gst_dit_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
     epoch = self->raw_epoch;
   }
   self->latents_seen = first + F;
+
+  /* Latents the anchor path queued already are not read again: device
+   * latents from ditgenerate then never leave the device here.  Others
+   * are read through a map (for device memory: a download). */
+  if (gst_dit_buffer_device_memory (buf)
+      && gst_dit_session_display_has_latents (self->session, epoch, first, F)) {
+    x = NULL;
+  } else {
+    if (!gst_buffer_map (buf, &map, GST_MAP_READ)) {
+      GST_ELEMENT_ERROR (self, STREAM, DECODE, ("could not map a latent "
+              "chunk"), (NULL));
+      gst_buffer_unref (buf);
+      return GST_FLOW_ERROR;
+    }
+    gst_dit_latent_to_f32 (&self->info, map.data, self->x);
+    gst_buffer_unmap (buf, &map);
+  }
 
   t0 = g_get_monotonic_time ();
 #ifdef DIT_HAVE_GST_CUDA
@@ -389,11 +411,11 @@ gst_dit_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
     valid = meta && meta->valid_frames >= 0 ? MIN (meta->valid_frames, total)
         : total;
     cuda_bufs = g_new0 (GstBuffer *, MAX (valid, 1));
-    res = display_cuda (self, epoch, first, valid, cuda_bufs, &nframes,
+    res = display_cuda (self, epoch, first, valid, x, cuda_bufs, &nframes,
         &error);
   } else
 #endif
-    res = gst_dit_session_display (self->session, epoch, first, F, self->x,
+    res = gst_dit_session_display (self->session, epoch, first, F, x,
         self->pixels, &nframes, &error);
   if (res != GST_DIT_DECODE_OK)
     g_clear_pointer (&cuda_bufs, g_free);
@@ -554,11 +576,11 @@ gst_dit_decode_query (GstPad * pad, GstObject * parent, GstQuery * query)
           caps = gst_caps_merge (gst_dit_caps_to_cuda (caps,
                   GST_DIT_CUDA_FORMATS), caps);
         else
-          tmpl = gst_dit_caps_drop_cuda (tmpl);
+          tmpl = gst_dit_caps_drop_feature (tmpl, GST_DIT_CAPS_FEATURE_CUDA);
       } else {
         if (!cuda_offerable (self) && !gst_caps_is_any (peer))
-          peer = gst_dit_caps_drop_cuda (peer);
-        caps = gst_dit_caps_raw_to_latent (peer);
+          peer = gst_dit_caps_drop_feature (peer, GST_DIT_CAPS_FEATURE_CUDA);
+        caps = gst_dit_caps_any_memory (gst_dit_caps_raw_to_latent (peer));
       }
       gst_caps_unref (peer);
       peer = gst_caps_intersect (caps, tmpl);

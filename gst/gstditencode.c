@@ -29,6 +29,7 @@
 #include <gst/video/video.h>
 
 #include "gstditlatent.h"
+#include "gstditmemory.h"
 #include "gstditsession.h"
 
 #ifdef DIT_HAVE_GST_CUDA
@@ -82,6 +83,11 @@ struct _GstDitEncode
   gboolean cuda_in;             /* input caps are in CUDA memory */
   dit_tensor dev_group;         /* [3, 4, H, W] */
   dit_tensor dev_latent;        /* [16, 1, h, w] */
+  /* device latents out (a peer that takes them): the chunk is assembled
+   * on the device and handed on in pooled device buffers */
+  gboolean out_device;
+  dit_tensor dev_chunk;         /* [16, F, h, w] f32 */
+  GstBufferPool *out_pool;
 #ifdef DIT_HAVE_GST_CUDA
   GstCudaContext *cuda_offered; /* set on the element */
 #endif
@@ -100,7 +106,7 @@ GST_STATIC_PAD_TEMPLATE ("sink", GST_PAD_SINK, GST_PAD_ALWAYS,
         "framerate = (fraction) [ 0/1, MAX ]"));
 static GstStaticPadTemplate src_template =
 GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC, GST_PAD_ALWAYS,
-    GST_STATIC_CAPS (GST_DIT_LATENT_CAPS));
+    GST_STATIC_CAPS (GST_DIT_LATENT_CAPS_ANY_MEMORY));
 
 G_DEFINE_TYPE (GstDitEncode, gst_dit_encode, GST_TYPE_ELEMENT);
 GST_ELEMENT_REGISTER_DEFINE (ditencode, "ditencode", GST_RANK_NONE,
@@ -118,6 +124,12 @@ free_stream (GstDitEncode * self)
   g_clear_pointer (&self->latent, g_free);
   dit_tensor_free (self->be, &self->dev_group);
   dit_tensor_free (self->be, &self->dev_latent);
+  dit_tensor_free (self->be, &self->dev_chunk);
+  if (self->out_pool) {
+    gst_buffer_pool_set_active (self->out_pool, FALSE);
+    gst_clear_object (&self->out_pool);
+  }
+  self->out_device = FALSE;
   if (self->be && self->session)
     gst_dit_session_release_backend (self->session, self->be);
   self->be = NULL;
@@ -181,6 +193,7 @@ set_caps (GstDitEncode * self, GstCaps * caps)
   GstStructure *s;
   GstDitLatentInfo info;
   gint F;
+  gboolean device = gst_dit_peer_takes_device (self->srcpad, self->session);
 
   if (!gst_video_info_from_caps (&vinfo, caps)) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("invalid raw video caps"),
@@ -205,7 +218,8 @@ set_caps (GstDitEncode * self, GstCaps * caps)
   gst_caps_set_simple (want, "width", G_TYPE_INT, vinfo.width / 8,
       "height", G_TYPE_INT, vinfo.height / 8, "frames", G_TYPE_INT, F,
       "framerate", GST_TYPE_FRACTION, vinfo.fps_n, vinfo.fps_d, NULL);
-  peer = gst_pad_peer_query_caps (self->srcpad, want);
+  peer = gst_dit_caps_keep_memory (gst_pad_peer_query_caps (self->srcpad,
+          want), device);
   gst_caps_unref (want);
   if (gst_caps_is_empty (peer)) {
     gst_caps_unref (peer);
@@ -226,7 +240,7 @@ set_caps (GstDitEncode * self, GstCaps * caps)
   }
 
   free_stream (self);
-  if (gst_dit_caps_is_cuda (caps) && !cuda_usable (self)) {
+  if (gst_dit_caps_has_feature (caps, GST_DIT_CAPS_FEATURE_CUDA) && !cuda_usable (self)) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("CUDA memory input needs "
             "the session on a CUDA device (device=cuda:N)"),
         ("caps %" GST_PTR_FORMAT, caps));
@@ -253,14 +267,17 @@ set_caps (GstDitEncode * self, GstCaps * caps)
   self->latent = g_new0 (gfloat, (gsize) DIT_LATENT_CHANNELS * info.width
       * info.height);
   self->on_device = gst_dit_session_on_device (self->session);
-  self->cuda_in = gst_dit_caps_is_cuda (caps);
+  self->cuda_in = gst_dit_caps_has_feature (caps, GST_DIT_CAPS_FEATURE_CUDA);
   if (self->on_device) {
     int64_t gshape[4] = { 3, 4, vinfo.height, vinfo.width };
     int64_t lshape[4] = { DIT_LATENT_CHANNELS, 1, info.height, info.width };
+    int64_t cshape[4] = { DIT_LATENT_CHANNELS, F, info.height, info.width };
     if (dit_tensor_alloc (self->be, &self->dev_group, DIT_F32, 4, gshape)
         != DIT_OK
         || dit_tensor_alloc (self->be, &self->dev_latent, DIT_F32, 4, lshape)
-        != DIT_OK) {
+        != DIT_OK
+        || (device && dit_tensor_alloc (self->be, &self->dev_chunk, DIT_F32,
+                4, cshape) != DIT_OK)) {
       GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT, ("%s",
               dit_last_error ()), ("device staging for %dx%d", vinfo.width,
               vinfo.height));
@@ -268,6 +285,23 @@ set_caps (GstDitEncode * self, GstCaps * caps)
       gst_caps_unref (peer);
       return FALSE;
     }
+  }
+  if (device) {
+    GstAllocator *alloc = gst_dit_device_allocator_new (self->session, &error);
+    if (alloc) {
+      self->out_pool = gst_dit_device_pool_new (alloc,
+          gst_dit_latent_info_buffer_size (&info));
+      gst_object_unref (alloc);
+    }
+    if (!self->out_pool) {
+      GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT, ("%s", error ? error
+              : "could not activate the device latent buffer pool"), (NULL));
+      g_free (error);
+      free_stream (self);
+      gst_caps_unref (peer);
+      return FALSE;
+    }
+    self->out_device = TRUE;
   }
   reset_stream (self);
   if (!gst_pad_set_caps (self->srcpad, peer)) {
@@ -278,17 +312,67 @@ set_caps (GstDitEncode * self, GstCaps * caps)
   return TRUE;
 }
 
+/* The chunk assembled in dev_chunk into a pooled device buffer in the
+ * caps' dtype, on this element's stream; marked written there. */
+static gboolean
+device_chunk_buffer (GstDitEncode * self, GstBuffer ** out, gchar ** error)
+{
+  GstBuffer *buf = NULL;
+  GstMemory *mem;
+  gint64 n = dit_tensor_numel (&self->dev_chunk);
+  dit_tensor src, dst;
+  dit_copy_params cp;
+
+  if (gst_buffer_pool_acquire_buffer (self->out_pool, &buf, NULL)
+      != GST_FLOW_OK || !(mem = gst_dit_buffer_device_memory (buf))) {
+    if (buf)
+      gst_buffer_unref (buf);
+    *error = g_strdup ("no device latent buffer from the pool");
+    return FALSE;
+  }
+  src = dit_tensor_2d (self->dev_chunk.data, DIT_F32, self->dev_chunk.device,
+      1, n);
+  dst = dit_tensor_2d (gst_dit_device_memory_data (mem),
+      self->info.bf16 ? DIT_BF16 : DIT_F32, self->dev_chunk.device, 1, n);
+  cp.x = &src;
+  cp.y = &dst;
+  if (!gst_dit_device_memory_begin_write (mem, self->be, error))
+    goto fail;
+  if (dit_copy (self->be, &cp) != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    goto fail;
+  }
+  if (!gst_dit_device_memory_written (mem, self->be, error))
+    goto fail;
+  *out = buf;
+  return TRUE;
+
+fail:
+  gst_buffer_unref (buf);
+  return FALSE;
+}
+
 static GstFlowReturn
 push_chunk (GstDitEncode * self, gint valid_frames)
 {
-  GstBuffer *out = gst_buffer_new_allocate (NULL,
-      gst_dit_latent_info_buffer_size (&self->info), NULL);
+  GstBuffer *out;
   GstDitLatentMeta *meta;
   GstMapInfo map;
 
-  gst_buffer_map (out, &map, GST_MAP_WRITE);
-  gst_dit_latent_from_f32 (&self->info, self->chunk, map.data);
-  gst_buffer_unmap (out, &map);
+  if (self->out_device) {
+    gchar *error = NULL;
+    if (!device_chunk_buffer (self, &out, &error)) {
+      GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("%s", error), (NULL));
+      g_free (error);
+      return GST_FLOW_ERROR;
+    }
+  } else {
+    out = gst_buffer_new_allocate (NULL,
+        gst_dit_latent_info_buffer_size (&self->info), NULL);
+    gst_buffer_map (out, &map, GST_MAP_WRITE);
+    gst_dit_latent_from_f32 (&self->info, self->chunk, map.data);
+    gst_buffer_unmap (out, &map);
+  }
   GST_BUFFER_PTS (out) = self->chunk_pts;
   if (GST_CLOCK_TIME_IS_VALID (self->chunk_pts)
       && GST_CLOCK_TIME_IS_VALID (self->last_end))
@@ -367,6 +451,18 @@ encode_group (GstDitEncode * self, gint need)
   pt.data = self->dev_group.data;
   pt.device = self->dev_group.device;
   DIT_TRY (dit_vae_encode (self->vae, &pt, &self->dev_latent));
+  if (self->out_device) {
+    /* latent j of the chunk: [16, h*w] rows F*h*w apart */
+    gint64 hw = (gint64) self->info.width * self->info.height;
+    dit_tensor src = dit_tensor_2d (self->dev_latent.data, DIT_F32,
+        self->dev_latent.device, DIT_LATENT_CHANNELS, hw);
+    dit_tensor dst = dit_tensor_2d ((gfloat *) self->dev_chunk.data
+        + (gsize) self->chunk_fill * hw, DIT_F32, self->dev_chunk.device,
+        DIT_LATENT_CHANNELS, hw);
+    dit_copy_params cp = {.x = &src,.y = &dst };
+    dst.stride[0] = (gint64) self->info.frames * hw;
+    return dit_copy (self->be, &cp);
+  }
   return self->be->ops->download (self->be, self->latent,
       self->dev_latent.data, dit_tensor_nbytes (&lt));
 }
@@ -429,8 +525,9 @@ add_frame (GstDitEncode * self, GstBuffer * buf, gboolean real)
     }
     self->encode_ms += (g_get_monotonic_time () - t0) / 1000.0;
   }
-  dit_latent_insert (self->chunk, self->info.frames, self->chunk_fill,
-      self->info.width * self->info.height, self->latent);
+  if (!self->out_device)
+    dit_latent_insert (self->chunk, self->info.frames, self->chunk_fill,
+        self->info.width * self->info.height, self->latent);
   self->group_fill = 0;
   self->latent_index++;
   if (++self->chunk_fill < self->info.frames)
@@ -551,15 +648,15 @@ gst_dit_encode_query (GstPad * pad, GstObject * parent, GstQuery * query)
       peer = gst_pad_peer_query_caps (other, NULL);
       if (pad == self->srcpad) {
         if (!cuda_offerable (self) && !gst_caps_is_any (peer))
-          peer = gst_dit_caps_drop_cuda (peer);
-        caps = gst_dit_caps_raw_to_latent (peer);
+          peer = gst_dit_caps_drop_feature (peer, GST_DIT_CAPS_FEATURE_CUDA);
+        caps = gst_dit_caps_any_memory (gst_dit_caps_raw_to_latent (peer));
       } else {
         caps = gst_dit_caps_latent_to_raw (peer, GST_DIT_RAW_FORMATS_IN);
         if (cuda_offerable (self))
           caps = gst_caps_merge (gst_dit_caps_to_cuda (caps,
                   GST_DIT_CUDA_FORMATS), caps);
         else
-          tmpl = gst_dit_caps_drop_cuda (tmpl);
+          tmpl = gst_dit_caps_drop_feature (tmpl, GST_DIT_CAPS_FEATURE_CUDA);
       }
       gst_caps_unref (peer);
       peer = gst_caps_intersect (caps, tmpl);

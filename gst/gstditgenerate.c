@@ -49,6 +49,7 @@
 #include <string.h>
 
 #include "gstditlatent.h"
+#include "gstditmemory.h"
 #include "gstditsession.h"
 #include "dit_loader.h"
 #include "dit_mesh.h"
@@ -189,6 +190,11 @@ struct _GstDitGenerate
   dit_mesh *mesh;               /* mesh runner */
   dit_context *ctx;
   gfloat *x_in, *x_out, *ctx_buf, *anchor_buf;
+  /* Device latents (session on a device, peers that take them): the
+   * generator's f32 output on self->be, and the pool of output buffers. */
+  gboolean out_device;
+  dit_tensor dev_x;
+  GstBufferPool *out_pool;
   gint64 chunk_index;
   guint64 epoch, prompt_epoch;
   /* text prompts (streaming thread; penc is set under the object lock) */
@@ -219,10 +225,10 @@ struct _GstDitGenerate
 
 static GstStaticPadTemplate sink_template =
 GST_STATIC_PAD_TEMPLATE ("sink", GST_PAD_SINK, GST_PAD_REQUEST,
-    GST_STATIC_CAPS (GST_DIT_LATENT_CAPS));
+    GST_STATIC_CAPS (GST_DIT_LATENT_CAPS_ANY_MEMORY));
 static GstStaticPadTemplate src_template =
 GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC, GST_PAD_ALWAYS,
-    GST_STATIC_CAPS (GST_DIT_LATENT_CAPS));
+    GST_STATIC_CAPS (GST_DIT_LATENT_CAPS_ANY_MEMORY));
 
 G_DEFINE_TYPE (GstDitGenerate, gst_dit_generate, GST_TYPE_ELEMENT);
 GST_ELEMENT_REGISTER_DEFINE (ditgenerate, "ditgenerate", GST_RANK_NONE,
@@ -503,6 +509,53 @@ post_progress (GstDitGenerate * self, GstProgressType type, const gchar * text)
 }
 
 static void
+free_device_output (GstDitGenerate * self)
+{
+  if (self->out_pool) {
+    gst_buffer_pool_set_active (self->out_pool, FALSE);
+    gst_clear_object (&self->out_pool);
+  }
+  /* On the session's backend: it outlives runner changes (a new seed). */
+  if (self->dev_x.data)
+    dit_tensor_free (gst_dit_session_get_backend (self->session),
+        &self->dev_x);
+  self->out_device = FALSE;
+}
+
+/* Output buffers in device memory from now on (device = TRUE), or in
+ * system memory. */
+static gboolean
+setup_device_output (GstDitGenerate * self, gboolean device, gchar ** error)
+{
+  int64_t shape[4] = { DIT_LATENT_CHANNELS, self->info.frames,
+    self->info.height, self->info.width
+  };
+  GstAllocator *alloc;
+
+  free_device_output (self);
+  if (!device)
+    return TRUE;
+  alloc = gst_dit_device_allocator_new (self->session, error);
+  if (!alloc)
+    return FALSE;
+  self->out_pool = gst_dit_device_pool_new (alloc,
+      gst_dit_latent_info_buffer_size (&self->info));
+  gst_object_unref (alloc);
+  if (!self->out_pool) {
+    *error = g_strdup ("could not activate the device latent buffer pool");
+    return FALSE;
+  }
+  if (dit_tensor_alloc (gst_dit_session_get_backend (self->session),
+          &self->dev_x, DIT_F32, 4, shape) != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    free_device_output (self);
+    return FALSE;
+  }
+  self->out_device = TRUE;
+  return TRUE;
+}
+
+static void
 runner_free (GstDitGenerate * self)
 {
   if (self->gen)
@@ -599,13 +652,16 @@ static gboolean
 runner_create (GstDitGenerate * self, gchar ** error)
 {
   runner_free (self);
+  /* Its own backend: the generator's thread must not share a stream (and
+   * cuBLASLt plans) with Stage 0's decode and encode threads.  With a mesh
+   * on a device session it still moves device latents. */
+  if (!self->use_mesh || gst_dit_session_on_device (self->session)) {
+    self->be = gst_dit_session_new_private_backend (self->session, error);
+    if (!self->be)
+      return FALSE;
+  }
   if (self->use_mesh)
     return mesh_create (self, error);
-  /* Its own backend: the generator's thread must not share a stream (and
-   * cuBLASLt plans) with Stage 0's decode and encode threads. */
-  self->be = gst_dit_session_new_private_backend (self->session, error);
-  if (!self->be)
-    return FALSE;
   if (dit_generator_create (&self->mcfg, &self->gcfg,
           gst_dit_session_get_dit_weights (self->session, NULL),
           self->be, &self->gen) != DIT_OK) {
@@ -670,6 +726,7 @@ runner_idle (GstDitGenerate * self, gchar ** error)
 static void
 free_engine (GstDitGenerate * self)
 {
+  free_device_output (self);
   runner_free (self);
   dit_context_free (self->ctx);
   self->ctx = NULL;
@@ -1000,6 +1057,49 @@ apply_changes (GstDitGenerate * self, gchar ** error)
   return apply_text_prompt (self, error);
 }
 
+/* The chunk in self->dev_x (f32) into a pooled device buffer in the caps'
+ * dtype, converted on the generator's stream; the buffer is marked
+ * written there, so nothing here waits.  A mesh result arrives on the
+ * host and is uploaded first. */
+static gboolean
+device_output_buffer (GstDitGenerate * self, GstBuffer ** out, gchar ** error)
+{
+  GstBuffer *buf = NULL;
+  GstMemory *mem;
+  gint64 n = dit_tensor_numel (&self->dev_x);
+  dit_tensor src, dst;
+  dit_copy_params cp;
+
+  if (gst_buffer_pool_acquire_buffer (self->out_pool, &buf, NULL)
+      != GST_FLOW_OK || !(mem = gst_dit_buffer_device_memory (buf))) {
+    if (buf)
+      gst_buffer_unref (buf);
+    *error = g_strdup ("no device latent buffer from the pool");
+    return FALSE;
+  }
+  src = dit_tensor_2d (self->dev_x.data, DIT_F32, self->dev_x.device, 1, n);
+  dst = dit_tensor_2d (gst_dit_device_memory_data (mem),
+      self->info.bf16 ? DIT_BF16 : DIT_F32, self->dev_x.device, 1, n);
+  cp.x = &src;
+  cp.y = &dst;
+  if (!gst_dit_device_memory_begin_write (mem, self->be, error))
+    goto fail;
+  if ((self->mesh && self->be->ops->upload (self->be, self->dev_x.data,
+              self->x_out, dit_tensor_nbytes (&self->dev_x)) != DIT_OK)
+      || dit_copy (self->be, &cp) != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    goto fail;
+  }
+  if (!gst_dit_device_memory_written (mem, self->be, error))
+    goto fail;
+  *out = buf;
+  return TRUE;
+
+fail:
+  gst_buffer_unref (buf);
+  return FALSE;
+}
+
 static GstFlowReturn
 run_chunk (GstDitGenerate * self, GstBuffer * in, GstBuffer ** out)
 {
@@ -1013,9 +1113,11 @@ run_chunk (GstDitGenerate * self, GstBuffer * in, GstBuffer ** out)
   GstDitLatentMeta *meta, *in_meta = NULL;
   GstBuffer *buf;
   GstMapInfo map;
+  GstMemory *in_dev = NULL;
   gint valid = -1;
   gdouble strength;
   gint64 t_gen;
+  gboolean gen_on_device = self->out_device && !self->mesh;
 
   if (!apply_changes (self, &error))
     goto lib_error;
@@ -1030,18 +1132,28 @@ run_chunk (GstDitGenerate * self, GstBuffer * in, GstBuffer ** out)
     req.context = &ctx;
   }
   if (in) {
-    if (!gst_buffer_map (in, &map, GST_MAP_READ))
-      goto map_error;
-    if (map.size < gst_dit_latent_info_buffer_size (&self->info)) {
-      gst_buffer_unmap (in, &map);
+    if (gst_buffer_get_size (in) < gst_dit_latent_info_buffer_size (&self->info)) {
       error = g_strdup_printf ("input chunk of %" G_GSIZE_FORMAT " bytes, "
-          "caps need %" G_GSIZE_FORMAT, map.size,
+          "caps need %" G_GSIZE_FORMAT, gst_buffer_get_size (in),
           gst_dit_latent_info_buffer_size (&self->info));
       goto lib_error;
     }
-    gst_dit_latent_to_f32 (&self->info, map.data, self->x_in);
-    gst_buffer_unmap (in, &map);
-    xin = dit_tensor_make (self->x_in, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+    /* Device latents go to the in-process generator as they are (its
+     * stream waits for their producer); the mesh takes host memory. */
+    in_dev = self->mesh ? NULL : gst_dit_buffer_device_memory (in);
+    if (in_dev) {
+      if (!gst_dit_device_memory_begin_read (in_dev, self->be, &error))
+        goto lib_error;
+      xin = dit_tensor_make (gst_dit_device_memory_data (in_dev),
+          self->info.bf16 ? DIT_BF16 : DIT_F32, self->be->ops->device, 4,
+          shape);
+    } else {
+      if (!gst_buffer_map (in, &map, GST_MAP_READ))
+        goto map_error;
+      gst_dit_latent_to_f32 (&self->info, map.data, self->x_in);
+      gst_buffer_unmap (in, &map);
+      xin = dit_tensor_make (self->x_in, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+    }
     req.init_latents = &xin;
     GST_OBJECT_LOCK (self);
     strength = self->strength;
@@ -1052,9 +1164,16 @@ run_chunk (GstDitGenerate * self, GstBuffer * in, GstBuffer ** out)
     if (in_meta)
       valid = in_meta->valid_frames;
   }
-  xout = dit_tensor_make (self->x_out, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+  xout = gen_on_device ? self->dev_x : dit_tensor_make (self->x_out, DIT_F32,
+      DIT_DEVICE_CPU, 4, shape);
   t_gen = g_get_monotonic_time ();
   if (runner_run_chunk (self, &req, &xout, &tm) != DIT_OK)
+    goto dit_error;
+  if (in_dev && !gst_dit_device_memory_read_done (in_dev, self->be, &error))
+    goto lib_error;
+  /* Stage 0's context ring and decode queue keep host latents. */
+  if (gen_on_device && self->be->ops->download (self->be, self->x_out,
+          self->dev_x.data, dit_tensor_nbytes (&self->dev_x)) != DIT_OK)
     goto dit_error;
   self->stage1_ms_pending = (g_get_monotonic_time () - t_gen) / 1000.0;
   if (dit_context_push_chunk (self->ctx, self->chunk_index, self->x_out)
@@ -1081,11 +1200,16 @@ run_chunk (GstDitGenerate * self, GstBuffer * in, GstBuffer ** out)
           self->anchor_buf);
   }
 
-  buf = gst_buffer_new_allocate (NULL,
-      gst_dit_latent_info_buffer_size (&self->info), NULL);
-  gst_buffer_map (buf, &map, GST_MAP_WRITE);
-  gst_dit_latent_from_f32 (&self->info, self->x_out, map.data);
-  gst_buffer_unmap (buf, &map);
+  if (self->out_device) {
+    if (!device_output_buffer (self, &buf, &error))
+      goto lib_error;
+  } else {
+    buf = gst_buffer_new_allocate (NULL,
+        gst_dit_latent_info_buffer_size (&self->info), NULL);
+    gst_buffer_map (buf, &map, GST_MAP_WRITE);
+    gst_dit_latent_from_f32 (&self->info, self->x_out, map.data);
+    gst_buffer_unmap (buf, &map);
+  }
 
   if (in) {
     gst_buffer_copy_into (buf, in, GST_BUFFER_COPY_FLAGS |
@@ -1148,8 +1272,19 @@ negotiate_source (GstDitGenerate * self)
   GstDitLatentInfo info;
   gchar *why = NULL, *error = NULL;
   gint fps_n, fps_d;
+  gboolean device = gst_dit_peer_takes_device (self->srcpad, self->session);
 
   gst_caps_unref (tmpl);
+  if (!gst_caps_is_empty (caps)) {
+    caps = gst_dit_caps_keep_memory (caps, device);
+    if (gst_caps_is_empty (caps)) {
+      gst_caps_unref (caps);
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("downstream takes latents "
+              "only in device memory (" GST_DIT_CAPS_FEATURE_DEVICE "), which "
+              "needs the session on a CUDA device (device=cuda:N)"), (NULL));
+      return FALSE;
+    }
+  }
   if (gst_caps_is_empty (caps)) {
     gst_caps_unref (caps);
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
@@ -1178,7 +1313,8 @@ negotiate_source (GstDitGenerate * self)
     gst_caps_unref (caps);
     return FALSE;
   }
-  if (!configure (self, &info, &error)) {
+  if (!configure (self, &info, &error)
+      || !setup_device_output (self, device, &error)) {
     GST_ELEMENT_ERROR (self, LIBRARY, SETTINGS, ("%s", error), (NULL));
     g_free (error);
     gst_caps_unref (caps);
@@ -1356,16 +1492,31 @@ handle_queued_event (GstDitGenerate * self, GstEvent * event)
     GstDitLatentInfo info;
     gchar *why = NULL, *error = NULL;
 
+    gboolean device;
+
     gst_event_parse_caps (event, &caps);
     /* Validated in the sink event handler already. */
     gst_dit_latent_info_from_caps (&info, caps, &why);
     g_free (why);
-    if (!configure (self, &info, &error)) {
+    /* The same latents; the memory is chosen for the downstream link. */
+    device = gst_dit_peer_takes_device (self->srcpad, self->session);
+    if (!configure (self, &info, &error)
+        || !setup_device_output (self, device, &error)) {
       GST_ELEMENT_ERROR (self, LIBRARY, SETTINGS, ("%s", error), (NULL));
       g_free (error);
       gst_event_unref (event);
       return FALSE;
     }
+    caps = gst_dit_latent_info_to_caps (&info);
+    if (device) {
+      GstCaps *d = gst_dit_caps_with_feature (caps,
+          GST_DIT_CAPS_FEATURE_DEVICE);
+      gst_caps_unref (caps);
+      caps = d;
+    }
+    gst_event_unref (event);
+    event = gst_event_new_caps (caps);
+    gst_caps_unref (caps);
   }
   return gst_pad_push_event (self->srcpad, event);
 }
@@ -1526,6 +1677,14 @@ gst_dit_generate_sink_event (GstPad * pad, GstObject * parent,
         gst_event_unref (event);
         return FALSE;
       }
+      if (gst_dit_caps_has_feature (caps, GST_DIT_CAPS_FEATURE_DEVICE)
+          && !gst_dit_session_on_device (self->session)) {
+        GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("latents in device "
+                "memory need the session on a CUDA device (device=cuda:N)"),
+            ("caps %" GST_PTR_FORMAT, caps));
+        gst_event_unref (event);
+        return FALSE;
+      }
       break;
     }
     default:
@@ -1557,8 +1716,9 @@ gst_dit_generate_sink_query (GstPad * pad, GstObject * parent,
     case GST_QUERY_CAPS:{
       GstCaps *filter, *tmpl = gst_pad_get_pad_template_caps (pad), *caps;
       gst_query_parse_caps (query, &filter);
-      /* Output caps equal input caps. */
-      caps = gst_pad_peer_query_caps (self->srcpad, tmpl);
+      /* Output latents equal input latents, in either memory. */
+      caps = gst_dit_caps_any_memory (gst_pad_peer_query_caps (self->srcpad,
+              tmpl));
       gst_caps_unref (tmpl);
       if (filter) {
         GstCaps *t = gst_caps_intersect_full (filter, caps,
@@ -1619,7 +1779,8 @@ gst_dit_generate_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
       if (!self->source_mode && self->sinkpad) {
         GstCaps *filter, *tmpl = gst_pad_get_pad_template_caps (pad), *caps;
         gst_query_parse_caps (query, &filter);
-        caps = gst_pad_peer_query_caps (self->sinkpad, tmpl);
+        caps = gst_dit_caps_any_memory (gst_pad_peer_query_caps
+            (self->sinkpad, tmpl));
         gst_caps_unref (tmpl);
         if (filter) {
           GstCaps *t = gst_caps_intersect_full (filter, caps,

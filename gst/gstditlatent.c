@@ -181,11 +181,13 @@ map_caps (const GstCaps * in, const gchar * name, gint mul, gint div,
     guint d;
 
     /* Raw video in CUDA memory maps to the same latents as in system
-     * memory; the result never carries a memory feature. */
+     * memory, latents in device memory to the same raw video; the result
+     * never carries a memory feature. */
     if (f && !gst_caps_features_is_any (f)
         && !gst_caps_features_is_equal (f,
             GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY)
-        && !gst_caps_features_contains (f, GST_DIT_CAPS_FEATURE_CUDA))
+        && !gst_caps_features_contains (f, GST_DIT_CAPS_FEATURE_CUDA)
+        && !gst_caps_features_contains (f, GST_DIT_CAPS_FEATURE_DEVICE))
       continue;
     o = gst_structure_new_empty (name);
     for (d = 0; d < 2 && ok; d++) {
@@ -258,20 +260,20 @@ gst_dit_caps_to_cuda (const GstCaps * caps, const gchar * formats)
 }
 
 GstCaps *
-gst_dit_caps_drop_cuda (GstCaps * caps)
+gst_dit_caps_drop_feature (GstCaps * caps, const gchar * feature)
 {
   caps = gst_caps_make_writable (caps);
   for (guint i = gst_caps_get_size (caps); i > 0; i--) {
     GstCapsFeatures *f = gst_caps_get_features (caps, i - 1);
     if (f && !gst_caps_features_is_any (f)
-        && gst_caps_features_contains (f, GST_DIT_CAPS_FEATURE_CUDA))
+        && gst_caps_features_contains (f, feature))
       gst_caps_remove_structure (caps, i - 1);
   }
   return caps;
 }
 
 gboolean
-gst_dit_caps_is_cuda (const GstCaps * caps)
+gst_dit_caps_has_feature (const GstCaps * caps, const gchar * feature)
 {
   GstCapsFeatures *f;
 
@@ -279,7 +281,7 @@ gst_dit_caps_is_cuda (const GstCaps * caps)
     return FALSE;
   f = gst_caps_get_features (caps, 0);
   return f && !gst_caps_features_is_any (f)
-      && gst_caps_features_contains (f, GST_DIT_CAPS_FEATURE_CUDA);
+      && gst_caps_features_contains (f, feature);
 }
 
 /* ---- meta ---- */

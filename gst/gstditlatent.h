@@ -19,16 +19,25 @@
 G_BEGIN_DECLS
 
 #define GST_DIT_LATENT_MEDIA_TYPE "video/x-dit-latent"
-#define GST_DIT_LATENT_CAPS \
-  "video/x-dit-latent, channels = (int) 16, width = (int) [ 1, 1024 ], " \
+#define GST_DIT_LATENT_FIELDS \
+  "channels = (int) 16, width = (int) [ 1, 1024 ], " \
   "height = (int) [ 1, 1024 ], frames = (int) [ 1, 16 ], " \
   "dtype = (string) { f32, bf16 }, framerate = (fraction) [ 0/1, MAX ]"
+#define GST_DIT_LATENT_CAPS \
+  GST_DIT_LATENT_MEDIA_TYPE ", " GST_DIT_LATENT_FIELDS
+/* Pads between dit elements: system memory, or the session device's
+ * memory (GST_DIT_CAPS_FEATURE_DEVICE, gstditmemory.h). */
+#define GST_DIT_LATENT_CAPS_ANY_MEMORY \
+  GST_DIT_LATENT_CAPS "; " GST_DIT_LATENT_MEDIA_TYPE \
+  "(" GST_DIT_CAPS_FEATURE_DEVICE "), " GST_DIT_LATENT_FIELDS
 #define GST_DIT_RAW_FORMATS_IN "{ RGB, RGBx, RGBA, I420, NV12 }"
 #define GST_DIT_RAW_FORMATS_OUT "{ RGBx, RGBA, RGB, I420, NV12 }"
 /* Raw video in CUDA memory (gst-plugins-bad's GstCudaMemory) and the
  * formats the engine's pixel conversion reads and writes there. */
 #define GST_DIT_CAPS_FEATURE_CUDA "memory:CUDAMemory"
 #define GST_DIT_CUDA_FORMATS "{ NV12, RGBA, RGBx, I420 }"
+/* Latents in the session device's memory (gstditmemory.h). */
+#define GST_DIT_CAPS_FEATURE_DEVICE "memory:DitDevice"
 /* The highest frame rate the elements accept. */
 #define GST_DIT_MAX_FPS 240
 
@@ -63,10 +72,11 @@ GstCaps *gst_dit_caps_latent_to_raw (const GstCaps * latent,
 /* The system-memory structures of raw caps again with the CUDA memory
  * feature and `formats` (new caps). */
 GstCaps *gst_dit_caps_to_cuda (const GstCaps * caps, const gchar * formats);
-/* Takes caps, returns them without the structures in CUDA memory. */
-GstCaps *gst_dit_caps_drop_cuda (GstCaps * caps);
-/* Whether the first structure of caps is in CUDA memory. */
-gboolean gst_dit_caps_is_cuda (const GstCaps * caps);
+/* Takes caps, returns them without the structures that have `feature`. */
+GstCaps *gst_dit_caps_drop_feature (GstCaps * caps, const gchar * feature);
+/* Whether the first structure of caps has `feature`. */
+gboolean gst_dit_caps_has_feature (const GstCaps * caps,
+    const gchar * feature);
 
 /* One mapped raw frame <-> frame t of host f32 pixels [3, T, H, W] in
  * [-1, 1], through the engine's pixel conversion (RGB/RGBx/RGBA/I420/NV12;

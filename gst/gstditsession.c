@@ -844,6 +844,21 @@ out:
   return res;
 }
 
+gboolean
+gst_dit_session_display_has_latents (GstDitSession * self, guint64 epoch,
+    gint64 first, gint n)
+{
+  gboolean has;
+
+  /* Only the display releases latents and a newer epoch makes the display
+   * call stale, so a TRUE answer stays true until that call. */
+  g_mutex_lock (&self->dec_lock);
+  has = self->dq && epoch == self->dec_epoch
+      && first + n <= dit_decode_queue_next_submit (self->dq);
+  g_mutex_unlock (&self->dec_lock);
+  return has;
+}
+
 GstDitDecodeResult
 gst_dit_session_display (GstDitSession * self, guint64 epoch, gint64 first,
     gint n, const gfloat * x, gfloat * pixels, gint * num_frames,

@@ -122,6 +122,12 @@ GstDitDecodeResult gst_dit_session_display (GstDitSession * self,
     guint64 epoch, gint64 first, gint n, const gfloat * x, gfloat * pixels,
     gint * num_frames, gchar ** error);
 
+/* Whether the decode queue already holds latents [first, first + n) of
+ * `epoch` (queued by the anchor path): then gst_dit_session_display and
+ * gst_dit_session_display_device do not read x, which may be NULL. */
+gboolean gst_dit_session_display_has_latents (GstDitSession * self,
+    guint64 epoch, gint64 first, gint n);
+
 /* Whether the session's backend computes on a CUDA device. */
 gboolean gst_dit_session_on_device (GstDitSession * self);
 

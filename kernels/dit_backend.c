@@ -19,6 +19,46 @@ dit_backend_shares_memory (const dit_backend *a, const dit_backend *b)
       && a->device_index == b->device_index);
 }
 
+dit_status
+dit_event_create (dit_backend *be, dit_event **out)
+{
+  *out = NULL;
+  if (!be->ops->event_create)
+    return DIT_OK;
+  return be->ops->event_create (be, out);
+}
+
+dit_status
+dit_event_record (dit_backend *be, dit_event *ev)
+{
+  if (!ev || !be->ops->event_record)
+    return DIT_OK;
+  return be->ops->event_record (be, ev);
+}
+
+dit_status
+dit_event_wait (dit_backend *be, dit_event *ev)
+{
+  if (!ev || !be->ops->event_wait)
+    return DIT_OK;
+  return be->ops->event_wait (be, ev);
+}
+
+dit_status
+dit_event_synchronize (dit_backend *be, dit_event *ev)
+{
+  if (!ev || !be->ops->event_synchronize)
+    return DIT_OK;
+  return be->ops->event_synchronize (be, ev);
+}
+
+void
+dit_event_destroy (dit_backend *be, dit_event *ev)
+{
+  if (ev && be->ops->event_destroy)
+    be->ops->event_destroy (be, ev);
+}
+
 dit_backend *
 dit_backend_create (const char *name, int device_index)
 {

@@ -45,6 +45,10 @@ typedef enum dit_op {
 /* A recorded, replayable sequence of ops (a CUDA graph); opaque. */
 typedef struct dit_graph dit_graph;
 
+/* A point in one backend instance's op stream that another instance on the
+ * same device can wait for without the host waiting (a CUDA event); opaque. */
+typedef struct dit_event dit_event;
+
 typedef struct dit_backend_ops {
   const char *name;
   dit_device device;
@@ -108,6 +112,16 @@ typedef struct dit_backend_ops {
   dit_status (*graph_end) (dit_backend *be, dit_graph **out);
   dit_status (*graph_launch) (dit_backend *be, dit_graph *g);
   void (*graph_free) (dit_backend *be, dit_graph *g);
+
+  /* Optional cross-stream ordering (NULL: every op of the backend is
+   * complete when it returns, so there is nothing to order).  An event is
+   * device-wide: recorded on one instance's stream, it can be waited for on
+   * another instance's stream of the same device. */
+  dit_status (*event_create) (dit_backend *be, dit_event **out);
+  dit_status (*event_record) (dit_backend *be, dit_event *ev);
+  dit_status (*event_wait) (dit_backend *be, dit_event *ev);
+  dit_status (*event_synchronize) (dit_backend *be, dit_event *ev);
+  void (*event_destroy) (dit_backend *be, dit_event *ev);
 } dit_backend_ops;
 
 struct dit_backend {
@@ -139,6 +153,17 @@ dit_backend *dit_backend_cuda_create (int device_index);
 dit_status dit_tensor_alloc (dit_backend *be, dit_tensor *t, dit_dtype dt,
     int ndim, const int64_t *shape);
 void dit_tensor_free (dit_backend *be, dit_tensor *t);
+
+/* Events (see dit_backend_ops): *out is NULL on a backend without them, and
+ * every call below accepts a NULL event as "already complete".
+ * record: the event completes when everything enqueued on be so far has;
+ * wait: ops enqueued on be afterwards start only once the event completed
+ * (the host does not wait); synchronize: the host waits for it. */
+dit_status dit_event_create (dit_backend *be, dit_event **out);
+dit_status dit_event_record (dit_backend *be, dit_event *ev);
+dit_status dit_event_wait (dit_backend *be, dit_event *ev);
+dit_status dit_event_synchronize (dit_backend *be, dit_event *ev);
+void dit_event_destroy (dit_backend *be, dit_event *ev);
 
 /* Op dispatch: checks that the backend implements the op, then calls it. */
 dit_status dit_gemm (dit_backend *be, const dit_gemm_params *p);

@@ -244,6 +244,50 @@ dit_cuda_synthetic_normal (dit_backend *be, void *dst, dit_dtype dt,
   return DIT_OK;
 }
 
+/* ------------------------------------------------------------------------ */
+/* events: a dit_event is a cudaEvent_t (timing off, the cheapest kind) */
+
+static dit_status
+cuda_event_create (dit_backend *be, dit_event **out)
+{
+  cudaEvent_t e;
+  DIT_CUDA_TRY (cudaSetDevice (dit_cuda_impl (be)->device));
+  DIT_CUDA_TRY (cudaEventCreateWithFlags (&e, cudaEventDisableTiming));
+  *out = (dit_event *) e;
+  return DIT_OK;
+}
+
+static dit_status
+cuda_event_record (dit_backend *be, dit_event *ev)
+{
+  DIT_CUDA_TRY (cudaEventRecord ((cudaEvent_t) ev,
+      dit_cuda_impl (be)->stream));
+  return DIT_OK;
+}
+
+static dit_status
+cuda_event_wait (dit_backend *be, dit_event *ev)
+{
+  DIT_CUDA_TRY (cudaStreamWaitEvent (dit_cuda_impl (be)->stream,
+      (cudaEvent_t) ev, 0));
+  return DIT_OK;
+}
+
+static dit_status
+cuda_event_synchronize (dit_backend *be, dit_event *ev)
+{
+  (void) be;
+  DIT_CUDA_TRY (cudaEventSynchronize ((cudaEvent_t) ev));
+  return DIT_OK;
+}
+
+static void
+cuda_event_destroy (dit_backend *be, dit_event *ev)
+{
+  (void) be;
+  cudaEventDestroy ((cudaEvent_t) ev);
+}
+
 static int
 cuda_supports (dit_backend *be, dit_op op, dit_dtype dtype)
 {
@@ -291,6 +335,11 @@ static const dit_backend_ops dit_cuda_ops = {
   dit_cuda_graph_end,
   dit_cuda_graph_launch,
   dit_cuda_graph_free,
+  cuda_event_create,
+  cuda_event_record,
+  cuda_event_wait,
+  cuda_event_synchronize,
+  cuda_event_destroy,
 };
 
 /* Undo a half-made backend and report `st` with its message kept. */

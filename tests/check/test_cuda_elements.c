@@ -9,7 +9,13 @@
  *     (the tensor -> bytes conversion is bit-exact between the backends);
  *  3. ditdecode, cudaupload and cudadownload answer "gst.cuda.context"
  *     queries with the session's context, and its CUcontext is the device's
- *     primary context (retained here independently through libcuda).
+ *     primary context (retained here independently through libcuda);
+ *  4. ditencode ! ditgenerate ! ditdecode negotiate latents in device
+ *     memory (memory:DitDevice) on both links and give exactly the frames
+ *     of the same pipeline with system-memory latents forced by capsfilters;
+ *  5. ditgenerate hands a peer that takes anything (appsink) system memory,
+ *     and device latents forced to appsink are read there through a map
+ *     (the download) with exactly the bytes of the system-memory chunks.
  * Tiny VAE, 64x64 frames.  Exit 77 without a CUDA device, without nvcodec's
  * cudaupload, or in a build without the CUDA backend and gstreamer-cuda. */
 #include <gst/check/gstcheck.h>
@@ -28,8 +34,11 @@
   "video/x-raw,format=RGBA,width=64,height=64,framerate=16/1"
 #define FRAMES 21
 
+/* Samples of appsink "s"; with `pads`, the features of the caps each
+ * named pad ("element.pad") negotiated, as strings, into `features`. */
 static GPtrArray *
-run_frames (const gchar * desc)
+run_frames_full (const gchar * desc, const gchar * const *pads,
+    gchar ** features)
 {
   GError *err = NULL;
   GstElement *p = gst_parse_launch (desc, &err);
@@ -52,6 +61,19 @@ run_frames (const gchar * desc)
       break;
     g_ptr_array_add (frames, smp);
   }
+  for (guint i = 0; pads && pads[i]; i++) {
+    gchar **parts = g_strsplit (pads[i], ".", 2);
+    GstElement *e = gst_bin_get_by_name (GST_BIN (p), parts[0]);
+    GstPad *pad = e ? gst_element_get_static_pad (e, parts[1]) : NULL;
+    GstCaps *caps = pad ? gst_pad_get_current_caps (pad) : NULL;
+    fail_unless (caps != NULL, "%s: no caps on %s", desc, pads[i]);
+    features[i] = gst_caps_features_to_string (gst_caps_get_features (caps,
+            0));
+    gst_caps_unref (caps);
+    gst_object_unref (pad);
+    gst_object_unref (e);
+    g_strfreev (parts);
+  }
   m = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
   if (m) {
     GError *e = NULL;
@@ -64,6 +86,12 @@ run_frames (const gchar * desc)
   gst_object_unref (s);
   gst_object_unref (p);
   return frames;
+}
+
+static GPtrArray *
+run_frames (const gchar * desc)
+{
+  return run_frames_full (desc, NULL, NULL);
 }
 
 /* Byte-wise comparison of the visible rows of every plane. */
@@ -148,6 +176,88 @@ GST_START_TEST (test_cuda_nv12_output)
       "check 2 CUDAMemory NV12 + cudadownload vs system NV12");
   g_ptr_array_unref (sys);
   g_ptr_array_unref (cuda);
+}
+
+GST_END_TEST;
+
+#define V2V(caps) SRC " ! ditencode device=cuda:0 name=e ! " caps \
+  "ditgenerate device=cuda:0 strength=0.6 name=g ! " caps \
+  "ditdecode device=cuda:0 ! video/x-raw,format=RGBA ! " \
+  "appsink name=s sync=false"
+
+GST_START_TEST (test_device_latents)
+{
+  const gchar *const pads[] = { "e.src", "g.src", NULL };
+  gchar *dev_f[2], *sys_f[2];
+  GPtrArray *dev = run_frames_full (V2V (""), pads, dev_f);
+  GPtrArray *sys = run_frames_full (V2V ("video/x-dit-latent ! "), pads,
+      sys_f);
+
+  g_print ("check 4 latent memory: ditencode -> %s, ditgenerate -> %s "
+      "(forced system: %s, %s)\n", dev_f[0], dev_f[1], sys_f[0], sys_f[1]);
+  for (gint i = 0; i < 2; i++) {
+    fail_unless (g_str_equal (dev_f[i], "memory:DitDevice"), "link %d: %s",
+        i, dev_f[i]);
+    fail_unless (g_str_equal (sys_f[i], "memory:SystemMemory"), "link %d: %s",
+        i, sys_f[i]);
+    g_free (dev_f[i]);
+    g_free (sys_f[i]);
+  }
+  compare_frames (sys, dev, 0,
+      "check 4 device latents between the elements vs system latents");
+  g_ptr_array_unref (sys);
+  g_ptr_array_unref (dev);
+}
+
+GST_END_TEST;
+
+/* The chunks appsink got: bytes through a read map, and whether each was
+ * device memory. */
+static GByteArray *
+chunk_bytes (GPtrArray * samples, gint * device_chunks)
+{
+  GByteArray *all = g_byte_array_new ();
+
+  *device_chunks = 0;
+  for (guint i = 0; i < samples->len; i++) {
+    GstBuffer *b = gst_sample_get_buffer (g_ptr_array_index (samples, i));
+    GstMapInfo map;
+    *device_chunks += gst_memory_is_type (gst_buffer_peek_memory (b, 0),
+        "DitDeviceMemory");
+    fail_unless (gst_buffer_map (b, &map, GST_MAP_READ));
+    g_byte_array_append (all, map.data, map.size);
+    gst_buffer_unmap (b, &map);
+  }
+  return all;
+}
+
+GST_START_TEST (test_device_latents_to_host)
+{
+  GPtrArray *sys = run_frames ("ditgenerate device=cuda:0 num-chunks=3 ! "
+      "appsink name=s sync=false");
+  GPtrArray *dev = run_frames ("ditgenerate device=cuda:0 num-chunks=3 ! "
+      "video/x-dit-latent(memory:DitDevice) ! appsink name=s sync=false");
+  gint sys_dev, dev_dev;
+  GByteArray *a = chunk_bytes (sys, &sys_dev), *b = chunk_bytes (dev, &dev_dev);
+  gsize differ = 0;
+
+  fail_unless_equals_int (sys->len, 3);
+  fail_unless_equals_int (dev->len, 3);
+  fail_unless_equals_int (a->len, b->len);
+  for (guint i = 0; i < a->len; i++)
+    differ += a->data[i] != b->data[i];
+  g_print ("check 5 appsink (takes anything): %d of 3 chunks in device "
+      "memory; forced device memory: %d of 3, read through a map, %"
+      G_GSIZE_FORMAT " of %u bytes differ from the system chunks  %s\n",
+      sys_dev, dev_dev, differ, a->len,
+      sys_dev == 0 && dev_dev == 3 && differ == 0 ? "ok" : "FAIL");
+  fail_unless_equals_int (sys_dev, 0);
+  fail_unless_equals_int (dev_dev, 3);
+  fail_unless (differ == 0, "%" G_GSIZE_FORMAT " bytes differ", differ);
+  g_byte_array_unref (a);
+  g_byte_array_unref (b);
+  g_ptr_array_unref (sys);
+  g_ptr_array_unref (dev);
 }
 
 GST_END_TEST;
@@ -287,6 +397,8 @@ cuda_elements_suite (void)
   tcase_add_test (tc, test_upload_download_frames);
   tcase_add_test (tc, test_cuda_nv12_output);
   tcase_add_test (tc, test_shared_context);
+  tcase_add_test (tc, test_device_latents);
+  tcase_add_test (tc, test_device_latents_to_host);
   return s;
 }
 #endif

@@ -155,7 +155,63 @@ error_text (GstBus * bus)
   return text;
 }
 
+/* The message of the error a pipeline posts once playing (30 s at most). */
+static gchar *
+playing_error (const gchar * desc)
+{
+  GstElement *p = gst_parse_launch (desc, NULL);
+  GstBus *bus = gst_element_get_bus (p);
+  GstMessage *m;
+  GError *err = NULL;
+  gchar *text;
+
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  m = gst_bus_timed_pop_filtered (bus, 30 * GST_SECOND,
+      GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
+  fail_unless (m && GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR,
+      "%s: no error", desc);
+  gst_message_parse_error (m, &err, NULL);
+  text = g_strdup (err->message);
+  g_error_free (err);
+  gst_message_unref (m);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+  return text;
+}
+
 /* ------------------------------------------------------------------ */
+
+/* On a CPU session: device latents are refused by a consumer, and a
+ * producer whose peer takes nothing else says why. */
+static void
+device_memory_needs_cuda (void)
+{
+  GstHarness *h;
+  GstBus *bus;
+  gchar *msg;
+
+  h = gst_harness_new ("ditdecode");
+  bus = gst_bus_new ();
+  gst_element_set_bus (h->element, bus);
+  gst_harness_set_src_caps_str (h, "video/x-dit-latent(memory:DitDevice), "
+      "channels=16, width=8, height=8, frames=3, dtype=f32, framerate=16/1");
+  fail_unless_equals_int (gst_harness_push (h, latent_chunk (0, 0, 0)),
+      GST_FLOW_NOT_NEGOTIATED);
+  msg = error_text (bus);
+  fail_unless (strstr (msg, "device memory") != NULL
+      && strstr (msg, "cuda") != NULL, "message: %s", msg);
+  g_free (msg);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+
+  msg = playing_error ("ditgenerate num-chunks=1 ! "
+      "video/x-dit-latent(memory:DitDevice) ! fakesink");
+  fail_unless (strstr (msg, "only in device memory") != NULL, "message: %s",
+      msg);
+  g_free (msg);
+}
 
 GST_START_TEST (test_caps_reject)
 {
@@ -175,6 +231,11 @@ GST_START_TEST (test_caps_reject)
   gst_element_set_bus (h->element, NULL);
   gst_object_unref (bus);
   gst_harness_teardown (h);
+
+  /* Latents in device memory need a session on a CUDA device (the checks
+   * run where the elements compute on the CPU). */
+  if (!test_device)
+    device_memory_needs_cuda ();
 
   h = gst_harness_new ("ditencode");
   bus = gst_bus_new ();
