@@ -17,6 +17,7 @@
  */
 #include "dit_build_config.h"
 #include "cuda_common.cuh"
+#include "vae_conv_mma.cuh"
 #include "dit_cuda.h"
 #include "dit_philox.h"
 #include "vae_cuda.cuh"
@@ -185,6 +186,7 @@ cuda_destroy (dit_backend *be)
     if (cb->stream)
       cudaStreamSynchronize (cb->stream);
     dit_cuda_gemm_cache_clear (cb);
+    dit_cuda_cudnn_free (cb);
     if (cb->lt)
       cublasLtDestroy (cb->lt);
     if (cb->workspace)

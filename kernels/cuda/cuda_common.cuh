@@ -87,6 +87,9 @@ typedef struct dit_cuda_gemm_plan {
   cublasLtMatmulAlgo_t algo;
 } dit_cuda_gemm_plan;
 
+/* cuDNN state of a backend (vae_conv_cudnn.cu), made on first use. */
+typedef struct dit_cuda_cudnn dit_cuda_cudnn;
+
 typedef struct dit_cuda_backend {
   int device;
   cudaStream_t stream;
@@ -99,6 +102,7 @@ typedef struct dit_cuda_backend {
   dit_cuda_gemm_plan plans[DIT_CUDA_GEMM_CACHE];
   int next_victim;
   int64_t gemm_calls[DIT_CUDA_GEMM_PATHS]; /* per path, see dit_cuda.h */
+  dit_cuda_cudnn *cudnn;
 } dit_cuda_backend;
 
 static inline dit_cuda_backend *

@@ -34,6 +34,11 @@ dit_status dit_cuda_attention_variant (dit_backend *be,
  * kernel (slow; a model GEMM should never land here). */
 void dit_cuda_gemm_path_counts (dit_backend *be, int64_t counts[4]);
 
+/* The cuDNN version the VAE conv loaded (e.g. 91900), 0 when libcudnn.so.9
+ * could not be loaded (or the build had no cuDNN headers): then every VAE
+ * conv runs on the own kernels. */
+int dit_cuda_cudnn_version (void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -16,4 +16,16 @@ int dit_cuda_vae_conv_mma_block_n (const dit_vae_conv_params *p, int64_t cin,
 dit_status dit_cuda_vae_conv_mma (dit_backend *be, const dit_vae_conv_params *p,
     int bn, int prev_frames, int64_t to, int64_t ho, int64_t wo);
 
+/* The cuDNN path (vae_conv_cudnn.cu): whether it takes this conv (cuDNN
+ * loadable, bf16 throughout, symmetric spatial padding, channels multiples
+ * of 8, contiguous frames; DIT_VAE_CONV=own or DIT_VAE_CONV_GENERIC set
+ * turn it off), and the conv itself. */
+int dit_cuda_vae_conv_cudnn_usable (const dit_vae_conv_params *p, int64_t cin,
+    int64_t cout);
+dit_status dit_cuda_vae_conv_cudnn (dit_backend *be,
+    const dit_vae_conv_params *p, int64_t prev_frames, int64_t to, int64_t ho,
+    int64_t wo);
+/* Releases a backend's cuDNN handle, plans and buffers. */
+void dit_cuda_cudnn_free (dit_cuda_backend *cb);
+
 #endif

@@ -6,12 +6,13 @@
 # executables of a CUDA + GStreamer build gathered flat in BIN (the plugin
 # in BIN/gst):
 #   source .gpu-runtime/enter.sh; bash tests/gpu/multi-gpu-session.sh BIN OUT [STEPS]
-# STEPS: a comma-separated subset of single,elements,mesh,bench (default all).
+# STEPS: a comma-separated subset of single,conv,elements,mesh,bench
+# (default all).
 # Logs go to OUT, one file per step; a summary is printed last.
 set -u
 bin=$(cd "${1:?BIN}" && pwd)
 out=${2:?OUT}
-what=,${3:-single,elements,mesh,bench},
+what=,${3:-single,conv,elements,mesh,bench},
 want () { case $what in *,$1,*) return 0 ;; esac; return 1; }
 mkdir -p "$out"
 export PATH=$PATH:/usr/local/cuda/bin
@@ -41,6 +42,12 @@ if want single; then
   run cuda-model 240 "$bin"/test-cuda-model
   run memcheck-vae 200 compute-sanitizer --tool memcheck --error-exitcode 9 \
     "$bin"/test-cuda-vae
+fi
+if want conv; then
+  # The VAE's heaviest convs: our kernels, then cuDNN through PyTorch (the
+  # host's python3; Debian's PYTHONPATH from enter.sh would shadow it).
+  DIT_TEST_CONV_BIG=1 run cuda-vae-big 200 "$bin"/test-cuda-vae
+  run vae-conv-cudnn 200 env -u PYTHONPATH python3 tests/gpu/vae_conv_cudnn.py
 fi
 if want elements; then
   GST_DEBUG='*:1,cudabufferpool:5,cudaallocator:5,cudacontext:5,ditdecode:4' \
