@@ -1271,11 +1271,14 @@ run_pipeline (const bench_args *a, pipe_result *pr)
 
   gchar *desc = g_strdup_printf ("ditgenerate name=gen model=%s device=%s "
       "vae-model=%s num-chunks=%d seed=%" G_GUINT64_FORMAT " "
-      "! video/x-dit-latent,width=%d,height=%d,frames=%d "
+      "! video/x-dit-latent%s,width=%d,height=%d,frames=%d "
       "! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 "
       "! ditdecode name=dec device=%s vae-model=%s "
       "! fakesink name=sink sync=false", a->preset, pr->device, a->vae, total,
-      (guint64) a->seed, a->width / 8, a->height / 8, gc.frames_per_chunk,
+      (guint64) a->seed,
+      /* on a GPU the latents stay in device memory between the elements */
+      g_str_has_prefix (pr->device, "cuda") ? "(memory:DitDevice)" : "",
+      a->width / 8, a->height / 8, gc.frames_per_chunk,
       pr->device, a->vae);
   pipe = gst_parse_launch (desc, &err);
   if (!pipe || err) {
