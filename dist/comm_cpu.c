@@ -2,9 +2,15 @@
  * stream sockets, rank 0 the hub (rank r > 0 holds one socket to rank 0).
  *
  * Every transfer is a 24-byte header {magic, kind, seq, bytes} and then the
- * payload; the receiver checks kind, sequence number and size, so ranks that
- * disagree on the order of collectives fail with a message instead of
- * reading garbage.
+ * payload; seq numbers the messages of one link (rank 0 <-> rank r, both
+ * directions, collectives and point-to-point alike: every exchange on a
+ * link alternates in a fixed order); the receiver checks kind, sequence
+ * number and size, so ranks that disagree on the order of their calls fail
+ * with a message instead of reading garbage.
+ *
+ * Timing: dit_comm_allreduce_sum (with the other dispatchers at the end of
+ * this file) adds the wall time of each all-reduce to the comm's
+ * allreduce_ms, waiting for the other ranks included.
  *
  * All-reduce: ranks 1..n-1 send their buffers to rank 0, which adds them in
  * rank order into an f32 accumulator ((x0 + x1) + x2 ...), rounds once to
@@ -20,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define COMM_MAGIC 0x4d4f4344u  /* "DCOM" */
@@ -35,7 +42,7 @@ typedef struct comm_hdr {
 typedef struct comm_cpu {
   dit_comm pub;
   int *fds;          /* rank 0: fds[r] for r >= 1; others: fds[0] */
-  uint64_t seq;
+  uint64_t *seq;     /* messages on each link so far, indexed like fds */
   int failed;
   float *acc;        /* rank 0 all-reduce accumulator */
   unsigned char *stage;
@@ -63,18 +70,30 @@ comm_fail (comm_cpu *c, dit_status st)
   return st;
 }
 
+/* The same, remembering which peer the failed transfer was with. */
+static dit_status
+comm_fail_peer (comm_cpu *c, dit_status st, int peer)
+{
+  if (st != DIT_OK && !c->failed)
+    c->pub.failed_peer = peer;
+  return comm_fail (c, st);
+}
+
 static dit_status
 comm_send (comm_cpu *c, int peer, uint32_t kind, const void *data,
     size_t bytes, int64_t deadline)
 {
   char what[96];
-  comm_hdr h = { COMM_MAGIC, kind, c->seq, bytes };
-  int fd = c->pub.rank == 0 ? c->fds[peer] : c->fds[0];
+  int link = c->pub.rank == 0 ? peer : 0;
+  comm_hdr h = { COMM_MAGIC, kind, ++c->seq[link], bytes };
+  int fd = c->fds[link];
   snprintf (what, sizeof what, "cpu comm rank %d: %s #%llu to rank %d",
-      c->pub.rank, comm_kind_name (kind), (unsigned long long) c->seq, peer);
-  DIT_TRY (comm_fail (c, dit_net_send_all (fd, &h, sizeof h, deadline, what)));
+      c->pub.rank, comm_kind_name (kind), (unsigned long long) h.seq, peer);
+  DIT_TRY (comm_fail_peer (c, dit_net_send_all (fd, &h, sizeof h, deadline, what),
+      peer));
   if (bytes)
-    DIT_TRY (comm_fail (c, dit_net_send_all (fd, data, bytes, deadline, what)));
+    DIT_TRY (comm_fail_peer (c, dit_net_send_all (fd, data, bytes, deadline, what),
+        peer));
   return DIT_OK;
 }
 
@@ -84,21 +103,24 @@ comm_recv (comm_cpu *c, int peer, uint32_t kind, void *data, size_t bytes,
 {
   char what[96];
   comm_hdr h;
-  int fd = c->pub.rank == 0 ? c->fds[peer] : c->fds[0];
+  int link = c->pub.rank == 0 ? peer : 0;
+  uint64_t seq = ++c->seq[link];
+  int fd = c->fds[link];
   snprintf (what, sizeof what, "cpu comm rank %d: %s #%llu from rank %d",
-      c->pub.rank, comm_kind_name (kind), (unsigned long long) c->seq, peer);
+      c->pub.rank, comm_kind_name (kind), (unsigned long long) seq, peer);
   dit_status st = dit_net_recv_all (fd, &h, sizeof h, deadline, what);
   if (st != DIT_OK)
-    return comm_fail (c, st);
-  if (h.magic != COMM_MAGIC || h.kind != kind || h.seq != c->seq
+    return comm_fail_peer (c, st, peer);
+  if (h.magic != COMM_MAGIC || h.kind != kind || h.seq != seq
       || h.bytes != bytes)
-    return comm_fail (c, dit_error (DIT_ERR_STATE,
+    return comm_fail_peer (c, dit_error (DIT_ERR_STATE,
         "%s: peer is out of step (it sent %s #%llu of %llu bytes, expected "
         "%llu bytes)", what, comm_kind_name (h.kind),
         (unsigned long long) h.seq, (unsigned long long) h.bytes,
-        (unsigned long long) bytes));
+        (unsigned long long) bytes), peer);
   if (bytes)
-    DIT_TRY (comm_fail (c, dit_net_recv_all (fd, data, bytes, deadline, what)));
+    DIT_TRY (comm_fail_peer (c, dit_net_recv_all (fd, data, bytes, deadline, what),
+        peer));
   return DIT_OK;
 }
 
@@ -134,7 +156,6 @@ cpu_allreduce (dit_comm *pub, void *data, int64_t count, dit_dtype dtype)
         (long long) count, dit_dtype_name (dtype));
   size_t bytes = (size_t) count * dit_dtype_size (dtype);
   int64_t dl = dit_net_deadline (pub->timeout_ms);
-  c->seq++;
   if (pub->size == 1 || count == 0)
     return DIT_OK;
   if (pub->rank != 0) {
@@ -166,7 +187,6 @@ cpu_broadcast (dit_comm *pub, void *data, size_t bytes, int root)
     return dit_error (DIT_ERR_INVALID, "cpu comm: broadcast root %d of %d ranks",
         root, pub->size);
   int64_t dl = dit_net_deadline (pub->timeout_ms);
-  c->seq++;
   if (pub->size == 1)
     return DIT_OK;
   if (pub->rank == 0) {
@@ -194,19 +214,16 @@ cpu_p2p_check (comm_cpu *c, int peer)
   return DIT_OK;
 }
 
-/* Point-to-point messages carry their own counter per link, not the
- * collective sequence number, since only two ranks take part. */
+/* Point-to-point messages count on their link like everything else, so a
+ * send/recv that the two ends place differently among the collectives is
+ * an out-of-step error, not a silent reordering. */
 static dit_status
 cpu_send (dit_comm *pub, const void *data, size_t bytes, int peer)
 {
   comm_cpu *c = (comm_cpu *) pub;
   DIT_TRY (cpu_p2p_check (c, peer));
-  uint64_t saved = c->seq;
-  c->seq = 0;
-  dit_status st = comm_send (c, peer, COMM_P2P, data, bytes,
+  return comm_send (c, peer, COMM_P2P, data, bytes,
       dit_net_deadline (pub->timeout_ms));
-  c->seq = saved;
-  return st;
 }
 
 static dit_status
@@ -214,12 +231,8 @@ cpu_recv (dit_comm *pub, void *data, size_t bytes, int peer)
 {
   comm_cpu *c = (comm_cpu *) pub;
   DIT_TRY (cpu_p2p_check (c, peer));
-  uint64_t saved = c->seq;
-  c->seq = 0;
-  dit_status st = comm_recv (c, peer, COMM_P2P, data, bytes,
+  return comm_recv (c, peer, COMM_P2P, data, bytes,
       dit_net_deadline (pub->timeout_ms));
-  c->seq = saved;
-  return st;
 }
 
 static dit_status
@@ -228,7 +241,6 @@ cpu_barrier (dit_comm *pub)
   comm_cpu *c = (comm_cpu *) pub;
   DIT_TRY (comm_check (c, "barrier"));
   int64_t dl = dit_net_deadline (pub->timeout_ms);
-  c->seq++;
   if (pub->size == 1)
     return DIT_OK;
   if (pub->rank != 0) {
@@ -253,6 +265,7 @@ cpu_destroy (dit_comm *pub)
     if (c->fds[i] >= 0)
       close (c->fds[i]);
   free (c->fds);
+  free (c->seq);
   free (c->acc);
   free (c->stage);
   free (c);
@@ -280,8 +293,12 @@ comm_new (int rank, int size, int timeout_ms)
   c->pub.device = DIT_DEVICE_CPU;
   c->pub.timeout_ms = timeout_ms;
   c->pub.impl = c;
+  c->pub.failed_peer = -1;
   c->fds = malloc ((size_t) size * sizeof (int));
-  if (!c->fds) {
+  c->seq = calloc ((size_t) size, sizeof (uint64_t));
+  if (!c->fds || !c->seq) {
+    free (c->fds);
+    free (c->seq);
     free (c);
     return NULL;
   }
@@ -414,10 +431,37 @@ dit_comm_cpu_connect (const char *host, int port, int rank, int size,
 
 /* ---- dispatch ----------------------------------------------------------- */
 
+static double
+comm_now_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
+}
+
 dit_status
 dit_comm_allreduce_sum (dit_comm *c, void *data, int64_t count, dit_dtype dtype)
 {
-  return c->ops->allreduce_sum (c, data, count, dtype);
+  if (c->ops->take_allreduce_ms)
+    return c->ops->allreduce_sum (c, data, count, dtype);
+  /* Host-completed transport: the call's wall time is the all-reduce,
+   * waiting for the other ranks included. */
+  double t0 = comm_now_ms ();
+  dit_status st = c->ops->allreduce_sum (c, data, count, dtype);
+  c->allreduce_ms += comm_now_ms () - t0;
+  return st;
+}
+
+double
+dit_comm_take_allreduce_ms (dit_comm *c)
+{
+  if (!c)
+    return 0.0;
+  if (c->ops->take_allreduce_ms)
+    return c->ops->take_allreduce_ms (c);
+  double ms = c->allreduce_ms;
+  c->allreduce_ms = 0.0;
+  return ms;
 }
 
 dit_status

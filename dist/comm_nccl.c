@@ -35,6 +35,19 @@
  * queue drains, the call returns, sees `aborted` and never touches the
  * communicator again.
  *
+ * All-reduce time (dit_comm_take_allreduce_ms): every all-reduce is
+ * bracketed by two timing events on the stream.  Outside a capture they
+ * come from a pool reused after every take; during a capture they are
+ * recorded as external event nodes (cudaEventRecordExternal), so each
+ * replay of the graph records them again, and they are kept for the
+ * comm's life.  dit_comm_watch records `window` at the start of a unit of
+ * work; a captured pair counts when its start lies after `window` (it was
+ * replayed in this unit).  The generator replays each of its graphs at
+ * most once per chunk (one graph per distinct step), so a pair is never
+ * overwritten before it is read.  The times include waiting for the other
+ * ranks: NCCL's kernels start when this rank arrives and end when the
+ * slowest has contributed.
+ *
  * Numerics: f32/bf16/f16 sums use NCCL's own reduction.  NCCL gives every
  * rank the same bits, but its order differs from a single device's, so TP
  * results match TP = 1 to rounding, not bit for bit.
@@ -75,7 +88,16 @@ typedef struct comm_nccl {
   float *scratch;           /* barrier operand */
   int failed;
   char why[320];            /* what failed the communicator */
+  /* all-reduce timing (see the header) */
+  struct nccl_timer *eager, *captured;
+  int n_eager, cap_eager, n_captured, cap_captured;
+  cudaEvent_t window;
+  int window_set, timing_bad;
 } comm_nccl;
+
+typedef struct nccl_timer {
+  cudaEvent_t start, end;
+} nccl_timer;
 
 typedef enum { OP_ALLREDUCE, OP_BROADCAST, OP_SEND, OP_RECV } nccl_op;
 
@@ -253,6 +275,49 @@ nccl_issue (comm_nccl *c, const nccl_call *k)
   return ncclInvalidArgument;
 }
 
+/* A timing pair for the all-reduce about to be enqueued (lock held), or
+ * NULL when none can be had (the time is then reported as unmeasured). */
+static nccl_timer *
+nccl_timer_get (comm_nccl *c, int capturing)
+{
+  nccl_timer **list = capturing ? &c->captured : &c->eager;
+  int *n = capturing ? &c->n_captured : &c->n_eager;
+  int *cap = capturing ? &c->cap_captured : &c->cap_eager;
+  if (*n == *cap) {
+    int ncap = *cap ? 2 * *cap : 256;
+    nccl_timer *q = realloc (*list, (size_t) ncap * sizeof *q);
+    if (!q)
+      return NULL;
+    memset (q + *cap, 0, (size_t) (ncap - *cap) * sizeof *q);
+    *list = q;
+    *cap = ncap;
+  }
+  nccl_timer *t = &(*list)[*n];
+  if (!t->start) {
+    if (cudaEventCreate (&t->start) != cudaSuccess)
+      return NULL;
+    if (cudaEventCreate (&t->end) != cudaSuccess) {
+      cudaEventDestroy (t->start);
+      t->start = NULL;
+      return NULL;
+    }
+  }
+  (*n)++;
+  return t;
+}
+
+static void
+nccl_timer_record (comm_nccl *c, cudaEvent_t ev, int capturing)
+{
+  cudaError_t e = capturing
+      ? cudaEventRecordWithFlags (ev, c->stream, cudaEventRecordExternal)
+      : cudaEventRecord (ev, c->stream);
+  if (e != cudaSuccess) {
+    c->timing_bad = 1;
+    cudaGetLastError ();
+  }
+}
+
 /* Enqueue one operation: check the result and the asynchronous state,
  * finish an in-progress enqueue (bounded), mark the work for the
  * watchdog. */
@@ -271,6 +336,18 @@ nccl_enqueue (comm_nccl *c, const nccl_call *k)
   /* The enqueue may block (a full launch queue behind stuck kernels): the
    * watchdog may abort around it, and nothing touches the communicator
    * after that. */
+  nccl_timer *tm = NULL;
+  int capturing = 0;
+  if (k->op == OP_ALLREDUCE) {
+    enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    capturing = cudaStreamIsCapturing (c->stream, &cs) == cudaSuccess
+        && cs != cudaStreamCaptureStatusNone;
+    tm = nccl_timer_get (c, capturing);
+    if (tm)
+      nccl_timer_record (c, tm->start, capturing);
+    else
+      c->timing_bad = 1;
+  }
   atomic_store (&c->in_call_since, dit_net_now_ms ());
   ncclResult_t r = nccl_issue (c, k);
   nccl_after_call_locked (c);
@@ -301,6 +378,10 @@ nccl_enqueue (comm_nccl *c, const nccl_call *k)
     if (a != ncclSuccess && a != ncclInProgress)
       nccl_fail_locked (c, "%s: asynchronous NCCL error: %s", op, msg);
   }
+  /* The end mark goes in once the enqueue has finished (a non-blocking
+   * enqueue may still be in progress when ncclAllReduce returns). */
+  if (tm && !c->failed)
+    nccl_timer_record (c, tm->end, capturing);
   if (!c->failed) {
     atomic_store (&c->in_call_since, dit_net_now_ms ());
     nccl_mark_locked (c);
@@ -398,9 +479,56 @@ n_watch (dit_comm *pub)
 {
   comm_nccl *c = (comm_nccl *) pub;
   pthread_mutex_lock (&c->lock);
-  if (!c->failed)
+  if (!c->failed) {
     c->watch_since = dit_net_now_ms ();
+    c->window_set = cudaEventRecord (c->window, c->stream) == cudaSuccess;
+    if (!c->window_set)
+      cudaGetLastError ();
+  }
   pthread_mutex_unlock (&c->lock);
+}
+
+/* GPU time of one pair; 0 when it was not recorded (a query error is
+ * cleared so that it does not surface in a later, unrelated check). */
+static int
+nccl_elapsed (cudaEvent_t a, cudaEvent_t b, float *ms)
+{
+  if (cudaEventElapsedTime (ms, a, b) == cudaSuccess)
+    return 1;
+  cudaGetLastError ();
+  return 0;
+}
+
+static double
+n_take_allreduce_ms (dit_comm *pub)
+{
+  comm_nccl *c = (comm_nccl *) pub;
+  double sum = 0.0;
+  float ms, since;
+  pthread_mutex_lock (&c->lock);
+  int bad = c->timing_bad || c->failed;
+  for (int i = 0; i < c->n_eager && !bad; i++) {
+    if (nccl_elapsed (c->eager[i].start, c->eager[i].end, &ms))
+      sum += ms;
+    else
+      bad = 1;
+  }
+  /* Captured pairs replayed since the window opened: start after it.
+   * A pair never replayed has no time, one replayed before the window a
+   * negative offset. */
+  for (int i = 0; i < c->n_captured && !bad && c->window_set; i++)
+    if (nccl_elapsed (c->window, c->captured[i].start, &since) && since >= 0.0f) {
+      if (nccl_elapsed (c->captured[i].start, c->captured[i].end, &ms))
+        sum += ms;
+      else
+        bad = 1;
+    }
+  if (c->n_captured && !c->window_set)
+    bad = 1;
+  c->n_eager = 0;
+  c->timing_bad = 0;
+  pthread_mutex_unlock (&c->lock);
+  return bad ? -1.0 : sum;
 }
 
 static dit_status
@@ -434,8 +562,23 @@ nccl_teardown (ncclComm_t comm, int timeout_ms)
 }
 
 static void
+nccl_timers_free (nccl_timer *t, int cap)
+{
+  for (int i = 0; t && i < cap; i++)
+    if (t[i].start) {
+      cudaEventDestroy (t[i].start);
+      cudaEventDestroy (t[i].end);
+    }
+  free (t);
+}
+
+static void
 nccl_free (comm_nccl *c)
 {
+  nccl_timers_free (c->eager, c->cap_eager);
+  nccl_timers_free (c->captured, c->cap_captured);
+  if (c->window)
+    cudaEventDestroy (c->window);
   if (c->done)
     cudaEventDestroy (c->done);
   if (c->scratch)
@@ -468,12 +611,24 @@ static const dit_comm_ops comm_nccl_ops = {
   .destroy = n_destroy,
   .flush = n_flush,
   .watch = n_watch,
+  .take_allreduce_ms = n_take_allreduce_ms,
 };
 
 int
 dit_comm_nccl_available (void)
 {
   return 1;
+}
+
+int
+dit_comm_nccl_pointer_device (const void *ptr)
+{
+  struct cudaPointerAttributes a;
+  if (!ptr || cudaPointerGetAttributes (&a, ptr) != cudaSuccess) {
+    cudaGetLastError ();
+    return -1;
+  }
+  return a.type == cudaMemoryTypeDevice ? a.device : -1;
 }
 
 dit_status
@@ -506,10 +661,12 @@ dit_comm_nccl_create (const unsigned char id[DIT_COMM_NCCL_ID_BYTES], int rank,
   c->pub.device = DIT_DEVICE_CUDA;
   c->pub.timeout_ms = timeout_ms;
   c->pub.impl = c;
+  c->pub.failed_peer = -1;
   c->device = device;
   c->stream = (cudaStream_t) stream;
   pthread_mutex_init (&c->lock, NULL);
   if (cudaEventCreateWithFlags (&c->done, cudaEventDisableTiming) != cudaSuccess
+      || cudaEventCreate (&c->window) != cudaSuccess
       || cudaMalloc ((void **) &c->scratch, sizeof (float)) != cudaSuccess) {
     nccl_free (c);
     return dit_error (DIT_ERR_DEVICE, "nccl comm: CUDA setup on device %d: %s",

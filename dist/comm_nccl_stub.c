@@ -8,6 +8,13 @@ dit_comm_nccl_available (void)
   return 0;
 }
 
+int
+dit_comm_nccl_pointer_device (const void *ptr)
+{
+  (void) ptr;
+  return -1;
+}
+
 dit_status
 dit_comm_nccl_unique_id (unsigned char id[DIT_COMM_NCCL_ID_BYTES])
 {

@@ -6,6 +6,8 @@
  *    data over Unix-domain or TCP loopback sockets, rank 0 the hub; host
  *    memory only.  Deterministic all-reduce: rank 0 sums the contributions
  *    in rank order (f32 accumulation) and sends every rank the same bits.
+ *    Messages are numbered per link, point-to-point included, so ranks
+ *    that order their calls differently get an "out of step" error.
  *  - "nccl" (dist/comm_nccl.c, built when NCCL is found): device memory,
  *    non-blocking communicator, stream-ordered (below).
  *
@@ -62,6 +64,10 @@ typedef struct dit_comm_ops {
    * and dit_comm_flush/dit_comm_watch do nothing). */
   dit_status (*flush) (dit_comm *c);
   void (*watch) (dit_comm *c);
+  /* Optional: all-reduce time of a stream-ordered comm (see
+   * dit_comm_take_allreduce_ms); NULL: the dispatch function times the
+   * calls on the host. */
+  double (*take_allreduce_ms) (dit_comm *c);
 } dit_comm_ops;
 
 struct dit_comm {
@@ -71,6 +77,11 @@ struct dit_comm {
   dit_device device;   /* where data pointers must live */
   int timeout_ms;      /* deadline of every blocking call */
   void *impl;
+  /* Filled by the dispatch functions: */
+  double allreduce_ms;   /* host-timed transports: time inside all-reduce
+                            calls since the last dit_comm_take_allreduce_ms */
+  int failed_peer;       /* CPU comm: the peer a failed call was talking to
+                            (-1 unknown); lets a caller name the rank */
 };
 
 dit_status dit_comm_allreduce_sum (dit_comm *c, void *data, int64_t count,
@@ -96,6 +107,16 @@ dit_status dit_comm_flush (dit_comm *c);
  * This bounds work the comm does not see being enqueued, e.g. a replayed
  * CUDA graph holding collectives.  CPU comm: nothing to do. */
 void dit_comm_watch (dit_comm *c);
+
+/* Milliseconds this rank spent in all-reduces since the previous call
+ * (which restarts the count).  CPU comm: wall time inside
+ * dit_comm_allreduce_sum.  NCCL comm: the sum over the all-reduces of the
+ * GPU time between CUDA events recorded around each one on the comm's
+ * stream, also inside CUDA graphs (events recorded during capture are
+ * replayed with the graph); call it after dit_comm_flush.  Either way it
+ * includes waiting for the slowest rank to arrive.  -1 when the transport
+ * could not measure (an event query failed).  NULL comm: 0. */
+double dit_comm_take_allreduce_ms (dit_comm *c);
 
 /* ---- CPU comm ----------------------------------------------------------- */
 
@@ -131,6 +152,10 @@ dit_status dit_comm_nccl_unique_id (unsigned char id[DIT_COMM_NCCL_ID_BYTES]);
 dit_status dit_comm_nccl_create (const unsigned char id[DIT_COMM_NCCL_ID_BYTES],
     int rank, int size, int device, void *stream, int timeout_ms,
     dit_comm **out);
+/* The CUDA device that holds `ptr` (memory from cudaMalloc), -1 when it is
+ * not device memory or this build has no NCCL transport.  The mesh uses it
+ * to learn the device of a caller's backend from a buffer of it. */
+int dit_comm_nccl_pointer_device (const void *ptr);
 
 #ifdef __cplusplus
 }

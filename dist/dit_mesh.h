@@ -10,9 +10,19 @@
  * mesh rank 0 and carried in its JOIN), waits until every shard is loaded,
  * then sends one envelope per chunk and collects one result per rank.
  *
- * TP transport, chosen by the worker backend: "cpu" -> the CPU comm
- * (sockets), "cuda" -> NCCL on the backend's stream (docs/mesh.md).  Rank 0
- * itself needs neither CUDA nor NCCL: it only forwards the id.
+ * Two communicators (docs/protocol.md): the world communicator (Stage 0 =
+ * world rank 0, mesh rank r = world rank r + 1) is the data plane: the
+ * envelope tensors (prompt, context, init) are broadcast on it after their
+ * INFER frame and mesh rank 0 sends x0 on it after its RESULT frame; the
+ * frames on the control sockets carry tensor specs only.  The mesh
+ * communicator (mesh ranks only) carries the TP collectives.
+ *
+ * Transports, chosen by the worker backend: "cpu" -> the CPU comm
+ * (sockets) for both communicators, Stage 0 the root of the world one;
+ * "cuda" -> NCCL on the backend's stream (docs/mesh.md).  On "cuda" Stage 0
+ * is a member of the world communicator on the GPU of world_backend (NCCL
+ * allows one rank per GPU per communicator: that GPU must not hold a mesh
+ * rank); for the TP communicator it only forwards mesh rank 0's id.
  *
  * Failure semantics (crash before hang): every wait has a deadline; a
  * worker that dies, stalls or fails is reported by rank, pid and call
@@ -56,6 +66,15 @@ typedef struct dit_mesh_config {
                                   of the first N for tests and benchmarks) */
   int heartbeat_ms;            /* dit_mesh_ping: idle time before a NOOP round
                                   trip; default 1000, 0 = every call */
+  dit_backend *world_backend;  /* backend "cuda": a CUDA backend of the
+                                  caller (Stage 0's GPU).  When no spawned
+                                  rank runs on its GPU the world comm runs on
+                                  NCCL on its stream and the mesh stages
+                                  tensors in its memory (not shared with
+                                  another thread during mesh calls); NULL,
+                                  or a rank on its GPU (NCCL takes one rank
+                                  per GPU): the CPU comm carries the tensors
+                                  through host memory.  Unused on "cpu" */
 } dit_mesh_config;
 
 void dit_mesh_config_default (dit_mesh_config *c);
@@ -118,6 +137,13 @@ typedef struct dit_mesh_stats {
   uint64_t drift_checks;
   double last_roundtrip_ms;
   double last_rank_ms[DIT_MESH_MAX_RANKS];  /* per-rank total */
+  /* per-rank time in TP all-reduces during the last chunk (wait for the
+   * slowest rank included), -1 where the rank could not measure it */
+  double last_allreduce_ms[DIT_MESH_MAX_RANKS];
+  uint64_t world_bytes;        /* tensor bytes carried on the world comm
+                                  (sent and received by Stage 0) */
+  int world_nccl;              /* the world comm runs on NCCL (else on the
+                                  CPU comm through host memory) */
 } dit_mesh_stats;
 void dit_mesh_get_stats (const dit_mesh *m, dit_mesh_stats *s);
 
@@ -138,6 +164,8 @@ typedef struct dit_worker_config {
   int layers;                  /* 0 = the preset's */
   int graphs;                  /* 1: record forwards as CUDA graphs (cuda
                                   backend; dit-worker's default), 0: eager */
+  int test_cut_world;          /* tests: mesh rank 0 closes its world comm
+                                  instead of sending the first x0 */
 } dit_worker_config;
 
 /* Joins, loads its shard, serves envelopes.  DIT_OK after SHUTDOWN; an

@@ -2,8 +2,9 @@
  * protocol (see envelope.h and docs/protocol.md).
  *
  * CRC32C (Castagnoli, reflected polynomial 0x82F63B78) in software, one
- * table lookup per byte: envelopes are control messages plus a few small
- * latent tensors, so this is not on the critical path.
+ * table lookup per byte: envelopes are control messages and tensor specs
+ * (the bytes go over the world communicator), so this is not on the
+ * critical path.
  */
 #include "envelope.h"
 #include "dit_net.h"
@@ -213,9 +214,6 @@ env_validate_tensors (const dit_envelope *e, uint64_t *total)
         return dit_error (DIT_ERR_INVALID, "envelope: tensor '%s' is too large",
             t->name);
     }
-    if (numel && !t->data)
-      return dit_error (DIT_ERR_INVALID, "envelope: tensor '%s' has no data",
-          t->name);
     *total += numel * dit_dtype_size (t->dtype) + 64;
     if (*total > DIT_ENV_MAX_PAYLOAD)
       return dit_error (DIT_ERR_INVALID, "envelope: tensors exceed %u bytes",
@@ -258,6 +256,11 @@ env_validate (const dit_envelope *e, uint64_t *tensor_bytes)
     if (a->has_nccl_id != 0 && a->has_nccl_id != 1)
       return dit_error (DIT_ERR_INVALID, "envelope: accept NCCL id flag %d",
           a->has_nccl_id);
+    if (a->has_world_nccl_id != 0 && a->has_world_nccl_id != 1)
+      return dit_error (DIT_ERR_INVALID, "envelope: accept world NCCL id flag %d",
+          a->has_world_nccl_id);
+    if (a->world_port < 0 || a->world_port > 65535)
+      return dit_error (DIT_ERR_INVALID, "envelope: world port %d", a->world_port);
   }
   if (e->type == DIT_ENV_JOIN && (e->join.tp < 1 || e->join.rank < 0
       || e->join.rank >= e->join.tp || e->join.comm_port < 0
@@ -351,6 +354,10 @@ dit_env_encode (const dit_envelope *e, unsigned char **frame, size_t *frame_byte
       w_u8 (&w, (unsigned) a->has_nccl_id);
       if (a->has_nccl_id)
         w_bytes (&w, a->nccl_id, DIT_ENV_NCCL_ID_BYTES);
+      w_u32 (&w, (uint32_t) a->world_port);
+      w_u8 (&w, (unsigned) a->has_world_nccl_id);
+      if (a->has_world_nccl_id)
+        w_bytes (&w, a->world_nccl_id, DIT_ENV_NCCL_ID_BYTES);
       break;
     }
     default:
@@ -367,9 +374,7 @@ dit_env_encode (const dit_envelope *e, unsigned char **frame, size_t *frame_byte
       w_u64 (&w, (uint64_t) t->shape[d]);
       numel *= (uint64_t) t->shape[d];
     }
-    uint64_t nb = numel * dit_dtype_size (t->dtype);
-    w_u64 (&w, nb);
-    w_bytes (&w, t->data, (size_t) nb);
+    w_u64 (&w, numel * dit_dtype_size (t->dtype));
   }
   if (w.oom) {
     free (w.p);
@@ -602,6 +607,16 @@ dit_env_decode (int type, const unsigned char *payload, size_t bytes,
             a->has_nccl_id);
       if (a->has_nccl_id)
         r_copy (&r, a->nccl_id, DIT_ENV_NCCL_ID_BYTES);
+      a->world_port = (int) r_u32 (&r);
+      a->has_world_nccl_id = (int) r_u8 (&r);
+      if (a->has_world_nccl_id > 1)
+        return dit_error (DIT_ERR_FORMAT, "envelope: ACCEPT world NCCL id flag %d",
+            a->has_world_nccl_id);
+      if (a->has_world_nccl_id)
+        r_copy (&r, a->world_nccl_id, DIT_ENV_NCCL_ID_BYTES);
+      if (a->world_port < 0 || a->world_port > 65535)
+        return dit_error (DIT_ERR_FORMAT, "envelope: ACCEPT world port %d",
+            a->world_port);
       break;
     }
     default:
@@ -639,9 +654,7 @@ dit_env_decode (int type, const unsigned char *payload, size_t bytes,
       return dit_error (DIT_ERR_FORMAT, "envelope: tensor '%s' carries %llu bytes "
           "for %llu elements", t->name, (unsigned long long) nb,
           (unsigned long long) numel);
-    t->data = r_take (&r, (size_t) nb);
-    if (!t->data && nb)
-      return dit_error (DIT_ERR_FORMAT, "envelope: tensor '%s' truncated", t->name);
+    t->data = NULL;
     for (uint32_t j = 0; j < i; j++)
       if (strcmp (e->tensors[j].name, t->name) == 0)
         return dit_error (DIT_ERR_FORMAT, "envelope: tensor '%s' appears twice",

@@ -4,16 +4,19 @@
  * Frame: 16-byte header, little-endian
  *   u32 magic "DITE" | u16 version | u16 type | u32 payload bytes | u32 CRC32C
  * then the payload (at most DIT_ENV_MAX_PAYLOAD bytes).  The payload is a
- * fixed sequence of little-endian fields per type, then the tensors:
+ * fixed sequence of little-endian fields per type, then the tensor specs:
  *   u32 count, per tensor: u8 name length, name, u8 dtype, u8 ndim,
- *   i64 shape[ndim], u64 bytes, data.
+ *   i64 shape[ndim], u64 bytes.
+ * Frames carry no tensor bytes: those travel on the world communicator
+ * (the data plane, docs/protocol.md), after the frame that lists them, in
+ * frame order.
  *
  * Encoding validates everything first (type, ids, plan, tensor names,
  * shapes, byte counts) and builds the whole frame in memory, so a bad
  * message fails on the sender before a byte is written and the peer never
  * waits on a half-sent frame.  Decoding is strict: every length and count is
- * bounded before use, trailing bytes are an error, and decoded tensors point
- * into the caller's payload buffer (no copies, nothing allocated).
+ * bounded before use and trailing bytes are an error; decoded tensor specs
+ * have data = NULL (the receiver supplies the memory the bytes land in).
  */
 #ifndef DIT_ENVELOPE_H
 #define DIT_ENVELOPE_H
@@ -29,7 +32,7 @@ extern "C" {
 #endif
 
 #define DIT_ENV_MAGIC 0x45544944u        /* "DITE" */
-#define DIT_ENV_VERSION 2
+#define DIT_ENV_VERSION 3
 #define DIT_ENV_HEADER_BYTES 16
 #define DIT_ENV_MAX_PAYLOAD (1u << 30)
 #define DIT_ENV_MAX_TENSORS 8
@@ -54,7 +57,9 @@ typedef struct dit_env_tensor {
   dit_dtype dtype;
   int ndim;
   int64_t shape[DIT_ENV_MAX_DIMS];
-  const void *data;     /* host memory; numel * dtype size bytes */
+  const void *data;     /* sender: where the bytes are (host memory for the
+                           mesh, the backend's memory on a worker); never
+                           encoded.  NULL after decoding. */
 } dit_env_tensor;
 
 /* What one INFER asks the generator to do. */
@@ -94,6 +99,12 @@ typedef struct dit_env_accept {
   int comm_port;
   int has_nccl_id;      /* NCCL transport: mesh rank 0's id, forwarded */
   unsigned char nccl_id[DIT_ENV_NCCL_ID_BYTES];
+  /* The world communicator (Stage 0 = world rank 0, mesh rank r = world
+   * rank r + 1): CPU transport: Stage 0's port on the host the worker
+   * reached it on; NCCL transport: the unique id Stage 0 made. */
+  int world_port;
+  int has_world_nccl_id;
+  unsigned char world_nccl_id[DIT_ENV_NCCL_ID_BYTES];
   int timeout_ms;
   int latent_h, latent_w, frames_per_chunk, context_frames;
   int num_steps;
@@ -104,7 +115,7 @@ typedef struct dit_env_accept {
   int warp_steps;
 } dit_env_accept;
 
-#define DIT_ENV_TIMINGS 4   /* decode, recompute, denoise, total (ms) */
+#define DIT_ENV_TIMINGS 5   /* decode, recompute, denoise, total, all-reduce (ms) */
 
 typedef struct dit_envelope {
   dit_env_type type;
@@ -135,8 +146,8 @@ dit_status dit_env_encode (const dit_envelope *env, unsigned char **frame,
 dit_status dit_env_parse_header (const unsigned char hdr[DIT_ENV_HEADER_BYTES],
     int *type, uint32_t *payload_bytes, uint32_t *crc);
 
-/* Decode a payload (CRC checked against crc).  Tensor data point into
- * `payload`, which must outlive env. */
+/* Decode a payload (CRC checked against crc).  Tensor specs only (data =
+ * NULL). */
 dit_status dit_env_decode (int type, const unsigned char *payload,
     size_t bytes, uint32_t crc, dit_envelope *env);
 

@@ -3,16 +3,32 @@
  * One control socket per worker rank.  Envelopes are encoded once
  * (validated and fully materialised) and the same bytes are written to
  * every rank; each rank answers every INFER with a RESULT (rank 0 of the
- * mesh attaches the latents, every rank its output digest).  Collecting
+ * mesh lists the latents, every rank sends its output digest).
+ *
+ * Data plane: the world communicator (this side is world rank 0).  The
+ * tensors of an INFER are copied into the staging slot of the call when
+ * it is submitted (the caller's buffers are free again at once; on NCCL
+ * the slot is device memory of world_backend) and broadcast from there,
+ * one broadcast per tensor in frame order, right after the frame, unless
+ * an earlier call's x0 is still outstanding: the world comm's operations
+ * must come in the same order on every rank, and a worker takes the
+ * INFER k + 1 data only after it sent the x0 of INFER k, so that broadcast
+ * is deferred to dit_mesh_collect, right after the x0 it waits behind
+ * (docs/protocol.md).  x0 lands in `latents` (on NCCL via a device
+ * buffer); a stale result's x0 is received too and dropped.  Collecting
  * polls all ranks at once, so a rank that dies is seen when its socket
  * closes, not after the others; the error of a failed call names every
  * rank that died (with its wait status), stalled or reported an error.
  */
+#include "dit_build_config.h"
 #include "dit_mesh.h"
 #include "dit_net.h"
 #include "dit_tp.h"
 #include "envelope.h"
 #include "dit_scheduler.h"
+#if DIT_HAVE_CUDA
+#include "../kernels/cuda/dit_cuda.h"
+#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,10 +58,17 @@ typedef struct mesh_rank {
   char addr[64];
 } mesh_rank;
 
+/* Staged tensors are packed at this alignment inside a slot. */
+#define MESH_STAGE_ALIGN 256
+
 typedef struct mesh_call {
   uint64_t call_id;
   int64_t chunk_index;
   uint64_t epoch;
+  int slot;                   /* staging slot, -1 none */
+  int n_data;                 /* tensors on the world comm, frame order */
+  size_t off[DIT_ENV_MAX_TENSORS], bytes[DIT_ENV_MAX_TENSORS];
+  int data_pending;           /* broadcast deferred behind an earlier x0 */
 } mesh_call;
 
 struct dit_mesh {
@@ -70,6 +93,18 @@ struct dit_mesh {
   size_t cap;
   float *latents;      /* last rank-0 result */
   dit_mesh_stats stats;
+  /* data plane */
+  dit_comm *world;
+  int world_nccl;             /* NCCL (backend cuda), else the CPU comm */
+  int world_listen_fd, world_port;
+  dit_backend *wbe;           /* world_backend on NCCL */
+  int world_device;
+  unsigned char world_id[DIT_COMM_NCCL_ID_BYTES];
+  size_t stage_cap[3];        /* largest prompt, context, init (bytes) */
+  size_t stage_bytes;         /* one slot */
+  void *stage[MESH_MAX_INFLIGHT];
+  unsigned slot_busy;
+  void *x0_stage;             /* NCCL: device buffer x0 lands in */
 };
 
 void
@@ -106,6 +141,7 @@ void
 dit_mesh_get_stats (const dit_mesh *m, dit_mesh_stats *s)
 {
   *s = m->stats;
+  s->world_nccl = m->world_nccl;
 }
 
 static double
@@ -280,6 +316,68 @@ mesh_parity (dit_mesh *m, const dit_env_join *j, uint64_t fingerprint,
   return DIT_ERR_STATE;
 }
 
+/* After a failed world-comm setup: a worker that refused meanwhile (its
+ * backend did not come up) says why. */
+static int
+mesh_find_refusal (dit_mesh *m, char *msg, size_t n)
+{
+  for (int r = 0; r < m->cfg.ranks; r++) {
+    mesh_rank *k = &m->ranks[r];
+    dit_envelope e;
+    if (k->fd < 0 || !dit_net_wait_readable (k->fd, dit_net_now_ms ()))
+      continue;
+    if (dit_env_recv (k->fd, &e, &m->buf, &m->cap, dit_net_deadline (200),
+            "mesh") == DIT_OK && e.type == DIT_ENV_REFUSE) {
+      snprintf (msg, n, "mesh: worker rank %d failed to set up: %s", r, e.text);
+      return 1;
+    }
+    char why[128];
+    mesh_reap (k, dit_net_now_ms () + 200);
+    mesh_describe_exit (k, why, sizeof why);
+    snprintf (msg, n, "mesh: worker rank %d %s while the world comm was set up",
+        r, why);
+    return 1;
+  }
+  return 0;
+}
+
+/* Stage 0's side of the world comm (world rank 0 of ranks + 1), within
+ * the join deadline. */
+static dit_status
+mesh_world_create (dit_mesh *m, uint64_t token, int64_t dl)
+{
+  const int size = m->cfg.ranks + 1;
+  int64_t left = dl - dit_net_now_ms ();
+  int left_ms = left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : (int) left;
+  dit_status st;
+  char msg[900];
+  if (m->world_nccl) {
+    void *stream = NULL;
+#if DIT_HAVE_CUDA
+    stream = dit_backend_cuda_stream (m->wbe);
+#endif
+    st = dit_comm_nccl_create (m->world_id, 0, size, m->world_device, stream,
+        m->cfg.chunk_timeout_ms < left_ms ? left_ms : m->cfg.chunk_timeout_ms,
+        &m->world);
+  } else {
+    st = dit_comm_cpu_create_root (m->world_listen_fd, size, token, left_ms,
+        &m->world);
+    m->world_listen_fd = -1;   /* owned (and closed) by the comm */
+  }
+  if (st != DIT_OK) {
+    snprintf (msg, sizeof msg, "%s", dit_last_error ());
+    if (mesh_find_refusal (m, msg, sizeof msg))
+      return mesh_fail (m, DIT_ERR_STATE, msg);
+    char full[1000];
+    snprintf (full, sizeof full, "mesh: world comm (data plane) not up within "
+        "the %d ms join timeout: %s", m->cfg.join_timeout_ms, msg);
+    return mesh_fail (m, st, full);
+  }
+  /* Every later operation has the chunk deadline. */
+  m->world->timeout_ms = m->cfg.chunk_timeout_ms;
+  return DIT_OK;
+}
+
 static dit_status
 mesh_join (dit_mesh *m)
 {
@@ -345,6 +443,12 @@ mesh_join (dit_mesh *m)
     joined++;
   }
 
+  if (m->world_nccl) {
+    dit_status st = dit_comm_nccl_unique_id (m->world_id);
+    if (st != DIT_OK)
+      return mesh_fail (m, st, dit_last_error ());
+  }
+
   /* Everybody passed: hand out the session. */
   uint64_t token = ((uint64_t) getpid () << 32) ^ (uint64_t) (mesh_ms () * 1e3);
   int ufd = open ("/dev/urandom", O_RDONLY | O_CLOEXEC);
@@ -363,6 +467,11 @@ mesh_join (dit_mesh *m)
     a.accept.has_nccl_id = 1;
     memcpy (a.accept.nccl_id, joins[0].nccl_id, sizeof a.accept.nccl_id);
   }
+  a.accept.world_port = m->world_port;
+  if (m->world_nccl) {
+    a.accept.has_world_nccl_id = 1;
+    memcpy (a.accept.world_nccl_id, m->world_id, sizeof a.accept.world_nccl_id);
+  }
   a.accept.timeout_ms = c->chunk_timeout_ms;
   a.accept.latent_h = c->gen.latent_h;
   a.accept.latent_w = c->gen.latent_w;
@@ -379,6 +488,8 @@ mesh_join (dit_mesh *m)
     if (st != DIT_OK)
       return mesh_fail (m, st, dit_last_error ());
   }
+  /* Every worker brings its backend up and then joins the world comm. */
+  DIT_TRY (mesh_world_create (m, token, dl));
   /* READY (NOOP) once the shard is loaded, or REFUSE with the reason.  All
    * ranks at once: the first refusal names the cause (the other ranks may
    * only be waiting for the refused one in their comm setup). */
@@ -428,6 +539,241 @@ mesh_join (dit_mesh *m)
   return DIT_OK;
 }
 
+/* ---- data plane --------------------------------------------------------- */
+
+static void *
+mesh_buf_alloc (dit_mesh *m, size_t bytes)
+{
+  return m->world_nccl ? m->wbe->ops->alloc (m->wbe, bytes) : malloc (bytes);
+}
+
+static void
+mesh_buf_free (dit_mesh *m, void *p)
+{
+  if (!p)
+    return;
+  if (m->world_nccl)
+    m->wbe->ops->free (m->wbe, p);
+  else
+    free (p);
+}
+
+/* The world comm's transport.  NCCL (device to device) when the workers
+ * run on CUDA, this build has NCCL, the caller gave a CUDA world_backend
+ * and no spawned rank shares its GPU: NCCL allows one rank per GPU in a
+ * communicator, and Stage 0 is a member.  Otherwise the CPU comm (sockets,
+ * host memory) carries the tensors, as for CPU workers; the TP comm is
+ * NCCL either way.  With 2 GPUs the mesh on both (Stage 0 sharing GPU 0)
+ * is the faster configuration, so the fallback is the rule there. */
+static int
+mesh_world_on_nccl (const dit_mesh_config *c)
+{
+  if (!c->backend || strcmp (c->backend, "cuda") != 0
+      || !dit_comm_nccl_available () || !c->world_backend
+      || c->world_backend->ops->device != DIT_DEVICE_CUDA)
+    return 0;
+  for (int r = 0; c->spawn && r < c->ranks; r++)
+    if ((c->devices ? c->devices[r] : r) == c->world_backend->device_index)
+      return 0;
+  return 1;
+}
+
+/* Staging of the data plane, allocated once: per in-flight slot the
+ * largest prompt, context and init (f32), and on NCCL the x0 buffer. */
+static dit_status
+mesh_stage_alloc (dit_mesh *m)
+{
+  const dit_mesh_config *c = &m->cfg;
+  const size_t hw = (size_t) c->gen.latent_h * c->gen.latent_w;
+  m->world_nccl = mesh_world_on_nccl (c);
+  if (m->world_nccl)
+    m->wbe = c->world_backend;
+  m->stage_cap[0] = (size_t) m->model.text_len * m->model.text_dim * sizeof (float);
+  m->stage_cap[1] = (size_t) 16 * c->gen.context_frames * hw * sizeof (float);
+  m->stage_cap[2] = (size_t) 16 * c->gen.frames_per_chunk * hw * sizeof (float);
+  m->stage_bytes = 0;
+  for (int i = 0; i < 3; i++)
+    m->stage_bytes += (m->stage_cap[i] + MESH_STAGE_ALIGN - 1)
+        / MESH_STAGE_ALIGN * MESH_STAGE_ALIGN;
+  for (int i = 0; i < m->cfg.max_inflight; i++)
+    if (!(m->stage[i] = mesh_buf_alloc (m, m->stage_bytes)))
+      return dit_error (DIT_ERR_NOMEM, "mesh: no %zu bytes of %s memory for "
+          "staging slot %d", m->stage_bytes, m->world_nccl ? "device" : "host", i);
+  if (m->world_nccl) {
+    if (!(m->x0_stage = mesh_buf_alloc (m, m->stage_cap[2])))
+      return dit_error (DIT_ERR_NOMEM, "mesh: no device memory for x0");
+    m->world_device = dit_comm_nccl_pointer_device (m->x0_stage);
+    if (m->world_device < 0)
+      return dit_error (DIT_ERR_DEVICE, "mesh: cannot tell the GPU of "
+          "world_backend");
+  }
+  return DIT_OK;
+}
+
+/* Which of prompt, context, init a tensor name is; -1 other. */
+static int
+mesh_stage_kind (const char *name)
+{
+  static const char *const names[3] = { "prompt", "context", "init" };
+  for (int i = 0; i < 3; i++)
+    if (strcmp (name, names[i]) == 0)
+      return i;
+  return -1;
+}
+
+static int
+mesh_slot_get (dit_mesh *m)
+{
+  for (int i = 0; i < m->cfg.max_inflight; i++)
+    if (!(m->slot_busy & (1u << i))) {
+      m->slot_busy |= 1u << i;
+      return i;
+    }
+  return -1;
+}
+
+static void
+mesh_slot_put (dit_mesh *m, int slot)
+{
+  if (slot >= 0)
+    m->slot_busy &= ~(1u << slot);
+}
+
+/* Copy the INFER's tensors into a free slot; nothing is sent here, and a
+ * tensor the workers could not take is refused. */
+static dit_status
+mesh_stage (dit_mesh *m, const dit_envelope *env, mesh_call *call)
+{
+  size_t off = 0;
+  call->slot = -1;
+  call->n_data = 0;
+  call->data_pending = 0;
+  if (env->n_tensors == 0)
+    return DIT_OK;
+  if (!m->world)
+    return dit_error (DIT_ERR_STATE, "mesh: no world comm");
+  for (int i = 0; i < env->n_tensors; i++) {
+    const dit_env_tensor *t = &env->tensors[i];
+    int k = mesh_stage_kind (t->name);
+    size_t bytes = dit_dtype_size (t->dtype);
+    for (int d = 0; d < t->ndim; d++)
+      bytes *= (size_t) t->shape[d];
+    if (k < 0)
+      return dit_error (DIT_ERR_INVALID, "mesh: tensor '%s': the workers take "
+          "prompt, context and init", t->name);
+    if (bytes && !t->data)
+      return dit_error (DIT_ERR_INVALID, "mesh: tensor '%s' has no data", t->name);
+    if (bytes > m->stage_cap[k])
+      return dit_error (DIT_ERR_INVALID, "mesh: tensor '%s' of %zu bytes exceeds "
+          "the %zu bytes of the session's largest %s", t->name, bytes,
+          m->stage_cap[k], t->name);
+    call->off[i] = off;
+    call->bytes[i] = bytes;
+    off += (bytes + MESH_STAGE_ALIGN - 1) / MESH_STAGE_ALIGN * MESH_STAGE_ALIGN;
+  }
+  if (off > m->stage_bytes)
+    return dit_error (DIT_ERR_INVALID, "mesh: the envelope's tensors need %zu "
+        "bytes, a staging slot has %zu", off, m->stage_bytes);
+  int slot = mesh_slot_get (m);
+  if (slot < 0)
+    return dit_error (DIT_ERR_STATE, "mesh: no free staging slot");
+  for (int i = 0; i < env->n_tensors; i++) {
+    unsigned char *dst = (unsigned char *) m->stage[slot] + call->off[i];
+    if (!m->world_nccl) {
+      memcpy (dst, env->tensors[i].data, call->bytes[i]);
+      continue;
+    }
+    dit_status st = m->wbe->ops->upload (m->wbe, dst, env->tensors[i].data,
+        call->bytes[i]);
+    if (st != DIT_OK) {
+      mesh_slot_put (m, slot);
+      return dit_error_prefix (st, "mesh: staging '%s'", env->tensors[i].name);
+    }
+  }
+  call->slot = slot;
+  call->n_data = env->n_tensors;
+  return DIT_OK;
+}
+
+/* A failure on the world comm, naming the worker rank (world rank - 1)
+ * when the transport knows the peer, or the ranks whose control socket is
+ * gone. */
+static dit_status
+mesh_world_fail (dit_mesh *m, dit_status st, const char *what,
+    const mesh_call *call)
+{
+  char msg[1100], err[600], who[300] = "";
+  size_t n = 0;
+  snprintf (err, sizeof err, "%s", dit_last_error ());
+  int peer = m->world ? m->world->failed_peer : -1;
+  for (int r = 0; r < m->cfg.ranks && n < sizeof who - 1; r++) {
+    mesh_rank *k = &m->ranks[r];
+    int gone = peer == r + 1;
+    if (!gone && peer < 1 && k->fd >= 0) {
+      struct pollfd pf = { .fd = k->fd, .events = POLLIN };
+      char b;
+      gone = poll (&pf, 1, 0) > 0 && ((pf.revents & (POLLHUP | POLLERR))
+          || recv (k->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0);
+    }
+    if (!gone)
+      continue;
+    char why[128];
+    mesh_reap (k, dit_net_now_ms () + 200);
+    if (k->exited)
+      mesh_describe_exit (k, why, sizeof why);
+    else
+      snprintf (why, sizeof why, "(pid %d)", (int) k->pid);
+    n += (size_t) snprintf (who + n, sizeof who - n, "%sworker rank %d %s",
+        n ? ", " : "", r, why);
+  }
+  snprintf (msg, sizeof msg, "mesh: call %llu (chunk %lld) failed: %s%sworld "
+      "comm (data plane) failed during %s: %s",
+      (unsigned long long) call->call_id, (long long) call->chunk_index, who,
+      n ? ": " : "", what, err);
+  return mesh_fail (m, st, msg);
+}
+
+/* The call's tensors from its slot, one broadcast each, frame order. */
+static dit_status
+mesh_broadcast_data (dit_mesh *m, mesh_call *call)
+{
+  for (int i = 0; i < call->n_data; i++) {
+    void *p = (unsigned char *) m->stage[call->slot] + call->off[i];
+    dit_status st = dit_comm_broadcast (m->world, p, call->bytes[i], 0);
+    if (st != DIT_OK) {
+      char what[64];
+      snprintf (what, sizeof what, "the broadcast of tensor %d", i);
+      return mesh_world_fail (m, st, what, call);
+    }
+    m->stats.world_bytes += call->bytes[i];
+  }
+  call->data_pending = 0;
+  return DIT_OK;
+}
+
+/* x0 of a call from world rank 1 (mesh rank 0) into `latents`. */
+static dit_status
+mesh_recv_x0 (dit_mesh *m, const mesh_call *call, size_t bytes)
+{
+  dit_status st;
+  if (m->world_nccl) {
+    st = dit_comm_recv (m->world, m->x0_stage, bytes, 1);
+    if (st == DIT_OK)
+      st = dit_comm_flush (m->world);
+    if (st == DIT_OK) {
+      st = m->wbe->ops->download (m->wbe, m->latents, m->x0_stage, bytes);
+      if (st != DIT_OK)
+        return mesh_fail (m, st, dit_last_error ());
+    }
+  } else {
+    st = dit_comm_recv (m->world, m->latents, bytes, 1);
+  }
+  if (st != DIT_OK)
+    return mesh_world_fail (m, st, "the receive of x0 from worker rank 0", call);
+  m->stats.world_bytes += bytes;
+  return DIT_OK;
+}
+
 dit_status
 dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out)
 {
@@ -440,6 +786,7 @@ dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out)
     return dit_error (DIT_ERR_NOMEM, "mesh: out of memory");
   m->cfg = *cfg;
   m->listen_fd = -1;
+  m->world_listen_fd = -1;
   for (int r = 0; r < DIT_MESH_MAX_RANKS; r++)
     m->ranks[r].fd = -1;
   if (m->cfg.max_inflight < 1)
@@ -470,6 +817,8 @@ dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out)
     else
       m->sigmas[i] = dit_scheduler_sigma (&sched, cfg->gen.steps[i]);
   }
+  if (st == DIT_OK)
+    st = mesh_stage_alloc (m);
   if (st == DIT_OK) {
     char host[128] = "127.0.0.1";
     int port = 0;
@@ -478,6 +827,11 @@ dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out)
     if (st == DIT_OK)
       st = dit_net_listen (host, &port, &m->listen_fd);
     m->port = port;
+    /* The CPU world comm listens like the control socket, on a port of
+     * the kernel's choice. */
+    m->world_port = 0;
+    if (st == DIT_OK && !m->world_nccl)
+      st = dit_net_listen (host, &m->world_port, &m->world_listen_fd);
   }
   for (int r = 0; st == DIT_OK && cfg->spawn && r < cfg->ranks; r++)
     st = mesh_spawn (m, r);
@@ -519,6 +873,12 @@ dit_mesh_free (dit_mesh *m)
   }
   if (m->listen_fd >= 0)
     close (m->listen_fd);
+  if (m->world_listen_fd >= 0)
+    close (m->world_listen_fd);
+  dit_comm_destroy (m->world);
+  for (int i = 0; i < MESH_MAX_INFLIGHT; i++)
+    mesh_buf_free (m, m->stage[i]);
+  mesh_buf_free (m, m->x0_stage);
   free (m->prompt);
   free (m->buf);
   free (m->latents);
@@ -584,19 +944,40 @@ dit_mesh_send_envelope (dit_mesh *m, const dit_envelope *env)
   if (env->type == DIT_ENV_INFER && m->n_inflight >= m->cfg.max_inflight)
     return dit_error (DIT_ERR_STATE, "mesh: %d envelopes already in flight",
         m->n_inflight);
-  /* Validate and materialise the whole frame before the first byte. */
+  if (env->n_tensors > 0 && env->type != DIT_ENV_INFER)
+    return dit_error (DIT_ERR_INVALID, "mesh: envelope refused before sending: "
+        "only INFER carries tensors (%s lists %d)", dit_env_type_name (env->type),
+        env->n_tensors);
+  /* Validate and materialise the whole frame, and stage the tensors,
+   * before the first byte. */
   dit_status st = dit_env_encode (env, &frame, &n);
   if (st != DIT_OK)
     return dit_error_prefix (st, "mesh: envelope refused before sending");
+  mesh_call call;
+  memset (&call, 0, sizeof call);
+  call.slot = -1;
+  if (env->type == DIT_ENV_INFER && (st = mesh_stage (m, env, &call)) != DIT_OK) {
+    free (frame);
+    return dit_error_prefix (st, "mesh: envelope refused before sending");
+  }
   st = mesh_broadcast_frame (m, frame, n, dit_env_type_name (env->type));
   free (frame);
-  DIT_TRY (st);
+  if (st != DIT_OK) {
+    mesh_slot_put (m, call.slot);
+    return st;
+  }
   m->last_send_ms = dit_net_now_ms ();
   if (env->type == DIT_ENV_INFER) {
     mesh_call *c = &m->inflight[m->n_inflight++];
+    *c = call;
     c->call_id = env->call_id;
     c->chunk_index = env->chunk_index;
     c->epoch = env->cache_epoch;
+    /* The data follows the frame at once unless an earlier call's x0 is
+     * still to come on the world comm; then collect sends it. */
+    c->data_pending = c->n_data > 0;
+    if (c->data_pending && m->n_inflight == 1)
+      DIT_TRY (mesh_broadcast_data (m, c));
   }
   return DIT_OK;
 }
@@ -710,7 +1091,10 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
   size_t elen = 0;
   double t0 = mesh_ms ();
   int64_t dl = dit_net_deadline (m->cfg.chunk_timeout_ms);
-  int left = n, peer_died = 0;
+  int left = n, peer_died = 0, x0_coming = 0;
+  uint64_t x0_digest = 0;
+  const size_t nb = (size_t) 16 * m->cfg.gen.frames_per_chunk * m->cfg.gen.latent_h
+      * m->cfg.gen.latent_w * sizeof (float);
   *stale = call->epoch != m->epoch;
   for (int r = 0; r < n; r++)
     pending[r] = 1;
@@ -785,18 +1169,17 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
       }
       digest[r] = e.digest;
       m->stats.last_rank_ms[r] = e.timing_ms[3];
+      m->stats.last_allreduce_ms[r] = e.timing_ms[4];
       if (r == 0) {
         const dit_env_tensor *x = dit_env_find (&e, "x0");
-        size_t nb = (size_t) 16 * m->cfg.gen.frames_per_chunk * m->cfg.gen.latent_h
-            * m->cfg.gen.latent_w * sizeof (float);
-        if (!x || x->dtype != DIT_F32 || (size_t) (x->shape[0] * x->shape[1]
-            * x->shape[2] * x->shape[3]) * 4 != nb) {
+        if (!x || e.n_tensors != 1 || x->dtype != DIT_F32 || x->ndim != 4
+            || (size_t) (x->shape[0] * x->shape[1] * x->shape[2] * x->shape[3])
+            * 4 != nb) {
           ADD_ERR ("worker rank 0 returned no latents of the chunk's shape");
           continue;
         }
-        memcpy (m->latents, x->data, nb);
-        if (dit_fnv1a (DIT_FNV_OFFSET, m->latents, nb) != e.digest)
-          ADD_ERR ("worker rank 0: latents do not match their digest");
+        x0_digest = e.digest;
+        x0_coming = 1;   /* on the world comm, after this frame */
         if (timing) {
           timing->recompute_ms = e.timing_ms[1];
           timing->denoise_ms = e.timing_ms[2];
@@ -806,6 +1189,14 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
     }
   }
 #undef ADD_ERR
+  /* The x0 follows mesh rank 0's RESULT on the world comm; a stale one is
+   * received as well (and dropped by the caller) to keep the comm in step. */
+  if (!bad && x0_coming) {
+    DIT_TRY (mesh_recv_x0 (m, call, nb));
+    if (dit_fnv1a (DIT_FNV_OFFSET, m->latents, nb) != x0_digest)
+      mesh_add_err (errs, sizeof errs, &elen, &bad,
+          "worker rank 0: latents do not match their digest");
+  }
   m->stats.last_roundtrip_ms = mesh_ms () - t0;
   if (bad) {
     char msg[1100];
@@ -839,7 +1230,12 @@ dit_mesh_collect (dit_mesh *m, dit_tensor *out, dit_chunk_timing *timing,
     memmove (m->inflight, m->inflight + 1, (size_t) (m->n_inflight - 1) * sizeof call);
     m->n_inflight--;
     int stale;
-    DIT_TRY (mesh_collect_one (m, &call, &stale, timing));
+    dit_status st = mesh_collect_one (m, &call, &stale, timing);
+    mesh_slot_put (m, call.slot);
+    DIT_TRY (st);
+    /* The next call's data waited behind this x0 (docs/protocol.md). */
+    if (m->n_inflight > 0 && m->inflight[0].data_pending)
+      DIT_TRY (mesh_broadcast_data (m, &m->inflight[0]));
     if (stale) {
       m->stats.stale_dropped++;   /* epoch fence: never shown */
       continue;

@@ -1,7 +1,8 @@
 /* worker — the dit-worker loop: join, parity, shard, serve envelopes.
  *
  * States: CONNECT -> JOIN sent -> ACCEPT (or REFUSE: exit with the reason)
- * -> backend up -> TP comm up -> shard loaded -> READY (a NOOP) -> serve:
+ * -> backend up -> world comm up -> TP comm up -> shard loaded -> READY (a
+ * NOOP) -> serve:
  * INFER -> RESULT, NOOP -> NOOP, SHUTDOWN -> SHUTDOWN ack and exit.  Rank
  * 0's socket closing (it died or quit) ends the loop at once: the worker
  * never outlives its Stage 0.  A plan that disagrees with this worker's
@@ -16,12 +17,21 @@
  * (so the backend comes first).  A worker that cannot take part (no NCCL
  * in this build) sends REFUSE with the reason instead of a JOIN.
  *
- * On CUDA the request and result tensors stay host memory (the generator
- * copies latents in and out), forwards are recorded as CUDA graphs unless
- * disabled (collectives included: NCCL supports stream capture), and each
- * INFER runs inside a dit_comm_watch / dit_comm_flush pair, so a stuck
- * collective (also one replayed from a graph) is aborted by the comm's
- * watchdog within the timeout and reported for that chunk.
+ * Data plane: the world communicator (Stage 0 = world rank 0, this worker
+ * world rank rank + 1; CPU comm on "cpu", NCCL on "cuda").  After an INFER
+ * frame its tensors arrive as one broadcast each from world rank 0, in
+ * frame order, straight into buffers of this worker's backend (device
+ * memory on CUDA: the generator gets device views); after the RESULT frame
+ * mesh rank 0 sends x0 from the backend buffer the generator wrote it to.
+ * The RESULT digest covers the f32 latents (downloaded for it on CUDA).
+ * A failed world-comm operation is fatal (the data plane is out of step).
+ *
+ * Forwards are recorded as CUDA graphs unless disabled (collectives
+ * included: NCCL supports stream capture), and each INFER runs inside a
+ * dit_comm_watch / dit_comm_flush pair, so a stuck collective (also one
+ * replayed from a graph) is aborted by the comm's watchdog within the
+ * timeout and reported for that chunk.  The all-reduce time of the INFER
+ * (dit_comm_take_allreduce_ms) goes back as the fifth RESULT timing.
  *
  * Prompt epochs: each INFER names the prompt epoch in force; the worker
  * rebuilds its cross-attention K/V only when the epoch is new (the
@@ -38,6 +48,8 @@
 #endif
 
 #include <math.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,14 +62,25 @@ typedef struct worker {
   dit_model_config model;
   dit_gen_config gen;
   dit_backend *be;
-  dit_comm *comm;
+  dit_comm *comm;            /* TP (mesh) communicator, NULL at TP 1 */
+  dit_comm *world;           /* data plane: Stage 0 + every mesh rank */
+  char host[256];            /* the host Stage 0 was reached on */
+  int world_port;
+  unsigned char world_id[DIT_COMM_NCCL_ID_BYTES];
+  /* receive buffers of the data plane (backend memory), by tensor name */
+  void *rx[3];
+  size_t rx_cap[3];
+  void *x0;                  /* generator output, backend memory */
+  int world_cut;             /* tests: the world comm was closed on purpose */
   dit_weights *weights;
   dit_generator *g;
   unsigned char *buf;
   size_t cap;
-  float *out;
+  float *out;                /* host f32 copy of x0 for the digest */
   char peer[64];
-  int nccl;                  /* TP transport is NCCL */
+  int nccl;                  /* TP comm on NCCL (backend cuda) */
+  int world_nccl;            /* world comm on NCCL too (device buffers);
+                                else the CPU comm (host buffers) */
   unsigned char nccl_id[DIT_COMM_NCCL_ID_BYTES];
   uint64_t prompt_epoch;     /* epoch of the prompt in the generator; 0 none */
 } worker;
@@ -94,6 +117,7 @@ w_join (worker *w, int *comm_listen_fd, uint64_t *token, char *comm_host,
   int port, lport = 0;
   int64_t dl = dit_net_deadline (c->timeout_ms);
   DIT_TRY (dit_net_parse_addr (c->connect, host, sizeof host, &port));
+  snprintf (w->host, sizeof w->host, "%s", host);
   DIT_TRY (dit_net_connect (host, port, dl, &w->fd));
   snprintf (w->peer, sizeof w->peer, "worker rank %d: Stage 0 at %s", c->rank,
       c->connect);
@@ -104,10 +128,11 @@ w_join (worker *w, int *comm_listen_fd, uint64_t *token, char *comm_host,
     dit_status st = DIT_OK;
     if (!dit_comm_nccl_available ())
       st = dit_error (DIT_ERR_UNSUPPORTED, "worker rank %d: backend 'cuda' with "
-          "TP %d runs its collectives on NCCL, and this dit-worker was built "
-          "without NCCL (it needs the CUDA backend, nccl.h and libnccl)",
-          c->rank, c->tp);
-    else if (c->rank == 0 && (st = dit_comm_nccl_unique_id (e.join.nccl_id)) != DIT_OK)
+          "TP %d runs its collectives and data plane on NCCL, and this "
+          "dit-worker was built without NCCL (it needs the CUDA backend, "
+          "nccl.h and libnccl)", c->rank, c->tp);
+    else if (c->rank == 0 && c->tp > 1
+        && (st = dit_comm_nccl_unique_id (e.join.nccl_id)) != DIT_OK)
       st = dit_error_prefix (st, "worker rank 0");
     if (st != DIT_OK) {
       char msg[256];
@@ -115,7 +140,7 @@ w_join (worker *w, int *comm_listen_fd, uint64_t *token, char *comm_host,
       w_send_simple (w, DIT_ENV_REFUSE, msg);
       return dit_error (st, "%s", msg);
     }
-    e.join.has_nccl_id = c->rank == 0;
+    e.join.has_nccl_id = c->rank == 0 && c->tp > 1;
   } else if (c->rank == 0 && c->tp > 1) {
     DIT_TRY (dit_net_listen ("0.0.0.0", &lport, comm_listen_fd));
   }
@@ -147,11 +172,20 @@ w_join (worker *w, int *comm_listen_fd, uint64_t *token, char *comm_host,
     return dit_error (DIT_ERR_STATE, "worker rank %d: expected ACCEPT, got %s",
         c->rank, dit_env_type_name (e.type));
   const dit_env_accept *a = &e.accept;
-  if (w->nccl && !a->has_nccl_id)
+  if (w->nccl && c->tp > 1 && !a->has_nccl_id)
     return dit_error (DIT_ERR_STATE, "worker rank %d: ACCEPT carries no NCCL "
         "unique id (Stage 0 does not run this mesh on NCCL)", c->rank);
+  /* The world comm: NCCL when Stage 0 has a GPU of its own for it, else
+   * the CPU comm (see mesh_world_on_nccl). */
+  w->world_nccl = w->nccl && a->has_world_nccl_id;
+  if (!w->world_nccl && a->world_port <= 0)
+    return dit_error (DIT_ERR_STATE, "worker rank %d: ACCEPT carries no world "
+        "comm port", c->rank);
   if (w->nccl)
     memcpy (w->nccl_id, a->nccl_id, sizeof w->nccl_id);
+  if (w->world_nccl)
+    memcpy (w->world_id, a->world_nccl_id, sizeof w->world_id);
+  w->world_port = a->world_port;
   dit_gen_config_default (&w->gen);
   w->gen.latent_h = a->latent_h;
   w->gen.latent_w = a->latent_w;
@@ -171,6 +205,56 @@ w_join (worker *w, int *comm_listen_fd, uint64_t *token, char *comm_host,
   return dit_gen_config_validate (&w->gen, &w->model);
 }
 
+/* The world communicator: world rank rank + 1 of tp + 1, Stage 0 is 0. */
+static dit_status
+w_world (worker *w, uint64_t token)
+{
+  const dit_worker_config *c = w->cfg;
+  dit_status st;
+  if (w->world_nccl) {
+    void *stream = NULL;
+#if DIT_HAVE_CUDA
+    stream = dit_backend_cuda_stream (w->be);
+#endif
+    st = dit_comm_nccl_create (w->world_id, c->rank + 1, c->tp + 1, c->device,
+        stream, c->timeout_ms, &w->world);
+  } else {
+    st = dit_comm_cpu_connect (w->host, w->world_port, c->rank + 1, c->tp + 1,
+        token, c->timeout_ms, &w->world);
+  }
+  if (st != DIT_OK)
+    return dit_error_prefix (st, "worker rank %d: world comm (data plane)", c->rank);
+  return DIT_OK;
+}
+
+/* Receive buffers of the data plane, by name: the largest tensor the mesh
+ * sends under it (f32). */
+static const char *const w_rx_names[3] = { "prompt", "context", "init" };
+
+static dit_status
+w_alloc (worker *w)
+{
+  const size_t hw = (size_t) w->gen.latent_h * w->gen.latent_w;
+  const size_t x0 = (size_t) 16 * w->gen.frames_per_chunk * hw * sizeof (float);
+  w->rx_cap[0] = (size_t) w->model.text_len * w->model.text_dim * sizeof (float);
+  w->rx_cap[1] = (size_t) 16 * w->gen.context_frames * hw * sizeof (float);
+  w->rx_cap[2] = x0;
+  /* Where the world comm delivers: device memory on NCCL, host memory on
+   * the CPU comm (the generator uploads host tensors itself). */
+  for (int i = 0; i < 3; i++)
+    if (!(w->rx[i] = w->world_nccl ? w->be->ops->alloc (w->be, w->rx_cap[i])
+            : malloc (w->rx_cap[i])))
+      return dit_error (DIT_ERR_NOMEM, "worker rank %d: no %zu bytes of %s "
+          "memory for the '%s' tensor", w->cfg->rank, w->rx_cap[i],
+          w->world_nccl ? "device" : "host", w_rx_names[i]);
+  w->x0 = w->be->ops->alloc (w->be, x0);
+  w->out = malloc (x0);
+  if (!w->x0 || !w->out)
+    return dit_error (DIT_ERR_NOMEM, "worker rank %d: out of memory for x0",
+        w->cfg->rank);
+  return DIT_OK;
+}
+
 static dit_status
 w_setup (worker *w)
 {
@@ -185,12 +269,14 @@ w_setup (worker *w)
     return st;
   }
   /* From here on a failure is reported to rank 0 before exiting.  The
-   * backend comes first: the NCCL communicator lives on its stream. */
+   * backend comes first: the NCCL communicators live on its stream. */
   w->be = dit_backend_create (c->backend, c->device);
   if (!w->be)
     st = dit_error (DIT_ERR_DEVICE, "worker rank %d: backend '%s' device %d: %s",
         c->rank, c->backend, c->device, dit_last_error ());
-  if (st == DIT_OK && w->nccl) {
+  if (st == DIT_OK)
+    st = w_world (w, token);
+  if (st == DIT_OK && w->nccl && c->tp > 1) {
     void *stream = NULL;
 #if DIT_HAVE_CUDA
     stream = dit_backend_cuda_stream (w->be);
@@ -224,12 +310,8 @@ w_setup (worker *w)
   }
   if (st == DIT_OK && c->graphs && w->be->ops->device == DIT_DEVICE_CUDA)
     dit_generator_set_graphs (w->g, 1);
-  if (st == DIT_OK) {
-    w->out = malloc ((size_t) 16 * w->gen.frames_per_chunk * w->gen.latent_h
-        * w->gen.latent_w * sizeof (float));
-    if (!w->out)
-      st = dit_error (DIT_ERR_NOMEM, "worker: out of memory");
-  }
+  if (st == DIT_OK)
+    st = w_alloc (w);
   if (st != DIT_OK) {
     char msg[256];
     snprintf (msg, sizeof msg, "%s", dit_last_error ());
@@ -274,10 +356,71 @@ w_check_plan (worker *w, const dit_envelope *e)
 }
 
 static dit_tensor
-w_view (const dit_env_tensor *t)
+w_view (const worker *w, const dit_env_tensor *t)
 {
-  return dit_tensor_make ((void *) t->data, t->dtype, DIT_DEVICE_CPU, t->ndim,
-      t->shape);
+  return dit_tensor_make ((void *) t->data, t->dtype, w->world_nccl
+      ? w->be->ops->device : DIT_DEVICE_CPU, t->ndim, t->shape);
+}
+
+/* Did Stage 0 go away?  Its control socket then reads as closed (waiting
+ * up to wait_ms: when Stage 0 dies, its sockets are closed one by one and
+ * the world comm's may be seen first). */
+static int
+w_stage0_gone (const worker *w, int wait_ms)
+{
+  struct pollfd pf = { .fd = w->fd, .events = POLLIN };
+  char b;
+  if (poll (&pf, 1, wait_ms) <= 0)
+    return 0;
+  if (pf.revents & (POLLHUP | POLLERR))
+    return 1;
+  return recv (w->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+/* A data-plane failure is fatal; when Stage 0 is gone, say so (the exit
+ * code of dit-worker tells the two apart). */
+static dit_status
+w_world_error (const worker *w, dit_status st, const char *what)
+{
+  if (w_stage0_gone (w, 500))
+    return dit_error_prefix (st, "worker rank %d: lost Stage 0 (rank 0), exiting "
+        "(world comm, %s)", w->cfg->rank, what);
+  return dit_error_prefix (st, "worker rank %d: world comm (data plane) failed "
+      "during %s", w->cfg->rank, what);
+}
+
+/* The INFER's tensors from world rank 0, in frame order, into the receive
+ * buffers; e's specs then point at them.  Any failure leaves the data
+ * plane out of step. */
+static dit_status
+w_receive (worker *w, dit_envelope *e)
+{
+  for (int i = 0; i < e->n_tensors; i++) {
+    dit_env_tensor *t = &e->tensors[i];
+    size_t bytes = dit_dtype_size (t->dtype);
+    int k = -1;
+    for (int d = 0; d < t->ndim; d++)
+      bytes *= (size_t) t->shape[d];
+    for (int j = 0; j < 3; j++)
+      if (strcmp (t->name, w_rx_names[j]) == 0)
+        k = j;
+    if (k < 0 || bytes > w->rx_cap[k])
+      return dit_error (DIT_ERR_STATE, "worker rank %d: cannot receive tensor "
+          "'%s' of %zu bytes (this worker takes prompt, context and init up to "
+          "the session's sizes)", w->cfg->rank, t->name, bytes);
+    if (!w->world)
+      return dit_error (DIT_ERR_STATE, "worker rank %d: the world comm is closed",
+          w->cfg->rank);
+    dit_status st = dit_comm_broadcast (w->world, w->rx[k], bytes, 0);
+    if (st != DIT_OK) {
+      char what[96];
+      snprintf (what, sizeof what, "the broadcast of '%s' of call %llu", t->name,
+          (unsigned long long) e->call_id);
+      return w_world_error (w, st, what);
+    }
+    t->data = w->rx[k];
+  }
+  return DIT_OK;
 }
 
 /* The prompt of this INFER: rebuild the cross-attention K/V once per new
@@ -297,7 +440,7 @@ w_prompt (worker *w, const dit_envelope *e, int *fatal)
         "'prompt' tensor and this worker has epoch %llu: the new prompt never "
         "reached it", (unsigned long long) e->prompt_epoch,
         (unsigned long long) w->prompt_epoch);
-  dit_tensor pt = w_view (prompt);
+  dit_tensor pt = w_view (w, prompt);
   dit_status st = dit_generator_set_prompt (w->g, &pt);
   if (st != DIT_OK) {
     *fatal = w->comm != NULL;
@@ -307,9 +450,38 @@ w_prompt (worker *w, const dit_envelope *e, int *fatal)
   return DIT_OK;
 }
 
-/* Returns non-OK only when the worker must stop (broken TP group). */
+/* x0 to Stage 0 on the world comm (mesh rank 0, after an ok RESULT). */
 static dit_status
-w_infer (worker *w, const dit_envelope *e, double t_recv)
+w_send_x0 (worker *w, const dit_envelope *r, size_t bytes)
+{
+  if (w->cfg->test_cut_world && !w->world_cut) {
+    /* Tests: the data plane breaks here, the control socket stays up. */
+    dit_comm_destroy (w->world);
+    w->world = NULL;
+    w->world_cut = 1;
+    return DIT_OK;
+  }
+  if (!w->world)
+    return dit_error (DIT_ERR_STATE, "worker rank 0: the world comm is closed");
+  /* NCCL sends the device result; the CPU comm its host copy. */
+  const void *x0 = w->world_nccl || w->be->ops->device == DIT_DEVICE_CPU
+      ? w->x0 : w->out;
+  dit_status st = dit_comm_send (w->world, x0, bytes, 0);
+  if (st == DIT_OK)
+    st = dit_comm_flush (w->world);
+  if (st != DIT_OK) {
+    char what[96];
+    snprintf (what, sizeof what, "the send of x0 of call %llu",
+        (unsigned long long) r->call_id);
+    return w_world_error (w, st, what);
+  }
+  return DIT_OK;
+}
+
+/* Returns non-OK only when the worker must stop (broken TP group or data
+ * plane). */
+static dit_status
+w_infer (worker *w, dit_envelope *e, double t_recv)
 {
   const dit_worker_config *c = w->cfg;
   dit_envelope r;
@@ -321,28 +493,37 @@ w_infer (worker *w, const dit_envelope *e, double t_recv)
   r.rank = c->rank;
 
   int fatal = 0;
+  dit_tensor ct, it;
+  /* The data first, whatever becomes of the call: every INFER's tensors
+   * are on the world comm and must be taken off it in order. */
+  dit_status st = w_receive (w, e);
+  if (st != DIT_OK)
+    fatal = 1;
   const dit_env_tensor *ctx = dit_env_find (e, "context");
   const dit_env_tensor *init = dit_env_find (e, "init");
-  dit_tensor ct, it;
   if (c->test_delay_ms > 0)
     usleep ((useconds_t) c->test_delay_ms * 1000);
-  /* Everything this INFER enqueues is watched until the flush below. */
+  /* Everything this INFER enqueues is watched until the flush below; the
+   * all-reduce time counts from here. */
+  dit_comm_take_allreduce_ms (w->comm);
   dit_comm_watch (w->comm);
-  dit_status st = w_check_plan (w, e);
+  if (st == DIT_OK)
+    st = w_check_plan (w, e);
   if (st == DIT_OK)
     st = w_prompt (w, e, &fatal);
   dit_chunk_timing tm = { 0 };
   int64_t shape[4] = { 16, w->gen.frames_per_chunk, w->gen.latent_h, w->gen.latent_w };
-  dit_tensor out = dit_tensor_make (w->out, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+  dit_tensor out = dit_tensor_make (w->x0, DIT_F32, w->be->ops->device, 4, shape);
+  size_t xbytes = (size_t) dit_tensor_numel (&out) * sizeof (float);
   if (st == DIT_OK) {
     dit_chunk_request req = { .chunk_index = e->chunk_index,
       .first_step = e->plan.first_step };
     if (ctx) {
-      ct = w_view (ctx);
+      ct = w_view (w, ctx);
       req.context = &ct;
     }
     if (init) {
-      it = w_view (init);
+      it = w_view (w, init);
       req.init_latents = &it;
     }
     double t0 = w_ms ();
@@ -352,16 +533,22 @@ w_infer (worker *w, const dit_envelope *e, double t_recv)
     r.timing_ms[0] = t0 - t_recv;
   }
   /* The outcome of every collective of this INFER (NCCL: enqueued only),
-   * also when the generator itself returned OK. */
+   * also when the generator itself returned OK; the world comm's flush
+   * covers the broadcasts (at TP 1 there is no TP comm). */
   dit_status fst = dit_comm_flush (w->comm);
+  if (fst == DIT_OK && w->world)
+    fst = dit_comm_flush (w->world);
   if (fst != DIT_OK) {
     if (st == DIT_OK)
       st = fst;
     fatal = 1;
   }
+  r.timing_ms[4] = dit_comm_take_allreduce_ms (w->comm);
+  if (st == DIT_OK && w->be->ops->device != DIT_DEVICE_CPU)
+    st = w->be->ops->download (w->be, w->out, w->x0, xbytes);
   if (st == DIT_OK) {
-    size_t n = (size_t) dit_tensor_numel (&out) * sizeof (float);
-    r.digest = dit_fnv1a (DIT_FNV_OFFSET, w->out, n);
+    const void *host = w->be->ops->device == DIT_DEVICE_CPU ? w->x0 : w->out;
+    r.digest = dit_fnv1a (DIT_FNV_OFFSET, host, xbytes);
     if (c->rank == 0) {
       r.n_tensors = 1;
       dit_env_tensor *x = &r.tensors[0];
@@ -369,7 +556,7 @@ w_infer (worker *w, const dit_envelope *e, double t_recv)
       x->dtype = DIT_F32;
       x->ndim = 4;
       memcpy (x->shape, shape, sizeof shape);
-      x->data = w->out;
+      x->data = w->x0;
     }
   }
   r.timing_ms[1] = tm.recompute_ms;
@@ -381,11 +568,13 @@ w_infer (worker *w, const dit_envelope *e, double t_recv)
         c->rank, (unsigned long long) e->call_id, (long long) e->chunk_index,
         dit_last_error ());
   }
-  char saved[256];
-  snprintf (saved, sizeof saved, "%s", r.text);
+  char saved[512];
+  snprintf (saved, sizeof saved, "%s", fatal ? dit_last_error () : r.text);
   dit_status sst = dit_env_send (w->fd, &r, dit_net_deadline (c->timeout_ms), w->peer);
   if (fatal)
     return dit_error (st, "%s", saved);
+  if (sst == DIT_OK && r.n_tensors == 1)
+    sst = w_send_x0 (w, &r, xbytes);
   return sst;
 }
 
@@ -406,7 +595,7 @@ dit_worker_run (const dit_worker_config *c)
   }
   if (st == DIT_OK)
     st = dit_model_tp_check (&w.model, c->tp);
-  w.nccl = c->tp > 1 && c->backend && strcmp (c->backend, "cuda") == 0;
+  w.nccl = c->backend && strcmp (c->backend, "cuda") == 0;
   if (st == DIT_OK && (c->rank < 0 || c->rank >= c->tp))
     st = dit_error (DIT_ERR_INVALID, "worker rank %d outside 0..%d", c->rank,
         c->tp - 1);
@@ -421,7 +610,11 @@ dit_worker_run (const dit_worker_config *c)
       break;
     }
     double t_recv = w_ms ();
-    if (e.type == DIT_ENV_SHUTDOWN) {
+    if (e.n_tensors > 0 && e.type != DIT_ENV_INFER) {
+      st = dit_error (DIT_ERR_STATE, "worker rank %d: %s from rank 0 lists "
+          "tensors (only INFER has data on the world comm)", c->rank,
+          dit_env_type_name (e.type));
+    } else if (e.type == DIT_ENV_SHUTDOWN) {
       st = w_send_simple (&w, DIT_ENV_SHUTDOWN, NULL);
       break;
     } else if (e.type == DIT_ENV_NOOP) {
@@ -433,11 +626,26 @@ dit_worker_run (const dit_worker_config *c)
           c->rank, dit_env_type_name (e.type));
     }
   }
+  /* Whatever failed while serving (a RESULT that could not be sent, a
+   * collective or a world-comm transfer cut short), a closed control socket
+   * means Stage 0 went away first: say so (dit-worker exits 3). */
+  if (st != DIT_OK && w.g && w.fd >= 0 && !strstr (dit_last_error (), "lost Stage 0")
+      && w_stage0_gone (&w, 0))
+    st = dit_error_prefix (st, "worker rank %d: lost Stage 0 (rank 0), exiting",
+        c->rank);
   char msg[512];
   snprintf (msg, sizeof msg, "%s", dit_last_error ());
   dit_generator_free (w.g);
   dit_weights_free (w.weights);
   dit_comm_destroy (w.comm);
+  dit_comm_destroy (w.world);
+  for (int i = 0; i < 3; i++)
+    if (w.rx[i] && w.world_nccl)
+      w.be->ops->free (w.be, w.rx[i]);
+    else
+      free (w.rx[i]);
+  if (w.x0)
+    w.be->ops->free (w.be, w.x0);
   if (w.be && w.be != dit_backend_cpu ())
     dit_backend_destroy (w.be);
   if (w.fd >= 0)

@@ -561,12 +561,10 @@ runner_free (GstDitGenerate * self)
   if (self->gen)
     dit_generator_free (self->gen);
   self->gen = NULL;
-  if (self->be)
-    gst_dit_session_release_backend (self->session, self->be);
-  self->be = NULL;
   if (self->mesh) {
     /* A clean SHUTDOWN lets remote workers exit 0; a failed mesh refuses
-     * it, and dit_mesh_free kills and reaps whatever is left. */
+     * it, and dit_mesh_free kills and reaps whatever is left.  Before the
+     * backend goes: the mesh's world comm and staging live on it. */
     if (dit_mesh_shutdown (self->mesh) != DIT_OK)
       GST_INFO_OBJECT (self, "mesh: %s", dit_last_error ());
     dit_mesh_free (self->mesh);
@@ -576,6 +574,9 @@ runner_free (GstDitGenerate * self)
     memset (self->stat_mesh_pids, 0, sizeof self->stat_mesh_pids);
     GST_OBJECT_UNLOCK (self);
   }
+  if (self->be)
+    gst_dit_session_release_backend (self->session, self->be);
+  self->be = NULL;
 }
 
 /* Whether the mesh workers run on CUDA (mesh-backend, else the element's
@@ -619,6 +620,10 @@ mesh_create (GstDitGenerate * self, gchar ** error)
   c.join_timeout_ms = ms.join_timeout_ms;
   c.chunk_timeout_ms = ms.timeout_ms;
   c.max_inflight = ms.max_inflight;
+  /* The data plane: NCCL from this element's stream on the session's GPU
+   * when no worker shares it, else the CPU comm (dit_mesh_config). */
+  c.world_backend = self->be && self->be->ops->device == DIT_DEVICE_CUDA
+      ? self->be : NULL;
 
   text = ms.listen ?
       g_strdup_printf ("Waiting on %s for %d dit-worker processes", ms.listen,

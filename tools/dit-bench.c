@@ -36,11 +36,19 @@
  * (Stage 0 + Stage 1 - overlapped period) and the overlap score = median
  * hidden / min(Stage 0, Stage 1) (1 = the shorter stage is hidden
  * completely; the anchor can never be hidden, so the bound is below 1
- * when Stage 0 is the shorter one), FPS from the overlapped period.
+ * when Stage 0 is the shorter one), FPS from the overlapped period, and
+ * the all-reduce time of mesh rank 0 per chunk (dit_mesh_stats: wall time
+ * in the calls on the CPU comm, CUDA events around each all-reduce on
+ * NCCL, graph replays included; waiting for the slowest rank included)
+ * with its share of recompute + denoise, medians over the serial pass.
+ * On CUDA, Stage 0's backend is the mesh's world_backend (the world comm,
+ * the data plane, runs on NCCL from its GPU when --device is not a mesh
+ * device, on the CPU comm otherwise); the JSON says which (world_nccl).
  *
  * Pipeline (--pipeline, only in builds with GStreamer): the elements in
  * this process, `ditgenerate num-chunks=W+N ! video/x-dit-latent ! queue ! ditdecode
- * ! fakesink sync=false` on --device; FPS from ditgenerate's read-only
+ * ! fakesink sync=false` on --device (on a CUDA device the caps name
+ * memory:DitDevice: latents stay on the GPU between the elements); FPS from ditgenerate's read-only
  * stats (fps, chunk-ms, chunks, read at EOS) and wall-clock FPS over the
  * frames after the W warm-up chunks (a pad probe on the sink counts them).
  * --mesh-devices is passed to ditgenerate's mesh-devices property.
@@ -645,6 +653,9 @@ typedef struct bench_result {
 /* Mesh mode: per-chunk samples (ms) of the serial and overlapped passes. */
 typedef struct mesh_result {
   bench_samples recompute, denoise, dit;          /* worker timing */
+  bench_samples allreduce, allreduce_share;       /* rank 0, measured chunks */
+  int allreduce_unmeasured;                       /* chunks a rank reported -1 */
+  int world_nccl;                                 /* the data plane's transport */
   bench_samples stage0, anchor, decode_rest, stage1, period_serial;
   bench_samples period, stage0_ovl, stage1_ovl, hidden;
   double setup_ms;
@@ -911,6 +922,9 @@ setup_mesh (bench_state *st, mesh_result *mr)
   mc.chunk_timeout_ms = 300000;
   mc.max_inflight = 2;
   mc.worker_args = a->worker_args;
+  /* The world comm (data plane) joins Stage 0 on its own GPU and stream. */
+  if (strcmp (mc.backend, "cuda") == 0)
+    mc.world_backend = st->be;
 #if DIT_MESH_HAVE_LAYERS
   mc.layers = a->layers;   /* dit_mesh_config.layers: see tools/meson.build */
 #else
@@ -1019,6 +1033,17 @@ mesh_serial_chunk (bench_state *st, int64_t k, mesh_result *mr, int record)
   DIT_TRY (mesh_tail (st, &tail));
   double t2 = now_ms ();
   if (record) {
+    dit_mesh_stats ms;
+    dit_mesh_get_stats (st->mesh, &ms);
+    mr->world_nccl = ms.world_nccl;
+    if (ms.last_allreduce_ms[0] >= 0) {
+      samples_add (&mr->allreduce, ms.last_allreduce_ms[0]);
+      if (tm.recompute_ms + tm.denoise_ms > 0)
+        samples_add (&mr->allreduce_share, ms.last_allreduce_ms[0]
+            / (tm.recompute_ms + tm.denoise_ms));
+    } else {
+      mr->allreduce_unmeasured++;
+    }
     samples_add (&mr->recompute, tm.recompute_ms);
     samples_add (&mr->denoise, tm.denoise_ms / st->gc.num_steps);
     samples_add (&mr->dit, tm.total_ms);
@@ -1555,6 +1580,14 @@ report_mesh (const bench_state *st, const bench_result *r,
   const double tflops = dit > 0 ? flops / (dit * 1e-3) / 1e12 : 0.0;
   const char *mesh_be = a->mesh_backend ? a->mesh_backend
       : st->be->ops->device == DIT_DEVICE_CPU ? "cpu" : "cuda";
+  /* Only measured chunks count; none measured is reported as such. */
+  const int ar_ok = mr->allreduce.n > 0;
+  const double ar = ar_ok ? samples_median (&mr->allreduce) : NAN;
+  const double ar_share = mr->allreduce_share.n > 0
+      ? samples_median (&mr->allreduce_share) : NAN;
+  const char *ar_how = strcmp (mesh_be, "cuda") == 0
+      ? "CUDA events around each all-reduce, graph replays included"
+      : "wall time inside the CPU comm's all-reduce calls";
 
   if (a->json) {
     json_common (st, "mesh", dev);
@@ -1567,6 +1600,11 @@ report_mesh (const bench_state *st, const bench_result *r,
     json_num ("denoise_ms", den, 3);
     json_num ("dit_ms", dit, 3);
     json_num ("dit_tflops", tflops, 1);
+    json_num ("allreduce_ms", ar, 3);
+    json_num ("allreduce_share", ar_share, 4);
+    json_int ("allreduce_chunks", mr->allreduce.n);
+    json_int ("allreduce_unmeasured_chunks", mr->allreduce_unmeasured);
+    json_int ("world_nccl", mr->world_nccl);
     json_num ("stage0_ms", s0, 3);
     json_num ("stage0_anchor_ms", anchor, 3);
     json_num ("stage0_decode_rest_ms", rest, 3);
@@ -1599,6 +1637,13 @@ report_mesh (const bench_state *st, const bench_result *r,
   printf ("  denoise forward            %9.2f ms\n", den);
   printf ("  DiT per chunk              %9.2f ms  %.1f TFLOP/s (all ranks)\n",
       dit, tflops);
+  if (ar_ok)
+    printf ("  all-reduce per chunk       %9.2f ms  %.3f of recompute + denoise "
+        "(rank 0, median of %d chunks; %s; includes waiting for the slowest "
+        "rank)\n", ar, ar_share, mr->allreduce.n, ar_how);
+  else
+    printf ("  all-reduce per chunk             n/a  (not measured: the ranks "
+        "reported no time for %d chunks)\n", mr->allreduce_unmeasured);
   printf ("  Stage 1 (mesh round trip)  %9.2f ms  (%.2f ms beyond the DiT)\n",
       s1, s1 - dit);
   printf ("  Stage 0 (anchor + decode)  %9.2f ms  (anchor %.2f, decode of "

@@ -8,9 +8,9 @@
  * Joins rank 0 at HOST:PORT (ditgenerate mesh-listen=, or a mesh that
  * spawned it), passes the parity check, loads only its tensor-parallel
  * shard and serves envelopes until SHUTDOWN (exit 0).  With --backend cuda
- * and --tp > 1 the collectives run on NCCL (the NCCL_* environment applies,
- * docs/mesh.md); --graphs (default on) records the forwards, collectives
- * included, as CUDA graphs.  --layers N keeps the first N blocks of the
+ * the collectives and the data plane (the world communicator with Stage 0)
+ * run on NCCL (the NCCL_* environment applies, docs/mesh.md); --graphs
+ * (default on) records the forwards, collectives included, as CUDA graphs.  --layers N keeps the first N blocks of the
  * preset (tests, benchmarks); Stage 0 must use the same N.  Exits by itself
  * when rank 0 goes away (exit 3), when refused at join (exit 2) or on any
  * other failure (exit 1), with the reason on stderr.
@@ -68,6 +68,7 @@ main (int argc, char **argv)
     else if (strcmp (a, "--seed") == 0) c.synthetic_seed = strtoull (v, NULL, 10);
     else if (strcmp (a, "--timeout-ms") == 0) c.timeout_ms = atoi (v);
     else if (strcmp (a, "--test-delay-ms") == 0) c.test_delay_ms = atoi (v);
+    else if (strcmp (a, "--test-cut-world") == 0) c.test_cut_world = atoi (v);
     else if (strcmp (a, "--layers") == 0) c.layers = atoi (v);
     else if (strcmp (a, "--graphs") == 0) {
       if (strcmp (v, "on") == 0) c.graphs = 1;

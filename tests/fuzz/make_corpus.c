@@ -1,5 +1,7 @@
 /* make_corpus — writes valid frames of every envelope type into a
- * directory, the seed corpus of fuzz_envelope. */
+ * directory, the seed corpus of fuzz_envelope.  Since protocol version 3
+ * frames carry tensor specs only (the bytes go over the world comm), so
+ * the tensor seeds are short. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +81,20 @@ main (int argc, char **argv)
   e.digest = 0x1234;
   snprintf (e.text, sizeof e.text, "an error");
   bad |= put (argv[1], "result", &e);
+  /* mesh rank 0's ok RESULT: five timings (the last the all-reduce time)
+   * and the spec of x0, whose bytes follow on the world comm */
+  e.rank = 0;
+  e.text[0] = '\0';
+  for (int i = 0; i < DIT_ENV_TIMINGS; i++)
+    e.timing_ms[i] = 1.5 * (i + 1);
+  e.n_tensors = 1;
+  snprintf (e.tensors[0].name, 32, "x0");
+  e.tensors[0].dtype = DIT_F32;
+  e.tensors[0].ndim = 4;
+  int64_t s0[4] = { 16, 3, 2, 2 };
+  memcpy (e.tensors[0].shape, s0, sizeof s0);
+  e.tensors[0].data = lat;
+  bad |= put (argv[1], "result-x0", &e);
   memset (&e, 0, sizeof e);
   e.type = DIT_ENV_JOIN;
   e.join.tp = 2;
@@ -103,6 +119,14 @@ main (int argc, char **argv)
   for (int i = 0; i < DIT_ENV_NCCL_ID_BYTES; i++)
     e.accept.nccl_id[i] = (unsigned char) (255 - i);
   bad |= put (argv[1], "accept-nccl", &e);
+  /* the world comm: a CPU port, or Stage 0's NCCL id */
+  e.accept.world_port = 40123;
+  bad |= put (argv[1], "accept-world", &e);
+  e.accept.world_port = 0;
+  e.accept.has_world_nccl_id = 1;
+  for (int i = 0; i < DIT_ENV_NCCL_ID_BYTES; i++)
+    e.accept.world_nccl_id[i] = (unsigned char) (i * 3);
+  bad |= put (argv[1], "accept-world-nccl", &e);
   memset (&e, 0, sizeof e);
   e.type = DIT_ENV_REFUSE;
   snprintf (e.text, sizeof e.text, "parity check failed");

@@ -1,6 +1,7 @@
 /* test_mesh_nccl — the generator mesh on GPUs: dit-worker processes on the
- * CUDA backend with NCCL as the tensor-parallel data plane, against the
- * single-device CUDA generator in this process (GPU 0).
+ * CUDA backend with NCCL for the tensor-parallel collectives and for the
+ * world communicator (Stage 0 + the mesh: envelope tensors out, x0 back),
+ * against the single-device CUDA generator in this process (GPU 0).
  *
  *   test-mesh-nccl DIT-WORKER [p2p|socket]
  *
@@ -9,22 +10,35 @@
  * set); the spawned workers inherit the environment.  NVLink multicast
  * stays off (NCCL_NVLS_ENABLE=0 unless set).
  *
- * Checks (workers on GPUs 0..N-1, every one a 3-chunk rollout in which chunk
+ * Stage 0 (this process) runs on GPU 0 with a CUDA backend
+ * (dit_mesh_config.world_backend).  Two layouts: "own GPU", the workers on
+ * GPUs 1..N, so Stage 0 is world rank 0 of an NCCL world comm (NCCL takes
+ * one rank per GPU); "shared", the workers on GPUs 0..N-1 with Stage 0
+ * beside rank 0, where the world comm is the CPU comm through host memory.
+ * Each case prints its layout and the transport the mesh chose.  With 2
+ * GPUs: TP 1 own and TP 2 shared; with 4: TP 2 own and TP 4 shared; with
+ * 5 or more also TP 4 own.
+ *
+ * Checks (every one a 3-chunk rollout in which chunk
  * k > 0 recomputes its cache from the previous output of the same system,
  * so errors compound as in a stream; relative L2 = ||mesh - ref|| / ||ref||
  * over the three chunks):
- *   tiny-tp f32, TP 2 (and TP 4 with >= 4 GPUs)        rel L2 <= 1e-5
+ *   tiny-tp f32, each layout's TP (above)              rel L2 <= 1e-5
  *     f32 storage and accumulation on both sides; the only difference is
  *     the order of the sums (per-rank partial GEMMs + NCCL's all-reduce
  *     against one full GEMM), a few f32 ulps per layer;
  *   tiny-tp f32, TP 2 with --graphs off (every collective eager)  1e-5;
  *   wan-14b 2-layer slice (D 5120, 40 heads, ffn 13824) bf16, latent
- *     16x16, TP 2 (and TP 4)                           rel L2 <= 2e-2
+ *     16x16, each layout's TP                          rel L2 <= 2e-2
  *     bf16 weights and activations: each rank rounds its partial
  *     row-parallel outputs to bf16 before NCCL sums them (in bf16 steps),
  *     where the single device rounds the full sum once; relative bf16
  *     rounding is 2^-8 = 3.9e-3 per value, and a reordered bf16 sum moves
  *     a result by a few of those;
+ *   every case: the world comm carried exactly the tensors (the prompt, two
+ *     contexts out, three x0 back, f32) on the expected transport, and
+ *     every rank measured its all-reduce time (> 0 and below the chunk's
+ *     total; 0 at TP 1);
  *   kill: SIGKILL of worker rank 1 while a chunk is in flight gives an
  *     error naming rank 1 and the signal within the chunk timeout (no
  *     hang), and worker rank 0, stuck in an all-reduce with a dead peer,
@@ -57,6 +71,11 @@
 #define SEED_NOISE 7
 
 static const char *worker_path;
+/* Stage 0's CUDA backend (GPU 0); the workers' GPUs 1..N (own) or
+ * 0..N-1 (shared). */
+static dit_backend *stage0;
+static const int own_devices[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+static const int shared_devices[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
 static const char *variant = "p2p";
 static int failures;
 
@@ -94,6 +113,7 @@ typedef struct mesh_case {
   int ranks;
   int graphs;              /* workers' --graphs */
   double limit;            /* relative L2 */
+  int shared;              /* workers on GPUs 0..N-1, beside Stage 0 */
 } mesh_case;
 
 static void
@@ -170,6 +190,8 @@ mesh_config (const mesh_case *mc, dit_mesh_config *c, const char **args)
   c->ranks = mc->ranks;
   c->worker_path = worker_path;
   c->backend = "cuda";
+  c->world_backend = stage0;
+  c->devices = mc->shared ? shared_devices : own_devices;
   c->join_timeout_ms = 120000;
   c->chunk_timeout_ms = 60000;
   c->worker_args = args;
@@ -183,9 +205,10 @@ run_case (const mesh_case *mc, dit_backend *cuda)
   dit_mesh *m = NULL;
   const char *args[] = { "--graphs", mc->graphs ? "on" : "off", NULL };
   char name[128];
-  snprintf (name, sizeof name, "%s%s %s TP %d%s", mc->preset,
+  snprintf (name, sizeof name, "%s%s %s TP %d%s, %s", mc->preset,
       mc->layers ? " 2-layer slice" : "", dit_dtype_name (mc->dtype), mc->ranks,
-      mc->graphs ? "" : " graphs off");
+      mc->graphs ? "" : " graphs off", mc->shared ? "GPUs shared with Stage 0"
+      : "Stage 0 on its own GPU");
   dit_model_config_preset (mc->preset, &cfg);
   const int rows = 7;
   float *prompt = make_prompt (rows, cfg.text_dim);
@@ -215,6 +238,25 @@ run_case (const mesh_case *mc, dit_backend *cuda)
   } else {
     dit_mesh_stats s;
     dit_mesh_get_stats (m, &s);
+    const unsigned long long want = (unsigned long long) ((size_t) rows
+        * cfg.text_dim + (CHUNKS - 1 + CHUNKS) * lat) * sizeof (float);
+    check (s.world_bytes == want && s.world_nccl == !mc->shared, "%s: the "
+        "world comm (%s) carried %llu bytes (want %llu: prompt, %d contexts "
+        "out, %d x0 back; transport %s)", name, s.world_nccl ? "NCCL"
+        : "CPU comm", (unsigned long long) s.world_bytes, want, CHUNKS - 1,
+        CHUNKS, mc->shared ? "CPU comm expected" : "NCCL expected");
+    int ar_ok = 1;
+    char ar[256] = "";
+    for (int r = 0; r < mc->ranks; r++) {
+      /* TP 1 has no all-reduce: 0 */
+      ar_ok &= mc->ranks == 1 ? s.last_allreduce_ms[r] == 0
+          : s.last_allreduce_ms[r] > 0
+          && s.last_allreduce_ms[r] < s.last_rank_ms[r];
+      snprintf (ar + strlen (ar), sizeof ar - strlen (ar), "%s%.3f/%.3f",
+          r ? ", " : "", s.last_allreduce_ms[r], s.last_rank_ms[r]);
+    }
+    check (ar_ok, "%s: all-reduce ms / chunk ms per rank, last chunk: %s "
+        "(each must be > 0 and below the chunk; -1 = not measured)", name, ar);
     st = dit_mesh_shutdown (m);
     check (st == DIT_OK, "%s: clean shutdown, %llu drift checks (ranks' digests "
         "equal) %s", name, (unsigned long long) s.drift_checks,
@@ -260,9 +302,9 @@ exited (int pid)
 }
 
 static void
-kill_case (void)
+kill_case (int shared)
 {
-  const mesh_case mc = { "tiny-tp", 0, DIT_F32, 8, 8, 2, 1, 0 };
+  const mesh_case mc = { "tiny-tp", 0, DIT_F32, 8, 8, 2, 1, 0, shared };
   const int timeout = 6000, delay = 1000;
   const char *args[] = { "--test-delay-ms", "1000", NULL };
   dit_mesh_config c;
@@ -347,26 +389,25 @@ main (int argc, char **argv)
     fprintf (stderr, "cuda backend on GPU 0: %s\n", dit_last_error ());
     return 1;
   }
+  stage0 = cuda;
   printf ("%d CUDA devices, NCCL transport '%s'\n", ndev, variant);
 
-  const int tps[2] = { 2, ndev >= 4 ? 4 : 0 };
-  for (int i = 0; i < 2; i++) {
-    if (!tps[i])
-      continue;
-    mesh_case tiny = { "tiny-tp", 0, DIT_F32, 8, 8, tps[i], 1, 1e-5 };
-    run_case (&tiny, cuda);
-  }
-  mesh_case eager = { "tiny-tp", 0, DIT_F32, 8, 8, 2, 0, 1e-5 };
-  run_case (&eager, cuda);
-  for (int i = 0; i < 2; i++) {
-    if (!tps[i])
-      continue;
-    mesh_case wan = { "wan-14b", 2, DIT_BF16, 16, 16, tps[i], 1, 2e-2 };
-    run_case (&wan, cuda);
-  }
-  if (ndev < 4)
-    printf ("note: %d GPUs, TP 4 cases not run\n", ndev);
-  kill_case ();
+  /* TP N with Stage 0 on its own GPU needs N + 1 GPUs; shared, N. */
+  const int own_tp = ndev >= 5 ? 4 : ndev >= 3 ? 2 : 1;
+  const int shared_tp = ndev >= 4 ? 4 : 2;
+  const mesh_case cases[] = {
+    { "tiny-tp", 0, DIT_F32, 8, 8, own_tp, 1, 1e-5, 0 },
+    { "tiny-tp", 0, DIT_F32, 8, 8, shared_tp, 1, 1e-5, 1 },
+    { "tiny-tp", 0, DIT_F32, 8, 8, 2, 0, 1e-5, ndev < 3 },
+    { "wan-14b", 2, DIT_BF16, 16, 16, own_tp, 1, 2e-2, 0 },
+    { "wan-14b", 2, DIT_BF16, 16, 16, shared_tp, 1, 2e-2, 1 },
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    run_case (&cases[i], cuda);
+  if (ndev < 5)
+    printf ("note: %d GPUs: TP %d with Stage 0 on its own GPU, TP %d shared\n",
+        ndev, own_tp, shared_tp);
+  kill_case (ndev < 3);
 
   dit_backend_destroy (cuda);
   /* No worker may outlive its mesh. */

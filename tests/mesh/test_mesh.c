@@ -16,6 +16,8 @@
  *                    signal, well within the chunk timeout
  * kill-rank0         SIGKILL of the process that owns the mesh: its workers
  *                    exit by themselves within a few seconds
+ * kill-rank0-world   the same while the workers wait in a world-comm
+ *                    receive (a second INFER's deferred data): exit 3
  * stall-worker       SIGSTOP of rank 1: a timeout error naming rank 1
  * shutdown-inflight  SHUTDOWN with two chunks in flight: drained, all exit 0
  * prompt-switch      a prompt switch after chunk 1 on 2 ranks equals the
@@ -29,7 +31,18 @@
  *                    the mesh was busy within heartbeat_ms; a stopped
  *                    worker fails the ping with an error naming its rank
  * refuse-nccl        (builds without NCCL) backend cuda at TP 2: the worker
- *                    refuses to join with the reason, no hang
+ *                    refuses to join with the reason, no hang; skipped in
+ *                    builds with NCCL (tests/gpu/test_mesh_nccl.c)
+ * allreduce-time     the per-rank all-reduce time of a chunk is > 0 (and
+ *                    below the chunk's total) at TP 2 and 0 at TP 1
+ * inflight-tensors   max_inflight 2 with context and prompt tensors in
+ *                    flight (their broadcast deferred behind the earlier
+ *                    x0), the caller's buffer overwritten after each submit:
+ *                    3 chunks equal the single-device generator, and the
+ *                    world comm carried exactly the tensors' bytes
+ * world-cut          mesh rank 0 closes its world comm instead of sending
+ *                    x0: the call fails at once naming worker rank 0 and
+ *                    the world comm
  *
  * Every subtest ends by checking that no child process is left.
  */
@@ -366,19 +379,35 @@ t_kill_worker (void)
   return no_children_left () ? 0 : 1;
 }
 
+/* in_world: the workers are left waiting in a world-comm receive (the data
+ * of a second INFER, deferred behind the first call's x0, which the owner
+ * never collects) when rank 0 dies. */
 static int
-t_kill_rank0 (void)
+t_kill_rank0 (int in_world)
 {
   int fds[2];
-  if (prctl (PR_SET_CHILD_SUBREAPER, 1) != 0 || pipe (fds) != 0)
-    FAIL ("subreaper/pipe");
+  char log[] = "/tmp/test-mesh-kill-rank0-XXXXXX";
+  int logfd = in_world ? mkstemp (log) : -1;
+  if (prctl (PR_SET_CHILD_SUBREAPER, 1) != 0 || pipe (fds) != 0
+      || (in_world && logfd < 0))
+    FAIL ("subreaper/pipe/log");
   pid_t owner = fork ();
   if (owner == 0) {
     dit_mesh_config c;
     dit_mesh *m;
+    static float ctx_buf[LAT];
+    int64_t shape[4] = { 16, 3, 4, 6 };
+    dit_tensor ctx = dit_tensor_make (ctx_buf, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+    dit_chunk_request req0 = { .chunk_index = 0 };
+    dit_chunk_request req1 = { .chunk_index = 1, .context = &ctx };
     close (fds[0]);
+    if (in_world)
+      dup2 (logfd, 2);   /* the workers' reasons, for the parent to read */
     base_config (&c, 2);
     if (!create (&c, &m) || !run_one (m, 0))
+      _exit (1);
+    if (in_world && (dit_mesh_submit (m, &req0, NULL) != DIT_OK
+        || dit_mesh_submit (m, &req1, NULL) != DIT_OK))
       _exit (1);
     int pids[2] = { dit_mesh_worker_pid (m, 0), dit_mesh_worker_pid (m, 1) };
     if (write (fds[1], pids, sizeof pids) != sizeof pids)
@@ -391,6 +420,8 @@ t_kill_rank0 (void)
   if (read (fds[0], pids, sizeof pids) != sizeof pids)
     FAIL ("mesh owner did not start its mesh");
   close (fds[0]);
+  if (in_world)
+    usleep (2500 * 1000);   /* chunk 0 done, INFER 1 read, its data awaited */
   kill (owner, SIGKILL);
   waitpid (owner, NULL, 0);
   double t0 = now_ms ();
@@ -411,7 +442,27 @@ t_kill_rank0 (void)
       FAIL ("worker pid %d: wait status 0x%x (want exit 3, lost rank 0)",
           pids[i], st);
   }
-  printf ("kill-rank0: workers exited %.0f ms after rank 0 died\n", now_ms () - t0);
+  printf ("kill-rank0%s: workers exited (status 3) %.0f ms after rank 0 died "
+      "(limit 5000 ms)\n", in_world ? " (waiting on the world comm)" : "",
+      now_ms () - t0);
+  if (in_world) {
+    char text[4096] = "";
+    ssize_t n = pread (logfd, text, sizeof text - 1, 0);
+    close (logfd);
+    unlink (log);
+    text[n > 0 ? n : 0] = '\0';
+    fputs (text, stdout);
+    for (int r = 0; r < 2; r++) {
+      char want[64];
+      snprintf (want, sizeof want, "worker rank %d: lost Stage 0 (rank 0)", r);
+      const char *line = strstr (text, want);
+      const char *end = line ? strchr (line, '\n') : NULL;
+      const char *world = line ? strstr (line, "world comm") : NULL;
+      if (!line || !world || (end && world > end))
+        FAIL ("worker rank %d did not report losing Stage 0 in a world-comm "
+            "receive", r);
+    }
+  }
   return no_children_left () ? 0 : 1;
 }
 
@@ -697,12 +748,12 @@ t_heartbeat (void)
 static int
 t_refuse_nccl (void)
 {
+  dit_mesh_config c;
+  dit_mesh *m = NULL;
   if (dit_comm_nccl_available ()) {
     printf ("this build has NCCL: tests/gpu/test_mesh_nccl.c covers backend cuda\n");
     return 77;
   }
-  dit_mesh_config c;
-  dit_mesh *m = NULL;
   base_config (&c, 2);
   c.backend = "cuda";
   double t0 = now_ms ();
@@ -715,6 +766,139 @@ t_refuse_nccl (void)
     FAIL ("message: '%s'", dit_last_error ());
   if (dt > 10000)
     FAIL ("refusal took %.0f ms", dt);
+  return no_children_left () ? 0 : 1;
+}
+
+static int
+t_allreduce_time (void)
+{
+  dit_mesh_config c;
+  dit_mesh *m;
+  dit_mesh_stats s;
+  base_config (&c, 2);
+  if (!create (&c, &m))
+    FAIL ("create");
+  for (int k = 0; k < 2; k++) {
+    if (!run_one (m, k))
+      FAIL ("TP 2 chunk %d: %s", k, dit_last_error ());
+    dit_mesh_get_stats (m, &s);
+    for (int r = 0; r < 2; r++) {
+      printf ("TP 2 chunk %d rank %d: all-reduce %.3f ms of %.3f ms (must be "
+          "> 0 and below the chunk's total)\n", k, r, s.last_allreduce_ms[r],
+          s.last_rank_ms[r]);
+      if (!(s.last_allreduce_ms[r] > 0.0
+          && s.last_allreduce_ms[r] < s.last_rank_ms[r]))
+        FAIL ("TP 2 rank %d all-reduce time %.3f ms (chunk %.3f ms)", r,
+            s.last_allreduce_ms[r], s.last_rank_ms[r]);
+    }
+  }
+  if (dit_mesh_shutdown (m) != DIT_OK)
+    FAIL ("shutdown: %s", dit_last_error ());
+  dit_mesh_free (m);
+
+  base_config (&c, 1);
+  if (!create (&c, &m))
+    FAIL ("create");
+  if (!run_one (m, 0))
+    FAIL ("TP 1 chunk: %s", dit_last_error ());
+  dit_mesh_get_stats (m, &s);
+  printf ("TP 1: all-reduce %.3f ms (must be 0: no TP comm)\n",
+      s.last_allreduce_ms[0]);
+  if (s.last_allreduce_ms[0] != 0.0)
+    FAIL ("TP 1 all-reduce time %.3f ms", s.last_allreduce_ms[0]);
+  if (dit_mesh_shutdown (m) != DIT_OK)
+    FAIL ("shutdown: %s", dit_last_error ());
+  dit_mesh_free (m);
+  return no_children_left () ? 0 : 1;
+}
+
+/* Two INFERs in flight with tensors: the later one's data waits for the
+ * earlier x0 (the deferral rule of docs/protocol.md).  The contexts are
+ * the reference's own outputs, and the caller's buffer is overwritten
+ * right after each submit (the mesh must have staged it). */
+static int
+t_inflight_tensors (void)
+{
+  dit_mesh_config c;
+  dit_mesh *m;
+  static float mesh_out[3][LAT], ref_out[3][LAT], ctx_buf[LAT];
+  int64_t shape[4] = { 16, 3, 4, 6 };
+  for (int i = 0; i < 7 * 64; i++)
+    prompt2_buf[i] = (float) sin (0.37 * i + 1.0);
+  dit_tensor first = prompt_tensor ();
+  dit_tensor second = dit_tensor_2d (prompt2_buf, DIT_F32, DIT_DEVICE_CPU, 7, 64);
+  base_config (&c, 2);
+  c.max_inflight = 2;
+  if (reference_rollout (&c.gen, 0, 3, 2, &first, &second, ref_out))
+    return 1;
+  if (!create (&c, &m))
+    FAIL ("create");
+  dit_tensor ctx = dit_tensor_make (ctx_buf, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+  dit_chunk_request req0 = { .chunk_index = 0 };
+  if (dit_mesh_submit (m, &req0, NULL) != DIT_OK)
+    FAIL ("submit 0: %s", dit_last_error ());
+  for (int k = 1; k <= 3; k++) {
+    if (k < 3) {
+      if (k == 2 && dit_mesh_set_prompt (m, &second) != DIT_OK)
+        FAIL ("prompt switch: %s", dit_last_error ());
+      memcpy (ctx_buf, ref_out[k - 1], sizeof ctx_buf);
+      dit_chunk_request req = { .chunk_index = k, .context = &ctx };
+      if (dit_mesh_submit (m, &req, NULL) != DIT_OK)
+        FAIL ("submit %d with chunk %d in flight: %s", k, k - 1, dit_last_error ());
+      for (int i = 0; i < LAT; i++)
+        ctx_buf[i] = 1e3f;
+    }
+    dit_tensor out = dit_tensor_make (mesh_out[k - 1], DIT_F32, DIT_DEVICE_CPU,
+        4, shape);
+    if (dit_mesh_collect (m, &out, NULL, NULL) != DIT_OK)
+      FAIL ("collect %d: %s", k - 1, dit_last_error ());
+  }
+  dit_mesh_stats s;
+  dit_mesh_get_stats (m, &s);
+  if (dit_mesh_shutdown (m) != DIT_OK)
+    FAIL ("shutdown: %s", dit_last_error ());
+  dit_mesh_free (m);
+  double diff, ref;
+  max_diff (mesh_out, ref_out, 3, &diff, &ref);
+  /* prompt 1, two contexts and prompt 2 out, three x0 back (f32) */
+  const uint64_t want = (uint64_t) (5 * 64 + 2 * LAT + 7 * 64 + 3 * LAT) * 4;
+  printf ("max_inflight 2, tensors in flight, TP 2 vs single device, 3 chunks: "
+      "max |diff| %.3g (limit %.3g); world comm carried %llu bytes (want %llu)\n",
+      diff, 2e-5 * ref, (unsigned long long) s.world_bytes,
+      (unsigned long long) want);
+  if (!(ref > 0.1 && diff <= 2e-5 * ref))
+    FAIL ("mesh output with tensors in flight differs from single device: %.3g",
+        diff);
+  if (s.world_bytes != want)
+    FAIL ("world comm carried %llu bytes, want %llu",
+        (unsigned long long) s.world_bytes, (unsigned long long) want);
+  return no_children_left () ? 0 : 1;
+}
+
+static int
+t_world_cut (void)
+{
+  dit_mesh_config c;
+  dit_mesh *m;
+  const char *args[] = { "--test-cut-world", "1", NULL };
+  base_config (&c, 2);
+  c.worker_args = args;
+  c.chunk_timeout_ms = 8000;
+  if (!create (&c, &m))
+    FAIL ("create");
+  double t0 = now_ms ();
+  if (run_one (m, 0))
+    FAIL ("a chunk whose x0 never came succeeded");
+  double dt = now_ms () - t0;
+  printf ("world-cut (%.0f ms): %s\n", dt, dit_last_error ());
+  if (!strstr (dit_last_error (), "worker rank 0")
+      || !strstr (dit_last_error (), "world comm"))
+    FAIL ("message: '%s'", dit_last_error ());
+  if (dt > 4000)
+    FAIL ("error took %.0f ms", dt);
+  if (run_one (m, 0) || !strstr (dit_last_error (), "failed earlier"))
+    FAIL ("a failed mesh accepted more work: '%s'", dit_last_error ());
+  dit_mesh_free (m);
   return no_children_left () ? 0 : 1;
 }
 
@@ -738,7 +922,8 @@ main (int argc, char **argv)
     return t_parity ("--preset", "tiny-tp", "model config");
   if (!strcmp (t, "stale-epoch")) return t_stale_epoch ();
   if (!strcmp (t, "kill-worker")) return t_kill_worker ();
-  if (!strcmp (t, "kill-rank0")) return t_kill_rank0 ();
+  if (!strcmp (t, "kill-rank0")) return t_kill_rank0 (0);
+  if (!strcmp (t, "kill-rank0-world")) return t_kill_rank0 (1);
   if (!strcmp (t, "stall-worker")) return t_stall_worker ();
   if (!strcmp (t, "shutdown-inflight")) return t_shutdown_inflight ();
   if (!strcmp (t, "prompt-switch")) return t_prompt_switch ();
@@ -748,6 +933,9 @@ main (int argc, char **argv)
     return t_parity ("--layers", "1", "with 1 layers");
   if (!strcmp (t, "heartbeat")) return t_heartbeat ();
   if (!strcmp (t, "refuse-nccl")) return t_refuse_nccl ();
+  if (!strcmp (t, "allreduce-time")) return t_allreduce_time ();
+  if (!strcmp (t, "inflight-tensors")) return t_inflight_tensors ();
+  if (!strcmp (t, "world-cut")) return t_world_cut ();
   fprintf (stderr, "unknown subtest %s\n", t);
   return 2;
 }
