@@ -378,6 +378,8 @@ mesh_world_create (dit_mesh *m, uint64_t token, int64_t dl)
   return DIT_OK;
 }
 
+static dit_status mesh_stage_alloc (dit_mesh *m, const dit_env_join *joins);
+
 static dit_status
 mesh_join (dit_mesh *m)
 {
@@ -443,6 +445,16 @@ mesh_join (dit_mesh *m)
     joined++;
   }
 
+  /* The data plane's transport and staging, now that the ranks' hosts and
+   * devices are known. */
+  dit_status sst = mesh_stage_alloc (m, joins);
+  if (sst != DIT_OK)
+    return mesh_fail (m, sst, dit_last_error ());
+  if (m->world_nccl && m->world_listen_fd >= 0) {
+    close (m->world_listen_fd);
+    m->world_listen_fd = -1;
+    m->world_port = 0;
+  }
   if (m->world_nccl) {
     dit_status st = dit_comm_nccl_unique_id (m->world_id);
     if (st != DIT_OK)
@@ -558,22 +570,41 @@ mesh_buf_free (dit_mesh *m, void *p)
     free (p);
 }
 
-/* The world comm's transport.  NCCL (device to device) when the workers
- * run on CUDA, this build has NCCL, the caller gave a CUDA world_backend
- * and no spawned rank shares its GPU: NCCL allows one rank per GPU in a
- * communicator, and Stage 0 is a member.  Otherwise the CPU comm (sockets,
- * host memory) carries the tensors, as for CPU workers; the TP comm is
- * NCCL either way.  With 2 GPUs the mesh on both (Stage 0 sharing GPU 0)
- * is the faster configuration, so the fallback is the rule there. */
+/* Whether joined rank k runs on this host: it reached us over loopback,
+ * or from the very address it reached (a local interface). */
 static int
-mesh_world_on_nccl (const dit_mesh_config *c)
+mesh_rank_is_local (const mesh_rank *k)
 {
+  struct sockaddr_in sa;
+  socklen_t len = sizeof sa;
+  char local[64];
+  if (strncmp (k->addr, "127.", 4) == 0)
+    return 1;
+  if (getsockname (k->fd, (struct sockaddr *) &sa, &len) != 0
+      || !inet_ntop (AF_INET, &sa.sin_addr, local, sizeof local))
+    return 0;
+  return strcmp (local, k->addr) == 0;
+}
+
+/* The world comm's transport, decided once every rank has joined.  NCCL
+ * (device to device) when the workers run on CUDA, this build has NCCL,
+ * the caller gave a CUDA world_backend and no rank on this host runs on
+ * its GPU: NCCL allows one rank per GPU in a communicator, and Stage 0 is
+ * a member.  Otherwise the CPU comm (sockets, host memory) carries the
+ * tensors, as for CPU workers; the TP comm is NCCL either way.  With 2
+ * GPUs the mesh on both (Stage 0 sharing GPU 0) is the faster
+ * configuration, so the fallback is the rule there. */
+static int
+mesh_world_on_nccl (const dit_mesh *m, const dit_env_join *joins)
+{
+  const dit_mesh_config *c = &m->cfg;
   if (!c->backend || strcmp (c->backend, "cuda") != 0
       || !dit_comm_nccl_available () || !c->world_backend
       || c->world_backend->ops->device != DIT_DEVICE_CUDA)
     return 0;
-  for (int r = 0; c->spawn && r < c->ranks; r++)
-    if ((c->devices ? c->devices[r] : r) == c->world_backend->device_index)
+  for (int r = 0; r < c->ranks; r++)
+    if ((int) joins[r].device == c->world_backend->device_index
+        && mesh_rank_is_local (&m->ranks[r]))
       return 0;
   return 1;
 }
@@ -581,11 +612,11 @@ mesh_world_on_nccl (const dit_mesh_config *c)
 /* Staging of the data plane, allocated once: per in-flight slot the
  * largest prompt, context and init (f32), and on NCCL the x0 buffer. */
 static dit_status
-mesh_stage_alloc (dit_mesh *m)
+mesh_stage_alloc (dit_mesh *m, const dit_env_join *joins)
 {
   const dit_mesh_config *c = &m->cfg;
   const size_t hw = (size_t) c->gen.latent_h * c->gen.latent_w;
-  m->world_nccl = mesh_world_on_nccl (c);
+  m->world_nccl = mesh_world_on_nccl (m, joins);
   if (m->world_nccl)
     m->wbe = c->world_backend;
   m->stage_cap[0] = (size_t) m->model.text_len * m->model.text_dim * sizeof (float);
@@ -817,8 +848,6 @@ dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out)
     else
       m->sigmas[i] = dit_scheduler_sigma (&sched, cfg->gen.steps[i]);
   }
-  if (st == DIT_OK)
-    st = mesh_stage_alloc (m);
   if (st == DIT_OK) {
     char host[128] = "127.0.0.1";
     int port = 0;
@@ -828,9 +857,10 @@ dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out)
       st = dit_net_listen (host, &port, &m->listen_fd);
     m->port = port;
     /* The CPU world comm listens like the control socket, on a port of
-     * the kernel's choice. */
+     * the kernel's choice (closed again when the world comm is NCCL: the
+     * transport is chosen once the workers have joined). */
     m->world_port = 0;
-    if (st == DIT_OK && !m->world_nccl)
+    if (st == DIT_OK)
       st = dit_net_listen (host, &m->world_port, &m->world_listen_fd);
   }
   for (int r = 0; st == DIT_OK && cfg->spawn && r < cfg->ranks; r++)

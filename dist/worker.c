@@ -108,6 +108,20 @@ w_send_simple (worker *w, dit_env_type type, const char *text)
   return dit_env_send (w->fd, &e, dit_net_deadline (w->cfg->timeout_ms), w->peer);
 }
 
+/* Launchers (mpirun, srun, ssh loops) do not order a worker after Stage 0,
+ * so a refused connection is tried again until the deadline: a worker
+ * started first waits for Stage 0 to listen instead of failing. */
+static dit_status
+w_connect (const char *host, int port, int64_t deadline, int *fd)
+{
+  for (;;) {
+    dit_status st = dit_net_connect (host, port, deadline, fd);
+    if (st == DIT_OK || dit_net_now_ms () + 100 >= deadline)
+      return st;
+    usleep (100 * 1000);
+  }
+}
+
 static dit_status
 w_join (worker *w, int *comm_listen_fd, uint64_t *token, char *comm_host,
     int *comm_port)
@@ -118,7 +132,7 @@ w_join (worker *w, int *comm_listen_fd, uint64_t *token, char *comm_host,
   int64_t dl = dit_net_deadline (c->timeout_ms);
   DIT_TRY (dit_net_parse_addr (c->connect, host, sizeof host, &port));
   snprintf (w->host, sizeof w->host, "%s", host);
-  DIT_TRY (dit_net_connect (host, port, dl, &w->fd));
+  DIT_TRY (w_connect (host, port, dl, &w->fd));
   snprintf (w->peer, sizeof w->peer, "worker rank %d: Stage 0 at %s", c->rank,
       c->connect);
 

@@ -6,8 +6,8 @@
 # executables of a CUDA + GStreamer build gathered flat in BIN (the plugin
 # in BIN/gst):
 #   source .gpu-runtime/enter.sh; bash tests/gpu/multi-gpu-session.sh BIN OUT [STEPS]
-# STEPS: a comma-separated subset of single,conv,elements,mesh,bench
-# (default all).
+# STEPS: a comma-separated subset of single,conv,memcheck,elements,mesh,
+# bench (default all but memcheck).
 # Logs go to OUT, one file per step; a summary is printed last.
 set -u
 bin=$(cd "${1:?BIN}" && pwd)
@@ -42,6 +42,17 @@ if want single; then
   run cuda-model 240 "$bin"/test-cuda-model
   run memcheck-vae 200 compute-sanitizer --tool memcheck --error-exitcode 9 \
     "$bin"/test-cuda-vae
+fi
+if want memcheck; then
+  # Every single-GPU test under compute-sanitizer memcheck, three at a time.
+  for t in "backend-ops cuda" cuda-ops cuda-fused cuda-graph cuda-model \
+      cuda-umt5 cuda-vae; do
+    set -- $t
+    run "memcheck-$1" 540 compute-sanitizer --tool memcheck --error-exitcode 9 \
+      "$bin"/test-"$@" &
+    while [ "$(jobs -r | wc -l)" -ge 3 ]; do sleep 1; done
+  done
+  wait
 fi
 if want conv; then
   # The VAE's heaviest convs: our kernels, then cuDNN through PyTorch (the

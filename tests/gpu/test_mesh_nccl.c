@@ -39,6 +39,11 @@
  *     contexts out, three x0 back, f32) on the expected transport, and
  *     every rank measured its all-reduce time (> 0 and below the chunk's
  *     total; 0 at TP 1);
+ *   listen: the wan-14b slice in the shared layout with the workers
+ *     started by this test (as mpirun/ssh would, the command line of
+ *     docs/operations.md) and joined through a listen address instead of
+ *     spawned; with "socket" that is the multi-host path on one host;
+ *     same limit, and every worker exits 0 after SHUTDOWN;
  *   kill: SIGKILL of worker rank 1 while a chunk is in flight gives an
  *     error naming rank 1 and the signal within the chunk timeout (no
  *     hang), and worker rank 0, stuck in an all-reduce with a dead peer,
@@ -62,6 +67,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -114,6 +122,7 @@ typedef struct mesh_case {
   int graphs;              /* workers' --graphs */
   double limit;            /* relative L2 */
   int shared;              /* workers on GPUs 0..N-1, beside Stage 0 */
+  int listen;              /* workers started here, joined via listen */
 } mesh_case;
 
 static void
@@ -197,6 +206,49 @@ mesh_config (const mesh_case *mc, dit_mesh_config *c, const char **args)
   c->worker_args = args;
 }
 
+/* A TCP port that was free a moment ago (the kernel's pick). */
+static int
+free_port (void)
+{
+  struct sockaddr_in sa;
+  socklen_t len = sizeof sa;
+  int port = 0, fd = socket (AF_INET, SOCK_STREAM, 0);
+  memset (&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+  if (fd >= 0 && bind (fd, (struct sockaddr *) &sa, sizeof sa) == 0
+      && getsockname (fd, (struct sockaddr *) &sa, &len) == 0)
+    port = ntohs (sa.sin_port);
+  if (fd >= 0)
+    close (fd);
+  return port;
+}
+
+/* "Another host": dit-worker started by this test, as a launcher would,
+ * with the command line of docs/operations.md. */
+static pid_t
+start_worker (const mesh_case *mc, const char *addr, int rank, int device)
+{
+  char rk[16], tp[16], dev[16], seed[16], layers[16];
+  snprintf (rk, sizeof rk, "%d", rank);
+  snprintf (tp, sizeof tp, "%d", mc->ranks);
+  snprintf (dev, sizeof dev, "%d", device);
+  snprintf (seed, sizeof seed, "%d", SEED_WEIGHTS);
+  snprintf (layers, sizeof layers, "%d", mc->layers);
+  const char *argv[] = { worker_path, "--connect", addr, "--rank", rk, "--tp",
+    tp, "--device", dev, "--backend", "cuda", "--preset", mc->preset,
+    "--dtype", dit_dtype_name (mc->dtype), "--timeout-ms", "60000", "--seed",
+    seed, "--graphs", mc->graphs ? "on" : "off",
+    mc->layers ? "--layers" : NULL, layers, NULL
+  };
+  pid_t pid = fork ();
+  if (pid == 0) {
+    execv (worker_path, (char *const *) argv);
+    _exit (127);
+  }
+  return pid;
+}
+
 static void
 run_case (const mesh_case *mc, dit_backend *cuda)
 {
@@ -205,10 +257,11 @@ run_case (const mesh_case *mc, dit_backend *cuda)
   dit_mesh *m = NULL;
   const char *args[] = { "--graphs", mc->graphs ? "on" : "off", NULL };
   char name[128];
-  snprintf (name, sizeof name, "%s%s %s TP %d%s, %s", mc->preset,
+  snprintf (name, sizeof name, "%s%s %s TP %d%s, %s%s", mc->preset,
       mc->layers ? " 2-layer slice" : "", dit_dtype_name (mc->dtype), mc->ranks,
       mc->graphs ? "" : " graphs off", mc->shared ? "GPUs shared with Stage 0"
-      : "Stage 0 on its own GPU");
+      : "Stage 0 on its own GPU", mc->listen ? ", workers joined through "
+      "listen" : "");
   dit_model_config_preset (mc->preset, &cfg);
   const int rows = 7;
   float *prompt = make_prompt (rows, cfg.text_dim);
@@ -217,6 +270,15 @@ run_case (const mesh_case *mc, dit_backend *cuda)
   const size_t lat = (size_t) 16 * c.gen.frames_per_chunk * mc->latent_h * mc->latent_w;
   float *got = calloc (CHUNKS * lat, sizeof (float));
   float *ref = calloc (CHUNKS * lat, sizeof (float));
+  char addr[32];
+  pid_t pids[8] = { 0 };
+  if (mc->listen) {
+    snprintf (addr, sizeof addr, "127.0.0.1:%d", free_port ());
+    for (int r = 0; r < mc->ranks; r++)
+      pids[r] = start_worker (mc, addr, r, c.devices[r]);
+    c.spawn = 0;
+    c.listen = addr;
+  }
   double t0 = now_ms ();
   dit_status st = dit_mesh_create (&c, &m);
   double t_create = now_ms () - t0;
@@ -263,6 +325,22 @@ run_case (const mesh_case *mc, dit_backend *cuda)
         st == DIT_OK ? "" : dit_last_error ());
   }
   dit_mesh_free (m);
+  for (int r = 0; mc->listen && r < mc->ranks; r++) {
+    /* SHUTDOWN ends them with status 0; bounded wait, then kill. */
+    int wst = -1, done = 0;
+    for (int i = 0; i < 300 && !done; i++) {
+      done = waitpid (pids[r], &wst, WNOHANG) == pids[r];
+      if (!done)
+        usleep (20000);
+    }
+    if (!done) {
+      kill (pids[r], SIGKILL);
+      waitpid (pids[r], &wst, 0);
+    }
+    check (done && WIFEXITED (wst) && WEXITSTATUS (wst) == 0, "%s: worker "
+        "rank %d (started here) exited with status %d", name, r,
+        done && WIFEXITED (wst) ? WEXITSTATUS (wst) : -1);
+  }
   if (st == DIT_OK && reference (mc, cuda, &pt, ref, lat)) {
     double num = 0, den = 0;
     int finite = 1;
@@ -304,7 +382,7 @@ exited (int pid)
 static void
 kill_case (int shared)
 {
-  const mesh_case mc = { "tiny-tp", 0, DIT_F32, 8, 8, 2, 1, 0, shared };
+  const mesh_case mc = { "tiny-tp", 0, DIT_F32, 8, 8, 2, 1, 0, shared, 0 };
   const int timeout = 6000, delay = 1000;
   const char *args[] = { "--test-delay-ms", "1000", NULL };
   dit_mesh_config c;
@@ -396,14 +474,20 @@ main (int argc, char **argv)
   const int own_tp = ndev >= 5 ? 4 : ndev >= 3 ? 2 : 1;
   const int shared_tp = ndev >= 4 ? 4 : 2;
   const mesh_case cases[] = {
-    { "tiny-tp", 0, DIT_F32, 8, 8, own_tp, 1, 1e-5, 0 },
-    { "tiny-tp", 0, DIT_F32, 8, 8, shared_tp, 1, 1e-5, 1 },
-    { "tiny-tp", 0, DIT_F32, 8, 8, 2, 0, 1e-5, ndev < 3 },
-    { "wan-14b", 2, DIT_BF16, 16, 16, own_tp, 1, 2e-2, 0 },
-    { "wan-14b", 2, DIT_BF16, 16, 16, shared_tp, 1, 2e-2, 1 },
+    { "tiny-tp", 0, DIT_F32, 8, 8, own_tp, 1, 1e-5, 0, 0 },
+    { "tiny-tp", 0, DIT_F32, 8, 8, shared_tp, 1, 1e-5, 1, 0 },
+    { "tiny-tp", 0, DIT_F32, 8, 8, 2, 0, 1e-5, ndev < 3, 0 },
+    { "wan-14b", 2, DIT_BF16, 16, 16, own_tp, 1, 2e-2, 0, 0 },
+    { "wan-14b", 2, DIT_BF16, 16, 16, shared_tp, 1, 2e-2, 1, 0 },
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     run_case (&cases[i], cuda);
+  /* The multi-host path on one host: workers started as by a launcher and
+   * joined through mesh-listen's address (on the socket variant NCCL runs
+   * on its network transport); same output as the spawned meshes. */
+  const mesh_case listen_case =
+      { "wan-14b", 2, DIT_BF16, 16, 16, shared_tp, 1, 2e-2, 1, 1 };
+  run_case (&listen_case, cuda);
   if (ndev < 5)
     printf ("note: %d GPUs: TP %d with Stage 0 on its own GPU, TP %d shared\n",
         ndev, own_tp, shared_tp);
