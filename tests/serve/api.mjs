@@ -117,6 +117,11 @@ await run(async (cleanup) => {
   check(/^\/whep\/\S+$/.test(location || ''), `Location ${location}`);
   check(/a=sendonly/.test(answer) && /H264\/90000/.test(answer) &&
     /a=candidate:/.test(answer), 'the answer sends H.264 and carries ICE candidates');
+  // Candidate lines: foundation component transport priority ADDRESS port.
+  const addrs = answer.split('\r\n').filter((l) => l.startsWith('a=candidate:'))
+    .map((l) => l.split(' ')[4]);
+  check(addrs.length > 0 && addrs.every((a) => a === '127.0.0.1'),
+    `--ice-address 127.0.0.1 keeps every candidate on loopback (${addrs.join(', ')})`);
   check((await getJSON(url('stats'))).body.viewers === 1, 'one viewer after the offer');
   res = await fetch(new URL(location, server.url), { method: 'DELETE' });
   check(res.status === 200, `DELETE ${location}: ${res.status}`);

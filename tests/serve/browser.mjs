@@ -5,7 +5,7 @@
 // epoch in /stats, and hanging up frees the viewer.  A screenshot is saved.
 import { join } from 'node:path';
 import { artifactDir, check, getJSON, launchBrowser, poll, run, sleep,
-  startServer } from './lib.mjs';
+  startServer, viewerDiagnostics, waitDecoded } from './lib.mjs';
 
 await run(async (cleanup) => {
   const browser0 = await launchBrowser();
@@ -17,15 +17,16 @@ await run(async (cleanup) => {
   page.on('console', (m) => console.log(`[page] ${m.text()}`));
   await page.goto(server.url);
 
-  const decoded = async () => page.evaluate(async () => {
-    const v = await window.ditViewer.inboundVideo();
-    return v ? v.framesDecoded : 0;
-  });
   const t0 = Date.now();
-  await poll(async () => (await decoded()) > 30, 90000,
+  const decoded = await waitDecoded(page, 30, 90000,
     'more than 30 decoded frames');
   console.log(`first 30 frames decoded ${(Date.now() - t0) / 1000} s after load`);
   check(true, 'framesDecoded > 30 in the page');
+  const pairs = (await viewerDiagnostics(page)).pairs
+    .filter((p) => p.nominated && p.state === 'succeeded');
+  console.log(`ICE pairs in use: ${JSON.stringify(pairs)}`);
+  check(pairs.length > 0 && pairs.every((p) => p.local.includes('127.0.0.1:')
+    && p.remote.includes('127.0.0.1:')), 'the viewer connects over loopback');
 
   // Frame rate as the browser sees it, over 5 s.
   const n0 = await decoded(), w0 = Date.now();

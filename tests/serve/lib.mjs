@@ -61,8 +61,11 @@ export async function poll(fn, timeoutMs, what) {
 }
 
 // Start dit-serve with --port 0 and wait for its "listening on URL" line.
+// ICE runs on loopback only, on both sides (see launchBrowser), so the
+// tests do not depend on which network interfaces the machine has.
 export async function startServer(args = [], env = {}) {
-  const proc = spawn(serverBinary(), ['--port', '0', ...args], {
+  const proc = spawn(serverBinary(),
+    ['--port', '0', '--ice-address', '127.0.0.1', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -101,6 +104,55 @@ export async function startServer(args = [], env = {}) {
   };
 }
 
+// Wait until the viewer page has decoded more than n frames; on a timeout,
+// print what the page's peer connection saw before failing.
+export async function waitDecoded(page, n, timeoutMs, what) {
+  const decoded = async () => page.evaluate(async () => {
+    const v = await window.ditViewer.inboundVideo();
+    return v ? v.framesDecoded : 0;
+  });
+  try {
+    await poll(async () => (await decoded()) > n, timeoutMs, what);
+  } catch (e) {
+    console.error(`viewer page: ${JSON.stringify(await viewerDiagnostics(page))}`);
+    throw e;
+  }
+  return decoded;
+}
+
+// The page's status line, its peer connection's states, its SDP candidates
+// and its ICE candidate pairs.
+export async function viewerDiagnostics(page) {
+  return page.evaluate(async () => {
+    const pc = window.ditViewer.pc;
+    const out = { status: document.getElementById('status').textContent };
+    if (!pc)
+      return out;
+    const cands = (d) => (d ? d.sdp.split('\r\n')
+      .filter((l) => l.startsWith('a=candidate:')) : null);
+    Object.assign(out, { connection: pc.connectionState,
+      ice: pc.iceConnectionState, gathering: pc.iceGatheringState,
+      local: cands(pc.localDescription), remote: cands(pc.remoteDescription),
+      pairs: [], inbound: null });
+    const report = await pc.getStats();
+    const where = (id) => {
+      const c = report.get(id);
+      return c ? `${c.protocol} ${c.address}:${c.port}` : id;
+    };
+    report.forEach((s) => {
+      if (s.type === 'candidate-pair')
+        out.pairs.push({ local: where(s.localCandidateId),
+          remote: where(s.remoteCandidateId), state: s.state,
+          nominated: s.nominated, sent: s.requestsSent,
+          received: s.responsesReceived });
+      else if (s.type === 'inbound-rtp' && s.kind === 'video')
+        out.inbound = { packets: s.packetsReceived, decoded: s.framesDecoded,
+          codec: s.codecId };
+    });
+    return out;
+  });
+}
+
 export async function getJSON(url) {
   const res = await fetch(url, { cache: 'no-store' });
   return { status: res.status, body: await res.json() };
@@ -117,10 +169,13 @@ export async function launchBrowser() {
     // libnice cannot resolve on a machine without mDNS; ICE then hangs on
     // peer-reflexive candidates learned from incoming checks, a race that
     // sometimes never connects.  Plain host candidates make it deterministic.
+    // Chromium also leaves loopback out of ICE unless told otherwise; the
+    // server offers only 127.0.0.1 (startServer).
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
       '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync',
-      '--disable-features=WebRtcHideLocalIpsWithMdns'],
+      '--disable-features=WebRtcHideLocalIpsWithMdns',
+      '--allow-loopback-in-peer-connection'],
   });
   return {
     context,

@@ -5,7 +5,7 @@
 // decoding, the generator must keep its rate, the stalled viewer's queue
 // must be the one that drops, and hanging it up must free it.
 import { check, getJSON, launchBrowser, poll, run, sleep,
-  startServer } from './lib.mjs';
+  startServer, waitDecoded } from './lib.mjs';
 
 await run(async (cleanup) => {
   const browser = await launchBrowser();
@@ -16,11 +16,7 @@ await run(async (cleanup) => {
 
   const good = await browser.context.newPage();
   await good.goto(server.url);
-  const decoded = async () => good.evaluate(async () => {
-    const v = await window.ditViewer.inboundVideo();
-    return v ? v.framesDecoded : 0;
-  });
-  await poll(async () => (await decoded()) > 30, 90000,
+  const decoded = await waitDecoded(good, 30, 90000,
     'the first viewer to decode 30 frames');
   check(true, 'viewer 1 decoding');
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <gio/gio.h>
 #include <glib-unix.h>
 #include <gst/gst.h>
 
@@ -122,6 +123,9 @@ main (int argc, char **argv)
         "STUN server, stun://host:port", "URL"},
     {"turn", 0, 0, G_OPTION_ARG_STRING_ARRAY, &cfg.turn_servers,
         "TURN server, turn(s)://user:pass@host:port (repeatable)", "URL"},
+    {"ice-address", 0, 0, G_OPTION_ARG_STRING_ARRAY, &cfg.ice_addresses,
+        "Offer ICE candidates only on this local address (repeatable; "
+          "default every interface)", "ADDR"},
     {"ice-timeout", 0, 0, G_OPTION_ARG_INT, &cfg.ice_timeout_ms,
         "Milliseconds to wait for ICE gathering before answering "
           "(default 2000)", "MS"},
@@ -176,6 +180,14 @@ main (int argc, char **argv)
     g_printerr ("dit-serve: out-of-range option: port 0..65535, fps 1..240, "
         "counts and times positive, seed >= 0\n");
     return 2;
+  }
+  for (gchar ** a = cfg.ice_addresses; a && *a; a++) {
+    GInetAddress *addr = g_inet_address_new_from_string (*a);
+    if (addr == NULL) {
+      g_printerr ("dit-serve: --ice-address '%s' is not an IP address\n", *a);
+      return 2;
+    }
+    g_object_unref (addr);
   }
   cfg.seed = (guint64) seed;
   if (cfg.device == NULL)
@@ -237,6 +249,7 @@ main (int argc, char **argv)
   g_free (cfg.rtmp_url);
   g_free (cfg.stun_server);
   g_strfreev (cfg.turn_servers);
+  g_strfreev (cfg.ice_addresses);
   g_print ("dit-serve: stopped\n");
   return status;
 }

@@ -625,6 +625,18 @@ viewer_fail (Viewer * v, const GError * error)
 
 static gboolean gather_timeout (gpointer data);
 
+/* Candidate lines in an SDP text: a viewer answered with none can only
+ * connect through candidates it learns from the browser's checks. */
+static guint
+count_candidates (const gchar * sdp)
+{
+  guint n = 0;
+
+  for (const gchar * c = sdp; (c = strstr (c, "a=candidate:")) != NULL; c++)
+    n++;
+  return n;
+}
+
 /* Reply with the local description, candidates included (main context). */
 static void
 viewer_send_answer (Viewer * v)
@@ -652,6 +664,8 @@ viewer_send_answer (Viewer * v)
   }
   text = gst_sdp_message_as_text (local->sdp);
   gst_webrtc_session_description_free (local);
+  g_print ("dit-serve: viewer %s: answered with %u ICE candidates\n", v->id,
+      count_candidates (text));
   viewer_answer (v, text, NULL);
   g_free (text);
 }
@@ -727,7 +741,8 @@ on_connection_state (GstElement * webrtc, GParamSpec * pspec, gpointer data)
   GstWebRTCPeerConnectionState state;
 
   g_object_get (webrtc, "connection-state", &state, NULL);
-  g_atomic_int_set (&v->conn_state, (gint) state);
+  if (g_atomic_int_exchange (&v->conn_state, (gint) state) != (gint) state)
+    g_print ("dit-serve: viewer %s: %s\n", v->id, conn_state_name (state));
   if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED) {
     /* Start the new viewer on a key frame rather than waiting a GOP. */
     gst_pad_push_event (v->queue_sink,
@@ -840,6 +855,29 @@ pick_h264_payload (const GstSDPMessage * sdp, guint * media_index,
   return best;
 }
 
+/* With --ice-address, libnice gathers only on the listed addresses (a
+ * multi-homed host picking its public side; loopback-only test machines). */
+static gboolean
+restrict_ice_addresses (DitServePipeline * p, GstElement * webrtc,
+    GError ** error)
+{
+  GObject *ice = NULL;
+  gboolean ok = TRUE;
+
+  if (p->cfg.ice_addresses == NULL)
+    return TRUE;
+  g_object_get (webrtc, "ice-agent", &ice, NULL);
+  for (gchar ** a = p->cfg.ice_addresses; ice && ok && *a; a++)
+    g_signal_emit_by_name (ice, "add-local-ip-address", *a, &ok);
+  if (ice == NULL || !ok) {
+    g_set_error (error, DIT_SERVE_ERROR, DIT_SERVE_ERROR_FAILED,
+        "the ICE agent did not take the --ice-address list");
+    ok = FALSE;
+  }
+  g_clear_object (&ice);
+  return ok;
+}
+
 static gboolean
 build_viewer (DitServePipeline * p, Viewer * v, gint pt,
     const gchar * profile_name, GError ** error)
@@ -892,6 +930,11 @@ build_viewer (DitServePipeline * p, Viewer * v, gint pt,
   }
 
   gst_bin_add_many (GST_BIN (v->bin), v->queue, pay, filter, v->webrtc, NULL);
+  if (!restrict_ice_addresses (p, v->webrtc, error)) {
+    gst_caps_unref (caps);
+    g_clear_object (&v->bin);
+    return FALSE;
+  }
   if (!gst_element_link_many (v->queue, pay, filter, NULL))
     goto link_failed;
   wpad = gst_element_request_pad_simple (v->webrtc, "sink_%u");

@@ -47,6 +47,7 @@ typedef struct _DitServeConfig
   gchar *rtmp_url;
   gchar *stun_server;           /* stun://host:port */
   gchar **turn_servers;         /* turn(s)://user:pass@host:port */
+  gchar **ice_addresses;        /* gather only on these (NULL: every one) */
   gint ice_timeout_ms;          /* wait for ICE gathering before answering */
   gint max_viewers;
   gint connect_timeout_s;       /* drop viewers that never connect */
