@@ -215,8 +215,11 @@ alloc_buffers (dit_model *m)
   DIT_TRY (alloc2 (m, &m->h, dt, L, D));
   DIT_TRY (alloc2 (m, &m->q, dt, L, Dl));
   DIT_TRY (alloc2 (m, &m->attn, dt, L, Dl));
-  /* Row-parallel partial sums are reduced in f32 whatever the dtype. */
-  DIT_TRY (alloc2 (m, &m->proj, m->tp_degree > 1 ? DIT_F32 : dt, L, D));
+  /* Row-parallel partial sums are rounded to the model dtype and reduced
+   * in it, as the single-device GEMM rounds its output: on bf16 GPUs the
+   * all-reduces move half the bytes of f32 partials, and they are the
+   * largest transfers of a tensor-parallel forward. */
+  DIT_TRY (alloc2 (m, &m->proj, dt, L, D));
   DIT_TRY (alloc2 (m, &m->ffn, dt, L, m->ffn_local));
   if (m->tp_degree > 1) {
     int64_t n = 2 * L > c->text_len ? 2 * L : c->text_len;

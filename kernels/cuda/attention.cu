@@ -7,7 +7,7 @@
  * + 1) * causal_block (block-causal), otherwise all N keys.  Every query sees
  * key 0, so no softmax row is ever empty.
  *
- * Two kernels, one contract:
+ * Three kernels, one contract:
  *
  *  flash_d128_kernel (bf16 q/k/v, head_dim 128, 16-byte aligned rows): the
  *  FlashAttention-2 scheme on mma.sync.m16n8k16 bf16 tensor cores.  Each
@@ -26,6 +26,13 @@
  *  block-causal case skips masked tiles entirely; masks and bias are
  *  applied only on tiles that straddle a boundary.
  *
+ *  flash_d128_wgmma_kernel (attention_wgmma.cu, configuration 5): the
+ *  same scheme and math on Hopper warpgroup MMA (wgmma), two warpgroups of
+ *  64 query rows, 128-key tiles, the softmax of one tile overlapping the
+ *  P·V product of the previous one.  Only for a compute capability 9.0
+ *  device running the sm_90a binary; elsewhere the dispatch uses
+ *  configuration 1.
+ *
  *  attn_generic_kernel (any dtype, head_dim <= 512: T5's 64, the VAE's
  *  single 384-channel head, f32 inputs): one warp per query row, K/V tiles
  *  of 32 keys in shared memory as f32.  Lane j scores key j of the tile (q
@@ -42,48 +49,15 @@
  * TFLOP/s (4·L·N·d·heads); the first version with the libm exp2f took
  * 1.27 ms, and the four block shapes differ by under 3%, so the kernel is
  * bound by issue latency of the mma.sync/ldmatrix/softmax sequence, not by
- * memory.  Hopper-specific work (wgmma from shared memory, TMA loads, warp
- * specialisation with the softmax of one tile overlapping the products of
- * the next) is the next step; this file is the correct baseline that step
- * is measured against.
+ * memory.  The wgmma kernel removes that sequence; it is measured against
+ * this one by the same bench (variant 5).
  */
-#include "cuda_common.cuh"
+#include "attention_internal.cuh"
 #include "dit_cuda.h"
 
 #include "../dit_t5_bucket.h"
 
 #include <math.h>
-
-/* ------------------------------------------------------------------------ */
-/* shared helpers */
-
-typedef struct attn_args {
-  const void *q, *k, *v;
-  void *o;
-  int dtq, dtk, dtv, dto;
-  int64_t ldq, ldk, ldv, ldo;
-  int64_t L, N;
-  int heads, d;
-  float scale;
-  int64_t bias_begin, bias_end;
-  float log_bias;
-  int64_t causal_block, q_pos0;
-  const void *pos_bias;      /* [num_buckets, heads] or NULL */
-  int dtpb;
-  int num_buckets, max_distance, bidirectional;
-  int64_t key_len;           /* > 0: keys >= key_len masked */
-} attn_args;
-
-/* One past the last key query row r may see. */
-__device__ __forceinline__ int64_t
-attn_key_end (const attn_args &a, int64_t r)
-{
-  int64_t n = a.key_len > 0 && a.key_len < a.N ? a.key_len : a.N;
-  if (a.causal_block <= 0)
-    return n;
-  int64_t e = ((a.q_pos0 + r) / a.causal_block + 1) * a.causal_block;
-  return e < n ? e : n;
-}
 
 /* ------------------------------------------------------------------------ */
 /* CUDA kernels: generic path */
@@ -198,10 +172,12 @@ attn_generic_kernel (attn_args a)
  * double-buffered K and V tiles */
 #define FA_BM(nw, mt) (16 * (mt) * (nw))
 #define FA_SMEM_BYTES(nw, mt) ((FA_BM (nw, mt) + 4 * FA_BN) * FA_D * 2)
-/* configuration dit_attention uses (see attn_launch_flash): 4 warps x 16
- * rows; on an H100 all four were within 3% at the 14B chunk shape and this
- * one has no register spills */
-#define FA_VARIANT_DEFAULT 1
+/* configuration dit_attention uses (see attn_launch_flash): the wgmma
+ * kernel where the device runs it, else 4 warps x 16 rows (on an H100 all
+ * four mma.sync shapes were within 3% at the 14B chunk shape and this one
+ * has no register spills) */
+#define FA_VARIANT_DEFAULT 5
+#define FA_VARIANT_FALLBACK 1
 
 /* Element offset of 16-byte chunk `c` of row `r` in a swizzled tile. */
 __device__ __forceinline__ int
@@ -543,11 +519,13 @@ attn_launch_flash_t (dit_cuda_backend *cb, const attn_args &a, int variant)
 }
 
 /* Flash configurations (dit_cuda.h): 1 = 4 warps x 16 rows, 2 = 8 x 16,
- * 3 = 4 x 32, 4 = 8 x 32. */
+ * 3 = 4 x 32, 4 = 8 x 32, 5 = wgmma (the caller has checked that the
+ * device runs it). */
 static dit_status
 attn_launch_flash (dit_cuda_backend *cb, const attn_args &a, int variant)
 {
   switch (variant) {
+    case 5: return attn_launch_wgmma (cb, a);
     case 1: return attn_launch_flash_t<4, 1> (cb, a, variant);
     case 2: return attn_launch_flash_t<8, 1> (cb, a, variant);
     case 3: return attn_launch_flash_t<4, 2> (cb, a, variant);
@@ -602,7 +580,7 @@ attn_flash_ok (const attn_args &a)
   return 1;
 }
 
-/* Validate, then run flash configuration `variant` (1-4) when the inputs
+/* Validate, then run flash configuration `variant` (1-5) when the inputs
  * allow it, or the generic kernel (variant 0 forces it). */
 static dit_status
 attn_run (dit_backend *be, const dit_attn_params *p, int variant)
@@ -695,7 +673,10 @@ attn_run (dit_backend *be, const dit_attn_params *p, int variant)
 dit_status
 dit_cuda_attention (dit_backend *be, const dit_attn_params *p)
 {
-  return attn_run (be, p, FA_VARIANT_DEFAULT);
+  int variant = FA_VARIANT_DEFAULT;
+  if (variant == 5 && !attn_wgmma_supported (dit_cuda_impl (be)))
+    variant = FA_VARIANT_FALLBACK;
+  return attn_run (be, p, variant);
 }
 
 extern "C" dit_status
@@ -704,8 +685,12 @@ dit_cuda_attention_variant (dit_backend *be, const dit_attn_params *p,
 {
   if (!be || be->ops->device != DIT_DEVICE_CUDA || !p)
     return dit_error (DIT_ERR_INVALID, "attention variant: not a CUDA backend");
-  if (variant < 0 || variant > 4)
+  if (variant < 0 || variant > 5)
     return dit_error (DIT_ERR_INVALID, "attention variant %d: 0 (generic) "
-        "or 1-4 (flash configurations) expected", variant);
+        "or 1-5 (flash configurations) expected", variant);
+  if (variant == 5 && !attn_wgmma_supported (dit_cuda_impl (be)))
+    return dit_error (DIT_ERR_UNSUPPORTED, "attention variant 5 (wgmma): "
+        "needs a compute capability 9.0 device running the sm_90a build of "
+        "flash_d128_wgmma_kernel");
   return attn_run (be, p, variant);
 }

@@ -1,0 +1,55 @@
+/* attention_internal — what the two attention files share.
+ *
+ * attention.cu holds the op (validation, dispatch, the generic and the
+ * mma.sync flash kernels); attention_wgmma.cu holds the Hopper wgmma flash
+ * kernel.  Both see the same argument block and the same visibility rule,
+ * so that every kernel masks exactly the same keys.
+ *
+ * cb->flash_smem_set is attention's per-backend bit set: bit v (1-5) says
+ * the shared-memory limit of flash configuration v was raised;
+ * cb->attn_wgmma caches whether the wgmma kernel can run on the backend's
+ * device (asked once per backend).
+ */
+#ifndef DIT_ATTENTION_INTERNAL_CUH
+#define DIT_ATTENTION_INTERNAL_CUH
+
+#include "cuda_common.cuh"
+
+typedef struct attn_args {
+  const void *q, *k, *v;
+  void *o;
+  int dtq, dtk, dtv, dto;
+  int64_t ldq, ldk, ldv, ldo;
+  int64_t L, N;
+  int heads, d;
+  float scale;
+  int64_t bias_begin, bias_end;
+  float log_bias;
+  int64_t causal_block, q_pos0;
+  const void *pos_bias;      /* [num_buckets, heads] or NULL */
+  int dtpb;
+  int num_buckets, max_distance, bidirectional;
+  int64_t key_len;           /* > 0: keys >= key_len masked */
+} attn_args;
+
+/* One past the last key query row r may see. */
+__device__ __forceinline__ int64_t
+attn_key_end (const attn_args &a, int64_t r)
+{
+  int64_t n = a.key_len > 0 && a.key_len < a.N ? a.key_len : a.N;
+  if (a.causal_block <= 0)
+    return n;
+  int64_t e = ((a.q_pos0 + r) / a.causal_block + 1) * a.causal_block;
+  return e < n ? e : n;
+}
+
+/* 1 when the wgmma kernel runs on this backend's device: compute
+ * capability 9.0 and an sm_90a binary of the kernel (a compute_90 PTX
+ * build has no wgmma), with enough opt-in shared memory. */
+int attn_wgmma_supported (dit_cuda_backend *cb);
+
+/* Launch the wgmma kernel (flash configuration 5) on bf16 q/k/v with
+ * head_dim 128 and 16-byte aligned rows; the caller has checked both. */
+dit_status attn_launch_wgmma (dit_cuda_backend *cb, const attn_args &a);
+
+#endif

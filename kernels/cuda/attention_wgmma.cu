@@ -1,0 +1,524 @@
+/* attention_wgmma — flash attention on Hopper warpgroup MMA (wgmma), the
+ * bf16 head_dim 128 configuration 5 of the attention op.
+ *
+ * Contract and masking: exactly those of flash_d128_kernel in attention.cu
+ * (q [L, H*d], k/v [N, H*d], o [L, H*d] with strided rows, the KV-cache
+ * log-bias range, block-causal visibility through attn_key_end, every
+ * query sees key 0), and the same math: S = Q Kᵀ accumulates in f32, the
+ * online softmax is f32 with ex2.approx and log2(e) folded into the scale,
+ * P is rounded to bf16 for P·V, O accumulates in f32; the key loop stops at
+ * the block's last visible key and masks/bias are applied only on tiles
+ * that straddle a boundary.  Results therefore differ from configuration 1
+ * only by the f32 summation order inside the tensor cores.
+ *
+ * Shape: a block of two warpgroups (256 threads) owns 128 query rows of one
+ * head, 64 per warpgroup (wgmma's M).  K and V stream through shared
+ * memory in tiles of 128 keys, loaded by all threads with cp.async, two
+ * buffers each.  Per tile t a warpgroup issues S_t = Q K_tᵀ (eight
+ * m64n128k16, A = Q and B = K both read from shared memory through
+ * descriptors) and, behind it, O += P_{t-1} V_{t-1} (eight m64n128k16 with
+ * A = P_{t-1} from registers), then runs the softmax of S_t while the
+ * tensor cores still work on P_{t-1} V_{t-1}; only then does it rescale O
+ * and pack P_t.  The last P·V follows the loop.  One barrier per tile: at
+ * its top every thread's copies for K_t and V_{t-1} have landed and every
+ * wgmma of tile t-1 is complete, so K_{t+1} and V_t may overwrite the
+ * buffers of K_{t-1} and V_{t-2}.
+ *
+ * Shared-memory layout (what the descriptors describe): every tile is
+ * stored as two halves, columns 0-63 then 64-127 of the head, each half
+ * rows x 128 bytes in the 128-byte swizzle (16-byte chunk c of row r at
+ * chunk c ^ (r & 7)), every half 1024-byte aligned.  That is the canonical
+ * K-major SW128 layout for Q and K (rows = M or N, 128 bytes of the
+ * reduction dim d per row; 8-row groups 1024 bytes apart = SBO) and the
+ * canonical MN-major SW128 layout for V (rows = keys = the reduction dim;
+ * the two 64-column halves are the MN atoms, LBO apart; 8-key groups 1024
+ * bytes apart = SBO), which wgmma reads transposed (imm-trans-b = 1).
+ *
+ * Registers per thread: S 64 f32, O 64 f32, P 32 packed bf16 pairs.  The
+ * wgmma accumulator layout of m64nN (f32) is, for warp w of the warpgroup
+ * and lane l, element 4i + e = row 16w + l/4 + 8 (e >> 1), column 8i +
+ * 2 (l % 4) + (e & 1): per n8 block the mma.sync m16n8 layout, so two
+ * adjacent n8 blocks of S rounded to bf16 pairs are the register A
+ * fragment of one k16 step of P·V (as in attention.cu).
+ *
+ * Needs sm_90a: the body exists only where __CUDA_ARCH_FEAT_SM90_ALL is
+ * defined; the compute_90 PTX of this kernel traps, and the launcher is
+ * used only after attn_wgmma_supported saw a 9.0 device running the sm_90a
+ * binary.
+ *
+ * Measured: to be measured (tests/gpu/dit_attn_bench.cu, variant 5, at
+ * L = 2160, N = 4320, 40 heads; configuration 1 takes 0.86 ms there on an
+ * H100).
+ */
+#include "attention_internal.cuh"
+
+#define WG_D 128
+#define WG_BM 128                        /* query rows per block */
+#define WG_BN 128                        /* keys per tile */
+#define WG_THREADS 256                   /* two warpgroups */
+#define WG_Q_BYTES (WG_BM * WG_D * 2)    /* 32 KB: two 64-row Q tiles */
+#define WG_KV_BYTES (WG_BN * WG_D * 2)   /* 32 KB per K or V tile */
+/* Q, two K and two V buffers, and slack to align the base to 1024 */
+#define WG_SMEM_BYTES (WG_Q_BYTES + 4 * WG_KV_BYTES + 1024)
+#define WG_SMEM_BIT (1 << 5)             /* flash_smem_set: limit raised */
+
+/* ------------------------------------------------------------------------ */
+/* CUDA kernels */
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+/* Byte offset of 16-byte chunk c (0-15, along d) of row r in a swizzled
+ * tile of `rows` rows: the half (c >> 3) first, then 128-byte rows. */
+__device__ __forceinline__ uint32_t
+wg_swz (int rows, int r, int c)
+{
+  return (uint32_t) ((c >> 3) * rows * 128 + r * 128
+      + (((c & 7) ^ (r & 7)) << 4));
+}
+
+/* Start copying 128 rows [row0, row0 + 128) of one head into swizzled
+ * tiles of SUB rows each (64 for Q: one tile per warpgroup; 128 for K and
+ * V); rows at or past `nrows` are zero-filled.  16 threads cover one row's
+ * 256 bytes, so a warp reads two whole rows. */
+template <int SUB>
+__device__ __forceinline__ void
+wg_load (uint32_t smem, const __nv_bfloat16 *base, int64_t ld, int64_t row0,
+    int64_t nrows)
+{
+#pragma unroll
+  for (int i = 0; i < 128 * 16 / WG_THREADS; i++) {
+    const int idx = threadIdx.x + i * WG_THREADS;
+    const int r = idx >> 4, c = idx & 15;
+    const bool ok = row0 + r < nrows;
+    const __nv_bfloat16 *src = ok ? base + (row0 + r) * ld + c * 8 : base;
+    const uint32_t dst = smem + (uint32_t) (r / SUB) * SUB * 256
+        + wg_swz (SUB, r % SUB, c);
+    asm volatile ("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
+        :: "r" (dst), "l" (src), "r" (ok ? 16 : 0));
+  }
+}
+
+__device__ __forceinline__ void
+wg_cp_commit (void)
+{
+  asm volatile ("cp.async.commit_group;\n" ::);
+}
+
+__device__ __forceinline__ void
+wg_cp_wait_all (void)
+{
+  asm volatile ("cp.async.wait_group 0;\n" ::: "memory");
+}
+
+/* cp.async wrote through the generic proxy; wgmma reads through the async
+ * proxy, which sees those writes only after this fence (then a barrier
+ * makes every thread's writes count). */
+__device__ __forceinline__ void
+wg_fence_proxy (void)
+{
+  asm volatile ("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+/* Shared-memory matrix descriptor: start address, leading and stride byte
+ * offsets (all >> 4, 14 bits each at bits 0, 16, 32), base offset 0 (every
+ * swizzle pattern starts on a 1024-byte boundary), swizzle mode 1 = 128 B
+ * at bits 62-63. */
+__device__ __forceinline__ uint64_t
+wg_desc (uint32_t addr, uint32_t lbo, uint32_t sbo)
+{
+  return (uint64_t) ((addr & 0x3ffff) >> 4)
+      | (uint64_t) ((lbo & 0x3ffff) >> 4) << 16
+      | (uint64_t) ((sbo & 0x3ffff) >> 4) << 32
+      | (uint64_t) 1 << 62;
+}
+
+__device__ __forceinline__ void
+wg_mma_fence (void)
+{
+  asm volatile ("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void
+wg_mma_commit (void)
+{
+  asm volatile ("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+
+template <int N>
+__device__ __forceinline__ void
+wg_mma_wait (void)
+{
+  asm volatile ("wgmma.wait_group.sync.aligned %0;\n" :: "n" (N) : "memory");
+}
+
+/* Pin register values at this point of the instruction stream: the
+ * compiler may not move their reads or writes across it, so ordinary code
+ * touches wgmma operands only between wait and the next fence. */
+__device__ __forceinline__ void
+wg_pin (float *r, int n)
+{
+#pragma unroll
+  for (int i = 0; i < n; i++)
+    asm volatile ("" : "+f" (r[i]) :: "memory");
+}
+
+__device__ __forceinline__ void
+wg_pin (unsigned *r, int n)
+{
+#pragma unroll
+  for (int i = 0; i < n; i++)
+    asm volatile ("" : "+r" (r[i]) :: "memory");
+}
+
+#define WG_ACC_LIST                                                           \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "    \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, "    \
+  "%30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, "    \
+  "%44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, "    \
+  "%58, %59, %60, %61, %62, %63"
+#define WG_ACC8(d, i)                                                         \
+  "+f" (d[i]), "+f" (d[i + 1]), "+f" (d[i + 2]), "+f" (d[i + 3]),             \
+  "+f" (d[i + 4]), "+f" (d[i + 5]), "+f" (d[i + 6]), "+f" (d[i + 7])
+#define WG_ACC64(d)                                                           \
+  WG_ACC8 (d, 0), WG_ACC8 (d, 8), WG_ACC8 (d, 16), WG_ACC8 (d, 24),           \
+  WG_ACC8 (d, 32), WG_ACC8 (d, 40), WG_ACC8 (d, 48), WG_ACC8 (d, 56)
+
+/* d[64 x 128] (+)= A[64 x 16] B[16 x 128], A and B K-major in shared
+ * memory; SCALE_D 0 overwrites d. */
+template <int SCALE_D>
+__device__ __forceinline__ void
+wg_mma_ss (float *d, uint64_t desc_a, uint64_t desc_b)
+{
+  asm volatile ("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{" WG_ACC_LIST "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : WG_ACC64 (d)
+      : "l" (desc_a), "l" (desc_b), "r" (SCALE_D));
+}
+
+/* d[64 x 128] += A[64 x 16] B[16 x 128], A in registers (four bf16 pairs
+ * per thread), B MN-major in shared memory (imm-trans-b = 1). */
+__device__ __forceinline__ void
+wg_mma_rs_tb (float *d, const unsigned *a, uint64_t desc_b)
+{
+  asm volatile ("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{" WG_ACC_LIST "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+      : WG_ACC64 (d)
+      : "r" (a[0]), "r" (a[1]), "r" (a[2]), "r" (a[3]), "l" (desc_b),
+        "r" (1));
+}
+
+__device__ __forceinline__ unsigned
+wg_pack_bf16 (float lo, float hi)
+{
+  __nv_bfloat162 v = __floats2bfloat162_rn (lo, hi);
+  return *(unsigned *) &v;
+}
+
+/* 2^x on the special-function unit; -inf gives +0. */
+__device__ __forceinline__ float
+wg_exp2 (float x)
+{
+  float y;
+  asm ("ex2.approx.ftz.f32 %0, %1;" : "=f" (y) : "f" (x));
+  return y;
+}
+
+/* O += P V for one 128-key tile at `vt`: k16 step kt covers keys 16 kt ..
+ * 16 kt + 15, i.e. rows 16 kt.. of the V tile = two 8-key groups starting
+ * kt * 2048 bytes into each half; the halves (d 0-63, 64-127) are the two
+ * MN atoms, WG_BN * 128 bytes apart. */
+__device__ __forceinline__ void
+wg_pv (float *o, const unsigned *p, uint32_t vt)
+{
+  const uint64_t dv = wg_desc (vt, WG_BN * 128, 1024);
+#pragma unroll
+  for (int kt = 0; kt < WG_BN / 16; kt++)
+    wg_mma_rs_tb (o, p + 4 * kt, dv + (uint64_t) ((kt * 2048) >> 4));
+}
+
+/* S = Q K_tᵀ for one tile: the k16 step kk of d sits in half kk / 4,
+ * 32 bytes per step into each 128-byte row (the hardware applies the
+ * swizzle to the address it forms, so stepping the start address inside
+ * the pattern is exact); a Q half is 64 rows = 8192 bytes, a K half 128
+ * rows = 16384 bytes. */
+__device__ __forceinline__ void
+wg_qk (float *s, uint64_t dq, uint64_t dkt)
+{
+  wg_mma_ss<0> (s, dq, dkt);
+#pragma unroll
+  for (int kk = 1; kk < WG_D / 16; kk++) {
+    const int step = (kk & 3) * 32;
+    wg_mma_ss<1> (s, dq + (uint64_t) (((kk >> 2) * 8192 + step) >> 4),
+        dkt + (uint64_t) (((kk >> 2) * 16384 + step) >> 4));
+  }
+}
+
+/* Tile t's copies: K_{t+1} into the K buffer K_{t-1} used, V_t into the V
+ * buffer V_{t-2} used; one commit group per tile. */
+__device__ __forceinline__ void
+wg_prefetch (uint32_t ks, uint32_t vs, const __nv_bfloat16 *kg,
+    const __nv_bfloat16 *vg, const attn_args &a, int t, int ntiles)
+{
+  if (t + 1 < ntiles)
+    wg_load<128> (ks + ((t + 1) & 1) * WG_KV_BYTES, kg, a.ldk,
+        (int64_t) (t + 1) * WG_BN, a.N);
+  wg_load<128> (vs + (t & 1) * WG_KV_BYTES, vg, a.ldv, (int64_t) t * WG_BN,
+      a.N);
+  wg_cp_commit ();
+}
+
+/* Scale (log2 domain), mask and bias the tile of keys n0.. in s, then the
+ * online softmax: s becomes P, alpha the factor that moves O (and l) from
+ * the old row maximum to the new one.  This thread's element 4i + e is
+ * row e >> 1 of its two, key n0 + 8i + 2 qd + (e & 1); the quad of lanes
+ * sharing a row holds its 128 keys. */
+__device__ __forceinline__ void
+wg_softmax (float *s, float *mx, float *l, float *alpha, int n0,
+    int64_t kmin, const int *kend, int bias_begin, int bias_end, float sl2,
+    float bl2, int qd)
+{
+  const bool edge = n0 + WG_BN > kmin
+      || (bias_begin < n0 + WG_BN && bias_end > n0);
+#pragma unroll
+  for (int i = 0; i < WG_BN / 8; i++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      float v = s[4 * i + e] * sl2;
+      if (edge) {
+        const int j = n0 + 8 * i + 2 * qd + (e & 1);
+        if (j >= kend[e >> 1])
+          v = -INFINITY;
+        else if (j >= bias_begin && j < bias_end)
+          v += bl2;
+      }
+      s[4 * i + e] = v;
+    }
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    float tm = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < WG_BN / 8; i++)
+      tm = fmaxf (tm, fmaxf (s[4 * i + 2 * r], s[4 * i + 2 * r + 1]));
+    tm = fmaxf (tm, __shfl_xor_sync (0xffffffffu, tm, 1));
+    tm = fmaxf (tm, __shfl_xor_sync (0xffffffffu, tm, 2));
+    const float mnew = fmaxf (mx[r], tm);
+    /* a row with nothing visible yet keeps a zero reference */
+    const float ref = mnew == -INFINITY ? 0.0f : mnew;
+    alpha[r] = wg_exp2 (mx[r] - ref);
+    mx[r] = mnew;
+    float sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < WG_BN / 8; i++) {
+      s[4 * i + 2 * r] = wg_exp2 (s[4 * i + 2 * r] - ref);
+      s[4 * i + 2 * r + 1] = wg_exp2 (s[4 * i + 2 * r + 1] - ref);
+      sum += s[4 * i + 2 * r] + s[4 * i + 2 * r + 1];
+    }
+    l[r] = l[r] * alpha[r] + sum;
+  }
+}
+
+/* P as the A fragments of P·V: k16 step kt = n8 blocks 2 kt and 2 kt + 1,
+ * registers (row g, keys 2 qd..), (row g + 8, 2 qd..), (row g, 8 + 2 qd..),
+ * (row g + 8, 8 + 2 qd..) as wgmma's m64k16 A layout wants per warp. */
+__device__ __forceinline__ void
+wg_pack_p (unsigned *p, const float *s)
+{
+#pragma unroll
+  for (int kt = 0; kt < WG_BN / 16; kt++) {
+    p[4 * kt] = wg_pack_bf16 (s[8 * kt], s[8 * kt + 1]);
+    p[4 * kt + 1] = wg_pack_bf16 (s[8 * kt + 2], s[8 * kt + 3]);
+    p[4 * kt + 2] = wg_pack_bf16 (s[8 * kt + 4], s[8 * kt + 5]);
+    p[4 * kt + 3] = wg_pack_bf16 (s[8 * kt + 6], s[8 * kt + 7]);
+  }
+}
+
+#endif /* __CUDA_ARCH_FEAT_SM90_ALL */
+
+__global__ void __launch_bounds__ (WG_THREADS, 1)
+flash_d128_wgmma_kernel (attn_args a)
+{
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__ (1024) unsigned char wg_smem[];
+  /* the swizzle pattern repeats every 1024 bytes from address 0, and the
+   * descriptors assume every half tile starts a pattern */
+  const uint32_t qs = ((uint32_t) __cvta_generic_to_shared (wg_smem) + 1023)
+      & ~1023u;
+  const uint32_t ks = qs + WG_Q_BYTES;            /* K buffers 0, 1 */
+  const uint32_t vs = ks + 2 * WG_KV_BYTES;       /* V buffers 0, 1 */
+
+  const int wg = threadIdx.x >> 7;                /* rows 64 wg .. +63 */
+  const int warp = (threadIdx.x >> 5) & 3;        /* within the warpgroup */
+  const int lane = threadIdx.x & 31, g = lane >> 2, qd = lane & 3;
+  const int h = blockIdx.y;
+  const int64_t m0 = (int64_t) blockIdx.x * WG_BM;
+  const int64_t hoff = (int64_t) h * WG_D;
+  const __nv_bfloat16 *qg = (const __nv_bfloat16 *) a.q + hoff;
+  const __nv_bfloat16 *kg = (const __nv_bfloat16 *) a.k + hoff;
+  const __nv_bfloat16 *vg = (const __nv_bfloat16 *) a.v + hoff;
+
+  /* keys this block needs: the last row sees the most */
+  const int64_t mlast = (m0 + WG_BM < a.L ? m0 + WG_BM : a.L) - 1;
+  const int64_t kmax = attn_key_end (a, mlast);
+  const int64_t kmin = attn_key_end (a, m0);
+  const int ntiles = (int) ((kmax + WG_BN - 1) / WG_BN);
+
+  wg_load<64> (qs, qg, a.ldq, m0, a.L);
+  wg_load<128> (ks, kg, a.ldk, 0, a.N);
+  wg_cp_commit ();
+
+  /* this thread's rows of the accumulators: g and g + 8 of its warp's 16
+   * (32-bit indices: the launcher checks L, N < 2^31) */
+  int row[2], kend[2];
+  row[0] = (int) m0 + 64 * wg + 16 * warp + g;
+  row[1] = row[0] + 8;
+  kend[0] = (int) attn_key_end (a, row[0]);
+  kend[1] = (int) attn_key_end (a, row[1]);
+  const int bias_begin = (int) a.bias_begin, bias_end = (int) a.bias_end;
+  const float sl2 = a.scale * 1.4426950408889634f;
+  const float bl2 = a.log_bias * 1.4426950408889634f;
+
+  /* K-major descriptors (LBO unused, 8-row groups 1024 bytes apart) of
+   * this warpgroup's Q tile and of K buffer 0 */
+  const uint64_t dq = wg_desc (qs + wg * (WG_Q_BYTES / 2), 16, 1024);
+  const uint64_t dk = wg_desc (ks, 16, 1024);
+
+  float s[64], o[64];
+  unsigned p[32];
+  float mx[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
+#pragma unroll
+  for (int i = 0; i < 64; i++)
+    s[i] = o[i] = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 32; i++)
+    p[i] = 0u;
+
+  /* tile 0: no P·V behind it yet */
+  wg_cp_wait_all ();
+  wg_fence_proxy ();
+  __syncthreads ();
+  wg_prefetch (ks, vs, kg, vg, a, 0, ntiles);
+  wg_pin (s, 64);
+  wg_mma_fence ();
+  wg_qk (s, dq, dk);
+  wg_mma_commit ();
+  wg_mma_wait<0> ();
+  wg_pin (s, 64);
+  {
+    float alpha[2];
+    wg_softmax (s, mx, l, alpha, 0, kmin, kend, bias_begin, bias_end, sl2,
+        bl2, qd);
+    wg_pack_p (p, s);   /* O is still zero: nothing to rescale */
+  }
+
+  for (int t = 1; t < ntiles; t++) {
+    /* K_t and V_{t-1} landed for every thread, every wgmma of tile t-1
+     * finished in both warpgroups */
+    wg_cp_wait_all ();
+    wg_fence_proxy ();
+    __syncthreads ();
+    wg_prefetch (ks, vs, kg, vg, a, t, ntiles);
+
+    wg_pin (s, 64);
+    wg_pin (o, 64);
+    wg_pin (p, 32);
+    wg_mma_fence ();
+    wg_qk (s, dq, dk + (uint64_t) (((t & 1) * WG_KV_BYTES) >> 4));
+    wg_mma_commit ();
+    wg_pv (o, p, vs + ((t - 1) & 1) * WG_KV_BYTES);
+    wg_mma_commit ();
+    wg_mma_wait<1> ();   /* S_t done, P_{t-1} V_{t-1} may still run */
+    wg_pin (s, 64);
+
+    float alpha[2];
+    wg_softmax (s, mx, l, alpha, t * WG_BN, kmin, kend, bias_begin,
+        bias_end, sl2, bl2, qd);
+
+    /* P_{t-1} V_{t-1} is in O now: move O to the new reference, then P_t
+     * replaces P_{t-1} */
+    wg_mma_wait<0> ();
+    wg_pin (o, 64);
+    wg_pin (p, 32);
+#pragma unroll
+    for (int i = 0; i < WG_D / 8; i++) {
+      o[4 * i] *= alpha[0];
+      o[4 * i + 1] *= alpha[0];
+      o[4 * i + 2] *= alpha[1];
+      o[4 * i + 3] *= alpha[1];
+    }
+    wg_pack_p (p, s);
+  }
+
+  /* the last tile's P·V once V_{ntiles-1} has landed */
+  wg_cp_wait_all ();
+  wg_fence_proxy ();
+  __syncthreads ();
+  wg_pin (o, 64);
+  wg_pin (p, 32);
+  wg_mma_fence ();
+  wg_pv (o, p, vs + ((ntiles - 1) & 1) * WG_KV_BYTES);
+  wg_mma_commit ();
+  wg_mma_wait<0> ();
+  wg_pin (o, 64);
+
+  /* finish the row sums across the quad and normalise */
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    float lr = l[r];
+    lr += __shfl_xor_sync (0xffffffffu, lr, 1);
+    lr += __shfl_xor_sync (0xffffffffu, lr, 2);
+    const float inv = lr > 0.0f ? 1.0f / lr : 0.0f;
+    const int rr = row[r];
+    if (rr >= a.L)
+      continue;
+#pragma unroll
+    for (int i = 0; i < WG_D / 8; i++) {
+      const int64_t c = (int64_t) rr * a.ldo + hoff + 8 * i + 2 * qd;
+      dit_cuda_st (a.o, a.dto, c, o[4 * i + 2 * r] * inv);
+      dit_cuda_st (a.o, a.dto, c + 1, o[4 * i + 2 * r + 1] * inv);
+    }
+  }
+#elif defined(__CUDA_ARCH__)
+  __trap ();   /* no wgmma below sm_90a; the launcher never gets here */
+#endif
+}
+
+/* ------------------------------------------------------------------------ */
+/* kernel launchers */
+
+int
+attn_wgmma_supported (dit_cuda_backend *cb)
+{
+  if (cb->attn_wgmma == 0) {
+    int major = 0, minor = 0, ok = 0;
+    cudaFuncAttributes fa;
+    if (cudaDeviceGetAttribute (&major, cudaDevAttrComputeCapabilityMajor,
+            cb->device) != cudaSuccess
+        || cudaDeviceGetAttribute (&minor, cudaDevAttrComputeCapabilityMinor,
+            cb->device) != cudaSuccess
+        || cudaFuncGetAttributes (&fa, flash_d128_wgmma_kernel)
+            != cudaSuccess)
+      cudaGetLastError ();   /* a failed query is an answer, not an error */
+    else
+      /* binaryVersion 90: the sm_90a SASS runs, not the compute_90 PTX */
+      ok = major == 9 && minor == 0 && fa.binaryVersion == 90
+          && cb->smem_optin >= (size_t) WG_SMEM_BYTES;
+    cb->attn_wgmma = ok ? 1 : -1;
+  }
+  return cb->attn_wgmma > 0;
+}
+
+dit_status
+attn_launch_wgmma (dit_cuda_backend *cb, const attn_args &a)
+{
+  if (!(cb->flash_smem_set & WG_SMEM_BIT)) {
+    DIT_CUDA_TRY (cudaFuncSetAttribute (flash_d128_wgmma_kernel,
+        cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM_BYTES));
+    cb->flash_smem_set |= WG_SMEM_BIT;
+  }
+  dim3 grid ((unsigned) ((a.L + WG_BM - 1) / WG_BM), (unsigned) a.heads);
+  flash_d128_wgmma_kernel<<<grid, WG_THREADS, WG_SMEM_BYTES, cb->stream>>> (a);
+  DIT_CUDA_CHECK_LAUNCH ("flash_d128_wgmma_kernel");
+  return DIT_OK;
+}
