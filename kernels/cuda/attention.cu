@@ -33,6 +33,13 @@
  *  device running the sm_90a binary; elsewhere the dispatch uses
  *  configuration 1.
  *
+ *  flash_d128_ws_kernel (attention_wgmma.cu, configuration 6): the same
+ *  math warp-specialised: a producer warpgroup loads Q, K and V with TMA
+ *  into mbarrier-guarded two-stage rings, two consumer warpgroups take
+ *  turns on the tensor cores (ping-pong); needs also the driver's
+ *  cuTensorMapEncodeTiled, else it is unsupported and the dispatch uses
+ *  configuration 5.
+ *
  *  attn_generic_kernel (any dtype, head_dim <= 512: T5's 64, the VAE's
  *  single 384-channel head, f32 inputs): one warp per query row, K/V tiles
  *  of 32 keys in shared memory as f32.  Lane j scores key j of the tile (q
@@ -172,11 +179,12 @@ attn_generic_kernel (attn_args a)
  * double-buffered K and V tiles */
 #define FA_BM(nw, mt) (16 * (mt) * (nw))
 #define FA_SMEM_BYTES(nw, mt) ((FA_BM (nw, mt) + 4 * FA_BN) * FA_D * 2)
-/* configuration dit_attention uses (see attn_launch_flash): the wgmma
- * kernel where the device runs it, else 4 warps x 16 rows (on an H100 all
- * four mma.sync shapes were within 3% at the 14B chunk shape and this one
- * has no register spills) */
-#define FA_VARIANT_DEFAULT 5
+/* configuration dit_attention uses (see attn_launch_flash): the
+ * warp-specialised wgmma kernel where the device runs it (H200: 388
+ * TFLOP/s against 303 for 5 and 225 for 1), else the plain wgmma kernel,
+ * else 4 warps x 16 rows (on an H100 all four mma.sync shapes were within
+ * 3% at the 14B chunk shape and this one has no register spills). */
+#define FA_VARIANT_DEFAULT 6
 #define FA_VARIANT_FALLBACK 1
 
 /* Element offset of 16-byte chunk `c` of row `r` in a swizzled tile. */
@@ -519,13 +527,14 @@ attn_launch_flash_t (dit_cuda_backend *cb, const attn_args &a, int variant)
 }
 
 /* Flash configurations (dit_cuda.h): 1 = 4 warps x 16 rows, 2 = 8 x 16,
- * 3 = 4 x 32, 4 = 8 x 32, 5 = wgmma (the caller has checked that the
- * device runs it). */
+ * 3 = 4 x 32, 4 = 8 x 32, 5 = wgmma, 6 = warp-specialised wgmma with TMA
+ * (for 5 and 6 the caller has checked that the device runs it). */
 static dit_status
 attn_launch_flash (dit_cuda_backend *cb, const attn_args &a, int variant)
 {
   switch (variant) {
     case 5: return attn_launch_wgmma (cb, a);
+    case 6: return attn_launch_ws (cb, a);
     case 1: return attn_launch_flash_t<4, 1> (cb, a, variant);
     case 2: return attn_launch_flash_t<8, 1> (cb, a, variant);
     case 3: return attn_launch_flash_t<4, 2> (cb, a, variant);
@@ -580,7 +589,7 @@ attn_flash_ok (const attn_args &a)
   return 1;
 }
 
-/* Validate, then run flash configuration `variant` (1-5) when the inputs
+/* Validate, then run flash configuration `variant` (1-6) when the inputs
  * allow it, or the generic kernel (variant 0 forces it). */
 static dit_status
 attn_run (dit_backend *be, const dit_attn_params *p, int variant)
@@ -674,9 +683,16 @@ dit_status
 dit_cuda_attention (dit_backend *be, const dit_attn_params *p)
 {
   int variant = FA_VARIANT_DEFAULT;
+  if (variant == 6 && !attn_ws_supported (dit_cuda_impl (be)))
+    variant = 5;
   if (variant == 5 && !attn_wgmma_supported (dit_cuda_impl (be)))
     variant = FA_VARIANT_FALLBACK;
-  return attn_run (be, p, variant);
+  dit_status st = attn_run (be, p, variant);
+  /* configuration 6 refuses only inputs its tensor maps cannot describe;
+   * configuration 5 reads them with cp.async */
+  if (st == DIT_ERR_UNSUPPORTED && variant == 6)
+    st = attn_run (be, p, 5);
+  return st;
 }
 
 extern "C" dit_status
@@ -685,12 +701,17 @@ dit_cuda_attention_variant (dit_backend *be, const dit_attn_params *p,
 {
   if (!be || be->ops->device != DIT_DEVICE_CUDA || !p)
     return dit_error (DIT_ERR_INVALID, "attention variant: not a CUDA backend");
-  if (variant < 0 || variant > 5)
+  if (variant < 0 || variant > 6)
     return dit_error (DIT_ERR_INVALID, "attention variant %d: 0 (generic) "
-        "or 1-5 (flash configurations) expected", variant);
+        "or 1-6 (flash configurations) expected", variant);
   if (variant == 5 && !attn_wgmma_supported (dit_cuda_impl (be)))
     return dit_error (DIT_ERR_UNSUPPORTED, "attention variant 5 (wgmma): "
         "needs a compute capability 9.0 device running the sm_90a build of "
         "flash_d128_wgmma_kernel");
+  if (variant == 6 && !attn_ws_supported (dit_cuda_impl (be)))
+    return dit_error (DIT_ERR_UNSUPPORTED, "attention variant 6 "
+        "(warp-specialised wgmma): needs a compute capability 9.0 device "
+        "running the sm_90a build of flash_d128_ws_kernel and a driver "
+        "with cuTensorMapEncodeTiled");
   return attn_run (be, p, variant);
 }

@@ -5,10 +5,11 @@
  * kernel.  Both see the same argument block and the same visibility rule,
  * so that every kernel masks exactly the same keys.
  *
- * cb->flash_smem_set is attention's per-backend bit set: bit v (1-5) says
+ * cb->flash_smem_set is attention's per-backend bit set: bit v (1-6) says
  * the shared-memory limit of flash configuration v was raised;
- * cb->attn_wgmma caches whether the wgmma kernel can run on the backend's
- * device (asked once per backend).
+ * cb->attn_wgmma caches whether the wgmma kernels can run on the backend's
+ * device (asked once per backend): 0 not asked, -1 configuration 5 does
+ * not run, 1 it runs (6 not asked yet), 2 both 5 and 6 run, 3 only 5.
  */
 #ifndef DIT_ATTENTION_INTERNAL_CUH
 #define DIT_ATTENTION_INTERNAL_CUH
@@ -51,5 +52,14 @@ int attn_wgmma_supported (dit_cuda_backend *cb);
 /* Launch the wgmma kernel (flash configuration 5) on bf16 q/k/v with
  * head_dim 128 and 16-byte aligned rows; the caller has checked both. */
 dit_status attn_launch_wgmma (dit_cuda_backend *cb, const attn_args &a);
+
+/* 1 when the warp-specialised TMA kernel (flash configuration 6) runs:
+ * what attn_wgmma_supported needs, plus its sm_90a binary and the
+ * driver's cuTensorMapEncodeTiled. */
+int attn_ws_supported (dit_cuda_backend *cb);
+
+/* Launch flash configuration 6 (same preconditions as configuration 5);
+ * DIT_ERR_UNSUPPORTED when a tensor map cannot be encoded. */
+dit_status attn_launch_ws (dit_cuda_backend *cb, const attn_args &a);
 
 #endif

@@ -1,5 +1,5 @@
 /* attention_wgmma — flash attention on Hopper warpgroup MMA (wgmma), the
- * bf16 head_dim 128 configuration 5 of the attention op.
+ * bf16 head_dim 128 configurations 5 and 6 of the attention op.
  *
  * Contract and masking: exactly those of flash_d128_kernel in attention.cu
  * (q [L, H*d], k/v [N, H*d], o [L, H*d] with strided rows, the KV-cache
@@ -46,11 +46,21 @@
  * used only after attn_wgmma_supported saw a 9.0 device running the sm_90a
  * binary.
  *
- * Measured: to be measured (tests/gpu/dit_attn_bench.cu, variant 5, at
- * L = 2160, N = 4320, 40 heads; configuration 1 takes 0.86 ms there on an
- * H100).
+ * Configuration 6 (flash_d128_ws_kernel, further down) keeps these tiles,
+ * descriptors and math but splits the block into a TMA producer
+ * warpgroup and two consumer warpgroups that take turns on the tensor
+ * cores, on an mbarrier ring, optionally on a persistent grid; its own
+ * comment gives the barrier protocol.  It also needs the driver's
+ * cuTensorMapEncodeTiled (found at run time, no libcuda link).
+ *
+ * Measured (H200, tests/gpu/dit_attn_bench.cu, L = 2160, N = 4320, 40
+ * heads, KV bias): configuration 5 0.630 ms = 303 TFLOP/s (block-causal
+ * recompute L = N = 2160: 0.334 ms), configuration 6 0.493 ms = 388
+ * TFLOP/s (recompute 0.275 ms = 347 TFLOP/s), configuration 1 0.850 ms.
  */
 #include "attention_internal.cuh"
+
+#include <cudaTypedefs.h>   /* CUtensorMap, PFN_cuTensorMapEncodeTiled */
 
 #define WG_D 128
 #define WG_BM 128                        /* query rows per block */
@@ -485,6 +495,383 @@ flash_d128_wgmma_kernel (attn_args a)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Configuration 6: warp-specialised (flash_d128_ws_kernel)
+ *
+ * Same tiles, layout, descriptors and math as configuration 5, but three
+ * warpgroups (384 threads): warpgroup 0 produces, warpgroups 1 and 2
+ * consume (64 query rows each, 128 per block).  A work item is one row
+ * block of one head; with WS_PERSISTENT the grid is one block per SM and
+ * block b takes items b, b + grid, ..., numbered so that the row blocks
+ * seeing the most keys (block-causal) come first; otherwise one block per
+ * item.  One thread of the producer issues TMA copies (one 64-column x
+ * rows box per half tile, 128-byte swizzle, so each box lands exactly in
+ * the layout the descriptors describe; rows past the end are zero-filled
+ * by the TMA unit); the producer gives its registers to the consumers
+ * (setmaxnreg: 128 x 24 + 256 x 240 <= 64K).  K and V each stream
+ * through a ring of two stages guarded by mbarriers:
+ *
+ *   k_full[s]     count 1 + tx bytes: phase n completes when K tile
+ *                 2n + s has landed (producer arrive.expect_tx 32 KB)
+ *   k_empty[s]    count 256 (every consumer thread): phase n completes
+ *                 when both consumer warpgroups finished the wgmma that
+ *                 read K tile 2n + s
+ *   v_full[s], v_empty[s]  the same for V
+ *
+ * A phase of parity P has completed once try_wait.parity P succeeds.
+ * Tile t uses stage s = t & 1 in round n = t >> 1, so consumers wait on
+ * full[s] with parity n & 1, and the producer, before loading tile t >= 2
+ * into stage s, waits on empty[s] for round n - 1, parity (n & 1) ^ 1
+ * (tiles 0 and 1 find the stages empty and do not wait).  A barrier can
+ * never run two phases ahead of its waiter: full[s] round n + 1 needs the
+ * release of tile 2n + s by both consumers, which follows their wait on
+ * round n, and empty[s] round n + 1 needs tile 2n + 2 + s loaded, which
+ * follows the producer's wait on round n.  The producer loads in the
+ * order K_0 V_0 K_1 V_1 ...; consumer iteration t needs K_t and V_{t-1},
+ * whose loads need only releases from iterations t - 2 and t - 1, so the
+ * ring cannot deadlock, and every load is consumed, so no copy is in
+ * flight when the block exits.
+ *
+ * Across the items of a block the tile index runs on (tile t of an item
+ * is global tile j = base + t, base = the tiles of the block's earlier
+ * items), so the rules above hold with j for t: both sides walk the same
+ * items and count the same tiles.  Q has its own pair:
+ *
+ *   q_full        count 1 + tx bytes: phase n completes when item n's Q
+ *                 has landed; consumers wait with parity n & 1
+ *   q_empty       count 256: phase n completes when both consumers'
+ *                 last Q Kᵀ of item n is complete; the producer waits
+ *                 with parity (n - 1) & 1 before loading Q of item n >= 1
+ *
+ * and the V stage of an item's last tile is released after its P·V like
+ * every other.  A single-tile item releases K and Q after round 0's S and
+ * V after the last round.
+ *
+ * Ping-pong: the consumers take turns issuing their wgmma through named
+ * barriers 1 (consumer 0's turn) and 2 (consumer 1's turn), each counted
+ * over 256 threads: a consumer bar.syncs on its own barrier, issues the
+ * round's GEMMs, then bar.arrives on the other's, so one warpgroup's
+ * softmax overlaps the other's GEMMs.  Both run ntiles + 1 rounds (tile
+ * 0, tiles 1 .. ntiles - 1, the last P·V) per item.  Consumer 1 arrives
+ * on barrier 1 once before its first round and after every round but its
+ * very last (of its last item), consumer 0 arrives on barrier 2 after
+ * every round: as many arrivals per barrier as bar.syncs on it, none
+ * left over at exit.  Each bar.sync needs the other consumer's previous
+ * arrival only, and an arrival comes right after issuing (before any
+ * wait), so the turns never wait on the mbarrier ring in a cycle.
+ */
+
+#define WS_THREADS 384                   /* producer + two consumers */
+#define WS_SMEM_BYTES (WG_Q_BYTES + 4 * WG_KV_BYTES + 1024 + 128)
+#define WS_SMEM_BIT (1 << 6)
+/* 1: a persistent grid of one block per SM walks the work items; 0: one
+ * block per item (the same kernel, each block then sees one item) */
+#define WS_PERSISTENT 1
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+__device__ __forceinline__ void
+ws_bar_init (uint32_t bar, unsigned count)
+{
+  asm volatile ("mbarrier.init.shared::cta.b64 [%0], %1;\n"
+      :: "r" (bar), "r" (count) : "memory");
+}
+
+__device__ __forceinline__ void
+ws_bar_expect (uint32_t bar, unsigned bytes)
+{
+  asm volatile ("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n"
+      :: "r" (bar), "r" (bytes) : "memory");
+}
+
+__device__ __forceinline__ void
+ws_bar_arrive (uint32_t bar)
+{
+  asm volatile ("mbarrier.arrive.shared::cta.b64 _, [%0];\n"
+      :: "r" (bar) : "memory");
+}
+
+/* Spin until the phase of parity `parity` of the barrier has completed. */
+__device__ __forceinline__ void
+ws_bar_wait (uint32_t bar, unsigned parity)
+{
+  asm volatile ("{\n.reg .pred done;\n"
+      "WS_WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WS_WAIT_%=;\n}\n"
+      :: "r" (bar), "r" (parity) : "memory");
+}
+
+/* One TMA box (64 columns x box rows) at column c0, row r0 into smem,
+ * completing `bar`'s transaction count. */
+__device__ __forceinline__ void
+ws_tma_load (uint32_t dst, const CUtensorMap *map, int c0, int r0,
+    uint32_t bar)
+{
+  asm volatile ("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier"
+      "::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
+      :: "r" (dst), "l" ((uint64_t) map), "r" (c0), "r" (r0), "r" (bar)
+      : "memory");
+}
+
+/* A K or V tile (128 rows, two 64-column boxes of 16 KB) into a stage. */
+__device__ __forceinline__ void
+ws_load_tile (uint32_t dst, const CUtensorMap *map, int col, int row,
+    uint32_t full)
+{
+  ws_bar_expect (full, WG_KV_BYTES);
+  ws_tma_load (dst, map, col, row, full);
+  ws_tma_load (dst + WG_KV_BYTES / 2, map, col + 64, row, full);
+}
+
+__device__ __forceinline__ void
+ws_named_sync (int id)
+{
+  asm volatile ("bar.sync %0, 256;\n" :: "r" (id) : "memory");
+}
+
+__device__ __forceinline__ void
+ws_named_arrive (int id)
+{
+  asm volatile ("bar.arrive %0, 256;\n" :: "r" (id) : "memory");
+}
+
+/* The work item i (row block, head) of nitems = row blocks x heads:
+ * row blocks from the last, which sees the most keys under block-causal
+ * masking, so that a persistent grid takes the longest items first. */
+__device__ __forceinline__ void
+ws_item (const attn_args &a, int i, int64_t *m0, int *h)
+{
+  const int nrb = (int) ((a.L + WG_BM - 1) / WG_BM);
+  *h = i % a.heads;
+  *m0 = (int64_t) (nrb - 1 - i / a.heads) * WG_BM;
+}
+
+/* Key tiles of the block at rows m0.. (never 0: N >= 1; producer and
+ * consumers must count the same tiles). */
+__device__ __forceinline__ int
+ws_ntiles (const attn_args &a, int64_t m0)
+{
+  const int64_t mlast = (m0 + WG_BM < a.L ? m0 + WG_BM : a.L) - 1;
+  const int n = (int) ((attn_key_end (a, mlast) + WG_BN - 1) / WG_BN);
+  return n > 0 ? n : 1;
+}
+
+#endif /* __CUDA_ARCH_FEAT_SM90_ALL */
+
+__global__ void __launch_bounds__ (WS_THREADS, 1)
+flash_d128_ws_kernel (const __grid_constant__ CUtensorMap tq,
+    const __grid_constant__ CUtensorMap tk,
+    const __grid_constant__ CUtensorMap tv, attn_args a, int nitems)
+{
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__ (1024) unsigned char ws_smem[];
+  const uint32_t qs = ((uint32_t) __cvta_generic_to_shared (ws_smem) + 1023)
+      & ~1023u;
+  const uint32_t ks = qs + WG_Q_BYTES;            /* K stages 0, 1 */
+  const uint32_t vs = ks + 2 * WG_KV_BYTES;       /* V stages 0, 1 */
+  const uint32_t bars = vs + 2 * WG_KV_BYTES;     /* 8-byte mbarriers */
+  const uint32_t q_full = bars, q_empty = bars + 8;
+  const uint32_t k_full = bars + 16, k_empty = bars + 32;  /* + 8 s */
+  const uint32_t v_full = bars + 48, v_empty = bars + 64;
+
+  const int wg = threadIdx.x >> 7;                /* 0 producer, 1-2 */
+
+  if (threadIdx.x == 0) {
+    ws_bar_init (q_full, 1);
+    ws_bar_init (q_empty, 256);
+    for (int s = 0; s < 2; s++) {
+      ws_bar_init (k_full + 8 * s, 1);
+      ws_bar_init (v_full + 8 * s, 1);
+      ws_bar_init (k_empty + 8 * s, 256);
+      ws_bar_init (v_empty + 8 * s, 256);
+    }
+    /* make the initialised barriers visible to the TMA unit */
+    asm volatile ("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads ();   /* the last block-wide barrier: producer warps leave */
+
+  if (wg == 0) {
+    asm volatile ("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
+    if (threadIdx.x == 0) {
+      int base = 0;                               /* global tile index */
+      int n = 0;                                  /* item of this block */
+      for (int item = blockIdx.x; item < nitems; item += gridDim.x, n++) {
+        int64_t m0;
+        int h;
+        ws_item (a, item, &m0, &h);
+        const int ntiles = ws_ntiles (a, m0);
+        const int hcol = h * WG_D;
+        /* Q: consumer c's 64 rows at qs + c * 16 KB, two 8 KB boxes each,
+         * once both consumers are done with the previous item's Q */
+        if (n > 0)
+          ws_bar_wait (q_empty, (n - 1) & 1);
+        ws_bar_expect (q_full, WG_Q_BYTES);
+        for (int c = 0; c < 2; c++)
+          for (int half = 0; half < 2; half++)
+            ws_tma_load (qs + c * (WG_Q_BYTES / 2)
+                + half * (WG_Q_BYTES / 4), &tq, hcol + 64 * half,
+                (int) m0 + 64 * c, q_full);
+        for (int t = 0; t < ntiles; t++) {
+          const int j = base + t, s = j & 1;
+          const unsigned parity = ((j >> 1) & 1) ^ 1;
+          if (j >= 2)
+            ws_bar_wait (k_empty + 8 * s, parity);
+          ws_load_tile (ks + s * WG_KV_BYTES, &tk, hcol, t * WG_BN,
+              k_full + 8 * s);
+          if (j >= 2)
+            ws_bar_wait (v_empty + 8 * s, parity);
+          ws_load_tile (vs + s * WG_KV_BYTES, &tv, hcol, t * WG_BN,
+              v_full + 8 * s);
+        }
+        base += ntiles;
+      }
+    }
+    return;
+  }
+
+  asm volatile ("setmaxnreg.inc.sync.aligned.u32 240;\n" ::: "memory");
+  const int cw = wg - 1;                          /* rows 64 cw .. +63 */
+  const int my_bar = 1 + cw, other_bar = 2 - cw;
+  const int warp = (threadIdx.x >> 5) & 3;
+  const int lane = threadIdx.x & 31, g = lane >> 2, qd = lane & 3;
+  const int bias_begin = (int) a.bias_begin, bias_end = (int) a.bias_end;
+  const float sl2 = a.scale * 1.4426950408889634f;
+  const float bl2 = a.log_bias * 1.4426950408889634f;
+  const uint64_t dq = wg_desc (qs + cw * (WG_Q_BYTES / 2), 16, 1024);
+  const uint64_t dk = wg_desc (ks, 16, 1024);
+
+  /* consumer 0 takes the first turn (a block without items, which the
+   * launcher never makes, must leave no arrival behind) */
+  if (cw == 1 && (int) blockIdx.x < nitems)
+    ws_named_arrive (1);
+
+  int base = 0, n = 0;
+  for (int item = blockIdx.x; item < nitems; item += gridDim.x, n++) {
+    int64_t m0;
+    int h;
+    ws_item (a, item, &m0, &h);
+    const int ntiles = ws_ntiles (a, m0);
+    const int64_t kmin = attn_key_end (a, m0);
+    const bool last_item = item + (int) gridDim.x >= nitems;
+
+    int row[2], kend[2];
+    row[0] = (int) m0 + 64 * cw + 16 * warp + g;
+    row[1] = row[0] + 8;
+    kend[0] = (int) attn_key_end (a, row[0]);
+    kend[1] = (int) attn_key_end (a, row[1]);
+
+    float s[64], o[64];
+    unsigned p[32];
+    float mx[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
+#pragma unroll
+    for (int i = 0; i < 64; i++)
+      s[i] = o[i] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 32; i++)
+      p[i] = 0u;
+
+    /* round 0: S_0 only */
+    ws_bar_wait (q_full, n & 1);
+    ws_bar_wait (k_full + 8 * (base & 1), (base >> 1) & 1);
+    ws_named_sync (my_bar);
+    wg_pin (s, 64);
+    wg_mma_fence ();
+    wg_qk (s, dq, dk + (uint64_t) (((base & 1) * WG_KV_BYTES) >> 4));
+    wg_mma_commit ();
+    ws_named_arrive (other_bar);
+    wg_mma_wait<0> ();
+    wg_pin (s, 64);
+    ws_bar_arrive (k_empty + 8 * (base & 1));
+    if (ntiles == 1)
+      ws_bar_arrive (q_empty);   /* the item's last Q Kᵀ is done */
+    {
+      float alpha[2];
+      wg_softmax (s, mx, l, alpha, 0, kmin, kend, bias_begin, bias_end, sl2,
+          bl2, qd);
+      wg_pack_p (p, s);
+    }
+
+    for (int t = 1; t < ntiles; t++) {
+      const int sk = (base + t) & 1, sv = (base + t - 1) & 1;
+      ws_bar_wait (k_full + 8 * sk, ((base + t) >> 1) & 1);
+      ws_bar_wait (v_full + 8 * sv, ((base + t - 1) >> 1) & 1);
+      ws_named_sync (my_bar);
+      wg_pin (s, 64);
+      wg_pin (o, 64);
+      wg_pin (p, 32);
+      wg_mma_fence ();
+      wg_qk (s, dq, dk + (uint64_t) ((sk * WG_KV_BYTES) >> 4));
+      wg_mma_commit ();
+      wg_pv (o, p, vs + sv * WG_KV_BYTES);
+      wg_mma_commit ();
+      ws_named_arrive (other_bar);
+      wg_mma_wait<1> ();   /* S_t done: K_t (and, last, Q) may go */
+      wg_pin (s, 64);
+      ws_bar_arrive (k_empty + 8 * sk);
+      if (t == ntiles - 1)
+        ws_bar_arrive (q_empty);
+
+      float alpha[2];
+      wg_softmax (s, mx, l, alpha, t * WG_BN, kmin, kend, bias_begin,
+          bias_end, sl2, bl2, qd);
+
+      wg_mma_wait<0> ();   /* P_{t-1} V_{t-1} done: V_{t-1} may go */
+      wg_pin (o, 64);
+      wg_pin (p, 32);
+      ws_bar_arrive (v_empty + 8 * sv);
+#pragma unroll
+      for (int i = 0; i < WG_D / 8; i++) {
+        o[4 * i] *= alpha[0];
+        o[4 * i + 1] *= alpha[0];
+        o[4 * i + 2] *= alpha[1];
+        o[4 * i + 3] *= alpha[1];
+      }
+      wg_pack_p (p, s);
+    }
+
+    /* last round: P·V of the item's last tile; consumer 1 passes the turn
+     * on unless this is its very last round */
+    {
+      const int j = base + ntiles - 1;
+      ws_bar_wait (v_full + 8 * (j & 1), (j >> 1) & 1);
+      ws_named_sync (my_bar);
+      wg_pin (o, 64);
+      wg_pin (p, 32);
+      wg_mma_fence ();
+      wg_pv (o, p, vs + (j & 1) * WG_KV_BYTES);
+      wg_mma_commit ();
+      if (cw == 0 || !last_item)
+        ws_named_arrive (other_bar);
+      wg_mma_wait<0> ();
+      wg_pin (o, 64);
+      ws_bar_arrive (v_empty + 8 * (j & 1));
+    }
+    base += ntiles;
+
+    const int64_t hoff = (int64_t) h * WG_D;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      float lr = l[r];
+      lr += __shfl_xor_sync (0xffffffffu, lr, 1);
+      lr += __shfl_xor_sync (0xffffffffu, lr, 2);
+      const float inv = lr > 0.0f ? 1.0f / lr : 0.0f;
+      const int rr = row[r];
+      if (rr >= a.L)
+        continue;
+#pragma unroll
+      for (int i = 0; i < WG_D / 8; i++) {
+        const int64_t c = (int64_t) rr * a.ldo + hoff + 8 * i + 2 * qd;
+        dit_cuda_st (a.o, a.dto, c, o[4 * i + 2 * r] * inv);
+        dit_cuda_st (a.o, a.dto, c + 1, o[4 * i + 2 * r + 1] * inv);
+      }
+    }
+  }
+#elif defined(__CUDA_ARCH__)
+  __trap ();   /* no wgmma or TMA below sm_90a; the launcher never gets here */
+#endif
+}
+
+/* ------------------------------------------------------------------------ */
 /* kernel launchers */
 
 int
@@ -520,5 +907,101 @@ attn_launch_wgmma (dit_cuda_backend *cb, const attn_args &a)
   dim3 grid ((unsigned) ((a.L + WG_BM - 1) / WG_BM), (unsigned) a.heads);
   flash_d128_wgmma_kernel<<<grid, WG_THREADS, WG_SMEM_BYTES, cb->stream>>> (a);
   DIT_CUDA_CHECK_LAUNCH ("flash_d128_wgmma_kernel");
+  return DIT_OK;
+}
+
+/* cuTensorMapEncodeTiled from the driver the runtime loaded (no libcuda
+ * link); NULL when the driver lacks it. */
+static PFN_cuTensorMapEncodeTiled_v12000
+ws_encode_lookup (void)
+{
+  void *fn = NULL;
+  cudaDriverEntryPointQueryResult qr = cudaDriverEntryPointSymbolNotFound;
+  if (cudaGetDriverEntryPointByVersion ("cuTensorMapEncodeTiled", &fn,
+          12000, cudaEnableDefault, &qr) != cudaSuccess
+      || qr != cudaDriverEntryPointSuccess || !fn) {
+    cudaGetLastError ();
+    return NULL;
+  }
+  return (PFN_cuTensorMapEncodeTiled_v12000) fn;
+}
+
+/* Looked up once per process; a function-local static is initialised
+ * exactly once even when backends on several threads ask together. */
+static PFN_cuTensorMapEncodeTiled_v12000
+ws_encode_fn (void)
+{
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = ws_encode_lookup ();
+  return fn;
+}
+
+int
+attn_ws_supported (dit_cuda_backend *cb)
+{
+  if (cb->attn_wgmma == 0 || cb->attn_wgmma == 1) {
+    if (!attn_wgmma_supported (cb))
+      return 0;
+    cudaFuncAttributes fa;
+    int ok = 0;
+    if (cudaFuncGetAttributes (&fa, flash_d128_ws_kernel) != cudaSuccess)
+      cudaGetLastError ();
+    else
+      ok = fa.binaryVersion == 90 && ws_encode_fn () != NULL
+          && cb->smem_optin >= (size_t) WS_SMEM_BYTES;
+    cb->attn_wgmma = ok ? 2 : 3;
+  }
+  return cb->attn_wgmma == 2;
+}
+
+/* A 2-D bf16 tensor map over rows x cols (row pitch ld elements) read in
+ * boxes of 64 columns (128 bytes, the swizzle span) x box_rows rows. */
+static dit_status
+ws_tensor_map (CUtensorMap *map, const void *base, int64_t rows,
+    int64_t cols, int64_t ld, unsigned box_rows, const char *what)
+{
+  PFN_cuTensorMapEncodeTiled_v12000 encode = ws_encode_fn ();
+  if (!encode)
+    return dit_error (DIT_ERR_UNSUPPORTED, "attention variant 6: the driver "
+        "has no cuTensorMapEncodeTiled");
+  const cuuint64_t dims[2] = { (cuuint64_t) cols, (cuuint64_t) rows };
+  const cuuint64_t strides[1] = { (cuuint64_t) ld * 2 };
+  const cuuint32_t box[2] = { 64, box_rows };
+  const cuuint32_t estrides[2] = { 1, 1 };
+  CUresult r = encode (map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2,
+      (void *) base, dims, strides, box, estrides,
+      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    return dit_error (DIT_ERR_UNSUPPORTED, "attention variant 6: "
+        "cuTensorMapEncodeTiled failed (%d) for %s [%lld x %lld, ld %lld]",
+        (int) r, what, (long long) rows, (long long) cols, (long long) ld);
+  return DIT_OK;
+}
+
+dit_status
+attn_launch_ws (dit_cuda_backend *cb, const attn_args &a)
+{
+  CUtensorMap tq, tk, tv;
+  const int64_t cols = (int64_t) a.heads * WG_D;
+  DIT_TRY (ws_tensor_map (&tq, a.q, a.L, cols, a.ldq, 64, "q"));
+  DIT_TRY (ws_tensor_map (&tk, a.k, a.N, cols, a.ldk, WG_BN, "k"));
+  DIT_TRY (ws_tensor_map (&tv, a.v, a.N, cols, a.ldv, WG_BN, "v"));
+  if (!(cb->flash_smem_set & WS_SMEM_BIT)) {
+    DIT_CUDA_TRY (cudaFuncSetAttribute (flash_d128_ws_kernel,
+        cudaFuncAttributeMaxDynamicSharedMemorySize, WS_SMEM_BYTES));
+    cb->flash_smem_set |= WS_SMEM_BIT;
+  }
+  /* the kernel counts items in 32 bits; past that configuration 5 (the
+   * same math) takes the call */
+  const int64_t nitems64 = (a.L + WG_BM - 1) / WG_BM * (int64_t) a.heads;
+  if (nitems64 > 0x7fff0000)
+    return attn_launch_wgmma (cb, a);
+  const int nitems = (int) nitems64;
+  int grid = nitems;
+  if (WS_PERSISTENT && cb->num_sms > 0 && cb->num_sms < nitems)
+    grid = cb->num_sms;
+  flash_d128_ws_kernel<<<grid, WS_THREADS, WS_SMEM_BYTES, cb->stream>>> (
+      tq, tk, tv, a, nitems);
+  DIT_CUDA_CHECK_LAUNCH ("flash_d128_ws_kernel");
   return DIT_OK;
 }

@@ -99,7 +99,7 @@ typedef struct dit_cuda_backend {
   int num_sms;
   size_t smem_optin;
   int flash_smem_set;         /* attention.cu raised its kernel's smem limit */
-  int attn_wgmma;             /* 0 not asked yet, 1 the wgmma kernel runs, -1 not */
+  int attn_wgmma;             /* 0 not asked yet; see attention_internal.cuh */
   dit_cuda_gemm_plan plans[DIT_CUDA_GEMM_CACHE];
   int next_victim;
   int64_t gemm_calls[DIT_CUDA_GEMM_PATHS]; /* per path, see dit_cuda.h */

@@ -23,9 +23,12 @@ void *dit_backend_cuda_stream (dit_backend *be);
  *   2  flash, 8 warps x 16 query rows      4  flash, 8 warps x 32 rows
  *   5  flash on Hopper wgmma, 2 warpgroups x 64 rows: only on a compute
  *      capability 9.0 device with the sm_90a build, else DIT_ERR_UNSUPPORTED
+ *   6  flash on Hopper wgmma, warp-specialised: a TMA producer warpgroup
+ *      and two ping-pong consumer warpgroups x 64 rows; as 5, and also
+ *      needs the driver's cuTensorMapEncodeTiled, else DIT_ERR_UNSUPPORTED
  * The flash kernels take bf16 q/k/v with head_dim 128 (other inputs fall
  * back to the generic one).  dit_attention uses the default configuration
- * named in kernels/cuda/attention.cu (5 where supported, else 1). */
+ * named in kernels/cuda/attention.cu (6 where supported, else 5, else 1). */
 dit_status dit_cuda_attention_variant (dit_backend *be,
     const dit_attn_params *p, int variant);
 

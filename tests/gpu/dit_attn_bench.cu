@@ -12,8 +12,10 @@
  * warm-up calls, median of `runs` (default 30).  Inputs are Philox normals
  * from the backend's noise op (never zeros, which run unrealistically fast).
  * Before timing, the flash (bf16 tensor-core) result of every configuration
- * (dit_cuda_attention_variant 1-4 on mma.sync, 5 on Hopper wgmma where the
- * device runs it) is checked against the generic f32 kernel on the same
+ * (dit_cuda_attention_variant 1-4 on mma.sync, 5 on Hopper wgmma and 6 on
+ * warp-specialised wgmma with TMA where the device runs them; the output
+ * is filled with NaN before each, so a kernel that writes nothing fails)
+ * is checked against the generic f32 kernel on the same
  * values (inputs converted to f32), which validates the fast path at full
  * size, for the KV-bias shape and the block-causal one.
  *
@@ -149,6 +151,15 @@ rel_err (dit_backend *be, const dit_tensor *a, const dit_tensor *b)
   return sqrt (num / den);
 }
 
+/* Fill a device tensor with all-ones bytes (NaN in bf16 and f32). */
+static void
+poison (dit_tensor *t)
+{
+  CUDA_CHECK (cudaDeviceSynchronize ());
+  CUDA_CHECK (cudaMemset (t->data, 0xff, dit_tensor_nbytes (t)));
+  CUDA_CHECK (cudaDeviceSynchronize ());
+}
+
 int
 main (int argc, char **argv)
 {
@@ -192,13 +203,15 @@ main (int argc, char **argv)
   rp.q = &qf; rp.k = &kf; rp.v = &vf; rp.o = &o_ref;
   CHECK (dit_attention (be, &rp));
   double err = 0.0;
-  int have_v5 = 1;
-  for (int fv = 1; fv <= 5; fv++) {
+  /* configurations 5 and 6 need Hopper (and 6 the driver's TMA encoder) */
+  int have[7] = { 1, 1, 1, 1, 1, 1, 1 };
+  for (int fv = 1; fv <= 6; fv++) {
+    poison (&o);
     dit_status st = dit_cuda_attention_variant (be, &ap, fv);
-    if (fv == 5 && st == DIT_ERR_UNSUPPORTED) {
-      printf ("variant 5 not supported on this device: %s\n",
+    if (fv >= 5 && st == DIT_ERR_UNSUPPORTED) {
+      printf ("variant %d not supported on this device: %s\n", fv,
           dit_last_error ());
-      have_v5 = 0;
+      have[fv] = 0;
       continue;
     }
     CHECK (st);
@@ -229,7 +242,10 @@ main (int argc, char **argv)
     dit_attn_params bp = cp, bpr = cpr;
     bp.causal_block = bpr.causal_block = blocks[b];
     CHECK (dit_attention (be, &bpr));
-    for (int fv = 0; fv <= (have_v5 ? 5 : 4); fv++) {
+    for (int fv = 0; fv <= 6; fv++) {
+      if (!have[fv])
+        continue;
+      poison (&o);
       if (fv == 0)
         CHECK (dit_attention (be, &bp));
       else
@@ -248,7 +264,9 @@ main (int argc, char **argv)
 
   double flops = 4.0 * L * N * d * H;
   double flops_c = 4.0 * L * L * d * H;
-  for (attn_variant = 1; attn_variant <= (have_v5 ? 5 : 4); attn_variant++) {
+  for (attn_variant = 1; attn_variant <= 6; attn_variant++) {
+    if (!have[attn_variant])
+      continue;
     printf ("attention bf16 L=%lld N=%lld heads=%lld d=%lld (kv bias), flash "
         "variant %d:\n", (long long) L, (long long) N, (long long) H,
         (long long) d, attn_variant);

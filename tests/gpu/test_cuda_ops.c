@@ -201,9 +201,11 @@ attn_run (dit_backend *be, const attn_case *tc, int variant)
     die_if (be->ops->attention (be, &p), name);
   } else {
     dit_status st = dit_cuda_attention_variant (be, &p, variant);
-    if (st == DIT_ERR_UNSUPPORTED && variant == 5) {
-      /* the wgmma kernel needs a compute capability 9.0 device */
-      printf ("%-52s variant 5 not supported on this device\n", name);
+    if (st == DIT_ERR_UNSUPPORTED && variant >= 5) {
+      /* the wgmma kernels need a compute capability 9.0 device (and 6 the
+       * driver's TMA tensor-map encoder) */
+      printf ("%-52s variant %d not supported on this device\n", name,
+          variant);
       attn_bufs_free (be, &qb, &kb, &vb, &ob, tc->fused);
       return;
     }
@@ -414,6 +416,11 @@ main (void)
      * buffers reused several times), strided rows */
     { "attn bf16 d128 flash L40 N1000 fused bias[128,640)", DIT_BF16, 2, 128,
       40, 1000, 0, 0, 128, 640, 1, 1e-2 },
+    /* 216 row-block x head items, more than one per SM: configuration 6's
+     * persistent grid walks several items per block, of 3 and 2 key tiles
+     * (odd tile counts carry the ring's stage and parity across items) */
+    { "attn bf16 d128 flash 72 heads causal96 bias[30,150)", DIT_BF16, 72,
+      128, 260, 260, 96, 0, 30, 150, 0, 1e-2 },
     { "attn f32 d128 generic causal16 bias", DIT_F32, 2, 128, 70, 90, 16, 5, 10, 40, 0, 1e-5 },
     { "attn bf16 d64 generic (T5) N512", DIT_BF16, 4, 64, 40, 512, 0, 0, 0, 0, 0, 1e-2 },
     { "attn f32 d384 generic (VAE) 1 head", DIT_F32, 1, 384, 96, 96, 0, 0, 0, 0, 0, 1e-5 },
@@ -424,7 +431,7 @@ main (void)
     /* the bf16 d128 cases also through every flash configuration and the
      * generic kernel (held to the bf16 tolerance: its inputs are bf16) */
     if (attn_cases[i].dt == DIT_BF16 && attn_cases[i].d == 128)
-      for (int variant = 0; variant <= 5; variant++)
+      for (int variant = 0; variant <= 6; variant++)
         attn_run (be, &attn_cases[i], variant);
   }
 
