@@ -16,6 +16,8 @@
 
 #include "cuda_common.cuh"
 
+#include <cudaTypedefs.h>   /* CUtensorMap, PFN_cuTensorMapEncodeTiled */
+
 typedef struct attn_args {
   const void *q, *k, *v;
   void *o;
@@ -33,8 +35,9 @@ typedef struct attn_args {
   int64_t key_len;           /* > 0: keys >= key_len masked */
 } attn_args;
 
-/* One past the last key query row r may see. */
-__device__ __forceinline__ int64_t
+/* One past the last key query row r may see (the launchers of the
+ * persistent kernels ask it on the host too, to plan their schedules). */
+__host__ __device__ __forceinline__ int64_t
 attn_key_end (const attn_args &a, int64_t r)
 {
   int64_t n = a.key_len > 0 && a.key_len < a.N ? a.key_len : a.N;
@@ -61,5 +64,15 @@ int attn_ws_supported (dit_cuda_backend *cb);
 /* Launch flash configuration 6 (same preconditions as configuration 5);
  * DIT_ERR_UNSUPPORTED when a tensor map cannot be encoded. */
 dit_status attn_launch_ws (dit_cuda_backend *cb, const attn_args &a);
+
+/* 1 when the driver has cuTensorMapEncodeTiled (looked up once). */
+int attn_tma_encoder_present (void);
+
+/* A 2-D bf16 TMA tensor map over rows x cols (row pitch ld elements) read
+ * in boxes of 64 columns (128 bytes, the swizzle span) x box_rows rows,
+ * 128-byte swizzled, rows past the end zero-filled; DIT_ERR_UNSUPPORTED
+ * (naming `what`) when the driver refuses it. */
+dit_status attn_tensor_map (CUtensorMap *map, const void *base, int64_t rows,
+    int64_t cols, int64_t ld, unsigned box_rows, const char *what);
 
 #endif

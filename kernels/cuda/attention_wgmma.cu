@@ -51,16 +51,16 @@
  * warpgroup and two consumer warpgroups that take turns on the tensor
  * cores, on an mbarrier ring, optionally on a persistent grid; its own
  * comment gives the barrier protocol.  It also needs the driver's
- * cuTensorMapEncodeTiled (found at run time, no libcuda link).
+ * cuTensorMapEncodeTiled (found at run time, no libcuda link).  The
+ * descriptor, wgmma, mbarrier and TMA helpers live in attention_hopper.cuh,
+ * shared with configurations 7 and up (attention_fa3.cuh).
  *
  * Measured (H200, tests/gpu/dit_attn_bench.cu, L = 2160, N = 4320, 40
  * heads, KV bias): configuration 5 0.630 ms = 303 TFLOP/s (block-causal
  * recompute L = N = 2160: 0.334 ms), configuration 6 0.493 ms = 388
  * TFLOP/s (recompute 0.275 ms = 347 TFLOP/s), configuration 1 0.850 ms.
  */
-#include "attention_internal.cuh"
-
-#include <cudaTypedefs.h>   /* CUtensorMap, PFN_cuTensorMapEncodeTiled */
+#include "attention_hopper.cuh"
 
 #define WG_D 128
 #define WG_BM 128                        /* query rows per block */
@@ -127,112 +127,6 @@ __device__ __forceinline__ void
 wg_fence_proxy (void)
 {
   asm volatile ("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-
-/* Shared-memory matrix descriptor: start address, leading and stride byte
- * offsets (all >> 4, 14 bits each at bits 0, 16, 32), base offset 0 (every
- * swizzle pattern starts on a 1024-byte boundary), swizzle mode 1 = 128 B
- * at bits 62-63. */
-__device__ __forceinline__ uint64_t
-wg_desc (uint32_t addr, uint32_t lbo, uint32_t sbo)
-{
-  return (uint64_t) ((addr & 0x3ffff) >> 4)
-      | (uint64_t) ((lbo & 0x3ffff) >> 4) << 16
-      | (uint64_t) ((sbo & 0x3ffff) >> 4) << 32
-      | (uint64_t) 1 << 62;
-}
-
-__device__ __forceinline__ void
-wg_mma_fence (void)
-{
-  asm volatile ("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-
-__device__ __forceinline__ void
-wg_mma_commit (void)
-{
-  asm volatile ("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-
-template <int N>
-__device__ __forceinline__ void
-wg_mma_wait (void)
-{
-  asm volatile ("wgmma.wait_group.sync.aligned %0;\n" :: "n" (N) : "memory");
-}
-
-/* Pin register values at this point of the instruction stream: the
- * compiler may not move their reads or writes across it, so ordinary code
- * touches wgmma operands only between wait and the next fence. */
-__device__ __forceinline__ void
-wg_pin (float *r, int n)
-{
-#pragma unroll
-  for (int i = 0; i < n; i++)
-    asm volatile ("" : "+f" (r[i]) :: "memory");
-}
-
-__device__ __forceinline__ void
-wg_pin (unsigned *r, int n)
-{
-#pragma unroll
-  for (int i = 0; i < n; i++)
-    asm volatile ("" : "+r" (r[i]) :: "memory");
-}
-
-#define WG_ACC_LIST                                                           \
-  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "    \
-  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, "    \
-  "%30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, "    \
-  "%44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, "    \
-  "%58, %59, %60, %61, %62, %63"
-#define WG_ACC8(d, i)                                                         \
-  "+f" (d[i]), "+f" (d[i + 1]), "+f" (d[i + 2]), "+f" (d[i + 3]),             \
-  "+f" (d[i + 4]), "+f" (d[i + 5]), "+f" (d[i + 6]), "+f" (d[i + 7])
-#define WG_ACC64(d)                                                           \
-  WG_ACC8 (d, 0), WG_ACC8 (d, 8), WG_ACC8 (d, 16), WG_ACC8 (d, 24),           \
-  WG_ACC8 (d, 32), WG_ACC8 (d, 40), WG_ACC8 (d, 48), WG_ACC8 (d, 56)
-
-/* d[64 x 128] (+)= A[64 x 16] B[16 x 128], A and B K-major in shared
- * memory; SCALE_D 0 overwrites d. */
-template <int SCALE_D>
-__device__ __forceinline__ void
-wg_mma_ss (float *d, uint64_t desc_a, uint64_t desc_b)
-{
-  asm volatile ("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-      "{" WG_ACC_LIST "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-      : WG_ACC64 (d)
-      : "l" (desc_a), "l" (desc_b), "r" (SCALE_D));
-}
-
-/* d[64 x 128] += A[64 x 16] B[16 x 128], A in registers (four bf16 pairs
- * per thread), B MN-major in shared memory (imm-trans-b = 1). */
-__device__ __forceinline__ void
-wg_mma_rs_tb (float *d, const unsigned *a, uint64_t desc_b)
-{
-  asm volatile ("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-      "{" WG_ACC_LIST "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
-      : WG_ACC64 (d)
-      : "r" (a[0]), "r" (a[1]), "r" (a[2]), "r" (a[3]), "l" (desc_b),
-        "r" (1));
-}
-
-__device__ __forceinline__ unsigned
-wg_pack_bf16 (float lo, float hi)
-{
-  __nv_bfloat162 v = __floats2bfloat162_rn (lo, hi);
-  return *(unsigned *) &v;
-}
-
-/* 2^x on the special-function unit; -inf gives +0. */
-__device__ __forceinline__ float
-wg_exp2 (float x)
-{
-  float y;
-  asm ("ex2.approx.ftz.f32 %0, %1;" : "=f" (y) : "f" (x));
-  return y;
 }
 
 /* O += P V for one 128-key tile at `vt`: k16 step kt covers keys 16 kt ..
@@ -569,50 +463,6 @@ flash_d128_wgmma_kernel (attn_args a)
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
-__device__ __forceinline__ void
-ws_bar_init (uint32_t bar, unsigned count)
-{
-  asm volatile ("mbarrier.init.shared::cta.b64 [%0], %1;\n"
-      :: "r" (bar), "r" (count) : "memory");
-}
-
-__device__ __forceinline__ void
-ws_bar_expect (uint32_t bar, unsigned bytes)
-{
-  asm volatile ("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n"
-      :: "r" (bar), "r" (bytes) : "memory");
-}
-
-__device__ __forceinline__ void
-ws_bar_arrive (uint32_t bar)
-{
-  asm volatile ("mbarrier.arrive.shared::cta.b64 _, [%0];\n"
-      :: "r" (bar) : "memory");
-}
-
-/* Spin until the phase of parity `parity` of the barrier has completed. */
-__device__ __forceinline__ void
-ws_bar_wait (uint32_t bar, unsigned parity)
-{
-  asm volatile ("{\n.reg .pred done;\n"
-      "WS_WAIT_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra WS_WAIT_%=;\n}\n"
-      :: "r" (bar), "r" (parity) : "memory");
-}
-
-/* One TMA box (64 columns x box rows) at column c0, row r0 into smem,
- * completing `bar`'s transaction count. */
-__device__ __forceinline__ void
-ws_tma_load (uint32_t dst, const CUtensorMap *map, int c0, int r0,
-    uint32_t bar)
-{
-  asm volatile ("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier"
-      "::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
-      :: "r" (dst), "l" ((uint64_t) map), "r" (c0), "r" (r0), "r" (bar)
-      : "memory");
-}
-
 /* A K or V tile (128 rows, two 64-column boxes of 16 KB) into a stage. */
 __device__ __forceinline__ void
 ws_load_tile (uint32_t dst, const CUtensorMap *map, int col, int row,
@@ -621,18 +471,6 @@ ws_load_tile (uint32_t dst, const CUtensorMap *map, int col, int row,
   ws_bar_expect (full, WG_KV_BYTES);
   ws_tma_load (dst, map, col, row, full);
   ws_tma_load (dst + WG_KV_BYTES / 2, map, col + 64, row, full);
-}
-
-__device__ __forceinline__ void
-ws_named_sync (int id)
-{
-  asm volatile ("bar.sync %0, 256;\n" :: "r" (id) : "memory");
-}
-
-__device__ __forceinline__ void
-ws_named_arrive (int id)
-{
-  asm volatile ("bar.arrive %0, 256;\n" :: "r" (id) : "memory");
 }
 
 /* The work item i (row block, head) of nitems = row blocks x heads:
@@ -953,15 +791,19 @@ attn_ws_supported (dit_cuda_backend *cb)
   return cb->attn_wgmma == 2;
 }
 
-/* A 2-D bf16 tensor map over rows x cols (row pitch ld elements) read in
- * boxes of 64 columns (128 bytes, the swizzle span) x box_rows rows. */
-static dit_status
-ws_tensor_map (CUtensorMap *map, const void *base, int64_t rows,
+int
+attn_tma_encoder_present (void)
+{
+  return ws_encode_fn () != NULL;
+}
+
+dit_status
+attn_tensor_map (CUtensorMap *map, const void *base, int64_t rows,
     int64_t cols, int64_t ld, unsigned box_rows, const char *what)
 {
   PFN_cuTensorMapEncodeTiled_v12000 encode = ws_encode_fn ();
   if (!encode)
-    return dit_error (DIT_ERR_UNSUPPORTED, "attention variant 6: the driver "
+    return dit_error (DIT_ERR_UNSUPPORTED, "attention (TMA): the driver "
         "has no cuTensorMapEncodeTiled");
   const cuuint64_t dims[2] = { (cuuint64_t) cols, (cuuint64_t) rows };
   const cuuint64_t strides[1] = { (cuuint64_t) ld * 2 };
@@ -972,7 +814,7 @@ ws_tensor_map (CUtensorMap *map, const void *base, int64_t rows,
       CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
       CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS)
-    return dit_error (DIT_ERR_UNSUPPORTED, "attention variant 6: "
+    return dit_error (DIT_ERR_UNSUPPORTED, "attention (TMA): "
         "cuTensorMapEncodeTiled failed (%d) for %s [%lld x %lld, ld %lld]",
         (int) r, what, (long long) rows, (long long) cols, (long long) ld);
   return DIT_OK;
@@ -983,9 +825,9 @@ attn_launch_ws (dit_cuda_backend *cb, const attn_args &a)
 {
   CUtensorMap tq, tk, tv;
   const int64_t cols = (int64_t) a.heads * WG_D;
-  DIT_TRY (ws_tensor_map (&tq, a.q, a.L, cols, a.ldq, 64, "q"));
-  DIT_TRY (ws_tensor_map (&tk, a.k, a.N, cols, a.ldk, WG_BN, "k"));
-  DIT_TRY (ws_tensor_map (&tv, a.v, a.N, cols, a.ldv, WG_BN, "v"));
+  DIT_TRY (attn_tensor_map (&tq, a.q, a.L, cols, a.ldq, 64, "q"));
+  DIT_TRY (attn_tensor_map (&tk, a.k, a.N, cols, a.ldk, WG_BN, "k"));
+  DIT_TRY (attn_tensor_map (&tv, a.v, a.N, cols, a.ldv, WG_BN, "v"));
   if (!(cb->flash_smem_set & WS_SMEM_BIT)) {
     DIT_CUDA_TRY (cudaFuncSetAttribute (flash_d128_ws_kernel,
         cudaFuncAttributeMaxDynamicSharedMemorySize, WS_SMEM_BYTES));
