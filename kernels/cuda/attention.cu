@@ -40,6 +40,12 @@
  *  cuTensorMapEncodeTiled, else it is unsupported and the dispatch uses
  *  configuration 5.
  *
+ *  flash_d128_fa3_kernel (attention_fa3.cu, configurations 7-12): the
+ *  same math in FlashAttention-3 style: configuration 6's block with
+ *  deeper K/V rings, other key tiles, a three-stage softmax variant and
+ *  work schedules that share key tiles between blocks (stream-K); needs a
+ *  positive scale besides what 6 needs, and hands what it refuses to 6.
+ *
  *  attn_generic_kernel (any dtype, head_dim <= 512: T5's 64, the VAE's
  *  single 384-channel head, f32 inputs): one warp per query row, K/V tiles
  *  of 32 keys in shared memory as f32.  Lane j scores key j of the tile (q
@@ -527,11 +533,16 @@ attn_launch_flash_t (dit_cuda_backend *cb, const attn_args &a, int variant)
 }
 
 /* Flash configurations (dit_cuda.h): 1 = 4 warps x 16 rows, 2 = 8 x 16,
- * 3 = 4 x 32, 4 = 8 x 32, 5 = wgmma, 6 = warp-specialised wgmma with TMA
- * (for 5 and 6 the caller has checked that the device runs it). */
+ * 3 = 4 x 32, 4 = 8 x 32, 5 = wgmma, 6 = warp-specialised wgmma with TMA,
+ * 7-12 = the FlashAttention-3 style kernels of attention_fa3.cu with work
+ * schedule `sched` (for 5 and up the caller has checked that the device
+ * runs it). */
 static dit_status
-attn_launch_flash (dit_cuda_backend *cb, const attn_args &a, int variant)
+attn_launch_flash (dit_cuda_backend *cb, const attn_args &a, int variant,
+    int sched)
 {
+  if (variant >= 7)
+    return attn_launch_fa3 (cb, a, variant, sched);
   switch (variant) {
     case 5: return attn_launch_wgmma (cb, a);
     case 6: return attn_launch_ws (cb, a);
@@ -589,10 +600,11 @@ attn_flash_ok (const attn_args &a)
   return 1;
 }
 
-/* Validate, then run flash configuration `variant` (1-6) when the inputs
- * allow it, or the generic kernel (variant 0 forces it). */
+/* Validate, then run flash configuration `variant` (1-12; 7-12 with work
+ * schedule `sched`) when the inputs allow it, or the generic kernel
+ * (variant 0 forces it). */
 static dit_status
-attn_run (dit_backend *be, const dit_attn_params *p, int variant)
+attn_run (dit_backend *be, const dit_attn_params *p, int variant, int sched)
 {
   const char *op = "attention";
   int64_t L, cq, N, ck, Nv, cv, Lo, co;
@@ -675,43 +687,70 @@ attn_run (dit_backend *be, const dit_attn_params *p, int variant)
 
   dit_cuda_backend *cb = dit_cuda_impl (be);
   if (variant > 0 && !a.pos_bias && a.key_len == 0 && attn_flash_ok (a))
-    return attn_launch_flash (cb, a, variant);
+    return attn_launch_flash (cb, a, variant, sched);
   return attn_launch_generic (cb->stream, a, cb->smem_optin);
 }
 
 dit_status
 dit_cuda_attention (dit_backend *be, const dit_attn_params *p)
 {
+  dit_cuda_backend *cb = dit_cuda_impl (be);
   int variant = FA_VARIANT_DEFAULT;
-  if (variant == 6 && !attn_ws_supported (dit_cuda_impl (be)))
+  if (variant >= 7 && !attn_fa3_supported (cb, variant))
+    variant = 6;
+  if (variant == 6 && !attn_ws_supported (cb))
     variant = 5;
-  if (variant == 5 && !attn_wgmma_supported (dit_cuda_impl (be)))
+  if (variant == 5 && !attn_wgmma_supported (cb))
     variant = FA_VARIANT_FALLBACK;
-  dit_status st = attn_run (be, p, variant);
-  /* configuration 6 refuses only inputs its tensor maps cannot describe;
-   * configuration 5 reads them with cp.async */
+  dit_status st = attn_run (be, p, variant, DIT_CUDA_ATTN_SCHED_AUTO);
+  /* configurations 6 and up refuse only inputs their tensor maps (or, 7
+   * and up, their 32-bit schedules and raw-unit bias) cannot take; 6 takes
+   * what 7 and up refuse, and configuration 5 reads anything with
+   * cp.async */
+  if (st == DIT_ERR_UNSUPPORTED && variant >= 7) {
+    variant = attn_ws_supported (cb) ? 6 : 5;
+    st = attn_run (be, p, variant, DIT_CUDA_ATTN_SCHED_AUTO);
+  }
   if (st == DIT_ERR_UNSUPPORTED && variant == 6)
-    st = attn_run (be, p, 5);
+    st = attn_run (be, p, 5, DIT_CUDA_ATTN_SCHED_AUTO);
   return st;
+}
+
+extern "C" dit_status
+dit_cuda_attention_schedule (dit_backend *be, const dit_attn_params *p,
+    int variant, int schedule)
+{
+  if (!be || be->ops->device != DIT_DEVICE_CUDA || !p)
+    return dit_error (DIT_ERR_INVALID, "attention variant: not a CUDA backend");
+  if (variant < 0 || variant >= DIT_CUDA_ATTN_VARIANTS)
+    return dit_error (DIT_ERR_INVALID, "attention variant %d: 0 (generic) "
+        "or 1-%d (flash configurations) expected", variant,
+        DIT_CUDA_ATTN_VARIANTS - 1);
+  if (schedule < 0 || schedule >= DIT_CUDA_ATTN_SCHEDULES)
+    return dit_error (DIT_ERR_INVALID, "attention schedule %d: 0-%d "
+        "expected", schedule, DIT_CUDA_ATTN_SCHEDULES - 1);
+  dit_cuda_backend *cb = dit_cuda_impl (be);
+  if (variant == 5 && !attn_wgmma_supported (cb))
+    return dit_error (DIT_ERR_UNSUPPORTED, "attention variant 5 (wgmma): "
+        "needs a compute capability 9.0 device running the sm_90a build of "
+        "flash_d128_wgmma_kernel");
+  if (variant == 6 && !attn_ws_supported (cb))
+    return dit_error (DIT_ERR_UNSUPPORTED, "attention variant 6 "
+        "(warp-specialised wgmma): needs a compute capability 9.0 device "
+        "running the sm_90a build of flash_d128_ws_kernel and a driver "
+        "with cuTensorMapEncodeTiled");
+  if (variant >= 7 && !attn_fa3_supported (cb, variant))
+    return dit_error (DIT_ERR_UNSUPPORTED, "attention variant %d "
+        "(FlashAttention-3 style wgmma): needs a compute capability 9.0 "
+        "device running the sm_90a build of flash_d128_fa3_kernel, enough "
+        "shared memory and a driver with cuTensorMapEncodeTiled", variant);
+  return attn_run (be, p, variant, schedule);
 }
 
 extern "C" dit_status
 dit_cuda_attention_variant (dit_backend *be, const dit_attn_params *p,
     int variant)
 {
-  if (!be || be->ops->device != DIT_DEVICE_CUDA || !p)
-    return dit_error (DIT_ERR_INVALID, "attention variant: not a CUDA backend");
-  if (variant < 0 || variant > 6)
-    return dit_error (DIT_ERR_INVALID, "attention variant %d: 0 (generic) "
-        "or 1-6 (flash configurations) expected", variant);
-  if (variant == 5 && !attn_wgmma_supported (dit_cuda_impl (be)))
-    return dit_error (DIT_ERR_UNSUPPORTED, "attention variant 5 (wgmma): "
-        "needs a compute capability 9.0 device running the sm_90a build of "
-        "flash_d128_wgmma_kernel");
-  if (variant == 6 && !attn_ws_supported (dit_cuda_impl (be)))
-    return dit_error (DIT_ERR_UNSUPPORTED, "attention variant 6 "
-        "(warp-specialised wgmma): needs a compute capability 9.0 device "
-        "running the sm_90a build of flash_d128_ws_kernel and a driver "
-        "with cuTensorMapEncodeTiled");
-  return attn_run (be, p, variant);
+  return dit_cuda_attention_schedule (be, p, variant,
+      DIT_CUDA_ATTN_SCHED_AUTO);
 }

@@ -1,15 +1,17 @@
-/* attention_internal — what the two attention files share.
+/* attention_internal — what the attention files share.
  *
  * attention.cu holds the op (validation, dispatch, the generic and the
  * mma.sync flash kernels); attention_wgmma.cu holds the Hopper wgmma flash
- * kernel.  Both see the same argument block and the same visibility rule,
- * so that every kernel masks exactly the same keys.
+ * kernels 5 and 6, attention_fa3*.cu configurations 7 and up.  All see the
+ * same argument block and the same visibility rule, so that every kernel
+ * masks exactly the same keys.
  *
- * cb->flash_smem_set is attention's per-backend bit set: bit v (1-6) says
+ * cb->flash_smem_set is attention's per-backend bit set: bit v (1-12) says
  * the shared-memory limit of flash configuration v was raised;
  * cb->attn_wgmma caches whether the wgmma kernels can run on the backend's
  * device (asked once per backend): 0 not asked, -1 configuration 5 does
- * not run, 1 it runs (6 not asked yet), 2 both 5 and 6 run, 3 only 5.
+ * not run, 1 it runs (6 not asked yet), 2 both 5 and 6 run, 3 only 5;
+ * cb->attn_fa3[v] the same for configurations 7 and up (attention_fa3.cu).
  */
 #ifndef DIT_ATTENTION_INTERNAL_CUH
 #define DIT_ATTENTION_INTERNAL_CUH
@@ -64,6 +66,18 @@ int attn_ws_supported (dit_cuda_backend *cb);
 /* Launch flash configuration 6 (same preconditions as configuration 5);
  * DIT_ERR_UNSUPPORTED when a tensor map cannot be encoded. */
 dit_status attn_launch_ws (dit_cuda_backend *cb, const attn_args &a);
+
+/* 1 when flash configuration `variant` (7 and up, attention_fa3.cu) runs
+ * on the backend's device: what attn_wgmma_supported needs, its sm_90a
+ * binary, its shared memory and the driver's cuTensorMapEncodeTiled. */
+int attn_fa3_supported (dit_cuda_backend *cb, int variant);
+
+/* Launch configuration `variant` >= 7 with work schedule `sched`
+ * (DIT_CUDA_ATTN_SCHED_*), same preconditions as configuration 5;
+ * DIT_ERR_UNSUPPORTED for what it cannot take (a non-positive scale, a
+ * tensor map the driver refuses), which configuration 6 then takes. */
+dit_status attn_launch_fa3 (dit_cuda_backend *cb, const attn_args &a,
+    int variant, int sched);
 
 /* 1 when the driver has cuTensorMapEncodeTiled (looked up once). */
 int attn_tma_encoder_present (void);

@@ -191,6 +191,10 @@ cuda_destroy (dit_backend *be)
       cublasLtDestroy (cb->lt);
     if (cb->workspace)
       cudaFree (cb->workspace);
+    if (cb->attn_part)
+      cudaFree (cb->attn_part);
+    if (cb->attn_count)
+      cudaFree (cb->attn_count);
     if (cb->stream)
       cudaStreamDestroy (cb->stream);
     free (cb);

@@ -100,6 +100,10 @@ typedef struct dit_cuda_backend {
   size_t smem_optin;
   int flash_smem_set;         /* attention.cu raised its kernel's smem limit */
   int attn_wgmma;             /* 0 not asked yet; see attention_internal.cuh */
+  signed char attn_fa3[16];   /* flash configuration v >= 7 runs: 0 not asked
+                                 yet, 1 yes, -1 no (attention_fa3.cu) */
+  void *attn_part;            /* attention_fa3.cu: stream-K partial results */
+  int *attn_count;            /* ... and their arrival counters (kept 0) */
   dit_cuda_gemm_plan plans[DIT_CUDA_GEMM_CACHE];
   int next_victim;
   int64_t gemm_calls[DIT_CUDA_GEMM_PATHS]; /* per path, see dit_cuda.h */

@@ -26,11 +26,46 @@ void *dit_backend_cuda_stream (dit_backend *be);
  *   6  flash on Hopper wgmma, warp-specialised: a TMA producer warpgroup
  *      and two ping-pong consumer warpgroups x 64 rows; as 5, and also
  *      needs the driver's cuTensorMapEncodeTiled, else DIT_ERR_UNSUPPORTED
+ *   7-12  FlashAttention-3 style (kernels/cuda/attention_fa3.cu): 6's
+ *      block with deeper K/V rings, other key tiles, a softmax that can
+ *      overlap both of a warpgroup's GEMMs, and a work schedule that
+ *      shares key tiles between blocks; as 6, and also a positive scale
+ *      (else DIT_ERR_UNSUPPORTED):
+ *        7  128-key tiles, K/V rings 2/2      10  144-key tiles, rings 3/2
+ *        8  128-key tiles, rings 3/3          11  80-key tiles, rings 3/3,
+ *        9  176-key tiles, rings 2/2              3 softmax stages
+ *                                             12  7 without ping-pong
  * The flash kernels take bf16 q/k/v with head_dim 128 (other inputs fall
  * back to the generic one).  dit_attention uses the default configuration
  * named in kernels/cuda/attention.cu (6 where supported, else 5, else 1). */
 dit_status dit_cuda_attention_variant (dit_backend *be,
     const dit_attn_params *p, int variant);
+
+#define DIT_CUDA_ATTN_VARIANTS 13   /* configurations 0 .. 12 */
+
+/* Work schedules of configurations 7-12: the order of the work items (one
+ * 128-row block of one head each) and which of them are shared out between
+ * blocks by key tiles (stream-K, merged by the last piece to finish):
+ *   0 AUTO        3 where every item has the same length, else 5
+ *   1 ROWS        whole items, row blocks slowest (configuration 6's order)
+ *   2 HEADS       whole items, heads slowest
+ *   3 HEADS_TAIL  heads slowest; the last one to two waves stream-K
+ *   4 ROWS_TAIL   row blocks slowest; the last one to two waves stream-K
+ *   5 HEADS_ALL   heads slowest; every item stream-K
+ *   6 ROWS_ALL    row blocks slowest; every item stream-K */
+#define DIT_CUDA_ATTN_SCHED_AUTO 0
+#define DIT_CUDA_ATTN_SCHED_ROWS 1
+#define DIT_CUDA_ATTN_SCHED_HEADS 2
+#define DIT_CUDA_ATTN_SCHED_HEADS_TAIL 3
+#define DIT_CUDA_ATTN_SCHED_ROWS_TAIL 4
+#define DIT_CUDA_ATTN_SCHED_HEADS_ALL 5
+#define DIT_CUDA_ATTN_SCHED_ROWS_ALL 6
+#define DIT_CUDA_ATTN_SCHEDULES 7
+
+/* dit_cuda_attention_variant with a chosen schedule (ignored by the
+ * configurations below 7); DIT_ERR_INVALID for a schedule out of range. */
+dit_status dit_cuda_attention_schedule (dit_backend *be,
+    const dit_attn_params *p, int variant, int schedule);
 
 /* How many dit_gemm calls took each CUDA GEMM path since the backend was
  * created: [0] cuBLASLt with the bias/activation in its epilogue,
