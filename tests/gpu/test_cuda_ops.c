@@ -5,16 +5,20 @@
  * (tensor-core flash attention vs the generic kernel, cuBLASLt epilogues vs
  * the fallback GEMM) and checks the bit-exact ones bit for bit:
  *  - attention: bf16 head_dim 128 (flash path, every configuration: the
- *    mma.sync shapes 1-4 and the Hopper wgmma kernel 5 where the device runs
- *    it) with ragged L/N, block-causal masks with a query offset, the
- *    log-bias key range across tile edges, several heads and strided rows;
+ *    mma.sync shapes 1-4, the Hopper wgmma kernels 5-12 where the device
+ *    runs them, 7-12 also under every work schedule on some cases) with
+ *    ragged L/N, block-causal masks with a query offset, the log-bias key
+ *    range across tile edges, several heads, strided rows, a row block
+ *    with an empty warpgroup and more work items than SMs;
  *    f32 and other head_dims (generic path: T5's 64, the VAE's single
  *    384-wide head);
  *  - gemm: bias, GELU(tanh), SiLU, accumulate, strided y, mixed dtypes;
  *  - noise and flow_step: identical bits to the host formulas.
  * References are computed here in f64 from the same rounded inputs; outputs
  * are poisoned with NaN before each run so an unwritten element fails.
- * Exit 0 = pass, 1 = fail, 77 = no CUDA device (skip).
+ * Usage: test-cuda-ops [--attention-only] [--variants LIST] (a reduced run,
+ * e.g. under compute-sanitizer).
+ * Exit 0 = pass, 1 = fail, 2 = usage, 77 = no CUDA device (skip).
  */
 #include "dit_build_config.h"
 #include "dit_backend.h"
@@ -139,6 +143,7 @@ typedef struct attn_case {
   int64_t bias_begin, bias_end;
   int fused;   /* q/k/v are column slices of one [rows, 3*H*d] tensor */
   double tol;
+  int schedules;   /* also every work schedule of configurations 7 and up */
 } attn_case;
 
 static void
@@ -153,9 +158,17 @@ attn_bufs_free (dit_backend *be, buf *qb, buf *kb, buf *vb, buf *ob,
   buf_free (be, ob);
 }
 
-/* variant -1: the backend's dispatch; otherwise dit_cuda_attention_variant */
+/* One way of running attention: variant -1 = the backend's dispatch,
+ * otherwise dit_cuda_attention_schedule (variant, sched). */
+typedef struct attn_way {
+  int variant, sched;
+} attn_way;
+
+/* Make the case's inputs and f64 reference once, then run and check every
+ * way on them. */
 static void
-attn_run (dit_backend *be, const attn_case *tc, int variant)
+attn_run (dit_backend *be, const attn_case *tc, const attn_way *ways,
+    int nways)
 {
   int64_t W = (int64_t) tc->heads * tc->d;
   int64_t wq = tc->fused ? 3 * W : W;
@@ -185,33 +198,12 @@ attn_run (dit_backend *be, const attn_case *tc, int variant)
     ldq = ldk = ldv = W;
   }
   buf_make (be, &ob, tc->dt, tc->L, W, 1.0f);
-  buf_poison (be, &ob);
 
   float scale = 1.0f / sqrtf ((float) tc->d);
   float log_bias = logf (0.3f);
   dit_attn_params p = { &q, &k, &v, &ob.t, tc->heads, tc->d, scale,
       tc->bias_begin, tc->bias_end, log_bias, tc->causal_block, tc->q_pos0,
       NULL, 0, 0, 0, 0 };
-  char name[96];
-  if (variant < 0)
-    snprintf (name, sizeof name, "%s", tc->name);
-  else
-    snprintf (name, sizeof name, "%s [variant %d]", tc->name, variant);
-  if (variant < 0) {
-    die_if (be->ops->attention (be, &p), name);
-  } else {
-    dit_status st = dit_cuda_attention_variant (be, &p, variant);
-    if (st == DIT_ERR_UNSUPPORTED && variant >= 5) {
-      /* the wgmma kernels need a compute capability 9.0 device (and 6 the
-       * driver's TMA tensor-map encoder) */
-      printf ("%-52s variant %d not supported on this device\n", name,
-          variant);
-      attn_bufs_free (be, &qb, &kb, &vb, &ob, tc->fused);
-      return;
-    }
-    die_if (st, name);
-  }
-  buf_fetch (be, &ob);
 
   double *ref = malloc ((size_t) (tc->L * W) * sizeof (double));
   double *s = malloc ((size_t) tc->N * sizeof (double));
@@ -248,7 +240,34 @@ attn_run (dit_backend *be, const attn_case *tc, int variant)
         ref[r * W + h * tc->d + c] = acc / sum;
       }
     }
-  check_rel (name, ob.host, W, ref, tc->L, W, tc->tol);
+
+  for (int w = 0; w < nways; w++) {
+    const int variant = ways[w].variant, sched = ways[w].sched;
+    char name[112];
+    if (variant < 0)
+      snprintf (name, sizeof name, "%s", tc->name);
+    else if (variant >= 7)
+      snprintf (name, sizeof name, "%s [variant %d schedule %d]", tc->name,
+          variant, sched);
+    else
+      snprintf (name, sizeof name, "%s [variant %d]", tc->name, variant);
+    buf_poison (be, &ob);
+    if (variant < 0) {
+      die_if (be->ops->attention (be, &p), name);
+    } else {
+      dit_status st = dit_cuda_attention_schedule (be, &p, variant, sched);
+      if (st == DIT_ERR_UNSUPPORTED && variant >= 5) {
+        /* the wgmma kernels need a compute capability 9.0 device (and 6
+         * and up the driver's TMA tensor-map encoder) */
+        printf ("%-52s variant %d not supported on this device\n", name,
+            variant);
+        continue;
+      }
+      die_if (st, name);
+    }
+    buf_fetch (be, &ob);
+    check_rel (name, ob.host, W, ref, tc->L, W, tc->tol);
+  }
   free (ref);
   free (s);
   attn_bufs_free (be, &qb, &kb, &vb, &ob, tc->fused);
@@ -391,9 +410,55 @@ noise_flow_run (dit_backend *be)
   buf_free (be, &ob);
 }
 
-int
-main (void)
+/* --variants LIST: the flash configurations to run (comma-separated);
+ * the others (and the dispatch) are left out */
+static int variant_on[DIT_CUDA_ATTN_VARIANTS];
+
+static int
+parse_variants (const char *list)
 {
+  memset (variant_on, 0, sizeof variant_on);
+  const char *c = list;
+  while (*c) {
+    char *end;
+    long v = strtol (c, &end, 10);
+    if (end == c || v < 0 || v >= DIT_CUDA_ATTN_VARIANTS
+        || (*end && *end != ','))
+      return 0;
+    variant_on[v] = 1;
+    c = *end ? end + 1 : end;
+  }
+  return 1;
+}
+
+int
+main (int argc, char **argv)
+{
+  int attention_only = 0, all_variants = 1;
+  for (int i = 0; i < DIT_CUDA_ATTN_VARIANTS; i++)
+    variant_on[i] = 1;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp (argv[i], "--attention-only")) {
+      attention_only = 1;
+    } else if (!strcmp (argv[i], "--variants") && i + 1 < argc) {
+      if (!parse_variants (argv[++i])) {
+        fprintf (stderr, "test-cuda-ops: --variants wants a comma-separated "
+            "list of 0-%d, got '%s'\n", DIT_CUDA_ATTN_VARIANTS - 1, argv[i]);
+        return 2;
+      }
+      all_variants = 0;
+    } else {
+      int help = !strcmp (argv[i], "--help") || !strcmp (argv[i], "-h");
+      fprintf (help ? stdout : stderr, "usage: test-cuda-ops "
+          "[--attention-only] [--variants LIST]\n"
+          "Checks the CUDA backend's attention, GEMM, noise and flow ops "
+          "against f64\nhost references.  --attention-only: only "
+          "attention; --variants 7,11: only\nthose flash configurations "
+          "(for a reduced run under compute-sanitizer).\n");
+      return help ? 0 : 2;
+    }
+  }
+  setvbuf (stdout, NULL, _IOLBF, 0);
   dit_backend *be = dit_backend_create ("cuda", 0);
   if (!be) {
     printf ("SKIP: no CUDA backend: %s\n", dit_last_error ());
@@ -401,38 +466,65 @@ main (void)
   }
 
   static const attn_case attn_cases[] = {
-    { "attn bf16 d128 flash L150 N300", DIT_BF16, 2, 128, 150, 300, 0, 0, 0, 0, 0, 1e-2 },
+    { "attn bf16 d128 flash L150 N300", DIT_BF16, 2, 128, 150, 300, 0, 0, 0, 0, 0, 1e-2, 0 },
     { "attn bf16 d128 flash causal48 pos100 bias[20,90)", DIT_BF16, 3, 128, 100, 260,
-      48, 100, 20, 90, 0, 1e-2 },
+      48, 100, 20, 90, 0, 1e-2, 0 },
     { "attn bf16 d128 flash fused-QKV strided rows", DIT_BF16, 2, 128, 96, 200, 0, 0,
-      64, 128, 1, 1e-2 },
+      64, 128, 1, 1e-2, 0 },
     { "attn bf16 d128 flash self block-causal 64", DIT_BF16, 2, 128, 200, 200, 64, 0,
-      0, 0, 0, 1e-2 },
+      0, 0, 0, 1e-2, 0 },
     /* three 128-row blocks, up to five 128-key tiles, causal blocks and
-     * the bias range crossing tile edges */
+     * the bias range crossing tile edges; every schedule of 7-12 */
     { "attn bf16 d128 flash causal160 pos250 bias[100,390)", DIT_BF16, 4, 128,
-      300, 700, 160, 250, 100, 390, 0, 1e-2 },
+      300, 700, 160, 250, 100, 390, 0, 1e-2, 1 },
     /* fewer queries than one warpgroup's rows, eight key tiles (both
      * buffers reused several times), strided rows */
     { "attn bf16 d128 flash L40 N1000 fused bias[128,640)", DIT_BF16, 2, 128,
-      40, 1000, 0, 0, 128, 640, 1, 1e-2 },
+      40, 1000, 0, 0, 128, 640, 1, 1e-2, 0 },
     /* 216 row-block x head items, more than one per SM: configuration 6's
      * persistent grid walks several items per block, of 3 and 2 key tiles
-     * (odd tile counts carry the ring's stage and parity across items) */
+     * (odd tile counts carry the ring's stage and parity across items);
+     * 7-12 share every item's tiles between blocks (stream-K), or with
+     * other schedules keep them whole */
     { "attn bf16 d128 flash 72 heads causal96 bias[30,150)", DIT_BF16, 72,
-      128, 260, 260, 96, 0, 30, 150, 0, 1e-2 },
-    { "attn f32 d128 generic causal16 bias", DIT_F32, 2, 128, 70, 90, 16, 5, 10, 40, 0, 1e-5 },
-    { "attn bf16 d64 generic (T5) N512", DIT_BF16, 4, 64, 40, 512, 0, 0, 0, 0, 0, 1e-2 },
-    { "attn f32 d384 generic (VAE) 1 head", DIT_F32, 1, 384, 96, 96, 0, 0, 0, 0, 0, 1e-5 },
-    { "attn f16 d128 generic", DIT_F16, 2, 128, 33, 65, 0, 0, 3, 9, 0, 5e-3 },
+      128, 260, 260, 96, 0, 30, 150, 0, 1e-2, 1 },
+    /* 280 items of one 64-row block (the second consumer warpgroup of
+     * 7-12 has no valid row), over twice the SMs of an H100: 7-12 take
+     * the first wave whole and share the rest by key tiles */
+    { "attn bf16 d128 flash 280 heads L64 N300 bias[100,230)", DIT_BF16, 280,
+      128, 64, 300, 0, 0, 100, 230, 0, 1e-2, 1 },
+    { "attn f32 d128 generic causal16 bias", DIT_F32, 2, 128, 70, 90, 16, 5, 10, 40, 0, 1e-5, 0 },
+    { "attn bf16 d64 generic (T5) N512", DIT_BF16, 4, 64, 40, 512, 0, 0, 0, 0, 0, 1e-2, 0 },
+    { "attn f32 d384 generic (VAE) 1 head", DIT_F32, 1, 384, 96, 96, 0, 0, 0, 0, 0, 1e-5, 0 },
+    { "attn f16 d128 generic", DIT_F16, 2, 128, 33, 65, 0, 0, 3, 9, 0, 5e-3, 0 },
   };
   for (size_t i = 0; i < sizeof attn_cases / sizeof attn_cases[0]; i++) {
-    attn_run (be, &attn_cases[i], -1);
+    const attn_case *tc = &attn_cases[i];
+    attn_way ways[1 + DIT_CUDA_ATTN_VARIANTS
+        + 6 * (DIT_CUDA_ATTN_SCHEDULES - 1)];
+    int n = 0;
+    if (all_variants)
+      ways[n++] = (attn_way) { -1, 0 };
     /* the bf16 d128 cases also through every flash configuration and the
-     * generic kernel (held to the bf16 tolerance: its inputs are bf16) */
-    if (attn_cases[i].dt == DIT_BF16 && attn_cases[i].d == 128)
-      for (int variant = 0; variant <= 6; variant++)
-        attn_run (be, &attn_cases[i], variant);
+     * generic kernel (held to the bf16 tolerance: its inputs are bf16);
+     * some through every work schedule of configurations 7 and up */
+    if (tc->dt == DIT_BF16 && tc->d == 128) {
+      for (int variant = 0; variant < DIT_CUDA_ATTN_VARIANTS; variant++)
+        if (variant_on[variant])
+          ways[n++] = (attn_way) { variant, DIT_CUDA_ATTN_SCHED_AUTO };
+      if (tc->schedules)
+        for (int variant = 7; variant < DIT_CUDA_ATTN_VARIANTS; variant++)
+          for (int sched = 1; sched < DIT_CUDA_ATTN_SCHEDULES; sched++)
+            if (variant_on[variant])
+              ways[n++] = (attn_way) { variant, sched };
+    }
+    if (n > 0)
+      attn_run (be, tc, ways, n);
+  }
+  if (attention_only) {
+    dit_backend_destroy (be);
+    printf ("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
+    return failures ? 1 : 0;
   }
 
   static const gemm_case gemm_cases[] = {
