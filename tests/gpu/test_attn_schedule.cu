@@ -22,7 +22,7 @@
 #include <string.h>
 #include <vector>
 
-static int failures;
+static int failures, checked;
 
 #define EXPECT(cond, ...)                                                     \
   do {                                                                        \
@@ -126,10 +126,13 @@ check (const shape *sh, int bn, int sched, int nsm)
     EXPECT (pieces[i] == want[i], "item %d: %d pieces, expected %d", i,
         pieces[i], want[i]);
   }
-  printf ("%-34s bn %3d sched %d sms %3d: grid %3d, %4d items, %4d whole, "
-      "%3d stream-K blocks over %5d tiles %s\n", sh->name, bn, sched, nsm,
-      grid, p.nitems, p.ndp, p.nsk, p.sk_tiles,
-      failures == before ? "ok" : "FAIL");
+  /* the plans of the 14B shapes on 132 SMs, and any that failed */
+  if (failures != before || (nsm == 132 && sh->L == 2160))
+    printf ("%-34s bn %3d sched %d sms %3d: grid %3d, %4d items, %4d whole, "
+        "%3d stream-K blocks over %5d tiles %s\n", sh->name, bn, sched, nsm,
+        grid, p.nitems, p.ndp, p.nsk, p.sk_tiles,
+        failures == before ? "ok" : "FAIL");
+  checked++;
 }
 
 int
@@ -154,6 +157,7 @@ main (void)
       for (int sched = 0; sched < DIT_CUDA_ATTN_SCHEDULES; sched++)
         for (size_t m = 0; m < sizeof sms / sizeof sms[0]; m++)
           check (&shapes[s], bns[b], sched, sms[m]);
-  printf ("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
+  printf ("%d plans walked\n%s: %d failure(s)\n", checked,
+      failures ? "FAIL" : "PASS", failures);
   return failures ? 1 : 0;
 }
