@@ -29,7 +29,9 @@
  * Output: a line per check and per timing, then per shape a summary sorted
  * by time, and one JSON line per result ("ATTN-JSON {...}") for scripts.
  *
- * Usage: dit-attn-bench [runs]     exit 77 when no CUDA device is present
+ * Usage: dit-attn-bench [--variants LIST] [RUNS]
+ *        exit 0 all checks passed, 1 a check failed, 2 usage, 77 no CUDA
+ *        device
  */
 #include "dit_build_config.h"
 #include "dit_backend.h"
@@ -68,6 +70,10 @@ cmp_float (const void *a, const void *b)
 }
 
 typedef dit_status (*bench_fn) (dit_backend *be, const void *params);
+
+/* which flash configurations run (--variants); the dispatch runs only
+ * without --variants */
+static int variant_on[DIT_CUDA_ATTN_VARIANTS], dispatch_on = 1;
 
 /* what call_attention runs: variant -1 = dit_attention (the dispatch) */
 static int attn_variant = -1, attn_sched = 0;
@@ -224,10 +230,12 @@ run_shape (dit_backend *be, const char *shape, dit_attn_params *ap,
   const double flops = attn_flops (ap, L, N);
   result res[1 + DIT_CUDA_ATTN_VARIANTS * DIT_CUDA_ATTN_SCHEDULES];
   int n = 0, failed = 0;
-  res[n++] = (result) { -1, 0, 0.0, -1.0f };
+  if (dispatch_on)
+    res[n++] = (result) { -1, 0, 0.0, -1.0f };
   for (int v = 1; v < DIT_CUDA_ATTN_VARIANTS; v++)
     for (int s = 0; s < (v >= 7 ? DIT_CUDA_ATTN_SCHEDULES : 1); s++)
-      res[n++] = (result) { v, s, 0.0, -1.0f };
+      if (variant_on[v])
+        res[n++] = (result) { v, s, 0.0, -1.0f };
   for (int i = 0; i < n; i++) {
     result *r = &res[i];
     char what[64];
@@ -302,23 +310,48 @@ run_shape (dit_backend *be, const char *shape, dit_attn_params *ap,
 int
 main (int argc, char **argv)
 {
-  if (argc > 2 || (argc == 2 && (!strcmp (argv[1], "--help")
-              || !strcmp (argv[1], "-h")))) {
-    printf ("usage: dit-attn-bench [RUNS]\n"
-        "Checks every attention configuration at the 14B shapes against "
-        "the generic\nf32 kernel, then times those that pass (median of "
-        "RUNS, default 30).\n");
-    return argc == 2 ? 0 : 2;
+  int runs = 30;
+  for (int i = 0; i < DIT_CUDA_ATTN_VARIANTS; i++)
+    variant_on[i] = 1;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp (argv[i], "--help") || !strcmp (argv[i], "-h")) {
+      printf ("usage: dit-attn-bench [--variants LIST] [RUNS]\n"
+          "Checks every attention configuration (or those in LIST, e.g. "
+          "7,8: then\nwithout the dispatch) at the 14B shapes against the "
+          "generic f32 kernel,\nthen times those that pass (median of RUNS, "
+          "default 30).\n");
+      return 0;
+    }
+    if (!strcmp (argv[i], "--variants") && i + 1 < argc) {
+      memset (variant_on, 0, sizeof variant_on);
+      dispatch_on = 0;
+      const char *c = argv[++i];
+      while (*c) {
+        char *end;
+        long v = strtol (c, &end, 10);
+        if (end == c || v < 1 || v >= DIT_CUDA_ATTN_VARIANTS
+            || (*end && *end != ',')) {
+          fprintf (stderr, "dit-attn-bench: --variants wants a "
+              "comma-separated list of 1-%d, got '%s'\n",
+              DIT_CUDA_ATTN_VARIANTS - 1, argv[i]);
+          return 2;
+        }
+        variant_on[v] = 1;
+        c = *end ? end + 1 : end;
+      }
+      continue;
+    }
+    char *end;
+    runs = (int) strtol (argv[i], &end, 10);
+    if (*end || runs < 1) {
+      fprintf (stderr, "dit-attn-bench: RUNS must be a positive number, got "
+          "'%s' (--help for usage)\n", argv[i]);
+      return 2;
+    }
   }
   /* line-buffered even into a log file: a run killed by a timeout still
    * shows the last check it began */
   setvbuf (stdout, NULL, _IOLBF, 0);
-  int runs = argc > 1 ? atoi (argv[1]) : 30;
-  if (runs < 1) {
-    fprintf (stderr, "dit-attn-bench: RUNS must be a positive number, got "
-        "'%s'\n", argv[1]);
-    return 2;
-  }
   dit_backend *be = dit_backend_create ("cuda", 0);
   if (!be) {
     printf ("SKIP: %s\n", dit_last_error ());

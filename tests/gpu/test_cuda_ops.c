@@ -410,22 +410,31 @@ noise_flow_run (dit_backend *be)
   buf_free (be, &ob);
 }
 
-/* --variants LIST: the flash configurations to run (comma-separated);
- * the others (and the dispatch) are left out */
-static int variant_on[DIT_CUDA_ATTN_VARIANTS];
+/* --variants LIST: the flash configurations to run (comma-separated, "d"
+ * for the backend's dispatch, which also takes the non-flash cases); the
+ * others are left out */
+static int variant_on[DIT_CUDA_ATTN_VARIANTS], dispatch_on = 1;
 
 static int
 parse_variants (const char *list)
 {
   memset (variant_on, 0, sizeof variant_on);
+  dispatch_on = 0;
   const char *c = list;
   while (*c) {
     char *end;
-    long v = strtol (c, &end, 10);
-    if (end == c || v < 0 || v >= DIT_CUDA_ATTN_VARIANTS
-        || (*end && *end != ','))
+    long v;
+    if (*c == 'd') {
+      dispatch_on = 1;
+      end = (char *) c + 1;
+    } else {
+      v = strtol (c, &end, 10);
+      if (end == c || v < 0 || v >= DIT_CUDA_ATTN_VARIANTS)
+        return 0;
+      variant_on[v] = 1;
+    }
+    if (*end && *end != ',')
       return 0;
-    variant_on[v] = 1;
     c = *end ? end + 1 : end;
   }
   return 1;
@@ -434,7 +443,7 @@ parse_variants (const char *list)
 int
 main (int argc, char **argv)
 {
-  int attention_only = 0, all_variants = 1;
+  int attention_only = 0;
   for (int i = 0; i < DIT_CUDA_ATTN_VARIANTS; i++)
     variant_on[i] = 1;
   for (int i = 1; i < argc; i++) {
@@ -443,10 +452,10 @@ main (int argc, char **argv)
     } else if (!strcmp (argv[i], "--variants") && i + 1 < argc) {
       if (!parse_variants (argv[++i])) {
         fprintf (stderr, "test-cuda-ops: --variants wants a comma-separated "
-            "list of 0-%d, got '%s'\n", DIT_CUDA_ATTN_VARIANTS - 1, argv[i]);
+            "list of d and 0-%d, got '%s'\n", DIT_CUDA_ATTN_VARIANTS - 1,
+            argv[i]);
         return 2;
       }
-      all_variants = 0;
     } else {
       int help = !strcmp (argv[i], "--help") || !strcmp (argv[i], "-h");
       fprintf (help ? stdout : stderr, "usage: test-cuda-ops "
@@ -454,7 +463,8 @@ main (int argc, char **argv)
           "Checks the CUDA backend's attention, GEMM, noise and flow ops "
           "against f64\nhost references.  --attention-only: only "
           "attention; --variants 7,11: only\nthose flash configurations "
-          "(for a reduced run under compute-sanitizer).\n");
+          "(d: also the backend's dispatch), e.g. for a reduced\nrun under "
+          "compute-sanitizer.\n");
       return help ? 0 : 2;
     }
   }
@@ -503,7 +513,7 @@ main (int argc, char **argv)
     attn_way ways[1 + DIT_CUDA_ATTN_VARIANTS
         + 6 * (DIT_CUDA_ATTN_SCHEDULES - 1)];
     int n = 0;
-    if (all_variants)
+    if (dispatch_on)
       ways[n++] = (attn_way) { -1, 0 };
     /* the bf16 d128 cases also through every flash configuration and the
      * generic kernel (held to the bf16 tolerance: its inputs are bf16);
