@@ -41,6 +41,9 @@ static_assert (FA3_SCHED_AUTO == DIT_CUDA_ATTN_SCHED_AUTO
     && FA3_SCHED_ROWS_ALL == DIT_CUDA_ATTN_SCHED_ROWS_ALL
     && DIT_CUDA_ATTN_SCHEDULES == FA3_SCHED_ROWS_ALL + 1, "schedules");
 
+/* the kernel's whole interface travels as its parameter block */
+static_assert (sizeof (fa3_params) <= 4096, "kernel parameters");
+
 extern const fa3_config attn_fa3_config_7, attn_fa3_config_8,
     attn_fa3_config_9, attn_fa3_config_10, attn_fa3_config_11,
     attn_fa3_config_12;
