@@ -124,11 +124,26 @@ typedef struct dit_backend_ops {
   void (*event_destroy) (dit_backend *be, dit_event *ev);
 } dit_backend_ops;
 
+/* Called by every dit_* op dispatcher just before the op is handed to the
+ * backend (see dit_backend_set_observer). */
+typedef void (*dit_op_observer_fn) (void *user, dit_backend *be, dit_op op);
+
 struct dit_backend {
   const dit_backend_ops *ops;
   void *impl;   /* backend private state */
   int device_index;
+  dit_op_observer_fn observer;   /* NULL: none (the default) */
+  void *observer_user;
 };
+
+/* Watch the op stream of `be`: fn (user, be, op) runs on the calling thread
+ * before each op that goes through a dit_* dispatcher below (the DiT ops and
+ * the fused ones; not the VAE sub-table, memory or event calls).  For
+ * profiling (dit-bench --breakdown records a CUDA event there); it must not
+ * enqueue ops itself.  NULL removes it.  Without an observer the only cost
+ * is one test per op. */
+void dit_backend_set_observer (dit_backend *be, dit_op_observer_fn fn,
+    void *user);
 
 /* Whether memory allocated by `a` can be used by ops of `b`: the same
  * backend, or two instances of one kind on the same device (separate
@@ -181,6 +196,12 @@ dit_status dit_unpatchify (dit_backend *be, const dit_unpatchify_params *p);
 dit_status dit_timestep (dit_backend *be, const dit_timestep_params *p);
 dit_status dit_flow_step (dit_backend *be, const dit_flow_step_params *p);
 dit_status dit_noise (dit_backend *be, const dit_noise_params *p);
+/* The optional fused ops: DIT_ERR_UNSUPPORTED where the backend has none
+ * (ask supports () first; the model runs the unfused chain then). */
+dit_status dit_layernorm_modulate (dit_backend *be,
+    const dit_layernorm_modulate_params *p);
+dit_status dit_qk_norm_rope (dit_backend *be, const dit_qk_norm_rope_params *p);
+dit_status dit_noise_flow (dit_backend *be, const dit_noise_flow_params *p);
 
 #ifdef __cplusplus
 }

@@ -110,6 +110,12 @@
 #include <unistd.h>
 
 #define TEXT_TOKENS 512
+/* dit_cuda_gemm_path_counts: see kernels/cuda/dit_cuda.h */
+#define BENCH_GEMM_PATHS 6
+#if DIT_HAVE_CUDA
+_Static_assert (BENCH_GEMM_PATHS == DIT_CUDA_GEMM_PATH_COUNT,
+    "dit-bench's GEMM path table is out of date");
+#endif
 #define BENCH_MAX_WORKER_ARGS 16
 
 typedef struct bench_args {
@@ -647,7 +653,7 @@ bench_sync (bench_state *st)
 typedef struct bench_result {
   bench_stat recompute, denoise, decode, anchor_enc, anchor, period, encode;
   double ttff_cold, ttff_warm, weights_ms, vae_weights_ms, gemm_tflops;
-  int64_t gemm_paths[4];
+  int64_t gemm_paths[BENCH_GEMM_PATHS];
 } bench_result;
 
 /* Mesh mode: per-chunk samples (ms) of the serial and overlapped passes. */
@@ -1516,9 +1522,9 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
     json_int ("graphs", a->graphs);
     json_int ("fused", a->fused);
     json_key ("gemm_paths");
-    printf ("[%lld, %lld, %lld, %lld]", (long long) r->gemm_paths[0],
-        (long long) r->gemm_paths[1], (long long) r->gemm_paths[2],
-        (long long) r->gemm_paths[3]);
+    for (int i = 0; i < BENCH_GEMM_PATHS; i++)
+      printf ("%s%lld", i ? ", " : "[", (long long) r->gemm_paths[i]);
+    printf ("]");
     return;
   }
   printf ("dit-bench: %s (%d layers) %dx%d, %s, %s, vae %s, %d chunks after %d "
@@ -1549,9 +1555,10 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
   printf ("  peak device memory         %9.0f MiB\n",
       (double) peak_used / 1048576.0);
   printf ("  GEMM paths: cuBLASLt %lld, cuBLASLt+bias pass %lld, skinny %lld, "
-      "fallback %lld\n", (long long) r->gemm_paths[0],
-      (long long) r->gemm_paths[1], (long long) r->gemm_paths[2],
-      (long long) r->gemm_paths[3]);
+      "fallback %lld, gated alpha vector %lld, gated via scratch %lld\n",
+      (long long) r->gemm_paths[0], (long long) r->gemm_paths[1],
+      (long long) r->gemm_paths[2], (long long) r->gemm_paths[3],
+      (long long) r->gemm_paths[4], (long long) r->gemm_paths[5]);
 }
 
 static void

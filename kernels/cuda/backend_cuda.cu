@@ -191,6 +191,8 @@ cuda_destroy (dit_backend *be)
       cublasLtDestroy (cb->lt);
     if (cb->workspace)
       cudaFree (cb->workspace);
+    if (cb->stage)
+      cudaFree (cb->stage);
     if (cb->stream)
       cudaStreamDestroy (cb->stream);
     free (cb);
@@ -376,6 +378,10 @@ cuda_create_state (dit_cuda_backend *cb, int device_index)
   DIT_CUBLAS_TRY (cublasLtCreate (&cb->lt));
   cb->workspace_bytes = DIT_CUDA_WORKSPACE_BYTES;
   DIT_CUDA_TRY (cudaMalloc (&cb->workspace, cb->workspace_bytes));
+  cb->stage_bytes = DIT_CUDA_STAGE_BYTES;
+  DIT_CUDA_TRY (cudaMalloc (&cb->stage, cb->stage_bytes));
+  const char *gate = getenv ("DIT_CUDA_GEMM_GATE");
+  cb->gemm_gate_scratch = gate && strcmp (gate, "scratch") == 0;
   return DIT_OK;
 }
 
