@@ -10,6 +10,7 @@
 #include "dit_backend.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 int
@@ -57,6 +58,25 @@ dit_event_destroy (dit_backend *be, dit_event *ev)
 {
   if (ev && be->ops->event_destroy)
     be->ops->event_destroy (be, ev);
+}
+
+void *
+dit_host_alloc (dit_backend *be, size_t bytes)
+{
+  if (be && be->ops && be->ops->host_alloc)
+    return be->ops->host_alloc (be, bytes ? bytes : 1);
+  return malloc (bytes ? bytes : 1);
+}
+
+void
+dit_host_free (dit_backend *be, void *ptr)
+{
+  if (!ptr)
+    return;
+  if (be && be->ops && be->ops->host_alloc && be->ops->host_free)
+    be->ops->host_free (be, ptr);
+  else
+    free (ptr);
 }
 
 dit_backend *

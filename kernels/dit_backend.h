@@ -122,6 +122,13 @@ typedef struct dit_backend_ops {
   dit_status (*event_wait) (dit_backend *be, dit_event *ev);
   dit_status (*event_synchronize) (dit_backend *be, dit_event *ev);
   void (*event_destroy) (dit_backend *be, dit_event *ev);
+
+  /* Optional page-locked host memory (NULL: not provided), from which
+   * upload copies run asynchronously at the bus's full rate: the caller
+   * must not change the bytes until an event recorded after the upload has
+   * completed.  Use through dit_host_alloc / dit_host_free. */
+  void *(*host_alloc) (dit_backend *be, size_t bytes);
+  void (*host_free) (dit_backend *be, void *ptr);
 } dit_backend_ops;
 
 /* Called by every dit_* op dispatcher just before the op is handed to the
@@ -168,6 +175,12 @@ dit_backend *dit_backend_cuda_create (int device_index);
 dit_status dit_tensor_alloc (dit_backend *be, dit_tensor *t, dit_dtype dt,
     int ndim, const int64_t *shape);
 void dit_tensor_free (dit_backend *be, dit_tensor *t);
+
+/* Host memory for staging uploads to `be`: page-locked where the backend
+ * has it (dit_backend_ops.host_alloc), plain malloc otherwise; free with
+ * dit_host_free on the same backend.  NULL when out of memory. */
+void *dit_host_alloc (dit_backend *be, size_t bytes);
+void dit_host_free (dit_backend *be, void *ptr);
 
 /* Events (see dit_backend_ops): *out is NULL on a backend without them, and
  * every call below accepts a NULL event as "already complete".

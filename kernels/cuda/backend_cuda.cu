@@ -292,6 +292,28 @@ cuda_event_destroy (dit_backend *be, dit_event *ev)
   cudaEventDestroy ((cudaEvent_t) ev);
 }
 
+/* page-locked host memory for asynchronous uploads */
+static void *
+cuda_host_alloc (dit_backend *be, size_t bytes)
+{
+  void *p = NULL;
+  if (cudaSetDevice (dit_cuda_impl (be)->device) != cudaSuccess)
+    return NULL;
+  if (cudaHostAlloc (&p, bytes ? bytes : 1, cudaHostAllocPortable) != cudaSuccess) {
+    cudaGetLastError ();
+    return NULL;
+  }
+  return p;
+}
+
+static void
+cuda_host_free (dit_backend *be, void *ptr)
+{
+  (void) be;
+  if (ptr)
+    cudaFreeHost (ptr);
+}
+
 static int
 cuda_supports (dit_backend *be, dit_op op, dit_dtype dtype)
 {
@@ -344,6 +366,8 @@ static const dit_backend_ops dit_cuda_ops = {
   cuda_event_wait,
   cuda_event_synchronize,
   cuda_event_destroy,
+  cuda_host_alloc,
+  cuda_host_free,
 };
 
 /* Undo a half-made backend and report `st` with its message kept. */
