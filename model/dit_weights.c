@@ -553,6 +553,19 @@ dit_weights_synthetic_fill (const dit_param_spec *spec, uint64_t seed,
 }
 
 dit_status
+dit_weights_synthetic_fill_backend (const dit_param_spec *spec, uint64_t seed,
+    int64_t begin, int64_t n, dit_dtype dtype, dit_backend *be, void *dst)
+{
+  if (!be || !be->ops->synthetic_normal)
+    return dit_error (DIT_ERR_UNSUPPORTED, "weights: backend '%s' cannot make "
+        "synthetic values", be ? be->ops->name : "(none)");
+  double scale, offset;
+  w_synth_rule (spec, &scale, &offset);
+  return be->ops->synthetic_normal (be, dst, dtype, begin, n, seed,
+      w_synth_stream (spec), scale, offset);
+}
+
+dit_status
 dit_weights_synthetic (const dit_param_spec *specs, size_t count, uint64_t seed,
     dit_dtype dtype, dit_backend *be, dit_weights **out)
 {

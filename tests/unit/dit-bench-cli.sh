@@ -111,13 +111,41 @@ print("breakdown (fold %s): denoise %.2f ms = GEMM %.2f + attention %.2f + "
 EOF
 done
 
-# 4. usage errors exit 2
+# 4. cold start from checkpoint files (tiny set on the CPU): the stages and
+#    the first frame since process start, sizes and page-cache residency
+weights=$(dirname "$bench")/dit-weights
+"$weights" make --preset tiny -o "$tmp/dit.safetensors" > /dev/null
+"$weights" make --kind vae --preset tiny -o "$tmp/vae.safetensors" > /dev/null
+"$weights" make --kind text --preset tiny -o "$tmp/t5.safetensors" > /dev/null
+"$bench" --cold --device cpu --model "$tmp/dit.safetensors" \
+  --vae "$tmp/vae.safetensors" --text-model "$tmp/t5.safetensors" \
+  --size 32x48 --json > "$tmp/cold.json"
+"$py" - "$tmp/cold.json" "$tmp" <<'EOF'
+import json, os, sys
+j = json.load(open(sys.argv[1]))
+d = sys.argv[2]
+assert j["mode"] == "cold", j
+for k, f in (("dit", "dit"), ("vae", "vae"), ("text", "t5")):
+    assert j[k + "_bytes"] == os.path.getsize("%s/%s.safetensors" % (d, f)), (k, j)
+    assert 0 <= j[k + "_page_cache_at_start"] <= 1, j
+stages = sum(j[k] for k in ("backend_ms", "text_load_ms", "text_encode_ms",
+                            "dit_load_ms", "generator_ms", "vae_load_ms",
+                            "first_chunk_ms"))
+assert 0 <= j["at_main_ms"] < j["first_frame_ms"], j
+assert j["first_frame_ms"] >= stages, (stages, j)
+print("cold: first frame %.1f ms after process start (stages %.1f ms)"
+      % (j["first_frame_ms"], stages))
+EOF
+rc=0; "$bench" --cold --device cpu --model "$tmp/dit.safetensors" > /dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || { echo "--cold without --vae/--text-model: exit $rc, want 2"; exit 1; }
+
+# 5. usage errors exit 2
 rc=0; "$bench" --pipeline --text-only > /dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || { echo "--pipeline --text-only: exit $rc, want 2"; exit 1; }
 rc=0; "$bench" --synthetic --mesh-devices 0,x > /dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || { echo "--mesh-devices 0,x: exit $rc, want 2"; exit 1; }
 
-# 5. pipeline: 1 warm-up + 2 chunks = 9 + 12 + 12 frames at the sink
+# 6. pipeline: 1 warm-up + 2 chunks = 9 + 12 + 12 frames at the sink
 rc=0
 "$bench" --pipeline --device cpu --preset tiny --synthetic --size 64x64 \
   --chunks 2 --warmup 1 ${plugin_dir:+--plugin-path "$plugin_dir"} --json \
