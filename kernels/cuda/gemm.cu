@@ -610,20 +610,33 @@ gemm_lt_plan (dit_cuda_backend *cb, const gemm_job *j, const void *bias,
   return DIT_OK;
 }
 
-/* Enqueue the matmul of a usable plan from gemm_lt_plan. */
+/* Enqueue the matmul of a usable plan from gemm_lt_plan.  A combination
+ * the heuristic accepted but the matmul itself refuses (not supported,
+ * invalid value) marks the plan unusable and sets *done = 0, so that this
+ * and every later call of the shape takes another path. */
 static dit_status
 gemm_lt_run (dit_cuda_backend *cb, const gemm_job *j, dit_cuda_gemm_plan *pl,
-    const void *bias, int alpha_vector)
+    const void *bias, int alpha_vector, int *done)
 {
+  *done = 0;
   if (bias)
     DIT_CUBLAS_TRY (cublasLtMatmulDescSetAttribute (pl->desc,
         CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
   float one = 1.0f, beta = j->accumulate ? 1.0f : 0.0f;
   const void *alpha = alpha_vector ? j->gate : (const void *) &one;
-  DIT_CUBLAS_TRY (cublasLtMatmul (cb->lt, pl->desc, alpha,
+  cublasStatus_t cs = cublasLtMatmul (cb->lt, pl->desc, alpha,
       j->w, pl->la, j->x, pl->lb, &beta,
       j->y, pl->lc, j->y, pl->lc, &pl->algo,
-      cb->workspace, cb->workspace_bytes, cb->stream));
+      cb->workspace, cb->workspace_bytes, cb->stream);
+  if (cs == CUBLAS_STATUS_NOT_SUPPORTED || cs == CUBLAS_STATUS_INVALID_VALUE) {
+    pl->usable = 0;
+    return DIT_OK;
+  }
+  if (cs != CUBLAS_STATUS_SUCCESS)
+    return dit_error (DIT_ERR_DEVICE, "%s:%d: cublasLtMatmul of gemm "
+        "%lldx%lldx%lld failed: %s", __FILE__, __LINE__, (long long) j->M,
+        (long long) j->N, (long long) j->K, cublasLtGetStatusString (cs));
+  *done = 1;
   return DIT_OK;
 }
 
@@ -638,9 +651,7 @@ gemm_lt (dit_cuda_backend *cb, const gemm_job *j, const void *bias, int dtb,
   DIT_TRY (gemm_lt_plan (cb, j, bias, dtb, 0, &pl));
   if (!pl)
     return DIT_OK;
-  DIT_TRY (gemm_lt_run (cb, j, pl, bias, 0));
-  *done = 1;
-  return DIT_OK;
+  return gemm_lt_run (cb, j, pl, bias, 0, done);
 }
 
 /* An ungated GEMM on cuBLASLt, with a bias of any dtype; the tiled
@@ -705,11 +716,14 @@ gemm_gated (dit_cuda_backend *cb, const gemm_job *j, const dit_tensor *scratch)
     const void *gb = j->bias ? cb->stage : NULL;
     DIT_TRY (gemm_lt_plan (cb, j, gb, j->dty, 1, &pl));
     if (pl) {
+      int done = 0;
       if (gb)
         DIT_TRY (gemm_launch_stage_bias (cb, j, G));
-      DIT_TRY (gemm_lt_run (cb, j, pl, gb, 1));
-      cb->gemm_calls[4]++;
-      return DIT_OK;
+      DIT_TRY (gemm_lt_run (cb, j, pl, gb, 1, &done));
+      if (done) {
+        cb->gemm_calls[4]++;
+        return DIT_OK;
+      }
     }
   }
   if (scratch) {

@@ -46,6 +46,8 @@ of speed.
 Usage:
   torch_forward_bench.py [--device cuda] [--modes bf16,fp8] [--layers 40]
       [--size 320x576] [--warmup 3] [--iters 10] [--attn auto] [--json]
+  (--json: one cumulative JSON object per line, after each mode and at the
+  end; the last line holds everything)
   torch_forward_bench.py --check        (CPU, tiny, float64 vs dit_ref.py)
 Exit status 0 success, 1 failure, 2 usage.
 """
@@ -680,9 +682,11 @@ def run_bench(args):
         del peer
         if dev == "cuda":
             torch.cuda.empty_cache()
+        # one cumulative JSON line per mode: a later mode killed by a
+        # timeout leaves the earlier results
+        if args.json:
+            print(json.dumps(out), flush=True)
         if not finite:
-            if args.json:
-                print(json.dumps(out), flush=True)
             return 1
     if args.json:
         print(json.dumps(out), flush=True)
