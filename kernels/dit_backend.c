@@ -10,6 +10,7 @@
 #include "dit_backend.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 int
@@ -57,6 +58,25 @@ dit_event_destroy (dit_backend *be, dit_event *ev)
 {
   if (ev && be->ops->event_destroy)
     be->ops->event_destroy (be, ev);
+}
+
+void *
+dit_host_alloc (dit_backend *be, size_t bytes)
+{
+  if (be && be->ops && be->ops->host_alloc)
+    return be->ops->host_alloc (be, bytes ? bytes : 1);
+  return malloc (bytes ? bytes : 1);
+}
+
+void
+dit_host_free (dit_backend *be, void *ptr)
+{
+  if (!ptr)
+    return;
+  if (be && be->ops && be->ops->host_alloc && be->ops->host_free)
+    be->ops->host_free (be, ptr);
+  else
+    free (ptr);
 }
 
 dit_backend *
@@ -156,8 +176,18 @@ dit_tensor_free (dit_backend *be, dit_tensor *t)
   t->data = NULL;
 }
 
-/* One dispatcher per op: the backend must exist and implement the op. */
-#define DIT_DISPATCH(fn, field, ptype)                                        \
+void
+dit_backend_set_observer (dit_backend *be, dit_op_observer_fn fn, void *user)
+{
+  if (!be)
+    return;
+  be->observer = fn;
+  be->observer_user = fn ? user : NULL;
+}
+
+/* One dispatcher per op: the backend must exist and implement the op; the
+ * observer, if any, sees the op first. */
+#define DIT_DISPATCH(fn, field, ptype, opid)                                  \
   dit_status                                                                  \
   fn (dit_backend *be, const ptype *p)                                        \
   {                                                                           \
@@ -169,21 +199,30 @@ dit_tensor_free (dit_backend *be, dit_tensor *t)
       return dit_error (DIT_ERR_UNSUPPORTED,                                  \
           "op " #field " not implemented by backend %s",                      \
           dit_backend_name (be));                                             \
+    if (be->observer)                                                         \
+      be->observer (be->observer_user, be, opid);                             \
     return be->ops->field (be, p);                                            \
   }
 
-DIT_DISPATCH (dit_gemm, gemm, dit_gemm_params)
-DIT_DISPATCH (dit_layernorm, layernorm, dit_layernorm_params)
-DIT_DISPATCH (dit_rmsnorm, rmsnorm, dit_rmsnorm_params)
-DIT_DISPATCH (dit_modulate, modulate, dit_modulate_params)
-DIT_DISPATCH (dit_residual, residual, dit_residual_params)
-DIT_DISPATCH (dit_add, add, dit_add_params)
-DIT_DISPATCH (dit_unary, unary, dit_unary_params)
-DIT_DISPATCH (dit_copy, copy, dit_copy_params)
-DIT_DISPATCH (dit_rope, rope, dit_rope_params)
-DIT_DISPATCH (dit_attention, attention, dit_attn_params)
-DIT_DISPATCH (dit_patchify, patchify, dit_patchify_params)
-DIT_DISPATCH (dit_unpatchify, unpatchify, dit_unpatchify_params)
-DIT_DISPATCH (dit_timestep, timestep, dit_timestep_params)
-DIT_DISPATCH (dit_flow_step, flow_step, dit_flow_step_params)
-DIT_DISPATCH (dit_noise, noise, dit_noise_params)
+DIT_DISPATCH (dit_gemm, gemm, dit_gemm_params, DIT_OP_GEMM)
+DIT_DISPATCH (dit_layernorm, layernorm, dit_layernorm_params, DIT_OP_LAYERNORM)
+DIT_DISPATCH (dit_rmsnorm, rmsnorm, dit_rmsnorm_params, DIT_OP_RMSNORM)
+DIT_DISPATCH (dit_modulate, modulate, dit_modulate_params, DIT_OP_MODULATE)
+DIT_DISPATCH (dit_residual, residual, dit_residual_params, DIT_OP_RESIDUAL)
+DIT_DISPATCH (dit_add, add, dit_add_params, DIT_OP_ADD)
+DIT_DISPATCH (dit_unary, unary, dit_unary_params, DIT_OP_UNARY)
+DIT_DISPATCH (dit_copy, copy, dit_copy_params, DIT_OP_COPY)
+DIT_DISPATCH (dit_rope, rope, dit_rope_params, DIT_OP_ROPE)
+DIT_DISPATCH (dit_attention, attention, dit_attn_params, DIT_OP_ATTENTION)
+DIT_DISPATCH (dit_patchify, patchify, dit_patchify_params, DIT_OP_PATCHIFY)
+DIT_DISPATCH (dit_unpatchify, unpatchify, dit_unpatchify_params,
+    DIT_OP_UNPATCHIFY)
+DIT_DISPATCH (dit_timestep, timestep, dit_timestep_params, DIT_OP_TIMESTEP)
+DIT_DISPATCH (dit_flow_step, flow_step, dit_flow_step_params, DIT_OP_FLOW_STEP)
+DIT_DISPATCH (dit_noise, noise, dit_noise_params, DIT_OP_NOISE)
+DIT_DISPATCH (dit_layernorm_modulate, layernorm_modulate,
+    dit_layernorm_modulate_params, DIT_OP_LAYERNORM_MODULATE)
+DIT_DISPATCH (dit_qk_norm_rope, qk_norm_rope, dit_qk_norm_rope_params,
+    DIT_OP_QK_NORM_ROPE)
+DIT_DISPATCH (dit_noise_flow, noise_flow, dit_noise_flow_params,
+    DIT_OP_NOISE_FLOW)

@@ -122,13 +122,35 @@ typedef struct dit_backend_ops {
   dit_status (*event_wait) (dit_backend *be, dit_event *ev);
   dit_status (*event_synchronize) (dit_backend *be, dit_event *ev);
   void (*event_destroy) (dit_backend *be, dit_event *ev);
+
+  /* Optional page-locked host memory (NULL: not provided), from which
+   * upload copies run asynchronously at the bus's full rate: the caller
+   * must not change the bytes until an event recorded after the upload has
+   * completed.  Use through dit_host_alloc / dit_host_free. */
+  void *(*host_alloc) (dit_backend *be, size_t bytes);
+  void (*host_free) (dit_backend *be, void *ptr);
 } dit_backend_ops;
+
+/* Called by every dit_* op dispatcher just before the op is handed to the
+ * backend (see dit_backend_set_observer). */
+typedef void (*dit_op_observer_fn) (void *user, dit_backend *be, dit_op op);
 
 struct dit_backend {
   const dit_backend_ops *ops;
   void *impl;   /* backend private state */
   int device_index;
+  dit_op_observer_fn observer;   /* NULL: none (the default) */
+  void *observer_user;
 };
+
+/* Watch the op stream of `be`: fn (user, be, op) runs on the calling thread
+ * before each op that goes through a dit_* dispatcher below (the DiT ops and
+ * the fused ones; not the VAE sub-table, memory or event calls).  For
+ * profiling (dit-bench --breakdown records a CUDA event there); it must not
+ * enqueue ops itself.  NULL removes it.  Without an observer the only cost
+ * is one test per op. */
+void dit_backend_set_observer (dit_backend *be, dit_op_observer_fn fn,
+    void *user);
 
 /* Whether memory allocated by `a` can be used by ops of `b`: the same
  * backend, or two instances of one kind on the same device (separate
@@ -153,6 +175,12 @@ dit_backend *dit_backend_cuda_create (int device_index);
 dit_status dit_tensor_alloc (dit_backend *be, dit_tensor *t, dit_dtype dt,
     int ndim, const int64_t *shape);
 void dit_tensor_free (dit_backend *be, dit_tensor *t);
+
+/* Host memory for staging uploads to `be`: page-locked where the backend
+ * has it (dit_backend_ops.host_alloc), plain malloc otherwise; free with
+ * dit_host_free on the same backend.  NULL when out of memory. */
+void *dit_host_alloc (dit_backend *be, size_t bytes);
+void dit_host_free (dit_backend *be, void *ptr);
 
 /* Events (see dit_backend_ops): *out is NULL on a backend without them, and
  * every call below accepts a NULL event as "already complete".
@@ -181,6 +209,12 @@ dit_status dit_unpatchify (dit_backend *be, const dit_unpatchify_params *p);
 dit_status dit_timestep (dit_backend *be, const dit_timestep_params *p);
 dit_status dit_flow_step (dit_backend *be, const dit_flow_step_params *p);
 dit_status dit_noise (dit_backend *be, const dit_noise_params *p);
+/* The optional fused ops: DIT_ERR_UNSUPPORTED where the backend has none
+ * (ask supports () first; the model runs the unfused chain then). */
+dit_status dit_layernorm_modulate (dit_backend *be,
+    const dit_layernorm_modulate_params *p);
+dit_status dit_qk_norm_rope (dit_backend *be, const dit_qk_norm_rope_params *p);
+dit_status dit_noise_flow (dit_backend *be, const dit_noise_flow_params *p);
 
 #ifdef __cplusplus
 }

@@ -32,8 +32,21 @@ typedef enum dit_act {
   DIT_ACT_SILU = 2,
 } dit_act;
 
-/* y[M,N] = act(x[M,K] · w[N,K]ᵀ + bias[N]) (+ y if accumulate).
- * w is an nn.Linear weight ([out, in], row-major).  bias may be NULL. */
+/* y[M,N] = gate[g] ⊙ act(x[M,K] · w[N,K]ᵀ + bias[N]) (+ y if accumulate),
+ * g = r / rows_per_group for row r.
+ * w is an nn.Linear weight ([out, in], row-major).  bias may be NULL; its
+ * dtype need not be y's (a bf16 bias into an f32 y is the patch embedding,
+ * the head and every residual-folded projection).
+ * gate (optional, NULL = 1): [G, N] with strided rows, G = ceil(M /
+ * rows_per_group) — the adaLN gate of a residual branch, so that
+ * "x += gate ⊙ (h Wᵀ + b)" is one GEMM with accumulate = 1 into the f32
+ * residual stream instead of a GEMM and a residual pass.  Epilogue order:
+ * + bias, act, × gate, + old y, one rounding to y's dtype.
+ * scratch (optional, only read with a gate): an [M, N] buffer a backend may
+ * use when its GEMM cannot apply the gate in the epilogue: it then writes
+ * act(x wᵀ + bias) there (rounded to scratch's dtype) and adds gate ⊙
+ * scratch to y in a second pass.  Without a scratch such a backend runs a
+ * slow exact kernel. */
 typedef struct dit_gemm_params {
   const dit_tensor *x;
   const dit_tensor *w;
@@ -41,6 +54,9 @@ typedef struct dit_gemm_params {
   dit_tensor *y;
   dit_act act;
   int accumulate;
+  const dit_tensor *gate;
+  int64_t rows_per_group;
+  dit_tensor *scratch;
 } dit_gemm_params;
 
 /* y = (x - mean) / sqrt(var + eps) [* weight + bias] over the last dim.

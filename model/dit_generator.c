@@ -250,6 +250,12 @@ dit_generator_set_graphs (dit_generator *g, int enable)
 }
 
 void
+dit_generator_set_gemm_fold (dit_generator *g, int enable)
+{
+  dit_model_set_gemm_fold (g->model, enable);
+}
+
+void
 dit_generator_set_fused (dit_generator *g, int enable)
 {
   g->no_fused = !enable;
@@ -486,7 +492,7 @@ dit_generator_run_chunk (dit_generator *g, const dit_chunk_request *req,
         .seed = g->cfg.seed,
         .stream = dit_generator_noise_stream (req->chunk_index, s + 1),
         .sigma = g->sigma[s], .sigma_next = g->sigma[s + 1] };
-      DIT_TRY (g->be->ops->noise_flow (g->be, &nf));
+      DIT_TRY (dit_noise_flow (g->be, &nf));
       continue;
     }
     if (!last)

@@ -105,6 +105,9 @@ void dit_generator_set_graphs (dit_generator *g, int enable);
  * default on where the backend has them); 0 runs the unfused chains. */
 void dit_generator_set_fused (dit_generator *g, int enable);
 
+/* dit_model_set_gemm_fold of the generator's model (default on). */
+void dit_generator_set_gemm_fold (dit_generator *g, int enable);
+
 /* Drop KV state (a new stream). The prompt stays. */
 void dit_generator_reset (dit_generator *g);
 

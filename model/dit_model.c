@@ -4,12 +4,17 @@
  * Data flow of one forward over F latent frames (L = F * fs tokens):
  *   latent --patchify--> tok [L, 64] --patch GEMM--> x [L, D] (f32 residual)
  *   t[F] --sinusoid--> [F, 256] --MLP--> e [F, D] --SiLU, Linear--> e0 [F, 6D]
- *   per block: mod = modulation + e0 (per frame)
+ *   mod[f, l] = modulation_l + e0[f] for every block l at once (2 ops)
+ *   per block:
  *     h = LN(x)·(1+scale_msa)+shift_msa
  *     q = RMS(h Wq), K/V rows of the cache = RMS(h Wk), h Wv; RoPE(q, k)
  *     x += gate_msa · (Attn(q, K[0:N], V[0:N]) Wo)
  *     x += Attn(RMS(LN3(x) Wq'), Kctx, Vctx) Wo'
  *     x += gate_mlp · FFN(LN(x)·(1+scale_mlp)+shift_mlp)
+ * The three residual adds are folded into the GEMMs that make their branch
+ * (dit_gemm_params: accumulate into the f32 x, the gate as a per-frame
+ * epilogue scale; dit_model_set_gemm_fold (m, 0) runs GEMM + residual pass
+ * instead), so x is read and written once per branch inside the GEMM.
  *   head: (LN(x)·(1+scale)+shift) Wh --unpatchify--> v [16, F, H, W]
  * The self-attention K/V of this call are written straight into the cache
  * rows [cache_row, cache_row + L) by the projection GEMMs, then normalised
@@ -89,7 +94,8 @@ struct dit_model {
   dit_tensor e;         /* [Fmax, D] f32 */
   dit_tensor e_silu;    /* [Fmax, D] f32 */
   dit_tensor e0;        /* [Fmax, 6D] f32 */
-  dit_tensor mod;       /* [Fmax, 6D] f32 */
+  dit_tensor mod_table; /* [layers, 6D] f32: every block's modulation */
+  dit_tensor mod;       /* [Fmax, layers, 6D] f32: mod_table + e0 */
   dit_tensor head_shift, head_scale; /* [Fmax, D] f32 */
 
   dit_tensor rope_cos, rope_sin; /* [1024, 64] f32 */
@@ -103,6 +109,7 @@ struct dit_model {
   dit_tensor sumsq;     /* [max(2 Lmax, text_len)] f32, tp > 1 only */
 
   int no_fused;         /* 1: always run the unfused op chains */
+  int no_gemm_fold;     /* 1: residual adds as separate passes */
 };
 
 static dit_status
@@ -231,7 +238,16 @@ alloc_buffers (dit_model *m)
   DIT_TRY (alloc2 (m, &m->e, DIT_F32, Fm, D));
   DIT_TRY (alloc2 (m, &m->e_silu, DIT_F32, Fm, D));
   DIT_TRY (alloc2 (m, &m->e0, DIT_F32, Fm, 6 * D));
-  DIT_TRY (alloc2 (m, &m->mod, DIT_F32, Fm, 6 * D));
+  DIT_TRY (alloc2 (m, &m->mod_table, DIT_F32, c->num_layers, 6 * D));
+  DIT_TRY (alloc2 (m, &m->mod, DIT_F32, Fm, (int64_t) c->num_layers * 6 * D));
+  /* the modulation vectors side by side, so that one add makes every
+   * block's per-frame table (f32, as the per-block add made them) */
+  for (int i = 0; i < c->num_layers; i++) {
+    dit_tensor row = dit_tensor_rows (&m->mod_table, i, 1);
+    dit_tensor dst = flat_view (&row);
+    dit_copy_params cp = { .x = &m->blocks[i].modulation, .y = &dst };
+    DIT_TRY (dit_copy (m->be, &cp));
+  }
   DIT_TRY (alloc2 (m, &m->head_shift, DIT_F32, Fm, D));
   DIT_TRY (alloc2 (m, &m->head_scale, DIT_F32, Fm, D));
   DIT_TRY (alloc2 (m, &m->rope_cos, DIT_F32, DIT_ROPE_POSITIONS, DIT_ROPE_PAIRS));
@@ -355,7 +371,8 @@ dit_model_free (dit_model *m)
   free (m->cache_v);
   dit_tensor *bufs[] = { &m->ctx_raw, &m->ctx_hidden, &m->ctx, &m->tok, &m->x,
     &m->h, &m->q, &m->attn, &m->proj, &m->ffn, &m->head_out, &m->tsin,
-    &m->temb_h, &m->e, &m->e_silu, &m->e0, &m->mod, &m->head_shift,
+    &m->temb_h, &m->e, &m->e_silu, &m->e0, &m->mod_table, &m->mod,
+    &m->head_shift,
     &m->head_scale, &m->rope_cos, &m->rope_sin, &m->sumsq };
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     dit_tensor_free (be, bufs[i]);
@@ -517,7 +534,7 @@ layernorm_modulate (dit_model *m, const dit_tensor *x, dit_tensor *h,
         m->be->ops->layernorm_modulate != NULL)) {
     dit_layernorm_modulate_params p = { .x = x, .shift = shift,
       .scale = scale, .y = h, .rows_per_group = m->fs, .eps = m->cfg.eps };
-    return m->be->ops->layernorm_modulate (m->be, &p);
+    return dit_layernorm_modulate (m->be, &p);
   }
   DIT_TRY (layernorm (m, x, NULL, NULL, h));
   return modulate (m, h, shift, scale);
@@ -534,10 +551,10 @@ norm_rope_qk (dit_model *m, const dit_block_weights *b, dit_tensor *q,
       .cos = &m->rope_cos, .sin = &m->rope_sin, .heads = m->heads_local,
       .grid_f = frames, .grid_h = m->grid_h, .grid_w = m->grid_w,
       .frame_offset = frame_offset, .eps = m->cfg.eps };
-    DIT_TRY (m->be->ops->qk_norm_rope (m->be, &p));
+    DIT_TRY (dit_qk_norm_rope (m->be, &p));
     p.x = k;
     p.weight = b->s_norm_k;
-    return m->be->ops->qk_norm_rope (m->be, &p);
+    return dit_qk_norm_rope (m->be, &p);
   }
   DIT_TRY (norm_qk (m, q, b->s_norm_q, k, b->s_norm_k));
   DIT_TRY (rope (m, q, frames, frame_offset));
@@ -550,12 +567,39 @@ dit_model_set_fused (dit_model *m, int enable)
   m->no_fused = !enable;
 }
 
-/* Row k (0..5) of a per-frame modulation table [F, 6D] as an [F, D] view. */
-static dit_tensor
-mod_row (const dit_tensor *mod, int64_t frames, int k, int64_t D)
+void
+dit_model_set_gemm_fold (dit_model *m, int enable)
 {
-  dit_tensor v = dit_tensor_rows (mod, 0, frames);
-  return dit_tensor_cols (&v, k * D, D);
+  m->no_gemm_fold = !enable;
+}
+
+/* x += gate ⊙ (h Wᵀ + b) for a residual branch's last linear (gate NULL:
+ * plain x += h Wᵀ + b): one GEMM accumulating into the f32 residual stream
+ * with the gate in its epilogue; `proj` is the scratch a backend may need
+ * for the gate.  At TP > 1 (the product must be all-reduced first) or with
+ * the fold off: the product into proj, then the residual pass. */
+static dit_status
+linear_residual (dit_model *m, const dit_tensor *h, const dit_linear *l,
+    dit_tensor *x, const dit_tensor *gate, dit_tensor *proj)
+{
+  if (m->tp_degree > 1 || m->no_gemm_fold) {
+    DIT_TRY (linear_rowpar (m, h, l, proj));
+    return residual (m, x, proj, gate);
+  }
+  dit_gemm_params p = { .x = h, .w = l->w, .bias = l->b, .y = x,
+    .act = DIT_ACT_NONE, .accumulate = 1, .gate = gate,
+    .rows_per_group = m->fs, .scratch = proj };
+  return dit_gemm (m->be, &p);
+}
+
+/* Row k (0..5) of block `layer`'s per-frame modulation as an [F, D] view of
+ * the all-block table [F, layers, 6D]. */
+static dit_tensor
+mod_row (const dit_model *m, int layer, int64_t frames, int k)
+{
+  const int64_t D = m->cfg.dim;
+  dit_tensor v = dit_tensor_rows (&m->mod, 0, frames);
+  return dit_tensor_cols (&v, ((int64_t) layer * 6 + k) * D, D);
 }
 
 /* ---- prompt ------------------------------------------------------------- */
@@ -631,6 +675,23 @@ time_embedding (dit_model *m, const double *t, int64_t frames)
   DIT_TRY (dit_unary (m->be, &up));
   DIT_TRY (linear (m, &es, &m->tproj, &e0, DIT_ACT_NONE));
 
+  /* mod[f, l] = e0[f] + modulation_l for every block: e0 broadcast over
+   * the blocks (a stride-0 view), then the packed modulation table added
+   * along each frame's rows */
+  const int64_t layers = m->cfg.num_layers;
+  dit_tensor mod = dit_tensor_rows (&m->mod, 0, frames);
+  int64_t bshape[3] = { frames, layers, 6 * D };
+  dit_tensor e0b = dit_tensor_make (e0.data, DIT_F32, e0.device, 3, bshape);
+  e0b.stride[0] = e0.stride[0];
+  e0b.stride[1] = 0;
+  e0b.stride[2] = 1;
+  dit_tensor mod3 = dit_tensor_make (mod.data, DIT_F32, mod.device, 3, bshape);
+  dit_copy_params bc = { .x = &e0b, .y = &mod3 };
+  DIT_TRY (dit_copy (m->be, &bc));
+  dit_tensor modf = flat_view (&mod), tab = flat_view (&m->mod_table);
+  dit_add_params ma = { .a = &modf, .b = &tab, .y = &modf };
+  DIT_TRY (dit_add (m->be, &ma));
+
   /* Head modulation: head.modulation[k] + e (per frame), k = shift, scale. */
   dit_tensor hm0 = dit_tensor_rows (&m->head_modulation, 0, D);
   dit_tensor hm1 = dit_tensor_rows (&m->head_modulation, D, D);
@@ -649,7 +710,7 @@ block_forward (dit_model *m, int layer, const dit_forward_args *a,
 {
   const dit_model_config *c = &m->cfg;
   const dit_block_weights *b = &m->blocks[layer];
-  const int64_t D = c->dim, L = frames * m->fs;
+  const int64_t L = frames * m->fs;
   const int64_t nkeys = a->cache_row + L;
 
   dit_tensor x = dit_tensor_rows (&m->x, 0, L);
@@ -663,18 +724,14 @@ block_forward (dit_model *m, int layer, const dit_forward_args *a,
   dit_tensor kall = dit_tensor_rows (&m->cache_k[layer], 0, nkeys);
   dit_tensor vall = dit_tensor_rows (&m->cache_v[layer], 0, nkeys);
 
-  /* mod = modulation + e0, per frame: [F, 6D] */
-  dit_tensor e0 = dit_tensor_rows (&m->e0, 0, frames);
-  dit_tensor mod = dit_tensor_rows (&m->mod, 0, frames);
-  dit_tensor e0f = flat_view (&e0), modf = flat_view (&mod);
-  dit_add_params ap = { .a = &e0f, .b = &b->modulation, .y = &modf };
-  DIT_TRY (dit_add (m->be, &ap));
-  dit_tensor shift_msa = mod_row (&m->mod, frames, 0, D);
-  dit_tensor scale_msa = mod_row (&m->mod, frames, 1, D);
-  dit_tensor gate_msa = mod_row (&m->mod, frames, 2, D);
-  dit_tensor shift_mlp = mod_row (&m->mod, frames, 3, D);
-  dit_tensor scale_mlp = mod_row (&m->mod, frames, 4, D);
-  dit_tensor gate_mlp = mod_row (&m->mod, frames, 5, D);
+  /* this block's modulation + e0, per frame (made for all blocks by
+   * time_embedding) */
+  dit_tensor shift_msa = mod_row (m, layer, frames, 0);
+  dit_tensor scale_msa = mod_row (m, layer, frames, 1);
+  dit_tensor gate_msa = mod_row (m, layer, frames, 2);
+  dit_tensor shift_mlp = mod_row (m, layer, frames, 3);
+  dit_tensor scale_mlp = mod_row (m, layer, frames, 4);
+  dit_tensor gate_mlp = mod_row (m, layer, frames, 5);
 
   /* self-attention */
   DIT_TRY (layernorm_modulate (m, &x, &h, &shift_msa, &scale_msa));
@@ -689,8 +746,7 @@ block_forward (dit_model *m, int layer, const dit_forward_args *a,
     .log_bias = a->log_bias, .causal_block = a->causal_block,
     .q_pos0 = a->cache_row };
   DIT_TRY (dit_attention (m->be, &sa));
-  DIT_TRY (linear_rowpar (m, &attn, &b->so, &proj));
-  DIT_TRY (residual (m, &x, &proj, &gate_msa));
+  DIT_TRY (linear_residual (m, &attn, &b->so, &x, &gate_msa, &proj));
 
   /* cross-attention (no modulation, no gate) */
   DIT_TRY (layernorm (m, &x, b->norm3_w, b->norm3_b, &h));
@@ -700,14 +756,12 @@ block_forward (dit_model *m, int layer, const dit_forward_args *a,
     .v = &m->cross_v[layer], .o = &attn, .heads = m->heads_local,
     .head_dim = c->head_dim, .scale = 1.0f / sqrtf ((float) c->head_dim) };
   DIT_TRY (dit_attention (m->be, &ca));
-  DIT_TRY (linear_rowpar (m, &attn, &b->co, &proj));
-  DIT_TRY (residual (m, &x, &proj, NULL));
+  DIT_TRY (linear_residual (m, &attn, &b->co, &x, NULL, &proj));
 
   /* feed-forward */
   DIT_TRY (layernorm_modulate (m, &x, &h, &shift_mlp, &scale_mlp));
   DIT_TRY (linear (m, &h, &b->ffn1, &ffn, DIT_ACT_GELU_TANH));
-  DIT_TRY (linear_rowpar (m, &ffn, &b->ffn2, &proj));
-  return residual (m, &x, &proj, &gate_mlp);
+  return linear_residual (m, &ffn, &b->ffn2, &x, &gate_mlp, &proj);
 }
 
 dit_status

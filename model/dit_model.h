@@ -84,6 +84,12 @@ dit_status dit_model_forward (dit_model *m, const dit_forward_args *a);
  * unfused op chains everywhere (for comparisons and benchmarks). */
 void dit_model_set_fused (dit_model *m, int enable);
 
+/* Fold the residual adds into the GEMMs that make each branch (default 1:
+ * x += gate ⊙ (h Wᵀ + b) as one accumulating GEMM, dit_gemm_params); 0
+ * runs the GEMM into a scratch and a residual pass (the path before the
+ * fold, kept for comparisons; tensor parallelism always takes it). */
+void dit_model_set_gemm_fold (dit_model *m, int enable);
+
 int64_t dit_model_tokens_per_frame (const dit_model *m);
 /* FLOPs of one forward (spec §7.1) for L query tokens over N keys. */
 double dit_model_forward_flops (const dit_model_config *cfg, int64_t L, int64_t N);

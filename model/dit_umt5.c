@@ -18,6 +18,15 @@
  * keep the residual stream in f32 and round GEMM inputs to the weight
  * dtype, which at f32 weights makes the whole forward f32 (the reference
  * test's setting).
+ *
+ * Host residency (dit_umt5_create_host_resident): the weights stay in host
+ * memory between prompts — each layer's tensors packed into one block
+ * (page-locked where the backend has it) — and an encode uploads layer l
+ * into a single device slot just before running it (stream order keeps the
+ * next upload behind the layer's kernels).  The token embedding rows of the
+ * prompt are gathered on the host.  Device memory: one layer's weights
+ * (386 MB for umT5-XXL in bf16) instead of all of them (11.4 GB); the cost
+ * is the upload of every layer per encode (9.3 GB over the host bus).
  */
 #include "dit_umt5.h"
 
@@ -29,6 +38,9 @@ typedef struct umt5_layer {
   const dit_tensor *norm1, *q, *k, *v, *o, *norm2, *gate, *fc1, *fc2, *pos;
 } umt5_layer;
 
+#define UMT5_LAYER_TENSORS 10
+#define UMT5_ALIGN 256
+
 struct dit_umt5 {
   dit_umt5_config cfg;
   dit_backend *be;
@@ -38,7 +50,25 @@ struct dit_umt5 {
   umt5_layer *layers;
   /* activations for max_tokens rows */
   dit_tensor x, y, q, k, v, a, proj, g, u, h, out;
+  /* host residency (see the header comment); host_layers NULL otherwise */
+  void **host_layers;            /* [num_layers] packed blocks */
+  size_t layer_bytes;
+  void *slot;                    /* device: one packed layer */
+  dit_tensor slot_t[UMT5_LAYER_TENSORS];
+  umt5_layer slot_layer;         /* views of slot_t */
+  void *host_emb;                /* [vocab, dim] in dtype */
+  float *host_x;                 /* [max_tokens, dim] gathered rows */
+  dit_tensor norm_dev;           /* the final norm weight on the device */
 };
+
+/* The tensors of a layer in packing order. */
+static const dit_tensor **
+umt5_layer_slot (umt5_layer *L, int i)
+{
+  const dit_tensor **p[UMT5_LAYER_TENSORS] = { &L->norm1, &L->q, &L->k, &L->v,
+    &L->o, &L->norm2, &L->gate, &L->fc1, &L->fc2, &L->pos };
+  return p[i];
+}
 
 typedef struct umt5_preset {
   const char *name;
@@ -235,10 +265,20 @@ dit_umt5_free (dit_umt5 *t)
   if (!t)
     return;
   dit_tensor *bufs[] = { &t->x, &t->y, &t->q, &t->k, &t->v, &t->a, &t->proj,
-    &t->g, &t->u, &t->h, &t->out };
+    &t->g, &t->u, &t->h, &t->out, &t->norm_dev };
+  if (t->be)
+    t->be->ops->synchronize (t->be);
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     if (bufs[i]->data)
       dit_tensor_free (t->be, bufs[i]);
+  if (t->host_layers)
+    for (int l = 0; l < t->cfg.num_layers; l++)
+      dit_host_free (t->be, t->host_layers[l]);
+  free (t->host_layers);
+  if (t->slot)
+    t->be->ops->free (t->be, t->slot);
+  free (t->host_emb);
+  dit_host_free (t->be, t->host_x);
   free (t->layers);
   free (t);
 }
@@ -256,18 +296,17 @@ umt5_weight (const dit_weights *w, const char *name, const dit_tensor **out)
   return dit_weights_require (w, name, out);
 }
 
-dit_status
-dit_umt5_create (const dit_umt5_config *cfg, const dit_weights *w,
-    dit_backend *be, dit_umt5 **out)
+static dit_status umt5_alloc_activations (dit_umt5 *t);
+
+/* A new encoder with its weight pointers bound from w (on any backend). */
+static dit_status
+umt5_new (const dit_umt5_config *cfg, const dit_weights *w, dit_backend *be,
+    dit_umt5 **out)
 {
   *out = NULL;
   if (cfg->num_heads * cfg->head_dim <= 0 || cfg->max_tokens <= 0)
     return dit_error (DIT_ERR_INVALID, "umt5 '%s': bad heads/head_dim/max_tokens",
         cfg->name);
-  if (!dit_backend_shares_memory (w->backend, be))
-    return dit_error (DIT_ERR_INVALID, "umt5: weights live on backend '%s', "
-        "the encoder was asked to run on '%s'", w->backend->ops->name,
-        be->ops->name);
   dit_umt5 *t = calloc (1, sizeof *t);
   if (!t)
     return dit_error (DIT_ERR_NOMEM, "umt5: out of memory");
@@ -282,19 +321,14 @@ dit_umt5_create (const dit_umt5_config *cfg, const dit_weights *w,
   if (st == DIT_OK)
     st = umt5_weight (w, "norm.weight", &t->norm);
   char name[96];
+  static const char *const suffix[UMT5_LAYER_TENSORS] = { "norm1.weight",
+    "attn.q.weight", "attn.k.weight", "attn.v.weight", "attn.o.weight",
+    "norm2.weight", "ffn.gate.0.weight", "ffn.fc1.weight", "ffn.fc2.weight",
+    "pos_embedding.embedding.weight" };
   for (int l = 0; l < cfg->num_layers && st == DIT_OK; l++) {
-    umt5_layer *L = &t->layers[l];
-    struct { const char *suffix; const dit_tensor **dst; } m[] = {
-      { "norm1.weight", &L->norm1 }, { "attn.q.weight", &L->q },
-      { "attn.k.weight", &L->k }, { "attn.v.weight", &L->v },
-      { "attn.o.weight", &L->o }, { "norm2.weight", &L->norm2 },
-      { "ffn.gate.0.weight", &L->gate }, { "ffn.fc1.weight", &L->fc1 },
-      { "ffn.fc2.weight", &L->fc2 },
-      { "pos_embedding.embedding.weight", &L->pos },
-    };
-    for (size_t i = 0; i < sizeof m / sizeof m[0] && st == DIT_OK; i++) {
-      snprintf (name, sizeof name, "blocks.%d.%s", l, m[i].suffix);
-      st = umt5_weight (w, name, m[i].dst);
+    for (int i = 0; i < UMT5_LAYER_TENSORS && st == DIT_OK; i++) {
+      snprintf (name, sizeof name, "blocks.%d.%s", l, suffix[i]);
+      st = umt5_weight (w, name, umt5_layer_slot (&t->layers[l], i));
     }
   }
   if (st == DIT_OK && (t->emb->shape[0] != cfg->vocab
@@ -303,9 +337,151 @@ dit_umt5_create (const dit_umt5_config *cfg, const dit_weights *w,
         "[%lld, %lld], expected [%d, %d]", cfg->name,
         (long long) t->emb->shape[0], (long long) t->emb->shape[1], cfg->vocab,
         cfg->dim);
-  const int64_t I = (int64_t) cfg->num_heads * cfg->head_dim;
+  if (st != DIT_OK) {
+    dit_umt5_free (t);
+    return st;
+  }
+  *out = t;
+  return DIT_OK;
+}
+
+dit_status
+dit_umt5_create (const dit_umt5_config *cfg, const dit_weights *w,
+    dit_backend *be, dit_umt5 **out)
+{
+  *out = NULL;
+  if (!dit_backend_shares_memory (w->backend, be))
+    return dit_error (DIT_ERR_INVALID, "umt5: weights live on backend '%s', "
+        "the encoder was asked to run on '%s'", w->backend->ops->name,
+        be->ops->name);
+  dit_umt5 *t;
+  DIT_TRY (umt5_new (cfg, w, be, &t));
+  dit_status st = umt5_alloc_activations (t);
+  if (st != DIT_OK) {
+    dit_umt5_free (t);
+    return st;
+  }
+  *out = t;
+  return DIT_OK;
+}
+
+static size_t
+umt5_align (size_t n)
+{
+  return (n + UMT5_ALIGN - 1) / UMT5_ALIGN * UMT5_ALIGN;
+}
+
+/* Copy tensor `src` (on its weights' backend `wb`) to host memory dst. */
+static dit_status
+umt5_to_host (dit_backend *wb, const dit_tensor *src, void *dst)
+{
+  return wb->ops->download (wb, dst, src->data, dit_tensor_nbytes (src));
+}
+
+dit_status
+dit_umt5_create_host_resident (const dit_umt5_config *cfg,
+    const dit_weights *w, dit_backend *be, dit_umt5 **out)
+{
+  *out = NULL;
+  dit_umt5 *t;
+  DIT_TRY (umt5_new (cfg, w, be, &t));
+  dit_backend *wb = w->backend;
+  dit_status st = DIT_OK;
+
+  /* the layout of one packed layer, the same for every layer */
+  size_t off[UMT5_LAYER_TENSORS];
+  t->layer_bytes = 0;
+  for (int i = 0; i < UMT5_LAYER_TENSORS; i++) {
+    off[i] = t->layer_bytes;
+    t->layer_bytes += umt5_align (dit_tensor_nbytes (*umt5_layer_slot (
+        &t->layers[0], i)));
+  }
+  t->host_layers = calloc ((size_t) cfg->num_layers, sizeof *t->host_layers);
+  t->slot = be->ops->alloc (be, t->layer_bytes);
+  if (!t->host_layers || !t->slot)
+    st = dit_error (DIT_ERR_NOMEM, "umt5: cannot allocate the %zu-byte layer "
+        "slot", t->layer_bytes);
+  for (int l = 0; l < cfg->num_layers && st == DIT_OK; l++) {
+    t->host_layers[l] = dit_host_alloc (be, t->layer_bytes);
+    if (!t->host_layers[l]) {
+      st = dit_error (DIT_ERR_NOMEM, "umt5: cannot allocate %zu bytes of host "
+          "memory for layer %d", t->layer_bytes, l);
+      break;
+    }
+    for (int i = 0; i < UMT5_LAYER_TENSORS && st == DIT_OK; i++) {
+      const dit_tensor *src = *umt5_layer_slot (&t->layers[l], i);
+      const dit_tensor *first = *umt5_layer_slot (&t->layers[0], i);
+      if (src->ndim != first->ndim || src->shape[0] != first->shape[0]
+          || dit_tensor_numel (src) != dit_tensor_numel (first)
+          || !dit_tensor_is_contiguous (src))
+        st = dit_error (DIT_ERR_INVALID, "umt5: layer %d's tensor %d differs "
+            "in shape from layer 0's (host residency packs equal layers)", l, i);
+      else
+        st = umt5_to_host (wb, src, (char *) t->host_layers[l] + off[i]);
+    }
+  }
+  /* the slot's views: layer tensors at the packed offsets */
+  for (int i = 0; i < UMT5_LAYER_TENSORS && st == DIT_OK; i++) {
+    const dit_tensor *first = *umt5_layer_slot (&t->layers[0], i);
+    t->slot_t[i] = dit_tensor_make ((char *) t->slot + off[i], first->dtype,
+        be->ops->device, first->ndim, first->shape);
+    *umt5_layer_slot (&t->slot_layer, i) = &t->slot_t[i];
+  }
+  /* the token embedding and the final norm */
+  if (st == DIT_OK) {
+    t->host_emb = malloc (dit_tensor_nbytes (t->emb));
+    t->host_x = dit_host_alloc (be, (size_t) cfg->max_tokens * cfg->dim
+        * sizeof (float));
+    if (!t->host_emb || !t->host_x)
+      st = dit_error (DIT_ERR_NOMEM, "umt5: cannot allocate host memory for "
+          "the token embedding");
+  }
   if (st == DIT_OK)
-    st = umt5_alloc (t, &t->x, DIT_F32, cfg->dim);
+    st = umt5_to_host (wb, t->emb, t->host_emb);
+  if (st == DIT_OK)
+    st = dit_tensor_alloc (be, &t->norm_dev, t->norm->dtype, t->norm->ndim,
+        t->norm->shape);
+  if (st == DIT_OK) {
+    size_t nb = dit_tensor_nbytes (t->norm);
+    void *tmp = malloc (nb);
+    st = tmp ? umt5_to_host (wb, t->norm, tmp)
+        : dit_error (DIT_ERR_NOMEM, "umt5: out of memory");
+    if (st == DIT_OK)
+      st = be->ops->upload (be, t->norm_dev.data, tmp, nb);
+    if (st == DIT_OK)
+      st = be->ops->synchronize (be);
+    free (tmp);
+  }
+  if (st == DIT_OK)
+    st = umt5_alloc_activations (t);
+  /* no pointer into w survives: the caller may free it */
+  t->emb = NULL;
+  t->norm = &t->norm_dev;
+  for (int l = 0; l < cfg->num_layers; l++)
+    memset (&t->layers[l], 0, sizeof t->layers[l]);
+  if (st != DIT_OK) {
+    dit_umt5_free (t);
+    return st;
+  }
+  *out = t;
+  return DIT_OK;
+}
+
+size_t
+dit_umt5_host_bytes (const dit_umt5 *t)
+{
+  if (!t->host_layers)
+    return 0;
+  return t->layer_bytes * (size_t) t->cfg.num_layers
+      + (size_t) t->cfg.vocab * t->cfg.dim * dit_dtype_size (t->dtype);
+}
+
+static dit_status
+umt5_alloc_activations (dit_umt5 *t)
+{
+  const dit_umt5_config *cfg = &t->cfg;
+  const int64_t I = (int64_t) cfg->num_heads * cfg->head_dim;
+  dit_status st = umt5_alloc (t, &t->x, DIT_F32, cfg->dim);
   if (st == DIT_OK)
     st = umt5_alloc (t, &t->y, t->dtype, cfg->dim);
   if (st == DIT_OK)
@@ -326,12 +502,7 @@ dit_umt5_create (const dit_umt5_config *cfg, const dit_weights *w,
     st = umt5_alloc (t, &t->h, t->dtype, cfg->ffn_dim);
   if (st == DIT_OK)
     st = umt5_alloc (t, &t->out, DIT_F32, cfg->dim);
-  if (st != DIT_OK) {
-    dit_umt5_free (t);
-    return st;
-  }
-  *out = t;
-  return DIT_OK;
+  return st;
 }
 
 void
@@ -412,16 +583,35 @@ dit_umt5_encode (dit_umt5 *t, const int32_t *ids, int n, dit_tensor *out)
           "%d is outside the vocabulary of %d (tokenizer and text model do "
           "not match?)", c->name, (int) ids[i], i, c->vocab);
 
-  for (int i = 0; i < n; i++) {
-    dit_tensor src = dit_tensor_rows (t->emb, ids[i], 1);
-    dit_tensor dst = dit_tensor_rows (&t->x, i, 1);
-    dit_copy_params cp = { .x = &src, .y = &dst };
-    DIT_TRY (dit_copy (t->be, &cp));
-  }
   int layers = t->layer_limit > 0 && t->layer_limit < c->num_layers
       ? t->layer_limit : c->num_layers;
-  for (int l = 0; l < layers; l++)
-    DIT_TRY (umt5_layer_forward (t, &t->layers[l], n));
+  if (t->host_layers) {
+    /* host residency: rows gathered on the host, each layer uploaded into
+     * the slot right before it runs (the previous encode's uploads from
+     * host_x are complete: wait for them before overwriting it) */
+    DIT_TRY (t->be->ops->synchronize (t->be));
+    const size_t es = dit_dtype_size (t->dtype);
+    for (int i = 0; i < n; i++)
+      dit_convert (t->host_x + (size_t) i * c->dim, DIT_F32,
+          (const char *) t->host_emb + (size_t) ids[i] * c->dim * es, t->dtype,
+          (size_t) c->dim);
+    DIT_TRY (t->be->ops->upload (t->be, t->x.data, t->host_x,
+        (size_t) n * c->dim * sizeof (float)));
+    for (int l = 0; l < layers; l++) {
+      DIT_TRY (t->be->ops->upload (t->be, t->slot, t->host_layers[l],
+          t->layer_bytes));
+      DIT_TRY (umt5_layer_forward (t, &t->slot_layer, n));
+    }
+  } else {
+    for (int i = 0; i < n; i++) {
+      dit_tensor src = dit_tensor_rows (t->emb, ids[i], 1);
+      dit_tensor dst = dit_tensor_rows (&t->x, i, 1);
+      dit_copy_params cp = { .x = &src, .y = &dst };
+      DIT_TRY (dit_copy (t->be, &cp));
+    }
+    for (int l = 0; l < layers; l++)
+      DIT_TRY (umt5_layer_forward (t, &t->layers[l], n));
+  }
 
   dit_tensor x = dit_tensor_rows (&t->x, 0, n);
   if (out->device == t->be->ops->device) {

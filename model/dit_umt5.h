@@ -74,6 +74,19 @@ dit_status dit_umt5_create (const dit_umt5_config *cfg, const dit_weights *w,
     dit_backend *be, dit_umt5 **out);
 void dit_umt5_free (dit_umt5 *t);
 
+/* The same encoder with its weights resident in host memory between
+ * encodes (page-locked where `be` has it): each layer is uploaded into one
+ * device slot just before it runs, the prompt's embedding rows are gathered
+ * on the host.  Device memory: one layer's weights plus the activations,
+ * instead of every weight; each encode moves all layer weights over the
+ * host bus.  `w` may live on any backend and may be freed after this
+ * returns (its values are copied).  Every layer must have the shapes of
+ * layer 0. */
+dit_status dit_umt5_create_host_resident (const dit_umt5_config *cfg,
+    const dit_weights *w, dit_backend *be, dit_umt5 **out);
+/* Host bytes a host-resident encoder holds (0 for a device one). */
+size_t dit_umt5_host_bytes (const dit_umt5 *t);
+
 /* Encode ids[0, n) (host array, 1 <= n <= max_tokens, ids < vocab) into
  * out [n, dim] (any dtype; on the backend's device or on the host). */
 dit_status dit_umt5_encode (dit_umt5 *t, const int32_t *ids, int n,

@@ -22,6 +22,7 @@
  * loaded back from a file of the same dtype have the same fingerprint.
  */
 #include "dit_weights.h"
+#include "dit_stream_load.h"
 #include "dit_philox.h"
 
 #include <math.h>
@@ -426,27 +427,32 @@ dit_weights_free (dit_weights *w)
 /* ------------------------------------------------------------------------ */
 /* loading */
 
-/* Convert n elements at src (any alignment) into the compute dtype and
- * upload them to dst, staging through `stage` (W_STAGE_ELEMS f32 slots
- * for the raw source plus as many for the converted output). */
+/* Every matched tensor's bytes into w: read in file order with large
+ * sequential reads, uploaded while reading, dtype conversion on the backend
+ * (dit_stream_load.h).  The mapped data is never touched, so nothing is
+ * paged in through faults. */
 static dit_status
-w_upload_converted (dit_backend *be, void *dst, dit_dtype dt, const void *src,
-    dit_dtype src_dt, size_t n, void *stage_src, void *stage_dst)
+w_load_data (const dit_safetensors *st, const dit_st_tensor **match,
+    dit_weights *w, dit_backend *be)
 {
-  size_t ssz = dit_dtype_size (src_dt), dsz = dit_dtype_size (dt);
-  if (src_dt == dt && ((uintptr_t) src % ssz) == 0)
-    return be->ops->upload (be, dst, src, n * dsz);
-  for (size_t o = 0; o < n; o += W_STAGE_ELEMS) {
-    size_t m = n - o < W_STAGE_ELEMS ? n - o : W_STAGE_ELEMS;
-    memcpy (stage_src, (const char *) src + o * ssz, m * ssz);
-    const void *up = stage_src;
-    if (src_dt != dt) {
-      dit_convert (stage_dst, dt, stage_src, src_dt, m);
-      up = stage_dst;
-    }
-    DIT_TRY (be->ops->upload (be, (char *) dst + o * dsz, up, m * dsz));
+  (void) st;
+  dit_load_item *items = calloc (w->count + 1, sizeof *items);
+  if (!items)
+    return dit_error (DIT_ERR_NOMEM, "weights: out of memory");
+  for (size_t i = 0; i < w->count; i++) {
+    const dit_st_tensor *t = match[i];
+    dit_dtype src_dt;
+    dit_st_dtype_to_dit (t->dtype, &src_dt);
+    items[i].file = t->file;
+    items[i].offset = t->file_offset;
+    items[i].bytes = t->nbytes;
+    items[i].src_dtype = src_dt;
+    items[i].dst = &w->tensors[i];
+    items[i].index = i;
   }
-  return DIT_OK;
+  dit_status status = dit_stream_load (be, items, w->count, NULL, NULL, NULL);
+  free (items);
+  return status;
 }
 
 dit_status
@@ -456,7 +462,6 @@ dit_weights_load (const char *path, const dit_param_spec *specs, size_t count,
   dit_safetensors *st = NULL;
   const dit_st_tensor **match = NULL;
   weights_impl *w = NULL;
-  void *stage = NULL;
   dit_status status;
 
   *out = NULL;
@@ -465,8 +470,7 @@ dit_weights_load (const char *path, const dit_param_spec *specs, size_t count,
   if ((status = dit_safetensors_open (path, &st)) != DIT_OK)
     return status;
   match = calloc (count + 1, sizeof *match);
-  stage = malloc (2 * W_STAGE_ELEMS * sizeof (float));
-  if (!match || !stage) {
+  if (!match) {
     status = dit_error (DIT_ERR_NOMEM, "%s: out of memory", path);
     goto out;
   }
@@ -474,18 +478,8 @@ dit_weights_load (const char *path, const dit_param_spec *specs, size_t count,
     goto out;
   if ((status = w_alloc (specs, count, dtype, be, &w)) != DIT_OK)
     goto out;
-  for (size_t i = 0; i < count; i++) {
-    const dit_st_tensor *t = match[i];
-    dit_dtype src_dt;
-    dit_st_dtype_to_dit (t->dtype, &src_dt);
-    status = w_upload_converted (be, w->pub.tensors[i].data, dtype, t->data, src_dt,
-        (size_t) w_spec_numel (&specs[i]), stage,
-        (char *) stage + W_STAGE_ELEMS * sizeof (float));
-    if (status != DIT_OK) {
-      dit_error_prefix (status, "%s: key '%s'", t->file, t->name);
-      goto out;
-    }
-  }
+  if ((status = w_load_data (st, match, &w->pub, be)) != DIT_OK)
+    goto out;
   if ((status = w_fingerprint (&w->pub)) != DIT_OK) {
     dit_error_prefix (status, "%s: fingerprint", path);
     goto out;
@@ -496,7 +490,6 @@ dit_weights_load (const char *path, const dit_param_spec *specs, size_t count,
 out:
   if (w)
     dit_weights_free (&w->pub);
-  free (stage);
   free (match);
   dit_safetensors_close (st);
   return status;
@@ -557,6 +550,19 @@ dit_weights_synthetic_fill (const dit_param_spec *spec, uint64_t seed,
     for (int k = (int) (e & 1); k < 2 && i < n; k++, i++)
       dit_store_f32 (dst, dtype, (size_t) i, (float) ((double) z[k] * scale + offset));
   }
+}
+
+dit_status
+dit_weights_synthetic_fill_backend (const dit_param_spec *spec, uint64_t seed,
+    int64_t begin, int64_t n, dit_dtype dtype, dit_backend *be, void *dst)
+{
+  if (!be || !be->ops->synthetic_normal)
+    return dit_error (DIT_ERR_UNSUPPORTED, "weights: backend '%s' cannot make "
+        "synthetic values", be ? be->ops->name : "(none)");
+  double scale, offset;
+  w_synth_rule (spec, &scale, &offset);
+  return be->ops->synthetic_normal (be, dst, dtype, begin, n, seed,
+      w_synth_stream (spec), scale, offset);
 }
 
 dit_status

@@ -75,6 +75,13 @@ dit_status dit_weights_synthetic (const dit_param_spec *specs, size_t count,
 void dit_weights_synthetic_fill (const dit_param_spec *spec, uint64_t seed,
     int64_t begin, int64_t n, dit_dtype dtype, void *dst);
 
+/* The same elements made in backend memory `dst` by the backend's
+ * synthetic_normal entry (bit-identical to the host fill); DIT_ERR_UNSUPPORTED
+ * on a backend without it. */
+dit_status dit_weights_synthetic_fill_backend (const dit_param_spec *spec,
+    uint64_t seed, int64_t begin, int64_t n, dit_dtype dtype, dit_backend *be,
+    void *dst);
+
 /* A set whose values come from `fill`: for tensor `index` (of specs),
  * write elements [begin, begin + n) in `dtype` into host memory `dst`
  * (at most 1 Mi elements per call).  Used for tensor-parallel shards, whose

@@ -295,6 +295,7 @@ st_parse_tensor (const char *path, const dit_json_member *m,
 
   t->data = f->data + begin;
   t->nbytes = (size_t) (end - begin);
+  t->file_offset = (uint64_t) (f->data - (const uint8_t *) f->map) + begin;
   t->file = f->path;
   *begin_out = begin;
   *end_out = end;

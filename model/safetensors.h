@@ -43,6 +43,7 @@ typedef struct dit_st_tensor {
   const void *data;    /* into the mmap */
   size_t nbytes;
   const char *file;    /* the shard it lives in */
+  uint64_t file_offset; /* of the data in `file` (for reads without the map) */
 } dit_st_tensor;
 
 typedef struct dit_safetensors dit_safetensors;

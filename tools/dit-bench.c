@@ -61,6 +61,26 @@
  * the host (as the prompt path uses them).  --text-layers N builds only
  * the first N layers (CPU runs of the real shape).
  *
+ * Engine mode also keeps the text encoder as the pipeline does (umT5 of
+ * --text-model, weights on the device, or with --text-residency host in
+ * page-locked host memory between prompts, streamed layer by layer per
+ * encode) and reports the device memory of every component (CUDA context
+ * and workspaces, text encoder, DiT weights, DiT state with the KV cache,
+ * VAE with its buffers: cudaMemGetInfo deltas between the setup steps), the
+ * peak, and the peak projected with the FP8 linears (e4m3 + per-channel
+ * scales) and with the encoder's weights on the host.  --breakdown adds
+ * three eager steady chunks after everything else, every dispatched op
+ * timed by a CUDA event recorded before it (bench_breakdown.h): each
+ * forward kind's time as GEMM / attention / other, the other ops itemised.
+ *
+ * Cold start (--cold --model DIT --vae VAE --text-model UMT5): from process
+ * start to the first decoded frame on the host with every weight read from
+ * its checkpoint (dit_stream_load: large sequential reads overlapped with
+ * the uploads): backend, text encoder load and prompt encode, DiT load,
+ * generator and prompt K/V, VAE load, chunk 0 and its first frame, each
+ * stage timed; the page-cache residency of each file at start (mincore) says
+ * whether the disk or memory was read.
+ *
  * --json prints one JSON object instead of the human report.  --worker-arg
  * passes one extra argument to every dit-worker (repeat it for more; the
  * tests slow the ranks down with --test-delay-ms to see the overlap).
@@ -83,12 +103,14 @@
 #include "dit_backend.h"
 #include "dit_config.h"
 #include "dit_generator.h"
+#include "dit_loader.h"
 #include "dit_mesh.h"
 #include "dit_model.h"
 #include "dit_umt5.h"
 #include "dit_vae.h"
 #include "dit_weights.h"
 #include "tool_common.h"
+#include "bench_breakdown.h"
 
 #if DIT_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -106,16 +128,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define TEXT_TOKENS 512
+/* dit_cuda_gemm_path_counts: see kernels/cuda/dit_cuda.h */
+#define BENCH_GEMM_PATHS 6
+#if DIT_HAVE_CUDA
+_Static_assert (BENCH_GEMM_PATHS == DIT_CUDA_GEMM_PATH_COUNT,
+    "dit-bench's GEMM path table is out of date");
+#endif
 #define BENCH_MAX_WORKER_ARGS 16
 
 typedef struct bench_args {
   const char *preset, *device, *vae;
   int synthetic, layers, height, width, chunks, warmup, json, gemm;
-  int graphs, fused;
+  int graphs, fused, fold, breakdown;
   dit_dtype dtype;
   int dtype_set;
   uint64_t seed;
@@ -128,9 +159,14 @@ typedef struct bench_args {
   /* pipeline */
   int pipeline;
   const char *plugin_path;
+  /* cold start: checkpoints from disk to the first frame */
+  int cold;
+  const char *model_path;
   /* text encoder */
   int text, text_only, text_layers;
   const char *text_model;
+  int text_model_set;
+  const char *text_residency;   /* engine mode: device, host or none */
   char worker_buf[4096];
 } bench_args;
 
@@ -318,6 +354,22 @@ mem_sample (dit_backend *be)
 #endif
 }
 
+/* Device bytes in use now (0 on the CPU). */
+static double
+mem_used (dit_backend *be)
+{
+#if DIT_HAVE_CUDA
+  if (be->ops->device == DIT_DEVICE_CUDA) {
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo (&free_b, &total_b) == cudaSuccess)
+      return (double) (total_b - free_b);
+  }
+#else
+  (void) be;
+#endif
+  return 0.0;
+}
+
 static void
 usage (void)
 {
@@ -325,13 +377,25 @@ usage (void)
       "usage: dit-bench --preset wan-14b|wan-1.3b|tiny --synthetic [--layers N]\n"
       "  [--size HxW (320x576)] [--chunks 20] [--warmup 3] [--device cuda|cpu]\n"
       "  [--dtype bf16|f32] [--vae wan|tiny|none] [--gemm N (8192, 0 = skip)]\n"
-      "  [--seed 42] [--json] [--graphs on|off] [--fused on|off]\n"
+      "  [--seed 42] [--json] [--graphs on|off] [--fused on|off] [--fold on|off]\n"
+      "  [--breakdown]                   after the timed chunks, eager chunks\n"
+      "                                  timed op by op: GEMM / attention / other\n"
       "  [--mesh-devices 1,2 [--mesh-backend cpu|cuda] [--worker-path PATH]\n"
       "   [--overlap on|off] [--worker-arg ARG]...]  DiT on a mesh of\n"
       "                                  dit-worker ranks\n"
       "  [--pipeline [--plugin-path DIR]]  the GStreamer elements in process\n"
       "  [--text | --text-only] [--text-model umt5-xxl|tiny|PATH]\n"
-      "  [--text-layers N]               umT5 encode of a 512-token prompt\n");
+      "  [--text-layers N]               umT5 encode of a 512-token prompt\n"
+      "  [--cold --model DIT --vae VAE --text-model UMT5]  process start to\n"
+      "                                  the first frame with checkpoints read\n"
+      "                                  from disk (page-cache residency of\n"
+      "                                  each file is reported)\n"
+      "  [--text-residency device|host|none]  engine mode: the text encoder\n"
+      "                                  (--text-model, default umt5-xxl, tiny\n"
+      "                                  for the tiny preset) loaded as the\n"
+      "                                  pipeline does and kept: weights on the\n"
+      "                                  device, or on the host between\n"
+      "                                  prompts (layers streamed per encode)\n");
 }
 
 /* "1,2,3" into devices; at most DIT_MESH_MAX_RANKS, each 0..1023. */
@@ -381,8 +445,10 @@ parse_args (int argc, char **argv, bench_args *a)
   a->seed = 42;
   a->graphs = 1;
   a->fused = 1;
+  a->fold = 1;
   a->overlap = 1;
   a->text_model = "umt5-xxl";
+  a->text_residency = "device";
   a->device = DIT_HAVE_CUDA ? "cuda" : "cpu";
   for (int i = 1; i < argc; i++) {
     const char *o = argv[i];
@@ -399,6 +465,12 @@ parse_args (int argc, char **argv, bench_args *a)
       takes = 0;
     } else if (strcmp (o, "--text") == 0) {
       a->text = 1;
+      takes = 0;
+    } else if (strcmp (o, "--cold") == 0) {
+      a->cold = 1;
+      takes = 0;
+    } else if (strcmp (o, "--breakdown") == 0) {
+      a->breakdown = 1;
       takes = 0;
     } else if (strcmp (o, "--text-only") == 0) {
       a->text = a->text_only = 1;
@@ -428,11 +500,13 @@ parse_args (int argc, char **argv, bench_args *a)
     } else if (strcmp (o, "--gemm") == 0) {
       ok = tool_parse_int (v, 0, 65536, &a->gemm);
     } else if (strcmp (o, "--graphs") == 0 || strcmp (o, "--fused") == 0
-        || strcmp (o, "--overlap") == 0) {
+        || strcmp (o, "--overlap") == 0 || strcmp (o, "--fold") == 0) {
       int on = strcmp (v, "on") == 0;
       ok = on || strcmp (v, "off") == 0;
       if (o[2] == 'g')
         a->graphs = on;
+      else if (strcmp (o, "--fold") == 0)
+        a->fold = on;
       else if (o[2] == 'f')
         a->fused = on;
       else
@@ -454,8 +528,15 @@ parse_args (int argc, char **argv, bench_args *a)
         a->worker_args[a->n_worker_args++] = v;
     } else if (strcmp (o, "--plugin-path") == 0) {
       a->plugin_path = v;
+    } else if (strcmp (o, "--model") == 0) {
+      a->model_path = v;
     } else if (strcmp (o, "--text-model") == 0) {
       a->text_model = v;
+      a->text_model_set = 1;
+    } else if (strcmp (o, "--text-residency") == 0) {
+      a->text_residency = v;
+      ok = strcmp (v, "device") == 0 || strcmp (v, "host") == 0
+          || strcmp (v, "none") == 0;
     } else if (strcmp (o, "--text-layers") == 0) {
       ok = tool_parse_int (v, 1, 1000, &a->text_layers);
     } else {
@@ -470,7 +551,17 @@ parse_args (int argc, char **argv, bench_args *a)
     }
     i += takes;
   }
-  if (!a->synthetic && !a->text_only) {
+  if (a->cold && (!a->model_path || !a->vae || !a->text_model_set)) {
+    fprintf (stderr, "dit-bench: --cold needs --model DIT.safetensors, --vae "
+        "VAE.safetensors and --text-model UMT5.safetensors\n");
+    return 0;
+  }
+  if (a->cold && (a->pipeline || a->mesh_arg || a->text_only)) {
+    fprintf (stderr, "dit-bench: --cold runs alone (no --pipeline, "
+        "--mesh-devices or --text-only)\n");
+    return 0;
+  }
+  if (!a->synthetic && !a->text_only && !a->cold) {
     fprintf (stderr, "dit-bench: only --synthetic weights are supported\n");
     usage ();
     return 0;
@@ -614,6 +705,10 @@ typedef struct bench_state {
   int64_t chunk_index;
   float *prompt;          /* host [prompt_rows, text_dim] */
   int prompt_rows;
+  /* engine mode: the text encoder, kept as the pipeline keeps it */
+  dit_umt5 *t5;
+  dit_umt5_config t5_cfg;
+  dit_weights *t5_weights;      /* device residency: the encoder's weights */
   /* mesh mode: host latents of the last chunk, the next context, anchor */
   dit_mesh *mesh;
   float *out_host, *ctx_host, *anchor_host;
@@ -647,7 +742,15 @@ bench_sync (bench_state *st)
 typedef struct bench_result {
   bench_stat recompute, denoise, decode, anchor_enc, anchor, period, encode;
   double ttff_cold, ttff_warm, weights_ms, vae_weights_ms, gemm_tflops;
-  int64_t gemm_paths[4];
+  int64_t gemm_paths[BENCH_GEMM_PATHS];
+  /* memory: device bytes in use after each setup step (cudaMemGetInfo,
+   * the whole device), and the tensor bytes of the components */
+  double mem_base, mem_text, mem_dit_weights, mem_dit_state, mem_vae;
+  double dit_weight_bytes, dit_fp8_weight_bytes, kv_cache_bytes;
+  double text_weight_bytes, text_host_bytes, text_encode_ms, text_setup_ms;
+  /* --breakdown: eager chunks, per op */
+  int breakdown_chunks;
+  bench_split bd_recompute, bd_denoise, bd_outside;
 } bench_result;
 
 /* Mesh mode: per-chunk samples (ms) of the serial and overlapped passes. */
@@ -823,6 +926,107 @@ setup_configs (bench_state *st)
   return 0;
 }
 
+/* Whether a DiT parameter is one of the linears the FP8 path quantizes
+ * (self q, k, v, o, cross q, o, FFN up and down; issue 14). */
+static int
+fp8_linear (const char *name)
+{
+  static const char *const parts[] = { ".self_attn.q.weight",
+    ".self_attn.k.weight", ".self_attn.v.weight", ".self_attn.o.weight",
+    ".cross_attn.q.weight", ".cross_attn.o.weight", ".ffn.0.weight",
+    ".ffn.2.weight" };
+  size_t n = strlen (name);
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+    size_t m = strlen (parts[i]);
+    if (n >= m && strcmp (name + n - m, parts[i]) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* Bytes of a parameter list in dtype dt, and (fp8 != NULL) with the FP8
+ * linears as e4m3 plus one f32 scale per output channel. */
+static double
+spec_bytes (const dit_param_spec *specs, size_t count, dit_dtype dt,
+    double *fp8)
+{
+  double b = 0.0, f = 0.0;
+  for (size_t i = 0; i < count; i++) {
+    double n = 1.0;
+    for (int d = 0; d < specs[i].ndim; d++)
+      n *= (double) specs[i].shape[d];
+    b += n * dit_dtype_size (dt);
+    f += fp8_linear (specs[i].name) ? n + 4.0 * (double) specs[i].shape[0]
+        : n * dit_dtype_size (dt);
+  }
+  if (fp8)
+    *fp8 = f;
+  return b;
+}
+
+/* The text encoder as the pipeline keeps it (engine mode): umT5 of
+ * --text-model (default: umt5-xxl, tiny for the tiny preset), synthetic
+ * weights made on the backend, the encoder kept for the whole run with its
+ * weights on the device or (--text-residency host) on the host; the bench
+ * prompt (64 ids) is encoded by it, and the encode is timed. */
+#define BENCH_PROMPT_IDS 64
+
+static int
+setup_text_engine (bench_state *st, bench_result *r, int repeats)
+{
+  bench_args *a = &st->a;
+  if (strcmp (a->text_residency, "none") == 0)
+    return 0;
+  const char *model = a->text_model_set ? a->text_model
+      : strcmp (a->preset, "tiny") == 0 ? "tiny" : "umt5-xxl";
+  const int host = strcmp (a->text_residency, "host") == 0;
+  dit_weights *w = NULL;
+  double t0 = now_ms ();
+  if (dit_umt5_load_weights (model, a->seed + 2, a->dtype, st->be, &st->t5_cfg,
+        &w) != DIT_OK)
+    return fail ("text model");
+  if (st->t5_cfg.dim != st->cfg.text_dim) {
+    fprintf (stderr, "dit-bench: text model '%s' has d_model %d, the DiT's "
+        "text_dim is %d\n", model, st->t5_cfg.dim, st->cfg.text_dim);
+    dit_weights_free (w);
+    return 1;
+  }
+  r->text_weight_bytes = spec_bytes (w->specs, w->count, w->dtype, NULL);
+  dit_status s = host
+      ? dit_umt5_create_host_resident (&st->t5_cfg, w, st->be, &st->t5)
+      : dit_umt5_create (&st->t5_cfg, w, st->be, &st->t5);
+  if (s == DIT_OK && host) {
+    /* the weights live on the host now: the device copies go */
+    dit_weights_free (w);
+    w = NULL;
+    r->text_host_bytes = (double) dit_umt5_host_bytes (st->t5);
+  }
+  st->t5_weights = w;
+  if (s != DIT_OK)
+    return fail ("text encoder");
+  r->text_setup_ms = now_ms () - t0;
+  /* the bench prompt: 64 ids through the encoder, three times (median) */
+  int32_t ids[BENCH_PROMPT_IDS];
+  for (int i = 0; i < BENCH_PROMPT_IDS - 1; i++)
+    ids[i] = st->t5_cfg.vocab > 2 ? 2 + (98 + i) % (st->t5_cfg.vocab - 2) : 1;
+  ids[BENCH_PROMPT_IDS - 1] = 1;
+  dit_tensor et = dit_tensor_2d (st->prompt, DIT_F32, DIT_DEVICE_CPU,
+      BENCH_PROMPT_IDS, st->cfg.text_dim);
+  double ms[3];
+  repeats = repeats < 1 ? 1 : repeats > 3 ? 3 : repeats;
+  for (int i = 0; i < repeats; i++) {
+    double e0 = now_ms ();
+    if (dit_umt5_encode (st->t5, ids, BENCH_PROMPT_IDS, &et) != DIT_OK)
+      return fail ("text encode");
+    ms[i] = now_ms () - e0;
+  }
+  qsort (ms, (size_t) repeats, sizeof ms[0], compare_double);
+  r->text_encode_ms = ms[repeats / 2];
+  st->prompt_rows = BENCH_PROMPT_IDS;
+  mem_sample (st->be);
+  return 0;
+}
+
 /* The DiT in this process: synthetic weights and the generator. */
 static int
 setup_local_dit (bench_state *st, bench_result *r)
@@ -841,15 +1045,26 @@ setup_local_dit (bench_state *st, bench_result *r)
   r->weights_ms = now_ms () - t0;
   st->weights = w;
   mem_sample (st->be);
+  r->dit_weight_bytes = spec_bytes (w->specs, w->count, w->dtype,
+      &r->dit_fp8_weight_bytes);
+  r->kv_cache_bytes = 2.0 * st->cfg.num_layers * st->gc.kv_window
+      * (double) (st->gc.latent_h / 2) * (st->gc.latent_w / 2) * st->cfg.dim
+      * dit_dtype_size (a->dtype);
+  r->mem_dit_weights = mem_used (st->be);
 
   if (dit_generator_create (&st->cfg, &st->gc, w, st->be, &st->gen) != DIT_OK)
     return fail ("generator");
   dit_generator_set_graphs (st->gen, a->graphs);
   dit_generator_set_fused (st->gen, a->fused);
+  dit_generator_set_gemm_fold (st->gen, a->fold);
   dit_tensor et = dit_tensor_2d (st->prompt, DIT_F32, DIT_DEVICE_CPU,
       st->prompt_rows, st->cfg.text_dim);
   if (dit_generator_set_prompt (st->gen, &et) != DIT_OK)
     return fail ("prompt");
+  if (st->be->ops->synchronize (st->be) != DIT_OK)
+    return fail ("prompt");
+  r->mem_dit_state = mem_used (st->be);
+  mem_sample (st->be);
   return 0;
 }
 
@@ -874,15 +1089,10 @@ setup_stage0 (bench_state *st, bench_result *r)
   if (strcmp (a->vae, "none") != 0) {
     dit_vae_config vc;
     dit_weights *vw = NULL;
-    dit_param_spec *specs = NULL;
-    size_t count = 0;
-    if (dit_vae_config_preset (a->vae, &vc) != DIT_OK
-        || dit_vae_config_params (&vc, &specs, &count) != DIT_OK)
-      return fail ("vae config");
     double t0 = now_ms ();
-    dit_status s = dit_weights_synthetic (specs, count, a->seed + 1, a->dtype,
-        st->be, &vw);
-    free (specs);
+    /* a preset: synthetic weights on the backend; a path: the checkpoint */
+    dit_status s = dit_load_vae (a->vae, a->seed + 1, a->dtype, st->be, &vc,
+        &vw);
     if (s != DIT_OK)
       return fail ("vae weights");
     s = dit_vae_create (&vc, vw, a->width, a->height, a->dtype, st->be, &st->vae);
@@ -891,6 +1101,9 @@ setup_stage0 (bench_state *st, bench_result *r)
       return fail ("vae");
     r->vae_weights_ms = now_ms () - t0;
   }
+  if (st->be->ops->synchronize (st->be) != DIT_OK)
+    return fail ("vae");
+  r->mem_vae = mem_used (st->be);
   mem_sample (st->be);
   return 0;
 }
@@ -1472,6 +1685,152 @@ report_text (const bench_state *st, const text_result *tr)
   printf ("    weights made in %.1f ms\n", tr->weights_ms);
 }
 
+/* One forward kind of --breakdown: per-forward means. */
+static void
+json_split (const char *key, const bench_split *s)
+{
+  const double n = s->forwards > 0 ? s->forwards : 1;
+  json_key (key);
+  printf ("{\"forwards\": %d, \"ms\": %.3f, \"gemm_ms\": %.3f, "
+      "\"attention_ms\": %.3f, \"other_ms\": %.3f, \"gemm_share\": %.4f, "
+      "\"attention_share\": %.4f, \"other_share\": %.4f, \"ops\": {",
+      s->forwards, s->total_ms / n, s->gemm_ms / n, s->attention_ms / n,
+      s->other_ms / n, s->total_ms > 0 ? s->gemm_ms / s->total_ms : 0.0,
+      s->total_ms > 0 ? s->attention_ms / s->total_ms : 0.0,
+      s->total_ms > 0 ? s->other_ms / s->total_ms : 0.0);
+  int first = 1;
+  for (int op = 0; op < BENCH_OPS; op++) {
+    if (!s->op_calls[op])
+      continue;
+    const char *name = bench_op_name (op);
+    char unknown[16];
+    snprintf (unknown, sizeof unknown, "op%d", op);
+    printf ("%s\"%s\": {\"ms\": %.3f, \"calls\": %.1f}", first ? "" : ", ",
+        name ? name : unknown, s->op_ms[op] / n, (double) s->op_calls[op] / n);
+    first = 0;
+  }
+  printf ("}}");
+}
+
+static void
+print_split (const char *label, const bench_split *s)
+{
+  const double n = s->forwards > 0 ? s->forwards : 1;
+  const double t = s->total_ms > 0 ? s->total_ms : 1;
+  printf ("    %-18s %8.2f ms: GEMM %.2f ms (%.1f%%), attention %.2f ms "
+      "(%.1f%%), other %.2f ms (%.1f%%)\n", label, s->total_ms / n,
+      s->gemm_ms / n, 100.0 * s->gemm_ms / t, s->attention_ms / n,
+      100.0 * s->attention_ms / t, s->other_ms / n, 100.0 * s->other_ms / t);
+  printf ("      other by op:");
+  for (int op = 0; op < BENCH_OPS; op++) {
+    if (!s->op_calls[op] || op == DIT_OP_GEMM || op == DIT_OP_ATTENTION)
+      continue;
+    const char *name = bench_op_name (op);
+    if (name)
+      printf (" %s %.2f ms (%.0f calls)", name, s->op_ms[op] / n,
+          (double) s->op_calls[op] / n);
+    else
+      printf (" op%d %.2f ms (%.0f calls)", op, s->op_ms[op] / n,
+          (double) s->op_calls[op] / n);
+  }
+  printf ("\n");
+}
+
+/* The memory figures of the engine run (MiB), deltas of cudaMemGetInfo
+ * between the setup steps: [0] CUDA context + backend workspaces (in use
+ * before anything was made), [1] text encoder, [2] DiT weights, [3] DiT
+ * state (KV cache, activations, cross-attention K/V), [4] VAE + latent and
+ * pixel buffers; then the peak over the run, and the projections. */
+typedef struct bench_mem {
+  double context, text, dit_weights, dit_state, vae, peak;
+  double fp8_saving, peak_fp8, peak_fp8_text_host;
+} bench_mem;
+
+static void
+mem_figures (const bench_state *st, const bench_result *r, bench_mem *m)
+{
+  const double mib = 1048576.0;
+  m->context = r->mem_base / mib;
+  m->text = (r->mem_text - r->mem_base) / mib;
+  m->dit_weights = (r->mem_dit_weights - r->mem_text) / mib;
+  m->dit_state = (r->mem_dit_state - r->mem_dit_weights) / mib;
+  m->vae = (r->mem_vae - r->mem_dit_state) / mib;
+  m->peak = (double) peak_used / mib;
+  /* projections (not measured): the DiT's FP8 linears as e4m3 + scales,
+   * and the text encoder's weights on the host */
+  m->fp8_saving = (r->dit_weight_bytes - r->dit_fp8_weight_bytes) / mib;
+  m->peak_fp8 = m->peak - m->fp8_saving;
+  m->peak_fp8_text_host = m->peak_fp8;
+  if (st->t5 && !r->text_host_bytes)
+    m->peak_fp8_text_host -= r->text_weight_bytes / mib;
+  if (st->be->ops->device == DIT_DEVICE_CPU)   /* no device memory to count */
+    m->context = m->text = m->dit_weights = m->dit_state = m->vae = m->peak
+        = m->peak_fp8 = m->peak_fp8_text_host = NAN;
+}
+
+static void
+report_memory_json (const bench_state *st, const bench_result *r)
+{
+  bench_mem m;
+  mem_figures (st, r, &m);
+  json_str ("text_residency", st->t5 ? st->a.text_residency : "none");
+  if (st->t5) {
+    json_str ("text_model_engine", st->t5_cfg.name);
+    json_num ("text_encode_ms", r->text_encode_ms, 3);
+    json_num ("text_setup_ms", r->text_setup_ms, 1);
+    json_num ("text_weight_mib", r->text_weight_bytes / 1048576.0, 1);
+    json_num ("text_host_mib", r->text_host_bytes / 1048576.0, 1);
+  }
+  json_num ("mem_context_mib", m.context, 1);
+  json_num ("mem_text_mib", m.text, 1);
+  json_num ("mem_dit_weights_mib", m.dit_weights, 1);
+  json_num ("mem_dit_state_mib", m.dit_state, 1);
+  json_num ("mem_vae_mib", m.vae, 1);
+  json_num ("dit_weight_mib", r->dit_weight_bytes / 1048576.0, 1);
+  json_num ("kv_cache_mib", r->kv_cache_bytes / 1048576.0, 1);
+  json_num ("projected_fp8_dit_weight_mib", r->dit_fp8_weight_bytes / 1048576.0, 1);
+  json_num ("projected_peak_fp8_mib", m.peak_fp8, 0);
+  json_num ("projected_peak_fp8_text_host_mib", m.peak_fp8_text_host, 0);
+}
+
+static void
+report_memory_text (const bench_state *st, const bench_result *r)
+{
+  bench_mem m;
+  mem_figures (st, r, &m);
+  const double gib = 1024.0;
+  if (st->t5)
+    printf ("  text encoder %s, weights %s (%.0f MiB), encode of %d ids "
+        "%.1f ms\n", st->t5_cfg.name, st->a.text_residency,
+        r->text_weight_bytes / 1048576.0, BENCH_PROMPT_IDS, r->text_encode_ms);
+  if (st->be->ops->device == DIT_DEVICE_CPU)
+    return;
+  printf ("  device memory by component (cudaMemGetInfo deltas, MiB):\n");
+  printf ("    CUDA context + workspaces %9.0f\n", m.context);
+  if (st->t5)
+    printf ("    text encoder (%s, %s) %9.0f  (weights %.0f MiB%s%.0f MiB; "
+        "encode of %d ids %.1f ms)\n", st->t5_cfg.name, st->a.text_residency,
+        m.text, r->text_weight_bytes / 1048576.0,
+        r->text_host_bytes ? ", on the host: " : "", r->text_host_bytes
+        / 1048576.0, BENCH_PROMPT_IDS, r->text_encode_ms);
+  else
+    printf ("    text encoder              (none)\n");
+  printf ("    DiT weights               %9.0f  (tensors %.0f MiB)\n",
+      m.dit_weights, r->dit_weight_bytes / 1048576.0);
+  printf ("    DiT state                 %9.0f  (KV cache %.0f MiB, "
+      "activations, cross K/V)\n", m.dit_state, r->kv_cache_bytes / 1048576.0);
+  printf ("    VAE + latent/pixel buffers %8.0f\n", m.vae);
+  printf ("    peak over the run         %9.0f  (%.2f GiB)\n", m.peak,
+      m.peak / gib);
+  printf ("    projected with FP8 DiT linears (e4m3 + per-channel scales, "
+      "%.0f MiB instead of %.0f): peak %.0f MiB (%.2f GiB)\n",
+      r->dit_fp8_weight_bytes / 1048576.0, r->dit_weight_bytes / 1048576.0,
+      m.peak_fp8, m.peak_fp8 / gib);
+  if (st->t5 && !r->text_host_bytes)
+    printf ("    ... and the text encoder's weights on the host: peak %.0f MiB "
+        "(%.2f GiB)\n", m.peak_fp8_text_host, m.peak_fp8_text_host / gib);
+}
+
 static void
 report_engine (const bench_state *st, const bench_result *r, const char *dev)
 {
@@ -1513,12 +1872,21 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
     json_num ("weights_ms", r->weights_ms, 1);
     json_num ("vae_setup_ms", r->vae_weights_ms, 1);
     json_num ("peak_device_mib", (double) peak_used / 1048576.0, 0);
+    report_memory_json (st, r);
     json_int ("graphs", a->graphs);
     json_int ("fused", a->fused);
+    json_int ("fold", a->fold);
     json_key ("gemm_paths");
-    printf ("[%lld, %lld, %lld, %lld]", (long long) r->gemm_paths[0],
-        (long long) r->gemm_paths[1], (long long) r->gemm_paths[2],
-        (long long) r->gemm_paths[3]);
+    for (int i = 0; i < BENCH_GEMM_PATHS; i++)
+      printf ("%s%lld", i ? ", " : "[", (long long) r->gemm_paths[i]);
+    printf ("]");
+    if (r->breakdown_chunks) {
+      json_int ("breakdown_chunks", r->breakdown_chunks);
+      json_split ("breakdown_denoise", &r->bd_denoise);
+      json_split ("breakdown_recompute", &r->bd_recompute);
+      json_num ("breakdown_outside_forwards_ms", r->bd_outside.total_ms
+          / r->breakdown_chunks, 3);
+    }
     return;
   }
   printf ("dit-bench: %s (%d layers) %dx%d, %s, %s, vae %s, %d chunks after %d "
@@ -1548,10 +1916,20 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
       r->ttff_warm, r->ttff_cold);
   printf ("  peak device memory         %9.0f MiB\n",
       (double) peak_used / 1048576.0);
+  report_memory_text (st, r);
   printf ("  GEMM paths: cuBLASLt %lld, cuBLASLt+bias pass %lld, skinny %lld, "
-      "fallback %lld\n", (long long) r->gemm_paths[0],
-      (long long) r->gemm_paths[1], (long long) r->gemm_paths[2],
-      (long long) r->gemm_paths[3]);
+      "fallback %lld, gated alpha vector %lld, gated via scratch %lld\n",
+      (long long) r->gemm_paths[0], (long long) r->gemm_paths[1],
+      (long long) r->gemm_paths[2], (long long) r->gemm_paths[3],
+      (long long) r->gemm_paths[4], (long long) r->gemm_paths[5]);
+  if (r->breakdown_chunks) {
+    printf ("  breakdown (%d eager chunks, every op timed; GEMM folds %s):\n",
+        r->breakdown_chunks, a->fold ? "on" : "off");
+    print_split ("denoise forward", &r->bd_denoise);
+    print_split ("recompute forward", &r->bd_recompute);
+    printf ("    outside the forwards %.2f ms per chunk (noise, flow updates, "
+        "latent copies)\n", r->bd_outside.total_ms / r->breakdown_chunks);
+  }
 }
 
 static void
@@ -1725,6 +2103,8 @@ cleanup (bench_state *st)
 {
   if (st->mesh)
     dit_mesh_free (st->mesh);
+  dit_umt5_free (st->t5);
+  dit_weights_free (st->t5_weights);
   dit_vae_free (st->vae);
   dit_generator_free (st->gen);
   dit_weights_free (st->weights);
@@ -1744,10 +2124,57 @@ cleanup (bench_state *st)
   free (st->anchor_host);
 }
 
+/* --breakdown: steady chunks without the VAE and without graphs, every
+ * dispatched op timed (bench_breakdown.h). */
+#define BENCH_BREAKDOWN_CHUNKS 3
+#define BENCH_BREAKDOWN_MARKS 32768
+
+static dit_status
+breakdown_chunks (bench_state *st, bench_result *r)
+{
+  const int F = st->gc.frames_per_chunk;
+  bench_breakdown *b = NULL;
+  dit_generator_set_graphs (st->gen, 0);
+  DIT_TRY (bench_breakdown_new (st->be, BENCH_BREAKDOWN_MARKS, &b));
+  dit_status s = DIT_OK;
+  for (int i = 0; i < BENCH_BREAKDOWN_CHUNKS + 1 && s == DIT_OK; i++) {
+    s = copy_frame (st->be, &st->out, 0, &st->ctx, 0);
+    if (s == DIT_OK)
+      s = copy_frame (st->be, &st->out, F - 2, &st->ctx, 1);
+    if (s == DIT_OK)
+      s = copy_frame (st->be, &st->out, F - 1, &st->ctx, 2);
+    if (s == DIT_OK)
+      s = bench_sync (st);
+    if (s != DIT_OK)
+      break;
+    dit_chunk_request req = { .chunk_index = st->chunk_index++,
+      .context = &st->ctx };
+    /* the first chunk is an eager warm-up (plans, first-call costs) */
+    bench_split skip[3];
+    memset (skip, 0, sizeof skip);
+    bench_breakdown_begin_chunk (b);
+    s = dit_generator_run_chunk (st->gen, &req, &st->out, NULL);
+    dit_status e = bench_breakdown_end_chunk (b, 1 + st->gc.num_steps, 1,
+        i ? &r->bd_recompute : &skip[0], i ? &r->bd_denoise : &skip[1],
+        i ? &r->bd_outside : &skip[2]);
+    if (s == DIT_OK)
+      s = e;
+  }
+  if (s == DIT_OK)
+    r->breakdown_chunks = BENCH_BREAKDOWN_CHUNKS;
+  bench_breakdown_free (b);
+  dit_generator_set_graphs (st->gen, st->a.graphs);
+  return s;
+}
+
 /* The single-device chunk loop (engine mode). */
 static int
 run_engine (bench_state *st, bench_result *r)
 {
+  r->mem_base = mem_used (st->be);
+  if (setup_text_engine (st, r, 3))
+    return 1;
+  r->mem_text = mem_used (st->be);
   if (setup_local_dit (st, r) || setup_stage0 (st, r))
     return 1;
   if (first_chunk (st, &r->ttff_cold) != DIT_OK)
@@ -1770,7 +2197,216 @@ run_engine (bench_state *st, bench_result *r)
   mem_sample (st->be);
   if (st->a.gemm > 0 && gemm_peak (st->be, st->a.gemm, &r->gemm_tflops) != DIT_OK)
     return fail ("gemm peak");
+  if (st->a.breakdown && breakdown_chunks (st, r) != DIT_OK)
+    return fail ("breakdown");
   return 0;
+}
+
+/* ---- cold start -------------------------------------------------------- */
+
+typedef struct cold_result {
+  double at_main, backend, text_load, text_encode, dit_load, generator,
+      vae_load, first_chunk, first_frame;   /* ms; at_* since process start */
+  double bytes[3], cached[3];               /* DiT, VAE, text: file size, page-cache fraction */
+  double peak_mib;
+} cold_result;
+
+/* ms since this process started: /proc/self/stat field 22 (clock ticks
+ * since boot) against CLOCK_BOOTTIME; -1 where unknown. */
+static double
+since_process_start_ms (void)
+{
+  FILE *f = fopen ("/proc/self/stat", "r");
+  if (!f)
+    return -1.0;
+  char buf[1024];
+  size_t n = fread (buf, 1, sizeof buf - 1, f);
+  fclose (f);
+  buf[n] = 0;
+  const char *p = strrchr (buf, ')');   /* after the command name */
+  if (!p)
+    return -1.0;
+  /* fields 3.. follow; starttime is field 22 */
+  unsigned long long start = 0;
+  int field = 2;
+  for (const char *q = p + 1; *q && field < 22; q++)
+    if (*q == ' ' && q[1] != ' ') {
+      field++;
+      if (field == 22)
+        start = strtoull (q + 1, NULL, 10);
+    }
+  long hz = sysconf (_SC_CLK_TCK);
+  struct timespec ts;
+  if (field != 22 || hz <= 0 || clock_gettime (CLOCK_BOOTTIME, &ts) != 0)
+    return -1.0;
+  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6
+      - (double) start * 1e3 / (double) hz;
+}
+
+/* Size of a file and the fraction of its pages in the page cache
+ * (mincore over a read-only mapping; nothing is read). */
+static void
+page_cache_state (const char *path, double *bytes, double *fraction)
+{
+  *bytes = 0.0;
+  *fraction = -1.0;
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  struct stat sb;
+  if (fd < 0)
+    return;
+  if (fstat (fd, &sb) != 0 || !S_ISREG (sb.st_mode) || sb.st_size == 0) {
+    close (fd);
+    return;
+  }
+  *bytes = (double) sb.st_size;
+  void *m = mmap (NULL, (size_t) sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+  close (fd);
+  if (m == MAP_FAILED)
+    return;
+  long page = sysconf (_SC_PAGESIZE);
+  size_t pages = ((size_t) sb.st_size + (size_t) page - 1) / (size_t) page;
+  unsigned char *vec = malloc (pages);
+  if (vec && mincore (m, (size_t) sb.st_size, vec) == 0) {
+    size_t in = 0;
+    for (size_t i = 0; i < pages; i++)
+      in += vec[i] & 1;
+    *fraction = (double) in / (double) pages;
+  }
+  free (vec);
+  munmap (m, (size_t) sb.st_size);
+}
+
+/* Process start to the first decoded frame on the host, every weight read
+ * from its checkpoint: the text encoder (--text-model, kept as
+ * --text-residency says) encodes the bench prompt, the DiT (--model) and the
+ * VAE (--vae) load, chunk 0 runs, its first latent is decoded and the frame
+ * downloaded.  Stages run one after another; each is timed. */
+static int
+run_cold (bench_state *st, bench_result *r, cold_result *cr)
+{
+  bench_args *a = &st->a;
+  cr->at_main = since_process_start_ms ();
+  const char *paths[3] = { a->model_path, a->vae, a->text_model };
+  for (int i = 0; i < 3; i++)
+    page_cache_state (paths[i], &cr->bytes[i], &cr->cached[i]);
+
+  double t0 = now_ms ();
+  if (setup_backend (st))
+    return 1;
+  cr->backend = now_ms () - t0;
+
+  /* the DiT's config comes from its file; the text encoder needs text_dim */
+  if (dit_checkpoint_detect_preset (a->model_path, &st->cfg) != DIT_OK)
+    return fail ("DiT checkpoint");
+  dit_gen_config_default (&st->gc);
+  st->gc.latent_h = a->height / 8;
+  st->gc.latent_w = a->width / 8;
+  st->gc.dtype = a->dtype;
+  st->gc.seed = a->seed;
+  st->prompt_rows = BENCH_PROMPT_IDS;
+  st->prompt = calloc ((size_t) st->prompt_rows * st->cfg.text_dim,
+      sizeof *st->prompt);
+  if (!st->prompt)
+    return fail ("prompt");
+
+  r->mem_base = mem_used (st->be);
+  if (setup_text_engine (st, r, 1))
+    return 1;
+  cr->text_load = r->text_setup_ms;
+  cr->text_encode = r->text_encode_ms;
+
+  t0 = now_ms ();
+  dit_weights *w = NULL;
+  if (dit_load_model (a->model_path, a->seed, a->dtype, st->be, &st->cfg, &w)
+      != DIT_OK || st->be->ops->synchronize (st->be) != DIT_OK)
+    return fail ("DiT weights");
+  st->weights = w;
+  cr->dit_load = now_ms () - t0;
+
+  t0 = now_ms ();
+  if (dit_generator_create (&st->cfg, &st->gc, w, st->be, &st->gen) != DIT_OK)
+    return fail ("generator");
+  dit_generator_set_graphs (st->gen, a->graphs);
+  dit_tensor et = dit_tensor_2d (st->prompt, DIT_F32, DIT_DEVICE_CPU,
+      st->prompt_rows, st->cfg.text_dim);
+  if (dit_generator_set_prompt (st->gen, &et) != DIT_OK
+      || st->be->ops->synchronize (st->be) != DIT_OK)
+    return fail ("prompt");
+  cr->generator = now_ms () - t0;
+
+  t0 = now_ms ();
+  if (setup_stage0 (st, r))
+    return 1;
+  cr->vae_load = now_ms () - t0;
+
+  double at_chunk = since_process_start_ms ();
+  if (first_chunk (st, &cr->first_chunk) != DIT_OK)
+    return fail ("first chunk");
+  cr->first_frame = at_chunk + cr->first_chunk;
+  mem_sample (st->be);
+  cr->peak_mib = (double) peak_used / 1048576.0;
+  return 0;
+}
+
+static void
+report_cold (const bench_state *st, const cold_result *cr, const char *dev)
+{
+  const bench_args *a = &st->a;
+  static const char *const names[3] = { "dit", "vae", "text" };
+  const double load_ms[3] = { cr->dit_load, cr->vae_load, cr->text_load };
+  double total_bytes = 0.0;
+  for (int i = 0; i < 3; i++)
+    total_bytes += cr->bytes[i];
+  if (a->json) {
+    json_str ("mode", "cold");
+    json_str ("device", dev);
+    json_str ("dtype", dit_dtype_name (a->dtype));
+    json_int ("height", a->height);
+    json_int ("width", a->width);
+    json_str ("text_residency", a->text_residency);
+    json_num ("at_main_ms", cr->at_main, 1);
+    json_num ("backend_ms", cr->backend, 1);
+    json_num ("text_load_ms", cr->text_load, 1);
+    json_num ("text_encode_ms", cr->text_encode, 1);
+    json_num ("dit_load_ms", cr->dit_load, 1);
+    json_num ("generator_ms", cr->generator, 1);
+    json_num ("vae_load_ms", cr->vae_load, 1);
+    json_num ("first_chunk_ms", cr->first_chunk, 1);
+    json_num ("first_frame_ms", cr->first_frame, 1);
+    for (int i = 0; i < 3; i++) {
+      char k[64];
+      snprintf (k, sizeof k, "%s_bytes", names[i]);
+      json_num (k, cr->bytes[i], 0);
+      snprintf (k, sizeof k, "%s_page_cache_at_start", names[i]);
+      json_num (k, cr->cached[i], 4);
+      snprintf (k, sizeof k, "%s_load_gbps", names[i]);
+      json_num (k, load_ms[i] > 0 ? cr->bytes[i] / (load_ms[i] * 1e6) : 0.0, 3);
+    }
+    json_num ("total_bytes", total_bytes, 0);
+    json_num ("peak_device_mib", cr->peak_mib, 0);
+    return;
+  }
+  printf ("dit-bench: cold start, %s, %s, %dx%d, text encoder %s\n", dev,
+      dit_dtype_name (a->dtype), a->height, a->width, a->text_residency);
+  for (int i = 0; i < 3; i++)
+    printf ("  %-4s %s: %.2f GB, %.1f%% in the page cache at start%s\n",
+        names[i], i == 0 ? a->model_path : i == 1 ? a->vae : a->text_model,
+        cr->bytes[i] / 1e9, 100.0 * cr->cached[i],
+        cr->cached[i] > 0.01 ? " (reads partly from memory, not the disk)" : "");
+  printf ("  main() reached          %9.1f ms after process start\n",
+      cr->at_main);
+  printf ("  backend                 %9.1f ms\n", cr->backend);
+  printf ("  text encoder load       %9.1f ms  (%.2f GB/s)\n", cr->text_load,
+      cr->text_load > 0 ? cr->bytes[2] / (cr->text_load * 1e6) : 0.0);
+  printf ("  prompt encode           %9.1f ms\n", cr->text_encode);
+  printf ("  DiT load                %9.1f ms  (%.2f GB/s)\n", cr->dit_load,
+      cr->dit_load > 0 ? cr->bytes[0] / (cr->dit_load * 1e6) : 0.0);
+  printf ("  generator + prompt K/V  %9.1f ms\n", cr->generator);
+  printf ("  VAE load + buffers      %9.1f ms\n", cr->vae_load);
+  printf ("  chunk 0 to first frame  %9.1f ms\n", cr->first_chunk);
+  printf ("  first frame             %9.1f ms after process start (%.2f GB of "
+      "checkpoints)\n", cr->first_frame, total_bytes / 1e9);
+  printf ("  peak device memory      %9.0f MiB\n", cr->peak_mib);
 }
 
 /* The DiT on the mesh, Stage 0 here. */
@@ -1798,12 +2434,25 @@ main (int argc, char **argv)
   static mesh_result mr;
   static text_result tr;
   static pipe_result pr;
+  static cold_result cr;
   char dev[320];
   int rc = 0;
 
   if (!parse_args (argc, argv, &st.a))
     return 2;
   const bench_args *a = &st.a;
+  if (a->cold) {
+    rc = run_cold (&st, &r, &cr);
+    if (rc == 0) {
+      device_name (&st, dev, sizeof dev);
+      json_fields = 0;
+      report_cold (&st, &cr, dev);
+      if (a->json)
+        json_end ();
+    }
+    cleanup (&st);
+    return rc;
+  }
   if (a->pipeline) {
     rc = run_pipeline (a, &pr);
     if (rc == 0 && a->text)

@@ -18,7 +18,9 @@
  * compiler can vectorise across columns without -ffast-math and the result
  * of an element does not depend on the tile, padding or thread it ran in —
  * any DIT_CPU_THREADS gives the same bits.  Epilogue order: + bias, act,
- * + old y (accumulate), round to y's dtype.
+ * × gate (per row group, when given), + old y (accumulate), round to y's
+ * dtype — the reference for every backend's folded epilogue (the scratch of
+ * dit_gemm_params is never needed here).
  */
 #include "cpu_internal.h"
 
@@ -37,8 +39,9 @@
 #define GEMM_SCRATCH (GEMM_SCRATCH_A + GEMM_SCRATCH_B + GEMM_SCRATCH_C + GEMM_NC)
 
 typedef struct gemm_ctx {
-  dit_cpu_mat x, w, y, bias;
-  int has_bias;
+  dit_cpu_mat x, w, y, bias, gate;
+  int has_bias, has_gate;
+  int64_t rows_per_group;
   dit_act act;
   int accumulate;
   int64_t M, N, K;
@@ -167,13 +170,24 @@ gemm_task (void *arg, int64_t task)
   if (g->has_bias)
     dit_cpu_load_row (bias, (const char *) g->bias.data
         + (size_t) n0 * dit_dtype_size (g->bias.dtype), g->bias.dtype, nc);
-  float old[GEMM_NC];
+  float old[GEMM_NC], gv[GEMM_NC];
+  int64_t cur_group = -1;
   for (int64_t i = 0; i < mb; i++) {
     float *c = cb + i * GEMM_NC;
     if (g->has_bias)
       for (int64_t j = 0; j < nc; j++)
         c[j] += bias[j];
     dit_cpu_act_row (c, nc, g->act);
+    if (g->has_gate) {
+      int64_t grp = (m0 + i) / g->rows_per_group;
+      if (grp != cur_group) {
+        dit_cpu_load_row (gv, (const char *) dit_cpu_row (&g->gate, grp)
+            + (size_t) n0 * dit_dtype_size (g->gate.dtype), g->gate.dtype, nc);
+        cur_group = grp;
+      }
+      for (int64_t j = 0; j < nc; j++)
+        c[j] *= gv[j];
+    }
     char *dst = (char *) dit_cpu_row (&g->y, m0 + i)
         + (size_t) n0 * dit_dtype_size (g->y.dtype);
     if (g->accumulate) {
@@ -205,6 +219,12 @@ dit_cpu_gemm (dit_backend *be, const dit_gemm_params *p)
   if (p->bias) {
     DIT_TRY (dit_cpu_as_vec (p->bias, "gemm", "bias", g.w.rows, &g.bias));
     g.has_bias = 1;
+  }
+  if (p->gate) {
+    DIT_TRY (dit_cpu_check_groups (p->gate, "gemm", "gate", g.x.rows,
+        g.w.rows, p->rows_per_group, &g.gate));
+    g.has_gate = 1;
+    g.rows_per_group = p->rows_per_group;
   }
   if (p->act != DIT_ACT_NONE && p->act != DIT_ACT_GELU_TANH
       && p->act != DIT_ACT_SILU)

@@ -195,6 +195,8 @@ cuda_destroy (dit_backend *be)
       cudaFree (cb->attn_part);
     if (cb->attn_count)
       cudaFree (cb->attn_count);
+    if (cb->stage)
+      cudaFree (cb->stage);
     if (cb->stream)
       cudaStreamDestroy (cb->stream);
     free (cb);
@@ -294,6 +296,28 @@ cuda_event_destroy (dit_backend *be, dit_event *ev)
   cudaEventDestroy ((cudaEvent_t) ev);
 }
 
+/* page-locked host memory for asynchronous uploads */
+static void *
+cuda_host_alloc (dit_backend *be, size_t bytes)
+{
+  void *p = NULL;
+  if (cudaSetDevice (dit_cuda_impl (be)->device) != cudaSuccess)
+    return NULL;
+  if (cudaHostAlloc (&p, bytes ? bytes : 1, cudaHostAllocPortable) != cudaSuccess) {
+    cudaGetLastError ();
+    return NULL;
+  }
+  return p;
+}
+
+static void
+cuda_host_free (dit_backend *be, void *ptr)
+{
+  (void) be;
+  if (ptr)
+    cudaFreeHost (ptr);
+}
+
 static int
 cuda_supports (dit_backend *be, dit_op op, dit_dtype dtype)
 {
@@ -346,6 +370,8 @@ static const dit_backend_ops dit_cuda_ops = {
   cuda_event_wait,
   cuda_event_synchronize,
   cuda_event_destroy,
+  cuda_host_alloc,
+  cuda_host_free,
 };
 
 /* Undo a half-made backend and report `st` with its message kept. */
@@ -380,6 +406,10 @@ cuda_create_state (dit_cuda_backend *cb, int device_index)
   DIT_CUBLAS_TRY (cublasLtCreate (&cb->lt));
   cb->workspace_bytes = DIT_CUDA_WORKSPACE_BYTES;
   DIT_CUDA_TRY (cudaMalloc (&cb->workspace, cb->workspace_bytes));
+  cb->stage_bytes = DIT_CUDA_STAGE_BYTES;
+  DIT_CUDA_TRY (cudaMalloc (&cb->stage, cb->stage_bytes));
+  const char *gate = getenv ("DIT_CUDA_GEMM_GATE");
+  cb->gemm_gate_scratch = gate && strcmp (gate, "scratch") == 0;
   return DIT_OK;
 }
 

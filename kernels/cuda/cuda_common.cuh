@@ -65,7 +65,9 @@
 
 #define DIT_CUDA_WORKSPACE_BYTES (32u << 20)
 #define DIT_CUDA_GEMM_CACHE 64
-#define DIT_CUDA_GEMM_PATHS 4
+#define DIT_CUDA_GEMM_PATHS 6
+/* Staging for converted / gate-scaled GEMM bias vectors (gemm.cu). */
+#define DIT_CUDA_STAGE_BYTES (1u << 20)
 
 /* Everything that decides the cuBLASLt algorithm; zero-initialised before
  * filling so that memcmp over padding is well defined. */
@@ -76,6 +78,9 @@ typedef struct dit_cuda_gemm_key {
   int epilogue;
   int accumulate;
   int align_x, align_w, align_y, align_b;
+  int alpha_vector;           /* gate as cuBLASLt's alpha vector, batched */
+  int32_t batch;              /* row groups (alpha_vector only) */
+  int64_t ldg;                /* gate row stride = alpha batch stride */
 } dit_cuda_gemm_key;
 
 typedef struct dit_cuda_gemm_plan {
@@ -107,6 +112,9 @@ typedef struct dit_cuda_backend {
   dit_cuda_gemm_plan plans[DIT_CUDA_GEMM_CACHE];
   int next_victim;
   int64_t gemm_calls[DIT_CUDA_GEMM_PATHS]; /* per path, see dit_cuda.h */
+  void *stage;                /* DIT_CUDA_STAGE_BYTES for GEMM bias vectors */
+  size_t stage_bytes;
+  int gemm_gate_scratch;      /* DIT_CUDA_GEMM_GATE=scratch: no alpha vector */
   dit_cuda_cudnn *cudnn;
 } dit_cuda_backend;
 

@@ -68,11 +68,18 @@ dit_status dit_cuda_attention_schedule (dit_backend *be,
     const dit_attn_params *p, int variant, int schedule);
 
 /* How many dit_gemm calls took each CUDA GEMM path since the backend was
- * created: [0] cuBLASLt with the bias/activation in its epilogue,
- * [1] cuBLASLt then a bias/activation pass (bias dtype differs from y),
- * [2] the skinny kernel (M <= 16, any dtype mix), [3] the tiled fallback
- * kernel (slow; a model GEMM should never land here). */
-void dit_cuda_gemm_path_counts (dit_backend *be, int64_t counts[4]);
+ * created: [0] cuBLASLt with the bias/activation (and accumulation) in its
+ * epilogue, [1] cuBLASLt then a bias/activation pass (a bias of another
+ * dtype than y and too large for the staging buffer), [2] the skinny
+ * kernel (M <= 16, any dtype mix), [3] the tiled fallback kernel (slow; a
+ * model GEMM should never land here), [4] a gated GEMM on cuBLASLt with the
+ * gate as its alpha vector (one batch per row group), [5] a gated GEMM as
+ * cuBLASLt into the caller's scratch plus one gated accumulate pass
+ * (cuBLASLt had no alpha-vector algorithm, or DIT_CUDA_GEMM_GATE=scratch
+ * is set in the environment when the backend is created). */
+#define DIT_CUDA_GEMM_PATH_COUNT 6
+void dit_cuda_gemm_path_counts (dit_backend *be,
+    int64_t counts[DIT_CUDA_GEMM_PATH_COUNT]);
 
 /* The cuDNN version the VAE conv loaded (e.g. 91900), 0 when libcudnn.so.9
  * could not be loaded (or the build had no cuDNN headers): then every VAE

@@ -1,4 +1,5 @@
-/* gemm — y[M,N] = act(x[M,K] · w[N,K]ᵀ + bias[N]) (+ y), through cuBLASLt.
+/* gemm — y[M,N] = gate[g] ⊙ act(x[M,K] · w[N,K]ᵀ + bias[N]) (+ y), through
+ * cuBLASLt.
  *
  * Layout: x, w and y are row-major with strided rows (a column slice of a
  * fused QKV output is a valid y).  cuBLASLt is column-major, so the product
@@ -6,37 +7,66 @@
  * column-major C×R matrix with leading dimension ld, hence
  *   yᵀ (N×M) = op(A) · B  with  A = w as K×N (transposed: N×K),  B = x as K×M.
  * The bias then runs along the rows of the column-major result, which is
- * exactly cuBLASLt's bias vector of length m = N.
+ * exactly cuBLASLt's bias vector of length m = N, and so does a per-channel
+ * gate: cuBLASLt's alpha vector (CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_
+ * BETA_HOST) has one scale per row of the column-major D, i.e. per output
+ * channel.
  *
  * Precision: bf16/f16/f32 inputs, f32 compute (CUBLAS_COMPUTE_32F, no TF32,
  * so an f32 GEMM matches the CPU reference to f32 rounding), f32 alpha/beta.
  * Epilogues: bias, GELU(tanh) and GELU+bias run inside cuBLASLt (its GELU is
  * the tanh approximation the model uses); SiLU runs as a second in-place
- * pass.  accumulate adds y after the activation, which cuBLASLt's beta·C
- * cannot express when an activation is present, so act + accumulate and
- * dtype mixes cuBLASLt lacks (x and w of different dtypes, an f32 bias on a
- * bf16/f16 output) go to a plain shared-memory tiled kernel with the same
- * f32 arithmetic: exact, but far slower.  Two cases the model does hit
- * stay fast: a bias whose dtype differs from y's (the patch embedding and
- * the head write a bf16 GEMM with a bf16 bias into the f32 residual /
- * output) runs cuBLASLt without bias and then one bias+activation pass
- * over y (exact for an f32 y; one extra rounding for a 16-bit y), and the
- * few-row GEMMs of the time-embedding path (f32 activations times bf16
- * weights, M = frames) run a skinny kernel: one warp per output column,
- * every row of x at once, the weight row streamed once.
- * dit_cuda_gemm_path_counts says which path each call took.
+ * pass.  accumulate is cuBLASLt's beta = 1 on C = D = y.
+ *
+ * The folded forms the model uses (kernels/dit_ops.h, dit_gemm_params):
+ *  - a bias whose dtype differs from y's (a bf16 bias into the f32 residual
+ *    stream: the patch embedding, the head, every residual-folded
+ *    projection).  cuBLASLt first gets the bias as it is
+ *    (CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE); where its heuristic has no
+ *    algorithm for that, the N bias values are converted into y's dtype in
+ *    the backend's small staging buffer (one N-element kernel) and passed as
+ *    an ordinary bias.  Only a bias larger than the staging buffer still
+ *    takes the old route: the product, then a bias pass over y.
+ *  - accumulate into an f32 y: x += h Wᵀ + b is one GEMM with beta = 1.
+ *  - a per-row-group gate (the adaLN gated residual x += g[frame] ⊙ (h Wᵀ
+ *    + b)): a batched matmul with one batch per group of rows (a frame), the
+ *    gate row of each group as the batch's alpha vector (alpha vector batch
+ *    stride = the gate's row stride), beta = 1 on y, and the bias scaled by
+ *    the gate (g ⊙ b, [G, N] in the staging buffer, bias batch stride N),
+ *    because cuBLASLt adds the bias after alpha.  When cuBLASLt has no
+ *    algorithm with that pointer mode (or the gate is not f32, the rows do
+ *    not split evenly, an activation is asked for, or DIT_CUDA_GEMM_GATE=
+ *    scratch is set), the product goes into the caller's scratch ([M, N],
+ *    rounded to its dtype) and one pass adds gate ⊙ scratch to y — the cost
+ *    of the unfolded residual, no more.
+ * The arithmetic is the CPU reference's (kernels/cpu/gemm.c): + bias, act,
+ * × gate, + old y; the alpha form computes g·(xw) + g·b, which differs from
+ * g·(xw + b) by f32 rounding only.
+ *
+ * Fallbacks: x and w of different dtypes and act + accumulate (cuBLASLt
+ * applies the activation after adding C) go to a plain shared-memory tiled
+ * kernel with the same f32 arithmetic: exact, but far slower; the few-row
+ * GEMMs of the time-embedding path (f32 activations times bf16 weights,
+ * M = frames) run a skinny kernel: one warp per output column, every row of
+ * x at once, the weight row streamed once.  dit_cuda_gemm_path_counts says
+ * which path each call took.
  *
  * Plans: the matmul descriptor, the three layouts and the heuristic's
  * algorithm are cached per (M, N, K, leading dimensions, dtypes, epilogue,
- * accumulate, pointer alignments) in a small table owned by the backend; a
- * steady-state call only sets the bias pointer and enqueues the matmul.
- * Every cuBLASLt call shares the backend's single 32 MiB workspace, which is
- * safe because all of them are ordered on the backend's one stream.
+ * accumulate, batch, pointer mode, pointer alignments) in a small table
+ * owned by the backend; a steady-state call only sets the bias pointer and
+ * enqueues the matmul.  Every cuBLASLt call shares the backend's single
+ * 32 MiB workspace and its staging buffer, which is safe because all of
+ * them are ordered on the backend's one stream.
  */
 #include "cuda_common.cuh"
 #include "dit_cuda.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+static_assert (DIT_CUDA_GEMM_PATHS == DIT_CUDA_GEMM_PATH_COUNT,
+    "path counters of cuda_common.cuh and dit_cuda.h differ");
 
 /* ------------------------------------------------------------------------ */
 /* CUDA kernels */
@@ -57,15 +87,38 @@ gemm_act (float v, int act)
   return v;
 }
 
+/* The epilogue every own kernel shares: + bias, act, × gate, + old y. */
+typedef struct gemm_epi {
+  const void *bias;
+  int dtb;
+  const void *gate;   /* NULL: no gate */
+  int dtg;
+  int64_t ldg, rows_per_group;
+  int act, accumulate;
+} gemm_epi;
+
+__device__ __forceinline__ void
+gemm_epilogue (const gemm_epi &e, float v, int64_t m, int64_t n, void *y,
+    int dty, int64_t ldy)
+{
+  if (e.bias)
+    v += dit_cuda_ld (e.bias, e.dtb, n);
+  v = gemm_act (v, e.act);
+  if (e.gate)
+    v *= dit_cuda_ld (e.gate, e.dtg, (m / e.rows_per_group) * e.ldg + n);
+  int64_t o = m * ldy + n;
+  if (e.accumulate)
+    v += dit_cuda_ld (y, dty, o);
+  dit_cuda_st (y, dty, o, v);
+}
+
 /* 64×64 output tile per 256-thread block, each thread a 4×4 sub-tile with
  * stride 16 so that a warp's shared-memory reads are broadcast or
  * conflict-free. */
 __global__ void __launch_bounds__ (256)
 gemm_simt_kernel (const void *x, int dtx, int64_t ldx,
-    const void *w, int dtw, int64_t ldw,
-    const void *bias, int dtb,
-    void *y, int dty, int64_t ldy,
-    int64_t M, int64_t N, int64_t K, int act, int accumulate)
+    const void *w, int dtw, int64_t ldw, gemm_epi epi,
+    void *y, int dty, int64_t ldy, int64_t M, int64_t N, int64_t K)
 {
   __shared__ float xs[GEMM_BK][GEMM_BM + 1];
   __shared__ float ws[GEMM_BK][GEMM_BN + 1];
@@ -118,16 +171,8 @@ gemm_simt_kernel (const void *x, int dtx, int64_t ldx,
 #pragma unroll
     for (int j = 0; j < 4; j++) {
       int64_t gn = n0 + tx + 16 * j;
-      if (gn >= N)
-        continue;
-      float v = acc[i][j];
-      if (bias)
-        v += dit_cuda_ld (bias, dtb, gn);
-      v = gemm_act (v, act);
-      int64_t o = gm * ldy + gn;
-      if (accumulate)
-        v += dit_cuda_ld (y, dty, o);
-      dit_cuda_st (y, dty, o, v);
+      if (gn < N)
+        gemm_epilogue (epi, acc[i][j], gm, gn, y, dty, ldy);
     }
   }
 }
@@ -139,10 +184,8 @@ gemm_simt_kernel (const void *x, int dtx, int64_t ldx,
 
 __global__ void __launch_bounds__ (256)
 gemm_skinny_kernel (const void *x, int dtx, int64_t ldx,
-    const void *w, int dtw, int64_t ldw,
-    const void *bias, int dtb,
-    void *y, int dty, int64_t ldy,
-    int M, int64_t N, int64_t K, int act, int accumulate)
+    const void *w, int dtw, int64_t ldw, gemm_epi epi,
+    void *y, int dty, int64_t ldy, int M, int64_t N, int64_t K)
 {
   const int lane = threadIdx.x & 31;
   const int64_t n = (int64_t) blockIdx.x * 8 + (threadIdx.x >> 5);
@@ -169,19 +212,12 @@ gemm_skinny_kernel (const void *x, int dtx, int64_t ldx,
   }
   if (lane != 0)
     return;
-  for (int m = 0; m < M; m++) {
-    float v = acc[m];
-    if (bias)
-      v += dit_cuda_ld (bias, dtb, n);
-    v = gemm_act (v, act);
-    int64_t o = (int64_t) m * ldy + n;
-    if (accumulate)
-      v += dit_cuda_ld (y, dty, o);
-    dit_cuda_st (y, dty, o, v);
-  }
+  for (int m = 0; m < M; m++)
+    gemm_epilogue (epi, acc[m], m, n, y, dty, ldy);
 }
 
-/* y = act(y + bias) in place, after a bias-less cuBLASLt product. */
+/* y = act(y + bias) in place, after a bias-less cuBLASLt product (a bias
+ * too large for the staging buffer). */
 __global__ void
 gemm_bias_act_kernel (void *y, int dty, int64_t ldy, const void *bias,
     int dtb, int64_t M, int64_t N, int act)
@@ -196,42 +232,120 @@ gemm_bias_act_kernel (void *y, int dty, int64_t ldy, const void *bias,
   }
 }
 
+/* Staged bias for cuBLASLt: dst[g, n] = gate[g, n] · bias[n] (gate NULL:
+ * bias[n], G = 1), rounded to dst's dtype (y's). */
+__global__ void
+gemm_stage_bias_kernel (void *dst, int dtd, const void *bias, int dtb,
+    const void *gate, int dtg, int64_t ldg, int64_t G, int64_t N)
+{
+  DIT_CUDA_GRID_LOOP (i, G * N) {
+    int64_t g = i / N, n = i % N;
+    float v = dit_cuda_ld (bias, dtb, n);
+    if (gate)
+      v *= dit_cuda_ld (gate, dtg, g * ldg + n);
+    dit_cuda_st (dst, dtd, i, v);
+  }
+}
+
+/* y[r, n] = (accumulate ? y[r, n] : 0) + gate[r / rpg, n] · p[r, n]: the
+ * second half of the scratch form of a gated GEMM. */
+__global__ void
+gemm_gate_accumulate_kernel (void *y, int dty, int64_t ldy, const void *p,
+    int dtp, int64_t ldp, const void *gate, int dtg, int64_t ldg,
+    int64_t rows_per_group, int64_t M, int64_t N, int accumulate)
+{
+  DIT_CUDA_GRID_LOOP (i, M * N) {
+    int64_t r = i / N, c = i % N;
+    float v = dit_cuda_ld (gate, dtg, (r / rows_per_group) * ldg + c)
+        * dit_cuda_ld (p, dtp, r * ldp + c);
+    int64_t o = r * ldy + c;
+    if (accumulate)
+      v += dit_cuda_ld (y, dty, o);
+    dit_cuda_st (y, dty, o, v);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* one GEMM as the launchers see it */
+
+typedef struct gemm_job {
+  const void *x, *w;
+  int dtx, dtw;
+  int64_t ldx, ldw;
+  void *y;
+  int dty;
+  int64_t ldy;
+  int64_t M, N, K;
+  const void *bias;        /* NULL: none */
+  int dtb;
+  int act, accumulate;
+  const void *gate;        /* NULL: none */
+  int dtg;
+  int64_t ldg, rows_per_group;
+} gemm_job;
+
+static gemm_epi
+gemm_job_epi (const gemm_job *j)
+{
+  gemm_epi e;
+  e.bias = j->bias;
+  e.dtb = j->dtb;
+  e.gate = j->gate;
+  e.dtg = j->dtg;
+  e.ldg = j->ldg;
+  e.rows_per_group = j->rows_per_group > 0 ? j->rows_per_group : 1;
+  e.act = j->act;
+  e.accumulate = j->accumulate;
+  return e;
+}
+
 /* ------------------------------------------------------------------------ */
 /* kernel launchers */
 
 static dit_status
-gemm_launch_skinny (cudaStream_t s, const dit_gemm_params *p, int64_t M,
-    int64_t N, int64_t K, int64_t ldx, int64_t ldw, int64_t ldy)
+gemm_launch_skinny (cudaStream_t s, const gemm_job *j)
 {
-  gemm_skinny_kernel<<<(unsigned) ((N + 7) / 8), 256, 0, s>>> (p->x->data,
-      p->x->dtype, ldx, p->w->data, p->w->dtype, ldw,
-      p->bias ? p->bias->data : NULL, p->bias ? (int) p->bias->dtype : 0,
-      p->y->data, p->y->dtype, ldy, (int) M, N, K, (int) p->act,
-      p->accumulate);
+  gemm_skinny_kernel<<<(unsigned) ((j->N + 7) / 8), 256, 0, s>>> (j->x,
+      j->dtx, j->ldx, j->w, j->dtw, j->ldw, gemm_job_epi (j), j->y, j->dty,
+      j->ldy, (int) j->M, j->N, j->K);
   DIT_CUDA_CHECK_LAUNCH ("gemm_skinny_kernel");
+  return DIT_OK;
+}
+
+static dit_status
+gemm_launch_simt (cudaStream_t s, const gemm_job *j)
+{
+  dim3 grid ((unsigned) ((j->N + GEMM_BN - 1) / GEMM_BN),
+      (unsigned) ((j->M + GEMM_BM - 1) / GEMM_BM));
+  if (grid.y > 65535)
+    return dit_error (DIT_ERR_INVALID, "gemm: M = %lld too large for the "
+        "fallback kernel", (long long) j->M);
+  gemm_simt_kernel<<<grid, 256, 0, s>>> (j->x, j->dtx, j->ldx, j->w, j->dtw,
+      j->ldw, gemm_job_epi (j), j->y, j->dty, j->ldy, j->M, j->N, j->K);
+  DIT_CUDA_CHECK_LAUNCH ("gemm_simt_kernel");
   return DIT_OK;
 }
 
 /* The path for GEMMs cuBLASLt cannot take: skinny for few rows, else the
  * tiled kernel. */
 static dit_status
-gemm_launch_fallback (dit_cuda_backend *cb, const dit_gemm_params *p,
-    int64_t M, int64_t N, int64_t K, int64_t ldx, int64_t ldw, int64_t ldy);
+gemm_launch_fallback (dit_cuda_backend *cb, const gemm_job *j)
+{
+  if (j->M <= GEMM_SKINNY_M) {
+    cb->gemm_calls[2]++;
+    return gemm_launch_skinny (cb->stream, j);
+  }
+  cb->gemm_calls[3]++;
+  return gemm_launch_simt (cb->stream, j);
+}
 
 static dit_status
-gemm_launch_simt (cudaStream_t s, const dit_gemm_params *p, int64_t M,
-    int64_t N, int64_t K, int64_t ldx, int64_t ldw, int64_t ldy)
+gemm_launch_stage_bias (dit_cuda_backend *cb, const gemm_job *j, int64_t G)
 {
-  dim3 grid ((unsigned) ((N + GEMM_BN - 1) / GEMM_BN),
-      (unsigned) ((M + GEMM_BM - 1) / GEMM_BM));
-  if (grid.y > 65535)
-    return dit_error (DIT_ERR_INVALID, "gemm: M = %lld too large for the "
-        "fallback kernel", (long long) M);
-  gemm_simt_kernel<<<grid, 256, 0, s>>> (p->x->data, p->x->dtype, ldx,
-      p->w->data, p->w->dtype, ldw,
-      p->bias ? p->bias->data : NULL, p->bias ? (int) p->bias->dtype : 0,
-      p->y->data, p->y->dtype, ldy, M, N, K, (int) p->act, p->accumulate);
-  DIT_CUDA_CHECK_LAUNCH ("gemm_simt_kernel");
+  gemm_stage_bias_kernel<<<dit_cuda_grid_1d (G * j->N, 256), 256, 0,
+      cb->stream>>> (cb->stage, j->dty, j->bias, j->dtb, j->gate, j->dtg,
+      j->ldg, G, j->N);
+  DIT_CUDA_CHECK_LAUNCH ("gemm_stage_bias_kernel");
   return DIT_OK;
 }
 
@@ -282,8 +396,35 @@ dit_cuda_gemm_cache_clear (dit_cuda_backend *cb)
   cb->next_victim = 0;
 }
 
+/* Batches of `rows` rows: every layout gets the batch count and stride. */
+static cublasStatus_t
+gemm_layout_batch (cublasLtMatrixLayout_t l, int32_t batch, int64_t stride)
+{
+  cublasStatus_t st = cublasLtMatrixLayoutSetAttribute (l,
+      CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof batch);
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatrixLayoutSetAttribute (l,
+        CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride);
+  return st;
+}
+
+/* Whether `algo` implements the alpha-vector pointer mode. */
+static int
+gemm_algo_has_alpha_vector (const cublasLtMatmulAlgo_t *algo)
+{
+  uint32_t mask = 0;
+  size_t written = 0;
+  if (cublasLtMatmulAlgoCapGetAttribute (algo,
+        CUBLASLT_ALGO_CAP_POINTER_MODE_MASK, &mask, sizeof mask, &written)
+      != CUBLAS_STATUS_SUCCESS)
+    return 0;
+  return (mask & CUBLASLT_POINTER_MODE_MASK_ALPHA_DEVICE_VECTOR_BETA_HOST) != 0;
+}
+
+#define GEMM_HEURISTIC_RESULTS 8
+
 /* Build descriptors and ask the heuristic; `usable` = 0 when cuBLASLt has
- * no algorithm for this combination (the caller then uses the fallback). */
+ * no algorithm for this combination (the caller then takes another path). */
 static dit_status
 gemm_plan_build (dit_cuda_backend *cb, dit_cuda_gemm_plan *pl)
 {
@@ -311,6 +452,24 @@ gemm_plan_build (dit_cuda_backend *cb, dit_cuda_gemm_plan *pl)
       (uint64_t) k->k, (uint64_t) k->m, k->ldx));
   DIT_CUBLAS_TRY (cublasLtMatrixLayoutCreate (&pl->lc, gemm_cuda_type (k->dty),
       (uint64_t) k->n, (uint64_t) k->m, k->ldy));
+  if (k->alpha_vector) {
+    /* one batch per row group: the weight is shared (stride 0), x and y
+     * step by the group's rows, alpha by the gate's row stride and the
+     * staged g ⊙ b by N */
+    cublasLtPointerMode_t pm = CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_HOST;
+    int64_t bias_stride = k->n;
+    DIT_CUBLAS_TRY (cublasLtMatmulDescSetAttribute (pl->desc,
+        CUBLASLT_MATMUL_DESC_POINTER_MODE, &pm, sizeof pm));
+    DIT_CUBLAS_TRY (cublasLtMatmulDescSetAttribute (pl->desc,
+        CUBLASLT_MATMUL_DESC_ALPHA_VECTOR_BATCH_STRIDE, &k->ldg, sizeof k->ldg));
+    if (k->dtb >= 0)
+      DIT_CUBLAS_TRY (cublasLtMatmulDescSetAttribute (pl->desc,
+          CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &bias_stride,
+          sizeof bias_stride));
+    DIT_CUBLAS_TRY (gemm_layout_batch (pl->la, k->batch, 0));
+    DIT_CUBLAS_TRY (gemm_layout_batch (pl->lb, k->batch, k->m * k->ldx));
+    DIT_CUBLAS_TRY (gemm_layout_batch (pl->lc, k->batch, k->m * k->ldy));
+  }
 
   cublasLtMatmulPreference_t pref;
   DIT_CUBLAS_TRY (cublasLtMatmulPreferenceCreate (&pref));
@@ -331,16 +490,19 @@ gemm_plan_build (dit_cuda_backend *cb, dit_cuda_gemm_plan *pl)
   if (st == CUBLAS_STATUS_SUCCESS)
     st = cublasLtMatmulPreferenceSetAttribute (pref,
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[2], sizeof al[2]);
-  cublasLtMatmulHeuristicResult_t res;
+  cublasLtMatmulHeuristicResult_t res[GEMM_HEURISTIC_RESULTS];
   int found = 0;
   if (st == CUBLAS_STATUS_SUCCESS) {
     /* "not supported" (or a combination the library rejects as invalid)
-     * is an answer, not an error: fall back */
+     * is an answer, not an error: take another path */
     cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic (cb->lt, pl->desc,
-        pl->la, pl->lb, pl->lc, pl->lc, pref, 1, &res, &found);
+        pl->la, pl->lb, pl->lc, pl->lc, pref,
+        k->alpha_vector ? GEMM_HEURISTIC_RESULTS : 1, res, &found);
     if (hs != CUBLAS_STATUS_SUCCESS && hs != CUBLAS_STATUS_NOT_SUPPORTED
         && hs != CUBLAS_STATUS_INVALID_VALUE)
       st = hs;
+    if (hs != CUBLAS_STATUS_SUCCESS)
+      found = 0;
   }
   cublasLtMatmulPreferenceDestroy (pref);
   if (st != CUBLAS_STATUS_SUCCESS)
@@ -348,9 +510,15 @@ gemm_plan_build (dit_cuda_backend *cb, dit_cuda_gemm_plan *pl)
         "gemm %lldx%lldx%lld failed: %s", __FILE__, __LINE__,
         (long long) k->m, (long long) k->n, (long long) k->k,
         cublasLtGetStatusString (st));
-  pl->usable = found > 0 && res.state == CUBLAS_STATUS_SUCCESS;
-  if (pl->usable)
-    pl->algo = res.algo;
+  pl->usable = 0;
+  for (int i = 0; i < found && !pl->usable; i++) {
+    if (res[i].state != CUBLAS_STATUS_SUCCESS)
+      continue;
+    if (k->alpha_vector && !gemm_algo_has_alpha_vector (&res[i].algo))
+      continue;
+    pl->algo = res[i].algo;
+    pl->usable = 1;
+  }
   return DIT_OK;
 }
 
@@ -389,6 +557,207 @@ gemm_plan_get (dit_cuda_backend *cb, const dit_cuda_gemm_key *key,
 }
 
 /* ------------------------------------------------------------------------ */
+/* cuBLASLt calls */
+
+/* The plan of one matmul: y = epilogue(alpha · x wᵀ + beta · y) with a bias
+ * of dtype `dtb` at `bias` (NULL: none; only its alignment matters here)
+ * and the activation of j (none or GELU; SiLU is the caller's pass).  With
+ * `alpha_vector` the rows are batched by j->rows_per_group and alpha is the
+ * gate (f32, one row per batch).  *out = NULL when cuBLASLt has no
+ * algorithm for it. */
+static dit_status
+gemm_lt_plan (dit_cuda_backend *cb, const gemm_job *j, const void *bias,
+    int dtb, int alpha_vector, dit_cuda_gemm_plan **out)
+{
+  *out = NULL;
+  int gelu = j->act == DIT_ACT_GELU_TANH;
+  cublasLtEpilogue_t epi;
+  if (bias)
+    epi = gelu ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
+  else
+    epi = gelu ? CUBLASLT_EPILOGUE_GELU : CUBLASLT_EPILOGUE_DEFAULT;
+
+  dit_cuda_gemm_key key;
+  memset (&key, 0, sizeof key);
+  key.m = alpha_vector ? j->rows_per_group : j->M;
+  key.n = j->N;
+  key.k = j->K;
+  key.ldx = j->ldx; key.ldw = j->ldw; key.ldy = j->ldy;
+  key.dtx = j->dtx; key.dtw = j->dtw; key.dty = j->dty;
+  key.dtb = bias ? dtb : -1;
+  key.epilogue = (int) epi;
+  key.accumulate = j->accumulate ? 1 : 0;
+  key.align_x = gemm_alignment (j->x);
+  key.align_w = gemm_alignment (j->w);
+  key.align_y = gemm_alignment (j->y);
+  key.align_b = bias ? gemm_alignment (bias) : 256;
+  if (alpha_vector) {
+    key.alpha_vector = 1;
+    key.batch = (int32_t) (j->M / j->rows_per_group);
+    key.ldg = j->ldg;
+    /* the later batches start at these offsets: their alignment counts */
+    int ax = gemm_alignment ((const char *) j->x + (size_t) (j->rows_per_group
+        * j->ldx) * dit_dtype_size ((dit_dtype) j->dtx));
+    int ay = gemm_alignment ((const char *) j->y + (size_t) (j->rows_per_group
+        * j->ldy) * dit_dtype_size ((dit_dtype) j->dty));
+    key.align_x = key.align_x < ax ? key.align_x : ax;
+    key.align_y = key.align_y < ay ? key.align_y : ay;
+  }
+  dit_cuda_gemm_plan *pl;
+  DIT_TRY (gemm_plan_get (cb, &key, &pl));
+  if (pl->usable)
+    *out = pl;
+  return DIT_OK;
+}
+
+/* Enqueue the matmul of a usable plan from gemm_lt_plan.  A combination
+ * the heuristic accepted but the matmul itself refuses (not supported,
+ * invalid value) marks the plan unusable and sets *done = 0, so that this
+ * and every later call of the shape takes another path. */
+static dit_status
+gemm_lt_run (dit_cuda_backend *cb, const gemm_job *j, dit_cuda_gemm_plan *pl,
+    const void *bias, int alpha_vector, int *done)
+{
+  *done = 0;
+  if (bias)
+    DIT_CUBLAS_TRY (cublasLtMatmulDescSetAttribute (pl->desc,
+        CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+  float one = 1.0f, beta = j->accumulate ? 1.0f : 0.0f;
+  const void *alpha = alpha_vector ? j->gate : (const void *) &one;
+  cublasStatus_t cs = cublasLtMatmul (cb->lt, pl->desc, alpha,
+      j->w, pl->la, j->x, pl->lb, &beta,
+      j->y, pl->lc, j->y, pl->lc, &pl->algo,
+      cb->workspace, cb->workspace_bytes, cb->stream);
+  if (cs == CUBLAS_STATUS_NOT_SUPPORTED || cs == CUBLAS_STATUS_INVALID_VALUE) {
+    pl->usable = 0;
+    return DIT_OK;
+  }
+  if (cs != CUBLAS_STATUS_SUCCESS)
+    return dit_error (DIT_ERR_DEVICE, "%s:%d: cublasLtMatmul of gemm "
+        "%lldx%lldx%lld failed: %s", __FILE__, __LINE__, (long long) j->M,
+        (long long) j->N, (long long) j->K, cublasLtGetStatusString (cs));
+  *done = 1;
+  return DIT_OK;
+}
+
+/* Plan and run; *done = 0 when cuBLASLt has no algorithm (nothing was
+ * enqueued). */
+static dit_status
+gemm_lt (dit_cuda_backend *cb, const gemm_job *j, const void *bias, int dtb,
+    int *done)
+{
+  dit_cuda_gemm_plan *pl;
+  *done = 0;
+  DIT_TRY (gemm_lt_plan (cb, j, bias, dtb, 0, &pl));
+  if (!pl)
+    return DIT_OK;
+  return gemm_lt_run (cb, j, pl, bias, 0, done);
+}
+
+/* An ungated GEMM on cuBLASLt, with a bias of any dtype; the tiled
+ * fallback when cuBLASLt has no algorithm. */
+static dit_status
+gemm_plain (dit_cuda_backend *cb, const gemm_job *j)
+{
+  int done = 0;
+  int split = 0;   /* bias applied by a pass after the product */
+  if (!j->bias || j->dtb == j->dty) {
+    DIT_TRY (gemm_lt (cb, j, j->bias, j->dtb, &done));
+  } else {
+    /* the bias as it is, where cuBLASLt takes that dtype ... */
+    DIT_TRY (gemm_lt (cb, j, j->bias, j->dtb, &done));
+    /* ... else converted to y's dtype in the staging buffer ... */
+    if (!done && (size_t) j->N * dit_dtype_size ((dit_dtype) j->dty)
+        <= cb->stage_bytes) {
+      gemm_job one = *j;
+      one.gate = NULL;
+      DIT_TRY (gemm_launch_stage_bias (cb, &one, 1));
+      DIT_TRY (gemm_lt (cb, j, cb->stage, j->dty, &done));
+    }
+    /* ... else the product without it and one bias pass (accumulate
+     * would add y before the bias: that goes to the fallback) */
+    if (!done && !j->accumulate) {
+      gemm_job nb = *j;
+      nb.bias = NULL;
+      nb.act = DIT_ACT_NONE;
+      DIT_TRY (gemm_lt (cb, &nb, NULL, -1, &done));
+      split = done;
+    }
+  }
+  if (!done)
+    return gemm_launch_fallback (cb, j);
+  if (split) {
+    cb->gemm_calls[1]++;
+    gemm_bias_act_kernel<<<dit_cuda_grid_1d (j->M * j->N, 256), 256, 0,
+        cb->stream>>> (j->y, j->dty, j->ldy, j->bias, j->dtb, j->M, j->N,
+        j->act);
+    DIT_CUDA_CHECK_LAUNCH ("gemm_bias_act_kernel");
+    return DIT_OK;
+  }
+  cb->gemm_calls[0]++;
+  if (j->act == DIT_ACT_SILU)
+    DIT_TRY (dit_cuda_launch_unary (cb->stream, j->y, j->dty, j->ldy, j->y,
+        j->dty, j->ldy, j->M, j->N, DIT_ACT_SILU));
+  return DIT_OK;
+}
+
+/* A gated GEMM: alpha-vector cuBLASLt where it can, else the product into
+ * the scratch and one gated accumulate pass, else the tiled fallback. */
+static dit_status
+gemm_gated (dit_cuda_backend *cb, const gemm_job *j, const dit_tensor *scratch)
+{
+  const int64_t G = (j->M + j->rows_per_group - 1) / j->rows_per_group;
+  if (!cb->gemm_gate_scratch && j->act == DIT_ACT_NONE && j->dtg == DIT_F32
+      && j->M % j->rows_per_group == 0 && j->rows_per_group > 0
+      && gemm_alignment (j->gate) >= 16 && (j->ldg % 4) == 0
+      && (!j->bias || (size_t) (G * j->N) * dit_dtype_size ((dit_dtype) j->dty)
+          <= cb->stage_bytes)) {
+    dit_cuda_gemm_plan *pl;
+    const void *gb = j->bias ? cb->stage : NULL;
+    DIT_TRY (gemm_lt_plan (cb, j, gb, j->dty, 1, &pl));
+    if (pl) {
+      int done = 0;
+      if (gb)
+        DIT_TRY (gemm_launch_stage_bias (cb, j, G));
+      DIT_TRY (gemm_lt_run (cb, j, pl, gb, 1, &done));
+      if (done) {
+        cb->gemm_calls[4]++;
+        return DIT_OK;
+      }
+    }
+  }
+  if (scratch) {
+    int64_t sr, sc, lds;
+    DIT_TRY (dit_cuda_rows ("gemm", "scratch", scratch, &sr, &sc, &lds));
+    if (sr != j->M || sc != j->N)
+      return dit_error (DIT_ERR_INVALID, "gemm: scratch is [%lld, %lld], "
+          "expected [%lld, %lld]", (long long) sr, (long long) sc,
+          (long long) j->M, (long long) j->N);
+    if (lds < j->N)
+      lds = j->N;
+    gemm_job prod = *j;
+    prod.y = scratch->data;
+    prod.dty = scratch->dtype;
+    prod.ldy = lds;
+    prod.accumulate = 0;
+    prod.gate = NULL;
+    int64_t before[DIT_CUDA_GEMM_PATHS];
+    memcpy (before, cb->gemm_calls, sizeof before);
+    DIT_TRY (gemm_plain (cb, &prod));
+    /* count the call once, as the scratch form */
+    memcpy (cb->gemm_calls, before, sizeof before);
+    cb->gemm_calls[5]++;
+    gemm_gate_accumulate_kernel<<<dit_cuda_grid_1d (j->M * j->N, 256), 256,
+        0, cb->stream>>> (j->y, j->dty, j->ldy, prod.y, prod.dty, prod.ldy,
+        j->gate, j->dtg, j->ldg, j->rows_per_group, j->M, j->N,
+        j->accumulate);
+    DIT_CUDA_CHECK_LAUNCH ("gemm_gate_accumulate_kernel");
+    return DIT_OK;
+  }
+  return gemm_launch_fallback (cb, j);
+}
+
+/* ------------------------------------------------------------------------ */
 /* op */
 
 dit_status
@@ -413,6 +782,22 @@ dit_cuda_gemm (dit_backend *be, const dit_gemm_params *p)
       && p->act != DIT_ACT_SILU)
     return dit_error (DIT_ERR_INVALID, "gemm: unknown activation %d",
         (int) p->act);
+  int64_t ldg = 0;
+  if (p->gate) {
+    int64_t gr, gc;
+    if (p->rows_per_group <= 0)
+      return dit_error (DIT_ERR_INVALID, "gemm: rows_per_group is %lld (must "
+          "be > 0 with a gate)", (long long) p->rows_per_group);
+    DIT_TRY (dit_cuda_rows (op, "gate", p->gate, &gr, &gc, &ldg));
+    int64_t need = M > 0 ? (M - 1) / p->rows_per_group + 1 : 0;
+    if (gc != N || gr < need)
+      return dit_error (DIT_ERR_INVALID, "gemm: gate is [%lld, %lld]; %lld "
+          "rows in groups of %lld need [%lld, %lld]", (long long) gr,
+          (long long) gc, (long long) M, (long long) p->rows_per_group,
+          (long long) need, (long long) N);
+    if (ldg < N)
+      ldg = N;
+  }
   if (M == 0 || N == 0)
     return DIT_OK;
   /* cuBLASLt needs ld >= rows of the stored matrix even for one row */
@@ -421,90 +806,42 @@ dit_cuda_gemm (dit_backend *be, const dit_gemm_params *p)
   if (ldy < N) ldy = N;
 
   dit_cuda_backend *cb = dit_cuda_impl (be);
-  cudaStream_t s = cb->stream;
-
-  int dtx = p->x->dtype, dtw = p->w->dtype, dty = p->y->dtype;
-  int dtb = p->bias ? (int) p->bias->dtype : -1;
-  /* cuBLASLt wants one input dtype and a bias of the output dtype (an f32
-   * bias on a bf16/f16 output is rejected by the heuristic on CUDA 13) */
-  /* a bias of another dtype than y: product first, bias+act as a pass */
-  int bias_split = dtb >= 0 && dtb != dty;
-  int lt_types = dtx == dtw && (dty == dtx || dty == DIT_F32);
-  int lt_act = !(p->accumulate && (p->act != DIT_ACT_NONE || bias_split));
-  if (!lt_types || !lt_act || K == 0)
-    return gemm_launch_fallback (cb, p, M, N, K, ldx, ldw, ldy);
-
-  cublasLtEpilogue_t epi;
-  int gelu = p->act == DIT_ACT_GELU_TANH && !bias_split;
-  int lt_bias = p->bias && !bias_split;
-  if (lt_bias)
-    epi = gelu ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
-  else
-    epi = gelu ? CUBLASLT_EPILOGUE_GELU : CUBLASLT_EPILOGUE_DEFAULT;
-  if (!lt_bias)
-    dtb = -1;
-
-  dit_cuda_gemm_key key;
-  memset (&key, 0, sizeof key);
-  key.m = M; key.n = N; key.k = K;
-  key.ldx = ldx; key.ldw = ldw; key.ldy = ldy;
-  key.dtx = dtx; key.dtw = dtw; key.dty = dty; key.dtb = dtb;
-  key.epilogue = (int) epi;
-  key.accumulate = p->accumulate ? 1 : 0;
-  key.align_x = gemm_alignment (p->x->data);
-  key.align_w = gemm_alignment (p->w->data);
-  key.align_y = gemm_alignment (p->y->data);
-  key.align_b = lt_bias ? gemm_alignment (p->bias->data) : 256;
-
-  dit_cuda_gemm_plan *pl;
-  DIT_TRY (gemm_plan_get (cb, &key, &pl));
-  if (!pl->usable)
-    return gemm_launch_fallback (cb, p, M, N, K, ldx, ldw, ldy);
-
-  if (lt_bias) {
-    const void *bp = p->bias->data;
-    DIT_CUBLAS_TRY (cublasLtMatmulDescSetAttribute (pl->desc,
-        CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp));
+  gemm_job j;
+  memset (&j, 0, sizeof j);
+  j.x = p->x->data; j.dtx = p->x->dtype; j.ldx = ldx;
+  j.w = p->w->data; j.dtw = p->w->dtype; j.ldw = ldw;
+  j.y = p->y->data; j.dty = p->y->dtype; j.ldy = ldy;
+  j.M = M; j.N = N; j.K = K;
+  j.bias = p->bias ? p->bias->data : NULL;
+  j.dtb = p->bias ? (int) p->bias->dtype : -1;
+  j.act = (int) p->act;
+  j.accumulate = p->accumulate ? 1 : 0;
+  if (p->gate) {
+    j.gate = p->gate->data;
+    j.dtg = p->gate->dtype;
+    j.ldg = ldg;
+    j.rows_per_group = p->rows_per_group;
   }
-  float alpha = 1.0f, beta = p->accumulate ? 1.0f : 0.0f;
-  DIT_CUBLAS_TRY (cublasLtMatmul (cb->lt, pl->desc, &alpha,
-      p->w->data, pl->la, p->x->data, pl->lb, &beta,
-      p->y->data, pl->lc, p->y->data, pl->lc, &pl->algo,
-      cb->workspace, cb->workspace_bytes, s));
-  if (bias_split) {
-    cb->gemm_calls[1]++;
-    gemm_bias_act_kernel<<<dit_cuda_grid_1d (M * N, 256), 256, 0, s>>> (
-        p->y->data, dty, ldy, p->bias->data, (int) p->bias->dtype, M, N,
-        (int) p->act);
-    DIT_CUDA_CHECK_LAUNCH ("gemm_bias_act_kernel");
-    return DIT_OK;
-  }
-  cb->gemm_calls[0]++;
-  if (p->act == DIT_ACT_SILU)
-    DIT_TRY (dit_cuda_launch_unary (s, p->y->data, dty, ldy, p->y->data, dty,
-        ldy, M, N, DIT_ACT_SILU));
-  return DIT_OK;
-}
 
-static dit_status
-gemm_launch_fallback (dit_cuda_backend *cb, const dit_gemm_params *p,
-    int64_t M, int64_t N, int64_t K, int64_t ldx, int64_t ldw, int64_t ldy)
-{
-  if (M <= GEMM_SKINNY_M) {
-    cb->gemm_calls[2]++;
-    return gemm_launch_skinny (cb->stream, p, M, N, K, ldx, ldw, ldy);
-  }
-  cb->gemm_calls[3]++;
-  return gemm_launch_simt (cb->stream, p, M, N, K, ldx, ldw, ldy);
+  /* cuBLASLt wants one input dtype, an output of that dtype or f32, and no
+   * activation together with accumulate (it would add C before the
+   * activation) */
+  int lt_types = j.dtx == j.dtw && (j.dty == j.dtx || j.dty == DIT_F32);
+  if (!lt_types || K == 0 || (j.accumulate && j.act != DIT_ACT_NONE))
+    return gemm_launch_fallback (cb, &j);
+  if (j.gate)
+    return gemm_gated (cb, &j, p->scratch);
+  return gemm_plain (cb, &j);
 }
 
 extern "C" void
-dit_cuda_gemm_path_counts (dit_backend *be, int64_t counts[4])
+dit_cuda_gemm_path_counts (dit_backend *be,
+    int64_t counts[DIT_CUDA_GEMM_PATH_COUNT])
 {
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < DIT_CUDA_GEMM_PATH_COUNT; i++)
     counts[i] = 0;
   if (!be || be->ops->device != DIT_DEVICE_CUDA)
     return;
-  for (int i = 0; i < 4 && i < DIT_CUDA_GEMM_PATHS; i++)
+  for (int i = 0; i < DIT_CUDA_GEMM_PATH_COUNT; i++)
     counts[i] = dit_cuda_impl (be)->gemm_calls[i];
 }

@@ -428,6 +428,30 @@ device_case (dit_backend *cuda, dit_dtype dt, const dit_umt5_config *cfg,
     free (sw);
     dit_umt5_free (tc);
   }
+  /* host residency (dit_umt5_create_host_resident): the same kernels on
+   * the same values, each layer uploaded into one slot: equal bits */
+  dit_umt5 *th;
+  die_if (dit_umt5_create_host_resident (cfg, wd, cuda, &th),
+      "host-resident encoder");
+  float *hl = encode (th, p->lng, LONG_N, dim);
+  int same = memcmp (hl, lng, (size_t) LONG_N * dim * sizeof (float)) == 0;
+  printf ("%-52s %s\n", "host-resident encode == device-resident (bits)",
+      same ? "ok" : "FAIL");
+  if (!same)
+    failures++;
+  dit_tensor oth = dit_tensor_2d (hl, DIT_F32, DIT_DEVICE_CPU, LONG_N, dim);
+  for (int i = 0; i < 5; i++) {
+    double a = now_ms ();
+    die_if (dit_umt5_encode (th, p->lng, LONG_N, &oth), "timed encode");
+    ms[i] = now_ms () - a;
+  }
+  qsort (ms, 5, sizeof ms[0], cmp_double);
+  printf ("umt5-xxl 2-layer slice, %s, host-resident, %d tokens: encode %.2f ms "
+      "median (min %.2f, max %.2f, 5 runs; %zu bytes uploaded per encode)\n",
+      dit_dtype_name (dt), LONG_N, ms[2], ms[0], ms[4],
+      dit_umt5_host_bytes (th) - (size_t) cfg->vocab * dim * dit_dtype_size (dt));
+  free (hl);
+  dit_umt5_free (th);
   free (lng);
   free (shrt);
   dit_umt5_free (t5);

@@ -72,13 +72,80 @@ EOF
 "$bench" --device cpu --text-only --text-model tiny --text-layers 1 \
   --chunks 2 --warmup 0 --json | grep -q '"text_layers": 1,'
 
-# 3. usage errors exit 2
+# 3. engine mode with --breakdown (every op timed in eager chunks) and the
+#    text encoder host-resident; then the same with the GEMM folds off
+for fold in on off; do
+  "$bench" --device cpu --preset tiny --synthetic --size 32x48 --chunks 1 \
+    --warmup 0 --vae none --gemm 0 --breakdown --fold $fold \
+    --text-residency host --json > "$tmp/bd-$fold.json"
+  "$py" - "$tmp/bd-$fold.json" $fold <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+fold = sys.argv[2] == "on"
+layers = j["layers"]
+assert j["breakdown_chunks"] == 3 and j["fold"] == int(fold), j
+den, rec = j["breakdown_denoise"], j["breakdown_recompute"]
+# 3 chunks: 1 recompute + 4 denoising forwards each
+assert den["forwards"] == 12 and rec["forwards"] == 3, (den, rec)
+for s in (den, rec):
+    parts = s["gemm_ms"] + s["attention_ms"] + s["other_ms"]
+    assert abs(parts - s["ms"]) <= 1e-3 * s["ms"] + 1e-3, s
+    assert abs(s["gemm_share"] + s["attention_share"] + s["other_share"] - 1) < 1e-3, s
+    ops = s["ops"]
+    # per forward: q, k, v, o, cross q, cross o, FFN up and down per block,
+    # the patch embedding, three time-embedding GEMMs and the head
+    # (the recompute has no head); two attentions per block
+    head = 1 if s is den else 0
+    assert ops["gemm"]["calls"] == 8 * layers + 4 + head, ops["gemm"]
+    assert ops["attention"]["calls"] == 2 * layers, ops["attention"]
+    # the residual adds are in the GEMMs with the fold on, separate passes
+    # with it off; the modulation tables are two ops per forward
+    res = ops.get("residual", {"calls": 0})["calls"]
+    assert res == (0 if fold else 3 * layers), (fold, res)
+    assert ops["add"]["calls"] == 3, ops["add"]
+assert j["text_residency"] == "host" and j["text_encode_ms"] > 0, j
+assert j["text_host_mib"] > 0, j
+print("breakdown (fold %s): denoise %.2f ms = GEMM %.2f + attention %.2f + "
+      "other %.2f" % (sys.argv[2], den["ms"], den["gemm_ms"], den["attention_ms"],
+                      den["other_ms"]))
+EOF
+done
+
+# 4. cold start from checkpoint files (tiny set on the CPU): the stages and
+#    the first frame since process start, sizes and page-cache residency
+weights=$(dirname "$bench")/dit-weights
+"$weights" make --preset tiny -o "$tmp/dit.safetensors" > /dev/null
+"$weights" make --kind vae --preset tiny -o "$tmp/vae.safetensors" > /dev/null
+"$weights" make --kind text --preset tiny -o "$tmp/t5.safetensors" > /dev/null
+"$bench" --cold --device cpu --model "$tmp/dit.safetensors" \
+  --vae "$tmp/vae.safetensors" --text-model "$tmp/t5.safetensors" \
+  --size 32x48 --json > "$tmp/cold.json"
+"$py" - "$tmp/cold.json" "$tmp" <<'EOF'
+import json, os, sys
+j = json.load(open(sys.argv[1]))
+d = sys.argv[2]
+assert j["mode"] == "cold", j
+for k, f in (("dit", "dit"), ("vae", "vae"), ("text", "t5")):
+    assert j[k + "_bytes"] == os.path.getsize("%s/%s.safetensors" % (d, f)), (k, j)
+    assert 0 <= j[k + "_page_cache_at_start"] <= 1, j
+stages = sum(j[k] for k in ("backend_ms", "text_load_ms", "text_encode_ms",
+                            "dit_load_ms", "generator_ms", "vae_load_ms",
+                            "first_chunk_ms"))
+assert 0 <= j["at_main_ms"] < j["first_frame_ms"], j
+assert j["first_frame_ms"] >= stages, (stages, j)
+print("cold: first frame %.1f ms after process start (stages %.1f ms)"
+      % (j["first_frame_ms"], stages))
+EOF
+rc=0; "$bench" --cold --device cpu --model "$tmp/dit.safetensors" > /dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || { echo "--cold without --vae/--text-model: exit $rc, want 2"; exit 1; }
+
+# 5. usage errors exit 2
 rc=0; "$bench" --pipeline --text-only > /dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || { echo "--pipeline --text-only: exit $rc, want 2"; exit 1; }
 rc=0; "$bench" --synthetic --mesh-devices 0,x > /dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || { echo "--mesh-devices 0,x: exit $rc, want 2"; exit 1; }
 
-# 4. pipeline: 1 warm-up + 2 chunks = 9 + 12 + 12 frames at the sink
+# 6. pipeline: 1 warm-up + 2 chunks = 9 + 12 + 12 frames at the sink
 rc=0
 "$bench" --pipeline --device cpu --preset tiny --synthetic --size 64x64 \
   --chunks 2 --warmup 1 ${plugin_dir:+--plugin-path "$plugin_dir"} --json \

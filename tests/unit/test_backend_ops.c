@@ -212,13 +212,58 @@ case_gemm (int64_t M, int64_t N, int64_t K, dit_dtype dt, int has_bias,
     if (y_slice)
       yv = dit_tensor_cols (&yv, N, N);
     dit_gemm_params p = { SIDE (x, s), SIDE (w, s), has_bias ? SIDE (b, s) : NULL,
-        &yv, act, accumulate };
+        &yv, act, accumulate, NULL, 0, NULL };
     st[s] = dit_gemm (s ? rb : tb, &p);
     if (s == 0)
       save_err (st[0]);
   }
   report ("gemm", dt, shape, st[0], st[1], &y, thr_for (dt));
   tpair_free (&x); tpair_free (&w); tpair_free (&b); tpair_free (&y);
+}
+
+/* The folded forms of the model's GEMMs (dit_gemm_params): x and w in dt,
+ * y in ydt, the bias in bdt (a bf16 bias into an f32 y), optionally
+ * accumulating into y and scaled by a per-row-group gate of dtype gdt (a
+ * strided view: every third row of a [3 G, N] table, like the model's
+ * modulation rows), with a scratch of dtype sdt for backends that need one
+ * (sdt < 0: none). */
+static void
+case_gemm_fold (int64_t M, int64_t N, int64_t K, dit_dtype dt, dit_dtype ydt,
+    dit_dtype bdt, int gated, dit_dtype gdt, int64_t rpg, dit_act act,
+    int accumulate, int sdt)
+{
+  char shape[128];
+  snprintf (shape, sizeof shape, "M=%lld N=%lld K=%lld y %s bias %s%s%s%s%s%s%s",
+      (long long) M, (long long) N, (long long) K, dit_dtype_name (ydt),
+      dit_dtype_name (bdt), act == DIT_ACT_GELU_TANH ? " gelu" : "",
+      accumulate ? " acc" : "", gated ? " gate " : "",
+      gated ? dit_dtype_name (gdt) : "", gated && sdt >= 0 ? " scratch " : "",
+      gated && sdt >= 0 ? dit_dtype_name ((dit_dtype) sdt) : "");
+  if (!supported (DIT_OP_GEMM, dt)) {
+    report_skip ("gemm", dt, shape);
+    return;
+  }
+  const int64_t G = (M + rpg - 1) / rpg;
+  float amp = 1.0f / sqrtf ((float) K);
+  tpair x = T (dt, M, K, 1.0f), w = T (dt, N, K, amp), b = T1 (bdt, N, 0.5f);
+  tpair y = T (ydt, M, N, 1.0f), g = T (gdt, 3 * G, N, 1.0f);
+  tpair sc = T (sdt >= 0 ? (dit_dtype) sdt : dt, M, N, 0.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_tensor gv = *SIDE (g, s);
+    gv.shape[0] = G;
+    gv.stride[0] = 3 * N;
+    dit_gemm_params p = { SIDE (x, s), SIDE (w, s), SIDE (b, s), SIDE (y, s),
+        act, accumulate, gated ? &gv : NULL, rpg, sdt >= 0 ? SIDE (sc, s) : NULL };
+    st[s] = dit_gemm (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  /* one bf16 rounding of the product when a backend goes through a bf16
+   * scratch: the bf16 threshold for every bf16-input case */
+  report ("gemm", dt, shape, st[0], st[1], &y, thr_for (dt));
+  tpair_free (&x); tpair_free (&w); tpair_free (&b); tpair_free (&y);
+  tpair_free (&g); tpair_free (&sc);
 }
 
 static void
@@ -386,6 +431,38 @@ case_copy (int64_t R, int64_t C, dit_dtype sdt, dit_dtype ddt)
       save_err (st[0]);
   }
   report ("copy", ddt, shape, st[0], st[1], &y, thr_for (ddt));
+  tpair_free (&x); tpair_free (&y);
+}
+
+/* A stride-0 broadcast view copied out: x [R, B, C] with stride 0 over B
+ * (the model spreads e0 over the blocks this way). */
+static void
+case_copy_broadcast (int64_t R, int64_t B, int64_t C, dit_dtype dt)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld (stride 0), %lld]", (long long) R,
+      (long long) B, (long long) C);
+  if (!supported (DIT_OP_COPY, dt)) {
+    report_skip ("copy", dt, shape);
+    return;
+  }
+  tpair x = T (DIT_F32, R, C, 1.0f), y = T (dt, R * B, C, 1.0f);
+  int64_t s3[3] = { R, B, C };
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_tensor xv = dit_tensor_make (SIDE (x, s)->data, DIT_F32,
+        SIDE (x, s)->device, 3, s3);
+    xv.stride[0] = C;
+    xv.stride[1] = 0;
+    xv.stride[2] = 1;
+    dit_tensor yv = dit_tensor_make (SIDE (y, s)->data, dt, SIDE (y, s)->device,
+        3, s3);
+    dit_copy_params p = { &xv, &yv };
+    st[s] = dit_copy (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("copy", dt, shape, st[0], st[1], &y, thr_for (dt));
   tpair_free (&x); tpair_free (&y);
 }
 
@@ -599,6 +676,22 @@ main (int argc, char **argv)
     case_gemm (192, 256, 256, dt, 1, DIT_ACT_NONE, 0, 1);
     case_gemm (1, 1536, 256, dt, 1, DIT_ACT_SILU, 0, 0);
     case_gemm (7, 13, 29, dt, 0, DIT_ACT_NONE, 0, 0);
+    /* folded model GEMMs: patch embedding / head (bias of x's dtype into
+     * an f32 y), the cross-attention residual (accumulate), the gated
+     * residuals (3 frames of 64 tokens; f32 gate; scratch in dt), a gate
+     * the backend cannot take as a scale (bf16, and a GELU), rows that do
+     * not split evenly, no scratch */
+    case_gemm_fold (192, 256, 64, dt, DIT_F32, dt, 0, DIT_F32, 1, DIT_ACT_NONE, 0, -1);
+    case_gemm_fold (192, 64, 256, dt, DIT_F32, dt, 0, DIT_F32, 1, DIT_ACT_NONE, 0, -1);
+    case_gemm_fold (192, 256, 256, dt, DIT_F32, dt, 0, DIT_F32, 1, DIT_ACT_NONE, 1, -1);
+    case_gemm_fold (192, 256, 256, dt, DIT_F32, dt, 1, DIT_F32, 64, DIT_ACT_NONE, 1, dt);
+    case_gemm_fold (192, 256, 512, dt, DIT_F32, dt, 1, DIT_F32, 64, DIT_ACT_NONE, 1, dt);
+    case_gemm_fold (192, 256, 256, dt, DIT_F32, dt, 1, DIT_BF16, 64, DIT_ACT_NONE, 1, dt);
+    case_gemm_fold (192, 256, 256, dt, DIT_F32, dt, 1, DIT_F32, 64, DIT_ACT_GELU_TANH, 0, dt);
+    case_gemm_fold (200, 256, 256, dt, DIT_F32, dt, 1, DIT_F32, 64, DIT_ACT_NONE, 1, dt);
+    case_gemm_fold (192, 256, 256, dt, DIT_F32, dt, 1, DIT_F32, 64, DIT_ACT_NONE, 1, -1);
+    case_gemm_fold (3, 256, 256, dt, DIT_F32, dt, 1, DIT_F32, 1, DIT_ACT_NONE, 1, -1);
+    case_gemm_fold (192, 256, 256, dt, dt, DIT_F32, 1, DIT_F32, 64, DIT_ACT_NONE, 0, dt);
     case_layernorm (192, 256, dt, 0, 0);
     case_layernorm (192, 256, dt, 1, 1);
     case_rmsnorm (192, 256, dt, 0);
@@ -612,6 +705,7 @@ main (int argc, char **argv)
     case_unary (192, 512, dt, DIT_ACT_GELU_TANH);
     case_copy (37, 64, DIT_F32, dt);
     case_copy (37, 64, DIT_BF16, dt);
+    case_copy_broadcast (3, 5, 96, dt);
     case_rope (2, 3, 8, 8, 0, dt);
     case_rope (2, 3, 8, 8, 3, dt);
     case_attention (192, 192, 2, 128, 0, 0, 0.0f, 0, 0, 0, dt);

@@ -117,7 +117,7 @@ test_gemm_small (void)
   float y[12];
   dit_tensor tx = t2 (x, DIT_F32, 3, 2), tw = t2 (w, DIT_F32, 4, 2);
   dit_tensor tb = t1 (bias, DIT_F32, 4), ty = t2 (y, DIT_F32, 3, 4);
-  dit_gemm_params p = { &tx, &tw, &tb, &ty, DIT_ACT_NONE, 0 };
+  dit_gemm_params p = { &tx, &tw, &tb, &ty, DIT_ACT_NONE, 0, NULL, 0, NULL };
   CHECK_OK (dit_gemm (be, &p));
   for (int i = 0; i < 12; i++)
     CHECK (y[i] == want[i], "gemm y[%d] = %g want %g", i, y[i], want[i]);
@@ -138,7 +138,7 @@ test_gemm_small (void)
     wb[i] = dit_f32_to_bf16 (w[i]);
   dit_tensor txb = t2 (xb, DIT_BF16, 3, 2), twb = t2 (wb, DIT_BF16, 4, 2);
   dit_tensor tyb = t2 (yb, DIT_BF16, 3, 4);
-  dit_gemm_params pb = { &txb, &twb, &tb, &tyb, DIT_ACT_NONE, 0 };
+  dit_gemm_params pb = { &txb, &twb, &tb, &tyb, DIT_ACT_NONE, 0, NULL, 0, NULL };
   CHECK_OK (dit_gemm (be, &pb));
   for (int i = 0; i < 12; i++)
     CHECK (dit_bf16_to_f32 (yb[i]) == want[i], "gemm bf16 y[%d] = %g", i,
@@ -150,7 +150,7 @@ test_gemm_small (void)
   float y1[3];
   dit_tensor tx1 = t2 (x1, DIT_F32, 1, 2), tw1 = t2 (w1, DIT_F32, 3, 2);
   dit_tensor ty1 = t2 (y1, DIT_F32, 1, 3);
-  dit_gemm_params pg = { &tx1, &tw1, NULL, &ty1, DIT_ACT_GELU_TANH, 0 };
+  dit_gemm_params pg = { &tx1, &tw1, NULL, &ty1, DIT_ACT_GELU_TANH, 0, NULL, 0, NULL };
   CHECK_OK (dit_gemm (be, &pg));
   check_near ("gemm GELU_tanh(1)", y1[0], 0.8411920, 1e-6);
   check_near ("gemm GELU_tanh(-1)", y1[1], -0.1588080, 1e-6);
@@ -201,7 +201,7 @@ test_gemm_random (void)
   dit_tensor tb = t1 (b, DIT_F32, N);
   dit_tensor full = t2 (ybuf, DIT_F32, M, ldy);
   dit_tensor ty = dit_tensor_cols (&full, 5, N);
-  dit_gemm_params p = { &tx, &tw, &tb, &ty, DIT_ACT_NONE, 0 };
+  dit_gemm_params p = { &tx, &tw, &tb, &ty, DIT_ACT_NONE, 0, NULL, 0, NULL };
   CHECK_OK (dit_gemm (be, &p));
   double maxerr = 0.0;
   int untouched = 1;
@@ -225,7 +225,7 @@ test_gemm_random (void)
   for (int i = 0; i < M; i++) {
     dit_tensor xr = dit_tensor_rows (&tx, i, 1);
     dit_tensor yr = t2 (yrow, DIT_F32, 1, N);
-    dit_gemm_params pr = { &xr, &tw, &tb, &yr, DIT_ACT_NONE, 0 };
+    dit_gemm_params pr = { &xr, &tw, &tb, &yr, DIT_ACT_NONE, 0, NULL, 0, NULL };
     CHECK_OK (dit_gemm (be, &pr));
     same &= memcmp (yrow, ybuf + i * ldy + 5, sizeof (float) * N) == 0;
   }
@@ -240,6 +240,77 @@ test_gemm_random (void)
 }
 
 /* ------------------------------------------------------------------------ */
+
+/* The folded residual: y += gate[r / rpg] ⊙ (x wᵀ + b) into an f32 y with
+ * bf16 x, w and bias and a strided f32 gate (every other row of a table,
+ * like one column block of the model's modulation), against an f64 naive
+ * sum of the same bf16 values, and against the chain it replaces (GEMM
+ * into a buffer, then the gated residual op).  Groups of 7 rows cross the
+ * 64-row tiles of the GEMM. */
+static void
+test_gemm_gated (void)
+{
+  const int M = 70, N = 40, K = 33, rpg = 7, G = (M + rpg - 1) / rpg;
+  uint16_t *xb = malloc (sizeof (uint16_t) * M * K);
+  uint16_t *wb = malloc (sizeof (uint16_t) * N * K);
+  uint16_t *bb = malloc (sizeof (uint16_t) * N);
+  float *xf = malloc (sizeof (float) * M * K), *wf = malloc (sizeof (float) * N * K);
+  float *bf = malloc (sizeof (float) * N);
+  float *gate = malloc (sizeof (float) * 2 * G * N);
+  float *y = malloc (sizeof (float) * M * N), *y2 = malloc (sizeof (float) * M * N);
+  float *proj = malloc (sizeof (float) * M * N);
+  double *ref = malloc (sizeof (double) * M * N);
+  for (int i = 0; i < M * K; i++)
+    xf[i] = dit_bf16_to_f32 (xb[i] = dit_f32_to_bf16 (frand ()));
+  for (int i = 0; i < N * K; i++)
+    wf[i] = dit_bf16_to_f32 (wb[i] = dit_f32_to_bf16 (frand ()));
+  for (int i = 0; i < N; i++)
+    bf[i] = dit_bf16_to_f32 (bb[i] = dit_f32_to_bf16 (frand ()));
+  for (int i = 0; i < 2 * G * N; i++)
+    gate[i] = frand ();
+  for (int i = 0; i < M * N; i++)
+    y[i] = y2[i] = frand ();
+  gemm_naive (xf, wf, bf, ref, M, N, K);
+
+  dit_tensor tx = t2 (xb, DIT_BF16, M, K), tw = t2 (wb, DIT_BF16, N, K);
+  dit_tensor tb = t1 (bb, DIT_BF16, N), ty = t2 (y, DIT_F32, M, N);
+  dit_tensor tg = t2 (gate, DIT_F32, G, N);
+  tg.stride[0] = 2 * N;
+  dit_gemm_params p = { &tx, &tw, &tb, &ty, DIT_ACT_NONE, 1, &tg, rpg, NULL };
+  CHECK_OK (dit_gemm (be, &p));
+  double maxerr = 0.0;
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double g = gate[(i / rpg) * 2 * N + j];
+      double want = y2[i * N + j] + g * ref[i * N + j];
+      double e = fabs (y[i * N + j] - want);
+      maxerr = e > maxerr ? e : maxerr;
+    }
+  CHECK (maxerr < 1e-5, "gated gemm max error %g vs f64", maxerr);
+
+  /* the chain: proj = x wᵀ + b (f32), then x += gate ⊙ proj */
+  dit_tensor tp = t2 (proj, DIT_F32, M, N), ty2 = t2 (y2, DIT_F32, M, N);
+  dit_gemm_params pp = { &tx, &tw, &tb, &tp, DIT_ACT_NONE, 0, NULL, 0, NULL };
+  CHECK_OK (dit_gemm (be, &pp));
+  dit_residual_params rp = { &ty2, &tp, &tg, rpg };
+  CHECK_OK (dit_residual (be, &rp));
+  double chain = 0.0;
+  for (int i = 0; i < M * N; i++) {
+    double e = fabs ((double) y[i] - y2[i]) / (fabs (y2[i]) + 1e-3);
+    chain = e > chain ? e : chain;
+  }
+  CHECK (chain < 1e-6, "gated gemm vs gemm + gated residual: max rel %g", chain);
+
+  /* a gate with too few rows for M / rpg groups is refused */
+  dit_tensor tshort = tg;
+  tshort.shape[0] = G - 1;
+  p.gate = &tshort;
+  CHECK (dit_gemm (be, &p) == DIT_ERR_INVALID, "gated gemm with %d gate rows "
+      "for %d groups must fail", G - 1, G);
+
+  free (xb); free (wb); free (bb); free (xf); free (wf); free (bf);
+  free (gate); free (y); free (y2); free (proj); free (ref);
+}
 
 static void
 test_layernorm (void)
@@ -405,6 +476,19 @@ test_copy (void)
   dit_tensor bad = t2 (tdst, DIT_F32, 2, 3);
   CHECK (dit_copy (be, &(dit_copy_params) { &tt, &bad }) == DIT_ERR_INVALID,
       "copy of a strided [3,2] into [2,3] must fail");
+  /* broadcast: a stride-0 middle dimension repeats each row (the model
+   * spreads e0 over the blocks this way) */
+  float bsrc[4] = { 1, 2, 3, 4 }, bdst[12];
+  int64_t bshape[3] = { 2, 3, 2 };
+  dit_tensor tbs = dit_tensor_make (bsrc, DIT_F32, DIT_DEVICE_CPU, 3, bshape);
+  tbs.stride[0] = 2;
+  tbs.stride[1] = 0;
+  tbs.stride[2] = 1;
+  dit_tensor tbd = dit_tensor_make (bdst, DIT_F32, DIT_DEVICE_CPU, 3, bshape);
+  CHECK_OK (dit_copy (be, &(dit_copy_params) { &tbs, &tbd }));
+  const float bwant[12] = { 1, 2, 1, 2, 1, 2, 3, 4, 3, 4, 3, 4 };
+  for (int i = 0; i < 12; i++)
+    CHECK (bdst[i] == bwant[i], "broadcast copy [%d] = %g", i, bdst[i]);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -819,21 +903,21 @@ test_errors (void)
   float a[2 * 64], w[3 * 128], y[6];
   dit_tensor tx = t2 (a, DIT_F32, 2, 64), tw = t2 (w, DIT_F32, 3, 128);
   dit_tensor ty = t2 (y, DIT_F32, 2, 3);
-  dit_gemm_params p = { &tx, &tw, NULL, &ty, DIT_ACT_NONE, 0 };
+  dit_gemm_params p = { &tx, &tw, NULL, &ty, DIT_ACT_NONE, 0, NULL, 0, NULL };
   dit_clear_error ();
   CHECK (dit_gemm (be, &p) == DIT_ERR_INVALID, "gemm K mismatch must fail");
   CHECK (strstr (dit_last_error (), "gemm: x has 64 columns but w has 128") != NULL,
       "gemm mismatch message: '%s'", dit_last_error ());
 
   dit_tensor tw2 = t2 (w, DIT_F32, 2, 64);
-  dit_gemm_params p2 = { &tx, &tw2, NULL, &ty, DIT_ACT_NONE, 0 };
+  dit_gemm_params p2 = { &tx, &tw2, NULL, &ty, DIT_ACT_NONE, 0, NULL, 0, NULL };
   CHECK (dit_gemm (be, &p2) == DIT_ERR_INVALID, "gemm y shape mismatch must fail");
   CHECK (strstr (dit_last_error (), "gemm: y") != NULL, "gemm y message: '%s'",
       dit_last_error ());
 
   dit_tensor tdev = tx;
   tdev.device = DIT_DEVICE_CUDA;
-  dit_gemm_params p3 = { &tdev, &tw2, NULL, &ty, DIT_ACT_NONE, 0 };
+  dit_gemm_params p3 = { &tdev, &tw2, NULL, &ty, DIT_ACT_NONE, 0, NULL, 0, NULL };
   CHECK (dit_gemm (be, &p3) == DIT_ERR_INVALID, "gemm on a cuda tensor must fail");
   CHECK (strstr (dit_last_error (), "x is on device cuda") != NULL,
       "device message: '%s'", dit_last_error ());
@@ -875,7 +959,7 @@ test_errors (void)
   dit_backend_ops ops;
   memset (&ops, 0, sizeof ops);
   ops.name = "empty";
-  dit_backend fake = { &ops, NULL, 0 };
+  dit_backend fake = { &ops, NULL, 0, NULL, NULL };
   CHECK (dit_gemm (&fake, &p) == DIT_ERR_UNSUPPORTED, "missing op");
   CHECK (strstr (dit_last_error (), "op gemm not implemented by backend empty") != NULL,
       "missing op message: '%s'", dit_last_error ());
@@ -894,6 +978,7 @@ main (void)
   test_conversions ();
   test_gemm_small ();
   test_gemm_random ();
+  test_gemm_gated ();
   test_layernorm ();
   test_rmsnorm ();
   test_modulate ();

@@ -280,8 +280,31 @@ test_encoder (void)
   CHECK (dit_umt5_encode (t5, ids, 3, &to) == DIT_ERR_INVALID
       && strstr (dit_last_error (), "640"), "id 640 is outside the tiny vocab");
   CHECK (dit_umt5_encode (t5, ids, 0, &to) == DIT_ERR_INVALID, "0 ids rejected");
+
+  /* host residency: the weights copied out, w freed, each layer through
+   * the one slot; the same ops on the same values give the same bits */
+  ids[1] = 639;
+  CHECK (dit_umt5_encode (t5, ids, 3, &to) == DIT_OK, "encode again");
+  dit_umt5 *th = NULL;
+  CHECK (dit_umt5_create_host_resident (&cfg, w, dit_backend_cpu (), &th)
+      == DIT_OK, "host-resident create: %s", dit_last_error ());
   dit_umt5_free (t5);
   dit_weights_free (w);
+  w = NULL;
+  if (th) {
+    float outh[3 * 64];
+    dit_tensor toh = dit_tensor_2d (outh, DIT_F32, DIT_DEVICE_CPU, 3, 64);
+    CHECK (dit_umt5_encode (th, ids, 3, &toh) == DIT_OK, "host-resident encode: %s",
+        dit_last_error ());
+    CHECK (memcmp (out, outh, sizeof out) == 0, "host-resident encode differs "
+        "from the device-resident one");
+    CHECK (dit_umt5_host_bytes (th) > (size_t) 640 * 64 * 4, "host bytes %zu",
+        dit_umt5_host_bytes (th));
+    ids[1] = 640;
+    CHECK (dit_umt5_encode (th, ids, 3, &toh) == DIT_ERR_INVALID,
+        "host-resident: id 640 refused");
+    dit_umt5_free (th);
+  }
   CHECK (dit_umt5_load_weights ("/nonexistent.safetensors", 0, DIT_F32,
       dit_backend_cpu (), &cfg, &w) != DIT_OK, "missing checkpoint");
 }
