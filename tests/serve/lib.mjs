@@ -153,6 +153,21 @@ export async function viewerDiagnostics(page) {
   });
 }
 
+// A browser-like receive-only H.264 offer (ICE and DTLS values are
+// syntactically valid; nothing will ever connect to them).
+export const OFFER = [
+  'v=0', 'o=- 4611731400430051336 2 IN IP4 127.0.0.1', 's=-', 't=0 0',
+  'a=group:BUNDLE 0', 'a=msid-semantic: WMS',
+  'm=video 9 UDP/TLS/RTP/SAVPF 102', 'c=IN IP4 0.0.0.0',
+  'a=rtcp:9 IN IP4 0.0.0.0', 'a=ice-ufrag:abcd',
+  'a=ice-pwd:abcdefghijklmnopqrstuvwx',
+  'a=fingerprint:sha-256 72:1D:D8:E7:F8:DD:39:A6:F1:5B:E6:50:52:75:BD:DF:07:6F:A7:59:C7:C2:C3:91:A0:AD:29:61:AF:92:71:58',
+  'a=setup:actpass', 'a=mid:0', 'a=recvonly', 'a=rtcp-mux',
+  'a=rtpmap:102 H264/90000', 'a=rtcp-fb:102 nack pli',
+  'a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
+  '',
+].join('\r\n');
+
 export async function getJSON(url) {
   const res = await fetch(url, { cache: 'no-store' });
   return { status: res.status, body: await res.json() };

@@ -992,6 +992,7 @@ dit_serve_pipeline_add_viewer (DitServePipeline * p, const gchar * offer_sdp,
   GError *error = NULL;
   Viewer *v;
   GstPad *sink;
+  GstPadLinkReturn link;
   guint media_index = 0;
   gchar *profile_name = NULL;
   gint pt;
@@ -1028,11 +1029,25 @@ dit_serve_pipeline_add_viewer (DitServePipeline * p, const gchar * offer_sdp,
   g_free (profile_name);
   g_hash_table_insert (p->viewers, v->id, v);
   gst_bin_add (GST_BIN (p->pipeline), v->bin);
+  /* Start the branch before linking it.  The tee pushes from its own
+   * thread; a push into a branch whose pads are not active yet returns
+   * FLUSHING, which the tee passes upstream as a fatal flow return: the
+   * display queue pauses its task and generation stops for good. */
+  if (!gst_element_sync_state_with_parent (v->bin)) {
+    error = g_error_new (DIT_SERVE_ERROR, DIT_SERVE_ERROR_FAILED,
+        "the viewer branch did not start");
+    goto fail_viewer;
+  }
   v->tee_pad = gst_element_request_pad_simple (p->tee, "src_%u");
   sink = gst_element_get_static_pad (v->bin, "sink");
-  gst_pad_link (v->tee_pad, sink);
+  link = gst_pad_link (v->tee_pad, sink);
   gst_object_unref (sink);
-  gst_element_sync_state_with_parent (v->bin);
+  if (link != GST_PAD_LINK_OK) {
+    error = g_error_new (DIT_SERVE_ERROR, DIT_SERVE_ERROR_FAILED,
+        "cannot link the viewer branch to the tee (%s)",
+        gst_pad_link_get_name (link));
+    goto fail_viewer;
+  }
 
   v->gather_timeout_id = g_timeout_add (p->cfg.ice_timeout_ms, gather_timeout,
       v);
@@ -1040,6 +1055,12 @@ dit_serve_pipeline_add_viewer (DitServePipeline * p, const gchar * offer_sdp,
   g_signal_emit_by_name (v->webrtc, "set-remote-description", offer,
       gst_promise_new_with_change_func (on_offer_set, viewer_ref (v), NULL));
   gst_webrtc_session_description_free (offer);
+  return;
+
+fail_viewer:
+  gst_sdp_message_free (sdp);
+  viewer_fail (v, error);
+  g_error_free (error);
   return;
 
 fail:
