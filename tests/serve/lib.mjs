@@ -87,6 +87,8 @@ export async function startServer(args = [], env = {}) {
   return {
     url,
     proc,
+    // Everything the server printed so far.
+    log: () => log,
     // SIGTERM, and check the clean exit status.
     async stop() {
       if (this.stopped)

@@ -95,8 +95,12 @@ main (int argc, char **argv)
     {"www-dir", 0, 0, G_OPTION_ARG_FILENAME, &www_dir,
         "Directory of the viewer page (default: the installed one)", "DIR"},
     {"source", 's', 0, G_OPTION_ARG_STRING, &cfg.source,
-        "Video-to-video input: videotestsrc[:PATTERN], camera[:/dev/videoN], "
-          "a file or a URI (default: text-to-video)", "SRC"},
+        "Video-to-video input: videotestsrc[:PATTERN] (live), "
+          "camera[:/dev/videoN], pipeline:DESCRIPTION (a gst-launch fragment "
+          "ending in an element that gives raw video, e.g. "
+          "'pipeline:videotestsrc is-live=true ! capsfilter "
+          "caps=video/x-raw,framerate=30/1'), a file or a URI (default: "
+          "text-to-video)", "SRC"},
     {"model", 'm', 0, G_OPTION_ARG_STRING, &cfg.model,
         "DiT model: preset or checkpoint (default tiny)", "MODEL"},
     {"vae-model", 0, 0, G_OPTION_ARG_STRING, &cfg.vae_model,
@@ -201,8 +205,11 @@ main (int argc, char **argv)
   loop = g_main_loop_new (NULL, FALSE);
   pipeline = dit_serve_pipeline_new (&cfg, loop, &err);
   if (pipeline == NULL) {
+    /* A bad option value (e.g. --source) is a usage error. */
+    gint code = g_error_matches (err, DIT_SERVE_ERROR,
+        DIT_SERVE_ERROR_BAD_REQUEST) ? 2 : 1;
     g_printerr ("dit-serve: %s\n", err->message);
-    return 1;
+    return code;
   }
   server = dit_serve_server_new (pipeline, www_dir, &err);
   if (server == NULL) {

@@ -4,10 +4,22 @@
  * slower than real time, and its timestamps start at 0 whenever the first
  * chunk is ready.  A probe in front of clocksync shifts timestamps forward
  * whenever a frame would already be late, then clocksync releases frames at
- * their (shifted) running time.  A fast generator is therefore held to the
- * frame rate by back-pressure, and a slow one shows each chunk at the frame
- * rate from its arrival; either way the RTP timestamps the browser sees
- * match the wall clock.
+ * their (shifted) running time plus the upstream latency.  A fast generator
+ * is therefore held to the frame rate by back-pressure, and a slow one shows
+ * each chunk at the frame rate from its arrival; either way the RTP
+ * timestamps the browser sees match the wall clock.
+ *
+ * With a live source the frames carry capture times and the elements report
+ * a latency (ditencode waits for a chunk's frames, ditgenerate and ditdecode
+ * add their processing time), which clocksync adds to every frame's running
+ * time.  The probe judges lateness against that same deadline; judged
+ * against the bare running time, every frame of a live stream looks late,
+ * is moved to "now", and is then held a whole latency more by clocksync:
+ * one frame per latency, about 1 fps.  The reported latency follows the
+ * last chunk's processing time, which on a busy machine moves with every
+ * chunk; a delay that followed it would freeze the picture when it grows
+ * and burst when it shrinks.  clocksync is therefore given the largest
+ * latency reported so far, so the delay, like the offset, only grows.
  *
  * Viewers.  A viewer is a GstBin `queue ! rtph264pay ! capssetter !
  * webrtcbin` hung off the tee.  The queue is leaky (drops its oldest
@@ -42,6 +54,8 @@ G_DEFINE_QUARK (dit-serve-error-quark, dit_serve_error)
 
 #define VIEWER_QUEUE_PACKETS 64
 #define FRAMES_PER_CHUNK_MAX 12
+/* Most video the display queue holds for a live source. */
+#define LIVE_DISPLAY_S 3
 /* A WHEP POST fails when webrtcbin has no answer after this long. */
 #define ANSWER_DEADLINE_S 15
 
@@ -52,20 +66,27 @@ struct _DitServePipeline
   DitServeConfig cfg;
   GMainLoop *loop;
   GstElement *pipeline, *generate, *display_queue, *tee;
+  GstElement *source_queue;     /* video-to-video input, or NULL */
+  gboolean live_source;         /* known live when built */
   const gchar *encoder_name;
   gint text_dim, text_len;
   guint bus_watch, reaper_id;
   gint exit_status;
   gint64 start_us;
 
-  /* Pacing state: the offset added to timestamps (clocksync's thread). */
+  /* Pacing state: the offset added to timestamps (clocksync's thread) and
+   * the upstream latency clocksync waits for on top of the running time
+   * (written by latency queries on any thread, under pace_lock). */
   GstClockTimeDiff pace_offset;
+  GMutex pace_lock;
+  GstClockTime pace_latency;
 
   /* Meta of the last chunk (streaming thread writes, stats read). */
   GMutex meta_lock;
   GType meta_api;
   guint64 prompt_epoch, cache_epoch, seed;
   DitServeRate out_rate;
+  gsize frames_out;             /* encoded frames, atomic */
 
   GHashTable *viewers;          /* id -> Viewer*, main context only */
   guint viewer_serial;
@@ -207,6 +228,7 @@ count_encoded (GstPad * pad, GstPadProbeInfo * info, gpointer data)
   DitServePipeline *p = data;
 
   dit_serve_rate_tick (&p->out_rate, g_get_monotonic_time ());
+  g_atomic_pointer_add (&p->frames_out, 1);
   return GST_PAD_PROBE_OK;
 }
 
@@ -240,6 +262,10 @@ pace_frames (GstPad * pad, GstPadProbeInfo * info, gpointer data)
   if (!GST_CLOCK_TIME_IS_VALID (rt))
     return GST_PAD_PROBE_OK;
 
+  /* clocksync releases the frame at rt + offset + latency. */
+  g_mutex_lock (&p->pace_lock);
+  rt += p->pace_latency;
+  g_mutex_unlock (&p->pace_lock);
   if ((GstClockTimeDiff) rt + p->pace_offset < (GstClockTimeDiff) now)
     p->pace_offset = (GstClockTimeDiff) (now + lead) - (GstClockTimeDiff) rt;
   if (p->pace_offset != 0) {
@@ -248,6 +274,35 @@ pace_frames (GstPad * pad, GstPadProbeInfo * info, gpointer data)
     GST_BUFFER_DTS (buf) = GST_CLOCK_TIME_NONE;
     GST_PAD_PROBE_INFO_DATA (info) = buf;
   }
+  return GST_PAD_PROBE_OK;
+}
+
+/* Upstream's answer to clocksync's LATENCY query, on its way back to
+ * clocksync: a live upstream's minimum latency becomes the largest seen so
+ * far (see the file comment), and the probe remembers what clocksync will
+ * use (a non-live upstream: 0). */
+static GstPadProbeReturn
+steady_pace_latency (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  DitServePipeline *p = data;
+  GstQuery *query = GST_PAD_PROBE_INFO_QUERY (info);
+  gboolean live;
+  GstClockTime min, max;
+
+  if (!(info->type & GST_PAD_PROBE_TYPE_PULL)
+      || GST_QUERY_TYPE (query) != GST_QUERY_LATENCY)
+    return GST_PAD_PROBE_OK;
+  gst_query_parse_latency (query, &live, &min, &max);
+  g_mutex_lock (&p->pace_lock);
+  if (live && GST_CLOCK_TIME_IS_VALID (min)) {
+    p->pace_latency = MAX (p->pace_latency, min);
+    if (GST_CLOCK_TIME_IS_VALID (max))
+      max = MAX (max, p->pace_latency);
+    gst_query_set_latency (query, live, p->pace_latency, max);
+  } else {
+    p->pace_latency = 0;
+  }
+  g_mutex_unlock (&p->pace_lock);
   return GST_PAD_PROBE_OK;
 }
 
@@ -270,6 +325,38 @@ on_uridecodebin_pad (GstElement * dec, GstPad * pad, gpointer data)
   gst_object_unref (sink);
 }
 
+/* A live source cannot be slowed down, so nothing may push back on it:
+ * its queue drops what the encoder cannot take, and the display queue holds
+ * every frame that waits for its release time (a chunk, plus however much
+ * the delay has grown; see the file comment) instead of holding up the
+ * generator.  LIVE_DISPLAY_S bounds it. */
+static void
+use_live_buffering (DitServePipeline * p)
+{
+  g_print ("dit-serve: the source is live: frames the generator cannot take "
+      "in time are dropped\n");
+  gst_util_set_object_arg (G_OBJECT (p->source_queue), "leaky", "downstream");
+  g_object_set (p->display_queue, "max-size-buffers", 0, "max-size-time",
+      (guint64) LIVE_DISPLAY_S * GST_SECOND, NULL);
+}
+
+/* First frame into the source queue of a source not known to be live (a
+ * file, a pipeline fragment): upstream's latency says whether it is. */
+static GstPadProbeReturn
+buffer_if_live (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  DitServePipeline *p = data;
+  GstQuery *query = gst_query_new_latency ();
+  gboolean live = FALSE;
+
+  if (gst_pad_peer_query (pad, query))
+    gst_query_parse_latency (query, &live, NULL, NULL);
+  gst_query_unref (query);
+  if (live)
+    use_live_buffering (p);
+  return GST_PAD_PROBE_REMOVE;
+}
+
 /* SRC ! videoconvert ! videoscale ! videorate ! caps ! queue, returning
  * the queue (whose src pad feeds ditencode). */
 static GstElement *
@@ -280,7 +367,21 @@ build_source (DitServePipeline * p, GError ** error)
   gboolean live = TRUE, dynamic = FALSE;
   GstCaps *raw;
 
-  if (g_str_has_prefix (src, "videotestsrc")) {
+  if (g_str_has_prefix (src, "pipeline:")) {
+    GError *err = NULL;
+    /* A gst-launch fragment whose one unlinked src pad gives raw video,
+     * e.g. a camera with its own caps.  Whether it is live is asked at
+     * its first frame. */
+    source = gst_parse_bin_from_description (src + strlen ("pipeline:"),
+        TRUE, &err);
+    if (source == NULL) {
+      g_set_error (error, DIT_SERVE_ERROR, DIT_SERVE_ERROR_BAD_REQUEST,
+          "--source '%s': %s", src, err->message);
+      g_error_free (err);
+      return NULL;
+    }
+    live = FALSE;
+  } else if (g_str_has_prefix (src, "videotestsrc")) {
     if (!(source = make ("videotestsrc", "source", error)))
       return NULL;
     g_object_set (source, "is-live", TRUE, NULL);
@@ -302,8 +403,8 @@ build_source (DitServePipeline * p, GError ** error)
       GError *err = NULL;
       if (!g_file_test (src, G_FILE_TEST_EXISTS)) {
         g_set_error (error, DIT_SERVE_ERROR, DIT_SERVE_ERROR_BAD_REQUEST,
-            "--source '%s': no such file, and not videotestsrc, camera or a "
-            "URI", src);
+            "--source '%s': no such file, and not videotestsrc, camera, "
+            "pipeline:DESCRIPTION or a URI", src);
         return NULL;
       }
       uri = gst_filename_to_uri (src, &err);
@@ -343,8 +444,14 @@ build_source (DitServePipeline * p, GError ** error)
   /* A chunk's worth of frames; live input beyond that is stale. */
   g_object_set (queue, "max-size-buffers", FRAMES_PER_CHUNK_MAX + 4,
       "max-size-bytes", 0, "max-size-time", (guint64) 0, NULL);
-  if (live)
-    gst_util_set_object_arg (G_OBJECT (queue), "leaky", "downstream");
+  p->source_queue = queue;
+  p->live_source = live;
+  if (!live) {
+    GstPad *pad = gst_element_get_static_pad (queue, "sink");
+    gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, buffer_if_live, p,
+        NULL);
+    gst_object_unref (pad);
+  }
   gst_bin_add_many (GST_BIN (p->pipeline), source, convert, scale, rate, caps,
       queue, NULL);
   if (dynamic)
@@ -479,9 +586,12 @@ build (DitServePipeline * p, GError ** error)
   g_object_set (size_caps, "caps", caps, NULL);
   gst_caps_unref (caps);
   /* Two chunks of decoded frames: the generator works on the next chunk
-   * while the current one is shown. */
+   * while the current one is shown, and runs no further ahead, so that a
+   * new prompt shows soon.  A live source buffers by time instead. */
   g_object_set (p->display_queue, "max-size-buffers", 2 * FRAMES_PER_CHUNK_MAX,
       "max-size-bytes", 0, "max-size-time", (guint64) 0, NULL);
+  if (p->live_source)
+    use_live_buffering (p);
   g_object_set (raw_filter, "caps", raw_caps, NULL);
   gst_caps_unref (raw_caps);
   /* Constrained baseline, byte-stream: what every browser decodes. */
@@ -539,6 +649,8 @@ build (DitServePipeline * p, GError ** error)
   gst_object_unref (pad);
   pad = gst_element_get_static_pad (pace, "sink");
   gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, pace_frames, p, NULL);
+  gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_QUERY_UPSTREAM
+      | GST_PAD_PROBE_TYPE_PULL, steady_pace_latency, p, NULL);
   gst_object_unref (pad);
   pad = gst_element_get_static_pad (p->tee, "sink");
   gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, count_encoded, p, NULL);
@@ -1196,6 +1308,7 @@ dit_serve_pipeline_new (const DitServeConfig * cfg, GMainLoop * loop,
     p->stall_serial = (guint) g_ascii_strtoull (g_getenv
         ("DIT_SERVE_STALL_VIEWER"), NULL, 10);
   g_mutex_init (&p->meta_lock);
+  g_mutex_init (&p->pace_lock);
   dit_serve_rate_init (&p->out_rate);
   p->viewers = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
       viewer_unref);
@@ -1252,6 +1365,7 @@ dit_serve_pipeline_free (DitServePipeline * p)
   g_hash_table_destroy (p->viewers);
   dit_serve_rate_clear (&p->out_rate);
   g_mutex_clear (&p->meta_lock);
+  g_mutex_clear (&p->pace_lock);
   g_free (p);
 }
 
@@ -1306,6 +1420,7 @@ dit_serve_pipeline_stats (DitServePipeline * p)
   s.seed = p->seed;
   g_mutex_unlock (&p->meta_lock);
   s.output_fps = dit_serve_rate_fps (&p->out_rate, now, 2 * G_USEC_PER_SEC);
+  s.frames = g_atomic_pointer_get (&p->frames_out);
 
   g_hash_table_iter_init (&it, p->viewers);
   while (g_hash_table_iter_next (&it, NULL, &value)) {

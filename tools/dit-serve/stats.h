@@ -8,6 +8,7 @@
  *   chunk_ms     generator time of the last chunk
  *   mesh_ms      time in the generator mesh for the last chunk (0: no mesh)
  *   chunks       chunks generated since start
+ *   frames       encoded frames since start (rates over any window)
  *   prompt_epoch, cache_epoch, seed   from the last chunk's GstDitLatentMeta
  *   viewers      connected or connecting viewers
  *   queues       { generator: input chunks waiting in ditgenerate,
@@ -52,7 +53,7 @@ typedef struct _DitServeViewerStats
 typedef struct _DitServeStats
 {
   gdouble fps, output_fps, chunk_ms, mesh_ms;
-  guint64 chunks, prompt_epoch, cache_epoch, seed;
+  guint64 chunks, frames, prompt_epoch, cache_epoch, seed;
   gint generator_queue, display_queue;
   guint n_viewers;
   const DitServeViewerStats *viewers;
