@@ -3,7 +3,7 @@
 // poll JSON.  Exit status 77 (skip) when something the test needs is not
 // installed; the tests install nothing themselves.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -175,10 +175,34 @@ export async function getJSON(url) {
   return { status: res.status, body: await res.json() };
 }
 
-// Debian's Chromium, headless, with a throw-away profile.
+// Child processes of this node process: pid -> { comm, pgrp }.
+function children() {
+  const out = new Map();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d))
+      continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+    } catch {
+      continue;  // gone meanwhile
+    }
+    // pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(f[1]) === process.pid)
+      out.set(Number(d), { comm: stat.slice(stat.indexOf('(') + 1,
+        stat.lastIndexOf(')')), pgrp: Number(f[2]) });
+  }
+  return out;
+}
+
+// Debian's Chromium, headless, with a throw-away profile.  kill() ends the
+// browser the hard way (SIGKILL to its process group: no page unload, no
+// DELETE, no RTCP BYE), as a crash or a pulled cable would.
 export async function launchBrowser() {
   const chromium = await loadChromium();
   const profile = mkdtempSync(join(tmpdir(), 'dit-serve-chromium-'));
+  const before = children();
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
@@ -194,10 +218,24 @@ export async function launchBrowser() {
       '--disable-features=WebRtcHideLocalIpsWithMdns',
       '--allow-loopback-in-peer-connection'],
   });
+  const started = [...children()].find(([pid, c]) => !before.has(pid) &&
+    c.comm.startsWith('chrom'));
+  let killed = false;
   return {
     context,
+    kill() {
+      if (!started)
+        fail('cannot find the Chromium process this test started');
+      const [pid, { pgrp }] = started;
+      killed = true;
+      // Playwright starts Chromium as a process group leader; its
+      // renderer and GPU processes go with it.
+      process.kill(pgrp === pid ? -pid : pid, 'SIGKILL');
+      return pid;
+    },
     async close() {
-      await context.close();
+      if (!killed)
+        await context.close();
       rmSync(profile, { recursive: true, force: true });
     },
   };

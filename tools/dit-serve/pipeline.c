@@ -30,6 +30,15 @@
  * The payload type is the one the browser offered for H.264 with
  * packetization-mode=1, so the answer needs no remapping.
  *
+ * Liveness.  A browser that goes away without its DELETE (closed, crashed,
+ * network gone) must not keep its branch: ICE on its own never notices a
+ * peer that simply stops answering.  A connected viewer sends RTCP receiver
+ * reports about once a second; webrtcbin's rtpbin reports each one
+ * ("on-ssrc-active"), and a viewer silent for --rtcp-timeout seconds, one
+ * that sent an RTCP BYE, one whose connection failed or closed, or one
+ * disconnected for DISCONNECT_GRACE_S is dropped by a once-a-second reaper
+ * on the main context.
+ *
  * Threads.  webrtcbin answers promises and notifies on its own threads;
  * everything that touches the viewer table or replies to HTTP is moved to
  * the main context with g_main_context_invoke_full.
@@ -58,6 +67,9 @@ G_DEFINE_QUARK (dit-serve-error-quark, dit_serve_error)
 #define LIVE_DISPLAY_S 3
 /* A WHEP POST fails when webrtcbin has no answer after this long. */
 #define ANSWER_DEADLINE_S 15
+/* ICE may recover from "disconnected" (a network blip); after this long it
+ * is taken as gone. */
+#define DISCONNECT_GRACE_S 5
 
 typedef struct _Viewer Viewer;
 
@@ -109,6 +121,13 @@ struct _Viewer
   gint conn_state;              /* GstWebRTCPeerConnectionState, atomic */
   gsize sent, dropped;          /* packets, atomic */
 
+  /* Liveness (webrtcbin's threads write, the reaper reads; live_lock). */
+  GMutex live_lock;
+  gint64 connected_us;          /* last change to connected, 0: never */
+  gint64 disconnected_us;       /* since when disconnected, 0: not */
+  gint64 last_rtcp_us;          /* last RTCP packet from the peer, 0: none */
+  gboolean bye;                 /* the peer sent an RTCP BYE */
+
   /* Negotiation: answered once, on the main context. */
   DitServeAnswerFunc answer_func;
   gpointer answer_data;
@@ -130,6 +149,7 @@ viewer_unref (gpointer data)
 
   if (!g_atomic_int_dec_and_test (&v->ref))
     return;
+  g_mutex_clear (&v->live_lock);
   g_clear_object (&v->queue_sink);
   g_free (v->id);
   g_free (v);
@@ -855,12 +875,64 @@ on_connection_state (GstElement * webrtc, GParamSpec * pspec, gpointer data)
   g_object_get (webrtc, "connection-state", &state, NULL);
   if (g_atomic_int_exchange (&v->conn_state, (gint) state) != (gint) state)
     g_print ("dit-serve: viewer %s: %s\n", v->id, conn_state_name (state));
+  g_mutex_lock (&v->live_lock);
+  if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED)
+    v->connected_us = g_get_monotonic_time ();
+  if (state != GST_WEBRTC_PEER_CONNECTION_STATE_DISCONNECTED)
+    v->disconnected_us = 0;
+  else if (v->disconnected_us == 0)
+    v->disconnected_us = g_get_monotonic_time ();
+  g_mutex_unlock (&v->live_lock);
   if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED) {
     /* Start the new viewer on a key frame rather than waiting a GOP. */
     gst_pad_push_event (v->queue_sink,
         gst_video_event_new_upstream_force_key_unit (GST_CLOCK_TIME_NONE,
             TRUE, 0));
   }
+}
+
+/* rtpbin: an RTCP packet from the peer's SSRC was processed. */
+static void
+on_rtcp_from_peer (GstElement * rtpbin, guint session, guint ssrc,
+    gpointer data)
+{
+  Viewer *v = data;
+
+  g_mutex_lock (&v->live_lock);
+  v->last_rtcp_us = g_get_monotonic_time ();
+  g_mutex_unlock (&v->live_lock);
+}
+
+static void
+on_bye_from_peer (GstElement * rtpbin, guint session, guint ssrc,
+    gpointer data)
+{
+  Viewer *v = data;
+
+  g_mutex_lock (&v->live_lock);
+  v->bye = TRUE;
+  g_mutex_unlock (&v->live_lock);
+}
+
+/* Hear the peer's RTCP through webrtcbin's rtpbin.  webrtcbin has no
+ * public signal for it; without its rtpbin (a future webrtcbin) the viewer
+ * is still dropped on ICE/DTLS failure, only not on silence. */
+static void
+watch_peer_rtcp (Viewer * v)
+{
+  GstElement *rtpbin = gst_bin_get_by_name (GST_BIN (v->webrtc), "rtpbin");
+
+  if (rtpbin == NULL) {
+    g_printerr ("dit-serve: webrtcbin has no rtpbin: viewers are not "
+        "dropped on RTCP silence\n");
+    return;
+  }
+  g_signal_connect_data (rtpbin, "on-ssrc-active",
+      G_CALLBACK (on_rtcp_from_peer), viewer_ref (v),
+      (GClosureNotify) (void (*)(void)) viewer_unref, 0);
+  g_signal_connect_data (rtpbin, "on-bye-ssrc", G_CALLBACK (on_bye_from_peer),
+      viewer_ref (v), (GClosureNotify) (void (*)(void)) viewer_unref, 0);
+  gst_object_unref (rtpbin);
 }
 
 static void
@@ -1085,6 +1157,7 @@ build_viewer (DitServePipeline * p, Viewer * v, gint pt,
   g_signal_connect_data (v->webrtc, "notify::connection-state",
       G_CALLBACK (on_connection_state), viewer_ref (v),
       (GClosureNotify) (void (*)(void)) viewer_unref, 0);
+  watch_peer_rtcp (v);
   return TRUE;
 
 link_failed:
@@ -1129,6 +1202,7 @@ dit_serve_pipeline_add_viewer (DitServePipeline * p, const gchar * offer_sdp,
 
   v = g_new0 (Viewer, 1);
   v->ref = 1;
+  g_mutex_init (&v->live_lock);
   v->p = p;
   v->id = g_strdup_printf ("%u-%08x", ++p->viewer_serial, g_random_int ());
   v->created_us = g_get_monotonic_time ();
@@ -1197,8 +1271,46 @@ dit_serve_pipeline_remove_viewer (DitServePipeline * p, const gchar * id)
   return TRUE;
 }
 
-/* Drop viewers whose connection failed or closed, or that never connected
- * within the connect timeout (e.g. an offer whose sender went away). */
+/* Why a viewer should go, or NULL while it is alive (see the file
+ * comment).  The text is for the log. */
+static gchar *
+viewer_dead_reason (DitServePipeline * p, Viewer * v, gint64 now)
+{
+  gint state = g_atomic_int_get (&v->conn_state);
+  gint64 connected_us, disconnected_us, last_rtcp_us, heard_us;
+  gboolean bye;
+
+  if (!v->answered)
+    return NULL;
+  if (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED
+      || state == GST_WEBRTC_PEER_CONNECTION_STATE_CLOSED)
+    return g_strdup_printf ("connection %s", conn_state_name (state));
+  g_mutex_lock (&v->live_lock);
+  connected_us = v->connected_us;
+  disconnected_us = v->disconnected_us;
+  last_rtcp_us = v->last_rtcp_us;
+  bye = v->bye;
+  g_mutex_unlock (&v->live_lock);
+
+  if (bye)
+    return g_strdup ("RTCP BYE from the viewer");
+  if (connected_us == 0) {
+    if (now - v->created_us > (gint64) p->cfg.connect_timeout_s *
+        G_USEC_PER_SEC)
+      return g_strdup_printf ("not connected after %d s",
+          p->cfg.connect_timeout_s);
+    return NULL;
+  }
+  if (disconnected_us && now - disconnected_us > (gint64) DISCONNECT_GRACE_S *
+      G_USEC_PER_SEC)
+    return g_strdup_printf ("disconnected for %d s", DISCONNECT_GRACE_S);
+  heard_us = MAX (connected_us, last_rtcp_us);
+  if (p->cfg.rtcp_timeout_s > 0 && now - heard_us >
+      (gint64) p->cfg.rtcp_timeout_s * G_USEC_PER_SEC)
+    return g_strdup_printf ("no RTCP for %d s", p->cfg.rtcp_timeout_s);
+  return NULL;
+}
+
 static gboolean
 reap_viewers (gpointer data)
 {
@@ -1211,16 +1323,14 @@ reap_viewers (gpointer data)
   g_hash_table_iter_init (&it, p->viewers);
   while (g_hash_table_iter_next (&it, NULL, &value)) {
     Viewer *v = value;
-    gint state = g_atomic_int_get (&v->conn_state);
-    gboolean stale = state != GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED
-        && now - v->created_us > (gint64) p->cfg.connect_timeout_s * G_USEC_PER_SEC;
-    if (v->answered && (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED
-            || state == GST_WEBRTC_PEER_CONNECTION_STATE_CLOSED || stale))
+    gchar *why = viewer_dead_reason (p, v, now);
+    if (why) {
+      g_print ("dit-serve: viewer %s dropped (%s)\n", v->id, why);
       g_ptr_array_add (dead, g_strdup (v->id));
+      g_free (why);
+    }
   }
   for (guint i = 0; i < dead->len; i++) {
-    g_print ("dit-serve: viewer %s dropped (not connected)\n",
-        (gchar *) dead->pdata[i]);
     dit_serve_pipeline_remove_viewer (p, dead->pdata[i]);
     g_free (dead->pdata[i]);
   }
@@ -1333,7 +1443,7 @@ dit_serve_pipeline_start (DitServePipeline * p, GError ** error)
         "source)");
     return FALSE;
   }
-  p->reaper_id = g_timeout_add_seconds (2, reap_viewers, p);
+  p->reaper_id = g_timeout_add_seconds (1, reap_viewers, p);
   return TRUE;
 }
 
@@ -1433,6 +1543,9 @@ dit_serve_pipeline_stats (DitServePipeline * p)
     vs.sent = g_atomic_pointer_get (&v->sent);
     vs.dropped = g_atomic_pointer_get (&v->dropped);
     vs.age_s = (now - v->created_us) / 1e6;
+    g_mutex_lock (&v->live_lock);
+    vs.rtcp_age_s = v->last_rtcp_us ? (now - v->last_rtcp_us) / 1e6 : -1.0;
+    g_mutex_unlock (&v->live_lock);
     g_array_append_val (views, vs);
   }
   s.n_viewers = views->len;

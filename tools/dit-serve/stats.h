@@ -14,7 +14,9 @@
  *   queues       { generator: input chunks waiting in ditgenerate,
  *                  display: decoded frames waiting to be paced and encoded,
  *                  viewers: packets queued per viewer (sum) }
- *   viewer_list  [{ id, state, queued, sent, dropped, age_s }]
+ *   viewer_list  [{ id, state, queued, sent, dropped, age_s, rtcp_age_s }]
+ *                rtcp_age_s: seconds since the viewer's last RTCP packet
+ *                (-1 before the first one)
  *   width, height, framerate, encoder, uptime_s
  */
 #ifndef DIT_SERVE_STATS_H
@@ -48,6 +50,7 @@ typedef struct _DitServeViewerStats
   guint queued;
   guint64 sent, dropped;
   gdouble age_s;
+  gdouble rtcp_age_s;           /* -1: no RTCP yet */
 } DitServeViewerStats;
 
 typedef struct _DitServeStats
