@@ -1496,6 +1496,8 @@ gboolean
 dit_serve_pipeline_set_prompt_text (DitServePipeline * p, const gchar * text,
     GError ** error)
 {
+  if (!dit_serve_prompt_check_text (text, error))
+    return FALSE;
   /* prompt-embeds wins over prompt in ditgenerate: clear it so the text
    * takes over from an earlier embeddings file. */
   g_object_set (p->generate, "prompt-embeds", NULL, "prompt", text, NULL);
