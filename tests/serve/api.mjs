@@ -1,13 +1,14 @@
-// Control API of dit-serve without a browser: health, stats, prompt (text
-// and embeddings file), seed, the error cases (malformed JSON 400, body
-// over 64 KiB 413, unknown route 404, wrong method 405, wrong content type
-// 415, unusable embeddings 422), and a WHEP session from a hand-written
+// Control API of dit-serve without a browser: health, stats, prompt (text,
+// weighted list and embeddings file), seed, the error cases (malformed JSON
+// 400, body over 64 KiB 413, unknown route 404, wrong method 405, wrong
+// content type 415, unusable embeddings or prompt list 422), and a WHEP
+// session from a hand-written
 // offer that is hung up with DELETE (viewer count back to 0, a second
 // DELETE 404).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { check, getJSON, poll, run, startServer } from './lib.mjs';
+import { OFFER, check, getJSON, poll, run, startServer } from './lib.mjs';
 
 // A float32 safetensors file with one tensor "prompt_embeds" [rows, dim].
 function writeEmbeds(path, rows, dim) {
@@ -21,21 +22,6 @@ function writeEmbeds(path, rows, dim) {
   len.writeBigUInt64LE(BigInt(header.length));
   writeFileSync(path, Buffer.concat([len, Buffer.from(header), data]));
 }
-
-// A browser-like receive-only H.264 offer (ICE and DTLS values are
-// syntactically valid; nothing will ever connect to them).
-const OFFER = [
-  'v=0', 'o=- 4611731400430051336 2 IN IP4 127.0.0.1', 's=-', 't=0 0',
-  'a=group:BUNDLE 0', 'a=msid-semantic: WMS',
-  'm=video 9 UDP/TLS/RTP/SAVPF 102', 'c=IN IP4 0.0.0.0',
-  'a=rtcp:9 IN IP4 0.0.0.0', 'a=ice-ufrag:abcd',
-  'a=ice-pwd:abcdefghijklmnopqrstuvwx',
-  'a=fingerprint:sha-256 72:1D:D8:E7:F8:DD:39:A6:F1:5B:E6:50:52:75:BD:DF:07:6F:A7:59:C7:C2:C3:91:A0:AD:29:61:AF:92:71:58',
-  'a=setup:actpass', 'a=mid:0', 'a=recvonly', 'a=rtcp-mux',
-  'a=rtpmap:102 H264/90000', 'a=rtcp-fb:102 nack pli',
-  'a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
-  '',
-].join('\r\n');
 
 await run(async (cleanup) => {
   const server = await startServer(['--connect-timeout', '60']);
@@ -86,6 +72,18 @@ await run(async (cleanup) => {
   await expectError(await post('prompt', JSON.stringify({ embeds: join(tmp, 'narrow.safetensors') })),
     422, 'embeddings of the wrong width');
   await expectError(await fetch(url('whep/nope'), { method: 'DELETE' }), 404, 'DELETE of an unknown viewer');
+  // Weighted prompt lists the text encoder would refuse: refused here, at
+  // once, with the reason.
+  const badList = async (prompt, reason, what) => {
+    const r = await post('prompt', JSON.stringify({ prompt }));
+    const body = await r.json().catch(() => null);
+    check(r.status === 422 && body && reason.test(body.error),
+      `${what}: ${r.status} ${body && body.error}`);
+  };
+  await badList('a koi pond:0.7|a red fox:-0.3', /weight -0\.3/, 'negative weight in a prompt list');
+  await badList('a koi pond:0|a red fox:0', /sum to 0/, 'prompt list weights summing to 0');
+  await badList(Array.from({ length: 9 }, (_, i) => `p${i}:1`).join('|'), /9 parts; at most 8/,
+    'prompt list of 9 parts');
   check((await getJSON(url('health'))).status === 200, 'still healthy after the errors');
 
   // Prompts and seed change what ditgenerate reports.
@@ -97,6 +95,8 @@ await run(async (cleanup) => {
     const e = (await getJSON(url('stats'))).body.prompt_epoch;
     return e > e0 ? e : 0;
   }, 20000, 'the prompt epoch to move after the embeddings');
+  res = await post('prompt', JSON.stringify({ prompt: 'a lighthouse at dusk:0.6|a red fox:0.4' }));
+  check(res.status === 200, `POST /prompt with a weighted list: ${res.status}`);
   res = await post('prompt', JSON.stringify({ prompt: 'a lighthouse at dusk' }));
   check(res.status === 200, `POST /prompt with text: ${res.status}`);
   await poll(async () => (await getJSON(url('stats'))).body.prompt_epoch > e1, 20000,

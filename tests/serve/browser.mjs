@@ -2,7 +2,8 @@
 // Chromium headless opens the viewer page.  Asserted from the page itself:
 // frames decoded (getStats) > 30, a decoded frame drawn to a canvas is not
 // uniform, a prompt sent through the page's prompt box changes the prompt
-// epoch in /stats, and hanging up frees the viewer.  A screenshot is saved.
+// epoch in /stats, a prompt list the server refuses shows its reason in the
+// page, and hanging up frees the viewer.  A screenshot is saved.
 import { join } from 'node:path';
 import { artifactDir, check, getJSON, launchBrowser, poll, run, sleep,
   startServer, viewerDiagnostics, waitDecoded } from './lib.mjs';
@@ -64,6 +65,17 @@ await run(async (cleanup) => {
   check(pixels.w === 64 && pixels.h === 64, 'video is 64x64');
   check(pixels.std > 5 && pixels.max - pixels.min > 30 && pixels.distinct > 50,
     'a decoded frame is not uniform');
+
+  check(!(await page.textContent('body')).includes('Until the text encoder'),
+    'no stale note about a missing text encoder');
+  // A prompt list the server refuses: the page shows the server's reason.
+  await page.fill('#prompt', 'a red fox:-1|snow:1');
+  await page.click('#prompt-send');
+  const refused = await poll(async () => {
+    const t = await page.textContent('#status');
+    return t.startsWith('prompt:') ? t : null;
+  }, 10000, 'the page to report the refused prompt');
+  check(/weight -1/.test(refused), `the page shows why: "${refused}"`);
 
   // Prompt through the page's own form.
   const epoch0 = (await getJSON(server.url + 'stats')).body.prompt_epoch;

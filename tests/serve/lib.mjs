@@ -3,7 +3,7 @@
 // poll JSON.  Exit status 77 (skip) when something the test needs is not
 // installed; the tests install nothing themselves.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -87,6 +87,8 @@ export async function startServer(args = [], env = {}) {
   return {
     url,
     proc,
+    // Everything the server printed so far.
+    log: () => log,
     // SIGTERM, and check the clean exit status.
     async stop() {
       if (this.stopped)
@@ -153,15 +155,54 @@ export async function viewerDiagnostics(page) {
   });
 }
 
+// A browser-like receive-only H.264 offer (ICE and DTLS values are
+// syntactically valid; nothing will ever connect to them).
+export const OFFER = [
+  'v=0', 'o=- 4611731400430051336 2 IN IP4 127.0.0.1', 's=-', 't=0 0',
+  'a=group:BUNDLE 0', 'a=msid-semantic: WMS',
+  'm=video 9 UDP/TLS/RTP/SAVPF 102', 'c=IN IP4 0.0.0.0',
+  'a=rtcp:9 IN IP4 0.0.0.0', 'a=ice-ufrag:abcd',
+  'a=ice-pwd:abcdefghijklmnopqrstuvwx',
+  'a=fingerprint:sha-256 72:1D:D8:E7:F8:DD:39:A6:F1:5B:E6:50:52:75:BD:DF:07:6F:A7:59:C7:C2:C3:91:A0:AD:29:61:AF:92:71:58',
+  'a=setup:actpass', 'a=mid:0', 'a=recvonly', 'a=rtcp-mux',
+  'a=rtpmap:102 H264/90000', 'a=rtcp-fb:102 nack pli',
+  'a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
+  '',
+].join('\r\n');
+
 export async function getJSON(url) {
   const res = await fetch(url, { cache: 'no-store' });
   return { status: res.status, body: await res.json() };
 }
 
-// Debian's Chromium, headless, with a throw-away profile.
+// Child processes of this node process: pid -> { comm, pgrp }.
+function children() {
+  const out = new Map();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d))
+      continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+    } catch {
+      continue;  // gone meanwhile
+    }
+    // pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(f[1]) === process.pid)
+      out.set(Number(d), { comm: stat.slice(stat.indexOf('(') + 1,
+        stat.lastIndexOf(')')), pgrp: Number(f[2]) });
+  }
+  return out;
+}
+
+// Debian's Chromium, headless, with a throw-away profile.  kill() ends the
+// browser the hard way (SIGKILL to its process group: no page unload, no
+// DELETE, no RTCP BYE), as a crash or a pulled cable would.
 export async function launchBrowser() {
   const chromium = await loadChromium();
   const profile = mkdtempSync(join(tmpdir(), 'dit-serve-chromium-'));
+  const before = children();
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
@@ -177,10 +218,24 @@ export async function launchBrowser() {
       '--disable-features=WebRtcHideLocalIpsWithMdns',
       '--allow-loopback-in-peer-connection'],
   });
+  const started = [...children()].find(([pid, c]) => !before.has(pid) &&
+    c.comm.startsWith('chrom'));
+  let killed = false;
   return {
     context,
+    kill() {
+      if (!started)
+        fail('cannot find the Chromium process this test started');
+      const [pid, { pgrp }] = started;
+      killed = true;
+      // Playwright starts Chromium as a process group leader; its
+      // renderer and GPU processes go with it.
+      process.kill(pgrp === pid ? -pid : pid, 'SIGKILL');
+      return pid;
+    },
     async close() {
-      await context.close();
+      if (!killed)
+        await context.close();
       rmSync(profile, { recursive: true, force: true });
     },
   };

@@ -95,8 +95,12 @@ main (int argc, char **argv)
     {"www-dir", 0, 0, G_OPTION_ARG_FILENAME, &www_dir,
         "Directory of the viewer page (default: the installed one)", "DIR"},
     {"source", 's', 0, G_OPTION_ARG_STRING, &cfg.source,
-        "Video-to-video input: videotestsrc[:PATTERN], camera[:/dev/videoN], "
-          "a file or a URI (default: text-to-video)", "SRC"},
+        "Video-to-video input: videotestsrc[:PATTERN] (live), "
+          "camera[:/dev/videoN], pipeline:DESCRIPTION (a gst-launch fragment "
+          "ending in an element that gives raw video, e.g. "
+          "'pipeline:videotestsrc is-live=true ! capsfilter "
+          "caps=video/x-raw,framerate=30/1'), a file or a URI (default: "
+          "text-to-video)", "SRC"},
     {"model", 'm', 0, G_OPTION_ARG_STRING, &cfg.model,
         "DiT model: preset or checkpoint (default tiny)", "MODEL"},
     {"vae-model", 0, 0, G_OPTION_ARG_STRING, &cfg.vae_model,
@@ -134,6 +138,9 @@ main (int argc, char **argv)
     {"connect-timeout", 0, 0, G_OPTION_ARG_INT, &cfg.connect_timeout_s,
         "Seconds a viewer may take to connect before it is dropped "
           "(default 30)", "S"},
+    {"rtcp-timeout", 0, 0, G_OPTION_ARG_INT, &cfg.rtcp_timeout_s,
+        "Seconds without RTCP from a connected viewer (a closed or crashed "
+          "browser) before it is dropped (default 15; 0: never)", "S"},
     {NULL}
   };
 
@@ -147,6 +154,7 @@ main (int argc, char **argv)
       "  POST /seed {\"seed\": N}.");
   g_option_context_add_main_entries (ctx, entries, NULL);
   g_option_context_add_group (ctx, gst_init_get_option_group ());
+  cfg.rtcp_timeout_s = G_MININT;        /* not given */
   if (!g_option_context_parse (ctx, &argc, &argv, &err)) {
     g_printerr ("dit-serve: %s (see --help)\n", err->message);
     return 2;
@@ -174,9 +182,12 @@ main (int argc, char **argv)
     cfg.max_viewers = 16;
   if (cfg.connect_timeout_s == 0)
     cfg.connect_timeout_s = 30;
+  if (cfg.rtcp_timeout_s == G_MININT)
+    cfg.rtcp_timeout_s = 15;
   if (port < 0 || port > 65535 || cfg.fps < 1 || cfg.fps > 240
       || cfg.bitrate_kbps < 0 || cfg.key_int < 0 || cfg.ice_timeout_ms < 0
-      || cfg.max_viewers < 0 || cfg.connect_timeout_s < 0 || seed < 0) {
+      || cfg.max_viewers < 0 || cfg.connect_timeout_s < 0
+      || cfg.rtcp_timeout_s < 0 || seed < 0) {
     g_printerr ("dit-serve: out-of-range option: port 0..65535, fps 1..240, "
         "counts and times positive, seed >= 0\n");
     return 2;
@@ -201,8 +212,11 @@ main (int argc, char **argv)
   loop = g_main_loop_new (NULL, FALSE);
   pipeline = dit_serve_pipeline_new (&cfg, loop, &err);
   if (pipeline == NULL) {
+    /* A bad option value (e.g. --source) is a usage error. */
+    gint code = g_error_matches (err, DIT_SERVE_ERROR,
+        DIT_SERVE_ERROR_BAD_REQUEST) ? 2 : 1;
     g_printerr ("dit-serve: %s\n", err->message);
-    return 1;
+    return code;
   }
   server = dit_serve_server_new (pipeline, www_dir, &err);
   if (server == NULL) {

@@ -4,10 +4,22 @@
  * slower than real time, and its timestamps start at 0 whenever the first
  * chunk is ready.  A probe in front of clocksync shifts timestamps forward
  * whenever a frame would already be late, then clocksync releases frames at
- * their (shifted) running time.  A fast generator is therefore held to the
- * frame rate by back-pressure, and a slow one shows each chunk at the frame
- * rate from its arrival; either way the RTP timestamps the browser sees
- * match the wall clock.
+ * their (shifted) running time plus the upstream latency.  A fast generator
+ * is therefore held to the frame rate by back-pressure, and a slow one shows
+ * each chunk at the frame rate from its arrival; either way the RTP
+ * timestamps the browser sees match the wall clock.
+ *
+ * With a live source the frames carry capture times and the elements report
+ * a latency (ditencode waits for a chunk's frames, ditgenerate and ditdecode
+ * add their processing time), which clocksync adds to every frame's running
+ * time.  The probe judges lateness against that same deadline; judged
+ * against the bare running time, every frame of a live stream looks late,
+ * is moved to "now", and is then held a whole latency more by clocksync:
+ * one frame per latency, about 1 fps.  The reported latency follows the
+ * last chunk's processing time, which on a busy machine moves with every
+ * chunk; a delay that followed it would freeze the picture when it grows
+ * and burst when it shrinks.  clocksync is therefore given the largest
+ * latency reported so far, so the delay, like the offset, only grows.
  *
  * Viewers.  A viewer is a GstBin `queue ! rtph264pay ! capssetter !
  * webrtcbin` hung off the tee.  The queue is leaky (drops its oldest
@@ -17,6 +29,15 @@
  * force-key-unit event that travels up through the tee to the encoder.
  * The payload type is the one the browser offered for H.264 with
  * packetization-mode=1, so the answer needs no remapping.
+ *
+ * Liveness.  A browser that goes away without its DELETE (closed, crashed,
+ * network gone) must not keep its branch: ICE on its own never notices a
+ * peer that simply stops answering.  A connected viewer sends RTCP receiver
+ * reports about once a second; webrtcbin's rtpbin reports each one
+ * ("on-ssrc-active"), and a viewer silent for --rtcp-timeout seconds, one
+ * that sent an RTCP BYE, one whose connection failed or closed, or one
+ * disconnected for DISCONNECT_GRACE_S is dropped by a once-a-second reaper
+ * on the main context.
  *
  * Threads.  webrtcbin answers promises and notifies on its own threads;
  * everything that touches the viewer table or replies to HTTP is moved to
@@ -42,8 +63,13 @@ G_DEFINE_QUARK (dit-serve-error-quark, dit_serve_error)
 
 #define VIEWER_QUEUE_PACKETS 64
 #define FRAMES_PER_CHUNK_MAX 12
+/* Most video the display queue holds for a live source. */
+#define LIVE_DISPLAY_S 3
 /* A WHEP POST fails when webrtcbin has no answer after this long. */
 #define ANSWER_DEADLINE_S 15
+/* ICE may recover from "disconnected" (a network blip); after this long it
+ * is taken as gone. */
+#define DISCONNECT_GRACE_S 5
 
 typedef struct _Viewer Viewer;
 
@@ -52,20 +78,27 @@ struct _DitServePipeline
   DitServeConfig cfg;
   GMainLoop *loop;
   GstElement *pipeline, *generate, *display_queue, *tee;
+  GstElement *source_queue;     /* video-to-video input, or NULL */
+  gboolean live_source;         /* known live when built */
   const gchar *encoder_name;
   gint text_dim, text_len;
   guint bus_watch, reaper_id;
   gint exit_status;
   gint64 start_us;
 
-  /* Pacing state: the offset added to timestamps (clocksync's thread). */
+  /* Pacing state: the offset added to timestamps (clocksync's thread) and
+   * the upstream latency clocksync waits for on top of the running time
+   * (written by latency queries on any thread, under pace_lock). */
   GstClockTimeDiff pace_offset;
+  GMutex pace_lock;
+  GstClockTime pace_latency;
 
   /* Meta of the last chunk (streaming thread writes, stats read). */
   GMutex meta_lock;
   GType meta_api;
   guint64 prompt_epoch, cache_epoch, seed;
   DitServeRate out_rate;
+  gsize frames_out;             /* encoded frames, atomic */
 
   GHashTable *viewers;          /* id -> Viewer*, main context only */
   guint viewer_serial;
@@ -88,6 +121,13 @@ struct _Viewer
   gint conn_state;              /* GstWebRTCPeerConnectionState, atomic */
   gsize sent, dropped;          /* packets, atomic */
 
+  /* Liveness (webrtcbin's threads write, the reaper reads; live_lock). */
+  GMutex live_lock;
+  gint64 connected_us;          /* last change to connected, 0: never */
+  gint64 disconnected_us;       /* since when disconnected, 0: not */
+  gint64 last_rtcp_us;          /* last RTCP packet from the peer, 0: none */
+  gboolean bye;                 /* the peer sent an RTCP BYE */
+
   /* Negotiation: answered once, on the main context. */
   DitServeAnswerFunc answer_func;
   gpointer answer_data;
@@ -109,6 +149,7 @@ viewer_unref (gpointer data)
 
   if (!g_atomic_int_dec_and_test (&v->ref))
     return;
+  g_mutex_clear (&v->live_lock);
   g_clear_object (&v->queue_sink);
   g_free (v->id);
   g_free (v);
@@ -207,6 +248,7 @@ count_encoded (GstPad * pad, GstPadProbeInfo * info, gpointer data)
   DitServePipeline *p = data;
 
   dit_serve_rate_tick (&p->out_rate, g_get_monotonic_time ());
+  g_atomic_pointer_add (&p->frames_out, 1);
   return GST_PAD_PROBE_OK;
 }
 
@@ -240,6 +282,10 @@ pace_frames (GstPad * pad, GstPadProbeInfo * info, gpointer data)
   if (!GST_CLOCK_TIME_IS_VALID (rt))
     return GST_PAD_PROBE_OK;
 
+  /* clocksync releases the frame at rt + offset + latency. */
+  g_mutex_lock (&p->pace_lock);
+  rt += p->pace_latency;
+  g_mutex_unlock (&p->pace_lock);
   if ((GstClockTimeDiff) rt + p->pace_offset < (GstClockTimeDiff) now)
     p->pace_offset = (GstClockTimeDiff) (now + lead) - (GstClockTimeDiff) rt;
   if (p->pace_offset != 0) {
@@ -248,6 +294,35 @@ pace_frames (GstPad * pad, GstPadProbeInfo * info, gpointer data)
     GST_BUFFER_DTS (buf) = GST_CLOCK_TIME_NONE;
     GST_PAD_PROBE_INFO_DATA (info) = buf;
   }
+  return GST_PAD_PROBE_OK;
+}
+
+/* Upstream's answer to clocksync's LATENCY query, on its way back to
+ * clocksync: a live upstream's minimum latency becomes the largest seen so
+ * far (see the file comment), and the probe remembers what clocksync will
+ * use (a non-live upstream: 0). */
+static GstPadProbeReturn
+steady_pace_latency (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  DitServePipeline *p = data;
+  GstQuery *query = GST_PAD_PROBE_INFO_QUERY (info);
+  gboolean live;
+  GstClockTime min, max;
+
+  if (!(info->type & GST_PAD_PROBE_TYPE_PULL)
+      || GST_QUERY_TYPE (query) != GST_QUERY_LATENCY)
+    return GST_PAD_PROBE_OK;
+  gst_query_parse_latency (query, &live, &min, &max);
+  g_mutex_lock (&p->pace_lock);
+  if (live && GST_CLOCK_TIME_IS_VALID (min)) {
+    p->pace_latency = MAX (p->pace_latency, min);
+    if (GST_CLOCK_TIME_IS_VALID (max))
+      max = MAX (max, p->pace_latency);
+    gst_query_set_latency (query, live, p->pace_latency, max);
+  } else {
+    p->pace_latency = 0;
+  }
+  g_mutex_unlock (&p->pace_lock);
   return GST_PAD_PROBE_OK;
 }
 
@@ -270,6 +345,38 @@ on_uridecodebin_pad (GstElement * dec, GstPad * pad, gpointer data)
   gst_object_unref (sink);
 }
 
+/* A live source cannot be slowed down, so nothing may push back on it:
+ * its queue drops what the encoder cannot take, and the display queue holds
+ * every frame that waits for its release time (a chunk, plus however much
+ * the delay has grown; see the file comment) instead of holding up the
+ * generator.  LIVE_DISPLAY_S bounds it. */
+static void
+use_live_buffering (DitServePipeline * p)
+{
+  g_print ("dit-serve: the source is live: frames the generator cannot take "
+      "in time are dropped\n");
+  gst_util_set_object_arg (G_OBJECT (p->source_queue), "leaky", "downstream");
+  g_object_set (p->display_queue, "max-size-buffers", 0, "max-size-time",
+      (guint64) LIVE_DISPLAY_S * GST_SECOND, NULL);
+}
+
+/* First frame into the source queue of a source not known to be live (a
+ * file, a pipeline fragment): upstream's latency says whether it is. */
+static GstPadProbeReturn
+buffer_if_live (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  DitServePipeline *p = data;
+  GstQuery *query = gst_query_new_latency ();
+  gboolean live = FALSE;
+
+  if (gst_pad_peer_query (pad, query))
+    gst_query_parse_latency (query, &live, NULL, NULL);
+  gst_query_unref (query);
+  if (live)
+    use_live_buffering (p);
+  return GST_PAD_PROBE_REMOVE;
+}
+
 /* SRC ! videoconvert ! videoscale ! videorate ! caps ! queue, returning
  * the queue (whose src pad feeds ditencode). */
 static GstElement *
@@ -280,7 +387,21 @@ build_source (DitServePipeline * p, GError ** error)
   gboolean live = TRUE, dynamic = FALSE;
   GstCaps *raw;
 
-  if (g_str_has_prefix (src, "videotestsrc")) {
+  if (g_str_has_prefix (src, "pipeline:")) {
+    GError *err = NULL;
+    /* A gst-launch fragment whose one unlinked src pad gives raw video,
+     * e.g. a camera with its own caps.  Whether it is live is asked at
+     * its first frame. */
+    source = gst_parse_bin_from_description (src + strlen ("pipeline:"),
+        TRUE, &err);
+    if (source == NULL) {
+      g_set_error (error, DIT_SERVE_ERROR, DIT_SERVE_ERROR_BAD_REQUEST,
+          "--source '%s': %s", src, err->message);
+      g_error_free (err);
+      return NULL;
+    }
+    live = FALSE;
+  } else if (g_str_has_prefix (src, "videotestsrc")) {
     if (!(source = make ("videotestsrc", "source", error)))
       return NULL;
     g_object_set (source, "is-live", TRUE, NULL);
@@ -302,8 +423,8 @@ build_source (DitServePipeline * p, GError ** error)
       GError *err = NULL;
       if (!g_file_test (src, G_FILE_TEST_EXISTS)) {
         g_set_error (error, DIT_SERVE_ERROR, DIT_SERVE_ERROR_BAD_REQUEST,
-            "--source '%s': no such file, and not videotestsrc, camera or a "
-            "URI", src);
+            "--source '%s': no such file, and not videotestsrc, camera, "
+            "pipeline:DESCRIPTION or a URI", src);
         return NULL;
       }
       uri = gst_filename_to_uri (src, &err);
@@ -343,8 +464,14 @@ build_source (DitServePipeline * p, GError ** error)
   /* A chunk's worth of frames; live input beyond that is stale. */
   g_object_set (queue, "max-size-buffers", FRAMES_PER_CHUNK_MAX + 4,
       "max-size-bytes", 0, "max-size-time", (guint64) 0, NULL);
-  if (live)
-    gst_util_set_object_arg (G_OBJECT (queue), "leaky", "downstream");
+  p->source_queue = queue;
+  p->live_source = live;
+  if (!live) {
+    GstPad *pad = gst_element_get_static_pad (queue, "sink");
+    gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, buffer_if_live, p,
+        NULL);
+    gst_object_unref (pad);
+  }
   gst_bin_add_many (GST_BIN (p->pipeline), source, convert, scale, rate, caps,
       queue, NULL);
   if (dynamic)
@@ -479,9 +606,12 @@ build (DitServePipeline * p, GError ** error)
   g_object_set (size_caps, "caps", caps, NULL);
   gst_caps_unref (caps);
   /* Two chunks of decoded frames: the generator works on the next chunk
-   * while the current one is shown. */
+   * while the current one is shown, and runs no further ahead, so that a
+   * new prompt shows soon.  A live source buffers by time instead. */
   g_object_set (p->display_queue, "max-size-buffers", 2 * FRAMES_PER_CHUNK_MAX,
       "max-size-bytes", 0, "max-size-time", (guint64) 0, NULL);
+  if (p->live_source)
+    use_live_buffering (p);
   g_object_set (raw_filter, "caps", raw_caps, NULL);
   gst_caps_unref (raw_caps);
   /* Constrained baseline, byte-stream: what every browser decodes. */
@@ -539,6 +669,8 @@ build (DitServePipeline * p, GError ** error)
   gst_object_unref (pad);
   pad = gst_element_get_static_pad (pace, "sink");
   gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, pace_frames, p, NULL);
+  gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_QUERY_UPSTREAM
+      | GST_PAD_PROBE_TYPE_PULL, steady_pace_latency, p, NULL);
   gst_object_unref (pad);
   pad = gst_element_get_static_pad (p->tee, "sink");
   gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, count_encoded, p, NULL);
@@ -743,12 +875,64 @@ on_connection_state (GstElement * webrtc, GParamSpec * pspec, gpointer data)
   g_object_get (webrtc, "connection-state", &state, NULL);
   if (g_atomic_int_exchange (&v->conn_state, (gint) state) != (gint) state)
     g_print ("dit-serve: viewer %s: %s\n", v->id, conn_state_name (state));
+  g_mutex_lock (&v->live_lock);
+  if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED)
+    v->connected_us = g_get_monotonic_time ();
+  if (state != GST_WEBRTC_PEER_CONNECTION_STATE_DISCONNECTED)
+    v->disconnected_us = 0;
+  else if (v->disconnected_us == 0)
+    v->disconnected_us = g_get_monotonic_time ();
+  g_mutex_unlock (&v->live_lock);
   if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED) {
     /* Start the new viewer on a key frame rather than waiting a GOP. */
     gst_pad_push_event (v->queue_sink,
         gst_video_event_new_upstream_force_key_unit (GST_CLOCK_TIME_NONE,
             TRUE, 0));
   }
+}
+
+/* rtpbin: an RTCP packet from the peer's SSRC was processed. */
+static void
+on_rtcp_from_peer (GstElement * rtpbin, guint session, guint ssrc,
+    gpointer data)
+{
+  Viewer *v = data;
+
+  g_mutex_lock (&v->live_lock);
+  v->last_rtcp_us = g_get_monotonic_time ();
+  g_mutex_unlock (&v->live_lock);
+}
+
+static void
+on_bye_from_peer (GstElement * rtpbin, guint session, guint ssrc,
+    gpointer data)
+{
+  Viewer *v = data;
+
+  g_mutex_lock (&v->live_lock);
+  v->bye = TRUE;
+  g_mutex_unlock (&v->live_lock);
+}
+
+/* Hear the peer's RTCP through webrtcbin's rtpbin.  webrtcbin has no
+ * public signal for it; without its rtpbin (a future webrtcbin) the viewer
+ * is still dropped on ICE/DTLS failure, only not on silence. */
+static void
+watch_peer_rtcp (Viewer * v)
+{
+  GstElement *rtpbin = gst_bin_get_by_name (GST_BIN (v->webrtc), "rtpbin");
+
+  if (rtpbin == NULL) {
+    g_printerr ("dit-serve: webrtcbin has no rtpbin: viewers are not "
+        "dropped on RTCP silence\n");
+    return;
+  }
+  g_signal_connect_data (rtpbin, "on-ssrc-active",
+      G_CALLBACK (on_rtcp_from_peer), viewer_ref (v),
+      (GClosureNotify) (void (*)(void)) viewer_unref, 0);
+  g_signal_connect_data (rtpbin, "on-bye-ssrc", G_CALLBACK (on_bye_from_peer),
+      viewer_ref (v), (GClosureNotify) (void (*)(void)) viewer_unref, 0);
+  gst_object_unref (rtpbin);
 }
 
 static void
@@ -973,6 +1157,7 @@ build_viewer (DitServePipeline * p, Viewer * v, gint pt,
   g_signal_connect_data (v->webrtc, "notify::connection-state",
       G_CALLBACK (on_connection_state), viewer_ref (v),
       (GClosureNotify) (void (*)(void)) viewer_unref, 0);
+  watch_peer_rtcp (v);
   return TRUE;
 
 link_failed:
@@ -992,6 +1177,7 @@ dit_serve_pipeline_add_viewer (DitServePipeline * p, const gchar * offer_sdp,
   GError *error = NULL;
   Viewer *v;
   GstPad *sink;
+  GstPadLinkReturn link;
   guint media_index = 0;
   gchar *profile_name = NULL;
   gint pt;
@@ -1016,6 +1202,7 @@ dit_serve_pipeline_add_viewer (DitServePipeline * p, const gchar * offer_sdp,
 
   v = g_new0 (Viewer, 1);
   v->ref = 1;
+  g_mutex_init (&v->live_lock);
   v->p = p;
   v->id = g_strdup_printf ("%u-%08x", ++p->viewer_serial, g_random_int ());
   v->created_us = g_get_monotonic_time ();
@@ -1028,11 +1215,25 @@ dit_serve_pipeline_add_viewer (DitServePipeline * p, const gchar * offer_sdp,
   g_free (profile_name);
   g_hash_table_insert (p->viewers, v->id, v);
   gst_bin_add (GST_BIN (p->pipeline), v->bin);
+  /* Start the branch before linking it.  The tee pushes from its own
+   * thread; a push into a branch whose pads are not active yet returns
+   * FLUSHING, which the tee passes upstream as a fatal flow return: the
+   * display queue pauses its task and generation stops for good. */
+  if (!gst_element_sync_state_with_parent (v->bin)) {
+    error = g_error_new (DIT_SERVE_ERROR, DIT_SERVE_ERROR_FAILED,
+        "the viewer branch did not start");
+    goto fail_viewer;
+  }
   v->tee_pad = gst_element_request_pad_simple (p->tee, "src_%u");
   sink = gst_element_get_static_pad (v->bin, "sink");
-  gst_pad_link (v->tee_pad, sink);
+  link = gst_pad_link (v->tee_pad, sink);
   gst_object_unref (sink);
-  gst_element_sync_state_with_parent (v->bin);
+  if (link != GST_PAD_LINK_OK) {
+    error = g_error_new (DIT_SERVE_ERROR, DIT_SERVE_ERROR_FAILED,
+        "cannot link the viewer branch to the tee (%s)",
+        gst_pad_link_get_name (link));
+    goto fail_viewer;
+  }
 
   v->gather_timeout_id = g_timeout_add (p->cfg.ice_timeout_ms, gather_timeout,
       v);
@@ -1040,6 +1241,12 @@ dit_serve_pipeline_add_viewer (DitServePipeline * p, const gchar * offer_sdp,
   g_signal_emit_by_name (v->webrtc, "set-remote-description", offer,
       gst_promise_new_with_change_func (on_offer_set, viewer_ref (v), NULL));
   gst_webrtc_session_description_free (offer);
+  return;
+
+fail_viewer:
+  gst_sdp_message_free (sdp);
+  viewer_fail (v, error);
+  g_error_free (error);
   return;
 
 fail:
@@ -1064,8 +1271,46 @@ dit_serve_pipeline_remove_viewer (DitServePipeline * p, const gchar * id)
   return TRUE;
 }
 
-/* Drop viewers whose connection failed or closed, or that never connected
- * within the connect timeout (e.g. an offer whose sender went away). */
+/* Why a viewer should go, or NULL while it is alive (see the file
+ * comment).  The text is for the log. */
+static gchar *
+viewer_dead_reason (DitServePipeline * p, Viewer * v, gint64 now)
+{
+  gint state = g_atomic_int_get (&v->conn_state);
+  gint64 connected_us, disconnected_us, last_rtcp_us, heard_us;
+  gboolean bye;
+
+  if (!v->answered)
+    return NULL;
+  if (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED
+      || state == GST_WEBRTC_PEER_CONNECTION_STATE_CLOSED)
+    return g_strdup_printf ("connection %s", conn_state_name (state));
+  g_mutex_lock (&v->live_lock);
+  connected_us = v->connected_us;
+  disconnected_us = v->disconnected_us;
+  last_rtcp_us = v->last_rtcp_us;
+  bye = v->bye;
+  g_mutex_unlock (&v->live_lock);
+
+  if (bye)
+    return g_strdup ("RTCP BYE from the viewer");
+  if (connected_us == 0) {
+    if (now - v->created_us > (gint64) p->cfg.connect_timeout_s *
+        G_USEC_PER_SEC)
+      return g_strdup_printf ("not connected after %d s",
+          p->cfg.connect_timeout_s);
+    return NULL;
+  }
+  if (disconnected_us && now - disconnected_us > (gint64) DISCONNECT_GRACE_S *
+      G_USEC_PER_SEC)
+    return g_strdup_printf ("disconnected for %d s", DISCONNECT_GRACE_S);
+  heard_us = MAX (connected_us, last_rtcp_us);
+  if (p->cfg.rtcp_timeout_s > 0 && now - heard_us >
+      (gint64) p->cfg.rtcp_timeout_s * G_USEC_PER_SEC)
+    return g_strdup_printf ("no RTCP for %d s", p->cfg.rtcp_timeout_s);
+  return NULL;
+}
+
 static gboolean
 reap_viewers (gpointer data)
 {
@@ -1078,16 +1323,14 @@ reap_viewers (gpointer data)
   g_hash_table_iter_init (&it, p->viewers);
   while (g_hash_table_iter_next (&it, NULL, &value)) {
     Viewer *v = value;
-    gint state = g_atomic_int_get (&v->conn_state);
-    gboolean stale = state != GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED
-        && now - v->created_us > (gint64) p->cfg.connect_timeout_s * G_USEC_PER_SEC;
-    if (v->answered && (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED
-            || state == GST_WEBRTC_PEER_CONNECTION_STATE_CLOSED || stale))
+    gchar *why = viewer_dead_reason (p, v, now);
+    if (why) {
+      g_print ("dit-serve: viewer %s dropped (%s)\n", v->id, why);
       g_ptr_array_add (dead, g_strdup (v->id));
+      g_free (why);
+    }
   }
   for (guint i = 0; i < dead->len; i++) {
-    g_print ("dit-serve: viewer %s dropped (not connected)\n",
-        (gchar *) dead->pdata[i]);
     dit_serve_pipeline_remove_viewer (p, dead->pdata[i]);
     g_free (dead->pdata[i]);
   }
@@ -1175,6 +1418,7 @@ dit_serve_pipeline_new (const DitServeConfig * cfg, GMainLoop * loop,
     p->stall_serial = (guint) g_ascii_strtoull (g_getenv
         ("DIT_SERVE_STALL_VIEWER"), NULL, 10);
   g_mutex_init (&p->meta_lock);
+  g_mutex_init (&p->pace_lock);
   dit_serve_rate_init (&p->out_rate);
   p->viewers = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
       viewer_unref);
@@ -1199,7 +1443,7 @@ dit_serve_pipeline_start (DitServePipeline * p, GError ** error)
         "source)");
     return FALSE;
   }
-  p->reaper_id = g_timeout_add_seconds (2, reap_viewers, p);
+  p->reaper_id = g_timeout_add_seconds (1, reap_viewers, p);
   return TRUE;
 }
 
@@ -1231,6 +1475,7 @@ dit_serve_pipeline_free (DitServePipeline * p)
   g_hash_table_destroy (p->viewers);
   dit_serve_rate_clear (&p->out_rate);
   g_mutex_clear (&p->meta_lock);
+  g_mutex_clear (&p->pace_lock);
   g_free (p);
 }
 
@@ -1251,6 +1496,8 @@ gboolean
 dit_serve_pipeline_set_prompt_text (DitServePipeline * p, const gchar * text,
     GError ** error)
 {
+  if (!dit_serve_prompt_check_text (text, error))
+    return FALSE;
   /* prompt-embeds wins over prompt in ditgenerate: clear it so the text
    * takes over from an earlier embeddings file. */
   g_object_set (p->generate, "prompt-embeds", NULL, "prompt", text, NULL);
@@ -1285,6 +1532,7 @@ dit_serve_pipeline_stats (DitServePipeline * p)
   s.seed = p->seed;
   g_mutex_unlock (&p->meta_lock);
   s.output_fps = dit_serve_rate_fps (&p->out_rate, now, 2 * G_USEC_PER_SEC);
+  s.frames = g_atomic_pointer_get (&p->frames_out);
 
   g_hash_table_iter_init (&it, p->viewers);
   while (g_hash_table_iter_next (&it, NULL, &value)) {
@@ -1297,6 +1545,9 @@ dit_serve_pipeline_stats (DitServePipeline * p)
     vs.sent = g_atomic_pointer_get (&v->sent);
     vs.dropped = g_atomic_pointer_get (&v->dropped);
     vs.age_s = (now - v->created_us) / 1e6;
+    g_mutex_lock (&v->live_lock);
+    vs.rtcp_age_s = v->last_rtcp_us ? (now - v->last_rtcp_us) / 1e6 : -1.0;
+    g_mutex_unlock (&v->live_lock);
     g_array_append_val (views, vs);
   }
   s.n_viewers = views->len;

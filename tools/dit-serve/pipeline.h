@@ -51,6 +51,8 @@ typedef struct _DitServeConfig
   gint ice_timeout_ms;          /* wait for ICE gathering before answering */
   gint max_viewers;
   gint connect_timeout_s;       /* drop viewers that never connect */
+  gint rtcp_timeout_s;          /* drop connected viewers silent this long
+                                 * (0: never) */
 } DitServeConfig;
 
 typedef struct _DitServePipeline DitServePipeline;

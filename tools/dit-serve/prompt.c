@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "dit_loader.h"
+#include "dit_prompt.h"
 #include "dit_stream.h"
 
 #include "pipeline.h"
@@ -28,6 +29,21 @@ dit_serve_model_text_shape (const gchar * model, gint * text_dim,
   }
   *text_dim = cfg.text_dim;
   *text_len = cfg.text_len;
+  return TRUE;
+}
+
+gboolean
+dit_serve_prompt_check_text (const gchar * text, GError ** error)
+{
+  dit_prompt_part *parts = NULL;
+  int n = 0;
+
+  if (dit_prompt_parse (text, &parts, &n) != DIT_OK) {
+    g_set_error (error, DIT_SERVE_ERROR, DIT_SERVE_ERROR_UNSUPPORTED, "%s",
+        dit_last_error ());
+    return FALSE;
+  }
+  dit_prompt_parts_free (parts, n);
   return TRUE;
 }
 

@@ -2,8 +2,9 @@
  *
  * A text prompt goes to ditgenerate's `prompt` property (its umT5 encoder
  * turns it into embeddings off the streaming thread); a safetensors file of
- * precomputed embeddings [rows, text_dim] goes to `prompt-embeds` and is
- * checked here first, so a bad file is an HTTP error, not a pipeline error.
+ * precomputed embeddings [rows, text_dim] goes to `prompt-embeds`.  Both
+ * are checked here first, with the library's own rules, so a bad prompt is
+ * an HTTP error at once rather than a warning from the encoder thread.
  */
 #ifndef DIT_SERVE_PROMPT_H
 #define DIT_SERVE_PROMPT_H
@@ -15,6 +16,11 @@ G_BEGIN_DECLS
 /* Text width and maximum rows of a model string (preset or checkpoint). */
 gboolean dit_serve_model_text_shape (const gchar * model, gint * text_dim,
     gint * text_len, GError ** error);
+
+/* Check that text is a prompt spec the encoder accepts: one prompt, or a
+ * weighted list "a:0.7|b:0.3" (dit_prompt.h) with weights >= 0 summing to
+ * more than 0 and at most DIT_PROMPT_MAX_PARTS parts. */
+gboolean dit_serve_prompt_check_text (const gchar * text, GError ** error);
 
 /* Check that path holds usable prompt embeddings for that text shape. */
 gboolean dit_serve_prompt_check_embeds (const gchar * path, gint text_dim,

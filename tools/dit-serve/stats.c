@@ -70,6 +70,8 @@ dit_serve_stats_to_json (const DitServeStats * s)
   json_builder_add_double_value (b, s->mesh_ms);
   json_builder_set_member_name (b, "chunks");
   json_builder_add_int_value (b, (gint64) s->chunks);
+  json_builder_set_member_name (b, "frames");
+  json_builder_add_int_value (b, (gint64) s->frames);
   json_builder_set_member_name (b, "prompt_epoch");
   json_builder_add_int_value (b, (gint64) s->prompt_epoch);
   json_builder_set_member_name (b, "cache_epoch");
@@ -106,6 +108,8 @@ dit_serve_stats_to_json (const DitServeStats * s)
     json_builder_add_int_value (b, (gint64) v->dropped);
     json_builder_set_member_name (b, "age_s");
     json_builder_add_double_value (b, v->age_s);
+    json_builder_set_member_name (b, "rtcp_age_s");
+    json_builder_add_double_value (b, v->rtcp_age_s);
     json_builder_end_object (b);
   }
   json_builder_end_array (b);

@@ -8,12 +8,15 @@
  *   chunk_ms     generator time of the last chunk
  *   mesh_ms      time in the generator mesh for the last chunk (0: no mesh)
  *   chunks       chunks generated since start
+ *   frames       encoded frames since start (rates over any window)
  *   prompt_epoch, cache_epoch, seed   from the last chunk's GstDitLatentMeta
  *   viewers      connected or connecting viewers
  *   queues       { generator: input chunks waiting in ditgenerate,
  *                  display: decoded frames waiting to be paced and encoded,
  *                  viewers: packets queued per viewer (sum) }
- *   viewer_list  [{ id, state, queued, sent, dropped, age_s }]
+ *   viewer_list  [{ id, state, queued, sent, dropped, age_s, rtcp_age_s }]
+ *                rtcp_age_s: seconds since the viewer's last RTCP packet
+ *                (-1 before the first one)
  *   width, height, framerate, encoder, uptime_s
  */
 #ifndef DIT_SERVE_STATS_H
@@ -47,12 +50,13 @@ typedef struct _DitServeViewerStats
   guint queued;
   guint64 sent, dropped;
   gdouble age_s;
+  gdouble rtcp_age_s;           /* -1: no RTCP yet */
 } DitServeViewerStats;
 
 typedef struct _DitServeStats
 {
   gdouble fps, output_fps, chunk_ms, mesh_ms;
-  guint64 chunks, prompt_epoch, cache_epoch, seed;
+  guint64 chunks, frames, prompt_epoch, cache_epoch, seed;
   gint generator_queue, display_queue;
   guint n_viewers;
   const DitServeViewerStats *viewers;
