@@ -310,6 +310,64 @@ GST_START_TEST (test_t2v_source)
 
 GST_END_TEST;
 
+/* EOS sent while a text-to-video source runs without a chunk limit (what
+ * gst-launch-1.0 -e does on Ctrl-C: EOS to the pipeline, which hands it to
+ * its sources) ends the stream: at most the chunks in flight leave after
+ * it, then EOS reaches the bus.  Before ditgenerate handled send_event the
+ * pipeline refused the event and the source generated on forever. */
+static guint64
+chunks_of (GstElement * gen)
+{
+  guint64 n;
+  g_object_get (gen, "chunks", &n, NULL);
+  return n;
+}
+
+static void
+check_eos_ends_source (const gchar * desc, gboolean to_element)
+{
+  GstElement *p = gst_parse_launch (desc, NULL);
+  GstElement *gen = gst_bin_get_by_name (GST_BIN (p), "gen");
+  GstBus *bus = gst_element_get_bus (p);
+  gint64 deadline = g_get_monotonic_time () + 120 * G_TIME_SPAN_SECOND;
+  guint64 before, after;
+  GstMessage *m;
+
+  fail_unless (gen != NULL);
+  fail_unless (gst_element_set_state (p, GST_STATE_PLAYING)
+      != GST_STATE_CHANGE_FAILURE);
+  while (chunks_of (gen) < 1 && g_get_monotonic_time () < deadline)
+    g_usleep (5000);
+  before = chunks_of (gen);
+  fail_unless (before >= 1, "%s: no chunk", desc);
+  fail_unless (gst_element_send_event (to_element ? gen : p,
+          gst_event_new_eos ()), "%s: EOS refused", desc);
+  m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  fail_unless (m != NULL, "%s: no EOS after send_event (EOS)", desc);
+  fail_unless_equals_string (GST_MESSAGE_TYPE_NAME (m), "eos");
+  gst_message_unref (m);
+  /* the chunk being generated when the count was read, and the one in
+   * flight when the event came */
+  after = chunks_of (gen);
+  fail_unless (after <= before + 2, "%s: %" G_GUINT64_FORMAT " chunks after "
+      "EOS", desc, after - before);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (gen);
+  gst_object_unref (p);
+}
+
+GST_START_TEST (test_eos_ends_source)
+{
+  check_eos_ends_source ("ditgenerate name=gen ! fakesink sync=false", FALSE);
+  check_eos_ends_source ("ditgenerate name=gen ! queue ! ditdecode ! "
+      "fakesink sync=false", FALSE);
+  check_eos_ends_source ("ditgenerate name=gen ! fakesink sync=false", TRUE);
+}
+
+GST_END_TEST;
+
 /* One chunk in, exactly 9 frames out (12 for the next) with their PTS. */
 GST_START_TEST (test_decode_chunk_frames)
 {
@@ -900,6 +958,7 @@ dit_suite (void)
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_caps_reject);
   tcase_add_test (tc, test_t2v_source);
+  tcase_add_test (tc, test_eos_ends_source);
   tcase_add_test (tc, test_decode_chunk_frames);
   tcase_add_test (tc, test_eos_frame_counts);
   tcase_add_test (tc, test_raw_formats);
