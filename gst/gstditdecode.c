@@ -227,10 +227,19 @@ set_caps (GstDitDecode * self, GstCaps * caps)
   peer = gst_pad_peer_query_caps (self->srcpad, out);
   gst_caps_unref (out);
   if (gst_caps_is_empty (peer)) {
+    GstCaps *wants = gst_pad_peer_query_caps (self->srcpad, NULL);
+    gchar *size = gst_dit_caps_size_error (wants);
     gst_caps_unref (peer);
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("downstream accepts no %dx%d RGB video at %d/%d fps",
-            info.width * 8, info.height * 8, fps_n, fps_d), (NULL));
+    if (size)
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("downstream: %s", size),
+          ("downstream takes %" GST_PTR_FORMAT, wants));
+    else
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("downstream accepts no %dx%d RGB video at %d/%d fps",
+              info.width * 8, info.height * 8, fps_n, fps_d),
+          ("downstream takes %" GST_PTR_FORMAT, wants));
+    g_free (size);
+    gst_caps_unref (wants);
     return FALSE;
   }
   peer = gst_caps_make_writable (gst_caps_truncate (peer));

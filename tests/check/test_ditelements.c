@@ -155,15 +155,20 @@ error_text (GstBus * bus)
   return text;
 }
 
-/* The message of the error a pipeline posts once playing (30 s at most). */
+/* The message of the error a pipeline posts once playing (30 s at most);
+ * the pipeline itself must parse and link. */
 static gchar *
 playing_error (const gchar * desc)
 {
-  GstElement *p = gst_parse_launch (desc, NULL);
-  GstBus *bus = gst_element_get_bus (p);
-  GstMessage *m;
   GError *err = NULL;
+  GstElement *p = gst_parse_launch (desc, &err);
+  GstBus *bus;
+  GstMessage *m;
   gchar *text;
+
+  fail_unless (p != NULL && err == NULL, "%s: %s", desc,
+      err ? err->message : "no pipeline");
+  bus = gst_element_get_bus (p);
 
   gst_element_set_state (p, GST_STATE_PLAYING);
   m = gst_bus_timed_pop_filtered (bus, 30 * GST_SECOND,
@@ -212,6 +217,21 @@ device_memory_needs_cuda (void)
       msg);
   g_free (msg);
 }
+
+#define SIZE_RULE "width and height must be positive multiples of 16 pixels"
+static const struct
+{
+  const gchar *desc, *size;
+} bad_sizes[] = {
+  {"videotestsrc num-buffers=9 ! video/x-raw,width=100,height=60 ! ditencode "
+        "! fakesink", "100x60"},
+  {"videotestsrc num-buffers=9 ! video/x-raw,width=100,height=60 ! ditencode "
+        "! ditgenerate ! ditdecode ! fakesink", "100x60"},
+  {"ditgenerate num-chunks=1 ! ditdecode ! video/x-raw,width=100,height=100 "
+        "! fakesink", "100x100"},
+  {"ditgenerate num-chunks=1 ! ditdecode ! video/x-raw,width=120 ! fakesink",
+      "120x64"},
+};
 
 GST_START_TEST (test_caps_reject)
 {
@@ -264,6 +284,17 @@ GST_START_TEST (test_caps_reject)
   gst_element_set_bus (h->element, NULL);
   gst_object_unref (bus);
   gst_harness_teardown (h);
+
+  /* In a pipeline the caps query path must not hide the size: linking
+   * succeeds and the element that meets it names the size and the rule
+   * (the query path used to drop it: "could not link", "downstream accepts
+   * no latent caps"). */
+  for (guint i = 0; i < G_N_ELEMENTS (bad_sizes); i++) {
+    msg = playing_error (bad_sizes[i].desc);
+    fail_unless (strstr (msg, bad_sizes[i].size) != NULL
+        && strstr (msg, SIZE_RULE) != NULL, "%s: %s", bad_sizes[i].desc, msg);
+    g_free (msg);
+  }
 }
 
 GST_END_TEST;
