@@ -847,5 +847,8 @@ gst_dit_decode_init (GstDitDecode * self)
 
   self->device = g_strdup (GST_DIT_DEFAULT_DEVICE);
   self->session_key = g_strdup (GST_DIT_SESSION_DEFAULT_KEY);
+  /* framerate 0/1: the rate of the latent caps */
+  self->out_fps_n = 0;
+  self->out_fps_d = 1;
   self->next_pts = GST_CLOCK_TIME_NONE;
 }

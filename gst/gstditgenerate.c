@@ -2319,11 +2319,8 @@ gst_dit_generate_get_property (GObject * object, guint prop_id,
       g_value_set_string (value, self->mesh_devices);
       break;
     case PROP_MESH_BACKEND:
-      if (self->mesh_backend && *self->mesh_backend)
-        g_value_set_string (value, self->mesh_backend);
-      else
-        g_value_set_string (value, self->device
-            && g_str_has_prefix (self->device, "cuda") ? "cuda" : "cpu");
+      /* as set: NULL means the backend follows device */
+      g_value_set_string (value, self->mesh_backend);
       break;
     case PROP_MESH_LISTEN:
       g_value_set_string (value, self->mesh_listen);
