@@ -793,8 +793,18 @@ GST_START_TEST (test_errors)
   g_free (msg);
   g_free (desc);
 
+  /* A misspelled preset lists the presets (it used to say "cannot open"). */
   msg = state_error ("ditgenerate model=wan-3b ! fakesink");
-  fail_unless (strstr (msg, "wan-3b") != NULL, "%s", msg);
+  fail_unless (strstr (msg, "wan-3b") != NULL
+      && strstr (msg, "wan-14b, wan-1.3b, tiny") != NULL, "%s", msg);
+  g_free (msg);
+  msg = state_error ("ditgenerate ! ditdecode vae-model=wann ! fakesink");
+  fail_unless (strstr (msg, "wann") != NULL && strstr (msg, "wan, tiny")
+      != NULL, "%s", msg);
+  g_free (msg);
+  msg = state_error ("ditencode vae-model=tinny ! fakesink");
+  fail_unless (strstr (msg, "tinny") != NULL && strstr (msg, "wan, tiny")
+      != NULL, "%s", msg);
   g_free (msg);
 
   g_unlink (bad);
