@@ -1,6 +1,6 @@
 /* dit-vae — run the streaming WanVAE from the command line.
  *
- *   dit-vae encode --vae tiny --seed 0 --input in.y4m -o lat.safetensors
+ *   dit-vae encode --input in.y4m -o lat.safetensors     (tiny VAE, seed 0)
  *   dit-vae encode --vae vae.safetensors --input in.raw --size 576x320 \
  *       --format i420 -o lat.safetensors
  *   dit-vae decode --vae vae.safetensors --input lat.safetensors -o out.y4m
@@ -29,8 +29,9 @@
  * single frame of 'pixels' [3, 1, H, W] with a fresh cache.
  *
  * --vae takes a checkpoint (spec §5.7 key names; the config is detected
- * from its shapes) or a preset name (tiny, wan) for seeded synthetic
- * weights (`dit-weights make --kind vae` writes them as a checkpoint).
+ * from its shapes) or a preset name (tiny, the default, or wan) for seeded
+ * synthetic weights (`dit-weights make --kind vae` writes them as a
+ * checkpoint).
  *
  * Exit status: 0 success, 1 failure, 2 usage error.
  */
@@ -77,7 +78,7 @@ usage (FILE *f)
       "  anchor-tensor  'pixels' [3,1,H,W] -> 'latents' [16,1,h,w], fresh cache\n"
       "\n"
       "options:\n"
-      "  --vae PATH|tiny|wan   checkpoint or synthetic preset\n"
+      "  --vae PATH|tiny|wan   checkpoint or synthetic preset (default tiny)\n"
       "  --seed N              seed of synthetic weights (default 0)\n"
       "  --input FILE          input file\n"
       "  -o, --output FILE     output file (decode: - = stdout)\n"
@@ -500,7 +501,7 @@ cmd_tensor (const opts *o, dit_backend *be)
 int
 main (int argc, char **argv)
 {
-  opts o = { .fps = 16, .device = "cpu" };
+  opts o = { .vae = "tiny", .fps = 16, .device = "cpu" };
   enum { OPT_VAE = 256, OPT_SEED, OPT_INPUT, OPT_SIZE, OPT_FORMAT, OPT_FPS,
       OPT_DEVICE };
   static const struct option longopts[] = {
@@ -571,8 +572,8 @@ main (int argc, char **argv)
     usage (stderr);
     return EXIT_USAGE;
   }
-  if (!o.output || !o.vae || !o.input) {
-    fprintf (stderr, "dit-vae %s: needs --vae, --input and -o\n", o.cmd);
+  if (!o.output || !o.input) {
+    fprintf (stderr, "dit-vae %s: needs --input and -o\n", o.cmd);
     return EXIT_USAGE;
   }
   dit_backend *be = strcmp (o.device, "cpu") == 0 ? dit_backend_cpu ()
