@@ -456,6 +456,29 @@ GST_START_TEST (test_eos_frame_counts)
 
 GST_END_TEST;
 
+/* num-frames: exactly that many frames come out, EOS follows at once, and
+ * later frames and events from upstream are taken without an error (a
+ * decoder keeps pushing: identity eos-after could not limit a file). */
+GST_START_TEST (test_num_frames)
+{
+  GstHarness *h = gst_harness_new_parse ("ditencode num-frames=14 ! ditdecode");
+  GstClockTime first_pts = 1, end = 0;
+
+  gst_harness_set_src_caps_str (h, RAW_CAPS);
+  for (gint i = 0; i < 20; i++) {
+    fail_unless_equals_int (gst_harness_push (h, raw_frame (i)), GST_FLOW_OK);
+    if (i == 10)
+      fail_unless (gst_harness_push_event (h, gst_event_new_tag
+              (gst_tag_list_new_empty ())));
+  }
+  fail_unless_equals_int (pull_until_eos (h, &first_pts, &end), 14);
+  fail_unless_equals_uint64 (end, 14 * FRAME_NS);
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 /* Every raw format in and out: frames go through the engine's pixel
  * conversion (packed RGB and 4:2:0 YUV) with the sizes and counts intact. */
 GST_START_TEST (test_raw_formats)
@@ -1002,6 +1025,7 @@ dit_suite (void)
   tcase_add_test (tc, test_eos_ends_source);
   tcase_add_test (tc, test_decode_chunk_frames);
   tcase_add_test (tc, test_eos_frame_counts);
+  tcase_add_test (tc, test_num_frames);
   tcase_add_test (tc, test_raw_formats);
   tcase_add_test (tc, test_v2v);
   tcase_add_test (tc, test_flush_epoch);
