@@ -9,11 +9,15 @@
  * are taken from the session instead of being decoded again.  Chunks of a
  * stale cache epoch (before a flush) are dropped.
  *
- * With device=cuda:N (and gstreamer-cuda at build time) the source pad
- * offers video/x-raw(memory:CUDAMemory) first: frames are converted on the
+ * Output formats: RGBx (when downstream leaves the format open), RGBA,
+ * RGB, I420, NV12.  With device=cuda:N (and gstreamer-cuda at build time)
+ * the source pad also offers video/x-raw(memory:CUDAMemory) (NV12 first)
+ * to a peer that names it (cudadownload, nvh264enc, a capsfilter; a peer
+ * that takes anything gets system memory): frames are converted on the
  * device straight into GstCudaMemory of a GstCudaBufferPool in the
  * session's shared (primary) CUDA context, so nvcodec elements take them
- * without a copy.
+ * without a copy.  A downstream size that is no multiple of 16 pixels is
+ * an error naming it.
  *
  * ## Example launch line
  * |[

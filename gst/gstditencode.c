@@ -9,6 +9,10 @@
  * first frame and a duration covering all its frames.  At EOS a partial
  * chunk is completed by repeating the last frame and marked (meta
  * valid_frames) so that ditdecode shows exactly the frames that came in.
+ * With #GstDitEncode:num-frames the stream ends after that many input
+ * frames (EOS at once, later input dropped): an exact limit on a decoded
+ * file.  A size that is no multiple of 16 pixels is refused at the caps
+ * event with a message naming it.
  *
  * With device=cuda:N (and gstreamer-cuda at build time) the sink pad also
  * takes video/x-raw(memory:CUDAMemory): frames are read on the device
@@ -19,6 +23,9 @@
  * |[
  * gst-launch-1.0 videotestsrc num-buffers=33 ! video/x-raw,width=128,height=128,framerate=16/1 ! ditencode ! ditdecode ! videoconvert ! autovideosink
  * ]|
+ * |[
+ * gst-launch-1.0 filesrc location=clip.mp4 ! decodebin ! videoconvert ! videoscale ! videorate ! video/x-raw,width=128,height=128,framerate=16/1 ! ditencode num-frames=33 ! ditdecode ! videoconvert ! autovideosink
+ * ]| The first 33 frames of a file.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
