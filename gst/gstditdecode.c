@@ -9,11 +9,15 @@
  * are taken from the session instead of being decoded again.  Chunks of a
  * stale cache epoch (before a flush) are dropped.
  *
- * With device=cuda:N (and gstreamer-cuda at build time) the source pad
- * offers video/x-raw(memory:CUDAMemory) first: frames are converted on the
+ * Output formats: RGBx (when downstream leaves the format open), RGBA,
+ * RGB, I420, NV12.  With device=cuda:N (and gstreamer-cuda at build time)
+ * the source pad also offers video/x-raw(memory:CUDAMemory) (NV12 first)
+ * to a peer that names it (cudadownload, nvh264enc, a capsfilter; a peer
+ * that takes anything gets system memory): frames are converted on the
  * device straight into GstCudaMemory of a GstCudaBufferPool in the
  * session's shared (primary) CUDA context, so nvcodec elements take them
- * without a copy.
+ * without a copy.  A downstream size that is no multiple of 16 pixels is
+ * an error naming it.
  *
  * ## Example launch line
  * |[
@@ -227,10 +231,19 @@ set_caps (GstDitDecode * self, GstCaps * caps)
   peer = gst_pad_peer_query_caps (self->srcpad, out);
   gst_caps_unref (out);
   if (gst_caps_is_empty (peer)) {
+    GstCaps *wants = gst_pad_peer_query_caps (self->srcpad, NULL);
+    gchar *size = gst_dit_caps_size_error (wants);
     gst_caps_unref (peer);
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("downstream accepts no %dx%d RGB video at %d/%d fps",
-            info.width * 8, info.height * 8, fps_n, fps_d), (NULL));
+    if (size)
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("downstream: %s", size),
+          ("downstream takes %" GST_PTR_FORMAT, wants));
+    else
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("downstream accepts no %dx%d RGB video at %d/%d fps",
+              info.width * 8, info.height * 8, fps_n, fps_d),
+          ("downstream takes %" GST_PTR_FORMAT, wants));
+    g_free (size);
+    gst_caps_unref (wants);
     return FALSE;
   }
   peer = gst_caps_make_writable (gst_caps_truncate (peer));
@@ -838,5 +851,8 @@ gst_dit_decode_init (GstDitDecode * self)
 
   self->device = g_strdup (GST_DIT_DEFAULT_DEVICE);
   self->session_key = g_strdup (GST_DIT_SESSION_DEFAULT_KEY);
+  /* framerate 0/1: the rate of the latent caps */
+  self->out_fps_n = 0;
+  self->out_fps_d = 1;
   self->next_pts = GST_CLOCK_TIME_NONE;
 }

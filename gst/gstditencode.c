@@ -9,6 +9,10 @@
  * first frame and a duration covering all its frames.  At EOS a partial
  * chunk is completed by repeating the last frame and marked (meta
  * valid_frames) so that ditdecode shows exactly the frames that came in.
+ * With #GstDitEncode:num-frames the stream ends after that many input
+ * frames (EOS at once, later input dropped): an exact limit on a decoded
+ * file.  A size that is no multiple of 16 pixels is refused at the caps
+ * event with a message naming it.
  *
  * With device=cuda:N (and gstreamer-cuda at build time) the sink pad also
  * takes video/x-raw(memory:CUDAMemory): frames are read on the device
@@ -19,6 +23,9 @@
  * |[
  * gst-launch-1.0 videotestsrc num-buffers=33 ! video/x-raw,width=128,height=128,framerate=16/1 ! ditencode ! ditdecode ! videoconvert ! autovideosink
  * ]|
+ * |[
+ * gst-launch-1.0 filesrc location=clip.mp4 ! decodebin ! videoconvert ! videoscale ! videorate ! video/x-raw,width=128,height=128,framerate=16/1 ! ditencode num-frames=33 ! ditdecode ! videoconvert ! autovideosink
+ * ]| The first 33 frames of a file.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -40,6 +47,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_dit_encode_debug);
 #define GST_CAT_DEFAULT gst_dit_encode_debug
 
 #define DEFAULT_FRAMES 3
+#define DEFAULT_NUM_FRAMES 0
 
 enum
 {
@@ -48,6 +56,7 @@ enum
   PROP_DEVICE,
   PROP_SESSION,
   PROP_FRAMES,
+  PROP_NUM_FRAMES,
 };
 
 struct _GstDitEncode
@@ -57,6 +66,7 @@ struct _GstDitEncode
 
   gchar *vae_model, *device, *session_key;
   gint frames;
+  guint num_frames;             /* 0 = every frame */
 
   GstDitSession *session;
 
@@ -75,6 +85,8 @@ struct _GstDitEncode
   guint64 epoch;
   GstClockTime chunk_pts, last_end;
   GstBuffer *last_frame;        /* for padding at EOS */
+  guint64 frames_in;            /* input frames taken in this stream */
+  gboolean ended;               /* num-frames reached: EOS sent */
   gdouble encode_ms;
 
   /* sessions on a device: the encoder's device staging */
@@ -178,6 +190,8 @@ reset_stream (GstDitEncode * self)
   self->chunk_index = 0;
   self->chunk_pts = self->last_end = GST_CLOCK_TIME_NONE;
   gst_clear_buffer (&self->last_frame);
+  self->frames_in = 0;
+  self->ended = FALSE;
   if (self->vae)
     dit_vae_reset_encoder (self->vae);
   if (self->session)
@@ -535,11 +549,14 @@ add_frame (GstDitEncode * self, GstBuffer * buf, gboolean real)
   return push_chunk (self, real ? -1 : self->chunk_real_frames);
 }
 
+static GstFlowReturn end_stream (GstDitEncode * self);
+
 static GstFlowReturn
 gst_dit_encode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
 {
   GstDitEncode *self = GST_DIT_ENCODE (parent);
   GstFlowReturn ret;
+  guint limit;
 
   if (!self->vae) {
     gst_buffer_unref (buf);
@@ -547,9 +564,18 @@ gst_dit_encode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
         (NULL));
     return GST_FLOW_NOT_NEGOTIATED;
   }
+  if (self->ended) {
+    gst_buffer_unref (buf);
+    return GST_FLOW_OK;
+  }
   ret = add_frame (self, buf, TRUE);
   gst_buffer_replace (&self->last_frame, buf);
   gst_buffer_unref (buf);
+  GST_OBJECT_LOCK (self);
+  limit = self->num_frames;
+  GST_OBJECT_UNLOCK (self);
+  if (ret == GST_FLOW_OK && limit > 0 && ++self->frames_in >= limit)
+    ret = end_stream (self);
   return ret;
 }
 
@@ -567,11 +593,35 @@ drain (GstDitEncode * self)
   return ret;
 }
 
+/* num-frames reached: the partial chunk out and EOS downstream now; later
+ * frames are dropped.  Upstream is not told GST_FLOW_EOS: some decoders
+ * fail on it with frames in flight ("reference picture missing"), and the
+ * pipeline stops anyway once its sinks have the EOS. */
+static GstFlowReturn
+end_stream (GstDitEncode * self)
+{
+  GstFlowReturn ret = drain (self);
+
+  GST_DEBUG_OBJECT (self, "%" G_GUINT64_FORMAT " frames in: end of stream",
+      self->frames_in);
+  self->ended = TRUE;
+  gst_pad_push_event (self->srcpad, gst_event_new_eos ());
+  return ret;
+}
+
 static gboolean
 gst_dit_encode_sink_event (GstPad * pad, GstObject * parent, GstEvent * event)
 {
   GstDitEncode *self = GST_DIT_ENCODE (parent);
 
+  /* After num-frames the source pad is EOS: upstream's later events (tags,
+   * segments, its own EOS) are taken here, or their sticky push would fail
+   * upstream's next buffer; a flush starts a new stream. */
+  if (self->ended && GST_EVENT_TYPE (event) != GST_EVENT_FLUSH_START
+      && GST_EVENT_TYPE (event) != GST_EVENT_FLUSH_STOP) {
+    gst_event_unref (event);
+    return TRUE;
+  }
   switch (GST_EVENT_TYPE (event)) {
     case GST_EVENT_CAPS:{
       GstCaps *caps;
@@ -774,6 +824,9 @@ gst_dit_encode_set_property (GObject * object, guint prop_id,
     case PROP_FRAMES:
       self->frames = g_value_get_int (value);
       break;
+    case PROP_NUM_FRAMES:
+      self->num_frames = g_value_get_uint (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -800,6 +853,9 @@ gst_dit_encode_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_FRAMES:
       g_value_set_int (value, self->frames);
+      break;
+    case PROP_NUM_FRAMES:
+      g_value_set_uint (value, self->num_frames);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -852,6 +908,11 @@ gst_dit_encode_class_init (GstDitEncodeClass * klass)
       g_param_spec_int ("frames", "Frames",
           "Latent frames per output chunk (3 = 9 input frames first, then "
           "12)", 1, 16, DEFAULT_FRAMES, ready));
+  g_object_class_install_property (gobject_class, PROP_NUM_FRAMES,
+      g_param_spec_uint ("num-frames", "Number of frames",
+          "Input frames to encode before EOS (0 = all): later frames are "
+          "dropped; limits a decoded file exactly, where identity eos-after "
+          "does not", 0, G_MAXUINT, DEFAULT_NUM_FRAMES, ready));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);

@@ -14,6 +14,11 @@
  * latent is decoded by the shared display decoder and its last frame
  * re-encoded as the next chunk's KV-recompute anchor.
  *
+ * In text-to-video the stream ends after #GstDitGenerate:num-chunks, or
+ * when an EOS event is sent to the element or to its pipeline
+ * (gst-launch-1.0 -e does that on Ctrl-C): the chunk in flight is
+ * finished and pushed, then EOS, and the task stops.
+ *
  * ## Example launch lines
  * |[
  * gst-launch-1.0 ditgenerate num-chunks=4 prompt="a koi pond at dawn, drone shot" ! ditdecode ! videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
@@ -221,6 +226,7 @@ struct _GstDitGenerate
   GQueue queue;
   gint queued_buffers;
   GstFlowReturn srcresult;
+  gboolean eos_pending;         /* text-to-video: EOS sent to the element */
 };
 
 static GstStaticPadTemplate sink_template =
@@ -1468,6 +1474,7 @@ loop_source (GstDitGenerate * self)
   GstBuffer *out = NULL;
   GstFlowReturn ret;
   guint limit;
+  gboolean eos;
 
   if (!self->started) {
     start_source (self);
@@ -1477,7 +1484,13 @@ loop_source (GstDitGenerate * self)
   GST_OBJECT_LOCK (self);
   limit = self->num_chunks;
   GST_OBJECT_UNLOCK (self);
-  if (limit > 0 && self->stat_chunks >= limit) {
+  g_mutex_lock (&self->qlock);
+  eos = self->eos_pending;
+  g_mutex_unlock (&self->qlock);
+  if (eos || (limit > 0 && self->stat_chunks >= limit)) {
+    GST_DEBUG_OBJECT (self, "end of stream after %" G_GUINT64_FORMAT
+        " chunks%s", self->stat_chunks, eos ? " (EOS sent to the element)" :
+        "");
     gst_pad_push_event (self->srcpad, gst_event_new_eos ());
     pause_task (self, GST_FLOW_EOS);
     return;
@@ -1841,6 +1854,7 @@ gst_dit_generate_src_activate_mode (GstPad * pad, GstObject * parent,
   if (active) {
     g_mutex_lock (&self->qlock);
     self->srcresult = GST_FLOW_OK;
+    self->eos_pending = FALSE;
     g_mutex_unlock (&self->qlock);
     self->source_mode = !self->sinkpad || !gst_pad_is_linked (self->sinkpad);
     self->started = FALSE;
@@ -1860,7 +1874,34 @@ gst_dit_generate_src_activate_mode (GstPad * pad, GstObject * parent,
   gst_pad_stop_task (pad);
   g_mutex_lock (&self->qlock);
   clear_queue (self);
+  self->eos_pending = FALSE;
   g_mutex_unlock (&self->qlock);
+  return TRUE;
+}
+
+/* Text-to-video has no upstream that could end the stream: an EOS sent to
+ * the element (gst-launch-1.0 -e sends it to the pipeline, which hands it
+ * to its sources) ends it after the chunk in flight, as in GstBaseSrc. */
+static gboolean
+gst_dit_generate_send_event (GstElement * element, GstEvent * event)
+{
+  GstDitGenerate *self = GST_DIT_GENERATE (element);
+  gboolean source;
+
+  if (GST_EVENT_TYPE (event) != GST_EVENT_EOS)
+    return GST_ELEMENT_CLASS (gst_dit_generate_parent_class)->send_event
+        (element, event);
+  GST_OBJECT_LOCK (self);
+  source = !self->sinkpad || !gst_pad_is_linked (self->sinkpad);
+  GST_OBJECT_UNLOCK (self);
+  if (!source)
+    return GST_ELEMENT_CLASS (gst_dit_generate_parent_class)->send_event
+        (element, event);
+  GST_DEBUG_OBJECT (self, "EOS sent to the source: ending the stream");
+  g_mutex_lock (&self->qlock);
+  self->eos_pending = TRUE;
+  g_mutex_unlock (&self->qlock);
+  gst_event_unref (event);
   return TRUE;
 }
 
@@ -1885,7 +1926,11 @@ gst_dit_generate_request_new_pad (GstElement * element, GstPadTemplate * templ,
   gst_pad_set_query_function (pad,
       GST_DEBUG_FUNCPTR (gst_dit_generate_sink_query));
   GST_PAD_SET_PROXY_ALLOCATION (pad);
+  GST_OBJECT_LOCK (self);
   self->sinkpad = pad;
+  /* A filter now: a pipeline's EOS reaches it from upstream. */
+  GST_OBJECT_FLAG_UNSET (self, GST_ELEMENT_FLAG_SOURCE);
+  GST_OBJECT_UNLOCK (self);
   if (GST_STATE (element) > GST_STATE_READY)
     gst_pad_set_active (pad, TRUE);
   gst_element_add_pad (element, pad);
@@ -1899,7 +1944,10 @@ gst_dit_generate_release_pad (GstElement * element, GstPad * pad)
 
   if (pad != self->sinkpad)
     return;
+  GST_OBJECT_LOCK (self);
   self->sinkpad = NULL;
+  GST_OBJECT_FLAG_SET (self, GST_ELEMENT_FLAG_SOURCE);
+  GST_OBJECT_UNLOCK (self);
   gst_pad_set_active (pad, FALSE);
   gst_element_remove_pad (element, pad);
 }
@@ -2271,11 +2319,8 @@ gst_dit_generate_get_property (GObject * object, guint prop_id,
       g_value_set_string (value, self->mesh_devices);
       break;
     case PROP_MESH_BACKEND:
-      if (self->mesh_backend && *self->mesh_backend)
-        g_value_set_string (value, self->mesh_backend);
-      else
-        g_value_set_string (value, self->device
-            && g_str_has_prefix (self->device, "cuda") ? "cuda" : "cpu");
+      /* as set: NULL means the backend follows device */
+      g_value_set_string (value, self->mesh_backend);
       break;
     case PROP_MESH_LISTEN:
       g_value_set_string (value, self->mesh_listen);
@@ -2578,6 +2623,7 @@ gst_dit_generate_class_init (GstDitGenerateClass * klass)
   element_class->request_new_pad =
       GST_DEBUG_FUNCPTR (gst_dit_generate_request_new_pad);
   element_class->release_pad = GST_DEBUG_FUNCPTR (gst_dit_generate_release_pad);
+  element_class->send_event = GST_DEBUG_FUNCPTR (gst_dit_generate_send_event);
 
   gst_type_mark_as_plugin_api (GST_TYPE_DIT_ANCHOR_MODE, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_DIT_PROMPT_RESET, 0);
@@ -2597,6 +2643,8 @@ gst_dit_generate_init (GstDitGenerate * self)
       GST_DEBUG_FUNCPTR (gst_dit_generate_src_event));
   gst_pad_use_fixed_caps (self->srcpad);
   gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
+  /* Text-to-video until a sink pad is requested. */
+  GST_OBJECT_FLAG_SET (self, GST_ELEMENT_FLAG_SOURCE);
 
   g_mutex_init (&self->qlock);
   g_cond_init (&self->qcond);

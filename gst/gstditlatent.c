@@ -15,14 +15,51 @@ gchar *
 gst_dit_check_pixel_size (gint width, gint height, gint fps_n, gint fps_d)
 {
   if (width <= 0 || height <= 0 || width % 16 != 0 || height % 16 != 0)
-    return g_strdup_printf ("unsupported size %dx%d: width and height must "
-        "be positive multiples of 16 pixels", width, height);
+    return g_strdup_printf ("unsupported size %dx%d: %s", width, height,
+        GST_DIT_SIZE_RULE);
   if (fps_n <= 0 || fps_d <= 0
       || (gdouble) fps_n / fps_d > GST_DIT_MAX_FPS)
     return g_strdup_printf ("unsupported frame rate %d/%d: a fixed rate "
         "above 0 and at most %d fps is required", fps_n, fps_d,
         GST_DIT_MAX_FPS);
   return NULL;
+}
+
+static gboolean
+bad_dimension (gint pixels)
+{
+  return pixels <= 0 || pixels % 16 != 0;
+}
+
+gchar *
+gst_dit_caps_size_error (const GstCaps * raw)
+{
+  gchar *why = NULL;
+
+  if (gst_caps_is_any (raw) || gst_caps_is_empty (raw))
+    return NULL;
+  for (guint i = 0; i < gst_caps_get_size (raw); i++) {
+    const GstStructure *s = gst_caps_get_structure (raw, i);
+    gint w = 0, h = 0;
+    gboolean has_w = gst_structure_get_int (s, "width", &w);
+    gboolean has_h = gst_structure_get_int (s, "height", &h);
+
+    if (!(has_w && bad_dimension (w)) && !(has_h && bad_dimension (h))) {
+      g_free (why);             /* this structure can take a good size */
+      return NULL;
+    }
+    if (why)
+      continue;
+    if (has_w && has_h)
+      why = g_strdup_printf ("unsupported size %dx%d: %s", w, h,
+          GST_DIT_SIZE_RULE);
+    else if (has_w)
+      why = g_strdup_printf ("unsupported width %d: %s", w, GST_DIT_SIZE_RULE);
+    else
+      why = g_strdup_printf ("unsupported height %d: %s", h,
+          GST_DIT_SIZE_RULE);
+  }
+  return why;
 }
 
 gboolean
@@ -176,7 +213,6 @@ map_caps (const GstCaps * in, const gchar * name, gint mul, gint div,
     GstCapsFeatures *f = gst_caps_get_features (in, i);
     GstStructure *o;
     const GValue *v;
-    gboolean ok = TRUE;
     const gchar *dims[] = { "width", "height" };
     guint d;
 
@@ -190,14 +226,16 @@ map_caps (const GstCaps * in, const gchar * name, gint mul, gint div,
         && !gst_caps_features_contains (f, GST_DIT_CAPS_FEATURE_DEVICE))
       continue;
     o = gst_structure_new_empty (name);
-    for (d = 0; d < 2 && ok; d++) {
+    for (d = 0; d < 2; d++) {
       v = gst_structure_get_value (s, dims[d]);
       if (v) {
         GValue sv = G_VALUE_INIT;
+        /* A size with no latent grid (100 pixels) leaves the dimension
+         * open: an empty result here fails the link ("could not link",
+         * "downstream accepts no latent caps") without saying why, while
+         * the element that meets the size names it and the rule. */
         if (scale_dim (v, &sv, mul, div))
           gst_structure_take_value (o, dims[d], &sv);
-        else
-          ok = FALSE;
       }
     }
     if ((v = gst_structure_get_value (s, "framerate")))
@@ -210,10 +248,7 @@ map_caps (const GstCaps * in, const gchar * name, gint mul, gint div,
       else
         g_value_unset (&fv);
     }
-    if (ok)
-      out = gst_caps_merge_structure (out, o);
-    else
-      gst_structure_free (o);
+    out = gst_caps_merge_structure (out, o);
   }
   return out;
 }

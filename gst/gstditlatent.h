@@ -57,14 +57,22 @@ gboolean gst_dit_latent_info_from_caps (GstDitLatentInfo * info,
     const GstCaps * caps, gchar ** why);
 GstCaps *gst_dit_latent_info_to_caps (const GstDitLatentInfo * info);
 gsize gst_dit_latent_info_buffer_size (const GstDitLatentInfo * info);
+#define GST_DIT_SIZE_RULE \
+  "width and height must be positive multiples of 16 pixels"
 /* Rejects pixel sizes that are not multiples of 16 and rates outside
  * (0, GST_DIT_MAX_FPS]; NULL when fine, else a g_malloc'd reason. */
 gchar *gst_dit_check_pixel_size (gint width, gint height, gint fps_n,
     gint fps_d);
+/* For raw caps a peer takes: when every structure fixes a width or height
+ * that is no multiple of 16, a g_malloc'd reason naming the size and the
+ * rule; else NULL. */
+gchar *gst_dit_caps_size_error (const GstCaps * raw);
 
 /* Caps transforms for queries: width/height scaled by 1/8 (raw -> latent)
  * or 8 (latent -> raw), framerate kept; the result is unconstrained in the
- * other fields (intersect it with a template). */
+ * other fields (intersect it with a template), and in a width or height
+ * none of whose values maps (so that the size reaches an element's caps
+ * handler, which names it). */
 GstCaps *gst_dit_caps_raw_to_latent (const GstCaps * raw);
 GstCaps *gst_dit_caps_latent_to_raw (const GstCaps * latent,
     const gchar * formats);

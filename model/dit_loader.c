@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "safetensors.h"
 
@@ -14,6 +15,23 @@ dit_model_is_preset (const char *model)
     if (strcmp (*n, model) == 0)
       return 1;
   return 0;
+}
+
+dit_status
+dit_model_path_check (const char *model, const char *kind,
+    const char *const *presets)
+{
+  struct stat sb;
+  char list[256] = "";
+  size_t len = 0;
+
+  if (stat (model, &sb) == 0)
+    return DIT_OK;
+  for (const char *const *n = presets; *n && len < sizeof list; n++)
+    len += (size_t) snprintf (list + len, sizeof list - len, "%s%s",
+        n == presets ? "" : ", ", *n);
+  return dit_error (DIT_ERR_IO, "%s '%s' is neither a preset (%s) nor an "
+      "existing file or directory", kind, model, list);
 }
 
 const char *
@@ -52,6 +70,8 @@ dit_checkpoint_detect_preset (const char *path, dit_model_config *cfg)
 {
   dit_safetensors *st;
   char seen[160];
+  DIT_TRY (dit_model_path_check (path, "DiT model",
+          dit_model_config_preset_names ()));
   DIT_TRY (dit_safetensors_open (path, &st));
   const char *preset = dit_checkpoint_preset_of (st, seen, sizeof seen);
   dit_safetensors_close (st);
@@ -96,6 +116,8 @@ dit_load_vae (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
   *out = NULL;
   if (!preset) {
     dit_safetensors *probe;
+    DIT_TRY (dit_model_path_check (model, "VAE model",
+            dit_vae_config_preset_names ()));
     DIT_TRY (dit_safetensors_open (model, &probe));
     dit_safetensors_close (probe);
     const char *name = dit_vae_config_detect_path (model);

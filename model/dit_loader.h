@@ -21,6 +21,14 @@ extern "C" {
 
 int dit_model_is_preset (const char *model);
 
+/* DIT_OK when `model` names an existing file or directory; otherwise an
+ * error "KIND 'MODEL' is neither a preset (a, b, ...) nor an existing file
+ * or directory" listing `presets` (NULL-terminated), which says more about
+ * a misspelled preset name than "cannot open".  Call it for a string that
+ * is not one of the presets. */
+dit_status dit_model_path_check (const char *model, const char *kind,
+    const char *const *presets);
+
 /* The DiT preset an open checkpoint's shapes name (keys mapped with
  * dit_model_key_map), or NULL; `seen` (may be NULL) receives what the
  * shapes said, for messages.  No tensor data is read. */

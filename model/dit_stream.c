@@ -364,6 +364,140 @@ dit_latent_insert (float *x, int n, int j, int hw, const float *src)
 /* ------------------------------------------------------------------ */
 /* checkpoints */
 
+/* ------------------------------------------------------------------ */
+/* latent files */
+
+/* The chunk index of a tensor named latents.c<k>, or -1. */
+static long
+latent_chunk_index (const char *name)
+{
+  char *end;
+  long k;
+
+  if (strncmp (name, "latents.c", 9) != 0 || name[9] < '0' || name[9] > '9')
+    return -1;
+  k = strtol (name + 9, &end, 10);
+  return *end == '\0' ? k : -1;
+}
+
+static dit_status
+check_latent_tensor (const char *path, const dit_st_tensor *t,
+    const dit_st_tensor *first)
+{
+  dit_dtype dt;
+
+  if (t->ndim != 4 || t->shape[0] != DIT_LATENT_CHANNELS || t->shape[1] < 1)
+    return dit_error (DIT_ERR_FORMAT, "latents '%s': tensor '%s' must be "
+        "[16, frames, h, w] (got %dD, %lld channels)", path, t->name, t->ndim,
+        (long long) (t->ndim ? t->shape[0] : 0));
+  if (!dit_st_dtype_to_dit (t->dtype, &dt))
+    return dit_error (DIT_ERR_FORMAT, "latents '%s': tensor '%s' has dtype %s "
+        "(F32, BF16 or F16 expected)", path, t->name,
+        dit_st_dtype_name (t->dtype));
+  if (first && (t->shape[2] != first->shape[2]
+          || t->shape[3] != first->shape[3]))
+    return dit_error (DIT_ERR_FORMAT, "latents '%s': tensor '%s' is a %lldx%lld "
+        "grid, '%s' %lldx%lld", path, t->name, (long long) t->shape[2],
+        (long long) t->shape[3], first->name, (long long) first->shape[2],
+        (long long) first->shape[3]);
+  return DIT_OK;
+}
+
+/* The tensors of the stream in order into *parts (n of them; the caller
+ * frees *parts, also on an error). */
+static dit_status
+latent_parts (const char *path, const dit_safetensors *st,
+    const dit_st_tensor ***parts, size_t *n)
+{
+  const dit_st_tensor *one = dit_safetensors_find (st, "latents");
+  long last = -1;
+  size_t chunks = 0;
+
+  for (size_t i = 0; i < dit_safetensors_count (st); i++) {
+    long k = latent_chunk_index (dit_safetensors_at (st, i)->name);
+    if (k >= 0) {
+      chunks++;
+      last = k > last ? k : last;
+    }
+  }
+  if (one && chunks)
+    return dit_error (DIT_ERR_FORMAT, "latents '%s': holds both 'latents' and "
+        "chunks 'latents.c<k>'", path);
+  if (!one && !chunks)
+    return dit_error (DIT_ERR_FORMAT, "latents '%s': no tensor 'latents' "
+        "(dit-vae encode) and no chunks 'latents.c0', 'latents.c1', ... "
+        "(dit-generate)", path);
+  *n = one ? 1 : chunks;
+  *parts = calloc (*n, sizeof **parts);
+  if (!*parts)
+    return dit_error (DIT_ERR_NOMEM, "out of memory");
+  if (one) {
+    (*parts)[0] = one;
+    return DIT_OK;
+  }
+  for (size_t k = 0; k < chunks; k++) {
+    char name[40];
+    snprintf (name, sizeof name, "latents.c%zu", k);
+    (*parts)[k] = dit_safetensors_find (st, name);
+    if (!(*parts)[k])
+      return dit_error (DIT_ERR_FORMAT, "latents '%s': chunk '%s' is missing "
+          "(the file has chunks up to latents.c%ld)", path, name, last);
+  }
+  return DIT_OK;
+}
+
+dit_status
+dit_stream_load_latents (const char *path, float **out, int64_t shape[4])
+{
+  dit_safetensors *st;
+  const dit_st_tensor **parts = NULL;
+  size_t n = 0;
+  int64_t frames = 0, hw, f0 = 0;
+  float *buf;
+  dit_status s = dit_safetensors_open (path, &st);
+
+  if (s != DIT_OK)
+    return dit_error_prefix (s, "latents '%s'", path);
+  s = latent_parts (path, st, &parts, &n);
+  for (size_t k = 0; s == DIT_OK && k < n; k++) {
+    s = check_latent_tensor (path, parts[k], k ? parts[0] : NULL);
+    frames += parts[k]->shape[1];
+  }
+  if (s != DIT_OK || n == 0) {
+    free (parts);
+    dit_safetensors_close (st);
+    return s;
+  }
+  hw = parts[0]->shape[2] * parts[0]->shape[3];
+  buf = malloc ((size_t) (DIT_LATENT_CHANNELS * frames * hw) * sizeof (float));
+  if (!buf) {
+    free (parts);
+    dit_safetensors_close (st);
+    return dit_error (DIT_ERR_NOMEM, "latents '%s': out of memory", path);
+  }
+  /* chunk [16, F, h, w] -> frames [f0, f0 + F) of every channel */
+  for (size_t k = 0; k < n; k++) {
+    const dit_st_tensor *t = parts[k];
+    const int64_t F = t->shape[1];
+    const size_t esize = dit_st_dtype_size (t->dtype);
+    dit_dtype dt;
+    dit_st_dtype_to_dit (t->dtype, &dt);
+    for (int c = 0; c < DIT_LATENT_CHANNELS; c++)
+      dit_convert (buf + ((size_t) c * frames + f0) * hw, DIT_F32,
+          (const uint8_t *) t->data + (size_t) c * F * hw * esize, dt,
+          (size_t) (F * hw));
+    f0 += F;
+  }
+  shape[0] = DIT_LATENT_CHANNELS;
+  shape[1] = frames;
+  shape[2] = parts[0]->shape[2];
+  shape[3] = parts[0]->shape[3];
+  free (parts);
+  dit_safetensors_close (st);
+  *out = buf;
+  return DIT_OK;
+}
+
 dit_status
 dit_stream_load_embeds (const char *path, int text_dim, int text_len,
     float **out, int *rows)

@@ -132,6 +132,18 @@ void dit_latent_extract (const float *x, int n, int j, int hw, float *dst);
 /* Copy src [16, h, w] into latent j of x [16, n, h, w]. */
 void dit_latent_insert (float *x, int n, int j, int hw, const float *src);
 
+/* ---- latent files ---- */
+
+/* Load the latent stream of a safetensors file as malloc'd host f32
+ * [16, N, h, w] (shape in shape[4]): dit-generate's chunks latents.c0 ..
+ * latents.c<K-1> (each [16, F_k, h, w]) joined along the frame axis in
+ * chunk order, or the one tensor 'latents' [16, N, h, w] of dit-vae
+ * encode.  A missing chunk, chunks of different grids, a file with both
+ * forms or with neither, and non-float data are errors naming the file and
+ * the tensor. */
+dit_status dit_stream_load_latents (const char *path, float **out,
+    int64_t shape[4]);
+
 /* ---- prompt embeddings ---- */
 
 /* Load text embeddings [rows, dim] from a safetensors file: the tensor

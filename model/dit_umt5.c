@@ -30,6 +30,8 @@
  */
 #include "dit_umt5.h"
 
+#include "dit_loader.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,8 +247,11 @@ dit_umt5_load_weights (const char *model, uint64_t seed, dit_dtype dtype,
       preset = 1;
   if (preset)
     DIT_TRY (dit_umt5_config_preset (model, cfg));
-  else
+  else {
+    DIT_TRY (dit_model_path_check (model, "text model",
+            dit_umt5_config_preset_names ()));
     DIT_TRY (dit_umt5_config_from_file (model, cfg));
+  }
   dit_param_spec *specs = NULL;
   size_t count = 0;
   DIT_TRY (dit_umt5_config_params (cfg, &specs, &count));

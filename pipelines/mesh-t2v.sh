@@ -14,12 +14,14 @@ keeps the VAE and the text encoder; the workers hold the DiT shards.
   -d LIST     mesh devices, one worker each (default 0,1; 1, 2, 4 or 8)
   -b BACKEND  worker backend (default cpu; cuda puts rank i on GPU LIST[i])
   -w PATH     dit-worker executable (default: \$GST_DIT_WORKER, the
-              installed one, then PATH); from a build tree use
-              -w BUILD/tools/dit-worker and GST_PLUGIN_PATH=BUILD/gst
+              checkout's build/tools/dit-worker when the plugin comes
+              from there, the installed one, then PATH)
   after --    extra ditgenerate properties, e.g. model=wan-14b
               prompt="a koi pond at dawn" device=cuda:0 mesh-timeout-ms=30000
 Defaults need no GPU and no download (embedded tiny model, CPU workers).
 A dead or stalled worker stops the pipeline with an error naming its rank.
+The dit plugin is used as installed, from GST_PLUGIN_PATH_1_0, or else
+from this checkout's build/ (dit-env.sh).
 USAGE
 }
 out=out.mp4; chunks=4; size=64x64; devices=0,1; backend=cpu; worker=
@@ -36,6 +38,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
 done
+. "$(dirname "$0")/dit-env.sh"
 w=${size%x*}; h=${size#*x}
 if [ -n "$worker" ]; then
   set -- worker-path="$worker" "$@"

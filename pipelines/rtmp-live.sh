@@ -8,6 +8,8 @@ Stream generated video as H.264 in FLV to rtmp://HOST[:PORT]/APP/KEY.
   -n N      chunks to send, 0 = until interrupted (default 0)
   -s WxH    frame size, multiples of 16 (default 64x64)
   -e ENC    encoder: auto (nvh264enc when present, else x264enc), x264, nvh264
+The dit plugin is used as installed, from GST_PLUGIN_PATH_1_0, or else
+from this checkout's build/ (dit-env.sh).
 USAGE
 }
 chunks=0; size=64x64; enc=auto; url=
@@ -23,6 +25,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$url" ] || { usage >&2; exit 2; }
+. "$(dirname "$0")/dit-env.sh"
 w=${size%x*}; h=${size#*x}
 if [ "$enc" = auto ]; then
   if gst-inspect-1.0 nvh264enc >/dev/null 2>&1; then enc=nvh264; else enc=x264; fi

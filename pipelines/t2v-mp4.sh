@@ -11,6 +11,8 @@ Generate video from text embeddings and write an H.264 MP4.
   after --   extra ditgenerate properties, e.g. model=tiny seed=7
              prompt-embeds=embeds.safetensors
 Defaults need no GPU and no download (embedded tiny model).
+The dit plugin is used as installed, from GST_PLUGIN_PATH_1_0, or else
+from this checkout's build/ (dit-env.sh).
 USAGE
 }
 out=out.mp4; chunks=4; size=64x64
@@ -24,6 +26,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
 done
+. "$(dirname "$0")/dit-env.sh"
 w=${size%x*}; h=${size#*x}
 exec gst-launch-1.0 -e ditgenerate num-chunks="$chunks" "$@" ! queue max-size-buffers=1 ! ditdecode ! \
   "video/x-raw,width=$w,height=$h" ! videoconvert ! x264enc ! mp4mux ! \

@@ -86,7 +86,7 @@
  * tests slow the ranks down with --test-delay-ms to see the overlap).
  *
  * Usage: dit-bench --preset wan-14b --synthetic [--layers N]
- *   [--size 320x576|480x832] [--chunks 20] [--warmup 3] [--device cuda]
+ *   [--size 576x320|832x480] [--chunks 20] [--warmup 3] [--device cuda]
  *   [--dtype bf16] [--vae wan|tiny|none] [--gemm 8192] [--seed 42] [--json]
  *   [--graphs on|off] [--fused on|off]
  *   [--mesh-devices 1,2] [--mesh-backend cpu|cuda] [--worker-path PATH]
@@ -371,31 +371,79 @@ mem_used (dit_backend *be)
 }
 
 static void
-usage (void)
+usage (FILE *f)
 {
-  fprintf (stderr,
-      "usage: dit-bench --preset wan-14b|wan-1.3b|tiny --synthetic [--layers N]\n"
-      "  [--size HxW (320x576)] [--chunks 20] [--warmup 3] [--device cuda|cpu]\n"
-      "  [--dtype bf16|f32] [--vae wan|tiny|none] [--gemm N (8192, 0 = skip)]\n"
-      "  [--seed 42] [--json] [--graphs on|off] [--fused on|off] [--fold on|off]\n"
-      "  [--breakdown]                   after the timed chunks, eager chunks\n"
-      "                                  timed op by op: GEMM / attention / other\n"
-      "  [--mesh-devices 1,2 [--mesh-backend cpu|cuda] [--worker-path PATH]\n"
-      "   [--overlap on|off] [--worker-arg ARG]...]  DiT on a mesh of\n"
-      "                                  dit-worker ranks\n"
-      "  [--pipeline [--plugin-path DIR]]  the GStreamer elements in process\n"
-      "  [--text | --text-only] [--text-model umt5-xxl|tiny|PATH]\n"
-      "  [--text-layers N]               umT5 encode of a 512-token prompt\n"
-      "  [--cold --model DIT --vae VAE --text-model UMT5]  process start to\n"
-      "                                  the first frame with checkpoints read\n"
-      "                                  from disk (page-cache residency of\n"
-      "                                  each file is reported)\n"
-      "  [--text-residency device|host|none]  engine mode: the text encoder\n"
-      "                                  (--text-model, default umt5-xxl, tiny\n"
-      "                                  for the tiny preset) loaded as the\n"
-      "                                  pipeline does and kept: weights on the\n"
-      "                                  device, or on the host between\n"
-      "                                  prompts (layers streamed per encode)\n");
+  fprintf (f,
+      "Usage: dit-bench --synthetic [OPTIONS]\n"
+      "\n"
+      "Steady-state speed of the chunk loop (KV recompute, denoising, VAE\n"
+      "decode, anchor) with seeded synthetic weights, on one device, on a mesh\n"
+      "of dit-worker ranks, or through the GStreamer elements; or the umT5\n"
+      "encode time of a 512-token prompt.\n"
+      "\n"
+      "Model and size:\n"
+      "  --synthetic            seeded synthetic weights (required: the only\n"
+      "                         weights dit-bench makes; not with --text-only)\n"
+      "  --preset NAME          wan-14b (default), wan-1.3b, tiny or tiny-tp\n"
+      "  --layers N             keep only the first N DiT blocks\n"
+      "  --size WxH             frame size in pixels, multiples of 16 (default\n"
+      "                         576x320)\n"
+      "  --vae NAME             wan, tiny or none (default: tiny for --preset\n"
+      "                         tiny, else wan); a VAE checkpoint for --cold\n"
+      "  --seed N               seed of the synthetic weights (default 42)\n"
+      "Run:\n"
+      "  --chunks N             chunks timed (default 20)\n"
+      "  --warmup N             chunks run before timing (default 3)\n"
+      "  --device NAME          cuda, cuda:N or cpu (default: cuda when built\n"
+      "                         with CUDA, else cpu)\n"
+      "  --dtype f32|bf16       weight and activation dtype (default bf16 on\n"
+      "                         CUDA, f32 on the CPU)\n"
+      "  --gemm N               measure the bf16 GEMM peak at N x N x N (default\n"
+      "                         8192, 0 = skip)\n"
+      "  --graphs on|off        replay recorded CUDA graphs (default on)\n"
+      "  --fused on|off         fused op chains where the backend has them\n"
+      "                         (default on)\n"
+      "  --fold on|off          residual adds and bias passes folded into the\n"
+      "                         GEMM epilogues (default on)\n"
+      "  --breakdown            after the timed chunks, eager chunks timed op\n"
+      "                         by op: GEMM / attention / other per forward\n"
+      "  --json                 one JSON object instead of the report\n"
+      "Mesh:\n"
+      "  --mesh-devices LIST    run the DiT on dit-worker ranks, one per device\n"
+      "                         (e.g. 0,1; 1, 2, 4 or 8 of them)\n"
+      "  --mesh-backend NAME    the ranks' backend, cpu or cuda (default: the\n"
+      "                         kind of --device)\n"
+      "  --worker-path PATH     dit-worker executable (default: the one next to\n"
+      "                         dit-bench, else PATH)\n"
+      "  --overlap on|off       also time the overlapped pass (default on)\n"
+      "  --worker-arg ARG       one more argument for every dit-worker\n"
+      "                         (repeat it for more)\n"
+      "Pipeline:\n"
+      "  --pipeline             ditgenerate ! queue ! ditdecode ! fakesink in\n"
+      "                         this process (builds with GStreamer only)\n"
+      "  --plugin-path DIR      where the dit plugin is (default: the\n"
+      "                         registry, then this build's gst/)\n"
+      "Text encoder:\n"
+      "  --text                 also time the umT5 encode of a 512-token prompt\n"
+      "  --text-only            time only that\n"
+      "  --text-model NAME      umt5-xxl (default), tiny or a checkpoint path\n"
+      "  --text-layers N        build only the first N encoder layers\n"
+      "  --text-residency device|host|none\n"
+      "                         engine mode: the text encoder (--text-model,\n"
+      "                         default umt5-xxl, tiny for the tiny preset)\n"
+      "                         loaded as the pipeline does and kept: weights on\n"
+      "                         the device, or on the host between prompts\n"
+      "                         (layers streamed per encode) (default device)\n"
+      "Cold start:\n"
+      "  --cold                 process start to the first frame with the\n"
+      "                         checkpoints read from disk (page-cache residency\n"
+      "                         of each file is reported); needs --model, --vae\n"
+      "                         and --text-model as files\n"
+      "  --model PATH           the DiT checkpoint for --cold\n"
+      "  -h, --help             this help\n"
+      "\n"
+      "Exit status: 0 success, 1 failure, 2 usage error (also --pipeline in a\n"
+      "build without GStreamer).\n");
 }
 
 /* "1,2,3" into devices; at most DIT_MESH_MAX_RANKS, each 0..1023. */
@@ -476,7 +524,7 @@ parse_args (int argc, char **argv, bench_args *a)
       a->text = a->text_only = 1;
       takes = 0;
     } else if (strcmp (o, "--help") == 0 || strcmp (o, "-h") == 0) {
-      usage ();
+      usage (stdout);
       exit (0);
     } else if (!v) {
       ok = 0;
@@ -485,7 +533,7 @@ parse_args (int argc, char **argv, bench_args *a)
     } else if (strcmp (o, "--layers") == 0) {
       ok = tool_parse_int (v, 1, 1000, &a->layers);
     } else if (strcmp (o, "--size") == 0) {
-      ok = tool_parse_size (v, &a->height, &a->width);
+      ok = tool_parse_pixel_size (v, &a->width, &a->height);
     } else if (strcmp (o, "--chunks") == 0) {
       ok = tool_parse_int (v, 1, BENCH_MAX_SAMPLES, &a->chunks);
     } else if (strcmp (o, "--warmup") == 0) {
@@ -541,12 +589,16 @@ parse_args (int argc, char **argv, bench_args *a)
       ok = tool_parse_int (v, 1, 1000, &a->text_layers);
     } else {
       fprintf (stderr, "dit-bench: unknown option '%s'\n", o);
-      usage ();
+      usage (stderr);
       return 0;
     }
     if (!ok) {
-      fprintf (stderr, "dit-bench: bad or missing value for %s\n", o);
-      usage ();
+      if (strcmp (o, "--size") == 0 && v)
+        fprintf (stderr, "dit-bench: --size %s: use WxH in pixels, positive "
+            "multiples of 16\n", v);
+      else
+        fprintf (stderr, "dit-bench: bad or missing value for %s\n", o);
+      usage (stderr);
       return 0;
     }
     i += takes;
@@ -563,12 +615,7 @@ parse_args (int argc, char **argv, bench_args *a)
   }
   if (!a->synthetic && !a->text_only && !a->cold) {
     fprintf (stderr, "dit-bench: only --synthetic weights are supported\n");
-    usage ();
-    return 0;
-  }
-  if (a->height % 16 || a->width % 16) {
-    fprintf (stderr, "dit-bench: --size %dx%d must be a multiple of 16\n",
-        a->height, a->width);
+    usage (stderr);
     return 0;
   }
   if (a->pipeline && a->text_only) {

@@ -44,7 +44,10 @@ usage (FILE *f)
       "  -n, --chunks N           number of chunks (default 3)\n"
       "  -s, --seed N             noise seed (default 42)\n"
       "      --noise FILE         supplied noise: tensors noise.c<k>.s<j> [16,F,h,w]\n"
-      "      --latent-size HxW    latent grid (pixels / 8), even (default 40x72)\n"
+      "      --size WxH           frame size in pixels, multiples of 16 (default\n"
+      "                           64x64, as the elements)\n"
+      "      --latent-size HxW    the same as a latent grid (pixels / 8, height\n"
+      "                           first), even: --latent-size 8x12 = --size 96x64\n"
       "      --frames-per-chunk N latent frames per chunk (default 3)\n"
       "      --context-frames N   KV recompute context frames (default 3)\n"
       "      --kv-window N        cache window in frames = context + chunk (default 6)\n"
@@ -63,7 +66,7 @@ usage (FILE *f)
 }
 
 enum {
-  OPT_WEIGHTS_SEED = 256, OPT_NOISE, OPT_LATENT_SIZE, OPT_FPC, OPT_CTX,
+  OPT_WEIGHTS_SEED = 256, OPT_NOISE, OPT_SIZE, OPT_LATENT_SIZE, OPT_FPC, OPT_CTX,
   OPT_WINDOW, OPT_BIAS, OPT_STEPS, OPT_SHIFT, OPT_WARP, OPT_DTYPE, OPT_DEVICE,
 };
 
@@ -89,6 +92,7 @@ parse_args (int argc, char **argv, gen_args *a)
     { "chunks", required_argument, NULL, 'n' },
     { "seed", required_argument, NULL, 's' },
     { "noise", required_argument, NULL, OPT_NOISE },
+    { "size", required_argument, NULL, OPT_SIZE },
     { "latent-size", required_argument, NULL, OPT_LATENT_SIZE },
     { "frames-per-chunk", required_argument, NULL, OPT_FPC },
     { "context-frames", required_argument, NULL, OPT_CTX },
@@ -109,6 +113,9 @@ parse_args (int argc, char **argv, gen_args *a)
   a->device = "cpu";
   a->chunks = 3;
   dit_gen_config_default (&a->cfg);
+  /* the elements' default frame, 64x64 */
+  a->cfg.latent_h = 8;
+  a->cfg.latent_w = 8;
   int c;
   opterr = 0;
   while ((c = getopt_long (argc, argv, "m:e:n:s:o:qh", opts, NULL)) != -1) {
@@ -120,6 +127,18 @@ parse_args (int argc, char **argv, gen_args *a)
       case 'n': ok = tool_parse_int (optarg, 1, 1000000, &a->chunks); break;
       case 's': ok = tool_parse_u64 (optarg, &a->cfg.seed); break;
       case OPT_NOISE: a->noise = optarg; break;
+      case OPT_SIZE: {
+        int width, height;
+        ok = tool_parse_pixel_size (optarg, &width, &height);
+        if (!ok) {
+          fprintf (stderr, "dit-generate: --size %s: use WxH in pixels, "
+              "positive multiples of 16\n", optarg);
+          return 0;
+        }
+        a->cfg.latent_w = width / 8;
+        a->cfg.latent_h = height / 8;
+        break;
+      }
       case OPT_LATENT_SIZE:
         ok = tool_parse_size (optarg, &a->cfg.latent_h, &a->cfg.latent_w);
         break;

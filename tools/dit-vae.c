@@ -1,9 +1,10 @@
 /* dit-vae — run the streaming WanVAE from the command line.
  *
- *   dit-vae encode --vae tiny --seed 0 --input in.y4m -o lat.safetensors
+ *   dit-vae encode --input in.y4m -o lat.safetensors     (tiny VAE, seed 0)
  *   dit-vae encode --vae vae.safetensors --input in.raw --size 576x320 \
  *       --format i420 -o lat.safetensors
  *   dit-vae decode --vae vae.safetensors --input lat.safetensors -o out.y4m
+ *   dit-vae decode --input latents.safetensors -o - | ffmpeg -i - out.mp4
  *   dit-vae encode-tensor|decode-tensor|anchor-tensor --vae W --input IN -o OUT
  *
  * encode streams like the GStreamer element: frame 0 alone, then chunks of
@@ -14,8 +15,12 @@
  * range.  Output: 'latents' [16, F, H/8, W/8] F32 with metadata width and
  * height.
  *
- * decode streams one latent at a time (1 frame for latent 0, 4 for each
- * later one) and writes a 4:2:0 y4m (C420jpeg) at --fps (default 16).
+ * decode reads dit-generate's chunks latents.c0 .. latents.c<K-1> in order
+ * (or encode's 'latents'), streams them one latent at a time through the
+ * decoder (1 frame for latent 0, 4 for each later one) and writes a 4:2:0
+ * y4m (C420jpeg) at --fps (default 16), to stdout with -o -.  There is no
+ * MP4 writer here: pipe the y4m into ffmpeg (or gst-launch-1.0 fdsrc !
+ * y4mdec ! ...).
  *
  * The *-tensor modes are the harness of the reference tests
  * (tests/reference/vae_ref.py): encode-tensor reads 'pixels' [3, T, H, W]
@@ -24,8 +29,9 @@
  * single frame of 'pixels' [3, 1, H, W] with a fresh cache.
  *
  * --vae takes a checkpoint (spec §5.7 key names; the config is detected
- * from its shapes) or a preset name (tiny, wan) for seeded synthetic
- * weights (`dit-weights make --kind vae` writes them as a checkpoint).
+ * from its shapes) or a preset name (tiny, the default, or wan) for seeded
+ * synthetic weights (`dit-weights make --kind vae` writes them as a
+ * checkpoint).
  *
  * Exit status: 0 success, 1 failure, 2 usage error.
  */
@@ -36,6 +42,7 @@
 
 #include "dit_backend.h"
 #include "dit_loader.h"
+#include "dit_stream.h"
 #include "dit_vae.h"
 #include "dit_weights.h"
 #include "safetensors.h"
@@ -62,16 +69,19 @@ usage (FILE *f)
       "\n"
       "commands:\n"
       "  encode         video (y4m or raw) -> latent safetensors, streaming\n"
-      "  decode         latent safetensors -> y4m, one latent at a time\n"
+      "  decode         latents -> y4m, one latent at a time: dit-generate's\n"
+      "                 chunks latents.c0, latents.c1, ... in order, or the\n"
+      "                 'latents' of encode; -o - writes to stdout, e.g.\n"
+      "                 dit-vae decode --input l.safetensors -o - | ffmpeg -i - out.mp4\n"
       "  encode-tensor  'pixels' [3,T,H,W] safetensors -> 'latents'\n"
       "  decode-tensor  'latents' safetensors -> 'pixels'\n"
       "  anchor-tensor  'pixels' [3,1,H,W] -> 'latents' [16,1,h,w], fresh cache\n"
       "\n"
       "options:\n"
-      "  --vae PATH|tiny|wan   checkpoint or synthetic preset\n"
+      "  --vae PATH|tiny|wan   checkpoint or synthetic preset (default tiny)\n"
       "  --seed N              seed of synthetic weights (default 0)\n"
       "  --input FILE          input file\n"
-      "  -o, --output FILE     output file\n"
+      "  -o, --output FILE     output file (decode: - = stdout)\n"
       "  --size WxH            raw input frame size (multiples of 16)\n"
       "  --format rgb|i420|nv12  raw input pixel format (default i420)\n"
       "  --fps N               y4m output frame rate (default 16)\n"
@@ -373,25 +383,17 @@ cmd_decode (const opts *o, dit_backend *be)
 {
   int64_t shape[4];
   float *lat = NULL;
-  int W = 0, H = 0;
-  if (read_tensor4 (o->input, "latents", shape, &lat, &W, &H) != DIT_OK)
-    return fail ("latents");
-  if (shape[0] != 16) {
-    fprintf (stderr, "dit-vae: %s: latents have %lld channels, expected 16\n",
-        o->input, (long long) shape[0]);
-    free (lat);
-    return 1;
-  }
-  if (W <= 0 || H <= 0) {
-    W = (int) shape[3] * 8;
-    H = (int) shape[2] * 8;
-  }
+  /* dit-generate's chunks in order, or dit-vae encode's one tensor */
+  if (dit_stream_load_latents (o->input, &lat, shape) != DIT_OK)
+    return fail ("input");
+  const int W = (int) shape[3] * 8, H = (int) shape[2] * 8;
   dit_vae *v = NULL;
   if (make_vae (o, be, W, H, &v) != DIT_OK) {
     free (lat);
     return fail ("vae");
   }
-  FILE *f = fopen (o->output, "wb");
+  const int to_stdout = strcmp (o->output, "-") == 0;
+  FILE *f = to_stdout ? stdout : fopen (o->output, "wb");
   if (!f) {
     fprintf (stderr, "dit-vae: cannot write %s\n", o->output);
     dit_vae_free (v);
@@ -431,8 +433,10 @@ cmd_decode (const opts *o, dit_backend *be)
       frames++;
     }
   }
-  if (fclose (f) != 0)
+  if ((to_stdout ? fflush (f) : fclose (f)) != 0) {
+    fprintf (stderr, "dit-vae: writing %s failed\n", o->output);
     rc = 1;
+  }
   if (rc == 0)
     fprintf (stderr, "dit-vae: %lld latents -> %lld frames %dx%d\n",
         (long long) shape[1], (long long) frames, W, H);
@@ -497,7 +501,7 @@ cmd_tensor (const opts *o, dit_backend *be)
 int
 main (int argc, char **argv)
 {
-  opts o = { .fps = 16, .device = "cpu" };
+  opts o = { .vae = "tiny", .fps = 16, .device = "cpu" };
   enum { OPT_VAE = 256, OPT_SEED, OPT_INPUT, OPT_SIZE, OPT_FORMAT, OPT_FPS,
       OPT_DEVICE };
   static const struct option longopts[] = {
@@ -568,8 +572,8 @@ main (int argc, char **argv)
     usage (stderr);
     return EXIT_USAGE;
   }
-  if (!o.output || !o.vae || !o.input) {
-    fprintf (stderr, "dit-vae %s: needs --vae, --input and -o\n", o.cmd);
+  if (!o.output || !o.input) {
+    fprintf (stderr, "dit-vae %s: needs --input and -o\n", o.cmd);
     return EXIT_USAGE;
   }
   dit_backend *be = strcmp (o.device, "cpu") == 0 ? dit_backend_cpu ()

@@ -12,8 +12,8 @@
  * run on NCCL (the NCCL_* environment applies, docs/mesh.md); --graphs
  * (default on) records the forwards, collectives included, as CUDA graphs.  --layers N keeps the first N blocks of the
  * preset (tests, benchmarks); Stage 0 must use the same N.  Exits by itself
- * when rank 0 goes away (exit 3), when refused at join (exit 2) or on any
- * other failure (exit 1), with the reason on stderr.
+ * when rank 0 goes away (exit 3), when refused at join (exit 2, as a usage
+ * error) or on any other failure (exit 1), with the reason on stderr.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,10 +25,35 @@ static void
 usage (FILE *f)
 {
   fprintf (f,
-      "usage: dit-worker --connect HOST:PORT --rank R --tp N [--device D]\n"
-      "                  [--backend cpu|cuda] [--preset NAME] [--layers N]\n"
-      "                  [--weights PATH | --seed S] [--dtype f32|bf16]\n"
-      "                  [--timeout-ms MS] [--graphs on|off]\n");
+      "Usage: dit-worker --connect HOST:PORT --rank R --tp N [OPTIONS]\n"
+      "\n"
+      "One rank of the generator mesh: join Stage 0 (ditgenerate mesh-listen=,\n"
+      "or a mesh that spawned this process), load this rank's tensor-parallel\n"
+      "shard of the DiT and serve chunk requests until told to shut down.\n"
+      "\n"
+      "  --connect HOST:PORT    Stage 0's address (required)\n"
+      "  --rank R               this rank, 0 .. N-1 (required)\n"
+      "  --tp N                 tensor-parallel degree: 1, 2, 4 or 8 (default 1)\n"
+      "  --backend cpu|cuda     compute backend (default cpu)\n"
+      "  --device D             CUDA device index with --backend cuda (default 0)\n"
+      "  --preset NAME          model preset: tiny (default), tiny-tp, wan-1.3b\n"
+      "                         or wan-14b (also the config of --weights)\n"
+      "  --weights PATH         checkpoint to take the shard from (default:\n"
+      "                         seeded synthetic weights of the preset)\n"
+      "  --seed S               seed of the synthetic weights (default 42)\n"
+      "  --layers N             keep only the first N blocks (tests, benchmarks;\n"
+      "                         Stage 0 must use the same N)\n"
+      "  --dtype f32|bf16       weight and activation dtype (default f32)\n"
+      "  --timeout-ms MS        deadline of the join, the comm setup and every\n"
+      "                         collective (default 10000)\n"
+      "  --graphs on|off        record the forwards as CUDA graphs (default on)\n"
+      "  --test-delay-ms MS     sleep MS before each chunk (tests of the overlap)\n"
+      "  --test-cut-world 1     rank 0 closes its world link instead of sending\n"
+      "                         the first result (tests)\n"
+      "  -h, --help             this help\n"
+      "\n"
+      "Exit status: 0 success (shut down by Stage 0), 1 failure, 2 usage error\n"
+      "or refused at join, 3 Stage 0 went away.\n");
 }
 
 int
@@ -55,7 +80,7 @@ main (int argc, char **argv)
     if (!v) {
       fprintf (stderr, "dit-worker: %s needs a value\n", a);
       usage (stderr);
-      return 1;
+      return 2;
     }
     i++;
     if (strcmp (a, "--connect") == 0) c.connect = v;
@@ -75,7 +100,7 @@ main (int argc, char **argv)
       else if (strcmp (v, "off") == 0) c.graphs = 0;
       else {
         fprintf (stderr, "dit-worker: --graphs '%s' (on or off)\n", v);
-        return 1;
+        return 2;
       }
     }
     else if (strcmp (a, "--dtype") == 0) {
@@ -83,18 +108,18 @@ main (int argc, char **argv)
       else if (strcmp (v, "bf16") == 0) c.dtype = DIT_BF16;
       else {
         fprintf (stderr, "dit-worker: dtype '%s' (f32 or bf16)\n", v);
-        return 1;
+        return 2;
       }
     } else {
       fprintf (stderr, "dit-worker: unknown option %s\n", a);
       usage (stderr);
-      return 1;
+      return 2;
     }
   }
   if (!c.connect || c.rank < 0) {
     fprintf (stderr, "dit-worker: --connect and --rank are required\n");
     usage (stderr);
-    return 1;
+    return 2;
   }
   dit_status st = dit_worker_run (&c);
   if (st == DIT_OK)

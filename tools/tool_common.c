@@ -57,6 +57,16 @@ tool_parse_size (const char *s, int *h, int *w)
 }
 
 int
+tool_parse_pixel_size (const char *s, int *width, int *height)
+{
+  char tail;
+  if (sscanf (s, "%dx%d%c", width, height, &tail) != 2 || *width <= 0
+      || *height <= 0 || *width % 16 || *height % 16)
+    return 0;
+  return 1;
+}
+
+int
 tool_parse_steps (const char *s, double *steps, int max, int *count)
 {
   int n = 0;

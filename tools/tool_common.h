@@ -14,8 +14,10 @@
 int tool_parse_int (const char *s, int lo, int hi, int *out);
 int tool_parse_u64 (const char *s, uint64_t *out);
 int tool_parse_double (const char *s, double *out);
-/* "HxW" */
+/* "HxW" (a latent grid: --latent-size) */
 int tool_parse_size (const char *s, int *h, int *w);
+/* "WxH" in pixels, both positive multiples of 16 (--size everywhere) */
+int tool_parse_pixel_size (const char *s, int *width, int *height);
 /* "1000,750,500,250" */
 int tool_parse_steps (const char *s, double *steps, int max, int *count);
 int tool_parse_dtype (const char *s, dit_dtype *out);

@@ -1,11 +1,13 @@
 /* Stage 0 bookkeeping without GStreamer: frame arithmetic, the KV-recompute
- * context order (anchor path) and the in-order decode queue.  Expected
+ * context order (anchor path), the in-order decode queue and latent files.  Expected
  * values are written out by hand from spec §4.7(d) and §5.6. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dit_stream.h"
+#include "safetensors.h"
 
 static int failures;
 
@@ -150,6 +152,79 @@ test_decode_queue (void)
   dit_decode_queue_free (q);
 }
 
+/* Write chunks named names[i] (NULL-terminated), chunk i [16, F[i], H, W]
+ * filled by fill_chunk with running latent indices. */
+static void
+write_chunks (const char *path, const char *const *names, const int *F)
+{
+  dit_st_write_tensor t[4] = { { 0 } };
+  int64_t shapes[4][4];
+  float *data[4];
+  int n = 0, first = 0;
+
+  for (; names[n]; n++) {
+    data[n] = malloc (sizeof (float) * DIT_LATENT_CHANNELS * F[n] * HW);
+    for (int c = 0; c < DIT_LATENT_CHANNELS; c++)
+      for (int j = 0; j < F[n]; j++)
+        for (int i = 0; i < HW; i++)
+          data[n][((size_t) c * F[n] + j) * HW + i] = (float) (first + j);
+    first += F[n];
+    shapes[n][0] = DIT_LATENT_CHANNELS;
+    shapes[n][1] = F[n];
+    shapes[n][2] = H;
+    shapes[n][3] = W;
+    t[n] = (dit_st_write_tensor) { names[n], DIT_F32, 4, shapes[n], data[n] };
+  }
+  CHECK (dit_safetensors_write (path, t, (size_t) n, NULL) == DIT_OK,
+      "write %s: %s", path, dit_last_error ());
+  for (int i = 0; i < n; i++)
+    free (data[i]);
+}
+
+/* dit-generate's chunks latents.c0 .. c<K-1> load as one stream in chunk
+ * order (written out of order in the file); a gap or no latents at all is
+ * an error naming the tensor. */
+static void
+test_load_latents (void)
+{
+  char path[] = "/tmp/dit-stream-latents-XXXXXX";
+  int fd = mkstemp (path);
+  float *x = NULL;
+  int64_t shape[4];
+
+  CHECK (fd >= 0, "mkstemp");
+  close (fd);
+  write_chunks (path, (const char *const[]) { "latents.c1", "latents.c0",
+      "latents.c2", NULL }, (const int[]) { 3, 3, 2 });
+  CHECK (dit_stream_load_latents (path, &x, shape) == DIT_OK, "load: %s",
+      dit_last_error ());
+  CHECK (shape[0] == 16 && shape[1] == 8 && shape[2] == H && shape[3] == W,
+      "shape [%lld, %lld, %lld, %lld]", (long long) shape[0],
+      (long long) shape[1], (long long) shape[2], (long long) shape[3]);
+  /* values count up in the order the tensors were written (c1 first), so
+   * chunk order gives c0's 3 4 5, c1's 0 1 2, c2's 6 7 */
+  if (x) {
+    static const float want[8] = { 3, 4, 5, 0, 1, 2, 6, 7 };
+    for (int c = 0; c < 16; c += 15)
+      for (int j = 0; j < 8; j++)
+        CHECK (x[((size_t) c * 8 + j) * HW] == want[j], "channel %d latent %d:"
+            " %g, expected %g", c, j, x[((size_t) c * 8 + j) * HW], want[j]);
+  }
+  free (x);
+
+  write_chunks (path, (const char *const[]) { "latents.c0", "latents.c2",
+      NULL }, (const int[]) { 3, 3 });
+  CHECK (dit_stream_load_latents (path, &x, shape) == DIT_ERR_FORMAT
+      && strstr (dit_last_error (), "'latents.c1' is missing"), "gap: %s",
+      dit_last_error ());
+  write_chunks (path, (const char *const[]) { "pixels", NULL },
+      (const int[]) { 1 });
+  CHECK (dit_stream_load_latents (path, &x, shape) == DIT_ERR_FORMAT
+      && strstr (dit_last_error (), "no tensor 'latents'"), "none: %s",
+      dit_last_error ());
+  unlink (path);
+}
+
 int
 main (void)
 {
@@ -157,6 +232,7 @@ main (void)
   test_context (DIT_ANCHOR_DECODED);
   test_context (DIT_ANCHOR_LATENT);
   test_decode_queue ();
+  test_load_latents ();
   if (failures)
     fprintf (stderr, "%d failures\n", failures);
   return failures ? 1 : 0;

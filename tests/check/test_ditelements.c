@@ -155,15 +155,20 @@ error_text (GstBus * bus)
   return text;
 }
 
-/* The message of the error a pipeline posts once playing (30 s at most). */
+/* The message of the error a pipeline posts once playing (30 s at most);
+ * the pipeline itself must parse and link. */
 static gchar *
 playing_error (const gchar * desc)
 {
-  GstElement *p = gst_parse_launch (desc, NULL);
-  GstBus *bus = gst_element_get_bus (p);
-  GstMessage *m;
   GError *err = NULL;
+  GstElement *p = gst_parse_launch (desc, &err);
+  GstBus *bus;
+  GstMessage *m;
   gchar *text;
+
+  fail_unless (p != NULL && err == NULL, "%s: %s", desc,
+      err ? err->message : "no pipeline");
+  bus = gst_element_get_bus (p);
 
   gst_element_set_state (p, GST_STATE_PLAYING);
   m = gst_bus_timed_pop_filtered (bus, 30 * GST_SECOND,
@@ -212,6 +217,21 @@ device_memory_needs_cuda (void)
       msg);
   g_free (msg);
 }
+
+#define SIZE_RULE "width and height must be positive multiples of 16 pixels"
+static const struct
+{
+  const gchar *desc, *size;
+} bad_sizes[] = {
+  {"videotestsrc num-buffers=9 ! video/x-raw,width=100,height=60 ! ditencode "
+        "! fakesink", "100x60"},
+  {"videotestsrc num-buffers=9 ! video/x-raw,width=100,height=60 ! ditencode "
+        "! ditgenerate ! ditdecode ! fakesink", "100x60"},
+  {"ditgenerate num-chunks=1 ! ditdecode ! video/x-raw,width=100,height=100 "
+        "! fakesink", "100x100"},
+  {"ditgenerate num-chunks=1 ! ditdecode ! video/x-raw,width=120 ! fakesink",
+      "120x64"},
+};
 
 GST_START_TEST (test_caps_reject)
 {
@@ -264,6 +284,17 @@ GST_START_TEST (test_caps_reject)
   gst_element_set_bus (h->element, NULL);
   gst_object_unref (bus);
   gst_harness_teardown (h);
+
+  /* In a pipeline the caps query path must not hide the size: linking
+   * succeeds and the element that meets it names the size and the rule
+   * (the query path used to drop it: "could not link", "downstream accepts
+   * no latent caps"). */
+  for (guint i = 0; i < G_N_ELEMENTS (bad_sizes); i++) {
+    msg = playing_error (bad_sizes[i].desc);
+    fail_unless (strstr (msg, bad_sizes[i].size) != NULL
+        && strstr (msg, SIZE_RULE) != NULL, "%s: %s", bad_sizes[i].desc, msg);
+    g_free (msg);
+  }
 }
 
 GST_END_TEST;
@@ -306,6 +337,64 @@ GST_START_TEST (test_t2v_source)
   gst_caps_unref (caps);
   fail_unless_equals_int (pull_until_eos (h, NULL, NULL), 0);
   gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* EOS sent while a text-to-video source runs without a chunk limit (what
+ * gst-launch-1.0 -e does on Ctrl-C: EOS to the pipeline, which hands it to
+ * its sources) ends the stream: at most the chunks in flight leave after
+ * it, then EOS reaches the bus.  Before ditgenerate handled send_event the
+ * pipeline refused the event and the source generated on forever. */
+static guint64
+chunks_of (GstElement * gen)
+{
+  guint64 n;
+  g_object_get (gen, "chunks", &n, NULL);
+  return n;
+}
+
+static void
+check_eos_ends_source (const gchar * desc, gboolean to_element)
+{
+  GstElement *p = gst_parse_launch (desc, NULL);
+  GstElement *gen = gst_bin_get_by_name (GST_BIN (p), "gen");
+  GstBus *bus = gst_element_get_bus (p);
+  gint64 deadline = g_get_monotonic_time () + 120 * G_TIME_SPAN_SECOND;
+  guint64 before, after;
+  GstMessage *m;
+
+  fail_unless (gen != NULL);
+  fail_unless (gst_element_set_state (p, GST_STATE_PLAYING)
+      != GST_STATE_CHANGE_FAILURE);
+  while (chunks_of (gen) < 1 && g_get_monotonic_time () < deadline)
+    g_usleep (5000);
+  before = chunks_of (gen);
+  fail_unless (before >= 1, "%s: no chunk", desc);
+  fail_unless (gst_element_send_event (to_element ? gen : p,
+          gst_event_new_eos ()), "%s: EOS refused", desc);
+  m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  fail_unless (m != NULL, "%s: no EOS after send_event (EOS)", desc);
+  fail_unless_equals_string (GST_MESSAGE_TYPE_NAME (m), "eos");
+  gst_message_unref (m);
+  /* the chunk being generated when the count was read, and the one in
+   * flight when the event came */
+  after = chunks_of (gen);
+  fail_unless (after <= before + 2, "%s: %" G_GUINT64_FORMAT " chunks after "
+      "EOS", desc, after - before);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (gen);
+  gst_object_unref (p);
+}
+
+GST_START_TEST (test_eos_ends_source)
+{
+  check_eos_ends_source ("ditgenerate name=gen ! fakesink sync=false", FALSE);
+  check_eos_ends_source ("ditgenerate name=gen ! queue ! ditdecode ! "
+      "fakesink sync=false", FALSE);
+  check_eos_ends_source ("ditgenerate name=gen ! fakesink sync=false", TRUE);
 }
 
 GST_END_TEST;
@@ -363,6 +452,29 @@ GST_START_TEST (test_eos_frame_counts)
     fail_unless_equals_uint64 (end, (guint64) counts[c] * FRAME_NS);
     gst_harness_teardown (h);
   }
+}
+
+GST_END_TEST;
+
+/* num-frames: exactly that many frames come out, EOS follows at once, and
+ * later frames and events from upstream are taken without an error (a
+ * decoder keeps pushing: identity eos-after could not limit a file). */
+GST_START_TEST (test_num_frames)
+{
+  GstHarness *h = gst_harness_new_parse ("ditencode num-frames=14 ! ditdecode");
+  GstClockTime first_pts = 1, end = 0;
+
+  gst_harness_set_src_caps_str (h, RAW_CAPS);
+  for (gint i = 0; i < 20; i++) {
+    fail_unless_equals_int (gst_harness_push (h, raw_frame (i)), GST_FLOW_OK);
+    if (i == 10)
+      fail_unless (gst_harness_push_event (h, gst_event_new_tag
+              (gst_tag_list_new_empty ())));
+  }
+  fail_unless_equals_int (pull_until_eos (h, &first_pts, &end), 14);
+  fail_unless_equals_uint64 (end, 14 * FRAME_NS);
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  gst_harness_teardown (h);
 }
 
 GST_END_TEST;
@@ -704,8 +816,18 @@ GST_START_TEST (test_errors)
   g_free (msg);
   g_free (desc);
 
+  /* A misspelled preset lists the presets (it used to say "cannot open"). */
   msg = state_error ("ditgenerate model=wan-3b ! fakesink");
-  fail_unless (strstr (msg, "wan-3b") != NULL, "%s", msg);
+  fail_unless (strstr (msg, "wan-3b") != NULL
+      && strstr (msg, "wan-14b, wan-1.3b, tiny") != NULL, "%s", msg);
+  g_free (msg);
+  msg = state_error ("ditgenerate ! ditdecode vae-model=wann ! fakesink");
+  fail_unless (strstr (msg, "wann") != NULL && strstr (msg, "wan, tiny")
+      != NULL, "%s", msg);
+  g_free (msg);
+  msg = state_error ("ditencode vae-model=tinny ! fakesink");
+  fail_unless (strstr (msg, "tinny") != NULL && strstr (msg, "wan, tiny")
+      != NULL, "%s", msg);
   g_free (msg);
 
   g_unlink (bad);
@@ -900,8 +1022,10 @@ dit_suite (void)
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_caps_reject);
   tcase_add_test (tc, test_t2v_source);
+  tcase_add_test (tc, test_eos_ends_source);
   tcase_add_test (tc, test_decode_chunk_frames);
   tcase_add_test (tc, test_eos_frame_counts);
+  tcase_add_test (tc, test_num_frames);
   tcase_add_test (tc, test_raw_formats);
   tcase_add_test (tc, test_v2v);
   tcase_add_test (tc, test_flush_epoch);

@@ -20,7 +20,9 @@
  *  - prompt: a text prompt change while PLAYING (prompt-resets-cache=
  *    always) gives chunk 0 of a new cache epoch with the next prompt epoch;
  *    that chunk equals the first chunk of an in-process run started with
- *    the new prompt (rel L2 <= 1e-5), and chunks keep flowing.
+ *    the new prompt (rel L2 <= 1e-5), and chunks keep flowing;
+ *  - eos: EOS sent to the pipeline ends a text-to-video mesh stream (EOS on
+ *    the bus, at most the chunks in flight after it); no worker is left.
  *
  * The dit-worker executable comes from $GST_DIT_WORKER (tests/check/
  * meson.build sets it; the element reads the same variable); without it
@@ -340,6 +342,48 @@ GST_START_TEST (test_mesh_worker_killed_idle)
 
 GST_END_TEST;
 
+/* EOS sent to a pipeline whose text-to-video source runs on a mesh (what
+ * gst-launch-1.0 -e does on Ctrl-C) ends the stream: EOS on the bus after at
+ * most the chunks in flight, and the workers are reaped at NULL.  Before
+ * ditgenerate handled send_event, no EOS came. */
+GST_START_TEST (test_mesh_eos)
+{
+  GstElement *p = gst_parse_launch ("ditgenerate name=gen mesh-devices=0,1 "
+      "mesh-backend=cpu ! fakesink sync=false", NULL);
+  GstElement *gen = gst_bin_get_by_name (GST_BIN (p), "gen");
+  GstBus *bus = gst_element_get_bus (p);
+  gint64 deadline = g_get_monotonic_time () + 60 * G_TIME_SPAN_SECOND;
+  guint64 before = 0, after;
+  gint pids[8], n;
+  GstMessage *m;
+
+  fail_unless (gst_element_set_state (p, GST_STATE_PLAYING)
+      != GST_STATE_CHANGE_FAILURE);
+  while (before < 1 && g_get_monotonic_time () < deadline) {
+    g_usleep (5000);
+    g_object_get (gen, "chunks", &before, NULL);
+  }
+  fail_unless (before >= 1, "no chunk from the mesh");
+  n = worker_pids (gen, pids, 8);
+  fail_unless_equals_int (n, 2);
+  fail_unless (gst_element_send_event (p, gst_event_new_eos ()));
+  m = gst_bus_timed_pop_filtered (bus, 30 * GST_SECOND,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  fail_unless (m != NULL, "no EOS after send_event (EOS)");
+  fail_unless_equals_string (GST_MESSAGE_TYPE_NAME (m), "eos");
+  gst_message_unref (m);
+  g_object_get (gen, "chunks", &after, NULL);
+  fail_unless (after <= before + 2, "%" G_GUINT64_FORMAT " chunks after EOS",
+      after - before);
+  gst_element_set_state (p, GST_STATE_NULL);
+  assert_no_children (pids, n);
+  gst_object_unref (bus);
+  gst_object_unref (gen);
+  gst_object_unref (p);
+}
+
+GST_END_TEST;
+
 /* Start a ditgenerate with `props` and return the error text (or NULL). */
 static gchar *
 start_error (const gchar * devices, const gchar * listen, const gchar * worker)
@@ -461,6 +505,7 @@ mesh_element_suite (void)
   tcase_add_test (tc, test_mesh_v2v);
   tcase_add_test (tc, test_mesh_worker_killed);
   tcase_add_test (tc, test_mesh_worker_killed_idle);
+  tcase_add_test (tc, test_mesh_eos);
   tcase_add_test (tc, test_mesh_settings);
   tcase_add_test (tc, test_mesh_prompt_change);
   return s;

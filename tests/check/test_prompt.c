@@ -284,6 +284,22 @@ GST_START_TEST (test_prompt_invalid_utf8)
 
 GST_END_TEST;
 
+/* A misspelled text-model preset lists the presets (it used to say
+ * "umt5: cannot open"). */
+GST_START_TEST (test_text_model_misspelled)
+{
+  GstElement *pipe = gst_parse_launch ("ditgenerate num-chunks=1 "
+      "text-model=umt5 prompt=\"a koi pond\" ! fakesink", NULL);
+  gchar *msg = run_for_error (pipe);
+
+  fail_unless (msg && strstr (msg, "'umt5'") && strstr (msg,
+          "umt5-xxl, tiny"), "error: %s", msg ? msg : "(none)");
+  g_free (msg);
+  gst_object_unref (pipe);
+}
+
+GST_END_TEST;
+
 static Suite *
 prompt_suite (void)
 {
@@ -296,6 +312,7 @@ prompt_suite (void)
   tcase_add_test (tc, test_prompt_resets_cache);
   tcase_add_test (tc, test_prompt_edge_cases);
   tcase_add_test (tc, test_prompt_invalid_utf8);
+  tcase_add_test (tc, test_text_model_misspelled);
   return s;
 }
 

@@ -61,4 +61,39 @@ if [ "$frames" -lt 1 ]; then
   echo "no frames arrived"; tail -20 "$dir/reader.log"; cat "$dir/error.log"
   exit 1
 fi
+
+# At its default the script streams until interrupted: SIGINT (Ctrl-C) must
+# end it with exit status 0 within 10 s once frames arrive.  This caught
+# ditgenerate ignoring the EOS that gst-launch-1.0 -e sends on SIGINT.
+timeout 120 gst-launch-1.0 -v rtmp2src location="$url" ! flvdemux name=d \
+  d.video ! h264parse ! avdec_h264 ! \
+  fakesink name=frames silent=false sync=false \
+  > "$dir/reader2.log" 2>&1 &
+reader=$!
+sleep 1
+sh "$pipelines/rtmp-live.sh" -e x264 "$url" > "$dir/sender2.log" 2>&1 &
+sender=$!
+i=0
+until grep -q "frames: last-message = chain" "$dir/reader2.log"; do
+  i=$((i + 1))
+  if [ $i -gt 600 ] || ! kill -0 "$sender" 2>/dev/null; then
+    echo "no frames from the unlimited sender:"; cat "$dir/sender2.log"
+    kill -9 "$sender" 2>/dev/null; exit 1
+  fi
+  sleep 0.1
+done
+kill -INT "$sender"
+i=0
+while kill -0 "$sender" 2>/dev/null; do
+  i=$((i + 1))
+  if [ $i -gt 100 ]; then
+    echo "rtmp-live.sh still running 10 s after SIGINT:"
+    tail -5 "$dir/sender2.log"; kill -9 "$sender"; exit 1
+  fi
+  sleep 0.1
+done
+wait "$sender"
+rc=$?
+echo "rtmp-live.sh (until interrupted) exited $rc after SIGINT"
+[ "$rc" -eq 0 ] || { cat "$dir/sender2.log"; exit 1; }
 exit 0

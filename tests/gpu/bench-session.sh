@@ -22,10 +22,10 @@ run cuda-model 240 "$build"/tests/gpu/test-cuda-model
 run cuda-vae 200 "$build"/tests/gpu/test-cuda-vae
 run backend-ops 120 "$build"/tests/unit/test-backend-ops cuda
 run cuda-ops 120 "$build"/tests/gpu/test-cuda-ops
-run bench-320x576 200 "$build"/tools/dit-bench --preset wan-14b --synthetic \
-  --size 320x576 --chunks 20 --warmup 3 --json
-run bench-480x832 200 "$build"/tools/dit-bench --preset wan-14b --synthetic \
-  --size 480x832 --chunks 20 --warmup 2 --json
+run bench-576x320 200 "$build"/tools/dit-bench --preset wan-14b --synthetic \
+  --size 576x320 --chunks 20 --warmup 3 --json
+run bench-832x480 200 "$build"/tools/dit-bench --preset wan-14b --synthetic \
+  --size 832x480 --chunks 20 --warmup 2 --json
 if [ "${MEMCHECK:-1}" = 1 ]; then
   run memcheck-vae 200 compute-sanitizer --tool memcheck --error-exitcode 9 \
     "$build"/tests/gpu/test-cuda-vae
@@ -37,7 +37,7 @@ for f in cuda-model cuda-vae; do
 done
 echo "=== backend-ops (non-OK)"; grep -v " OK$" "$out/backend-ops.txt" | tail -15
 echo "=== cuda-ops (non-ok)"; grep -v " ok$" "$out/cuda-ops.txt" | tail -15
-for f in bench-320x576 bench-480x832; do echo "=== $f"; cat "$out/$f.txt"; done
+for f in bench-576x320 bench-832x480; do echo "=== $f"; cat "$out/$f.txt"; done
 if [ -f "$out/memcheck-vae.txt" ]; then
   echo "=== memcheck-vae"
   grep -E "ERROR SUMMARY|Invalid|rc=" "$out/memcheck-vae.txt" | head -8

@@ -9,7 +9,7 @@ B=$(cd "${1:?BIN}" && pwd); O=${2:?OUT}; shift 2
 mkdir -p "$O"
 export GST_PLUGIN_PATH_1_0=$B/gst GST_REGISTRY=$O/registry.bin GST_DEBUG='*:1'
 export GST_DIT_WORKER=$B/dit-worker
-b=("$B"/dit-bench --preset wan-14b --synthetic --size 320x576 --json --chunks 10
+b=("$B"/dit-bench --preset wan-14b --synthetic --size 576x320 --json --chunks 10
    --warmup 2 --device cuda:0 --worker-path "$B"/dit-worker)
 for m in "$@"; do
   n=${m//,/-}

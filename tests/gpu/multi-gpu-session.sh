@@ -74,7 +74,7 @@ if want mesh; then
 fi
 
 if want bench; then
-  b=("$bin"/dit-bench --preset wan-14b --synthetic --size 320x576 --json)
+  b=("$bin"/dit-bench --preset wan-14b --synthetic --size 576x320 --json)
   run bench-engine 200 "${b[@]}" --chunks 10 --warmup 2
   run bench-text 120 "$bin"/dit-bench --text-only --text-model umt5-xxl \
     --device cuda --chunks 20 --warmup 3 --json

@@ -8,7 +8,7 @@ set -u
 B=$(cd "${1:?BIN}" && pwd); O=${2:?OUT}
 mkdir -p "$O"
 export GST_PLUGIN_PATH_1_0=$B/gst GST_REGISTRY=$O/registry.bin CK_FORK=no GST_DEBUG='*:1'
-bench=("$B"/dit-bench --preset wan-14b --synthetic --size 320x576 --json --chunks 10 --warmup 2)
+bench=("$B"/dit-bench --preset wan-14b --synthetic --size 576x320 --json --chunks 10 --warmup 2)
 run () { local n=$1 t=$2; shift 2; timeout "$t" "$@" > "$O/$n.txt" 2>&1; echo "$n rc=$?" | tee -a "$O/summary.txt"; }
 DIT_TEST_CONV_BIG=1 run vae-big 200 "$B"/test-cuda-vae
 run memcheck-vae 240 compute-sanitizer --tool memcheck --error-exitcode 9 "$B"/test-cuda-vae

@@ -17,10 +17,10 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export DIT_CPU_THREADS=1
 
-# 1. mesh mode; the workers sleep 150 ms per chunk so the overlapped pass
+# 1. mesh mode at 48x32 (WxH); the workers sleep 150 ms per chunk so the overlapped pass
 #    has Stage 1 time to hide the decode behind (a sleeping rank leaves
 #    the CPU to Stage 0 even on a loaded machine)
-"$bench" --device cpu --preset tiny --synthetic --size 32x48 --chunks 4 \
+"$bench" --device cpu --preset tiny --synthetic --size 48x32 --chunks 4 \
   --warmup 1 --mesh-devices 0,1 --worker-arg --test-delay-ms \
   --worker-arg 150 --json > "$tmp/mesh.json"
 "$py" - "$tmp/mesh.json" <<'EOF'
@@ -34,6 +34,8 @@ need = ["mode", "mesh_devices", "mesh_ranks", "recompute_ms", "denoise_ms",
 miss = [k for k in need if k not in j]
 assert not miss, "missing fields %s" % miss
 assert j["mode"] == "mesh" and j["mesh_devices"] == [0, 1] and j["mesh_ranks"] == 2, j
+# --size is WxH in pixels
+assert j["width"] == 48 and j["height"] == 32, (j["width"], j["height"])
 for k in ["recompute_ms", "denoise_ms", "dit_ms", "stage0_ms", "stage1_ms",
           "chunk_period_serial_ms", "chunk_period_ms", "fps"]:
     assert j[k] > 0, "%s = %s" % (k, j[k])
