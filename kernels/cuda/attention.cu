@@ -185,12 +185,14 @@ attn_generic_kernel (attn_args a)
  * double-buffered K and V tiles */
 #define FA_BM(nw, mt) (16 * (mt) * (nw))
 #define FA_SMEM_BYTES(nw, mt) ((FA_BM (nw, mt) + 4 * FA_BN) * FA_D * 2)
-/* configuration dit_attention uses (see attn_launch_flash): the
- * warp-specialised wgmma kernel where the device runs it (H200: 388
- * TFLOP/s against 303 for 5 and 225 for 1), else the plain wgmma kernel,
- * else 4 warps x 16 rows (on an H100 all four mma.sync shapes were within
- * 3% at the 14B chunk shape and this one has no register spills). */
-#define FA_VARIANT_DEFAULT 6
+/* configuration dit_attention uses (see attn_launch_flash): configuration
+ * 10 of attention_fa3.cuh (144-key tiles, 3-stage K / 2-stage V rings,
+ * heads-slowest order with the tail shared out stream-K) where the device
+ * runs it.  One H100, dit-attn-bench, 2026-12-06: 576 TFLOP/s at the
+ * denoise shape (L 2160, N 4320, 40 heads) and 523 at the block-causal
+ * recompute shape, against 389 / 337 for configuration 6, the next in the
+ * fallback chain (then 5, then 4 warps x 16 rows of mma.sync). */
+#define FA_VARIANT_DEFAULT 10
 #define FA_VARIANT_FALLBACK 1
 
 /* Element offset of 16-byte chunk `c` of row `r` in a swizzled tile. */
