@@ -17,7 +17,10 @@
  * One conv op covers every VAE convolution: causal 3x3x3 with the front time
  * padding taken from a cache, 1x1x1, (3,1,1) time convs with stride 1 or 2,
  * and per-frame 2-D convs (kt = 1) with stride 1 or 2 and asymmetric spatial
- * padding (downsample: right/bottom only).
+ * padding (downsample: right/bottom only).  The TAEHV tiny autoencoder
+ * (model/dit_taehv.c) uses the same op: its MemBlock's conv over
+ * [x, previous x] is a (2, 3, 3) time conv, and its ReLUs are the conv's
+ * `relu` epilogue.
  */
 #ifndef DIT_VAE_OPS_H
 #define DIT_VAE_OPS_H
@@ -37,10 +40,11 @@ typedef struct dit_backend dit_backend;
  *   [pad_front zero frames, prev frames (P), x frames (T)]
  * producing To = (pad_front + P + T - kt) / st + 1 output frames;
  * spatially Ho = (H + pad_top + pad_bottom - kh) / sh + 1 (same for W).
- *   y[o, ho, wo, co] = bias[co] + residual[o, ho, wo, co]
+ *   v = bias[co] + residual[o, ho, wo, co]
  *       + sum_{dt,dh,dw,ci} in[o*st + dt, ho*sh + dh - pad_top,
  *                              wo*sw + dw - pad_left, ci]
  *                           * weight[co, ((dt*kh + dh)*kw + dw)*Cin + ci]
+ *   y[o, ho, wo, co] = relu ? max(v, 0) : v
  * with zeros outside the frame and in the pad_front frames.
  *  x:        [T, H, W, Cin]
  *  prev:     [P, H, W, Cin] (the causal cache) or NULL (P = 0)
@@ -61,6 +65,7 @@ typedef struct dit_vae_conv_params {
   int st, sh, sw;           /* strides; 0 is read as 1 */
   int pad_front;
   int pad_top, pad_bottom, pad_left, pad_right;
+  int relu;                 /* max(v, 0) after bias and residual */
 } dit_vae_conv_params;
 
 /* Channel RMS norm (WanVAE RMS_norm) over the last dim of [N, C] rows or
@@ -93,10 +98,14 @@ typedef struct dit_vae_copy_frames_params {
 
 /* Layout change between the API layout [C, T, H, W] (channels first, like
  * the reference; strides free except the last dim) and the internal
- * [T, H, W, C], with an optional per-channel affine and clamp applied on the
- * way:  out = clamp(in * scale[c] + shift[c], lo, hi).
- * This is where latents are (de)normalised (spec §5.5) and decoder output
- * is clamped to [-1, 1]. */
+ * [T, H, W, C], with an optional per-channel affine, soft clamp and clamp
+ * applied on the way, in this order:
+ *   v = in * scale[c] + shift[c]                  (affine)
+ *   v = s * tanh(v / s)                            (soft_clamp = s > 0)
+ *   out = min(max(v, lo), hi)                      (clamp)
+ * This is where latents are (de)normalised (spec §5.5), decoder output is
+ * clamped to [-1, 1], pixels move between [-1, 1] and TAEHV's [0, 1], and
+ * TAEHV's decoder input gets its 3 tanh(x / 3). */
 typedef struct dit_vae_layout_params {
   const dit_tensor *x;
   dit_tensor *y;
@@ -104,6 +113,7 @@ typedef struct dit_vae_layout_params {
   int affine;                /* use scale/shift (C <= DIT_VAE_MAX_AFFINE) */
   float scale[DIT_VAE_MAX_AFFINE];
   float shift[DIT_VAE_MAX_AFFINE];
+  float soft_clamp;          /* s > 0: v = s * tanh(v / s) */
   int clamp;
   float clamp_lo, clamp_hi;
 } dit_vae_layout_params;

@@ -75,10 +75,19 @@ dit_checkpoint_detect_preset (const char *path, dit_model_config *cfg)
   DIT_TRY (dit_safetensors_open (path, &st));
   const char *preset = dit_checkpoint_preset_of (st, seen, sizeof seen);
   dit_safetensors_close (st);
-  if (!preset)
-    return dit_error (DIT_ERR_FORMAT,
-        "%s: not a known Wan2.1 DiT checkpoint (%s; known presets: wan-14b, "
-        "wan-1.3b, tiny)", path, seen);
+  if (!preset) {
+    dit_safetensors *probe = NULL;
+    const char *kind = NULL;
+    if (dit_safetensors_open (path, &probe) == DIT_OK)
+      kind = dit_checkpoint_kind_of (probe);
+    dit_status s = kind && strcmp (kind, DIT_CHECKPOINT_DIT) != 0
+        ? dit_error (DIT_ERR_FORMAT, "%s: not a Wan2.1 DiT checkpoint: it looks "
+            "like %s", path, kind)
+        : dit_error (DIT_ERR_FORMAT, "%s: not a known Wan2.1 DiT checkpoint "
+            "(%s; known presets: wan-14b, wan-1.3b, tiny)", path, seen);
+    dit_safetensors_close (probe);
+    return s;
+  }
   return dit_model_config_preset (preset, cfg);
 }
 
@@ -119,8 +128,12 @@ dit_load_vae (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
     DIT_TRY (dit_model_path_check (model, "VAE model",
             dit_vae_config_preset_names ()));
     DIT_TRY (dit_safetensors_open (model, &probe));
+    const char *name = dit_vae_config_detect (probe);
+    const char *kind = dit_checkpoint_kind_of (probe);
     dit_safetensors_close (probe);
-    const char *name = dit_vae_config_detect_path (model);
+    if (!name && kind && strcmp (kind, DIT_CHECKPOINT_VAE) != 0)
+      return dit_error (DIT_ERR_FORMAT, "%s: not a WanVAE checkpoint: it looks "
+          "like %s", model, kind);
     if (!name)
       return dit_error (DIT_ERR_FORMAT,
           "%s: not a WanVAE checkpoint of a known configuration "
@@ -135,4 +148,59 @@ dit_load_vae (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
     st = dit_weights_load (model, specs, n, NULL, dtype, be, out);
   free (specs);
   return st;
+}
+
+int
+dit_taehv_is_preset (const char *model)
+{
+  for (const char *const *n = dit_taehv_config_preset_names (); model && *n; n++)
+    if (strcmp (*n, model) == 0)
+      return 1;
+  return 0;
+}
+
+dit_status
+dit_load_taehv (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
+    dit_backend *be, dit_taehv_config *cfg, dit_weights **out)
+{
+  dit_param_spec *specs;
+  size_t n;
+  dit_status st;
+  const int preset = dit_taehv_is_preset (model);
+
+  *out = NULL;
+  if (!model || !*model)
+    return dit_error (DIT_ERR_INVALID, "taehv: no model named");
+  if (preset)
+    DIT_TRY (dit_taehv_config_preset (model, cfg));
+  else
+    DIT_TRY (dit_taehv_config_of_path (model, cfg));
+  DIT_TRY (dit_taehv_config_params (cfg, &specs, &n));
+  if (preset)
+    st = dit_weights_synthetic (specs, n, synthetic_seed, dtype, be, out);
+  else
+    st = dit_weights_load (model, specs, n, NULL, dtype, be, out);
+  free (specs);
+  return st;
+}
+
+const char *
+dit_checkpoint_kind_of (const dit_safetensors *st)
+{
+  if (dit_safetensors_find (st, "encoder.conv1.weight")
+      || dit_safetensors_find (st, "decoder.head.2.weight"))
+    return DIT_CHECKPOINT_VAE;
+  if (dit_safetensors_find (st, "decoder.22.weight")
+      || dit_safetensors_find (st, "encoder.17.weight"))
+    return DIT_CHECKPOINT_TAEHV;
+  if (dit_safetensors_find (st, "token_embedding.weight"))
+    return DIT_CHECKPOINT_TEXT;
+  char buf[256];
+  for (size_t i = 0; i < dit_safetensors_count (st); i++) {
+    const dit_st_tensor *t = dit_safetensors_at (st, i);
+    const char *name = dit_model_key_map (t->name, buf, sizeof buf) ? buf : t->name;
+    if (strcmp (name, "patch_embedding.weight") == 0)
+      return DIT_CHECKPOINT_DIT;
+  }
+  return NULL;
 }

@@ -11,6 +11,7 @@
 
 #include "../kernels/dit_backend.h"
 #include "dit_config.h"
+#include "dit_taehv.h"
 #include "dit_vae.h"
 #include "dit_weights.h"
 #include "safetensors.h"
@@ -43,6 +44,22 @@ dit_status dit_load_model (const char *model, uint64_t synthetic_seed,
 /* The same for the VAE: a preset (tiny, wan) or a checkpoint path. */
 dit_status dit_load_vae (const char *model, uint64_t synthetic_seed,
     dit_dtype dtype, dit_backend *be, dit_vae_config *cfg, dit_weights **out);
+
+/* The same for a TAEHV tiny autoencoder: a preset (taew2_1, lighttaew2_1,
+ * taehv-tiny) or a checkpoint path (dit_taehv_config_of_path). */
+dit_status dit_load_taehv (const char *model, uint64_t synthetic_seed,
+    dit_dtype dtype, dit_backend *be, dit_taehv_config *cfg, dit_weights **out);
+int dit_taehv_is_preset (const char *model);
+
+/* What kind of model an open checkpoint holds, from its key names alone,
+ * for messages ("<file>: not a WanVAE checkpoint: it looks like a TAEHV
+ * tiny autoencoder"): one of the DIT_CHECKPOINT_* strings, or NULL. */
+#define DIT_CHECKPOINT_VAE "a Wan2.1 VAE (WanVAE; use it as vae-model)"
+#define DIT_CHECKPOINT_TAEHV "a TAEHV tiny autoencoder (taew2_1 or LightTAE; " \
+    "use it as decoder-model / encoder-model)"
+#define DIT_CHECKPOINT_TEXT "a umT5 text encoder"
+#define DIT_CHECKPOINT_DIT "a Wan2.1 diffusion transformer (use it as model)"
+const char *dit_checkpoint_kind_of (const dit_safetensors *st);
 
 #ifdef __cplusplus
 }

@@ -2,9 +2,18 @@
 """Convert a torch .pth/.pt checkpoint to safetensors, keeping the key names.
 
 gst-dit reads only safetensors; the Wan2.1 VAE (Wan2.1_VAE.pth), the umT5
-encoder (models_t5_umt5-xxl-enc-bf16.pth) and Self-Forcing's generator
-(self_forcing_dmd.pt) ship as torch pickles, so they are converted once with
-this script (docs/converting-checkpoints.md).
+encoder (models_t5_umt5-xxl-enc-bf16.pth), Self-Forcing's generator
+(self_forcing_dmd.pt) and the TAEHV tiny autoencoders (taew2_1.pth,
+lightx2v's lighttaew2_1.pth) ship as torch pickles, so they are converted
+once with this script (docs/converting-checkpoints.md).
+
+TAEHV state dicts (keys encoder.17.* and decoder.22.*) get two extras:
+a TGrow weight with more rows than the Wan 2.1 decoder uses (time
+upscale (False, True, True)) is cut to its last rows, as taehv.py's
+patch_tgrow_layers does when it loads one; and the metadata records the
+latent space the decoder takes ("latents": "raw" for LightTAE, whose
+decoder takes Wan's un-normalised latents, else "normalised"), from
+--latents or, by default, from the input's file name (lighttae*).
 
 Accepted inputs: a plain state dict (name -> tensor), or a dict holding one
 under 'generator_ema', 'generator', 'state_dict' or 'model' (spec §3.5); pick
@@ -23,6 +32,7 @@ import struct
 import sys
 
 CONTAINER_KEYS = ("generator_ema", "generator", "state_dict", "model")
+TAEHV_GROW = ((7, 1), (13, 2), (19, 2))   # decoder TGrow index, time stride
 CHUNK_BYTES = 64 << 20
 
 
@@ -58,6 +68,29 @@ def pick_state_dict(torch, obj, key, path):
   if not isinstance(sd, dict):
     raise ConvertError("%s: entry '%s' is a %s, not a state dict" % (path, chosen, type(sd).__name__))
   return sd, chosen
+
+
+def is_taehv(sd):
+  return "encoder.17.weight" in sd and "decoder.22.weight" in sd
+
+
+def patch_taehv(sd, path):
+  """Cut oversized TGrow weights to their last rows (taehv.py's
+  patch_tgrow_layers).  Returns the names cut."""
+  cut = []
+  for index, stride in TAEHV_GROW:
+    k = "decoder.%d.conv.weight" % index
+    t = sd.get(k)
+    if t is None or t.dim() != 4:
+      raise ConvertError("%s: TAEHV state dict without a 4-D %s" % (path, k))
+    rows = t.shape[1] * stride
+    if t.shape[0] > rows:
+      sd[k] = t[-rows:]
+      cut.append("%s [%d -> %d rows]" % (k, t.shape[0], rows))
+    elif t.shape[0] < rows:
+      raise ConvertError("%s: %s has %d rows, the Wan 2.1 decoder needs %d"
+                         % (path, k, t.shape[0], rows))
+  return cut
 
 
 def target_dtype(torch, t, mode):
@@ -96,6 +129,17 @@ def convert(args):
     print("convert-pth: using the '%s' entry" % chosen, file=sys.stderr)
   if sd is not obj:
     obj = None                      # keep only the chosen state dict alive
+  metadata = {"format": "pt", "source": os.path.basename(args.input)}
+  if is_taehv(sd):
+    for note in patch_taehv(sd, args.input):
+      print("convert-pth: TAEHV: kept the last-timestep rows of %s" % note, file=sys.stderr)
+    latents = args.latents or ("raw" if "lighttae" in os.path.basename(args.input).lower()
+                               else "normalised")
+    metadata.update({"kind": "taehv", "latents": latents})
+    print("convert-pth: TAEHV checkpoint; its decoder takes %s latents" % latents,
+          file=sys.stderr)
+  elif args.latents:
+    raise ConvertError("%s: --latents applies to TAEHV checkpoints only" % args.input)
 
   plan = []                         # (out name, in name, dtype, shape)
   seen = set()
@@ -120,7 +164,7 @@ def convert(args):
   if skipped:
     print("convert-pth: skipped %d non-tensor entries" % skipped, file=sys.stderr)
 
-  header = {"__metadata__": {"format": "pt", "source": os.path.basename(args.input)}}
+  header = {"__metadata__": metadata}
   pos = 0
   for out, _, dt, shape in plan:
     n = 1
@@ -167,6 +211,9 @@ def main(argv=None):
                   help="unpickle arbitrary objects (runs code from the file: trusted files only)")
   ap.add_argument("--dtype", choices=("keep", "f32", "bf16"), default="keep",
                   help="floating-point dtype to write (integer tensors are kept)")
+  ap.add_argument("--latents", choices=("raw", "normalised"),
+                  help="TAEHV only: the latents its decoder takes (default: raw when "
+                  "the input's name starts like lighttae, else normalised)")
   args = ap.parse_args(argv)
   if importlib.util.find_spec("torch") is None:
     print("convert-pth: python3 has no torch (install python3-torch)", file=sys.stderr)

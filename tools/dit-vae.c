@@ -33,9 +33,23 @@
  * synthetic weights (`dit-weights make --kind vae` writes them as a
  * checkpoint).
  *
+ * --decoder MODEL decodes with a TAEHV tiny decoder instead (a preset:
+ * taew2_1, lighttaew2_1, taehv-tiny, or a checkpoint converted by
+ * tools/convert-pth.py), --encoder MODEL encodes with a TAEHV encoder; the
+ * frame counts are the full VAE's (model/dit_taehv.h).
+ *
+ *   dit-vae compare --vae W --decoder T --input clip.y4m|lat.safetensors
+ *
+ * decodes the same latents (a clip is first encoded with the full VAE)
+ * with both decoders and prints the PSNR between them per latent and
+ * overall (and of each against the clip).  Only meaningful with real
+ * weights for both: with synthetic weights the two decoders are unrelated
+ * random networks.
+ *
  * Exit status: 0 success, 1 failure, 2 usage error.
  */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +57,7 @@
 #include "dit_backend.h"
 #include "dit_loader.h"
 #include "dit_stream.h"
+#include "dit_taehv.h"
 #include "dit_vae.h"
 #include "dit_weights.h"
 #include "safetensors.h"
@@ -52,6 +67,8 @@
 typedef struct opts {
   const char *cmd;
   const char *vae;
+  const char *decoder;       /* TAEHV decoder instead of the VAE's */
+  const char *encoder;       /* TAEHV encoder instead of the VAE's */
   const char *input;
   const char *output;
   const char *format;
@@ -76,9 +93,14 @@ usage (FILE *f)
       "  encode-tensor  'pixels' [3,T,H,W] safetensors -> 'latents'\n"
       "  decode-tensor  'latents' safetensors -> 'pixels'\n"
       "  anchor-tensor  'pixels' [3,1,H,W] -> 'latents' [16,1,h,w], fresh cache\n"
+      "  compare        PSNR between the full VAE's and --decoder's decoding of\n"
+      "                 a clip (y4m/raw, encoded by the full VAE) or latents\n"
       "\n"
       "options:\n"
       "  --vae PATH|tiny|wan   checkpoint or synthetic preset (default tiny)\n"
+      "  --decoder MODEL       decode with a TAEHV tiny decoder: taew2_1,\n"
+      "                        lighttaew2_1, taehv-tiny or a checkpoint\n"
+      "  --encoder MODEL       encode with a TAEHV encoder (same models)\n"
       "  --seed N              seed of synthetic weights (default 0)\n"
       "  --input FILE          input file\n"
       "  -o, --output FILE     output file (decode: - = stdout)\n"
@@ -110,6 +132,78 @@ make_vae (const opts *o, dit_backend *be, int width, int height, dit_vae **v)
   dit_status st = dit_vae_create (&cfg, w, width, height, DIT_F32, be, v);
   dit_weights_free (w);   /* the VAE keeps its own reordered copy */
   return st;
+}
+
+static dit_status
+make_taehv (const char *model, uint64_t seed, unsigned parts, dit_backend *be,
+    int width, int height, dit_taehv **t)
+{
+  dit_taehv_config cfg;
+  dit_weights *w = NULL;
+  DIT_TRY (dit_load_taehv (model, seed, DIT_F32, be, &cfg, &w));
+  dit_status st = dit_taehv_create (&cfg, w, width, height, DIT_F32, parts, be, t);
+  dit_weights_free (w);
+  return st;
+}
+
+/* The decoder or encoder of a run: the full VAE's or a TAEHV. */
+typedef struct codec {
+  dit_vae *vae;
+  dit_taehv *tae;
+} codec;
+
+static dit_status
+codec_open (const opts *o, int decoder, dit_backend *be, int width, int height,
+    codec *c)
+{
+  const char *tiny = decoder ? o->decoder : o->encoder;
+  memset (c, 0, sizeof *c);
+  if (tiny)
+    return make_taehv (tiny, o->seed, decoder ? DIT_TAEHV_DECODER
+        : DIT_TAEHV_ENCODER, be, width, height, &c->tae);
+  return make_vae (o, be, width, height, &c->vae);
+}
+
+static void
+codec_close (codec *c)
+{
+  dit_vae_free (c->vae);
+  dit_taehv_free (c->tae);
+}
+
+static int64_t
+codec_decode_frames (const codec *c, int64_t n)
+{
+  return c->tae ? dit_taehv_decode_frames (c->tae, n) : dit_vae_decode_frames (c->vae, n);
+}
+
+static dit_status
+codec_decode (codec *c, const dit_tensor *lat, dit_tensor *px)
+{
+  return c->tae ? dit_taehv_decode (c->tae, lat, px) : dit_vae_decode (c->vae, lat, px);
+}
+
+static int
+codec_encode_frames (const codec *c)
+{
+  return c->tae ? dit_taehv_encode_frames (c->tae) : dit_vae_encode_frames (c->vae);
+}
+
+/* One group -> *n latents (the TAEHV encoder's come one group late). */
+static dit_status
+codec_encode (codec *c, const dit_tensor *px, dit_tensor *lat, int *n)
+{
+  if (c->tae)
+    return dit_taehv_encode (c->tae, px, lat, n);
+  *n = 1;
+  return dit_vae_encode (c->vae, px, lat);
+}
+
+static dit_status
+codec_encode_flush (codec *c, dit_tensor *lat, int *n)
+{
+  *n = 0;
+  return c->tae ? dit_taehv_encode_flush (c->tae, lat, n) : DIT_OK;
 }
 
 /* ---------------------------------------------------------------------------
@@ -309,9 +403,9 @@ cmd_encode (const opts *o, dit_backend *be)
   if (rc)
     return rc;
   const int W = vi.width, H = vi.height, h = H / 8, w = W / 8;
-  dit_vae *v = NULL;
-  if (make_vae (o, be, W, H, &v) != DIT_OK)
-    return fail ("vae");
+  codec v;
+  if (codec_open (o, 0, be, W, H, &v) != DIT_OK)
+    return fail (o->encoder ? "encoder" : "vae");
   float *px = malloc (sizeof (float) * 3 * 4 * (size_t) H * W);
   float *lat = malloc (sizeof (float) * 16 * (size_t) h * w);
   float *all = NULL;
@@ -319,24 +413,33 @@ cmd_encode (const opts *o, dit_backend *be)
   dit_tensor pxt = cf_view (px, 3, 4, H, W);
   dit_tensor latt = cf_view (lat, 16, 1, h, w);
   rc = 0;
-  for (;;) {
+  for (int eos = 0; !eos;) {
     dit_tensor fr = frame_of (&pxt, pending);
-    int r = video_read (&vi, be, &fr);
+    int r = video_read (&vi, be, &fr), n = 0;
     if (r < 0) {
       rc = 1;
       break;
     }
-    if (r == 0)
-      break;
-    total++;
-    pending++;
-    if (pending < dit_vae_encode_frames (v))
-      continue;
-    dit_tensor chunk = cf_frames (&pxt, 0, pending);
-    if (dit_vae_encode (v, &chunk, &latt) != DIT_OK) {
-      rc = fail ("encode");
-      break;
+    if (r == 0) {
+      eos = 1;
+      if (codec_encode_flush (&v, &latt, &n) != DIT_OK) {
+        rc = fail ("encode");
+        break;
+      }
+    } else {
+      total++;
+      pending++;
+      if (pending < codec_encode_frames (&v))
+        continue;
+      dit_tensor chunk = cf_frames (&pxt, 0, pending);
+      if (codec_encode (&v, &chunk, &latt, &n) != DIT_OK) {
+        rc = fail ("encode");
+        break;
+      }
+      pending = 0;
     }
+    if (n == 0)
+      continue;
     float *na = realloc (all, sizeof (float) * 16 * (size_t) h * w * (size_t) (F + 1));
     if (!na) {
       rc = 1;
@@ -345,7 +448,6 @@ cmd_encode (const opts *o, dit_backend *be)
     all = na;
     memcpy (all + (size_t) F * 16 * h * w, lat, sizeof (float) * 16 * h * w);
     F++;
-    pending = 0;
   }
   if (rc == 0 && pending)
     fprintf (stderr, "dit-vae: dropping %lld trailing frame(s): a latent needs "
@@ -369,7 +471,7 @@ cmd_encode (const opts *o, dit_backend *be)
           (long long) total, (long long) F, (long long) F, h, w);
     free (out);
   }
-  dit_vae_free (v);
+  codec_close (&v);
   free (px);
   free (lat);
   free (all);
@@ -387,16 +489,16 @@ cmd_decode (const opts *o, dit_backend *be)
   if (dit_stream_load_latents (o->input, &lat, shape) != DIT_OK)
     return fail ("input");
   const int W = (int) shape[3] * 8, H = (int) shape[2] * 8;
-  dit_vae *v = NULL;
-  if (make_vae (o, be, W, H, &v) != DIT_OK) {
+  codec v;
+  if (codec_open (o, 1, be, W, H, &v) != DIT_OK) {
     free (lat);
-    return fail ("vae");
+    return fail (o->decoder ? "decoder" : "vae");
   }
   const int to_stdout = strcmp (o->output, "-") == 0;
   FILE *f = to_stdout ? stdout : fopen (o->output, "wb");
   if (!f) {
     fprintf (stderr, "dit-vae: cannot write %s\n", o->output);
-    dit_vae_free (v);
+    codec_close (&v);
     free (lat);
     return 1;
   }
@@ -407,10 +509,10 @@ cmd_decode (const opts *o, dit_backend *be)
   int rc = 0;
   int64_t frames = 0;
   for (int64_t i = 0; i < shape[1] && rc == 0; i++) {
-    const int64_t n = dit_vae_decode_frames (v, 1);
+    const int64_t n = codec_decode_frames (&v, 1);
     dit_tensor l = cf_frames (&latt, i, 1);
     dit_tensor p = cf_view (px, 3, n, H, W);
-    if (dit_vae_decode (v, &l, &p) != DIT_OK) {
+    if (codec_decode (&v, &l, &p) != DIT_OK) {
       rc = fail ("decode");
       break;
     }
@@ -440,7 +542,7 @@ cmd_decode (const opts *o, dit_backend *be)
   if (rc == 0)
     fprintf (stderr, "dit-vae: %lld latents -> %lld frames %dx%d\n",
         (long long) shape[1], (long long) frames, W, H);
-  dit_vae_free (v);
+  codec_close (&v);
   free (px);
   free (yuv);
   free (lat);
@@ -457,10 +559,15 @@ cmd_tensor (const opts *o, dit_backend *be)
   if (read_tensor4 (o->input, enc ? "pixels" : "latents", s, &in, NULL, NULL) != DIT_OK)
     return fail ("input");
   const int64_t H = enc ? s[2] : s[2] * 8, W = enc ? s[3] : s[3] * 8;
-  dit_vae *v = NULL;
-  if (make_vae (o, be, (int) W, (int) H, &v) != DIT_OK) {
+  if (anchor && o->encoder) {
+    fprintf (stderr, "dit-vae: anchor-tensor runs the full VAE (no --encoder)\n");
     free (in);
-    return fail ("vae");
+    return EXIT_USAGE;
+  }
+  codec v;
+  if (codec_open (o, !enc, be, (int) W, (int) H, &v) != DIT_OK) {
+    free (in);
+    return fail ((enc ? o->encoder : o->decoder) ? "taehv" : "vae");
   }
   dit_tensor ti = cf_view (in, s[0], s[1], s[2], s[3]);
   int64_t os[4];
@@ -471,18 +578,22 @@ cmd_tensor (const opts *o, dit_backend *be)
     os[0] = 16; os[1] = F; os[2] = H / 8; os[3] = W / 8;
     out = calloc ((size_t) (os[0] * os[1] * os[2] * os[3]) + 1, sizeof (float));
     dit_tensor to = cf_view (out, os[0], os[1], os[2], os[3]);
-    st = anchor ? dit_vae_encode_anchor (v, &ti, &to) : dit_vae_encode_offline (v, &ti, &to);
+    if (v.tae)
+      st = dit_taehv_encode_offline (v.tae, &ti, &to);
+    else
+      st = anchor ? dit_vae_encode_anchor (v.vae, &ti, &to)
+          : dit_vae_encode_offline (v.vae, &ti, &to);
   } else {
-    os[0] = 3; os[1] = dit_vae_decode_frames (v, s[1]); os[2] = H; os[3] = W;
+    os[0] = 3; os[1] = codec_decode_frames (&v, s[1]); os[2] = H; os[3] = W;
     out = calloc ((size_t) (os[0] * os[1] * os[2] * os[3]) + 1, sizeof (float));
     dit_tensor to = cf_view (out, os[0], os[1], os[2], os[3]);
     st = DIT_OK;
     int64_t t0 = 0;
     /* one latent per decoder call, as the elements stream */
     for (int64_t i = 0; i < s[1] && st == DIT_OK; i++) {
-      const int64_t n = dit_vae_decode_frames (v, 1);
+      const int64_t n = codec_decode_frames (&v, 1);
       dit_tensor l = cf_frames (&ti, i, 1), p = cf_frames (&to, t0, n);
-      st = dit_vae_decode (v, &l, &p);
+      st = codec_decode (&v, &l, &p);
       t0 += n;
     }
   }
@@ -492,9 +603,178 @@ cmd_tensor (const opts *o, dit_backend *be)
   else if (write_tensor4 (o->output, enc ? "latents" : "pixels", os, out, (int) W,
       (int) H) != DIT_OK)
     rc = fail (o->output);
-  dit_vae_free (v);
+  codec_close (&v);
   free (in);
   free (out);
+  return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * compare */
+
+typedef struct psnr_acc {
+  double se;         /* sum of squared differences */
+  double n;
+} psnr_acc;
+
+static void
+psnr_add (psnr_acc *a, const float *x, const float *y, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    const double d = (double) x[i] - y[i];
+    a->se += d * d;
+  }
+  a->n += (double) n;
+}
+
+/* PSNR of values in [-1, 1] (peak-to-peak 2). */
+static double
+psnr_db (const psnr_acc *a)
+{
+  const double mse = a->n > 0 ? a->se / a->n : 0.0;
+  return mse > 0 ? 10.0 * log10 (4.0 / mse) : INFINITY;
+}
+
+/* Decode latent i ([16, 1, h, w] view) with both decoders; compare with
+ * each other and, when `clip` is given ([3, n, H, W]), with the clip. */
+static int
+compare_latent (codec *full, codec *tiny, const dit_tensor *lat, int64_t i,
+    const float *clip, int H, int W, float *pf, float *pt, psnr_acc tot[3])
+{
+  const int64_t n = codec_decode_frames (full, 1);
+  if (codec_decode_frames (tiny, 1) != n) {
+    fprintf (stderr, "dit-vae: compare: the decoders disagree on frame counts\n");
+    return 1;
+  }
+  dit_tensor a = cf_view (pf, 3, n, H, W), b = cf_view (pt, 3, n, H, W);
+  if (codec_decode (full, lat, &a) != DIT_OK)
+    return fail ("full VAE decode");
+  if (codec_decode (tiny, lat, &b) != DIT_OK)
+    return fail ("tiny decode");
+  const size_t m = (size_t) 3 * n * H * W;
+  psnr_acc one[3] = { { 0, 0 }, { 0, 0 }, { 0, 0 } };
+  psnr_add (&one[0], pf, pt, m);
+  psnr_add (&tot[0], pf, pt, m);
+  if (clip) {
+    psnr_add (&one[1], pf, clip, m);
+    psnr_add (&one[2], pt, clip, m);
+    psnr_add (&tot[1], pf, clip, m);
+    psnr_add (&tot[2], pt, clip, m);
+    printf ("latent %4lld  %lld frames  tiny vs full %6.2f dB  full vs clip "
+        "%6.2f dB  tiny vs clip %6.2f dB\n", (long long) i, (long long) n,
+        psnr_db (&one[0]), psnr_db (&one[1]), psnr_db (&one[2]));
+  } else {
+    printf ("latent %4lld  %lld frames  tiny vs full %6.2f dB\n",
+        (long long) i, (long long) n, psnr_db (&one[0]));
+  }
+  return 0;
+}
+
+static int
+cmd_compare (const opts *o, dit_backend *be)
+{
+  dit_safetensors *probe = NULL;
+  const int latents_in = dit_safetensors_open (o->input, &probe) == DIT_OK;
+  dit_safetensors_close (probe);
+  int W = 0, H = 0, rc = 0;
+  int64_t shape[4] = { 0, 0, 0, 0 }, latents = 0;
+  float *lat_all = NULL;
+  video_in vi;
+  memset (&vi, 0, sizeof vi);
+  if (latents_in) {
+    /* dit-generate's chunks in order, or dit-vae encode's one tensor */
+    if (dit_stream_load_latents (o->input, &lat_all, shape) != DIT_OK)
+      return fail ("input");
+    W = (int) shape[3] * 8;
+    H = (int) shape[2] * 8;
+  } else {
+    if ((rc = video_open (&vi, o)) != 0)
+      return rc;
+    W = vi.width;
+    H = vi.height;
+  }
+  codec full, tiny;
+  opts ov = *o;        /* the same options without --decoder: the VAE */
+  ov.decoder = NULL;
+  if (codec_open (&ov, 1, be, W, H, &full) != DIT_OK) {
+    free (lat_all);
+    return fail ("vae");
+  }
+  if (codec_open (o, 1, be, W, H, &tiny) != DIT_OK) {
+    codec_close (&full);
+    free (lat_all);
+    return fail ("decoder");
+  }
+  const int h = H / 8, w = W / 8;
+  float *pf = malloc (sizeof (float) * 3 * 4 * (size_t) W * H);
+  float *pt = malloc (sizeof (float) * 3 * 4 * (size_t) W * H);
+  float *clip = malloc (sizeof (float) * 3 * 4 * (size_t) W * H);
+  float *lat = malloc (sizeof (float) * 16 * (size_t) h * w);
+  psnr_acc tot[3] = { { 0, 0 }, { 0, 0 }, { 0, 0 } };
+  if (!pf || !pt || !clip || !lat) {
+    fprintf (stderr, "dit-vae: out of memory\n");
+    rc = 1;
+  }
+  if (rc == 0 && latents_in) {
+    dit_tensor all = cf_view (lat_all, 16, shape[1], shape[2], shape[3]);
+    for (int64_t i = 0; i < shape[1] && rc == 0; i++, latents++) {
+      dit_tensor l = cf_frames (&all, i, 1);
+      rc = compare_latent (&full, &tiny, &l, i, NULL, H, W, pf, pt, tot);
+    }
+  } else if (rc == 0) {
+    /* encode each group with the full VAE, then decode that latent */
+    dit_tensor ct = cf_view (clip, 3, 4, H, W);
+    dit_tensor lt = cf_view (lat, 16, 1, h, w);
+    int64_t pending = 0;
+    for (;;) {
+      dit_tensor fr = frame_of (&ct, pending);
+      int r = video_read (&vi, be, &fr);
+      if (r <= 0) {
+        rc = r < 0;
+        break;
+      }
+      if (++pending < dit_vae_encode_frames (full.vae))
+        continue;
+      dit_tensor group = cf_frames (&ct, 0, pending);
+      if (dit_vae_encode (full.vae, &group, &lt) != DIT_OK) {
+        rc = fail ("encode");
+        break;
+      }
+      rc = compare_latent (&full, &tiny, &lt, latents++, clip, H, W, pf, pt, tot);
+      if (rc)
+        break;
+      pending = 0;
+    }
+    if (rc == 0 && pending)
+      fprintf (stderr, "dit-vae: dropping %lld trailing frame(s): a latent "
+          "needs 4 frames after frame 0\n", (long long) pending);
+  }
+  if (rc == 0 && latents == 0) {
+    fprintf (stderr, "dit-vae: %s: nothing to compare\n", o->input);
+    rc = 1;
+  }
+  if (rc == 0) {
+    printf ("overall: %lld latents, tiny (%s) vs full VAE (%s): %.2f dB",
+        (long long) latents, o->decoder, o->vae, psnr_db (&tot[0]));
+    if (!latents_in)
+      printf ("; full vs clip %.2f dB, tiny vs clip %.2f dB", psnr_db (&tot[1]),
+          psnr_db (&tot[2]));
+    printf ("\n");
+    if (dit_taehv_is_preset (o->decoder) || strcmp (o->vae, "tiny") == 0
+        || strcmp (o->vae, "wan") == 0)
+      printf ("note: synthetic weights: the two decoders are unrelated random "
+          "networks, so this PSNR says nothing about quality\n");
+  }
+  codec_close (&full);
+  codec_close (&tiny);
+  free (pf);
+  free (pt);
+  free (clip);
+  free (lat);
+  free (lat_all);
+  free (vi.buf);
+  if (vi.f)
+    fclose (vi.f);
   return rc;
 }
 
@@ -503,9 +783,11 @@ main (int argc, char **argv)
 {
   opts o = { .vae = "tiny", .fps = 16, .device = "cpu" };
   enum { OPT_VAE = 256, OPT_SEED, OPT_INPUT, OPT_SIZE, OPT_FORMAT, OPT_FPS,
-      OPT_DEVICE };
+      OPT_DEVICE, OPT_DECODER, OPT_ENCODER };
   static const struct option longopts[] = {
     { "vae", required_argument, NULL, OPT_VAE },
+    { "decoder", required_argument, NULL, OPT_DECODER },
+    { "encoder", required_argument, NULL, OPT_ENCODER },
     { "seed", required_argument, NULL, OPT_SEED },
     { "input", required_argument, NULL, OPT_INPUT },
     { "output", required_argument, NULL, 'o' },
@@ -531,6 +813,8 @@ main (int argc, char **argv)
     char *end = NULL;
     switch (c) {
       case OPT_VAE: o.vae = optarg; break;
+      case OPT_DECODER: o.decoder = optarg; break;
+      case OPT_ENCODER: o.encoder = optarg; break;
       case OPT_SEED:
         o.seed = strtoull (optarg, &end, 10);
         if (!*optarg || *end) {
@@ -566,14 +850,28 @@ main (int argc, char **argv)
   }
   const int known = strcmp (o.cmd, "encode") == 0
       || strcmp (o.cmd, "decode") == 0 || strcmp (o.cmd, "encode-tensor") == 0
-      || strcmp (o.cmd, "decode-tensor") == 0 || strcmp (o.cmd, "anchor-tensor") == 0;
+      || strcmp (o.cmd, "decode-tensor") == 0 || strcmp (o.cmd, "anchor-tensor") == 0
+      || strcmp (o.cmd, "compare") == 0;
   if (!known) {
     fprintf (stderr, "dit-vae: unknown command '%s'\n", o.cmd);
     usage (stderr);
     return EXIT_USAGE;
   }
-  if (!o.output || !o.input) {
-    fprintf (stderr, "dit-vae %s: needs --input and -o\n", o.cmd);
+  const int compare = strcmp (o.cmd, "compare") == 0;
+  const int decodes = strncmp (o.cmd, "decode", 6) == 0;
+  if ((!o.output && !compare) || !o.input) {
+    fprintf (stderr, "dit-vae %s: needs --input%s\n", o.cmd,
+        compare ? "" : " and -o");
+    return EXIT_USAGE;
+  }
+  if (compare && !o.decoder) {
+    fprintf (stderr, "dit-vae compare: needs --decoder (the tiny decoder to "
+        "compare with the full VAE)\n");
+    return EXIT_USAGE;
+  }
+  if ((o.decoder && !decodes && !compare) || (o.encoder && decodes)) {
+    fprintf (stderr, "dit-vae %s: --%s does not apply\n", o.cmd,
+        o.decoder ? "decoder" : "encoder");
     return EXIT_USAGE;
   }
   dit_backend *be = strcmp (o.device, "cpu") == 0 ? dit_backend_cpu ()
@@ -584,5 +882,7 @@ main (int argc, char **argv)
     return cmd_encode (&o, be);
   if (strcmp (o.cmd, "decode") == 0)
     return cmd_decode (&o, be);
+  if (compare)
+    return cmd_compare (&o, be);
   return cmd_tensor (&o, be);
 }

@@ -24,6 +24,7 @@
 
 #include "dit_config.h"
 #include "dit_loader.h"
+#include "dit_taehv.h"
 #include "dit_umt5.h"
 #include "dit_vae.h"
 #include "dit_weights.h"
@@ -38,6 +39,7 @@ typedef union kind_config {
   dit_model_config dit;
   dit_vae_config vae;
   dit_umt5_config text;
+  dit_taehv_config taehv;
 } kind_config;
 
 typedef struct weights_kind {
@@ -120,6 +122,24 @@ text_kind_detect (const dit_safetensors *st, char *seen, size_t seen_size)
   return NULL;
 }
 
+static dit_status
+taehv_kind_preset (const char *name, kind_config *cfg)
+{
+  return dit_taehv_config_preset (name, &cfg->taehv);
+}
+
+static dit_status
+taehv_kind_params (const kind_config *cfg, dit_param_spec **specs, size_t *count)
+{
+  return dit_taehv_config_params (&cfg->taehv, specs, count);
+}
+
+static const char *
+taehv_kind_detect (const dit_safetensors *st, char *seen, size_t seen_size)
+{
+  return dit_taehv_config_detect (st, seen, seen_size);
+}
+
 static const weights_kind kinds[] = {
   { "dit", "Wan2.1 diffusion transformer", dit_model_config_preset_names,
     dit_kind_preset, dit_kind_params, dit_kind_detect, dit_model_key_map },
@@ -127,6 +147,9 @@ static const weights_kind kinds[] = {
     vae_kind_preset, vae_kind_params, vae_kind_detect, NULL },
   { "text", "umT5 text encoder", dit_umt5_config_preset_names,
     text_kind_preset, text_kind_params, text_kind_detect, NULL },
+  { "taehv", "TAEHV tiny autoencoder (taew2_1, LightTAE)",
+    dit_taehv_config_preset_names, taehv_kind_preset, taehv_kind_params,
+    taehv_kind_detect, NULL },
 };
 
 static const weights_kind *
@@ -162,9 +185,13 @@ usage (FILE *f)
       "  --kind KIND   model kind (default dit):");
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
     fprintf (f, " %s (%s)", kinds[i].name, kinds[i].description);
-  fprintf (f, "\n  -h, --help    show this help\n\nPresets (dit):");
-  for (const char *const *p = dit_model_config_preset_names (); *p; p++)
-    fprintf (f, " %s", *p);
+  fprintf (f, "\n  -h, --help    show this help\n");
+  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+    fprintf (f, "%s%s", i ? "\n" : "\nPresets:\n", "  ");
+    fprintf (f, "%-6s", kinds[i].name);
+    for (const char *const *p = kinds[i].preset_names (); *p; p++)
+      fprintf (f, " %s", *p);
+  }
   fprintf (f, "\n\nExit status: 0 success, 1 failure, 2 usage error.\n");
 }
 
@@ -349,8 +376,11 @@ cmd_make (int argc, char **argv)
   }
   char seed_buf[32];
   snprintf (seed_buf, sizeof seed_buf, "%" PRIu64, seed);
+  /* a TAEHV file says which latents its decoder takes (LightTAE: raw) */
+  const int taehv = strcmp (kind->name, "taehv") == 0;
   const char *meta[] = { "format", "gst-dit", "kind", kind->name, "preset", preset,
-    "seed", seed_buf, NULL };
+    "seed", seed_buf, taehv ? "latents" : NULL,
+    taehv && cfg.taehv.latent_raw ? "raw" : "normalised", NULL };
   make_ctx ctx = { specs, seed, dtype, NULL, NULL };
   if (device && strncmp (device, "cuda", 4) == 0) {
     int index = device[4] == ':' ? atoi (device + 5) : 0;
@@ -421,6 +451,9 @@ cmd_inspect (int argc, char **argv)
     if (dit_safetensors_find (st, "encoder.conv1.weight")
         || dit_safetensors_find (st, "decoder.head.2.weight"))
       kind_name = "vae";
+    else if (dit_safetensors_find (st, "decoder.22.weight")
+        || dit_safetensors_find (st, "encoder.17.weight"))
+      kind_name = "taehv";
     else if (dit_safetensors_find (st, "token_embedding.weight"))
       kind_name = "text";
     else
@@ -428,7 +461,8 @@ cmd_inspect (int argc, char **argv)
   }
   const weights_kind *kind = find_kind (kind_name);
 
-  static const char *const meta_keys[] = { "format", "kind", "preset", "seed" };
+  static const char *const meta_keys[] = { "format", "kind", "preset", "seed",
+    "latents" };
   int any_meta = 0;
   printf ("%s\n", path);
   for (size_t i = 0; i < sizeof meta_keys / sizeof meta_keys[0]; i++) {
@@ -467,9 +501,14 @@ cmd_inspect (int argc, char **argv)
   const char *preset = kind->detect (st, seen, sizeof seen);
   int rc = 0;
   if (!preset) {
+    const char *looks = dit_checkpoint_kind_of (st);
+    char also[160] = "";
+    if (looks)
+      snprintf (also, sizeof also, "; it looks like %s", looks);
     printf ("preset: none matches (%s)\n", seen);
-    printf ("invalid: no %s preset matches these shapes\n", kind->name);
-    fprintf (stderr, "dit-weights: %s: no %s preset matches (%s)\n", path, kind->name, seen);
+    printf ("invalid: no %s preset matches these shapes%s\n", kind->name, also);
+    fprintf (stderr, "dit-weights: %s: no %s preset matches (%s)%s\n", path,
+        kind->name, seen, also);
     rc = 1;
   } else {
     kind_config cfg;

@@ -18,6 +18,8 @@
  * CPU pool; a task's arithmetic order is fixed, so results do not depend on
  * the thread count.
  *
+ * Epilogue: bias, the residual, then the optional ReLU, in that order.
+ *
  * Precision: f32 in, f32 accumulate, f32 out (the reference runs the VAE in
  * fp32).  The time axis of the input is the concatenation
  * [pad_front zeros, prev, x]; that is how the streaming cache hands the last
@@ -87,6 +89,7 @@ typedef struct dit_vae_conv_job {
   int64_t to, ho, wo, cout, cout_pad;
   int kt, kh, kw, st, sh, sw;
   int pad_front, pad_top, pad_left;
+  int relu;
 } dit_vae_conv_job;
 
 static void
@@ -163,7 +166,7 @@ dit_vae_conv_row (void *ctx, int64_t task)
           float v = acc[p][l] + (j->bias ? j->bias[co0 + l] : 0.0f);
           if (ro)
             v += ro[l];
-          yo[l] = v;
+          yo[l] = j->relu && v < 0.0f ? 0.0f : v;
         }
       }
     }
@@ -270,6 +273,7 @@ dit_cpu_vae_conv (dit_backend *be, const dit_vae_conv_params *p)
     .to = to, .ho = ho, .wo = wo, .cout = cout,
     .kt = p->kt, .kh = p->kh, .kw = p->kw, .st = st, .sh = sh, .sw = sw,
     .pad_front = p->pad_front, .pad_top = p->pad_top, .pad_left = p->pad_left,
+    .relu = p->relu,
   };
   dit_cpu_parallel (to * ho, dit_vae_conv_row, &j);
   return DIT_OK;

@@ -8,8 +8,9 @@
  * - upsample: nearest x2 per frame (the reference's "nearest-exact" equals
  *   "nearest" for a factor of 2).
  * - copy_frames: frame copies with dtype conversion (cache hand-off).
- * - layout: [C, T, H, W] <-> [T, H, W, C] with per-channel affine and clamp
- *   (latent (de)normalisation, decoder output clamp).
+ * - layout: [C, T, H, W] <-> [T, H, W, C] with per-channel affine, soft
+ *   (tanh) clamp and clamp (latent (de)normalisation, decoder output clamp,
+ *   TAEHV's pixel range and input clamp).
  * Layout rules are those of kernels/dit_vae_ops.h.  Arithmetic in f32
  * (the norm's sum of squares in f64, so the statistic does not depend on
  * the channel count's rounding), storage in any dtype.
@@ -209,6 +210,8 @@ dit_cpu_vae_layout (dit_backend *be, const dit_vae_layout_params *p)
           float v = dit_load_f32 (p->x->data, p->x->dtype, is);
           if (p->affine)
             v = v * p->scale[c] + p->shift[c];
+          if (p->soft_clamp > 0.0f)
+            v = p->soft_clamp * tanhf (v / p->soft_clamp);
           if (p->clamp)
             v = v < p->clamp_lo ? p->clamp_lo : (v > p->clamp_hi ? p->clamp_hi : v);
           dit_store_f32 (p->y->data, p->y->dtype, id, v);

@@ -16,7 +16,7 @@
  * vectors when Cin is a multiple of 8 and the views are aligned, scalar
  * otherwise (Cin = 3 of the first encoder conv).  Epilogue: bias and the
  * optional residual (which may alias y: each element is read, then written,
- * by one thread) added in f32, stored in y's dtype.
+ * by one thread) added in f32, then the optional ReLU, stored in y's dtype.
  *
  * Precision: operands rounded to bf16 (activations of any dtype, f32 ones
  * included), f32 accumulation, f32 epilogue — bf16 GEMM accuracy against the
@@ -44,6 +44,7 @@ typedef struct vae_conv_args {
   int to, ho, wo, cout;
   int kt, kh, kw, st, sh, sw;
   int pad_front, pad_top, pad_left;
+  int relu;
 } vae_conv_args;
 
 /* 8 consecutive elements (index i .. i+7, all < limit when `full`) as bf16;
@@ -201,6 +202,8 @@ vae_conv_kernel (vae_conv_args a)
       v += dit_cuda_ld (a.bias, a.dtb, co);
     if (a.res)
       v += dit_cuda_ld (a.res, a.dtr, o * a.rs0 + off);
+    if (a.relu)
+      v = fmaxf (v, 0.0f);
     dit_cuda_st (a.y, a.dty, o * a.ys0 + off, v);
   }
 }
@@ -363,6 +366,7 @@ dit_cuda_vae_conv (dit_backend *be, const dit_vae_conv_params *p)
   a.pad_front = p->pad_front;
   a.pad_top = p->pad_top;
   a.pad_left = p->pad_left;
+  a.relu = p->relu;
 
   dim3 grid ((unsigned) ((to * ho * wo + VC_BM - 1) / VC_BM),
       (unsigned) ((cout + VC_BN - 1) / VC_BN));

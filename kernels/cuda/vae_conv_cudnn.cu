@@ -13,7 +13,8 @@
  * contiguous in a staging buffer unless x alone is the whole input; bias and
  * residual are folded in by first writing y = residual + bias (one rounding
  * to bf16) and then running the conv with beta = 1 (y = conv + y in f32,
- * rounded once more).  Precision: bf16 in and out, f32 accumulation; the
+ * rounded once more); a ReLU, when asked, is one more pass over y.
+ * Precision: bf16 in and out, f32 accumulation; the
  * result differs from the own kernels (one rounding) by bf16 rounding only,
  * checked against the CPU conv by tests/gpu/test_cuda_vae.c.
  *
@@ -301,6 +302,19 @@ init_y_kernel (__nv_bfloat16 *y, const __nv_bfloat16 *res, const void *bias,
   }
 }
 
+/* ---- ReLU after the conv: cuDNN's forward has no activation, and the
+ * fused bias-activation call needs another plan type; one pass over y ---- */
+
+__global__ void
+relu_kernel (__nv_bfloat16 *y, int64_t n)
+{
+  DIT_CUDA_GRID_LOOP (i, n) {
+    const float v = __bfloat162float (y[i]);
+    if (v < 0.0f)
+      y[i] = __float2bfloat16 (0.0f);
+  }
+}
+
 /* ---- the op -------------------------------------------------------------- */
 
 static int
@@ -396,6 +410,12 @@ dit_cuda_vae_conv_cudnn (dit_backend *be, const dit_vae_conv_params *p,
   CUDNN_TRY (g_cudnn.ConvolutionForward (c->handle, &alpha, plan->xd, in,
       plan->wd, p->weight->data, plan->cd, plan->algo, c->ws, plan->ws_bytes,
       &beta, plan->yd, p->y->data));
+  if (p->relu) {
+    const int64_t n = to * ho * wo * cout;
+    relu_kernel<<<dit_cuda_grid_1d (n, 256), 256, 0, cb->stream>>> (
+        (__nv_bfloat16 *) p->y->data, n);
+    DIT_CUDA_CHECK_LAUNCH ("relu_kernel");
+  }
   return DIT_OK;
 }
 

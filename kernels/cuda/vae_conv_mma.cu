@@ -21,7 +21,8 @@
  * distinct banks.
  *
  * Epilogue: bias and the optional residual (which may alias y: each element
- * is read, then written, by one thread) added in f32, stored in y's dtype.
+ * is read, then written, by one thread) added in f32, then the optional
+ * ReLU, stored in y's dtype.
  * Precision: bf16 operands, f32 accumulation — the same arithmetic as the
  * generic kernel up to the summation order; both are checked against the
  * CPU's f32 conv by tests/gpu/test_cuda_vae.c.
@@ -48,6 +49,7 @@ struct vm_args {
   int to, ho, wo, cout;
   int kt, kh, kw, st, sh, sw;
   int pad_front, pad_top, pad_left;
+  int relu;
 };
 
 /* Activation gathers go through L1 (.ca): the 27 taps of neighbouring
@@ -247,6 +249,8 @@ vm_conv_kernel (vm_args a)
             v += dit_cuda_ld (a.bias, a.dtb, co);
           if (a.res)
             v += dit_cuda_ld (a.res, a.dtr, o * a.rs0 + off + co);
+          if (a.relu)
+            v = fmaxf (v, 0.0f);
           dit_cuda_st (a.y, a.dty, o * a.ys0 + off + co, v);
         }
     }
@@ -349,6 +353,7 @@ dit_cuda_vae_conv_mma (dit_backend *be, const dit_vae_conv_params *p, int bn,
   a.pad_front = p->pad_front;
   a.pad_top = p->pad_top;
   a.pad_left = p->pad_left;
+  a.relu = p->relu;
   cudaStream_t s = dit_cuda_impl (be)->stream;
   /* 128-pixel tiles at two blocks per SM: 256-pixel tiles (one block per
    * SM, 171-206 registers) measured 15% slower on an H200. */

@@ -6,7 +6,7 @@
  *   and the head run norm -> SiLU -> conv, so the fused form saves a pass).
  * - upsample (nearest x2 per frame), copy_frames (cache hand-off with dtype
  *   conversion) and layout ([C, T, H, W] <-> [T, H, W, C] with per-channel
- *   affine and clamp): one thread per output element.
+ *   affine, soft (tanh) clamp and clamp): one thread per output element.
  * - pixel conversion: packed RGB / I420 / NV12 bytes in device memory <->
  *   [3, H, W] tensors, the arithmetic of kernels/cpu/pixels.c written with
  *   explicit round-to-nearest intrinsics so that no multiply-add is fused
@@ -188,7 +188,7 @@ typedef struct vae_layout_args {
   const void *x;
   void *y;
   int xdt, ydt, to_cl, affine, clamp;
-  float lo, hi;
+  float lo, hi, soft;
   int64_t T, H, W, C;
   int64_t cf_s0, cf_s1, cf_s2;  /* channels-first strides (c, t, h) */
   int64_t cl_s0;                /* channels-last frame stride */
@@ -218,6 +218,8 @@ vae_layout_kernel (vae_layout_args a)
     float v = dit_cuda_ld (a.x, a.xdt, a.to_cl ? icf : icl);
     if (a.affine)
       v = __fadd_rn (__fmul_rn (v, a.scale[c]), a.shift[c]);
+    if (a.soft > 0.0f)
+      v = a.soft * tanhf (v / a.soft);
     if (a.clamp)
       v = v < a.lo ? a.lo : (v > a.hi ? a.hi : v);
     dit_cuda_st (a.y, a.ydt, a.to_cl ? icl : icf, v);
@@ -257,6 +259,7 @@ dit_cuda_vae_layout (dit_backend *be, const dit_vae_layout_params *p)
   a.clamp = p->clamp;
   a.lo = p->clamp_lo;
   a.hi = p->clamp_hi;
+  a.soft = p->soft_clamp;
   a.T = d[0]; a.H = d[1]; a.W = d[2]; a.C = d[3];
   a.cf_s0 = cf->stride[0];
   a.cf_s1 = cf->stride[1];

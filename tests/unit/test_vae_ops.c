@@ -7,8 +7,10 @@
  * 1x1x1, (3,1,1) stride-2 time conv over [prev, x], 2-D stride-2 conv with
  * right/bottom padding, residual add (aliasing y), interleaved output frame
  * strides, and the cache hand-off (chunks [1, 4, 4] == one conv over 9
- * frames); RMS norm (+SiLU, zero vector), nearest upsample, frame copy,
- * layout with affine/clamp; dispatch errors.
+ * frames); the TAEHV shapes: the (2,3,3) MemBlock conv over [prev, x] with
+ * residual and ReLU, the (2,3,3) time-stride-2, space-stride-2 conv of a
+ * folded TPool; RMS norm (+SiLU, zero vector), nearest upsample, frame
+ * copy, layout with affine, tanh soft clamp and clamp; dispatch errors.
  */
 #include "dit_backend.h"
 
@@ -127,6 +129,7 @@ typedef struct conv_case {
   const char *name;
   int cin, cout, t, p, h, w, kt, kh, kw, st, sh, sw, pad_front, pt, pb, pl, pr;
   int residual;
+  int relu;
 } conv_case;
 
 static void
@@ -160,6 +163,9 @@ run_conv_case (dit_backend *be, const conv_case *cc)
                 res[(((size_t) f * ho + i) * wo + j) * cc->cout + c];
     memcpy (y, res, ny * sizeof *y);   /* residual aliases y */
   }
+  if (cc->relu)
+    for (size_t i = 0; i < ny; i++)
+      ref[i] = ref[i] < 0.0f ? 0.0f : ref[i];
   dit_tensor tx = frames (x, cc->t, cc->h, cc->w, cc->cin);
   dit_tensor tp = frames (prev, cc->p, cc->h, cc->w, cc->cin);
   dit_tensor tw = dit_tensor_2d (wr, DIT_F32, DIT_DEVICE_CPU, cc->cout,
@@ -171,6 +177,7 @@ run_conv_case (dit_backend *be, const conv_case *cc)
     .residual = res ? &ty : NULL, .y = &ty, .kt = cc->kt, .kh = cc->kh, .kw = cc->kw,
     .st = cc->st, .sh = cc->sh, .sw = cc->sw, .pad_front = cc->pad_front,
     .pad_top = cc->pt, .pad_bottom = cc->pb, .pad_left = cc->pl, .pad_right = cc->pr,
+    .relu = cc->relu,
   };
   dit_status st = dit_vae_conv (be, &p);
   CHECK (st == DIT_OK, "conv %s: %s", cc->name, dit_last_error ());
@@ -186,16 +193,22 @@ static void
 test_conv_cases (dit_backend *be)
 {
   static const conv_case cases[] = {
-    /* name       cin cout t p  h  w kt kh kw st sh sw pf pt pb pl pr res */
-    { "causal333", 5, 6, 5, 0, 5, 7, 3, 3, 3, 1, 1, 1, 2, 1, 1, 1, 1, 0 },
-    { "causal333-vec", 16, 3, 2, 0, 4, 6, 3, 3, 3, 1, 1, 1, 2, 1, 1, 1, 1, 0 },
-    { "cache2", 9, 4, 4, 2, 3, 5, 3, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 0 },
-    { "cache1", 8, 8, 1, 1, 4, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0 },
-    { "1x1x1+res", 24, 10, 3, 0, 3, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1 },
-    { "time311s2", 12, 12, 4, 1, 3, 3, 3, 1, 1, 2, 1, 1, 0, 0, 0, 0, 0, 0 },
-    { "time311pad", 7, 14, 1, 2, 2, 3, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0 },
-    { "down2d", 10, 10, 2, 0, 8, 6, 1, 3, 3, 1, 2, 2, 0, 0, 1, 0, 1, 0 },
-    { "up2d", 16, 8, 2, 0, 6, 4, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 1 },
+    /* name       cin cout t p  h  w kt kh kw st sh sw pf pt pb pl pr res relu */
+    { "causal333", 5, 6, 5, 0, 5, 7, 3, 3, 3, 1, 1, 1, 2, 1, 1, 1, 1, 0, 0 },
+    { "causal333-vec", 16, 3, 2, 0, 4, 6, 3, 3, 3, 1, 1, 1, 2, 1, 1, 1, 1, 0, 0 },
+    { "cache2", 9, 4, 4, 2, 3, 5, 3, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0 },
+    { "cache1", 8, 8, 1, 1, 4, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0 },
+    { "1x1x1+res", 24, 10, 3, 0, 3, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1, 0 },
+    { "time311s2", 12, 12, 4, 1, 3, 3, 3, 1, 1, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0 },
+    { "time311pad", 7, 14, 1, 2, 2, 3, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0 },
+    { "down2d", 10, 10, 2, 0, 8, 6, 1, 3, 3, 1, 2, 2, 0, 0, 1, 0, 1, 0, 0 },
+    { "up2d", 16, 8, 2, 0, 6, 4, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0 },
+    { "relu", 8, 16, 2, 0, 5, 4, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 0, 1 },
+    /* TAEHV: MemBlock conv over [previous input, x], skip add, ReLU */
+    { "mem233+res+relu", 8, 8, 2, 1, 4, 5, 2, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1 },
+    { "mem233-start", 6, 6, 1, 0, 3, 3, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1 },
+    /* TAEHV encoder: TPool folded into the strided conv */
+    { "pool233s2", 8, 8, 2, 0, 6, 8, 2, 3, 3, 2, 2, 2, 0, 1, 1, 1, 1, 0, 0 },
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
     run_conv_case (be, &cases[i]);
@@ -430,6 +443,23 @@ test_upsample_copy_layout (dit_backend *be)
         bad += fabsf (back[((size_t) c * T + t) * h * w + i] - e) > 1e-6f;
       }
   CHECK (bad == 0, "layout clamp: %d wrong", bad);
+  /* soft clamp after the affine (TAEHV's 3 tanh(x / 3) on the latent) */
+  dit_vae_layout_params ls = { .x = &tcf, .y = &tcl, .to_channels_last = 1,
+      .affine = 1, .soft_clamp = 3.0f };
+  for (int c = 0; c < C; c++) {
+    ls.scale[c] = 4.0f;
+    ls.shift[c] = 0.25f;
+  }
+  CHECK (dit_vae_layout (be, &ls) == DIT_OK, "layout soft: %s", dit_last_error ());
+  bad = 0;
+  for (int c = 0; c < C; c++)
+    for (int t = 0; t < T; t++)
+      for (int i = 0; i < h * w; i++) {
+        double v = cf[((size_t) c * T + t) * h * w + i] * 4.0 + 0.25;
+        bad += fabs (cl[((size_t) t * h * w + i) * C + c] - 3.0 * tanh (v / 3.0))
+            > 1e-6;
+      }
+  CHECK (bad == 0, "layout soft clamp: %d wrong", bad);
   free (x);
   free (y);
 }
