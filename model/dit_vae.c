@@ -34,10 +34,19 @@
  * padding) and none is written, so the streaming encoder is untouched and
  * no second set of caches is needed.
  *
+ * Cache next to the chunk.  Every workspace view starts `head` elements
+ * into its buffer (head = the largest cache, 2 frames at full resolution),
+ * and a cached conv first copies its cache into the frames just before its
+ * input, then convolves [cache, x] as one contiguous run with no cache
+ * argument.  A backend that needs its conv input contiguous (cuDNN) then
+ * needs no staging copy of cache and chunk: 2 frames move instead of
+ * 2 + T; the other backends read the same values in the same order.
+ *
  * Memory.  Caches: 2 frames per cached conv (1 for a downsample time conv),
- * sized at create; workspace: 4 buffers of the largest activation of a
- * 4-frame encoder chunk or a 1-latent decoder chunk.  Nothing is allocated
- * after create, so memory does not depend on the stream length.
+ * sized at create; workspace: 4 buffers of the cache headroom plus the
+ * largest activation of a 4-frame encoder chunk or a 1-latent decoder
+ * chunk.  Nothing is allocated after create, so memory does not depend on
+ * the stream length.
  *
  * Precision.  The CPU backend runs the VAE in f32 (the reference's
  * inference precision); `dtype` is kept for backends with other storage.
@@ -415,6 +424,7 @@ struct dit_vae {
   dit_vae_net enc, dec;
   dit_tensor buf[DIT_VAE_NBUF];
   int64_t buf_elems;
+  int64_t head_elems;   /* cache headroom before every workspace view */
   int64_t enc_chunks;   /* encoder chunks since reset */
   int64_t dec_latents;  /* latents decoded since reset */
   size_t state_bytes;
@@ -582,6 +592,8 @@ dit_vae_make_cache (dit_vae *v, dit_vae_cache *k, int cap, int64_t h, int64_t w,
   int64_t s[4] = { cap, h, w, c };
   k->cap = cap;
   k->n = 0;
+  if ((int64_t) cap * h * w * c > v->head_elems)
+    v->head_elems = (int64_t) cap * h * w * c;
   DIT_TRY (dit_vae_alloc (v, &k->buf, 4, s));
   v->state_bytes += dit_tensor_nbytes (&k->buf);
   return v->be->ops->memset_zero (v->be, k->buf.data, dit_tensor_nbytes (&k->buf));
@@ -745,7 +757,7 @@ dit_vae_create (const dit_vae_config *cfg, const dit_weights *w, int width,
   if (st == DIT_OK)
     st = dit_vae_build_net (v, w, 1);
   for (int i = 0; st == DIT_OK && i < DIT_VAE_NBUF; i++) {
-    int64_t s[1] = { v->buf_elems };
+    int64_t s[1] = { v->head_elems + v->buf_elems };
     st = dit_vae_alloc (v, &v->buf[i], 1, s);
   }
   if (st != DIT_OK) {
@@ -759,12 +771,14 @@ dit_vae_create (const dit_vae_config *cfg, const dit_weights *w, int width,
 /* ---------------------------------------------------------------------------
  * forward helpers */
 
-/* A [t, h, w, c] frame view over workspace buffer i. */
+/* A [t, h, w, c] frame view over workspace buffer i, after the headroom. */
 static dit_tensor
 dit_vae_frames (dit_vae *v, int i, int64_t t, int64_t h, int64_t w, int64_t c)
 {
   int64_t s[4] = { t, h, w, c };
-  return dit_tensor_make (v->buf[i].data, v->dtype, v->buf[i].device, 4, s);
+  return dit_tensor_make ((char *) v->buf[i].data
+      + (size_t) v->head_elems * dit_dtype_size (v->dtype), v->dtype,
+      v->buf[i].device, 4, s);
 }
 
 static int
@@ -813,6 +827,28 @@ dit_vae_cache_push (dit_vae *v, dit_vae_cache *k, const dit_tensor *x)
   return DIT_OK;
 }
 
+/* The first n cache frames copied into the headroom before x (a workspace
+ * view), and the view [cache, x] over both; n = 0 gives x. */
+static dit_status
+dit_vae_join_cache (dit_vae *v, const dit_vae_cache *k, int n,
+    const dit_tensor *x, dit_tensor *joined)
+{
+  *joined = *x;
+  if (n <= 0)
+    return DIT_OK;
+  const int64_t frame = x->shape[1] * x->shape[2] * x->shape[3];
+  if (x->stride[0] != frame || (int64_t) n * frame > v->head_elems)
+    return dit_error (DIT_ERR_STATE, "vae: a cached conv's input is not a "
+        "contiguous workspace view");
+  joined->data = (char *) x->data - (size_t) (n * frame) * dit_dtype_size (x->dtype);
+  joined->shape[0] = x->shape[0] + n;
+  dit_tensor dst = *joined;
+  dst.shape[0] = n;
+  dit_tensor src = dit_vae_cache_view (k, 0, n);
+  dit_vae_copy_frames_params cp = { &src, &dst };
+  return dit_vae_copy_frames (v->be, &cp);
+}
+
 /* Causal conv with padding (p_t, p, p) and cache k (NULL: not cached, e.g.
  * 1x1x1).  Pushes x into the cache after the conv has read the old one. */
 static dit_status
@@ -821,11 +857,10 @@ dit_vae_conv_causal (dit_vae *v, const dit_vae_convw *c, dit_vae_cache *k,
 {
   const int pt = (c->kt - 1) / 2, ps = (c->kh - 1) / 2;
   const int n = k && !v->stateless ? k->n : 0;
-  dit_tensor prev;
-  if (n > 0)
-    prev = dit_vae_cache_view (k, 0, n);
+  dit_tensor xx;
+  DIT_TRY (dit_vae_join_cache (v, k, n, x, &xx));
   dit_vae_conv_params p = {
-    .x = x, .prev = n > 0 ? &prev : NULL, .weight = &c->w, .bias = &c->b,
+    .x = &xx, .prev = NULL, .weight = &c->w, .bias = &c->b,
     .residual = residual, .y = y, .kt = c->kt, .kh = c->kh, .kw = c->kw,
     .st = 1, .sh = 1, .sw = 1, .pad_front = 2 * pt - n,
     .pad_top = ps, .pad_bottom = ps, .pad_left = ps, .pad_right = ps,
@@ -930,9 +965,10 @@ dit_vae_layer_forward (dit_vae *v, dit_vae_layer *L, int *cur, int64_t *t)
       const int b = dit_vae_free_buf (bx, a, -1);
       const int64_t to = (1 + T - 3) / 2 + 1;
       dit_tensor y = dit_vae_frames (v, b, to, h / 2, w / 2, C);
-      dit_tensor prev = dit_vae_cache_view (&L->k0, 0, 1);
+      dit_tensor joined;
+      DIT_TRY (dit_vae_join_cache (v, &L->k0, 1, &ds, &joined));
       dit_vae_conv_params tp = {
-        .x = &ds, .prev = &prev, .weight = &L->c1.w, .bias = &L->c1.b, .y = &y,
+        .x = &joined, .weight = &L->c1.w, .bias = &L->c1.b, .y = &y,
         .kt = 3, .kh = 1, .kw = 1, .st = 2, .sh = 1, .sw = 1,
       };
       DIT_TRY (dit_vae_conv (v->be, &tp));
@@ -956,18 +992,18 @@ dit_vae_layer_forward (dit_vae *v, dit_vae_layer *L, int *cur, int64_t *t)
         } else {
           const int a = dit_vae_free_buf (bx, -1, -1);
           T2 = 2 * T;
+          dit_tensor joined;
+          DIT_TRY (dit_vae_join_cache (v, &L->k0, L->k0.n, &x, &joined));
           /* two half-convs write frames 2t (channels [0,C)) and 2t+1 */
           for (int half = 0; half < 2; half++) {
-            int64_t s[4] = { T, h, w, C };
-            dit_tensor y = dit_tensor_make ((char *) v->buf[a].data
-                + (size_t) (half * h * w * C) * dit_dtype_size (v->dtype),
-                v->dtype, v->buf[a].device, 4, s);
+            dit_tensor y = dit_vae_frames (v, a, T, h, w, C);
+            y.data = (char *) y.data + (size_t) (half * h * w * C)
+                * dit_dtype_size (v->dtype);
             y.stride[0] = 2 * h * w * C;
             dit_tensor wh = dit_tensor_rows (&L->c1.w, half * C, C);
             dit_tensor bh = dit_tensor_rows (&L->c1.b, half * C, C);
-            dit_tensor prev = dit_vae_cache_view (&L->k0, 0, L->k0.n);
             dit_vae_conv_params tp = {
-              .x = &x, .prev = &prev, .weight = &wh, .bias = &bh, .y = &y,
+              .x = &joined, .weight = &wh, .bias = &bh, .y = &y,
               .kt = 3, .kh = 1, .kw = 1, .st = 1, .sh = 1, .sw = 1,
               .pad_front = DIT_VAE_CACHE_T - L->k0.n,
             };
@@ -1268,5 +1304,6 @@ dit_vae_state_bytes (const dit_vae *v)
 size_t
 dit_vae_workspace_bytes (const dit_vae *v)
 {
-  return v ? (size_t) DIT_VAE_NBUF * (size_t) v->buf_elems * dit_dtype_size (v->dtype) : 0;
+  return v ? (size_t) DIT_VAE_NBUF * (size_t) (v->head_elems + v->buf_elems)
+      * dit_dtype_size (v->dtype) : 0;
 }

@@ -319,6 +319,8 @@ dit_cuda_vae_conv (dit_backend *be, const dit_vae_conv_params *p)
   if (xd[1] * xd[2] * cin > INT32_MAX || to * ho * wo / VC_BM > INT32_MAX)
     return dit_error (DIT_ERR_INVALID, "vae conv: frames too large");
 
+  if (dit_cuda_vae_conv_small_ok (be, p, cin, cout))
+    return dit_cuda_vae_conv_small (be, p, pd[0], to, ho, wo);
   if (dit_cuda_vae_conv_cudnn_usable (p, cin, cout))
     return dit_cuda_vae_conv_cudnn (be, p, pd[0], to, ho, wo);
   const int bn = dit_cuda_vae_conv_mma_block_n (p, cin, cout);

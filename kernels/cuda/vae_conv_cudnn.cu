@@ -10,7 +10,9 @@
  * Layout: the VAE's [T, H, W, C] frames are cuDNN's NDHWC with N = 1 and
  * D = T; weights [Cout, kt, kh, kw, Cin] are its NHWC filter layout.  The
  * op's virtual time sequence [pad_front zero frames, prev, x] is made
- * contiguous in a staging buffer unless x alone is the whole input; bias and
+ * contiguous in a staging buffer unless x alone is the whole input (the
+ * models pass their cache already joined to the chunk, model/dit_vae.c and
+ * model/dit_taehv.c, so in a stream only the first chunk stages); bias and
  * residual are folded in by first writing y = residual + bias (one rounding
  * to bf16) and then running the conv with beta = 1 (y = conv + y in f32,
  * rounded once more); a ReLU, when asked, is one more pass over y.

@@ -25,6 +25,14 @@ int dit_cuda_vae_conv_cudnn_usable (const dit_vae_conv_params *p, int64_t cin,
 dit_status dit_cuda_vae_conv_cudnn (dit_backend *be,
     const dit_vae_conv_params *p, int64_t prev_frames, int64_t to, int64_t ho,
     int64_t wo);
+/* The CUDA-core path for Cout <= 4 (vae_conv_small.cu): whether it takes
+ * this conv (its weights fit in shared memory; DIT_VAE_CONV_GENERIC turns
+ * it off), and the conv itself. */
+int dit_cuda_vae_conv_small_ok (dit_backend *be, const dit_vae_conv_params *p,
+    int64_t cin, int64_t cout);
+dit_status dit_cuda_vae_conv_small (dit_backend *be,
+    const dit_vae_conv_params *p, int64_t prev_frames, int64_t to, int64_t ho,
+    int64_t wo);
 /* Releases a backend's cuDNN handle, plans and buffers. */
 void dit_cuda_cudnn_free (dit_cuda_backend *cb);
 

@@ -1,0 +1,323 @@
+/* stage0-bench — time Stage 0's VAE work on one GPU (a lab program, not a
+ * test): the display decoders and the anchor path, with seeded synthetic
+ * weights (speed only: with random weights the two decoders' pictures are
+ * unrelated, so no quality figure is printed).
+ *
+ *   stage0-bench [--size WxH] [--iters N] [--decoder PRESET] [--json FILE]
+ *
+ * Figures (ms, median over N after warm-up; every figure is wall time
+ * between two device synchronisations, so launch gaps count, and includes
+ * the upload of the latent, 16 x h x w f32):
+ *   tiny_decode       TAEHV decode of one latent (4 frames), per latent
+ *   tiny_decode_own   the same with cuDNN off (DIT_VAE_CONV=own)
+ *   full_decode       full WanVAE decode of one latent (4 frames)
+ *   full_encode_frame full WanVAE encode of one frame with a fresh cache
+ *   full_anchor       decode one latent + encode its last frame
+ *   stage0_serial     one chunk of 3 latents: full anchor + tiny display
+ *                     decode of the 3 latents, on one stream
+ *   stage0_overlap    the same with the anchor on its own stream (its own
+ *                     backend instance) beside the display decode
+ * at --size (default 576x320: 320x576 pixels, latents 40x72), bf16.
+ * Exit 0, 1 on failure, 77 without a CUDA device.
+ */
+#include "dit_backend.h"
+#include "dit_loader.h"
+#include "dit_philox.h"
+#include "dit_taehv.h"
+#include "dit_vae.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_ITERS 1000
+
+static double
+now_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
+}
+
+static int
+die_if (dit_status st, const char *what)
+{
+  if (st != DIT_OK) {
+    fprintf (stderr, "stage0-bench: %s: %s\n", what, dit_last_error ());
+    exit (1);
+  }
+  return 0;
+}
+
+static int
+cmp_double (const void *a, const void *b)
+{
+  const double x = *(const double *) a, y = *(const double *) b;
+  return x < y ? -1 : x > y;
+}
+
+static double
+median (double *v, int n)
+{
+  qsort (v, (size_t) n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+typedef struct bench {
+  dit_backend *be, *be2;        /* display stream, anchor stream */
+  int width, height, iters;
+  dit_vae *vae, *vae2;          /* full VAE on be (decode), on be2 (anchor) */
+  dit_taehv *tae;
+  dit_tensor lat, pix, frame, anchor, lat2, pix2;
+} bench;
+
+static dit_tensor
+alloc4 (dit_backend *be, int64_t a, int64_t b, int64_t c, int64_t d)
+{
+  int64_t s[4] = { a, b, c, d };
+  dit_tensor t;
+  die_if (dit_tensor_alloc (be, &t, DIT_F32, 4, s), "alloc");
+  return t;
+}
+
+static void
+fill_latent (dit_backend *be, dit_tensor *t, uint64_t stream)
+{
+  const size_t n = (size_t) dit_tensor_numel (t);
+  float *h = malloc (n * sizeof (float));
+  for (size_t i = 0; i < n; i++)
+    h[i] = dit_philox_normal (7, stream, i);
+  die_if (be->ops->upload (be, t->data, h, n * sizeof (float)), "upload");
+  free (h);
+}
+
+/* The last frame of a [3, 4, H, W] tensor as [3, 1, H, W]. */
+static dit_tensor
+last_frame (const dit_tensor *pix)
+{
+  dit_tensor f = *pix;
+  f.data = (float *) pix->data + (pix->shape[1] - 1) * pix->stride[1];
+  f.shape[1] = 1;
+  return f;
+}
+
+static dit_status
+tiny_one (bench *b, uint64_t k)
+{
+  fill_latent (b->be, &b->lat, k);
+  return dit_taehv_decode (b->tae, &b->lat, &b->pix);
+}
+
+static dit_status
+full_one (bench *b, uint64_t k)
+{
+  fill_latent (b->be, &b->lat, k);
+  return dit_vae_decode (b->vae, &b->lat, &b->pix);
+}
+
+/* The anchor path on (be, vae): decode latent k, encode its last frame. */
+static dit_status
+anchor_on (dit_backend *be, dit_vae *v, dit_tensor *lat, dit_tensor *pix,
+    dit_tensor *anchor, uint64_t k)
+{
+  fill_latent (be, lat, k);
+  DIT_TRY (dit_vae_decode (v, lat, pix));
+  dit_tensor f = last_frame (pix);
+  return dit_vae_encode_anchor (v, &f, anchor);
+}
+
+typedef dit_status (*step_fn) (bench *b, uint64_t k);
+
+/* Median ms of fn over iters calls, each between two synchronisations. */
+static double
+time_steps (bench *b, step_fn fn, const char *what)
+{
+  double v[MAX_ITERS];
+  for (int i = 0; i < 3; i++)
+    die_if (fn (b, 1000 + (uint64_t) i), what);
+  die_if (b->be->ops->synchronize (b->be), "sync");
+  die_if (b->be2->ops->synchronize (b->be2), "sync");
+  for (int i = 0; i < b->iters; i++) {
+    const double t0 = now_ms ();
+    die_if (fn (b, (uint64_t) i), what);
+    die_if (b->be->ops->synchronize (b->be), "sync");
+    die_if (b->be2->ops->synchronize (b->be2), "sync");
+    v[i] = now_ms () - t0;
+  }
+  return median (v, b->iters);
+}
+
+static dit_status
+step_tiny (bench *b, uint64_t k)
+{
+  return tiny_one (b, k);
+}
+
+static dit_status
+step_full (bench *b, uint64_t k)
+{
+  return full_one (b, k);
+}
+
+static dit_status
+step_encode_frame (bench *b, uint64_t k)
+{
+  (void) k;
+  return dit_vae_encode_anchor (b->vae, &b->frame, &b->anchor);
+}
+
+static dit_status
+step_anchor (bench *b, uint64_t k)
+{
+  return anchor_on (b->be, b->vae, &b->lat, &b->pix, &b->anchor, k);
+}
+
+static dit_status
+step_stage0_serial (bench *b, uint64_t k)
+{
+  DIT_TRY (anchor_on (b->be, b->vae, &b->lat, &b->pix, &b->anchor, k));
+  for (int i = 0; i < 3; i++)
+    DIT_TRY (tiny_one (b, 3 * k + (uint64_t) i));
+  return DIT_OK;
+}
+
+/* The anchor on the second backend's stream; the display decode goes on
+ * the first meanwhile (the host only enqueues, both streams run). */
+static dit_status
+step_stage0_overlap (bench *b, uint64_t k)
+{
+  DIT_TRY (anchor_on (b->be2, b->vae2, &b->lat2, &b->pix2, &b->anchor, k));
+  for (int i = 0; i < 3; i++)
+    DIT_TRY (tiny_one (b, 3 * k + (uint64_t) i));
+  return DIT_OK;
+}
+
+static void
+usage (FILE *f)
+{
+  fprintf (f, "usage: stage0-bench [--size WxH] [--iters N] [--decoder PRESET] "
+      "[--json FILE]\n"
+      "Times Stage 0's VAE work on CUDA device 0 with synthetic weights "
+      "(bf16).\nExit status: 0 success, 1 failure, 2 usage error, 77 no CUDA "
+      "device.\n");
+}
+
+int
+main (int argc, char **argv)
+{
+  int width = 576, height = 320, iters = 20;
+  const char *decoder = "taew2_1", *json = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp (a, "-h") == 0 || strcmp (a, "--help") == 0) {
+      usage (stdout);
+      return 0;
+    }
+    if (!v) {
+      usage (stderr);
+      return 2;
+    }
+    if (strcmp (a, "--size") == 0 && sscanf (v, "%dx%d", &width, &height) == 2)
+      i++;
+    else if (strcmp (a, "--iters") == 0 && (iters = atoi (v)) > 0
+        && iters <= MAX_ITERS)
+      i++;
+    else if (strcmp (a, "--decoder") == 0)
+      decoder = argv[++i];
+    else if (strcmp (a, "--json") == 0)
+      json = argv[++i];
+    else {
+      fprintf (stderr, "stage0-bench: bad option '%s'\n", a);
+      usage (stderr);
+      return 2;
+    }
+  }
+  bench b = { .width = width, .height = height, .iters = iters };
+  b.be = dit_backend_create ("cuda", 0);
+  if (!b.be) {
+    printf ("SKIP: no CUDA device (%s)\n", dit_last_error ());
+    return 77;
+  }
+  b.be2 = dit_backend_create ("cuda", 0);
+  die_if (b.be2 ? DIT_OK : DIT_ERR_DEVICE, "second backend");
+
+  double t0 = now_ms ();
+  dit_vae_config vc;
+  dit_weights *w = NULL;
+  die_if (dit_load_vae ("wan", 0, DIT_BF16, b.be, &vc, &w), "wan weights");
+  die_if (dit_vae_create (&vc, w, width, height, DIT_BF16, b.be, &b.vae), "vae");
+  die_if (dit_vae_create (&vc, w, width, height, DIT_BF16, b.be2, &b.vae2), "vae 2");
+  dit_weights_free (w);
+  dit_taehv_config tc;
+  die_if (dit_load_taehv (decoder, 0, DIT_BF16, b.be, &tc, &w), "taehv weights");
+  die_if (dit_taehv_create (&tc, w, width, height, DIT_BF16, DIT_TAEHV_DECODER,
+      b.be, &b.tae), "taehv");
+  dit_weights_free (w);
+  const double setup_ms = now_ms () - t0;
+
+  const int lh = height / 8, lw = width / 8;
+  b.lat = alloc4 (b.be, 16, 1, lh, lw);
+  b.pix = alloc4 (b.be, 3, 4, height, width);
+  b.frame = alloc4 (b.be, 3, 1, height, width);
+  b.anchor = alloc4 (b.be2, 16, 1, lh, lw);
+  b.lat2 = alloc4 (b.be2, 16, 1, lh, lw);
+  b.pix2 = alloc4 (b.be2, 3, 4, height, width);
+  die_if (b.be->ops->memset_zero (b.be, b.frame.data, dit_tensor_nbytes (&b.frame)),
+      "memset");
+  /* past latent 0, so every decode below gives 4 frames */
+  die_if (tiny_one (&b, 0), "tiny warm-up");
+  die_if (full_one (&b, 0), "full warm-up");
+  die_if (anchor_on (b.be2, b.vae2, &b.lat2, &b.pix2, &b.anchor, 0),
+      "anchor warm-up");
+
+  const double tiny = time_steps (&b, step_tiny, "tiny decode");
+  setenv ("DIT_VAE_CONV", "own", 1);
+  const double tiny_own = time_steps (&b, step_tiny, "tiny decode (own)");
+  unsetenv ("DIT_VAE_CONV");
+  const double full = time_steps (&b, step_full, "full decode");
+  const double enc = time_steps (&b, step_encode_frame, "encode frame");
+  const double anchor = time_steps (&b, step_anchor, "anchor");
+  const double serial = time_steps (&b, step_stage0_serial, "stage 0 serial");
+  const double overlap = time_steps (&b, step_stage0_overlap, "stage 0 overlap");
+
+  printf ("stage0-bench: %dx%d (latents %dx%d), bf16, tiny decoder %s, %d "
+      "iterations, median ms (setup %.0f ms)\n", width, height, lw, lh,
+      decoder, iters, setup_ms);
+  printf ("  tiny decode per latent (4 frames)   %8.2f ms  (cuDNN off: %.2f)\n",
+      tiny, tiny_own);
+  printf ("  full VAE decode per latent          %8.2f ms\n", full);
+  printf ("  full VAE encode of one frame        %8.2f ms\n", enc);
+  printf ("  full VAE anchor (decode 1 + encode 1) %6.2f ms\n", anchor);
+  printf ("  Stage 0 per chunk, one stream       %8.2f ms  (anchor + 3 tiny "
+      "decodes)\n", serial);
+  printf ("  Stage 0 per chunk, anchor stream    %8.2f ms\n", overlap);
+  if (json) {
+    FILE *f = fopen (json, "w");
+    if (!f) {
+      fprintf (stderr, "stage0-bench: cannot write %s\n", json);
+      return 1;
+    }
+    fprintf (f, "{\"width\": %d, \"height\": %d, \"decoder\": \"%s\", "
+        "\"iters\": %d, \"tiny_decode_ms\": %.3f, \"tiny_decode_own_ms\": %.3f, "
+        "\"full_decode_ms\": %.3f, \"full_encode_frame_ms\": %.3f, "
+        "\"full_anchor_ms\": %.3f, \"stage0_serial_ms\": %.3f, "
+        "\"stage0_overlap_ms\": %.3f}\n", width, height, decoder, iters, tiny,
+        tiny_own, full, enc, anchor, serial, overlap);
+    fclose (f);
+  }
+  dit_taehv_free (b.tae);
+  dit_vae_free (b.vae);
+  dit_vae_free (b.vae2);
+  dit_tensor_free (b.be, &b.lat);
+  dit_tensor_free (b.be, &b.pix);
+  dit_tensor_free (b.be, &b.frame);
+  dit_tensor_free (b.be2, &b.anchor);
+  dit_tensor_free (b.be2, &b.lat2);
+  dit_tensor_free (b.be2, &b.pix2);
+  dit_backend_destroy (b.be2);
+  dit_backend_destroy (b.be);
+  return 0;
+}
