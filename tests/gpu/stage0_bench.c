@@ -18,6 +18,11 @@
  *   stage0_overlap    the same with the anchor on its own stream (its own
  *                     backend instance) beside the display decode
  * at --size (default 576x320: 320x576 pixels, latents 40x72), bf16.
+ *
+ * --profile N adds a breakdown of one tiny decode, one full decode and one
+ * anchor by op (each op synchronised, N runs): the backend's op table is
+ * wrapped here, so the library runs unchanged; the sum is a little above
+ * the figures above (a synchronisation per op).
  * Exit 0, 1 on failure, 77 without a CUDA device.
  */
 #include "dit_backend.h"
@@ -33,6 +38,7 @@
 #include <time.h>
 
 #define MAX_ITERS 1000
+#define PROF_KEYS 256
 
 static double
 now_ms (void)
@@ -195,11 +201,130 @@ step_stage0_overlap (bench *b, uint64_t k)
   return DIT_OK;
 }
 
+/* ---- per-op profile: the op table wrapped with synchronised timers ---- */
+
+typedef struct prof_key {
+  char name[96];
+  double ms;
+  int n;
+} prof_key;
+
+static prof_key prof[PROF_KEYS];
+static int prof_n;
+static const dit_backend_ops *prof_ops;       /* the real table */
+static const dit_vae_op_table *prof_vae;
+
+static void
+prof_add (const char *name, double ms)
+{
+  for (int i = 0; i < prof_n; i++)
+    if (strcmp (prof[i].name, name) == 0) {
+      prof[i].ms += ms;
+      prof[i].n++;
+      return;
+    }
+  if (prof_n < PROF_KEYS) {
+    snprintf (prof[prof_n].name, sizeof prof[prof_n].name, "%s", name);
+    prof[prof_n].ms = ms;
+    prof[prof_n++].n = 1;
+  }
+}
+
+#define PROF_TIMED(key, call) do { \
+    prof_ops->synchronize (be); \
+    const double t0_ = now_ms (); \
+    dit_status st_ = (call); \
+    prof_ops->synchronize (be); \
+    prof_add (key, now_ms () - t0_); \
+    return st_; } while (0)
+
+static dit_status
+prof_conv (dit_backend *be, const dit_vae_conv_params *p)
+{
+  char k[96];
+  snprintf (k, sizeof k, "conv %dx%dx%d %lld->%lld at %lldx%lld x%lld%s%s",
+      p->kt, p->kh, p->kw, (long long) p->x->shape[3],
+      (long long) p->weight->shape[0], (long long) p->x->shape[1],
+      (long long) p->x->shape[2], (long long) p->y->shape[0],
+      p->prev ? " +prev" : "", p->relu ? " relu" : "");
+  PROF_TIMED (k, prof_vae->conv (be, p));
+}
+
+static dit_status
+prof_norm (dit_backend *be, const dit_vae_norm_params *p)
+{
+  char k[96];
+  snprintf (k, sizeof k, "norm%s C %lld", p->silu ? "+silu" : "",
+      (long long) p->x->shape[p->x->ndim - 1]);
+  PROF_TIMED (k, prof_vae->norm (be, p));
+}
+
+static dit_status
+prof_upsample (dit_backend *be, const dit_vae_upsample_params *p)
+{
+  PROF_TIMED ("upsample", prof_vae->upsample (be, p));
+}
+
+static dit_status
+prof_copy_frames (dit_backend *be, const dit_vae_copy_frames_params *p)
+{
+  PROF_TIMED ("copy_frames", prof_vae->copy_frames (be, p));
+}
+
+static dit_status
+prof_layout (dit_backend *be, const dit_vae_layout_params *p)
+{
+  PROF_TIMED ("layout", prof_vae->layout (be, p));
+}
+
+static dit_status
+prof_attention (dit_backend *be, const dit_attn_params *p)
+{
+  char k[96];
+  snprintf (k, sizeof k, "attention d %d, %lld x %lld", p->head_dim,
+      (long long) p->q->shape[0], (long long) p->k->shape[0]);
+  PROF_TIMED (k, prof_ops->attention (be, p));
+}
+
+static dit_status
+prof_memset (dit_backend *be, void *dst, size_t bytes)
+{
+  PROF_TIMED ("memset", prof_ops->memset_zero (be, dst, bytes));
+}
+
+static dit_status
+prof_upload (dit_backend *be, void *dst, const void *src, size_t bytes)
+{
+  PROF_TIMED ("upload", prof_ops->upload (be, dst, src, bytes));
+}
+
+static int
+prof_cmp (const void *a, const void *b)
+{
+  const double x = ((const prof_key *) a)->ms, y = ((const prof_key *) b)->ms;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void
+prof_print (const char *what, int runs)
+{
+  double total = 0;
+  qsort (prof, (size_t) prof_n, sizeof prof[0], prof_cmp);
+  for (int i = 0; i < prof_n; i++)
+    total += prof[i].ms;
+  printf ("profile: %s, ms per run (%d runs), sum %.2f ms\n", what, runs,
+      total / runs);
+  for (int i = 0; i < prof_n && i < 24; i++)
+    printf ("  %7.3f ms %5.1f%%  %4d x  %s\n", prof[i].ms / runs,
+        100.0 * prof[i].ms / total, prof[i].n / runs, prof[i].name);
+  prof_n = 0;
+}
+
 static void
 usage (FILE *f)
 {
   fprintf (f, "usage: stage0-bench [--size WxH] [--iters N] [--decoder PRESET] "
-      "[--json FILE]\n"
+      "[--json FILE] [--profile N]\n"
       "Times Stage 0's VAE work on CUDA device 0 with synthetic weights "
       "(bf16).\nExit status: 0 success, 1 failure, 2 usage error, 77 no CUDA "
       "device.\n");
@@ -208,7 +333,7 @@ usage (FILE *f)
 int
 main (int argc, char **argv)
 {
-  int width = 576, height = 320, iters = 20;
+  int width = 576, height = 320, iters = 20, profile = 0;
   const char *decoder = "taew2_1", *json = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -229,6 +354,8 @@ main (int argc, char **argv)
       decoder = argv[++i];
     else if (strcmp (a, "--json") == 0)
       json = argv[++i];
+    else if (strcmp (a, "--profile") == 0 && (profile = atoi (v)) > 0)
+      i++;
     else {
       fprintf (stderr, "stage0-bench: bad option '%s'\n", a);
       usage (stderr);
@@ -294,6 +421,36 @@ main (int argc, char **argv)
   printf ("  Stage 0 per chunk, one stream       %8.2f ms  (anchor + 3 tiny "
       "decodes)\n", serial);
   printf ("  Stage 0 per chunk, anchor stream    %8.2f ms\n", overlap);
+  if (profile) {
+    /* the same backend instance with every VAE op (and attention, memset,
+     * upload) synchronised and timed */
+    static dit_backend_ops ops;
+    static dit_vae_op_table vops;
+    prof_ops = b.be->ops;
+    prof_vae = b.be->ops->vae;
+    ops = *prof_ops;
+    vops = *prof_vae;
+    vops.conv = prof_conv;
+    vops.norm = prof_norm;
+    vops.upsample = prof_upsample;
+    vops.copy_frames = prof_copy_frames;
+    vops.layout = prof_layout;
+    ops.vae = &vops;
+    ops.attention = prof_attention;
+    ops.memset_zero = prof_memset;
+    ops.upload = prof_upload;
+    b.be->ops = &ops;
+    for (int i = 0; i < profile; i++)
+      die_if (tiny_one (&b, 500 + (uint64_t) i), "profile tiny");
+    prof_print ("tiny decode of one latent", profile);
+    for (int i = 0; i < profile; i++)
+      die_if (full_one (&b, 500 + (uint64_t) i), "profile full");
+    prof_print ("full VAE decode of one latent", profile);
+    for (int i = 0; i < profile; i++)
+      die_if (step_encode_frame (&b, 0), "profile encode");
+    prof_print ("full VAE encode of one frame (anchor)", profile);
+    b.be->ops = prof_ops;
+  }
   if (json) {
     FILE *f = fopen (json, "w");
     if (!f) {
