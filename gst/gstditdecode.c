@@ -3,9 +3,12 @@
  * @title: ditdecode
  *
  * Decodes latent chunks (video/x-dit-latent) to video/x-raw with the
- * session's streaming WanVAE decoder: latent 0 of a stream gives one frame,
- * every later latent four, so a chunk of 3 latents gives 9 frames first
- * and 12 afterwards.  Frames already decoded by ditgenerate's anchor path
+ * session's streaming WanVAE decoder, or with a TAEHV tiny decoder when
+ * decoder-model names one (taew2_1, lighttaew2_1 or a converted checkpoint:
+ * several times faster, a little softer; ditgenerate's anchor still comes
+ * from the full VAE unless anchor-decoder=tiny).  Either way latent 0 of a
+ * stream gives one frame, every later latent four, so a chunk of 3 latents
+ * gives 9 frames first and 12 afterwards, with the same timestamps.  Frames already decoded by ditgenerate's anchor path
  * are taken from the session instead of being decoded again.  Chunks of a
  * stale cache epoch (before a flush) are dropped.
  *
@@ -22,6 +25,7 @@
  * ## Example launch line
  * |[
  * gst-launch-1.0 ditgenerate num-chunks=4 ! ditdecode ! videoconvert ! autovideosink
+ * gst-launch-1.0 ditgenerate num-chunks=4 ! ditdecode decoder-model=taehv-tiny ! videoconvert ! autovideosink
  * ]|
  */
 #ifdef HAVE_CONFIG_H
@@ -48,6 +52,7 @@ enum
 {
   PROP_0,
   PROP_VAE_MODEL,
+  PROP_DECODER_MODEL,
   PROP_DEVICE,
   PROP_SESSION,
   PROP_FRAMERATE,
@@ -60,7 +65,7 @@ struct _GstDitDecode
   GstPad *sinkpad, *srcpad;
 
   /* properties; object lock */
-  gchar *vae_model, *device, *session_key;
+  gchar *vae_model, *decoder_model, *device, *session_key;
   gint out_fps_n, out_fps_d;
   guint64 frames_pushed;
 
@@ -617,21 +622,30 @@ gst_dit_decode_query (GstPad * pad, GstObject * parent, GstQuery * query)
 static gboolean
 ensure_vae (GstDitDecode * self)
 {
-  gchar *vae, *device, *key, *error = NULL;
+  gchar *vae, *decoder, *device, *key, *error = NULL;
   gboolean ok;
 
   GST_OBJECT_LOCK (self);
   vae = g_strdup (self->vae_model);
+  decoder = g_strdup (self->decoder_model);
   device = g_strdup (self->device);
   key = g_strdup (self->session_key);
   GST_OBJECT_UNLOCK (self);
   gst_dit_session_ensure (GST_ELEMENT (self), key, &self->session);
+  /* the full VAE is loaded either way: the anchor path encodes with it */
   ok = gst_dit_session_load_vae (self->session, GST_ELEMENT (self), vae,
       device, &error);
+  if (ok && decoder && *decoder)
+    ok = gst_dit_session_load_taehv (self->session, GST_ELEMENT (self),
+        decoder, device, &error);
+  if (ok)
+    ok = gst_dit_session_set_display_decoder (self->session, decoder, &error);
   if (!ok) {
     GST_ELEMENT_ERROR (self, LIBRARY, INIT, ("%s", error),
-        ("vae-model '%s'", vae ? vae : GST_DIT_DEFAULT_VAE));
+        ("vae-model '%s', decoder-model '%s'", vae ? vae : GST_DIT_DEFAULT_VAE,
+            decoder ? decoder : "(full VAE)"));
     g_free (error);
+    error = NULL;
   }
 #ifdef DIT_HAVE_GST_CUDA
   if (ok && gst_dit_session_on_device (self->session)
@@ -642,6 +656,7 @@ ensure_vae (GstDitDecode * self)
   }
 #endif
   g_free (vae);
+  g_free (decoder);
   g_free (device);
   g_free (key);
   return ok;
@@ -722,6 +737,10 @@ gst_dit_decode_set_property (GObject * object, guint prop_id,
       g_free (self->vae_model);
       self->vae_model = g_value_dup_string (value);
       break;
+    case PROP_DECODER_MODEL:
+      g_free (self->decoder_model);
+      self->decoder_model = g_value_dup_string (value);
+      break;
     case PROP_DEVICE:
       g_free (self->device);
       self->device = g_value_dup_string (value);
@@ -751,6 +770,9 @@ gst_dit_decode_get_property (GObject * object, guint prop_id, GValue * value,
   switch (prop_id) {
     case PROP_VAE_MODEL:
       g_value_set_string (value, self->vae_model);
+      break;
+    case PROP_DECODER_MODEL:
+      g_value_set_string (value, self->decoder_model);
       break;
     case PROP_DEVICE:
       g_value_set_string (value, self->device);
@@ -782,6 +804,7 @@ gst_dit_decode_finalize (GObject * object)
   gst_clear_object (&self->cuda_offered);
 #endif
   g_free (self->vae_model);
+  g_free (self->decoder_model);
   g_free (self->device);
   g_free (self->session_key);
   G_OBJECT_CLASS (gst_dit_decode_parent_class)->finalize (object);
@@ -803,6 +826,12 @@ gst_dit_decode_class_init (GstDitDecodeClass * klass)
       g_param_spec_string ("vae-model", "VAE model",
           "VAE weights: a preset (tiny, wan: seeded synthetic) or a "
           "safetensors path (NULL = tiny)", NULL, ready));
+  g_object_class_install_property (gobject_class, PROP_DECODER_MODEL,
+      g_param_spec_string ("decoder-model", "Decoder model",
+          "Display decoder: a TAEHV tiny decoder preset (taew2_1, "
+          "lighttaew2_1, taehv-tiny: seeded synthetic) or a checkpoint "
+          "converted by convert-pth.py; NULL = the full VAE of vae-model.  "
+          "Every ditdecode of a session must use the same one", NULL, ready));
   g_object_class_install_property (gobject_class, PROP_DEVICE,
       g_param_spec_string ("device", "Device",
           "Backend device of the session: cpu, or cuda:N",

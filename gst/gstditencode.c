@@ -14,6 +14,13 @@
  * file.  A size that is no multiple of 16 pixels is refused at the caps
  * event with a message naming it.
  *
+ * With encoder-model (a TAEHV tiny encoder: taew2_1, taehv-tiny or a
+ * converted checkpoint) the latents cover the same frames, but TAEHV forms
+ * latent k from frames 4k .. 4k+3, so each latent leaves one group of 4
+ * frames later (model/dit_taehv.h): a chunk waits 4 more frames, and at EOS
+ * the last latent comes from TAEHV's own end padding (the last frame
+ * repeated).  Timestamps are those of the latents' frames either way.
+ *
  * With device=cuda:N (and gstreamer-cuda at build time) the sink pad also
  * takes video/x-raw(memory:CUDAMemory): frames are read on the device
  * through the engine's pixel conversion, and the session's primary CUDA
@@ -53,18 +60,26 @@ enum
 {
   PROP_0,
   PROP_VAE_MODEL,
+  PROP_ENCODER_MODEL,
   PROP_DEVICE,
   PROP_SESSION,
   PROP_FRAMES,
   PROP_NUM_FRAMES,
 };
 
+/* The timing of one group of input frames (the frames of one latent). */
+typedef struct
+{
+  GstClockTime pts, end;
+  gint real;
+} GroupTiming;
+
 struct _GstDitEncode
 {
   GstElement parent;
   GstPad *sinkpad, *srcpad;
 
-  gchar *vae_model, *device, *session_key;
+  gchar *vae_model, *encoder_model, *device, *session_key;
   gint frames;
   guint num_frames;             /* 0 = every frame */
 
@@ -74,11 +89,17 @@ struct _GstDitEncode
   GstVideoInfo vinfo;
   GstDitLatentInfo info;
   dit_vae *vae;
+  dit_taehv *tae;               /* encoder-model: a TAEHV instead of vae */
+  /* groups encoded whose latent has not come out (TAEHV: at most one) */
+  GroupTiming pending[2];
+  gint npending;
+  GroupTiming group_timing;     /* the group being filled */
   gfloat *group;                /* [3, 4, H, W] pixels of the next latent */
   gfloat *chunk;                /* [16, F, h, w] */
   gfloat *latent;               /* [16, 1, h, w] */
   gint group_fill;
-  gint64 latent_index;          /* latents encoded in this stream */
+  gint64 groups;                /* groups given to the encoder */
+  gint64 latent_index;          /* latents out of the encoder */
   gint chunk_fill;              /* latents in the current chunk */
   gint chunk_real_frames;       /* input frames in the current chunk */
   gint64 chunk_index;
@@ -130,6 +151,8 @@ free_stream (GstDitEncode * self)
   if (self->vae)
     dit_vae_free (self->vae);
   self->vae = NULL;
+  dit_taehv_free (self->tae);
+  self->tae = NULL;
   gst_clear_buffer (&self->last_frame);
   g_clear_pointer (&self->group, g_free);
   g_clear_pointer (&self->chunk, g_free);
@@ -184,6 +207,7 @@ static void
 reset_stream (GstDitEncode * self)
 {
   self->group_fill = 0;
+  self->groups = 0;
   self->latent_index = 0;
   self->chunk_fill = 0;
   self->chunk_real_frames = 0;
@@ -192,8 +216,12 @@ reset_stream (GstDitEncode * self)
   gst_clear_buffer (&self->last_frame);
   self->frames_in = 0;
   self->ended = FALSE;
+  self->npending = 0;
+  self->group_timing.pts = self->group_timing.end = GST_CLOCK_TIME_NONE;
+  self->group_timing.real = 0;
   if (self->vae)
     dit_vae_reset_encoder (self->vae);
+  dit_taehv_reset_encoder (self->tae);
   if (self->session)
     self->epoch = gst_dit_session_bump_epoch (self->session);
 }
@@ -207,6 +235,7 @@ set_caps (GstDitEncode * self, GstCaps * caps)
   GstStructure *s;
   GstDitLatentInfo info;
   gint F;
+  gboolean tiny;
   gboolean device = gst_dit_peer_takes_device (self->srcpad, self->session);
 
   if (!gst_video_info_from_caps (&vinfo, caps)) {
@@ -265,10 +294,16 @@ set_caps (GstDitEncode * self, GstCaps * caps)
   /* Its own backend: this streaming thread must not share a stream (and
    * cuBLASLt plans) with the decoder's and the generator's threads. */
   self->be = gst_dit_session_new_private_backend (self->session, &error);
-  if (self->be)
+  GST_OBJECT_LOCK (self);
+  tiny = self->encoder_model && *self->encoder_model;
+  GST_OBJECT_UNLOCK (self);
+  if (self->be && tiny)
+    self->tae = gst_dit_session_new_taehv (self->session, self->be,
+        vinfo.width, vinfo.height, DIT_TAEHV_ENCODER, &error);
+  else if (self->be)
     self->vae = gst_dit_session_new_vae (self->session, self->be, vinfo.width,
         vinfo.height, &error);
-  if (!self->vae) {
+  if (!self->vae && !self->tae) {
     GST_ELEMENT_ERROR (self, LIBRARY, INIT, ("%s", error), (NULL));
     g_free (error);
     gst_caps_unref (peer);
@@ -443,12 +478,27 @@ cuda_frame_to_group (GstDitEncode * self, GstBuffer * buf, gint need,
 }
 #endif
 
-/* Host pixels [3, need, H, W] (or, for CUDA memory input, the device
- * group) -> the latent, on the device for sessions on a device. */
+/* The encoder on one group: the full VAE gives its latent, a TAEHV the
+ * previous group's (or none, the first time; *n says). */
 static dit_status
-encode_group (GstDitEncode * self, gint need)
+encoder_run (GstDitEncode * self, const dit_tensor * pixels,
+    dit_tensor * latent, gint * n)
 {
-  int64_t pshape[4] = { 3, need, self->vinfo.height, self->vinfo.width };
+  if (self->tae)
+    return dit_taehv_encode (self->tae, pixels, latent, n);
+  *n = 1;
+  return dit_vae_encode (self->vae, pixels, latent);
+}
+
+/* Host pixels [3, need, H, W] (or, for CUDA memory input, the device
+ * group) -> *n latents (0 or 1), on the device for sessions on a device;
+ * need = 0 flushes a TAEHV encoder (its last latent). */
+static dit_status
+encode_group (GstDitEncode * self, gint need, gint * n)
+{
+  int64_t pshape[4] = { 3, need > 0 ? need : 1, self->vinfo.height,
+    self->vinfo.width
+  };
   int64_t lshape[4] = { DIT_LATENT_CHANNELS, 1, self->info.height,
     self->info.width
   };
@@ -457,14 +507,22 @@ encode_group (GstDitEncode * self, gint need)
   dit_tensor lt = dit_tensor_make (self->latent, DIT_F32, DIT_DEVICE_CPU, 4,
       lshape);
 
-  if (!self->on_device)
-    return dit_vae_encode (self->vae, &pt, &lt);
-  if (!self->cuda_in)
-    DIT_TRY (self->be->ops->upload (self->be, self->dev_group.data,
-            self->group, dit_tensor_nbytes (&pt)));
-  pt.data = self->dev_group.data;
-  pt.device = self->dev_group.device;
-  DIT_TRY (dit_vae_encode (self->vae, &pt, &self->dev_latent));
+  dit_tensor *out = self->on_device ? &self->dev_latent : &lt;
+
+  if (need == 0)
+    DIT_TRY (dit_taehv_encode_flush (self->tae, out, n));
+  else if (!self->on_device)
+    DIT_TRY (encoder_run (self, &pt, &lt, n));
+  else {
+    if (!self->cuda_in)
+      DIT_TRY (self->be->ops->upload (self->be, self->dev_group.data,
+              self->group, dit_tensor_nbytes (&pt)));
+    pt.data = self->dev_group.data;
+    pt.device = self->dev_group.device;
+    DIT_TRY (encoder_run (self, &pt, &self->dev_latent, n));
+  }
+  if (*n == 0 || !self->on_device)
+    return DIT_OK;
   if (self->out_device) {
     /* latent j of the chunk: [16, h*w] rows F*h*w apart */
     gint64 hw = (gint64) self->info.width * self->info.height;
@@ -481,14 +539,63 @@ encode_group (GstDitEncode * self, gint need)
       self->dev_latent.data, dit_tensor_nbytes (&lt));
 }
 
-/* Add one frame; encodes a latent when its group is complete and pushes
- * a chunk when F latents are there. */
+/* A latent came out of the encoder: it belongs to the oldest pending
+ * group, whose frames and times join the chunk; push the chunk when F
+ * latents are there. */
+static GstFlowReturn
+take_latent (GstDitEncode * self)
+{
+  GroupTiming g = self->pending[0];
+  gint F = self->info.frames, all;
+
+  self->pending[0] = self->pending[1];
+  self->npending--;
+  if (self->chunk_fill == 0 || !GST_CLOCK_TIME_IS_VALID (self->chunk_pts))
+    self->chunk_pts = g.pts;
+  if (GST_CLOCK_TIME_IS_VALID (g.end))
+    self->last_end = g.end;
+  self->chunk_real_frames += g.real;
+  if (!self->out_device)
+    dit_latent_insert (self->chunk, F, self->chunk_fill,
+        self->info.width * self->info.height, self->latent);
+  self->latent_index++;
+  if (++self->chunk_fill < F)
+    return GST_FLOW_OK;
+  all = dit_stream_chunk_frames (self->chunk_index, F);
+  return push_chunk (self, self->chunk_real_frames == all ? -1
+      : self->chunk_real_frames);
+}
+
+/* Encode the group just filled (need frames; 0 = flush a TAEHV) and take
+ * the latent that comes out, if any. */
+static GstFlowReturn
+encode_and_take (GstDitEncode * self, gint need)
+{
+  gint64 t0 = g_get_monotonic_time ();
+  gint n = 0;
+
+  if (need > 0) {
+    self->pending[self->npending++] = self->group_timing;
+    self->group_timing.pts = self->group_timing.end = GST_CLOCK_TIME_NONE;
+    self->group_timing.real = 0;
+    self->groups++;
+  }
+  if (encode_group (self, need, &n) != DIT_OK) {
+    GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("%s", dit_last_error ()),
+        ("group %" G_GINT64_FORMAT, self->groups));
+    return GST_FLOW_ERROR;
+  }
+  self->encode_ms += (g_get_monotonic_time () - t0) / 1000.0;
+  return n ? take_latent (self) : GST_FLOW_OK;
+}
+
+/* Add one frame to the group being filled; encodes it when complete. */
 static GstFlowReturn
 add_frame (GstDitEncode * self, GstBuffer * buf, gboolean real)
 {
   GstVideoFrame in;
   gchar *why = NULL;
-  gint need = dit_stream_latent_frames (self->latent_index);
+  gint need = dit_stream_latent_frames (self->groups);
   GstClockTime pts = GST_BUFFER_PTS (buf);
 
 #ifdef DIT_HAVE_GST_CUDA
@@ -517,36 +624,21 @@ add_frame (GstDitEncode * self, GstBuffer * buf, gboolean real)
   }
 
   if (real) {
-    if (!GST_CLOCK_TIME_IS_VALID (self->chunk_pts))
-      self->chunk_pts = pts;
+    GroupTiming *g = &self->group_timing;
+    if (!GST_CLOCK_TIME_IS_VALID (g->pts))
+      g->pts = pts;
     if (GST_CLOCK_TIME_IS_VALID (pts)) {
       GstClockTime dur = GST_BUFFER_DURATION_IS_VALID (buf) ?
           GST_BUFFER_DURATION (buf) : gst_util_uint64_scale (GST_SECOND,
           self->vinfo.fps_d, self->vinfo.fps_n);
-      self->last_end = pts + dur;
+      g->end = pts + dur;
     }
-    self->chunk_real_frames++;
+    g->real++;
   }
   if (++self->group_fill < need)
     return GST_FLOW_OK;
-
-  {
-    gint64 t0 = g_get_monotonic_time ();
-    if (encode_group (self, need) != DIT_OK) {
-      GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("%s", dit_last_error ()),
-          ("latent %" G_GINT64_FORMAT, self->latent_index));
-      return GST_FLOW_ERROR;
-    }
-    self->encode_ms += (g_get_monotonic_time () - t0) / 1000.0;
-  }
-  if (!self->out_device)
-    dit_latent_insert (self->chunk, self->info.frames, self->chunk_fill,
-        self->info.width * self->info.height, self->latent);
   self->group_fill = 0;
-  self->latent_index++;
-  if (++self->chunk_fill < self->info.frames)
-    return GST_FLOW_OK;
-  return push_chunk (self, real ? -1 : self->chunk_real_frames);
+  return encode_and_take (self, need);
 }
 
 static GstFlowReturn end_stream (GstDitEncode * self);
@@ -558,7 +650,7 @@ gst_dit_encode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
   GstFlowReturn ret;
   guint limit;
 
-  if (!self->vae) {
+  if (!self->vae && !self->tae) {
     gst_buffer_unref (buf);
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("received a frame before caps"),
         (NULL));
@@ -579,17 +671,27 @@ gst_dit_encode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
   return ret;
 }
 
-/* Complete a partial chunk with copies of the last frame. */
+/* Complete a partial chunk with copies of the last frame.  A TAEHV
+ * encoder's last latent comes from its flush (its own end padding, the
+ * last frame repeated) once the chunk needs just that one. */
 static GstFlowReturn
 drain (GstDitEncode * self)
 {
   GstFlowReturn ret = GST_FLOW_OK;
   gint64 chunk = self->chunk_index;
+  gint real = self->chunk_real_frames + self->group_timing.real;
 
-  if (!self->last_frame || (self->chunk_real_frames == 0))
+  for (gint i = 0; i < self->npending; i++)
+    real += self->pending[i].real;
+  if (!self->last_frame || real == 0)
     return GST_FLOW_OK;
-  while (ret == GST_FLOW_OK && self->chunk_index == chunk)
-    ret = add_frame (self, self->last_frame, FALSE);
+  while (ret == GST_FLOW_OK && self->chunk_index == chunk) {
+    if (self->tae && self->group_fill == 0 && self->npending == 1
+        && self->chunk_fill == self->info.frames - 1)
+      ret = encode_and_take (self, 0);
+    else
+      ret = add_frame (self, self->last_frame, FALSE);
+  }
   return ret;
 }
 
@@ -632,7 +734,7 @@ gst_dit_encode_sink_event (GstPad * pad, GstObject * parent, GstEvent * event)
       return ok;
     }
     case GST_EVENT_EOS:
-      if (self->vae)
+      if (self->vae || self->tae)
         drain (self);
       break;
     case GST_EVENT_FLUSH_STOP:
@@ -682,8 +784,14 @@ gst_dit_encode_query (GstPad * pad, GstObject * parent, GstQuery * query)
           return FALSE;
         gst_query_parse_latency (query, &live, &min, &max);
         /* A chunk leaves when its last frame is in: the first frame of a
-         * steady-state chunk waits 4F - 1 frame durations. */
-        own = gst_util_uint64_scale (4 * F - 1, d * GST_SECOND, n);
+         * steady-state chunk waits 4F - 1 frame durations, 4 more with a
+         * TAEHV encoder (its latents come one group late). */
+        gboolean tiny;
+        GST_OBJECT_LOCK (self);
+        tiny = self->encoder_model && *self->encoder_model;
+        GST_OBJECT_UNLOCK (self);
+        own = gst_util_uint64_scale (4 * F - 1 + (tiny ? 4 : 0),
+            d * GST_SECOND, n);
         min += own;
         if (GST_CLOCK_TIME_IS_VALID (max))
           max += own;
@@ -730,21 +838,28 @@ gst_dit_encode_query (GstPad * pad, GstObject * parent, GstQuery * query)
 static gboolean
 ensure_vae (GstDitEncode * self)
 {
-  gchar *vae, *device, *key, *error = NULL;
+  gchar *vae, *encoder, *device, *key, *error = NULL;
   gboolean ok;
 
   GST_OBJECT_LOCK (self);
   vae = g_strdup (self->vae_model);
+  encoder = g_strdup (self->encoder_model);
   device = g_strdup (self->device);
   key = g_strdup (self->session_key);
   GST_OBJECT_UNLOCK (self);
   gst_dit_session_ensure (GST_ELEMENT (self), key, &self->session);
-  ok = gst_dit_session_load_vae (self->session, GST_ELEMENT (self), vae,
-      device, &error);
+  if (encoder && *encoder)
+    ok = gst_dit_session_load_taehv (self->session, GST_ELEMENT (self),
+        encoder, device, &error);
+  else
+    ok = gst_dit_session_load_vae (self->session, GST_ELEMENT (self), vae,
+        device, &error);
   if (!ok) {
     GST_ELEMENT_ERROR (self, LIBRARY, INIT, ("%s", error),
-        ("vae-model '%s'", vae ? vae : GST_DIT_DEFAULT_VAE));
+        ("vae-model '%s', encoder-model '%s'", vae ? vae : GST_DIT_DEFAULT_VAE,
+            encoder ? encoder : "(full VAE)"));
     g_free (error);
+    error = NULL;
   }
 #ifdef DIT_HAVE_GST_CUDA
   if (ok && gst_dit_session_on_device (self->session)
@@ -755,6 +870,7 @@ ensure_vae (GstDitEncode * self)
   }
 #endif
   g_free (vae);
+  g_free (encoder);
   g_free (device);
   g_free (key);
   return ok;
@@ -813,6 +929,10 @@ gst_dit_encode_set_property (GObject * object, guint prop_id,
       g_free (self->vae_model);
       self->vae_model = g_value_dup_string (value);
       break;
+    case PROP_ENCODER_MODEL:
+      g_free (self->encoder_model);
+      self->encoder_model = g_value_dup_string (value);
+      break;
     case PROP_DEVICE:
       g_free (self->device);
       self->device = g_value_dup_string (value);
@@ -845,6 +965,9 @@ gst_dit_encode_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_VAE_MODEL:
       g_value_set_string (value, self->vae_model);
       break;
+    case PROP_ENCODER_MODEL:
+      g_value_set_string (value, self->encoder_model);
+      break;
     case PROP_DEVICE:
       g_value_set_string (value, self->device);
       break;
@@ -875,6 +998,7 @@ gst_dit_encode_finalize (GObject * object)
   gst_clear_object (&self->cuda_offered);
 #endif
   g_free (self->vae_model);
+  g_free (self->encoder_model);
   g_free (self->device);
   g_free (self->session_key);
   G_OBJECT_CLASS (gst_dit_encode_parent_class)->finalize (object);
@@ -896,6 +1020,12 @@ gst_dit_encode_class_init (GstDitEncodeClass * klass)
       g_param_spec_string ("vae-model", "VAE model",
           "VAE weights: a preset (tiny, wan: seeded synthetic) or a "
           "safetensors path (NULL = tiny)", NULL, ready));
+  g_object_class_install_property (gobject_class, PROP_ENCODER_MODEL,
+      g_param_spec_string ("encoder-model", "Encoder model",
+          "Encode with a TAEHV tiny encoder instead of the full VAE: a preset "
+          "(taew2_1, taehv-tiny: seeded synthetic) or a checkpoint converted "
+          "by convert-pth.py; NULL = the full VAE of vae-model.  Each latent "
+          "then leaves 4 input frames later", NULL, ready));
   g_object_class_install_property (gobject_class, PROP_DEVICE,
       g_param_spec_string ("device", "Device",
           "Backend device of the session: cpu, or cuda:N",

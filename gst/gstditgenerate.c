@@ -11,8 +11,13 @@
  * The element owns a bounded input queue (#GstDitGenerate:max-inflight
  * chunks) and a streaming task on its source pad.  Each chunk's result
  * goes through the session's anchor path before it is pushed: the first
- * latent is decoded by the shared display decoder and its last frame
- * re-encoded as the next chunk's KV-recompute anchor.
+ * latent is decoded and its last frame re-encoded by the full VAE as the
+ * next chunk's KV-recompute anchor.  The frame comes from the full VAE
+ * (#GstDitGenerate:anchor-decoder=full, the default; when ditdecode
+ * displays with a tiny decoder, the full VAE then decodes only that latent
+ * per chunk) or from the display decoder (anchor-decoder=tiny: no full
+ * decode on the critical path, an anchor through the tiny decoder's
+ * picture).
  *
  * In text-to-video the stream ends after #GstDitGenerate:num-chunks, or
  * when an EOS event is sent to the element or to its pipeline
@@ -75,6 +80,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_dit_generate_debug);
 #define DEFAULT_MAX_INFLIGHT 2
 #define DEFAULT_NUM_CHUNKS 0
 #define DEFAULT_ANCHOR DIT_ANCHOR_DECODED
+#define DEFAULT_ANCHOR_DECODER GST_DIT_ANCHOR_DECODER_FULL
 #define DEFAULT_WIDTH 64
 #define DEFAULT_HEIGHT 64
 #define DEFAULT_FRAMES 3
@@ -118,6 +124,7 @@ enum
   PROP_DEVICE,
   PROP_SESSION,
   PROP_ANCHOR,
+  PROP_ANCHOR_DECODER,
   PROP_NUM_CHUNKS,
   PROP_FRAMERATE,
   PROP_FPS,
@@ -164,6 +171,7 @@ struct _GstDitGenerate
   gdouble shift, strength, kv_bias;
   gint kv_window, context_frames, max_inflight;
   dit_anchor_mode anchor;
+  GstDitAnchorDecoder anchor_decoder;
   guint num_chunks;
   gint fps_n, fps_d;
   gboolean prompt_dirty, seed_dirty;
@@ -254,6 +262,26 @@ gst_dit_anchor_mode_get_type (void)
 
   if (g_once_init_enter (&type)) {
     GType t = g_enum_register_static ("GstDitAnchorMode", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+#define GST_TYPE_DIT_ANCHOR_DECODER (gst_dit_anchor_decoder_get_type ())
+static GType
+gst_dit_anchor_decoder_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GST_DIT_ANCHOR_DECODER_FULL, "The full VAE decodes the anchor latent "
+          "(beside a tiny display decoder, one full decode per chunk)", "full"},
+    {GST_DIT_ANCHOR_DECODER_TINY, "The display decoder's frame is "
+          "re-encoded (with a tiny display decoder: no full decode)", "tiny"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstDitAnchorDecoder", values);
     g_once_init_leave (&type, t);
   }
   return type;
@@ -1961,6 +1989,7 @@ load_weights (GstDitGenerate * self)
   gchar *model, *vae, *device, *key, *error = NULL;
   gboolean ok;
   dit_anchor_mode anchor;
+  GstDitAnchorDecoder anchor_decoder;
   mesh_settings ms;
 
   GST_OBJECT_LOCK (self);
@@ -1969,6 +1998,7 @@ load_weights (GstDitGenerate * self)
   device = g_strdup (self->device);
   key = g_strdup (self->session_key);
   anchor = self->anchor;
+  anchor_decoder = self->anchor_decoder;
   GST_OBJECT_UNLOCK (self);
 
   if (!mesh_read_settings (self, &ms, &error)) {
@@ -1983,6 +2013,8 @@ load_weights (GstDitGenerate * self)
   }
   self->use_mesh = ms.ranks > 0;
   gst_dit_session_ensure (GST_ELEMENT (self), key, &self->session);
+  gst_dit_session_set_anchor_decoder (self->session,
+      anchor_decoder == GST_DIT_ANCHOR_DECODER_TINY);
   /* A mesh holds the DiT in its workers: only its config is read here. */
   if (self->use_mesh)
     ok = mesh_model_config (self, model, ms.ranks, &error);
@@ -2177,6 +2209,11 @@ gst_dit_generate_set_property (GObject * object, guint prop_id,
       g_cond_broadcast (&self->qcond);
       g_mutex_unlock (&self->qlock);
       break;
+    case PROP_ANCHOR_DECODER:
+      GST_OBJECT_LOCK (self);
+      self->anchor_decoder = g_value_get_enum (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
     case PROP_ANCHOR:
       GST_OBJECT_LOCK (self);
       self->anchor = g_value_get_enum (value);
@@ -2293,6 +2330,9 @@ gst_dit_generate_get_property (GObject * object, guint prop_id,
       break;
     case PROP_ANCHOR:
       g_value_set_enum (value, self->anchor);
+      break;
+    case PROP_ANCHOR_DECODER:
+      g_value_set_enum (value, self->anchor_decoder);
       break;
     case PROP_NUM_CHUNKS:
       g_value_set_uint (value, self->num_chunks);
@@ -2510,6 +2550,12 @@ gst_dit_generate_class_init (GstDitGenerateClass * klass)
           "First KV-recompute context frame: the re-encoded decoded frame "
           "(decoded) or the previous chunk's first latent (latent)",
           GST_TYPE_DIT_ANCHOR_MODE, DEFAULT_ANCHOR, ready));
+  g_object_class_install_property (gobject_class, PROP_ANCHOR_DECODER,
+      g_param_spec_enum ("anchor-decoder", "Anchor decoder",
+          "With anchor=decoded: the decoder of the re-encoded frame, the "
+          "full VAE (full) or the session's display decoder (tiny; the same "
+          "as full unless ditdecode has a decoder-model)",
+          GST_TYPE_DIT_ANCHOR_DECODER, DEFAULT_ANCHOR_DECODER, ready));
   g_object_class_install_property (gobject_class, PROP_NUM_CHUNKS,
       g_param_spec_uint ("num-chunks", "Number of chunks",
           "Text-to-video: chunks to generate before EOS (0 = unlimited)", 0,
@@ -2659,6 +2705,7 @@ gst_dit_generate_init (GstDitGenerate * self)
   self->kv_bias = DEFAULT_KV_BIAS;
   self->max_inflight = DEFAULT_MAX_INFLIGHT;
   self->anchor = DEFAULT_ANCHOR;
+  self->anchor_decoder = DEFAULT_ANCHOR_DECODER;
   self->num_chunks = DEFAULT_NUM_CHUNKS;
   self->fps_n = DEFAULT_FPS_N;
   self->fps_d = DEFAULT_FPS_D;

@@ -6,6 +6,7 @@
 #include "gstditsession.h"
 
 #include "dit_loader.h"
+#include "dit_taehv.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -35,13 +36,25 @@ struct _GstDitSession
   gchar *vae_model;
   dit_vae_config vae_config;
   dit_weights *vae_weights;
+  /* TAEHV tiny autoencoder (decoder-model, encoder-model): one per session */
+  gchar *taehv_model;
+  dit_taehv_config taehv_config;
+  dit_weights *taehv_weights;
+  /* the display decoder: NULL = the full VAE; fixed by the first display */
+  gchar *display_decoder;
+  gboolean display_decoder_set;
+  gboolean anchor_tiny;         /* anchor frame from the display decoder */
 
   guint64 epoch;                /* atomic */
 
-  /* display decoder; guarded by dec_lock */
+  /* display decoder; guarded by dec_lock.  dec_vae is the full VAE: the
+   * display decoder unless dec_tae (a TAEHV) is, and the anchor path's
+   * encoder; with a TAEHV display and a full-VAE anchor its decoder stream
+   * sees only the anchor latents. */
   GMutex dec_lock;
   GCond dec_cond;
   dit_vae *dec_vae;
+  dit_taehv *dec_tae;
   gint dec_width, dec_height;
   dit_decode_queue *dq;
   guint64 dec_epoch;
@@ -50,6 +63,8 @@ struct _GstDitSession
   gint64 decoded;
   gint64 busy_us;               /* decode + anchor encode time, dec_lock */
   gfloat *anchor_frame;         /* [3, 1, H, W] */
+  gfloat *anchor_pixels;        /* [3, 4, H, W]: full-VAE anchor decode */
+  gfloat *anchor_latent;        /* [16, 1, h, w] */
 
   /* Sessions on a device: the decoder's device staging.  The decode queue
    * keeps host frames (the anchor path and system-memory output read
@@ -60,6 +75,7 @@ struct _GstDitSession
   dit_tensor dev_latent;        /* [16, 1, h, w] */
   dit_tensor dev_anchor;        /* [16, 1, h, w] */
   dit_tensor dev_frames;
+  dit_tensor dev_anchor_pixels; /* [3, 4, H, W] */
   gint dev_slots;
 
 #ifdef DIT_HAVE_GST_CUDA
@@ -96,16 +112,22 @@ gst_dit_session_finalize (GObject * object)
   GST_DEBUG_OBJECT (self, "freeing session '%s'", self->key);
   if (self->dec_vae)
     dit_vae_free (self->dec_vae);
+  dit_taehv_free (self->dec_tae);
   dit_tensor_free (self->backend, &self->dev_latent);
   dit_tensor_free (self->backend, &self->dev_anchor);
   dit_tensor_free (self->backend, &self->dev_frames);
+  dit_tensor_free (self->backend, &self->dev_anchor_pixels);
   if (self->dq)
     dit_decode_queue_free (self->dq);
   g_free (self->anchor_frame);
+  g_free (self->anchor_pixels);
+  g_free (self->anchor_latent);
   if (self->dit_weights)
     dit_weights_free (self->dit_weights);
   if (self->vae_weights)
     dit_weights_free (self->vae_weights);
+  if (self->taehv_weights)
+    dit_weights_free (self->taehv_weights);
   if (self->own_backend && self->backend)
     dit_backend_destroy (self->backend);
 #ifdef DIT_HAVE_GST_CUDA
@@ -118,6 +140,8 @@ gst_dit_session_finalize (GObject * object)
   g_free (self->device);
   g_free (self->model);
   g_free (self->vae_model);
+  g_free (self->taehv_model);
+  g_free (self->display_decoder);
   g_free (self->key);
   g_mutex_clear (&self->dec_lock);
   g_cond_clear (&self->dec_cond);
@@ -473,6 +497,110 @@ out:
   return ok;
 }
 
+gboolean
+gst_dit_session_load_taehv (GstDitSession * self, GstElement * element,
+    const gchar * model, const gchar * device, gchar ** error)
+{
+  dit_status st;
+  gchar *text;
+  gboolean ok = FALSE;
+
+  if (!model || !*model) {
+    *error = g_strdup ("no tiny autoencoder named");
+    return FALSE;
+  }
+  GST_OBJECT_LOCK (self);
+  if (!ensure_backend (self, device, error))
+    goto out;
+  if (self->taehv_weights) {
+    if (!g_str_equal (self->taehv_model, model)) {
+      *error = g_strdup_printf ("session '%s' already holds the tiny "
+          "autoencoder '%s', an element asks for '%s'", self->key,
+          self->taehv_model, model);
+      goto out;
+    }
+    ok = TRUE;
+    goto out;
+  }
+  text = g_strdup_printf ("Loading tiny autoencoder weights '%s'", model);
+  post_progress (element, GST_PROGRESS_TYPE_START, "load-taehv", text);
+  g_free (text);
+  st = dit_load_taehv (model, 0, session_dtype (self), self->backend,
+      &self->taehv_config, &self->taehv_weights);
+  if (st != DIT_OK) {
+    dit_error_prefix (st, "decoder/encoder model '%s'", model);
+    self->taehv_weights = NULL;
+    *error = g_strdup (dit_last_error ());
+    post_progress (element, GST_PROGRESS_TYPE_ERROR, "load-taehv", *error);
+    goto out;
+  }
+  self->taehv_model = g_strdup (model);
+  post_progress (element, GST_PROGRESS_TYPE_COMPLETE, "load-taehv",
+      "Tiny autoencoder weights loaded");
+  ok = TRUE;
+out:
+  GST_OBJECT_UNLOCK (self);
+  return ok;
+}
+
+gboolean
+gst_dit_session_set_display_decoder (GstDitSession * self,
+    const gchar * decoder_model, gchar ** error)
+{
+  const gchar *want = decoder_model && *decoder_model ? decoder_model : NULL;
+  gboolean ok = TRUE;
+
+  GST_OBJECT_LOCK (self);
+  if (self->display_decoder_set
+      && g_strcmp0 (self->display_decoder, want) != 0) {
+    *error = g_strdup_printf ("session '%s' already displays with %s%s%s, an "
+        "element asks for %s%s%s (one display decoder per session: give the "
+        "elements the same decoder-model or different session keys)",
+        self->key, self->display_decoder ? "the tiny decoder '" : "the full VAE",
+        self->display_decoder ? self->display_decoder : "",
+        self->display_decoder ? "'" : "", want ? "the tiny decoder '" :
+        "the full VAE", want ? want : "", want ? "'" : "");
+    ok = FALSE;
+  } else if (want && g_strcmp0 (self->taehv_model, want) != 0) {
+    *error = g_strdup_printf ("session '%s': the tiny decoder '%s' is not "
+        "loaded", self->key, want);
+    ok = FALSE;
+  } else {
+    g_free (self->display_decoder);
+    self->display_decoder = g_strdup (want);
+    self->display_decoder_set = TRUE;
+  }
+  GST_OBJECT_UNLOCK (self);
+  return ok;
+}
+
+void
+gst_dit_session_set_anchor_decoder (GstDitSession * self, gboolean tiny)
+{
+  g_mutex_lock (&self->dec_lock);
+  self->anchor_tiny = tiny;
+  g_mutex_unlock (&self->dec_lock);
+}
+
+dit_taehv *
+gst_dit_session_new_taehv (GstDitSession * self, dit_backend * be, gint width,
+    gint height, guint parts, gchar ** error)
+{
+  dit_taehv *t = NULL;
+
+  if (!self->taehv_weights) {
+    *error = g_strdup ("no tiny autoencoder loaded in the session");
+    return NULL;
+  }
+  if (dit_taehv_create (&self->taehv_config, self->taehv_weights, width,
+          height, session_dtype (self), parts, be ? be : self->backend, &t)
+      != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    return NULL;
+  }
+  return t;
+}
+
 dit_backend *
 gst_dit_session_get_backend (GstDitSession * self)
 {
@@ -605,20 +733,26 @@ alloc_device_staging (GstDitSession * self, gint width, gint height,
   int64_t lshape[4] = { DIT_LATENT_CHANNELS, 1, height / 8, width / 8 };
   int64_t fshape[1] = { (int64_t) slots * 3 * 4 * width * height };
 
+  int64_t ashape[4] = { 3, 4, height, width };
+
   dit_tensor_free (self->backend, &self->dev_latent);
   dit_tensor_free (self->backend, &self->dev_anchor);
   dit_tensor_free (self->backend, &self->dev_frames);
+  dit_tensor_free (self->backend, &self->dev_anchor_pixels);
   if (dit_tensor_alloc (self->backend, &self->dev_latent, DIT_F32, 4, lshape)
       != DIT_OK
       || dit_tensor_alloc (self->backend, &self->dev_anchor, DIT_F32, 4,
           lshape) != DIT_OK
       || dit_tensor_alloc (self->backend, &self->dev_frames, DIT_F32, 1,
-          fshape) != DIT_OK) {
+          fshape) != DIT_OK
+      || dit_tensor_alloc (self->backend, &self->dev_anchor_pixels, DIT_F32, 4,
+          ashape) != DIT_OK) {
     *error = g_strdup_printf ("session '%s': device staging for %dx%d: %s",
         self->key, width, height, dit_last_error ());
     dit_tensor_free (self->backend, &self->dev_latent);
     dit_tensor_free (self->backend, &self->dev_anchor);
     dit_tensor_free (self->backend, &self->dev_frames);
+    dit_tensor_free (self->backend, &self->dev_anchor_pixels);
     return FALSE;
   }
   self->dev_slots = slots;
@@ -639,6 +773,23 @@ device_frames (GstDitSession * self, gint64 latent_index)
       self->dev_frames.device, 4, shape);
 }
 
+/* With dec_lock held: the TAEHV display decoder when one is chosen. */
+static gboolean
+ensure_display_taehv (GstDitSession * self, gint width, gint height,
+    gchar ** error)
+{
+  gboolean tiny;
+
+  GST_OBJECT_LOCK (self);
+  tiny = self->display_decoder != NULL;
+  GST_OBJECT_UNLOCK (self);
+  if (!tiny || self->dec_tae)
+    return TRUE;
+  self->dec_tae = gst_dit_session_new_taehv (self, NULL, width, height,
+      DIT_TAEHV_DECODER, error);
+  return self->dec_tae != NULL;
+}
+
 gboolean
 gst_dit_session_display_configure (GstDitSession * self, gint width,
     gint height, gint frames_per_chunk, gint max_chunks, gchar ** error)
@@ -647,8 +798,11 @@ gst_dit_session_display_configure (GstDitSession * self, gint width,
   gboolean ok = TRUE;
 
   g_mutex_lock (&self->dec_lock);
-  if (self->dec_vae && self->dec_width == width && self->dec_height == height)
+  if (self->dec_vae && self->dec_width == width && self->dec_height == height) {
+    /* a tiny display decoder chosen after the first configure */
+    ok = ensure_display_taehv (self, width, height, error);
     goto out;
+  }
   if (self->dec_vae && self->display_users > 1) {
     *error = g_strdup_printf ("session '%s' already decodes %dx%d, cannot "
         "switch to %dx%d", self->key, self->dec_width, self->dec_height,
@@ -658,13 +812,21 @@ gst_dit_session_display_configure (GstDitSession * self, gint width,
   }
   if (self->dec_vae)
     dit_vae_free (self->dec_vae);
+  self->dec_vae = NULL;
+  dit_taehv_free (self->dec_tae);
+  self->dec_tae = NULL;
   if (self->dq)
     dit_decode_queue_free (self->dq);
   self->dq = NULL;
   g_free (self->anchor_frame);
+  g_free (self->anchor_pixels);
+  g_free (self->anchor_latent);
   self->anchor_frame = g_new0 (gfloat, (gsize) 3 * width * height);
+  self->anchor_pixels = g_new0 (gfloat, (gsize) 3 * 4 * width * height);
+  self->anchor_latent = g_new0 (gfloat, (gsize) DIT_LATENT_CHANNELS
+      * (width / 8) * (height / 8));
   self->dec_vae = gst_dit_session_new_vae (self, NULL, width, height, error);
-  if (!self->dec_vae) {
+  if (!self->dec_vae || !ensure_display_taehv (self, width, height, error)) {
     ok = FALSE;
     goto out;
   }
@@ -693,6 +855,17 @@ out:
   return ok;
 }
 
+/* The display decoder: the TAEHV when the session has one, else the full
+ * VAE. */
+static dit_status
+display_decode (GstDitSession * self, const dit_tensor * latent,
+    dit_tensor * pixels)
+{
+  if (self->dec_tae)
+    return dit_taehv_decode (self->dec_tae, latent, pixels);
+  return dit_vae_decode (self->dec_vae, latent, pixels);
+}
+
 static dit_status
 decode_one (void *user, int64_t latent_index, const float *latent,
     float *pixels)
@@ -717,12 +890,12 @@ decode_one (void *user, int64_t latent_index, const float *latent,
     st = be->ops->upload (be, self->dev_latent.data, latent,
         dit_tensor_nbytes (&lt));
     if (st == DIT_OK)
-      st = dit_vae_decode (self->dec_vae, &self->dev_latent, &pd);
+      st = display_decode (self, &self->dev_latent, &pd);
     /* a host sync per latent: the decode queue holds host frames */
     if (st == DIT_OK)
       st = be->ops->download (be, pixels, pd.data, dit_tensor_nbytes (&pt));
   } else {
-    st = dit_vae_decode (self->dec_vae, &lt, &pt);
+    st = display_decode (self, &lt, &pt);
   }
   self->busy_us += g_get_monotonic_time () - t0;
   return st;
@@ -739,10 +912,60 @@ check_epoch (GstDitSession * self, guint64 epoch)
     self->dec_epoch = epoch;
     dit_decode_queue_reset (self->dq);
     dit_vae_reset_decoder (self->dec_vae);
+    dit_taehv_reset_decoder (self->dec_tae);
     self->decoded = 0;
     g_cond_broadcast (&self->dec_cond);
   }
   return TRUE;
+}
+
+/* With dec_lock held: the anchor from the full VAE beside a tiny display
+ * decoder.  Latent `anchor_latent` (in x [16, frames, h, w] from `first`)
+ * is decoded on the full VAE's decoder stream, which sees only the anchor
+ * latents (so its causal cache holds the previous anchor's features, not
+ * the previous latent's: the one decode per chunk this costs is the point
+ * of a tiny display), and its last frame is re-encoded. */
+static dit_status
+anchor_full_vae (GstDitSession * self, gint64 first, gint frames,
+    const gfloat * x, gint64 anchor_latent, gfloat * anchor)
+{
+  const gint H = self->dec_height, W = self->dec_width, h = H / 8, w = W / 8;
+  const gsize hw = (gsize) h * w, plane = (gsize) H * W;
+  const gint64 j = anchor_latent - first;
+  const int64_t T = dit_vae_decode_frames (self->dec_vae, 1);
+  int64_t lshape[4] = { DIT_LATENT_CHANNELS, 1, h, w };
+  int64_t pshape[4] = { 3, T, H, W };
+  dit_tensor lt, pt, ft;
+
+  if (j < 0 || j >= frames)
+    return dit_error (DIT_ERR_STATE, "anchor path: latent %" G_GINT64_FORMAT
+        " is not in the chunk of latents %" G_GINT64_FORMAT "..%"
+        G_GINT64_FORMAT, anchor_latent, first, first + frames - 1);
+  for (gint c = 0; c < DIT_LATENT_CHANNELS; c++)
+    memcpy (self->anchor_latent + c * hw, x + ((gsize) c * frames + j) * hw,
+        hw * sizeof (gfloat));
+  if (self->dev_frames.data) {
+    dit_backend *be = self->backend;
+    DIT_TRY (be->ops->upload (be, self->dev_latent.data, self->anchor_latent,
+            hw * DIT_LATENT_CHANNELS * sizeof (gfloat)));
+    pt = dit_tensor_make (self->dev_anchor_pixels.data, DIT_F32,
+        self->dev_anchor_pixels.device, 4, pshape);
+    DIT_TRY (dit_vae_decode (self->dec_vae, &self->dev_latent, &pt));
+    ft = pt;
+    ft.data = (gfloat *) pt.data + (gsize) (T - 1) * plane;
+    ft.shape[1] = 1;
+    DIT_TRY (dit_vae_encode_anchor (self->dec_vae, &ft, &self->dev_anchor));
+    return be->ops->download (be, anchor, self->dev_anchor.data,
+        dit_tensor_nbytes (&self->dev_anchor));
+  }
+  lt = dit_tensor_make (self->anchor_latent, DIT_F32, DIT_DEVICE_CPU, 4, lshape);
+  pt = dit_tensor_make (self->anchor_pixels, DIT_F32, DIT_DEVICE_CPU, 4, pshape);
+  DIT_TRY (dit_vae_decode (self->dec_vae, &lt, &pt));
+  ft = pt;
+  ft.data = (gfloat *) pt.data + (gsize) (T - 1) * plane;
+  ft.shape[1] = 1;
+  lt.data = anchor;
+  return dit_vae_encode_anchor (self->dec_vae, &ft, &lt);
 }
 
 GstDitDecodeResult
@@ -794,6 +1017,16 @@ gst_dit_session_anchor (GstDitSession * self, guint64 epoch, gint64 first,
     goto lib_error;
   if (anchor_latent < 0)
     goto out;
+  if (self->dec_tae && !self->anchor_tiny) {
+    t_enc = g_get_monotonic_time ();
+    if (anchor_full_vae (self, first, frames, x, anchor_latent, anchor)
+        != DIT_OK)
+      goto lib_error;
+    self->busy_us += g_get_monotonic_time () - t_enc;
+    if (self->display_users == 0)
+      dit_decode_queue_release (self->dq, anchor_latent);
+    goto out;
+  }
   if (dit_decode_queue_run_to (self->dq, anchor_latent, decode_one, self)
       != DIT_OK)
     goto lib_error;

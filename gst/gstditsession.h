@@ -16,6 +16,14 @@
  * (gst_dit_session_display) takes them instead of decoding again, so every
  * latent is decoded exactly once.
  *
+ * The display decoder is the full VAE (vae-model) or, when ditdecode names
+ * a decoder-model, a TAEHV tiny decoder (model/dit_taehv.h: the same frame
+ * counts); one per session, mixed requests are refused.  The anchor frame
+ * comes from the full VAE (default; beside a tiny display its decoder
+ * stream sees only the anchor latents) or, with ditgenerate
+ * anchor-decoder=tiny, from the display decoder's frames; the re-encode is
+ * always the full VAE's.
+ *
  * On a CUDA backend the decoder computes in device memory: each latent is
  * uploaded, decoded and its frames downloaded into the (host) decode
  * queue, with a device copy kept for CUDA-memory output
@@ -33,6 +41,7 @@
 
 #include "dit_generator.h"
 #include "dit_stream.h"
+#include "dit_taehv.h"
 #include "dit_vae.h"
 #include "dit_weights.h"
 
@@ -65,6 +74,23 @@ gboolean gst_dit_session_load_dit (GstDitSession * self, GstElement * element,
     const gchar * model, const gchar * device, gchar ** error);
 gboolean gst_dit_session_load_vae (GstDitSession * self, GstElement * element,
     const gchar * vae_model, const gchar * device, gchar ** error);
+/* TAEHV weights (a preset or a converted checkpoint) for decoder-model and
+ * encoder-model; a session holds one and refuses another. */
+gboolean gst_dit_session_load_taehv (GstDitSession * self,
+    GstElement * element, const gchar * model, const gchar * device,
+    gchar ** error);
+/* The display decoder of the session: the loaded TAEHV `decoder_model`, or
+ * NULL for the full VAE.  The first call fixes it; a later one that asks
+ * for another decoder fails with *error naming both. */
+gboolean gst_dit_session_set_display_decoder (GstDitSession * self,
+    const gchar * decoder_model, gchar ** error);
+/* The anchor path's frame: from the full VAE (FALSE, the default) or from
+ * the display decoder (TRUE; the same when the display is the full VAE). */
+void gst_dit_session_set_anchor_decoder (GstDitSession * self, gboolean tiny);
+/* A TAEHV on `be` (NULL: the session's backend) with the session's TAEHV
+ * weights; parts: DIT_TAEHV_DECODER and/or DIT_TAEHV_ENCODER. */
+dit_taehv *gst_dit_session_new_taehv (GstDitSession * self, dit_backend * be,
+    gint width, gint height, guint parts, gchar ** error);
 dit_backend *gst_dit_session_get_backend (GstDitSession * self);
 /* Storage dtype of the session's weights: bf16 on CUDA, f32 on the CPU. */
 dit_dtype gst_dit_session_get_dtype (GstDitSession * self);

@@ -11,7 +11,9 @@
 
 #include "gstditlatent.h"
 #include "dit_generator.h"
+#include "dit_loader.h"
 #include "dit_stream.h"
+#include "dit_taehv.h"
 #include "dit_vae.h"
 #include "dit_weights.h"
 #include "safetensors.h"
@@ -842,10 +844,31 @@ GST_END_TEST;
  * context must be [encode(last decoded frame of latent 3), latent 4,
  * latent 5]; the rollout builds that context by hand from the generator
  * and a streaming VAE of its own. */
+/* Where chunk 2's anchor frame comes from in engine_rollout. */
+typedef enum
+{
+  ANCHOR_FULL_DISPLAY,          /* the full VAE decodes every latent */
+  ANCHOR_FULL_ALONE,            /* tiny display: the full VAE decodes only
+                                   the anchor latent, as its stream's first */
+  ANCHOR_TINY,                  /* the TAEHV display decoder's frame */
+} AnchorSource;
+
+static void
+engine_rollout_from (const gchar * embeds_path, gfloat * chunks,
+    gboolean decoded, AnchorSource src);
+
 static void
 engine_rollout (const gchar * embeds_path, gfloat * chunks /* 3 x [16,3,16,16] */ ,
     gboolean decoded)
 {
+  engine_rollout_from (embeds_path, chunks, decoded, ANCHOR_FULL_DISPLAY);
+}
+
+static void
+engine_rollout_from (const gchar * embeds_path, gfloat * chunks,
+    gboolean decoded, AnchorSource src)
+{
+  dit_taehv *tae = NULL;
   dit_model_config mc;
   dit_gen_config gc;
   dit_param_spec *specs;
@@ -871,6 +894,15 @@ engine_rollout (const gchar * embeds_path, gfloat * chunks /* 3 x [16,3,16,16] *
   free (specs);
   fail_unless (dit_vae_create (&vc, vw, PW, PW, DIT_F32, be, &vae) == DIT_OK,
       "%s", dit_last_error ());
+  if (src == ANCHOR_TINY) {
+    dit_taehv_config tc;
+    dit_weights *tw;
+    fail_unless (dit_load_taehv ("taehv-tiny", 0, DIT_F32, be, &tc, &tw)
+        == DIT_OK);
+    fail_unless (dit_taehv_create (&tc, tw, PW, PW, DIT_F32,
+            DIT_TAEHV_DECODER, be, &tae) == DIT_OK, "%s", dit_last_error ());
+    dit_weights_free (tw);
+  }
   dit_gen_config_default (&gc);
   gc.latent_h = gc.latent_w = LW;
   gc.dtype = DIT_F32;
@@ -902,19 +934,24 @@ engine_rollout (const gchar * embeds_path, gfloat * chunks /* 3 x [16,3,16,16] *
           memcpy (ctx + (c * 3) * LHW, c1 + (c * 3) * LHW, LHW * 4);
       }
       if (decoded) {
-        /* Decode latents 0..3 one at a time; keep latent 3's last frame. */
-        for (gint l = 0; l < 4; l++) {
-          const gfloat *src = chunks + (l / 3) * 3 * plane;
-          gint T = l == 0 ? 1 : 4;
+        /* Decode latents 0..3 one at a time; keep latent 3's last frame
+         * (with the full VAE beside a tiny display only latent 3 is
+         * decoded, as the first latent of the full VAE's stream). */
+        for (gint l = src == ANCHOR_FULL_ALONE ? 3 : 0; l < 4; l++) {
+          const gfloat *cs = chunks + (l / 3) * 3 * plane;
+          gint T = l == 0 || src == ANCHOR_FULL_ALONE ? 1 : 4;
           int64_t ls[4] = { 16, 1, LW, LW }, ps[4] = { 3, T, PW, PW };
           for (gint c = 0; c < 16; c++)
-            memcpy (lat + c * LHW, src + (c * 3 + l % 3) * LHW, LHW * 4);
+            memcpy (lat + c * LHW, cs + (c * 3 + l % 3) * LHW, LHW * 4);
           dit_tensor lt = dit_tensor_make (lat, DIT_F32, DIT_DEVICE_CPU, 4, ls);
           dit_tensor pt = dit_tensor_make (pix, DIT_F32, DIT_DEVICE_CPU, 4, ps);
-          fail_unless (dit_vae_decode (vae, &lt, &pt) == DIT_OK);
+          if (tae)
+            fail_unless (dit_taehv_decode (tae, &lt, &pt) == DIT_OK);
+          else
+            fail_unless (dit_vae_decode (vae, &lt, &pt) == DIT_OK);
           if (l == 3)
             for (gint c = 0; c < 3; c++)
-              memcpy (frame + c * PHW, pix + (c * 4 + 3) * PHW,
+              memcpy (frame + c * PHW, pix + (c * T + T - 1) * PHW,
                   PHW * 4);
         }
         {
@@ -934,16 +971,19 @@ engine_rollout (const gchar * embeds_path, gfloat * chunks /* 3 x [16,3,16,16] *
   }
   dit_generator_free (g);
   dit_vae_free (vae);
+  dit_taehv_free (tae);
   dit_weights_free (w);
   dit_weights_free (vw);
 }
 
 static void
-pipeline_chunks (const gchar * embeds, const gchar * anchor, gfloat * chunks)
+pipeline_chunks_with (const gchar * embeds, const gchar * anchor,
+    const gchar * gen_extra, const gchar * dec_extra, gfloat * chunks)
 {
   gchar *desc = g_strdup_printf ("ditgenerate num-chunks=3 prompt-embeds=%s "
-      "anchor=%s ! tee name=t ! queue ! ditdecode ! fakesink sync=false "
-      "t. ! queue ! appsink name=s sync=false", embeds, anchor);
+      "anchor=%s %s ! tee name=t ! queue ! ditdecode %s ! fakesink sync=false "
+      "t. ! queue ! appsink name=s sync=false", embeds, anchor, gen_extra,
+      dec_extra);
   GstElement *p = gst_parse_launch (desc, NULL);
   GstElement *s = gst_bin_get_by_name (GST_BIN (p), "s");
 
@@ -963,6 +1003,12 @@ pipeline_chunks (const gchar * embeds, const gchar * anchor, gfloat * chunks)
   gst_object_unref (s);
   gst_object_unref (p);
   g_free (desc);
+}
+
+static void
+pipeline_chunks (const gchar * embeds, const gchar * anchor, gfloat * chunks)
+{
+  pipeline_chunks_with (embeds, anchor, "", "", chunks);
 }
 
 static gdouble
@@ -1012,6 +1058,156 @@ GST_START_TEST (test_anchor_path)
 
 GST_END_TEST;
 
+/* With a tiny display decoder the anchor still comes from the full VAE
+ * (which then decodes only the anchor latent), or with anchor-decoder=tiny
+ * from the tiny decoder's frame: chunk 2 against engine rollouts built
+ * each way by hand. */
+GST_START_TEST (test_anchor_path_tiny)
+{
+  gchar *dir = g_dir_make_tmp ("ditcheck-XXXXXX", NULL);
+  gchar *embeds = write_embeds (dir, 0.1f);
+  const gsize n = CHUNK_BYTES / 4;
+  gfloat *alone = g_new (gfloat, 3 * n), *tiny = g_new (gfloat, 3 * n);
+  gfloat *full = g_new (gfloat, 3 * n), *got = g_new (gfloat, 3 * n);
+
+  engine_rollout_from (embeds, full, TRUE, ANCHOR_FULL_DISPLAY);
+  engine_rollout_from (embeds, alone, TRUE, ANCHOR_FULL_ALONE);
+  engine_rollout_from (embeds, tiny, TRUE, ANCHOR_TINY);
+  /* the three anchors lead to three different chunk 2s */
+  fail_unless (max_diff (alone + 2 * n, full + 2 * n, n) > 1e-4);
+  fail_unless (max_diff (tiny + 2 * n, full + 2 * n, n) > 1e-4);
+  fail_unless (max_diff (tiny + 2 * n, alone + 2 * n, n) > 1e-4);
+
+  pipeline_chunks_with (embeds, "decoded", "", "decoder-model=taehv-tiny", got);
+  fail_unless (max_diff (got, full, 2 * n) == 0, "chunks 0, 1 differ");
+  fail_unless (max_diff (got + 2 * n, alone + 2 * n, n) == 0, "tiny display, "
+      "full anchor: chunk 2 differs by %g", max_diff (got + 2 * n,
+          alone + 2 * n, n));
+  pipeline_chunks_with (embeds, "decoded", "anchor-decoder=tiny",
+      "decoder-model=taehv-tiny", got);
+  fail_unless (max_diff (got + 2 * n, tiny + 2 * n, n) == 0, "tiny anchor: "
+      "chunk 2 differs by %g", max_diff (got + 2 * n, tiny + 2 * n, n));
+  /* anchor-decoder=tiny with the full VAE displaying is the full anchor */
+  pipeline_chunks_with (embeds, "decoded", "anchor-decoder=tiny", "", got);
+  fail_unless (max_diff (got + 2 * n, full + 2 * n, n) == 0, "tiny anchor "
+      "with a full display: chunk 2 differs");
+
+  g_unlink (embeds);
+  g_rmdir (dir);
+  g_free (embeds);
+  g_free (dir);
+  g_free (alone);
+  g_free (tiny);
+  g_free (full);
+  g_free (got);
+}
+
+GST_END_TEST;
+
+/* The tiny decoder and encoder keep the full VAE's frame counts and
+ * timestamps through EOS (a partial last chunk included): the same
+ * pipelines as test_eos_frame_counts with decoder-model, encoder-model or
+ * both, and text-to-video with a tiny display. */
+GST_START_TEST (test_tiny_frame_counts)
+{
+  /* 14: a partial second chunk, 4: a partial first chunk */
+  static const gint counts[] = { 14, 4 };
+  static const gchar *const launches[] = {
+    "ditencode ! ditdecode decoder-model=taehv-tiny",
+    "ditencode encoder-model=taehv-tiny ! ditdecode",
+    "ditencode encoder-model=taehv-tiny ! ditdecode decoder-model=taehv-tiny",
+  };
+  for (guint l = 0; l < G_N_ELEMENTS (launches); l++)
+    for (guint c = 0; c < G_N_ELEMENTS (counts); c++) {
+      GstHarness *h = gst_harness_new_parse (launches[l]);
+      GstClockTime first_pts = 1, end = 0;
+      gst_harness_set_src_caps_str (h, RAW_CAPS);
+      for (gint i = 0; i < counts[c]; i++)
+        fail_unless_equals_int (gst_harness_push (h, raw_frame (i)),
+            GST_FLOW_OK);
+      fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+      fail_unless_equals_int (pull_until_eos (h, &first_pts, &end),
+          counts[c]);
+      fail_unless_equals_uint64 (first_pts, 0);
+      fail_unless_equals_uint64 (end, (guint64) counts[c] * FRAME_NS);
+      gst_harness_teardown (h);
+    }
+  {
+    /* text-to-video: 9 + 12 + 12 frames at contiguous times */
+    GstHarness *h = gst_harness_new_parse ("ditgenerate num-chunks=3 ! "
+        "ditdecode decoder-model=taehv-tiny");
+    guint n = 0;
+    gst_harness_play (h);
+    for (;;) {
+      GstBuffer *b = gst_harness_try_pull (h);
+      GstEvent *ev;
+      if (b) {
+        fail_unless_equals_uint64 (GST_BUFFER_PTS (b), (guint64) n * FRAME_NS);
+        fail_unless_equals_uint64 (GST_BUFFER_DURATION (b), FRAME_NS);
+        n++;
+        gst_buffer_unref (b);
+        continue;
+      }
+      ev = gst_harness_try_pull_event (h);
+      if (ev && GST_EVENT_TYPE (ev) == GST_EVENT_EOS) {
+        gst_event_unref (ev);
+        break;
+      }
+      if (ev)
+        gst_event_unref (ev);
+      else
+        g_usleep (10000);
+    }
+    fail_unless_equals_int (n, 33);
+    gst_harness_teardown (h);
+  }
+}
+
+GST_END_TEST;
+
+/* One display decoder and one tiny autoencoder per session: mixing is an
+ * error that names both; separate sessions may differ. */
+GST_START_TEST (test_mixed_decoders_refused)
+{
+  gchar *msg;
+  GstElement *p;
+  GstBus *bus;
+  GstMessage *m;
+
+  msg = state_error ("ditgenerate num-chunks=1 ! tee name=t ! queue ! "
+      "ditdecode decoder-model=taehv-tiny ! fakesink t. ! queue ! ditdecode ! "
+      "fakesink");
+  fail_unless (strstr (msg, "already displays with") != NULL
+      && strstr (msg, "taehv-tiny") != NULL
+      && strstr (msg, "full VAE") != NULL, "%s", msg);
+  g_free (msg);
+  msg = state_error ("ditencode encoder-model=taehv-tiny ! ditdecode "
+      "decoder-model=taew2_1 ! fakesink");
+  fail_unless (strstr (msg, "already holds the tiny autoencoder") != NULL,
+      "%s", msg);
+  g_free (msg);
+  msg = state_error ("ditgenerate ! ditdecode decoder-model=wan ! fakesink");
+  fail_unless (strstr (msg, "wan") != NULL, "%s", msg);
+  g_free (msg);
+
+  /* different sessions: allowed */
+  p = gst_parse_launch ("ditgenerate num-chunks=1 ! tee name=t ! queue ! "
+      "ditdecode decoder-model=taehv-tiny ! fakesink t. ! queue ! "
+      "ditdecode session=other ! fakesink", NULL);
+  bus = gst_element_get_bus (p);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+      GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
+  fail_unless (m && GST_MESSAGE_TYPE (m) == GST_MESSAGE_EOS,
+      "two sessions with two display decoders did not reach EOS");
+  gst_message_unref (m);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+}
+
+GST_END_TEST;
+
 static Suite *
 dit_suite (void)
 {
@@ -1035,9 +1231,13 @@ dit_suite (void)
   tcase_add_test (tc, test_properties_playing);
   tcase_add_test (tc, test_latency);
   tcase_add_test (tc, test_errors);
+  tcase_add_test (tc, test_tiny_frame_counts);
+  tcase_add_test (tc, test_mixed_decoders_refused);
   /* compared bit for bit with a rollout on the CPU backend */
-  if (!test_device)
+  if (!test_device) {
     tcase_add_test (tc, test_anchor_path);
+    tcase_add_test (tc, test_anchor_path_tiny);
+  }
   return s;
 }
 
