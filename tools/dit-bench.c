@@ -81,13 +81,21 @@
  * stage timed; the page-cache residency of each file at start (mincore) says
  * whether the disk or memory was read.
  *
+ * --decoder MODEL (a TAEHV preset such as taew2_1, or a checkpoint) makes
+ * the display decode a tiny decoder's, as ditdecode decoder-model does:
+ * every latent of a chunk is decoded by it, and the anchor becomes the
+ * full VAE's decode of the chunk's first latent (a full decoder stream that
+ * sees only those) plus the encode of its last frame; decode ms are then
+ * the tiny decoder's and anchor ms the full path's.
+ *
  * --json prints one JSON object instead of the human report.  --worker-arg
  * passes one extra argument to every dit-worker (repeat it for more; the
  * tests slow the ranks down with --test-delay-ms to see the overlap).
  *
  * Usage: dit-bench --preset wan-14b --synthetic [--layers N]
  *   [--size 576x320|832x480] [--chunks 20] [--warmup 3] [--device cuda]
- *   [--dtype bf16] [--vae wan|tiny|none] [--gemm 8192] [--seed 42] [--json]
+ *   [--dtype bf16] [--vae wan|tiny|none] [--decoder taew2_1|PATH]
+ *   [--gemm 8192] [--seed 42] [--json]
  *   [--graphs on|off] [--fused on|off]
  *   [--mesh-devices 1,2] [--mesh-backend cpu|cuda] [--worker-path PATH]
  *   [--overlap on|off] [--worker-arg ARG]...
@@ -107,6 +115,8 @@
 #include "dit_mesh.h"
 #include "dit_model.h"
 #include "dit_umt5.h"
+#include "dit_loader.h"
+#include "dit_taehv.h"
 #include "dit_vae.h"
 #include "dit_weights.h"
 #include "tool_common.h"
@@ -144,7 +154,7 @@ _Static_assert (BENCH_GEMM_PATHS == DIT_CUDA_GEMM_PATH_COUNT,
 #define BENCH_MAX_WORKER_ARGS 16
 
 typedef struct bench_args {
-  const char *preset, *device, *vae;
+  const char *preset, *device, *vae, *decoder;
   int synthetic, layers, height, width, chunks, warmup, json, gemm;
   int graphs, fused, fold, breakdown;
   dit_dtype dtype;
@@ -390,7 +400,9 @@ usage (FILE *f)
       "                         576x320)\n"
       "  --vae NAME             wan, tiny or none (default: tiny for --preset\n"
       "                         tiny, else wan); a VAE checkpoint for --cold\n"
-      "  --seed N               seed of the synthetic weights (default 42)\n"
+      "  --decoder MODEL        tiny display decoder: taew2_1, lighttaew2_1,\n"
+      "                         taehv-tiny or a TAEHV checkpoint (the anchor\n"
+      "                         stays the full VAE's)\n"      "  --seed N               seed of the synthetic weights (default 42)\n"
       "Run:\n"
       "  --chunks N             chunks timed (default 20)\n"
       "  --warmup N             chunks run before timing (default 3)\n"
@@ -545,6 +557,8 @@ parse_args (int argc, char **argv, bench_args *a)
       a->dtype_set = 1;
     } else if (strcmp (o, "--vae") == 0) {
       a->vae = v;
+    } else if (strcmp (o, "--decoder") == 0) {
+      a->decoder = v;
     } else if (strcmp (o, "--gemm") == 0) {
       ok = tool_parse_int (v, 0, 65536, &a->gemm);
     } else if (strcmp (o, "--graphs") == 0 || strcmp (o, "--fused") == 0
@@ -624,6 +638,11 @@ parse_args (int argc, char **argv, bench_args *a)
   }
   if (!a->vae)
     a->vae = strcmp (a->preset, "tiny") == 0 ? "tiny" : "wan";
+  if (a->decoder && strcmp (a->vae, "none") == 0) {
+    fprintf (stderr, "dit-bench: --decoder needs a VAE for the anchor (not "
+        "--vae none)\n");
+    return 0;
+  }
   if (!a->worker_path)
     default_worker_path (a, argv[0]);
   return 1;
@@ -746,7 +765,9 @@ typedef struct bench_state {
   dit_weights *weights;
   dit_generator *gen;
   dit_vae *vae;
+  dit_taehv *tae;           /* --decoder: the display decoder */
   dit_tensor out, ctx, anchor, pix, enc_lat;
+  dit_tensor pix_anchor;    /* --decoder: the full VAE's anchor decode */
   void *dev_bytes;
   uint8_t *host_bytes;
   int64_t chunk_index;
@@ -761,23 +782,42 @@ typedef struct bench_state {
   float *out_host, *ctx_host, *anchor_host;
 } bench_state;
 
-/* Decode latent f of `out` into st->pix (4 frames, or 1 for latent 0 of a
- * stream); returns the pixel view. */
+/* Decode latent f of `out` for display into st->pix (4 frames, or 1 for
+ * latent 0 of a stream): the tiny decoder's with --decoder, else the full
+ * VAE's; returns the pixel view. */
 static dit_status
 decode_latent (bench_state *st, int64_t f, dit_tensor *pix_view)
 {
   dit_tensor lat = frame_of (&st->out, f);
-  int64_t T = dit_vae_decode_frames (st->vae, 1);
+  int64_t T = st->tae ? dit_taehv_decode_frames (st->tae, 1)
+      : dit_vae_decode_frames (st->vae, 1);
   *pix_view = frames_of (&st->pix, 0, T);
+  if (st->tae)
+    return dit_taehv_decode (st->tae, &lat, pix_view);
   return dit_vae_decode (st->vae, &lat, pix_view);
 }
 
-/* Anchor: re-encode the last frame of `pix` (a fresh single-image encode). */
+/* Anchor of latent f: re-encode the last frame of its display decode
+ * `pix` (a fresh single-image encode); with --decoder the frame is the
+ * full VAE's decode of latent f instead (its stream sees only anchors). */
 static dit_status
-encode_anchor (bench_state *st, const dit_tensor *pix)
+encode_anchor (bench_state *st, int64_t f, const dit_tensor *pix)
 {
-  dit_tensor last = frame_of (pix, pix->shape[1] - 1);
+  dit_tensor src = *pix;
+  if (st->tae) {
+    dit_tensor lat = frame_of (&st->out, f);
+    src = frames_of (&st->pix_anchor, 0, dit_vae_decode_frames (st->vae, 1));
+    DIT_TRY (dit_vae_decode (st->vae, &lat, &src));
+  }
+  dit_tensor last = frame_of (&src, src.shape[1] - 1);
   return dit_vae_encode_anchor (st->vae, &last, &st->anchor);
+}
+
+static void
+reset_decoders (bench_state *st)
+{
+  dit_vae_reset_decoder (st->vae);
+  dit_taehv_reset_decoder (st->tae);
 }
 
 static dit_status
@@ -836,7 +876,7 @@ first_chunk (bench_state *st, double *ttff)
   dit_chunk_request req = { .chunk_index = 0 };
   dit_tensor pv;
   if (st->vae)
-    dit_vae_reset_decoder (st->vae);
+    reset_decoders (st);
   double t0 = now_ms ();
   DIT_TRY (dit_generator_run_chunk (st->gen, &req, &st->out, NULL));
   if (st->vae) {
@@ -848,7 +888,7 @@ first_chunk (bench_state *st, double *ttff)
   }
   *ttff = now_ms () - t0;
   if (st->vae) {
-    DIT_TRY (encode_anchor (st, &pv));
+    DIT_TRY (encode_anchor (st, 0, &pv));
     for (int64_t f = 1; f < st->gc.frames_per_chunk; f++)
       DIT_TRY (decode_latent (st, f, &pv));
   }
@@ -883,7 +923,7 @@ steady_chunk (bench_state *st, bench_result *r, int record)
       dec[f] = now_ms () - a;
       if (f == 0) {
         a = now_ms ();
-        DIT_TRY (encode_anchor (st, &pv));
+        DIT_TRY (encode_anchor (st, 0, &pv));
         DIT_TRY (bench_sync (st));
         enc = now_ms () - a;
       }
@@ -898,7 +938,8 @@ steady_chunk (bench_state *st, bench_result *r, int record)
     for (int f = 0; f < F; f++)
       stat_add (&r->decode, dec[f]);
     stat_add (&r->anchor_enc, enc);
-    stat_add (&r->anchor, dec[0] + enc);
+    /* with --decoder, enc is the whole full-VAE anchor path */
+    stat_add (&r->anchor, st->tae ? enc : dec[0] + enc);
   }
   stat_add (&r->period, period);
   return DIT_OK;
@@ -1146,6 +1187,20 @@ setup_stage0 (bench_state *st, bench_result *r)
     dit_weights_free (vw);
     if (s != DIT_OK)
       return fail ("vae");
+    if (a->decoder) {
+      dit_taehv_config tc;
+      dit_weights *tw = NULL;
+      if (dit_load_taehv (a->decoder, a->seed + 2, a->dtype, st->be, &tc, &tw)
+          != DIT_OK)
+        return fail ("decoder weights");
+      s = dit_taehv_create (&tc, tw, a->width, a->height, a->dtype,
+          DIT_TAEHV_DECODER, st->be, &st->tae);
+      dit_weights_free (tw);
+      if (s != DIT_OK
+          || alloc_latent (st->be, &st->pix_anchor, 3, 4, a->height, a->width)
+          != DIT_OK)
+        return fail ("decoder");
+    }
     r->vae_weights_ms = now_ms () - t0;
   }
   if (st->be->ops->synchronize (st->be) != DIT_OK)
@@ -1247,11 +1302,11 @@ mesh_head (bench_state *st, int first, double *ms)
   if (st->vae) {
     dit_tensor pv;
     if (first)
-      dit_vae_reset_decoder (st->vae);
+      reset_decoders (st);
     DIT_TRY (st->be->ops->upload (st->be, st->out.data, st->out_host,
         (size_t) 16 * F * hw * sizeof (float)));
     DIT_TRY (decode_latent (st, 0, &pv));
-    DIT_TRY (encode_anchor (st, &pv));
+    DIT_TRY (encode_anchor (st, 0, &pv));
     DIT_TRY (bench_sync (st));
     DIT_TRY (st->be->ops->download (st->be, st->anchor_host, st->anchor.data,
         (size_t) 16 * hw * sizeof (float)));
@@ -1558,13 +1613,14 @@ run_pipeline (const bench_args *a, pipe_result *pr)
       "vae-model=%s num-chunks=%d seed=%" G_GUINT64_FORMAT " "
       "! video/x-dit-latent%s,width=%d,height=%d,frames=%d "
       "! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 "
-      "! ditdecode name=dec device=%s vae-model=%s "
+      "! ditdecode name=dec device=%s vae-model=%s %s%s "
       "! fakesink name=sink sync=false", a->preset, pr->device, a->vae, total,
       (guint64) a->seed,
       /* on a GPU the latents stay in device memory between the elements */
       g_str_has_prefix (pr->device, "cuda") ? "(memory:DitDevice)" : "",
       a->width / 8, a->height / 8, gc.frames_per_chunk,
-      pr->device, a->vae);
+      pr->device, a->vae, a->decoder ? "decoder-model=" : "",
+      a->decoder ? a->decoder : "");
   pipe = gst_parse_launch (desc, &err);
   if (!pipe || err) {
     fprintf (stderr, "dit-bench: pipeline '%s': %s\n", desc,
@@ -1701,6 +1757,7 @@ json_common (const bench_state *st, const char *mode, const char *dev)
   json_str ("device", dev);
   json_str ("dtype", dit_dtype_name (a->dtype));
   json_str ("vae", a->vae);
+  json_str ("decoder", a->decoder ? a->decoder : "full");
   json_int ("chunks", a->chunks);
   json_int ("warmup", a->warmup);
   json_int ("tokens_per_frame", fs);
@@ -1950,11 +2007,16 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
       den, (long long) (F * fs), (long long) ((C + F) * fs), den_tflops);
   printf ("  DiT per chunk              %9.2f ms  %.1f TFLOP/s = %.1f%% of the "
       "GEMM peak\n", dit_ms, dit_tflops, 100.0 * frac);
-  printf ("  VAE decode per latent      %9.2f ms\n", stat_mean (&r->decode));
+  printf ("  %-27s%9.2f ms\n", a->decoder ? "tiny decode per latent"
+      : "VAE decode per latent", stat_mean (&r->decode));
   printf ("  VAE encode per latent      %9.2f ms (streaming, 4 frames)\n",
       stat_mean (&r->encode));
-  printf ("  anchor (decode 1 + encode 1 frame) %6.2f ms (encode %.2f)\n",
-      stat_mean (&r->anchor), stat_mean (&r->anchor_enc));
+  if (a->decoder)
+    printf ("  anchor (full VAE decode 1 + encode 1 frame) %6.2f ms\n",
+        stat_mean (&r->anchor));
+  else
+    printf ("  anchor (decode 1 + encode 1 frame) %6.2f ms (encode %.2f)\n",
+        stat_mean (&r->anchor), stat_mean (&r->anchor_enc));
   printf ("  chunk period               %9.2f ms  (min %.2f, max %.2f)\n",
       period, r->period.min, r->period.max);
   printf ("  FPS                        %9.2f  (%d frames per chunk)\n", fps,
@@ -2102,6 +2164,7 @@ report_pipeline (const bench_state *st, const pipe_result *pr)
     json_int ("width", a->width);
     json_str ("device", pr->device);
     json_str ("vae", a->vae);
+    json_str ("decoder", a->decoder ? a->decoder : "full");
     json_int ("chunks", a->chunks);
     json_int ("warmup", a->warmup);
     if (a->mesh_arg) {
@@ -2153,6 +2216,8 @@ cleanup (bench_state *st)
   dit_umt5_free (st->t5);
   dit_weights_free (st->t5_weights);
   dit_vae_free (st->vae);
+  dit_taehv_free (st->tae);
+  dit_tensor_free (st->be, &st->pix_anchor);
   dit_generator_free (st->gen);
   dit_weights_free (st->weights);
   if (st->be) {

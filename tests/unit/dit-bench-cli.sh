@@ -147,6 +147,20 @@ rc=0; "$bench" --pipeline --text-only > /dev/null 2>&1 || rc=$?
 rc=0; "$bench" --synthetic --mesh-devices 0,x > /dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || { echo "--mesh-devices 0,x: exit $rc, want 2"; exit 1; }
 
+# 5b. engine mode with a tiny display decoder: the anchor stays the full
+#    VAE's, the decode per latent is the TAEHV's
+"$bench" --device cpu --preset tiny --synthetic --size 32x48 --chunks 2 \
+  --warmup 1 --gemm 0 --decoder taehv-tiny --json > "$tmp/tiny.json"
+"$py" - "$tmp/tiny.json" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["decoder"] == "taehv-tiny", j
+for k in ["vae_decode_ms_per_latent", "anchor_ms", "chunk_period_ms", "fps"]:
+    assert j.get(k, 0) > 0, "%s = %s" % (k, j.get(k))
+print("tiny decoder: %.2f ms per latent, anchor %.2f ms"
+      % (j["vae_decode_ms_per_latent"], j["anchor_ms"]))
+EOF
+
 # 6. pipeline: 1 warm-up + 2 chunks = 9 + 12 + 12 frames at the sink
 rc=0
 "$bench" --pipeline --device cpu --preset tiny --synthetic --size 64x64 \

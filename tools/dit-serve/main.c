@@ -105,6 +105,10 @@ main (int argc, char **argv)
         "DiT model: preset or checkpoint (default tiny)", "MODEL"},
     {"vae-model", 0, 0, G_OPTION_ARG_STRING, &cfg.vae_model,
         "VAE: preset or checkpoint (default tiny)", "VAE"},
+    {"decoder", 0, 0, G_OPTION_ARG_STRING, &cfg.decoder_model,
+        "Display decoder: a TAEHV tiny decoder (taew2_1, lighttaew2_1, "
+          "taehv-tiny or a converted checkpoint; default: the full VAE; the "
+          "anchor stays the full VAE's)", "MODEL"},
     {"device", 'd', 0, G_OPTION_ARG_STRING, &cfg.device,
         "Backend device: cpu or cuda:N (default cpu)", "DEV"},
     {"steps", 0, 0, G_OPTION_ARG_STRING, &cfg.steps,
@@ -257,6 +261,7 @@ main (int argc, char **argv)
   g_free (cfg.source);
   g_free (cfg.model);
   g_free (cfg.vae_model);
+  g_free (cfg.decoder_model);
   g_free (cfg.device);
   g_free (cfg.steps);
   g_free (cfg.encoder);
