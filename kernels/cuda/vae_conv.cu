@@ -321,8 +321,12 @@ dit_cuda_vae_conv (dit_backend *be, const dit_vae_conv_params *p)
 
   if (dit_cuda_vae_conv_small_ok (be, p, cin, cout))
     return dit_cuda_vae_conv_small (be, p, pd[0], to, ho, wo);
-  if (dit_cuda_vae_conv_cudnn_usable (p, cin, cout))
-    return dit_cuda_vae_conv_cudnn (be, p, pd[0], to, ho, wo);
+  if (dit_cuda_vae_conv_cudnn_usable (p, cin, cout)) {
+    const dit_status st = dit_cuda_vae_conv_cudnn (be, p, pd[0], to, ho, wo);
+    if (st != DIT_ERR_UNSUPPORTED)
+      return st;
+    dit_clear_error ();   /* no cuDNN plan for this shape: own kernels */
+  }
   const int bn = dit_cuda_vae_conv_mma_block_n (p, cin, cout);
   if (bn)
     return dit_cuda_vae_conv_mma (be, p, bn, (int) pd[0], to, ho, wo);

@@ -25,6 +25,10 @@
  * measured fastest on first use); staging and workspace grow on first use
  * of a shape, never in the steady state.
  *
+ * A conv cuDNN cannot plan (plan_make fails) is answered
+ * DIT_ERR_UNSUPPORTED, remembered per shape, and dit_cuda_vae_conv runs
+ * it on the own kernels.
+ *
  * DIT_VAE_CONV=own skips cuDNN (read on every call, for comparisons).
  */
 #include "cuda_common.cuh"
@@ -138,6 +142,7 @@ typedef struct conv_key {
 
 typedef struct conv_plan {
   int used;
+  int refused;          /* cuDNN had no plan for this shape: own kernels */
   conv_key key;
   cudnnTensorDescriptor_t xd, yd;
   cudnnFilterDescriptor_t wd;
@@ -160,8 +165,10 @@ struct dit_cuda_cudnn {
 static void
 plan_clear (conv_plan *p)
 {
-  if (!p->used)
+  if (!p->used || p->refused) {
+    memset (p, 0, sizeof *p);
     return;
+  }
   g_cudnn.DestroyTensorDescriptor (p->xd);
   g_cudnn.DestroyTensorDescriptor (p->yd);
   g_cudnn.DestroyFilterDescriptor (p->wd);
@@ -264,13 +271,17 @@ plan_make (dit_cuda_cudnn *c, const conv_key *k, conv_plan *p)
       k->cout, k->t, k->h, k->w);
 }
 
+/* A shape cuDNN cannot plan is remembered as refused, and every later call
+ * of it answers DIT_ERR_UNSUPPORTED at once, so the caller takes its own
+ * kernels without asking cuDNN again. */
 static dit_status
 plan_get (dit_cuda_cudnn *c, const conv_key *k, conv_plan **out)
 {
   for (int i = 0; i < CUDNN_PLANS; i++)
     if (c->plans[i].used && memcmp (&c->plans[i].key, k, sizeof *k) == 0) {
       *out = &c->plans[i];
-      return DIT_OK;
+      return c->plans[i].refused ? dit_error (DIT_ERR_UNSUPPORTED, "cudnn: "
+          "no plan for this conv") : DIT_OK;
     }
   conv_plan *p = NULL;
   for (int i = 0; i < CUDNN_PLANS && !p; i++)
@@ -284,7 +295,12 @@ plan_get (dit_cuda_cudnn *c, const conv_key *k, conv_plan **out)
   dit_status st = plan_make (c, k, p);
   if (st != DIT_OK) {
     plan_clear (p);
-    return st;
+    p->used = 1;
+    p->refused = 1;
+    p->key = *k;
+    return dit_error (DIT_ERR_UNSUPPORTED, "cudnn: no plan for the conv "
+        "%dx%dx%d %d->%d (%s)", k->kt, k->kh, k->kw, k->cin, k->cout,
+        dit_last_error ());
   }
   *out = p;
   return DIT_OK;
