@@ -3,7 +3,7 @@
  * weights (speed only: with random weights the two decoders' pictures are
  * unrelated, so no quality figure is printed).
  *
- *   stage0-bench [--size HxW] [--iters N] [--decoder PRESET] [--json FILE]
+ *   stage0-bench [--size WxH] [--iters N] [--decoder PRESET] [--json FILE]
  *
  * Figures (ms, median over N after warm-up; every figure is wall time
  * between two device synchronisations, so launch gaps count, and includes
@@ -17,8 +17,8 @@
  *                     decode of the 3 latents, on one stream
  *   stage0_overlap    the same with the anchor on its own stream (its own
  *                     backend instance) beside the display decode
- * at --size (height x width as dit-bench takes it; default 320x576,
- * latents 40x72), bf16.
+ * at --size (width x height in pixels, as the other tools take it;
+ * default 576x320, latents 72x40), bf16.
  *
  * --profile N adds a breakdown of one tiny decode, one full decode and one
  * anchor by op (each op synchronised, N runs): the backend's op table is
@@ -324,7 +324,7 @@ prof_print (const char *what, int runs)
 static void
 usage (FILE *f)
 {
-  fprintf (f, "usage: stage0-bench [--size HxW] [--iters N] [--decoder PRESET] "
+  fprintf (f, "usage: stage0-bench [--size WxH] [--iters N] [--decoder PRESET] "
       "[--json FILE] [--profile N]\n"
       "Times Stage 0's VAE work on CUDA device 0 with synthetic weights "
       "(bf16).\nExit status: 0 success, 1 failure, 2 usage error, 77 no CUDA "
@@ -346,7 +346,7 @@ main (int argc, char **argv)
       usage (stderr);
       return 2;
     }
-    if (strcmp (a, "--size") == 0 && sscanf (v, "%dx%d", &height, &width) == 2)
+    if (strcmp (a, "--size") == 0 && sscanf (v, "%dx%d", &width, &height) == 2)
       i++;
     else if (strcmp (a, "--iters") == 0 && (iters = atoi (v)) > 0
         && iters <= MAX_ITERS)
