@@ -9,6 +9,21 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
+
+// Servers this test started.  When the test itself is stopped (meson's
+// timeout sends SIGTERM, a user presses Ctrl-C) or exits without its
+// cleanups, they go with it instead of running on as orphans.
+const spawned = new Set();
+process.on('exit', () => {
+  for (const p of spawned)
+    if (p.exitCode === null && p.signalCode === null)
+      p.kill('SIGKILL');
+});
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'])
+  process.on(sig, () => {
+    console.error(`test stopped by ${sig}`);
+    process.exit(1);
+  });
 export const CHROMIUM = process.env.DIT_SERVE_CHROMIUM || '/usr/bin/chromium';
 
 export function skip(why) {
@@ -69,6 +84,8 @@ export async function startServer(args = [], env = {}) {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  spawned.add(proc);
+  proc.on('exit', () => spawned.delete(proc));
   let log = '';
   const onData = (d) => {
     log += d.toString();
