@@ -348,8 +348,11 @@ typedef struct dit_layernorm_fp8_params {
  * float dtype or NULL; act NONE or GELU_TANH.
  * Output: y f32/bf16/f16 [M, N] (rows may be strided) = v rounded, or y
  * f8e4m3 [M, N] with y_scale [N / y_block, M] = quantize(v) (the FFN-up
- * output feeding FFN-down).  scratch (optional, [M, N] bf16 or f32): a
- * buffer a backend may use to finish an f8 output in two passes. */
+ * output feeding FFN-down).  For a 16/32-bit y the residual epilogue of
+ * dit_gemm_params applies too: v × gate[r / rows_per_group] (gate NULL = 1)
+ * then + y (accumulate), one rounding: "x += gate ⊙ (h Wᵀ + b)" into the
+ * f32 residual stream.  scratch (optional, [M, N] bf16): a buffer a backend
+ * may use to finish an FP8 output or the residual epilogue in two passes. */
 typedef struct dit_gemm_fp8_params {
   const dit_tensor *x;
   const dit_tensor *x_scale;
@@ -362,6 +365,9 @@ typedef struct dit_gemm_fp8_params {
   int64_t y_block;          /* f8 y only */
   dit_act act;
   dit_tensor *scratch;
+  int accumulate;           /* 16/32-bit y only */
+  const dit_tensor *gate;   /* [G, N] or NULL; 16/32-bit y only */
+  int64_t rows_per_group;
 } dit_gemm_fp8_params;
 
 dit_status dit_rmsnorm_sumsq (dit_backend *be, const dit_rmsnorm_sumsq_params *p);

@@ -10,7 +10,8 @@
  *  - the GEMM decodes the codes to f32 (exact), sums each 128-wide K block
  *    in k order, scales the block sum by the activation's block scale and
  *    adds it to an f32 accumulator, then applies the weight's channel scale,
- *    the bias and the activation, all f32 — the products of two e4m3 codes
+ *    the bias and the activation (then the residual epilogue: × gate, + y),
+ *    all f32 — the products of two e4m3 codes
  *    are exact in f32, so only the order of the additions differs from a
  *    tensor-core kernel that promotes its accumulator every block;
  *  - LayerNorm statistics are summed in f64 like norm.c, the normalised,
@@ -212,11 +213,11 @@ dit_cpu_layernorm_fp8 (dit_backend *be, const dit_layernorm_fp8_params *p)
 #define GQ_MR 8   /* rows of x per task */
 
 typedef struct gemm_fp8_ctx {
-  dit_cpu_mat x, w, y, bias;
+  dit_cpu_mat x, w, y, bias, gate;
   const float *xs, *ws;
   float *ys;
-  int64_t M, N, K, x_block, y_block;
-  int has_bias, fp8_out;
+  int64_t M, N, K, x_block, y_block, rpg;
+  int has_bias, fp8_out, has_gate, accumulate;
   dit_act act;
   atomic_int failed;
 } gemm_fp8_ctx;
@@ -229,7 +230,8 @@ gemm_fp8_task (void *arg, int64_t task)
   const int64_t K = g->K, N = g->N, nb = K / g->x_block;
   const int64_t m0 = task * GQ_MR;
   const int64_t mr = g->M - m0 < GQ_MR ? g->M - m0 : GQ_MR;
-  float *xf = dit_cpu_scratch ((size_t) (GQ_MR * K + K + GQ_MR * N + N) + 64);
+  float *xf = dit_cpu_scratch ((size_t) (GQ_MR * K + K + GQ_MR * N + 3 * N)
+      + 64);
   if (!xf) {
     atomic_store (&g->failed, 1);
     return;
@@ -264,9 +266,21 @@ gemm_fp8_task (void *arg, int64_t task)
       out[i * N + n] = v;
     }
   }
+  float *gr = bias + N, *old = gr + N;
   for (int64_t i = 0; i < mr; i++) {
     float *o = out + i * N;
     dit_cpu_act_row (o, N, g->act);
+    if (g->has_gate) {
+      dit_cpu_load_row (gr, dit_cpu_row (&g->gate, (m0 + i) / g->rpg),
+          g->gate.dtype, N);
+      for (int64_t n = 0; n < N; n++)
+        o[n] *= gr[n];
+    }
+    if (g->accumulate) {
+      dit_cpu_load_row (old, dit_cpu_row (&g->y, m0 + i), g->y.dtype, N);
+      for (int64_t n = 0; n < N; n++)
+        o[n] += old[n];
+    }
     if (g->fp8_out)
       dit_cpu_quantize_row (o, N, g->y_block,
           (uint8_t *) dit_cpu_row (&g->y, m0 + i), g->ys + m0 + i, g->M);
@@ -314,6 +328,16 @@ dit_cpu_gemm_fp8 (dit_backend *be, const dit_gemm_fp8_params *p)
     return dit_error (DIT_ERR_INVALID, "%s: activation %d (none or gelu_tanh)",
         op, (int) p->act);
   g.act = p->act;
+  if ((p->gate || p->accumulate) && g.fp8_out)
+    return dit_error (DIT_ERR_INVALID, "%s: gate and accumulate need a "
+        "16/32-bit y", op);
+  if (p->gate) {
+    DIT_TRY (dit_cpu_check_groups (p->gate, op, "gate", g.M, g.N,
+        p->rows_per_group, &g.gate));
+    g.has_gate = 1;
+    g.rpg = p->rows_per_group;
+  }
+  g.accumulate = p->accumulate != 0;
   if (g.M == 0 || g.N == 0)
     return DIT_OK;
   atomic_init (&g.failed, 0);

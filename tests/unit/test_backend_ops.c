@@ -838,7 +838,7 @@ case_gemm_fp8 (int64_t M, int64_t N, int64_t K, int has_bias, dit_act act,
     dit_gemm_fp8_params p = { SIDE (x.q, s), SIDE (x.s, s), 128, SIDE (w.q, s),
       SIDE (w.s, s), has_bias ? SIDE (b, s) : NULL,
       f8out ? SIDE (yq.q, s) : &yv, f8out ? SIDE (yq.s, s) : NULL, 128, act,
-      SIDE (scratch, s) };
+      SIDE (scratch, s), 0, NULL, 0 };
     st[s] = dit_gemm_fp8 (s ? rb : tb, &p);
     if (s == 0)
       save_err (st[0]);

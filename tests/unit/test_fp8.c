@@ -279,7 +279,7 @@ test_outliers (void)
   dit_tensor gy = dit_tensor_2d (yq, DIT_F8E4M3, DIT_DEVICE_CPU, M, N);
   dit_tensor gys = dit_tensor_2d (ys, DIT_F32, DIT_DEVICE_CPU, N / 128, M);
   dit_gemm_fp8_params gp = { &gx, &gxs, 128, &gw, &gws, NULL, &gy, &gys, 128,
-    DIT_ACT_GELU_TANH, NULL };
+    DIT_ACT_GELU_TANH, NULL, 0, NULL, 0 };
   CHECK_OK (dit_gemm_fp8 (be, &gp));
   CHECK (all_finite_codes (yq, sizeof yq, ys, sizeof ys / sizeof ys[0]),
       "gemm_fp8: a NaN code or a non-finite scale");
@@ -319,7 +319,7 @@ test_gemm_reference (void)
     dit_tensor tb = dit_tensor_1d (bias, DIT_F32, DIT_DEVICE_CPU, N);
     dit_tensor ty = dit_tensor_2d (y, DIT_F32, DIT_DEVICE_CPU, M, N);
     dit_gemm_fp8_params p = { &tx, &txs, 128, &tw, &tws, &tb, &ty, NULL, 0,
-      act ? DIT_ACT_GELU_TANH : DIT_ACT_NONE, NULL };
+      act ? DIT_ACT_GELU_TANH : DIT_ACT_NONE, NULL, 0, NULL, 0 };
     CHECK_OK (dit_gemm_fp8 (be, &p));
     double num = 0.0, den = 0.0;
     for (int m = 0; m < M; m++)
@@ -483,7 +483,7 @@ test_refusals (void)
   /* a bf16 tensor where FP8 codes are expected */
   dit_tensor wrong = dit_tensor_2d (x, DIT_BF16, DIT_DEVICE_CPU, 4, 256);
   dit_gemm_fp8_params g = { &wrong, &ts, 128, &tq, &ts, NULL, &tx, NULL, 0,
-    DIT_ACT_NONE, NULL };
+    DIT_ACT_NONE, NULL, 0, NULL, 0 };
   CHECK (dit_gemm_fp8 (be, &g) == DIT_ERR_INVALID
       && strstr (dit_last_error (), "x has dtype bf16"), "bf16 x: %s",
       dit_last_error ());
