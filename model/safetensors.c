@@ -240,7 +240,7 @@ st_parse_tensor (const char *path, const dit_json_member *m,
         key, !jd ? "dtype" : !js ? "shape" : "data_offsets");
   if (jd->type != DIT_JSON_STRING || !st_dtype_parse (jd->u.str.ptr, &t->dtype))
     return dit_error (DIT_ERR_FORMAT, "%s: key '%s': unknown dtype %s%s%s "
-        "(known: F32, BF16, F16, F64, I64, I32, I16, I8, U8, BOOL)", path, key,
+        "(known: F32, BF16, F16, F64, I64, I32, I16, I8, U8, BOOL, F8_E4M3, F8_E5M2)", path, key,
         jd->type == DIT_JSON_STRING ? "'" : "",
         jd->type == DIT_JSON_STRING ? jd->u.str.ptr : dit_json_type_name (jd->type),
         jd->type == DIT_JSON_STRING ? "'" : "");
