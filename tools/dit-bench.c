@@ -94,7 +94,7 @@
  *
  * Usage: dit-bench --preset wan-14b --synthetic [--layers N]
  *   [--size 576x320|832x480] [--chunks 20] [--warmup 3] [--device cuda]
- *   [--dtype bf16] [--vae wan|tiny|none] [--decoder taew2_1|PATH]
+ *   [--dtype bf16|f32|fp8] [--vae wan|tiny|none] [--decoder taew2_1|PATH]
  *   [--gemm 8192] [--seed 42] [--json]
  *   [--graphs on|off] [--fused on|off]
  *   [--mesh-devices 1,2] [--mesh-backend cpu|cuda] [--worker-path PATH]
@@ -157,7 +157,8 @@ typedef struct bench_args {
   const char *preset, *device, *vae, *decoder;
   int synthetic, layers, height, width, chunks, warmup, json, gemm;
   int graphs, fused, fold, breakdown;
-  dit_dtype dtype;
+  dit_dtype dtype;             /* compute dtype */
+  int fp8;                     /* --dtype fp8: FP8 linear layers */
   int dtype_set;
   uint64_t seed;
   /* mesh */
@@ -408,8 +409,9 @@ usage (FILE *f)
       "  --warmup N             chunks run before timing (default 3)\n"
       "  --device NAME          cuda, cuda:N or cpu (default: cuda when built\n"
       "                         with CUDA, else cpu)\n"
-      "  --dtype f32|bf16       weight and activation dtype (default bf16 on\n"
-      "                         CUDA, f32 on the CPU)\n"
+      "  --dtype f32|bf16|fp8   weight and activation dtype (default bf16 on\n"
+      "                         CUDA, f32 on the CPU); fp8: FP8 linear layers\n"
+      "                         (docs/precision.md), compute capability 8.9+\n"
       "  --gemm N               measure the bf16 GEMM peak at N x N x N (default\n"
       "                         8192, 0 = skip)\n"
       "  --graphs on|off        replay recorded CUDA graphs (default on)\n"
@@ -553,7 +555,10 @@ parse_args (int argc, char **argv, bench_args *a)
     } else if (strcmp (o, "--device") == 0) {
       a->device = v;
     } else if (strcmp (o, "--dtype") == 0) {
-      ok = tool_parse_dtype (v, &a->dtype);
+      dit_precision p;
+      ok = tool_parse_precision (v, &p);
+      a->dtype = dit_precision_compute_dtype (p);
+      a->fp8 = p == DIT_PRECISION_FP8;
       a->dtype_set = 1;
     } else if (strcmp (o, "--vae") == 0) {
       a->vae = v;
@@ -998,6 +1003,7 @@ setup_configs (bench_state *st)
   st->gc.latent_h = a->height / 8;
   st->gc.latent_w = a->width / 8;
   st->gc.dtype = a->dtype;
+  st->gc.fp8 = a->fp8;
   st->gc.seed = a->seed;
   if (st->gc.context_frames > st->gc.frames_per_chunk + 1) {
     fprintf (stderr, "dit-bench: %d context frames need at least %d frames "
@@ -1126,8 +1132,13 @@ setup_local_dit (bench_state *st, bench_result *r)
   if (dit_model_config_params (&st->cfg, &specs, &count) != DIT_OK)
     return fail ("parameter list");
   double t0 = now_ms ();
-  dit_status s = dit_weights_synthetic (specs, count, a->seed, a->dtype, st->be, &w);
+  dit_status s = a->fp8 ? dit_fp8_check (st->be) : DIT_OK;
+  if (s == DIT_OK)
+    s = dit_weights_synthetic (specs, count, a->seed, a->dtype, st->be, &w);
   free (specs);
+  /* fp8: the linear weights quantized per output channel on the device */
+  if (s == DIT_OK && a->fp8)
+    s = dit_weights_to_fp8 (w, dit_model_fp8_select);
   if (s != DIT_OK || st->be->ops->synchronize (st->be) != DIT_OK)
     return fail ("synthetic weights");
   r->weights_ms = now_ms () - t0;
@@ -1755,7 +1766,7 @@ json_common (const bench_state *st, const char *mode, const char *dev)
   json_int ("height", a->height);
   json_int ("width", a->width);
   json_str ("device", dev);
-  json_str ("dtype", dit_dtype_name (a->dtype));
+  json_str ("dtype", dit_precision_name (dit_precision_of (a->dtype, a->fp8)));
   json_str ("vae", a->vae);
   json_str ("decoder", a->decoder ? a->decoder : "full");
   json_int ("chunks", a->chunks);
@@ -1995,7 +2006,7 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
   }
   printf ("dit-bench: %s (%d layers) %dx%d, %s, %s, vae %s, %d chunks after %d "
       "warm-up, graphs %s, fused %s\n", a->preset, st->cfg.num_layers,
-      a->height, a->width, dev, dit_dtype_name (a->dtype), a->vae, a->chunks,
+      a->height, a->width, dev, dit_precision_name (dit_precision_of (a->dtype, a->fp8)), a->vae, a->chunks,
       a->warmup, a->graphs ? "on" : "off", a->fused ? "on" : "off");
   printf ("  weights made in            %9.1f ms (vae setup %.1f ms)\n",
       r->weights_ms, r->vae_weights_ms);
@@ -2116,7 +2127,7 @@ report_mesh (const bench_state *st, const bench_result *r,
   printf ("dit-bench: %s (%d layers) %dx%d, DiT on a mesh of %d %s ranks "
       "(devices %s), Stage 0 on %s, %s, vae %s, %d chunks per pass after %d "
       "warm-up\n", a->preset, st->cfg.num_layers, a->height, a->width,
-      a->mesh_ranks, mesh_be, a->mesh_arg, dev, dit_dtype_name (a->dtype),
+      a->mesh_ranks, mesh_be, a->mesh_arg, dev, dit_precision_name (dit_precision_of (a->dtype, a->fp8)),
       a->vae, a->chunks, a->warmup);
   printf ("  mesh up in                 %9.1f ms (vae setup %.1f ms)\n",
       mr->setup_ms, r->vae_weights_ms);
@@ -2414,6 +2425,7 @@ run_cold (bench_state *st, bench_result *r, cold_result *cr)
   st->gc.latent_h = a->height / 8;
   st->gc.latent_w = a->width / 8;
   st->gc.dtype = a->dtype;
+  st->gc.fp8 = a->fp8;
   st->gc.seed = a->seed;
   st->prompt_rows = BENCH_PROMPT_IDS;
   st->prompt = calloc ((size_t) st->prompt_rows * st->cfg.text_dim,
@@ -2429,7 +2441,8 @@ run_cold (bench_state *st, bench_result *r, cold_result *cr)
 
   t0 = now_ms ();
   dit_weights *w = NULL;
-  if (dit_load_model (a->model_path, a->seed, a->dtype, st->be, &st->cfg, &w)
+  if (dit_load_model_precision (a->model_path, a->seed,
+        dit_precision_of (a->dtype, a->fp8), st->be, &st->cfg, &w)
       != DIT_OK || st->be->ops->synchronize (st->be) != DIT_OK)
     return fail ("DiT weights");
   st->weights = w;
@@ -2472,7 +2485,7 @@ report_cold (const bench_state *st, const cold_result *cr, const char *dev)
   if (a->json) {
     json_str ("mode", "cold");
     json_str ("device", dev);
-    json_str ("dtype", dit_dtype_name (a->dtype));
+    json_str ("dtype", dit_precision_name (dit_precision_of (a->dtype, a->fp8)));
     json_int ("height", a->height);
     json_int ("width", a->width);
     json_str ("text_residency", a->text_residency);
@@ -2499,7 +2512,8 @@ report_cold (const bench_state *st, const cold_result *cr, const char *dev)
     return;
   }
   printf ("dit-bench: cold start, %s, %s, %dx%d, text encoder %s\n", dev,
-      dit_dtype_name (a->dtype), a->height, a->width, a->text_residency);
+      dit_precision_name (dit_precision_of (a->dtype, a->fp8)), a->height,
+      a->width, a->text_residency);
   for (int i = 0; i < 3; i++)
     printf ("  %-4s %s: %.2f GB, %.1f%% in the page cache at start%s\n",
         names[i], i == 0 ? a->model_path : i == 1 ? a->vae : a->text_model,
@@ -2586,7 +2600,7 @@ main (int argc, char **argv)
     else if (a->text_only && a->json) {
       json_str ("mode", "text");
       json_str ("device", dev);
-      json_str ("dtype", dit_dtype_name (a->dtype));
+      json_str ("dtype", dit_precision_name (dit_precision_of (a->dtype, a->fp8)));
     } else if (a->text_only)
       printf ("dit-bench: text encoder on %s\n", dev);
     else if (a->mesh_ranks)
