@@ -835,6 +835,7 @@ typedef struct bench_result {
   bench_stat recompute, denoise, decode, anchor_enc, anchor, period, encode;
   double ttff_cold, ttff_warm, weights_ms, vae_weights_ms, gemm_tflops;
   int64_t gemm_paths[BENCH_GEMM_PATHS];
+  char gemm_fp8_paths[4096];   /* JSON array: FP8 GEMM shape -> path */
   /* memory: device bytes in use after each setup step (cudaMemGetInfo,
    * the whole device), and the tensor bytes of the components */
   double mem_base, mem_text, mem_dit_weights, mem_dit_state, mem_vae;
@@ -1995,6 +1996,8 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
     for (int i = 0; i < BENCH_GEMM_PATHS; i++)
       printf ("%s%lld", i ? ", " : "[", (long long) r->gemm_paths[i]);
     printf ("]");
+    json_key ("gemm_fp8_paths");
+    printf ("%s", r->gemm_fp8_paths[0] ? r->gemm_fp8_paths : "[]");
     if (r->breakdown_chunks) {
       json_int ("breakdown_chunks", r->breakdown_chunks);
       json_split ("breakdown_denoise", &r->bd_denoise);
@@ -2042,6 +2045,8 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
       (long long) r->gemm_paths[0], (long long) r->gemm_paths[1],
       (long long) r->gemm_paths[2], (long long) r->gemm_paths[3],
       (long long) r->gemm_paths[4], (long long) r->gemm_paths[5]);
+  if (r->gemm_fp8_paths[0] && strcmp (r->gemm_fp8_paths, "[]") != 0)
+    printf ("  FP8 GEMM paths: %s\n", r->gemm_fp8_paths);
   if (r->breakdown_chunks) {
     printf ("  breakdown (%d eager chunks, every op timed; GEMM folds %s):\n",
         r->breakdown_chunks, a->fold ? "on" : "off");
@@ -2311,6 +2316,8 @@ run_engine (bench_state *st, bench_result *r)
   mem_sample (st->be);
 #if DIT_HAVE_CUDA
   dit_cuda_gemm_path_counts (st->be, r->gemm_paths);
+  dit_cuda_gemm_fp8_report (st->be, r->gemm_fp8_paths,
+      sizeof r->gemm_fp8_paths);
 #endif
   if (st->vae && encode_bench (st, r, st->a.chunks < 10 ? st->a.chunks : 10)
       != DIT_OK)
