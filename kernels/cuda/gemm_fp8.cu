@@ -1072,8 +1072,11 @@ g8_run (dit_backend *be, const dit_gemm_fp8_params *p, int path)
   const float *ws = (const float *) p->w_scale->data;
 
   /* cuBLASLt: 16/32-bit outputs, and FP8 outputs through a scratch when
-   * asked for; activation scales must be per 128 columns (VEC128) */
+   * asked for; activation scales must be per 128 columns (VEC128), and M
+   * and N multiples of 16 keep every row of the scale tensors 16-byte
+   * aligned, as in the probe (the model's M = frames x tokens per frame) */
   int lt = f->ws_mode >= 0 && p->x_block == G8_BK && path != 2
+      && M % 16 == 0 && N % 16 == 0
       && (f8out ? path == 1 && p->scratch
           : residual ? p->scratch != NULL
           : (dty == DIT_BF16 || (dty == DIT_F32 && f->f32_ok)));

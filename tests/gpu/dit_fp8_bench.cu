@@ -22,6 +22,7 @@
  *
  * Usage: dit-fp8-bench [runs]     (default 20; exit 77 without a CUDA
  * device with FP8 tensor cores)
+ *        dit-fp8-bench probe      the probe report only
  */
 #include "dit_build_config.h"
 #include "dit_backend.h"
@@ -257,9 +258,17 @@ producers (void)
       "scales %.4f ms\n", (long long) L, (long long) D, tlm, tl8);
   dit_tensor q = normal2 (L, D, 11), k = normal2 (N, D, 12), v = normal2 (N, D, 13);
   dit_tensor o = alloc2 (DIT_BF16, L, D);
-  c.a = (dit_attn_params) { .q = &q, .k = &k, .v = &v, .o = &o, .heads = 40,
-    .head_dim = 128, .scale = 0.0883883f, .bias_begin = 720,
-    .bias_end = 2160, .log_bias = -1.2f };
+  memset (&c.a, 0, sizeof c.a);
+  c.a.q = &q;
+  c.a.k = &k;
+  c.a.v = &v;
+  c.a.o = &o;
+  c.a.heads = 40;
+  c.a.head_dim = 128;
+  c.a.scale = 0.0883883f;
+  c.a.bias_begin = 720;
+  c.a.bias_end = 2160;
+  c.a.log_bias = -1.2f;
   float ta = timeit (call_attn, &c);
   c.a.o = &h8;
   c.a.o_scale = &h8s;
@@ -276,7 +285,8 @@ producers (void)
 int
 main (int argc, char **argv)
 {
-  if (argc > 1)
+  const int probe_only = argc > 1 && strcmp (argv[1], "probe") == 0;
+  if (argc > 1 && !probe_only)
     runs = atoi (argv[1]) > 0 ? atoi (argv[1]) : runs;
   be = dit_backend_create ("cuda", 0);
   if (!be) {
@@ -290,6 +300,10 @@ main (int argc, char **argv)
   static char report[8192];
   CHECK (dit_cuda_fp8_probe_report (be, report, sizeof report));
   printf ("cuBLASLt FP8 probe:\n%s", report);
+  if (probe_only) {
+    dit_backend_destroy (be);
+    return 0;
+  }
   printf ("GEMMs of one 14B block at 320x576 (median of %d):\n", runs);
   const int64_t M = 2160;
   double sum[3] = { 0, 0, 0 };

@@ -1,6 +1,7 @@
 /* test_cuda_fp8 — the FP8 path on a GPU.
  *
- *   test-cuda-fp8 [refusal,engines,attention,slice,full]   (default: all)
+ *   test-cuda-fp8 [refusal,engines,attention,slice,full,small]
+ *                                     (default: all but small)
  *
  *  refusal    with DIT_CUDA_FAKE_CC=8.6 the backend refuses --dtype fp8 and
  *             the message names the device and its compute capability;
@@ -17,7 +18,9 @@
  *             bf16 and fp8 against f32 (tests/common/fp8_gate.h);
  *  full       the same on the whole 40-layer 14B synthetic model (f32 needs
  *             about 65 GB: run on an 80 GB card, alone).
- * The device's cuBLASLt FP8 probe report is printed first.
+ * `small` keeps only the small engine and attention cases (for
+ * compute-sanitizer).  The device's cuBLASLt FP8 probe report is printed
+ * first.
  *
  * Gate limits (NMSE of each chunk's final latents against f32) are set
  * wide from the CPU measurement of the same slice at a small latent
@@ -271,12 +274,21 @@ gemm_case (int64_t M, int64_t N, int64_t K, int bias, dit_act act,
   fp8mat_free (&w);
 }
 
+static int small;
+
 static void
 test_engines (void)
 {
+  if (small) {
+    gemm_case (130, 384, 256, 1, DIT_ACT_GELU_TANH, DIT_F8E4M3, 1);
+    gemm_case (77, 136, 384, 1, DIT_ACT_NONE, DIT_BF16, 1);
+    return;
+  }
+  gemm_case (400, 1024, 1024, 1, DIT_ACT_NONE, DIT_BF16, 1);
+  gemm_case (400, 1024, 1024, 1, DIT_ACT_GELU_TANH, DIT_BF16, 1);
+  gemm_case (400, 1024, 1024, 1, DIT_ACT_GELU_TANH, DIT_F8E4M3, 1);
+  gemm_case (320, 640, 512, 1, DIT_ACT_NONE, DIT_F32, 1);
   gemm_case (300, 1024, 1024, 1, DIT_ACT_NONE, DIT_BF16, 1);
-  gemm_case (300, 1024, 1024, 1, DIT_ACT_GELU_TANH, DIT_BF16, 1);
-  gemm_case (300, 1024, 1024, 1, DIT_ACT_GELU_TANH, DIT_F8E4M3, 1);
   gemm_case (257, 640, 512, 1, DIT_ACT_NONE, DIT_F32, 1);
   gemm_case (5, 256, 256, 0, DIT_ACT_NONE, DIT_BF16, 1);
   gemm_case (129, 384, 1536, 0, DIT_ACT_GELU_TANH, DIT_F8E4M3, 1);
@@ -350,6 +362,11 @@ attention_case (int64_t L, int64_t N, int heads, int64_t cb, int64_t q0,
 static void
 test_attention (void)
 {
+  if (small) {
+    attention_case (333, 777, 3, 0, 0, 0, 0);
+    attention_case (200, 200, 2, 64, 0, 0, 0);
+    return;
+  }
   attention_case (2160, 4320, 4, 0, 0, 720, 2160);
   attention_case (2160, 2160, 4, 2160, 0, 0, 0);
   attention_case (333, 777, 3, 0, 0, 0, 0);
@@ -392,6 +409,7 @@ main (int argc, char **argv)
     return 77;
   }
   rb = dit_backend_cpu ();
+  small = strstr (what, "small") != NULL;
   if (strstr (what, "refusal"))
     test_refusal ();
   if (dit_fp8_check (tb) != DIT_OK) {
