@@ -1147,6 +1147,10 @@ setup_local_dit (bench_state *st, bench_result *r)
   mem_sample (st->be);
   r->dit_weight_bytes = spec_bytes (w->specs, w->count, w->dtype,
       &r->dit_fp8_weight_bytes);
+  /* --dtype fp8: the weights are FP8 already (the measured figures show
+   * it), nothing left to project */
+  if (a->fp8)
+    r->dit_weight_bytes = r->dit_fp8_weight_bytes;
   r->kv_cache_bytes = 2.0 * st->cfg.num_layers * st->gc.kv_window
       * (double) (st->gc.latent_h / 2) * (st->gc.latent_w / 2) * st->cfg.dim
       * dit_dtype_size (a->dtype);

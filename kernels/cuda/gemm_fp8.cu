@@ -42,7 +42,10 @@
  * Per call: an FP8 output takes the own kernel (its quantizing epilogue)
  * unless DIT_FP8_GEMM=cublaslt, which writes bf16 into the caller's scratch
  * and quantizes it in a second pass; a 16/32-bit output takes cuBLASLt when
- * the probe found a working configuration, else the own kernel.
+ * the probe found a working configuration (M and N multiples of 16), else
+ * the own kernel.  The residual epilogue (gate, accumulate into the f32
+ * residual stream: o, cross o and FFN down) is the own kernel's epilogue, or
+ * on cuBLASLt a bf16 product into the scratch and one pass.
  * DIT_FP8_GEMM=own forces the own kernel everywhere.  Every distinct shape
  * is counted with the path it took (dit_cuda_gemm_fp8_report, dit-bench's
  * gemm_paths).

@@ -3,9 +3,11 @@
  *
  * Prints the cuBLASLt FP8 probe (which scale modes the installed library
  * runs on this device, each checked against an f64 reference), then for
- * each GEMM shape of a block (q/k/v/o and cross q/o: N = K = 5120; FFN up:
- * N = 13824, K = 5120, GELU; FFN down: N = 5120, K = 13824) the median
- * time and TFLOP/s (2 M N K) of:
+ * each GEMM shape of a block (q/k/v and cross q: N = K = 5120, bf16 out;
+ * o and cross o: the same, accumulated into the f32 residual stream with
+ * the gate; FFN up: N = 13824, K = 5120, GELU; FFN down: N = 5120,
+ * K = 13824, into the residual stream) the median time and TFLOP/s
+ * (2 M N K) of:
  *   bf16      dit_gemm, bf16 in/out, bias (and GELU) in cuBLASLt's epilogue
  *   fp8 lt    the FP8 GEMM on cuBLASLt (FFN up: into bf16, then the
  *             quantize pass that writes the FP8 hidden layer)
@@ -156,12 +158,16 @@ call_fp8 (const void *c)
   return dit_cuda_gemm_fp8_path (be, &g->f8, g->path);
 }
 
+/* residual: y is the f32 residual stream, += gate ⊙ (x w + b) (both the
+ * bf16 GEMM's folded epilogue and the FP8 one), as o, cross o and FFN down
+ * run in the model. */
 static void
 gemm_shape (const char *name, int64_t M, int64_t N, int64_t K, dit_act act,
-    int f8out, int per_layer, double *sum_ms)
+    int f8out, int residual, int per_layer, double *sum_ms)
 {
   dit_tensor x = normal2 (M, K, 1), w = normal2 (N, K, 2), b = normal2 (1, N, 3);
-  dit_tensor y = alloc2 (DIT_BF16, M, N);
+  dit_tensor y = alloc2 (residual ? DIT_F32 : DIT_BF16, M, N);
+  dit_tensor gate = normal2 (3, N, 4);
   dit_tensor xq, xs, wq, wsc;
   quantize (&x, 128, &xq, &xs);
   quantize (&w, K, &wq, &wsc);
@@ -169,26 +175,29 @@ gemm_shape (const char *name, int64_t M, int64_t N, int64_t K, dit_act act,
   for (int e = 1; e < 3; e++) {
     y8[e] = alloc2 (DIT_F8E4M3, M, N);
     y8s[e] = alloc2 (DIT_F32, N / 128, M);
-    yb[e] = alloc2 (DIT_BF16, M, N);
+    yb[e] = alloc2 (residual ? DIT_F32 : DIT_BF16, M, N);
   }
   dit_tensor scratch = alloc2 (DIT_BF16, M, N);
   const double flop = 2.0 * M * N * K;
   gemm_ctx c;
   memset (&c, 0, sizeof c);
-  c.bf = (dit_gemm_params) { &x, &w, &b, &y, act, 0 };
+  c.bf = (dit_gemm_params) { &x, &w, &b, &y, act, residual,
+    residual ? &gate : NULL, M / 3, &scratch };
   float t[3];
   t[0] = timeit (call_bf16, &c);
   for (int e = 1; e < 3; e++) {
     c.path = e;
     c.f8 = (dit_gemm_fp8_params) { &xq, &xs, 128, &wq, &wsc, &b,
-      f8out ? &y8[e] : &yb[e], f8out ? &y8s[e] : NULL, 128, act, &scratch };
+      f8out ? &y8[e] : &yb[e], f8out ? &y8s[e] : NULL, 128, act, &scratch,
+      residual, residual ? &gate : NULL, M / 3 };
     t[e] = timeit (call_fp8, &c);
   }
   double diff = -1.0;   /* -1: one engine did not run */
   if (t[1] > 0 && t[2] > 0)
     diff = f8out ? nmse_dev (&y8s[1], &y8s[2]) : nmse_dev (&yb[1], &yb[2]);
   printf ("  %-9s %5lld x %5lld x %5lld %s  bf16 %7.3f ms %5.0f TF/s | fp8 lt ",
-      name, (long long) M, (long long) N, (long long) K, f8out ? "->f8  " : "->bf16",
+      name, (long long) M, (long long) N, (long long) K, f8out ? "->f8  "
+      : residual ? "+=f32 " : "->bf16",
       t[0], flop / t[0] * 1e-9);
   if (t[1] > 0)
     printf ("%7.3f ms %5.0f TF/s", t[1], flop / t[1] * 1e-9);
@@ -206,7 +215,7 @@ gemm_shape (const char *name, int64_t M, int64_t N, int64_t K, dit_act act,
       sum_ms[e] += per_layer * t[e];
     else
       sum_ms[e] = -1e9;   /* prints as negative: an engine missing */
-  dit_tensor *all[] = { &x, &w, &b, &y, &xq, &xs, &wq, &wsc, &scratch, &y8[1],
+  dit_tensor *all[] = { &x, &w, &b, &y, &gate, &xq, &xs, &wq, &wsc, &scratch, &y8[1],
     &y8[2], &y8s[1], &y8s[2], &yb[1], &yb[2] };
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
     dit_tensor_free (be, all[i]);
@@ -308,9 +317,10 @@ main (int argc, char **argv)
   const int64_t M = 2160;
   double sum[3] = { 0, 0, 0 };
   JSON ("{\"gemms\": [");
-  gemm_shape ("attn-proj", M, 5120, 5120, DIT_ACT_NONE, 0, 6, sum);
-  gemm_shape ("ffn-up", M, 13824, 5120, DIT_ACT_GELU_TANH, 1, 1, sum);
-  gemm_shape ("ffn-down", M, 5120, 13824, DIT_ACT_NONE, 0, 1, sum);
+  gemm_shape ("qkv/cq", M, 5120, 5120, DIT_ACT_NONE, 0, 0, 4, sum);
+  gemm_shape ("o/co", M, 5120, 5120, DIT_ACT_NONE, 0, 1, 2, sum);
+  gemm_shape ("ffn-up", M, 13824, 5120, DIT_ACT_GELU_TANH, 1, 0, 1, sum);
+  gemm_shape ("ffn-down", M, 5120, 13824, DIT_ACT_NONE, 0, 1, 1, sum);
   printf ("  per 40-layer forward (6 projections + FFN): bf16 %.1f ms, fp8 lt "
       "%.1f ms, fp8 mma %.1f ms\n", 40 * sum[0], 40 * sum[1], 40 * sum[2]);
   producers ();

@@ -234,7 +234,7 @@ gemm_case (int64_t M, int64_t N, int64_t K, int bias, dit_act act,
     dit_gemm_fp8_params p = { e ? &x.q.a : &x.q.b, e ? &x.s.a : &x.s.b, 128,
       e ? &w.q.a : &w.q.b, e ? &w.s.a : &w.s.b, bias ? (e ? &b.a : &b.b) : NULL,
       e ? &y[e].a : &y[e].b, f8 ? (e ? &ys[e].a : &ys[e].b) : NULL, 128, act,
-      e ? &scratch.a : &scratch.b };
+      e ? &scratch.a : &scratch.b, 0, NULL, 0 };
     dit_status st = e == 0 ? dit_gemm_fp8 (rb, &p)
         : dit_cuda_gemm_fp8_path (tb, &p, e);
     if (st == DIT_ERR_UNSUPPORTED && e == 1) {
@@ -274,6 +274,68 @@ gemm_case (int64_t M, int64_t N, int64_t K, int bias, dit_act act,
   fp8mat_free (&w);
 }
 
+/* The residual epilogue (y f32 += gate ⊙ (x w + b)) on each engine against
+ * the CPU: the own kernel applies it in its epilogue, cuBLASLt through the
+ * bf16 scratch and a pass. */
+static void
+residual_case (int64_t M, int64_t N, int64_t K, int64_t rpg)
+{
+  char label[160];
+  snprintf (label, sizeof label, "gemm_fp8 M=%lld N=%lld K=%lld gated += f32",
+      (long long) M, (long long) N, (long long) K);
+  fp8mat x = F8 (M, K, 128), w = F8 (N, K, K);
+  const int64_t G = (M + rpg - 1) / rpg;
+  uint16_t *hb = malloc ((size_t) N * 2);
+  float *hg = malloc ((size_t) (G * N) * sizeof (float));
+  float *hy = malloc ((size_t) (M * N) * sizeof (float));
+  for (int64_t i = 0; i < N; i++)
+    hb[i] = dit_f32_to_bf16 (0.5f * frand ());
+  for (int64_t i = 0; i < G * N; i++)
+    hg[i] = frand ();
+  for (int64_t i = 0; i < M * N; i++)
+    hy[i] = 2.0f * frand ();
+  pair b = P (DIT_BF16, 1, N, hb), gt = P (DIT_F32, G, N, hg);
+  pair scratch = P (DIT_BF16, M, N, NULL);
+  float *ref = NULL;
+  for (int e = 0; e < 3; e++) {
+    pair y = P (DIT_F32, M, N, hy);
+    dit_gemm_fp8_params p = { e ? &x.q.a : &x.q.b, e ? &x.s.a : &x.s.b, 128,
+      e ? &w.q.a : &w.q.b, e ? &w.s.a : &w.s.b, e ? &b.a : &b.b,
+      e ? &y.a : &y.b, NULL, 0, DIT_ACT_NONE, e ? &scratch.a : &scratch.b, 1,
+      e ? &gt.a : &gt.b, rpg };
+    dit_status st = e == 0 ? dit_gemm_fp8 (rb, &p)
+        : dit_cuda_gemm_fp8_path (tb, &p, e);
+    if (st == DIT_ERR_UNSUPPORTED && e == 1) {
+      printf ("%-58s cublaslt: not available (%s)\n", label, dit_last_error ());
+      pair_free (&y);
+      continue;
+    }
+    EXPECT (st == DIT_OK, "%s engine %d: %s", label, e, dit_last_error ());
+    if (st == DIT_OK) {
+      float *out = host_of (e ? &y.a : &y.b, e ? tb : rb);
+      if (e == 0) {
+        ref = out;
+      } else {
+        double err = nmse_values (out, ref, DIT_F32, (size_t) (M * N));
+        printf ("%-58s %-8s vs cpu      nmse %.3e (limit 1e-4) %s\n", label,
+            e == 1 ? "cublaslt" : "mma", err, err <= 1e-4 ? "ok" : "FAIL");
+        EXPECT (err <= 1e-4, "%s engine %d: nmse %.3e", label, e, err);
+        free (out);
+      }
+    }
+    pair_free (&y);
+  }
+  free (ref);
+  free (hb);
+  free (hg);
+  free (hy);
+  pair_free (&b);
+  pair_free (&gt);
+  pair_free (&scratch);
+  fp8mat_free (&x);
+  fp8mat_free (&w);
+}
+
 static int small;
 
 static void
@@ -282,6 +344,7 @@ test_engines (void)
   if (small) {
     gemm_case (130, 384, 256, 1, DIT_ACT_GELU_TANH, DIT_F8E4M3, 1);
     gemm_case (77, 136, 384, 1, DIT_ACT_NONE, DIT_BF16, 1);
+    residual_case (130, 512, 256, 33);
     return;
   }
   gemm_case (400, 1024, 1024, 1, DIT_ACT_NONE, DIT_BF16, 1);
@@ -292,6 +355,8 @@ test_engines (void)
   gemm_case (257, 640, 512, 1, DIT_ACT_NONE, DIT_F32, 1);
   gemm_case (5, 256, 256, 0, DIT_ACT_NONE, DIT_BF16, 1);
   gemm_case (129, 384, 1536, 0, DIT_ACT_GELU_TANH, DIT_F8E4M3, 1);
+  residual_case (400, 1024, 1024, 96);
+  residual_case (130, 512, 256, 33);
   /* the 14B FFN shapes: engines against each other */
   gemm_case (2160, 13824, 5120, 1, DIT_ACT_GELU_TANH, DIT_BF16, 0);
   gemm_case (2160, 5120, 13824, 1, DIT_ACT_NONE, DIT_BF16, 0);

@@ -340,6 +340,64 @@ test_gemm_reference (void)
   }
 }
 
+/* The residual epilogue: y += gate[r / rpg] ⊙ (x w + b), into an f32 y. */
+static void
+test_gemm_residual (void)
+{
+  enum { M = 12, K = 256, N = 24, RPG = 5 };
+  static uint8_t xq[M * K], wq[N * K];
+  static float xs[(K / 128) * M], ws[N], bias[N], gate[3 * N], y[M * N],
+      y0[M * N];
+  for (int i = 0; i < M * K; i++)
+    xq[i] = dit_f32_to_e4m3 (srand1 () * 400.0f);
+  for (int i = 0; i < N * K; i++)
+    wq[i] = dit_f32_to_e4m3 (srand1 () * 400.0f);
+  for (int i = 0; i < (K / 128) * M; i++)
+    xs[i] = (float) (0.001 + urand () * 0.01);
+  for (int n = 0; n < N; n++) {
+    ws[n] = (float) (0.0001 + urand () * 0.001);
+    bias[n] = srand1 ();
+  }
+  for (int i = 0; i < 3 * N; i++)
+    gate[i] = srand1 ();
+  for (int i = 0; i < M * N; i++)
+    y[i] = y0[i] = srand1 () * 3.0f;
+  dit_tensor tx = dit_tensor_2d (xq, DIT_F8E4M3, DIT_DEVICE_CPU, M, K);
+  dit_tensor txs = dit_tensor_2d (xs, DIT_F32, DIT_DEVICE_CPU, K / 128, M);
+  dit_tensor tw = dit_tensor_2d (wq, DIT_F8E4M3, DIT_DEVICE_CPU, N, K);
+  dit_tensor tws = dit_tensor_1d (ws, DIT_F32, DIT_DEVICE_CPU, N);
+  dit_tensor tb = dit_tensor_1d (bias, DIT_F32, DIT_DEVICE_CPU, N);
+  dit_tensor tg = dit_tensor_2d (gate, DIT_F32, DIT_DEVICE_CPU, 3, N);
+  dit_tensor ty = dit_tensor_2d (y, DIT_F32, DIT_DEVICE_CPU, M, N);
+  dit_gemm_fp8_params p = { &tx, &txs, 128, &tw, &tws, &tb, &ty, NULL, 0,
+    DIT_ACT_NONE, NULL, 1, &tg, RPG };
+  CHECK_OK (dit_gemm_fp8 (be, &p));
+  double num = 0.0, den = 0.0;
+  for (int m = 0; m < M; m++)
+    for (int n = 0; n < N; n++) {
+      double acc = 0.0;
+      for (int k = 0; k < K; k++)
+        acc += e4m3_value (xq[m * K + k]) * xs[(k / 128) * M + m]
+            * e4m3_value (wq[n * K + k]) * ws[n];
+      double want = y0[m * N + n] + gate[(m / RPG) * N + n] * (acc + bias[n]);
+      num += (y[m * N + n] - want) * (y[m * N + n] - want);
+      den += want * want;
+    }
+  CHECK (num / den < 1e-12, "gemm_fp8 residual epilogue: NMSE %.3g", num / den);
+  /* an FP8 output cannot take it */
+  static uint8_t yq[M * N];
+  static float ysc[(N / 8) * M];
+  dit_tensor tyq = dit_tensor_2d (yq, DIT_F8E4M3, DIT_DEVICE_CPU, M, N);
+  dit_tensor tys = dit_tensor_2d (ysc, DIT_F32, DIT_DEVICE_CPU, N / 8, M);
+  p.y = &tyq;
+  p.y_scale = &tys;
+  p.y_block = 8;
+  dit_clear_error ();
+  CHECK (dit_gemm_fp8 (be, &p) == DIT_ERR_INVALID
+      && strstr (dit_last_error (), "16/32-bit y"), "gate with an FP8 y: %s",
+      dit_last_error ());
+}
+
 static void
 test_layernorm_reference (void)
 {
@@ -501,6 +559,7 @@ main (void)
   test_scale_rule ();
   test_outliers ();
   test_gemm_reference ();
+  test_gemm_residual ();
   test_layernorm_reference ();
   test_attention_fp8 ();
   test_refusals ();
