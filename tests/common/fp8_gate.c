@@ -9,15 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double
-gate_now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 void
 fp8_gate_compare (const float *x, const float *ref, size_t n, double *nmse,
@@ -58,7 +49,7 @@ gate_push (float *history, int C, const float *chunk, int F, int64_t fs)
 
 dit_status
 fp8_gate_rollout (dit_backend *be, const fp8_gate_case *c,
-    dit_precision precision, float *out, double *ms)
+    dit_precision precision, float *out)
 {
   dit_param_spec *specs = NULL;
   size_t count = 0;
@@ -66,7 +57,6 @@ fp8_gate_rollout (dit_backend *be, const fp8_gate_case *c,
   dit_generator *g = NULL;
   float *embeds = NULL, *history = NULL;
   dit_status st;
-  const double t0 = gate_now_ms ();
 
   dit_gen_config gc;
   dit_gen_config_default (&gc);
@@ -117,8 +107,6 @@ fp8_gate_rollout (dit_backend *be, const fp8_gate_case *c,
   dit_weights_free (w);
   free (embeds);
   free (history);
-  if (ms)
-    *ms = gate_now_ms () - t0;
   return st;
 }
 
@@ -136,9 +124,9 @@ fp8_gate_run (dit_backend *be, const fp8_gate_case *c, fp8_gate_result *r)
   static const dit_precision precs[2] = { DIT_PRECISION_BF16, DIT_PRECISION_FP8 };
   memset (r, 0, sizeof *r);
   if (st == DIT_OK)
-    st = fp8_gate_rollout (be, c, DIT_PRECISION_F32, ref, &r->ms[0]);
+    st = fp8_gate_rollout (be, c, DIT_PRECISION_F32, ref);
   for (int p = 0; st == DIT_OK && p < 2; p++) {
-    st = fp8_gate_rollout (be, c, precs[p], x, &r->ms[1 + p]);
+    st = fp8_gate_rollout (be, c, precs[p], x);
     for (int k = 0; st == DIT_OK && k < c->chunks; k++) {
       fp8_gate_compare (x + k * chunk_elems, ref + k * chunk_elems, chunk_elems,
           &r->nmse[p][k], &r->cos[p][k]);
@@ -146,9 +134,6 @@ fp8_gate_run (dit_backend *be, const fp8_gate_case *c, fp8_gate_result *r)
           dit_precision_name (precs[p]), r->nmse[p][k], r->cos[p][k]);
     }
   }
-  if (st == DIT_OK)
-    printf ("%s rollout ms: f32 %.0f, bf16 %.0f, fp8 %.0f\n", c->label,
-        r->ms[0], r->ms[1], r->ms[2]);
   free (ref);
   free (x);
   return st;

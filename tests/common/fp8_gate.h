@@ -32,13 +32,12 @@ typedef struct fp8_gate_result {
   /* [0] bf16, [1] fp8, against f32 */
   double nmse[2][FP8_GATE_MAX_CHUNKS];
   double cos[2][FP8_GATE_MAX_CHUNKS];
-  double ms[3];               /* wall time of each rollout (f32, bf16, fp8) */
 } fp8_gate_result;
 
 /* Run the case's rollout in `precision` on `be`; out receives chunks *
  * 16 * F * h * w floats (host). */
 dit_status fp8_gate_rollout (dit_backend *be, const fp8_gate_case *c,
-    dit_precision precision, float *out, double *ms);
+    dit_precision precision, float *out);
 
 /* The three rollouts and the metrics; prints one line per chunk and
  * precision prefixed with the case label. */
