@@ -3,7 +3,7 @@
  *
  *   test-fp8-quality          the tiny model, 64x64 pixels (CI)
  *   test-fp8-quality slice    2 layers of the wan-14b shape at 32x32 pixels
- *                             (suite 'slow': minutes of CPU)
+ *                             (by hand, not in CI: ~6 min of CPU)
  *
  * Limits on each chunk's final latents against f32, set from the measured
  * values (docs/precision.md) with a margin of about 3x:
