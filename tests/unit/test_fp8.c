@@ -72,10 +72,17 @@ oracle_code (float x)
   double a = fabs ((double) x);
   if (a >= 448.0)
     return (x < 0 ? 0x80 : 0) | 0x7e;
+  static double value[0x7f];
+  static int have;
+  if (!have) {
+    for (int c = 0; c <= 0x7e; c++)
+      value[c] = e4m3_value (c);
+    have = 1;
+  }
   int best = 0;
   double bd = INFINITY;
   for (int c = 0; c <= 0x7e; c++) {
-    double d = fabs (e4m3_value (c) - a);
+    double d = fabs (value[c] - a);
     if (d < bd || (d == bd && (c & 1) == 0 && (best & 1))) {
       bd = d;
       best = c;
