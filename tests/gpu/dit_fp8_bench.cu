@@ -1,5 +1,5 @@
 /* dit-fp8-bench — FP8 against bf16 for the GEMMs and producers of one 14B
- * DiT forward at 320x576 (M = 2160 tokens, a 3-frame chunk).
+ * DiT forward at 576x320 (M = 2160 tokens, a 3-frame chunk).
  *
  * Prints the cuBLASLt FP8 probe (which scale modes the installed library
  * runs on this device, each checked against an f64 reference), then for
@@ -313,7 +313,7 @@ main (int argc, char **argv)
     dit_backend_destroy (be);
     return 0;
   }
-  printf ("GEMMs of one 14B block at 320x576 (median of %d):\n", runs);
+  printf ("GEMMs of one 14B block at 576x320 (median of %d):\n", runs);
   const int64_t M = 2160;
   double sum[3] = { 0, 0, 0 };
   JSON ("{\"gemms\": [");

@@ -14,7 +14,7 @@
  *             5-6 wgmma where the device runs them) writing FP8: its codes
  *             and scales must equal its own f32 output quantized by the rule
  *             of kernels/dit_fp8.h, bit for bit;
- *  slice      the quality gate on the 14B 2-layer slice, 320x576, 3 chunks:
+ *  slice      the quality gate on the 14B 2-layer slice, 576x320, 3 chunks:
  *             bf16 and fp8 against f32 (tests/common/fp8_gate.h);
  *  full       the same on the whole 40-layer 14B synthetic model (f32 needs
  *             about 65 GB: run on an 80 GB card, alone).
@@ -490,9 +490,9 @@ main (int argc, char **argv)
   if (strstr (what, "attention"))
     test_attention ();
   if (strstr (what, "slice"))
-    gate ("wan-14b/2 320x576", 2, 1e-4, 1e-3, 0.999);
+    gate ("wan-14b/2 576x320", 2, 1e-4, 1e-3, 0.999);
   if (strstr (what, "full"))
-    gate ("wan-14b/40 320x576", 40, 1e-3, 1e-2, 0.99);
+    gate ("wan-14b/40 576x320", 40, 1e-3, 1e-2, 0.99);
   char paths[4096];
   dit_cuda_gemm_fp8_report (tb, paths, sizeof paths);
   printf ("gemm_fp8 paths: %s\n", paths);
