@@ -11,7 +11,8 @@
  *             GELU and an FP8 output, and the two engines against each
  *             other at the 14B FFN shapes;
  *  attention  every attention configuration (0 generic, 1-4 mma.sync,
- *             5-6 wgmma where the device runs them) writing FP8: its codes
+ *             5-6 wgmma, 7-12 FlashAttention-3 style, where the device runs
+ *             them) writing FP8: its codes
  *             and scales must equal its own f32 output quantized by the rule
  *             of kernels/dit_fp8.h, bit for bit;
  *  slice      the quality gate on the 14B 2-layer slice, 576x320, 3 chunks:
@@ -381,14 +382,17 @@ attention_case (int64_t L, int64_t N, int heads, int64_t cb, int64_t q0,
   pair v = P (DIT_BF16, N, W, hv);
   pair of = P (DIT_F32, L, W, NULL), o8 = P (DIT_F8E4M3, L, W, NULL);
   pair os = P (DIT_F32, heads, L, NULL);
-  for (int var = 0; var <= 6; var++) {
+  for (int var = 0; var < DIT_CUDA_ATTN_VARIANTS; var++) {
     dit_attn_params p = { .q = &q.a, .k = &k.a, .v = &v.a, .o = &of.a,
       .heads = heads, .head_dim = 128, .scale = 0.0883883f,
       .bias_begin = bb, .bias_end = be_, .log_bias = -1.2f,
       .causal_block = cb, .q_pos0 = q0 };
     dit_status st = dit_cuda_attention_variant (tb, &p, var);
-    if (st == DIT_ERR_UNSUPPORTED)
+    if (st == DIT_ERR_UNSUPPORTED) {
+      printf ("attention variant %d: not run here (%s)\n", var,
+          dit_last_error ());
       continue;
+    }
     EXPECT (st == DIT_OK, "attention variant %d f32: %s", var, dit_last_error ());
     p.o = &o8.a;
     p.o_scale = &os.a;
