@@ -50,7 +50,8 @@ typedef struct dit_mesh_config {
   const char *preset;          /* model preset, e.g. "wan-14b", "tiny" */
   const char *weights;         /* checkpoint path, or NULL = synthetic */
   uint64_t synthetic_seed;
-  dit_gen_config gen;          /* generator config (dtype = weight dtype) */
+  dit_gen_config gen;          /* generator config (dtype = weight dtype;
+                                  fp8: the workers run precision fp8) */
   int ranks;                   /* mesh size = TP degree (1, 2, 4, 8) */
   int spawn;                   /* 1: fork/exec local workers */
   const char *worker_path;     /* dit-worker executable (spawn) */
@@ -158,7 +159,9 @@ typedef struct dit_worker_config {
   const char *preset;
   const char *weights;         /* NULL = synthetic */
   uint64_t synthetic_seed;
-  dit_dtype dtype;
+  dit_dtype dtype;             /* compute dtype */
+  int fp8;                     /* 1: precision fp8 (dit_config.h): the
+                                  shard's linear weights quantized to FP8 */
   int timeout_ms;              /* join, comm setup and every collective */
   int test_delay_ms;           /* tests: sleep before each chunk */
   int layers;                  /* 0 = the preset's */

@@ -144,6 +144,7 @@ typedef struct tp_fill_ctx {
   const dit_param_spec *specs;
   const dit_tp_slice *slices;
   const dit_st_tensor **src;
+  const dit_safetensors *st;
 } tp_fill_ctx;
 
 static dit_status
@@ -159,6 +160,18 @@ tp_fill (void *user, size_t index, int64_t begin, int64_t n, dit_dtype dtype,
     if (run > n - i)
       run = n - i;
     const dit_st_tensor *t = c->src[index];
+    if (t->dtype == DIT_ST_F8_E4M3) {
+      /* an FP8 checkpoint slice: code * the scale of its row */
+      const int64_t K = c->slices[index].full.shape[1];
+      const uint8_t *codes = t->data;
+      for (int64_t r = 0; r < run; r++) {
+        float v = dit_e4m3_to_f32 (codes[full + r])
+            * dit_checkpoint_fp8_scale (c->st, t, (full + r) / K);
+        dit_store_f32 (dst, dtype, (size_t) (i + r), v);
+      }
+      i += run;
+      continue;
+    }
     dit_dtype sdt;
     dit_st_dtype_to_dit (t->dtype, &sdt);
     dit_convert ((char *) dst + (size_t) i * dsz, dtype, (const char *) t->data
@@ -245,7 +258,8 @@ dit_tp_weights_load (const char *path, const dit_model_config *cfg, int degree,
     goto done;
   /* The full key set, shapes and dtypes first: a wrong file fails before
    * anything is read or allocated. */
-  if ((status = dit_weights_check (st, path, full, nfull, dit_model_key_map)) != DIT_OK)
+  if ((status = dit_weights_check_fp8 (st, path, full, nfull, dit_model_key_map,
+      dit_model_fp8_accept)) != DIT_OK)
     goto done;
   src = calloc (count + 1, sizeof *src);
   if (!src) {
@@ -259,7 +273,7 @@ dit_tp_weights_load (const char *path, const dit_model_config *cfg, int degree,
       goto done;
     }
   }
-  tp_fill_ctx ctx = { specs, slices, src };
+  tp_fill_ctx ctx = { specs, slices, src, st };
   status = dit_weights_from_fill (specs, count, dtype, be, tp_fill, &ctx, out);
   if (status != DIT_OK)
     dit_error_prefix (status, "%s: shard %d of %d", path, rank, degree);
@@ -309,7 +323,8 @@ dit_tp_fingerprint_file (const char *path, const dit_model_config *cfg,
   DIT_TRY (dit_model_config_params (cfg, &full, &n));
   dit_status status = dit_safetensors_open (path, &st);
   if (status == DIT_OK)
-    status = dit_weights_check (st, path, full, n, dit_model_key_map);
+    status = dit_weights_check_fp8 (st, path, full, n, dit_model_key_map,
+        dit_model_fp8_accept);
   uint64_t h = dit_fnv1a (DIT_FNV_OFFSET, "file", 4);
   h = fnv_u64 (h, dit_tp_config_digest (cfg));
   h = fnv_u64 (h, (uint64_t) dtype);

@@ -226,7 +226,8 @@ mesh_spawn (dit_mesh *m, int rank)
   argv[n++] = "--device"; argv[n++] = dev;
   argv[n++] = "--backend"; argv[n++] = c->backend ? c->backend : "cpu";
   argv[n++] = "--preset"; argv[n++] = c->preset;
-  argv[n++] = "--dtype"; argv[n++] = dit_dtype_name (c->gen.dtype);
+  argv[n++] = "--dtype";
+  argv[n++] = dit_precision_name (dit_precision_of (c->gen.dtype, c->gen.fp8));
   argv[n++] = "--timeout-ms"; argv[n++] = to;
   if (c->weights) {
     argv[n++] = "--weights"; argv[n++] = c->weights;
@@ -299,9 +300,10 @@ mesh_parity (dit_mesh *m, const dit_env_join *j, uint64_t fingerprint,
   else if (mesh_nccl (m) && j->rank == 0 && !j->has_nccl_id)
     snprintf (why, n, "worker rank 0 sent no NCCL unique id (backend cuda, "
         "%d ranks)", c->ranks);
-  else if (j->dtype != (int) c->gen.dtype)
+  else if (j->dtype != (int) dit_precision_of (c->gen.dtype, c->gen.fp8))
     snprintf (why, n, "worker rank %d computes in %s, rank 0 in %s", j->rank,
-        dit_dtype_name ((dit_dtype) j->dtype), dit_dtype_name (c->gen.dtype));
+        dit_precision_name ((dit_precision) j->dtype),
+        dit_precision_name (dit_precision_of (c->gen.dtype, c->gen.fp8)));
   else if (j->weights_fingerprint != fingerprint)
     snprintf (why, n, "worker rank %d has weight fingerprint %016llx, rank 0 "
         "expects %016llx (a different checkpoint or seed)", j->rank,
@@ -389,10 +391,11 @@ mesh_join (dit_mesh *m)
   dit_env_join joins[DIT_MESH_MAX_RANKS];
   char msg[1024];
 
+  const dit_dtype prec = (dit_dtype) dit_precision_of (c->gen.dtype, c->gen.fp8);
   if (c->weights)
-    DIT_TRY (dit_tp_fingerprint_file (c->weights, &m->model, c->gen.dtype, &fp));
+    DIT_TRY (dit_tp_fingerprint_file (c->weights, &m->model, prec, &fp));
   else
-    fp = dit_tp_fingerprint_synthetic (&m->model, c->synthetic_seed, c->gen.dtype);
+    fp = dit_tp_fingerprint_synthetic (&m->model, c->synthetic_seed, prec);
 
   for (int joined = 0; joined < c->ranks;) {
     int fd;

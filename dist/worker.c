@@ -164,13 +164,16 @@ w_join (worker *w, int *comm_listen_fd, uint64_t *token, char *comm_host,
   e.join.tp = c->tp;
   snprintf (e.join.preset, sizeof e.join.preset, "%s", c->preset);
   e.join.config_digest = dit_tp_config_digest (&w->model);
-  e.join.dtype = (int) c->dtype;
+  /* the precision travels as the dtype of the linear weights (f8e4m3 for
+   * fp8), so Stage 0's parity check and fingerprint see it */
+  const dit_dtype prec = (dit_dtype) dit_precision_of (c->dtype, c->fp8);
+  e.join.dtype = (int) prec;
   if (c->weights)
-    DIT_TRY (dit_tp_fingerprint_file (c->weights, &w->model, c->dtype,
+    DIT_TRY (dit_tp_fingerprint_file (c->weights, &w->model, prec,
         &e.join.weights_fingerprint));
   else
     e.join.weights_fingerprint = dit_tp_fingerprint_synthetic (&w->model,
-        c->synthetic_seed, c->dtype);
+        c->synthetic_seed, prec);
   e.join.comm_port = lport;
   e.join.pid = (int) getpid ();
   e.join.device = c->device;
@@ -213,6 +216,7 @@ w_join (worker *w, int *comm_listen_fd, uint64_t *token, char *comm_host,
   w->gen.seed = a->seed;
   w->gen.warp_steps = a->warp_steps;
   w->gen.dtype = c->dtype;
+  w->gen.fp8 = c->fp8;
   *token = a->token;
   snprintf (comm_host, 64, "%s", a->comm_host);
   *comm_port = a->comm_port;
@@ -316,6 +320,10 @@ w_setup (worker *w)
       st = dit_tp_weights_synthetic (&w->model, c->tp, c->rank,
           c->synthetic_seed, c->dtype, w->be, &w->weights);
   }
+  /* precision fp8: the shard's GEMM weights quantized per output channel on
+   * this rank's backend (an FP8 checkpoint's slices arrive dequantized) */
+  if (st == DIT_OK && c->fp8)
+    st = dit_weights_to_fp8 (w->weights, dit_model_fp8_select);
   if (st == DIT_OK) {
     dit_model_tp tp = { 1, 0, NULL, NULL, 0 };
     if (w->comm)

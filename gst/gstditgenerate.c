@@ -152,7 +152,19 @@ enum
   PROP_PERIOD_MS,
   PROP_HIDDEN_MS,
   PROP_OVERLAP_SCORE,
+  PROP_DTYPE,
 };
+
+/* The DiT's precision (dtype property). */
+typedef enum
+{
+  GST_DIT_DTYPE_AUTO = 0,         /* bf16 on CUDA, f32 on the CPU */
+  GST_DIT_DTYPE_BF16,
+  GST_DIT_DTYPE_FP8,
+  GST_DIT_DTYPE_F32,
+} GstDitDtype;
+
+#define DEFAULT_DTYPE GST_DIT_DTYPE_AUTO
 
 #define OVERLAP_WINDOW 32
 
@@ -178,6 +190,7 @@ struct _GstDitGenerate
   gchar *prompt, *text_model, *tokenizer;
   guint transition_chunks;
   GstDitPromptReset prompt_reset;
+  GstDitDtype dtype;
   guint64 prompt_request;       /* latest id submitted to the text encoder */
   gdouble stat_prompt_weight;
   gdouble stat_fps, stat_chunk_ms;
@@ -309,6 +322,46 @@ gst_dit_prompt_reset_get_type (void)
     g_once_init_leave (&type, t);
   }
   return type;
+}
+
+#define GST_TYPE_DIT_DTYPE (gst_dit_dtype_get_type ())
+static GType gst_dit_dtype_get_type (void);
+
+static GType
+gst_dit_dtype_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GST_DIT_DTYPE_AUTO, "bf16 on CUDA, f32 on the CPU", "auto"},
+    {GST_DIT_DTYPE_BF16, "bf16 weights and activations", "bf16"},
+    {GST_DIT_DTYPE_FP8, "bf16 with the transformer blocks' linear layers as "
+          "FP8 (e4m3) GEMMs; needs a GPU with FP8 tensor cores (compute "
+          "capability 8.9 or newer) or the CPU reference", "fp8"},
+    {GST_DIT_DTYPE_F32, "f32 weights and activations", "f32"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstDitDtype", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+/* The dtype property as a dit_precision, or GST_DIT_PRECISION_AUTO. */
+static gint
+dtype_precision (GstDitDtype d)
+{
+  switch (d) {
+    case GST_DIT_DTYPE_BF16:
+      return DIT_PRECISION_BF16;
+    case GST_DIT_DTYPE_FP8:
+      return DIT_PRECISION_FP8;
+    case GST_DIT_DTYPE_F32:
+      return DIT_PRECISION_F32;
+    default:
+      return GST_DIT_PRECISION_AUTO;
+  }
 }
 
 static void gst_dit_generate_loop (GstDitGenerate * self);
@@ -931,10 +984,21 @@ configure (GstDitGenerate * self, const GstDitLatentInfo * info,
     return FALSE;
   }
   GST_OBJECT_UNLOCK (self);
-  /* Weight dtype: the session's (bf16 on CUDA, f32 on the CPU); mesh
-   * workers store bf16 when they run on CUDA. */
-  cfg.dtype = self->use_mesh ? (mesh_on_cuda (self) ? DIT_BF16 : DIT_F32)
-      : gst_dit_session_get_dtype (self->session);
+  /* Precision: the dtype property; auto is the session's (bf16 on CUDA, f32
+   * on the CPU) and, for mesh workers, bf16 when they run on CUDA.  The
+   * workers get the same precision as an in-process generator would. */
+  {
+    gint req = dtype_precision (self->dtype);
+    dit_precision prec;
+    if (!self->use_mesh)
+      prec = gst_dit_session_get_dit_precision (self->session);
+    else if (req == GST_DIT_PRECISION_AUTO)
+      prec = mesh_on_cuda (self) ? DIT_PRECISION_BF16 : DIT_PRECISION_F32;
+    else
+      prec = (dit_precision) req;
+    cfg.dtype = dit_precision_compute_dtype (prec);
+    cfg.fp8 = prec == DIT_PRECISION_FP8;
+  }
   if (self->use_mesh)
     self->mcfg = self->mesh_model;
   else
@@ -2020,7 +2084,7 @@ load_weights (GstDitGenerate * self)
     ok = mesh_model_config (self, model, ms.ranks, &error);
   else
     ok = gst_dit_session_load_dit (self->session, GST_ELEMENT (self), model,
-        device, &error);
+        device, dtype_precision (self->dtype), &error);
   mesh_settings_clear (&ms);
   if (ok && anchor == DIT_ANCHOR_DECODED)
     ok = gst_dit_session_load_vae (self->session, GST_ELEMENT (self), vae,
@@ -2154,6 +2218,11 @@ gst_dit_generate_set_property (GObject * object, guint prop_id,
     case PROP_DEVICE:
       set_string (self, &self->device, value);
       break;
+    case PROP_DTYPE:
+      GST_OBJECT_LOCK (self);
+      self->dtype = g_value_get_enum (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
     case PROP_SESSION:
       set_string (self, &self->session_key, value);
       break;
@@ -2282,6 +2351,9 @@ gst_dit_generate_get_property (GObject * object, guint prop_id,
       break;
     case PROP_DEVICE:
       g_value_set_string (value, self->device);
+      break;
+    case PROP_DTYPE:
+      g_value_set_enum (value, self->dtype);
       break;
     case PROP_SESSION:
       g_value_set_string (value, self->session_key);
@@ -2540,6 +2612,13 @@ gst_dit_generate_class_init (GstDitGenerateClass * klass)
       g_param_spec_string ("device", "Device",
           "Backend device of the session: cpu, or cuda:N", GST_DIT_DEFAULT_DEVICE,
           ready));
+  g_object_class_install_property (gobject_class, PROP_DTYPE,
+      g_param_spec_enum ("dtype", "Dtype",
+          "Precision of the DiT: auto (bf16 on CUDA, f32 on the CPU), bf16, "
+          "fp8 (bf16 with FP8 linear layers; refused on a GPU without FP8 "
+          "tensor cores) or f32.  Mesh workers run the same; elements "
+          "sharing a session must agree", GST_TYPE_DIT_DTYPE, DEFAULT_DTYPE,
+          ready));
   g_object_class_install_property (gobject_class, PROP_SESSION,
       g_param_spec_string ("session", "Session",
           "Key of the shared DitSession (weights, VAE, anchor path); "
@@ -2673,6 +2752,7 @@ gst_dit_generate_class_init (GstDitGenerateClass * klass)
 
   gst_type_mark_as_plugin_api (GST_TYPE_DIT_ANCHOR_MODE, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_DIT_PROMPT_RESET, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_DIT_DTYPE, 0);
   GST_DEBUG_CATEGORY_INIT (gst_dit_generate_debug, "ditgenerate", 0,
       "dit generator element");
 }
@@ -2706,6 +2786,7 @@ gst_dit_generate_init (GstDitGenerate * self)
   self->max_inflight = DEFAULT_MAX_INFLIGHT;
   self->anchor = DEFAULT_ANCHOR;
   self->anchor_decoder = DEFAULT_ANCHOR_DECODER;
+  self->dtype = DEFAULT_DTYPE;
   self->num_chunks = DEFAULT_NUM_CHUNKS;
   self->fps_n = DEFAULT_FPS_N;
   self->fps_d = DEFAULT_FPS_D;

@@ -33,6 +33,7 @@ struct _GstDitSession
   gchar *model;
   dit_model_config model_config;
   dit_weights *dit_weights;
+  dit_precision dit_precision;
   gchar *vae_model;
   dit_vae_config vae_config;
   dit_weights *vae_weights;
@@ -392,20 +393,29 @@ gst_dit_session_get_dtype (GstDitSession * self)
 
 gboolean
 gst_dit_session_load_dit (GstDitSession * self, GstElement * element,
-    const gchar * model, const gchar * device, gchar ** error)
+    const gchar * model, const gchar * device, gint precision, gchar ** error)
 {
   const gchar *m = model && *model ? model : GST_DIT_DEFAULT_MODEL;
   dit_status st;
   gchar *text;
   gboolean ok = FALSE;
+  dit_precision prec;
 
   GST_OBJECT_LOCK (self);
   if (!ensure_backend (self, device, error))
     goto out;
+  prec = precision == GST_DIT_PRECISION_AUTO ?
+      dit_precision_of (session_dtype (self), 0) : (dit_precision) precision;
   if (self->dit_weights) {
     if (!g_str_equal (self->model, m)) {
       *error = g_strdup_printf ("session '%s' already holds model '%s', an "
           "element asks for '%s'", self->key, self->model, m);
+      goto out;
+    }
+    if (self->dit_precision != prec) {
+      *error = g_strdup_printf ("session '%s' already holds model '%s' in %s, "
+          "an element asks for %s", self->key, self->model,
+          dit_precision_name (self->dit_precision), dit_precision_name (prec));
       goto out;
     }
     ok = TRUE;
@@ -418,7 +428,7 @@ gst_dit_session_load_dit (GstDitSession * self, GstElement * element,
   /* A preset name gives seeded synthetic weights (seed 0 is the embedded
    * default model: the same values on every machine, no download); a path
    * is loaded strictly against the preset its shapes name. */
-  st = dit_load_model (m, 0, session_dtype (self), self->backend,
+  st = dit_load_model_precision (m, 0, prec, self->backend,
       &self->model_config, &self->dit_weights);
   if (st != DIT_OK) {
     self->dit_weights = NULL;
@@ -436,6 +446,7 @@ gst_dit_session_load_dit (GstDitSession * self, GstElement * element,
     goto out;
   }
   self->model = g_strdup (m);
+  self->dit_precision = prec;
   post_progress (element, GST_PROGRESS_TYPE_COMPLETE, "load-dit",
       "DiT weights loaded");
   ok = TRUE;
@@ -605,6 +616,16 @@ dit_backend *
 gst_dit_session_get_backend (GstDitSession * self)
 {
   return self->backend;
+}
+
+dit_precision
+gst_dit_session_get_dit_precision (GstDitSession * self)
+{
+  dit_precision p;
+  GST_OBJECT_LOCK (self);
+  p = self->dit_precision;
+  GST_OBJECT_UNLOCK (self);
+  return p;
 }
 
 const dit_weights *

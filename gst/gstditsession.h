@@ -70,8 +70,14 @@ gboolean gst_dit_session_handle_context_query (GstElement * element,
 
 /* Weights.  NULL arguments take the defaults.  On failure *error is a
  * g_malloc'd message (from dit_last_error where the library failed). */
+/* precision: a dit_precision, or GST_DIT_PRECISION_AUTO for the session's
+ * default (bf16 on CUDA, f32 on the CPU); a session holds one DiT, so a
+ * second element asking for another model or precision is refused. */
+#define GST_DIT_PRECISION_AUTO (-1)
 gboolean gst_dit_session_load_dit (GstDitSession * self, GstElement * element,
-    const gchar * model, const gchar * device, gchar ** error);
+    const gchar * model, const gchar * device, gint precision, gchar ** error);
+/* The precision the session's DiT weights were loaded in. */
+dit_precision gst_dit_session_get_dit_precision (GstDitSession * self);
 gboolean gst_dit_session_load_vae (GstDitSession * self, GstElement * element,
     const gchar * vae_model, const gchar * device, gchar ** error);
 /* TAEHV weights (a preset or a converted checkpoint) for decoder-model and

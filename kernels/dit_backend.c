@@ -146,7 +146,7 @@ dit_tensor_alloc (dit_backend *be, dit_tensor *t, dit_dtype dt, int ndim,
   if (ndim < 1 || ndim > DIT_MAX_DIMS)
     return dit_error (DIT_ERR_INVALID, "tensor alloc: %d dimensions (1..%d "
         "supported)", ndim, DIT_MAX_DIMS);
-  if (dt != DIT_F32 && dt != DIT_BF16 && dt != DIT_F16)
+  if (dt != DIT_F32 && dt != DIT_BF16 && dt != DIT_F16 && dt != DIT_F8E4M3)
     return dit_error (DIT_ERR_INVALID, "tensor alloc: unknown dtype %d", (int) dt);
   size_t numel = 1;
   for (int i = 0; i < ndim; i++) {
@@ -226,3 +226,19 @@ DIT_DISPATCH (dit_qk_norm_rope, qk_norm_rope, dit_qk_norm_rope_params,
     DIT_OP_QK_NORM_ROPE)
 DIT_DISPATCH (dit_noise_flow, noise_flow, dit_noise_flow_params,
     DIT_OP_NOISE_FLOW)
+DIT_DISPATCH (dit_quantize_fp8, quantize_fp8, dit_quantize_fp8_params,
+    DIT_OP_QUANTIZE_FP8)
+DIT_DISPATCH (dit_layernorm_fp8, layernorm_fp8, dit_layernorm_fp8_params,
+    DIT_OP_LAYERNORM_FP8)
+DIT_DISPATCH (dit_gemm_fp8, gemm_fp8, dit_gemm_fp8_params, DIT_OP_GEMM_FP8)
+
+dit_status
+dit_fp8_check (dit_backend *be)
+{
+  if (!be || !be->ops)
+    return dit_error (DIT_ERR_INVALID, "fp8: no backend");
+  if (!be->ops->gemm_fp8 || !be->ops->quantize_fp8 || !be->ops->layernorm_fp8)
+    return dit_error (DIT_ERR_UNSUPPORTED, "fp8: backend %s has no FP8 ops",
+        dit_backend_name (be));
+  return be->ops->fp8_check ? be->ops->fp8_check (be) : DIT_OK;
+}

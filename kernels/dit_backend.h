@@ -40,6 +40,13 @@ typedef enum dit_op {
   DIT_OP_LAYERNORM_MODULATE,
   DIT_OP_QK_NORM_ROPE,
   DIT_OP_NOISE_FLOW,
+  /* FP8 (e4m3) ops (kernels/dit_ops.h, "FP8"); asked with dtype
+   * DIT_F8E4M3.  DIT_OP_ATTENTION_FP8 is attention writing an f8e4m3
+   * output with per-head scales. */
+  DIT_OP_QUANTIZE_FP8,
+  DIT_OP_LAYERNORM_FP8,
+  DIT_OP_GEMM_FP8,
+  DIT_OP_ATTENTION_FP8,
 } dit_op;
 
 /* A recorded, replayable sequence of ops (a CUDA graph); opaque. */
@@ -129,6 +136,15 @@ typedef struct dit_backend_ops {
    * completed.  Use through dit_host_alloc / dit_host_free. */
   void *(*host_alloc) (dit_backend *be, size_t bytes);
   void (*host_free) (dit_backend *be, void *ptr);
+
+  /* FP8 ops (NULL and supports () = 0 when not provided).  fp8_check says
+   * whether this backend's device runs them at all (DIT_ERR_UNSUPPORTED
+   * with a message naming the device and why, e.g. a GPU without FP8
+   * tensor cores); NULL means they run wherever the backend runs. */
+  dit_status (*fp8_check) (dit_backend *be);
+  dit_status (*quantize_fp8) (dit_backend *be, const dit_quantize_fp8_params *p);
+  dit_status (*layernorm_fp8) (dit_backend *be, const dit_layernorm_fp8_params *p);
+  dit_status (*gemm_fp8) (dit_backend *be, const dit_gemm_fp8_params *p);
 } dit_backend_ops;
 
 /* Called by every dit_* op dispatcher just before the op is handed to the
@@ -215,6 +231,14 @@ dit_status dit_layernorm_modulate (dit_backend *be,
     const dit_layernorm_modulate_params *p);
 dit_status dit_qk_norm_rope (dit_backend *be, const dit_qk_norm_rope_params *p);
 dit_status dit_noise_flow (dit_backend *be, const dit_noise_flow_params *p);
+dit_status dit_quantize_fp8 (dit_backend *be, const dit_quantize_fp8_params *p);
+dit_status dit_layernorm_fp8 (dit_backend *be, const dit_layernorm_fp8_params *p);
+dit_status dit_gemm_fp8 (dit_backend *be, const dit_gemm_fp8_params *p);
+
+/* DIT_OK when the backend runs the FP8 ops on its device; otherwise
+ * DIT_ERR_UNSUPPORTED with a message naming the device and the reason
+ * (callers check once, before quantizing any weight). */
+dit_status dit_fp8_check (dit_backend *be);
 
 #ifdef __cplusplus
 }

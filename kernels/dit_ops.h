@@ -168,6 +168,11 @@ typedef struct dit_attn_params {
   const dit_tensor *pos_bias;
   int num_buckets, max_distance, bidirectional;
   int64_t key_len;
+  /* FP8 output (see "FP8" below): when o is f8e4m3, o_scale [heads, L] f32
+   * receives one scale per (query row, head), computed from that row's
+   * normalised f32 output of the head, and o the e4m3 codes.  NULL for a
+   * bf16/f16/f32 o. */
+  dit_tensor *o_scale;
 } dit_attn_params;
 
 /* Patch embedding gather: latent [C, F, H, W] -> tokens [F*(H/2)*(W/2), C*4]
@@ -286,6 +291,84 @@ typedef struct dit_noise_flow_params {
   double sigma;
   double sigma_next;
 } dit_noise_flow_params;
+
+/* ---- FP8 (e4m3) ------------------------------------------------------------
+ * An FP8 matrix is a pair: codes q [rows, cols] of dtype f8e4m3 and f32
+ * scales [cols / block, rows], block-major (the scale of row r and column
+ * block b is scale[b * rows + r], the layout cuBLASLt's VEC128 mode reads),
+ * with value (r, c) = q[r, c] * scale[c / block, r].  Codes and scales
+ * follow the rule of kernels/dit_fp8.h.
+ *  - weights: block = cols, one scale per output channel (scale is [1, N]);
+ *  - activations: block = DIT_FP8_BLOCK (128): one scale per token and 128
+ *    channels, which is one attention head, so every producer can compute
+ *    its scales from what it holds (an attention CTA sees one head, a GEMM
+ *    epilogue tile 128 columns); finer than a per-token scale, never
+ *    coarser.
+ * Scale tensors are contiguous views of exactly rows * cols / block floats.
+ * The producers below quantize the f32 value they computed (no rounding to
+ * a 16-bit type in between). */
+
+/* q, scale = quantize(x) per (row, block of `block` columns).  block must
+ * divide cols.  Used for weights at load time (block = cols), and wherever an
+ * activation comes from a producer that cannot quantize itself. */
+typedef struct dit_quantize_fp8_params {
+  const dit_tensor *x;    /* [rows, cols] f32/bf16/f16, strided rows */
+  dit_tensor *q;          /* [rows, cols] f8e4m3, contiguous */
+  dit_tensor *scale;      /* [cols / block, rows] f32 */
+  int64_t block;
+} dit_quantize_fp8_params;
+
+/* LayerNorm, optional affine, optional adaLN modulate, quantized:
+ *   v = (x - mean) / sqrt(var + eps)
+ *   v = v * weight + bias                          (when weight/bias set)
+ *   v = v * (1 + scale[g]) + shift[g], g = r / rows_per_group (when set)
+ *   y, y_scale = quantize(v) with blocks of `block` columns (f32 v).
+ * The self-attention and FFN inputs (no affine, modulate) and the cross-
+ * attention input (affine norm3, no modulate). */
+typedef struct dit_layernorm_fp8_params {
+  const dit_tensor *x;      /* [rows, D] */
+  const dit_tensor *weight; /* [D] or NULL (with bias) */
+  const dit_tensor *bias;
+  const dit_tensor *shift;  /* [G, D] or NULL (with scale) */
+  const dit_tensor *scale;
+  int64_t rows_per_group;
+  float eps;
+  dit_tensor *y;            /* [rows, D] f8e4m3 */
+  dit_tensor *y_scale;      /* [D / block, rows] f32 */
+  int64_t block;
+} dit_layernorm_fp8_params;
+
+/* The FP8 linear layer:
+ *   acc[m, n] = Σ_b x_scale[b, m] · (Σ_{k in block b} x[m, k] w[n, k])
+ *   v[m, n]   = act(acc[m, n] · w_scale[n] + bias[n])
+ * each block sum exact-order f32 (the tensor cores' FP8 products are exact;
+ * the per-block f32 promotion is DeepSeek-V3's recipe against their short
+ * accumulator).  x: f8e4m3 [M, K] with x_scale [K / x_block, M]; w: f8e4m3
+ * [N, K] (an nn.Linear weight) with w_scale [N] (block = K); bias [N] any
+ * float dtype or NULL; act NONE or GELU_TANH.
+ * Output: y f32/bf16/f16 [M, N] (rows may be strided) = v rounded, or y
+ * f8e4m3 [M, N] with y_scale [N / y_block, M] = quantize(v) (the FFN-up
+ * output feeding FFN-down).  For a 16/32-bit y the residual epilogue of
+ * dit_gemm_params applies too: v × gate[r / rows_per_group] (gate NULL = 1)
+ * then + y (accumulate), one rounding: "x += gate ⊙ (h Wᵀ + b)" into the
+ * f32 residual stream.  scratch (optional, [M, N] bf16): a buffer a backend
+ * may use to finish an FP8 output or the residual epilogue in two passes. */
+typedef struct dit_gemm_fp8_params {
+  const dit_tensor *x;
+  const dit_tensor *x_scale;
+  int64_t x_block;
+  const dit_tensor *w;
+  const dit_tensor *w_scale;
+  const dit_tensor *bias;
+  dit_tensor *y;
+  dit_tensor *y_scale;      /* f8 y only */
+  int64_t y_block;          /* f8 y only */
+  dit_act act;
+  dit_tensor *scratch;
+  int accumulate;           /* 16/32-bit y only */
+  const dit_tensor *gate;   /* [G, N] or NULL; 16/32-bit y only */
+  int64_t rows_per_group;
+} dit_gemm_fp8_params;
 
 dit_status dit_rmsnorm_sumsq (dit_backend *be, const dit_rmsnorm_sumsq_params *p);
 dit_status dit_rmsnorm_apply (dit_backend *be, const dit_rmsnorm_apply_params *p);

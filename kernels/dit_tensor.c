@@ -5,7 +5,7 @@
 size_t
 dit_dtype_size (dit_dtype dt)
 {
-  return dt == DIT_F32 ? 4 : 2;
+  return dt == DIT_F32 ? 4 : dt == DIT_F8E4M3 ? 1 : 2;
 }
 
 const char *
@@ -15,6 +15,7 @@ dit_dtype_name (dit_dtype dt)
     case DIT_F32: return "f32";
     case DIT_BF16: return "bf16";
     case DIT_F16: return "f16";
+    case DIT_F8E4M3: return "f8e4m3";
   }
   return "?";
 }

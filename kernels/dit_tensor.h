@@ -9,6 +9,10 @@
  * `data` (DIT_DEVICE_CPU pointers are host memory).
  *
  * Storage dtypes are f32, bf16 and f16; every op accumulates in f32.
+ * f8e4m3 (OCP FP8 E4M3FN, kernels/dit_fp8.h) holds quantized linear weights
+ * and activations; only the FP8 ops take it, always with a scale tensor
+ * beside it (dit_ops.h, "FP8"), and the host helpers below convert its raw
+ * values (unscaled).
  */
 #ifndef DIT_TENSOR_H
 #define DIT_TENSOR_H
@@ -16,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "dit_fp8.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -25,6 +31,7 @@ typedef enum dit_dtype {
   DIT_F32 = 0,
   DIT_BF16 = 1,
   DIT_F16 = 2,
+  DIT_F8E4M3 = 3,
 } dit_dtype;
 
 typedef enum dit_device {
@@ -103,6 +110,7 @@ dit_load_f32 (const void *p, dit_dtype dt, size_t i)
   switch (dt) {
     case DIT_F32: return ((const float *) p)[i];
     case DIT_BF16: return dit_bf16_to_f32 (((const uint16_t *) p)[i]);
+    case DIT_F8E4M3: return dit_e4m3_to_f32 (((const uint8_t *) p)[i]);
     default: return dit_f16_to_f32 (((const uint16_t *) p)[i]);
   }
 }
@@ -113,6 +121,7 @@ dit_store_f32 (void *p, dit_dtype dt, size_t i, float v)
   switch (dt) {
     case DIT_F32: ((float *) p)[i] = v; break;
     case DIT_BF16: ((uint16_t *) p)[i] = dit_f32_to_bf16 (v); break;
+    case DIT_F8E4M3: ((uint8_t *) p)[i] = dit_f32_to_e4m3 (v); break;
     default: ((uint16_t *) p)[i] = dit_f32_to_f16 (v); break;
   }
 }

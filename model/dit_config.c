@@ -179,3 +179,43 @@ dit_model_config_param_count (const dit_model_config *cfg)
   free (specs);
   return total;
 }
+
+dit_status
+dit_precision_parse (const char *s, dit_precision *out)
+{
+  if (s && strcmp (s, "f32") == 0)
+    *out = DIT_PRECISION_F32;
+  else if (s && strcmp (s, "bf16") == 0)
+    *out = DIT_PRECISION_BF16;
+  else if (s && strcmp (s, "fp8") == 0)
+    *out = DIT_PRECISION_FP8;
+  else
+    return dit_error (DIT_ERR_INVALID, "dtype '%s': expected f32, bf16 or fp8",
+        s ? s : "(null)");
+  return DIT_OK;
+}
+
+const char *
+dit_precision_name (dit_precision p)
+{
+  switch (p) {
+    case DIT_PRECISION_F32: return "f32";
+    case DIT_PRECISION_BF16: return "bf16";
+    case DIT_PRECISION_FP8: return "fp8";
+  }
+  return "?";
+}
+
+dit_dtype
+dit_precision_compute_dtype (dit_precision p)
+{
+  return p == DIT_PRECISION_F32 ? DIT_F32 : DIT_BF16;
+}
+
+dit_precision
+dit_precision_of (dit_dtype compute, int fp8)
+{
+  if (fp8)
+    return DIT_PRECISION_FP8;
+  return compute == DIT_F32 ? DIT_PRECISION_F32 : DIT_PRECISION_BF16;
+}

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "../kernels/dit_status.h"
+#include "../kernels/dit_tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -61,6 +62,29 @@ int64_t dit_model_config_param_count (const dit_model_config *cfg);
  * Returns the preset name or NULL when nothing matches. */
 const char *dit_model_config_detect (int dim, int num_layers, int ffn_dim,
     int text_dim);
+
+/* The precision a DiT runs in (--dtype of the tools, the dtype property of
+ * ditgenerate; docs/precision.md):
+ *   f32   weights and activations f32 (the reference);
+ *   bf16  weights and activations bf16, f32 residual stream and accumulation;
+ *   fp8   bf16, with the blocks' linear layers (self-attention q/k/v/o,
+ *         cross-attention q/o, FFN up/down) as FP8 e4m3 GEMMs: per-channel
+ *         weight scales, per-(token, 128 channels) activation scales.
+ * The values are the dit_dtype of those linear weights, so a precision can
+ * travel where a dtype does (the mesh's join message). */
+typedef enum dit_precision {
+  DIT_PRECISION_F32 = DIT_F32,
+  DIT_PRECISION_BF16 = DIT_BF16,
+  DIT_PRECISION_FP8 = DIT_F8E4M3,
+} dit_precision;
+
+/* "f32", "bf16" or "fp8"; DIT_ERR_INVALID naming the value otherwise. */
+dit_status dit_precision_parse (const char *s, dit_precision *out);
+const char *dit_precision_name (dit_precision p);
+/* The dtype of weights and activations outside the FP8 GEMMs. */
+dit_dtype dit_precision_compute_dtype (dit_precision p);
+/* The precision of a compute dtype and an FP8 flag (the inverse). */
+dit_precision dit_precision_of (dit_dtype compute, int fp8);
 
 #ifdef __cplusplus
 }

@@ -150,6 +150,10 @@ dit_generator_create_tp (const dit_model_config *model,
     return dit_error (DIT_ERR_INVALID,
         "weights are %s but the generator computes in %s",
         dit_dtype_name (weights->dtype), dit_dtype_name (cfg->dtype));
+  if ((weights->fp8_count > 0) != (cfg->fp8 != 0))
+    return dit_error (DIT_ERR_INVALID, "the weights have %zu FP8 linear layers "
+        "but the generator runs in %s (load the weights with the same dtype)",
+        weights->fp8_count, cfg->fp8 ? "fp8" : dit_dtype_name (cfg->dtype));
 
   dit_generator *g = calloc (1, sizeof *g);
   if (!g)

@@ -45,6 +45,9 @@ typedef struct dit_gen_config {
   int warp_steps;             /* 0 (scope default): look steps up as given */
   uint64_t seed;              /* default 42 */
   dit_dtype dtype;            /* activation/weight dtype: f32 (tests) or bf16 */
+  int fp8;                    /* 1: the blocks' linear layers are FP8 GEMMs
+                               * (precision fp8, dit_config.h); the weights
+                               * must have been loaded that way */
 } dit_gen_config;
 
 /* Scope defaults at 320x576 (latent 40x72). */

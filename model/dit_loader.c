@@ -95,20 +95,42 @@ dit_status
 dit_load_model (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
     dit_backend *be, dit_model_config *cfg, dit_weights **out)
 {
+  return dit_load_model_precision (model, synthetic_seed,
+      dit_precision_of (dtype, 0), be, cfg, out);
+}
+
+dit_status
+dit_load_model_precision (const char *model, uint64_t synthetic_seed,
+    dit_precision precision, dit_backend *be, dit_model_config *cfg,
+    dit_weights **out)
+{
   dit_param_spec *specs;
   size_t n;
   dit_status st;
+  const int fp8 = precision == DIT_PRECISION_FP8;
+  const dit_dtype dtype = dit_precision_compute_dtype (precision);
+  dit_weights_fp8 rules = { dit_model_fp8_accept,
+    fp8 ? dit_model_fp8_select : NULL };
 
   *out = NULL;
+  if (fp8 && be)
+    DIT_TRY (dit_fp8_check (be));
   if (dit_model_is_preset (model))
     DIT_TRY (dit_model_config_preset (model, cfg));
   else
     DIT_TRY (dit_checkpoint_detect_preset (model, cfg));
   DIT_TRY (dit_model_config_params (cfg, &specs, &n));
-  if (dit_model_is_preset (model))
+  if (dit_model_is_preset (model)) {
     st = dit_weights_synthetic (specs, n, synthetic_seed, dtype, be, out);
-  else
-    st = dit_weights_load (model, specs, n, dit_model_key_map, dtype, be, out);
+    if (st == DIT_OK && fp8 && (st = dit_weights_to_fp8 (*out,
+            dit_model_fp8_select)) != DIT_OK) {
+      dit_weights_free (*out);
+      *out = NULL;
+    }
+  } else {
+    st = dit_weights_load_ex (model, specs, n, dit_model_key_map, dtype, &rules,
+        be, out);
+  }
   free (specs);
   return st;
 }

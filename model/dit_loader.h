@@ -40,6 +40,15 @@ dit_status dit_checkpoint_detect_preset (const char *path, dit_model_config *cfg
 
 dit_status dit_load_model (const char *model, uint64_t synthetic_seed,
     dit_dtype dtype, dit_backend *be, dit_model_config *cfg, dit_weights **out);
+/* The same for a precision (dit_config.h): fp8 stores the linear weights the
+ * FP8 GEMMs take (dit_model_fp8_select) as FP8, quantized on `be` or kept as
+ * an FP8 checkpoint stores them; DIT_ERR_UNSUPPORTED naming the device when
+ * `be` cannot run FP8 (dit_fp8_check), before any weight is read.  Every
+ * precision loads FP8 checkpoints (dit_weights.h, dequantizing what stays
+ * 16/32-bit). */
+dit_status dit_load_model_precision (const char *model, uint64_t synthetic_seed,
+    dit_precision precision, dit_backend *be, dit_model_config *cfg,
+    dit_weights **out);
 
 /* The same for the VAE: a preset (tiny, wan) or a checkpoint path. */
 dit_status dit_load_vae (const char *model, uint64_t synthetic_seed,

@@ -38,10 +38,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A linear layer: w [out, in] in the compute dtype, or FP8 codes with
+ * per-output-channel scales w_scale (NULL for a 16/32-bit w). */
 typedef struct dit_linear {
   const dit_tensor *w;
   const dit_tensor *b;
+  const dit_tensor *w_scale;
 } dit_linear;
+
+/* An activation as its consumers read it: x in the compute dtype and/or
+ * FP8 codes x8 with block scales x8s ([cols / 128, rows], kernels/dit_ops.h
+ * "FP8"); a linear takes x8 when its weight is FP8, x otherwise. */
+typedef struct dit_act_in {
+  const dit_tensor *x;
+  const dit_tensor *x8;
+  const dit_tensor *x8s;
+} dit_act_in;
 
 typedef struct dit_block_weights {
   dit_tensor modulation;   /* [6D] view */
@@ -110,6 +122,12 @@ struct dit_model {
 
   int no_fused;         /* 1: always run the unfused op chains */
   int no_gemm_fold;     /* 1: residual adds as separate passes */
+
+  /* FP8 activations (only where a consumer's weight is FP8): codes and
+   * block scales of the LayerNorm outputs (h8), the attention outputs
+   * (attn8) and the FFN hidden layer (ffn8) */
+  int fp8;              /* some linear weight is FP8 */
+  dit_tensor h8, h8s, attn8, attn8s, ffn8, ffn8s;
 };
 
 static dit_status
@@ -124,8 +142,29 @@ bind_linear (const dit_weights *w, const char *prefix, dit_linear *l)
   char n[256];
   snprintf (n, sizeof n, "%s.weight", prefix);
   DIT_TRY (bind (w, n, &l->w));
+  l->w_scale = NULL;
+  if (l->w->dtype == DIT_F8E4M3) {
+    size_t i = (size_t) (l->w - w->tensors);
+    if (!w->scales || !w->scales[i].data || l->w->ndim != 2
+        || l->w->shape[1] % DIT_FP8_BLOCK != 0)
+      return dit_error (DIT_ERR_INVALID, "weights: FP8 tensor '%s' has no "
+          "channel scales or an input width that is not a multiple of %d", n,
+          DIT_FP8_BLOCK);
+    l->w_scale = &w->scales[i];
+  }
   snprintf (n, sizeof n, "%s.bias", prefix);
   return bind (w, n, &l->b);
+}
+
+/* Only the blocks' linear layers may be FP8 (dit_model_fp8_select). */
+static dit_status
+bind_linear_16 (const dit_weights *w, const char *prefix, dit_linear *l)
+{
+  DIT_TRY (bind_linear (w, prefix, l));
+  if (l->w_scale)
+    return dit_error (DIT_ERR_INVALID, "weights: '%s.weight' is FP8; this "
+        "layer runs in the compute dtype only", prefix);
+  return DIT_OK;
 }
 
 static dit_tensor
@@ -145,14 +184,17 @@ bind_weights (dit_model *m, const dit_weights *w)
   m->patch_w = dit_tensor_2d (t->data, t->dtype, t->device, D,
       (int64_t) m->cfg.in_dim * 4);
   DIT_TRY (bind (w, "patch_embedding.bias", &m->patch_b));
-  DIT_TRY (bind_linear (w, "text_embedding.0", &m->text0));
-  DIT_TRY (bind_linear (w, "text_embedding.2", &m->text2));
-  DIT_TRY (bind_linear (w, "time_embedding.0", &m->time0));
-  DIT_TRY (bind_linear (w, "time_embedding.2", &m->time2));
-  DIT_TRY (bind_linear (w, "time_projection.1", &m->tproj));
+  DIT_TRY (bind_linear_16 (w, "text_embedding.0", &m->text0));
+  DIT_TRY (bind_linear_16 (w, "text_embedding.2", &m->text2));
+  DIT_TRY (bind_linear_16 (w, "time_embedding.0", &m->time0));
+  DIT_TRY (bind_linear_16 (w, "time_embedding.2", &m->time2));
+  DIT_TRY (bind_linear_16 (w, "time_projection.1", &m->tproj));
   DIT_TRY (bind (w, "head.modulation", &t));
   m->head_modulation = flat_view (t);
-  DIT_TRY (bind_linear (w, "head.head", &m->head));
+  DIT_TRY (bind_linear_16 (w, "head.head", &m->head));
+  if (m->patch_w.dtype == DIT_F8E4M3)
+    return dit_error (DIT_ERR_INVALID, "weights: 'patch_embedding.weight' is "
+        "FP8; the patch embedding runs in the compute dtype only");
 
   m->blocks = calloc ((size_t) m->cfg.num_layers, sizeof *m->blocks);
   if (!m->blocks)
@@ -182,6 +224,11 @@ bind_weights (dit_model *m, const dit_weights *w)
     LIN (ffn2, "blocks.%d.ffn.2");
 #undef LIN
 #undef ONE
+    if (b->ck.w_scale || b->cv.w_scale)
+      return dit_error (DIT_ERR_INVALID, "weights: blocks.%d cross-attention "
+          "k/v are FP8; they run once per prompt in the compute dtype", i);
+    m->fp8 |= b->sq.w_scale || b->sk.w_scale || b->sv.w_scale || b->so.w_scale
+        || b->cq.w_scale || b->co.w_scale || b->ffn1.w_scale || b->ffn2.w_scale;
   }
   return DIT_OK;
 }
@@ -228,6 +275,19 @@ alloc_buffers (dit_model *m)
    * largest transfers of a tensor-parallel forward. */
   DIT_TRY (alloc2 (m, &m->proj, dt, L, D));
   DIT_TRY (alloc2 (m, &m->ffn, dt, L, m->ffn_local));
+  if (m->fp8) {
+    /* codes [L, width] and block scales [width / 128, L] (allocated flat:
+     * a call with fewer rows uses the first (width / 128) * rows floats) */
+    const int64_t B = DIT_FP8_BLOCK;
+    DIT_TRY (alloc2 (m, &m->h8, DIT_F8E4M3, L, D));
+    DIT_TRY (alloc2 (m, &m->h8s, DIT_F32, D / B, L));
+    DIT_TRY (alloc2 (m, &m->attn8, DIT_F8E4M3, L, Dl));
+    DIT_TRY (alloc2 (m, &m->attn8s, DIT_F32, Dl / B, L));
+    if (m->ffn_local % B == 0) {
+      DIT_TRY (alloc2 (m, &m->ffn8, DIT_F8E4M3, L, m->ffn_local));
+      DIT_TRY (alloc2 (m, &m->ffn8s, DIT_F32, m->ffn_local / B, L));
+    }
+  }
   if (m->tp_degree > 1) {
     int64_t n = 2 * L > c->text_len ? 2 * L : c->text_len;
     DIT_TRY (dit_tensor_alloc (m->be, &m->sumsq, DIT_F32, 1, &n));
@@ -373,7 +433,8 @@ dit_model_free (dit_model *m)
     &m->h, &m->q, &m->attn, &m->proj, &m->ffn, &m->head_out, &m->tsin,
     &m->temb_h, &m->e, &m->e_silu, &m->e0, &m->mod_table, &m->mod,
     &m->head_shift,
-    &m->head_scale, &m->rope_cos, &m->rope_sin, &m->sumsq };
+    &m->head_scale, &m->rope_cos, &m->rope_sin, &m->sumsq, &m->h8, &m->h8s,
+    &m->attn8, &m->attn8s, &m->ffn8, &m->ffn8s };
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     dit_tensor_free (be, bufs[i]);
   free (m->blocks);
@@ -402,6 +463,45 @@ linear (dit_model *m, const dit_tensor *x, const dit_linear *l, dit_tensor *y,
 {
   dit_gemm_params p = { .x = x, .w = l->w, .bias = l->b, .y = y, .act = act };
   return dit_gemm (m->be, &p);
+}
+
+/* The view of the first rows * cols / 128 floats of a flat scale buffer
+ * as [cols / 128, rows]. */
+static dit_tensor
+fp8_scales (const dit_tensor *buf, int64_t rows, int64_t cols)
+{
+  return dit_tensor_2d (buf->data, DIT_F32, buf->device,
+      cols / DIT_FP8_BLOCK, rows);
+}
+
+/* Every linear layer of a block goes through here: the FP8 GEMM when the
+ * weight is FP8 (input x8 with its scales), the 16/32-bit GEMM otherwise
+ * (input x).  y8/y8s, when set, receive the result as FP8 codes and block
+ * scales (the FFN hidden layer, quantized where it is produced) with
+ * `scratch` ([M, N] in the compute dtype) for backends that finish an FP8
+ * output in two passes; bias NULL drops the layer's bias (row-parallel
+ * partial sums add it after the all-reduce). */
+static dit_status
+linear_any (dit_model *m, const dit_act_in *in, const dit_linear *l,
+    const dit_tensor *bias, dit_tensor *y, dit_tensor *y8, dit_tensor *y8s,
+    dit_tensor *scratch, dit_act act)
+{
+  if (!l->w_scale) {
+    dit_gemm_params p = { .x = in->x, .w = l->w, .bias = bias, .y = y,
+      .act = act };
+    DIT_TRY (dit_gemm (m->be, &p));
+    if (!y8)
+      return DIT_OK;
+    /* a 16-bit layer feeding an FP8 one */
+    dit_quantize_fp8_params qp = { .x = y, .q = y8, .scale = y8s,
+      .block = DIT_FP8_BLOCK };
+    return dit_quantize_fp8 (m->be, &qp);
+  }
+  dit_gemm_fp8_params p = { .x = in->x8, .x_scale = in->x8s,
+    .x_block = DIT_FP8_BLOCK, .w = l->w, .w_scale = l->w_scale, .bias = bias,
+    .y = y8 ? y8 : y, .y_scale = y8s, .y_block = DIT_FP8_BLOCK, .act = act,
+    .scratch = scratch };
+  return dit_gemm_fp8 (m->be, &p);
 }
 
 static dit_status
@@ -470,14 +570,12 @@ norm_qk (dit_model *m, dit_tensor *a, const dit_tensor *wa, dit_tensor *b,
  * gives a partial sum, the all-reduce the full product, and the bias is
  * added once after it. */
 static dit_status
-linear_rowpar (dit_model *m, const dit_tensor *x, const dit_linear *l,
+linear_rowpar (dit_model *m, const dit_act_in *x, const dit_linear *l,
     dit_tensor *y)
 {
   if (m->tp_degree == 1)
-    return linear (m, x, l, y, DIT_ACT_NONE);
-  dit_gemm_params p = { .x = x, .w = l->w, .bias = NULL, .y = y,
-    .act = DIT_ACT_NONE };
-  DIT_TRY (dit_gemm (m->be, &p));
+    return linear_any (m, x, l, l->b, y, NULL, NULL, NULL, DIT_ACT_NONE);
+  DIT_TRY (linear_any (m, x, l, NULL, y, NULL, NULL, NULL, DIT_ACT_NONE));
   DIT_TRY (tp_allreduce (m, y));
   if (!l->b)
     return DIT_OK;
@@ -579,14 +677,21 @@ dit_model_set_gemm_fold (dit_model *m, int enable)
  * for the gate.  At TP > 1 (the product must be all-reduced first) or with
  * the fold off: the product into proj, then the residual pass. */
 static dit_status
-linear_residual (dit_model *m, const dit_tensor *h, const dit_linear *l,
+linear_residual (dit_model *m, const dit_act_in *h, const dit_linear *l,
     dit_tensor *x, const dit_tensor *gate, dit_tensor *proj)
 {
   if (m->tp_degree > 1 || m->no_gemm_fold) {
     DIT_TRY (linear_rowpar (m, h, l, proj));
     return residual (m, x, proj, gate);
   }
-  dit_gemm_params p = { .x = h, .w = l->w, .bias = l->b, .y = x,
+  if (l->w_scale) {
+    dit_gemm_fp8_params p = { .x = h->x8, .x_scale = h->x8s,
+      .x_block = DIT_FP8_BLOCK, .w = l->w, .w_scale = l->w_scale,
+      .bias = l->b, .y = x, .act = DIT_ACT_NONE, .scratch = proj,
+      .accumulate = 1, .gate = gate, .rows_per_group = m->fs };
+    return dit_gemm_fp8 (m->be, &p);
+  }
+  dit_gemm_params p = { .x = h->x, .w = l->w, .bias = l->b, .y = x,
     .act = DIT_ACT_NONE, .accumulate = 1, .gate = gate,
     .rows_per_group = m->fs, .scratch = proj };
   return dit_gemm (m->be, &p);
@@ -704,13 +809,46 @@ time_embedding (dit_model *m, const double *t, int64_t frames)
   return dit_add (m->be, &a1);
 }
 
+/* LayerNorm (optional affine, optional modulate) of x into what the
+ * consumers of `ls` (1-3 linears) read: FP8 codes in h8 for the FP8 ones,
+ * the compute dtype in h for the others. */
+static dit_status
+norm_into (dit_model *m, const dit_tensor *x, const dit_tensor *nw,
+    const dit_tensor *nb, const dit_tensor *shift, const dit_tensor *scale,
+    const dit_linear *const *ls, int n, dit_tensor *h, dit_tensor *h8,
+    dit_tensor *h8s, dit_act_in *in)
+{
+  int need8 = 0, need16 = 0;
+  for (int i = 0; i < n; i++) {
+    need8 |= ls[i]->w_scale != NULL;
+    need16 |= ls[i]->w_scale == NULL;
+  }
+  in->x = h;
+  in->x8 = in->x8s = NULL;
+  if (need16) {
+    if (shift)
+      DIT_TRY (layernorm_modulate (m, x, h, shift, scale));
+    else
+      DIT_TRY (layernorm (m, x, nw, nb, h));
+  }
+  if (!need8)
+    return DIT_OK;
+  dit_layernorm_fp8_params p = { .x = x, .weight = nw, .bias = nb,
+    .shift = shift, .scale = scale, .rows_per_group = m->fs, .eps = m->cfg.eps,
+    .y = h8, .y_scale = h8s, .block = DIT_FP8_BLOCK };
+  in->x8 = h8;
+  in->x8s = h8s;
+  return dit_layernorm_fp8 (m->be, &p);
+}
+
 static dit_status
 block_forward (dit_model *m, int layer, const dit_forward_args *a,
     int64_t frames)
 {
   const dit_model_config *c = &m->cfg;
   const dit_block_weights *b = &m->blocks[layer];
-  const int64_t L = frames * m->fs;
+  const int64_t D = c->dim, L = frames * m->fs;
+  const int64_t Dl = m->dim_local, Fl = m->ffn_local;
   const int64_t nkeys = a->cache_row + L;
 
   dit_tensor x = dit_tensor_rows (&m->x, 0, L);
@@ -723,6 +861,14 @@ block_forward (dit_model *m, int layer, const dit_forward_args *a,
   dit_tensor vnew = dit_tensor_rows (&m->cache_v[layer], a->cache_row, L);
   dit_tensor kall = dit_tensor_rows (&m->cache_k[layer], 0, nkeys);
   dit_tensor vall = dit_tensor_rows (&m->cache_v[layer], 0, nkeys);
+  /* FP8 views (unused unless some weight is FP8) */
+  dit_tensor h8 = m->fp8 ? dit_tensor_rows (&m->h8, 0, L) : h;
+  dit_tensor h8s = m->fp8 ? fp8_scales (&m->h8s, L, D) : h;
+  dit_tensor attn8 = m->fp8 ? dit_tensor_rows (&m->attn8, 0, L) : attn;
+  dit_tensor attn8s = m->fp8 ? fp8_scales (&m->attn8s, L, Dl) : attn;
+  dit_tensor ffn8 = m->ffn8.data ? dit_tensor_rows (&m->ffn8, 0, L) : ffn;
+  dit_tensor ffn8s = m->ffn8.data ? fp8_scales (&m->ffn8s, L, Fl) : ffn;
+  dit_act_in in;
 
   /* this block's modulation + e0, per frame (made for all blocks by
    * time_embedding) */
@@ -734,34 +880,53 @@ block_forward (dit_model *m, int layer, const dit_forward_args *a,
   dit_tensor gate_mlp = mod_row (m, layer, frames, 5);
 
   /* self-attention */
-  DIT_TRY (layernorm_modulate (m, &x, &h, &shift_msa, &scale_msa));
-  DIT_TRY (linear (m, &h, &b->sq, &q, DIT_ACT_NONE));
-  DIT_TRY (linear (m, &h, &b->sk, &knew, DIT_ACT_NONE));
-  DIT_TRY (linear (m, &h, &b->sv, &vnew, DIT_ACT_NONE));
+  const dit_linear *qkv[3] = { &b->sq, &b->sk, &b->sv };
+  DIT_TRY (norm_into (m, &x, NULL, NULL, &shift_msa, &scale_msa, qkv, 3, &h,
+      &h8, &h8s, &in));
+  DIT_TRY (linear_any (m, &in, &b->sq, b->sq.b, &q, NULL, NULL, NULL,
+      DIT_ACT_NONE));
+  DIT_TRY (linear_any (m, &in, &b->sk, b->sk.b, &knew, NULL, NULL, NULL,
+      DIT_ACT_NONE));
+  DIT_TRY (linear_any (m, &in, &b->sv, b->sv.b, &vnew, NULL, NULL, NULL,
+      DIT_ACT_NONE));
   DIT_TRY (norm_rope_qk (m, b, &q, &knew, frames, a->frame_offset));
-  dit_attn_params sa = { .q = &q, .k = &kall, .v = &vall, .o = &attn,
+  const int so8 = b->so.w_scale != NULL;
+  dit_attn_params sa = { .q = &q, .k = &kall, .v = &vall,
+    .o = so8 ? &attn8 : &attn, .o_scale = so8 ? &attn8s : NULL,
     .heads = m->heads_local, .head_dim = c->head_dim,
     .scale = 1.0f / sqrtf ((float) c->head_dim),
     .bias_begin = a->bias_begin, .bias_end = a->bias_end,
     .log_bias = a->log_bias, .causal_block = a->causal_block,
     .q_pos0 = a->cache_row };
   DIT_TRY (dit_attention (m->be, &sa));
-  DIT_TRY (linear_residual (m, &attn, &b->so, &x, &gate_msa, &proj));
+  dit_act_in ain = { &attn, &attn8, &attn8s };
+  DIT_TRY (linear_residual (m, &ain, &b->so, &x, &gate_msa, &proj));
 
   /* cross-attention (no modulation, no gate) */
-  DIT_TRY (layernorm (m, &x, b->norm3_w, b->norm3_b, &h));
-  DIT_TRY (linear (m, &h, &b->cq, &q, DIT_ACT_NONE));
+  const dit_linear *cq[1] = { &b->cq };
+  DIT_TRY (norm_into (m, &x, b->norm3_w, b->norm3_b, NULL, NULL, cq, 1, &h,
+      &h8, &h8s, &in));
+  DIT_TRY (linear_any (m, &in, &b->cq, b->cq.b, &q, NULL, NULL, NULL,
+      DIT_ACT_NONE));
   DIT_TRY (norm_qk (m, &q, b->c_norm_q, NULL, NULL));
+  const int co8 = b->co.w_scale != NULL;
   dit_attn_params ca = { .q = &q, .k = &m->cross_k[layer],
-    .v = &m->cross_v[layer], .o = &attn, .heads = m->heads_local,
+    .v = &m->cross_v[layer], .o = co8 ? &attn8 : &attn,
+    .o_scale = co8 ? &attn8s : NULL, .heads = m->heads_local,
     .head_dim = c->head_dim, .scale = 1.0f / sqrtf ((float) c->head_dim) };
   DIT_TRY (dit_attention (m->be, &ca));
-  DIT_TRY (linear_residual (m, &attn, &b->co, &x, NULL, &proj));
+  DIT_TRY (linear_residual (m, &ain, &b->co, &x, NULL, &proj));
 
-  /* feed-forward */
-  DIT_TRY (layernorm_modulate (m, &x, &h, &shift_mlp, &scale_mlp));
-  DIT_TRY (linear (m, &h, &b->ffn1, &ffn, DIT_ACT_GELU_TANH));
-  return linear_residual (m, &ffn, &b->ffn2, &x, &gate_mlp, &proj);
+  /* feed-forward: with an FP8 FFN-down the hidden layer is quantized where
+   * FFN-up produces it */
+  const dit_linear *up[1] = { &b->ffn1 };
+  DIT_TRY (norm_into (m, &x, NULL, NULL, &shift_mlp, &scale_mlp, up, 1, &h,
+      &h8, &h8s, &in));
+  const int down8 = b->ffn2.w_scale != NULL;
+  DIT_TRY (linear_any (m, &in, &b->ffn1, b->ffn1.b, &ffn,
+      down8 ? &ffn8 : NULL, down8 ? &ffn8s : NULL, &ffn, DIT_ACT_GELU_TANH));
+  dit_act_in fin = { &ffn, &ffn8, &ffn8s };
+  return linear_residual (m, &fin, &b->ffn2, &x, &gate_mlp, &proj);
 }
 
 dit_status

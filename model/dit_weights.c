@@ -169,6 +169,13 @@ w_starts_with (const char *s, const char *prefix)
   return strncmp (s, prefix, strlen (prefix)) == 0;
 }
 
+static int
+w_ends_with (const char *s, const char *suffix)
+{
+  size_t n = strlen (s), m = strlen (suffix);
+  return n >= m && strcmp (s + n - m, suffix) == 0;
+}
+
 int
 dit_model_key_map (const char *key, char *buf, size_t bufsize)
 {
@@ -178,6 +185,12 @@ dit_model_key_map (const char *key, char *buf, size_t bufsize)
 
   if (w_starts_with (k, "model.")) {
     k += 6;
+    changed = 1;
+  }
+  /* ComfyUI's layout ("model.diffusion_model.blocks..."), which most
+   * published FP8 checkpoints use */
+  if (w_starts_with (k, "diffusion_model.")) {
+    k += 16;
     changed = 1;
   }
   snprintf (out, sizeof out, "%s", k);
@@ -225,20 +238,120 @@ dit_model_key_map (const char *key, char *buf, size_t bufsize)
 /* ------------------------------------------------------------------------ */
 /* checks */
 
+/* FP8 side keys (dit_weights.h): "<layer>.scale_weight" and
+ * "<layer>.scale_input" belong to "<layer>.weight" (written to `base`);
+ * "scaled_fp8" marks the scaled layout. */
+enum { W_KEY_TENSOR, W_KEY_SCALE, W_KEY_SCALE_INPUT, W_KEY_MARKER };
+
+static int
+w_side_key (const char *name, char *base, size_t size)
+{
+  static const struct { const char *suffix; int kind; } side[] = {
+    { ".scale_weight", W_KEY_SCALE }, { ".scale_input", W_KEY_SCALE_INPUT },
+  };
+  if (strcmp (name, "scaled_fp8") == 0)
+    return W_KEY_MARKER;
+  for (size_t i = 0; i < sizeof side / sizeof side[0]; i++)
+    if (w_ends_with (name, side[i].suffix)) {
+      size_t n = strlen (name) - strlen (side[i].suffix);
+      snprintf (base, size, "%.*s.weight", (int) n, name);
+      return side[i].kind;
+    }
+  return W_KEY_TENSOR;
+}
+
+/* "<prefix>.scale_weight" for a checkpoint key "<prefix>.weight". */
+static const char *
+w_scale_key (const char *weight_key, char *buf, size_t size)
+{
+  size_t n = strlen (weight_key);
+  if (w_ends_with (weight_key, ".weight"))
+    n -= strlen (".weight");
+  snprintf (buf, size, "%.*s.scale_weight", (int) n, weight_key);
+  return buf;
+}
+
+/* Element i of a float checkpoint tensor (any alignment). */
+static float
+w_st_value (const dit_st_tensor *t, int64_t i)
+{
+  dit_dtype dt;
+  unsigned char b[4];
+  dit_st_dtype_to_dit (t->dtype, &dt);
+  memcpy (b, (const char *) t->data + (size_t) i * dit_dtype_size (dt),
+      dit_dtype_size (dt));
+  return dit_load_f32 (b, dt, 0);
+}
+
+static int64_t
+w_st_numel (const dit_st_tensor *t)
+{
+  int64_t n = 1;
+  for (int d = 0; d < t->ndim; d++)
+    n *= t->shape[d];
+  return n;
+}
+
+/* The FP8 rules of dit_weights.h for one expected tensor: its checkpoint
+ * tensor f, the scale_weight sc and scale_input in found beside it (may be
+ * NULL); `scaled` says the file uses the scaled layout. */
+static dit_status
+w_check_fp8_tensor (const dit_param_spec *spec, const dit_st_tensor *f,
+    const dit_st_tensor *sc, const dit_st_tensor *in, int scaled)
+{
+  char sa[256], key[300];
+  dit_dtype dt;
+  if (!sc) {
+    if (f->dtype == DIT_ST_F8_E4M3 && scaled)
+      return dit_error (DIT_ERR_FORMAT, "%s: missing key '%s': this checkpoint "
+          "stores FP8 scales (scale_weight) and '%s' is F8_E4M3 without one",
+          f->file, w_scale_key (f->name, key, sizeof key), f->name);
+  } else {
+    if (f->dtype != DIT_ST_F8_E4M3)
+      return dit_error (DIT_ERR_FORMAT, "%s: key '%s': a scale for '%s', which "
+          "is %s, not F8_E4M3 (only FP8 weights carry a scale_weight)", sc->file,
+          sc->name, f->name, dit_st_dtype_name (f->dtype));
+    if (!dit_st_dtype_to_dit (sc->dtype, &dt))
+      return dit_error (DIT_ERR_FORMAT, "%s: key '%s': dtype %s; an FP8 scale "
+          "is F32, BF16 or F16", sc->file, sc->name, dit_st_dtype_name (sc->dtype));
+    int64_t n = w_st_numel (sc);
+    int per_tensor = n == 1 && sc->ndim <= 1;
+    int per_channel = sc->ndim == 1 && sc->shape[0] == spec->shape[0];
+    if (!per_tensor && !per_channel)
+      return dit_error (DIT_ERR_FORMAT, "%s: key '%s': shape %s; an FP8 scale "
+          "is [] or [1] (per tensor) or [%lld] (per output channel of '%s')",
+          sc->file, sc->name, w_shape_str (sa, sizeof sa, sc->ndim, sc->shape),
+          (long long) spec->shape[0], f->name);
+    for (int64_t i = 0; i < n; i++) {
+      float v = w_st_value (sc, i);
+      if (!isfinite (v) || !(v > 0.0f))
+        return dit_error (DIT_ERR_FORMAT, "%s: key '%s': scale %g (element "
+            "%lld) is not a positive finite number", sc->file, sc->name,
+            (double) v, (long long) i);
+    }
+  }
+  if (in && f->dtype != DIT_ST_F8_E4M3)
+    return dit_error (DIT_ERR_FORMAT, "%s: unexpected key '%s' (an input scale "
+        "beside '%s', which is not F8_E4M3)", in->file, in->name, f->name);
+  return DIT_OK;
+}
+
 /* Checks the set against specs; on success match[i] is the checkpoint
  * tensor for specs[i] (when match is not NULL). */
 static dit_status
 w_check (const dit_safetensors *st, const char *path, const dit_param_spec *specs,
-    size_t count, dit_key_map_fn map, const dit_st_tensor **match)
+    size_t count, dit_key_map_fn map, dit_fp8_select_fn accept,
+    const dit_st_tensor **match)
 {
   size_t n = dit_safetensors_count (st);
-  const dit_st_tensor **found = calloc (count + 1, sizeof *found);
+  const dit_st_tensor **found = calloc (3 * (count + 1), sizeof *found);
+  const dit_st_tensor **scale_of = found + count + 1, **input_of = scale_of + count + 1;
   size_t *idx = w_sort_specs_by_name (specs, count);
   size_t n_unexpected = 0, n_missing = 0;
-  const dit_st_tensor *first_unexpected = NULL;
+  const dit_st_tensor *first_unexpected = NULL, *marker = NULL;
   const char *first_missing = NULL;
   dit_status status = DIT_OK;
-  char mapped[256], sa[256], sb[256];
+  char mapped[256], base[256], sa[256], sb[256];
 
   if (!found || !idx) {
     free (found);
@@ -250,10 +363,23 @@ w_check (const dit_safetensors *st, const char *path, const dit_param_spec *spec
     const char *name = t->name;
     if (map && map (t->name, mapped, sizeof mapped))
       name = mapped;
-    size_t s = w_find_spec (specs, idx, count, name);
-    if (s == SIZE_MAX) {
+    int kind = accept ? w_side_key (name, base, sizeof base) : W_KEY_TENSOR;
+    if (kind == W_KEY_MARKER) {
+      marker = t;
+      continue;
+    }
+    size_t s = w_find_spec (specs, idx, count, kind == W_KEY_TENSOR ? name : base);
+    if (s == SIZE_MAX || (kind != W_KEY_TENSOR && !accept (&specs[s]))) {
       if (!n_unexpected++)
         first_unexpected = t;
+      continue;
+    }
+    if (kind != W_KEY_TENSOR) {
+      const dit_st_tensor **slot = kind == W_KEY_SCALE ? &scale_of[s] : &input_of[s];
+      if (*slot && status == DIT_OK)
+        status = dit_error (DIT_ERR_FORMAT, "%s: keys '%s' and '%s' are both "
+            "scales of '%s'", t->file, (*slot)->name, t->name, specs[s].name);
+      *slot = t;
       continue;
     }
     if (found[s]) {
@@ -269,7 +395,22 @@ w_check (const dit_safetensors *st, const char *path, const dit_param_spec *spec
     if (name == mapped)
       snprintf (as, sizeof as, " (as '%s')", mapped);
     dit_dtype dt;
-    if (!dit_st_dtype_to_dit (t->dtype, &dt)) {
+    if (t->dtype == DIT_ST_F8_E5M2) {
+      status = dit_error (DIT_ERR_FORMAT,
+          "%s: key '%s'%s: dtype F8_E5M2 is not supported (FP8 weights must be "
+          "F8_E4M3; convert the checkpoint to e4m3 or bf16)", t->file, t->name, as);
+      continue;
+    }
+    if (t->dtype == DIT_ST_F8_E4M3) {
+      if (!accept || !accept (&specs[s])) {
+        status = dit_error (DIT_ERR_FORMAT,
+            "%s: key '%s'%s: dtype F8_E4M3 where only F32, BF16 or F16 is "
+            "accepted (FP8 is for the blocks' linear weights; embeddings, patch "
+            "embedding, head, modulation, norms and biases stay 16/32-bit)",
+            t->file, t->name, as);
+        continue;
+      }
+    } else if (!dit_st_dtype_to_dit (t->dtype, &dt)) {
       status = dit_error (DIT_ERR_FORMAT,
           "%s: key '%s'%s: dtype %s is not a float type (F32, BF16, F16)", t->file,
           t->name, as, dit_st_dtype_name (t->dtype));
@@ -289,7 +430,8 @@ w_check (const dit_safetensors *st, const char *path, const dit_param_spec *spec
       first_missing = specs[s].name;
 
   /* One message, most specific first: a key that should not be there, then
-   * a key with the wrong contents, then keys that are absent. */
+   * a key with the wrong contents, then keys that are absent, then the FP8
+   * scales. */
   if (n_unexpected) {
     char more[64] = "";
     if (n_unexpected > 1)
@@ -303,6 +445,12 @@ w_check (const dit_safetensors *st, const char *path, const dit_param_spec *spec
     status = dit_error (DIT_ERR_FORMAT, "%s: missing key '%s'%s", path, first_missing,
         more);
   }
+  int scaled = marker != NULL;
+  for (size_t s = 0; s < count; s++)
+    scaled |= scale_of[s] != NULL;
+  for (size_t s = 0; status == DIT_OK && s < count; s++)
+    status = w_check_fp8_tensor (&specs[s], found[s], scale_of[s], input_of[s],
+        scaled);
   if (status == DIT_OK && match)
     memcpy (match, found, count * sizeof *found);
   free (found);
@@ -314,15 +462,116 @@ dit_status
 dit_weights_check (const dit_safetensors *st, const char *path,
     const dit_param_spec *specs, size_t count, dit_key_map_fn map)
 {
-  return w_check (st, path, specs, count, map, NULL);
+  return w_check (st, path, specs, count, map, NULL, NULL);
+}
+
+dit_status
+dit_weights_check_fp8 (const dit_safetensors *st, const char *path,
+    const dit_param_spec *specs, size_t count, dit_key_map_fn map,
+    dit_fp8_select_fn accept)
+{
+  return w_check (st, path, specs, count, map, accept, NULL);
+}
+
+float
+dit_checkpoint_fp8_scale (const dit_safetensors *st, const dit_st_tensor *t,
+    int64_t row)
+{
+  char key[300];
+  const dit_st_tensor *sc = dit_safetensors_find (st,
+      w_scale_key (t->name, key, sizeof key));
+  if (!sc)
+    return 1.0f;
+  return w_st_value (sc, w_st_numel (sc) == 1 ? 0 : row);
+}
+
+/* ---- the DiT's FP8 rules ---------------------------------------------------- */
+
+/* "blocks.<i>.<rest>" -> rest, or NULL. */
+static const char *
+w_block_rest (const char *name)
+{
+  if (!w_starts_with (name, "blocks."))
+    return NULL;
+  const char *p = name + 7;
+  size_t digits = strspn (p, "0123456789");
+  return digits && p[digits] == '.' ? p + digits + 1 : NULL;
+}
+
+int
+dit_model_fp8_accept (const dit_param_spec *spec)
+{
+  static const char *const linears[] = {
+    "self_attn.q.weight", "self_attn.k.weight", "self_attn.v.weight",
+    "self_attn.o.weight", "cross_attn.q.weight", "cross_attn.k.weight",
+    "cross_attn.v.weight", "cross_attn.o.weight", "ffn.0.weight", "ffn.2.weight",
+  };
+  const char *rest = w_block_rest (spec->name);
+  if (!rest || spec->ndim != 2)
+    return 0;
+  for (size_t i = 0; i < sizeof linears / sizeof linears[0]; i++)
+    if (strcmp (rest, linears[i]) == 0)
+      return 1;
+  return 0;
+}
+
+int
+dit_model_fp8_select (const dit_param_spec *spec)
+{
+  const char *rest = w_block_rest (spec->name);
+  if (!dit_model_fp8_accept (spec) || strcmp (rest, "cross_attn.k.weight") == 0
+      || strcmp (rest, "cross_attn.v.weight") == 0)
+    return 0;
+  return spec->shape[1] % DIT_FP8_BLOCK == 0;
 }
 
 /* ------------------------------------------------------------------------ */
 /* allocation, fingerprint, lookup */
 
+/* Backend memory for tensor i: FP8 codes and [N] scales when fp8 is set
+ * (a 2-D [N, K] spec), else the compute dtype. */
+static dit_status
+w_alloc_one (weights_impl *w, size_t i, int fp8)
+{
+  dit_backend *be = w->pub.backend;
+  const dit_param_spec *s = &w->pub.specs[i];
+  dit_dtype dt = fp8 ? DIT_F8E4M3 : w->pub.dtype;
+  size_t bytes = (size_t) w_spec_numel (s) * dit_dtype_size (dt);
+  char sb[256];
+  void *q = NULL;
+  if (fp8) {
+    if (!w->pub.scales && !(w->pub.scales = calloc (w->pub.count + 1,
+          sizeof *w->pub.scales)))
+      return dit_error (DIT_ERR_NOMEM, "weights: out of memory");
+    if (!(q = be->ops->alloc (be, (size_t) s->shape[0] * sizeof (float))))
+      return dit_error (DIT_ERR_NOMEM, "weights: cannot allocate the FP8 "
+          "scales of '%s' on backend '%s'", s->name, be->ops->name);
+  }
+  void *p = be->ops->alloc (be, bytes ? bytes : 1);
+  if (!p) {
+    if (q)
+      be->ops->free (be, q);
+    return dit_error (DIT_ERR_NOMEM,
+        "weights: cannot allocate %zu bytes on backend '%s' for '%s' %s", bytes,
+        be->ops->name, s->name, w_shape_str (sb, sizeof sb, s->ndim, s->shape));
+  }
+  if (s->ndim <= DIT_MAX_DIMS) {
+    w->pub.tensors[i] = dit_tensor_make (p, dt, be->ops->device, s->ndim, s->shape);
+  } else {
+    int64_t flat[2] = { s->shape[0], w_spec_numel (s) / (s->shape[0] ? s->shape[0] : 1) };
+    w->pub.tensors[i] = dit_tensor_make (p, dt, be->ops->device, 2, flat);
+  }
+  if (fp8) {
+    w->pub.scales[i] = dit_tensor_1d (q, DIT_F32, be->ops->device, s->shape[0]);
+    w->pub.fp8_count++;
+  }
+  return DIT_OK;
+}
+
+/* fp8[i] != 0: tensor i is stored as FP8 (NULL: none). */
 static dit_status
 w_alloc (const dit_param_spec *specs, size_t count, dit_dtype dtype,
-    dit_backend *be, weights_impl **out)
+    const unsigned char *fp8, dit_backend *be, weights_impl **out)
 {
   weights_impl *w = calloc (1, sizeof *w);
   if (!w)
@@ -337,55 +586,59 @@ w_alloc (const dit_param_spec *specs, size_t count, dit_dtype dtype,
     return dit_error (DIT_ERR_NOMEM, "weights: out of memory");
   }
   memcpy (w->pub.specs, specs, count * sizeof *specs);
+  w->pub.count = count;
   for (size_t i = 0; i < count; i++) {
-    const dit_param_spec *s = &specs[i];
-    size_t bytes = (size_t) w_spec_numel (s) * dit_dtype_size (dtype);
-    void *p = be->ops->alloc (be, bytes ? bytes : 1);
-    if (!p) {
-      char sb[256];
+    dit_status st = w_alloc_one (w, i, fp8 && fp8[i]);
+    if (st != DIT_OK) {
       dit_weights_free (&w->pub);
-      return dit_error (DIT_ERR_NOMEM,
-          "weights: cannot allocate %zu bytes on backend '%s' for '%s' %s", bytes,
-          be->ops->name, s->name, w_shape_str (sb, sizeof sb, s->ndim, s->shape));
+      return st;
     }
-    if (s->ndim <= DIT_MAX_DIMS) {
-      w->pub.tensors[i] = dit_tensor_make (p, dtype, be->ops->device, s->ndim, s->shape);
-    } else {
-      int64_t flat[2] = { s->shape[0], w_spec_numel (s) / (s->shape[0] ? s->shape[0] : 1) };
-      w->pub.tensors[i] = dit_tensor_make (p, dtype, be->ops->device, 2, flat);
-    }
-    w->pub.count = i + 1;
   }
   *out = w;
   return DIT_OK;
 }
 
+/* FNV-1a of the first and last 4 KiB of t (all of it when small). */
+static dit_status
+w_sample (dit_backend *be, const dit_tensor *t, uint64_t *h)
+{
+  unsigned char sample[2 * W_SAMPLE_BYTES];
+  size_t bytes = dit_tensor_nbytes (t), n;
+  if (bytes <= sizeof sample) {
+    DIT_TRY (be->ops->download (be, sample, t->data, bytes));
+    n = bytes;
+  } else {
+    DIT_TRY (be->ops->download (be, sample, t->data, W_SAMPLE_BYTES));
+    DIT_TRY (be->ops->download (be, sample + W_SAMPLE_BYTES,
+        (const char *) t->data + bytes - W_SAMPLE_BYTES, W_SAMPLE_BYTES));
+    n = sizeof sample;
+  }
+  *h = w_fnv1a (*h, sample, n);
+  return DIT_OK;
+}
+
+/* An FP8 tensor adds its storage dtype and a sample of its scales after
+ * the sample of its codes, so FP8 and 16-bit sets never share a digest
+ * while the digest of a set without FP8 tensors is what it always was. */
 static dit_status
 w_fingerprint (dit_weights *w)
 {
   uint64_t h = W_FNV_OFFSET;
-  unsigned char sample[2 * W_SAMPLE_BYTES];
   dit_backend *be = w->backend;
 
   for (size_t i = 0; i < w->count; i++) {
     const dit_param_spec *s = &w->specs[i];
     const dit_tensor *t = &w->tensors[i];
-    size_t bytes = dit_tensor_nbytes (t), n;
     h = w_fnv1a (h, s->name, strlen (s->name) + 1);
     h = w_fnv1a_u64 (h, (uint64_t) s->ndim);
     for (int d = 0; d < s->ndim; d++)
       h = w_fnv1a_u64 (h, (uint64_t) s->shape[d]);
     h = w_fnv1a_u64 (h, (uint64_t) w->dtype);
-    if (bytes <= sizeof sample) {
-      DIT_TRY (be->ops->download (be, sample, t->data, bytes));
-      n = bytes;
-    } else {
-      DIT_TRY (be->ops->download (be, sample, t->data, W_SAMPLE_BYTES));
-      DIT_TRY (be->ops->download (be, sample + W_SAMPLE_BYTES,
-          (const char *) t->data + bytes - W_SAMPLE_BYTES, W_SAMPLE_BYTES));
-      n = sizeof sample;
+    DIT_TRY (w_sample (be, t, &h));
+    if (t->dtype == DIT_F8E4M3) {
+      h = w_fnv1a_u64 (h, (uint64_t) t->dtype);
+      DIT_TRY (w_sample (be, &w->scales[i], &h));
     }
-    h = w_fnv1a (h, sample, n);
   }
   w->fingerprint = h;
   return DIT_OK;
@@ -415,9 +668,13 @@ dit_weights_free (dit_weights *w)
   weights_impl *wi = (weights_impl *) w;
   if (!w)
     return;
-  for (size_t i = 0; w->tensors && i < w->count; i++)
+  for (size_t i = 0; w->tensors && i < w->count; i++) {
     if (w->tensors[i].data)
       w->backend->ops->free (w->backend, w->tensors[i].data);
+    if (w->scales && w->scales[i].data)
+      w->backend->ops->free (w->backend, w->scales[i].data);
+  }
+  free (w->scales);
   free (w->specs);
   free (w->tensors);
   free (wi->by_name);
@@ -427,31 +684,127 @@ dit_weights_free (dit_weights *w)
 /* ------------------------------------------------------------------------ */
 /* loading */
 
-/* Every matched tensor's bytes into w: read in file order with large
- * sequential reads, uploaded while reading, dtype conversion on the backend
- * (dit_stream_load.h).  The mapped data is never touched, so nothing is
- * paged in through faults. */
+/* How each matched tensor reaches w (dit_weights_load_ex). */
+enum {
+  W_LOAD_CONVERT,       /* 16/32-bit file tensor into the compute dtype */
+  W_LOAD_QUANTIZE,      /* 16/32-bit file tensor into FP8 codes + scales */
+  W_LOAD_FP8,           /* F8_E4M3 file tensor kept as stored */
+  W_LOAD_DEQUANTIZE,    /* F8_E4M3 file tensor into the compute dtype */
+};
+
+typedef struct w_place_ctx {
+  dit_weights *w;
+  const unsigned char *how;
+} w_place_ctx;
+
+/* dit_stream_load's place hook: the staged file values of a 16/32-bit
+ * tensor quantized per output channel on the backend (the weight never
+ * exists in the compute dtype), or converted (dit_copy) as without a hook. */
 static dit_status
-w_load_data (const dit_safetensors *st, const dit_st_tensor **match,
-    dit_weights *w, dit_backend *be)
+w_place (void *user, dit_backend *be, const dit_load_item *item,
+    const dit_tensor *staged)
 {
-  (void) st;
+  const w_place_ctx *c = user;
+  const size_t i = item->index;
+  if (c->how[i] != W_LOAD_QUANTIZE) {
+    dit_copy_params cp = { .x = staged, .y = item->dst };
+    return dit_copy (be, &cp);
+  }
+  dit_tensor *codes = &c->w->tensors[i];
+  const int64_t N = codes->shape[0], K = dit_tensor_numel (codes) / N;
+  dit_tensor x = dit_tensor_2d (staged->data, staged->dtype, staged->device, N, K);
+  dit_tensor q = dit_tensor_2d (codes->data, DIT_F8E4M3, codes->device, N, K);
+  dit_tensor sc = dit_tensor_2d (c->w->scales[i].data, DIT_F32,
+      codes->device, 1, N);
+  dit_quantize_fp8_params qp = { &x, &q, &sc, K };
+  return dit_quantize_fp8 (be, &qp);
+}
+
+/* The matched tensors whose `how` is one of the two given, streamed into w:
+ * read in file order with large sequential reads, uploaded while reading,
+ * dtype conversion or quantization on the backend (dit_stream_load.h).  The
+ * mapped data is never touched, so nothing is paged in through faults. */
+static dit_status
+w_load_stream (const dit_st_tensor **match, dit_weights *w, dit_backend *be,
+    const unsigned char *how, int a, int b, int place)
+{
   dit_load_item *items = calloc (w->count + 1, sizeof *items);
+  size_t n = 0;
   if (!items)
     return dit_error (DIT_ERR_NOMEM, "weights: out of memory");
   for (size_t i = 0; i < w->count; i++) {
+    if (how[i] != a && how[i] != b)
+      continue;
     const dit_st_tensor *t = match[i];
-    dit_dtype src_dt;
-    dit_st_dtype_to_dit (t->dtype, &src_dt);
-    items[i].file = t->file;
-    items[i].offset = t->file_offset;
-    items[i].bytes = t->nbytes;
-    items[i].src_dtype = src_dt;
-    items[i].dst = &w->tensors[i];
-    items[i].index = i;
+    dit_dtype src_dt = DIT_F8E4M3;
+    if (t->dtype != DIT_ST_F8_E4M3)
+      dit_st_dtype_to_dit (t->dtype, &src_dt);
+    items[n].file = t->file;
+    items[n].offset = t->file_offset;
+    items[n].bytes = t->nbytes;
+    items[n].src_dtype = src_dt;
+    items[n].dst = &w->tensors[i];
+    items[n].index = i;
+    n++;
   }
-  dit_status status = dit_stream_load (be, items, w->count, NULL, NULL, NULL);
+  w_place_ctx ctx = { w, how };
+  dit_status status = n ? dit_stream_load (be, items, n, place ? w_place : NULL,
+      &ctx, NULL) : DIT_OK;
   free (items);
+  return status;
+}
+
+/* The [N] channel scales of FP8 checkpoint tensor t kept as FP8: its scale
+ * (per tensor or per channel) broadcast to every channel. */
+static dit_status
+w_upload_fp8_scales (dit_backend *be, const dit_safetensors *st,
+    const dit_st_tensor *t, const dit_tensor *scales)
+{
+  const int64_t N = scales->shape[0];
+  float *h = malloc ((size_t) N * sizeof (float));
+  if (!h)
+    return dit_error (DIT_ERR_NOMEM, "weights: out of memory");
+  for (int64_t r = 0; r < N; r++)
+    h[r] = dit_checkpoint_fp8_scale (st, t, r);
+  dit_status status = be->ops->upload (be, scales->data, h,
+      (size_t) N * sizeof (float));
+  /* pageable memory: staged by the runtime before upload returns */
+  free (h);
+  return status;
+}
+
+/* FP8 checkpoint tensor t dequantized (code * row scale, f32) into the
+ * compute dtype, on the host from the mapping (the uncommon case: an FP8
+ * checkpoint run in bf16/f32, or cross-attention k/v). */
+static dit_status
+w_upload_dequantized (dit_backend *be, const dit_safetensors *st,
+    const dit_st_tensor *t, const dit_tensor *dst)
+{
+  const int64_t n = dit_tensor_numel (dst);
+  const int64_t K = t->ndim >= 2 ? n / t->shape[0] : n;
+  const uint8_t *codes = t->data;
+  size_t dsz = dit_dtype_size (dst->dtype);
+  float *stage_f32 = malloc (W_STAGE_ELEMS * sizeof (float));
+  void *stage_dst = malloc (W_STAGE_ELEMS * dsz);
+  dit_status status = stage_f32 && stage_dst ? DIT_OK
+      : dit_error (DIT_ERR_NOMEM, "weights: out of memory");
+  for (int64_t o = 0; status == DIT_OK && o < n; o += (int64_t) W_STAGE_ELEMS) {
+    int64_t m = n - o < (int64_t) W_STAGE_ELEMS ? n - o : (int64_t) W_STAGE_ELEMS;
+    int64_t row = -1;
+    float sc = 1.0f;
+    for (int64_t i = 0; i < m; i++) {
+      if ((o + i) / K != row) {
+        row = (o + i) / K;
+        sc = dit_checkpoint_fp8_scale (st, t, row);
+      }
+      stage_f32[i] = dit_e4m3_to_f32 (codes[o + i]) * sc;
+    }
+    dit_convert (stage_dst, dst->dtype, stage_f32, DIT_F32, (size_t) m);
+    status = be->ops->upload (be, (char *) dst->data + (size_t) o * dsz,
+        stage_dst, (size_t) m * dsz);
+  }
+  free (stage_f32);
+  free (stage_dst);
   return status;
 }
 
@@ -459,26 +812,63 @@ dit_status
 dit_weights_load (const char *path, const dit_param_spec *specs, size_t count,
     dit_key_map_fn map, dit_dtype dtype, dit_backend *be, dit_weights **out)
 {
+  return dit_weights_load_ex (path, specs, count, map, dtype, NULL, be, out);
+}
+
+dit_status
+dit_weights_load_ex (const char *path, const dit_param_spec *specs,
+    size_t count, dit_key_map_fn map, dit_dtype dtype,
+    const dit_weights_fp8 *fp8, dit_backend *be, dit_weights **out)
+{
   dit_safetensors *st = NULL;
   const dit_st_tensor **match = NULL;
+  unsigned char *how = NULL, *keep = NULL;
   weights_impl *w = NULL;
   dit_status status;
+  dit_fp8_select_fn accept = fp8 ? fp8->accept : NULL;
+  dit_fp8_select_fn select = fp8 ? fp8->select : NULL;
 
   *out = NULL;
   if (!be)
     return dit_error (DIT_ERR_INVALID, "%s: no backend to load weights into", path);
+  if (select)
+    DIT_TRY (dit_fp8_check (be));
   if ((status = dit_safetensors_open (path, &st)) != DIT_OK)
     return status;
   match = calloc (count + 1, sizeof *match);
-  if (!match) {
+  how = calloc (count + 1, 1);
+  keep = calloc (count + 1, 1);
+  if (!match || !how || !keep) {
     status = dit_error (DIT_ERR_NOMEM, "%s: out of memory", path);
     goto out;
   }
-  if ((status = w_check (st, path, specs, count, map, match)) != DIT_OK)
+  if ((status = w_check (st, path, specs, count, map, accept, match)) != DIT_OK)
     goto out;
-  if ((status = w_alloc (specs, count, dtype, be, &w)) != DIT_OK)
+  int any_quantize = 0;
+  for (size_t i = 0; i < count; i++) {
+    const int f8 = match[i]->dtype == DIT_ST_F8_E4M3;
+    keep[i] = select && select (&specs[i]);
+    how[i] = f8 ? (keep[i] ? W_LOAD_FP8 : W_LOAD_DEQUANTIZE)
+        : (keep[i] ? W_LOAD_QUANTIZE : W_LOAD_CONVERT);
+    any_quantize |= how[i] == W_LOAD_QUANTIZE;
+  }
+  if ((status = w_alloc (specs, count, dtype, keep, be, &w)) != DIT_OK)
     goto out;
-  if ((status = w_load_data (st, match, &w->pub, be)) != DIT_OK)
+  /* FP8 codes as stored go straight to their tensors; 16/32-bit tensors
+   * through the staging buffer, converted or quantized there */
+  status = w_load_stream (match, &w->pub, be, how, W_LOAD_FP8, W_LOAD_FP8, 0);
+  if (status == DIT_OK)
+    status = w_load_stream (match, &w->pub, be, how, W_LOAD_CONVERT,
+        W_LOAD_QUANTIZE, any_quantize);
+  for (size_t i = 0; status == DIT_OK && i < count; i++) {
+    if (how[i] == W_LOAD_FP8)
+      status = w_upload_fp8_scales (be, st, match[i], &w->pub.scales[i]);
+    else if (how[i] == W_LOAD_DEQUANTIZE)
+      status = w_upload_dequantized (be, st, match[i], &w->pub.tensors[i]);
+    if (status != DIT_OK)
+      dit_error_prefix (status, "%s: key '%s'", match[i]->file, match[i]->name);
+  }
+  if (status != DIT_OK)
     goto out;
   if ((status = w_fingerprint (&w->pub)) != DIT_OK) {
     dit_error_prefix (status, "%s: fingerprint", path);
@@ -490,20 +880,49 @@ dit_weights_load (const char *path, const dit_param_spec *specs, size_t count,
 out:
   if (w)
     dit_weights_free (&w->pub);
+  free (keep);
+  free (how);
   free (match);
   dit_safetensors_close (st);
   return status;
 }
 
 /* ------------------------------------------------------------------------ */
-/* synthetic weights */
+/* FP8 weights from 16/32-bit ones */
 
-static int
-w_ends_with (const char *s, const char *suffix)
+dit_status
+dit_weights_to_fp8 (dit_weights *w, dit_fp8_select_fn select)
 {
-  size_t n = strlen (s), m = strlen (suffix);
-  return n >= m && strcmp (s + n - m, suffix) == 0;
+  weights_impl *wi = (weights_impl *) w;
+  dit_backend *be = w->backend;
+  DIT_TRY (dit_fp8_check (be));
+  for (size_t i = 0; i < w->count; i++) {
+    const dit_param_spec *s = &w->specs[i];
+    dit_tensor src = w->tensors[i];
+    if (src.dtype == DIT_F8E4M3 || !select (s))
+      continue;
+    if (src.ndim != 2 || s->shape[0] <= 0)
+      return dit_error (DIT_ERR_INVALID, "weights: '%s' is not a 2-D linear "
+          "weight and cannot be stored as FP8", s->name);
+    DIT_TRY (w_alloc_one (wi, i, 1));
+    int64_t N = src.shape[0], K = src.shape[1];
+    dit_tensor sc = dit_tensor_2d (w->scales[i].data, DIT_F32, src.device, 1, N);
+    dit_quantize_fp8_params p = { &src, &w->tensors[i], &sc, K };
+    dit_status st = dit_quantize_fp8 (be, &p);
+    /* the original goes once the quantization is ordered behind it */
+    if (st == DIT_OK)
+      st = be->ops->synchronize (be);
+    if (st != DIT_OK) {
+      be->ops->free (be, src.data);
+      return dit_error_prefix (st, "weights: quantizing '%s' to FP8", s->name);
+    }
+    be->ops->free (be, src.data);
+  }
+  return w_fingerprint (w);
 }
+
+/* ------------------------------------------------------------------------ */
+/* synthetic weights */
 
 /* value = scale * N(0,1) + offset, by the rules in dit_weights.h. */
 static void
@@ -579,7 +998,7 @@ dit_weights_synthetic (const dit_param_spec *specs, size_t count, uint64_t seed,
     return dit_error (DIT_ERR_INVALID, "weights: no backend for synthetic weights");
   if (!(stage = malloc (W_STAGE_ELEMS * dsz)))
     return dit_error (DIT_ERR_NOMEM, "weights: out of memory");
-  if ((status = w_alloc (specs, count, dtype, be, &w)) != DIT_OK) {
+  if ((status = w_alloc (specs, count, dtype, NULL, be, &w)) != DIT_OK) {
     free (stage);
     return status;
   }
@@ -655,7 +1074,7 @@ dit_weights_synthetic_mapped (const dit_param_spec *specs,
 
   weights_impl *w = NULL;
   size_t dsz = dit_dtype_size (dtype);
-  DIT_TRY (w_alloc (specs, count, dtype, be, &w));
+  DIT_TRY (w_alloc (specs, count, dtype, NULL, be, &w));
   dit_status status = DIT_OK;
   for (size_t i = 0; i < count && status == DIT_OK; i++) {
     double scale, offset;
@@ -704,6 +1123,31 @@ w_save_fill (void *user, size_t index, void *dst, size_t nbytes)
   size_t ssz = dit_dtype_size (w->dtype), dsz = dit_dtype_size (c->dtype);
 
   (void) nbytes;
+  if (t->dtype == DIT_F8E4M3) {
+    /* codes row by row, each times its channel's scale */
+    int64_t N = t->shape[0], K = (int64_t) n / N;
+    float *sc = malloc ((size_t) N * sizeof (float));
+    uint8_t *row = malloc ((size_t) K);
+    float *v = malloc ((size_t) K * sizeof (float));
+    dit_status st = sc && row && v ? DIT_OK
+        : dit_error (DIT_ERR_NOMEM, "weights: out of memory saving '%s'",
+            w->specs[index].name);
+    if (st == DIT_OK)
+      st = be->ops->download (be, sc, w->scales[index].data,
+          (size_t) N * sizeof (float));
+    for (int64_t r = 0; st == DIT_OK && r < N; r++) {
+      st = be->ops->download (be, row, (const uint8_t *) t->data + r * K,
+          (size_t) K);
+      for (int64_t k = 0; k < K; k++)
+        v[k] = dit_e4m3_to_f32 (row[k]) * sc[r];
+      dit_convert ((char *) dst + (size_t) (r * K) * dsz, c->dtype, v, DIT_F32,
+          (size_t) K);
+    }
+    free (sc);
+    free (row);
+    free (v);
+    return st;
+  }
   if (w->dtype == c->dtype)
     return be->ops->download (be, dst, t->data, n * dsz);
   for (size_t o = 0; o < n; o += W_STAGE_ELEMS) {
@@ -757,7 +1201,7 @@ dit_weights_from_fill (const dit_param_spec *specs, size_t count,
     return dit_error (DIT_ERR_INVALID, "weights: no backend or fill function");
   if (!(stage = malloc (W_STAGE_ELEMS * dsz)))
     return dit_error (DIT_ERR_NOMEM, "weights: out of memory");
-  if ((status = w_alloc (specs, count, dtype, be, &w)) != DIT_OK) {
+  if ((status = w_alloc (specs, count, dtype, NULL, be, &w)) != DIT_OK) {
     free (stage);
     return status;
   }

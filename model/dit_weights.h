@@ -43,7 +43,39 @@ typedef struct dit_weights {
   dit_param_spec *specs;   /* owned copy */
   dit_tensor *tensors;     /* tensors[i] matches specs[i]; backend memory */
   uint64_t fingerprint;    /* digest of names, shapes, dtype, sampled values */
+  /* FP8 linear weights: tensors[i] of dtype f8e4m3 (codes [N, K]) has its
+   * per-output-channel f32 scales [N] in scales[i] (data NULL otherwise);
+   * see kernels/dit_ops.h, "FP8".  NULL when no tensor is FP8. */
+  dit_tensor *scales;
+  size_t fp8_count;        /* tensors stored as FP8 */
 } dit_weights;
+
+/* FP8 checkpoints and FP8 weights.
+ *
+ * Checkpoint tensors of dtype F8_E4M3 are accepted where `accept` says so
+ * (the DiT: the blocks' linear weights), in the two published layouts:
+ *  - plain cast: the codes alone, scale 1;
+ *  - scaled: "<layer>.scale_weight" beside "<layer>.weight", one f32/bf16/
+ *    f16 scale of shape [] or [1] (per tensor) or [N] (per output channel),
+ *    value = code * scale; an optional "scaled_fp8" marker tensor and
+ *    optional "<layer>.scale_input" (a static activation scale, unused:
+ *    activation scales are computed per token) are accepted.
+ * Refused, naming the file and key: F8_E5M2; an FP8 tensor where `accept`
+ * does not allow one (embeddings, patch embedding, head, modulation, norms,
+ * biases); in a scaled file an FP8 weight without its scale; a scale beside
+ * a weight that is not FP8; a scale of another shape; a scale that is NaN,
+ * infinite, zero or negative.
+ *
+ * Tensors `select` picks are kept as FP8 codes with per-output-channel
+ * scales (FP8 checkpoint tensors as stored, the scale broadcast to every
+ * channel; other sources quantized on the backend, kernels/dit_fp8.h);
+ * every other FP8 checkpoint tensor is dequantized into the compute dtype. */
+typedef int (*dit_fp8_select_fn) (const dit_param_spec *spec);
+
+typedef struct dit_weights_fp8 {
+  dit_fp8_select_fn accept;   /* may be F8_E4M3 in a checkpoint; NULL: none */
+  dit_fp8_select_fn select;   /* kept as FP8 codes; NULL: none */
+} dit_weights_fp8;
 
 /* Returns 1 and writes the canonical name into buf when it rewrote `key`;
  * 0 to keep `key` unchanged. */
@@ -52,11 +84,38 @@ typedef int (*dit_key_map_fn) (const char *key, char *buf, size_t bufsize);
 dit_status dit_weights_load (const char *path, const dit_param_spec *specs,
     size_t count, dit_key_map_fn map, dit_dtype dtype, dit_backend *be,
     dit_weights **out);
+/* The same with FP8 checkpoint tensors and FP8 weights (fp8 may be NULL). */
+dit_status dit_weights_load_ex (const char *path, const dit_param_spec *specs,
+    size_t count, dit_key_map_fn map, dit_dtype dtype,
+    const dit_weights_fp8 *fp8, dit_backend *be, dit_weights **out);
 
-/* The checks of dit_weights_load (key set, shapes, dtypes) on an open set,
- * without touching tensor data; `path` names the set in messages. */
+/* The checks of dit_weights_load (key set, shapes, dtypes, FP8 scales) on an
+ * open set, without reading tensor data other than FP8 scales; `path` names
+ * the set in messages.  accept: as dit_weights_fp8.accept. */
 dit_status dit_weights_check (const dit_safetensors *st, const char *path,
     const dit_param_spec *specs, size_t count, dit_key_map_fn map);
+dit_status dit_weights_check_fp8 (const dit_safetensors *st, const char *path,
+    const dit_param_spec *specs, size_t count, dit_key_map_fn map,
+    dit_fp8_select_fn accept);
+
+/* The scale of row `row` of F8_E4M3 checkpoint tensor t (a weight that
+ * passed dit_weights_check_fp8): its scale_weight's value for that row, or
+ * 1 in a plain-cast file. */
+float dit_checkpoint_fp8_scale (const dit_safetensors *st,
+    const dit_st_tensor *t, int64_t row);
+
+/* Store the tensors `select` picks as FP8 codes with per-output-channel
+ * scales, quantized on the set's backend (each 2-D [N, K] tensor in turn,
+ * freeing its original); the fingerprint is recomputed.  DIT_ERR_UNSUPPORTED
+ * (dit_fp8_check's message) when the backend cannot run FP8. */
+dit_status dit_weights_to_fp8 (dit_weights *w, dit_fp8_select_fn select);
+
+/* The DiT's FP8 rules (spec §3.2 names): accept = the blocks' linear weights
+ * (self- and cross-attention q, k, v, o, FFN 0 and 2); select = those of
+ * them that run as FP8 GEMMs: all but cross-attention k and v (computed
+ * once per prompt), with an input width that is a multiple of 128. */
+int dit_model_fp8_accept (const dit_param_spec *spec);
+int dit_model_fp8_select (const dit_param_spec *spec);
 
 /* Seeded synthetic values for every spec.  Initialisation by name, first
  * matching rule wins:
@@ -113,7 +172,8 @@ dit_status dit_weights_require (const dit_weights *w, const char *name,
 
 void dit_weights_free (dit_weights *w);
 
-/* Write weights (downloaded to host) as one safetensors file in `dtype`. */
+/* Write weights (downloaded to host) as one safetensors file in `dtype`
+ * (FP8 weights are dequantized into it). */
 dit_status dit_weights_save (const dit_weights *w, const char *path,
     dit_dtype dtype, const char *const *metadata);
 

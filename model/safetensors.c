@@ -67,7 +67,8 @@ static const struct {
   { "F32", DIT_ST_F32, 4 }, { "BF16", DIT_ST_BF16, 2 }, { "F16", DIT_ST_F16, 2 },
   { "F64", DIT_ST_F64, 8 }, { "I64", DIT_ST_I64, 8 }, { "I32", DIT_ST_I32, 4 },
   { "I16", DIT_ST_I16, 2 }, { "I8", DIT_ST_I8, 1 }, { "U8", DIT_ST_U8, 1 },
-  { "BOOL", DIT_ST_BOOL, 1 },
+  { "BOOL", DIT_ST_BOOL, 1 }, { "F8_E4M3", DIT_ST_F8_E4M3, 1 },
+  { "F8_E5M2", DIT_ST_F8_E5M2, 1 },
 };
 
 #define ST_NDTYPES (sizeof st_dtypes / sizeof st_dtypes[0])
@@ -119,6 +120,7 @@ st_dit_dtype_name (dit_dtype dt)
     case DIT_F32: return "F32";
     case DIT_BF16: return "BF16";
     case DIT_F16: return "F16";
+    case DIT_F8E4M3: return "F8_E4M3";
   }
   return NULL;
 }
@@ -238,7 +240,7 @@ st_parse_tensor (const char *path, const dit_json_member *m,
         key, !jd ? "dtype" : !js ? "shape" : "data_offsets");
   if (jd->type != DIT_JSON_STRING || !st_dtype_parse (jd->u.str.ptr, &t->dtype))
     return dit_error (DIT_ERR_FORMAT, "%s: key '%s': unknown dtype %s%s%s "
-        "(known: F32, BF16, F16, F64, I64, I32, I16, I8, U8, BOOL)", path, key,
+        "(known: F32, BF16, F16, F64, I64, I32, I16, I8, U8, BOOL, F8_E4M3, F8_E5M2)", path, key,
         jd->type == DIT_JSON_STRING ? "'" : "",
         jd->type == DIT_JSON_STRING ? jd->u.str.ptr : dit_json_type_name (jd->type),
         jd->type == DIT_JSON_STRING ? "'" : "");

@@ -1,7 +1,7 @@
 /* safetensors — strict reader (mmap) and writer for checkpoint files.
  *
  * Format: 8-byte little-endian header length N, N bytes of JSON
- *   { "<name>": {"dtype": "F32"|"BF16"|"F16"|..., "shape": [...],
+ *   { "<name>": {"dtype": "F32"|"BF16"|"F16"|"F8_E4M3"|..., "shape": [...],
  *                "data_offsets": [begin, end]}, "__metadata__": {...} }
  * then the raw little-endian data; offsets are relative to the data start.
  *
@@ -31,6 +31,7 @@ extern "C" {
 typedef enum dit_st_dtype {
   DIT_ST_F32, DIT_ST_BF16, DIT_ST_F16, DIT_ST_F64,
   DIT_ST_I64, DIT_ST_I32, DIT_ST_I16, DIT_ST_I8, DIT_ST_U8, DIT_ST_BOOL,
+  DIT_ST_F8_E4M3, DIT_ST_F8_E5M2,
 } dit_st_dtype;
 
 #define DIT_ST_MAX_DIMS 8
@@ -60,7 +61,9 @@ const char *dit_safetensors_metadata (const dit_safetensors *st, const char *key
 
 const char *dit_st_dtype_name (dit_st_dtype dt);
 size_t dit_st_dtype_size (dit_st_dtype dt);
-/* Convertible to a compute dtype (F32/BF16/F16)?  Sets *out. */
+/* Convertible to a compute dtype (F32/BF16/F16)?  Sets *out.  The FP8
+ * types are not (their values need the scale stored beside them, see
+ * model/dit_weights.c). */
 int dit_st_dtype_to_dit (dit_st_dtype st, dit_dtype *out);
 
 /* Writer: tensors from host memory, in the order given. */

@@ -57,6 +57,9 @@ bench_op_name (int op)
     case DIT_OP_LAYERNORM_MODULATE: return "layernorm_modulate";
     case DIT_OP_QK_NORM_ROPE: return "qk_norm_rope";
     case DIT_OP_NOISE_FLOW: return "noise_flow";
+    case DIT_OP_QUANTIZE_FP8: return "quantize_fp8";
+    case DIT_OP_LAYERNORM_FP8: return "layernorm_fp8";
+    case DIT_OP_GEMM_FP8: return "gemm_fp8";
     default: return NULL;
   }
 }
@@ -155,7 +158,7 @@ static void
 bd_add (bench_split *s, int op, double ms)
 {
   s->total_ms += ms;
-  if (op == DIT_OP_GEMM)
+  if (op == DIT_OP_GEMM || op == DIT_OP_GEMM_FP8)
     s->gemm_ms += ms;
   else if (op == DIT_OP_ATTENTION)
     s->attention_ms += ms;

@@ -94,7 +94,7 @@
  *
  * Usage: dit-bench --preset wan-14b --synthetic [--layers N]
  *   [--size 576x320|832x480] [--chunks 20] [--warmup 3] [--device cuda]
- *   [--dtype bf16] [--vae wan|tiny|none] [--decoder taew2_1|PATH]
+ *   [--dtype bf16|f32|fp8] [--vae wan|tiny|none] [--decoder taew2_1|PATH]
  *   [--gemm 8192] [--seed 42] [--json]
  *   [--graphs on|off] [--fused on|off]
  *   [--mesh-devices 1,2] [--mesh-backend cpu|cuda] [--worker-path PATH]
@@ -157,7 +157,8 @@ typedef struct bench_args {
   const char *preset, *device, *vae, *decoder;
   int synthetic, layers, height, width, chunks, warmup, json, gemm;
   int graphs, fused, fold, breakdown;
-  dit_dtype dtype;
+  dit_dtype dtype;             /* compute dtype */
+  int fp8;                     /* --dtype fp8: FP8 linear layers */
   int dtype_set;
   uint64_t seed;
   /* mesh */
@@ -408,8 +409,9 @@ usage (FILE *f)
       "  --warmup N             chunks run before timing (default 3)\n"
       "  --device NAME          cuda, cuda:N or cpu (default: cuda when built\n"
       "                         with CUDA, else cpu)\n"
-      "  --dtype f32|bf16       weight and activation dtype (default bf16 on\n"
-      "                         CUDA, f32 on the CPU)\n"
+      "  --dtype f32|bf16|fp8   weight and activation dtype (default bf16 on\n"
+      "                         CUDA, f32 on the CPU); fp8: FP8 linear layers\n"
+      "                         (docs/precision.md), compute capability 8.9+\n"
       "  --gemm N               measure the bf16 GEMM peak at N x N x N (default\n"
       "                         8192, 0 = skip)\n"
       "  --graphs on|off        replay recorded CUDA graphs (default on)\n"
@@ -553,7 +555,10 @@ parse_args (int argc, char **argv, bench_args *a)
     } else if (strcmp (o, "--device") == 0) {
       a->device = v;
     } else if (strcmp (o, "--dtype") == 0) {
-      ok = tool_parse_dtype (v, &a->dtype);
+      dit_precision p;
+      ok = tool_parse_precision (v, &p);
+      a->dtype = dit_precision_compute_dtype (p);
+      a->fp8 = p == DIT_PRECISION_FP8;
       a->dtype_set = 1;
     } else if (strcmp (o, "--vae") == 0) {
       a->vae = v;
@@ -830,6 +835,7 @@ typedef struct bench_result {
   bench_stat recompute, denoise, decode, anchor_enc, anchor, period, encode;
   double ttff_cold, ttff_warm, weights_ms, vae_weights_ms, gemm_tflops;
   int64_t gemm_paths[BENCH_GEMM_PATHS];
+  char gemm_fp8_paths[4096];   /* JSON array: FP8 GEMM shape -> path */
   /* memory: device bytes in use after each setup step (cudaMemGetInfo,
    * the whole device), and the tensor bytes of the components */
   double mem_base, mem_text, mem_dit_weights, mem_dit_state, mem_vae;
@@ -998,6 +1004,7 @@ setup_configs (bench_state *st)
   st->gc.latent_h = a->height / 8;
   st->gc.latent_w = a->width / 8;
   st->gc.dtype = a->dtype;
+  st->gc.fp8 = a->fp8;
   st->gc.seed = a->seed;
   if (st->gc.context_frames > st->gc.frames_per_chunk + 1) {
     fprintf (stderr, "dit-bench: %d context frames need at least %d frames "
@@ -1126,8 +1133,13 @@ setup_local_dit (bench_state *st, bench_result *r)
   if (dit_model_config_params (&st->cfg, &specs, &count) != DIT_OK)
     return fail ("parameter list");
   double t0 = now_ms ();
-  dit_status s = dit_weights_synthetic (specs, count, a->seed, a->dtype, st->be, &w);
+  dit_status s = a->fp8 ? dit_fp8_check (st->be) : DIT_OK;
+  if (s == DIT_OK)
+    s = dit_weights_synthetic (specs, count, a->seed, a->dtype, st->be, &w);
   free (specs);
+  /* fp8: the linear weights quantized per output channel on the device */
+  if (s == DIT_OK && a->fp8)
+    s = dit_weights_to_fp8 (w, dit_model_fp8_select);
   if (s != DIT_OK || st->be->ops->synchronize (st->be) != DIT_OK)
     return fail ("synthetic weights");
   r->weights_ms = now_ms () - t0;
@@ -1135,6 +1147,10 @@ setup_local_dit (bench_state *st, bench_result *r)
   mem_sample (st->be);
   r->dit_weight_bytes = spec_bytes (w->specs, w->count, w->dtype,
       &r->dit_fp8_weight_bytes);
+  /* --dtype fp8: the weights are FP8 already (the measured figures show
+   * it), nothing left to project */
+  if (a->fp8)
+    r->dit_weight_bytes = r->dit_fp8_weight_bytes;
   r->kv_cache_bytes = 2.0 * st->cfg.num_layers * st->gc.kv_window
       * (double) (st->gc.latent_h / 2) * (st->gc.latent_w / 2) * st->cfg.dim
       * dit_dtype_size (a->dtype);
@@ -1755,7 +1771,7 @@ json_common (const bench_state *st, const char *mode, const char *dev)
   json_int ("height", a->height);
   json_int ("width", a->width);
   json_str ("device", dev);
-  json_str ("dtype", dit_dtype_name (a->dtype));
+  json_str ("dtype", dit_precision_name (dit_precision_of (a->dtype, a->fp8)));
   json_str ("vae", a->vae);
   json_str ("decoder", a->decoder ? a->decoder : "full");
   json_int ("chunks", a->chunks);
@@ -1984,6 +2000,8 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
     for (int i = 0; i < BENCH_GEMM_PATHS; i++)
       printf ("%s%lld", i ? ", " : "[", (long long) r->gemm_paths[i]);
     printf ("]");
+    json_key ("gemm_fp8_paths");
+    printf ("%s", r->gemm_fp8_paths[0] ? r->gemm_fp8_paths : "[]");
     if (r->breakdown_chunks) {
       json_int ("breakdown_chunks", r->breakdown_chunks);
       json_split ("breakdown_denoise", &r->bd_denoise);
@@ -1995,7 +2013,7 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
   }
   printf ("dit-bench: %s (%d layers) %dx%d, %s, %s, vae %s, %d chunks after %d "
       "warm-up, graphs %s, fused %s\n", a->preset, st->cfg.num_layers,
-      a->height, a->width, dev, dit_dtype_name (a->dtype), a->vae, a->chunks,
+      a->height, a->width, dev, dit_precision_name (dit_precision_of (a->dtype, a->fp8)), a->vae, a->chunks,
       a->warmup, a->graphs ? "on" : "off", a->fused ? "on" : "off");
   printf ("  weights made in            %9.1f ms (vae setup %.1f ms)\n",
       r->weights_ms, r->vae_weights_ms);
@@ -2031,6 +2049,8 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
       (long long) r->gemm_paths[0], (long long) r->gemm_paths[1],
       (long long) r->gemm_paths[2], (long long) r->gemm_paths[3],
       (long long) r->gemm_paths[4], (long long) r->gemm_paths[5]);
+  if (r->gemm_fp8_paths[0] && strcmp (r->gemm_fp8_paths, "[]") != 0)
+    printf ("  FP8 GEMM paths: %s\n", r->gemm_fp8_paths);
   if (r->breakdown_chunks) {
     printf ("  breakdown (%d eager chunks, every op timed; GEMM folds %s):\n",
         r->breakdown_chunks, a->fold ? "on" : "off");
@@ -2116,7 +2136,7 @@ report_mesh (const bench_state *st, const bench_result *r,
   printf ("dit-bench: %s (%d layers) %dx%d, DiT on a mesh of %d %s ranks "
       "(devices %s), Stage 0 on %s, %s, vae %s, %d chunks per pass after %d "
       "warm-up\n", a->preset, st->cfg.num_layers, a->height, a->width,
-      a->mesh_ranks, mesh_be, a->mesh_arg, dev, dit_dtype_name (a->dtype),
+      a->mesh_ranks, mesh_be, a->mesh_arg, dev, dit_precision_name (dit_precision_of (a->dtype, a->fp8)),
       a->vae, a->chunks, a->warmup);
   printf ("  mesh up in                 %9.1f ms (vae setup %.1f ms)\n",
       mr->setup_ms, r->vae_weights_ms);
@@ -2300,6 +2320,8 @@ run_engine (bench_state *st, bench_result *r)
   mem_sample (st->be);
 #if DIT_HAVE_CUDA
   dit_cuda_gemm_path_counts (st->be, r->gemm_paths);
+  dit_cuda_gemm_fp8_report (st->be, r->gemm_fp8_paths,
+      sizeof r->gemm_fp8_paths);
 #endif
   if (st->vae && encode_bench (st, r, st->a.chunks < 10 ? st->a.chunks : 10)
       != DIT_OK)
@@ -2414,6 +2436,7 @@ run_cold (bench_state *st, bench_result *r, cold_result *cr)
   st->gc.latent_h = a->height / 8;
   st->gc.latent_w = a->width / 8;
   st->gc.dtype = a->dtype;
+  st->gc.fp8 = a->fp8;
   st->gc.seed = a->seed;
   st->prompt_rows = BENCH_PROMPT_IDS;
   st->prompt = calloc ((size_t) st->prompt_rows * st->cfg.text_dim,
@@ -2429,7 +2452,8 @@ run_cold (bench_state *st, bench_result *r, cold_result *cr)
 
   t0 = now_ms ();
   dit_weights *w = NULL;
-  if (dit_load_model (a->model_path, a->seed, a->dtype, st->be, &st->cfg, &w)
+  if (dit_load_model_precision (a->model_path, a->seed,
+        dit_precision_of (a->dtype, a->fp8), st->be, &st->cfg, &w)
       != DIT_OK || st->be->ops->synchronize (st->be) != DIT_OK)
     return fail ("DiT weights");
   st->weights = w;
@@ -2472,7 +2496,7 @@ report_cold (const bench_state *st, const cold_result *cr, const char *dev)
   if (a->json) {
     json_str ("mode", "cold");
     json_str ("device", dev);
-    json_str ("dtype", dit_dtype_name (a->dtype));
+    json_str ("dtype", dit_precision_name (dit_precision_of (a->dtype, a->fp8)));
     json_int ("height", a->height);
     json_int ("width", a->width);
     json_str ("text_residency", a->text_residency);
@@ -2499,7 +2523,8 @@ report_cold (const bench_state *st, const cold_result *cr, const char *dev)
     return;
   }
   printf ("dit-bench: cold start, %s, %s, %dx%d, text encoder %s\n", dev,
-      dit_dtype_name (a->dtype), a->height, a->width, a->text_residency);
+      dit_precision_name (dit_precision_of (a->dtype, a->fp8)), a->height,
+      a->width, a->text_residency);
   for (int i = 0; i < 3; i++)
     printf ("  %-4s %s: %.2f GB, %.1f%% in the page cache at start%s\n",
         names[i], i == 0 ? a->model_path : i == 1 ? a->vae : a->text_model,
@@ -2586,7 +2611,7 @@ main (int argc, char **argv)
     else if (a->text_only && a->json) {
       json_str ("mode", "text");
       json_str ("device", dev);
-      json_str ("dtype", dit_dtype_name (a->dtype));
+      json_str ("dtype", dit_precision_name (dit_precision_of (a->dtype, a->fp8)));
     } else if (a->text_only)
       printf ("dit-bench: text encoder on %s\n", dev);
     else if (a->mesh_ranks)

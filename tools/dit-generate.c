@@ -56,7 +56,8 @@ usage (FILE *f)
       "      --shift X            timestep shift (default 5)\n"
       "      --warp               warp the step list through the shifted table\n"
       "Execution:\n"
-      "      --dtype f32|bf16     compute dtype (default f32)\n"
+      "      --dtype f32|bf16|fp8 precision (default f32); fp8 = bf16 with the\n"
+      "                           blocks' linear layers as FP8 GEMMs (docs/precision.md)\n"
       "      --device NAME[:N]    backend: cpu (default) or cuda:N\n"
       "  -o, --output FILE        output safetensors (latents.c<k>)\n"
       "  -q, --quiet              no per-chunk lines\n"
@@ -156,7 +157,13 @@ parse_args (int argc, char **argv, gen_args *a)
         break;
       case OPT_SHIFT: ok = tool_parse_double (optarg, &a->cfg.shift); break;
       case OPT_WARP: a->cfg.warp_steps = 1; break;
-      case OPT_DTYPE: ok = tool_parse_dtype (optarg, &a->cfg.dtype); break;
+      case OPT_DTYPE: {
+        dit_precision p;
+        ok = tool_parse_precision (optarg, &p);
+        a->cfg.dtype = dit_precision_compute_dtype (p);
+        a->cfg.fp8 = p == DIT_PRECISION_FP8;
+        break;
+      }
       case OPT_DEVICE: a->device = optarg; break;
       case 'o': a->output = optarg; break;
       case 'q': a->quiet = 1; break;
@@ -224,7 +231,8 @@ main (int argc, char **argv)
   be = tool_backend (a.device);
   if (!be)
     goto fail;
-  if (tool_load_dit (a.model, a.weights_seed, a.cfg.dtype, be, &mc, &w) != DIT_OK)
+  if (tool_load_dit (a.model, a.weights_seed, dit_precision_of (a.cfg.dtype,
+        a.cfg.fp8), be, &mc, &w) != DIT_OK)
     goto fail;
   if (dit_generator_create (&mc, &a.cfg, w, be, &g) != DIT_OK)
     goto fail;

@@ -2,7 +2,7 @@
  *
  *   dit-worker --connect HOST:PORT --rank R --tp N [--device D]
  *              [--backend cpu|cuda] [--preset NAME] [--layers N]
- *              [--weights PATH | --seed S] [--dtype f32|bf16]
+ *              [--weights PATH | --seed S] [--dtype f32|bf16|fp8]
  *              [--timeout-ms MS] [--graphs on|off]
  *
  * Joins rank 0 at HOST:PORT (ditgenerate mesh-listen=, or a mesh that
@@ -11,7 +11,9 @@
  * the collectives and the data plane (the world communicator with Stage 0)
  * run on NCCL (the NCCL_* environment applies, docs/mesh.md); --graphs
  * (default on) records the forwards, collectives included, as CUDA graphs.  --layers N keeps the first N blocks of the
- * preset (tests, benchmarks); Stage 0 must use the same N.  Exits by itself
+ * preset (tests, benchmarks); Stage 0 must use the same N.  --dtype fp8
+ * quantizes the shard's linear weights to FP8 (docs/precision.md); a GPU
+ * without FP8 tensor cores refuses it, naming the device.  Exits by itself
  * when rank 0 goes away (exit 3), when refused at join (exit 2, as a usage
  * error) or on any other failure (exit 1), with the reason on stderr.
  */
@@ -43,7 +45,8 @@ usage (FILE *f)
       "  --seed S               seed of the synthetic weights (default 42)\n"
       "  --layers N             keep only the first N blocks (tests, benchmarks;\n"
       "                         Stage 0 must use the same N)\n"
-      "  --dtype f32|bf16       weight and activation dtype (default f32)\n"
+      "  --dtype f32|bf16|fp8   weight and activation dtype (default f32); fp8:\n"
+      "                         FP8 linear layers, compute capability 8.9+\n"
       "  --timeout-ms MS        deadline of the join, the comm setup and every\n"
       "                         collective (default 10000)\n"
       "  --graphs on|off        record the forwards as CUDA graphs (default on)\n"
@@ -104,12 +107,13 @@ main (int argc, char **argv)
       }
     }
     else if (strcmp (a, "--dtype") == 0) {
-      if (strcmp (v, "f32") == 0) c.dtype = DIT_F32;
-      else if (strcmp (v, "bf16") == 0) c.dtype = DIT_BF16;
-      else {
-        fprintf (stderr, "dit-worker: dtype '%s' (f32 or bf16)\n", v);
+      dit_precision p;
+      if (dit_precision_parse (v, &p) != DIT_OK) {
+        fprintf (stderr, "dit-worker: %s\n", dit_last_error ());
         return 2;
       }
+      c.dtype = dit_precision_compute_dtype (p);
+      c.fp8 = p == DIT_PRECISION_FP8;
     } else {
       fprintf (stderr, "dit-worker: unknown option %s\n", a);
       usage (stderr);

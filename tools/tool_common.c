@@ -100,6 +100,12 @@ tool_parse_dtype (const char *s, dit_dtype *out)
   return 1;
 }
 
+int
+tool_parse_precision (const char *s, dit_precision *out)
+{
+  return dit_precision_parse (s, out) == DIT_OK;
+}
+
 dit_backend *
 tool_backend (const char *device)
 {
@@ -123,10 +129,10 @@ tool_backend (const char *device)
 }
 
 dit_status
-tool_load_dit (const char *model, uint64_t seed, dit_dtype dtype,
+tool_load_dit (const char *model, uint64_t seed, dit_precision precision,
     dit_backend *be, dit_model_config *cfg, dit_weights **out)
 {
-  return dit_load_model (model, seed, dtype, be, cfg, out);
+  return dit_load_model_precision (model, seed, precision, be, cfg, out);
 }
 
 dit_status

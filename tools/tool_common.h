@@ -21,13 +21,16 @@ int tool_parse_pixel_size (const char *s, int *width, int *height);
 /* "1000,750,500,250" */
 int tool_parse_steps (const char *s, double *steps, int max, int *count);
 int tool_parse_dtype (const char *s, dit_dtype *out);
+/* "f32", "bf16" or "fp8" (the DiT's precision, dit_config.h) */
+int tool_parse_precision (const char *s, dit_precision *out);
 
 /* "cpu", "cuda" or "cuda:N"; NULL with dit_last_error() set on failure. */
 dit_backend *tool_backend (const char *device);
 
-/* Preset name (synthetic weights) or checkpoint path. */
-dit_status tool_load_dit (const char *model, uint64_t seed, dit_dtype dtype,
-    dit_backend *be, dit_model_config *cfg, dit_weights **out);
+/* Preset name (synthetic weights) or checkpoint path, in a precision. */
+dit_status tool_load_dit (const char *model, uint64_t seed,
+    dit_precision precision, dit_backend *be, dit_model_config *cfg,
+    dit_weights **out);
 
 /* Read tensor `name` of a file as f32; checks ndim and, if shape != NULL,
  * the exact shape.  *rows receives shape[0]. */

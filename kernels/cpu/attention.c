@@ -22,6 +22,10 @@
  * and more, and the encoder runs once per prompt).  Scores are accumulated over
  * channels in order and the value sum over keys in order: deterministic for
  * any thread count.
+ *
+ * FP8 output (o of dtype f8e4m3, o_scale [heads, L]): each row's normalised
+ * f32 output of a head is quantized as one block (kernels/dit_fp8.h), the
+ * scale of (row r, head h) at o_scale[h * L + r].
  */
 #include "cpu_internal.h"
 
@@ -45,6 +49,7 @@ typedef struct attn_ctx {
   int num_buckets, max_distance, bidirectional;
   int64_t key_len;
   int64_t q_blocks;
+  float *o_scale;     /* FP8 output: [heads, L] scales, else NULL */
   atomic_int failed;
 } attn_ctx;
 
@@ -171,7 +176,11 @@ attn_task (void *arg, int64_t task)
       orow[c] = orow[c] / lr;
     char *dst = (char *) dit_cpu_row (&a->o, r0 + r)
         + col0 * dit_dtype_size (a->o.dtype);
-    dit_cpu_store_row (dst, a->o.dtype, orow, d);
+    if (a->o_scale)
+      dit_cpu_quantize_row (orow, d, d, (uint8_t *) dst,
+          a->o_scale + (int64_t) h * a->L + r0 + r, 1);
+    else
+      dit_cpu_store_row (dst, a->o.dtype, orow, d);
   }
 }
 
@@ -183,7 +192,11 @@ dit_cpu_attention (dit_backend *be, const dit_attn_params *p)
   DIT_TRY (dit_cpu_as_mat (p->q, "attention", "q", &a.q));
   DIT_TRY (dit_cpu_as_mat (p->k, "attention", "k", &a.k));
   DIT_TRY (dit_cpu_as_mat (p->v, "attention", "v", &a.v));
-  DIT_TRY (dit_cpu_as_mat (p->o, "attention", "o", &a.o));
+  if (p->o && p->o->dtype == DIT_F8E4M3)
+    DIT_TRY (dit_cpu_as_fp8 (p->o, p->o_scale, p->head_dim > 0 ? p->head_dim : 1,
+        "attention", "o", &a.o, &a.o_scale));
+  else
+    DIT_TRY (dit_cpu_as_mat (p->o, "attention", "o", &a.o));
   if (p->heads <= 0 || p->head_dim <= 0)
     return dit_error (DIT_ERR_INVALID, "attention: %d heads of dim %d",
         p->heads, p->head_dim);

@@ -391,6 +391,9 @@ dit_cpu_destroy (dit_backend *be)
 static int
 dit_cpu_supports (dit_backend *be, dit_op op, dit_dtype dtype)
 {
+  if (op == DIT_OP_QUANTIZE_FP8 || op == DIT_OP_LAYERNORM_FP8
+      || op == DIT_OP_GEMM_FP8 || op == DIT_OP_ATTENTION_FP8)
+    return dtype == DIT_F8E4M3;
   if (dtype != DIT_F32 && dtype != DIT_BF16 && dtype != DIT_F16)
     return 0;
   return (int) op >= 0 && op < DIT_OP_COUNT_DIT;
@@ -424,6 +427,9 @@ static const dit_backend_ops dit_cpu_ops = {
   .noise = dit_cpu_noise,
   /* The CPU VAE op table (kernels/cpu/vae_misc.c). */
   .vae = &dit_cpu_vae_ops,
+  .quantize_fp8 = dit_cpu_quantize_fp8,
+  .layernorm_fp8 = dit_cpu_layernorm_fp8,
+  .gemm_fp8 = dit_cpu_gemm_fp8,
 };
 
 dit_backend *

@@ -35,6 +35,9 @@ dit_status dit_cpu_unpatchify (dit_backend *be, const dit_unpatchify_params *p);
 dit_status dit_cpu_timestep (dit_backend *be, const dit_timestep_params *p);
 dit_status dit_cpu_flow_step (dit_backend *be, const dit_flow_step_params *p);
 dit_status dit_cpu_noise (dit_backend *be, const dit_noise_params *p);
+dit_status dit_cpu_quantize_fp8 (dit_backend *be, const dit_quantize_fp8_params *p);
+dit_status dit_cpu_layernorm_fp8 (dit_backend *be, const dit_layernorm_fp8_params *p);
+dit_status dit_cpu_gemm_fp8 (dit_backend *be, const dit_gemm_fp8_params *p);
 
 /* ---- validated views ------------------------------------------------------ */
 
@@ -69,6 +72,19 @@ dit_status dit_cpu_check_groups (const dit_tensor *t, const char *op,
 dit_status dit_cpu_check_tensor (const dit_tensor *t, const char *op,
     const char *name);
 
+/* An FP8 pair (kernels/dit_ops.h, "FP8"): codes q [rows, cols] of dtype
+ * f8e4m3 with contiguous columns, and scale, a contiguous f32 tensor of
+ * exactly (cols / block) * rows elements; block must divide cols.  *sc
+ * receives the scale data. */
+dit_status dit_cpu_as_fp8 (const dit_tensor *q, const dit_tensor *scale,
+    int64_t block, const char *op, const char *name, dit_cpu_mat *m,
+    float **sc);
+
+/* Quantize one row of n f32 values in blocks of `block` (kernels/dit_fp8.h):
+ * codes into q[0, n), the scale of block b into scale[b * scale_stride]. */
+void dit_cpu_quantize_row (const float *v, int64_t n, int64_t block,
+    uint8_t *q, float *scale, int64_t scale_stride);
+
 static inline void *
 dit_cpu_row (const dit_cpu_mat *m, int64_t r)
 {
@@ -86,6 +102,10 @@ dit_cpu_load_row (float *dst, const void *src, dit_dtype dt, int64_t n)
     const uint16_t *s = (const uint16_t *) src;
     for (int64_t i = 0; i < n; i++)
       dst[i] = dit_bf16_to_f32 (s[i]);
+  } else if (dt == DIT_F8E4M3) {
+    const uint8_t *s = (const uint8_t *) src;
+    for (int64_t i = 0; i < n; i++)
+      dst[i] = dit_e4m3_to_f32 (s[i]);
   } else {
     const uint16_t *s = (const uint16_t *) src;
     for (int64_t i = 0; i < n; i++)
@@ -102,6 +122,10 @@ dit_cpu_store_row (void *dst, dit_dtype dt, const float *src, int64_t n)
     uint16_t *d = (uint16_t *) dst;
     for (int64_t i = 0; i < n; i++)
       d[i] = dit_f32_to_bf16 (src[i]);
+  } else if (dt == DIT_F8E4M3) {
+    uint8_t *d = (uint8_t *) dst;
+    for (int64_t i = 0; i < n; i++)
+      d[i] = dit_f32_to_e4m3 (src[i]);
   } else {
     uint16_t *d = (uint16_t *) dst;
     for (int64_t i = 0; i < n; i++)

@@ -166,6 +166,26 @@ attn_generic_kernel (attn_args a)
   if (!active)
     return;
   const float inv = 1.0f / l;
+  if (a.o_scale) {
+    /* FP8 output: one block per (row, head), the whole warp holds it */
+    float am = 0.0f;
+#pragma unroll
+    for (int i = 0; i < DPL; i++)
+      if (lane + 32 * i < d)
+        am = fmaxf (am, fabsf (acc[i] * inv));
+    am = fp8_group_amax (am, 32);
+    const float qi = fp8_dev_inv_scale (am);
+    uint8_t *o8 = (uint8_t *) a.o;
+#pragma unroll
+    for (int i = 0; i < DPL; i++) {
+      int c = lane + 32 * i;
+      if (c < d)
+        o8[row * a.ldo + hoff + c] = fp8_dev_code (acc[i] * inv, qi);
+    }
+    if (lane == 0)
+      a.o_scale[(int64_t) h * a.L + row] = fp8_dev_scale (am);
+    return;
+  }
 #pragma unroll
   for (int i = 0; i < DPL; i++) {
     int c = lane + 32 * i;
@@ -500,9 +520,27 @@ flash_d128_kernel (attn_args a)
       lr += __shfl_xor_sync (0xffffffffu, lr, 1);
       lr += __shfl_xor_sync (0xffffffffu, lr, 2);
       const float inv = lr > 0.0f ? 1.0f / lr : 0.0f;
+      float am = 0.0f;
+      if (a.o_scale) {
+#pragma unroll
+        for (int dt = 0; dt < FA_D / 8; dt++)
+          am = fmaxf (am, fmaxf (fabsf (o[mt][dt][2 * r] * inv),
+              fabsf (o[mt][dt][2 * r + 1] * inv)));
+        am = attn_fp8_amax_quad (am);
+      }
       const int rr = row[mt][r];
       if (rr >= a.L)
         continue;
+      if (a.o_scale) {
+        const float qi = fp8_dev_inv_scale (am);
+#pragma unroll
+        for (int dt = 0; dt < FA_D / 8; dt++)
+          fp8_store2 (a.o, (int64_t) rr * a.ldo + hoff + dt * 8 + 2 * qd,
+              o[mt][dt][2 * r] * inv, o[mt][dt][2 * r + 1] * inv, qi);
+        if (qd == 0)
+          a.o_scale[(int64_t) h * a.L + rr] = fp8_dev_scale (am);
+        continue;
+      }
 #pragma unroll
       for (int dt = 0; dt < FA_D / 8; dt++) {
         const int64_t c = (int64_t) rr * a.ldo + hoff + dt * 8 + 2 * qd;
@@ -615,7 +653,18 @@ attn_run (dit_backend *be, const dit_attn_params *p, int variant, int sched)
   DIT_TRY (dit_cuda_rows (op, "q", p->q, &L, &cq, &a.ldq));
   DIT_TRY (dit_cuda_rows (op, "k", p->k, &N, &ck, &a.ldk));
   DIT_TRY (dit_cuda_rows (op, "v", p->v, &Nv, &cv, &a.ldv));
-  DIT_TRY (dit_cuda_rows (op, "o", p->o, &Lo, &co, &a.ldo));
+  if (p->o && p->o->dtype == DIT_F8E4M3) {
+    /* FP8 output: codes plus one scale per (row, head) */
+    DIT_TRY (dit_cuda_fp8_check (be));
+    DIT_TRY (dit_cuda_fp8_rows (op, "o", p->o, p->o_scale,
+        p->head_dim > 0 ? p->head_dim : 1, &Lo, &co, &a.ldo));
+    if ((a.ldo % 2) || ((uintptr_t) p->o->data % 2))
+      return dit_error (DIT_ERR_INVALID, "attention: FP8 o needs an even row "
+          "stride and address");
+    a.o_scale = (float *) p->o_scale->data;
+  } else {
+    DIT_TRY (dit_cuda_rows (op, "o", p->o, &Lo, &co, &a.ldo));
+  }
   if (p->heads <= 0 || p->head_dim <= 0)
     return dit_error (DIT_ERR_INVALID, "attention: heads %d and head_dim %d "
         "must be positive", p->heads, p->head_dim);
@@ -647,7 +696,7 @@ attn_run (dit_backend *be, const dit_attn_params *p, int variant, int sched)
 
   a.q = p->q->data; a.k = p->k->data; a.v = p->v->data; a.o = p->o->data;
   a.dtq = p->q->dtype; a.dtk = p->k->dtype; a.dtv = p->v->dtype;
-  a.dto = p->o->dtype;
+  a.dto = a.o_scale ? DIT_F32 : (int) p->o->dtype;   /* unused for FP8 */
   a.L = L; a.N = N;
   a.heads = p->heads; a.d = p->head_dim;
   a.scale = p->scale;

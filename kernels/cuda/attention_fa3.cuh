@@ -736,6 +736,29 @@ fa3_store (const fa3_params &p, const fa3_unit &u, int row0,
     lr += __shfl_xor_sync (0xffffffffu, lr, 2);
     inv[r] = lr > 0.0f ? 1.0f / lr : 0.0f;
   }
+  if (a.o_scale) {
+    /* FP8 output (attention_internal.cuh): the quad holds each row's 128
+     * values of the head; amax before any lane leaves */
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      float am = 0.0f;
+#pragma unroll
+      for (int i = 0; i < FA3_D / 8; i++)
+        am = fmaxf (am, fmaxf (fabsf (o[4 * i + 2 * r] * inv[r]),
+            fabsf (o[4 * i + 2 * r + 1] * inv[r])));
+      am = attn_fp8_amax_quad (am);
+      if (row[r] >= a.L)
+        continue;
+      const float qi = fp8_dev_inv_scale (am);
+#pragma unroll
+      for (int i = 0; i < FA3_D / 8; i++)
+        fp8_store2 (a.o, (int64_t) row[r] * a.ldo + hoff + 8 * i + 2 * qd,
+            o[4 * i + 2 * r] * inv[r], o[4 * i + 2 * r + 1] * inv[r], qi);
+      if (qd == 0)
+        a.o_scale[(int64_t) u.h * a.L + row[r]] = fp8_dev_scale (am);
+    }
+    return;
+  }
   if (p.o_vec) {
     __nv_bfloat16 *ob = (__nv_bfloat16 *) a.o;
 #pragma unroll

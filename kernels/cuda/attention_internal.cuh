@@ -17,6 +17,7 @@
 #define DIT_ATTENTION_INTERNAL_CUH
 
 #include "cuda_common.cuh"
+#include "fp8.cuh"
 
 #include <cudaTypedefs.h>   /* CUtensorMap, PFN_cuTensorMapEncodeTiled */
 
@@ -35,7 +36,29 @@ typedef struct attn_args {
   int dtpb;
   int num_buckets, max_distance, bidirectional;
   int64_t key_len;           /* > 0: keys >= key_len masked */
+  float *o_scale;            /* FP8 output: [heads, L] scales, o holds e4m3
+                              * codes (1 byte each, ldo in bytes); NULL:
+                              * o of dtype dto */
 } attn_args;
+
+/* FP8 output (dit_attn_params.o_scale), the recipe every configuration's
+ * epilogue follows, so that a new one supports it the same way:
+ *  1. normalise as usual: v = o * (1 / l);
+ *  2. amax of |v| over the row's head_dim values (all lanes that hold them,
+ *     before any lane leaves for a row >= L, because the reduction
+ *     shuffles with a full mask): attn_fp8_amax_quad for the mma/wgmma
+ *     layout where a quad of lanes holds one row of one head;
+ *  3. inv = fp8_dev_inv_scale (amax); store code pairs with
+ *     fp8_store2 (a.o, row * a.ldo + col, v0, v1, inv) (byte offsets);
+ *  4. one lane per (row, head) stores a.o_scale[h * a.L + row] =
+ *     fp8_dev_scale (amax).
+ * The codes and scales then equal the CPU reference's for the same f32
+ * values (kernels/cpu/attention.c quantizes its normalised f32 row). */
+__device__ __forceinline__ float
+attn_fp8_amax_quad (float lane_amax)
+{
+  return fp8_group_amax (lane_amax, 4);
+}
 
 /* One past the last key query row r may see (the launchers of the
  * persistent kernels ask it on the host too, to plan their schedules). */

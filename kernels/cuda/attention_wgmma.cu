@@ -373,9 +373,27 @@ flash_d128_wgmma_kernel (attn_args a)
     lr += __shfl_xor_sync (0xffffffffu, lr, 1);
     lr += __shfl_xor_sync (0xffffffffu, lr, 2);
     const float inv = lr > 0.0f ? 1.0f / lr : 0.0f;
+    float am = 0.0f;
+    if (a.o_scale) {
+#pragma unroll
+      for (int i = 0; i < WG_D / 8; i++)
+        am = fmaxf (am, fmaxf (fabsf (o[4 * i + 2 * r] * inv),
+            fabsf (o[4 * i + 2 * r + 1] * inv)));
+      am = attn_fp8_amax_quad (am);
+    }
     const int rr = row[r];
     if (rr >= a.L)
       continue;
+    if (a.o_scale) {
+      const float qi = fp8_dev_inv_scale (am);
+#pragma unroll
+      for (int i = 0; i < WG_D / 8; i++)
+        fp8_store2 (a.o, (int64_t) rr * a.ldo + hoff + 8 * i + 2 * qd,
+            o[4 * i + 2 * r] * inv, o[4 * i + 2 * r + 1] * inv, qi);
+      if (qd == 0)
+        a.o_scale[(int64_t) h * a.L + rr] = fp8_dev_scale (am);
+      continue;
+    }
 #pragma unroll
     for (int i = 0; i < WG_D / 8; i++) {
       const int64_t c = (int64_t) rr * a.ldo + hoff + 8 * i + 2 * qd;
@@ -693,9 +711,27 @@ flash_d128_ws_kernel (const __grid_constant__ CUtensorMap tq,
       lr += __shfl_xor_sync (0xffffffffu, lr, 1);
       lr += __shfl_xor_sync (0xffffffffu, lr, 2);
       const float inv = lr > 0.0f ? 1.0f / lr : 0.0f;
+      float am = 0.0f;
+      if (a.o_scale) {
+#pragma unroll
+        for (int i = 0; i < WG_D / 8; i++)
+          am = fmaxf (am, fmaxf (fabsf (o[4 * i + 2 * r] * inv),
+              fabsf (o[4 * i + 2 * r + 1] * inv)));
+        am = attn_fp8_amax_quad (am);
+      }
       const int rr = row[r];
       if (rr >= a.L)
         continue;
+      if (a.o_scale) {
+        const float qi = fp8_dev_inv_scale (am);
+#pragma unroll
+        for (int i = 0; i < WG_D / 8; i++)
+          fp8_store2 (a.o, (int64_t) rr * a.ldo + hoff + 8 * i + 2 * qd,
+              o[4 * i + 2 * r] * inv, o[4 * i + 2 * r + 1] * inv, qi);
+        if (qd == 0)
+          a.o_scale[(int64_t) h * a.L + rr] = fp8_dev_scale (am);
+        continue;
+      }
 #pragma unroll
       for (int i = 0; i < WG_D / 8; i++) {
         const int64_t c = (int64_t) rr * a.ldo + hoff + 8 * i + 2 * qd;

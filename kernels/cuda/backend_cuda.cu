@@ -22,6 +22,7 @@
 #include "dit_philox.h"
 #include "vae_cuda.cuh"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +92,38 @@ dit_cuda_rows (const char *op, const char *name, const dit_tensor *t,
     l = *cols;
   *rows = r;
   *ld = l;
+  return DIT_OK;
+}
+
+dit_status
+dit_cuda_fp8_rows (const char *op, const char *name, const dit_tensor *q,
+    const dit_tensor *scale, int64_t block, int64_t *rows, int64_t *cols,
+    int64_t *ld)
+{
+  if (!q)
+    return dit_error (DIT_ERR_INVALID, "%s: %s is NULL", op, name);
+  if (q->dtype != DIT_F8E4M3)
+    return dit_error (DIT_ERR_INVALID, "%s: %s has dtype %s, f8e4m3 is "
+        "required", op, name, dit_dtype_name (q->dtype));
+  /* the common checks with a stand-in dtype (they only know 16/32-bit) */
+  dit_tensor v = *q;
+  v.dtype = DIT_F16;
+  DIT_TRY (dit_cuda_rows (op, name, &v, rows, cols, ld));
+  if (block <= 0 || *cols % block != 0)
+    return dit_error (DIT_ERR_INVALID, "%s: block %lld does not divide the "
+        "%lld columns of %s", op, (long long) block, (long long) *cols, name);
+  if (!scale)
+    return dit_error (DIT_ERR_INVALID, "%s: %s has no scale tensor", op, name);
+  DIT_TRY (dit_cuda_check_tensor (op, "scale", scale));
+  if (scale->dtype != DIT_F32 || !dit_tensor_is_contiguous (scale))
+    return dit_error (DIT_ERR_INVALID, "%s: the scales of %s must be a "
+        "contiguous f32 tensor", op, name);
+  int64_t want = *cols / block * *rows;
+  if (dit_tensor_numel (scale) != want)
+    return dit_error (DIT_ERR_INVALID, "%s: %s [%lld, %lld] in blocks of %lld "
+        "needs %lld scales, the scale tensor has %lld", op, name,
+        (long long) *rows, (long long) *cols, (long long) block,
+        (long long) want, (long long) dit_tensor_numel (scale));
   return DIT_OK;
 }
 
@@ -186,6 +219,7 @@ cuda_destroy (dit_backend *be)
     if (cb->stream)
       cudaStreamSynchronize (cb->stream);
     dit_cuda_gemm_cache_clear (cb);
+    dit_cuda_fp8_free (cb);
     dit_cuda_cudnn_free (cb);
     if (cb->lt)
       cublasLtDestroy (cb->lt);
@@ -321,7 +355,9 @@ cuda_host_free (dit_backend *be, void *ptr)
 static int
 cuda_supports (dit_backend *be, dit_op op, dit_dtype dtype)
 {
-  (void) be;
+  if (op == DIT_OP_QUANTIZE_FP8 || op == DIT_OP_LAYERNORM_FP8
+      || op == DIT_OP_GEMM_FP8 || op == DIT_OP_ATTENTION_FP8)
+    return dtype == DIT_F8E4M3 && dit_cuda_fp8_check (be) == DIT_OK;
   if (dtype != DIT_F32 && dtype != DIT_BF16 && dtype != DIT_F16)
     return 0;
   if (op == DIT_OP_LAYERNORM_MODULATE || op == DIT_OP_QK_NORM_ROPE
@@ -372,6 +408,10 @@ static const dit_backend_ops dit_cuda_ops = {
   cuda_event_destroy,
   cuda_host_alloc,
   cuda_host_free,
+  dit_cuda_fp8_check,
+  dit_cuda_quantize_fp8,
+  dit_cuda_layernorm_fp8,
+  dit_cuda_gemm_fp8,
 };
 
 /* Undo a half-made backend and report `st` with its message kept. */
@@ -401,6 +441,17 @@ cuda_create_state (dit_cuda_backend *cb, int device_index)
   DIT_CUDA_TRY (cudaGetDeviceProperties (&prop, device_index));
   cb->num_sms = prop.multiProcessorCount;
   cb->smem_optin = prop.sharedMemPerBlockOptin;
+  cb->cc_major = prop.major;
+  cb->cc_minor = prop.minor;
+  snprintf (cb->device_name, sizeof cb->device_name, "%s", prop.name);
+  /* Tests only (tests/gpu/test_cuda_fp8.c): DIT_CUDA_FAKE_CC=M.N makes the
+   * FP8 check see compute capability M.N, so the refusal on a GPU without
+   * FP8 tensor cores can be exercised on one that has them. */
+  const char *fake = getenv ("DIT_CUDA_FAKE_CC");
+  if (fake && sscanf (fake, "%d.%d", &cb->cc_major, &cb->cc_minor) != 2) {
+    cb->cc_major = prop.major;
+    cb->cc_minor = prop.minor;
+  }
   DIT_CUDA_TRY (cudaStreamCreateWithFlags (&cb->stream,
       cudaStreamNonBlocking));
   DIT_CUBLAS_TRY (cublasLtCreate (&cb->lt));

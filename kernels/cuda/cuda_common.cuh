@@ -95,6 +95,11 @@ typedef struct dit_cuda_gemm_plan {
 /* cuDNN state of a backend (vae_conv_cudnn.cu), made on first use. */
 typedef struct dit_cuda_cudnn dit_cuda_cudnn;
 
+/* FP8 GEMM state of a backend (gemm_fp8.cu): the cuBLASLt probe's answers,
+ * plans, expanded weight scales and per-shape path counts; made on first
+ * use. */
+typedef struct dit_cuda_fp8 dit_cuda_fp8;
+
 typedef struct dit_cuda_backend {
   int device;
   cudaStream_t stream;
@@ -116,6 +121,9 @@ typedef struct dit_cuda_backend {
   size_t stage_bytes;
   int gemm_gate_scratch;      /* DIT_CUDA_GEMM_GATE=scratch: no alpha vector */
   dit_cuda_cudnn *cudnn;
+  int cc_major, cc_minor;     /* compute capability */
+  char device_name[256];
+  dit_cuda_fp8 *fp8;
 } dit_cuda_backend;
 
 static inline dit_cuda_backend *
@@ -181,6 +189,13 @@ dit_status dit_cuda_rows (const char *op, const char *name,
 dit_status dit_cuda_check_vector (const char *op, const char *name,
     const dit_tensor *t, int64_t n);
 
+/* An FP8 pair (kernels/dit_ops.h, "FP8"): codes q of dtype f8e4m3 folded
+ * into rows of contiguous columns, and a contiguous f32 scale tensor of
+ * exactly (cols / block) * rows elements; block must divide cols. */
+dit_status dit_cuda_fp8_rows (const char *op, const char *name,
+    const dit_tensor *q, const dit_tensor *scale, int64_t block,
+    int64_t *rows, int64_t *cols, int64_t *ld);
+
 /* ------------------------------------------------------------------------ */
 /* op entry points (one file each) */
 
@@ -210,6 +225,19 @@ dit_status dit_cuda_layernorm_modulate (dit_backend *be,
 dit_status dit_cuda_qk_norm_rope (dit_backend *be,
     const dit_qk_norm_rope_params *p);
 dit_status dit_cuda_noise_flow (dit_backend *be, const dit_noise_flow_params *p);
+dit_status dit_cuda_quantize_fp8 (dit_backend *be,
+    const dit_quantize_fp8_params *p);
+dit_status dit_cuda_layernorm_fp8 (dit_backend *be,
+    const dit_layernorm_fp8_params *p);
+dit_status dit_cuda_gemm_fp8 (dit_backend *be, const dit_gemm_fp8_params *p);
+dit_status dit_cuda_fp8_check (dit_backend *be);
+void dit_cuda_fp8_free (dit_cuda_backend *cb);
+/* Quantize rows x [rows, cols] (ldx) into codes (contiguous) and block
+ * scales on stream s: the quantize op's kernel, reused by the GEMM for an
+ * FP8 output it finishes in two passes. */
+dit_status dit_cuda_launch_quantize_fp8 (cudaStream_t s, const void *x,
+    int dtx, int64_t ldx, void *q, float *scale, int64_t rows, int64_t cols,
+    int64_t block);
 dit_status dit_cuda_graph_begin (dit_backend *be);
 dit_status dit_cuda_graph_end (dit_backend *be, dit_graph **out);
 dit_status dit_cuda_graph_launch (dit_backend *be, dit_graph *g);

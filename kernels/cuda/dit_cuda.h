@@ -81,6 +81,23 @@ dit_status dit_cuda_attention_schedule (dit_backend *be,
 void dit_cuda_gemm_path_counts (dit_backend *be,
     int64_t counts[DIT_CUDA_GEMM_PATH_COUNT]);
 
+/* FP8 (kernels/cuda/gemm_fp8.cu).
+ * dit_cuda_fp8_probe_report: which cuBLASLt FP8 scale-mode configurations
+ *   the installed library runs on this device, with their numeric check
+ *   against an f64 reference, and what the backend chose (runs the probe
+ *   once per backend; DIT_ERR_UNSUPPORTED below compute capability 8.9).
+ * dit_cuda_gemm_fp8_report: every distinct FP8 GEMM shape so far with the
+ *   path it took and its call count, as a JSON array.
+ * dit_cuda_gemm_fp8_path: the FP8 GEMM on a chosen engine for benchmarks
+ *   and tests: 0 as dit_gemm_fp8, 1 cuBLASLt (DIT_ERR_UNSUPPORTED when the
+ *   probe found no working configuration for the call), 2 the own mma.sync
+ *   kernel.  The environment variable DIT_FP8_GEMM=cublaslt|own sets the
+ *   default engine the same way. */
+dit_status dit_cuda_fp8_probe_report (dit_backend *be, char *buf, size_t size);
+void dit_cuda_gemm_fp8_report (dit_backend *be, char *buf, size_t size);
+dit_status dit_cuda_gemm_fp8_path (dit_backend *be,
+    const dit_gemm_fp8_params *p, int path);
+
 /* The cuDNN version the VAE conv loaded (e.g. 91900), 0 when libcudnn.so.9
  * could not be loaded (or the build had no cuDNN headers): then every VAE
  * conv runs on the own kernels. */

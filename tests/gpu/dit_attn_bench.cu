@@ -393,7 +393,7 @@ main (int argc, char **argv)
    * scope does */
   dit_attn_params ap = { &q, &k, &v, &o, (int) H, (int) d,
       1.0f / sqrtf ((float) d), 720, 2160, logf (0.3f), 0, 0,
-      NULL, 0, 0, 0, 0 };
+      NULL, 0, 0, 0, 0, NULL };
   dit_attn_params rp = ap;
   rp.q = &qf; rp.k = &kf; rp.v = &vf; rp.o = &o_ref;
   failed += run_shape (be, "denoise", &ap, &rp, L, N, runs, prop.name);

@@ -203,7 +203,7 @@ attn_run (dit_backend *be, const attn_case *tc, const attn_way *ways,
   float log_bias = logf (0.3f);
   dit_attn_params p = { &q, &k, &v, &ob.t, tc->heads, tc->d, scale,
       tc->bias_begin, tc->bias_end, log_bias, tc->causal_block, tc->q_pos0,
-      NULL, 0, 0, 0, 0 };
+      NULL, 0, 0, 0, 0, NULL };
 
   double *ref = malloc ((size_t) (tc->L * W) * sizeof (double));
   double *s = malloc ((size_t) tc->N * sizeof (double));

@@ -27,6 +27,8 @@
  *                    tensor is answered with an error naming the rank
  * layers             layers = 1 on 2 ranks equals a 1-layer single device
  * parity-layers      a worker with another --layers is refused at join
+ * parity-dtype       a worker in another precision (--dtype fp8 against an
+ *                    f32 mesh) is refused at join, both named
  * heartbeat          dit_mesh_ping round-trips NOOPs; it sends nothing while
  *                    the mesh was busy within heartbeat_ms; a stopped
  *                    worker fails the ping with an error naming its rank
@@ -931,6 +933,8 @@ main (int argc, char **argv)
   if (!strcmp (t, "layers")) return t_layers ();
   if (!strcmp (t, "parity-layers"))
     return t_parity ("--layers", "1", "with 1 layers");
+  if (!strcmp (t, "parity-dtype"))
+    return t_parity ("--dtype", "fp8", "computes in fp8, rank 0 in f32");
   if (!strcmp (t, "heartbeat")) return t_heartbeat ();
   if (!strcmp (t, "refuse-nccl")) return t_refuse_nccl ();
   if (!strcmp (t, "allreduce-time")) return t_allreduce_time ();

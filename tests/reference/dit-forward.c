@@ -29,7 +29,7 @@ main (int argc, char **argv)
   float *embeds = NULL, *v = NULL;
   int ret = 1;
 
-  if (tool_load_dit (argv[1], 0, DIT_F32, be, &mc, &w) != DIT_OK)
+  if (tool_load_dit (argv[1], 0, DIT_PRECISION_F32, be, &mc, &w) != DIT_OK)
     goto fail;
   int64_t rows;
   if (tool_read_tensor_f32 (argv[2], "embeds", 2, NULL, &embeds, &rows) != DIT_OK)

@@ -532,7 +532,7 @@ case_attention (int64_t L, int64_t N, int heads, int d, int64_t bb, int64_t bend
     }
     dit_attn_params p = { SIDE (q, s), &kv, &vv, SIDE (o, s), heads, d,
         1.0f / sqrtf ((float) d), bb, bend, bias > 0 ? logf (bias) : 0.0f, cb, qp0,
-        NULL, 0, 0, 0, 0 };
+        NULL, 0, 0, 0, 0, NULL };
     st[s] = dit_attention (s ? rb : tb, &p);
     if (s == 0)
       save_err (st[0]);
@@ -651,6 +651,272 @@ case_noise (int64_t n, uint64_t seed, uint64_t stream, dit_dtype dt)
   tpair_free (&y);
 }
 
+/* ---- FP8 ------------------------------------------------------------------
+ * Codes are compared through their dequantized values (code * scale), so a
+ * code one step away on a rounding boundary (f32 statistics on one side,
+ * f64 on the other; another summation order) costs ~1e-5 of NMSE, while a
+ * wrong scale layout or a wrong block costs O(1).  Scales are compared on
+ * their own too. */
+
+#define THR_FP8_CODES 1e-3
+#define THR_FP8_SCALES 1e-8
+
+/* An FP8 pair on both backends: codes made from amp * frand () scaled into
+ * the e4m3 range, and positive scales; or empty outputs. */
+typedef struct fp8pair {
+  tpair q, s;
+  int64_t block;
+} fp8pair;
+
+static fp8pair
+F8 (int64_t r, int64_t c, int64_t block, int fill)
+{
+  fp8pair p;
+  p.block = block;
+  p.q = T (DIT_F8E4M3, r, c, 0.0f);
+  p.s = T (DIT_F32, c / block, r, 0.0f);
+  if (fill) {
+    size_t n = (size_t) (r * c), ns = (size_t) (c / block * r);
+    uint8_t *q = malloc (n);
+    float *s = malloc (ns * sizeof (float));
+    for (size_t i = 0; i < n; i++)
+      q[i] = dit_f32_to_e4m3 (448.0f * frand ());
+    for (size_t i = 0; i < ns; i++)
+      s[i] = 0.001f + 0.01f * fabsf (frand ());
+    tb->ops->upload (tb, p.q.a.data, q, n);
+    rb->ops->upload (rb, p.q.b.data, q, n);
+    tb->ops->upload (tb, p.s.a.data, s, ns * sizeof (float));
+    rb->ops->upload (rb, p.s.b.data, s, ns * sizeof (float));
+    free (q);
+    free (s);
+  }
+  return p;
+}
+
+static void
+fp8pair_free (fp8pair *p)
+{
+  tpair_free (&p->q);
+  tpair_free (&p->s);
+}
+
+/* NMSE of the dequantized values of an FP8 output pair. */
+static double
+fp8_nmse (const fp8pair *p, int *dl_ok)
+{
+  int64_t rows = p->q.a.shape[0], cols = p->q.a.shape[1];
+  size_t n = (size_t) (rows * cols), ns = (size_t) (cols / p->block * rows);
+  uint8_t *qa = malloc (n), *qb = malloc (n);
+  float *sa = malloc (ns * sizeof (float)), *sb = malloc (ns * sizeof (float));
+  *dl_ok = tb->ops->synchronize (tb) == DIT_OK
+      && tb->ops->download (tb, qa, p->q.a.data, n) == DIT_OK
+      && rb->ops->download (rb, qb, p->q.b.data, n) == DIT_OK
+      && tb->ops->download (tb, sa, p->s.a.data, ns * sizeof (float)) == DIT_OK
+      && rb->ops->download (rb, sb, p->s.b.data, ns * sizeof (float)) == DIT_OK;
+  double num = 0.0, den = 0.0;
+  int nan = 0;
+  for (int64_t r = 0; *dl_ok && r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) {
+      size_t i = (size_t) (r * cols + c), k = (size_t) (c / p->block * rows + r);
+      double a = dit_e4m3_to_f32 (qa[i]) * (double) sa[k];
+      double b = dit_e4m3_to_f32 (qb[i]) * (double) sb[k];
+      if (isnan (a) || isnan (b)) {
+        nan = 1;
+        continue;
+      }
+      num += (a - b) * (a - b);
+      den += b * b;
+    }
+  free (qa); free (qb); free (sa); free (sb);
+  if (nan)
+    return NAN;
+  return den == 0.0 ? (num == 0.0 ? 0.0 : INFINITY) : num / den;
+}
+
+/* scale_thr: the scales' NMSE limit: THR_FP8_SCALES where both sides
+ * quantize the same f32 values up to summation order, the op's own output
+ * limit where a backend computes the values themselves less precisely
+ * (attention's bf16 P on tensor cores). */
+static void
+report_fp8 (const char *op, const char *shape, dit_status st_a, dit_status st_b,
+    const fp8pair *out, double scale_thr)
+{
+  if (st_a != DIT_OK || st_b != DIT_OK) {
+    report (op, DIT_F8E4M3, shape, st_a, st_b, &out->q, THR_FP8_CODES);
+    return;
+  }
+  int dl_ok;
+  double e = fp8_nmse (out, &dl_ok);
+  int ok = dl_ok && e <= THR_FP8_CODES;
+  n_pass += ok;
+  n_fail += !ok;
+  printf ("%-10s %-5s %-34s %-12.3e %-9.1e %s\n", op, "f8", shape, e,
+      THR_FP8_CODES, ok ? "OK" : dl_ok ? "FAIL" : "FAIL (download)");
+  /* the scales alone: a layout mistake shows here first */
+  char sshape[96];
+  snprintf (sshape, sizeof sshape, "%s (scales)", shape);
+  report (op, DIT_F32, sshape, DIT_OK, DIT_OK, &out->s, scale_thr);
+}
+
+static void
+case_quantize_fp8 (int64_t R, int64_t C, int64_t block, dit_dtype dt)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld] %s block %lld", (long long) R,
+      (long long) C, dit_dtype_name (dt), (long long) block);
+  if (!supported (DIT_OP_QUANTIZE_FP8, DIT_F8E4M3)) {
+    report_skip ("quant_fp8", DIT_F8E4M3, shape);
+    return;
+  }
+  tpair x = T (dt, R, C, 3.0f);
+  fp8pair y = F8 (R, C, block, 0);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_quantize_fp8_params p = { SIDE (x, s), SIDE (y.q, s), SIDE (y.s, s), block };
+    st[s] = dit_quantize_fp8 (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report_fp8 ("quant_fp8", shape, st[0], st[1], &y, THR_FP8_SCALES);
+  tpair_free (&x);
+  fp8pair_free (&y);
+}
+
+static void
+case_layernorm_fp8 (int64_t R, int64_t D, int64_t rpg, dit_dtype dt, int affine,
+    int mod)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld] %s%s%s", (long long) R,
+      (long long) D, dit_dtype_name (dt), affine ? " affine" : "",
+      mod ? " modulate" : "");
+  if (!supported (DIT_OP_LAYERNORM_FP8, DIT_F8E4M3)) {
+    report_skip ("ln_fp8", DIT_F8E4M3, shape);
+    return;
+  }
+  int64_t G = (R + rpg - 1) / rpg;
+  tpair x = T (dt, R, D, 2.0f), w = T1 (dt, D, 1.0f), b = T1 (dt, D, 1.0f);
+  tpair sh = T (DIT_F32, G, D, 1.0f), sc = T (DIT_F32, G, D, 0.5f);
+  fp8pair y = F8 (R, D, 128, 0);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_layernorm_fp8_params p = { SIDE (x, s), affine ? SIDE (w, s) : NULL,
+      affine ? SIDE (b, s) : NULL, mod ? SIDE (sh, s) : NULL,
+      mod ? SIDE (sc, s) : NULL, rpg, 1e-6f, SIDE (y.q, s), SIDE (y.s, s), 128 };
+    st[s] = dit_layernorm_fp8 (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report_fp8 ("ln_fp8", shape, st[0], st[1], &y, THR_FP8_SCALES);
+  tpair_free (&x); tpair_free (&w); tpair_free (&b); tpair_free (&sh);
+  tpair_free (&sc);
+  fp8pair_free (&y);
+}
+
+/* y_dt DIT_F8E4M3: quantized output with 128-column blocks. */
+static void
+case_gemm_fp8 (int64_t M, int64_t N, int64_t K, int has_bias, dit_act act,
+    dit_dtype y_dt, int y_slice)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "M=%lld N=%lld K=%lld%s%s ->%s%s", (long long) M,
+      (long long) N, (long long) K, has_bias ? " bias" : "",
+      act == DIT_ACT_GELU_TANH ? " gelu" : "", dit_dtype_name (y_dt),
+      y_slice ? " slice" : "");
+  if (!supported (DIT_OP_GEMM_FP8, DIT_F8E4M3)) {
+    report_skip ("gemm_fp8", DIT_F8E4M3, shape);
+    return;
+  }
+  fp8pair x = F8 (M, K, 128, 1);
+  fp8pair w = F8 (N, K, K, 1);
+  tpair b = T1 (DIT_BF16, N, 0.5f);
+  int f8out = y_dt == DIT_F8E4M3;
+  fp8pair yq = F8 (M, f8out ? N : 128, 128, 0);
+  tpair y = T (f8out ? DIT_F32 : y_dt, M, y_slice ? 3 * N : N, 1.0f);
+  tpair scratch = T (DIT_BF16, M, N, 0.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_tensor yv = *SIDE (y, s);
+    if (y_slice)
+      yv = dit_tensor_cols (&yv, N, N);
+    dit_gemm_fp8_params p = { SIDE (x.q, s), SIDE (x.s, s), 128, SIDE (w.q, s),
+      SIDE (w.s, s), has_bias ? SIDE (b, s) : NULL,
+      f8out ? SIDE (yq.q, s) : &yv, f8out ? SIDE (yq.s, s) : NULL, 128, act,
+      SIDE (scratch, s), 0, NULL, 0 };
+    st[s] = dit_gemm_fp8 (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  if (f8out)
+    report_fp8 ("gemm_fp8", shape, st[0], st[1], &yq, THR_FP8_SCALES);
+  else
+    report ("gemm_fp8", y_dt, shape, st[0], st[1], &y,
+        y_dt == DIT_F32 ? 1e-6 : thr_for (y_dt));
+  fp8pair_free (&x); fp8pair_free (&w); fp8pair_free (&yq);
+  tpair_free (&b); tpair_free (&y); tpair_free (&scratch);
+}
+
+/* The residual epilogue: y (f32, the residual stream) += gate ⊙ (x w + b). */
+static void
+case_gemm_fp8_residual (int64_t M, int64_t N, int64_t K, int64_t rpg)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "M=%lld N=%lld K=%lld gated +=f32",
+      (long long) M, (long long) N, (long long) K);
+  if (!supported (DIT_OP_GEMM_FP8, DIT_F8E4M3)) {
+    report_skip ("gemm_fp8", DIT_F8E4M3, shape);
+    return;
+  }
+  int64_t G = (M + rpg - 1) / rpg;
+  fp8pair x = F8 (M, K, 128, 1), w = F8 (N, K, K, 1);
+  tpair b = T1 (DIT_BF16, N, 0.5f), g = T (DIT_F32, G, N, 1.0f);
+  tpair y = T (DIT_F32, M, N, 2.0f), scratch = T (DIT_BF16, M, N, 0.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_gemm_fp8_params p = { SIDE (x.q, s), SIDE (x.s, s), 128, SIDE (w.q, s),
+      SIDE (w.s, s), SIDE (b, s), SIDE (y, s), NULL, 0, DIT_ACT_NONE,
+      SIDE (scratch, s), 1, SIDE (g, s), rpg };
+    st[s] = dit_gemm_fp8 (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  /* a backend may finish it through its bf16 scratch: bf16's limit */
+  report ("gemm_fp8", DIT_F32, shape, st[0], st[1], &y, THR_BF16);
+  fp8pair_free (&x); fp8pair_free (&w);
+  tpair_free (&b); tpair_free (&g); tpair_free (&y); tpair_free (&scratch);
+}
+
+static void
+case_attention_fp8 (int64_t L, int64_t N, int heads, int64_t bb, int64_t bend,
+    float bias, int64_t cb, int64_t qp0)
+{
+  char shape[128];
+  snprintf (shape, sizeof shape, "L=%lld N=%lld H=%d%s%s", (long long) L,
+      (long long) N, heads, bend > bb ? " bias" : "", cb > 0 ? " causal" : "");
+  if (!supported (DIT_OP_ATTENTION_FP8, DIT_F8E4M3)) {
+    report_skip ("attn_fp8", DIT_F8E4M3, shape);
+    return;
+  }
+  int64_t W = (int64_t) heads * 128;
+  tpair q = T (DIT_BF16, L, W, 2.0f), k = T (DIT_BF16, N, W, 2.0f);
+  tpair v = T (DIT_BF16, N, W, 1.0f);
+  fp8pair o = F8 (L, W, 128, 0);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_attn_params p = { .q = SIDE (q, s), .k = SIDE (k, s), .v = SIDE (v, s),
+      .o = SIDE (o.q, s), .heads = heads, .head_dim = 128,
+      .scale = 1.0f / sqrtf (128.0f), .bias_begin = bb, .bias_end = bend,
+      .log_bias = bias > 0 ? logf (bias) : 0.0f, .causal_block = cb,
+      .q_pos0 = qp0, .o_scale = SIDE (o.s, s) };
+    st[s] = dit_attention (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report_fp8 ("attn_fp8", shape, st[0], st[1], &o, THR_BF16);
+  tpair_free (&q); tpair_free (&k); tpair_free (&v);
+  fp8pair_free (&o);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -721,6 +987,27 @@ main (int argc, char **argv)
     case_flow_step (192, 64, dt, 0);
     case_noise (3 * 16 * 16 * 16 + 1, 42, 7, dt);
   }
+  /* FP8: the tiny model's shapes, the 14B widths' block structure
+   * (K = 1024 in 8 blocks, FFN-down K = 13824 / 27 = 512) and odd rows */
+  case_quantize_fp8 (192, 256, 128, DIT_BF16);
+  case_quantize_fp8 (37, 384, 128, DIT_F32);
+  case_quantize_fp8 (512, 1024, 1024, DIT_BF16);   /* weights: per channel */
+  case_layernorm_fp8 (192, 256, 64, DIT_F32, 0, 1);
+  case_layernorm_fp8 (192, 1024, 96, DIT_F32, 0, 1);
+  case_layernorm_fp8 (77, 256, 77, DIT_F32, 1, 0);
+  case_gemm_fp8 (192, 256, 256, 1, DIT_ACT_NONE, DIT_BF16, 0);
+  case_gemm_fp8 (192, 512, 256, 1, DIT_ACT_GELU_TANH, DIT_F8E4M3, 0);
+  case_gemm_fp8 (192, 256, 512, 1, DIT_ACT_NONE, DIT_F32, 0);
+  case_gemm_fp8 (192, 256, 256, 0, DIT_ACT_NONE, DIT_BF16, 1);
+  case_gemm_fp8 (200, 384, 1024, 1, DIT_ACT_GELU_TANH, DIT_BF16, 0);
+  case_gemm_fp8 (130, 1024, 512, 1, DIT_ACT_GELU_TANH, DIT_F8E4M3, 0);
+  case_gemm_fp8 (5, 256, 256, 1, DIT_ACT_NONE, DIT_F32, 0);
+  case_gemm_fp8_residual (192, 256, 256, 64);
+  case_gemm_fp8_residual (100, 384, 512, 33);
+  case_attention_fp8 (192, 384, 2, 64, 192, 0.3f, 64, 128);
+  case_attention_fp8 (192, 512, 2, 0, 0, 0.0f, 0, 0);
+  case_attention_fp8 (33, 77, 3, 0, 0, 0.0f, 0, 0);
+
   case_copy (16, 32, DIT_F32, DIT_F16);
   case_noise (1000, 0xffffffffffffull, 1ull << 40, DIT_F32);
 

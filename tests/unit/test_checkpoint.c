@@ -642,11 +642,11 @@ test_bad_files (void)
 
   /* unknown dtype string */
   f = raw_tiny ();
-  raw_find (&f, "head.head.bias")->dtype = "F8_E4M3";
+  raw_find (&f, "head.head.bias")->dtype = "F8_E8M0";
   tpath (path, sizeof path, "unknown-dtype.safetensors");
   raw_emit (path, &f);
   EXPECT_FAIL (load_bad (path), DIT_ERR_FORMAT, "unknown-dtype.safetensors",
-      "'head.head.bias'", "F8_E4M3");
+      "'head.head.bias'", "F8_E8M0");
 
   /* truncated: cut inside the last tensor's data */
   {
@@ -777,6 +777,394 @@ test_bad_files (void)
   tpath (path, sizeof path, "does-not-exist.safetensors");
   EXPECT_FAIL (load_bad (path), DIT_ERR_IO, "does-not-exist.safetensors", NULL, NULL);
   (void) w;
+}
+
+/* ------------------------------------------------------------------------ */
+/* FP8 checkpoints (model/dit_weights.h, "FP8 checkpoints and FP8 weights") */
+
+/* How write_fp8 lays out a file. */
+typedef struct fp8_layout {
+  int scaled;              /* scale_weight beside every FP8 weight */
+  int per_channel;         /* scale_weight [N] instead of [1] */
+  int marker;              /* a "scaled_fp8" tensor */
+  int scale_input;         /* a "<layer>.scale_input" beside every FP8 weight */
+  const char *prefix;      /* key prefix ("model.diffusion_model.") */
+  /* faults */
+  const char *no_scale;    /* FP8 weight written without its scale */
+  const char *bad_scale;   /* FP8 weight whose scale is bad_value */
+  float bad_value;
+  const char *scale_shape2; /* FP8 weight whose scale is [2] */
+  const char *fp8_extra;   /* a non-linear tensor written as F8_E4M3 */
+  const char *scale_on_f32; /* an F32 weight given a scale_weight */
+} fp8_layout;
+
+/* Per-tensor scale used for spec i in scaled files (a power of two times
+ * 1.5, so code * scale is exact in f32). */
+static float
+fp8_file_scale (size_t i)
+{
+  return ldexpf (1.5f, -(int) (i % 5) - 6);
+}
+
+/* Per-channel scale of row r of spec i in per-channel files. */
+static float
+fp8_file_channel_scale (size_t i, int64_t r)
+{
+  return ldexpf (1.0f + (float) (r % 7) / 8.0f, -(int) (i % 3) - 7);
+}
+
+static int
+fp8_written (size_t i, const fp8_layout *l)
+{
+  return dit_model_fp8_accept (&specs[i])
+      || (l->fp8_extra && strcmp (specs[i].name, l->fp8_extra) == 0);
+}
+
+static float
+fp8_scale_of (size_t i, int64_t row, const fp8_layout *l)
+{
+  if (!l->scaled)
+    return 1.0f;
+  return l->per_channel ? fp8_file_channel_scale (i, row) : fp8_file_scale (i);
+}
+
+/* The tiny checkpoint with the blocks' linear weights as F8_E4M3 codes of
+ * the synthetic values (code = e4m3(value / scale)), everything else F32. */
+static dit_status
+write_fp8 (const char *path, const fp8_layout *l)
+{
+  size_t cap = 3 * nspecs + 2, n = 0;
+  dit_st_write_tensor *wt = calloc (cap, sizeof *wt);
+  char (*names)[200] = calloc (cap, sizeof *names);
+  void **bufs = calloc (cap, sizeof *bufs);
+  static const int64_t one = 1, two = 2;
+  const char *pre = l->prefix ? l->prefix : "";
+  for (size_t i = 0; i < nspecs; i++) {
+    const dit_param_spec *sp = &specs[i];
+    size_t e = (size_t) numel (sp);
+    int fp8 = fp8_written (i, l);
+    int64_t K = sp->ndim >= 2 ? (int64_t) e / sp->shape[0] : (int64_t) e;
+    snprintf (names[n], sizeof names[n], "%s%s", pre, sp->name);
+    if (fp8) {
+      uint8_t *q = malloc (e);
+      for (size_t j = 0; j < e; j++)
+        q[j] = dit_f32_to_e4m3 (expect_f32[i][j] / fp8_scale_of (i,
+            (int64_t) j / K, l));
+      bufs[n] = q;
+    } else {
+      bufs[n] = malloc (e * 4);
+      memcpy (bufs[n], expect_f32[i], e * 4);
+    }
+    wt[n] = (dit_st_write_tensor) { names[n], fp8 ? DIT_F8E4M3 : DIT_F32,
+      sp->ndim, sp->shape, bufs[n] };
+    n++;
+    int want_scale = (fp8 && l->scaled && !(l->no_scale
+        && strcmp (sp->name, l->no_scale) == 0))
+        || (l->scale_on_f32 && strcmp (sp->name, l->scale_on_f32) == 0);
+    char base[160];
+    snprintf (base, sizeof base, "%.*s", (int) (strlen (sp->name)
+        - strlen (".weight")), sp->name);
+    if (want_scale) {
+      int64_t N = sp->shape[0];
+      int pc = l->per_channel && fp8;
+      int bad_shape = l->scale_shape2 && strcmp (sp->name, l->scale_shape2) == 0;
+      int64_t count = bad_shape ? 2 : pc ? N : 1;
+      float *sc = malloc ((size_t) count * sizeof (float));
+      for (int64_t r = 0; r < count; r++)
+        sc[r] = fp8_scale_of (i, r, l);
+      if (l->bad_scale && strcmp (sp->name, l->bad_scale) == 0)
+        sc[0] = l->bad_value;
+      snprintf (names[n], sizeof names[n], "%s%s.scale_weight", pre, base);
+      bufs[n] = sc;
+      wt[n] = (dit_st_write_tensor) { names[n], DIT_F32, 1,
+        bad_shape ? &two : pc ? &specs[i].shape[0] : &one, sc };
+      n++;
+    }
+    if (fp8 && l->scale_input) {
+      float *si = malloc (sizeof (float));
+      *si = 0.5f;
+      snprintf (names[n], sizeof names[n], "%s%s.scale_input", pre, base);
+      bufs[n] = si;
+      wt[n] = (dit_st_write_tensor) { names[n], DIT_F32, 0, &one, si };
+      n++;
+    }
+  }
+  if (l->marker) {
+    snprintf (names[n], sizeof names[n], "scaled_fp8");
+    bufs[n] = calloc (1, 2);
+    static const int64_t zero = 0;
+    wt[n] = (dit_st_write_tensor) { names[n], DIT_F8E4M3, 1, &zero, bufs[n] };
+    n++;
+  }
+  dit_status st = dit_safetensors_write (path, wt, n, NULL);
+  for (size_t i = 0; i < n; i++)
+    free (bufs[i]);
+  free (bufs);
+  free (names);
+  free (wt);
+  return st;
+}
+
+static dit_status
+load_fp8 (const char *path, dit_dtype dt, int keep_fp8, dit_weights **w)
+{
+  dit_weights_fp8 rules = { dit_model_fp8_accept,
+    keep_fp8 ? dit_model_fp8_select : NULL };
+  return dit_weights_load_ex (path, specs, nspecs, dit_model_key_map, dt,
+      &rules, be, w);
+}
+
+static dit_status
+load_fp8_bad (const char *path)
+{
+  dit_weights *w = (dit_weights *) 1;
+  dit_status st = load_fp8 (path, DIT_F32, 1, &w);
+  if (st == DIT_OK)
+    dit_weights_free (w);
+  else
+    CHECK (w == NULL, "failed load left *out set");
+  return st;
+}
+
+/* Every tensor of w against the file written with layout l: FP8 weights the
+ * GEMMs take (keep_fp8) hold the file's codes and its scale per channel;
+ * other FP8 file tensors hold code * scale; F32 tensors the values. */
+static void
+check_fp8_load (const dit_weights *w, const fp8_layout *l, int keep_fp8,
+    const char *what)
+{
+  int bad = 0;
+  size_t n_fp8 = 0;
+  for (size_t i = 0; i < w->count && bad < 3; i++) {
+    const dit_param_spec *sp = &specs[i];
+    const dit_tensor *t = &w->tensors[i];
+    int64_t e = numel (sp), K = sp->ndim >= 2 ? e / sp->shape[0] : e;
+    int file_fp8 = fp8_written (i, l);
+    int kept = file_fp8 && keep_fp8 && dit_model_fp8_select (sp);
+    if (kept != (t->dtype == DIT_F8E4M3)) {
+      CHECK (0, "%s: '%s' stored as %s", what, sp->name, dit_dtype_name (t->dtype));
+      bad++;
+      continue;
+    }
+    n_fp8 += kept;
+    void *host = malloc ((size_t) e * dit_dtype_size (t->dtype));
+    float *sc = kept ? malloc ((size_t) sp->shape[0] * sizeof (float)) : NULL;
+    be->ops->download (be, host, t->data, (size_t) e * dit_dtype_size (t->dtype));
+    if (kept)
+      be->ops->download (be, sc, w->scales[i].data,
+          (size_t) sp->shape[0] * sizeof (float));
+    for (int64_t j = 0; j < e && bad < 3; j++) {
+      float s = fp8_scale_of (i, j / K, l);
+      uint8_t code = dit_f32_to_e4m3 (expect_f32[i][j] / s);
+      if (kept) {
+        if (((uint8_t *) host)[j] != code || sc[j / K] != s) {
+          CHECK (0, "%s: '%s'[%lld]: code 0x%02x scale %g, want 0x%02x %g", what,
+              sp->name, (long long) j, ((uint8_t *) host)[j], sc[j / K], code, s);
+          bad++;
+        }
+      } else {
+        float want = file_fp8 ? dit_e4m3_to_f32 (code) * s : expect_f32[i][j];
+        if (w->dtype == DIT_BF16)
+          want = dit_bf16_to_f32 (dit_f32_to_bf16 (want));
+        float got = dit_load_f32 (host, t->dtype, (size_t) j);
+        if (got != want) {
+          CHECK (0, "%s: '%s'[%lld] = %.9g, want %.9g", what, sp->name,
+              (long long) j, got, want);
+          bad++;
+        }
+      }
+    }
+    free (host);
+    free (sc);
+  }
+  CHECK (n_fp8 == w->fp8_count, "%s: %zu FP8 tensors, the set says %zu", what,
+      n_fp8, w->fp8_count);
+}
+
+static void
+test_fp8_files (void)
+{
+  char path[256];
+  dit_weights *w = NULL;
+  size_t n_select = 0;
+  for (size_t i = 0; i < nspecs; i++)
+    n_select += (size_t) dit_model_fp8_select (&specs[i]);
+  CHECK (n_select == 2 * 8, "tiny: %zu FP8 GEMM weights, want 16 (8 per block)",
+      n_select);
+
+  /* plain cast: codes alone, scale 1 */
+  fp8_layout plain = { 0 };
+  tpath (path, sizeof path, "fp8-plain.safetensors");
+  CHECK (write_fp8 (path, &plain) == DIT_OK, "write: %s", dit_last_error ());
+  CHECK (load_fp8 (path, DIT_F32, 1, &w) == DIT_OK, "plain fp8: %s",
+      dit_last_error ());
+  if (w) {
+    check_fp8_load (w, &plain, 1, "plain, fp8");
+    dit_weights_free (w);
+  }
+  CHECK (load_fp8 (path, DIT_BF16, 0, &w) == DIT_OK, "plain bf16: %s",
+      dit_last_error ());
+  if (w) {
+    check_fp8_load (w, &plain, 0, "plain, dequantized to bf16");
+    dit_weights_free (w);
+  }
+
+  /* scaled, ComfyUI key prefix, marker and input scales */
+  fp8_layout scaled = { .scaled = 1, .marker = 1, .scale_input = 1,
+    .prefix = "model.diffusion_model." };
+  tpath (path, sizeof path, "fp8-scaled.safetensors");
+  CHECK (write_fp8 (path, &scaled) == DIT_OK, "write: %s", dit_last_error ());
+  CHECK (load_fp8 (path, DIT_F32, 1, &w) == DIT_OK, "scaled fp8: %s",
+      dit_last_error ());
+  if (w) {
+    check_fp8_load (w, &scaled, 1, "scaled, fp8");
+    dit_weights_free (w);
+  }
+  CHECK (load_fp8 (path, DIT_F32, 0, &w) == DIT_OK, "scaled f32: %s",
+      dit_last_error ());
+  if (w) {
+    check_fp8_load (w, &scaled, 0, "scaled, dequantized to f32");
+    dit_weights_free (w);
+  }
+
+  /* per-channel scales [N] */
+  fp8_layout channel = { .scaled = 1, .per_channel = 1 };
+  tpath (path, sizeof path, "fp8-channel.safetensors");
+  CHECK (write_fp8 (path, &channel) == DIT_OK, "write: %s", dit_last_error ());
+  CHECK (load_fp8 (path, DIT_F32, 1, &w) == DIT_OK, "per-channel fp8: %s",
+      dit_last_error ());
+  if (w) {
+    check_fp8_load (w, &channel, 1, "per-channel, fp8");
+    dit_weights_free (w);
+  }
+
+  /* an FP8 checkpoint through the plain loader (no FP8 rules) is refused */
+  tpath (path, sizeof path, "fp8-plain.safetensors");
+  EXPECT_FAIL (load_bad (path), DIT_ERR_FORMAT, "fp8-plain.safetensors",
+      "key 'blocks.0.self_attn.q.weight'", "dtype F8_E4M3 where only");
+
+  /* a 16/32-bit checkpoint loaded as FP8: each selected weight quantized
+   * per output channel by the documented rule */
+  tpath (path, sizeof path, "f32-for-fp8.safetensors");
+  write_tiny (path, DIT_F32, NULL, NULL, 0, nspecs);
+  CHECK (load_fp8 (path, DIT_F32, 1, &w) == DIT_OK, "f32 as fp8: %s",
+      dit_last_error ());
+  if (w) {
+    int bad = 0;
+    CHECK (w->fp8_count == n_select, "f32 as fp8: %zu FP8 tensors", w->fp8_count);
+    for (size_t i = 0; i < nspecs && !bad; i++) {
+      if (!dit_model_fp8_select (&specs[i]))
+        continue;
+      int64_t N = specs[i].shape[0], K = specs[i].shape[1];
+      uint8_t *q = malloc ((size_t) (N * K));
+      float *sc = malloc ((size_t) N * sizeof (float));
+      be->ops->download (be, q, w->tensors[i].data, (size_t) (N * K));
+      be->ops->download (be, sc, w->scales[i].data, (size_t) N * sizeof (float));
+      for (int64_t r = 0; r < N && !bad; r++) {
+        float amax = 0.0f;
+        for (int64_t k = 0; k < K; k++)
+          amax = fmaxf (amax, fabsf (expect_f32[i][r * K + k]));
+        if (sc[r] != amax / 448.0f)
+          bad = 1;
+        for (int64_t k = 0; k < K && !bad; k++)
+          bad = q[r * K + k] != dit_f32_to_e4m3 (expect_f32[i][r * K + k]
+              * (448.0f / amax));
+      }
+      CHECK (!bad, "f32 as fp8: '%s' codes or scales differ from the per-channel "
+          "rule", specs[i].name);
+      free (q);
+      free (sc);
+    }
+    dit_weights_free (w);
+  }
+
+  /* refusals, one per class, each naming the file and the key */
+  fp8_layout l;
+
+  l = (fp8_layout) { .scaled = 1, .no_scale = "blocks.1.ffn.2.weight" };
+  tpath (path, sizeof path, "fp8-missing-scale.safetensors");
+  write_fp8 (path, &l);
+  EXPECT_FAIL (load_fp8_bad (path), DIT_ERR_FORMAT, "fp8-missing-scale.safetensors",
+      "missing key 'blocks.1.ffn.2.scale_weight'", "without one");
+
+  static const struct { float v; const char *label, *text; } bad[] = {
+    { NAN, "nan", "scale nan" }, { 0.0f, "zero", "scale 0 " },
+    { INFINITY, "inf", "scale inf" }, { -0.5f, "negative", "scale -0.5" },
+  };
+  for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+    char file[64];
+    l = (fp8_layout) { .scaled = 1, .bad_scale = "blocks.0.cross_attn.o.weight",
+      .bad_value = bad[k].v };
+    const char *fname = file;
+    snprintf (file, sizeof file, "fp8-scale-%s.safetensors", bad[k].label);
+    tpath (path, sizeof path, file);
+    write_fp8 (path, &l);
+    EXPECT_FAIL (load_fp8_bad (path), DIT_ERR_FORMAT, fname,
+        "key 'blocks.0.cross_attn.o.scale_weight'", bad[k].text);
+  }
+
+  l = (fp8_layout) { .scaled = 1, .scale_shape2 = "blocks.0.ffn.0.weight" };
+  tpath (path, sizeof path, "fp8-scale-shape.safetensors");
+  write_fp8 (path, &l);
+  EXPECT_FAIL (load_fp8_bad (path), DIT_ERR_FORMAT, "fp8-scale-shape.safetensors",
+      "key 'blocks.0.ffn.0.scale_weight': shape [2]", "per output channel");
+
+  l = (fp8_layout) { .fp8_extra = "head.head.weight" };
+  tpath (path, sizeof path, "fp8-head.safetensors");
+  write_fp8 (path, &l);
+  EXPECT_FAIL (load_fp8_bad (path), DIT_ERR_FORMAT, "fp8-head.safetensors",
+      "key 'head.head.weight'", "F8_E4M3 where only F32, BF16 or F16");
+
+  /* a scale beside a weight that is not FP8 (a mix the loader does not
+   * support): text_embedding is not a block linear, so its scale_weight is
+   * an unexpected key; a block linear written F32 with a scale is named */
+  l = (fp8_layout) { .scaled = 1, .scale_on_f32 = "text_embedding.0.weight" };
+  tpath (path, sizeof path, "fp8-scale-on-embedding.safetensors");
+  write_fp8 (path, &l);
+  EXPECT_FAIL (load_fp8_bad (path), DIT_ERR_FORMAT,
+      "fp8-scale-on-embedding.safetensors",
+      "unexpected key 'text_embedding.0.scale_weight'", NULL);
+  {
+    /* blocks.0.self_attn.v.weight stored F32 beside its scale_weight */
+    raw_file f = raw_tiny ();
+    f.t = realloc (f.t, (f.n + 1) * sizeof *f.t);
+    raw_tensor *x = &f.t[f.n++];
+    memset (x, 0, sizeof *x);
+    snprintf (x->name, sizeof x->name, "blocks.0.self_attn.v.scale_weight");
+    x->dtype = "F32";
+    x->ndim = 1;
+    x->shape[0] = 1;
+    x->begin = f.data_size;
+    x->end = f.data_size + 4;
+    tpath (path, sizeof path, "fp8-scale-on-f32.safetensors");
+    raw_emit (path, &f);
+    EXPECT_FAIL (load_fp8_bad (path), DIT_ERR_FORMAT, "fp8-scale-on-f32.safetensors",
+        "key 'blocks.0.self_attn.v.scale_weight'", "which is F32, not F8_E4M3");
+  }
+
+  /* e5m2 and an FP8 tensor of the wrong shape, through the raw writer */
+  {
+    raw_file f = raw_tiny ();
+    raw_tensor *x = raw_find (&f, "blocks.1.self_attn.k.weight");
+    x->dtype = "F8_E5M2";
+    x->end = x->begin + numel (&specs[find_spec (x->name)]);
+    tpath (path, sizeof path, "fp8-e5m2.safetensors");
+    raw_emit (path, &f);
+    EXPECT_FAIL (load_fp8_bad (path), DIT_ERR_FORMAT, "fp8-e5m2.safetensors",
+        "key 'blocks.1.self_attn.k.weight'", "F8_E5M2 is not supported");
+  }
+  {
+    raw_file f = raw_tiny ();
+    raw_tensor *x = raw_find (&f, "blocks.0.ffn.2.weight");
+    x->dtype = "F8_E4M3";
+    x->shape[1] = 256;
+    x->end = x->begin + 256 * 256;
+    tpath (path, sizeof path, "fp8-shape.safetensors");
+    raw_emit (path, &f);
+    EXPECT_FAIL (load_fp8_bad (path), DIT_ERR_FORMAT, "fp8-shape.safetensors",
+        "key 'blocks.0.ffn.2.weight'", "shape [256, 256] does not match expected "
+        "[256, 512]");
+  }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1034,6 +1422,7 @@ main (void)
   test_prefix_and_diffusers ();
   test_sharded_and_dirs ();
   test_bad_files ();
+  test_fp8_files ();
 
   for (size_t i = 0; i < nspecs; i++)
     free (expect_f32[i]);

@@ -657,7 +657,7 @@ attn_case (const char *name, int L, int N, int H, int d, int64_t bb, int64_t ben
   dit_tensor tv = t2 (f32 ? (void *) v : vh, dt, N, W);
   dit_tensor to = t2 (f32 ? (void *) o : oh, dt, L, W);
   dit_attn_params p = { &tq, &tk, &tv, &to, H, d, (float) scale, bb, bend,
-      (float) logb, cb, qp0, NULL, 0, 0, 0, 0 };
+      (float) logb, cb, qp0, NULL, 0, 0, 0, 0, NULL };
   CHECK_OK (dit_attention (be, &p));
   double maxerr = 0.0;
   for (int i = 0; i < L * W; i++) {
@@ -716,10 +716,10 @@ test_attention (void)
   dit_tensor tv = t2 (v, DIT_F32, 6, 4), to1 = t2 (o1, DIT_F32, 2, 4);
   dit_tensor to2 = t2 (o2, DIT_F32, 2, 4);
   dit_attn_params a = { &tq, &tk, &tv, &to1, 1, 4, 0.5f, 0, 0, 0, 0, 0,
-    NULL, 0, 0, 0, 0 };
+    NULL, 0, 0, 0, 0, NULL };
   CHECK_OK (dit_attention (be, &a));
   dit_attn_params b = { &tq, &tk, &tv, &to2, 1, 4, 0.5f, 1, 5, 0.0f, 0, 0,
-    NULL, 0, 0, 0, 0 };
+    NULL, 0, 0, 0, 0, NULL };
   CHECK_OK (dit_attention (be, &b));
   CHECK (memcmp (o1, o2, sizeof o1) == 0, "attention: log_bias 0 changed the result");
   a.heads = 3;

@@ -1,0 +1,332 @@
+/* dit-fp8-bench — FP8 against bf16 for the GEMMs and producers of one 14B
+ * DiT forward at 576x320 (M = 2160 tokens, a 3-frame chunk).
+ *
+ * Prints the cuBLASLt FP8 probe (which scale modes the installed library
+ * runs on this device, each checked against an f64 reference), then for
+ * each GEMM shape of a block (q/k/v and cross q: N = K = 5120, bf16 out;
+ * o and cross o: the same, accumulated into the f32 residual stream with
+ * the gate; FFN up: N = 13824, K = 5120, GELU; FFN down: N = 5120,
+ * K = 13824, into the residual stream) the median time and TFLOP/s
+ * (2 M N K) of:
+ *   bf16      dit_gemm, bf16 in/out, bias (and GELU) in cuBLASLt's epilogue
+ *   fp8 lt    the FP8 GEMM on cuBLASLt (FFN up: into bf16, then the
+ *             quantize pass that writes the FP8 hidden layer)
+ *   fp8 mma   the FP8 GEMM on the own mma.sync kernel (FFN up: its
+ *             quantizing epilogue)
+ * and, per shape, the NMSE between the two FP8 engines' outputs.  Then the
+ * producers: LayerNorm+modulate into bf16 (the fused op) against
+ * LayerNorm into FP8, and attention at the denoise shape writing bf16
+ * against FP8.  Last, one JSON line with every number.
+ *
+ * Inputs: Philox normals from the backend's noise op, quantized on the
+ * device (activations per 128 columns, weights per channel).  Timing:
+ * cudaEvents on the backend's stream, 3 warm-up calls, median of `runs`.
+ *
+ * Usage: dit-fp8-bench [runs]     (default 20; exit 77 without a CUDA
+ * device with FP8 tensor cores)
+ *        dit-fp8-bench probe      the probe report only
+ */
+#include "dit_build_config.h"
+#include "dit_backend.h"
+#include "cuda/dit_cuda.h"
+
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECK(x)                                                              \
+  do {                                                                        \
+    if ((x) != DIT_OK) {                                                      \
+      fprintf (stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x,             \
+          dit_last_error ());                                                 \
+      exit (1);                                                               \
+    }                                                                         \
+  } while (0)
+
+static dit_backend *be;
+static int runs = 20;
+static char json[16384];
+static size_t jo;
+
+#define JSON(...) (jo += (size_t) snprintf (json + jo, sizeof json - jo, __VA_ARGS__))
+
+static int
+cmp_float (const void *a, const void *b)
+{
+  float x = *(const float *) a, y = *(const float *) b;
+  return x < y ? -1 : x > y;
+}
+
+typedef dit_status (*call_fn) (const void *ctx);
+
+/* median ms, or -1 when the call is unsupported */
+static float
+timeit (call_fn fn, const void *ctx)
+{
+  cudaStream_t s = (cudaStream_t) dit_backend_cuda_stream (be);
+  cudaEvent_t e0, e1;
+  for (int i = 0; i < 3; i++) {
+    dit_status st = fn (ctx);
+    if (st == DIT_ERR_UNSUPPORTED)
+      return -1.0f;
+    CHECK (st);
+  }
+  CHECK (be->ops->synchronize (be));
+  cudaEventCreate (&e0);
+  cudaEventCreate (&e1);
+  float *ms = (float *) malloc (sizeof (float) * (size_t) runs);
+  for (int i = 0; i < runs; i++) {
+    cudaEventRecord (e0, s);
+    CHECK (fn (ctx));
+    cudaEventRecord (e1, s);
+    cudaEventSynchronize (e1);
+    cudaEventElapsedTime (&ms[i], e0, e1);
+  }
+  qsort (ms, (size_t) runs, sizeof (float), cmp_float);
+  float med = ms[runs / 2];
+  free (ms);
+  cudaEventDestroy (e0);
+  cudaEventDestroy (e1);
+  return med;
+}
+
+static dit_tensor
+alloc2 (dit_dtype dt, int64_t r, int64_t c)
+{
+  dit_tensor t;
+  int64_t s[2] = { r, c };
+  CHECK (dit_tensor_alloc (be, &t, dt, 2, s));
+  return t;
+}
+
+static dit_tensor
+normal2 (int64_t r, int64_t c, uint64_t stream)
+{
+  dit_tensor t = alloc2 (DIT_BF16, r, c);
+  dit_noise_params np = { &t, 1234, stream };
+  CHECK (dit_noise (be, &np));
+  return t;
+}
+
+static void
+quantize (const dit_tensor *x, int64_t block, dit_tensor *q, dit_tensor *s)
+{
+  *q = alloc2 (DIT_F8E4M3, x->shape[0], x->shape[1]);
+  *s = alloc2 (DIT_F32, x->shape[1] / block, x->shape[0]);
+  dit_quantize_fp8_params p = { x, q, s, block };
+  CHECK (dit_quantize_fp8 (be, &p));
+}
+
+static double
+nmse_dev (const dit_tensor *a, const dit_tensor *b)
+{
+  size_t n = (size_t) dit_tensor_numel (a);
+  void *ha = malloc (dit_tensor_nbytes (a)), *hb = malloc (dit_tensor_nbytes (b));
+  CHECK (be->ops->download (be, ha, a->data, dit_tensor_nbytes (a)));
+  CHECK (be->ops->download (be, hb, b->data, dit_tensor_nbytes (b)));
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double x = dit_load_f32 (ha, a->dtype, i), y = dit_load_f32 (hb, b->dtype, i);
+    num += (x - y) * (x - y);
+    den += y * y;
+  }
+  free (ha);
+  free (hb);
+  return den > 0 ? num / den : num;
+}
+
+/* ---- GEMMs ------------------------------------------------------------------ */
+
+typedef struct gemm_ctx {
+  dit_gemm_params bf;
+  dit_gemm_fp8_params f8;
+  int path;
+} gemm_ctx;
+
+static dit_status
+call_bf16 (const void *c)
+{
+  return dit_gemm (be, &((const gemm_ctx *) c)->bf);
+}
+
+static dit_status
+call_fp8 (const void *c)
+{
+  const gemm_ctx *g = (const gemm_ctx *) c;
+  return dit_cuda_gemm_fp8_path (be, &g->f8, g->path);
+}
+
+/* residual: y is the f32 residual stream, += gate ⊙ (x w + b) (both the
+ * bf16 GEMM's folded epilogue and the FP8 one), as o, cross o and FFN down
+ * run in the model. */
+static void
+gemm_shape (const char *name, int64_t M, int64_t N, int64_t K, dit_act act,
+    int f8out, int residual, int per_layer, double *sum_ms)
+{
+  dit_tensor x = normal2 (M, K, 1), w = normal2 (N, K, 2), b = normal2 (1, N, 3);
+  dit_tensor y = alloc2 (residual ? DIT_F32 : DIT_BF16, M, N);
+  dit_tensor gate = normal2 (3, N, 4);
+  dit_tensor xq, xs, wq, wsc;
+  quantize (&x, 128, &xq, &xs);
+  quantize (&w, K, &wq, &wsc);
+  dit_tensor y8[3], y8s[3], yb[3];
+  for (int e = 1; e < 3; e++) {
+    y8[e] = alloc2 (DIT_F8E4M3, M, N);
+    y8s[e] = alloc2 (DIT_F32, N / 128, M);
+    yb[e] = alloc2 (residual ? DIT_F32 : DIT_BF16, M, N);
+  }
+  dit_tensor scratch = alloc2 (DIT_BF16, M, N);
+  const double flop = 2.0 * M * N * K;
+  gemm_ctx c;
+  memset (&c, 0, sizeof c);
+  c.bf = (dit_gemm_params) { &x, &w, &b, &y, act, residual,
+    residual ? &gate : NULL, M / 3, &scratch };
+  float t[3];
+  t[0] = timeit (call_bf16, &c);
+  for (int e = 1; e < 3; e++) {
+    c.path = e;
+    c.f8 = (dit_gemm_fp8_params) { &xq, &xs, 128, &wq, &wsc, &b,
+      f8out ? &y8[e] : &yb[e], f8out ? &y8s[e] : NULL, 128, act, &scratch,
+      residual, residual ? &gate : NULL, M / 3 };
+    t[e] = timeit (call_fp8, &c);
+  }
+  double diff = -1.0;   /* -1: one engine did not run */
+  if (t[1] > 0 && t[2] > 0)
+    diff = f8out ? nmse_dev (&y8s[1], &y8s[2]) : nmse_dev (&yb[1], &yb[2]);
+  printf ("  %-9s %5lld x %5lld x %5lld %s  bf16 %7.3f ms %5.0f TF/s | fp8 lt ",
+      name, (long long) M, (long long) N, (long long) K, f8out ? "->f8  "
+      : residual ? "+=f32 " : "->bf16",
+      t[0], flop / t[0] * 1e-9);
+  if (t[1] > 0)
+    printf ("%7.3f ms %5.0f TF/s", t[1], flop / t[1] * 1e-9);
+  else
+    printf ("      n/a          ");
+  printf (" | fp8 mma %7.3f ms %5.0f TF/s | lt vs mma nmse %.1e%s\n", t[2],
+      flop / t[2] * 1e-9, diff, f8out ? " (scales)" : "");
+  JSON ("%s{\"name\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, "
+      "\"bf16_ms\": %.4f, \"fp8_lt_ms\": %.4f, \"fp8_mma_ms\": %.4f, "
+      "\"per_layer\": %d, \"lt_vs_mma_nmse\": %.3e}", jo > 0 && json[jo - 1] == '}'
+      ? ", " : "", name, (long long) M, (long long) N, (long long) K, t[0], t[1],
+      t[2], per_layer, diff);
+  for (int e = 0; e < 3; e++)
+    if (t[e] > 0 && sum_ms[e] >= 0)
+      sum_ms[e] += per_layer * t[e];
+    else
+      sum_ms[e] = -1e9;   /* prints as negative: an engine missing */
+  dit_tensor *all[] = { &x, &w, &b, &y, &gate, &xq, &xs, &wq, &wsc, &scratch, &y8[1],
+    &y8[2], &y8s[1], &y8s[2], &yb[1], &yb[2] };
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    dit_tensor_free (be, all[i]);
+}
+
+/* ---- producers ---------------------------------------------------------------- */
+
+typedef struct prod_ctx {
+  dit_layernorm_modulate_params lm;
+  dit_layernorm_fp8_params l8;
+  dit_attn_params a;
+} prod_ctx;
+
+static dit_status
+call_lm (const void *c)
+{
+  return be->ops->layernorm_modulate (be, &((const prod_ctx *) c)->lm);
+}
+
+static dit_status
+call_l8 (const void *c)
+{
+  return dit_layernorm_fp8 (be, &((const prod_ctx *) c)->l8);
+}
+
+static dit_status
+call_attn (const void *c)
+{
+  return dit_attention (be, &((const prod_ctx *) c)->a);
+}
+
+static void
+producers (void)
+{
+  const int64_t L = 2160, D = 5120, N = 4320;
+  dit_tensor x = alloc2 (DIT_F32, L, D), h = alloc2 (DIT_BF16, L, D);
+  dit_noise_params np = { &x, 7, 9 };
+  CHECK (dit_noise (be, &np));
+  dit_tensor sh = normal2 (3, D, 4), sc = normal2 (3, D, 5);
+  dit_tensor h8 = alloc2 (DIT_F8E4M3, L, D), h8s = alloc2 (DIT_F32, D / 128, L);
+  prod_ctx c;
+  memset (&c, 0, sizeof c);
+  c.lm = (dit_layernorm_modulate_params) { &x, &sh, &sc, &h, 720, 1e-6f };
+  c.l8 = (dit_layernorm_fp8_params) { &x, NULL, NULL, &sh, &sc, 720, 1e-6f,
+    &h8, &h8s, 128 };
+  float tlm = be->ops->layernorm_modulate ? timeit (call_lm, &c) : -1.0f;
+  float tl8 = timeit (call_l8, &c);
+  printf ("  layernorm+modulate [%lld, %lld] f32 -> bf16 %.4f ms, -> fp8 + "
+      "scales %.4f ms\n", (long long) L, (long long) D, tlm, tl8);
+  dit_tensor q = normal2 (L, D, 11), k = normal2 (N, D, 12), v = normal2 (N, D, 13);
+  dit_tensor o = alloc2 (DIT_BF16, L, D);
+  memset (&c.a, 0, sizeof c.a);
+  c.a.q = &q;
+  c.a.k = &k;
+  c.a.v = &v;
+  c.a.o = &o;
+  c.a.heads = 40;
+  c.a.head_dim = 128;
+  c.a.scale = 0.0883883f;
+  c.a.bias_begin = 720;
+  c.a.bias_end = 2160;
+  c.a.log_bias = -1.2f;
+  float ta = timeit (call_attn, &c);
+  c.a.o = &h8;
+  c.a.o_scale = &h8s;
+  float ta8 = timeit (call_attn, &c);
+  printf ("  attention L=%lld N=%lld 40 heads -> bf16 %.4f ms, -> fp8 + "
+      "scales %.4f ms\n", (long long) L, (long long) N, ta, ta8);
+  JSON ("], \"ln_bf16_ms\": %.4f, \"ln_fp8_ms\": %.4f, \"attn_bf16_ms\": %.4f, "
+      "\"attn_fp8_ms\": %.4f", tlm, tl8, ta, ta8);
+  dit_tensor *all[] = { &x, &h, &sh, &sc, &h8, &h8s, &q, &k, &v, &o };
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    dit_tensor_free (be, all[i]);
+}
+
+int
+main (int argc, char **argv)
+{
+  const int probe_only = argc > 1 && strcmp (argv[1], "probe") == 0;
+  if (argc > 1 && !probe_only)
+    runs = atoi (argv[1]) > 0 ? atoi (argv[1]) : runs;
+  be = dit_backend_create ("cuda", 0);
+  if (!be) {
+    printf ("no CUDA device: %s\n", dit_last_error ());
+    return 77;
+  }
+  if (dit_fp8_check (be) != DIT_OK) {
+    printf ("%s\n", dit_last_error ());
+    return 77;
+  }
+  static char report[8192];
+  CHECK (dit_cuda_fp8_probe_report (be, report, sizeof report));
+  printf ("cuBLASLt FP8 probe:\n%s", report);
+  if (probe_only) {
+    dit_backend_destroy (be);
+    return 0;
+  }
+  printf ("GEMMs of one 14B block at 576x320 (median of %d):\n", runs);
+  const int64_t M = 2160;
+  double sum[3] = { 0, 0, 0 };
+  JSON ("{\"gemms\": [");
+  gemm_shape ("qkv/cq", M, 5120, 5120, DIT_ACT_NONE, 0, 0, 4, sum);
+  gemm_shape ("o/co", M, 5120, 5120, DIT_ACT_NONE, 0, 1, 2, sum);
+  gemm_shape ("ffn-up", M, 13824, 5120, DIT_ACT_GELU_TANH, 1, 0, 1, sum);
+  gemm_shape ("ffn-down", M, 5120, 13824, DIT_ACT_NONE, 0, 1, 1, sum);
+  printf ("  per 40-layer forward (6 projections + FFN): bf16 %.1f ms, fp8 lt "
+      "%.1f ms, fp8 mma %.1f ms\n", 40 * sum[0], 40 * sum[1], 40 * sum[2]);
+  producers ();
+  JSON (", \"forward_gemm_ms\": {\"bf16\": %.2f, \"fp8_lt\": %.2f, "
+      "\"fp8_mma\": %.2f}}", 40 * sum[0], 40 * sum[1], 40 * sum[2]);
+  printf ("JSON %s\n", json);
+  dit_backend_destroy (be);
+  return 0;
+}
