@@ -339,10 +339,11 @@ g8w_store4 (const g8_args &a, int64_t m, int64_t n, float (&v)[4])
   g8w_st4 (a.y, a.dty, yo, vy, v);
 }
 
-/* 16/32-bit output: 32 columns at a time through the warp's staging tile
- * (16 rows x 40 floats; the float2 writes of the fragment layout and the
- * float4 reads along rows are bank-conflict free), then each lane stores
- * 4 consecutive columns of a row. */
+/* 16/32-bit output: 32 columns at a time (the last group of BN 144 has
+ * 16) through the warp's staging tile (16 rows x 40 floats; the float2
+ * writes of the fragment layout and the float4 reads along rows are
+ * bank-conflict free), then each lane stores 4 consecutive columns of a
+ * row. */
 template <int BN>
 __device__ __forceinline__ void
 g8w_store_tile (const g8_args &a, const float (&acc)[BN / 2], int64_t rw,
@@ -350,12 +351,13 @@ g8w_store_tile (const g8_args &a, const float (&acc)[BN / 2], int64_t rw,
 {
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
-  for (int j = 0; j < BN / 32; j++) {
+  for (int j = 0; j < (BN + 31) / 32; j++) {
+    const int width = BN - 32 * j < 32 ? BN - 32 * j : 32;
     if (n0 + 32 * j >= a.N)
       break;
     __syncwarp ();
 #pragma unroll
-    for (int c = 0; c < 4; c++) {
+    for (int c = 0; c < width / 8; c++) {
       const int i = 4 * j + c;
       *(float2 *) (pipe + g * G8W_PIPE_ROW + 8 * c + 2 * t)
           = make_float2 (acc[4 * i], acc[4 * i + 1]);
@@ -368,7 +370,7 @@ g8w_store_tile (const g8_args &a, const float (&acc)[BN / 2], int64_t rw,
       const int q = lane + 32 * k, lr = q >> 3, lc = 4 * (q & 7);
       const float4 f = *(const float4 *) (pipe + lr * G8W_PIPE_ROW + lc);
       const int64_t m = rw + lr, n = n0 + 32 * j + lc;
-      if (m < a.M && n < a.N) {
+      if (lc < width && m < a.M && n < a.N) {
         float v[4] = { f.x, f.y, f.z, f.w };
         g8w_store4 (a, m, n, v);
       }
