@@ -474,7 +474,7 @@ test_engines (void)
       0 },
     { 190, 384, 512, 128, DIT_BF16, DIT_ACT_NONE, DIT_F32, DIT_F32, 0, 64, 0 },
   };
-  /* the 14B DiT's shapes at 320x576 (M = 2160 tokens): q/k/v/cross q,
+  /* the 14B DiT's shapes at 576x320 (M = 2160 tokens): q/k/v/cross q,
    * o/cross o and FFN down into the f32 residual stream with the per-frame
    * gate, FFN up with GELU into the FP8 hidden layer */
   static const fcase big_cases[] = {
