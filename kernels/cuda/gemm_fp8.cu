@@ -1520,15 +1520,18 @@ dit_cuda_gemm_fp8_wgmma_report (dit_backend *be, char *buf, size_t size)
   DIT_TRY (g8_state (cb));
   dit_cuda_fp8 *f = cb->fp8;
   const int ok = g8_wg_device (cb);
+  g8_args none;
+  memset (&none, 0, sizeof none);
   snprintf (buf, size, "wgmma engine on '%s' (compute capability %d.%d): "
-      "%s%s; variant %s\n%s", cb->device_name, cb->cc_major, cb->cc_minor,
+      "%s%s; variant %s%s\n%s", cb->device_name, cb->cc_major, cb->cc_minor,
       ok ? "runs" : "does not run (needs 9.0, the sm_90a build and the "
       "driver's cuTensorMapEncodeTiled)",
       __atomic_load_n (&g8w_broken, __ATOMIC_RELAXED)
       ? ", DISABLED by a failed self-check" : "",
-      f->wg_variant >= 0 ? g8w_variant (f->wg_variant)->name
-      : "default per call", f->nchecks ? f->wg_report
-      : "no self-check has run yet\n");
+      g8w_variant (f->wg_variant >= 0 ? f->wg_variant
+          : g8w_default_variant (none))->name,
+      f->wg_variant >= 0 ? " (DIT_FP8_WGMMA_VARIANT)" : " (default)",
+      f->nchecks ? f->wg_report : "no self-check has run yet\n");
   return DIT_OK;
 }
 
