@@ -1,7 +1,8 @@
 /* attention_hopper — the Hopper (sm_90a) building blocks the wgmma
- * attention kernels share: shared-memory matrix descriptors, the wgmma
- * issue/commit/wait sequence and its register pinning, the m64n128k16
- * products, mbarriers, TMA loads and named barriers.
+ * attention kernels share: the bf16 m64n128k16 products and their operand
+ * lists, bf16 packing and exp2, on top of hopper.cuh (descriptors, the
+ * wgmma issue/commit/wait sequence and its register pinning, mbarriers,
+ * TMA loads and named barriers, shared with the FP8 GEMM).
  *
  * attention_wgmma.cu (configurations 5 and 6) and attention_fa3.cuh
  * (configurations 7 and up) include it.  Everything here exists only where
@@ -12,59 +13,9 @@
 #define DIT_ATTENTION_HOPPER_CUH
 
 #include "attention_internal.cuh"
+#include "hopper.cuh"
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-
-/* Shared-memory matrix descriptor: start address, leading and stride byte
- * offsets (all >> 4, 14 bits each at bits 0, 16, 32), base offset 0 (every
- * swizzle pattern starts on a 1024-byte boundary), swizzle mode 1 = 128 B
- * at bits 62-63. */
-__device__ __forceinline__ uint64_t
-wg_desc (uint32_t addr, uint32_t lbo, uint32_t sbo)
-{
-  return (uint64_t) ((addr & 0x3ffff) >> 4)
-      | (uint64_t) ((lbo & 0x3ffff) >> 4) << 16
-      | (uint64_t) ((sbo & 0x3ffff) >> 4) << 32
-      | (uint64_t) 1 << 62;
-}
-
-__device__ __forceinline__ void
-wg_mma_fence (void)
-{
-  asm volatile ("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-
-__device__ __forceinline__ void
-wg_mma_commit (void)
-{
-  asm volatile ("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-
-template <int N>
-__device__ __forceinline__ void
-wg_mma_wait (void)
-{
-  asm volatile ("wgmma.wait_group.sync.aligned %0;\n" :: "n" (N) : "memory");
-}
-
-/* Pin register values at this point of the instruction stream: the
- * compiler may not move their reads or writes across it, so ordinary code
- * touches wgmma operands only between wait and the next fence. */
-__device__ __forceinline__ void
-wg_pin (float *r, int n)
-{
-#pragma unroll
-  for (int i = 0; i < n; i++)
-    asm volatile ("" : "+f" (r[i]) :: "memory");
-}
-
-__device__ __forceinline__ void
-wg_pin (unsigned *r, int n)
-{
-#pragma unroll
-  for (int i = 0; i < n; i++)
-    asm volatile ("" : "+r" (r[i]) :: "memory");
-}
 
 #define WG_ACC_LIST                                                           \
   "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "    \
@@ -119,65 +70,6 @@ wg_exp2 (float x)
   float y;
   asm ("ex2.approx.ftz.f32 %0, %1;" : "=f" (y) : "f" (x));
   return y;
-}
-
-/* ------------------------------------------------------------------------ */
-/* mbarriers, TMA and named barriers (warp-specialised kernels) */
-
-__device__ __forceinline__ void
-ws_bar_init (uint32_t bar, unsigned count)
-{
-  asm volatile ("mbarrier.init.shared::cta.b64 [%0], %1;\n"
-      :: "r" (bar), "r" (count) : "memory");
-}
-
-__device__ __forceinline__ void
-ws_bar_expect (uint32_t bar, unsigned bytes)
-{
-  asm volatile ("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n"
-      :: "r" (bar), "r" (bytes) : "memory");
-}
-
-__device__ __forceinline__ void
-ws_bar_arrive (uint32_t bar)
-{
-  asm volatile ("mbarrier.arrive.shared::cta.b64 _, [%0];\n"
-      :: "r" (bar) : "memory");
-}
-
-/* Spin until the phase of parity `parity` of the barrier has completed. */
-__device__ __forceinline__ void
-ws_bar_wait (uint32_t bar, unsigned parity)
-{
-  asm volatile ("{\n.reg .pred done;\n"
-      "WS_WAIT_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra WS_WAIT_%=;\n}\n"
-      :: "r" (bar), "r" (parity) : "memory");
-}
-
-/* One TMA box (64 columns x box rows) at column c0, row r0 into smem,
- * completing `bar`'s transaction count. */
-__device__ __forceinline__ void
-ws_tma_load (uint32_t dst, const CUtensorMap *map, int c0, int r0,
-    uint32_t bar)
-{
-  asm volatile ("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier"
-      "::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
-      :: "r" (dst), "l" ((uint64_t) map), "r" (c0), "r" (r0), "r" (bar)
-      : "memory");
-}
-
-__device__ __forceinline__ void
-ws_named_sync (int id)
-{
-  asm volatile ("bar.sync %0, 256;\n" :: "r" (id) : "memory");
-}
-
-__device__ __forceinline__ void
-ws_named_arrive (int id)
-{
-  asm volatile ("bar.arrive %0, 256;\n" :: "r" (id) : "memory");
 }
 
 #endif /* __CUDA_ARCH_FEAT_SM90_ALL */

@@ -51,9 +51,10 @@
  * warpgroup and two consumer warpgroups that take turns on the tensor
  * cores, on an mbarrier ring, optionally on a persistent grid; its own
  * comment gives the barrier protocol.  It also needs the driver's
- * cuTensorMapEncodeTiled (found at run time, no libcuda link).  The
- * descriptor, wgmma, mbarrier and TMA helpers live in attention_hopper.cuh,
- * shared with configurations 7 and up (attention_fa3.cuh).
+ * cuTensorMapEncodeTiled (found at run time, no libcuda link: tma.cu).
+ * The descriptor, wgmma, mbarrier and TMA helpers live in hopper.cuh and
+ * attention_hopper.cuh, shared with configurations 7 and up
+ * (attention_fa3.cuh) and, for hopper.cuh, the FP8 GEMM.
  *
  * Measured (H200, tests/gpu/dit_attn_bench.cu, L = 2160, N = 4320, 40
  * heads, KV bias): configuration 5 0.630 ms = 303 TFLOP/s (block-causal
@@ -784,31 +785,6 @@ attn_launch_wgmma (dit_cuda_backend *cb, const attn_args &a)
   return DIT_OK;
 }
 
-/* cuTensorMapEncodeTiled from the driver the runtime loaded (no libcuda
- * link); NULL when the driver lacks it. */
-static PFN_cuTensorMapEncodeTiled_v12000
-ws_encode_lookup (void)
-{
-  void *fn = NULL;
-  cudaDriverEntryPointQueryResult qr = cudaDriverEntryPointSymbolNotFound;
-  if (cudaGetDriverEntryPointByVersion ("cuTensorMapEncodeTiled", &fn,
-          12000, cudaEnableDefault, &qr) != cudaSuccess
-      || qr != cudaDriverEntryPointSuccess || !fn) {
-    cudaGetLastError ();
-    return NULL;
-  }
-  return (PFN_cuTensorMapEncodeTiled_v12000) fn;
-}
-
-/* Looked up once per process; a function-local static is initialised
- * exactly once even when backends on several threads ask together. */
-static PFN_cuTensorMapEncodeTiled_v12000
-ws_encode_fn (void)
-{
-  static const PFN_cuTensorMapEncodeTiled_v12000 fn = ws_encode_lookup ();
-  return fn;
-}
-
 int
 attn_ws_supported (dit_cuda_backend *cb)
 {
@@ -820,7 +796,7 @@ attn_ws_supported (dit_cuda_backend *cb)
     if (cudaFuncGetAttributes (&fa, flash_d128_ws_kernel) != cudaSuccess)
       cudaGetLastError ();
     else
-      ok = fa.binaryVersion == 90 && ws_encode_fn () != NULL
+      ok = fa.binaryVersion == 90 && dit_cuda_tma_present ()
           && cb->smem_optin >= (size_t) WS_SMEM_BYTES;
     cb->attn_wgmma = ok ? 2 : 3;
   }
@@ -830,30 +806,15 @@ attn_ws_supported (dit_cuda_backend *cb)
 int
 attn_tma_encoder_present (void)
 {
-  return ws_encode_fn () != NULL;
+  return dit_cuda_tma_present ();
 }
 
 dit_status
 attn_tensor_map (CUtensorMap *map, const void *base, int64_t rows,
     int64_t cols, int64_t ld, unsigned box_rows, const char *what)
 {
-  PFN_cuTensorMapEncodeTiled_v12000 encode = ws_encode_fn ();
-  if (!encode)
-    return dit_error (DIT_ERR_UNSUPPORTED, "attention (TMA): the driver "
-        "has no cuTensorMapEncodeTiled");
-  const cuuint64_t dims[2] = { (cuuint64_t) cols, (cuuint64_t) rows };
-  const cuuint64_t strides[1] = { (cuuint64_t) ld * 2 };
-  const cuuint32_t box[2] = { 64, box_rows };
-  const cuuint32_t estrides[2] = { 1, 1 };
-  CUresult r = encode (map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2,
-      (void *) base, dims, strides, box, estrides,
-      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS)
-    return dit_error (DIT_ERR_UNSUPPORTED, "attention (TMA): "
-        "cuTensorMapEncodeTiled failed (%d) for %s [%lld x %lld, ld %lld]",
-        (int) r, what, (long long) rows, (long long) cols, (long long) ld);
-  return DIT_OK;
+  return dit_cuda_tensor_map_2d (map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, base,
+      rows, cols, ld * 2, 64, box_rows, "attention", what);
 }
 
 dit_status

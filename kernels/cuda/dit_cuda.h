@@ -91,12 +91,27 @@ void dit_cuda_gemm_path_counts (dit_backend *be,
  * dit_cuda_gemm_fp8_path: the FP8 GEMM on a chosen engine for benchmarks
  *   and tests: 0 as dit_gemm_fp8, 1 cuBLASLt (DIT_ERR_UNSUPPORTED when the
  *   probe found no working configuration for the call), 2 the own mma.sync
- *   kernel.  The environment variable DIT_FP8_GEMM=cublaslt|own sets the
- *   default engine the same way. */
+ *   kernel, 3 the own wgmma kernel (sm_90a; its default variant, no
+ *   self-check; DIT_ERR_UNSUPPORTED where it does not run), 4 the best own
+ *   kernel (wgmma where it runs and passed its self-check, else mma.sync).
+ *   The environment variable DIT_FP8_GEMM=cublaslt|mma|wgmma|own sets the
+ *   default engine the same way, DIT_FP8_WGMMA_VARIANT=<name or index>
+ *   the wgmma variant.
+ * dit_cuda_gemm_fp8_wgmma: the wgmma kernel's variant `variant` (0 ..,
+ *   names from dit_cuda_gemm_fp8_wgmma_variant_name, NULL past the last)
+ *   with at most grid_limit CTAs (0: its own grid); DIT_ERR_UNSUPPORTED
+ *   where it does not run or the variant cannot write the call's output.
+ * dit_cuda_gemm_fp8_wgmma_report: whether the wgmma engine runs on the
+ *   device, and every self-check so far with its numbers. */
 dit_status dit_cuda_fp8_probe_report (dit_backend *be, char *buf, size_t size);
 void dit_cuda_gemm_fp8_report (dit_backend *be, char *buf, size_t size);
 dit_status dit_cuda_gemm_fp8_path (dit_backend *be,
     const dit_gemm_fp8_params *p, int path);
+dit_status dit_cuda_gemm_fp8_wgmma (dit_backend *be,
+    const dit_gemm_fp8_params *p, int variant, int grid_limit);
+const char *dit_cuda_gemm_fp8_wgmma_variant_name (int variant);
+dit_status dit_cuda_gemm_fp8_wgmma_report (dit_backend *be, char *buf,
+    size_t size);
 
 /* The cuDNN version the VAE conv loaded (e.g. 91900), 0 when libcudnn.so.9
  * could not be loaded (or the build had no cuDNN headers): then every VAE

@@ -4,7 +4,7 @@
  *               codes with per-(row, 128 columns) scales
  * x carries one scale per token and 128 channels, w one per output channel.
  *
- * Two engines, chosen per call:
+ * Three engines, chosen per call:
  *
  *  cuBLASLt (the installed library's own FP8 kernels): the product is
  *  issued transposed as in gemm.cu (A = w as K x N column-major, B = x as
@@ -39,24 +39,36 @@
  *  shuffle plus four values per row through shared memory — the FFN hidden
  *  layer is quantized where it is produced, no pass over memory.
  *
- * Per call: an FP8 output takes the own kernel (its quantizing epilogue)
- * unless DIT_FP8_GEMM=cublaslt, which writes bf16 into the caller's scratch
- * and quantizes it in a second pass; a 16/32-bit output takes cuBLASLt when
- * the probe found a working configuration (M and N multiples of 16), else
- * the own kernel.  The residual epilogue (gate, accumulate into the f32
- * residual stream: o, cross o and FFN down) is the own kernel's epilogue, or
- * on cuBLASLt a bf16 product into the scratch and one pass.
- * DIT_FP8_GEMM=own forces the own kernel everywhere.  Every distinct shape
- * is counted with the path it took (dit_cuda_gemm_fp8_report, dit-bench's
- * gemm_paths).
+ *  gemm_fp8_wgmma_kernel (own, sm_90a: gemm_fp8_wgmma.cu): the same
+ *  arithmetic on warpgroup MMA with a TMA ring, warp-specialised; its
+ *  variants (tile width, ring depth, promotion schedule, grid) are chosen
+ *  per call.  It never runs unchecked: before the first call with a new
+ *  set of features (output dtype, bias dtype, activation, gate dtype,
+ *  accumulate, activation block) and variant, a self-check runs those
+ *  features on a small ragged problem through both own kernels and
+ *  compares; a difference beyond rounding is logged once on stderr, with
+ *  the numbers, and the mma.sync kernel takes every call of the process
+ *  from then on.  A self-check needs to synchronise, so a call first seen
+ *  while the stream is being captured into a graph takes the mma.sync
+ *  kernel (the model's first forward is eager: its GEMMs are checked
+ *  before any capture).  dit_cuda_gemm_fp8_wgmma_report prints the record.
  *
- * Not done: an own wgmma (sm_90a) FP8 kernel; the mma.sync kernel reaches
- * what mma.sync does on Hopper, not wgmma's rate (dit-fp8-bench measures
- * both engines per DiT shape).
+ * Per call (auto): cuBLASLt where the probe found a configuration that
+ * does the whole call (a 16/32-bit output, no residual epilogue; M and N
+ * multiples of 16), else the own kernels: wgmma where the device runs it
+ * and the call's features passed the self-check, else mma.sync.  The
+ * residual epilogue (gate, accumulate into the f32 residual stream: o,
+ * cross o and FFN down) and the FP8 output are the own kernels'
+ * epilogues; cuBLASLt does them only through the scratch and a second pass
+ * (the residual where no wgmma runs, an FP8 output when forced).
+ * DIT_FP8_GEMM=cublaslt|mma|wgmma|own forces an engine (own: wgmma where
+ * it runs and passed, else mma.sync; wgmma: without the self-check, for
+ * tests), DIT_FP8_WGMMA_VARIANT=<name or index> the wgmma variant.  Every
+ * distinct shape is counted with the path it took
+ * (dit_cuda_gemm_fp8_report, dit-bench's gemm_paths).
  */
-#include "cuda_common.cuh"
+#include "gemm_fp8.cuh"
 #include "dit_cuda.h"
-#include "fp8.cuh"
 
 #include <math.h>
 #include <stdio.h>
@@ -73,39 +85,6 @@
 #define G8_THREADS 256
 #define G8_TILE (G8_BM * G8_BK)         /* bytes of one operand tile */
 #define G8_SMEM (G8_STAGES * 2 * G8_TILE)
-
-typedef struct g8_args {
-  const uint8_t *x;
-  int64_t ldx;
-  const float *xs;
-  int64_t xs_div;        /* K steps per activation scale (x_block / 128) */
-  const uint8_t *w;
-  int64_t ldw;
-  const float *ws;
-  const void *bias;
-  int dtb;
-  void *y;
-  int dty;               /* DIT_F8E4M3: codes with scales ys */
-  int64_t ldy;
-  float *ys;
-  int64_t M, N, K;
-  int act;
-  /* residual epilogue (16/32-bit y): v * gate[m / rpg, n], + y */
-  const void *gate;
-  int dtg;
-  int64_t ldg, rpg;
-  int accumulate;
-} g8_args;
-
-__device__ __forceinline__ float
-g8_act (float v, int act)
-{
-  if (act == DIT_ACT_GELU_TANH) {
-    float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
-    return 0.5f * v * (1.0f + tanhf (u));
-  }
-  return v;
-}
 
 /* Byte offset of 16-byte chunk c of row r in a swizzled 128-byte-row tile. */
 __device__ __forceinline__ int
@@ -391,13 +370,20 @@ enum {
   G8_PATH_OWN,           /* gemm_fp8_mma_kernel */
   G8_PATH_OWN_QUANT,     /* gemm_fp8_mma_kernel, quantizing epilogue */
   G8_PATH_OWN_RESIDUAL,  /* gemm_fp8_mma_kernel, gate/accumulate epilogue */
+  G8_PATH_WG,            /* gemm_fp8_wgmma_kernel */
+  G8_PATH_WG_QUANT,      /* gemm_fp8_wgmma_kernel, quantizing epilogue */
+  G8_PATH_WG_RESIDUAL,   /* gemm_fp8_wgmma_kernel, gate/accumulate epilogue */
   G8_NPATHS
 };
 
 static const char *const g8_path_names[G8_NPATHS] = {
   "cublaslt", "cublaslt+pass", "cublaslt+quantize-pass",
   "cublaslt+residual-pass", "mma", "mma+quantize", "mma+residual",
+  "wgmma", "wgmma+quantize", "wgmma+residual",
 };
+
+/* engines a call may be forced onto (dit_cuda_gemm_fp8_path, DIT_FP8_GEMM) */
+enum { G8_USE_AUTO, G8_USE_LT, G8_USE_MMA, G8_USE_WGMMA, G8_USE_OWN };
 
 /* weight scale modes the probe tries */
 enum { G8_WS_OUTER, G8_WS_VEC128, G8_NWS };
@@ -405,6 +391,7 @@ enum { G8_WS_OUTER, G8_WS_VEC128, G8_NWS };
 enum { G8_EPI_NONE, G8_EPI_BIAS, G8_EPI_GELU_BIAS, G8_NEPI };
 
 #define G8_PLANS 64
+#define G8_CHECKS 64
 #define G8_SHAPES 64
 #define G8_EXPANDED 512
 
@@ -428,6 +415,14 @@ typedef struct g8_shape {
   int64_t calls;
 } g8_shape;
 
+/* One wgmma self-check: the call's features (g8_feature_key) and what the
+ * comparison with the mma.sync kernel gave. */
+typedef struct g8_check {
+  unsigned key;
+  int passed;
+  double nmse;
+} g8_check;
+
 typedef struct g8_expanded {
   const float *ws;
   int64_t n, blocks;
@@ -440,8 +435,14 @@ struct dit_cuda_fp8 {
   int epi_ok[G8_NEPI];         /* for ws_mode, bf16 output */
   int f32_ok;                  /* ws_mode with an f32 output, no epilogue */
   char report[8192];
-  int force;                   /* DIT_FP8_GEMM: 0 auto, 1 cublaslt, 2 own */
+  int force;                   /* DIT_FP8_GEMM: a path, 0 auto (see g8_run) */
   int smem_set;
+  int wg_variant;              /* DIT_FP8_WGMMA_VARIANT, -1: per call */
+  int wg_device;               /* 0 not asked, 1 runs the wgmma kernels, -1 no */
+  unsigned wg_smem_set;        /* g8w_launch's per-variant bits */
+  g8_check checks[G8_CHECKS];  /* wgmma self-checks so far */
+  int nchecks;
+  char wg_report[4096];
   g8_plan plans[G8_PLANS];
   int next_victim;
   g8_shape shapes[G8_SHAPES];
@@ -829,8 +830,24 @@ g8_state (dit_cuda_backend *cb)
     return dit_error (DIT_ERR_NOMEM, "gemm_fp8: out of host memory");
   cb->fp8->ws_mode = -1;
   const char *e = getenv ("DIT_FP8_GEMM");
-  cb->fp8->force = e && strcmp (e, "cublaslt") == 0 ? 1
-      : e && strcmp (e, "own") == 0 ? 2 : 0;
+  cb->fp8->force = !e ? 0 : strcmp (e, "cublaslt") == 0 ? G8_USE_LT
+      : strcmp (e, "mma") == 0 ? G8_USE_MMA
+      : strcmp (e, "wgmma") == 0 ? G8_USE_WGMMA
+      : strcmp (e, "own") == 0 ? G8_USE_OWN : 0;
+  if (e && *e && !cb->fp8->force)
+    fprintf (stderr, "gemm_fp8: DIT_FP8_GEMM=%s is not one of cublaslt, mma, "
+        "wgmma, own; choosing per call\n", e);
+  cb->fp8->wg_variant = -1;
+  const char *v = getenv ("DIT_FP8_WGMMA_VARIANT");
+  if (v && *v) {
+    for (int i = 0; i < g8w_variant_count (); i++)
+      if (strcmp (v, g8w_variant (i)->name) == 0
+          || (v[0] >= '0' && v[0] <= '9' && atoi (v) == i))
+        cb->fp8->wg_variant = i;
+    if (cb->fp8->wg_variant < 0)
+      fprintf (stderr, "gemm_fp8: DIT_FP8_WGMMA_VARIANT=%s names no variant; "
+          "using the default\n", v);
+  }
   return DIT_OK;
 }
 
@@ -973,6 +990,243 @@ g8_count (dit_cuda_fp8 *f, int64_t M, int64_t N, int64_t K, int dty, int path)
 }
 
 /* ------------------------------------------------------------------------ */
+/* the wgmma engine: device check and self-check */
+
+/* Set once any self-check failed: no wgmma kernel for the rest of the
+ * process (the mma.sync kernel takes every call). */
+static int g8w_broken;
+
+static int
+g8_wg_device (dit_cuda_backend *cb)
+{
+  dit_cuda_fp8 *f = cb->fp8;
+  if (f->wg_device == 0)
+    f->wg_device = g8w_device_ok (cb) ? 1 : -1;
+  return f->wg_device > 0;
+}
+
+/* What a self-check covers: the variant and every feature of the call
+ * that selects different epilogue code. */
+static unsigned
+g8_feature_key (const g8_args &a, int v)
+{
+  return (unsigned) v | (unsigned) a.dty << 4
+      | (unsigned) (a.bias ? a.dtb + 1 : 0) << 8 | (unsigned) a.act << 12
+      | (unsigned) (a.gate ? a.dtg + 1 : 0) << 16
+      | (unsigned) (a.accumulate != 0) << 20 | (unsigned) (a.xs_div != 1) << 21;
+}
+
+#define SC_M 200     /* two row blocks, the second ragged */
+#define SC_N 384     /* 2-3 column blocks, ragged for BN 144 */
+#define SC_RPG 72    /* gate groups that straddle warpgroups */
+#define SC_GRID 3    /* CTAs, so that each walks 2 or more tiles */
+
+static size_t
+g8_round256 (size_t n)
+{
+  return (n + 255) & ~(size_t) 255;
+}
+
+/* Value i of an M x N output (FP8: code times its row's block scale). */
+static double
+g8_sc_value (const void *y, const float *ys, int dty, int64_t i)
+{
+  if (dty != DIT_F8E4M3)
+    return dit_load_f32 (y, (dit_dtype) dty, (size_t) i);
+  const int64_t m = i / SC_N, n = i % SC_N;
+  return (double) dit_e4m3_to_f32 (((const uint8_t *) y)[i])
+      * ys[(n / 128) * SC_M + m];
+}
+
+/* Run the call's features (output dtype, bias dtype, activation, gate
+ * dtype, accumulate, activation block) on a small problem through the
+ * mma.sync kernel (validated against the CPU reference) and wgmma variant
+ * v on a grid of SC_GRID CTAs (more K blocks than ring stages, several
+ * tiles per CTA, rows and columns past the tiles), and compare: beyond
+ * rounding (NMSE 1e-5 for 16/32-bit outputs, 1e-3 for FP8 codes, whose
+ * roundings may flip where the two sums differ in their last bits) the
+ * wgmma kernel is wrong on this device. */
+static dit_status
+g8_selfcheck (dit_cuda_backend *cb, const g8_args &call, int v, g8_check *out)
+{
+  dit_cuda_fp8 *f = cb->fp8;
+  const int64_t M = SC_M, N = SC_N, xb = G8_BK * call.xs_div;
+  const int64_t K = (1024 + xb - 1) / xb * xb, KB = K / xb;
+  const int64_t G = (M + SC_RPG - 1) / SC_RPG;
+  const int f8 = call.dty == DIT_F8E4M3;
+  const size_t ysz = f8 ? 1 : dit_dtype_size ((dit_dtype) call.dty);
+  const size_t bsz = call.bias ? dit_dtype_size ((dit_dtype) call.dtb) : 0;
+  const size_t gsz = call.gate ? dit_dtype_size ((dit_dtype) call.dtg) : 0;
+  size_t off[10], total = 0;
+  const size_t bytes[10] = { (size_t) (M * K), (size_t) (N * K),
+    (size_t) (KB * M) * 4, (size_t) N * 4, (size_t) N * bsz,
+    (size_t) (G * N) * gsz, (size_t) (M * N) * ysz, (size_t) (M * N) * ysz,
+    f8 ? (size_t) (N / 128 * M) * 4 : 0, f8 ? (size_t) (N / 128 * M) * 4 : 0 };
+  for (int i = 0; i < 10; i++) {
+    off[i] = total;
+    total += g8_round256 (bytes[i]);
+  }
+  uint8_t *h = (uint8_t *) calloc (1, total + (size_t) (M * N) * ysz);
+  if (!h)
+    return dit_error (DIT_ERR_NOMEM, "gemm_fp8 self-check: out of host "
+        "memory");
+  uint8_t *y0 = h + total;           /* initial y (accumulate) */
+  uint64_t rs = 0x243f6a8885a308d3ull;
+  for (int64_t i = 0; i < M * K; i++)
+    h[off[0] + i] = dit_f32_to_e4m3 ((float) ((g8_rng (&rs) >> 40) % 801)
+        - 400.0f);
+  for (int64_t i = 0; i < N * K; i++)
+    h[off[1] + i] = dit_f32_to_e4m3 ((float) ((g8_rng (&rs) >> 40) % 801)
+        - 400.0f);
+  float *hxs = (float *) (h + off[2]), *hws = (float *) (h + off[3]);
+  for (int64_t i = 0; i < KB * M; i++)
+    hxs[i] = ldexpf (1.0f + (float) ((g8_rng (&rs) >> 40) % 16) / 16.0f,
+        -10 - (int) ((g8_rng (&rs) >> 40) % 4));
+  for (int64_t i = 0; i < N; i++)
+    hws[i] = ldexpf (1.0f + (float) ((g8_rng (&rs) >> 40) % 16) / 16.0f,
+        -9 - (int) (i % 3));
+  for (int64_t i = 0; call.bias && i < N; i++)
+    dit_store_f32 (h + off[4], (dit_dtype) call.dtb, (size_t) i,
+        (float) ((int) ((g8_rng (&rs) >> 40) % 13) - 6) / 8.0f);
+  for (int64_t i = 0; call.gate && i < G * N; i++)
+    dit_store_f32 (h + off[5], (dit_dtype) call.dtg, (size_t) i,
+        (float) ((int) ((g8_rng (&rs) >> 40) % 17) - 8) / 8.0f);
+  for (int64_t i = 0; !f8 && i < M * N; i++)
+    dit_store_f32 (y0, (dit_dtype) call.dty, (size_t) i,
+        (float) ((int) ((g8_rng (&rs) >> 40) % 33) - 16) / 4.0f);
+
+  uint8_t *d = NULL;
+  dit_status st = DIT_OK;
+  if (cudaMalloc (&d, total) != cudaSuccess) {
+    cudaGetLastError ();
+    free (h);
+    return dit_error (DIT_ERR_NOMEM, "gemm_fp8 self-check: out of device "
+        "memory");
+  }
+  g8_args a = call;
+  a.x = d + off[0]; a.ldx = K;
+  a.w = d + off[1]; a.ldw = K;
+  a.xs = (const float *) (d + off[2]);
+  a.ws = (const float *) (d + off[3]);
+  a.bias = call.bias ? d + off[4] : NULL;
+  a.gate = call.gate ? d + off[5] : NULL;
+  a.ldg = N;
+  a.rpg = call.gate ? SC_RPG : 1;
+  a.ldy = N;
+  a.M = M; a.N = N; a.K = K;
+  if (cudaMemcpy (d, h, total, cudaMemcpyHostToDevice) != cudaSuccess
+      || (!f8 && (cudaMemcpy (d + off[6], y0, bytes[6], cudaMemcpyHostToDevice)
+          != cudaSuccess || cudaMemcpy (d + off[7], y0, bytes[7],
+          cudaMemcpyHostToDevice) != cudaSuccess))) {
+    cudaGetLastError ();
+    st = dit_error (DIT_ERR_DEVICE, "gemm_fp8 self-check: upload failed");
+  }
+  if (st == DIT_OK) {
+    a.y = d + off[6];
+    a.ys = f8 ? (float *) (d + off[8]) : NULL;
+    st = g8_launch_own (cb, a);
+  }
+  if (st == DIT_OK) {
+    a.y = d + off[7];
+    a.ys = f8 ? (float *) (d + off[9]) : NULL;
+    st = g8w_launch (cb, a, v, SC_GRID, &f->wg_smem_set);
+  }
+  if (st == DIT_OK) {
+    cudaError_t e = cudaStreamSynchronize (cb->stream);
+    if (e == cudaSuccess)
+      e = cudaMemcpy (h, d, total, cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess)
+      st = dit_error (DIT_ERR_DEVICE, "gemm_fp8 self-check: wgmma variant %s "
+          "failed on the device: %s", g8w_variant (v)->name,
+          cudaGetErrorString (e));
+  }
+  cudaFree (d);
+  if (st == DIT_OK) {
+    double num = 0.0, den = 0.0;
+    const float *sr = (const float *) (h + off[8]);
+    const float *stt = (const float *) (h + off[9]);
+    for (int64_t i = 0; i < M * N; i++) {
+      const double r = g8_sc_value (h + off[6], sr, call.dty, i);
+      const double t = g8_sc_value (h + off[7], stt, call.dty, i);
+      if (!isfinite (r) || !isfinite (t)) {
+        num = INFINITY;
+        break;
+      }
+      num += (t - r) * (t - r);
+      den += r * r;
+    }
+    out->key = g8_feature_key (call, v);
+    out->nmse = den > 0.0 ? num / den : num;
+    out->passed = out->nmse <= (f8 ? 1e-3 : 1e-5);
+  }
+  free (h);
+  return st;
+}
+
+/* A line of the self-check record: the variant, the features, the result. */
+static void
+g8_check_line (char *buf, size_t size, const g8_args &a, int v,
+    const g8_check *c)
+{
+  snprintf (buf, size, "wgmma %s: out %s, bias %s, %s, gate %s%s, x_block "
+      "%lld: nmse %.2e vs mma.sync -> %s\n", g8w_variant (v)->name,
+      dit_dtype_name ((dit_dtype) a.dty),
+      a.bias ? dit_dtype_name ((dit_dtype) a.dtb) : "none",
+      a.act == DIT_ACT_GELU_TANH ? "gelu" : "no act",
+      a.gate ? dit_dtype_name ((dit_dtype) a.dtg) : "none",
+      a.accumulate ? ", accumulate" : "", (long long) (a.xs_div * G8_BK),
+      c->nmse, c->passed ? "ok" : "FAILED");
+}
+
+/* Whether the wgmma kernel takes this call (auto and "own" choice): the
+ * device runs it, no self-check has failed in this process, and the
+ * call's features passed theirs (run now, on first sight, unless the
+ * stream is being captured into a graph: then the mma.sync kernel takes
+ * the call).  *variant: the variant, or -1 for the mma.sync kernel. */
+static dit_status
+g8_wgmma_ready (dit_cuda_backend *cb, const g8_args &a, int *variant)
+{
+  dit_cuda_fp8 *f = cb->fp8;
+  *variant = -1;
+  if (__atomic_load_n (&g8w_broken, __ATOMIC_RELAXED) || !g8_wg_device (cb))
+    return DIT_OK;
+  int v = f->wg_variant >= 0 ? f->wg_variant : g8w_default_variant (a);
+  if (!g8w_takes (v, a))
+    v = 0;
+  const unsigned key = g8_feature_key (a, v);
+  for (int i = 0; i < f->nchecks; i++)
+    if (f->checks[i].key == key) {
+      *variant = f->checks[i].passed ? v : -1;
+      return DIT_OK;
+    }
+  if (f->nchecks == G8_CHECKS)
+    return DIT_OK;
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing (cb->stream, &cs) != cudaSuccess
+      || cs != cudaStreamCaptureStatusNone) {
+    cudaGetLastError ();
+    return DIT_OK;
+  }
+  g8_check c;
+  DIT_TRY (g8_selfcheck (cb, a, v, &c));
+  f->checks[f->nchecks++] = c;
+  char line[320];
+  g8_check_line (line, sizeof line, a, v, &c);
+  const size_t used = strlen (f->wg_report);
+  snprintf (f->wg_report + used, sizeof f->wg_report - used, "%s", line);
+  line[strcspn (line, "\n")] = '\0';
+  if (!c.passed) {
+    if (!__atomic_exchange_n (&g8w_broken, 1, __ATOMIC_RELAXED))
+      fprintf (stderr, "gemm_fp8: the wgmma kernel gave different numbers "
+          "from the mma.sync kernel on %s (%s); the mma.sync kernel takes "
+          "every FP8 GEMM of this process\n", cb->device_name, line);
+    return DIT_OK;
+  }
+  *variant = v;
+  return DIT_OK;
+}
+
+/* ------------------------------------------------------------------------ */
 /* op */
 
 /* How cuBLASLt finishes an output of dtype out_dt with this bias and
@@ -1002,10 +1256,18 @@ g8_lt_epilogue (const dit_cuda_fp8 *f, int out_dt, int dtb, int has_bias,
   return plain_ok;
 }
 
-/* path: 0 auto, 1 cuBLASLt (DIT_ERR_UNSUPPORTED when the probe found none
- * for this call), 2 own kernel */
+/* path (G8_USE_*): 0 auto, 1 cuBLASLt (DIT_ERR_UNSUPPORTED when the probe
+ * found none for this call), 2 the mma.sync kernel, 3 the wgmma kernel
+ * (variant `variant`, or DIT_FP8_WGMMA_VARIANT's, or the default; no
+ * self-check; DIT_ERR_UNSUPPORTED where it does not run), 4 own: wgmma
+ * where it runs and passed its self-check, else mma.sync.  Auto: cuBLASLt
+ * where the probe found a configuration that does the whole call (a
+ * 16/32-bit output without the residual epilogue), else as own; the
+ * residual epilogue takes cuBLASLt plus a pass only where wgmma cannot.
+ * grid_limit (forced wgmma only) caps the wgmma grid. */
 static dit_status
-g8_run (dit_backend *be, const dit_gemm_fp8_params *p, int path)
+g8_run (dit_backend *be, const dit_gemm_fp8_params *p, int path, int variant,
+    int grid_limit)
 {
   const char *op = "gemm_fp8";
   int64_t M, K, ldx, N, Kw, ldw, My, Ny, ldy;
@@ -1073,19 +1335,59 @@ g8_run (dit_backend *be, const dit_gemm_fp8_params *p, int path)
   const int dtb = p->bias ? (int) p->bias->dtype : -1;
   const float *xs = (const float *) p->x_scale->data;
   const float *ws = (const float *) p->w_scale->data;
+  g8_args a;
+  memset (&a, 0, sizeof a);
+  a.x = (const uint8_t *) p->x->data; a.ldx = ldx;
+  a.xs = xs; a.xs_div = p->x_block / G8_BK;
+  a.w = (const uint8_t *) p->w->data; a.ldw = ldw; a.ws = ws;
+  a.bias = p->bias ? p->bias->data : NULL; a.dtb = dtb < 0 ? 0 : dtb;
+  a.y = p->y->data; a.dty = dty; a.ldy = ldy;
+  a.ys = f8out ? (float *) p->y_scale->data : NULL;
+  a.M = M; a.N = N; a.K = K; a.act = (int) p->act;
+  a.gate = p->gate ? p->gate->data : NULL;
+  a.dtg = p->gate ? (int) p->gate->dtype : 0;
+  a.ldg = ldg;
+  a.rpg = p->gate ? p->rows_per_group : 1;
+  a.accumulate = p->accumulate != 0;
+
+  /* the wgmma variant this call takes, -1 none (wv_known: decided) */
+  int wv = -1, wv_known = 0;
+  if (path == G8_USE_WGMMA) {
+    if (!g8_wg_device (cb))
+      return dit_error (DIT_ERR_UNSUPPORTED, "%s: the wgmma kernel does not "
+          "run on device '%s' (compute capability %d.%d; it needs 9.0, the "
+          "sm_90a build and the driver's cuTensorMapEncodeTiled)", op,
+          cb->device_name, cb->cc_major, cb->cc_minor);
+    wv = variant >= 0 ? variant : f->wg_variant >= 0 ? f->wg_variant
+        : g8w_default_variant (a);
+    if (!g8w_variant (wv))
+      return dit_error (DIT_ERR_INVALID, "%s: wgmma variant %d (0-%d)", op,
+          wv, g8w_variant_count () - 1);
+    if (!g8w_takes (wv, a))
+      return dit_error (DIT_ERR_UNSUPPORTED, "%s: wgmma variant %s cannot "
+          "write an FP8 output (its %d-column tiles straddle the 128-column "
+          "scale blocks)", op, g8w_variant (wv)->name, g8w_variant (wv)->bn);
+    wv_known = 1;
+  }
 
   /* cuBLASLt: 16/32-bit outputs, and FP8 outputs through a scratch when
    * asked for; activation scales must be per 128 columns (VEC128), and M
    * and N multiples of 16 keep every row of the scale tensors 16-byte
    * aligned, as in the probe (the model's M = frames x tokens per frame) */
-  int lt = f->ws_mode >= 0 && p->x_block == G8_BK && path != 2
+  int lt = f->ws_mode >= 0 && p->x_block == G8_BK
+      && (path == G8_USE_AUTO || path == G8_USE_LT)
       && M % 16 == 0 && N % 16 == 0
-      && (f8out ? path == 1 && p->scratch
+      && (f8out ? path == G8_USE_LT && p->scratch
           : residual ? p->scratch != NULL
           : (dty == DIT_BF16 || (dty == DIT_F32 && f->f32_ok)));
-  if (path == 1 && !lt)
+  if (path == G8_USE_LT && !lt)
     return dit_error (DIT_ERR_UNSUPPORTED, "%s: cuBLASLt has no working FP8 "
         "configuration for this call (see dit_cuda_fp8_probe_report)", op);
+  if (lt && path == G8_USE_AUTO && residual) {
+    DIT_TRY (g8_wgmma_ready (cb, a, &wv));
+    wv_known = 1;
+    lt = wv < 0;
+  }
   if (lt) {
     void *yd = p->y->data;
     int64_t ldd = ldy;
@@ -1104,7 +1406,7 @@ g8_run (dit_backend *be, const dit_gemm_fp8_params *p, int path)
     int epi, pass;
     if (!g8_lt_epilogue (f, out_dt, dtb, p->bias != NULL, (int) p->act, &epi,
           &pass)) {
-      if (path == 1)
+      if (path == G8_USE_LT)
         return dit_error (DIT_ERR_UNSUPPORTED, "%s: no cuBLASLt configuration "
             "passed the probe for this output and epilogue", op);
       goto own;
@@ -1146,7 +1448,7 @@ g8_run (dit_backend *be, const dit_gemm_fp8_params *p, int path)
       }
       return DIT_OK;
     }
-    if (path == 1)
+    if (path == G8_USE_LT)
       return dit_error (DIT_ERR_UNSUPPORTED, "%s: cuBLASLt found no algorithm "
           "for %lld x %lld x %lld", op, (long long) M, (long long) N,
           (long long) K);
@@ -1156,20 +1458,15 @@ own:
   if (f8out && N % G8_BN)
     return dit_error (DIT_ERR_UNSUPPORTED, "%s: an FP8 output needs N = %lld "
         "to be a multiple of %d", op, (long long) N, G8_BN);
-  g8_args a;
-  memset (&a, 0, sizeof a);
-  a.x = (const uint8_t *) p->x->data; a.ldx = ldx;
-  a.xs = xs; a.xs_div = p->x_block / G8_BK;
-  a.w = (const uint8_t *) p->w->data; a.ldw = ldw; a.ws = ws;
-  a.bias = p->bias ? p->bias->data : NULL; a.dtb = dtb < 0 ? 0 : dtb;
-  a.y = p->y->data; a.dty = dty; a.ldy = ldy;
-  a.ys = f8out ? (float *) p->y_scale->data : NULL;
-  a.M = M; a.N = N; a.K = K; a.act = (int) p->act;
-  a.gate = p->gate ? p->gate->data : NULL;
-  a.dtg = p->gate ? (int) p->gate->dtype : 0;
-  a.ldg = ldg;
-  a.rpg = p->gate ? p->rows_per_group : 1;
-  a.accumulate = p->accumulate != 0;
+  if (!wv_known && (path == G8_USE_AUTO || path == G8_USE_OWN))
+    DIT_TRY (g8_wgmma_ready (cb, a, &wv));
+  if (wv >= 0) {
+    DIT_TRY (g8w_launch (cb, a, wv, path == G8_USE_WGMMA ? grid_limit : 0,
+        &f->wg_smem_set));
+    g8_count (f, M, N, K, dty, f8out ? G8_PATH_WG_QUANT
+        : residual ? G8_PATH_WG_RESIDUAL : G8_PATH_WG);
+    return DIT_OK;
+  }
   DIT_TRY (g8_launch_own (cb, a));
   g8_count (f, M, N, K, dty, f8out ? G8_PATH_OWN_QUANT
       : residual ? G8_PATH_OWN_RESIDUAL : G8_PATH_OWN);
@@ -1179,7 +1476,7 @@ own:
 dit_status
 dit_cuda_gemm_fp8 (dit_backend *be, const dit_gemm_fp8_params *p)
 {
-  return g8_run (be, p, 0);
+  return g8_run (be, p, G8_USE_AUTO, -1, 0);
 }
 
 extern "C" dit_status
@@ -1188,10 +1485,54 @@ dit_cuda_gemm_fp8_path (dit_backend *be, const dit_gemm_fp8_params *p,
 {
   if (!be || be->ops->device != DIT_DEVICE_CUDA || !p)
     return dit_error (DIT_ERR_INVALID, "gemm_fp8 path: not a CUDA backend");
-  if (path < 0 || path > 2)
+  if (path < G8_USE_AUTO || path > G8_USE_OWN)
     return dit_error (DIT_ERR_INVALID, "gemm_fp8 path %d: 0 auto, 1 cuBLASLt, "
-        "2 own kernel", path);
-  return g8_run (be, p, path);
+        "2 mma.sync, 3 wgmma, 4 own", path);
+  return g8_run (be, p, path, -1, 0);
+}
+
+extern "C" dit_status
+dit_cuda_gemm_fp8_wgmma (dit_backend *be, const dit_gemm_fp8_params *p,
+    int variant, int grid_limit)
+{
+  if (!be || be->ops->device != DIT_DEVICE_CUDA || !p)
+    return dit_error (DIT_ERR_INVALID, "gemm_fp8 wgmma: not a CUDA backend");
+  if (!g8w_variant (variant))
+    return dit_error (DIT_ERR_INVALID, "gemm_fp8 wgmma: variant %d (0-%d)",
+        variant, g8w_variant_count () - 1);
+  return g8_run (be, p, G8_USE_WGMMA, variant, grid_limit);
+}
+
+extern "C" const char *
+dit_cuda_gemm_fp8_wgmma_variant_name (int variant)
+{
+  const g8w_variant_info *v = g8w_variant (variant);
+  return v ? v->name : NULL;
+}
+
+extern "C" dit_status
+dit_cuda_gemm_fp8_wgmma_report (dit_backend *be, char *buf, size_t size)
+{
+  if (!be || be->ops->device != DIT_DEVICE_CUDA)
+    return dit_error (DIT_ERR_INVALID, "gemm_fp8 wgmma: not a CUDA backend");
+  dit_cuda_backend *cb = dit_cuda_impl (be);
+  DIT_TRY (dit_cuda_fp8_check (be));
+  DIT_TRY (g8_state (cb));
+  dit_cuda_fp8 *f = cb->fp8;
+  const int ok = g8_wg_device (cb);
+  g8_args none;
+  memset (&none, 0, sizeof none);
+  snprintf (buf, size, "wgmma engine on '%s' (compute capability %d.%d): "
+      "%s%s; variant %s%s\n%s", cb->device_name, cb->cc_major, cb->cc_minor,
+      ok ? "runs" : "does not run (needs 9.0, the sm_90a build and the "
+      "driver's cuTensorMapEncodeTiled)",
+      __atomic_load_n (&g8w_broken, __ATOMIC_RELAXED)
+      ? ", DISABLED by a failed self-check" : "",
+      g8w_variant (f->wg_variant >= 0 ? f->wg_variant
+          : g8w_default_variant (none))->name,
+      f->wg_variant >= 0 ? " (DIT_FP8_WGMMA_VARIANT)" : " (default)",
+      f->nchecks ? f->wg_report : "no self-check has run yet\n");
+  return DIT_OK;
 }
 
 extern "C" dit_status

@@ -6,10 +6,15 @@
  *  refusal    with DIT_CUDA_FAKE_CC=8.6 the backend refuses --dtype fp8 and
  *             the message names the device and its compute capability;
  *  engines    the FP8 GEMM on each engine (cuBLASLt where the probe found a
- *             working configuration, the own mma.sync kernel always)
- *             against the CPU reference at model-like shapes with bias,
- *             GELU and an FP8 output, and the two engines against each
- *             other at the 14B FFN shapes;
+ *             working configuration, the own mma.sync kernel always, every
+ *             wgmma variant where the device runs them, and the automatic
+ *             choice with its wgmma self-check) against the CPU reference:
+ *             ragged shapes with every epilogue (bias dtypes, GELU, bf16,
+ *             f16, f32 and FP8 outputs, the residual epilogue with f32 and
+ *             bf16 gates, activation blocks of 128 and 256), the wgmma
+ *             variants on a 7-CTA grid so that each CTA walks several
+ *             tiles; then the 14B DiT GEMMs at M = 2160 (CPU on sampled
+ *             rows, and each wgmma variant against mma.sync everywhere);
  *  attention  every attention configuration (0 generic, 1-4 mma.sync,
  *             5-6 wgmma, 7-12 FlashAttention-3 style, where the device runs
  *             them) writing FP8: its codes
@@ -20,8 +25,9 @@
  *  full       the same on the whole 40-layer 14B synthetic model (f32 needs
  *             about 65 GB: run on an 80 GB card, alone).
  * `small` keeps only the small engine and attention cases (for
- * compute-sanitizer).  The device's cuBLASLt FP8 probe report is printed
- * first.
+ * compute-sanitizer).  The device's cuBLASLt FP8 probe report and the
+ * wgmma engine's state are printed first, its self-check record last (on
+ * a 9.0 device the engine must run and every self-check pass).
  *
  * Gate limits (NMSE of each chunk's final latents against f32) are set
  * wide from the CPU measurement of the same slice at a small latent
@@ -111,39 +117,6 @@ host_of (const dit_tensor *t, dit_backend *be)
   return h;
 }
 
-static double
-nmse_values (const void *a, const void *b, dit_dtype dt, size_t n)
-{
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < n; i++) {
-    double x = dit_load_f32 (a, dt, i), y = dit_load_f32 (b, dt, i);
-    if (!isfinite (x) || !isfinite (y))
-      return INFINITY;
-    num += (x - y) * (x - y);
-    den += y * y;
-  }
-  return den > 0.0 ? num / den : num;
-}
-
-/* NMSE of dequantized FP8 pairs [rows, cols] with scales [cols/128, rows] */
-static double
-nmse_fp8 (const uint8_t *qa, const float *sa, const uint8_t *qb,
-    const float *sb, int64_t rows, int64_t cols)
-{
-  double num = 0.0, den = 0.0;
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t c = 0; c < cols; c++) {
-      int64_t k = c / 128 * rows + r;
-      double x = dit_e4m3_to_f32 (qa[r * cols + c]) * (double) sa[k];
-      double y = dit_e4m3_to_f32 (qb[r * cols + c]) * (double) sb[k];
-      if (!isfinite (x) || !isfinite (y))
-        return INFINITY;
-      num += (x - y) * (x - y);
-      den += y * y;
-    }
-  return den > 0.0 ? num / den : num;
-}
-
 /* ---- refusal ------------------------------------------------------------- */
 
 static void
@@ -174,167 +147,295 @@ test_refusal (void)
 
 /* ---- GEMM engines ---------------------------------------------------------- */
 
-typedef struct fp8mat {
-  pair q, s;
-  uint8_t *hq;
-  float *hs;
-} fp8mat;
+/* One FP8 GEMM with every feature the op has, on every CUDA engine:
+ * cuBLASLt (where the probe found a configuration), the mma.sync kernel,
+ * each wgmma variant (where the device runs them; on a small grid for the
+ * small cases, so that each CTA walks several tiles), and the automatic
+ * choice (wgmma after its self-check where it runs).  Each against the CPU
+ * reference on all rows, or on `sample` rows (the first and last 8, the
+ * rest spread evenly: a CPU product at the 14B shapes takes minutes); at
+ * the large shapes each wgmma variant also against the mma.sync kernel on
+ * every element. */
+typedef struct fcase {
+  int64_t M, N, K;
+  int64_t x_block;
+  dit_dtype bias_dt;       /* DIT_F8E4M3: no bias */
+  dit_act act;
+  dit_dtype ydt;
+  dit_dtype gate_dt;       /* DIT_F8E4M3: no gate */
+  int accumulate;
+  int64_t rpg;
+  int sample;              /* 0: all rows */
+} fcase;
 
-/* codes of 448 * U(-1, 1) and scales in [1e-3, 1e-2], block-major */
-static fp8mat
-F8 (int64_t rows, int64_t cols, int64_t block)
+#define NO_T DIT_F8E4M3
+
+static int wg_expected;    /* the device runs the wgmma kernels */
+static int wg_grid;        /* grid cap for the wgmma variants (0: theirs) */
+
+static void *
+host_rand (dit_dtype dt, int64_t n, float scale)
 {
-  fp8mat m;
-  m.hq = malloc ((size_t) (rows * cols));
-  m.hs = malloc ((size_t) (rows * cols / block) * sizeof (float));
-  for (int64_t i = 0; i < rows * cols; i++)
-    m.hq[i] = dit_f32_to_e4m3 (448.0f * frand ());
-  for (int64_t i = 0; i < rows * cols / block; i++)
-    m.hs[i] = 0.001f + 0.009f * fabsf (frand ());
-  m.q = P (DIT_F8E4M3, rows, cols, m.hq);
-  m.s = P (DIT_F32, cols / block, rows, m.hs);
-  return m;
+  void *h = malloc ((size_t) n * dit_dtype_size (dt));
+  for (int64_t i = 0; i < n; i++)
+    dit_store_f32 (h, dt, (size_t) i, scale * frand ());
+  return h;
+}
+
+/* rows of a host [rows, cols] matrix of element size es, picked by idx */
+static void *
+pick_rows (const void *src, size_t es, int64_t cols, const int64_t *idx,
+    int64_t n)
+{
+  uint8_t *d = malloc ((size_t) (n * cols) * es);
+  for (int64_t i = 0; i < n; i++)
+    memcpy (d + (size_t) (i * cols) * es,
+        (const uint8_t *) src + (size_t) (idx[i] * cols) * es,
+        (size_t) cols * es);
+  return d;
+}
+
+static double
+nmse_rows (const void *y, const float *ys, const void *ref, const float *rs,
+    dit_dtype dt, int64_t M, int64_t N, const int64_t *idx, int64_t n)
+{
+  double num = 0.0, den = 0.0;
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t c = 0; c < N; c++) {
+      const int64_t m = idx[i];
+      double t, r;
+      if (dt == DIT_F8E4M3) {
+        t = dit_e4m3_to_f32 (((const uint8_t *) y)[m * N + c])
+            * (double) ys[c / 128 * M + m];
+        r = dit_e4m3_to_f32 (((const uint8_t *) ref)[i * N + c])
+            * (double) rs[c / 128 * n + i];
+      } else {
+        t = dit_load_f32 (y, dt, (size_t) (m * N + c));
+        r = dit_load_f32 (ref, dt, (size_t) (i * N + c));
+      }
+      if (!isfinite (t) || !isfinite (r))
+        return INFINITY;
+      num += (t - r) * (t - r);
+      den += r * r;
+    }
+  return den > 0.0 ? num / den : num;
+}
+
+enum { ENG_LT, ENG_MMA, ENG_AUTO, ENG_WG0 };
+
+static const char *
+engine_name (int e, char *buf, size_t size)
+{
+  if (e < ENG_WG0)
+    return e == ENG_LT ? "cublaslt" : e == ENG_MMA ? "mma" : "auto";
+  snprintf (buf, size, "wgmma %s", dit_cuda_gemm_fp8_wgmma_variant_name (e
+      - ENG_WG0));
+  return buf;
 }
 
 static void
-fp8mat_free (fp8mat *m)
+fp8_case (const fcase *fc)
 {
-  pair_free (&m->q);
-  pair_free (&m->s);
-  free (m->hq);
-  free (m->hs);
-}
-
-/* One GEMM case on the given engines against the CPU (cpu = 1) or the two
- * engines against each other (cpu = 0). */
-static void
-gemm_case (int64_t M, int64_t N, int64_t K, int bias, dit_act act,
-    dit_dtype ydt, int cpu)
-{
-  char label[160];
-  snprintf (label, sizeof label, "gemm_fp8 M=%lld N=%lld K=%lld%s%s -> %s",
-      (long long) M, (long long) N, (long long) K, bias ? " bias" : "",
-      act == DIT_ACT_GELU_TANH ? " gelu" : "", dit_dtype_name (ydt));
-  fp8mat x = F8 (M, K, 128), w = F8 (N, K, K);
-  uint16_t *hb = malloc ((size_t) N * 2);
+  const int64_t M = fc->M, N = fc->N, K = fc->K, xb = fc->x_block;
+  const int f8 = fc->ydt == DIT_F8E4M3, has_bias = fc->bias_dt != NO_T;
+  const int has_gate = fc->gate_dt != NO_T;
+  const int64_t rpg = fc->rpg > 0 ? fc->rpg : 1, G = (M + rpg - 1) / rpg;
+  char label[200];
+  snprintf (label, sizeof label, "gemm_fp8 M=%lld N=%lld K=%lld%s%s%s%s%s%s "
+      "-> %s", (long long) M, (long long) N, (long long) K,
+      xb != 128 ? " xblock=256" : "", has_bias ? " bias " : "",
+      has_bias ? dit_dtype_name (fc->bias_dt) : "",
+      fc->act == DIT_ACT_GELU_TANH ? " gelu" : "",
+      has_gate ? (fc->gate_dt == DIT_F32 ? " gate f32" : " gate 16b") : "",
+      fc->accumulate ? " +=" : "", dit_dtype_name (fc->ydt));
+  /* host inputs */
+  uint8_t *hx = malloc ((size_t) (M * K)), *hw = malloc ((size_t) (N * K));
+  for (int64_t i = 0; i < M * K; i++)
+    hx[i] = dit_f32_to_e4m3 (448.0f * frand ());
+  for (int64_t i = 0; i < N * K; i++)
+    hw[i] = dit_f32_to_e4m3 (448.0f * frand ());
+  float *hxs = malloc ((size_t) (K / xb * M) * sizeof (float));
+  float *hws = malloc ((size_t) N * sizeof (float));
+  for (int64_t i = 0; i < K / xb * M; i++)
+    hxs[i] = 0.001f + 0.009f * fabsf (frand ());
   for (int64_t i = 0; i < N; i++)
-    hb[i] = dit_f32_to_bf16 (0.5f * frand ());
-  pair b = P (DIT_BF16, 1, N, hb);
-  const int f8 = ydt == DIT_F8E4M3;
-  pair y[3], ys[3], scratch = P (DIT_BF16, M, N, NULL);
-  for (int e = 0; e < 3; e++) {
-    y[e] = P (ydt, M, N, NULL);
-    ys[e] = P (DIT_F32, N / 128, M, NULL);
+    hws[i] = 0.001f + 0.009f * fabsf (frand ());
+  void *hb = has_bias ? host_rand (fc->bias_dt, N, 0.5f) : NULL;
+  void *hg = has_gate ? host_rand (fc->gate_dt, G * N, 1.0f) : NULL;
+  void *hy0 = fc->accumulate ? host_rand (fc->ydt, M * N, 2.0f) : NULL;
+
+  /* the rows the CPU computes */
+  const int64_t n = fc->sample > 0 && fc->sample < M ? fc->sample : M;
+  int64_t *idx = malloc ((size_t) n * sizeof (int64_t));
+  for (int64_t i = 0; i < n; i++)
+    idx[i] = n == M ? i : i < 8 ? i : i >= n - 8 ? M - (n - i)
+        : 8 + (i - 8) * (M - 16) / (n - 16);
+  float *rxs = malloc ((size_t) (K / xb * n) * sizeof (float));
+  for (int64_t b = 0; b < K / xb; b++)
+    for (int64_t i = 0; i < n; i++)
+      rxs[b * n + i] = hxs[b * M + idx[i]];
+  uint8_t *rx = pick_rows (hx, 1, K, idx, n);
+  void *rg = NULL, *ry0 = NULL;
+  if (has_gate) {            /* one gate row per sampled row */
+    int64_t *gi = malloc ((size_t) n * sizeof (int64_t));
+    for (int64_t i = 0; i < n; i++)
+      gi[i] = idx[i] / rpg;
+    rg = pick_rows (hg, dit_dtype_size (fc->gate_dt), N, gi, n);
+    free (gi);
   }
-  void *out[3] = { NULL, NULL, NULL };
-  float *outs[3] = { NULL, NULL, NULL };
-  int ran[3] = { 0, 0, 0 };
-  for (int e = 0; e < 3; e++) {   /* 0 CPU, 1 cuBLASLt, 2 own */
-    if (e == 0 && !cpu)
-      continue;
-    dit_gemm_fp8_params p = { e ? &x.q.a : &x.q.b, e ? &x.s.a : &x.s.b, 128,
-      e ? &w.q.a : &w.q.b, e ? &w.s.a : &w.s.b, bias ? (e ? &b.a : &b.b) : NULL,
-      e ? &y[e].a : &y[e].b, f8 ? (e ? &ys[e].a : &ys[e].b) : NULL, 128, act,
-      e ? &scratch.a : &scratch.b, 0, NULL, 0 };
-    dit_status st = e == 0 ? dit_gemm_fp8 (rb, &p)
-        : dit_cuda_gemm_fp8_path (tb, &p, e);
-    if (st == DIT_ERR_UNSUPPORTED && e == 1) {
-      printf ("%-58s cublaslt: not available (%s)\n", label, dit_last_error ());
+  if (hy0)
+    ry0 = pick_rows (hy0, dit_dtype_size (fc->ydt), N, idx, n);
+
+  /* CPU reference of the sampled rows */
+  void *ref = NULL;
+  float *refs = NULL;
+  {
+    dit_tensor x, xs, w, ws, b, g, y, ys;
+    int64_t s2[2];
+    s2[0] = n; s2[1] = K;
+    die_if (dit_tensor_alloc (rb, &x, DIT_F8E4M3, 2, s2), "alloc");
+    memcpy (x.data, rx, (size_t) (n * K));
+    s2[0] = K / xb; s2[1] = n;
+    die_if (dit_tensor_alloc (rb, &xs, DIT_F32, 2, s2), "alloc");
+    memcpy (xs.data, rxs, dit_tensor_nbytes (&xs));
+    s2[0] = N; s2[1] = K;
+    die_if (dit_tensor_alloc (rb, &w, DIT_F8E4M3, 2, s2), "alloc");
+    memcpy (w.data, hw, (size_t) (N * K));
+    s2[0] = 1; s2[1] = N;
+    die_if (dit_tensor_alloc (rb, &ws, DIT_F32, 2, s2), "alloc");
+    memcpy (ws.data, hws, (size_t) N * sizeof (float));
+    if (has_bias) {
+      die_if (dit_tensor_alloc (rb, &b, fc->bias_dt, 2, s2), "alloc");
+      memcpy (b.data, hb, dit_tensor_nbytes (&b));
+    }
+    s2[0] = n; s2[1] = N;
+    if (has_gate) {
+      die_if (dit_tensor_alloc (rb, &g, fc->gate_dt, 2, s2), "alloc");
+      memcpy (g.data, rg, dit_tensor_nbytes (&g));
+    }
+    die_if (dit_tensor_alloc (rb, &y, fc->ydt, 2, s2), "alloc");
+    if (ry0)
+      memcpy (y.data, ry0, dit_tensor_nbytes (&y));
+    s2[0] = N / 128; s2[1] = n;
+    if (f8)
+      die_if (dit_tensor_alloc (rb, &ys, DIT_F32, 2, s2), "alloc");
+    dit_gemm_fp8_params p = { &x, &xs, xb, &w, &ws, has_bias ? &b : NULL, &y,
+      f8 ? &ys : NULL, 128, fc->act, NULL, fc->accumulate,
+      has_gate ? &g : NULL, 1 };
+    die_if (dit_gemm_fp8 (rb, &p), "cpu gemm_fp8");
+    ref = malloc (dit_tensor_nbytes (&y));
+    memcpy (ref, y.data, dit_tensor_nbytes (&y));
+    if (f8) {
+      refs = malloc (dit_tensor_nbytes (&ys));
+      memcpy (refs, ys.data, dit_tensor_nbytes (&ys));
+      dit_tensor_free (rb, &ys);
+    }
+    dit_tensor_free (rb, &x); dit_tensor_free (rb, &xs);
+    dit_tensor_free (rb, &w); dit_tensor_free (rb, &ws);
+    if (has_bias)
+      dit_tensor_free (rb, &b);
+    if (has_gate)
+      dit_tensor_free (rb, &g);
+    dit_tensor_free (rb, &y);
+  }
+
+  /* the engines on the GPU, full problem */
+  dit_tensor x, xs, w, ws, b, g, y, ys, scratch;
+  int64_t s2[2] = { M, K };
+  die_if (dit_tensor_alloc (tb, &x, DIT_F8E4M3, 2, s2), "alloc");
+  die_if (tb->ops->upload (tb, x.data, hx, (size_t) (M * K)), "up");
+  s2[0] = K / xb; s2[1] = M;
+  die_if (dit_tensor_alloc (tb, &xs, DIT_F32, 2, s2), "alloc");
+  die_if (tb->ops->upload (tb, xs.data, hxs, dit_tensor_nbytes (&xs)), "up");
+  s2[0] = N; s2[1] = K;
+  die_if (dit_tensor_alloc (tb, &w, DIT_F8E4M3, 2, s2), "alloc");
+  die_if (tb->ops->upload (tb, w.data, hw, (size_t) (N * K)), "up");
+  s2[0] = 1; s2[1] = N;
+  die_if (dit_tensor_alloc (tb, &ws, DIT_F32, 2, s2), "alloc");
+  die_if (tb->ops->upload (tb, ws.data, hws, (size_t) N * 4), "up");
+  if (has_bias) {
+    die_if (dit_tensor_alloc (tb, &b, fc->bias_dt, 2, s2), "alloc");
+    die_if (tb->ops->upload (tb, b.data, hb, dit_tensor_nbytes (&b)), "up");
+  }
+  s2[0] = G; s2[1] = N;
+  if (has_gate) {
+    die_if (dit_tensor_alloc (tb, &g, fc->gate_dt, 2, s2), "alloc");
+    die_if (tb->ops->upload (tb, g.data, hg, dit_tensor_nbytes (&g)), "up");
+  }
+  s2[0] = M; s2[1] = N;
+  die_if (dit_tensor_alloc (tb, &y, fc->ydt, 2, s2), "alloc");
+  die_if (dit_tensor_alloc (tb, &scratch, DIT_BF16, 2, s2), "alloc");
+  s2[0] = N / 128; s2[1] = M;
+  if (f8)
+    die_if (dit_tensor_alloc (tb, &ys, DIT_F32, 2, s2), "alloc");
+  const double thr = f8 ? 1e-3 : fc->accumulate || has_gate ? 1e-4
+      : fc->ydt == DIT_F32 ? 1e-6 : 1e-4;
+  const int nwg = wg_expected ? 16 : 0;
+  void *mma_out = NULL;
+  float *mma_outs = NULL;
+  for (int e = 0; e < ENG_WG0 + nwg; e++) {
+    char nb[64];
+    const char *en = engine_name (e, nb, sizeof nb);
+    if (e >= ENG_WG0 && !dit_cuda_gemm_fp8_wgmma_variant_name (e - ENG_WG0))
+      break;
+    if (hy0)
+      die_if (tb->ops->upload (tb, y.data, hy0, dit_tensor_nbytes (&y)), "up");
+    dit_gemm_fp8_params p = { &x, &xs, xb, &w, &ws, has_bias ? &b : NULL, &y,
+      f8 ? &ys : NULL, 128, fc->act, &scratch, fc->accumulate,
+      has_gate ? &g : NULL, rpg };
+    dit_status st = e == ENG_LT ? dit_cuda_gemm_fp8_path (tb, &p, 1)
+        : e == ENG_MMA ? dit_cuda_gemm_fp8_path (tb, &p, 2)
+        : e == ENG_AUTO ? dit_gemm_fp8 (tb, &p)
+        : dit_cuda_gemm_fp8_wgmma (tb, &p, e - ENG_WG0, wg_grid);
+    if (st == DIT_ERR_UNSUPPORTED && (e == ENG_LT || (e >= ENG_WG0 && f8))) {
+      printf ("%-66s %-22s n/a (%s)\n", label, en, dit_last_error ());
       continue;
     }
-    EXPECT (st == DIT_OK, "%s engine %d: %s", label, e, dit_last_error ());
+    EXPECT (st == DIT_OK, "%s %s: %s", label, en, dit_last_error ());
     if (st != DIT_OK)
       continue;
-    ran[e] = 1;
-    out[e] = host_of (e ? &y[e].a : &y[e].b, e ? tb : rb);
-    if (f8)
-      outs[e] = host_of (e ? &ys[e].a : &ys[e].b, e ? tb : rb);
-  }
-  const double thr = f8 ? 1e-3 : ydt == DIT_F32 ? 1e-6 : 1e-4;
-  const int ref = cpu ? 0 : 2;
-  for (int e = 1; e < 3; e++) {
-    if (!ran[e] || e == ref || !ran[ref])
-      continue;
-    double err = f8 ? nmse_fp8 (out[e], outs[e], out[ref], outs[ref], M, N)
-        : nmse_values (out[e], out[ref], ydt, (size_t) (M * N));
-    printf ("%-58s %-8s vs %-8s nmse %.3e (limit %.0e) %s\n", label,
-        e == 1 ? "cublaslt" : "mma", ref == 0 ? "cpu" : "mma", err, thr,
-        err <= thr ? "ok" : "FAIL");
-    EXPECT (err <= thr, "%s engine %d: nmse %.3e", label, e, err);
-  }
-  for (int e = 0; e < 3; e++) {
-    free (out[e]);
-    free (outs[e]);
-    pair_free (&y[e]);
-    pair_free (&ys[e]);
-  }
-  pair_free (&scratch);
-  pair_free (&b);
-  free (hb);
-  fp8mat_free (&x);
-  fp8mat_free (&w);
-}
-
-/* The residual epilogue (y f32 += gate ⊙ (x w + b)) on each engine against
- * the CPU: the own kernel applies it in its epilogue, cuBLASLt through the
- * bf16 scratch and a pass. */
-static void
-residual_case (int64_t M, int64_t N, int64_t K, int64_t rpg)
-{
-  char label[160];
-  snprintf (label, sizeof label, "gemm_fp8 M=%lld N=%lld K=%lld gated += f32",
-      (long long) M, (long long) N, (long long) K);
-  fp8mat x = F8 (M, K, 128), w = F8 (N, K, K);
-  const int64_t G = (M + rpg - 1) / rpg;
-  uint16_t *hb = malloc ((size_t) N * 2);
-  float *hg = malloc ((size_t) (G * N) * sizeof (float));
-  float *hy = malloc ((size_t) (M * N) * sizeof (float));
-  for (int64_t i = 0; i < N; i++)
-    hb[i] = dit_f32_to_bf16 (0.5f * frand ());
-  for (int64_t i = 0; i < G * N; i++)
-    hg[i] = frand ();
-  for (int64_t i = 0; i < M * N; i++)
-    hy[i] = 2.0f * frand ();
-  pair b = P (DIT_BF16, 1, N, hb), gt = P (DIT_F32, G, N, hg);
-  pair scratch = P (DIT_BF16, M, N, NULL);
-  float *ref = NULL;
-  for (int e = 0; e < 3; e++) {
-    pair y = P (DIT_F32, M, N, hy);
-    dit_gemm_fp8_params p = { e ? &x.q.a : &x.q.b, e ? &x.s.a : &x.s.b, 128,
-      e ? &w.q.a : &w.q.b, e ? &w.s.a : &w.s.b, e ? &b.a : &b.b,
-      e ? &y.a : &y.b, NULL, 0, DIT_ACT_NONE, e ? &scratch.a : &scratch.b, 1,
-      e ? &gt.a : &gt.b, rpg };
-    dit_status st = e == 0 ? dit_gemm_fp8 (rb, &p)
-        : dit_cuda_gemm_fp8_path (tb, &p, e);
-    if (st == DIT_ERR_UNSUPPORTED && e == 1) {
-      printf ("%-58s cublaslt: not available (%s)\n", label, dit_last_error ());
-      pair_free (&y);
+    void *out = host_of (&y, tb);
+    float *outs = f8 ? host_of (&ys, tb) : NULL;
+    const double err = nmse_rows (out, outs, ref, refs, fc->ydt, M, N, idx, n);
+    printf ("%-66s %-22s vs cpu (%lld rows) nmse %.3e (limit %.0e) %s\n",
+        label, en, (long long) n, err, thr, err <= thr ? "ok" : "FAIL");
+    EXPECT (err <= thr, "%s %s: nmse %.3e vs cpu", label, en, err);
+    if (e == ENG_MMA) {
+      mma_out = out;
+      mma_outs = outs;
       continue;
     }
-    EXPECT (st == DIT_OK, "%s engine %d: %s", label, e, dit_last_error ());
-    if (st == DIT_OK) {
-      float *out = host_of (e ? &y.a : &y.b, e ? tb : rb);
-      if (e == 0) {
-        ref = out;
-      } else {
-        double err = nmse_values (out, ref, DIT_F32, (size_t) (M * N));
-        printf ("%-58s %-8s vs cpu      nmse %.3e (limit 1e-4) %s\n", label,
-            e == 1 ? "cublaslt" : "mma", err, err <= 1e-4 ? "ok" : "FAIL");
-        EXPECT (err <= 1e-4, "%s engine %d: nmse %.3e", label, e, err);
-        free (out);
-      }
+    if (e >= ENG_WG0 && n < M && mma_out) {
+      /* every element against the mma.sync kernel */
+      int64_t *all = malloc ((size_t) M * sizeof (int64_t));
+      for (int64_t i = 0; i < M; i++)
+        all[i] = i;
+      const double d = nmse_rows (out, outs, mma_out, mma_outs, fc->ydt, M, N,
+          all, M);
+      const double lim = f8 ? 1e-3 : 1e-5;
+      printf ("%-66s %-22s vs mma (all rows) nmse %.3e (limit %.0e) %s\n",
+          label, en, d, lim, d <= lim ? "ok" : "FAIL");
+      EXPECT (d <= lim, "%s %s: nmse %.3e vs mma", label, en, d);
+      free (all);
     }
-    pair_free (&y);
+    free (out);
+    free (outs);
   }
-  free (ref);
-  free (hb);
-  free (hg);
-  free (hy);
-  pair_free (&b);
-  pair_free (&gt);
-  pair_free (&scratch);
-  fp8mat_free (&x);
-  fp8mat_free (&w);
+  free (mma_out);
+  free (mma_outs);
+  dit_tensor_free (tb, &x); dit_tensor_free (tb, &xs);
+  dit_tensor_free (tb, &w); dit_tensor_free (tb, &ws);
+  if (has_bias)
+    dit_tensor_free (tb, &b);
+  if (has_gate)
+    dit_tensor_free (tb, &g);
+  dit_tensor_free (tb, &y);
+  dit_tensor_free (tb, &scratch);
+  if (f8)
+    dit_tensor_free (tb, &ys);
+  free (hx); free (hw); free (hxs); free (hws); free (hb); free (hg);
+  free (hy0); free (idx); free (rxs); free (rx); free (rg); free (ry0);
+  free (ref); free (refs);
 }
 
 static int small;
@@ -342,25 +443,61 @@ static int small;
 static void
 test_engines (void)
 {
+  /* M N K x_block bias act y gate accumulate rpg sample */
+  static const fcase small_cases[] = {
+    { 130, 384, 1024, 128, DIT_BF16, DIT_ACT_GELU_TANH, DIT_F8E4M3, NO_T, 0,
+      0, 0 },
+    { 77, 136, 384, 128, DIT_BF16, DIT_ACT_NONE, DIT_BF16, NO_T, 0, 0, 0 },
+    { 130, 512, 1024, 128, DIT_BF16, DIT_ACT_NONE, DIT_F32, DIT_F32, 1, 33,
+      0 },
+    { 200, 288, 768, 256, DIT_F32, DIT_ACT_NONE, DIT_F16, DIT_BF16, 1, 72,
+      0 },
+  };
+  static const fcase cases[] = {
+    { 400, 1024, 1024, 128, DIT_BF16, DIT_ACT_NONE, DIT_BF16, NO_T, 0, 0, 0 },
+    { 400, 1024, 1024, 128, DIT_BF16, DIT_ACT_GELU_TANH, DIT_BF16, NO_T, 0, 0,
+      0 },
+    { 400, 1024, 1024, 128, DIT_BF16, DIT_ACT_GELU_TANH, DIT_F8E4M3, NO_T, 0,
+      0, 0 },
+    { 320, 640, 512, 128, DIT_BF16, DIT_ACT_NONE, DIT_F32, NO_T, 0, 0, 0 },
+    { 300, 1024, 1024, 128, DIT_BF16, DIT_ACT_NONE, DIT_BF16, NO_T, 0, 0, 0 },
+    { 257, 640, 512, 128, DIT_F32, DIT_ACT_NONE, DIT_F32, NO_T, 0, 0, 0 },
+    { 5, 256, 256, 128, NO_T, DIT_ACT_NONE, DIT_BF16, NO_T, 0, 0, 0 },
+    { 129, 384, 1536, 128, NO_T, DIT_ACT_GELU_TANH, DIT_F8E4M3, NO_T, 0, 0,
+      0 },
+    { 250, 520, 1024, 256, DIT_F16, DIT_ACT_GELU_TANH, DIT_F16, NO_T, 0, 0,
+      0 },
+    { 400, 1024, 1024, 128, DIT_BF16, DIT_ACT_NONE, DIT_F32, DIT_F32, 1, 96,
+      0 },
+    { 130, 512, 256, 128, DIT_BF16, DIT_ACT_NONE, DIT_F32, DIT_F32, 1, 33, 0 },
+    { 333, 648, 640, 128, DIT_BF16, DIT_ACT_NONE, DIT_BF16, DIT_BF16, 1, 111,
+      0 },
+    { 190, 384, 512, 128, DIT_BF16, DIT_ACT_NONE, DIT_F32, DIT_F32, 0, 64, 0 },
+  };
+  /* the 14B DiT's shapes at 576x320 (M = 2160 tokens): q/k/v/cross q,
+   * o/cross o and FFN down into the f32 residual stream with the per-frame
+   * gate, FFN up with GELU into the FP8 hidden layer */
+  static const fcase big_cases[] = {
+    { 2160, 5120, 5120, 128, DIT_BF16, DIT_ACT_NONE, DIT_BF16, NO_T, 0, 0,
+      48 },
+    { 2160, 5120, 5120, 128, DIT_BF16, DIT_ACT_NONE, DIT_F32, DIT_F32, 1, 720,
+      48 },
+    { 2160, 13824, 5120, 128, DIT_BF16, DIT_ACT_GELU_TANH, DIT_F8E4M3, NO_T,
+      0, 0, 32 },
+    { 2160, 5120, 13824, 128, DIT_BF16, DIT_ACT_NONE, DIT_F32, DIT_F32, 1,
+      720, 32 },
+  };
+  wg_grid = 7;
   if (small) {
-    gemm_case (130, 384, 256, 1, DIT_ACT_GELU_TANH, DIT_F8E4M3, 1);
-    gemm_case (77, 136, 384, 1, DIT_ACT_NONE, DIT_BF16, 1);
-    residual_case (130, 512, 256, 33);
+    for (size_t i = 0; i < sizeof small_cases / sizeof small_cases[0]; i++)
+      fp8_case (&small_cases[i]);
     return;
   }
-  gemm_case (400, 1024, 1024, 1, DIT_ACT_NONE, DIT_BF16, 1);
-  gemm_case (400, 1024, 1024, 1, DIT_ACT_GELU_TANH, DIT_BF16, 1);
-  gemm_case (400, 1024, 1024, 1, DIT_ACT_GELU_TANH, DIT_F8E4M3, 1);
-  gemm_case (320, 640, 512, 1, DIT_ACT_NONE, DIT_F32, 1);
-  gemm_case (300, 1024, 1024, 1, DIT_ACT_NONE, DIT_BF16, 1);
-  gemm_case (257, 640, 512, 1, DIT_ACT_NONE, DIT_F32, 1);
-  gemm_case (5, 256, 256, 0, DIT_ACT_NONE, DIT_BF16, 1);
-  gemm_case (129, 384, 1536, 0, DIT_ACT_GELU_TANH, DIT_F8E4M3, 1);
-  residual_case (400, 1024, 1024, 96);
-  residual_case (130, 512, 256, 33);
-  /* the 14B FFN shapes: engines against each other */
-  gemm_case (2160, 13824, 5120, 1, DIT_ACT_GELU_TANH, DIT_BF16, 0);
-  gemm_case (2160, 5120, 13824, 1, DIT_ACT_NONE, DIT_BF16, 0);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    fp8_case (&cases[i]);
+  wg_grid = 0;
+  for (size_t i = 0; i < sizeof big_cases / sizeof big_cases[0]; i++)
+    fp8_case (&big_cases[i]);
 }
 
 /* ---- attention epilogues ---------------------------------------------------- */
@@ -489,6 +626,14 @@ main (int argc, char **argv)
   static char report[8192];
   die_if (dit_cuda_fp8_probe_report (tb, report, sizeof report), "probe");
   printf ("%s", report);
+  die_if (dit_cuda_gemm_fp8_wgmma_report (tb, report, sizeof report),
+      "wgmma report");
+  printf ("%s", report);
+  /* a 9.0 device must run the wgmma engine (the kernels are built for
+   * sm_90a): a device check that says no there is a failure */
+  wg_expected = strstr (report, "): runs") != NULL;
+  EXPECT (wg_expected || !strstr (report, "compute capability 9.0"),
+      "the wgmma engine does not run on a compute capability 9.0 device");
   if (strstr (what, "engines"))
     test_engines ();
   if (strstr (what, "attention"))
@@ -500,6 +645,15 @@ main (int argc, char **argv)
   char paths[4096];
   dit_cuda_gemm_fp8_report (tb, paths, sizeof paths);
   printf ("gemm_fp8 paths: %s\n", paths);
+  die_if (dit_cuda_gemm_fp8_wgmma_report (tb, report, sizeof report),
+      "wgmma report");
+  printf ("%s", report);
+  /* the automatic choice ran every feature set through its self-check
+   * (unless DIT_FP8_GEMM forces an engine: then none runs) */
+  const char *forced = getenv ("DIT_FP8_GEMM");
+  EXPECT (!wg_expected || !strstr (what, "engines") || (forced && *forced)
+      || (strstr (report, "-> ok") && !strstr (report, "FAILED")),
+      "wgmma self-checks: %s", report);
   printf ("%s\n", failures ? "FAIL" : "OK");
   dit_backend_destroy (tb);
   return failures ? 1 : 0;
