@@ -709,7 +709,7 @@ mesh_create (GstDitGenerate * self, gchar ** error)
   c.max_inflight = ms.max_inflight;
   /* The data plane: NCCL from this element's stream on the session's GPU
    * when no worker shares it, else the CPU comm (dit_mesh_config). */
-  c.world_backend = self->be && self->be->ops->device == DIT_DEVICE_CUDA
+  c.world_backend = self->be && dit_backend_device (self->be) == DIT_DEVICE_CUDA
       ? self->be : NULL;
 
   text = ms.listen ?
@@ -1187,7 +1187,7 @@ device_output_buffer (GstDitGenerate * self, GstBuffer ** out, gchar ** error)
   cp.y = &dst;
   if (!gst_dit_device_memory_begin_write (mem, self->be, error))
     goto fail;
-  if ((self->mesh && self->be->ops->upload (self->be, self->dev_x.data,
+  if ((self->mesh && dit_upload (self->be, self->dev_x.data,
               self->x_out, dit_tensor_nbytes (&self->dev_x)) != DIT_OK)
       || dit_copy (self->be, &cp) != DIT_OK) {
     *error = g_strdup (dit_last_error ());
@@ -1248,7 +1248,7 @@ run_chunk (GstDitGenerate * self, GstBuffer * in, GstBuffer ** out)
       if (!gst_dit_device_memory_begin_read (in_dev, self->be, &error))
         goto lib_error;
       xin = dit_tensor_make (gst_dit_device_memory_data (in_dev),
-          self->info.bf16 ? DIT_BF16 : DIT_F32, self->be->ops->device, 4,
+          self->info.bf16 ? DIT_BF16 : DIT_F32, dit_backend_device (self->be), 4,
           shape);
     } else {
       if (!gst_buffer_map (in, &map, GST_MAP_READ))
@@ -1275,7 +1275,7 @@ run_chunk (GstDitGenerate * self, GstBuffer * in, GstBuffer ** out)
   if (in_dev && !gst_dit_device_memory_read_done (in_dev, self->be, &error))
     goto lib_error;
   /* Stage 0's context ring and decode queue keep host latents. */
-  if (gen_on_device && self->be->ops->download (self->be, self->x_out,
+  if (gen_on_device && dit_download (self->be, self->x_out,
           self->dev_x.data, dit_tensor_nbytes (&self->dev_x)) != DIT_OK)
     goto dit_error;
   self->stage1_ms_pending = (g_get_monotonic_time () - t_gen) / 1000.0;

@@ -44,14 +44,14 @@ device_memory_new (GstDitDeviceAllocator * self, GstMemory * parent,
   gst_memory_init (GST_MEMORY_CAST (m), GST_MEMORY_FLAG_NO_SHARE,
       GST_ALLOCATOR_CAST (self), parent, size, 0, 0, size);
   g_mutex_init (&m->lock);
-  m->dev = self->be->ops->alloc (self->be, MAX (size, 1));
+  m->dev = dit_backend_alloc (self->be, MAX (size, 1));
   if (!m->dev || dit_event_create (self->be, &m->written) != DIT_OK
       || dit_event_create (self->be, &m->read) != DIT_OK) {
     GST_ERROR_OBJECT (self, "no device memory of %" G_GSIZE_FORMAT
         " bytes: %s", size, dit_last_error ());
     dit_event_destroy (self->be, m->written);
     if (m->dev)
-      self->be->ops->free (self->be, m->dev);
+      dit_backend_free (self->be, m->dev);
     g_mutex_clear (&m->lock);
     g_free (m);
     return NULL;
@@ -79,7 +79,7 @@ gst_dit_device_allocator_free (GstAllocator * allocator, GstMemory * mem)
   dit_event_synchronize (self->be, m->read);
   dit_event_destroy (self->be, m->written);
   dit_event_destroy (self->be, m->read);
-  self->be->ops->free (self->be, m->dev);
+  dit_backend_free (self->be, m->dev);
   g_free (m->host);
   g_mutex_clear (&m->lock);
   g_free (m);
@@ -100,7 +100,7 @@ device_memory_map (GstMemory * mem, GstMapInfo * info, gsize maxsize)
     m->host = g_malloc (mem->maxsize);
   if (m->host_maps == 0 && (info->flags & GST_MAP_READ)) {
     if (dit_event_synchronize (self->be, m->written) != DIT_OK
-        || self->be->ops->download (self->be, m->host, m->dev,
+        || dit_download (self->be, m->host, m->dev,
             mem->maxsize) != DIT_OK) {
       GST_ERROR_OBJECT (self, "device latents to the host: %s",
           dit_last_error ());
@@ -124,7 +124,7 @@ device_memory_unmap (GstMemory * mem, GstMapInfo * info)
   if (info->flags & GST_MAP_WRITE) {
     /* The upload must not overtake readers of the old contents. */
     if (dit_event_synchronize (self->be, m->read) != DIT_OK
-        || self->be->ops->upload (self->be, m->dev, m->host,
+        || dit_upload (self->be, m->dev, m->host,
             mem->maxsize) != DIT_OK
         || dit_event_record (self->be, m->written) != DIT_OK)
       GST_ERROR_OBJECT (self, "host latents to the device: %s",
@@ -151,7 +151,7 @@ device_memory_copy (GstMemory * mem, gssize offset, gssize size)
     gst_memory_unref (GST_MEMORY_CAST (c));
     return NULL;
   }
-  if (self->be->ops->upload (self->be, c->dev, map.data, mem->size) != DIT_OK
+  if (dit_upload (self->be, c->dev, map.data, mem->size) != DIT_OK
       || dit_event_record (self->be, c->written) != DIT_OK) {
     GST_ERROR_OBJECT (self, "copying device latents: %s", dit_last_error ());
     gst_memory_unmap (mem, &map);

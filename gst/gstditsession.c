@@ -377,7 +377,7 @@ post_progress (GstElement * element, GstProgressType type, const gchar * code,
 static dit_dtype
 session_dtype (GstDitSession * self)
 {
-  return self->backend && self->backend->ops->device == DIT_DEVICE_CUDA ?
+  return self->backend && dit_backend_device (self->backend) == DIT_DEVICE_CUDA ?
       DIT_BF16 : DIT_F32;
 }
 
@@ -744,7 +744,7 @@ gst_dit_session_set_flushing (GstDitSession * self, gboolean flushing)
 gboolean
 gst_dit_session_on_device (GstDitSession * self)
 {
-  return self->backend && self->backend->ops->device != DIT_DEVICE_CPU;
+  return self->backend && dit_backend_device (self->backend) != DIT_DEVICE_CPU;
 }
 
 static gboolean
@@ -908,13 +908,13 @@ decode_one (void *user, int64_t latent_index, const float *latent,
   if (self->dev_frames.data) {
     dit_backend *be = self->backend;
     dit_tensor pd = device_frames (self, latent_index);
-    st = be->ops->upload (be, self->dev_latent.data, latent,
+    st = dit_upload (be, self->dev_latent.data, latent,
         dit_tensor_nbytes (&lt));
     if (st == DIT_OK)
       st = display_decode (self, &self->dev_latent, &pd);
     /* a host sync per latent: the decode queue holds host frames */
     if (st == DIT_OK)
-      st = be->ops->download (be, pixels, pd.data, dit_tensor_nbytes (&pt));
+      st = dit_download (be, pixels, pd.data, dit_tensor_nbytes (&pt));
   } else {
     st = display_decode (self, &lt, &pt);
   }
@@ -967,7 +967,7 @@ anchor_full_vae (GstDitSession * self, gint64 first, gint frames,
         hw * sizeof (gfloat));
   if (self->dev_frames.data) {
     dit_backend *be = self->backend;
-    DIT_TRY (be->ops->upload (be, self->dev_latent.data, self->anchor_latent,
+    DIT_TRY (dit_upload (be, self->dev_latent.data, self->anchor_latent,
             hw * DIT_LATENT_CHANNELS * sizeof (gfloat)));
     pt = dit_tensor_make (self->dev_anchor_pixels.data, DIT_F32,
         self->dev_anchor_pixels.device, 4, pshape);
@@ -976,7 +976,7 @@ anchor_full_vae (GstDitSession * self, gint64 first, gint frames,
     ft.data = (gfloat *) pt.data + (gsize) (T - 1) * plane;
     ft.shape[1] = 1;
     DIT_TRY (dit_vae_encode_anchor (self->dec_vae, &ft, &self->dev_anchor));
-    return be->ops->download (be, anchor, self->dev_anchor.data,
+    return dit_download (be, anchor, self->dev_anchor.data,
         dit_tensor_nbytes (&self->dev_anchor));
   }
   lt = dit_tensor_make (self->anchor_latent, DIT_F32, DIT_DEVICE_CPU, 4, lshape);
@@ -1067,7 +1067,7 @@ gst_dit_session_anchor (GstDitSession * self, guint64 epoch, gint64 first,
     ft.data = (gfloat *) ft.data + (gsize) (nf - 1) * plane;
     ft.shape[1] = 1;
     if (dit_vae_encode_anchor (self->dec_vae, &ft, &self->dev_anchor) != DIT_OK
-        || be->ops->download (be, anchor, self->dev_anchor.data,
+        || dit_download (be, anchor, self->dev_anchor.data,
             dit_tensor_nbytes (&self->dev_anchor)) != DIT_OK)
       goto lib_error;
   } else {
@@ -1233,7 +1233,7 @@ gst_dit_session_display_device (GstDitSession * self, guint64 epoch,
   }
   /* Whatever func queued is complete before the frames leave; the 1.22
    * CUDA memory has no stream or event to hand on instead. */
-  if (self->backend->ops->synchronize (self->backend) != DIT_OK) {
+  if (dit_synchronize (self->backend) != DIT_OK) {
     *error = g_strdup (dit_last_error ());
     res = GST_DIT_DECODE_ERROR;
     goto out;

@@ -559,7 +559,7 @@ mesh_join (dit_mesh *m)
 static void *
 mesh_buf_alloc (dit_mesh *m, size_t bytes)
 {
-  return m->world_nccl ? m->wbe->ops->alloc (m->wbe, bytes) : malloc (bytes);
+  return m->world_nccl ? dit_backend_alloc (m->wbe, bytes) : malloc (bytes);
 }
 
 static void
@@ -568,7 +568,7 @@ mesh_buf_free (dit_mesh *m, void *p)
   if (!p)
     return;
   if (m->world_nccl)
-    m->wbe->ops->free (m->wbe, p);
+    dit_backend_free (m->wbe, p);
   else
     free (p);
 }
@@ -603,7 +603,7 @@ mesh_world_on_nccl (const dit_mesh *m, const dit_env_join *joins)
   const dit_mesh_config *c = &m->cfg;
   if (!c->backend || strcmp (c->backend, "cuda") != 0
       || !dit_comm_nccl_available () || !c->world_backend
-      || c->world_backend->ops->device != DIT_DEVICE_CUDA)
+      || dit_backend_device (c->world_backend) != DIT_DEVICE_CUDA)
     return 0;
   for (int r = 0; r < c->ranks; r++)
     if ((int) joins[r].device == c->world_backend->device_index
@@ -717,7 +717,7 @@ mesh_stage (dit_mesh *m, const dit_envelope *env, mesh_call *call)
       memcpy (dst, env->tensors[i].data, call->bytes[i]);
       continue;
     }
-    dit_status st = m->wbe->ops->upload (m->wbe, dst, env->tensors[i].data,
+    dit_status st = dit_upload (m->wbe, dst, env->tensors[i].data,
         call->bytes[i]);
     if (st != DIT_OK) {
       mesh_slot_put (m, slot);
@@ -795,7 +795,7 @@ mesh_recv_x0 (dit_mesh *m, const mesh_call *call, size_t bytes)
     if (st == DIT_OK)
       st = dit_comm_flush (m->world);
     if (st == DIT_OK) {
-      st = m->wbe->ops->download (m->wbe, m->latents, m->x0_stage, bytes);
+      st = dit_download (m->wbe, m->latents, m->x0_stage, bytes);
       if (st != DIT_OK)
         return mesh_fail (m, st, dit_last_error ());
     }

@@ -260,12 +260,12 @@ w_alloc (worker *w)
   /* Where the world comm delivers: device memory on NCCL, host memory on
    * the CPU comm (the generator uploads host tensors itself). */
   for (int i = 0; i < 3; i++)
-    if (!(w->rx[i] = w->world_nccl ? w->be->ops->alloc (w->be, w->rx_cap[i])
+    if (!(w->rx[i] = w->world_nccl ? dit_backend_alloc (w->be, w->rx_cap[i])
             : malloc (w->rx_cap[i])))
       return dit_error (DIT_ERR_NOMEM, "worker rank %d: no %zu bytes of %s "
           "memory for the '%s' tensor", w->cfg->rank, w->rx_cap[i],
           w->world_nccl ? "device" : "host", w_rx_names[i]);
-  w->x0 = w->be->ops->alloc (w->be, x0);
+  w->x0 = dit_backend_alloc (w->be, x0);
   w->out = malloc (x0);
   if (!w->x0 || !w->out)
     return dit_error (DIT_ERR_NOMEM, "worker rank %d: out of memory for x0",
@@ -330,7 +330,7 @@ w_setup (worker *w)
       dit_tp_from_comm (w->comm, &tp);
     st = dit_generator_create_tp (&w->model, &w->gen, w->weights, w->be, &tp, &w->g);
   }
-  if (st == DIT_OK && c->graphs && w->be->ops->device == DIT_DEVICE_CUDA)
+  if (st == DIT_OK && c->graphs && dit_backend_device (w->be) == DIT_DEVICE_CUDA)
     dit_generator_set_graphs (w->g, 1);
   if (st == DIT_OK)
     st = w_alloc (w);
@@ -381,7 +381,7 @@ static dit_tensor
 w_view (const worker *w, const dit_env_tensor *t)
 {
   return dit_tensor_make ((void *) t->data, t->dtype, w->world_nccl
-      ? w->be->ops->device : DIT_DEVICE_CPU, t->ndim, t->shape);
+      ? dit_backend_device (w->be) : DIT_DEVICE_CPU, t->ndim, t->shape);
 }
 
 /* Did Stage 0 go away?  Its control socket then reads as closed (waiting
@@ -486,7 +486,7 @@ w_send_x0 (worker *w, const dit_envelope *r, size_t bytes)
   if (!w->world)
     return dit_error (DIT_ERR_STATE, "worker rank 0: the world comm is closed");
   /* NCCL sends the device result; the CPU comm its host copy. */
-  const void *x0 = w->world_nccl || w->be->ops->device == DIT_DEVICE_CPU
+  const void *x0 = w->world_nccl || dit_backend_device (w->be) == DIT_DEVICE_CPU
       ? w->x0 : w->out;
   dit_status st = dit_comm_send (w->world, x0, bytes, 0);
   if (st == DIT_OK)
@@ -535,7 +535,7 @@ w_infer (worker *w, dit_envelope *e, double t_recv)
     st = w_prompt (w, e, &fatal);
   dit_chunk_timing tm = { 0 };
   int64_t shape[4] = { 16, w->gen.frames_per_chunk, w->gen.latent_h, w->gen.latent_w };
-  dit_tensor out = dit_tensor_make (w->x0, DIT_F32, w->be->ops->device, 4, shape);
+  dit_tensor out = dit_tensor_make (w->x0, DIT_F32, dit_backend_device (w->be), 4, shape);
   size_t xbytes = (size_t) dit_tensor_numel (&out) * sizeof (float);
   if (st == DIT_OK) {
     dit_chunk_request req = { .chunk_index = e->chunk_index,
@@ -566,10 +566,10 @@ w_infer (worker *w, dit_envelope *e, double t_recv)
     fatal = 1;
   }
   r.timing_ms[4] = dit_comm_take_allreduce_ms (w->comm);
-  if (st == DIT_OK && w->be->ops->device != DIT_DEVICE_CPU)
-    st = w->be->ops->download (w->be, w->out, w->x0, xbytes);
+  if (st == DIT_OK && dit_backend_device (w->be) != DIT_DEVICE_CPU)
+    st = dit_download (w->be, w->out, w->x0, xbytes);
   if (st == DIT_OK) {
-    const void *host = w->be->ops->device == DIT_DEVICE_CPU ? w->x0 : w->out;
+    const void *host = dit_backend_device (w->be) == DIT_DEVICE_CPU ? w->x0 : w->out;
     r.digest = dit_fnv1a (DIT_FNV_OFFSET, host, xbytes);
     if (c->rank == 0) {
       r.n_tensors = 1;
@@ -663,11 +663,11 @@ dit_worker_run (const dit_worker_config *c)
   dit_comm_destroy (w.world);
   for (int i = 0; i < 3; i++)
     if (w.rx[i] && w.world_nccl)
-      w.be->ops->free (w.be, w.rx[i]);
+      dit_backend_free (w.be, w.rx[i]);
     else
       free (w.rx[i]);
   if (w.x0)
-    w.be->ops->free (w.be, w.x0);
+    dit_backend_free (w.be, w.x0);
   if (w.be && w.be != dit_backend_cpu ())
     dit_backend_destroy (w.be);
   if (w.fd >= 0)

@@ -186,7 +186,7 @@ dit_generator_create_tp (const dit_model_config *model,
     st = alloc_latent (g, &g->noise, cfg->frames_per_chunk);
   if (st == DIT_OK)
     st = alloc_latent (g, &g->ctx, cfg->context_frames);
-  if (st == DIT_OK && be->ops->graph_begin
+  if (st == DIT_OK && dit_backend_has_graphs (be)
       && (!tp || tp->degree == 1 || tp->stream_ordered)) {
     /* off until dit_generator_set_graphs: see dit_generator.h */
     g->graphs = calloc (DIT_GEN_GRAPHS, sizeof *g->graphs);
@@ -248,7 +248,7 @@ dit_generator_set_graphs (dit_generator *g, int enable)
 {
   for (int i = 0; i < g->graph_count; i++)
     if (g->graphs[i].graph)
-      g->be->ops->graph_free (g->be, g->graphs[i].graph);
+      dit_graph_free (g->be, g->graphs[i].graph);
   g->graph_count = 0;
   g->use_graphs = enable && g->graphs != NULL;
 }
@@ -303,21 +303,21 @@ forward_recorded (dit_generator *g, const dit_forward_args *a)
     return dit_model_forward (g->model, a);
   }
   if (e->graph)
-    return g->be->ops->graph_launch (g->be, e->graph);
-  DIT_TRY (g->be->ops->graph_begin (g->be));
+    return dit_graph_launch (g->be, e->graph);
+  DIT_TRY (dit_graph_begin (g->be));
   dit_status st = dit_model_forward (g->model, a);
   if (st != DIT_OK) {
-    g->be->ops->graph_end (g->be, NULL);
+    dit_graph_end (g->be, NULL);
     return st;
   }
-  st = g->be->ops->graph_end (g->be, &e->graph);
+  st = dit_graph_end (g->be, &e->graph);
   if (st != DIT_OK) {
     /* Nothing ran: the forward was only being recorded.  Fall back to
      * eager forwards for the rest of this generator's life. */
     dit_generator_set_graphs (g, 0);
     return dit_model_forward (g->model, a);
   }
-  return g->be->ops->graph_launch (g->be, e->graph);
+  return dit_graph_launch (g->be, e->graph);
 }
 
 static double
@@ -344,7 +344,7 @@ load_latent (dit_generator *g, const dit_tensor *src, dit_tensor *dst,
   if (!dit_tensor_is_contiguous (src))
     return dit_error (DIT_ERR_INVALID, "%s must be contiguous", what);
   size_t n = (size_t) dit_tensor_numel (src);
-  if (src->device == g->be->ops->device) {
+  if (src->device == dit_backend_device (g->be)) {
     dit_tensor s2 = dit_tensor_2d (src->data, src->dtype, src->device, 1, (int64_t) n);
     dit_tensor d2 = dit_tensor_2d (dst->data, dst->dtype, dst->device, 1, (int64_t) n);
     dit_copy_params cp = { .x = &s2, .y = &d2 };
@@ -356,7 +356,7 @@ load_latent (dit_generator *g, const dit_tensor *src, dit_tensor *dst,
   if (!tmp)
     return dit_error (DIT_ERR_NOMEM, "out of memory");
   dit_convert (tmp, DIT_F32, src->data, src->dtype, n);
-  dit_status st = g->be->ops->upload (g->be, dst->data, tmp, n * sizeof (float));
+  dit_status st = dit_upload (g->be, dst->data, tmp, n * sizeof (float));
   free (tmp);
   return st;
 }
@@ -371,7 +371,7 @@ store_latent (dit_generator *g, const dit_tensor *src, dit_tensor *dst)
         "output latent must be [%lld, %lld, %lld, %lld]",
         (long long) src->shape[0], (long long) src->shape[1],
         (long long) src->shape[2], (long long) src->shape[3]);
-  if (dst->device == g->be->ops->device) {
+  if (dst->device == dit_backend_device (g->be)) {
     dit_tensor s2 = dit_tensor_2d (src->data, src->dtype, src->device, 1, (int64_t) n);
     dit_tensor d2 = dit_tensor_2d (dst->data, dst->dtype, dst->device, 1, (int64_t) n);
     dit_copy_params cp = { .x = &s2, .y = &d2 };
@@ -380,7 +380,7 @@ store_latent (dit_generator *g, const dit_tensor *src, dit_tensor *dst)
   float *tmp = malloc (n * sizeof (float));
   if (!tmp)
     return dit_error (DIT_ERR_NOMEM, "out of memory");
-  dit_status st = g->be->ops->download (g->be, tmp, src->data, n * sizeof (float));
+  dit_status st = dit_download (g->be, tmp, src->data, n * sizeof (float));
   if (st == DIT_OK)
     dit_convert (dst->data, dst->dtype, tmp, DIT_F32, n);
   free (tmp);
@@ -401,8 +401,8 @@ make_noise (dit_generator *g, const dit_chunk_request *req, int step)
 static int
 fused_noise_flow (dit_generator *g)
 {
-  return !g->no_fused && g->be->ops->noise_flow && g->be->ops->supports
-      && g->be->ops->supports (g->be, DIT_OP_NOISE_FLOW, DIT_F32);
+  return !g->no_fused && dit_backend_supports (g->be, DIT_OP_NOISE_FLOW,
+      DIT_F32);
 }
 
 static dit_status
@@ -454,7 +454,7 @@ dit_generator_run_chunk (dit_generator *g, const dit_chunk_request *req,
       bias_end = row;
     }
   }
-  DIT_TRY (g->be->ops->synchronize (g->be));
+  DIT_TRY (dit_synchronize (g->be));
   double t_rec = now_ms ();
   tm.recompute_ms = t_rec - t_start;
 
@@ -463,7 +463,7 @@ dit_generator_run_chunk (dit_generator *g, const dit_chunk_request *req,
   if (req->init_latents) {
     DIT_TRY (load_latent (g, req->init_latents, &g->x, "init latents"));
     dit_tensor zero_v = g->v;
-    DIT_TRY (g->be->ops->memset_zero (g->be, zero_v.data, dit_tensor_nbytes (&zero_v)));
+    DIT_TRY (dit_memset_zero (g->be, zero_v.data, dit_tensor_nbytes (&zero_v)));
     dit_flow_step_params fp = { .x = &g->x, .v = &zero_v, .noise = &g->noise,
       .x0_out = NULL, .out = &g->x, .sigma = 0.0, .sigma_next = g->sigma[first] };
     DIT_TRY (dit_flow_step (g->be, &fp));
@@ -508,7 +508,7 @@ dit_generator_run_chunk (dit_generator *g, const dit_chunk_request *req,
     DIT_TRY (dit_flow_step (g->be, &fp));
   }
   DIT_TRY (store_latent (g, &g->x, out));
-  DIT_TRY (g->be->ops->synchronize (g->be));
+  DIT_TRY (dit_synchronize (g->be));
   double t_end = now_ms ();
   tm.denoise_ms = t_end - t_rec;
   tm.total_ms = t_end - t_start;

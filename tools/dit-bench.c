@@ -354,7 +354,7 @@ static void
 mem_sample (dit_backend *be)
 {
 #if DIT_HAVE_CUDA
-  if (be->ops->device == DIT_DEVICE_CUDA) {
+  if (dit_backend_device (be) == DIT_DEVICE_CUDA) {
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo (&free_b, &total_b) == cudaSuccess
         && total_b - free_b > peak_used)
@@ -370,7 +370,7 @@ static double
 mem_used (dit_backend *be)
 {
 #if DIT_HAVE_CUDA
-  if (be->ops->device == DIT_DEVICE_CUDA) {
+  if (dit_backend_device (be) == DIT_DEVICE_CUDA) {
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo (&free_b, &total_b) == cudaSuccess)
       return (double) (total_b - free_b);
@@ -723,7 +723,7 @@ frame_to_host (dit_backend *be, const dit_tensor *pix, void *dev_bytes,
     .height = h, .plane = { dev_bytes }, .stride = { 4 * (int64_t) w },
     .tensor = &f };
   DIT_TRY (dit_tensor_to_pixels (be, &pp));
-  return be->ops->download (be, host, dev_bytes, (size_t) 4 * w * h);
+  return dit_download (be, host, dev_bytes, (size_t) 4 * w * h);
 }
 
 /* Rate of a large bf16 GEMM ([n, n] x [n, n]ᵀ, random inputs) in TFLOP/s. */
@@ -745,13 +745,13 @@ gemm_peak (dit_backend *be, int n, double *tflops)
   for (int i = 0; st == DIT_OK && i < 3; i++)
     st = dit_gemm (be, &gp);
   if (st == DIT_OK)
-    st = be->ops->synchronize (be);
-  const int reps = be->ops->device == DIT_DEVICE_CPU ? 1 : 20;
+    st = dit_synchronize (be);
+  const int reps = dit_backend_device (be) == DIT_DEVICE_CPU ? 1 : 20;
   double t0 = now_ms ();
   for (int i = 0; st == DIT_OK && i < reps; i++)
     st = dit_gemm (be, &gp);
   if (st == DIT_OK)
-    st = be->ops->synchronize (be);
+    st = dit_synchronize (be);
   double ms = (now_ms () - t0) / reps;
   if (st == DIT_OK)
     *tflops = 2.0 * n * (double) n * n / (ms * 1e-3) / 1e12;
@@ -828,7 +828,7 @@ reset_decoders (bench_state *st)
 static dit_status
 bench_sync (bench_state *st)
 {
-  return st->be->ops->synchronize (st->be);
+  return dit_synchronize (st->be);
 }
 
 typedef struct bench_result {
@@ -986,7 +986,7 @@ setup_backend (bench_state *st)
   if (!st->be)
     return fail ("backend");
   if (!a->dtype_set)
-    a->dtype = st->be->ops->device == DIT_DEVICE_CPU ? DIT_F32 : DIT_BF16;
+    a->dtype = dit_backend_device (st->be) == DIT_DEVICE_CPU ? DIT_F32 : DIT_BF16;
   return 0;
 }
 
@@ -1140,7 +1140,7 @@ setup_local_dit (bench_state *st, bench_result *r)
   /* fp8: the linear weights quantized per output channel on the device */
   if (s == DIT_OK && a->fp8)
     s = dit_weights_to_fp8 (w, dit_model_fp8_select);
-  if (s != DIT_OK || st->be->ops->synchronize (st->be) != DIT_OK)
+  if (s != DIT_OK || dit_synchronize (st->be) != DIT_OK)
     return fail ("synthetic weights");
   r->weights_ms = now_ms () - t0;
   st->weights = w;
@@ -1165,7 +1165,7 @@ setup_local_dit (bench_state *st, bench_result *r)
       st->prompt_rows, st->cfg.text_dim);
   if (dit_generator_set_prompt (st->gen, &et) != DIT_OK)
     return fail ("prompt");
-  if (st->be->ops->synchronize (st->be) != DIT_OK)
+  if (dit_synchronize (st->be) != DIT_OK)
     return fail ("prompt");
   r->mem_dit_state = mem_used (st->be);
   mem_sample (st->be);
@@ -1185,7 +1185,7 @@ setup_stage0 (bench_state *st, bench_result *r)
       || alloc_latent (st->be, &st->enc_lat, 16, 1, lh, lw) != DIT_OK
       || alloc_latent (st->be, &st->pix, 3, 4, a->height, a->width) != DIT_OK)
     return fail ("buffers");
-  st->dev_bytes = st->be->ops->alloc (st->be, (size_t) 4 * a->width * a->height);
+  st->dev_bytes = dit_backend_alloc (st->be, (size_t) 4 * a->width * a->height);
   st->host_bytes = malloc ((size_t) 4 * a->width * a->height);
   if (!st->dev_bytes || !st->host_bytes)
     return fail ("frame buffers");
@@ -1219,7 +1219,7 @@ setup_stage0 (bench_state *st, bench_result *r)
     }
     r->vae_weights_ms = now_ms () - t0;
   }
-  if (st->be->ops->synchronize (st->be) != DIT_OK)
+  if (dit_synchronize (st->be) != DIT_OK)
     return fail ("vae");
   r->mem_vae = mem_used (st->be);
   mem_sample (st->be);
@@ -1245,7 +1245,7 @@ setup_mesh (bench_state *st, mesh_result *mr)
   mc.spawn = 1;
   mc.worker_path = a->worker_path;
   mc.backend = a->mesh_backend ? a->mesh_backend
-      : st->be->ops->device == DIT_DEVICE_CPU ? "cpu" : "cuda";
+      : dit_backend_device (st->be) == DIT_DEVICE_CPU ? "cpu" : "cuda";
   mc.devices = a->mesh_devices;
   /* real-size shards and slow CPU chunks: generous deadlines (a failure
    * still ends the run, with the rank that caused it) */
@@ -1319,12 +1319,12 @@ mesh_head (bench_state *st, int first, double *ms)
     dit_tensor pv;
     if (first)
       reset_decoders (st);
-    DIT_TRY (st->be->ops->upload (st->be, st->out.data, st->out_host,
+    DIT_TRY (dit_upload (st->be, st->out.data, st->out_host,
         (size_t) 16 * F * hw * sizeof (float)));
     DIT_TRY (decode_latent (st, 0, &pv));
     DIT_TRY (encode_anchor (st, 0, &pv));
     DIT_TRY (bench_sync (st));
-    DIT_TRY (st->be->ops->download (st->be, st->anchor_host, st->anchor.data,
+    DIT_TRY (dit_download (st->be, st->anchor_host, st->anchor.data,
         (size_t) 16 * hw * sizeof (float)));
     host_copy_frame (st->anchor_host, 1, 0, st->ctx_host, C, 0, hw);
   } else {
@@ -1461,7 +1461,7 @@ run_text (const bench_args *a, dit_backend *be, text_result *tr)
     s = dit_umt5_load_weights (a->text_model, a->seed, a->dtype, be, &cfg, &w);
   }
   if (s == DIT_OK)
-    s = be->ops->synchronize (be);
+    s = dit_synchronize (be);
   if (s != DIT_OK) {
     rc = fail ("text model");
     goto out;
@@ -1752,7 +1752,7 @@ device_name (const bench_state *st, char *dev, size_t n)
 {
   snprintf (dev, n, "%s", st->a.device);
 #if DIT_HAVE_CUDA
-  if (st->be && st->be->ops->device == DIT_DEVICE_CUDA) {
+  if (st->be && dit_backend_device (st->be) == DIT_DEVICE_CUDA) {
     struct cudaDeviceProp prop;
     if (cudaGetDeviceProperties (&prop, st->be->device_index) == cudaSuccess)
       snprintf (dev, n, "%s", prop.name);
@@ -1883,7 +1883,7 @@ mem_figures (const bench_state *st, const bench_result *r, bench_mem *m)
   m->peak_fp8_text_host = m->peak_fp8;
   if (st->t5 && !r->text_host_bytes)
     m->peak_fp8_text_host -= r->text_weight_bytes / mib;
-  if (st->be->ops->device == DIT_DEVICE_CPU)   /* no device memory to count */
+  if (dit_backend_device (st->be) == DIT_DEVICE_CPU)   /* no device memory to count */
     m->context = m->text = m->dit_weights = m->dit_state = m->vae = m->peak
         = m->peak_fp8 = m->peak_fp8_text_host = NAN;
 }
@@ -1923,7 +1923,7 @@ report_memory_text (const bench_state *st, const bench_result *r)
     printf ("  text encoder %s, weights %s (%.0f MiB), encode of %d ids "
         "%.1f ms\n", st->t5_cfg.name, st->a.text_residency,
         r->text_weight_bytes / 1048576.0, BENCH_PROMPT_IDS, r->text_encode_ms);
-  if (st->be->ops->device == DIT_DEVICE_CPU)
+  if (dit_backend_device (st->be) == DIT_DEVICE_CPU)
     return;
   printf ("  device memory by component (cudaMemGetInfo deltas, MiB):\n");
   printf ("    CUDA context + workspaces %9.0f\n", m.context);
@@ -2086,7 +2086,7 @@ report_mesh (const bench_state *st, const bench_result *r,
   const double fps = 4 * F / (period * 1e-3);
   const double tflops = dit > 0 ? flops / (dit * 1e-3) / 1e12 : 0.0;
   const char *mesh_be = a->mesh_backend ? a->mesh_backend
-      : st->be->ops->device == DIT_DEVICE_CPU ? "cpu" : "cuda";
+      : dit_backend_device (st->be) == DIT_DEVICE_CPU ? "cpu" : "cuda";
   /* Only measured chunks count; none measured is reported as such. */
   const int ar_ok = mr->allreduce.n > 0;
   const double ar = ar_ok ? samples_median (&mr->allreduce) : NAN;
@@ -2247,7 +2247,7 @@ cleanup (bench_state *st)
       if (bufs[i]->data)
         dit_tensor_free (st->be, bufs[i]);
     if (st->dev_bytes)
-      st->be->ops->free (st->be, st->dev_bytes);
+      dit_backend_free (st->be, st->dev_bytes);
   }
   free (st->host_bytes);
   free (st->prompt);
@@ -2454,7 +2454,7 @@ run_cold (bench_state *st, bench_result *r, cold_result *cr)
   dit_weights *w = NULL;
   if (dit_load_model_precision (a->model_path, a->seed,
         dit_precision_of (a->dtype, a->fp8), st->be, &st->cfg, &w)
-      != DIT_OK || st->be->ops->synchronize (st->be) != DIT_OK)
+      != DIT_OK || dit_synchronize (st->be) != DIT_OK)
     return fail ("DiT weights");
   st->weights = w;
   cr->dit_load = now_ms () - t0;
@@ -2466,7 +2466,7 @@ run_cold (bench_state *st, bench_result *r, cold_result *cr)
   dit_tensor et = dit_tensor_2d (st->prompt, DIT_F32, DIT_DEVICE_CPU,
       st->prompt_rows, st->cfg.text_dim);
   if (dit_generator_set_prompt (st->gen, &et) != DIT_OK
-      || st->be->ops->synchronize (st->be) != DIT_OK)
+      || dit_synchronize (st->be) != DIT_OK)
     return fail ("prompt");
   cr->generator = now_ms () - t0;
 
