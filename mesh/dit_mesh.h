@@ -109,9 +109,15 @@ dit_status dit_mesh_run_chunk (dit_mesh *m, const dit_chunk_request *req,
     dit_tensor *out, dit_chunk_timing *timing);
 
 /* The same in two halves, for up to max_inflight envelopes in flight.
- * collect returns results in submit order, skipping stale-epoch ones. */
+ * collect returns results in submit order, skipping stale-epoch ones.
+ * submit makes the chunk's plan (dit_chunk_plan_make); submit_plan sends a
+ * plan the caller made with the mesh's config and schedule
+ * (dit_mesh_schedule), which is how a runner derives it once. */
 dit_status dit_mesh_submit (dit_mesh *m, const dit_chunk_request *req,
     uint64_t *call_id);
+dit_status dit_mesh_submit_plan (dit_mesh *m, const dit_chunk_plan *plan,
+    const dit_chunk_request *req, uint64_t *call_id);
+const dit_schedule *dit_mesh_schedule (const dit_mesh *m);
 dit_status dit_mesh_collect (dit_mesh *m, dit_tensor *out,
     dit_chunk_timing *timing, uint64_t *call_id);
 

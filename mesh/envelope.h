@@ -26,13 +26,14 @@
 
 #include "../kernels/dit_status.h"
 #include "../kernels/dit_tensor.h"
+#include "../model/dit_plan.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define DIT_ENV_MAGIC 0x45544944u        /* "DITE" */
-#define DIT_ENV_VERSION 3
+#define DIT_ENV_VERSION 4
 #define DIT_ENV_HEADER_BYTES 16
 #define DIT_ENV_MAX_PAYLOAD (1u << 30)
 #define DIT_ENV_MAX_TENSORS 8
@@ -62,18 +63,10 @@ typedef struct dit_env_tensor {
                            encoded.  NULL after decoding. */
 } dit_env_tensor;
 
-/* What one INFER asks the generator to do. */
-typedef struct dit_env_plan {
-  int do_recompute;     /* 1 for chunk_index > 0 */
-  int num_steps;
-  int first_step;
-  double steps[DIT_ENV_MAX_STEPS];   /* timesteps fed to the network */
-  double sigmas[DIT_ENV_MAX_STEPS];
-  int expected_calls;   /* do_recompute + num_steps - first_step forwards */
-  uint64_t seed;
-  int rope_start;       /* RoPE frame of the chunk's first frame */
-  float kv_bias;
-} dit_env_plan;
+/* What one INFER asks the generator to do: the chunk plan of
+ * model/dit_plan.h, made on rank 0 by dit_chunk_plan_make and checked by
+ * each worker with dit_chunk_plan_check. */
+typedef dit_chunk_plan dit_env_plan;
 
 /* Join parity (worker -> rank 0). */
 typedef struct dit_env_join {

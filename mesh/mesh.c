@@ -25,7 +25,6 @@
 #include "dit_net.h"
 #include "dit_tp.h"
 #include "envelope.h"
-#include "dit_scheduler.h"
 #if DIT_HAVE_CUDA
 #include "../kernels/cuda/dit_cuda.h"
 #endif
@@ -74,7 +73,7 @@ typedef struct mesh_call {
 struct dit_mesh {
   dit_mesh_config cfg;
   dit_model_config model;
-  double sigmas[DIT_MAX_STEPS];
+  dit_schedule sched;         /* of cfg.gen: the plans' steps and σ */
   int listen_fd, port;
   mesh_rank ranks[DIT_MESH_MAX_RANKS];
   uint64_t next_call;
@@ -841,16 +840,8 @@ dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out)
     st = dit_model_tp_check (&m->model, cfg->ranks);
   if (st == DIT_OK)
     st = dit_gen_config_validate (&cfg->gen, &m->model);
-  dit_scheduler sched;
   if (st == DIT_OK)
-    st = dit_scheduler_init (&sched, cfg->gen.shift);
-  for (int i = 0; st == DIT_OK && i < cfg->gen.num_steps; i++) {
-    double t;
-    if (cfg->gen.warp_steps)
-      st = dit_scheduler_warp (&sched, cfg->gen.steps[i], &t, &m->sigmas[i]);
-    else
-      m->sigmas[i] = dit_scheduler_sigma (&sched, cfg->gen.steps[i]);
-  }
+    st = dit_schedule_make (&cfg->gen, &m->sched);
   if (st == DIT_OK) {
     char host[128] = "127.0.0.1";
     int port = 0;
@@ -1037,6 +1028,23 @@ mesh_add_tensor (dit_envelope *e, const char *name, const dit_tensor *t,
 dit_status
 dit_mesh_submit (dit_mesh *m, const dit_chunk_request *req, uint64_t *call_id)
 {
+  dit_chunk_plan plan;
+  DIT_TRY (mesh_check (m));
+  DIT_TRY (dit_chunk_plan_make (&m->cfg.gen, &m->sched, req->chunk_index,
+      req->first_step, &plan));
+  return dit_mesh_submit_plan (m, &plan, req, call_id);
+}
+
+const dit_schedule *
+dit_mesh_schedule (const dit_mesh *m)
+{
+  return &m->sched;
+}
+
+dit_status
+dit_mesh_submit_plan (dit_mesh *m, const dit_chunk_plan *plan,
+    const dit_chunk_request *req, uint64_t *call_id)
+{
   const dit_gen_config *g = &m->cfg.gen;
   DIT_TRY (mesh_check (m));
   dit_envelope e;
@@ -1049,23 +1057,13 @@ dit_mesh_submit (dit_mesh *m, const dit_chunk_request *req, uint64_t *call_id)
     if (req->noise[s])
       return dit_error (DIT_ERR_INVALID,
           "mesh: caller noise is not supported (every rank draws Philox noise)");
-  if (req->chunk_index > 0 && !req->context)
+  if (plan->do_recompute && !req->context)
     return dit_error (DIT_ERR_INVALID, "mesh: chunk %lld needs %d context latents",
         (long long) req->chunk_index, g->context_frames);
   if (!m->prompt)
     return dit_error (DIT_ERR_STATE, "mesh: set a prompt before the first chunk");
-  dit_env_plan *p = &e.plan;
-  p->do_recompute = req->chunk_index > 0;
-  p->num_steps = g->num_steps;
-  p->first_step = req->first_step;
-  for (int i = 0; i < g->num_steps; i++) {
-    p->steps[i] = g->steps[i];
-    p->sigmas[i] = m->sigmas[i];
-  }
-  p->expected_calls = p->do_recompute + g->num_steps - req->first_step;
-  p->seed = g->seed;
-  p->rope_start = p->do_recompute ? g->context_frames : 0;
-  p->kv_bias = g->kv_bias;
+  /* The plan is made once, by dit_chunk_plan_make, and travels as is. */
+  e.plan = *plan;
   e.prompt_epoch = m->prompt_epoch;
   if (m->prompt_sent != m->prompt_epoch) {
     dit_env_tensor *x = &e.tensors[e.n_tensors++];
@@ -1076,7 +1074,7 @@ dit_mesh_submit (dit_mesh *m, const dit_chunk_request *req, uint64_t *call_id)
     x->shape[1] = m->model.text_dim;
     x->data = m->prompt;
   }
-  if (req->context && req->chunk_index > 0)
+  if (req->context && plan->do_recompute)
     DIT_TRY (mesh_add_tensor (&e, "context", req->context, 16, g->context_frames,
         g->latent_h, g->latent_w));
   if (req->init_latents)

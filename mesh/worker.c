@@ -5,9 +5,10 @@
  * NOOP) -> serve:
  * INFER -> RESULT, NOOP -> NOOP, SHUTDOWN -> SHUTDOWN ack and exit.  Rank
  * 0's socket closing (it died or quit) ends the loop at once: the worker
- * never outlives its Stage 0.  A plan that disagrees with this worker's
- * config (steps, σ, seed, RoPE start, bias, call count) is answered with an
- * error RESULT and the worker keeps serving; a failed collective is fatal
+ * never outlives its Stage 0.  Each INFER carries the chunk's plan, made
+ * once on rank 0; a plan that does not fit this worker's session (steps,
+ * σ, seed, RoPE start, bias, call count: dit_chunk_plan_check) is answered
+ * with an error RESULT and the worker keeps serving; a failed collective is fatal
  * (the TP group is broken), reported in an error RESULT before exiting.
  *
  * TP transport by backend: "cpu" -> the CPU comm (mesh rank 0 listens on a
@@ -344,39 +345,6 @@ w_setup (worker *w)
   return w_send_simple (w, DIT_ENV_NOOP, NULL);
 }
 
-/* The plan must be what this worker would do with its own config. */
-static dit_status
-w_check_plan (worker *w, const dit_envelope *e)
-{
-  const dit_env_plan *p = &e->plan;
-  const dit_gen_config *g = &w->gen;
-  int recompute = e->chunk_index > 0;
-  int calls = recompute + g->num_steps - p->first_step;
-  if (p->expected_calls != calls)
-    return dit_error (DIT_ERR_STATE,
-        "call-count mismatch: the plan expects %d generator calls, this worker "
-        "would make %d", p->expected_calls, calls);
-  if (p->num_steps != g->num_steps)
-    return dit_error (DIT_ERR_STATE, "plan has %d steps, this worker runs %d",
-        p->num_steps, g->num_steps);
-  for (int i = 0; i < g->num_steps; i++)
-    if (fabs (p->steps[i] - g->steps[i]) > 1e-9
-        || fabs (p->sigmas[i] - dit_generator_sigma (w->g, i)) > 1e-12)
-      return dit_error (DIT_ERR_STATE, "plan step %d (t %g, sigma %.9g) differs "
-          "from this worker's (t %g, sigma %.9g)", i, p->steps[i],
-          p->sigmas[i], g->steps[i], dit_generator_sigma (w->g, i));
-  if (p->seed != g->seed)
-    return dit_error (DIT_ERR_STATE, "plan seed %llu, this worker's %llu",
-        (unsigned long long) p->seed, (unsigned long long) g->seed);
-  if (p->rope_start != (recompute ? g->context_frames : 0))
-    return dit_error (DIT_ERR_STATE, "plan RoPE start %d, expected %d",
-        p->rope_start, recompute ? g->context_frames : 0);
-  if (fabsf (p->kv_bias - g->kv_bias) > 1e-7f)
-    return dit_error (DIT_ERR_STATE, "plan kv bias %g, this worker's %g",
-        (double) p->kv_bias, (double) g->kv_bias);
-  return DIT_OK;
-}
-
 static dit_tensor
 w_view (const worker *w, const dit_env_tensor *t)
 {
@@ -529,8 +497,11 @@ w_infer (worker *w, dit_envelope *e, double t_recv)
    * all-reduce time counts from here. */
   dit_comm_take_allreduce_ms (w->comm);
   dit_comm_watch (w->comm);
+  /* The plan was made on rank 0 (dit_chunk_plan_make); this worker checks
+   * that it fits its session and runs it as sent. */
   if (st == DIT_OK)
-    st = w_check_plan (w, e);
+    st = dit_chunk_plan_check (&e->plan, e->chunk_index, &w->gen,
+        dit_generator_schedule (w->g));
   if (st == DIT_OK)
     st = w_prompt (w, e, &fatal);
   dit_chunk_timing tm = { 0 };
@@ -549,7 +520,7 @@ w_infer (worker *w, dit_envelope *e, double t_recv)
       req.init_latents = &it;
     }
     double t0 = w_ms ();
-    st = dit_generator_run_chunk (w->g, &req, &out, &tm);
+    st = dit_generator_run_plan (w->g, &e->plan, &req, &out, &tm);
     /* A failure after the first collective leaves the group out of step. */
     fatal = st != DIT_OK && w->comm != NULL;
     r.timing_ms[0] = t0 - t_recv;
