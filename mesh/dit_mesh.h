@@ -39,46 +39,14 @@
 #define DIT_MESH_H
 
 #include "../model/dit_generator.h"
+#include "dit_mesh_config.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define DIT_MESH_MAX_RANKS 8
-
-typedef struct dit_mesh_config {
-  const char *preset;          /* model preset, e.g. "wan-14b", "tiny" */
-  const char *weights;         /* checkpoint path, or NULL = synthetic */
-  uint64_t synthetic_seed;
-  dit_gen_config gen;          /* generator config (dtype = weight dtype;
-                                  fp8: the workers run precision fp8) */
-  int ranks;                   /* mesh size = TP degree (1, 2, 4, 8) */
-  int spawn;                   /* 1: fork/exec local workers */
-  const char *worker_path;     /* dit-worker executable (spawn) */
-  const char *backend;         /* worker backend: "cpu" (default) or "cuda" */
-  const int *devices;          /* device of each spawned rank; NULL = 0.. */
-  const char *listen;          /* "HOST:PORT"; NULL = "127.0.0.1:0" */
-  int join_timeout_ms;         /* joins + shard loading; default 30000 */
-  int chunk_timeout_ms;        /* one chunk, all ranks; default 10000 */
-  int drift_every;             /* compare rank digests every N chunks; 0 = every chunk */
-  int max_inflight;            /* envelopes queued ahead; default 2 */
-  const char *const *worker_args; /* extra dit-worker arguments (NULL-terminated) */
-  int layers;                  /* transformer blocks; 0 = the preset's (a slice
-                                  of the first N for tests and benchmarks) */
-  int heartbeat_ms;            /* dit_mesh_ping: idle time before a NOOP round
-                                  trip; default 1000, 0 = every call */
-  dit_backend *world_backend;  /* backend "cuda": a CUDA backend of the
-                                  caller (Stage 0's GPU).  When no spawned
-                                  rank runs on its GPU the world comm runs on
-                                  NCCL on its stream and the mesh stages
-                                  tensors in its memory (not shared with
-                                  another thread during mesh calls); NULL,
-                                  or a rank on its GPU (NCCL takes one rank
-                                  per GPU): the CPU comm carries the tensors
-                                  through host memory.  Unused on "cpu" */
-} dit_mesh_config;
-
-void dit_mesh_config_default (dit_mesh_config *c);
+/* dit_mesh_config (what dit_mesh_create takes) and DIT_MESH_MAX_RANKS:
+ * mesh/dit_mesh_config.h. */
 
 typedef struct dit_mesh dit_mesh;
 

@@ -106,24 +106,6 @@ struct dit_mesh {
   void *x0_stage;             /* NCCL: device buffer x0 lands in */
 };
 
-void
-dit_mesh_config_default (dit_mesh_config *c)
-{
-  memset (c, 0, sizeof *c);
-  c->preset = "tiny";
-  c->synthetic_seed = 42;
-  dit_gen_config_default (&c->gen);
-  c->ranks = 1;
-  c->spawn = 1;
-  c->worker_path = "dit-worker";
-  c->backend = "cpu";
-  c->join_timeout_ms = 30000;
-  c->chunk_timeout_ms = 10000;
-  c->drift_every = 0;
-  c->max_inflight = 2;
-  c->heartbeat_ms = 1000;
-}
-
 int
 dit_mesh_port (const dit_mesh *m)
 {
@@ -814,6 +796,9 @@ dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out)
   if (cfg->ranks < 1 || cfg->ranks > DIT_MESH_MAX_RANKS)
     return dit_error (DIT_ERR_INVALID, "mesh: %d ranks (1..%d)", cfg->ranks,
         DIT_MESH_MAX_RANKS);
+  if (cfg->layout != DIT_MESH_LAYOUT_TP)
+    return dit_error (DIT_ERR_UNSUPPORTED, "mesh: layout %d is not built "
+        "(tp is)", (int) cfg->layout);
   dit_mesh *m = calloc (1, sizeof *m);
   if (!m)
     return dit_error (DIT_ERR_NOMEM, "mesh: out of memory");
