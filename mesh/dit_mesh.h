@@ -71,8 +71,13 @@ uint64_t dit_mesh_prompt_epoch (const dit_mesh *m);
 void dit_mesh_bump_epoch (dit_mesh *m);
 
 /* dit_generator_run_chunk's contract on the mesh: request tensors and `out`
- * are host memory ([16, F, h, w], f32 or bf16).  Noise is the Philox
- * stream of (seed, chunk, step) on every rank; caller noise is refused. */
+ * ([16, F, h, w], f32 or bf16) are host memory, or device memory of the
+ * config's world_backend (`out` f32).  Device tensors stay on the device
+ * when the world comm is NCCL (the context is copied device to device into
+ * staging, x0 from the receive buffer into `out`; the x0 digest check then
+ * downloads every x0_check_every chunks); on the CPU comm they cross to the
+ * host because the transport needs them there.  Noise is the Philox stream
+ * of (seed, chunk, step) on every rank; caller noise is refused. */
 dit_status dit_mesh_run_chunk (dit_mesh *m, const dit_chunk_request *req,
     dit_tensor *out, dit_chunk_timing *timing);
 

@@ -58,9 +58,11 @@ typedef struct dit_env_tensor {
   dit_dtype dtype;
   int ndim;
   int64_t shape[DIT_ENV_MAX_DIMS];
-  const void *data;     /* sender: where the bytes are (host memory for the
-                           mesh, the backend's memory on a worker); never
-                           encoded.  NULL after decoding. */
+  const void *data;     /* sender: where the bytes are (the mesh: host
+                           memory, or device memory of the caller's
+                           world_backend; a worker: its backend's memory);
+                           never encoded.  NULL after decoding. */
+  dit_device device;    /* sender: where data lives; never encoded */
 } dit_env_tensor;
 
 /* What one INFER asks the generator to do: the chunk plan of

@@ -654,6 +654,32 @@ mesh_slot_put (dit_mesh *m, int slot)
     m->slot_busy &= ~(1u << slot);
 }
 
+/* One tensor into staging.  Device tensors (on the caller's world backend)
+ * stay on the device when the world comm is NCCL; the CPU comm needs them
+ * in host memory (a download: the transport's, not a choice). */
+static dit_status
+mesh_stage_copy (dit_mesh *m, void *dst, const dit_env_tensor *t, size_t bytes)
+{
+  dit_backend *be = m->cfg.world_backend;
+  if (t->device == DIT_DEVICE_CPU) {
+    if (!m->world_nccl) {
+      memcpy (dst, t->data, bytes);
+      return DIT_OK;
+    }
+    return dit_upload (m->wbe, dst, t->data, bytes);
+  }
+  if (!be || dit_backend_device (be) != t->device)
+    return dit_error (DIT_ERR_INVALID, "mesh: tensor '%s' is in device "
+        "memory, and the mesh has no world backend of that device", t->name);
+  if (!m->world_nccl)
+    return dit_download (be, dst, t->data, bytes);
+  int64_t n = (int64_t) (bytes / dit_dtype_size (t->dtype));
+  dit_tensor s = dit_tensor_2d ((void *) t->data, t->dtype, t->device, 1, n);
+  dit_tensor d = dit_tensor_2d (dst, t->dtype, t->device, 1, n);
+  dit_copy_params cp = { .x = &s, .y = &d };
+  return dit_copy (m->wbe, &cp);
+}
+
 /* Copy the INFER's tensors into a free slot; nothing is sent here, and a
  * tensor the workers could not take is refused. */
 static dit_status
@@ -694,12 +720,7 @@ mesh_stage (dit_mesh *m, const dit_envelope *env, mesh_call *call)
     return dit_error (DIT_ERR_STATE, "mesh: no free staging slot");
   for (int i = 0; i < env->n_tensors; i++) {
     unsigned char *dst = (unsigned char *) m->stage[slot] + call->off[i];
-    if (!m->world_nccl) {
-      memcpy (dst, env->tensors[i].data, call->bytes[i]);
-      continue;
-    }
-    dit_status st = dit_upload (m->wbe, dst, env->tensors[i].data,
-        call->bytes[i]);
+    dit_status st = mesh_stage_copy (m, dst, &env->tensors[i], call->bytes[i]);
     if (st != DIT_OK) {
       mesh_slot_put (m, slot);
       return dit_error_prefix (st, "mesh: staging '%s'", env->tensors[i].name);
@@ -766,19 +787,25 @@ mesh_broadcast_data (dit_mesh *m, mesh_call *call)
   return DIT_OK;
 }
 
-/* x0 of a call from world rank 1 (mesh rank 0) into `latents`. */
+/* x0 of a call from world rank 1 (mesh rank 0): into `latents` on the CPU
+ * comm, into the device buffer x0_stage on NCCL.  *host: `latents` holds
+ * it (always on the CPU comm; on NCCL when `want_host`, which the digest
+ * check and host outputs ask for). */
 static dit_status
-mesh_recv_x0 (dit_mesh *m, const mesh_call *call, size_t bytes)
+mesh_recv_x0 (dit_mesh *m, const mesh_call *call, size_t bytes, int want_host,
+    int *host)
 {
   dit_status st;
+  *host = !m->world_nccl;
   if (m->world_nccl) {
     st = dit_comm_recv (m->world, m->x0_stage, bytes, 1);
     if (st == DIT_OK)
       st = dit_comm_flush (m->world);
-    if (st == DIT_OK) {
+    if (st == DIT_OK && want_host) {
       st = dit_download (m->wbe, m->latents, m->x0_stage, bytes);
       if (st != DIT_OK)
         return mesh_fail (m, st, dit_last_error ());
+      *host = 1;
     }
   } else {
     st = dit_comm_recv (m->world, m->latents, bytes, 1);
@@ -995,11 +1022,11 @@ static dit_status
 mesh_add_tensor (dit_envelope *e, const char *name, const dit_tensor *t,
     int64_t c0, int64_t c1, int64_t c2, int64_t c3)
 {
-  if (t->device != DIT_DEVICE_CPU || !dit_tensor_is_contiguous (t) || t->ndim != 4
+  if (!dit_tensor_is_contiguous (t) || t->ndim != 4
       || t->shape[0] != c0 || t->shape[1] != c1 || t->shape[2] != c2
       || t->shape[3] != c3)
     return dit_error (DIT_ERR_INVALID,
-        "mesh: %s must be a contiguous host tensor [%lld, %lld, %lld, %lld]",
+        "mesh: %s must be a contiguous tensor [%lld, %lld, %lld, %lld]",
         name, (long long) c0, (long long) c1, (long long) c2, (long long) c3);
   dit_env_tensor *x = &e->tensors[e->n_tensors++];
   snprintf (x->name, sizeof x->name, "%s", name);
@@ -1007,6 +1034,7 @@ mesh_add_tensor (dit_envelope *e, const char *name, const dit_tensor *t,
   x->ndim = 4;
   memcpy (x->shape, t->shape, 4 * sizeof (int64_t));
   x->data = t->data;
+  x->device = t->device;
   return DIT_OK;
 }
 
@@ -1095,10 +1123,12 @@ mesh_add_err (char *errs, size_t size, size_t *len, int *bad, const char *fmt, .
     *len = *len + (size_t) k < size ? *len + (size_t) k : size - 1;
 }
 
-/* One result from every rank for the oldest call in flight. */
+/* One result from every rank for the oldest call in flight.  want_host:
+ * the caller wants x0 in host memory; *x0_host: it is in `latents` (else in
+ * the device buffer x0_stage). */
 static dit_status
 mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
-    dit_chunk_timing *timing)
+    dit_chunk_timing *timing, int want_host, int *x0_host)
 {
   const int n = m->cfg.ranks;
   int pending[DIT_MESH_MAX_RANKS], bad = 0;
@@ -1207,9 +1237,15 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
 #undef ADD_ERR
   /* The x0 follows mesh rank 0's RESULT on the world comm; a stale one is
    * received as well (and dropped by the caller) to keep the comm in step. */
+  /* The digest check reads host bytes: an x0 that lands in device memory
+   * is checked every x0_check_every chunks, a host one always. */
+  *x0_host = 0;
   if (!bad && x0_coming) {
-    DIT_TRY (mesh_recv_x0 (m, call, nb));
-    if (dit_fnv1a (DIT_FNV_OFFSET, m->latents, nb) != x0_digest)
+    int every = m->cfg.x0_check_every > 0 ? m->cfg.x0_check_every : 1;
+    int check = !*stale && call->chunk_index % every == 0;
+    DIT_TRY (mesh_recv_x0 (m, call, nb, check || (want_host && !*stale),
+        x0_host));
+    if (*x0_host && dit_fnv1a (DIT_FNV_OFFSET, m->latents, nb) != x0_digest)
       mesh_add_err (errs, sizeof errs, &elen, &bad,
           "worker rank 0: latents do not match their digest");
   }
@@ -1236,6 +1272,37 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
   return DIT_OK;
 }
 
+/* The collected x0 into `out`: host memory (any dtype), or device memory
+ * of the world backend, where an x0 that arrived on NCCL is copied device
+ * to device and one from the CPU comm is uploaded. */
+static dit_status
+mesh_deliver_x0 (dit_mesh *m, dit_tensor *out)
+{
+  const int64_t nel = (int64_t) 16 * m->cfg.gen.frames_per_chunk
+      * m->cfg.gen.latent_h * m->cfg.gen.latent_w;
+  dit_backend *be = m->cfg.world_backend;
+  if (!dit_tensor_is_contiguous (out) || dit_tensor_numel (out) != nel)
+    return dit_error (DIT_ERR_INVALID, "mesh: output must be a contiguous "
+        "tensor of %lld elements", (long long) nel);
+  if (out->device == DIT_DEVICE_CPU) {
+    dit_convert (out->data, out->dtype, m->latents, DIT_F32, (size_t) nel);
+    return DIT_OK;
+  }
+  if (!be || dit_backend_device (be) != out->device)
+    return dit_error (DIT_ERR_INVALID, "mesh: a device output needs the "
+        "mesh's world backend on that device");
+  if (!m->world_nccl) {
+    /* the CPU comm delivered it to the host */
+    if (out->dtype != DIT_F32)
+      return dit_error (DIT_ERR_INVALID, "mesh: a device output must be f32");
+    return dit_upload (be, out->data, m->latents, (size_t) nel * sizeof (float));
+  }
+  dit_tensor src = dit_tensor_2d (m->x0_stage, DIT_F32, out->device, 1, nel);
+  dit_tensor dst = dit_tensor_2d (out->data, out->dtype, out->device, 1, nel);
+  dit_copy_params cp = { .x = &src, .y = &dst };
+  return dit_copy (m->wbe, &cp);
+}
+
 dit_status
 dit_mesh_collect (dit_mesh *m, dit_tensor *out, dit_chunk_timing *timing,
     uint64_t *call_id)
@@ -1245,8 +1312,9 @@ dit_mesh_collect (dit_mesh *m, dit_tensor *out, dit_chunk_timing *timing,
     mesh_call call = m->inflight[0];
     memmove (m->inflight, m->inflight + 1, (size_t) (m->n_inflight - 1) * sizeof call);
     m->n_inflight--;
-    int stale;
-    dit_status st = mesh_collect_one (m, &call, &stale, timing);
+    int stale, x0_host;
+    dit_status st = mesh_collect_one (m, &call, &stale, timing,
+        out && out->device == DIT_DEVICE_CPU, &x0_host);
     mesh_slot_put (m, call.slot);
     DIT_TRY (st);
     /* The next call's data waited behind this x0 (docs/protocol.md). */
@@ -1259,16 +1327,7 @@ dit_mesh_collect (dit_mesh *m, dit_tensor *out, dit_chunk_timing *timing,
     m->stats.chunks++;
     if (call_id)
       *call_id = call.call_id;
-    if (out) {
-      size_t nel = (size_t) 16 * m->cfg.gen.frames_per_chunk * m->cfg.gen.latent_h
-          * m->cfg.gen.latent_w;
-      if (out->device != DIT_DEVICE_CPU || !dit_tensor_is_contiguous (out)
-          || (size_t) dit_tensor_numel (out) != nel)
-        return dit_error (DIT_ERR_INVALID, "mesh: output must be a contiguous host "
-            "tensor of %zu elements", nel);
-      dit_convert (out->data, out->dtype, m->latents, DIT_F32, nel);
-    }
-    return DIT_OK;
+    return out ? mesh_deliver_x0 (m, out) : DIT_OK;
   }
   return dit_error (DIT_ERR_STATE, "mesh: no call in flight (%llu stale results "
       "dropped)", (unsigned long long) m->stats.stale_dropped);
