@@ -235,3 +235,42 @@ dit_runner_get_stats (const dit_runner *r, dit_runner_stats *out)
 {
   *out = r->stats;
 }
+
+void
+dit_overlap_reset (dit_overlap *o)
+{
+  memset (o, 0, sizeof *o);
+}
+
+static double
+overlap_median (const double *v, unsigned n)
+{
+  double t[DIT_OVERLAP_WINDOW];
+  memcpy (t, v, n * sizeof *v);
+  for (unsigned i = 1; i < n; i++)
+    for (unsigned j = i; j > 0 && t[j - 1] > t[j]; j--) {
+      double x = t[j];
+      t[j] = t[j - 1];
+      t[j - 1] = x;
+    }
+  return n ? (n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2])) : 0.0;
+}
+
+void
+dit_overlap_add (dit_overlap *o, double stage0, double stage1, double period)
+{
+  double hidden = stage0 + stage1 - period;
+  unsigned i = o->n % DIT_OVERLAP_WINDOW, n;
+  o->stage0_ms = stage0;
+  o->stage1_ms = stage1;
+  o->period_ms = period;
+  o->hidden_ms = hidden > 0.0 ? hidden : 0.0;
+  o->ring[0][i] = o->hidden_ms;
+  o->ring[1][i] = stage0;
+  o->ring[2][i] = stage1;
+  o->n++;
+  n = o->n < DIT_OVERLAP_WINDOW ? o->n : DIT_OVERLAP_WINDOW;
+  double m0 = overlap_median (o->ring[1], n), m1 = overlap_median (o->ring[2], n);
+  double mn = m0 < m1 ? m0 : m1;
+  o->score = mn > 0 ? overlap_median (o->ring[0], n) / mn : 0.0;
+}

@@ -108,6 +108,22 @@ typedef struct dit_runner_stats {
 } dit_runner_stats;
 void dit_runner_get_stats (const dit_runner *r, dit_runner_stats *out);
 
+/* How much of Stage 0 (the VAE work of a chunk) and Stage 1 (the generator
+ * call) ran at the same time, per chunk: hidden = stage 0 + stage 1 -
+ * period (clamped at 0); over the last DIT_OVERLAP_WINDOW chunks, score =
+ * median hidden / min (median stage 0, median stage 1): 0 = the stages run
+ * one after the other, 1 = the shorter one is completely hidden. */
+#define DIT_OVERLAP_WINDOW 32
+typedef struct dit_overlap {
+  double stage0_ms, stage1_ms, period_ms, hidden_ms;   /* the last chunk */
+  double score;
+  double ring[3][DIT_OVERLAP_WINDOW];                  /* hidden, s0, s1 */
+  unsigned n;
+} dit_overlap;
+void dit_overlap_reset (dit_overlap *o);
+void dit_overlap_add (dit_overlap *o, double stage0_ms, double stage1_ms,
+    double period_ms);
+
 #ifdef __cplusplus
 }
 #endif

@@ -121,6 +121,31 @@ dit_gen_config_validate (const dit_gen_config *c, const dit_model_config *m)
   return DIT_OK;
 }
 
+dit_status
+dit_gen_config_parse_steps (dit_gen_config *c, const char *str)
+{
+  const char *p = str;
+  int n = 0;
+  while (*p) {
+    char *end;
+    while (*p == ' ')
+      p++;
+    double v = strtod (p, &end);
+    while (*end == ' ')
+      end++;
+    if (end == p || (*end && *end != ',') || !(v >= 0 && v <= 1000)
+        || n == DIT_MAX_STEPS)
+      return dit_error (DIT_ERR_INVALID, "steps '%s': expected up to %d "
+          "comma-separated timesteps in [0, 1000]", str, DIT_MAX_STEPS);
+    c->steps[n++] = v;
+    p = *end ? end + 1 : end;
+  }
+  if (n == 0)
+    return dit_error (DIT_ERR_INVALID, "steps '%s' is empty", str);
+  c->num_steps = n;
+  return DIT_OK;
+}
+
 static dit_status
 alloc_latent (dit_generator *g, dit_tensor *t, int frames)
 {

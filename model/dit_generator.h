@@ -38,6 +38,9 @@ extern "C" {
 void dit_gen_config_default (dit_gen_config *cfg);
 dit_status dit_gen_config_validate (const dit_gen_config *cfg,
     const dit_model_config *model);
+/* "1000,750,500,250" (up to DIT_MAX_STEPS values in [0, 1000]) into
+ * cfg->steps and cfg->num_steps; the message names the string. */
+dit_status dit_gen_config_parse_steps (dit_gen_config *cfg, const char *steps);
 
 typedef struct dit_generator dit_generator;
 

@@ -225,3 +225,54 @@ dit_prompt_schedule_in_transition (const dit_prompt_schedule *s)
 {
   return s->trans_n >= 0;
 }
+
+dit_status
+dit_prompt_schedule_load (dit_prompt_schedule *s, const char *embeds_path,
+    const char *prompt, dit_prompt_encoder *enc)
+{
+  float *rows = NULL;
+  int n = 0;
+  if (embeds_path && *embeds_path) {
+    dit_status st = dit_stream_load_embeds (embeds_path, s->dim, s->len, &rows,
+        &n);
+    if (st == DIT_OK)
+      st = dit_prompt_schedule_set_fixed (s, rows, n);
+    free (rows);
+    DIT_TRY (st);
+  } else {
+    DIT_TRY (dit_prompt_schedule_set_fixed (s, NULL, 0));
+    if (prompt && !dit_prompt_schedule_has_text (s)) {
+      if (!enc)
+        return dit_error (DIT_ERR_STATE, "prompt '%.40s': no text encoder",
+            prompt);
+      dit_status st = dit_prompt_encode (enc, prompt, &rows, &n);
+      if (st != DIT_OK)
+        return dit_error_prefix (st, "prompt");
+      DIT_TRY (dit_prompt_schedule_set_text (s, rows, n));
+    }
+  }
+  dit_prompt_schedule_restart (s);
+  return DIT_OK;
+}
+
+int
+dit_prompt_schedule_take (dit_prompt_schedule *s, dit_prompt_encoder *enc,
+    uint64_t want, int transition_chunks, char *failed, size_t failed_size)
+{
+  uint64_t id;
+  float *rows = NULL;
+  int n = 0;
+  dit_status st;
+  if (failed_size)
+    failed[0] = '\0';
+  if (!enc || !dit_prompt_encoder_take (enc, &id, &rows, &n, &st, failed,
+          failed_size))
+    return 0;
+  if (id < want || st != DIT_OK) {
+    free (rows);                /* superseded, or failed (message kept) */
+    if (id < want && failed_size)
+      failed[0] = '\0';
+    return 0;
+  }
+  return dit_prompt_schedule_switch (s, rows, n, transition_chunks);
+}

@@ -71,6 +71,25 @@ void dit_prompt_schedule_restart (dit_prompt_schedule *s);
 dit_status dit_prompt_schedule_next (dit_prompt_schedule *s,
     dit_tensor *embeds, int *changed, float *weight);
 
+/* ---- with the text encoder (model/dit_prompt.h) ---- */
+
+struct dit_prompt_encoder;
+/* The sources at the start of a stream or after a prompt-embeds change:
+ * the file `embeds_path` (a safetensors embedding) is the fixed embedding
+ * when set; else none is fixed and the text `prompt`, when given and no
+ * text embedding is known yet, is encoded now with `enc`.  Then a restart.
+ * Messages name the file or the prompt. */
+dit_status dit_prompt_schedule_load (dit_prompt_schedule *s,
+    const char *embeds_path, const char *prompt,
+    struct dit_prompt_encoder *enc);
+/* A finished encoding of `enc` (never waits): one older than request
+ * `want` is dropped, a failed one leaves its message in `failed` (the
+ * caller warns and keeps the prompt), an accepted one switches with an
+ * N-chunk transition.  Returns 1 when a switch was accepted. */
+int dit_prompt_schedule_take (dit_prompt_schedule *s,
+    struct dit_prompt_encoder *enc, uint64_t want, int transition_chunks,
+    char *failed, size_t failed_size);
+
 uint64_t dit_prompt_schedule_epoch (const dit_prompt_schedule *s);
 /* Whether a text embedding is known (set or switched to). */
 int dit_prompt_schedule_has_text (const dit_prompt_schedule *s);

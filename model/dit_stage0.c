@@ -32,6 +32,9 @@ struct dit_stage0 {
   dit_backend *be;
   int64_t hw, pix;              /* latent plane h*w, pixel plane H*W */
   dit_vae *vae;                 /* the full VAE, NULL without a decoder */
+  dit_taehv *tae;               /* the display decoder of its own, or NULL */
+  dit_tensor apix;              /* [3, 4, H, W]: the full VAE's anchor decode
+                                   beside a display decoder */
 
   /* context */
   int64_t next_chunk;
@@ -125,8 +128,9 @@ dit_stage0_free (dit_stage0 *s)
   if (!s)
     return;
   dit_vae_free (s->vae);
+  dit_taehv_free (s->tae);
   dit_tensor *bufs[] = { &s->latent0, &s->hist, &s->anchor, &s->ctx, &s->qlat,
-    &s->qframes, &s->stage };
+    &s->qframes, &s->stage, &s->apix };
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     dit_tensor_free (s->be, bufs[i]);
   dit_event_destroy (s->be, s->ev_in);
@@ -154,12 +158,17 @@ dit_stage0_create (const dit_stage0_config *cfg, dit_backend *be,
   if (!cfg->vae_weights && cfg->anchor == DIT_ANCHOR_DECODED)
     return dit_error (DIT_ERR_INVALID, "stage 0: the decoded anchor needs a "
         "VAE (or anchor = latent)");
+  if (cfg->display_config && !cfg->vae_weights)
+    return dit_error (DIT_ERR_INVALID, "stage 0: a display decoder of its own "
+        "needs the full VAE beside it (the anchor's re-encode)");
   dit_stage0 *s = calloc (1, sizeof *s);
   if (!s)
     return dit_error (DIT_ERR_NOMEM, "stage 0: out of memory");
   s->cfg = *cfg;
   s->cfg.vae_config = NULL;     /* not kept: the caller's storage */
   s->cfg.vae_weights = NULL;
+  s->cfg.display_config = NULL;
+  s->cfg.display_weights = NULL;
   s->be = be;
   s->hw = (int64_t) cfg->latent_h * cfg->latent_w;
   s->pix = 64 * s->hw;
@@ -182,6 +191,12 @@ dit_stage0_create (const dit_stage0_config *cfg, dit_backend *be,
     if (st == DIT_OK)
       st = dit_vae_create (cfg->vae_config, cfg->vae_weights,
           8 * cfg->latent_w, 8 * cfg->latent_h, cfg->vae_dtype, be, &s->vae);
+    if (st == DIT_OK && cfg->display_config)
+      st = dit_taehv_create (cfg->display_config, cfg->display_weights,
+          8 * cfg->latent_w, 8 * cfg->latent_h, cfg->vae_dtype,
+          DIT_TAEHV_DECODER, be, &s->tae);
+    if (st == DIT_OK && cfg->display_config)
+      st = alloc_f32 (s, &s->apix, 3 * 4 * s->pix);
   } else if (st == DIT_OK && dit_backend_device (be) != DIT_DEVICE_CPU) {
     s->stage_latents = F;
     st = alloc_f32 (s, &s->stage, lat * F);
@@ -208,6 +223,8 @@ dit_stage0_reset (dit_stage0 *s)
   s->stats.decoded = 0;
   if (s->vae)
     dit_vae_reset_decoder (s->vae);
+  if (s->tae)
+    dit_taehv_reset_decoder (s->tae);
 }
 
 const dit_stage0_config *
@@ -220,6 +237,12 @@ int
 dit_stage0_has_decoder (const dit_stage0 *s)
 {
   return s->vae != NULL;
+}
+
+int
+dit_stage0_has_display_decoder (const dit_stage0 *s)
+{
+  return s->tae != NULL;
 }
 
 /* ---- inputs from other streams and the host ------------------------------- */
@@ -370,7 +393,10 @@ dit_stage0_decode_to (dit_stage0 *s, int64_t latent)
     dit_tensor lat = latent_slot (s, &s->qlat, idx % s->cfg.capacity);
     dit_tensor pix = frames_slot (s, idx);
     double t0 = stage0_ms ();
-    DIT_TRY (dit_vae_decode (s->vae, &lat, &pix));
+    if (s->tae)
+      DIT_TRY (dit_taehv_decode (s->tae, &lat, &pix));
+    else
+      DIT_TRY (dit_vae_decode (s->vae, &lat, &pix));
     DIT_TRY (dit_synchronize (s->be));
     double ms = stage0_ms () - t0;
     s->stats.last_decode_ms = ms;
@@ -433,7 +459,24 @@ dit_stage0_held (const dit_stage0 *s)
 
 /* ---- the generator's chunk ------------------------------------------------- */
 
-/* Decode up to the anchor latent of chunk k + 1 and re-encode the last
+/* The anchor latent `a` decoded by the full VAE beside a display decoder
+ * of its own: its decoder stream sees only the anchor latents (its causal
+ * cache holds the previous anchor's features, not the previous latent's:
+ * the one full decode per chunk this costs is the point of a tiny
+ * display).  The frames land in apix. */
+static dit_status
+anchor_full_decode (dit_stage0 *s, int64_t a, dit_tensor *frames)
+{
+  int64_t shape[4] = { 3, dit_vae_decode_frames (s->vae, 1),
+    8 * s->cfg.latent_h, 8 * s->cfg.latent_w };
+  dit_tensor lat = latent_slot (s, &s->qlat, a % s->cfg.capacity);
+  *frames = dit_tensor_make (s->apix.data, DIT_F32, s->apix.device, 4, shape);
+  DIT_TRY (dit_vae_decode (s->vae, &lat, frames));
+  return dit_synchronize (s->be);
+}
+
+/* Decode the anchor latent of chunk k + 1 (the display decoder up to it, or
+ * the full VAE beside a display decoder of its own) and re-encode the last
  * frame of that latent as a single image. */
 static dit_status
 anchor_path (dit_stage0 *s, int64_t k)
@@ -443,8 +486,14 @@ anchor_path (dit_stage0 *s, int64_t k)
     return DIT_OK;
   int64_t a = dit_context_slot_latent (F, C, k + 1, 0);
   double t0 = stage0_ms ();
-  DIT_TRY (dit_stage0_decode_to (s, a));
-  dit_tensor fr = frames_slot (s, a), last = fr;
+  dit_tensor fr;
+  if (s->tae && s->cfg.anchor_decoder == DIT_ANCHOR_DECODER_FULL) {
+    DIT_TRY (anchor_full_decode (s, a, &fr));
+  } else {
+    DIT_TRY (dit_stage0_decode_to (s, a));
+    fr = frames_slot (s, a);
+  }
+  dit_tensor last = fr;
   last.data = (float *) fr.data + (fr.shape[1] - 1) * s->pix;
   last.shape[1] = 1;
   dit_tensor anchor = latent_slot (s, &s->anchor, 0);

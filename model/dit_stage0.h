@@ -24,10 +24,14 @@
  * before it reads x0, and context makes the consumer's stream wait for the
  * context before the caller runs on it.
  *
- * Decoders: the full VAE decodes for the display and the anchor path (the
- * anchor that grounds the KV cache always comes from the full VAE; a
- * display-only decoder would sit next to it).  Without a decoder (anchor =
- * latent, nobody displays) only the context is kept.
+ * Decoders: the full VAE decodes for the display and the anchor path, or
+ * a display decoder of its own (a TAEHV tiny decoder, model/dit_taehv.h:
+ * the same frame counts) decodes the queue beside it.  The anchor's frame
+ * then comes from the full VAE (dit_anchor_decoder full: its decoder
+ * stream sees only the anchor latents, one full decode per chunk) or from
+ * the display decoder's frames (tiny); the re-encode is always the full
+ * VAE's.  Without a decoder (anchor = latent, nobody displays) only the
+ * context is kept.
  *
  * Not thread-safe: a caller that feeds and displays from two threads (the
  * GStreamer session) serialises the calls and bounds the hand-off with
@@ -38,11 +42,19 @@
 
 #include "../kernels/dit_backend.h"
 #include "dit_stream.h"
+#include "dit_taehv.h"
 #include "dit_vae.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Which decoder makes the anchor path's frame. */
+typedef enum dit_anchor_decoder {
+  DIT_ANCHOR_DECODER_FULL = 0,  /* the full VAE */
+  DIT_ANCHOR_DECODER_TINY = 1,  /* the display decoder (the full VAE unless
+                                   a display decoder of its own is set) */
+} dit_anchor_decoder;
 
 typedef struct dit_stage0_config {
   int latent_h, latent_w;       /* latent grid (pixels / 8) */
@@ -55,6 +67,11 @@ typedef struct dit_stage0_config {
   const dit_vae_config *vae_config;
   const dit_weights *vae_weights;
   dit_dtype vae_dtype;
+  /* A display decoder of its own (NULL: the full VAE displays), in
+   * vae_dtype; it needs the full VAE beside it. */
+  const dit_taehv_config *display_config;
+  const dit_weights *display_weights;
+  dit_anchor_decoder anchor_decoder;
 } dit_stage0_config;
 
 void dit_stage0_config_default (dit_stage0_config *c);
@@ -68,6 +85,8 @@ void dit_stage0_free (dit_stage0 *s);
 void dit_stage0_reset (dit_stage0 *s);
 const dit_stage0_config *dit_stage0_get_config (const dit_stage0 *s);
 int dit_stage0_has_decoder (const dit_stage0 *s);
+/* Whether a display decoder of its own decodes the queue. */
+int dit_stage0_has_display_decoder (const dit_stage0 *s);
 
 /* ---- generator side ------------------------------------------------------- */
 
