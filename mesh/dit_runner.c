@@ -32,6 +32,7 @@ dit_runner_config_default (dit_runner_config *c)
   dit_model_config_preset ("tiny", &c->model);
   dit_gen_config_default (&c->gen);
   c->fused = 1;
+  c->gemm_fold = 1;
   c->preset = "tiny";
 }
 
@@ -97,6 +98,7 @@ dit_runner_create (const dit_runner_config *cfg, dit_backend *be,
     if (st == DIT_OK) {
       dit_generator_set_graphs (r->gen, cfg->graphs);
       dit_generator_set_fused (r->gen, cfg->fused);
+      dit_generator_set_gemm_fold (r->gen, cfg->gemm_fold);
     }
   }
   if (st != DIT_OK) {
@@ -228,6 +230,12 @@ int
 dit_runner_is_mesh (const dit_runner *r)
 {
   return r->mesh != NULL;
+}
+
+dit_generator *
+dit_runner_generator (dit_runner *r)
+{
+  return r->gen;
 }
 
 void

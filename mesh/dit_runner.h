@@ -41,6 +41,8 @@ typedef struct dit_runner_config {
   int graphs;                  /* record forwards (CUDA graphs); default 0 */
   int fused;                   /* fused ops where the backend has them;
                                   default 1 */
+  int gemm_fold;               /* GEMM epilogue folds (dit_model_set_gemm_fold);
+                                  default 1 */
   /* mesh: spec NULL or spec->ranks 0 = in process */
   const dit_mesh_spec *mesh;
   const char *preset;          /* the workers' model preset */
@@ -94,6 +96,9 @@ dit_status dit_runner_idle (dit_runner *r);
 
 dit_backend *dit_runner_backend (const dit_runner *r);
 int dit_runner_is_mesh (const dit_runner *r);
+/* The in-process generator (NULL on a mesh), for what only it has: the
+ * per-op breakdown of dit-bench turns its graphs off around timed chunks. */
+dit_generator *dit_runner_generator (dit_runner *r);
 
 typedef struct dit_runner_stats {
   int ranks;                           /* 0 in process */
