@@ -553,9 +553,10 @@ run_chunk (GstDitGenerate * self, GstBuffer * in, GstBuffer ** out)
   gint64 t_gen;
   GstDitDecodeResult res;
 
-  dit_host_copies_get (&c0);
   if (!apply_changes (self, &error))
     goto lib_error;
+  /* latents from here on (a new prompt's embedding is not one) */
+  dit_host_copies_get (&c0);
   req.chunk_index = self->chunk_index;
   res = gst_dit_session_context (self->session, self->epoch, self->chunk_index,
       self->be, &ctx, &error);
@@ -1528,9 +1529,9 @@ static const prop_def props[N_PROPS] = {
       "time / min (median stage 0, median stage 1) over the last 32 chunks: "
       "0 = the stages run one after the other, 1 = the shorter one is "
       "completely hidden", G_TYPE_DOUBLE, stat_overlap),
-  STAT (PROP_HOST_COPIES, "host-copies", "Host copies", "Copies between host "
-      "and device memory the last chunk made in this element (context, "
-      "generator or mesh, anchor path, output): 0 when its latents stayed "
+  STAT (PROP_HOST_COPIES, "host-copies", "Host copies", "Copies of latents "
+      "between host and device memory the last chunk made in this element "
+      "(context, generator or mesh, anchor path, output): 0 when they stayed "
       "on the device", G_TYPE_UINT, stat_host_copies),
   [PROP_ANCHOR] = {.field = FIELD (anchor)},
   [PROP_ANCHOR_DECODER] = {.field = FIELD (anchor_decoder)},
