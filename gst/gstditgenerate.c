@@ -63,6 +63,8 @@
 
 #include "gstditlatent.h"
 #include "gstditmemory.h"
+#include "gstditprops.h"
+#include "gstditqueue.h"
 #include "gstditsession.h"
 #include "dit_loader.h"
 #include "dit_prompt.h"
@@ -176,13 +178,9 @@ struct _GstDitGenerate
   dit_overlap overlap;
   gdouble latency_ms;           /* figure last reported in LATENCY */
 
-  /* input queue; qlock */
-  GMutex qlock;
-  GCond qcond;
-  GQueue queue;
-  gint queued_buffers;
-  GstFlowReturn srcresult;
-  gboolean eos_pending;         /* text-to-video: EOS sent to the element */
+  GstDitChunkQueue queue;       /* input chunks and serialized events */
+  gboolean eos_pending;         /* text-to-video: EOS sent to the element;
+                                   object lock */
 };
 
 static GstStaticPadTemplate sink_template =
@@ -727,11 +725,7 @@ update_stats (GstDitGenerate * self, gint frames)
 static void
 pause_task (GstDitGenerate * self, GstFlowReturn ret)
 {
-  g_mutex_lock (&self->qlock);
-  if (self->srcresult == GST_FLOW_OK)
-    self->srcresult = ret;
-  g_cond_broadcast (&self->qcond);
-  g_mutex_unlock (&self->qlock);
+  gst_dit_chunk_queue_fail (&self->queue, ret);
   GST_DEBUG_OBJECT (self, "pausing task: %s", gst_flow_get_name (ret));
   gst_pad_pause_task (self->srcpad);
   if (ret == GST_FLOW_EOS)
@@ -787,10 +781,8 @@ loop_source (GstDitGenerate * self)
   }
   GST_OBJECT_LOCK (self);
   limit = self->num_chunks;
-  GST_OBJECT_UNLOCK (self);
-  g_mutex_lock (&self->qlock);
   eos = self->eos_pending;
-  g_mutex_unlock (&self->qlock);
+  GST_OBJECT_UNLOCK (self);
   if (eos || (limit > 0 && self->stat_chunks >= limit)) {
     GST_DEBUG_OBJECT (self, "end of stream after %" G_GUINT64_FORMAT
         " chunks%s", self->stat_chunks, eos ? " (EOS sent to the element)" :
@@ -847,41 +839,23 @@ static void
 loop_filter (GstDitGenerate * self)
 {
   GstMiniObject *item;
-  GstFlowReturn ret = GST_FLOW_OK;
+  GstFlowReturn ret;
+  gboolean mesh = self->runner && dit_runner_is_mesh (self->runner);
 
-  g_mutex_lock (&self->qlock);
-  while (g_queue_is_empty (&self->queue) && self->srcresult == GST_FLOW_OK) {
-    gchar *error = NULL;
-    if (!self->runner || !dit_runner_is_mesh (self->runner)) {
-      g_cond_wait (&self->qcond, &self->qlock);
-    } else if (!g_cond_wait_until (&self->qcond, &self->qlock,
-            g_get_monotonic_time () + MESH_IDLE_US)) {
-      gboolean ok;
-      g_mutex_unlock (&self->qlock);
-      ok = dit_runner_idle (self->runner) == DIT_OK;
-      if (!ok) {
-        error = g_strdup (dit_last_error ());
-        GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("%s", error),
-            ("generator mesh lost while idle"));
-        g_free (error);
-        pause_task (self, GST_FLOW_ERROR);
-        return;
-      }
-      g_mutex_lock (&self->qlock);
+  /* A mesh is looked after while no input comes (dit_runner_idle). */
+  while (!(item = gst_dit_chunk_queue_pop (&self->queue, mesh ? MESH_IDLE_US
+              : -1, &ret)) && ret == GST_FLOW_OK) {
+    if (dit_runner_idle (self->runner) != DIT_OK) {
+      GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("%s", dit_last_error ()),
+          ("generator mesh lost while idle"));
+      pause_task (self, GST_FLOW_ERROR);
+      return;
     }
   }
-  if (self->srcresult != GST_FLOW_OK) {
-    ret = self->srcresult;
-    g_mutex_unlock (&self->qlock);
+  if (!item) {
     gst_pad_pause_task (self->srcpad);
     return;
   }
-  item = g_queue_pop_head (&self->queue);
-  if (GST_IS_BUFFER (item))
-    self->queued_buffers--;
-  g_cond_broadcast (&self->qcond);
-  g_mutex_unlock (&self->qlock);
-
   if (GST_IS_BUFFER (item)) {
     GstBuffer *in = GST_BUFFER (item), *out = NULL;
     if (!self->configured) {
@@ -919,42 +893,12 @@ gst_dit_generate_loop (GstDitGenerate * self)
 /* ------------------------------------------------------------------ */
 /* pads */
 
-static void
-clear_queue (GstDitGenerate * self)
-{
-  GstMiniObject *o;
-
-  while ((o = g_queue_pop_head (&self->queue))) {
-    /* Keep sticky events other than EOS/segment for after the flush. */
-    gst_mini_object_unref (o);
-  }
-  self->queued_buffers = 0;
-}
-
 static GstFlowReturn
 gst_dit_generate_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
 {
-  GstDitGenerate *self = GST_DIT_GENERATE (parent);
-  GstFlowReturn ret;
-  gint limit;
-
-  g_mutex_lock (&self->qlock);
-  GST_OBJECT_LOCK (self);
-  limit = self->max_inflight;
-  GST_OBJECT_UNLOCK (self);
-  /* The bounded hand-off: block upstream while the queue is full. */
-  while (self->queued_buffers >= limit && self->srcresult == GST_FLOW_OK)
-    g_cond_wait (&self->qcond, &self->qlock);
-  ret = self->srcresult;
-  if (ret == GST_FLOW_OK) {
-    g_queue_push_tail (&self->queue, buf);
-    self->queued_buffers++;
-    g_cond_broadcast (&self->qcond);
-  } else {
-    gst_buffer_unref (buf);
-  }
-  g_mutex_unlock (&self->qlock);
-  return ret;
+  /* The bounded hand-off: blocks upstream while the queue is full. */
+  return gst_dit_chunk_queue_push_buffer (&GST_DIT_GENERATE (parent)->queue,
+      buf);
 }
 
 static gboolean
@@ -966,19 +910,14 @@ gst_dit_generate_sink_event (GstPad * pad, GstObject * parent,
   switch (GST_EVENT_TYPE (event)) {
     case GST_EVENT_FLUSH_START:
       gst_pad_push_event (self->srcpad, event);
-      g_mutex_lock (&self->qlock);
-      self->srcresult = GST_FLOW_FLUSHING;
-      g_cond_broadcast (&self->qcond);
-      g_mutex_unlock (&self->qlock);
+      gst_dit_chunk_queue_stop (&self->queue, GST_FLOW_FLUSHING);
       if (self->session)
         gst_dit_session_set_flushing (self->session, TRUE);
       gst_pad_pause_task (self->srcpad);
       return TRUE;
     case GST_EVENT_FLUSH_STOP:
-      g_mutex_lock (&self->qlock);
-      clear_queue (self);
-      self->srcresult = GST_FLOW_OK;
-      g_mutex_unlock (&self->qlock);
+      gst_dit_chunk_queue_flush (&self->queue);
+      gst_dit_chunk_queue_start (&self->queue);
       if (self->session)
         gst_dit_session_set_flushing (self->session, FALSE);
       /* Cached KV context and anchors belong to the old position. */
@@ -1013,19 +952,8 @@ gst_dit_generate_sink_event (GstPad * pad, GstObject * parent,
     default:
       break;
   }
-  if (GST_EVENT_IS_SERIALIZED (event)) {
-    gboolean ok;
-    g_mutex_lock (&self->qlock);
-    ok = self->srcresult == GST_FLOW_OK;
-    if (ok) {
-      g_queue_push_tail (&self->queue, event);
-      g_cond_broadcast (&self->qcond);
-    }
-    g_mutex_unlock (&self->qlock);
-    if (!ok)
-      gst_event_unref (event);
-    return ok;
-  }
+  if (GST_EVENT_IS_SERIALIZED (event))
+    return gst_dit_chunk_queue_push_event (&self->queue, event);
   return gst_pad_push_event (self->srcpad, event);
 }
 
@@ -1149,10 +1077,10 @@ gst_dit_generate_src_activate_mode (GstPad * pad, GstObject * parent,
   if (mode != GST_PAD_MODE_PUSH)
     return FALSE;
   if (active) {
-    g_mutex_lock (&self->qlock);
-    self->srcresult = GST_FLOW_OK;
+    gst_dit_chunk_queue_start (&self->queue);
+    GST_OBJECT_LOCK (self);
     self->eos_pending = FALSE;
-    g_mutex_unlock (&self->qlock);
+    GST_OBJECT_UNLOCK (self);
     self->source_mode = !self->sinkpad || !gst_pad_is_linked (self->sinkpad);
     self->started = FALSE;
     GST_DEBUG_OBJECT (self, "starting in %s mode",
@@ -1162,17 +1090,14 @@ gst_dit_generate_src_activate_mode (GstPad * pad, GstObject * parent,
     return gst_pad_start_task (pad, (GstTaskFunction) gst_dit_generate_loop,
         self, NULL);
   }
-  g_mutex_lock (&self->qlock);
-  self->srcresult = GST_FLOW_FLUSHING;
-  g_cond_broadcast (&self->qcond);
-  g_mutex_unlock (&self->qlock);
+  gst_dit_chunk_queue_stop (&self->queue, GST_FLOW_FLUSHING);
   if (self->session)
     gst_dit_session_set_flushing (self->session, TRUE);
   gst_pad_stop_task (pad);
-  g_mutex_lock (&self->qlock);
-  clear_queue (self);
+  gst_dit_chunk_queue_flush (&self->queue);
+  GST_OBJECT_LOCK (self);
   self->eos_pending = FALSE;
-  g_mutex_unlock (&self->qlock);
+  GST_OBJECT_UNLOCK (self);
   return TRUE;
 }
 
@@ -1190,14 +1115,13 @@ gst_dit_generate_send_event (GstElement * element, GstEvent * event)
         (element, event);
   GST_OBJECT_LOCK (self);
   source = !self->sinkpad || !gst_pad_is_linked (self->sinkpad);
+  if (source)
+    self->eos_pending = TRUE;
   GST_OBJECT_UNLOCK (self);
   if (!source)
     return GST_ELEMENT_CLASS (gst_dit_generate_parent_class)->send_event
         (element, event);
   GST_DEBUG_OBJECT (self, "EOS sent to the source: ending the stream");
-  g_mutex_lock (&self->qlock);
-  self->eos_pending = TRUE;
-  g_mutex_unlock (&self->qlock);
   gst_event_unref (event);
   return TRUE;
 }
@@ -1377,28 +1301,18 @@ gst_dit_generate_set_context (GstElement * element, GstContext * context)
 }
 
 /* ------------------------------------------------------------------ */
-/* properties: one table gives each its spec, its default and its field;
- * the few that are not plain values are made and read in code */
+/* properties: one table (gstditprops.h) gives each its spec, its default
+ * and its field; the few that are not plain values are made and read in
+ * code */
 
-#define RW (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS)
-#define READY (RW | GST_PARAM_MUTABLE_READY)
-#define PLAYING (RW | GST_PARAM_MUTABLE_PLAYING)
-#define RO (G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)
+#define READY GST_DIT_PARAM_READY
+#define PLAYING GST_DIT_PARAM_PLAYING
+#define RO GST_DIT_PARAM_RO
 #define FIELD(f) G_STRUCT_OFFSET (GstDitGenerate, f)
 #define STAT(id, name, nick, blurb, t, f) [id] = { name, nick, blurb, t, 0, \
     G_MAXDOUBLE, 0, NULL, RO, FIELD (f) }
 
-typedef struct prop_def
-{
-  const gchar *name, *nick, *blurb;
-  GType type;                   /* 0: made in class_init */
-  gdouble min, max, def;
-  const gchar *sdef;
-  GParamFlags flags;
-  gsize field;
-} prop_def;
-
-static const prop_def props[N_PROPS] = {
+static const GstDitPropDef props[N_PROPS] = {
   [PROP_MODEL] = {"model", "Model", "DiT weights: a preset name (tiny, "
         "wan-1.3b, wan-14b: seeded synthetic weights) or a safetensors file, "
         "index JSON or directory (NULL = tiny)", G_TYPE_STRING, .flags = READY,
@@ -1509,7 +1423,7 @@ static const prop_def props[N_PROPS] = {
   STAT (PROP_CHUNK_MS, "chunk-ms", "Chunk ms", "Generator time of the last "
       "chunk in milliseconds", G_TYPE_DOUBLE, stat_chunk_ms),
   STAT (PROP_QUEUE_DEPTH, "queue-depth", "Queue depth", "Input chunks "
-      "waiting for the generator", G_TYPE_INT, queued_buffers),
+      "waiting for the generator", G_TYPE_INT, queue.buffers),
   STAT (PROP_CHUNKS, "chunks", "Chunks", "Chunks produced since READY",
       G_TYPE_UINT64, stat_chunks),
   STAT (PROP_CACHE_EPOCH, "cache-epoch", "Cache epoch", "Current cache epoch "
@@ -1539,56 +1453,18 @@ static const prop_def props[N_PROPS] = {
   [PROP_PROMPT_RESETS_CACHE] = {.field = FIELD (prompt_reset)},
 };
 
-static GParamSpec *
-make_pspec (const prop_def * d)
-{
-  const gchar *n = d->name, *k = d->nick, *b = d->blurb;
-  gdouble max = d->max == 0 && d->type != G_TYPE_DOUBLE ? G_MAXDOUBLE : d->max;
-
-  switch (d->type) {
-    case G_TYPE_STRING:
-      return g_param_spec_string (n, k, b, d->sdef, d->flags);
-    case G_TYPE_INT:
-      return g_param_spec_int (n, k, b, (gint) d->min, (gint) MIN (max,
-              G_MAXINT), (gint) d->def, d->flags);
-    case G_TYPE_UINT:
-      return g_param_spec_uint (n, k, b, (guint) d->min, (guint) MIN (max,
-              G_MAXUINT), (guint) d->def, d->flags);
-    case G_TYPE_UINT64:
-      return g_param_spec_uint64 (n, k, b, 0, G_MAXUINT64, (guint64) d->def,
-          d->flags);
-    default:
-      return g_param_spec_double (n, k, b, d->min, d->max, d->def, d->flags);
-  }
-}
-
 static void
 gst_dit_generate_set_property (GObject * object, guint prop_id,
     const GValue * value, GParamSpec * pspec)
 {
   GstDitGenerate *self = GST_DIT_GENERATE (object);
-  gpointer field = (guint8 *) self + props[prop_id].field;
-  GType type = G_PARAM_SPEC_VALUE_TYPE (pspec);
 
-  if (prop_id == PROP_MAX_INFLIGHT)     /* wakes a blocked chain */
-    g_mutex_lock (&self->qlock);
   GST_OBJECT_LOCK (self);
   if (prop_id == PROP_FRAMERATE) {
     self->fps_n = gst_value_get_fraction_numerator (value);
     self->fps_d = gst_value_get_fraction_denominator (value);
-  } else if (type == G_TYPE_STRING) {
-    g_free (*(gchar **) field);
-    *(gchar **) field = g_value_dup_string (value);
-  } else if (type == G_TYPE_INT) {
-    *(gint *) field = g_value_get_int (value);
-  } else if (type == G_TYPE_UINT) {
-    *(guint *) field = g_value_get_uint (value);
-  } else if (type == G_TYPE_UINT64) {
-    *(guint64 *) field = g_value_get_uint64 (value);
-  } else if (type == G_TYPE_DOUBLE) {
-    *(gdouble *) field = g_value_get_double (value);
-  } else if (G_TYPE_IS_ENUM (type)) {
-    *(gint *) field = g_value_get_enum (value);
+  } else {
+    gst_dit_prop_set (self, &props[prop_id], value);
   }
   /* what takes effect at the next chunk boundary */
   if (prop_id == PROP_PROMPT_EMBEDS)
@@ -1600,26 +1476,8 @@ gst_dit_generate_set_property (GObject * object, guint prop_id,
      * when the engine is configured */
     self->prompt_request = dit_prompt_encoder_submit (self->penc, self->prompt);
   GST_OBJECT_UNLOCK (self);
-  if (prop_id == PROP_MAX_INFLIGHT) {
-    g_cond_broadcast (&self->qcond);
-    g_mutex_unlock (&self->qlock);
-  }
-}
-
-static void
-append_array (GValue * array, GType type, const void *values, gint n)
-{
-  GValue v = G_VALUE_INIT;
-
-  g_value_init (&v, type);
-  for (gint i = 0; i < n; i++) {
-    if (type == G_TYPE_DOUBLE)
-      g_value_set_double (&v, ((const gdouble *) values)[i]);
-    else
-      g_value_set_int (&v, ((const gint *) values)[i]);
-    gst_value_array_append_value (array, &v);
-  }
-  g_value_unset (&v);
+  if (prop_id == PROP_MAX_INFLIGHT)     /* wakes a blocked chain */
+    gst_dit_chunk_queue_set_limit (&self->queue, g_value_get_int (value));
 }
 
 static void
@@ -1627,30 +1485,19 @@ gst_dit_generate_get_property (GObject * object, guint prop_id,
     GValue * value, GParamSpec * pspec)
 {
   GstDitGenerate *self = GST_DIT_GENERATE (object);
-  gpointer field = (guint8 *) self + props[prop_id].field;
-  GType type = G_PARAM_SPEC_VALUE_TYPE (pspec);
+  const dit_runner_stats *rs = &self->stat_runner;
 
   GST_OBJECT_LOCK (self);
   if (prop_id == PROP_FRAMERATE)
     gst_value_set_fraction (value, self->fps_n, self->fps_d);
+  else if (prop_id == PROP_QUEUE_DEPTH)
+    g_value_set_int (value, gst_dit_chunk_queue_buffers (&self->queue));
   else if (prop_id == PROP_MESH_RANK_MS)
-    append_array (value, G_TYPE_DOUBLE, self->stat_runner.rank_ms,
-        self->stat_runner.ranks);
+    gst_dit_value_array_append (value, G_TYPE_DOUBLE, rs->rank_ms, rs->ranks);
   else if (prop_id == PROP_MESH_WORKER_PIDS)
-    append_array (value, G_TYPE_INT, self->stat_runner.pids,
-        self->stat_runner.ranks);
-  else if (type == G_TYPE_STRING)   /* mesh-backend too: as set */
-    g_value_set_string (value, *(gchar **) field);
-  else if (type == G_TYPE_INT)
-    g_value_set_int (value, *(gint *) field);
-  else if (type == G_TYPE_UINT)
-    g_value_set_uint (value, *(guint *) field);
-  else if (type == G_TYPE_UINT64)
-    g_value_set_uint64 (value, *(guint64 *) field);
-  else if (type == G_TYPE_DOUBLE)
-    g_value_set_double (value, *(gdouble *) field);
-  else if (G_TYPE_IS_ENUM (type))
-    g_value_set_enum (value, *(gint *) field);
+    gst_dit_value_array_append (value, G_TYPE_INT, rs->pids, rs->ranks);
+  else                          /* mesh-backend too: as set */
+    gst_dit_prop_get (self, &props[prop_id], value);
   GST_OBJECT_UNLOCK (self);
 }
 
@@ -1661,12 +1508,9 @@ gst_dit_generate_finalize (GObject * object)
 
   free_engine (self);
   gst_clear_object (&self->session);
-  for (guint i = 1; i < N_PROPS; i++)
-    if (props[i].type == G_TYPE_STRING)
-      g_free (*(gchar **) ((guint8 *) self + props[i].field));
+  gst_dit_props_clear (self, props, N_PROPS);
   g_free (self->mesh_weights);
-  g_mutex_clear (&self->qlock);
-  g_cond_clear (&self->qcond);
+  gst_dit_chunk_queue_clear (&self->queue);
   G_OBJECT_CLASS (gst_dit_generate_parent_class)->finalize (object);
 }
 
@@ -1680,10 +1524,7 @@ gst_dit_generate_class_init (GstDitGenerateClass * klass)
   gobject_class->get_property = gst_dit_generate_get_property;
   gobject_class->finalize = gst_dit_generate_finalize;
 
-  for (guint i = 1; i < N_PROPS; i++)
-    if (props[i].type)
-      g_object_class_install_property (gobject_class, i,
-          make_pspec (&props[i]));
+  gst_dit_props_install (gobject_class, props, N_PROPS);
   g_object_class_install_property (gobject_class, PROP_PROMPT_RESETS_CACHE,
       g_param_spec_enum ("prompt-resets-cache", "Prompt resets cache",
           "Whether a prompt change restarts the KV cache: auto (scope: with "
@@ -1763,27 +1604,8 @@ gst_dit_generate_init (GstDitGenerate * self)
   /* Text-to-video until a sink pad is requested. */
   GST_OBJECT_FLAG_SET (self, GST_ELEMENT_FLAG_SOURCE);
 
-  g_mutex_init (&self->qlock);
-  g_cond_init (&self->qcond);
-  g_queue_init (&self->queue);
-  self->srcresult = GST_FLOW_FLUSHING;
-  /* the writable properties' defaults, from the table */
-  for (guint i = 1; i < N_PROPS; i++) {
-    const prop_def *d = &props[i];
-    gpointer field = (guint8 *) self + d->field;
-    if (!d->type || !(d->flags & G_PARAM_WRITABLE))
-      continue;
-    if (d->type == G_TYPE_STRING)
-      *(gchar **) field = g_strdup (d->sdef);
-    else if (d->type == G_TYPE_INT)
-      *(gint *) field = (gint) d->def;
-    else if (d->type == G_TYPE_UINT)
-      *(guint *) field = (guint) d->def;
-    else if (d->type == G_TYPE_UINT64)
-      *(guint64 *) field = (guint64) d->def;
-    else
-      *(gdouble *) field = d->def;
-  }
+  gst_dit_props_init (self, props, N_PROPS);
+  gst_dit_chunk_queue_init (&self->queue, self->max_inflight);
   self->anchor = DEFAULT_ANCHOR;
   self->anchor_decoder = DEFAULT_ANCHOR_DECODER;
   self->dtype = DEFAULT_DTYPE;
