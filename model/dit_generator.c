@@ -139,6 +139,8 @@ dit_gen_config_parse_steps (dit_gen_config *c, const char *str)
           "comma-separated timesteps in [0, 1000]", str, DIT_MAX_STEPS);
     c->steps[n++] = v;
     p = *end ? end + 1 : end;
+    if (*end && !*p)
+      return dit_error (DIT_ERR_INVALID, "steps '%s' ends with a comma", str);
   }
   if (n == 0)
     return dit_error (DIT_ERR_INVALID, "steps '%s' is empty", str);

@@ -7,10 +7,15 @@
  * hand here: chunk 0 has no recompute and no bias; chunk k > 0 recomputes
  * C frames block-causally in blocks of F, starts RoPE at C and biases key
  * frames [1, C) unless kv_bias = 1.
+ *
+ * Also the two helpers every front end uses to fill a generator config:
+ * the "steps" string (dit_gen_config_parse_steps) and a model's config
+ * without its weights (dit_model_config_resolve).
  */
 #include "dit_backend.h"
 #include "dit_config.h"
 #include "dit_generator.h"
+#include "dit_loader.h"
 #include "dit_plan.h"
 #include "dit_scheduler.h"
 #include "dit_weights.h"
@@ -189,9 +194,62 @@ test_run_plan (void)
   dit_weights_free (w);
 }
 
+static void
+test_parse_steps (void)
+{
+  dit_gen_config c;
+  static const char *bad[] = { "", "1000,,500", "1001", "-1", "abc",
+    "500;250", "1000,750,", "1e9" };
+
+  dit_gen_config_default (&c);
+  CHECK (dit_gen_config_parse_steps (&c, "1000,750,500,250") == DIT_OK
+      && c.num_steps == 4 && c.steps[0] == 1000 && c.steps[3] == 250,
+      "the default steps");
+  CHECK (dit_gen_config_parse_steps (&c, " 999.5 , 0") == DIT_OK
+      && c.num_steps == 2 && c.steps[0] == 999.5 && c.steps[1] == 0,
+      "spaces and fractions");
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char want[32];
+    snprintf (want, sizeof want, "'%s'", bad[i]);
+    CHECK (dit_gen_config_parse_steps (&c, bad[i]) == DIT_ERR_INVALID
+        && strstr (dit_last_error (), want), "steps %s accepted, or the "
+        "message does not name it: %s", want, dit_last_error ());
+  }
+  char many[4 * (DIT_MAX_STEPS + 1) + 1] = "";
+  for (int i = 0; i <= DIT_MAX_STEPS; i++)
+    strcat (many, i ? ",10" : "10");
+  CHECK (dit_gen_config_parse_steps (&c, many) == DIT_ERR_INVALID,
+      "%d steps accepted", DIT_MAX_STEPS + 1);
+}
+
+static void
+test_model_config_resolve (void)
+{
+  dit_model_config m, tiny;
+  int checkpoint = -1;
+
+  CHECK (dit_model_config_preset ("tiny", &tiny) == DIT_OK, "tiny preset");
+  CHECK (dit_model_config_resolve (NULL, &m, &checkpoint) == DIT_OK
+      && checkpoint == 0 && strcmp (m.name, "tiny") == 0 && m.dim == tiny.dim
+      && m.num_layers == tiny.num_layers, "NULL is the tiny preset");
+  CHECK (dit_model_config_resolve ("", &m, &checkpoint) == DIT_OK
+      && strcmp (m.name, "tiny") == 0, "\"\" is the tiny preset");
+  CHECK (dit_model_config_resolve ("wan-1.3b", &m, &checkpoint) == DIT_OK
+      && checkpoint == 0 && m.dim == 1536 && m.num_layers == 30,
+      "wan-1.3b: dim %d, %d layers", m.dim, m.num_layers);
+  CHECK (dit_model_config_resolve ("wan-14b", &m, &checkpoint) == DIT_OK
+      && m.dim == 5120 && m.num_layers == 40, "wan-14b");
+  CHECK (dit_model_config_resolve ("/nonexistent/dit.safetensors", &m,
+          &checkpoint) != DIT_OK
+      && strstr (dit_last_error (), "/nonexistent/dit.safetensors"),
+      "a missing checkpoint: %s", dit_last_error ());
+}
+
 int
 main (void)
 {
+  test_parse_steps ();
+  test_model_config_resolve ();
   test_make ();
   test_check ();
   test_run_plan ();

@@ -2,14 +2,22 @@
  * chunk uses.  Expected rows are computed here from the rule ((1 - j/N) old
  * + (j/N) new, missing rows zero), not with dit_prompt_blend; the reset
  * rule is checked against its table (auto: video input and no blending).
+ * With the tiny SentencePiece model as argument, the sources through the
+ * text encoder too: a prompt-embeds file wins, a text prompt is encoded
+ * (rows equal to the encoder's own), a missing file or encoder is an error
+ * naming it, and finished encodings are taken in order (an older request
+ * than the one wanted is dropped, a failed one leaves its message).
  */
+#include "dit_prompt.h"
 #include "dit_prompt_schedule.h"
 #include "dit_stream.h"
+#include "safetensors.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int failures;
 
@@ -43,8 +51,86 @@ blend_error (const dit_tensor *got, const float *a, int na, const float *b,
   return e;
 }
 
+/* The schedule's sources through the tiny umT5 (d_model 64). */
+static void
+test_sources (const char *spm)
+{
+  enum { TDIM = 64 };
+  dit_prompt_schedule *s;
+  dit_prompt_encoder *enc;
+  dit_tensor t;
+  int changed, n = 0;
+  float w, *ref = NULL, fixed[3 * TDIM];
+  char failed[256], path[] = "/tmp/test-prompt-schedule-XXXXXX";
+  int64_t shape[2] = { 3, TDIM };
+  dit_st_write_tensor wt = { "prompt_embeds", DIT_F32, 2, shape, fixed };
+  uint64_t id1, id2, ep;
+
+  CHECK (dit_prompt_schedule_create (TDIM, LEN, &s) == DIT_OK, "create");
+  if (dit_prompt_encoder_create ("tiny", spm, 0, TDIM, &enc) != DIT_OK) {
+    CHECK (0, "tiny encoder: %s", dit_last_error ());
+    dit_prompt_schedule_free (s);
+    return;
+  }
+  /* a text prompt with no encoder, a missing embeddings file */
+  CHECK (dit_prompt_schedule_load (s, NULL, "a koi pond", NULL)
+      == DIT_ERR_STATE, "a prompt without an encoder was accepted");
+  CHECK (dit_prompt_schedule_load (s, "/nonexistent/e.safetensors", NULL,
+          enc) != DIT_OK && strstr (dit_last_error (), "/nonexistent/e"),
+      "missing file: %s", dit_last_error ());
+
+  /* the text prompt: the encoder's rows, handed over after the restart */
+  CHECK (dit_prompt_encode (enc, "a koi pond", &ref, &n) == DIT_OK, "encode");
+  CHECK (dit_prompt_schedule_load (s, NULL, "a koi pond", enc) == DIT_OK,
+      "load prompt: %s", dit_last_error ());
+  dit_prompt_schedule_next (s, &t, &changed, &w);
+  CHECK (changed && t.shape[0] == n && ref
+      && memcmp (t.data, ref, (size_t) n * TDIM * 4) == 0, "prompt rows");
+
+  /* an embeddings file wins over the prompt */
+  for (int i = 0; i < 3 * TDIM; i++)
+    fixed[i] = 0.5f - 0.001f * (float) i;
+  close (mkstemp (path));
+  CHECK (dit_safetensors_write (path, &wt, 1, NULL) == DIT_OK, "write");
+  CHECK (dit_prompt_schedule_load (s, path, "a koi pond", enc) == DIT_OK,
+      "load file: %s", dit_last_error ());
+  dit_prompt_schedule_next (s, &t, &changed, &w);
+  CHECK (changed && t.shape[0] == 3 && memcmp (t.data, fixed, sizeof fixed)
+      == 0, "file rows");
+  unlink (path);
+  CHECK (dit_prompt_schedule_load (s, NULL, "ignored: text known", enc)
+      == DIT_OK, "back to the prompt");
+
+  /* finished encodings: one older than the request wanted is dropped
+   * quietly, the wanted one taken */
+  ep = dit_prompt_schedule_epoch (s);
+  id1 = dit_prompt_encoder_submit (enc, "a red fox");
+  dit_prompt_encoder_wait (enc, id1);
+  CHECK (!dit_prompt_schedule_take (s, enc, id1 + 1, 0, failed, sizeof failed)
+      && !failed[0], "request %llu, older than the one wanted, was not "
+      "dropped quietly", (unsigned long long) id1);
+  CHECK (dit_prompt_schedule_epoch (s) == ep, "a dropped one moved the epoch");
+  id2 = dit_prompt_encoder_submit (enc, "a snowy forest");
+  dit_prompt_encoder_wait (enc, id2);
+  CHECK (dit_prompt_schedule_take (s, enc, id2, 0, failed, sizeof failed),
+      "the wanted encoding was not taken");
+  CHECK (dit_prompt_schedule_epoch (s) == ep + 1, "epoch after a switch");
+  CHECK (!dit_prompt_schedule_take (s, enc, id2, 0, failed, sizeof failed),
+      "nothing left to take");
+  /* a failed one: its message, the prompt kept */
+  id1 = dit_prompt_encoder_submit (enc, "\xff\xfe not UTF-8");
+  dit_prompt_encoder_wait (enc, id1);
+  CHECK (!dit_prompt_schedule_take (s, enc, id1, 0, failed, sizeof failed)
+      && failed[0], "a failed encoding left no message");
+  CHECK (dit_prompt_schedule_epoch (s) == ep + 1, "a failure moved the epoch");
+
+  free (ref);
+  dit_prompt_encoder_free (enc);
+  dit_prompt_schedule_free (s);
+}
+
 int
-main (void)
+main (int argc, char **argv)
 {
   dit_prompt_schedule *s;
   dit_tensor t;
@@ -138,6 +224,8 @@ main (void)
   free (a_ref); free (b_ref); free (c_ref); free (d_ref); free (e_ref);
   free (f);
   dit_prompt_schedule_free (s);
+  if (argc > 1)
+    test_sources (argv[1]);
   if (failures)
     fprintf (stderr, "%d failures\n", failures);
   else
