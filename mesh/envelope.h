@@ -150,7 +150,7 @@ dit_status dit_env_decode (int type, const unsigned char *payload,
 dit_status dit_env_decode_frame (const unsigned char *frame, size_t bytes,
     dit_envelope *env);
 
-/* Frame I/O over a socket with a deadline (dist/dit_net.h).  recv reuses
+/* Frame I/O over a socket with a deadline (mesh/dit_net.h).  recv reuses
  * *buf (grown with realloc) for the payload. */
 dit_status dit_env_send (int fd, const dit_envelope *env, int64_t deadline,
     const char *peer);
