@@ -81,6 +81,12 @@ dit_host_alloc (dit_backend *be, size_t bytes)
   return malloc (bytes ? bytes : 1);
 }
 
+int
+dit_backend_has_host_memory (const dit_backend *be)
+{
+  return be && be->ops && be->ops->host_alloc && be->ops->host_free;
+}
+
 void
 dit_host_free (dit_backend *be, void *ptr)
 {

@@ -212,6 +212,9 @@ void dit_tensor_free (dit_backend *be, dit_tensor *t);
  * dit_host_free on the same backend.  NULL when out of memory. */
 void *dit_host_alloc (dit_backend *be, size_t bytes);
 void dit_host_free (dit_backend *be, void *ptr);
+/* Whether `be` has page-locked host memory of its own (else dit_host_alloc
+ * is malloc). */
+int dit_backend_has_host_memory (const dit_backend *be);
 
 /* Events (see dit_backend_ops): *out is NULL on a backend without them, and
  * every call below accepts a NULL event as "already complete".

@@ -60,6 +60,8 @@ bench_op_name (int op)
     case DIT_OP_QUANTIZE_FP8: return "quantize_fp8";
     case DIT_OP_LAYERNORM_FP8: return "layernorm_fp8";
     case DIT_OP_GEMM_FP8: return "gemm_fp8";
+    case DIT_OP_RMSNORM_SUMSQ: return "rmsnorm_sumsq";
+    case DIT_OP_RMSNORM_APPLY: return "rmsnorm_apply";
     default: return NULL;
   }
 }

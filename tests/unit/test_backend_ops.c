@@ -149,7 +149,7 @@ enum {
   E_PIXELS_TO_TENSOR, E_TENSOR_TO_PIXELS, E_SYNTHETIC_NORMAL,
   E_LAYERNORM_MODULATE, E_QK_NORM_ROPE, E_NOISE_FLOW, E_GRAPH, E_EVENTS,
   E_RMSNORM_SUMSQ, E_RMSNORM_APPLY, E_QUANTIZE_FP8, E_LAYERNORM_FP8,
-  E_GEMM_FP8, E_FP8_CHECK, E_COUNT
+  E_GEMM_FP8, E_FP8_CHECK, E_HOST_MEMORY, E_COUNT
 };
 static const char *const entry_names[E_COUNT] = {
   "alloc", "upload", "download", "memset_zero", "synchronize", "gemm",
@@ -160,7 +160,7 @@ static const char *const entry_names[E_COUNT] = {
   "synthetic_normal", "layernorm_modulate", "qk_norm_rope", "noise_flow",
   "graph_*", "event_*", "rmsnorm_sumsq", "rmsnorm_apply",
   /* quantize_fp8, layernorm_fp8, gemm_fp8 under their report names */
-  "quant_fp8", "ln_fp8", "gemm_fp8", "fp8_check",
+  "quant_fp8", "ln_fp8", "gemm_fp8", "fp8_check", "host_alloc/free",
 };
 static int reached[E_COUNT];     /* 1 compared, -1 skipped (not provided) */
 
@@ -1024,6 +1024,41 @@ case_memory (size_t bytes)
       ok && zero_ok ? "OK" : !ok ? "FAIL (round trip)" : "FAIL (memset)");
 }
 
+/* Staging memory (dit_host_alloc: page-locked where the backend has it,
+ * malloc otherwise): an upload from it, completed by an event, and a
+ * download into it round-trip the bytes. */
+static void
+case_host_memory (size_t bytes)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "%zu bytes", bytes);
+  unsigned char *h = dit_host_alloc (tb, bytes), *back = dit_host_alloc (tb,
+      bytes);
+  void *d = dit_backend_alloc (tb, bytes);
+  dit_event *ev = NULL;
+  int ok = h && back && d;
+  for (size_t i = 0; ok && i < bytes; i++)
+    h[i] = (unsigned char) (frand () * 127.0f + 128.0f);
+  ok = ok && dit_upload (tb, d, h, bytes) == DIT_OK
+      && dit_event_create (tb, &ev) == DIT_OK
+      && dit_event_record (tb, ev) == DIT_OK
+      && dit_event_synchronize (tb, ev) == DIT_OK
+      && dit_download (tb, back, d, bytes) == DIT_OK
+      && memcmp (h, back, bytes) == 0;
+  dit_event_destroy (tb, ev);
+  dit_backend_free (tb, d);
+  dit_host_free (tb, h);
+  dit_host_free (tb, back);
+  mark (E_HOST_MEMORY, dit_backend_has_host_memory (tb));
+  if (ok)
+    n_pass++;
+  else
+    n_fail++;
+  printf ("%-20s %-5s %-34s %-12s %-9s %s%s\n", "host_alloc/free", "-", shape,
+      "-", "exact", ok ? "OK" : "FAIL (round trip)",
+      dit_backend_has_host_memory (tb) ? "" : " (malloc: not in the table)");
+}
+
 /* ---- tensor-parallel RMSNorm halves --------------------------------------- */
 
 static void
@@ -1621,6 +1656,8 @@ main (int argc, char **argv)
 
   case_memory (1);
   case_memory (3 * 1024 * 1024 + 5);
+  case_host_memory (1);
+  case_host_memory (3 * 1024 * 1024 + 5);
   for (int i = 0; i < 2; i++) {
     dit_dtype dt = dts[i];
     case_tp_norm (192, 64, dt);
