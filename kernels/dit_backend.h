@@ -258,10 +258,12 @@ dit_status dit_synthetic_normal (dit_backend *be, void *dst, dit_dtype dt,
     int64_t begin, int64_t n, uint64_t seed, uint64_t stream, double scale,
     double offset);
 
-/* Host copies made by the dit_* wrappers so far (upload and download
- * calls, over every backend of the process; a process-wide counter).  A
- * test reads it before and after a chunk to count the host round trips of
- * a path; on the CPU backend they are memcpys, counted all the same. */
+/* Host copies made by the dit_* wrappers so far on the calling thread
+ * (upload and download calls, over every backend; a per-thread counter, so
+ * the threads of other elements do not disturb a count).  A test reads it
+ * before and after a chunk to count the host round trips of a path; on the
+ * CPU backend they are memcpys, counted all the same (paths that stay in
+ * one backend's memory make none there either). */
 typedef struct dit_host_copies {
   uint64_t uploads, downloads;
   uint64_t upload_bytes, download_bytes;

@@ -4,9 +4,9 @@
  * checkpoint needed; on CUDA they are made on the device).  Four modes:
  *
  * The chunk loop is ditgenerate's own code: the generator behind a
- * dit_runner (mesh/dit_runner.h) and Stage 0 a dit_stage0
- * (model/dit_stage0.h: the context rule, the anchor path, the display
- * decode queue), here on one thread.
+ * dit_runner (mesh/dit_runner.h) on a backend instance of its own, and
+ * Stage 0 a dit_stage0 (model/dit_stage0.h: the context rule, the anchor
+ * path, the display decode queue).
  *
  * Engine (default), one device: chunk k >= 1, as Stage 0 and the generator
  * run it on one GPU (docs/DESIGN.md §2): recompute the cache from [anchor,
@@ -14,10 +14,17 @@
  * anchor latent, re-encode its last pixel frame), the display decode of
  * the other latents.  Stages are timed on the host clock with the backend
  * synchronised after each, after `--warmup` chunks, over `--chunks`
- * chunks.  Printed:
+ * chunks (the serial pass).  Then `--chunks` more as the elements run them
+ * (the overlapped pass, unless --overlap off): the generator's thread
+ * takes the context, runs the chunk and pushes it into Stage 0 (anchor
+ * path), while a display thread, as ditdecode behind its queue, decodes
+ * the chunk's other latents and converts every frame to bytes on the host;
+ * Stage 0 calls are serialised by one lock as GstDitSession serialises
+ * them.  Its period (push to push) is the chunk period and gives the FPS;
+ * it is what `--pipeline` measures at the sink.  Printed:
  * ms per forward (recompute, denoise), VAE decode ms per latent, streaming
  * encode ms per latent, anchor ms (decode 1 latent + encode 1 frame), chunk
- * period, FPS (pixel frames per second), time to first frame (first
+ * period (serial and overlapped), FPS (pixel frames per second), time to first frame (first
  * request to the first decoded frame in bytes on the host, weights
  * loaded), achieved TFLOP/s of the DiT (FLOPs from dit_model_forward_flops,
  * DESIGN §8) and its fraction of the bf16 GEMM rate measured in the same
@@ -145,6 +152,7 @@
 #endif
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -429,6 +437,9 @@ usage (FILE *f)
       "                         (default on)\n"
       "  --fold on|off          residual adds and bias passes folded into the\n"
       "                         GEMM epilogues (default on)\n"
+      "  --overlap on|off       after the serial pass, time the chunks as the\n"
+      "                         elements run them, display and generator\n"
+      "                         overlapped (engine and mesh; default on)\n"
       "  --breakdown            after the timed chunks, eager chunks timed op\n"
       "                         by op: GEMM / attention / other per forward\n"
       "  --json                 one JSON object instead of the report\n"
@@ -439,7 +450,6 @@ usage (FILE *f)
       "                         kind of --device)\n"
       "  --worker-path PATH     dit-worker executable (default: the one next to\n"
       "                         dit-bench, else PATH)\n"
-      "  --overlap on|off       also time the overlapped pass (default on)\n"
       "  --worker-arg ARG       one more argument for every dit-worker\n"
       "                         (repeat it for more)\n"
       "Pipeline:\n"
@@ -746,6 +756,8 @@ typedef struct bench_state {
   dit_gen_config gc;
   dit_weights *weights;
   dit_runner *runner;
+  dit_backend *gen_be;          /* engine mode: the generator's own backend
+                                   (ditgenerate's private one), NULL = be */
   dit_stage0 *s0;               /* NULL with --vae none */
   dit_vae *enc;                 /* the streaming encoder of encode_bench */
   dit_tensor pix, enc_lat;
@@ -763,6 +775,7 @@ typedef struct bench_state {
 
 typedef struct bench_result {
   bench_stat recompute, denoise, decode, anchor_enc, anchor, period, encode;
+  bench_stat period_ovl;        /* the overlapped pass, push to push */
   double ttff_cold, ttff_warm, weights_ms, vae_weights_ms, gemm_tflops;
   int64_t gemm_paths[BENCH_GEMM_PATHS];
   char gemm_fp8_paths[4096];   /* JSON array: FP8 GEMM shape -> path */
@@ -926,6 +939,132 @@ steady_chunk (bench_state *st, bench_result *r, int record)
   stat_add (&r->period, period);
   (void) head;
   return DIT_OK;
+}
+
+/* ---- the overlapped pass: the element's two threads --------------------- */
+
+/* The display side, as ditdecode runs it behind its queue: the chunks the
+ * generator pushed, decoded in order, every frame converted to bytes on
+ * the host (a fakesink's system memory), then released.  Stage 0 calls of
+ * both threads hold `lock`, as GstDitSession's hold its decode lock. */
+typedef struct bench_display {
+  bench_state *st;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int64_t pushed, shown;        /* chunks pushed by the generator / shown */
+  int stop;
+  dit_status status;
+  char error[512];
+} bench_display;
+
+static dit_status
+display_chunk (bench_state *st, int64_t k)
+{
+  const int F = st->gc.frames_per_chunk;
+  if (!dit_stage0_has_decoder (st->s0))
+    return DIT_OK;
+  DIT_TRY (dit_stage0_decode_to (st->s0, (k + 1) * F - 1));
+  for (int64_t l = k * F; l < (k + 1) * F; l++) {
+    dit_tensor pv;
+    DIT_TRY (dit_stage0_frames (st->s0, l, &pv));
+    for (int64_t t = 0; t < pv.shape[1]; t++) {
+      dit_tensor f = pv;
+      f.data = (char *) pv.data + (size_t) (t * pv.stride[1])
+          * dit_dtype_size (pv.dtype);
+      DIT_TRY (frame_to_host (st->be, &f, st->dev_bytes, st->host_bytes,
+          st->a.height, st->a.width));
+    }
+  }
+  dit_stage0_release (st->s0, (k + 1) * F - 1);
+  return DIT_OK;
+}
+
+static void *
+display_main (void *arg)
+{
+  bench_display *d = arg;
+  pthread_mutex_lock (&d->lock);
+  for (;;) {
+    while (d->shown >= d->pushed && !d->stop)
+      pthread_cond_wait (&d->cond, &d->lock);
+    if (d->shown >= d->pushed || d->status != DIT_OK)
+      break;
+    d->status = display_chunk (d->st, d->shown);
+    if (d->status != DIT_OK) {
+      snprintf (d->error, sizeof d->error, "%s", dit_last_error ());
+      d->stop = 1;
+    } else {
+      d->shown++;
+    }
+    pthread_cond_broadcast (&d->cond);
+  }
+  pthread_mutex_unlock (&d->lock);
+  return NULL;
+}
+
+/* One chunk on the generator's thread: context, run, push (waiting for
+ * room in the decode queue as ditgenerate waits on the session). */
+static dit_status
+overlapped_chunk (bench_display *d)
+{
+  bench_state *st = d->st;
+  dit_chunk_request req;
+  dit_tensor ctx, x0;
+  double head;
+  pthread_mutex_lock (&d->lock);
+  dit_status s = chunk_request (st, &req, &ctx);
+  pthread_mutex_unlock (&d->lock);
+  if (s == DIT_OK)
+    s = dit_runner_run_chunk (st->runner, &req, &x0, NULL);
+  if (s != DIT_OK)
+    return s;
+  pthread_mutex_lock (&d->lock);
+  while (!d->stop && !dit_stage0_has_room (st->s0, st->gc.frames_per_chunk))
+    pthread_cond_wait (&d->cond, &d->lock);
+  if (d->stop)
+    s = dit_error (d->status, "display: %s", d->error);
+  else
+    s = stage0_head (st, &x0, &head);
+  d->pushed = st->chunk_index;
+  pthread_cond_broadcast (&d->cond);
+  pthread_mutex_unlock (&d->lock);
+  return s;
+}
+
+/* `n` chunks timed push to push (one more starts the clock). */
+static dit_status
+run_overlapped (bench_state *st, bench_result *r, int n)
+{
+  bench_display d;
+  pthread_t display;
+  memset (&d, 0, sizeof d);
+  d.st = st;
+  d.pushed = d.shown = st->chunk_index;
+  pthread_mutex_init (&d.lock, NULL);
+  pthread_cond_init (&d.cond, NULL);
+  if (pthread_create (&display, NULL, display_main, &d) != 0)
+    return dit_error (DIT_ERR_NOMEM, "cannot start the display thread");
+  dit_status s = DIT_OK;
+  double last = 0.0;
+  for (int i = 0; i <= n && s == DIT_OK; i++) {
+    s = overlapped_chunk (&d);
+    double t = now_ms ();
+    if (s == DIT_OK && i > 0)
+      stat_add (&r->period_ovl, t - last);
+    last = t;
+  }
+  pthread_mutex_lock (&d.lock);
+  d.stop = 1;                   /* after the last pushed chunk is shown */
+  pthread_cond_broadcast (&d.cond);
+  pthread_mutex_unlock (&d.lock);
+  pthread_join (display, NULL);
+  if (s == DIT_OK && d.status != DIT_OK)
+    s = dit_error (d.status, "display: %s", d.error);
+  pthread_mutex_destroy (&d.lock);
+  pthread_cond_destroy (&d.cond);
+  if (s == DIT_OK)
+    s = dit_synchronize (st->be);
+  return s;
 }
 
 /* Streaming encode of 4-frame chunks (video-to-video input path). */
@@ -1110,7 +1249,8 @@ setup_runner (bench_state *st, const dit_weights *w, const dit_mesh_spec *spec)
   rc.synthetic_seed = a->seed;
   rc.layers = a->layers;
   rc.worker_args = a->worker_args;
-  if (dit_runner_create (&rc, st->be, &st->runner) != DIT_OK)
+  if (dit_runner_create (&rc, st->gen_be ? st->gen_be : st->be, &st->runner)
+      != DIT_OK)
     return fail (spec ? "mesh" : "generator");
   dit_tensor et = dit_tensor_2d (st->prompt, DIT_F32, DIT_DEVICE_CPU,
       st->prompt_rows, st->cfg.text_dim);
@@ -1153,6 +1293,10 @@ setup_local_dit (bench_state *st, bench_result *r)
       * dit_dtype_size (a->dtype);
   r->mem_dit_weights = mem_used (st->be);
 
+  /* the generator runs on its own backend instance, as in ditgenerate:
+   * its thread must not share a stream with Stage 0's */
+  if (!(st->gen_be = tool_backend (a->device)))
+    return fail ("generator backend");
   if (setup_runner (st, st->weights, NULL) != 0)
     return 1;
   if (dit_synchronize (st->be) != DIT_OK)
@@ -1885,7 +2029,8 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
   const double dit_tflops = (rec_flops + st->gc.num_steps * den_flops)
       / (dit_ms * 1e-3) / 1e12;
   const double den_tflops = den_flops / (den * 1e-3) / 1e12;
-  const double period = stat_mean (&r->period);
+  const bench_stat *per = a->overlap ? &r->period_ovl : &r->period;
+  const double period = stat_mean (per);
   const int frames = 4 * F;
   const double fps = frames / (period * 1e-3);
   const double frac = r->gemm_tflops > 0 ? dit_tflops / r->gemm_tflops : 0.0;
@@ -1903,9 +2048,11 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
     json_num ("vae_encode_ms_per_latent", stat_mean (&r->encode), 3);
     json_num ("anchor_encode_ms", stat_mean (&r->anchor_enc), 3);
     json_num ("anchor_ms", stat_mean (&r->anchor), 3);
+    json_int ("overlap", a->overlap);
+    json_num ("chunk_period_serial_ms", stat_mean (&r->period), 3);
     json_num ("chunk_period_ms", period, 3);
-    json_num ("chunk_period_min_ms", r->period.min, 3);
-    json_num ("chunk_period_max_ms", r->period.max, 3);
+    json_num ("chunk_period_min_ms", per->min, 3);
+    json_num ("chunk_period_max_ms", per->max, 3);
     json_num ("fps", fps, 2);
     json_num ("ttff_ms", r->ttff_warm, 1);
     json_num ("ttff_cold_ms", r->ttff_cold, 1);
@@ -1955,8 +2102,11 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
   else
     printf ("  anchor (decode 1 + encode 1 frame) %6.2f ms (encode %.2f)\n",
         stat_mean (&r->anchor), stat_mean (&r->anchor_enc));
-  printf ("  chunk period               %9.2f ms  (min %.2f, max %.2f)\n",
-      period, r->period.min, r->period.max);
+  printf ("  chunk period, serial       %9.2f ms  (min %.2f, max %.2f)\n",
+      stat_mean (&r->period), r->period.min, r->period.max);
+  if (a->overlap)
+    printf ("  chunk period, overlapped   %9.2f ms  (min %.2f, max %.2f; the "
+        "elements' schedule)\n", period, per->min, per->max);
   printf ("  FPS                        %9.2f  (%d frames per chunk)\n", fps,
       frames);
   printf ("  time to first frame        %9.1f ms  (cold, first call: %.1f ms)\n",
@@ -2120,6 +2270,9 @@ report_pipeline (const bench_state *st, const pipe_result *pr)
     json_int ("steady_frames", pr->steady_frames);
     json_num ("steady_ms", pr->steady_ms, 3);
     json_num ("fps", pr->wall_fps, 2);
+    /* the engine mode's figure: one chunk's frames over the wall FPS */
+    json_num ("chunk_period_ms", pr->wall_fps > 0 ? 4e3 * pr->frames_per_chunk
+        / pr->wall_fps : 0.0, 3);
     json_num ("element_fps", pr->element_fps, 2);
     json_num ("element_chunk_ms", pr->element_chunk_ms, 3);
     json_int ("element_chunks", (long long) pr->element_chunks);
@@ -2139,7 +2292,9 @@ report_pipeline (const bench_state *st, const pipe_result *pr)
       a->chunks, a->warmup);
   printf ("  frames at the sink         %9lld  (%lld after warm-up, over %.1f ms)\n",
       pr->frames, pr->steady_frames, pr->steady_ms);
-  printf ("  FPS (wall clock, steady)   %9.2f\n", pr->wall_fps);
+  printf ("  FPS (wall clock, steady)   %9.2f  (chunk period %.2f ms)\n",
+      pr->wall_fps, pr->wall_fps > 0 ? 4e3 * pr->frames_per_chunk
+      / pr->wall_fps : 0.0);
   printf ("  FPS (ditgenerate, last chunk) %6.2f  chunk-ms %.2f, chunks %llu\n",
       pr->element_fps, pr->element_chunk_ms, pr->element_chunks);
   printf ("  stage 0 / stage 1 / period  %.1f / %.1f / %.1f ms, hidden %.1f ms, "
@@ -2155,6 +2310,8 @@ static void
 cleanup (bench_state *st)
 {
   dit_runner_free (st->runner);
+  if (st->gen_be)
+    dit_backend_destroy (st->gen_be);
   dit_umt5_free (st->t5);
   dit_weights_free (st->t5_weights);
   dit_stage0_free (st->s0);
@@ -2180,7 +2337,8 @@ breakdown_chunks (bench_state *st, bench_result *r)
   dit_generator *gen = dit_runner_generator (st->runner);
   bench_breakdown *b = NULL;
   dit_generator_set_graphs (gen, 0);
-  DIT_TRY (bench_breakdown_new (st->be, BENCH_BREAKDOWN_MARKS, &b));
+  DIT_TRY (bench_breakdown_new (dit_runner_backend (st->runner),
+      BENCH_BREAKDOWN_MARKS, &b));
   dit_status s = DIT_OK;
   /* chunks k >= 1 of the stream (first_chunk ran chunk 0): a recompute
    * and the denoising forwards each; Stage 0 outside the timed part */
@@ -2232,10 +2390,12 @@ run_engine (bench_state *st, bench_result *r)
   for (int i = 0; i < st->a.chunks; i++)
     if (steady_chunk (st, r, 1) != DIT_OK)
       return fail ("chunk");
+  if (st->a.overlap && run_overlapped (st, r, st->a.chunks) != DIT_OK)
+    return fail ("overlapped chunks");
   mem_sample (st->be);
 #if DIT_HAVE_CUDA
-  dit_cuda_gemm_path_counts (st->be, r->gemm_paths);
-  dit_cuda_gemm_fp8_report (st->be, r->gemm_fp8_paths,
+  dit_cuda_gemm_path_counts (dit_runner_backend (st->runner), r->gemm_paths);
+  dit_cuda_gemm_fp8_report (dit_runner_backend (st->runner), r->gemm_fp8_paths,
       sizeof r->gemm_fp8_paths);
 #endif
   if (st->enc && encode_bench (st, r, st->a.chunks < 10 ? st->a.chunks : 10)
