@@ -468,7 +468,7 @@ cuda_frame_to_group (GstDitEncode * self, GstBuffer * buf, gint need,
   }
   gst_cuda_context_push (ctx);
   ok = gst_dit_frame_to_tensor (self->be, &in, &view, why);
-  if (ok && self->be->ops->synchronize (self->be) != DIT_OK) {
+  if (ok && dit_synchronize (self->be) != DIT_OK) {
     *why = g_strdup (dit_last_error ());
     ok = FALSE;
   }
@@ -515,7 +515,7 @@ encode_group (GstDitEncode * self, gint need, gint * n)
     DIT_TRY (encoder_run (self, &pt, &lt, n));
   else {
     if (!self->cuda_in)
-      DIT_TRY (self->be->ops->upload (self->be, self->dev_group.data,
+      DIT_TRY (dit_upload (self->be, self->dev_group.data,
               self->group, dit_tensor_nbytes (&pt)));
     pt.data = self->dev_group.data;
     pt.device = self->dev_group.device;
@@ -535,7 +535,7 @@ encode_group (GstDitEncode * self, gint need, gint * n)
     dst.stride[0] = (gint64) self->info.frames * hw;
     return dit_copy (self->be, &cp);
   }
-  return self->be->ops->download (self->be, self->latent,
+  return dit_download (self->be, self->latent,
       self->dev_latent.data, dit_tensor_nbytes (&lt));
 }
 

@@ -9,10 +9,13 @@
  * #GstDitLatentMeta (chunk index, cache epoch, prompt epoch, seed, timing).
  *
  * The element owns a bounded input queue (#GstDitGenerate:max-inflight
- * chunks) and a streaming task on its source pad.  Each chunk's result
- * goes through the session's anchor path before it is pushed: the first
- * latent is decoded and its last frame re-encoded by the full VAE as the
- * next chunk's KV-recompute anchor.  The frame comes from the full VAE
+ * chunks) and a streaming task on its source pad.  The engine is the
+ * library's: the generator runs behind a dit_runner (in this process or on
+ * a mesh), the prompt follows a dit_prompt_schedule, and Stage 0 (the
+ * chunk's context and the anchor path: the latent whose last frame is the
+ * next anchor is decoded and that frame re-encoded by the full VAE) is the
+ * session's dit_stage0.  Each chunk's result goes through the anchor path
+ * before it is pushed.  The anchor's frame comes from the full VAE
  * (#GstDitGenerate:anchor-decoder=full, the default; when ditdecode
  * displays with a tiny decoder, the full VAE then decodes only that latent
  * per chunk) or from the display decoder (anchor-decoder=tiny: no full
@@ -40,7 +43,7 @@
  * ## Generator mesh
  *
  * With #GstDitGenerate:mesh-devices (or #GstDitGenerate:mesh-listen) set,
- * the DiT runs in dit-worker processes (dist/dit_mesh.h) instead of in this
+ * the DiT runs in dit-worker processes (mesh/dit_runner.h) instead of in this
  * process: the element spawns one worker per listed device (or waits for
  * workers started by another launcher), sends every chunk's request to them
  * and gets the latents back.  This process loads no DiT weights, only the
@@ -60,12 +63,13 @@
 
 #include "gstditlatent.h"
 #include "gstditmemory.h"
+#include "gstditprops.h"
+#include "gstditqueue.h"
 #include "gstditsession.h"
 #include "dit_loader.h"
-#include "dit_mesh.h"
-#include "dit_model.h"
 #include "dit_prompt.h"
-#include "dit_tokenizer.h"
+#include "dit_prompt_schedule.h"
+#include "dit_runner.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_dit_generate_debug);
 #define GST_CAT_DEFAULT gst_dit_generate_debug
@@ -80,14 +84,15 @@ GST_DEBUG_CATEGORY_STATIC (gst_dit_generate_debug);
 #define DEFAULT_MAX_INFLIGHT 2
 #define DEFAULT_NUM_CHUNKS 0
 #define DEFAULT_ANCHOR DIT_ANCHOR_DECODED
-#define DEFAULT_ANCHOR_DECODER GST_DIT_ANCHOR_DECODER_FULL
+#define DEFAULT_ANCHOR_DECODER DIT_ANCHOR_DECODER_FULL
+#define DEFAULT_DTYPE GST_DIT_DTYPE_AUTO
 #define DEFAULT_WIDTH 64
 #define DEFAULT_HEIGHT 64
 #define DEFAULT_FRAMES 3
 #define DEFAULT_FPS_N 16
 #define DEFAULT_FPS_D 1
 #define DEFAULT_TRANSITION_CHUNKS 0
-#define DEFAULT_PROMPT_RESET GST_DIT_PROMPT_RESET_AUTO
+#define DEFAULT_PROMPT_RESET DIT_PROMPT_RESET_AUTO
 #define DEFAULT_MESH_TIMEOUT_MS 10000
 #define DEFAULT_MESH_JOIN_TIMEOUT_MS 30000
 /* Filter mode: how long the task waits for input before it lets the
@@ -99,80 +104,25 @@ GST_DEBUG_CATEGORY_STATIC (gst_dit_generate_debug);
 #define GST_DIT_BINDIR "/usr/local/bin"
 #endif
 
-/* Whether a prompt change restarts the KV cache (a new cache epoch). */
-typedef enum
-{
-  GST_DIT_PROMPT_RESET_AUTO = 0,   /* scope: with video input, unless blending */
-  GST_DIT_PROMPT_RESET_ALWAYS = 1,
-  GST_DIT_PROMPT_RESET_NEVER = 2,
-} GstDitPromptReset;
-
 enum
 {
-  PROP_0,
-  PROP_MODEL,
-  PROP_VAE_MODEL,
-  PROP_PROMPT_EMBEDS,
-  PROP_SEED,
-  PROP_STEPS,
-  PROP_SHIFT,
-  PROP_STRENGTH,
-  PROP_KV_WINDOW,
-  PROP_CONTEXT_FRAMES,
-  PROP_KV_BIAS,
-  PROP_MAX_INFLIGHT,
-  PROP_DEVICE,
-  PROP_SESSION,
-  PROP_ANCHOR,
+  PROP_0, PROP_MODEL, PROP_VAE_MODEL, PROP_PROMPT_EMBEDS, PROP_SEED,
+  PROP_STEPS, PROP_SHIFT, PROP_STRENGTH, PROP_KV_WINDOW, PROP_CONTEXT_FRAMES,
+  PROP_KV_BIAS, PROP_MAX_INFLIGHT, PROP_DEVICE, PROP_SESSION, PROP_ANCHOR,
   PROP_ANCHOR_DECODER,
-  PROP_NUM_CHUNKS,
-  PROP_FRAMERATE,
-  PROP_FPS,
-  PROP_CHUNK_MS,
-  PROP_QUEUE_DEPTH,
-  PROP_CHUNKS,
-  PROP_CACHE_EPOCH,
-  PROP_PROMPT,
-  PROP_PROMPT_TRANSITION_CHUNKS,
-  PROP_PROMPT_RESETS_CACHE,
-  PROP_TEXT_MODEL,
-  PROP_TOKENIZER,
-  PROP_PROMPT_WEIGHT,
-  PROP_MESH_DEVICES,
-  PROP_MESH_BACKEND,
-  PROP_MESH_LISTEN,
-  PROP_MESH_RANKS,
-  PROP_WORKER_PATH,
-  PROP_MESH_TIMEOUT_MS,
-  PROP_MESH_JOIN_TIMEOUT_MS,
-  PROP_MESH_RANK_MS,
-  PROP_MESH_WORKER_PIDS,
-  PROP_STAGE0_MS,
-  PROP_STAGE1_MS,
-  PROP_PERIOD_MS,
-  PROP_HIDDEN_MS,
-  PROP_OVERLAP_SCORE,
-  PROP_DTYPE,
+  PROP_NUM_CHUNKS, PROP_FRAMERATE, PROP_FPS, PROP_CHUNK_MS, PROP_QUEUE_DEPTH,
+  PROP_CHUNKS, PROP_CACHE_EPOCH, PROP_PROMPT, PROP_PROMPT_TRANSITION_CHUNKS,
+  PROP_PROMPT_RESETS_CACHE, PROP_TEXT_MODEL, PROP_TOKENIZER, PROP_PROMPT_WEIGHT,
+  PROP_MESH_DEVICES, PROP_MESH_BACKEND, PROP_MESH_LISTEN, PROP_MESH_RANKS,
+  PROP_WORKER_PATH, PROP_MESH_TIMEOUT_MS, PROP_MESH_JOIN_TIMEOUT_MS,
+  PROP_MESH_RANK_MS, PROP_MESH_WORKER_PIDS, PROP_STAGE0_MS, PROP_STAGE1_MS,
+  PROP_PERIOD_MS, PROP_HIDDEN_MS, PROP_OVERLAP_SCORE, PROP_HOST_COPIES,
+  PROP_DTYPE, N_PROPS
 };
-
-/* The DiT's precision (dtype property). */
-typedef enum
-{
-  GST_DIT_DTYPE_AUTO = 0,         /* bf16 on CUDA, f32 on the CPU */
-  GST_DIT_DTYPE_BF16,
-  GST_DIT_DTYPE_FP8,
-  GST_DIT_DTYPE_F32,
-} GstDitDtype;
-
-#define DEFAULT_DTYPE GST_DIT_DTYPE_AUTO
-
-#define OVERLAP_WINDOW 32
 
 struct _GstDitGenerate
 {
   GstElement parent;
-
-  dit_backend *be;              /* the in-process generator's own backend */
 
   GstPad *sinkpad;              /* request pad, NULL when not requested */
   GstPad *srcpad;
@@ -182,24 +132,26 @@ struct _GstDitGenerate
   guint64 seed;
   gdouble shift, strength, kv_bias;
   gint kv_window, context_frames, max_inflight;
-  dit_anchor_mode anchor;
-  GstDitAnchorDecoder anchor_decoder;
+  gint anchor;                  /* dit_anchor_mode */
+  gint anchor_decoder;          /* dit_anchor_decoder */
+  gint dtype;                   /* GstDitDtype: the DiT's precision */
   guint num_chunks;
   gint fps_n, fps_d;
   gboolean prompt_dirty, seed_dirty;
   gchar *prompt, *text_model, *tokenizer;
   guint transition_chunks;
-  GstDitPromptReset prompt_reset;
-  GstDitDtype dtype;
+  gint prompt_reset;            /* dit_prompt_reset */
   guint64 prompt_request;       /* latest id submitted to the text encoder */
-  gdouble stat_prompt_weight;
-  gdouble stat_fps, stat_chunk_ms;
-  guint64 stat_chunks;
   gchar *mesh_devices, *mesh_backend, *mesh_listen, *worker_path;
   gint mesh_ranks, mesh_timeout_ms, mesh_join_timeout_ms;
-  gint stat_mesh_n;             /* ranks of the running mesh, 0 = none */
-  gdouble stat_mesh_rank_ms[DIT_MESH_MAX_RANKS];
-  gint stat_mesh_pids[DIT_MESH_MAX_RANKS];
+  /* read-only statistics; object lock */
+  gdouble stat_prompt_weight, stat_fps, stat_chunk_ms;
+  gdouble stat_stage0_ms, stat_stage1_ms, stat_period_ms, stat_hidden_ms;
+  gdouble stat_overlap;
+  guint64 stat_chunks, stat_epoch;
+  guint stat_host_copies;
+  gint stat_queue_depth;
+  dit_runner_stats stat_runner;
 
   GstDitSession *session;
 
@@ -209,45 +161,26 @@ struct _GstDitGenerate
   gboolean configured;
   dit_model_config mcfg;
   dit_gen_config gcfg;
-  dit_generator *gen;           /* in-process runner */
   gboolean use_mesh;            /* decided at NULL -> READY */
-  dit_model_config mesh_model;  /* the model's config, without its weights */
+  dit_mesh_spec mesh_spec;
   gchar *mesh_weights;          /* checkpoint path, NULL = preset weights */
-  dit_mesh *mesh;               /* mesh runner */
-  dit_context *ctx;
-  gfloat *x_in, *x_out, *ctx_buf, *anchor_buf;
-  /* Device latents (session on a device, peers that take them): the
-   * generator's f32 output on self->be, and the pool of output buffers. */
-  gboolean out_device;
-  dit_tensor dev_x;
-  GstBufferPool *out_pool;
+  dit_runner *runner;           /* the generator, in process or a mesh */
+  dit_backend *be;              /* the runner's own backend */
+  gfloat *x_host;               /* a chunk in host f32 */
+  GstBufferPool *out_pool;      /* device output buffers, NULL: system */
   gint64 chunk_index;
-  guint64 epoch, prompt_epoch;
-  /* text prompts (streaming thread; penc is set under the object lock) */
-  dit_prompt_encoder *penc;
-  gfloat *cur_rows, *old_rows, *new_rows, *mix_rows;
-  gint cur_n, old_n, new_n;
-  gint trans_j, trans_n;        /* chunk j of an n-chunk transition; n < 0: none */
+  guint64 epoch;
+  dit_prompt_encoder *penc;     /* set under the object lock */
+  dit_prompt_schedule *prompts;
   guint64 frames_out;
-  gint64 last_push_us;
-  /* Overlap instrumentation (stage 0 = session decode + anchor encode time
-   * per chunk, stage 1 = generator call, period = push to push). */
-  gint64 stage0_busy_us;
+  gint64 last_push_us, stage0_busy_us;
   gdouble stage1_ms_pending;
-  gdouble stat_stage0_ms, stat_stage1_ms, stat_period_ms, stat_hidden_ms;
-  gdouble stat_overlap;
-  gdouble hidden_ring[OVERLAP_WINDOW], stage0_ring[OVERLAP_WINDOW],
-      stage1_ring[OVERLAP_WINDOW];
-  guint ring_n;
+  dit_overlap overlap;
   gdouble latency_ms;           /* figure last reported in LATENCY */
 
-  /* input queue; qlock */
-  GMutex qlock;
-  GCond qcond;
-  GQueue queue;
-  gint queued_buffers;
-  GstFlowReturn srcresult;
-  gboolean eos_pending;         /* text-to-video: EOS sent to the element */
+  GstDitChunkQueue queue;       /* input chunks and serialized events */
+  gboolean eos_pending;         /* text-to-video: EOS sent to the element;
+                                   object lock */
 };
 
 static GstStaticPadTemplate sink_template =
@@ -261,331 +194,36 @@ G_DEFINE_TYPE (GstDitGenerate, gst_dit_generate, GST_TYPE_ELEMENT);
 GST_ELEMENT_REGISTER_DEFINE (ditgenerate, "ditgenerate", GST_RANK_NONE,
     GST_TYPE_DIT_GENERATE);
 
-GType
-gst_dit_anchor_mode_get_type (void)
-{
-  static GType type = 0;
-  static const GEnumValue values[] = {
-    {DIT_ANCHOR_DECODED, "Re-encode the last decoded frame of the chunk's "
-          "first latent (scope's krea_realtime_video)", "decoded"},
-    {DIT_ANCHOR_LATENT, "Use the previous chunk's first latent as is "
-          "(no decode on the critical path)", "latent"},
-    {0, NULL, NULL},
-  };
-
-  if (g_once_init_enter (&type)) {
-    GType t = g_enum_register_static ("GstDitAnchorMode", values);
-    g_once_init_leave (&type, t);
-  }
-  return type;
-}
-
-#define GST_TYPE_DIT_ANCHOR_DECODER (gst_dit_anchor_decoder_get_type ())
-static GType
-gst_dit_anchor_decoder_get_type (void)
-{
-  static GType type = 0;
-  static const GEnumValue values[] = {
-    {GST_DIT_ANCHOR_DECODER_FULL, "The full VAE decodes the anchor latent "
-          "(beside a tiny display decoder, one full decode per chunk)", "full"},
-    {GST_DIT_ANCHOR_DECODER_TINY, "The display decoder's frame is "
-          "re-encoded (with a tiny display decoder: no full decode)", "tiny"},
-    {0, NULL, NULL},
-  };
-
-  if (g_once_init_enter (&type)) {
-    GType t = g_enum_register_static ("GstDitAnchorDecoder", values);
-    g_once_init_leave (&type, t);
-  }
-  return type;
-}
-
-#define GST_TYPE_DIT_PROMPT_RESET (gst_dit_prompt_reset_get_type ())
-static GType gst_dit_prompt_reset_get_type (void);
-
-static GType
-gst_dit_prompt_reset_get_type (void)
-{
-  static GType type = 0;
-  static const GEnumValue values[] = {
-    {GST_DIT_PROMPT_RESET_AUTO, "Restart the cache with video input when the "
-          "prompt switches without a transition (scope's behaviour)", "auto"},
-    {GST_DIT_PROMPT_RESET_ALWAYS, "Restart the cache on every prompt change",
-        "always"},
-    {GST_DIT_PROMPT_RESET_NEVER, "Never restart the cache on a prompt change",
-        "never"},
-    {0, NULL, NULL},
-  };
-
-  if (g_once_init_enter (&type)) {
-    GType t = g_enum_register_static ("GstDitPromptReset", values);
-    g_once_init_leave (&type, t);
-  }
-  return type;
-}
-
-#define GST_TYPE_DIT_DTYPE (gst_dit_dtype_get_type ())
-static GType gst_dit_dtype_get_type (void);
-
-static GType
-gst_dit_dtype_get_type (void)
-{
-  static GType type = 0;
-  static const GEnumValue values[] = {
-    {GST_DIT_DTYPE_AUTO, "bf16 on CUDA, f32 on the CPU", "auto"},
-    {GST_DIT_DTYPE_BF16, "bf16 weights and activations", "bf16"},
-    {GST_DIT_DTYPE_FP8, "bf16 with the transformer blocks' linear layers as "
-          "FP8 (e4m3) GEMMs; needs a GPU with FP8 tensor cores (compute "
-          "capability 8.9 or newer) or the CPU reference", "fp8"},
-    {GST_DIT_DTYPE_F32, "f32 weights and activations", "f32"},
-    {0, NULL, NULL},
-  };
-
-  if (g_once_init_enter (&type)) {
-    GType t = g_enum_register_static ("GstDitDtype", values);
-    g_once_init_leave (&type, t);
-  }
-  return type;
-}
-
-/* The dtype property as a dit_precision, or GST_DIT_PRECISION_AUTO. */
-static gint
-dtype_precision (GstDitDtype d)
-{
-  switch (d) {
-    case GST_DIT_DTYPE_BF16:
-      return DIT_PRECISION_BF16;
-    case GST_DIT_DTYPE_FP8:
-      return DIT_PRECISION_FP8;
-    case GST_DIT_DTYPE_F32:
-      return DIT_PRECISION_F32;
-    default:
-      return GST_DIT_PRECISION_AUTO;
-  }
-}
-
 static void gst_dit_generate_loop (GstDitGenerate * self);
 
 /* ------------------------------------------------------------------ */
-/* engine glue */
+/* engine glue: the runner (mesh/dit_runner.h), Stage 0 through the
+ * session (model/dit_stage0.h), the prompt (model/dit_prompt_schedule.h) */
 
+/* The mesh properties, checked (mesh/dit_mesh_config.h): ranks 0 = none. */
 static gboolean
-parse_steps (const gchar * str, dit_gen_config * cfg, gchar ** error)
+read_mesh_spec (GstDitGenerate * self, gchar ** error)
 {
-  gchar **parts = g_strsplit (str, ",", -1);
-  gint n = 0;
-  gboolean ok = TRUE;
+  dit_mesh_options o;
+  gboolean ok;
 
-  for (gchar ** p = parts; *p && ok; p++) {
-    gchar *end;
-    gdouble v = g_ascii_strtod (g_strstrip (*p), &end);
-    if (end == *p || *end || v < 0 || v > 1000 || n >= DIT_MAX_STEPS) {
-      *error = g_strdup_printf ("steps '%s': expected up to %d comma-separated "
-          "timesteps in [0, 1000]", str, DIT_MAX_STEPS);
-      ok = FALSE;
-    } else {
-      cfg->steps[n++] = v;
-    }
-  }
-  g_strfreev (parts);
-  if (ok && n == 0) {
-    *error = g_strdup_printf ("steps '%s' is empty", str);
-    ok = FALSE;
-  }
-  cfg->num_steps = n;
-  return ok;
-}
-
-/* ------------------------------------------------------------------ */
-/* runner: the in-process generator or the generator mesh behind the few
- * calls the element makes (dit_generator_*'s contract; the mesh takes and
- * returns host tensors, which is all the element uses) */
-
-typedef struct mesh_settings
-{
-  gint ranks;                   /* 0 = no mesh */
-  gint devices[DIT_MESH_MAX_RANKS];
-  gint n_devices;
-  gchar *listen;                /* NULL = spawn the workers */
-  gchar *backend;
-  gchar *worker;                /* resolved dit-worker path (spawn) */
-  gint timeout_ms, join_timeout_ms, max_inflight;
-} mesh_settings;
-
-static void
-mesh_settings_clear (mesh_settings * ms)
-{
-  g_free (ms->listen);
-  g_free (ms->backend);
-  g_free (ms->worker);
-  memset (ms, 0, sizeof *ms);
-}
-
-static gboolean
-tp_degree_ok (gint n)
-{
-  return n == 1 || n == 2 || n == 4 || n == 8;
-}
-
-/* worker-path, then $GST_DIT_WORKER, then the installed dit-worker, then
- * dit-worker on PATH. */
-static gchar *
-resolve_worker_path (const gchar * prop, gchar ** tried)
-{
-  const gchar *env = g_getenv ("GST_DIT_WORKER");
-  gchar *installed, *found;
-
-  if (prop && *prop) {
-    *tried = g_strdup_printf ("worker-path '%s'", prop);
-    return g_find_program_in_path (prop);
-  }
-  if (env && *env) {
-    *tried = g_strdup_printf ("GST_DIT_WORKER '%s'", env);
-    return g_find_program_in_path (env);
-  }
-  installed = g_build_filename (GST_DIT_BINDIR, "dit-worker", NULL);
-  if (g_file_test (installed, G_FILE_TEST_IS_EXECUTABLE))
-    return installed;
-  found = g_find_program_in_path ("dit-worker");
-  *tried = g_strdup_printf ("%s and PATH", installed);
-  g_free (installed);
-  return found;
-}
-
-/* The mesh properties, checked: ms->ranks = 0 when no mesh is asked for. */
-static gboolean
-mesh_read_settings (GstDitGenerate * self, mesh_settings * ms, gchar ** error)
-{
-  gchar *devices, *listen, *backend, *worker, *device;
-  gchar **parts = NULL;
-  gint ranks;
-  gboolean ok = FALSE;
-
-  memset (ms, 0, sizeof *ms);
+  dit_mesh_options_init (&o);
   GST_OBJECT_LOCK (self);
-  devices = g_strdup (self->mesh_devices);
-  listen = g_strdup (self->mesh_listen);
-  backend = g_strdup (self->mesh_backend);
-  worker = g_strdup (self->worker_path);
-  device = g_strdup (self->device);
-  ranks = self->mesh_ranks;
-  ms->timeout_ms = self->mesh_timeout_ms;
-  ms->join_timeout_ms = self->mesh_join_timeout_ms;
-  ms->max_inflight = self->max_inflight;
+  o.devices = self->mesh_devices;
+  o.listen = self->mesh_listen;
+  o.ranks = self->mesh_ranks;
+  o.backend = self->mesh_backend;
+  o.stage0_device = self->device;
+  o.worker_path = self->worker_path;
+  o.installed_dir = GST_DIT_BINDIR;
+  o.timeout_ms = self->mesh_timeout_ms;
+  o.join_timeout_ms = self->mesh_join_timeout_ms;
+  o.max_inflight = self->max_inflight;
+  ok = dit_mesh_spec_parse (&o, &self->mesh_spec) == DIT_OK;
   GST_OBJECT_UNLOCK (self);
-
-  if (devices && *g_strstrip (devices)) {
-    parts = g_strsplit (devices, ",", -1);
-    for (gchar ** p = parts; *p; p++) {
-      guint64 v;
-      if (ms->n_devices == DIT_MESH_MAX_RANKS
-          || !g_ascii_string_to_unsigned (g_strstrip (*p), 10, 0, 1023, &v,
-              NULL)) {
-        *error = g_strdup_printf ("mesh-devices '%s': expected a comma-"
-            "separated list of 1, 2, 4 or 8 device indices, e.g. \"0,1\"",
-            devices);
-        goto out;
-      }
-      ms->devices[ms->n_devices++] = (gint) v;
-    }
-  }
-  if (listen && *listen) {
-    const gchar *colon = strrchr (listen, ':');
-    if (!colon || atoi (colon + 1) <= 0) {
-      *error = g_strdup_printf ("mesh-listen '%s': expected HOST:PORT with a "
-          "fixed port, which the workers' --connect names", listen);
-      goto out;
-    }
-    if (ranks <= 0) {
-      *error = g_strdup_printf ("mesh-listen '%s' needs mesh-ranks: the "
-          "number of dit-worker processes that will connect", listen);
-      goto out;
-    }
-    ms->ranks = ranks;
-    ms->listen = g_strdup (listen);
-  } else if (ms->n_devices > 0) {
-    if (ranks > 0 && ranks != ms->n_devices) {
-      *error = g_strdup_printf ("mesh-ranks=%d but mesh-devices '%s' lists %d "
-          "devices", ranks, devices, ms->n_devices);
-      goto out;
-    }
-    ms->ranks = ms->n_devices;
-  } else {
-    ok = TRUE;                  /* no mesh */
-    goto out;
-  }
-  if (!tp_degree_ok (ms->ranks)) {
-    *error = g_strdup_printf ("%s asks for a mesh of %d ranks: the tensor-"
-        "parallel degree must be 1, 2, 4 or 8", ms->listen ? "mesh-ranks" :
-        "mesh-devices", ms->ranks);
-    goto out;
-  }
-
-  if (!(backend && *backend)) {
-    g_free (backend);
-    backend = g_strdup (device && g_str_has_prefix (device, "cuda") ?
-        "cuda" : "cpu");
-  }
-  if (!g_str_equal (backend, "cpu") && !g_str_equal (backend, "cuda")) {
-    *error = g_strdup_printf ("mesh-backend '%s': expected cpu or cuda",
-        backend);
-    goto out;
-  }
-  ms->backend = g_strdup (backend);
-  if (g_str_equal (backend, "cuda"))
-    for (gint i = 0; i < ms->n_devices; i++)
-      for (gint j = 0; j < i; j++)
-        if (ms->devices[i] == ms->devices[j]) {
-          *error = g_strdup_printf ("mesh-devices '%s' names device %d twice: "
-              "each CUDA rank needs its own GPU", devices, ms->devices[i]);
-          goto out;
-        }
-
-  if (!ms->listen) {
-    gchar *tried = NULL;
-    ms->worker = resolve_worker_path (worker, &tried);
-    if (!ms->worker) {
-      *error = g_strdup_printf ("cannot find the dit-worker executable (tried "
-          "%s): set worker-path or GST_DIT_WORKER", tried);
-      g_free (tried);
-      goto out;
-    }
-    g_free (tried);
-  }
-  ok = TRUE;
-out:
   if (!ok)
-    mesh_settings_clear (ms);
-  g_strfreev (parts);
-  g_free (devices);
-  g_free (listen);
-  g_free (backend);
-  g_free (worker);
-  g_free (device);
-  return ok;
-}
-
-/* The config of `model` (a preset, or a checkpoint's shapes: no tensor
- * data is read) for a mesh of `ranks`; this process never loads the DiT. */
-static gboolean
-mesh_model_config (GstDitGenerate * self, const gchar * model, gint ranks,
-    gchar ** error)
-{
-  const gchar *m = model && *model ? model : GST_DIT_DEFAULT_MODEL;
-  gboolean preset = dit_model_is_preset (m);
-  dit_status st;
-
-  st = preset ? dit_model_config_preset (m, &self->mesh_model) :
-      dit_checkpoint_detect_preset (m, &self->mesh_model);
-  if (st == DIT_OK)
-    st = dit_model_tp_check (&self->mesh_model, ranks);
-  if (st != DIT_OK) {
     *error = g_strdup (dit_last_error ());
-    return FALSE;
-  }
-  g_free (self->mesh_weights);
-  self->mesh_weights = preset ? NULL : g_strdup (m);
-  return TRUE;
+  return ok;
 }
 
 static void
@@ -595,372 +233,169 @@ post_progress (GstDitGenerate * self, GstProgressType type, const gchar * text)
       gst_message_new_progress (GST_OBJECT (self), type, "mesh", text));
 }
 
-static void
-free_device_output (GstDitGenerate * self)
-{
-  if (self->out_pool) {
-    gst_buffer_pool_set_active (self->out_pool, FALSE);
-    gst_clear_object (&self->out_pool);
-  }
-  /* On the session's backend: it outlives runner changes (a new seed). */
-  if (self->dev_x.data)
-    dit_tensor_free (gst_dit_session_get_backend (self->session),
-        &self->dev_x);
-  self->out_device = FALSE;
-}
-
 /* Output buffers in device memory from now on (device = TRUE), or in
  * system memory. */
 static gboolean
 setup_device_output (GstDitGenerate * self, gboolean device, gchar ** error)
 {
-  int64_t shape[4] = { DIT_LATENT_CHANNELS, self->info.frames,
-    self->info.height, self->info.width
-  };
   GstAllocator *alloc;
 
-  free_device_output (self);
+  if (self->out_pool) {
+    gst_buffer_pool_set_active (self->out_pool, FALSE);
+    gst_clear_object (&self->out_pool);
+  }
   if (!device)
     return TRUE;
-  alloc = gst_dit_device_allocator_new (self->session, error);
-  if (!alloc)
+  if (!(alloc = gst_dit_device_allocator_new (self->session, error)))
     return FALSE;
   self->out_pool = gst_dit_device_pool_new (alloc,
       gst_dit_latent_info_buffer_size (&self->info));
   gst_object_unref (alloc);
-  if (!self->out_pool) {
+  if (!self->out_pool)
     *error = g_strdup ("could not activate the device latent buffer pool");
-    return FALSE;
-  }
-  if (dit_tensor_alloc (gst_dit_session_get_backend (self->session),
-          &self->dev_x, DIT_F32, 4, shape) != DIT_OK) {
-    *error = g_strdup (dit_last_error ());
-    free_device_output (self);
-    return FALSE;
-  }
-  self->out_device = TRUE;
-  return TRUE;
+  return self->out_pool != NULL;
 }
 
 static void
 runner_free (GstDitGenerate * self)
 {
-  if (self->gen)
-    dit_generator_free (self->gen);
-  self->gen = NULL;
-  if (self->mesh) {
-    /* A clean SHUTDOWN lets remote workers exit 0; a failed mesh refuses
-     * it, and dit_mesh_free kills and reaps whatever is left.  Before the
-     * backend goes: the mesh's world comm and staging live on it. */
-    if (dit_mesh_shutdown (self->mesh) != DIT_OK)
-      GST_INFO_OBJECT (self, "mesh: %s", dit_last_error ());
-    dit_mesh_free (self->mesh);
-    self->mesh = NULL;
-    GST_OBJECT_LOCK (self);
-    self->stat_mesh_n = 0;
-    memset (self->stat_mesh_pids, 0, sizeof self->stat_mesh_pids);
-    GST_OBJECT_UNLOCK (self);
-  }
+  /* dit_runner_free ends a mesh with SHUTDOWN (or kills and reaps what a
+   * failed one left), before the backend its world comm lives on goes. */
+  g_clear_pointer (&self->runner, dit_runner_free);
+  GST_OBJECT_LOCK (self);
+  memset (&self->stat_runner, 0, sizeof self->stat_runner);
+  GST_OBJECT_UNLOCK (self);
   if (self->be)
     gst_dit_session_release_backend (self->session, self->be);
   self->be = NULL;
 }
 
-/* Whether the mesh workers run on CUDA (mesh-backend, else the element's
- * device), which decides their weight dtype. */
-static gboolean
-mesh_on_cuda (GstDitGenerate * self)
-{
-  gboolean cuda;
-  GST_OBJECT_LOCK (self);
-  if (self->mesh_backend && *self->mesh_backend)
-    cuda = g_str_equal (self->mesh_backend, "cuda");
-  else
-    cuda = self->device && g_str_has_prefix (self->device, "cuda");
-  GST_OBJECT_UNLOCK (self);
-  return cuda;
-}
-
-static gboolean
-mesh_create (GstDitGenerate * self, gchar ** error)
-{
-  mesh_settings ms;
-  dit_mesh_config c;
-  dit_status st;
-  gchar *text;
-
-  if (!mesh_read_settings (self, &ms, error))
-    return FALSE;
-  dit_mesh_config_default (&c);
-  c.preset = self->mesh_model.name;
-  c.weights = self->mesh_weights;
-  /* The seed gst_dit_session_load_dit gives preset weights, so a mesh and
-   * the in-process generator compute with the same synthetic model. */
-  c.synthetic_seed = 0;
-  c.gen = self->gcfg;
-  c.ranks = ms.ranks;
-  c.spawn = ms.listen == NULL;
-  c.worker_path = ms.worker;
-  c.backend = ms.backend;
-  c.devices = ms.n_devices > 0 ? ms.devices : NULL;
-  c.listen = ms.listen;
-  c.join_timeout_ms = ms.join_timeout_ms;
-  c.chunk_timeout_ms = ms.timeout_ms;
-  c.max_inflight = ms.max_inflight;
-  /* The data plane: NCCL from this element's stream on the session's GPU
-   * when no worker shares it, else the CPU comm (dit_mesh_config). */
-  c.world_backend = self->be && self->be->ops->device == DIT_DEVICE_CUDA
-      ? self->be : NULL;
-
-  text = ms.listen ?
-      g_strdup_printf ("Waiting on %s for %d dit-worker processes", ms.listen,
-      ms.ranks) : g_strdup_printf ("Starting %d dit-worker processes (%s)",
-      ms.ranks, ms.backend);
-  GST_INFO_OBJECT (self, "%s: %s", text, ms.worker ? ms.worker : "");
-  post_progress (self, GST_PROGRESS_TYPE_START, text);
-  g_free (text);
-  st = dit_mesh_create (&c, &self->mesh);
-  if (st != DIT_OK) {
-    self->mesh = NULL;
-    *error = g_strdup (dit_last_error ());
-    post_progress (self, GST_PROGRESS_TYPE_ERROR, *error);
-  } else {
-    GST_OBJECT_LOCK (self);
-    self->stat_mesh_n = ms.ranks;
-    for (gint r = 0; r < ms.ranks; r++) {
-      self->stat_mesh_pids[r] = dit_mesh_worker_pid (self->mesh, r);
-      self->stat_mesh_rank_ms[r] = 0;
-    }
-    GST_OBJECT_UNLOCK (self);
-    post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "Generator mesh ready");
-  }
-  mesh_settings_clear (&ms);
-  return st == DIT_OK;
-}
-
-/* A new runner for self->gcfg (a seed change makes a new one too: the
- * mesh's workers are restarted then, their plan carries the seed). */
+/* A new runner for self->gcfg (a seed change makes a new one too: a mesh's
+ * workers are restarted then, their session carries the seed).  Its own
+ * backend: the generator's thread must not share a stream (and cuBLASLt
+ * plans) with Stage 0's decode and encode threads. */
 static gboolean
 runner_create (GstDitGenerate * self, gchar ** error)
 {
-  runner_free (self);
-  /* Its own backend: the generator's thread must not share a stream (and
-   * cuBLASLt plans) with Stage 0's decode and encode threads.  With a mesh
-   * on a device session it still moves device latents. */
-  if (!self->use_mesh || gst_dit_session_on_device (self->session)) {
-    self->be = gst_dit_session_new_private_backend (self->session, error);
-    if (!self->be)
-      return FALSE;
-  }
-  if (self->use_mesh)
-    return mesh_create (self, error);
-  if (dit_generator_create (&self->mcfg, &self->gcfg,
-          gst_dit_session_get_dit_weights (self->session, NULL),
-          self->be, &self->gen) != DIT_OK) {
-    *error = g_strdup (dit_last_error ());
-    return FALSE;
-  }
-  return TRUE;
-}
-
-static dit_status
-runner_set_prompt (GstDitGenerate * self, const dit_tensor * embeds)
-{
-  if (self->mesh)
-    return dit_mesh_set_prompt (self->mesh, embeds);
-  return dit_generator_set_prompt (self->gen, embeds);
-}
-
-/* A new stream.  Workers keep no stream state: chunk 0 runs without a
- * cache and every later chunk rebuilds it from the request's context, so
- * the epoch bump (which drops results of older calls) is all they need. */
-static void
-runner_reset (GstDitGenerate * self)
-{
-  if (self->mesh)
-    dit_mesh_bump_epoch (self->mesh);
-  else if (self->gen)
-    dit_generator_reset (self->gen);
-}
-
-static dit_status
-runner_run_chunk (GstDitGenerate * self, const dit_chunk_request * req,
-    dit_tensor * out, dit_chunk_timing * timing)
-{
-  dit_mesh_stats s;
+  const dit_mesh_spec *ms = &self->mesh_spec;
+  dit_runner_config rc;
+  gchar *text;
   dit_status st;
 
-  if (!self->mesh)
-    return dit_generator_run_chunk (self->gen, req, out, timing);
-  st = dit_mesh_run_chunk (self->mesh, req, out, timing);
+  runner_free (self);
+  if (!(self->be = gst_dit_session_new_private_backend (self->session, error)))
+    return FALSE;
+  dit_runner_config_default (&rc);
+  rc.model = self->mcfg;
+  rc.gen = self->gcfg;
+  rc.weights = gst_dit_session_get_dit_weights (self->session, NULL);
+  if (self->use_mesh) {
+    rc.mesh = ms;
+    rc.preset = self->mcfg.name;
+    rc.mesh_weights = self->mesh_weights;
+    /* seed 0: the synthetic weights gst_dit_session_load_dit makes */
+    text = ms->listen[0] ? g_strdup_printf ("Waiting on %s for %d dit-worker "
+        "processes", ms->listen, ms->ranks) : g_strdup_printf ("Starting %d "
+        "dit-worker processes (%s)", ms->ranks, ms->backend);
+    GST_INFO_OBJECT (self, "%s: %s", text, ms->worker);
+    post_progress (self, GST_PROGRESS_TYPE_START, text);
+    g_free (text);
+  }
+  st = dit_runner_create (&rc, self->be, &self->runner);
+  if (st != DIT_OK)
+    *error = g_strdup (dit_last_error ());
+  if (self->use_mesh)
+    post_progress (self, st == DIT_OK ? GST_PROGRESS_TYPE_COMPLETE :
+        GST_PROGRESS_TYPE_ERROR, st == DIT_OK ? "Generator mesh ready" : *error);
   if (st == DIT_OK) {
-    dit_mesh_get_stats (self->mesh, &s);
     GST_OBJECT_LOCK (self);
-    memcpy (self->stat_mesh_rank_ms, s.last_rank_ms,
-        sizeof self->stat_mesh_rank_ms);
+    dit_runner_get_stats (self->runner, &self->stat_runner);
     GST_OBJECT_UNLOCK (self);
   }
-  return st;
-}
-
-/* Called while the element waits for input (filter mode): a worker lost
- * between chunks is reported now, not when the next chunk arrives. */
-static gboolean
-runner_idle (GstDitGenerate * self, gchar ** error)
-{
-  if (self->mesh && dit_mesh_ping (self->mesh) != DIT_OK) {
-    *error = g_strdup (dit_last_error ());
-    return FALSE;
-  }
-  return TRUE;
+  return st == DIT_OK;
 }
 
 static void
 free_engine (GstDitGenerate * self)
 {
-  free_device_output (self);
+  setup_device_output (self, FALSE, NULL);
   runner_free (self);
-  dit_context_free (self->ctx);
-  self->ctx = NULL;
-  g_clear_pointer (&self->x_in, g_free);
-  g_clear_pointer (&self->x_out, g_free);
-  g_clear_pointer (&self->ctx_buf, g_free);
-  g_clear_pointer (&self->anchor_buf, g_free);
+  g_clear_pointer (&self->x_host, g_free);
   GST_OBJECT_LOCK (self);
-  dit_prompt_encoder_free (self->penc);
-  self->penc = NULL;
+  g_clear_pointer (&self->penc, dit_prompt_encoder_free);
   GST_OBJECT_UNLOCK (self);
-  g_clear_pointer (&self->cur_rows, free);
-  g_clear_pointer (&self->old_rows, free);
-  g_clear_pointer (&self->new_rows, free);
-  g_clear_pointer (&self->mix_rows, g_free);
-  self->trans_n = -1;
+  g_clear_pointer (&self->prompts, dit_prompt_schedule_free);
   self->configured = FALSE;
 }
 
-/* The text encoder (text-model, tokenizer), made when the engine is
- * configured so that later prompt changes only queue work for its thread.
- * Without a prompt a missing tokenizer is not an error yet. */
-static gboolean
-ensure_text_encoder (GstDitGenerate * self, gboolean need, gchar ** error)
-{
-  gchar *model, *tok;
-  dit_prompt_encoder *e = NULL;
-
-  if (self->penc)
-    return TRUE;
-  GST_OBJECT_LOCK (self);
-  model = g_strdup (self->text_model);
-  tok = g_strdup (self->tokenizer);
-  GST_OBJECT_UNLOCK (self);
-  if (dit_prompt_encoder_create (model, tok, 0, self->mcfg.text_dim, &e)
-      != DIT_OK) {
-    if (need)
-      *error = g_strdup_printf ("text encoder: %s", dit_last_error ());
-    else
-      GST_DEBUG_OBJECT (self, "no text encoder: %s", dit_last_error ());
-  }
-  g_free (model);
-  g_free (tok);
-  GST_OBJECT_LOCK (self);
-  self->penc = e;
-  GST_OBJECT_UNLOCK (self);
-  return e != NULL || !need;
-}
-
-/* Set the prompt from the prompt-embeds file (wins when set), the text
- * prompt (encoded here once; later changes go through the encoder thread),
- * or the seeded default. */
+/* The prompt sources into the schedule (the prompt-embeds file wins, else
+ * the text prompt, encoded here once: later changes go through the
+ * encoder thread).  The text encoder is made with the engine so that
+ * prompt changes only queue work; without a prompt a missing tokenizer is
+ * not an error yet. */
 static gboolean
 apply_prompt (GstDitGenerate * self, gchar ** error)
 {
-  gchar *path, *prompt;
-  gfloat *rows = NULL;
-  gint n = 0;
-  dit_status st;
+  gchar *path, *prompt, *model, *tok;
+  dit_prompt_encoder *e = NULL;
+  gboolean ok = TRUE;
 
   GST_OBJECT_LOCK (self);
   path = g_strdup (self->prompt_embeds);
   prompt = g_strdup (self->prompt);
+  model = g_strdup (self->text_model);
+  tok = g_strdup (self->tokenizer);
   self->prompt_dirty = FALSE;
   GST_OBJECT_UNLOCK (self);
-
-  if (!ensure_text_encoder (self, prompt && !(path && *path), error)) {
-    g_free (path);
-    g_free (prompt);
-    return FALSE;
-  }
-  if (!(path && *path) && prompt && !self->cur_rows && self->trans_n < 0) {
-    if (dit_prompt_encode (self->penc, prompt, &self->cur_rows, &self->cur_n)
-        != DIT_OK) {
-      *error = g_strdup_printf ("prompt: %s", dit_last_error ());
-      g_free (path);
-      g_free (prompt);
-      return FALSE;
+  if (!self->penc) {
+    if (dit_prompt_encoder_create (model, tok, 0, self->mcfg.text_dim, &e)
+        != DIT_OK && prompt && !(path && *path)) {
+      *error = g_strdup_printf ("text encoder: %s", dit_last_error ());
+      ok = FALSE;
     }
+    GST_OBJECT_LOCK (self);
+    self->penc = e;
+    GST_OBJECT_UNLOCK (self);
   }
-  g_free (prompt);
-
-  if (!(path && *path) && (self->cur_rows || self->new_rows)) {
-    const gfloat *src = self->cur_rows ? self->cur_rows : self->new_rows;
-    n = self->cur_rows ? self->cur_n : self->new_n;
-    rows = malloc ((gsize) n * self->mcfg.text_dim * sizeof (gfloat));
-    memcpy (rows, src, (gsize) n * self->mcfg.text_dim * sizeof (gfloat));
-  } else if (path && *path) {
-    if (dit_stream_load_embeds (path, self->mcfg.text_dim, self->mcfg.text_len,
-            &rows, &n) != DIT_OK) {
-      *error = g_strdup (dit_last_error ());
-      g_free (path);
-      return FALSE;
-    }
-  } else {
-    n = DIT_DEFAULT_PROMPT_ROWS;
-    rows = malloc ((gsize) n * self->mcfg.text_dim * sizeof (gfloat));
-    dit_stream_default_embeds (n, self->mcfg.text_dim, rows);
+  if (ok && dit_prompt_schedule_load (self->prompts, path, prompt,
+          self->penc) != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    ok = FALSE;
   }
   g_free (path);
-  {
-    dit_tensor t = dit_tensor_2d (rows, DIT_F32, DIT_DEVICE_CPU, n,
-        self->mcfg.text_dim);
-    st = runner_set_prompt (self, &t);
-  }
-  free (rows);
-  if (st != DIT_OK) {
-    *error = g_strdup (dit_last_error ());
-    return FALSE;
-  }
-  self->prompt_epoch++;
-  return TRUE;
+  g_free (prompt);
+  g_free (model);
+  g_free (tok);
+  return ok;
 }
 
-static gboolean
-create_generator (GstDitGenerate * self, gchar ** error)
-{
-  if (!runner_create (self, error))
-    return FALSE;
-  return apply_prompt (self, error);
-}
-
-/* A new stream: the KV context starts over under a new cache epoch. */
+/* A new stream: the KV context starts over under a new cache epoch (Stage
+ * 0 starts over when it sees the epoch). */
 static void
 reset_stream (GstDitGenerate * self)
 {
   self->chunk_index = 0;
-  if (self->ctx)
-    dit_context_reset (self->ctx);
-  runner_reset (self);
+  if (self->runner)
+    dit_runner_reset (self->runner);
   if (self->session)
     self->epoch = gst_dit_session_bump_epoch (self->session);
+  GST_OBJECT_LOCK (self);
+  self->stat_epoch = self->epoch;
+  GST_OBJECT_UNLOCK (self);
   GST_DEBUG_OBJECT (self, "new cache epoch %" G_GUINT64_FORMAT, self->epoch);
 }
 
+/* The generator config of the properties for latents of `info`: weights
+ * in the session's dtype (bf16 on CUDA, f32 on the CPU); mesh workers
+ * store bf16 when they run on CUDA. */
 static gboolean
 configure (GstDitGenerate * self, const GstDitLatentInfo * info,
     gchar ** error)
 {
-  dit_gen_config cfg;
-  gsize plane = (gsize) DIT_LATENT_CHANNELS * info->width * info->height;
-  gint C;
+  dit_gen_config *c = &self->gcfg;
+  dit_precision prec;
+  dit_status st;
+  gint req;
 
   if (self->configured && info->width == self->info.width
       && info->height == self->info.height && info->frames == self->info.frames) {
@@ -968,398 +403,211 @@ configure (GstDitGenerate * self, const GstDitLatentInfo * info,
     return TRUE;
   }
   free_engine (self);
-  dit_gen_config_default (&cfg);
-  cfg.latent_h = info->height;
-  cfg.latent_w = info->width;
-  cfg.frames_per_chunk = info->frames;
+  if (!self->use_mesh)
+    gst_dit_session_get_dit_weights (self->session, &self->mcfg);
+  dit_gen_config_default (c);
+  c->latent_h = info->height;
+  c->latent_w = info->width;
+  c->frames_per_chunk = info->frames;
   GST_OBJECT_LOCK (self);
-  cfg.context_frames = C = self->context_frames;
-  cfg.kv_window = self->kv_window > 0 ? self->kv_window : C + info->frames;
-  cfg.kv_bias = (float) self->kv_bias;
-  cfg.shift = self->shift;
-  cfg.seed = self->seed;
+  c->context_frames = self->context_frames;
+  c->kv_window = self->kv_window > 0 ? self->kv_window
+      : self->context_frames + info->frames;
+  c->kv_bias = (float) self->kv_bias;
+  c->shift = self->shift;
+  c->seed = self->seed;
   self->seed_dirty = FALSE;
-  if (!parse_steps (self->steps, &cfg, error)) {
-    GST_OBJECT_UNLOCK (self);
-    return FALSE;
-  }
+  st = dit_gen_config_parse_steps (c, self->steps);
+  req = gst_dit_dtype_precision (self->dtype);
   GST_OBJECT_UNLOCK (self);
   /* Precision: the dtype property; auto is the session's (bf16 on CUDA, f32
    * on the CPU) and, for mesh workers, bf16 when they run on CUDA.  The
    * workers get the same precision as an in-process generator would. */
-  {
-    gint req = dtype_precision (self->dtype);
-    dit_precision prec;
-    if (!self->use_mesh)
-      prec = gst_dit_session_get_dit_precision (self->session);
-    else if (req == GST_DIT_PRECISION_AUTO)
-      prec = mesh_on_cuda (self) ? DIT_PRECISION_BF16 : DIT_PRECISION_F32;
-    else
-      prec = (dit_precision) req;
-    cfg.dtype = dit_precision_compute_dtype (prec);
-    cfg.fp8 = prec == DIT_PRECISION_FP8;
-  }
-  if (self->use_mesh)
-    self->mcfg = self->mesh_model;
+  if (!self->use_mesh)
+    prec = gst_dit_session_get_dit_precision (self->session);
+  else if (req == GST_DIT_PRECISION_AUTO)
+    prec = g_str_equal (self->mesh_spec.backend, "cuda") ? DIT_PRECISION_BF16
+        : DIT_PRECISION_F32;
   else
-    gst_dit_session_get_dit_weights (self->session, &self->mcfg);
-  if (dit_gen_config_validate (&cfg, &self->mcfg) != DIT_OK) {
+    prec = (dit_precision) req;
+  c->dtype = dit_precision_compute_dtype (prec);
+  c->fp8 = prec == DIT_PRECISION_FP8;
+  if (st == DIT_OK)
+    st = dit_gen_config_validate (c, &self->mcfg);
+  if (st == DIT_OK)
+    st = dit_prompt_schedule_create (self->mcfg.text_dim, self->mcfg.text_len,
+        &self->prompts);
+  if (st != DIT_OK) {
     *error = g_strdup (dit_last_error ());
     return FALSE;
   }
-  self->gcfg = cfg;
-  if (!create_generator (self, error))
+  if (!gst_dit_session_stage0_configure (self->session, info->width,
+          info->height, info->frames, c->context_frames, self->anchor,
+          self->max_inflight, error)
+      || !runner_create (self, error) || !apply_prompt (self, error))
     return FALSE;
-  if (dit_context_create (info->frames, C, info->height, info->width,
-          self->anchor, &self->ctx) != DIT_OK) {
-    *error = g_strdup (dit_last_error ());
-    return FALSE;
-  }
-  if (self->anchor == DIT_ANCHOR_DECODED
-      && !gst_dit_session_display_configure (self->session, info->width * 8,
-          info->height * 8, info->frames, self->max_inflight, error))
-    return FALSE;
-  self->x_in = g_new0 (gfloat, plane * info->frames);
-  self->x_out = g_new0 (gfloat, plane * info->frames);
-  self->ctx_buf = g_new0 (gfloat, plane * C);
-  self->anchor_buf = g_new0 (gfloat, plane);
+  self->x_host = g_new0 (gfloat, (gsize) DIT_LATENT_CHANNELS * info->frames
+      * info->width * info->height);
   self->info = *info;
   self->configured = TRUE;
   reset_stream (self);
   return TRUE;
 }
 
-/* Whether a prompt change restarts the cache (prompt-resets-cache). */
-static gboolean
-prompt_change_resets (GstDitGenerate * self, gboolean blending)
-{
-  switch (self->prompt_reset) {
-    case GST_DIT_PROMPT_RESET_ALWAYS:
-      return TRUE;
-    case GST_DIT_PROMPT_RESET_NEVER:
-      return FALSE;
-    default:
-      return !self->source_mode && !blending;
-  }
-}
-
-/* Text prompts at a chunk boundary: take a finished encoding (never wait
- * for one: until it is ready the chunk uses the current embedding), start
- * its transition, and set this chunk's mix of old and new. */
-static gboolean
-apply_text_prompt (GstDitGenerate * self, gchar ** error)
-{
-  const gint dim = self->mcfg.text_dim;
-  guint64 id, want;
-  gfloat *rows = NULL;
-  gint n = 0;
-  dit_status st;
-  gchar msg[512];
-  gboolean embeds_set;
-
-  GST_OBJECT_LOCK (self);
-  want = self->prompt_request;
-  embeds_set = self->prompt_embeds && *self->prompt_embeds;
-  GST_OBJECT_UNLOCK (self);
-  if (self->penc && dit_prompt_encoder_take (self->penc, &id, &rows, &n, &st,
-          msg, sizeof msg)) {
-    if (id < want || embeds_set) {
-      free (rows);              /* superseded, or prompt-embeds wins */
-    } else if (st != DIT_OK) {
-      GST_ELEMENT_WARNING (self, LIBRARY, SETTINGS,
-          ("Prompt not used: %s", msg), ("keeping the current prompt"));
-    } else {
-      /* the new embedding takes effect: blend from what is in use now */
-      g_clear_pointer (&self->old_rows, free);
-      g_clear_pointer (&self->new_rows, free);
-      if (self->cur_rows) {
-        self->old_rows = self->cur_rows;
-        self->old_n = self->cur_n;
-      } else {
-        self->old_n = DIT_DEFAULT_PROMPT_ROWS;
-        self->old_rows = malloc ((gsize) self->old_n * dim * sizeof (gfloat));
-        dit_stream_default_embeds (self->old_n, dim, self->old_rows);
-      }
-      self->cur_rows = NULL;
-      self->new_rows = rows;
-      self->new_n = n;
-      GST_OBJECT_LOCK (self);
-      self->trans_n = self->transition_chunks;
-      GST_OBJECT_UNLOCK (self);
-      self->trans_j = 0;
-      self->prompt_epoch++;
-      GST_DEBUG_OBJECT (self, "prompt epoch %" G_GUINT64_FORMAT ", %d-chunk "
-          "transition", self->prompt_epoch, self->trans_n);
-      if (prompt_change_resets (self, self->trans_n > 0))
-        reset_stream (self);
-    }
-  }
-  if (self->trans_n < 0)
-    return TRUE;
-
-  {
-    gfloat w;
-    gint nm;
-    dit_tensor t;
-
-    self->trans_j++;
-    w = dit_prompt_transition_weight (self->trans_j, self->trans_n);
-    if (!self->mix_rows)
-      self->mix_rows = g_new0 (gfloat, (gsize) DIT_TOKENIZER_MAX_IDS * dim);
-    dit_prompt_blend (self->old_rows, self->old_n, self->new_rows, self->new_n,
-        dim, w, self->mix_rows, &nm);
-    t = dit_tensor_2d (self->mix_rows, DIT_F32, DIT_DEVICE_CPU, nm, dim);
-    if (runner_set_prompt (self, &t) != DIT_OK) {
-      *error = g_strdup (dit_last_error ());
-      return FALSE;
-    }
-    GST_OBJECT_LOCK (self);
-    self->stat_prompt_weight = w;
-    GST_OBJECT_UNLOCK (self);
-    if (w >= 1.0f) {
-      g_clear_pointer (&self->old_rows, free);
-      self->cur_rows = self->new_rows;
-      self->cur_n = self->new_n;
-      self->new_rows = NULL;
-      self->trans_n = -1;
-    }
-  }
-  return TRUE;
-}
-
-/* Property changes made while PLAYING take effect at a chunk boundary. */
+/* At a chunk boundary: property changes made while PLAYING, a finished
+ * text encoding (never waited for: until it is ready the chunk uses the
+ * current embedding), and this chunk's embedding to the runner. */
 static gboolean
 apply_changes (GstDitGenerate * self, gchar ** error)
 {
   gboolean prompt, seed;
-  guint64 new_seed;
+  guint64 want;
+  gfloat weight;
+  gint changed, trans, reset;
+  gchar failed[512];
+  dit_tensor embeds;
 
   GST_OBJECT_LOCK (self);
   prompt = self->prompt_dirty;
   seed = self->seed_dirty;
-  new_seed = self->seed;
+  self->gcfg.seed = self->seed;
   self->seed_dirty = FALSE;
+  want = self->prompt_request;
+  trans = (gint) self->transition_chunks;
+  reset = self->prompt_reset;
   GST_OBJECT_UNLOCK (self);
 
-  if (seed) {
-    /* The KV cache is rebuilt from the context every chunk, so a new
-     * generator continues the stream seamlessly with the new noise. */
-    self->gcfg.seed = new_seed;
-    if (!create_generator (self, error))
-      return FALSE;
-    prompt = FALSE;
-  }
-  if (prompt) {
-    if (!apply_prompt (self, error))
-      return FALSE;
-    /* With video input a new prompt restarts the cache (scope does the
-     * same); text-to-video keeps the context and follows the new prompt. */
-    if (prompt_change_resets (self, FALSE))
+  /* The KV cache is rebuilt from the context every chunk, so a new
+   * generator continues the stream seamlessly with the new noise. */
+  if (seed && !runner_create (self, error))
+    return FALSE;
+  if ((prompt || seed) && !apply_prompt (self, error))
+    return FALSE;
+  /* With video input a new prompt restarts the cache (scope does the
+   * same); text-to-video keeps the context and follows the new prompt. */
+  if (prompt && !seed && dit_prompt_resets_cache (reset, !self->source_mode,
+          FALSE))
+    reset_stream (self);
+  if (dit_prompt_schedule_take (self->prompts, self->penc, want, trans, failed,
+          sizeof failed)) {
+    GST_DEBUG_OBJECT (self, "prompt epoch %" G_GUINT64_FORMAT ", %d-chunk "
+        "transition", dit_prompt_schedule_epoch (self->prompts), trans);
+    if (dit_prompt_resets_cache (reset, !self->source_mode, trans > 0))
       reset_stream (self);
+  } else if (failed[0]) {
+    GST_ELEMENT_WARNING (self, LIBRARY, SETTINGS, ("Prompt not used: %s",
+            failed), ("keeping the current prompt"));
   }
-  return apply_text_prompt (self, error);
-}
-
-/* The chunk in self->dev_x (f32) into a pooled device buffer in the caps'
- * dtype, converted on the generator's stream; the buffer is marked
- * written there, so nothing here waits.  A mesh result arrives on the
- * host and is uploaded first. */
-static gboolean
-device_output_buffer (GstDitGenerate * self, GstBuffer ** out, gchar ** error)
-{
-  GstBuffer *buf = NULL;
-  GstMemory *mem;
-  gint64 n = dit_tensor_numel (&self->dev_x);
-  dit_tensor src, dst;
-  dit_copy_params cp;
-
-  if (gst_buffer_pool_acquire_buffer (self->out_pool, &buf, NULL)
-      != GST_FLOW_OK || !(mem = gst_dit_buffer_device_memory (buf))) {
-    if (buf)
-      gst_buffer_unref (buf);
-    *error = g_strdup ("no device latent buffer from the pool");
+  dit_prompt_schedule_next (self->prompts, &embeds, &changed, &weight);
+  if (changed && dit_runner_set_prompt (self->runner, &embeds) != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
     return FALSE;
   }
-  src = dit_tensor_2d (self->dev_x.data, DIT_F32, self->dev_x.device, 1, n);
-  dst = dit_tensor_2d (gst_dit_device_memory_data (mem),
-      self->info.bf16 ? DIT_BF16 : DIT_F32, self->dev_x.device, 1, n);
-  cp.x = &src;
-  cp.y = &dst;
-  if (!gst_dit_device_memory_begin_write (mem, self->be, error))
-    goto fail;
-  if ((self->mesh && self->be->ops->upload (self->be, self->dev_x.data,
-              self->x_out, dit_tensor_nbytes (&self->dev_x)) != DIT_OK)
-      || dit_copy (self->be, &cp) != DIT_OK) {
-    *error = g_strdup (dit_last_error ());
-    goto fail;
-  }
-  if (!gst_dit_device_memory_written (mem, self->be, error))
-    goto fail;
-  *out = buf;
+  GST_OBJECT_LOCK (self);
+  self->stat_prompt_weight = weight;
+  GST_OBJECT_UNLOCK (self);
   return TRUE;
-
-fail:
-  gst_buffer_unref (buf);
-  return FALSE;
 }
 
-static GstFlowReturn
-run_chunk (GstDitGenerate * self, GstBuffer * in, GstBuffer ** out)
+static void
+stamp_output (GstDitGenerate * self, GstBuffer * buf, GstBuffer * in,
+    gint valid, const dit_chunk_timing * tm)
 {
-  const gint F = self->info.frames, h = self->info.height, w = self->info.width;
-  gint64 shape[4] = { DIT_LATENT_CHANNELS, F, h, w };
-  gint64 cshape[4] = { DIT_LATENT_CHANNELS, self->gcfg.context_frames, h, w };
-  dit_tensor xin, xout, ctx;
-  dit_chunk_request req;
-  dit_chunk_timing tm;
-  gchar *error = NULL;
-  GstDitLatentMeta *meta, *in_meta = NULL;
-  GstBuffer *buf;
-  GstMapInfo map;
-  GstMemory *in_dev = NULL;
-  gint valid = -1;
-  gdouble strength;
-  gint64 t_gen;
-  gboolean gen_on_device = self->out_device && !self->mesh;
+  GstDitLatentMeta *meta;
 
-  if (!apply_changes (self, &error))
-    goto lib_error;
-
-  memset (&req, 0, sizeof req);
-  req.chunk_index = self->chunk_index;
-  if (self->chunk_index > 0) {
-    if (dit_context_build (self->ctx, self->chunk_index, self->ctx_buf)
-        != DIT_OK)
-      goto dit_error;
-    ctx = dit_tensor_make (self->ctx_buf, DIT_F32, DIT_DEVICE_CPU, 4, cshape);
-    req.context = &ctx;
-  }
-  if (in) {
-    if (gst_buffer_get_size (in) < gst_dit_latent_info_buffer_size (&self->info)) {
-      error = g_strdup_printf ("input chunk of %" G_GSIZE_FORMAT " bytes, "
-          "caps need %" G_GSIZE_FORMAT, gst_buffer_get_size (in),
-          gst_dit_latent_info_buffer_size (&self->info));
-      goto lib_error;
-    }
-    /* Device latents go to the in-process generator as they are (its
-     * stream waits for their producer); the mesh takes host memory. */
-    in_dev = self->mesh ? NULL : gst_dit_buffer_device_memory (in);
-    if (in_dev) {
-      if (!gst_dit_device_memory_begin_read (in_dev, self->be, &error))
-        goto lib_error;
-      xin = dit_tensor_make (gst_dit_device_memory_data (in_dev),
-          self->info.bf16 ? DIT_BF16 : DIT_F32, self->be->ops->device, 4,
-          shape);
-    } else {
-      if (!gst_buffer_map (in, &map, GST_MAP_READ))
-        goto map_error;
-      gst_dit_latent_to_f32 (&self->info, map.data, self->x_in);
-      gst_buffer_unmap (in, &map);
-      xin = dit_tensor_make (self->x_in, DIT_F32, DIT_DEVICE_CPU, 4, shape);
-    }
-    req.init_latents = &xin;
-    GST_OBJECT_LOCK (self);
-    strength = self->strength;
-    GST_OBJECT_UNLOCK (self);
-    req.first_step = dit_stream_first_step (self->gcfg.steps,
-        self->gcfg.num_steps, strength);
-    in_meta = gst_buffer_get_dit_latent_meta (in);
-    if (in_meta)
-      valid = in_meta->valid_frames;
-  }
-  xout = gen_on_device ? self->dev_x : dit_tensor_make (self->x_out, DIT_F32,
-      DIT_DEVICE_CPU, 4, shape);
-  t_gen = g_get_monotonic_time ();
-  if (runner_run_chunk (self, &req, &xout, &tm) != DIT_OK)
-    goto dit_error;
-  if (in_dev && !gst_dit_device_memory_read_done (in_dev, self->be, &error))
-    goto lib_error;
-  /* Stage 0's context ring and decode queue keep host latents. */
-  if (gen_on_device && self->be->ops->download (self->be, self->x_out,
-          self->dev_x.data, dit_tensor_nbytes (&self->dev_x)) != DIT_OK)
-    goto dit_error;
-  self->stage1_ms_pending = (g_get_monotonic_time () - t_gen) / 1000.0;
-  if (dit_context_push_chunk (self->ctx, self->chunk_index, self->x_out)
-      != DIT_OK)
-    goto dit_error;
-
-  /* Anchor path, before the chunk leaves: decode up to the next anchor's
-   * latent in the display decoder and re-encode its last frame. */
-  if (self->anchor == DIT_ANCHOR_DECODED) {
-    gint64 a = dit_context_anchor_latent (self->ctx, self->chunk_index + 1);
-    switch (gst_dit_session_anchor (self->session, self->epoch,
-            self->chunk_index * F, F, self->x_out, a, self->anchor_buf,
-            &error)) {
-      case GST_DIT_DECODE_OK:
-        break;
-      case GST_DIT_DECODE_FLUSHING:
-      case GST_DIT_DECODE_STALE:
-        return GST_FLOW_FLUSHING;
-      case GST_DIT_DECODE_ERROR:
-        goto lib_error;
-    }
-    if (a >= 0)
-      dit_context_set_anchor (self->ctx, self->chunk_index + 1,
-          self->anchor_buf);
-  }
-
-  if (self->out_device) {
-    if (!device_output_buffer (self, &buf, &error))
-      goto lib_error;
-  } else {
-    buf = gst_buffer_new_allocate (NULL,
-        gst_dit_latent_info_buffer_size (&self->info), NULL);
-    gst_buffer_map (buf, &map, GST_MAP_WRITE);
-    gst_dit_latent_from_f32 (&self->info, self->x_out, map.data);
-    gst_buffer_unmap (buf, &map);
-  }
-
-  if (in) {
+  if (in)
     gst_buffer_copy_into (buf, in, GST_BUFFER_COPY_FLAGS |
         GST_BUFFER_COPY_TIMESTAMPS, 0, -1);
-  } else {
-    gint n = dit_stream_chunk_frames (self->chunk_index, F);
-    GstClockTime t0 = gst_util_uint64_scale (self->frames_out,
-        self->info.fps_d * GST_SECOND, self->info.fps_n);
-    GstClockTime t1 = gst_util_uint64_scale (self->frames_out + n,
-        self->info.fps_d * GST_SECOND, self->info.fps_n);
-    GST_BUFFER_PTS (buf) = t0;
-    GST_BUFFER_DTS (buf) = GST_CLOCK_TIME_NONE;
-    GST_BUFFER_DURATION (buf) = t1 - t0;
-    GST_BUFFER_OFFSET (buf) = self->frames_out;
-    GST_BUFFER_OFFSET_END (buf) = self->frames_out + n;
-    self->frames_out += n;
-  }
+  else
+    gst_dit_latent_set_chunk_times (buf, &self->info, self->chunk_index,
+        &self->frames_out);
   meta = gst_buffer_add_dit_latent_meta (buf);
   meta->chunk_index = self->chunk_index;
   meta->cache_epoch = self->epoch;
-  meta->prompt_epoch = self->prompt_epoch;
+  meta->prompt_epoch = dit_prompt_schedule_epoch (self->prompts);
   meta->seed = self->gcfg.seed;
   meta->valid_frames = valid;
-  meta->chunk_ms = tm.total_ms;
-  meta->recompute_ms = tm.recompute_ms;
-  meta->denoise_ms = tm.denoise_ms;
+  meta->chunk_ms = tm->total_ms;
+  meta->recompute_ms = tm->recompute_ms;
+  meta->denoise_ms = tm->denoise_ms;
   meta->produced_ns = g_get_monotonic_time () * 1000;
+}
 
+/* One chunk: its context from Stage 0, the runner, Stage 0's anchor path
+ * before the chunk leaves, the output buffer.  On a device session the
+ * latents stay on the device throughout (host copies counted per chunk:
+ * the host-copies property). */
+static GstFlowReturn
+run_chunk (GstDitGenerate * self, GstBuffer * in, GstBuffer ** out)
+{
+  dit_tensor ctx, xin, x0;
+  dit_chunk_request req = { 0 };
+  dit_chunk_timing tm;
+  dit_host_copies c0, c1;
+  gchar *error = NULL;
+  GstDitLatentMeta *in_meta;
+  GstMemory *in_dev = NULL;
+  gint valid = -1;
+  gint64 t_gen;
+  GstDitDecodeResult res;
+
+  if (!apply_changes (self, &error))
+    goto lib_error;
+  /* latents from here on (a new prompt's embedding is not one) */
+  dit_host_copies_get (&c0);
+  req.chunk_index = self->chunk_index;
+  res = gst_dit_session_context (self->session, self->epoch, self->chunk_index,
+      self->be, &ctx, &error);
+  if (res != GST_DIT_DECODE_OK)
+    goto stage0_result;
+  req.context = ctx.data ? &ctx : NULL;
+  if (in) {
+    if (!gst_dit_buffer_to_latents (in, &self->info, self->be, self->x_host,
+            &xin, &in_dev, &error))
+      goto lib_error;
+    req.init_latents = &xin;
+    GST_OBJECT_LOCK (self);
+    req.first_step = dit_stream_first_step (self->gcfg.steps,
+        self->gcfg.num_steps, self->strength);
+    GST_OBJECT_UNLOCK (self);
+    if ((in_meta = gst_buffer_get_dit_latent_meta (in)))
+      valid = in_meta->valid_frames;
+  }
+  t_gen = g_get_monotonic_time ();
+  if (dit_runner_run_chunk (self->runner, &req, &x0, &tm) != DIT_OK) {
+    error = g_strdup (dit_last_error ());
+    goto lib_error;
+  }
+  if (in_dev && !gst_dit_device_memory_read_done (in_dev, self->be, &error))
+    goto lib_error;
+  self->stage1_ms_pending = (g_get_monotonic_time () - t_gen) / 1000.0;
+  res = gst_dit_session_push_chunk (self->session, self->epoch,
+      self->chunk_index, &x0, self->be, &error);
+  if (res != GST_DIT_DECODE_OK)
+    goto stage0_result;
+  if (!gst_dit_latents_to_buffer (&x0, &self->info, self->be, self->out_pool,
+          self->x_host, out, &error))
+    goto lib_error;
+  stamp_output (self, *out, in, valid, &tm);
+  dit_host_copies_get (&c1);
   GST_LOG_OBJECT (self, "chunk %" G_GINT64_FORMAT " epoch %" G_GUINT64_FORMAT
       " in %.1f ms", self->chunk_index, self->epoch, tm.total_ms);
   GST_OBJECT_LOCK (self);
   self->stat_chunk_ms = tm.total_ms;
+  self->stat_host_copies = (guint) (c1.uploads - c0.uploads + c1.downloads
+      - c0.downloads);
+  dit_runner_get_stats (self->runner, &self->stat_runner);
   GST_OBJECT_UNLOCK (self);
   self->chunk_index++;
-  *out = buf;
   return GST_FLOW_OK;
 
-dit_error:
-  error = g_strdup (dit_last_error ());
+stage0_result:
+  if (res != GST_DIT_DECODE_ERROR)
+    return GST_FLOW_FLUSHING;   /* flushing, or an older epoch */
 lib_error:
   GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("%s", error),
       ("chunk %" G_GINT64_FORMAT " failed", self->chunk_index));
   g_free (error);
-  return GST_FLOW_ERROR;
-map_error:
-  GST_ELEMENT_ERROR (self, RESOURCE, READ, ("could not map an input chunk"),
-      (NULL));
   return GST_FLOW_ERROR;
 }
 
@@ -1436,68 +684,30 @@ negotiate_source (GstDitGenerate * self)
 /* ------------------------------------------------------------------ */
 /* task */
 
-static gdouble
-median_of (const gdouble * v, guint n)
-{
-  gdouble t[OVERLAP_WINDOW];
-
-  memcpy (t, v, n * sizeof *v);
-  for (guint i = 1; i < n; i++)
-    for (guint j = i; j > 0 && t[j - 1] > t[j]; j--) {
-      gdouble x = t[j];
-      t[j] = t[j - 1];
-      t[j - 1] = x;
-    }
-  return n ? (n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2])) : 0.0;
-}
-
 /* Per chunk: stage 0 (Stage 0's decode and anchor work since the last
- * push), stage 1 (the generator call), the period, and the hidden time
- * stage0 + stage1 - period: how much of the two stages ran at the same
- * time.  overlap-score = median hidden / min (median stage 0, median
- * stage 1) over the last OVERLAP_WINDOW chunks: 0 = serial, 1 = the
- * shorter stage is completely hidden. */
-static void
-update_overlap (GstDitGenerate * self, gint64 now)
-{
-  gint64 busy = self->session ?
-      gst_dit_session_stage0_busy_us (self->session) : 0;
-  gdouble stage0 = (busy - self->stage0_busy_us) / 1000.0;
-  gdouble period = (now - self->last_push_us) / 1000.0;
-  gdouble hidden = MAX (0.0, stage0 + self->stage1_ms_pending - period);
-  guint i = self->ring_n % OVERLAP_WINDOW, n;
-  gdouble m0, m1;
-
-  self->stage0_busy_us = busy;
-  self->hidden_ring[i] = hidden;
-  self->stage0_ring[i] = stage0;
-  self->stage1_ring[i] = self->stage1_ms_pending;
-  self->ring_n++;
-  n = MIN (self->ring_n, OVERLAP_WINDOW);
-  m0 = median_of (self->stage0_ring, n);
-  m1 = median_of (self->stage1_ring, n);
-  GST_OBJECT_LOCK (self);
-  self->stat_stage0_ms = stage0;
-  self->stat_stage1_ms = self->stage1_ms_pending;
-  self->stat_period_ms = period;
-  self->stat_hidden_ms = hidden;
-  self->stat_overlap = MIN (m0, m1) > 0 ?
-      median_of (self->hidden_ring, n) / MIN (m0, m1) : 0.0;
-  GST_OBJECT_UNLOCK (self);
-}
-
+ * push), stage 1 (the generator call), the period (push to push) and how
+ * much of the two ran at the same time (dit_overlap). */
 static void
 update_stats (GstDitGenerate * self, gint frames)
 {
   gint64 now = g_get_monotonic_time ();
+  gint64 busy = self->session ?
+      gst_dit_session_stage0_busy_us (self->session) : 0;
+  gboolean timed = self->last_push_us > 0 && now > self->last_push_us;
 
-  if (self->last_push_us > 0 && now > self->last_push_us)
-    update_overlap (self, now);
-  else if (self->session)
-    self->stage0_busy_us = gst_dit_session_stage0_busy_us (self->session);
+  if (timed)
+    dit_overlap_add (&self->overlap, (busy - self->stage0_busy_us) / 1000.0,
+        self->stage1_ms_pending, (now - self->last_push_us) / 1000.0);
+  self->stage0_busy_us = busy;
   GST_OBJECT_LOCK (self);
-  if (self->last_push_us > 0 && now > self->last_push_us)
+  if (timed) {
     self->stat_fps = frames * 1e6 / (now - self->last_push_us);
+    self->stat_stage0_ms = self->overlap.stage0_ms;
+    self->stat_stage1_ms = self->overlap.stage1_ms;
+    self->stat_period_ms = self->overlap.period_ms;
+    self->stat_hidden_ms = self->overlap.hidden_ms;
+    self->stat_overlap = self->overlap.score;
+  }
   self->stat_chunks++;
   GST_OBJECT_UNLOCK (self);
   self->last_push_us = now;
@@ -1515,11 +725,7 @@ update_stats (GstDitGenerate * self, gint frames)
 static void
 pause_task (GstDitGenerate * self, GstFlowReturn ret)
 {
-  g_mutex_lock (&self->qlock);
-  if (self->srcresult == GST_FLOW_OK)
-    self->srcresult = ret;
-  g_cond_broadcast (&self->qcond);
-  g_mutex_unlock (&self->qlock);
+  gst_dit_chunk_queue_fail (&self->queue, ret);
   GST_DEBUG_OBJECT (self, "pausing task: %s", gst_flow_get_name (ret));
   gst_pad_pause_task (self->srcpad);
   if (ret == GST_FLOW_EOS)
@@ -1575,10 +781,8 @@ loop_source (GstDitGenerate * self)
   }
   GST_OBJECT_LOCK (self);
   limit = self->num_chunks;
-  GST_OBJECT_UNLOCK (self);
-  g_mutex_lock (&self->qlock);
   eos = self->eos_pending;
-  g_mutex_unlock (&self->qlock);
+  GST_OBJECT_UNLOCK (self);
   if (eos || (limit > 0 && self->stat_chunks >= limit)) {
     GST_DEBUG_OBJECT (self, "end of stream after %" G_GUINT64_FORMAT
         " chunks%s", self->stat_chunks, eos ? " (EOS sent to the element)" :
@@ -1635,40 +839,23 @@ static void
 loop_filter (GstDitGenerate * self)
 {
   GstMiniObject *item;
-  GstFlowReturn ret = GST_FLOW_OK;
+  GstFlowReturn ret;
+  gboolean mesh = self->runner && dit_runner_is_mesh (self->runner);
 
-  g_mutex_lock (&self->qlock);
-  while (g_queue_is_empty (&self->queue) && self->srcresult == GST_FLOW_OK) {
-    gchar *error = NULL;
-    if (!self->mesh) {
-      g_cond_wait (&self->qcond, &self->qlock);
-    } else if (!g_cond_wait_until (&self->qcond, &self->qlock,
-            g_get_monotonic_time () + MESH_IDLE_US)) {
-      gboolean ok;
-      g_mutex_unlock (&self->qlock);
-      ok = runner_idle (self, &error);
-      if (!ok) {
-        GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("%s", error),
-            ("generator mesh lost while idle"));
-        g_free (error);
-        pause_task (self, GST_FLOW_ERROR);
-        return;
-      }
-      g_mutex_lock (&self->qlock);
+  /* A mesh is looked after while no input comes (dit_runner_idle). */
+  while (!(item = gst_dit_chunk_queue_pop (&self->queue, mesh ? MESH_IDLE_US
+              : -1, &ret)) && ret == GST_FLOW_OK) {
+    if (dit_runner_idle (self->runner) != DIT_OK) {
+      GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("%s", dit_last_error ()),
+          ("generator mesh lost while idle"));
+      pause_task (self, GST_FLOW_ERROR);
+      return;
     }
   }
-  if (self->srcresult != GST_FLOW_OK) {
-    ret = self->srcresult;
-    g_mutex_unlock (&self->qlock);
+  if (!item) {
     gst_pad_pause_task (self->srcpad);
     return;
   }
-  item = g_queue_pop_head (&self->queue);
-  if (GST_IS_BUFFER (item))
-    self->queued_buffers--;
-  g_cond_broadcast (&self->qcond);
-  g_mutex_unlock (&self->qlock);
-
   if (GST_IS_BUFFER (item)) {
     GstBuffer *in = GST_BUFFER (item), *out = NULL;
     if (!self->configured) {
@@ -1706,42 +893,12 @@ gst_dit_generate_loop (GstDitGenerate * self)
 /* ------------------------------------------------------------------ */
 /* pads */
 
-static void
-clear_queue (GstDitGenerate * self)
-{
-  GstMiniObject *o;
-
-  while ((o = g_queue_pop_head (&self->queue))) {
-    /* Keep sticky events other than EOS/segment for after the flush. */
-    gst_mini_object_unref (o);
-  }
-  self->queued_buffers = 0;
-}
-
 static GstFlowReturn
 gst_dit_generate_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
 {
-  GstDitGenerate *self = GST_DIT_GENERATE (parent);
-  GstFlowReturn ret;
-  gint limit;
-
-  g_mutex_lock (&self->qlock);
-  GST_OBJECT_LOCK (self);
-  limit = self->max_inflight;
-  GST_OBJECT_UNLOCK (self);
-  /* The bounded hand-off: block upstream while the queue is full. */
-  while (self->queued_buffers >= limit && self->srcresult == GST_FLOW_OK)
-    g_cond_wait (&self->qcond, &self->qlock);
-  ret = self->srcresult;
-  if (ret == GST_FLOW_OK) {
-    g_queue_push_tail (&self->queue, buf);
-    self->queued_buffers++;
-    g_cond_broadcast (&self->qcond);
-  } else {
-    gst_buffer_unref (buf);
-  }
-  g_mutex_unlock (&self->qlock);
-  return ret;
+  /* The bounded hand-off: blocks upstream while the queue is full. */
+  return gst_dit_chunk_queue_push_buffer (&GST_DIT_GENERATE (parent)->queue,
+      buf);
 }
 
 static gboolean
@@ -1753,19 +910,14 @@ gst_dit_generate_sink_event (GstPad * pad, GstObject * parent,
   switch (GST_EVENT_TYPE (event)) {
     case GST_EVENT_FLUSH_START:
       gst_pad_push_event (self->srcpad, event);
-      g_mutex_lock (&self->qlock);
-      self->srcresult = GST_FLOW_FLUSHING;
-      g_cond_broadcast (&self->qcond);
-      g_mutex_unlock (&self->qlock);
+      gst_dit_chunk_queue_stop (&self->queue, GST_FLOW_FLUSHING);
       if (self->session)
         gst_dit_session_set_flushing (self->session, TRUE);
       gst_pad_pause_task (self->srcpad);
       return TRUE;
     case GST_EVENT_FLUSH_STOP:
-      g_mutex_lock (&self->qlock);
-      clear_queue (self);
-      self->srcresult = GST_FLOW_OK;
-      g_mutex_unlock (&self->qlock);
+      gst_dit_chunk_queue_flush (&self->queue);
+      gst_dit_chunk_queue_start (&self->queue);
       if (self->session)
         gst_dit_session_set_flushing (self->session, FALSE);
       /* Cached KV context and anchors belong to the old position. */
@@ -1800,20 +952,30 @@ gst_dit_generate_sink_event (GstPad * pad, GstObject * parent,
     default:
       break;
   }
-  if (GST_EVENT_IS_SERIALIZED (event)) {
-    gboolean ok;
-    g_mutex_lock (&self->qlock);
-    ok = self->srcresult == GST_FLOW_OK;
-    if (ok) {
-      g_queue_push_tail (&self->queue, event);
-      g_cond_broadcast (&self->qcond);
-    }
-    g_mutex_unlock (&self->qlock);
-    if (!ok)
-      gst_event_unref (event);
-    return ok;
-  }
+  if (GST_EVENT_IS_SERIALIZED (event))
+    return gst_dit_chunk_queue_push_event (&self->queue, event);
   return gst_pad_push_event (self->srcpad, event);
+}
+
+/* Output latents equal input latents, in either memory: a CAPS query on
+ * `pad` is answered with the peer caps of `other`. */
+static gboolean
+proxy_caps (GstPad * other, GstPad * pad, GstQuery * query)
+{
+  GstCaps *filter, *tmpl = gst_pad_get_pad_template_caps (pad), *caps;
+
+  gst_query_parse_caps (query, &filter);
+  caps = gst_dit_caps_any_memory (gst_pad_peer_query_caps (other, tmpl));
+  gst_caps_unref (tmpl);
+  if (filter) {
+    GstCaps *t = gst_caps_intersect_full (filter, caps,
+        GST_CAPS_INTERSECT_FIRST);
+    gst_caps_unref (caps);
+    caps = t;
+  }
+  gst_query_set_caps_result (query, caps);
+  gst_caps_unref (caps);
+  return TRUE;
 }
 
 static gboolean
@@ -1823,23 +985,8 @@ gst_dit_generate_sink_query (GstPad * pad, GstObject * parent,
   GstDitGenerate *self = GST_DIT_GENERATE (parent);
 
   switch (GST_QUERY_TYPE (query)) {
-    case GST_QUERY_CAPS:{
-      GstCaps *filter, *tmpl = gst_pad_get_pad_template_caps (pad), *caps;
-      gst_query_parse_caps (query, &filter);
-      /* Output latents equal input latents, in either memory. */
-      caps = gst_dit_caps_any_memory (gst_pad_peer_query_caps (self->srcpad,
-              tmpl));
-      gst_caps_unref (tmpl);
-      if (filter) {
-        GstCaps *t = gst_caps_intersect_full (filter, caps,
-            GST_CAPS_INTERSECT_FIRST);
-        gst_caps_unref (caps);
-        caps = t;
-      }
-      gst_query_set_caps_result (query, caps);
-      gst_caps_unref (caps);
-      return TRUE;
-    }
+    case GST_QUERY_CAPS:
+      return proxy_caps (self->srcpad, pad, query);
     case GST_QUERY_CONTEXT:
       if (gst_dit_session_handle_context_query (GST_ELEMENT (self), query,
               self->session))
@@ -1886,22 +1033,8 @@ gst_dit_generate_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
       return TRUE;
     }
     case GST_QUERY_CAPS:
-      if (!self->source_mode && self->sinkpad) {
-        GstCaps *filter, *tmpl = gst_pad_get_pad_template_caps (pad), *caps;
-        gst_query_parse_caps (query, &filter);
-        caps = gst_dit_caps_any_memory (gst_pad_peer_query_caps
-            (self->sinkpad, tmpl));
-        gst_caps_unref (tmpl);
-        if (filter) {
-          GstCaps *t = gst_caps_intersect_full (filter, caps,
-              GST_CAPS_INTERSECT_FIRST);
-          gst_caps_unref (caps);
-          caps = t;
-        }
-        gst_query_set_caps_result (query, caps);
-        gst_caps_unref (caps);
-        return TRUE;
-      }
+      if (!self->source_mode && self->sinkpad)
+        return proxy_caps (self->sinkpad, pad, query);
       break;
     case GST_QUERY_CONTEXT:
       if (gst_dit_session_handle_context_query (GST_ELEMENT (self), query,
@@ -1944,10 +1077,10 @@ gst_dit_generate_src_activate_mode (GstPad * pad, GstObject * parent,
   if (mode != GST_PAD_MODE_PUSH)
     return FALSE;
   if (active) {
-    g_mutex_lock (&self->qlock);
-    self->srcresult = GST_FLOW_OK;
+    gst_dit_chunk_queue_start (&self->queue);
+    GST_OBJECT_LOCK (self);
     self->eos_pending = FALSE;
-    g_mutex_unlock (&self->qlock);
+    GST_OBJECT_UNLOCK (self);
     self->source_mode = !self->sinkpad || !gst_pad_is_linked (self->sinkpad);
     self->started = FALSE;
     GST_DEBUG_OBJECT (self, "starting in %s mode",
@@ -1957,17 +1090,14 @@ gst_dit_generate_src_activate_mode (GstPad * pad, GstObject * parent,
     return gst_pad_start_task (pad, (GstTaskFunction) gst_dit_generate_loop,
         self, NULL);
   }
-  g_mutex_lock (&self->qlock);
-  self->srcresult = GST_FLOW_FLUSHING;
-  g_cond_broadcast (&self->qcond);
-  g_mutex_unlock (&self->qlock);
+  gst_dit_chunk_queue_stop (&self->queue, GST_FLOW_FLUSHING);
   if (self->session)
     gst_dit_session_set_flushing (self->session, TRUE);
   gst_pad_stop_task (pad);
-  g_mutex_lock (&self->qlock);
-  clear_queue (self);
+  gst_dit_chunk_queue_flush (&self->queue);
+  GST_OBJECT_LOCK (self);
   self->eos_pending = FALSE;
-  g_mutex_unlock (&self->qlock);
+  GST_OBJECT_UNLOCK (self);
   return TRUE;
 }
 
@@ -1985,14 +1115,13 @@ gst_dit_generate_send_event (GstElement * element, GstEvent * event)
         (element, event);
   GST_OBJECT_LOCK (self);
   source = !self->sinkpad || !gst_pad_is_linked (self->sinkpad);
+  if (source)
+    self->eos_pending = TRUE;
   GST_OBJECT_UNLOCK (self);
   if (!source)
     return GST_ELEMENT_CLASS (gst_dit_generate_parent_class)->send_event
         (element, event);
   GST_DEBUG_OBJECT (self, "EOS sent to the source: ending the stream");
-  g_mutex_lock (&self->qlock);
-  self->eos_pending = TRUE;
-  g_mutex_unlock (&self->qlock);
   gst_event_unref (event);
   return TRUE;
 }
@@ -2051,48 +1180,51 @@ static gboolean
 load_weights (GstDitGenerate * self)
 {
   gchar *model, *vae, *device, *key, *error = NULL;
-  gboolean ok;
-  dit_anchor_mode anchor;
-  GstDitAnchorDecoder anchor_decoder;
-  mesh_settings ms;
+  gboolean ok, decoded, anchor_tiny;
+  gint precision;
+  int checkpoint = 0;
 
   GST_OBJECT_LOCK (self);
   model = g_strdup (self->model);
   vae = g_strdup (self->vae_model);
   device = g_strdup (self->device);
   key = g_strdup (self->session_key);
-  anchor = self->anchor;
-  anchor_decoder = self->anchor_decoder;
+  decoded = self->anchor == DIT_ANCHOR_DECODED;
+  anchor_tiny = self->anchor_decoder == DIT_ANCHOR_DECODER_TINY;
+  precision = gst_dit_dtype_precision (self->dtype);
   GST_OBJECT_UNLOCK (self);
 
-  if (!mesh_read_settings (self, &ms, &error)) {
+  if (!read_mesh_spec (self, &error)) {
     GST_ELEMENT_ERROR (self, LIBRARY, SETTINGS, ("%s", error),
         ("generator mesh settings"));
-    g_free (error);
-    g_free (model);
-    g_free (vae);
-    g_free (device);
-    g_free (key);
-    return FALSE;
+    ok = FALSE;
+    goto out;
   }
-  self->use_mesh = ms.ranks > 0;
+  self->use_mesh = self->mesh_spec.ranks > 0;
   gst_dit_session_ensure (GST_ELEMENT (self), key, &self->session);
-  gst_dit_session_set_anchor_decoder (self->session,
-      anchor_decoder == GST_DIT_ANCHOR_DECODER_TINY);
-  /* A mesh holds the DiT in its workers: only its config is read here. */
-  if (self->use_mesh)
-    ok = mesh_model_config (self, model, ms.ranks, &error);
-  else
+  gst_dit_session_set_anchor_decoder (self->session, anchor_tiny);
+  /* A mesh holds the DiT in its workers: only its config is read here
+   * (no tensor data), and checked against the mesh's degrees. */
+  if (self->use_mesh) {
+    ok = dit_model_config_resolve (model, &self->mcfg, &checkpoint) == DIT_OK
+        && dit_mesh_spec_check_model (&self->mesh_spec, &self->mcfg) == DIT_OK;
+    if (!ok)
+      error = g_strdup (dit_last_error ());
+    g_free (self->mesh_weights);
+    self->mesh_weights = checkpoint ? g_strdup (model) : NULL;
+  } else {
     ok = gst_dit_session_load_dit (self->session, GST_ELEMENT (self), model,
-        device, dtype_precision (self->dtype), &error);
-  mesh_settings_clear (&ms);
-  if (ok && anchor == DIT_ANCHOR_DECODED)
+        device, precision, &error);
+  }
+  /* the session's device, for Stage 0 and the runner, with a mesh too */
+  if (ok && self->use_mesh)
+    ok = gst_dit_session_open_device (self->session, device, &error);
+  if (ok && decoded)
     ok = gst_dit_session_load_vae (self->session, GST_ELEMENT (self), vae,
         device, &error);
   if (!ok) {
-    const gchar *path = ok ? NULL : model;
-    if (path && !g_file_test (path, G_FILE_TEST_EXISTS)
-        && strchr (path, G_DIR_SEPARATOR))
+    if (model && !g_file_test (model, G_FILE_TEST_EXISTS)
+        && strchr (model, G_DIR_SEPARATOR))
       GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("%s", error),
           ("model '%s'", model));
     else
@@ -2100,6 +1232,7 @@ load_weights (GstDitGenerate * self)
           ("model '%s', vae-model '%s'", model ? model : GST_DIT_DEFAULT_MODEL,
               vae ? vae : GST_DIT_DEFAULT_VAE));
   }
+out:
   g_free (error);
   g_free (model);
   g_free (vae);
@@ -2127,9 +1260,8 @@ gst_dit_generate_change_state (GstElement * element, GstStateChange transition)
       GST_OBJECT_UNLOCK (self);
       self->frames_out = 0;
       self->last_push_us = 0;
-      self->ring_n = 0;
       self->latency_ms = 0;
-      self->prompt_epoch = 0;
+      dit_overlap_reset (&self->overlap);
       if (self->configured)
         reset_stream (self);
       break;
@@ -2169,16 +1301,157 @@ gst_dit_generate_set_context (GstElement * element, GstContext * context)
 }
 
 /* ------------------------------------------------------------------ */
-/* properties */
+/* properties: one table (gstditprops.h) gives each its spec, its default
+ * and its field; the few that are not plain values are made and read in
+ * code */
 
-static void
-set_string (GstDitGenerate * self, gchar ** field, const GValue * value)
-{
-  GST_OBJECT_LOCK (self);
-  g_free (*field);
-  *field = g_value_dup_string (value);
-  GST_OBJECT_UNLOCK (self);
-}
+#define READY GST_DIT_PARAM_READY
+#define PLAYING GST_DIT_PARAM_PLAYING
+#define RO GST_DIT_PARAM_RO
+#define FIELD(f) G_STRUCT_OFFSET (GstDitGenerate, f)
+#define STAT(id, name, nick, blurb, t, f) [id] = { name, nick, blurb, t, 0, \
+    G_MAXDOUBLE, 0, NULL, RO, FIELD (f) }
+
+static const GstDitPropDef props[N_PROPS] = {
+  [PROP_MODEL] = {"model", "Model", "DiT weights: a preset name (tiny, "
+        "wan-1.3b, wan-14b: seeded synthetic weights) or a safetensors file, "
+        "index JSON or directory (NULL = tiny)", G_TYPE_STRING, .flags = READY,
+      .field = FIELD (model)},
+  [PROP_VAE_MODEL] = {"vae-model", "VAE model", "VAE weights for the anchor "
+        "path: a preset (tiny, wan) or a safetensors path (NULL = tiny)",
+      G_TYPE_STRING, .flags = READY, .field = FIELD (vae_model)},
+  [PROP_PROMPT_EMBEDS] = {"prompt-embeds", "Prompt embeddings", "safetensors "
+        "file with one text-embedding tensor [rows, text_dim] (NULL = a fixed "
+        "seeded prompt); may change while PLAYING", G_TYPE_STRING,
+      .flags = PLAYING, .field = FIELD (prompt_embeds)},
+  [PROP_PROMPT] = {"prompt", "Prompt", "Text prompt, or a weighted list \"a "
+        "koi pond:0.7|a red fox:0.3\" (NULL = a fixed seeded prompt).  May "
+        "change while PLAYING: it is encoded on a worker thread and takes "
+        "effect at the first chunk after it is ready (prompt-embeds wins when "
+        "set)", G_TYPE_STRING, .flags = PLAYING, .field = FIELD (prompt)},
+  [PROP_PROMPT_TRANSITION_CHUNKS] = {"prompt-transition-chunks", "Prompt "
+        "transition chunks", "Blend the old prompt embedding into the new one "
+        "linearly over this many chunks (0 = switch at once)", G_TYPE_UINT, 0,
+      1000, DEFAULT_TRANSITION_CHUNKS, .flags = PLAYING,
+      .field = FIELD (transition_chunks)},
+  [PROP_TEXT_MODEL] = {"text-model", "Text model", "umT5 text encoder: a "
+        "preset (tiny, umt5-xxl: seeded synthetic weights) or a safetensors "
+        "checkpoint (NULL = tiny)", G_TYPE_STRING, .flags = READY,
+      .field = FIELD (text_model)},
+  [PROP_TOKENIZER] = {"tokenizer", "Tokenizer", "SentencePiece model file "
+        "(NULL = the shipped tiny model; use umt5-xxl's spiece.model with the "
+        "real encoder)", G_TYPE_STRING, .flags = READY,
+      .field = FIELD (tokenizer)},
+  [PROP_SEED] = {"seed", "Seed", "Base seed of the per-chunk noise; may "
+        "change while PLAYING", G_TYPE_UINT64, 0, 0, DEFAULT_SEED,
+      .flags = PLAYING, .field = FIELD (seed)},
+  [PROP_STEPS] = {"steps", "Steps", "Comma-separated denoising timesteps, "
+        "e.g. \"1000,750,500,250\"", G_TYPE_STRING, .sdef = DEFAULT_STEPS,
+      .flags = READY, .field = FIELD (steps)},
+  [PROP_SHIFT] = {"shift", "Shift", "Flow-matching timestep shift",
+      G_TYPE_DOUBLE, 0.1, 100.0, DEFAULT_SHIFT, .flags = READY,
+      .field = FIELD (shift)},
+  [PROP_STRENGTH] = {"strength", "Strength", "Video-to-video: how far input "
+        "latents are noised (1 = ignore the input, lower keeps more of it)",
+      G_TYPE_DOUBLE, 0.0, 1.0, DEFAULT_STRENGTH, .flags = PLAYING,
+      .field = FIELD (strength)},
+  [PROP_KV_WINDOW] = {"kv-window", "KV window", "Latent frames in the KV "
+        "window (0 = context-frames + frames per chunk)", G_TYPE_INT, 0, 64,
+      DEFAULT_KV_WINDOW, .flags = READY, .field = FIELD (kv_window)},
+  [PROP_CONTEXT_FRAMES] = {"context-frames", "Context frames", "Latent frames "
+        "of the per-chunk KV recompute (anchor + previous latents); at most "
+        "the frames per chunk", G_TYPE_INT, 1, 16, DEFAULT_CONTEXT_FRAMES,
+      .flags = READY, .field = FIELD (context_frames)},
+  [PROP_KV_BIAS] = {"kv-bias", "KV bias", "Attention weight of the context "
+        "frames after the anchor (1 = off)", G_TYPE_DOUBLE, 0.001, 1.0,
+      DEFAULT_KV_BIAS, .flags = READY, .field = FIELD (kv_bias)},
+  [PROP_MAX_INFLIGHT] = {"max-inflight", "Max in-flight", "Input chunks "
+        "queued ahead of the generator (upstream blocks beyond this); also "
+        "bounds decoded frames held for the display and a generator mesh's "
+        "requests in flight", G_TYPE_INT, 1, 16, DEFAULT_MAX_INFLIGHT,
+      .flags = READY, .field = FIELD (max_inflight)},
+  [PROP_DEVICE] = {"device", "Device", "Backend device of the session: cpu, "
+        "or cuda:N", G_TYPE_STRING, .sdef = GST_DIT_DEFAULT_DEVICE,
+      .flags = READY, .field = FIELD (device)},
+  [PROP_SESSION] = {"session", "Session", "Key of the shared DitSession "
+        "(weights, VAE, anchor path); elements with the same key share one",
+      G_TYPE_STRING, .sdef = GST_DIT_SESSION_DEFAULT_KEY, .flags = READY,
+      .field = FIELD (session_key)},
+  [PROP_NUM_CHUNKS] = {"num-chunks", "Number of chunks", "Text-to-video: "
+        "chunks to generate before EOS (0 = unlimited)", G_TYPE_UINT, 0,
+      G_MAXUINT, DEFAULT_NUM_CHUNKS, .flags = READY,
+      .field = FIELD (num_chunks)},
+  [PROP_MESH_DEVICES] = {"mesh-devices", "Mesh devices", "Run the DiT on a "
+        "generator mesh: one dit-worker process per listed device (e.g. "
+        "\"0,1\"), each holding a tensor-parallel shard; the count is the TP "
+        "degree and must be 1, 2, 4 or 8.  This process then loads no DiT "
+        "weights, only the VAE of the anchor path (NULL or empty = the DiT "
+        "runs in this process)", G_TYPE_STRING, .flags = READY,
+      .field = FIELD (mesh_devices)},
+  [PROP_MESH_BACKEND] = {"mesh-backend", "Mesh backend", "Backend of the "
+        "spawned workers: cpu or cuda (NULL = cuda when device is cuda:N, "
+        "else cpu)", G_TYPE_STRING, .flags = READY,
+      .field = FIELD (mesh_backend)},
+  [PROP_MESH_LISTEN] = {"mesh-listen", "Mesh listen address", "HOST:PORT to "
+        "wait on for mesh-ranks workers started by another launcher "
+        "(dit-worker --connect HOST:PORT --rank R --tp N ...) instead of "
+        "spawning them; wins over mesh-devices (NULL = spawn)", G_TYPE_STRING,
+      .flags = READY, .field = FIELD (mesh_listen)},
+  [PROP_MESH_RANKS] = {"mesh-ranks", "Mesh ranks", "Workers to wait for with "
+        "mesh-listen (1, 2, 4 or 8); with mesh-devices 0 or the number of "
+        "devices", G_TYPE_INT, 0, DIT_MESH_MAX_RANKS, 0, .flags = READY,
+      .field = FIELD (mesh_ranks)},
+  [PROP_WORKER_PATH] = {"worker-path", "Worker path", "dit-worker executable "
+        "the mesh spawns (NULL = $GST_DIT_WORKER, then " GST_DIT_BINDIR
+        "/dit-worker, then dit-worker on PATH)", G_TYPE_STRING,
+      .flags = READY, .field = FIELD (worker_path)},
+  [PROP_MESH_TIMEOUT_MS] = {"mesh-timeout-ms", "Mesh chunk timeout",
+        "Milliseconds every worker has for one chunk (and each collective) "
+        "before the element fails with an error naming the rank; set it a "
+        "few seconds above the expected chunk time", G_TYPE_INT, 100,
+      G_MAXINT, DEFAULT_MESH_TIMEOUT_MS, .flags = READY,
+      .field = FIELD (mesh_timeout_ms)},
+  [PROP_MESH_JOIN_TIMEOUT_MS] = {"mesh-join-timeout-ms", "Mesh join timeout",
+        "Milliseconds for all workers to join and load their shards",
+      G_TYPE_INT, 100, G_MAXINT, DEFAULT_MESH_JOIN_TIMEOUT_MS,
+      .flags = READY, .field = FIELD (mesh_join_timeout_ms)},
+  STAT (PROP_PROMPT_WEIGHT, "prompt-weight", "Prompt weight", "Weight of the "
+      "newest prompt in the last chunk's embedding (below 1 during a "
+      "transition)", G_TYPE_DOUBLE, stat_prompt_weight),
+  STAT (PROP_FPS, "fps", "FPS", "Output pixel frames per second over the "
+      "last chunk", G_TYPE_DOUBLE, stat_fps),
+  STAT (PROP_CHUNK_MS, "chunk-ms", "Chunk ms", "Generator time of the last "
+      "chunk in milliseconds", G_TYPE_DOUBLE, stat_chunk_ms),
+  STAT (PROP_QUEUE_DEPTH, "queue-depth", "Queue depth", "Input chunks "
+      "waiting for the generator", G_TYPE_INT, queue.buffers),
+  STAT (PROP_CHUNKS, "chunks", "Chunks", "Chunks produced since READY",
+      G_TYPE_UINT64, stat_chunks),
+  STAT (PROP_CACHE_EPOCH, "cache-epoch", "Cache epoch", "Current cache epoch "
+      "(bumped by flushes and resets)", G_TYPE_UINT64, stat_epoch),
+  STAT (PROP_STAGE0_MS, "stage0-ms", "Stage 0 ms", "Stage 0 work for the last "
+      "chunk in milliseconds: the session's VAE decode of its latents and the "
+      "anchor re-encode", G_TYPE_DOUBLE, stat_stage0_ms),
+  STAT (PROP_STAGE1_MS, "stage1-ms", "Stage 1 ms", "Generator call for the "
+      "last chunk in milliseconds (in-process, or the mesh round trip)",
+      G_TYPE_DOUBLE, stat_stage1_ms),
+  STAT (PROP_PERIOD_MS, "period-ms", "Period ms", "Time between the last two "
+      "chunks leaving the element", G_TYPE_DOUBLE, stat_period_ms),
+  STAT (PROP_HIDDEN_MS, "hidden-ms", "Hidden ms", "stage0-ms + stage1-ms - "
+      "period-ms of the last chunk (clamped at 0): the time both stages ran "
+      "at once", G_TYPE_DOUBLE, stat_hidden_ms),
+  STAT (PROP_OVERLAP_SCORE, "overlap-score", "Overlap score", "Median hidden "
+      "time / min (median stage 0, median stage 1) over the last 32 chunks: "
+      "0 = the stages run one after the other, 1 = the shorter one is "
+      "completely hidden", G_TYPE_DOUBLE, stat_overlap),
+  STAT (PROP_HOST_COPIES, "host-copies", "Host copies", "Copies of latents "
+      "between host and device memory the last chunk made in this element "
+      "(context, generator or mesh, anchor path, output): 0 when they stayed "
+      "on the device", G_TYPE_UINT, stat_host_copies),
+  [PROP_ANCHOR] = {.field = FIELD (anchor)},
+  [PROP_ANCHOR_DECODER] = {.field = FIELD (anchor_decoder)},
+  [PROP_DTYPE] = {.field = FIELD (dtype)},
+  [PROP_PROMPT_RESETS_CACHE] = {.field = FIELD (prompt_reset)},
+};
 
 static void
 gst_dit_generate_set_property (GObject * object, guint prop_id,
@@ -2186,150 +1459,25 @@ gst_dit_generate_set_property (GObject * object, guint prop_id,
 {
   GstDitGenerate *self = GST_DIT_GENERATE (object);
 
-  switch (prop_id) {
-    case PROP_MODEL:
-      set_string (self, &self->model, value);
-      break;
-    case PROP_VAE_MODEL:
-      set_string (self, &self->vae_model, value);
-      break;
-    case PROP_PROMPT_EMBEDS:
-      set_string (self, &self->prompt_embeds, value);
-      GST_OBJECT_LOCK (self);
-      self->prompt_dirty = TRUE;
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_PROMPT:
-      set_string (self, &self->prompt, value);
-      GST_OBJECT_LOCK (self);
-      /* running: queue it for the encoder thread; otherwise it is encoded
-       * when the engine is configured */
-      if (self->penc && self->prompt)
-        self->prompt_request = dit_prompt_encoder_submit (self->penc,
-            self->prompt);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_TEXT_MODEL:
-      set_string (self, &self->text_model, value);
-      break;
-    case PROP_TOKENIZER:
-      set_string (self, &self->tokenizer, value);
-      break;
-    case PROP_DEVICE:
-      set_string (self, &self->device, value);
-      break;
-    case PROP_DTYPE:
-      GST_OBJECT_LOCK (self);
-      self->dtype = g_value_get_enum (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_SESSION:
-      set_string (self, &self->session_key, value);
-      break;
-    case PROP_STEPS:
-      set_string (self, &self->steps, value);
-      break;
-    case PROP_PROMPT_TRANSITION_CHUNKS:
-      GST_OBJECT_LOCK (self);
-      self->transition_chunks = g_value_get_uint (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_PROMPT_RESETS_CACHE:
-      GST_OBJECT_LOCK (self);
-      self->prompt_reset = g_value_get_enum (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_SEED:
-      GST_OBJECT_LOCK (self);
-      self->seed = g_value_get_uint64 (value);
-      self->seed_dirty = TRUE;
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_SHIFT:
-      GST_OBJECT_LOCK (self);
-      self->shift = g_value_get_double (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_STRENGTH:
-      GST_OBJECT_LOCK (self);
-      self->strength = g_value_get_double (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_KV_WINDOW:
-      GST_OBJECT_LOCK (self);
-      self->kv_window = g_value_get_int (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_CONTEXT_FRAMES:
-      GST_OBJECT_LOCK (self);
-      self->context_frames = g_value_get_int (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_KV_BIAS:
-      GST_OBJECT_LOCK (self);
-      self->kv_bias = g_value_get_double (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_MAX_INFLIGHT:
-      g_mutex_lock (&self->qlock);
-      GST_OBJECT_LOCK (self);
-      self->max_inflight = g_value_get_int (value);
-      GST_OBJECT_UNLOCK (self);
-      g_cond_broadcast (&self->qcond);
-      g_mutex_unlock (&self->qlock);
-      break;
-    case PROP_ANCHOR_DECODER:
-      GST_OBJECT_LOCK (self);
-      self->anchor_decoder = g_value_get_enum (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_ANCHOR:
-      GST_OBJECT_LOCK (self);
-      self->anchor = g_value_get_enum (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_NUM_CHUNKS:
-      GST_OBJECT_LOCK (self);
-      self->num_chunks = g_value_get_uint (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_FRAMERATE:
-      GST_OBJECT_LOCK (self);
-      self->fps_n = gst_value_get_fraction_numerator (value);
-      self->fps_d = gst_value_get_fraction_denominator (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_MESH_DEVICES:
-      set_string (self, &self->mesh_devices, value);
-      break;
-    case PROP_MESH_BACKEND:
-      set_string (self, &self->mesh_backend, value);
-      break;
-    case PROP_MESH_LISTEN:
-      set_string (self, &self->mesh_listen, value);
-      break;
-    case PROP_WORKER_PATH:
-      set_string (self, &self->worker_path, value);
-      break;
-    case PROP_MESH_RANKS:
-      GST_OBJECT_LOCK (self);
-      self->mesh_ranks = g_value_get_int (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_MESH_TIMEOUT_MS:
-      GST_OBJECT_LOCK (self);
-      self->mesh_timeout_ms = g_value_get_int (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_MESH_JOIN_TIMEOUT_MS:
-      GST_OBJECT_LOCK (self);
-      self->mesh_join_timeout_ms = g_value_get_int (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-      break;
+  GST_OBJECT_LOCK (self);
+  if (prop_id == PROP_FRAMERATE) {
+    self->fps_n = gst_value_get_fraction_numerator (value);
+    self->fps_d = gst_value_get_fraction_denominator (value);
+  } else {
+    gst_dit_prop_set (self, &props[prop_id], value);
   }
+  /* what takes effect at the next chunk boundary */
+  if (prop_id == PROP_PROMPT_EMBEDS)
+    self->prompt_dirty = TRUE;
+  else if (prop_id == PROP_SEED)
+    self->seed_dirty = TRUE;
+  else if (prop_id == PROP_PROMPT && self->penc && self->prompt)
+    /* running: queue it for the encoder thread; otherwise it is encoded
+     * when the engine is configured */
+    self->prompt_request = dit_prompt_encoder_submit (self->penc, self->prompt);
+  GST_OBJECT_UNLOCK (self);
+  if (prop_id == PROP_MAX_INFLIGHT)     /* wakes a blocked chain */
+    gst_dit_chunk_queue_set_limit (&self->queue, g_value_get_int (value));
 }
 
 static void
@@ -2337,157 +1485,19 @@ gst_dit_generate_get_property (GObject * object, guint prop_id,
     GValue * value, GParamSpec * pspec)
 {
   GstDitGenerate *self = GST_DIT_GENERATE (object);
+  const dit_runner_stats *rs = &self->stat_runner;
 
   GST_OBJECT_LOCK (self);
-  switch (prop_id) {
-    case PROP_MODEL:
-      g_value_set_string (value, self->model);
-      break;
-    case PROP_VAE_MODEL:
-      g_value_set_string (value, self->vae_model);
-      break;
-    case PROP_PROMPT_EMBEDS:
-      g_value_set_string (value, self->prompt_embeds);
-      break;
-    case PROP_DEVICE:
-      g_value_set_string (value, self->device);
-      break;
-    case PROP_DTYPE:
-      g_value_set_enum (value, self->dtype);
-      break;
-    case PROP_SESSION:
-      g_value_set_string (value, self->session_key);
-      break;
-    case PROP_STEPS:
-      g_value_set_string (value, self->steps);
-      break;
-    case PROP_SEED:
-      g_value_set_uint64 (value, self->seed);
-      break;
-    case PROP_PROMPT:
-      g_value_set_string (value, self->prompt);
-      break;
-    case PROP_PROMPT_TRANSITION_CHUNKS:
-      g_value_set_uint (value, self->transition_chunks);
-      break;
-    case PROP_PROMPT_RESETS_CACHE:
-      g_value_set_enum (value, self->prompt_reset);
-      break;
-    case PROP_TEXT_MODEL:
-      g_value_set_string (value, self->text_model);
-      break;
-    case PROP_TOKENIZER:
-      g_value_set_string (value, self->tokenizer);
-      break;
-    case PROP_PROMPT_WEIGHT:
-      g_value_set_double (value, self->stat_prompt_weight);
-      break;
-    case PROP_SHIFT:
-      g_value_set_double (value, self->shift);
-      break;
-    case PROP_STRENGTH:
-      g_value_set_double (value, self->strength);
-      break;
-    case PROP_KV_WINDOW:
-      g_value_set_int (value, self->kv_window);
-      break;
-    case PROP_CONTEXT_FRAMES:
-      g_value_set_int (value, self->context_frames);
-      break;
-    case PROP_KV_BIAS:
-      g_value_set_double (value, self->kv_bias);
-      break;
-    case PROP_MAX_INFLIGHT:
-      g_value_set_int (value, self->max_inflight);
-      break;
-    case PROP_ANCHOR:
-      g_value_set_enum (value, self->anchor);
-      break;
-    case PROP_ANCHOR_DECODER:
-      g_value_set_enum (value, self->anchor_decoder);
-      break;
-    case PROP_NUM_CHUNKS:
-      g_value_set_uint (value, self->num_chunks);
-      break;
-    case PROP_FRAMERATE:
-      gst_value_set_fraction (value, self->fps_n, self->fps_d);
-      break;
-    case PROP_FPS:
-      g_value_set_double (value, self->stat_fps);
-      break;
-    case PROP_CHUNK_MS:
-      g_value_set_double (value, self->stat_chunk_ms);
-      break;
-    case PROP_QUEUE_DEPTH:
-      g_value_set_int (value, self->queued_buffers);
-      break;
-    case PROP_CHUNKS:
-      g_value_set_uint64 (value, self->stat_chunks);
-      break;
-    case PROP_CACHE_EPOCH:
-      g_value_set_uint64 (value, self->epoch);
-      break;
-    case PROP_MESH_DEVICES:
-      g_value_set_string (value, self->mesh_devices);
-      break;
-    case PROP_MESH_BACKEND:
-      /* as set: NULL means the backend follows device */
-      g_value_set_string (value, self->mesh_backend);
-      break;
-    case PROP_MESH_LISTEN:
-      g_value_set_string (value, self->mesh_listen);
-      break;
-    case PROP_WORKER_PATH:
-      g_value_set_string (value, self->worker_path);
-      break;
-    case PROP_MESH_RANKS:
-      g_value_set_int (value, self->mesh_ranks);
-      break;
-    case PROP_MESH_TIMEOUT_MS:
-      g_value_set_int (value, self->mesh_timeout_ms);
-      break;
-    case PROP_MESH_JOIN_TIMEOUT_MS:
-      g_value_set_int (value, self->mesh_join_timeout_ms);
-      break;
-    case PROP_MESH_RANK_MS:{
-      GValue v = G_VALUE_INIT;
-      g_value_init (&v, G_TYPE_DOUBLE);
-      for (gint r = 0; r < self->stat_mesh_n; r++) {
-        g_value_set_double (&v, self->stat_mesh_rank_ms[r]);
-        gst_value_array_append_value (value, &v);
-      }
-      g_value_unset (&v);
-      break;
-    }
-    case PROP_STAGE0_MS:
-      g_value_set_double (value, self->stat_stage0_ms);
-      break;
-    case PROP_STAGE1_MS:
-      g_value_set_double (value, self->stat_stage1_ms);
-      break;
-    case PROP_PERIOD_MS:
-      g_value_set_double (value, self->stat_period_ms);
-      break;
-    case PROP_HIDDEN_MS:
-      g_value_set_double (value, self->stat_hidden_ms);
-      break;
-    case PROP_OVERLAP_SCORE:
-      g_value_set_double (value, self->stat_overlap);
-      break;
-    case PROP_MESH_WORKER_PIDS:{
-      GValue v = G_VALUE_INIT;
-      g_value_init (&v, G_TYPE_INT);
-      for (gint r = 0; r < self->stat_mesh_n; r++) {
-        g_value_set_int (&v, self->stat_mesh_pids[r]);
-        gst_value_array_append_value (value, &v);
-      }
-      g_value_unset (&v);
-      break;
-    }
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-      break;
-  }
+  if (prop_id == PROP_FRAMERATE)
+    gst_value_set_fraction (value, self->fps_n, self->fps_d);
+  else if (prop_id == PROP_QUEUE_DEPTH)
+    g_value_set_int (value, gst_dit_chunk_queue_buffers (&self->queue));
+  else if (prop_id == PROP_MESH_RANK_MS)
+    gst_dit_value_array_append (value, G_TYPE_DOUBLE, rs->rank_ms, rs->ranks);
+  else if (prop_id == PROP_MESH_WORKER_PIDS)
+    gst_dit_value_array_append (value, G_TYPE_INT, rs->pids, rs->ranks);
+  else                          /* mesh-backend too: as set */
+    gst_dit_prop_get (self, &props[prop_id], value);
   GST_OBJECT_UNLOCK (self);
 }
 
@@ -2498,22 +1508,9 @@ gst_dit_generate_finalize (GObject * object)
 
   free_engine (self);
   gst_clear_object (&self->session);
-  g_free (self->model);
-  g_free (self->vae_model);
-  g_free (self->prompt_embeds);
-  g_free (self->prompt);
-  g_free (self->text_model);
-  g_free (self->tokenizer);
-  g_free (self->device);
-  g_free (self->session_key);
-  g_free (self->steps);
-  g_free (self->mesh_devices);
-  g_free (self->mesh_backend);
-  g_free (self->mesh_listen);
-  g_free (self->worker_path);
+  gst_dit_props_clear (self, props, N_PROPS);
   g_free (self->mesh_weights);
-  g_mutex_clear (&self->qlock);
-  g_cond_clear (&self->qcond);
+  gst_dit_chunk_queue_clear (&self->queue);
   G_OBJECT_CLASS (gst_dit_generate_parent_class)->finalize (object);
 }
 
@@ -2522,219 +1519,53 @@ gst_dit_generate_class_init (GstDitGenerateClass * klass)
 {
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
-  const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
-  const GParamFlags ready = rw | GST_PARAM_MUTABLE_READY;
-  const GParamFlags playing = rw | GST_PARAM_MUTABLE_PLAYING;
-  const GParamFlags ro = G_PARAM_READABLE | G_PARAM_STATIC_STRINGS;
 
   gobject_class->set_property = gst_dit_generate_set_property;
   gobject_class->get_property = gst_dit_generate_get_property;
   gobject_class->finalize = gst_dit_generate_finalize;
 
-  g_object_class_install_property (gobject_class, PROP_MODEL,
-      g_param_spec_string ("model", "Model",
-          "DiT weights: a preset name (tiny, wan-1.3b, wan-14b: seeded "
-          "synthetic weights) or a safetensors file, index JSON or directory "
-          "(NULL = tiny)", NULL, ready));
-  g_object_class_install_property (gobject_class, PROP_VAE_MODEL,
-      g_param_spec_string ("vae-model", "VAE model",
-          "VAE weights for the anchor path: a preset (tiny, wan) or a "
-          "safetensors path (NULL = tiny)", NULL, ready));
-  g_object_class_install_property (gobject_class, PROP_PROMPT_EMBEDS,
-      g_param_spec_string ("prompt-embeds", "Prompt embeddings",
-          "safetensors file with one text-embedding tensor [rows, text_dim] "
-          "(NULL = a fixed seeded prompt); may change while PLAYING",
-          NULL, playing));
-  g_object_class_install_property (gobject_class, PROP_PROMPT,
-      g_param_spec_string ("prompt", "Prompt",
-          "Text prompt, or a weighted list \"a koi pond:0.7|a red fox:0.3\" "
-          "(NULL = a fixed seeded prompt).  May change while PLAYING: it is "
-          "encoded on a worker thread and takes effect at the first chunk "
-          "after it is ready (prompt-embeds wins when set)", NULL, playing));
-  g_object_class_install_property (gobject_class, PROP_PROMPT_TRANSITION_CHUNKS,
-      g_param_spec_uint ("prompt-transition-chunks", "Prompt transition chunks",
-          "Blend the old prompt embedding into the new one linearly over this "
-          "many chunks (0 = switch at once)", 0, 1000,
-          DEFAULT_TRANSITION_CHUNKS, playing));
+  gst_dit_props_install (gobject_class, props, N_PROPS);
   g_object_class_install_property (gobject_class, PROP_PROMPT_RESETS_CACHE,
       g_param_spec_enum ("prompt-resets-cache", "Prompt resets cache",
           "Whether a prompt change restarts the KV cache: auto (scope: with "
           "video input when switching without a transition), always, never",
-          GST_TYPE_DIT_PROMPT_RESET, DEFAULT_PROMPT_RESET, playing));
-  g_object_class_install_property (gobject_class, PROP_TEXT_MODEL,
-      g_param_spec_string ("text-model", "Text model",
-          "umT5 text encoder: a preset (tiny, umt5-xxl: seeded synthetic "
-          "weights) or a safetensors checkpoint (NULL = tiny)", NULL, ready));
-  g_object_class_install_property (gobject_class, PROP_TOKENIZER,
-      g_param_spec_string ("tokenizer", "Tokenizer",
-          "SentencePiece model file (NULL = the shipped tiny model; use "
-          "umt5-xxl's spiece.model with the real encoder)", NULL, ready));
-  g_object_class_install_property (gobject_class, PROP_PROMPT_WEIGHT,
-      g_param_spec_double ("prompt-weight", "Prompt weight",
-          "Weight of the newest prompt in the last chunk's embedding (below 1 "
-          "during a transition)", 0, 1, 1, ro));
-  g_object_class_install_property (gobject_class, PROP_SEED,
-      g_param_spec_uint64 ("seed", "Seed",
-          "Base seed of the per-chunk noise; may change while PLAYING", 0,
-          G_MAXUINT64, DEFAULT_SEED, playing));
-  g_object_class_install_property (gobject_class, PROP_STEPS,
-      g_param_spec_string ("steps", "Steps",
-          "Comma-separated denoising timesteps, e.g. \"1000,750,500,250\"",
-          DEFAULT_STEPS, ready));
-  g_object_class_install_property (gobject_class, PROP_SHIFT,
-      g_param_spec_double ("shift", "Shift",
-          "Flow-matching timestep shift", 0.1, 100.0, DEFAULT_SHIFT, ready));
-  g_object_class_install_property (gobject_class, PROP_STRENGTH,
-      g_param_spec_double ("strength", "Strength",
-          "Video-to-video: how far input latents are noised (1 = ignore the "
-          "input, lower keeps more of it)", 0.0, 1.0, DEFAULT_STRENGTH,
-          playing));
-  g_object_class_install_property (gobject_class, PROP_KV_WINDOW,
-      g_param_spec_int ("kv-window", "KV window",
-          "Latent frames in the KV window (0 = context-frames + frames per "
-          "chunk)", 0, 64, DEFAULT_KV_WINDOW, ready));
-  g_object_class_install_property (gobject_class, PROP_CONTEXT_FRAMES,
-      g_param_spec_int ("context-frames", "Context frames",
-          "Latent frames of the per-chunk KV recompute (anchor + previous "
-          "latents); at most the frames per chunk", 1, 16,
-          DEFAULT_CONTEXT_FRAMES, ready));
-  g_object_class_install_property (gobject_class, PROP_KV_BIAS,
-      g_param_spec_double ("kv-bias", "KV bias",
-          "Attention weight of the context frames after the anchor "
-          "(1 = off)", 0.001, 1.0, DEFAULT_KV_BIAS, ready));
-  g_object_class_install_property (gobject_class, PROP_MAX_INFLIGHT,
-      g_param_spec_int ("max-inflight", "Max in-flight",
-          "Input chunks queued ahead of the generator (upstream blocks "
-          "beyond this); also bounds decoded frames held for the display and "
-          "a generator mesh's requests in flight",
-          1, 16, DEFAULT_MAX_INFLIGHT, ready));
-  g_object_class_install_property (gobject_class, PROP_DEVICE,
-      g_param_spec_string ("device", "Device",
-          "Backend device of the session: cpu, or cuda:N", GST_DIT_DEFAULT_DEVICE,
-          ready));
+          GST_TYPE_DIT_PROMPT_RESET, DEFAULT_PROMPT_RESET, PLAYING));
+  g_object_class_install_property (gobject_class, PROP_ANCHOR,
+      g_param_spec_enum ("anchor", "Anchor",
+          "First KV-recompute context frame: the re-encoded decoded frame "
+          "(decoded) or the previous chunk's first latent (latent)",
+          GST_TYPE_DIT_ANCHOR_MODE, DEFAULT_ANCHOR, READY));
+  g_object_class_install_property (gobject_class, PROP_ANCHOR_DECODER,
+      g_param_spec_enum ("anchor-decoder", "Anchor decoder",
+          "With anchor=decoded: the decoder of the re-encoded frame, the "
+          "full VAE (full) or the session's display decoder (tiny; the same "
+          "as full unless ditdecode has a decoder-model)",
+          GST_TYPE_DIT_ANCHOR_DECODER, DEFAULT_ANCHOR_DECODER, READY));
   g_object_class_install_property (gobject_class, PROP_DTYPE,
       g_param_spec_enum ("dtype", "Dtype",
           "Precision of the DiT: auto (bf16 on CUDA, f32 on the CPU), bf16, "
           "fp8 (bf16 with FP8 linear layers; refused on a GPU without FP8 "
           "tensor cores) or f32.  Mesh workers run the same; elements "
           "sharing a session must agree", GST_TYPE_DIT_DTYPE, DEFAULT_DTYPE,
-          ready));
-  g_object_class_install_property (gobject_class, PROP_SESSION,
-      g_param_spec_string ("session", "Session",
-          "Key of the shared DitSession (weights, VAE, anchor path); "
-          "elements with the same key share one", GST_DIT_SESSION_DEFAULT_KEY,
-          ready));
-  g_object_class_install_property (gobject_class, PROP_ANCHOR,
-      g_param_spec_enum ("anchor", "Anchor",
-          "First KV-recompute context frame: the re-encoded decoded frame "
-          "(decoded) or the previous chunk's first latent (latent)",
-          GST_TYPE_DIT_ANCHOR_MODE, DEFAULT_ANCHOR, ready));
-  g_object_class_install_property (gobject_class, PROP_ANCHOR_DECODER,
-      g_param_spec_enum ("anchor-decoder", "Anchor decoder",
-          "With anchor=decoded: the decoder of the re-encoded frame, the "
-          "full VAE (full) or the session's display decoder (tiny; the same "
-          "as full unless ditdecode has a decoder-model)",
-          GST_TYPE_DIT_ANCHOR_DECODER, DEFAULT_ANCHOR_DECODER, ready));
-  g_object_class_install_property (gobject_class, PROP_NUM_CHUNKS,
-      g_param_spec_uint ("num-chunks", "Number of chunks",
-          "Text-to-video: chunks to generate before EOS (0 = unlimited)", 0,
-          G_MAXUINT, DEFAULT_NUM_CHUNKS, ready));
+          READY));
   g_object_class_install_property (gobject_class, PROP_FRAMERATE,
       gst_param_spec_fraction ("framerate", "Frame rate",
           "Text-to-video: preferred output frame rate when downstream allows "
           "any (Wan's native rate is 16 fps)", 1, 1, GST_DIT_MAX_FPS, 1,
-          DEFAULT_FPS_N, DEFAULT_FPS_D, ready));
-  g_object_class_install_property (gobject_class, PROP_FPS,
-      g_param_spec_double ("fps", "FPS",
-          "Output pixel frames per second over the last chunk", 0, G_MAXDOUBLE,
-          0, ro));
-  g_object_class_install_property (gobject_class, PROP_CHUNK_MS,
-      g_param_spec_double ("chunk-ms", "Chunk ms",
-          "Generator time of the last chunk in milliseconds", 0, G_MAXDOUBLE,
-          0, ro));
-  g_object_class_install_property (gobject_class, PROP_QUEUE_DEPTH,
-      g_param_spec_int ("queue-depth", "Queue depth",
-          "Input chunks waiting for the generator", 0, G_MAXINT, 0, ro));
-  g_object_class_install_property (gobject_class, PROP_CHUNKS,
-      g_param_spec_uint64 ("chunks", "Chunks",
-          "Chunks produced since READY", 0, G_MAXUINT64, 0, ro));
-  g_object_class_install_property (gobject_class, PROP_CACHE_EPOCH,
-      g_param_spec_uint64 ("cache-epoch", "Cache epoch",
-          "Current cache epoch (bumped by flushes and resets)", 0, G_MAXUINT64,
-          0, ro));
-
-  g_object_class_install_property (gobject_class, PROP_MESH_DEVICES,
-      g_param_spec_string ("mesh-devices", "Mesh devices",
-          "Run the DiT on a generator mesh: one dit-worker process per listed "
-          "device (e.g. \"0,1\"), each holding a tensor-parallel shard; the "
-          "count is the TP degree and must be 1, 2, 4 or 8.  This process "
-          "then loads no DiT weights, only the VAE of the anchor path "
-          "(NULL or empty = the DiT runs in this process)", NULL, ready));
-  g_object_class_install_property (gobject_class, PROP_MESH_BACKEND,
-      g_param_spec_string ("mesh-backend", "Mesh backend",
-          "Backend of the spawned workers: cpu or cuda (NULL = cuda when "
-          "device is cuda:N, else cpu)", NULL, ready));
-  g_object_class_install_property (gobject_class, PROP_MESH_LISTEN,
-      g_param_spec_string ("mesh-listen", "Mesh listen address",
-          "HOST:PORT to wait on for mesh-ranks workers started by another "
-          "launcher (dit-worker --connect HOST:PORT --rank R --tp N ...) "
-          "instead of spawning them; wins over mesh-devices (NULL = spawn)",
-          NULL, ready));
-  g_object_class_install_property (gobject_class, PROP_MESH_RANKS,
-      g_param_spec_int ("mesh-ranks", "Mesh ranks",
-          "Workers to wait for with mesh-listen (1, 2, 4 or 8); with "
-          "mesh-devices 0 or the number of devices", 0, DIT_MESH_MAX_RANKS, 0,
-          ready));
-  g_object_class_install_property (gobject_class, PROP_WORKER_PATH,
-      g_param_spec_string ("worker-path", "Worker path",
-          "dit-worker executable the mesh spawns (NULL = $GST_DIT_WORKER, "
-          "then " GST_DIT_BINDIR "/dit-worker, then dit-worker on PATH)",
-          NULL, ready));
-  g_object_class_install_property (gobject_class, PROP_MESH_TIMEOUT_MS,
-      g_param_spec_int ("mesh-timeout-ms", "Mesh chunk timeout",
-          "Milliseconds every worker has for one chunk (and each collective) "
-          "before the element fails with an error naming the rank; set it a "
-          "few seconds above the expected chunk time", 100, G_MAXINT,
-          DEFAULT_MESH_TIMEOUT_MS, ready));
-  g_object_class_install_property (gobject_class, PROP_MESH_JOIN_TIMEOUT_MS,
-      g_param_spec_int ("mesh-join-timeout-ms", "Mesh join timeout",
-          "Milliseconds for all workers to join and load their shards", 100,
-          G_MAXINT, DEFAULT_MESH_JOIN_TIMEOUT_MS, ready));
+          DEFAULT_FPS_N, DEFAULT_FPS_D, READY));
   g_object_class_install_property (gobject_class, PROP_MESH_RANK_MS,
       gst_param_spec_array ("mesh-rank-ms", "Mesh rank ms",
           "Each mesh rank's time for the last chunk in milliseconds, from "
           "receiving the request to sending the result (empty without a "
           "mesh)", g_param_spec_double ("rank-ms", "Rank ms",
-              "One rank's time for the last chunk", 0, G_MAXDOUBLE, 0, ro),
-          ro));
-  g_object_class_install_property (gobject_class, PROP_STAGE0_MS,
-      g_param_spec_double ("stage0-ms", "Stage 0 ms",
-          "Stage 0 work for the last chunk in milliseconds: the session's "
-          "VAE decode of its latents and the anchor re-encode", 0,
-          G_MAXDOUBLE, 0, ro));
-  g_object_class_install_property (gobject_class, PROP_STAGE1_MS,
-      g_param_spec_double ("stage1-ms", "Stage 1 ms",
-          "Generator call for the last chunk in milliseconds (in-process, or "
-          "the mesh round trip)", 0, G_MAXDOUBLE, 0, ro));
-  g_object_class_install_property (gobject_class, PROP_PERIOD_MS,
-      g_param_spec_double ("period-ms", "Period ms",
-          "Time between the last two chunks leaving the element", 0,
-          G_MAXDOUBLE, 0, ro));
-  g_object_class_install_property (gobject_class, PROP_HIDDEN_MS,
-      g_param_spec_double ("hidden-ms", "Hidden ms",
-          "stage0-ms + stage1-ms - period-ms of the last chunk (clamped at "
-          "0): the time both stages ran at once", 0, G_MAXDOUBLE, 0, ro));
-  g_object_class_install_property (gobject_class, PROP_OVERLAP_SCORE,
-      g_param_spec_double ("overlap-score", "Overlap score",
-          "Median hidden time / min (median stage 0, median stage 1) over the "
-          "last 32 chunks: 0 = the stages run one after the other, 1 = the "
-          "shorter one is completely hidden", 0, G_MAXDOUBLE, 0, ro));
+              "One rank's time for the last chunk", 0, G_MAXDOUBLE, 0, RO),
+          RO));
   g_object_class_install_property (gobject_class, PROP_MESH_WORKER_PIDS,
       gst_param_spec_array ("mesh-worker-pids", "Mesh worker pids",
           "Process id of each spawned mesh rank (0 for workers started "
           "elsewhere; empty while no mesh runs)",
           g_param_spec_int ("pid", "Pid", "A worker's process id", 0,
-              G_MAXINT, 0, ro), ro));
+              G_MAXINT, 0, RO), RO));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -2751,6 +1582,7 @@ gst_dit_generate_class_init (GstDitGenerateClass * klass)
   element_class->send_event = GST_DEBUG_FUNCPTR (gst_dit_generate_send_event);
 
   gst_type_mark_as_plugin_api (GST_TYPE_DIT_ANCHOR_MODE, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_DIT_ANCHOR_DECODER, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_DIT_PROMPT_RESET, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_DIT_DTYPE, 0);
   GST_DEBUG_CATEGORY_INIT (gst_dit_generate_debug, "ditgenerate", 0,
@@ -2772,30 +1604,13 @@ gst_dit_generate_init (GstDitGenerate * self)
   /* Text-to-video until a sink pad is requested. */
   GST_OBJECT_FLAG_SET (self, GST_ELEMENT_FLAG_SOURCE);
 
-  g_mutex_init (&self->qlock);
-  g_cond_init (&self->qcond);
-  g_queue_init (&self->queue);
-  self->srcresult = GST_FLOW_FLUSHING;
-  self->seed = DEFAULT_SEED;
-  self->steps = g_strdup (DEFAULT_STEPS);
-  self->shift = DEFAULT_SHIFT;
-  self->strength = DEFAULT_STRENGTH;
-  self->kv_window = DEFAULT_KV_WINDOW;
-  self->context_frames = DEFAULT_CONTEXT_FRAMES;
-  self->kv_bias = DEFAULT_KV_BIAS;
-  self->max_inflight = DEFAULT_MAX_INFLIGHT;
+  gst_dit_props_init (self, props, N_PROPS);
+  gst_dit_chunk_queue_init (&self->queue, self->max_inflight);
   self->anchor = DEFAULT_ANCHOR;
   self->anchor_decoder = DEFAULT_ANCHOR_DECODER;
   self->dtype = DEFAULT_DTYPE;
-  self->num_chunks = DEFAULT_NUM_CHUNKS;
+  self->prompt_reset = DEFAULT_PROMPT_RESET;
   self->fps_n = DEFAULT_FPS_N;
   self->fps_d = DEFAULT_FPS_D;
-  self->device = g_strdup (GST_DIT_DEFAULT_DEVICE);
-  self->session_key = g_strdup (GST_DIT_SESSION_DEFAULT_KEY);
-  self->transition_chunks = DEFAULT_TRANSITION_CHUNKS;
-  self->prompt_reset = DEFAULT_PROMPT_RESET;
   self->stat_prompt_weight = 1.0;
-  self->trans_n = -1;
-  self->mesh_timeout_ms = DEFAULT_MESH_TIMEOUT_MS;
-  self->mesh_join_timeout_ms = DEFAULT_MESH_JOIN_TIMEOUT_MS;
 }

@@ -7,6 +7,10 @@
  */
 #include "gstditlatent.h"
 
+#include "dit_prompt_schedule.h"
+#include "dit_stage0.h"
+#include "dit_stream.h"
+
 #include <string.h>
 
 #include "dit_backend.h"
@@ -509,4 +513,120 @@ gst_dit_pixels_to_frame (const gfloat * pixels, gint t, gint num_frames,
   dit_tensor view = frame_view (pixels, frame, t, num_frames);
 
   return gst_dit_tensor_to_frame (dit_backend_cpu (), &view, frame, why);
+}
+
+/* ------------------------------------------------------------------ */
+/* engine enums and chunk timing */
+
+GType
+gst_dit_anchor_mode_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {DIT_ANCHOR_DECODED, "Re-encode the last decoded frame of the chunk's "
+          "first latent (scope's krea_realtime_video)", "decoded"},
+    {DIT_ANCHOR_LATENT, "Use the previous chunk's first latent as is "
+          "(no decode on the critical path)", "latent"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstDitAnchorMode", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+GType
+gst_dit_anchor_decoder_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {DIT_ANCHOR_DECODER_FULL, "The full VAE decodes the anchor latent "
+          "(beside a tiny display decoder, one full decode per chunk)", "full"},
+    {DIT_ANCHOR_DECODER_TINY, "The display decoder's frame is "
+          "re-encoded (with a tiny display decoder: no full decode)", "tiny"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstDitAnchorDecoder", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+GType
+gst_dit_dtype_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GST_DIT_DTYPE_AUTO, "bf16 on CUDA, f32 on the CPU", "auto"},
+    {GST_DIT_DTYPE_BF16, "bf16 weights and activations", "bf16"},
+    {GST_DIT_DTYPE_FP8, "bf16 with the transformer blocks' linear layers as "
+          "FP8 (e4m3) GEMMs; needs a GPU with FP8 tensor cores (compute "
+          "capability 8.9 or newer) or the CPU reference", "fp8"},
+    {GST_DIT_DTYPE_F32, "f32 weights and activations", "f32"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstDitDtype", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+gint
+gst_dit_dtype_precision (gint dtype)
+{
+  switch (dtype) {
+    case GST_DIT_DTYPE_BF16:
+      return DIT_PRECISION_BF16;
+    case GST_DIT_DTYPE_FP8:
+      return DIT_PRECISION_FP8;
+    case GST_DIT_DTYPE_F32:
+      return DIT_PRECISION_F32;
+    default:
+      return -1;
+  }
+}
+
+GType
+gst_dit_prompt_reset_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {DIT_PROMPT_RESET_AUTO, "Restart the cache with video input when the "
+          "prompt switches without a transition (scope's behaviour)", "auto"},
+    {DIT_PROMPT_RESET_ALWAYS, "Restart the cache on every prompt change",
+        "always"},
+    {DIT_PROMPT_RESET_NEVER, "Never restart the cache on a prompt change",
+        "never"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstDitPromptReset", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+void
+gst_dit_latent_set_chunk_times (GstBuffer * buf, const GstDitLatentInfo * info,
+    gint64 chunk_index, guint64 * frames_out)
+{
+  gint n = dit_stream_chunk_frames (chunk_index, info->frames);
+  GstClockTime t0 = gst_util_uint64_scale (*frames_out,
+      info->fps_d * GST_SECOND, info->fps_n);
+  GstClockTime t1 = gst_util_uint64_scale (*frames_out + n,
+      info->fps_d * GST_SECOND, info->fps_n);
+
+  GST_BUFFER_PTS (buf) = t0;
+  GST_BUFFER_DTS (buf) = GST_CLOCK_TIME_NONE;
+  GST_BUFFER_DURATION (buf) = t1 - t0;
+  GST_BUFFER_OFFSET (buf) = *frames_out;
+  GST_BUFFER_OFFSET_END (buf) = *frames_out + n;
+  *frames_out += n;
 }

@@ -18,6 +18,28 @@
 
 G_BEGIN_DECLS
 
+/* The enums of the engine that properties use: model/dit_stream.h's
+ * dit_anchor_mode, model/dit_stage0.h's dit_anchor_decoder,
+ * model/dit_prompt_schedule.h's dit_prompt_reset. */
+#define GST_TYPE_DIT_ANCHOR_MODE (gst_dit_anchor_mode_get_type ())
+GType gst_dit_anchor_mode_get_type (void);
+#define GST_TYPE_DIT_ANCHOR_DECODER (gst_dit_anchor_decoder_get_type ())
+GType gst_dit_anchor_decoder_get_type (void);
+/* The DiT's precision as a property: auto or a dit_precision. */
+typedef enum
+{
+  GST_DIT_DTYPE_AUTO = 0,       /* bf16 on CUDA, f32 on the CPU */
+  GST_DIT_DTYPE_BF16,
+  GST_DIT_DTYPE_FP8,
+  GST_DIT_DTYPE_F32,
+} GstDitDtype;
+#define GST_TYPE_DIT_DTYPE (gst_dit_dtype_get_type ())
+GType gst_dit_dtype_get_type (void);
+/* A dit_precision (model/dit_config.h), or -1 for auto. */
+gint gst_dit_dtype_precision (gint dtype);
+#define GST_TYPE_DIT_PROMPT_RESET (gst_dit_prompt_reset_get_type ())
+GType gst_dit_prompt_reset_get_type (void);
+
 #define GST_DIT_LATENT_MEDIA_TYPE "video/x-dit-latent"
 #define GST_DIT_LATENT_FIELDS \
   "channels = (int) 16, width = (int) [ 1, 1024 ], " \
@@ -106,6 +128,10 @@ gboolean gst_dit_tensor_to_frame (dit_backend * be, const dit_tensor * view,
     GstVideoFrame * frame, gchar ** why);
 
 /* Buffer payload <-> host f32 [channels, frames, h, w]. */
+/* Text-to-video timestamps of chunk k: PTS, duration and frame offsets
+ * of its pixel frames (frames_out: frames before it, advanced). */
+void gst_dit_latent_set_chunk_times (GstBuffer * buf,
+    const GstDitLatentInfo * info, gint64 chunk_index, guint64 * frames_out);
 void gst_dit_latent_to_f32 (const GstDitLatentInfo * info, const guint8 * src,
     gfloat * dst);
 void gst_dit_latent_from_f32 (const GstDitLatentInfo * info,

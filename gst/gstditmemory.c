@@ -44,14 +44,14 @@ device_memory_new (GstDitDeviceAllocator * self, GstMemory * parent,
   gst_memory_init (GST_MEMORY_CAST (m), GST_MEMORY_FLAG_NO_SHARE,
       GST_ALLOCATOR_CAST (self), parent, size, 0, 0, size);
   g_mutex_init (&m->lock);
-  m->dev = self->be->ops->alloc (self->be, MAX (size, 1));
+  m->dev = dit_backend_alloc (self->be, MAX (size, 1));
   if (!m->dev || dit_event_create (self->be, &m->written) != DIT_OK
       || dit_event_create (self->be, &m->read) != DIT_OK) {
     GST_ERROR_OBJECT (self, "no device memory of %" G_GSIZE_FORMAT
         " bytes: %s", size, dit_last_error ());
     dit_event_destroy (self->be, m->written);
     if (m->dev)
-      self->be->ops->free (self->be, m->dev);
+      dit_backend_free (self->be, m->dev);
     g_mutex_clear (&m->lock);
     g_free (m);
     return NULL;
@@ -79,7 +79,7 @@ gst_dit_device_allocator_free (GstAllocator * allocator, GstMemory * mem)
   dit_event_synchronize (self->be, m->read);
   dit_event_destroy (self->be, m->written);
   dit_event_destroy (self->be, m->read);
-  self->be->ops->free (self->be, m->dev);
+  dit_backend_free (self->be, m->dev);
   g_free (m->host);
   g_mutex_clear (&m->lock);
   g_free (m);
@@ -100,7 +100,7 @@ device_memory_map (GstMemory * mem, GstMapInfo * info, gsize maxsize)
     m->host = g_malloc (mem->maxsize);
   if (m->host_maps == 0 && (info->flags & GST_MAP_READ)) {
     if (dit_event_synchronize (self->be, m->written) != DIT_OK
-        || self->be->ops->download (self->be, m->host, m->dev,
+        || dit_download (self->be, m->host, m->dev,
             mem->maxsize) != DIT_OK) {
       GST_ERROR_OBJECT (self, "device latents to the host: %s",
           dit_last_error ());
@@ -124,7 +124,7 @@ device_memory_unmap (GstMemory * mem, GstMapInfo * info)
   if (info->flags & GST_MAP_WRITE) {
     /* The upload must not overtake readers of the old contents. */
     if (dit_event_synchronize (self->be, m->read) != DIT_OK
-        || self->be->ops->upload (self->be, m->dev, m->host,
+        || dit_upload (self->be, m->dev, m->host,
             mem->maxsize) != DIT_OK
         || dit_event_record (self->be, m->written) != DIT_OK)
       GST_ERROR_OBJECT (self, "host latents to the device: %s",
@@ -151,7 +151,7 @@ device_memory_copy (GstMemory * mem, gssize offset, gssize size)
     gst_memory_unref (GST_MEMORY_CAST (c));
     return NULL;
   }
-  if (self->be->ops->upload (self->be, c->dev, map.data, mem->size) != DIT_OK
+  if (dit_upload (self->be, c->dev, map.data, mem->size) != DIT_OK
       || dit_event_record (self->be, c->written) != DIT_OK) {
     GST_ERROR_OBJECT (self, "copying device latents: %s", dit_last_error ());
     gst_memory_unmap (mem, &map);
@@ -382,4 +382,94 @@ gst_dit_peer_takes_device (GstPad * srcpad, GstDitSession * session)
   }
   gst_caps_unref (peer);
   return device;
+}
+
+/* ------------------------------------------------------------------ */
+/* latent chunks <-> tensors */
+
+gboolean
+gst_dit_buffer_to_latents (GstBuffer * buffer, const GstDitLatentInfo * info,
+    dit_backend * be, gfloat * scratch, dit_tensor * out, GstMemory ** dev,
+    gchar ** error)
+{
+  int64_t shape[4] = { DIT_LATENT_CHANNELS, info->frames, info->height,
+    info->width
+  };
+  GstMapInfo map;
+
+  if (gst_buffer_get_size (buffer) < gst_dit_latent_info_buffer_size (info)) {
+    *error = g_strdup_printf ("input chunk of %" G_GSIZE_FORMAT " bytes, "
+        "caps need %" G_GSIZE_FORMAT, gst_buffer_get_size (buffer),
+        gst_dit_latent_info_buffer_size (info));
+    return FALSE;
+  }
+  *dev = gst_dit_buffer_device_memory (buffer);
+  if (*dev) {
+    if (!gst_dit_device_memory_begin_read (*dev, be, error))
+      return FALSE;
+    *out = dit_tensor_make (gst_dit_device_memory_data (*dev),
+        info->bf16 ? DIT_BF16 : DIT_F32, dit_backend_device (be), 4, shape);
+    return TRUE;
+  }
+  if (!gst_buffer_map (buffer, &map, GST_MAP_READ)) {
+    *error = g_strdup ("could not map an input chunk");
+    return FALSE;
+  }
+  gst_dit_latent_to_f32 (info, map.data, scratch);
+  gst_buffer_unmap (buffer, &map);
+  *out = dit_tensor_make (scratch, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+  return TRUE;
+}
+
+gboolean
+gst_dit_latents_to_buffer (const dit_tensor * x, const GstDitLatentInfo * info,
+    dit_backend * be, GstBufferPool * pool, gfloat * scratch,
+    GstBuffer ** out, gchar ** error)
+{
+  GstBuffer *buf = NULL;
+  GstMemory *mem;
+  GstMapInfo map;
+  const gfloat *host = x->data;
+  int64_t n = dit_tensor_numel (x);
+
+  if (!pool) {
+    if (x->device != DIT_DEVICE_CPU) {
+      if (dit_download (be, scratch, x->data, dit_tensor_nbytes (x)) != DIT_OK) {
+        *error = g_strdup (dit_last_error ());
+        return FALSE;
+      }
+      host = scratch;
+    }
+    buf = gst_buffer_new_allocate (NULL, gst_dit_latent_info_buffer_size (info),
+        NULL);
+    gst_buffer_map (buf, &map, GST_MAP_WRITE);
+    gst_dit_latent_from_f32 (info, host, map.data);
+    gst_buffer_unmap (buf, &map);
+    *out = buf;
+    return TRUE;
+  }
+  if (gst_buffer_pool_acquire_buffer (pool, &buf, NULL) != GST_FLOW_OK
+      || !(mem = gst_dit_buffer_device_memory (buf))) {
+    if (buf)
+      gst_buffer_unref (buf);
+    *error = g_strdup ("no device latent buffer from the pool");
+    return FALSE;
+  }
+  dit_tensor src = dit_tensor_2d (x->data, DIT_F32, x->device, 1, n);
+  dit_tensor dst = dit_tensor_2d (gst_dit_device_memory_data (mem),
+      info->bf16 ? DIT_BF16 : DIT_F32, x->device, 1, n);
+  dit_copy_params cp = { .x = &src, .y = &dst };
+  if (!gst_dit_device_memory_begin_write (mem, be, error))
+    goto fail;
+  if (dit_copy (be, &cp) != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
+    goto fail;
+  }
+  if (!gst_dit_device_memory_written (mem, be, error))
+    goto fail;
+  *out = buf;
+  return TRUE;
+fail:
+  gst_buffer_unref (buf);
+  return FALSE;
 }

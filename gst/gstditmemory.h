@@ -59,6 +59,22 @@ gboolean gst_dit_device_memory_begin_read (GstMemory * mem, dit_backend * be,
 gboolean gst_dit_device_memory_read_done (GstMemory * mem, dit_backend * be,
     gchar ** error);
 
+/* A latent chunk in `buffer` as a tensor [16, F, h, w] that ops on `be`
+ * read: device memory as it is (*dev is set and begin_read done: call
+ * gst_dit_device_memory_read_done after the reads), system memory
+ * converted to host f32 in `scratch` (*dev NULL). */
+gboolean gst_dit_buffer_to_latents (GstBuffer * buffer,
+    const GstDitLatentInfo * info, dit_backend * be, gfloat * scratch,
+    dit_tensor * out, GstMemory ** dev, gchar ** error);
+/* f32 latents `x` (on be's device or the host) into a new buffer of
+ * `info`: from `pool` (device memory in the caps' dtype, converted and
+ * marked written on be's stream: nothing waits), or, pool NULL, system
+ * memory (device latents are downloaded into `scratch` first: the
+ * consumer asked for host memory). */
+gboolean gst_dit_latents_to_buffer (const dit_tensor * x,
+    const GstDitLatentInfo * info, dit_backend * be, GstBufferPool * pool,
+    gfloat * scratch, GstBuffer ** out, gchar ** error);
+
 /* Latent caps helpers.  with_feature: the system-memory structures of
  * `caps` again with `feature` (new caps).  any_memory: every structure of
  * `caps` (taken) in system memory and again in device memory, for caps

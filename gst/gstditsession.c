@@ -48,36 +48,18 @@ struct _GstDitSession
 
   guint64 epoch;                /* atomic */
 
-  /* display decoder; guarded by dec_lock.  dec_vae is the full VAE: the
-   * display decoder unless dec_tae (a TAEHV) is, and the anchor path's
-   * encoder; with a TAEHV display and a full-VAE anchor its decoder stream
-   * sees only the anchor latents. */
+  /* Stage 0 (model/dit_stage0.h: context, anchor path, display decode
+   * queue) on the session's backend; guarded by dec_lock.  The generator
+   * sets the stream's context frames and anchor mode; the display only
+   * needs the size. */
   GMutex dec_lock;
   GCond dec_cond;
-  dit_vae *dec_vae;
-  dit_taehv *dec_tae;
-  gint dec_width, dec_height;
-  dit_decode_queue *dq;
+  dit_stage0 *stage0;
+  dit_stage0_config s0cfg;
   guint64 dec_epoch;
   gint display_users;
   gboolean flushing;
-  gint64 decoded;
-  gint64 busy_us;               /* decode + anchor encode time, dec_lock */
-  gfloat *anchor_frame;         /* [3, 1, H, W] */
-  gfloat *anchor_pixels;        /* [3, 4, H, W]: full-VAE anchor decode */
-  gfloat *anchor_latent;        /* [16, 1, h, w] */
-
-  /* Sessions on a device: the decoder's device staging.  The decode queue
-   * keeps host frames (the anchor path and system-memory output read
-   * them); dev_frames keeps a device copy of each held latent's frames, a
-   * ring of dev_slots = queue capacity slots of [3, 4, H, W], so that
-   * CUDA-memory output converts from device memory.  Held latents are
-   * consecutive and at most the capacity, so their slots never collide. */
-  dit_tensor dev_latent;        /* [16, 1, h, w] */
-  dit_tensor dev_anchor;        /* [16, 1, h, w] */
-  dit_tensor dev_frames;
-  dit_tensor dev_anchor_pixels; /* [3, 4, H, W] */
-  gint dev_slots;
+  gint64 busy_base_us;          /* busy time of earlier stage0 objects */
 
 #ifdef DIT_HAVE_GST_CUDA
   /* guarded by the object lock */
@@ -111,18 +93,7 @@ gst_dit_session_finalize (GObject * object)
   GstDitSession *self = GST_DIT_SESSION (object);
 
   GST_DEBUG_OBJECT (self, "freeing session '%s'", self->key);
-  if (self->dec_vae)
-    dit_vae_free (self->dec_vae);
-  dit_taehv_free (self->dec_tae);
-  dit_tensor_free (self->backend, &self->dev_latent);
-  dit_tensor_free (self->backend, &self->dev_anchor);
-  dit_tensor_free (self->backend, &self->dev_frames);
-  dit_tensor_free (self->backend, &self->dev_anchor_pixels);
-  if (self->dq)
-    dit_decode_queue_free (self->dq);
-  g_free (self->anchor_frame);
-  g_free (self->anchor_pixels);
-  g_free (self->anchor_latent);
+  dit_stage0_free (self->stage0);
   if (self->dit_weights)
     dit_weights_free (self->dit_weights);
   if (self->vae_weights)
@@ -377,7 +348,7 @@ post_progress (GstElement * element, GstProgressType type, const gchar * code,
 static dit_dtype
 session_dtype (GstDitSession * self)
 {
-  return self->backend && self->backend->ops->device == DIT_DEVICE_CUDA ?
+  return self->backend && dit_backend_device (self->backend) == DIT_DEVICE_CUDA ?
       DIT_BF16 : DIT_F32;
 }
 
@@ -504,6 +475,18 @@ gst_dit_session_load_vae (GstDitSession * self, GstElement * element,
       "VAE weights loaded");
   ok = TRUE;
 out:
+  GST_OBJECT_UNLOCK (self);
+  return ok;
+}
+
+gboolean
+gst_dit_session_open_device (GstDitSession * self, const gchar * device,
+    gchar ** error)
+{
+  gboolean ok;
+
+  GST_OBJECT_LOCK (self);
+  ok = ensure_backend (self, device, error);
   GST_OBJECT_UNLOCK (self);
   return ok;
 }
@@ -744,182 +727,113 @@ gst_dit_session_set_flushing (GstDitSession * self, gboolean flushing)
 gboolean
 gst_dit_session_on_device (GstDitSession * self)
 {
-  return self->backend && self->backend->ops->device != DIT_DEVICE_CPU;
+  return self->backend && dit_backend_device (self->backend) != DIT_DEVICE_CPU;
 }
 
+/* With dec_lock held: a Stage 0 for `want` (the VAE when the session has
+ * one, the display decoder and the anchor's decoder the session's
+ * elements chose), made anew when the size, the stream settings or the
+ * decoders differ.  The display of another element may hold a different
+ * size. */
 static gboolean
-alloc_device_staging (GstDitSession * self, gint width, gint height,
-    gint slots, gchar ** error)
-{
-  int64_t lshape[4] = { DIT_LATENT_CHANNELS, 1, height / 8, width / 8 };
-  int64_t fshape[1] = { (int64_t) slots * 3 * 4 * width * height };
-
-  int64_t ashape[4] = { 3, 4, height, width };
-
-  dit_tensor_free (self->backend, &self->dev_latent);
-  dit_tensor_free (self->backend, &self->dev_anchor);
-  dit_tensor_free (self->backend, &self->dev_frames);
-  dit_tensor_free (self->backend, &self->dev_anchor_pixels);
-  if (dit_tensor_alloc (self->backend, &self->dev_latent, DIT_F32, 4, lshape)
-      != DIT_OK
-      || dit_tensor_alloc (self->backend, &self->dev_anchor, DIT_F32, 4,
-          lshape) != DIT_OK
-      || dit_tensor_alloc (self->backend, &self->dev_frames, DIT_F32, 1,
-          fshape) != DIT_OK
-      || dit_tensor_alloc (self->backend, &self->dev_anchor_pixels, DIT_F32, 4,
-          ashape) != DIT_OK) {
-    *error = g_strdup_printf ("session '%s': device staging for %dx%d: %s",
-        self->key, width, height, dit_last_error ());
-    dit_tensor_free (self->backend, &self->dev_latent);
-    dit_tensor_free (self->backend, &self->dev_anchor);
-    dit_tensor_free (self->backend, &self->dev_frames);
-    dit_tensor_free (self->backend, &self->dev_anchor_pixels);
-    return FALSE;
-  }
-  self->dev_slots = slots;
-  return TRUE;
-}
-
-/* The device copy of latent i's frames, [3, T, H, W]. */
-static dit_tensor
-device_frames (GstDitSession * self, gint64 latent_index)
-{
-  gsize plane = (gsize) self->dec_width * self->dec_height;
-  int64_t shape[4] = { 3, dit_stream_latent_frames (latent_index),
-    self->dec_height, self->dec_width
-  };
-
-  return dit_tensor_make ((gfloat *) self->dev_frames.data
-      + (gsize) (latent_index % self->dev_slots) * 3 * 4 * plane, DIT_F32,
-      self->dev_frames.device, 4, shape);
-}
-
-/* With dec_lock held: the TAEHV display decoder when one is chosen. */
-static gboolean
-ensure_display_taehv (GstDitSession * self, gint width, gint height,
+stage0_ensure (GstDitSession * self, const dit_stage0_config * want,
     gchar ** error)
 {
-  gboolean tiny;
+  dit_stage0_config c = *want;
+  dit_stage0 *s0 = NULL;
+  const dit_stage0_config *have = self->stage0 ?
+      dit_stage0_get_config (self->stage0) : NULL;
+  gboolean decoder = self->vae_weights != NULL, tiny;
 
   GST_OBJECT_LOCK (self);
-  tiny = self->display_decoder != NULL;
+  tiny = decoder && self->display_decoder != NULL;
   GST_OBJECT_UNLOCK (self);
-  if (!tiny || self->dec_tae)
+  c.anchor_decoder = self->anchor_tiny ? DIT_ANCHOR_DECODER_TINY
+      : DIT_ANCHOR_DECODER_FULL;
+  if (have && have->latent_w == c.latent_w && have->latent_h == c.latent_h
+      && have->frames_per_chunk == c.frames_per_chunk
+      && have->context_frames == c.context_frames && have->anchor == c.anchor
+      && have->anchor_decoder == c.anchor_decoder
+      && dit_stage0_has_decoder (self->stage0) == decoder
+      && dit_stage0_has_display_decoder (self->stage0) == tiny)
     return TRUE;
-  self->dec_tae = gst_dit_session_new_taehv (self, NULL, width, height,
-      DIT_TAEHV_DECODER, error);
-  return self->dec_tae != NULL;
+  if (have && self->display_users > 1 && (have->latent_w != c.latent_w
+          || have->latent_h != c.latent_h)) {
+    *error = g_strdup_printf ("session '%s' already decodes %dx%d, cannot "
+        "switch to %dx%d", self->key, 8 * have->latent_w, 8 * have->latent_h,
+        8 * c.latent_w, 8 * c.latent_h);
+    return FALSE;
+  }
+  if (!decoder && c.anchor == DIT_ANCHOR_DECODED) {
+    *error = g_strdup ("anchor path: no VAE loaded in the session");
+    return FALSE;
+  }
+  c.vae_config = &self->vae_config;
+  c.vae_weights = self->vae_weights;
+  c.vae_dtype = session_dtype (self);
+  /* the TAEHV's weights stay while the session lives */
+  c.display_config = tiny ? &self->taehv_config : NULL;
+  c.display_weights = tiny ? self->taehv_weights : NULL;
+  if (dit_stage0_create (&c, self->backend, &s0) != DIT_OK) {
+    *error = g_strdup_printf ("session '%s': %s", self->key, dit_last_error ());
+    return FALSE;
+  }
+  if (self->stage0) {
+    dit_stage0_stats st;
+    dit_stage0_get_stats (self->stage0, &st);
+    self->busy_base_us += st.busy_us;
+    dit_stage0_free (self->stage0);
+  }
+  self->stage0 = s0;
+  self->s0cfg = c;
+  return TRUE;
 }
 
 gboolean
 gst_dit_session_display_configure (GstDitSession * self, gint width,
     gint height, gint frames_per_chunk, gint max_chunks, gchar ** error)
 {
-  gint capacity = MAX (2, max_chunks + 1) * frames_per_chunk;
-  gboolean ok = TRUE;
+  dit_stage0_config c;
+  gboolean ok;
 
   g_mutex_lock (&self->dec_lock);
-  if (self->dec_vae && self->dec_width == width && self->dec_height == height) {
-    /* a tiny display decoder chosen after the first configure */
-    ok = ensure_display_taehv (self, width, height, error);
-    goto out;
+  if (self->stage0) {
+    c = *dit_stage0_get_config (self->stage0);
+  } else {
+    /* the generator sets its own when it configures */
+    dit_stage0_config_default (&c);
+    c.context_frames = MIN (c.context_frames, frames_per_chunk);
+    c.capacity = MAX (2, max_chunks + 1) * frames_per_chunk;
   }
-  if (self->dec_vae && self->display_users > 1) {
-    *error = g_strdup_printf ("session '%s' already decodes %dx%d, cannot "
-        "switch to %dx%d", self->key, self->dec_width, self->dec_height,
-        width, height);
-    ok = FALSE;
-    goto out;
-  }
-  if (self->dec_vae)
-    dit_vae_free (self->dec_vae);
-  self->dec_vae = NULL;
-  dit_taehv_free (self->dec_tae);
-  self->dec_tae = NULL;
-  if (self->dq)
-    dit_decode_queue_free (self->dq);
-  self->dq = NULL;
-  g_free (self->anchor_frame);
-  g_free (self->anchor_pixels);
-  g_free (self->anchor_latent);
-  self->anchor_frame = g_new0 (gfloat, (gsize) 3 * width * height);
-  self->anchor_pixels = g_new0 (gfloat, (gsize) 3 * 4 * width * height);
-  self->anchor_latent = g_new0 (gfloat, (gsize) DIT_LATENT_CHANNELS
-      * (width / 8) * (height / 8));
-  self->dec_vae = gst_dit_session_new_vae (self, NULL, width, height, error);
-  if (!self->dec_vae || !ensure_display_taehv (self, width, height, error)) {
-    ok = FALSE;
-    goto out;
-  }
-  if (dit_decode_queue_create (height / 8, width / 8, capacity,
-          &self->dq) != DIT_OK) {
-    *error = g_strdup (dit_last_error ());
-    dit_vae_free (self->dec_vae);
-    self->dec_vae = NULL;
-    ok = FALSE;
-    goto out;
-  }
-  if (gst_dit_session_on_device (self)
-      && !alloc_device_staging (self, width, height, capacity, error)) {
-    dit_vae_free (self->dec_vae);
-    self->dec_vae = NULL;
-    dit_decode_queue_free (self->dq);
-    self->dq = NULL;
-    ok = FALSE;
-    goto out;
-  }
-  self->dec_width = width;
-  self->dec_height = height;
-  self->decoded = 0;
-out:
+  c.latent_w = width / 8;
+  c.latent_h = height / 8;
+  c.frames_per_chunk = frames_per_chunk;
+  c.context_frames = MIN (c.context_frames, frames_per_chunk);
+  c.capacity = MAX (c.capacity, frames_per_chunk);
+  ok = stage0_ensure (self, &c, error);
   g_mutex_unlock (&self->dec_lock);
   return ok;
 }
 
-/* The display decoder: the TAEHV when the session has one, else the full
- * VAE. */
-static dit_status
-display_decode (GstDitSession * self, const dit_tensor * latent,
-    dit_tensor * pixels)
+gboolean
+gst_dit_session_stage0_configure (GstDitSession * self, gint latent_w,
+    gint latent_h, gint frames_per_chunk, gint context_frames,
+    dit_anchor_mode anchor, gint max_chunks, gchar ** error)
 {
-  if (self->dec_tae)
-    return dit_taehv_decode (self->dec_tae, latent, pixels);
-  return dit_vae_decode (self->dec_vae, latent, pixels);
-}
+  dit_stage0_config c;
+  gboolean ok;
 
-static dit_status
-decode_one (void *user, int64_t latent_index, const float *latent,
-    float *pixels)
-{
-  GstDitSession *self = user;
-  int64_t lshape[4] = { DIT_LATENT_CHANNELS, 1, self->dec_height / 8,
-    self->dec_width / 8
-  };
-  int64_t pshape[4] = { 3, dit_stream_latent_frames (latent_index),
-    self->dec_height, self->dec_width
-  };
-  dit_tensor lt = dit_tensor_make ((void *) latent, DIT_F32, DIT_DEVICE_CPU, 4,
-      lshape);
-  dit_tensor pt = dit_tensor_make (pixels, DIT_F32, DIT_DEVICE_CPU, 4, pshape);
-
-  gint64 t0 = g_get_monotonic_time ();
-  dit_status st;
-  self->decoded++;
-  if (self->dev_frames.data) {
-    dit_backend *be = self->backend;
-    dit_tensor pd = device_frames (self, latent_index);
-    st = be->ops->upload (be, self->dev_latent.data, latent,
-        dit_tensor_nbytes (&lt));
-    if (st == DIT_OK)
-      st = display_decode (self, &self->dev_latent, &pd);
-    /* a host sync per latent: the decode queue holds host frames */
-    if (st == DIT_OK)
-      st = be->ops->download (be, pixels, pd.data, dit_tensor_nbytes (&pt));
-  } else {
-    st = display_decode (self, &lt, &pt);
-  }
-  self->busy_us += g_get_monotonic_time () - t0;
-  return st;
+  dit_stage0_config_default (&c);
+  c.latent_w = latent_w;
+  c.latent_h = latent_h;
+  c.frames_per_chunk = frames_per_chunk;
+  c.context_frames = context_frames;
+  c.anchor = anchor;
+  c.capacity = MAX (2, max_chunks + 1) * frames_per_chunk;
+  g_mutex_lock (&self->dec_lock);
+  ok = stage0_ensure (self, &c, error);
+  g_mutex_unlock (&self->dec_lock);
+  return ok;
 }
 
 /* With dec_lock held: start a new stream when `epoch` is newer. */
@@ -929,91 +843,67 @@ check_epoch (GstDitSession * self, guint64 epoch)
   if (epoch < self->dec_epoch)
     return FALSE;
   if (epoch > self->dec_epoch) {
-    GST_DEBUG_OBJECT (self, "decoder: new epoch %" G_GUINT64_FORMAT, epoch);
+    GST_DEBUG_OBJECT (self, "stage 0: new epoch %" G_GUINT64_FORMAT, epoch);
     self->dec_epoch = epoch;
-    dit_decode_queue_reset (self->dq);
-    dit_vae_reset_decoder (self->dec_vae);
-    dit_taehv_reset_decoder (self->dec_tae);
-    self->decoded = 0;
+    dit_stage0_reset (self->stage0);
     g_cond_broadcast (&self->dec_cond);
   }
   return TRUE;
 }
 
-/* With dec_lock held: the anchor from the full VAE beside a tiny display
- * decoder.  Latent `anchor_latent` (in x [16, frames, h, w] from `first`)
- * is decoded on the full VAE's decoder stream, which sees only the anchor
- * latents (so its causal cache holds the previous anchor's features, not
- * the previous latent's: the one decode per chunk this costs is the point
- * of a tiny display), and its last frame is re-encoded. */
-static dit_status
-anchor_full_vae (GstDitSession * self, gint64 first, gint frames,
-    const gfloat * x, gint64 anchor_latent, gfloat * anchor)
+/* With dec_lock held: the common entry checks of a Stage 0 call. */
+static GstDitDecodeResult
+stage0_enter (GstDitSession * self, guint64 epoch, const gchar * who,
+    gchar ** error)
 {
-  const gint H = self->dec_height, W = self->dec_width, h = H / 8, w = W / 8;
-  const gsize hw = (gsize) h * w, plane = (gsize) H * W;
-  const gint64 j = anchor_latent - first;
-  const int64_t T = dit_vae_decode_frames (self->dec_vae, 1);
-  int64_t lshape[4] = { DIT_LATENT_CHANNELS, 1, h, w };
-  int64_t pshape[4] = { 3, T, H, W };
-  dit_tensor lt, pt, ft;
-
-  if (j < 0 || j >= frames)
-    return dit_error (DIT_ERR_STATE, "anchor path: latent %" G_GINT64_FORMAT
-        " is not in the chunk of latents %" G_GINT64_FORMAT "..%"
-        G_GINT64_FORMAT, anchor_latent, first, first + frames - 1);
-  for (gint c = 0; c < DIT_LATENT_CHANNELS; c++)
-    memcpy (self->anchor_latent + c * hw, x + ((gsize) c * frames + j) * hw,
-        hw * sizeof (gfloat));
-  if (self->dev_frames.data) {
-    dit_backend *be = self->backend;
-    DIT_TRY (be->ops->upload (be, self->dev_latent.data, self->anchor_latent,
-            hw * DIT_LATENT_CHANNELS * sizeof (gfloat)));
-    pt = dit_tensor_make (self->dev_anchor_pixels.data, DIT_F32,
-        self->dev_anchor_pixels.device, 4, pshape);
-    DIT_TRY (dit_vae_decode (self->dec_vae, &self->dev_latent, &pt));
-    ft = pt;
-    ft.data = (gfloat *) pt.data + (gsize) (T - 1) * plane;
-    ft.shape[1] = 1;
-    DIT_TRY (dit_vae_encode_anchor (self->dec_vae, &ft, &self->dev_anchor));
-    return be->ops->download (be, anchor, self->dev_anchor.data,
-        dit_tensor_nbytes (&self->dev_anchor));
+  if (!self->stage0) {
+    *error = g_strdup_printf ("%s: the session's Stage 0 is not configured",
+        who);
+    return GST_DIT_DECODE_ERROR;
   }
-  lt = dit_tensor_make (self->anchor_latent, DIT_F32, DIT_DEVICE_CPU, 4, lshape);
-  pt = dit_tensor_make (self->anchor_pixels, DIT_F32, DIT_DEVICE_CPU, 4, pshape);
-  DIT_TRY (dit_vae_decode (self->dec_vae, &lt, &pt));
-  ft = pt;
-  ft.data = (gfloat *) pt.data + (gsize) (T - 1) * plane;
-  ft.shape[1] = 1;
-  lt.data = anchor;
-  return dit_vae_encode_anchor (self->dec_vae, &ft, &lt);
+  if (!check_epoch (self, epoch))
+    return GST_DIT_DECODE_STALE;
+  if (self->flushing)
+    return GST_DIT_DECODE_FLUSHING;
+  return GST_DIT_DECODE_OK;
 }
 
 GstDitDecodeResult
-gst_dit_session_anchor (GstDitSession * self, guint64 epoch, gint64 first,
-    gint frames, const gfloat * x, gint64 anchor_latent, gfloat * anchor,
+gst_dit_session_context (GstDitSession * self, guint64 epoch,
+    gint64 chunk_index, dit_backend * consumer, dit_tensor * ctx,
     gchar ** error)
 {
-  GstDitDecodeResult res = GST_DIT_DECODE_OK;
-  const gfloat *pix;
-  gint nf;
-  gsize plane;
-  gint64 t_enc;
+  GstDitDecodeResult res;
 
   g_mutex_lock (&self->dec_lock);
-  if (!self->dq) {
-    *error = g_strdup ("anchor path: the session decoder is not configured");
+  res = stage0_enter (self, epoch, "context", error);
+  if (res == GST_DIT_DECODE_OK && dit_stage0_context (self->stage0,
+          chunk_index, consumer, ctx) != DIT_OK) {
+    *error = g_strdup (dit_last_error ());
     res = GST_DIT_DECODE_ERROR;
-    goto out;
   }
-  if (!check_epoch (self, epoch)) {
-    res = GST_DIT_DECODE_STALE;
+  g_mutex_unlock (&self->dec_lock);
+  return res;
+}
+
+GstDitDecodeResult
+gst_dit_session_push_chunk (GstDitSession * self, guint64 epoch,
+    gint64 chunk_index, const dit_tensor * x0, dit_backend * producer,
+    gchar ** error)
+{
+  GstDitDecodeResult res;
+  gint F;
+  gboolean queues;
+
+  g_mutex_lock (&self->dec_lock);
+  res = stage0_enter (self, epoch, "anchor path", error);
+  if (res != GST_DIT_DECODE_OK)
     goto out;
-  }
+  F = self->s0cfg.frames_per_chunk;
+  queues = self->s0cfg.anchor == DIT_ANCHOR_DECODED;
   /* Bounded hand-off to the display: wait until it has taken enough. */
-  while (!self->flushing && self->display_users > 0
-      && !dit_decode_queue_has_room (self->dq, frames)
-      && epoch == self->dec_epoch)
+  while (queues && !self->flushing && self->display_users > 0
+      && !dit_stage0_has_room (self->stage0, F) && epoch == self->dec_epoch)
     g_cond_wait (&self->dec_cond, &self->dec_lock);
   if (self->flushing) {
     res = GST_DIT_DECODE_FLUSHING;
@@ -1023,71 +913,17 @@ gst_dit_session_anchor (GstDitSession * self, guint64 epoch, gint64 first,
     res = GST_DIT_DECODE_STALE;
     goto out;
   }
-  if (self->display_users == 0 && !dit_decode_queue_has_room (self->dq, frames)) {
-    /* Nobody displays: decode what is queued (the decoder state must see
-     * every latent) and drop the frames. */
-    gint64 end = dit_decode_queue_next_submit (self->dq);
-    if (end > dit_decode_queue_next_decode (self->dq)
-        && dit_decode_queue_run_to (self->dq, end - 1, decode_one, self)
-        != DIT_OK)
-      goto lib_error;
-    dit_decode_queue_release (self->dq, end - 1);
-  }
-  if (dit_decode_queue_submit (self->dq, first, frames, x, frames, 0)
-      != DIT_OK)
+  /* Nobody displays: decode what is queued (the decoder state must see
+   * every latent) and drop the frames. */
+  if (queues && self->display_users == 0
+      && !dit_stage0_has_room (self->stage0, F)
+      && dit_stage0_drain (self->stage0) != DIT_OK)
     goto lib_error;
-  if (anchor_latent < 0)
-    goto out;
-  if (self->dec_tae && !self->anchor_tiny) {
-    t_enc = g_get_monotonic_time ();
-    if (anchor_full_vae (self, first, frames, x, anchor_latent, anchor)
-        != DIT_OK)
-      goto lib_error;
-    self->busy_us += g_get_monotonic_time () - t_enc;
-    if (self->display_users == 0)
-      dit_decode_queue_release (self->dq, anchor_latent);
-    goto out;
-  }
-  if (dit_decode_queue_run_to (self->dq, anchor_latent, decode_one, self)
-      != DIT_OK)
+  if (dit_stage0_push_chunk (self->stage0, chunk_index, x0, producer) != DIT_OK)
     goto lib_error;
-  pix = dit_decode_queue_frames (self->dq, anchor_latent, &nf);
-  if (!pix) {
-    *error = g_strdup_printf ("anchor path: frames of latent %" G_GINT64_FORMAT
-        " are gone", anchor_latent);
-    res = GST_DIT_DECODE_ERROR;
-    goto out;
-  }
-  plane = (gsize) self->dec_width * self->dec_height;
-  t_enc = g_get_monotonic_time ();
-  if (self->dev_frames.data) {
-    /* The last frame of the device copy, a [3, 1, H, W] strided view. */
-    dit_backend *be = self->backend;
-    dit_tensor ft = device_frames (self, anchor_latent);
-    ft.data = (gfloat *) ft.data + (gsize) (nf - 1) * plane;
-    ft.shape[1] = 1;
-    if (dit_vae_encode_anchor (self->dec_vae, &ft, &self->dev_anchor) != DIT_OK
-        || be->ops->download (be, anchor, self->dev_anchor.data,
-            dit_tensor_nbytes (&self->dev_anchor)) != DIT_OK)
-      goto lib_error;
-  } else {
-    int64_t fshape[4] = { 3, 1, self->dec_height, self->dec_width };
-    int64_t lshape[4] = { DIT_LATENT_CHANNELS, 1, self->dec_height / 8,
-      self->dec_width / 8
-    };
-    dit_tensor ft = dit_tensor_make (self->anchor_frame, DIT_F32,
-        DIT_DEVICE_CPU, 4, fshape);
-    dit_tensor lt = dit_tensor_make (anchor, DIT_F32, DIT_DEVICE_CPU, 4,
-        lshape);
-    for (gint c = 0; c < 3; c++)
-      memcpy (self->anchor_frame + c * plane, pix + ((gsize) c * nf + nf - 1)
-          * plane, plane * sizeof (gfloat));
-    if (dit_vae_encode_anchor (self->dec_vae, &ft, &lt) != DIT_OK)
-      goto lib_error;
-  }
-  self->busy_us += g_get_monotonic_time () - t_enc;
-  if (self->display_users == 0)
-    dit_decode_queue_release (self->dq, anchor_latent);
+  if (queues && self->display_users == 0)
+    dit_stage0_release (self->stage0, dit_stage0_next_decode (self->stage0)
+        - 1);
   goto out;
 
 lib_error:
@@ -1107,10 +943,42 @@ gst_dit_session_display_has_latents (GstDitSession * self, guint64 epoch,
   /* Only the display releases latents and a newer epoch makes the display
    * call stale, so a TRUE answer stays true until that call. */
   g_mutex_lock (&self->dec_lock);
-  has = self->dq && epoch == self->dec_epoch
-      && first + n <= dit_decode_queue_next_submit (self->dq);
+  has = self->stage0 && epoch == self->dec_epoch
+      && first + n <= dit_stage0_next_submit (self->stage0);
   g_mutex_unlock (&self->dec_lock);
   return has;
+}
+
+/* With dec_lock held: queue latents [first, first + n) (x: host f32, or
+ * NULL when queued already) and decode them. */
+static GstDitDecodeResult
+display_decode (GstDitSession * self, guint64 epoch, gint64 first, gint n,
+    const gfloat * x, gchar ** error)
+{
+  GstDitDecodeResult res = stage0_enter (self, epoch, "display", error);
+  int64_t shape[4] = { DIT_LATENT_CHANNELS, n, self->s0cfg.latent_h,
+    self->s0cfg.latent_w
+  };
+  dit_tensor xt = dit_tensor_make ((gfloat *) x, DIT_F32, DIT_DEVICE_CPU, 4,
+      shape);
+
+  if (res != GST_DIT_DECODE_OK)
+    return res;
+  if (!dit_stage0_has_decoder (self->stage0)) {
+    *error = g_strdup ("display: no VAE loaded in the session");
+    return GST_DIT_DECODE_ERROR;
+  }
+  if (first + n - 1 < dit_stage0_next_submit (self->stage0)
+      - dit_stage0_held (self->stage0))
+    return GST_DIT_DECODE_STALE;
+  if ((first + n > dit_stage0_next_submit (self->stage0) && !x)
+      || dit_stage0_submit (self->stage0, first, n, &xt, NULL) != DIT_OK
+      || dit_stage0_decode_to (self->stage0, first + n - 1) != DIT_OK) {
+    *error = g_strdup (x ? dit_last_error () : "display: latents were not "
+        "queued and none were given");
+    return GST_DIT_DECODE_ERROR;
+  }
+  return GST_DIT_DECODE_OK;
 }
 
 GstDitDecodeResult
@@ -1118,56 +986,39 @@ gst_dit_session_display (GstDitSession * self, guint64 epoch, gint64 first,
     gint n, const gfloat * x, gfloat * pixels, gint * num_frames,
     gchar ** error)
 {
-  GstDitDecodeResult res = GST_DIT_DECODE_OK;
-  gint64 last = first + n - 1;
+  GstDitDecodeResult res;
   gsize plane;
   gint total = 0, t = 0;
 
   g_mutex_lock (&self->dec_lock);
-  if (!self->dq) {
-    *error = g_strdup ("display: the session decoder is not configured");
-    res = GST_DIT_DECODE_ERROR;
+  res = display_decode (self, epoch, first, n, x, error);
+  if (res != GST_DIT_DECODE_OK)
     goto out;
-  }
-  if (!check_epoch (self, epoch)) {
-    res = GST_DIT_DECODE_STALE;
-    goto out;
-  }
-  if (self->flushing) {
-    res = GST_DIT_DECODE_FLUSHING;
-    goto out;
-  }
-  if (last < dit_decode_queue_next_submit (self->dq) - dit_decode_queue_held
-      (self->dq)) {
-    res = GST_DIT_DECODE_STALE;
-    goto out;
-  }
-  if (dit_decode_queue_submit (self->dq, first, n, x, n, 0) != DIT_OK
-      || dit_decode_queue_run_to (self->dq, last, decode_one, self) != DIT_OK) {
-    *error = g_strdup (dit_last_error ());
-    res = GST_DIT_DECODE_ERROR;
-    goto out;
-  }
-  for (gint64 i = first; i <= last; i++)
+  for (gint64 i = first; i < first + n; i++)
     total += dit_stream_latent_frames (i);
-  plane = (gsize) self->dec_width * self->dec_height;
-  for (gint64 i = first; i <= last; i++) {
-    gint nf = 0;
-    const gfloat *pix = dit_decode_queue_frames (self->dq, i, &nf);
-    if (!pix) {
-      *error = g_strdup_printf ("display: frames of latent %" G_GINT64_FORMAT
-          " were released before display", i);
-      res = GST_DIT_DECODE_ERROR;
-      goto out;
-    }
+  plane = (gsize) 64 * self->s0cfg.latent_w * self->s0cfg.latent_h;
+  /* The frames to the host: this consumer asked for system memory. */
+  for (gint64 i = first; i < first + n; i++) {
+    dit_tensor f;
+    gint nf;
+    if (dit_stage0_frames (self->stage0, i, &f) != DIT_OK)
+      goto lib_error;
+    nf = (gint) f.shape[1];
     for (gint c = 0; c < 3; c++)
-      memcpy (pixels + ((gsize) c * total + t) * plane,
-          pix + (gsize) c * nf * plane, (gsize) nf * plane * sizeof (gfloat));
+      if (dit_download (self->backend, pixels + ((gsize) c * total + t) * plane,
+              (gfloat *) f.data + (gsize) c * nf * plane,
+              (gsize) nf * plane * sizeof (gfloat)) != DIT_OK)
+        goto lib_error;
     t += nf;
   }
-  dit_decode_queue_release (self->dq, last);
+  dit_stage0_release (self->stage0, first + n - 1);
   g_cond_broadcast (&self->dec_cond);
   *num_frames = total;
+  goto out;
+
+lib_error:
+  *error = g_strdup (dit_last_error ());
+  res = GST_DIT_DECODE_ERROR;
 out:
   g_mutex_unlock (&self->dec_lock);
   return res;
@@ -1178,50 +1029,29 @@ gst_dit_session_display_device (GstDitSession * self, guint64 epoch,
     gint64 first, gint n, const gfloat * x, GstDitFrameFunc func,
     gpointer user_data, gint * num_frames, gchar ** error)
 {
-  GstDitDecodeResult res = GST_DIT_DECODE_OK;
-  gint64 last = first + n - 1;
+  GstDitDecodeResult res;
   gsize plane;
   gint t = 0;
 
   g_mutex_lock (&self->dec_lock);
-  if (!self->dq || !self->dev_frames.data) {
-    *error = g_strdup ("display: the session decoder is not configured on a "
-        "device");
+  if (!gst_dit_session_on_device (self)) {
+    *error = g_strdup ("display: the session is not on a device");
     res = GST_DIT_DECODE_ERROR;
     goto out;
   }
-  if (!check_epoch (self, epoch)) {
-    res = GST_DIT_DECODE_STALE;
+  res = display_decode (self, epoch, first, n, x, error);
+  if (res != GST_DIT_DECODE_OK)
     goto out;
-  }
-  if (self->flushing) {
-    res = GST_DIT_DECODE_FLUSHING;
-    goto out;
-  }
-  if (last < dit_decode_queue_next_submit (self->dq) - dit_decode_queue_held
-      (self->dq)) {
-    res = GST_DIT_DECODE_STALE;
-    goto out;
-  }
-  if (dit_decode_queue_submit (self->dq, first, n, x, n, 0) != DIT_OK
-      || dit_decode_queue_run_to (self->dq, last, decode_one, self) != DIT_OK) {
-    *error = g_strdup (dit_last_error ());
-    res = GST_DIT_DECODE_ERROR;
-    goto out;
-  }
-  plane = (gsize) self->dec_width * self->dec_height;
-  for (gint64 i = first; i <= last; i++) {
-    gint nf = 0;
+  plane = (gsize) 64 * self->s0cfg.latent_w * self->s0cfg.latent_h;
+  for (gint64 i = first; i < first + n; i++) {
     dit_tensor lf;
-    if (!dit_decode_queue_frames (self->dq, i, &nf)) {
-      *error = g_strdup_printf ("display: frames of latent %" G_GINT64_FORMAT
-          " were released before display", i);
+    if (dit_stage0_frames (self->stage0, i, &lf) != DIT_OK) {
+      *error = g_strdup (dit_last_error ());
       res = GST_DIT_DECODE_ERROR;
       goto out;
     }
-    lf = device_frames (self, i);
-    for (gint k = 0; k < nf; k++, t++) {
-      int64_t shape[3] = { 3, self->dec_height, self->dec_width };
+    for (gint k = 0; k < lf.shape[1]; k++, t++) {
+      int64_t shape[3] = { 3, lf.shape[2], lf.shape[3] };
       dit_tensor view = dit_tensor_make ((gfloat *) lf.data + (gsize) k * plane,
           DIT_F32, lf.device, 3, shape);
       view.stride[0] = lf.stride[0];
@@ -1233,12 +1063,12 @@ gst_dit_session_display_device (GstDitSession * self, guint64 epoch,
   }
   /* Whatever func queued is complete before the frames leave; the 1.22
    * CUDA memory has no stream or event to hand on instead. */
-  if (self->backend->ops->synchronize (self->backend) != DIT_OK) {
+  if (dit_synchronize (self->backend) != DIT_OK) {
     *error = g_strdup (dit_last_error ());
     res = GST_DIT_DECODE_ERROR;
     goto out;
   }
-  dit_decode_queue_release (self->dq, last);
+  dit_stage0_release (self->stage0, first + n - 1);
   g_cond_broadcast (&self->dec_cond);
   *num_frames = t;
 out:
@@ -1252,8 +1082,8 @@ gst_dit_session_display_held (GstDitSession * self)
   gint r = 0;
 
   g_mutex_lock (&self->dec_lock);
-  if (self->dq)
-    r = dit_decode_queue_held (self->dq);
+  if (self->stage0)
+    r = dit_stage0_held (self->stage0);
   g_mutex_unlock (&self->dec_lock);
   return r;
 }
@@ -1263,8 +1093,12 @@ gst_dit_session_stage0_busy_us (GstDitSession * self)
 {
   gint64 r;
 
+  dit_stage0_stats st = { 0 };
+
   g_mutex_lock (&self->dec_lock);
-  r = self->busy_us;
+  if (self->stage0)
+    dit_stage0_get_stats (self->stage0, &st);
+  r = self->busy_base_us + st.busy_us;
   g_mutex_unlock (&self->dec_lock);
   return r;
 }
@@ -1274,8 +1108,12 @@ gst_dit_session_decoded_latents (GstDitSession * self)
 {
   gint64 r;
 
+  dit_stage0_stats st = { 0 };
+
   g_mutex_lock (&self->dec_lock);
-  r = self->decoded;
+  if (self->stage0)
+    dit_stage0_get_stats (self->stage0, &st);
+  r = st.decoded;
   g_mutex_unlock (&self->dec_lock);
   return r;
 }

@@ -9,12 +9,17 @@
  * already set on the element, a CONTEXT query to the peers, a NEED_CONTEXT
  * message, then a new session announced with HAVE_CONTEXT.
  *
- * The anchor path: ditgenerate hands every chunk's latents to the session
- * (gst_dit_session_anchor) which decodes, in stream order, up to the
- * latent whose last pixel frame is the next anchor and re-encodes that
- * frame.  The frames stay in the decode queue; ditdecode's display decode
- * (gst_dit_session_display) takes them instead of decoding again, so every
- * latent is decoded exactly once.
+ * Stage 0 is a dit_stage0 (model/dit_stage0.h) on the session's backend:
+ * the context rule, the anchor path and the display decode queue.  The
+ * session adds what GStreamer needs around it: the lock between the
+ * generator's and the display's streaming threads, the bounded hand-off
+ * (the generator waits while the display is behind), cache epochs and
+ * flushing.  ditgenerate takes each chunk's context from it
+ * (gst_dit_session_context) and hands it each result
+ * (gst_dit_session_push_chunk), which runs the anchor path; ditdecode's
+ * display decode (gst_dit_session_display) takes the frames the anchor
+ * path decoded instead of decoding again, so every latent is decoded
+ * exactly once.
  *
  * The display decoder is the full VAE (vae-model) or, when ditdecode names
  * a decoder-model, a TAEHV tiny decoder (model/dit_taehv.h: the same frame
@@ -22,14 +27,14 @@
  * comes from the full VAE (default; beside a tiny display its decoder
  * stream sees only the anchor latents) or, with ditgenerate
  * anchor-decoder=tiny, from the display decoder's frames; the re-encode is
- * always the full VAE's.
+ * always the full VAE's.  Both choices go into the dit_stage0's config.
  *
- * On a CUDA backend the decoder computes in device memory: each latent is
- * uploaded, decoded and its frames downloaded into the (host) decode
- * queue, with a device copy kept for CUDA-memory output
- * (gst_dit_session_display_device).  With gstreamer-cuda the session also
- * holds the device's primary CUDA context as a GstCudaContext, shared with
- * nvcodec's elements through a "gst.cuda.context" GstContext.
+ * On a CUDA backend latents, frames and anchors stay in device memory; a
+ * system-memory display downloads its frames, CUDA-memory output converts
+ * from the device copy (gst_dit_session_display_device).  With
+ * gstreamer-cuda the session also holds the device's primary CUDA context
+ * as a GstCudaContext, shared with nvcodec's elements through a
+ * "gst.cuda.context" GstContext.
  */
 #ifndef __GST_DIT_SESSION_H__
 #define __GST_DIT_SESSION_H__
@@ -40,6 +45,7 @@
 #endif
 
 #include "dit_generator.h"
+#include "dit_stage0.h"
 #include "dit_stream.h"
 #include "dit_taehv.h"
 #include "dit_vae.h"
@@ -97,6 +103,9 @@ void gst_dit_session_set_anchor_decoder (GstDitSession * self, gboolean tiny);
  * weights; parts: DIT_TAEHV_DECODER and/or DIT_TAEHV_ENCODER. */
 dit_taehv *gst_dit_session_new_taehv (GstDitSession * self, dit_backend * be,
     gint width, gint height, guint parts, gchar ** error);
+/* The session's device (cpu, cuda:N) without loading weights. */
+gboolean gst_dit_session_open_device (GstDitSession * self,
+    const gchar * device, gchar ** error);
 dit_backend *gst_dit_session_get_backend (GstDitSession * self);
 /* Storage dtype of the session's weights: bf16 on CUDA, f32 on the CPU. */
 dit_dtype gst_dit_session_get_dtype (GstDitSession * self);
@@ -134,18 +143,29 @@ typedef enum
   GST_DIT_DECODE_ERROR,
 } GstDitDecodeResult;
 
-/* Prepare the decoder for pixel size width x height, `frames_per_chunk`
- * latents per chunk and `max_chunks` chunks in flight. */
+/* Display side: prepare Stage 0 for pixel size width x height,
+ * `frames_per_chunk` latents per chunk and `max_chunks` chunks in flight. */
 gboolean gst_dit_session_display_configure (GstDitSession * self, gint width,
     gint height, gint frames_per_chunk, gint max_chunks, gchar ** error);
+/* Generator side: the stream's latent size, context frames and anchor
+ * mode (the decoded anchor needs the session's VAE). */
+gboolean gst_dit_session_stage0_configure (GstDitSession * self,
+    gint latent_w, gint latent_h, gint frames_per_chunk, gint context_frames,
+    dit_anchor_mode anchor, gint max_chunks, gchar ** error);
 
-/* Generator side: queue chunk latents x [16, F, h, w] of `epoch` starting
- * at latent `first`; when anchor_latent >= 0, decode up to it and write the
- * re-encoded last frame into anchor [16, h, w].  Blocks while the decode
- * queue is full (the display has not caught up). */
-GstDitDecodeResult gst_dit_session_anchor (GstDitSession * self,
-    guint64 epoch, gint64 first, gint frames, const gfloat * x,
-    gint64 anchor_latent, gfloat * anchor, gchar ** error);
+/* Generator side: the context of chunk k of `epoch` (dit_stage0_context:
+ * a view valid until the next call, no data for chunk 0; `consumer`'s
+ * stream waits for it). */
+GstDitDecodeResult gst_dit_session_context (GstDitSession * self,
+    guint64 epoch, gint64 chunk_index, dit_backend * consumer,
+    dit_tensor * ctx, gchar ** error);
+/* Generator side: chunk k's x0 [16, F, h, w] (f32, written by `producer`)
+ * joins the history and, with the decoded anchor, the decode queue, and
+ * the anchor path runs for chunk k + 1.  Blocks while the decode queue is
+ * full (the display has not caught up). */
+GstDitDecodeResult gst_dit_session_push_chunk (GstDitSession * self,
+    guint64 epoch, gint64 chunk_index, const dit_tensor * x0,
+    dit_backend * producer, gchar ** error);
 
 /* Display side: frames of latents [first, first + n) of x [16, n, h, w]
  * into pixels [3, T, H, W] (T returned), decoding what the anchor path has

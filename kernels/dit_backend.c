@@ -1,10 +1,15 @@
-/* dit_backend — backend creation, tensor allocation and op dispatch.
+/* dit_backend — backend creation, tensor allocation and the wrappers that
+ * are the one way to reach a backend's table.
  *
- * Model code calls dit_gemm (be, &params) and friends; each dispatch
- * function checks that the backend exists and implements the op, then hands
- * the parameter struct to the backend's table unchanged.  Shape, dtype and
- * device validation is the backend's job (it knows what it can do), so a CPU
- * and a CUDA backend report the same kind of message for the same mistake.
+ * Model code calls dit_gemm (be, &params), dit_upload (be, ...) and
+ * friends; each wrapper checks that the backend exists and has the entry,
+ * then hands the parameters over unchanged.  Shape, dtype and device
+ * validation is the backends' (kernels/dit_check.c, shared by all of them),
+ * so a CPU and a CUDA backend report the same message for the same mistake.
+ *
+ * Host copies: upload and download count themselves per calling thread
+ * (dit_host_copies_get), which is how a test sees that latents stayed on
+ * the device along a path.
  */
 #include "dit_build_config.h"
 #include "dit_backend.h"
@@ -12,6 +17,14 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+static _Thread_local dit_host_copies dit_thread_copies;
+
+void
+dit_host_copies_get (dit_host_copies *out)
+{
+  *out = dit_thread_copies;
+}
 
 int
 dit_backend_shares_memory (const dit_backend *a, const dit_backend *b)
@@ -66,6 +79,12 @@ dit_host_alloc (dit_backend *be, size_t bytes)
   if (be && be->ops && be->ops->host_alloc)
     return be->ops->host_alloc (be, bytes ? bytes : 1);
   return malloc (bytes ? bytes : 1);
+}
+
+int
+dit_backend_has_host_memory (const dit_backend *be)
+{
+  return be && be->ops && be->ops->host_alloc && be->ops->host_free;
 }
 
 void
@@ -129,10 +148,170 @@ dit_backend_destroy (dit_backend *be)
     be->ops->destroy (be);
 }
 
-static const char *
+const char *
 dit_backend_name (const dit_backend *be)
 {
   return be && be->ops && be->ops->name ? be->ops->name : "(null)";
+}
+
+dit_device
+dit_backend_device (const dit_backend *be)
+{
+  return be && be->ops ? be->ops->device : DIT_DEVICE_CPU;
+}
+
+/* Whether the table has the entry of `op` at all. */
+static int
+backend_has_op (const dit_backend_ops *o, dit_op op)
+{
+  switch (op) {
+    case DIT_OP_GEMM: return o->gemm != NULL;
+    case DIT_OP_LAYERNORM: return o->layernorm != NULL;
+    case DIT_OP_RMSNORM: return o->rmsnorm != NULL;
+    case DIT_OP_MODULATE: return o->modulate != NULL;
+    case DIT_OP_RESIDUAL: return o->residual != NULL;
+    case DIT_OP_ADD: return o->add != NULL;
+    case DIT_OP_UNARY: return o->unary != NULL;
+    case DIT_OP_COPY: return o->copy != NULL;
+    case DIT_OP_ROPE: return o->rope != NULL;
+    case DIT_OP_ATTENTION: return o->attention != NULL;
+    case DIT_OP_PATCHIFY: return o->patchify != NULL;
+    case DIT_OP_UNPATCHIFY: return o->unpatchify != NULL;
+    case DIT_OP_TIMESTEP: return o->timestep != NULL;
+    case DIT_OP_FLOW_STEP: return o->flow_step != NULL;
+    case DIT_OP_NOISE: return o->noise != NULL;
+    case DIT_OP_LAYERNORM_MODULATE: return o->layernorm_modulate != NULL;
+    case DIT_OP_QK_NORM_ROPE: return o->qk_norm_rope != NULL;
+    case DIT_OP_NOISE_FLOW: return o->noise_flow != NULL;
+    case DIT_OP_RMSNORM_SUMSQ: return o->rmsnorm_sumsq != NULL;
+    case DIT_OP_RMSNORM_APPLY: return o->rmsnorm_apply != NULL;
+    case DIT_OP_QUANTIZE_FP8: return o->quantize_fp8 != NULL;
+    case DIT_OP_LAYERNORM_FP8: return o->layernorm_fp8 != NULL;
+    case DIT_OP_GEMM_FP8: return o->gemm_fp8 != NULL;
+    case DIT_OP_ATTENTION_FP8: return o->attention != NULL;
+    default: return 0;
+  }
+}
+
+int
+dit_backend_supports (dit_backend *be, dit_op op, dit_dtype dtype)
+{
+  if (!be || !be->ops || !backend_has_op (be->ops, op))
+    return 0;
+  return !be->ops->supports || be->ops->supports (be, op, dtype);
+}
+
+void *
+dit_backend_alloc (dit_backend *be, size_t bytes)
+{
+  if (!be || !be->ops || !be->ops->alloc) {
+    dit_error (DIT_ERR_INVALID, "alloc: no backend");
+    return NULL;
+  }
+  void *p = be->ops->alloc (be, bytes);
+  if (!p)
+    dit_error (DIT_ERR_NOMEM, "cannot allocate %zu bytes on backend %s",
+        bytes, dit_backend_name (be));
+  return p;
+}
+
+void
+dit_backend_free (dit_backend *be, void *ptr)
+{
+  if (ptr && be && be->ops && be->ops->free)
+    be->ops->free (be, ptr);
+}
+
+/* The memory entries every backend has; a table without one is refused. */
+#define DIT_MEMORY_ENTRY(be, field)                                           \
+  do {                                                                        \
+    if (!(be) || !(be)->ops)                                                  \
+      return dit_error (DIT_ERR_INVALID, #field ": no backend");              \
+    if (!(be)->ops->field)                                                    \
+      return dit_error (DIT_ERR_UNSUPPORTED, #field " not implemented by "    \
+          "backend %s", dit_backend_name (be));                               \
+  } while (0)
+
+dit_status
+dit_upload (dit_backend *be, void *dst, const void *host, size_t bytes)
+{
+  DIT_MEMORY_ENTRY (be, upload);
+  dit_thread_copies.uploads++;
+  dit_thread_copies.upload_bytes += bytes;
+  return be->ops->upload (be, dst, host, bytes);
+}
+
+dit_status
+dit_download (dit_backend *be, void *host, const void *src, size_t bytes)
+{
+  DIT_MEMORY_ENTRY (be, download);
+  dit_thread_copies.downloads++;
+  dit_thread_copies.download_bytes += bytes;
+  return be->ops->download (be, host, src, bytes);
+}
+
+dit_status
+dit_memset_zero (dit_backend *be, void *dst, size_t bytes)
+{
+  DIT_MEMORY_ENTRY (be, memset_zero);
+  return be->ops->memset_zero (be, dst, bytes);
+}
+
+dit_status
+dit_synchronize (dit_backend *be)
+{
+  DIT_MEMORY_ENTRY (be, synchronize);
+  return be->ops->synchronize (be);
+}
+
+int
+dit_backend_has_synthetic_normal (const dit_backend *be)
+{
+  return be && be->ops && be->ops->synthetic_normal;
+}
+
+dit_status
+dit_synthetic_normal (dit_backend *be, void *dst, dit_dtype dt, int64_t begin,
+    int64_t n, uint64_t seed, uint64_t stream, double scale, double offset)
+{
+  DIT_MEMORY_ENTRY (be, synthetic_normal);
+  return be->ops->synthetic_normal (be, dst, dt, begin, n, seed, stream,
+      scale, offset);
+}
+
+int
+dit_backend_has_graphs (const dit_backend *be)
+{
+  return be && be->ops && be->ops->graph_begin && be->ops->graph_end
+      && be->ops->graph_launch && be->ops->graph_free;
+}
+
+dit_status
+dit_graph_begin (dit_backend *be)
+{
+  DIT_MEMORY_ENTRY (be, graph_begin);
+  return be->ops->graph_begin (be);
+}
+
+dit_status
+dit_graph_end (dit_backend *be, dit_graph **out)
+{
+  DIT_MEMORY_ENTRY (be, graph_end);
+  return be->ops->graph_end (be, out);
+}
+
+dit_status
+dit_graph_launch (dit_backend *be, dit_graph *g)
+{
+  DIT_MEMORY_ENTRY (be, graph_launch);
+  return be->ops->graph_launch (be, g);
+}
+
+void
+dit_graph_free (dit_backend *be, dit_graph *g)
+{
+  if (g && be && be->ops && be->ops->graph_free)
+    be->ops->graph_free (be, g);
 }
 
 dit_status
@@ -242,3 +421,7 @@ dit_fp8_check (dit_backend *be)
         dit_backend_name (be));
   return be->ops->fp8_check ? be->ops->fp8_check (be) : DIT_OK;
 }
+DIT_DISPATCH (dit_rmsnorm_sumsq, rmsnorm_sumsq, dit_rmsnorm_sumsq_params,
+    DIT_OP_RMSNORM_SUMSQ)
+DIT_DISPATCH (dit_rmsnorm_apply, rmsnorm_apply, dit_rmsnorm_apply_params,
+    DIT_OP_RMSNORM_APPLY)

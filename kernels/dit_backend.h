@@ -7,6 +7,12 @@
  *
  * Backends: "cpu" (kernels/cpu, the reference oracle, always built) and
  * "cuda" (kernels/cuda, built with -Dcuda=enabled/auto when nvcc exists).
+ *
+ * One way to call an op: code outside kernels/ never reads the table; it
+ * calls the dit_* wrappers below (memory, ordering, every DiT, fused,
+ * tensor-parallel and VAE op, recording, events), which check that the
+ * backend has the entry and then hand the parameters over unchanged.
+ * Parameter validation is the backends' (kernels/dit_check.h).
  */
 #ifndef DIT_BACKEND_H
 #define DIT_BACKEND_H
@@ -47,6 +53,9 @@ typedef enum dit_op {
   DIT_OP_LAYERNORM_FP8,
   DIT_OP_GEMM_FP8,
   DIT_OP_ATTENTION_FP8,
+  /* The two halves of the tensor-parallel RMSNorm (dit_ops.h). */
+  DIT_OP_RMSNORM_SUMSQ,
+  DIT_OP_RMSNORM_APPLY,
 } dit_op;
 
 /* A recorded, replayable sequence of ops (a CUDA graph); opaque. */
@@ -145,6 +154,12 @@ typedef struct dit_backend_ops {
   dit_status (*quantize_fp8) (dit_backend *be, const dit_quantize_fp8_params *p);
   dit_status (*layernorm_fp8) (dit_backend *be, const dit_layernorm_fp8_params *p);
   dit_status (*gemm_fp8) (dit_backend *be, const dit_gemm_fp8_params *p);
+  /* The tensor-parallel RMSNorm halves (NULL: the backend runs TP = 1
+   * only). */
+  dit_status (*rmsnorm_sumsq) (dit_backend *be,
+      const dit_rmsnorm_sumsq_params *p);
+  dit_status (*rmsnorm_apply) (dit_backend *be,
+      const dit_rmsnorm_apply_params *p);
 } dit_backend_ops;
 
 /* Called by every dit_* op dispatcher just before the op is handed to the
@@ -197,6 +212,9 @@ void dit_tensor_free (dit_backend *be, dit_tensor *t);
  * dit_host_free on the same backend.  NULL when out of memory. */
 void *dit_host_alloc (dit_backend *be, size_t bytes);
 void dit_host_free (dit_backend *be, void *ptr);
+/* Whether `be` has page-locked host memory of its own (else dit_host_alloc
+ * is malloc). */
+int dit_backend_has_host_memory (const dit_backend *be);
 
 /* Events (see dit_backend_ops): *out is NULL on a backend without them, and
  * every call below accepts a NULL event as "already complete".
@@ -209,7 +227,59 @@ dit_status dit_event_wait (dit_backend *be, dit_event *ev);
 dit_status dit_event_synchronize (dit_backend *be, dit_event *ev);
 void dit_event_destroy (dit_backend *be, dit_event *ev);
 
-/* Op dispatch: checks that the backend implements the op, then calls it. */
+/* ---- memory and ordering ------------------------------------------------ */
+
+/* The backend's name ("cpu", "cuda"; "(null)" without one) and device. */
+const char *dit_backend_name (const dit_backend *be);
+dit_device dit_backend_device (const dit_backend *be);
+/* Whether `be` runs `op` on `dtype`: the backend has the entry and its
+ * supports () says yes.  The optional ops (fused, tensor-parallel) are
+ * asked this way before a caller relies on them. */
+int dit_backend_supports (dit_backend *be, dit_op op, dit_dtype dtype);
+/* Raw backend memory (NULL with dit_last_error set when it cannot be
+ * had); dit_backend_free takes NULL. */
+void *dit_backend_alloc (dit_backend *be, size_t bytes);
+void dit_backend_free (dit_backend *be, void *ptr);
+/* Host <-> backend copies.  upload is ordered on the backend's stream (the
+ * host buffer may be reused when it returns); download returns once the
+ * bytes are on the host. */
+dit_status dit_upload (dit_backend *be, void *dst, const void *host,
+    size_t bytes);
+dit_status dit_download (dit_backend *be, void *host, const void *src,
+    size_t bytes);
+dit_status dit_memset_zero (dit_backend *be, void *dst, size_t bytes);
+/* The host waits until everything enqueued on `be` has completed. */
+dit_status dit_synchronize (dit_backend *be);
+/* Synthetic weights made where they live (dit_backend_ops.synthetic_normal);
+ * DIT_ERR_UNSUPPORTED on a backend without it (see
+ * dit_backend_has_synthetic_normal). */
+int dit_backend_has_synthetic_normal (const dit_backend *be);
+dit_status dit_synthetic_normal (dit_backend *be, void *dst, dit_dtype dt,
+    int64_t begin, int64_t n, uint64_t seed, uint64_t stream, double scale,
+    double offset);
+
+/* Host copies made by the dit_* wrappers so far on the calling thread
+ * (upload and download calls, over every backend; a per-thread counter, so
+ * the threads of other elements do not disturb a count).  A test reads it
+ * before and after a chunk to count the host round trips of a path; on the
+ * CPU backend they are memcpys, counted all the same (paths that stay in
+ * one backend's memory make none there either). */
+typedef struct dit_host_copies {
+  uint64_t uploads, downloads;
+  uint64_t upload_bytes, download_bytes;
+} dit_host_copies;
+void dit_host_copies_get (dit_host_copies *out);
+
+/* ---- op recording (CUDA graphs; see dit_backend_ops.graph_*) ----------- */
+
+int dit_backend_has_graphs (const dit_backend *be);
+dit_status dit_graph_begin (dit_backend *be);
+dit_status dit_graph_end (dit_backend *be, dit_graph **out);
+dit_status dit_graph_launch (dit_backend *be, dit_graph *g);
+void dit_graph_free (dit_backend *be, dit_graph *g);
+
+/* ---- ops ------------------------------------------------------------------
+ * Op dispatch: checks that the backend implements the op, then calls it. */
 dit_status dit_gemm (dit_backend *be, const dit_gemm_params *p);
 dit_status dit_layernorm (dit_backend *be, const dit_layernorm_params *p);
 dit_status dit_rmsnorm (dit_backend *be, const dit_rmsnorm_params *p);
@@ -225,8 +295,8 @@ dit_status dit_unpatchify (dit_backend *be, const dit_unpatchify_params *p);
 dit_status dit_timestep (dit_backend *be, const dit_timestep_params *p);
 dit_status dit_flow_step (dit_backend *be, const dit_flow_step_params *p);
 dit_status dit_noise (dit_backend *be, const dit_noise_params *p);
-/* The optional fused ops: DIT_ERR_UNSUPPORTED where the backend has none
- * (ask supports () first; the model runs the unfused chain then). */
+/* Fused ops: DIT_ERR_UNSUPPORTED where the backend has none (the CPU
+ * reference); ask dit_backend_supports first and run the chain instead. */
 dit_status dit_layernorm_modulate (dit_backend *be,
     const dit_layernorm_modulate_params *p);
 dit_status dit_qk_norm_rope (dit_backend *be, const dit_qk_norm_rope_params *p);

@@ -226,7 +226,7 @@ typedef struct dit_noise_params {
  *   apply:  y[r, i] = x[r, i] * rsqrt(ss[r] / total_cols + eps) * weight[i]
  *           with ss the all-reduced total and total_cols the full width D.
  * In-place allowed for apply.  CPU in kernels/cpu/tp.c, CUDA in
- * kernels/cuda/tp.cu; dispatch by the backend's device (dist/dit_tp_ops.c). */
+ * kernels/cuda/tp.cu; backend vtable entries rmsnorm_sumsq/apply. */
 typedef struct dit_rmsnorm_sumsq_params {
   const dit_tensor *x;
   dit_tensor *sumsq;

@@ -15,6 +15,12 @@ dit_vae_backend_name (const dit_backend *be)
   return be && be->ops && be->ops->name ? be->ops->name : "(null)";
 }
 
+int
+dit_backend_has_vae (const dit_backend *be)
+{
+  return be && be->ops && be->ops->vae;
+}
+
 #define DIT_VAE_DISPATCH(fn, field, type, opname) \
   dit_status \
   fn (dit_backend *be, const type *p) \

@@ -191,7 +191,8 @@ dit_status dit_cpu_vae_check_frames (const dit_tensor *t, const char *op,
     const char *name, int64_t dims[4]);
 
 /* Dispatch (kernels/dit_vae_dispatch.c): checks that the backend has the op,
- * then calls it. */
+ * then calls it.  dit_backend_has_vae: the backend has a VAE table. */
+int dit_backend_has_vae (const dit_backend *be);
 dit_status dit_vae_conv (dit_backend *be, const dit_vae_conv_params *p);
 dit_status dit_vae_norm (dit_backend *be, const dit_vae_norm_params *p);
 dit_status dit_vae_upsample (dit_backend *be, const dit_vae_upsample_params *p);

@@ -23,9 +23,7 @@ struct dit_generator {
   dit_gen_config cfg;
   dit_backend *be;
   dit_model *model;
-  dit_scheduler sched;
-  double t[DIT_MAX_STEPS];       /* timestep fed to the network */
-  double sigma[DIT_MAX_STEPS];   /* σ of each step */
+  dit_schedule sched;            /* timestep fed and σ of every step */
   int64_t fs;
   int have_prompt;
 
@@ -123,6 +121,33 @@ dit_gen_config_validate (const dit_gen_config *c, const dit_model_config *m)
   return DIT_OK;
 }
 
+dit_status
+dit_gen_config_parse_steps (dit_gen_config *c, const char *str)
+{
+  const char *p = str;
+  int n = 0;
+  while (*p) {
+    char *end;
+    while (*p == ' ')
+      p++;
+    double v = strtod (p, &end);
+    while (*end == ' ')
+      end++;
+    if (end == p || (*end && *end != ',') || !(v >= 0 && v <= 1000)
+        || n == DIT_MAX_STEPS)
+      return dit_error (DIT_ERR_INVALID, "steps '%s': expected up to %d "
+          "comma-separated timesteps in [0, 1000]", str, DIT_MAX_STEPS);
+    c->steps[n++] = v;
+    p = *end ? end + 1 : end;
+    if (*end && !*p)
+      return dit_error (DIT_ERR_INVALID, "steps '%s' ends with a comma", str);
+  }
+  if (n == 0)
+    return dit_error (DIT_ERR_INVALID, "steps '%s' is empty", str);
+  c->num_steps = n;
+  return DIT_OK;
+}
+
 static dit_status
 alloc_latent (dit_generator *g, dit_tensor *t, int frames)
 {
@@ -163,15 +188,7 @@ dit_generator_create_tp (const dit_model_config *model,
   g->be = be;
   g->fs = (int64_t) (cfg->latent_h / 2) * (cfg->latent_w / 2);
 
-  dit_status st = dit_scheduler_init (&g->sched, cfg->shift);
-  for (int i = 0; st == DIT_OK && i < cfg->num_steps; i++) {
-    if (cfg->warp_steps) {
-      st = dit_scheduler_warp (&g->sched, cfg->steps[i], &g->t[i], &g->sigma[i]);
-    } else {
-      g->t[i] = cfg->steps[i];
-      g->sigma[i] = dit_scheduler_sigma (&g->sched, cfg->steps[i]);
-    }
-  }
+  dit_status st = dit_schedule_make (cfg, &g->sched);
   int max_frames = cfg->frames_per_chunk > cfg->context_frames
       ? cfg->frames_per_chunk : cfg->context_frames;
   if (st == DIT_OK)
@@ -186,7 +203,7 @@ dit_generator_create_tp (const dit_model_config *model,
     st = alloc_latent (g, &g->noise, cfg->frames_per_chunk);
   if (st == DIT_OK)
     st = alloc_latent (g, &g->ctx, cfg->context_frames);
-  if (st == DIT_OK && be->ops->graph_begin
+  if (st == DIT_OK && dit_backend_has_graphs (be)
       && (!tp || tp->degree == 1 || tp->stream_ordered)) {
     /* off until dit_generator_set_graphs: see dit_generator.h */
     g->graphs = calloc (DIT_GEN_GRAPHS, sizeof *g->graphs);
@@ -234,7 +251,19 @@ dit_generator_reset (dit_generator *g)
 double
 dit_generator_sigma (const dit_generator *g, int step)
 {
-  return g->sigma[step];
+  return g->sched.sigma[step];
+}
+
+const dit_gen_config *
+dit_generator_config (const dit_generator *g)
+{
+  return &g->cfg;
+}
+
+const dit_schedule *
+dit_generator_schedule (const dit_generator *g)
+{
+  return &g->sched;
 }
 
 uint64_t
@@ -248,7 +277,7 @@ dit_generator_set_graphs (dit_generator *g, int enable)
 {
   for (int i = 0; i < g->graph_count; i++)
     if (g->graphs[i].graph)
-      g->be->ops->graph_free (g->be, g->graphs[i].graph);
+      dit_graph_free (g->be, g->graphs[i].graph);
   g->graph_count = 0;
   g->use_graphs = enable && g->graphs != NULL;
 }
@@ -303,21 +332,21 @@ forward_recorded (dit_generator *g, const dit_forward_args *a)
     return dit_model_forward (g->model, a);
   }
   if (e->graph)
-    return g->be->ops->graph_launch (g->be, e->graph);
-  DIT_TRY (g->be->ops->graph_begin (g->be));
+    return dit_graph_launch (g->be, e->graph);
+  DIT_TRY (dit_graph_begin (g->be));
   dit_status st = dit_model_forward (g->model, a);
   if (st != DIT_OK) {
-    g->be->ops->graph_end (g->be, NULL);
+    dit_graph_end (g->be, NULL);
     return st;
   }
-  st = g->be->ops->graph_end (g->be, &e->graph);
+  st = dit_graph_end (g->be, &e->graph);
   if (st != DIT_OK) {
     /* Nothing ran: the forward was only being recorded.  Fall back to
      * eager forwards for the rest of this generator's life. */
     dit_generator_set_graphs (g, 0);
     return dit_model_forward (g->model, a);
   }
-  return g->be->ops->graph_launch (g->be, e->graph);
+  return dit_graph_launch (g->be, e->graph);
 }
 
 static double
@@ -344,7 +373,7 @@ load_latent (dit_generator *g, const dit_tensor *src, dit_tensor *dst,
   if (!dit_tensor_is_contiguous (src))
     return dit_error (DIT_ERR_INVALID, "%s must be contiguous", what);
   size_t n = (size_t) dit_tensor_numel (src);
-  if (src->device == g->be->ops->device) {
+  if (src->device == dit_backend_device (g->be)) {
     dit_tensor s2 = dit_tensor_2d (src->data, src->dtype, src->device, 1, (int64_t) n);
     dit_tensor d2 = dit_tensor_2d (dst->data, dst->dtype, dst->device, 1, (int64_t) n);
     dit_copy_params cp = { .x = &s2, .y = &d2 };
@@ -356,7 +385,7 @@ load_latent (dit_generator *g, const dit_tensor *src, dit_tensor *dst,
   if (!tmp)
     return dit_error (DIT_ERR_NOMEM, "out of memory");
   dit_convert (tmp, DIT_F32, src->data, src->dtype, n);
-  dit_status st = g->be->ops->upload (g->be, dst->data, tmp, n * sizeof (float));
+  dit_status st = dit_upload (g->be, dst->data, tmp, n * sizeof (float));
   free (tmp);
   return st;
 }
@@ -371,7 +400,7 @@ store_latent (dit_generator *g, const dit_tensor *src, dit_tensor *dst)
         "output latent must be [%lld, %lld, %lld, %lld]",
         (long long) src->shape[0], (long long) src->shape[1],
         (long long) src->shape[2], (long long) src->shape[3]);
-  if (dst->device == g->be->ops->device) {
+  if (dst->device == dit_backend_device (g->be)) {
     dit_tensor s2 = dit_tensor_2d (src->data, src->dtype, src->device, 1, (int64_t) n);
     dit_tensor d2 = dit_tensor_2d (dst->data, dst->dtype, dst->device, 1, (int64_t) n);
     dit_copy_params cp = { .x = &s2, .y = &d2 };
@@ -380,7 +409,7 @@ store_latent (dit_generator *g, const dit_tensor *src, dit_tensor *dst)
   float *tmp = malloc (n * sizeof (float));
   if (!tmp)
     return dit_error (DIT_ERR_NOMEM, "out of memory");
-  dit_status st = g->be->ops->download (g->be, tmp, src->data, n * sizeof (float));
+  dit_status st = dit_download (g->be, tmp, src->data, n * sizeof (float));
   if (st == DIT_OK)
     dit_convert (dst->data, dst->dtype, tmp, DIT_F32, n);
   free (tmp);
@@ -389,11 +418,12 @@ store_latent (dit_generator *g, const dit_tensor *src, dit_tensor *dst)
 
 /* Noise for `step` of this chunk into g->noise. */
 static dit_status
-make_noise (dit_generator *g, const dit_chunk_request *req, int step)
+make_noise (dit_generator *g, const dit_chunk_request *req, uint64_t seed,
+    int step)
 {
   if (req->noise[step])
     return load_latent (g, req->noise[step], &g->noise, "supplied noise");
-  dit_noise_params np = { .y = &g->noise, .seed = g->cfg.seed,
+  dit_noise_params np = { .y = &g->noise, .seed = seed,
     .stream = dit_generator_noise_stream (req->chunk_index, step) };
   return dit_noise (g->be, &np);
 }
@@ -401,12 +431,14 @@ make_noise (dit_generator *g, const dit_chunk_request *req, int step)
 static int
 fused_noise_flow (dit_generator *g)
 {
-  return !g->no_fused && g->be->ops->noise_flow && g->be->ops->supports
-      && g->be->ops->supports (g->be, DIT_OP_NOISE_FLOW, DIT_F32);
+  return !g->no_fused && dit_backend_supports (g->be, DIT_OP_NOISE_FLOW,
+      DIT_F32);
 }
 
+/* The KV cache of the context frames at t = 0, RoPE frames 0..C-1,
+ * block-causal with blocks of causal_frames. */
 static dit_status
-recompute (dit_generator *g, const dit_chunk_request *req)
+recompute (dit_generator *g, const dit_chunk_request *req, int causal_frames)
 {
   const int C = g->cfg.context_frames;
   double t0[64];
@@ -414,7 +446,7 @@ recompute (dit_generator *g, const dit_chunk_request *req)
   for (int i = 0; i < C; i++)
     t0[i] = 0.0;
   dit_forward_args a = { .x = &g->ctx, .t = t0, .frame_offset = 0,
-    .cache_row = 0, .causal_block = (int64_t) g->cfg.frames_per_chunk * g->fs,
+    .cache_row = 0, .causal_block = (int64_t) causal_frames * g->fs,
     .bias_begin = 0, .bias_end = 0, .log_bias = 0.0f, .v_out = NULL };
   return forward_recorded (g, &a);
 }
@@ -423,9 +455,18 @@ dit_status
 dit_generator_run_chunk (dit_generator *g, const dit_chunk_request *req,
     dit_tensor *out, dit_chunk_timing *timing)
 {
-  const dit_gen_config *c = &g->cfg;
-  const int F = c->frames_per_chunk, C = c->context_frames;
-  const int first = req->first_step;
+  dit_chunk_plan plan;
+  DIT_TRY (dit_chunk_plan_make (&g->cfg, &g->sched, req->chunk_index,
+      req->first_step, &plan));
+  return dit_generator_run_plan (g, &plan, req, out, timing);
+}
+
+dit_status
+dit_generator_run_plan (dit_generator *g, const dit_chunk_plan *plan,
+    const dit_chunk_request *req, dit_tensor *out, dit_chunk_timing *timing)
+{
+  const int F = g->cfg.frames_per_chunk, C = g->cfg.context_frames;
+  const int first = plan->first_step, num_steps = plan->num_steps;
   dit_chunk_timing tm = { 0 };
   double t_start = now_ms ();
 
@@ -434,38 +475,43 @@ dit_generator_run_chunk (dit_generator *g, const dit_chunk_request *req,
   if (req->chunk_index < 0)
     return dit_error (DIT_ERR_INVALID, "chunk index %lld is negative",
         (long long) req->chunk_index);
-  if (first < 0 || first >= c->num_steps)
-    return dit_error (DIT_ERR_INVALID, "first step %d outside 0..%d", first,
-        c->num_steps - 1);
-  if (req->chunk_index > 0 && !req->context)
+  if (num_steps < 1 || num_steps > DIT_MAX_STEPS || first < 0
+      || first >= num_steps)
+    return dit_error (DIT_ERR_INVALID, "plan: first step %d of %d steps",
+        first, num_steps);
+  if (plan->do_recompute && !req->context)
     return dit_error (DIT_ERR_INVALID,
         "chunk %lld needs %d context latents for the KV recompute",
         (long long) req->chunk_index, C);
+  if (plan->do_recompute && plan->rope_start != C)
+    return dit_error (DIT_ERR_INVALID, "plan recomputes %d context frames, "
+        "the generator holds %d", plan->rope_start, C);
 
   int64_t row = 0;
   int frame_offset = 0;
   int64_t bias_begin = 0, bias_end = 0;
-  if (req->chunk_index > 0) {
-    DIT_TRY (recompute (g, req));
-    row = (int64_t) C * g->fs;
-    frame_offset = C;
-    if (c->kv_bias != 1.0f) {
-      bias_begin = g->fs;       /* the anchor frame keeps full weight */
-      bias_end = row;
+  if (plan->do_recompute) {
+    DIT_TRY (recompute (g, req, plan->causal_frames));
+    row = (int64_t) plan->rope_start * g->fs;
+    frame_offset = plan->rope_start;
+    if (plan->bias_end > plan->bias_begin) {
+      bias_begin = (int64_t) plan->bias_begin * g->fs;
+      bias_end = (int64_t) plan->bias_end * g->fs;
     }
   }
-  DIT_TRY (g->be->ops->synchronize (g->be));
+  DIT_TRY (dit_synchronize (g->be));
   double t_rec = now_ms ();
   tm.recompute_ms = t_rec - t_start;
 
   /* Initial sample: pure noise, or the input latents noised to σ_first. */
-  DIT_TRY (make_noise (g, req, first));
+  DIT_TRY (make_noise (g, req, plan->seed, first));
   if (req->init_latents) {
     DIT_TRY (load_latent (g, req->init_latents, &g->x, "init latents"));
     dit_tensor zero_v = g->v;
-    DIT_TRY (g->be->ops->memset_zero (g->be, zero_v.data, dit_tensor_nbytes (&zero_v)));
+    DIT_TRY (dit_memset_zero (g->be, zero_v.data, dit_tensor_nbytes (&zero_v)));
     dit_flow_step_params fp = { .x = &g->x, .v = &zero_v, .noise = &g->noise,
-      .x0_out = NULL, .out = &g->x, .sigma = 0.0, .sigma_next = g->sigma[first] };
+      .x0_out = NULL, .out = &g->x, .sigma = 0.0,
+      .sigma_next = plan->sigmas[first] };
     DIT_TRY (dit_flow_step (g->be, &fp));
   } else {
     dit_copy_params cp = { .x = &g->noise, .y = &g->x };
@@ -479,36 +525,37 @@ dit_generator_run_chunk (dit_generator *g, const dit_chunk_request *req,
   }
 
   double tvec[64];
-  for (int s = first; s < c->num_steps; s++) {
+  const float log_bias = logf (plan->kv_bias);
+  for (int s = first; s < num_steps; s++) {
     for (int f = 0; f < F; f++)
-      tvec[f] = g->t[s];
+      tvec[f] = plan->steps[s];
     dit_forward_args a = { .x = &g->x, .t = tvec, .frame_offset = frame_offset,
       .cache_row = row, .causal_block = 0, .bias_begin = bias_begin,
-      .bias_end = bias_end, .log_bias = logf (c->kv_bias), .v_out = &g->v };
+      .bias_end = bias_end, .log_bias = log_bias, .v_out = &g->v };
     dit_status st = forward_recorded (g, &a);
     if (st != DIT_OK)
       return dit_error_prefix (st, "chunk %lld step %d",
           (long long) req->chunk_index, s);
-    int last = s == c->num_steps - 1;
+    int last = s == num_steps - 1;
     if (!last && !req->noise[s + 1] && fused_noise_flow (g)) {
       /* = make_noise into g->noise, then the flow step below */
       dit_noise_flow_params nf = { .x = &g->x, .v = &g->v, .out = &g->x,
-        .seed = g->cfg.seed,
+        .seed = plan->seed,
         .stream = dit_generator_noise_stream (req->chunk_index, s + 1),
-        .sigma = g->sigma[s], .sigma_next = g->sigma[s + 1] };
+        .sigma = plan->sigmas[s], .sigma_next = plan->sigmas[s + 1] };
       DIT_TRY (dit_noise_flow (g->be, &nf));
       continue;
     }
     if (!last)
-      DIT_TRY (make_noise (g, req, s + 1));
+      DIT_TRY (make_noise (g, req, plan->seed, s + 1));
     dit_flow_step_params fp = { .x = &g->x, .v = &g->v,
       .noise = last ? NULL : &g->noise, .x0_out = last ? &g->x : NULL,
-      .out = last ? NULL : &g->x, .sigma = g->sigma[s],
-      .sigma_next = last ? 0.0 : g->sigma[s + 1] };
+      .out = last ? NULL : &g->x, .sigma = plan->sigmas[s],
+      .sigma_next = last ? 0.0 : plan->sigmas[s + 1] };
     DIT_TRY (dit_flow_step (g->be, &fp));
   }
   DIT_TRY (store_latent (g, &g->x, out));
-  DIT_TRY (g->be->ops->synchronize (g->be));
+  DIT_TRY (dit_synchronize (g->be));
   double t_end = now_ms ();
   tm.denoise_ms = t_end - t_rec;
   tm.total_ms = t_end - t_start;
@@ -526,7 +573,7 @@ dit_generator_forward (dit_generator *g, const dit_tensor *context,
     return dit_error (DIT_ERR_STATE, "generator: set a prompt first");
   if (context) {
     dit_chunk_request req = { .chunk_index = 1, .context = context };
-    DIT_TRY (recompute (g, &req));
+    DIT_TRY (recompute (g, &req, g->cfg.frames_per_chunk));
     row = (int64_t) g->cfg.context_frames * g->fs;
     if (g->cfg.kv_bias != 1.0f) {
       bias_begin = g->fs;

@@ -25,35 +25,22 @@
 
 #include "../kernels/dit_backend.h"
 #include "dit_config.h"
+#include "dit_plan.h"
 #include "dit_weights.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define DIT_MAX_STEPS 16
-
-typedef struct dit_gen_config {
-  int latent_h, latent_w;     /* latent grid (pixels / 8); multiples of 2 */
-  int frames_per_chunk;       /* F, default 3 */
-  int context_frames;         /* C, default 3 (KV recompute) */
-  int kv_window;              /* C + F, default 6 */
-  float kv_bias;              /* default 0.3; 1.0 = off */
-  int num_steps;              /* default 4 */
-  double steps[DIT_MAX_STEPS];/* default 1000, 750, 500, 250 */
-  double shift;               /* default 5.0 */
-  int warp_steps;             /* 0 (scope default): look steps up as given */
-  uint64_t seed;              /* default 42 */
-  dit_dtype dtype;            /* activation/weight dtype: f32 (tests) or bf16 */
-  int fp8;                    /* 1: the blocks' linear layers are FP8 GEMMs
-                               * (precision fp8, dit_config.h); the weights
-                               * must have been loaded that way */
-} dit_gen_config;
+/* dit_gen_config and DIT_MAX_STEPS: model/dit_plan.h. */
 
 /* Scope defaults at 320x576 (latent 40x72). */
 void dit_gen_config_default (dit_gen_config *cfg);
 dit_status dit_gen_config_validate (const dit_gen_config *cfg,
     const dit_model_config *model);
+/* "1000,750,500,250" (up to DIT_MAX_STEPS values in [0, 1000]) into
+ * cfg->steps and cfg->num_steps; the message names the string. */
+dit_status dit_gen_config_parse_steps (dit_gen_config *cfg, const char *steps);
 
 typedef struct dit_generator dit_generator;
 
@@ -90,9 +77,23 @@ typedef struct dit_chunk_timing {
   double total_ms;
 } dit_chunk_timing;
 
-/* Run one chunk; writes x0 [16, F, h, w] into `out` (any device/dtype). */
+/* Run one chunk; writes x0 [16, F, h, w] into `out` (any device/dtype).
+ * = dit_chunk_plan_make for (req->chunk_index, req->first_step), then
+ * dit_generator_run_plan. */
 dit_status dit_generator_run_chunk (dit_generator *g,
     const dit_chunk_request *req, dit_tensor *out, dit_chunk_timing *timing);
+
+/* Run a chunk as `plan` says (made by dit_chunk_plan_make, here or on rank 0
+ * of a mesh; the caller has checked a received one with
+ * dit_chunk_plan_check).  req supplies the tensors and the chunk index of
+ * the noise streams; its first_step is the plan's. */
+dit_status dit_generator_run_plan (dit_generator *g,
+    const dit_chunk_plan *plan, const dit_chunk_request *req, dit_tensor *out,
+    dit_chunk_timing *timing);
+
+/* The config and the step schedule the generator runs. */
+const dit_gen_config *dit_generator_config (const dit_generator *g);
+const dit_schedule *dit_generator_schedule (const dit_generator *g);
 
 /* Record the recompute and denoise forwards once per distinct step and
  * replay them (backends with graph support; with tensor parallelism only

@@ -226,3 +226,13 @@ dit_checkpoint_kind_of (const dit_safetensors *st)
   }
   return NULL;
 }
+
+dit_status
+dit_model_config_resolve (const char *model, dit_model_config *cfg,
+    int *checkpoint)
+{
+  const char *m = model && *model ? model : "tiny";
+  *checkpoint = !dit_model_is_preset (m);
+  return *checkpoint ? dit_checkpoint_detect_preset (m, cfg)
+      : dit_model_config_preset (m, cfg);
+}

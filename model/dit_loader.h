@@ -38,6 +38,12 @@ const char *dit_checkpoint_preset_of (const dit_safetensors *st, char *seen,
 /* The same from a path, as a config or an error naming the path. */
 dit_status dit_checkpoint_detect_preset (const char *path, dit_model_config *cfg);
 
+/* The config of `model` without its weights: a preset's, or the preset a
+ * checkpoint's shapes name (no tensor data is read).  *checkpoint: 1 for a
+ * path.  NULL or "" is the "tiny" preset. */
+dit_status dit_model_config_resolve (const char *model, dit_model_config *cfg,
+    int *checkpoint);
+
 dit_status dit_load_model (const char *model, uint64_t synthetic_seed,
     dit_dtype dtype, dit_backend *be, dit_model_config *cfg, dit_weights **out);
 /* The same for a precision (dit_config.h): fp8 stores the linear weights the

@@ -321,9 +321,9 @@ alloc_buffers (dit_model *m)
     st = dit_error (DIT_ERR_NOMEM, "dit model: out of memory");
   } else {
     dit_rope_table_fill (cos_tab, sin_tab);
-    st = m->be->ops->upload (m->be, m->rope_cos.data, cos_tab, tab * sizeof (float));
+    st = dit_upload (m->be, m->rope_cos.data, cos_tab, tab * sizeof (float));
     if (st == DIT_OK)
-      st = m->be->ops->upload (m->be, m->rope_sin.data, sin_tab, tab * sizeof (float));
+      st = dit_upload (m->be, m->rope_sin.data, sin_tab, tab * sizeof (float));
   }
   free (cos_tab);
   free (sin_tab);
@@ -380,8 +380,8 @@ dit_model_create_tp (const dit_model_config *cfg, const dit_weights *weights,
   if (!dit_backend_shares_memory (weights->backend, be))
     return dit_error (DIT_ERR_INVALID,
         "dit model: weights live on backend '%s' device %d but the model "
-        "runs on '%s' device %d", weights->backend->ops->name,
-        weights->backend->device_index, be->ops->name, be->device_index);
+        "runs on '%s' device %d", dit_backend_name (weights->backend),
+        weights->backend->device_index, dit_backend_name (be), be->device_index);
 
   dit_model *m = calloc (1, sizeof *m);
   if (!m)
@@ -617,10 +617,9 @@ rope (dit_model *m, dit_tensor *x, int64_t frames, int frame_offset)
  * none, so its path is the unfused chain. */
 
 static int
-have_fused (dit_model *m, dit_op op, int have_entry)
+have_fused (dit_model *m, dit_op op)
 {
-  return !m->no_fused && have_entry && m->be->ops->supports
-      && m->be->ops->supports (m->be, op, m->dtype);
+  return !m->no_fused && dit_backend_supports (m->be, op, m->dtype);
 }
 
 /* h = LN(x) * (1 + scale) + shift, per frame. */
@@ -628,8 +627,7 @@ static dit_status
 layernorm_modulate (dit_model *m, const dit_tensor *x, dit_tensor *h,
     const dit_tensor *shift, const dit_tensor *scale)
 {
-  if (have_fused (m, DIT_OP_LAYERNORM_MODULATE,
-        m->be->ops->layernorm_modulate != NULL)) {
+  if (have_fused (m, DIT_OP_LAYERNORM_MODULATE)) {
     dit_layernorm_modulate_params p = { .x = x, .shift = shift,
       .scale = scale, .y = h, .rows_per_group = m->fs, .eps = m->cfg.eps };
     return dit_layernorm_modulate (m->be, &p);
@@ -643,8 +641,7 @@ static dit_status
 norm_rope_qk (dit_model *m, const dit_block_weights *b, dit_tensor *q,
     dit_tensor *k, int64_t frames, int frame_offset)
 {
-  if (m->tp_degree == 1 && have_fused (m, DIT_OP_QK_NORM_ROPE,
-        m->be->ops->qk_norm_rope != NULL)) {
+  if (m->tp_degree == 1 && have_fused (m, DIT_OP_QK_NORM_ROPE)) {
     dit_qk_norm_rope_params p = { .x = q, .weight = b->s_norm_q,
       .cos = &m->rope_cos, .sin = &m->rope_sin, .heads = m->heads_local,
       .grid_f = frames, .grid_h = m->grid_h, .grid_w = m->grid_w,
@@ -725,11 +722,11 @@ dit_model_set_context (dit_model *m, const dit_tensor *embeds)
 
   m->have_context = 0;
   /* Zero-pad to text_len rows (the padded rows are attended, spec §2.2(3)). */
-  DIT_TRY (m->be->ops->memset_zero (m->be, m->ctx_raw.data,
+  DIT_TRY (dit_memset_zero (m->be, m->ctx_raw.data,
       dit_tensor_nbytes (&m->ctx_raw)));
   if (embeds->shape[0] > 0) {
     dit_tensor dst = dit_tensor_rows (&m->ctx_raw, 0, embeds->shape[0]);
-    if (embeds->device == m->be->ops->device) {
+    if (embeds->device == dit_backend_device (m->be)) {
       dit_copy_params cp = { .x = embeds, .y = &dst };
       DIT_TRY (dit_copy (m->be, &cp));
     } else {
@@ -743,7 +740,7 @@ dit_model_set_context (dit_model *m, const dit_tensor *embeds)
         return dit_error (DIT_ERR_INVALID, "prompt embeddings must be contiguous");
       }
       dit_convert (tmp, m->dtype, embeds->data, embeds->dtype, n);
-      dit_status st = m->be->ops->upload (m->be, dst.data, tmp,
+      dit_status st = dit_upload (m->be, dst.data, tmp,
           n * dit_dtype_size (m->dtype));
       free (tmp);
       DIT_TRY (st);

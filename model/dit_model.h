@@ -31,7 +31,7 @@ dit_status dit_model_create (const dit_model_config *cfg,
     dit_model **out);
 void dit_model_free (dit_model *m);
 
-/* Tensor parallelism (Megatron-style, plan in dist/dit_tp.h): a rank holds
+/* Tensor parallelism (Megatron-style, plan in mesh/dit_tp.h): a rank holds
  * heads [rank*H/degree, (rank+1)*H/degree) and FFN columns likewise, so the
  * weights it is given are that shard (dit_tp_shard_specs names the shapes).
  * `allreduce` sums `count` elements of `dtype` at `data` (memory of the

@@ -57,6 +57,23 @@ dit_stream_first_step (const double *steps, int num_steps, double strength)
 /* ------------------------------------------------------------------ */
 /* context */
 
+int64_t
+dit_context_slot_latent (int F, int C, int64_t chunk_index, int slot)
+{
+  int64_t n = chunk_index * F;
+  if (slot == 0 && n - C < C)
+    return 0;                     /* the first phase keeps latent 0 */
+  return n - C + slot;
+}
+
+int
+dit_context_slot0_is_anchor (int F, int C, dit_anchor_mode mode,
+    int64_t chunk_index)
+{
+  int64_t n = chunk_index * F;
+  return chunk_index > 0 && mode == DIT_ANCHOR_DECODED && n - C >= C;
+}
+
 struct dit_context {
   int F, C, hw;
   dit_anchor_mode mode;
@@ -144,10 +161,9 @@ dit_context_push_chunk (dit_context *c, int64_t chunk_index, const float *x0)
 int64_t
 dit_context_anchor_latent (const dit_context *c, int64_t next_chunk)
 {
-  int64_t n = next_chunk * c->F;
-  if (next_chunk <= 0 || c->mode != DIT_ANCHOR_DECODED || n - c->C < c->C)
+  if (!dit_context_slot0_is_anchor (c->F, c->C, c->mode, next_chunk))
     return -1;
-  return n - c->C;
+  return dit_context_slot_latent (c->F, c->C, next_chunk, 0);
 }
 
 dit_status
@@ -171,19 +187,20 @@ dit_context_build (const dit_context *c, int64_t chunk_index, float *ctx)
         "stream context: asked for chunk %lld's context, but %lld chunks are known",
         (long long) chunk_index, (long long) c->next_chunk);
   const float *first;
-  if (n - c->C < c->C)
-    first = c->latent0;
-  else if (c->mode == DIT_ANCHOR_LATENT)
-    first = history_slot (c, n - c->C);
-  else if (c->anchor_for == chunk_index)
+  int64_t l0 = dit_context_slot_latent (c->F, c->C, chunk_index, 0);
+  if (dit_context_slot0_is_anchor (c->F, c->C, c->mode, chunk_index)) {
+    if (c->anchor_for != chunk_index)
+      return dit_error (DIT_ERR_STATE, "chunk %lld needs the re-encoded "
+          "anchor of latent %lld, which was not supplied",
+          (long long) chunk_index, (long long) (n - c->C));
     first = c->anchor;
-  else
-    return dit_error (DIT_ERR_STATE,
-        "chunk %lld needs the re-encoded anchor of latent %lld, which was not supplied",
-        (long long) chunk_index, (long long) (n - c->C));
+  } else {
+    first = l0 == 0 ? c->latent0 : history_slot (c, l0);
+  }
   dit_latent_insert (ctx, c->C, 0, c->hw, first);
   for (int j = 1; j < c->C; j++)
-    dit_latent_insert (ctx, c->C, j, c->hw, history_slot (c, n - c->C + j));
+    dit_latent_insert (ctx, c->C, j, c->hw, history_slot (c,
+        dit_context_slot_latent (c->F, c->C, chunk_index, j)));
   return DIT_OK;
 }
 

@@ -64,6 +64,15 @@ typedef enum dit_anchor_mode {
   DIT_ANCHOR_LATENT = 1,
 } dit_anchor_mode;
 
+/* The rule itself, for code that keeps the latents elsewhere
+ * (model/dit_stage0.h keeps them in backend memory).  For chunk k >= 1:
+ * the latent whose data fills context slot j (0 <= j < C); slot 0 holds
+ * its re-encoded anchor instead when dit_context_slot0_is_anchor says so. */
+int64_t dit_context_slot_latent (int frames_per_chunk, int context_frames,
+    int64_t chunk_index, int slot);
+int dit_context_slot0_is_anchor (int frames_per_chunk, int context_frames,
+    dit_anchor_mode mode, int64_t chunk_index);
+
 typedef struct dit_context dit_context;
 
 dit_status dit_context_create (int frames_per_chunk, int context_frames,

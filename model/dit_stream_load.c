@@ -251,7 +251,7 @@ load_issue (load_ctx *c, size_t k, dit_tensor *stage, dit_load_place_fn place,
     const dit_load_item *it = c->items[sg->item];
     char *dst = c->staged[sg->item] ? (char *) stage->data
         : (char *) it->dst->data;
-    DIT_TRY (be->ops->upload (be, dst + sg->item_off,
+    DIT_TRY (dit_upload (be, dst + sg->item_off,
         (const char *) c->ring[slot] + sg->chunk_off, (size_t) sg->len));
     if (!c->staged[sg->item] || sg->item_off + sg->len != it->bytes)
       continue;
@@ -322,11 +322,11 @@ dit_stream_load_chunked (dit_backend *be, const dit_load_item *items,
   }
   if (stage_bytes) {
     int64_t n = (int64_t) stage_bytes;
-    stage = dit_tensor_make (be->ops->alloc (be, stage_bytes), DIT_F32,
-        be->ops->device, 1, &n);   /* raw bytes; viewed per tensor */
+    stage = dit_tensor_make (dit_backend_alloc (be, stage_bytes), DIT_F32,
+        dit_backend_device (be), 1, &n);   /* raw bytes; viewed per tensor */
     if (!stage.data) {
       st = dit_error (DIT_ERR_NOMEM, "load: cannot allocate the %zu-byte "
-          "staging buffer on backend %s", stage_bytes, be->ops->name);
+          "staging buffer on backend %s", stage_bytes, dit_backend_name (be));
       goto out;
     }
   }
@@ -375,7 +375,7 @@ dit_stream_load_chunked (dit_backend *be, const dit_load_item *items,
   if (st == DIT_OK && c.failed)
     st = dit_error (DIT_ERR_IO, "%s", c.error);
   if (st == DIT_OK)
-    st = be->ops->synchronize (be);
+    st = dit_synchronize (be);
   if (stats) {
     memset (stats, 0, sizeof *stats);
     for (size_t k = 0; k < c.nchunks; k++)
@@ -387,13 +387,13 @@ dit_stream_load_chunked (dit_backend *be, const dit_load_item *items,
 
 out:
   if (st != DIT_OK)
-    be->ops->synchronize (be);
+    dit_synchronize (be);
   for (int i = 0; i < DIT_LOAD_RING; i++) {
     dit_event_destroy (be, c.events[i]);
     dit_host_free (be, c.ring[i]);
   }
   if (stage.data)
-    be->ops->free (be, stage.data);
+    dit_backend_free (be, stage.data);
   for (int i = 0; i < c.nfiles; i++)
     close (c.fds[i]);
   free (c.items);

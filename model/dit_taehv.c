@@ -436,7 +436,7 @@ taehv_fetch (dit_taehv *t, const dit_weights *w, const char *name,
     return dit_error (DIT_ERR_NOMEM, "taehv: out of memory reading '%s'", name);
   }
   dit_backend *wb = w->backend ? w->backend : t->be;
-  dit_status st = wb->ops->download (wb, raw, src->data, nb);
+  dit_status st = dit_download (wb, raw, src->data, nb);
   if (st != DIT_OK) {
     free (raw);
     free (f);
@@ -452,12 +452,12 @@ static dit_status
 taehv_upload (dit_taehv *t, dit_tensor *dst, const float *host, size_t n)
 {
   if (t->dtype == DIT_F32)
-    return t->be->ops->upload (t->be, dst->data, host, n * sizeof (float));
+    return dit_upload (t->be, dst->data, host, n * sizeof (float));
   void *tmp = malloc (n * dit_dtype_size (t->dtype) + 1);
   if (!tmp)
     return dit_error (DIT_ERR_NOMEM, "taehv: out of memory");
   dit_convert (tmp, t->dtype, host, DIT_F32, n);
-  dit_status st = t->be->ops->upload (t->be, dst->data, tmp,
+  dit_status st = dit_upload (t->be, dst->data, tmp,
       n * dit_dtype_size (t->dtype));
   free (tmp);
   return st;
@@ -593,7 +593,7 @@ taehv_make_stage (dit_taehv *t, const dit_weights *w, const char *part,
     DIT_TRY (taehv_load_conv3 (t, w, nm, c, c, 1, &S->mem[b][2]));
     int64_t shape[4] = { 1 + frames, h, wd, c };
     DIT_TRY (taehv_alloc (t, &S->in[b], 4, shape));
-    DIT_TRY (t->be->ops->memset_zero (t->be, S->in[b].data,
+    DIT_TRY (dit_memset_zero (t->be, S->in[b].data,
         dit_tensor_nbytes (&S->in[b])));
     t->state_bytes += (size_t) (h * wd * c) * dit_dtype_size (t->dtype);
   }
@@ -700,7 +700,7 @@ dit_taehv_free (dit_taehv *t)
   if (!t)
     return;
   for (size_t i = 0; i < t->nallocs; i++)
-    t->be->ops->free (t->be, t->allocs[i]);
+    dit_backend_free (t->be, t->allocs[i]);
   free (t->allocs);
   free (t);
 }
@@ -716,11 +716,11 @@ dit_taehv_create (const dit_taehv_config *cfg, const dit_weights *w, int width,
   DIT_TRY (taehv_config_check (cfg));
   if (!w)
     return dit_error (DIT_ERR_INVALID, "taehv create: no weights");
-  if (!be || !be->ops)
+  if (!be)
     return dit_error (DIT_ERR_INVALID, "taehv create: no backend");
-  if (!be->ops->vae)
+  if (!dit_backend_has_vae (be))
     return dit_error (DIT_ERR_UNSUPPORTED, "taehv create: the %s backend has "
-        "no VAE ops", be->ops->name ? be->ops->name : "(null)");
+        "no VAE ops", dit_backend_name (be));
   if (width <= 0 || height <= 0 || width % 8 || height % 8)
     return dit_error (DIT_ERR_INVALID, "taehv create: resolution %dx%d is not "
         "a multiple of 8", width, height);
@@ -734,7 +734,7 @@ dit_taehv_create (const dit_taehv_config *cfg, const dit_weights *w, int width,
   t->be = be;
   t->width = width;
   t->height = height;
-  t->dtype = be->ops->device == DIT_DEVICE_CPU ? DIT_F32 : dtype;
+  t->dtype = dit_backend_device (be) == DIT_DEVICE_CPU ? DIT_F32 : dtype;
   taehv_sizes sz = { 0 };
   dit_status st = DIT_OK;
   if (parts & DIT_TAEHV_ENCODER)
@@ -1143,7 +1143,7 @@ taehv_zero_states (dit_taehv *t, taehv_net *net)
       const taehv_stage *S = &net->st[s];
       dit_tensor f0 = taehv_frames (&S->in[b], 0, 1, S->h, S->w, S->c);
       /* a failure here is a dead device; the next op reports it */
-      (void) t->be->ops->memset_zero (t->be, f0.data, dit_tensor_nbytes (&f0));
+      (void) dit_memset_zero (t->be, f0.data, dit_tensor_nbytes (&f0));
     }
 }
 

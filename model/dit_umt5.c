@@ -272,7 +272,7 @@ dit_umt5_free (dit_umt5 *t)
   dit_tensor *bufs[] = { &t->x, &t->y, &t->q, &t->k, &t->v, &t->a, &t->proj,
     &t->g, &t->u, &t->h, &t->out, &t->norm_dev };
   if (t->be)
-    t->be->ops->synchronize (t->be);
+    dit_synchronize (t->be);
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     if (bufs[i]->data)
       dit_tensor_free (t->be, bufs[i]);
@@ -281,7 +281,7 @@ dit_umt5_free (dit_umt5 *t)
       dit_host_free (t->be, t->host_layers[l]);
   free (t->host_layers);
   if (t->slot)
-    t->be->ops->free (t->be, t->slot);
+    dit_backend_free (t->be, t->slot);
   free (t->host_emb);
   dit_host_free (t->be, t->host_x);
   free (t->layers);
@@ -357,8 +357,8 @@ dit_umt5_create (const dit_umt5_config *cfg, const dit_weights *w,
   *out = NULL;
   if (!dit_backend_shares_memory (w->backend, be))
     return dit_error (DIT_ERR_INVALID, "umt5: weights live on backend '%s', "
-        "the encoder was asked to run on '%s'", w->backend->ops->name,
-        be->ops->name);
+        "the encoder was asked to run on '%s'", dit_backend_name (w->backend),
+        dit_backend_name (be));
   dit_umt5 *t;
   DIT_TRY (umt5_new (cfg, w, be, &t));
   dit_status st = umt5_alloc_activations (t);
@@ -380,7 +380,7 @@ umt5_align (size_t n)
 static dit_status
 umt5_to_host (dit_backend *wb, const dit_tensor *src, void *dst)
 {
-  return wb->ops->download (wb, dst, src->data, dit_tensor_nbytes (src));
+  return dit_download (wb, dst, src->data, dit_tensor_nbytes (src));
 }
 
 dit_status
@@ -402,7 +402,7 @@ dit_umt5_create_host_resident (const dit_umt5_config *cfg,
         &t->layers[0], i)));
   }
   t->host_layers = calloc ((size_t) cfg->num_layers, sizeof *t->host_layers);
-  t->slot = be->ops->alloc (be, t->layer_bytes);
+  t->slot = dit_backend_alloc (be, t->layer_bytes);
   if (!t->host_layers || !t->slot)
     st = dit_error (DIT_ERR_NOMEM, "umt5: cannot allocate the %zu-byte layer "
         "slot", t->layer_bytes);
@@ -429,7 +429,7 @@ dit_umt5_create_host_resident (const dit_umt5_config *cfg,
   for (int i = 0; i < UMT5_LAYER_TENSORS && st == DIT_OK; i++) {
     const dit_tensor *first = *umt5_layer_slot (&t->layers[0], i);
     t->slot_t[i] = dit_tensor_make ((char *) t->slot + off[i], first->dtype,
-        be->ops->device, first->ndim, first->shape);
+        dit_backend_device (be), first->ndim, first->shape);
     *umt5_layer_slot (&t->slot_layer, i) = &t->slot_t[i];
   }
   /* the token embedding and the final norm */
@@ -452,9 +452,9 @@ dit_umt5_create_host_resident (const dit_umt5_config *cfg,
     st = tmp ? umt5_to_host (wb, t->norm, tmp)
         : dit_error (DIT_ERR_NOMEM, "umt5: out of memory");
     if (st == DIT_OK)
-      st = be->ops->upload (be, t->norm_dev.data, tmp, nb);
+      st = dit_upload (be, t->norm_dev.data, tmp, nb);
     if (st == DIT_OK)
-      st = be->ops->synchronize (be);
+      st = dit_synchronize (be);
     free (tmp);
   }
   if (st == DIT_OK)
@@ -566,7 +566,7 @@ umt5_layer_forward (dit_umt5 *t, const umt5_layer *L, int64_t n)
   DIT_TRY (umt5_rmsnorm (t, &x, L->norm2, &y));
   DIT_TRY (umt5_linear (t, &y, L->gate, &g, DIT_ACT_GELU_TANH));
   DIT_TRY (umt5_linear (t, &y, L->fc1, &u, DIT_ACT_NONE));
-  DIT_TRY (t->be->ops->memset_zero (t->be, h.data,
+  DIT_TRY (dit_memset_zero (t->be, h.data,
       (size_t) n * (size_t) c->ffn_dim * dit_dtype_size (h.dtype)));
   DIT_TRY (umt5_residual (t, &h, &u, &g));
   DIT_TRY (umt5_linear (t, &h, L->fc2, &proj, DIT_ACT_NONE));
@@ -594,16 +594,16 @@ dit_umt5_encode (dit_umt5 *t, const int32_t *ids, int n, dit_tensor *out)
     /* host residency: rows gathered on the host, each layer uploaded into
      * the slot right before it runs (the previous encode's uploads from
      * host_x are complete: wait for them before overwriting it) */
-    DIT_TRY (t->be->ops->synchronize (t->be));
+    DIT_TRY (dit_synchronize (t->be));
     const size_t es = dit_dtype_size (t->dtype);
     for (int i = 0; i < n; i++)
       dit_convert (t->host_x + (size_t) i * c->dim, DIT_F32,
           (const char *) t->host_emb + (size_t) ids[i] * c->dim * es, t->dtype,
           (size_t) c->dim);
-    DIT_TRY (t->be->ops->upload (t->be, t->x.data, t->host_x,
+    DIT_TRY (dit_upload (t->be, t->x.data, t->host_x,
         (size_t) n * c->dim * sizeof (float)));
     for (int l = 0; l < layers; l++) {
-      DIT_TRY (t->be->ops->upload (t->be, t->slot, t->host_layers[l],
+      DIT_TRY (dit_upload (t->be, t->slot, t->host_layers[l],
           t->layer_bytes));
       DIT_TRY (umt5_layer_forward (t, &t->slot_layer, n));
     }
@@ -619,7 +619,7 @@ dit_umt5_encode (dit_umt5 *t, const int32_t *ids, int n, dit_tensor *out)
   }
 
   dit_tensor x = dit_tensor_rows (&t->x, 0, n);
-  if (out->device == t->be->ops->device) {
+  if (out->device == dit_backend_device (t->be)) {
     return umt5_rmsnorm (t, &x, t->norm, out);
   }
   /* host output from a device backend: normalise into f32, download, convert */
@@ -631,9 +631,9 @@ dit_umt5_encode (dit_umt5 *t, const int32_t *ids, int n, dit_tensor *out)
   float *tmp = malloc (numel * sizeof (float));
   if (!tmp)
     return dit_error (DIT_ERR_NOMEM, "umt5: out of memory");
-  dit_status st = t->be->ops->synchronize (t->be);
+  dit_status st = dit_synchronize (t->be);
   if (st == DIT_OK)
-    st = t->be->ops->download (t->be, tmp, o.data, numel * sizeof (float));
+    st = dit_download (t->be, tmp, o.data, numel * sizeof (float));
   if (st == DIT_OK)
     dit_convert (out->data, out->dtype, tmp, DIT_F32, numel);
   free (tmp);

@@ -494,7 +494,7 @@ dit_vae_fetch (dit_vae *v, const dit_weights *w, const char *name, int ndim,
     return dit_error (DIT_ERR_NOMEM, "vae: out of memory reading '%s'", name);
   }
   dit_backend *wb = w->backend ? w->backend : v->be;
-  dit_status st = wb->ops->download (wb, raw, t->data, nb);
+  dit_status st = dit_download (wb, raw, t->data, nb);
   if (st != DIT_OK) {
     free (raw);
     free (f);
@@ -510,12 +510,12 @@ static dit_status
 dit_vae_upload_host (dit_vae *v, dit_tensor *t, const float *host, size_t n)
 {
   if (v->dtype == DIT_F32)
-    return v->be->ops->upload (v->be, t->data, host, n * sizeof (float));
+    return dit_upload (v->be, t->data, host, n * sizeof (float));
   void *tmp = malloc (n * dit_dtype_size (v->dtype) + 1);
   if (!tmp)
     return dit_error (DIT_ERR_NOMEM, "vae: out of memory");
   dit_convert (tmp, v->dtype, host, DIT_F32, n);
-  dit_status st = v->be->ops->upload (v->be, t->data, tmp, n * dit_dtype_size (v->dtype));
+  dit_status st = dit_upload (v->be, t->data, tmp, n * dit_dtype_size (v->dtype));
   free (tmp);
   return st;
 }
@@ -596,7 +596,7 @@ dit_vae_make_cache (dit_vae *v, dit_vae_cache *k, int cap, int64_t h, int64_t w,
     v->head_elems = (int64_t) cap * h * w * c;
   DIT_TRY (dit_vae_alloc (v, &k->buf, 4, s));
   v->state_bytes += dit_tensor_nbytes (&k->buf);
-  return v->be->ops->memset_zero (v->be, k->buf.data, dit_tensor_nbytes (&k->buf));
+  return dit_memset_zero (v->be, k->buf.data, dit_tensor_nbytes (&k->buf));
 }
 
 static void
@@ -721,7 +721,7 @@ dit_vae_free (dit_vae *v)
   if (!v)
     return;
   for (size_t i = 0; i < v->nallocs; i++)
-    v->be->ops->free (v->be, v->allocs[i]);
+    dit_backend_free (v->be, v->allocs[i]);
   free (v->allocs);
   free (v);
 }
@@ -736,11 +736,11 @@ dit_vae_create (const dit_vae_config *cfg, const dit_weights *w, int width,
   DIT_TRY (dit_vae_config_check (cfg));
   if (!w)
     return dit_error (DIT_ERR_INVALID, "vae create: no weights");
-  if (!be || !be->ops)
+  if (!be)
     return dit_error (DIT_ERR_INVALID, "vae create: no backend");
-  if (!be->ops->vae)
+  if (!dit_backend_has_vae (be))
     return dit_error (DIT_ERR_UNSUPPORTED, "vae create: the %s backend has no "
-        "VAE ops", be->ops->name ? be->ops->name : "(null)");
+        "VAE ops", dit_backend_name (be));
   if (width <= 0 || height <= 0 || width % 16 || height % 16)
     return dit_error (DIT_ERR_INVALID, "vae create: resolution %dx%d is not a "
         "multiple of 16", width, height);
@@ -752,7 +752,7 @@ dit_vae_create (const dit_vae_config *cfg, const dit_weights *w, int width,
   v->width = width;
   v->height = height;
   /* The CPU ops compute in f32; other storage is for accelerator backends. */
-  v->dtype = be->ops->device == DIT_DEVICE_CPU ? DIT_F32 : dtype;
+  v->dtype = dit_backend_device (be) == DIT_DEVICE_CPU ? DIT_F32 : dtype;
   dit_status st = dit_vae_build_net (v, w, 0);
   if (st == DIT_OK)
     st = dit_vae_build_net (v, w, 1);
@@ -985,7 +985,7 @@ dit_vae_layer_forward (dit_vae *v, dit_vae_layer *L, int *cur, int64_t *t)
       if (L->kind == DIT_VAE_UP3D) {
         if (!L->started) {
           /* latent 0: no time conv; later chunks see two zero frames */
-          DIT_TRY (v->be->ops->memset_zero (v->be, L->k0.buf.data,
+          DIT_TRY (dit_memset_zero (v->be, L->k0.buf.data,
               dit_tensor_nbytes (&L->k0.buf)));
           L->k0.n = DIT_VAE_CACHE_T;
           L->started = 1;

@@ -543,26 +543,26 @@ w_alloc_one (weights_impl *w, size_t i, int fp8)
     if (!w->pub.scales && !(w->pub.scales = calloc (w->pub.count + 1,
           sizeof *w->pub.scales)))
       return dit_error (DIT_ERR_NOMEM, "weights: out of memory");
-    if (!(q = be->ops->alloc (be, (size_t) s->shape[0] * sizeof (float))))
+    if (!(q = dit_backend_alloc (be, (size_t) s->shape[0] * sizeof (float))))
       return dit_error (DIT_ERR_NOMEM, "weights: cannot allocate the FP8 "
-          "scales of '%s' on backend '%s'", s->name, be->ops->name);
+          "scales of '%s' on backend '%s'", s->name, dit_backend_name (be));
   }
-  void *p = be->ops->alloc (be, bytes ? bytes : 1);
+  void *p = dit_backend_alloc (be, bytes ? bytes : 1);
   if (!p) {
     if (q)
-      be->ops->free (be, q);
+      dit_backend_free (be, q);
     return dit_error (DIT_ERR_NOMEM,
         "weights: cannot allocate %zu bytes on backend '%s' for '%s' %s", bytes,
-        be->ops->name, s->name, w_shape_str (sb, sizeof sb, s->ndim, s->shape));
+        dit_backend_name (be), s->name, w_shape_str (sb, sizeof sb, s->ndim, s->shape));
   }
   if (s->ndim <= DIT_MAX_DIMS) {
-    w->pub.tensors[i] = dit_tensor_make (p, dt, be->ops->device, s->ndim, s->shape);
+    w->pub.tensors[i] = dit_tensor_make (p, dt, dit_backend_device (be), s->ndim, s->shape);
   } else {
     int64_t flat[2] = { s->shape[0], w_spec_numel (s) / (s->shape[0] ? s->shape[0] : 1) };
-    w->pub.tensors[i] = dit_tensor_make (p, dt, be->ops->device, 2, flat);
+    w->pub.tensors[i] = dit_tensor_make (p, dt, dit_backend_device (be), 2, flat);
   }
   if (fp8) {
-    w->pub.scales[i] = dit_tensor_1d (q, DIT_F32, be->ops->device, s->shape[0]);
+    w->pub.scales[i] = dit_tensor_1d (q, DIT_F32, dit_backend_device (be), s->shape[0]);
     w->pub.fp8_count++;
   }
   return DIT_OK;
@@ -605,11 +605,11 @@ w_sample (dit_backend *be, const dit_tensor *t, uint64_t *h)
   unsigned char sample[2 * W_SAMPLE_BYTES];
   size_t bytes = dit_tensor_nbytes (t), n;
   if (bytes <= sizeof sample) {
-    DIT_TRY (be->ops->download (be, sample, t->data, bytes));
+    DIT_TRY (dit_download (be, sample, t->data, bytes));
     n = bytes;
   } else {
-    DIT_TRY (be->ops->download (be, sample, t->data, W_SAMPLE_BYTES));
-    DIT_TRY (be->ops->download (be, sample + W_SAMPLE_BYTES,
+    DIT_TRY (dit_download (be, sample, t->data, W_SAMPLE_BYTES));
+    DIT_TRY (dit_download (be, sample + W_SAMPLE_BYTES,
         (const char *) t->data + bytes - W_SAMPLE_BYTES, W_SAMPLE_BYTES));
     n = sizeof sample;
   }
@@ -670,9 +670,9 @@ dit_weights_free (dit_weights *w)
     return;
   for (size_t i = 0; w->tensors && i < w->count; i++) {
     if (w->tensors[i].data)
-      w->backend->ops->free (w->backend, w->tensors[i].data);
+      dit_backend_free (w->backend, w->tensors[i].data);
     if (w->scales && w->scales[i].data)
-      w->backend->ops->free (w->backend, w->scales[i].data);
+      dit_backend_free (w->backend, w->scales[i].data);
   }
   free (w->scales);
   free (w->specs);
@@ -766,7 +766,7 @@ w_upload_fp8_scales (dit_backend *be, const dit_safetensors *st,
     return dit_error (DIT_ERR_NOMEM, "weights: out of memory");
   for (int64_t r = 0; r < N; r++)
     h[r] = dit_checkpoint_fp8_scale (st, t, r);
-  dit_status status = be->ops->upload (be, scales->data, h,
+  dit_status status = dit_upload (be, scales->data, h,
       (size_t) N * sizeof (float));
   /* pageable memory: staged by the runtime before upload returns */
   free (h);
@@ -800,7 +800,7 @@ w_upload_dequantized (dit_backend *be, const dit_safetensors *st,
       stage_f32[i] = dit_e4m3_to_f32 (codes[o + i]) * sc;
     }
     dit_convert (stage_dst, dst->dtype, stage_f32, DIT_F32, (size_t) m);
-    status = be->ops->upload (be, (char *) dst->data + (size_t) o * dsz,
+    status = dit_upload (be, (char *) dst->data + (size_t) o * dsz,
         stage_dst, (size_t) m * dsz);
   }
   free (stage_f32);
@@ -911,12 +911,12 @@ dit_weights_to_fp8 (dit_weights *w, dit_fp8_select_fn select)
     dit_status st = dit_quantize_fp8 (be, &p);
     /* the original goes once the quantization is ordered behind it */
     if (st == DIT_OK)
-      st = be->ops->synchronize (be);
+      st = dit_synchronize (be);
     if (st != DIT_OK) {
-      be->ops->free (be, src.data);
+      dit_backend_free (be, src.data);
       return dit_error_prefix (st, "weights: quantizing '%s' to FP8", s->name);
     }
-    be->ops->free (be, src.data);
+    dit_backend_free (be, src.data);
   }
   return w_fingerprint (w);
 }
@@ -975,12 +975,12 @@ dit_status
 dit_weights_synthetic_fill_backend (const dit_param_spec *spec, uint64_t seed,
     int64_t begin, int64_t n, dit_dtype dtype, dit_backend *be, void *dst)
 {
-  if (!be || !be->ops->synthetic_normal)
+  if (!dit_backend_has_synthetic_normal (be))
     return dit_error (DIT_ERR_UNSUPPORTED, "weights: backend '%s' cannot make "
-        "synthetic values", be ? be->ops->name : "(none)");
+        "synthetic values", be ? dit_backend_name (be) : "(none)");
   double scale, offset;
   w_synth_rule (spec, &scale, &offset);
-  return be->ops->synthetic_normal (be, dst, dtype, begin, n, seed,
+  return dit_synthetic_normal (be, dst, dtype, begin, n, seed,
       w_synth_stream (spec), scale, offset);
 }
 
@@ -1004,11 +1004,11 @@ dit_weights_synthetic (const dit_param_spec *specs, size_t count, uint64_t seed,
   }
   for (size_t i = 0; i < count && status == DIT_OK; i++) {
     int64_t n = w_spec_numel (&specs[i]);
-    if (be->ops->synthetic_normal) {
+    if (dit_backend_has_synthetic_normal (be)) {
       /* Same values made in backend memory (the 14B set in seconds). */
       double scale, offset;
       w_synth_rule (&specs[i], &scale, &offset);
-      status = be->ops->synthetic_normal (be, w->pub.tensors[i].data, dtype, 0,
+      status = dit_synthetic_normal (be, w->pub.tensors[i].data, dtype, 0,
           n, seed, w_synth_stream (&specs[i]), scale, offset);
       if (status != DIT_OK)
         dit_error_prefix (status, "weights: synthetic '%s'", specs[i].name);
@@ -1017,7 +1017,7 @@ dit_weights_synthetic (const dit_param_spec *specs, size_t count, uint64_t seed,
     for (int64_t o = 0; o < n && status == DIT_OK; o += (int64_t) W_STAGE_ELEMS) {
       int64_t m = n - o < (int64_t) W_STAGE_ELEMS ? n - o : (int64_t) W_STAGE_ELEMS;
       dit_weights_synthetic_fill (&specs[i], seed, o, m, dtype, stage);
-      status = be->ops->upload (be, (char *) w->pub.tensors[i].data + (size_t) o * dsz,
+      status = dit_upload (be, (char *) w->pub.tensors[i].data + (size_t) o * dsz,
           stage, (size_t) m * dsz);
       if (status != DIT_OK)
         dit_error_prefix (status, "weights: synthetic '%s'", specs[i].name);
@@ -1069,7 +1069,7 @@ dit_weights_synthetic_mapped (const dit_param_spec *specs,
   *out = NULL;
   if (!be)
     return dit_error (DIT_ERR_INVALID, "weights: no backend for synthetic weights");
-  if (!be->ops->synthetic_normal)
+  if (!dit_backend_has_synthetic_normal (be))
     return dit_weights_from_fill (specs, count, dtype, be, w_mapped_fill, &ctx, out);
 
   weights_impl *w = NULL;
@@ -1086,7 +1086,7 @@ dit_weights_synthetic_mapped (const dit_param_spec *specs,
       int64_t f = map (user, i, e, &run);
       if (run > n - e)
         run = n - e;
-      status = be->ops->synthetic_normal (be, (char *) w->pub.tensors[i].data
+      status = dit_synthetic_normal (be, (char *) w->pub.tensors[i].data
           + (size_t) e * dsz, dtype, f, run, seed, stream, scale, offset);
       e += run;
     }
@@ -1133,10 +1133,10 @@ w_save_fill (void *user, size_t index, void *dst, size_t nbytes)
         : dit_error (DIT_ERR_NOMEM, "weights: out of memory saving '%s'",
             w->specs[index].name);
     if (st == DIT_OK)
-      st = be->ops->download (be, sc, w->scales[index].data,
+      st = dit_download (be, sc, w->scales[index].data,
           (size_t) N * sizeof (float));
     for (int64_t r = 0; st == DIT_OK && r < N; r++) {
-      st = be->ops->download (be, row, (const uint8_t *) t->data + r * K,
+      st = dit_download (be, row, (const uint8_t *) t->data + r * K,
           (size_t) K);
       for (int64_t k = 0; k < K; k++)
         v[k] = dit_e4m3_to_f32 (row[k]) * sc[r];
@@ -1149,10 +1149,10 @@ w_save_fill (void *user, size_t index, void *dst, size_t nbytes)
     return st;
   }
   if (w->dtype == c->dtype)
-    return be->ops->download (be, dst, t->data, n * dsz);
+    return dit_download (be, dst, t->data, n * dsz);
   for (size_t o = 0; o < n; o += W_STAGE_ELEMS) {
     size_t m = n - o < W_STAGE_ELEMS ? n - o : W_STAGE_ELEMS;
-    DIT_TRY (be->ops->download (be, c->stage, (const char *) t->data + o * ssz, m * ssz));
+    DIT_TRY (dit_download (be, c->stage, (const char *) t->data + o * ssz, m * ssz));
     dit_convert ((char *) dst + o * dsz, c->dtype, c->stage, w->dtype, m);
   }
   return DIT_OK;
@@ -1211,7 +1211,7 @@ dit_weights_from_fill (const dit_param_spec *specs, size_t count,
       int64_t m = n - o < (int64_t) W_STAGE_ELEMS ? n - o : (int64_t) W_STAGE_ELEMS;
       status = fill (user, i, o, m, dtype, stage);
       if (status == DIT_OK)
-        status = be->ops->upload (be,
+        status = dit_upload (be,
             (char *) w->pub.tensors[i].data + (size_t) o * dsz, stage,
             (size_t) m * dsz);
       if (status != DIT_OK)

@@ -145,7 +145,7 @@ dit_status dit_weights_synthetic_fill_backend (const dit_param_spec *spec,
  * write elements [begin, begin + n) in `dtype` into host memory `dst`
  * (at most 1 Mi elements per call).  Used for tensor-parallel shards, whose
  * slices come from a mapped checkpoint or from dit_weights_synthetic_fill
- * of the full tensor (dist/dit_tp.c). */
+ * of the full tensor (mesh/dit_tp.c). */
 typedef dit_status (*dit_weights_fill_fn) (void *user, size_t index,
     int64_t begin, int64_t n, dit_dtype dtype, void *dst);
 dit_status dit_weights_from_fill (const dit_param_spec *specs, size_t count,

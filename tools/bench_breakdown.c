@@ -60,6 +60,8 @@ bench_op_name (int op)
     case DIT_OP_QUANTIZE_FP8: return "quantize_fp8";
     case DIT_OP_LAYERNORM_FP8: return "layernorm_fp8";
     case DIT_OP_GEMM_FP8: return "gemm_fp8";
+    case DIT_OP_RMSNORM_SUMSQ: return "rmsnorm_sumsq";
+    case DIT_OP_RMSNORM_APPLY: return "rmsnorm_apply";
     default: return NULL;
   }
 }
@@ -108,7 +110,7 @@ bench_breakdown_new (dit_backend *be, int max_marks, bench_breakdown **out)
     return dit_error (DIT_ERR_NOMEM, "breakdown: out of memory");
   }
 #if DIT_HAVE_CUDA
-  if (be->ops->device == DIT_DEVICE_CUDA) {
+  if (dit_backend_device (be) == DIT_DEVICE_CUDA) {
     b->cuda = 1;
     b->stream = (cudaStream_t) dit_backend_cuda_stream (be);
     b->events = calloc ((size_t) max_marks, sizeof *b->events);
@@ -189,7 +191,7 @@ bench_breakdown_end_chunk (bench_breakdown *b, int expect_forwards,
   } else
 #endif
   {
-    DIT_TRY (b->be->ops->synchronize (b->be));
+    DIT_TRY (dit_synchronize (b->be));
     b->marks[b->n].host_ms = bd_now_ms ();
   }
 

@@ -3,29 +3,42 @@
  * latent and the anchor re-encode, with seeded synthetic weights (no
  * checkpoint needed; on CUDA they are made on the device).  Four modes:
  *
+ * The chunk loop is ditgenerate's own code: the generator behind a
+ * dit_runner (mesh/dit_runner.h) on a backend instance of its own, and
+ * Stage 0 a dit_stage0 (model/dit_stage0.h: the context rule, the anchor
+ * path, the display decode queue).
+ *
  * Engine (default), one device: chunk k >= 1, as Stage 0 and the generator
  * run it on one GPU (docs/DESIGN.md §2): recompute the cache from [anchor,
- * latent n-2, latent n-1], 4 denoise forwards, decode latent 0 of the
- * chunk, re-encode its last pixel frame as the next anchor, decode latents
- * 1 and 2.  Every stage is timed with a backend synchronize around it
- * (host clock), after `--warmup` chunks, over `--chunks` chunks.  Printed:
+ * latent n-2, latent n-1], 4 denoise forwards, the anchor path (decode the
+ * anchor latent, re-encode its last pixel frame), the display decode of
+ * the other latents.  Stages are timed on the host clock with the backend
+ * synchronised after each, after `--warmup` chunks, over `--chunks`
+ * chunks (the serial pass).  Then `--chunks` more as the elements run them
+ * (the overlapped pass, unless --overlap off): the generator's thread
+ * takes the context, runs the chunk and pushes it into Stage 0 (anchor
+ * path), while a display thread, as ditdecode behind its queue, decodes
+ * the chunk's other latents and converts every frame to bytes on the host;
+ * Stage 0 calls are serialised by one lock as GstDitSession serialises
+ * them.  Its period (push to push) is the chunk period and gives the FPS;
+ * it is what `--pipeline` measures at the sink.  Printed:
  * ms per forward (recompute, denoise), VAE decode ms per latent, streaming
  * encode ms per latent, anchor ms (decode 1 latent + encode 1 frame), chunk
- * period, FPS (pixel frames per second), time to first frame (first
+ * period (serial and overlapped), FPS (pixel frames per second), time to first frame (first
  * request to the first decoded frame in bytes on the host, weights
  * loaded), achieved TFLOP/s of the DiT (FLOPs from dit_model_forward_flops,
  * DESIGN §8) and its fraction of the bf16 GEMM rate measured in the same
  * run, peak device memory.
  *
- * Mesh (--mesh-devices 1,2[,..]): the DiT runs on a dit_mesh of dit-worker
+ * Mesh (--mesh-devices 1,2[,..]): the runner's DiT is a mesh of dit-worker
  * ranks (tensor parallel, one rank per listed device, backend of the same
  * kind as --device unless --mesh-backend says otherwise) while Stage 0 —
  * VAE decode and the anchor — runs on --device in this process.  Two
  * passes over `--chunks` chunks each, after `--warmup`:
  *   serial:     submit, collect (Stage 1 = the mesh round trip), then the
- *               anchor (upload, decode latent 0, encode its last frame,
- *               context to the host) and the decode of the other latents
- *               (Stage 0); period = Stage 1 + Stage 0;
+ *               anchor path (decode the anchor latent, encode its last
+ *               frame) and the decode of the other latents (Stage 0);
+ *               period = Stage 1 + Stage 0;
  *   overlapped: chunk k+1 is submitted as soon as its anchor is ready and
  *               the other latents of chunk k are decoded while the mesh
  *               works (one call in flight: chunk k+2 needs chunk k+1's
@@ -43,7 +56,10 @@
  * with its share of recompute + denoise, medians over the serial pass.
  * On CUDA, Stage 0's backend is the mesh's world_backend (the world comm,
  * the data plane, runs on NCCL from its GPU when --device is not a mesh
- * device, on the CPU comm otherwise); the JSON says which (world_nccl).
+ * device, on the CPU comm otherwise); the JSON says which (world_nccl),
+ * and how many host copies of latents a chunk made (host_copies_per_chunk:
+ * 0 on NCCL, where latents stay on the device; 2 on the CPU comm, the
+ * context down and x0 up).
  *
  * Pipeline (--pipeline, only in builds with GStreamer): the elements in
  * this process, `ditgenerate num-chunks=W+N ! video/x-dit-latent ! queue ! ditdecode
@@ -112,10 +128,11 @@
 #include "dit_config.h"
 #include "dit_generator.h"
 #include "dit_loader.h"
-#include "dit_mesh.h"
+#include "dit_mesh_config.h"
+#include "dit_runner.h"
+#include "dit_stage0.h"
 #include "dit_model.h"
 #include "dit_umt5.h"
-#include "dit_loader.h"
 #include "dit_taehv.h"
 #include "dit_vae.h"
 #include "dit_weights.h"
@@ -135,6 +152,7 @@
 #endif
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -354,7 +372,7 @@ static void
 mem_sample (dit_backend *be)
 {
 #if DIT_HAVE_CUDA
-  if (be->ops->device == DIT_DEVICE_CUDA) {
+  if (dit_backend_device (be) == DIT_DEVICE_CUDA) {
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo (&free_b, &total_b) == cudaSuccess
         && total_b - free_b > peak_used)
@@ -370,7 +388,7 @@ static double
 mem_used (dit_backend *be)
 {
 #if DIT_HAVE_CUDA
-  if (be->ops->device == DIT_DEVICE_CUDA) {
+  if (dit_backend_device (be) == DIT_DEVICE_CUDA) {
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo (&free_b, &total_b) == cudaSuccess)
       return (double) (total_b - free_b);
@@ -419,6 +437,9 @@ usage (FILE *f)
       "                         (default on)\n"
       "  --fold on|off          residual adds and bias passes folded into the\n"
       "                         GEMM epilogues (default on)\n"
+      "  --overlap on|off       after the serial pass, time the chunks as the\n"
+      "                         elements run them, display and generator\n"
+      "                         overlapped (engine and mesh; default on)\n"
       "  --breakdown            after the timed chunks, eager chunks timed op\n"
       "                         by op: GEMM / attention / other per forward\n"
       "  --json                 one JSON object instead of the report\n"
@@ -429,7 +450,6 @@ usage (FILE *f)
       "                         kind of --device)\n"
       "  --worker-path PATH     dit-worker executable (default: the one next to\n"
       "                         dit-bench, else PATH)\n"
-      "  --overlap on|off       also time the overlapped pass (default on)\n"
       "  --worker-arg ARG       one more argument for every dit-worker\n"
       "                         (repeat it for more)\n"
       "Pipeline:\n"
@@ -673,43 +693,6 @@ frame_of (const dit_tensor *t, int64_t f)
       * dit_dtype_size (t->dtype), t->dtype, t->device, shape, t->stride);
 }
 
-/* Frames [f0, f0 + n) of [C, T, h, w]. */
-static dit_tensor
-frames_of (const dit_tensor *t, int64_t f0, int64_t n)
-{
-  int64_t shape[4] = { t->shape[0], n, t->shape[2], t->shape[3] };
-  return view4 ((char *) t->data + (size_t) (f0 * t->stride[1])
-      * dit_dtype_size (t->dtype), t->dtype, t->device, shape, t->stride);
-}
-
-/* dst frame df <- src frame sf, both channels-first latents. */
-static dit_status
-copy_frame (dit_backend *be, const dit_tensor *src, int64_t sf,
-    dit_tensor *dst, int64_t df)
-{
-  const int64_t C = src->shape[0], hw = src->shape[2] * src->shape[3];
-  dit_tensor s = dit_tensor_2d ((char *) src->data + (size_t) (sf
-      * src->stride[1]) * dit_dtype_size (src->dtype), src->dtype,
-      src->device, C, hw);
-  s.stride[0] = src->stride[0];
-  dit_tensor d = dit_tensor_2d ((char *) dst->data + (size_t) (df
-      * dst->stride[1]) * dit_dtype_size (dst->dtype), dst->dtype,
-      dst->device, C, hw);
-  d.stride[0] = dst->stride[0];
-  dit_copy_params cp = { .x = &s, .y = &d };
-  return dit_copy (be, &cp);
-}
-
-/* Host f32 latents: dst [16, Td, hw] frame df <- src [16, Ts, hw] frame sf. */
-static void
-host_copy_frame (const float *src, int Ts, int sf, float *dst, int Td, int df,
-    int64_t hw)
-{
-  for (int c = 0; c < 16; c++)
-    memcpy (dst + ((size_t) c * Td + df) * hw, src + ((size_t) c * Ts + sf) * hw,
-        (size_t) hw * sizeof (float));
-}
-
 /* The first decoded frame as bytes on the host (what a sink would get). */
 static dit_status
 frame_to_host (dit_backend *be, const dit_tensor *pix, void *dev_bytes,
@@ -723,7 +706,7 @@ frame_to_host (dit_backend *be, const dit_tensor *pix, void *dev_bytes,
     .height = h, .plane = { dev_bytes }, .stride = { 4 * (int64_t) w },
     .tensor = &f };
   DIT_TRY (dit_tensor_to_pixels (be, &pp));
-  return be->ops->download (be, host, dev_bytes, (size_t) 4 * w * h);
+  return dit_download (be, host, dev_bytes, (size_t) 4 * w * h);
 }
 
 /* Rate of a large bf16 GEMM ([n, n] x [n, n]ᵀ, random inputs) in TFLOP/s. */
@@ -745,13 +728,13 @@ gemm_peak (dit_backend *be, int n, double *tflops)
   for (int i = 0; st == DIT_OK && i < 3; i++)
     st = dit_gemm (be, &gp);
   if (st == DIT_OK)
-    st = be->ops->synchronize (be);
-  const int reps = be->ops->device == DIT_DEVICE_CPU ? 1 : 20;
+    st = dit_synchronize (be);
+  const int reps = dit_backend_device (be) == DIT_DEVICE_CPU ? 1 : 20;
   double t0 = now_ms ();
   for (int i = 0; st == DIT_OK && i < reps; i++)
     st = dit_gemm (be, &gp);
   if (st == DIT_OK)
-    st = be->ops->synchronize (be);
+    st = dit_synchronize (be);
   double ms = (now_ms () - t0) / reps;
   if (st == DIT_OK)
     *tflops = 2.0 * n * (double) n * n / (ms * 1e-3) / 1e12;
@@ -762,77 +745,37 @@ gemm_peak (dit_backend *be, int n, double *tflops)
   return st;
 }
 
+/* The chunk loop is the element's: the generator behind a dit_runner (in
+ * this process or on the mesh), Stage 0 a dit_stage0 (context rule, anchor
+ * path, display decode queue) on the same backend.  This process runs
+ * both on one thread, one after the other. */
 typedef struct bench_state {
   bench_args a;
   dit_backend *be;
   dit_model_config cfg;
   dit_gen_config gc;
   dit_weights *weights;
-  dit_generator *gen;
-  dit_vae *vae;
-  dit_taehv *tae;           /* --decoder: the display decoder */
-  dit_tensor out, ctx, anchor, pix, enc_lat;
-  dit_tensor pix_anchor;    /* --decoder: the full VAE's anchor decode */
+  dit_runner *runner;
+  dit_backend *gen_be;          /* engine mode: the generator's own backend
+                                   (ditgenerate's private one), NULL = be */
+  dit_stage0 *s0;               /* NULL with --vae none */
+  dit_vae *enc;                 /* the streaming encoder of encode_bench */
+  dit_tensor pix, enc_lat;
   void *dev_bytes;
   uint8_t *host_bytes;
   int64_t chunk_index;
-  float *prompt;          /* host [prompt_rows, text_dim] */
+  float *prompt;                /* host [prompt_rows, text_dim] */
   int prompt_rows;
   /* engine mode: the text encoder, kept as the pipeline keeps it */
   dit_umt5 *t5;
   dit_umt5_config t5_cfg;
   dit_weights *t5_weights;      /* device residency: the encoder's weights */
-  /* mesh mode: host latents of the last chunk, the next context, anchor */
-  dit_mesh *mesh;
-  float *out_host, *ctx_host, *anchor_host;
+  dit_mesh_spec spec;
 } bench_state;
-
-/* Decode latent f of `out` for display into st->pix (4 frames, or 1 for
- * latent 0 of a stream): the tiny decoder's with --decoder, else the full
- * VAE's; returns the pixel view. */
-static dit_status
-decode_latent (bench_state *st, int64_t f, dit_tensor *pix_view)
-{
-  dit_tensor lat = frame_of (&st->out, f);
-  int64_t T = st->tae ? dit_taehv_decode_frames (st->tae, 1)
-      : dit_vae_decode_frames (st->vae, 1);
-  *pix_view = frames_of (&st->pix, 0, T);
-  if (st->tae)
-    return dit_taehv_decode (st->tae, &lat, pix_view);
-  return dit_vae_decode (st->vae, &lat, pix_view);
-}
-
-/* Anchor of latent f: re-encode the last frame of its display decode
- * `pix` (a fresh single-image encode); with --decoder the frame is the
- * full VAE's decode of latent f instead (its stream sees only anchors). */
-static dit_status
-encode_anchor (bench_state *st, int64_t f, const dit_tensor *pix)
-{
-  dit_tensor src = *pix;
-  if (st->tae) {
-    dit_tensor lat = frame_of (&st->out, f);
-    src = frames_of (&st->pix_anchor, 0, dit_vae_decode_frames (st->vae, 1));
-    DIT_TRY (dit_vae_decode (st->vae, &lat, &src));
-  }
-  dit_tensor last = frame_of (&src, src.shape[1] - 1);
-  return dit_vae_encode_anchor (st->vae, &last, &st->anchor);
-}
-
-static void
-reset_decoders (bench_state *st)
-{
-  dit_vae_reset_decoder (st->vae);
-  dit_taehv_reset_decoder (st->tae);
-}
-
-static dit_status
-bench_sync (bench_state *st)
-{
-  return st->be->ops->synchronize (st->be);
-}
 
 typedef struct bench_result {
   bench_stat recompute, denoise, decode, anchor_enc, anchor, period, encode;
+  bench_stat period_ovl;        /* the overlapped pass, push to push */
   double ttff_cold, ttff_warm, weights_ms, vae_weights_ms, gemm_tflops;
   int64_t gemm_paths[BENCH_GEMM_PATHS];
   char gemm_fp8_paths[4096];   /* JSON array: FP8 GEMM shape -> path */
@@ -854,6 +797,7 @@ typedef struct mesh_result {
   int world_nccl;                                 /* the data plane's transport */
   bench_samples stage0, anchor, decode_rest, stage1, period_serial;
   bench_samples period, stage0_ovl, stage1_ovl, hidden;
+  bench_samples host_copies;                      /* per chunk, serial pass */
   double setup_ms;
 } mesh_result;
 
@@ -874,32 +818,79 @@ typedef struct pipe_result {
   char device[64];
 } pipe_result;
 
+/* A new stream: chunk 0 next, on the runner and in Stage 0. */
+static void
+stream_reset (bench_state *st)
+{
+  dit_runner_reset (st->runner);
+  if (st->s0)
+    dit_stage0_reset (st->s0);
+  st->chunk_index = 0;
+}
+
+/* Chunk k's context from Stage 0 (nothing for chunk 0) into req. */
+static dit_status
+chunk_request (bench_state *st, dit_chunk_request *req, dit_tensor *ctx)
+{
+  memset (req, 0, sizeof *req);
+  req->chunk_index = st->chunk_index;
+  DIT_TRY (dit_stage0_context (st->s0, st->chunk_index,
+      dit_runner_backend (st->runner), ctx));
+  req->context = ctx->data ? ctx : NULL;
+  return DIT_OK;
+}
+
+/* Stage 0 on the critical path: x0 into the history and the decode queue,
+ * the anchor path for the next chunk. */
+static dit_status
+stage0_head (bench_state *st, const dit_tensor *x0, double *ms)
+{
+  double t0 = now_ms ();
+  DIT_TRY (dit_stage0_push_chunk (st->s0, st->chunk_index, x0,
+      dit_runner_backend (st->runner)));
+  st->chunk_index++;
+  *ms = now_ms () - t0;
+  return DIT_OK;
+}
+
+/* The display: decode the chunk's other latents and release them. */
+static dit_status
+stage0_tail (bench_state *st, int64_t chunk, double *ms)
+{
+  double t0 = now_ms ();
+  const int64_t last = (chunk + 1) * st->gc.frames_per_chunk - 1;
+  if (dit_stage0_has_decoder (st->s0)) {
+    DIT_TRY (dit_stage0_decode_to (st->s0, last));
+    dit_stage0_release (st->s0, last);
+  }
+  *ms = now_ms () - t0;
+  return DIT_OK;
+}
+
 /* Chunk 0 of a new stream up to its first decoded frame on the host, then
- * the rest of the chunk (anchor, other latents).  Returns the TTFF. */
+ * the rest of the chunk.  Returns the TTFF. */
 static dit_status
 first_chunk (bench_state *st, double *ttff)
 {
-  dit_chunk_request req = { .chunk_index = 0 };
-  dit_tensor pv;
-  if (st->vae)
-    reset_decoders (st);
+  dit_chunk_request req;
+  dit_tensor ctx, x0, pv;
+  double head, tail;
+  stream_reset (st);
   double t0 = now_ms ();
-  DIT_TRY (dit_generator_run_chunk (st->gen, &req, &st->out, NULL));
-  if (st->vae) {
-    DIT_TRY (decode_latent (st, 0, &pv));
+  DIT_TRY (chunk_request (st, &req, &ctx));
+  DIT_TRY (dit_runner_run_chunk (st->runner, &req, &x0, NULL));
+  DIT_TRY (stage0_head (st, &x0, &head));
+  if (dit_stage0_has_decoder (st->s0)) {
+    DIT_TRY (dit_stage0_decode_to (st->s0, 0));
+    DIT_TRY (dit_stage0_frames (st->s0, 0, &pv));
     DIT_TRY (frame_to_host (st->be, &pv, st->dev_bytes, st->host_bytes,
         st->a.height, st->a.width));
   } else {
-    DIT_TRY (bench_sync (st));
+    DIT_TRY (dit_synchronize (st->be));
   }
   *ttff = now_ms () - t0;
-  if (st->vae) {
-    DIT_TRY (encode_anchor (st, 0, &pv));
-    for (int64_t f = 1; f < st->gc.frames_per_chunk; f++)
-      DIT_TRY (decode_latent (st, f, &pv));
-  }
-  st->chunk_index = 1;
-  return bench_sync (st);
+  DIT_TRY (stage0_tail (st, 0, &tail));
+  return dit_synchronize (st->be);
 }
 
 /* One steady-state chunk; adds its stage times to r when `record`. */
@@ -907,73 +898,191 @@ static dit_status
 steady_chunk (bench_state *st, bench_result *r, int record)
 {
   const int F = st->gc.frames_per_chunk;
+  dit_chunk_request req;
   dit_chunk_timing tm;
-  dit_tensor pv;
+  dit_tensor ctx, x0;
+  dit_stage0_stats s0, s1;
+  double head, tail;
   double t0 = now_ms ();
-  /* context [anchor, latent n-2, latent n-1] */
-  if (st->vae)
-    DIT_TRY (copy_frame (st->be, &st->anchor, 0, &st->ctx, 0));
-  else
-    DIT_TRY (copy_frame (st->be, &st->out, 0, &st->ctx, 0));
-  DIT_TRY (copy_frame (st->be, &st->out, F - 2, &st->ctx, 1));
-  DIT_TRY (copy_frame (st->be, &st->out, F - 1, &st->ctx, 2));
-  dit_chunk_request req = { .chunk_index = st->chunk_index++,
-    .context = &st->ctx };
-  DIT_TRY (dit_generator_run_chunk (st->gen, &req, &st->out, &tm));
-  double dec[16] = { 0 }, enc = 0.0;
-  if (st->vae) {
-    for (int f = 0; f < F; f++) {
-      double a = now_ms ();
-      DIT_TRY (decode_latent (st, f, &pv));
-      DIT_TRY (bench_sync (st));
-      dec[f] = now_ms () - a;
-      if (f == 0) {
-        a = now_ms ();
-        DIT_TRY (encode_anchor (st, 0, &pv));
-        DIT_TRY (bench_sync (st));
-        enc = now_ms () - a;
-      }
-    }
-  }
+  int64_t k = st->chunk_index;
+  DIT_TRY (chunk_request (st, &req, &ctx));
+  DIT_TRY (dit_runner_run_chunk (st->runner, &req, &x0, &tm));
+  dit_stage0_get_stats (st->s0, &s0);
+  DIT_TRY (stage0_head (st, &x0, &head));
+  dit_stage0_get_stats (st->s0, &s1);
+  DIT_TRY (stage0_tail (st, k, &tail));
+  DIT_TRY (dit_synchronize (st->be));
   double period = now_ms () - t0;
   if (!record)
     return DIT_OK;
   stat_add (&r->recompute, tm.recompute_ms);
   stat_add (&r->denoise, tm.denoise_ms / st->gc.num_steps);
-  if (st->vae) {
-    for (int f = 0; f < F; f++)
-      stat_add (&r->decode, dec[f]);
-    stat_add (&r->anchor_enc, enc);
-    /* with --decoder, enc is the whole full-VAE anchor path */
-    stat_add (&r->anchor, st->tae ? enc : dec[0] + enc);
+  if (dit_stage0_has_decoder (st->s0)) {
+    /* the anchor path decoded one latent (the anchor latent) and encoded
+     * its last frame; the display decoded the others.  Beside a tiny
+     * display decoder (--decoder) the anchor path is the full VAE's decode
+     * of the anchor latent and the encode, and the display decodes all. */
+    const int tiny = dit_stage0_has_display_decoder (st->s0);
+    double dec_a = s1.anchors > s0.anchors && !tiny ? s1.last_decode_ms : 0.0;
+    double enc = s1.anchors > s0.anchors ? s1.last_anchor_ms - dec_a : 0.0;
+    int rest = (int) (s1.decoded > s0.decoded ? F - (s1.decoded - s0.decoded)
+        : F);
+    if (s1.anchors > s0.anchors) {
+      if (!tiny)
+        stat_add (&r->decode, dec_a);
+      stat_add (&r->anchor_enc, enc);
+      stat_add (&r->anchor, s1.last_anchor_ms);
+    }
+    for (int f = 0; f < rest; f++)
+      stat_add (&r->decode, tail / rest);
   }
   stat_add (&r->period, period);
+  (void) head;
   return DIT_OK;
+}
+
+/* ---- the overlapped pass: the element's two threads --------------------- */
+
+/* The display side, as ditdecode runs it behind its queue: the chunks the
+ * generator pushed, decoded in order, every frame converted to bytes on
+ * the host (a fakesink's system memory), then released.  Stage 0 calls of
+ * both threads hold `lock`, as GstDitSession's hold its decode lock. */
+typedef struct bench_display {
+  bench_state *st;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int64_t pushed, shown;        /* chunks pushed by the generator / shown */
+  int stop;
+  dit_status status;
+  char error[512];
+} bench_display;
+
+static dit_status
+display_chunk (bench_state *st, int64_t k)
+{
+  const int F = st->gc.frames_per_chunk;
+  if (!dit_stage0_has_decoder (st->s0))
+    return DIT_OK;
+  DIT_TRY (dit_stage0_decode_to (st->s0, (k + 1) * F - 1));
+  for (int64_t l = k * F; l < (k + 1) * F; l++) {
+    dit_tensor pv;
+    DIT_TRY (dit_stage0_frames (st->s0, l, &pv));
+    for (int64_t t = 0; t < pv.shape[1]; t++) {
+      dit_tensor f = pv;
+      f.data = (char *) pv.data + (size_t) (t * pv.stride[1])
+          * dit_dtype_size (pv.dtype);
+      DIT_TRY (frame_to_host (st->be, &f, st->dev_bytes, st->host_bytes,
+          st->a.height, st->a.width));
+    }
+  }
+  dit_stage0_release (st->s0, (k + 1) * F - 1);
+  return DIT_OK;
+}
+
+static void *
+display_main (void *arg)
+{
+  bench_display *d = arg;
+  pthread_mutex_lock (&d->lock);
+  for (;;) {
+    while (d->shown >= d->pushed && !d->stop)
+      pthread_cond_wait (&d->cond, &d->lock);
+    if (d->shown >= d->pushed || d->status != DIT_OK)
+      break;
+    d->status = display_chunk (d->st, d->shown);
+    if (d->status != DIT_OK) {
+      snprintf (d->error, sizeof d->error, "%s", dit_last_error ());
+      d->stop = 1;
+    } else {
+      d->shown++;
+    }
+    pthread_cond_broadcast (&d->cond);
+  }
+  pthread_mutex_unlock (&d->lock);
+  return NULL;
+}
+
+/* One chunk on the generator's thread: context, run, push (waiting for
+ * room in the decode queue as ditgenerate waits on the session). */
+static dit_status
+overlapped_chunk (bench_display *d)
+{
+  bench_state *st = d->st;
+  dit_chunk_request req;
+  dit_tensor ctx, x0;
+  double head;
+  pthread_mutex_lock (&d->lock);
+  dit_status s = chunk_request (st, &req, &ctx);
+  pthread_mutex_unlock (&d->lock);
+  if (s == DIT_OK)
+    s = dit_runner_run_chunk (st->runner, &req, &x0, NULL);
+  if (s != DIT_OK)
+    return s;
+  pthread_mutex_lock (&d->lock);
+  while (!d->stop && !dit_stage0_has_room (st->s0, st->gc.frames_per_chunk))
+    pthread_cond_wait (&d->cond, &d->lock);
+  if (d->stop)
+    s = dit_error (d->status, "display: %s", d->error);
+  else
+    s = stage0_head (st, &x0, &head);
+  d->pushed = st->chunk_index;
+  pthread_cond_broadcast (&d->cond);
+  pthread_mutex_unlock (&d->lock);
+  return s;
+}
+
+/* `n` chunks timed push to push (one more starts the clock). */
+static dit_status
+run_overlapped (bench_state *st, bench_result *r, int n)
+{
+  bench_display d;
+  pthread_t display;
+  memset (&d, 0, sizeof d);
+  d.st = st;
+  d.pushed = d.shown = st->chunk_index;
+  pthread_mutex_init (&d.lock, NULL);
+  pthread_cond_init (&d.cond, NULL);
+  if (pthread_create (&display, NULL, display_main, &d) != 0)
+    return dit_error (DIT_ERR_NOMEM, "cannot start the display thread");
+  dit_status s = DIT_OK;
+  double last = 0.0;
+  for (int i = 0; i <= n && s == DIT_OK; i++) {
+    s = overlapped_chunk (&d);
+    double t = now_ms ();
+    if (s == DIT_OK && i > 0)
+      stat_add (&r->period_ovl, t - last);
+    last = t;
+  }
+  pthread_mutex_lock (&d.lock);
+  d.stop = 1;                   /* after the last pushed chunk is shown */
+  pthread_cond_broadcast (&d.cond);
+  pthread_mutex_unlock (&d.lock);
+  pthread_join (display, NULL);
+  if (s == DIT_OK && d.status != DIT_OK)
+    s = dit_error (d.status, "display: %s", d.error);
+  pthread_mutex_destroy (&d.lock);
+  pthread_cond_destroy (&d.cond);
+  if (s == DIT_OK)
+    s = dit_synchronize (st->be);
+  return s;
 }
 
 /* Streaming encode of 4-frame chunks (video-to-video input path). */
 static dit_status
 encode_bench (bench_state *st, bench_result *r, int n)
 {
-  dit_vae_reset_encoder (st->vae);
+  dit_vae_reset_encoder (st->enc);
   dit_tensor first = frame_of (&st->pix, 0);
-  DIT_TRY (dit_vae_encode (st->vae, &first, &st->enc_lat));
+  DIT_TRY (dit_vae_encode (st->enc, &first, &st->enc_lat));
   for (int i = 0; i < n + 2; i++) {
-    DIT_TRY (bench_sync (st));
+    DIT_TRY (dit_synchronize (st->be));
     double t0 = now_ms ();
-    DIT_TRY (dit_vae_encode (st->vae, &st->pix, &st->enc_lat));
-    DIT_TRY (bench_sync (st));
+    DIT_TRY (dit_vae_encode (st->enc, &st->pix, &st->enc_lat));
+    DIT_TRY (dit_synchronize (st->be));
     if (i >= 2)
       stat_add (&r->encode, now_ms () - t0);
   }
   return DIT_OK;
-}
-
-static dit_status
-alloc_latent (dit_backend *be, dit_tensor *t, int c, int f, int h, int w)
-{
-  int64_t s[4] = { c, f, h, w };
-  return dit_tensor_alloc (be, t, DIT_F32, 4, s);
 }
 
 /* ---- setup -------------------------------------------------------------- */
@@ -986,7 +1095,7 @@ setup_backend (bench_state *st)
   if (!st->be)
     return fail ("backend");
   if (!a->dtype_set)
-    a->dtype = st->be->ops->device == DIT_DEVICE_CPU ? DIT_F32 : DIT_BF16;
+    a->dtype = dit_backend_device (st->be) == DIT_DEVICE_CPU ? DIT_F32 : DIT_BF16;
   return 0;
 }
 
@@ -1122,29 +1231,57 @@ setup_text_engine (bench_state *st, bench_result *r, int repeats)
   return 0;
 }
 
-/* The DiT in this process: synthetic weights and the generator. */
+/* The runner (a mesh when spec says so) and the prompt. */
+static int
+setup_runner (bench_state *st, const dit_weights *w, const dit_mesh_spec *spec)
+{
+  bench_args *a = &st->a;
+  dit_runner_config rc;
+  dit_runner_config_default (&rc);
+  rc.model = st->cfg;
+  rc.gen = st->gc;
+  rc.weights = w;
+  rc.graphs = a->graphs;
+  rc.fused = a->fused;
+  rc.gemm_fold = a->fold;
+  rc.mesh = spec;
+  rc.preset = a->preset;
+  rc.synthetic_seed = a->seed;
+  rc.layers = a->layers;
+  rc.worker_args = a->worker_args;
+  if (dit_runner_create (&rc, st->gen_be ? st->gen_be : st->be, &st->runner)
+      != DIT_OK)
+    return fail (spec ? "mesh" : "generator");
+  dit_tensor et = dit_tensor_2d (st->prompt, DIT_F32, DIT_DEVICE_CPU,
+      st->prompt_rows, st->cfg.text_dim);
+  if (dit_runner_set_prompt (st->runner, &et) != DIT_OK)
+    return fail ("prompt");
+  return 0;
+}
+
+/* The DiT in this process: synthetic weights and the runner. */
 static int
 setup_local_dit (bench_state *st, bench_result *r)
 {
   bench_args *a = &st->a;
   dit_param_spec *specs = NULL;
   size_t count = 0;
-  dit_weights *w = NULL;
   if (dit_model_config_params (&st->cfg, &specs, &count) != DIT_OK)
     return fail ("parameter list");
   double t0 = now_ms ();
   dit_status s = a->fp8 ? dit_fp8_check (st->be) : DIT_OK;
   if (s == DIT_OK)
-    s = dit_weights_synthetic (specs, count, a->seed, a->dtype, st->be, &w);
+    s = dit_weights_synthetic (specs, count, a->seed, a->dtype, st->be,
+        &st->weights);
   free (specs);
   /* fp8: the linear weights quantized per output channel on the device */
   if (s == DIT_OK && a->fp8)
-    s = dit_weights_to_fp8 (w, dit_model_fp8_select);
-  if (s != DIT_OK || st->be->ops->synchronize (st->be) != DIT_OK)
+    s = dit_weights_to_fp8 (st->weights, dit_model_fp8_select);
+  if (s != DIT_OK || dit_synchronize (st->be) != DIT_OK)
     return fail ("synthetic weights");
   r->weights_ms = now_ms () - t0;
-  st->weights = w;
   mem_sample (st->be);
+  const dit_weights *w = st->weights;
   r->dit_weight_bytes = spec_bytes (w->specs, w->count, w->dtype,
       &r->dit_fp8_weight_bytes);
   /* --dtype fp8: the weights are FP8 already (the measured figures show
@@ -1156,70 +1293,77 @@ setup_local_dit (bench_state *st, bench_result *r)
       * dit_dtype_size (a->dtype);
   r->mem_dit_weights = mem_used (st->be);
 
-  if (dit_generator_create (&st->cfg, &st->gc, w, st->be, &st->gen) != DIT_OK)
-    return fail ("generator");
-  dit_generator_set_graphs (st->gen, a->graphs);
-  dit_generator_set_fused (st->gen, a->fused);
-  dit_generator_set_gemm_fold (st->gen, a->fold);
-  dit_tensor et = dit_tensor_2d (st->prompt, DIT_F32, DIT_DEVICE_CPU,
-      st->prompt_rows, st->cfg.text_dim);
-  if (dit_generator_set_prompt (st->gen, &et) != DIT_OK)
-    return fail ("prompt");
-  if (st->be->ops->synchronize (st->be) != DIT_OK)
+  /* the generator runs on its own backend instance, as in ditgenerate:
+   * its thread must not share a stream with Stage 0's */
+  if (!(st->gen_be = tool_backend (a->device)))
+    return fail ("generator backend");
+  if (setup_runner (st, st->weights, NULL) != 0)
+    return 1;
+  if (dit_synchronize (st->be) != DIT_OK)
     return fail ("prompt");
   r->mem_dit_state = mem_used (st->be);
   mem_sample (st->be);
   return 0;
 }
 
-/* Latent and pixel buffers on the device, the VAE. */
+/* Stage 0 (the VAE's decoder for the display and the anchor path), a
+ * streaming encoder for the encode timing, frame buffers. */
 static int
 setup_stage0 (bench_state *st, bench_result *r)
 {
   bench_args *a = &st->a;
-  const int F = st->gc.frames_per_chunk, C = st->gc.context_frames;
-  const int lh = st->gc.latent_h, lw = st->gc.latent_w;
-  if (alloc_latent (st->be, &st->out, 16, F, lh, lw) != DIT_OK
-      || alloc_latent (st->be, &st->ctx, 16, C, lh, lw) != DIT_OK
-      || alloc_latent (st->be, &st->anchor, 16, 1, lh, lw) != DIT_OK
-      || alloc_latent (st->be, &st->enc_lat, 16, 1, lh, lw) != DIT_OK
-      || alloc_latent (st->be, &st->pix, 3, 4, a->height, a->width) != DIT_OK)
-    return fail ("buffers");
-  st->dev_bytes = st->be->ops->alloc (st->be, (size_t) 4 * a->width * a->height);
-  st->host_bytes = malloc ((size_t) 4 * a->width * a->height);
-  if (!st->dev_bytes || !st->host_bytes)
-    return fail ("frame buffers");
-
+  dit_stage0_config sc;
+  dit_vae_config vc;
+  dit_taehv_config tc;
+  dit_weights *vw = NULL, *tw = NULL;
+  dit_stage0_config_default (&sc);
+  sc.latent_h = st->gc.latent_h;
+  sc.latent_w = st->gc.latent_w;
+  sc.frames_per_chunk = st->gc.frames_per_chunk;
+  sc.context_frames = st->gc.context_frames;
+  sc.capacity = 2 * st->gc.frames_per_chunk;
   if (strcmp (a->vae, "none") != 0) {
-    dit_vae_config vc;
-    dit_weights *vw = NULL;
     double t0 = now_ms ();
     /* a preset: synthetic weights on the backend; a path: the checkpoint */
     dit_status s = dit_load_vae (a->vae, a->seed + 1, a->dtype, st->be, &vc,
         &vw);
     if (s != DIT_OK)
       return fail ("vae weights");
-    s = dit_vae_create (&vc, vw, a->width, a->height, a->dtype, st->be, &st->vae);
-    dit_weights_free (vw);
-    if (s != DIT_OK)
-      return fail ("vae");
-    if (a->decoder) {
-      dit_taehv_config tc;
-      dit_weights *tw = NULL;
-      if (dit_load_taehv (a->decoder, a->seed + 2, a->dtype, st->be, &tc, &tw)
-          != DIT_OK)
-        return fail ("decoder weights");
-      s = dit_taehv_create (&tc, tw, a->width, a->height, a->dtype,
-          DIT_TAEHV_DECODER, st->be, &st->tae);
-      dit_weights_free (tw);
-      if (s != DIT_OK
-          || alloc_latent (st->be, &st->pix_anchor, 3, 4, a->height, a->width)
-          != DIT_OK)
-        return fail ("decoder");
+    sc.vae_config = &vc;
+    sc.vae_weights = vw;
+    sc.vae_dtype = a->dtype;
+    /* --decoder: a TAEHV displays, the full VAE keeps the anchor */
+    if (a->decoder && dit_load_taehv (a->decoder, a->seed + 2, a->dtype,
+            st->be, &tc, &tw) != DIT_OK) {
+      dit_weights_free (vw);
+      return fail ("decoder weights");
     }
+    sc.display_config = tw ? &tc : NULL;
+    sc.display_weights = tw;
+    s = dit_stage0_create (&sc, st->be, &st->s0);
+    if (s == DIT_OK)
+      s = dit_vae_create (&vc, vw, a->width, a->height, a->dtype, st->be,
+          &st->enc);
+    dit_weights_free (vw);
+    dit_weights_free (tw);
+    if (s != DIT_OK)
+      return fail ("stage 0");
     r->vae_weights_ms = now_ms () - t0;
+  } else {
+    sc.anchor = DIT_ANCHOR_LATENT;
+    if (dit_stage0_create (&sc, st->be, &st->s0) != DIT_OK)
+      return fail ("stage 0");
   }
-  if (st->be->ops->synchronize (st->be) != DIT_OK)
+  int64_t ps[4] = { 3, 4, a->height, a->width };
+  int64_t ls[4] = { 16, 1, st->gc.latent_h, st->gc.latent_w };
+  if (dit_tensor_alloc (st->be, &st->pix, DIT_F32, 4, ps) != DIT_OK
+      || dit_tensor_alloc (st->be, &st->enc_lat, DIT_F32, 4, ls) != DIT_OK)
+    return fail ("buffers");
+  st->dev_bytes = dit_backend_alloc (st->be, (size_t) 4 * a->width * a->height);
+  st->host_bytes = malloc ((size_t) 4 * a->width * a->height);
+  if (!st->dev_bytes || !st->host_bytes)
+    return fail ("frame buffers");
+  if (dit_synchronize (st->be) != DIT_OK)
     return fail ("vae");
   r->mem_vae = mem_used (st->be);
   mem_sample (st->be);
@@ -1228,149 +1372,65 @@ setup_stage0 (bench_state *st, bench_result *r)
 
 /* ---- mesh mode ---------------------------------------------------------- */
 
-/* Spawn the workers (synthetic weights of the same seed and shape), send
- * the prompt; host buffers for the latents, the context and the anchor. */
+/* Spawn the workers (synthetic weights of the same seed and shape) through
+ * the runner. */
 static int
 setup_mesh (bench_state *st, mesh_result *mr)
 {
   bench_args *a = &st->a;
-  const int F = st->gc.frames_per_chunk, C = st->gc.context_frames;
-  const size_t hw = (size_t) st->gc.latent_h * st->gc.latent_w;
-  dit_mesh_config mc;
-  dit_mesh_config_default (&mc);
-  mc.preset = a->preset;
-  mc.synthetic_seed = a->seed;
-  mc.gen = st->gc;
-  mc.ranks = a->mesh_ranks;
-  mc.spawn = 1;
-  mc.worker_path = a->worker_path;
-  mc.backend = a->mesh_backend ? a->mesh_backend
-      : st->be->ops->device == DIT_DEVICE_CPU ? "cpu" : "cuda";
-  mc.devices = a->mesh_devices;
+  dit_mesh_options o;
+  dit_mesh_options_init (&o);
+  o.devices = a->mesh_arg;
+  o.backend = a->mesh_backend;
+  o.stage0_device = a->device;
+  o.worker_path = a->worker_path;
   /* real-size shards and slow CPU chunks: generous deadlines (a failure
    * still ends the run, with the rank that caused it) */
-  mc.join_timeout_ms = 600000;
-  mc.chunk_timeout_ms = 300000;
-  mc.max_inflight = 2;
-  mc.worker_args = a->worker_args;
-  /* The world comm (data plane) joins Stage 0 on its own GPU and stream. */
-  if (strcmp (mc.backend, "cuda") == 0)
-    mc.world_backend = st->be;
-#if DIT_MESH_HAVE_LAYERS
-  mc.layers = a->layers;   /* dit_mesh_config.layers: see tools/meson.build */
-#else
-  if (a->layers) {
-    fprintf (stderr, "dit-bench: --layers with --mesh-devices needs the "
-        "'layers' field of dit_mesh_config, which this build's "
-        "dist/dit_mesh.h does not have (the workers would run all %s "
-        "layers)\n", a->preset);
-    return 2;
-  }
-#endif
-  st->out_host = malloc ((size_t) 16 * F * hw * sizeof (float));
-  st->ctx_host = malloc ((size_t) 16 * C * hw * sizeof (float));
-  st->anchor_host = malloc ((size_t) 16 * hw * sizeof (float));
-  if (!st->out_host || !st->ctx_host || !st->anchor_host) {
-    fprintf (stderr, "dit-bench: out of memory\n");
-    return 1;
-  }
+  o.join_timeout_ms = 600000;
+  o.timeout_ms = 300000;
+  o.max_inflight = 2;
+  o.devices_name = "--mesh-devices";
+  o.backend_name = "--mesh-backend";
+  o.worker_name = "--worker-path";
+  if (dit_mesh_spec_parse (&o, &st->spec) != DIT_OK)
+    return fail ("mesh settings");
   double t0 = now_ms ();
-  if (dit_mesh_create (&mc, &st->mesh) != DIT_OK)
-    return fail ("mesh");
-  dit_tensor et = dit_tensor_2d (st->prompt, DIT_F32, DIT_DEVICE_CPU,
-      st->prompt_rows, st->cfg.text_dim);
-  if (dit_mesh_set_prompt (st->mesh, &et) != DIT_OK)
-    return fail ("mesh prompt");
+  int rc = setup_runner (st, NULL, &st->spec);
   mr->setup_ms = now_ms () - t0;
-  return 0;
+  return rc;
 }
 
 static dit_status
-mesh_submit (bench_state *st, int64_t k)
+mesh_submit (bench_state *st)
 {
-  int64_t shape[4] = { 16, st->gc.context_frames, st->gc.latent_h,
-    st->gc.latent_w };
-  dit_tensor ctx = dit_tensor_make (st->ctx_host, DIT_F32, DIT_DEVICE_CPU, 4,
-      shape);
-  dit_chunk_request req = { .chunk_index = k, .context = k > 0 ? &ctx : NULL };
-  return dit_mesh_submit (st->mesh, &req, NULL);
+  dit_chunk_request req;
+  dit_tensor ctx;
+  DIT_TRY (chunk_request (st, &req, &ctx));
+  return dit_runner_submit (st->runner, &req);
 }
 
 static dit_status
-mesh_collect (bench_state *st, dit_chunk_timing *tm)
-{
-  int64_t shape[4] = { 16, st->gc.frames_per_chunk, st->gc.latent_h,
-    st->gc.latent_w };
-  dit_tensor out = dit_tensor_make (st->out_host, DIT_F32, DIT_DEVICE_CPU, 4,
-      shape);
-  return dit_mesh_collect (st->mesh, &out, tm, NULL);
-}
-
-/* Stage 0's part on the critical path: the chunk's latents (host) to the
- * device, decode latent 0, re-encode its last frame as the next anchor,
- * and the next context [anchor, last C - 1 latents] on the host. */
-static dit_status
-mesh_head (bench_state *st, int first, double *ms)
-{
-  const int F = st->gc.frames_per_chunk, C = st->gc.context_frames;
-  const int64_t hw = (int64_t) st->gc.latent_h * st->gc.latent_w;
-  double t0 = now_ms ();
-  if (st->vae) {
-    dit_tensor pv;
-    if (first)
-      reset_decoders (st);
-    DIT_TRY (st->be->ops->upload (st->be, st->out.data, st->out_host,
-        (size_t) 16 * F * hw * sizeof (float)));
-    DIT_TRY (decode_latent (st, 0, &pv));
-    DIT_TRY (encode_anchor (st, 0, &pv));
-    DIT_TRY (bench_sync (st));
-    DIT_TRY (st->be->ops->download (st->be, st->anchor_host, st->anchor.data,
-        (size_t) 16 * hw * sizeof (float)));
-    host_copy_frame (st->anchor_host, 1, 0, st->ctx_host, C, 0, hw);
-  } else {
-    host_copy_frame (st->out_host, F, 0, st->ctx_host, C, 0, hw);
-  }
-  for (int j = 1; j < C; j++)
-    host_copy_frame (st->out_host, F, F - C + j, st->ctx_host, C, j, hw);
-  *ms = now_ms () - t0;
-  return DIT_OK;
-}
-
-/* The rest of Stage 0: decode latents 1 .. F-1 of the chunk. */
-static dit_status
-mesh_tail (bench_state *st, double *ms)
-{
-  double t0 = now_ms ();
-  if (st->vae) {
-    dit_tensor pv;
-    for (int f = 1; f < st->gc.frames_per_chunk; f++)
-      DIT_TRY (decode_latent (st, f, &pv));
-    DIT_TRY (bench_sync (st));
-  }
-  *ms = now_ms () - t0;
-  return DIT_OK;
-}
-
-static dit_status
-mesh_serial_chunk (bench_state *st, int64_t k, mesh_result *mr, int record)
+mesh_serial_chunk (bench_state *st, mesh_result *mr, int record)
 {
   dit_chunk_timing tm;
+  dit_tensor x0;
   double head, tail;
+  int64_t k = st->chunk_index;
   double t0 = now_ms ();
-  DIT_TRY (mesh_submit (st, k));
-  DIT_TRY (mesh_collect (st, &tm));
+  DIT_TRY (mesh_submit (st));
+  DIT_TRY (dit_runner_collect (st->runner, &x0, &tm));
   double t1 = now_ms ();
-  DIT_TRY (mesh_head (st, k == 0, &head));
-  DIT_TRY (mesh_tail (st, &tail));
+  dit_runner_stats rs;
+  dit_runner_get_stats (st->runner, &rs);
+  DIT_TRY (stage0_head (st, &x0, &head));
+  DIT_TRY (stage0_tail (st, k, &tail));
   double t2 = now_ms ();
   if (record) {
-    dit_mesh_stats ms;
-    dit_mesh_get_stats (st->mesh, &ms);
-    mr->world_nccl = ms.world_nccl;
-    if (ms.last_allreduce_ms[0] >= 0) {
-      samples_add (&mr->allreduce, ms.last_allreduce_ms[0]);
+    mr->world_nccl = rs.world_nccl;
+    if (rs.allreduce_ms[0] >= 0) {
+      samples_add (&mr->allreduce, rs.allreduce_ms[0]);
       if (tm.recompute_ms + tm.denoise_ms > 0)
-        samples_add (&mr->allreduce_share, ms.last_allreduce_ms[0]
+        samples_add (&mr->allreduce_share, rs.allreduce_ms[0]
             / (tm.recompute_ms + tm.denoise_ms));
     } else {
       mr->allreduce_unmeasured++;
@@ -1383,6 +1443,8 @@ mesh_serial_chunk (bench_state *st, int64_t k, mesh_result *mr, int record)
     samples_add (&mr->decode_rest, tail);
     samples_add (&mr->stage0, head + tail);
     samples_add (&mr->period_serial, t2 - t0);
+    samples_add (&mr->host_copies, (double) (rs.last_copies.uploads
+            + rs.last_copies.downloads));
   }
   return DIT_OK;
 }
@@ -1392,34 +1454,36 @@ static dit_status
 run_mesh (bench_state *st, mesh_result *mr)
 {
   const bench_args *a = &st->a;
-  int64_t k = 0;
   double head, tail;
-  DIT_TRY (mesh_serial_chunk (st, k++, mr, 0));
+  dit_tensor x0;
+  stream_reset (st);
+  DIT_TRY (mesh_serial_chunk (st, mr, 0));
   for (int i = 0; i < a->warmup; i++)
-    DIT_TRY (mesh_serial_chunk (st, k++, mr, 0));
+    DIT_TRY (mesh_serial_chunk (st, mr, 0));
   for (int i = 0; i < a->chunks; i++)
-    DIT_TRY (mesh_serial_chunk (st, k++, mr, 1));
+    DIT_TRY (mesh_serial_chunk (st, mr, 1));
   if (!a->overlap)
     return DIT_OK;
 
   /* Prime: chunk k in, its anchor done, its other latents pending. */
-  DIT_TRY (mesh_submit (st, k));
-  DIT_TRY (mesh_collect (st, NULL));
-  DIT_TRY (mesh_head (st, 0, &head));
+  int64_t k = st->chunk_index;
+  DIT_TRY (mesh_submit (st));
+  DIT_TRY (dit_runner_collect (st->runner, &x0, NULL));
+  DIT_TRY (stage0_head (st, &x0, &head));
   for (int i = 0; i < a->chunks; i++, k++) {
     dit_chunk_timing tm;
     double t0 = now_ms ();
-    DIT_TRY (mesh_submit (st, k + 1));
-    DIT_TRY (mesh_tail (st, &tail));           /* chunk k, mesh busy */
-    DIT_TRY (mesh_collect (st, &tm));          /* chunk k + 1 */
+    DIT_TRY (mesh_submit (st));                  /* chunk k + 1 */
+    DIT_TRY (stage0_tail (st, k, &tail));        /* chunk k, mesh busy */
+    DIT_TRY (dit_runner_collect (st->runner, &x0, &tm));
     double t1 = now_ms ();
-    DIT_TRY (mesh_head (st, 0, &head));        /* anchor of chunk k + 1 */
+    DIT_TRY (stage0_head (st, &x0, &head));      /* anchor of chunk k + 1 */
     double t2 = now_ms ();
     samples_add (&mr->period, t2 - t0);
     samples_add (&mr->stage1_ovl, t1 - t0);
     samples_add (&mr->stage0_ovl, head + tail);
   }
-  DIT_TRY (mesh_tail (st, &tail));
+  DIT_TRY (stage0_tail (st, k, &tail));
   /* hidden: what the overlapped period saves against the serial stages */
   const double s0 = samples_median (&mr->stage0), s1 = samples_median (&mr->stage1);
   for (int i = 0; i < mr->period.n; i++) {
@@ -1461,7 +1525,7 @@ run_text (const bench_args *a, dit_backend *be, text_result *tr)
     s = dit_umt5_load_weights (a->text_model, a->seed, a->dtype, be, &cfg, &w);
   }
   if (s == DIT_OK)
-    s = be->ops->synchronize (be);
+    s = dit_synchronize (be);
   if (s != DIT_OK) {
     rc = fail ("text model");
     goto out;
@@ -1752,7 +1816,7 @@ device_name (const bench_state *st, char *dev, size_t n)
 {
   snprintf (dev, n, "%s", st->a.device);
 #if DIT_HAVE_CUDA
-  if (st->be && st->be->ops->device == DIT_DEVICE_CUDA) {
+  if (st->be && dit_backend_device (st->be) == DIT_DEVICE_CUDA) {
     struct cudaDeviceProp prop;
     if (cudaGetDeviceProperties (&prop, st->be->device_index) == cudaSuccess)
       snprintf (dev, n, "%s", prop.name);
@@ -1883,7 +1947,7 @@ mem_figures (const bench_state *st, const bench_result *r, bench_mem *m)
   m->peak_fp8_text_host = m->peak_fp8;
   if (st->t5 && !r->text_host_bytes)
     m->peak_fp8_text_host -= r->text_weight_bytes / mib;
-  if (st->be->ops->device == DIT_DEVICE_CPU)   /* no device memory to count */
+  if (dit_backend_device (st->be) == DIT_DEVICE_CPU)   /* no device memory to count */
     m->context = m->text = m->dit_weights = m->dit_state = m->vae = m->peak
         = m->peak_fp8 = m->peak_fp8_text_host = NAN;
 }
@@ -1923,7 +1987,7 @@ report_memory_text (const bench_state *st, const bench_result *r)
     printf ("  text encoder %s, weights %s (%.0f MiB), encode of %d ids "
         "%.1f ms\n", st->t5_cfg.name, st->a.text_residency,
         r->text_weight_bytes / 1048576.0, BENCH_PROMPT_IDS, r->text_encode_ms);
-  if (st->be->ops->device == DIT_DEVICE_CPU)
+  if (dit_backend_device (st->be) == DIT_DEVICE_CPU)
     return;
   printf ("  device memory by component (cudaMemGetInfo deltas, MiB):\n");
   printf ("    CUDA context + workspaces %9.0f\n", m.context);
@@ -1965,7 +2029,8 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
   const double dit_tflops = (rec_flops + st->gc.num_steps * den_flops)
       / (dit_ms * 1e-3) / 1e12;
   const double den_tflops = den_flops / (den * 1e-3) / 1e12;
-  const double period = stat_mean (&r->period);
+  const bench_stat *per = a->overlap ? &r->period_ovl : &r->period;
+  const double period = stat_mean (per);
   const int frames = 4 * F;
   const double fps = frames / (period * 1e-3);
   const double frac = r->gemm_tflops > 0 ? dit_tflops / r->gemm_tflops : 0.0;
@@ -1983,9 +2048,11 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
     json_num ("vae_encode_ms_per_latent", stat_mean (&r->encode), 3);
     json_num ("anchor_encode_ms", stat_mean (&r->anchor_enc), 3);
     json_num ("anchor_ms", stat_mean (&r->anchor), 3);
+    json_int ("overlap", a->overlap);
+    json_num ("chunk_period_serial_ms", stat_mean (&r->period), 3);
     json_num ("chunk_period_ms", period, 3);
-    json_num ("chunk_period_min_ms", r->period.min, 3);
-    json_num ("chunk_period_max_ms", r->period.max, 3);
+    json_num ("chunk_period_min_ms", per->min, 3);
+    json_num ("chunk_period_max_ms", per->max, 3);
     json_num ("fps", fps, 2);
     json_num ("ttff_ms", r->ttff_warm, 1);
     json_num ("ttff_cold_ms", r->ttff_cold, 1);
@@ -2035,8 +2102,11 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
   else
     printf ("  anchor (decode 1 + encode 1 frame) %6.2f ms (encode %.2f)\n",
         stat_mean (&r->anchor), stat_mean (&r->anchor_enc));
-  printf ("  chunk period               %9.2f ms  (min %.2f, max %.2f)\n",
-      period, r->period.min, r->period.max);
+  printf ("  chunk period, serial       %9.2f ms  (min %.2f, max %.2f)\n",
+      stat_mean (&r->period), r->period.min, r->period.max);
+  if (a->overlap)
+    printf ("  chunk period, overlapped   %9.2f ms  (min %.2f, max %.2f; the "
+        "elements' schedule)\n", period, per->min, per->max);
   printf ("  FPS                        %9.2f  (%d frames per chunk)\n", fps,
       frames);
   printf ("  time to first frame        %9.1f ms  (cold, first call: %.1f ms)\n",
@@ -2086,7 +2156,7 @@ report_mesh (const bench_state *st, const bench_result *r,
   const double fps = 4 * F / (period * 1e-3);
   const double tflops = dit > 0 ? flops / (dit * 1e-3) / 1e12 : 0.0;
   const char *mesh_be = a->mesh_backend ? a->mesh_backend
-      : st->be->ops->device == DIT_DEVICE_CPU ? "cpu" : "cuda";
+      : dit_backend_device (st->be) == DIT_DEVICE_CPU ? "cpu" : "cuda";
   /* Only measured chunks count; none measured is reported as such. */
   const int ar_ok = mr->allreduce.n > 0;
   const double ar = ar_ok ? samples_median (&mr->allreduce) : NAN;
@@ -2112,6 +2182,7 @@ report_mesh (const bench_state *st, const bench_result *r,
     json_int ("allreduce_chunks", mr->allreduce.n);
     json_int ("allreduce_unmeasured_chunks", mr->allreduce_unmeasured);
     json_int ("world_nccl", mr->world_nccl);
+    json_num ("host_copies_per_chunk", samples_median (&mr->host_copies), 1);
     json_num ("stage0_ms", s0, 3);
     json_num ("stage0_anchor_ms", anchor, 3);
     json_num ("stage0_decode_rest_ms", rest, 3);
@@ -2151,8 +2222,10 @@ report_mesh (const bench_state *st, const bench_result *r,
   else
     printf ("  all-reduce per chunk             n/a  (not measured: the ranks "
         "reported no time for %d chunks)\n", mr->allreduce_unmeasured);
-  printf ("  Stage 1 (mesh round trip)  %9.2f ms  (%.2f ms beyond the DiT)\n",
-      s1, s1 - dit);
+  printf ("  Stage 1 (mesh round trip)  %9.2f ms  (%.2f ms beyond the DiT; %.0f "
+      "host copies of latents per chunk, data plane on %s)\n", s1, s1 - dit,
+      samples_median (&mr->host_copies), mr->world_nccl ? "NCCL" : "the CPU "
+      "comm");
   printf ("  Stage 0 (anchor + decode)  %9.2f ms  (anchor %.2f, decode of "
       "latents 1..%d %.2f)\n", s0, anchor, F - 1, rest);
   printf ("  chunk period, serial       %9.2f ms  (%.3f of the sum, %.3f of the "
@@ -2197,6 +2270,9 @@ report_pipeline (const bench_state *st, const pipe_result *pr)
     json_int ("steady_frames", pr->steady_frames);
     json_num ("steady_ms", pr->steady_ms, 3);
     json_num ("fps", pr->wall_fps, 2);
+    /* the engine mode's figure: one chunk's frames over the wall FPS */
+    json_num ("chunk_period_ms", pr->wall_fps > 0 ? 4e3 * pr->frames_per_chunk
+        / pr->wall_fps : 0.0, 3);
     json_num ("element_fps", pr->element_fps, 2);
     json_num ("element_chunk_ms", pr->element_chunk_ms, 3);
     json_int ("element_chunks", (long long) pr->element_chunks);
@@ -2216,7 +2292,9 @@ report_pipeline (const bench_state *st, const pipe_result *pr)
       a->chunks, a->warmup);
   printf ("  frames at the sink         %9lld  (%lld after warm-up, over %.1f ms)\n",
       pr->frames, pr->steady_frames, pr->steady_ms);
-  printf ("  FPS (wall clock, steady)   %9.2f\n", pr->wall_fps);
+  printf ("  FPS (wall clock, steady)   %9.2f  (chunk period %.2f ms)\n",
+      pr->wall_fps, pr->wall_fps > 0 ? 4e3 * pr->frames_per_chunk
+      / pr->wall_fps : 0.0);
   printf ("  FPS (ditgenerate, last chunk) %6.2f  chunk-ms %.2f, chunks %llu\n",
       pr->element_fps, pr->element_chunk_ms, pr->element_chunks);
   printf ("  stage 0 / stage 1 / period  %.1f / %.1f / %.1f ms, hidden %.1f ms, "
@@ -2231,29 +2309,21 @@ report_pipeline (const bench_state *st, const pipe_result *pr)
 static void
 cleanup (bench_state *st)
 {
-  if (st->mesh)
-    dit_mesh_free (st->mesh);
+  dit_runner_free (st->runner);
+  if (st->gen_be)
+    dit_backend_destroy (st->gen_be);
   dit_umt5_free (st->t5);
   dit_weights_free (st->t5_weights);
-  dit_vae_free (st->vae);
-  dit_taehv_free (st->tae);
-  dit_tensor_free (st->be, &st->pix_anchor);
-  dit_generator_free (st->gen);
+  dit_stage0_free (st->s0);
+  dit_vae_free (st->enc);
   dit_weights_free (st->weights);
   if (st->be) {
-    dit_tensor *bufs[] = { &st->out, &st->ctx, &st->anchor, &st->enc_lat,
-      &st->pix };
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-      if (bufs[i]->data)
-        dit_tensor_free (st->be, bufs[i]);
-    if (st->dev_bytes)
-      st->be->ops->free (st->be, st->dev_bytes);
+    dit_tensor_free (st->be, &st->pix);
+    dit_tensor_free (st->be, &st->enc_lat);
+    dit_backend_free (st->be, st->dev_bytes);
   }
   free (st->host_bytes);
   free (st->prompt);
-  free (st->out_host);
-  free (st->ctx_host);
-  free (st->anchor_host);
 }
 
 /* --breakdown: steady chunks without the VAE and without graphs, every
@@ -2264,38 +2334,41 @@ cleanup (bench_state *st)
 static dit_status
 breakdown_chunks (bench_state *st, bench_result *r)
 {
-  const int F = st->gc.frames_per_chunk;
+  dit_generator *gen = dit_runner_generator (st->runner);
   bench_breakdown *b = NULL;
-  dit_generator_set_graphs (st->gen, 0);
-  DIT_TRY (bench_breakdown_new (st->be, BENCH_BREAKDOWN_MARKS, &b));
+  dit_generator_set_graphs (gen, 0);
+  DIT_TRY (bench_breakdown_new (dit_runner_backend (st->runner),
+      BENCH_BREAKDOWN_MARKS, &b));
   dit_status s = DIT_OK;
+  /* chunks k >= 1 of the stream (first_chunk ran chunk 0): a recompute
+   * and the denoising forwards each; Stage 0 outside the timed part */
   for (int i = 0; i < BENCH_BREAKDOWN_CHUNKS + 1 && s == DIT_OK; i++) {
-    s = copy_frame (st->be, &st->out, 0, &st->ctx, 0);
-    if (s == DIT_OK)
-      s = copy_frame (st->be, &st->out, F - 2, &st->ctx, 1);
-    if (s == DIT_OK)
-      s = copy_frame (st->be, &st->out, F - 1, &st->ctx, 2);
-    if (s == DIT_OK)
-      s = bench_sync (st);
+    dit_chunk_request req;
+    dit_tensor ctx, x0;
+    double head, tail;
+    const int64_t k = st->chunk_index;
+    s = chunk_request (st, &req, &ctx);
     if (s != DIT_OK)
       break;
-    dit_chunk_request req = { .chunk_index = st->chunk_index++,
-      .context = &st->ctx };
     /* the first chunk is an eager warm-up (plans, first-call costs) */
     bench_split skip[3];
     memset (skip, 0, sizeof skip);
     bench_breakdown_begin_chunk (b);
-    s = dit_generator_run_chunk (st->gen, &req, &st->out, NULL);
+    s = dit_runner_run_chunk (st->runner, &req, &x0, NULL);
     dit_status e = bench_breakdown_end_chunk (b, 1 + st->gc.num_steps, 1,
         i ? &r->bd_recompute : &skip[0], i ? &r->bd_denoise : &skip[1],
         i ? &r->bd_outside : &skip[2]);
     if (s == DIT_OK)
       s = e;
+    if (s == DIT_OK)
+      s = stage0_head (st, &x0, &head);
+    if (s == DIT_OK)
+      s = stage0_tail (st, k, &tail);
   }
   if (s == DIT_OK)
     r->breakdown_chunks = BENCH_BREAKDOWN_CHUNKS;
   bench_breakdown_free (b);
-  dit_generator_set_graphs (st->gen, st->a.graphs);
+  dit_generator_set_graphs (gen, st->a.graphs);
   return s;
 }
 
@@ -2317,13 +2390,15 @@ run_engine (bench_state *st, bench_result *r)
   for (int i = 0; i < st->a.chunks; i++)
     if (steady_chunk (st, r, 1) != DIT_OK)
       return fail ("chunk");
+  if (st->a.overlap && run_overlapped (st, r, st->a.chunks) != DIT_OK)
+    return fail ("overlapped chunks");
   mem_sample (st->be);
 #if DIT_HAVE_CUDA
-  dit_cuda_gemm_path_counts (st->be, r->gemm_paths);
-  dit_cuda_gemm_fp8_report (st->be, r->gemm_fp8_paths,
+  dit_cuda_gemm_path_counts (dit_runner_backend (st->runner), r->gemm_paths);
+  dit_cuda_gemm_fp8_report (dit_runner_backend (st->runner), r->gemm_fp8_paths,
       sizeof r->gemm_fp8_paths);
 #endif
-  if (st->vae && encode_bench (st, r, st->a.chunks < 10 ? st->a.chunks : 10)
+  if (st->enc && encode_bench (st, r, st->a.chunks < 10 ? st->a.chunks : 10)
       != DIT_OK)
     return fail ("encode");
   if (first_chunk (st, &r->ttff_warm) != DIT_OK)
@@ -2454,19 +2529,15 @@ run_cold (bench_state *st, bench_result *r, cold_result *cr)
   dit_weights *w = NULL;
   if (dit_load_model_precision (a->model_path, a->seed,
         dit_precision_of (a->dtype, a->fp8), st->be, &st->cfg, &w)
-      != DIT_OK || st->be->ops->synchronize (st->be) != DIT_OK)
+      != DIT_OK || dit_synchronize (st->be) != DIT_OK)
     return fail ("DiT weights");
   st->weights = w;
   cr->dit_load = now_ms () - t0;
 
   t0 = now_ms ();
-  if (dit_generator_create (&st->cfg, &st->gc, w, st->be, &st->gen) != DIT_OK)
-    return fail ("generator");
-  dit_generator_set_graphs (st->gen, a->graphs);
-  dit_tensor et = dit_tensor_2d (st->prompt, DIT_F32, DIT_DEVICE_CPU,
-      st->prompt_rows, st->cfg.text_dim);
-  if (dit_generator_set_prompt (st->gen, &et) != DIT_OK
-      || st->be->ops->synchronize (st->be) != DIT_OK)
+  if (setup_runner (st, w, NULL) != 0)
+    return 1;
+  if (dit_synchronize (st->be) != DIT_OK)
     return fail ("prompt");
   cr->generator = now_ms () - t0;
 
@@ -2558,7 +2629,7 @@ run_mesh_mode (bench_state *st, bench_result *r, mesh_result *mr)
   if (run_mesh (st, mr) != DIT_OK)
     return fail ("mesh chunk");
   mem_sample (st->be);
-  if (dit_mesh_shutdown (st->mesh) != DIT_OK)
+  if (dit_runner_shutdown (st->runner) != DIT_OK)
     return fail ("mesh shutdown");
   return 0;
 }

@@ -1,9 +1,10 @@
 /* dit-generate — offline rollout of the streaming causal DiT.
  *
  * Loads a checkpoint (or makes seeded synthetic weights for a preset), sets
- * the prompt embeddings, and runs N chunks exactly as the streaming element
- * does with the latent anchor (the context of chunk k is the last C latents
- * generated so far).  Every chunk's x0 latents are written to one
+ * the prompt embeddings, and runs N chunks with the element's own code: the
+ * generator behind a dit_runner, the context of each chunk from a
+ * dit_stage0 with the latent anchor (at frames per chunk >= context frames:
+ * the last C latents generated so far).  Every chunk's x0 latents are written to one
  * safetensors file as latents.c<k> [16, F, h, w] f32, and per-chunk timings
  * are printed.  Noise comes from Philox under --seed, or from a file with
  * noise.c<k>.s<j> tensors so that other implementations can be compared on
@@ -19,6 +20,8 @@
 #include "dit_backend.h"
 #include "dit_config.h"
 #include "dit_generator.h"
+#include "dit_runner.h"
+#include "dit_stage0.h"
 #include "dit_stream.h"
 #include "dit_weights.h"
 #include "safetensors.h"
@@ -153,7 +156,7 @@ parse_args (int argc, char **argv, gen_args *a)
         break;
       }
       case OPT_STEPS:
-        ok = tool_parse_steps (optarg, a->cfg.steps, DIT_MAX_STEPS, &a->cfg.num_steps);
+        ok = dit_gen_config_parse_steps (&a->cfg, optarg) == DIT_OK;
         break;
       case OPT_SHIFT: ok = tool_parse_double (optarg, &a->cfg.shift); break;
       case OPT_WARP: a->cfg.warp_steps = 1; break;
@@ -220,13 +223,16 @@ main (int argc, char **argv)
 
   dit_backend *be = NULL;
   dit_weights *w = NULL;
-  dit_generator *g = NULL;
+  dit_runner *r = NULL;
+  dit_stage0 *s0 = NULL;
   dit_safetensors *noise = NULL;
-  float *embeds = NULL, *history = NULL, *out = NULL;
+  float *embeds = NULL, *out = NULL;
   dit_st_write_tensor *wt = NULL;
   char (*names)[32] = NULL;
   int ret = 1;
   dit_model_config mc;
+  dit_runner_config rc;
+  dit_stage0_config sc;
 
   be = tool_backend (a.device);
   if (!be)
@@ -234,40 +240,50 @@ main (int argc, char **argv)
   if (tool_load_dit (a.model, a.weights_seed, dit_precision_of (a.cfg.dtype,
         a.cfg.fp8), be, &mc, &w) != DIT_OK)
     goto fail;
-  if (dit_generator_create (&mc, &a.cfg, w, be, &g) != DIT_OK)
+  dit_runner_config_default (&rc);
+  rc.model = mc;
+  rc.gen = a.cfg;
+  rc.weights = w;
+  if (dit_runner_create (&rc, be, &r) != DIT_OK)
+    goto fail;
+  dit_stage0_config_default (&sc);
+  sc.latent_h = a.cfg.latent_h;
+  sc.latent_w = a.cfg.latent_w;
+  sc.frames_per_chunk = a.cfg.frames_per_chunk;
+  sc.context_frames = a.cfg.context_frames;
+  sc.anchor = DIT_ANCHOR_LATENT;
+  if (dit_stage0_create (&sc, be, &s0) != DIT_OK)
     goto fail;
 
   int64_t rows;
   if (load_embeds (&a, &mc, &embeds, &rows) != DIT_OK)
     goto fail;
   dit_tensor et = dit_tensor_2d (embeds, DIT_F32, DIT_DEVICE_CPU, rows, mc.text_dim);
-  if (dit_generator_set_prompt (g, &et) != DIT_OK)
+  if (dit_runner_set_prompt (r, &et) != DIT_OK)
     goto fail;
   if (a.noise && dit_safetensors_open (a.noise, &noise) != DIT_OK)
     goto fail;
 
-  const int F = a.cfg.frames_per_chunk, C = a.cfg.context_frames;
+  const int F = a.cfg.frames_per_chunk;
   const int64_t fsz = (int64_t) a.cfg.latent_h * a.cfg.latent_w;
   const int64_t chunk_elems = 16 * F * fsz;
   out = malloc ((size_t) (chunk_elems * a.chunks) * sizeof (float));
-  history = calloc ((size_t) (16 * C * fsz), sizeof (float));
   wt = calloc ((size_t) a.chunks, sizeof *wt);
   names = calloc ((size_t) a.chunks, sizeof *names);
-  if (!out || !history || !wt || !names) {
+  if (!out || !wt || !names) {
     dit_error (DIT_ERR_NOMEM, "out of memory");
     goto fail;
   }
 
   int64_t lshape[4] = { 16, F, a.cfg.latent_h, a.cfg.latent_w };
-  int64_t cshape[4] = { 16, C, a.cfg.latent_h, a.cfg.latent_w };
   double total_ms = 0, steady_ms = 0;
   int64_t frames_done = 0;
   for (int k = 0; k < a.chunks; k++) {
     dit_chunk_request req = { .chunk_index = k };
-    dit_tensor ctx = dit_tensor_make (history, DIT_F32, DIT_DEVICE_CPU, 4, cshape);
-    dit_tensor noise_t[DIT_MAX_STEPS];
-    if (k > 0)
-      req.context = &ctx;
+    dit_tensor ctx, x0, noise_t[DIT_MAX_STEPS];
+    if (dit_stage0_context (s0, k, be, &ctx) != DIT_OK)
+      goto fail;
+    req.context = ctx.data ? &ctx : NULL;
     for (int s = 0; noise && s < a.cfg.num_steps; s++) {
       char key[64];
       snprintf (key, sizeof key, "noise.c%d.s%d", k, s);
@@ -275,13 +291,14 @@ main (int argc, char **argv)
         goto fail;
       req.noise[s] = &noise_t[s];
     }
-    float *dst = out + (size_t) k * (size_t) chunk_elems;
-    dit_tensor ot = dit_tensor_make (dst, DIT_F32, DIT_DEVICE_CPU, 4, lshape);
     dit_chunk_timing tm;
-    if (dit_generator_run_chunk (g, &req, &ot, &tm) != DIT_OK)
+    if (dit_runner_run_chunk (r, &req, &x0, &tm) != DIT_OK
+        || dit_stage0_push_chunk (s0, k, &x0, be) != DIT_OK)
       goto fail;
-    tool_latent_history_push (history, C, dst, F, fsz);
-    frames_done += k == 0 ? 4 * F - 3 : 4 * F;
+    float *dst = out + (size_t) k * (size_t) chunk_elems;
+    if (dit_download (be, dst, x0.data, dit_tensor_nbytes (&x0)) != DIT_OK)
+      goto fail;
+    frames_done += dit_stream_chunk_frames (k, F);
     total_ms += tm.total_ms;
     if (k > 0)
       steady_ms += tm.total_ms;
@@ -314,10 +331,10 @@ done:
   free (names);
   free (wt);
   free (out);
-  free (history);
   free (embeds);
   dit_safetensors_close (noise);
-  dit_generator_free (g);
+  dit_stage0_free (s0);
+  dit_runner_free (r);
   dit_weights_free (w);
   if (be && be != dit_backend_cpu ())
     dit_backend_destroy (be);

@@ -289,7 +289,7 @@ make_fill (void *user, size_t index, void *dst, size_t nbytes)
     int64_t m = n - o < MAKE_DEVICE_CHUNK ? n - o : MAKE_DEVICE_CHUNK;
     DIT_TRY (dit_weights_synthetic_fill_backend (spec, c->seed, o, m, c->dtype,
         c->be, c->dev));
-    DIT_TRY (c->be->ops->download (c->be, (char *) dst + (size_t) o * es,
+    DIT_TRY (dit_download (c->be, (char *) dst + (size_t) o * es,
         c->dev, (size_t) m * es));
   }
   return DIT_OK;
@@ -386,7 +386,7 @@ cmd_make (int argc, char **argv)
     int index = device[4] == ':' ? atoi (device + 5) : 0;
     ctx.be = dit_backend_create ("cuda", index);
     if (ctx.be)
-      ctx.dev = ctx.be->ops->alloc (ctx.be, (size_t) MAKE_DEVICE_CHUNK
+      ctx.dev = dit_backend_alloc (ctx.be, (size_t) MAKE_DEVICE_CHUNK
           * dit_dtype_size (dtype));
     if (!ctx.be || !ctx.dev) {
       fprintf (stderr, "dit-weights: make: --device %s: %s\n", device,
@@ -400,7 +400,7 @@ cmd_make (int argc, char **argv)
   }
   dit_status st = dit_safetensors_write_fn (output, wt, count, meta, make_fill, &ctx);
   if (ctx.be) {
-    ctx.be->ops->free (ctx.be, ctx.dev);
+    dit_backend_free (ctx.be, ctx.dev);
     dit_backend_destroy (ctx.be);
   }
   free (wt);

@@ -67,28 +67,6 @@ tool_parse_pixel_size (const char *s, int *width, int *height)
 }
 
 int
-tool_parse_steps (const char *s, double *steps, int max, int *count)
-{
-  int n = 0;
-  const char *p = s;
-  while (*p) {
-    char *end;
-    if (n == max)
-      return 0;
-    steps[n++] = strtod (p, &end);
-    if (end == p)
-      return 0;
-    p = end;
-    if (*p == ',')
-      p++;
-    else if (*p)
-      return 0;
-  }
-  *count = n;
-  return n > 0;
-}
-
-int
 tool_parse_dtype (const char *s, dit_dtype *out)
 {
   if (strcmp (s, "f32") == 0)
@@ -188,21 +166,4 @@ tool_fill_normal (float *dst, size_t n, uint64_t seed, uint64_t stream)
 {
   for (size_t i = 0; i < n; i++)
     dst[i] = dit_philox_normal (seed, stream, i);
-}
-
-void
-tool_latent_history_push (float *history, int C, const float *chunk, int F,
-    int64_t fs)
-{
-  /* history[c][j] for channel c, frame j; shift left by F, append chunk. */
-  for (int c = 0; c < 16; c++) {
-    float *h = history + (size_t) c * (size_t) C * (size_t) fs;
-    const float *src = chunk + (size_t) c * (size_t) F * (size_t) fs;
-    if (F >= C) {
-      memcpy (h, src + (size_t) (F - C) * (size_t) fs, (size_t) C * (size_t) fs * sizeof (float));
-    } else {
-      memmove (h, h + (size_t) F * (size_t) fs, (size_t) (C - F) * (size_t) fs * sizeof (float));
-      memcpy (h + (size_t) (C - F) * (size_t) fs, src, (size_t) F * (size_t) fs * sizeof (float));
-    }
-  }
 }

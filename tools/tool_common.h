@@ -18,8 +18,6 @@ int tool_parse_double (const char *s, double *out);
 int tool_parse_size (const char *s, int *h, int *w);
 /* "WxH" in pixels, both positive multiples of 16 (--size everywhere) */
 int tool_parse_pixel_size (const char *s, int *width, int *height);
-/* "1000,750,500,250" */
-int tool_parse_steps (const char *s, double *steps, int max, int *count);
 int tool_parse_dtype (const char *s, dit_dtype *out);
 /* "f32", "bf16" or "fp8" (the DiT's precision, dit_config.h) */
 int tool_parse_precision (const char *s, dit_precision *out);
@@ -42,10 +40,5 @@ dit_status tool_find_tensor (const dit_safetensors *st, const char *name,
     int ndim, const int64_t *shape, dit_tensor *out);
 
 void tool_fill_normal (float *dst, size_t n, uint64_t seed, uint64_t stream);
-
-/* Keep the last C latent frames of the stream in `history` [16, C, fs]:
- * append the F frames of `chunk` [16, F, fs] (older frames shift out). */
-void tool_latent_history_push (float *history, int C, const float *chunk,
-    int F, int64_t fs);
 
 #endif

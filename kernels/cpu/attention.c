@@ -189,72 +189,29 @@ dit_cpu_attention (dit_backend *be, const dit_attn_params *p)
 {
   attn_ctx a;
   memset (&a, 0, sizeof a);
-  DIT_TRY (dit_cpu_as_mat (p->q, "attention", "q", &a.q));
-  DIT_TRY (dit_cpu_as_mat (p->k, "attention", "k", &a.k));
-  DIT_TRY (dit_cpu_as_mat (p->v, "attention", "v", &a.v));
-  if (p->o && p->o->dtype == DIT_F8E4M3)
-    DIT_TRY (dit_cpu_as_fp8 (p->o, p->o_scale, p->head_dim > 0 ? p->head_dim : 1,
-        "attention", "o", &a.o, &a.o_scale));
-  else
-    DIT_TRY (dit_cpu_as_mat (p->o, "attention", "o", &a.o));
-  if (p->heads <= 0 || p->head_dim <= 0)
-    return dit_error (DIT_ERR_INVALID, "attention: %d heads of dim %d",
-        p->heads, p->head_dim);
-  int64_t width = (int64_t) p->heads * p->head_dim;
-  if (a.q.cols != width)
-    return dit_error (DIT_ERR_INVALID, "attention: q has %lld columns but %d "
-        "heads x %d = %lld", (long long) a.q.cols, p->heads, p->head_dim,
-        (long long) width);
-  if (a.k.cols != width || a.v.cols != width)
-    return dit_error (DIT_ERR_INVALID, "attention: k has %lld and v %lld "
-        "columns but q has %lld", (long long) a.k.cols, (long long) a.v.cols,
-        (long long) width);
-  if (a.k.rows != a.v.rows)
-    return dit_error (DIT_ERR_INVALID, "attention: k has %lld rows but v has %lld",
-        (long long) a.k.rows, (long long) a.v.rows);
-  if (a.o.rows != a.q.rows || a.o.cols != width)
-    return dit_error (DIT_ERR_INVALID, "attention: o is [%lld, %lld] but q is "
-        "[%lld, %lld]", (long long) a.o.rows, (long long) a.o.cols,
-        (long long) a.q.rows, (long long) width);
-  if (p->causal_block < 0 || p->q_pos0 < 0)
-    return dit_error (DIT_ERR_INVALID, "attention: causal_block %lld and q_pos0 "
-        "%lld must be >= 0", (long long) p->causal_block, (long long) p->q_pos0);
-  a.L = a.q.rows;
-  a.N = a.k.rows;
+  dit_attn_dims d;
+  DIT_TRY (dit_check_attention (DIT_DEVICE_CPU, p, &d));
+  a.q = d.q;
+  a.k = d.k;
+  a.v = d.v;
+  a.o = d.o;
+  a.o_scale = d.o_scale;
+  a.L = d.L;
+  a.N = d.N;
   if (a.L == 0)
     return DIT_OK;
-  if (a.N == 0)
-    return dit_error (DIT_ERR_INVALID, "attention: no keys for %lld queries",
-        (long long) a.L);
   a.heads = p->heads;
   a.d = p->head_dim;
   a.scale = p->scale;
-  a.bias_begin = p->bias_begin < 0 ? 0 : p->bias_begin;
-  a.bias_end = p->bias_end > a.N ? a.N : p->bias_end;
+  a.bias_begin = d.bias_begin;
+  a.bias_end = d.bias_end;
   a.log_bias = p->log_bias;
   a.causal_block = p->causal_block;
   a.q_pos0 = p->q_pos0;
-  if (p->key_len < 0)
-    return dit_error (DIT_ERR_INVALID, "attention: key_len %lld must be >= 0",
-        (long long) p->key_len);
   a.key_len = p->key_len;
   if (p->pos_bias) {
-    const dit_tensor *pb = p->pos_bias;
-    int min_buckets = p->bidirectional ? 4 : 2;
-    if (p->num_buckets < min_buckets || (p->bidirectional && p->num_buckets % 2)
-        || p->max_distance <= 0)
-      return dit_error (DIT_ERR_INVALID, "attention: position bias needs an "
-          "even number of buckets >= 4 (bidirectional) or >= 2 and a positive "
-          "max distance (got %d buckets, max distance %d)", p->num_buckets,
-          p->max_distance);
-    if (pb->device != DIT_DEVICE_CPU || pb->ndim != 2
-        || pb->shape[0] != p->num_buckets || pb->shape[1] != p->heads
-        || !dit_tensor_is_contiguous (pb))
-      return dit_error (DIT_ERR_INVALID, "attention: pos_bias must be a "
-          "contiguous host [%d buckets, %d heads] table", p->num_buckets,
-          p->heads);
-    a.pos_bias = pb->data;
-    a.pos_bias_dtype = pb->dtype;
+    a.pos_bias = p->pos_bias->data;
+    a.pos_bias_dtype = p->pos_bias->dtype;
     a.num_buckets = p->num_buckets;
     a.max_distance = p->max_distance;
     a.bidirectional = p->bidirectional;

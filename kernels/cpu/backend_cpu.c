@@ -1,5 +1,5 @@
-/* backend_cpu — the CPU reference backend: host memory, the op table, the
- * shared view validation, a persistent thread pool and per-thread scratch.
+/* backend_cpu — the CPU reference backend: host memory, the op table, a
+ * persistent thread pool and per-thread scratch.
  *
  * Memory is plain 64-byte aligned host memory, so upload/download are
  * memcpy and synchronize has nothing to wait for.  Every op runs to
@@ -20,115 +20,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-/* ---------------------------------------------------------------------------
- * validated views */
-
-static const char *
-dit_cpu_device_name (dit_device d)
-{
-  return d == DIT_DEVICE_CPU ? "cpu" : d == DIT_DEVICE_CUDA ? "cuda" : "unknown";
-}
-
-dit_status
-dit_cpu_check_tensor (const dit_tensor *t, const char *op, const char *name)
-{
-  if (!t)
-    return dit_error (DIT_ERR_INVALID, "%s: %s is NULL", op, name);
-  if (t->device != DIT_DEVICE_CPU)
-    return dit_error (DIT_ERR_INVALID,
-        "%s: %s is on device %s, the cpu backend needs host tensors",
-        op, name, dit_cpu_device_name (t->device));
-  if (t->dtype != DIT_F32 && t->dtype != DIT_BF16 && t->dtype != DIT_F16)
-    return dit_error (DIT_ERR_UNSUPPORTED, "%s: %s has unsupported dtype %d",
-        op, name, (int) t->dtype);
-  if (t->ndim < 1 || t->ndim > DIT_MAX_DIMS)
-    return dit_error (DIT_ERR_INVALID, "%s: %s has %d dimensions", op, name,
-        t->ndim);
-  for (int i = 0; i < t->ndim; i++)
-    if (t->shape[i] < 0)
-      return dit_error (DIT_ERR_INVALID, "%s: %s has negative extent %lld in "
-          "dimension %d", op, name, (long long) t->shape[i], i);
-  if (!t->data && dit_tensor_numel (t) > 0)
-    return dit_error (DIT_ERR_INVALID, "%s: %s has no data", op, name);
-  return DIT_OK;
-}
-
-dit_status
-dit_cpu_as_mat (const dit_tensor *t, const char *op, const char *name,
-    dit_cpu_mat *m)
-{
-  DIT_TRY (dit_cpu_check_tensor (t, op, name));
-  int last = t->ndim - 1;
-  if (t->stride[last] != 1 && t->shape[last] > 1)
-    return dit_error (DIT_ERR_INVALID, "%s: %s has column stride %lld, the "
-        "last dimension must be contiguous", op, name,
-        (long long) t->stride[last]);
-  m->data = (char *) t->data;
-  m->dtype = t->dtype;
-  m->cols = t->shape[last];
-  if (t->ndim == 1) {
-    m->rows = 1;
-    m->ld = m->cols;
-    return DIT_OK;
-  }
-  /* Fold dims 0..last-1 into rows: each non-unit dimension must step by
-   * exactly the extent of the next non-unit one (extent-1 dims fold). */
-  int64_t rows = 1, ld = m->cols, inner_stride = 0, inner_shape = 0;
-  for (int i = last - 1; i >= 0; i--) {
-    if (t->shape[i] == 1)
-      continue;
-    if (inner_shape == 0) {
-      ld = t->stride[i];
-    } else if (t->stride[i] != inner_stride * inner_shape) {
-      return dit_error (DIT_ERR_INVALID, "%s: %s (%d-D) cannot be viewed as "
-          "rows: stride %lld of dimension %d does not match", op, name,
-          t->ndim, (long long) t->stride[i], i);
-    }
-    inner_stride = t->stride[i];
-    inner_shape = t->shape[i];
-    rows *= t->shape[i];
-  }
-  if (rows > 1 && ld < m->cols)
-    return dit_error (DIT_ERR_INVALID, "%s: %s has row stride %lld < %lld "
-        "columns", op, name, (long long) ld, (long long) m->cols);
-  if (rows <= 1)
-    ld = m->cols;
-  m->rows = rows;
-  m->ld = ld;
-  return DIT_OK;
-}
-
-dit_status
-dit_cpu_as_mat_shape (const dit_tensor *t, const char *op, const char *name,
-    int64_t rows, int64_t cols, dit_cpu_mat *m)
-{
-  DIT_TRY (dit_cpu_as_mat (t, op, name, m));
-  if (m->rows != rows || m->cols != cols)
-    return dit_error (DIT_ERR_INVALID, "%s: %s is [%lld, %lld] but [%lld, %lld] "
-        "is required", op, name, (long long) m->rows, (long long) m->cols,
-        (long long) rows, (long long) cols);
-  return DIT_OK;
-}
-
-dit_status
-dit_cpu_as_vec (const dit_tensor *t, const char *op, const char *name,
-    int64_t n, dit_cpu_mat *m)
-{
-  DIT_TRY (dit_cpu_check_tensor (t, op, name));
-  if (!dit_tensor_is_contiguous (t))
-    return dit_error (DIT_ERR_INVALID, "%s: %s must be contiguous", op, name);
-  int64_t numel = dit_tensor_numel (t);
-  if (numel != n)
-    return dit_error (DIT_ERR_INVALID, "%s: %s has %lld elements but %lld are "
-        "required", op, name, (long long) numel, (long long) n);
-  m->data = (char *) t->data;
-  m->dtype = t->dtype;
-  m->rows = 1;
-  m->cols = n;
-  m->ld = n;
-  return DIT_OK;
-}
 
 /* ---------------------------------------------------------------------------
  * per-thread scratch */
@@ -396,7 +287,9 @@ dit_cpu_supports (dit_backend *be, dit_op op, dit_dtype dtype)
     return dtype == DIT_F8E4M3;
   if (dtype != DIT_F32 && dtype != DIT_BF16 && dtype != DIT_F16)
     return 0;
-  return (int) op >= 0 && op < DIT_OP_COUNT_DIT;
+  /* no fused ops: callers run their unfused chains here */
+  return ((int) op >= 0 && op < DIT_OP_COUNT_DIT)
+      || op == DIT_OP_RMSNORM_SUMSQ || op == DIT_OP_RMSNORM_APPLY;
 }
 
 static const dit_backend_ops dit_cpu_ops = {
@@ -430,6 +323,8 @@ static const dit_backend_ops dit_cpu_ops = {
   .quantize_fp8 = dit_cpu_quantize_fp8,
   .layernorm_fp8 = dit_cpu_layernorm_fp8,
   .gemm_fp8 = dit_cpu_gemm_fp8,
+  .rmsnorm_sumsq = dit_cpu_rmsnorm_sumsq,
+  .rmsnorm_apply = dit_cpu_rmsnorm_apply,
 };
 
 dit_backend *

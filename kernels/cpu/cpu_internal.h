@@ -1,9 +1,8 @@
 /* cpu_internal — helpers shared by the CPU reference ops (not installed).
  *
  * - Op entry points of the CPU op table (one per file under kernels/cpu/).
- * - dit_cpu_mat: a validated 2-D row-major view (rows may be strided, the
- *   last dimension contiguous) made from a dit_tensor; leading dimensions of
- *   a 3-D/4-D tensor are folded into rows when their strides allow it.
+ * - dit_cpu_mat: a validated 2-D row-major view (kernels/dit_check.h: rows
+ *   may be strided, the last dimension contiguous).
  * - Row conversion to and from f32 scratch: every op computes in f32 rows,
  *   whatever the storage dtype.
  * - A small persistent thread pool (dit_cpu_parallel) and per-thread scratch
@@ -15,6 +14,7 @@
 #define DIT_CPU_INTERNAL_H
 
 #include "dit_backend.h"
+#include "dit_check.h"
 
 #include <math.h>
 
@@ -38,47 +38,59 @@ dit_status dit_cpu_noise (dit_backend *be, const dit_noise_params *p);
 dit_status dit_cpu_quantize_fp8 (dit_backend *be, const dit_quantize_fp8_params *p);
 dit_status dit_cpu_layernorm_fp8 (dit_backend *be, const dit_layernorm_fp8_params *p);
 dit_status dit_cpu_gemm_fp8 (dit_backend *be, const dit_gemm_fp8_params *p);
+dit_status dit_cpu_rmsnorm_sumsq (dit_backend *be,
+    const dit_rmsnorm_sumsq_params *p);
+dit_status dit_cpu_rmsnorm_apply (dit_backend *be,
+    const dit_rmsnorm_apply_params *p);
 
-/* ---- validated views ------------------------------------------------------ */
+/* ---- validated views ------------------------------------------------------
+ * The views and per-op checks of kernels/dit_check.h (shared with the CUDA
+ * backend), on the CPU device. */
 
-typedef struct dit_cpu_mat {
-  char *data;
-  dit_dtype dtype;
-  int64_t rows, cols;
-  int64_t ld;       /* row stride in elements */
-} dit_cpu_mat;
+typedef dit_rows dit_cpu_mat;
 
-/* Check that `t` is a usable CPU tensor (non-NULL, CPU device, known dtype,
- * contiguous last dimension) and view it as rows x cols.  `op` and `name`
- * go into the error message. */
-dit_status dit_cpu_as_mat (const dit_tensor *t, const char *op,
-    const char *name, dit_cpu_mat *m);
+static inline dit_status
+dit_cpu_as_mat (const dit_tensor *t, const char *op, const char *name,
+    dit_cpu_mat *m)
+{
+  return dit_check_rows (DIT_DEVICE_CPU, op, name, t, m);
+}
 
-/* Like dit_cpu_as_mat, and also require exactly rows x cols. */
-dit_status dit_cpu_as_mat_shape (const dit_tensor *t, const char *op,
-    const char *name, int64_t rows, int64_t cols, dit_cpu_mat *m);
+static inline dit_status
+dit_cpu_as_mat_shape (const dit_tensor *t, const char *op, const char *name,
+    int64_t rows, int64_t cols, dit_cpu_mat *m)
+{
+  return dit_check_rows_shape (DIT_DEVICE_CPU, op, name, t, rows, cols, m);
+}
 
-/* A per-channel vector of n elements: contiguous, numel == n. */
-dit_status dit_cpu_as_vec (const dit_tensor *t, const char *op,
-    const char *name, int64_t n, dit_cpu_mat *m);
+static inline dit_status
+dit_cpu_as_vec (const dit_tensor *t, const char *op, const char *name,
+    int64_t n, dit_cpu_mat *m)
+{
+  return dit_check_vector (DIT_DEVICE_CPU, op, name, t, n, m);
+}
 
-/* A per-group [G, cols] view (modulation shift/scale/gate) for `rows` token
- * rows in groups of rows_per_group: G must cover every group. */
-dit_status dit_cpu_check_groups (const dit_tensor *t, const char *op,
-    const char *name, int64_t rows, int64_t cols, int64_t rows_per_group,
-    dit_cpu_mat *m);
+static inline dit_status
+dit_cpu_check_tensor (const dit_tensor *t, const char *op, const char *name)
+{
+  return dit_check_tensor (DIT_DEVICE_CPU, op, name, t);
+}
 
-/* Basic checks for a tensor used with its own strides (copy, patchify). */
-dit_status dit_cpu_check_tensor (const dit_tensor *t, const char *op,
-    const char *name);
+static inline dit_status
+dit_cpu_check_groups (const dit_tensor *t, const char *op, const char *name,
+    int64_t rows, int64_t cols, int64_t rows_per_group, dit_cpu_mat *m)
+{
+  return dit_check_groups (DIT_DEVICE_CPU, op, name, t, rows, cols,
+      rows_per_group, m);
+}
 
-/* An FP8 pair (kernels/dit_ops.h, "FP8"): codes q [rows, cols] of dtype
- * f8e4m3 with contiguous columns, and scale, a contiguous f32 tensor of
- * exactly (cols / block) * rows elements; block must divide cols.  *sc
- * receives the scale data. */
-dit_status dit_cpu_as_fp8 (const dit_tensor *q, const dit_tensor *scale,
-    int64_t block, const char *op, const char *name, dit_cpu_mat *m,
-    float **sc);
+/* An FP8 pair: dit_check_fp8_rows on the CPU device. */
+static inline dit_status
+dit_cpu_as_fp8 (const dit_tensor *q, const dit_tensor *scale, int64_t block,
+    const char *op, const char *name, dit_cpu_mat *m, float **sc)
+{
+  return dit_check_fp8_rows (DIT_DEVICE_CPU, op, name, q, scale, block, m, sc);
+}
 
 /* Quantize one row of n f32 values in blocks of `block` (kernels/dit_fp8.h):
  * codes into q[0, n), the scale of block b into scale[b * scale_stride]. */

@@ -11,12 +11,9 @@
 dit_status
 dit_cpu_residual (dit_backend *be, const dit_residual_params *p)
 {
-  dit_cpu_mat x, y, gate;
-  DIT_TRY (dit_cpu_as_mat (p->x, "residual", "x", &x));
-  DIT_TRY (dit_cpu_as_mat_shape (p->y, "residual", "y", x.rows, x.cols, &y));
-  if (p->gate)
-    DIT_TRY (dit_cpu_check_groups (p->gate, "residual", "gate", x.rows, x.cols,
-        p->rows_per_group, &gate));
+  dit_row_dims d;
+  DIT_TRY (dit_check_residual (DIT_DEVICE_CPU, p, &d));
+  const dit_cpu_mat x = d.x, y = d.y, gate = d.a;
   if (x.rows == 0 || x.cols == 0)
     return DIT_OK;
   int64_t D = x.cols;
@@ -48,22 +45,10 @@ dit_cpu_residual (dit_backend *be, const dit_residual_params *p)
 dit_status
 dit_cpu_add (dit_backend *be, const dit_add_params *p)
 {
-  DIT_TRY (dit_cpu_check_tensor (p->a, "add", "a"));
-  DIT_TRY (dit_cpu_check_tensor (p->b, "add", "b"));
-  DIT_TRY (dit_cpu_check_tensor (p->y, "add", "y"));
-  if (!dit_tensor_is_contiguous (p->a) || !dit_tensor_is_contiguous (p->b)
-      || !dit_tensor_is_contiguous (p->y))
-    return dit_error (DIT_ERR_INVALID, "add: a, b and y must be contiguous");
-  int64_t na = dit_tensor_numel (p->a), nb = dit_tensor_numel (p->b);
-  int64_t ny = dit_tensor_numel (p->y);
-  if (ny != na)
-    return dit_error (DIT_ERR_INVALID, "add: y has %lld elements but a has %lld",
-        (long long) ny, (long long) na);
+  int64_t na, nb;
+  DIT_TRY (dit_check_add (DIT_DEVICE_CPU, p, &na, &nb));
   if (na == 0)
     return DIT_OK;
-  if (nb == 0 || na % nb != 0)
-    return dit_error (DIT_ERR_INVALID, "add: a has %lld elements, not a multiple "
-        "of b's %lld", (long long) na, (long long) nb);
   float *bf = dit_cpu_scratch ((size_t) nb * 2 + 64);
   if (!bf)
     return dit_error (DIT_ERR_NOMEM, "add: cannot allocate scratch");
@@ -84,13 +69,9 @@ dit_cpu_add (dit_backend *be, const dit_add_params *p)
 dit_status
 dit_cpu_unary (dit_backend *be, const dit_unary_params *p)
 {
-  dit_cpu_mat x, y;
-  DIT_TRY (dit_cpu_as_mat (p->x, "unary", "x", &x));
-  DIT_TRY (dit_cpu_as_mat_shape (p->y, "unary", "y", x.rows, x.cols, &y));
-  if (p->act != DIT_ACT_NONE && p->act != DIT_ACT_GELU_TANH
-      && p->act != DIT_ACT_SILU)
-    return dit_error (DIT_ERR_INVALID, "unary: unknown activation %d",
-        (int) p->act);
+  dit_row_dims d;
+  DIT_TRY (dit_check_unary (DIT_DEVICE_CPU, p, &d));
+  const dit_cpu_mat x = d.x, y = d.y;
   if (x.rows == 0 || x.cols == 0)
     return DIT_OK;
   float *row = dit_cpu_scratch ((size_t) x.cols + 64);
@@ -127,27 +108,13 @@ copy_run (char *dst, dit_dtype ddt, int64_t dstride, const char *src,
 dit_status
 dit_cpu_copy (dit_backend *be, const dit_copy_params *p)
 {
-  DIT_TRY (dit_cpu_check_tensor (p->x, "copy", "x"));
-  DIT_TRY (dit_cpu_check_tensor (p->y, "copy", "y"));
   const dit_tensor *x = p->x, *y = p->y;
-  int same = x->ndim == y->ndim;
-  for (int i = 0; same && i < x->ndim; i++)
-    same = x->shape[i] == y->shape[i];
-  if (!same) {
-    /* Differently shaped but equally sized contiguous buffers: a reshape. */
-    if (dit_tensor_is_contiguous (x) && dit_tensor_is_contiguous (y)
-        && dit_tensor_numel (x) == dit_tensor_numel (y)) {
-      copy_run (y->data, y->dtype, 1, x->data, x->dtype, 1, dit_tensor_numel (x));
-      return DIT_OK;
-    }
-    return dit_error (DIT_ERR_INVALID, "copy: x is [%lld, %lld, %lld, %lld] "
-        "(%d-D) but y is [%lld, %lld, %lld, %lld] (%d-D)",
-        (long long) x->shape[0], (long long) (x->ndim > 1 ? x->shape[1] : 1),
-        (long long) (x->ndim > 2 ? x->shape[2] : 1),
-        (long long) (x->ndim > 3 ? x->shape[3] : 1), x->ndim,
-        (long long) y->shape[0], (long long) (y->ndim > 1 ? y->shape[1] : 1),
-        (long long) (y->ndim > 2 ? y->shape[2] : 1),
-        (long long) (y->ndim > 3 ? y->shape[3] : 1), y->ndim);
+  int reshape;
+  DIT_TRY (dit_check_copy (DIT_DEVICE_CPU, p, &reshape));
+  if (reshape) {
+    /* Differently shaped but equally sized contiguous buffers. */
+    copy_run (y->data, y->dtype, 1, x->data, x->dtype, 1, dit_tensor_numel (x));
+    return DIT_OK;
   }
   if (dit_tensor_numel (x) == 0)
     return DIT_OK;

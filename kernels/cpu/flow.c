@@ -17,22 +17,9 @@
 dit_status
 dit_cpu_flow_step (dit_backend *be, const dit_flow_step_params *p)
 {
-  dit_cpu_mat x, v, nz, x0, out;
-  DIT_TRY (dit_cpu_as_mat (p->x, "flow_step", "x", &x));
-  DIT_TRY (dit_cpu_as_mat_shape (p->v, "flow_step", "v", x.rows, x.cols, &v));
-  if (p->noise)
-    DIT_TRY (dit_cpu_as_mat_shape (p->noise, "flow_step", "noise", x.rows,
-        x.cols, &nz));
-  if (p->x0_out)
-    DIT_TRY (dit_cpu_as_mat_shape (p->x0_out, "flow_step", "x0_out", x.rows,
-        x.cols, &x0));
-  if (p->out)
-    DIT_TRY (dit_cpu_as_mat_shape (p->out, "flow_step", "out", x.rows, x.cols,
-        &out));
-  if (p->noise && !p->out)
-    return dit_error (DIT_ERR_INVALID, "flow_step: noise is set but out is NULL");
-  if (!p->out && !p->x0_out)
-    return dit_error (DIT_ERR_INVALID, "flow_step: neither out nor x0_out is set");
+  dit_flow_dims d;
+  DIT_TRY (dit_check_flow_step (DIT_DEVICE_CPU, p, &d));
+  const dit_cpu_mat x = d.x, v = d.v, nz = d.noise, x0 = d.x0, out = d.out;
   const double sigma = p->sigma, sn = p->sigma_next;
   for (int64_t r = 0; r < x.rows; r++) {
     const void *xr = dit_cpu_row (&x, r), *vr = dit_cpu_row (&v, r);
@@ -58,9 +45,7 @@ dit_cpu_flow_step (dit_backend *be, const dit_flow_step_params *p)
 dit_status
 dit_cpu_noise (dit_backend *be, const dit_noise_params *p)
 {
-  DIT_TRY (dit_cpu_check_tensor (p->y, "noise", "y"));
-  if (!dit_tensor_is_contiguous (p->y))
-    return dit_error (DIT_ERR_INVALID, "noise: y must be contiguous");
+  DIT_TRY (dit_check_noise (DIT_DEVICE_CPU, p));
   uint64_t n = (uint64_t) dit_tensor_numel (p->y);
   void *y = p->y->data;
   dit_dtype dt = p->y->dtype;

@@ -44,40 +44,6 @@ fp8_table (void)
   return fp8_lut;
 }
 
-dit_status
-dit_cpu_as_fp8 (const dit_tensor *q, const dit_tensor *scale, int64_t block,
-    const char *op, const char *name, dit_cpu_mat *m, float **sc)
-{
-  if (!q)
-    return dit_error (DIT_ERR_INVALID, "%s: %s is NULL", op, name);
-  if (q->dtype != DIT_F8E4M3)
-    return dit_error (DIT_ERR_INVALID, "%s: %s has dtype %s, f8e4m3 is "
-        "required", op, name, dit_dtype_name (q->dtype));
-  /* view the codes through the common checks with a stand-in dtype of the
-   * same rank, then restore the real one */
-  dit_tensor v = *q;
-  v.dtype = DIT_F16;
-  DIT_TRY (dit_cpu_as_mat (&v, op, name, m));
-  m->dtype = DIT_F8E4M3;
-  if (block <= 0 || m->cols % block != 0)
-    return dit_error (DIT_ERR_INVALID, "%s: block %lld does not divide the "
-        "%lld columns of %s", op, (long long) block, (long long) m->cols, name);
-  if (!scale)
-    return dit_error (DIT_ERR_INVALID, "%s: %s has no scale tensor", op, name);
-  if (scale->dtype != DIT_F32 || scale->device != DIT_DEVICE_CPU
-      || !dit_tensor_is_contiguous (scale))
-    return dit_error (DIT_ERR_INVALID, "%s: the scales of %s must be a "
-        "contiguous f32 host tensor", op, name);
-  int64_t want = m->cols / block * m->rows;
-  if (dit_tensor_numel (scale) != want)
-    return dit_error (DIT_ERR_INVALID, "%s: %s [%lld, %lld] in blocks of %lld "
-        "needs %lld scales, the scale tensor has %lld", op, name,
-        (long long) m->rows, (long long) m->cols, (long long) block,
-        (long long) want, (long long) dit_tensor_numel (scale));
-  *sc = (float *) scale->data;
-  return DIT_OK;
-}
-
 void
 dit_cpu_quantize_row (const float *v, int64_t n, int64_t block, uint8_t *q,
     float *scale, int64_t scale_stride)

@@ -204,36 +204,21 @@ dit_cpu_gemm (dit_backend *be, const dit_gemm_params *p)
 {
   gemm_ctx g;
   memset (&g, 0, sizeof g);
-  DIT_TRY (dit_cpu_as_mat (p->x, "gemm", "x", &g.x));
-  DIT_TRY (dit_cpu_as_mat (p->w, "gemm", "w", &g.w));
-  DIT_TRY (dit_cpu_as_mat (p->y, "gemm", "y", &g.y));
-  if (g.x.cols != g.w.cols)
-    return dit_error (DIT_ERR_INVALID, "gemm: x has %lld columns but w has %lld",
-        (long long) g.x.cols, (long long) g.w.cols);
-  if (g.y.rows != g.x.rows || g.y.cols != g.w.rows)
-    return dit_error (DIT_ERR_INVALID, "gemm: y is [%lld, %lld] but x [%lld, %lld]"
-        " · wᵀ [%lld, %lld] is [%lld, %lld]", (long long) g.y.rows,
-        (long long) g.y.cols, (long long) g.x.rows, (long long) g.x.cols,
-        (long long) g.w.cols, (long long) g.w.rows, (long long) g.x.rows,
-        (long long) g.w.rows);
-  if (p->bias) {
-    DIT_TRY (dit_cpu_as_vec (p->bias, "gemm", "bias", g.w.rows, &g.bias));
-    g.has_bias = 1;
-  }
-  if (p->gate) {
-    DIT_TRY (dit_cpu_check_groups (p->gate, "gemm", "gate", g.x.rows,
-        g.w.rows, p->rows_per_group, &g.gate));
-    g.has_gate = 1;
-    g.rows_per_group = p->rows_per_group;
-  }
-  if (p->act != DIT_ACT_NONE && p->act != DIT_ACT_GELU_TANH
-      && p->act != DIT_ACT_SILU)
-    return dit_error (DIT_ERR_INVALID, "gemm: unknown activation %d", (int) p->act);
+  dit_gemm_dims d;
+  DIT_TRY (dit_check_gemm (DIT_DEVICE_CPU, p, &d));
+  g.x = d.x;
+  g.w = d.w;
+  g.y = d.y;
+  g.bias = d.bias;
+  g.has_bias = p->bias != NULL;
+  g.gate = d.gate;
+  g.has_gate = p->gate != NULL;
+  g.rows_per_group = p->rows_per_group;
   g.act = p->act;
   g.accumulate = p->accumulate;
-  g.M = g.x.rows;
-  g.N = g.w.rows;
-  g.K = g.x.cols;
+  g.M = d.M;
+  g.N = d.N;
+  g.K = d.K;
   if (g.M == 0 || g.N == 0)
     return DIT_OK;
   g.tiles_n = (g.N + GEMM_NC - 1) / GEMM_NC;

@@ -25,17 +25,10 @@ norm_scratch (const char *op, int64_t cols, float **row)
 dit_status
 dit_cpu_layernorm (dit_backend *be, const dit_layernorm_params *p)
 {
-  dit_cpu_mat x, y, w, b;
-  DIT_TRY (dit_cpu_as_mat (p->x, "layernorm", "x", &x));
-  DIT_TRY (dit_cpu_as_mat_shape (p->y, "layernorm", "y", x.rows, x.cols, &y));
-  if ((p->weight == NULL) != (p->bias == NULL))
-    return dit_error (DIT_ERR_INVALID, "layernorm: weight and bias must both be "
-        "set or both be NULL");
+  dit_row_dims d;
+  DIT_TRY (dit_check_layernorm (DIT_DEVICE_CPU, p, &d));
+  const dit_cpu_mat x = d.x, y = d.y, w = d.a, b = d.b;
   int affine = p->weight != NULL;
-  if (affine) {
-    DIT_TRY (dit_cpu_as_vec (p->weight, "layernorm", "weight", x.cols, &w));
-    DIT_TRY (dit_cpu_as_vec (p->bias, "layernorm", "bias", x.cols, &b));
-  }
   if (x.rows == 0 || x.cols == 0)
     return DIT_OK;
   float *row, *wf = NULL, *bf = NULL;
@@ -55,8 +48,8 @@ dit_cpu_layernorm (dit_backend *be, const dit_layernorm_params *p)
     double mean = sum / (double) D;
     double sq = 0.0;
     for (int64_t i = 0; i < D; i++) {
-      double d = (double) row[i] - mean;
-      sq += d * d;
+      double dv = (double) row[i] - mean;
+      sq += dv * dv;
     }
     float meanf = (float) mean;
     float rstd = (float) (1.0 / sqrt (sq / (double) D + (double) p->eps));
@@ -73,10 +66,9 @@ dit_cpu_layernorm (dit_backend *be, const dit_layernorm_params *p)
 dit_status
 dit_cpu_rmsnorm (dit_backend *be, const dit_rmsnorm_params *p)
 {
-  dit_cpu_mat x, y, w;
-  DIT_TRY (dit_cpu_as_mat (p->x, "rmsnorm", "x", &x));
-  DIT_TRY (dit_cpu_as_mat_shape (p->y, "rmsnorm", "y", x.rows, x.cols, &y));
-  DIT_TRY (dit_cpu_as_vec (p->weight, "rmsnorm", "weight", x.cols, &w));
+  dit_row_dims d;
+  DIT_TRY (dit_check_rmsnorm (DIT_DEVICE_CPU, p, &d));
+  const dit_cpu_mat x = d.x, y = d.y, w = d.a;
   if (x.rows == 0 || x.cols == 0)
     return DIT_OK;
   float *row;
@@ -98,34 +90,11 @@ dit_cpu_rmsnorm (dit_backend *be, const dit_rmsnorm_params *p)
 }
 
 dit_status
-dit_cpu_check_groups (const dit_tensor *t, const char *op, const char *name,
-    int64_t rows, int64_t cols, int64_t rows_per_group, dit_cpu_mat *m)
-{
-  DIT_TRY (dit_cpu_as_mat (t, op, name, m));
-  if (m->cols != cols)
-    return dit_error (DIT_ERR_INVALID, "%s: %s has %lld columns but x has %lld",
-        op, name, (long long) m->cols, (long long) cols);
-  if (rows_per_group <= 0)
-    return dit_error (DIT_ERR_INVALID, "%s: rows_per_group is %lld (must be > 0)",
-        op, (long long) rows_per_group);
-  int64_t need = rows > 0 ? (rows - 1) / rows_per_group + 1 : 0;
-  if (m->rows < need)
-    return dit_error (DIT_ERR_INVALID, "%s: %s has %lld rows but %lld rows of x "
-        "in groups of %lld need %lld", op, name, (long long) m->rows,
-        (long long) rows, (long long) rows_per_group, (long long) need);
-  return DIT_OK;
-}
-
-dit_status
 dit_cpu_modulate (dit_backend *be, const dit_modulate_params *p)
 {
-  dit_cpu_mat x, y, sh, sc;
-  DIT_TRY (dit_cpu_as_mat (p->x, "modulate", "x", &x));
-  DIT_TRY (dit_cpu_as_mat_shape (p->y, "modulate", "y", x.rows, x.cols, &y));
-  DIT_TRY (dit_cpu_check_groups (p->shift, "modulate", "shift", x.rows, x.cols,
-      p->rows_per_group, &sh));
-  DIT_TRY (dit_cpu_check_groups (p->scale, "modulate", "scale", x.rows, x.cols,
-      p->rows_per_group, &sc));
+  dit_row_dims d;
+  DIT_TRY (dit_check_modulate (DIT_DEVICE_CPU, p, &d));
+  const dit_cpu_mat x = d.x, y = d.y, sh = d.a, sc = d.b;
   if (x.rows == 0 || x.cols == 0)
     return DIT_OK;
   float *row;

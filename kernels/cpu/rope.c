@@ -46,37 +46,11 @@ dit_rope_table_fill (float *cos_tab, float *sin_tab)
 dit_status
 dit_cpu_rope (dit_backend *be, const dit_rope_params *p)
 {
-  dit_cpu_mat x, ct, st;
-  DIT_TRY (dit_cpu_as_mat (p->x, "rope", "x", &x));
-  DIT_TRY (dit_cpu_as_mat (p->cos, "rope", "cos", &ct));
-  DIT_TRY (dit_cpu_as_mat_shape (p->sin, "rope", "sin", ct.rows, ct.cols, &st));
-  if (ct.cols != DIT_ROPE_PAIRS)
-    return dit_error (DIT_ERR_INVALID, "rope: cos table has %lld columns, %d "
-        "pairs expected", (long long) ct.cols, DIT_ROPE_PAIRS);
-  if (p->heads <= 0 || x.cols != (int64_t) p->heads * ROPE_HEAD_DIM)
-    return dit_error (DIT_ERR_INVALID, "rope: x has %lld columns but %d heads of "
-        "%d need %lld", (long long) x.cols, p->heads, ROPE_HEAD_DIM,
-        (long long) p->heads * ROPE_HEAD_DIM);
-  if (p->grid_f < 0 || p->grid_h < 0 || p->grid_w < 0 || p->frame_offset < 0)
-    return dit_error (DIT_ERR_INVALID, "rope: negative grid (%lld, %lld, %lld) "
-        "or frame offset %lld", (long long) p->grid_f, (long long) p->grid_h,
-        (long long) p->grid_w, (long long) p->frame_offset);
-  if (x.rows != p->grid_f * p->grid_h * p->grid_w)
-    return dit_error (DIT_ERR_INVALID, "rope: x has %lld rows but the grid "
-        "%lld x %lld x %lld has %lld tokens", (long long) x.rows,
-        (long long) p->grid_f, (long long) p->grid_h, (long long) p->grid_w,
-        (long long) (p->grid_f * p->grid_h * p->grid_w));
+  dit_rope_dims d;
+  DIT_TRY (dit_check_rope (DIT_DEVICE_CPU, p, &d));
+  const dit_cpu_mat x = d.x, ct = d.cos, st = d.sin;
   if (x.rows == 0)
     return DIT_OK;
-  int64_t maxpos = p->grid_f - 1 + p->frame_offset;
-  if (p->grid_h - 1 > maxpos)
-    maxpos = p->grid_h - 1;
-  if (p->grid_w - 1 > maxpos)
-    maxpos = p->grid_w - 1;
-  if (maxpos >= ct.rows)
-    return dit_error (DIT_ERR_INVALID, "rope: position %lld is outside the "
-        "%lld-row table (frame_offset %lld)", (long long) maxpos,
-        (long long) ct.rows, (long long) p->frame_offset);
 
   float *row = dit_cpu_scratch ((size_t) x.cols + 2 * DIT_ROPE_PAIRS + 64);
   if (!row)

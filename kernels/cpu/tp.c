@@ -11,27 +11,14 @@
  * dit_cpu_rmsnorm.
  */
 #include "cpu_internal.h"
-#include "../dit_tp_kernels.h"
 
 #include <math.h>
-
-static dit_status
-tp_check_sumsq (const dit_tensor *ss, const char *op, int64_t rows)
-{
-  if (!ss || ss->dtype != DIT_F32 || ss->device != DIT_DEVICE_CPU
-      || !dit_tensor_is_contiguous (ss) || dit_tensor_numel (ss) < rows)
-    return dit_error (DIT_ERR_INVALID,
-        "%s: sumsq must be a contiguous CPU f32 vector of at least %lld elements",
-        op, (long long) rows);
-  return DIT_OK;
-}
 
 dit_status
 dit_cpu_rmsnorm_sumsq (dit_backend *be, const dit_rmsnorm_sumsq_params *p)
 {
   dit_cpu_mat x;
-  DIT_TRY (dit_cpu_as_mat (p->x, "rmsnorm_sumsq", "x", &x));
-  DIT_TRY (tp_check_sumsq (p->sumsq, "rmsnorm_sumsq", x.rows));
+  DIT_TRY (dit_check_rmsnorm_sumsq (DIT_DEVICE_CPU, p, &x));
   float *ss = p->sumsq->data;
   float *row = dit_cpu_scratch ((size_t) x.cols + 64);
   if (!row)
@@ -49,15 +36,9 @@ dit_cpu_rmsnorm_sumsq (dit_backend *be, const dit_rmsnorm_sumsq_params *p)
 dit_status
 dit_cpu_rmsnorm_apply (dit_backend *be, const dit_rmsnorm_apply_params *p)
 {
-  dit_cpu_mat x, y, w;
-  DIT_TRY (dit_cpu_as_mat (p->x, "rmsnorm_apply", "x", &x));
-  DIT_TRY (dit_cpu_as_mat_shape (p->y, "rmsnorm_apply", "y", x.rows, x.cols, &y));
-  DIT_TRY (dit_cpu_as_vec (p->weight, "rmsnorm_apply", "weight", x.cols, &w));
-  DIT_TRY (tp_check_sumsq (p->sumsq, "rmsnorm_apply", x.rows));
-  if (p->total_cols < x.cols)
-    return dit_error (DIT_ERR_INVALID,
-        "rmsnorm_apply: total width %lld is less than the shard's %lld columns",
-        (long long) p->total_cols, (long long) x.cols);
+  dit_row_dims d;
+  DIT_TRY (dit_check_rmsnorm_apply (DIT_DEVICE_CPU, p, &d));
+  const dit_cpu_mat x = d.x, y = d.y, w = d.a;
   if (x.rows == 0 || x.cols == 0)
     return DIT_OK;
   const float *ss = p->sumsq->data;

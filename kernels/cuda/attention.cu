@@ -646,91 +646,42 @@ attn_flash_ok (const attn_args &a)
 static dit_status
 attn_run (dit_backend *be, const dit_attn_params *p, int variant, int sched)
 {
-  const char *op = "attention";
-  int64_t L, cq, N, ck, Nv, cv, Lo, co;
   attn_args a;
   memset (&a, 0, sizeof a);
-  DIT_TRY (dit_cuda_rows (op, "q", p->q, &L, &cq, &a.ldq));
-  DIT_TRY (dit_cuda_rows (op, "k", p->k, &N, &ck, &a.ldk));
-  DIT_TRY (dit_cuda_rows (op, "v", p->v, &Nv, &cv, &a.ldv));
-  if (p->o && p->o->dtype == DIT_F8E4M3) {
+  dit_attn_dims d;
+  DIT_TRY (dit_check_attention (DIT_DEVICE_CUDA, p, &d));
+  const int64_t L = d.L;
+  if (d.o_scale) {
     /* FP8 output: codes plus one scale per (row, head) */
     DIT_TRY (dit_cuda_fp8_check (be));
-    DIT_TRY (dit_cuda_fp8_rows (op, "o", p->o, p->o_scale,
-        p->head_dim > 0 ? p->head_dim : 1, &Lo, &co, &a.ldo));
-    if ((a.ldo % 2) || ((uintptr_t) p->o->data % 2))
+    if ((d.o.ld % 2) || ((uintptr_t) p->o->data % 2))
       return dit_error (DIT_ERR_INVALID, "attention: FP8 o needs an even row "
           "stride and address");
-    a.o_scale = (float *) p->o_scale->data;
-  } else {
-    DIT_TRY (dit_cuda_rows (op, "o", p->o, &Lo, &co, &a.ldo));
+    a.o_scale = d.o_scale;
   }
-  if (p->heads <= 0 || p->head_dim <= 0)
-    return dit_error (DIT_ERR_INVALID, "attention: heads %d and head_dim %d "
-        "must be positive", p->heads, p->head_dim);
-  int64_t width = (int64_t) p->heads * p->head_dim;
-  if (cq != width || ck != width || cv != width || co != width)
-    return dit_error (DIT_ERR_INVALID, "attention: q/k/v/o have %lld/%lld/"
-        "%lld/%lld columns, heads * head_dim = %lld", (long long) cq,
-        (long long) ck, (long long) cv, (long long) co, (long long) width);
-  if (Nv != N)
-    return dit_error (DIT_ERR_INVALID, "attention: k has %lld rows, v has "
-        "%lld", (long long) N, (long long) Nv);
-  if (Lo != L)
-    return dit_error (DIT_ERR_INVALID, "attention: q has %lld rows, o has "
-        "%lld", (long long) L, (long long) Lo);
-  if (p->causal_block < 0 || p->q_pos0 < 0)
-    return dit_error (DIT_ERR_INVALID, "attention: causal_block %lld and "
-        "q_pos0 %lld must not be negative", (long long) p->causal_block,
-        (long long) p->q_pos0);
   if (p->head_dim > 512)
     return dit_error (DIT_ERR_UNSUPPORTED, "attention: head_dim %d > 512 not "
         "supported", p->head_dim);
   if (L == 0)
     return DIT_OK;
-  if (N == 0)
-    return dit_error (DIT_ERR_INVALID, "attention: no keys (N = 0)");
   if (p->heads > 65535 || (L + 7) / 8 > 0x7fffffff)
     return dit_error (DIT_ERR_INVALID, "attention: %d heads x %lld queries "
         "exceed the launch grid", p->heads, (long long) L);
 
   a.q = p->q->data; a.k = p->k->data; a.v = p->v->data; a.o = p->o->data;
+  a.ldq = d.q.ld; a.ldk = d.k.ld; a.ldv = d.v.ld; a.ldo = d.o.ld;
   a.dtq = p->q->dtype; a.dtk = p->k->dtype; a.dtv = p->v->dtype;
   a.dto = a.o_scale ? DIT_F32 : (int) p->o->dtype;   /* unused for FP8 */
-  a.L = L; a.N = N;
+  a.L = L; a.N = d.N;
   a.heads = p->heads; a.d = p->head_dim;
   a.scale = p->scale;
-  a.bias_begin = p->bias_begin; a.bias_end = p->bias_end;
+  a.bias_begin = d.bias_begin; a.bias_end = d.bias_end;
   a.log_bias = p->log_bias;
   a.causal_block = p->causal_block; a.q_pos0 = p->q_pos0;
-  /* clamp the bias range to the keys (as the CPU does); empty = no bias */
-  if (a.bias_begin < 0)
-    a.bias_begin = 0;
-  if (a.bias_end > N)
-    a.bias_end = N;
-  if (a.bias_end <= a.bias_begin)
-    a.bias_begin = a.bias_end = 0;
-  if (p->key_len < 0)
-    return dit_error (DIT_ERR_INVALID, "attention: key_len %lld must be >= 0",
-        (long long) p->key_len);
   a.key_len = p->key_len;
   if (p->pos_bias) {
-    const dit_tensor *pb = p->pos_bias;
-    int min_buckets = p->bidirectional ? 4 : 2;
-    if (p->num_buckets < min_buckets || (p->bidirectional && p->num_buckets % 2)
-        || p->max_distance <= 0)
-      return dit_error (DIT_ERR_INVALID, "attention: position bias needs an "
-          "even number of buckets >= 4 (bidirectional) or >= 2 and a positive "
-          "max distance (got %d buckets, max distance %d)", p->num_buckets,
-          p->max_distance);
-    if (pb->device != DIT_DEVICE_CUDA || pb->ndim != 2
-        || pb->shape[0] != p->num_buckets || pb->shape[1] != p->heads
-        || !dit_tensor_is_contiguous (pb))
-      return dit_error (DIT_ERR_INVALID, "attention: pos_bias must be a "
-          "contiguous device [%d buckets, %d heads] table", p->num_buckets,
-          p->heads);
-    a.pos_bias = pb->data;
-    a.dtpb = pb->dtype;
+    a.pos_bias = p->pos_bias->data;
+    a.dtpb = p->pos_bias->dtype;
     a.num_buckets = p->num_buckets;
     a.max_distance = p->max_distance;
     a.bidirectional = p->bidirectional;

@@ -10,10 +10,10 @@
  * from pinned memory the caller must synchronize first.
  *
  * The backend also owns the cuBLASLt handle, its 32 MiB workspace and the
- * GEMM plan cache (gemm.cu).  Op validation mirrors the CPU backend: every
- * tensor must be a DIT_DEVICE_CUDA view with a contiguous last dimension,
- * shapes must agree, and mistakes come back as DIT_ERR_INVALID naming the op
- * and the tensor.
+ * GEMM plan cache (gemm.cu).  Op validation is the CPU backend's
+ * (kernels/dit_check.c) on DIT_DEVICE_CUDA: every tensor must be a CUDA view
+ * with a contiguous last dimension, shapes must agree, and mistakes come
+ * back as DIT_ERR_INVALID naming the op and the tensor.
  */
 #include "dit_build_config.h"
 #include "cuda_common.cuh"
@@ -25,120 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ------------------------------------------------------------------------ */
-/* validation helpers shared by the op files */
-
-dit_status
-dit_cuda_check_tensor (const char *op, const char *name, const dit_tensor *t)
-{
-  if (!t)
-    return dit_error (DIT_ERR_INVALID, "%s: %s is NULL", op, name);
-  if (t->device != DIT_DEVICE_CUDA)
-    return dit_error (DIT_ERR_INVALID, "%s: %s is on device %s, the cuda "
-        "backend needs CUDA tensors", op, name,
-        t->device == DIT_DEVICE_CPU ? "cpu" : "unknown");
-  if (t->dtype != DIT_F32 && t->dtype != DIT_BF16 && t->dtype != DIT_F16)
-    return dit_error (DIT_ERR_UNSUPPORTED, "%s: %s has unsupported dtype %d",
-        op, name, (int) t->dtype);
-  if (t->ndim < 1 || t->ndim > DIT_MAX_DIMS)
-    return dit_error (DIT_ERR_INVALID, "%s: %s has %d dimensions", op, name,
-        t->ndim);
-  for (int i = 0; i < t->ndim; i++)
-    if (t->shape[i] < 0)
-      return dit_error (DIT_ERR_INVALID, "%s: %s has negative extent %lld in "
-          "dimension %d", op, name, (long long) t->shape[i], i);
-  if (!t->data && dit_tensor_numel (t) > 0)
-    return dit_error (DIT_ERR_INVALID, "%s: %s has no data", op, name);
-  return DIT_OK;
-}
-
-dit_status
-dit_cuda_rows (const char *op, const char *name, const dit_tensor *t,
-    int64_t *rows, int64_t *cols, int64_t *ld)
-{
-  DIT_TRY (dit_cuda_check_tensor (op, name, t));
-  int last = t->ndim - 1;
-  if (t->stride[last] != 1 && t->shape[last] > 1)
-    return dit_error (DIT_ERR_INVALID, "%s: %s has column stride %lld, the "
-        "last dimension must be contiguous", op, name,
-        (long long) t->stride[last]);
-  *cols = t->shape[last];
-  if (t->ndim == 1) {
-    *rows = 1;
-    *ld = *cols;
-    return DIT_OK;
-  }
-  /* fold dims 0..last-1: each non-unit dimension must step by exactly the
-   * extent of the next non-unit one (extent-1 dimensions fold away) */
-  int64_t r = 1, l = *cols, inner_stride = 0, inner_shape = 0;
-  for (int i = last - 1; i >= 0; i--) {
-    if (t->shape[i] == 1)
-      continue;
-    if (inner_shape == 0)
-      l = t->stride[i];
-    else if (t->stride[i] != inner_stride * inner_shape)
-      return dit_error (DIT_ERR_INVALID, "%s: %s (%d-D) cannot be viewed as "
-          "rows: stride %lld of dimension %d does not match", op, name,
-          t->ndim, (long long) t->stride[i], i);
-    inner_stride = t->stride[i];
-    inner_shape = t->shape[i];
-    r *= t->shape[i];
-  }
-  if (r > 1 && l < *cols)
-    return dit_error (DIT_ERR_INVALID, "%s: %s has row stride %lld < %lld "
-        "columns", op, name, (long long) l, (long long) *cols);
-  if (r <= 1)
-    l = *cols;
-  *rows = r;
-  *ld = l;
-  return DIT_OK;
-}
-
-dit_status
-dit_cuda_fp8_rows (const char *op, const char *name, const dit_tensor *q,
-    const dit_tensor *scale, int64_t block, int64_t *rows, int64_t *cols,
-    int64_t *ld)
-{
-  if (!q)
-    return dit_error (DIT_ERR_INVALID, "%s: %s is NULL", op, name);
-  if (q->dtype != DIT_F8E4M3)
-    return dit_error (DIT_ERR_INVALID, "%s: %s has dtype %s, f8e4m3 is "
-        "required", op, name, dit_dtype_name (q->dtype));
-  /* the common checks with a stand-in dtype (they only know 16/32-bit) */
-  dit_tensor v = *q;
-  v.dtype = DIT_F16;
-  DIT_TRY (dit_cuda_rows (op, name, &v, rows, cols, ld));
-  if (block <= 0 || *cols % block != 0)
-    return dit_error (DIT_ERR_INVALID, "%s: block %lld does not divide the "
-        "%lld columns of %s", op, (long long) block, (long long) *cols, name);
-  if (!scale)
-    return dit_error (DIT_ERR_INVALID, "%s: %s has no scale tensor", op, name);
-  DIT_TRY (dit_cuda_check_tensor (op, "scale", scale));
-  if (scale->dtype != DIT_F32 || !dit_tensor_is_contiguous (scale))
-    return dit_error (DIT_ERR_INVALID, "%s: the scales of %s must be a "
-        "contiguous f32 tensor", op, name);
-  int64_t want = *cols / block * *rows;
-  if (dit_tensor_numel (scale) != want)
-    return dit_error (DIT_ERR_INVALID, "%s: %s [%lld, %lld] in blocks of %lld "
-        "needs %lld scales, the scale tensor has %lld", op, name,
-        (long long) *rows, (long long) *cols, (long long) block,
-        (long long) want, (long long) dit_tensor_numel (scale));
-  return DIT_OK;
-}
-
-dit_status
-dit_cuda_check_vector (const char *op, const char *name, const dit_tensor *t,
-    int64_t n)
-{
-  DIT_TRY (dit_cuda_check_tensor (op, name, t));
-  if (dit_tensor_numel (t) != n)
-    return dit_error (DIT_ERR_INVALID, "%s: %s has %lld elements, expected "
-        "%lld", op, name, (long long) dit_tensor_numel (t), (long long) n);
-  if (!dit_tensor_is_contiguous (t))
-    return dit_error (DIT_ERR_INVALID, "%s: %s must be contiguous", op, name);
-  return DIT_OK;
-}
 
 /* ------------------------------------------------------------------------ */
 /* memory and ordering */
@@ -361,7 +247,8 @@ cuda_supports (dit_backend *be, dit_op op, dit_dtype dtype)
   if (dtype != DIT_F32 && dtype != DIT_BF16 && dtype != DIT_F16)
     return 0;
   if (op == DIT_OP_LAYERNORM_MODULATE || op == DIT_OP_QK_NORM_ROPE
-      || op == DIT_OP_NOISE_FLOW)
+      || op == DIT_OP_NOISE_FLOW || op == DIT_OP_RMSNORM_SUMSQ
+      || op == DIT_OP_RMSNORM_APPLY)
     return 1;
   return op >= DIT_OP_GEMM && op < DIT_OP_COUNT_DIT;
 }
@@ -412,6 +299,8 @@ static const dit_backend_ops dit_cuda_ops = {
   dit_cuda_quantize_fp8,
   dit_cuda_layernorm_fp8,
   dit_cuda_gemm_fp8,
+  dit_cuda_rmsnorm_sumsq,
+  dit_cuda_rmsnorm_apply,
 };
 
 /* Undo a half-made backend and report `st` with its message kept. */

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "dit_backend.h"
+#include "dit_check.h"
 
 /* ------------------------------------------------------------------------ */
 /* error macros */
@@ -174,27 +175,50 @@ dit_cuda_grid_1d (int64_t n, int threads)
 /* ------------------------------------------------------------------------ */
 /* host-side validation shared by the ops (messages name op and tensor) */
 
-/* A tensor that must exist, live on this backend, have a known dtype and
- * data (unless empty). */
-dit_status dit_cuda_check_tensor (const char *op, const char *name,
-    const dit_tensor *t);
+/* Views and checks of kernels/dit_check.h on the CUDA device (the per-op
+ * checkers are called by the op files directly). */
+static inline dit_status
+dit_cuda_check_tensor (const char *op, const char *name, const dit_tensor *t)
+{
+  return dit_check_tensor (DIT_DEVICE_CUDA, op, name, t);
+}
 
 /* Fold a view into rows of contiguous columns; fails (with a message) when
  * the outer dimensions do not collapse into one row stride. */
-dit_status dit_cuda_rows (const char *op, const char *name,
-    const dit_tensor *t, int64_t *rows, int64_t *cols, int64_t *ld);
+static inline dit_status
+dit_cuda_rows (const char *op, const char *name, const dit_tensor *t,
+    int64_t *rows, int64_t *cols, int64_t *ld)
+{
+  dit_rows v;
+  DIT_TRY (dit_check_rows (DIT_DEVICE_CUDA, op, name, t, &v));
+  *rows = v.rows;
+  *cols = v.cols;
+  *ld = v.ld;
+  return DIT_OK;
+}
 
-/* A vector of n elements (1-D, or any shape with numel n that is
- * contiguous). */
-dit_status dit_cuda_check_vector (const char *op, const char *name,
-    const dit_tensor *t, int64_t n);
+static inline dit_status
+dit_cuda_check_vector (const char *op, const char *name, const dit_tensor *t,
+    int64_t n)
+{
+  dit_rows v;
+  return dit_check_vector (DIT_DEVICE_CUDA, op, name, t, n, &v);
+}
 
-/* An FP8 pair (kernels/dit_ops.h, "FP8"): codes q of dtype f8e4m3 folded
- * into rows of contiguous columns, and a contiguous f32 scale tensor of
- * exactly (cols / block) * rows elements; block must divide cols. */
-dit_status dit_cuda_fp8_rows (const char *op, const char *name,
-    const dit_tensor *q, const dit_tensor *scale, int64_t block,
-    int64_t *rows, int64_t *cols, int64_t *ld);
+/* An FP8 pair: dit_check_fp8_rows on the CUDA device. */
+static inline dit_status
+dit_cuda_fp8_rows (const char *op, const char *name, const dit_tensor *q,
+    const dit_tensor *scale, int64_t block, int64_t *rows, int64_t *cols,
+    int64_t *ld)
+{
+  dit_rows v;
+  DIT_TRY (dit_check_fp8_rows (DIT_DEVICE_CUDA, op, name, q, scale, block, &v,
+      NULL));
+  *rows = v.rows;
+  *cols = v.cols;
+  *ld = v.ld;
+  return DIT_OK;
+}
 
 /* ------------------------------------------------------------------------ */
 /* op entry points (one file each) */
@@ -215,6 +239,10 @@ dit_status dit_cuda_unpatchify (dit_backend *be, const dit_unpatchify_params *p)
 dit_status dit_cuda_timestep (dit_backend *be, const dit_timestep_params *p);
 dit_status dit_cuda_flow_step (dit_backend *be, const dit_flow_step_params *p);
 dit_status dit_cuda_noise (dit_backend *be, const dit_noise_params *p);
+dit_status dit_cuda_rmsnorm_sumsq (dit_backend *be,
+    const dit_rmsnorm_sumsq_params *p);
+dit_status dit_cuda_rmsnorm_apply (dit_backend *be,
+    const dit_rmsnorm_apply_params *p);
 dit_status dit_cuda_synthetic_normal (dit_backend *be, void *dst, dit_dtype dt,
     int64_t begin, int64_t n, uint64_t seed, uint64_t stream, double scale,
     double offset);

@@ -118,49 +118,13 @@ dit_cuda_launch_unary (cudaStream_t s, const void *x, int dtx, int64_t ldx,
   return DIT_OK;
 }
 
-/* A per-group table [G, cols] for `rows` rows in groups of rpg. */
-static dit_status
-ew_check_groups (const char *op, const char *name, const dit_tensor *t,
-    int64_t rows, int64_t cols, int64_t rpg, int64_t *ld)
-{
-  int64_t G, c;
-  DIT_TRY (dit_cuda_rows (op, name, t, &G, &c, ld));
-  if (c != cols)
-    return dit_error (DIT_ERR_INVALID, "%s: %s has %lld columns, x has %lld",
-        op, name, (long long) c, (long long) cols);
-  if (rpg <= 0)
-    return dit_error (DIT_ERR_INVALID, "%s: rows_per_group %lld must be "
-        "positive", op, (long long) rpg);
-  if (rows > 0 && (rows - 1) / rpg >= G)
-    return dit_error (DIT_ERR_INVALID, "%s: %lld rows in groups of %lld need "
-        "%lld %s rows, %s has %lld", op, (long long) rows, (long long) rpg,
-        (long long) ((rows + rpg - 1) / rpg), name, name, (long long) G);
-  return DIT_OK;
-}
-
-static dit_status
-ew_same_rows (const char *op, const char *na, int64_t ra, int64_t ca,
-    const char *nb, int64_t rb, int64_t cb)
-{
-  if (ra != rb || ca != cb)
-    return dit_error (DIT_ERR_INVALID, "%s: %s is [%lld, %lld] but %s is "
-        "[%lld, %lld]", op, nb, (long long) rb, (long long) cb, na,
-        (long long) ra, (long long) ca);
-  return DIT_OK;
-}
-
 dit_status
 dit_cuda_modulate (dit_backend *be, const dit_modulate_params *p)
 {
-  const char *op = "modulate";
-  int64_t rows, cols, ldx, ry, cy, ldy, ldsh, ldsc;
-  DIT_TRY (dit_cuda_rows (op, "x", p->x, &rows, &cols, &ldx));
-  DIT_TRY (dit_cuda_rows (op, "y", p->y, &ry, &cy, &ldy));
-  DIT_TRY (ew_same_rows (op, "x", rows, cols, "y", ry, cy));
-  DIT_TRY (ew_check_groups (op, "shift", p->shift, rows, cols,
-      p->rows_per_group, &ldsh));
-  DIT_TRY (ew_check_groups (op, "scale", p->scale, rows, cols,
-      p->rows_per_group, &ldsc));
+  dit_row_dims d;
+  DIT_TRY (dit_check_modulate (DIT_DEVICE_CUDA, p, &d));
+  const int64_t rows = d.x.rows, cols = d.x.cols, ldx = d.x.ld, ldy = d.y.ld;
+  const int64_t ldsh = d.a.ld, ldsc = d.b.ld;
   int64_t n = rows * cols;
   if (n == 0)
     return DIT_OK;
@@ -175,14 +139,11 @@ dit_cuda_modulate (dit_backend *be, const dit_modulate_params *p)
 dit_status
 dit_cuda_residual (dit_backend *be, const dit_residual_params *p)
 {
-  const char *op = "residual";
-  int64_t rows, cols, ldx, ry, cy, ldy, ldg = 0;
-  DIT_TRY (dit_cuda_rows (op, "x", p->x, &rows, &cols, &ldx));
-  DIT_TRY (dit_cuda_rows (op, "y", p->y, &ry, &cy, &ldy));
-  DIT_TRY (ew_same_rows (op, "x", rows, cols, "y", ry, cy));
-  int64_t rpg = p->gate ? p->rows_per_group : 1;
-  if (p->gate)
-    DIT_TRY (ew_check_groups (op, "gate", p->gate, rows, cols, rpg, &ldg));
+  dit_row_dims d;
+  DIT_TRY (dit_check_residual (DIT_DEVICE_CUDA, p, &d));
+  const int64_t rows = d.x.rows, cols = d.x.cols, ldx = d.x.ld, ldy = d.y.ld;
+  const int64_t ldg = p->gate ? d.a.ld : 0;
+  const int64_t rpg = p->gate ? p->rows_per_group : 1;
   int64_t n = rows * cols;
   if (n == 0)
     return DIT_OK;
@@ -197,20 +158,8 @@ dit_cuda_residual (dit_backend *be, const dit_residual_params *p)
 dit_status
 dit_cuda_add (dit_backend *be, const dit_add_params *p)
 {
-  const char *op = "add";
-  DIT_TRY (dit_cuda_check_tensor (op, "a", p->a));
-  DIT_TRY (dit_cuda_check_tensor (op, "b", p->b));
-  DIT_TRY (dit_cuda_check_tensor (op, "y", p->y));
-  int64_t n = dit_tensor_numel (p->a), nb = dit_tensor_numel (p->b);
-  if (!dit_tensor_is_contiguous (p->a) || !dit_tensor_is_contiguous (p->b)
-      || !dit_tensor_is_contiguous (p->y))
-    return dit_error (DIT_ERR_INVALID, "add: a, b and y must be contiguous");
-  if (dit_tensor_numel (p->y) != n)
-    return dit_error (DIT_ERR_INVALID, "add: y has %lld elements, a has %lld",
-        (long long) dit_tensor_numel (p->y), (long long) n);
-  if (nb <= 0 || n % nb != 0)
-    return dit_error (DIT_ERR_INVALID, "add: numel(a) = %lld is not a "
-        "multiple of numel(b) = %lld", (long long) n, (long long) nb);
+  int64_t n, nb;
+  DIT_TRY (dit_check_add (DIT_DEVICE_CUDA, p, &n, &nb));
   if (n == 0)
     return DIT_OK;
   add_kernel<<<dit_cuda_grid_1d (n, EW_THREADS), EW_THREADS, 0,
@@ -223,33 +172,23 @@ dit_cuda_add (dit_backend *be, const dit_add_params *p)
 dit_status
 dit_cuda_unary (dit_backend *be, const dit_unary_params *p)
 {
-  const char *op = "unary";
-  int64_t rows, cols, ldx, ry, cy, ldy;
-  DIT_TRY (dit_cuda_rows (op, "x", p->x, &rows, &cols, &ldx));
-  DIT_TRY (dit_cuda_rows (op, "y", p->y, &ry, &cy, &ldy));
-  DIT_TRY (ew_same_rows (op, "x", rows, cols, "y", ry, cy));
-  if (p->act != DIT_ACT_NONE && p->act != DIT_ACT_GELU_TANH
-      && p->act != DIT_ACT_SILU)
-    return dit_error (DIT_ERR_INVALID, "unary: unknown activation %d",
-        (int) p->act);
+  dit_row_dims d;
+  DIT_TRY (dit_check_unary (DIT_DEVICE_CUDA, p, &d));
   return dit_cuda_launch_unary (dit_cuda_impl (be)->stream, p->x->data,
-      p->x->dtype, ldx, p->y->data, p->y->dtype, ldy, rows, cols, (int) p->act);
+      p->x->dtype, d.x.ld, p->y->data, p->y->dtype, d.y.ld, d.x.rows,
+      d.x.cols, (int) p->act);
 }
 
 dit_status
 dit_cuda_copy (dit_backend *be, const dit_copy_params *p)
 {
   const dit_tensor *x = p->x, *y = p->y;
-  DIT_TRY (dit_cuda_check_tensor ("copy", "x", x));
-  DIT_TRY (dit_cuda_check_tensor ("copy", "y", y));
-  int same = x->ndim == y->ndim;
-  for (int i = 0; same && i < x->ndim; i++)
-    same = x->shape[i] == y->shape[i];
+  int reshape;
+  DIT_TRY (dit_check_copy (DIT_DEVICE_CUDA, p, &reshape));
   copy_geom g;
-  if (!same) {
-    /* equally sized contiguous buffers of different shapes: a reshape */
-    if (dit_tensor_is_contiguous (x) && dit_tensor_is_contiguous (y)
-        && dit_tensor_numel (x) == dit_tensor_numel (y)) {
+  if (reshape) {
+    /* equally sized contiguous buffers of different shapes */
+    {
       int64_t n = dit_tensor_numel (x);
       if (n == 0)
         return DIT_OK;
@@ -263,10 +202,6 @@ dit_cuda_copy (dit_backend *be, const dit_copy_params *p)
       DIT_CUDA_CHECK_LAUNCH ("copy_kernel");
       return DIT_OK;
     }
-    return dit_error (DIT_ERR_INVALID, "copy: x (%d-D, %lld elements) and y "
-        "(%d-D, %lld elements) differ in shape", x->ndim,
-        (long long) dit_tensor_numel (x), y->ndim,
-        (long long) dit_tensor_numel (y));
   }
   int pad = DIT_MAX_DIMS - x->ndim;
   for (int d = 0; d < DIT_MAX_DIMS; d++) {

@@ -63,37 +63,13 @@ noise_kernel (void *y, int dty, int64_t n, uint64_t seed, uint64_t stream)
 /* ------------------------------------------------------------------------ */
 /* kernel launchers */
 
-static dit_status
-flow_same (const char *name, const dit_tensor *t, int64_t rows, int64_t cols,
-    int64_t *ld)
-{
-  int64_t r, c;
-  DIT_TRY (dit_cuda_rows ("flow_step", name, t, &r, &c, ld));
-  if (r != rows || c != cols)
-    return dit_error (DIT_ERR_INVALID, "flow_step: %s is [%lld, %lld] but x "
-        "is [%lld, %lld]", name, (long long) r, (long long) c,
-        (long long) rows, (long long) cols);
-  return DIT_OK;
-}
-
 dit_status
 dit_cuda_flow_step (dit_backend *be, const dit_flow_step_params *p)
 {
-  int64_t rows, cols, ldx, ldv, ldn = 0, ld0 = 0, ldo = 0;
-  DIT_TRY (dit_cuda_rows ("flow_step", "x", p->x, &rows, &cols, &ldx));
-  DIT_TRY (flow_same ("v", p->v, rows, cols, &ldv));
-  if (p->noise)
-    DIT_TRY (flow_same ("noise", p->noise, rows, cols, &ldn));
-  if (p->x0_out)
-    DIT_TRY (flow_same ("x0_out", p->x0_out, rows, cols, &ld0));
-  if (p->out)
-    DIT_TRY (flow_same ("out", p->out, rows, cols, &ldo));
-  if (p->noise && !p->out)
-    return dit_error (DIT_ERR_INVALID, "flow_step: noise given but out is "
-        "NULL");
-  if (!p->out && !p->x0_out)
-    return dit_error (DIT_ERR_INVALID, "flow_step: neither out nor x0_out "
-        "is set");
+  dit_flow_dims d;
+  DIT_TRY (dit_check_flow_step (DIT_DEVICE_CUDA, p, &d));
+  const int64_t rows = d.x.rows, cols = d.x.cols, ldx = d.x.ld, ldv = d.v.ld;
+  const int64_t ldn = d.noise.ld, ld0 = d.x0.ld, ldo = d.out.ld;
   int64_t n = rows * cols;
   if (n == 0)
     return DIT_OK;
@@ -112,9 +88,7 @@ dit_cuda_flow_step (dit_backend *be, const dit_flow_step_params *p)
 dit_status
 dit_cuda_noise (dit_backend *be, const dit_noise_params *p)
 {
-  DIT_TRY (dit_cuda_check_tensor ("noise", "y", p->y));
-  if (!dit_tensor_is_contiguous (p->y))
-    return dit_error (DIT_ERR_INVALID, "noise: y must be contiguous");
+  DIT_TRY (dit_check_noise (DIT_DEVICE_CUDA, p));
   int64_t n = dit_tensor_numel (p->y);
   if (n == 0)
     return DIT_OK;

@@ -160,43 +160,17 @@ noise_flow_kernel (const void *x, int dtx, const void *v, int dtv, void *out,
 /* ------------------------------------------------------------------------ */
 /* kernel launchers */
 
-static dit_status
-fused_group_vec (const char *op, const char *name, const dit_tensor *t,
-    int64_t groups, int64_t cols, int64_t *ld)
-{
-  int64_t r, c;
-  DIT_TRY (dit_cuda_rows (op, name, t, &r, &c, ld));
-  if (r < groups || c != cols)
-    return dit_error (DIT_ERR_INVALID, "%s: %s is [%lld, %lld], need at "
-        "least [%lld, %lld]", op, name, (long long) r, (long long) c,
-        (long long) groups, (long long) cols);
-  return DIT_OK;
-}
-
 dit_status
 dit_cuda_layernorm_modulate (dit_backend *be,
     const dit_layernorm_modulate_params *p)
 {
-  const char *op = "layernorm_modulate";
-  int64_t rows, D, ldx, ry, dy, ldy, ldsh, ldsc;
-  DIT_TRY (dit_cuda_rows (op, "x", p->x, &rows, &D, &ldx));
-  DIT_TRY (dit_cuda_rows (op, "y", p->y, &ry, &dy, &ldy));
-  if (ry != rows || dy != D)
-    return dit_error (DIT_ERR_INVALID, "%s: y is [%lld, %lld] but x is "
-        "[%lld, %lld]", op, (long long) ry, (long long) dy, (long long) rows,
-        (long long) D);
-  if (p->rows_per_group <= 0)
-    return dit_error (DIT_ERR_INVALID, "%s: rows_per_group %lld must be "
-        "positive", op, (long long) p->rows_per_group);
+  dit_row_dims d;
+  DIT_TRY (dit_check_layernorm_modulate (DIT_DEVICE_CUDA, p, &d));
+  const int64_t rows = d.x.rows, D = d.x.cols, ldx = d.x.ld, ldy = d.y.ld;
+  const int64_t ldsh = d.a.ld, ldsc = d.b.ld;
   if (rows > 0x7fffffff)
-    return dit_error (DIT_ERR_INVALID, "%s: %lld rows is too many", op,
-        (long long) rows);
-  if (!(p->eps >= 0.0f))
-    return dit_error (DIT_ERR_INVALID, "%s: eps %g is negative or NaN", op,
-        (double) p->eps);
-  int64_t groups = (rows + p->rows_per_group - 1) / p->rows_per_group;
-  DIT_TRY (fused_group_vec (op, "shift", p->shift, groups, D, &ldsh));
-  DIT_TRY (fused_group_vec (op, "scale", p->scale, groups, D, &ldsc));
+    return dit_error (DIT_ERR_INVALID, "layernorm_modulate: %lld rows is too "
+        "many", (long long) rows);
   if (rows == 0 || D == 0)
     return DIT_OK;
   layernorm_modulate_kernel<<<(unsigned) rows, FUSED_THREADS, 0,
@@ -210,41 +184,15 @@ dit_cuda_layernorm_modulate (dit_backend *be,
 dit_status
 dit_cuda_qk_norm_rope (dit_backend *be, const dit_qk_norm_rope_params *p)
 {
-  const char *op = "qk_norm_rope";
-  int64_t rows, cols, ldx, crows, ccols, ldc, srows, scols, lds;
-  DIT_TRY (dit_cuda_rows (op, "x", p->x, &rows, &cols, &ldx));
-  DIT_TRY (dit_cuda_check_vector (op, "weight", p->weight, cols));
-  DIT_TRY (dit_cuda_rows (op, "cos", p->cos, &crows, &ccols, &ldc));
-  DIT_TRY (dit_cuda_rows (op, "sin", p->sin, &srows, &scols, &lds));
-  if (ccols != DIT_ROPE_PAIRS || scols != DIT_ROPE_PAIRS || srows != crows)
-    return dit_error (DIT_ERR_INVALID, "%s: cos is [%lld, %lld] and sin "
-        "[%lld, %lld], two [P, %d] tables expected", op, (long long) crows,
-        (long long) ccols, (long long) srows, (long long) scols,
-        DIT_ROPE_PAIRS);
-  if (p->heads <= 0 || cols != (int64_t) p->heads * 2 * DIT_ROPE_PAIRS)
-    return dit_error (DIT_ERR_INVALID, "%s: x has %lld columns but %d heads "
-        "of 128 need %lld", op, (long long) cols, p->heads,
-        (long long) p->heads * 2 * DIT_ROPE_PAIRS);
-  if (p->grid_f < 0 || p->grid_h <= 0 || p->grid_w <= 0
-      || p->frame_offset < 0 || p->grid_f * p->grid_h * p->grid_w != rows)
-    return dit_error (DIT_ERR_INVALID, "%s: x has %lld rows but the grid is "
-        "%lld x %lld x %lld (frame offset %lld)", op, (long long) rows,
-        (long long) p->grid_f, (long long) p->grid_h, (long long) p->grid_w,
-        (long long) p->frame_offset);
-  if (!(p->eps >= 0.0f))
-    return dit_error (DIT_ERR_INVALID, "%s: eps %g is negative or NaN", op,
-        (double) p->eps);
+  dit_rope_dims d;
+  DIT_TRY (dit_check_qk_norm_rope (DIT_DEVICE_CUDA, p, &d));
+  const int64_t rows = d.x.rows, cols = d.x.cols, ldx = d.x.ld;
+  const int64_t ldc = d.cos.ld, lds = d.sin.ld;
   if (rows == 0)
     return DIT_OK;
-  int64_t maxpos = p->grid_f - 1 + p->frame_offset;
-  if (p->grid_h - 1 > maxpos)
-    maxpos = p->grid_h - 1;
-  if (p->grid_w - 1 > maxpos)
-    maxpos = p->grid_w - 1;
-  if (maxpos >= crows || rows > 0x7fffffff)
-    return dit_error (DIT_ERR_INVALID, "%s: position %lld is outside the "
-        "%lld-row table or %lld rows is too many", op, (long long) maxpos,
-        (long long) crows, (long long) rows);
+  if (rows > 0x7fffffff)
+    return dit_error (DIT_ERR_INVALID, "qk_norm_rope: %lld rows is too many",
+        (long long) rows);
   qk_norm_rope_kernel<<<(unsigned) rows, FUSED_THREADS, 0,
       dit_cuda_impl (be)->stream>>> (p->x->data, p->x->dtype, ldx,
       p->weight->data, p->weight->dtype, p->cos->data, p->cos->dtype, ldc,
@@ -257,21 +205,8 @@ dit_cuda_qk_norm_rope (dit_backend *be, const dit_qk_norm_rope_params *p)
 dit_status
 dit_cuda_noise_flow (dit_backend *be, const dit_noise_flow_params *p)
 {
-  const char *op = "noise_flow";
-  const dit_tensor *t[3] = { p->x, p->v, p->out };
-  const char *names[3] = { "x", "v", "out" };
-  for (int i = 0; i < 3; i++) {
-    DIT_TRY (dit_cuda_check_tensor (op, names[i], t[i]));
-    if (!dit_tensor_is_contiguous (t[i]))
-      return dit_error (DIT_ERR_INVALID, "%s: %s must be contiguous", op,
-          names[i]);
-  }
-  int64_t n = dit_tensor_numel (p->x);
-  if (dit_tensor_numel (p->v) != n || dit_tensor_numel (p->out) != n)
-    return dit_error (DIT_ERR_INVALID, "%s: x, v and out have %lld, %lld "
-        "and %lld elements", op, (long long) n,
-        (long long) dit_tensor_numel (p->v),
-        (long long) dit_tensor_numel (p->out));
+  int64_t n;
+  DIT_TRY (dit_check_noise_flow (DIT_DEVICE_CUDA, p, &n));
   if (n == 0)
     return DIT_OK;
   noise_flow_kernel<<<dit_cuda_grid_1d ((n + 1) / 2, 256), 256, 0,

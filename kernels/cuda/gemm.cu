@@ -763,41 +763,11 @@ gemm_gated (dit_cuda_backend *cb, const gemm_job *j, const dit_tensor *scratch)
 dit_status
 dit_cuda_gemm (dit_backend *be, const dit_gemm_params *p)
 {
-  const char *op = "gemm";
-  int64_t M, K, N, Kw, My, Ny, ldx, ldw, ldy;
-  DIT_TRY (dit_cuda_rows (op, "x", p->x, &M, &K, &ldx));
-  DIT_TRY (dit_cuda_rows (op, "w", p->w, &N, &Kw, &ldw));
-  DIT_TRY (dit_cuda_rows (op, "y", p->y, &My, &Ny, &ldy));
-  if (Kw != K)
-    return dit_error (DIT_ERR_INVALID, "gemm: x is [%lld, %lld] but w is "
-        "[%lld, %lld] (inner dimensions differ)", (long long) M, (long long) K,
-        (long long) N, (long long) Kw);
-  if (My != M || Ny != N)
-    return dit_error (DIT_ERR_INVALID, "gemm: y is [%lld, %lld], expected "
-        "[%lld, %lld]", (long long) My, (long long) Ny, (long long) M,
-        (long long) N);
-  if (p->bias)
-    DIT_TRY (dit_cuda_check_vector (op, "bias", p->bias, N));
-  if (p->act != DIT_ACT_NONE && p->act != DIT_ACT_GELU_TANH
-      && p->act != DIT_ACT_SILU)
-    return dit_error (DIT_ERR_INVALID, "gemm: unknown activation %d",
-        (int) p->act);
-  int64_t ldg = 0;
-  if (p->gate) {
-    int64_t gr, gc;
-    if (p->rows_per_group <= 0)
-      return dit_error (DIT_ERR_INVALID, "gemm: rows_per_group is %lld (must "
-          "be > 0 with a gate)", (long long) p->rows_per_group);
-    DIT_TRY (dit_cuda_rows (op, "gate", p->gate, &gr, &gc, &ldg));
-    int64_t need = M > 0 ? (M - 1) / p->rows_per_group + 1 : 0;
-    if (gc != N || gr < need)
-      return dit_error (DIT_ERR_INVALID, "gemm: gate is [%lld, %lld]; %lld "
-          "rows in groups of %lld need [%lld, %lld]", (long long) gr,
-          (long long) gc, (long long) M, (long long) p->rows_per_group,
-          (long long) need, (long long) N);
-    if (ldg < N)
-      ldg = N;
-  }
+  dit_gemm_dims d;
+  DIT_TRY (dit_check_gemm (DIT_DEVICE_CUDA, p, &d));
+  const int64_t M = d.M, N = d.N, K = d.K;
+  int64_t ldx = d.x.ld, ldw = d.w.ld, ldy = d.y.ld;
+  int64_t ldg = d.gate.ld < N ? N : d.gate.ld;
   if (M == 0 || N == 0)
     return DIT_OK;
   /* cuBLASLt needs ld >= rows of the stored matrix even for one row */

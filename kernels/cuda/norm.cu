@@ -86,39 +86,23 @@ rmsnorm_kernel (const void *x, int dtx, int64_t ldx, void *y, int dty,
 /* ------------------------------------------------------------------------ */
 /* kernel launchers */
 
+/* One block per row: the grid's x extent is 32-bit. */
 static dit_status
-norm_check_rows (const char *op, const dit_tensor *x, const dit_tensor *y,
-    int64_t *rows, int64_t *D, int64_t *ldx, int64_t *ldy)
+norm_rows_fit (const char *op, int64_t rows)
 {
-  int64_t ry, dy;
-  DIT_TRY (dit_cuda_rows (op, "x", x, rows, D, ldx));
-  DIT_TRY (dit_cuda_rows (op, "y", y, &ry, &dy, ldy));
-  if (ry != *rows || dy != *D)
-    return dit_error (DIT_ERR_INVALID, "%s: y is [%lld, %lld] but x is "
-        "[%lld, %lld]", op, (long long) ry, (long long) dy,
-        (long long) *rows, (long long) *D);
-  if (*rows > 0x7fffffff)
+  if (rows > 0x7fffffff)
     return dit_error (DIT_ERR_INVALID, "%s: %lld rows is too many", op,
-        (long long) *rows);
+        (long long) rows);
   return DIT_OK;
 }
 
 dit_status
 dit_cuda_layernorm (dit_backend *be, const dit_layernorm_params *p)
 {
-  const char *op = "layernorm";
-  int64_t rows, D, ldx, ldy;
-  DIT_TRY (norm_check_rows (op, p->x, p->y, &rows, &D, &ldx, &ldy));
-  if ((p->weight == NULL) != (p->bias == NULL))
-    return dit_error (DIT_ERR_INVALID, "layernorm: weight and bias must both "
-        "be set or both be NULL");
-  if (p->weight) {
-    DIT_TRY (dit_cuda_check_vector (op, "weight", p->weight, D));
-    DIT_TRY (dit_cuda_check_vector (op, "bias", p->bias, D));
-  }
-  if (!(p->eps >= 0.0f))
-    return dit_error (DIT_ERR_INVALID, "layernorm: eps %g is negative or NaN",
-        (double) p->eps);
+  dit_row_dims d;
+  DIT_TRY (dit_check_layernorm (DIT_DEVICE_CUDA, p, &d));
+  const int64_t rows = d.x.rows, D = d.x.cols, ldx = d.x.ld, ldy = d.y.ld;
+  DIT_TRY (norm_rows_fit ("layernorm", rows));
   if (rows == 0 || D == 0)
     return DIT_OK;
   layernorm_kernel<<<(unsigned) rows, NORM_THREADS, 0,
@@ -134,13 +118,10 @@ dit_cuda_layernorm (dit_backend *be, const dit_layernorm_params *p)
 dit_status
 dit_cuda_rmsnorm (dit_backend *be, const dit_rmsnorm_params *p)
 {
-  const char *op = "rmsnorm";
-  int64_t rows, D, ldx, ldy;
-  DIT_TRY (norm_check_rows (op, p->x, p->y, &rows, &D, &ldx, &ldy));
-  DIT_TRY (dit_cuda_check_vector (op, "weight", p->weight, D));
-  if (!(p->eps >= 0.0f))
-    return dit_error (DIT_ERR_INVALID, "rmsnorm: eps %g is negative or NaN",
-        (double) p->eps);
+  dit_row_dims d;
+  DIT_TRY (dit_check_rmsnorm (DIT_DEVICE_CUDA, p, &d));
+  const int64_t rows = d.x.rows, D = d.x.cols, ldx = d.x.ld, ldy = d.y.ld;
+  DIT_TRY (norm_rows_fit ("rmsnorm", rows));
   if (rows == 0 || D == 0)
     return DIT_OK;
   rmsnorm_kernel<<<(unsigned) rows, NORM_THREADS, 0,

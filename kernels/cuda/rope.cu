@@ -47,40 +47,11 @@ rope_kernel (void *x, int dtx, int64_t ldx, const void *cos_tab, int dtc,
 dit_status
 dit_cuda_rope (dit_backend *be, const dit_rope_params *p)
 {
-  const char *op = "rope";
-  int64_t rows, cols, ldx, crows, ccols, ldc, srows, scols, lds;
-  DIT_TRY (dit_cuda_rows (op, "x", p->x, &rows, &cols, &ldx));
-  DIT_TRY (dit_cuda_rows (op, "cos", p->cos, &crows, &ccols, &ldc));
-  DIT_TRY (dit_cuda_rows (op, "sin", p->sin, &srows, &scols, &lds));
-  if (ccols != DIT_ROPE_PAIRS || scols != DIT_ROPE_PAIRS || srows != crows)
-    return dit_error (DIT_ERR_INVALID, "rope: cos is [%lld, %lld] and sin "
-        "[%lld, %lld], two [P, %d] tables expected", (long long) crows,
-        (long long) ccols, (long long) srows, (long long) scols,
-        DIT_ROPE_PAIRS);
-  if (p->heads <= 0 || cols != (int64_t) p->heads * 2 * DIT_ROPE_PAIRS)
-    return dit_error (DIT_ERR_INVALID, "rope: x has %lld columns but %d heads "
-        "of 128 need %lld", (long long) cols, p->heads,
-        (long long) p->heads * 2 * DIT_ROPE_PAIRS);
-  if (p->grid_f < 0 || p->grid_h < 0 || p->grid_w < 0 || p->frame_offset < 0)
-    return dit_error (DIT_ERR_INVALID, "rope: negative grid (%lld, %lld, %lld) "
-        "or frame offset %lld", (long long) p->grid_f, (long long) p->grid_h,
-        (long long) p->grid_w, (long long) p->frame_offset);
-  if (p->grid_f * p->grid_h * p->grid_w != rows)
-    return dit_error (DIT_ERR_INVALID, "rope: x has %lld rows but the grid "
-        "%lld x %lld x %lld has %lld tokens", (long long) rows,
-        (long long) p->grid_f, (long long) p->grid_h, (long long) p->grid_w,
-        (long long) (p->grid_f * p->grid_h * p->grid_w));
+  dit_rope_dims d;
+  DIT_TRY (dit_check_rope (DIT_DEVICE_CUDA, p, &d));
+  const int64_t rows = d.x.rows, ldx = d.x.ld, ldc = d.cos.ld, lds = d.sin.ld;
   if (rows == 0)
     return DIT_OK;
-  int64_t maxpos = p->grid_f - 1 + p->frame_offset;
-  if (p->grid_h - 1 > maxpos)
-    maxpos = p->grid_h - 1;
-  if (p->grid_w - 1 > maxpos)
-    maxpos = p->grid_w - 1;
-  if (maxpos >= crows)
-    return dit_error (DIT_ERR_INVALID, "rope: position %lld is outside the "
-        "%lld-row table (frame_offset %lld)", (long long) maxpos,
-        (long long) crows, (long long) p->frame_offset);
   int64_t n = rows * p->heads * DIT_ROPE_PAIRS;
   rope_kernel<<<dit_cuda_grid_1d (n, 256), 256, 0,
       dit_cuda_impl (be)->stream>>> (p->x->data, p->x->dtype, ldx,

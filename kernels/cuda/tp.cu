@@ -11,7 +11,6 @@
  * (or ordered after it with an event).
  */
 #include "cuda_common.cuh"
-#include "../dit_tp_kernels.h"
 
 #define TP_THREADS 256
 
@@ -58,28 +57,16 @@ tp_apply_kernel (const void *x, int dtx, int64_t ldx, void *y, int dty,
   }
 }
 
-static dit_status
-tp_check_ss (const char *op, const dit_tensor *ss, int64_t rows)
-{
-  DIT_TRY (dit_cuda_check_tensor (op, "sumsq", ss));
-  if (ss->dtype != DIT_F32 || !dit_tensor_is_contiguous (ss)
-      || dit_tensor_numel (ss) < rows)
-    return dit_error (DIT_ERR_INVALID, "%s: sumsq must be a contiguous f32 "
-        "vector of at least %lld elements", op, (long long) rows);
-  return DIT_OK;
-}
-
 dit_status
 dit_cuda_rmsnorm_sumsq (dit_backend *be, const dit_rmsnorm_sumsq_params *p)
 {
-  const char *op = "rmsnorm_sumsq";
-  int64_t rows, D, ldx;
-  DIT_TRY (dit_cuda_rows (op, "x", p->x, &rows, &D, &ldx));
-  DIT_TRY (tp_check_ss (op, p->sumsq, rows));
+  dit_rows x;
+  DIT_TRY (dit_check_rmsnorm_sumsq (DIT_DEVICE_CUDA, p, &x));
+  const int64_t rows = x.rows, D = x.cols, ldx = x.ld;
   if (rows == 0)
     return DIT_OK;
   if (rows > 0x7fffffff)
-    return dit_error (DIT_ERR_INVALID, "%s: %lld rows is too many", op,
+    return dit_error (DIT_ERR_INVALID, "rmsnorm_sumsq: %lld rows is too many",
         (long long) rows);
   tp_sumsq_kernel<<<(unsigned) rows, TP_THREADS, 0,
       dit_cuda_impl (be)->stream>>> (p->x->data, p->x->dtype, ldx,
@@ -91,23 +78,13 @@ dit_cuda_rmsnorm_sumsq (dit_backend *be, const dit_rmsnorm_sumsq_params *p)
 dit_status
 dit_cuda_rmsnorm_apply (dit_backend *be, const dit_rmsnorm_apply_params *p)
 {
-  const char *op = "rmsnorm_apply";
-  int64_t rows, D, ldx, ry, dy, ldy;
-  DIT_TRY (dit_cuda_rows (op, "x", p->x, &rows, &D, &ldx));
-  DIT_TRY (dit_cuda_rows (op, "y", p->y, &ry, &dy, &ldy));
-  if (ry != rows || dy != D)
-    return dit_error (DIT_ERR_INVALID, "%s: y is [%lld, %lld] but x is "
-        "[%lld, %lld]", op, (long long) ry, (long long) dy, (long long) rows,
-        (long long) D);
-  DIT_TRY (dit_cuda_check_vector (op, "weight", p->weight, D));
-  DIT_TRY (tp_check_ss (op, p->sumsq, rows));
-  if (p->total_cols < D || p->total_cols <= 0)
-    return dit_error (DIT_ERR_INVALID, "%s: total width %lld is less than the "
-        "shard's %lld columns", op, (long long) p->total_cols, (long long) D);
+  dit_row_dims d;
+  DIT_TRY (dit_check_rmsnorm_apply (DIT_DEVICE_CUDA, p, &d));
+  const int64_t rows = d.x.rows, D = d.x.cols, ldx = d.x.ld, ldy = d.y.ld;
   if (rows == 0 || D == 0)
     return DIT_OK;
   if (rows > 0x7fffffff)
-    return dit_error (DIT_ERR_INVALID, "%s: %lld rows is too many", op,
+    return dit_error (DIT_ERR_INVALID, "rmsnorm_apply: %lld rows is too many",
         (long long) rows);
   tp_apply_kernel<<<(unsigned) rows, TP_THREADS, 0,
       dit_cuda_impl (be)->stream>>> (p->x->data, p->x->dtype, ldx,

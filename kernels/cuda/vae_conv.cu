@@ -214,35 +214,7 @@ dit_status
 dit_cuda_vae_check_frames (const dit_tensor *t, const char *op,
     const char *name, int64_t dims[4])
 {
-  if (!t || !t->data)
-    return dit_error (DIT_ERR_INVALID, "vae %s: %s is NULL", op, name);
-  if (t->device != DIT_DEVICE_CUDA)
-    return dit_error (DIT_ERR_INVALID, "vae %s: %s is not a CUDA tensor", op,
-        name);
-  if (t->dtype != DIT_F32 && t->dtype != DIT_BF16 && t->dtype != DIT_F16)
-    return dit_error (DIT_ERR_UNSUPPORTED, "vae %s: %s has dtype %d", op, name,
-        (int) t->dtype);
-  if (t->ndim != 4)
-    return dit_error (DIT_ERR_INVALID,
-        "vae %s: %s must be a [T, H, W, C] frame tensor (got %d dims)", op,
-        name, t->ndim);
-  for (int i = 0; i < 4; i++) {
-    if (t->shape[i] <= 0)
-      return dit_error (DIT_ERR_INVALID, "vae %s: %s has an empty dim %d", op,
-          name, i);
-    dims[i] = t->shape[i];
-  }
-  if (t->stride[3] != 1 || t->stride[2] != t->shape[3]
-      || t->stride[1] != t->shape[2] * t->shape[3]
-      || t->stride[0] < t->shape[1] * t->shape[2] * t->shape[3])
-    return dit_error (DIT_ERR_INVALID,
-        "vae %s: %s [%lld, %lld, %lld, %lld] must have contiguous frames "
-        "(strides %lld, %lld, %lld, %lld)", op, name,
-        (long long) t->shape[0], (long long) t->shape[1],
-        (long long) t->shape[2], (long long) t->shape[3],
-        (long long) t->stride[0], (long long) t->stride[1],
-        (long long) t->stride[2], (long long) t->stride[3]);
-  return DIT_OK;
+  return dit_check_frames (DIT_DEVICE_CUDA, op, name, t, dims);
 }
 
 /* 16-byte vector loads are safe when the base is 16-byte aligned and every
@@ -258,64 +230,13 @@ vae_vec_ok (const void *base, int dt, int64_t cin, int64_t s0)
 dit_status
 dit_cuda_vae_conv (dit_backend *be, const dit_vae_conv_params *p)
 {
-  int64_t xd[4], pd[4] = { 0, 0, 0, 0 }, yd[4], rd[4];
-  DIT_TRY (dit_cuda_vae_check_frames (p->x, "conv", "x", xd));
-  DIT_TRY (dit_cuda_vae_check_frames (p->y, "conv", "y", yd));
-  if (p->prev) {
-    DIT_TRY (dit_cuda_vae_check_frames (p->prev, "conv", "prev", pd));
-    if (pd[1] != xd[1] || pd[2] != xd[2] || pd[3] != xd[3])
-      return dit_error (DIT_ERR_INVALID,
-          "vae conv: prev frames [%lld, %lld, %lld] do not match x [%lld, %lld, %lld]",
-          (long long) pd[1], (long long) pd[2], (long long) pd[3],
-          (long long) xd[1], (long long) xd[2], (long long) xd[3]);
-  }
-  const int st = p->st > 0 ? p->st : 1, sh = p->sh > 0 ? p->sh : 1;
-  const int sw = p->sw > 0 ? p->sw : 1;
-  if (p->kt < 1 || p->kh < 1 || p->kw < 1
-      || p->kt * p->kh * p->kw > VC_MAX_TAPS)
-    return dit_error (DIT_ERR_INVALID, "vae conv: kernel %dx%dx%d not "
-        "supported (at most %d taps)", p->kt, p->kh, p->kw, VC_MAX_TAPS);
-  if (p->pad_front < 0 || p->pad_top < 0 || p->pad_bottom < 0
-      || p->pad_left < 0 || p->pad_right < 0)
-    return dit_error (DIT_ERR_INVALID, "vae conv: negative padding");
-  const int64_t cin = xd[3];
-  const int64_t vt = p->pad_front + pd[0] + xd[0];
-  const int64_t vh = xd[1] + p->pad_top + p->pad_bottom;
-  const int64_t vw = xd[2] + p->pad_left + p->pad_right;
-  if (vt < p->kt || vh < p->kh || vw < p->kw)
-    return dit_error (DIT_ERR_INVALID, "vae conv: input [%lld, %lld, %lld] "
-        "(with padding) smaller than the %dx%dx%d kernel", (long long) vt,
-        (long long) vh, (long long) vw, p->kt, p->kh, p->kw);
-  const int64_t to = (vt - p->kt) / st + 1, ho = (vh - p->kh) / sh + 1;
-  const int64_t wo = (vw - p->kw) / sw + 1;
-  const int64_t k = (int64_t) p->kt * p->kh * p->kw * cin;
+  dit_vae_conv_dims d;
+  DIT_TRY (dit_check_vae_conv (DIT_DEVICE_CUDA, p, VC_MAX_TAPS, &d));
+  const int64_t *xd = d.x, *pd = d.prev;
+  const int st = d.st, sh = d.sh, sw = d.sw;
+  const int64_t cin = d.cin, cout = d.cout;
+  const int64_t to = d.to, ho = d.ho, wo = d.wo;
   const dit_tensor *w = p->weight;
-  if (!w || !w->data || w->ndim != 2 || w->stride[1] != 1
-      || w->device != DIT_DEVICE_CUDA)
-    return dit_error (DIT_ERR_INVALID, "vae conv: weight must be a 2-D CUDA "
-        "[Cout, kt*kh*kw*Cin] tensor with contiguous rows");
-  const int64_t cout = w->shape[0];
-  if (w->shape[1] != k)
-    return dit_error (DIT_ERR_INVALID, "vae conv: weight [%lld, %lld] does not "
-        "match K = %dx%dx%dx%lld = %lld", (long long) w->shape[0],
-        (long long) w->shape[1], p->kt, p->kh, p->kw, (long long) cin,
-        (long long) k);
-  if (yd[0] != to || yd[1] != ho || yd[2] != wo || yd[3] != cout)
-    return dit_error (DIT_ERR_INVALID, "vae conv: y is [%lld, %lld, %lld, "
-        "%lld], expected [%lld, %lld, %lld, %lld]", (long long) yd[0],
-        (long long) yd[1], (long long) yd[2], (long long) yd[3],
-        (long long) to, (long long) ho, (long long) wo, (long long) cout);
-  if (p->bias && (!p->bias->data || p->bias->device != DIT_DEVICE_CUDA
-      || dit_tensor_numel (p->bias) != cout
-      || p->bias->stride[p->bias->ndim - 1] != 1))
-    return dit_error (DIT_ERR_INVALID, "vae conv: bias must be %lld "
-        "contiguous CUDA values", (long long) cout);
-  if (p->residual) {
-    DIT_TRY (dit_cuda_vae_check_frames (p->residual, "conv", "residual", rd));
-    if (memcmp (rd, yd, sizeof rd) != 0)
-      return dit_error (DIT_ERR_INVALID, "vae conv: residual shape differs "
-          "from y");
-  }
   if (xd[1] * xd[2] * cin > INT32_MAX || to * ho * wo / VC_BM > INT32_MAX)
     return dit_error (DIT_ERR_INVALID, "vae conv: frames too large");
 

@@ -15,7 +15,13 @@
  *     of the same pipeline with system-memory latents forced by capsfilters;
  *  5. ditgenerate hands a peer that takes anything (appsink) system memory,
  *     and device latents forced to appsink are read there through a map
- *     (the download) with exactly the bytes of the system-memory chunks.
+ *     (the download) with exactly the bytes of the system-memory chunks;
+ *  6. latents stay on the device: ditgenerate's host-copies for each chunk
+ *     (read when the chunk leaves) is 0 in process; on a one-rank CUDA mesh
+ *     sharing the GPU with Stage 0 (the world comm then runs on the CPU
+ *     comm, which carries host memory) it is 1 for chunk 0 (x0 up) and 2
+ *     after (the context down, x0 up); the anchor path and the output add
+ *     none.  The mesh half needs $GST_DIT_WORKER.
  * Tiny VAE, 64x64 frames.  Exit 77 without a CUDA device, without nvcodec's
  * cudaupload, or in a build without the CUDA backend and gstreamer-cuda. */
 #include <gst/check/gstcheck.h>
@@ -262,6 +268,85 @@ GST_START_TEST (test_device_latents_to_host)
 
 GST_END_TEST;
 
+static GstPadProbeReturn
+record_copies (GstPad * pad, GstPadProbeInfo * info, gpointer user)
+{
+  GArray *copies = user;
+  GstElement *el = GST_ELEMENT (gst_pad_get_parent (pad));
+  guint n = 0;
+
+  g_object_get (el, "host-copies", &n, NULL);
+  g_array_append_val (copies, n);
+  gst_object_unref (el);
+  return GST_PAD_PROBE_OK;
+}
+
+/* host-copies of each chunk ditgenerate "g" of `desc` pushed. */
+static GArray *
+run_copies (const gchar * desc)
+{
+  GError *err = NULL;
+  GstElement *p = gst_parse_launch (desc, &err), *g;
+  GArray *copies = g_array_new (FALSE, FALSE, sizeof (guint));
+  GstBus *bus;
+  GstMessage *m;
+  GstPad *pad;
+
+  fail_unless (p != NULL && err == NULL, "%s: %s", desc,
+      err ? err->message : "no pipeline");
+  g = gst_bin_get_by_name (GST_BIN (p), "g");
+  pad = gst_element_get_static_pad (g, "src");
+  gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, record_copies, copies,
+      NULL);
+  gst_object_unref (pad);
+  bus = gst_element_get_bus (p);
+  fail_unless (gst_element_set_state (p, GST_STATE_PLAYING)
+      != GST_STATE_CHANGE_FAILURE, "%s: state change failed", desc);
+  m = gst_bus_timed_pop_filtered (bus, 120 * GST_SECOND,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  fail_unless (m && GST_MESSAGE_TYPE (m) == GST_MESSAGE_EOS, "%s: no EOS",
+      desc);
+  gst_message_unref (m);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (g);
+  gst_object_unref (p);
+  return copies;
+}
+
+#define COPIES_TAIL "! video/x-dit-latent(memory:DitDevice) ! queue ! " \
+  "ditdecode device=cuda:0 ! fakesink sync=false"
+
+GST_START_TEST (test_host_copies)
+{
+  GArray *local = run_copies ("ditgenerate name=g device=cuda:0 num-chunks=4 "
+      COPIES_TAIL);
+  const gchar *worker = g_getenv ("GST_DIT_WORKER");
+
+  fail_unless_equals_int (local->len, 4);
+  for (guint i = 0; i < local->len; i++) {
+    g_print ("check 6 in process, chunk %u: %u host copies\n", i,
+        g_array_index (local, guint, i));
+    fail_unless_equals_int (g_array_index (local, guint, i), 0);
+  }
+  g_array_unref (local);
+  if (!worker || !*worker) {
+    g_print ("check 6 mesh: skipped (GST_DIT_WORKER not set)\n");
+    return;
+  }
+  GArray *mesh = run_copies ("ditgenerate name=g device=cuda:0 num-chunks=4 "
+      "mesh-devices=0 mesh-backend=cuda " COPIES_TAIL);
+  fail_unless_equals_int (mesh->len, 4);
+  for (guint i = 0; i < mesh->len; i++) {
+    g_print ("check 6 one-rank mesh on the same GPU (CPU-comm data plane), "
+        "chunk %u: %u host copies\n", i, g_array_index (mesh, guint, i));
+    fail_unless_equals_int (g_array_index (mesh, guint, i), i == 0 ? 1 : 2);
+  }
+  g_array_unref (mesh);
+}
+
+GST_END_TEST;
+
 /* The GstCudaContext a pad's CONTEXT query gives (transfer full) or NULL. */
 static GstCudaContext *
 query_cuda_context (GstPad * pad)
@@ -399,6 +484,7 @@ cuda_elements_suite (void)
   tcase_add_test (tc, test_shared_context);
   tcase_add_test (tc, test_device_latents);
   tcase_add_test (tc, test_device_latents_to_host);
+  tcase_add_test (tc, test_host_copies);
   return s;
 }
 #endif

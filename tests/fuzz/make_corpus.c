@@ -1,7 +1,8 @@
 /* make_corpus — writes valid frames of every envelope type into a
  * directory, the seed corpus of fuzz_envelope.  Since protocol version 3
  * frames carry tensor specs only (the bytes go over the world comm), so
- * the tensor seeds are short. */
+ * the tensor seeds are short; version 4 INFER plans carry the recompute's
+ * causal block and the bias frames. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,9 @@ main (int argc, char **argv)
   e.plan.seed = 42;
   e.plan.rope_start = 3;
   e.plan.kv_bias = 0.3f;
+  e.plan.causal_frames = 3;
+  e.plan.bias_begin = 1;
+  e.plan.bias_end = 3;
   e.prompt_epoch = 2;
   e.n_tensors = 2;
   snprintf (e.tensors[0].name, 32, "context");

@@ -4,7 +4,7 @@
  *     tp 3 and 5 with a message naming the heads, tiny refuses tp 4;
  *  2. shard slicing: every synthetic shard tensor equals the matching rows
  *     or columns of the single-device synthetic weights (index math written
- *     out here, independently of dist/dit_tp.c);
+ *     out here, independently of mesh/dit_tp.c);
  *  3. a 3-chunk rollout of `tiny` at TP 2 and of `tiny-tp` (4 heads) at
  *     TP 2 and TP 4 equals the TP 1 rollout within f32 rounding, and every
  *     rank of a mesh returns the same bits.

@@ -107,6 +107,10 @@ for s in (den, rec):
     assert ops["add"]["calls"] == 3, ops["add"]
 assert j["text_residency"] == "host" and j["text_encode_ms"] > 0, j
 assert j["text_host_mib"] > 0, j
+# the overlapped pass (the elements' schedule) gives the period and FPS
+p = j["chunk_period_ms"]
+assert j["overlap"] == 1 and p > 0 and j["chunk_period_serial_ms"] > 0, j
+assert abs(j["fps"] - 12e3 / p) <= 0.01 + 1e-3 * j["fps"], (j["fps"], p)
 print("breakdown (fold %s): denoise %.2f ms = GEMM %.2f + attention %.2f + "
       "other %.2f" % (sys.argv[2], den["ms"], den["gemm_ms"], den["attention_ms"],
                       den["other_ms"]))
@@ -180,6 +184,7 @@ assert j["warmup_frames"] == 9 and j["steady_frames"] == 24, j
 assert j["element_chunks"] == 3, j
 assert j["fps"] > 0 and j["element_fps"] > 0 and j["element_chunk_ms"] > 0, j
 assert abs(j["fps"] - 24e3 / j["steady_ms"]) <= 0.01 + 1e-3 * j["fps"], j
+assert abs(j["chunk_period_ms"] - 12e3 / j["fps"]) <= 2e-3 * j["chunk_period_ms"] + 1e-2, j
 print("pipeline: %d frames, %.2f fps wall clock, %.2f fps element"
       % (j["frames"], j["fps"], j["element_fps"]))
 EOF

@@ -1,6 +1,18 @@
-/* test-backend-ops — every DiT op on a backend against the CPU reference.
+/* test-backend-ops — every entry of the backend table on a backend against
+ * the CPU reference.
  *
  *   test-backend-ops [BACKEND] [DEVICE_INDEX]     (default: cpu 0)
+ *
+ * Covered, entry by entry (a table at the end lists which entry each case
+ * reached): memory (alloc, upload, download, memset_zero, synchronize: bytes
+ * must survive bit for bit), the DiT ops, the tensor-parallel RMSNorm halves
+ * (against the CPU halves, and their composition against the full-width
+ * norm), the fused ops (against the unfused chain on the CPU: the CPU has no
+ * fused ops, so there they are skipped), the VAE table (conv in its causal,
+ * 1x1x1, strided-time and strided-2-D forms, norm, upsample, frame copy,
+ * layout both ways, pixels both ways in packed and planar formats), op
+ * recording (a recorded chain replayed against eager runs), events and
+ * device-side synthetic weights (against the Philox rule on the host).
  *
  * For each case the same random inputs (fixed seed) are uploaded to the
  * backend under test and to the CPU backend, the op runs on both, the
@@ -16,6 +28,7 @@
  * of 128, 192 tokens, 384 cached keys) plus odd sizes and strided views.
  */
 #include "dit_backend.h"
+#include "dit_philox.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -66,8 +79,8 @@ tpair_new (tpair *p, dit_dtype dt, int ndim, const int64_t *shape, float amp)
   void *host = malloc (bytes ? bytes : 1);
   for (size_t i = 0; i < n; i++)
     dit_store_f32 (host, dt, i, amp * frand ());
-  int ok = tb->ops->upload (tb, p->a.data, host, bytes) == DIT_OK
-      && rb->ops->upload (rb, p->b.data, host, bytes) == DIT_OK;
+  int ok = dit_upload (tb, p->a.data, host, bytes) == DIT_OK
+      && dit_upload (rb, p->b.data, host, bytes) == DIT_OK;
   free (host);
   p->ok = ok;
   return ok;
@@ -103,9 +116,9 @@ tpair_nmse (const tpair *p, int *dl_ok)
 {
   size_t n = (size_t) dit_tensor_numel (&p->a), bytes = dit_tensor_nbytes (&p->a);
   void *ha = malloc (bytes ? bytes : 1), *hb = malloc (bytes ? bytes : 1);
-  *dl_ok = tb->ops->synchronize (tb) == DIT_OK
-      && tb->ops->download (tb, ha, p->a.data, bytes) == DIT_OK
-      && rb->ops->download (rb, hb, p->b.data, bytes) == DIT_OK;
+  *dl_ok = dit_synchronize (tb) == DIT_OK
+      && dit_download (tb, ha, p->a.data, bytes) == DIT_OK
+      && dit_download (rb, hb, p->b.data, bytes) == DIT_OK;
   double num = 0.0, den = 0.0;
   int nan = 0;
   for (size_t i = 0; *dl_ok && i < n; i++) {
@@ -126,20 +139,63 @@ tpair_nmse (const tpair *p, int *dl_ok)
   return num / den;
 }
 
+/* ---- coverage: which table entries the cases reached -------------------- */
+
+enum {
+  E_ALLOC, E_UPLOAD, E_DOWNLOAD, E_MEMSET, E_SYNC, E_GEMM, E_LAYERNORM,
+  E_RMSNORM, E_MODULATE, E_RESIDUAL, E_ADD, E_UNARY, E_COPY, E_ROPE,
+  E_ATTENTION, E_PATCHIFY, E_UNPATCHIFY, E_TIMESTEP, E_FLOW_STEP, E_NOISE,
+  E_VAE_CONV, E_VAE_NORM, E_VAE_UPSAMPLE, E_VAE_COPY_FRAMES, E_VAE_LAYOUT,
+  E_PIXELS_TO_TENSOR, E_TENSOR_TO_PIXELS, E_SYNTHETIC_NORMAL,
+  E_LAYERNORM_MODULATE, E_QK_NORM_ROPE, E_NOISE_FLOW, E_GRAPH, E_EVENTS,
+  E_RMSNORM_SUMSQ, E_RMSNORM_APPLY, E_QUANTIZE_FP8, E_LAYERNORM_FP8,
+  E_GEMM_FP8, E_FP8_CHECK, E_HOST_MEMORY, E_COUNT
+};
+static const char *const entry_names[E_COUNT] = {
+  "alloc", "upload", "download", "memset_zero", "synchronize", "gemm",
+  "layernorm", "rmsnorm", "modulate", "residual", "add", "unary", "copy",
+  "rope", "attention", "patchify", "unpatchify", "timestep", "flow_step",
+  "noise", "vae.conv", "vae.norm", "vae.upsample", "vae.copy_frames",
+  "vae.layout", "vae.pixels_to_tensor", "vae.tensor_to_pixels",
+  "synthetic_normal", "layernorm_modulate", "qk_norm_rope", "noise_flow",
+  "graph_*", "event_*", "rmsnorm_sumsq", "rmsnorm_apply",
+  /* quantize_fp8, layernorm_fp8, gemm_fp8 under their report names */
+  "quant_fp8", "ln_fp8", "gemm_fp8", "fp8_check", "host_alloc/free",
+};
+static int reached[E_COUNT];     /* 1 compared, -1 skipped (not provided) */
+
+static void
+mark (int e, int compared)
+{
+  if (compared)
+    reached[e] = 1;
+  else if (!reached[e])
+    reached[e] = -1;
+}
+
+static void
+mark_name (const char *op, int compared)
+{
+  for (int e = 0; e < E_COUNT; e++)
+    if (strcmp (entry_names[e], op) == 0)
+      mark (e, compared);
+}
+
 /* ---- reporting ------------------------------------------------------------ */
 
 static int
 supported (dit_op op, dit_dtype dt)
 {
-  return !tb->ops->supports || tb->ops->supports (tb, op, dt);
+  return dit_backend_supports (tb, op, dt);
 }
 
 static void
 report_skip (const char *op, dit_dtype dt, const char *shape)
 {
   n_skip++;
-  printf ("%-10s %-5s %-34s %-12s %-9s SKIP (not supported by %s)\n", op,
-      dit_dtype_name (dt), shape, "-", "-", tb->ops->name);
+  mark_name (op, 0);
+  printf ("%-20s %-5s %-34s %-12s %-9s SKIP (not supported by %s)\n", op,
+      dit_dtype_name (dt), shape, "-", "-", dit_backend_name (tb));
 }
 
 static char err_a[512];
@@ -157,24 +213,25 @@ report (const char *op, dit_dtype dt, const char *shape, dit_status st_a,
 {
   if (st_b != DIT_OK) {
     n_fail++;
-    printf ("%-10s %-5s %-34s %-12s %-9.1e FAIL (reference: %s)\n", op,
+    printf ("%-20s %-5s %-34s %-12s %-9.1e FAIL (reference: %s)\n", op,
         dit_dtype_name (dt), shape, "-", thr, dit_last_error ());
     return;
   }
   if (st_a != DIT_OK) {
     n_fail++;
-    printf ("%-10s %-5s %-34s %-12s %-9.1e FAIL (%s: %s)\n", op,
+    printf ("%-20s %-5s %-34s %-12s %-9.1e FAIL (%s: %s)\n", op,
         dit_dtype_name (dt), shape, "-", thr, dit_status_name (st_a), err_a);
     return;
   }
   int dl_ok;
   double e = tpair_nmse (out, &dl_ok);
   int ok = dl_ok && e <= thr;
+  mark_name (op, 1);
   if (ok)
     n_pass++;
   else
     n_fail++;
-  printf ("%-10s %-5s %-34s %-12.3e %-9.1e %s\n", op, dit_dtype_name (dt), shape,
+  printf ("%-20s %-5s %-34s %-12.3e %-9.1e %s\n", op, dit_dtype_name (dt), shape,
       e, thr, ok ? "OK" : dl_ok ? "FAIL" : "FAIL (download)");
 }
 
@@ -485,10 +542,10 @@ case_rope (int heads, int64_t gf, int64_t gh, int64_t gw, int64_t off, dit_dtype
   tpair c = T (DIT_F32, DIT_ROPE_POSITIONS, DIT_ROPE_PAIRS, 0.0f);
   tpair sn = T (DIT_F32, DIT_ROPE_POSITIONS, DIT_ROPE_PAIRS, 0.0f);
   size_t tb_bytes = sizeof ct;
-  tb->ops->upload (tb, c.a.data, ct, tb_bytes);
-  rb->ops->upload (rb, c.b.data, ct, tb_bytes);
-  tb->ops->upload (tb, sn.a.data, stab, tb_bytes);
-  rb->ops->upload (rb, sn.b.data, stab, tb_bytes);
+  dit_upload (tb, c.a.data, ct, tb_bytes);
+  dit_upload (rb, c.b.data, ct, tb_bytes);
+  dit_upload (tb, sn.a.data, stab, tb_bytes);
+  dit_upload (rb, sn.b.data, stab, tb_bytes);
   dit_status st[2] = { DIT_OK, DIT_OK };
   for (int s = 0; s < 2; s++) {
     dit_rope_params p = { SIDE (x, s), SIDE (c, s), SIDE (sn, s), heads, gf, gh, gw, off };
@@ -683,10 +740,10 @@ F8 (int64_t r, int64_t c, int64_t block, int fill)
       q[i] = dit_f32_to_e4m3 (448.0f * frand ());
     for (size_t i = 0; i < ns; i++)
       s[i] = 0.001f + 0.01f * fabsf (frand ());
-    tb->ops->upload (tb, p.q.a.data, q, n);
-    rb->ops->upload (rb, p.q.b.data, q, n);
-    tb->ops->upload (tb, p.s.a.data, s, ns * sizeof (float));
-    rb->ops->upload (rb, p.s.b.data, s, ns * sizeof (float));
+    dit_upload (tb, p.q.a.data, q, n);
+    dit_upload (rb, p.q.b.data, q, n);
+    dit_upload (tb, p.s.a.data, s, ns * sizeof (float));
+    dit_upload (rb, p.s.b.data, s, ns * sizeof (float));
     free (q);
     free (s);
   }
@@ -708,11 +765,11 @@ fp8_nmse (const fp8pair *p, int *dl_ok)
   size_t n = (size_t) (rows * cols), ns = (size_t) (cols / p->block * rows);
   uint8_t *qa = malloc (n), *qb = malloc (n);
   float *sa = malloc (ns * sizeof (float)), *sb = malloc (ns * sizeof (float));
-  *dl_ok = tb->ops->synchronize (tb) == DIT_OK
-      && tb->ops->download (tb, qa, p->q.a.data, n) == DIT_OK
-      && rb->ops->download (rb, qb, p->q.b.data, n) == DIT_OK
-      && tb->ops->download (tb, sa, p->s.a.data, ns * sizeof (float)) == DIT_OK
-      && rb->ops->download (rb, sb, p->s.b.data, ns * sizeof (float)) == DIT_OK;
+  *dl_ok = dit_synchronize (tb) == DIT_OK
+      && dit_download (tb, qa, p->q.a.data, n) == DIT_OK
+      && dit_download (rb, qb, p->q.b.data, n) == DIT_OK
+      && dit_download (tb, sa, p->s.a.data, ns * sizeof (float)) == DIT_OK
+      && dit_download (rb, sb, p->s.b.data, ns * sizeof (float)) == DIT_OK;
   double num = 0.0, den = 0.0;
   int nan = 0;
   for (int64_t r = 0; *dl_ok && r < rows; r++)
@@ -756,6 +813,22 @@ report_fp8 (const char *op, const char *shape, dit_status st_a, dit_status st_b,
   char sshape[96];
   snprintf (sshape, sizeof sshape, "%s (scales)", shape);
   report (op, DIT_F32, sshape, DIT_OK, DIT_OK, &out->s, scale_thr);
+}
+
+/* fp8_check: the device runs the FP8 ops, or says why not (a GPU without
+ * FP8 tensor cores); never another error. */
+static void
+case_fp8_check (void)
+{
+  dit_status st = dit_fp8_check (tb);
+  int ok = st == DIT_OK || st == DIT_ERR_UNSUPPORTED;
+  mark (E_FP8_CHECK, 1);
+  n_pass += ok;
+  n_fail += !ok;
+  printf ("%-20s %-5s %-34s %-12s %-9s %s%s%s\n", "fp8_check", "-",
+      st == DIT_OK ? "FP8 ops run here" : "FP8 ops refused", "-", "-",
+      ok ? "OK" : "FAIL", st == DIT_OK ? "" : ": ",
+      st == DIT_OK ? "" : dit_last_error ());
 }
 
 static void
@@ -917,6 +990,574 @@ case_attention_fp8 (int64_t L, int64_t N, int heads, int64_t bb, int64_t bend,
   fp8pair_free (&o);
 }
 
+/* ---- memory: bytes survive upload, download and memset bit for bit ------ */
+
+static void
+case_memory (size_t bytes)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "%zu bytes", bytes);
+  unsigned char *h = malloc (bytes), *back = malloc (bytes);
+  for (size_t i = 0; i < bytes; i++)
+    h[i] = (unsigned char) (frand () * 127.0f + 128.0f);
+  void *d = dit_backend_alloc (tb, bytes);
+  int ok = d != NULL;
+  ok = ok && dit_upload (tb, d, h, bytes) == DIT_OK
+      && dit_synchronize (tb) == DIT_OK
+      && dit_download (tb, back, d, bytes) == DIT_OK
+      && memcmp (h, back, bytes) == 0;
+  int zero_ok = ok && dit_memset_zero (tb, d, bytes) == DIT_OK
+      && dit_download (tb, back, d, bytes) == DIT_OK;
+  for (size_t i = 0; zero_ok && i < bytes; i++)
+    zero_ok = back[i] == 0;
+  dit_backend_free (tb, d);
+  free (h);
+  free (back);
+  const int entries[5] = { E_ALLOC, E_UPLOAD, E_DOWNLOAD, E_SYNC, E_MEMSET };
+  for (int i = 0; i < 5; i++)
+    mark (entries[i], 1);
+  if (ok && zero_ok)
+    n_pass++;
+  else
+    n_fail++;
+  printf ("%-20s %-5s %-34s %-12s %-9s %s\n", "memory", "-", shape, "-", "exact",
+      ok && zero_ok ? "OK" : !ok ? "FAIL (round trip)" : "FAIL (memset)");
+}
+
+/* Staging memory (dit_host_alloc: page-locked where the backend has it,
+ * malloc otherwise): an upload from it, completed by an event, and a
+ * download into it round-trip the bytes. */
+static void
+case_host_memory (size_t bytes)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "%zu bytes", bytes);
+  unsigned char *h = dit_host_alloc (tb, bytes), *back = dit_host_alloc (tb,
+      bytes);
+  void *d = dit_backend_alloc (tb, bytes);
+  dit_event *ev = NULL;
+  int ok = h && back && d;
+  for (size_t i = 0; ok && i < bytes; i++)
+    h[i] = (unsigned char) (frand () * 127.0f + 128.0f);
+  ok = ok && dit_upload (tb, d, h, bytes) == DIT_OK
+      && dit_event_create (tb, &ev) == DIT_OK
+      && dit_event_record (tb, ev) == DIT_OK
+      && dit_event_synchronize (tb, ev) == DIT_OK
+      && dit_download (tb, back, d, bytes) == DIT_OK
+      && memcmp (h, back, bytes) == 0;
+  dit_event_destroy (tb, ev);
+  dit_backend_free (tb, d);
+  dit_host_free (tb, h);
+  dit_host_free (tb, back);
+  mark (E_HOST_MEMORY, dit_backend_has_host_memory (tb));
+  if (ok)
+    n_pass++;
+  else
+    n_fail++;
+  printf ("%-20s %-5s %-34s %-12s %-9s %s%s\n", "host_alloc/free", "-", shape,
+      "-", "exact", ok ? "OK" : "FAIL (round trip)",
+      dit_backend_has_host_memory (tb) ? "" : " (malloc: not in the table)");
+}
+
+/* ---- tensor-parallel RMSNorm halves --------------------------------------- */
+
+static void
+case_tp_norm (int64_t R, int64_t D, dit_dtype dt)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld] of width %lld", (long long) R,
+      (long long) D, (long long) 4 * D);
+  int have_ss = dit_backend_supports (tb, DIT_OP_RMSNORM_SUMSQ, dt);
+  int have_ap = dit_backend_supports (tb, DIT_OP_RMSNORM_APPLY, dt);
+  if (!have_ss)
+    report_skip ("rmsnorm_sumsq", dt, shape);
+  if (!have_ap)
+    report_skip ("rmsnorm_apply", dt, shape);
+  if (!have_ss || !have_ap)
+    return;
+  tpair x = T (dt, R, D, 2.0f), y = T (dt, R, D, 1.0f), w = T1 (dt, D, 1.0f);
+  tpair ss = T1 (DIT_F32, R, 0.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_rmsnorm_sumsq_params p = { SIDE (x, s), SIDE (ss, s) };
+    st[s] = dit_rmsnorm_sumsq (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("rmsnorm_sumsq", dt, shape, st[0], st[1], &ss, 1e-10);
+  /* apply with the same (reference) sums on both sides: this shard is a
+   * quarter of a row whose other three quarters add 3x its own sum */
+  size_t sb = (size_t) R * sizeof (float);
+  float *h = malloc (sb);
+  dit_download (rb, h, ss.b.data, sb);
+  for (int64_t r = 0; r < R; r++)
+    h[r] *= 4.0f;
+  dit_upload (tb, ss.a.data, h, sb);
+  dit_upload (rb, ss.b.data, h, sb);
+  free (h);
+  for (int s = 0; s < 2; s++) {
+    dit_rmsnorm_apply_params p = { SIDE (x, s), SIDE (ss, s), SIDE (w, s),
+        SIDE (y, s), 4 * D, 1e-6f };
+    st[s] = dit_rmsnorm_apply (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("rmsnorm_apply", dt, shape, st[0], st[1], &y, thr_for (dt));
+  tpair_free (&x); tpair_free (&y); tpair_free (&w); tpair_free (&ss);
+}
+
+/* The halves over one full row (total width = the shard's) are the
+ * full-width norm: on the backend under test, against dit_rmsnorm on the
+ * CPU. */
+static void
+case_tp_norm_full (int64_t R, int64_t D)
+{
+  const dit_dtype dt = DIT_F32;
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld] halves = rmsnorm", (long long) R,
+      (long long) D);
+  if (!dit_backend_supports (tb, DIT_OP_RMSNORM_SUMSQ, dt)
+      || !dit_backend_supports (tb, DIT_OP_RMSNORM_APPLY, dt)) {
+    report_skip ("rmsnorm_apply", dt, shape);
+    return;
+  }
+  tpair x = T (dt, R, D, 2.0f), y = T (dt, R, D, 1.0f), w = T1 (dt, D, 1.0f);
+  tpair ss = T1 (DIT_F32, R, 0.0f);
+  dit_rmsnorm_sumsq_params sp = { &x.a, &ss.a };
+  dit_rmsnorm_apply_params ap = { &x.a, &ss.a, &w.a, &y.a, D, 1e-6f };
+  dit_status st = dit_rmsnorm_sumsq (tb, &sp);
+  if (st == DIT_OK)
+    st = dit_rmsnorm_apply (tb, &ap);
+  save_err (st);
+  dit_rmsnorm_params rp = { &x.b, &w.b, &y.b, 1e-6f };
+  dit_status sr = dit_rmsnorm (rb, &rp);
+  report ("rmsnorm_apply", dt, shape, st, sr, &y, THR_F32);
+  tpair_free (&x); tpair_free (&y); tpair_free (&w); tpair_free (&ss);
+}
+
+/* ---- fused ops against the unfused chain on the CPU ----------------------- */
+
+static void
+case_layernorm_modulate (int64_t R, int64_t D, int64_t rpg, dit_dtype dt)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld] groups of %lld vs chain",
+      (long long) R, (long long) D, (long long) rpg);
+  if (!dit_backend_supports (tb, DIT_OP_LAYERNORM_MODULATE, dt)) {
+    report_skip ("layernorm_modulate", dt, shape);
+    return;
+  }
+  int64_t G = (R + rpg - 1) / rpg;
+  tpair x = T (dt, R, D, 2.0f), y = T (dt, R, D, 1.0f);
+  tpair sh = T (DIT_F32, G, D, 1.0f), sc = T (DIT_F32, G, D, 0.5f);
+  dit_layernorm_modulate_params fp = { &x.a, &sh.a, &sc.a, &y.a, rpg, 1e-6f };
+  dit_status st = dit_layernorm_modulate (tb, &fp);
+  save_err (st);
+  dit_layernorm_params lp = { &x.b, NULL, NULL, &y.b, 1e-6f };
+  dit_modulate_params mp = { &y.b, &sh.b, &sc.b, &y.b, rpg };
+  dit_status sr = dit_layernorm (rb, &lp);
+  if (sr == DIT_OK)
+    sr = dit_modulate (rb, &mp);
+  report ("layernorm_modulate", dt, shape, st, sr, &y, thr_for (dt));
+  tpair_free (&x); tpair_free (&y); tpair_free (&sh); tpair_free (&sc);
+}
+
+static void
+upload_rope_tables (tpair *c, tpair *sn)
+{
+  static float ct[DIT_ROPE_POSITIONS * DIT_ROPE_PAIRS];
+  static float stab[DIT_ROPE_POSITIONS * DIT_ROPE_PAIRS];
+  dit_rope_table_fill (ct, stab);
+  *c = T (DIT_F32, DIT_ROPE_POSITIONS, DIT_ROPE_PAIRS, 0.0f);
+  *sn = T (DIT_F32, DIT_ROPE_POSITIONS, DIT_ROPE_PAIRS, 0.0f);
+  dit_upload (tb, c->a.data, ct, sizeof ct);
+  dit_upload (rb, c->b.data, ct, sizeof ct);
+  dit_upload (tb, sn->a.data, stab, sizeof stab);
+  dit_upload (rb, sn->b.data, stab, sizeof stab);
+}
+
+static void
+case_qk_norm_rope (int heads, int64_t gf, int64_t gh, int64_t gw, int64_t off,
+    dit_dtype dt)
+{
+  char shape[96];
+  int64_t L = gf * gh * gw, W = (int64_t) heads * 128;
+  snprintf (shape, sizeof shape, "[%lld, %lld] +%lld vs chain", (long long) L,
+      (long long) W, (long long) off);
+  if (!dit_backend_supports (tb, DIT_OP_QK_NORM_ROPE, dt)) {
+    report_skip ("qk_norm_rope", dt, shape);
+    return;
+  }
+  tpair x = T (dt, L, W, 3.0f), w = T1 (dt, W, 1.0f), c, sn;
+  upload_rope_tables (&c, &sn);
+  dit_qk_norm_rope_params fp = { &x.a, &w.a, &c.a, &sn.a, heads, gf, gh, gw,
+      off, 1e-6f };
+  dit_status st = dit_qk_norm_rope (tb, &fp);
+  save_err (st);
+  dit_rmsnorm_params np = { &x.b, &w.b, &x.b, 1e-6f };
+  dit_rope_params rp = { &x.b, &c.b, &sn.b, heads, gf, gh, gw, off };
+  dit_status sr = dit_rmsnorm (rb, &np);
+  if (sr == DIT_OK)
+    sr = dit_rope (rb, &rp);
+  report ("qk_norm_rope", dt, shape, st, sr, &x, thr_for (dt));
+  tpair_free (&x); tpair_free (&w); tpair_free (&c); tpair_free (&sn);
+}
+
+static void
+case_noise_flow (int64_t n, dit_dtype dt)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld] vs noise + flow_step", (long long) n);
+  if (!dit_backend_supports (tb, DIT_OP_NOISE_FLOW, DIT_F32)) {
+    report_skip ("noise_flow", dt, shape);
+    return;
+  }
+  tpair x = T1 (dt, n, 1.0f), v = T1 (dt, n, 1.0f), nz = T1 (DIT_F32, n, 0.0f);
+  dit_noise_flow_params fp = { &x.a, &v.a, &x.a, 42, 0x305, 0.75, 0.5 };
+  dit_status st = dit_noise_flow (tb, &fp);
+  save_err (st);
+  dit_noise_params np = { &nz.b, 42, 0x305 };
+  dit_flow_step_params sp = { &x.b, &v.b, &nz.b, NULL, &x.b, 0.75, 0.5 };
+  dit_status sr = dit_noise (rb, &np);
+  if (sr == DIT_OK)
+    sr = dit_flow_step (rb, &sp);
+  report ("noise_flow", dt, shape, st, sr, &x, thr_for (dt));
+  tpair_free (&x); tpair_free (&v); tpair_free (&nz);
+}
+
+/* ---- VAE table ------------------------------------------------------------- */
+
+static tpair
+F4 (dit_dtype dt, int64_t t, int64_t h, int64_t w, int64_t c, float amp)
+{
+  tpair p;
+  int64_t s[4] = { t, h, w, c };
+  tpair_new (&p, dt, 4, s, amp);
+  return p;
+}
+
+static int
+have_vae (const char *op, const char *shape)
+{
+  if (dit_backend_has_vae (tb))
+    return 1;
+  report_skip (op, DIT_F32, shape);
+  return 0;
+}
+
+/* The conv in one of its forms: kt x kh x kw with strides, front padding
+ * and a cache of `prev` frames, spatial padding, bias and residual. */
+static void
+case_vae_conv (int64_t T_, int64_t P, int64_t H, int64_t W, int64_t cin,
+    int64_t cout, int kt, int kh, int kw, int st, int sh, int pad_front,
+    int pad, int residual)
+{
+  char shape[128];
+  snprintf (shape, sizeof shape, "%dx%dx%d s%d,%d [%lld+%lld,%lld,%lld,%lld]->%lld%s",
+      kt, kh, kw, st, sh, (long long) P, (long long) T_, (long long) H,
+      (long long) W, (long long) cin, (long long) cout, residual ? " res" : "");
+  if (!have_vae ("vae.conv", shape))
+    return;
+  const int64_t to = (pad_front + P + T_ - kt) / st + 1;
+  const int64_t ho = (H + (sh > 1 ? pad : 2 * pad) - kh) / sh + 1;
+  const int64_t wo = (W + (sh > 1 ? pad : 2 * pad) - kw) / sh + 1;
+  tpair x = F4 (DIT_F32, T_, H, W, cin, 1.0f);
+  tpair pv = F4 (DIT_F32, P > 0 ? P : 1, H, W, cin, 1.0f);
+  tpair w = T (DIT_F32, cout, (int64_t) kt * kh * kw * cin,
+      1.0f / sqrtf ((float) (kt * kh * kw * cin)));
+  tpair b = T1 (DIT_F32, cout, 0.5f);
+  tpair y = F4 (DIT_F32, to, ho, wo, cout, 1.0f);
+  dit_status s2[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_vae_conv_params p = { .x = SIDE (x, s), .prev = P > 0 ? SIDE (pv, s) : NULL,
+      .weight = SIDE (w, s), .bias = SIDE (b, s),
+      .residual = residual ? SIDE (y, s) : NULL, .y = SIDE (y, s),
+      .kt = kt, .kh = kh, .kw = kw, .st = st, .sh = sh, .sw = sh,
+      .pad_front = pad_front,
+      /* stride-2 2-D convs pad right/bottom only (the downsample) */
+      .pad_top = sh > 1 ? 0 : pad, .pad_bottom = pad,
+      .pad_left = sh > 1 ? 0 : pad, .pad_right = pad };
+    s2[s] = dit_vae_conv (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (s2[0]);
+  }
+  /* the CUDA conv rounds its operands to bf16 for the tensor cores */
+  report ("vae.conv", DIT_F32, shape, s2[0], s2[1], &y, 1e-4);
+  tpair_free (&x); tpair_free (&pv); tpair_free (&w); tpair_free (&b);
+  tpair_free (&y);
+}
+
+static void
+case_vae_misc (dit_dtype dt)
+{
+  const int64_t T_ = 3, H = 6, W = 10, C = 24;
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld, %lld, %lld]", (long long) T_,
+      (long long) H, (long long) W, (long long) C);
+  if (!have_vae ("vae.norm", shape))
+    return;
+  dit_status st[2];
+  /* norm, with and without SiLU, in place on the second pass */
+  for (int silu = 0; silu < 2; silu++) {
+    tpair x = F4 (dt, T_, H, W, C, 2.0f), y = F4 (dt, T_, H, W, C, 1.0f);
+    tpair g = T1 (dt, C, 1.0f);
+    for (int s = 0; s < 2; s++) {
+      dit_vae_norm_params p = { SIDE (x, s), SIDE (g, s),
+        silu ? SIDE (x, s) : SIDE (y, s), silu };
+      st[s] = dit_vae_norm (s ? rb : tb, &p);
+      if (s == 0)
+        save_err (st[0]);
+    }
+    report ("vae.norm", dt, silu ? "norm+silu in place" : shape, st[0], st[1],
+        silu ? &x : &y, thr_for (dt));
+    tpair_free (&x); tpair_free (&y); tpair_free (&g);
+  }
+  {
+    tpair x = F4 (dt, T_, H, W, C, 1.0f), y = F4 (dt, T_, 2 * H, 2 * W, C, 1.0f);
+    for (int s = 0; s < 2; s++) {
+      dit_vae_upsample_params p = { SIDE (x, s), SIDE (y, s) };
+      st[s] = dit_vae_upsample (s ? rb : tb, &p);
+      if (s == 0)
+        save_err (st[0]);
+    }
+    report ("vae.upsample", dt, shape, st[0], st[1], &y, 0.0);
+    tpair_free (&x); tpair_free (&y);
+  }
+  {
+    /* frames into every other frame of y (frame stride 2 H W C) */
+    tpair x = F4 (dt, T_, H, W, C, 1.0f), y = F4 (DIT_F32, 2 * T_, H, W, C, 1.0f);
+    for (int s = 0; s < 2; s++) {
+      dit_tensor yv = *SIDE (y, s);
+      yv.shape[0] = T_;
+      yv.stride[0] *= 2;
+      dit_vae_copy_frames_params p = { SIDE (x, s), &yv };
+      st[s] = dit_vae_copy_frames (s ? rb : tb, &p);
+      if (s == 0)
+        save_err (st[0]);
+    }
+    report ("vae.copy_frames", dt, "interleaved into f32", st[0], st[1], &y, 0.0);
+    tpair_free (&x); tpair_free (&y);
+  }
+  {
+    /* [C, T, H, W] -> [T, H, W, C] with an affine, and back with a clamp */
+    const int64_t c = 16;
+    int64_t cf[4] = { c, T_, H, W };
+    tpair x, y = F4 (dt, T_, H, W, c, 1.0f), back;
+    tpair_new (&x, DIT_F32, 4, cf, 3.0f);
+    tpair_new (&back, DIT_F32, 4, cf, 0.0f);
+    for (int s = 0; s < 2; s++) {
+      dit_vae_layout_params p = { .x = SIDE (x, s), .y = SIDE (y, s),
+        .to_channels_last = 1, .affine = 1 };
+      for (int k = 0; k < c; k++) {
+        p.scale[k] = 0.25f * (k + 1);
+        p.shift[k] = -0.125f * k;
+      }
+      st[s] = dit_vae_layout (s ? rb : tb, &p);
+      if (s == 0)
+        save_err (st[0]);
+    }
+    report ("vae.layout", dt, "to channels-last, affine", st[0], st[1], &y,
+        thr_for (dt));
+    for (int s = 0; s < 2; s++) {
+      dit_vae_layout_params p = { .x = SIDE (y, s), .y = SIDE (back, s),
+        .to_channels_last = 0, .clamp = 1, .clamp_lo = -1.0f, .clamp_hi = 1.0f };
+      st[s] = dit_vae_layout (s ? rb : tb, &p);
+      if (s == 0)
+        save_err (st[0]);
+    }
+    report ("vae.layout", dt, "to channels-first, clamp", st[0], st[1], &back,
+        thr_for (dt));
+    tpair_free (&x); tpair_free (&y); tpair_free (&back);
+  }
+}
+
+/* Pixels both ways in one format: random bytes -> tensor on both sides,
+ * then the reference tensor -> bytes on both sides (bytes compared
+ * exactly). */
+static void
+case_pixels (dit_pixel_format fmt, int w, int h)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "%s %dx%d", dit_pixel_format_name (fmt), w, h);
+  if (!have_vae ("vae.pixels_to_tensor", shape))
+    return;
+  const int bpp = dit_pixel_format_bpp (fmt);
+  int planes = bpp ? 1 : fmt == DIT_PIXEL_I420 ? 3 : 2;
+  size_t pb[3];
+  int64_t stride[3];
+  stride[0] = bpp ? (int64_t) w * bpp : w;
+  pb[0] = (size_t) stride[0] * h;
+  for (int i = 1; i < planes; i++) {
+    stride[i] = fmt == DIT_PIXEL_I420 ? w / 2 : w;
+    pb[i] = (size_t) stride[i] * (h / 2);
+  }
+  size_t total = 0;
+  for (int i = 0; i < planes; i++)
+    total += pb[i];
+  unsigned char *host = malloc (total), *ha = malloc (total), *hb = malloc (total);
+  for (size_t i = 0; i < total; i++)
+    host[i] = (unsigned char) (frand () * 127.0f + 128.0f);
+  unsigned char *da = dit_backend_alloc (tb, total), *db = dit_backend_alloc (rb, total);
+  dit_upload (tb, da, host, total);
+  dit_upload (rb, db, host, total);
+  int64_t ts[3] = { 3, h, w };
+  tpair t;
+  tpair_new (&t, DIT_F32, 3, ts, 0.0f);
+  dit_status st[2];
+  for (int s = 0; s < 2; s++) {
+    unsigned char *base = s ? db : da;
+    dit_vae_pixels_params p = { .format = fmt, .matrix = DIT_YUV_BT709_LIMITED,
+      .width = w, .height = h, .tensor = SIDE (t, s) };
+    size_t off = 0;
+    for (int i = 0; i < planes; i++) {
+      p.plane[i] = base + off;
+      p.stride[i] = stride[i];
+      off += pb[i];
+    }
+    st[s] = dit_pixels_to_tensor (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("vae.pixels_to_tensor", DIT_F32, shape, st[0], st[1], &t, 1e-10);
+  /* back to bytes from the same (reference) tensor on both sides */
+  int64_t tbytes = dit_tensor_nbytes (&t.b);
+  float *tf = malloc ((size_t) tbytes);
+  dit_download (rb, tf, t.b.data, (size_t) tbytes);
+  dit_upload (tb, t.a.data, tf, (size_t) tbytes);
+  free (tf);
+  for (int s = 0; s < 2; s++) {
+    unsigned char *base = s ? db : da;
+    dit_vae_pixels_params p = { .format = fmt, .matrix = DIT_YUV_BT709_LIMITED,
+      .width = w, .height = h, .tensor = SIDE (t, s) };
+    size_t off = 0;
+    for (int i = 0; i < planes; i++) {
+      p.plane[i] = base + off;
+      p.stride[i] = stride[i];
+      off += pb[i];
+    }
+    st[s] = dit_tensor_to_pixels (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  int same = st[0] == DIT_OK && st[1] == DIT_OK
+      && dit_synchronize (tb) == DIT_OK
+      && dit_download (tb, ha, da, total) == DIT_OK
+      && dit_download (rb, hb, db, total) == DIT_OK && memcmp (ha, hb, total) == 0;
+  mark (E_TENSOR_TO_PIXELS, 1);
+  if (same)
+    n_pass++;
+  else
+    n_fail++;
+  printf ("%-20s %-5s %-34s %-12s %-9s %s\n", "vae.tensor_to_pixels", "f32",
+      shape, "-", "exact", same ? "OK" : "FAIL");
+  dit_backend_free (tb, da);
+  dit_backend_free (rb, db);
+  tpair_free (&t);
+  free (host); free (ha); free (hb);
+}
+
+/* ---- recording, events, synthetic weights --------------------------------- */
+
+/* unary, then gemm, recorded once and replayed: the replay writes what the
+ * eager chain wrote (on the CPU reference). */
+static void
+case_graph (dit_dtype dt)
+{
+  const char *shape = "unary+gemm recorded, replayed twice";
+  if (!dit_backend_has_graphs (tb)) {
+    report_skip ("graph_*", dt, shape);
+    return;
+  }
+  tpair x = T (dt, 64, 128, 2.0f), h = T (dt, 64, 128, 0.0f);
+  tpair w = T (dt, 96, 128, 0.1f), y = T (dt, 64, 96, 0.0f);
+  dit_unary_params up[2] = { { &x.a, &h.a, DIT_ACT_SILU }, { &x.b, &h.b, DIT_ACT_SILU } };
+  dit_gemm_params gp[2] = { { .x = &h.a, .w = &w.a, .y = &y.a },
+    { .x = &h.b, .w = &w.b, .y = &y.b } };
+  /* eager once (per-shape setup), then record, then replay twice */
+  dit_graph *g = NULL;
+  dit_status st = dit_unary (tb, &up[0]);
+  if (st == DIT_OK)
+    st = dit_gemm (tb, &gp[0]);
+  if (st == DIT_OK)
+    st = dit_memset_zero (tb, y.a.data, dit_tensor_nbytes (&y.a));
+  if (st == DIT_OK)
+    st = dit_graph_begin (tb);
+  if (st == DIT_OK) {
+    dit_status rs = dit_unary (tb, &up[0]);
+    if (rs == DIT_OK)
+      rs = dit_gemm (tb, &gp[0]);
+    st = dit_graph_end (tb, rs == DIT_OK ? &g : NULL);
+    if (rs != DIT_OK)
+      st = rs;
+  }
+  for (int i = 0; st == DIT_OK && i < 2; i++)
+    st = dit_graph_launch (tb, g);
+  save_err (st);
+  dit_graph_free (tb, g);
+  dit_status sr = dit_unary (rb, &up[1]);
+  if (sr == DIT_OK)
+    sr = dit_gemm (rb, &gp[1]);
+  report ("graph_*", dt, shape, st, sr, &y, thr_for (dt));
+  tpair_free (&x); tpair_free (&h); tpair_free (&w); tpair_free (&y);
+}
+
+/* An event recorded after a write and waited on before a read: the read
+ * sees the write (a backend without events completes every op at once). */
+static void
+case_events (void)
+{
+  tpair x = T (DIT_F32, 16, 64, 1.0f), y = T (DIT_F32, 16, 64, 0.0f);
+  dit_event *ev = NULL;
+  dit_status st = dit_event_create (tb, &ev);
+  dit_unary_params p = { &x.a, &y.a, DIT_ACT_SILU };
+  if (st == DIT_OK)
+    st = dit_unary (tb, &p);
+  if (st == DIT_OK)
+    st = dit_event_record (tb, ev);
+  if (st == DIT_OK)
+    st = dit_event_wait (tb, ev);
+  if (st == DIT_OK)
+    st = dit_event_synchronize (tb, ev);
+  save_err (st);
+  dit_event_destroy (tb, ev);
+  dit_unary_params q = { &x.b, &y.b, DIT_ACT_SILU };
+  dit_status sr = dit_unary (rb, &q);
+  report ("event_*", DIT_F32, ev ? "record, wait, synchronize" :
+      "no events: ops complete at once", st, sr, &y, THR_F32);
+  tpair_free (&x); tpair_free (&y);
+}
+
+/* Device-made synthetic weights against the Philox rule computed here:
+ * element i of [begin, begin + n) is (float) (z_i * scale + offset) rounded
+ * to the dtype, z_i = dit_philox_normal (seed, stream, i). */
+static void
+case_synthetic_normal (int64_t begin, int64_t n, dit_dtype dt)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, +%lld)", (long long) begin,
+      (long long) n);
+  if (!dit_backend_has_synthetic_normal (tb)) {
+    report_skip ("synthetic_normal", dt, shape);
+    return;
+  }
+  tpair y = T1 (dt, n, 0.0f);
+  const uint64_t seed = 5, stream = 0xabc;
+  const double scale = 0.02, offset = 1.0;
+  dit_status st = dit_synthetic_normal (tb, y.a.data, dt, begin, n, seed,
+      stream, scale, offset);
+  save_err (st);
+  size_t bytes = dit_tensor_nbytes (&y.b);
+  void *h = malloc (bytes);
+  for (int64_t i = 0; i < n; i++) {
+    double z = dit_philox_normal (seed, stream, (uint64_t) (begin + i));
+    dit_store_f32 (h, dt, (size_t) i, (float) (z * scale + offset));
+  }
+  dit_status sr = dit_upload (rb, y.b.data, h, bytes);
+  free (h);
+  report ("synthetic_normal", dt, shape, st, sr, &y, 0.0);
+  tpair_free (&y);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -928,8 +1569,9 @@ main (int argc, char **argv)
     return 77;
   }
   rb = dit_backend_cpu ();
-  printf ("test-backend-ops: %s (device %d) against cpu\n", tb->ops->name, index);
-  printf ("%-10s %-5s %-34s %-12s %-9s %s\n", "op", "dtype", "shape", "nmse",
+  printf ("test-backend-ops: %s (device %d) against cpu\n", dit_backend_name (tb),
+      index);
+  printf ("%-20s %-5s %-34s %-12s %-9s %s\n", "op", "dtype", "shape", "nmse",
       "threshold", "result");
 
   const dit_dtype dts[2] = { DIT_F32, DIT_BF16 };
@@ -989,6 +1631,7 @@ main (int argc, char **argv)
   }
   /* FP8: the tiny model's shapes, the 14B widths' block structure
    * (K = 1024 in 8 blocks, FFN-down K = 13824 / 27 = 512) and odd rows */
+  case_fp8_check ();
   case_quantize_fp8 (192, 256, 128, DIT_BF16);
   case_quantize_fp8 (37, 384, 128, DIT_F32);
   case_quantize_fp8 (512, 1024, 1024, DIT_BF16);   /* weights: per channel */
@@ -1011,6 +1654,48 @@ main (int argc, char **argv)
   case_copy (16, 32, DIT_F32, DIT_F16);
   case_noise (1000, 0xffffffffffffull, 1ull << 40, DIT_F32);
 
+  case_memory (1);
+  case_memory (3 * 1024 * 1024 + 5);
+  case_host_memory (1);
+  case_host_memory (3 * 1024 * 1024 + 5);
+  for (int i = 0; i < 2; i++) {
+    dit_dtype dt = dts[i];
+    case_tp_norm (192, 64, dt);
+    case_layernorm_modulate (192, 256, 64, dt);
+    case_qk_norm_rope (2, 3, 8, 8, 3, dt);
+    case_noise_flow (3 * 16 * 16 * 16 + 1, dt);
+    case_vae_misc (dt);
+    case_graph (dt);
+    case_synthetic_normal (0, 4097, dt);
+    case_synthetic_normal (7, 1000, dt);
+  }
+  case_tp_norm_full (64, 256);
+  /* causal 3x3x3 over [front pad, 2 cached frames, 4 new], 1x1x1 with a
+   * residual, (3,1,1) stride-2 time conv, 2-D stride-2 with right/bottom
+   * padding */
+  case_vae_conv (4, 2, 6, 10, 24, 32, 3, 3, 3, 1, 1, 0, 1, 0);
+  case_vae_conv (1, 0, 6, 10, 24, 32, 3, 3, 3, 1, 1, 2, 1, 0);
+  case_vae_conv (4, 0, 6, 10, 32, 32, 1, 1, 1, 1, 1, 0, 0, 1);
+  case_vae_conv (3, 1, 6, 10, 16, 16, 3, 1, 1, 2, 1, 0, 0, 0);
+  case_vae_conv (1, 0, 8, 12, 16, 16, 1, 3, 3, 1, 2, 0, 1, 0);
+  case_pixels (DIT_PIXEL_RGBX, 20, 12);
+  case_pixels (DIT_PIXEL_BGR, 20, 12);
+  case_pixels (DIT_PIXEL_I420, 20, 12);
+  case_pixels (DIT_PIXEL_NV12, 20, 12);
+  case_events ();
+
+  printf ("table entries:");
+  int missing = 0;
+  for (int e = 0; e < E_COUNT; e++) {
+    printf (" %s=%s", entry_names[e], reached[e] > 0 ? "compared"
+        : reached[e] < 0 ? "absent" : "NOT REACHED");
+    missing += reached[e] == 0;
+  }
+  printf ("\n");
+  if (missing) {
+    printf ("%d table entries have no case\n", missing);
+    n_fail++;
+  }
   printf ("%d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
   dit_backend_destroy (tb);
   return n_fail ? 1 : 0;

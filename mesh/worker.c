@@ -5,9 +5,10 @@
  * NOOP) -> serve:
  * INFER -> RESULT, NOOP -> NOOP, SHUTDOWN -> SHUTDOWN ack and exit.  Rank
  * 0's socket closing (it died or quit) ends the loop at once: the worker
- * never outlives its Stage 0.  A plan that disagrees with this worker's
- * config (steps, σ, seed, RoPE start, bias, call count) is answered with an
- * error RESULT and the worker keeps serving; a failed collective is fatal
+ * never outlives its Stage 0.  Each INFER carries the chunk's plan, made
+ * once on rank 0; a plan that does not fit this worker's session (steps,
+ * σ, seed, RoPE start, bias, call count: dit_chunk_plan_check) is answered
+ * with an error RESULT and the worker keeps serving; a failed collective is fatal
  * (the TP group is broken), reported in an error RESULT before exiting.
  *
  * TP transport by backend: "cpu" -> the CPU comm (mesh rank 0 listens on a
@@ -260,12 +261,12 @@ w_alloc (worker *w)
   /* Where the world comm delivers: device memory on NCCL, host memory on
    * the CPU comm (the generator uploads host tensors itself). */
   for (int i = 0; i < 3; i++)
-    if (!(w->rx[i] = w->world_nccl ? w->be->ops->alloc (w->be, w->rx_cap[i])
+    if (!(w->rx[i] = w->world_nccl ? dit_backend_alloc (w->be, w->rx_cap[i])
             : malloc (w->rx_cap[i])))
       return dit_error (DIT_ERR_NOMEM, "worker rank %d: no %zu bytes of %s "
           "memory for the '%s' tensor", w->cfg->rank, w->rx_cap[i],
           w->world_nccl ? "device" : "host", w_rx_names[i]);
-  w->x0 = w->be->ops->alloc (w->be, x0);
+  w->x0 = dit_backend_alloc (w->be, x0);
   w->out = malloc (x0);
   if (!w->x0 || !w->out)
     return dit_error (DIT_ERR_NOMEM, "worker rank %d: out of memory for x0",
@@ -330,7 +331,7 @@ w_setup (worker *w)
       dit_tp_from_comm (w->comm, &tp);
     st = dit_generator_create_tp (&w->model, &w->gen, w->weights, w->be, &tp, &w->g);
   }
-  if (st == DIT_OK && c->graphs && w->be->ops->device == DIT_DEVICE_CUDA)
+  if (st == DIT_OK && c->graphs && dit_backend_device (w->be) == DIT_DEVICE_CUDA)
     dit_generator_set_graphs (w->g, 1);
   if (st == DIT_OK)
     st = w_alloc (w);
@@ -344,44 +345,11 @@ w_setup (worker *w)
   return w_send_simple (w, DIT_ENV_NOOP, NULL);
 }
 
-/* The plan must be what this worker would do with its own config. */
-static dit_status
-w_check_plan (worker *w, const dit_envelope *e)
-{
-  const dit_env_plan *p = &e->plan;
-  const dit_gen_config *g = &w->gen;
-  int recompute = e->chunk_index > 0;
-  int calls = recompute + g->num_steps - p->first_step;
-  if (p->expected_calls != calls)
-    return dit_error (DIT_ERR_STATE,
-        "call-count mismatch: the plan expects %d generator calls, this worker "
-        "would make %d", p->expected_calls, calls);
-  if (p->num_steps != g->num_steps)
-    return dit_error (DIT_ERR_STATE, "plan has %d steps, this worker runs %d",
-        p->num_steps, g->num_steps);
-  for (int i = 0; i < g->num_steps; i++)
-    if (fabs (p->steps[i] - g->steps[i]) > 1e-9
-        || fabs (p->sigmas[i] - dit_generator_sigma (w->g, i)) > 1e-12)
-      return dit_error (DIT_ERR_STATE, "plan step %d (t %g, sigma %.9g) differs "
-          "from this worker's (t %g, sigma %.9g)", i, p->steps[i],
-          p->sigmas[i], g->steps[i], dit_generator_sigma (w->g, i));
-  if (p->seed != g->seed)
-    return dit_error (DIT_ERR_STATE, "plan seed %llu, this worker's %llu",
-        (unsigned long long) p->seed, (unsigned long long) g->seed);
-  if (p->rope_start != (recompute ? g->context_frames : 0))
-    return dit_error (DIT_ERR_STATE, "plan RoPE start %d, expected %d",
-        p->rope_start, recompute ? g->context_frames : 0);
-  if (fabsf (p->kv_bias - g->kv_bias) > 1e-7f)
-    return dit_error (DIT_ERR_STATE, "plan kv bias %g, this worker's %g",
-        (double) p->kv_bias, (double) g->kv_bias);
-  return DIT_OK;
-}
-
 static dit_tensor
 w_view (const worker *w, const dit_env_tensor *t)
 {
   return dit_tensor_make ((void *) t->data, t->dtype, w->world_nccl
-      ? w->be->ops->device : DIT_DEVICE_CPU, t->ndim, t->shape);
+      ? dit_backend_device (w->be) : DIT_DEVICE_CPU, t->ndim, t->shape);
 }
 
 /* Did Stage 0 go away?  Its control socket then reads as closed (waiting
@@ -486,7 +454,7 @@ w_send_x0 (worker *w, const dit_envelope *r, size_t bytes)
   if (!w->world)
     return dit_error (DIT_ERR_STATE, "worker rank 0: the world comm is closed");
   /* NCCL sends the device result; the CPU comm its host copy. */
-  const void *x0 = w->world_nccl || w->be->ops->device == DIT_DEVICE_CPU
+  const void *x0 = w->world_nccl || dit_backend_device (w->be) == DIT_DEVICE_CPU
       ? w->x0 : w->out;
   dit_status st = dit_comm_send (w->world, x0, bytes, 0);
   if (st == DIT_OK)
@@ -529,13 +497,16 @@ w_infer (worker *w, dit_envelope *e, double t_recv)
    * all-reduce time counts from here. */
   dit_comm_take_allreduce_ms (w->comm);
   dit_comm_watch (w->comm);
+  /* The plan was made on rank 0 (dit_chunk_plan_make); this worker checks
+   * that it fits its session and runs it as sent. */
   if (st == DIT_OK)
-    st = w_check_plan (w, e);
+    st = dit_chunk_plan_check (&e->plan, e->chunk_index, &w->gen,
+        dit_generator_schedule (w->g));
   if (st == DIT_OK)
     st = w_prompt (w, e, &fatal);
   dit_chunk_timing tm = { 0 };
   int64_t shape[4] = { 16, w->gen.frames_per_chunk, w->gen.latent_h, w->gen.latent_w };
-  dit_tensor out = dit_tensor_make (w->x0, DIT_F32, w->be->ops->device, 4, shape);
+  dit_tensor out = dit_tensor_make (w->x0, DIT_F32, dit_backend_device (w->be), 4, shape);
   size_t xbytes = (size_t) dit_tensor_numel (&out) * sizeof (float);
   if (st == DIT_OK) {
     dit_chunk_request req = { .chunk_index = e->chunk_index,
@@ -549,7 +520,7 @@ w_infer (worker *w, dit_envelope *e, double t_recv)
       req.init_latents = &it;
     }
     double t0 = w_ms ();
-    st = dit_generator_run_chunk (w->g, &req, &out, &tm);
+    st = dit_generator_run_plan (w->g, &e->plan, &req, &out, &tm);
     /* A failure after the first collective leaves the group out of step. */
     fatal = st != DIT_OK && w->comm != NULL;
     r.timing_ms[0] = t0 - t_recv;
@@ -566,10 +537,10 @@ w_infer (worker *w, dit_envelope *e, double t_recv)
     fatal = 1;
   }
   r.timing_ms[4] = dit_comm_take_allreduce_ms (w->comm);
-  if (st == DIT_OK && w->be->ops->device != DIT_DEVICE_CPU)
-    st = w->be->ops->download (w->be, w->out, w->x0, xbytes);
+  if (st == DIT_OK && dit_backend_device (w->be) != DIT_DEVICE_CPU)
+    st = dit_download (w->be, w->out, w->x0, xbytes);
   if (st == DIT_OK) {
-    const void *host = w->be->ops->device == DIT_DEVICE_CPU ? w->x0 : w->out;
+    const void *host = dit_backend_device (w->be) == DIT_DEVICE_CPU ? w->x0 : w->out;
     r.digest = dit_fnv1a (DIT_FNV_OFFSET, host, xbytes);
     if (c->rank == 0) {
       r.n_tensors = 1;
@@ -663,11 +634,11 @@ dit_worker_run (const dit_worker_config *c)
   dit_comm_destroy (w.world);
   for (int i = 0; i < 3; i++)
     if (w.rx[i] && w.world_nccl)
-      w.be->ops->free (w.be, w.rx[i]);
+      dit_backend_free (w.be, w.rx[i]);
     else
       free (w.rx[i]);
   if (w.x0)
-    w.be->ops->free (w.be, w.x0);
+    dit_backend_free (w.be, w.x0);
   if (w.be && w.be != dit_backend_cpu ())
     dit_backend_destroy (w.be);
   if (w.fd >= 0)

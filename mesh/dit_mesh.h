@@ -39,46 +39,14 @@
 #define DIT_MESH_H
 
 #include "../model/dit_generator.h"
+#include "dit_mesh_config.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define DIT_MESH_MAX_RANKS 8
-
-typedef struct dit_mesh_config {
-  const char *preset;          /* model preset, e.g. "wan-14b", "tiny" */
-  const char *weights;         /* checkpoint path, or NULL = synthetic */
-  uint64_t synthetic_seed;
-  dit_gen_config gen;          /* generator config (dtype = weight dtype;
-                                  fp8: the workers run precision fp8) */
-  int ranks;                   /* mesh size = TP degree (1, 2, 4, 8) */
-  int spawn;                   /* 1: fork/exec local workers */
-  const char *worker_path;     /* dit-worker executable (spawn) */
-  const char *backend;         /* worker backend: "cpu" (default) or "cuda" */
-  const int *devices;          /* device of each spawned rank; NULL = 0.. */
-  const char *listen;          /* "HOST:PORT"; NULL = "127.0.0.1:0" */
-  int join_timeout_ms;         /* joins + shard loading; default 30000 */
-  int chunk_timeout_ms;        /* one chunk, all ranks; default 10000 */
-  int drift_every;             /* compare rank digests every N chunks; 0 = every chunk */
-  int max_inflight;            /* envelopes queued ahead; default 2 */
-  const char *const *worker_args; /* extra dit-worker arguments (NULL-terminated) */
-  int layers;                  /* transformer blocks; 0 = the preset's (a slice
-                                  of the first N for tests and benchmarks) */
-  int heartbeat_ms;            /* dit_mesh_ping: idle time before a NOOP round
-                                  trip; default 1000, 0 = every call */
-  dit_backend *world_backend;  /* backend "cuda": a CUDA backend of the
-                                  caller (Stage 0's GPU).  When no spawned
-                                  rank runs on its GPU the world comm runs on
-                                  NCCL on its stream and the mesh stages
-                                  tensors in its memory (not shared with
-                                  another thread during mesh calls); NULL,
-                                  or a rank on its GPU (NCCL takes one rank
-                                  per GPU): the CPU comm carries the tensors
-                                  through host memory.  Unused on "cpu" */
-} dit_mesh_config;
-
-void dit_mesh_config_default (dit_mesh_config *c);
+/* dit_mesh_config (what dit_mesh_create takes) and DIT_MESH_MAX_RANKS:
+ * mesh/dit_mesh_config.h. */
 
 typedef struct dit_mesh dit_mesh;
 
@@ -103,15 +71,26 @@ uint64_t dit_mesh_prompt_epoch (const dit_mesh *m);
 void dit_mesh_bump_epoch (dit_mesh *m);
 
 /* dit_generator_run_chunk's contract on the mesh: request tensors and `out`
- * are host memory ([16, F, h, w], f32 or bf16).  Noise is the Philox
- * stream of (seed, chunk, step) on every rank; caller noise is refused. */
+ * ([16, F, h, w], f32 or bf16) are host memory, or device memory of the
+ * config's world_backend (`out` f32).  Device tensors stay on the device
+ * when the world comm is NCCL (the context is copied device to device into
+ * staging, x0 from the receive buffer into `out`; the x0 digest check then
+ * downloads every x0_check_every chunks); on the CPU comm they cross to the
+ * host because the transport needs them there.  Noise is the Philox stream
+ * of (seed, chunk, step) on every rank; caller noise is refused. */
 dit_status dit_mesh_run_chunk (dit_mesh *m, const dit_chunk_request *req,
     dit_tensor *out, dit_chunk_timing *timing);
 
 /* The same in two halves, for up to max_inflight envelopes in flight.
- * collect returns results in submit order, skipping stale-epoch ones. */
+ * collect returns results in submit order, skipping stale-epoch ones.
+ * submit makes the chunk's plan (dit_chunk_plan_make); submit_plan sends a
+ * plan the caller made with the mesh's config and schedule
+ * (dit_mesh_schedule), which is how a runner derives it once. */
 dit_status dit_mesh_submit (dit_mesh *m, const dit_chunk_request *req,
     uint64_t *call_id);
+dit_status dit_mesh_submit_plan (dit_mesh *m, const dit_chunk_plan *plan,
+    const dit_chunk_request *req, uint64_t *call_id);
+const dit_schedule *dit_mesh_schedule (const dit_mesh *m);
 dit_status dit_mesh_collect (dit_mesh *m, dit_tensor *out,
     dit_chunk_timing *timing, uint64_t *call_id);
 

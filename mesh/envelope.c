@@ -178,6 +178,17 @@ env_validate_plan (const dit_envelope *e)
   if (!(p->kv_bias > 0.0f && p->kv_bias <= 1.0f))
     return dit_error (DIT_ERR_INVALID, "envelope: kv bias %g outside (0, 1]",
         (double) p->kv_bias);
+  /* the recompute's causal block and the bias frames: only with a
+   * recompute, and the bias inside the context frames */
+  if (p->causal_frames < 0 || p->causal_frames > 1000
+      || (p->do_recompute != 0) != (p->causal_frames > 0))
+    return dit_error (DIT_ERR_INVALID, "envelope: causal block of %d frames "
+        "with recompute %d", p->causal_frames, p->do_recompute);
+  if (p->bias_begin < 0 || p->bias_end < 0 || (p->bias_end > p->bias_begin
+          && (!p->do_recompute || p->bias_end > p->rope_start)))
+    return dit_error (DIT_ERR_INVALID, "envelope: bias frames [%d, %d) outside "
+        "the %d context frames", p->bias_begin, p->bias_end,
+        p->do_recompute ? p->rope_start : 0);
   return DIT_OK;
 }
 
@@ -302,6 +313,9 @@ dit_env_encode (const dit_envelope *e, unsigned char **frame, size_t *frame_byte
       w_u64 (&w, p->seed);
       w_u32 (&w, (uint32_t) p->rope_start);
       w_f64 (&w, (double) p->kv_bias);
+      w_u32 (&w, (uint32_t) p->causal_frames);
+      w_u32 (&w, (uint32_t) p->bias_begin);
+      w_u32 (&w, (uint32_t) p->bias_end);
       w_u64 (&w, e->prompt_epoch);
       break;
     }
@@ -546,6 +560,9 @@ dit_env_decode (int type, const unsigned char *payload, size_t bytes,
       p->seed = r_u64 (&r);
       p->rope_start = (int) r_u32 (&r);
       p->kv_bias = (float) r_f64 (&r);
+      p->causal_frames = (int) r_u32 (&r);
+      p->bias_begin = (int) r_u32 (&r);
+      p->bias_end = (int) r_u32 (&r);
       e->prompt_epoch = r_u64 (&r);
       break;
     }

@@ -2,13 +2,13 @@
  * use, one vtable per transport.
  *
  * Transports:
- *  - "cpu" (dist/comm_cpu.c): ranks are processes (or threads) on one host,
+ *  - "cpu" (mesh/comm_cpu.c): ranks are processes (or threads) on one host,
  *    data over Unix-domain or TCP loopback sockets, rank 0 the hub; host
  *    memory only.  Deterministic all-reduce: rank 0 sums the contributions
  *    in rank order (f32 accumulation) and sends every rank the same bits.
  *    Messages are numbered per link, point-to-point included, so ranks
  *    that order their calls differently get an "out of step" error.
- *  - "nccl" (dist/comm_nccl.c, built when NCCL is found): device memory,
+ *  - "nccl" (mesh/comm_nccl.c, built when NCCL is found): device memory,
  *    non-blocking communicator, stream-ordered (below).
  *
  * Completion models:
@@ -134,7 +134,7 @@ dit_status dit_comm_cpu_create_root (int listen_fd, int size, uint64_t token,
 dit_status dit_comm_cpu_connect (const char *host, int port, int rank,
     int size, uint64_t token, int timeout_ms, dit_comm **out);
 
-/* ---- NCCL comm (dist/comm_nccl.c, when built) --------------------------- */
+/* ---- NCCL comm (mesh/comm_nccl.c, when built) --------------------------- */
 
 #define DIT_COMM_NCCL_ID_BYTES 128
 

@@ -26,13 +26,14 @@
 
 #include "../kernels/dit_status.h"
 #include "../kernels/dit_tensor.h"
+#include "../model/dit_plan.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define DIT_ENV_MAGIC 0x45544944u        /* "DITE" */
-#define DIT_ENV_VERSION 3
+#define DIT_ENV_VERSION 4
 #define DIT_ENV_HEADER_BYTES 16
 #define DIT_ENV_MAX_PAYLOAD (1u << 30)
 #define DIT_ENV_MAX_TENSORS 8
@@ -57,23 +58,17 @@ typedef struct dit_env_tensor {
   dit_dtype dtype;
   int ndim;
   int64_t shape[DIT_ENV_MAX_DIMS];
-  const void *data;     /* sender: where the bytes are (host memory for the
-                           mesh, the backend's memory on a worker); never
-                           encoded.  NULL after decoding. */
+  const void *data;     /* sender: where the bytes are (the mesh: host
+                           memory, or device memory of the caller's
+                           world_backend; a worker: its backend's memory);
+                           never encoded.  NULL after decoding. */
+  dit_device device;    /* sender: where data lives; never encoded */
 } dit_env_tensor;
 
-/* What one INFER asks the generator to do. */
-typedef struct dit_env_plan {
-  int do_recompute;     /* 1 for chunk_index > 0 */
-  int num_steps;
-  int first_step;
-  double steps[DIT_ENV_MAX_STEPS];   /* timesteps fed to the network */
-  double sigmas[DIT_ENV_MAX_STEPS];
-  int expected_calls;   /* do_recompute + num_steps - first_step forwards */
-  uint64_t seed;
-  int rope_start;       /* RoPE frame of the chunk's first frame */
-  float kv_bias;
-} dit_env_plan;
+/* What one INFER asks the generator to do: the chunk plan of
+ * model/dit_plan.h, made on rank 0 by dit_chunk_plan_make and checked by
+ * each worker with dit_chunk_plan_check. */
+typedef dit_chunk_plan dit_env_plan;
 
 /* Join parity (worker -> rank 0). */
 typedef struct dit_env_join {
@@ -155,7 +150,7 @@ dit_status dit_env_decode (int type, const unsigned char *payload,
 dit_status dit_env_decode_frame (const unsigned char *frame, size_t bytes,
     dit_envelope *env);
 
-/* Frame I/O over a socket with a deadline (dist/dit_net.h).  recv reuses
+/* Frame I/O over a socket with a deadline (mesh/dit_net.h).  recv reuses
  * *buf (grown with realloc) for the payload. */
 dit_status dit_env_send (int fd, const dit_envelope *env, int64_t deadline,
     const char *peer);

@@ -25,7 +25,6 @@
 #include "dit_net.h"
 #include "dit_tp.h"
 #include "envelope.h"
-#include "dit_scheduler.h"
 #if DIT_HAVE_CUDA
 #include "../kernels/cuda/dit_cuda.h"
 #endif
@@ -74,7 +73,7 @@ typedef struct mesh_call {
 struct dit_mesh {
   dit_mesh_config cfg;
   dit_model_config model;
-  double sigmas[DIT_MAX_STEPS];
+  dit_schedule sched;         /* of cfg.gen: the plans' steps and σ */
   int listen_fd, port;
   mesh_rank ranks[DIT_MESH_MAX_RANKS];
   uint64_t next_call;
@@ -106,24 +105,6 @@ struct dit_mesh {
   unsigned slot_busy;
   void *x0_stage;             /* NCCL: device buffer x0 lands in */
 };
-
-void
-dit_mesh_config_default (dit_mesh_config *c)
-{
-  memset (c, 0, sizeof *c);
-  c->preset = "tiny";
-  c->synthetic_seed = 42;
-  dit_gen_config_default (&c->gen);
-  c->ranks = 1;
-  c->spawn = 1;
-  c->worker_path = "dit-worker";
-  c->backend = "cpu";
-  c->join_timeout_ms = 30000;
-  c->chunk_timeout_ms = 10000;
-  c->drift_every = 0;
-  c->max_inflight = 2;
-  c->heartbeat_ms = 1000;
-}
 
 int
 dit_mesh_port (const dit_mesh *m)
@@ -559,7 +540,7 @@ mesh_join (dit_mesh *m)
 static void *
 mesh_buf_alloc (dit_mesh *m, size_t bytes)
 {
-  return m->world_nccl ? m->wbe->ops->alloc (m->wbe, bytes) : malloc (bytes);
+  return m->world_nccl ? dit_backend_alloc (m->wbe, bytes) : malloc (bytes);
 }
 
 static void
@@ -568,7 +549,7 @@ mesh_buf_free (dit_mesh *m, void *p)
   if (!p)
     return;
   if (m->world_nccl)
-    m->wbe->ops->free (m->wbe, p);
+    dit_backend_free (m->wbe, p);
   else
     free (p);
 }
@@ -603,7 +584,7 @@ mesh_world_on_nccl (const dit_mesh *m, const dit_env_join *joins)
   const dit_mesh_config *c = &m->cfg;
   if (!c->backend || strcmp (c->backend, "cuda") != 0
       || !dit_comm_nccl_available () || !c->world_backend
-      || c->world_backend->ops->device != DIT_DEVICE_CUDA)
+      || dit_backend_device (c->world_backend) != DIT_DEVICE_CUDA)
     return 0;
   for (int r = 0; r < c->ranks; r++)
     if ((int) joins[r].device == c->world_backend->device_index
@@ -673,6 +654,32 @@ mesh_slot_put (dit_mesh *m, int slot)
     m->slot_busy &= ~(1u << slot);
 }
 
+/* One tensor into staging.  Device tensors (on the caller's world backend)
+ * stay on the device when the world comm is NCCL; the CPU comm needs them
+ * in host memory (a download: the transport's, not a choice). */
+static dit_status
+mesh_stage_copy (dit_mesh *m, void *dst, const dit_env_tensor *t, size_t bytes)
+{
+  dit_backend *be = m->cfg.world_backend;
+  if (t->device == DIT_DEVICE_CPU) {
+    if (!m->world_nccl) {
+      memcpy (dst, t->data, bytes);
+      return DIT_OK;
+    }
+    return dit_upload (m->wbe, dst, t->data, bytes);
+  }
+  if (!be || dit_backend_device (be) != t->device)
+    return dit_error (DIT_ERR_INVALID, "mesh: tensor '%s' is in device "
+        "memory, and the mesh has no world backend of that device", t->name);
+  if (!m->world_nccl)
+    return dit_download (be, dst, t->data, bytes);
+  int64_t n = (int64_t) (bytes / dit_dtype_size (t->dtype));
+  dit_tensor s = dit_tensor_2d ((void *) t->data, t->dtype, t->device, 1, n);
+  dit_tensor d = dit_tensor_2d (dst, t->dtype, t->device, 1, n);
+  dit_copy_params cp = { .x = &s, .y = &d };
+  return dit_copy (m->wbe, &cp);
+}
+
 /* Copy the INFER's tensors into a free slot; nothing is sent here, and a
  * tensor the workers could not take is refused. */
 static dit_status
@@ -713,12 +720,7 @@ mesh_stage (dit_mesh *m, const dit_envelope *env, mesh_call *call)
     return dit_error (DIT_ERR_STATE, "mesh: no free staging slot");
   for (int i = 0; i < env->n_tensors; i++) {
     unsigned char *dst = (unsigned char *) m->stage[slot] + call->off[i];
-    if (!m->world_nccl) {
-      memcpy (dst, env->tensors[i].data, call->bytes[i]);
-      continue;
-    }
-    dit_status st = m->wbe->ops->upload (m->wbe, dst, env->tensors[i].data,
-        call->bytes[i]);
+    dit_status st = mesh_stage_copy (m, dst, &env->tensors[i], call->bytes[i]);
     if (st != DIT_OK) {
       mesh_slot_put (m, slot);
       return dit_error_prefix (st, "mesh: staging '%s'", env->tensors[i].name);
@@ -785,19 +787,25 @@ mesh_broadcast_data (dit_mesh *m, mesh_call *call)
   return DIT_OK;
 }
 
-/* x0 of a call from world rank 1 (mesh rank 0) into `latents`. */
+/* x0 of a call from world rank 1 (mesh rank 0): into `latents` on the CPU
+ * comm, into the device buffer x0_stage on NCCL.  *host: `latents` holds
+ * it (always on the CPU comm; on NCCL when `want_host`, which the digest
+ * check and host outputs ask for). */
 static dit_status
-mesh_recv_x0 (dit_mesh *m, const mesh_call *call, size_t bytes)
+mesh_recv_x0 (dit_mesh *m, const mesh_call *call, size_t bytes, int want_host,
+    int *host)
 {
   dit_status st;
+  *host = !m->world_nccl;
   if (m->world_nccl) {
     st = dit_comm_recv (m->world, m->x0_stage, bytes, 1);
     if (st == DIT_OK)
       st = dit_comm_flush (m->world);
-    if (st == DIT_OK) {
-      st = m->wbe->ops->download (m->wbe, m->latents, m->x0_stage, bytes);
+    if (st == DIT_OK && want_host) {
+      st = dit_download (m->wbe, m->latents, m->x0_stage, bytes);
       if (st != DIT_OK)
         return mesh_fail (m, st, dit_last_error ());
+      *host = 1;
     }
   } else {
     st = dit_comm_recv (m->world, m->latents, bytes, 1);
@@ -815,6 +823,9 @@ dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out)
   if (cfg->ranks < 1 || cfg->ranks > DIT_MESH_MAX_RANKS)
     return dit_error (DIT_ERR_INVALID, "mesh: %d ranks (1..%d)", cfg->ranks,
         DIT_MESH_MAX_RANKS);
+  if (cfg->layout != DIT_MESH_LAYOUT_TP)
+    return dit_error (DIT_ERR_UNSUPPORTED, "mesh: layout %d is not built "
+        "(tp is)", (int) cfg->layout);
   dit_mesh *m = calloc (1, sizeof *m);
   if (!m)
     return dit_error (DIT_ERR_NOMEM, "mesh: out of memory");
@@ -841,16 +852,8 @@ dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out)
     st = dit_model_tp_check (&m->model, cfg->ranks);
   if (st == DIT_OK)
     st = dit_gen_config_validate (&cfg->gen, &m->model);
-  dit_scheduler sched;
   if (st == DIT_OK)
-    st = dit_scheduler_init (&sched, cfg->gen.shift);
-  for (int i = 0; st == DIT_OK && i < cfg->gen.num_steps; i++) {
-    double t;
-    if (cfg->gen.warp_steps)
-      st = dit_scheduler_warp (&sched, cfg->gen.steps[i], &t, &m->sigmas[i]);
-    else
-      m->sigmas[i] = dit_scheduler_sigma (&sched, cfg->gen.steps[i]);
-  }
+    st = dit_schedule_make (&cfg->gen, &m->sched);
   if (st == DIT_OK) {
     char host[128] = "127.0.0.1";
     int port = 0;
@@ -1019,11 +1022,11 @@ static dit_status
 mesh_add_tensor (dit_envelope *e, const char *name, const dit_tensor *t,
     int64_t c0, int64_t c1, int64_t c2, int64_t c3)
 {
-  if (t->device != DIT_DEVICE_CPU || !dit_tensor_is_contiguous (t) || t->ndim != 4
+  if (!dit_tensor_is_contiguous (t) || t->ndim != 4
       || t->shape[0] != c0 || t->shape[1] != c1 || t->shape[2] != c2
       || t->shape[3] != c3)
     return dit_error (DIT_ERR_INVALID,
-        "mesh: %s must be a contiguous host tensor [%lld, %lld, %lld, %lld]",
+        "mesh: %s must be a contiguous tensor [%lld, %lld, %lld, %lld]",
         name, (long long) c0, (long long) c1, (long long) c2, (long long) c3);
   dit_env_tensor *x = &e->tensors[e->n_tensors++];
   snprintf (x->name, sizeof x->name, "%s", name);
@@ -1031,11 +1034,29 @@ mesh_add_tensor (dit_envelope *e, const char *name, const dit_tensor *t,
   x->ndim = 4;
   memcpy (x->shape, t->shape, 4 * sizeof (int64_t));
   x->data = t->data;
+  x->device = t->device;
   return DIT_OK;
 }
 
 dit_status
 dit_mesh_submit (dit_mesh *m, const dit_chunk_request *req, uint64_t *call_id)
+{
+  dit_chunk_plan plan;
+  DIT_TRY (mesh_check (m));
+  DIT_TRY (dit_chunk_plan_make (&m->cfg.gen, &m->sched, req->chunk_index,
+      req->first_step, &plan));
+  return dit_mesh_submit_plan (m, &plan, req, call_id);
+}
+
+const dit_schedule *
+dit_mesh_schedule (const dit_mesh *m)
+{
+  return &m->sched;
+}
+
+dit_status
+dit_mesh_submit_plan (dit_mesh *m, const dit_chunk_plan *plan,
+    const dit_chunk_request *req, uint64_t *call_id)
 {
   const dit_gen_config *g = &m->cfg.gen;
   DIT_TRY (mesh_check (m));
@@ -1049,23 +1070,13 @@ dit_mesh_submit (dit_mesh *m, const dit_chunk_request *req, uint64_t *call_id)
     if (req->noise[s])
       return dit_error (DIT_ERR_INVALID,
           "mesh: caller noise is not supported (every rank draws Philox noise)");
-  if (req->chunk_index > 0 && !req->context)
+  if (plan->do_recompute && !req->context)
     return dit_error (DIT_ERR_INVALID, "mesh: chunk %lld needs %d context latents",
         (long long) req->chunk_index, g->context_frames);
   if (!m->prompt)
     return dit_error (DIT_ERR_STATE, "mesh: set a prompt before the first chunk");
-  dit_env_plan *p = &e.plan;
-  p->do_recompute = req->chunk_index > 0;
-  p->num_steps = g->num_steps;
-  p->first_step = req->first_step;
-  for (int i = 0; i < g->num_steps; i++) {
-    p->steps[i] = g->steps[i];
-    p->sigmas[i] = m->sigmas[i];
-  }
-  p->expected_calls = p->do_recompute + g->num_steps - req->first_step;
-  p->seed = g->seed;
-  p->rope_start = p->do_recompute ? g->context_frames : 0;
-  p->kv_bias = g->kv_bias;
+  /* The plan is made once, by dit_chunk_plan_make, and travels as is. */
+  e.plan = *plan;
   e.prompt_epoch = m->prompt_epoch;
   if (m->prompt_sent != m->prompt_epoch) {
     dit_env_tensor *x = &e.tensors[e.n_tensors++];
@@ -1076,7 +1087,7 @@ dit_mesh_submit (dit_mesh *m, const dit_chunk_request *req, uint64_t *call_id)
     x->shape[1] = m->model.text_dim;
     x->data = m->prompt;
   }
-  if (req->context && req->chunk_index > 0)
+  if (req->context && plan->do_recompute)
     DIT_TRY (mesh_add_tensor (&e, "context", req->context, 16, g->context_frames,
         g->latent_h, g->latent_w));
   if (req->init_latents)
@@ -1112,10 +1123,12 @@ mesh_add_err (char *errs, size_t size, size_t *len, int *bad, const char *fmt, .
     *len = *len + (size_t) k < size ? *len + (size_t) k : size - 1;
 }
 
-/* One result from every rank for the oldest call in flight. */
+/* One result from every rank for the oldest call in flight.  want_host:
+ * the caller wants x0 in host memory; *x0_host: it is in `latents` (else in
+ * the device buffer x0_stage). */
 static dit_status
 mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
-    dit_chunk_timing *timing)
+    dit_chunk_timing *timing, int want_host, int *x0_host)
 {
   const int n = m->cfg.ranks;
   int pending[DIT_MESH_MAX_RANKS], bad = 0;
@@ -1224,9 +1237,15 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
 #undef ADD_ERR
   /* The x0 follows mesh rank 0's RESULT on the world comm; a stale one is
    * received as well (and dropped by the caller) to keep the comm in step. */
+  /* The digest check reads host bytes: an x0 that lands in device memory
+   * is checked every x0_check_every chunks, a host one always. */
+  *x0_host = 0;
   if (!bad && x0_coming) {
-    DIT_TRY (mesh_recv_x0 (m, call, nb));
-    if (dit_fnv1a (DIT_FNV_OFFSET, m->latents, nb) != x0_digest)
+    int every = m->cfg.x0_check_every > 0 ? m->cfg.x0_check_every : 1;
+    int check = !*stale && call->chunk_index % every == 0;
+    DIT_TRY (mesh_recv_x0 (m, call, nb, check || (want_host && !*stale),
+        x0_host));
+    if (*x0_host && dit_fnv1a (DIT_FNV_OFFSET, m->latents, nb) != x0_digest)
       mesh_add_err (errs, sizeof errs, &elen, &bad,
           "worker rank 0: latents do not match their digest");
   }
@@ -1253,6 +1272,37 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
   return DIT_OK;
 }
 
+/* The collected x0 into `out`: host memory (any dtype), or device memory
+ * of the world backend, where an x0 that arrived on NCCL is copied device
+ * to device and one from the CPU comm is uploaded. */
+static dit_status
+mesh_deliver_x0 (dit_mesh *m, dit_tensor *out)
+{
+  const int64_t nel = (int64_t) 16 * m->cfg.gen.frames_per_chunk
+      * m->cfg.gen.latent_h * m->cfg.gen.latent_w;
+  dit_backend *be = m->cfg.world_backend;
+  if (!dit_tensor_is_contiguous (out) || dit_tensor_numel (out) != nel)
+    return dit_error (DIT_ERR_INVALID, "mesh: output must be a contiguous "
+        "tensor of %lld elements", (long long) nel);
+  if (out->device == DIT_DEVICE_CPU) {
+    dit_convert (out->data, out->dtype, m->latents, DIT_F32, (size_t) nel);
+    return DIT_OK;
+  }
+  if (!be || dit_backend_device (be) != out->device)
+    return dit_error (DIT_ERR_INVALID, "mesh: a device output needs the "
+        "mesh's world backend on that device");
+  if (!m->world_nccl) {
+    /* the CPU comm delivered it to the host */
+    if (out->dtype != DIT_F32)
+      return dit_error (DIT_ERR_INVALID, "mesh: a device output must be f32");
+    return dit_upload (be, out->data, m->latents, (size_t) nel * sizeof (float));
+  }
+  dit_tensor src = dit_tensor_2d (m->x0_stage, DIT_F32, out->device, 1, nel);
+  dit_tensor dst = dit_tensor_2d (out->data, out->dtype, out->device, 1, nel);
+  dit_copy_params cp = { .x = &src, .y = &dst };
+  return dit_copy (m->wbe, &cp);
+}
+
 dit_status
 dit_mesh_collect (dit_mesh *m, dit_tensor *out, dit_chunk_timing *timing,
     uint64_t *call_id)
@@ -1262,8 +1312,9 @@ dit_mesh_collect (dit_mesh *m, dit_tensor *out, dit_chunk_timing *timing,
     mesh_call call = m->inflight[0];
     memmove (m->inflight, m->inflight + 1, (size_t) (m->n_inflight - 1) * sizeof call);
     m->n_inflight--;
-    int stale;
-    dit_status st = mesh_collect_one (m, &call, &stale, timing);
+    int stale, x0_host;
+    dit_status st = mesh_collect_one (m, &call, &stale, timing,
+        out && out->device == DIT_DEVICE_CPU, &x0_host);
     mesh_slot_put (m, call.slot);
     DIT_TRY (st);
     /* The next call's data waited behind this x0 (docs/protocol.md). */
@@ -1276,16 +1327,7 @@ dit_mesh_collect (dit_mesh *m, dit_tensor *out, dit_chunk_timing *timing,
     m->stats.chunks++;
     if (call_id)
       *call_id = call.call_id;
-    if (out) {
-      size_t nel = (size_t) 16 * m->cfg.gen.frames_per_chunk * m->cfg.gen.latent_h
-          * m->cfg.gen.latent_w;
-      if (out->device != DIT_DEVICE_CPU || !dit_tensor_is_contiguous (out)
-          || (size_t) dit_tensor_numel (out) != nel)
-        return dit_error (DIT_ERR_INVALID, "mesh: output must be a contiguous host "
-            "tensor of %zu elements", nel);
-      dit_convert (out->data, out->dtype, m->latents, DIT_F32, nel);
-    }
-    return DIT_OK;
+    return out ? mesh_deliver_x0 (m, out) : DIT_OK;
   }
   return dit_error (DIT_ERR_STATE, "mesh: no call in flight (%llu stale results "
       "dropped)", (unsigned long long) m->stats.stale_dropped);

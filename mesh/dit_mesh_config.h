@@ -1,0 +1,134 @@
+/* dit_mesh_config — what a generator mesh is asked to be: the config
+ * dit_mesh_create takes, and the parsing and checking of what a user wrote
+ * (ditgenerate's mesh-* properties, the tools' --mesh-* options) into it.
+ *
+ *   dit_mesh_options   the user's words: device list, listen address,
+ *                      rank count, backend, layout, worker path, timeouts;
+ *   dit_mesh_spec      the checked, resolved result (owns its strings):
+ *                      ranks (0 = no mesh), layout and degrees, devices,
+ *                      backend, listen address or the dit-worker to spawn;
+ *   dit_mesh_config    what dit_mesh_create takes (dit_mesh_spec_apply
+ *                      fills its connection fields from a spec).
+ *
+ * Layouts: tensor parallelism (TP: every rank holds a head-sharded slice,
+ * degree = ranks) is the one built.  The layout is part of the spec and of
+ * the config so that others (sequence parallelism, hybrid) add a value, a
+ * degree check and a plan, not another restructuring.
+ */
+#ifndef DIT_MESH_CONFIG_H
+#define DIT_MESH_CONFIG_H
+
+#include "../model/dit_config.h"
+#include "../model/dit_generator.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DIT_MESH_MAX_RANKS 8
+
+typedef enum dit_mesh_layout {
+  DIT_MESH_LAYOUT_TP = 0,       /* tensor parallel over all ranks */
+} dit_mesh_layout;
+
+const char *dit_mesh_layout_name (dit_mesh_layout l);
+/* "tp" (NULL or empty = tp); an unknown or unbuilt layout is refused with
+ * the names that exist. */
+dit_status dit_mesh_layout_parse (const char *name, dit_mesh_layout *out);
+
+typedef struct dit_mesh_config {
+  const char *preset;          /* model preset, e.g. "wan-14b", "tiny" */
+  const char *weights;         /* checkpoint path, or NULL = synthetic */
+  uint64_t synthetic_seed;
+  dit_gen_config gen;          /* generator config (dtype = weight dtype;
+                                  fp8: the workers run precision fp8) */
+  int ranks;                   /* mesh size (1, 2, 4, 8) */
+  dit_mesh_layout layout;      /* how the ranks split the DiT (TP) */
+  int spawn;                   /* 1: fork/exec local workers */
+  const char *worker_path;     /* dit-worker executable (spawn) */
+  const char *backend;         /* worker backend: "cpu" (default) or "cuda" */
+  const int *devices;          /* device of each spawned rank; NULL = 0.. */
+  const char *listen;          /* "HOST:PORT"; NULL = "127.0.0.1:0" */
+  int join_timeout_ms;         /* joins + shard loading; default 30000 */
+  int chunk_timeout_ms;        /* one chunk, all ranks; default 10000 */
+  int drift_every;             /* compare rank digests every N chunks; 0 = every chunk */
+  int x0_check_every;          /* x0 received into device memory: check it
+                                  against rank 0's digest (a download) every
+                                  N chunks; 0 = every chunk.  Host x0 is
+                                  checked every chunk */
+  int max_inflight;            /* envelopes queued ahead; default 2 */
+  const char *const *worker_args; /* extra dit-worker arguments (NULL-terminated) */
+  int layers;                  /* transformer blocks; 0 = the preset's (a slice
+                                  of the first N for tests and benchmarks) */
+  int heartbeat_ms;            /* dit_mesh_ping: idle time before a NOOP round
+                                  trip; default 1000, 0 = every call */
+  dit_backend *world_backend;  /* backend "cuda": a CUDA backend of the
+                                  caller (Stage 0's GPU).  When no spawned
+                                  rank runs on its GPU the world comm runs on
+                                  NCCL on its stream and the mesh stages
+                                  tensors in its memory (not shared with
+                                  another thread during mesh calls); NULL,
+                                  or a rank on its GPU (NCCL takes one rank
+                                  per GPU): the CPU comm carries the tensors
+                                  through host memory.  Unused on "cpu" */
+} dit_mesh_config;
+
+void dit_mesh_config_default (dit_mesh_config *c);
+
+/* ---- from the user's words ------------------------------------------------ */
+
+typedef struct dit_mesh_options {
+  const char *devices;         /* "0,1": one spawned rank per device; NULL or
+                                  empty = none */
+  const char *listen;          /* HOST:PORT to wait on for workers started
+                                  elsewhere (wins over devices) */
+  int ranks;                   /* with listen: the workers that connect
+                                  (required); with devices: 0 or their count */
+  const char *backend;         /* "cpu" or "cuda"; NULL = cuda when
+                                  stage0_device is cuda[:N], else cpu */
+  const char *stage0_device;   /* the caller's device ("cpu", "cuda:N") */
+  const char *layout;          /* "tp"; NULL = tp */
+  const char *worker_path;     /* dit-worker; NULL = $GST_DIT_WORKER, then
+                                  installed_dir/dit-worker, then PATH */
+  const char *installed_dir;   /* where an installed dit-worker lives */
+  int timeout_ms, join_timeout_ms, max_inflight;
+  /* names for messages: what the caller calls these settings */
+  const char *devices_name, *listen_name, *ranks_name, *backend_name,
+      *worker_name;
+} dit_mesh_options;
+
+typedef struct dit_mesh_spec {
+  int ranks;                   /* 0: no mesh was asked for */
+  dit_mesh_layout layout;
+  int tp;                      /* tensor-parallel degree */
+  int n_devices;
+  int devices[DIT_MESH_MAX_RANKS];
+  char backend[8];
+  char listen[256];            /* "" = spawn */
+  char worker[4096];           /* the resolved dit-worker (spawn) */
+  int timeout_ms, join_timeout_ms, max_inflight;
+} dit_mesh_spec;
+
+/* Option names of ditgenerate's properties (mesh-devices, ...). */
+void dit_mesh_options_init (dit_mesh_options *o);
+
+/* Check the options and resolve the worker: the device list parses, a
+ * listen address has a fixed port and a rank count, the rank count is a
+ * degree the layout allows (TP: 1, 2, 4 or 8), CUDA ranks have distinct
+ * devices, the dit-worker to spawn exists.  Messages name the setting and
+ * its value. */
+dit_status dit_mesh_spec_parse (const dit_mesh_options *o, dit_mesh_spec *s);
+
+/* The degrees against the model: TP must divide its heads and FFN width. */
+dit_status dit_mesh_spec_check_model (const dit_mesh_spec *s,
+    const dit_model_config *model);
+
+/* Fill the connection fields of c (ranks, layout, spawn, worker, backend,
+ * devices, listen, timeouts, in-flight bound) from s; c points into s, which
+ * must outlive dit_mesh_create. */
+void dit_mesh_spec_apply (const dit_mesh_spec *s, dit_mesh_config *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
