@@ -18,6 +18,12 @@
  * reproducible run to run and identical on all ranks.  Broadcast goes
  * through rank 0; point-to-point needs rank 0 at one end (the star has no
  * other links).  Every wait has the communicator's deadline.
+ *
+ * Groups (dit_comm_group_view): a group all-reduce or all-to-all is one
+ * exchange of the whole star, every rank sending its buffer to rank 0 and
+ * receiving its result, so all groups are served at once: rank 0 sums each
+ * group in member order, or hands each rank the blocks its group's members
+ * addressed to it.  All-to-all without groups is the group of everyone.
  */
 #include "dit_comm.h"
 #include "dit_net.h"
@@ -31,7 +37,8 @@
 
 #define COMM_MAGIC 0x4d4f4344u  /* "DCOM" */
 
-enum { COMM_ALLREDUCE = 1, COMM_BCAST, COMM_P2P, COMM_BARRIER, COMM_HELLO };
+enum { COMM_ALLREDUCE = 1, COMM_BCAST, COMM_P2P, COMM_BARRIER, COMM_HELLO,
+  COMM_ALLTOALL };
 
 typedef struct comm_hdr {
   uint32_t magic, kind;
@@ -58,6 +65,7 @@ comm_kind_name (uint32_t k)
     case COMM_P2P: return "send/recv";
     case COMM_BARRIER: return "barrier";
     case COMM_HELLO: return "hello";
+    case COMM_ALLTOALL: return "all-to-all";
     default: return "unknown";
   }
 }
@@ -146,35 +154,123 @@ comm_grow (void **buf, size_t *cap, size_t need)
   return DIT_OK;
 }
 
+/* The members of rank r's group {size, stride} (dit_comm.h). */
+static int
+comm_group_index (int r, int size, int stride)
+{
+  return (r / stride) % size;
+}
+
+static int
+comm_group_member (int r, int size, int stride, int j)
+{
+  return r - comm_group_index (r, size, stride) * stride + j * stride;
+}
+
 static dit_status
-cpu_allreduce (dit_comm *pub, void *data, int64_t count, dit_dtype dtype)
+group_check (const dit_comm *pub, int size, int stride, const char *op)
+{
+  if (size < 1 || stride < 1 || pub->size % (size * stride) != 0)
+    return dit_error (DIT_ERR_INVALID, "cpu comm: %s over groups of %d ranks "
+        "with stride %d does not tile %d ranks", op, size, stride, pub->size);
+  return DIT_OK;
+}
+
+static dit_status
+cpu_allreduce_group (dit_comm *pub, void *data, int64_t count, dit_dtype dtype,
+    int gsize, int gstride)
 {
   comm_cpu *c = (comm_cpu *) pub;
   DIT_TRY (comm_check (c, "all-reduce"));
+  DIT_TRY (group_check (pub, gsize, gstride, "all-reduce"));
   if (count < 0 || (dtype != DIT_F32 && dtype != DIT_BF16 && dtype != DIT_F16))
     return dit_error (DIT_ERR_INVALID, "cpu comm: all-reduce of %lld %s elements",
         (long long) count, dit_dtype_name (dtype));
-  size_t bytes = (size_t) count * dit_dtype_size (dtype);
+  const size_t bytes = (size_t) count * dit_dtype_size (dtype);
+  const int n = pub->size;
   int64_t dl = dit_net_deadline (pub->timeout_ms);
-  if (pub->size == 1 || count == 0)
+  if (n == 1 || gsize == 1 || count == 0)
     return DIT_OK;
   if (pub->rank != 0) {
     DIT_TRY (comm_send (c, 0, COMM_ALLREDUCE, data, bytes, dl));
     return comm_recv (c, 0, COMM_ALLREDUCE, data, bytes, dl);
   }
+  /* every rank's contribution (rank 0's own first), then each group's sum
+   * in member order, rounded once */
   DIT_TRY (comm_grow ((void **) &c->acc, &c->acc_cap, (size_t) count * sizeof (float)));
-  DIT_TRY (comm_grow ((void **) &c->stage, &c->stage_cap, bytes));
-  for (int64_t i = 0; i < count; i++)
-    c->acc[i] = dit_load_f32 (data, dtype, (size_t) i);
-  for (int r = 1; r < pub->size; r++) {
-    DIT_TRY (comm_recv (c, r, COMM_ALLREDUCE, c->stage, bytes, dl));
+  DIT_TRY (comm_grow ((void **) &c->stage, &c->stage_cap, (size_t) n * bytes));
+  memcpy (c->stage, data, bytes);
+  for (int r = 1; r < n; r++)
+    DIT_TRY (comm_recv (c, r, COMM_ALLREDUCE, c->stage + (size_t) r * bytes,
+        bytes, dl));
+  for (int r = 0; r < n; r++) {
+    if (comm_group_index (r, gsize, gstride) != 0)
+      continue;
+    for (int j = 0; j < gsize; j++) {
+      const unsigned char *in = c->stage
+          + (size_t) comm_group_member (r, gsize, gstride, j) * bytes;
+      for (int64_t i = 0; i < count; i++)
+        {
+        float v = dit_load_f32 (in, dtype, (size_t) i);
+        c->acc[i] = j ? c->acc[i] + v : v;
+      }
+    }
+    /* the group's members read their result from the leader's slot */
     for (int64_t i = 0; i < count; i++)
-      c->acc[i] += dit_load_f32 (c->stage, dtype, (size_t) i);
+      dit_store_f32 (c->stage + (size_t) r * bytes, dtype, (size_t) i, c->acc[i]);
   }
-  for (int64_t i = 0; i < count; i++)
-    dit_store_f32 (data, dtype, (size_t) i, c->acc[i]);
-  for (int r = 1; r < pub->size; r++)
-    DIT_TRY (comm_send (c, r, COMM_ALLREDUCE, data, bytes, dl));
+  for (int r = 0; r < n; r++) {
+    const unsigned char *res = c->stage
+        + (size_t) comm_group_member (r, gsize, gstride, 0) * bytes;
+    if (r == 0)
+      memcpy (data, res, bytes);
+    else
+      DIT_TRY (comm_send (c, r, COMM_ALLREDUCE, res, bytes, dl));
+  }
+  return DIT_OK;
+}
+
+static dit_status
+cpu_allreduce (dit_comm *pub, void *data, int64_t count, dit_dtype dtype)
+{
+  return cpu_allreduce_group (pub, data, count, dtype, pub->size, 1);
+}
+
+static dit_status
+cpu_alltoall_group (dit_comm *pub, const void *send, void *recv,
+    size_t block, int gsize, int gstride)
+{
+  comm_cpu *c = (comm_cpu *) pub;
+  DIT_TRY (comm_check (c, "all-to-all"));
+  DIT_TRY (group_check (pub, gsize, gstride, "all-to-all"));
+  const size_t row = (size_t) gsize * block;   /* one rank's send buffer */
+  const int n = pub->size;
+  int64_t dl = dit_net_deadline (pub->timeout_ms);
+  if (n == 1 || gsize == 1) {
+    memmove (recv, send, row);
+    return DIT_OK;
+  }
+  if (pub->rank != 0) {
+    DIT_TRY (comm_send (c, 0, COMM_ALLTOALL, send, row, dl));
+    return comm_recv (c, 0, COMM_ALLTOALL, recv, row, dl);
+  }
+  /* stage: every rank's send buffer, then one rank's result at a time */
+  DIT_TRY (comm_grow ((void **) &c->stage, &c->stage_cap, (size_t) (n + 1) * row));
+  unsigned char *out = c->stage + (size_t) n * row;
+  memcpy (c->stage, send, row);
+  for (int r = 1; r < n; r++)
+    DIT_TRY (comm_recv (c, r, COMM_ALLTOALL, c->stage + (size_t) r * row, row, dl));
+  for (int r = n - 1; r >= 0; r--) {
+    const int me = comm_group_index (r, gsize, gstride);
+    for (int j = 0; j < gsize; j++)
+      memcpy (out + (size_t) j * block, c->stage
+          + (size_t) comm_group_member (r, gsize, gstride, j) * row
+          + (size_t) me * block, block);
+    if (r == 0)
+      memcpy (recv, out, row);
+    else
+      DIT_TRY (comm_send (c, r, COMM_ALLTOALL, out, row, dl));
+  }
   return DIT_OK;
 }
 
@@ -279,6 +375,8 @@ static const dit_comm_ops comm_cpu_ops = {
   .recv = cpu_recv,
   .barrier = cpu_barrier,
   .destroy = cpu_destroy,
+  .allreduce_group = cpu_allreduce_group,
+  .alltoall_group = cpu_alltoall_group,
 };
 
 static comm_cpu *
@@ -450,6 +548,29 @@ dit_comm_allreduce_sum (dit_comm *c, void *data, int64_t count, dit_dtype dtype)
   dit_status st = c->ops->allreduce_sum (c, data, count, dtype);
   c->allreduce_ms += comm_now_ms () - t0;
   return st;
+}
+
+dit_status
+dit_comm_alltoall (dit_comm *c, const void *send, void *recv,
+    size_t block_bytes)
+{
+  if (!c->ops->alltoall_group)
+    return dit_error (DIT_ERR_UNSUPPORTED, "%s comm: no all-to-all",
+        c->ops->name);
+  double t0 = comm_now_ms ();
+  dit_status st = c->ops->alltoall_group (c, send, recv, block_bytes, c->size, 1);
+  c->alltoall_ms += comm_now_ms () - t0;
+  return st;
+}
+
+double
+dit_comm_take_alltoall_ms (dit_comm *c)
+{
+  if (!c)
+    return 0.0;
+  double ms = c->alltoall_ms;
+  c->alltoall_ms = 0.0;
+  return ms;
 }
 
 double

@@ -99,9 +99,10 @@ typedef struct nccl_timer {
   cudaEvent_t start, end;
 } nccl_timer;
 
-typedef enum { OP_ALLREDUCE, OP_BROADCAST, OP_SEND, OP_RECV } nccl_op;
+typedef enum { OP_ALLREDUCE, OP_BROADCAST, OP_SEND, OP_RECV, OP_ALLTOALL } nccl_op;
 
-static const char *const op_names[] = { "all-reduce", "broadcast", "send", "recv" };
+static const char *const op_names[] = { "all-reduce", "broadcast", "send", "recv",
+  "all-to-all" };
 
 typedef struct nccl_call {
   nccl_op op;
@@ -109,6 +110,9 @@ typedef struct nccl_call {
   size_t count;
   ncclDataType_t type;
   int peer;                 /* root or peer */
+  void *recv;               /* all-to-all: the receive buffer (count = block
+                               bytes) */
+  int group_size, group_stride;   /* all-to-all: the caller's group */
 } nccl_call;
 
 static void nccl_fail_locked (comm_nccl *c, const char *fmt, ...)
@@ -271,6 +275,22 @@ nccl_issue (comm_nccl *c, const nccl_call *k)
       return ncclSend (k->data, k->count, ncclUint8, k->peer, c->comm, c->stream);
     case OP_RECV:
       return ncclRecv (k->data, k->count, ncclUint8, k->peer, c->comm, c->stream);
+    case OP_ALLTOALL: {
+      /* grouped point-to-point: one send and one receive per member of the
+       * caller's group (itself included), fused by NCCL into one launch */
+      const int me = c->pub.rank, gs = k->group_size, st = k->group_stride;
+      const int base = me - ((me / st) % gs) * st;
+      ncclResult_t r = ncclGroupStart ();
+      for (int j = 0; j < gs && r == ncclSuccess; j++) {
+        r = ncclSend ((const char *) k->data + (size_t) j * k->count, k->count,
+            ncclUint8, base + j * st, c->comm, c->stream);
+        if (r == ncclSuccess)
+          r = ncclRecv ((char *) k->recv + (size_t) j * k->count, k->count,
+              ncclUint8, base + j * st, c->comm, c->stream);
+      }
+      ncclResult_t e = ncclGroupEnd ();
+      return r != ncclSuccess ? r : e;
+    }
   }
   return ncclInvalidArgument;
 }
@@ -402,28 +422,57 @@ n_allreduce (dit_comm *pub, void *data, int64_t count, dit_dtype dtype)
         dit_dtype_name (dtype));
   nccl_call k = { OP_ALLREDUCE, data, (size_t) count,
     dtype == DIT_F32 ? ncclFloat32 : dtype == DIT_BF16 ? ncclBfloat16 : ncclFloat16,
-    0 };
+    0, NULL, 0, 0 };
   return nccl_enqueue (c, &k);
+}
+
+/* Groups: an all-to-all of any group is point-to-point on this
+ * communicator; an all-reduce is only built for the whole communicator (a
+ * group's would need a split communicator per group). */
+static dit_status
+n_allreduce_group (dit_comm *pub, void *data, int64_t count, dit_dtype dtype,
+    int gsize, int gstride)
+{
+  if (gsize == 1)
+    return DIT_OK;
+  if (gsize != pub->size || gstride != 1)
+    return dit_error (DIT_ERR_UNSUPPORTED, "nccl comm: an all-reduce inside "
+        "groups of %d of %d ranks (hybrid layouts) is not built on NCCL; "
+        "use the CPU comm", gsize, pub->size);
+  return n_allreduce (pub, data, count, dtype);
+}
+
+static dit_status
+n_alltoall_group (dit_comm *pub, const void *send, void *recv, size_t block,
+    int gsize, int gstride)
+{
+  if (gsize < 1 || gstride < 1 || pub->size % (gsize * gstride) != 0)
+    return dit_error (DIT_ERR_INVALID, "nccl comm: all-to-all over groups of "
+        "%d ranks with stride %d does not tile %d ranks", gsize, gstride,
+        pub->size);
+  nccl_call k = { OP_ALLTOALL, (void *) send, block, ncclUint8, 0, recv,
+    gsize, gstride };
+  return nccl_enqueue ((comm_nccl *) pub, &k);
 }
 
 static dit_status
 n_broadcast (dit_comm *pub, void *data, size_t bytes, int root)
 {
-  nccl_call k = { OP_BROADCAST, data, bytes, ncclUint8, root };
+  nccl_call k = { OP_BROADCAST, data, bytes, ncclUint8, root, NULL, 0, 0 };
   return nccl_enqueue ((comm_nccl *) pub, &k);
 }
 
 static dit_status
 n_send (dit_comm *pub, const void *data, size_t bytes, int peer)
 {
-  nccl_call k = { OP_SEND, (void *) data, bytes, ncclUint8, peer };
+  nccl_call k = { OP_SEND, (void *) data, bytes, ncclUint8, peer, NULL, 0, 0 };
   return nccl_enqueue ((comm_nccl *) pub, &k);
 }
 
 static dit_status
 n_recv (dit_comm *pub, void *data, size_t bytes, int peer)
 {
-  nccl_call k = { OP_RECV, data, bytes, ncclUint8, peer };
+  nccl_call k = { OP_RECV, data, bytes, ncclUint8, peer, NULL, 0, 0 };
   return nccl_enqueue ((comm_nccl *) pub, &k);
 }
 
@@ -612,6 +661,8 @@ static const dit_comm_ops comm_nccl_ops = {
   .flush = n_flush,
   .watch = n_watch,
   .take_allreduce_ms = n_take_allreduce_ms,
+  .allreduce_group = n_allreduce_group,
+  .alltoall_group = n_alltoall_group,
 };
 
 int

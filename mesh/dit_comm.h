@@ -68,6 +68,17 @@ typedef struct dit_comm_ops {
    * dit_comm_take_allreduce_ms); NULL: the dispatch function times the
    * calls on the host. */
   double (*take_allreduce_ms) (dit_comm *c);
+  /* Collectives inside a group of ranks (dit_comm_group below); every rank
+   * of the communicator calls them at the same point, each group with its
+   * own data.  Group {size, 1} with size = the comm's size is the whole
+   * communicator.
+   * all-reduce: as allreduce_sum, summed over the caller's group only.
+   * all-to-all: send holds g->size blocks of block_bytes, block j for the
+   * group's member j; recv receives block j from member j. */
+  dit_status (*allreduce_group) (dit_comm *c, void *data, int64_t count,
+      dit_dtype dtype, int group_size, int group_stride);
+  dit_status (*alltoall_group) (dit_comm *c, const void *send, void *recv,
+      size_t block_bytes, int group_size, int group_stride);
 } dit_comm_ops;
 
 struct dit_comm {
@@ -80,6 +91,9 @@ struct dit_comm {
   /* Filled by the dispatch functions: */
   double allreduce_ms;   /* host-timed transports: time inside all-reduce
                             calls since the last dit_comm_take_allreduce_ms */
+  double alltoall_ms;    /* wall time inside dit_comm_alltoall calls (host
+                            time; on NCCL only the enqueue) since the last
+                            dit_comm_take_alltoall_ms */
   int failed_peer;       /* CPU comm: the peer a failed call was talking to
                             (-1 unknown); lets a caller name the rank */
 };
@@ -91,6 +105,27 @@ dit_status dit_comm_send (dit_comm *c, const void *data, size_t bytes, int peer)
 dit_status dit_comm_recv (dit_comm *c, void *data, size_t bytes, int peer);
 dit_status dit_comm_barrier (dit_comm *c);
 void dit_comm_destroy (dit_comm *c);
+
+/* All-to-all over the whole communicator (equal blocks): send holds
+ * c->size blocks of block_bytes, block j for rank j; recv receives block j
+ * from rank j.  On a group view (dit_comm_group_view) it runs inside the
+ * group.  Its wall time (CPU comm) adds to alltoall_ms. */
+dit_status dit_comm_alltoall (dit_comm *c, const void *send, void *recv,
+    size_t block_bytes);
+
+/* Groups of ranks for layouts that nest two kinds of parallelism (hybrid
+ * sequence x tensor parallelism).  The group of rank r with {size, stride}
+ * is { b + i * stride : i < size }, b = r - ((r / stride) % size) * stride:
+ * stride 1 = blocks of `size` consecutive ranks, stride = n / size =
+ * every (n/size)-th rank.  A view is a dit_comm whose rank and size are the
+ * caller's index and the group's size and whose all-reduce and all-to-all
+ * run inside the group on the parent (which must outlive it); its other
+ * calls are refused.  Every rank of the parent must call a view's
+ * collectives at the same point of its program (the ranks of a layout run
+ * the same op sequence), since the CPU comm routes every group through its
+ * hub at once.  size must divide the parent's size; size * stride too. */
+dit_status dit_comm_group_view (dit_comm *parent, int size, int stride,
+    dit_comm **out);
 
 /* Bounded wait (timeout_ms) for everything enqueued on a stream-ordered
  * comm, including work enqueued by others on its stream (NCCL: an event
@@ -117,6 +152,9 @@ void dit_comm_watch (dit_comm *c);
  * includes waiting for the slowest rank to arrive.  -1 when the transport
  * could not measure (an event query failed).  NULL comm: 0. */
 double dit_comm_take_allreduce_ms (dit_comm *c);
+/* The same for all-to-all calls (host wall time; a view adds to its
+ * parent's count). */
+double dit_comm_take_alltoall_ms (dit_comm *c);
 
 /* ---- CPU comm ----------------------------------------------------------- */
 
