@@ -360,12 +360,70 @@ tp_comm_allreduce (void *user, void *data, int64_t count, dit_dtype dtype)
 void
 dit_tp_from_comm (dit_comm *comm, dit_model_tp *tp)
 {
+  memset (tp, 0, sizeof *tp);
   tp->degree = comm->size;
   tp->rank = comm->rank;
   tp->allreduce = tp_comm_allreduce;
   tp->user = comm;
   /* Device transports (NCCL) only enqueue their collectives. */
   tp->stream_ordered = comm->device != DIT_DEVICE_CPU;
+}
+
+static dit_status
+sp_comm_alltoall (void *user, const void *send, void *recv, size_t block)
+{
+  return dit_comm_alltoall (user, send, recv, block);
+}
+
+dit_status
+dit_mesh_groups_create (dit_comm *mesh, int sp, int tp, dit_mesh_groups *g,
+    dit_model_tp *plan)
+{
+  memset (g, 0, sizeof *g);
+  memset (plan, 0, sizeof *plan);
+  if (sp < 1 || tp < 1 || sp * tp != mesh->size)
+    return dit_error (DIT_ERR_INVALID, "mesh groups: sequence-parallel degree "
+        "%d x tensor-parallel degree %d is not the mesh's %d ranks", sp, tp,
+        mesh->size);
+  g->sp = sp;
+  g->tp = tp;
+  g->tp_rank = mesh->rank % tp;
+  g->sp_rank = mesh->rank / tp;
+  g->tp_comm = mesh;
+  g->sp_comm = mesh;
+  if (sp > 1 && tp > 1) {
+    DIT_TRY (dit_comm_group_view (mesh, tp, 1, &g->views[0]));
+    dit_status st = dit_comm_group_view (mesh, sp, tp, &g->views[1]);
+    if (st != DIT_OK) {
+      dit_mesh_groups_free (g);
+      return st;
+    }
+    g->tp_comm = g->views[0];
+    g->sp_comm = g->views[1];
+  }
+  if (tp > 1) {
+    dit_tp_from_comm (g->tp_comm, plan);
+  } else {
+    plan->degree = 1;
+    plan->stream_ordered = mesh->device != DIT_DEVICE_CPU;
+  }
+  if (sp > 1) {
+    plan->sp_degree = sp;
+    plan->sp_rank = g->sp_rank;
+    plan->alltoall = sp_comm_alltoall;
+    plan->sp_user = g->sp_comm;
+    plan->stream_ordered = mesh->device != DIT_DEVICE_CPU;
+  }
+  return DIT_OK;
+}
+
+void
+dit_mesh_groups_free (dit_mesh_groups *g)
+{
+  for (int i = 0; i < 2; i++) {
+    dit_comm_destroy (g->views[i]);
+    g->views[i] = NULL;
+  }
 }
 
 /* The optional entries of the comm vtable (dit_comm.h); the other

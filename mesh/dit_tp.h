@@ -72,6 +72,26 @@ uint64_t dit_tp_config_digest (const dit_model_config *cfg);
  * the comm). */
 void dit_tp_from_comm (dit_comm *comm, dit_model_tp *tp);
 
+/* The groups of a mesh of sp * tp ranks (layouts of dit_mesh_config.h):
+ * rank r = s * tp + t is tensor-parallel rank t (the shard it loads) of
+ * the group of consecutive ranks { s * tp .. s * tp + tp - 1 } and
+ * sequence-parallel rank s of { t, t + tp, ... } (SP across groups, TP
+ * inside a group).  sp = 1: tensor parallelism over the whole mesh; tp = 1:
+ * sequence parallelism over it. */
+typedef struct dit_mesh_groups {
+  int sp, tp;            /* degrees */
+  int sp_rank, tp_rank;  /* this rank's index in each group */
+  dit_comm *tp_comm, *sp_comm;   /* the mesh comm or a group view of it */
+  dit_comm *views[2];    /* owned views (NULL when the mesh comm is used) */
+} dit_mesh_groups;
+
+/* Fills g and the model's plan (all-reduce over the TP group, all-to-all
+ * over the SP group) from the mesh communicator; mesh->size must be
+ * sp * tp.  dit_mesh_groups_free releases the views. */
+dit_status dit_mesh_groups_create (dit_comm *mesh, int sp, int tp,
+    dit_mesh_groups *g, dit_model_tp *plan);
+void dit_mesh_groups_free (dit_mesh_groups *g);
+
 /* FNV-1a 64 helpers shared by the mesh. */
 uint64_t dit_fnv1a (uint64_t h, const void *data, size_t n);
 #define DIT_FNV_OFFSET 0xcbf29ce484222325ull

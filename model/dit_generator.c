@@ -180,6 +180,16 @@ dit_generator_create_tp (const dit_model_config *model,
         "but the generator runs in %s (load the weights with the same dtype)",
         weights->fp8_count, cfg->fp8 ? "fp8" : dit_dtype_name (cfg->dtype));
 
+  if (tp && tp->sp_degree > 1) {
+    /* every forward (the chunk's denoising steps, the context recompute)
+     * splits its tokens evenly over the sequence-parallel ranks */
+    const int64_t fs = (int64_t) (cfg->latent_h / 2) * (cfg->latent_w / 2);
+    const int64_t tokens[2] = { cfg->frames_per_chunk * fs,
+      cfg->context_frames * fs };
+    DIT_TRY (dit_model_sp_check (model, tp->sp_degree, tp->degree > 0
+        ? tp->degree : 1, tokens, 2));
+  }
+
   dit_generator *g = calloc (1, sizeof *g);
   if (!g)
     return dit_error (DIT_ERR_NOMEM, "generator: out of memory");
@@ -204,7 +214,8 @@ dit_generator_create_tp (const dit_model_config *model,
   if (st == DIT_OK)
     st = alloc_latent (g, &g->ctx, cfg->context_frames);
   if (st == DIT_OK && dit_backend_has_graphs (be)
-      && (!tp || tp->degree == 1 || tp->stream_ordered)) {
+      && (!tp || (tp->degree <= 1 && tp->sp_degree <= 1)
+          || tp->stream_ordered)) {
     /* off until dit_generator_set_graphs: see dit_generator.h */
     g->graphs = calloc (DIT_GEN_GRAPHS, sizeof *g->graphs);
   }

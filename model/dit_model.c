@@ -120,6 +120,23 @@ struct dit_model {
   void *allreduce_user;
   dit_tensor sumsq;     /* [max(2 Lmax, text_len)] f32, tp > 1 only */
 
+  /* sequence parallelism (sp_degree 1: none): this rank's tokens are rows
+   * [sp_rank * L / sp, +L / sp) of every forward; self-attention runs on
+   * attn_heads = heads_local / sp heads of all L tokens */
+  int sp_degree, sp_rank;
+  int attn_heads;
+  int64_t attn_dim;     /* attn_heads * head_dim: the KV cache's width */
+  dit_alltoall_fn alltoall;
+  void *alltoall_user;
+  dit_tensor sp_tok;    /* [Lmax, Dl]: q/k/v before, attention after the
+                           token<->head exchange */
+  dit_tensor sp_pack;   /* [Lmax, max(Dl, 128)]: all-to-all send/receive */
+  int64_t mod_rows;     /* token rows per modulation row in this forward:
+                           fs, or at sp > 1 the rows of a group that lies in
+                           one frame (the modulation is made per group) */
+  int64_t mod_groups;   /* modulation rows allocated (>= max_frames) */
+  double *group_t;      /* [mod_groups] host: each row group's timestep */
+
   int no_fused;         /* 1: always run the unfused op chains */
   int no_gemm_fold;     /* 1: residual adds as separate passes */
 
@@ -244,8 +261,8 @@ static dit_status
 alloc_buffers (dit_model *m)
 {
   const dit_model_config *c = &m->cfg;
-  const int64_t D = c->dim, L = m->fs * m->max_frames, Fm = m->max_frames;
-  const int64_t Dl = m->dim_local;
+  const int64_t D = c->dim, L = m->fs * m->max_frames, Fm = m->mod_groups;
+  const int64_t Dl = m->dim_local, Da = m->attn_dim;
   const dit_dtype dt = m->dtype;
   const int64_t pdim = (int64_t) c->in_dim * 4;
 
@@ -261,8 +278,8 @@ alloc_buffers (dit_model *m)
   for (int i = 0; i < c->num_layers; i++) {
     DIT_TRY (alloc2 (m, &m->cross_k[i], dt, c->text_len, Dl));
     DIT_TRY (alloc2 (m, &m->cross_v[i], dt, c->text_len, Dl));
-    DIT_TRY (alloc2 (m, &m->cache_k[i], dt, m->cache_rows, Dl));
-    DIT_TRY (alloc2 (m, &m->cache_v[i], dt, m->cache_rows, Dl));
+    DIT_TRY (alloc2 (m, &m->cache_k[i], dt, m->cache_rows, Da));
+    DIT_TRY (alloc2 (m, &m->cache_v[i], dt, m->cache_rows, Da));
   }
   DIT_TRY (alloc2 (m, &m->tok, dt, L, pdim));
   DIT_TRY (alloc2 (m, &m->x, DIT_F32, L, D));
@@ -287,6 +304,12 @@ alloc_buffers (dit_model *m)
       DIT_TRY (alloc2 (m, &m->ffn8, DIT_F8E4M3, L, m->ffn_local));
       DIT_TRY (alloc2 (m, &m->ffn8s, DIT_F32, m->ffn_local / B, L));
     }
+  }
+  if (m->sp_degree > 1) {
+    /* the pack buffer also gathers the head's f32 output [L, 64] */
+    int64_t wide = (int64_t) c->out_dim * 4 * 4 / (int64_t) dit_dtype_size (dt);
+    DIT_TRY (alloc2 (m, &m->sp_tok, dt, L, Dl));
+    DIT_TRY (alloc2 (m, &m->sp_pack, dt, L, Dl > wide ? Dl : wide));
   }
   if (m->tp_degree > 1) {
     int64_t n = 2 * L > c->text_len ? 2 * L : c->text_len;
@@ -343,6 +366,51 @@ dit_model_tp_check (const dit_model_config *cfg, int degree)
 }
 
 dit_status
+dit_model_sp_check (const dit_model_config *cfg, int sp, int tp,
+    const int64_t *tokens, int n)
+{
+  if (sp < 1 || sp > 8 || cfg->num_heads % (sp * tp) != 0)
+    return dit_error (DIT_ERR_INVALID,
+        "sequence-parallel degree %d is not supported for model '%s': it must "
+        "be 1..8 and, times the tensor-parallel degree %d, divide its %d heads",
+        sp, cfg->name, tp, cfg->num_heads);
+  for (int i = 0; i < n; i++)
+    if (tokens[i] % sp != 0)
+      return dit_error (DIT_ERR_INVALID,
+          "sequence-parallel degree %d does not divide a forward of %lld "
+          "tokens (model '%s', %d heads): every rank takes tokens / %d rows",
+          sp, (long long) tokens[i], cfg->name, cfg->num_heads, sp);
+  return DIT_OK;
+}
+
+static int64_t
+gcd64 (int64_t a, int64_t b)
+{
+  while (b) {
+    int64_t t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
+}
+
+/* Rows of a modulation group at sp > 1: groups must tile this rank's rows
+ * and never straddle a frame, so the group is gcd(L / sp, fs) rows. */
+static int64_t
+sp_group_rows (const dit_model *m, int64_t L)
+{
+  return gcd64 (L / m->sp_degree, m->fs);
+}
+
+void
+dit_model_token_rows (const dit_model *m, int64_t L, int64_t *first,
+    int64_t *count)
+{
+  *count = L / m->sp_degree;
+  *first = *count * m->sp_rank;
+}
+
+dit_status
 dit_model_create (const dit_model_config *cfg, const dit_weights *weights,
     dit_backend *be, dit_dtype dtype, int grid_h, int grid_w, int max_frames,
     int64_t cache_rows, dit_model **out)
@@ -365,6 +433,13 @@ dit_model_create_tp (const dit_model_config *cfg, const dit_weights *weights,
     if (tp->degree > 1 && !tp->allreduce)
       return dit_error (DIT_ERR_INVALID,
           "tensor-parallel degree %d needs an all-reduce", tp->degree);
+    if (tp->sp_degree > 1) {
+      DIT_TRY (dit_model_sp_check (cfg, tp->sp_degree, tp->degree, NULL, 0));
+      if (tp->sp_rank < 0 || tp->sp_rank >= tp->sp_degree || !tp->alltoall)
+        return dit_error (DIT_ERR_INVALID, "sequence-parallel rank %d of %d "
+            "(needs 0..%d and an all-to-all)", tp->sp_rank, tp->sp_degree,
+            tp->sp_degree - 1);
+    }
   }
   if (cfg->head_dim != 128 || cfg->dim != cfg->num_heads * cfg->head_dim)
     return dit_error (DIT_ERR_INVALID,
@@ -401,8 +476,27 @@ dit_model_create_tp (const dit_model_config *cfg, const dit_weights *weights,
   m->heads_local = cfg->num_heads / m->tp_degree;
   m->dim_local = (int64_t) m->heads_local * cfg->head_dim;
   m->ffn_local = cfg->ffn_dim / m->tp_degree;
+  m->sp_degree = tp && tp->sp_degree > 1 ? tp->sp_degree : 1;
+  m->sp_rank = m->sp_degree > 1 ? tp->sp_rank : 0;
+  m->alltoall = m->sp_degree > 1 ? tp->alltoall : NULL;
+  m->alltoall_user = m->sp_degree > 1 ? tp->sp_user : NULL;
+  m->attn_heads = m->heads_local / m->sp_degree;
+  m->attn_dim = (int64_t) m->attn_heads * cfg->head_dim;
+  m->mod_rows = m->fs;
+  m->mod_groups = max_frames;
+  /* at sp > 1 the modulation is made per group of rows (sp_group_rows):
+   * room for the most groups any forward size this rank can be given */
+  for (int64_t f = 1; m->sp_degree > 1 && f <= max_frames; f++) {
+    int64_t L = f * m->fs;
+    if (L % m->sp_degree == 0 && L / m->sp_degree / sp_group_rows (m, L)
+        > m->mod_groups)
+      m->mod_groups = L / m->sp_degree / sp_group_rows (m, L);
+  }
 
   dit_status st = bind_weights (m, weights);
+  if (st == DIT_OK && !(m->group_t = calloc ((size_t) m->mod_groups,
+      sizeof (double))))
+    st = dit_error (DIT_ERR_NOMEM, "dit model: out of memory");
   if (st == DIT_OK)
     st = alloc_buffers (m);
   if (st != DIT_OK) {
@@ -434,10 +528,11 @@ dit_model_free (dit_model *m)
     &m->temb_h, &m->e, &m->e_silu, &m->e0, &m->mod_table, &m->mod,
     &m->head_shift,
     &m->head_scale, &m->rope_cos, &m->rope_sin, &m->sumsq, &m->h8, &m->h8s,
-    &m->attn8, &m->attn8s, &m->ffn8, &m->ffn8s };
+    &m->attn8, &m->attn8s, &m->ffn8, &m->ffn8s, &m->sp_tok, &m->sp_pack };
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     dit_tensor_free (be, bufs[i]);
   free (m->blocks);
+  free (m->group_t);
   free (m);
 }
 
@@ -588,7 +683,7 @@ modulate (dit_model *m, dit_tensor *h, const dit_tensor *shift,
     const dit_tensor *scale)
 {
   dit_modulate_params p = { .x = h, .shift = shift, .scale = scale, .y = h,
-    .rows_per_group = m->fs };
+    .rows_per_group = m->mod_rows };
   return dit_modulate (m->be, &p);
 }
 
@@ -596,7 +691,7 @@ static dit_status
 residual (dit_model *m, dit_tensor *x, const dit_tensor *y, const dit_tensor *gate)
 {
   dit_residual_params p = { .x = x, .y = y, .gate = gate,
-    .rows_per_group = m->fs };
+    .rows_per_group = m->mod_rows };
   return dit_residual (m->be, &p);
 }
 
@@ -604,7 +699,7 @@ static dit_status
 rope (dit_model *m, dit_tensor *x, int64_t frames, int frame_offset)
 {
   dit_rope_params p = { .x = x, .cos = &m->rope_cos, .sin = &m->rope_sin,
-    .heads = m->heads_local, .grid_f = frames, .grid_h = m->grid_h,
+    .heads = m->attn_heads, .grid_f = frames, .grid_h = m->grid_h,
     .grid_w = m->grid_w, .frame_offset = frame_offset };
   return dit_rope (m->be, &p);
 }
@@ -629,7 +724,7 @@ layernorm_modulate (dit_model *m, const dit_tensor *x, dit_tensor *h,
 {
   if (have_fused (m, DIT_OP_LAYERNORM_MODULATE)) {
     dit_layernorm_modulate_params p = { .x = x, .shift = shift,
-      .scale = scale, .y = h, .rows_per_group = m->fs, .eps = m->cfg.eps };
+      .scale = scale, .y = h, .rows_per_group = m->mod_rows, .eps = m->cfg.eps };
     return dit_layernorm_modulate (m->be, &p);
   }
   DIT_TRY (layernorm (m, x, NULL, NULL, h));
@@ -641,7 +736,8 @@ static dit_status
 norm_rope_qk (dit_model *m, const dit_block_weights *b, dit_tensor *q,
     dit_tensor *k, int64_t frames, int frame_offset)
 {
-  if (m->tp_degree == 1 && have_fused (m, DIT_OP_QK_NORM_ROPE)) {
+  if (m->tp_degree == 1 && m->sp_degree == 1
+      && have_fused (m, DIT_OP_QK_NORM_ROPE)) {
     dit_qk_norm_rope_params p = { .x = q, .weight = b->s_norm_q,
       .cos = &m->rope_cos, .sin = &m->rope_sin, .heads = m->heads_local,
       .grid_f = frames, .grid_h = m->grid_h, .grid_w = m->grid_w,
@@ -685,12 +781,12 @@ linear_residual (dit_model *m, const dit_act_in *h, const dit_linear *l,
     dit_gemm_fp8_params p = { .x = h->x8, .x_scale = h->x8s,
       .x_block = DIT_FP8_BLOCK, .w = l->w, .w_scale = l->w_scale,
       .bias = l->b, .y = x, .act = DIT_ACT_NONE, .scratch = proj,
-      .accumulate = 1, .gate = gate, .rows_per_group = m->fs };
+      .accumulate = 1, .gate = gate, .rows_per_group = m->mod_rows };
     return dit_gemm_fp8 (m->be, &p);
   }
   dit_gemm_params p = { .x = h->x, .w = l->w, .bias = l->b, .y = x,
     .act = DIT_ACT_NONE, .accumulate = 1, .gate = gate,
-    .rows_per_group = m->fs, .scratch = proj };
+    .rows_per_group = m->mod_rows, .scratch = proj };
   return dit_gemm (m->be, &p);
 }
 
@@ -831,11 +927,135 @@ norm_into (dit_model *m, const dit_tensor *x, const dit_tensor *nw,
   if (!need8)
     return DIT_OK;
   dit_layernorm_fp8_params p = { .x = x, .weight = nw, .bias = nb,
-    .shift = shift, .scale = scale, .rows_per_group = m->fs, .eps = m->cfg.eps,
+    .shift = shift, .scale = scale, .rows_per_group = m->mod_rows, .eps = m->cfg.eps,
     .y = h8, .y_scale = h8s, .block = DIT_FP8_BLOCK };
   in->x8 = h8;
   in->x8s = h8s;
   return dit_layernorm_fp8 (m->be, &p);
+}
+
+/* ---- sequence parallelism: the token <-> head exchange -------------------
+ * A token-sharded tensor t [Ls, W] (W = heads_local * head_dim) splits its
+ * columns in sp blocks of Wa = W / sp (member j's heads); the all-to-all
+ * sends block j to member j, which stacks the blocks it receives in member
+ * order: rows of member 0's tokens, then member 1's, ... = [L, Wa] in global
+ * token order, written straight into `dst` (the q buffer or this chunk's
+ * rows of the KV cache).  The way back is the same exchange reversed. */
+
+static dit_status
+sp_exchange (dit_model *m, const void *send, void *recv, size_t block)
+{
+  dit_status st = m->alltoall (m->alltoall_user, send, recv, block);
+  if (st != DIT_OK)
+    return dit_error_prefix (st, "sequence-parallel all-to-all (rank %d of %d)",
+        m->sp_rank, m->sp_degree);
+  return DIT_OK;
+}
+
+/* [S, Ls, Wa] view of a [Ls, W] tensor's column blocks. */
+static dit_tensor
+sp_blocks (const dit_tensor *t, int sp)
+{
+  const int64_t Ls = t->shape[0], Wa = t->shape[1] / sp;
+  int64_t shape[3] = { sp, Ls, Wa };
+  dit_tensor v = dit_tensor_make (t->data, t->dtype, t->device, 3, shape);
+  v.stride[0] = Wa;
+  v.stride[1] = t->stride[0];
+  v.stride[2] = 1;
+  return v;
+}
+
+static dit_status
+sp_to_heads (dit_model *m, const dit_tensor *tok, dit_tensor *dst)
+{
+  dit_tensor src = sp_blocks (tok, m->sp_degree);
+  int64_t shape[3] = { m->sp_degree, tok->shape[0], tok->shape[1] / m->sp_degree };
+  dit_tensor pack = dit_tensor_make (m->sp_pack.data, tok->dtype,
+      tok->device, 3, shape);
+  dit_copy_params cp = { .x = &src, .y = &pack };
+  DIT_TRY (dit_copy (m->be, &cp));
+  return sp_exchange (m, pack.data, dst->data,
+      (size_t) dit_tensor_numel (&pack) / (size_t) m->sp_degree
+      * dit_dtype_size (tok->dtype));
+}
+
+static dit_status
+sp_to_tokens (dit_model *m, const dit_tensor *heads, dit_tensor *tok)
+{
+  const int64_t Ls = tok->shape[0], Wa = tok->shape[1] / m->sp_degree;
+  int64_t shape[3] = { m->sp_degree, Ls, Wa };
+  dit_tensor pack = dit_tensor_make (m->sp_pack.data, tok->dtype,
+      tok->device, 3, shape);
+  DIT_TRY (sp_exchange (m, heads->data, pack.data,
+      (size_t) (Ls * Wa) * dit_dtype_size (tok->dtype)));
+  dit_tensor dst = sp_blocks (tok, m->sp_degree);
+  dit_copy_params cp = { .x = &pack, .y = &dst };
+  return dit_copy (m->be, &cp);
+}
+
+/* Every rank's rows of `mine` [Ls, W] (this rank's) into all [L, W] (f32,
+ * the head's output): the all-to-all of sp copies of this rank's rows. */
+static dit_status
+sp_gather_rows (dit_model *m, const dit_tensor *mine, dit_tensor *all)
+{
+  int64_t shape[3] = { m->sp_degree, mine->shape[0], mine->shape[1] };
+  dit_tensor rep = dit_tensor_make (mine->data, mine->dtype, mine->device, 3,
+      shape);
+  rep.stride[0] = 0;
+  rep.stride[1] = mine->stride[0];
+  rep.stride[2] = 1;
+  dit_tensor pack = dit_tensor_make (m->sp_pack.data, mine->dtype,
+      mine->device, 3, shape);
+  dit_copy_params cp = { .x = &rep, .y = &pack };
+  DIT_TRY (dit_copy (m->be, &cp));
+  return sp_exchange (m, pack.data, all->data,
+      (size_t) dit_tensor_numel (mine) * dit_dtype_size (mine->dtype));
+}
+
+/* Self-attention at sp > 1: q, k, v of this rank's tokens (full-width
+ * RMSNorm before the exchange, RoPE after it on all L tokens, so the
+ * positions are the global ones), attention on attn_heads heads, output
+ * back to this rank's tokens in `attn` [Ls, Dl]. */
+static dit_status
+sp_self_attention (dit_model *m, const dit_block_weights *b, int layer,
+    const dit_forward_args *a, int64_t frames, const dit_act_in *in,
+    dit_tensor *attn)
+{
+  const dit_model_config *c = &m->cfg;
+  const int64_t Ls = attn->shape[0], L = Ls * m->sp_degree, Da = m->attn_dim;
+  const int64_t nkeys = a->cache_row + L;
+  dit_tensor tok = dit_tensor_2d (m->sp_tok.data, m->dtype, m->sp_tok.device,
+      Ls, m->dim_local);
+  dit_tensor qh = dit_tensor_2d (m->q.data, m->dtype, m->q.device, L, Da);
+  dit_tensor knew = dit_tensor_rows (&m->cache_k[layer], a->cache_row, L);
+  dit_tensor vnew = dit_tensor_rows (&m->cache_v[layer], a->cache_row, L);
+  dit_tensor kall = dit_tensor_rows (&m->cache_k[layer], 0, nkeys);
+  dit_tensor vall = dit_tensor_rows (&m->cache_v[layer], 0, nkeys);
+
+  DIT_TRY (linear_any (m, in, &b->sq, b->sq.b, &tok, NULL, NULL, NULL,
+      DIT_ACT_NONE));
+  DIT_TRY (norm_qk (m, &tok, b->s_norm_q, NULL, NULL));
+  DIT_TRY (sp_to_heads (m, &tok, &qh));
+  DIT_TRY (linear_any (m, in, &b->sk, b->sk.b, &tok, NULL, NULL, NULL,
+      DIT_ACT_NONE));
+  DIT_TRY (norm_qk (m, &tok, b->s_norm_k, NULL, NULL));
+  DIT_TRY (sp_to_heads (m, &tok, &knew));
+  DIT_TRY (linear_any (m, in, &b->sv, b->sv.b, &tok, NULL, NULL, NULL,
+      DIT_ACT_NONE));
+  DIT_TRY (sp_to_heads (m, &tok, &vnew));
+  DIT_TRY (rope (m, &qh, frames, a->frame_offset));
+  DIT_TRY (rope (m, &knew, frames, a->frame_offset));
+  /* the output in sp_tok as [L, Da] (q/k/v are consumed) */
+  dit_tensor oh = dit_tensor_2d (m->sp_tok.data, m->dtype, m->sp_tok.device,
+      L, Da);
+  dit_attn_params sa = { .q = &qh, .k = &kall, .v = &vall, .o = &oh,
+    .heads = m->attn_heads, .head_dim = c->head_dim,
+    .scale = 1.0f / sqrtf ((float) c->head_dim),
+    .bias_begin = a->bias_begin, .bias_end = a->bias_end,
+    .log_bias = a->log_bias, .causal_block = a->causal_block,
+    .q_pos0 = a->cache_row };
+  DIT_TRY (dit_attention (m->be, &sa));
+  return sp_to_tokens (m, &oh, attn);
 }
 
 static dit_status
@@ -844,9 +1064,12 @@ block_forward (dit_model *m, int layer, const dit_forward_args *a,
 {
   const dit_model_config *c = &m->cfg;
   const dit_block_weights *b = &m->blocks[layer];
-  const int64_t D = c->dim, L = frames * m->fs;
+  /* L: this rank's tokens (all of them unless sequence-parallel) */
+  const int64_t D = c->dim, L = frames * m->fs / m->sp_degree;
   const int64_t Dl = m->dim_local, Fl = m->ffn_local;
   const int64_t nkeys = a->cache_row + L;
+  /* modulation rows: frames, or at sp > 1 this rank's row groups */
+  const int64_t groups = (L + m->mod_rows - 1) / m->mod_rows;
 
   dit_tensor x = dit_tensor_rows (&m->x, 0, L);
   dit_tensor h = dit_tensor_rows (&m->h, 0, L);
@@ -867,35 +1090,44 @@ block_forward (dit_model *m, int layer, const dit_forward_args *a,
   dit_tensor ffn8s = m->ffn8.data ? fp8_scales (&m->ffn8s, L, Fl) : ffn;
   dit_act_in in;
 
-  /* this block's modulation + e0, per frame (made for all blocks by
-   * time_embedding) */
-  dit_tensor shift_msa = mod_row (m, layer, frames, 0);
-  dit_tensor scale_msa = mod_row (m, layer, frames, 1);
-  dit_tensor gate_msa = mod_row (m, layer, frames, 2);
-  dit_tensor shift_mlp = mod_row (m, layer, frames, 3);
-  dit_tensor scale_mlp = mod_row (m, layer, frames, 4);
-  dit_tensor gate_mlp = mod_row (m, layer, frames, 5);
+  /* this block's modulation + e0, per frame or row group (made for all
+   * blocks by time_embedding) */
+  dit_tensor shift_msa = mod_row (m, layer, groups, 0);
+  dit_tensor scale_msa = mod_row (m, layer, groups, 1);
+  dit_tensor gate_msa = mod_row (m, layer, groups, 2);
+  dit_tensor shift_mlp = mod_row (m, layer, groups, 3);
+  dit_tensor scale_mlp = mod_row (m, layer, groups, 4);
+  dit_tensor gate_mlp = mod_row (m, layer, groups, 5);
 
   /* self-attention */
   const dit_linear *qkv[3] = { &b->sq, &b->sk, &b->sv };
   DIT_TRY (norm_into (m, &x, NULL, NULL, &shift_msa, &scale_msa, qkv, 3, &h,
       &h8, &h8s, &in));
-  DIT_TRY (linear_any (m, &in, &b->sq, b->sq.b, &q, NULL, NULL, NULL,
-      DIT_ACT_NONE));
-  DIT_TRY (linear_any (m, &in, &b->sk, b->sk.b, &knew, NULL, NULL, NULL,
-      DIT_ACT_NONE));
-  DIT_TRY (linear_any (m, &in, &b->sv, b->sv.b, &vnew, NULL, NULL, NULL,
-      DIT_ACT_NONE));
-  DIT_TRY (norm_rope_qk (m, b, &q, &knew, frames, a->frame_offset));
   const int so8 = b->so.w_scale != NULL;
-  dit_attn_params sa = { .q = &q, .k = &kall, .v = &vall,
-    .o = so8 ? &attn8 : &attn, .o_scale = so8 ? &attn8s : NULL,
-    .heads = m->heads_local, .head_dim = c->head_dim,
-    .scale = 1.0f / sqrtf ((float) c->head_dim),
-    .bias_begin = a->bias_begin, .bias_end = a->bias_end,
-    .log_bias = a->log_bias, .causal_block = a->causal_block,
-    .q_pos0 = a->cache_row };
-  DIT_TRY (dit_attention (m->be, &sa));
+  if (m->sp_degree > 1) {
+    DIT_TRY (sp_self_attention (m, b, layer, a, frames, &in, &attn));
+    if (so8) {
+      dit_quantize_fp8_params qp = { .x = &attn, .q = &attn8,
+        .scale = &attn8s, .block = DIT_FP8_BLOCK };
+      DIT_TRY (dit_quantize_fp8 (m->be, &qp));
+    }
+  } else {
+    DIT_TRY (linear_any (m, &in, &b->sq, b->sq.b, &q, NULL, NULL, NULL,
+        DIT_ACT_NONE));
+    DIT_TRY (linear_any (m, &in, &b->sk, b->sk.b, &knew, NULL, NULL, NULL,
+        DIT_ACT_NONE));
+    DIT_TRY (linear_any (m, &in, &b->sv, b->sv.b, &vnew, NULL, NULL, NULL,
+        DIT_ACT_NONE));
+    DIT_TRY (norm_rope_qk (m, b, &q, &knew, frames, a->frame_offset));
+    dit_attn_params sa = { .q = &q, .k = &kall, .v = &vall,
+      .o = so8 ? &attn8 : &attn, .o_scale = so8 ? &attn8s : NULL,
+      .heads = m->heads_local, .head_dim = c->head_dim,
+      .scale = 1.0f / sqrtf ((float) c->head_dim),
+      .bias_begin = a->bias_begin, .bias_end = a->bias_end,
+      .log_bias = a->log_bias, .causal_block = a->causal_block,
+      .q_pos0 = a->cache_row };
+    DIT_TRY (dit_attention (m->be, &sa));
+  }
   dit_act_in ain = { &attn, &attn8, &attn8s };
   DIT_TRY (linear_residual (m, &ain, &b->so, &x, &gate_msa, &proj));
 
@@ -957,13 +1189,30 @@ dit_model_forward (dit_model *m, const dit_forward_args *a)
         a->frame_offset, (long long) (a->frame_offset + frames - 1),
         DIT_ROPE_POSITIONS);
 
+  if (m->sp_degree > 1)
+    DIT_TRY (dit_model_sp_check (c, m->sp_degree, m->tp_degree, &L, 1));
+  int64_t row0, Ls;
+  dit_model_token_rows (m, L, &row0, &Ls);
+
   dit_tensor tok = dit_tensor_rows (&m->tok, 0, L);
-  dit_tensor x = dit_tensor_rows (&m->x, 0, L);
+  dit_tensor mine = dit_tensor_rows (&m->tok, row0, Ls);
+  dit_tensor x = dit_tensor_rows (&m->x, 0, Ls);
   dit_patchify_params pp = { .latent = lat, .tokens = &tok };
   DIT_TRY (dit_patchify (m->be, &pp));
   dit_linear patch = { .w = &m->patch_w, .b = m->patch_b };
-  DIT_TRY (linear (m, &tok, &patch, &x, DIT_ACT_NONE));
-  DIT_TRY (time_embedding (m, a->t, frames));
+  DIT_TRY (linear (m, &mine, &patch, &x, DIT_ACT_NONE));
+  if (m->sp_degree == 1) {
+    m->mod_rows = m->fs;
+    DIT_TRY (time_embedding (m, a->t, frames));
+  } else {
+    /* one modulation row per group of rows that lies in one frame */
+    m->mod_rows = sp_group_rows (m, L);
+    const int64_t groups = Ls / m->mod_rows;
+    double *tg = m->group_t;
+    for (int64_t j = 0; j < groups; j++)
+      tg[j] = a->t[(row0 + j * m->mod_rows) / m->fs];
+    DIT_TRY (time_embedding (m, tg, groups));
+  }
 
   for (int i = 0; i < c->num_layers; i++) {
     dit_status st = block_forward (m, i, a, frames);
@@ -973,12 +1222,16 @@ dit_model_forward (dit_model *m, const dit_forward_args *a)
   if (!a->v_out)
     return DIT_OK;
 
-  dit_tensor h = dit_tensor_rows (&m->h, 0, L);
-  dit_tensor hs = dit_tensor_rows (&m->head_shift, 0, frames);
-  dit_tensor hc = dit_tensor_rows (&m->head_scale, 0, frames);
+  const int64_t groups = Ls / m->mod_rows;
+  dit_tensor h = dit_tensor_rows (&m->h, 0, Ls);
+  dit_tensor hs = dit_tensor_rows (&m->head_shift, 0, groups);
+  dit_tensor hc = dit_tensor_rows (&m->head_scale, 0, groups);
   dit_tensor out = dit_tensor_rows (&m->head_out, 0, L);
+  dit_tensor out_mine = dit_tensor_rows (&m->head_out, row0, Ls);
   DIT_TRY (layernorm_modulate (m, &x, &h, &hs, &hc));
-  DIT_TRY (linear (m, &h, &m->head, &out, DIT_ACT_NONE));
+  DIT_TRY (linear (m, &h, &m->head, &out_mine, DIT_ACT_NONE));
+  if (m->sp_degree > 1)
+    DIT_TRY (sp_gather_rows (m, &out_mine, &out));
   dit_unpatchify_params up = { .tokens = &out, .latent = a->v_out };
   return dit_unpatchify (m->be, &up);
 }

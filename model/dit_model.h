@@ -43,6 +43,12 @@ void dit_model_free (dit_model *m);
 typedef dit_status (*dit_allreduce_fn) (void *user, void *data, int64_t count,
     dit_dtype dtype);
 
+/* All-to-all over the sequence-parallel group: `send` holds sp blocks of
+ * block_bytes (block j for member j), `recv` receives block j from member
+ * j; both in the model's backend memory. */
+typedef dit_status (*dit_alltoall_fn) (void *user, const void *send,
+    void *recv, size_t block_bytes);
+
 typedef struct dit_model_tp {
   int degree;
   int rank;
@@ -51,7 +57,32 @@ typedef struct dit_model_tp {
   /* 1: allreduce only enqueues work on the backend's stream (NCCL), so
    * forwards holding it can be recorded as graphs (dit_generator_set_graphs) */
   int stream_ordered;
+  /* Sequence parallelism (Ulysses; 0 or 1 = none).  Every rank of the
+   * sequence-parallel group holds the same weights (the TP shard above, or
+   * all of them) and runs the projections, norms, modulation, FFN and head
+   * on its tokens, rows [sp_rank * L / sp_degree, +L / sp_degree) of each
+   * forward (global positions for the per-frame modulation and RoPE).
+   * Self-attention: q, k, v go token-sharded -> head-sharded through one
+   * all-to-all each (heads_local / sp_degree heads of all L tokens: the KV
+   * cache holds those heads), and the attention output comes back by one
+   * more; cross-attention needs no communication.  The head's output is
+   * gathered by an all-to-all of this rank's rows, so every rank returns
+   * the whole velocity.  Hybrid: degree > 1 and sp_degree > 1, allreduce
+   * over the tensor-parallel group and alltoall over the sequence-parallel
+   * one.  sp_degree * degree must divide the heads and sp_degree every
+   * forward's token count. */
+  int sp_degree;
+  int sp_rank;
+  dit_alltoall_fn alltoall;
+  void *sp_user;
 } dit_model_tp;
+
+/* DIT_ERR_INVALID naming the heads and tokens unless the sequence-parallel
+ * degree sp (with tensor-parallel degree tp inside it) divides the heads
+ * and each count of tokens in `tokens` (n entries, e.g. a chunk's and its
+ * context's). */
+dit_status dit_model_sp_check (const dit_model_config *cfg, int sp, int tp,
+    const int64_t *tokens, int n);
 
 /* DIT_ERR_INVALID with a clear message unless degree is 1, 2, 4 or 8 and
  * divides the heads and the FFN width of cfg. */
@@ -83,6 +114,11 @@ dit_status dit_model_forward (dit_model *m, const dit_forward_args *a);
 /* Use the backend's fused ops where it has them (default 1); 0 runs the
  * unfused op chains everywhere (for comparisons and benchmarks). */
 void dit_model_set_fused (dit_model *m, int enable);
+
+/* This rank's token rows of a forward of L tokens (sequence parallelism;
+ * otherwise [0, L)). */
+void dit_model_token_rows (const dit_model *m, int64_t L, int64_t *first,
+    int64_t *count);
 
 /* Fold the residual adds into the GEMMs that make each branch (default 1:
  * x += gate ⊙ (h Wᵀ + b) as one accumulating GEMM, dit_gemm_params); 0

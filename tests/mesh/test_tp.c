@@ -1,4 +1,5 @@
-/* test_tp — tensor parallelism on the CPU comm (ranks as threads).
+/* test_tp — tensor and sequence parallelism on the CPU comm (ranks as
+ * threads).
  *
  *  1. the degree rule: 1, 2, 4, 8 dividing heads and ffn; wan-14b refuses
  *     tp 3 and 5 with a message naming the heads, tiny refuses tp 4;
@@ -7,7 +8,15 @@
  *     out here, independently of mesh/dit_tp.c);
  *  3. a 3-chunk rollout of `tiny` at TP 2 and of `tiny-tp` (4 heads) at
  *     TP 2 and TP 4 equals the TP 1 rollout within f32 rounding, and every
- *     rank of a mesh returns the same bits.
+ *     rank of a mesh returns the same bits;
+ *  4. sequence parallelism (Ulysses): SP 2 and SP 4 of `tiny-tp` and the
+ *     hybrid SP 2 x TP 2 equal the TP 1 rollout the same way (3 chunks:
+ *     recompute of the context and the kv-bias range from chunk 1 on);
+ *     the SP degree rule names the heads and the tokens;
+ *  5. the CPU comm's group collectives: all-to-all and group all-reduce
+ *     against values written out here.
+ * The latent is 4 x 8 (8 tokens per frame, 24 per chunk) so that SP 4
+ * splits every forward evenly and a rank's rows straddle a frame.
  */
 #include <math.h>
 #include <pthread.h>
@@ -32,7 +41,7 @@ gen_config (dit_gen_config *g)
 {
   dit_gen_config_default (g);
   g->latent_h = 4;
-  g->latent_w = 6;
+  g->latent_w = 8;
   g->seed = 7;
 }
 
@@ -54,7 +63,7 @@ fill_prompt (float *p, int64_t n)
 
 typedef struct rollout {
   const dit_model_config *cfg;
-  int degree, rank;
+  int degree, sp;         /* tensor- and sequence-parallel degrees */
   dit_comm *comm;
   float *out;             /* CHUNKS x latent */
   dit_status status;
@@ -71,13 +80,16 @@ run_rollout (void *arg)
   dit_weights *w = NULL;
   dit_generator *gen = NULL;
   dit_model_tp tp;
+  dit_mesh_groups groups = { 0 };
   const int64_t n = latent_numel (&g, 3);
   float prompt[7 * 64];
   dit_status st;
 
   if (r->comm) {
-    dit_tp_from_comm (r->comm, &tp);
-    st = dit_tp_weights_synthetic (r->cfg, r->degree, r->rank, 11, DIT_F32, be, &w);
+    st = dit_mesh_groups_create (r->comm, r->sp, r->degree, &groups, &tp);
+    if (st == DIT_OK)
+      st = dit_tp_weights_synthetic (r->cfg, r->degree, groups.tp_rank, 11,
+          DIT_F32, be, &w);
     if (st == DIT_OK)
       st = dit_generator_create_tp (r->cfg, &g, w, be, &tp, &gen);
   } else {
@@ -111,12 +123,21 @@ run_rollout (void *arg)
     snprintf (r->err, sizeof r->err, "%s", dit_last_error ());
   dit_generator_free (gen);
   dit_weights_free (w);
+  dit_mesh_groups_free (&groups);
   return NULL;
 }
 
 static void
-test_rollout (const char *preset, int degree)
+test_rollout_layout (const char *preset, int sp, int degree)
 {
+  const int ranks = sp * degree;
+  char name[32];
+  if (sp > 1 && degree > 1)
+    snprintf (name, sizeof name, "SP %d x TP %d", sp, degree);
+  else if (sp > 1)
+    snprintf (name, sizeof name, "SP %d", sp);
+  else
+    snprintf (name, sizeof name, "TP %d", degree);
   dit_model_config cfg;
   dit_gen_config g;
   gen_config (&g);
@@ -132,40 +153,178 @@ test_rollout (const char *preset, int degree)
   dit_comm *comms[8];
   rollout rk[8];
   pthread_t th[8];
-  if (dit_comm_cpu_create_local (degree, 20000, comms) != DIT_OK) {
+  if (dit_comm_cpu_create_local (ranks, 20000, comms) != DIT_OK) {
     CHECK (0, "local comm: %s", dit_last_error ());
     return;
   }
-  for (int r = 0; r < degree; r++) {
-    rk[r] = (rollout) { .cfg = &cfg, .degree = degree, .rank = r,
+  for (int r = 0; r < ranks; r++) {
+    rk[r] = (rollout) { .cfg = &cfg, .degree = degree, .sp = sp,
       .comm = comms[r], .out = calloc ((size_t) n, 4) };
     pthread_create (&th[r], NULL, run_rollout, &rk[r]);
   }
-  for (int r = 0; r < degree; r++)
+  for (int r = 0; r < ranks; r++)
     pthread_join (th[r], NULL);
   double maxref = 0.0, maxdiff = 0.0;
   for (int64_t i = 0; i < n; i++) {
     maxref = fmax (maxref, fabs (ref.out[i]));
     maxdiff = fmax (maxdiff, fabs ((double) rk[0].out[i] - ref.out[i]));
   }
-  for (int r = 0; r < degree; r++) {
-    CHECK (rk[r].status == DIT_OK, "%s TP %d rank %d: %s", preset, degree, r,
+  double d2 = 0.0, r2 = 0.0;
+  for (int64_t i = 0; i < n; i++) {
+    double d = (double) rk[0].out[i] - ref.out[i];
+    d2 += d * d;
+    r2 += (double) ref.out[i] * ref.out[i];
+  }
+  const double rel = sqrt (d2 / (r2 > 0 ? r2 : 1));
+  for (int r = 0; r < ranks; r++) {
+    CHECK (rk[r].status == DIT_OK, "%s %s rank %d: %s", preset, name, r,
         rk[r].err);
     CHECK (memcmp (rk[r].out, rk[0].out, (size_t) n * 4) == 0,
-        "%s TP %d: rank %d output differs from rank 0", preset, degree, r);
+        "%s %s: rank %d output differs from rank 0", preset, name, r);
   }
   /* f32 rounding: partial GEMM sums and norm statistics are added in a
-   * different order, and 3 chunks x 4 steps compound it. */
-  CHECK (maxref > 0.1 && maxdiff <= 2e-5 * maxref,
-      "%s TP %d vs TP 1: max |diff| %.3g (max |ref| %.3g)", preset, degree,
-      maxdiff, maxref);
-  printf ("%s TP %d vs TP 1 over %d chunks: max |diff| %.3g, max |ref| %.3g\n",
-      preset, degree, CHUNKS, maxdiff, maxref);
-  for (int r = 0; r < degree; r++) {
+   * different order (TP), GEMMs run on fewer rows (SP), and 3 chunks x 4
+   * steps compound it. */
+  CHECK (maxref > 0.1 && maxdiff <= 2e-5 * maxref && rel <= 1e-5,
+      "%s %s vs TP 1: max |diff| %.3g (max |ref| %.3g), relative L2 %.3g",
+      preset, name, maxdiff, maxref, rel);
+  printf ("%s %s vs TP 1 over %d chunks: max |diff| %.3g, max |ref| %.3g, "
+      "relative L2 %.3g\n", preset, name, CHUNKS, maxdiff, maxref, rel);
+  for (int r = 0; r < ranks; r++) {
     free (rk[r].out);
     dit_comm_destroy (comms[r]);
   }
   free (ref.out);
+}
+
+static void
+test_rollout (const char *preset, int degree)
+{
+  test_rollout_layout (preset, 1, degree);
+}
+
+/* SP: heads and tokens named; the tiny preset (2 heads) refuses SP 4. */
+static void
+test_sp_degree_rule (void)
+{
+  dit_model_config c;
+  dit_model_config_preset ("wan-14b", &c);
+  const int64_t chunk[1] = { 2160 };
+  for (int sp = 2; sp <= 8; sp++) {
+    dit_status st = dit_model_sp_check (&c, sp, 1, chunk, 1);
+    if (sp == 2 || sp == 4 || sp == 5 || sp == 8)
+      CHECK (st == DIT_OK, "wan-14b sp %d refused: %s", sp, dit_last_error ());
+    else
+      CHECK (st != DIT_OK && strstr (dit_last_error (), "40 heads"),
+          "wan-14b sp %d: '%s'", sp, st == DIT_OK ? "accepted" : dit_last_error ());
+  }
+  const int64_t odd[1] = { 2161 };
+  CHECK (dit_model_sp_check (&c, 2, 1, odd, 1) != DIT_OK
+      && strstr (dit_last_error (), "2161 tokens")
+      && strstr (dit_last_error (), "40 heads"), "wan-14b sp 2 of 2161 tokens");
+  CHECK (dit_model_sp_check (&c, 4, 4, chunk, 1) != DIT_OK,
+      "wan-14b sp 4 x tp 4 (16 does not divide 40 heads) accepted");
+  dit_model_config_preset ("tiny", &c);
+  const int64_t t24[1] = { 24 };
+  CHECK (dit_model_sp_check (&c, 4, 1, t24, 1) != DIT_OK
+      && strstr (dit_last_error (), "2 heads"), "tiny sp 4: '%s'",
+      dit_last_error ());
+  CHECK (dit_model_sp_check (&c, 2, 1, t24, 1) == DIT_OK, "tiny sp 2");
+  /* the generator checks its chunk and context: 3 frames of 6 tokens
+   * (latent 4 x 6) do not split 4 ways */
+  dit_model_config_preset ("tiny-tp", &c);
+  dit_gen_config g;
+  gen_config (&g);
+  g.latent_w = 6;
+  dit_param_spec *specs;
+  size_t count;
+  dit_weights *w = NULL;
+  dit_generator *gen = NULL;
+  dit_model_config_params (&c, &specs, &count);
+  dit_weights_synthetic (specs, count, 11, DIT_F32, dit_backend_cpu (), &w);
+  free (specs);
+  dit_comm *comms[4];
+  dit_comm_cpu_create_local (4, 1000, comms);
+  dit_model_tp tp;
+  dit_mesh_groups groups;
+  CHECK (dit_mesh_groups_create (comms[0], 4, 1, &groups, &tp) == DIT_OK,
+      "groups: %s", dit_last_error ());
+  CHECK (dit_generator_create_tp (&c, &g, w, dit_backend_cpu (), &tp, &gen)
+      != DIT_OK && strstr (dit_last_error (), "18 tokens")
+      && strstr (dit_last_error (), "4 heads"),
+      "tiny-tp sp 4 of 18-token chunks: '%s'", gen ? "accepted" : dit_last_error ());
+  dit_generator_free (gen);
+  dit_mesh_groups_free (&groups);
+  dit_weights_free (w);
+  for (int r = 0; r < 4; r++)
+    dit_comm_destroy (comms[r]);
+}
+
+/* The CPU comm's all-to-all and group all-reduce on 4 ranks (threads). */
+typedef struct coll_arg {
+  dit_comm *comm;
+  float send[8], recv[8], red[2], red_tp[2];
+  dit_status st;
+} coll_arg;
+
+static void *
+run_collectives (void *arg)
+{
+  coll_arg *a = arg;
+  const int r = a->comm->rank;
+  dit_comm *tpv = NULL, *spv = NULL;
+  for (int j = 0; j < 8; j++)
+    a->send[j] = (float) (100 * r + j);   /* block j (2 floats) for rank j/2 */
+  a->red[0] = a->red_tp[0] = (float) (r + 1);
+  a->red[1] = a->red_tp[1] = (float) (10 * (r + 1));
+  a->st = dit_comm_alltoall (a->comm, a->send, a->recv, 2 * sizeof (float));
+  if (a->st == DIT_OK)
+    a->st = dit_comm_group_view (a->comm, 2, 2, &spv);
+  if (a->st == DIT_OK)
+    a->st = dit_comm_group_view (a->comm, 2, 1, &tpv);
+  if (a->st == DIT_OK)
+    a->st = dit_comm_allreduce_sum (spv, a->red, 2, DIT_F32);
+  if (a->st == DIT_OK)
+    a->st = dit_comm_allreduce_sum (tpv, a->red_tp, 2, DIT_F32);
+  dit_comm_destroy (tpv);
+  dit_comm_destroy (spv);
+  return NULL;
+}
+
+static void
+test_collectives (void)
+{
+  dit_comm *comms[4];
+  coll_arg a[4];
+  pthread_t th[4];
+  if (dit_comm_cpu_create_local (4, 5000, comms) != DIT_OK) {
+    CHECK (0, "local comm: %s", dit_last_error ());
+    return;
+  }
+  for (int r = 0; r < 4; r++) {
+    a[r] = (coll_arg) { .comm = comms[r] };
+    pthread_create (&th[r], NULL, run_collectives, &a[r]);
+  }
+  for (int r = 0; r < 4; r++)
+    pthread_join (th[r], NULL);
+  for (int r = 0; r < 4; r++) {
+    CHECK (a[r].st == DIT_OK, "rank %d collectives: %s", r, dit_last_error ());
+    /* block j of rank r's receive buffer = block r of rank j's send */
+    for (int j = 0; j < 4; j++)
+      for (int e = 0; e < 2; e++)
+        CHECK (a[r].recv[2 * j + e] == (float) (100 * j + 2 * r + e),
+            "all-to-all rank %d block %d[%d] = %g", r, j, e,
+            a[r].recv[2 * j + e]);
+    /* SP groups {0, 2}, {1, 3}; TP groups {0, 1}, {2, 3} */
+    int sp_peer = r ^ 2, tp_peer = r ^ 1;
+    CHECK (a[r].red[0] == (float) (r + 1 + sp_peer + 1)
+        && a[r].red[1] == (float) (10 * (r + 1 + sp_peer + 1)),
+        "rank %d SP-group all-reduce = %g, %g", r, a[r].red[0], a[r].red[1]);
+    CHECK (a[r].red_tp[0] == (float) (r + 1 + tp_peer + 1),
+        "rank %d TP-group all-reduce = %g", r, a[r].red_tp[0]);
+  }
+  for (int r = 0; r < 4; r++)
+    dit_comm_destroy (comms[r]);
 }
 
 static void
@@ -257,6 +416,12 @@ main (void)
   test_rollout ("tiny", 2);
   test_rollout ("tiny-tp", 2);
   test_rollout ("tiny-tp", 4);
+  test_collectives ();
+  test_sp_degree_rule ();
+  test_rollout_layout ("tiny", 2, 1);
+  test_rollout_layout ("tiny-tp", 2, 1);
+  test_rollout_layout ("tiny-tp", 4, 1);
+  test_rollout_layout ("tiny-tp", 2, 2);
   if (failures)
     fprintf (stderr, "%d failure(s)\n", failures);
   return failures ? 1 : 0;
