@@ -114,6 +114,7 @@ enum
   PROP_CHUNKS, PROP_CACHE_EPOCH, PROP_PROMPT, PROP_PROMPT_TRANSITION_CHUNKS,
   PROP_PROMPT_RESETS_CACHE, PROP_TEXT_MODEL, PROP_TOKENIZER, PROP_PROMPT_WEIGHT,
   PROP_MESH_DEVICES, PROP_MESH_BACKEND, PROP_MESH_LISTEN, PROP_MESH_RANKS,
+  PROP_MESH_PARALLEL, PROP_MESH_TP,
   PROP_WORKER_PATH, PROP_MESH_TIMEOUT_MS, PROP_MESH_JOIN_TIMEOUT_MS,
   PROP_MESH_RANK_MS, PROP_MESH_WORKER_PIDS, PROP_STAGE0_MS, PROP_STAGE1_MS,
   PROP_PERIOD_MS, PROP_HIDDEN_MS, PROP_OVERLAP_SCORE, PROP_HOST_COPIES,
@@ -143,7 +144,8 @@ struct _GstDitGenerate
   gint prompt_reset;            /* dit_prompt_reset */
   guint64 prompt_request;       /* latest id submitted to the text encoder */
   gchar *mesh_devices, *mesh_backend, *mesh_listen, *worker_path;
-  gint mesh_ranks, mesh_timeout_ms, mesh_join_timeout_ms;
+  gchar *mesh_parallel;
+  gint mesh_ranks, mesh_timeout_ms, mesh_join_timeout_ms, mesh_tp;
   /* read-only statistics; object lock */
   gdouble stat_prompt_weight, stat_fps, stat_chunk_ms;
   gdouble stat_stage0_ms, stat_stage1_ms, stat_period_ms, stat_hidden_ms;
@@ -213,6 +215,8 @@ read_mesh_spec (GstDitGenerate * self, gchar ** error)
   o.listen = self->mesh_listen;
   o.ranks = self->mesh_ranks;
   o.backend = self->mesh_backend;
+  o.layout = self->mesh_parallel;
+  o.mesh_tp = self->mesh_tp;
   o.stage0_device = self->device;
   o.worker_path = self->worker_path;
   o.installed_dir = GST_DIT_BINDIR;
@@ -1383,8 +1387,8 @@ static const GstDitPropDef props[N_PROPS] = {
       .field = FIELD (num_chunks)},
   [PROP_MESH_DEVICES] = {"mesh-devices", "Mesh devices", "Run the DiT on a "
         "generator mesh: one dit-worker process per listed device (e.g. "
-        "\"0,1\"), each holding a tensor-parallel shard; the count is the TP "
-        "degree and must be 1, 2, 4 or 8.  This process then loads no DiT "
+        "\"0,1\"), split as mesh-parallel says (tensor-parallel shards by "
+        "default: the count is the TP degree, 1, 2, 4 or 8).  This process then loads no DiT "
         "weights, only the VAE of the anchor path (NULL or empty = the DiT "
         "runs in this process)", G_TYPE_STRING, .flags = READY,
       .field = FIELD (mesh_devices)},
@@ -1401,6 +1405,19 @@ static const GstDitPropDef props[N_PROPS] = {
         "mesh-listen (1, 2, 4 or 8); with mesh-devices 0 or the number of "
         "devices", G_TYPE_INT, 0, DIT_MESH_MAX_RANKS, 0, .flags = READY,
       .field = FIELD (mesh_ranks)},
+  [PROP_MESH_PARALLEL] = {"mesh-parallel", "Mesh parallel layout", "How "
+        "the mesh's ranks split the DiT: tp (tensor parallel: each rank holds "
+        "1/N of the heads and FFN, all-reduces per block; N = 1, 2, 4 or 8), "
+        "sp (sequence parallel, Ulysses: every rank holds all weights and "
+        "1/N of each chunk's tokens, all-to-alls around self-attention; N "
+        "must divide the heads and the chunk's tokens, e.g. 2, 4, 5 or 8 for "
+        "wan-14b at 2160 tokens) or hybrid (sp across groups of mesh-tp "
+        "ranks, tp inside a group; cpu mesh-backend only).  NULL = tp",
+      G_TYPE_STRING, .flags = READY, .field = FIELD (mesh_parallel)},
+  [PROP_MESH_TP] = {"mesh-tp", "Mesh TP degree", "With mesh-parallel=hybrid: "
+        "the tensor-parallel ranks of each group (the groups are mesh ranks / "
+        "mesh-tp); 0 = 2", G_TYPE_INT, 0, DIT_MESH_MAX_RANKS, 0,
+      .flags = READY, .field = FIELD (mesh_tp)},
   [PROP_WORKER_PATH] = {"worker-path", "Worker path", "dit-worker executable "
         "the mesh spawns (NULL = $GST_DIT_WORKER, then " GST_DIT_BINDIR
         "/dit-worker, then dit-worker on PATH)", G_TYPE_STRING,

@@ -133,6 +133,9 @@ typedef struct dit_worker_config {
   const char *connect;         /* rank 0's "HOST:PORT" */
   int rank;                    /* mesh rank 0..tp-1 */
   int tp;                      /* mesh size */
+  dit_mesh_layout layout;      /* tp, sp or hybrid */
+  int mesh_tp;                 /* hybrid: tensor-parallel degree inside a
+                                  group (0 = 2); tp/sp: 0 */
   int device;
   const char *backend;         /* "cpu" or "cuda" */
   const char *preset;

@@ -30,7 +30,7 @@ dit_mesh_config_default (dit_mesh_config *c)
   c->heartbeat_ms = 1000;
 }
 
-static const char *const layout_names[] = { "tp" };
+static const char *const layout_names[] = { "tp", "sp", "hybrid" };
 
 const char *
 dit_mesh_layout_name (dit_mesh_layout l)
@@ -42,12 +42,47 @@ dit_mesh_layout_name (dit_mesh_layout l)
 dit_status
 dit_mesh_layout_parse (const char *name, dit_mesh_layout *out)
 {
-  if (!name || !*name || strcasecmp (name, "tp") == 0) {
+  if (!name || !*name) {
     *out = DIT_MESH_LAYOUT_TP;
     return DIT_OK;
   }
+  for (size_t i = 0; i < sizeof layout_names / sizeof *layout_names; i++)
+    if (strcasecmp (name, layout_names[i]) == 0) {
+      *out = (dit_mesh_layout) i;
+      return DIT_OK;
+    }
   return dit_error (DIT_ERR_INVALID, "mesh layout '%s': expected tp (tensor "
-      "parallel)", name);
+      "parallel), sp (sequence parallel) or hybrid (sp across groups, tp "
+      "inside)", name);
+}
+
+dit_status
+dit_mesh_layout_degrees (dit_mesh_layout l, int ranks, int mesh_tp, int *sp,
+    int *tp)
+{
+  *sp = 1;
+  *tp = ranks;
+  if (l == DIT_MESH_LAYOUT_TP || l == DIT_MESH_LAYOUT_SP) {
+    if (mesh_tp > 0 && mesh_tp != (l == DIT_MESH_LAYOUT_TP ? ranks : 1))
+      return dit_error (DIT_ERR_INVALID, "mesh-tp=%d applies to the hybrid "
+          "layout only (layout %s of %d ranks)", mesh_tp,
+          dit_mesh_layout_name (l), ranks);
+    if (l == DIT_MESH_LAYOUT_SP) {
+      *sp = ranks;
+      *tp = 1;
+    }
+    return DIT_OK;
+  }
+  if (l != DIT_MESH_LAYOUT_HYBRID)
+    return dit_error (DIT_ERR_INVALID, "mesh layout %d unknown", (int) l);
+  int t = mesh_tp > 0 ? mesh_tp : 2;
+  if (t < 2 || ranks % t != 0 || ranks / t < 2)
+    return dit_error (DIT_ERR_INVALID, "hybrid layout of %d ranks with "
+        "mesh-tp=%d: mesh-tp must split the ranks into at least 2 groups of "
+        "at least 2 (e.g. 4 ranks, mesh-tp=2)", ranks, t);
+  *sp = ranks / t;
+  *tp = t;
+  return DIT_OK;
 }
 
 void
@@ -184,11 +219,17 @@ dit_mesh_spec_parse (const dit_mesh_options *o, dit_mesh_spec *s)
     return DIT_OK;              /* no mesh */
   }
   DIT_TRY (dit_mesh_layout_parse (o->layout, &s->layout));
-  s->tp = s->ranks;
-  if (!tp_degree_ok (s->ranks))
-    return dit_error (DIT_ERR_INVALID, "%s asks for a mesh of %d ranks: the "
-        "tensor-parallel degree must be 1, 2, 4 or 8", s->listen[0]
-        ? o->ranks_name : o->devices_name, s->ranks);
+  DIT_TRY (dit_mesh_layout_degrees (s->layout, s->ranks, o->mesh_tp, &s->sp,
+      &s->tp));
+  if (!tp_degree_ok (s->tp))
+    return dit_error (DIT_ERR_INVALID, "%s asks for a mesh of %d ranks in "
+        "layout %s: the tensor-parallel degree %d must be 1, 2, 4 or 8",
+        s->listen[0] ? o->ranks_name : o->devices_name, s->ranks,
+        dit_mesh_layout_name (s->layout), s->tp);
+  if (s->sp > 8)
+    return dit_error (DIT_ERR_INVALID, "%s asks for %d sequence-parallel "
+        "ranks: at most 8", s->listen[0] ? o->ranks_name : o->devices_name,
+        s->sp);
 
   const char *be = o->backend && *o->backend ? o->backend
       : o->stage0_device && strncmp (o->stage0_device, "cuda", 4) == 0
@@ -197,6 +238,10 @@ dit_mesh_spec_parse (const dit_mesh_options *o, dit_mesh_spec *s)
     return dit_error (DIT_ERR_INVALID, "%s '%s': expected cpu or cuda",
         o->backend_name, be);
   snprintf (s->backend, sizeof s->backend, "%s", be);
+  if (strcmp (be, "cuda") == 0 && s->layout == DIT_MESH_LAYOUT_HYBRID)
+    return dit_error (DIT_ERR_INVALID, "layout hybrid runs on %s cpu only: "
+        "its tensor-parallel groups need NCCL communicators of their own, "
+        "which are not built (use tp or sp on cuda)", o->backend_name);
   if (strcmp (be, "cuda") == 0)
     for (int i = 0; i < s->n_devices; i++)
       for (int j = 0; j < i; j++)
@@ -214,7 +259,8 @@ dit_mesh_spec_check_model (const dit_mesh_spec *s, const dit_model_config *m)
 {
   if (s->ranks == 0)
     return DIT_OK;
-  return dit_model_tp_check (m, s->tp);
+  DIT_TRY (dit_model_tp_check (m, s->tp));
+  return s->sp > 1 ? dit_model_sp_check (m, s->sp, s->tp, NULL, 0) : DIT_OK;
 }
 
 void
@@ -222,6 +268,7 @@ dit_mesh_spec_apply (const dit_mesh_spec *s, dit_mesh_config *c)
 {
   c->ranks = s->ranks;
   c->layout = s->layout;
+  c->mesh_tp = s->tp;
   c->spawn = s->listen[0] == '\0';
   c->worker_path = c->spawn ? s->worker : NULL;
   c->backend = s->backend;

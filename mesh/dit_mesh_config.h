@@ -10,10 +10,15 @@
  *   dit_mesh_config    what dit_mesh_create takes (dit_mesh_spec_apply
  *                      fills its connection fields from a spec).
  *
- * Layouts: tensor parallelism (TP: every rank holds a head-sharded slice,
- * degree = ranks) is the one built.  The layout is part of the spec and of
- * the config so that others (sequence parallelism, hybrid) add a value, a
- * degree check and a plan, not another restructuring.
+ * Layouts (mesh/dit_tp.h has the groups, model/dit_model.h the plan):
+ *   tp      tensor parallelism over all ranks (head-sharded weights,
+ *           all-reduces); degree 1, 2, 4 or 8 dividing heads and FFN width;
+ *   sp      sequence parallelism (Ulysses) over all ranks: full weights on
+ *           every rank, tokens sharded, all-to-all around self-attention;
+ *           degree 1..8 dividing the heads and every forward's tokens
+ *           (wan-14b, 2160-token chunks: 2, 4, 5, 8);
+ *   hybrid  sequence parallelism across groups of mesh_tp consecutive
+ *           ranks, tensor parallelism inside each group.
  */
 #ifndef DIT_MESH_CONFIG_H
 #define DIT_MESH_CONFIG_H
@@ -29,12 +34,22 @@ extern "C" {
 
 typedef enum dit_mesh_layout {
   DIT_MESH_LAYOUT_TP = 0,       /* tensor parallel over all ranks */
+  DIT_MESH_LAYOUT_SP = 1,       /* sequence parallel over all ranks */
+  DIT_MESH_LAYOUT_HYBRID = 2,   /* SP across groups, TP inside a group */
 } dit_mesh_layout;
 
 const char *dit_mesh_layout_name (dit_mesh_layout l);
-/* "tp" (NULL or empty = tp); an unknown or unbuilt layout is refused with
- * the names that exist. */
+/* "tp", "sp" or "hybrid" (NULL or empty = tp); anything else is refused
+ * with the names that exist. */
 dit_status dit_mesh_layout_parse (const char *name, dit_mesh_layout *out);
+
+/* The sequence- and tensor-parallel degrees of `ranks` ranks in layout l
+ * (mesh_tp: the TP degree inside a group, hybrid only; 0 = 2 there):
+ * tp -> (1, ranks), sp -> (ranks, 1), hybrid -> (ranks / mesh_tp, mesh_tp).
+ * Refuses a hybrid whose mesh_tp does not split the ranks into at least
+ * two groups of at least two, and mesh_tp on another layout. */
+dit_status dit_mesh_layout_degrees (dit_mesh_layout l, int ranks, int mesh_tp,
+    int *sp, int *tp);
 
 typedef struct dit_mesh_config {
   const char *preset;          /* model preset, e.g. "wan-14b", "tiny" */
@@ -43,7 +58,8 @@ typedef struct dit_mesh_config {
   dit_gen_config gen;          /* generator config (dtype = weight dtype;
                                   fp8: the workers run precision fp8) */
   int ranks;                   /* mesh size (1, 2, 4, 8) */
-  dit_mesh_layout layout;      /* how the ranks split the DiT (TP) */
+  dit_mesh_layout layout;      /* how the ranks split the DiT */
+  int mesh_tp;                 /* hybrid: TP degree inside a group (0 = 2) */
   int spawn;                   /* 1: fork/exec local workers */
   const char *worker_path;     /* dit-worker executable (spawn) */
   const char *backend;         /* worker backend: "cpu" (default) or "cuda" */
@@ -87,7 +103,8 @@ typedef struct dit_mesh_options {
   const char *backend;         /* "cpu" or "cuda"; NULL = cuda when
                                   stage0_device is cuda[:N], else cpu */
   const char *stage0_device;   /* the caller's device ("cpu", "cuda:N") */
-  const char *layout;          /* "tp"; NULL = tp */
+  const char *layout;          /* "tp", "sp" or "hybrid"; NULL = tp */
+  int mesh_tp;                 /* hybrid: TP degree inside a group; 0 = 2 */
   const char *worker_path;     /* dit-worker; NULL = $GST_DIT_WORKER, then
                                   installed_dir/dit-worker, then PATH */
   const char *installed_dir;   /* where an installed dit-worker lives */
@@ -100,7 +117,8 @@ typedef struct dit_mesh_options {
 typedef struct dit_mesh_spec {
   int ranks;                   /* 0: no mesh was asked for */
   dit_mesh_layout layout;
-  int tp;                      /* tensor-parallel degree */
+  int tp;                      /* tensor-parallel degree (inside a group) */
+  int sp;                      /* sequence-parallel degree (groups) */
   int n_devices;
   int devices[DIT_MESH_MAX_RANKS];
   char backend[8];
@@ -119,7 +137,9 @@ void dit_mesh_options_init (dit_mesh_options *o);
  * its value. */
 dit_status dit_mesh_spec_parse (const dit_mesh_options *o, dit_mesh_spec *s);
 
-/* The degrees against the model: TP must divide its heads and FFN width. */
+/* The degrees against the model: TP must divide its heads and FFN width,
+ * SP x TP the heads (the tokens are checked when the generator is made,
+ * dit_model_sp_check). */
 dit_status dit_mesh_spec_check_model (const dit_mesh_spec *s,
     const dit_model_config *model);
 

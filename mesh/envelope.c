@@ -278,6 +278,12 @@ env_validate (const dit_envelope *e, uint64_t *tensor_bytes)
       || e->join.comm_port > 65535))
     return dit_error (DIT_ERR_INVALID, "envelope: join of rank %d of %d",
         e->join.rank, e->join.tp);
+  if (e->type == DIT_ENV_JOIN && (e->join.layout < 0 || e->join.layout > 2
+      || e->join.mesh_tp < 1 || e->join.mesh_tp > e->join.tp
+      || e->join.tp % e->join.mesh_tp != 0))
+    return dit_error (DIT_ERR_INVALID, "envelope: join with layout %d and "
+        "tensor-parallel degree %d of %d ranks", e->join.layout,
+        e->join.mesh_tp, e->join.tp);
   if (e->type == DIT_ENV_JOIN && (e->join.layers < 0
       || (e->join.has_nccl_id != 0 && e->join.has_nccl_id != 1)))
     return dit_error (DIT_ERR_INVALID, "envelope: join with %d layers, NCCL id "
@@ -346,6 +352,8 @@ dit_env_encode (const dit_envelope *e, unsigned char **frame, size_t *frame_byte
       w_u8 (&w, (unsigned) j->has_nccl_id);
       if (j->has_nccl_id)
         w_bytes (&w, j->nccl_id, DIT_ENV_NCCL_ID_BYTES);
+      w_u32 (&w, (uint32_t) j->layout);
+      w_u32 (&w, (uint32_t) j->mesh_tp);
       break;
     }
     case DIT_ENV_ACCEPT: {
@@ -596,6 +604,8 @@ dit_env_decode (int type, const unsigned char *payload, size_t bytes,
             j->has_nccl_id);
       if (j->has_nccl_id)
         r_copy (&r, j->nccl_id, DIT_ENV_NCCL_ID_BYTES);
+      j->layout = (int) r_u32 (&r);
+      j->mesh_tp = (int) r_u32 (&r);
       break;
     }
     case DIT_ENV_ACCEPT: {

@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define DIT_ENV_MAGIC 0x45544944u        /* "DITE" */
-#define DIT_ENV_VERSION 4
+#define DIT_ENV_VERSION 5
 #define DIT_ENV_HEADER_BYTES 16
 #define DIT_ENV_MAX_PAYLOAD (1u << 30)
 #define DIT_ENV_MAX_TENSORS 8
@@ -85,6 +85,9 @@ typedef struct dit_env_join {
   int layers;           /* transformer blocks (after --layers) */
   int has_nccl_id;      /* mesh rank 0 on the NCCL transport */
   unsigned char nccl_id[DIT_ENV_NCCL_ID_BYTES];
+  int layout;           /* dit_mesh_layout: tp, sp, hybrid (v5) */
+  int mesh_tp;          /* tensor-parallel degree inside a group: tp =
+                           ranks, sp = 1, hybrid = the group size (v5) */
 } dit_env_join;
 
 /* Session setup (rank 0 -> worker). */

@@ -73,6 +73,7 @@ typedef struct mesh_call {
 struct dit_mesh {
   dit_mesh_config cfg;
   dit_model_config model;
+  int sp, tp;                 /* the layout's degrees */
   dit_schedule sched;         /* of cfg.gen: the plans' steps and σ */
   int listen_fd, port;
   mesh_rank ranks[DIT_MESH_MAX_RANKS];
@@ -191,7 +192,7 @@ static dit_status
 mesh_spawn (dit_mesh *m, int rank)
 {
   const dit_mesh_config *c = &m->cfg;
-  char addr[64], rk[16], tp[16], dev[16], seed[32], to[16], layers[16];
+  char addr[64], rk[16], tp[16], dev[16], seed[32], to[16], layers[16], mtp[16];
   const char *argv[64];
   int n = 0;
   snprintf (addr, sizeof addr, "127.0.0.1:%d", m->port);
@@ -204,6 +205,11 @@ mesh_spawn (dit_mesh *m, int rank)
   argv[n++] = "--connect"; argv[n++] = addr;
   argv[n++] = "--rank"; argv[n++] = rk;
   argv[n++] = "--tp"; argv[n++] = tp;
+  argv[n++] = "--parallel"; argv[n++] = dit_mesh_layout_name (c->layout);
+  if (c->layout == DIT_MESH_LAYOUT_HYBRID) {
+    snprintf (mtp, sizeof mtp, "%d", m->tp);
+    argv[n++] = "--mesh-tp"; argv[n++] = mtp;
+  }
   argv[n++] = "--device"; argv[n++] = dev;
   argv[n++] = "--backend"; argv[n++] = c->backend ? c->backend : "cpu";
   argv[n++] = "--preset"; argv[n++] = c->preset;
@@ -268,6 +274,11 @@ mesh_parity (dit_mesh *m, const dit_env_join *j, uint64_t fingerprint,
   if (j->tp != c->ranks)
     snprintf (why, n, "worker rank %d runs TP degree %d, the mesh has %d ranks",
         j->rank, j->tp, c->ranks);
+  else if (j->layout != (int) c->layout || j->mesh_tp != m->tp)
+    snprintf (why, n, "worker rank %d runs layout %s with tensor-parallel "
+        "degree %d, the mesh has layout %s with tensor-parallel degree %d "
+        "(field: layout)", j->rank, dit_mesh_layout_name ((dit_mesh_layout)
+        j->layout), j->mesh_tp, dit_mesh_layout_name (c->layout), m->tp);
   else if (strcmp (j->preset, c->preset) != 0
       || j->config_digest != dit_tp_config_digest (&m->model))
     snprintf (why, n, "worker rank %d has model config '%s' with %d layers "
@@ -823,13 +834,19 @@ dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out)
   if (cfg->ranks < 1 || cfg->ranks > DIT_MESH_MAX_RANKS)
     return dit_error (DIT_ERR_INVALID, "mesh: %d ranks (1..%d)", cfg->ranks,
         DIT_MESH_MAX_RANKS);
-  if (cfg->layout != DIT_MESH_LAYOUT_TP)
-    return dit_error (DIT_ERR_UNSUPPORTED, "mesh: layout %d is not built "
-        "(tp is)", (int) cfg->layout);
+  int sp, tp;
+  DIT_TRY (dit_mesh_layout_degrees (cfg->layout, cfg->ranks, cfg->mesh_tp, &sp,
+      &tp));
+  if (sp > 1 && tp > 1 && cfg->backend && strcmp (cfg->backend, "cuda") == 0)
+    return dit_error (DIT_ERR_UNSUPPORTED, "mesh: layout hybrid runs on the "
+        "cpu backend only (its TP groups would need NCCL communicators of "
+        "their own)");
   dit_mesh *m = calloc (1, sizeof *m);
   if (!m)
     return dit_error (DIT_ERR_NOMEM, "mesh: out of memory");
   m->cfg = *cfg;
+  m->sp = sp;
+  m->tp = tp;
   m->listen_fd = -1;
   m->world_listen_fd = -1;
   for (int r = 0; r < DIT_MESH_MAX_RANKS; r++)
@@ -849,9 +866,15 @@ dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out)
       m->model.num_layers = cfg->layers;
   }
   if (st == DIT_OK)
-    st = dit_model_tp_check (&m->model, cfg->ranks);
+    st = dit_model_tp_check (&m->model, tp);
   if (st == DIT_OK)
     st = dit_gen_config_validate (&cfg->gen, &m->model);
+  if (st == DIT_OK && sp > 1) {
+    const int64_t fs = (int64_t) (cfg->gen.latent_h / 2) * (cfg->gen.latent_w / 2);
+    const int64_t tokens[2] = { cfg->gen.frames_per_chunk * fs,
+      cfg->gen.context_frames * fs };
+    st = dit_model_sp_check (&m->model, sp, tp, tokens, 2);
+  }
   if (st == DIT_OK)
     st = dit_schedule_make (&cfg->gen, &m->sched);
   if (st == DIT_OK) {

@@ -31,8 +31,9 @@
  * included: NCCL supports stream capture), and each INFER runs inside a
  * dit_comm_watch / dit_comm_flush pair, so a stuck collective (also one
  * replayed from a graph) is aborted by the comm's watchdog within the
- * timeout and reported for that chunk.  The all-reduce time of the INFER
- * (dit_comm_take_allreduce_ms) goes back as the fifth RESULT timing.
+ * timeout and reported for that chunk.  The collective time of the INFER
+ * (all-reduces, and on the CPU comm the all-to-alls of sequence
+ * parallelism) goes back as the fifth RESULT timing.
  *
  * Prompt epochs: each INFER names the prompt epoch in force; the worker
  * rebuilds its cross-attention K/V only when the epoch is new (the
@@ -63,7 +64,8 @@ typedef struct worker {
   dit_model_config model;
   dit_gen_config gen;
   dit_backend *be;
-  dit_comm *comm;            /* TP (mesh) communicator, NULL at TP 1 */
+  dit_comm *comm;            /* mesh communicator, NULL with one rank */
+  dit_mesh_groups groups;    /* its TP and SP groups (the layout) */
   dit_comm *world;           /* data plane: Stage 0 + every mesh rank */
   char host[256];            /* the host Stage 0 was reached on */
   int world_port;
@@ -180,6 +182,8 @@ w_join (worker *w, int *comm_listen_fd, uint64_t *token, char *comm_host,
   e.join.device = c->device;
   snprintf (e.join.backend, sizeof e.join.backend, "%s", c->backend);
   e.join.layers = w->model.num_layers;
+  e.join.layout = (int) c->layout;
+  e.join.mesh_tp = w->groups.tp;
   DIT_TRY (dit_env_send (w->fd, &e, dl, w->peer));
 
   DIT_TRY (dit_env_recv (w->fd, &e, &w->buf, &w->cap, dl, w->peer));
@@ -244,6 +248,25 @@ w_world (worker *w, uint64_t token)
   if (st != DIT_OK)
     return dit_error_prefix (st, "worker rank %d: world comm (data plane)", c->rank);
   return DIT_OK;
+}
+
+/* The collective time since the last call: all-reduces (TP) on the mesh
+ * comm or the TP group, plus the host-timed all-to-alls (SP) on the CPU
+ * comm (on NCCL an all-to-all call only enqueues; its GPU time is not
+ * measured). */
+static double
+w_collective_ms (worker *w)
+{
+  double ms = dit_comm_take_allreduce_ms (w->comm);
+  double a2a = dit_comm_take_alltoall_ms (w->comm);
+  for (int i = 0; i < 2; i++) {
+    double v = dit_comm_take_allreduce_ms (w->groups.views[i]);
+    ms = ms < 0 || v < 0 ? -1.0 : ms + v;
+    a2a += dit_comm_take_alltoall_ms (w->groups.views[i]);
+  }
+  if (ms >= 0 && w->comm && w->comm->device == DIT_DEVICE_CPU)
+    ms += a2a;
+  return ms;
 }
 
 /* Receive buffers of the data plane, by name: the largest tensor the mesh
@@ -313,24 +336,30 @@ w_setup (worker *w)
   }
   if (lfd >= 0)
     close (lfd);
+  /* the layout's groups: the TP shard this rank loads, the all-reduce and
+   * all-to-all the model runs on */
+  dit_model_tp plan;
+  memset (&plan, 0, sizeof plan);
+  plan.degree = 1;
+  if (st == DIT_OK && w->comm)
+    st = dit_mesh_groups_create (w->comm, w->groups.sp, w->groups.tp,
+        &w->groups, &plan);
   if (st == DIT_OK) {
+    const int T = w->groups.tp, t = c->rank % T;
     if (c->weights)
-      st = dit_tp_weights_load (c->weights, &w->model, c->tp, c->rank, c->dtype,
+      st = dit_tp_weights_load (c->weights, &w->model, T, t, c->dtype,
           w->be, &w->weights);
     else
-      st = dit_tp_weights_synthetic (&w->model, c->tp, c->rank,
-          c->synthetic_seed, c->dtype, w->be, &w->weights);
+      st = dit_tp_weights_synthetic (&w->model, T, t, c->synthetic_seed,
+          c->dtype, w->be, &w->weights);
   }
   /* precision fp8: the shard's GEMM weights quantized per output channel on
    * this rank's backend (an FP8 checkpoint's slices arrive dequantized) */
   if (st == DIT_OK && c->fp8)
     st = dit_weights_to_fp8 (w->weights, dit_model_fp8_select);
-  if (st == DIT_OK) {
-    dit_model_tp tp = { 1, 0, NULL, NULL, 0 };
-    if (w->comm)
-      dit_tp_from_comm (w->comm, &tp);
-    st = dit_generator_create_tp (&w->model, &w->gen, w->weights, w->be, &tp, &w->g);
-  }
+  if (st == DIT_OK)
+    st = dit_generator_create_tp (&w->model, &w->gen, w->weights, w->be, &plan,
+        &w->g);
   if (st == DIT_OK && c->graphs && dit_backend_device (w->be) == DIT_DEVICE_CUDA)
     dit_generator_set_graphs (w->g, 1);
   if (st == DIT_OK)
@@ -495,7 +524,7 @@ w_infer (worker *w, dit_envelope *e, double t_recv)
     usleep ((useconds_t) c->test_delay_ms * 1000);
   /* Everything this INFER enqueues is watched until the flush below; the
    * all-reduce time counts from here. */
-  dit_comm_take_allreduce_ms (w->comm);
+  w_collective_ms (w);
   dit_comm_watch (w->comm);
   /* The plan was made on rank 0 (dit_chunk_plan_make); this worker checks
    * that it fits its session and runs it as sent. */
@@ -536,7 +565,7 @@ w_infer (worker *w, dit_envelope *e, double t_recv)
       st = fst;
     fatal = 1;
   }
-  r.timing_ms[4] = dit_comm_take_allreduce_ms (w->comm);
+  r.timing_ms[4] = w_collective_ms (w);
   if (st == DIT_OK && dit_backend_device (w->be) != DIT_DEVICE_CPU)
     st = dit_download (w->be, w->out, w->x0, xbytes);
   if (st == DIT_OK) {
@@ -587,8 +616,17 @@ dit_worker_run (const dit_worker_config *c)
       w.model.num_layers = c->layers;
   }
   if (st == DIT_OK)
-    st = dit_model_tp_check (&w.model, c->tp);
+    st = dit_mesh_layout_degrees (c->layout, c->tp, c->mesh_tp, &w.groups.sp,
+        &w.groups.tp);
+  if (st == DIT_OK)
+    st = dit_model_tp_check (&w.model, w.groups.tp);
+  if (st == DIT_OK && w.groups.sp > 1)
+    st = dit_model_sp_check (&w.model, w.groups.sp, w.groups.tp, NULL, 0);
   w.nccl = c->backend && strcmp (c->backend, "cuda") == 0;
+  if (st == DIT_OK && w.nccl && w.groups.sp > 1 && w.groups.tp > 1)
+    st = dit_error (DIT_ERR_UNSUPPORTED, "worker: layout hybrid runs on the "
+        "cpu backend only (its TP groups would need NCCL communicators of "
+        "their own)");
   if (st == DIT_OK && (c->rank < 0 || c->rank >= c->tp))
     st = dit_error (DIT_ERR_INVALID, "worker rank %d outside 0..%d", c->rank,
         c->tp - 1);
@@ -630,6 +668,7 @@ dit_worker_run (const dit_worker_config *c)
   snprintf (msg, sizeof msg, "%s", dit_last_error ());
   dit_generator_free (w.g);
   dit_weights_free (w.weights);
+  dit_mesh_groups_free (&w.groups);
   dit_comm_destroy (w.comm);
   dit_comm_destroy (w.world);
   for (int i = 0; i < 3; i++)

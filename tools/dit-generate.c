@@ -9,6 +9,13 @@
  * are printed.  Noise comes from Philox under --seed, or from a file with
  * noise.c<k>.s<j> tensors so that other implementations can be compared on
  * identical inputs.
+ *
+ * Mesh (--mesh-devices LIST): the DiT runs on dit-worker processes spawned
+ * through the runner (the element's mesh-devices path; --worker-path, else
+ * $GST_DIT_WORKER, else the installed or PATH dit-worker) in the layout of
+ * --mesh-parallel, with the weights of -m (a preset's synthetic weights of
+ * --weights-seed, or the checkpoint path), so a mesh rollout can be
+ * compared with the in-process one.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,6 +27,7 @@
 #include "dit_backend.h"
 #include "dit_config.h"
 #include "dit_generator.h"
+#include "dit_loader.h"
 #include "dit_runner.h"
 #include "dit_stage0.h"
 #include "dit_stream.h"
@@ -62,6 +70,17 @@ usage (FILE *f)
       "      --dtype f32|bf16|fp8 precision (default f32); fp8 = bf16 with the\n"
       "                           blocks' linear layers as FP8 GEMMs (docs/precision.md)\n"
       "      --device NAME[:N]    backend: cpu (default) or cuda:N\n"
+      "Mesh:\n"
+      "      --mesh-devices LIST  run the DiT on dit-worker ranks, one per device\n"
+      "                           (\"0,1\"); default: in this process\n"
+      "      --mesh-backend NAME  the ranks' backend, cpu or cuda (default: cuda\n"
+      "                           with --device cuda:N, else cpu)\n"
+      "      --mesh-parallel L    layout: tp (tensor parallel, default), sp\n"
+      "                           (sequence parallel) or hybrid (sp across groups\n"
+      "                           of --mesh-tp ranks, tp inside; cpu ranks only)\n"
+      "      --mesh-tp N          hybrid: tensor-parallel ranks per group (default 2)\n"
+      "      --worker-path PATH   the dit-worker to spawn (default: $GST_DIT_WORKER,\n"
+      "                           then the installed one, then PATH)\n"
       "  -o, --output FILE        output safetensors (latents.c<k>)\n"
       "  -q, --quiet              no per-chunk lines\n"
       "  -h, --help               this help\n"
@@ -72,6 +91,8 @@ usage (FILE *f)
 enum {
   OPT_WEIGHTS_SEED = 256, OPT_NOISE, OPT_SIZE, OPT_LATENT_SIZE, OPT_FPC, OPT_CTX,
   OPT_WINDOW, OPT_BIAS, OPT_STEPS, OPT_SHIFT, OPT_WARP, OPT_DTYPE, OPT_DEVICE,
+  OPT_MESH_DEVICES, OPT_MESH_BACKEND, OPT_MESH_PARALLEL, OPT_MESH_TP,
+  OPT_WORKER_PATH,
 };
 
 typedef struct gen_args {
@@ -84,6 +105,7 @@ typedef struct gen_args {
   int chunks;
   int quiet;
   dit_gen_config cfg;
+  dit_mesh_options mesh;
 } gen_args;
 
 static int
@@ -107,12 +129,21 @@ parse_args (int argc, char **argv, gen_args *a)
     { "warp", no_argument, NULL, OPT_WARP },
     { "dtype", required_argument, NULL, OPT_DTYPE },
     { "device", required_argument, NULL, OPT_DEVICE },
+    { "mesh-devices", required_argument, NULL, OPT_MESH_DEVICES },
+    { "mesh-backend", required_argument, NULL, OPT_MESH_BACKEND },
+    { "mesh-parallel", required_argument, NULL, OPT_MESH_PARALLEL },
+    { "mesh-tp", required_argument, NULL, OPT_MESH_TP },
+    { "worker-path", required_argument, NULL, OPT_WORKER_PATH },
     { "output", required_argument, NULL, 'o' },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
   memset (a, 0, sizeof *a);
+  dit_mesh_options_init (&a->mesh);
+  a->mesh.devices_name = "--mesh-devices";
+  a->mesh.backend_name = "--mesh-backend";
+  a->mesh.worker_name = "--worker-path";
   a->model = "tiny";
   a->device = "cpu";
   a->chunks = 3;
@@ -168,6 +199,16 @@ parse_args (int argc, char **argv, gen_args *a)
         break;
       }
       case OPT_DEVICE: a->device = optarg; break;
+      case OPT_MESH_DEVICES: a->mesh.devices = optarg; break;
+      case OPT_MESH_BACKEND: a->mesh.backend = optarg; break;
+      case OPT_MESH_PARALLEL: {
+        dit_mesh_layout l;
+        ok = dit_mesh_layout_parse (optarg, &l) == DIT_OK;
+        a->mesh.layout = optarg;
+        break;
+      }
+      case OPT_MESH_TP: ok = tool_parse_int (optarg, 1, 8, &a->mesh.mesh_tp); break;
+      case OPT_WORKER_PATH: a->mesh.worker_path = optarg; break;
       case 'o': a->output = optarg; break;
       case 'q': a->quiet = 1; break;
       case 'h': usage (stdout); exit (0);
@@ -234,13 +275,27 @@ main (int argc, char **argv)
   dit_runner_config rc;
   dit_stage0_config sc;
 
+  dit_mesh_spec spec;
+  int checkpoint = 0;
   be = tool_backend (a.device);
   if (!be)
     goto fail;
-  if (tool_load_dit (a.model, a.weights_seed, dit_precision_of (a.cfg.dtype,
-        a.cfg.fp8), be, &mc, &w) != DIT_OK)
+  a.mesh.stage0_device = a.device;
+  if (dit_mesh_spec_parse (&a.mesh, &spec) != DIT_OK)
     goto fail;
   dit_runner_config_default (&rc);
+  if (spec.ranks > 0) {
+    /* the workers load the weights; here only the config */
+    if (dit_model_config_resolve (a.model, &mc, &checkpoint) != DIT_OK)
+      goto fail;
+    rc.mesh = &spec;
+    rc.preset = mc.name;
+    rc.mesh_weights = checkpoint ? a.model : NULL;
+    rc.synthetic_seed = a.weights_seed;
+  } else if (tool_load_dit (a.model, a.weights_seed, dit_precision_of (a.cfg.dtype,
+        a.cfg.fp8), be, &mc, &w) != DIT_OK) {
+    goto fail;
+  }
   rc.model = mc;
   rc.gen = a.cfg;
   rc.weights = w;

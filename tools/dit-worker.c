@@ -1,13 +1,15 @@
 /* dit-worker — one rank of the generator mesh.
  *
  *   dit-worker --connect HOST:PORT --rank R --tp N [--device D]
+ *              [--parallel tp|sp|hybrid] [--mesh-tp T]
  *              [--backend cpu|cuda] [--preset NAME] [--layers N]
  *              [--weights PATH | --seed S] [--dtype f32|bf16|fp8]
  *              [--timeout-ms MS] [--graphs on|off]
  *
  * Joins rank 0 at HOST:PORT (ditgenerate mesh-listen=, or a mesh that
- * spawned it), passes the parity check, loads only its tensor-parallel
- * shard and serves envelopes until SHUTDOWN (exit 0).  With --backend cuda
+ * spawned it), passes the parity check (layout and degrees included),
+ * loads only its tensor-parallel shard (all weights under sequence
+ * parallelism) and serves envelopes until SHUTDOWN (exit 0).  With --backend cuda
  * the collectives and the data plane (the world communicator with Stage 0)
  * run on NCCL (the NCCL_* environment applies, docs/mesh.md); --graphs
  * (default on) records the forwards, collectives included, as CUDA graphs.  --layers N keeps the first N blocks of the
@@ -35,7 +37,15 @@ usage (FILE *f)
       "\n"
       "  --connect HOST:PORT    Stage 0's address (required)\n"
       "  --rank R               this rank, 0 .. N-1 (required)\n"
-      "  --tp N                 tensor-parallel degree: 1, 2, 4 or 8 (default 1)\n"
+      "  --tp N, --ranks N      ranks in the mesh (default 1); with --parallel tp\n"
+      "                         the tensor-parallel degree: 1, 2, 4 or 8\n"
+      "  --parallel L           layout: tp (tensor parallel, default), sp\n"
+      "                         (sequence parallel: all weights on every rank,\n"
+      "                         tokens split; N must divide the heads and the\n"
+      "                         chunk's tokens) or hybrid (sp across groups of\n"
+      "                         --mesh-tp ranks, tp inside; backend cpu only)\n"
+      "  --mesh-tp T            hybrid: tensor-parallel ranks per group\n"
+      "                         (default 2)\n"
       "  --backend cpu|cuda     compute backend (default cpu)\n"
       "  --device D             CUDA device index with --backend cuda (default 0)\n"
       "  --preset NAME          model preset: tiny (default), tiny-tp, wan-1.3b\n"
@@ -88,7 +98,14 @@ main (int argc, char **argv)
     i++;
     if (strcmp (a, "--connect") == 0) c.connect = v;
     else if (strcmp (a, "--rank") == 0) c.rank = atoi (v);
-    else if (strcmp (a, "--tp") == 0) c.tp = atoi (v);
+    else if (strcmp (a, "--tp") == 0 || strcmp (a, "--ranks") == 0) c.tp = atoi (v);
+    else if (strcmp (a, "--mesh-tp") == 0) c.mesh_tp = atoi (v);
+    else if (strcmp (a, "--parallel") == 0) {
+      if (dit_mesh_layout_parse (v, &c.layout) != DIT_OK) {
+        fprintf (stderr, "dit-worker: --parallel: %s\n", dit_last_error ());
+        return 2;
+      }
+    }
     else if (strcmp (a, "--device") == 0) c.device = atoi (v);
     else if (strcmp (a, "--backend") == 0) c.backend = v;
     else if (strcmp (a, "--preset") == 0) c.preset = v;

@@ -21,6 +21,10 @@
  *    always) gives chunk 0 of a new cache epoch with the next prompt epoch;
  *    that chunk equals the first chunk of an in-process run started with
  *    the new prompt (rel L2 <= 1e-5), and chunks keep flowing;
+ *  - sp: the same 3 chunks with mesh-parallel=sp (sequence parallelism: each
+ *    worker holds all weights and half of each chunk's tokens) equal the
+ *    in-process run within the same limit, with the same chunk count,
+ *    chunk indices, timestamps and durations;
  *  - eos: EOS sent to the pipeline ends a text-to-video mesh stream (EOS on
  *    the bus, at most the chunks in flight after it); no worker is left.
  *
@@ -47,7 +51,11 @@ typedef struct chunk_out
   gfloat x[CHUNK_FLOATS];
   gint64 chunk_index;
   guint64 cache_epoch, prompt_epoch;
+  GstClockTime pts, duration;
 } chunk_out;
+
+/* mesh-parallel of the mesh runs (NULL = the element's default, tp) */
+static const gchar *mesh_parallel;
 
 static void
 take_chunk (GstBuffer * b, chunk_out * c)
@@ -61,6 +69,8 @@ take_chunk (GstBuffer * b, chunk_out * c)
   memcpy (c->x, map.data, sizeof c->x);
   gst_buffer_unmap (b, &map);
   c->chunk_index = m->chunk_index;
+  c->pts = GST_BUFFER_PTS (b);
+  c->duration = GST_BUFFER_DURATION (b);
   c->cache_epoch = m->cache_epoch;
   c->prompt_epoch = m->prompt_epoch;
   gst_buffer_unref (b);
@@ -95,7 +105,8 @@ generator_harness (gboolean mesh, GstBus * bus, const gchar * first_prop, ...)
   if (bus)
     gst_element_set_bus (el, bus);
   if (mesh)
-    g_object_set (el, "mesh-devices", "0,1", "mesh-backend", "cpu", NULL);
+    g_object_set (el, "mesh-devices", "0,1", "mesh-backend", "cpu",
+        "mesh-parallel", mesh_parallel, NULL);
   va_start (ap, first_prop);
   if (first_prop)
     g_object_set_valist (G_OBJECT (el), first_prop, ap);
@@ -172,6 +183,33 @@ GST_START_TEST (test_mesh_equals_single_device)
   {
     gdouble max_ref;
     fail_unless (rel_l2 (ref[1].x, ref[0].x, &max_ref) > 1e-2);
+  }
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_mesh_sp_equals_single_device)
+{
+  static chunk_out ref[CHUNKS], mesh[CHUNKS];
+  gboolean ref_loaded, mesh_loaded;
+
+  run_t2v (FALSE, ref, &ref_loaded);
+  mesh_parallel = "sp";
+  run_t2v (TRUE, mesh, &mesh_loaded);
+  mesh_parallel = NULL;
+  fail_if (mesh_loaded, "the mesh run loaded the DiT weights in Stage 0");
+  for (gint k = 0; k < CHUNKS; k++) {
+    gdouble max_ref, e = rel_l2 (mesh[k].x, ref[k].x, &max_ref);
+    g_print ("mesh SP 2 vs single device, chunk %d: rel L2 %.3g (limit %.0e), "
+        "max |ref| %.3g, pts %" GST_TIME_FORMAT "\n", k, e, REL_L2_MAX,
+        max_ref, GST_TIME_ARGS (mesh[k].pts));
+    fail_unless (max_ref > 0.1, "chunk %d: reference output is ~0", k);
+    fail_unless (e <= REL_L2_MAX, "chunk %d: rel L2 %.3g > %.0e", k, e,
+        REL_L2_MAX);
+    fail_unless_equals_int64 (mesh[k].chunk_index, ref[k].chunk_index);
+    fail_unless (GST_CLOCK_TIME_IS_VALID (ref[k].pts));
+    fail_unless_equals_uint64 (mesh[k].pts, ref[k].pts);
+    fail_unless_equals_uint64 (mesh[k].duration, ref[k].duration);
   }
 }
 
@@ -502,6 +540,7 @@ mesh_element_suite (void)
 
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_mesh_equals_single_device);
+  tcase_add_test (tc, test_mesh_sp_equals_single_device);
   tcase_add_test (tc, test_mesh_v2v);
   tcase_add_test (tc, test_mesh_worker_killed);
   tcase_add_test (tc, test_mesh_worker_killed_idle);

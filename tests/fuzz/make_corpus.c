@@ -106,7 +106,14 @@ main (int argc, char **argv)
   snprintf (e.join.preset, sizeof e.join.preset, "tiny");
   snprintf (e.join.backend, sizeof e.join.backend, "cpu");
   e.join.layers = 2;
+  e.join.layout = 0;     /* tp: the TP degree is the mesh size */
+  e.join.mesh_tp = 2;
   bad |= put (argv[1], "join", &e);
+  e.join.layout = 1;     /* sp: full weights on every rank */
+  e.join.mesh_tp = 1;
+  bad |= put (argv[1], "join-sp", &e);
+  e.join.layout = 0;
+  e.join.mesh_tp = 2;
   /* mesh rank 0 on the NCCL transport: the id rides along */
   e.join.rank = 0;
   snprintf (e.join.backend, sizeof e.join.backend, "cuda");

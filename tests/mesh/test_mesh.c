@@ -1,6 +1,10 @@
 /* test_mesh — the generator mesh with dit-worker processes on the CPU comm.
  *
- *   test-mesh SUBTEST /path/to/dit-worker
+ *   test-mesh SUBTEST /path/to/dit-worker [tp|sp|hybrid]
+ *
+ * The layout (default tp) applies to every subtest's mesh: the break-it
+ * subtests run once per layout (meson: mesh-NAME and mesh-sp-NAME); 2-rank
+ * meshes become 4 ranks in hybrid (SP 2 x TP 2, preset tiny-tp).
  *
  * rollout            2 ranks, 3 chunks: equals the single-device generator
  *                    (f32 rounding), drift check on every chunk, clean
@@ -11,6 +15,8 @@
  *                    answered with a clear error naming the rank
  * parity-fingerprint a worker with other weights (seed) is refused at join
  * parity-config      a worker with another preset is refused at join
+ * parity-layout      a worker in another layout (sp against tp, tp against
+ *                    sp or hybrid) is refused at join naming the layouts
  * stale-epoch        a result of a call from before an epoch bump is dropped
  * kill-worker        SIGKILL of rank 1 mid-chunk: error naming rank 1 and the
  *                    signal, well within the chunk timeout
@@ -66,6 +72,7 @@
 #include "envelope.h"
 
 static const char *worker_path;
+static dit_mesh_layout layout = DIT_MESH_LAYOUT_TP;
 
 #define FAIL(...) do { fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
     fprintf (stderr, __VA_ARGS__); fprintf (stderr, "\n"); return 1; } while (0)
@@ -85,7 +92,16 @@ base_config (dit_mesh_config *c, int ranks)
 {
   dit_mesh_config_default (c);
   c->preset = "tiny";
-  c->ranks = ranks;
+  /* a 1-rank subtest (bad-envelope, call-count) runs on 2 ranks in the
+   * other layouts, so the layout is exercised */
+  c->ranks = layout != DIT_MESH_LAYOUT_TP && ranks == 1 ? 2 : ranks;
+  c->layout = layout;
+  if (layout == DIT_MESH_LAYOUT_HYBRID) {
+    /* SP 2 x TP 2: 4 heads */
+    c->preset = "tiny-tp";
+    c->ranks = 2 * c->ranks;
+    c->mesh_tp = 2;
+  }
   c->worker_path = worker_path;
   c->gen.latent_h = 4;
   c->gen.latent_w = 6;
@@ -168,7 +184,7 @@ t_rollout (void)
   dit_weights *w;
   dit_generator *g;
   dit_backend *be = dit_backend_cpu ();
-  dit_model_config_preset ("tiny", &mc);
+  dit_model_config_preset (c.preset, &mc);
   dit_model_config_params (&mc, &specs, &count);
   if (dit_weights_synthetic (specs, count, 11, DIT_F32, be, &w) != DIT_OK
       || dit_generator_create (&mc, &c.gen, w, be, &g) != DIT_OK)
@@ -192,8 +208,9 @@ t_rollout (void)
       maxref = fmax (maxref, fabs (ref_out[k][i]));
       maxdiff = fmax (maxdiff, fabs ((double) mesh_out[k][i] - ref_out[k][i]));
     }
-  printf ("mesh TP 2 vs single device, 3 chunks: max |diff| %.3g, max |ref| %.3g\n",
-      maxdiff, maxref);
+  printf ("mesh %s of %d ranks (%s) vs single device, 3 chunks: max |diff| "
+      "%.3g, max |ref| %.3g\n", dit_mesh_layout_name (c.layout), c.ranks,
+      c.preset, maxdiff, maxref);
   if (!(maxref > 0.1 && maxdiff <= 2e-5 * maxref))
     FAIL ("mesh output differs from single device: %.3g", maxdiff);
   return no_children_left () ? 0 : 1;
@@ -912,6 +929,10 @@ main (int argc, char **argv)
     return 2;
   }
   worker_path = argv[2];
+  if (argc > 3 && dit_mesh_layout_parse (argv[3], &layout) != DIT_OK) {
+    fprintf (stderr, "test-mesh: %s\n", dit_last_error ());
+    return 2;
+  }
   setenv ("DIT_CPU_THREADS", "1", 1);
   signal (SIGPIPE, SIG_IGN);
   const char *t = argv[1];
@@ -922,6 +943,9 @@ main (int argc, char **argv)
     return t_parity ("--seed", "99", "weight fingerprint");
   if (!strcmp (t, "parity-config"))
     return t_parity ("--preset", "tiny-tp", "model config");
+  if (!strcmp (t, "parity-layout"))
+    return t_parity ("--parallel", layout == DIT_MESH_LAYOUT_TP ? "sp" : "tp",
+        "field: layout");
   if (!strcmp (t, "stale-epoch")) return t_stale_epoch ();
   if (!strcmp (t, "kill-worker")) return t_kill_worker ();
   if (!strcmp (t, "kill-rank0")) return t_kill_rank0 (0);
