@@ -61,6 +61,12 @@
  * 0 on NCCL, where latents stay on the device; 2 on the CPU comm, the
  * context down and x0 up).
  *
+ * Layouts: --mesh-parallel tp|sp|hybrid (and --mesh-tp N for hybrid) pick
+ * how the ranks split the DiT (docs/mesh.md), in mesh and pipeline mode.
+ * --comm-only times just the collectives one chunk's forward makes in that
+ * layout, ranks as threads of this process (tools/bench_comm.h; the CPU
+ * comm with --mesh-backend cpu, NCCL on distinct GPUs otherwise).
+ *
  * Pipeline (--pipeline, only in builds with GStreamer): the elements in
  * this process, `ditgenerate num-chunks=W+N ! video/x-dit-latent ! queue ! ditdecode
  * ! fakesink sync=false` on --device (on a CUDA device the caps name
@@ -114,6 +120,7 @@
  *   [--gemm 8192] [--seed 42] [--json]
  *   [--graphs on|off] [--fused on|off]
  *   [--mesh-devices 1,2] [--mesh-backend cpu|cuda] [--worker-path PATH]
+ *   [--mesh-parallel tp|sp|hybrid] [--mesh-tp N] [--comm-only]
  *   [--overlap on|off] [--worker-arg ARG]...
  *   [--pipeline] [--plugin-path DIR]
  *   [--text | --text-only] [--text-model umt5-xxl|tiny|PATH] [--text-layers N]
@@ -128,6 +135,7 @@
 #include "dit_config.h"
 #include "dit_generator.h"
 #include "dit_loader.h"
+#include "bench_comm.h"
 #include "dit_mesh_config.h"
 #include "dit_runner.h"
 #include "dit_stage0.h"
@@ -181,6 +189,9 @@ typedef struct bench_args {
   uint64_t seed;
   /* mesh */
   const char *mesh_arg, *mesh_backend, *worker_path;
+  const char *mesh_parallel;   /* tp, sp, hybrid (NULL = tp) */
+  int mesh_tp;                 /* hybrid: TP ranks per group */
+  int comm_only;               /* --comm-only: the collectives alone */
   const char *worker_args[BENCH_MAX_WORKER_ARGS + 1];
   int n_worker_args, worker_path_given;
   int mesh_devices[DIT_MESH_MAX_RANKS];
@@ -450,6 +461,11 @@ usage (FILE *f)
       "                         kind of --device)\n"
       "  --worker-path PATH     dit-worker executable (default: the one next to\n"
       "                         dit-bench, else PATH)\n"
+      "  --mesh-parallel L      layout: tp (default), sp or hybrid (docs/mesh.md)\n"
+      "  --mesh-tp N            hybrid: tensor-parallel ranks per group\n"
+      "  --comm-only            time only the collectives of one chunk's\n"
+      "                         forward for the mesh (ranks as threads of\n"
+      "                         this process; --chunks repetitions, medians)\n"
       "  --worker-arg ARG       one more argument for every dit-worker\n"
       "                         (repeat it for more)\n"
       "Pipeline:\n"
@@ -554,6 +570,9 @@ parse_args (int argc, char **argv, bench_args *a)
     } else if (strcmp (o, "--breakdown") == 0) {
       a->breakdown = 1;
       takes = 0;
+    } else if (strcmp (o, "--comm-only") == 0) {
+      a->comm_only = 1;
+      takes = 0;
     } else if (strcmp (o, "--text-only") == 0) {
       a->text = a->text_only = 1;
       takes = 0;
@@ -606,6 +625,12 @@ parse_args (int argc, char **argv, bench_args *a)
     } else if (strcmp (o, "--mesh-backend") == 0) {
       a->mesh_backend = v;
       ok = strcmp (v, "cpu") == 0 || strcmp (v, "cuda") == 0;
+    } else if (strcmp (o, "--mesh-parallel") == 0) {
+      dit_mesh_layout l;
+      a->mesh_parallel = v;
+      ok = v && dit_mesh_layout_parse (v, &l) == DIT_OK;
+    } else if (strcmp (o, "--mesh-tp") == 0) {
+      ok = tool_parse_int (v, 1, DIT_MESH_MAX_RANKS, &a->mesh_tp);
     } else if (strcmp (o, "--worker-path") == 0) {
       a->worker_path = v;
       a->worker_path_given = 1;
@@ -652,7 +677,12 @@ parse_args (int argc, char **argv, bench_args *a)
         "--mesh-devices or --text-only)\n");
     return 0;
   }
-  if (!a->synthetic && !a->text_only && !a->cold) {
+  if (a->comm_only && (!a->mesh_arg || a->pipeline || a->cold || a->text)) {
+    fprintf (stderr, "dit-bench: --comm-only needs --mesh-devices and runs "
+        "alone (no --pipeline, --cold or --text)\n");
+    return 0;
+  }
+  if (!a->synthetic && !a->text_only && !a->cold && !a->comm_only) {
     fprintf (stderr, "dit-bench: only --synthetic weights are supported\n");
     usage (stderr);
     return 0;
@@ -1382,6 +1412,8 @@ setup_mesh (bench_state *st, mesh_result *mr)
   dit_mesh_options_init (&o);
   o.devices = a->mesh_arg;
   o.backend = a->mesh_backend;
+  o.layout = a->mesh_parallel;
+  o.mesh_tp = a->mesh_tp;
   o.stage0_device = a->device;
   o.worker_path = a->worker_path;
   /* real-size shards and slow CPU chunks: generous deadlines (a failure
@@ -1712,6 +1744,11 @@ run_pipeline (const bench_args *a, pipe_result *pr)
   gen = gst_bin_get_by_name (GST_BIN (pipe), "gen");
   sink = gst_bin_get_by_name (GST_BIN (pipe), "sink");
   if (a->mesh_arg) {
+    if (a->mesh_parallel && !pipe_set_optional (gen, "mesh-parallel",
+            a->mesh_parallel, "--mesh-parallel"))
+      return 1;
+    if (a->mesh_tp > 0)
+      g_object_set (gen, "mesh-tp", a->mesh_tp, NULL);
     if (!pipe_set_optional (gen, "mesh-devices", a->mesh_arg, "--mesh-devices"))
       goto out;
     if (a->mesh_backend && !pipe_set_optional (gen, "mesh-backend",
@@ -2634,6 +2671,88 @@ run_mesh_mode (bench_state *st, bench_result *r, mesh_result *mr)
   return 0;
 }
 
+/* --comm-only: the collectives of one chunk's forward for the configured
+ * mesh (tools/bench_comm.h), ranks as threads of this process. */
+static int
+run_comm_only (const bench_args *a)
+{
+  bench_comm_config c;
+  bench_comm_result r;
+  dit_mesh_options o;
+  dit_mesh_spec spec;
+  memset (&c, 0, sizeof c);
+  dit_mesh_options_init (&o);
+  o.devices = a->mesh_arg;
+  o.backend = a->mesh_backend;
+  o.layout = a->mesh_parallel;
+  o.mesh_tp = a->mesh_tp;
+  o.stage0_device = a->device;
+  o.worker_path = "/bin/true";   /* nothing is spawned */
+  o.devices_name = "--mesh-devices";
+  o.backend_name = "--mesh-backend";
+  if (dit_mesh_spec_parse (&o, &spec) != DIT_OK
+      || dit_model_config_preset (a->preset, &c.model) != DIT_OK
+      || dit_mesh_spec_check_model (&spec, &c.model) != DIT_OK) {
+    fprintf (stderr, "dit-bench: %s\n", dit_last_error ());
+    return 1;
+  }
+  if (a->layers > 0 && a->layers < c.model.num_layers)
+    c.model.num_layers = a->layers;
+  c.latent_h = a->height / 8;
+  c.latent_w = a->width / 8;
+  c.frames = 3;
+  c.dtype = a->dtype_set ? a->dtype : strcmp (spec.backend, "cuda") == 0
+      ? DIT_BF16 : DIT_F32;
+  c.ranks = spec.ranks;
+  c.layout = spec.layout;
+  c.mesh_tp = spec.tp;
+  c.backend = spec.backend;
+  c.devices = spec.devices;
+  c.warmup = a->warmup;
+  c.reps = a->chunks;
+  if (bench_comm_run (&c, &r) != DIT_OK) {
+    fprintf (stderr, "dit-bench: %s\n", dit_last_error ());
+    return 1;
+  }
+  const char *layout = dit_mesh_layout_name (spec.layout);
+  if (a->json) {
+    json_str ("mode", "comm-only");
+    json_str ("preset", a->preset);
+    json_str ("layout", layout);
+    json_str ("backend", spec.backend);
+    json_int ("ranks", spec.ranks);
+    json_int ("sp", r.sp);
+    json_int ("tp", r.tp);
+    json_int ("layers", c.model.num_layers);
+    json_int ("tokens", r.tokens);
+    json_str ("dtype", dit_dtype_name (c.dtype));
+    json_num ("allreduce_bytes", r.act_bytes, 0);
+    json_num ("alltoall_bytes", r.a2a_bytes, 0);
+    json_num ("allreduce_ms", r.allreduce_act_ms, 4);
+    json_num ("allreduce_stats_ms", r.allreduce_stats_ms, 4);
+    json_num ("alltoall_ms", r.alltoall_ms, 4);
+    json_num ("gather_ms", r.gather_ms, 4);
+    json_num ("comm_per_forward_ms", r.forward_ms, 4);
+    json_end ();
+    return 0;
+  }
+  printf ("dit-bench --comm-only: %s, layout %s (sp %d x tp %d) on %d %s "
+      "ranks, %lld tokens per chunk, %s, %d layers; medians of %d after %d\n",
+      a->preset, layout, r.sp, r.tp, spec.ranks, spec.backend,
+      (long long) r.tokens, dit_dtype_name (c.dtype), c.model.num_layers,
+      c.reps, c.warmup);
+  printf ("  all-reduce of [L/sp, D] (%.2f MB per rank):  %8.3f ms\n",
+      r.act_bytes / 1e6, r.allreduce_act_ms);
+  printf ("  all-reduce of the norm statistics:         %8.3f ms\n",
+      r.allreduce_stats_ms);
+  printf ("  all-to-all of [L/sp, D/tp] (%.2f MB per rank): %8.3f ms\n",
+      r.a2a_bytes / 1e6, r.alltoall_ms);
+  printf ("  head gather:                               %8.3f ms\n", r.gather_ms);
+  printf ("  per forward (layers x (3 + stats all-reduces + 4 all-to-alls) + "
+      "gather): %.3f ms\n", r.forward_ms);
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -2649,6 +2768,8 @@ main (int argc, char **argv)
   if (!parse_args (argc, argv, &st.a))
     return 2;
   const bench_args *a = &st.a;
+  if (a->comm_only)
+    return run_comm_only (a);
   if (a->cold) {
     rc = run_cold (&st, &r, &cr);
     if (rc == 0) {
