@@ -18,8 +18,9 @@
  *    is left (kill (pid, 0) and waitpid); the same with video input while
  *    the element idles between chunks (the mesh heartbeat finds it);
  *  - settings: mesh-devices=0,1,2 (TP 3), a TP degree the model's heads do
- *    not divide, mesh-listen without mesh-ranks, a bad device list and a
- *    missing worker fail the start with messages that say so;
+ *    not divide, mesh-listen without mesh-ranks, a bad device list, a
+ *    missing worker, an unknown mesh-parallel, SP 4 of 2 heads and a
+ *    hybrid of 2 ranks fail the start with messages that say so;
  *  - prompt: a text prompt change while PLAYING (prompt-resets-cache=
  *    always) gives chunk 0 of a new cache epoch with the next prompt epoch;
  *    that chunk equals the first chunk of an in-process run started with
@@ -424,7 +425,8 @@ start_error (const gchar * devices, const gchar * listen, const gchar * worker)
 
   gst_element_set_bus (el, bus);
   g_object_set (el, "mesh-devices", devices, "mesh-listen", listen,
-      "worker-path", worker, "mesh-backend", "cpu", NULL);
+      "worker-path", worker, "mesh-backend", "cpu", "mesh-parallel",
+      mesh_parallel, NULL);
   ret = gst_element_set_state (el, GST_STATE_READY);
   m = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
   if (m) {
@@ -466,6 +468,15 @@ GST_START_TEST (test_mesh_settings)
   expect_error ("0,x", NULL, NULL, "mesh-devices '0,x'");
   expect_error (NULL, "127.0.0.1:29999", NULL, "needs mesh-ranks");
   expect_error ("0,1", NULL, "/nonexistent/dit-worker", "dit-worker");
+  /* layouts: an unknown name; SP 4 of the tiny model's 2 heads; hybrid
+   * of 2 ranks (no 2 groups of 2) */
+  mesh_parallel = "pp";
+  expect_error ("0,1", NULL, NULL, "expected tp");
+  mesh_parallel = "sp";
+  expect_error ("0,1,2,3", NULL, NULL, "divide its 2 heads");
+  mesh_parallel = "hybrid";
+  expect_error ("0,1", NULL, NULL, "at least 2 groups");
+  mesh_parallel = NULL;
   /* a valid mesh is only started with the stream: READY succeeds */
   msg = start_error ("0,1", NULL, NULL);
   fail_unless (msg == NULL, "mesh-devices=0,1: %s", msg);
