@@ -120,7 +120,42 @@ main (void)
   dit_mesh_layout l;
   CHECK (dit_mesh_layout_parse (NULL, &l) == DIT_OK && l == DIT_MESH_LAYOUT_TP
       && strcmp (dit_mesh_layout_name (l), "tp") == 0, "default layout");
-  refused (dit_mesh_layout_parse ("sp", &l), "expected tp");
+  CHECK (dit_mesh_layout_parse ("sp", &l) == DIT_OK && l == DIT_MESH_LAYOUT_SP
+      && strcmp (dit_mesh_layout_name (l), "sp") == 0, "sp");
+  CHECK (dit_mesh_layout_parse ("HYBRID", &l) == DIT_OK
+      && l == DIT_MESH_LAYOUT_HYBRID, "hybrid");
+  refused (dit_mesh_layout_parse ("pp", &l), "mesh layout 'pp': expected tp");
+
+  /* the layouts' degrees */
+  int dsp, dtp;
+  CHECK (dit_mesh_layout_degrees (DIT_MESH_LAYOUT_TP, 4, 0, &dsp, &dtp) == DIT_OK
+      && dsp == 1 && dtp == 4, "tp 4 -> 1 x 4");
+  CHECK (dit_mesh_layout_degrees (DIT_MESH_LAYOUT_SP, 4, 0, &dsp, &dtp) == DIT_OK
+      && dsp == 4 && dtp == 1, "sp 4 -> 4 x 1");
+  CHECK (dit_mesh_layout_degrees (DIT_MESH_LAYOUT_HYBRID, 8, 0, &dsp, &dtp)
+      == DIT_OK && dsp == 4 && dtp == 2, "hybrid 8 -> 4 x 2");
+  CHECK (dit_mesh_layout_degrees (DIT_MESH_LAYOUT_HYBRID, 8, 4, &dsp, &dtp)
+      == DIT_OK && dsp == 2 && dtp == 4, "hybrid 8, mesh-tp 4 -> 2 x 4");
+  refused (dit_mesh_layout_degrees (DIT_MESH_LAYOUT_HYBRID, 2, 2, &dsp, &dtp),
+      "at least 2 groups");
+  refused (dit_mesh_layout_degrees (DIT_MESH_LAYOUT_HYBRID, 6, 4, &dsp, &dtp),
+      "mesh-tp=4");
+  refused (dit_mesh_layout_degrees (DIT_MESH_LAYOUT_SP, 4, 2, &dsp, &dtp),
+      "hybrid layout only");
+  dit_mesh_options lo;
+  dit_mesh_options_init (&lo);
+  lo.devices = "0,1,2,3,4";
+  lo.backend = "cpu";
+  lo.worker_path = worker;
+  lo.layout = "sp";
+  CHECK (dit_mesh_spec_parse (&lo, &spec) == DIT_OK && spec.sp == 5
+      && spec.tp == 1, "sp 5: %s", dit_last_error ());
+  lo.layout = "tp";
+  refused (dit_mesh_spec_parse (&lo, &spec), "degree 5 must be 1, 2, 4 or 8");
+  lo.devices = "0,1,2,3";
+  lo.layout = "hybrid";
+  lo.backend = "cuda";
+  refused (dit_mesh_spec_parse (&lo, &spec), "cpu only");
 
   /* degrees against a model: the tiny preset has 2 heads */
   dit_model_config m;
@@ -129,6 +164,11 @@ main (void)
   refused (dit_mesh_spec_check_model (&spec, &m), "divide its 2 heads");
   CHECK (parse ("0,1", NULL, 0, "cpu", "cpu", worker) == DIT_OK
       && dit_mesh_spec_check_model (&spec, &m) == DIT_OK, "TP 2 fits");
+  /* SP 4 of 2 heads */
+  lo.backend = "cpu";
+  lo.layout = "sp";
+  CHECK (dit_mesh_spec_parse (&lo, &spec) == DIT_OK, "sp 4");
+  refused (dit_mesh_spec_check_model (&spec, &m), "divide its 2 heads");
 
   /* the worker lookup order */
   dit_mesh_options o;
