@@ -2200,14 +2200,20 @@ report_mesh (const bench_state *st, const bench_result *r,
   const double ar_share = mr->allreduce_share.n > 0
       ? samples_median (&mr->allreduce_share) : NAN;
   const char *ar_how = strcmp (mesh_be, "cuda") == 0
-      ? "CUDA events around each all-reduce, graph replays included"
-      : "wall time inside the CPU comm's all-reduce calls";
+      ? (st->spec.sp > 1 ? "CUDA events around each all-reduce, graph replays "
+          "included; the all-to-alls are not timed on NCCL"
+          : "CUDA events around each all-reduce, graph replays included")
+      : st->spec.sp > 1 ? "wall time inside the CPU comm's all-reduce and "
+      "all-to-all calls" : "wall time inside the CPU comm's all-reduce calls";
 
   if (a->json) {
     json_common (st, "mesh", dev);
     json_str ("mesh_backend", mesh_be);
     json_int_array ("mesh_devices", a->mesh_devices, a->mesh_ranks);
     json_int ("mesh_ranks", a->mesh_ranks);
+    json_str ("mesh_parallel", dit_mesh_layout_name (st->spec.layout));
+    json_int ("mesh_sp", st->spec.sp);
+    json_int ("mesh_tp", st->spec.tp);
     json_int ("overlap", a->overlap);
     json_num ("mesh_setup_ms", mr->setup_ms, 1);
     json_num ("recompute_ms", rec, 3);
@@ -2242,9 +2248,10 @@ report_mesh (const bench_state *st, const bench_result *r,
     return;
   }
   printf ("dit-bench: %s (%d layers) %dx%d, DiT on a mesh of %d %s ranks "
-      "(devices %s), Stage 0 on %s, %s, vae %s, %d chunks per pass after %d "
-      "warm-up\n", a->preset, st->cfg.num_layers, a->height, a->width,
-      a->mesh_ranks, mesh_be, a->mesh_arg, dev, dit_precision_name (dit_precision_of (a->dtype, a->fp8)),
+      "(devices %s, layout %s: sp %d x tp %d), Stage 0 on %s, %s, vae %s, %d "
+      "chunks per pass after %d warm-up\n", a->preset, st->cfg.num_layers,
+      a->height, a->width, a->mesh_ranks, mesh_be, a->mesh_arg,
+      dit_mesh_layout_name (st->spec.layout), st->spec.sp, st->spec.tp, dev, dit_precision_name (dit_precision_of (a->dtype, a->fp8)),
       a->vae, a->chunks, a->warmup);
   printf ("  mesh up in                 %9.1f ms (vae setup %.1f ms)\n",
       mr->setup_ms, r->vae_weights_ms);
@@ -2300,6 +2307,7 @@ report_pipeline (const bench_state *st, const pipe_result *pr)
     if (a->mesh_arg) {
       json_int_array ("mesh_devices", a->mesh_devices, a->mesh_ranks);
       json_int ("mesh_ranks", a->mesh_ranks);
+      json_str ("mesh_parallel", a->mesh_parallel ? a->mesh_parallel : "tp");
     }
     json_int ("frames_per_chunk", 4 * pr->frames_per_chunk);
     json_int ("frames", pr->frames);
