@@ -1412,7 +1412,7 @@ static const GstDitPropDef props[N_PROPS] = {
         "1/N of each chunk's tokens, all-to-alls around self-attention; N "
         "must divide the heads and the chunk's tokens, e.g. 2, 4, 5 or 8 for "
         "wan-14b at 2160 tokens) or hybrid (sp across groups of mesh-tp "
-        "ranks, tp inside a group; cpu mesh-backend only).  NULL = tp",
+        "ranks, tp inside a group).  NULL = tp",
       G_TYPE_STRING, .flags = READY, .field = FIELD (mesh_parallel)},
   [PROP_MESH_TP] = {"mesh-tp", "Mesh TP degree", "With mesh-parallel=hybrid: "
         "the tensor-parallel ranks of each group (the groups are mesh ranks / "

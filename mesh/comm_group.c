@@ -100,6 +100,8 @@ dit_comm_group_view (dit_comm *parent, int size, int stride, dit_comm **out)
   if (size < 1 || stride < 1 || parent->size % (size * stride) != 0)
     return dit_error (DIT_ERR_INVALID, "comm group of %d ranks with stride %d "
         "does not tile %d ranks", size, stride, parent->size);
+  if (parent->ops->split)
+    return parent->ops->split (parent, size, stride, out);
   comm_group *g = calloc (1, sizeof *g);
   if (!g)
     return dit_error (DIT_ERR_NOMEM, "comm group: out of memory");

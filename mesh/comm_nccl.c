@@ -427,8 +427,9 @@ n_allreduce (dit_comm *pub, void *data, int64_t count, dit_dtype dtype)
 }
 
 /* Groups: an all-to-all of any group is point-to-point on this
- * communicator; an all-reduce is only built for the whole communicator (a
- * group's would need a split communicator per group). */
+ * communicator; an all-reduce inside a group runs on the group's own
+ * communicator (dit_comm_group_view splits one off, n_split), so here only
+ * the whole communicator's is served. */
 static dit_status
 n_allreduce_group (dit_comm *pub, void *data, int64_t count, dit_dtype dtype,
     int gsize, int gstride)
@@ -437,8 +438,8 @@ n_allreduce_group (dit_comm *pub, void *data, int64_t count, dit_dtype dtype,
     return DIT_OK;
   if (gsize != pub->size || gstride != 1)
     return dit_error (DIT_ERR_UNSUPPORTED, "nccl comm: an all-reduce inside "
-        "groups of %d of %d ranks (hybrid layouts) is not built on NCCL; "
-        "use the CPU comm", gsize, pub->size);
+        "groups of %d of %d ranks runs on a group communicator "
+        "(dit_comm_group_view)", gsize, pub->size);
   return n_allreduce (pub, data, count, dtype);
 }
 
@@ -650,6 +651,9 @@ n_destroy (dit_comm *pub)
   nccl_free (c);
 }
 
+static dit_status n_split (dit_comm *pub, int gsize, int gstride,
+    dit_comm **out);
+
 static const dit_comm_ops comm_nccl_ops = {
   .name = "nccl",
   .allreduce_sum = n_allreduce,
@@ -663,6 +667,7 @@ static const dit_comm_ops comm_nccl_ops = {
   .take_allreduce_ms = n_take_allreduce_ms,
   .allreduce_group = n_allreduce_group,
   .alltoall_group = n_alltoall_group,
+  .split = n_split,
 };
 
 int
@@ -696,9 +701,11 @@ dit_comm_nccl_unique_id (unsigned char id[DIT_COMM_NCCL_ID_BYTES])
   return DIT_OK;
 }
 
-dit_status
-dit_comm_nccl_create (const unsigned char id[DIT_COMM_NCCL_ID_BYTES], int rank,
-    int size, int device, void *stream, int timeout_ms, dit_comm **out)
+/* A comm_nccl around a communicator still to be made: CUDA events and the
+ * barrier operand on `device`. */
+static dit_status
+nccl_new (int rank, int size, int device, cudaStream_t stream, int timeout_ms,
+    comm_nccl **out)
 {
   *out = NULL;
   if (cudaSetDevice (device) != cudaSuccess)
@@ -714,7 +721,7 @@ dit_comm_nccl_create (const unsigned char id[DIT_COMM_NCCL_ID_BYTES], int rank,
   c->pub.impl = c;
   c->pub.failed_peer = -1;
   c->device = device;
-  c->stream = (cudaStream_t) stream;
+  c->stream = stream;
   pthread_mutex_init (&c->lock, NULL);
   if (cudaEventCreateWithFlags (&c->done, cudaEventDisableTiming) != cudaSuccess
       || cudaEventCreate (&c->window) != cudaSuccess
@@ -723,13 +730,18 @@ dit_comm_nccl_create (const unsigned char id[DIT_COMM_NCCL_ID_BYTES], int rank,
     return dit_error (DIT_ERR_DEVICE, "nccl comm: CUDA setup on device %d: %s",
         device, cudaGetErrorString (cudaGetLastError ()));
   }
+  *out = c;
+  return DIT_OK;
+}
 
-  ncclUniqueId u;
-  memcpy (u.internal, id, DIT_COMM_NCCL_ID_BYTES);
-  ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
-  cfg.blocking = 0;
-  ncclResult_t r = ncclCommInitRankConfig (&c->comm, size, u, rank, &cfg);
-  int64_t dl = dit_net_deadline (timeout_ms);
+/* After a non-blocking ncclCommInitRankConfig or ncclCommSplit returned r:
+ * poll until the communicator is ready (deadline timeout_ms), then start
+ * the watchdog.  On failure c is freed (the communicator aborted). */
+static dit_status
+nccl_finish_init (comm_nccl *c, ncclResult_t r, const char *what)
+{
+  const int rank = c->pub.rank, size = c->pub.size;
+  int64_t dl = dit_net_deadline (c->pub.timeout_ms);
   ncclResult_t a = r;
   while (c->comm && (r == ncclSuccess || r == ncclInProgress)) {
     if (ncclCommGetAsyncError (c->comm, &a) != ncclSuccess)
@@ -737,10 +749,11 @@ dit_comm_nccl_create (const unsigned char id[DIT_COMM_NCCL_ID_BYTES], int rank,
     if (a != ncclInProgress)
       break;
     if (dit_net_now_ms () > dl) {
+      int ms = c->pub.timeout_ms;
       ncclCommAbort (c->comm);
       nccl_free (c);
-      return dit_error (DIT_ERR_DEVICE, "nccl comm rank %d of %d: init timed out "
-          "after %d ms (a rank did not join)", rank, size, timeout_ms);
+      return dit_error (DIT_ERR_DEVICE, "nccl comm rank %d of %d: %s timed out "
+          "after %d ms (a rank did not join)", rank, size, what, ms);
     }
     usleep (1000);
   }
@@ -752,8 +765,8 @@ dit_comm_nccl_create (const unsigned char id[DIT_COMM_NCCL_ID_BYTES], int rank,
     if (c->comm)
       ncclCommAbort (c->comm);
     nccl_free (c);
-    return dit_error (DIT_ERR_DEVICE, "nccl comm rank %d of %d: init failed: %s",
-        rank, size, msg);
+    return dit_error (DIT_ERR_DEVICE, "nccl comm rank %d of %d: %s failed: %s",
+        rank, size, what, msg);
   }
   c->handle = c->comm;
   if (pthread_create (&c->watchdog, NULL, nccl_watchdog, c) != 0) {
@@ -761,6 +774,54 @@ dit_comm_nccl_create (const unsigned char id[DIT_COMM_NCCL_ID_BYTES], int rank,
     nccl_free (c);
     return dit_error (DIT_ERR_DEVICE, "nccl comm: cannot start the watchdog");
   }
+  return DIT_OK;
+}
+
+dit_status
+dit_comm_nccl_create (const unsigned char id[DIT_COMM_NCCL_ID_BYTES], int rank,
+    int size, int device, void *stream, int timeout_ms, dit_comm **out)
+{
+  comm_nccl *c;
+  *out = NULL;
+  DIT_TRY (nccl_new (rank, size, device, (cudaStream_t) stream, timeout_ms, &c));
+  ncclUniqueId u;
+  memcpy (u.internal, id, DIT_COMM_NCCL_ID_BYTES);
+  ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+  cfg.blocking = 0;
+  ncclResult_t r = ncclCommInitRankConfig (&c->comm, size, u, rank, &cfg);
+  DIT_TRY (nccl_finish_init (c, r, "init"));
+  *out = &c->pub;
+  return DIT_OK;
+}
+
+/* A group of this communicator as a communicator of its own
+ * (ncclCommSplit: collective over every rank of the parent, which
+ * dit_comm_group_view's callers are, at the same point of their setup):
+ * colour = the group's first rank, key = the index in the group, on the
+ * parent's device and stream. */
+static dit_status
+n_split (dit_comm *pub, int gsize, int gstride, dit_comm **out)
+{
+  comm_nccl *p = (comm_nccl *) pub, *c;
+  *out = NULL;
+  const int index = (pub->rank / gstride) % gsize;
+  const int color = pub->rank - index * gstride;
+  pthread_mutex_lock (&p->lock);
+  int failed = p->failed;
+  pthread_mutex_unlock (&p->lock);
+  if (failed)
+    return dit_error (DIT_ERR_STATE, "nccl comm rank %d: split after a failure",
+        pub->rank);
+  DIT_TRY (nccl_new (index, gsize, p->device, p->stream, pub->timeout_ms, &c));
+  ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+  cfg.blocking = 0;
+  pthread_mutex_lock (&p->lock);
+  ncclResult_t r = ncclCommSplit (p->comm, color, index, &c->comm, &cfg);
+  pthread_mutex_unlock (&p->lock);
+  char what[96];
+  snprintf (what, sizeof what, "split into groups of %d (stride %d) from rank "
+      "%d of %d", gsize, gstride, pub->rank, pub->size);
+  DIT_TRY (nccl_finish_init (c, r, what));
   *out = &c->pub;
   return DIT_OK;
 }

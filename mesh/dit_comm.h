@@ -79,6 +79,11 @@ typedef struct dit_comm_ops {
       dit_dtype dtype, int group_size, int group_stride);
   dit_status (*alltoall_group) (dit_comm *c, const void *send, void *recv,
       size_t block_bytes, int group_size, int group_stride);
+  /* Optional: the caller's group as a communicator of its own (NCCL:
+   * ncclCommSplit, collective over every rank); NULL = group views
+   * forward to the group entries above. */
+  dit_status (*split) (dit_comm *c, int group_size, int group_stride,
+      dit_comm **out);
 } dit_comm_ops;
 
 struct dit_comm {
@@ -123,7 +128,10 @@ dit_status dit_comm_alltoall (dit_comm *c, const void *send, void *recv,
  * calls are refused.  Every rank of the parent must call a view's
  * collectives at the same point of its program (the ranks of a layout run
  * the same op sequence), since the CPU comm routes every group through its
- * hub at once.  size must divide the parent's size; size * stride too. */
+ * hub at once.  On NCCL the view is a communicator split off the parent
+ * (every rank of the parent must create its view at the same point),
+ * with its own watchdog; dit_comm_flush and dit_comm_watch apply to it as
+ * to any comm.  size * stride must divide the parent's size. */
 dit_status dit_comm_group_view (dit_comm *parent, int size, int stride,
     dit_comm **out);
 

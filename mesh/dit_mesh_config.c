@@ -238,10 +238,6 @@ dit_mesh_spec_parse (const dit_mesh_options *o, dit_mesh_spec *s)
     return dit_error (DIT_ERR_INVALID, "%s '%s': expected cpu or cuda",
         o->backend_name, be);
   snprintf (s->backend, sizeof s->backend, "%s", be);
-  if (strcmp (be, "cuda") == 0 && s->layout == DIT_MESH_LAYOUT_HYBRID)
-    return dit_error (DIT_ERR_INVALID, "layout hybrid runs on %s cpu only: "
-        "its tensor-parallel groups need NCCL communicators of their own, "
-        "which are not built (use tp or sp on cuda)", o->backend_name);
   if (strcmp (be, "cuda") == 0)
     for (int i = 0; i < s->n_devices; i++)
       for (int j = 0; j < i; j++)

@@ -837,10 +837,6 @@ dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out)
   int sp, tp;
   DIT_TRY (dit_mesh_layout_degrees (cfg->layout, cfg->ranks, cfg->mesh_tp, &sp,
       &tp));
-  if (sp > 1 && tp > 1 && cfg->backend && strcmp (cfg->backend, "cuda") == 0)
-    return dit_error (DIT_ERR_UNSUPPORTED, "mesh: layout hybrid runs on the "
-        "cpu backend only (its TP groups would need NCCL communicators of "
-        "their own)");
   dit_mesh *m = calloc (1, sizeof *m);
   if (!m)
     return dit_error (DIT_ERR_NOMEM, "mesh: out of memory");

@@ -526,6 +526,8 @@ w_infer (worker *w, dit_envelope *e, double t_recv)
    * all-reduce time counts from here. */
   w_collective_ms (w);
   dit_comm_watch (w->comm);
+  for (int i = 0; i < 2; i++)
+    dit_comm_watch (w->groups.views[i]);
   /* The plan was made on rank 0 (dit_chunk_plan_make); this worker checks
    * that it fits its session and runs it as sent. */
   if (st == DIT_OK)
@@ -558,6 +560,9 @@ w_infer (worker *w, dit_envelope *e, double t_recv)
    * also when the generator itself returned OK; the world comm's flush
    * covers the broadcasts (at TP 1 there is no TP comm). */
   dit_status fst = dit_comm_flush (w->comm);
+  /* the layout's group communicators (NCCL: split off the mesh comm) */
+  for (int i = 0; i < 2 && fst == DIT_OK; i++)
+    fst = dit_comm_flush (w->groups.views[i]);
   if (fst == DIT_OK && w->world)
     fst = dit_comm_flush (w->world);
   if (fst != DIT_OK) {
@@ -623,10 +628,7 @@ dit_worker_run (const dit_worker_config *c)
   if (st == DIT_OK && w.groups.sp > 1)
     st = dit_model_sp_check (&w.model, w.groups.sp, w.groups.tp, NULL, 0);
   w.nccl = c->backend && strcmp (c->backend, "cuda") == 0;
-  if (st == DIT_OK && w.nccl && w.groups.sp > 1 && w.groups.tp > 1)
-    st = dit_error (DIT_ERR_UNSUPPORTED, "worker: layout hybrid runs on the "
-        "cpu backend only (its TP groups would need NCCL communicators of "
-        "their own)");
+
   if (st == DIT_OK && (c->rank < 0 || c->rank >= c->tp))
     st = dit_error (DIT_ERR_INVALID, "worker rank %d outside 0..%d", c->rank,
         c->tp - 1);

@@ -164,9 +164,6 @@ bench_comm_run (const bench_comm_config *c, bench_comm_result *r)
   DIT_TRY (dit_mesh_layout_degrees (c->layout, c->ranks, c->mesh_tp, &r->sp,
       &r->tp));
   const int cuda = strcmp (c->backend, "cuda") == 0;
-  if (cuda && r->sp > 1 && r->tp > 1)
-    return dit_error (DIT_ERR_UNSUPPORTED, "--comm-only: layout hybrid runs "
-        "on the CPU comm only (--mesh-backend cpu)");
   if (c->ranks < 2 || c->ranks > DIT_MESH_MAX_RANKS || c->reps < 1)
     return dit_error (DIT_ERR_INVALID, "--comm-only needs 2..%d mesh ranks "
         "(--mesh-devices) and at least one timed repetition",

@@ -44,7 +44,7 @@ usage (FILE *f)
       "                         (sequence parallel: all weights on every rank,\n"
       "                         tokens split; N must divide the heads and the\n"
       "                         chunk's tokens) or hybrid (sp across groups of\n"
-      "                         --mesh-tp ranks, tp inside; backend cpu only)\n"
+      "                         --mesh-tp ranks, tp inside)\n"
       "  --mesh-tp T            hybrid: tensor-parallel ranks per group\n"
       "                         (default 2)\n"
       "  --backend cpu|cuda     compute backend (default cpu)\n"

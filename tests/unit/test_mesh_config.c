@@ -154,8 +154,10 @@ main (void)
   refused (dit_mesh_spec_parse (&lo, &spec), "degree 5 must be 1, 2, 4 or 8");
   lo.devices = "0,1,2,3";
   lo.layout = "hybrid";
-  lo.backend = "cuda";
-  refused (dit_mesh_spec_parse (&lo, &spec), "cpu only");
+  lo.mesh_tp = 2;
+  CHECK (dit_mesh_spec_parse (&lo, &spec) == DIT_OK && spec.sp == 2
+      && spec.tp == 2, "hybrid 2 x 2: %s", dit_last_error ());
+  lo.mesh_tp = 0;
 
   /* degrees against a model: the tiny preset has 2 heads */
   dit_model_config m;
