@@ -540,11 +540,14 @@ dit_stream_load_embeds (const char *path, int text_dim, int text_len,
   dit_dtype dt;
   if (!(nd == 2 || (nd == 3 && t->shape[0] == 1)) || d != text_dim || r < 1
       || r > text_len || !dit_st_dtype_to_dit (t->dtype, &dt)) {
-    dit_safetensors_close (st);
-    return dit_error (DIT_ERR_INVALID,
+    /* the message names the tensor: made before the file (and the name
+     * with it) is released */
+    s = dit_error (DIT_ERR_INVALID,
         "prompt-embeds '%s': tensor '%s' must be a float [rows <= %d, %d] "
         "(got %dD, last dim %lld)", path, t->name, text_len, text_dim, nd,
         (long long) d);
+    dit_safetensors_close (st);
+    return s;
   }
   float *buf = malloc ((size_t) r * d * sizeof (float));
   if (!buf) {
