@@ -119,6 +119,8 @@ struct dit_model {
   dit_allreduce_fn allreduce;
   void *allreduce_user;
   dit_tensor sumsq;     /* [max(2 Lmax, text_len)] f32, tp > 1 only */
+  int overlap;          /* collectives in the overlapped order
+                           (dit_model_tp.overlap) */
 
   /* sequence parallelism (sp_degree 1: none): this rank's tokens are rows
    * [sp_rank * L / sp, +L / sp) of every forward; self-attention runs on
@@ -480,6 +482,7 @@ dit_model_create_tp (const dit_model_config *cfg, const dit_weights *weights,
   m->sp_rank = m->sp_degree > 1 ? tp->sp_rank : 0;
   m->alltoall = m->sp_degree > 1 ? tp->alltoall : NULL;
   m->alltoall_user = m->sp_degree > 1 ? tp->sp_user : NULL;
+  m->overlap = tp ? tp->overlap : 0;
   m->attn_heads = m->heads_local / m->sp_degree;
   m->attn_dim = (int64_t) m->attn_heads * cfg->head_dim;
   m->mod_rows = m->fs;
@@ -629,16 +632,14 @@ tp_allreduce (dit_model *m, dit_tensor *t)
 
 /* The full-width q/k RMSNorm of a and (optionally) b.  At TP > 1 each rank
  * holds D/tp columns: partial sums of squares of both go through one
- * all-reduce, then each rank normalises its columns by the full-width
- * statistic. */
+ * all-reduce (norm_qk_stats), then each rank normalises its columns by the
+ * full-width statistic (norm_qk_apply); overlap puts the v projection
+ * between the two. */
 static dit_status
-norm_qk (dit_model *m, dit_tensor *a, const dit_tensor *wa, dit_tensor *b,
-    const dit_tensor *wb)
+norm_qk_stats (dit_model *m, const dit_tensor *a, const dit_tensor *b)
 {
-  if (m->tp_degree == 1) {
-    DIT_TRY (rmsnorm (m, a, wa));
-    return b ? rmsnorm (m, b, wb) : DIT_OK;
-  }
+  if (m->tp_degree == 1)
+    return DIT_OK;
   const int64_t ra = a->shape[0], rb = b ? b->shape[0] : 0;
   float *ss = m->sumsq.data;
   dit_tensor ssa = dit_tensor_1d (ss, DIT_F32, m->sumsq.device, ra);
@@ -650,7 +651,23 @@ norm_qk (dit_model *m, dit_tensor *a, const dit_tensor *wa, dit_tensor *b,
     dit_rmsnorm_sumsq_params pb = { .x = b, .sumsq = &ssb };
     DIT_TRY (dit_rmsnorm_sumsq (m->be, &pb));
   }
-  DIT_TRY (tp_allreduce (m, &all));
+  return tp_allreduce (m, &all);
+}
+
+/* The second half of norm_qk: each rank normalises its columns by the
+ * full-width statistic norm_qk_stats made (TP 1: the plain RMSNorm). */
+static dit_status
+norm_qk_apply (dit_model *m, dit_tensor *a, const dit_tensor *wa,
+    dit_tensor *b, const dit_tensor *wb)
+{
+  if (m->tp_degree == 1) {
+    DIT_TRY (rmsnorm (m, a, wa));
+    return b ? rmsnorm (m, b, wb) : DIT_OK;
+  }
+  const int64_t ra = a->shape[0], rb = b ? b->shape[0] : 0;
+  float *ss = m->sumsq.data;
+  dit_tensor ssa = dit_tensor_1d (ss, DIT_F32, m->sumsq.device, ra);
+  dit_tensor ssb = dit_tensor_1d (ss + ra, DIT_F32, m->sumsq.device, rb);
   dit_rmsnorm_apply_params qa = { .x = a, .sumsq = &ssa, .weight = wa, .y = a,
     .total_cols = m->cfg.dim, .eps = m->cfg.eps };
   DIT_TRY (dit_rmsnorm_apply (m->be, &qa));
@@ -659,6 +676,14 @@ norm_qk (dit_model *m, dit_tensor *a, const dit_tensor *wa, dit_tensor *b,
   dit_rmsnorm_apply_params qb = { .x = b, .sumsq = &ssb, .weight = wb, .y = b,
     .total_cols = m->cfg.dim, .eps = m->cfg.eps };
   return dit_rmsnorm_apply (m->be, &qb);
+}
+
+static dit_status
+norm_qk (dit_model *m, dit_tensor *a, const dit_tensor *wa, dit_tensor *b,
+    const dit_tensor *wb)
+{
+  DIT_TRY (norm_qk_stats (m, a, b));
+  return norm_qk_apply (m, a, wa, b, wb);
 }
 
 /* A row-parallel linear (o, cross o, FFN-down): at TP > 1 the local GEMM
@@ -769,10 +794,51 @@ dit_model_set_gemm_fold (dit_model *m, int enable)
  * with the gate in its epilogue; `proj` is the scratch a backend may need
  * for the gate.  At TP > 1 (the product must be all-reduced first) or with
  * the fold off: the product into proj, then the residual pass. */
+/* Overlap at TP > 1 (dit_model_tp.overlap): the row-parallel product in
+ * two halves of whole modulation groups.  GEMM and all-reduce of half 0,
+ * GEMM of half 1 (under half 0's all-reduce where the comm runs beside the
+ * compute), all-reduce of half 1, then bias and residual of half 0 (under
+ * half 1's all-reduce) and of half 1.  The ops are linear_rowpar's and
+ * residual's on row slices: a GEMM row depends on that row only, so the
+ * result equals the unsplit path. */
+static dit_status
+linear_residual_halves (dit_model *m, const dit_act_in *h, const dit_linear *l,
+    dit_tensor *x, const dit_tensor *gate, dit_tensor *proj)
+{
+  const int64_t L = x->shape[0], groups = L / m->mod_rows;
+  const int64_t g[3] = { 0, groups / 2, groups };
+  dit_tensor part[2];
+  for (int i = 0; i < 2; i++) {
+    const int64_t r0 = g[i] * m->mod_rows, rows = (g[i + 1] - g[i]) * m->mod_rows;
+    dit_tensor hx = dit_tensor_rows (h->x, r0, rows);
+    dit_act_in in = { .x = &hx };
+    part[i] = dit_tensor_rows (proj, r0, rows);
+    DIT_TRY (linear_any (m, &in, l, NULL, &part[i], NULL, NULL, NULL,
+        DIT_ACT_NONE));
+    DIT_TRY (tp_allreduce (m, &part[i]));
+  }
+  for (int i = 0; i < 2; i++) {
+    const int64_t r0 = g[i] * m->mod_rows;
+    if (l->b) {
+      dit_add_params ap = { .a = &part[i], .b = l->b, .y = &part[i] };
+      DIT_TRY (dit_add (m->be, &ap));
+    }
+    dit_tensor xi = dit_tensor_rows (x, r0, part[i].shape[0]);
+    dit_tensor gi = gate ? dit_tensor_rows (gate, g[i], g[i + 1] - g[i]) : xi;
+    DIT_TRY (residual (m, &xi, &part[i], gate ? &gi : NULL));
+  }
+  return DIT_OK;
+}
+
 static dit_status
 linear_residual (dit_model *m, const dit_act_in *h, const dit_linear *l,
     dit_tensor *x, const dit_tensor *gate, dit_tensor *proj)
 {
+  /* FP8 inputs keep their block scales column-major ([cols / 128, rows]),
+   * so they are not cut by rows: those layers run unsplit */
+  if (m->overlap && m->tp_degree > 1 && !l->w_scale
+      && x->shape[0] % m->mod_rows == 0 && x->shape[0] / m->mod_rows >= 2)
+    return linear_residual_halves (m, h, l, x, gate, proj);
   if (m->tp_degree > 1 || m->no_gemm_fold) {
     DIT_TRY (linear_rowpar (m, h, l, proj));
     return residual (m, x, proj, gate);
@@ -952,26 +1018,38 @@ sp_exchange (dit_model *m, const void *send, void *recv, size_t block)
   return DIT_OK;
 }
 
-/* [S, Ls, Wa] view of a [Ls, W] tensor's column blocks. */
+/* [S, Ls, w] view of columns [c0, c0 + w) of each of the S column blocks
+ * of a [Ls, W] tensor (block j = columns [j W/S, (j+1) W/S)). */
 static dit_tensor
-sp_blocks (const dit_tensor *t, int sp)
+sp_blocks_part (const dit_tensor *t, int sp, int64_t c0, int64_t w)
 {
   const int64_t Ls = t->shape[0], Wa = t->shape[1] / sp;
-  int64_t shape[3] = { sp, Ls, Wa };
-  dit_tensor v = dit_tensor_make (t->data, t->dtype, t->device, 3, shape);
+  int64_t shape[3] = { sp, Ls, w };
+  dit_tensor v = dit_tensor_make ((char *) t->data
+      + (size_t) c0 * dit_dtype_size (t->dtype), t->dtype, t->device, 3, shape);
   v.stride[0] = Wa;
   v.stride[1] = t->stride[0];
   v.stride[2] = 1;
   return v;
 }
 
+/* [S, Ls, Wa] view of a [Ls, W] tensor's column blocks. */
+static dit_tensor
+sp_blocks (const dit_tensor *t, int sp)
+{
+  return sp_blocks_part (t, sp, 0, t->shape[1] / sp);
+}
+
+/* tok's column blocks packed at `pack` (model-dtype memory of
+ * numel(tok) elements), exchanged into dst. */
 static dit_status
-sp_to_heads (dit_model *m, const dit_tensor *tok, dit_tensor *dst)
+sp_to_heads_via (dit_model *m, const dit_tensor *tok, dit_tensor *dst,
+    void *pack_data)
 {
   dit_tensor src = sp_blocks (tok, m->sp_degree);
   int64_t shape[3] = { m->sp_degree, tok->shape[0], tok->shape[1] / m->sp_degree };
-  dit_tensor pack = dit_tensor_make (m->sp_pack.data, tok->dtype,
-      tok->device, 3, shape);
+  dit_tensor pack = dit_tensor_make (pack_data, tok->dtype, tok->device, 3,
+      shape);
   dit_copy_params cp = { .x = &src, .y = &pack };
   DIT_TRY (dit_copy (m->be, &cp));
   return sp_exchange (m, pack.data, dst->data,
@@ -980,17 +1058,34 @@ sp_to_heads (dit_model *m, const dit_tensor *tok, dit_tensor *dst)
 }
 
 static dit_status
-sp_to_tokens (dit_model *m, const dit_tensor *heads, dit_tensor *tok)
+sp_to_heads (dit_model *m, const dit_tensor *tok, dit_tensor *dst)
 {
-  const int64_t Ls = tok->shape[0], Wa = tok->shape[1] / m->sp_degree;
-  int64_t shape[3] = { m->sp_degree, Ls, Wa };
-  dit_tensor pack = dit_tensor_make (m->sp_pack.data, tok->dtype,
-      tok->device, 3, shape);
+  return sp_to_heads_via (m, tok, dst, m->sp_pack.data);
+}
+
+/* heads [L, w] (contiguous: attention output of w columns of this rank's
+ * head block) back to this rank's tokens, into columns [c0, c0 + w) of
+ * each member's block of tok [Ls, W], received at pack_data. */
+static dit_status
+sp_to_tokens_part (dit_model *m, const dit_tensor *heads, dit_tensor *tok,
+    int64_t c0, int64_t w, void *pack_data)
+{
+  const int64_t Ls = tok->shape[0];
+  int64_t shape[3] = { m->sp_degree, Ls, w };
+  dit_tensor pack = dit_tensor_make (pack_data, tok->dtype, tok->device, 3,
+      shape);
   DIT_TRY (sp_exchange (m, heads->data, pack.data,
-      (size_t) (Ls * Wa) * dit_dtype_size (tok->dtype)));
-  dit_tensor dst = sp_blocks (tok, m->sp_degree);
+      (size_t) (Ls * w) * dit_dtype_size (tok->dtype)));
+  dit_tensor dst = sp_blocks_part (tok, m->sp_degree, c0, w);
   dit_copy_params cp = { .x = &pack, .y = &dst };
   return dit_copy (m->be, &cp);
+}
+
+static dit_status
+sp_to_tokens (dit_model *m, const dit_tensor *heads, dit_tensor *tok)
+{
+  return sp_to_tokens_part (m, heads, tok, 0, tok->shape[1] / m->sp_degree,
+      m->sp_pack.data);
 }
 
 /* Every rank's rows of `mine` [Ls, W] (this rank's) into all [L, W] (f32,
@@ -1058,6 +1153,71 @@ sp_self_attention (dit_model *m, const dit_block_weights *b, int layer,
   return sp_to_tokens (m, &oh, attn);
 }
 
+/* sp_self_attention in the overlapped order (dit_model_tp.overlap): k and
+ * v are projected and sent first, so their exchanges run under the q
+ * projection; self-attention runs in two halves of the heads, the first
+ * half's output exchange under the second half's attention.  Every
+ * exchange has buffers of its own while the next one is issued: k and v
+ * packed in the two halves of sp_pack's first 2 Ls Dl elements, q in the
+ * attn buffer (free until the output returns), the two output halves in
+ * sp_tok and received in sp_pack.  Same ops on the same data as
+ * sp_self_attention. */
+static dit_status
+sp_self_attention_overlap (dit_model *m, const dit_block_weights *b,
+    int layer, const dit_forward_args *a, int64_t frames, const dit_act_in *in,
+    dit_tensor *attn)
+{
+  const dit_model_config *c = &m->cfg;
+  const int64_t Ls = attn->shape[0], L = Ls * m->sp_degree, Da = m->attn_dim;
+  const int64_t Dl = m->dim_local, nkeys = a->cache_row + L;
+  const size_t es = dit_dtype_size (m->dtype);
+  char *pack = m->sp_pack.data;
+  dit_tensor tok = dit_tensor_2d (m->sp_tok.data, m->dtype, m->sp_tok.device,
+      Ls, Dl);
+  dit_tensor qh = dit_tensor_2d (m->q.data, m->dtype, m->q.device, L, Da);
+  dit_tensor knew = dit_tensor_rows (&m->cache_k[layer], a->cache_row, L);
+  dit_tensor vnew = dit_tensor_rows (&m->cache_v[layer], a->cache_row, L);
+  dit_tensor kall = dit_tensor_rows (&m->cache_k[layer], 0, nkeys);
+  dit_tensor vall = dit_tensor_rows (&m->cache_v[layer], 0, nkeys);
+
+  DIT_TRY (linear_any (m, in, &b->sk, b->sk.b, &tok, NULL, NULL, NULL,
+      DIT_ACT_NONE));
+  DIT_TRY (norm_qk (m, &tok, b->s_norm_k, NULL, NULL));
+  DIT_TRY (sp_to_heads_via (m, &tok, &knew, pack));
+  DIT_TRY (linear_any (m, in, &b->sv, b->sv.b, &tok, NULL, NULL, NULL,
+      DIT_ACT_NONE));
+  DIT_TRY (sp_to_heads_via (m, &tok, &vnew, pack + (size_t) (Ls * Dl) * es));
+  DIT_TRY (linear_any (m, in, &b->sq, b->sq.b, &tok, NULL, NULL, NULL,
+      DIT_ACT_NONE));
+  DIT_TRY (norm_qk (m, &tok, b->s_norm_q, NULL, NULL));
+  DIT_TRY (sp_to_heads_via (m, &tok, &qh, m->attn.data));
+  DIT_TRY (rope (m, &knew, frames, a->frame_offset));
+  DIT_TRY (rope (m, &qh, frames, a->frame_offset));
+
+  /* heads [0, h0) then [h0, attn_heads); one half when there is one head */
+  const int h0 = m->attn_heads / 2 > 0 ? m->attn_heads / 2 : m->attn_heads;
+  const int hs[3] = { 0, h0, m->attn_heads };
+  for (int i = 0; i < 2 && hs[i] < hs[i + 1]; i++) {
+    const int64_t c0 = (int64_t) hs[i] * c->head_dim;
+    const int64_t w = (int64_t) (hs[i + 1] - hs[i]) * c->head_dim;
+    dit_tensor qi = dit_tensor_cols (&qh, c0, w);
+    dit_tensor ki = dit_tensor_cols (&kall, c0, w);
+    dit_tensor vi = dit_tensor_cols (&vall, c0, w);
+    dit_tensor oi = dit_tensor_2d ((char *) m->sp_tok.data
+        + (size_t) (L * c0) * es, m->dtype, m->sp_tok.device, L, w);
+    dit_attn_params sa = { .q = &qi, .k = &ki, .v = &vi, .o = &oi,
+      .heads = hs[i + 1] - hs[i], .head_dim = c->head_dim,
+      .scale = 1.0f / sqrtf ((float) c->head_dim),
+      .bias_begin = a->bias_begin, .bias_end = a->bias_end,
+      .log_bias = a->log_bias, .causal_block = a->causal_block,
+      .q_pos0 = a->cache_row };
+    DIT_TRY (dit_attention (m->be, &sa));
+    DIT_TRY (sp_to_tokens_part (m, &oi, attn, c0, w,
+        pack + (size_t) (L * c0) * es));
+  }
+  return DIT_OK;
+}
+
 static dit_status
 block_forward (dit_model *m, int layer, const dit_forward_args *a,
     int64_t frames)
@@ -1105,7 +1265,9 @@ block_forward (dit_model *m, int layer, const dit_forward_args *a,
       &h8, &h8s, &in));
   const int so8 = b->so.w_scale != NULL;
   if (m->sp_degree > 1) {
-    DIT_TRY (sp_self_attention (m, b, layer, a, frames, &in, &attn));
+    DIT_TRY (m->overlap
+        ? sp_self_attention_overlap (m, b, layer, a, frames, &in, &attn)
+        : sp_self_attention (m, b, layer, a, frames, &in, &attn));
     if (so8) {
       dit_quantize_fp8_params qp = { .x = &attn, .q = &attn8,
         .scale = &attn8s, .block = DIT_FP8_BLOCK };
@@ -1116,9 +1278,19 @@ block_forward (dit_model *m, int layer, const dit_forward_args *a,
         DIT_ACT_NONE));
     DIT_TRY (linear_any (m, &in, &b->sk, b->sk.b, &knew, NULL, NULL, NULL,
         DIT_ACT_NONE));
-    DIT_TRY (linear_any (m, &in, &b->sv, b->sv.b, &vnew, NULL, NULL, NULL,
-        DIT_ACT_NONE));
-    DIT_TRY (norm_rope_qk (m, b, &q, &knew, frames, a->frame_offset));
+    if (m->overlap && m->tp_degree > 1) {
+      /* the q/k statistics all-reduce runs under the v projection */
+      DIT_TRY (norm_qk_stats (m, &q, &knew));
+      DIT_TRY (linear_any (m, &in, &b->sv, b->sv.b, &vnew, NULL, NULL, NULL,
+          DIT_ACT_NONE));
+      DIT_TRY (norm_qk_apply (m, &q, b->s_norm_q, &knew, b->s_norm_k));
+      DIT_TRY (rope (m, &q, frames, a->frame_offset));
+      DIT_TRY (rope (m, &knew, frames, a->frame_offset));
+    } else {
+      DIT_TRY (linear_any (m, &in, &b->sv, b->sv.b, &vnew, NULL, NULL, NULL,
+          DIT_ACT_NONE));
+      DIT_TRY (norm_rope_qk (m, b, &q, &knew, frames, a->frame_offset));
+    }
     dit_attn_params sa = { .q = &q, .k = &kall, .v = &vall,
       .o = so8 ? &attn8 : &attn, .o_scale = so8 ? &attn8s : NULL,
       .heads = m->heads_local, .head_dim = c->head_dim,

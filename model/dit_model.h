@@ -75,6 +75,17 @@ typedef struct dit_model_tp {
   int sp_rank;
   dit_alltoall_fn alltoall;
   void *sp_user;
+  /* 1: issue the collectives in the overlapped order (docs/mesh.md,
+   * "Overlap"): TP row-parallel outputs in two token halves, the first
+   * half's all-reduce issued before the second half's GEMM and its
+   * residual added while the second half's all-reduce runs; the q/k norm
+   * statistics all-reduce issued before the v projection; SP k and v
+   * exchanged before the q projection, and self-attention in two head
+   * halves, the first half's output exchange issued before the second
+   * half's attention.  Every op is the same op on the same data as with
+   * 0, only the order differs, so on a synchronous comm (CPU) both give
+   * the same bits. */
+  int overlap;
 } dit_model_tp;
 
 /* DIT_ERR_INVALID naming the heads and tokens unless the sequence-parallel

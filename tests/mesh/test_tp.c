@@ -14,7 +14,12 @@
  *     recompute of the context and the kv-bias range from chunk 1 on);
  *     the SP degree rule names the heads and the tokens;
  *  5. the CPU comm's group collectives: all-to-all and group all-reduce
- *     against values written out here.
+ *     against values written out here;
+ *  6. overlap (dit_model_tp.overlap: TP halves, SP k/v before q and
+ *     attention in head halves): every layout above runs with overlap on
+ *     and off; both equal TP 1 as in 3-4 and each other bit for bit (the
+ *     CPU comm is synchronous and the overlapped order runs the same ops
+ *     on the same data).
  * The latent is 4 x 8 (8 tokens per frame, 24 per chunk) so that SP 4
  * splits every forward evenly and a rank's rows straddle a frame.
  */
@@ -64,6 +69,7 @@ fill_prompt (float *p, int64_t n)
 typedef struct rollout {
   const dit_model_config *cfg;
   int degree, sp;         /* tensor- and sequence-parallel degrees */
+  int overlap;            /* dit_model_tp.overlap */
   dit_comm *comm;
   float *out;             /* CHUNKS x latent */
   dit_status status;
@@ -87,6 +93,7 @@ run_rollout (void *arg)
 
   if (r->comm) {
     st = dit_mesh_groups_create (r->comm, r->sp, r->degree, &groups, &tp);
+    tp.overlap = r->overlap;
     if (st == DIT_OK)
       st = dit_tp_weights_synthetic (r->cfg, r->degree, groups.tp_rank, 11,
           DIT_F32, be, &w);
@@ -127,53 +134,45 @@ run_rollout (void *arg)
   return NULL;
 }
 
-static void
-test_rollout_layout (const char *preset, int sp, int degree)
+/* The mesh of sp x degree ranks (threads on a local CPU comm) with
+ * overlap on or off; outputs[r] receives rank r's rollout.  0 on success. */
+static int
+run_mesh (const dit_model_config *cfg, int sp, int degree, int overlap,
+    int64_t n, rollout *rk)
 {
   const int ranks = sp * degree;
-  char name[32];
-  if (sp > 1 && degree > 1)
-    snprintf (name, sizeof name, "SP %d x TP %d", sp, degree);
-  else if (sp > 1)
-    snprintf (name, sizeof name, "SP %d", sp);
-  else
-    snprintf (name, sizeof name, "TP %d", degree);
-  dit_model_config cfg;
-  dit_gen_config g;
-  gen_config (&g);
-  if (dit_model_config_preset (preset, &cfg) != DIT_OK) {
-    CHECK (0, "preset %s: %s", preset, dit_last_error ());
-    return;
-  }
-  const int64_t n = latent_numel (&g, 3) * CHUNKS;
-  rollout ref = { .cfg = &cfg, .degree = 1, .out = calloc ((size_t) n, 4) };
-  run_rollout (&ref);
-  CHECK (ref.status == DIT_OK, "%s TP 1: %s", preset, ref.err);
-
   dit_comm *comms[8];
-  rollout rk[8];
   pthread_t th[8];
   if (dit_comm_cpu_create_local (ranks, 20000, comms) != DIT_OK) {
     CHECK (0, "local comm: %s", dit_last_error ());
-    return;
+    return -1;
   }
   for (int r = 0; r < ranks; r++) {
-    rk[r] = (rollout) { .cfg = &cfg, .degree = degree, .sp = sp,
-      .comm = comms[r], .out = calloc ((size_t) n, 4) };
+    rk[r] = (rollout) { .cfg = cfg, .degree = degree, .sp = sp,
+      .overlap = overlap, .comm = comms[r], .out = calloc ((size_t) n, 4) };
     pthread_create (&th[r], NULL, run_rollout, &rk[r]);
   }
   for (int r = 0; r < ranks; r++)
     pthread_join (th[r], NULL);
+  for (int r = 0; r < ranks; r++)
+    dit_comm_destroy (comms[r]);
+  return 0;
+}
+
+static void
+check_mesh (const char *preset, const char *name, const rollout *ref,
+    const rollout *rk, int ranks, int64_t n)
+{
   double maxref = 0.0, maxdiff = 0.0;
   for (int64_t i = 0; i < n; i++) {
-    maxref = fmax (maxref, fabs (ref.out[i]));
-    maxdiff = fmax (maxdiff, fabs ((double) rk[0].out[i] - ref.out[i]));
+    maxref = fmax (maxref, fabs (ref->out[i]));
+    maxdiff = fmax (maxdiff, fabs ((double) rk[0].out[i] - ref->out[i]));
   }
   double d2 = 0.0, r2 = 0.0;
   for (int64_t i = 0; i < n; i++) {
-    double d = (double) rk[0].out[i] - ref.out[i];
+    double d = (double) rk[0].out[i] - ref->out[i];
     d2 += d * d;
-    r2 += (double) ref.out[i] * ref.out[i];
+    r2 += (double) ref->out[i] * ref->out[i];
   }
   const double rel = sqrt (d2 / (r2 > 0 ? r2 : 1));
   for (int r = 0; r < ranks; r++) {
@@ -190,9 +189,44 @@ test_rollout_layout (const char *preset, int sp, int degree)
       preset, name, maxdiff, maxref, rel);
   printf ("%s %s vs TP 1 over %d chunks: max |diff| %.3g, max |ref| %.3g, "
       "relative L2 %.3g\n", preset, name, CHUNKS, maxdiff, maxref, rel);
-  for (int r = 0; r < ranks; r++) {
-    free (rk[r].out);
-    dit_comm_destroy (comms[r]);
+}
+
+static void
+test_rollout_layout (const char *preset, int sp, int degree)
+{
+  const int ranks = sp * degree;
+  char name[32], name_off[48];
+  if (sp > 1 && degree > 1)
+    snprintf (name, sizeof name, "SP %d x TP %d", sp, degree);
+  else if (sp > 1)
+    snprintf (name, sizeof name, "SP %d", sp);
+  else
+    snprintf (name, sizeof name, "TP %d", degree);
+  snprintf (name_off, sizeof name_off, "%s overlap off", name);
+  dit_model_config cfg;
+  dit_gen_config g;
+  gen_config (&g);
+  if (dit_model_config_preset (preset, &cfg) != DIT_OK) {
+    CHECK (0, "preset %s: %s", preset, dit_last_error ());
+    return;
+  }
+  const int64_t n = latent_numel (&g, 3) * CHUNKS;
+  rollout ref = { .cfg = &cfg, .degree = 1, .out = calloc ((size_t) n, 4) };
+  run_rollout (&ref);
+  CHECK (ref.status == DIT_OK, "%s TP 1: %s", preset, ref.err);
+
+  rollout on[8], off[8];
+  if (run_mesh (&cfg, sp, degree, 1, n, on) == 0) {
+    check_mesh (preset, name, &ref, on, ranks, n);
+    if (run_mesh (&cfg, sp, degree, 0, n, off) == 0) {
+      check_mesh (preset, name_off, &ref, off, ranks, n);
+      CHECK (memcmp (on[0].out, off[0].out, (size_t) n * 4) == 0,
+          "%s %s: overlap on and off differ", preset, name);
+      for (int r = 0; r < ranks; r++)
+        free (off[r].out);
+    }
+    for (int r = 0; r < ranks; r++)
+      free (on[r].out);
   }
   free (ref.out);
 }
