@@ -546,7 +546,9 @@ dit_comm_allreduce_sum (dit_comm *c, void *data, int64_t count, dit_dtype dtype)
    * waiting for the other ranks included. */
   double t0 = comm_now_ms ();
   dit_status st = c->ops->allreduce_sum (c, data, count, dtype);
-  c->allreduce_ms += comm_now_ms () - t0;
+  double ms = comm_now_ms () - t0;
+  c->allreduce_ms += ms;
+  c->exposed_ms += ms;
   return st;
 }
 
@@ -559,8 +561,54 @@ dit_comm_alltoall (dit_comm *c, const void *send, void *recv,
         c->ops->name);
   double t0 = comm_now_ms ();
   dit_status st = c->ops->alltoall_group (c, send, recv, block_bytes, c->size, 1);
-  c->alltoall_ms += comm_now_ms () - t0;
+  double ms = comm_now_ms () - t0;
+  c->alltoall_ms += ms;
+  if (!c->ops->take_allreduce_ms)
+    c->exposed_ms += ms;   /* host-completed: the caller waited all along */
   return st;
+}
+
+dit_status
+dit_comm_allreduce_start (dit_comm *c, void *data, int64_t count,
+    dit_dtype dtype, int slot)
+{
+  if (slot < 0 || slot >= DIT_COMM_SLOTS)
+    return dit_error (DIT_ERR_INVALID, "%s comm: overlap slot %d outside "
+        "0..%d", c->ops->name, slot, DIT_COMM_SLOTS - 1);
+  if (!c->ops->allreduce_start)
+    return dit_comm_allreduce_sum (c, data, count, dtype);
+  return c->ops->allreduce_start (c, data, count, dtype, slot);
+}
+
+dit_status
+dit_comm_alltoall_start (dit_comm *c, const void *send, void *recv,
+    size_t block_bytes, int slot)
+{
+  if (slot < 0 || slot >= DIT_COMM_SLOTS)
+    return dit_error (DIT_ERR_INVALID, "%s comm: overlap slot %d outside "
+        "0..%d", c->ops->name, slot, DIT_COMM_SLOTS - 1);
+  if (!c->ops->alltoall_start)
+    return dit_comm_alltoall (c, send, recv, block_bytes);
+  return c->ops->alltoall_start (c, send, recv, block_bytes, slot);
+}
+
+dit_status
+dit_comm_wait (dit_comm *c, int slot)
+{
+  if (slot < 0 || slot >= DIT_COMM_SLOTS)
+    return dit_error (DIT_ERR_INVALID, "%s comm: overlap slot %d outside "
+        "0..%d", c->ops->name, slot, DIT_COMM_SLOTS - 1);
+  return c->ops->wait ? c->ops->wait (c, slot) : DIT_OK;
+}
+
+double
+dit_comm_take_exposed_ms (dit_comm *c)
+{
+  if (!c)
+    return 0.0;
+  double ms = c->exposed_ms;
+  c->exposed_ms = 0.0;
+  return ms;
 }
 
 double

@@ -48,6 +48,21 @@
  * ranks: NCCL's kernels start when this rank arrives and end when the
  * slowest has contributed.
  *
+ * Overlap (dit_comm_allreduce_start, dit_comm_alltoall_start,
+ * dit_comm_wait).  Each comm has a side stream of the highest priority: a
+ * start records `fork` on the compute stream, makes the side stream wait
+ * for it, enqueues the collective there (timed like the others) and
+ * records the slot's event after it; a wait makes the compute stream wait
+ * for the slot's event between two timing events of its own, whose
+ * interval is the exposed time (the compute stream stalled on the
+ * collective).  The same calls inside a capture fork the side stream into
+ * the graph and join it back (the caller waits for every start before the
+ * capture ends).  The watchdog's `done` goes on the stream that got the
+ * work; dit_comm_flush marks the compute stream's tail, which every wait
+ * has joined.  All-to-alls are timed like all-reduces (they add to
+ * dit_comm_take_allreduce_ms); plain collectives run on the compute
+ * stream, so their time is exposed too.
+ *
  * Numerics: f32/bf16/f16 sums use NCCL's own reduction.  NCCL gives every
  * rank the same bits, but its order differs from a single device's, so TP
  * results match TP = 1 to rounding, not bit for bit.
@@ -93,10 +108,20 @@ typedef struct comm_nccl {
   int n_eager, cap_eager, n_captured, cap_captured;
   cudaEvent_t window;
   int window_set, timing_bad;
+  /* overlap (see the header) */
+  cudaStream_t side;
+  cudaEvent_t fork;
+  cudaEvent_t slot_done[DIT_COMM_SLOTS];
 } comm_nccl;
+
+/* What a timing pair brackets: a collective on the compute stream (total
+ * and exposed time), one on the side stream (total only) or a wait of the
+ * compute stream for the side stream (exposed only). */
+typedef enum { NT_PLAIN, NT_SIDE, NT_WAIT } nccl_timer_kind;
 
 typedef struct nccl_timer {
   cudaEvent_t start, end;
+  nccl_timer_kind kind;
 } nccl_timer;
 
 typedef enum { OP_ALLREDUCE, OP_BROADCAST, OP_SEND, OP_RECV, OP_ALLTOALL } nccl_op;
@@ -238,7 +263,7 @@ nccl_watchdog (void *arg)
  * recorded into a graph (an event record would become part of the graph
  * and the work is not running yet).  Lock held. */
 static void
-nccl_mark_locked (comm_nccl *c)
+nccl_mark_on_locked (comm_nccl *c, cudaStream_t s)
 {
   enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
   cudaError_t e = cudaStreamIsCapturing (c->stream, &cs);
@@ -253,7 +278,7 @@ nccl_mark_locked (comm_nccl *c)
       e = q;
   }
   if (e == cudaSuccess)
-    e = cudaEventRecord (c->done, c->stream);
+    e = cudaEventRecord (c->done, s);
   if (e != cudaSuccess) {
     nccl_fail_locked (c, "CUDA error on the comm stream: %s", cudaGetErrorString (e));
     return;
@@ -261,20 +286,26 @@ nccl_mark_locked (comm_nccl *c)
   c->pending = 1;
 }
 
+static void
+nccl_mark_locked (comm_nccl *c)
+{
+  nccl_mark_on_locked (c, c->stream);
+}
+
 static ncclResult_t
-nccl_issue (comm_nccl *c, const nccl_call *k)
+nccl_issue (comm_nccl *c, const nccl_call *k, cudaStream_t stream)
 {
   switch (k->op) {
     case OP_ALLREDUCE:
       return ncclAllReduce (k->data, k->data, k->count, k->type, ncclSum, c->comm,
-          c->stream);
+          stream);
     case OP_BROADCAST:
       return ncclBroadcast (k->data, k->data, k->count, ncclUint8, k->peer,
-          c->comm, c->stream);
+          c->comm, stream);
     case OP_SEND:
-      return ncclSend (k->data, k->count, ncclUint8, k->peer, c->comm, c->stream);
+      return ncclSend (k->data, k->count, ncclUint8, k->peer, c->comm, stream);
     case OP_RECV:
-      return ncclRecv (k->data, k->count, ncclUint8, k->peer, c->comm, c->stream);
+      return ncclRecv (k->data, k->count, ncclUint8, k->peer, c->comm, stream);
     case OP_ALLTOALL: {
       /* grouped point-to-point: one send and one receive per member of the
        * caller's group (itself included), fused by NCCL into one launch */
@@ -283,10 +314,10 @@ nccl_issue (comm_nccl *c, const nccl_call *k)
       ncclResult_t r = ncclGroupStart ();
       for (int j = 0; j < gs && r == ncclSuccess; j++) {
         r = ncclSend ((const char *) k->data + (size_t) j * k->count, k->count,
-            ncclUint8, base + j * st, c->comm, c->stream);
+            ncclUint8, base + j * st, c->comm, stream);
         if (r == ncclSuccess)
           r = ncclRecv ((char *) k->recv + (size_t) j * k->count, k->count,
-              ncclUint8, base + j * st, c->comm, c->stream);
+              ncclUint8, base + j * st, c->comm, stream);
       }
       ncclResult_t e = ncclGroupEnd ();
       return r != ncclSuccess ? r : e;
@@ -298,7 +329,7 @@ nccl_issue (comm_nccl *c, const nccl_call *k)
 /* A timing pair for the all-reduce about to be enqueued (lock held), or
  * NULL when none can be had (the time is then reported as unmeasured). */
 static nccl_timer *
-nccl_timer_get (comm_nccl *c, int capturing)
+nccl_timer_get (comm_nccl *c, int capturing, nccl_timer_kind kind)
 {
   nccl_timer **list = capturing ? &c->captured : &c->eager;
   int *n = capturing ? &c->n_captured : &c->n_eager;
@@ -323,26 +354,28 @@ nccl_timer_get (comm_nccl *c, int capturing)
     }
   }
   (*n)++;
+  t->kind = kind;
   return t;
 }
 
 static void
-nccl_timer_record (comm_nccl *c, cudaEvent_t ev, int capturing)
+nccl_timer_record (comm_nccl *c, cudaEvent_t ev, cudaStream_t s, int capturing)
 {
   cudaError_t e = capturing
-      ? cudaEventRecordWithFlags (ev, c->stream, cudaEventRecordExternal)
-      : cudaEventRecord (ev, c->stream);
+      ? cudaEventRecordWithFlags (ev, s, cudaEventRecordExternal)
+      : cudaEventRecord (ev, s);
   if (e != cudaSuccess) {
     c->timing_bad = 1;
     cudaGetLastError ();
   }
 }
 
-/* Enqueue one operation: check the result and the asynchronous state,
+/* Enqueue one operation on `stream` (the compute stream, or the side
+ * stream for a start): check the result and the asynchronous state,
  * finish an in-progress enqueue (bounded), mark the work for the
  * watchdog. */
 static dit_status
-nccl_enqueue (comm_nccl *c, const nccl_call *k)
+nccl_enqueue_on (comm_nccl *c, const nccl_call *k, cudaStream_t stream)
 {
   const char *op = op_names[k->op];
   char msg[256];
@@ -358,18 +391,19 @@ nccl_enqueue (comm_nccl *c, const nccl_call *k)
    * after that. */
   nccl_timer *tm = NULL;
   int capturing = 0;
-  if (k->op == OP_ALLREDUCE) {
+  if (k->op == OP_ALLREDUCE || k->op == OP_ALLTOALL) {
     enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-    capturing = cudaStreamIsCapturing (c->stream, &cs) == cudaSuccess
+    capturing = cudaStreamIsCapturing (stream, &cs) == cudaSuccess
         && cs != cudaStreamCaptureStatusNone;
-    tm = nccl_timer_get (c, capturing);
+    tm = nccl_timer_get (c, capturing, stream == c->stream ? NT_PLAIN
+        : NT_SIDE);
     if (tm)
-      nccl_timer_record (c, tm->start, capturing);
+      nccl_timer_record (c, tm->start, stream, capturing);
     else
       c->timing_bad = 1;
   }
   atomic_store (&c->in_call_since, dit_net_now_ms ());
-  ncclResult_t r = nccl_issue (c, k);
+  ncclResult_t r = nccl_issue (c, k, stream);
   nccl_after_call_locked (c);
   if (c->failed) {
     st = nccl_failed_error (c, op);
@@ -401,16 +435,102 @@ nccl_enqueue (comm_nccl *c, const nccl_call *k)
   /* The end mark goes in once the enqueue has finished (a non-blocking
    * enqueue may still be in progress when ncclAllReduce returns). */
   if (tm && !c->failed)
-    nccl_timer_record (c, tm->end, capturing);
+    nccl_timer_record (c, tm->end, stream, capturing);
   if (!c->failed) {
     atomic_store (&c->in_call_since, dit_net_now_ms ());
-    nccl_mark_locked (c);
+    nccl_mark_on_locked (c, stream);
     nccl_after_call_locked (c);
   }
   if (c->failed)
     st = nccl_failed_error (c, op);
   pthread_mutex_unlock (&c->lock);
   return st;
+}
+
+static dit_status
+nccl_enqueue (comm_nccl *c, const nccl_call *k)
+{
+  return nccl_enqueue_on (c, k, c->stream);
+}
+
+/* A CUDA call of the overlap path failed: the communicator fails with it
+ * (the streams' order can no longer be trusted). */
+static dit_status
+nccl_cuda_failed (comm_nccl *c, const char *what, cudaError_t e)
+{
+  pthread_mutex_lock (&c->lock);
+  nccl_fail_locked (c, "%s: %s", what, cudaGetErrorString (e));
+  dit_status st = nccl_failed_error (c, what);
+  pthread_mutex_unlock (&c->lock);
+  return st;
+}
+
+/* Overlap: the side stream after the compute stream's work so far, the
+ * collective there, the slot's event after it. */
+static dit_status
+nccl_start (comm_nccl *c, const nccl_call *k, int slot)
+{
+  cudaError_t e = cudaEventRecord (c->fork, c->stream);
+  if (e == cudaSuccess)
+    e = cudaStreamWaitEvent (c->side, c->fork, 0);
+  if (e != cudaSuccess)
+    return nccl_cuda_failed (c, "overlap: fork to the comm stream", e);
+  DIT_TRY (nccl_enqueue_on (c, k, c->side));
+  e = cudaEventRecord (c->slot_done[slot], c->side);
+  if (e != cudaSuccess)
+    return nccl_cuda_failed (c, "overlap: slot event", e);
+  return DIT_OK;
+}
+
+static dit_status
+n_allreduce_start (dit_comm *pub, void *data, int64_t count, dit_dtype dtype,
+    int slot)
+{
+  if (dtype != DIT_F32 && dtype != DIT_BF16 && dtype != DIT_F16)
+    return dit_error (DIT_ERR_UNSUPPORTED, "nccl comm: all-reduce of %s",
+        dit_dtype_name (dtype));
+  nccl_call k = { OP_ALLREDUCE, data, (size_t) count,
+    dtype == DIT_F32 ? ncclFloat32 : dtype == DIT_BF16 ? ncclBfloat16 : ncclFloat16,
+    0, NULL, 0, 0 };
+  return nccl_start ((comm_nccl *) pub, &k, slot);
+}
+
+static dit_status
+n_alltoall_start (dit_comm *pub, const void *send, void *recv, size_t block,
+    int slot)
+{
+  nccl_call k = { OP_ALLTOALL, (void *) send, block, ncclUint8, 0, recv,
+    pub->size, 1 };
+  return nccl_start ((comm_nccl *) pub, &k, slot);
+}
+
+/* The compute stream waits for the slot's collective, between the two
+ * events of an exposed-time pair. */
+static dit_status
+n_wait (dit_comm *pub, int slot)
+{
+  comm_nccl *c = (comm_nccl *) pub;
+  pthread_mutex_lock (&c->lock);
+  if (c->failed) {
+    dit_status st = nccl_failed_error (c, "wait");
+    pthread_mutex_unlock (&c->lock);
+    return st;
+  }
+  enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  int capturing = cudaStreamIsCapturing (c->stream, &cs) == cudaSuccess
+      && cs != cudaStreamCaptureStatusNone;
+  nccl_timer *tm = nccl_timer_get (c, capturing, NT_WAIT);
+  if (tm)
+    nccl_timer_record (c, tm->start, c->stream, capturing);
+  else
+    c->timing_bad = 1;
+  cudaError_t e = cudaStreamWaitEvent (c->stream, c->slot_done[slot], 0);
+  if (tm && e == cudaSuccess)
+    nccl_timer_record (c, tm->end, c->stream, capturing);
+  pthread_mutex_unlock (&c->lock);
+  if (e != cudaSuccess)
+    return nccl_cuda_failed (c, "overlap: wait for the comm stream", e);
+  return DIT_OK;
 }
 
 static dit_status
@@ -557,26 +677,36 @@ n_take_allreduce_ms (dit_comm *pub)
   float ms, since;
   pthread_mutex_lock (&c->lock);
   int bad = c->timing_bad || c->failed;
+  double exposed = 0.0;
   for (int i = 0; i < c->n_eager && !bad; i++) {
-    if (nccl_elapsed (c->eager[i].start, c->eager[i].end, &ms))
-      sum += ms;
-    else
+    if (nccl_elapsed (c->eager[i].start, c->eager[i].end, &ms)) {
+      sum += c->eager[i].kind != NT_WAIT ? ms : 0.0;
+      exposed += c->eager[i].kind != NT_SIDE ? ms : 0.0;
+    } else {
       bad = 1;
+    }
   }
   /* Captured pairs replayed since the window opened: start after it.
    * A pair never replayed has no time, one replayed before the window a
    * negative offset. */
   for (int i = 0; i < c->n_captured && !bad && c->window_set; i++)
     if (nccl_elapsed (c->window, c->captured[i].start, &since) && since >= 0.0f) {
-      if (nccl_elapsed (c->captured[i].start, c->captured[i].end, &ms))
-        sum += ms;
-      else
+      if (nccl_elapsed (c->captured[i].start, c->captured[i].end, &ms)) {
+        sum += c->captured[i].kind != NT_WAIT ? ms : 0.0;
+        exposed += c->captured[i].kind != NT_SIDE ? ms : 0.0;
+      } else {
         bad = 1;
+      }
     }
   if (c->n_captured && !c->window_set)
     bad = 1;
   c->n_eager = 0;
   c->timing_bad = 0;
+  /* read by dit_comm_take_exposed_ms; -1 stays until then */
+  if (bad || pub->exposed_ms < 0)
+    pub->exposed_ms = -1.0;
+  else
+    pub->exposed_ms += exposed;
   pthread_mutex_unlock (&c->lock);
   return bad ? -1.0 : sum;
 }
@@ -629,6 +759,13 @@ nccl_free (comm_nccl *c)
   nccl_timers_free (c->captured, c->cap_captured);
   if (c->window)
     cudaEventDestroy (c->window);
+  for (int i = 0; i < DIT_COMM_SLOTS; i++)
+    if (c->slot_done[i])
+      cudaEventDestroy (c->slot_done[i]);
+  if (c->fork)
+    cudaEventDestroy (c->fork);
+  if (c->side)
+    cudaStreamDestroy (c->side);
   if (c->done)
     cudaEventDestroy (c->done);
   if (c->scratch)
@@ -668,6 +805,9 @@ static const dit_comm_ops comm_nccl_ops = {
   .allreduce_group = n_allreduce_group,
   .alltoall_group = n_alltoall_group,
   .split = n_split,
+  .allreduce_start = n_allreduce_start,
+  .alltoall_start = n_alltoall_start,
+  .wait = n_wait,
 };
 
 int
@@ -723,7 +863,18 @@ nccl_new (int rank, int size, int device, cudaStream_t stream, int timeout_ms,
   c->device = device;
   c->stream = stream;
   pthread_mutex_init (&c->lock, NULL);
-  if (cudaEventCreateWithFlags (&c->done, cudaEventDisableTiming) != cudaSuccess
+  /* the side stream at the highest priority: collectives get their few
+   * SMs as soon as they are ready, ahead of the GEMM blocks beside them */
+  int lo = 0, hi = 0;
+  cudaError_t e = cudaDeviceGetStreamPriorityRange (&lo, &hi);
+  if (e == cudaSuccess)
+    e = cudaStreamCreateWithPriority (&c->side, cudaStreamNonBlocking, hi);
+  if (e == cudaSuccess)
+    e = cudaEventCreateWithFlags (&c->fork, cudaEventDisableTiming);
+  for (int i = 0; i < DIT_COMM_SLOTS && e == cudaSuccess; i++)
+    e = cudaEventCreateWithFlags (&c->slot_done[i], cudaEventDisableTiming);
+  if (e != cudaSuccess
+      || cudaEventCreateWithFlags (&c->done, cudaEventDisableTiming) != cudaSuccess
       || cudaEventCreate (&c->window) != cudaSuccess
       || cudaMalloc ((void **) &c->scratch, sizeof (float)) != cudaSuccess) {
     nccl_free (c);

@@ -84,6 +84,14 @@ typedef struct dit_comm_ops {
    * forward to the group entries above. */
   dit_status (*split) (dit_comm *c, int group_size, int group_stride,
       dit_comm **out);
+  /* Optional (stream-ordered comms): overlap, see dit_comm_allreduce_start.
+   * NULL: the dispatch functions run the plain call and wait does
+   * nothing. */
+  dit_status (*allreduce_start) (dit_comm *c, void *data, int64_t count,
+      dit_dtype dtype, int slot);
+  dit_status (*alltoall_start) (dit_comm *c, const void *send, void *recv,
+      size_t block_bytes, int slot);
+  dit_status (*wait) (dit_comm *c, int slot);
 } dit_comm_ops;
 
 struct dit_comm {
@@ -101,6 +109,8 @@ struct dit_comm {
                             dit_comm_take_alltoall_ms */
   int failed_peer;       /* CPU comm: the peer a failed call was talking to
                             (-1 unknown); lets a caller name the rank */
+  double exposed_ms;     /* collective time the compute waited for since the
+                            last dit_comm_take_exposed_ms (see there) */
 };
 
 dit_status dit_comm_allreduce_sum (dit_comm *c, void *data, int64_t count,
@@ -117,6 +127,28 @@ void dit_comm_destroy (dit_comm *c);
  * group.  Its wall time (CPU comm) adds to alltoall_ms. */
 dit_status dit_comm_alltoall (dit_comm *c, const void *send, void *recv,
     size_t block_bytes);
+
+/* Overlap.  The collectives a layout can hide behind compute are issued
+ * with a slot (0 <= slot < DIT_COMM_SLOTS) and waited for later:
+ *   dit_comm_allreduce_start (c, data, n, dtype, slot);
+ *   ... compute that does not touch data ...
+ *   dit_comm_wait (c, slot);       (data holds the sum from here on)
+ * On a stream-ordered comm (NCCL) start issues the collective on the
+ * comm's own stream after everything enqueued so far on the compute stream
+ * and returns; wait makes the compute stream wait for it (an event), so
+ * the compute enqueued in between runs under the collective.  The time the
+ * compute stream spends in that wait is the exposed time.  Between start
+ * and wait the buffers belong to the collective.  Every start must be
+ * waited for before the next start on the same slot and before a flush or
+ * the end of a graph capture.  On a comm without a stream of its own (the
+ * CPU comm) start is the plain call, complete on return, and wait does
+ * nothing: the order of the calls is the same, so the results are too. */
+#define DIT_COMM_SLOTS 4
+dit_status dit_comm_allreduce_start (dit_comm *c, void *data, int64_t count,
+    dit_dtype dtype, int slot);
+dit_status dit_comm_alltoall_start (dit_comm *c, const void *send, void *recv,
+    size_t block_bytes, int slot);
+dit_status dit_comm_wait (dit_comm *c, int slot);
 
 /* Groups of ranks for layouts that nest two kinds of parallelism (hybrid
  * sequence x tensor parallelism).  The group of rank r with {size, stride}
@@ -153,9 +185,10 @@ void dit_comm_watch (dit_comm *c);
 
 /* Milliseconds this rank spent in all-reduces since the previous call
  * (which restarts the count).  CPU comm: wall time inside
- * dit_comm_allreduce_sum.  NCCL comm: the sum over the all-reduces of the
- * GPU time between CUDA events recorded around each one on the comm's
- * stream, also inside CUDA graphs (events recorded during capture are
+ * dit_comm_allreduce_sum.  NCCL comm: the sum over the all-reduces and
+ * all-to-alls (plain or started for overlap) of the GPU time between CUDA
+ * events recorded around each one on the stream it runs on, also inside
+ * CUDA graphs (events recorded during capture are
  * replayed with the graph); call it after dit_comm_flush.  Either way it
  * includes waiting for the slowest rank to arrive.  -1 when the transport
  * could not measure (an event query failed).  NULL comm: 0. */
@@ -163,6 +196,14 @@ double dit_comm_take_allreduce_ms (dit_comm *c);
 /* The same for all-to-all calls (host wall time; a view adds to its
  * parent's count). */
 double dit_comm_take_alltoall_ms (dit_comm *c);
+/* Exposed collective time since the previous call: how long the compute
+ * waited for collectives.  CPU comm: every collective is exposed (the
+ * caller is blocked inside it), so this is the wall time inside
+ * all-reduces and all-to-alls.  NCCL comm: the GPU time of the
+ * collectives issued on the compute stream (plain calls) plus the time the
+ * compute stream spent in dit_comm_wait; call it after
+ * dit_comm_take_allreduce_ms, which reads the events.  NULL comm: 0. */
+double dit_comm_take_exposed_ms (dit_comm *c);
 
 /* ---- CPU comm ----------------------------------------------------------- */
 

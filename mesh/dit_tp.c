@@ -357,6 +357,19 @@ tp_comm_allreduce (void *user, void *data, int64_t count, dit_dtype dtype)
   return dit_comm_allreduce_sum (user, data, count, dtype);
 }
 
+static dit_status
+tp_comm_allreduce_start (void *user, void *data, int64_t count,
+    dit_dtype dtype, int slot)
+{
+  return dit_comm_allreduce_start (user, data, count, dtype, slot);
+}
+
+static dit_status
+comm_wait (void *user, int slot)
+{
+  return dit_comm_wait (user, slot);
+}
+
 void
 dit_tp_from_comm (dit_comm *comm, dit_model_tp *tp)
 {
@@ -364,7 +377,10 @@ dit_tp_from_comm (dit_comm *comm, dit_model_tp *tp)
   tp->degree = comm->size;
   tp->rank = comm->rank;
   tp->allreduce = tp_comm_allreduce;
+  tp->allreduce_start = tp_comm_allreduce_start;
+  tp->wait = comm_wait;
   tp->user = comm;
+  tp->overlap = 1;
   /* Device transports (NCCL) only enqueue their collectives. */
   tp->stream_ordered = comm->device != DIT_DEVICE_CPU;
 }
@@ -373,6 +389,13 @@ static dit_status
 sp_comm_alltoall (void *user, const void *send, void *recv, size_t block)
 {
   return dit_comm_alltoall (user, send, recv, block);
+}
+
+static dit_status
+sp_comm_alltoall_start (void *user, const void *send, void *recv,
+    size_t block, int slot)
+{
+  return dit_comm_alltoall_start (user, send, recv, block, slot);
 }
 
 dit_status
@@ -406,11 +429,14 @@ dit_mesh_groups_create (dit_comm *mesh, int sp, int tp, dit_mesh_groups *g,
   } else {
     plan->degree = 1;
     plan->stream_ordered = mesh->device != DIT_DEVICE_CPU;
+    plan->wait = comm_wait;
+    plan->overlap = 1;
   }
   if (sp > 1) {
     plan->sp_degree = sp;
     plan->sp_rank = g->sp_rank;
     plan->alltoall = sp_comm_alltoall;
+    plan->alltoall_start = sp_comm_alltoall_start;
     plan->sp_user = g->sp_comm;
     plan->stream_ordered = mesh->device != DIT_DEVICE_CPU;
   }

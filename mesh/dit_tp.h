@@ -69,7 +69,8 @@ dit_status dit_tp_fingerprint_file (const char *path,
 uint64_t dit_tp_config_digest (const dit_model_config *cfg);
 
 /* A dit_model_tp whose all-reduce goes through `comm` (rank and degree from
- * the comm). */
+ * the comm), overlap on (dit_model_tp.overlap; the caller may turn it
+ * off) with the comm's start and wait entries (dit_comm_allreduce_start). */
 void dit_tp_from_comm (dit_comm *comm, dit_model_tp *tp);
 
 /* The groups of a mesh of sp * tp ranks (layouts of dit_mesh_config.h):
@@ -86,8 +87,8 @@ typedef struct dit_mesh_groups {
 } dit_mesh_groups;
 
 /* Fills g and the model's plan (all-reduce over the TP group, all-to-all
- * over the SP group) from the mesh communicator; mesh->size must be
- * sp * tp.  dit_mesh_groups_free releases the views. */
+ * over the SP group, overlap on with their start and wait entries) from
+ * the mesh communicator; mesh->size must be sp * tp.  dit_mesh_groups_free releases the views. */
 dit_status dit_mesh_groups_create (dit_comm *mesh, int sp, int tp,
     dit_mesh_groups *g, dit_model_tp *plan);
 void dit_mesh_groups_free (dit_mesh_groups *g);

@@ -121,6 +121,9 @@ struct dit_model {
   dit_tensor sumsq;     /* [max(2 Lmax, text_len)] f32, tp > 1 only */
   int overlap;          /* collectives in the overlapped order
                            (dit_model_tp.overlap) */
+  dit_status (*allreduce_start) (void *, void *, int64_t, dit_dtype, int);
+  dit_status (*alltoall_start) (void *, const void *, void *, size_t, int);
+  dit_status (*comm_wait) (void *, int);
 
   /* sequence parallelism (sp_degree 1: none): this rank's tokens are rows
    * [sp_rank * L / sp, +L / sp) of every forward; self-attention runs on
@@ -483,6 +486,11 @@ dit_model_create_tp (const dit_model_config *cfg, const dit_weights *weights,
   m->alltoall = m->sp_degree > 1 ? tp->alltoall : NULL;
   m->alltoall_user = m->sp_degree > 1 ? tp->sp_user : NULL;
   m->overlap = tp ? tp->overlap : 0;
+  if (m->overlap) {
+    m->allreduce_start = tp->allreduce_start;
+    m->alltoall_start = tp->alltoall_start;
+    m->comm_wait = tp->wait;
+  }
   m->attn_heads = m->heads_local / m->sp_degree;
   m->attn_dim = (int64_t) m->attn_heads * cfg->head_dim;
   m->mod_rows = m->fs;
@@ -630,13 +638,48 @@ tp_allreduce (dit_model *m, dit_tensor *t)
   return DIT_OK;
 }
 
+/* tp_allreduce issued beside the compute on `slot` (overlap); the sum is
+ * there after tp_wait (slot).  Without a start entry: tp_allreduce. */
+static dit_status
+tp_allreduce_start (dit_model *m, dit_tensor *t, int slot)
+{
+  if (!m->allreduce_start)
+    return tp_allreduce (m, t);
+  dit_status st = m->allreduce_start (m->allreduce_user, t->data,
+      dit_tensor_numel (t), t->dtype, slot);
+  if (st != DIT_OK)
+    return dit_error_prefix (st, "tensor-parallel all-reduce (rank %d of %d)",
+        m->tp_rank, m->tp_degree);
+  return DIT_OK;
+}
+
+static dit_status
+comm_wait (dit_model *m, void *user, int slot)
+{
+  if (!m->comm_wait)
+    return DIT_OK;
+  dit_status st = m->comm_wait (user, slot);
+  if (st != DIT_OK)
+    return dit_error_prefix (st, "waiting for a collective (TP rank %d of %d, "
+        "SP rank %d of %d)", m->tp_rank, m->tp_degree, m->sp_rank,
+        m->sp_degree);
+  return DIT_OK;
+}
+
+static dit_status
+tp_wait (dit_model *m, int slot)
+{
+  return comm_wait (m, m->allreduce_user, slot);
+}
+
 /* The full-width q/k RMSNorm of a and (optionally) b.  At TP > 1 each rank
  * holds D/tp columns: partial sums of squares of both go through one
  * all-reduce (norm_qk_stats), then each rank normalises its columns by the
  * full-width statistic (norm_qk_apply); overlap puts the v projection
  * between the two. */
 static dit_status
-norm_qk_stats (dit_model *m, const dit_tensor *a, const dit_tensor *b)
+norm_qk_stats (dit_model *m, const dit_tensor *a, const dit_tensor *b,
+    int slot)
 {
   if (m->tp_degree == 1)
     return DIT_OK;
@@ -651,7 +694,8 @@ norm_qk_stats (dit_model *m, const dit_tensor *a, const dit_tensor *b)
     dit_rmsnorm_sumsq_params pb = { .x = b, .sumsq = &ssb };
     DIT_TRY (dit_rmsnorm_sumsq (m->be, &pb));
   }
-  return tp_allreduce (m, &all);
+  /* slot >= 0: started for overlap, norm_qk_apply follows a tp_wait */
+  return slot >= 0 ? tp_allreduce_start (m, &all, slot) : tp_allreduce (m, &all);
 }
 
 /* The second half of norm_qk: each rank normalises its columns by the
@@ -682,7 +726,7 @@ static dit_status
 norm_qk (dit_model *m, dit_tensor *a, const dit_tensor *wa, dit_tensor *b,
     const dit_tensor *wb)
 {
-  DIT_TRY (norm_qk_stats (m, a, b));
+  DIT_TRY (norm_qk_stats (m, a, b, -1));
   return norm_qk_apply (m, a, wa, b, wb);
 }
 
@@ -815,10 +859,11 @@ linear_residual_halves (dit_model *m, const dit_act_in *h, const dit_linear *l,
     part[i] = dit_tensor_rows (proj, r0, rows);
     DIT_TRY (linear_any (m, &in, l, NULL, &part[i], NULL, NULL, NULL,
         DIT_ACT_NONE));
-    DIT_TRY (tp_allreduce (m, &part[i]));
+    DIT_TRY (tp_allreduce_start (m, &part[i], i));
   }
   for (int i = 0; i < 2; i++) {
     const int64_t r0 = g[i] * m->mod_rows;
+    DIT_TRY (tp_wait (m, i));
     if (l->b) {
       dit_add_params ap = { .a = &part[i], .b = l->b, .y = &part[i] };
       DIT_TRY (dit_add (m->be, &ap));
@@ -1018,6 +1063,27 @@ sp_exchange (dit_model *m, const void *send, void *recv, size_t block)
   return DIT_OK;
 }
 
+/* sp_exchange issued beside the compute on `slot` (overlap); the data is
+ * there after sp_wait (slot). */
+static dit_status
+sp_exchange_start (dit_model *m, const void *send, void *recv, size_t block,
+    int slot)
+{
+  if (!m->alltoall_start)
+    return sp_exchange (m, send, recv, block);
+  dit_status st = m->alltoall_start (m->alltoall_user, send, recv, block, slot);
+  if (st != DIT_OK)
+    return dit_error_prefix (st, "sequence-parallel all-to-all (rank %d of %d)",
+        m->sp_rank, m->sp_degree);
+  return DIT_OK;
+}
+
+static dit_status
+sp_wait (dit_model *m, int slot)
+{
+  return comm_wait (m, m->alltoall_user, slot);
+}
+
 /* [S, Ls, w] view of columns [c0, c0 + w) of each of the S column blocks
  * of a [Ls, W] tensor (block j = columns [j W/S, (j+1) W/S)). */
 static dit_tensor
@@ -1041,10 +1107,11 @@ sp_blocks (const dit_tensor *t, int sp)
 }
 
 /* tok's column blocks packed at `pack` (model-dtype memory of
- * numel(tok) elements), exchanged into dst. */
+ * numel(tok) elements), exchanged into dst (slot >= 0: started for
+ * overlap, sp_wait (slot) follows). */
 static dit_status
 sp_to_heads_via (dit_model *m, const dit_tensor *tok, dit_tensor *dst,
-    void *pack_data)
+    void *pack_data, int slot)
 {
   dit_tensor src = sp_blocks (tok, m->sp_degree);
   int64_t shape[3] = { m->sp_degree, tok->shape[0], tok->shape[1] / m->sp_degree };
@@ -1052,30 +1119,39 @@ sp_to_heads_via (dit_model *m, const dit_tensor *tok, dit_tensor *dst,
       shape);
   dit_copy_params cp = { .x = &src, .y = &pack };
   DIT_TRY (dit_copy (m->be, &cp));
-  return sp_exchange (m, pack.data, dst->data,
-      (size_t) dit_tensor_numel (&pack) / (size_t) m->sp_degree
-      * dit_dtype_size (tok->dtype));
+  const size_t block = (size_t) dit_tensor_numel (&pack)
+      / (size_t) m->sp_degree * dit_dtype_size (tok->dtype);
+  return slot >= 0 ? sp_exchange_start (m, pack.data, dst->data, block, slot)
+      : sp_exchange (m, pack.data, dst->data, block);
 }
 
 static dit_status
 sp_to_heads (dit_model *m, const dit_tensor *tok, dit_tensor *dst)
 {
-  return sp_to_heads_via (m, tok, dst, m->sp_pack.data);
+  return sp_to_heads_via (m, tok, dst, m->sp_pack.data, -1);
 }
 
-/* heads [L, w] (contiguous: attention output of w columns of this rank's
- * head block) back to this rank's tokens, into columns [c0, c0 + w) of
- * each member's block of tok [Ls, W], received at pack_data. */
+/* The way back: heads [L, w] (contiguous: the attention output of w
+ * columns of this rank's head block) exchanged to pack_data, which then
+ * holds [S, Ls, w]: member j's heads of this rank's tokens. */
 static dit_status
-sp_to_tokens_part (dit_model *m, const dit_tensor *heads, dit_tensor *tok,
-    int64_t c0, int64_t w, void *pack_data)
+sp_heads_exchange (dit_model *m, const dit_tensor *heads, int64_t Ls,
+    int64_t w, void *pack_data, int slot)
 {
-  const int64_t Ls = tok->shape[0];
-  int64_t shape[3] = { m->sp_degree, Ls, w };
-  dit_tensor pack = dit_tensor_make (pack_data, tok->dtype, tok->device, 3,
-      shape);
-  DIT_TRY (sp_exchange (m, heads->data, pack.data,
-      (size_t) (Ls * w) * dit_dtype_size (tok->dtype)));
+  const size_t block = (size_t) (Ls * w) * dit_dtype_size (heads->dtype);
+  return slot >= 0 ? sp_exchange_start (m, heads->data, pack_data, block, slot)
+      : sp_exchange (m, heads->data, pack_data, block);
+}
+
+/* ... and copied into columns [c0, c0 + w) of each member's block of tok
+ * [Ls, W]. */
+static dit_status
+sp_unpack_tokens (dit_model *m, const void *pack_data, dit_tensor *tok,
+    int64_t c0, int64_t w)
+{
+  int64_t shape[3] = { m->sp_degree, tok->shape[0], w };
+  dit_tensor pack = dit_tensor_make ((void *) pack_data, tok->dtype,
+      tok->device, 3, shape);
   dit_tensor dst = sp_blocks_part (tok, m->sp_degree, c0, w);
   dit_copy_params cp = { .x = &pack, .y = &dst };
   return dit_copy (m->be, &cp);
@@ -1084,8 +1160,10 @@ sp_to_tokens_part (dit_model *m, const dit_tensor *heads, dit_tensor *tok,
 static dit_status
 sp_to_tokens (dit_model *m, const dit_tensor *heads, dit_tensor *tok)
 {
-  return sp_to_tokens_part (m, heads, tok, 0, tok->shape[1] / m->sp_degree,
-      m->sp_pack.data);
+  const int64_t Wa = tok->shape[1] / m->sp_degree;
+  DIT_TRY (sp_heads_exchange (m, heads, tok->shape[0], Wa, m->sp_pack.data,
+      -1));
+  return sp_unpack_tokens (m, m->sp_pack.data, tok, 0, Wa);
 }
 
 /* Every rank's rows of `mine` [Ls, W] (this rank's) into all [L, W] (f32,
@@ -1180,24 +1258,30 @@ sp_self_attention_overlap (dit_model *m, const dit_block_weights *b,
   dit_tensor kall = dit_tensor_rows (&m->cache_k[layer], 0, nkeys);
   dit_tensor vall = dit_tensor_rows (&m->cache_v[layer], 0, nkeys);
 
+  /* slots: 0 k, 1 v, 2 q; then 0 and 1 the output halves */
   DIT_TRY (linear_any (m, in, &b->sk, b->sk.b, &tok, NULL, NULL, NULL,
       DIT_ACT_NONE));
   DIT_TRY (norm_qk (m, &tok, b->s_norm_k, NULL, NULL));
-  DIT_TRY (sp_to_heads_via (m, &tok, &knew, pack));
+  DIT_TRY (sp_to_heads_via (m, &tok, &knew, pack, 0));
   DIT_TRY (linear_any (m, in, &b->sv, b->sv.b, &tok, NULL, NULL, NULL,
       DIT_ACT_NONE));
-  DIT_TRY (sp_to_heads_via (m, &tok, &vnew, pack + (size_t) (Ls * Dl) * es));
+  DIT_TRY (sp_to_heads_via (m, &tok, &vnew, pack + (size_t) (Ls * Dl) * es,
+      1));
   DIT_TRY (linear_any (m, in, &b->sq, b->sq.b, &tok, NULL, NULL, NULL,
       DIT_ACT_NONE));
   DIT_TRY (norm_qk (m, &tok, b->s_norm_q, NULL, NULL));
-  DIT_TRY (sp_to_heads_via (m, &tok, &qh, m->attn.data));
+  DIT_TRY (sp_to_heads_via (m, &tok, &qh, m->attn.data, 2));
+  DIT_TRY (sp_wait (m, 0));
   DIT_TRY (rope (m, &knew, frames, a->frame_offset));
+  DIT_TRY (sp_wait (m, 2));
   DIT_TRY (rope (m, &qh, frames, a->frame_offset));
+  DIT_TRY (sp_wait (m, 1));
 
   /* heads [0, h0) then [h0, attn_heads); one half when there is one head */
   const int h0 = m->attn_heads / 2 > 0 ? m->attn_heads / 2 : m->attn_heads;
   const int hs[3] = { 0, h0, m->attn_heads };
-  for (int i = 0; i < 2 && hs[i] < hs[i + 1]; i++) {
+  const int halves = h0 < m->attn_heads ? 2 : 1;
+  for (int i = 0; i < halves; i++) {
     const int64_t c0 = (int64_t) hs[i] * c->head_dim;
     const int64_t w = (int64_t) (hs[i + 1] - hs[i]) * c->head_dim;
     dit_tensor qi = dit_tensor_cols (&qh, c0, w);
@@ -1212,8 +1296,14 @@ sp_self_attention_overlap (dit_model *m, const dit_block_weights *b,
       .log_bias = a->log_bias, .causal_block = a->causal_block,
       .q_pos0 = a->cache_row };
     DIT_TRY (dit_attention (m->be, &sa));
-    DIT_TRY (sp_to_tokens_part (m, &oi, attn, c0, w,
-        pack + (size_t) (L * c0) * es));
+    DIT_TRY (sp_heads_exchange (m, &oi, Ls, w, pack + (size_t) (L * c0) * es,
+        i));
+  }
+  for (int i = 0; i < halves; i++) {
+    const int64_t c0 = (int64_t) hs[i] * c->head_dim;
+    const int64_t w = (int64_t) (hs[i + 1] - hs[i]) * c->head_dim;
+    DIT_TRY (sp_wait (m, i));
+    DIT_TRY (sp_unpack_tokens (m, pack + (size_t) (L * c0) * es, attn, c0, w));
   }
   return DIT_OK;
 }
@@ -1280,9 +1370,10 @@ block_forward (dit_model *m, int layer, const dit_forward_args *a,
         DIT_ACT_NONE));
     if (m->overlap && m->tp_degree > 1) {
       /* the q/k statistics all-reduce runs under the v projection */
-      DIT_TRY (norm_qk_stats (m, &q, &knew));
+      DIT_TRY (norm_qk_stats (m, &q, &knew, 2));
       DIT_TRY (linear_any (m, &in, &b->sv, b->sv.b, &vnew, NULL, NULL, NULL,
           DIT_ACT_NONE));
+      DIT_TRY (tp_wait (m, 2));
       DIT_TRY (norm_qk_apply (m, &q, b->s_norm_q, &knew, b->s_norm_k));
       DIT_TRY (rope (m, &q, frames, a->frame_offset));
       DIT_TRY (rope (m, &knew, frames, a->frame_offset));

@@ -86,6 +86,16 @@ typedef struct dit_model_tp {
    * 0, only the order differs, so on a synchronous comm (CPU) both give
    * the same bits. */
   int overlap;
+  /* Overlap entry points (optional; NULL: allreduce / alltoall above,
+   * complete when they return, and no wait).  A start issues the
+   * collective beside the compute (slot 0..3); wait(user, slot) makes the
+   * compute wait for it: all-reduces get the TP user, all-to-alls sp_user
+   * (dit_comm_allreduce_start, mesh/dit_comm.h). */
+  dit_status (*allreduce_start) (void *user, void *data, int64_t count,
+      dit_dtype dtype, int slot);
+  dit_status (*alltoall_start) (void *user, const void *send, void *recv,
+      size_t block_bytes, int slot);
+  dit_status (*wait) (void *user, int slot);
 } dit_model_tp;
 
 /* DIT_ERR_INVALID naming the heads and tokens unless the sequence-parallel
