@@ -120,6 +120,10 @@ typedef struct dit_mesh_stats {
   /* per-rank time in TP all-reduces during the last chunk (wait for the
    * slowest rank included), -1 where the rank could not measure it */
   double last_allreduce_ms[DIT_MESH_MAX_RANKS];
+  /* per-rank exposed collective time of the last chunk: what the compute
+   * waited for (dit_comm_take_exposed_ms; = last_allreduce_ms on the CPU
+   * comm), -1 where unmeasured */
+  double last_exposed_ms[DIT_MESH_MAX_RANKS];
   uint64_t world_bytes;        /* tensor bytes carried on the world comm
                                   (sent and received by Stage 0) */
   int world_nccl;              /* the world comm runs on NCCL (else on the
@@ -151,6 +155,9 @@ typedef struct dit_worker_config {
                                   backend; dit-worker's default), 0: eager */
   int test_cut_world;          /* tests: mesh rank 0 closes its world comm
                                   instead of sending the first x0 */
+  int comm_overlap_off;        /* 1: collectives in the plain order
+                                  (dit-worker --comm-overlap off); 0: the
+                                  overlapped order (dit_model_tp.overlap) */
 } dit_worker_config;
 
 /* Joins, loads its shard, serves envelopes.  DIT_OK after SHUTDOWN; an

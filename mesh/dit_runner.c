@@ -189,6 +189,8 @@ dit_runner_collect (dit_runner *r, dit_tensor *x0, dit_chunk_timing *timing)
     memcpy (r->stats.rank_ms, ms.last_rank_ms, sizeof r->stats.rank_ms);
     memcpy (r->stats.allreduce_ms, ms.last_allreduce_ms,
         sizeof r->stats.allreduce_ms);
+    memcpy (r->stats.exposed_ms, ms.last_exposed_ms,
+        sizeof r->stats.exposed_ms);
     r->stats.world_nccl = ms.world_nccl;
     r->timing = tm;
   }

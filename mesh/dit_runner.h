@@ -106,6 +106,8 @@ typedef struct dit_runner_stats {
   int pids[DIT_MESH_MAX_RANKS];        /* spawned workers, 0 otherwise */
   double rank_ms[DIT_MESH_MAX_RANKS];  /* last chunk, per rank */
   double allreduce_ms[DIT_MESH_MAX_RANKS];
+  double exposed_ms[DIT_MESH_MAX_RANKS];   /* of allreduce_ms, what the
+                                              compute waited for */
   int world_nccl;                      /* the mesh's data plane is NCCL */
   uint64_t chunks;
   dit_host_copies last_copies;         /* host copies of the last chunk,

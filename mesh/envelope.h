@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define DIT_ENV_MAGIC 0x45544944u        /* "DITE" */
-#define DIT_ENV_VERSION 5
+#define DIT_ENV_VERSION 6
 #define DIT_ENV_HEADER_BYTES 16
 #define DIT_ENV_MAX_PAYLOAD (1u << 30)
 #define DIT_ENV_MAX_TENSORS 8
@@ -113,7 +113,8 @@ typedef struct dit_env_accept {
   int warp_steps;
 } dit_env_accept;
 
-#define DIT_ENV_TIMINGS 5   /* decode, recompute, denoise, total, all-reduce (ms) */
+#define DIT_ENV_TIMINGS 6   /* decode, recompute, denoise, total, collectives,
+                               exposed collectives (ms; v6 added the last) */
 
 typedef struct dit_envelope {
   dit_env_type type;

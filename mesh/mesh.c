@@ -1235,6 +1235,7 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
       digest[r] = e.digest;
       m->stats.last_rank_ms[r] = e.timing_ms[3];
       m->stats.last_allreduce_ms[r] = e.timing_ms[4];
+      m->stats.last_exposed_ms[r] = e.timing_ms[5];
       if (r == 0) {
         const dit_env_tensor *x = dit_env_find (&e, "x0");
         if (!x || e.n_tensors != 1 || x->dtype != DIT_F32 || x->ndim != 4

@@ -66,6 +66,10 @@
  * --comm-only times just the collectives one chunk's forward makes in that
  * layout, ranks as threads of this process (tools/bench_comm.h; the CPU
  * comm with --mesh-backend cpu, NCCL on distinct GPUs otherwise).
+ * --comm-overlap on|off (default on) passes the same to every dit-worker:
+ * the collectives hidden behind compute or in the plain order (docs/mesh.md,
+ * "Overlap"); the mesh report gives the collective time per chunk and the
+ * exposed part of it, the time the compute waited for the collectives.
  *
  * Pipeline (--pipeline, only in builds with GStreamer): the elements in
  * this process, `ditgenerate num-chunks=W+N ! video/x-dit-latent ! queue ! ditdecode
@@ -121,7 +125,7 @@
  *   [--graphs on|off] [--fused on|off]
  *   [--mesh-devices 1,2] [--mesh-backend cpu|cuda] [--worker-path PATH]
  *   [--mesh-parallel tp|sp|hybrid] [--mesh-tp N] [--comm-only]
- *   [--overlap on|off] [--worker-arg ARG]...
+ *   [--overlap on|off] [--comm-overlap on|off] [--worker-arg ARG]...
  *   [--pipeline] [--plugin-path DIR]
  *   [--text | --text-only] [--text-model umt5-xxl|tiny|PATH] [--text-layers N]
  * --graphs off runs every forward eagerly instead of replaying recorded
@@ -192,6 +196,7 @@ typedef struct bench_args {
   const char *mesh_parallel;   /* tp, sp, hybrid (NULL = tp) */
   int mesh_tp;                 /* hybrid: TP ranks per group */
   int comm_only;               /* --comm-only: the collectives alone */
+  int comm_overlap;            /* --comm-overlap (workers' collectives) */
   const char *worker_args[BENCH_MAX_WORKER_ARGS + 1];
   int n_worker_args, worker_path_given;
   int mesh_devices[DIT_MESH_MAX_RANKS];
@@ -466,6 +471,9 @@ usage (FILE *f)
       "  --comm-only            time only the collectives of one chunk's\n"
       "                         forward for the mesh (ranks as threads of\n"
       "                         this process; --chunks repetitions, medians)\n"
+      "  --comm-overlap on|off  the workers hide collectives behind compute\n"
+      "                         (default on; off = the plain order, to compare\n"
+      "                         exposed collective time)\n"
       "  --worker-arg ARG       one more argument for every dit-worker\n"
       "                         (repeat it for more)\n"
       "Pipeline:\n"
@@ -542,6 +550,7 @@ parse_args (int argc, char **argv, bench_args *a)
   a->gemm = 8192;
   a->seed = 42;
   a->graphs = 1;
+  a->comm_overlap = 1;
   a->fused = 1;
   a->fold = 1;
   a->overlap = 1;
@@ -634,6 +643,16 @@ parse_args (int argc, char **argv, bench_args *a)
     } else if (strcmp (o, "--worker-path") == 0) {
       a->worker_path = v;
       a->worker_path_given = 1;
+    } else if (strcmp (o, "--comm-overlap") == 0) {
+      a->comm_overlap = strcmp (v, "on") == 0;
+      ok = a->comm_overlap || strcmp (v, "off") == 0;
+      if (ok && !a->comm_overlap) {
+        ok = a->n_worker_args + 2 <= BENCH_MAX_WORKER_ARGS;
+        if (ok) {
+          a->worker_args[a->n_worker_args++] = "--comm-overlap";
+          a->worker_args[a->n_worker_args++] = "off";
+        }
+      }
     } else if (strcmp (o, "--worker-arg") == 0) {
       ok = a->n_worker_args < BENCH_MAX_WORKER_ARGS;
       if (ok)
@@ -823,6 +842,8 @@ typedef struct bench_result {
 typedef struct mesh_result {
   bench_samples recompute, denoise, dit;          /* worker timing */
   bench_samples allreduce, allreduce_share;       /* rank 0, measured chunks */
+  bench_samples exposed;                          /* rank 0: of allreduce,
+                                                     what the compute waited */
   int allreduce_unmeasured;                       /* chunks a rank reported -1 */
   int world_nccl;                                 /* the data plane's transport */
   bench_samples stage0, anchor, decode_rest, stage1, period_serial;
@@ -1461,6 +1482,8 @@ mesh_serial_chunk (bench_state *st, mesh_result *mr, int record)
     mr->world_nccl = rs.world_nccl;
     if (rs.allreduce_ms[0] >= 0) {
       samples_add (&mr->allreduce, rs.allreduce_ms[0]);
+      if (rs.exposed_ms[0] >= 0)
+        samples_add (&mr->exposed, rs.exposed_ms[0]);
       if (tm.recompute_ms + tm.denoise_ms > 0)
         samples_add (&mr->allreduce_share, rs.allreduce_ms[0]
             / (tm.recompute_ms + tm.denoise_ms));
@@ -2200,11 +2223,14 @@ report_mesh (const bench_state *st, const bench_result *r,
   const double ar_share = mr->allreduce_share.n > 0
       ? samples_median (&mr->allreduce_share) : NAN;
   const char *ar_how = strcmp (mesh_be, "cuda") == 0
-      ? (st->spec.sp > 1 ? "CUDA events around each all-reduce, graph replays "
-          "included; the all-to-alls are not timed on NCCL"
-          : "CUDA events around each all-reduce, graph replays included")
+      ? "CUDA events around each collective, graph replays included"
       : st->spec.sp > 1 ? "wall time inside the CPU comm's all-reduce and "
       "all-to-all calls" : "wall time inside the CPU comm's all-reduce calls";
+  const int ex_ok = mr->exposed.n > 0;
+  const double ex = ex_ok ? samples_median (&mr->exposed) : NAN;
+  const char *ex_how = strcmp (mesh_be, "cuda") == 0
+      ? "compute-stream waits on the collectives' events plus collectives on "
+      "the compute stream" : "the CPU comm is synchronous: all of it";
 
   if (a->json) {
     json_common (st, "mesh", dev);
@@ -2224,6 +2250,8 @@ report_mesh (const bench_state *st, const bench_result *r,
     json_num ("allreduce_share", ar_share, 4);
     json_int ("allreduce_chunks", mr->allreduce.n);
     json_int ("allreduce_unmeasured_chunks", mr->allreduce_unmeasured);
+    json_num ("comm_exposed_ms", ex, 3);
+    json_int ("comm_overlap", a->comm_overlap);
     json_int ("world_nccl", mr->world_nccl);
     json_num ("host_copies_per_chunk", samples_median (&mr->host_copies), 1);
     json_num ("stage0_ms", s0, 3);
@@ -2266,6 +2294,12 @@ report_mesh (const bench_state *st, const bench_result *r,
   else
     printf ("  all-reduce per chunk             n/a  (not measured: the ranks "
         "reported no time for %d chunks)\n", mr->allreduce_unmeasured);
+  if (ex_ok)
+    printf ("  exposed of it              %9.2f ms  (comm overlap %s; %s)\n",
+        ex, a->comm_overlap ? "on" : "off", ex_how);
+  else
+    printf ("  exposed of it                    n/a  (comm overlap %s; not "
+        "measured)\n", a->comm_overlap ? "on" : "off");
   printf ("  Stage 1 (mesh round trip)  %9.2f ms  (%.2f ms beyond the DiT; %.0f "
       "host copies of latents per chunk, data plane on %s)\n", s1, s1 - dit,
       samples_median (&mr->host_copies), mr->world_nccl ? "NCCL" : "the CPU "

@@ -4,7 +4,7 @@
  *              [--parallel tp|sp|hybrid] [--mesh-tp T]
  *              [--backend cpu|cuda] [--preset NAME] [--layers N]
  *              [--weights PATH | --seed S] [--dtype f32|bf16|fp8]
- *              [--timeout-ms MS] [--graphs on|off]
+ *              [--timeout-ms MS] [--graphs on|off] [--comm-overlap on|off]
  *
  * Joins rank 0 at HOST:PORT (ditgenerate mesh-listen=, or a mesh that
  * spawned it), passes the parity check (layout and degrees included),
@@ -12,7 +12,9 @@
  * parallelism) and serves envelopes until SHUTDOWN (exit 0).  With --backend cuda
  * the collectives and the data plane (the world communicator with Stage 0)
  * run on NCCL (the NCCL_* environment applies, docs/mesh.md); --graphs
- * (default on) records the forwards, collectives included, as CUDA graphs.  --layers N keeps the first N blocks of the
+ * (default on) records the forwards, collectives included, as CUDA graphs;
+ * --comm-overlap (default on) issues the collectives in the overlapped
+ * order, beside the compute on NCCL (docs/mesh.md, "Overlap").  --layers N keeps the first N blocks of the
  * preset (tests, benchmarks); Stage 0 must use the same N.  --dtype fp8
  * quantizes the shard's linear weights to FP8 (docs/precision.md); a GPU
  * without FP8 tensor cores refuses it, naming the device.  Exits by itself
@@ -61,6 +63,9 @@ usage (FILE *f)
       "  --timeout-ms MS        deadline of the join, the comm setup and every\n"
       "                         collective (default 10000)\n"
       "  --graphs on|off        record the forwards as CUDA graphs (default on)\n"
+      "  --comm-overlap on|off  hide collectives behind compute: TP outputs in\n"
+      "                         two token halves, SP k/v before q (default on;\n"
+      "                         off = the plain order, for comparisons)\n"
       "  --test-delay-ms MS     sleep MS before each chunk (tests of the overlap)\n"
       "  --test-cut-world 1     rank 0 closes its world link instead of sending\n"
       "                         the first result (tests)\n"
@@ -121,6 +126,14 @@ main (int argc, char **argv)
       else if (strcmp (v, "off") == 0) c.graphs = 0;
       else {
         fprintf (stderr, "dit-worker: --graphs '%s' (on or off)\n", v);
+        return 2;
+      }
+    }
+    else if (strcmp (a, "--comm-overlap") == 0) {
+      if (strcmp (v, "on") == 0) c.comm_overlap_off = 0;
+      else if (strcmp (v, "off") == 0) c.comm_overlap_off = 1;
+      else {
+        fprintf (stderr, "dit-worker: --comm-overlap '%s' (on or off)\n", v);
         return 2;
       }
     }

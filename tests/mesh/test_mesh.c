@@ -42,7 +42,10 @@
  *                    refuses to join with the reason, no hang; skipped in
  *                    builds with NCCL (tests/gpu/test_mesh_nccl.c)
  * allreduce-time     the per-rank all-reduce time of a chunk is > 0 (and
- *                    below the chunk's total) at TP 2 and 0 at TP 1
+ *                    below the chunk's total) at TP 2 and 0 at TP 1; its
+ *                    exposed part equals it (the CPU comm is synchronous);
+ *                    workers with --comm-overlap off return the same bits
+ *                    as with overlap on
  * inflight-tensors   max_inflight 2 with context and prompt tensors in
  *                    flight (their broadcast deferred behind the earlier
  *                    x0), the caller's buffer overwritten after each submit:
@@ -794,26 +797,47 @@ t_allreduce_time (void)
   dit_mesh_config c;
   dit_mesh *m;
   dit_mesh_stats s;
-  base_config (&c, 2);
-  if (!create (&c, &m))
-    FAIL ("create");
-  for (int k = 0; k < 2; k++) {
-    if (!run_one (m, k))
-      FAIL ("TP 2 chunk %d: %s", k, dit_last_error ());
-    dit_mesh_get_stats (m, &s);
-    for (int r = 0; r < 2; r++) {
-      printf ("TP 2 chunk %d rank %d: all-reduce %.3f ms of %.3f ms (must be "
-          "> 0 and below the chunk's total)\n", k, r, s.last_allreduce_ms[r],
-          s.last_rank_ms[r]);
-      if (!(s.last_allreduce_ms[r] > 0.0
-          && s.last_allreduce_ms[r] < s.last_rank_ms[r]))
-        FAIL ("TP 2 rank %d all-reduce time %.3f ms (chunk %.3f ms)", r,
-            s.last_allreduce_ms[r], s.last_rank_ms[r]);
+  static float out[2][2][LAT];   /* [overlap on, off][chunk] */
+  const char *off_args[] = { "--comm-overlap", "off", NULL };
+  for (int o = 0; o < 2; o++) {
+    const char *name = o ? "TP 2 overlap off" : "TP 2";
+    base_config (&c, 2);
+    if (o)
+      c.worker_args = off_args;
+    if (!create (&c, &m))
+      FAIL ("create");
+    int64_t shape[4] = { 16, 3, 4, 6 };
+    for (int k = 0; k < 2; k++) {
+      dit_tensor y = dit_tensor_make (out[o][k], DIT_F32, DIT_DEVICE_CPU, 4,
+          shape);
+      dit_tensor ctx = dit_tensor_make (out[o][k ? k - 1 : 0], DIT_F32,
+          DIT_DEVICE_CPU, 4, shape);
+      dit_chunk_request req = { .chunk_index = k, .context = k ? &ctx : NULL };
+      if (dit_mesh_run_chunk (m, &req, &y, NULL) != DIT_OK)
+        FAIL ("%s chunk %d: %s", name, k, dit_last_error ());
+      dit_mesh_get_stats (m, &s);
+      for (int r = 0; r < 2; r++) {
+        printf ("%s chunk %d rank %d: all-reduce %.3f ms of %.3f ms (must be "
+            "> 0 and below the chunk's total), exposed %.3f ms (must equal "
+            "it)\n", name, k, r, s.last_allreduce_ms[r], s.last_rank_ms[r],
+            s.last_exposed_ms[r]);
+        if (!(s.last_allreduce_ms[r] > 0.0
+            && s.last_allreduce_ms[r] < s.last_rank_ms[r]))
+          FAIL ("%s rank %d all-reduce time %.3f ms (chunk %.3f ms)", name, r,
+              s.last_allreduce_ms[r], s.last_rank_ms[r]);
+        if (fabs (s.last_exposed_ms[r] - s.last_allreduce_ms[r])
+            > 1e-9 * s.last_allreduce_ms[r])
+          FAIL ("%s rank %d exposed %.6f ms != all-reduce %.6f ms on the "
+              "CPU comm", name, r, s.last_exposed_ms[r],
+              s.last_allreduce_ms[r]);
+      }
     }
+    if (dit_mesh_shutdown (m) != DIT_OK)
+      FAIL ("shutdown: %s", dit_last_error ());
+    dit_mesh_free (m);
   }
-  if (dit_mesh_shutdown (m) != DIT_OK)
-    FAIL ("shutdown: %s", dit_last_error ());
-  dit_mesh_free (m);
+  if (memcmp (out[0], out[1], sizeof out[0]) != 0)
+    FAIL ("TP 2 with overlap on and off returned different latents");
 
   base_config (&c, 1);
   if (!create (&c, &m))

@@ -19,10 +19,11 @@ export DIT_CPU_THREADS=1
 
 # 1. mesh mode at 48x32 (WxH); the workers sleep 150 ms per chunk so the overlapped pass
 #    has Stage 1 time to hide the decode behind (a sleeping rank leaves
-#    the CPU to Stage 0 even on a loaded machine)
+#    the CPU to Stage 0 even on a loaded machine); the workers' collectives
+#    in the plain order (--comm-overlap off reaches them)
 "$bench" --device cpu --preset tiny --synthetic --size 48x32 --chunks 4 \
   --warmup 1 --mesh-devices 0,1 --worker-arg --test-delay-ms \
-  --worker-arg 150 --json > "$tmp/mesh.json"
+  --worker-arg 150 --comm-overlap off --json > "$tmp/mesh.json"
 "$py" - "$tmp/mesh.json" <<'EOF'
 import json, sys
 j = json.load(open(sys.argv[1]))
@@ -53,6 +54,10 @@ ser = j["chunk_period_serial_ms"]
 assert ser > 0 and j["stage0_anchor_ms"] >= 0 and j["stage0_decode_rest_ms"] >= 0, j
 assert 0 <= j["hidden_ms"] and 0 <= j["overlap_score"] <= 1.5, j
 assert abs(j["hideable_ms"] - min(j["stage0_decode_rest_ms"], s1)) < 2e-3, j
+# collective time and its exposed part: on the CPU comm every collective
+# blocks its caller, so all of it is exposed
+assert j["comm_overlap"] == 0 and j["allreduce_ms"] > 0, j
+assert abs(j["comm_exposed_ms"] - j["allreduce_ms"]) <= 1e-3, j
 print("mesh: period %.1f ms (serial %.1f, stage0 %.1f, stage1 %.1f), hidden "
       "%.1f of %.1f ms, score %.3f, fps %.2f" % (p, ser, s0, s1, j["hidden_ms"],
       j["hideable_ms"], j["overlap_score"], j["fps"]))
@@ -151,6 +156,8 @@ rc=0; "$bench" --pipeline --text-only > /dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || { echo "--pipeline --text-only: exit $rc, want 2"; exit 1; }
 rc=0; "$bench" --synthetic --mesh-devices 0,x > /dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || { echo "--mesh-devices 0,x: exit $rc, want 2"; exit 1; }
+rc=0; "$bench" --synthetic --comm-overlap maybe > /dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || { echo "--comm-overlap maybe: exit $rc, want 2"; exit 1; }
 
 # 5b. engine mode with a tiny display decoder: the anchor stays the full
 #    VAE's, the decode per latent is the TAEHV's
