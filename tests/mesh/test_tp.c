@@ -294,11 +294,14 @@ test_sp_degree_rule (void)
     dit_comm_destroy (comms[r]);
 }
 
-/* The CPU comm's all-to-all and group all-reduce on 4 ranks (threads). */
+/* The CPU comm's all-to-all and group all-reduce on 4 ranks (threads);
+ * the all-to-all and the TP-group all-reduce through the overlap entries
+ * (start, then wait: on the CPU comm complete at start), and a slot out of
+ * range refused. */
 typedef struct coll_arg {
   dit_comm *comm;
   float send[8], recv[8], red[2], red_tp[2];
-  dit_status st;
+  dit_status st, bad_slot;
 } coll_arg;
 
 static void *
@@ -311,7 +314,11 @@ run_collectives (void *arg)
     a->send[j] = (float) (100 * r + j);   /* block j (2 floats) for rank j/2 */
   a->red[0] = a->red_tp[0] = (float) (r + 1);
   a->red[1] = a->red_tp[1] = (float) (10 * (r + 1));
-  a->st = dit_comm_alltoall (a->comm, a->send, a->recv, 2 * sizeof (float));
+  a->st = dit_comm_alltoall_start (a->comm, a->send, a->recv,
+      2 * sizeof (float), 1);
+  if (a->st == DIT_OK)
+    a->st = dit_comm_wait (a->comm, 1);
+  a->bad_slot = dit_comm_wait (a->comm, DIT_COMM_SLOTS);
   if (a->st == DIT_OK)
     a->st = dit_comm_group_view (a->comm, 2, 2, &spv);
   if (a->st == DIT_OK)
@@ -319,7 +326,9 @@ run_collectives (void *arg)
   if (a->st == DIT_OK)
     a->st = dit_comm_allreduce_sum (spv, a->red, 2, DIT_F32);
   if (a->st == DIT_OK)
-    a->st = dit_comm_allreduce_sum (tpv, a->red_tp, 2, DIT_F32);
+    a->st = dit_comm_allreduce_start (tpv, a->red_tp, 2, DIT_F32, 0);
+  if (a->st == DIT_OK)
+    a->st = dit_comm_wait (tpv, 0);
   dit_comm_destroy (tpv);
   dit_comm_destroy (spv);
   return NULL;
@@ -343,6 +352,9 @@ test_collectives (void)
     pthread_join (th[r], NULL);
   for (int r = 0; r < 4; r++) {
     CHECK (a[r].st == DIT_OK, "rank %d collectives: %s", r, dit_last_error ());
+    CHECK (a[r].bad_slot == DIT_ERR_INVALID, "rank %d: wait on slot %d "
+        "returned %d, want DIT_ERR_INVALID", r, DIT_COMM_SLOTS,
+        (int) a[r].bad_slot);
     /* block j of rank r's receive buffer = block r of rank j's send */
     for (int j = 0; j < 4; j++)
       for (int e = 0; e < 2; e++)
