@@ -1,7 +1,7 @@
 /* test_mesh_sp — sequence parallelism (Ulysses) and the hybrid layout on
  * CUDA ranks that share one GPU, against the single-rank CUDA generator.
  *
- *   test-mesh-sp
+ *   test-mesh-sp [PRESET]      (PRESET: only that case, tiny-tp or wan-14b)
  *
  * Ranks are threads, each with its own CUDA backend (own stream) on GPU 0
  * and its own shard; NCCL takes one rank of a communicator per GPU, so the
@@ -324,8 +324,9 @@ model_case (const scase *c)
 }
 
 int
-main (void)
+main (int argc, char **argv)
 {
+  const char *only = argc > 1 ? argv[1] : NULL;
   dit_backend *probe = dit_backend_create ("cuda", 0);
   if (!probe) {
     printf ("SKIP: no CUDA device (%s)\n", dit_last_error ());
@@ -336,8 +337,16 @@ main (void)
     { "tiny-tp", 0, DIT_F32, 4, 8, 1e-5 },
     { "wan-14b", 2, DIT_BF16, 16, 16, 2e-2 },
   };
+  int ran = 0;
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    model_case (&cases[i]);
+    if (!only || strcmp (only, cases[i].preset) == 0) {
+      model_case (&cases[i]);
+      ran++;
+    }
+  if (!ran) {
+    printf ("FAIL: no case for preset '%s' (tiny-tp or wan-14b)\n", only);
+    return 1;
+  }
   printf ("%s\n", failures ? "FAILED" : "all ok");
   return failures ? 1 : 0;
 }
