@@ -30,6 +30,14 @@
  * all-reduce of 2L floats, then each rank normalises its columns.  The
  * residual stream x stays replicated and bit-identical on every rank
  * because every rank adds the same all-reduced bits.
+ *
+ * Overlap (dit_model_tp.overlap): the same ops in an order that lets a
+ * stream-ordered comm run the collectives beside the compute —
+ * linear_residual_halves (TP outputs in two token halves),
+ * norm_qk_stats / norm_qk_apply around the v projection, and
+ * sp_self_attention_overlap (k/v exchanged before q, attention in two head
+ * halves).  A collective is started on a slot and waited for where its
+ * result is first read; on a synchronous comm the wait does nothing.
  */
 #include "dit_model.h"
 
@@ -833,11 +841,6 @@ dit_model_set_gemm_fold (dit_model *m, int enable)
   m->no_gemm_fold = !enable;
 }
 
-/* x += gate ⊙ (h Wᵀ + b) for a residual branch's last linear (gate NULL:
- * plain x += h Wᵀ + b): one GEMM accumulating into the f32 residual stream
- * with the gate in its epilogue; `proj` is the scratch a backend may need
- * for the gate.  At TP > 1 (the product must be all-reduced first) or with
- * the fold off: the product into proj, then the residual pass. */
 /* Overlap at TP > 1 (dit_model_tp.overlap): the row-parallel product in
  * two halves of whole modulation groups.  GEMM and all-reduce of half 0,
  * GEMM of half 1 (under half 0's all-reduce where the comm runs beside the
@@ -875,6 +878,11 @@ linear_residual_halves (dit_model *m, const dit_act_in *h, const dit_linear *l,
   return DIT_OK;
 }
 
+/* x += gate ⊙ (h Wᵀ + b) for a residual branch's last linear (gate NULL:
+ * plain x += h Wᵀ + b): one GEMM accumulating into the f32 residual stream
+ * with the gate in its epilogue; `proj` is the scratch a backend may need
+ * for the gate.  At TP > 1 (the product must be all-reduced first) or with
+ * the fold off: the product into proj, then the residual pass. */
 static dit_status
 linear_residual (dit_model *m, const dit_act_in *h, const dit_linear *l,
     dit_tensor *x, const dit_tensor *gate, dit_tensor *proj)
