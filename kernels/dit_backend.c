@@ -189,6 +189,7 @@ backend_has_op (const dit_backend_ops *o, dit_op op)
     case DIT_OP_LAYERNORM_FP8: return o->layernorm_fp8 != NULL;
     case DIT_OP_GEMM_FP8: return o->gemm_fp8 != NULL;
     case DIT_OP_ATTENTION_FP8: return o->attention != NULL;
+    case DIT_OP_DEQUANTIZE_FP8: return o->dequantize_fp8 != NULL;
     default: return 0;
   }
 }
@@ -410,6 +411,8 @@ DIT_DISPATCH (dit_quantize_fp8, quantize_fp8, dit_quantize_fp8_params,
 DIT_DISPATCH (dit_layernorm_fp8, layernorm_fp8, dit_layernorm_fp8_params,
     DIT_OP_LAYERNORM_FP8)
 DIT_DISPATCH (dit_gemm_fp8, gemm_fp8, dit_gemm_fp8_params, DIT_OP_GEMM_FP8)
+DIT_DISPATCH (dit_dequantize_fp8, dequantize_fp8, dit_dequantize_fp8_params,
+    DIT_OP_DEQUANTIZE_FP8)
 
 dit_status
 dit_fp8_check (dit_backend *be)

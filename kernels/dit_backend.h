@@ -56,6 +56,9 @@ typedef enum dit_op {
   /* The two halves of the tensor-parallel RMSNorm (dit_ops.h). */
   DIT_OP_RMSNORM_SUMSQ,
   DIT_OP_RMSNORM_APPLY,
+  /* FP8 codes and scales back to f32/bf16/f16 (a merged LoRA on FP8
+   * weights); asked with dtype DIT_F8E4M3. */
+  DIT_OP_DEQUANTIZE_FP8,
 } dit_op;
 
 /* A recorded, replayable sequence of ops (a CUDA graph); opaque. */
@@ -160,6 +163,8 @@ typedef struct dit_backend_ops {
       const dit_rmsnorm_sumsq_params *p);
   dit_status (*rmsnorm_apply) (dit_backend *be,
       const dit_rmsnorm_apply_params *p);
+  dit_status (*dequantize_fp8) (dit_backend *be,
+      const dit_dequantize_fp8_params *p);
 } dit_backend_ops;
 
 /* Called by every dit_* op dispatcher just before the op is handed to the
@@ -304,6 +309,8 @@ dit_status dit_noise_flow (dit_backend *be, const dit_noise_flow_params *p);
 dit_status dit_quantize_fp8 (dit_backend *be, const dit_quantize_fp8_params *p);
 dit_status dit_layernorm_fp8 (dit_backend *be, const dit_layernorm_fp8_params *p);
 dit_status dit_gemm_fp8 (dit_backend *be, const dit_gemm_fp8_params *p);
+dit_status dit_dequantize_fp8 (dit_backend *be,
+    const dit_dequantize_fp8_params *p);
 
 /* DIT_OK when the backend runs the FP8 ops on its device; otherwise
  * DIT_ERR_UNSUPPORTED with a message naming the device and the reason

@@ -254,10 +254,31 @@ dit_check_gemm (dit_device dev, const dit_gemm_params *p, dit_gemm_dims *d)
   if (p->gate)
     DIT_TRY (dit_check_groups (dev, "gemm", "gate", p->gate, d->x.rows,
         d->w.rows, p->rows_per_group, &d->gate));
+  if (p->addend) {
+    DIT_TRY (dit_check_rows_shape (dev, "gemm", "addend", p->addend,
+        d->x.rows, d->w.rows, &d->addend));
+    if (p->accumulate && d->addend.data == d->y.data)
+      return dit_error (DIT_ERR_INVALID, "gemm: the addend is y and "
+          "accumulate is set (y would be added twice)");
+  }
   DIT_TRY (check_act ("gemm", p->act));
   d->M = d->x.rows;
   d->N = d->w.rows;
   d->K = d->x.cols;
+  return DIT_OK;
+}
+
+dit_status
+dit_check_dequantize_fp8 (dit_device dev, const dit_dequantize_fp8_params *p,
+    dit_rows *q, dit_rows *y, float **scale_data)
+{
+  const char *op = "dequantize_fp8";
+  DIT_TRY (dit_check_fp8_rows (dev, op, "q", p->q, p->scale, p->block, q,
+      scale_data));
+  DIT_TRY (dit_check_rows_shape (dev, op, "y", p->y, q->rows, q->cols, y));
+  if (y->dtype != DIT_F32 && y->dtype != DIT_BF16 && y->dtype != DIT_F16)
+    return dit_error (DIT_ERR_INVALID, "%s: y has dtype %s, f32, bf16 or f16 "
+        "is required", op, dit_dtype_name (y->dtype));
   return DIT_OK;
 }
 

@@ -72,6 +72,7 @@ dit_status dit_check_frames (dit_device dev, const char *op, const char *name,
 typedef struct dit_gemm_dims {
   dit_rows x, w, y, bias;     /* bias.data NULL without a bias */
   dit_rows gate;              /* [G, N]; gate.data NULL without a gate */
+  dit_rows addend;            /* [M, N]; addend.data NULL without one */
   int64_t M, N, K;
 } dit_gemm_dims;
 dit_status dit_check_gemm (dit_device dev, const dit_gemm_params *p,
@@ -126,6 +127,12 @@ typedef struct dit_flow_dims {
 dit_status dit_check_flow_step (dit_device dev, const dit_flow_step_params *p,
     dit_flow_dims *d);
 dit_status dit_check_noise (dit_device dev, const dit_noise_params *p);
+
+/* dequantize_fp8: the FP8 pair q/scale and y of q's shape in a float
+ * dtype (f32, bf16, f16). */
+dit_status dit_check_dequantize_fp8 (dit_device dev,
+    const dit_dequantize_fp8_params *p, dit_rows *q, dit_rows *y,
+    float **scale_data);
 
 /* Tensor-parallel RMSNorm halves: sumsq a contiguous f32 vector covering
  * the rows; apply's total width at least the shard's columns. */

@@ -46,7 +46,15 @@ typedef enum dit_act {
  * use when its GEMM cannot apply the gate in the epilogue: it then writes
  * act(x wᵀ + bias) there (rounded to scratch's dtype) and adds gate ⊙
  * scratch to y in a second pass.  Without a scratch such a backend runs a
- * slow exact kernel. */
+ * slow exact kernel.
+ * addend (optional): an [M, N] matrix (any float dtype, strided rows) added
+ * to the product ahead of the bias and the activation:
+ *   y = gate ⊙ act(x wᵀ + addend + bias) (+ y if accumulate).
+ * It may be y itself (the same view) when accumulate is 0: each element is
+ * read before it is written.  This is how a live LoRA reaches a layer whose
+ * activation must see it (FFN-up: GELU(h Wᵀ + s·u Bᵀ + b)): the low-rank
+ * product goes into y first and the layer's GEMM adds it in its epilogue
+ * (cuBLASLt's C operand), so no separate pass reads y again. */
 typedef struct dit_gemm_params {
   const dit_tensor *x;
   const dit_tensor *w;
@@ -57,6 +65,7 @@ typedef struct dit_gemm_params {
   const dit_tensor *gate;
   int64_t rows_per_group;
   dit_tensor *scratch;
+  const dit_tensor *addend;
 } dit_gemm_params;
 
 /* y = (x - mean) / sqrt(var + eps) [* weight + bias] over the last dim.
@@ -317,6 +326,19 @@ typedef struct dit_quantize_fp8_params {
   dit_tensor *scale;      /* [cols / block, rows] f32 */
   int64_t block;
 } dit_quantize_fp8_params;
+
+/* y = dequantize(q, scale): y[r, c] = q[r, c] · scale[c / block, r],
+ * computed in f32 and rounded once to y's dtype (f32/bf16/f16; y rows may
+ * be strided).  Exact in f32 (an e4m3 code times an f32 scale), so
+ * dit_quantize_fp8 of the result gives the codes back.  A merged LoRA on
+ * FP8 weights: dequantize(W), add s·B A, quantize again with fresh scales
+ * (block = cols for a weight). */
+typedef struct dit_dequantize_fp8_params {
+  const dit_tensor *q;      /* [rows, cols] f8e4m3, contiguous columns */
+  const dit_tensor *scale;  /* [cols / block, rows] f32 */
+  int64_t block;
+  dit_tensor *y;            /* [rows, cols] f32/bf16/f16 */
+} dit_dequantize_fp8_params;
 
 /* LayerNorm, optional affine, optional adaLN modulate, quantized:
  *   v = (x - mean) / sqrt(var + eps)

@@ -62,6 +62,7 @@ bench_op_name (int op)
     case DIT_OP_GEMM_FP8: return "gemm_fp8";
     case DIT_OP_RMSNORM_SUMSQ: return "rmsnorm_sumsq";
     case DIT_OP_RMSNORM_APPLY: return "rmsnorm_apply";
+    case DIT_OP_DEQUANTIZE_FP8: return "dequantize_fp8";
     default: return NULL;
   }
 }

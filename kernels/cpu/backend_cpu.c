@@ -283,7 +283,8 @@ static int
 dit_cpu_supports (dit_backend *be, dit_op op, dit_dtype dtype)
 {
   if (op == DIT_OP_QUANTIZE_FP8 || op == DIT_OP_LAYERNORM_FP8
-      || op == DIT_OP_GEMM_FP8 || op == DIT_OP_ATTENTION_FP8)
+      || op == DIT_OP_GEMM_FP8 || op == DIT_OP_ATTENTION_FP8
+      || op == DIT_OP_DEQUANTIZE_FP8)
     return dtype == DIT_F8E4M3;
   if (dtype != DIT_F32 && dtype != DIT_BF16 && dtype != DIT_F16)
     return 0;
@@ -325,6 +326,7 @@ static const dit_backend_ops dit_cpu_ops = {
   .gemm_fp8 = dit_cpu_gemm_fp8,
   .rmsnorm_sumsq = dit_cpu_rmsnorm_sumsq,
   .rmsnorm_apply = dit_cpu_rmsnorm_apply,
+  .dequantize_fp8 = dit_cpu_dequantize_fp8,
 };
 
 dit_backend *

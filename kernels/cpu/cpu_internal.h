@@ -42,6 +42,8 @@ dit_status dit_cpu_rmsnorm_sumsq (dit_backend *be,
     const dit_rmsnorm_sumsq_params *p);
 dit_status dit_cpu_rmsnorm_apply (dit_backend *be,
     const dit_rmsnorm_apply_params *p);
+dit_status dit_cpu_dequantize_fp8 (dit_backend *be,
+    const dit_dequantize_fp8_params *p);
 
 /* ---- validated views ------------------------------------------------------
  * The views and per-op checks of kernels/dit_check.h (shared with the CUDA

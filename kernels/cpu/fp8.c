@@ -1,5 +1,5 @@
-/* fp8 — the FP8 (e4m3) reference: quantize, LayerNorm into FP8, the FP8
- * linear layer.
+/* fp8 — the FP8 (e4m3) reference: quantize, dequantize, LayerNorm into
+ * FP8, the FP8 linear layer.
  *
  * This is the oracle the CUDA kernels are tested against, so it is written
  * for clarity and a fixed order of operations, not speed:
@@ -96,6 +96,30 @@ dit_cpu_quantize_fp8 (dit_backend *be, const dit_quantize_fp8_params *p)
     dit_cpu_load_row (row, dit_cpu_row (&x, r), x.dtype, x.cols);
     dit_cpu_quantize_row (row, x.cols, p->block, (uint8_t *) dit_cpu_row (&q, r),
         sc + r, x.rows);
+  }
+  return DIT_OK;
+}
+
+/* ---- dequantize ----------------------------------------------------------- */
+
+dit_status
+dit_cpu_dequantize_fp8 (dit_backend *be, const dit_dequantize_fp8_params *p)
+{
+  const char *op = "dequantize_fp8";
+  dit_cpu_mat q, y;
+  float *sc;
+  DIT_TRY (dit_check_dequantize_fp8 (DIT_DEVICE_CPU, p, &q, &y, &sc));
+  if (q.rows == 0 || q.cols == 0)
+    return DIT_OK;
+  const float *lut = fp8_table ();
+  float *row = dit_cpu_scratch ((size_t) q.cols + 64);
+  if (!row)
+    return dit_error (DIT_ERR_NOMEM, "%s: cannot allocate scratch", op);
+  for (int64_t r = 0; r < q.rows; r++) {
+    const uint8_t *src = (const uint8_t *) dit_cpu_row (&q, r);
+    for (int64_t c = 0; c < q.cols; c++)
+      row[c] = lut[src[c]] * sc[(c / p->block) * q.rows + r];
+    dit_cpu_store_row (dit_cpu_row (&y, r), y.dtype, row, q.cols);
   }
   return DIT_OK;
 }

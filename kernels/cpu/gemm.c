@@ -17,10 +17,11 @@
  * in plain k order (0, 1, ..., K-1) from 0, with no reassociation, so the
  * compiler can vectorise across columns without -ffast-math and the result
  * of an element does not depend on the tile, padding or thread it ran in —
- * any DIT_CPU_THREADS gives the same bits.  Epilogue order: + bias, act,
- * × gate (per row group, when given), + old y (accumulate), round to y's
- * dtype — the reference for every backend's folded epilogue (the scratch of
- * dit_gemm_params is never needed here).
+ * any DIT_CPU_THREADS gives the same bits.  Epilogue order: + addend,
+ * + bias, act, × gate (per row group, when given), + old y (accumulate),
+ * round to y's dtype — the reference for every backend's folded epilogue
+ * (the scratch of dit_gemm_params is never needed here).  An addend that is
+ * y itself is read row by row before that row is stored.
  */
 #include "cpu_internal.h"
 
@@ -39,8 +40,8 @@
 #define GEMM_SCRATCH (GEMM_SCRATCH_A + GEMM_SCRATCH_B + GEMM_SCRATCH_C + GEMM_NC)
 
 typedef struct gemm_ctx {
-  dit_cpu_mat x, w, y, bias, gate;
-  int has_bias, has_gate;
+  dit_cpu_mat x, w, y, bias, gate, addend;
+  int has_bias, has_gate, has_addend;
   int64_t rows_per_group;
   dit_act act;
   int accumulate;
@@ -174,6 +175,13 @@ gemm_task (void *arg, int64_t task)
   int64_t cur_group = -1;
   for (int64_t i = 0; i < mb; i++) {
     float *c = cb + i * GEMM_NC;
+    if (g->has_addend) {
+      dit_cpu_load_row (old, (const char *) dit_cpu_row (&g->addend, m0 + i)
+          + (size_t) n0 * dit_dtype_size (g->addend.dtype), g->addend.dtype,
+          nc);
+      for (int64_t j = 0; j < nc; j++)
+        c[j] += old[j];
+    }
     if (g->has_bias)
       for (int64_t j = 0; j < nc; j++)
         c[j] += bias[j];
@@ -214,6 +222,8 @@ dit_cpu_gemm (dit_backend *be, const dit_gemm_params *p)
   g.gate = d.gate;
   g.has_gate = p->gate != NULL;
   g.rows_per_group = p->rows_per_group;
+  g.addend = d.addend;
+  g.has_addend = p->addend != NULL;
   g.act = p->act;
   g.accumulate = p->accumulate;
   g.M = d.M;

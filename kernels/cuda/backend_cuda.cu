@@ -244,6 +244,9 @@ cuda_supports (dit_backend *be, dit_op op, dit_dtype dtype)
   if (op == DIT_OP_QUANTIZE_FP8 || op == DIT_OP_LAYERNORM_FP8
       || op == DIT_OP_GEMM_FP8 || op == DIT_OP_ATTENTION_FP8)
     return dtype == DIT_F8E4M3 && dit_cuda_fp8_check (be) == DIT_OK;
+  /* decoding needs no FP8 tensor cores */
+  if (op == DIT_OP_DEQUANTIZE_FP8)
+    return dtype == DIT_F8E4M3;
   if (dtype != DIT_F32 && dtype != DIT_BF16 && dtype != DIT_F16)
     return 0;
   if (op == DIT_OP_LAYERNORM_MODULATE || op == DIT_OP_QK_NORM_ROPE
@@ -301,6 +304,7 @@ static const dit_backend_ops dit_cuda_ops = {
   dit_cuda_gemm_fp8,
   dit_cuda_rmsnorm_sumsq,
   dit_cuda_rmsnorm_apply,
+  dit_cuda_dequantize_fp8,
 };
 
 /* Undo a half-made backend and report `st` with its message kept. */

@@ -258,6 +258,8 @@ dit_status dit_cuda_quantize_fp8 (dit_backend *be,
 dit_status dit_cuda_layernorm_fp8 (dit_backend *be,
     const dit_layernorm_fp8_params *p);
 dit_status dit_cuda_gemm_fp8 (dit_backend *be, const dit_gemm_fp8_params *p);
+dit_status dit_cuda_dequantize_fp8 (dit_backend *be,
+    const dit_dequantize_fp8_params *p);
 dit_status dit_cuda_fp8_check (dit_backend *be);
 void dit_cuda_fp8_free (dit_cuda_backend *cb);
 /* Quantize rows x [rows, cols] (ldx) into codes (contiguous) and block

@@ -1,6 +1,6 @@
-/* fp8 — quantize to e4m3, LayerNorm into e4m3, and whether a device runs
- * the FP8 ops at all (kernels/dit_ops.h "FP8"; the CPU reference is
- * kernels/cpu/fp8.c, the number rule kernels/dit_fp8.h).
+/* fp8 — quantize to e4m3, dequantize, LayerNorm into e4m3, and whether a
+ * device runs the FP8 ops at all (kernels/dit_ops.h "FP8"; the CPU
+ * reference is kernels/cpu/fp8.c, the number rule kernels/dit_fp8.h).
  *
  * quantize_fp8: x [rows, cols] (any 16/32-bit dtype) -> codes + block
  *   scales.  Activation blocks of 128 take one warp per (row, block): each
@@ -15,6 +15,10 @@
  *   memory.  Every value is quantized from f32, never rounded to bf16 in
  *   between: this is the "scale inside the producer" of issue 14 — no pass
  *   over memory finds an amax or casts.
+ * dequantize_fp8: a grid-stride loop over the elements, the code decoded
+ *   exactly (e4m3 -> half -> f32) and multiplied by its block's scale in
+ *   f32, as the CPU reference does, so both give the same bits.  It runs at
+ *   load and re-merge time only (LoRA on FP8 weights), not per forward.
  * The CPU reference sums the LayerNorm statistics in f64; a value on a
  * rounding boundary may get the neighbouring code (test-backend-ops compares
  * dequantized values).
@@ -159,6 +163,17 @@ layernorm_fp8_kernel (const void *x, int dtx, int64_t ldx,
   }
 }
 
+__global__ void
+dequantize_kernel (const uint8_t *q, int64_t ldq, const float *scale,
+    int64_t block, void *y, int dty, int64_t ldy, int64_t rows, int64_t cols)
+{
+  DIT_CUDA_GRID_LOOP (i, rows * cols) {
+    const int64_t r = i / cols, c = i % cols;
+    const float v = fp8_dev_decode (q[r * ldq + c]) * scale[(c / block) * rows + r];
+    dit_cuda_st (y, dty, r * ldy + c, v);
+  }
+}
+
 /* ------------------------------------------------------------------------ */
 /* kernel launchers */
 
@@ -221,6 +236,22 @@ dit_cuda_quantize_fp8 (dit_backend *be, const dit_quantize_fp8_params *p)
     return dit_error (DIT_ERR_INVALID, "%s: q must have contiguous rows", op);
   return dit_cuda_launch_quantize_fp8 (dit_cuda_impl (be)->stream, p->x->data,
       p->x->dtype, ldx, p->q->data, (float *) p->scale->data, R, C, p->block);
+}
+
+dit_status
+dit_cuda_dequantize_fp8 (dit_backend *be, const dit_dequantize_fp8_params *p)
+{
+  dit_rows qv, yv;
+  DIT_TRY (dit_check_dequantize_fp8 (DIT_DEVICE_CUDA, p, &qv, &yv, NULL));
+  const int64_t R = qv.rows, C = qv.cols, ldq = qv.ld, ldy = yv.ld;
+  if (R == 0 || C == 0)
+    return DIT_OK;
+  dequantize_kernel<<<dit_cuda_grid_1d (R * C, 256), 256, 0,
+      dit_cuda_impl (be)->stream>>> ((const uint8_t *) p->q->data, ldq,
+      (const float *) p->scale->data, p->block, p->y->data, p->y->dtype, ldy,
+      R, C);
+  DIT_CUDA_CHECK_LAUNCH ("dequantize_kernel");
+  return DIT_OK;
 }
 
 dit_status

@@ -39,9 +39,15 @@
  *    scratch is set), the product goes into the caller's scratch ([M, N],
  *    rounded to its dtype) and one pass adds gate ⊙ scratch to y — the cost
  *    of the unfolded residual, no more.
- * The arithmetic is the CPU reference's (kernels/cpu/gemm.c): + bias, act,
- * × gate, + old y; the alpha form computes g·(xw) + g·b, which differs from
- * g·(xw + b) by f32 rounding only.
+ *  - an addend (the live LoRA's low-rank product, dit_gemm_params.addend)
+ *    without gate or accumulate: cuBLASLt's C operand with beta = 1, which
+ *    it adds ahead of bias and activation (D = act(A·B + C + bias)), so a
+ *    GELU layer sees the low-rank term inside its activation at the cost
+ *    of reading C in the epilogue.  C may be y itself or another matrix of
+ *    y's dtype and row stride; anything else takes the tiled fallback.
+ * The arithmetic is the CPU reference's (kernels/cpu/gemm.c): + addend,
+ * + bias, act, × gate, + old y; the alpha form computes g·(xw) + g·b,
+ * which differs from g·(xw + b) by f32 rounding only.
  *
  * Fallbacks: x and w of different dtypes and act + accumulate (cuBLASLt
  * applies the activation after adding C) go to a plain shared-memory tiled
@@ -87,8 +93,12 @@ gemm_act (float v, int act)
   return v;
 }
 
-/* The epilogue every own kernel shares: + bias, act, × gate, + old y. */
+/* The epilogue every own kernel shares: + addend, + bias, act, × gate,
+ * + old y. */
 typedef struct gemm_epi {
+  const void *addend; /* NULL: none */
+  int dta;
+  int64_t lda;
   const void *bias;
   int dtb;
   const void *gate;   /* NULL: no gate */
@@ -101,6 +111,8 @@ __device__ __forceinline__ void
 gemm_epilogue (const gemm_epi &e, float v, int64_t m, int64_t n, void *y,
     int dty, int64_t ldy)
 {
+  if (e.addend)
+    v += dit_cuda_ld (e.addend, e.dta, m * e.lda + n);
   if (e.bias)
     v += dit_cuda_ld (e.bias, e.dtb, n);
   v = gemm_act (v, e.act);
@@ -282,12 +294,18 @@ typedef struct gemm_job {
   const void *gate;        /* NULL: none */
   int dtg;
   int64_t ldg, rows_per_group;
+  const void *addend;      /* NULL: none; cuBLASLt's C (y's dtype and ld) */
+  int dta;
+  int64_t lda;
 } gemm_job;
 
 static gemm_epi
 gemm_job_epi (const gemm_job *j)
 {
   gemm_epi e;
+  e.addend = j->addend;
+  e.dta = j->dta;
+  e.lda = j->lda;
   e.bias = j->bias;
   e.dtb = j->dtb;
   e.gate = j->gate;
@@ -586,7 +604,7 @@ gemm_lt_plan (dit_cuda_backend *cb, const gemm_job *j, const void *bias,
   key.dtx = j->dtx; key.dtw = j->dtw; key.dty = j->dty;
   key.dtb = bias ? dtb : -1;
   key.epilogue = (int) epi;
-  key.accumulate = j->accumulate ? 1 : 0;
+  key.accumulate = j->accumulate || j->addend ? 1 : 0;
   key.align_x = gemm_alignment (j->x);
   key.align_w = gemm_alignment (j->w);
   key.align_y = gemm_alignment (j->y);
@@ -622,11 +640,12 @@ gemm_lt_run (dit_cuda_backend *cb, const gemm_job *j, dit_cuda_gemm_plan *pl,
   if (bias)
     DIT_CUBLAS_TRY (cublasLtMatmulDescSetAttribute (pl->desc,
         CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-  float one = 1.0f, beta = j->accumulate ? 1.0f : 0.0f;
+  float one = 1.0f, beta = j->accumulate || j->addend ? 1.0f : 0.0f;
   const void *alpha = alpha_vector ? j->gate : (const void *) &one;
+  const void *c = j->addend ? j->addend : j->y;
   cublasStatus_t cs = cublasLtMatmul (cb->lt, pl->desc, alpha,
       j->w, pl->la, j->x, pl->lb, &beta,
-      j->y, pl->lc, j->y, pl->lc, &pl->algo,
+      c, pl->lc, j->y, pl->lc, &pl->algo,
       cb->workspace, cb->workspace_bytes, cb->stream);
   if (cs == CUBLAS_STATUS_NOT_SUPPORTED || cs == CUBLAS_STATUS_INVALID_VALUE) {
     pl->usable = 0;
@@ -677,6 +696,7 @@ gemm_plain (dit_cuda_backend *cb, const gemm_job *j)
     /* ... else the product without it and one bias pass (accumulate
      * would add y before the bias: that goes to the fallback) */
     if (!done && !j->accumulate) {
+      /* (an addend stays in the product: C comes before the bias pass) */
       gemm_job nb = *j;
       nb.bias = NULL;
       nb.act = DIT_ACT_NONE;
@@ -768,6 +788,7 @@ dit_cuda_gemm (dit_backend *be, const dit_gemm_params *p)
   const int64_t M = d.M, N = d.N, K = d.K;
   int64_t ldx = d.x.ld, ldw = d.w.ld, ldy = d.y.ld;
   int64_t ldg = d.gate.ld < N ? N : d.gate.ld;
+  int64_t lda = d.addend.ld < N ? N : d.addend.ld;
   if (M == 0 || N == 0)
     return DIT_OK;
   /* cuBLASLt needs ld >= rows of the stored matrix even for one row */
@@ -792,12 +813,22 @@ dit_cuda_gemm (dit_backend *be, const dit_gemm_params *p)
     j.ldg = ldg;
     j.rows_per_group = p->rows_per_group;
   }
+  if (p->addend) {
+    j.addend = p->addend->data;
+    j.dta = p->addend->dtype;
+    j.lda = lda;
+  }
 
   /* cuBLASLt wants one input dtype, an output of that dtype or f32, and no
    * activation together with accumulate (it would add C before the
    * activation) */
   int lt_types = j.dtx == j.dtw && (j.dty == j.dtx || j.dty == DIT_F32);
-  if (!lt_types || K == 0 || (j.accumulate && j.act != DIT_ACT_NONE))
+  /* cuBLASLt takes an addend as C: y's dtype and row stride, nothing else
+   * in C's place (no accumulate, no gate) */
+  int lt_addend = !j.addend || (!j.accumulate && !j.gate && j.dta == j.dty
+      && j.lda == j.ldy);
+  if (!lt_types || !lt_addend || K == 0
+      || (j.accumulate && j.act != DIT_ACT_NONE))
     return gemm_launch_fallback (cb, &j);
   if (j.gate)
     return gemm_gated (cb, &j, p->scratch);

@@ -437,7 +437,7 @@ main (int argc, char **argv)
   fill_normal (be, &w, 5);
   fill_normal (be, &b, 6);
   dit_tensor b1 = dit_tensor_reshape (&b, 1, &GN);
-  dit_gemm_params gp = { &x, &w, &b1, &y, DIT_ACT_NONE, 0, NULL, 0, NULL };
+  dit_gemm_params gp = { &x, &w, &b1, &y, DIT_ACT_NONE, 0, NULL, 0, NULL, NULL };
   double gflops = 2.0 * GM * GN * GK;
   printf ("\ngemm bf16 %lldx%lldx%lld + bias (cuBLASLt):\n", (long long) GM,
       (long long) GN, (long long) GK);

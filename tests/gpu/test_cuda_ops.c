@@ -315,7 +315,7 @@ gemm_run (dit_backend *be, const gemm_case *tc)
   if (tc->bias)
     bias1 = dit_tensor_reshape (&bb.t, 1, &tc->N);
   dit_gemm_params p = { &xb.t, &wb.t, tc->bias ? &bias1 : NULL, &y, tc->act,
-      tc->accumulate, NULL, 0, NULL };
+      tc->accumulate, NULL, 0, NULL, NULL };
   die_if (be->ops->gemm (be, &p), tc->name);
   buf_fetch (be, &yb);
 

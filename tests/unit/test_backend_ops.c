@@ -149,7 +149,7 @@ enum {
   E_PIXELS_TO_TENSOR, E_TENSOR_TO_PIXELS, E_SYNTHETIC_NORMAL,
   E_LAYERNORM_MODULATE, E_QK_NORM_ROPE, E_NOISE_FLOW, E_GRAPH, E_EVENTS,
   E_RMSNORM_SUMSQ, E_RMSNORM_APPLY, E_QUANTIZE_FP8, E_LAYERNORM_FP8,
-  E_GEMM_FP8, E_FP8_CHECK, E_HOST_MEMORY, E_COUNT
+  E_GEMM_FP8, E_FP8_CHECK, E_HOST_MEMORY, E_DEQUANTIZE_FP8, E_COUNT
 };
 static const char *const entry_names[E_COUNT] = {
   "alloc", "upload", "download", "memset_zero", "synchronize", "gemm",
@@ -161,6 +161,7 @@ static const char *const entry_names[E_COUNT] = {
   "graph_*", "event_*", "rmsnorm_sumsq", "rmsnorm_apply",
   /* quantize_fp8, layernorm_fp8, gemm_fp8 under their report names */
   "quant_fp8", "ln_fp8", "gemm_fp8", "fp8_check", "host_alloc/free",
+  "dequant8",
 };
 static int reached[E_COUNT];     /* 1 compared, -1 skipped (not provided) */
 
@@ -269,7 +270,7 @@ case_gemm (int64_t M, int64_t N, int64_t K, dit_dtype dt, int has_bias,
     if (y_slice)
       yv = dit_tensor_cols (&yv, N, N);
     dit_gemm_params p = { SIDE (x, s), SIDE (w, s), has_bias ? SIDE (b, s) : NULL,
-        &yv, act, accumulate, NULL, 0, NULL };
+        &yv, act, accumulate, NULL, 0, NULL, NULL };
     st[s] = dit_gemm (s ? rb : tb, &p);
     if (s == 0)
       save_err (st[0]);
@@ -311,7 +312,8 @@ case_gemm_fold (int64_t M, int64_t N, int64_t K, dit_dtype dt, dit_dtype ydt,
     gv.shape[0] = G;
     gv.stride[0] = 3 * N;
     dit_gemm_params p = { SIDE (x, s), SIDE (w, s), SIDE (b, s), SIDE (y, s),
-        act, accumulate, gated ? &gv : NULL, rpg, sdt >= 0 ? SIDE (sc, s) : NULL };
+        act, accumulate, gated ? &gv : NULL, rpg, sdt >= 0 ? SIDE (sc, s) : NULL,
+        NULL };
     st[s] = dit_gemm (s ? rb : tb, &p);
     if (s == 0)
       save_err (st[0]);
@@ -321,6 +323,41 @@ case_gemm_fold (int64_t M, int64_t N, int64_t K, dit_dtype dt, dit_dtype ydt,
   report ("gemm", dt, shape, st[0], st[1], &y, thr_for (dt));
   tpair_free (&x); tpair_free (&w); tpair_free (&b); tpair_free (&y);
   tpair_free (&g); tpair_free (&sc);
+}
+
+/* The live-LoRA epilogue (dit_gemm_params.addend): y = act(x wᵀ + addend
+ * + bias), the addend either y itself (the low-rank product written there
+ * first: cuBLASLt's C on CUDA) or another matrix of dtype adt with a row
+ * stride of its own (the exact fallback there). */
+static void
+case_gemm_addend (int64_t M, int64_t N, int64_t K, dit_dtype dt, dit_act act,
+    int alias, dit_dtype adt)
+{
+  char shape[128];
+  snprintf (shape, sizeof shape, "M=%lld N=%lld K=%lld addend %s%s",
+      (long long) M, (long long) N, (long long) K,
+      alias ? "=y" : dit_dtype_name (adt),
+      act == DIT_ACT_GELU_TANH ? " gelu" : "");
+  if (!supported (DIT_OP_GEMM, dt)) {
+    report_skip ("gemm", dt, shape);
+    return;
+  }
+  float amp = 1.0f / sqrtf ((float) K);
+  tpair x = T (dt, M, K, 1.0f), w = T (dt, N, K, amp), b = T1 (dt, N, 0.5f);
+  tpair y = T (dt, M, N, 1.0f), a = T (adt, M, N + 3, 1.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_tensor av = dit_tensor_cols (SIDE (a, s), 1, N);
+    dit_gemm_params p = { .x = SIDE (x, s), .w = SIDE (w, s),
+      .bias = SIDE (b, s), .y = SIDE (y, s), .act = act,
+      .addend = alias ? SIDE (y, s) : &av };
+    st[s] = dit_gemm (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("gemm", dt, shape, st[0], st[1], &y, thr_for (dt));
+  tpair_free (&x); tpair_free (&w); tpair_free (&b); tpair_free (&y);
+  tpair_free (&a);
 }
 
 static void
@@ -853,6 +890,34 @@ case_quantize_fp8 (int64_t R, int64_t C, int64_t block, dit_dtype dt)
   report_fp8 ("quant_fp8", shape, st[0], st[1], &y, THR_FP8_SCALES);
   tpair_free (&x);
   fp8pair_free (&y);
+}
+
+/* dequantize: codes and block scales back to dt (a weight: block = cols;
+ * an activation: blocks of 128), y a column slice (strided rows). */
+static void
+case_dequantize_fp8 (int64_t R, int64_t C, int64_t block, dit_dtype dt)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld] block %lld to %s",
+      (long long) R, (long long) C, (long long) block, dit_dtype_name (dt));
+  if (!supported (DIT_OP_DEQUANTIZE_FP8, DIT_F8E4M3)) {
+    report_skip ("dequant8", DIT_F8E4M3, shape);
+    return;
+  }
+  fp8pair q = F8 (R, C, block, 1);
+  tpair y = T (dt, R, C + 5, 0.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_tensor yv = dit_tensor_cols (SIDE (y, s), 2, C);
+    dit_dequantize_fp8_params p = { SIDE (q.q, s), SIDE (q.s, s), block, &yv };
+    st[s] = dit_dequantize_fp8 (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  /* exact in f32: any difference is a layout or decode mistake */
+  report ("dequant8", dt, shape, st[0], st[1], &y, dt == DIT_F32 ? 0.0 : thr_for (dt));
+  fp8pair_free (&q);
+  tpair_free (&y);
 }
 
 static void
@@ -1600,6 +1665,11 @@ main (int argc, char **argv)
     case_gemm_fold (192, 256, 256, dt, DIT_F32, dt, 1, DIT_F32, 64, DIT_ACT_NONE, 1, -1);
     case_gemm_fold (3, 256, 256, dt, DIT_F32, dt, 1, DIT_F32, 1, DIT_ACT_NONE, 1, -1);
     case_gemm_fold (192, 256, 256, dt, dt, DIT_F32, 1, DIT_F32, 64, DIT_ACT_NONE, 0, dt);
+    /* live LoRA: FFN-up with the low-rank product in y (GELU after it), a
+     * projection without activation, an addend of another dtype/stride */
+    case_gemm_addend (192, 512, 256, dt, DIT_ACT_GELU_TANH, 1, dt);
+    case_gemm_addend (192, 256, 256, dt, DIT_ACT_NONE, 1, dt);
+    case_gemm_addend (37, 96, 64, dt, DIT_ACT_GELU_TANH, 0, DIT_F32);
     case_layernorm (192, 256, dt, 0, 0);
     case_layernorm (192, 256, dt, 1, 1);
     case_rmsnorm (192, 256, dt, 0);
@@ -1635,6 +1705,9 @@ main (int argc, char **argv)
   case_quantize_fp8 (192, 256, 128, DIT_BF16);
   case_quantize_fp8 (37, 384, 128, DIT_F32);
   case_quantize_fp8 (512, 1024, 1024, DIT_BF16);   /* weights: per channel */
+  case_dequantize_fp8 (512, 1024, 1024, DIT_F32);  /* a merged LoRA's weight */
+  case_dequantize_fp8 (192, 256, 128, DIT_BF16);
+  case_dequantize_fp8 (37, 384, 128, DIT_F32);
   case_layernorm_fp8 (192, 256, 64, DIT_F32, 0, 1);
   case_layernorm_fp8 (192, 1024, 96, DIT_F32, 0, 1);
   case_layernorm_fp8 (77, 256, 77, DIT_F32, 1, 0);

@@ -203,6 +203,24 @@ test_scale_rule (void)
       worst = fabs (deq - v[i]) / tol;
   }
   CHECK (worst <= 1.0, "dequantized error %.3g of the bound", worst);
+
+  /* dequantize_fp8: code × its block's scale, exactly (f32 output), and
+   * quantizing that again gives the same codes and scales */
+  float back[256], sc2[2];
+  uint8_t q2[256];
+  dit_tensor tb = dit_tensor_2d (back, DIT_F32, DIT_DEVICE_CPU, 1, 256);
+  dit_dequantize_fp8_params d = { &tq, &ts, 128, &tb };
+  CHECK_OK (dit_dequantize_fp8 (be, &d));
+  int exact = 1;
+  for (int i = 0; i < 256; i++)
+    exact &= back[i] == (float) (e4m3_value (q[i]) * (double) sc[i / 128]);
+  CHECK (exact, "dequantize: code times scale");
+  dit_tensor tq2 = dit_tensor_2d (q2, DIT_F8E4M3, DIT_DEVICE_CPU, 1, 256);
+  dit_tensor ts2 = dit_tensor_2d (sc2, DIT_F32, DIT_DEVICE_CPU, 2, 1);
+  dit_quantize_fp8_params p2 = { &tb, &tq2, &ts2, 128 };
+  CHECK_OK (dit_quantize_fp8 (be, &p2));
+  CHECK (memcmp (q, q2, sizeof q) == 0 && sc2[0] == sc[0] && sc2[1] == sc[1],
+      "quantize (dequantize (q)) = q");
 }
 
 static int

@@ -117,7 +117,7 @@ test_gemm_small (void)
   float y[12];
   dit_tensor tx = t2 (x, DIT_F32, 3, 2), tw = t2 (w, DIT_F32, 4, 2);
   dit_tensor tb = t1 (bias, DIT_F32, 4), ty = t2 (y, DIT_F32, 3, 4);
-  dit_gemm_params p = { &tx, &tw, &tb, &ty, DIT_ACT_NONE, 0, NULL, 0, NULL };
+  dit_gemm_params p = { &tx, &tw, &tb, &ty, DIT_ACT_NONE, 0, NULL, 0, NULL, NULL };
   CHECK_OK (dit_gemm (be, &p));
   for (int i = 0; i < 12; i++)
     CHECK (y[i] == want[i], "gemm y[%d] = %g want %g", i, y[i], want[i]);
@@ -138,7 +138,7 @@ test_gemm_small (void)
     wb[i] = dit_f32_to_bf16 (w[i]);
   dit_tensor txb = t2 (xb, DIT_BF16, 3, 2), twb = t2 (wb, DIT_BF16, 4, 2);
   dit_tensor tyb = t2 (yb, DIT_BF16, 3, 4);
-  dit_gemm_params pb = { &txb, &twb, &tb, &tyb, DIT_ACT_NONE, 0, NULL, 0, NULL };
+  dit_gemm_params pb = { &txb, &twb, &tb, &tyb, DIT_ACT_NONE, 0, NULL, 0, NULL, NULL };
   CHECK_OK (dit_gemm (be, &pb));
   for (int i = 0; i < 12; i++)
     CHECK (dit_bf16_to_f32 (yb[i]) == want[i], "gemm bf16 y[%d] = %g", i,
@@ -150,7 +150,7 @@ test_gemm_small (void)
   float y1[3];
   dit_tensor tx1 = t2 (x1, DIT_F32, 1, 2), tw1 = t2 (w1, DIT_F32, 3, 2);
   dit_tensor ty1 = t2 (y1, DIT_F32, 1, 3);
-  dit_gemm_params pg = { &tx1, &tw1, NULL, &ty1, DIT_ACT_GELU_TANH, 0, NULL, 0, NULL };
+  dit_gemm_params pg = { &tx1, &tw1, NULL, &ty1, DIT_ACT_GELU_TANH, 0, NULL, 0, NULL, NULL };
   CHECK_OK (dit_gemm (be, &pg));
   check_near ("gemm GELU_tanh(1)", y1[0], 0.8411920, 1e-6);
   check_near ("gemm GELU_tanh(-1)", y1[1], -0.1588080, 1e-6);
@@ -159,6 +159,22 @@ test_gemm_small (void)
   CHECK_OK (dit_gemm (be, &pg));
   check_near ("gemm SiLU(1)", y1[0], 0.7310586, 1e-6);
   check_near ("gemm SiLU(-1)", y1[1], -0.2689414, 1e-6);
+
+  /* addend ahead of the activation: pre-activations 1 + 0.5, -1 + 1, 0 - 2
+   * (y itself as the addend, each element read before it is written) */
+  y1[0] = 0.5f;
+  y1[1] = 1.0f;
+  y1[2] = -2.0f;
+  pg.act = DIT_ACT_GELU_TANH;
+  pg.addend = &ty1;
+  CHECK_OK (dit_gemm (be, &pg));
+  check_near ("gemm GELU_tanh(1 + addend 0.5)", y1[0], 1.3995715, 1e-6);
+  check_near ("gemm GELU_tanh(-1 + addend 1)", y1[1], 0.0, 0.0);
+  check_near ("gemm GELU_tanh(0 + addend -2)", y1[2], -0.0454023, 1e-6);
+  pg.accumulate = 1;
+  CHECK (dit_gemm (be, &pg) == DIT_ERR_INVALID
+      && strstr (dit_last_error (), "added twice"),
+      "addend = y with accumulate refused: %s", dit_last_error ());
 }
 
 static void
@@ -201,7 +217,7 @@ test_gemm_random (void)
   dit_tensor tb = t1 (b, DIT_F32, N);
   dit_tensor full = t2 (ybuf, DIT_F32, M, ldy);
   dit_tensor ty = dit_tensor_cols (&full, 5, N);
-  dit_gemm_params p = { &tx, &tw, &tb, &ty, DIT_ACT_NONE, 0, NULL, 0, NULL };
+  dit_gemm_params p = { &tx, &tw, &tb, &ty, DIT_ACT_NONE, 0, NULL, 0, NULL, NULL };
   CHECK_OK (dit_gemm (be, &p));
   double maxerr = 0.0;
   int untouched = 1;
@@ -225,7 +241,7 @@ test_gemm_random (void)
   for (int i = 0; i < M; i++) {
     dit_tensor xr = dit_tensor_rows (&tx, i, 1);
     dit_tensor yr = t2 (yrow, DIT_F32, 1, N);
-    dit_gemm_params pr = { &xr, &tw, &tb, &yr, DIT_ACT_NONE, 0, NULL, 0, NULL };
+    dit_gemm_params pr = { &xr, &tw, &tb, &yr, DIT_ACT_NONE, 0, NULL, 0, NULL, NULL };
     CHECK_OK (dit_gemm (be, &pr));
     same &= memcmp (yrow, ybuf + i * ldy + 5, sizeof (float) * N) == 0;
   }
@@ -276,7 +292,7 @@ test_gemm_gated (void)
   dit_tensor tb = t1 (bb, DIT_BF16, N), ty = t2 (y, DIT_F32, M, N);
   dit_tensor tg = t2 (gate, DIT_F32, G, N);
   tg.stride[0] = 2 * N;
-  dit_gemm_params p = { &tx, &tw, &tb, &ty, DIT_ACT_NONE, 1, &tg, rpg, NULL };
+  dit_gemm_params p = { &tx, &tw, &tb, &ty, DIT_ACT_NONE, 1, &tg, rpg, NULL, NULL };
   CHECK_OK (dit_gemm (be, &p));
   double maxerr = 0.0;
   for (int i = 0; i < M; i++)
@@ -290,7 +306,7 @@ test_gemm_gated (void)
 
   /* the chain: proj = x wᵀ + b (f32), then x += gate ⊙ proj */
   dit_tensor tp = t2 (proj, DIT_F32, M, N), ty2 = t2 (y2, DIT_F32, M, N);
-  dit_gemm_params pp = { &tx, &tw, &tb, &tp, DIT_ACT_NONE, 0, NULL, 0, NULL };
+  dit_gemm_params pp = { &tx, &tw, &tb, &tp, DIT_ACT_NONE, 0, NULL, 0, NULL, NULL };
   CHECK_OK (dit_gemm (be, &pp));
   dit_residual_params rp = { &ty2, &tp, &tg, rpg };
   CHECK_OK (dit_residual (be, &rp));
@@ -903,21 +919,21 @@ test_errors (void)
   float a[2 * 64], w[3 * 128], y[6];
   dit_tensor tx = t2 (a, DIT_F32, 2, 64), tw = t2 (w, DIT_F32, 3, 128);
   dit_tensor ty = t2 (y, DIT_F32, 2, 3);
-  dit_gemm_params p = { &tx, &tw, NULL, &ty, DIT_ACT_NONE, 0, NULL, 0, NULL };
+  dit_gemm_params p = { &tx, &tw, NULL, &ty, DIT_ACT_NONE, 0, NULL, 0, NULL, NULL };
   dit_clear_error ();
   CHECK (dit_gemm (be, &p) == DIT_ERR_INVALID, "gemm K mismatch must fail");
   CHECK (strstr (dit_last_error (), "gemm: x has 64 columns but w has 128") != NULL,
       "gemm mismatch message: '%s'", dit_last_error ());
 
   dit_tensor tw2 = t2 (w, DIT_F32, 2, 64);
-  dit_gemm_params p2 = { &tx, &tw2, NULL, &ty, DIT_ACT_NONE, 0, NULL, 0, NULL };
+  dit_gemm_params p2 = { &tx, &tw2, NULL, &ty, DIT_ACT_NONE, 0, NULL, 0, NULL, NULL };
   CHECK (dit_gemm (be, &p2) == DIT_ERR_INVALID, "gemm y shape mismatch must fail");
   CHECK (strstr (dit_last_error (), "gemm: y") != NULL, "gemm y message: '%s'",
       dit_last_error ());
 
   dit_tensor tdev = tx;
   tdev.device = DIT_DEVICE_CUDA;
-  dit_gemm_params p3 = { &tdev, &tw2, NULL, &ty, DIT_ACT_NONE, 0, NULL, 0, NULL };
+  dit_gemm_params p3 = { &tdev, &tw2, NULL, &ty, DIT_ACT_NONE, 0, NULL, 0, NULL, NULL };
   CHECK (dit_gemm (be, &p3) == DIT_ERR_INVALID, "gemm on a cuda tensor must fail");
   CHECK (strstr (dit_last_error (), "x is on device cuda") != NULL,
       "device message: '%s'", dit_last_error ());
