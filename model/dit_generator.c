@@ -293,6 +293,14 @@ dit_generator_set_graphs (dit_generator *g, int enable)
   g->use_graphs = enable && g->graphs != NULL;
 }
 
+dit_status
+dit_generator_set_lora (dit_generator *g, const struct dit_lora_state *s)
+{
+  /* recordings hold the previous side paths' pointers and shapes */
+  dit_generator_set_graphs (g, g->use_graphs);
+  return dit_model_set_lora (g->model, s);
+}
+
 void
 dit_generator_set_gemm_fold (dit_generator *g, int enable)
 {

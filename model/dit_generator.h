@@ -112,6 +112,15 @@ void dit_generator_set_fused (dit_generator *g, int enable);
 /* dit_model_set_gemm_fold of the generator's model (default on). */
 void dit_generator_set_gemm_fold (dit_generator *g, int enable);
 
+/* LoRA (model/dit_lora.h): after every dit_lora_state_apply on this
+ * generator's weights (or with NULL, after the last LoRA went), rebind the
+ * live side paths and recompute what depends on the weights (prompt K/V,
+ * modulation table).  Recorded forwards are dropped and recorded again.
+ * Takes effect at the next forward, i.e. the next chunk between chunks. */
+struct dit_lora_state;
+dit_status dit_generator_set_lora (dit_generator *g,
+    const struct dit_lora_state *s);
+
 /* Drop KV state (a new stream). The prompt stays. */
 void dit_generator_reset (dit_generator *g);
 

@@ -40,6 +40,7 @@
  * result is first read; on a synchronous comm the wait does nothing.
  */
 #include "dit_model.h"
+#include "dit_lora.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -47,11 +48,13 @@
 #include <string.h>
 
 /* A linear layer: w [out, in] in the compute dtype, or FP8 codes with
- * per-output-channel scales w_scale (NULL for a 16/32-bit w). */
+ * per-output-channel scales w_scale (NULL for a 16/32-bit w); lora: the
+ * live LoRA side path of the layer (dit_lora.h), NULL when none. */
 typedef struct dit_linear {
   const dit_tensor *w;
   const dit_tensor *b;
   const dit_tensor *w_scale;
+  const dit_lora_side *lora;
 } dit_linear;
 
 /* An activation as its consumers read it: x in the compute dtype and/or
@@ -92,6 +95,7 @@ struct dit_model {
 
   /* per-prompt state */
   int have_context;
+  int context_set;             /* ctx_raw holds a prompt */
   dit_tensor ctx_raw;          /* [text_len, text_dim] */
   dit_tensor ctx_hidden;       /* [text_len, D] */
   dit_tensor ctx;              /* [text_len, D] */
@@ -158,6 +162,11 @@ struct dit_model {
    * (attn8) and the FFN hidden layer (ffn8) */
   int fp8;              /* some linear weight is FP8 */
   dit_tensor h8, h8s, attn8, attn8s, ffn8, ffn8s;
+
+  /* live LoRA (dit_model_set_lora): the low-rank product u = x Aᵀ of the
+   * layer being run, [rows, R] for up to lora_rows rows */
+  dit_tensor lora_u;
+  int64_t lora_rows;
 };
 
 static dit_status
@@ -270,6 +279,21 @@ alloc2 (dit_model *m, dit_tensor *t, dit_dtype dt, int64_t r, int64_t c)
   return dit_tensor_alloc (m->be, t, dt, 2, shape);
 }
 
+/* The modulation vectors side by side, so that one add makes every block's
+ * per-frame table (f32, as the per-block add made them).  Again after a
+ * merged LoRA changed them. */
+static dit_status
+copy_mod_table (dit_model *m)
+{
+  for (int i = 0; i < m->cfg.num_layers; i++) {
+    dit_tensor row = dit_tensor_rows (&m->mod_table, i, 1);
+    dit_tensor dst = flat_view (&row);
+    dit_copy_params cp = { .x = &m->blocks[i].modulation, .y = &dst };
+    DIT_TRY (dit_copy (m->be, &cp));
+  }
+  return DIT_OK;
+}
+
 static dit_status
 alloc_buffers (dit_model *m)
 {
@@ -336,14 +360,7 @@ alloc_buffers (dit_model *m)
   DIT_TRY (alloc2 (m, &m->e0, DIT_F32, Fm, 6 * D));
   DIT_TRY (alloc2 (m, &m->mod_table, DIT_F32, c->num_layers, 6 * D));
   DIT_TRY (alloc2 (m, &m->mod, DIT_F32, Fm, (int64_t) c->num_layers * 6 * D));
-  /* the modulation vectors side by side, so that one add makes every
-   * block's per-frame table (f32, as the per-block add made them) */
-  for (int i = 0; i < c->num_layers; i++) {
-    dit_tensor row = dit_tensor_rows (&m->mod_table, i, 1);
-    dit_tensor dst = flat_view (&row);
-    dit_copy_params cp = { .x = &m->blocks[i].modulation, .y = &dst };
-    DIT_TRY (dit_copy (m->be, &cp));
-  }
+  DIT_TRY (copy_mod_table (m));
   DIT_TRY (alloc2 (m, &m->head_shift, DIT_F32, Fm, D));
   DIT_TRY (alloc2 (m, &m->head_scale, DIT_F32, Fm, D));
   DIT_TRY (alloc2 (m, &m->rope_cos, DIT_F32, DIT_ROPE_POSITIONS, DIT_ROPE_PAIRS));
@@ -547,7 +564,8 @@ dit_model_free (dit_model *m)
     &m->temb_h, &m->e, &m->e_silu, &m->e0, &m->mod_table, &m->mod,
     &m->head_shift,
     &m->head_scale, &m->rope_cos, &m->rope_sin, &m->sumsq, &m->h8, &m->h8s,
-    &m->attn8, &m->attn8s, &m->ffn8, &m->ffn8s, &m->sp_tok, &m->sp_pack };
+    &m->attn8, &m->attn8s, &m->ffn8, &m->ffn8s, &m->sp_tok, &m->sp_pack,
+    &m->lora_u };
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     dit_tensor_free (be, bufs[i]);
   free (m->blocks);
@@ -571,11 +589,46 @@ dit_model_forward_flops (const dit_model_config *c, int64_t L, int64_t N)
 
 /* ---- small wrappers that keep the forward readable ---------------------- */
 
+static int
+lora_on (const dit_linear *l)
+{
+  return l->lora && l->lora->active;
+}
+
+/* The live LoRA side path of layer l on input x: u = x Aᵀ, then u Bsᵀ
+ * (Bs carries the strengths) written into y (accumulate 0: the layer's
+ * GEMM then takes y as its addend, ahead of bias and activation) or added
+ * to it as gate ⊙ (u Bsᵀ) (accumulate 1: a residual branch's last linear,
+ * whose product was already added to the f32 stream; scratch as for that
+ * GEMM). */
+static dit_status
+lora_side (dit_model *m, const dit_tensor *x, const dit_linear *l,
+    dit_tensor *y, int accumulate, const dit_tensor *gate, dit_tensor *scratch)
+{
+  const dit_lora_side *sd = l->lora;
+  const int64_t M = x->shape[0];
+  if (M > m->lora_rows || sd->rank > m->lora_u.shape[1])
+    return dit_error (DIT_ERR_INVALID, "live lora: %lld rows of rank %lld "
+        "exceed the side buffer", (long long) M, (long long) sd->rank);
+  dit_tensor u = dit_tensor_2d (m->lora_u.data, m->dtype, m->lora_u.device, M,
+      sd->rank);
+  dit_gemm_params d = { .x = x, .w = &sd->a, .y = &u };
+  DIT_TRY (dit_gemm (m->be, &d));
+  dit_gemm_params p = { .x = &u, .w = &sd->bs, .y = y,
+    .accumulate = accumulate, .gate = gate, .rows_per_group = m->mod_rows,
+    .scratch = gate ? scratch : NULL };
+  return dit_gemm (m->be, &p);
+}
+
 static dit_status
 linear (dit_model *m, const dit_tensor *x, const dit_linear *l, dit_tensor *y,
     dit_act act)
 {
   dit_gemm_params p = { .x = x, .w = l->w, .bias = l->b, .y = y, .act = act };
+  if (lora_on (l)) {
+    DIT_TRY (lora_side (m, x, l, y, 0, NULL, NULL));
+    p.addend = y;
+  }
   return dit_gemm (m->be, &p);
 }
 
@@ -603,6 +656,10 @@ linear_any (dit_model *m, const dit_act_in *in, const dit_linear *l,
   if (!l->w_scale) {
     dit_gemm_params p = { .x = in->x, .w = l->w, .bias = bias, .y = y,
       .act = act };
+    if (lora_on (l)) {
+      DIT_TRY (lora_side (m, in->x, l, y, 0, NULL, NULL));
+      p.addend = y;
+    }
     DIT_TRY (dit_gemm (m->be, &p));
     if (!y8)
       return DIT_OK;
@@ -906,7 +963,10 @@ linear_residual (dit_model *m, const dit_act_in *h, const dit_linear *l,
   dit_gemm_params p = { .x = h->x, .w = l->w, .bias = l->b, .y = x,
     .act = DIT_ACT_NONE, .accumulate = 1, .gate = gate,
     .rows_per_group = m->mod_rows, .scratch = proj };
-  return dit_gemm (m->be, &p);
+  DIT_TRY (dit_gemm (m->be, &p));
+  /* x += gate ⊙ (s·u Bᵀ): the f32 stream takes the low-rank term as a
+   * second accumulating GEMM (one rounding of x apart from a merge) */
+  return lora_on (l) ? lora_side (m, h->x, l, x, 1, gate, proj) : DIT_OK;
 }
 
 /* Row k (0..5) of block `layer`'s per-frame modulation as an [F, D] view of
@@ -920,6 +980,8 @@ mod_row (const dit_model *m, int layer, int64_t frames, int k)
 }
 
 /* ---- prompt ------------------------------------------------------------- */
+
+static dit_status compute_context (dit_model *m);
 
 dit_status
 dit_model_set_context (dit_model *m, const dit_tensor *embeds)
@@ -936,6 +998,7 @@ dit_model_set_context (dit_model *m, const dit_tensor *embeds)
         (long long) embeds->shape[0], c->text_len);
 
   m->have_context = 0;
+  m->context_set = 0;
   /* Zero-pad to text_len rows (the padded rows are attended, spec §2.2(3)). */
   DIT_TRY (dit_memset_zero (m->be, m->ctx_raw.data,
       dit_tensor_nbytes (&m->ctx_raw)));
@@ -961,9 +1024,20 @@ dit_model_set_context (dit_model *m, const dit_tensor *embeds)
       DIT_TRY (st);
     }
   }
+  m->context_set = 1;
+  return compute_context (m);
+}
+
+/* The text embedding and every layer's cross-attention K/V from ctx_raw
+ * (the padded prompt): at a prompt, and again when a LoRA changed the
+ * layers they go through. */
+static dit_status
+compute_context (dit_model *m)
+{
+  m->have_context = 0;
   DIT_TRY (linear (m, &m->ctx_raw, &m->text0, &m->ctx_hidden, DIT_ACT_GELU_TANH));
   DIT_TRY (linear (m, &m->ctx_hidden, &m->text2, &m->ctx, DIT_ACT_NONE));
-  for (int i = 0; i < c->num_layers; i++) {
+  for (int i = 0; i < m->cfg.num_layers; i++) {
     const dit_block_weights *b = &m->blocks[i];
     DIT_TRY (linear (m, &m->ctx, &b->ck, &m->cross_k[i], DIT_ACT_NONE));
     DIT_TRY (norm_qk (m, &m->cross_k[i], b->c_norm_k, NULL, NULL));
@@ -1505,4 +1579,82 @@ dit_model_forward (dit_model *m, const dit_forward_args *a)
     DIT_TRY (sp_gather_rows (m, &out_mine, &out));
   dit_unpatchify_params up = { .tokens = &out, .latent = a->v_out };
   return dit_unpatchify (m->be, &up);
+}
+
+/* ---- LoRA ----------------------------------------------------------------- */
+
+/* Every linear layer of the model with its name in the weights. */
+typedef struct lora_slot {
+  dit_linear *l;
+  char name[64];
+} lora_slot;
+
+static int
+lora_slots (dit_model *m, lora_slot *slots, int max)
+{
+  int n = 0;
+#define SLOT(ptr, ...) do { if (n < max) { slots[n].l = (ptr);                 \
+      snprintf (slots[n].name, sizeof slots[n].name, __VA_ARGS__); n++; } } while (0)
+  SLOT (&m->text0, "text_embedding.0");
+  SLOT (&m->text2, "text_embedding.2");
+  SLOT (&m->time0, "time_embedding.0");
+  SLOT (&m->time2, "time_embedding.2");
+  SLOT (&m->tproj, "time_projection.1");
+  SLOT (&m->head, "head.head");
+  for (int i = 0; i < m->cfg.num_layers; i++) {
+    dit_block_weights *b = &m->blocks[i];
+    SLOT (&b->sq, "blocks.%d.self_attn.q", i);
+    SLOT (&b->sk, "blocks.%d.self_attn.k", i);
+    SLOT (&b->sv, "blocks.%d.self_attn.v", i);
+    SLOT (&b->so, "blocks.%d.self_attn.o", i);
+    SLOT (&b->cq, "blocks.%d.cross_attn.q", i);
+    SLOT (&b->ck, "blocks.%d.cross_attn.k", i);
+    SLOT (&b->cv, "blocks.%d.cross_attn.v", i);
+    SLOT (&b->co, "blocks.%d.cross_attn.o", i);
+    SLOT (&b->ffn1, "blocks.%d.ffn.0", i);
+    SLOT (&b->ffn2, "blocks.%d.ffn.2", i);
+  }
+#undef SLOT
+  return n;
+}
+
+dit_status
+dit_model_set_lora (dit_model *m, const dit_lora_state *s)
+{
+  const int max = 6 + 10 * m->cfg.num_layers;
+  lora_slot *slots = calloc ((size_t) max, sizeof *slots);
+  if (!slots)
+    return dit_error (DIT_ERR_NOMEM, "dit model: out of memory");
+  const int n = lora_slots (m, slots, max);
+  dit_status st = DIT_OK;
+  for (int i = 0; i < n && st == DIT_OK; i++) {
+    const dit_lora_side *sd = dit_lora_state_side (s, slots[i].name);
+    if (sd && slots[i].l->w_scale)
+      st = dit_error (DIT_ERR_UNSUPPORTED, "lora-mode=live runs beside "
+          "16/32-bit weights; '%s' is FP8 (with dtype fp8 use lora-mode=merge, "
+          "which re-quantizes the merged weights)", slots[i].name);
+  }
+  if (st != DIT_OK) {
+    free (slots);
+    return st;
+  }
+  for (int i = 0; i < n; i++)
+    slots[i].l->lora = dit_lora_state_side (s, slots[i].name);
+  free (slots);
+
+  /* the side product of the widest layer for the most rows any linear
+   * runs on: a chunk's tokens or the padded prompt */
+  const int64_t R = dit_lora_state_max_rank (s);
+  const int64_t rows = m->fs * m->max_frames > m->cfg.text_len
+      ? m->fs * m->max_frames : m->cfg.text_len;
+  if (R > 0 && (!m->lora_u.data || m->lora_u.shape[1] < R)) {
+    dit_tensor_free (m->be, &m->lora_u);
+    int64_t shape[2] = { rows, R };
+    DIT_TRY (dit_tensor_alloc (m->be, &m->lora_u, m->dtype, 2, shape));
+    m->lora_rows = rows;
+  }
+  /* what was computed from the weights before: the modulation table (a
+   * merged delta may change it) and the prompt's K/V */
+  DIT_TRY (copy_mod_table (m));
+  return m->context_set ? compute_context (m) : DIT_OK;
 }
