@@ -611,7 +611,7 @@ gst_dit_session_get_dit_precision (GstDitSession * self)
   return p;
 }
 
-const dit_weights *
+dit_weights *
 gst_dit_session_get_dit_weights (GstDitSession * self,
     dit_model_config * config)
 {

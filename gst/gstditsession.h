@@ -109,7 +109,7 @@ gboolean gst_dit_session_open_device (GstDitSession * self,
 dit_backend *gst_dit_session_get_backend (GstDitSession * self);
 /* Storage dtype of the session's weights: bf16 on CUDA, f32 on the CPU. */
 dit_dtype gst_dit_session_get_dtype (GstDitSession * self);
-const dit_weights *gst_dit_session_get_dit_weights (GstDitSession * self,
+dit_weights *gst_dit_session_get_dit_weights (GstDitSession * self,
     dit_model_config * config);
 /* A new VAE instance (own streaming state, shared weights). */
 /* A backend of the caller's own on the session's device, for an element

@@ -23,6 +23,8 @@ struct dit_runner {
   dit_host_copies before;
   dit_runner_stats stats;
   int shut;
+  dit_lora_set *lora;           /* in process: the applied LoRAs */
+  dit_lora_spec lora_spec;      /* the applied list (both paths) */
 };
 
 void
@@ -34,6 +36,8 @@ dit_runner_config_default (dit_runner_config *c)
   c->fused = 1;
   c->gemm_fold = 1;
   c->preset = "tiny";
+  c->lora_mode = DIT_LORA_MERGE;
+  c->lora_keep_base = 1;
 }
 
 static dit_status
@@ -133,6 +137,7 @@ dit_runner_free (dit_runner *r)
     dit_mesh_free (r->mesh);
   }
   dit_generator_free (r->gen);
+  dit_lora_set_free (r->lora);
   dit_tensor_free (r->be, &r->x0);
   free (r);
 }
@@ -143,6 +148,45 @@ dit_runner_set_prompt (dit_runner *r, const dit_tensor *embeds)
   if (r->mesh)
     return dit_mesh_set_prompt (r->mesh, embeds);
   return dit_generator_set_prompt (r->gen, embeds);
+}
+
+static dit_status
+runner_set_lora_in_process (dit_runner *r, const dit_lora_spec *spec)
+{
+  if (!r->lora) {
+    if (spec->count == 0)
+      return DIT_OK;
+    DIT_TRY (dit_lora_set_create (r->cfg.weights, &r->cfg.model,
+        r->cfg.lora_mode, r->cfg.lora_keep_base, NULL, &r->lora));
+  }
+  DIT_TRY (dit_lora_set_update (r->lora, spec));
+  return dit_generator_set_lora (r->gen, dit_lora_set_state (r->lora));
+}
+
+dit_status
+dit_runner_set_lora (dit_runner *r, const dit_lora_spec *spec)
+{
+  if (r->chunk_index >= 0)
+    return dit_error (DIT_ERR_STATE, "runner: LoRAs change between chunks "
+        "(chunk %lld is in flight)", (long long) r->chunk_index);
+  if (r->mesh)
+    return dit_error (DIT_ERR_UNSUPPORTED, "runner: LoRAs on a generator "
+        "mesh are not supported yet");
+  DIT_TRY (runner_set_lora_in_process (r, spec));
+  r->lora_spec = *spec;
+  return DIT_OK;
+}
+
+const dit_lora_spec *
+dit_runner_lora (const dit_runner *r)
+{
+  return &r->lora_spec;
+}
+
+uint64_t
+dit_runner_lora_digest (const dit_runner *r)
+{
+  return r->lora ? dit_lora_set_digest_of (r->lora) : 0;
 }
 
 void

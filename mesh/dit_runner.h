@@ -26,6 +26,7 @@
 
 #include "../kernels/dit_backend.h"
 #include "../model/dit_generator.h"
+#include "../model/dit_lora.h"
 #include "dit_mesh_config.h"
 
 #ifdef __cplusplus
@@ -37,7 +38,8 @@ typedef struct dit_runner_config {
                                   nothing is loaded here) */
   dit_gen_config gen;          /* dtype: the weights' */
   /* in process */
-  const dit_weights *weights;  /* on the device of the runner's backend */
+  dit_weights *weights;        /* on the device of the runner's backend;
+                                  merged LoRAs change them (see below) */
   int graphs;                  /* record forwards (CUDA graphs); default 0 */
   int fused;                   /* fused ops where the backend has them;
                                   default 1 */
@@ -52,6 +54,12 @@ typedef struct dit_runner_config {
   const char *const *worker_args; /* extra dit-worker arguments */
   int x0_check_every;          /* device x0: digest check cadence (0 = the
                                   runner's default, every 32 chunks) */
+  /* LoRAs (dit_runner_set_lora): how they are applied, fixed for the
+   * runner's life; keep_base (merge) keeps every touched tensor as loaded
+   * so re-merges start from it (strengths that move never drift; costs a
+   * copy of each touched tensor), 0 for strengths that never change */
+  dit_lora_mode lora_mode;     /* default DIT_LORA_MERGE */
+  int lora_keep_base;          /* default 1 */
 } dit_runner_config;
 
 void dit_runner_config_default (dit_runner_config *c);
@@ -73,6 +81,20 @@ dit_status dit_runner_shutdown (dit_runner *r);
 /* Host embeddings [rows, text_dim] (the in-process generator also takes
  * them on its device); the mesh sends them with the next chunk. */
 dit_status dit_runner_set_prompt (dit_runner *r, const dit_tensor *embeds);
+
+/* LoRAs: make `spec` (count 0: none) the applied list, in the config's
+ * lora_mode, from the next chunk on.  In process the runner's weights
+ * carry it (merge: merged into them; live: side paths beside them); on a
+ * mesh it goes to every worker with the next chunk, each applies it to its
+ * shard, and the list, strengths and mode join the join and drift checks.
+ * The same files with other strengths are a strength change (live: a
+ * rescale; merge: a re-merge).  On an error (a file unreadable or not
+ * fitting the model: the message names it) the previous list stays
+ * applied and the runner keeps working. */
+dit_status dit_runner_set_lora (dit_runner *r, const dit_lora_spec *spec);
+/* The applied list (count 0: none) and its digest (0: none). */
+const dit_lora_spec *dit_runner_lora (const dit_runner *r);
+uint64_t dit_runner_lora_digest (const dit_runner *r);
 
 /* A new stream: chunk 0 comes next.  The mesh bumps its cache epoch so
  * that results of calls made before are dropped. */

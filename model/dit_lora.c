@@ -746,6 +746,10 @@ dit_lora_spec_parse (const char *s, dit_lora_spec *out)
     item[n] = '\0';
     it->strength = 1.0f;
     char *colon = strrchr (item, ':');
+    /* "@synthetic:R" has a colon of its own */
+    if (colon && l_starts (item, DIT_LORA_SYNTHETIC_PREFIX)
+        && colon == item + strlen (DIT_LORA_SYNTHETIC_PREFIX) - 1)
+      colon = NULL;
     if (colon) {
       char *e;
       errno = 0;
@@ -1545,4 +1549,150 @@ dit_lora_state_apply (dit_lora_state *s, const dit_lora_use *uses, int n)
   s->digest = digest;
   s->generation++;
   return DIT_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* a set of files by name */
+
+struct dit_lora_set {
+  dit_model_config cfg;
+  dit_param_spec *specs;
+  size_t count;
+  dit_lora_state *state;
+  dit_lora_spec spec;
+  dit_lora *open[DIT_LORA_MAX];   /* open[i] serves spec.items[i] */
+};
+
+dit_status
+dit_lora_set_create (dit_weights *w, const dit_model_config *cfg,
+    dit_lora_mode mode, int keep_base, const dit_lora_shard *shards,
+    dit_lora_set **out)
+{
+  *out = NULL;
+  dit_lora_set *s = calloc (1, sizeof *s);
+  if (!s)
+    return dit_error (DIT_ERR_NOMEM, "lora: out of memory");
+  s->cfg = *cfg;
+  dit_status st = dit_model_config_params (cfg, &s->specs, &s->count);
+  if (st == DIT_OK)
+    st = dit_lora_state_create (w, mode, keep_base, shards, &s->state);
+  if (st != DIT_OK) {
+    dit_lora_set_free (s);
+    return st;
+  }
+  *out = s;
+  return DIT_OK;
+}
+
+void
+dit_lora_set_free (dit_lora_set *s)
+{
+  if (!s)
+    return;
+  dit_lora_state_free (s->state);
+  /* a LoRA listed twice is open once */
+  for (int i = 0; i < DIT_LORA_MAX; i++) {
+    int first = 1;
+    for (int j = 0; j < i; j++)
+      first &= s->open[j] != s->open[i];
+    if (first)
+      dit_lora_free (s->open[i]);
+  }
+  free (s->specs);
+  free (s);
+}
+
+/* The LoRA of one list item: an open one of the same name, else opened. */
+static dit_status
+l_set_open (dit_lora_set *s, const char *path, dit_lora *const *also, int nalso,
+    dit_lora **out, int *opened)
+{
+  *opened = 0;
+  for (int i = 0; i < s->spec.count; i++)
+    if (s->open[i] && strcmp (s->spec.items[i].path, path) == 0) {
+      *out = s->open[i];
+      return DIT_OK;
+    }
+  for (int i = 0; i < nalso; i++)
+    if (also[i] && strcmp (also[i]->path, path) == 0) {
+      *out = also[i];
+      return DIT_OK;
+    }
+  *opened = 1;
+  if (l_starts (path, DIT_LORA_SYNTHETIC_PREFIX)) {
+    const char *r = path + strlen (DIT_LORA_SYNTHETIC_PREFIX);
+    char *end;
+    long rank = strtol (r, &end, 10);
+    if (!*r || *end || rank < 1 || rank > 4096)
+      return dit_error (DIT_ERR_INVALID, "lora '%s': the rank of a synthetic "
+          "LoRA must be a number in 1..4096", path);
+    DIT_TRY (dit_lora_synthetic (s->specs, s->count, (int) rank, 0, out));
+    /* named as listed, so that the next list finds it */
+    free ((*out)->path);
+    (*out)->path = strdup (path);
+    if (!(*out)->path) {
+      dit_lora_free (*out);
+      return dit_error (DIT_ERR_NOMEM, "lora: out of memory");
+    }
+    return DIT_OK;
+  }
+  return dit_lora_open (path, s->specs, s->count, s->cfg.name, out);
+}
+
+dit_status
+dit_lora_set_update (dit_lora_set *s, const dit_lora_spec *spec)
+{
+  dit_lora *next[DIT_LORA_MAX] = { 0 };
+  int fresh[DIT_LORA_MAX] = { 0 };
+  dit_lora_use uses[DIT_LORA_MAX];
+  dit_status st = DIT_OK;
+  if (spec->count < 0 || spec->count > DIT_LORA_MAX)
+    return dit_error (DIT_ERR_INVALID, "lora: %d LoRAs; at most %d are "
+        "allowed", spec->count, DIT_LORA_MAX);
+  for (int i = 0; i < spec->count && st == DIT_OK; i++) {
+    st = l_set_open (s, spec->items[i].path, next, i, &next[i], &fresh[i]);
+    uses[i].lora = next[i];
+    uses[i].strength = spec->items[i].strength;
+  }
+  if (st == DIT_OK)
+    st = dit_lora_state_apply (s->state, uses, spec->count);
+  if (st != DIT_OK) {
+    /* the previous list stays: close only what this call opened */
+    for (int i = 0; i < spec->count; i++)
+      if (fresh[i])
+        dit_lora_free (next[i]);
+    return st;
+  }
+  /* close what the new list no longer uses */
+  for (int i = 0; i < s->spec.count; i++) {
+    int kept = 0;
+    for (int j = 0; j < spec->count; j++)
+      kept |= next[j] == s->open[i];
+    for (int j = 0; j < i; j++)
+      kept |= s->open[j] == s->open[i];   /* closed already */
+    if (!kept)
+      dit_lora_free (s->open[i]);
+  }
+  memset (s->open, 0, sizeof s->open);
+  memcpy (s->open, next, sizeof next);
+  s->spec = *spec;
+  return DIT_OK;
+}
+
+const dit_lora_spec *
+dit_lora_set_spec (const dit_lora_set *s)
+{
+  return &s->spec;
+}
+
+const dit_lora_state *
+dit_lora_set_state (const dit_lora_set *s)
+{
+  return s->state;
+}
+
+uint64_t
+dit_lora_set_digest_of (const dit_lora_set *s)
+{
+  return dit_lora_state_digest (s->state);
 }

@@ -229,6 +229,30 @@ uint64_t dit_lora_state_digest (const dit_lora_state *s);
 uint64_t dit_lora_set_digest (dit_lora_mode mode, const dit_lora_use *uses,
     int n);
 
+/* ---- a set of LoRA files by name, applied to one weights set ------------- */
+
+/* What a runner holds: the open LoRAs of the current list and their state.
+ * dit_lora_set_update takes a new list (dit_lora_spec): files already open
+ * are reused (so the same files with other strengths are a strength
+ * change), new ones are opened and checked against `cfg`'s full parameter
+ * list; on any error nothing changes (the previous list stays applied) and
+ * the message names the file and key.  An item "@synthetic:R" is a seeded
+ * LoRA of rank R on every linear (dit_lora_synthetic, seed 0): dit-bench
+ * --lora-rank, and a mesh's workers make the same one. */
+typedef struct dit_lora_set dit_lora_set;
+
+#define DIT_LORA_SYNTHETIC_PREFIX "@synthetic:"
+
+dit_status dit_lora_set_create (dit_weights *w, const dit_model_config *cfg,
+    dit_lora_mode mode, int keep_base, const dit_lora_shard *shards,
+    dit_lora_set **out);
+void dit_lora_set_free (dit_lora_set *s);
+dit_status dit_lora_set_update (dit_lora_set *s, const dit_lora_spec *spec);
+/* The applied list (count 0: none), its state and its digest. */
+const dit_lora_spec *dit_lora_set_spec (const dit_lora_set *s);
+const dit_lora_state *dit_lora_set_state (const dit_lora_set *s);
+uint64_t dit_lora_set_digest_of (const dit_lora_set *s);
+
 #ifdef __cplusplus
 }
 #endif

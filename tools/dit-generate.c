@@ -8,7 +8,8 @@
  * safetensors file as latents.c<k> [16, F, h, w] f32, and per-chunk timings
  * are printed.  Noise comes from Philox under --seed, or from a file with
  * noise.c<k>.s<j> tensors so that other implementations can be compared on
- * identical inputs.
+ * identical inputs.  --lora applies LoRAs (model/dit_lora.h), merged into
+ * the weights or live beside them (--lora-mode), on a mesh too.
  *
  * Mesh (--mesh-devices LIST): the DiT runs on dit-worker processes spawned
  * through the runner (the element's mesh-devices path; --worker-path, else
@@ -28,6 +29,7 @@
 #include "dit_config.h"
 #include "dit_generator.h"
 #include "dit_loader.h"
+#include "dit_lora.h"
 #include "dit_runner.h"
 #include "dit_stage0.h"
 #include "dit_stream.h"
@@ -70,6 +72,11 @@ usage (FILE *f)
       "      --dtype f32|bf16|fp8 precision (default f32); fp8 = bf16 with the\n"
       "                           blocks' linear layers as FP8 GEMMs (docs/precision.md)\n"
       "      --device NAME[:N]    backend: cpu (default) or cuda:N\n"
+      "      --lora LIST          LoRAs: PATH[:STRENGTH]|PATH[:STRENGTH]... (up to 8,\n"
+      "                           strength 1 by default; \"@synthetic:R\" is a seeded\n"
+      "                           rank-R LoRA on every linear)\n"
+      "      --lora-mode MODE     merge (default: merged into the weights) or live\n"
+      "                           (a low-rank side product beside each layer)\n"
       "Mesh:\n"
       "      --mesh-devices LIST  run the DiT on dit-worker ranks, one per device\n"
       "                           (\"0,1\"); default: in this process\n"
@@ -93,6 +100,7 @@ enum {
   OPT_WINDOW, OPT_BIAS, OPT_STEPS, OPT_SHIFT, OPT_WARP, OPT_DTYPE, OPT_DEVICE,
   OPT_MESH_DEVICES, OPT_MESH_BACKEND, OPT_MESH_PARALLEL, OPT_MESH_TP,
   OPT_WORKER_PATH,
+  OPT_LORA, OPT_LORA_MODE,
 };
 
 typedef struct gen_args {
@@ -106,6 +114,8 @@ typedef struct gen_args {
   int quiet;
   dit_gen_config cfg;
   dit_mesh_options mesh;
+  dit_lora_spec lora;
+  dit_lora_mode lora_mode;
 } gen_args;
 
 static int
@@ -134,6 +144,8 @@ parse_args (int argc, char **argv, gen_args *a)
     { "mesh-parallel", required_argument, NULL, OPT_MESH_PARALLEL },
     { "mesh-tp", required_argument, NULL, OPT_MESH_TP },
     { "worker-path", required_argument, NULL, OPT_WORKER_PATH },
+    { "lora", required_argument, NULL, OPT_LORA },
+    { "lora-mode", required_argument, NULL, OPT_LORA_MODE },
     { "output", required_argument, NULL, 'o' },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
@@ -209,6 +221,18 @@ parse_args (int argc, char **argv, gen_args *a)
       }
       case OPT_MESH_TP: ok = tool_parse_int (optarg, 1, 8, &a->mesh.mesh_tp); break;
       case OPT_WORKER_PATH: a->mesh.worker_path = optarg; break;
+      case OPT_LORA:
+        if (dit_lora_spec_parse (optarg, &a->lora) != DIT_OK) {
+          fprintf (stderr, "dit-generate: --lora: %s\n", dit_last_error ());
+          return 0;
+        }
+        break;
+      case OPT_LORA_MODE:
+        if (dit_lora_mode_parse (optarg, &a->lora_mode) != DIT_OK) {
+          fprintf (stderr, "dit-generate: --lora-mode: %s\n", dit_last_error ());
+          return 0;
+        }
+        break;
       case 'o': a->output = optarg; break;
       case 'q': a->quiet = 1; break;
       case 'h': usage (stdout); exit (0);
@@ -299,7 +323,11 @@ main (int argc, char **argv)
   rc.model = mc;
   rc.gen = a.cfg;
   rc.weights = w;
+  rc.lora_mode = a.lora_mode;
+  rc.lora_keep_base = 0;        /* the strengths never change here */
   if (dit_runner_create (&rc, be, &r) != DIT_OK)
+    goto fail;
+  if (a.lora.count > 0 && dit_runner_set_lora (r, &a.lora) != DIT_OK)
     goto fail;
   dit_stage0_config_default (&sc);
   sc.latent_h = a.cfg.latent_h;

@@ -1,13 +1,21 @@
-/* dit-weights — make synthetic checkpoints and inspect checkpoints.
+/* dit-weights — make synthetic checkpoints, inspect checkpoints and LoRAs,
+ * merge LoRAs into a checkpoint.
  *
  *   dit-weights make --preset tiny --seed 0 -o tiny.safetensors
  *   dit-weights inspect /models/Wan2.1-T2V-14B
+ *   dit-weights inspect style-lora.safetensors
+ *   dit-weights merge-lora /models/Wan2.1-T2V-14B style.safetensors:0.8 -o out.safetensors
  *
  * `make` streams one tensor at a time into the writer, so even a wan-14b
  * checkpoint needs only one tensor's worth of memory.  `inspect` reads the
  * headers only (the data stays mapped and untouched), detects the preset
  * from the shapes and validates keys, shapes and dtypes against it exactly
  * as the loader would, so it answers in seconds on a 57 GB checkpoint.
+ * A LoRA file (recognised by its keys) is listed as a LoRA: its layout,
+ * rank, alpha and targets, checked against the preset its widths name.
+ * `merge-lora` loads a checkpoint (or a preset's synthetic weights), merges
+ * LoRAs into it on the chosen device (W + strength · alpha / rank · B A,
+ * model/dit_lora.h) and writes the result as one safetensors file.
  *
  * Model kinds are rows of `kinds` (DiT, VAE, text encoder); a new kind is one more row
  * with its presets, parameter list, detector and key map.
@@ -24,6 +32,7 @@
 
 #include "dit_config.h"
 #include "dit_loader.h"
+#include "dit_lora.h"
 #include "dit_taehv.h"
 #include "dit_umt5.h"
 #include "dit_vae.h"
@@ -176,10 +185,19 @@ usage (FILE *f)
       "      Write a synthetic checkpoint (seeded, reproducible) as safetensors.\n"
       "      --seed defaults to 0, --dtype to f32.  --device cuda makes the\n"
       "      values on that GPU (the same bits, seconds for a 14B set).\n"
-      "  inspect PATH [--kind KIND]   (default: from the keys: vae, text or dit)\n"
+      "  inspect PATH [--kind KIND] [--preset NAME]\n"
       "      List the tensors of a .safetensors file, an index .json or a\n"
       "      directory, detect the preset and validate the checkpoint against it\n"
       "      (headers only; tensor data is not read).  Exit status 1 if invalid.\n"
+      "      KIND defaults to what the keys say: vae, taehv, text, lora or dit.\n"
+      "      A LoRA (kind lora) is listed with its layout (kohya, peft,\n"
+      "      diffusers), rank, alpha and targets and checked against the\n"
+      "      preset of its widths, or --preset NAME.\n"
+      "  merge-lora BASE LORA[:S]... -o OUT [--dtype f32|bf16|f16] [--seed N]\n"
+      "       [--device cpu|cuda[:N]]\n"
+      "      Merge LoRAs (strength S, default 1) into BASE (a checkpoint or a\n"
+      "      preset's synthetic weights under --seed) and write OUT.  --dtype\n"
+      "      defaults to the base's (f32 for a preset).\n"
       "\n"
       "Options:\n"
       "  --kind KIND   model kind (default dit):");
@@ -413,6 +431,125 @@ cmd_make (int argc, char **argv)
 }
 
 /* ------------------------------------------------------------------------ */
+/* LoRA files */
+
+/* Whether the keys are a LoRA's (the suffixes and prefix of dit_lora.h). */
+static int
+looks_like_lora (const dit_safetensors *st)
+{
+  static const char *const suffixes[] = { ".lora_down.weight",
+    ".lora_up.weight", ".lora_A.weight", ".lora_B.weight", ".diff", ".diff_b" };
+  for (size_t i = 0; i < dit_safetensors_count (st); i++) {
+    const char *k = dit_safetensors_at (st, i)->name;
+    size_t n = strlen (k);
+    if (strncmp (k, "lora_unet_", 10) == 0)
+      return 1;
+    for (size_t j = 0; j < sizeof suffixes / sizeof suffixes[0]; j++) {
+      size_t m = strlen (suffixes[j]);
+      if (n >= m && strcmp (k + n - m, suffixes[j]) == 0)
+        return 1;
+    }
+  }
+  return 0;
+}
+
+static const char *
+lora_kind_name (dit_lora_kind k)
+{
+  return k == DIT_LORA_LOW_RANK ? "low-rank" : k == DIT_LORA_DIFF ? "diff"
+      : "diff_b";
+}
+
+static int
+inspect_lora (const char *path, const char *preset)
+{
+  dit_lora *l;
+  if (dit_lora_open (path, NULL, 0, NULL, &l) != DIT_OK) {
+    printf ("%s\ninvalid: %s\n", path, dit_last_error ());
+    return fail ();
+  }
+  int64_t rmin = 0, rmax = 0;
+  double amin = 0, amax = 0;
+  int low = 0, with_alpha = 0, deltas = 0;
+  for (size_t i = 0; i < l->count; i++) {
+    const dit_lora_target *t = &l->targets[i];
+    if (t->kind != DIT_LORA_LOW_RANK) {
+      deltas++;
+      continue;
+    }
+    if (!low++ || t->rank < rmin)
+      rmin = t->rank;
+    if (t->rank > rmax)
+      rmax = t->rank;
+    if (t->has_alpha) {
+      if (!with_alpha++ || t->alpha < amin)
+        amin = t->alpha;
+      if (!amax || t->alpha > amax)
+        amax = t->alpha;
+    }
+  }
+  printf ("%s\n", path);
+  printf ("lora: format %s", dit_lora_format_name (l->format));
+  if (strcmp (l->spelling, "-") != 0)
+    printf (" (%s)", l->spelling);
+  printf (", %zu targets (%d low-rank, %d full-tensor deltas)\n", l->count, low,
+      deltas);
+  if (low) {
+    if (rmin == rmax)
+      printf ("rank: %lld\n", (long long) rmin);
+    else
+      printf ("rank: %lld..%lld\n", (long long) rmin, (long long) rmax);
+    if (!with_alpha)
+      printf ("alpha: absent (= rank, scale = strength)\n");
+    else if (amin == amax && with_alpha == low)
+      printf ("alpha: %g%s\n", amin, rmin == rmax ? "" : " (scale = strength "
+          "· alpha / rank per layer)");
+    else
+      printf ("alpha: %g..%g on %d of %d layers (absent = rank)\n", amin, amax,
+          with_alpha, low);
+    if (with_alpha && amin == amax && with_alpha == low && rmin == rmax)
+      printf ("scale: %g × strength\n", amin / (double) rmin);
+  }
+  printf ("targets:\n");
+  for (size_t i = 0; i < l->count; i++) {
+    const dit_lora_target *t = &l->targets[i];
+    if (t->kind == DIT_LORA_LOW_RANK)
+      printf ("  %-32s %-8s rank %-4lld [%lld, %lld] alpha %g%s  (%s)\n",
+          t->layer, lora_kind_name (t->kind), (long long) t->rank,
+          (long long) t->out, (long long) t->in, (double) t->alpha,
+          t->has_alpha ? "" : " (= rank)", t->key);
+    else
+      printf ("  %-32s %-8s (%s)\n", t->param, lora_kind_name (t->kind), t->key);
+  }
+  const char *name = preset ? preset : dit_lora_preset_of (l);
+  int rc = 0;
+  if (!name) {
+    printf ("preset: none matches the widths of the targets\n");
+    printf ("invalid: no DiT preset has these widths (use --preset NAME)\n");
+    fprintf (stderr, "dit-weights: %s: no DiT preset matches the LoRA's "
+        "widths\n", path);
+    rc = 1;
+  } else {
+    dit_model_config cfg;
+    dit_param_spec *specs = NULL;
+    size_t count = 0;
+    printf ("preset: %s%s\n", name, preset ? " (--preset)" : " (from the widths)");
+    if (dit_model_config_preset (name, &cfg) != DIT_OK
+        || dit_model_config_params (&cfg, &specs, &count) != DIT_OK) {
+      rc = fail ();
+    } else if (dit_lora_check (l, specs, count, cfg.name) != DIT_OK) {
+      printf ("invalid: %s\n", dit_last_error ());
+      rc = fail ();
+    } else {
+      printf ("valid LoRA for %s\n", name);
+    }
+    free (specs);
+  }
+  dit_lora_free (l);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
 /* inspect */
 
 static int
@@ -420,10 +557,12 @@ cmd_inspect (int argc, char **argv)
 {
   static const struct option opts[] = {
     { "kind", required_argument, NULL, 'k' },
+    { "preset", required_argument, NULL, 'p' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
   const char *kind_name = NULL;   /* NULL: the VAE if its keys are there */
+  const char *lora_preset = NULL;
   int c;
 
   optind = 1;
@@ -431,6 +570,7 @@ cmd_inspect (int argc, char **argv)
   while ((c = getopt_long (argc, argv, ":h", opts, NULL)) != -1) {
     switch (c) {
       case 'k': kind_name = optarg; break;
+      case 'p': lora_preset = optarg; break;
       case 'h': usage (stdout); return 0;
       case ':': return usage_error ("inspect: option '%s' needs a value", argv[optind - 1]);
       default: return usage_error ("inspect: unknown option '%s'", argv[optind - 1]);
@@ -441,12 +581,26 @@ cmd_inspect (int argc, char **argv)
   if (optind + 1 < argc)
     return usage_error ("inspect: unexpected argument '%s'", argv[optind + 1]);
   const char *path = argv[optind];
-  if (kind_name && !find_kind (kind_name))
+  if (kind_name && strcmp (kind_name, "lora") != 0 && !find_kind (kind_name))
     return usage_error ("inspect: unknown --kind '%s'", kind_name);
+  if (lora_preset && kind_name && strcmp (kind_name, "lora") != 0)
+    return usage_error ("inspect: --preset is for a LoRA (kind lora), not "
+        "kind '%s'", kind_name);
+  if (kind_name && strcmp (kind_name, "lora") == 0)
+    return inspect_lora (path, lora_preset);
 
   dit_safetensors *st;
   if (dit_safetensors_open (path, &st) != DIT_OK)
     return fail ();
+  if (!kind_name && looks_like_lora (st)) {
+    dit_safetensors_close (st);
+    return inspect_lora (path, lora_preset);
+  }
+  if (lora_preset) {
+    dit_safetensors_close (st);
+    return usage_error ("inspect: --preset is for a LoRA; '%s' is none",
+        path);
+  }
   if (!kind_name) {
     if (dit_safetensors_find (st, "encoder.conv1.weight")
         || dit_safetensors_find (st, "decoder.head.2.weight"))
@@ -530,11 +684,127 @@ cmd_inspect (int argc, char **argv)
   return rc;
 }
 
+/* ------------------------------------------------------------------------ */
+/* merge-lora */
+
+/* The dtype of the base's first DiT weight, for the output (f32 when it is
+ * a preset or FP8). */
+static dit_dtype
+base_dtype (const char *base)
+{
+  dit_safetensors *st;
+  dit_dtype dt = DIT_F32;
+  if (dit_model_is_preset (base) || dit_safetensors_open (base, &st) != DIT_OK)
+    return dt;
+  for (size_t i = 0; i < dit_safetensors_count (st); i++) {
+    const dit_st_tensor *t = dit_safetensors_at (st, i);
+    if (strstr (t->name, "blocks.0.") && dit_st_dtype_to_dit (t->dtype, &dt))
+      break;
+  }
+  dit_safetensors_close (st);
+  return dt;
+}
+
+static int
+cmd_merge_lora (int argc, char **argv)
+{
+  static const struct option opts[] = {
+    { "output", required_argument, NULL, 'o' },
+    { "dtype", required_argument, NULL, 'd' },
+    { "seed", required_argument, NULL, 's' },
+    { "device", required_argument, NULL, 'D' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  const char *output = NULL, *device = "cpu", *dtype_name = NULL;
+  dit_dtype dtype = DIT_F32;
+  uint64_t seed = 0;
+  int c;
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long (argc, argv, ":o:h", opts, NULL)) != -1) {
+    switch (c) {
+      case 'o': output = optarg; break;
+      case 'd':
+        dtype_name = optarg;
+        if (!parse_dtype (optarg, &dtype))
+          return usage_error ("merge-lora: --dtype must be f32, bf16 or f16, "
+              "got '%s'", optarg);
+        break;
+      case 's':
+        if (!parse_u64 (optarg, &seed))
+          return usage_error ("merge-lora: --seed needs a non-negative "
+              "integer, got '%s'", optarg);
+        break;
+      case 'D': device = optarg; break;
+      case 'h': usage (stdout); return 0;
+      case ':': return usage_error ("merge-lora: option '%s' needs a value", argv[optind - 1]);
+      default: return usage_error ("merge-lora: unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  if (optind >= argc)
+    return usage_error ("merge-lora: %s", "a BASE checkpoint or preset is required");
+  if (optind + 1 >= argc)
+    return usage_error ("merge-lora: %s", "at least one LORA[:S] is required");
+  if (!output)
+    return usage_error ("merge-lora: %s", "-o OUT is required");
+  if (strcmp (device, "cpu") != 0 && strncmp (device, "cuda", 4) != 0)
+    return usage_error ("merge-lora: --device must be cpu, cuda or cuda:N, "
+        "got '%s'", device);
+  const char *base = argv[optind];
+  char list[8192] = "";
+  size_t o = 0;
+  for (int i = optind + 1; i < argc && o < sizeof list; i++)
+    o += (size_t) snprintf (list + o, sizeof list - o, "%s%s",
+        i > optind + 1 ? "|" : "", argv[i]);
+  dit_lora_spec spec;
+  if (dit_lora_spec_parse (list, &spec) != DIT_OK) {
+    fprintf (stderr, "dit-weights: merge-lora: %s\n", dit_last_error ());
+    return EXIT_USAGE;
+  }
+  if (!dtype_name)
+    dtype = base_dtype (base);
+
+  dit_backend *be = strcmp (device, "cpu") == 0 ? dit_backend_cpu ()
+      : dit_backend_create ("cuda", device[4] == ':' ? atoi (device + 5) : 0);
+  if (!be)
+    return fail ();
+  dit_model_config cfg;
+  dit_weights *w = NULL;
+  dit_lora_set *set = NULL;
+  int rc = 1;
+  /* merged in f32 on the CPU, in the output dtype on a GPU */
+  dit_dtype work = be == dit_backend_cpu () ? DIT_F32 : dtype;
+  if (dit_load_model (base, seed, work, be, &cfg, &w) != DIT_OK
+      || dit_lora_set_create (w, &cfg, DIT_LORA_MERGE, 0, NULL, &set) != DIT_OK
+      || dit_lora_set_update (set, &spec) != DIT_OK) {
+    rc = fail ();
+  } else {
+    char text[8192];
+    dit_lora_spec_format (&spec, text, sizeof text);
+    const char *meta[] = { "format", "gst-dit", "kind", "dit", "preset",
+      cfg.name, "lora", text, NULL };
+    if (dit_weights_save (w, output, dtype, meta) != DIT_OK) {
+      rc = fail ();
+    } else {
+      printf ("wrote %s: %s with %d LoRA%s merged (%s), %s\n", output,
+          cfg.name, spec.count, spec.count == 1 ? "" : "s", text,
+          dit_dtype_name (dtype));
+      rc = 0;
+    }
+  }
+  dit_lora_set_free (set);
+  dit_weights_free (w);
+  if (be != dit_backend_cpu ())
+    dit_backend_destroy (be);
+  return rc;
+}
+
 int
 main (int argc, char **argv)
 {
   if (argc < 2)
-    return usage_error ("%s", "missing command (make or inspect)");
+    return usage_error ("%s", "missing command (make, inspect or merge-lora)");
   const char *cmd = argv[1];
   if (strcmp (cmd, "-h") == 0 || strcmp (cmd, "--help") == 0 || strcmp (cmd, "help") == 0) {
     usage (stdout);
@@ -544,7 +814,10 @@ main (int argc, char **argv)
     return cmd_make (argc - 1, argv + 1);
   if (strcmp (cmd, "inspect") == 0)
     return cmd_inspect (argc - 1, argv + 1);
+  if (strcmp (cmd, "merge-lora") == 0)
+    return cmd_merge_lora (argc - 1, argv + 1);
   if (cmd[0] == '-')
     return usage_error ("unknown option '%s'", cmd);
-  return usage_error ("unknown command '%s' (expected make or inspect)", cmd);
+  return usage_error ("unknown command '%s' (expected make, inspect or "
+      "merge-lora)", cmd);
 }

@@ -1,30 +1,47 @@
 /* dit-forward — one DiT forward through the generator API, for comparison
  * with the PyTorch reference (tests/reference/dit_ref.py forward).
  *
- *   dit-forward MODEL EMBEDS INPUT OUT [--with-context]
+ *   dit-forward MODEL EMBEDS INPUT OUT [--with-context] [--lora LIST]
+ *               [--lora-mode merge|live]
  *
  * INPUT holds 'x' [16, F, h, w], 't' [F] and metadata frame_offset, and
- * (for --with-context) 'context' [16, C, h, w].  OUT receives 'v'.
+ * (for --with-context) 'context' [16, C, h, w].  OUT receives 'v'.  --lora
+ * applies LoRAs as the tools do (model/dit_lora.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dit_generator.h"
+#include "dit_lora.h"
 #include "tool_common.h"
 
 int
 main (int argc, char **argv)
 {
-  if (argc < 5 || argc > 6 || (argc == 6 && strcmp (argv[5], "--with-context"))) {
-    fprintf (stderr, "usage: dit-forward MODEL EMBEDS INPUT OUT [--with-context]\n");
+  int with_context = 0, usage = argc < 5;
+  dit_lora_spec spec = { 0 };
+  dit_lora_mode mode = DIT_LORA_MERGE;
+  for (int i = 5; i < argc && !usage; i++) {
+    if (strcmp (argv[i], "--with-context") == 0)
+      with_context = 1;
+    else if (strcmp (argv[i], "--lora") == 0 && i + 1 < argc)
+      usage = dit_lora_spec_parse (argv[++i], &spec) != DIT_OK;
+    else if (strcmp (argv[i], "--lora-mode") == 0 && i + 1 < argc)
+      usage = dit_lora_mode_parse (argv[++i], &mode) != DIT_OK;
+    else
+      usage = 1;
+  }
+  if (usage) {
+    fprintf (stderr, "usage: dit-forward MODEL EMBEDS INPUT OUT [--with-context] "
+        "[--lora LIST] [--lora-mode merge|live]\n");
     return 2;
   }
-  const int with_context = argc == 6;
   dit_backend *be = dit_backend_cpu ();
   dit_model_config mc;
   dit_weights *w = NULL;
   dit_generator *g = NULL;
+  dit_lora_set *lora = NULL;
   dit_safetensors *in = NULL;
   float *embeds = NULL, *v = NULL;
   int ret = 1;
@@ -53,6 +70,11 @@ main (int argc, char **argv)
   cfg.kv_window = cfg.context_frames + cfg.frames_per_chunk;
   if (dit_generator_create (&mc, &cfg, w, be, &g) != DIT_OK)
     goto fail;
+  if (spec.count > 0
+      && (dit_lora_set_create (w, &mc, mode, 0, NULL, &lora) != DIT_OK
+        || dit_lora_set_update (lora, &spec) != DIT_OK
+        || dit_generator_set_lora (g, dit_lora_set_state (lora)) != DIT_OK))
+    goto fail;
   dit_tensor et = dit_tensor_2d (embeds, DIT_F32, DIT_DEVICE_CPU, rows, mc.text_dim);
   if (dit_generator_set_prompt (g, &et) != DIT_OK)
     goto fail;
@@ -79,6 +101,7 @@ done:
   free (embeds);
   dit_safetensors_close (in);
   dit_generator_free (g);
+  dit_lora_set_free (lora);
   dit_weights_free (w);
   return ret;
 }

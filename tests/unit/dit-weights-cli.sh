@@ -73,6 +73,57 @@ grep -q "cut.safetensors" "$dir/err" || fail "truncated file message: $(cat "$di
 expect_rc 1 "$tool" make --preset tiny -o "$dir/no/such/dir/x.safetensors"
 grep -q "^dit-weights: .*x.safetensors" "$dir/err" || fail "unwritable output message"
 
+# LoRA: inspect recognises one by its keys, merge-lora merges it
+python3 - "$dir/lora.safetensors" <<'PY'
+import json, struct, sys
+def tensor(shape, seed):
+    n = 1
+    for d in shape:
+        n *= d
+    vals = [((i * 7919 + seed * 104729) % 1000 - 500) / 5000.0 for i in range(n)]
+    return shape, struct.pack("<%df" % n, *vals)
+ts = {}
+for b in range(2):
+    m = "lora_unet_blocks_%d_self_attn_q" % b
+    ts[m + ".lora_down.weight"] = tensor([8, 256], b)
+    ts[m + ".lora_up.weight"] = tensor([256, 8], b + 5)
+    ts[m + ".alpha"] = ([], struct.pack("<f", 4.0))
+hdr, off, blobs = {}, 0, []
+for k, (shape, blob) in ts.items():
+    hdr[k] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(blob)]}
+    off += len(blob)
+    blobs.append(blob)
+h = json.dumps(hdr).encode()
+h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+PY
+expect_rc 0 "$tool" inspect "$dir/lora.safetensors"
+grep -q "^lora: format kohya (lora_down/lora_up), 2 targets" "$dir/out" \
+  || fail "inspect LoRA format line: $(cat "$dir/out")"
+grep -qx "rank: 8" "$dir/out" || fail "inspect LoRA rank"
+grep -qx "alpha: 4" "$dir/out" || fail "inspect LoRA alpha"
+grep -q "^  blocks.1.self_attn.q  *low-rank rank 8  *\[256, 256\] alpha 4" "$dir/out" \
+  || fail "inspect LoRA target line"
+grep -qx "valid LoRA for tiny" "$dir/out" || fail "inspect LoRA validity"
+expect_rc 1 "$tool" inspect "$dir/lora.safetensors" --preset wan-1.3b
+grep -q "shape does not fit layer 'blocks.0.self_attn.q' of model wan-1.3b" \
+  "$dir/err" || fail "LoRA against another preset: $(cat "$dir/err")"
+expect_rc 0 "$tool" merge-lora "$dir/tiny.safetensors" "$dir/lora.safetensors:0.5" \
+  -o "$dir/merged.safetensors"
+expect_rc 0 "$tool" inspect "$dir/merged.safetensors"
+grep -qx "valid tiny checkpoint" "$dir/out" || fail "merged checkpoint invalid"
+grep -q "BF16$" "$dir/out" || fail "merge-lora keeps the base's dtype"
+cmp -s "$dir/tiny.safetensors" "$dir/merged.safetensors" && fail "merge changed nothing"
+expect_rc 0 "$tool" merge-lora "$dir/tiny.safetensors" "$dir/lora.safetensors:0" \
+  -o "$dir/zero.safetensors"
+expect_rc 2 "$tool" merge-lora "$dir/tiny.safetensors" -o "$dir/x.safetensors"
+expect_rc 2 "$tool" merge-lora "$dir/tiny.safetensors" "$dir/lora.safetensors:much" \
+  -o "$dir/x.safetensors"
+expect_rc 1 "$tool" merge-lora "$dir/tiny.safetensors" "$dir/nope.safetensors" \
+  -o "$dir/x.safetensors"
+grep -q "nope.safetensors" "$dir/err" || fail "missing LoRA message: $(cat "$dir/err")"
+[ -e "$dir/x.safetensors" ] && fail "a failed merge wrote a file"
+
 [ "$failed" -eq 0 ] && echo "dit-weights-cli: all checks passed"
 rm -rf "$dir"
 trap - EXIT INT TERM

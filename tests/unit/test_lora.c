@@ -863,6 +863,63 @@ test_synthetic (const dit_weights *base)
   dit_lora_free (l);
 }
 
+/* The list a runner holds: reuse, a bad file keeps the previous list. */
+static void
+test_set (const char *p1, const char *p2)
+{
+  dit_weights *w = fresh_weights ();
+  dit_lora_set *set = NULL;
+  CHECK_OK (dit_lora_set_create (w, &cfg, DIT_LORA_LIVE, 0, NULL, &set));
+  if (!set) {
+    dit_weights_free (w);
+    return;
+  }
+  dit_lora_spec sp;
+  char text[1200];
+  snprintf (text, sizeof text, "%s:0.8|%s:0.4", p1, p2);
+  CHECK_OK (dit_lora_spec_parse (text, &sp));
+  CHECK_OK (dit_lora_set_update (set, &sp));
+  const dit_lora_state *st = dit_lora_set_state (set);
+  const uint64_t gen1 = dit_lora_state_generation (st);
+  const dit_lora_side *side = dit_lora_state_side (st, "blocks.0.self_attn.q");
+  CHECK (side && side->rank == 8 + 8, "two LoRAs on q: stacked rank %lld",
+      side ? (long long) side->rank : -1LL);
+  /* other strengths: the same factors (a strength change) */
+  snprintf (text, sizeof text, "%s:0.1|%s:0", p1, p2);
+  CHECK_OK (dit_lora_spec_parse (text, &sp));
+  CHECK_OK (dit_lora_set_update (set, &sp));
+  CHECK (dit_lora_state_side (st, "blocks.0.self_attn.q") == side
+      && dit_lora_state_generation (st) == gen1 + 1, "strength change keeps "
+      "the factors");
+  CHECK (dit_lora_state_side (st, "blocks.1.self_attn.v")
+      && !dit_lora_state_side (st, "blocks.1.self_attn.v")->active,
+      "a layer of the LoRA at strength 0 is inactive");
+  const uint64_t digest = dit_lora_set_digest_of (set);
+  /* a file that cannot be read: error, the previous list stays */
+  snprintf (text, sizeof text, "%s:0.5|/nonexistent/x.safetensors", p1);
+  CHECK_OK (dit_lora_spec_parse (text, &sp));
+  dit_status e = dit_lora_set_update (set, &sp);
+  CHECK (e != DIT_OK && strstr (dit_last_error (), "/nonexistent/x.safetensors"),
+      "bad file: %s", dit_last_error ());
+  CHECK (dit_lora_set_digest_of (set) == digest && dit_lora_set_spec (set)->count
+      == 2 && dit_lora_set_spec (set)->items[0].strength == 0.1f,
+      "the previous list stays applied");
+  /* a synthetic item and the same file twice */
+  snprintf (text, sizeof text, "@synthetic:16:0.5|%s|%s:2", p2, p2);
+  CHECK_OK (dit_lora_spec_parse (text, &sp));
+  CHECK (sp.count == 3 && strcmp (sp.items[0].path, "@synthetic:16") == 0
+      && sp.items[0].strength == 0.5f, "synthetic item parsed");
+  CHECK_OK (dit_lora_set_update (set, &sp));
+  side = dit_lora_state_side (st, "blocks.1.ffn.2");
+  CHECK (side && side->rank == 16, "synthetic rank 16 on ffn.2");
+  CHECK_OK (dit_lora_spec_parse ("@synthetic:x", &sp));
+  CHECK (dit_lora_set_update (set, &sp) == DIT_ERR_INVALID
+      && strstr (dit_last_error (), "1..4096"), "bad synthetic rank: %s",
+      dit_last_error ());
+  dit_lora_set_free (set);
+  dit_weights_free (w);
+}
+
 int
 main (void)
 {
@@ -891,6 +948,7 @@ main (void)
     test_merge_live (&d1, &d2, l1, l2, base);
   dit_lora_free (l1);
   dit_lora_free (l2);
+  test_set (p1, p2);
   test_deltas (base);
   test_synthetic (base);
   test_refusals ();
