@@ -128,6 +128,11 @@
  *   [--overlap on|off] [--comm-overlap on|off] [--worker-arg ARG]...
  *   [--pipeline] [--plugin-path DIR]
  *   [--text | --text-only] [--text-model umt5-xxl|tiny|PATH] [--text-layers N]
+ *   [--lora-rank R] [--lora-mode merge|live]
+ * --lora-rank R applies a seeded rank-R LoRA on every linear
+ * (dit_lora_synthetic) before the first chunk, merged into the weights or
+ * live beside them: the per-forward times against a run without it are
+ * the LoRA's cost; lora_apply_ms is the first apply (the merge itself).
  * --graphs off runs every forward eagerly instead of replaying recorded
  * ones (CUDA graphs); --fused off runs the unfused op chains; both default
  * to on where the backend has them (the JSON echoes the request).
@@ -140,6 +145,7 @@
 #include "dit_generator.h"
 #include "dit_loader.h"
 #include "bench_comm.h"
+#include "dit_lora.h"
 #include "dit_mesh_config.h"
 #include "dit_runner.h"
 #include "dit_stage0.h"
@@ -212,6 +218,9 @@ typedef struct bench_args {
   const char *text_model;
   int text_model_set;
   const char *text_residency;   /* engine mode: device, host or none */
+  /* LoRA: a seeded rank-R LoRA on every linear (0 = none), applied */
+  int lora_rank;
+  dit_lora_mode lora_mode;
   char worker_buf[4096];
 } bench_args;
 
@@ -437,7 +446,12 @@ usage (FILE *f)
       "                         tiny, else wan); a VAE checkpoint for --cold\n"
       "  --decoder MODEL        tiny display decoder: taew2_1, lighttaew2_1,\n"
       "                         taehv-tiny or a TAEHV checkpoint (the anchor\n"
-      "                         stays the full VAE's)\n"      "  --seed N               seed of the synthetic weights (default 42)\n"
+      "                         stays the full VAE's)\n"
+      "  --seed N               seed of the synthetic weights (default 42)\n"
+      "  --lora-rank R          a seeded rank-R LoRA on every linear (timing:\n"
+      "                         compare against a run without)\n"
+      "  --lora-mode MODE       merge (default: merged once at setup) or live\n"
+      "                         (a low-rank side GEMM beside every linear)\n"
       "Run:\n"
       "  --chunks N             chunks timed (default 20)\n"
       "  --warmup N             chunks run before timing (default 3)\n"
@@ -628,6 +642,10 @@ parse_args (int argc, char **argv, bench_args *a)
         a->overlap = on;
     } else if (strcmp (o, "--seed") == 0) {
       ok = tool_parse_u64 (v, &a->seed);
+    } else if (strcmp (o, "--lora-rank") == 0) {
+      ok = tool_parse_int (v, 1, 4096, &a->lora_rank);
+    } else if (strcmp (o, "--lora-mode") == 0) {
+      ok = dit_lora_mode_parse (v, &a->lora_mode) == DIT_OK;
     } else if (strcmp (o, "--mesh-devices") == 0) {
       a->mesh_arg = v;
       ok = parse_devices (v, a->mesh_devices, &a->mesh_ranks);
@@ -820,6 +838,8 @@ typedef struct bench_state {
   dit_umt5_config t5_cfg;
   dit_weights *t5_weights;      /* device residency: the encoder's weights */
   dit_mesh_spec spec;
+  double lora_apply_ms;         /* --lora-rank: the first apply (merge: the
+                                   merge itself), NaN without */
 } bench_state;
 
 typedef struct bench_result {
@@ -1284,7 +1304,7 @@ setup_text_engine (bench_state *st, bench_result *r, int repeats)
 
 /* The runner (a mesh when spec says so) and the prompt. */
 static int
-setup_runner (bench_state *st, const dit_weights *w, const dit_mesh_spec *spec)
+setup_runner (bench_state *st, dit_weights *w, const dit_mesh_spec *spec)
 {
   bench_args *a = &st->a;
   dit_runner_config rc;
@@ -1300,9 +1320,24 @@ setup_runner (bench_state *st, const dit_weights *w, const dit_mesh_spec *spec)
   rc.synthetic_seed = a->seed;
   rc.layers = a->layers;
   rc.worker_args = a->worker_args;
+  rc.lora_mode = a->lora_mode;
+  rc.lora_keep_base = 0;        /* one strength for the whole run */
   if (dit_runner_create (&rc, st->gen_be ? st->gen_be : st->be, &st->runner)
       != DIT_OK)
     return fail (spec ? "mesh" : "generator");
+  if (a->lora_rank > 0) {
+    /* every forward after this carries the LoRA (live: the side GEMMs;
+     * merge: nothing, the weights changed once here) */
+    dit_lora_spec ls = { .count = 1 };
+    snprintf (ls.items[0].path, sizeof ls.items[0].path, "%s%d",
+        DIT_LORA_SYNTHETIC_PREFIX, a->lora_rank);
+    ls.items[0].strength = 1.0f;
+    double t0 = now_ms ();
+    if (dit_runner_set_lora (st->runner, &ls) != DIT_OK
+        || dit_synchronize (st->gen_be ? st->gen_be : st->be) != DIT_OK)
+      return fail ("lora");
+    st->lora_apply_ms = now_ms () - t0;
+  }
   dit_tensor et = dit_tensor_2d (st->prompt, DIT_F32, DIT_DEVICE_CPU,
       st->prompt_rows, st->cfg.text_dim);
   if (dit_runner_set_prompt (st->runner, &et) != DIT_OK)
@@ -1901,6 +1936,10 @@ json_common (const bench_state *st, const char *mode, const char *dev)
   json_int ("chunks", a->chunks);
   json_int ("warmup", a->warmup);
   json_int ("tokens_per_frame", fs);
+  json_int ("lora_rank", a->lora_rank);
+  json_str ("lora_mode", a->lora_rank > 0 ? dit_lora_mode_name (a->lora_mode)
+      : "none");
+  json_num ("lora_apply_ms", st->lora_apply_ms, 2);
 }
 
 static void
@@ -2144,6 +2183,10 @@ report_engine (const bench_state *st, const bench_result *r, const char *dev)
       a->warmup, a->graphs ? "on" : "off", a->fused ? "on" : "off");
   printf ("  weights made in            %9.1f ms (vae setup %.1f ms)\n",
       r->weights_ms, r->vae_weights_ms);
+  if (a->lora_rank > 0)
+    printf ("  LoRA rank %-4d %-5s        %9.1f ms to apply (forwards below "
+        "carry it)\n", a->lora_rank, dit_lora_mode_name (a->lora_mode),
+        st->lora_apply_ms);
   printf ("  bf16 GEMM peak (%d^3)    %9.1f TFLOP/s\n", a->gemm, r->gemm_tflops);
   printf ("  recompute forward          %9.2f ms  (L=%lld N=%lld, %.1f TFLOP/s)\n",
       rec, (long long) (C * fs), (long long) (C * fs),
@@ -2810,6 +2853,13 @@ main (int argc, char **argv)
   if (!parse_args (argc, argv, &st.a))
     return 2;
   const bench_args *a = &st.a;
+  st.lora_apply_ms = NAN;
+  if (a->lora_rank > 0 && (a->pipeline || a->text_only || a->cold
+      || a->comm_only)) {
+    fprintf (stderr, "dit-bench: --lora-rank times the engine and mesh "
+        "modes only\n");
+    return 2;
+  }
   if (a->comm_only)
     return run_comm_only (a);
   if (a->cold) {
