@@ -40,6 +40,21 @@
  * ]| Text-to-video on a generator mesh: two dit-worker processes hold
  * tensor-parallel halves of the DiT; this process keeps the VAE.
  *
+ * ## LoRA adapters
+ *
+ * #GstDitGenerate:lora lists up to 8 LoRA files with their strengths
+ * ("style.safetensors:0.8|detail.safetensors:0.4"; model/dit_lora.h reads
+ * the kohya, PEFT and Diffusers layouts).  With
+ * #GstDitGenerate:lora-mode=merge (the default) they are merged into the
+ * DiT's weights and a strength change re-merges; with live the weights stay
+ * untouched and each touched linear adds its low-rank product.  The list
+ * and its strengths may change while PLAYING and take effect at the next
+ * chunk; a file that cannot be used then is a warning and the previous
+ * list stays.
+ * |[
+ * gst-launch-1.0 ditgenerate num-chunks=8 lora=style.safetensors:0.8 lora-mode=live ! ditdecode ! videoconvert ! autovideosink
+ * ]|
+ *
  * ## Generator mesh
  *
  * With #GstDitGenerate:mesh-devices (or #GstDitGenerate:mesh-listen) set,
@@ -95,6 +110,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_dit_generate_debug);
 #define DEFAULT_PROMPT_RESET DIT_PROMPT_RESET_AUTO
 #define DEFAULT_MESH_TIMEOUT_MS 10000
 #define DEFAULT_MESH_JOIN_TIMEOUT_MS 30000
+#define DEFAULT_LORA_MODE DIT_LORA_MERGE
 /* Filter mode: how long the task waits for input before it lets the
  * runner look after an idle mesh. */
 #define MESH_IDLE_US (1 * G_TIME_SPAN_SECOND)
@@ -118,7 +134,7 @@ enum
   PROP_WORKER_PATH, PROP_MESH_TIMEOUT_MS, PROP_MESH_JOIN_TIMEOUT_MS,
   PROP_MESH_RANK_MS, PROP_MESH_WORKER_PIDS, PROP_STAGE0_MS, PROP_STAGE1_MS,
   PROP_PERIOD_MS, PROP_HIDDEN_MS, PROP_OVERLAP_SCORE, PROP_HOST_COPIES,
-  PROP_DTYPE, N_PROPS
+  PROP_DTYPE, PROP_LORA, PROP_LORA_MODE, N_PROPS
 };
 
 struct _GstDitGenerate
@@ -146,6 +162,9 @@ struct _GstDitGenerate
   gchar *mesh_devices, *mesh_backend, *mesh_listen, *worker_path;
   gchar *mesh_parallel;
   gint mesh_ranks, mesh_timeout_ms, mesh_join_timeout_ms, mesh_tp;
+  gchar *lora;                  /* "a.safetensors:0.8|b.safetensors:0.4" */
+  gint lora_mode;               /* dit_lora_mode */
+  gboolean lora_dirty;
   /* read-only statistics; object lock */
   gdouble stat_prompt_weight, stat_fps, stat_chunk_ms;
   gdouble stat_stage0_ms, stat_stage1_ms, stat_period_ms, stat_hidden_ms;
@@ -167,6 +186,7 @@ struct _GstDitGenerate
   dit_mesh_spec mesh_spec;
   gchar *mesh_weights;          /* checkpoint path, NULL = preset weights */
   dit_runner *runner;           /* the generator, in process or a mesh */
+  dit_lora_spec lora_applied;   /* the LoRA list the runner carries */
   dit_backend *be;              /* the runner's own backend */
   gfloat *x_host;               /* a chunk in host f32 */
   GstBufferPool *out_pool;      /* device output buffers, NULL: system */
@@ -293,6 +313,9 @@ runner_create (GstDitGenerate * self, gchar ** error)
   rc.model = self->mcfg;
   rc.gen = self->gcfg;
   rc.weights = gst_dit_session_get_dit_weights (self->session, NULL);
+  GST_OBJECT_LOCK (self);
+  rc.lora_mode = (dit_lora_mode) self->lora_mode;
+  GST_OBJECT_UNLOCK (self);
   if (self->use_mesh) {
     rc.mesh = ms;
     rc.preset = self->mcfg.name;
@@ -316,7 +339,46 @@ runner_create (GstDitGenerate * self, gchar ** error)
     dit_runner_get_stats (self->runner, &self->stat_runner);
     GST_OBJECT_UNLOCK (self);
   }
+  /* a new runner for a new seed carries the LoRAs the old one had (its
+   * end restored the weights it had merged into) */
+  if (st == DIT_OK && self->lora_applied.count > 0
+      && (st = dit_runner_set_lora (self->runner, &self->lora_applied))
+      != DIT_OK)
+    *error = g_strdup_printf ("lora: %s", dit_last_error ());
   return st == DIT_OK;
+}
+
+/* The lora property into the runner, from the next chunk on.  At start a
+ * list that cannot be applied (syntax, a file unreadable or not fitting
+ * the model: the message names it) is an error; while PLAYING it is a
+ * warning and the previous list stays applied, as with a bad prompt. */
+static gboolean
+apply_lora (GstDitGenerate * self, gboolean starting, gchar ** error)
+{
+  dit_lora_spec spec;
+  gchar *text, prev[256];
+  dit_status st;
+
+  GST_OBJECT_LOCK (self);
+  text = g_strdup (self->lora);
+  self->lora_dirty = FALSE;
+  GST_OBJECT_UNLOCK (self);
+  st = dit_lora_spec_parse (text, &spec);
+  if (st == DIT_OK && (spec.count > 0 || self->lora_applied.count > 0))
+    st = dit_runner_set_lora (self->runner, &spec);
+  if (st == DIT_OK) {
+    GST_INFO_OBJECT (self, "LoRAs: '%s' (%s)", text ? text : "",
+        dit_lora_mode_name ((dit_lora_mode) self->lora_mode));
+    self->lora_applied = spec;
+  } else if (starting) {
+    *error = g_strdup_printf ("lora: %s", dit_last_error ());
+  } else {
+    dit_lora_spec_format (&self->lora_applied, prev, sizeof prev);
+    GST_ELEMENT_WARNING (self, RESOURCE, READ, ("LoRA list not applied: %s",
+            dit_last_error ()), ("keeping the previous list '%s'", prev));
+  }
+  g_free (text);
+  return st == DIT_OK || !starting;
 }
 
 static void
@@ -329,6 +391,7 @@ free_engine (GstDitGenerate * self)
   g_clear_pointer (&self->penc, dit_prompt_encoder_free);
   GST_OBJECT_UNLOCK (self);
   g_clear_pointer (&self->prompts, dit_prompt_schedule_free);
+  memset (&self->lora_applied, 0, sizeof self->lora_applied);
   self->configured = FALSE;
 }
 
@@ -448,7 +511,8 @@ configure (GstDitGenerate * self, const GstDitLatentInfo * info,
   if (!gst_dit_session_stage0_configure (self->session, info->width,
           info->height, info->frames, c->context_frames, self->anchor,
           self->max_inflight, error)
-      || !runner_create (self, error) || !apply_prompt (self, error))
+      || !runner_create (self, error) || !apply_lora (self, TRUE, error)
+      || !apply_prompt (self, error))
     return FALSE;
   self->x_host = g_new0 (gfloat, (gsize) DIT_LATENT_CHANNELS * info->frames
       * info->width * info->height);
@@ -464,7 +528,7 @@ configure (GstDitGenerate * self, const GstDitLatentInfo * info,
 static gboolean
 apply_changes (GstDitGenerate * self, gchar ** error)
 {
-  gboolean prompt, seed;
+  gboolean prompt, seed, lora;
   guint64 want;
   gfloat weight;
   gint changed, trans, reset;
@@ -474,6 +538,7 @@ apply_changes (GstDitGenerate * self, gchar ** error)
   GST_OBJECT_LOCK (self);
   prompt = self->prompt_dirty;
   seed = self->seed_dirty;
+  lora = self->lora_dirty;
   self->gcfg.seed = self->seed;
   self->seed_dirty = FALSE;
   want = self->prompt_request;
@@ -485,6 +550,8 @@ apply_changes (GstDitGenerate * self, gchar ** error)
    * generator continues the stream seamlessly with the new noise. */
   if (seed && !runner_create (self, error))
     return FALSE;
+  if (lora)
+    apply_lora (self, FALSE, NULL);
   if ((prompt || seed) && !apply_prompt (self, error))
     return FALSE;
   /* With video input a new prompt restarts the cache (scope does the
@@ -1468,6 +1535,15 @@ static const GstDitPropDef props[N_PROPS] = {
   [PROP_ANCHOR_DECODER] = {.field = FIELD (anchor_decoder)},
   [PROP_DTYPE] = {.field = FIELD (dtype)},
   [PROP_PROMPT_RESETS_CACHE] = {.field = FIELD (prompt_reset)},
+  [PROP_LORA] = {"lora", "LoRA", "LoRA adapters: PATH[:STRENGTH] items "
+        "joined by '|', e.g. \"style.safetensors:0.8|detail.safetensors:0.4\" "
+        "(up to 8; strength 1 without ':'; kohya, PEFT or Diffusers layout, "
+        "found from the keys; NULL or empty = none).  May change while "
+        "PLAYING: it takes effect at the next chunk; a file that cannot be "
+        "read or does not fit the model then posts a warning and the "
+        "previous list stays (at start it is an error)", G_TYPE_STRING,
+      .flags = PLAYING, .field = FIELD (lora)},
+  [PROP_LORA_MODE] = {.field = FIELD (lora_mode)},
 };
 
 static void
@@ -1488,6 +1564,8 @@ gst_dit_generate_set_property (GObject * object, guint prop_id,
     self->prompt_dirty = TRUE;
   else if (prop_id == PROP_SEED)
     self->seed_dirty = TRUE;
+  else if (prop_id == PROP_LORA)
+    self->lora_dirty = TRUE;
   else if (prop_id == PROP_PROMPT && self->penc && self->prompt)
     /* running: queue it for the encoder thread; otherwise it is encoded
      * when the engine is configured */
@@ -1565,6 +1643,15 @@ gst_dit_generate_class_init (GstDitGenerateClass * klass)
           "tensor cores) or f32.  Mesh workers run the same; elements "
           "sharing a session must agree", GST_TYPE_DIT_DTYPE, DEFAULT_DTYPE,
           READY));
+  g_object_class_install_property (gobject_class, PROP_LORA_MODE,
+      g_param_spec_enum ("lora-mode", "LoRA mode",
+          "How the lora list is applied: merge (into the weights: full speed; "
+          "strength changes re-merge, and the weights as loaded are kept "
+          "beside them, a copy of every touched tensor) or live (a low-rank "
+          "side GEMM beside each touched layer: a few percent per forward, "
+          "strength changes are a rescale; not with dtype=fp8).  Elements "
+          "sharing a session share its merged weights", GST_TYPE_DIT_LORA_MODE,
+          DEFAULT_LORA_MODE, READY));
   g_object_class_install_property (gobject_class, PROP_FRAMERATE,
       gst_param_spec_fraction ("framerate", "Frame rate",
           "Text-to-video: preferred output frame rate when downstream allows "
@@ -1602,6 +1689,7 @@ gst_dit_generate_class_init (GstDitGenerateClass * klass)
   gst_type_mark_as_plugin_api (GST_TYPE_DIT_ANCHOR_DECODER, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_DIT_PROMPT_RESET, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_DIT_DTYPE, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_DIT_LORA_MODE, 0);
   GST_DEBUG_CATEGORY_INIT (gst_dit_generate_debug, "ditgenerate", 0,
       "dit generator element");
 }
@@ -1627,6 +1715,7 @@ gst_dit_generate_init (GstDitGenerate * self)
   self->anchor_decoder = DEFAULT_ANCHOR_DECODER;
   self->dtype = DEFAULT_DTYPE;
   self->prompt_reset = DEFAULT_PROMPT_RESET;
+  self->lora_mode = DEFAULT_LORA_MODE;
   self->fps_n = DEFAULT_FPS_N;
   self->fps_d = DEFAULT_FPS_D;
   self->stat_prompt_weight = 1.0;

@@ -7,6 +7,7 @@
  */
 #include "gstditlatent.h"
 
+#include "dit_lora.h"
 #include "dit_prompt_schedule.h"
 #include "dit_stage0.h"
 #include "dit_stream.h"
@@ -551,6 +552,25 @@ gst_dit_anchor_decoder_get_type (void)
 
   if (g_once_init_enter (&type)) {
     GType t = g_enum_register_static ("GstDitAnchorDecoder", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+GType
+gst_dit_lora_mode_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {DIT_LORA_MERGE, "Merged into the weights (full speed; a strength "
+          "change re-merges every touched layer)", "merge"},
+    {DIT_LORA_LIVE, "A low-rank side GEMM beside each touched layer (the "
+          "weights stay untouched; a strength change is a rescale)", "live"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstDitLoraMode", values);
     g_once_init_leave (&type, t);
   }
   return type;

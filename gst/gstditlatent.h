@@ -20,7 +20,8 @@ G_BEGIN_DECLS
 
 /* The enums of the engine that properties use: model/dit_stream.h's
  * dit_anchor_mode, model/dit_stage0.h's dit_anchor_decoder,
- * model/dit_prompt_schedule.h's dit_prompt_reset. */
+ * model/dit_prompt_schedule.h's dit_prompt_reset, model/dit_lora.h's
+ * dit_lora_mode. */
 #define GST_TYPE_DIT_ANCHOR_MODE (gst_dit_anchor_mode_get_type ())
 GType gst_dit_anchor_mode_get_type (void);
 #define GST_TYPE_DIT_ANCHOR_DECODER (gst_dit_anchor_decoder_get_type ())
@@ -39,6 +40,9 @@ GType gst_dit_dtype_get_type (void);
 gint gst_dit_dtype_precision (gint dtype);
 #define GST_TYPE_DIT_PROMPT_RESET (gst_dit_prompt_reset_get_type ())
 GType gst_dit_prompt_reset_get_type (void);
+/* model/dit_lora.h's dit_lora_mode. */
+#define GST_TYPE_DIT_LORA_MODE (gst_dit_lora_mode_get_type ())
+GType gst_dit_lora_mode_get_type (void);
 
 #define GST_DIT_LATENT_MEDIA_TYPE "video/x-dit-latent"
 #define GST_DIT_LATENT_FIELDS \

@@ -137,6 +137,12 @@ dit_runner_free (dit_runner *r)
     dit_mesh_free (r->mesh);
   }
   dit_generator_free (r->gen);
+  /* merged LoRAs leave the weights as they were loaded (they outlive the
+   * runner: a session's, a new runner's after a seed change) */
+  if (r->lora && r->cfg.lora_keep_base) {
+    dit_lora_spec none = { 0 };
+    dit_lora_set_update (r->lora, &none);
+  }
   dit_lora_set_free (r->lora);
   dit_tensor_free (r->be, &r->x0);
   free (r);

@@ -72,7 +72,8 @@ typedef struct dit_runner dit_runner;
 dit_status dit_runner_create (const dit_runner_config *cfg, dit_backend *be,
     dit_runner **out);
 /* Ends a mesh with SHUTDOWN (workers exit 0), then kills and reaps what is
- * left.  Before the backend goes. */
+ * left.  Before the backend goes.  With lora_keep_base the weights are
+ * given back as they were loaded (without, they keep the last merge). */
 void dit_runner_free (dit_runner *r);
 /* The SHUTDOWN alone, reporting how the workers ended (after a failure:
  * the failure). */
