@@ -39,6 +39,7 @@
 #define DIT_MESH_H
 
 #include "../model/dit_generator.h"
+#include "../model/dit_lora.h"
 #include "dit_mesh_config.h"
 
 #ifdef __cplusplus
@@ -63,6 +64,19 @@ int dit_mesh_worker_pid (const dit_mesh *m, int rank);
  * new prompt epoch: every INFER carries the epoch in force, and each rank
  * rebuilds its cross-attention K/V once per new epoch. */
 dit_status dit_mesh_set_prompt (dit_mesh *m, const dit_tensor *embeds);
+/* LoRAs (model/dit_lora.h): `spec` becomes the list in force from the next
+ * INFER on, in `mode` (fixed once a list was set).  Every file is opened
+ * and checked against the model here first (a bad one is refused naming
+ * it, and the previous list stays); the INFER then carries the list's
+ * text, mode and digest, each worker applies it to its shard (factors cut
+ * the way their layer is) and answers with the digest of what it applied:
+ * a worker whose digest differs from rank 0's is an error naming the rank
+ * (its file differs, or it could not read it). */
+dit_status dit_mesh_set_lora (dit_mesh *m, dit_lora_mode mode,
+    const dit_lora_spec *spec);
+/* The digest of the list in force (0: none). */
+uint64_t dit_mesh_lora_digest (const dit_mesh *m);
+
 /* The prompt epoch in force (0 before the first dit_mesh_set_prompt). */
 uint64_t dit_mesh_prompt_epoch (const dit_mesh *m);
 

@@ -176,9 +176,9 @@ dit_runner_set_lora (dit_runner *r, const dit_lora_spec *spec)
     return dit_error (DIT_ERR_STATE, "runner: LoRAs change between chunks "
         "(chunk %lld is in flight)", (long long) r->chunk_index);
   if (r->mesh)
-    return dit_error (DIT_ERR_UNSUPPORTED, "runner: LoRAs on a generator "
-        "mesh are not supported yet");
-  DIT_TRY (runner_set_lora_in_process (r, spec));
+    DIT_TRY (dit_mesh_set_lora (r->mesh, r->cfg.lora_mode, spec));
+  else
+    DIT_TRY (runner_set_lora_in_process (r, spec));
   r->lora_spec = *spec;
   return DIT_OK;
 }
@@ -192,6 +192,8 @@ dit_runner_lora (const dit_runner *r)
 uint64_t
 dit_runner_lora_digest (const dit_runner *r)
 {
+  if (r->mesh)
+    return dit_mesh_lora_digest (r->mesh);
   return r->lora ? dit_lora_set_digest_of (r->lora) : 0;
 }
 

@@ -245,6 +245,10 @@ env_validate (const dit_envelope *e, uint64_t *tensor_bytes)
         return dit_error (DIT_ERR_INVALID, "envelope: chunk index %lld is negative",
             (long long) e->chunk_index);
       DIT_TRY (env_validate_plan (e));
+      if (e->lora_mode != 0 && e->lora_mode != 1)
+        return dit_error (DIT_ERR_INVALID, "envelope: LoRA mode %d",
+            e->lora_mode);
+      DIT_TRY (env_check_str (e->lora, sizeof e->lora, "LoRA list"));
       break;
     case DIT_ENV_RESULT:
       for (int i = 0; i < DIT_ENV_TIMINGS; i++)
@@ -323,12 +327,18 @@ dit_env_encode (const dit_envelope *e, unsigned char **frame, size_t *frame_byte
       w_u32 (&w, (uint32_t) p->bias_begin);
       w_u32 (&w, (uint32_t) p->bias_end);
       w_u64 (&w, e->prompt_epoch);
+      w_u64 (&w, e->lora_epoch);
+      w_u8 (&w, (unsigned) e->lora_mode);
+      w_u64 (&w, e->lora_digest);
+      w_u32 (&w, (uint32_t) strlen (e->lora));
+      w_bytes (&w, e->lora, strlen (e->lora));
       break;
     }
     case DIT_ENV_RESULT:
       w_u32 (&w, (uint32_t) e->rank);
       w_u32 (&w, (uint32_t) e->status);
       w_u64 (&w, e->digest);
+      w_u64 (&w, e->lora_digest);
       for (int i = 0; i < DIT_ENV_TIMINGS; i++)
         w_f64 (&w, e->timing_ms[i]);
       w_str (&w, e->text, DIT_ENV_MAX_TEXT);
@@ -572,12 +582,28 @@ dit_env_decode (int type, const unsigned char *payload, size_t bytes,
       p->bias_begin = (int) r_u32 (&r);
       p->bias_end = (int) r_u32 (&r);
       e->prompt_epoch = r_u64 (&r);
+      e->lora_epoch = r_u64 (&r);
+      e->lora_mode = (int) r_u8 (&r);
+      e->lora_digest = r_u64 (&r);
+      uint32_t n = r_u32 (&r);
+      if (e->lora_mode > 1 || n > DIT_ENV_MAX_LORA)
+        return dit_error (DIT_ERR_FORMAT, "envelope: INFER with LoRA mode %d "
+            "and a %u-byte list (at most %d)", e->lora_mode, n,
+            DIT_ENV_MAX_LORA);
+      const unsigned char *l = r_take (&r, n);
+      if (l)
+        memcpy (e->lora, l, n);
+      e->lora[l ? n : 0] = '\0';
+      if (l && strlen (e->lora) != n)
+        return dit_error (DIT_ERR_FORMAT, "envelope: INFER LoRA list with an "
+            "embedded NUL");
       break;
     }
     case DIT_ENV_RESULT:
       e->rank = (int) r_u32 (&r);
       e->status = (int) r_u32 (&r);
       e->digest = r_u64 (&r);
+      e->lora_digest = r_u64 (&r);
       for (int i = 0; i < DIT_ENV_TIMINGS; i++)
         e->timing_ms[i] = r_f64 (&r);
       r_str (&r, e->text, sizeof e->text);

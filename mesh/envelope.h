@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define DIT_ENV_MAGIC 0x45544944u        /* "DITE" */
-#define DIT_ENV_VERSION 6
+#define DIT_ENV_VERSION 7
 #define DIT_ENV_HEADER_BYTES 16
 #define DIT_ENV_MAX_PAYLOAD (1u << 30)
 #define DIT_ENV_MAX_TENSORS 8
@@ -41,6 +41,7 @@ extern "C" {
 #define DIT_ENV_MAX_DIMS 4
 #define DIT_ENV_MAX_STEPS 16
 #define DIT_ENV_MAX_TEXT 255
+#define DIT_ENV_MAX_LORA 8400              /* a LoRA list's text */
 #define DIT_ENV_NCCL_ID_BYTES 128        /* = DIT_COMM_NCCL_ID_BYTES */
 
 typedef enum dit_env_type {
@@ -123,6 +124,15 @@ typedef struct dit_envelope {
   uint64_t cache_epoch;
   dit_env_plan plan;                  /* INFER */
   uint64_t prompt_epoch;              /* INFER: prompt generation in force */
+  /* The LoRA list in force (model/dit_lora.h).  INFER: its epoch (bumped
+   * by every dit_mesh_set_lora, 0 = never set), mode, the digest rank 0
+   * computed for it (dit_lora_spec_digest) and, when the epoch is new to
+   * the workers, the list's text (empty otherwise).  RESULT: lora_digest is
+   * the rank's own digest of what it applied. */
+  uint64_t lora_epoch;
+  int lora_mode;
+  uint64_t lora_digest;
+  char lora[DIT_ENV_MAX_LORA + 1];
   int rank, status;                   /* RESULT (status 0 = ok) */
   uint64_t digest;                    /* RESULT: FNV-1a 64 of the latents */
   double timing_ms[DIT_ENV_TIMINGS];  /* RESULT */

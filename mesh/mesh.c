@@ -68,6 +68,7 @@ typedef struct mesh_call {
   int n_data;                 /* tensors on the world comm, frame order */
   size_t off[DIT_ENV_MAX_TENSORS], bytes[DIT_ENV_MAX_TENSORS];
   int data_pending;           /* broadcast deferred behind an earlier x0 */
+  uint64_t lora_digest;       /* the LoRA list's digest the call ran with */
 } mesh_call;
 
 struct dit_mesh {
@@ -86,6 +87,12 @@ struct dit_mesh {
   int64_t prompt_rows;
   uint64_t prompt_epoch;      /* bumped by every dit_mesh_set_prompt */
   uint64_t prompt_sent;       /* the epoch whose tensor the workers have */
+  /* LoRAs: the list in force, as text, its mode and digest; epochs as the
+   * prompt's (bumped by every dit_mesh_set_lora) */
+  char lora[DIT_ENV_MAX_LORA + 1];
+  dit_lora_mode lora_mode;
+  uint64_t lora_digest;
+  uint64_t lora_epoch, lora_sent;
   int64_t last_send_ms;       /* heartbeat: last envelope sent */
   int failed;
   char failure[1200];
@@ -961,6 +968,38 @@ dit_mesh_set_prompt (dit_mesh *m, const dit_tensor *embeds)
   return DIT_OK;
 }
 
+dit_status
+dit_mesh_set_lora (dit_mesh *m, dit_lora_mode mode, const dit_lora_spec *spec)
+{
+  uint64_t digest;
+  char text[DIT_ENV_MAX_LORA + 2];
+  DIT_TRY (mesh_check (m));
+  if (m->lora_epoch > 0 && mode != m->lora_mode)
+    return dit_error (DIT_ERR_INVALID, "mesh: LoRA mode %s, the workers run "
+        "%s", dit_lora_mode_name (mode), dit_lora_mode_name (m->lora_mode));
+  if (mode == DIT_LORA_LIVE && m->cfg.gen.fp8 && spec->count > 0)
+    return dit_error (DIT_ERR_INVALID, "mesh: lora-mode=live takes 16/32-bit "
+        "weights; the workers' linear weights are FP8 (use lora-mode=merge)");
+  dit_lora_spec_format (spec, text, sizeof text);
+  if (strlen (text) > DIT_ENV_MAX_LORA)
+    return dit_error (DIT_ERR_INVALID, "mesh: the LoRA list is longer than "
+        "%d bytes", DIT_ENV_MAX_LORA);
+  /* every file opened and checked here first, so that a bad list is
+   * refused before any worker sees it; the workers' digests must match */
+  DIT_TRY (dit_lora_spec_digest (spec, mode, &m->model, &digest));
+  memcpy (m->lora, text, strlen (text) + 1);
+  m->lora_mode = mode;
+  m->lora_digest = digest;
+  m->lora_epoch++;
+  return DIT_OK;
+}
+
+uint64_t
+dit_mesh_lora_digest (const dit_mesh *m)
+{
+  return m->lora_digest;
+}
+
 uint64_t
 dit_mesh_prompt_epoch (const dit_mesh *m)
 {
@@ -1028,6 +1067,7 @@ dit_mesh_send_envelope (dit_mesh *m, const dit_envelope *env)
     c->call_id = env->call_id;
     c->chunk_index = env->chunk_index;
     c->epoch = env->cache_epoch;
+    c->lora_digest = env->lora_digest;
     /* The data follows the frame at once unless an earlier call's x0 is
      * still to come on the world comm; then collect sends it. */
     c->data_pending = c->n_data > 0;
@@ -1097,6 +1137,11 @@ dit_mesh_submit_plan (dit_mesh *m, const dit_chunk_plan *plan,
   /* The plan is made once, by dit_chunk_plan_make, and travels as is. */
   e.plan = *plan;
   e.prompt_epoch = m->prompt_epoch;
+  e.lora_epoch = m->lora_epoch;
+  e.lora_mode = (int) m->lora_mode;
+  e.lora_digest = m->lora_digest;
+  if (m->lora_sent != m->lora_epoch)
+    memcpy (e.lora, m->lora, sizeof e.lora);
   if (m->prompt_sent != m->prompt_epoch) {
     dit_env_tensor *x = &e.tensors[e.n_tensors++];
     snprintf (x->name, sizeof x->name, "prompt");
@@ -1114,6 +1159,7 @@ dit_mesh_submit_plan (dit_mesh *m, const dit_chunk_plan *plan,
         g->frames_per_chunk, g->latent_h, g->latent_w));
   DIT_TRY (dit_mesh_send_envelope (m, &e));
   m->prompt_sent = m->prompt_epoch;
+  m->lora_sent = m->lora_epoch;
   m->next_call++;
   if (call_id)
     *call_id = e.call_id;
@@ -1233,6 +1279,10 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
         continue;
       }
       digest[r] = e.digest;
+      if (e.lora_digest != call->lora_digest)
+        ADD_ERR ("worker rank %d applied LoRAs of digest %016llx, rank 0's "
+            "list has %016llx", r, (unsigned long long) e.lora_digest,
+            (unsigned long long) call->lora_digest);
       m->stats.last_rank_ms[r] = e.timing_ms[3];
       m->stats.last_allreduce_ms[r] = e.timing_ms[4];
       m->stats.last_exposed_ms[r] = e.timing_ms[5];

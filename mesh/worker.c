@@ -39,6 +39,15 @@
  * rebuilds its cross-attention K/V only when the epoch is new (the
  * envelope then carries the `prompt` tensor) and answers an INFER of a
  * newer epoch without one with an error.
+ *
+ * LoRAs likewise: an INFER of a new LoRA epoch carries the list's text;
+ * the worker opens the files itself and applies them to its shard, each
+ * factor cut the way its layer is (dit_tp_shard_specs: a column-parallel
+ * layer takes its rows of B, a row-parallel one its columns of A; a
+ * replicated layer the whole pair).  Every RESULT carries the digest of
+ * what this rank applied, and an INFER whose digest (rank 0's) differs
+ * from it is answered with an error naming the rank: ranks never run
+ * different LoRAs silently.
  */
 #include "dit_build_config.h"
 #include "dit_mesh.h"
@@ -86,6 +95,8 @@ typedef struct worker {
                                 else the CPU comm (host buffers) */
   unsigned char nccl_id[DIT_COMM_NCCL_ID_BYTES];
   uint64_t prompt_epoch;     /* epoch of the prompt in the generator; 0 none */
+  dit_lora_set *lora;        /* LoRAs on this rank's shard, NULL before any */
+  uint64_t lora_epoch;       /* epoch of the list applied; 0 none */
 } worker;
 
 _Static_assert (DIT_ENV_NCCL_ID_BYTES == DIT_COMM_NCCL_ID_BYTES,
@@ -477,6 +488,105 @@ w_prompt (worker *w, const dit_envelope *e, int *fatal)
   return DIT_OK;
 }
 
+/* How each tensor of this rank's shard is cut from the full one, for the
+ * LoRA factors (malloc'd, one per tensor of w->weights). */
+static dit_status
+w_lora_shards (worker *w, dit_lora_shard **out)
+{
+  dit_param_spec *specs;
+  dit_tp_slice *slices;
+  size_t count;
+  *out = NULL;
+  /* the TP shard of this rank's layout (w_setup): under sequence
+   * parallelism alone every layer is whole, and so is every factor */
+  const int T = w->groups.tp > 0 ? w->groups.tp : 1;
+  DIT_TRY (dit_tp_shard_specs (&w->model, T, w->cfg->rank % T, &specs,
+      &slices, &count));
+  dit_lora_shard *sh = calloc (w->weights->count + 1, sizeof *sh);
+  dit_status st = sh ? DIT_OK : dit_error (DIT_ERR_NOMEM, "worker: out of "
+      "memory");
+  for (size_t i = 0; st == DIT_OK && i < w->weights->count; i++) {
+    size_t j = 0;
+    while (j < count && strcmp (specs[j].name, w->weights->specs[i].name) != 0)
+      j++;
+    if (j == count) {
+      st = dit_error (DIT_ERR_STATE, "worker rank %d: tensor '%s' is not in "
+          "the shard plan", w->cfg->rank, w->weights->specs[i].name);
+      break;
+    }
+    sh[i].dim = slices[j].split == DIT_TP_ROWS ? 0
+        : slices[j].split == DIT_TP_COLS ? 1 : -1;
+    sh[i].begin = slices[j].begin;
+    sh[i].count = slices[j].count;
+  }
+  free (specs);
+  free (slices);
+  if (st != DIT_OK) {
+    free (sh);
+    return st;
+  }
+  *out = sh;
+  return DIT_OK;
+}
+
+/* The INFER's LoRA list onto this rank's shard when its epoch is new, then
+ * this rank's digest against rank 0's.  A list that cannot be applied
+ * leaves the previous one (and the digest check reports the rank). */
+static dit_status
+w_lora (worker *w, const dit_envelope *e, uint64_t *applied, int *fatal)
+{
+  const int rank = w->cfg->rank;
+  dit_status st = DIT_OK;
+  if (e->lora_epoch < w->lora_epoch)
+    return dit_error (DIT_ERR_STATE, "worker rank %d: INFER of LoRA epoch "
+        "%llu is older than this worker's epoch %llu", rank,
+        (unsigned long long) e->lora_epoch, (unsigned long long) w->lora_epoch);
+  if (e->lora_epoch > w->lora_epoch) {
+    dit_lora_spec spec;
+    if (!e->lora[0] && e->lora_digest != 0)
+      return dit_error (DIT_ERR_STATE, "worker rank %d: INFER of LoRA epoch "
+          "%llu carries no list and this worker has epoch %llu: the new list "
+          "never reached it", rank, (unsigned long long) e->lora_epoch,
+          (unsigned long long) w->lora_epoch);
+    st = dit_lora_spec_parse (e->lora, &spec);
+    if (st == DIT_OK && !w->lora && spec.count > 0) {
+      dit_lora_shard *sh = NULL;
+      st = w_lora_shards (w, &sh);
+      if (st == DIT_OK)
+        st = dit_lora_set_create (w->weights, &w->model,
+            (dit_lora_mode) e->lora_mode, 1, sh, &w->lora);
+      free (sh);
+    }
+    if (st == DIT_OK && w->lora
+        && dit_lora_state_mode (dit_lora_set_state (w->lora))
+        != (dit_lora_mode) e->lora_mode)
+      st = dit_error (DIT_ERR_INVALID, "worker rank %d: LoRA mode %s, this "
+          "worker runs %s", rank,
+          dit_lora_mode_name ((dit_lora_mode) e->lora_mode),
+          dit_lora_mode_name (dit_lora_state_mode (dit_lora_set_state
+                  (w->lora))));
+    if (st == DIT_OK && w->lora) {
+      st = dit_lora_set_update (w->lora, &spec);
+      if (st == DIT_OK) {
+        /* recomputes the prompt K/V: the TP group's collectives */
+        st = dit_generator_set_lora (w->g, dit_lora_set_state (w->lora));
+        *fatal = st != DIT_OK && w->comm != NULL;
+      }
+    }
+    if (st != DIT_OK)
+      return dit_error_prefix (st, "worker rank %d: LoRA list not applied",
+          rank);
+    w->lora_epoch = e->lora_epoch;
+  }
+  *applied = w->lora ? dit_lora_set_digest_of (w->lora) : 0;
+  if (*applied != e->lora_digest)
+    return dit_error (DIT_ERR_STATE, "worker rank %d: LoRA digest %016llx "
+        "differs from rank 0's %016llx (list '%.200s')", rank,
+        (unsigned long long) *applied, (unsigned long long) e->lora_digest,
+        e->lora);
+  return DIT_OK;
+}
+
 /* x0 to Stage 0 on the world comm (mesh rank 0, after an ok RESULT). */
 static dit_status
 w_send_x0 (worker *w, const dit_envelope *r, size_t bytes)
@@ -544,6 +654,8 @@ w_infer (worker *w, dit_envelope *e, double t_recv)
         dit_generator_schedule (w->g));
   if (st == DIT_OK)
     st = w_prompt (w, e, &fatal);
+  if (st == DIT_OK)
+    st = w_lora (w, e, &r.lora_digest, &fatal);
   dit_chunk_timing tm = { 0 };
   int64_t shape[4] = { 16, w->gen.frames_per_chunk, w->gen.latent_h, w->gen.latent_w };
   dit_tensor out = dit_tensor_make (w->x0, DIT_F32, dit_backend_device (w->be), 4, shape);
@@ -678,6 +790,7 @@ dit_worker_run (const dit_worker_config *c)
   char msg[512];
   snprintf (msg, sizeof msg, "%s", dit_last_error ());
   dit_generator_free (w.g);
+  dit_lora_set_free (w.lora);
   dit_weights_free (w.weights);
   dit_mesh_groups_free (&w.groups);
   dit_comm_destroy (w.comm);

@@ -784,9 +784,17 @@ dit_lora_spec_format (const dit_lora_spec *spec, char *buf, size_t size)
   size_t o = 0;
   if (size)
     buf[0] = '\0';
-  for (int i = 0; i < spec->count && o < size; i++)
-    o += (size_t) snprintf (buf + o, size - o, "%s%s:%g", i ? "|" : "",
-        spec->items[i].path, (double) spec->items[i].strength);
+  for (int i = 0; i < spec->count && o < size; i++) {
+    /* short where that reads back as the same float (a mesh sends this
+     * text and every rank must parse the strengths bit for bit) */
+    char num[32];
+    const float v = spec->items[i].strength;
+    snprintf (num, sizeof num, "%g", (double) v);
+    if ((float) strtod (num, NULL) != v)
+      snprintf (num, sizeof num, "%.9g", (double) v);
+    o += (size_t) snprintf (buf + o, size - o, "%s%s:%s", i ? "|" : "",
+        spec->items[i].path, num);
+  }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1677,6 +1685,41 @@ dit_lora_set_update (dit_lora_set *s, const dit_lora_spec *spec)
   memcpy (s->open, next, sizeof next);
   s->spec = *spec;
   return DIT_OK;
+}
+
+dit_status
+dit_lora_spec_digest (const dit_lora_spec *spec, dit_lora_mode mode,
+    const dit_model_config *cfg, uint64_t *digest)
+{
+  *digest = 0;
+  if (spec->count < 0 || spec->count > DIT_LORA_MAX)
+    return dit_error (DIT_ERR_INVALID, "lora: %d LoRAs; at most %d are "
+        "allowed", spec->count, DIT_LORA_MAX);
+  if (spec->count == 0)
+    return DIT_OK;
+  /* a set without weights: only its opening rules */
+  dit_lora_set *s = calloc (1, sizeof *s);
+  if (!s)
+    return dit_error (DIT_ERR_NOMEM, "lora: out of memory");
+  s->cfg = *cfg;
+  dit_lora_use uses[DIT_LORA_MAX];
+  dit_status st = dit_model_config_params (cfg, &s->specs, &s->count);
+  for (int i = 0; i < spec->count && st == DIT_OK; i++) {
+    int fresh;
+    st = l_set_open (s, spec->items[i].path, s->open, i, &s->open[i], &fresh);
+    uses[i].lora = s->open[i];
+    uses[i].strength = spec->items[i].strength;
+    for (size_t t = 0; st == DIT_OK && mode == DIT_LORA_LIVE
+        && t < s->open[i]->count; t++)
+      if (s->open[i]->targets[t].kind != DIT_LORA_LOW_RANK)
+        st = dit_error (DIT_ERR_INVALID, "%s: key '%s': a full-tensor delta "
+            "changes the base weights; it applies in lora-mode=merge only",
+            s->open[i]->path, s->open[i]->targets[t].key);
+  }
+  if (st == DIT_OK)
+    *digest = dit_lora_set_digest (mode, uses, spec->count);
+  dit_lora_set_free (s);
+  return st;
 }
 
 const dit_lora_spec *

@@ -155,7 +155,8 @@ typedef struct dit_lora_spec {
  * a number; DIT_ERR_INVALID naming the item otherwise (an empty path, a
  * strength that is not a finite number, too many items). */
 dit_status dit_lora_spec_parse (const char *s, dit_lora_spec *out);
-/* The list back as text (the property's value). */
+/* The list back as text (the property's value); parsing it gives the
+ * same list, strengths bit for bit. */
 void dit_lora_spec_format (const dit_lora_spec *spec, char *buf, size_t size);
 
 /* ---- applying LoRAs to a set of weights ----------------------------------- */
@@ -248,6 +249,14 @@ dit_status dit_lora_set_create (dit_weights *w, const dit_model_config *cfg,
     dit_lora_set **out);
 void dit_lora_set_free (dit_lora_set *s);
 dit_status dit_lora_set_update (dit_lora_set *s, const dit_lora_spec *spec);
+/* The digest dit_lora_set_digest_of would give after `spec` was applied in
+ * `mode`, without weights: every item opened and checked against `cfg`'s
+ * full parameter list (the same refusals as dit_lora_set_update, naming
+ * the file and key; in live mode full-tensor deltas too), then closed.
+ * What a mesh's rank 0 checks before it sends a list and compares the
+ * workers' digests with; 0 for an empty list. */
+dit_status dit_lora_spec_digest (const dit_lora_spec *spec,
+    dit_lora_mode mode, const dit_model_config *cfg, uint64_t *digest);
 /* The applied list (count 0: none), its state and its digest. */
 const dit_lora_spec *dit_lora_set_spec (const dit_lora_set *s);
 const dit_lora_state *dit_lora_set_state (const dit_lora_set *s);
