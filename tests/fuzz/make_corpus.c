@@ -2,7 +2,7 @@
  * directory, the seed corpus of fuzz_envelope.  Since protocol version 3
  * frames carry tensor specs only (the bytes go over the world comm), so
  * the tensor seeds are short; version 4 INFER plans carry the recompute's
- * causal block and the bias frames. */
+ * causal block and the bias frames; version 5 INFERs the LoRA list. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +78,12 @@ main (int argc, char **argv)
   e.tensors[1].shape[1] = 4;
   e.tensors[1].data = prompt;
   bad |= put (argv[1], "infer", &e);
+  /* version 5: a new LoRA list with its text */
+  e.lora_epoch = 1;
+  e.lora_mode = 1;
+  e.lora_digest = 0x5eed;
+  snprintf (e.lora, sizeof e.lora, "style.safetensors:0.8|detail.safetensors:0.4");
+  bad |= put (argv[1], "infer-lora", &e);
   memset (&e, 0, sizeof e);
   e.type = DIT_ENV_RESULT;
   e.call_id = 3;
