@@ -1,5 +1,5 @@
 // Control API of dit-serve without a browser: health, stats, prompt (text,
-// weighted list and embeddings file), seed, the error cases (malformed JSON
+// weighted list and embeddings file), seed, LoRA list, the error cases (malformed JSON
 // 400, body over 64 KiB 413, unknown route 404, wrong method 405, wrong
 // content type 415, unusable embeddings or prompt list 422), and a WHEP
 // session from a hand-written
@@ -107,6 +107,32 @@ await run(async (cleanup) => {
   await poll(async () => (await getJSON(url('stats'))).body.seed === 7, 20000,
     'the chunks to carry seed 7');
   check(true, 'chunks carry the new seed');
+
+  // LoRAs: a list is taken and reported; unusable ones are refused at once
+  // with the reason, and the list in force stays.
+  res = await post('lora', JSON.stringify({ lora: '@synthetic:4:0.5' }));
+  check(res.status === 200, `POST /lora: ${res.status}`);
+  let lora = (await getJSON(url('lora'))).body;
+  check(lora.lora === '@synthetic:4:0.5' && lora.mode === 'merge',
+    `GET /lora: ${JSON.stringify(lora)}`);
+  await expectError(await post('lora', '{"lora": 3}'), 400, 'lora not a string');
+  await expectError(await fetch(url('lora'), { method: 'DELETE' }), 405, 'DELETE /lora');
+  const badLora = async (list, reason, what) => {
+    const r = await post('lora', JSON.stringify({ lora: list }));
+    const body = await r.json().catch(() => null);
+    check(r.status === 422 && body && reason.test(body.error),
+      `${what}: ${r.status} ${body && body.error}`);
+  };
+  await badLora(join(tmp, 'missing.safetensors') + ':0.8', /missing\.safetensors/,
+    'LoRA file that does not exist');
+  await badLora('@synthetic:4:abc', /not a number/, 'LoRA strength that is not a number');
+  await badLora(join(tmp, 'ok.safetensors'), /prompt_embeds/,
+    'a safetensors file that is not a LoRA (its key named)');
+  lora = (await getJSON(url('lora'))).body;
+  check(lora.lora === '@synthetic:4:0.5', `the list in force stays: ${lora.lora}`);
+  res = await post('lora', JSON.stringify({ lora: '' }));
+  check(res.status === 200 && (await getJSON(url('lora'))).body.lora === '',
+    'POST /lora with "" removes the LoRAs');
 
   // WHEP session from a hand-written offer, then hang up.
   res = await post('whep', OFFER, 'application/sdp');

@@ -119,6 +119,12 @@ main (int argc, char **argv)
         "Frame rate (default 16)", "N"},
     {"seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Initial seed (default 42)",
         "N"},
+    {"lora", 0, 0, G_OPTION_ARG_STRING, &cfg.lora,
+        "LoRA adapters: PATH[:STRENGTH]|PATH[:STRENGTH]... (up to 8; POST "
+          "/lora changes them while serving)", "LIST"},
+    {"lora-mode", 0, 0, G_OPTION_ARG_STRING, &cfg.lora_mode,
+        "merge (default: merged into the weights) or live (a low-rank side "
+          "GEMM per layer)", "MODE"},
     {"encoder", 'e', 0, G_OPTION_ARG_STRING, &cfg.encoder,
         "H.264 encoder: auto (nvh264enc when present), x264, nvh264", "ENC"},
     {"bitrate", 0, 0, G_OPTION_ARG_INT, &cfg.bitrate_kbps,
@@ -155,7 +161,7 @@ main (int argc, char **argv)
       "Open the printed URL in a browser. HTTP API:\n"
       "  POST /whep (SDP offer -> answer), DELETE /whep/ID, GET /stats,\n"
       "  GET /health, POST /prompt {\"prompt\": TEXT} | {\"embeds\": PATH},\n"
-      "  POST /seed {\"seed\": N}.");
+      "  POST /seed {\"seed\": N}, GET|POST /lora {\"lora\": \"a.safetensors:0.8|...\"}.");
   g_option_context_add_main_entries (ctx, entries, NULL);
   g_option_context_add_group (ctx, gst_init_get_option_group ());
   cfg.rtcp_timeout_s = G_MININT;        /* not given */

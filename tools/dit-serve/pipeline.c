@@ -82,6 +82,7 @@ struct _DitServePipeline
   gboolean live_source;         /* known live when built */
   const gchar *encoder_name;
   gint text_dim, text_len;
+  gchar *lora;                  /* the list last set on ditgenerate */
   guint bus_watch, reaper_id;
   gint exit_status;
   gint64 start_us;
@@ -566,7 +567,10 @@ build (DitServePipeline * p, GError ** error)
       || !(decode = make ("ditdecode", "decode", error)))
     return FALSE;
   g_object_set (p->generate, "num-chunks", 0, "seed", p->cfg.seed,
-      "device", p->cfg.device, NULL);
+      "device", p->cfg.device, "lora", p->lora, NULL);
+  if (p->cfg.lora_mode)
+    gst_util_set_object_arg (G_OBJECT (p->generate), "lora-mode",
+        p->cfg.lora_mode);
   if (p->cfg.model)
     g_object_set (p->generate, "model", p->cfg.model, NULL);
   if (p->cfg.vae_model) {
@@ -1424,8 +1428,10 @@ dit_serve_pipeline_new (const DitServeConfig * cfg, GMainLoop * loop,
   dit_serve_rate_init (&p->out_rate);
   p->viewers = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
       viewer_unref);
+  p->lora = g_strdup (cfg->lora ? cfg->lora : "");
   if (!dit_serve_model_text_shape (cfg->model, &p->text_dim, &p->text_len,
-          error) || !build (p, error)) {
+          error) || !dit_serve_lora_check (cfg->model, p->lora,
+          cfg->lora_mode, error) || !build (p, error)) {
     dit_serve_pipeline_free (p);
     return NULL;
   }
@@ -1476,6 +1482,7 @@ dit_serve_pipeline_free (DitServePipeline * p)
   }
   g_hash_table_destroy (p->viewers);
   dit_serve_rate_clear (&p->out_rate);
+  g_free (p->lora);
   g_mutex_clear (&p->meta_lock);
   g_mutex_clear (&p->pace_lock);
   g_free (p);
@@ -1510,6 +1517,36 @@ void
 dit_serve_pipeline_set_seed (DitServePipeline * p, guint64 seed)
 {
   g_object_set (p->generate, "seed", seed, NULL);
+}
+
+gboolean
+dit_serve_pipeline_set_lora (DitServePipeline * p, const gchar * text,
+    GError ** error)
+{
+  if (!dit_serve_lora_check (p->cfg.model, text, p->cfg.lora_mode, error))
+    return FALSE;
+  g_free (p->lora);
+  p->lora = g_strdup (text);
+  g_object_set (p->generate, "lora", text, NULL);
+  return TRUE;
+}
+
+JsonNode *
+dit_serve_pipeline_lora (DitServePipeline * p)
+{
+  JsonBuilder *b = json_builder_new ();
+  JsonNode *node;
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "lora");
+  json_builder_add_string_value (b, p->lora);
+  json_builder_set_member_name (b, "mode");
+  json_builder_add_string_value (b, p->cfg.lora_mode ? p->cfg.lora_mode
+      : "merge");
+  json_builder_end_object (b);
+  node = json_builder_get_root (b);
+  g_object_unref (b);
+  return node;
 }
 
 JsonNode *

@@ -42,6 +42,8 @@ typedef struct _DitServeConfig
   gchar *steps;
   gint width, height, fps;
   guint64 seed;
+  gchar *lora;                  /* ditgenerate lora list (NULL: none) */
+  gchar *lora_mode;             /* merge (NULL) or live */
   gchar *encoder;               /* auto, x264, nvh264 */
   gint bitrate_kbps;
   gint key_int;                 /* frames between IDR frames */
@@ -83,6 +85,13 @@ gboolean dit_serve_pipeline_set_prompt_embeds (DitServePipeline * p,
 gboolean dit_serve_pipeline_set_prompt_text (DitServePipeline * p,
     const gchar * text, GError ** error);
 void dit_serve_pipeline_set_seed (DitServePipeline * p, guint64 seed);
+/* A LoRA list ("a.safetensors:0.8|b.safetensors:0.4", "" = none), every
+ * file checked against the model first (dit_serve_lora_check); it takes
+ * effect at ditgenerate's next chunk. */
+gboolean dit_serve_pipeline_set_lora (DitServePipeline * p,
+    const gchar * text, GError ** error);
+/* {"lora": the list in force, "mode": "merge" | "live"} */
+JsonNode *dit_serve_pipeline_lora (DitServePipeline * p);
 
 /* The /stats document. */
 JsonNode *dit_serve_pipeline_stats (DitServePipeline * p);

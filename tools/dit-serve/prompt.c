@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "dit_loader.h"
+#include "dit_lora.h"
 #include "dit_prompt.h"
 #include "dit_stream.h"
 
@@ -29,6 +30,38 @@ dit_serve_model_text_shape (const gchar * model, gint * text_dim,
   }
   *text_dim = cfg.text_dim;
   *text_len = cfg.text_len;
+  return TRUE;
+}
+
+gboolean
+dit_serve_lora_check (const gchar * model, const gchar * text,
+    const gchar * mode, GError ** error)
+{
+  dit_model_config cfg;
+  dit_lora_spec spec;
+  dit_lora_mode m;
+  uint64_t digest;
+  dit_status st;
+
+  if (model == NULL || *model == '\0')
+    model = "tiny";
+  st = dit_model_is_preset (model) ? dit_model_config_preset (model, &cfg)
+      : dit_checkpoint_detect_preset (model, &cfg);
+  if (st != DIT_OK) {
+    g_set_error (error, DIT_SERVE_ERROR, DIT_SERVE_ERROR_FAILED,
+        "model '%s': %s", model, dit_last_error ());
+    return FALSE;
+  }
+  st = dit_lora_mode_parse (mode ? mode : "merge", &m);
+  if (st == DIT_OK)
+    st = dit_lora_spec_parse (text, &spec);
+  if (st == DIT_OK)
+    st = dit_lora_spec_digest (&spec, m, &cfg, &digest);
+  if (st != DIT_OK) {
+    g_set_error (error, DIT_SERVE_ERROR, DIT_SERVE_ERROR_UNSUPPORTED, "%s",
+        dit_last_error ());
+    return FALSE;
+  }
   return TRUE;
 }
 

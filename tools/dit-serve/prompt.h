@@ -22,6 +22,14 @@ gboolean dit_serve_model_text_shape (const gchar * model, gint * text_dim,
  * more than 0 and at most DIT_PROMPT_MAX_PARTS parts. */
 gboolean dit_serve_prompt_check_text (const gchar * text, GError ** error);
 
+/* Check a LoRA list for POST /lora and --lora ("a.safetensors:0.8|..."):
+ * its syntax and every file, opened and checked against `model` as
+ * ditgenerate will (model/dit_lora.h), in lora-mode `mode` ("merge" or
+ * "live"), so a bad list is an HTTP error at once rather than a warning
+ * from the element. */
+gboolean dit_serve_lora_check (const gchar * model, const gchar * text,
+    const gchar * mode, GError ** error);
+
 /* Check that path holds usable prompt embeddings for that text shape. */
 gboolean dit_serve_prompt_check_embeds (const gchar * path, gint text_dim,
     gint text_len, GError ** error);

@@ -207,6 +207,32 @@ out:
   g_object_unref (parser);
 }
 
+static void
+handle_lora (DitServeServer * s, SoupServerMessage * msg)
+{
+  JsonParser *parser = json_parser_new ();
+  JsonObject *obj = parse_json_body (msg, parser);
+  const gchar *text;
+  GError *err = NULL;
+
+  if (obj == NULL)
+    goto out;
+  text = string_member (obj, "lora");
+  if (text == NULL) {
+    reply_error (msg, SOUP_STATUS_BAD_REQUEST, "send {\"lora\": "
+        "\"a.safetensors:0.8|b.safetensors:0.4\"} (\"\" for none)");
+    goto out;
+  }
+  if (!dit_serve_pipeline_set_lora (s->pipeline, text, &err)) {
+    reply_error (msg, status_of (err), "%s", err->message);
+    g_error_free (err);
+    goto out;
+  }
+  reply_ok (msg, SOUP_STATUS_OK);
+out:
+  g_object_unref (parser);
+}
+
 /* WHEP: the paused POST waits here for the answer. */
 typedef struct
 {
@@ -397,6 +423,16 @@ on_request (SoupServer * soup, SoupServerMessage * msg, const char *path,
       handle_seed (s, msg);
     else
       method_not_allowed (msg, "POST");
+  } else if (g_str_equal (path, "/lora")) {
+    if (post) {
+      handle_lora (s, msg);
+    } else if (get) {
+      JsonNode *node = dit_serve_pipeline_lora (s->pipeline);
+      reply_json (msg, SOUP_STATUS_OK, node);
+      json_node_unref (node);
+    } else {
+      method_not_allowed (msg, "GET, POST");
+    }
   } else if (g_str_equal (path, "/whep")) {
     if (post)
       handle_whep_post (s, msg);
