@@ -1,5 +1,5 @@
 /* gst-check tests of ditgenerate's lora and lora-mode properties (tiny DiT,
- * CPU, text-to-video, anchor=latent so that no VAE runs):
+ * CPU, text-to-video, 4x4 latents, anchor=latent so that no VAE runs):
  *  - strength 0 is bit-identical to no LoRA;
  *  - a lora list set while PLAYING (from a probe on the streaming thread,
  *    after chunk 1 was pushed) leaves chunks 0 and 1 as without it and
@@ -62,7 +62,8 @@ run (const gchar * lora, const gchar * mode, const change * changes,
     guint n_changes, run_log * log, gchar ** warning)
 {
   gchar *desc = g_strdup_printf ("ditgenerate name=g num-chunks=%d "
-      "anchor=latent lora-mode=%s ! fakesink", CHUNKS, mode);
+      "anchor=latent lora-mode=%s ! video/x-dit-latent,width=4,height=4 ! "
+      "fakesink", CHUNKS, mode);
   GstElement *pipe = gst_parse_launch (desc, NULL);
   GstElement *g = gst_bin_get_by_name (GST_BIN (pipe), "g");
   GstPad *src = gst_element_get_static_pad (g, "src");

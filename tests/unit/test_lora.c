@@ -806,6 +806,16 @@ test_spec_parse (void)
   CHECK_OK (dit_lora_spec_parse ("a:0.5|b", &sp));
   dit_lora_spec_format (&sp, buf, sizeof buf);
   CHECK (strcmp (buf, "a:0.5|b:1") == 0, "format: %s", buf);
+  /* strengths that %g would round come back bit for bit (the text a mesh
+   * sends) */
+  sp.items[0].strength = 0.123456789f;
+  sp.items[1].strength = -1.0f / 3.0f;
+  dit_lora_spec_format (&sp, buf, sizeof buf);
+  dit_lora_spec back;
+  CHECK_OK (dit_lora_spec_parse (buf, &back));
+  CHECK (back.count == 2 && back.items[0].strength == sp.items[0].strength
+      && back.items[1].strength == sp.items[1].strength, "round trip: %s",
+      buf);
   CHECK (dit_lora_spec_parse ("a|b|c|d|e|f|g|h|i", &sp) == DIT_ERR_INVALID
       && strstr (dit_last_error (), "more than 8"), "9 items: %s",
       dit_last_error ());
@@ -895,6 +905,15 @@ test_set (const char *p1, const char *p2)
       && !dit_lora_state_side (st, "blocks.1.self_attn.v")->active,
       "a layer of the LoRA at strength 0 is inactive");
   const uint64_t digest = dit_lora_set_digest_of (set);
+  /* the digest of the list computed without weights (a mesh's rank 0) is
+   * the set's; a list the set would refuse is refused there too */
+  uint64_t spec_digest = 0;
+  CHECK_OK (dit_lora_spec_digest (&sp, DIT_LORA_LIVE, &cfg, &spec_digest));
+  CHECK (spec_digest == digest && digest != 0, "spec digest %016llx, set "
+      "digest %016llx", (unsigned long long) spec_digest,
+      (unsigned long long) digest);
+  CHECK_OK (dit_lora_spec_digest (&sp, DIT_LORA_MERGE, &cfg, &spec_digest));
+  CHECK (spec_digest != digest, "the mode is part of the digest");
   /* a file that cannot be read: error, the previous list stays */
   snprintf (text, sizeof text, "%s:0.5|/nonexistent/x.safetensors", p1);
   CHECK_OK (dit_lora_spec_parse (text, &sp));
@@ -916,6 +935,14 @@ test_set (const char *p1, const char *p2)
   CHECK (dit_lora_set_update (set, &sp) == DIT_ERR_INVALID
       && strstr (dit_last_error (), "1..4096"), "bad synthetic rank: %s",
       dit_last_error ());
+  uint64_t d0 = 1;
+  dit_lora_spec none = { 0 };
+  CHECK_OK (dit_lora_spec_digest (&none, DIT_LORA_MERGE, &cfg, &d0));
+  CHECK (d0 == 0, "no LoRA: digest 0");
+  CHECK_OK (dit_lora_spec_parse ("/nonexistent/y.safetensors", &sp));
+  CHECK (dit_lora_spec_digest (&sp, DIT_LORA_MERGE, &cfg, &d0) != DIT_OK
+      && strstr (dit_last_error (), "/nonexistent/y.safetensors"),
+      "spec digest of a missing file: %s", dit_last_error ());
   dit_lora_set_free (set);
   dit_weights_free (w);
 }
