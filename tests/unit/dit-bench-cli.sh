@@ -173,6 +173,31 @@ print("tiny decoder: %.2f ms per latent, anchor %.2f ms"
       % (j["vae_decode_ms_per_latent"], j["anchor_ms"]))
 EOF
 
+# 5b. --lora-rank: a seeded LoRA in process (live) and on the mesh (merge,
+#     the workers apply it to their shards); the JSON says so
+"$bench" --device cpu --preset tiny --synthetic --size 32x32 --vae none \
+  --chunks 1 --warmup 0 --gemm 0 --text-residency none --overlap off \
+  --lora-rank 4 --lora-mode live --json > "$tmp/lora.json"
+"$bench" --device cpu --preset tiny --synthetic --size 48x32 --chunks 1 \
+  --warmup 0 --mesh-devices 0,1 --overlap off --lora-rank 4 --json \
+  > "$tmp/lora-mesh.json"
+"$py" - "$tmp/lora.json" "$tmp/lora-mesh.json" <<'EOF'
+import json, sys
+a, m = (json.load(open(p)) for p in sys.argv[1:3])
+assert a["lora_rank"] == 4 and a["lora_mode"] == "live", a
+assert a["lora_apply_ms"] > 0 and a["denoise_ms"] > 0, a
+assert m["mode"] == "mesh" and m["lora_rank"] == 4, m
+assert m["lora_mode"] == "merge" and m["denoise_ms"] > 0, m
+print("lora: live rank 4 applied in %.1f ms, denoise %.1f ms; on the mesh "
+      "(merge) denoise %.1f ms" % (a["lora_apply_ms"], a["denoise_ms"],
+      m["denoise_ms"]))
+EOF
+if "$bench" --device cpu --preset tiny --synthetic --pipeline --lora-rank 4 \
+    > /dev/null 2> "$tmp/lora.err"; then
+  echo "--lora-rank with --pipeline was taken"; exit 1
+fi
+grep -q "engine and mesh modes only" "$tmp/lora.err"
+
 # 6. pipeline: 1 warm-up + 2 chunks = 9 + 12 + 12 frames at the sink
 rc=0
 "$bench" --pipeline --device cpu --preset tiny --synthetic --size 64x64 \
