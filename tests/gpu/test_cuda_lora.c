@@ -20,7 +20,9 @@
  *    against the same merge on the CPU, compared as dequantized values
  *    (NMSE <= 1e-4: a value on a rounding boundary may take the
  *    neighbouring code).
- * Exit 0 = pass, 1 = fail, 77 = no CUDA device (skip).
+ * Arguments pick the cases: tiny (the tiny model's), slice (the 14B
+ * slice's); none = all.
+ * Exit 0 = pass, 1 = fail, 2 = usage, 77 = no CUDA device (skip).
  */
 #include "dit_backend.h"
 #include "dit_config.h"
@@ -409,19 +411,41 @@ case_fp8 (dit_backend *cuda, const char *preset, int layers, int rank)
   loras_free (&L);
 }
 
-int
-main (void)
+/* argv: the cases to run (tiny: the tiny-model cases, slice: the 14B
+ * slice's); none = all. */
+static int
+wanted (int argc, char **argv, const char *name)
 {
+  if (argc < 2)
+    return 1;
+  for (int i = 1; i < argc; i++)
+    if (strcmp (argv[i], name) == 0)
+      return 1;
+  return 0;
+}
+
+int
+main (int argc, char **argv)
+{
+  for (int i = 1; i < argc; i++)
+    if (strcmp (argv[i], "tiny") != 0 && strcmp (argv[i], "slice") != 0) {
+      fprintf (stderr, "usage: test-cuda-lora [tiny] [slice]\n");
+      return 2;
+    }
   dit_backend *cuda = dit_backend_create ("cuda", 0);
   if (!cuda) {
     printf ("SKIP: no CUDA device (%s)\n", dit_last_error ());
     return 77;
   }
-  case_f32 (cuda);
-  case_bf16 (cuda, "tiny", 0, 16, 32, 64);
-  case_bf16 (cuda, "wan-14b", 2, 64, 32, 32);
-  case_fp8 (cuda, "tiny", 0, 16);
-  case_fp8 (cuda, "wan-14b", 2, 64);
+  if (wanted (argc, argv, "tiny")) {
+    case_f32 (cuda);
+    case_bf16 (cuda, "tiny", 0, 16, 32, 64);
+    case_fp8 (cuda, "tiny", 0, 16);
+  }
+  if (wanted (argc, argv, "slice")) {
+    case_bf16 (cuda, "wan-14b", 2, 64, 32, 32);
+    case_fp8 (cuda, "wan-14b", 2, 64);
+  }
   dit_backend_destroy (cuda);
   printf ("%s\n", failures ? "FAILED" : "all ok");
   return failures ? 1 : 0;
