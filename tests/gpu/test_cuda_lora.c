@@ -427,6 +427,9 @@ wanted (int argc, char **argv, const char *name)
 int
 main (int argc, char **argv)
 {
+  /* a line at a time: what passed is on record even if a step is cut
+   * short by a timeout */
+  setvbuf (stdout, NULL, _IOLBF, 0);
   for (int i = 1; i < argc; i++)
     if (strcmp (argv[i], "tiny") != 0 && strcmp (argv[i], "slice") != 0) {
       fprintf (stderr, "usage: test-cuda-lora [tiny] [slice]\n");
