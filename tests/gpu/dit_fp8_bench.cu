@@ -220,7 +220,7 @@ gemm_shape (const char *name, int64_t M, int64_t N, int64_t K, dit_act act,
   gemm_ctx c;
   memset (&c, 0, sizeof c);
   c.bf = (dit_gemm_params) { &x, &w, &b, &y, act, residual,
-    residual ? &gate : NULL, M / 3, &scratch };
+    residual ? &gate : NULL, M / 3, &scratch, NULL };
   printf ("  %-9s %5lld x %5lld x %5lld %s\n", name, (long long) M,
       (long long) N, (long long) K, f8out ? "-> fp8 (GELU)" : residual
       ? "+= f32 (gated)" : "-> bf16");
