@@ -2,7 +2,7 @@
  * directory, the seed corpus of fuzz_envelope.  Since protocol version 3
  * frames carry tensor specs only (the bytes go over the world comm), so
  * the tensor seeds are short; version 4 INFER plans carry the recompute's
- * causal block and the bias frames; version 6 INFERs the LoRA list. */
+ * causal block and the bias frames; version 7 INFERs the LoRA list. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,7 +78,7 @@ main (int argc, char **argv)
   e.tensors[1].shape[1] = 4;
   e.tensors[1].data = prompt;
   bad |= put (argv[1], "infer", &e);
-  /* version 6: a new LoRA list with its text */
+  /* version 7: a new LoRA list with its text */
   e.lora_epoch = 1;
   e.lora_mode = 1;
   e.lora_digest = 0x5eed;
