@@ -15,6 +15,10 @@ static const preset presets[] = {
   { "tiny", 256, 512, 2, 2, 64 },
   /* 4 heads, so tensor parallelism up to 4 ranks is testable on a CPU. */
   { "tiny-tp", 512, 1024, 4, 2, 64 },
+  /* The shape the demo model is trained in (tools/train, docs/demo-model.md),
+   * so that its checkpoints are detected and loaded by path.  It has no
+   * synthetic weights, so it is not in preset_names. */
+  { "demo", 256, 1024, 2, 4, 64 },
 };
 
 static const char *const preset_names[] = { "wan-14b", "wan-1.3b", "tiny", "tiny-tp",

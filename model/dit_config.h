@@ -7,6 +7,9 @@
  *   tiny      D 256,   2 heads,  2 layers, ffn 512,   text_dim 64
  *   tiny-tp   D 512,   4 heads,  2 layers, ffn 1024,  text_dim 64
  *             (tensor-parallel tests up to 4 ranks)
+ *   demo      D 256,   2 heads,  4 layers, ffn 1024,  text_dim 64
+ *             (the shape of the trained demo model's checkpoints; detected
+ *             from a file, never synthetic, not in the preset names)
  * Every preset has head_dim 128 (so the 22/21/21 RoPE split is exercised as
  * in the real model), freq_dim 256, in/out 16 channels, patch (1,2,2),
  * text_len 512, eps 1e-6.

@@ -84,7 +84,7 @@ dit_checkpoint_detect_preset (const char *path, dit_model_config *cfg)
         ? dit_error (DIT_ERR_FORMAT, "%s: not a Wan2.1 DiT checkpoint: it looks "
             "like %s", path, kind)
         : dit_error (DIT_ERR_FORMAT, "%s: not a known Wan2.1 DiT checkpoint "
-            "(%s; known presets: wan-14b, wan-1.3b, tiny)", path, seen);
+            "(%s; known shapes: wan-14b, wan-1.3b, tiny, tiny-tp, demo)", path, seen);
     dit_safetensors_close (probe);
     return s;
   }

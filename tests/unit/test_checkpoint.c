@@ -22,6 +22,7 @@
 
 #include "dit_backend.h"
 #include "dit_config.h"
+#include "dit_loader.h"
 #include "dit_philox.h"
 #include "dit_weights.h"
 #include "json.h"
@@ -1311,6 +1312,19 @@ test_param_counts (void)
       (long long) dit_model_config_param_count (&cfg));
   CHECK (dit_model_config_preset ("tiny", &cfg) == DIT_OK, "preset");
   CHECK (dit_model_config_param_count (&cfg) == 2227008ll, "tiny count");
+  /* the demo model's shape: detected from a checkpoint's shapes, but no
+   * synthetic preset (a load of "demo" names no file and fails) */
+  const char *demo = dit_model_config_detect (256, 4, 1024, 64);
+  CHECK (demo && strcmp (demo, "demo") == 0, "demo shape detected as %s",
+      demo ? demo : "(none)");
+  CHECK (dit_model_config_preset ("demo", &cfg) == DIT_OK && cfg.num_layers == 4
+      && cfg.ffn_dim == 1024 && cfg.num_heads == 2 && cfg.head_dim == 128
+      && cfg.text_dim == 64, "demo config");
+  CHECK (!dit_model_is_preset ("demo"), "demo is not a synthetic preset");
+  dit_weights *none = NULL;
+  CHECK (dit_load_model ("demo", SEED, DIT_F32, be, &cfg, &none) == DIT_ERR_IO
+      && none == NULL && strstr (dit_last_error (), "'demo'"),
+      "load of \"demo\" without a file: %s", dit_last_error ());
   /* spec §3.2: 1095 keys for 14B */
   dit_param_spec *s;
   size_t n;
