@@ -1027,7 +1027,7 @@ l_upload_f32 (dit_lora_state *s, dit_tensor *dst, const float *src,
     int64_t n, void *conv)
 {
   dit_convert (conv, dst->dtype, src, DIT_F32, (size_t) n);
-  return s->be->ops->upload (s->be, dst->data, conv,
+  return dit_upload (s->be, dst->data, conv,
       (size_t) n * dit_dtype_size (dst->dtype));
 }
 
@@ -1213,7 +1213,7 @@ l_upload_scales (dit_lora_state *s, const float *strength)
   }
   if (s->scale_count == 0)
     return DIT_OK;
-  return s->be->ops->upload (s->be, s->scales.data, h,
+  return dit_upload (s->be, s->scales.data, h,
       (size_t) s->scale_count * sizeof (float));
 }
 
@@ -1223,7 +1223,7 @@ l_rescale (dit_lora_state *s, l_layer *L)
 {
   dit_tensor g = dit_tensor_2d ((float *) s->scales.data + L->scale_off,
       DIT_F32, s->scales.device, 1, L->R);
-  DIT_TRY (s->be->ops->memset_zero (s->be, L->bs.data,
+  DIT_TRY (dit_memset_zero (s->be, L->bs.data,
       dit_tensor_nbytes (&L->bs)));
   dit_residual_params p = { .x = &L->bs, .y = &L->b, .gate = &g,
     .rows_per_group = L->rows };
@@ -1326,14 +1326,14 @@ l_add_deltas (dit_lora_state *s, l_layer *L, dit_tensor *y, const float *coef)
     if (st == DIT_OK)
       st = l_ensure (s->be, &s->tmp_d, DIT_F32, n);
     if (st == DIT_OK)
-      st = s->be->ops->upload (s->be, s->tmp_d.data, host,
+      st = dit_upload (s->be, s->tmp_d.data, host,
           (size_t) n * sizeof (float));
     for (int64_t c = 0; st == DIT_OK && c < L->cols; c++)
       host[c] = coef[u];
     if (st == DIT_OK)
       st = l_ensure (s->be, &s->tmp_g, DIT_F32, L->cols);
     if (st == DIT_OK)
-      st = s->be->ops->upload (s->be, s->tmp_g.data, host,
+      st = dit_upload (s->be, s->tmp_g.data, host,
           (size_t) L->cols * sizeof (float));
     if (st == DIT_OK) {
       dit_tensor d = dit_tensor_2d (s->tmp_d.data, DIT_F32, s->tmp_d.device,
@@ -1346,7 +1346,7 @@ l_add_deltas (dit_lora_state *s, l_layer *L, dit_tensor *y, const float *coef)
     }
     /* the upload buffer is reused by the next delta */
     if (st == DIT_OK)
-      st = s->be->ops->synchronize (s->be);
+      st = dit_synchronize (s->be);
     free (host);
     if (st != DIT_OK)
       return dit_error_prefix (st, "lora: delta '%s'", t->key);
@@ -1406,7 +1406,7 @@ l_merge_layer (dit_lora_state *s, l_layer *L, const float *to)
       for (int64_t j = 0; j < L->r[u]; j++)
         s->host_scales[L->scale_off + L->col[u] + j] = lr[u] * L->factor[u];
   if (L->R)
-    DIT_TRY (s->be->ops->upload (s->be, (float *) s->scales.data + L->scale_off,
+    DIT_TRY (dit_upload (s->be, (float *) s->scales.data + L->scale_off,
         s->host_scales + L->scale_off, (size_t) L->R * sizeof (float)));
   dit_tensor wt = l_weight2d (s, L);
   if (wt.dtype != DIT_F8E4M3) {
@@ -1443,7 +1443,7 @@ l_merge_all (dit_lora_state *s, const float *to)
     if (st != DIT_OK)
       return dit_error_prefix (st, "lora: merging '%s'", s->layers[i].layer);
   }
-  return s->be->ops->synchronize (s->be);
+  return dit_synchronize (s->be);
 }
 
 static dit_status
