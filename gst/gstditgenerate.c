@@ -76,17 +76,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gstditgenengine.h"
 #include "gstditlatent.h"
 #include "gstditmemory.h"
 #include "gstditprops.h"
 #include "gstditqueue.h"
 #include "gstditsession.h"
 #include "dit_loader.h"
-#include "dit_prompt.h"
-#include "dit_prompt_schedule.h"
-#include "dit_runner.h"
 
-GST_DEBUG_CATEGORY_STATIC (gst_dit_generate_debug);
+/* shared with the engine glue, gstditgenengine.c */
+GST_DEBUG_CATEGORY (gst_dit_generate_debug);
 #define GST_CAT_DEFAULT gst_dit_generate_debug
 
 #define DEFAULT_SEED 42
@@ -144,59 +143,25 @@ struct _GstDitGenerate
   GstPad *sinkpad;              /* request pad, NULL when not requested */
   GstPad *srcpad;
 
-  /* properties; object lock */
-  gchar *model, *vae_model, *prompt_embeds, *device, *session_key, *steps;
-  guint64 seed;
-  gdouble shift, strength, kv_bias;
-  gint kv_window, context_frames, max_inflight;
-  gint anchor;                  /* dit_anchor_mode */
+  /* properties; object lock (the engine's in `s`) */
+  GstDitGenSettings s;
+  gchar *model, *vae_model, *session_key;
   gint anchor_decoder;          /* dit_anchor_decoder */
-  gint dtype;                   /* GstDitDtype: the DiT's precision */
   guint num_chunks;
   gint fps_n, fps_d;
-  gboolean prompt_dirty, seed_dirty;
-  gchar *prompt, *text_model, *tokenizer;
-  guint transition_chunks;
-  gint prompt_reset;            /* dit_prompt_reset */
-  guint64 prompt_request;       /* latest id submitted to the text encoder */
-  gchar *mesh_devices, *mesh_backend, *mesh_listen, *worker_path;
-  gchar *mesh_parallel;
-  gint mesh_ranks, mesh_timeout_ms, mesh_join_timeout_ms, mesh_tp;
-  gchar *lora;                  /* "a.safetensors:0.8|b.safetensors:0.4" */
-  gint lora_mode;               /* dit_lora_mode */
-  gboolean lora_dirty;
-  /* read-only statistics; object lock */
-  gdouble stat_prompt_weight, stat_fps, stat_chunk_ms;
+  /* read-only statistics; object lock (the engine has its own) */
+  gdouble stat_fps;
   gdouble stat_stage0_ms, stat_stage1_ms, stat_period_ms, stat_hidden_ms;
   gdouble stat_overlap;
-  guint64 stat_chunks, stat_epoch;
-  guint stat_host_copies;
+  guint64 stat_chunks;
   gint stat_queue_depth;
-  dit_runner_stats stat_runner;
 
   GstDitSession *session;
+  GstDitGenEngine engine;       /* the generator, its prompt, one chunk */
 
   /* streaming task state */
   gboolean source_mode, started;
-  GstDitLatentInfo info;
-  gboolean configured;
-  dit_model_config mcfg;
-  dit_gen_config gcfg;
-  gboolean use_mesh;            /* decided at NULL -> READY */
-  dit_mesh_spec mesh_spec;
-  gchar *mesh_weights;          /* checkpoint path, NULL = preset weights */
-  dit_runner *runner;           /* the generator, in process or a mesh */
-  dit_lora_spec lora_applied;   /* the LoRA list the runner carries */
-  dit_backend *be;              /* the runner's own backend */
-  gfloat *x_host;               /* a chunk in host f32 */
-  GstBufferPool *out_pool;      /* device output buffers, NULL: system */
-  gint64 chunk_index;
-  guint64 epoch;
-  dit_prompt_encoder *penc;     /* set under the object lock */
-  dit_prompt_schedule *prompts;
-  guint64 frames_out;
   gint64 last_push_us, stage0_busy_us;
-  gdouble stage1_ms_pending;
   dit_overlap overlap;
   gdouble latency_ms;           /* figure last reported in LATENCY */
 
@@ -219,467 +184,21 @@ GST_ELEMENT_REGISTER_DEFINE (ditgenerate, "ditgenerate", GST_RANK_NONE,
 static void gst_dit_generate_loop (GstDitGenerate * self);
 
 /* ------------------------------------------------------------------ */
-/* engine glue: the runner (mesh/dit_runner.h), Stage 0 through the
- * session (model/dit_stage0.h), the prompt (model/dit_prompt_schedule.h) */
+/* one chunk through the engine (gstditgenengine.h) */
 
-/* The mesh properties, checked (mesh/dit_mesh_config.h): ranks 0 = none. */
-static gboolean
-read_mesh_spec (GstDitGenerate * self, gchar ** error)
-{
-  dit_mesh_options o;
-  gboolean ok;
-
-  dit_mesh_options_init (&o);
-  GST_OBJECT_LOCK (self);
-  o.devices = self->mesh_devices;
-  o.listen = self->mesh_listen;
-  o.ranks = self->mesh_ranks;
-  o.backend = self->mesh_backend;
-  o.layout = self->mesh_parallel;
-  o.mesh_tp = self->mesh_tp;
-  o.stage0_device = self->device;
-  o.worker_path = self->worker_path;
-  o.installed_dir = GST_DIT_BINDIR;
-  o.timeout_ms = self->mesh_timeout_ms;
-  o.join_timeout_ms = self->mesh_join_timeout_ms;
-  o.max_inflight = self->max_inflight;
-  ok = dit_mesh_spec_parse (&o, &self->mesh_spec) == DIT_OK;
-  GST_OBJECT_UNLOCK (self);
-  if (!ok)
-    *error = g_strdup (dit_last_error ());
-  return ok;
-}
-
-static void
-post_progress (GstDitGenerate * self, GstProgressType type, const gchar * text)
-{
-  gst_element_post_message (GST_ELEMENT (self),
-      gst_message_new_progress (GST_OBJECT (self), type, "mesh", text));
-}
-
-/* Output buffers in device memory from now on (device = TRUE), or in
- * system memory. */
-static gboolean
-setup_device_output (GstDitGenerate * self, gboolean device, gchar ** error)
-{
-  GstAllocator *alloc;
-
-  if (self->out_pool) {
-    gst_buffer_pool_set_active (self->out_pool, FALSE);
-    gst_clear_object (&self->out_pool);
-  }
-  if (!device)
-    return TRUE;
-  if (!(alloc = gst_dit_device_allocator_new (self->session, error)))
-    return FALSE;
-  self->out_pool = gst_dit_device_pool_new (alloc,
-      gst_dit_latent_info_buffer_size (&self->info));
-  gst_object_unref (alloc);
-  if (!self->out_pool)
-    *error = g_strdup ("could not activate the device latent buffer pool");
-  return self->out_pool != NULL;
-}
-
-static void
-runner_free (GstDitGenerate * self)
-{
-  /* dit_runner_free ends a mesh with SHUTDOWN (or kills and reaps what a
-   * failed one left), before the backend its world comm lives on goes. */
-  g_clear_pointer (&self->runner, dit_runner_free);
-  GST_OBJECT_LOCK (self);
-  memset (&self->stat_runner, 0, sizeof self->stat_runner);
-  GST_OBJECT_UNLOCK (self);
-  if (self->be)
-    gst_dit_session_release_backend (self->session, self->be);
-  self->be = NULL;
-}
-
-/* A new runner for self->gcfg (a seed change makes a new one too: a mesh's
- * workers are restarted then, their session carries the seed).  Its own
- * backend: the generator's thread must not share a stream (and cuBLASLt
- * plans) with Stage 0's decode and encode threads. */
-static gboolean
-runner_create (GstDitGenerate * self, gchar ** error)
-{
-  const dit_mesh_spec *ms = &self->mesh_spec;
-  dit_runner_config rc;
-  gchar *text;
-  dit_status st;
-
-  runner_free (self);
-  if (!(self->be = gst_dit_session_new_private_backend (self->session, error)))
-    return FALSE;
-  dit_runner_config_default (&rc);
-  rc.model = self->mcfg;
-  rc.gen = self->gcfg;
-  rc.weights = gst_dit_session_get_dit_weights (self->session, NULL);
-  GST_OBJECT_LOCK (self);
-  rc.lora_mode = (dit_lora_mode) self->lora_mode;
-  GST_OBJECT_UNLOCK (self);
-  if (self->use_mesh) {
-    rc.mesh = ms;
-    rc.preset = self->mcfg.name;
-    rc.mesh_weights = self->mesh_weights;
-    /* seed 0: the synthetic weights gst_dit_session_load_dit makes */
-    text = ms->listen[0] ? g_strdup_printf ("Waiting on %s for %d dit-worker "
-        "processes", ms->listen, ms->ranks) : g_strdup_printf ("Starting %d "
-        "dit-worker processes (%s)", ms->ranks, ms->backend);
-    GST_INFO_OBJECT (self, "%s: %s", text, ms->worker);
-    post_progress (self, GST_PROGRESS_TYPE_START, text);
-    g_free (text);
-  }
-  st = dit_runner_create (&rc, self->be, &self->runner);
-  if (st != DIT_OK)
-    *error = g_strdup (dit_last_error ());
-  if (self->use_mesh)
-    post_progress (self, st == DIT_OK ? GST_PROGRESS_TYPE_COMPLETE :
-        GST_PROGRESS_TYPE_ERROR, st == DIT_OK ? "Generator mesh ready" : *error);
-  if (st == DIT_OK) {
-    GST_OBJECT_LOCK (self);
-    dit_runner_get_stats (self->runner, &self->stat_runner);
-    GST_OBJECT_UNLOCK (self);
-  }
-  /* a new runner for a new seed carries the LoRAs the old one had (its
-   * end restored the weights it had merged into) */
-  if (st == DIT_OK && self->lora_applied.count > 0
-      && (st = dit_runner_set_lora (self->runner, &self->lora_applied))
-      != DIT_OK)
-    *error = g_strdup_printf ("lora: %s", dit_last_error ());
-  return st == DIT_OK;
-}
-
-/* The lora property into the runner, from the next chunk on.  At start a
- * list that cannot be applied (syntax, a file unreadable or not fitting
- * the model: the message names it) is an error; while PLAYING it is a
- * warning and the previous list stays applied, as with a bad prompt. */
-static gboolean
-apply_lora (GstDitGenerate * self, gboolean starting, gchar ** error)
-{
-  dit_lora_spec spec;
-  gchar *text, prev[256];
-  dit_status st;
-
-  GST_OBJECT_LOCK (self);
-  text = g_strdup (self->lora);
-  self->lora_dirty = FALSE;
-  GST_OBJECT_UNLOCK (self);
-  st = dit_lora_spec_parse (text, &spec);
-  if (st == DIT_OK && (spec.count > 0 || self->lora_applied.count > 0))
-    st = dit_runner_set_lora (self->runner, &spec);
-  if (st == DIT_OK) {
-    GST_INFO_OBJECT (self, "LoRAs: '%s' (%s)", text ? text : "",
-        dit_lora_mode_name ((dit_lora_mode) self->lora_mode));
-    self->lora_applied = spec;
-  } else if (starting) {
-    *error = g_strdup_printf ("lora: %s", dit_last_error ());
-  } else {
-    dit_lora_spec_format (&self->lora_applied, prev, sizeof prev);
-    GST_ELEMENT_WARNING (self, RESOURCE, READ, ("LoRA list not applied: %s",
-            dit_last_error ()), ("keeping the previous list '%s'", prev));
-  }
-  g_free (text);
-  return st == DIT_OK || !starting;
-}
-
-static void
-free_engine (GstDitGenerate * self)
-{
-  setup_device_output (self, FALSE, NULL);
-  runner_free (self);
-  g_clear_pointer (&self->x_host, g_free);
-  GST_OBJECT_LOCK (self);
-  g_clear_pointer (&self->penc, dit_prompt_encoder_free);
-  GST_OBJECT_UNLOCK (self);
-  g_clear_pointer (&self->prompts, dit_prompt_schedule_free);
-  memset (&self->lora_applied, 0, sizeof self->lora_applied);
-  self->configured = FALSE;
-}
-
-/* The prompt sources into the schedule (the prompt-embeds file wins, else
- * the text prompt, encoded here once: later changes go through the
- * encoder thread).  The text encoder is made with the engine so that
- * prompt changes only queue work; without a prompt a missing tokenizer is
- * not an error yet. */
-static gboolean
-apply_prompt (GstDitGenerate * self, gchar ** error)
-{
-  gchar *path, *prompt, *model, *tok;
-  dit_prompt_encoder *e = NULL;
-  gboolean ok = TRUE;
-
-  GST_OBJECT_LOCK (self);
-  path = g_strdup (self->prompt_embeds);
-  prompt = g_strdup (self->prompt);
-  model = g_strdup (self->text_model);
-  tok = g_strdup (self->tokenizer);
-  self->prompt_dirty = FALSE;
-  GST_OBJECT_UNLOCK (self);
-  if (!self->penc) {
-    if (dit_prompt_encoder_create (model, tok, 0, self->mcfg.text_dim, &e)
-        != DIT_OK && prompt && !(path && *path)) {
-      *error = g_strdup_printf ("text encoder: %s", dit_last_error ());
-      ok = FALSE;
-    }
-    GST_OBJECT_LOCK (self);
-    self->penc = e;
-    GST_OBJECT_UNLOCK (self);
-  }
-  if (ok && dit_prompt_schedule_load (self->prompts, path, prompt,
-          self->penc) != DIT_OK) {
-    *error = g_strdup (dit_last_error ());
-    ok = FALSE;
-  }
-  g_free (path);
-  g_free (prompt);
-  g_free (model);
-  g_free (tok);
-  return ok;
-}
-
-/* A new stream: the KV context starts over under a new cache epoch (Stage
- * 0 starts over when it sees the epoch). */
-static void
-reset_stream (GstDitGenerate * self)
-{
-  self->chunk_index = 0;
-  if (self->runner)
-    dit_runner_reset (self->runner);
-  if (self->session)
-    self->epoch = gst_dit_session_bump_epoch (self->session);
-  GST_OBJECT_LOCK (self);
-  self->stat_epoch = self->epoch;
-  GST_OBJECT_UNLOCK (self);
-  GST_DEBUG_OBJECT (self, "new cache epoch %" G_GUINT64_FORMAT, self->epoch);
-}
-
-/* The generator config of the properties for latents of `info`: weights
- * in the session's dtype (bf16 on CUDA, f32 on the CPU); mesh workers
- * store bf16 when they run on CUDA. */
-static gboolean
-configure (GstDitGenerate * self, const GstDitLatentInfo * info,
-    gchar ** error)
-{
-  dit_gen_config *c = &self->gcfg;
-  dit_precision prec;
-  dit_status st;
-  gint req;
-
-  if (self->configured && info->width == self->info.width
-      && info->height == self->info.height && info->frames == self->info.frames) {
-    self->info = *info;
-    return TRUE;
-  }
-  free_engine (self);
-  if (!self->use_mesh)
-    gst_dit_session_get_dit_weights (self->session, &self->mcfg);
-  dit_gen_config_default (c);
-  c->latent_h = info->height;
-  c->latent_w = info->width;
-  c->frames_per_chunk = info->frames;
-  GST_OBJECT_LOCK (self);
-  c->context_frames = self->context_frames;
-  c->kv_window = self->kv_window > 0 ? self->kv_window
-      : self->context_frames + info->frames;
-  c->kv_bias = (float) self->kv_bias;
-  c->shift = self->shift;
-  c->seed = self->seed;
-  self->seed_dirty = FALSE;
-  st = dit_gen_config_parse_steps (c, self->steps);
-  req = gst_dit_dtype_precision (self->dtype);
-  GST_OBJECT_UNLOCK (self);
-  /* Precision: the dtype property; auto is the session's (bf16 on CUDA, f32
-   * on the CPU) and, for mesh workers, bf16 when they run on CUDA.  The
-   * workers get the same precision as an in-process generator would. */
-  if (!self->use_mesh)
-    prec = gst_dit_session_get_dit_precision (self->session);
-  else if (req == GST_DIT_PRECISION_AUTO)
-    prec = g_str_equal (self->mesh_spec.backend, "cuda") ? DIT_PRECISION_BF16
-        : DIT_PRECISION_F32;
-  else
-    prec = (dit_precision) req;
-  c->dtype = dit_precision_compute_dtype (prec);
-  c->fp8 = prec == DIT_PRECISION_FP8;
-  if (st == DIT_OK)
-    st = dit_gen_config_validate (c, &self->mcfg);
-  if (st == DIT_OK)
-    st = dit_prompt_schedule_create (self->mcfg.text_dim, self->mcfg.text_len,
-        &self->prompts);
-  if (st != DIT_OK) {
-    *error = g_strdup (dit_last_error ());
-    return FALSE;
-  }
-  if (!gst_dit_session_stage0_configure (self->session, info->width,
-          info->height, info->frames, c->context_frames, self->anchor,
-          self->max_inflight, error)
-      || !runner_create (self, error) || !apply_lora (self, TRUE, error)
-      || !apply_prompt (self, error))
-    return FALSE;
-  self->x_host = g_new0 (gfloat, (gsize) DIT_LATENT_CHANNELS * info->frames
-      * info->width * info->height);
-  self->info = *info;
-  self->configured = TRUE;
-  reset_stream (self);
-  return TRUE;
-}
-
-/* At a chunk boundary: property changes made while PLAYING, a finished
- * text encoding (never waited for: until it is ready the chunk uses the
- * current embedding), and this chunk's embedding to the runner. */
-static gboolean
-apply_changes (GstDitGenerate * self, gchar ** error)
-{
-  gboolean prompt, seed, lora;
-  guint64 want;
-  gfloat weight;
-  gint changed, trans, reset;
-  gchar failed[512];
-  dit_tensor embeds;
-
-  GST_OBJECT_LOCK (self);
-  prompt = self->prompt_dirty;
-  seed = self->seed_dirty;
-  lora = self->lora_dirty;
-  self->gcfg.seed = self->seed;
-  self->seed_dirty = FALSE;
-  want = self->prompt_request;
-  trans = (gint) self->transition_chunks;
-  reset = self->prompt_reset;
-  GST_OBJECT_UNLOCK (self);
-
-  /* The KV cache is rebuilt from the context every chunk, so a new
-   * generator continues the stream seamlessly with the new noise. */
-  if (seed && !runner_create (self, error))
-    return FALSE;
-  if (lora)
-    apply_lora (self, FALSE, NULL);
-  if ((prompt || seed) && !apply_prompt (self, error))
-    return FALSE;
-  /* With video input a new prompt restarts the cache (scope does the
-   * same); text-to-video keeps the context and follows the new prompt. */
-  if (prompt && !seed && dit_prompt_resets_cache (reset, !self->source_mode,
-          FALSE))
-    reset_stream (self);
-  if (dit_prompt_schedule_take (self->prompts, self->penc, want, trans, failed,
-          sizeof failed)) {
-    GST_DEBUG_OBJECT (self, "prompt epoch %" G_GUINT64_FORMAT ", %d-chunk "
-        "transition", dit_prompt_schedule_epoch (self->prompts), trans);
-    if (dit_prompt_resets_cache (reset, !self->source_mode, trans > 0))
-      reset_stream (self);
-  } else if (failed[0]) {
-    GST_ELEMENT_WARNING (self, LIBRARY, SETTINGS, ("Prompt not used: %s",
-            failed), ("keeping the current prompt"));
-  }
-  dit_prompt_schedule_next (self->prompts, &embeds, &changed, &weight);
-  if (changed && dit_runner_set_prompt (self->runner, &embeds) != DIT_OK) {
-    *error = g_strdup (dit_last_error ());
-    return FALSE;
-  }
-  GST_OBJECT_LOCK (self);
-  self->stat_prompt_weight = weight;
-  GST_OBJECT_UNLOCK (self);
-  return TRUE;
-}
-
-static void
-stamp_output (GstDitGenerate * self, GstBuffer * buf, GstBuffer * in,
-    gint valid, const dit_chunk_timing * tm)
-{
-  GstDitLatentMeta *meta;
-
-  if (in)
-    gst_buffer_copy_into (buf, in, GST_BUFFER_COPY_FLAGS |
-        GST_BUFFER_COPY_TIMESTAMPS, 0, -1);
-  else
-    gst_dit_latent_set_chunk_times (buf, &self->info, self->chunk_index,
-        &self->frames_out);
-  meta = gst_buffer_add_dit_latent_meta (buf);
-  meta->chunk_index = self->chunk_index;
-  meta->cache_epoch = self->epoch;
-  meta->prompt_epoch = dit_prompt_schedule_epoch (self->prompts);
-  meta->seed = self->gcfg.seed;
-  meta->valid_frames = valid;
-  meta->chunk_ms = tm->total_ms;
-  meta->recompute_ms = tm->recompute_ms;
-  meta->denoise_ms = tm->denoise_ms;
-  meta->produced_ns = g_get_monotonic_time () * 1000;
-}
-
-/* One chunk: its context from Stage 0, the runner, Stage 0's anchor path
- * before the chunk leaves, the output buffer.  On a device session the
- * latents stay on the device throughout (host copies counted per chunk:
- * the host-copies property). */
 static GstFlowReturn
 run_chunk (GstDitGenerate * self, GstBuffer * in, GstBuffer ** out)
 {
-  dit_tensor ctx, xin, x0;
-  dit_chunk_request req = { 0 };
-  dit_chunk_timing tm;
-  dit_host_copies c0, c1;
   gchar *error = NULL;
-  GstDitLatentMeta *in_meta;
-  GstMemory *in_dev = NULL;
-  gint valid = -1;
-  gint64 t_gen;
-  GstDitDecodeResult res;
+  GstFlowReturn ret;
 
-  if (!apply_changes (self, &error))
-    goto lib_error;
-  /* latents from here on (a new prompt's embedding is not one) */
-  dit_host_copies_get (&c0);
-  req.chunk_index = self->chunk_index;
-  res = gst_dit_session_context (self->session, self->epoch, self->chunk_index,
-      self->be, &ctx, &error);
-  if (res != GST_DIT_DECODE_OK)
-    goto stage0_result;
-  req.context = ctx.data ? &ctx : NULL;
-  if (in) {
-    if (!gst_dit_buffer_to_latents (in, &self->info, self->be, self->x_host,
-            &xin, &in_dev, &error))
-      goto lib_error;
-    req.init_latents = &xin;
-    GST_OBJECT_LOCK (self);
-    req.first_step = dit_stream_first_step (self->gcfg.steps,
-        self->gcfg.num_steps, self->strength);
-    GST_OBJECT_UNLOCK (self);
-    if ((in_meta = gst_buffer_get_dit_latent_meta (in)))
-      valid = in_meta->valid_frames;
+  ret = gst_dit_gen_engine_run_chunk (&self->engine, in, out, &error);
+  if (ret == GST_FLOW_ERROR) {
+    GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("%s", error),
+        ("chunk %" G_GINT64_FORMAT " failed", self->engine.chunk_index));
+    g_free (error);
   }
-  t_gen = g_get_monotonic_time ();
-  if (dit_runner_run_chunk (self->runner, &req, &x0, &tm) != DIT_OK) {
-    error = g_strdup (dit_last_error ());
-    goto lib_error;
-  }
-  if (in_dev && !gst_dit_device_memory_read_done (in_dev, self->be, &error))
-    goto lib_error;
-  self->stage1_ms_pending = (g_get_monotonic_time () - t_gen) / 1000.0;
-  res = gst_dit_session_push_chunk (self->session, self->epoch,
-      self->chunk_index, &x0, self->be, &error);
-  if (res != GST_DIT_DECODE_OK)
-    goto stage0_result;
-  if (!gst_dit_latents_to_buffer (&x0, &self->info, self->be, self->out_pool,
-          self->x_host, out, &error))
-    goto lib_error;
-  stamp_output (self, *out, in, valid, &tm);
-  dit_host_copies_get (&c1);
-  GST_LOG_OBJECT (self, "chunk %" G_GINT64_FORMAT " epoch %" G_GUINT64_FORMAT
-      " in %.1f ms", self->chunk_index, self->epoch, tm.total_ms);
-  GST_OBJECT_LOCK (self);
-  self->stat_chunk_ms = tm.total_ms;
-  self->stat_host_copies = (guint) (c1.uploads - c0.uploads + c1.downloads
-      - c0.downloads);
-  dit_runner_get_stats (self->runner, &self->stat_runner);
-  GST_OBJECT_UNLOCK (self);
-  self->chunk_index++;
-  return GST_FLOW_OK;
-
-stage0_result:
-  if (res != GST_DIT_DECODE_ERROR)
-    return GST_FLOW_FLUSHING;   /* flushing, or an older epoch */
-lib_error:
-  GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("%s", error),
-      ("chunk %" G_GINT64_FORMAT " failed", self->chunk_index));
-  g_free (error);
-  return GST_FLOW_ERROR;
+  return ret;
 }
 
 /* ------------------------------------------------------------------ */
@@ -735,8 +254,8 @@ negotiate_source (GstDitGenerate * self)
     gst_caps_unref (caps);
     return FALSE;
   }
-  if (!configure (self, &info, &error)
-      || !setup_device_output (self, device, &error)) {
+  if (!gst_dit_gen_engine_configure (&self->engine, &info, &error)
+      || !gst_dit_gen_engine_setup_output (&self->engine, device, &error)) {
     GST_ELEMENT_ERROR (self, LIBRARY, SETTINGS, ("%s", error), (NULL));
     g_free (error);
     gst_caps_unref (caps);
@@ -768,7 +287,7 @@ update_stats (GstDitGenerate * self, gint frames)
 
   if (timed)
     dit_overlap_add (&self->overlap, (busy - self->stage0_busy_us) / 1000.0,
-        self->stage1_ms_pending, (now - self->last_push_us) / 1000.0);
+        self->engine.stage1_ms_pending, (now - self->last_push_us) / 1000.0);
   self->stage0_busy_us = busy;
   GST_OBJECT_LOCK (self);
   if (timed) {
@@ -785,9 +304,9 @@ update_stats (GstDitGenerate * self, gint frames)
 
   /* Tell the application when the processing latency moved by > 20%. */
   if (!self->source_mode && (self->latency_ms == 0
-          || fabs (self->stat_chunk_ms - self->latency_ms) >
+          || fabs (self->engine.stat_chunk_ms - self->latency_ms) >
           0.2 * self->latency_ms)) {
-    self->latency_ms = self->stat_chunk_ms;
+    self->latency_ms = self->engine.stat_chunk_ms;
     gst_element_post_message (GST_ELEMENT (self),
         gst_message_new_latency (GST_OBJECT (self)));
   }
@@ -814,7 +333,7 @@ push_chunk (GstDitGenerate * self, GstBuffer * buf)
   GstDitLatentMeta *m = gst_buffer_get_dit_latent_meta (buf);
 
   if (!GST_BUFFER_OFFSET_END_IS_VALID (buf) || frames <= 0)
-    frames = dit_stream_chunk_frames (m->chunk_index, self->info.frames);
+    frames = dit_stream_chunk_frames (m->chunk_index, self->engine.info.frames);
   update_stats (self, frames);
   return gst_pad_push (self->srcpad, buf);
 }
@@ -885,8 +404,9 @@ handle_queued_event (GstDitGenerate * self, GstEvent * event)
     g_free (why);
     /* The same latents; the memory is chosen for the downstream link. */
     device = gst_dit_peer_takes_device (self->srcpad, self->session);
-    if (!configure (self, &info, &error)
-        || !setup_device_output (self, device, &error)) {
+    if (!gst_dit_gen_engine_configure (&self->engine, &info, &error)
+        || !gst_dit_gen_engine_setup_output (&self->engine, device,
+            &error)) {
       GST_ELEMENT_ERROR (self, LIBRARY, SETTINGS, ("%s", error), (NULL));
       g_free (error);
       gst_event_unref (event);
@@ -911,12 +431,13 @@ loop_filter (GstDitGenerate * self)
 {
   GstMiniObject *item;
   GstFlowReturn ret;
-  gboolean mesh = self->runner && dit_runner_is_mesh (self->runner);
+  dit_runner *runner = self->engine.runner;
+  gboolean mesh = runner && dit_runner_is_mesh (runner);
 
   /* A mesh is looked after while no input comes (dit_runner_idle). */
   while (!(item = gst_dit_chunk_queue_pop (&self->queue, mesh ? MESH_IDLE_US
               : -1, &ret)) && ret == GST_FLOW_OK) {
-    if (dit_runner_idle (self->runner) != DIT_OK) {
+    if (dit_runner_idle (runner) != DIT_OK) {
       GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("%s", dit_last_error ()),
           ("generator mesh lost while idle"));
       pause_task (self, GST_FLOW_ERROR);
@@ -929,7 +450,7 @@ loop_filter (GstDitGenerate * self)
   }
   if (GST_IS_BUFFER (item)) {
     GstBuffer *in = GST_BUFFER (item), *out = NULL;
-    if (!self->configured) {
+    if (!self->engine.configured) {
       gst_buffer_unref (in);
       GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
           ("received a chunk before caps"), (NULL));
@@ -992,7 +513,7 @@ gst_dit_generate_sink_event (GstPad * pad, GstObject * parent,
       if (self->session)
         gst_dit_session_set_flushing (self->session, FALSE);
       /* Cached KV context and anchors belong to the old position. */
-      reset_stream (self);
+      gst_dit_gen_engine_reset_stream (&self->engine);
       gst_pad_push_event (self->srcpad, event);
       gst_pad_start_task (self->srcpad,
           (GstTaskFunction) gst_dit_generate_loop, self, NULL);
@@ -1086,13 +607,14 @@ gst_dit_generate_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
         gst_query_parse_latency (query, &live, &min, &max);
       }
       GST_OBJECT_LOCK (self);
-      own = (GstClockTime) (self->stat_chunk_ms * GST_MSECOND);
-      depth = self->max_inflight;
+      own = (GstClockTime) (self->engine.stat_chunk_ms * GST_MSECOND);
+      depth = self->s.max_inflight;
       GST_OBJECT_UNLOCK (self);
-      fps_n = self->configured ? self->info.fps_n : self->fps_n;
-      fps_d = self->configured ? self->info.fps_d : self->fps_d;
-      chunk_dur = gst_util_uint64_scale (4 * (self->configured ?
-              self->info.frames : DEFAULT_FRAMES), fps_d * GST_SECOND, fps_n);
+      fps_n = self->engine.configured ? self->engine.info.fps_n : self->fps_n;
+      fps_d = self->engine.configured ? self->engine.info.fps_d : self->fps_d;
+      chunk_dur = gst_util_uint64_scale (4 * (self->engine.configured ?
+              self->engine.info.frames : DEFAULT_FRAMES), fps_d * GST_SECOND,
+          fps_n);
       /* min: one chunk of processing; max: what the bounded input queue
        * and the chunk being processed can hold. */
       min += own;
@@ -1253,43 +775,27 @@ load_weights (GstDitGenerate * self)
   gchar *model, *vae, *device, *key, *error = NULL;
   gboolean ok, decoded, anchor_tiny;
   gint precision;
-  int checkpoint = 0;
 
   GST_OBJECT_LOCK (self);
   model = g_strdup (self->model);
   vae = g_strdup (self->vae_model);
-  device = g_strdup (self->device);
+  device = g_strdup (self->s.device);
   key = g_strdup (self->session_key);
-  decoded = self->anchor == DIT_ANCHOR_DECODED;
+  decoded = self->s.anchor == DIT_ANCHOR_DECODED;
   anchor_tiny = self->anchor_decoder == DIT_ANCHOR_DECODER_TINY;
-  precision = gst_dit_dtype_precision (self->dtype);
+  precision = gst_dit_dtype_precision (self->s.dtype);
   GST_OBJECT_UNLOCK (self);
 
-  if (!read_mesh_spec (self, &error)) {
+  if (!gst_dit_gen_engine_read_mesh_spec (&self->engine, &error)) {
     GST_ELEMENT_ERROR (self, LIBRARY, SETTINGS, ("%s", error),
         ("generator mesh settings"));
     ok = FALSE;
     goto out;
   }
-  self->use_mesh = self->mesh_spec.ranks > 0;
   gst_dit_session_ensure (GST_ELEMENT (self), key, &self->session);
   gst_dit_session_set_anchor_decoder (self->session, anchor_tiny);
-  /* A mesh holds the DiT in its workers: only its config is read here
-   * (no tensor data), and checked against the mesh's degrees. */
-  if (self->use_mesh) {
-    ok = dit_model_config_resolve (model, &self->mcfg, &checkpoint) == DIT_OK
-        && dit_mesh_spec_check_model (&self->mesh_spec, &self->mcfg) == DIT_OK;
-    if (!ok)
-      error = g_strdup (dit_last_error ());
-    g_free (self->mesh_weights);
-    self->mesh_weights = checkpoint ? g_strdup (model) : NULL;
-  } else {
-    ok = gst_dit_session_load_dit (self->session, GST_ELEMENT (self), model,
-        device, precision, &error);
-  }
-  /* the session's device, for Stage 0 and the runner, with a mesh too */
-  if (ok && self->use_mesh)
-    ok = gst_dit_session_open_device (self->session, device, &error);
+  ok = gst_dit_gen_engine_load_dit (&self->engine, model, device, precision,
+      &error);
   if (ok && decoded)
     ok = gst_dit_session_load_vae (self->session, GST_ELEMENT (self), vae,
         device, &error);
@@ -1327,14 +833,14 @@ gst_dit_generate_change_state (GstElement * element, GstStateChange transition)
       GST_OBJECT_LOCK (self);
       self->stat_chunks = 0;
       self->stat_fps = 0;
-      self->stat_chunk_ms = 0;
+      self->engine.stat_chunk_ms = 0;
       GST_OBJECT_UNLOCK (self);
-      self->frames_out = 0;
+      self->engine.frames_out = 0;
       self->last_push_us = 0;
       self->latency_ms = 0;
       dit_overlap_reset (&self->overlap);
-      if (self->configured)
-        reset_stream (self);
+      if (self->engine.configured)
+        gst_dit_gen_engine_reset_stream (&self->engine);
       break;
     default:
       break;
@@ -1345,7 +851,7 @@ gst_dit_generate_change_state (GstElement * element, GstStateChange transition)
     return ret;
   switch (transition) {
     case GST_STATE_CHANGE_PAUSED_TO_READY:
-      free_engine (self);
+      gst_dit_gen_engine_free (&self->engine);
       break;
     case GST_STATE_CHANGE_READY_TO_NULL:
       gst_clear_object (&self->session);
@@ -1394,56 +900,56 @@ static const GstDitPropDef props[N_PROPS] = {
   [PROP_PROMPT_EMBEDS] = {"prompt-embeds", "Prompt embeddings", "safetensors "
         "file with one text-embedding tensor [rows, text_dim] (NULL = a fixed "
         "seeded prompt); may change while PLAYING", G_TYPE_STRING,
-      .flags = PLAYING, .field = FIELD (prompt_embeds)},
+      .flags = PLAYING, .field = FIELD (s.prompt_embeds)},
   [PROP_PROMPT] = {"prompt", "Prompt", "Text prompt, or a weighted list \"a "
         "koi pond:0.7|a red fox:0.3\" (NULL = a fixed seeded prompt).  May "
         "change while PLAYING: it is encoded on a worker thread and takes "
         "effect at the first chunk after it is ready (prompt-embeds wins when "
-        "set)", G_TYPE_STRING, .flags = PLAYING, .field = FIELD (prompt)},
+        "set)", G_TYPE_STRING, .flags = PLAYING, .field = FIELD (s.prompt)},
   [PROP_PROMPT_TRANSITION_CHUNKS] = {"prompt-transition-chunks", "Prompt "
         "transition chunks", "Blend the old prompt embedding into the new one "
         "linearly over this many chunks (0 = switch at once)", G_TYPE_UINT, 0,
       1000, DEFAULT_TRANSITION_CHUNKS, .flags = PLAYING,
-      .field = FIELD (transition_chunks)},
+      .field = FIELD (s.transition_chunks)},
   [PROP_TEXT_MODEL] = {"text-model", "Text model", "umT5 text encoder: a "
         "preset (tiny, umt5-xxl: seeded synthetic weights) or a safetensors "
         "checkpoint (NULL = tiny)", G_TYPE_STRING, .flags = READY,
-      .field = FIELD (text_model)},
+      .field = FIELD (s.text_model)},
   [PROP_TOKENIZER] = {"tokenizer", "Tokenizer", "SentencePiece model file "
         "(NULL = the shipped tiny model; use umt5-xxl's spiece.model with the "
         "real encoder)", G_TYPE_STRING, .flags = READY,
-      .field = FIELD (tokenizer)},
+      .field = FIELD (s.tokenizer)},
   [PROP_SEED] = {"seed", "Seed", "Base seed of the per-chunk noise; may "
         "change while PLAYING", G_TYPE_UINT64, 0, 0, DEFAULT_SEED,
-      .flags = PLAYING, .field = FIELD (seed)},
+      .flags = PLAYING, .field = FIELD (s.seed)},
   [PROP_STEPS] = {"steps", "Steps", "Comma-separated denoising timesteps, "
         "e.g. \"1000,750,500,250\"", G_TYPE_STRING, .sdef = DEFAULT_STEPS,
-      .flags = READY, .field = FIELD (steps)},
+      .flags = READY, .field = FIELD (s.steps)},
   [PROP_SHIFT] = {"shift", "Shift", "Flow-matching timestep shift",
       G_TYPE_DOUBLE, 0.1, 100.0, DEFAULT_SHIFT, .flags = READY,
-      .field = FIELD (shift)},
+      .field = FIELD (s.shift)},
   [PROP_STRENGTH] = {"strength", "Strength", "Video-to-video: how far input "
         "latents are noised (1 = ignore the input, lower keeps more of it)",
       G_TYPE_DOUBLE, 0.0, 1.0, DEFAULT_STRENGTH, .flags = PLAYING,
-      .field = FIELD (strength)},
+      .field = FIELD (s.strength)},
   [PROP_KV_WINDOW] = {"kv-window", "KV window", "Latent frames in the KV "
         "window (0 = context-frames + frames per chunk)", G_TYPE_INT, 0, 64,
-      DEFAULT_KV_WINDOW, .flags = READY, .field = FIELD (kv_window)},
+      DEFAULT_KV_WINDOW, .flags = READY, .field = FIELD (s.kv_window)},
   [PROP_CONTEXT_FRAMES] = {"context-frames", "Context frames", "Latent frames "
         "of the per-chunk KV recompute (anchor + previous latents); at most "
         "the frames per chunk", G_TYPE_INT, 1, 16, DEFAULT_CONTEXT_FRAMES,
-      .flags = READY, .field = FIELD (context_frames)},
+      .flags = READY, .field = FIELD (s.context_frames)},
   [PROP_KV_BIAS] = {"kv-bias", "KV bias", "Attention weight of the context "
         "frames after the anchor (1 = off)", G_TYPE_DOUBLE, 0.001, 1.0,
-      DEFAULT_KV_BIAS, .flags = READY, .field = FIELD (kv_bias)},
+      DEFAULT_KV_BIAS, .flags = READY, .field = FIELD (s.kv_bias)},
   [PROP_MAX_INFLIGHT] = {"max-inflight", "Max in-flight", "Input chunks "
         "queued ahead of the generator (upstream blocks beyond this); also "
         "bounds decoded frames held for the display and a generator mesh's "
         "requests in flight", G_TYPE_INT, 1, 16, DEFAULT_MAX_INFLIGHT,
-      .flags = READY, .field = FIELD (max_inflight)},
+      .flags = READY, .field = FIELD (s.max_inflight)},
   [PROP_DEVICE] = {"device", "Device", "Backend device of the session: cpu, "
         "or cuda:N", G_TYPE_STRING, .sdef = GST_DIT_DEFAULT_DEVICE,
-      .flags = READY, .field = FIELD (device)},
+      .flags = READY, .field = FIELD (s.device)},
   [PROP_SESSION] = {"session", "Session", "Key of the shared DitSession "
         "(weights, VAE, anchor path); elements with the same key share one",
       G_TYPE_STRING, .sdef = GST_DIT_SESSION_DEFAULT_KEY, .flags = READY,
@@ -1458,20 +964,20 @@ static const GstDitPropDef props[N_PROPS] = {
         "default: the count is the TP degree, 1, 2, 4 or 8).  This process then loads no DiT "
         "weights, only the VAE of the anchor path (NULL or empty = the DiT "
         "runs in this process)", G_TYPE_STRING, .flags = READY,
-      .field = FIELD (mesh_devices)},
+      .field = FIELD (s.mesh_devices)},
   [PROP_MESH_BACKEND] = {"mesh-backend", "Mesh backend", "Backend of the "
         "spawned workers: cpu or cuda (NULL = cuda when device is cuda:N, "
         "else cpu)", G_TYPE_STRING, .flags = READY,
-      .field = FIELD (mesh_backend)},
+      .field = FIELD (s.mesh_backend)},
   [PROP_MESH_LISTEN] = {"mesh-listen", "Mesh listen address", "HOST:PORT to "
         "wait on for mesh-ranks workers started by another launcher "
         "(dit-worker --connect HOST:PORT --rank R --tp N ...) instead of "
         "spawning them; wins over mesh-devices (NULL = spawn)", G_TYPE_STRING,
-      .flags = READY, .field = FIELD (mesh_listen)},
+      .flags = READY, .field = FIELD (s.mesh_listen)},
   [PROP_MESH_RANKS] = {"mesh-ranks", "Mesh ranks", "Workers to wait for with "
         "mesh-listen (1, 2, 4 or 8); with mesh-devices 0 or the number of "
         "devices", G_TYPE_INT, 0, DIT_MESH_MAX_RANKS, 0, .flags = READY,
-      .field = FIELD (mesh_ranks)},
+      .field = FIELD (s.mesh_ranks)},
   [PROP_MESH_PARALLEL] = {"mesh-parallel", "Mesh parallel layout", "How "
         "the mesh's ranks split the DiT: tp (tensor parallel: each rank holds "
         "1/N of the heads and FFN, all-reduces per block; N = 1, 2, 4 or 8), "
@@ -1480,38 +986,38 @@ static const GstDitPropDef props[N_PROPS] = {
         "must divide the heads and the chunk's tokens, e.g. 2, 4, 5 or 8 for "
         "wan-14b at 2160 tokens) or hybrid (sp across groups of mesh-tp "
         "ranks, tp inside a group).  NULL = tp",
-      G_TYPE_STRING, .flags = READY, .field = FIELD (mesh_parallel)},
+      G_TYPE_STRING, .flags = READY, .field = FIELD (s.mesh_parallel)},
   [PROP_MESH_TP] = {"mesh-tp", "Mesh TP degree", "With mesh-parallel=hybrid: "
         "the tensor-parallel ranks of each group (the groups are mesh ranks / "
         "mesh-tp); 0 = 2", G_TYPE_INT, 0, DIT_MESH_MAX_RANKS, 0,
-      .flags = READY, .field = FIELD (mesh_tp)},
+      .flags = READY, .field = FIELD (s.mesh_tp)},
   [PROP_WORKER_PATH] = {"worker-path", "Worker path", "dit-worker executable "
         "the mesh spawns (NULL = $GST_DIT_WORKER, then " GST_DIT_BINDIR
         "/dit-worker, then dit-worker on PATH)", G_TYPE_STRING,
-      .flags = READY, .field = FIELD (worker_path)},
+      .flags = READY, .field = FIELD (s.worker_path)},
   [PROP_MESH_TIMEOUT_MS] = {"mesh-timeout-ms", "Mesh chunk timeout",
         "Milliseconds every worker has for one chunk (and each collective) "
         "before the element fails with an error naming the rank; set it a "
         "few seconds above the expected chunk time", G_TYPE_INT, 100,
       G_MAXINT, DEFAULT_MESH_TIMEOUT_MS, .flags = READY,
-      .field = FIELD (mesh_timeout_ms)},
+      .field = FIELD (s.mesh_timeout_ms)},
   [PROP_MESH_JOIN_TIMEOUT_MS] = {"mesh-join-timeout-ms", "Mesh join timeout",
         "Milliseconds for all workers to join and load their shards",
       G_TYPE_INT, 100, G_MAXINT, DEFAULT_MESH_JOIN_TIMEOUT_MS,
-      .flags = READY, .field = FIELD (mesh_join_timeout_ms)},
+      .flags = READY, .field = FIELD (s.mesh_join_timeout_ms)},
   STAT (PROP_PROMPT_WEIGHT, "prompt-weight", "Prompt weight", "Weight of the "
       "newest prompt in the last chunk's embedding (below 1 during a "
-      "transition)", G_TYPE_DOUBLE, stat_prompt_weight),
+      "transition)", G_TYPE_DOUBLE, engine.stat_prompt_weight),
   STAT (PROP_FPS, "fps", "FPS", "Output pixel frames per second over the "
       "last chunk", G_TYPE_DOUBLE, stat_fps),
   STAT (PROP_CHUNK_MS, "chunk-ms", "Chunk ms", "Generator time of the last "
-      "chunk in milliseconds", G_TYPE_DOUBLE, stat_chunk_ms),
+      "chunk in milliseconds", G_TYPE_DOUBLE, engine.stat_chunk_ms),
   STAT (PROP_QUEUE_DEPTH, "queue-depth", "Queue depth", "Input chunks "
       "waiting for the generator", G_TYPE_INT, queue.buffers),
   STAT (PROP_CHUNKS, "chunks", "Chunks", "Chunks produced since READY",
       G_TYPE_UINT64, stat_chunks),
   STAT (PROP_CACHE_EPOCH, "cache-epoch", "Cache epoch", "Current cache epoch "
-      "(bumped by flushes and resets)", G_TYPE_UINT64, stat_epoch),
+      "(bumped by flushes and resets)", G_TYPE_UINT64, engine.stat_epoch),
   STAT (PROP_STAGE0_MS, "stage0-ms", "Stage 0 ms", "Stage 0 work for the last "
       "chunk in milliseconds: the session's VAE decode of its latents and the "
       "anchor re-encode", G_TYPE_DOUBLE, stat_stage0_ms),
@@ -1530,11 +1036,11 @@ static const GstDitPropDef props[N_PROPS] = {
   STAT (PROP_HOST_COPIES, "host-copies", "Host copies", "Copies of latents "
       "between host and device memory the last chunk made in this element "
       "(context, generator or mesh, anchor path, output): 0 when they stayed "
-      "on the device", G_TYPE_UINT, stat_host_copies),
-  [PROP_ANCHOR] = {.field = FIELD (anchor)},
+      "on the device", G_TYPE_UINT, engine.stat_host_copies),
+  [PROP_ANCHOR] = {.field = FIELD (s.anchor)},
   [PROP_ANCHOR_DECODER] = {.field = FIELD (anchor_decoder)},
-  [PROP_DTYPE] = {.field = FIELD (dtype)},
-  [PROP_PROMPT_RESETS_CACHE] = {.field = FIELD (prompt_reset)},
+  [PROP_DTYPE] = {.field = FIELD (s.dtype)},
+  [PROP_PROMPT_RESETS_CACHE] = {.field = FIELD (s.prompt_reset)},
   [PROP_LORA] = {"lora", "LoRA", "LoRA adapters: PATH[:STRENGTH] items "
         "joined by '|', e.g. \"style.safetensors:0.8|detail.safetensors:0.4\" "
         "(up to 8; strength 1 without ':'; kohya, PEFT or Diffusers layout, "
@@ -1542,8 +1048,8 @@ static const GstDitPropDef props[N_PROPS] = {
         "PLAYING: it takes effect at the next chunk; a file that cannot be "
         "read or does not fit the model then posts a warning and the "
         "previous list stays (at start it is an error)", G_TYPE_STRING,
-      .flags = PLAYING, .field = FIELD (lora)},
-  [PROP_LORA_MODE] = {.field = FIELD (lora_mode)},
+      .flags = PLAYING, .field = FIELD (s.lora)},
+  [PROP_LORA_MODE] = {.field = FIELD (s.lora_mode)},
 };
 
 static void
@@ -1561,15 +1067,16 @@ gst_dit_generate_set_property (GObject * object, guint prop_id,
   }
   /* what takes effect at the next chunk boundary */
   if (prop_id == PROP_PROMPT_EMBEDS)
-    self->prompt_dirty = TRUE;
+    self->s.prompt_dirty = TRUE;
   else if (prop_id == PROP_SEED)
-    self->seed_dirty = TRUE;
+    self->s.seed_dirty = TRUE;
   else if (prop_id == PROP_LORA)
-    self->lora_dirty = TRUE;
-  else if (prop_id == PROP_PROMPT && self->penc && self->prompt)
+    self->s.lora_dirty = TRUE;
+  else if (prop_id == PROP_PROMPT && self->engine.penc && self->s.prompt)
     /* running: queue it for the encoder thread; otherwise it is encoded
      * when the engine is configured */
-    self->prompt_request = dit_prompt_encoder_submit (self->penc, self->prompt);
+    self->s.prompt_request = dit_prompt_encoder_submit (self->engine.penc,
+        self->s.prompt);
   GST_OBJECT_UNLOCK (self);
   if (prop_id == PROP_MAX_INFLIGHT)     /* wakes a blocked chain */
     gst_dit_chunk_queue_set_limit (&self->queue, g_value_get_int (value));
@@ -1580,7 +1087,7 @@ gst_dit_generate_get_property (GObject * object, guint prop_id,
     GValue * value, GParamSpec * pspec)
 {
   GstDitGenerate *self = GST_DIT_GENERATE (object);
-  const dit_runner_stats *rs = &self->stat_runner;
+  const dit_runner_stats *rs = &self->engine.stat_runner;
 
   GST_OBJECT_LOCK (self);
   if (prop_id == PROP_FRAMERATE)
@@ -1601,10 +1108,9 @@ gst_dit_generate_finalize (GObject * object)
 {
   GstDitGenerate *self = GST_DIT_GENERATE (object);
 
-  free_engine (self);
+  gst_dit_gen_engine_clear (&self->engine);
   gst_clear_object (&self->session);
   gst_dit_props_clear (self, props, N_PROPS);
-  g_free (self->mesh_weights);
   gst_dit_chunk_queue_clear (&self->queue);
   G_OBJECT_CLASS (gst_dit_generate_parent_class)->finalize (object);
 }
@@ -1710,13 +1216,14 @@ gst_dit_generate_init (GstDitGenerate * self)
   GST_OBJECT_FLAG_SET (self, GST_ELEMENT_FLAG_SOURCE);
 
   gst_dit_props_init (self, props, N_PROPS);
-  gst_dit_chunk_queue_init (&self->queue, self->max_inflight);
-  self->anchor = DEFAULT_ANCHOR;
+  gst_dit_chunk_queue_init (&self->queue, self->s.max_inflight);
+  self->s.anchor = DEFAULT_ANCHOR;
   self->anchor_decoder = DEFAULT_ANCHOR_DECODER;
-  self->dtype = DEFAULT_DTYPE;
-  self->prompt_reset = DEFAULT_PROMPT_RESET;
-  self->lora_mode = DEFAULT_LORA_MODE;
+  self->s.dtype = DEFAULT_DTYPE;
+  self->s.prompt_reset = DEFAULT_PROMPT_RESET;
+  self->s.lora_mode = DEFAULT_LORA_MODE;
   self->fps_n = DEFAULT_FPS_N;
   self->fps_d = DEFAULT_FPS_D;
-  self->stat_prompt_weight = 1.0;
+  gst_dit_gen_engine_init (&self->engine, GST_ELEMENT (self), &self->s,
+      &self->session);
 }
