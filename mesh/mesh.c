@@ -1191,6 +1191,22 @@ mesh_add_err (char *errs, size_t size, size_t *len, int *bad, const char *fmt, .
 /* One result from every rank for the oldest call in flight.  want_host:
  * the caller wants x0 in host memory; *x0_host: it is in `latents` (else in
  * the device buffer x0_stage). */
+/* Waits until one of the pending ranks has something to read or the
+ * deadline passes; who[i] names the rank of pf[i].  poll's result. */
+static int
+mesh_poll_pending (const dit_mesh *m, const int *pending, int64_t dl,
+    struct pollfd *pf, int *who, int *np)
+{
+  *np = 0;
+  for (int r = 0; r < m->cfg.ranks; r++)
+    if (pending[r]) {
+      pf[*np] = (struct pollfd) { .fd = m->ranks[r].fd, .events = POLLIN };
+      who[(*np)++] = r;
+    }
+  int64_t left_ms = dl - dit_net_now_ms ();
+  return left_ms > 0 ? poll (pf, (nfds_t) *np, (int) left_ms) : 0;
+}
+
 static dit_status
 mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
     dit_chunk_timing *timing, int want_host, int *x0_host)
@@ -1214,14 +1230,8 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
 
   while (left > 0) {
     struct pollfd pf[DIT_MESH_MAX_RANKS];
-    int who[DIT_MESH_MAX_RANKS], np = 0;
-    for (int r = 0; r < n; r++)
-      if (pending[r]) {
-        pf[np] = (struct pollfd) { .fd = m->ranks[r].fd, .events = POLLIN };
-        who[np++] = r;
-      }
-    int64_t left_ms = dl - dit_net_now_ms ();
-    int rc = left_ms > 0 ? poll (pf, (nfds_t) np, (int) left_ms) : 0;
+    int who[DIT_MESH_MAX_RANKS], np;
+    int rc = mesh_poll_pending (m, pending, dl, pf, who, &np);
     if (rc < 0 && errno == EINTR)
       continue;
     if (rc <= 0) {
@@ -1435,14 +1445,8 @@ dit_mesh_ping (dit_mesh *m)
     pending[r] = 1;
   while (left > 0) {
     struct pollfd pf[DIT_MESH_MAX_RANKS];
-    int who[DIT_MESH_MAX_RANKS], np = 0;
-    for (int r = 0; r < n; r++)
-      if (pending[r]) {
-        pf[np] = (struct pollfd) { .fd = m->ranks[r].fd, .events = POLLIN };
-        who[np++] = r;
-      }
-    int64_t left_ms = dl - dit_net_now_ms ();
-    int rc = left_ms > 0 ? poll (pf, (nfds_t) np, (int) left_ms) : 0;
+    int who[DIT_MESH_MAX_RANKS], np;
+    int rc = mesh_poll_pending (m, pending, dl, pf, who, &np);
     if (rc < 0 && errno == EINTR)
       continue;
     if (rc <= 0) {
