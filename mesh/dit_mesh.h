@@ -141,7 +141,10 @@ typedef struct dit_mesh_stats {
   uint64_t world_bytes;        /* tensor bytes carried on the world comm
                                   (sent and received by Stage 0) */
   int world_nccl;              /* the world comm runs on NCCL (else on the
-                                  CPU comm through host memory) */
+                                  CPU comm through host memory); co-located:
+                                  the relay over the mesh comm does */
+  int colocated;               /* mesh rank 0 runs in this process
+                                  (dit_mesh_config.colocate) */
 } dit_mesh_stats;
 void dit_mesh_get_stats (const dit_mesh *m, dit_mesh_stats *s);
 
@@ -172,6 +175,12 @@ typedef struct dit_worker_config {
   int comm_overlap_off;        /* 1: collectives in the plain order
                                   (dit-worker --comm-overlap off); 0: the
                                   overlapped order (dit_model_tp.overlap) */
+  struct dit_comm *world_local; /* mesh rank 0 run on a thread of Stage 0's
+                                  process (co-located layout): its end of
+                                  the in-process hand-off
+                                  (dit_comm_local_pair), taken over by
+                                  dit_worker_run and closed when it
+                                  returns; NULL for a worker process */
 } dit_worker_config;
 
 /* Joins, loads its shard, serves envelopes.  DIT_OK after SHUTDOWN; an
