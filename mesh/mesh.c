@@ -206,6 +206,17 @@ mesh_reap (mesh_rank *r, int64_t deadline)
   }
 }
 
+/* "(pid N)", or where the co-located rank 0 runs, for messages. */
+static const char *
+mesh_where (const mesh_rank *r, char *buf, size_t n)
+{
+  if (r->thread)
+    snprintf (buf, n, "(in Stage 0's process)");
+  else
+    snprintf (buf, n, "(pid %d)", (int) r->pid);
+  return buf;
+}
+
 static void
 mesh_describe_exit (const mesh_rank *r, char *buf, size_t n)
 {
@@ -941,7 +952,7 @@ mesh_world_fail (dit_mesh *m, dit_status st, const char *what,
     if (k->exited)
       mesh_describe_exit (k, why, sizeof why);
     else
-      snprintf (why, sizeof why, "(pid %d)", (int) k->pid);
+      mesh_where (k, why, sizeof why);
     n += (size_t) snprintf (who + n, sizeof who - n, "%sworker rank %d %s",
         n ? ", " : "", r, why);
   }
@@ -1418,14 +1429,16 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
     if (rc <= 0) {
       for (int i = 0; i < np; i++) {
         int r = who[i];
+        char wh[40];
+        mesh_where (&m->ranks[r], wh, sizeof wh);
         if (peer_died)
-          ADD_ERR ("worker rank %d (pid %d) sent no result for call %llu (chunk "
-              "%lld) within %d ms of a peer's death", r, (int) m->ranks[r].pid,
+          ADD_ERR ("worker rank %d %s sent no result for call %llu (chunk "
+              "%lld) within %d ms of a peer's death", r, wh,
               (unsigned long long) call->call_id, (long long) call->chunk_index,
               MESH_DEATH_GRACE_MS);
         else
-          ADD_ERR ("worker rank %d (pid %d) sent no result for call %llu (chunk "
-              "%lld) within %d ms", r, (int) m->ranks[r].pid,
+          ADD_ERR ("worker rank %d %s sent no result for call %llu (chunk "
+              "%lld) within %d ms", r, wh,
               (unsigned long long) call->call_id, (long long) call->chunk_index,
               m->cfg.chunk_timeout_ms);
         pending[r] = 0;
@@ -1631,10 +1644,13 @@ dit_mesh_ping (dit_mesh *m)
     if (rc < 0 && errno == EINTR)
       continue;
     if (rc <= 0) {
-      for (int i = 0; i < np; i++)
-        mesh_add_err (errs, sizeof errs, &elen, &bad, "worker rank %d (pid %d) "
+      for (int i = 0; i < np; i++) {
+        char wh[40];
+        mesh_add_err (errs, sizeof errs, &elen, &bad, "worker rank %d %s "
             "did not answer the heartbeat within %d ms", who[i],
-            (int) m->ranks[who[i]].pid, m->cfg.chunk_timeout_ms);
+            mesh_where (&m->ranks[who[i]], wh, sizeof wh),
+            m->cfg.chunk_timeout_ms);
+      }
       break;
     }
     for (int i = 0; i < np; i++) {
