@@ -24,6 +24,13 @@
  * allows one rank per GPU per communicator: that GPU must not hold a mesh
  * rank); for the TP communicator it only forwards mesh rank 0's id.
  *
+ * Co-location (dit_mesh_config.colocate): mesh rank 0 can run on a thread
+ * of this process instead (dit_worker_run with its own backend, on CUDA its
+ * own stream on the same GPU); the world traffic to it is then an
+ * in-process hand-off and the other ranks take theirs from it over the
+ * mesh communicator (dit_comm_relay_create), so every communicator keeps
+ * one member per GPU (docs/mesh.md, "Co-location").
+ *
  * Failure semantics (crash before hang): every wait has a deadline; a
  * worker that dies, stalls or fails is reported by rank, pid and call
  * within chunk_timeout_ms (a rank that died is reported at once: the

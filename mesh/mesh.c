@@ -1082,7 +1082,7 @@ dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out)
         && cfg->world_backend
         && dit_backend_device (cfg->world_backend) == DIT_DEVICE_CUDA;
     st = dit_comm_local_pair (m->world_dev ? cfg->world_backend : NULL,
-        cfg->join_timeout_ms, &m->world, &rank0);
+        cfg->chunk_timeout_ms, &m->world, &rank0);
     if (st == DIT_OK)
       st = mesh_thread_start (m, rank0);
   }
