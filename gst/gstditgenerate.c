@@ -1182,7 +1182,8 @@ gst_dit_generate_class_init (GstDitGenerateClass * klass)
   g_object_class_install_property (gobject_class, PROP_MESH_WORKER_PIDS,
       gst_param_spec_array ("mesh-worker-pids", "Mesh worker pids",
           "Process id of each spawned mesh rank (0 for workers started "
-          "elsewhere; empty while no mesh runs)",
+          "elsewhere and for a rank 0 co-located by mesh-colocate; empty "
+          "while no mesh runs)",
           g_param_spec_int ("pid", "Pid", "A worker's process id", 0,
               G_MAXINT, 0, RO), RO));
 
