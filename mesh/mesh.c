@@ -19,6 +19,15 @@
  * polls all ranks at once, so a rank that dies is seen when its socket
  * closes, not after the others; the error of a failed call names every
  * rank that died (with its wait status), stalled or reported an error.
+ *
+ * Co-located (cfg.colocate): mesh rank 0 is dit_worker_run on a thread of
+ * this process, started before the other ranks are spawned; it joins over
+ * loopback like them.  The world comm on this side is then the Stage 0
+ * end of an in-process pair (dit_comm_local_pair; staging in world_backend
+ * memory on CUDA, so the hand-off is a copy on the GPU), ACCEPT carries
+ * world_relay and the ranks relay the data on the mesh comm.  The thread's
+ * end is reported like a process's exit (mesh_describe_exit) and it is
+ * joined at shutdown and free.
  */
 #include "dit_build_config.h"
 #include "dit_mesh.h"

@@ -26,6 +26,12 @@
  * mesh rank 0 sends x0 from the backend buffer the generator wrote it to.
  * The RESULT digest covers the f32 latents (downloaded for it on CUDA).
  * A failed world-comm operation is fatal (the data plane is out of step).
+ * Co-located layout (ACCEPT world_relay): this worker's world comm is a
+ * relay (dit_comm_relay_create): mesh rank 0, a thread of Stage 0's
+ * process, takes the tensors from Stage 0 through the in-process pair it
+ * was given (cfg->world_local) and broadcasts them on the mesh comm, which
+ * the other ranks receive from; x0 goes back through the pair.  The calls
+ * below are the same either way.
  *
  * Forwards are recorded as CUDA graphs unless disabled (collectives
  * included: NCCL supports stream capture), and each INFER runs inside a
