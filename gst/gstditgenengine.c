@@ -45,6 +45,7 @@ gst_dit_gen_engine_read_mesh_spec (GstDitGenEngine * e, gchar ** error)
   o.backend = e->s->mesh_backend;
   o.layout = e->s->mesh_parallel;
   o.mesh_tp = e->s->mesh_tp;
+  o.colocate = e->s->mesh_colocate;
   o.stage0_device = e->s->device;
   o.worker_path = e->s->worker_path;
   o.installed_dir = GST_DIT_BINDIR;

@@ -46,6 +46,7 @@ typedef struct _GstDitGenSettings
   guint64 prompt_request;       /* latest id submitted to the text encoder */
   gchar *mesh_devices, *mesh_backend, *mesh_listen, *worker_path;
   gchar *mesh_parallel;
+  gchar *mesh_colocate;         /* off, on, auto (dit_mesh_colocate) */
   gint mesh_ranks, mesh_timeout_ms, mesh_join_timeout_ms, mesh_tp;
   gchar *lora;                  /* "a.safetensors:0.8|b.safetensors:0.4" */
   gint lora_mode;               /* dit_lora_mode */

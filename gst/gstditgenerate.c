@@ -129,7 +129,7 @@ enum
   PROP_CHUNKS, PROP_CACHE_EPOCH, PROP_PROMPT, PROP_PROMPT_TRANSITION_CHUNKS,
   PROP_PROMPT_RESETS_CACHE, PROP_TEXT_MODEL, PROP_TOKENIZER, PROP_PROMPT_WEIGHT,
   PROP_MESH_DEVICES, PROP_MESH_BACKEND, PROP_MESH_LISTEN, PROP_MESH_RANKS,
-  PROP_MESH_PARALLEL, PROP_MESH_TP,
+  PROP_MESH_PARALLEL, PROP_MESH_TP, PROP_MESH_COLOCATE,
   PROP_WORKER_PATH, PROP_MESH_TIMEOUT_MS, PROP_MESH_JOIN_TIMEOUT_MS,
   PROP_MESH_RANK_MS, PROP_MESH_WORKER_PIDS, PROP_STAGE0_MS, PROP_STAGE1_MS,
   PROP_PERIOD_MS, PROP_HIDDEN_MS, PROP_OVERLAP_SCORE, PROP_HOST_COPIES,
@@ -991,6 +991,15 @@ static const GstDitPropDef props[N_PROPS] = {
         "the tensor-parallel ranks of each group (the groups are mesh ranks / "
         "mesh-tp); 0 = 2", G_TYPE_INT, 0, DIT_MESH_MAX_RANKS, 0,
       .flags = READY, .field = FIELD (s.mesh_tp)},
+  [PROP_MESH_COLOCATE] = {"mesh-colocate", "Mesh rank 0 co-location",
+        "Where mesh rank 0 runs: off (a dit-worker process like the other "
+        "ranks), on (a thread of this process with its own stream on the "
+        "same GPU: the chunk data goes to it inside the process and on to "
+        "the other ranks over the mesh's own communicator, NCCL on cuda) or "
+        "auto (on when mesh rank 0 is on this element's GPU, i.e. the first "
+        "of mesh-devices is the device's index with mesh-backend cuda).  "
+        "Needs spawned workers (not mesh-listen).  NULL = off",
+      G_TYPE_STRING, .flags = READY, .field = FIELD (s.mesh_colocate)},
   [PROP_WORKER_PATH] = {"worker-path", "Worker path", "dit-worker executable "
         "the mesh spawns (NULL = $GST_DIT_WORKER, then " GST_DIT_BINDIR
         "/dit-worker, then dit-worker on PATH)", G_TYPE_STRING,
@@ -1173,7 +1182,8 @@ gst_dit_generate_class_init (GstDitGenerateClass * klass)
   g_object_class_install_property (gobject_class, PROP_MESH_WORKER_PIDS,
       gst_param_spec_array ("mesh-worker-pids", "Mesh worker pids",
           "Process id of each spawned mesh rank (0 for workers started "
-          "elsewhere; empty while no mesh runs)",
+          "elsewhere and for a rank 0 co-located by mesh-colocate; empty "
+          "while no mesh runs)",
           g_param_spec_int ("pid", "Pid", "A worker's process id", 0,
               G_MAXINT, 0, RO), RO));
 

@@ -221,6 +221,31 @@ dit_status dit_comm_cpu_create_root (int listen_fd, int size, uint64_t token,
 dit_status dit_comm_cpu_connect (const char *host, int port, int rank,
     int size, uint64_t token, int timeout_ms, dit_comm **out);
 
+/* ---- in-process hand-off (mesh/comm_local.c) ---------------------------- */
+
+/* The data plane of a mesh rank 0 that runs in Stage 0's process (the
+ * co-located layout, docs/mesh.md): two endpoints of one pair, for two
+ * threads, *stage0 rank 0 and *rank0 rank 1.  send, recv and broadcast
+ * (root sends) copy from the sender's memory into the receiver's with the
+ * receiver's backend (host, or device memory of backends on one GPU) and
+ * return once the copy is done; each endpoint says where its pointers live
+ * by its backend (stage0_be; the rank 0 side's comes with
+ * dit_comm_relay_create), NULL = host memory.  Every wait ends within
+ * timeout_ms; destroying one endpoint fails the other's waits at once. */
+struct dit_backend;
+dit_status dit_comm_local_pair (struct dit_backend *stage0_be, int timeout_ms,
+    dit_comm **stage0, dit_comm **rank0);
+
+/* A mesh rank's world communicator in the co-located layout (world rank
+ * mesh_rank + 1 of mesh_size + 1): a broadcast from world rank 0 reaches
+ * mesh rank 0 through `local` (its pair endpoint, owned by the relay from
+ * here on; NULL on the other ranks) and the others by a broadcast from mesh
+ * rank 0 on `mesh` (the mesh communicator, not owned; NULL at one rank);
+ * mesh rank 0 sends to world rank 0 through `local`.  be: mesh rank 0's
+ * backend (where its buffers live). */
+dit_status dit_comm_relay_create (dit_comm *local, dit_comm *mesh,
+    int mesh_rank, int mesh_size, struct dit_backend *be, dit_comm **out);
+
 /* ---- NCCL comm (mesh/comm_nccl.c, when built) --------------------------- */
 
 #define DIT_COMM_NCCL_ID_BYTES 128

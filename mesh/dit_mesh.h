@@ -24,6 +24,13 @@
  * allows one rank per GPU per communicator: that GPU must not hold a mesh
  * rank); for the TP communicator it only forwards mesh rank 0's id.
  *
+ * Co-location (dit_mesh_config.colocate): mesh rank 0 can run on a thread
+ * of this process instead (dit_worker_run with its own backend, on CUDA its
+ * own stream on the same GPU); the world traffic to it is then an
+ * in-process hand-off and the other ranks take theirs from it over the
+ * mesh communicator (dit_comm_relay_create), so every communicator keeps
+ * one member per GPU (docs/mesh.md, "Co-location").
+ *
  * Failure semantics (crash before hang): every wait has a deadline; a
  * worker that dies, stalls or fails is reported by rank, pid and call
  * within chunk_timeout_ms (a rank that died is reported at once: the
@@ -141,7 +148,10 @@ typedef struct dit_mesh_stats {
   uint64_t world_bytes;        /* tensor bytes carried on the world comm
                                   (sent and received by Stage 0) */
   int world_nccl;              /* the world comm runs on NCCL (else on the
-                                  CPU comm through host memory) */
+                                  CPU comm through host memory); co-located:
+                                  the relay over the mesh comm does */
+  int colocated;               /* mesh rank 0 runs in this process
+                                  (dit_mesh_config.colocate) */
 } dit_mesh_stats;
 void dit_mesh_get_stats (const dit_mesh *m, dit_mesh_stats *s);
 
@@ -172,6 +182,12 @@ typedef struct dit_worker_config {
   int comm_overlap_off;        /* 1: collectives in the plain order
                                   (dit-worker --comm-overlap off); 0: the
                                   overlapped order (dit_model_tp.overlap) */
+  struct dit_comm *world_local; /* mesh rank 0 run on a thread of Stage 0's
+                                  process (co-located layout): its end of
+                                  the in-process hand-off
+                                  (dit_comm_local_pair), taken over by
+                                  dit_worker_run and closed when it
+                                  returns; NULL for a worker process */
 } dit_worker_config;
 
 /* Joins, loads its shard, serves envelopes.  DIT_OK after SHUTDOWN; an

@@ -85,6 +85,31 @@ dit_mesh_layout_degrees (dit_mesh_layout l, int ranks, int mesh_tp, int *sp,
   return DIT_OK;
 }
 
+static const char *const colocate_names[] = { "off", "on", "auto" };
+
+const char *
+dit_mesh_colocate_name (dit_mesh_colocate c)
+{
+  return (int) c >= 0 && (size_t) c < sizeof colocate_names / sizeof *colocate_names
+      ? colocate_names[c] : "unknown";
+}
+
+dit_status
+dit_mesh_colocate_parse (const char *name, dit_mesh_colocate *out)
+{
+  *out = DIT_MESH_COLOCATE_OFF;
+  if (!name || !*name)
+    return DIT_OK;
+  for (size_t i = 0; i < sizeof colocate_names / sizeof *colocate_names; i++)
+    if (strcasecmp (name, colocate_names[i]) == 0) {
+      *out = (dit_mesh_colocate) i;
+      return DIT_OK;
+    }
+  return dit_error (DIT_ERR_INVALID, "mesh co-location '%s': expected off "
+      "(mesh rank 0 in a dit-worker process), on (in Stage 0's process) or "
+      "auto (on where mesh rank 0 shares Stage 0's GPU)", name);
+}
+
 void
 dit_mesh_options_init (dit_mesh_options *o)
 {
@@ -97,6 +122,7 @@ dit_mesh_options_init (dit_mesh_options *o)
   o->ranks_name = "mesh-ranks";
   o->backend_name = "mesh-backend";
   o->worker_name = "worker-path";
+  o->colocate_name = "mesh-colocate";
 }
 
 /* An executable file: `name` itself when it has a slash, else the first
@@ -245,6 +271,13 @@ dit_mesh_spec_parse (const dit_mesh_options *o, dit_mesh_spec *s)
           return dit_error (DIT_ERR_INVALID, "%s '%s' names device %d twice: "
               "each CUDA rank needs its own GPU", o->devices_name, o->devices,
               s->devices[i]);
+  if (dit_mesh_colocate_parse (o->colocate, &s->colocate) != DIT_OK)
+    return dit_error (DIT_ERR_INVALID, "%s: %s", o->colocate_name,
+        dit_last_error ());
+  if (s->colocate == DIT_MESH_COLOCATE_ON && s->listen[0])
+    return dit_error (DIT_ERR_INVALID, "%s=on runs mesh rank 0 in this "
+        "process, and %s '%s' waits for workers started elsewhere: use %s",
+        o->colocate_name, o->listen_name, s->listen, o->devices_name);
   if (!s->listen[0])
     DIT_TRY (resolve_worker (o, s));
   return DIT_OK;
@@ -273,4 +306,5 @@ dit_mesh_spec_apply (const dit_mesh_spec *s, dit_mesh_config *c)
   c->join_timeout_ms = s->join_timeout_ms;
   c->chunk_timeout_ms = s->timeout_ms;
   c->max_inflight = s->max_inflight;
+  c->colocate = s->colocate;
 }

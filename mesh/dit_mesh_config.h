@@ -51,6 +51,28 @@ dit_status dit_mesh_layout_parse (const char *name, dit_mesh_layout *out);
 dit_status dit_mesh_layout_degrees (dit_mesh_layout l, int ranks, int mesh_tp,
     int *sp, int *tp);
 
+/* Where mesh rank 0 runs (docs/mesh.md, "Co-location"):
+ *   off   a dit-worker process like every rank (the default);
+ *   on    a thread of Stage 0's process, with its own backend (on CUDA its
+ *         own stream on the same GPU and context); the data plane between
+ *         the two is an in-process hand-off and the other ranks take theirs
+ *         from mesh rank 0 over the mesh comm, so no communicator has two
+ *         members on one GPU and a CUDA mesh keeps NCCL throughout.  Needs
+ *         spawned workers;
+ *   auto  on where it replaces the fallback to the CPU world comm: spawned
+ *         CUDA ranks, a CUDA world_backend, mesh rank 0 on its GPU; else
+ *         off. */
+typedef enum dit_mesh_colocate {
+  DIT_MESH_COLOCATE_OFF = 0,
+  DIT_MESH_COLOCATE_ON = 1,
+  DIT_MESH_COLOCATE_AUTO = 2,
+} dit_mesh_colocate;
+
+const char *dit_mesh_colocate_name (dit_mesh_colocate c);
+/* "off", "on" or "auto" (NULL or empty = off); anything else is refused
+ * naming the three. */
+dit_status dit_mesh_colocate_parse (const char *name, dit_mesh_colocate *out);
+
 typedef struct dit_mesh_config {
   const char *preset;          /* model preset, e.g. "wan-14b", "tiny" */
   const char *weights;         /* checkpoint path, or NULL = synthetic */
@@ -87,6 +109,7 @@ typedef struct dit_mesh_config {
                                   or a rank on its GPU (NCCL takes one rank
                                   per GPU): the CPU comm carries the tensors
                                   through host memory.  Unused on "cpu" */
+  dit_mesh_colocate colocate;  /* where mesh rank 0 runs; default off */
 } dit_mesh_config;
 
 void dit_mesh_config_default (dit_mesh_config *c);
@@ -109,9 +132,10 @@ typedef struct dit_mesh_options {
                                   installed_dir/dit-worker, then PATH */
   const char *installed_dir;   /* where an installed dit-worker lives */
   int timeout_ms, join_timeout_ms, max_inflight;
+  const char *colocate;        /* "off", "on", "auto"; NULL = off */
   /* names for messages: what the caller calls these settings */
   const char *devices_name, *listen_name, *ranks_name, *backend_name,
-      *worker_name;
+      *worker_name, *colocate_name;
 } dit_mesh_options;
 
 typedef struct dit_mesh_spec {
@@ -125,6 +149,7 @@ typedef struct dit_mesh_spec {
   char listen[256];            /* "" = spawn */
   char worker[4096];           /* the resolved dit-worker (spawn) */
   int timeout_ms, join_timeout_ms, max_inflight;
+  dit_mesh_colocate colocate;
 } dit_mesh_spec;
 
 /* Option names of ditgenerate's properties (mesh-devices, ...). */

@@ -244,6 +244,7 @@ dit_runner_collect (dit_runner *r, dit_tensor *x0, dit_chunk_timing *timing)
     memcpy (r->stats.exposed_ms, ms.last_exposed_ms,
         sizeof r->stats.exposed_ms);
     r->stats.world_nccl = ms.world_nccl;
+    r->stats.colocated = ms.colocated;
     r->timing = tm;
   }
   dit_host_copies now;

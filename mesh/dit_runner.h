@@ -132,6 +132,8 @@ typedef struct dit_runner_stats {
   double exposed_ms[DIT_MESH_MAX_RANKS];   /* of allreduce_ms, what the
                                               compute waited for */
   int world_nccl;                      /* the mesh's data plane is NCCL */
+  int colocated;                       /* mesh rank 0 runs in this process
+                                          (dit_mesh_config.colocate) */
   uint64_t chunks;
   dit_host_copies last_copies;         /* host copies of the last chunk,
                                           made on the calling thread */

@@ -12,12 +12,15 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 
 /* ---- CRC32C ------------------------------------------------------------- */
 
+/* Made once per process: Stage 0 and a co-located mesh rank 0 encode and
+ * decode on two threads. */
 static uint32_t crc_table[256];
-static int crc_ready;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void
 crc_init (void)
@@ -28,15 +31,13 @@ crc_init (void)
       c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
     crc_table[i] = c;
   }
-  crc_ready = 1;
 }
 
 uint32_t
 dit_crc32c (uint32_t crc, const void *data, size_t n)
 {
   const unsigned char *p = data;
-  if (!crc_ready)
-    crc_init ();
+  pthread_once (&crc_once, crc_init);
   crc = ~crc;
   for (size_t i = 0; i < n; i++)
     crc = crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
@@ -276,6 +277,12 @@ env_validate (const dit_envelope *e, uint64_t *tensor_bytes)
           a->has_world_nccl_id);
     if (a->world_port < 0 || a->world_port > 65535)
       return dit_error (DIT_ERR_INVALID, "envelope: world port %d", a->world_port);
+    if (a->world_relay != 0 && a->world_relay != 1)
+      return dit_error (DIT_ERR_INVALID, "envelope: accept world relay flag %d",
+          a->world_relay);
+    if (a->world_relay && (a->world_port != 0 || a->has_world_nccl_id))
+      return dit_error (DIT_ERR_INVALID, "envelope: accept relays the world "
+          "comm through mesh rank 0 and also names a world transport");
   }
   if (e->type == DIT_ENV_JOIN && (e->join.tp < 1 || e->join.rank < 0
       || e->join.rank >= e->join.tp || e->join.comm_port < 0
@@ -390,6 +397,7 @@ dit_env_encode (const dit_envelope *e, unsigned char **frame, size_t *frame_byte
       w_u8 (&w, (unsigned) a->has_world_nccl_id);
       if (a->has_world_nccl_id)
         w_bytes (&w, a->world_nccl_id, DIT_ENV_NCCL_ID_BYTES);
+      w_u8 (&w, (unsigned) a->world_relay);
       break;
     }
     default:
@@ -670,6 +678,12 @@ dit_env_decode (int type, const unsigned char *payload, size_t bytes,
       if (a->world_port < 0 || a->world_port > 65535)
         return dit_error (DIT_ERR_FORMAT, "envelope: ACCEPT world port %d",
             a->world_port);
+      a->world_relay = (int) r_u8 (&r);
+      if (a->world_relay > 1
+          || (a->world_relay && (a->world_port != 0 || a->has_world_nccl_id)))
+        return dit_error (DIT_ERR_FORMAT, "envelope: ACCEPT world relay flag %d "
+            "(with world port %d, world NCCL id %d)", a->world_relay,
+            a->world_port, a->has_world_nccl_id);
       break;
     }
     default:

@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define DIT_ENV_MAGIC 0x45544944u        /* "DITE" */
-#define DIT_ENV_VERSION 7
+#define DIT_ENV_VERSION 8
 #define DIT_ENV_HEADER_BYTES 16
 #define DIT_ENV_MAX_PAYLOAD (1u << 30)
 #define DIT_ENV_MAX_TENSORS 8
@@ -104,6 +104,11 @@ typedef struct dit_env_accept {
   int world_port;
   int has_world_nccl_id;
   unsigned char world_nccl_id[DIT_ENV_NCCL_ID_BYTES];
+  /* v8: the co-located layout.  Mesh rank 0 runs inside Stage 0's process
+   * and takes the data plane from it there; every mesh rank's world comm
+   * is a broadcast from mesh rank 0 on the mesh comm (world_port 0, no
+   * world NCCL id). */
+  int world_relay;
   int timeout_ms;
   int latent_h, latent_w, frames_per_chunk, context_frames;
   int num_steps;

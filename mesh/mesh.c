@@ -19,6 +19,15 @@
  * polls all ranks at once, so a rank that dies is seen when its socket
  * closes, not after the others; the error of a failed call names every
  * rank that died (with its wait status), stalled or reported an error.
+ *
+ * Co-located (cfg.colocate): mesh rank 0 is dit_worker_run on a thread of
+ * this process, started before the other ranks are spawned; it joins over
+ * loopback like them.  The world comm on this side is then the Stage 0
+ * end of an in-process pair (dit_comm_local_pair; staging in world_backend
+ * memory on CUDA, so the hand-off is a copy on the GPU), ACCEPT carries
+ * world_relay and the ranks relay the data on the mesh comm.  The thread's
+ * end is reported like a process's exit (mesh_describe_exit) and it is
+ * joined at shutdown and free.
  */
 #include "dit_build_config.h"
 #include "dit_mesh.h"
@@ -34,6 +43,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -55,6 +65,11 @@ typedef struct mesh_rank {
   int exited;
   int wstatus;
   char addr[64];
+  /* co-located mesh rank 0: a thread of this process (dit_worker_run) */
+  int thread;
+  int thread_done;    /* set (atomically) when dit_worker_run returned */
+  dit_status thread_status;
+  char thread_msg[512];
 } mesh_rank;
 
 /* Staged tensors are packed at this alignment inside a slot. */
@@ -112,6 +127,15 @@ struct dit_mesh {
   void *stage[MESH_MAX_INFLIGHT];
   unsigned slot_busy;
   void *x0_stage;             /* NCCL: device buffer x0 lands in */
+  /* co-location: mesh rank 0 on a thread of this process, the data plane
+   * to it an in-process hand-off (dit_comm_local_pair) */
+  int colocated;
+  int world_dev;              /* staging in world_backend memory (NCCL, or
+                                 co-located on CUDA); else host memory */
+  pthread_t thread;
+  int thread_started;
+  dit_worker_config wcfg;     /* the thread's worker config */
+  char wconnect[64];
 };
 
 int
@@ -126,11 +150,17 @@ dit_mesh_worker_pid (const dit_mesh *m, int rank)
   return rank >= 0 && rank < m->cfg.ranks ? (int) m->ranks[rank].pid : 0;
 }
 
+static int mesh_nccl (const dit_mesh *m);
+
 void
 dit_mesh_get_stats (const dit_mesh *m, dit_mesh_stats *s)
 {
   *s = m->stats;
-  s->world_nccl = m->world_nccl;
+  /* co-located: the in-process hand-off, then the mesh comm (NCCL on
+   * cuda with more than one rank) */
+  s->world_nccl = m->world_nccl || (m->colocated && mesh_nccl (m)
+      && dit_comm_nccl_available ());
+  s->colocated = m->colocated;
 }
 
 static double
@@ -164,6 +194,13 @@ mesh_check (dit_mesh *m)
 static int
 mesh_reap (mesh_rank *r, int64_t deadline)
 {
+  if (r->thread) {
+    while (!__atomic_load_n (&r->thread_done, __ATOMIC_ACQUIRE)
+        && dit_net_now_ms () < deadline)
+      usleep (2000);
+    r->exited = __atomic_load_n (&r->thread_done, __ATOMIC_ACQUIRE);
+    return r->exited;
+  }
   if (!r->pid || r->exited)
     return r->exited;
   for (;;) {
@@ -178,10 +215,27 @@ mesh_reap (mesh_rank *r, int64_t deadline)
   }
 }
 
+/* "(pid N)", or where the co-located rank 0 runs, for messages. */
+static const char *
+mesh_where (const mesh_rank *r, char *buf, size_t n)
+{
+  if (r->thread)
+    snprintf (buf, n, "(in Stage 0's process)");
+  else
+    snprintf (buf, n, "(pid %d)", (int) r->pid);
+  return buf;
+}
+
 static void
 mesh_describe_exit (const mesh_rank *r, char *buf, size_t n)
 {
-  if (!r->pid)
+  if (r->thread && r->exited && r->thread_status != DIT_OK)
+    snprintf (buf, n, "(in Stage 0's process) stopped: %.90s", r->thread_msg);
+  else if (r->thread && r->exited)
+    snprintf (buf, n, "(in Stage 0's process) ended");
+  else if (r->thread)
+    snprintf (buf, n, "(in Stage 0's process) closed its connection");
+  else if (!r->pid)
     snprintf (buf, n, "closed its connection");
   else if (!r->exited)
     snprintf (buf, n, "closed its connection (pid %d still running)", (int) r->pid);
@@ -249,13 +303,135 @@ mesh_spawn (dit_mesh *m, int rank)
   return DIT_OK;
 }
 
+/* ---- co-location: mesh rank 0 on a thread --------------------------------- */
+
+/* Whether mesh rank 0 runs in this process (dit_mesh_colocate). */
+static dit_status
+mesh_colocate_resolve (const dit_mesh_config *c, int *on)
+{
+  const int dev0 = c->devices ? c->devices[0] : 0;
+  const int cuda = c->backend && strcmp (c->backend, "cuda") == 0;
+  *on = 0;
+  if (c->colocate == DIT_MESH_COLOCATE_OFF)
+    return DIT_OK;
+  if (c->colocate == DIT_MESH_COLOCATE_AUTO) {
+    *on = c->spawn && cuda && c->world_backend
+        && dit_backend_device (c->world_backend) == DIT_DEVICE_CUDA
+        && c->world_backend->device_index == dev0;
+    return DIT_OK;
+  }
+  if (!c->spawn)
+    return dit_error (DIT_ERR_INVALID, "mesh: co-location on runs mesh rank 0 "
+        "in this process, and this mesh waits for workers started elsewhere "
+        "(spawn 0)");
+  if (cuda && c->world_backend && dit_backend_device (c->world_backend)
+      == DIT_DEVICE_CUDA && c->world_backend->device_index != dev0)
+    return dit_error (DIT_ERR_INVALID, "mesh: co-location on puts mesh rank 0 "
+        "on Stage 0's GPU %d, and the mesh's devices give it GPU %d",
+        c->world_backend->device_index, dev0);
+  *on = 1;
+  return DIT_OK;
+}
+
+/* The extra worker arguments a co-located rank 0 understands: the ones
+ * that tune or test a worker (the rest is the mesh's own config). */
+static dit_status
+mesh_thread_args (dit_mesh *m, dit_worker_config *w)
+{
+  const char *const *a = m->cfg.worker_args;
+  for (int i = 0; a && a[i]; i += 2) {
+    const char *k = a[i], *v = a[i + 1];
+    int on = v && strcmp (v, "on") == 0, off = v && strcmp (v, "off") == 0;
+    if (!v)
+      return dit_error (DIT_ERR_INVALID, "mesh: worker argument %s needs a "
+          "value", k);
+    if (strcmp (k, "--graphs") == 0 && (on || off))
+      w->graphs = on;
+    else if (strcmp (k, "--comm-overlap") == 0 && (on || off))
+      w->comm_overlap_off = off;
+    else if (strcmp (k, "--test-delay-ms") == 0)
+      w->test_delay_ms = atoi (v);
+    else if (strcmp (k, "--test-cut-world") == 0)
+      w->test_cut_world = atoi (v);
+    else
+      return dit_error (DIT_ERR_INVALID, "mesh: worker argument %s %s: a "
+          "co-located mesh rank 0 takes --graphs, --comm-overlap, "
+          "--test-delay-ms and --test-cut-world", k, v);
+  }
+  return DIT_OK;
+}
+
+static void *
+mesh_thread_main (void *arg)
+{
+  dit_mesh *m = arg;
+  mesh_rank *k = &m->ranks[0];
+  dit_status st = dit_worker_run (&m->wcfg);
+  k->thread_status = st;
+  snprintf (k->thread_msg, sizeof k->thread_msg, "%s",
+      st == DIT_OK ? "" : dit_last_error ());
+  __atomic_store_n (&k->thread_done, 1, __ATOMIC_RELEASE);
+  return NULL;
+}
+
+/* Mesh rank 0 as dit_worker_run on a thread: the config a spawned rank 0
+ * gets on its command line, and its end of the hand-off. */
+static dit_status
+mesh_thread_start (dit_mesh *m, dit_comm *local)
+{
+  const dit_mesh_config *c = &m->cfg;
+  dit_worker_config *w = &m->wcfg;
+  memset (w, 0, sizeof *w);
+  snprintf (m->wconnect, sizeof m->wconnect, "127.0.0.1:%d", m->port);
+  w->connect = m->wconnect;
+  w->rank = 0;
+  w->tp = c->ranks;
+  w->layout = c->layout;
+  w->mesh_tp = c->layout == DIT_MESH_LAYOUT_HYBRID ? m->tp : 0;
+  w->device = c->devices ? c->devices[0] : 0;
+  w->backend = c->backend ? c->backend : "cpu";
+  w->preset = c->preset;
+  w->weights = c->weights;
+  w->synthetic_seed = c->synthetic_seed;
+  w->dtype = c->gen.dtype;
+  w->fp8 = c->gen.fp8;
+  w->timeout_ms = c->chunk_timeout_ms;
+  w->layers = c->layers;
+  w->graphs = 1;
+  w->world_local = local;
+  dit_status st = mesh_thread_args (m, w);
+  if (st == DIT_OK && pthread_create (&m->thread, NULL, mesh_thread_main, m) != 0)
+    st = dit_error (DIT_ERR_IO, "mesh: cannot start the thread of the "
+        "co-located mesh rank 0");
+  if (st != DIT_OK) {
+    dit_comm_destroy (local);
+    return st;
+  }
+  m->thread_started = 1;
+  m->ranks[0].thread = 1;
+  return DIT_OK;
+}
+
+/* The thread's end, once its connection is closed (it then leaves its
+ * loop at once) and Stage 0's end of the hand-off is closed (a wait on it
+ * fails at once).  Its other waits end within the chunk timeout. */
+static void
+mesh_thread_join (dit_mesh *m)
+{
+  if (!m->thread_started)
+    return;
+  pthread_join (m->thread, NULL);
+  m->thread_started = 0;
+  m->ranks[0].exited = 1;
+}
+
 /* A spawned rank that exited before joining ends the wait at once. */
 static dit_status
 mesh_check_children (dit_mesh *m)
 {
   for (int r = 0; r < m->cfg.ranks; r++) {
     mesh_rank *k = &m->ranks[r];
-    if (k->pid && k->fd < 0 && mesh_reap (k, 0)) {
+    if ((k->pid || k->thread) && k->fd < 0 && mesh_reap (k, 0)) {
       char why[128], msg[256];
       mesh_describe_exit (k, why, sizeof why);
       snprintf (msg, sizeof msg, "mesh: worker rank %d %s before joining", r, why);
@@ -352,6 +528,11 @@ mesh_world_create (dit_mesh *m, uint64_t token, int64_t dl)
   int left_ms = left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : (int) left;
   dit_status st;
   char msg[900];
+  if (m->colocated) {
+    /* the hand-off exists since create; the others relay on the mesh comm */
+    m->world->timeout_ms = m->cfg.chunk_timeout_ms;
+    return DIT_OK;
+  }
   if (m->world_nccl) {
     void *stream = NULL;
 #if DIT_HAVE_CUDA
@@ -481,7 +662,8 @@ mesh_join (dit_mesh *m)
     a.accept.has_nccl_id = 1;
     memcpy (a.accept.nccl_id, joins[0].nccl_id, sizeof a.accept.nccl_id);
   }
-  a.accept.world_port = m->world_port;
+  a.accept.world_port = m->colocated ? 0 : m->world_port;
+  a.accept.world_relay = m->colocated;
   if (m->world_nccl) {
     a.accept.has_world_nccl_id = 1;
     memcpy (a.accept.world_nccl_id, m->world_id, sizeof a.accept.world_nccl_id);
@@ -558,7 +740,7 @@ mesh_join (dit_mesh *m)
 static void *
 mesh_buf_alloc (dit_mesh *m, size_t bytes)
 {
-  return m->world_nccl ? dit_backend_alloc (m->wbe, bytes) : malloc (bytes);
+  return m->world_dev ? dit_backend_alloc (m->wbe, bytes) : malloc (bytes);
 }
 
 static void
@@ -566,7 +748,7 @@ mesh_buf_free (dit_mesh *m, void *p)
 {
   if (!p)
     return;
-  if (m->world_nccl)
+  if (m->world_dev)
     dit_backend_free (m->wbe, p);
   else
     free (p);
@@ -600,7 +782,7 @@ static int
 mesh_world_on_nccl (const dit_mesh *m, const dit_env_join *joins)
 {
   const dit_mesh_config *c = &m->cfg;
-  if (!c->backend || strcmp (c->backend, "cuda") != 0
+  if (m->colocated || !c->backend || strcmp (c->backend, "cuda") != 0
       || !dit_comm_nccl_available () || !c->world_backend
       || dit_backend_device (c->world_backend) != DIT_DEVICE_CUDA)
     return 0;
@@ -619,7 +801,10 @@ mesh_stage_alloc (dit_mesh *m, const dit_env_join *joins)
   const dit_mesh_config *c = &m->cfg;
   const size_t hw = (size_t) c->gen.latent_h * c->gen.latent_w;
   m->world_nccl = mesh_world_on_nccl (m, joins);
-  if (m->world_nccl)
+  /* co-located on CUDA: the hand-off copies on the GPU, so staging stays
+   * in device memory as on NCCL (m->world_dev is set by create then) */
+  m->world_dev = m->world_dev || m->world_nccl;
+  if (m->world_dev)
     m->wbe = c->world_backend;
   m->stage_cap[0] = (size_t) m->model.text_len * m->model.text_dim * sizeof (float);
   m->stage_cap[1] = (size_t) 16 * c->gen.context_frames * hw * sizeof (float);
@@ -631,10 +816,10 @@ mesh_stage_alloc (dit_mesh *m, const dit_env_join *joins)
   for (int i = 0; i < m->cfg.max_inflight; i++)
     if (!(m->stage[i] = mesh_buf_alloc (m, m->stage_bytes)))
       return dit_error (DIT_ERR_NOMEM, "mesh: no %zu bytes of %s memory for "
-          "staging slot %d", m->stage_bytes, m->world_nccl ? "device" : "host", i);
+          "staging slot %d", m->stage_bytes, m->world_dev ? "device" : "host", i);
+  if (m->world_dev && !(m->x0_stage = mesh_buf_alloc (m, m->stage_cap[2])))
+    return dit_error (DIT_ERR_NOMEM, "mesh: no device memory for x0");
   if (m->world_nccl) {
-    if (!(m->x0_stage = mesh_buf_alloc (m, m->stage_cap[2])))
-      return dit_error (DIT_ERR_NOMEM, "mesh: no device memory for x0");
     m->world_device = dit_comm_nccl_pointer_device (m->x0_stage);
     if (m->world_device < 0)
       return dit_error (DIT_ERR_DEVICE, "mesh: cannot tell the GPU of "
@@ -680,7 +865,7 @@ mesh_stage_copy (dit_mesh *m, void *dst, const dit_env_tensor *t, size_t bytes)
 {
   dit_backend *be = m->cfg.world_backend;
   if (t->device == DIT_DEVICE_CPU) {
-    if (!m->world_nccl) {
+    if (!m->world_dev) {
       memcpy (dst, t->data, bytes);
       return DIT_OK;
     }
@@ -689,7 +874,7 @@ mesh_stage_copy (dit_mesh *m, void *dst, const dit_env_tensor *t, size_t bytes)
   if (!be || dit_backend_device (be) != t->device)
     return dit_error (DIT_ERR_INVALID, "mesh: tensor '%s' is in device "
         "memory, and the mesh has no world backend of that device", t->name);
-  if (!m->world_nccl)
+  if (!m->world_dev)
     return dit_download (be, dst, t->data, bytes);
   int64_t n = (int64_t) (bytes / dit_dtype_size (t->dtype));
   dit_tensor s = dit_tensor_2d ((void *) t->data, t->dtype, t->device, 1, n);
@@ -776,7 +961,7 @@ mesh_world_fail (dit_mesh *m, dit_status st, const char *what,
     if (k->exited)
       mesh_describe_exit (k, why, sizeof why);
     else
-      snprintf (why, sizeof why, "(pid %d)", (int) k->pid);
+      mesh_where (k, why, sizeof why);
     n += (size_t) snprintf (who + n, sizeof who - n, "%sworker rank %d %s",
         n ? ", " : "", r, why);
   }
@@ -814,8 +999,8 @@ mesh_recv_x0 (dit_mesh *m, const mesh_call *call, size_t bytes, int want_host,
     int *host)
 {
   dit_status st;
-  *host = !m->world_nccl;
-  if (m->world_nccl) {
+  *host = !m->world_dev;
+  if (m->world_dev) {
     st = dit_comm_recv (m->world, m->x0_stage, bytes, 1);
     if (st == DIT_OK)
       st = dit_comm_flush (m->world);
@@ -893,9 +1078,24 @@ dit_mesh_create (const dit_mesh_config *cfg, dit_mesh **out)
      * transport is chosen once the workers have joined). */
     m->world_port = 0;
     if (st == DIT_OK)
+      st = mesh_colocate_resolve (cfg, &m->colocated);
+    if (st == DIT_OK && !m->colocated)
       st = dit_net_listen (host, &m->world_port, &m->world_listen_fd);
   }
-  for (int r = 0; st == DIT_OK && cfg->spawn && r < cfg->ranks; r++)
+  /* Co-located: mesh rank 0 is a thread of this process; the world
+   * traffic to it is the in-process hand-off (on the world backend's GPU
+   * when there is one) and the other ranks' rides on the mesh comm. */
+  if (st == DIT_OK && m->colocated) {
+    dit_comm *rank0 = NULL;
+    m->world_dev = cfg->backend && strcmp (cfg->backend, "cuda") == 0
+        && cfg->world_backend
+        && dit_backend_device (cfg->world_backend) == DIT_DEVICE_CUDA;
+    st = dit_comm_local_pair (m->world_dev ? cfg->world_backend : NULL,
+        cfg->chunk_timeout_ms, &m->world, &rank0);
+    if (st == DIT_OK)
+      st = mesh_thread_start (m, rank0);
+  }
+  for (int r = m->colocated; st == DIT_OK && cfg->spawn && r < cfg->ranks; r++)
     st = mesh_spawn (m, r);
   if (st == DIT_OK)
     st = mesh_join (m);
@@ -938,6 +1138,7 @@ dit_mesh_free (dit_mesh *m)
   if (m->world_listen_fd >= 0)
     close (m->world_listen_fd);
   dit_comm_destroy (m->world);
+  mesh_thread_join (m);
   for (int i = 0; i < MESH_MAX_INFLIGHT; i++)
     mesh_buf_free (m, m->stage[i]);
   mesh_buf_free (m, m->x0_stage);
@@ -1237,14 +1438,16 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
     if (rc <= 0) {
       for (int i = 0; i < np; i++) {
         int r = who[i];
+        char wh[40];
+        mesh_where (&m->ranks[r], wh, sizeof wh);
         if (peer_died)
-          ADD_ERR ("worker rank %d (pid %d) sent no result for call %llu (chunk "
-              "%lld) within %d ms of a peer's death", r, (int) m->ranks[r].pid,
+          ADD_ERR ("worker rank %d %s sent no result for call %llu (chunk "
+              "%lld) within %d ms of a peer's death", r, wh,
               (unsigned long long) call->call_id, (long long) call->chunk_index,
               MESH_DEATH_GRACE_MS);
         else
-          ADD_ERR ("worker rank %d (pid %d) sent no result for call %llu (chunk "
-              "%lld) within %d ms", r, (int) m->ranks[r].pid,
+          ADD_ERR ("worker rank %d %s sent no result for call %llu (chunk "
+              "%lld) within %d ms", r, wh,
               (unsigned long long) call->call_id, (long long) call->chunk_index,
               m->cfg.chunk_timeout_ms);
         pending[r] = 0;
@@ -1371,7 +1574,7 @@ mesh_deliver_x0 (dit_mesh *m, dit_tensor *out)
   if (!be || dit_backend_device (be) != out->device)
     return dit_error (DIT_ERR_INVALID, "mesh: a device output needs the "
         "mesh's world backend on that device");
-  if (!m->world_nccl) {
+  if (!m->world_dev) {
     /* the CPU comm delivered it to the host */
     if (out->dtype != DIT_F32)
       return dit_error (DIT_ERR_INVALID, "mesh: a device output must be f32");
@@ -1450,10 +1653,13 @@ dit_mesh_ping (dit_mesh *m)
     if (rc < 0 && errno == EINTR)
       continue;
     if (rc <= 0) {
-      for (int i = 0; i < np; i++)
-        mesh_add_err (errs, sizeof errs, &elen, &bad, "worker rank %d (pid %d) "
+      for (int i = 0; i < np; i++) {
+        char wh[40];
+        mesh_add_err (errs, sizeof errs, &elen, &bad, "worker rank %d %s "
             "did not answer the heartbeat within %d ms", who[i],
-            (int) m->ranks[who[i]].pid, m->cfg.chunk_timeout_ms);
+            mesh_where (&m->ranks[who[i]], wh, sizeof wh),
+            m->cfg.chunk_timeout_ms);
+      }
       break;
     }
     for (int i = 0; i < np; i++) {
@@ -1514,6 +1720,17 @@ dit_mesh_shutdown (dit_mesh *m)
     }
     close (k->fd);
     k->fd = -1;
+  }
+  if (m->thread_started) {
+    /* the co-located rank 0 left its loop after the acknowledgement */
+    mesh_thread_join (m);
+    mesh_rank *k = &m->ranks[0];
+    if (k->thread_status != DIT_OK) {
+      snprintf (msg + strlen (msg), sizeof msg - strlen (msg),
+          "%sworker rank 0 (in Stage 0's process) ended with: %s",
+          *msg ? "; " : "", k->thread_msg);
+      st = DIT_ERR_IO;
+    }
   }
   for (int r = 0; r < m->cfg.ranks; r++) {
     mesh_rank *k = &m->ranks[r];

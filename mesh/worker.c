@@ -26,6 +26,12 @@
  * mesh rank 0 sends x0 from the backend buffer the generator wrote it to.
  * The RESULT digest covers the f32 latents (downloaded for it on CUDA).
  * A failed world-comm operation is fatal (the data plane is out of step).
+ * Co-located layout (ACCEPT world_relay): this worker's world comm is a
+ * relay (dit_comm_relay_create): mesh rank 0, a thread of Stage 0's
+ * process, takes the tensors from Stage 0 through the in-process pair it
+ * was given (cfg->world_local) and broadcasts them on the mesh comm, which
+ * the other ranks receive from; x0 goes back through the pair.  The calls
+ * below are the same either way.
  *
  * Forwards are recorded as CUDA graphs unless disabled (collectives
  * included: NCCL supports stream capture), and each INFER runs inside a
@@ -91,8 +97,12 @@ typedef struct worker {
   float *out;                /* host f32 copy of x0 for the digest */
   char peer[64];
   int nccl;                  /* TP comm on NCCL (backend cuda) */
-  int world_nccl;            /* world comm on NCCL too (device buffers);
-                                else the CPU comm (host buffers) */
+  int world_nccl;            /* the data plane in device memory: world
+                                comm on NCCL, or relayed on a cuda mesh;
+                                else host buffers (the CPU comm) */
+  int world_relay;           /* co-located layout: the data plane comes
+                                through mesh rank 0 (dit_comm_relay_create) */
+  int local_taken;           /* cfg->world_local is owned by w->world */
   unsigned char nccl_id[DIT_COMM_NCCL_ID_BYTES];
   uint64_t prompt_epoch;     /* epoch of the prompt in the generator; 0 none */
   dit_lora_set *lora;        /* LoRAs on this rank's shard, NULL before any */
@@ -208,10 +218,20 @@ w_join (worker *w, int *comm_listen_fd, uint64_t *token, char *comm_host,
   if (w->nccl && c->tp > 1 && !a->has_nccl_id)
     return dit_error (DIT_ERR_STATE, "worker rank %d: ACCEPT carries no NCCL "
         "unique id (Stage 0 does not run this mesh on NCCL)", c->rank);
-  /* The world comm: NCCL when Stage 0 has a GPU of its own for it, else
-   * the CPU comm (see mesh_world_on_nccl). */
-  w->world_nccl = w->nccl && a->has_world_nccl_id;
-  if (!w->world_nccl && a->world_port <= 0)
+  /* The world comm: in the co-located layout mesh rank 0 runs in Stage
+   * 0's process and relays the data plane over the mesh comm; otherwise
+   * NCCL when Stage 0 has a GPU of its own for it, else the CPU comm (see
+   * mesh_world_on_nccl). */
+  w->world_relay = a->world_relay;
+  if (w->world_relay && c->rank == 0 && !c->world_local)
+    return dit_error (DIT_ERR_STATE, "worker rank 0: Stage 0 runs mesh rank 0 "
+        "in its own process (co-located layout) and this rank 0 is another "
+        "process");
+  if (!w->world_relay && c->world_local)
+    return dit_error (DIT_ERR_STATE, "worker rank %d: runs in Stage 0's "
+        "process, and Stage 0 did not choose the co-located layout", c->rank);
+  w->world_nccl = w->world_relay ? w->nccl : w->nccl && a->has_world_nccl_id;
+  if (!w->world_nccl && !w->world_relay && a->world_port <= 0)
     return dit_error (DIT_ERR_STATE, "worker rank %d: ACCEPT carries no world "
         "comm port", c->rank);
   if (w->nccl)
@@ -334,7 +354,7 @@ w_setup (worker *w)
   if (!w->be)
     st = dit_error (DIT_ERR_DEVICE, "worker rank %d: backend '%s' device %d: %s",
         c->rank, c->backend, c->device, dit_last_error ());
-  if (st == DIT_OK)
+  if (st == DIT_OK && !w->world_relay)
     st = w_world (w, token);
   if (st == DIT_OK && w->nccl && c->tp > 1) {
     void *stream = NULL;
@@ -354,6 +374,16 @@ w_setup (worker *w)
   }
   if (lfd >= 0)
     close (lfd);
+  /* co-located: the data plane rides on the mesh comm from mesh rank 0,
+   * which takes it from Stage 0 inside the process */
+  if (st == DIT_OK && w->world_relay) {
+    st = dit_comm_relay_create (c->rank == 0 ? c->world_local : NULL, w->comm,
+        c->rank, c->tp, w->be, &w->world);
+    w->local_taken = st == DIT_OK && c->rank == 0;
+    if (st != DIT_OK)
+      st = dit_error_prefix (st, "worker rank %d: world comm (data plane)",
+          c->rank);
+  }
   /* the layout's groups: the TP shard this rank loads, the all-reduce and
    * all-to-all the model runs on */
   dit_model_tp plan;
@@ -793,8 +823,10 @@ dit_worker_run (const dit_worker_config *c)
   dit_lora_set_free (w.lora);
   dit_weights_free (w.weights);
   dit_mesh_groups_free (&w.groups);
+  dit_comm_destroy (w.world);   /* first: a relay's flush needs w.comm */
   dit_comm_destroy (w.comm);
-  dit_comm_destroy (w.world);
+  if (c->world_local && !w.local_taken)
+    dit_comm_destroy (c->world_local);
   for (int i = 0; i < 3; i++)
     if (w.rx[i] && w.world_nccl)
       dit_backend_free (w.be, w.rx[i]);

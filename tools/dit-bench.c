@@ -63,6 +63,10 @@
  *
  * Layouts: --mesh-parallel tp|sp|hybrid (and --mesh-tp N for hybrid) pick
  * how the ranks split the DiT (docs/mesh.md), in mesh and pipeline mode.
+ * --mesh-colocate off|on|auto says where mesh rank 0 runs: a dit-worker
+ * process, or a thread of this process beside Stage 0 with its own stream
+ * on the same GPU (docs/mesh.md, "Co-location"); the report and the JSON
+ * (mesh_colocated) say which ran.
  * --comm-only times just the collectives one chunk's forward makes in that
  * layout, ranks as threads of this process (tools/bench_comm.h; the CPU
  * comm with --mesh-backend cpu, NCCL on distinct GPUs otherwise).
@@ -124,7 +128,8 @@
  *   [--gemm 8192] [--seed 42] [--json]
  *   [--graphs on|off] [--fused on|off]
  *   [--mesh-devices 1,2] [--mesh-backend cpu|cuda] [--worker-path PATH]
- *   [--mesh-parallel tp|sp|hybrid] [--mesh-tp N] [--comm-only]
+ *   [--mesh-parallel tp|sp|hybrid] [--mesh-tp N]
+ *   [--mesh-colocate off|on|auto] [--comm-only]
  *   [--overlap on|off] [--comm-overlap on|off] [--worker-arg ARG]...
  *   [--pipeline] [--plugin-path DIR]
  *   [--text | --text-only] [--text-model umt5-xxl|tiny|PATH] [--text-layers N]
@@ -201,6 +206,7 @@ typedef struct bench_args {
   const char *mesh_arg, *mesh_backend, *worker_path;
   const char *mesh_parallel;   /* tp, sp, hybrid (NULL = tp) */
   int mesh_tp;                 /* hybrid: TP ranks per group */
+  const char *mesh_colocate;   /* off, on, auto (NULL = off) */
   int comm_only;               /* --comm-only: the collectives alone */
   int comm_overlap;            /* --comm-overlap (workers' collectives) */
   const char *worker_args[BENCH_MAX_WORKER_ARGS + 1];
@@ -482,6 +488,10 @@ usage (FILE *f)
       "                         dit-bench, else PATH)\n"
       "  --mesh-parallel L      layout: tp (default), sp or hybrid (docs/mesh.md)\n"
       "  --mesh-tp N            hybrid: tensor-parallel ranks per group\n"
+      "  --mesh-colocate M      where mesh rank 0 runs: off (a dit-worker, the\n"
+      "                         default), on (a thread of this process beside\n"
+      "                         Stage 0, its own stream on the same GPU) or\n"
+      "                         auto (on when it shares --device's GPU)\n"
       "  --comm-only            time only the collectives of one chunk's\n"
       "                         forward for the mesh (ranks as threads of\n"
       "                         this process; --chunks repetitions, medians)\n"
@@ -656,6 +666,10 @@ parse_args (int argc, char **argv, bench_args *a)
       dit_mesh_layout l;
       a->mesh_parallel = v;
       ok = v && dit_mesh_layout_parse (v, &l) == DIT_OK;
+    } else if (strcmp (o, "--mesh-colocate") == 0) {
+      dit_mesh_colocate cl;
+      a->mesh_colocate = v;
+      ok = v && dit_mesh_colocate_parse (v, &cl) == DIT_OK;
     } else if (strcmp (o, "--mesh-tp") == 0) {
       ok = tool_parse_int (v, 1, DIT_MESH_MAX_RANKS, &a->mesh_tp);
     } else if (strcmp (o, "--worker-path") == 0) {
@@ -866,6 +880,7 @@ typedef struct mesh_result {
                                                      what the compute waited */
   int allreduce_unmeasured;                       /* chunks a rank reported -1 */
   int world_nccl;                                 /* the data plane's transport */
+  int colocated;                                  /* rank 0 in this process */
   bench_samples stage0, anchor, decode_rest, stage1, period_serial;
   bench_samples period, stage0_ovl, stage1_ovl, hidden;
   bench_samples host_copies;                      /* per chunk, serial pass */
@@ -1470,6 +1485,8 @@ setup_mesh (bench_state *st, mesh_result *mr)
   o.backend = a->mesh_backend;
   o.layout = a->mesh_parallel;
   o.mesh_tp = a->mesh_tp;
+  o.colocate = a->mesh_colocate;
+  o.colocate_name = "--mesh-colocate";
   o.stage0_device = a->device;
   o.worker_path = a->worker_path;
   /* real-size shards and slow CPU chunks: generous deadlines (a failure
@@ -1515,6 +1532,7 @@ mesh_serial_chunk (bench_state *st, mesh_result *mr, int record)
   double t2 = now_ms ();
   if (record) {
     mr->world_nccl = rs.world_nccl;
+    mr->colocated = rs.colocated;
     if (rs.allreduce_ms[0] >= 0) {
       samples_add (&mr->allreduce, rs.allreduce_ms[0]);
       if (rs.exposed_ms[0] >= 0)
@@ -1807,6 +1825,9 @@ run_pipeline (const bench_args *a, pipe_result *pr)
       return 1;
     if (a->mesh_tp > 0)
       g_object_set (gen, "mesh-tp", a->mesh_tp, NULL);
+    if (a->mesh_colocate && !pipe_set_optional (gen, "mesh-colocate",
+            a->mesh_colocate, "--mesh-colocate"))
+      goto out;
     if (!pipe_set_optional (gen, "mesh-devices", a->mesh_arg, "--mesh-devices"))
       goto out;
     if (a->mesh_backend && !pipe_set_optional (gen, "mesh-backend",
@@ -2296,6 +2317,7 @@ report_mesh (const bench_state *st, const bench_result *r,
     json_num ("comm_exposed_ms", ex, 3);
     json_int ("comm_overlap", a->comm_overlap);
     json_int ("world_nccl", mr->world_nccl);
+    json_int ("mesh_colocated", mr->colocated);
     json_num ("host_copies_per_chunk", samples_median (&mr->host_copies), 1);
     json_num ("stage0_ms", s0, 3);
     json_num ("stage0_anchor_ms", anchor, 3);
@@ -2345,8 +2367,10 @@ report_mesh (const bench_state *st, const bench_result *r,
         "measured)\n", a->comm_overlap ? "on" : "off");
   printf ("  Stage 1 (mesh round trip)  %9.2f ms  (%.2f ms beyond the DiT; %.0f "
       "host copies of latents per chunk, data plane on %s)\n", s1, s1 - dit,
-      samples_median (&mr->host_copies), mr->world_nccl ? "NCCL" : "the CPU "
-      "comm");
+      samples_median (&mr->host_copies), mr->colocated ? (mr->world_nccl
+          ? "an in-process hand-off to rank 0, NCCL beyond"
+          : "an in-process hand-off to rank 0, the CPU comm beyond")
+      : mr->world_nccl ? "NCCL" : "the CPU comm");
   printf ("  Stage 0 (anchor + decode)  %9.2f ms  (anchor %.2f, decode of "
       "latents 1..%d %.2f)\n", s0, anchor, F - 1, rest);
   printf ("  chunk period, serial       %9.2f ms  (%.3f of the sum, %.3f of the "

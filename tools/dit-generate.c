@@ -16,7 +16,8 @@
  * $GST_DIT_WORKER, else the installed or PATH dit-worker) in the layout of
  * --mesh-parallel, with the weights of -m (a preset's synthetic weights of
  * --weights-seed, or the checkpoint path), so a mesh rollout can be
- * compared with the in-process one.
+ * compared with the in-process one; --mesh-colocate runs mesh rank 0 on a
+ * thread of this process (docs/mesh.md, "Co-location").
  */
 #include <errno.h>
 #include <getopt.h>
@@ -86,6 +87,9 @@ usage (FILE *f)
       "                           (sequence parallel) or hybrid (sp across groups\n"
       "                           of --mesh-tp ranks, tp inside; cpu ranks only)\n"
       "      --mesh-tp N          hybrid: tensor-parallel ranks per group (default 2)\n"
+      "      --mesh-colocate M    where mesh rank 0 runs: off (a dit-worker,\n"
+      "                           default), on (a thread of this process) or auto\n"
+      "                           (on when it shares --device's GPU)\n"
       "      --worker-path PATH   the dit-worker to spawn (default: $GST_DIT_WORKER,\n"
       "                           then the installed one, then PATH)\n"
       "  -o, --output FILE        output safetensors (latents.c<k>)\n"
@@ -99,6 +103,7 @@ enum {
   OPT_WEIGHTS_SEED = 256, OPT_NOISE, OPT_SIZE, OPT_LATENT_SIZE, OPT_FPC, OPT_CTX,
   OPT_WINDOW, OPT_BIAS, OPT_STEPS, OPT_SHIFT, OPT_WARP, OPT_DTYPE, OPT_DEVICE,
   OPT_MESH_DEVICES, OPT_MESH_BACKEND, OPT_MESH_PARALLEL, OPT_MESH_TP,
+  OPT_MESH_COLOCATE,
   OPT_WORKER_PATH,
   OPT_LORA, OPT_LORA_MODE,
 };
@@ -143,6 +148,7 @@ parse_args (int argc, char **argv, gen_args *a)
     { "mesh-backend", required_argument, NULL, OPT_MESH_BACKEND },
     { "mesh-parallel", required_argument, NULL, OPT_MESH_PARALLEL },
     { "mesh-tp", required_argument, NULL, OPT_MESH_TP },
+    { "mesh-colocate", required_argument, NULL, OPT_MESH_COLOCATE },
     { "worker-path", required_argument, NULL, OPT_WORKER_PATH },
     { "lora", required_argument, NULL, OPT_LORA },
     { "lora-mode", required_argument, NULL, OPT_LORA_MODE },
@@ -154,6 +160,7 @@ parse_args (int argc, char **argv, gen_args *a)
   memset (a, 0, sizeof *a);
   dit_mesh_options_init (&a->mesh);
   a->mesh.devices_name = "--mesh-devices";
+  a->mesh.colocate_name = "--mesh-colocate";
   a->mesh.backend_name = "--mesh-backend";
   a->mesh.worker_name = "--worker-path";
   a->model = "tiny";
@@ -220,6 +227,12 @@ parse_args (int argc, char **argv, gen_args *a)
         break;
       }
       case OPT_MESH_TP: ok = tool_parse_int (optarg, 1, 8, &a->mesh.mesh_tp); break;
+      case OPT_MESH_COLOCATE: {
+        dit_mesh_colocate cl;
+        ok = dit_mesh_colocate_parse (optarg, &cl) == DIT_OK;
+        a->mesh.colocate = optarg;
+        break;
+      }
       case OPT_WORKER_PATH: a->mesh.worker_path = optarg; break;
       case OPT_LORA:
         if (dit_lora_spec_parse (optarg, &a->lora) != DIT_OK) {

@@ -26,7 +26,14 @@
  *    that chunk equals the first chunk of an in-process run started with
  *    the new prompt (rel L2 <= 1e-5), and chunks keep flowing;
  *  - eos: EOS sent to the pipeline ends a text-to-video mesh stream (EOS on
- *    the bus, at most the chunks in flight after it); no worker is left.
+ *    the bus, at most the chunks in flight after it); no worker is left;
+ *  - colocated: mesh-colocate=on (mesh rank 0 on a thread of the element's
+ *    process, its data an in-process hand-off, rank 1's relayed on the mesh
+ *    comm): the 3 chunks with TP 2 and SP 2 against the in-process run
+ *    (same limit, chunk indices, timestamps and durations), rank 0 listed
+ *    with pid 0; then rank 1 SIGKILLed mid-stream: an ERROR naming rank 1
+ *    within mesh-timeout-ms, the element to NULL (the thread joined, no
+ *    hang) and no worker left.
  *
  * The dit-worker executable comes from $GST_DIT_WORKER (tests/check/
  * meson.build sets it; the element reads the same variable); without it
@@ -56,6 +63,8 @@ typedef struct chunk_out
 
 /* mesh-parallel of the mesh runs (NULL = the element's default, tp) */
 static const gchar *mesh_parallel;
+/* mesh-colocate of the mesh runs (NULL = the element's default, off) */
+static const gchar *mesh_colocate;
 
 static void
 take_chunk (GstBuffer * b, chunk_out * c)
@@ -106,7 +115,7 @@ generator_harness (gboolean mesh, GstBus * bus, const gchar * first_prop, ...)
     gst_element_set_bus (el, bus);
   if (mesh)
     g_object_set (el, "mesh-devices", "0,1", "mesh-backend", "cpu",
-        "mesh-parallel", mesh_parallel, NULL);
+        "mesh-parallel", mesh_parallel, "mesh-colocate", mesh_colocate, NULL);
   va_start (ap, first_prop);
   if (first_prop)
     g_object_set_valist (G_OBJECT (el), first_prop, ap);
@@ -288,7 +297,7 @@ assert_no_children (const gint * pids, gint n)
   pid_t p;
 
   for (gint i = 0; i < n; i++)
-    fail_unless (kill (pids[i], 0) == -1 && errno == ESRCH,
+    fail_unless (pids[i] == 0 || (kill (pids[i], 0) == -1 && errno == ESRCH),
         "worker pid %d still exists", pids[i]);
   p = waitpid (-1, &st, WNOHANG);
   fail_unless (p == -1 && errno == ECHILD, "a child process is left "
@@ -310,9 +319,14 @@ kill_rank1_and_check (GstHarness * h, GstBus * bus, gint limit_ms,
 
   n = worker_pids (h->element, pids, 8);
   fail_unless_equals_int (n, 2);
-  for (gint i = 0; i < n; i++)
-    fail_unless (pids[i] > 0 && kill (pids[i], 0) == 0, "rank %d pid %d", i,
-        pids[i]);
+  for (gint i = 0; i < n; i++) {
+    if (i == 0 && mesh_colocate) {
+      fail_unless_equals_int (pids[0], 0);      /* a thread, no process */
+    } else {
+      fail_unless (pids[i] > 0 && kill (pids[i], 0) == 0, "rank %d pid %d",
+          i, pids[i]);
+    }
+  }
 
   t0 = g_get_monotonic_time ();
   fail_unless (kill (pids[1], SIGKILL) == 0);
@@ -344,6 +358,50 @@ GST_START_TEST (test_mesh_worker_killed)
 
   take_chunk (gst_harness_pull (h), &c);
   kill_rank1_and_check (h, bus, timeout_ms, "text-to-video, mid-stream");
+}
+
+GST_END_TEST;
+
+/* mesh-colocate=on: the same chunks as in process with TP 2 and SP 2, then
+ * a spawned rank killed while rank 0 runs in the element's process. */
+GST_START_TEST (test_mesh_colocated)
+{
+  static chunk_out ref[CHUNKS], mesh[CHUNKS];
+  static const gchar *const layouts[2] = { "tp", "sp" };
+  const gint timeout_ms = 5000;
+  gboolean ref_loaded, mesh_loaded;
+  GstBus *bus;
+  GstHarness *h;
+  chunk_out c;
+
+  run_t2v (FALSE, ref, &ref_loaded);
+  mesh_colocate = "on";
+  for (gint l = 0; l < 2; l++) {
+    mesh_parallel = layouts[l];
+    run_t2v (TRUE, mesh, &mesh_loaded);
+    fail_if (mesh_loaded, "the co-located run loaded the DiT in Stage 0's "
+        "element (rank 0 loads its own shard)");
+    for (gint k = 0; k < CHUNKS; k++) {
+      gdouble max_ref, e = rel_l2 (mesh[k].x, ref[k].x, &max_ref);
+      g_print ("co-located mesh %s 2 vs single device, chunk %d: rel L2 %.3g "
+          "(limit %.0e), pts %" GST_TIME_FORMAT "\n", layouts[l], k, e,
+          REL_L2_MAX, GST_TIME_ARGS (mesh[k].pts));
+      fail_unless (max_ref > 0.1, "chunk %d: reference output is ~0", k);
+      fail_unless (e <= REL_L2_MAX, "%s chunk %d: rel L2 %.3g > %.0e",
+          layouts[l], k, e, REL_L2_MAX);
+      fail_unless_equals_int64 (mesh[k].chunk_index, ref[k].chunk_index);
+      fail_unless (GST_CLOCK_TIME_IS_VALID (ref[k].pts));
+      fail_unless_equals_uint64 (mesh[k].pts, ref[k].pts);
+      fail_unless_equals_uint64 (mesh[k].duration, ref[k].duration);
+    }
+  }
+  mesh_parallel = NULL;
+
+  bus = gst_bus_new ();
+  h = generator_harness (TRUE, bus, "mesh-timeout-ms", timeout_ms, NULL);
+  take_chunk (gst_harness_pull (h), &c);
+  kill_rank1_and_check (h, bus, timeout_ms, "co-located rank 0, mid-stream");
+  mesh_colocate = NULL;
 }
 
 GST_END_TEST;
@@ -547,6 +605,7 @@ mesh_element_suite (void)
   tcase_add_test (tc, test_mesh_eos);
   tcase_add_test (tc, test_mesh_settings);
   tcase_add_test (tc, test_mesh_prompt_change);
+  tcase_add_test (tc, test_mesh_colocated);
   return s;
 }
 

@@ -144,6 +144,10 @@ main (int argc, char **argv)
   for (int i = 0; i < DIT_ENV_NCCL_ID_BYTES; i++)
     e.accept.world_nccl_id[i] = (unsigned char) (i * 3);
   bad |= put (argv[1], "accept-world-nccl", &e);
+  /* v8: the co-located layout relays the world comm through mesh rank 0 */
+  e.accept.has_world_nccl_id = 0;
+  e.accept.world_relay = 1;
+  bad |= put (argv[1], "accept-world-relay", &e);
   memset (&e, 0, sizeof e);
   e.type = DIT_ENV_REFUSE;
   snprintf (e.text, sizeof e.text, "parity check failed");

@@ -8,8 +8,9 @@
  * found through $GST_DIT_WORKER, as the element finds it) and with
  * --mesh-parallel tp --worker-path, and compares latents.c0..c2 of the
  * files: relative L2 <= 1e-5 per chunk (f32), the reference not ~0 and its
- * chunks different from each other.  A bad layout name is a usage error
- * (exit 2) naming the values. */
+ * chunks different from each other; then tp once more with --mesh-colocate
+ * on (mesh rank 0 a thread of dit-generate), same limit.  A bad layout name
+ * or co-location value is a usage error (exit 2). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,10 +112,11 @@ main (int argc, char **argv)
     perror ("mkdtemp");
     return 1;
   }
-  char ref[64], sp[64], tp[64];
+  char ref[64], sp[64], tp[64], co[64];
   snprintf (ref, sizeof ref, "%s/ref.safetensors", dir);
   snprintf (sp, sizeof sp, "%s/sp.safetensors", dir);
   snprintf (tp, sizeof tp, "%s/tp.safetensors", dir);
+  snprintf (co, sizeof co, "%s/co.safetensors", dir);
   setenv ("DIT_CPU_THREADS", "1", 1);
   unsetenv ("GST_DIT_WORKER");
   char *gen = argv[1], *worker = argv[2];
@@ -135,11 +137,20 @@ main (int argc, char **argv)
   char *bad[] = { gen, "--mesh-devices", "0,1", "--mesh-parallel", "pp", "-o",
     tp, NULL };
   CHECK (run (bad) == 2, "--mesh-parallel pp is not a usage error");
+  char *mco[] = { gen, "-m", "tiny", "-n", "3", "--latent-size", "4x6", "-q",
+    "--mesh-devices", "0,1", "--mesh-backend", "cpu", "--mesh-parallel", "tp",
+    "--mesh-colocate", "on", "--worker-path", worker, "-o", co, NULL };
+  CHECK (run (mco) == 0, "dit-generate --mesh-colocate on failed");
+  char *badco[] = { gen, "--mesh-devices", "0,1", "--mesh-colocate", "yes",
+    "-o", co, NULL };
+  CHECK (run (badco) == 2, "--mesh-colocate yes is not a usage error");
   compare (ref, sp, "dit-generate --mesh-parallel sp");
   compare (ref, tp, "dit-generate --mesh-parallel tp");
+  compare (ref, co, "dit-generate --mesh-parallel tp --mesh-colocate on");
   unlink (ref);
   unlink (sp);
   unlink (tp);
+  unlink (co);
   rmdir (dir);
   if (failures)
     fprintf (stderr, "%d failure(s)\n", failures);

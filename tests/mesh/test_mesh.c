@@ -1,10 +1,16 @@
 /* test_mesh — the generator mesh with dit-worker processes on the CPU comm.
  *
- *   test-mesh SUBTEST /path/to/dit-worker [tp|sp|hybrid]
+ *   test-mesh SUBTEST /path/to/dit-worker [tp|sp|hybrid [colocate]]
  *
  * The layout (default tp) applies to every subtest's mesh: the break-it
  * subtests run once per layout (meson: mesh-NAME and mesh-sp-NAME); 2-rank
- * meshes become 4 ranks in hybrid (SP 2 x TP 2, preset tiny-tp).
+ * meshes become 4 ranks in hybrid (SP 2 x TP 2, preset tiny-tp).  With
+ * `colocate` mesh rank 0 runs on a thread of this process (mesh colocate
+ * on; meson: mesh-colocate-NAME): rank 0 has no pid, so kill-worker and
+ * stall-worker hit rank 1 as always (a spawned rank dying or stopping
+ * while rank 0 runs in process), world-cut is the in-process rank failing
+ * (named worker rank 0, at once), and the thread must be gone when the
+ * mesh is freed (dit_mesh_free joins it; a hang is the test's timeout).
  *
  * rollout            2 ranks, 3 chunks: equals the single-device generator
  *                    (f32 rounding), drift check on every chunk, clean
@@ -76,6 +82,8 @@
 
 static const char *worker_path;
 static dit_mesh_layout layout = DIT_MESH_LAYOUT_TP;
+/* 1: mesh rank 0 runs on a thread of this process (mesh colocate on) */
+static int colocate;
 
 #define FAIL(...) do { fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
     fprintf (stderr, __VA_ARGS__); fprintf (stderr, "\n"); return 1; } while (0)
@@ -112,6 +120,7 @@ base_config (dit_mesh_config *c, int ranks)
   c->synthetic_seed = 11;
   c->join_timeout_ms = 20000;
   c->chunk_timeout_ms = 10000;
+  c->colocate = colocate ? DIT_MESH_COLOCATE_ON : DIT_MESH_COLOCATE_OFF;
 }
 
 static dit_tensor
@@ -949,7 +958,7 @@ int
 main (int argc, char **argv)
 {
   if (argc < 3) {
-    fprintf (stderr, "usage: test-mesh SUBTEST DIT-WORKER\n");
+    fprintf (stderr, "usage: test-mesh SUBTEST DIT-WORKER [LAYOUT [colocate]]\n");
     return 2;
   }
   worker_path = argv[2];
@@ -957,6 +966,7 @@ main (int argc, char **argv)
     fprintf (stderr, "test-mesh: %s\n", dit_last_error ());
     return 2;
   }
+  colocate = argc > 4 && strcmp (argv[4], "colocate") == 0;
   setenv ("DIT_CPU_THREADS", "1", 1);
   signal (SIGPIPE, SIG_IGN);
   const char *t = argv[1];

@@ -12,7 +12,12 @@
  *  - no host copy per chunk on the CPU (the counter of dit_host_copies_get
  *    as the runner reports it, and as read around the whole chunk);
  *  - misuse: a second submit with one in flight, a collect with none, a
- *    runner without weights.
+ *    runner without weights;
+ *  - co-location (mesh-colocate on: mesh rank 0 on a thread of this
+ *    process, its data plane an in-process hand-off, rank 1's relayed on
+ *    the mesh comm) gives the latents of the spawned layout bit for bit,
+ *    under TP 2 and SP 2, over the 4 chunks (3 with a context recompute);
+ *    rank 0 has no pid there, rank 1 is spawned and gone after free.
  *
  *   test-runner DIT_WORKER
  */
@@ -232,6 +237,41 @@ main (int argc, char **argv)
     FAIL ("the mesh runner differs from the in-process one: %.3g", diff);
   if (memcmp (mesh, mesh_split, sizeof mesh) != 0)
     FAIL ("submit + collect differs from run_chunk on the mesh");
+
+  /* co-located against spawned, TP 2 and SP 2 */
+  static const char *const layouts[2] = { "tp", "sp" };
+  for (int l = 0; l < 2; l++) {
+    static float spawned[CHUNKS][LAT], coloc[CHUNKS][LAT];
+    for (int on = 0; on < 2; on++) {
+      o.layout = layouts[l];
+      o.colocate = on ? "on" : "off";
+      if (dit_mesh_spec_parse (&o, &spec) != DIT_OK)
+        FAIL ("spec %s: %s", layouts[l], dit_last_error ());
+      if (dit_runner_create (&rc, be, &r) != DIT_OK)
+        FAIL ("%s runner, colocate %d: %s", layouts[l], on, dit_last_error ());
+      if (rollout (r, on, on ? coloc : spawned, &copies))
+        return 1;
+      dit_runner_stats rs;
+      dit_runner_get_stats (r, &rs);
+      if (rs.colocated != on || (on ? rs.pids[0] != 0 : rs.pids[0] <= 0)
+          || rs.pids[1] <= 0)
+        FAIL ("%s, colocate %d: stats say colocated %d, pids %d %d",
+            layouts[l], on, rs.colocated, rs.pids[0], rs.pids[1]);
+      if (dit_runner_shutdown (r) != DIT_OK)
+        FAIL ("%s, colocate %d: shutdown: %s", layouts[l], on,
+            dit_last_error ());
+      dit_runner_free (r);
+      if (kill (rs.pids[1], 0) == 0)
+        FAIL ("worker rank 1 outlived the runner");
+    }
+    if (memcmp (spawned, coloc, sizeof spawned) != 0)
+      FAIL ("%s: the co-located rank 0 gives other latents than the spawned "
+          "one", layouts[l]);
+    if (l == 0 && memcmp (spawned, mesh, sizeof mesh) != 0)
+      FAIL ("tp: colocate off differs from the first mesh rollout");
+    printf ("%s 2: co-located rank 0 equals the spawned one bit for bit over "
+        "%d chunks\n", layouts[l], CHUNKS);
+  }
   dit_weights_free (w);
   return no_children_left () ? 0 : 1;
 }

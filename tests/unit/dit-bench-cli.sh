@@ -158,6 +158,25 @@ rc=0; "$bench" --synthetic --mesh-devices 0,x > /dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || { echo "--mesh-devices 0,x: exit $rc, want 2"; exit 1; }
 rc=0; "$bench" --synthetic --comm-overlap maybe > /dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || { echo "--comm-overlap maybe: exit $rc, want 2"; exit 1; }
+rc=0; "$bench" --synthetic --mesh-colocate maybe > /dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || { echo "--mesh-colocate maybe: exit $rc, want 2"; exit 1; }
+
+# 5a. --mesh-colocate on: mesh rank 0 on a thread of dit-bench, rank 1 a
+#     dit-worker; the JSON says it ran co-located (off: not)
+for c in on off; do
+  "$bench" --device cpu --preset tiny --synthetic --size 48x32 --chunks 2 \
+    --warmup 1 --mesh-devices 0,1 --mesh-colocate $c --overlap off --json \
+    > "$tmp/colocate-$c.json"
+done
+"$py" - "$tmp/colocate-on.json" "$tmp/colocate-off.json" <<'EOF'
+import json, sys
+on, off = (json.load(open(p)) for p in sys.argv[1:3])
+assert on["mode"] == "mesh" and on["mesh_colocated"] == 1, on
+assert off["mesh_colocated"] == 0, off
+assert on["denoise_ms"] > 0 and on["fps"] > 0, on
+print("colocate: on %.1f ms per chunk period, off %.1f ms"
+      % (on["chunk_period_ms"], off["chunk_period_ms"]))
+EOF
 
 # 5b. engine mode with a tiny display decoder: the anchor stays the full
 #    VAE's, the decode per latent is the TAEHV's
