@@ -24,6 +24,9 @@
  *                     both streams are done
  *   stage0_session_shared  the same dit_stage0 with the anchor path on the
  *                     caller's stream (DIT_STAGE0_ANCHOR_STREAM_SHARED)
+ *   *_d384            full_decode, full_anchor and stage0_session again
+ *                     with the mid-block attention on the head_dim 384
+ *                     mma.sync kernel (DIT_ATTN_D384=mma, read per call)
  * at --size (width x height in pixels, as the other tools take it;
  * default 576x320, latents 72x40), bf16.
  *
@@ -473,6 +476,12 @@ main (int argc, char **argv)
       "stage 0 session (shared stream)");
   dit_stage0_stats sst;
   dit_stage0_get_stats (b.s0, &sst);
+  setenv ("DIT_ATTN_D384", "mma", 1);
+  const double full_d384 = time_steps (&b, step_full, "full decode (d384)");
+  const double anchor_d384 = time_steps (&b, step_anchor, "anchor (d384)");
+  const double session_d384 = time_steps (&b, step_stage0_session,
+      "stage 0 session (d384)");
+  unsetenv ("DIT_ATTN_D384");
 
   printf ("stage0-bench: %dx%d (latents %dx%d), bf16, tiny decoder %s, %d "
       "iterations, median ms (setup %.0f ms)\n", width, height, lw, lh,
@@ -489,6 +498,9 @@ main (int argc, char **argv)
       "stream %s; %.2f ms on one stream; last anchor %.2f ms)\n", session,
       dit_stage0_anchor_on_own_stream (b.s0) ? "yes" : "no", session_shared,
       sst.last_anchor_ms);
+  printf ("  with the d384 attention kernel: full decode %.2f ms, anchor %.2f "
+      "ms, Stage 0 per chunk (dit_stage0) %.2f ms\n", full_d384, anchor_d384,
+      session_d384);
   if (profile) {
     /* the same backend instance with every VAE op (and attention, memset,
      * upload) synchronised and timed */
@@ -531,8 +543,11 @@ main (int argc, char **argv)
         "\"full_anchor_ms\": %.3f, \"stage0_serial_ms\": %.3f, "
         "\"stage0_overlap_ms\": %.3f, \"stage0_session_ms\": %.3f, "
         "\"stage0_session_shared_ms\": %.3f, \"session_last_anchor_ms\": "
-        "%.3f}\n", width, height, decoder, iters, tiny, tiny_own, full, enc,
-        anchor, serial, overlap, session, session_shared, sst.last_anchor_ms);
+        "%.3f, \"full_decode_d384_ms\": %.3f, \"full_anchor_d384_ms\": %.3f, "
+        "\"stage0_session_d384_ms\": %.3f}\n", width, height, decoder, iters,
+        tiny, tiny_own, full, enc, anchor, serial, overlap, session,
+        session_shared, sst.last_anchor_ms, full_d384, anchor_d384,
+        session_d384);
     fclose (f);
   }
   dit_stage0_free (b.s0);
