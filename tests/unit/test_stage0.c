@@ -192,7 +192,7 @@ make_tiny_display (dit_stage0_anchor_stream where, dit_anchor_decoder from,
 static void
 test_anchor_stream (dit_anchor_decoder from)
 {
-  const int F = 3, K = 5;
+  const int F = 3, K = 4;
   dit_taehv_config tc;
   dit_weights *tw = NULL;
   dit_stage0 *ser = NULL, *own = NULL, *aut = NULL;
