@@ -536,6 +536,9 @@ main (int argc, char **argv)
             if (variant_on[variant])
               ways[n++] = (attn_way) { variant, sched };
     }
+    /* the d384 mma cases also on the generic kernel, as a control */
+    if (tc->dt == DIT_BF16 && tc->d == 384 && variant_on[0])
+      ways[n++] = (attn_way) { 0, DIT_CUDA_ATTN_SCHED_AUTO };
     if (n > 0)
       attn_run (be, tc, ways, n);
   }
