@@ -15,9 +15,12 @@
  *   - with the own conv kernels (DIT_VAE_CONV=own: no per-instance
  *     algorithm choice) bit for bit, for the full and the tiny anchor
  *     decoder;
- *   - with cuDNN where it loads, NMSE <= 1e-6 (each backend instance runs
- *     cuDNN's Find for itself and may pick another algorithm; the same
- *     algorithm gives the same bits).
+ *   - with cuDNN where it loads, NMSE <= 1e-4 (each backend instance runs
+ *     cuDNN's Find, which times the algorithms, for itself and may pick
+ *     another one than the caller's instance did, as two runs of one
+ *     process may; the same algorithm gives the same bits, and the line
+ *     printed says whether they were).  A missing event shows as a stale
+ *     or half-written anchor or frame: NMSE near 1.
  * Exit 0 = pass, 1 = fail, 77 = no CUDA device (skip).
  */
 #include "dit_backend.h"
@@ -190,7 +193,7 @@ main (void)
   run_pair (DIT_ANCHOR_DECODER_TINY, "own convs, tiny anchor decoder", 0.0);
   unsetenv ("DIT_VAE_CONV");
   run_pair (DIT_ANCHOR_DECODER_FULL, "default convs, full anchor decoder",
-      1e-6);
+      1e-4);
   dit_weights_free (vw);
   dit_weights_free (tw);
   dit_backend_destroy (gen);
