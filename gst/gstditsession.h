@@ -28,6 +28,9 @@
  * stream sees only the anchor latents) or, with ditgenerate
  * anchor-decoder=tiny, from the display decoder's frames; the re-encode is
  * always the full VAE's.  Both choices go into the dit_stage0's config.
+ * Beside a tiny display on CUDA the anchor path runs on a stream of its
+ * own (dit_stage0_anchor_stream): gst_dit_session_push_chunk enqueues it
+ * and returns, so the display decode of the same chunk runs beside it.
  *
  * On a CUDA backend latents, frames and anchors stay in device memory; a
  * system-memory display downloads its frames, CUDA-memory output converts

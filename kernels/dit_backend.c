@@ -73,6 +73,26 @@ dit_event_destroy (dit_backend *be, dit_event *ev)
     be->ops->event_destroy (be, ev);
 }
 
+dit_status
+dit_event_create_timed (dit_backend *be, dit_event **out)
+{
+  *out = NULL;
+  if (!be->ops->event_create_timed)
+    return DIT_OK;
+  return be->ops->event_create_timed (be, out);
+}
+
+dit_status
+dit_event_elapsed (dit_backend *be, dit_event *start, dit_event *end,
+    double *ms)
+{
+  *ms = 0.0;
+  if (!start || !end || !be->ops->event_elapsed)
+    return dit_error (DIT_ERR_UNSUPPORTED, "%s backend: no timed events",
+        dit_backend_name (be));
+  return be->ops->event_elapsed (be, start, end, ms);
+}
+
 void *
 dit_host_alloc (dit_backend *be, size_t bytes)
 {

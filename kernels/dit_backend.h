@@ -165,6 +165,13 @@ typedef struct dit_backend_ops {
       const dit_rmsnorm_apply_params *p);
   dit_status (*dequantize_fp8) (dit_backend *be,
       const dit_dequantize_fp8_params *p);
+
+  /* Optional timed events (NULL: not provided): an event made by
+   * event_create_timed is also an ordinary event; event_elapsed gives the
+   * time between two completed timed events recorded on one stream. */
+  dit_status (*event_create_timed) (dit_backend *be, dit_event **out);
+  dit_status (*event_elapsed) (dit_backend *be, dit_event *start,
+      dit_event *end, double *ms);
 } dit_backend_ops;
 
 /* Called by every dit_* op dispatcher just before the op is handed to the
@@ -231,6 +238,11 @@ dit_status dit_event_record (dit_backend *be, dit_event *ev);
 dit_status dit_event_wait (dit_backend *be, dit_event *ev);
 dit_status dit_event_synchronize (dit_backend *be, dit_event *ev);
 void dit_event_destroy (dit_backend *be, dit_event *ev);
+/* A timed event (*out NULL where the backend has none); elapsed: the ms
+ * between two completed timed events, DIT_ERR_UNSUPPORTED without them. */
+dit_status dit_event_create_timed (dit_backend *be, dit_event **out);
+dit_status dit_event_elapsed (dit_backend *be, dit_event *start,
+    dit_event *end, double *ms);
 
 /* ---- memory and ordering ------------------------------------------------ */
 

@@ -14,6 +14,18 @@
  * Held latents (queued or decoded, not released) are consecutive and at
  * most `capacity`, so their slots never collide.
  *
+ * The anchor's stream (abe): the caller's backend `be`, or beside a
+ * display decoder of its own a second instance of be's device.  The full
+ * VAE then lives on abe (it serves only the anchor path), so do apix and
+ * the anchor.  Events:
+ *   ev_ain    recorded on be when the anchor path's input (the anchor
+ *             latent's slot, or the display's frame) is written and every
+ *             earlier context copy read the anchor; abe waits for it;
+ *   ev_a0     (timed) on abe where the anchor path starts;
+ *   ev_adone  (timed) on abe when the anchor is written; be waits for it
+ *             before the context reads the anchor and before push_chunk
+ *             writes a queue slot the anchor path may still read.
+ *
  * Every copy is a dit_copy on this backend (a strided view of one latent of
  * a [16, F, h, w] chunk into a slot, or slots into the context), so latents
  * stay where they are.  Reading another instance's output is ordered by an
@@ -30,6 +42,8 @@
 struct dit_stage0 {
   dit_stage0_config cfg;
   dit_backend *be;
+  dit_backend *abe;             /* the anchor path's backend: be or own */
+  int own_abe;
   int64_t hw, pix;              /* latent plane h*w, pixel plane H*W */
   dit_vae *vae;                 /* the full VAE, NULL without a decoder */
   dit_taehv *tae;               /* the display decoder of its own, or NULL */
@@ -47,6 +61,9 @@ struct dit_stage0 {
   int stage_latents;
 
   dit_event *ev_in, *ev_out;
+  dit_event *ev_ain, *ev_a0, *ev_adone;
+  int anchor_pending;           /* an anchor path on abe not yet timed */
+  double anchor_pre_ms;         /* its display decodes (host time) */
   dit_stage0_stats stats;
 };
 
@@ -127,15 +144,53 @@ dit_stage0_free (dit_stage0 *s)
 {
   if (!s)
     return;
+  /* nothing may still run on either stream when the buffers go */
+  if (s->abe && s->abe != s->be)
+    (void) dit_synchronize (s->abe);
+  (void) dit_synchronize (s->be);
   dit_vae_free (s->vae);
   dit_taehv_free (s->tae);
-  dit_tensor *bufs[] = { &s->latent0, &s->hist, &s->anchor, &s->ctx, &s->qlat,
-    &s->qframes, &s->stage, &s->apix };
+  dit_tensor *bufs[] = { &s->latent0, &s->hist, &s->ctx, &s->qlat,
+    &s->qframes, &s->stage };
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     dit_tensor_free (s->be, bufs[i]);
+  if (s->abe) {
+    dit_tensor_free (s->abe, &s->anchor);
+    dit_tensor_free (s->abe, &s->apix);
+  }
   dit_event_destroy (s->be, s->ev_in);
   dit_event_destroy (s->be, s->ev_out);
+  dit_event_destroy (s->be, s->ev_ain);
+  if (s->abe) {
+    dit_event_destroy (s->abe, s->ev_a0);
+    dit_event_destroy (s->abe, s->ev_adone);
+  }
+  if (s->own_abe)
+    dit_backend_destroy (s->abe);
   free (s);
+}
+
+/* The anchor path's backend: its own instance of be's device beside a
+ * display decoder of its own (where asked, or where be has events), else
+ * be itself. */
+static dit_status
+anchor_backend (dit_stage0 *s, const dit_stage0_config *cfg)
+{
+  s->abe = s->be;
+  if (!cfg->display_config)
+    return DIT_OK;
+  int own = cfg->anchor_stream == DIT_STAGE0_ANCHOR_STREAM_OWN
+      || (cfg->anchor_stream == DIT_STAGE0_ANCHOR_STREAM_AUTO
+          && s->be->ops->event_create != NULL);
+  if (!own)
+    return DIT_OK;
+  dit_backend *abe = dit_backend_create (dit_backend_name (s->be),
+      s->be->device_index);
+  if (!abe)
+    return dit_error_prefix (DIT_ERR_DEVICE, "the anchor path's stream");
+  s->abe = abe;
+  s->own_abe = 1;
+  return DIT_OK;
 }
 
 dit_status
@@ -158,6 +213,10 @@ dit_stage0_create (const dit_stage0_config *cfg, dit_backend *be,
   if (!cfg->vae_weights && cfg->anchor == DIT_ANCHOR_DECODED)
     return dit_error (DIT_ERR_INVALID, "stage 0: the decoded anchor needs a "
         "VAE (or anchor = latent)");
+  if (cfg->anchor_stream < DIT_STAGE0_ANCHOR_STREAM_AUTO
+      || cfg->anchor_stream > DIT_STAGE0_ANCHOR_STREAM_OWN)
+    return dit_error (DIT_ERR_INVALID, "stage 0: anchor stream %d is not one "
+        "of auto (0), shared (1), own (2)", (int) cfg->anchor_stream);
   if (cfg->display_config && !cfg->vae_weights)
     return dit_error (DIT_ERR_INVALID, "stage 0: a display decoder of its own "
         "needs the full VAE beside it (the anchor's re-encode)");
@@ -174,11 +233,13 @@ dit_stage0_create (const dit_stage0_config *cfg, dit_backend *be,
   s->pix = 64 * s->hw;
   const int64_t lat = DIT_LATENT_CHANNELS * s->hw;
   int64_t cshape[4] = { DIT_LATENT_CHANNELS, C, cfg->latent_h, cfg->latent_w };
-  dit_status st = alloc_f32 (s, &s->latent0, lat);
+  dit_status st = anchor_backend (s, cfg);
+  if (st == DIT_OK)
+    st = alloc_f32 (s, &s->latent0, lat);
   if (st == DIT_OK)
     st = alloc_f32 (s, &s->hist, lat * C);
   if (st == DIT_OK)
-    st = alloc_f32 (s, &s->anchor, lat);
+    st = dit_tensor_alloc (s->abe, &s->anchor, DIT_F32, 1, &lat);
   if (st == DIT_OK)
     st = dit_tensor_alloc (be, &s->ctx, DIT_F32, 4, cshape);
   if (st == DIT_OK && cfg->vae_weights) {
@@ -188,15 +249,23 @@ dit_stage0_create (const dit_stage0_config *cfg, dit_backend *be,
       st = alloc_f32 (s, &s->qframes, 3 * 4 * s->pix * cfg->capacity);
     if (st == DIT_OK && dit_backend_device (be) != DIT_DEVICE_CPU)
       st = alloc_f32 (s, &s->stage, lat * s->stage_latents);
+    /* the weights may still be uploading on be's stream */
+    if (st == DIT_OK && s->abe != be)
+      st = dit_synchronize (be);
     if (st == DIT_OK)
       st = dit_vae_create (cfg->vae_config, cfg->vae_weights,
-          8 * cfg->latent_w, 8 * cfg->latent_h, cfg->vae_dtype, be, &s->vae);
+          8 * cfg->latent_w, 8 * cfg->latent_h, cfg->vae_dtype, s->abe,
+          &s->vae);
+    if (st == DIT_OK && s->abe != be)
+      st = dit_synchronize (s->abe);
     if (st == DIT_OK && cfg->display_config)
       st = dit_taehv_create (cfg->display_config, cfg->display_weights,
           8 * cfg->latent_w, 8 * cfg->latent_h, cfg->vae_dtype,
           DIT_TAEHV_DECODER, be, &s->tae);
-    if (st == DIT_OK && cfg->display_config)
-      st = alloc_f32 (s, &s->apix, 3 * 4 * s->pix);
+    if (st == DIT_OK && cfg->display_config) {
+      int64_t n = 3 * 4 * s->pix;
+      st = dit_tensor_alloc (s->abe, &s->apix, DIT_F32, 1, &n);
+    }
   } else if (st == DIT_OK && dit_backend_device (be) != DIT_DEVICE_CPU) {
     s->stage_latents = F;
     st = alloc_f32 (s, &s->stage, lat * F);
@@ -205,6 +274,12 @@ dit_stage0_create (const dit_stage0_config *cfg, dit_backend *be,
     st = dit_event_create (be, &s->ev_in);
   if (st == DIT_OK)
     st = dit_event_create (be, &s->ev_out);
+  if (st == DIT_OK)
+    st = dit_event_create (be, &s->ev_ain);
+  if (st == DIT_OK)
+    st = dit_event_create_timed (s->abe, &s->ev_a0);
+  if (st == DIT_OK)
+    st = dit_event_create_timed (s->abe, &s->ev_adone);
   if (st != DIT_OK) {
     dit_stage0_free (s);
     return dit_error_prefix (st, "stage 0");
@@ -214,9 +289,15 @@ dit_stage0_create (const dit_stage0_config *cfg, dit_backend *be,
   return DIT_OK;
 }
 
+static dit_status collect_anchor (dit_stage0 *s);
+
 void
 dit_stage0_reset (dit_stage0 *s)
 {
+  /* a pending anchor path is timed (and so finished) before its buffers
+   * serve a new stream */
+  if (collect_anchor (s) != DIT_OK)
+    (void) dit_synchronize (s->abe);
   s->next_chunk = 0;
   s->anchor_for = -1;
   s->held_begin = s->decoded_end = s->submitted_end = 0;
@@ -243,6 +324,36 @@ int
 dit_stage0_has_display_decoder (const dit_stage0 *s)
 {
   return s->tae != NULL;
+}
+
+int
+dit_stage0_anchor_on_own_stream (const dit_stage0 *s)
+{
+  return s->abe != s->be;
+}
+
+/* Take the time of a pending anchor path on abe (the host waits for it). */
+static dit_status
+collect_anchor (dit_stage0 *s)
+{
+  if (!s->anchor_pending)
+    return DIT_OK;
+  double ms;
+  s->anchor_pending = 0;
+  DIT_TRY (dit_event_synchronize (s->abe, s->ev_adone));
+  DIT_TRY (dit_event_elapsed (s->abe, s->ev_a0, s->ev_adone, &ms));
+  s->stats.last_anchor_ms = s->anchor_pre_ms + ms;
+  s->stats.busy_us += (int64_t) (ms * 1e3);
+  return DIT_OK;
+}
+
+dit_status
+dit_stage0_sync (dit_stage0 *s)
+{
+  DIT_TRY (collect_anchor (s));
+  if (s->abe != s->be)
+    DIT_TRY (dit_synchronize (s->abe));
+  return dit_synchronize (s->be);
 }
 
 /* ---- inputs from other streams and the host ------------------------------- */
@@ -310,6 +421,9 @@ dit_stage0_context (dit_stage0 *s, int64_t k, dit_backend *consumer,
         "context, but %lld chunks are known", (long long) k,
         (long long) s->next_chunk);
   if (k > 0) {
+    /* the anchor (made on the anchor's stream) is read below */
+    if (s->abe != s->be)
+      DIT_TRY (dit_event_wait (s->be, s->ev_adone));
     for (int j = 0; j < C; j++) {
       int64_t l = dit_context_slot_latent (F, C, k, j);
       dit_tensor src, dst = latent_of (&s->ctx, j);
@@ -459,25 +573,14 @@ dit_stage0_held (const dit_stage0 *s)
 
 /* ---- the generator's chunk ------------------------------------------------- */
 
-/* The anchor latent `a` decoded by the full VAE beside a display decoder
- * of its own: its decoder stream sees only the anchor latents (its causal
- * cache holds the previous anchor's features, not the previous latent's:
- * the one full decode per chunk this costs is the point of a tiny
- * display).  The frames land in apix. */
-static dit_status
-anchor_full_decode (dit_stage0 *s, int64_t a, dit_tensor *frames)
-{
-  int64_t shape[4] = { 3, dit_vae_decode_frames (s->vae, 1),
-    8 * s->cfg.latent_h, 8 * s->cfg.latent_w };
-  dit_tensor lat = latent_slot (s, &s->qlat, a % s->cfg.capacity);
-  *frames = dit_tensor_make (s->apix.data, DIT_F32, s->apix.device, 4, shape);
-  DIT_TRY (dit_vae_decode (s->vae, &lat, frames));
-  return dit_synchronize (s->be);
-}
-
-/* Decode the anchor latent of chunk k + 1 (the display decoder up to it, or
- * the full VAE beside a display decoder of its own) and re-encode the last
- * frame of that latent as a single image. */
+/* Decode the anchor latent of chunk k + 1 and re-encode the last frame of
+ * that latent as a single image.  The frame comes from the full VAE beside
+ * a display decoder of its own (its decoder stream sees only the anchor
+ * latents: its causal cache holds the previous anchor's features, not the
+ * previous latent's; the one full decode per chunk this costs is the point
+ * of a tiny display), or from the display decoder up to that latent.  The
+ * full VAE's work runs on abe: enqueued only, when that is a stream of its
+ * own (collect_anchor times it later); else finished here. */
 static dit_status
 anchor_path (dit_stage0 *s, int64_t k)
 {
@@ -485,24 +588,42 @@ anchor_path (dit_stage0 *s, int64_t k)
   if (!dit_context_slot0_is_anchor (F, C, s->cfg.anchor, k + 1))
     return DIT_OK;
   int64_t a = dit_context_slot_latent (F, C, k + 1, 0);
+  const int full = s->tae && s->cfg.anchor_decoder == DIT_ANCHOR_DECODER_FULL;
   double t0 = stage0_ms ();
   dit_tensor fr;
-  if (s->tae && s->cfg.anchor_decoder == DIT_ANCHOR_DECODER_FULL) {
-    DIT_TRY (anchor_full_decode (s, a, &fr));
+  if (full) {
+    int64_t shape[4] = { 3, dit_vae_decode_frames (s->vae, 1),
+      8 * s->cfg.latent_h, 8 * s->cfg.latent_w };
+    fr = dit_tensor_make (s->apix.data, DIT_F32, s->apix.device, 4, shape);
   } else {
     DIT_TRY (dit_stage0_decode_to (s, a));
     fr = frames_slot (s, a);
+  }
+  double t1 = stage0_ms ();
+  if (s->abe != s->be) {
+    DIT_TRY (dit_event_record (s->be, s->ev_ain));
+    DIT_TRY (dit_event_wait (s->abe, s->ev_ain));
+  }
+  DIT_TRY (dit_event_record (s->abe, s->ev_a0));
+  if (full) {
+    dit_tensor lat = latent_slot (s, &s->qlat, a % s->cfg.capacity);
+    DIT_TRY (dit_vae_decode (s->vae, &lat, &fr));
   }
   dit_tensor last = fr;
   last.data = (float *) fr.data + (fr.shape[1] - 1) * s->pix;
   last.shape[1] = 1;
   dit_tensor anchor = latent_slot (s, &s->anchor, 0);
-  double t1 = stage0_ms ();
   DIT_TRY (dit_vae_encode_anchor (s->vae, &last, &anchor));
-  DIT_TRY (dit_synchronize (s->be));
-  double t2 = stage0_ms ();
+  DIT_TRY (dit_event_record (s->abe, s->ev_adone));
   s->anchor_for = k + 1;
   s->stats.anchors++;
+  if (s->abe != s->be && s->ev_adone) {
+    s->anchor_pending = 1;
+    s->anchor_pre_ms = t1 - t0;
+    return DIT_OK;
+  }
+  DIT_TRY (dit_synchronize (s->abe));
+  double t2 = stage0_ms ();
   s->stats.busy_us += (int64_t) ((t2 - t1) * 1e3);
   s->stats.last_anchor_ms = t2 - t0;
   return DIT_OK;
@@ -525,6 +646,11 @@ dit_stage0_push_chunk (dit_stage0 *s, int64_t k, const dit_tensor *x0,
     return dit_error (DIT_ERR_STATE, "decode queue full (%d of %d latents "
         "held): the display is behind", dit_stage0_held (s), s->cfg.capacity);
   dit_tensor x;
+  /* the previous anchor path is timed, and this backend's writes below (a
+   * queue slot it read) wait for it */
+  DIT_TRY (collect_anchor (s));
+  if (s->abe != s->be)
+    DIT_TRY (dit_event_wait (s->be, s->ev_adone));
   DIT_TRY (readable (s, x0, producer, &x));
   /* the history keeps the last C latents (and latent 0) */
   for (int j = F > C ? F - C : 0; j < F; j++) {

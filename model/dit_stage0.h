@@ -33,6 +33,21 @@
  * VAE's.  Without a decoder (anchor = latent, nobody displays) only the
  * context is kept.
  *
+ * The anchor's stream: when the full VAE serves only the anchor path (a
+ * display decoder of its own decodes the queue), the anchor path runs on
+ * a backend instance of its own (its own stream on the same device and
+ * context, dit_stage0_anchor_stream): push_chunk enqueues it and returns,
+ * the display decode of the same chunk runs beside it on the caller's
+ * stream, and events order the two: the anchor stream waits for the
+ * latent (or the display's frame) it reads, the caller's stream waits for
+ * the anchor before the context reads it and before a slot the anchor
+ * path read is written again.  Same ops, same inputs: the results are
+ * bit-identical to the serial order.  Where the full VAE also displays,
+ * the anchor's frame is the display's own decode, and the anchor path
+ * stays on the caller's stream (a re-encode on another stream would need
+ * a second full VAE's weights and workspace).  On the CPU every op is
+ * complete when it returns, so either order is the serial one.
+ *
  * Not thread-safe: a caller that feeds and displays from two threads (the
  * GStreamer session) serialises the calls and bounds the hand-off with
  * dit_stage0_has_room.
@@ -56,6 +71,16 @@ typedef enum dit_anchor_decoder {
                                    a display decoder of its own is set) */
 } dit_anchor_decoder;
 
+/* Where the anchor path runs. */
+typedef enum dit_stage0_anchor_stream {
+  DIT_STAGE0_ANCHOR_STREAM_AUTO = 0,  /* its own where the backend has
+                                         events (CUDA), else shared */
+  DIT_STAGE0_ANCHOR_STREAM_SHARED = 1,  /* the caller's backend: the serial
+                                           order */
+  DIT_STAGE0_ANCHOR_STREAM_OWN = 2,   /* a backend instance of its own on
+                                         any backend (the CPU too: tests) */
+} dit_stage0_anchor_stream;
+
 typedef struct dit_stage0_config {
   int latent_h, latent_w;       /* latent grid (pixels / 8) */
   int frames_per_chunk;         /* F */
@@ -72,6 +97,8 @@ typedef struct dit_stage0_config {
   const dit_taehv_config *display_config;
   const dit_weights *display_weights;
   dit_anchor_decoder anchor_decoder;
+  /* Used only beside a display decoder of its own (see above). */
+  dit_stage0_anchor_stream anchor_stream;
 } dit_stage0_config;
 
 void dit_stage0_config_default (dit_stage0_config *c);
@@ -87,6 +114,11 @@ const dit_stage0_config *dit_stage0_get_config (const dit_stage0 *s);
 int dit_stage0_has_decoder (const dit_stage0 *s);
 /* Whether a display decoder of its own decodes the queue. */
 int dit_stage0_has_display_decoder (const dit_stage0 *s);
+/* Whether the anchor path runs on a backend instance of its own. */
+int dit_stage0_anchor_on_own_stream (const dit_stage0 *s);
+/* The host waits for both streams (the caller's and the anchor's); the
+ * anchor path's time is then in the statistics. */
+dit_status dit_stage0_sync (dit_stage0 *s);
 
 /* ---- generator side ------------------------------------------------------- */
 
@@ -137,10 +169,16 @@ int dit_stage0_held (const dit_stage0 *s);
 typedef struct dit_stage0_stats {
   int64_t decoded;              /* latents decoded since the last reset */
   int64_t anchors;              /* anchors re-encoded */
-  int64_t busy_us;              /* decode + anchor encode since create, wall
-                                   time (the backend is synchronised after
-                                   each) */
-  double last_anchor_ms;        /* the last anchor path: decodes + encode */
+  int64_t busy_us;              /* decodes + the anchor path since create:
+                                   wall time (the backend is synchronised
+                                   after each), on the anchor's own stream
+                                   its time between two timed events */
+  double last_anchor_ms;        /* the last anchor path: decodes + encode
+                                   (on its own stream: the display decodes
+                                   up to the anchor latent, if they make its
+                                   frame, plus the anchor stream's time;
+                                   collected by the next push_chunk or by
+                                   dit_stage0_sync) */
   double last_decode_ms;        /* the last latent decode */
 } dit_stage0_stats;
 void dit_stage0_get_stats (const dit_stage0 *s, dit_stage0_stats *out);

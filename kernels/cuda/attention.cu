@@ -46,6 +46,10 @@
  *  work schedules that share key tiles between blocks (stream-K); needs a
  *  positive scale besides what 6 needs, and hands what it refuses to 6.
  *
+ *  attn_d384_kernel (attention_d384.cu): the VAE mid-block's head_dim
+ *  384 (bf16, no bias or mask) on mma.sync, FlashAttention-2 style; only
+ *  with DIT_ATTN_D384=mma until checked on a GPU, else the generic kernel.
+ *
  *  attn_generic_kernel (any dtype, head_dim <= 512: T5's 64, the VAE's
  *  single 384-channel head, f32 inputs): one warp per query row, K/V tiles
  *  of 32 keys in shared memory as f32.  Lane j scores key j of the tile (q
@@ -690,6 +694,8 @@ attn_run (dit_backend *be, const dit_attn_params *p, int variant, int sched)
   dit_cuda_backend *cb = dit_cuda_impl (be);
   if (variant > 0 && !a.pos_bias && a.key_len == 0 && attn_flash_ok (a))
     return attn_launch_flash (cb, a, variant, sched);
+  if (variant > 0 && attn_d384_ok (a, cb->smem_optin))
+    return attn_launch_d384 (cb, a);
   return attn_launch_generic (cb->stream, a, cb->smem_optin);
 }
 

@@ -72,6 +72,11 @@ attn_key_end (const attn_args &a, int64_t r)
   return e < n ? e : n;
 }
 
+/* The head_dim 384 mma.sync kernel (attention_d384.cu): 1 when it takes
+ * these inputs (and DIT_ATTN_D384=mma asks for it), then its launch. */
+int attn_d384_ok (const attn_args &a, size_t smem_optin);
+dit_status attn_launch_d384 (dit_cuda_backend *cb, const attn_args &a);
+
 /* 1 when the wgmma kernel runs on this backend's device: compute
  * capability 9.0 and an sm_90a binary of the kernel (a compute_90 PTX
  * build has no wgmma), with enough opt-in shared memory. */

@@ -216,6 +216,29 @@ cuda_event_destroy (dit_backend *be, dit_event *ev)
   cudaEventDestroy ((cudaEvent_t) ev);
 }
 
+/* timed events: timing on (a little dearer to record and wait for) */
+static dit_status
+cuda_event_create_timed (dit_backend *be, dit_event **out)
+{
+  cudaEvent_t e;
+  DIT_CUDA_TRY (cudaSetDevice (dit_cuda_impl (be)->device));
+  DIT_CUDA_TRY (cudaEventCreate (&e));
+  *out = (dit_event *) e;
+  return DIT_OK;
+}
+
+static dit_status
+cuda_event_elapsed (dit_backend *be, dit_event *start, dit_event *end,
+    double *ms)
+{
+  float f = 0.0f;
+  (void) be;
+  DIT_CUDA_TRY (cudaEventElapsedTime (&f, (cudaEvent_t) start,
+      (cudaEvent_t) end));
+  *ms = f;
+  return DIT_OK;
+}
+
 /* page-locked host memory for asynchronous uploads */
 static void *
 cuda_host_alloc (dit_backend *be, size_t bytes)
@@ -305,6 +328,8 @@ static const dit_backend_ops dit_cuda_ops = {
   dit_cuda_rmsnorm_sumsq,
   dit_cuda_rmsnorm_apply,
   dit_cuda_dequantize_fp8,
+  cuda_event_create_timed,
+  cuda_event_elapsed,
 };
 
 /* Undo a half-made backend and report `st` with its message kept. */

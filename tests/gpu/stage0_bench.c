@@ -17,6 +17,16 @@
  *                     decode of the 3 latents, on one stream
  *   stage0_overlap    the same with the anchor on its own stream (its own
  *                     backend instance) beside the display decode
+ *   stage0_session    what the session runs per chunk: a dit_stage0 (tiny
+ *                     display + full anchor) takes a chunk of 3 latents
+ *                     (context, push_chunk, display decode of the 3,
+ *                     release) with its anchor path on its own stream, until
+ *                     both streams are done
+ *   stage0_session_shared  the same dit_stage0 with the anchor path on the
+ *                     caller's stream (DIT_STAGE0_ANCHOR_STREAM_SHARED)
+ *   *_d384            full_decode, full_anchor and stage0_session again
+ *                     with the mid-block attention on the head_dim 384
+ *                     mma.sync kernel (DIT_ATTN_D384=mma, read per call)
  * at --size (width x height in pixels, as the other tools take it;
  * default 576x320, latents 72x40), bf16.
  *
@@ -29,6 +39,7 @@
 #include "dit_backend.h"
 #include "dit_loader.h"
 #include "dit_philox.h"
+#include "dit_stage0.h"
 #include "dit_taehv.h"
 #include "dit_vae.h"
 
@@ -79,6 +90,9 @@ typedef struct bench {
   dit_vae *vae, *vae2;          /* full VAE on be (decode), on be2 (anchor) */
   dit_taehv *tae;
   dit_tensor lat, pix, frame, anchor, lat2, pix2, frame2;
+  dit_stage0 *s0, *s0_shared;   /* the session's Stage 0, both orders */
+  dit_tensor chunk;             /* [16, 3, h, w] */
+  int64_t s0_chunk, s0_shared_chunk;
 } bench;
 
 static dit_tensor
@@ -200,6 +214,32 @@ step_stage0_overlap (bench *b, uint64_t k)
   for (int i = 0; i < 3; i++)
     DIT_TRY (tiny_one (b, 3 * k + (uint64_t) i));
   return DIT_OK;
+}
+
+/* One chunk through a dit_stage0 as the session drives it. */
+static dit_status
+session_chunk (bench *b, dit_stage0 *s, int64_t *next, uint64_t k)
+{
+  dit_tensor ctx;
+  const int64_t c = (*next)++;
+  fill_latent (b->be, &b->chunk, k);
+  DIT_TRY (dit_stage0_context (s, c, NULL, &ctx));
+  DIT_TRY (dit_stage0_push_chunk (s, c, &b->chunk, NULL));
+  DIT_TRY (dit_stage0_decode_to (s, 3 * c + 2));
+  dit_stage0_release (s, 3 * c + 2);
+  return dit_stage0_sync (s);
+}
+
+static dit_status
+step_stage0_session (bench *b, uint64_t k)
+{
+  return session_chunk (b, b->s0, &b->s0_chunk, k);
+}
+
+static dit_status
+step_stage0_session_shared (bench *b, uint64_t k)
+{
+  return session_chunk (b, b->s0_shared, &b->s0_shared_chunk, k);
 }
 
 /* ---- per-op profile: the op table wrapped with synchronised timers ---- */
@@ -378,12 +418,28 @@ main (int argc, char **argv)
   die_if (dit_load_vae ("wan", 0, DIT_BF16, b.be, &vc, &w), "wan weights");
   die_if (dit_vae_create (&vc, w, width, height, DIT_BF16, b.be, &b.vae), "vae");
   die_if (dit_vae_create (&vc, w, width, height, DIT_BF16, b.be2, &b.vae2), "vae 2");
-  dit_weights_free (w);
   dit_taehv_config tc;
-  die_if (dit_load_taehv (decoder, 0, DIT_BF16, b.be, &tc, &w), "taehv weights");
-  die_if (dit_taehv_create (&tc, w, width, height, DIT_BF16, DIT_TAEHV_DECODER,
+  dit_weights *tw = NULL;
+  die_if (dit_load_taehv (decoder, 0, DIT_BF16, b.be, &tc, &tw), "taehv weights");
+  die_if (dit_taehv_create (&tc, tw, width, height, DIT_BF16, DIT_TAEHV_DECODER,
       b.be, &b.tae), "taehv");
+  dit_stage0_config sc;
+  dit_stage0_config_default (&sc);
+  sc.latent_h = height / 8;
+  sc.latent_w = width / 8;
+  sc.frames_per_chunk = 3;
+  sc.context_frames = 3;
+  sc.capacity = 6;
+  sc.vae_config = &vc;
+  sc.vae_weights = w;
+  sc.vae_dtype = DIT_BF16;
+  sc.display_config = &tc;
+  sc.display_weights = tw;
+  die_if (dit_stage0_create (&sc, b.be, &b.s0), "stage 0");
+  sc.anchor_stream = DIT_STAGE0_ANCHOR_STREAM_SHARED;
+  die_if (dit_stage0_create (&sc, b.be, &b.s0_shared), "stage 0 (shared)");
   dit_weights_free (w);
+  dit_weights_free (tw);
   const double setup_ms = now_ms () - t0;
 
   const int lh = height / 8, lw = width / 8;
@@ -394,6 +450,7 @@ main (int argc, char **argv)
   b.lat2 = alloc4 (b.be2, 16, 1, lh, lw);
   b.pix2 = alloc4 (b.be2, 3, 4, height, width);
   b.frame2 = alloc4 (b.be2, 3, 1, height, width);
+  b.chunk = alloc4 (b.be, 16, 3, lh, lw);
   die_if (b.be->ops->memset_zero (b.be, b.frame.data, dit_tensor_nbytes (&b.frame)),
       "memset");
   /* latent 0 decodes to 1 frame (the streaming rule); past it, every
@@ -414,6 +471,17 @@ main (int argc, char **argv)
   const double anchor = time_steps (&b, step_anchor, "anchor");
   const double serial = time_steps (&b, step_stage0_serial, "stage 0 serial");
   const double overlap = time_steps (&b, step_stage0_overlap, "stage 0 overlap");
+  const double session = time_steps (&b, step_stage0_session, "stage 0 session");
+  const double session_shared = time_steps (&b, step_stage0_session_shared,
+      "stage 0 session (shared stream)");
+  dit_stage0_stats sst;
+  dit_stage0_get_stats (b.s0, &sst);
+  setenv ("DIT_ATTN_D384", "mma", 1);
+  const double full_d384 = time_steps (&b, step_full, "full decode (d384)");
+  const double anchor_d384 = time_steps (&b, step_anchor, "anchor (d384)");
+  const double session_d384 = time_steps (&b, step_stage0_session,
+      "stage 0 session (d384)");
+  unsetenv ("DIT_ATTN_D384");
 
   printf ("stage0-bench: %dx%d (latents %dx%d), bf16, tiny decoder %s, %d "
       "iterations, median ms (setup %.0f ms)\n", width, height, lw, lh,
@@ -426,6 +494,13 @@ main (int argc, char **argv)
   printf ("  Stage 0 per chunk, one stream       %8.2f ms  (anchor + 3 tiny "
       "decodes)\n", serial);
   printf ("  Stage 0 per chunk, anchor stream    %8.2f ms\n", overlap);
+  printf ("  Stage 0 per chunk, dit_stage0       %8.2f ms  (anchor on its own "
+      "stream %s; %.2f ms on one stream; last anchor %.2f ms)\n", session,
+      dit_stage0_anchor_on_own_stream (b.s0) ? "yes" : "no", session_shared,
+      sst.last_anchor_ms);
+  printf ("  with the d384 attention kernel: full decode %.2f ms, anchor %.2f "
+      "ms, Stage 0 per chunk (dit_stage0) %.2f ms\n", full_d384, anchor_d384,
+      session_d384);
   if (profile) {
     /* the same backend instance with every VAE op (and attention, memset,
      * upload) synchronised and timed */
@@ -466,10 +541,18 @@ main (int argc, char **argv)
         "\"iters\": %d, \"tiny_decode_ms\": %.3f, \"tiny_decode_own_ms\": %.3f, "
         "\"full_decode_ms\": %.3f, \"full_encode_frame_ms\": %.3f, "
         "\"full_anchor_ms\": %.3f, \"stage0_serial_ms\": %.3f, "
-        "\"stage0_overlap_ms\": %.3f}\n", width, height, decoder, iters, tiny,
-        tiny_own, full, enc, anchor, serial, overlap);
+        "\"stage0_overlap_ms\": %.3f, \"stage0_session_ms\": %.3f, "
+        "\"stage0_session_shared_ms\": %.3f, \"session_last_anchor_ms\": "
+        "%.3f, \"full_decode_d384_ms\": %.3f, \"full_anchor_d384_ms\": %.3f, "
+        "\"stage0_session_d384_ms\": %.3f}\n", width, height, decoder, iters,
+        tiny, tiny_own, full, enc, anchor, serial, overlap, session,
+        session_shared, sst.last_anchor_ms, full_d384, anchor_d384,
+        session_d384);
     fclose (f);
   }
+  dit_stage0_free (b.s0);
+  dit_stage0_free (b.s0_shared);
+  dit_tensor_free (b.be, &b.chunk);
   dit_taehv_free (b.tae);
   dit_vae_free (b.vae);
   dit_vae_free (b.vae2);

@@ -11,7 +11,9 @@
  *    range across tile edges, several heads, strided rows, a row block
  *    with an empty warpgroup and more work items than SMs;
  *    f32 and other head_dims (generic path: T5's 64, the VAE's single
- *    384-wide head);
+ *    384-wide head); bf16 head_dim 384 on the mma.sync kernel of
+ *    attention_d384.cu (DIT_ATTN_D384=mma is set here): ragged tiles, the
+ *    VAE's fused q/k/v slices, two heads;
  *  - gemm: bias, GELU(tanh), SiLU, accumulate, strided y, mixed dtypes;
  *  - noise and flow_step: identical bits to the host formulas.
  * References are computed here in f64 from the same rounded inputs; outputs
@@ -469,6 +471,8 @@ main (int argc, char **argv)
     }
   }
   setvbuf (stdout, NULL, _IOLBF, 0);
+  /* bf16 head_dim 384 through attention_d384.cu (off by default) */
+  setenv ("DIT_ATTN_D384", "mma", 1);
   dit_backend *be = dit_backend_create ("cuda", 0);
   if (!be) {
     printf ("SKIP: no CUDA backend: %s\n", dit_last_error ());
@@ -506,6 +510,10 @@ main (int argc, char **argv)
     { "attn f32 d128 generic causal16 bias", DIT_F32, 2, 128, 70, 90, 16, 5, 10, 40, 0, 1e-5, 0 },
     { "attn bf16 d64 generic (T5) N512", DIT_BF16, 4, 64, 40, 512, 0, 0, 0, 0, 0, 1e-2, 0 },
     { "attn f32 d384 generic (VAE) 1 head", DIT_F32, 1, 384, 96, 96, 0, 0, 0, 0, 0, 1e-5, 0 },
+    { "attn bf16 d384 mma (VAE) fused L700 N700", DIT_BF16, 1, 384, 700, 700,
+      0, 0, 0, 0, 1, 1e-2, 0 },
+    { "attn bf16 d384 mma 2 heads L130 N333", DIT_BF16, 2, 384, 130, 333,
+      0, 0, 0, 0, 0, 1e-2, 0 },
     { "attn f16 d128 generic", DIT_F16, 2, 128, 33, 65, 0, 0, 3, 9, 0, 5e-3, 0 },
   };
   for (size_t i = 0; i < sizeof attn_cases / sizeof attn_cases[0]; i++) {
@@ -528,6 +536,9 @@ main (int argc, char **argv)
             if (variant_on[variant])
               ways[n++] = (attn_way) { variant, sched };
     }
+    /* the d384 mma cases also on the generic kernel, as a control */
+    if (tc->dt == DIT_BF16 && tc->d == 384 && variant_on[0])
+      ways[n++] = (attn_way) { 0, DIT_CUDA_ATTN_SCHED_AUTO };
     if (n > 0)
       attn_run (be, tc, ways, n);
   }

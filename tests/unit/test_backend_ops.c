@@ -1693,6 +1693,10 @@ main (int argc, char **argv)
     case_attention (192, 512, 2, 128, 0, 0, 0.0f, 0, 0, 0, dt);
     case_attention (33, 77, 4, 64, 5, 40, 0.5f, 0, 0, 0, dt);
     case_attention (64, 64, 1, 384, 0, 0, 0.0f, 0, 0, 0, dt);
+    /* the VAE mid-block's head (attention_d384.cu on CUDA): partial
+     * query and key tiles, two heads of strided k/v columns */
+    case_attention (130, 200, 1, 384, 0, 0, 0.0f, 0, 0, 0, dt);
+    case_attention (70, 129, 2, 384, 0, 0, 0.0f, 0, 0, 1, dt);
     case_patchify (16, 3, 16, 16, dt);
     case_timestep (dt);
     case_flow_step (192, 64, dt, 1);

@@ -12,9 +12,17 @@
  *    release), drain, a gap in a display submission, stale release;
  *  - no host copies on the CPU backend (dit_host_copies_get unchanged over
  *    a chunk: context, push, display);
- *  - errors: chunks out of order, a decoded anchor without a VAE.
+ *  - errors: chunks out of order, a decoded anchor without a VAE;
+ *  - the anchor's own stream beside a display decoder of its own (TAEHV
+ *    taehv-tiny, anchor decoder full and tiny): a Stage 0 whose anchor path
+ *    runs on a second backend instance gives the same contexts and frames,
+ *    bit for bit, as one that runs it on the caller's backend (the serial
+ *    order), and its anchor is not the latent's copy.  On the CPU both
+ *    orders run the same ops synchronously; test-cuda-stage0 checks the
+ *    two streams of one GPU.
  */
 #include "dit_backend.h"
+#include "dit_loader.h"
 #include "dit_stage0.h"
 #include "dit_stream.h"
 #include "dit_vae.h"
@@ -156,6 +164,110 @@ out:
   dit_stage0_free (s);
 }
 
+/* Stage 0 with the taehv-tiny display decoder, its anchor path on the
+ * caller's backend (SHARED) or on an instance of its own (OWN). */
+static dit_stage0 *
+make_tiny_display (dit_stage0_anchor_stream where, dit_anchor_decoder from,
+    const dit_taehv_config *tc, const dit_weights *tw)
+{
+  dit_stage0_config c;
+  dit_stage0 *s = NULL;
+  dit_stage0_config_default (&c);
+  c.latent_h = LH;
+  c.latent_w = LW;
+  c.frames_per_chunk = 3;
+  c.context_frames = 3;
+  c.capacity = 6;
+  c.vae_config = &vcfg;
+  c.vae_weights = vw;
+  c.display_config = tc;
+  c.display_weights = tw;
+  c.anchor_decoder = from;
+  c.anchor_stream = where;
+  if (dit_stage0_create (&c, be, &s) != DIT_OK)
+    CHECK (0, "create (anchor stream %d): %s", (int) where, dit_last_error ());
+  return s;
+}
+
+static void
+test_anchor_stream (dit_anchor_decoder from)
+{
+  const int F = 3, K = 4;
+  dit_taehv_config tc;
+  dit_weights *tw = NULL;
+  dit_stage0 *ser = NULL, *own = NULL, *aut = NULL;
+  static float x[16 * 3 * HW], ctx_ser[16 * 3 * HW];
+  if (dit_load_taehv ("taehv-tiny", 3, DIT_F32, be, &tc, &tw) != DIT_OK) {
+    CHECK (0, "taehv-tiny: %s", dit_last_error ());
+    return;
+  }
+  ser = make_tiny_display (DIT_STAGE0_ANCHOR_STREAM_SHARED, from, &tc, tw);
+  own = make_tiny_display (DIT_STAGE0_ANCHOR_STREAM_OWN, from, &tc, tw);
+  aut = make_tiny_display (DIT_STAGE0_ANCHOR_STREAM_AUTO, from, &tc, tw);
+  if (!ser || !own || !aut)
+    goto out;
+  CHECK (!dit_stage0_anchor_on_own_stream (ser)
+      && dit_stage0_anchor_on_own_stream (own)
+      && !dit_stage0_anchor_on_own_stream (aut),
+      "anchor streams: shared %d, own %d, auto %d (want 0, 1, 0 on the CPU)",
+      dit_stage0_anchor_on_own_stream (ser),
+      dit_stage0_anchor_on_own_stream (own),
+      dit_stage0_anchor_on_own_stream (aut));
+  for (int64_t k = 0; k < K; k++) {
+    dit_tensor cs, co;
+    CHECK (dit_stage0_context (ser, k, NULL, &cs) == DIT_OK
+        && dit_stage0_context (own, k, NULL, &co) == DIT_OK,
+        "context %lld: %s", (long long) k, dit_last_error ());
+    if (k > 0 && cs.data && co.data) {
+      memcpy (ctx_ser, cs.data, sizeof ctx_ser);
+      CHECK (memcmp (co.data, ctx_ser, sizeof ctx_ser) == 0, "anchor decoder "
+          "%d, chunk %lld: the context of the anchor's own stream differs "
+          "from the serial one", (int) from, (long long) k);
+      /* slot 0 is the re-encoded anchor, not a copy of its latent */
+      int64_t a = dit_context_slot_latent (F, 3, k, 0);
+      fill_chunk (x, F, a / F);
+      CHECK (!dit_context_slot0_is_anchor (F, 3, DIT_ANCHOR_DECODED, k)
+          || memcmp (ctx_ser, x + (a % F) * HW, HW * sizeof (float)) != 0,
+          "chunk %lld: slot 0 holds the latent, not the anchor",
+          (long long) k);
+    }
+    fill_chunk (x, F, k);
+    dit_tensor xt = lat (x, F);
+    CHECK (dit_stage0_push_chunk (ser, k, &xt, NULL) == DIT_OK
+        && dit_stage0_push_chunk (own, k, &xt, NULL) == DIT_OK,
+        "push %lld: %s", (long long) k, dit_last_error ());
+    CHECK (dit_stage0_decode_to (ser, (k + 1) * F - 1) == DIT_OK
+        && dit_stage0_decode_to (own, (k + 1) * F - 1) == DIT_OK,
+        "display %lld: %s", (long long) k, dit_last_error ());
+    for (int64_t l = k * F; l < (k + 1) * F; l++) {
+      dit_tensor fs, fo;
+      CHECK (dit_stage0_frames (ser, l, &fs) == DIT_OK
+          && dit_stage0_frames (own, l, &fo) == DIT_OK
+          && fs.shape[1] == fo.shape[1]
+          && memcmp (fs.data, fo.data, (size_t) 3 * fs.shape[1] * PIX
+              * sizeof (float)) == 0,
+          "anchor decoder %d: frames of latent %lld differ", (int) from,
+          (long long) l);
+    }
+    dit_stage0_release (ser, (k + 1) * F - 1);
+    dit_stage0_release (own, (k + 1) * F - 1);
+  }
+  dit_stage0_stats ss, so;
+  CHECK (dit_stage0_sync (own) == DIT_OK, "sync: %s", dit_last_error ());
+  dit_stage0_get_stats (ser, &ss);
+  dit_stage0_get_stats (own, &so);
+  CHECK (ss.anchors == K - 1 && so.anchors == K - 1 && so.decoded == ss.decoded
+      && so.last_anchor_ms > 0.0, "stats: anchors %lld / %lld, decoded %lld / "
+      "%lld, last anchor %.3f ms", (long long) ss.anchors,
+      (long long) so.anchors, (long long) ss.decoded, (long long) so.decoded,
+      so.last_anchor_ms);
+out:
+  dit_stage0_free (ser);
+  dit_stage0_free (own);
+  dit_stage0_free (aut);
+  dit_weights_free (tw);
+}
+
 /* anchor = latent (no decoder) and F = 4, C = 2: contexts against
  * dit_context. */
 static void
@@ -271,6 +383,8 @@ main (void)
   test_latent_rule (4, 2, DIT_ANCHOR_LATENT);
   test_latent_rule (4, 2, DIT_ANCHOR_DECODED);
   test_queue_and_errors ();
+  test_anchor_stream (DIT_ANCHOR_DECODER_FULL);
+  test_anchor_stream (DIT_ANCHOR_DECODER_TINY);
   dit_weights_free (vw);
   if (failures)
     fprintf (stderr, "%d failures\n", failures);
