@@ -107,6 +107,12 @@ dit_backend_has_host_memory (const dit_backend *be)
   return be && be->ops && be->ops->host_alloc && be->ops->host_free;
 }
 
+int
+dit_backend_has_events (const dit_backend *be)
+{
+  return be && be->ops && be->ops->event_create != NULL;
+}
+
 void
 dit_host_free (dit_backend *be, void *ptr)
 {

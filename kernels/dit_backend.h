@@ -232,7 +232,9 @@ int dit_backend_has_host_memory (const dit_backend *be);
  * every call below accepts a NULL event as "already complete".
  * record: the event completes when everything enqueued on be so far has;
  * wait: ops enqueued on be afterwards start only once the event completed
- * (the host does not wait); synchronize: the host waits for it. */
+ * (the host does not wait); synchronize: the host waits for it.
+ * has_events: whether the backend has them (CUDA; the CPU does not). */
+int dit_backend_has_events (const dit_backend *be);
 dit_status dit_event_create (dit_backend *be, dit_event **out);
 dit_status dit_event_record (dit_backend *be, dit_event *ev);
 dit_status dit_event_wait (dit_backend *be, dit_event *ev);

@@ -86,6 +86,15 @@ dit_stage0_config_default (dit_stage0_config *c)
   c->anchor = DIT_ANCHOR_DECODED;
   c->capacity = 9;
   c->vae_dtype = DIT_F32;
+  /* The serial order until the anchor's own stream has been measured on a
+   * GPU (stage0-bench, test-cuda-stage0); DIT_STAGE0_ANCHOR_STREAM=auto|own
+   * chooses it meanwhile. */
+  c->anchor_stream = DIT_STAGE0_ANCHOR_STREAM_SHARED;
+  const char *e = getenv ("DIT_STAGE0_ANCHOR_STREAM");
+  if (e && !strcmp (e, "auto"))
+    c->anchor_stream = DIT_STAGE0_ANCHOR_STREAM_AUTO;
+  else if (e && !strcmp (e, "own"))
+    c->anchor_stream = DIT_STAGE0_ANCHOR_STREAM_OWN;
 }
 
 /* ---- views ---------------------------------------------------------------- */
@@ -181,7 +190,7 @@ anchor_backend (dit_stage0 *s, const dit_stage0_config *cfg)
     return DIT_OK;
   int own = cfg->anchor_stream == DIT_STAGE0_ANCHOR_STREAM_OWN
       || (cfg->anchor_stream == DIT_STAGE0_ANCHOR_STREAM_AUTO
-          && s->be->ops->event_create != NULL);
+          && dit_backend_has_events (s->be));
   if (!own)
     return DIT_OK;
   dit_backend *abe = dit_backend_create (dit_backend_name (s->be),

@@ -591,13 +591,20 @@ GST_START_TEST (test_mesh_prompt_change)
 
 GST_END_TEST;
 
+/* `colocated` alone is its own test program run (mesh-element-colocated):
+ * it runs the DiT inside the checked process, which under valgrind costs
+ * minutes, so that run is left out of the valgrind pass ('slow'). */
 static Suite *
-mesh_element_suite (void)
+mesh_element_suite (gboolean colocated)
 {
   Suite *s = suite_create ("ditmesh");
   TCase *tc = tcase_create ("mesh");
 
   suite_add_tcase (s, tc);
+  if (colocated) {
+    tcase_add_test (tc, test_mesh_colocated);
+    return s;
+  }
   tcase_add_test (tc, test_mesh_equals_single_device);
   tcase_add_test (tc, test_mesh_v2v);
   tcase_add_test (tc, test_mesh_worker_killed);
@@ -605,7 +612,6 @@ mesh_element_suite (void)
   tcase_add_test (tc, test_mesh_eos);
   tcase_add_test (tc, test_mesh_settings);
   tcase_add_test (tc, test_mesh_prompt_change);
-  tcase_add_test (tc, test_mesh_colocated);
   return s;
 }
 
@@ -620,5 +626,11 @@ main (int argc, char **argv)
     return 77;
   }
   gst_check_init (&argc, &argv);
-  return gst_check_run_suite (mesh_element_suite (), "ditmesh", __FILE__);
+  gboolean colocated = argc > 1 && g_str_equal (argv[1], "colocated");
+  if (argc > 1 && !colocated) {
+    g_printerr ("usage: test-mesh-element [colocated]\n");
+    return 2;
+  }
+  return gst_check_run_suite (mesh_element_suite (colocated), "ditmesh",
+      __FILE__);
 }

@@ -435,6 +435,7 @@ main (int argc, char **argv)
   sc.vae_dtype = DIT_BF16;
   sc.display_config = &tc;
   sc.display_weights = tw;
+  sc.anchor_stream = DIT_STAGE0_ANCHOR_STREAM_AUTO;
   die_if (dit_stage0_create (&sc, b.be, &b.s0), "stage 0");
   sc.anchor_stream = DIT_STAGE0_ANCHOR_STREAM_SHARED;
   die_if (dit_stage0_create (&sc, b.be, &b.s0_shared), "stage 0 (shared)");
