@@ -30,27 +30,44 @@ dit_mesh_config_default (dit_mesh_config *c)
   c->heartbeat_ms = 1000;
 }
 
+/* The enums' names: the value is the index in its table. */
+#define N_NAMES(t) (sizeof t / sizeof *t)
+
+static const char *
+name_of (const char *const *names, size_t n, int value)
+{
+  return value >= 0 && (size_t) value < n ? names[value] : "unknown";
+}
+
+/* The index of `name` (case-insensitive), -1 if none. */
+static int
+index_of (const char *const *names, size_t n, const char *name)
+{
+  for (size_t i = 0; i < n; i++)
+    if (strcasecmp (name, names[i]) == 0)
+      return (int) i;
+  return -1;
+}
+
 static const char *const layout_names[] = { "tp", "sp", "hybrid" };
 
 const char *
 dit_mesh_layout_name (dit_mesh_layout l)
 {
-  return (int) l >= 0 && (size_t) l < sizeof layout_names / sizeof *layout_names
-      ? layout_names[l] : "unknown";
+  return name_of (layout_names, N_NAMES (layout_names), (int) l);
 }
 
 dit_status
 dit_mesh_layout_parse (const char *name, dit_mesh_layout *out)
 {
-  if (!name || !*name) {
-    *out = DIT_MESH_LAYOUT_TP;
+  *out = DIT_MESH_LAYOUT_TP;
+  if (!name || !*name)
+    return DIT_OK;
+  int i = index_of (layout_names, N_NAMES (layout_names), name);
+  if (i >= 0) {
+    *out = (dit_mesh_layout) i;
     return DIT_OK;
   }
-  for (size_t i = 0; i < sizeof layout_names / sizeof *layout_names; i++)
-    if (strcasecmp (name, layout_names[i]) == 0) {
-      *out = (dit_mesh_layout) i;
-      return DIT_OK;
-    }
   return dit_error (DIT_ERR_INVALID, "mesh layout '%s': expected tp (tensor "
       "parallel), sp (sequence parallel) or hybrid (sp across groups, tp "
       "inside)", name);
@@ -90,8 +107,7 @@ static const char *const colocate_names[] = { "off", "on", "auto" };
 const char *
 dit_mesh_colocate_name (dit_mesh_colocate c)
 {
-  return (int) c >= 0 && (size_t) c < sizeof colocate_names / sizeof *colocate_names
-      ? colocate_names[c] : "unknown";
+  return name_of (colocate_names, N_NAMES (colocate_names), (int) c);
 }
 
 dit_status
@@ -100,11 +116,11 @@ dit_mesh_colocate_parse (const char *name, dit_mesh_colocate *out)
   *out = DIT_MESH_COLOCATE_OFF;
   if (!name || !*name)
     return DIT_OK;
-  for (size_t i = 0; i < sizeof colocate_names / sizeof *colocate_names; i++)
-    if (strcasecmp (name, colocate_names[i]) == 0) {
-      *out = (dit_mesh_colocate) i;
-      return DIT_OK;
-    }
+  int i = index_of (colocate_names, N_NAMES (colocate_names), name);
+  if (i >= 0) {
+    *out = (dit_mesh_colocate) i;
+    return DIT_OK;
+  }
   return dit_error (DIT_ERR_INVALID, "mesh co-location '%s': expected off "
       "(mesh rank 0 in a dit-worker process), on (in Stage 0's process) or "
       "auto (on where mesh rank 0 shares Stage 0's GPU)", name);
