@@ -56,71 +56,6 @@
 #define A384_TILE (A384_BN * A384_ROW)  /* elements of one K or V tile */
 #define A384_SMEM_BYTES ((size_t) (A384_BM + 2 * A384_BN) * A384_ROW * 2)
 
-__device__ __forceinline__ void
-a384_cp_async16 (void *smem, const void *gmem, bool pred)
-{
-  unsigned s = (unsigned) __cvta_generic_to_shared (smem);
-  int n = pred ? 16 : 0;   /* 0 bytes read: the 16 are zero-filled */
-  asm volatile ("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
-      :: "r" (s), "l" (gmem), "r" (n));
-}
-
-__device__ __forceinline__ void
-a384_cp_commit (void)
-{
-  asm volatile ("cp.async.commit_group;\n" ::);
-}
-
-template <int N>
-__device__ __forceinline__ void
-a384_cp_wait (void)
-{
-  asm volatile ("cp.async.wait_group %0;\n" :: "n" (N));
-}
-
-__device__ __forceinline__ void
-a384_ldmatrix_x4 (unsigned &r0, unsigned &r1, unsigned &r2, unsigned &r3,
-    const void *smem)
-{
-  unsigned s = (unsigned) __cvta_generic_to_shared (smem);
-  asm volatile ("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-      : "=r" (r0), "=r" (r1), "=r" (r2), "=r" (r3) : "r" (s));
-}
-
-__device__ __forceinline__ void
-a384_ldmatrix_x4_trans (unsigned &r0, unsigned &r1, unsigned &r2,
-    unsigned &r3, const void *smem)
-{
-  unsigned s = (unsigned) __cvta_generic_to_shared (smem);
-  asm volatile ("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-      : "=r" (r0), "=r" (r1), "=r" (r2), "=r" (r3) : "r" (s));
-}
-
-__device__ __forceinline__ void
-a384_mma (float *c, const unsigned *a, unsigned b0, unsigned b1)
-{
-  asm volatile ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f" (c[0]), "+f" (c[1]), "+f" (c[2]), "+f" (c[3])
-      : "r" (a[0]), "r" (a[1]), "r" (a[2]), "r" (a[3]), "r" (b0), "r" (b1));
-}
-
-__device__ __forceinline__ unsigned
-a384_pack_bf16 (float lo, float hi)
-{
-  __nv_bfloat162 v = __floats2bfloat162_rn (lo, hi);
-  return *(unsigned *) &v;
-}
-
-/* 2^x on the special-function unit; -inf gives +0 (masked keys). */
-__device__ __forceinline__ float
-a384_exp2 (float x)
-{
-  float y;
-  asm ("ex2.approx.ftz.f32 %0, %1;" : "=f" (y) : "f" (x));
-  return y;
-}
-
 /* Start loading rows [row0, row0 + ROWS) of one head's 384 columns into a
  * padded tile; rows at or past `nrows` are zero-filled. */
 template <int ROWS>
@@ -136,7 +71,7 @@ a384_load_tile (__nv_bfloat16 *tile, const __nv_bfloat16 *base, int64_t ld,
     const int64_t gr = row0 + r;
     const bool ok = gr < nrows;
     const __nv_bfloat16 *src = base + (ok ? gr : 0) * ld + c * 8;
-    a384_cp_async16 (tile + r * A384_ROW + c * 8, src, ok);
+    fa_cp_async16 (tile + r * A384_ROW + c * 8, src, ok);
   }
 }
 
@@ -162,7 +97,7 @@ attn_d384_kernel (attn_args a)
   /* Q and the first K tile: one group */
   a384_load_tile<A384_BM> (qs, qg + m0 * a.ldq, a.ldq, 0, a.L - m0);
   a384_load_tile<A384_BN> (ks, kg, a.ldk, 0, a.N);
-  a384_cp_commit ();
+  fa_cp_commit ();
 
   /* ldmatrix addresses of this lane: A fragments (Q rows), B fragments of
    * Kᵀ (K rows), B fragments of V (transposed load of V rows) */
@@ -182,8 +117,8 @@ attn_d384_kernel (attn_args a)
     /* V of this tile loads while S is computed (V's previous readers
      * finished at the barrier closing the last iteration) */
     a384_load_tile<A384_BN> (vs, vg, a.ldv, n0, a.N);
-    a384_cp_commit ();
-    a384_cp_wait<1> ();   /* Q and this K tile are in */
+    fa_cp_commit ();
+    fa_cp_wait<1> ();   /* Q and this K tile are in */
     __syncthreads ();
 
     /* S = Q Kᵀ for the warp's 16 rows and the tile's 64 keys */
@@ -194,21 +129,21 @@ attn_d384_kernel (attn_args a)
 #pragma unroll 4
     for (int kk = 0; kk < A384_D / 16; kk++) {
       unsigned qa[4];
-      a384_ldmatrix_x4 (qa[0], qa[1], qa[2], qa[3],
+      fa_ldmatrix_x4 (qa[0], qa[1], qa[2], qa[3],
           qs + arow * A384_ROW + (kk * 2 + achunk) * 8);
 #pragma unroll
       for (int np = 0; np < A384_BN / 16; np++) {
         unsigned b0, b1, b2, b3;
-        a384_ldmatrix_x4 (b0, b1, b2, b3,
+        fa_ldmatrix_x4 (b0, b1, b2, b3,
             ks + (np * 16 + krow) * A384_ROW + (kk * 2 + kchunk) * 8);
-        a384_mma (s[2 * np], qa, b0, b1);
-        a384_mma (s[2 * np + 1], qa, b2, b3);
+        fa_mma (s[2 * np], qa, b0, b1);
+        fa_mma (s[2 * np + 1], qa, b2, b3);
       }
     }
     __syncthreads ();     /* every warp is done with this K tile */
     if (t + 1 < ntiles) {
       a384_load_tile<A384_BN> (ks, kg, a.ldk, n0 + A384_BN, a.N);
-      a384_cp_commit ();
+      fa_cp_commit ();
     }
 
     /* scale into the log2 domain; keys past N only in the last tile */
@@ -234,13 +169,13 @@ attn_d384_kernel (attn_args a)
       tm = fmaxf (tm, __shfl_xor_sync (0xffffffffu, tm, 1));
       tm = fmaxf (tm, __shfl_xor_sync (0xffffffffu, tm, 2));
       const float mnew = fmaxf (mx[r], tm);
-      const float alpha = a384_exp2 (mx[r] - mnew);   /* 0 on tile 0 */
+      const float alpha = fa_exp2 (mx[r] - mnew);   /* 0 on tile 0 */
       mx[r] = mnew;
       float sum = 0.0f;
 #pragma unroll
       for (int nt = 0; nt < A384_BN / 8; nt++) {
-        s[nt][2 * r] = a384_exp2 (s[nt][2 * r] - mnew);
-        s[nt][2 * r + 1] = a384_exp2 (s[nt][2 * r + 1] - mnew);
+        s[nt][2 * r] = fa_exp2 (s[nt][2 * r] - mnew);
+        s[nt][2 * r + 1] = fa_exp2 (s[nt][2 * r + 1] - mnew);
         sum += s[nt][2 * r] + s[nt][2 * r + 1];
       }
       l[r] = l[r] * alpha + sum;
@@ -253,9 +188,9 @@ attn_d384_kernel (attn_args a)
 
     /* V of this tile is in (the next K may still be loading) */
     if (t + 1 < ntiles)
-      a384_cp_wait<1> ();
+      fa_cp_wait<1> ();
     else
-      a384_cp_wait<0> ();
+      fa_cp_wait<0> ();
     __syncthreads ();
 
     /* O += P V over the warp's 192 columns: the S accumulator layout is
@@ -263,19 +198,19 @@ attn_d384_kernel (attn_args a)
 #pragma unroll
     for (int kt = 0; kt < A384_BN / 16; kt++) {
       unsigned pa[4];
-      pa[0] = a384_pack_bf16 (s[2 * kt][0], s[2 * kt][1]);
-      pa[1] = a384_pack_bf16 (s[2 * kt][2], s[2 * kt][3]);
-      pa[2] = a384_pack_bf16 (s[2 * kt + 1][0], s[2 * kt + 1][1]);
-      pa[3] = a384_pack_bf16 (s[2 * kt + 1][2], s[2 * kt + 1][3]);
+      pa[0] = fa_pack_bf16 (s[2 * kt][0], s[2 * kt][1]);
+      pa[1] = fa_pack_bf16 (s[2 * kt][2], s[2 * kt][3]);
+      pa[2] = fa_pack_bf16 (s[2 * kt + 1][0], s[2 * kt + 1][1]);
+      pa[3] = fa_pack_bf16 (s[2 * kt + 1][2], s[2 * kt + 1][3]);
       const __nv_bfloat16 *vrowp = vs + (kt * 16 + vrow) * A384_ROW
           + half * A384_HALF;
 #pragma unroll
       for (int dp = 0; dp < A384_HALF / 16; dp++) {
         unsigned b0, b1, b2, b3;
-        a384_ldmatrix_x4_trans (b0, b1, b2, b3,
+        fa_ldmatrix_x4_trans (b0, b1, b2, b3,
             vrowp + (dp * 2 + vchunk) * 8);
-        a384_mma (o[2 * dp], pa, b0, b1);
-        a384_mma (o[2 * dp + 1], pa, b2, b3);
+        fa_mma (o[2 * dp], pa, b0, b1);
+        fa_mma (o[2 * dp + 1], pa, b2, b3);
       }
     }
     __syncthreads ();     /* V is refilled at the top of the next tile */
