@@ -10,6 +10,9 @@
  *            rollout without LoRAs by far more; a list naming a file that
  *            cannot be read is refused on rank 0 naming it, before any
  *            worker sees it, and the mesh goes on with the previous list;
+ *  rollout-hybrid  the same on a hybrid SP 2 x TP 2 mesh of 4 ranks
+ *            (tiny-tp: 4 heads, so each TP shard's 2 heads split across
+ *            the SP pair);
  *  mismatch  an INFER whose LoRA digest is not what the workers compute
  *            from its list (ranks that would run different LoRAs) is
  *            answered by every rank with an error naming the rank and the
@@ -42,6 +45,7 @@
 enum { CHUNKS = 4, LAT = 16 * 3 * 4 * 6 };
 
 static const char *worker;
+static const char *preset = "tiny";
 static dit_backend *be;
 static dit_model_config mc;
 static dit_gen_config gc;
@@ -144,16 +148,16 @@ runner_config (dit_runner_config *rc, dit_weights *w, const dit_mesh_spec *spec,
   rc->gen = gc;
   rc->weights = w;
   rc->mesh = spec;
-  rc->preset = "tiny";
+  rc->preset = preset;
   rc->synthetic_seed = 11;   /* the in-process weights' seed */
   rc->lora_mode = mode;
 }
 
+/* Each of `layouts` over `devices` (hybrid: TP 2 inside). */
 static int
-t_rollout (void)
+t_rollout (const char *const *layouts, int n_layouts, const char *devices)
 {
   static float none[CHUNKS][LAT], local[2][CHUNKS][LAT], mesh[2][CHUNKS][LAT];
-  static const char *const layouts[2] = { "tp", "sp" };
   dit_param_spec *specs;
   size_t count;
   dit_weights *w;
@@ -171,12 +175,14 @@ t_rollout (void)
 
   dit_mesh_options o;
   dit_mesh_spec spec;
-  for (int lay = 0; lay < 2; lay++)
+  for (int lay = 0; lay < n_layouts; lay++)
   for (int mode = 0; mode < 2; mode++) {
     dit_mesh_options_init (&o);
-    o.devices = "0,1";
+    o.devices = devices;
     o.backend = "cpu";
     o.layout = layouts[lay];
+    if (!strcmp (layouts[lay], "hybrid"))
+      o.mesh_tp = 2;
     o.worker_path = worker;
     o.join_timeout_ms = 20000;
     if (dit_mesh_spec_parse (&o, &spec) != DIT_OK)
@@ -199,9 +205,10 @@ t_rollout (void)
     dit_runner_free (r);
     d = max_diff (mesh[mode], local[mode], &scale);
     moved = max_diff (none, local[mode], &scale);
-    printf ("lora-mode=%s: %s 2 mesh vs in process, %d chunks with list "
+    printf ("lora-mode=%s: %s mesh on %s vs in process, %d chunks with list "
         "changes: max |diff| %.3g (limit %.3g); the LoRAs move the output by "
-        "%.3g\n", name, layouts[lay], CHUNKS, d, 2e-5 * scale, moved);
+        "%.3g\n", name, layouts[lay], devices, CHUNKS, d, 2e-5 * scale,
+        moved);
     if (!(scale > 0.1 && d <= 2e-5 * scale))
       FAIL ("%s, %s: the mesh differs from the in-process runner: %.3g",
           layouts[lay], name, d);
@@ -308,21 +315,27 @@ int
 main (int argc, char **argv)
 {
   if (argc != 3) {
-    fprintf (stderr, "usage: test-lora-mesh rollout|mismatch|missing "
-        "DIT_WORKER\n");
+    fprintf (stderr, "usage: test-lora-mesh rollout|rollout-hybrid|mismatch|"
+        "missing DIT_WORKER\n");
     return 2;
   }
   worker = argv[2];
   be = dit_backend_cpu ();
-  dit_model_config_preset ("tiny", &mc);
+  if (!strcmp (argv[1], "rollout-hybrid"))
+    preset = "tiny-tp";
+  dit_model_config_preset (preset, &mc);
   dit_gen_config_default (&gc);
   gc.latent_h = 4;
   gc.latent_w = 6;
   gc.seed = 7;
   for (int i = 0; i < 5 * 64; i++)
     prompt[i] = (float) sin (0.21 * i);
+  static const char *const tp_sp[] = { "tp", "sp" }, *const hybrid[] = {
+    "hybrid" };
   if (!strcmp (argv[1], "rollout"))
-    return t_rollout ();
+    return t_rollout (tp_sp, 2, "0,1");
+  if (!strcmp (argv[1], "rollout-hybrid"))
+    return t_rollout (hybrid, 1, "0,1,2,3");
   if (!strcmp (argv[1], "mismatch"))
     return t_mismatch ();
   if (!strcmp (argv[1], "missing"))
