@@ -239,7 +239,7 @@ fa_load_tile (__nv_bfloat16 *tile, const __nv_bfloat16 *base, int64_t ld,
     int r = idx / FA_CHUNKS, c = idx % FA_CHUNKS;
     bool ok = row0 + r < nrows;
     const __nv_bfloat16 *src = ok ? base + (row0 + r) * ld + c * 8 : base;
-    fa_cp_async16 (tile + fa_swz (r, c), src, ok);
+    ptx_cp_async16 (tile + fa_swz (r, c), src, ok);
   }
 }
 
@@ -271,7 +271,7 @@ flash_d128_kernel (attn_args a)
   fa_load_tile<BM, THREADS> (qs, qg, a.ldq, m0, a.L);
   fa_load_tile<FA_BN, THREADS> (ks, kg, a.ldk, 0, a.N);
   fa_load_tile<FA_BN, THREADS> (vs, vg, a.ldv, 0, a.N);
-  fa_cp_commit ();
+  ptx_cp_commit ();
 
   /* the warp owns rows [warp*16*MT, +16*MT) of the block; m-tile mt of
    * them is rows mt*16 .. +16, and this thread holds rows g and g + 8 */
@@ -314,10 +314,10 @@ flash_d128_kernel (attn_args a)
           a.ldk, n1, a.N);
       fa_load_tile<FA_BN, THREADS> (vs + (buf ^ 1) * FA_TILE_ELEMS, vg,
           a.ldv, n1, a.N);
-      fa_cp_commit ();
-      fa_cp_wait<1> ();
+      ptx_cp_commit ();
+      ptx_cp_wait<1> ();
     } else {
-      fa_cp_wait<0> ();
+      ptx_cp_wait<0> ();
     }
     __syncthreads ();
 
@@ -325,7 +325,7 @@ flash_d128_kernel (attn_args a)
       if (t == 0) {
 #pragma unroll
         for (int kk = 0; kk < FA_D / 16; kk++)
-          fa_ldmatrix_x4 (qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3],
+          ptx_ldmatrix_x4 (qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3],
               qs + fa_swz (wrow + arow, kk * 2 + achunk));
       }
     }
@@ -351,7 +351,7 @@ flash_d128_kernel (attn_args a)
           qa[mt][0] = qf[kk][0]; qa[mt][1] = qf[kk][1];
           qa[mt][2] = qf[kk][2]; qa[mt][3] = qf[kk][3];
         } else {
-          fa_ldmatrix_x4 (qa[mt][0], qa[mt][1], qa[mt][2], qa[mt][3],
+          ptx_ldmatrix_x4 (qa[mt][0], qa[mt][1], qa[mt][2], qa[mt][3],
               qs + fa_swz (wrow + mt * 16 + arow, kk * 2 + achunk));
         }
       }
@@ -359,12 +359,12 @@ flash_d128_kernel (attn_args a)
       for (int np = 0; np < FA_BN / 16; np++) {
         unsigned b0, b1, b2, b3;
         const int key = np * 16 + (lane & 7) + (lane >> 4) * 8;
-        fa_ldmatrix_x4 (b0, b1, b2, b3,
+        ptx_ldmatrix_x4 (b0, b1, b2, b3,
             kt + fa_swz (key, kk * 2 + ((lane >> 3) & 1)));
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
-          fa_mma (s[mt][2 * np], qa[mt], b0, b1);
-          fa_mma (s[mt][2 * np + 1], qa[mt], b2, b3);
+          ptx_mma_bf16 (s[mt][2 * np], qa[mt], b0, b1);
+          ptx_mma_bf16 (s[mt][2 * np + 1], qa[mt], b2, b3);
         }
       }
     }
@@ -403,13 +403,13 @@ flash_d128_kernel (attn_args a)
         const float mnew = fmaxf (mx[mt][r], tm);
         /* a row with nothing visible yet keeps a zero reference */
         const float ref = mnew == -INFINITY ? 0.0f : mnew;
-        const float alpha = fa_exp2 (mx[mt][r] - ref);
+        const float alpha = ptx_exp2 (mx[mt][r] - ref);
         mx[mt][r] = mnew;
         float sum = 0.0f;
 #pragma unroll
         for (int nt = 0; nt < FA_BN / 8; nt++) {
-          s[mt][nt][2 * r] = fa_exp2 (s[mt][nt][2 * r] - ref);
-          s[mt][nt][2 * r + 1] = fa_exp2 (s[mt][nt][2 * r + 1] - ref);
+          s[mt][nt][2 * r] = ptx_exp2 (s[mt][nt][2 * r] - ref);
+          s[mt][nt][2 * r + 1] = ptx_exp2 (s[mt][nt][2 * r + 1] - ref);
           sum += s[mt][nt][2 * r] + s[mt][nt][2 * r + 1];
         }
         l[mt][r] = l[mt][r] * alpha + sum;
@@ -428,21 +428,21 @@ flash_d128_kernel (attn_args a)
       unsigned pa[MT][4];
 #pragma unroll
       for (int mt = 0; mt < MT; mt++) {
-        pa[mt][0] = fa_pack_bf16 (s[mt][2 * kt2][0], s[mt][2 * kt2][1]);
-        pa[mt][1] = fa_pack_bf16 (s[mt][2 * kt2][2], s[mt][2 * kt2][3]);
-        pa[mt][2] = fa_pack_bf16 (s[mt][2 * kt2 + 1][0], s[mt][2 * kt2 + 1][1]);
-        pa[mt][3] = fa_pack_bf16 (s[mt][2 * kt2 + 1][2], s[mt][2 * kt2 + 1][3]);
+        pa[mt][0] = ptx_pack_bf16 (s[mt][2 * kt2][0], s[mt][2 * kt2][1]);
+        pa[mt][1] = ptx_pack_bf16 (s[mt][2 * kt2][2], s[mt][2 * kt2][3]);
+        pa[mt][2] = ptx_pack_bf16 (s[mt][2 * kt2 + 1][0], s[mt][2 * kt2 + 1][1]);
+        pa[mt][3] = ptx_pack_bf16 (s[mt][2 * kt2 + 1][2], s[mt][2 * kt2 + 1][3]);
       }
       const int key = kt2 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
 #pragma unroll
       for (int dp = 0; dp < FA_D / 16; dp++) {
         unsigned b0, b1, b2, b3;
-        fa_ldmatrix_x4_trans (b0, b1, b2, b3,
+        ptx_ldmatrix_x4_trans (b0, b1, b2, b3,
             vt + fa_swz (key, dp * 2 + (lane >> 4)));
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
-          fa_mma (o[mt][2 * dp], pa[mt], b0, b1);
-          fa_mma (o[mt][2 * dp + 1], pa[mt], b2, b3);
+          ptx_mma_bf16 (o[mt][2 * dp], pa[mt], b0, b1);
+          ptx_mma_bf16 (o[mt][2 * dp + 1], pa[mt], b2, b3);
         }
       }
     }

@@ -71,7 +71,7 @@ a384_load_tile (__nv_bfloat16 *tile, const __nv_bfloat16 *base, int64_t ld,
     const int64_t gr = row0 + r;
     const bool ok = gr < nrows;
     const __nv_bfloat16 *src = base + (ok ? gr : 0) * ld + c * 8;
-    fa_cp_async16 (tile + r * A384_ROW + c * 8, src, ok);
+    ptx_cp_async16 (tile + r * A384_ROW + c * 8, src, ok);
   }
 }
 
@@ -97,7 +97,7 @@ attn_d384_kernel (attn_args a)
   /* Q and the first K tile: one group */
   a384_load_tile<A384_BM> (qs, qg + m0 * a.ldq, a.ldq, 0, a.L - m0);
   a384_load_tile<A384_BN> (ks, kg, a.ldk, 0, a.N);
-  fa_cp_commit ();
+  ptx_cp_commit ();
 
   /* ldmatrix addresses of this lane: A fragments (Q rows), B fragments of
    * Kᵀ (K rows), B fragments of V (transposed load of V rows) */
@@ -117,8 +117,8 @@ attn_d384_kernel (attn_args a)
     /* V of this tile loads while S is computed (V's previous readers
      * finished at the barrier closing the last iteration) */
     a384_load_tile<A384_BN> (vs, vg, a.ldv, n0, a.N);
-    fa_cp_commit ();
-    fa_cp_wait<1> ();   /* Q and this K tile are in */
+    ptx_cp_commit ();
+    ptx_cp_wait<1> ();   /* Q and this K tile are in */
     __syncthreads ();
 
     /* S = Q Kᵀ for the warp's 16 rows and the tile's 64 keys */
@@ -129,21 +129,21 @@ attn_d384_kernel (attn_args a)
 #pragma unroll 4
     for (int kk = 0; kk < A384_D / 16; kk++) {
       unsigned qa[4];
-      fa_ldmatrix_x4 (qa[0], qa[1], qa[2], qa[3],
+      ptx_ldmatrix_x4 (qa[0], qa[1], qa[2], qa[3],
           qs + arow * A384_ROW + (kk * 2 + achunk) * 8);
 #pragma unroll
       for (int np = 0; np < A384_BN / 16; np++) {
         unsigned b0, b1, b2, b3;
-        fa_ldmatrix_x4 (b0, b1, b2, b3,
+        ptx_ldmatrix_x4 (b0, b1, b2, b3,
             ks + (np * 16 + krow) * A384_ROW + (kk * 2 + kchunk) * 8);
-        fa_mma (s[2 * np], qa, b0, b1);
-        fa_mma (s[2 * np + 1], qa, b2, b3);
+        ptx_mma_bf16 (s[2 * np], qa, b0, b1);
+        ptx_mma_bf16 (s[2 * np + 1], qa, b2, b3);
       }
     }
     __syncthreads ();     /* every warp is done with this K tile */
     if (t + 1 < ntiles) {
       a384_load_tile<A384_BN> (ks, kg, a.ldk, n0 + A384_BN, a.N);
-      fa_cp_commit ();
+      ptx_cp_commit ();
     }
 
     /* scale into the log2 domain; keys past N only in the last tile */
@@ -169,13 +169,13 @@ attn_d384_kernel (attn_args a)
       tm = fmaxf (tm, __shfl_xor_sync (0xffffffffu, tm, 1));
       tm = fmaxf (tm, __shfl_xor_sync (0xffffffffu, tm, 2));
       const float mnew = fmaxf (mx[r], tm);
-      const float alpha = fa_exp2 (mx[r] - mnew);   /* 0 on tile 0 */
+      const float alpha = ptx_exp2 (mx[r] - mnew);   /* 0 on tile 0 */
       mx[r] = mnew;
       float sum = 0.0f;
 #pragma unroll
       for (int nt = 0; nt < A384_BN / 8; nt++) {
-        s[nt][2 * r] = fa_exp2 (s[nt][2 * r] - mnew);
-        s[nt][2 * r + 1] = fa_exp2 (s[nt][2 * r + 1] - mnew);
+        s[nt][2 * r] = ptx_exp2 (s[nt][2 * r] - mnew);
+        s[nt][2 * r + 1] = ptx_exp2 (s[nt][2 * r + 1] - mnew);
         sum += s[nt][2 * r] + s[nt][2 * r + 1];
       }
       l[r] = l[r] * alpha + sum;
@@ -188,9 +188,9 @@ attn_d384_kernel (attn_args a)
 
     /* V of this tile is in (the next K may still be loading) */
     if (t + 1 < ntiles)
-      fa_cp_wait<1> ();
+      ptx_cp_wait<1> ();
     else
-      fa_cp_wait<0> ();
+      ptx_cp_wait<0> ();
     __syncthreads ();
 
     /* O += P V over the warp's 192 columns: the S accumulator layout is
@@ -198,19 +198,19 @@ attn_d384_kernel (attn_args a)
 #pragma unroll
     for (int kt = 0; kt < A384_BN / 16; kt++) {
       unsigned pa[4];
-      pa[0] = fa_pack_bf16 (s[2 * kt][0], s[2 * kt][1]);
-      pa[1] = fa_pack_bf16 (s[2 * kt][2], s[2 * kt][3]);
-      pa[2] = fa_pack_bf16 (s[2 * kt + 1][0], s[2 * kt + 1][1]);
-      pa[3] = fa_pack_bf16 (s[2 * kt + 1][2], s[2 * kt + 1][3]);
+      pa[0] = ptx_pack_bf16 (s[2 * kt][0], s[2 * kt][1]);
+      pa[1] = ptx_pack_bf16 (s[2 * kt][2], s[2 * kt][3]);
+      pa[2] = ptx_pack_bf16 (s[2 * kt + 1][0], s[2 * kt + 1][1]);
+      pa[3] = ptx_pack_bf16 (s[2 * kt + 1][2], s[2 * kt + 1][3]);
       const __nv_bfloat16 *vrowp = vs + (kt * 16 + vrow) * A384_ROW
           + half * A384_HALF;
 #pragma unroll
       for (int dp = 0; dp < A384_HALF / 16; dp++) {
         unsigned b0, b1, b2, b3;
-        fa_ldmatrix_x4_trans (b0, b1, b2, b3,
+        ptx_ldmatrix_x4_trans (b0, b1, b2, b3,
             vrowp + (dp * 2 + vchunk) * 8);
-        fa_mma (o[2 * dp], pa, b0, b1);
-        fa_mma (o[2 * dp + 1], pa, b2, b3);
+        ptx_mma_bf16 (o[2 * dp], pa, b0, b1);
+        ptx_mma_bf16 (o[2 * dp + 1], pa, b2, b3);
       }
     }
     __syncthreads ();     /* V is refilled at the top of the next tile */

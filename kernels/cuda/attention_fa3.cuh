@@ -455,7 +455,7 @@ fa3_softmax (float (&s)[NS], float (&mx)[2], float (&l)[2],
     const float mnew = fmaxf (mx[r], tm * sl2);
     /* a row with nothing visible yet keeps a zero reference */
     const float ref = mnew == -INFINITY ? 0.0f : mnew;
-    alpha[r] = wg_exp2 (mx[r] - ref);
+    alpha[r] = ptx_exp2 (mx[r] - ref);
     mx[r] = mnew;
     float sum4[CH];
 #pragma unroll
@@ -463,8 +463,8 @@ fa3_softmax (float (&s)[NS], float (&mx)[2], float (&l)[2],
       sum4[c] = 0.0f;
 #pragma unroll
     for (int i = 0; i < NS / 4; i++) {
-      const float p0 = wg_exp2 (fmaf (s[4 * i + 2 * r], sl2, -ref));
-      const float p1 = wg_exp2 (fmaf (s[4 * i + 2 * r + 1], sl2, -ref));
+      const float p0 = ptx_exp2 (fmaf (s[4 * i + 2 * r], sl2, -ref));
+      const float p1 = ptx_exp2 (fmaf (s[4 * i + 2 * r + 1], sl2, -ref));
       s[4 * i + 2 * r] = p0;
       s[4 * i + 2 * r + 1] = p1;
       sum4[i % CH] += p0 + p1;
@@ -500,10 +500,10 @@ fa3_pack (unsigned (&p)[NS / 2], const float (&s)[NS])
 {
 #pragma unroll
   for (int kt = 0; kt < NS / 8; kt++) {
-    p[4 * kt] = wg_pack_bf16 (s[8 * kt], s[8 * kt + 1]);
-    p[4 * kt + 1] = wg_pack_bf16 (s[8 * kt + 2], s[8 * kt + 3]);
-    p[4 * kt + 2] = wg_pack_bf16 (s[8 * kt + 4], s[8 * kt + 5]);
-    p[4 * kt + 3] = wg_pack_bf16 (s[8 * kt + 6], s[8 * kt + 7]);
+    p[4 * kt] = ptx_pack_bf16 (s[8 * kt], s[8 * kt + 1]);
+    p[4 * kt + 1] = ptx_pack_bf16 (s[8 * kt + 2], s[8 * kt + 3]);
+    p[4 * kt + 2] = ptx_pack_bf16 (s[8 * kt + 4], s[8 * kt + 5]);
+    p[4 * kt + 3] = ptx_pack_bf16 (s[8 * kt + 6], s[8 * kt + 7]);
   }
 }
 
@@ -701,8 +701,8 @@ fa3_merge (const fa3_params &p, const fa3_unit &u, int cw, int tid,
     for (int r = 0; r < 2; r++) {
       const float m = fmaxf (mx[r], om[r]);
       const float ref = m == -INFINITY ? 0.0f : m;
-      fa[r] = wg_exp2 (mx[r] - ref);
-      fb[r] = wg_exp2 (om[r] - ref);
+      fa[r] = ptx_exp2 (mx[r] - ref);
+      fb[r] = ptx_exp2 (om[r] - ref);
       l[r] = l[r] * fa[r] + ol[r] * fb[r];
       mx[r] = m;
     }
@@ -768,7 +768,7 @@ fa3_store (const fa3_params &p, const fa3_unit &u, int row0,
         unsigned w[4];
 #pragma unroll
         for (int c = 0; c < 4; c++)
-          w[c] = wg_pack_bf16 (o[4 * (4 * G + c) + 2 * r] * inv[r],
+          w[c] = ptx_pack_bf16 (o[4 * (4 * G + c) + 2 * r] * inv[r],
               o[4 * (4 * G + c) + 2 * r + 1] * inv[r]);
         /* lane q holds columns 2q, 2q + 1 of blocks 4G..4G+3; afterwards
          * all 8 columns of block 4G + q */

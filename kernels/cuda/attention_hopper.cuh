@@ -56,22 +56,6 @@ wg_mma_rs_tb (float *d, const unsigned *a, uint64_t desc_b)
         "r" (1));
 }
 
-__device__ __forceinline__ unsigned
-wg_pack_bf16 (float lo, float hi)
-{
-  __nv_bfloat162 v = __floats2bfloat162_rn (lo, hi);
-  return *(unsigned *) &v;
-}
-
-/* 2^x on the special-function unit; -inf gives +0. */
-__device__ __forceinline__ float
-wg_exp2 (float x)
-{
-  float y;
-  asm ("ex2.approx.ftz.f32 %0, %1;" : "=f" (y) : "f" (x));
-  return y;
-}
-
 #endif /* __CUDA_ARCH_FEAT_SM90_ALL */
 
 #endif

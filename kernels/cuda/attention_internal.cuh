@@ -18,6 +18,7 @@
 
 #include "cuda_common.cuh"
 #include "fp8.cuh"
+#include "mma_sync.cuh"
 
 #include <cudaTypedefs.h>   /* CUtensorMap, PFN_cuTensorMapEncodeTiled */
 
@@ -116,73 +117,5 @@ int attn_tma_encoder_present (void);
  * (naming `what`) when the driver refuses it. */
 dit_status attn_tensor_map (CUtensorMap *map, const void *base, int64_t rows,
     int64_t cols, int64_t ld, unsigned box_rows, const char *what);
-
-/* The mma.sync kernels' building blocks (attention.cu, attention_d384.cu):
- * cp.async, ldmatrix, the bf16 m16n8k16 MMA with f32 accumulators, 2^x. */
-__device__ __forceinline__ void
-fa_cp_async16 (void *smem, const void *gmem, bool pred)
-{
-  unsigned s = (unsigned) __cvta_generic_to_shared (smem);
-  int n = pred ? 16 : 0;   /* 0 bytes read: the 16 are zero-filled */
-  asm volatile ("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
-      :: "r" (s), "l" (gmem), "r" (n));
-}
-
-__device__ __forceinline__ void
-fa_cp_commit (void)
-{
-  asm volatile ("cp.async.commit_group;\n" ::);
-}
-
-template <int N>
-__device__ __forceinline__ void
-fa_cp_wait (void)
-{
-  asm volatile ("cp.async.wait_group %0;\n" :: "n" (N));
-}
-
-__device__ __forceinline__ void
-fa_ldmatrix_x4 (unsigned &r0, unsigned &r1, unsigned &r2, unsigned &r3,
-    const void *smem)
-{
-  unsigned s = (unsigned) __cvta_generic_to_shared (smem);
-  asm volatile ("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-      : "=r" (r0), "=r" (r1), "=r" (r2), "=r" (r3) : "r" (s));
-}
-
-__device__ __forceinline__ void
-fa_ldmatrix_x4_trans (unsigned &r0, unsigned &r1, unsigned &r2, unsigned &r3,
-    const void *smem)
-{
-  unsigned s = (unsigned) __cvta_generic_to_shared (smem);
-  asm volatile ("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-      : "=r" (r0), "=r" (r1), "=r" (r2), "=r" (r3) : "r" (s));
-}
-
-__device__ __forceinline__ void
-fa_mma (float *c, const unsigned *a, unsigned b0, unsigned b1)
-{
-  asm volatile ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f" (c[0]), "+f" (c[1]), "+f" (c[2]), "+f" (c[3])
-      : "r" (a[0]), "r" (a[1]), "r" (a[2]), "r" (a[3]), "r" (b0), "r" (b1));
-}
-
-__device__ __forceinline__ unsigned
-fa_pack_bf16 (float lo, float hi)
-{
-  __nv_bfloat162 v = __floats2bfloat162_rn (lo, hi);
-  return *(unsigned *) &v;
-}
-
-/* 2^x on the special-function unit; -inf gives +0, which the masked
- * logits rely on. */
-__device__ __forceinline__ float
-fa_exp2 (float x)
-{
-  float y;
-  asm ("ex2.approx.ftz.f32 %0, %1;" : "=f" (y) : "f" (x));
-  return y;
-}
 
 #endif

@@ -110,12 +110,6 @@ wg_load (uint32_t smem, const __nv_bfloat16 *base, int64_t ld, int64_t row0,
 }
 
 __device__ __forceinline__ void
-wg_cp_commit (void)
-{
-  asm volatile ("cp.async.commit_group;\n" ::);
-}
-
-__device__ __forceinline__ void
 wg_cp_wait_all (void)
 {
   asm volatile ("cp.async.wait_group 0;\n" ::: "memory");
@@ -171,7 +165,7 @@ wg_prefetch (uint32_t ks, uint32_t vs, const __nv_bfloat16 *kg,
         (int64_t) (t + 1) * WG_BN, a.N);
   wg_load<128> (vs + (t & 1) * WG_KV_BYTES, vg, a.ldv, (int64_t) t * WG_BN,
       a.N);
-  wg_cp_commit ();
+  ptx_cp_commit ();
 }
 
 /* Scale (log2 domain), mask and bias the tile of keys n0.. in s, then the
@@ -211,13 +205,13 @@ wg_softmax (float *s, float *mx, float *l, float *alpha, int n0,
     const float mnew = fmaxf (mx[r], tm);
     /* a row with nothing visible yet keeps a zero reference */
     const float ref = mnew == -INFINITY ? 0.0f : mnew;
-    alpha[r] = wg_exp2 (mx[r] - ref);
+    alpha[r] = ptx_exp2 (mx[r] - ref);
     mx[r] = mnew;
     float sum = 0.0f;
 #pragma unroll
     for (int i = 0; i < WG_BN / 8; i++) {
-      s[4 * i + 2 * r] = wg_exp2 (s[4 * i + 2 * r] - ref);
-      s[4 * i + 2 * r + 1] = wg_exp2 (s[4 * i + 2 * r + 1] - ref);
+      s[4 * i + 2 * r] = ptx_exp2 (s[4 * i + 2 * r] - ref);
+      s[4 * i + 2 * r + 1] = ptx_exp2 (s[4 * i + 2 * r + 1] - ref);
       sum += s[4 * i + 2 * r] + s[4 * i + 2 * r + 1];
     }
     l[r] = l[r] * alpha[r] + sum;
@@ -232,10 +226,10 @@ wg_pack_p (unsigned *p, const float *s)
 {
 #pragma unroll
   for (int kt = 0; kt < WG_BN / 16; kt++) {
-    p[4 * kt] = wg_pack_bf16 (s[8 * kt], s[8 * kt + 1]);
-    p[4 * kt + 1] = wg_pack_bf16 (s[8 * kt + 2], s[8 * kt + 3]);
-    p[4 * kt + 2] = wg_pack_bf16 (s[8 * kt + 4], s[8 * kt + 5]);
-    p[4 * kt + 3] = wg_pack_bf16 (s[8 * kt + 6], s[8 * kt + 7]);
+    p[4 * kt] = ptx_pack_bf16 (s[8 * kt], s[8 * kt + 1]);
+    p[4 * kt + 1] = ptx_pack_bf16 (s[8 * kt + 2], s[8 * kt + 3]);
+    p[4 * kt + 2] = ptx_pack_bf16 (s[8 * kt + 4], s[8 * kt + 5]);
+    p[4 * kt + 3] = ptx_pack_bf16 (s[8 * kt + 6], s[8 * kt + 7]);
   }
 }
 
@@ -271,7 +265,7 @@ flash_d128_wgmma_kernel (attn_args a)
 
   wg_load<64> (qs, qg, a.ldq, m0, a.L);
   wg_load<128> (ks, kg, a.ldk, 0, a.N);
-  wg_cp_commit ();
+  ptx_cp_commit ();
 
   /* this thread's rows of the accumulators: g and g + 8 of its warp's 16
    * (32-bit indices: the launcher checks L, N < 2^31) */

@@ -68,6 +68,7 @@
  * (dit_cuda_gemm_fp8_report, dit-bench's gemm_paths).
  */
 #include "gemm_fp8.cuh"
+#include "mma_sync.cuh"
 #include "dit_cuda.h"
 
 #include <math.h>
@@ -93,24 +94,6 @@ g8_swz (int r, int c)
   return r * 128 + ((c ^ (r & 7)) << 4);
 }
 
-__device__ __forceinline__ void
-g8_cp_async16 (void *smem, const void *gmem, bool pred)
-{
-  unsigned s = (unsigned) __cvta_generic_to_shared (smem);
-  int n = pred ? 16 : 0;
-  asm volatile ("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
-      :: "r" (s), "l" (gmem), "r" (n));
-}
-
-__device__ __forceinline__ void
-g8_ldmatrix_x4 (unsigned &r0, unsigned &r1, unsigned &r2, unsigned &r3,
-    const void *smem)
-{
-  unsigned s = (unsigned) __cvta_generic_to_shared (smem);
-  asm volatile ("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-      : "=r" (r0), "=r" (r1), "=r" (r2), "=r" (r3) : "r" (s));
-}
-
 /* Rows [r0, r0 + 128) of a [rows, K] code matrix, K bytes [k0, k0 + 128),
  * into a swizzled tile; rows >= nrows are zero-filled. */
 __device__ __forceinline__ void
@@ -123,7 +106,7 @@ g8_load_tile (uint8_t *tile, const uint8_t *src, int64_t ld, int64_t r0,
     const int r = idx >> 3, c = idx & 7;
     const bool ok = r0 + r < nrows;
     const uint8_t *g = ok ? src + (r0 + r) * ld + k0 + c * 16 : src;
-    g8_cp_async16 (tile + g8_swz (r, c), g, ok);
+    ptx_cp_async16 (tile + g8_swz (r, c), g, ok);
   }
 }
 
@@ -187,11 +170,11 @@ gemm_fp8_mma_kernel (g8_args a)
       unsigned af[4][4], bf[4][2];
 #pragma unroll
       for (int mt = 0; mt < 4; mt++)
-        g8_ldmatrix_x4 (af[mt][0], af[mt][1], af[mt][2], af[mt][3],
+        ptx_ldmatrix_x4 (af[mt][0], af[mt][1], af[mt][2], af[mt][3],
             xa + g8_swz (wm * 64 + mt * 16 + arow, kk * 2 + achunk));
 #pragma unroll
       for (int np = 0; np < 2; np++)
-        g8_ldmatrix_x4 (bf[2 * np][0], bf[2 * np][1], bf[2 * np + 1][0],
+        ptx_ldmatrix_x4 (bf[2 * np][0], bf[2 * np][1], bf[2 * np + 1][0],
             bf[2 * np + 1][1],
             wb + g8_swz (wn * 32 + np * 16 + brow, kk * 2 + bchunk));
 #pragma unroll

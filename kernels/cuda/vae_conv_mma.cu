@@ -29,6 +29,7 @@
  */
 #include "vae_cuda.cuh"
 #include "vae_conv_mma.cuh"
+#include "mma_sync.cuh"
 
 #include <stdlib.h>
 #include <string.h>
@@ -55,52 +56,6 @@ struct vm_args {
 /* Activation gathers go through L1 (.ca): the 27 taps of neighbouring
  * output pixels read the same input pixels, so most of them hit L1 instead
  * of L2; weights are read once per block and bypass it (.cg). */
-__device__ __forceinline__ void
-vm_cp16_ca (void *smem, const void *gmem, int bytes)
-{
-  unsigned s = (unsigned) __cvta_generic_to_shared (smem);
-  asm volatile ("cp.async.ca.shared.global [%0], [%1], 16, %2;\n"
-      :: "r" (s), "l" (gmem), "r" (bytes));
-}
-
-__device__ __forceinline__ void
-vm_cp16 (void *smem, const void *gmem, int bytes)
-{
-  unsigned s = (unsigned) __cvta_generic_to_shared (smem);
-  asm volatile ("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
-      :: "r" (s), "l" (gmem), "r" (bytes));
-}
-
-__device__ __forceinline__ void
-vm_commit (void)
-{
-  asm volatile ("cp.async.commit_group;\n" ::);
-}
-
-template <int N>
-__device__ __forceinline__ void
-vm_wait (void)
-{
-  asm volatile ("cp.async.wait_group %0;\n" :: "n" (N));
-}
-
-__device__ __forceinline__ void
-vm_ldmatrix_x4 (unsigned r[4], const void *smem)
-{
-  unsigned s = (unsigned) __cvta_generic_to_shared (smem);
-  asm volatile ("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-      : "=r" (r[0]), "=r" (r[1]), "=r" (r[2]), "=r" (r[3]) : "r" (s));
-}
-
-__device__ __forceinline__ void
-vm_mma (float c[4], const unsigned a[4], unsigned b0, unsigned b1)
-{
-  asm volatile ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f" (c[0]), "+f" (c[1]), "+f" (c[2]), "+f" (c[3])
-      : "r" (a[0]), "r" (a[1]), "r" (a[2]), "r" (a[3]), "r" (b0), "r" (b1));
-}
-
 template <int BM, int BN>
 __global__ void __launch_bounds__ (VM_THREADS, 2)
 vm_conv_kernel (vm_args a)
@@ -157,13 +112,13 @@ vm_conv_kernel (vm_args a)
         src = vt < a.P ? a.prev + (vt * (int) a.ps0 + pix)
             : a.x + ((vt - a.P) * (int) a.xs0 + pix);
       }
-      vm_cp16_ca (as + (ar + 64 * i) * VM_LDS + ac * 8, src, ok ? 16 : 0);
+      ptx_cp_async16_ca (as + (ar + 64 * i) * VM_LDS + ac * 8, src, ok ? 16 : 0);
     }
     __nv_bfloat16 *bs = Bs + stage * BN * VM_LDS;
 #pragma unroll
     for (int c = tid; c < BN * 4; c += VM_THREADS) {
       const int n = c >> 2, kc = (c & 3) * 8;
-      vm_cp16 (bs + n * VM_LDS + kc, a.w + ((co0 + n) * (int) a.ldw + l_wofs
+      ptx_cp_async16_cg (bs + n * VM_LDS + kc, a.w + ((co0 + n) * (int) a.ldw + l_wofs
               + kc), 16);
     }
     l_wofs += VM_BK;
@@ -192,17 +147,17 @@ vm_conv_kernel (vm_args a)
   for (int s = 0; s < VM_STAGES - 1; s++) {
     if (s < ktiles)
       load_stage (s);
-    vm_commit ();
+    ptx_cp_commit ();
   }
 
   const int wm = (warp & 3) * WM, wn = (warp >> 2) * WN;
   for (int kti = 0; kti < ktiles; kti++) {
-    vm_wait<VM_STAGES - 2> ();
+    ptx_cp_wait<VM_STAGES - 2> ();
     __syncthreads ();
     const int next = kti + VM_STAGES - 1;
     if (next < ktiles)
       load_stage (next % VM_STAGES);
-    vm_commit ();
+    ptx_cp_commit ();
 
     const __nv_bfloat16 *as = As + (kti % VM_STAGES) * BM * VM_LDS;
     const __nv_bfloat16 *bs = Bs + (kti % VM_STAGES) * BN * VM_LDS;
@@ -211,22 +166,22 @@ vm_conv_kernel (vm_args a)
       unsigned af[MI][4];
 #pragma unroll
       for (int i = 0; i < MI; i++)
-        vm_ldmatrix_x4 (af[i], as + (wm + 16 * i + (lane & 15)) * VM_LDS + kk
+        ptx_ldmatrix_x4 (af[i], as + (wm + 16 * i + (lane & 15)) * VM_LDS + kk
             + (lane >> 4) * 8);
 #pragma unroll
       for (int j = 0; j < NB; j += 2) {
         unsigned bf[4];
-        vm_ldmatrix_x4 (bf, bs + (wn + 8 * j + (lane & 7) + ((lane >> 4) << 3))
+        ptx_ldmatrix_x4 (bf, bs + (wn + 8 * j + (lane & 7) + ((lane >> 4) << 3))
             * VM_LDS + kk + ((lane >> 3) & 1) * 8);
 #pragma unroll
         for (int i = 0; i < MI; i++) {
-          vm_mma (acc[i][j], af[i], bf[0], bf[1]);
-          vm_mma (acc[i][j + 1], af[i], bf[2], bf[3]);
+          ptx_mma_bf16 (acc[i][j], af[i], bf[0], bf[1]);
+          ptx_mma_bf16 (acc[i][j + 1], af[i], bf[2], bf[3]);
         }
       }
     }
   }
-  vm_wait<0> ();
+  ptx_cp_wait<0> ();
 
   /* Epilogue straight from the fragments: c0,c1 at (row g, cols 2t, 2t+1),
    * c2,c3 at row g + 8. */
