@@ -42,6 +42,7 @@
 #include "dit_stage0.h"
 #include "dit_taehv.h"
 #include "dit_vae.h"
+#include "../common/stage0_display.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -424,17 +425,8 @@ main (int argc, char **argv)
   die_if (dit_taehv_create (&tc, tw, width, height, DIT_BF16, DIT_TAEHV_DECODER,
       b.be, &b.tae), "taehv");
   dit_stage0_config sc;
-  dit_stage0_config_default (&sc);
-  sc.latent_h = height / 8;
-  sc.latent_w = width / 8;
-  sc.frames_per_chunk = 3;
-  sc.context_frames = 3;
-  sc.capacity = 6;
-  sc.vae_config = &vc;
-  sc.vae_weights = w;
-  sc.vae_dtype = DIT_BF16;
-  sc.display_config = &tc;
-  sc.display_weights = tw;
+  stage0_display_config (&sc, height / 8, width / 8, 3, &vc, w, DIT_BF16,
+      &tc, tw);
   sc.anchor_stream = DIT_STAGE0_ANCHOR_STREAM_AUTO;
   die_if (dit_stage0_create (&sc, b.be, &b.s0), "stage 0");
   sc.anchor_stream = DIT_STAGE0_ANCHOR_STREAM_SHARED;

@@ -29,6 +29,7 @@
 #include "dit_stream.h"
 #include "dit_vae.h"
 #include "dit_weights.h"
+#include "../common/stage0_display.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -53,17 +54,7 @@ make (dit_stage0_anchor_stream where, dit_anchor_decoder from)
 {
   dit_stage0_config c;
   dit_stage0 *s = NULL;
-  dit_stage0_config_default (&c);
-  c.latent_h = LH;
-  c.latent_w = LW;
-  c.frames_per_chunk = F;
-  c.context_frames = F;
-  c.capacity = 2 * F;
-  c.vae_config = &vcfg;
-  c.vae_weights = vw;
-  c.vae_dtype = DIT_BF16;
-  c.display_config = &tcfg;
-  c.display_weights = tw;
+  stage0_display_config (&c, LH, LW, F, &vcfg, vw, DIT_BF16, &tcfg, tw);
   c.anchor_decoder = from;
   c.anchor_stream = where;
   if (dit_stage0_create (&c, be, &s) != DIT_OK)

@@ -27,6 +27,7 @@
 #include "dit_stream.h"
 #include "dit_vae.h"
 #include "dit_weights.h"
+#include "../common/stage0_display.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -172,16 +173,7 @@ make_tiny_display (dit_stage0_anchor_stream where, dit_anchor_decoder from,
 {
   dit_stage0_config c;
   dit_stage0 *s = NULL;
-  dit_stage0_config_default (&c);
-  c.latent_h = LH;
-  c.latent_w = LW;
-  c.frames_per_chunk = 3;
-  c.context_frames = 3;
-  c.capacity = 6;
-  c.vae_config = &vcfg;
-  c.vae_weights = vw;
-  c.display_config = tc;
-  c.display_weights = tw;
+  stage0_display_config (&c, LH, LW, 3, &vcfg, vw, DIT_F32, tc, tw);
   c.anchor_decoder = from;
   c.anchor_stream = where;
   if (dit_stage0_create (&c, be, &s) != DIT_OK)
