@@ -878,14 +878,17 @@ g8_probe (dit_cuda_backend *cb)
     }
   }
   if (st == DIT_OK) {
-    cudaMemcpy (dd.x, hd.x, PR_M * PR_K, cudaMemcpyHostToDevice);
-    cudaMemcpy (dd.w, hd.w, PR_N * PR_K, cudaMemcpyHostToDevice);
-    cudaMemcpy (dd.xs, hd.xs, KB * PR_M * sizeof (float), cudaMemcpyHostToDevice);
-    cudaMemcpy (dd.ws, hd.ws, PR_N * sizeof (float), cudaMemcpyHostToDevice);
-    cudaMemcpy (dd.ws_exp, hd.ws_exp, KB * PR_N * sizeof (float),
-        cudaMemcpyHostToDevice);
-    cudaMemcpy (dd.bias_h, hd.bias_h, PR_N * sizeof (uint16_t),
-        cudaMemcpyHostToDevice);
+    /* On the backend's stream: it does not wait for the legacy default
+     * stream, and a plain cudaMemcpy from pageable memory may return before
+     * its DMA has landed. */
+    cudaStream_t s = cb->stream;
+    const cudaMemcpyKind h2d = cudaMemcpyHostToDevice;
+    cudaMemcpyAsync (dd.x, hd.x, PR_M * PR_K, h2d, s);
+    cudaMemcpyAsync (dd.w, hd.w, PR_N * PR_K, h2d, s);
+    cudaMemcpyAsync (dd.xs, hd.xs, KB * PR_M * sizeof (float), h2d, s);
+    cudaMemcpyAsync (dd.ws, hd.ws, PR_N * sizeof (float), h2d, s);
+    cudaMemcpyAsync (dd.ws_exp, hd.ws_exp, KB * PR_N * sizeof (float), h2d, s);
+    cudaMemcpyAsync (dd.bias_h, hd.bias_h, PR_N * sizeof (uint16_t), h2d, s);
 
     const int V = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
     const int O = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
@@ -1097,10 +1100,14 @@ g8_selfcheck (dit_cuda_backend *cb, const g8_args &call, int v, g8_check *out)
   a.rpg = call.gate ? SC_RPG : 1;
   a.ldy = N;
   a.M = M; a.N = N; a.K = K;
-  if (cudaMemcpy (d, h, total, cudaMemcpyHostToDevice) != cudaSuccess
-      || (!f8 && (cudaMemcpy (d + off[6], y0, bytes[6], cudaMemcpyHostToDevice)
-          != cudaSuccess || cudaMemcpy (d + off[7], y0, bytes[7],
-          cudaMemcpyHostToDevice) != cudaSuccess))) {
+  /* Uploads on the stream the kernels run on (a non-blocking stream: a
+   * plain cudaMemcpy from pageable memory may return before its DMA lands,
+   * and the kernels would read part of the inputs uninitialised). */
+  const cudaMemcpyKind h2d = cudaMemcpyHostToDevice;
+  if (cudaMemcpyAsync (d, h, total, h2d, cb->stream) != cudaSuccess
+      || (!f8 && (cudaMemcpyAsync (d + off[6], y0, bytes[6], h2d, cb->stream)
+          != cudaSuccess || cudaMemcpyAsync (d + off[7], y0, bytes[7], h2d,
+          cb->stream) != cudaSuccess))) {
     cudaGetLastError ();
     st = dit_error (DIT_ERR_DEVICE, "gemm_fp8 self-check: upload failed");
   }
