@@ -107,6 +107,9 @@ main (int argc, char **argv)
         "MODEL"},
     {"vae-model", 0, 0, G_OPTION_ARG_STRING, &cfg.vae_model,
         "VAE: preset or checkpoint (default " DIT_DEFAULT_VAE ")", "VAE"},
+    {"text-model", 0, 0, G_OPTION_ARG_STRING, &cfg.text_model,
+        "umT5 text encoder of the prompts: preset or checkpoint (default "
+          DIT_DEFAULT_TEXT_MODEL ")", "MODEL"},
     {"decoder", 0, 0, G_OPTION_ARG_STRING, &cfg.decoder_model,
         "Display decoder: a TAEHV tiny decoder (taew2_1, lighttaew2_1, "
           "taehv-tiny or a converted checkpoint; default: the full VAE; the "
@@ -269,6 +272,7 @@ main (int argc, char **argv)
   g_free (cfg.source);
   g_free (cfg.model);
   g_free (cfg.vae_model);
+  g_free (cfg.text_model);
   g_free (cfg.decoder_model);
   g_free (cfg.device);
   g_free (cfg.steps);
