@@ -825,7 +825,7 @@ gst_dit_decode_class_init (GstDitDecodeClass * klass)
   g_object_class_install_property (gobject_class, PROP_VAE_MODEL,
       g_param_spec_string ("vae-model", "VAE model",
           "VAE weights: a preset (tiny, wan: seeded synthetic) or a "
-          "safetensors path (NULL = tiny)", NULL, ready));
+          "safetensors path (NULL = " GST_DIT_DEFAULT_VAE ")", NULL, ready));
   g_object_class_install_property (gobject_class, PROP_DECODER_MODEL,
       g_param_spec_string ("decoder-model", "Decoder model",
           "Display decoder: a TAEHV tiny decoder preset (taew2_1, "

@@ -1019,7 +1019,7 @@ gst_dit_encode_class_init (GstDitEncodeClass * klass)
   g_object_class_install_property (gobject_class, PROP_VAE_MODEL,
       g_param_spec_string ("vae-model", "VAE model",
           "VAE weights: a preset (tiny, wan: seeded synthetic) or a "
-          "safetensors path (NULL = tiny)", NULL, ready));
+          "safetensors path (NULL = " GST_DIT_DEFAULT_VAE ")", NULL, ready));
   g_object_class_install_property (gobject_class, PROP_ENCODER_MODEL,
       g_param_spec_string ("encoder-model", "Encoder model",
           "Encode with a TAEHV tiny encoder instead of the full VAE: a preset "

@@ -892,10 +892,12 @@ gst_dit_generate_set_context (GstElement * element, GstContext * context)
 static const GstDitPropDef props[N_PROPS] = {
   [PROP_MODEL] = {"model", "Model", "DiT weights: a preset name (tiny, "
         "wan-1.3b, wan-14b: seeded synthetic weights) or a safetensors file, "
-        "index JSON or directory (NULL = tiny)", G_TYPE_STRING, .flags = READY,
+        "index JSON or directory (NULL = " GST_DIT_DEFAULT_MODEL ")",
+      G_TYPE_STRING, .flags = READY,
       .field = FIELD (model)},
   [PROP_VAE_MODEL] = {"vae-model", "VAE model", "VAE weights for the anchor "
-        "path: a preset (tiny, wan) or a safetensors path (NULL = tiny)",
+        "path: a preset (tiny, wan) or a safetensors path (NULL = "
+        GST_DIT_DEFAULT_VAE ")",
       G_TYPE_STRING, .flags = READY, .field = FIELD (vae_model)},
   [PROP_PROMPT_EMBEDS] = {"prompt-embeds", "Prompt embeddings", "safetensors "
         "file with one text-embedding tensor [rows, text_dim] (NULL = a fixed "
@@ -913,7 +915,8 @@ static const GstDitPropDef props[N_PROPS] = {
       .field = FIELD (s.transition_chunks)},
   [PROP_TEXT_MODEL] = {"text-model", "Text model", "umT5 text encoder: a "
         "preset (tiny, umt5-xxl: seeded synthetic weights) or a safetensors "
-        "checkpoint (NULL = tiny)", G_TYPE_STRING, .flags = READY,
+        "checkpoint (NULL = " GST_DIT_DEFAULT_TEXT_MODEL ")", G_TYPE_STRING,
+      .flags = READY,
       .field = FIELD (s.text_model)},
   [PROP_TOKENIZER] = {"tokenizer", "Tokenizer", "SentencePiece model file "
         "(NULL = the shipped tiny model; use umt5-xxl's spiece.model with the "

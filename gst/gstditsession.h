@@ -48,6 +48,7 @@
 #endif
 
 #include "dit_generator.h"
+#include "dit_loader.h"
 #include "dit_stage0.h"
 #include "dit_stream.h"
 #include "dit_taehv.h"
@@ -58,8 +59,10 @@ G_BEGIN_DECLS
 
 #define GST_DIT_SESSION_CONTEXT_TYPE "dit.session"
 #define GST_DIT_SESSION_DEFAULT_KEY "default"
-#define GST_DIT_DEFAULT_MODEL "tiny"
-#define GST_DIT_DEFAULT_VAE "tiny"
+/* the libdit defaults (dit_loader.h) */
+#define GST_DIT_DEFAULT_MODEL DIT_DEFAULT_MODEL
+#define GST_DIT_DEFAULT_VAE DIT_DEFAULT_VAE
+#define GST_DIT_DEFAULT_TEXT_MODEL DIT_DEFAULT_TEXT_MODEL
 #define GST_DIT_DEFAULT_DEVICE "cpu"
 
 #define GST_TYPE_DIT_SESSION (gst_dit_session_get_type ())

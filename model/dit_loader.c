@@ -231,7 +231,7 @@ dit_status
 dit_model_config_resolve (const char *model, dit_model_config *cfg,
     int *checkpoint)
 {
-  const char *m = model && *model ? model : "tiny";
+  const char *m = model && *model ? model : DIT_DEFAULT_MODEL;
   *checkpoint = !dit_model_is_preset (m);
   return *checkpoint ? dit_checkpoint_detect_preset (m, cfg)
       : dit_model_config_preset (m, cfg);

@@ -20,6 +20,13 @@
 extern "C" {
 #endif
 
+/* The weights that a NULL or "" model string means: the defaults of the
+ * elements' model, vae-model and text-model properties and of the tools'
+ * --model / --vae options. */
+#define DIT_DEFAULT_MODEL "tiny"
+#define DIT_DEFAULT_VAE "tiny"
+#define DIT_DEFAULT_TEXT_MODEL "tiny"
+
 int dit_model_is_preset (const char *model);
 
 /* DIT_OK when `model` names an existing file or directory; otherwise an
@@ -40,7 +47,7 @@ dit_status dit_checkpoint_detect_preset (const char *path, dit_model_config *cfg
 
 /* The config of `model` without its weights: a preset's, or the preset a
  * checkpoint's shapes name (no tensor data is read).  *checkpoint: 1 for a
- * path.  NULL or "" is the "tiny" preset. */
+ * path.  NULL or "" is DIT_DEFAULT_MODEL. */
 dit_status dit_model_config_resolve (const char *model, dit_model_config *cfg,
     int *checkpoint);
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dit_loader.h"
 #include "dit_tokenizer.h"
 #include "dit_umt5.h"
 
@@ -266,7 +267,8 @@ dit_prompt_encoder_create (const char *text_model, const char *tokenizer,
   dit_umt5_config cfg;
   dit_status st = dit_tokenizer_load (tokenizer, &e->tok);
   if (st == DIT_OK)
-    st = dit_umt5_load_weights (text_model ? text_model : "tiny", seed, DIT_F32,
+    st = dit_umt5_load_weights (text_model && *text_model ? text_model
+        : DIT_DEFAULT_TEXT_MODEL, seed, DIT_F32,
         dit_backend_cpu (), &cfg, &e->w);
   if (st == DIT_OK && cfg.dim != out_dim)
     st = dit_error (DIT_ERR_INVALID, "text model '%s' gives %d-wide "

@@ -54,7 +54,8 @@ float dit_prompt_transition_weight (int j, int n);
 
 typedef struct dit_prompt_encoder dit_prompt_encoder;
 
-/* text_model: umT5 preset or checkpoint; tokenizer: SentencePiece model
+/* text_model: umT5 preset or checkpoint (NULL or "" =
+ * DIT_DEFAULT_TEXT_MODEL of dit_loader.h); tokenizer: SentencePiece model
  * (NULL = the default); seed: synthetic weights; out_dim: the DiT's
  * text_dim (the encoder's d_model must equal it).  Starts the thread. */
 dit_status dit_prompt_encoder_create (const char *text_model,

@@ -3,7 +3,7 @@
 set -eu
 usage() {
   cat <<USAGE
-Usage: $0 [-o OUT.mp4] [-n CHUNKS] [-c CHUNKS | -t SECONDS] [-b CHUNKS] [PROMPT...]
+Usage: $0 [-o OUT.mp4] [-n CHUNKS] [-c CHUNKS | -t SECONDS] [-b CHUNKS] [-m PRESET] [PROMPT...]
 Generate video with ditgenerate, starting from the first PROMPT and
 switching to the next one while the pipeline plays.
   -o FILE   output file (default prompt-change.mp4)
@@ -12,6 +12,9 @@ switching to the next one while the pipeline plays.
             prompts show for 4 chunks each, however fast the machine is)
   -t S      change every S seconds of wall clock instead (for live output)
   -b N      prompt-transition-chunks: blend old -> new over N chunks (default 2)
+  -m PRESET the weights of every dit element (DiT, VAE, text encoder):
+            a preset of all three, e.g. tiny (seeded random weights, as
+            the tests use); default: the elements' defaults
   PROMPT    prompts; a weighted list "a:0.7|b:0.3" blends prompts
             (default: three built-in prompts)
 Defaults need no GPU and no download (tiny DiT, tiny umT5, shipped
@@ -22,7 +25,7 @@ The dit plugin is used as installed, from GST_PLUGIN_PATH_1_0, or else
 from this checkout's build/ (dit-env.sh).
 USAGE
 }
-out=prompt-change.mp4; chunks=12; every_chunks=4; every=; blend=2
+out=prompt-change.mp4; chunks=12; every_chunks=4; every=; blend=2; models=; vae=
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
@@ -31,6 +34,7 @@ while [ $# -gt 0 ]; do
     -c) every_chunks=$2; every=; shift 2 ;;
     -t) every=$2; shift 2 ;;
     -b) blend=$2; shift 2 ;;
+    -m) models="model=$2 vae-model=$2 text-model=$2"; vae="vae-model=$2"; shift 2 ;;
     --) shift; break ;;
     -*) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
     *) break ;;
@@ -58,5 +62,5 @@ first=$1; shift
 q=$(printf '%s' "$first" | sed 's/\\/\\\\/g; s/"/\\"/g')
 # shellcheck disable=SC2086
 exec "$switch" $when \
-  "ditgenerate num-chunks=$chunks prompt=\"$q\" prompt-transition-chunks=$blend ! queue max-size-buffers=1 ! ditdecode ! videoconvert ! x264enc ! mp4mux ! filesink location=\"$out\"" \
+  "ditgenerate num-chunks=$chunks $models prompt=\"$q\" prompt-transition-chunks=$blend ! queue max-size-buffers=1 ! ditdecode $vae ! videoconvert ! x264enc ! mp4mux ! filesink location=\"$out\"" \
   "$@"

@@ -49,7 +49,7 @@ usage (FILE *f)
       "Model and prompt:\n"
       "  -m, --model PATH|PRESET  checkpoint (file, sharded index .json or directory)\n"
       "                           or a preset (tiny, wan-1.3b, wan-14b) with seeded\n"
-      "                           synthetic weights (default: tiny)\n"
+      "                           synthetic weights (default: " DIT_DEFAULT_MODEL ")\n"
       "      --weights-seed N     seed of the synthetic weights (default 0)\n"
       "  -e, --embeds FILE        text embeddings: safetensors tensor 'embeds'\n"
       "                           [rows <= 512, text_dim]; default: the seeded default\n"
@@ -163,7 +163,7 @@ parse_args (int argc, char **argv, gen_args *a)
   a->mesh.colocate_name = "--mesh-colocate";
   a->mesh.backend_name = "--mesh-backend";
   a->mesh.worker_name = "--worker-path";
-  a->model = "tiny";
+  a->model = DIT_DEFAULT_MODEL;
   a->device = "cpu";
   a->chunks = 3;
   dit_gen_config_default (&a->cfg);

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "tool_common.h"
+#include "dit_loader.h"
 #include "dit_tokenizer.h"
 #include "dit_umt5.h"
 
@@ -54,7 +55,8 @@ usage (FILE *f)
       "\n"
       "options:\n"
       "  --model tiny|umt5-xxl|PATH  text encoder: preset (seeded synthetic\n"
-      "                        weights) or umT5 safetensors (default tiny)\n"
+      "                        weights) or umT5 safetensors (default "
+      DIT_DEFAULT_TEXT_MODEL ")\n"
       "  --tokenizer FILE      SentencePiece model (default: the shipped tiny\n"
       "                        model, %s)\n"
       "  --seed N              seed of synthetic weights (default 0)\n"
@@ -251,7 +253,7 @@ out:
 int
 main (int argc, char **argv)
 {
-  opts o = { .model = "tiny", .device = "cpu", .dtype = DIT_F32 };
+  opts o = { .model = DIT_DEFAULT_TEXT_MODEL, .device = "cpu", .dtype = DIT_F32 };
   static const struct option lo[] = {
     { "model", required_argument, NULL, 'm' },
     { "tokenizer", required_argument, NULL, 't' },

@@ -97,7 +97,8 @@ usage (FILE *f)
       "                 a clip (y4m/raw, encoded by the full VAE) or latents\n"
       "\n"
       "options:\n"
-      "  --vae PATH|tiny|wan   checkpoint or synthetic preset (default tiny)\n"
+      "  --vae PATH|tiny|wan   checkpoint or synthetic preset (default "
+      DIT_DEFAULT_VAE ")\n"
       "  --decoder MODEL       decode with a TAEHV tiny decoder: taew2_1,\n"
       "                        lighttaew2_1, taehv-tiny or a checkpoint\n"
       "  --encoder MODEL       encode with a TAEHV encoder (same models)\n"
@@ -781,7 +782,7 @@ cmd_compare (const opts *o, dit_backend *be)
 int
 main (int argc, char **argv)
 {
-  opts o = { .vae = "tiny", .fps = 16, .device = "cpu" };
+  opts o = { .vae = DIT_DEFAULT_VAE, .fps = 16, .device = "cpu" };
   enum { OPT_VAE = 256, OPT_SEED, OPT_INPUT, OPT_SIZE, OPT_FORMAT, OPT_FPS,
       OPT_DEVICE, OPT_DECODER, OPT_ENCODER };
   static const struct option longopts[] = {

@@ -36,6 +36,8 @@
 #include <gst/cuda/gstcudacontext.h>
 #include <gst/cuda/gstcudaloader.h>
 
+#include "dit_check_presets.h"
+
 #define SRC "videotestsrc num-buffers=21 pattern=ball ! " \
   "video/x-raw,format=RGBA,width=64,height=64,framerate=16/1"
 #define FRAMES 21
@@ -477,6 +479,7 @@ cuda_elements_suite (void)
   Suite *s = suite_create ("cuda-elements");
   TCase *tc = tcase_create ("cuda");
 
+  dit_check_use_presets (NULL);
   tcase_set_timeout (tc, 240);
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_upload_download_frames);

@@ -1,5 +1,6 @@
 /* gst-check tests of ditencode, ditgenerate and ditdecode on the CPU
- * backend with the embedded tiny model (synthetic seeded weights).
+ * backend with the tiny presets (synthetic seeded weights), named on every
+ * element (dit_check_presets.h).
  * Frame counts and timestamps are checked against hand-computed values
  * (9 frames for the first 3-latent chunk, 12 after; 16 fps = 62.5 ms). */
 #include <gst/check/gstcheck.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dit_check_presets.h"
 #include "gstditlatent.h"
 #include "dit_generator.h"
 #include "dit_loader.h"
@@ -29,35 +31,21 @@
 #define CHUNK_BYTES (16 * 3 * LHW * 4)
 
 /* GST_DIT_DEVICE (cpu, cuda:N) runs every dit element of the tests on that
- * device: the device property is set as each element is constructed.
- * Exits 77 when the device cannot be opened. */
+ * device: the device property is set as each element is constructed, with
+ * the tiny presets (dit_check_presets.h).  Exits 77 when the device cannot
+ * be opened. */
 static const gchar *test_device;
-static GType device_types[3];
-static void (*device_constructed[3]) (GObject * object);
-
-static void
-set_test_device (GObject * object)
-{
-  for (guint i = 0; i < G_N_ELEMENTS (device_types); i++)
-    if (G_OBJECT_TYPE (object) == device_types[i]) {
-      if (device_constructed[i])
-        device_constructed[i] (object);
-      g_object_set (object, "device", test_device, NULL);
-    }
-}
 
 static void
 use_test_device (void)
 {
-  static const gchar *const names[] = { "ditencode", "ditgenerate",
-    "ditdecode"
-  };
   gchar **parts;
   dit_backend *be = NULL;
 
   test_device = g_getenv ("GST_DIT_DEVICE");
   if (!test_device || !*test_device || g_str_equal (test_device, "cpu")) {
     test_device = NULL;
+    dit_check_use_presets (NULL);
     return;
   }
   parts = g_strsplit (test_device, ":", 2);
@@ -68,18 +56,7 @@ use_test_device (void)
     exit (77);
   }
   dit_backend_destroy (be);
-  for (guint i = 0; i < G_N_ELEMENTS (names); i++) {
-    GstElementFactory *f = gst_element_factory_find (names[i]);
-    GstPluginFeature *loaded = gst_plugin_feature_load (GST_PLUGIN_FEATURE (f));
-    GObjectClass *klass;
-    device_types[i] =
-        gst_element_factory_get_element_type (GST_ELEMENT_FACTORY (loaded));
-    klass = g_type_class_ref (device_types[i]);
-    device_constructed[i] = klass->constructed;
-    klass->constructed = set_test_device;
-    gst_object_unref (loaded);
-    gst_object_unref (f);
-  }
+  dit_check_use_presets (test_device);
 }
 
 static GstBuffer *

@@ -26,7 +26,8 @@ chains() { grep -c "frames: last-message = chain" "$dir/log" || true; }
 fail() { echo "FAIL: $*"; tail -20 "$dir/log"; exit 1; }
 
 : > "$dir/log"   # before the launch, so the first poll reads a file
-gst-launch-1.0 -e -v ditgenerate ! queue max-size-buffers=1 ! ditdecode ! \
+gst-launch-1.0 -e -v ditgenerate model=tiny vae-model=tiny text-model=tiny ! \
+  queue max-size-buffers=1 ! ditdecode vae-model=tiny ! \
   identity name=frames silent=false ! videoconvert ! x264enc ! mp4mux ! \
   filesink location="$dir/out.mp4" > "$dir/log" 2>&1 &
 pid=$!

@@ -16,6 +16,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "dit_check_presets.h"
+
 #define CHUNKS 4
 
 typedef struct change {
@@ -254,6 +256,7 @@ lora_suite (void)
   Suite *s = suite_create ("ditlora");
   TCase *tc = tcase_create ("lora");
 
+  dit_check_use_presets (NULL);
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_lora_strength_zero);
   tcase_add_test (tc, test_lora_change_playing);

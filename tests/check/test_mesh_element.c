@@ -47,6 +47,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "dit_check_presets.h"
 #include "gstditlatent.h"
 
 #define CHUNKS 3
@@ -600,6 +601,7 @@ mesh_element_suite (gboolean colocated)
   Suite *s = suite_create ("ditmesh");
   TCase *tc = tcase_create ("mesh");
 
+  dit_check_use_presets (NULL);
   suite_add_tcase (s, tc);
   if (colocated) {
     tcase_add_test (tc, test_mesh_colocated);

@@ -13,6 +13,7 @@
 # Each failed before: no script looked for the build, -n was lost on the
 # way through decodebin, the defaults ended before the first change.
 # The checkout is a copy of pipelines/ with build/ linked to this build.
+# Every script runs with -m tiny: the mechanics are checked, not the model.
 #   test_pipelines.sh PIPELINES_DIR BUILD_DIR
 set -u
 src=${1:?usage: test_pipelines.sh PIPELINES_DIR BUILD_DIR}
@@ -40,14 +41,14 @@ frames() {
 p=$tmp/repo/pipelines
 
 # 1. the plugin and the tools from the checkout's build
-if sh "$p/t2v-mp4.sh" -n 1 -o "$tmp/t2v.mp4" > "$tmp/log" 2>&1; then
+if sh "$p/t2v-mp4.sh" -m tiny -n 1 -o "$tmp/t2v.mp4" > "$tmp/log" 2>&1; then
   n=$(frames "$tmp/t2v.mp4")
   [ "$n" = 9 ] && echo "ok: t2v-mp4.sh -n 1: 9 frames" ||
     fail "t2v-mp4.sh -n 1 wrote $n frames, expected 9"
 else
   fail "t2v-mp4.sh without GST_PLUGIN_PATH_1_0"
 fi
-if sh "$p/mesh-t2v.sh" -n 1 -o "$tmp/mesh.mp4" > "$tmp/log" 2>&1; then
+if sh "$p/mesh-t2v.sh" -m tiny -n 1 -o "$tmp/mesh.mp4" > "$tmp/log" 2>&1; then
   n=$(frames "$tmp/mesh.mp4")
   [ "$n" = 9 ] && echo "ok: mesh-t2v.sh -n 1: 9 frames" ||
     fail "mesh-t2v.sh -n 1 wrote $n frames, expected 9"
@@ -60,7 +61,7 @@ gst-launch-1.0 -q videotestsrc num-buffers=40 pattern=ball ! \
   video/x-raw,width=64,height=64,framerate=16/1 ! x264enc ! mp4mux ! \
   filesink location="$tmp/in.mp4" > /dev/null 2>&1 || fail "making in.mp4"
 for n in 9 14; do
-  if sh "$p/v2v-file.sh" -i "$tmp/in.mp4" -n $n -o "$tmp/v2v.mp4" \
+  if sh "$p/v2v-file.sh" -m tiny -i "$tmp/in.mp4" -n $n -o "$tmp/v2v.mp4" \
       > "$tmp/log" 2>&1; then
     got=$(frames "$tmp/v2v.mp4")
     [ "$got" = $n ] && echo "ok: v2v-file.sh -i FILE -n $n: $n frames" ||
@@ -71,7 +72,7 @@ for n in 9 14; do
 done
 
 # 3. prompt-change.sh defaults: three prompts, both changes in effect
-if sh "$p/prompt-change.sh" -o "$tmp/prompt.mp4" > "$tmp/log" 2>&1; then
+if sh "$p/prompt-change.sh" -m tiny -o "$tmp/prompt.mp4" > "$tmp/log" 2>&1; then
   changes=$(grep -c "^chunk [0-9]*: prompt -> " "$tmp/log")
   effect=$(grep -c "^chunk [0-9]*: prompt [0-9]* in effect" "$tmp/log")
   n=$(frames "$tmp/prompt.mp4")
@@ -86,7 +87,7 @@ fi
 # 4. no dit-prompt-switch: a message, exit 1
 rc=0
 PATH=/usr/bin:/bin GST_PLUGIN_PATH_1_0=$build/gst \
-  sh "$tmp/bare/pipelines/prompt-change.sh" -o "$tmp/x.mp4" \
+  sh "$tmp/bare/pipelines/prompt-change.sh" -m tiny -o "$tmp/x.mp4" \
   > "$tmp/log" 2>&1 || rc=$?
 if [ $rc = 1 ] && grep -q "dit-prompt-switch" "$tmp/log" &&
     ! grep -q "exec:" "$tmp/log"; then

@@ -15,6 +15,7 @@
 #include <gst/check/gstharness.h>
 #include <string.h>
 
+#include "dit_check_presets.h"
 #include "gstditlatent.h"
 
 typedef struct chunk_rec {
@@ -306,6 +307,7 @@ prompt_suite (void)
   Suite *s = suite_create ("ditprompt");
   TCase *tc = tcase_create ("prompt");
 
+  dit_check_use_presets (NULL);
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_prompt_change_playing);
   tcase_add_test (tc, test_prompt_transition);

@@ -49,7 +49,7 @@ timeout 120 gst-launch-1.0 -v rtmp2src location="$url" ! flvdemux name=d \
   > "$dir/reader.log" 2>&1 &
 reader=$!
 sleep 1
-if ! timeout 180 sh "$pipelines/rtmp-live.sh" -e x264 -n 4 "$url" \
+if ! timeout 180 sh "$pipelines/rtmp-live.sh" -m tiny -e x264 -n 4 "$url" \
     > "$dir/sender.log" 2>&1; then
   echo "sender failed:"; cat "$dir/sender.log"; exit 1
 fi
@@ -71,7 +71,7 @@ timeout 120 gst-launch-1.0 -v rtmp2src location="$url" ! flvdemux name=d \
   > "$dir/reader2.log" 2>&1 &
 reader=$!
 sleep 1
-sh "$pipelines/rtmp-live.sh" -e x264 "$url" > "$dir/sender2.log" 2>&1 &
+sh "$pipelines/rtmp-live.sh" -m tiny -e x264 "$url" > "$dir/sender2.log" 2>&1 &
 sender=$!
 i=0
 until grep -q "frames: last-message = chain" "$dir/reader2.log"; do

@@ -44,13 +44,19 @@ expect() {
   fi
 }
 
+# the tiny presets on every element: the sizes, not the weights, are checked
+gen="ditgenerate model=tiny vae-model=tiny text-model=tiny"
+codec="vae-model=tiny"
+# shellcheck disable=SC2086
 expect 100x60 gst-launch-1.0 videotestsrc num-buffers=20 ! \
-  video/x-raw,width=100,height=60 ! ditencode ! ditgenerate ! queue ! \
-  ditdecode ! fakesink
+  video/x-raw,width=100,height=60 ! ditencode $codec ! $gen ! queue ! \
+  ditdecode $codec ! fakesink
+# shellcheck disable=SC2086
 expect 100x60 gst-launch-1.0 videotestsrc num-buffers=20 ! \
-  video/x-raw,width=100,height=60 ! ditencode ! fakesink
-expect 100x100 gst-launch-1.0 ditgenerate num-chunks=1 ! ditdecode ! \
+  video/x-raw,width=100,height=60 ! ditencode $codec ! fakesink
+# shellcheck disable=SC2086
+expect 100x100 gst-launch-1.0 $gen num-chunks=1 ! ditdecode $codec ! \
   video/x-raw,width=100,height=100 ! fakesink
-expect 100x100 sh "$pipelines/t2v-mp4.sh" -s 100x100 -n 1 -o "$dir/t2v.mp4"
-expect 100x60 sh "$pipelines/v2v-file.sh" -s 100x60 -n 9 -o "$dir/v2v.mp4"
+expect 100x100 sh "$pipelines/t2v-mp4.sh" -m tiny -s 100x100 -n 1 -o "$dir/t2v.mp4"
+expect 100x60 sh "$pipelines/v2v-file.sh" -m tiny -s 100x60 -n 9 -o "$dir/v2v.mp4"
 exit $failed

@@ -77,10 +77,14 @@ export async function poll(fn, timeoutMs, what) {
 
 // Start dit-serve with --port 0 and wait for its "listening on URL" line.
 // ICE runs on loopback only, on both sides (see launchBrowser), so the
-// tests do not depend on which network interfaces the machine has.
+// tests do not depend on which network interfaces the machine has.  The
+// weights are the tiny presets, named (the server and its pipeline are
+// checked, not a model); a test's own args come after and may override.
+const TINY = ['--model', 'tiny', '--vae-model', 'tiny',
+  '--text-model', 'tiny'];
 export async function startServer(args = [], env = {}) {
   const proc = spawn(serverBinary(),
-    ['--port', '0', '--ice-address', '127.0.0.1', ...args], {
+    ['--port', '0', '--ice-address', '127.0.0.1', ...TINY, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -13,8 +13,8 @@ text=$1 generate=$2 vae=$3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-"$text" encode "a koi pond at dawn, drone shot" -o "$tmp/prompt.safetensors"
-"$generate" --embeds "$tmp/prompt.safetensors" --chunks 3 --latent-size 8x8 \
+"$text" encode --model tiny "a koi pond at dawn, drone shot" -o "$tmp/prompt.safetensors"
+"$generate" --model tiny --embeds "$tmp/prompt.safetensors" --chunks 3 --latent-size 8x8 \
   -q -o "$tmp/latents.safetensors"
 "$vae" decode --vae tiny --input "$tmp/latents.safetensors" -o "$tmp/out.y4m"
 

@@ -225,15 +225,22 @@ test_parse_steps (void)
 static void
 test_model_config_resolve (void)
 {
-  dit_model_config m, tiny;
-  int checkpoint = -1;
+  dit_model_config m, tiny, def;
+  int checkpoint = -1, def_checkpoint = -1;
 
   CHECK (dit_model_config_preset ("tiny", &tiny) == DIT_OK, "tiny preset");
-  CHECK (dit_model_config_resolve (NULL, &m, &checkpoint) == DIT_OK
+  CHECK (dit_model_config_resolve ("tiny", &m, &checkpoint) == DIT_OK
       && checkpoint == 0 && strcmp (m.name, "tiny") == 0 && m.dim == tiny.dim
-      && m.num_layers == tiny.num_layers, "NULL is the tiny preset");
-  CHECK (dit_model_config_resolve ("", &m, &checkpoint) == DIT_OK
-      && strcmp (m.name, "tiny") == 0, "\"\" is the tiny preset");
+      && m.num_layers == tiny.num_layers, "tiny");
+  /* NULL and "" are the default model: the same status and config (the
+   * default's weights need not exist for this) */
+  dit_status def_st = dit_model_config_resolve (DIT_DEFAULT_MODEL, &def,
+      &def_checkpoint);
+  for (int i = 0; i < 2; i++)
+    CHECK (dit_model_config_resolve (i ? "" : NULL, &m, &checkpoint)
+        == def_st && (def_st != DIT_OK || (checkpoint == def_checkpoint
+                && memcmp (&m, &def, sizeof m) == 0)),
+        "%s is %s", i ? "\"\"" : "NULL", DIT_DEFAULT_MODEL);
   CHECK (dit_model_config_resolve ("wan-1.3b", &m, &checkpoint) == DIT_OK
       && checkpoint == 0 && m.dim == 1536 && m.num_layers == 30,
       "wan-1.3b: dim %d, %d layers", m.dim, m.num_layers);

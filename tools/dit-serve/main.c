@@ -14,6 +14,7 @@
 #include <glib-unix.h>
 #include <gst/gst.h>
 
+#include "dit_loader.h"
 #include "pipeline.h"
 #include "server.h"
 
@@ -102,9 +103,13 @@ main (int argc, char **argv)
           "caps=video/x-raw,framerate=30/1'), a file or a URI (default: "
           "text-to-video)", "SRC"},
     {"model", 'm', 0, G_OPTION_ARG_STRING, &cfg.model,
-        "DiT model: preset or checkpoint (default tiny)", "MODEL"},
+        "DiT model: preset or checkpoint (default " DIT_DEFAULT_MODEL ")",
+        "MODEL"},
     {"vae-model", 0, 0, G_OPTION_ARG_STRING, &cfg.vae_model,
-        "VAE: preset or checkpoint (default tiny)", "VAE"},
+        "VAE: preset or checkpoint (default " DIT_DEFAULT_VAE ")", "VAE"},
+    {"text-model", 0, 0, G_OPTION_ARG_STRING, &cfg.text_model,
+        "umT5 text encoder of the prompts: preset or checkpoint (default "
+          DIT_DEFAULT_TEXT_MODEL ")", "MODEL"},
     {"decoder", 0, 0, G_OPTION_ARG_STRING, &cfg.decoder_model,
         "Display decoder: a TAEHV tiny decoder (taew2_1, lighttaew2_1, "
           "taehv-tiny or a converted checkpoint; default: the full VAE; the "
@@ -267,6 +272,7 @@ main (int argc, char **argv)
   g_free (cfg.source);
   g_free (cfg.model);
   g_free (cfg.vae_model);
+  g_free (cfg.text_model);
   g_free (cfg.decoder_model);
   g_free (cfg.device);
   g_free (cfg.steps);

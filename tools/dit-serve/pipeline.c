@@ -577,6 +577,8 @@ build (DitServePipeline * p, GError ** error)
     g_object_set (p->generate, "vae-model", p->cfg.vae_model, NULL);
     g_object_set (decode, "vae-model", p->cfg.vae_model, NULL);
   }
+  if (p->cfg.text_model)
+    g_object_set (p->generate, "text-model", p->cfg.text_model, NULL);
   if (p->cfg.decoder_model)
     g_object_set (decode, "decoder-model", p->cfg.decoder_model, NULL);
   if (p->cfg.steps)

@@ -35,8 +35,9 @@ typedef enum
 typedef struct _DitServeConfig
 {
   gchar *source;                /* NULL: text-to-video */
-  gchar *model;                 /* ditgenerate model (NULL = tiny) */
+  gchar *model;                 /* ditgenerate model (NULL = its default) */
   gchar *vae_model;
+  gchar *text_model;            /* ditgenerate text-model (NULL = its default) */
   gchar *decoder_model;         /* ditdecode decoder-model (NULL: the VAE) */
   gchar *device;                /* cpu, cuda:N */
   gchar *steps;

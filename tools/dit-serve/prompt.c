@@ -16,13 +16,11 @@ dit_serve_model_text_shape (const gchar * model, gint * text_dim,
 {
   dit_model_config cfg;
   dit_status st;
+  int checkpoint;
 
   if (model == NULL || *model == '\0')
-    model = "tiny";
-  if (dit_model_is_preset (model))
-    st = dit_model_config_preset (model, &cfg);
-  else
-    st = dit_checkpoint_detect_preset (model, &cfg);
+    model = DIT_DEFAULT_MODEL;
+  st = dit_model_config_resolve (model, &cfg, &checkpoint);
   if (st != DIT_OK) {
     g_set_error (error, DIT_SERVE_ERROR, DIT_SERVE_ERROR_FAILED,
         "model '%s': %s", model, dit_last_error ());
@@ -42,11 +40,11 @@ dit_serve_lora_check (const gchar * model, const gchar * text,
   dit_lora_mode m;
   uint64_t digest;
   dit_status st;
+  int checkpoint;
 
   if (model == NULL || *model == '\0')
-    model = "tiny";
-  st = dit_model_is_preset (model) ? dit_model_config_preset (model, &cfg)
-      : dit_checkpoint_detect_preset (model, &cfg);
+    model = DIT_DEFAULT_MODEL;
+  st = dit_model_config_resolve (model, &cfg, &checkpoint);
   if (st != DIT_OK) {
     g_set_error (error, DIT_SERVE_ERROR, DIT_SERVE_ERROR_FAILED,
         "model '%s': %s", model, dit_last_error ());
