@@ -206,7 +206,7 @@ typedef struct bench_args {
   const char *mesh_arg, *mesh_backend, *worker_path;
   const char *mesh_parallel;   /* tp, sp, hybrid (NULL = tp) */
   int mesh_tp;                 /* hybrid: TP ranks per group */
-  const char *mesh_colocate;   /* off, on, auto (NULL = off) */
+  const char *mesh_colocate;   /* off, on, auto (NULL = auto) */
   int comm_only;               /* --comm-only: the collectives alone */
   int comm_overlap;            /* --comm-overlap (workers' collectives) */
   const char *worker_args[BENCH_MAX_WORKER_ARGS + 1];
@@ -488,10 +488,10 @@ usage (FILE *f)
       "                         dit-bench, else PATH)\n"
       "  --mesh-parallel L      layout: tp (default), sp or hybrid (docs/mesh.md)\n"
       "  --mesh-tp N            hybrid: tensor-parallel ranks per group\n"
-      "  --mesh-colocate M      where mesh rank 0 runs: off (a dit-worker, the\n"
-      "                         default), on (a thread of this process beside\n"
-      "                         Stage 0, its own stream on the same GPU) or\n"
-      "                         auto (on when it shares --device's GPU)\n"
+      "  --mesh-colocate M      where mesh rank 0 runs: off (a dit-worker), on\n"
+      "                         (a thread of this process beside Stage 0, its\n"
+      "                         own stream on the same GPU) or auto (the\n"
+      "                         default: on when it shares --device's GPU)\n"
       "  --comm-only            time only the collectives of one chunk's\n"
       "                         forward for the mesh (ranks as threads of\n"
       "                         this process; --chunks repetitions, medians)\n"
@@ -1811,13 +1811,16 @@ run_pipeline (const bench_args *a, pipe_result *pr)
       : 1 + 4LL * (gc.frames_per_chunk - 1) + (warmup - 1) * 4LL * gc.frames_per_chunk;
   pr->warm_frames = probe.warm_frames;
 
+  /* --dtype reaches the element as its dtype property (else its auto) */
+  const char *dtype = a->dtype_set
+      ? dit_precision_name (dit_precision_of (a->dtype, a->fp8)) : "auto";
   gchar *desc = g_strdup_printf ("ditgenerate name=gen model=%s device=%s "
-      "vae-model=%s num-chunks=%d seed=%" G_GUINT64_FORMAT " "
+      "dtype=%s vae-model=%s num-chunks=%d seed=%" G_GUINT64_FORMAT " "
       "! video/x-dit-latent%s,width=%d,height=%d,frames=%d "
       "! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 "
       "! ditdecode name=dec device=%s vae-model=%s %s%s "
-      "! fakesink name=sink sync=false", a->preset, pr->device, a->vae, total,
-      (guint64) a->seed,
+      "! fakesink name=sink sync=false", a->preset, pr->device, dtype, a->vae,
+      total, (guint64) a->seed,
       /* on a GPU the latents stay in device memory between the elements */
       g_str_has_prefix (pr->device, "cuda") ? "(memory:DitDevice)" : "",
       a->width / 8, a->height / 8, gc.frames_per_chunk,
