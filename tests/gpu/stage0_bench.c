@@ -26,7 +26,8 @@
  *                     caller's stream (DIT_STAGE0_ANCHOR_STREAM_SHARED)
  *   *_d384            full_decode, full_anchor and stage0_session again
  *                     with the mid-block attention on the head_dim 384
- *                     mma.sync kernel (DIT_ATTN_D384=mma, read per call)
+ *                     mma.sync kernel (the default); the figures above run
+ *                     it on the generic kernel (DIT_ATTN_D384=generic)
  * at --size (width x height in pixels, as the other tools take it;
  * default 576x320, latents 72x40), bf16.
  *
@@ -455,6 +456,9 @@ main (int argc, char **argv)
   die_if (anchor_on (b.be2, b.vae2, &b.lat2, &b.frame2, &b.anchor, 0),
       "anchor warm-up");
 
+  /* the mid-block attention on the generic kernel first, then (below) on
+   * the default head-dim-384 kernel, so both figures are printed */
+  setenv ("DIT_ATTN_D384", "generic", 1);
   const double tiny = time_steps (&b, step_tiny, "tiny decode");
   setenv ("DIT_VAE_CONV", "own", 1);
   const double tiny_own = time_steps (&b, step_tiny, "tiny decode (own)");
