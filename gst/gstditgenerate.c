@@ -1001,7 +1001,7 @@ static const GstDitPropDef props[N_PROPS] = {
         "the other ranks over the mesh's own communicator, NCCL on cuda) or "
         "auto (on when mesh rank 0 is on this element's GPU, i.e. the first "
         "of mesh-devices is the device's index with mesh-backend cuda).  "
-        "Needs spawned workers (not mesh-listen).  NULL = off",
+        "Needs spawned workers (not mesh-listen).  NULL = auto",
       G_TYPE_STRING, .flags = READY, .field = FIELD (s.mesh_colocate)},
   [PROP_WORKER_PATH] = {"worker-path", "Worker path", "dit-worker executable "
         "the mesh spawns (NULL = $GST_DIT_WORKER, then " GST_DIT_BINDIR

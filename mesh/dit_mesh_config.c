@@ -113,7 +113,7 @@ dit_mesh_colocate_name (dit_mesh_colocate c)
 dit_status
 dit_mesh_colocate_parse (const char *name, dit_mesh_colocate *out)
 {
-  *out = DIT_MESH_COLOCATE_OFF;
+  *out = DIT_MESH_COLOCATE_AUTO;
   if (!name || !*name)
     return DIT_OK;
   int i = index_of (colocate_names, N_NAMES (colocate_names), name);

@@ -52,16 +52,16 @@ dit_status dit_mesh_layout_degrees (dit_mesh_layout l, int ranks, int mesh_tp,
     int *sp, int *tp);
 
 /* Where mesh rank 0 runs (docs/mesh.md, "Co-location"):
- *   off   a dit-worker process like every rank (the default);
+ *   off   a dit-worker process like every rank;
  *   on    a thread of Stage 0's process, with its own backend (on CUDA its
  *         own stream on the same GPU and context); the data plane between
  *         the two is an in-process hand-off and the other ranks take theirs
  *         from mesh rank 0 over the mesh comm, so no communicator has two
  *         members on one GPU and a CUDA mesh keeps NCCL throughout.  Needs
  *         spawned workers;
- *   auto  on where it replaces the fallback to the CPU world comm: spawned
- *         CUDA ranks, a CUDA world_backend, mesh rank 0 on its GPU; else
- *         off. */
+ *   auto  (the default) on where it replaces the fallback to the CPU
+ *         world comm: spawned CUDA ranks, a CUDA world_backend, mesh rank
+ *         0 on its GPU; else off. */
 typedef enum dit_mesh_colocate {
   DIT_MESH_COLOCATE_OFF = 0,
   DIT_MESH_COLOCATE_ON = 1,
@@ -69,7 +69,7 @@ typedef enum dit_mesh_colocate {
 } dit_mesh_colocate;
 
 const char *dit_mesh_colocate_name (dit_mesh_colocate c);
-/* "off", "on" or "auto" (NULL or empty = off); anything else is refused
+/* "off", "on" or "auto" (NULL or empty = auto); anything else is refused
  * naming the three. */
 dit_status dit_mesh_colocate_parse (const char *name, dit_mesh_colocate *out);
 
@@ -109,7 +109,7 @@ typedef struct dit_mesh_config {
                                   or a rank on its GPU (NCCL takes one rank
                                   per GPU): the CPU comm carries the tensors
                                   through host memory.  Unused on "cpu" */
-  dit_mesh_colocate colocate;  /* where mesh rank 0 runs; default off */
+  dit_mesh_colocate colocate;  /* where mesh rank 0 runs (parse: default auto) */
 } dit_mesh_config;
 
 void dit_mesh_config_default (dit_mesh_config *c);
@@ -132,7 +132,7 @@ typedef struct dit_mesh_options {
                                   installed_dir/dit-worker, then PATH */
   const char *installed_dir;   /* where an installed dit-worker lives */
   int timeout_ms, join_timeout_ms, max_inflight;
-  const char *colocate;        /* "off", "on", "auto"; NULL = off */
+  const char *colocate;        /* "off", "on", "auto"; NULL = auto */
   /* names for messages: what the caller calls these settings */
   const char *devices_name, *listen_name, *ranks_name, *backend_name,
       *worker_name, *colocate_name;

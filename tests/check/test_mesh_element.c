@@ -64,7 +64,8 @@ typedef struct chunk_out
 
 /* mesh-parallel of the mesh runs (NULL = the element's default, tp) */
 static const gchar *mesh_parallel;
-/* mesh-colocate of the mesh runs (NULL = the element's default, off) */
+/* mesh-colocate of the mesh runs (NULL = the element's default, auto: off
+ * on these CPU meshes) */
 static const gchar *mesh_colocate;
 
 static void
