@@ -640,7 +640,11 @@ ensure_vae (GstDitDecode * self)
         decoder, device, &error);
   if (ok)
     ok = gst_dit_session_set_display_decoder (self->session, decoder, &error);
-  if (!ok) {
+  if (!ok && gst_dit_demo_missing (vae, GST_DIT_DEFAULT_VAE, DIT_DEMO_VAE)) {
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("%s", error),
+        ("vae-model '%s'", vae ? vae : GST_DIT_DEFAULT_VAE));
+    g_clear_pointer (&error, g_free);
+  } else if (!ok) {
     GST_ELEMENT_ERROR (self, LIBRARY, INIT, ("%s", error),
         ("vae-model '%s', decoder-model '%s'", vae ? vae : GST_DIT_DEFAULT_VAE,
             decoder ? decoder : "(full VAE)"));

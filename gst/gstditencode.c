@@ -854,7 +854,12 @@ ensure_vae (GstDitEncode * self)
   else
     ok = gst_dit_session_load_vae (self->session, GST_ELEMENT (self), vae,
         device, &error);
-  if (!ok) {
+  if (!ok && !(encoder && *encoder)
+      && gst_dit_demo_missing (vae, GST_DIT_DEFAULT_VAE, DIT_DEMO_VAE)) {
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("%s", error),
+        ("vae-model '%s'", vae ? vae : GST_DIT_DEFAULT_VAE));
+    g_clear_pointer (&error, g_free);
+  } else if (!ok) {
     GST_ELEMENT_ERROR (self, LIBRARY, INIT, ("%s", error),
         ("vae-model '%s', encoder-model '%s'", vae ? vae : GST_DIT_DEFAULT_VAE,
             encoder ? encoder : "(full VAE)"));

@@ -66,18 +66,23 @@ gst_dit_gen_engine_load_dit (GstDitGenEngine * e, const gchar * model,
 {
   int checkpoint = 0;
   gboolean ok;
+  char demo[4096];
+  const char *m = model && *model ? model : GST_DIT_DEFAULT_MODEL;
 
   if (!e->use_mesh)
     return gst_dit_session_load_dit (*e->session, e->owner, model, device,
         precision, error);
   /* A mesh holds the DiT in its workers: only its config is read here
-   * (no tensor data), and checked against the mesh's degrees. */
-  ok = dit_model_config_resolve (model, &e->mcfg, &checkpoint) == DIT_OK
-      && dit_mesh_spec_check_model (&e->mesh_spec, &e->mcfg) == DIT_OK;
+   * (no tensor data), and checked against the mesh's degrees.  The
+   * workers get a path (the demo model's file for "demo"). */
+  ok = dit_model_name_resolve (m, DIT_DEMO_DIT, demo, sizeof demo, &m)
+      == DIT_OK && dit_model_config_resolve (m, &e->mcfg, &checkpoint)
+      == DIT_OK && dit_mesh_spec_check_model (&e->mesh_spec, &e->mcfg)
+      == DIT_OK;
   if (!ok)
     *error = g_strdup (dit_last_error ());
   g_free (e->mesh_weights);
-  e->mesh_weights = checkpoint ? g_strdup (model) : NULL;
+  e->mesh_weights = ok && checkpoint ? g_strdup (m) : NULL;
   /* the session's device, for Stage 0 and the runner, with a mesh too */
   return ok && gst_dit_session_open_device (*e->session, device, error);
 }

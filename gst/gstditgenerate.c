@@ -800,10 +800,14 @@ load_weights (GstDitGenerate * self)
     ok = gst_dit_session_load_vae (self->session, GST_ELEMENT (self), vae,
         device, &error);
   if (!ok) {
-    if (model && !g_file_test (model, G_FILE_TEST_EXISTS)
-        && strchr (model, G_DIR_SEPARATOR))
+    if ((model && !g_file_test (model, G_FILE_TEST_EXISTS)
+            && strchr (model, G_DIR_SEPARATOR))
+        || gst_dit_demo_missing (model, GST_DIT_DEFAULT_MODEL, DIT_DEMO_DIT)
+        || (decoded && gst_dit_demo_missing (vae, GST_DIT_DEFAULT_VAE,
+                DIT_DEMO_VAE)))
       GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("%s", error),
-          ("model '%s'", model));
+          ("model '%s', vae-model '%s'", model ? model : GST_DIT_DEFAULT_MODEL,
+              vae ? vae : GST_DIT_DEFAULT_VAE));
     else
       GST_ELEMENT_ERROR (self, LIBRARY, INIT, ("%s", error),
           ("model '%s', vae-model '%s'", model ? model : GST_DIT_DEFAULT_MODEL,

@@ -363,6 +363,18 @@ gst_dit_session_get_dtype (GstDitSession * self)
 }
 
 gboolean
+gst_dit_demo_missing (const gchar * model, const gchar * def,
+    dit_demo_part part)
+{
+  gchar path[4096];
+
+  if (!model || !*model)
+    model = def;
+  return g_str_equal (model, DIT_DEMO)
+      && dit_demo_path (part, path, sizeof path) != DIT_OK;
+}
+
+gboolean
 gst_dit_session_load_dit (GstDitSession * self, GstElement * element,
     const gchar * model, const gchar * device, gint precision, gchar ** error)
 {

@@ -65,6 +65,12 @@ G_BEGIN_DECLS
 #define GST_DIT_DEFAULT_TEXT_MODEL DIT_DEFAULT_TEXT_MODEL
 #define GST_DIT_DEFAULT_DEVICE "cpu"
 
+/* TRUE when `model` (NULL or "": `def`) names the demo model and its file
+ * for `part` is not installed: the elements then post RESOURCE NOT_FOUND
+ * (the message says how to make the file) rather than LIBRARY INIT. */
+gboolean gst_dit_demo_missing (const gchar * model, const gchar * def,
+    dit_demo_part part);
+
 #define GST_TYPE_DIT_SESSION (gst_dit_session_get_type ())
 G_DECLARE_FINAL_TYPE (GstDitSession, gst_dit_session, GST, DIT_SESSION,
     GstObject);

@@ -17,7 +17,8 @@ static const preset presets[] = {
   { "tiny-tp", 512, 1024, 4, 2, 64 },
   /* The shape the demo model is trained in (tools/train, docs/demo-model.md),
    * so that its checkpoints are detected and loaded by path.  It has no
-   * synthetic weights, so it is not in preset_names. */
+   * synthetic weights, so it is not in preset_names: the name "demo" loads
+   * the trained file (dit_loader.h). */
   { "demo", 256, 1024, 2, 4, 64 },
 };
 

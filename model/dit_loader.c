@@ -5,8 +5,79 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "safetensors.h"
+
+/* ------------------------------------------------------------------------ */
+/* the demo model's files */
+
+#ifndef DIT_DATA_SOURCE_DIR
+#define DIT_DATA_SOURCE_DIR "model/data"
+#endif
+
+const char *
+dit_demo_file (dit_demo_part part)
+{
+  switch (part) {
+    case DIT_DEMO_DIT:
+      return "demo-dit.safetensors";
+    case DIT_DEMO_VAE:
+      return "demo-vae.safetensors";
+    case DIT_DEMO_TEXT:
+      return "demo-umt5.safetensors";
+  }
+  return "demo-?.safetensors";
+}
+
+dit_status
+dit_demo_path (dit_demo_part part, char *path, size_t size)
+{
+  const char *file = dit_demo_file (part);
+  const char *env = getenv ("DIT_DEMO_DIR");
+  const char *dirs[2] = { NULL, NULL };
+  char where[1024];
+
+  if (env && *env) {
+    dirs[0] = env;
+  } else {
+    /* the checkout first: a build tree runs with the files it was built
+     * beside, an installed plugin whose checkout is gone finds its own */
+    dirs[0] = DIT_DATA_SOURCE_DIR;
+#ifdef DIT_DATA_INSTALLED_DIR
+    dirs[1] = DIT_DATA_INSTALLED_DIR;
+#endif
+  }
+  for (int i = 0; i < 2 && dirs[i]; i++) {
+    if ((size_t) snprintf (path, size, "%s/%s", dirs[i], file) >= size)
+      return dit_error (DIT_ERR_INVALID, "demo model: path of %s too long",
+          file);
+    if (access (path, R_OK) == 0)
+      return DIT_OK;
+  }
+  snprintf (where, sizeof where, "%s%s%s%s", dirs[0],
+      env && *env ? " ($DIT_DEMO_DIR)" : "", dirs[1] ? " nor " : "",
+      dirs[1] ? dirs[1] : "");
+  return dit_error (DIT_ERR_IO, "the demo model's %s is not installed (not "
+      "in %s): train it with `bash tools/train/run-gpu.sh LOG OUTDIR` (one "
+      "GPU) and install it with `sh tools/train/install-weights.sh OUTDIR` "
+      "(docs/demo-model.md), or name other weights (the preset tiny: seeded "
+      "random weights)", file, where);
+}
+
+dit_status
+dit_model_name_resolve (const char *model, dit_demo_part part, char *buf,
+    size_t size, const char **out)
+{
+  *out = model;
+  if (!model || strcmp (model, DIT_DEMO) != 0)
+    return DIT_OK;
+  DIT_TRY (dit_demo_path (part, buf, size));
+  *out = buf;
+  return DIT_OK;
+}
+
+/* ------------------------------------------------------------------------ */
 
 int
 dit_model_is_preset (const char *model)
@@ -27,9 +98,10 @@ dit_model_path_check (const char *model, const char *kind,
 
   if (stat (model, &sb) == 0)
     return DIT_OK;
+  /* the demo model first: the default, then the synthetic presets */
+  len = (size_t) snprintf (list, sizeof list, "%s", DIT_DEMO);
   for (const char *const *n = presets; *n && len < sizeof list; n++)
-    len += (size_t) snprintf (list + len, sizeof list - len, "%s%s",
-        n == presets ? "" : ", ", *n);
+    len += (size_t) snprintf (list + len, sizeof list - len, ", %s", *n);
   return dit_error (DIT_ERR_IO, "%s '%s' is neither a preset (%s) nor an "
       "existing file or directory", kind, model, list);
 }
@@ -69,7 +141,9 @@ dit_status
 dit_checkpoint_detect_preset (const char *path, dit_model_config *cfg)
 {
   dit_safetensors *st;
-  char seen[160];
+  char seen[160], demo[4096];
+  DIT_TRY (dit_model_name_resolve (path, DIT_DEMO_DIT, demo, sizeof demo,
+          &path));
   DIT_TRY (dit_model_path_check (path, "DiT model",
           dit_model_config_preset_names ()));
   DIT_TRY (dit_safetensors_open (path, &st));
@@ -111,8 +185,11 @@ dit_load_model_precision (const char *model, uint64_t synthetic_seed,
   const dit_dtype dtype = dit_precision_compute_dtype (precision);
   dit_weights_fp8 rules = { dit_model_fp8_accept,
     fp8 ? dit_model_fp8_select : NULL };
+  char demo[4096];
 
   *out = NULL;
+  DIT_TRY (dit_model_name_resolve (model, DIT_DEMO_DIT, demo, sizeof demo,
+          &model));
   if (fp8 && be)
     DIT_TRY (dit_fp8_check (be));
   if (dit_model_is_preset (model))
@@ -142,9 +219,12 @@ dit_load_vae (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
   dit_param_spec *specs;
   size_t n;
   dit_status st;
-  int preset = dit_vae_config_preset (model, cfg) == DIT_OK;
+  char demo[4096];
 
   *out = NULL;
+  DIT_TRY (dit_model_name_resolve (model, DIT_DEMO_VAE, demo, sizeof demo,
+          &model));
+  int preset = dit_vae_config_preset (model, cfg) == DIT_OK;
   if (!preset) {
     dit_safetensors *probe;
     DIT_TRY (dit_model_path_check (model, "VAE model",
@@ -232,6 +312,8 @@ dit_model_config_resolve (const char *model, dit_model_config *cfg,
     int *checkpoint)
 {
   const char *m = model && *model ? model : DIT_DEFAULT_MODEL;
+  char demo[4096];
+  DIT_TRY (dit_model_name_resolve (m, DIT_DEMO_DIT, demo, sizeof demo, &m));
   *checkpoint = !dit_model_is_preset (m);
   return *checkpoint ? dit_checkpoint_detect_preset (m, cfg)
       : dit_model_config_preset (m, cfg);

@@ -27,6 +27,31 @@ extern "C" {
 #define DIT_DEFAULT_VAE "tiny"
 #define DIT_DEFAULT_TEXT_MODEL "tiny"
 
+/* The demo model (docs/demo-model.md): gst-dit's own small Wan2.1 model,
+ * trained on a procedural video world by tools/train.  "demo" as a DiT,
+ * VAE or text model names one of its three files; the shape of its DiT is
+ * the `demo` config (dit_config.h), its VAE and umT5 the `tiny` ones.  The
+ * files are looked for in $DIT_DEMO_DIR when it is set, else in the
+ * checkout's model/data (where install-weights.sh puts them), else in the
+ * installed DATADIR/gst-dit. */
+#define DIT_DEMO "demo"
+typedef enum
+{
+  DIT_DEMO_DIT,                 /* demo-dit.safetensors */
+  DIT_DEMO_VAE,                 /* demo-vae.safetensors */
+  DIT_DEMO_TEXT,                /* demo-umt5.safetensors */
+} dit_demo_part;
+
+/* The file name of a part (no directory). */
+const char *dit_demo_file (dit_demo_part part);
+/* The path of `part`'s file into `path`; DIT_ERR_IO naming the file, where
+ * it was looked for and how to make it when no copy exists. */
+dit_status dit_demo_path (dit_demo_part part, char *path, size_t size);
+/* `model` as a loader reads it: for "demo" the path of `part`'s file (in
+ * `buf`, or the error of dit_demo_path), anything else as it is. */
+dit_status dit_model_name_resolve (const char *model, dit_demo_part part,
+    char *buf, size_t size, const char **out);
+
 int dit_model_is_preset (const char *model);
 
 /* DIT_OK when `model` names an existing file or directory; otherwise an

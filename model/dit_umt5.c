@@ -240,7 +240,10 @@ dit_status
 dit_umt5_load_weights (const char *model, uint64_t seed, dit_dtype dtype,
     dit_backend *be, dit_umt5_config *cfg, dit_weights **out)
 {
+  char demo[4096];
   *out = NULL;
+  DIT_TRY (dit_model_name_resolve (model, DIT_DEMO_TEXT, demo, sizeof demo,
+          &model));
   int preset = 0;
   for (size_t i = 0; i < sizeof umt5_presets / sizeof umt5_presets[0]; i++)
     if (strcmp (model, umt5_presets[i].name) == 0)

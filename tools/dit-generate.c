@@ -314,6 +314,7 @@ main (int argc, char **argv)
 
   dit_mesh_spec spec;
   int checkpoint = 0;
+  char demo[4096];
   be = tool_backend (a.device);
   if (!be)
     goto fail;
@@ -322,8 +323,11 @@ main (int argc, char **argv)
     goto fail;
   dit_runner_config_default (&rc);
   if (spec.ranks > 0) {
-    /* the workers load the weights; here only the config */
-    if (dit_model_config_resolve (a.model, &mc, &checkpoint) != DIT_OK)
+    /* the workers load the weights (by path: the demo model's file for
+     * "demo"); here only the config */
+    if (dit_model_name_resolve (a.model, DIT_DEMO_DIT, demo, sizeof demo,
+            &a.model) != DIT_OK
+        || dit_model_config_resolve (a.model, &mc, &checkpoint) != DIT_OK)
       goto fail;
     rc.mesh = &spec;
     rc.preset = mc.name;

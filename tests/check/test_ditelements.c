@@ -753,19 +753,34 @@ GST_START_TEST (test_latency)
 
 GST_END_TEST;
 
-static gchar *
-state_error (const gchar * desc)
+/* The error a pipeline posts when it cannot reach PAUSED. */
+static GError *
+state_gerror (const gchar * desc)
 {
   GstElement *p = gst_parse_launch (desc, NULL);
   GstBus *bus = gst_element_get_bus (p);
-  gchar *msg;
+  GstMessage *m;
+  GError *err = NULL;
 
   fail_unless_equals_int (gst_element_set_state (p, GST_STATE_PAUSED),
       GST_STATE_CHANGE_FAILURE);
-  msg = error_text (bus);
+  m = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  fail_unless (m != NULL, "%s: no error message", desc);
+  gst_message_parse_error (m, &err, NULL);
+  gst_message_unref (m);
   gst_element_set_state (p, GST_STATE_NULL);
   gst_object_unref (bus);
   gst_object_unref (p);
+  return err;
+}
+
+static gchar *
+state_error (const gchar * desc)
+{
+  GError *err = state_gerror (desc);
+  gchar *msg = g_strdup (err->message);
+
+  g_error_free (err);
   return msg;
 }
 
@@ -808,6 +823,28 @@ GST_START_TEST (test_errors)
   fail_unless (strstr (msg, "tinny") != NULL && strstr (msg, "wan, tiny")
       != NULL, "%s", msg);
   g_free (msg);
+
+  /* The demo model (the defaults) without its files: NOT_FOUND, naming the
+   * file and how to make it ($DIT_DEMO_DIR: an empty directory). */
+  {
+    static const gchar *const demo[][2] = {
+      {"ditgenerate model=demo ! fakesink", "demo-dit.safetensors"},
+      {"ditgenerate ! ditdecode vae-model=demo ! fakesink",
+          "demo-vae.safetensors"},
+      {"ditencode vae-model=demo ! fakesink", "demo-vae.safetensors"},
+    };
+    g_setenv ("DIT_DEMO_DIR", dir, TRUE);
+    for (guint i = 0; i < G_N_ELEMENTS (demo); i++) {
+      GError *err = state_gerror (demo[i][0]);
+      fail_unless (g_error_matches (err, GST_RESOURCE_ERROR,
+              GST_RESOURCE_ERROR_NOT_FOUND) && strstr (err->message,
+              demo[i][1]) && strstr (err->message, "install-weights.sh")
+          && strstr (err->message, "run-gpu.sh"), "%s: %s", demo[i][0],
+          err->message);
+      g_error_free (err);
+    }
+    g_unsetenv ("DIT_DEMO_DIR");
+  }
 
   g_unlink (bad);
   g_rmdir (dir);

@@ -24,6 +24,7 @@
 #include "dit_config.h"
 #include "dit_loader.h"
 #include "dit_philox.h"
+#include "dit_umt5.h"
 #include "dit_weights.h"
 #include "json.h"
 #include "safetensors.h"
@@ -1300,6 +1301,78 @@ test_synthetic (void)
   dit_weights_free (c);
 }
 
+/* "demo" (dit_loader.h) names the demo model's files: from $DIT_DEMO_DIR
+ * when set.  Without the file the error names it and the commands that
+ * make it; with a demo-shaped DiT there (synthetic values), "demo" loads
+ * it as the `demo` config, resolves to it without tensor data, and the
+ * VAE and text model ask for their own files. */
+static void
+test_demo_files (void)
+{
+  char dir[96], path[4096];
+  dit_model_config cfg;
+  dit_weights *w = NULL;
+  int checkpoint = -1;
+  const char *saved = getenv ("DIT_DEMO_DIR");
+  char *keep = saved ? strdup (saved) : NULL;
+
+  snprintf (dir, sizeof dir, "%s/demo", tmpdir);
+  CHECK (mkdir (dir, 0700) == 0, "mkdir %s", dir);
+  setenv ("DIT_DEMO_DIR", dir, 1);
+  CHECK (dit_demo_path (DIT_DEMO_DIT, path, sizeof path) == DIT_ERR_IO,
+      "no demo-dit.safetensors in an empty directory");
+  CHECK (dit_load_model (DIT_DEMO, SEED, DIT_F32, be, &cfg, &w) == DIT_ERR_IO
+      && w == NULL && strstr (dit_last_error (), "demo-dit.safetensors")
+      && strstr (dit_last_error (), dir)
+      && strstr (dit_last_error (), "tools/train/run-gpu.sh")
+      && strstr (dit_last_error (), "tools/train/install-weights.sh"),
+      "load of \"demo\" without its file: %s", dit_last_error ());
+  dit_vae_config vc;
+  CHECK (dit_load_vae (DIT_DEMO, SEED, DIT_F32, be, &vc, &w) == DIT_ERR_IO
+      && strstr (dit_last_error (), "demo-vae.safetensors"),
+      "VAE \"demo\" without its file: %s", dit_last_error ());
+
+  /* a demo-shaped DiT with synthetic values as the file */
+  dit_param_spec *demo_specs;
+  size_t n;
+  CHECK (dit_model_config_preset ("demo", &cfg) == DIT_OK
+      && dit_model_config_params (&cfg, &demo_specs, &n) == DIT_OK,
+      "demo specs");
+  CHECK (dit_weights_synthetic (demo_specs, n, SEED, DIT_F32, be, &w)
+      == DIT_OK, "demo synthetic");
+  free (demo_specs);
+  snprintf (path, sizeof path, "%s/%s", dir, dit_demo_file (DIT_DEMO_DIT));
+  CHECK (w && dit_weights_save (w, path, DIT_F32, NULL) == DIT_OK, "save: %s",
+      dit_last_error ());
+  dit_weights_free (w);
+  w = NULL;
+  memset (&cfg, 0, sizeof cfg);
+  CHECK (dit_load_model (DIT_DEMO, SEED, DIT_F32, be, &cfg, &w) == DIT_OK
+      && w && strcmp (cfg.name, "demo") == 0, "load of \"demo\": %s",
+      dit_last_error ());
+  dit_weights_free (w);
+  CHECK (dit_model_config_resolve (DIT_DEMO, &cfg, &checkpoint) == DIT_OK
+      && checkpoint == 1 && strcmp (cfg.name, "demo") == 0,
+      "resolve \"demo\": %s", dit_last_error ());
+  const char *m;
+  char buf[4096];
+  CHECK (dit_model_name_resolve (DIT_DEMO, DIT_DEMO_DIT, buf, sizeof buf, &m)
+      == DIT_OK && strcmp (m, path) == 0, "\"demo\" is %s", m);
+  CHECK (dit_model_name_resolve ("tiny", DIT_DEMO_DIT, buf, sizeof buf, &m)
+      == DIT_OK && strcmp (m, "tiny") == 0, "tiny stays tiny");
+  dit_umt5_config tc;
+  CHECK (dit_umt5_load_weights (DIT_DEMO, SEED, DIT_F32, be, &tc, &w)
+      == DIT_ERR_IO && strstr (dit_last_error (), "demo-umt5.safetensors"),
+      "text model \"demo\" without its file: %s", dit_last_error ());
+  unlink (path);
+  rmdir (dir);
+  if (keep)
+    setenv ("DIT_DEMO_DIR", keep, 1);
+  else
+    unsetenv ("DIT_DEMO_DIR");
+  free (keep);
+}
+
 static void
 test_param_counts (void)
 {
@@ -1313,7 +1386,7 @@ test_param_counts (void)
   CHECK (dit_model_config_preset ("tiny", &cfg) == DIT_OK, "preset");
   CHECK (dit_model_config_param_count (&cfg) == 2227008ll, "tiny count");
   /* the demo model's shape: detected from a checkpoint's shapes, but no
-   * synthetic preset (a load of "demo" names no file and fails) */
+   * synthetic preset ("demo" names the trained file, test_demo_files) */
   const char *demo = dit_model_config_detect (256, 4, 1024, 64);
   CHECK (demo && strcmp (demo, "demo") == 0, "demo shape detected as %s",
       demo ? demo : "(none)");
@@ -1321,10 +1394,6 @@ test_param_counts (void)
       && cfg.ffn_dim == 1024 && cfg.num_heads == 2 && cfg.head_dim == 128
       && cfg.text_dim == 64, "demo config");
   CHECK (!dit_model_is_preset ("demo"), "demo is not a synthetic preset");
-  dit_weights *none = NULL;
-  CHECK (dit_load_model ("demo", SEED, DIT_F32, be, &cfg, &none) == DIT_ERR_IO
-      && none == NULL && strstr (dit_last_error (), "'demo'"),
-      "load of \"demo\" without a file: %s", dit_last_error ());
   /* spec §3.2: 1095 keys for 14B */
   dit_param_spec *s;
   size_t n;
@@ -1431,6 +1500,7 @@ main (void)
 
   test_json ();
   test_param_counts ();
+  test_demo_files ();
   test_synthetic ();
   test_roundtrip ();
   test_prefix_and_diffusers ();

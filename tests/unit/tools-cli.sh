@@ -57,11 +57,11 @@ expect_presets() {
     fail "$* (exit $rc): $(cat "$tmp/out")"
   fi
 }
-expect_presets "wan-14b, wan-1.3b, tiny, tiny-tp" \
+expect_presets "demo, wan-14b, wan-1.3b, tiny, tiny-tp" \
   "$generate" --model tinny -n 1 -o "$tmp/x"
-expect_presets "wan, tiny" \
+expect_presets "demo, wan, tiny" \
   "$vae" decode --vae tinny --input "$tmp/default.safetensors" -o "$tmp/x"
-expect_presets "umt5-xxl, tiny" "$text" --model tinny "a koi" -o "$tmp/x"
+expect_presets "demo, umt5-xxl, tiny" "$text" --model tinny "a koi" -o "$tmp/x"
 
 # 3. help texts
 check_help() {
