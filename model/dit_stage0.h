@@ -98,8 +98,8 @@ typedef struct dit_stage0_config {
   const dit_weights *display_weights;
   dit_anchor_decoder anchor_decoder;
   /* Used only beside a display decoder of its own (see above);
-   * dit_stage0_config_default: shared, or $DIT_STAGE0_ANCHOR_STREAM
-   * (auto | own). */
+   * dit_stage0_config_default: auto, or $DIT_STAGE0_ANCHOR_STREAM
+   * (shared | own). */
   dit_stage0_anchor_stream anchor_stream;
 } dit_stage0_config;
 
