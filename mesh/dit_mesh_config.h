@@ -109,7 +109,8 @@ typedef struct dit_mesh_config {
                                   or a rank on its GPU (NCCL takes one rank
                                   per GPU): the CPU comm carries the tensors
                                   through host memory.  Unused on "cpu" */
-  dit_mesh_colocate colocate;  /* where mesh rank 0 runs (parse: default auto) */
+  dit_mesh_colocate colocate;  /* where mesh rank 0 runs (dit_mesh_config_default:
+                                  off; the settings parsed from NULL: auto) */
 } dit_mesh_config;
 
 void dit_mesh_config_default (dit_mesh_config *c);

@@ -68,8 +68,8 @@
  * reads all P partials back in piece order and merges them (m = max, O
  * and l rescaled by exp2(m_i - m)) — the same order whoever arrives last,
  * so the output does not change from launch to launch — resets the
- * counter for the next launch and writes O.  Nobody waits on another block, so a block
- * that is not resident yet can never hold one up.  The pieces of an item
+ * counter for the next launch and writes O.  Nobody waits on another
+ * block, so a block that is not resident yet can never hold one up.  The pieces of an item
  * are those of blocks fa3_blk(S) .. fa3_blk(S + len - 1), S the item's
  * first tile in the stream-K order.
  *
@@ -690,24 +690,23 @@ fa3_merge (const fa3_params &p, const fa3_unit &u, int cw, int tid,
   fa3_wg_sync (3 + cw);
   if (*(volatile int *) &flag[cw] != b1 - b0)
     return false;
-  /* Merge every piece from its slot (this one's too) in piece order, not
-   * from this piece's registers: whichever piece arrives last, the same
-   * sums run in the same order, so the output is the same bits on every
-   * launch. */
+  /* Merge every piece from its slot (this one's too) in piece order into
+   * an empty state, not into this piece's registers: whichever piece
+   * arrives last, the same sums run in the same order, so the output is
+   * the same bits on every launch.  The empty state's weight against the
+   * first piece is exp2(-inf) = 0, so no special case is needed for it. */
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    mx[r] = -INFINITY;
+    l[r] = 0.0f;
+  }
+#pragma unroll
+  for (int i = 0; i < 64; i++)
+    o[i] = 0.0f;
   for (int bb = b0; bb <= b1; bb++) {
     const float4 *src = p.part
         + (size_t) (fa3_slot (p, bb, b0, u.S) * 2 + cw) * per + tid;
     const float4 ml = __ldcg (src + 16 * 128);
-    if (bb == b0) {
-      mx[0] = ml.x; mx[1] = ml.y; l[0] = ml.z; l[1] = ml.w;
-#pragma unroll
-      for (int f = 0; f < 16; f++) {
-        const float4 w = __ldcg (src + f * 128);
-        o[4 * f] = w.x; o[4 * f + 1] = w.y;
-        o[4 * f + 2] = w.z; o[4 * f + 3] = w.w;
-      }
-      continue;
-    }
     const float om[2] = { ml.x, ml.y }, ol[2] = { ml.z, ml.w };
     float fa[2], fb[2];
 #pragma unroll
