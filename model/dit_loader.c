@@ -98,7 +98,7 @@ dit_model_path_check (const char *model, const char *kind,
 
   if (stat (model, &sb) == 0)
     return DIT_OK;
-  /* the demo model first: the default, then the synthetic presets */
+  /* the demo model (trained weights) first, then the synthetic presets */
   len = (size_t) snprintf (list, sizeof list, "%s", DIT_DEMO);
   for (const char *const *n = presets; *n && len < sizeof list; n++)
     len += (size_t) snprintf (list + len, sizeof list - len, ", %s", *n);
