@@ -828,7 +828,8 @@ gst_dit_decode_class_init (GstDitDecodeClass * klass)
 
   g_object_class_install_property (gobject_class, PROP_VAE_MODEL,
       g_param_spec_string ("vae-model", "VAE model",
-          "VAE weights: a preset (tiny, wan: seeded synthetic) or a "
+          "VAE weights: a preset (tiny, wan: seeded synthetic; demo once "
+          "installed) or a "
           "safetensors path (NULL = " GST_DIT_DEFAULT_VAE ")", NULL, ready));
   g_object_class_install_property (gobject_class, PROP_DECODER_MODEL,
       g_param_spec_string ("decoder-model", "Decoder model",

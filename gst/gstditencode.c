@@ -1023,7 +1023,8 @@ gst_dit_encode_class_init (GstDitEncodeClass * klass)
 
   g_object_class_install_property (gobject_class, PROP_VAE_MODEL,
       g_param_spec_string ("vae-model", "VAE model",
-          "VAE weights: a preset (tiny, wan: seeded synthetic) or a "
+          "VAE weights: a preset (tiny, wan: seeded synthetic; demo once "
+          "installed) or a "
           "safetensors path (NULL = " GST_DIT_DEFAULT_VAE ")", NULL, ready));
   g_object_class_install_property (gobject_class, PROP_ENCODER_MODEL,
       g_param_spec_string ("encoder-model", "Encoder model",

@@ -895,12 +895,13 @@ gst_dit_generate_set_context (GstElement * element, GstContext * context)
 
 static const GstDitPropDef props[N_PROPS] = {
   [PROP_MODEL] = {"model", "Model", "DiT weights: a preset name (tiny, "
-        "wan-1.3b, wan-14b: seeded synthetic weights) or a safetensors file, "
+        "wan-1.3b, wan-14b: seeded synthetic weights; demo: the trained demo "
+        "model once installed, docs/demo-model.md) or a safetensors file, "
         "index JSON or directory (NULL = " GST_DIT_DEFAULT_MODEL ")",
       G_TYPE_STRING, .flags = READY,
       .field = FIELD (model)},
   [PROP_VAE_MODEL] = {"vae-model", "VAE model", "VAE weights for the anchor "
-        "path: a preset (tiny, wan) or a safetensors path (NULL = "
+        "path: a preset (tiny, wan; demo once installed) or a safetensors path (NULL = "
         GST_DIT_DEFAULT_VAE ")",
       G_TYPE_STRING, .flags = READY, .field = FIELD (vae_model)},
   [PROP_PROMPT_EMBEDS] = {"prompt-embeds", "Prompt embeddings", "safetensors "
@@ -918,7 +919,7 @@ static const GstDitPropDef props[N_PROPS] = {
       1000, DEFAULT_TRANSITION_CHUNKS, .flags = PLAYING,
       .field = FIELD (s.transition_chunks)},
   [PROP_TEXT_MODEL] = {"text-model", "Text model", "umT5 text encoder: a "
-        "preset (tiny, umt5-xxl: seeded synthetic weights) or a safetensors "
+        "preset (tiny, umt5-xxl: seeded synthetic weights; demo once installed) or a safetensors "
         "checkpoint (NULL = " GST_DIT_DEFAULT_TEXT_MODEL ")", G_TYPE_STRING,
       .flags = READY,
       .field = FIELD (s.text_model)},
