@@ -101,6 +101,10 @@ void dit_cuda_gemm_path_counts (dit_backend *be,
  *   names from dit_cuda_gemm_fp8_wgmma_variant_name, NULL past the last)
  *   with at most grid_limit CTAs (0: its own grid); DIT_ERR_UNSUPPORTED
  *   where it does not run or the variant cannot write the call's output.
+ * dit_cuda_gemm_fp8_wgmma_probe: timing probe `probe` of the wgmma K loop
+ *   (names from dit_cuda_gemm_fp8_wgmma_probe_name, NULL past the last):
+ *   a kernel that differs from the op in the one respect its name says,
+ *   so its output is NOT the op's; dit-fp8-bench times it.
  * dit_cuda_gemm_fp8_wgmma_report: whether the wgmma engine runs on the
  *   device, and every self-check so far with its numbers. */
 dit_status dit_cuda_fp8_probe_report (dit_backend *be, char *buf, size_t size);
@@ -110,6 +114,9 @@ dit_status dit_cuda_gemm_fp8_path (dit_backend *be,
 dit_status dit_cuda_gemm_fp8_wgmma (dit_backend *be,
     const dit_gemm_fp8_params *p, int variant, int grid_limit);
 const char *dit_cuda_gemm_fp8_wgmma_variant_name (int variant);
+dit_status dit_cuda_gemm_fp8_wgmma_probe (dit_backend *be,
+    const dit_gemm_fp8_params *p, int probe);
+const char *dit_cuda_gemm_fp8_wgmma_probe_name (int probe);
 dit_status dit_cuda_gemm_fp8_wgmma_report (dit_backend *be, char *buf,
     size_t size);
 

@@ -1255,6 +1255,8 @@ g8_lt_epilogue (const dit_cuda_fp8 *f, int out_dt, int dtb, int has_bias,
  * 16/32-bit output without the residual epilogue), else as own; the
  * residual epilogue takes cuBLASLt plus a pass only where wgmma cannot.
  * grid_limit (forced wgmma only) caps the wgmma grid. */
+#define G8_PROBE_BASE 1000   /* g8_run's variant: a timing probe */
+
 static dit_status
 g8_run (dit_backend *be, const dit_gemm_fp8_params *p, int path, int variant,
     int grid_limit)
@@ -1339,6 +1341,14 @@ g8_run (dit_backend *be, const dit_gemm_fp8_params *p, int path, int variant,
   a.ldg = ldg;
   a.rpg = p->gate ? p->rows_per_group : 1;
   a.accumulate = p->accumulate != 0;
+
+  if (path == G8_USE_WGMMA && variant >= G8_PROBE_BASE) {
+    if (!g8_wg_device (cb) || !g8w_probe (variant - G8_PROBE_BASE))
+      return dit_error (DIT_ERR_UNSUPPORTED, "%s: wgmma probe %d does not "
+          "run here", op, variant - G8_PROBE_BASE);
+    return g8w_launch_probe (cb, a, variant - G8_PROBE_BASE,
+        &f->wg_smem_set);
+  }
 
   /* the wgmma variant this call takes, -1 none (wv_known: decided) */
   int wv = -1, wv_known = 0;
@@ -1491,6 +1501,25 @@ dit_cuda_gemm_fp8_wgmma (dit_backend *be, const dit_gemm_fp8_params *p,
     return dit_error (DIT_ERR_INVALID, "gemm_fp8 wgmma: variant %d (0-%d)",
         variant, g8w_variant_count () - 1);
   return g8_run (be, p, G8_USE_WGMMA, variant, grid_limit);
+}
+
+extern "C" dit_status
+dit_cuda_gemm_fp8_wgmma_probe (dit_backend *be, const dit_gemm_fp8_params *p,
+    int probe)
+{
+  if (!be || be->ops->device != DIT_DEVICE_CUDA || !p)
+    return dit_error (DIT_ERR_INVALID, "gemm_fp8 wgmma: not a CUDA backend");
+  if (!g8w_probe (probe))
+    return dit_error (DIT_ERR_INVALID, "gemm_fp8 wgmma: probe %d (0-%d)",
+        probe, g8w_probe_count () - 1);
+  return g8_run (be, p, G8_USE_WGMMA, G8_PROBE_BASE + probe, 0);
+}
+
+extern "C" const char *
+dit_cuda_gemm_fp8_wgmma_probe_name (int probe)
+{
+  const g8w_variant_info *v = g8w_probe (probe);
+  return v ? v->name : NULL;
 }
 
 extern "C" const char *

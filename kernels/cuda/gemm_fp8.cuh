@@ -70,11 +70,20 @@ typedef struct g8w_variant_info {
                           * wgmma runs while this one is promoted */
   int persistent;        /* 1: one CTA per SM walks the tiles; 0: one CTA
                           * per tile */
+  int probe;             /* nonzero: a timing probe, not the op */
   size_t smem;           /* dynamic shared memory bytes */
 } g8w_variant_info;
 
 int g8w_variant_count (void);
 const g8w_variant_info *g8w_variant (int v);
+
+/* Timing probes of the K loop (dit-fp8-bench): kernels that differ from
+ * the op in one respect each, named in their info; their results are not
+ * the op's and nothing else launches them. */
+int g8w_probe_count (void);
+const g8w_variant_info *g8w_probe (int i);
+dit_status g8w_launch_probe (dit_cuda_backend *cb, const g8_args &a, int i,
+    unsigned *smem_set);
 
 /* 1 when the kernels run on the backend's device: compute capability 9.0,
  * the sm_90a binary of every variant, their shared memory, and the

@@ -80,6 +80,13 @@
 #define G8W_PRODUCER_REGS 40
 #define G8W_CONSUMER_REGS 232
 
+/* Timing probes (dit-fp8-bench only; their results are not the op's):
+ * UNSCALED accumulates every K block straight into the accumulator (no
+ * activation scales, no promotion); HALF_LOADS loads the tiles of even K
+ * blocks only, odd blocks reuse the stale stage. */
+#define G8W_PROBE_UNSCALED 1
+#define G8W_PROBE_HALF_LOADS 2
+
 /* The shared-memory map: STAGES x (x tile, w tile), the consumer warps'
  * staging tiles, then full[STAGES] and empty[STAGES]; 1024 bytes of slack
  * to align the base for the swizzle. */
@@ -160,7 +167,7 @@ g8w_scales (const g8_args &a, int kb, int64_t r0, float *s0, float *s1)
 /* Wait for the ring's current stage and issue its K block into part:
  * four k32 steps 32 bytes apart (2 in descriptor units), the first one
  * overwriting part; then advance the ring.  Returns the stage used. */
-template <int BN, int STAGES>
+template <int BN, int STAGES, int ACCUM = 0>
 __device__ __forceinline__ int
 g8w_issue (float (&part)[BN / 2], g8w_ring *r)
 {
@@ -171,7 +178,8 @@ g8w_issue (float (&part)[BN / 2], g8w_ring *r)
   wg_mma_fence ();
 #pragma unroll
   for (int k = 0; k < 4; k++)
-    g8w_mma<BN>::run (part, r->da + off + 2 * k, r->db + off + 2 * k, k);
+    g8w_mma<BN>::run (part, r->da + off + 2 * k, r->db + off + 2 * k,
+        ACCUM ? 1 : k);
   wg_mma_commit ();
   g8w_advance<STAGES> (&r->stage, &r->phase);
   return s;
@@ -219,6 +227,26 @@ g8w_mainloop (float (&acc)[BN / 2], const g8_args &a, g8w_ring *r, int nk,
     wg_mma_wait<0> ();
     g8w_promote<BN> (acc, part, *r, st, s0, s1, lane);
   }
+}
+
+/* Timing probe, not the op: every block's wgmma accumulates straight into
+ * acc (no activation scales, no promotion), the previous block's stage
+ * released once its group has completed.  What the K loop costs without
+ * the promotion. */
+template <int BN, int STAGES>
+__device__ __forceinline__ void
+g8w_mainloop_unscaled (float (&acc)[BN / 2], g8w_ring *r, int nk, int lane)
+{
+  int prev = g8w_issue<BN, STAGES, 1> (acc, r);
+  for (int kb = 1; kb < nk; kb++) {
+    const int st = g8w_issue<BN, STAGES, 1> (acc, r);
+    wg_mma_wait<1> ();
+    g8w_arrive_lane0 (r->empty + 8 * prev, lane);
+    prev = st;
+  }
+  wg_mma_wait<0> ();
+  wg_pin (acc, BN / 2);
+  g8w_arrive_lane0 (r->empty + 8 * prev, lane);
 }
 
 /* The K loop with two partial accumulators: block kb + 1 is issued before
@@ -476,7 +504,7 @@ g8w_epilogue (const g8_args &a, float (&acc)[BN / 2], int64_t rw, int64_t n0,
 
 #endif /* __CUDA_ARCH_FEAT_SM90_ALL */
 
-template <int BN, int STAGES, int OVERLAP>
+template <int BN, int STAGES, int OVERLAP, int PROBE>
 __global__ void __launch_bounds__ (G8W_THREADS, 1)
 gemm_fp8_wgmma_kernel (const __grid_constant__ CUtensorMap tx,
     const __grid_constant__ CUtensorMap tw, const g8_args a, int mt,
@@ -519,9 +547,13 @@ gemm_fp8_wgmma_kernel (const __grid_constant__ CUtensorMap tx,
           else
             fills++;
           const uint32_t dst = base + stage * map::STAGE;
-          ws_bar_expect (full + 8 * stage, map::STAGE);
-          ws_tma_load (dst, &tx, kb * G8W_BK, m0, full + 8 * stage);
-          ws_tma_load (dst + map::A, &tw, kb * G8W_BK, n0, full + 8 * stage);
+          if (PROBE == G8W_PROBE_HALF_LOADS && (kb & 1)) {
+            ws_bar_arrive (full + 8 * stage);   /* the stale tiles again */
+          } else {
+            ws_bar_expect (full + 8 * stage, map::STAGE);
+            ws_tma_load (dst, &tx, kb * G8W_BK, m0, full + 8 * stage);
+            ws_tma_load (dst + map::A, &tw, kb * G8W_BK, n0, full + 8 * stage);
+          }
           g8w_advance<STAGES> (&stage, &phase);
         }
       }
@@ -551,7 +583,9 @@ gemm_fp8_wgmma_kernel (const __grid_constant__ CUtensorMap tx,
 #pragma unroll
     for (int i = 0; i < BN / 2; i++)
       acc[i] = 0.0f;
-    if (OVERLAP)
+    if (PROBE == G8W_PROBE_UNSCALED)
+      g8w_mainloop_unscaled<BN, STAGES> (acc, &r, nk, lane);
+    else if (OVERLAP)
       g8w_mainloop_overlap<BN, STAGES> (acc, a, &r, nk, r0, lane);
     else
       g8w_mainloop<BN, STAGES> (acc, a, &r, nk, r0, lane);
@@ -573,19 +607,24 @@ typedef struct g8w_variant_def {
   g8w_kernel_fn kernel;
 } g8w_variant_def;
 
-#define G8W_VARIANT(name, bn, st, ov, pers)                                   \
-  { { name, bn, st, ov, pers, g8w_map<bn, st>::BYTES },                       \
-    gemm_fp8_wgmma_kernel<bn, st, ov> }
+#define G8W_VARIANT(name, bn, st, ov, pers, probe)                            \
+  { { name, bn, st, ov, pers, probe, g8w_map<bn, st>::BYTES },                \
+    gemm_fp8_wgmma_kernel<bn, st, ov, probe> }
 
+/* The op's variants first, then the timing probes (g8w_probe). */
 static const g8w_variant_def g8w_variants[] = {
-  G8W_VARIANT ("bn128-s6", 128, 6, 0, 1),
-  G8W_VARIANT ("bn128-s6-overlap", 128, 6, 1, 1),
-  G8W_VARIANT ("bn144-s6", 144, 6, 0, 1),
-  G8W_VARIANT ("bn192-s5", 192, 5, 0, 1),
-  G8W_VARIANT ("bn128-s6-tiles", 128, 6, 0, 0),
+  G8W_VARIANT ("bn128-s6", 128, 6, 0, 1, 0),
+  G8W_VARIANT ("bn128-s6-overlap", 128, 6, 1, 1, 0),
+  G8W_VARIANT ("bn144-s6", 144, 6, 0, 1, 0),
+  G8W_VARIANT ("bn192-s5", 192, 5, 0, 1, 0),
+  G8W_VARIANT ("bn128-s6-tiles", 128, 6, 0, 0, 0),
+  G8W_VARIANT ("probe-unscaled", 128, 6, 0, 1, G8W_PROBE_UNSCALED),
+  G8W_VARIANT ("probe-half-loads", 128, 6, 1, 1, G8W_PROBE_HALF_LOADS),
 };
 
-#define G8W_NVARIANTS ((int) (sizeof g8w_variants / sizeof g8w_variants[0]))
+#define G8W_NALL ((int) (sizeof g8w_variants / sizeof g8w_variants[0]))
+#define G8W_NPROBES 2
+#define G8W_NVARIANTS (G8W_NALL - G8W_NPROBES)
 
 int
 g8w_variant_count (void)
@@ -600,11 +639,24 @@ g8w_variant (int v)
 }
 
 int
+g8w_probe_count (void)
+{
+  return G8W_NPROBES;
+}
+
+const g8w_variant_info *
+g8w_probe (int i)
+{
+  return i >= 0 && i < G8W_NPROBES ? &g8w_variants[G8W_NVARIANTS + i].info
+      : NULL;
+}
+
+int
 g8w_device_ok (dit_cuda_backend *cb)
 {
   if (cb->cc_major != 9 || cb->cc_minor != 0 || !dit_cuda_tma_present ())
     return 0;
-  for (int v = 0; v < G8W_NVARIANTS; v++) {
+  for (int v = 0; v < G8W_NALL; v++) {
     cudaFuncAttributes fa;
     if (cudaFuncGetAttributes (&fa, g8w_variants[v].kernel) != cudaSuccess) {
       cudaGetLastError ();   /* a failed query is an answer, not an error */
@@ -633,11 +685,10 @@ g8w_default_variant (const g8_args &a)
   return 1;   /* bn128-s6-overlap: takes every call */
 }
 
-dit_status
-g8w_launch (dit_cuda_backend *cb, const g8_args &a_in, int v, int grid_limit,
-    unsigned *smem_set)
+static dit_status
+g8w_launch_def (dit_cuda_backend *cb, const g8_args &a_in,
+    const g8w_variant_def *d, int bit, int grid_limit, unsigned *smem_set)
 {
-  const g8w_variant_def *d = &g8w_variants[v];
   const int bn = d->info.bn;
   g8_args a = a_in;
   CUtensorMap tx, tw;
@@ -657,10 +708,10 @@ g8w_launch (dit_cuda_backend *cb, const g8_args &a_in, int v, int grid_limit,
         && ((size_t) a.ldg * gsz) % (4 * gsz) == 0)
       a.vec |= G8_VEC_GATE;
   }
-  if (!(*smem_set & (1u << v))) {
+  if (!(*smem_set & (1u << bit))) {
     DIT_CUDA_TRY (cudaFuncSetAttribute (d->kernel,
         cudaFuncAttributeMaxDynamicSharedMemorySize, (int) d->info.smem));
-    *smem_set |= 1u << v;
+    *smem_set |= 1u << bit;
   }
   const int64_t mt = (a.M + G8W_BM - 1) / G8W_BM;
   const int64_t tiles = mt * ((a.N + bn - 1) / bn);
@@ -677,4 +728,19 @@ g8w_launch (dit_cuda_backend *cb, const g8_args &a_in, int v, int grid_limit,
       tw, a, (int) mt, (int) tiles);
   DIT_CUDA_CHECK_LAUNCH ("gemm_fp8_wgmma_kernel");
   return DIT_OK;
+}
+
+dit_status
+g8w_launch (dit_cuda_backend *cb, const g8_args &a, int v, int grid_limit,
+    unsigned *smem_set)
+{
+  return g8w_launch_def (cb, a, &g8w_variants[v], v, grid_limit, smem_set);
+}
+
+dit_status
+g8w_launch_probe (dit_cuda_backend *cb, const g8_args &a, int i,
+    unsigned *smem_set)
+{
+  return g8w_launch_def (cb, a, &g8w_variants[G8W_NVARIANTS + i],
+      G8W_NVARIANTS + i, 0, smem_set);
 }

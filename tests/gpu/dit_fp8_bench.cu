@@ -19,6 +19,8 @@
  *                   where the device runs it)
  *   fp8 wgmma V     each variant V of the own wgmma kernel (n/a: it cannot
  *                   write the FP8 hidden layer)
+ *   probe-*         the wgmma kernel's timing probes (each leaves one
+ *                   thing out of the K loop; not the op, not compared)
  * each FP8 engine with its output's NMSE against the mma.sync kernel's
  * (FP8 outputs: the scales).  Then the 40-layer forward's GEMM time per
  * engine, and with the fastest wgmma variant of each shape.  Then the
@@ -150,7 +152,8 @@ nmse_dev (const dit_tensor *a, const dit_tensor *b)
 
 /* engines timed per shape: bf16 cuBLASLt, FP8 cuBLASLt, the mma.sync
  * kernel, each wgmma variant, the automatic choice */
-enum { E_BF16, E_LT, E_MMA, E_AUTO, E_WG0, E_MAX = E_WG0 + 16 };
+enum { E_BF16, E_LT, E_MMA, E_AUTO, E_WG0, E_MAX = E_WG0 + 16,
+  E_PROBE0 = E_MAX + 1 };
 
 static int n_engines;
 
@@ -182,7 +185,11 @@ call_gemm (const void *c)
     case E_LT: return dit_cuda_gemm_fp8_path (be, &g->f8, 1);
     case E_MMA: return dit_cuda_gemm_fp8_path (be, &g->f8, 2);
     case E_AUTO: return dit_gemm_fp8 (be, &g->f8);
-    default: return dit_cuda_gemm_fp8_wgmma (be, &g->f8, g->engine - E_WG0, 0);
+    default:
+      if (g->engine >= E_PROBE0)
+        return dit_cuda_gemm_fp8_wgmma_probe (be, &g->f8,
+            g->engine - E_PROBE0);
+      return dit_cuda_gemm_fp8_wgmma (be, &g->f8, g->engine - E_WG0, 0);
   }
 }
 
@@ -262,6 +269,21 @@ gemm_shape (const char *name, int64_t M, int64_t N, int64_t K, dit_act act,
       sum_ms[e] += per_layer * t;
     else if (per_layer)
       sum_ms[e] = -1e9;   /* prints as negative: an engine missing */
+  }
+  /* the K loop's timing probes: kernels that leave one thing out, so
+   * their outputs are not compared (not the op) */
+  for (int i = 0; dit_cuda_gemm_fp8_wgmma_probe_name (i); i++) {
+    c.engine = E_PROBE0 + i;
+    c.f8 = (dit_gemm_fp8_params) { &xq, &xs, 128, &wq, &wsc, &b,
+      f8out ? &y8[1] : &yb[1], f8out ? &y8s[1] : NULL, 128, act, &scratch,
+      residual, residual ? &gate : NULL, M / 3 };
+    const float t = timeit (call_gemm, &c);
+    if (t > 0)
+      printf ("      %-28s %8.3f ms %6.0f TF/s   (timing probe, not the op)\n",
+          dit_cuda_gemm_fp8_wgmma_probe_name (i), t, flop / t * 1e-9);
+    else
+      printf ("      %-28s      n/a\n", dit_cuda_gemm_fp8_wgmma_probe_name (i));
+    JSON (", \"%s_ms\": %.4f", dit_cuda_gemm_fp8_wgmma_probe_name (i), t);
   }
   if (best > 0 && sum_ms[E_MAX] >= 0)
     sum_ms[E_MAX] += per_layer * best;
