@@ -156,6 +156,37 @@ dit_cuda_st (void *p, int dt, int64_t i, float v)
   }
 }
 
+/* A value of a tensor whose dtype is a template argument (float or
+ * __nv_bfloat16), for kernels specialised on their dtypes. */
+__device__ __forceinline__ float
+dit_cuda_to_f32 (float v)
+{
+  return v;
+}
+
+__device__ __forceinline__ float
+dit_cuda_to_f32 (__nv_bfloat16 v)
+{
+  return __bfloat162float (v);
+}
+
+/* Row kernels that hold a whole row in registers: thread t of a 256-thread
+ * CTA owns columns t, t + 256, ..., the order in which the one-pass-per-
+ * statistic row kernels (norm.cu) sum, so both give the same bits.  The
+ * smallest column count per thread from this list that covers the row is
+ * the template argument; wider rows take the streaming kernels. */
+#define DIT_CUDA_ROW_NJ_MAX 24
+
+static inline int
+dit_cuda_row_nj (int64_t cols)
+{
+  static const int nj[] = { 1, 2, 4, 8, 20, 24 };
+  for (size_t i = 0; i < sizeof nj / sizeof nj[0]; i++)
+    if (cols <= 256 * (int64_t) nj[i])
+      return nj[i];
+  return 0;
+}
+
 /* Grid-stride loops over int64 element counts. */
 #define DIT_CUDA_GRID_LOOP(i, n)                                              \
   for (int64_t i = (int64_t) blockIdx.x * blockDim.x + threadIdx.x; i < (n);  \

@@ -12,7 +12,10 @@
  *   layernorm_modulate (f32 block sums, two passes), then the row in chunks
  *   of 256 columns: each chunk is two 128-column blocks held by warps 0-3
  *   and 4-7, whose amax is a warp reduction plus 4 values through shared
- *   memory.  Every value is quantized from f32, never rounded to bf16 in
+ *   memory.  Rows of up to 6144 columns (the 14B model's 5120) of an f32 or
+ *   bf16 x are held in registers (layernorm_fp8_reg_kernel): one read of x
+ *   with all its loads in flight, every block's amax behind one barrier,
+ *   the same arithmetic in the same order.  Every value is quantized from f32, never rounded to bf16 in
  *   between: this is the "scale inside the producer" of issue 14 — no pass
  *   over memory finds an amax or casts.
  * dequantize_fp8: a grid-stride loop over the elements, the code decoded
@@ -163,6 +166,126 @@ layernorm_fp8_kernel (const void *x, int dtx, int64_t ldx,
   }
 }
 
+/* layernorm_fp8_kernel with the row in registers (NJ columns per thread,
+ * dit_cuda_row_nj): one read of x, its loads all in flight at once, and one
+ * barrier for every block's amax instead of two per 256 columns.  The
+ * statistics and the values are the streaming kernel's, in the same order.
+ * TX is x's dtype, TP the dtype of weight, bias, shift and scale (the
+ * launcher takes this kernel only where those that are present agree). */
+template <int NJ, typename TX, typename TP>
+__global__ void __launch_bounds__ (FP8_THREADS)
+layernorm_fp8_reg_kernel (const void *xv, int64_t ldx, const void *wv,
+    const void *bv, const void *shv, int64_t ldsh, const void *scv,
+    int64_t ldsc, uint8_t *y, int64_t ldy, float *ys, int64_t rows,
+    int64_t D, int64_t rpg, float eps)
+{
+  __shared__ float red[FP8_THREADS / 32];
+  __shared__ float wmax[NJ][FP8_THREADS / 32];
+  const int64_t row = blockIdx.x, g = row / rpg;
+  const TX *xr = (const TX *) xv + row * ldx;
+  const TP *w = (const TP *) wv, *bias = (const TP *) bv;
+  const TP *shift = shv ? (const TP *) shv + g * ldsh : NULL;
+  const TP *scale = scv ? (const TP *) scv + g * ldsc : NULL;
+  const int t = threadIdx.x, warp = t / 32, lane = t % 32;
+  const int nv = (int) ((D - t + FP8_THREADS - 1) / FP8_THREADS);  /* mine */
+  float v[NJ];
+#pragma unroll
+  for (int j = 0; j < NJ; j++)
+    v[j] = j < nv ? dit_cuda_to_f32 (xr[t + FP8_THREADS * j]) : 0.0f;
+  float s = 0.0f;
+#pragma unroll
+  for (int j = 0; j < NJ; j++)
+    if (j < nv)
+      s += v[j];
+  const float mean = fp8_block_sum (s, red) / (float) D;
+  float sq = 0.0f;
+#pragma unroll
+  for (int j = 0; j < NJ; j++)
+    if (j < nv) {
+      float d = v[j] - mean;
+      sq += d * d;
+    }
+  const float var = fp8_block_sum (sq, red) / (float) D;
+  const float rstd = rsqrtf (var + eps);
+#pragma unroll
+  for (int j = 0; j < NJ; j++) {
+    const int c = t + FP8_THREADS * j;
+    float u = 0.0f;
+    if (j < nv) {
+      u = (v[j] - mean) * rstd;
+      if (w)
+        u = u * dit_cuda_to_f32 (w[c]) + dit_cuda_to_f32 (bias[c]);
+      if (shift)
+        u = u * (1.0f + dit_cuda_to_f32 (scale[c]))
+            + dit_cuda_to_f32 (shift[c]);
+    }
+    v[j] = u;
+    const float a = fp8_warp_max (j < nv ? fabsf (u) : 0.0f);
+    if (lane == 0)
+      wmax[j][warp] = a;
+  }
+  __syncthreads ();
+  /* column t + 256 j lies in the 128-column block held by warps 4h..4h+3 */
+  const int h = warp / 4;
+  uint8_t *yr = y + row * ldy;
+#pragma unroll
+  for (int j = 0; j < NJ; j++) {
+    if (j >= nv)
+      break;
+    const int c = t + FP8_THREADS * j;
+    const float amax = fmaxf (fmaxf (wmax[j][4 * h], wmax[j][4 * h + 1]),
+        fmaxf (wmax[j][4 * h + 2], wmax[j][4 * h + 3]));
+    yr[c] = fp8_dev_code (v[j], fp8_dev_inv_scale (amax));
+    if ((t & 127) == 0)
+      ys[(c / 128) * rows + row] = fp8_dev_scale (amax);
+  }
+}
+
+typedef void (*layernorm_fp8_fn) (const void *, int64_t, const void *,
+    const void *, const void *, int64_t, const void *, int64_t, uint8_t *,
+    int64_t, float *, int64_t, int64_t, int64_t, float);
+
+template <typename TX, typename TP>
+static layernorm_fp8_fn
+layernorm_fp8_reg (int nj)
+{
+  switch (nj) {
+#define LN8(n) case n: return layernorm_fp8_reg_kernel<n, TX, TP>;
+    LN8 (1) LN8 (2) LN8 (4) LN8 (8) LN8 (20) LN8 (24)
+#undef LN8
+    default: return NULL;
+  }
+}
+
+/* The register kernel for this call, NULL where it does not take it (a
+ * row wider than DIT_CUDA_ROW_NJ_MAX x 256, an f16 x, parameters of mixed
+ * or f16 dtypes). */
+static layernorm_fp8_fn
+layernorm_fp8_pick (const dit_layernorm_fp8_params *p, int64_t D)
+{
+  const int nj = dit_cuda_row_nj (D);
+  const dit_tensor *par[4] = { p->weight, p->bias, p->shift, p->scale };
+  int tp = -1;
+  for (int i = 0; i < 4; i++) {
+    if (!par[i])
+      continue;
+    if (tp >= 0 && (int) par[i]->dtype != tp)
+      return NULL;
+    tp = (int) par[i]->dtype;
+  }
+  if (!nj || (tp >= 0 && tp != DIT_F32 && tp != DIT_BF16))
+    return NULL;
+  const int tx = (int) p->x->dtype;
+  if (tx == DIT_F32)
+    return tp == DIT_BF16 ? layernorm_fp8_reg<float, __nv_bfloat16> (nj)
+        : layernorm_fp8_reg<float, float> (nj);
+  if (tx == DIT_BF16)
+    return tp == DIT_BF16
+        ? layernorm_fp8_reg<__nv_bfloat16, __nv_bfloat16> (nj)
+        : layernorm_fp8_reg<__nv_bfloat16, float> (nj);
+  return NULL;
+}
+
 __global__ void
 dequantize_kernel (const uint8_t *q, int64_t ldq, const float *scale,
     int64_t block, void *y, int dty, int64_t ldy, int64_t rows, int64_t cols)
@@ -298,6 +421,17 @@ dit_cuda_layernorm_fp8 (dit_backend *be, const dit_layernorm_fp8_params *p)
     return DIT_OK;
   if (R > 0x7fffffff)
     return dit_error (DIT_ERR_INVALID, "%s: %lld rows", op, (long long) R);
+  const layernorm_fp8_fn reg = layernorm_fp8_pick (p, D);
+  if (reg) {
+    reg<<<(unsigned) R, FP8_THREADS, 0, dit_cuda_impl (be)->stream>>> (
+        p->x->data, ldx, p->weight ? p->weight->data : NULL,
+        p->bias ? p->bias->data : NULL, p->shift ? p->shift->data : NULL,
+        ldsh, p->scale ? p->scale->data : NULL, ldsc,
+        (uint8_t *) p->y->data, ldy, (float *) p->y_scale->data, R, D,
+        p->shift ? p->rows_per_group : 1, p->eps);
+    DIT_CUDA_CHECK_LAUNCH ("layernorm_fp8_reg_kernel");
+    return DIT_OK;
+  }
   layernorm_fp8_kernel<<<(unsigned) R, FP8_THREADS, 0,
       dit_cuda_impl (be)->stream>>> (p->x->data, p->x->dtype, ldx,
       p->weight ? p->weight->data : NULL, p->weight ? (int) p->weight->dtype : 0,

@@ -91,6 +91,96 @@ layernorm_modulate_kernel (const void *x, int dtx, int64_t ldx, void *y,
   }
 }
 
+/* layernorm_modulate_kernel with the row in registers (NJ columns per
+ * thread, dit_cuda_row_nj): x is read once with all its loads in flight;
+ * the statistics, the rounding and the modulation are the streaming
+ * kernel's in the same order, so both give the same bits.  x is f32 (the
+ * residual stream); TP is the dtype of shift and scale, TY of y. */
+__device__ __forceinline__ float
+fused_round_t (float v, float *)
+{
+  return v;
+}
+
+__device__ __forceinline__ float
+fused_round_t (float v, __nv_bfloat16 *)
+{
+  return __bfloat162float (__float2bfloat16_rn (v));
+}
+
+__device__ __forceinline__ void
+fused_store_t (float *p, float v)
+{
+  *p = v;
+}
+
+__device__ __forceinline__ void
+fused_store_t (__nv_bfloat16 *p, float v)
+{
+  *p = __float2bfloat16_rn (v);
+}
+
+template <int NJ, typename TP, typename TY>
+__global__ void __launch_bounds__ (FUSED_THREADS)
+layernorm_modulate_reg_kernel (const float *x, int64_t ldx, void *y,
+    int64_t ldy, const void *shift, int64_t ldsh, const void *scale,
+    int64_t ldsc, int64_t D, int64_t rpg, float eps)
+{
+  __shared__ float red[FUSED_THREADS / 32];
+  const int64_t row = blockIdx.x, g = row / rpg;
+  const float *xr = x + row * ldx;
+  TY *yr = (TY *) y + row * ldy;
+  const TP *sh = (const TP *) shift + g * ldsh;
+  const TP *sc = (const TP *) scale + g * ldsc;
+  const int t = threadIdx.x;
+  const int nv = (int) ((D - t + FUSED_THREADS - 1) / FUSED_THREADS);
+  float v[NJ];
+#pragma unroll
+  for (int j = 0; j < NJ; j++)
+    v[j] = j < nv ? xr[t + FUSED_THREADS * j] : 0.0f;
+  float s = 0.0f;
+#pragma unroll
+  for (int j = 0; j < NJ; j++)
+    if (j < nv)
+      s += v[j];
+  const float mean = fused_block_sum (s, red) / (float) D;
+  float q = 0.0f;
+#pragma unroll
+  for (int j = 0; j < NJ; j++)
+    if (j < nv) {
+      float d = v[j] - mean;
+      q += d * d;
+    }
+  const float var = fused_block_sum (q, red) / (float) D;
+  const float rstd = rsqrtf (var + eps);
+#pragma unroll
+  for (int j = 0; j < NJ; j++) {
+    if (j >= nv)
+      break;
+    const int c = t + FUSED_THREADS * j;
+    float u = fused_round_t ((v[j] - mean) * rstd, (TY *) 0);
+    float scv = dit_cuda_to_f32 (sc[c]);
+    float shv = dit_cuda_to_f32 (sh[c]);
+    fused_store_t (yr + c, u * (1.0f + scv) + shv);
+  }
+}
+
+typedef void (*layernorm_modulate_fn) (const float *, int64_t, void *,
+    int64_t, const void *, int64_t, const void *, int64_t, int64_t, int64_t,
+    float);
+
+template <typename TP, typename TY>
+static layernorm_modulate_fn
+layernorm_modulate_reg (int nj)
+{
+  switch (nj) {
+#define LNM(n) case n: return layernorm_modulate_reg_kernel<n, TP, TY>;
+    LNM (1) LNM (2) LNM (4) LNM (8) LNM (20) LNM (24)
+#undef LNM
+    default: return NULL;
+  }
+}
+
 /* Thread t owns columns t, t+256, ... for the statistic (rmsnorm_kernel's
  * order) and pairs t, t+256, ... for the rotation; the barrier inside the
  * reduction separates every read of the row from the first write. */
@@ -173,6 +263,23 @@ dit_cuda_layernorm_modulate (dit_backend *be,
         "many", (long long) rows);
   if (rows == 0 || D == 0)
     return DIT_OK;
+  const int nj = dit_cuda_row_nj (D);
+  const int tp = p->shift->dtype, ty = p->y->dtype;
+  layernorm_modulate_fn reg = NULL;
+  if (nj && p->x->dtype == DIT_F32 && p->scale->dtype == tp
+      && (tp == DIT_F32 || tp == DIT_BF16) && (ty == DIT_F32 || ty == DIT_BF16))
+    reg = tp == DIT_F32
+        ? (ty == DIT_F32 ? layernorm_modulate_reg<float, float> (nj)
+            : layernorm_modulate_reg<float, __nv_bfloat16> (nj))
+        : (ty == DIT_F32 ? layernorm_modulate_reg<__nv_bfloat16, float> (nj)
+            : layernorm_modulate_reg<__nv_bfloat16, __nv_bfloat16> (nj));
+  if (reg) {
+    reg<<<(unsigned) rows, FUSED_THREADS, 0, dit_cuda_impl (be)->stream>>> (
+        (const float *) p->x->data, ldx, p->y->data, ldy, p->shift->data,
+        ldsh, p->scale->data, ldsc, D, p->rows_per_group, p->eps);
+    DIT_CUDA_CHECK_LAUNCH ("layernorm_modulate_reg_kernel");
+    return DIT_OK;
+  }
   layernorm_modulate_kernel<<<(unsigned) rows, FUSED_THREADS, 0,
       dit_cuda_impl (be)->stream>>> (p->x->data, p->x->dtype, ldx,
       p->y->data, p->y->dtype, ldy, p->shift->data, p->shift->dtype, ldsh,

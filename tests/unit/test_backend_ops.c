@@ -1715,6 +1715,12 @@ main (int argc, char **argv)
   case_layernorm_fp8 (192, 256, 64, DIT_F32, 0, 1);
   case_layernorm_fp8 (192, 1024, 96, DIT_F32, 0, 1);
   case_layernorm_fp8 (77, 256, 77, DIT_F32, 1, 0);
+  /* the 14B width (a row in registers), a width that ends inside a
+   * 256-column chunk, bf16 x and parameters, a row too wide for registers */
+  case_layernorm_fp8 (48, 5120, 24, DIT_F32, 0, 1);
+  case_layernorm_fp8 (40, 384, 7, DIT_F32, 1, 1);
+  case_layernorm_fp8 (20, 5120, 20, DIT_BF16, 1, 0);
+  case_layernorm_fp8 (6, 6400, 3, DIT_F32, 0, 1);
   case_gemm_fp8 (192, 256, 256, 1, DIT_ACT_NONE, DIT_BF16, 0);
   case_gemm_fp8 (192, 512, 256, 1, DIT_ACT_GELU_TANH, DIT_F8E4M3, 0);
   case_gemm_fp8 (192, 256, 512, 1, DIT_ACT_NONE, DIT_F32, 0);
@@ -1739,6 +1745,8 @@ main (int argc, char **argv)
     dit_dtype dt = dts[i];
     case_tp_norm (192, 64, dt);
     case_layernorm_modulate (192, 256, 64, dt);
+    case_layernorm_modulate (48, 5120, 24, dt);
+    case_layernorm_modulate (6, 6400, 3, dt);
     case_qk_norm_rope (2, 3, 8, 8, 3, dt);
     case_noise_flow (3 * 16 * 16 * 16 + 1, dt);
     case_vae_misc (dt);
