@@ -237,7 +237,7 @@ dit_status dit_lora_state_apply (dit_lora_state *s, const dit_lora_use *uses,
     int n);
 
 dit_lora_mode dit_lora_state_mode (const dit_lora_state *s);
-/* The side path of layer `layer` ("blocks.0.ffn.0"), NULL when no applied
+/* The live LoRA of layer `layer` ("blocks.0.ffn.0"), NULL when no applied
  * LoRA targets it or the mode is merge. */
 const dit_lora_side *dit_lora_state_side (const dit_lora_state *s,
     const char *layer);

@@ -38,6 +38,13 @@
  * sp_self_attention_overlap (k/v exchanged before q, attention in two head
  * halves).  A collective is started on a slot and waited for where its
  * result is first read; on a synchronous comm the wait does nothing.
+ *
+ * Live LoRA (dit_model_set_lora, model/dit_lora.h): a targeted layer's
+ * weight is stored as W_cat = [W | Bs] and the low-rank term is folded
+ * into its GEMM along K (lora_fold): h, attn and ffn carry R spare
+ * columns, u = x Aᵀ goes there, and the one GEMM over [x | u] and W_cat
+ * gives x Wᵀ + u Bsᵀ with the usual epilogues.  The prompt and time
+ * embeddings keep the side path (lora_side).
  */
 #include "dit_model.h"
 #include "dit_lora.h"
