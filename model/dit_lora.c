@@ -1499,9 +1499,12 @@ l_restride (dit_lora_state *s, size_t index, int64_t R)
   return DIT_OK;
 }
 
-/* Fold every layer of the applied set (l_restride to cols + R, Bs copied
- * in) and return every other folded weight to contiguous storage.  FP8
- * weights are never folded (live mode refuses them in the model).  A
+/* Fold every active layer of the applied set (l_restride to cols + R, Bs
+ * copied in) and return every other folded weight to contiguous storage:
+ * a layer whose strengths are all 0 is stored as loaded again, so strength
+ * 0 everywhere runs the no-LoRA GEMMs with their own shapes and strides on
+ * every backend (bit for bit, whatever algorithm a stride would pick).
+ * FP8 weights are never folded (live mode refuses them in the model).  A
  * layer whose fold fails keeps w_cat empty: the model runs its side path,
  * which reads the weight view, whatever its stride, and `bs`. */
 static dit_status
@@ -1514,7 +1517,8 @@ l_refold_all (dit_lora_state *s)
       continue;
     int kept = 0;
     for (size_t j = 0; j < s->nlayers && !kept; j++)
-      kept = s->layers[j].index == i && s->layers[j].R > 0;
+      kept = s->layers[j].index == i && s->layers[j].R > 0
+          && s->layers[j].side.active;
     dit_status st = kept ? DIT_OK : l_restride (s, i, 0);
     if (first == DIT_OK)
       first = st;
@@ -1522,7 +1526,8 @@ l_refold_all (dit_lora_state *s)
   for (size_t j = 0; j < s->nlayers; j++) {
     l_layer *L = &s->layers[j];
     memset (&L->side.w_cat, 0, sizeof L->side.w_cat);
-    if (!L->R || s->w->tensors[L->index].dtype == DIT_F8E4M3)
+    if (!L->R || !L->side.active
+        || s->w->tensors[L->index].dtype == DIT_F8E4M3)
       continue;
     dit_status st = l_restride (s, L->index, L->R);
     if (st == DIT_OK) {
@@ -1551,8 +1556,6 @@ l_live_rescale (dit_lora_state *s, const float *to)
     L->side.a = L->a;
     L->side.bs = L->bs;
     L->side.rank = L->R;
-    if (L->side.w_cat.data)
-      DIT_TRY (l_copy_bs (s, L));
   }
   return DIT_OK;
 }
@@ -1632,8 +1635,9 @@ dit_lora_state_apply (dit_lora_state *s, const dit_lora_use *uses, int n)
   dit_status st;
   if (s->mode == DIT_LORA_LIVE) {
     st = l_live_rescale (s, to);
-    /* a new set: fold its layers, unfold what it no longer touches */
-    if (st == DIT_OK && !same)
+    /* fold the active layers (Bs into their storage), unfold the rest:
+     * what a new set no longer touches and layers now at strength 0 */
+    if (st == DIT_OK)
       st = l_refold_all (s);
   } else {
     st = l_ensure (s->be, &s->scales, DIT_F32, s->scale_count);

@@ -47,7 +47,8 @@
  *          spare columns of the input, then one GEMM [x | u] W_catᵀ
  *          (dit_model.c).  The storage is reallocated one layer at a time
  *          (one extra layer's weight alive at once) and returned to the
- *          contiguous layout when the list is emptied or the state freed.
+ *          contiguous layout when the list is emptied, the state freed or
+ *          every strength of the layer is 0.
  *          A strength change rescales the Bs columns (one small pass per
  *          layer) and takes effect at the next forward.  Full-tensor
  *          deltas are refused in this mode (they would change the base),
@@ -205,8 +206,8 @@ typedef struct dit_lora_shard {
  * addend, with `bs`.  `bs` ([out, R], contiguous) is kept in both cases:
  * the side path of layers whose input has no spare columns (the prompt
  * and time embeddings) reads it.  `active` is 0 while every strength of
- * the layer is 0: the model then runs the plain weight alone (strength 0
- * = no LoRA, bit for bit). */
+ * the layer is 0: the weight is then stored as loaded (not folded) and
+ * the model runs it alone (strength 0 = no LoRA, bit for bit). */
 typedef struct dit_lora_side {
   dit_tensor a;            /* [R, in] compute dtype */
   dit_tensor bs;           /* [out, R] compute dtype */

@@ -19,7 +19,7 @@
  *    [out, in] view of [out, in + R] storage whose last R columns the
  *    forward reads (zeroing the side path's Bs changes nothing, zeroing
  *    those columns removes the LoRA), and the storage is contiguous again
- *    when the list is emptied and when the state is freed;
+ *    at strength 0, when the list is emptied and when the state is freed;
  *  - full-tensor deltas (.diff, .diff_b, a block's modulation) merge, and
  *    a generator made before the merge sees them after dit_generator_set_lora;
  *  - one refusal per class, message asserted.
@@ -536,6 +536,8 @@ test_merge_live (const lora_def *d1, const lora_def *d2, dit_lora *l1,
       "bit-identical to no LoRA");
   CHECK (memcmp (vl, v0, NV * 4) == 0, "live at strength 0: forward "
       "bit-identical to no LoRA");
+  CHECK (all_contiguous (wl), "live at strength 0: every weight in "
+      "contiguous storage");
   free (vm);
   free (vl);
 
