@@ -1706,6 +1706,20 @@ lora_slots (dit_model *m, lora_slot *slots, int max)
   return n;
 }
 
+/* h, attn and ffn made again with `spare` columns after their width. */
+static dit_status
+realloc_inputs (dit_model *m, int64_t spare)
+{
+  const int64_t L = m->fs * m->max_frames;
+  dit_tensor_free (m->be, &m->h);
+  dit_tensor_free (m->be, &m->attn);
+  dit_tensor_free (m->be, &m->ffn);
+  m->lora_spare = spare;
+  DIT_TRY (alloc_wide (m, &m->h, m->dtype, L, m->cfg.dim, spare));
+  DIT_TRY (alloc_wide (m, &m->attn, m->dtype, L, m->dim_local, spare));
+  return alloc_wide (m, &m->ffn, m->dtype, L, m->ffn_local, spare);
+}
+
 dit_status
 dit_model_set_lora (dit_model *m, const dit_lora_state *s)
 {
@@ -1737,15 +1751,14 @@ dit_model_set_lora (dit_model *m, const dit_lora_state *s)
       spare = sd->rank;
   }
   free (slots);
-  if (spare != m->lora_spare) {
-    const int64_t L = m->fs * m->max_frames;
-    dit_tensor_free (m->be, &m->h);
-    dit_tensor_free (m->be, &m->attn);
-    dit_tensor_free (m->be, &m->ffn);
-    m->lora_spare = spare;
-    DIT_TRY (alloc_wide (m, &m->h, m->dtype, L, m->cfg.dim, spare));
-    DIT_TRY (alloc_wide (m, &m->attn, m->dtype, L, m->dim_local, spare));
-    DIT_TRY (alloc_wide (m, &m->ffn, m->dtype, L, m->ffn_local, spare));
+  char fold_msg[512] = "";
+  dit_status fold_st = spare != m->lora_spare ? realloc_inputs (m, spare)
+      : DIT_OK;
+  if (fold_st != DIT_OK) {
+    /* contiguous again (the memory just freed): the layers run their
+     * side path, and the caller hears why once the rest is bound */
+    snprintf (fold_msg, sizeof fold_msg, "%s", dit_last_error ());
+    DIT_TRY (realloc_inputs (m, 0));
   }
 
   /* the side product of the widest layer for the most rows any linear
@@ -1762,5 +1775,9 @@ dit_model_set_lora (dit_model *m, const dit_lora_state *s)
   /* what was computed from the weights before: the modulation table (a
    * merged delta may change it) and the prompt's K/V */
   DIT_TRY (copy_mod_table (m));
-  return m->context_set ? compute_context (m) : DIT_OK;
+  if (m->context_set)
+    DIT_TRY (compute_context (m));
+  if (fold_st != DIT_OK)
+    return dit_error (fold_st, "%s", fold_msg);
+  return DIT_OK;
 }
