@@ -564,8 +564,9 @@ gst_dit_lora_mode_get_type (void)
   static const GEnumValue values[] = {
     {DIT_LORA_MERGE, "Merged into the weights (full speed; a strength "
           "change re-merges every touched layer)", "merge"},
-    {DIT_LORA_LIVE, "A low-rank side GEMM beside each touched layer (the "
-          "weights stay untouched; a strength change is a rescale)", "live"},
+    {DIT_LORA_LIVE, "The low-rank term folded into each touched layer's "
+          "GEMM (the weights' values stay untouched; a strength change is a "
+          "rescale)", "live"},
     {0, NULL, NULL},
   };
 

@@ -51,10 +51,12 @@ typedef enum dit_act {
  * to the product ahead of the bias and the activation:
  *   y = gate ⊙ act(x wᵀ + addend + bias) (+ y if accumulate).
  * It may be y itself (the same view) when accumulate is 0: each element is
- * read before it is written.  This is how a live LoRA reaches a layer whose
- * activation must see it (FFN-up: GELU(h Wᵀ + s·u Bᵀ + b)): the low-rank
- * product goes into y first and the layer's GEMM adds it in its epilogue
- * (cuBLASLt's C operand), so no separate pass reads y again. */
+ * read before it is written.  This is how a live LoRA on the side path
+ * reaches a layer whose activation must see it (GELU(h Wᵀ + s·u Bᵀ + b)):
+ * the low-rank product goes into y first and the layer's GEMM adds it in
+ * its epilogue (cuBLASLt's C operand), so no separate pass reads y again.
+ * (Most live-LoRA layers fold instead: x and w with R more columns,
+ * model/dit_lora.h, dit_lora_side.) */
 typedef struct dit_gemm_params {
   const dit_tensor *x;
   const dit_tensor *w;

@@ -114,7 +114,7 @@ void dit_generator_set_gemm_fold (dit_generator *g, int enable);
 
 /* LoRA (model/dit_lora.h): after every dit_lora_state_apply on this
  * generator's weights (or with NULL, after the last LoRA went), rebind the
- * live side paths and recompute what depends on the weights (prompt K/V,
+ * live LoRAs and recompute what depends on the weights (prompt K/V,
  * modulation table).  Recorded forwards are dropped and recorded again.
  * Takes effect at the next forward, i.e. the next chunk between chunks. */
 struct dit_lora_state;

@@ -14,7 +14,10 @@
  * diag(c), c the per-column coefficient of the LoRA owning that column
  * (strength · alpha / rank).  Bs is made on the device by one residual
  * pass (0 + c ⊙ B) from the coefficients, all uploaded at once.
- *   live:  the model runs u = x Aᵀ, y += u Bsᵀ (dit_model.c);
+ *   live:  the weight's storage becomes W_cat = [W | Bs] (l_fold), Bs
+ *          copied into its last R columns after every rescale; the model
+ *          runs [x | x Aᵀ] W_catᵀ, or u = x Aᵀ, y += u Bsᵀ where a layer
+ *          cannot fold (dit_model.c);
  *   merge: W = base + Bs · A as one GEMM per layer (accumulating into W
  *          after the base is copied back, or into the merged W with the
  *          coefficient differences when no base is kept), the deltas by a
@@ -893,11 +896,21 @@ l_layers_free (dit_lora_state *s, l_layer *layers, size_t n, int keep_bases)
   free (layers);
 }
 
+static dit_status l_refold_all (dit_lora_state *s);
+
 void
 dit_lora_state_free (dit_lora_state *s)
 {
   if (!s)
     return;
+  if (s->mode == DIT_LORA_LIVE) {
+    /* the folded weights back to their contiguous storage (best effort:
+     * a weight left folded is still a valid view of its values) */
+    l_layers_free (s, s->layers, s->nlayers, 0);
+    s->layers = NULL;
+    s->nlayers = 0;
+    (void) l_refold_all (s);
+  }
   l_layers_free (s, s->layers, s->nlayers, 0);
   dit_tensor_free (s->be, &s->scales);
   dit_tensor_free (s->be, &s->tmp_t);
@@ -1446,6 +1459,91 @@ l_merge_all (dit_lora_state *s, const float *to)
   return dit_synchronize (s->be);
 }
 
+/* Bs into the last R columns of the folded weight's storage. */
+static dit_status
+l_copy_bs (dit_lora_state *s, l_layer *L)
+{
+  dit_tensor dst = dit_tensor_cols (&L->side.w_cat, L->cols, L->R);
+  dit_copy_params cp = { .x = &L->bs, .y = &dst };
+  return dit_copy (s->be, &cp);
+}
+
+/* Give 2-D weight tensor `index` storage of row stride cols + R (R = 0:
+ * contiguous, as loaded), its values copied over: the tensor stays an
+ * [rows, cols] view of the first cols columns.  The new storage is made
+ * before the old one is freed, one tensor at a time, so a fold costs at
+ * most one extra layer's weight at its peak. */
+static dit_status
+l_restride (dit_lora_state *s, size_t index, int64_t R)
+{
+  dit_tensor *t = &s->w->tensors[index];
+  const int64_t rows = t->shape[0], cols = t->shape[1];
+  if (t->stride[0] == cols + R)
+    return DIT_OK;
+  int64_t shape[2] = { rows, cols + R };
+  dit_tensor nt;
+  DIT_TRY (dit_tensor_alloc (s->be, &nt, t->dtype, 2, shape));
+  dit_tensor dst = dit_tensor_cols (&nt, 0, cols);
+  dit_copy_params cp = { .x = t, .y = &dst };
+  dit_status st = dit_copy (s->be, &cp);
+  /* the old storage goes once the copy is ordered behind it */
+  if (st == DIT_OK)
+    st = dit_synchronize (s->be);
+  if (st != DIT_OK) {
+    dit_tensor_free (s->be, &nt);
+    return dit_error_prefix (st, "lora: restriding '%s'",
+        s->w->specs[index].name);
+  }
+  dit_backend_free (s->be, t->data);
+  *t = dst;
+  return DIT_OK;
+}
+
+/* Fold every active layer of the applied set (l_restride to cols + R, Bs
+ * copied in) and return every other folded weight to contiguous storage:
+ * a layer whose strengths are all 0 is stored as loaded again, so strength
+ * 0 everywhere runs the no-LoRA GEMMs with their own shapes and strides on
+ * every backend (bit for bit, whatever algorithm a stride would pick).
+ * FP8 weights are never folded (live mode refuses them in the model).  A
+ * layer whose fold fails keeps w_cat empty: the model runs its side path,
+ * which reads the weight view, whatever its stride, and `bs`. */
+static dit_status
+l_refold_all (dit_lora_state *s)
+{
+  dit_status first = DIT_OK;
+  for (size_t i = 0; i < s->w->count; i++) {
+    dit_tensor *t = &s->w->tensors[i];
+    if (t->ndim != 2 || t->stride[0] == t->shape[1])
+      continue;
+    int kept = 0;
+    for (size_t j = 0; j < s->nlayers && !kept; j++)
+      kept = s->layers[j].index == i && s->layers[j].R > 0
+          && s->layers[j].side.active;
+    dit_status st = kept ? DIT_OK : l_restride (s, i, 0);
+    if (first == DIT_OK)
+      first = st;
+  }
+  for (size_t j = 0; j < s->nlayers; j++) {
+    l_layer *L = &s->layers[j];
+    memset (&L->side.w_cat, 0, sizeof L->side.w_cat);
+    if (!L->R || !L->side.active
+        || s->w->tensors[L->index].dtype == DIT_F8E4M3)
+      continue;
+    dit_status st = l_restride (s, L->index, L->R);
+    if (st == DIT_OK) {
+      const dit_tensor *t = &s->w->tensors[L->index];
+      L->side.w_cat = dit_tensor_2d (t->data, t->dtype, t->device, L->rows,
+          L->cols + L->R);
+      st = l_copy_bs (s, L);
+      if (st != DIT_OK)
+        memset (&L->side.w_cat, 0, sizeof L->side.w_cat);
+    }
+    if (first == DIT_OK)
+      first = st;
+  }
+  return first;
+}
+
 static dit_status
 l_live_rescale (dit_lora_state *s, const float *to)
 {
@@ -1537,6 +1635,10 @@ dit_lora_state_apply (dit_lora_state *s, const dit_lora_use *uses, int n)
   dit_status st;
   if (s->mode == DIT_LORA_LIVE) {
     st = l_live_rescale (s, to);
+    /* fold the active layers (Bs into their storage), unfold the rest:
+     * what a new set no longer touches and layers now at strength 0 */
+    if (st == DIT_OK)
+      st = l_refold_all (s);
   } else {
     st = l_ensure (s->be, &s->scales, DIT_F32, s->scale_count);
     if (st == DIT_OK) {

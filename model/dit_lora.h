@@ -40,13 +40,19 @@
  *          fixed strengths: tools, offline merges).  FP8 weights are
  *          dequantized, merged in f32 and quantized again with fresh per-
  *          channel scales.
- *   live   the base weights are never touched; each targeted linear runs
- *          a low-rank side product u = x Aᵀ, then s·u Bᵀ is added to the
- *          layer's output through the GEMM epilogue (dit_model.c).  A
- *          strength change rescales B's columns (one small pass per layer)
- *          and takes effect at the next forward.  Full-tensor deltas are
- *          refused in this mode (they would change the base), and so are
- *          FP8 weights (dit_model_set_lora says so).
+ *   live   the base weights' values are never touched; each targeted
+ *          weight is stored as W_cat = [W | s·B] (dit_lora_side), the
+ *          weight tensor a view of its W columns, and the model folds the
+ *          low-rank term into the layer's GEMM along K: u = x Aᵀ into
+ *          spare columns of the input, then one GEMM [x | u] W_catᵀ
+ *          (dit_model.c).  The storage is reallocated one layer at a time
+ *          (one extra layer's weight alive at once) and returned to the
+ *          contiguous layout when the list is emptied, the state freed or
+ *          every strength of the layer is 0.
+ *          A strength change rescales the Bs columns (one small pass per
+ *          layer) and takes effect at the next forward.  Full-tensor
+ *          deltas are refused in this mode (they would change the base),
+ *          and so are FP8 weights (dit_model_set_lora says so).
  * Strength 0 everywhere leaves the weights (merge) or the forward (live)
  * bit-identical to having no LoRA.
  *
@@ -54,7 +60,10 @@
  * the way their layer is (dit_lora_shard): a column-parallel layer (rows of
  * W split) takes the matching rows of B and all of A; a row-parallel layer
  * (columns split) the matching columns of A and all of B, and its partial
- * low-rank product joins the partial layer output before the all-reduce.
+ * low-rank product joins the partial layer output before the all-reduce
+ * (folded: [x_l | u_l] [W_l | Bs]ᵀ = x_l W_lᵀ + u_l Bsᵀ per rank, whose sum
+ * over the ranks is x Wᵀ + (Σ u_l) Bsᵀ = x Wᵀ + u Bsᵀ, so the fold holds
+ * for row-parallel layers too).
  */
 #ifndef DIT_LORA_H
 #define DIT_LORA_H
@@ -182,14 +191,28 @@ typedef struct dit_lora_shard {
   int64_t begin, count;
 } dit_lora_shard;
 
-/* The live side path of one linear layer: u = x Aᵀ, y += u Bsᵀ, where the
- * LoRAs' factors are stacked along the rank (R = their ranks, each padded
- * to a multiple of 8 with zero rows/columns) and Bs = B · diag(s) carries
- * the strengths.  `active` is 0 while every strength of the layer is 0:
- * the model then skips the side path (strength 0 = no LoRA, bit for bit). */
+/* The live LoRA of one linear layer: y = x Wᵀ + u Bsᵀ with u = x Aᵀ,
+ * where the LoRAs' factors are stacked along the rank (R = their ranks,
+ * each padded to a multiple of 8 with zero rows/columns) and Bs = B ·
+ * diag(s) carries the strengths.
+ *
+ * Folded (w_cat.data set): the layer's weight storage is W_cat = [W | Bs],
+ * [out, in + R]; the weight tensor of the set stays an [out, in] view of
+ * its first `in` columns (row stride in + R, the values as loaded), so
+ * every GEMM that reads the plain weight is unchanged.  The model writes
+ * u into R spare columns after its input and runs ONE GEMM over in + R:
+ * [x | u] W_catᵀ = x Wᵀ + u Bsᵀ.  Not folded (an FP8 weight, or a fold
+ * that could not be allocated): the side path, u Bsᵀ through the GEMM's
+ * addend, with `bs`.  `bs` ([out, R], contiguous) is kept in both cases:
+ * the side path of layers whose input has no spare columns (the prompt
+ * and time embeddings) reads it.  `active` is 0 while every strength of
+ * the layer is 0: the weight is then stored as loaded (not folded) and
+ * the model runs it alone (strength 0 = no LoRA, bit for bit). */
 typedef struct dit_lora_side {
   dit_tensor a;            /* [R, in] compute dtype */
   dit_tensor bs;           /* [out, R] compute dtype */
+  dit_tensor w_cat;        /* [out, in + R] (row stride in + R); data NULL:
+                              not folded */
   int64_t rank;            /* R */
   int active;
 } dit_lora_side;
@@ -201,7 +224,8 @@ typedef struct dit_lora_state dit_lora_state;
  * tensor a LoRA touches as loaded, so re-merges start from it. */
 dit_status dit_lora_state_create (dit_weights *w, dit_lora_mode mode,
     int keep_base, const dit_lora_shard *shards, dit_lora_state **out);
-/* Frees the device state; the weights keep what was last merged. */
+/* Frees the device state; the weights keep what was last merged (live:
+ * folded weights return to their contiguous storage). */
 void dit_lora_state_free (dit_lora_state *s);
 
 /* Make `uses` (n <= DIT_LORA_MAX; 0 = none) the applied set.  The same
@@ -214,7 +238,7 @@ dit_status dit_lora_state_apply (dit_lora_state *s, const dit_lora_use *uses,
     int n);
 
 dit_lora_mode dit_lora_state_mode (const dit_lora_state *s);
-/* The side path of layer `layer` ("blocks.0.ffn.0"), NULL when no applied
+/* The live LoRA of layer `layer` ("blocks.0.ffn.0"), NULL when no applied
  * LoRA targets it or the mode is merge. */
 const dit_lora_side *dit_lora_state_side (const dit_lora_state *s,
     const char *layer);

@@ -38,6 +38,13 @@
  * sp_self_attention_overlap (k/v exchanged before q, attention in two head
  * halves).  A collective is started on a slot and waited for where its
  * result is first read; on a synchronous comm the wait does nothing.
+ *
+ * Live LoRA (dit_model_set_lora, model/dit_lora.h): a targeted layer's
+ * weight is stored as W_cat = [W | Bs] and the low-rank term is folded
+ * into its GEMM along K (lora_fold): h, attn and ffn carry R spare
+ * columns, u = x Aᵀ goes there, and the one GEMM over [x | u] and W_cat
+ * gives x Wᵀ + u Bsᵀ with the usual epilogues.  The prompt and time
+ * embeddings keep the side path (lora_side).
  */
 #include "dit_model.h"
 #include "dit_lora.h"
@@ -59,11 +66,14 @@ typedef struct dit_linear {
 
 /* An activation as its consumers read it: x in the compute dtype and/or
  * FP8 codes x8 with block scales x8s ([cols / 128, rows], kernels/dit_ops.h
- * "FP8"); a linear takes x8 when its weight is FP8, x otherwise. */
+ * "FP8"); a linear takes x8 when its weight is FP8, x otherwise.  spare:
+ * free columns of x's buffer right after x's last one (same rows), where
+ * a live LoRA folded into the linear writes its u = x Aᵀ (lora_fold). */
 typedef struct dit_act_in {
   const dit_tensor *x;
   const dit_tensor *x8;
   const dit_tensor *x8s;
+  int64_t spare;
 } dit_act_in;
 
 typedef struct dit_block_weights {
@@ -163,10 +173,13 @@ struct dit_model {
   int fp8;              /* some linear weight is FP8 */
   dit_tensor h8, h8s, attn8, attn8s, ffn8, ffn8s;
 
-  /* live LoRA (dit_model_set_lora): the low-rank product u = x Aᵀ of the
-   * layer being run, [rows, R] for up to lora_rows rows */
+  /* live LoRA (dit_model_set_lora): the low-rank product u = x Aᵀ of a
+   * layer on the side path, [rows, R] for up to lora_rows rows; lora_spare:
+   * the columns h, attn and ffn carry after their width for the folded
+   * layers' u (0 without a live LoRA: the buffers are contiguous) */
   dit_tensor lora_u;
   int64_t lora_rows;
+  int64_t lora_spare;
 };
 
 static dit_status
@@ -279,6 +292,17 @@ alloc2 (dit_model *m, dit_tensor *t, dit_dtype dt, int64_t r, int64_t c)
   return dit_tensor_alloc (m->be, t, dt, 2, shape);
 }
 
+/* An [r, c] view of an [r, c + spare] buffer: the input of live-LoRA
+ * linears, whose folded GEMM reads the spare columns (lora_fold). */
+static dit_status
+alloc_wide (dit_model *m, dit_tensor *t, dit_dtype dt, int64_t r, int64_t c,
+    int64_t spare)
+{
+  DIT_TRY (alloc2 (m, t, dt, r, c + spare));
+  t->shape[1] = c;
+  return DIT_OK;
+}
+
 /* The modulation vectors side by side, so that one add makes every block's
  * per-frame table (f32, as the per-block add made them).  Again after a
  * merged LoRA changed them. */
@@ -320,15 +344,15 @@ alloc_buffers (dit_model *m)
   }
   DIT_TRY (alloc2 (m, &m->tok, dt, L, pdim));
   DIT_TRY (alloc2 (m, &m->x, DIT_F32, L, D));
-  DIT_TRY (alloc2 (m, &m->h, dt, L, D));
+  DIT_TRY (alloc_wide (m, &m->h, dt, L, D, m->lora_spare));
   DIT_TRY (alloc2 (m, &m->q, dt, L, Dl));
-  DIT_TRY (alloc2 (m, &m->attn, dt, L, Dl));
+  DIT_TRY (alloc_wide (m, &m->attn, dt, L, Dl, m->lora_spare));
   /* Row-parallel partial sums are rounded to the model dtype and reduced
    * in it, as the single-device GEMM rounds its output: on bf16 GPUs the
    * all-reduces move half the bytes of f32 partials, and they are the
    * largest transfers of a tensor-parallel forward. */
   DIT_TRY (alloc2 (m, &m->proj, dt, L, D));
-  DIT_TRY (alloc2 (m, &m->ffn, dt, L, m->ffn_local));
+  DIT_TRY (alloc_wide (m, &m->ffn, dt, L, m->ffn_local, m->lora_spare));
   if (m->fp8) {
     /* codes [L, width] and block scales [width / 128, L] (allocated flat:
      * a call with fewer rows uses the first (width / 128) * rows floats) */
@@ -595,6 +619,41 @@ lora_on (const dit_linear *l)
   return l->lora && l->lora->active;
 }
 
+/* Whether layer l runs its live LoRA folded into its GEMM (dit_lora_side:
+ * its weight stored as W_cat = [W | Bs]) on an input with `spare` free
+ * columns after its last.  Otherwise an active LoRA takes the side path
+ * (lora_side): the prompt and time embeddings, whose inputs are made
+ * once per prompt or have a handful of rows, and a weight that could not
+ * be folded. */
+static int
+lora_folds (const dit_linear *l, int64_t spare)
+{
+  return lora_on (l) && l->lora->w_cat.data && spare >= l->lora->rank;
+}
+
+/* The fold along K: u = x Aᵀ (one skinny GEMM) into the R columns right
+ * after x's K (the spare columns of its buffer: same rows, same row
+ * stride), and xcat = [x | u] as one [M, K + R] view.  The layer's GEMM
+ * over xcat and W_cat then computes x Wᵀ + u Bsᵀ with all its epilogues
+ * (bias, GELU, gate, residual accumulate) in one pass, where the side path
+ * needs a second GEMM and a full [M, N] write and read of its product.
+ * Layers that share an input (q, k and v read one normed x) each write
+ * their u into the same columns in turn: one u GEMM per layer, since one
+ * over their stacked A's would need each layer's u right after x. */
+static dit_status
+lora_fold (dit_model *m, const dit_tensor *x, const dit_linear *l,
+    dit_tensor *xcat)
+{
+  const dit_lora_side *sd = l->lora;
+  const int64_t K = x->shape[1];
+  dit_tensor u = dit_tensor_cols (x, K, sd->rank);
+  dit_gemm_params d = { .x = x, .w = &sd->a, .y = &u };
+  DIT_TRY (dit_gemm (m->be, &d));
+  *xcat = *x;
+  xcat->shape[1] = K + sd->rank;
+  return DIT_OK;
+}
+
 /* The live LoRA side path of layer l on input x: u = x Aᵀ, then u Bsᵀ
  * (Bs carries the strengths) written into y (accumulate 0: the layer's
  * GEMM then takes y as its addend, ahead of bias and activation) or added
@@ -620,16 +679,29 @@ lora_side (dit_model *m, const dit_tensor *x, const dit_linear *l,
   return dit_gemm (m->be, &p);
 }
 
+/* A linear layer on x with `spare` free columns after it (lora_fold). */
 static dit_status
-linear (dit_model *m, const dit_tensor *x, const dit_linear *l, dit_tensor *y,
-    dit_act act)
+linear_spare (dit_model *m, const dit_tensor *x, int64_t spare,
+    const dit_linear *l, dit_tensor *y, dit_act act)
 {
+  dit_tensor xcat;
   dit_gemm_params p = { .x = x, .w = l->w, .bias = l->b, .y = y, .act = act };
-  if (lora_on (l)) {
+  if (lora_folds (l, spare)) {
+    DIT_TRY (lora_fold (m, x, l, &xcat));
+    p.x = &xcat;
+    p.w = &l->lora->w_cat;
+  } else if (lora_on (l)) {
     DIT_TRY (lora_side (m, x, l, y, 0, NULL, NULL));
     p.addend = y;
   }
   return dit_gemm (m->be, &p);
+}
+
+static dit_status
+linear (dit_model *m, const dit_tensor *x, const dit_linear *l, dit_tensor *y,
+    dit_act act)
+{
+  return linear_spare (m, x, 0, l, y, act);
 }
 
 /* The view of the first rows * cols / 128 floats of a flat scale buffer
@@ -654,9 +726,14 @@ linear_any (dit_model *m, const dit_act_in *in, const dit_linear *l,
     dit_tensor *scratch, dit_act act)
 {
   if (!l->w_scale) {
+    dit_tensor xcat;
     dit_gemm_params p = { .x = in->x, .w = l->w, .bias = bias, .y = y,
       .act = act };
-    if (lora_on (l)) {
+    if (lora_folds (l, in->spare)) {
+      DIT_TRY (lora_fold (m, in->x, l, &xcat));
+      p.x = &xcat;
+      p.w = &l->lora->w_cat;
+    } else if (lora_on (l)) {
       DIT_TRY (lora_side (m, in->x, l, y, 0, NULL, NULL));
       p.addend = y;
     }
@@ -915,7 +992,7 @@ linear_residual_halves (dit_model *m, const dit_act_in *h, const dit_linear *l,
   for (int i = 0; i < 2; i++) {
     const int64_t r0 = g[i] * m->mod_rows, rows = (g[i + 1] - g[i]) * m->mod_rows;
     dit_tensor hx = dit_tensor_rows (h->x, r0, rows);
-    dit_act_in in = { .x = &hx };
+    dit_act_in in = { .x = &hx, .spare = h->spare };
     part[i] = dit_tensor_rows (proj, r0, rows);
     DIT_TRY (linear_any (m, &in, l, NULL, &part[i], NULL, NULL, NULL,
         DIT_ACT_NONE));
@@ -960,13 +1037,22 @@ linear_residual (dit_model *m, const dit_act_in *h, const dit_linear *l,
       .accumulate = 1, .gate = gate, .rows_per_group = m->mod_rows };
     return dit_gemm_fp8 (m->be, &p);
   }
+  dit_tensor xcat;
   dit_gemm_params p = { .x = h->x, .w = l->w, .bias = l->b, .y = x,
     .act = DIT_ACT_NONE, .accumulate = 1, .gate = gate,
     .rows_per_group = m->mod_rows, .scratch = proj };
+  const int fold = lora_folds (l, h->spare);
+  if (fold) {
+    DIT_TRY (lora_fold (m, h->x, l, &xcat));
+    p.x = &xcat;
+    p.w = &l->lora->w_cat;
+  }
   DIT_TRY (dit_gemm (m->be, &p));
-  /* x += gate ⊙ (s·u Bᵀ): the f32 stream takes the low-rank term as a
-   * second accumulating GEMM (one rounding of x apart from a merge) */
-  return lora_on (l) ? lora_side (m, h->x, l, x, 1, gate, proj) : DIT_OK;
+  /* side path: x += gate ⊙ (s·u Bᵀ), the f32 stream takes the low-rank
+   * term as a second accumulating GEMM (one rounding of x apart from a
+   * merge) */
+  return lora_on (l) && !fold ? lora_side (m, h->x, l, x, 1, gate, proj)
+      : DIT_OK;
 }
 
 /* Row k (0..5) of block `layer`'s per-frame modulation as an [F, D] view of
@@ -1111,6 +1197,7 @@ norm_into (dit_model *m, const dit_tensor *x, const dit_tensor *nw,
   }
   in->x = h;
   in->x8 = in->x8s = NULL;
+  in->spare = m->lora_spare;
   if (need16) {
     if (shift)
       DIT_TRY (layernorm_modulate (m, x, h, shift, scale));
@@ -1473,7 +1560,7 @@ block_forward (dit_model *m, int layer, const dit_forward_args *a,
       .q_pos0 = a->cache_row };
     DIT_TRY (dit_attention (m->be, &sa));
   }
-  dit_act_in ain = { &attn, &attn8, &attn8s };
+  dit_act_in ain = { &attn, &attn8, &attn8s, m->lora_spare };
   DIT_TRY (linear_residual (m, &ain, &b->so, &x, &gate_msa, &proj));
 
   /* cross-attention (no modulation, no gate) */
@@ -1499,7 +1586,7 @@ block_forward (dit_model *m, int layer, const dit_forward_args *a,
   const int down8 = b->ffn2.w_scale != NULL;
   DIT_TRY (linear_any (m, &in, &b->ffn1, b->ffn1.b, &ffn,
       down8 ? &ffn8 : NULL, down8 ? &ffn8s : NULL, &ffn, DIT_ACT_GELU_TANH));
-  dit_act_in fin = { &ffn, &ffn8, &ffn8s };
+  dit_act_in fin = { &ffn, &ffn8, &ffn8s, m->lora_spare };
   return linear_residual (m, &fin, &b->ffn2, &x, &gate_mlp, &proj);
 }
 
@@ -1574,7 +1661,8 @@ dit_model_forward (dit_model *m, const dit_forward_args *a)
   dit_tensor out = dit_tensor_rows (&m->head_out, 0, L);
   dit_tensor out_mine = dit_tensor_rows (&m->head_out, row0, Ls);
   DIT_TRY (layernorm_modulate (m, &x, &h, &hs, &hc));
-  DIT_TRY (linear (m, &h, &m->head, &out_mine, DIT_ACT_NONE));
+  DIT_TRY (linear_spare (m, &h, m->lora_spare, &m->head, &out_mine,
+      DIT_ACT_NONE));
   if (m->sp_degree > 1)
     DIT_TRY (sp_gather_rows (m, &out_mine, &out));
   dit_unpatchify_params up = { .tokens = &out, .latent = a->v_out };
@@ -1618,6 +1706,20 @@ lora_slots (dit_model *m, lora_slot *slots, int max)
   return n;
 }
 
+/* h, attn and ffn made again with `spare` columns after their width. */
+static dit_status
+realloc_inputs (dit_model *m, int64_t spare)
+{
+  const int64_t L = m->fs * m->max_frames;
+  dit_tensor_free (m->be, &m->h);
+  dit_tensor_free (m->be, &m->attn);
+  dit_tensor_free (m->be, &m->ffn);
+  m->lora_spare = spare;
+  DIT_TRY (alloc_wide (m, &m->h, m->dtype, L, m->cfg.dim, spare));
+  DIT_TRY (alloc_wide (m, &m->attn, m->dtype, L, m->dim_local, spare));
+  return alloc_wide (m, &m->ffn, m->dtype, L, m->ffn_local, spare);
+}
+
 dit_status
 dit_model_set_lora (dit_model *m, const dit_lora_state *s)
 {
@@ -1638,9 +1740,26 @@ dit_model_set_lora (dit_model *m, const dit_lora_state *s)
     free (slots);
     return st;
   }
-  for (int i = 0; i < n; i++)
-    slots[i].l->lora = dit_lora_state_side (s, slots[i].name);
+  /* the folded layers' u goes into spare columns of their inputs (h,
+   * attn, ffn): room for the widest; the buffers are made again when that
+   * changes (contiguous again without a live LoRA) */
+  int64_t spare = 0;
+  for (int i = 0; i < n; i++) {
+    const dit_lora_side *sd = dit_lora_state_side (s, slots[i].name);
+    slots[i].l->lora = sd;
+    if (sd && sd->w_cat.data && sd->rank > spare)
+      spare = sd->rank;
+  }
   free (slots);
+  char fold_msg[512] = "";
+  dit_status fold_st = spare != m->lora_spare ? realloc_inputs (m, spare)
+      : DIT_OK;
+  if (fold_st != DIT_OK) {
+    /* contiguous again (the memory just freed): the layers run their
+     * side path, and the caller hears why once the rest is bound */
+    snprintf (fold_msg, sizeof fold_msg, "%s", dit_last_error ());
+    DIT_TRY (realloc_inputs (m, 0));
+  }
 
   /* the side product of the widest layer for the most rows any linear
    * runs on: a chunk's tokens or the padded prompt */
@@ -1656,5 +1775,9 @@ dit_model_set_lora (dit_model *m, const dit_lora_state *s)
   /* what was computed from the weights before: the modulation table (a
    * merged delta may change it) and the prompt's K/V */
   DIT_TRY (copy_mod_table (m));
-  return m->context_set ? compute_context (m) : DIT_OK;
+  if (m->context_set)
+    DIT_TRY (compute_context (m));
+  if (fold_st != DIT_OK)
+    return dit_error (fold_st, "%s", fold_msg);
+  return DIT_OK;
 }

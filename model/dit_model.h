@@ -147,11 +147,13 @@ void dit_model_token_rows (const dit_model *m, int64_t L, int64_t *first,
  * fold, kept for comparisons; tensor parallelism always takes it). */
 void dit_model_set_gemm_fold (dit_model *m, int enable);
 
-/* LoRA (model/dit_lora.h): bind the live side paths of `s` (NULL or a
- * merge-mode state: none) to the layers they target, and recompute what
+/* LoRA (model/dit_lora.h): bind the live LoRAs of `s` (NULL or a
+ * merge-mode state: none) to the layers they target — folded into their
+ * GEMMs, the activation buffers that feed them made again with spare
+ * columns for u = x Aᵀ when the widest rank changed — and recompute what
  * the model derived from its weights (the modulation table, the prompt's
  * cross-attention K/V).  Call after every dit_lora_state_apply, in either
- * mode.  DIT_ERR_UNSUPPORTED when a live side targets an FP8 layer. */
+ * mode.  DIT_ERR_UNSUPPORTED when a live LoRA targets an FP8 layer. */
 struct dit_lora_state;
 dit_status dit_model_set_lora (dit_model *m, const struct dit_lora_state *s);
 

@@ -457,7 +457,7 @@ usage (FILE *f)
       "  --lora-rank R          a seeded rank-R LoRA on every linear (timing:\n"
       "                         compare against a run without)\n"
       "  --lora-mode MODE       merge (default: merged once at setup) or live\n"
-      "                         (a low-rank side GEMM beside every linear)\n"
+      "                         (the low-rank term folded into every linear's GEMM)\n"
       "Run:\n"
       "  --chunks N             chunks timed (default 20)\n"
       "  --warmup N             chunks run before timing (default 3)\n"

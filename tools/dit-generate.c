@@ -77,7 +77,7 @@ usage (FILE *f)
       "                           strength 1 by default; \"@synthetic:R\" is a seeded\n"
       "                           rank-R LoRA on every linear)\n"
       "      --lora-mode MODE     merge (default: merged into the weights) or live\n"
-      "                           (a low-rank side product beside each layer)\n"
+      "                           (the low-rank term folded into each layer's GEMM)\n"
       "Mesh:\n"
       "      --mesh-devices LIST  run the DiT on dit-worker ranks, one per device\n"
       "                           (\"0,1\"); default: in this process\n"

@@ -360,22 +360,120 @@ case_gemm_addend (int64_t M, int64_t N, int64_t K, dit_dtype dt, dit_act act,
   tpair_free (&a);
 }
 
+/* spare > 0: y is the first D columns of an [R, D + spare] buffer (the
+ * input of a folded live-LoRA linear, whose u goes in the spare columns:
+ * they must come back untouched). */
+/* A live LoRA folded into its layer's GEMM along K (model/dit_model.c,
+ * lora_fold): x is the first K columns of an [M, K + R] buffer and the
+ * weight the first K columns of W_cat [N, K + R].  One GEMM writes u = x Aᵀ
+ * into the R spare columns (y strided), then the layer's GEMM runs over
+ * all K + R columns: into y [M, N] of an [M, N + R] buffer (the FFN-up
+ * output feeding a folded FFN-down: GELU, y strided) or, residual,
+ * accumulated into an f32 y with a per-group gate.  plain: the layer at
+ * strength 0, x and the weight as [M, K] / [N, K] views of those buffers
+ * (both strided).  Both the x buffer (with u) and y are compared. */
 static void
-case_layernorm (int64_t R, int64_t D, dit_dtype dt, int affine, int inplace)
+case_gemm_lora_fold (int64_t M, int64_t N, int64_t K, int64_t R, dit_dtype dt,
+    int residual, int plain)
+{
+  char shape[128];
+  snprintf (shape, sizeof shape, "M=%lld N=%lld K=%lld+%lld %s", (long long) M,
+      (long long) N, (long long) K, (long long) R, plain ? "x, w strided"
+      : residual ? "lora fold gate +=f32" : "lora fold gelu y strided");
+  if (!supported (DIT_OP_GEMM, dt)) {
+    report_skip ("gemm", dt, shape);
+    return;
+  }
+  const int64_t rpg = 64, G = (M + rpg - 1) / rpg;
+  const int64_t ny = residual ? N : N + R;
+  float amp = 1.0f / sqrtf ((float) (K + R));
+  tpair xb = T (dt, M, K + R, 1.0f), wc = T (dt, N, K + R, amp);
+  tpair a = T (dt, R, K, 1.0f / sqrtf ((float) K)), b = T1 (dt, N, 0.5f);
+  tpair y = T (residual ? DIT_F32 : dt, M, ny, 1.0f);
+  tpair g = T (DIT_F32, G, N, 1.0f), sc = T (dt, M, N, 0.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_backend *be = s ? rb : tb;
+    dit_tensor x = dit_tensor_cols (SIDE (xb, s), 0, K);
+    dit_tensor w = dit_tensor_cols (SIDE (wc, s), 0, K);
+    dit_tensor u = dit_tensor_cols (SIDE (xb, s), K, R);
+    dit_tensor yv = dit_tensor_cols (SIDE (y, s), 0, N);
+    if (!plain) {
+      dit_gemm_params up = { .x = &x, .w = SIDE (a, s), .y = &u };
+      st[s] = dit_gemm (be, &up);
+    }
+    dit_gemm_params p = { .x = plain ? &x : SIDE (xb, s),
+      .w = plain ? &w : SIDE (wc, s), .bias = SIDE (b, s), .y = &yv,
+      .act = residual ? DIT_ACT_NONE : DIT_ACT_GELU_TANH,
+      .accumulate = residual, .gate = residual ? SIDE (g, s) : NULL,
+      .rows_per_group = rpg, .scratch = residual ? SIDE (sc, s) : NULL };
+    if (st[s] == DIT_OK)
+      st[s] = dit_gemm (be, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  char sx[140], sy[140];
+  snprintf (sx, sizeof sx, "%s: x|u", shape);
+  snprintf (sy, sizeof sy, "%s: y", shape);
+  report ("gemm", dt, sx, st[0], st[1], &xb, thr_for (dt));
+  report ("gemm", dt, sy, st[0], st[1], &y, thr_for (dt));
+  tpair_free (&xb); tpair_free (&wc); tpair_free (&a); tpair_free (&b);
+  tpair_free (&y); tpair_free (&g); tpair_free (&sc);
+}
+
+/* The sequence-parallel way back (model/dit_model.c, sp_unpack_tokens):
+ * [S, Ls, w] received blocks copied into column block j of each of S
+ * members' heads in a token matrix [Ls, S w] whose rows carry `spare`
+ * more columns (a folded o projection's input). */
+static void
+case_copy_blocks (int64_t S, int64_t Ls, int64_t w, int64_t spare,
+    dit_dtype dt)
 {
   char shape[96];
-  snprintf (shape, sizeof shape, "[%lld, %lld]%s%s", (long long) R, (long long) D,
-      affine ? " affine" : "", inplace ? " inplace" : "");
+  snprintf (shape, sizeof shape, "[%lld, %lld, %lld] -> blocks +%lld cols",
+      (long long) S, (long long) Ls, (long long) w, (long long) spare);
+  if (!supported (DIT_OP_COPY, dt)) {
+    report_skip ("copy", dt, shape);
+    return;
+  }
+  int64_t s3[3] = { S, Ls, w };
+  tpair x, y = T (dt, Ls, S * w + spare, 1.0f);
+  tpair_new (&x, dt, 3, s3, 1.0f);
+  dit_status st[2] = { DIT_OK, DIT_OK };
+  for (int s = 0; s < 2; s++) {
+    dit_tensor yv = dit_tensor_make (SIDE (y, s)->data, dt, SIDE (y, s)->device,
+        3, s3);
+    yv.stride[0] = w;
+    yv.stride[1] = S * w + spare;
+    yv.stride[2] = 1;
+    dit_copy_params p = { SIDE (x, s), &yv };
+    st[s] = dit_copy (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+  report ("copy", dt, shape, st[0], st[1], &y, thr_for (dt));
+  tpair_free (&x); tpair_free (&y);
+}
+
+static void
+case_layernorm (int64_t R, int64_t D, dit_dtype dt, int affine, int inplace,
+    int64_t spare)
+{
+  char shape[96];
+  snprintf (shape, sizeof shape, "[%lld, %lld]%s%s%s", (long long) R,
+      (long long) D, affine ? " affine" : "", inplace ? " inplace" : "",
+      spare ? " y strided" : "");
   if (!supported (DIT_OP_LAYERNORM, dt)) {
     report_skip ("layernorm", dt, shape);
     return;
   }
-  tpair x = T (dt, R, D, 2.0f), y = T (dt, R, D, 1.0f);
+  tpair x = T (dt, R, D, 2.0f), y = T (dt, R, D + spare, 1.0f);
   tpair w = T1 (dt, D, 1.0f), b = T1 (dt, D, 1.0f);
   dit_status st[2] = { DIT_OK, DIT_OK };
   for (int s = 0; s < 2; s++) {
+    dit_tensor yv = dit_tensor_cols (SIDE (y, s), 0, D);
     dit_layernorm_params p = { SIDE (x, s), affine ? SIDE (w, s) : NULL,
-        affine ? SIDE (b, s) : NULL, inplace ? SIDE (x, s) : SIDE (y, s), 1e-6f };
+        affine ? SIDE (b, s) : NULL, inplace ? SIDE (x, s) : &yv, 1e-6f };
     st[s] = dit_layernorm (s ? rb : tb, &p);
     if (s == 0)
       save_err (st[0]);
@@ -411,22 +509,28 @@ case_rmsnorm (int64_t R, int64_t D, dit_dtype dt, int y_slice)
   tpair_free (&x); tpair_free (&y); tpair_free (&w);
 }
 
+/* spare > 0: in place on the first D columns of an [R, D + spare] buffer
+ * (the model's LayerNorm-then-modulate chain into a folded LoRA's input). */
 static void
-case_modulate (int64_t R, int64_t D, int64_t rpg, dit_dtype dt, dit_dtype mdt)
+case_modulate (int64_t R, int64_t D, int64_t rpg, dit_dtype dt, dit_dtype mdt,
+    int64_t spare)
 {
   char shape[96];
-  snprintf (shape, sizeof shape, "[%lld, %lld] groups of %lld mod %s",
-      (long long) R, (long long) D, (long long) rpg, dit_dtype_name (mdt));
+  snprintf (shape, sizeof shape, "[%lld, %lld] groups of %lld mod %s%s",
+      (long long) R, (long long) D, (long long) rpg, dit_dtype_name (mdt),
+      spare ? " inplace strided" : "");
   if (!supported (DIT_OP_MODULATE, dt)) {
     report_skip ("modulate", dt, shape);
     return;
   }
   int64_t G = (R + rpg - 1) / rpg;
-  tpair x = T (dt, R, D, 2.0f), y = T (dt, R, D, 1.0f);
+  tpair x = T (dt, R, D, 2.0f), y = T (dt, R, D + spare, 1.0f);
   tpair sh = T (mdt, G, D, 1.0f), sc = T (mdt, G, D, 0.5f);
   dit_status st[2] = { DIT_OK, DIT_OK };
   for (int s = 0; s < 2; s++) {
-    dit_modulate_params p = { SIDE (x, s), SIDE (sh, s), SIDE (sc, s), SIDE (y, s), rpg };
+    dit_tensor yv = dit_tensor_cols (SIDE (y, s), 0, D);
+    dit_modulate_params p = { spare ? &yv : SIDE (x, s), SIDE (sh, s),
+        SIDE (sc, s), &yv, rpg };
     st[s] = dit_modulate (s ? rb : tb, &p);
     if (s == 0)
       save_err (st[0]);
@@ -594,9 +698,12 @@ case_rope (int heads, int64_t gf, int64_t gh, int64_t gw, int64_t off, dit_dtype
   tpair_free (&x); tpair_free (&c); tpair_free (&sn);
 }
 
+/* o_spare > 0: o is the first H*d columns of an [L, H*d + o_spare]
+ * buffer (the input of a folded live-LoRA o projection). */
 static void
 case_attention (int64_t L, int64_t N, int heads, int d, int64_t bb, int64_t bend,
-    float bias, int64_t cb, int64_t qp0, int kv_fused, dit_dtype dt)
+    float bias, int64_t cb, int64_t qp0, int kv_fused, dit_dtype dt,
+    int64_t o_spare)
 {
   char shape[128];
   snprintf (shape, sizeof shape, "L=%lld N=%lld H=%d d=%d", (long long) L,
@@ -609,12 +716,15 @@ case_attention (int64_t L, int64_t N, int heads, int d, int64_t bb, int64_t bend
         " cb=%lld q0=%lld", (long long) cb, (long long) qp0);
   if (kv_fused)
     snprintf (shape + strlen (shape), sizeof shape - strlen (shape), " kv-fused");
+  if (o_spare)
+    snprintf (shape + strlen (shape), sizeof shape - strlen (shape),
+        " o strided");
   if (!supported (DIT_OP_ATTENTION, dt)) {
     report_skip ("attention", dt, shape);
     return;
   }
   int64_t W = (int64_t) heads * d;
-  tpair q = T (dt, L, W, 2.0f), o = T (dt, L, W, 1.0f);
+  tpair q = T (dt, L, W, 2.0f), o = T (dt, L, W + o_spare, 1.0f);
   /* kv_fused: k and v are the two column halves of one [N, 2W] buffer */
   tpair k = T (dt, N, kv_fused ? 2 * W : W, 2.0f), v = T (dt, N, W, 1.0f);
   dit_status st[2] = { DIT_OK, DIT_OK };
@@ -624,7 +734,8 @@ case_attention (int64_t L, int64_t N, int heads, int d, int64_t bb, int64_t bend
       vv = dit_tensor_cols (&kv, W, W);
       kv = dit_tensor_cols (&kv, 0, W);
     }
-    dit_attn_params p = { SIDE (q, s), &kv, &vv, SIDE (o, s), heads, d,
+    dit_tensor ov = dit_tensor_cols (SIDE (o, s), 0, W);
+    dit_attn_params p = { SIDE (q, s), &kv, &vv, &ov, heads, d,
         1.0f / sqrtf ((float) d), bb, bend, bias > 0 ? logf (bias) : 0.0f, cb, qp0,
         NULL, 0, 0, 0, 0, NULL };
     st[s] = dit_attention (s ? rb : tb, &p);
@@ -1202,24 +1313,29 @@ case_tp_norm_full (int64_t R, int64_t D)
 
 /* ---- fused ops against the unfused chain on the CPU ----------------------- */
 
+/* spare > 0: y is the first D columns of an [R, D + spare] buffer (a
+ * folded live-LoRA linear's input). */
 static void
-case_layernorm_modulate (int64_t R, int64_t D, int64_t rpg, dit_dtype dt)
+case_layernorm_modulate (int64_t R, int64_t D, int64_t rpg, dit_dtype dt,
+    int64_t spare)
 {
   char shape[96];
-  snprintf (shape, sizeof shape, "[%lld, %lld] groups of %lld vs chain",
-      (long long) R, (long long) D, (long long) rpg);
+  snprintf (shape, sizeof shape, "[%lld, %lld] groups of %lld vs chain%s",
+      (long long) R, (long long) D, (long long) rpg,
+      spare ? " y strided" : "");
   if (!dit_backend_supports (tb, DIT_OP_LAYERNORM_MODULATE, dt)) {
     report_skip ("layernorm_modulate", dt, shape);
     return;
   }
   int64_t G = (R + rpg - 1) / rpg;
-  tpair x = T (dt, R, D, 2.0f), y = T (dt, R, D, 1.0f);
+  tpair x = T (dt, R, D, 2.0f), y = T (dt, R, D + spare, 1.0f);
   tpair sh = T (DIT_F32, G, D, 1.0f), sc = T (DIT_F32, G, D, 0.5f);
-  dit_layernorm_modulate_params fp = { &x.a, &sh.a, &sc.a, &y.a, rpg, 1e-6f };
+  dit_tensor ya = dit_tensor_cols (&y.a, 0, D), yb = dit_tensor_cols (&y.b, 0, D);
+  dit_layernorm_modulate_params fp = { &x.a, &sh.a, &sc.a, &ya, rpg, 1e-6f };
   dit_status st = dit_layernorm_modulate (tb, &fp);
   save_err (st);
-  dit_layernorm_params lp = { &x.b, NULL, NULL, &y.b, 1e-6f };
-  dit_modulate_params mp = { &y.b, &sh.b, &sc.b, &y.b, rpg };
+  dit_layernorm_params lp = { &x.b, NULL, NULL, &yb, 1e-6f };
+  dit_modulate_params mp = { &yb, &sh.b, &sc.b, &yb, rpg };
   dit_status sr = dit_layernorm (rb, &lp);
   if (sr == DIT_OK)
     sr = dit_modulate (rb, &mp);
@@ -1670,12 +1786,12 @@ main (int argc, char **argv)
     case_gemm_addend (192, 512, 256, dt, DIT_ACT_GELU_TANH, 1, dt);
     case_gemm_addend (192, 256, 256, dt, DIT_ACT_NONE, 1, dt);
     case_gemm_addend (37, 96, 64, dt, DIT_ACT_GELU_TANH, 0, DIT_F32);
-    case_layernorm (192, 256, dt, 0, 0);
-    case_layernorm (192, 256, dt, 1, 1);
+    case_layernorm (192, 256, dt, 0, 0, 0);
+    case_layernorm (192, 256, dt, 1, 1, 0);
     case_rmsnorm (192, 256, dt, 0);
     case_rmsnorm (192, 256, dt, 1);
-    case_modulate (192, 256, 64, dt, DIT_F32);
-    case_modulate (192, 256, 192, dt, dt);
+    case_modulate (192, 256, 64, dt, DIT_F32, 0);
+    case_modulate (192, 256, 192, dt, dt, 0);
     case_residual (192, 256, 64, dt, 1);
     case_residual (192, 256, 64, dt, 0);
     case_add (3, 1536, dt);
@@ -1686,17 +1802,32 @@ main (int argc, char **argv)
     case_copy_broadcast (3, 5, 96, dt);
     case_rope (2, 3, 8, 8, 0, dt);
     case_rope (2, 3, 8, 8, 3, dt);
-    case_attention (192, 192, 2, 128, 0, 0, 0.0f, 0, 0, 0, dt);
-    case_attention (192, 384, 2, 128, 64, 192, 0.3f, 0, 0, 0, dt);
-    case_attention (192, 384, 2, 128, 64, 192, 0.3f, 64, 128, 1, dt);
-    case_attention (192, 192, 2, 128, 0, 0, 0.0f, 64, 0, 0, dt);
-    case_attention (192, 512, 2, 128, 0, 0, 0.0f, 0, 0, 0, dt);
-    case_attention (33, 77, 4, 64, 5, 40, 0.5f, 0, 0, 0, dt);
-    case_attention (64, 64, 1, 384, 0, 0, 0.0f, 0, 0, 0, dt);
+    case_attention (192, 192, 2, 128, 0, 0, 0.0f, 0, 0, 0, dt, 0);
+    case_attention (192, 384, 2, 128, 64, 192, 0.3f, 0, 0, 0, dt, 0);
+    case_attention (192, 384, 2, 128, 64, 192, 0.3f, 64, 128, 1, dt, 0);
+    case_attention (192, 192, 2, 128, 0, 0, 0.0f, 64, 0, 0, dt, 0);
+    case_attention (192, 512, 2, 128, 0, 0, 0.0f, 0, 0, 0, dt, 0);
+    case_attention (33, 77, 4, 64, 5, 40, 0.5f, 0, 0, 0, dt, 0);
+    case_attention (64, 64, 1, 384, 0, 0, 0.0f, 0, 0, 0, dt, 0);
     /* the VAE mid-block's head (attention_d384.cu on CUDA): partial
      * query and key tiles, two heads of strided k/v columns */
-    case_attention (130, 200, 1, 384, 0, 0, 0.0f, 0, 0, 0, dt);
-    case_attention (70, 129, 2, 384, 0, 0, 0.0f, 0, 0, 1, dt);
+    case_attention (130, 200, 1, 384, 0, 0, 0.0f, 0, 0, 0, dt, 0);
+    case_attention (70, 129, 2, 384, 0, 0, 0.0f, 0, 0, 1, dt, 0);
+    /* live LoRA folded along K: the u GEMM into the input's spare
+     * columns, the layer's GEMM over K + R (FFN-up into a strided y; a
+     * gated residual), the strength-0 product on strided x and weight;
+     * every producer of a folded linear's input writing a strided y: the
+     * LayerNorm (+ modulate in place, or affine: cross-attention), the
+     * attention output, the sequence-parallel unpack */
+    case_gemm_lora_fold (192, 512, 256, 16, dt, 0, 0);
+    case_gemm_lora_fold (192, 256, 512, 72, dt, 1, 0);
+    case_gemm_lora_fold (37, 96, 64, 8, dt, 0, 1);
+    case_layernorm (192, 256, dt, 0, 0, 24);
+    case_layernorm (192, 256, dt, 1, 0, 24);
+    case_modulate (192, 256, 64, dt, DIT_F32, 24);
+    case_attention (192, 384, 2, 128, 64, 192, 0.3f, 64, 128, 0, dt, 16);
+    case_attention (33, 77, 4, 64, 5, 40, 0.5f, 0, 0, 0, dt, 8);
+    case_copy_blocks (2, 96, 128, 16, dt);
     case_patchify (16, 3, 16, 16, dt);
     case_timestep (dt);
     case_flow_step (192, 64, dt, 1);
@@ -1744,9 +1875,10 @@ main (int argc, char **argv)
   for (int i = 0; i < 2; i++) {
     dit_dtype dt = dts[i];
     case_tp_norm (192, 64, dt);
-    case_layernorm_modulate (192, 256, 64, dt);
-    case_layernorm_modulate (48, 5120, 24, dt);
-    case_layernorm_modulate (6, 6400, 3, dt);
+    case_layernorm_modulate (192, 256, 64, dt, 0);
+    case_layernorm_modulate (192, 256, 64, dt, 24);
+    case_layernorm_modulate (48, 5120, 24, dt, 0);
+    case_layernorm_modulate (6, 6400, 3, dt, 0);
     case_qk_norm_rope (2, 3, 8, 8, 3, dt);
     case_noise_flow (3 * 16 * 16 * 16 + 1, dt);
     case_vae_misc (dt);

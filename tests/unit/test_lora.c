@@ -15,6 +15,11 @@
  *  - two LoRAs merge to the sum of their terms; live equals that merge;
  *  - a strength change re-merges from the kept base (bit-identical to a
  *    fresh merge) and takes effect live; a set change replaces the set;
+ *  - live mode folds each targeted layer into its GEMM: its weight is an
+ *    [out, in] view of [out, in + R] storage whose last R columns the
+ *    forward reads (zeroing the side path's Bs changes nothing, zeroing
+ *    those columns removes the LoRA), and the storage is contiguous again
+ *    at strength 0, when the list is emptied and when the state is freed;
  *  - full-tensor deltas (.diff, .diff_b, a block's modulation) merge, and
  *    a generator made before the merge sees them after dit_generator_set_lora;
  *  - one refusal per class, message asserted.
@@ -403,6 +408,76 @@ test_layouts (const lora_def *d, const dit_weights *base)
     free (first[k]);
 }
 
+/* The layers of def_main whose input the model gives spare columns: they
+ * run folded (text_embedding.0 and cross_attn.k, made once per prompt,
+ * keep the side path). */
+static const char *const folded_layers[] = { "blocks.0.self_attn.q",
+  "blocks.1.self_attn.o", "blocks.1.cross_attn.o", "blocks.1.ffn.0",
+  "blocks.0.ffn.2", "head.head" };
+#define N_FOLDED (sizeof folded_layers / sizeof folded_layers[0])
+
+static int
+all_contiguous (const dit_weights *w)
+{
+  for (size_t i = 0; i < w->count; i++)
+    if (!dit_tensor_is_contiguous (&w->tensors[i]))
+      return 0;
+  return 1;
+}
+
+/* Live mode after `sl` applied d1 to wl and gl took it (forward vl):
+ * the folded layout and that the forward reads it.  Leaves the side
+ * state's Bs copies damaged; the caller's next apply rescales them. */
+static void
+test_fold (const lora_def *d1, dit_weights *wl, dit_lora_state *sl,
+    dit_generator *gl, const float *vl)
+{
+  for (size_t k = 0; k < N_FOLDED; k++) {
+    char name[128];
+    snprintf (name, sizeof name, "%s.weight", folded_layers[k]);
+    const dit_tensor *t = dit_weights_get (wl, name);
+    const dit_lora_side *sd = dit_lora_state_side (sl, folded_layers[k]);
+    int rank = 0;
+    for (int j = 0; j < d1->n; j++)
+      if (strcmp (d1->t[j].layer, folded_layers[k]) == 0)
+        rank = d1->t[j].rank;
+    /* R: the LoRA's rank padded to 8 (dit_lora.h) */
+    const int64_t R = (rank + 7) / 8 * 8;
+    CHECK (sd && sd->rank == R && sd->w_cat.data == t->data
+        && sd->w_cat.shape[0] == t->shape[0]
+        && sd->w_cat.shape[1] == t->shape[1] + R
+        && t->stride[0] == t->shape[1] + R, "%s: weight stored as [%lld, "
+        "%lld + %lld] (stride %lld)", folded_layers[k],
+        (long long) t->shape[0], (long long) t->shape[1], (long long) R,
+        (long long) t->stride[0]);
+  }
+  /* the side path's Bs is not what the forward reads ... */
+  for (size_t k = 0; k < N_FOLDED; k++) {
+    const dit_lora_side *sd = dit_lora_state_side (sl, folded_layers[k]);
+    if (sd)
+      memset (sd->bs.data, 0, dit_tensor_nbytes (&sd->bs));
+  }
+  float *v = forward (gl);
+  CHECK (memcmp (v, vl, NV * 4) == 0, "live forward without the side "
+      "path's Bs: unchanged (the folded layers read W_cat)");
+  free (v);
+  /* ... the last R columns of the weight's storage are */
+  for (size_t k = 0; k < N_FOLDED; k++) {
+    const dit_lora_side *sd = dit_lora_state_side (sl, folded_layers[k]);
+    if (!sd || !sd->w_cat.data)
+      continue;
+    const int64_t in = sd->w_cat.shape[1] - sd->rank;
+    for (int64_t r = 0; r < sd->w_cat.shape[0]; r++)
+      memset ((float *) sd->w_cat.data + r * sd->w_cat.stride[0] + in, 0,
+          (size_t) sd->rank * sizeof (float));
+  }
+  v = forward (gl);
+  double e = rel_l2 (v, vl, NV);
+  CHECK (e > 1e-4, "live forward without W_cat's Bs columns differs from "
+      "it (%.3g)", e);
+  free (v);
+}
+
 static void
 test_merge_live (const lora_def *d1, const lora_def *d2, dit_lora *l1,
     dit_lora *l2, const dit_weights *base)
@@ -427,6 +502,7 @@ test_merge_live (const lora_def *d1, const lora_def *d2, dit_lora *l1,
   CHECK (e <= 1e-5, "live vs merge: relative L2 %.3g", e);
   CHECK (effect > 1e-3, "the LoRA changes the forward (%.3g)", effect);
   printf ("merge vs live %.3g (LoRA effect %.3g)\n", e, effect);
+  test_fold (d1, wl, sl, gl, vl);
   /* the same merged weights made before the generator: same bits */
   dit_weights *wm2 = fresh_weights ();
   dit_lora_state *sm2 = NULL;
@@ -460,6 +536,8 @@ test_merge_live (const lora_def *d1, const lora_def *d2, dit_lora *l1,
       "bit-identical to no LoRA");
   CHECK (memcmp (vl, v0, NV * 4) == 0, "live at strength 0: forward "
       "bit-identical to no LoRA");
+  CHECK (all_contiguous (wl), "live at strength 0: every weight in "
+      "contiguous storage");
   free (vm);
   free (vl);
 
@@ -539,6 +617,8 @@ test_merge_live (const lora_def *d1, const lora_def *d2, dit_lora *l1,
   vl = forward (gl);
   CHECK (memcmp (vm, v0, NV * 4) == 0 && memcmp (vl, v0, NV * 4) == 0,
       "an empty set gives the base forward back");
+  CHECK (all_contiguous (wl), "live, empty set: every weight in contiguous "
+      "storage again");
   CHECK (dit_lora_state_digest (sm) == 0, "no LoRA: digest 0");
   free (vm);
   free (vl);
@@ -547,7 +627,12 @@ test_merge_live (const lora_def *d1, const lora_def *d2, dit_lora *l1,
   dit_generator_free (gl);
   dit_generator_free (g0);
   dit_lora_state_free (sm);
+  /* freeing a live state with a set applied unfolds its weights */
+  CHECK_OK (dit_lora_state_apply (sl, &one, 1));
+  CHECK (!all_contiguous (wl), "live: folded weights after an apply");
   dit_lora_state_free (sl);
+  CHECK (all_contiguous (wl), "live state freed: every weight in contiguous "
+      "storage again");
   dit_weights_free (wm);
   dit_weights_free (wl);
   free (v0);

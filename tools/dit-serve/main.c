@@ -128,8 +128,8 @@ main (int argc, char **argv)
         "LoRA adapters: PATH[:STRENGTH]|PATH[:STRENGTH]... (up to 8; POST "
           "/lora changes them while serving)", "LIST"},
     {"lora-mode", 0, 0, G_OPTION_ARG_STRING, &cfg.lora_mode,
-        "merge (default: merged into the weights) or live (a low-rank side "
-          "GEMM per layer)", "MODE"},
+        "merge (default: merged into the weights) or live (the low-rank "
+          "term folded into each layer's GEMM)", "MODE"},
     {"encoder", 'e', 0, G_OPTION_ARG_STRING, &cfg.encoder,
         "H.264 encoder: auto (nvh264enc when present), x264, nvh264", "ENC"},
     {"bitrate", 0, 0, G_OPTION_ARG_INT, &cfg.bitrate_kbps,
