@@ -63,9 +63,11 @@
  * BN 128 with 6 stages, BN 128 with overlapped promotion, BN 144 (no FP8
  * output: its tiles straddle scale blocks; 5120 / 144 leaves fewer idle
  * SMs in the last wave), BN 192 with 5 stages, and BN 128 with one CTA per
- * tile.  Needs sm_90a: the bodies exist only where __CUDA_ARCH_FEAT_SM90_ALL
- * is defined; elsewhere they trap, and g8w_device_ok keeps the launcher
- * from being used.
+ * tile.  Two timing probes follow them (g8w_probe; dit-fp8-bench only,
+ * not the op): the K loop without the promotion, and with every other K
+ * block's loads left out.  Needs sm_90a: the bodies exist only where
+ * __CUDA_ARCH_FEAT_SM90_ALL is defined; elsewhere they trap, and
+ * g8w_device_ok keeps the launcher from being used.
  */
 #include "gemm_fp8.cuh"
 #include "hopper.cuh"
