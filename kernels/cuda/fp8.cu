@@ -12,12 +12,13 @@
  *   layernorm_modulate (f32 block sums, two passes), then the row in chunks
  *   of 256 columns: each chunk is two 128-column blocks held by warps 0-3
  *   and 4-7, whose amax is a warp reduction plus 4 values through shared
- *   memory.  Rows of up to 6144 columns (the 14B model's 5120) of an f32 or
- *   bf16 x are held in registers (layernorm_fp8_reg_kernel): one read of x
- *   with all its loads in flight, every block's amax behind one barrier,
- *   the same arithmetic in the same order.  Every value is quantized from f32, never rounded to bf16 in
- *   between: this is the "scale inside the producer" of issue 14 — no pass
- *   over memory finds an amax or casts.
+ *   memory.  Rows of up to 6144 columns (the 14B model's 5120, a multiple
+ *   of 128) of an f32 or bf16 x are held in registers instead
+ *   (layernorm_fp8_reg_kernel): a warp per 128-column block, four
+ *   consecutive columns per lane, so x is read once in vectors, and a
+ *   block's amax is one warp reduction.  Every value is quantized from f32,
+ *   never rounded to bf16 in between: this is the "scale inside the
+ *   producer" of issue 14 — no pass over memory finds an amax or casts.
  * dequantize_fp8: a grid-stride loop over the elements, the code decoded
  *   exactly (e4m3 -> half -> f32) and multiplied by its block's scale in
  *   f32, as the CPU reference does, so both give the same bits.  It runs at
@@ -166,13 +167,45 @@ layernorm_fp8_kernel (const void *x, int dtx, int64_t ldx,
   }
 }
 
-/* layernorm_fp8_kernel with the row in registers (NJ columns per thread,
- * dit_cuda_row_nj): one read of x, its loads all in flight at once, and one
- * barrier for every block's amax instead of two per 256 columns.  The
- * statistics and the values are the streaming kernel's, in the same order.
- * TX is x's dtype, TP the dtype of weight, bias, shift and scale (the
- * launcher takes this kernel only where those that are present agree). */
-template <int NJ, typename TX, typename TP>
+/* layernorm_fp8_kernel with the row in registers: warp w holds the
+ * 128-column blocks w, w + 8, ... (NB of them), lane l four consecutive
+ * columns 4l .. 4l + 3 of each, so x is read once with 8- or 16-byte loads
+ * all issued up front, a block's amax is one warp reduction (no shared
+ * memory, no barrier) and its codes one 32-bit store per lane.  The
+ * statistics are f32 block sums in another order than the streaming
+ * kernel's (both are within the CPU reference's rounding).  TX is x's
+ * dtype, TP the dtype of weight, bias, shift and scale; the launcher takes
+ * this kernel only where D is a multiple of 128 of at most 6144, those
+ * parameters agree in dtype and every row is aligned for the vectors. */
+template <typename T> struct fp8_vec4;
+template <> struct fp8_vec4<float> { typedef float4 type; };
+template <> struct fp8_vec4<__nv_bfloat16> { typedef uint2 type; };
+
+__device__ __forceinline__ void
+fp8_unpack4 (const float4 &u, float (&v)[4])
+{
+  v[0] = u.x; v[1] = u.y; v[2] = u.z; v[3] = u.w;
+}
+
+__device__ __forceinline__ void
+fp8_unpack4 (const uint2 &u, float (&v)[4])
+{
+  const __nv_bfloat162 lo = *(const __nv_bfloat162 *) &u.x;
+  const __nv_bfloat162 hi = *(const __nv_bfloat162 *) &u.y;
+  v[0] = __low2float (lo); v[1] = __high2float (lo);
+  v[2] = __low2float (hi); v[3] = __high2float (hi);
+}
+
+/* Four consecutive values of a T row at element c (aligned: the launcher
+ * checked). */
+template <typename T>
+__device__ __forceinline__ void
+fp8_ld4 (const T *p, int c, float (&v)[4])
+{
+  fp8_unpack4 (*(const typename fp8_vec4<T>::type *) (p + c), v);
+}
+
+template <int NB, typename TX, typename TP>
 __global__ void __launch_bounds__ (FP8_THREADS)
 layernorm_fp8_reg_kernel (const void *xv, int64_t ldx, const void *wv,
     const void *bv, const void *shv, int64_t ldsh, const void *scv,
@@ -180,64 +213,78 @@ layernorm_fp8_reg_kernel (const void *xv, int64_t ldx, const void *wv,
     int64_t D, int64_t rpg, float eps)
 {
   __shared__ float red[FP8_THREADS / 32];
-  __shared__ float wmax[NJ][FP8_THREADS / 32];
   const int64_t row = blockIdx.x, g = row / rpg;
   const TX *xr = (const TX *) xv + row * ldx;
   const TP *w = (const TP *) wv, *bias = (const TP *) bv;
   const TP *shift = shv ? (const TP *) shv + g * ldsh : NULL;
   const TP *scale = scv ? (const TP *) scv + g * ldsc : NULL;
-  const int t = threadIdx.x, warp = t / 32, lane = t % 32;
-  const int nv = (int) ((D - t + FP8_THREADS - 1) / FP8_THREADS);  /* mine */
-  float v[NJ];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int nblk = (int) (D / 128);
+  float v[NB][4];
 #pragma unroll
-  for (int j = 0; j < NJ; j++)
-    v[j] = j < nv ? dit_cuda_to_f32 (xr[t + FP8_THREADS * j]) : 0.0f;
+  for (int b = 0; b < NB; b++) {
+    const int blk = warp + 8 * b;
+    if (blk < nblk) {
+      fp8_ld4 (xr, 128 * blk + 4 * lane, v[b]);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        v[b][e] = 0.0f;
+    }
+  }
   float s = 0.0f;
 #pragma unroll
-  for (int j = 0; j < NJ; j++)
-    if (j < nv)
-      s += v[j];
+  for (int b = 0; b < NB; b++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      s += v[b][e];
   const float mean = fp8_block_sum (s, red) / (float) D;
   float sq = 0.0f;
 #pragma unroll
-  for (int j = 0; j < NJ; j++)
-    if (j < nv) {
-      float d = v[j] - mean;
-      sq += d * d;
-    }
+  for (int b = 0; b < NB; b++)
+    if (warp + 8 * b < nblk)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        float d = v[b][e] - mean;
+        sq += d * d;
+      }
   const float var = fp8_block_sum (sq, red) / (float) D;
   const float rstd = rsqrtf (var + eps);
-#pragma unroll
-  for (int j = 0; j < NJ; j++) {
-    const int c = t + FP8_THREADS * j;
-    float u = 0.0f;
-    if (j < nv) {
-      u = (v[j] - mean) * rstd;
-      if (w)
-        u = u * dit_cuda_to_f32 (w[c]) + dit_cuda_to_f32 (bias[c]);
-      if (shift)
-        u = u * (1.0f + dit_cuda_to_f32 (scale[c]))
-            + dit_cuda_to_f32 (shift[c]);
-    }
-    v[j] = u;
-    const float a = fp8_warp_max (j < nv ? fabsf (u) : 0.0f);
-    if (lane == 0)
-      wmax[j][warp] = a;
-  }
-  __syncthreads ();
-  /* column t + 256 j lies in the 128-column block held by warps 4h..4h+3 */
-  const int h = warp / 4;
   uint8_t *yr = y + row * ldy;
 #pragma unroll
-  for (int j = 0; j < NJ; j++) {
-    if (j >= nv)
+  for (int b = 0; b < NB; b++) {
+    const int blk = warp + 8 * b;
+    if (blk >= nblk)
       break;
-    const int c = t + FP8_THREADS * j;
-    const float amax = fmaxf (fmaxf (wmax[j][4 * h], wmax[j][4 * h + 1]),
-        fmaxf (wmax[j][4 * h + 2], wmax[j][4 * h + 3]));
-    yr[c] = fp8_dev_code (v[j], fp8_dev_inv_scale (amax));
-    if ((t & 127) == 0)
-      ys[(c / 128) * rows + row] = fp8_dev_scale (amax);
+    const int c = 128 * blk + 4 * lane;
+    float u[4], wa[4], ba[4], sha[4], sca[4];
+    if (w) {
+      fp8_ld4 (w, c, wa);
+      fp8_ld4 (bias, c, ba);
+    }
+    if (shift) {
+      fp8_ld4 (shift, c, sha);
+      fp8_ld4 (scale, c, sca);
+    }
+    float a = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      u[e] = (v[b][e] - mean) * rstd;
+      if (w)
+        u[e] = u[e] * wa[e] + ba[e];
+      if (shift)
+        u[e] = u[e] * (1.0f + sca[e]) + sha[e];
+      a = fmaxf (a, fabsf (u[e]));
+    }
+    const float amax = fp8_warp_max (a);
+    const float inv = fp8_dev_inv_scale (amax);
+    uint32_t word = 0;
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      word |= (uint32_t) fp8_dev_code (u[e], inv) << (8 * e);
+    *(uint32_t *) (yr + c) = word;
+    if (lane == 0)
+      ys[(int64_t) blk * rows + row] = fp8_dev_scale (amax);
   }
 }
 
@@ -247,24 +294,36 @@ typedef void (*layernorm_fp8_fn) (const void *, int64_t, const void *,
 
 template <typename TX, typename TP>
 static layernorm_fp8_fn
-layernorm_fp8_reg (int nj)
+layernorm_fp8_reg (int nb)
 {
-  switch (nj) {
+  switch (nb) {
 #define LN8(n) case n: return layernorm_fp8_reg_kernel<n, TX, TP>;
-    LN8 (1) LN8 (2) LN8 (4) LN8 (8) LN8 (20) LN8 (24)
+    LN8 (1) LN8 (2) LN8 (3) LN8 (4) LN8 (5) LN8 (6)
 #undef LN8
     default: return NULL;
   }
 }
 
-/* The register kernel for this call, NULL where it does not take it (a
- * row wider than DIT_CUDA_ROW_NJ_MAX x 256, an f16 x, parameters of mixed
- * or f16 dtypes). */
-static layernorm_fp8_fn
-layernorm_fp8_pick (const dit_layernorm_fp8_params *p, int64_t D)
+/* 1 when a [.., ld] row tensor of element size es at p is aligned for
+ * 4-element vectors. */
+static int
+fp8_rows_vec4 (const void *p, int64_t ld, size_t es)
 {
-  const int nj = dit_cuda_row_nj (D);
+  return !p || ((uintptr_t) p % (4 * es) == 0 && (ld * es) % (4 * es) == 0);
+}
+
+/* The register kernel for this call, NULL where it does not take it (D
+ * not a multiple of 128 or above 6144, an f16 x, parameters of mixed or
+ * f16 dtypes, rows not aligned for 4-element vectors). */
+static layernorm_fp8_fn
+layernorm_fp8_pick (const dit_layernorm_fp8_params *p, int64_t D,
+    int64_t ldx, int64_t ldsh, int64_t ldsc, int64_t ldy)
+{
+  if (D % 128 || D / 128 > 48)
+    return NULL;
+  const int nb = (int) ((D / 128 + 7) / 8);
   const dit_tensor *par[4] = { p->weight, p->bias, p->shift, p->scale };
+  const int64_t ld[4] = { 0, 0, ldsh, ldsc };
   int tp = -1;
   for (int i = 0; i < 4; i++) {
     if (!par[i])
@@ -273,17 +332,23 @@ layernorm_fp8_pick (const dit_layernorm_fp8_params *p, int64_t D)
       return NULL;
     tp = (int) par[i]->dtype;
   }
-  if (!nj || (tp >= 0 && tp != DIT_F32 && tp != DIT_BF16))
+  if (tp >= 0 && tp != DIT_F32 && tp != DIT_BF16)
     return NULL;
   const int tx = (int) p->x->dtype;
+  if (tx != DIT_F32 && tx != DIT_BF16)
+    return NULL;
+  const size_t ps = tp == DIT_F32 ? 4 : 2;
+  for (int i = 0; i < 4; i++)
+    if (par[i] && !fp8_rows_vec4 (par[i]->data, ld[i], ps))
+      return NULL;
+  if (!fp8_rows_vec4 (p->x->data, ldx, tx == DIT_F32 ? 4 : 2)
+      || (uintptr_t) p->y->data % 4 || ldy % 4)
+    return NULL;
   if (tx == DIT_F32)
-    return tp == DIT_BF16 ? layernorm_fp8_reg<float, __nv_bfloat16> (nj)
-        : layernorm_fp8_reg<float, float> (nj);
-  if (tx == DIT_BF16)
-    return tp == DIT_BF16
-        ? layernorm_fp8_reg<__nv_bfloat16, __nv_bfloat16> (nj)
-        : layernorm_fp8_reg<__nv_bfloat16, float> (nj);
-  return NULL;
+    return tp == DIT_BF16 ? layernorm_fp8_reg<float, __nv_bfloat16> (nb)
+        : layernorm_fp8_reg<float, float> (nb);
+  return tp == DIT_BF16 ? layernorm_fp8_reg<__nv_bfloat16, __nv_bfloat16> (nb)
+      : layernorm_fp8_reg<__nv_bfloat16, float> (nb);
 }
 
 __global__ void
@@ -421,7 +486,8 @@ dit_cuda_layernorm_fp8 (dit_backend *be, const dit_layernorm_fp8_params *p)
     return DIT_OK;
   if (R > 0x7fffffff)
     return dit_error (DIT_ERR_INVALID, "%s: %lld rows", op, (long long) R);
-  const layernorm_fp8_fn reg = layernorm_fp8_pick (p, D);
+  const layernorm_fp8_fn reg = layernorm_fp8_pick (p, D, ldx, ldsh, ldsc,
+      ldy);
   if (reg) {
     reg<<<(unsigned) R, FP8_THREADS, 0, dit_cuda_impl (be)->stream>>> (
         p->x->data, ldx, p->weight ? p->weight->data : NULL,
