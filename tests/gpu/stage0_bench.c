@@ -7,7 +7,7 @@
  *
  * Figures (ms, median over N after warm-up; every figure is wall time
  * between two device synchronisations, so launch gaps count, and includes
- * the upload of the latent, 16 x h x w f32):
+ * the device-side noise fill of the latent, 16 x h x w f32):
  *   tiny_decode       TAEHV decode of one latent (4 frames), per latent
  *   tiny_decode_own   the same with cuDNN off (DIT_VAE_CONV=own)
  *   full_decode       full WanVAE decode of one latent (4 frames)
@@ -106,15 +106,16 @@ alloc4 (dit_backend *be, int64_t a, int64_t b, int64_t c, int64_t d)
   return t;
 }
 
+/* A fresh latent for step `stream`: Philox normals made on the device by
+ * the backend's noise op, on its stream, so that the figures time the
+ * decoders and not a host-side fill (46080 values one dit_philox_normal
+ * call at a time, then an upload: 1.6 ms of one core of the workstation
+ * per latent, which the figures carried until 2026-12-07). */
 static void
 fill_latent (dit_backend *be, dit_tensor *t, uint64_t stream)
 {
-  const size_t n = (size_t) dit_tensor_numel (t);
-  float *h = malloc (n * sizeof (float));
-  for (size_t i = 0; i < n; i++)
-    h[i] = dit_philox_normal (7, stream, i);
-  die_if (be->ops->upload (be, t->data, h, n * sizeof (float)), "upload");
-  free (h);
+  dit_noise_params np = { t, 7, stream };
+  die_if (dit_noise (be, &np), "noise");
 }
 
 /* The last frame of a [3, 4, H, W] tensor as [3, 1, H, W]. */
