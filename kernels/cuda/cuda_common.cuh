@@ -170,21 +170,20 @@ dit_cuda_to_f32 (__nv_bfloat16 v)
   return __bfloat162float (v);
 }
 
-/* Row kernels that hold a whole row in registers: thread t of a 256-thread
- * CTA owns columns t, t + 256, ..., the order in which the one-pass-per-
- * statistic row kernels (norm.cu) sum, so both give the same bits.  The
- * smallest column count per thread from this list that covers the row is
- * the template argument; wider rows take the streaming kernels. */
-#define DIT_CUDA_ROW_NJ_MAX 24
+/* Row kernels that hold a whole row in registers (layernorm_fp8,
+ * layernorm_modulate) are instantiated for NB = 1 .. DIT_CUDA_ROW_NB_MAX,
+ * 1024 columns each: dit_cuda_row_nb gives a row's NB, 0 for a row wider
+ * than 6144 columns (those take the streaming kernels), and
+ * DIT_CUDA_ROW_NB_CASES (X) expands X (n) for every NB, for the switch that
+ * picks an instantiation. */
+#define DIT_CUDA_ROW_NB_MAX 6
+#define DIT_CUDA_ROW_NB_CASES(X) X (1) X (2) X (3) X (4) X (5) X (6)
 
 static inline int
-dit_cuda_row_nj (int64_t cols)
+dit_cuda_row_nb (int64_t cols)
 {
-  static const int nj[] = { 1, 2, 4, 8, 20, 24 };
-  for (size_t i = 0; i < sizeof nj / sizeof nj[0]; i++)
-    if (cols <= 256 * (int64_t) nj[i])
-      return nj[i];
-  return 0;
+  return cols > 0 && cols <= 1024 * DIT_CUDA_ROW_NB_MAX
+      ? (int) ((cols + 1023) / 1024) : 0;
 }
 
 /* Grid-stride loops over int64 element counts. */

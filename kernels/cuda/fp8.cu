@@ -59,6 +59,28 @@ fp8_block_sum (float v, float *red)
   return v;
 }
 
+/* One 128-column block held by a warp, four consecutive values v per
+ * lane: the block's amax over the warp, its codes as one 32-bit word per
+ * lane at dst, and (lane 0) its scale. */
+__device__ __forceinline__ void
+fp8_store_block128 (const float (&v)[4], uint8_t *dst, float *scale,
+    int lane)
+{
+  float a = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+    a = fmaxf (a, fabsf (v[i]));
+  const float amax = fp8_warp_max (a);
+  const float inv = fp8_dev_inv_scale (amax);
+  uint32_t word = 0;
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+    word |= (uint32_t) fp8_dev_code (v[i], inv) << (8 * i);
+  *(uint32_t *) dst = word;
+  if (lane == 0)
+    *scale = fp8_dev_scale (amax);
+}
+
 /* block == 128: warp w of the CTA owns (row, block) = item blockIdx.x * 8 + w */
 __global__ void __launch_bounds__ (FP8_THREADS)
 quantize128_kernel (const void *x, int dtx, int64_t ldx, uint8_t *q,
@@ -71,21 +93,11 @@ quantize128_kernel (const void *x, int dtx, int64_t ldx, uint8_t *q,
     return;
   const int64_t r = item / nblocks, b = item % nblocks;
   const int64_t c = b * 128 + lane * 4;
-  float v[4], a = 0.0f;
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    v[i] = dit_cuda_ld (x, dtx, r * ldx + c + i);
-    a = fmaxf (a, fabsf (v[i]));
-  }
-  const float amax = fp8_warp_max (a);
-  const float inv = fp8_dev_inv_scale (amax);
-  uint32_t word = 0;
+  float v[4];
 #pragma unroll
   for (int i = 0; i < 4; i++)
-    word |= (uint32_t) fp8_dev_code (v[i], inv) << (8 * i);
-  *(uint32_t *) (q + r * ldq + c) = word;
-  if (lane == 0)
-    scale[b * rows + r] = fp8_dev_scale (amax);
+    v[i] = dit_cuda_ld (x, dtx, r * ldx + c + i);
+  fp8_store_block128 (v, q + r * ldq + c, scale + b * rows + r, lane);
 }
 
 /* any block: one CTA per (row, block) */
@@ -171,7 +183,8 @@ layernorm_fp8_kernel (const void *x, int dtx, int64_t ldx,
  * 128-column blocks w, w + 8, ... (NB of them), lane l four consecutive
  * columns 4l .. 4l + 3 of each, so x is read once with 8- or 16-byte loads
  * all issued up front, a block's amax is one warp reduction (no shared
- * memory, no barrier) and its codes one 32-bit store per lane.  The
+ * memory, no barrier) and its codes one 32-bit store per lane
+ * (fp8_store_block128, as quantize_fp8's).  The
  * statistics are f32 block sums in another order than the streaming
  * kernel's (both are within the CPU reference's rounding).  TX is x's
  * dtype, TP the dtype of weight, bias, shift and scale; the launcher takes
@@ -266,7 +279,6 @@ layernorm_fp8_reg_kernel (const void *xv, int64_t ldx, const void *wv,
       fp8_ld4 (shift, c, sha);
       fp8_ld4 (scale, c, sca);
     }
-    float a = 0.0f;
 #pragma unroll
     for (int e = 0; e < 4; e++) {
       u[e] = (v[b][e] - mean) * rstd;
@@ -274,17 +286,8 @@ layernorm_fp8_reg_kernel (const void *xv, int64_t ldx, const void *wv,
         u[e] = u[e] * wa[e] + ba[e];
       if (shift)
         u[e] = u[e] * (1.0f + sca[e]) + sha[e];
-      a = fmaxf (a, fabsf (u[e]));
     }
-    const float amax = fp8_warp_max (a);
-    const float inv = fp8_dev_inv_scale (amax);
-    uint32_t word = 0;
-#pragma unroll
-    for (int e = 0; e < 4; e++)
-      word |= (uint32_t) fp8_dev_code (u[e], inv) << (8 * e);
-    *(uint32_t *) (yr + c) = word;
-    if (lane == 0)
-      ys[(int64_t) blk * rows + row] = fp8_dev_scale (amax);
+    fp8_store_block128 (u, yr + c, ys + (int64_t) blk * rows + row, lane);
   }
 }
 
@@ -298,7 +301,7 @@ layernorm_fp8_reg (int nb)
 {
   switch (nb) {
 #define LN8(n) case n: return layernorm_fp8_reg_kernel<n, TX, TP>;
-    LN8 (1) LN8 (2) LN8 (3) LN8 (4) LN8 (5) LN8 (6)
+    DIT_CUDA_ROW_NB_CASES (LN8)
 #undef LN8
     default: return NULL;
   }
@@ -319,9 +322,9 @@ static layernorm_fp8_fn
 layernorm_fp8_pick (const dit_layernorm_fp8_params *p, int64_t D,
     int64_t ldx, int64_t ldsh, int64_t ldsc, int64_t ldy)
 {
-  if (D % 128 || D / 128 > 48)
+  const int nb = dit_cuda_row_nb (D);
+  if (D % 128 || !nb)
     return NULL;
-  const int nb = (int) ((D / 128 + 7) / 8);
   const dit_tensor *par[4] = { p->weight, p->bias, p->shift, p->scale };
   const int64_t ld[4] = { 0, 0, ldsh, ldsc };
   int tp = -1;

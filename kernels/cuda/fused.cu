@@ -91,8 +91,8 @@ layernorm_modulate_kernel (const void *x, int dtx, int64_t ldx, void *y,
   }
 }
 
-/* layernorm_modulate_kernel with the row in registers (NJ columns per
- * thread, dit_cuda_row_nj): x is read once with all its loads in flight;
+/* layernorm_modulate_kernel with the row in registers (4 NB columns per
+ * thread, NB = dit_cuda_row_nb): x is read once with all its loads in flight;
  * the statistics, the rounding and the modulation are the streaming
  * kernel's in the same order, so both give the same bits.  x is f32 (the
  * residual stream); TP is the dtype of shift and scale, TY of y. */
@@ -120,7 +120,7 @@ fused_store_t (__nv_bfloat16 *p, float v)
   *p = __float2bfloat16_rn (v);
 }
 
-template <int NJ, typename TP, typename TY>
+template <int NB, typename TP, typename TY>
 __global__ void __launch_bounds__ (FUSED_THREADS)
 layernorm_modulate_reg_kernel (const float *x, int64_t ldx, void *y,
     int64_t ldy, const void *shift, int64_t ldsh, const void *scale,
@@ -132,6 +132,7 @@ layernorm_modulate_reg_kernel (const float *x, int64_t ldx, void *y,
   TY *yr = (TY *) y + row * ldy;
   const TP *sh = (const TP *) shift + g * ldsh;
   const TP *sc = (const TP *) scale + g * ldsc;
+  constexpr int NJ = 4 * NB;   /* columns t, t + 256, ... of thread t */
   const int t = threadIdx.x;
   const int nv = (int) ((D - t + FUSED_THREADS - 1) / FUSED_THREADS);
   float v[NJ];
@@ -171,11 +172,11 @@ typedef void (*layernorm_modulate_fn) (const float *, int64_t, void *,
 
 template <typename TP, typename TY>
 static layernorm_modulate_fn
-layernorm_modulate_reg (int nj)
+layernorm_modulate_reg (int nb)
 {
-  switch (nj) {
+  switch (nb) {
 #define LNM(n) case n: return layernorm_modulate_reg_kernel<n, TP, TY>;
-    LNM (1) LNM (2) LNM (4) LNM (8) LNM (20) LNM (24)
+    DIT_CUDA_ROW_NB_CASES (LNM)
 #undef LNM
     default: return NULL;
   }
@@ -263,16 +264,16 @@ dit_cuda_layernorm_modulate (dit_backend *be,
         "many", (long long) rows);
   if (rows == 0 || D == 0)
     return DIT_OK;
-  const int nj = dit_cuda_row_nj (D);
+  const int nb = dit_cuda_row_nb (D);
   const int tp = p->shift->dtype, ty = p->y->dtype;
   layernorm_modulate_fn reg = NULL;
-  if (nj && p->x->dtype == DIT_F32 && p->scale->dtype == tp
+  if (nb && p->x->dtype == DIT_F32 && p->scale->dtype == tp
       && (tp == DIT_F32 || tp == DIT_BF16) && (ty == DIT_F32 || ty == DIT_BF16))
     reg = tp == DIT_F32
-        ? (ty == DIT_F32 ? layernorm_modulate_reg<float, float> (nj)
-            : layernorm_modulate_reg<float, __nv_bfloat16> (nj))
-        : (ty == DIT_F32 ? layernorm_modulate_reg<__nv_bfloat16, float> (nj)
-            : layernorm_modulate_reg<__nv_bfloat16, __nv_bfloat16> (nj));
+        ? (ty == DIT_F32 ? layernorm_modulate_reg<float, float> (nb)
+            : layernorm_modulate_reg<float, __nv_bfloat16> (nb))
+        : (ty == DIT_F32 ? layernorm_modulate_reg<__nv_bfloat16, float> (nb)
+            : layernorm_modulate_reg<__nv_bfloat16, __nv_bfloat16> (nb));
   if (reg) {
     reg<<<(unsigned) rows, FUSED_THREADS, 0, dit_cuda_impl (be)->stream>>> (
         (const float *) p->x->data, ldx, p->y->data, ldy, p->shift->data,
