@@ -366,7 +366,8 @@ static const char *const g8_path_names[G8_NPATHS] = {
 };
 
 /* engines a call may be forced onto (dit_cuda_gemm_fp8_path, DIT_FP8_GEMM) */
-enum { G8_USE_AUTO, G8_USE_LT, G8_USE_MMA, G8_USE_WGMMA, G8_USE_OWN };
+enum { G8_USE_AUTO, G8_USE_LT, G8_USE_MMA, G8_USE_WGMMA, G8_USE_OWN,
+  G8_USE_PROBE };
 
 /* weight scale modes the probe tries */
 enum { G8_WS_OUTER, G8_WS_VEC128, G8_NWS };
@@ -1254,8 +1255,8 @@ g8_lt_epilogue (const dit_cuda_fp8 *f, int out_dt, int dtb, int has_bias,
  * where the probe found a configuration that does the whole call (a
  * 16/32-bit output without the residual epilogue), else as own; the
  * residual epilogue takes cuBLASLt plus a pass only where wgmma cannot.
+ * 5 (not public): the wgmma timing probe `variant` (g8w_probe).
  * grid_limit (forced wgmma only) caps the wgmma grid. */
-#define G8_PROBE_BASE 1000   /* g8_run's variant: a timing probe */
 
 static dit_status
 g8_run (dit_backend *be, const dit_gemm_fp8_params *p, int path, int variant,
@@ -1342,12 +1343,11 @@ g8_run (dit_backend *be, const dit_gemm_fp8_params *p, int path, int variant,
   a.rpg = p->gate ? p->rows_per_group : 1;
   a.accumulate = p->accumulate != 0;
 
-  if (path == G8_USE_WGMMA && variant >= G8_PROBE_BASE) {
-    if (!g8_wg_device (cb) || !g8w_probe (variant - G8_PROBE_BASE))
+  if (path == G8_USE_PROBE) {
+    if (!g8_wg_device (cb) || !g8w_probe (variant))
       return dit_error (DIT_ERR_UNSUPPORTED, "%s: wgmma probe %d does not "
-          "run here", op, variant - G8_PROBE_BASE);
-    return g8w_launch_probe (cb, a, variant - G8_PROBE_BASE,
-        &f->wg_smem_set);
+          "run here", op, variant);
+    return g8w_launch_probe (cb, a, variant, &f->wg_smem_set);
   }
 
   /* the wgmma variant this call takes, -1 none (wv_known: decided) */
@@ -1512,7 +1512,7 @@ dit_cuda_gemm_fp8_wgmma_probe (dit_backend *be, const dit_gemm_fp8_params *p,
   if (!g8w_probe (probe))
     return dit_error (DIT_ERR_INVALID, "gemm_fp8 wgmma: probe %d (0-%d)",
         probe, g8w_probe_count () - 1);
-  return g8_run (be, p, G8_USE_WGMMA, G8_PROBE_BASE + probe, 0);
+  return g8_run (be, p, G8_USE_PROBE, probe, 0);
 }
 
 extern "C" const char *

@@ -70,7 +70,6 @@ typedef struct g8w_variant_info {
                           * wgmma runs while this one is promoted */
   int persistent;        /* 1: one CTA per SM walks the tiles; 0: one CTA
                           * per tile */
-  int probe;             /* nonzero: a timing probe, not the op */
   size_t smem;           /* dynamic shared memory bytes */
 } g8w_variant_info;
 

@@ -610,7 +610,7 @@ typedef struct g8w_variant_def {
 } g8w_variant_def;
 
 #define G8W_VARIANT(name, bn, st, ov, pers, probe)                            \
-  { { name, bn, st, ov, pers, probe, g8w_map<bn, st>::BYTES },                \
+  { { name, bn, st, ov, pers, g8w_map<bn, st>::BYTES },                       \
     gemm_fp8_wgmma_kernel<bn, st, ov, probe> }
 
 /* The op's variants first, then the timing probes (g8w_probe). */
