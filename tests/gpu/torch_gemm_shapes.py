@@ -10,27 +10,20 @@ calls, CUDA events; prints one line per figure, then one JSON line.
     python3 tests/gpu/torch_gemm_shapes.py
 """
 import json
+import os
+import sys
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_forward_bench import time_cuda  # noqa: E402
 
 SHAPES = [("qkvo", 2160, 5120, 5120), ("ffn_up", 2160, 13824, 5120),
           ("ffn_down", 2160, 5120, 13824)]
 
 
 def median_ms(fn, n=30):
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(n):
-        a = torch.cuda.Event(enable_timing=True)
-        b = torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    times.sort()
+    times = sorted(time_cuda(fn, 5, n))
     return times[len(times) // 2]
 
 

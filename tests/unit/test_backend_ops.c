@@ -360,9 +360,6 @@ case_gemm_addend (int64_t M, int64_t N, int64_t K, dit_dtype dt, dit_act act,
   tpair_free (&a);
 }
 
-/* spare > 0: y is the first D columns of an [R, D + spare] buffer (the
- * input of a folded live-LoRA linear, whose u goes in the spare columns:
- * they must come back untouched). */
 /* A live LoRA folded into its layer's GEMM along K (model/dit_model.c,
  * lora_fold): x is the first K columns of an [M, K + R] buffer and the
  * weight the first K columns of W_cat [N, K + R].  One GEMM writes u = x Aᵀ
@@ -455,6 +452,9 @@ case_copy_blocks (int64_t S, int64_t Ls, int64_t w, int64_t spare,
   tpair_free (&x); tpair_free (&y);
 }
 
+/* spare > 0: y is the first D columns of an [R, D + spare] buffer (the
+ * input of a folded live-LoRA linear, whose u goes in the spare columns:
+ * they must come back untouched). */
 static void
 case_layernorm (int64_t R, int64_t D, dit_dtype dt, int affine, int inplace,
     int64_t spare)
