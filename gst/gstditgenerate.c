@@ -1170,9 +1170,10 @@ gst_dit_generate_class_init (GstDitGenerateClass * klass)
       g_param_spec_enum ("lora-mode", "LoRA mode",
           "How the lora list is applied: merge (into the weights: full speed; "
           "strength changes re-merge, and the weights as loaded are kept "
-          "beside them, a copy of every touched tensor) or live (a low-rank "
-          "side GEMM beside each touched layer: a few percent per forward, "
-          "strength changes are a rescale; not with dtype=fp8).  Elements "
+          "beside them, a copy of every touched tensor) or live (the low-rank "
+          "term folded into each touched layer's GEMM: a few percent per "
+          "forward, strength changes are a rescale; not with dtype=fp8).  "
+          "Elements "
           "sharing a session share its merged weights", GST_TYPE_DIT_LORA_MODE,
           DEFAULT_LORA_MODE, READY));
   g_object_class_install_property (gobject_class, PROP_FRAMERATE,
