@@ -224,8 +224,12 @@ dit_load_vae (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
   *out = NULL;
   DIT_TRY (dit_model_name_resolve (model, DIT_DEMO_VAE, demo, sizeof demo,
           &model));
-  int preset = dit_vae_config_preset (model, cfg) == DIT_OK;
-  if (!preset) {
+  int preset = 0;
+  for (const char *const *p = dit_vae_config_preset_names (); *p; p++)
+    preset |= strcmp (*p, model) == 0;
+  if (preset)
+    DIT_TRY (dit_vae_config_preset (model, cfg));
+  else {
     dit_safetensors *probe;
     DIT_TRY (dit_model_path_check (model, "VAE model",
             dit_vae_config_preset_names ()));
@@ -239,7 +243,8 @@ dit_load_vae (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
     if (!name)
       return dit_error (DIT_ERR_FORMAT,
           "%s: not a WanVAE checkpoint of a known configuration "
-          "(encoder.conv1.weight must be [96|8, 3, 3, 3, 3]; presets wan, tiny)",
+          "(encoder.conv1.weight must be [96|8|16, 3, 3, 3, 3]: the presets wan, "
+          "tiny or the demo model's shape)",
           model);
     DIT_TRY (dit_vae_config_preset (name, cfg));
   }

@@ -85,6 +85,11 @@ dit_vae_config_preset (const char *name, dit_vae_config *cfg)
     cfg->base_dim = 96;
   else if (strcmp (name, "tiny") == 0)
     cfg->base_dim = 8;
+  /* The shape the demo VAE is trained in (tools/train, docs/demo-model.md),
+   * so that its checkpoint is detected by path.  It has no synthetic
+   * weights, so it is not in preset_names. */
+  else if (strcmp (name, "demo") == 0)
+    cfg->base_dim = 16;
   else
     return dit_error (DIT_ERR_INVALID, "vae config: unknown preset '%s' "
         "(known: wan, tiny)", name);
@@ -369,6 +374,8 @@ dit_vae_config_detect (const dit_safetensors *st)
     return "wan";
   if (base == 8)
     return "tiny";
+  if (base == 16)
+    return "demo";
   return NULL;
 }
 

@@ -36,7 +36,8 @@ typedef struct dit_vae_config {
   int num_res_blocks;  /* 2 */
 } dit_vae_config;
 
-/* "wan" (real dims) or "tiny". */
+/* "wan" (real dims) or "tiny"; "demo" is the trained demo VAE's shape
+ * (detected from its file, no synthetic weights). */
 dit_status dit_vae_config_preset (const char *name, dit_vae_config *cfg);
 dit_status dit_vae_config_params (const dit_vae_config *cfg,
     dit_param_spec **specs, size_t *count);

@@ -11,6 +11,7 @@
  * over 200 latents; clear errors for bad input; the real-size topology runs
  * at 16x16 with synthetic weights.
  */
+#include "dit_loader.h"
 #include "dit_vae.h"
 #include "safetensors.h"
 
@@ -455,6 +456,72 @@ test_wan_topology (void)
   free (px.data); free (lat.data); free (out.data);
 }
 
+/* The demo VAE's shape (base 16) is not a synthetic preset but is known by
+ * its file: a bf16 checkpoint of that shape, as the trainer writes it, is
+ * detected as "demo", loads through dit_load_vae by path with base 16, and
+ * decodes to finite pixels. */
+static void
+test_demo_shape (void)
+{
+  dit_vae_config cfg;
+  dit_param_spec *specs;
+  size_t n;
+  CHECK (dit_vae_config_preset ("demo", &cfg) == DIT_OK && cfg.base_dim == 16,
+      "demo config: %s", dit_last_error ());
+  for (const char *const *name = dit_vae_config_preset_names (); *name; name++)
+    CHECK (strcmp (*name, "demo") != 0, "demo listed as a synthetic preset");
+  if (dit_vae_config_params (&cfg, &specs, &n) != DIT_OK)
+    return;
+  dit_weights *w = NULL;
+  CHECK (dit_weights_synthetic (specs, n, 7, DIT_F32, dit_backend_cpu (), &w) == DIT_OK,
+      "synthetic demo-shape weights: %s", dit_last_error ());
+  char path[] = "/tmp/test-vae-demo-XXXXXX.safetensors";
+  int fd = mkstemps (path, 12);
+  dit_st_write_tensor *wt = calloc (n, sizeof *wt);
+  void **bf = calloc (n, sizeof *bf);
+  if (!w || fd < 0 || !wt || !bf)
+    goto out;
+  close (fd);
+  for (size_t i = 0; i < n; i++) {
+    const dit_tensor *t = dit_weights_get (w, specs[i].name);
+    const size_t numel = (size_t) dit_tensor_numel (t);
+    bf[i] = malloc (numel * 2);
+    if (!bf[i])
+      goto out;
+    dit_convert (bf[i], DIT_BF16, t->data, DIT_F32, numel);
+    wt[i] = (dit_st_write_tensor) { specs[i].name, DIT_BF16, specs[i].ndim,
+      specs[i].shape, bf[i] };
+  }
+  CHECK (dit_safetensors_write (path, wt, n, NULL) == DIT_OK, "write: %s", dit_last_error ());
+  const char *det = dit_vae_config_detect_path (path);
+  CHECK (det && strcmp (det, "demo") == 0, "detect: %s", det ? det : "(null)");
+  dit_vae_config got;
+  dit_weights *loaded = NULL;
+  CHECK (dit_load_vae (path, 0, DIT_F32, dit_backend_cpu (), &got, &loaded) == DIT_OK
+      && got.base_dim == 16, "load demo-shape bf16 checkpoint: %s", dit_last_error ());
+  dit_vae *v = NULL;
+  if (loaded && dit_vae_create (&got, loaded, 32, 32, DIT_F32, dit_backend_cpu (), &v) == DIT_OK) {
+    buf4 lat = mk (16, 1, 4, 4), px = mk (3, 1, 32, 32);
+    fill_video (lat.data, 16 * 16, 3);
+    CHECK (dit_vae_decode (v, &lat.t, &px.t) == DIT_OK, "demo-shape decode: %s",
+        dit_last_error ());
+    CHECK (all_finite_in (px.data, 3 * 32 * 32, -1.0f, 1.0f), "demo-shape pixels");
+    dit_vae_free (v);
+    free (lat.data);
+    free (px.data);
+  } else
+    CHECK (0, "create demo-shape VAE: %s", dit_last_error ());
+  dit_weights_free (loaded);
+  unlink (path);
+out:
+  for (size_t i = 0; bf && i < n; i++)
+    free (bf[i]);
+  free (bf);
+  free (wt);
+  dit_weights_free (w);
+  free (specs);
+}
+
 /* "test-vae" runs the tiny-config tests; "test-vae wan" the real-size
  * topology (a separate meson test so each stays well under the timeout). */
 int
@@ -470,6 +537,7 @@ main (int argc, char **argv)
   } else {
     test_params ();
     test_latent_normalisation ();
+    test_demo_shape ();
     dit_weights *w = synth ("tiny", 42);
     CHECK (w != NULL, "synthetic tiny: %s", dit_last_error ());
     if (w) {

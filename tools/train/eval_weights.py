@@ -8,7 +8,7 @@ evaluation prompts; drift over a long stream).  The numbers are the ones
 train-log.json reports for the model in memory, now for what was written.
 
   eval_weights.py DIR [--device cpu|cuda] [--long N] [--json FILE]
-                      [--min-psnr DB] [--min-colour ACC]
+                      [--sheet PNG] [--min-psnr DB] [--min-colour ACC]
 
 Exit 0 when the files load and the thresholds hold (defaults 0: only load
 and run), 1 otherwise (the message names the file or the metric), 2 usage.
@@ -35,6 +35,8 @@ def main(argv=None):
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--long", type=int, default=8, help="chunks of the drift stream (0: none)")
     ap.add_argument("--json", help="also write the metrics here")
+    ap.add_argument("--sheet", help="write the evaluation clips here (PNG: one row per prompt, "
+                    "every third frame)")
     ap.add_argument("--min-psnr", type=float, default=0.0, help="VAE streaming PSNR floor (dB)")
     ap.add_argument("--min-colour", type=float, default=0.0, help="colour accuracy floor (0..1)")
     args = ap.parse_args(argv)
@@ -48,7 +50,10 @@ def main(argv=None):
     dit, vae, umt5 = train.load_models(args.dir, device)
     text_rows = train.TextRows(umt5, train.Tokens(), device)
     ev = {"vae": train.eval_vae(vae, device)}
-    ev["dit"], _ = train.eval_dit(dit, vae, text_rows, device, long_chunks=args.long)
+    ev["dit"], u8 = train.eval_dit(dit, vae, text_rows, device, long_chunks=args.long)
+    if args.sheet:
+        import pngio
+        pngio.write_png(args.sheet, pngio.sheet([list(u8[i, ::3]) for i in range(len(u8))]))
     print("eval_weights: %s" % json.dumps(ev))
     if args.json:
         with open(args.json, "w") as f:

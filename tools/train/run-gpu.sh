@@ -6,28 +6,31 @@
 #
 # Run from a repository root (check_models.py finds the float64 oracles in
 # tests/reference).  As a GPU packet it sits beside a copy of tools/train
-# in train/.  The whole job ends within WALL_SECONDS (default 410): every
+# in train/.  The whole job ends within WALL_SECONDS (default 560): every
 # phase runs under `timeout`, its limit cut to what is left, and training
 # gets what the phases after it do not need.
 #   1. environment: the GPU, torch and its CUDA
 #   2. the trainable modules on the GPU in float32 and bf16 autocast against
 #      the float64 oracles (check_models.py --device cuda)
-#   3. training (train.py --fit-time, at most 330 s: VAE 40 %, then DiT +
-#      umT5 with the rollout fine-tune in its last 30 % of steps; step
-#      counts fitted to the time after a few timed steps, hard wall-clock
-#      stops inside the loops)
+#   3. training (train.py --fit-time, three runs in two phases, below: the
+#      VAE for 40 % of the time, then its decoder beside the DiT + umT5
+#      with the rollout fine-tune in its last 30 % of steps; step counts
+#      fitted to the time after a few timed steps, hard wall-clock stops
+#      inside the loops)
 #   4. export check: the written files reloaded strictly and evaluated
 #      (eval_weights.py: VAE PSNR, colour / motion / presence, drift)
-# OUTDIR gets demo-dit/-vae/-umt5.safetensors (about 14 MB together),
-# train-log.json (the curves and evaluations) and eval.png (evaluation
-# clips, one row per prompt); all output goes into LOGFILE; a short summary
+# OUTDIR gets demo-dit/-vae/-umt5.safetensors (about 17 MB together),
+# eval.json and eval.png (the files' evaluation; the clips one row per
+# prompt) and a/, b1/, b2/ (each run's weights and train-log.json: the
+# curves, fitted step counts and evaluations); all output goes into
+# LOGFILE (B1's after B2's); a short summary
 # is printed last.  DIT_TRAIN_DEVICE (default cuda), DIT_TRAIN_ARGS (extra
 # train.py arguments) and DIT_EVAL_ARGS (extra eval_weights.py arguments)
 # exist to dry-run the job on a CPU.
 set -u
 log=${1:?usage: run-gpu.sh LOGFILE OUTDIR [WALL_SECONDS]}
 out=${2:?usage: run-gpu.sh LOGFILE OUTDIR [WALL_SECONDS]}
-wall=${3:-410}
+wall=${3:-560}
 here=$(cd "$(dirname "$0")" && pwd)
 train=$here
 [ -f "$here/train/train.py" ] && train=$here/train
@@ -66,26 +69,58 @@ step "environment" 20 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_v
 step "modules on the $device (float32, TF32, bf16 autocast) vs float64 oracles" 60 \
   $py "$train/check_models.py" --device "$device"
 
-# training: what is left less the export check (about 20 s on a GPU) and
-# train.py's start-up and evaluation beyond its 25 s reserve (about 10 s),
-# with 30 s to spare; the weights are written before its evaluation, so a
-# late stop loses only the evaluation.  The VAE gets 40 % of the time: the
-# video-to-video check needs its PSNR, the DiT learns the world's colours
-# and motions in fewer steps.
-budget=$(($(left) - 60))
-[ "$budget" -gt 330 ] && budget=330
+# training: what is left less the export check (about 25 s on a GPU) and
+# start-up, with 25 s to spare.  Three runs of train.py in two phases:
+#   A   the whole VAE (encoder and decoder), 40 % of the time;
+#   B   two processes side by side on the same GPU for the rest (both are
+#       bound by kernel launches, not by the GPU's arithmetic):
+#       B1  the decoder alone, from A's VAE: the encoder is frozen, so the
+#           latent space B2 trains in does not move;
+#       B2  the DiT and umT5 on latents of A's (frozen) encoder, the rollout
+#           fine-tune in its last 30 % of steps.
+# OUTDIR then gets B1's VAE with B2's DiT and umT5.  Each run writes its
+# weights before its own evaluation, so a late stop loses only that.
+budget=$(($(left) - 50))
 say "training budget: $budget s"
+vae_time=$((budget * 2 / 5))
+both_time=$((budget - vae_time - 10))
+common="--device $device --fit-time --vae-steps 30000 --dit-steps 30000"
 # shellcheck disable=SC2086
-step "training" $((budget + 40)) $py "$train/train.py" --out "$out" --device "$device" \
-  --seed 20 --time-limit "$budget" --vae-share 0.4 --fit-time --sheet "$out/eval.png" \
-  ${DIT_TRAIN_ARGS:-}
+step "A: VAE ($vae_time s)" $((vae_time + 30)) $py "$train/train.py" --out "$out/a" $common \
+  ${DIT_TRAIN_ARGS:-} --seed 20 --time-limit "$vae_time" --vae-share 1.0 --dit-steps 0
+if [ -f "$out/a/demo-vae.safetensors" ]; then
+  vae_a=$out/a/demo-vae.safetensors
+  say "== B1: decoder ($both_time s) beside B2, its log follows B2's"
+  # shellcheck disable=SC2086
+  timeout $((both_time + 30)) $py "$train/train.py" --out "$out/b1" $common ${DIT_TRAIN_ARGS:-} \
+    --seed 21 --time-limit "$both_time" --vae-share 1.0 --dit-steps 0 --vae-init "$vae_a" \
+    --vae-decoder-only --vae-lr 1e-3 > "$out/b1.log" 2>&1 &
+  b1=$!
+  # shellcheck disable=SC2086
+  step "B2: DiT and umT5 ($both_time s)" $((both_time + 40)) $py "$train/train.py" \
+    --out "$out/b2" $common ${DIT_TRAIN_ARGS:-} --seed 20 --time-limit "$both_time" \
+    --vae-steps 0 --vae-init "$vae_a"
+  wait $b1
+  rc=$?
+  cat "$out/b1.log" >> "$log"
+  say "== B1: exit $rc ($(($(date +%s) - t0)) s)"
+  [ $rc -eq 0 ] || status="B1 failed (exit $rc)"
+  vae_final=$out/b1/demo-vae.safetensors
+  [ -f "$vae_final" ] || { vae_final=$vae_a; say "B1 wrote no VAE: A's is used"; }
+  if [ -f "$out/b2/demo-dit.safetensors" ]; then
+    cp "$out/b2/demo-dit.safetensors" "$out/b2/demo-umt5.safetensors" "$vae_final" "$out/"
+  fi
+else
+  status="A wrote no VAE ($status)"
+fi
 if [ -f "$out/demo-dit.safetensors" ]; then
   size=$(cat "$out"/demo-*.safetensors | wc -c)
   say "weights: $size bytes"
   [ "$size" -le 20971520 ] || status="the weights are $size bytes (> 20 MB)"
   # shellcheck disable=SC2086
   step "export check (the files reloaded and evaluated)" 45 \
-    $py "$train/eval_weights.py" "$out" --device "$device" ${DIT_EVAL_ARGS:-}
+    $py "$train/eval_weights.py" "$out" --device "$device" --sheet "$out/eval.png" \
+    --json "$out/eval.json" ${DIT_EVAL_ARGS:-}
 else
   status="no weights written ($status)"
 fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Train the demo model (docs/demo-model.md): the tiny Wan VAE, the tiny
-umT5 text encoder and the causal DiT, on clips of the procedural world
+"""Train the demo model (docs/demo-model.md): a small Wan VAE (base 16,
+the engine's "demo" VAE shape), the tiny umT5 text encoder and the causal DiT, on clips of the procedural world
 (world.py) generated on the fly; writes the three safetensors files the C
 engine loads (demo-dit, demo-vae, demo-umt5) and a JSON log of the curves
 and evaluations.
@@ -475,16 +475,24 @@ FILES = {"dit": "demo-dit.safetensors", "vae": "demo-vae.safetensors",
          "umt5": "demo-umt5.safetensors"}
 
 
-def export(out, dit, vae, umt5, meta, dit_dtype="BF16"):
-    """The three checkpoints; the DiT in bfloat16 (the size budget), the VAE
-    and umT5 in float32."""
+def round_to_bf16_(module):
+    """Round a module's weights to bfloat16 values in place (kept in float32),
+    so that what trains or evaluates next is exactly what a bf16 file holds."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(p.to(torch.bfloat16).float())
+
+
+def export(out, dit, vae, umt5, meta, dit_dtype="BF16", vae_dtype="BF16"):
+    """The three checkpoints: the DiT and the VAE in bfloat16 by default (the
+    20 MB budget), umT5 in float32."""
     os.makedirs(out, exist_ok=True)
     m = dict(meta)
     m["format"] = "pt"
     write_safetensors(os.path.join(out, FILES["dit"]), models.state_for_export(dit),
                       dict(m, model="demo DiT %s" % json.dumps(dit.config())), dit_dtype)
     write_safetensors(os.path.join(out, FILES["vae"]), models.state_for_export(vae),
-                      dict(m, model="demo WanVAE base %d" % vae.base))
+                      dict(m, model="demo WanVAE base %d" % vae.base), vae_dtype)
     write_safetensors(os.path.join(out, FILES["umt5"]), models.state_for_export(umt5),
                       dict(m, model="demo umT5 (tiny)"))
 
@@ -510,6 +518,14 @@ def load_safetensors(path):
     return out
 
 
+def load_vae(path):
+    """A WanVAE of the width its file has (encoder.conv1: [base, 3, 3, 3, 3])."""
+    sd = load_safetensors(path)
+    vae = models.WanVAE(sd["encoder.conv1.weight"].shape[0])
+    vae.load_state_dict(sd, strict=True)
+    return vae
+
+
 def load_models(directory, device="cpu"):
     """The demo model's three modules from a directory of checkpoints."""
     sd = load_safetensors(os.path.join(directory, FILES["dit"]))
@@ -518,8 +534,7 @@ def load_models(directory, device="cpu"):
     dit = models.DiT(dim, sd["blocks.0.ffn.0.weight"].shape[0], layers,
                      sd["text_embedding.0.weight"].shape[1])
     dit.load_state_dict(sd, strict=True)
-    vae = models.WanVAE(8)
-    vae.load_state_dict(load_safetensors(os.path.join(directory, FILES["vae"])), strict=True)
+    vae = load_vae(os.path.join(directory, FILES["vae"]))
     umt5 = models.UMT5()
     umt5.load_state_dict(load_safetensors(os.path.join(directory, FILES["umt5"])), strict=True)
     return dit.to(device).eval(), vae.to(device).eval(), umt5.to(device).eval()
@@ -794,6 +809,11 @@ def main(argv=None):
                     help="wall-clock seconds for everything (stages stop early to keep it)")
     ap.add_argument("--vae-share", type=float, default=0.33,
                     help="share of the time limit the VAE stage may use")
+    ap.add_argument("--vae-base", type=int, default=16,
+                    help="VAE width (16: the engine's demo shape; 8: the tiny preset)")
+    ap.add_argument("--vae-dtype", default="BF16", choices=["BF16", "F32"],
+                    help="storage dtype of demo-vae.safetensors (the weights are rounded to it "
+                    "before the DiT stage)")
     ap.add_argument("--vae-steps", type=int, default=3000)
     ap.add_argument("--vae-batch", type=int, default=64, help="streams")
     ap.add_argument("--vae-min-calls", type=int, default=4,
@@ -861,6 +881,8 @@ def main(argv=None):
         else:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+        # a handful of conv shapes recur every step: let cuDNN time its choices
+        torch.backends.cudnn.benchmark = True
     clock = Clock(args.time_limit)
     os.makedirs(args.out, exist_ok=True)
     events = []
@@ -873,14 +895,13 @@ def main(argv=None):
 
     log("device %s, torch %s, seed %d, args %s" % (device, torch.__version__, args.seed,
                                                    json.dumps(vars(args))))
-    vae = models.WanVAE(8).to(device)
-    if args.vae_init:
-        vae.load_state_dict(load_safetensors(args.vae_init), strict=True)
-        vae.to(device)
+    vae = (load_vae(args.vae_init) if args.vae_init else models.WanVAE(args.vae_base)).to(device)
     vae_done = 0
     if args.vae_steps:
         vae.train()
         vae_done = train_vae(args, vae, device, log, clock.t0 + args.vae_share * args.time_limit)
+    if args.vae_dtype == "BF16":
+        round_to_bf16_(vae)
     vae.eval()
 
     dit = models.DiT(args.dit_dim, args.dit_ffn, args.dit_layers, 64).to(device)
@@ -899,7 +920,7 @@ def main(argv=None):
     # the weights first: a job stopped during the evaluation keeps them
     meta = {"seed": args.seed, "vae_steps": vae_done, "dit_steps": dit_done,
             "recipe": "tools/train/train.py (docs/demo-model.md)"}
-    export(args.out, dit, vae, umt5, meta, args.dit_dtype)
+    export(args.out, dit, vae, umt5, meta, args.dit_dtype, args.vae_dtype)
     log("exported to %s" % args.out)
 
     def write_summary():
