@@ -457,11 +457,18 @@ mesh_parity (dit_mesh *m, const dit_env_join *j, uint64_t fingerprint,
   if (j->tp != c->ranks)
     snprintf (why, n, "worker rank %d runs TP degree %d, the mesh has %d ranks",
         j->rank, j->tp, c->ranks);
-  else if (j->layout != (int) c->layout || j->mesh_tp != m->tp)
+  else if (j->layout != (int) c->layout)
     snprintf (why, n, "worker rank %d runs layout %s with tensor-parallel "
         "degree %d, the mesh has layout %s with tensor-parallel degree %d "
         "(field: layout)", j->rank, dit_mesh_layout_name ((dit_mesh_layout)
         j->layout), j->mesh_tp, dit_mesh_layout_name (c->layout), m->tp);
+  else if (j->mesh_tp != m->tp)
+    /* same layout and rank count, other groups: in hybrid the TP degree
+     * inside a group (e.g. 8 ranks as SP 4 x TP 2 against SP 2 x TP 4) */
+    snprintf (why, n, "worker rank %d runs layout %s with tensor-parallel "
+        "degree %d inside a group (SP %d x TP %d), the mesh has %d (SP %d x "
+        "TP %d) (field: mesh_tp)", j->rank, dit_mesh_layout_name (c->layout),
+        j->mesh_tp, c->ranks / j->mesh_tp, j->mesh_tp, m->tp, m->sp, m->tp);
   else if (strcmp (j->preset, c->preset) != 0
       || j->config_digest != dit_tp_config_digest (&m->model))
     snprintf (why, n, "worker rank %d has model config '%s' with %d layers "

@@ -23,6 +23,16 @@
  * parity-config      a worker with another preset is refused at join
  * parity-layout      a worker in another layout (sp against tp, tp against
  *                    sp or hybrid) is refused at join naming the layouts
+ * parity-mesh-tp     (hybrid only) a worker of the same layout and rank
+ *                    count whose groups differ (TP 4 inside a group against
+ *                    the mesh's SP 2 x TP 2) is refused at join naming its
+ *                    rank and the field mesh_tp.  A dit-worker checks its
+ *                    own degrees against the preset before joining, and no
+ *                    CPU-sized preset has two hybrid splits of one rank
+ *                    count (wan-14b on 8 ranks has: SP 4 x TP 2 and
+ *                    SP 2 x TP 4), so a child of the test joins as
+ *                    worker rank 1 with that JOIN, every other field
+ *                    matching the mesh (meson: mesh-hybrid-parity-mesh-tp)
  * stale-epoch        a result of a call from before an epoch bump is dropped
  * kill-worker        SIGKILL of rank 1 mid-chunk: error naming rank 1 and the
  *                    signal, well within the chunk timeout
@@ -63,13 +73,16 @@
  *
  * Every subtest ends by checking that no child process is left.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -77,7 +90,9 @@
 #include "dit_backend.h"
 #include "dit_comm.h"
 #include "dit_mesh.h"
+#include "dit_net.h"
 #include "dit_scheduler.h"
+#include "dit_tp.h"
 #include "envelope.h"
 
 static const char *worker_path;
@@ -340,6 +355,114 @@ t_parity (const char *opt, const char *val, const char *expect)
       || !strstr (dit_last_error (), expect))
     FAIL ("message: '%s'", dit_last_error ());
   if (now_ms () - t0 > 15000)
+    FAIL ("refusal took %.0f ms", now_ms () - t0);
+  return no_children_left () ? 0 : 1;
+}
+
+/* A TCP port that was free a moment ago (the kernel's pick). */
+static int
+free_port (void)
+{
+  struct sockaddr_in sa;
+  socklen_t len = sizeof sa;
+  int port = 0, fd = socket (AF_INET, SOCK_STREAM, 0);
+  memset (&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+  if (fd >= 0 && bind (fd, (struct sockaddr *) &sa, sizeof sa) == 0
+      && getsockname (fd, (struct sockaddr *) &sa, &len) == 0)
+    port = ntohs (sa.sin_port);
+  if (fd >= 0)
+    close (fd);
+  return port;
+}
+
+/* The child of t_parity_mesh_tp: worker rank 1's JOIN as dit-worker sends
+ * it, every field matching the mesh c but the TP degree inside a group.
+ * Exits 0 when refused, 1 when accepted or on any other failure. */
+static int
+join_as_worker (const dit_mesh_config *c, int port, int mesh_tp)
+{
+  dit_model_config model;
+  if (dit_model_config_preset (c->preset, &model) != DIT_OK)
+    return 1;
+  const dit_dtype prec = (dit_dtype) dit_precision_of (c->gen.dtype,
+      c->gen.fp8);
+  dit_envelope e;
+  memset (&e, 0, sizeof e);
+  e.type = DIT_ENV_JOIN;
+  e.join.rank = 1;
+  e.join.tp = c->ranks;
+  snprintf (e.join.preset, sizeof e.join.preset, "%s", c->preset);
+  e.join.config_digest = dit_tp_config_digest (&model);
+  e.join.dtype = (int) prec;
+  e.join.weights_fingerprint = dit_tp_fingerprint_synthetic (&model,
+      c->synthetic_seed, prec);
+  e.join.pid = (int) getpid ();
+  snprintf (e.join.backend, sizeof e.join.backend, "cpu");
+  e.join.layers = model.num_layers;
+  e.join.layout = (int) c->layout;
+  e.join.mesh_tp = mesh_tp;
+  int64_t dl = dit_net_deadline (10000);
+  int fd = -1;
+  while (dit_net_connect ("127.0.0.1", port, dl, &fd) != DIT_OK) {
+    if (dit_net_now_ms () + 100 >= dl)
+      return 1;
+    usleep (50 * 1000);
+  }
+  unsigned char *buf = NULL;
+  size_t cap = 0;
+  if (dit_env_send (fd, &e, dl, "test worker") != DIT_OK
+      || dit_env_recv (fd, &e, &buf, &cap, dl, "test worker") != DIT_OK)
+    return 1;
+  printf ("test worker rank 1: %s %s\n", dit_env_type_name (e.type), e.text);
+  return e.type == DIT_ENV_REFUSE ? 0 : 1;
+}
+
+static int
+t_parity_mesh_tp (void)
+{
+  if (layout != DIT_MESH_LAYOUT_HYBRID)
+    FAIL ("parity-mesh-tp runs in the hybrid layout (test-mesh "
+        "parity-mesh-tp DIT-WORKER hybrid)");
+  dit_mesh_config c;
+  dit_mesh *m = NULL;
+  char listen[64];
+  base_config (&c, 2);          /* 4 ranks: SP 2 x TP 2 */
+  int port = free_port ();
+  if (port <= 0)
+    FAIL ("no free port");
+  snprintf (listen, sizeof listen, "127.0.0.1:%d", port);
+  c.spawn = 0;
+  c.listen = listen;
+  c.colocate = DIT_MESH_COLOCATE_OFF;
+  c.join_timeout_ms = 5000;
+  fflush (stdout);
+  pid_t pid = fork ();
+  if (pid < 0)
+    FAIL ("fork");
+  if (pid == 0) {
+    int rc = join_as_worker (&c, port, c.ranks);  /* SP 1 x TP 4 */
+    fflush (stdout);
+    _exit (rc);
+  }
+  double t0 = now_ms ();
+  dit_status st = dit_mesh_create (&c, &m);
+  char msg[1024];
+  snprintf (msg, sizeof msg, "%s", dit_last_error ());
+  int ws = 0;
+  waitpid (pid, &ws, 0);
+  if (st == DIT_OK) {
+    dit_mesh_free (m);
+    FAIL ("mesh with a worker of other groups was created");
+  }
+  printf ("parity: %s\n", msg);
+  if (!strstr (msg, "parity check failed") || !strstr (msg, "worker rank 1")
+      || !strstr (msg, "field: mesh_tp"))
+    FAIL ("message: '%s'", msg);
+  if (!WIFEXITED (ws) || WEXITSTATUS (ws) != 0)
+    FAIL ("the joining worker was not refused (status %d)", ws);
+  if (now_ms () - t0 > 4000)
     FAIL ("refusal took %.0f ms", now_ms () - t0);
   return no_children_left () ? 0 : 1;
 }
@@ -980,6 +1103,7 @@ main (int argc, char **argv)
   if (!strcmp (t, "parity-layout"))
     return t_parity ("--parallel", layout == DIT_MESH_LAYOUT_TP ? "sp" : "tp",
         "field: layout");
+  if (!strcmp (t, "parity-mesh-tp")) return t_parity_mesh_tp ();
   if (!strcmp (t, "stale-epoch")) return t_stale_epoch ();
   if (!strcmp (t, "kill-worker")) return t_kill_worker ();
   if (!strcmp (t, "kill-rank0")) return t_kill_rank0 (0);
