@@ -118,6 +118,13 @@ main (int argc, char **argv)
   e.join.layout = 1;     /* sp: full weights on every rank */
   e.join.mesh_tp = 1;
   bad |= put (argv[1], "join-sp", &e);
+  e.join.tp = 4;         /* hybrid: SP 2 x TP 2, 2 ranks per group */
+  snprintf (e.join.preset, sizeof e.join.preset, "tiny-tp");
+  e.join.layout = 2;
+  e.join.mesh_tp = 2;
+  bad |= put (argv[1], "join-hybrid", &e);
+  e.join.tp = 2;
+  snprintf (e.join.preset, sizeof e.join.preset, "tiny");
   e.join.layout = 0;
   e.join.mesh_tp = 2;
   /* mesh rank 0 on the NCCL transport: the id rides along */
