@@ -983,8 +983,9 @@ static const GstDitPropDef props[N_PROPS] = {
         "spawning them; wins over mesh-devices (NULL = spawn)", G_TYPE_STRING,
       .flags = READY, .field = FIELD (s.mesh_listen)},
   [PROP_MESH_RANKS] = {"mesh-ranks", "Mesh ranks", "Workers to wait for with "
-        "mesh-listen (1, 2, 4 or 8); with mesh-devices 0 or the number of "
-        "devices", G_TYPE_INT, 0, DIT_MESH_MAX_RANKS, 0, .flags = READY,
+        "mesh-listen (tp: 1, 2, 4 or 8; sp: 1 to 8; hybrid: 4, 6 or 8); "
+        "with mesh-devices 0 or the number of devices", G_TYPE_INT, 0,
+      DIT_MESH_MAX_RANKS, 0, .flags = READY,
       .field = FIELD (s.mesh_ranks)},
   [PROP_MESH_PARALLEL] = {"mesh-parallel", "Mesh parallel layout", "How "
         "the mesh's ranks split the DiT: tp (tensor parallel: each rank holds "

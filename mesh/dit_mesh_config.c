@@ -220,7 +220,8 @@ parse_devices (const dit_mesh_options *o, dit_mesh_spec *s)
     if (end == p || errno || v < 0 || v > 1023
         || s->n_devices == DIT_MESH_MAX_RANKS || (*end && *end != ','))
       return dit_error (DIT_ERR_INVALID, "%s '%s': expected a comma-separated "
-          "list of 1, 2, 4 or 8 device indices, e.g. \"0,1\"", o->devices_name,
+          "list of 1 to 8 device indices, e.g. \"0,1\" (layout tp takes 1, 2, "
+          "4 or 8 of them, sp 1 to 8, hybrid 4, 6 or 8)", o->devices_name,
           o->devices);
     s->devices[s->n_devices++] = (int) v;
     if (!*end)

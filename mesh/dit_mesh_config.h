@@ -79,7 +79,8 @@ typedef struct dit_mesh_config {
   uint64_t synthetic_seed;
   dit_gen_config gen;          /* generator config (dtype = weight dtype;
                                   fp8: the workers run precision fp8) */
-  int ranks;                   /* mesh size (1, 2, 4, 8) */
+  int ranks;                   /* mesh size, 1..8 (the layout's degree
+                                  rule: dit_mesh_spec_parse) */
   dit_mesh_layout layout;      /* how the ranks split the DiT */
   int mesh_tp;                 /* hybrid: TP degree inside a group (0 = 2) */
   int spawn;                   /* 1: fork/exec local workers */
@@ -158,9 +159,13 @@ void dit_mesh_options_init (dit_mesh_options *o);
 
 /* Check the options and resolve the worker: the device list parses, a
  * listen address has a fixed port and a rank count, the rank count is a
- * degree the layout allows (TP: 1, 2, 4 or 8), CUDA ranks have distinct
- * devices, the dit-worker to spawn exists.  Messages name the setting and
- * its value. */
+ * degree the layout allows, CUDA ranks have distinct devices, the
+ * dit-worker to spawn exists.  Messages name the setting and its value.
+ * Rank counts (devices listed, or the rank count with a listen address),
+ * at most DIT_MESH_MAX_RANKS (8): tp 1, 2, 4 or 8; sp 1 to 8; hybrid 4, 6
+ * or 8 with mesh_tp 2 (SP 2, 3, 4), 8 with mesh_tp 4.  The model narrows
+ * them (dit_mesh_spec_check_model, then the tokens when the generator is
+ * made). */
 dit_status dit_mesh_spec_parse (const dit_mesh_options *o, dit_mesh_spec *s);
 
 /* The degrees against the model: TP must divide its heads and FFN width,

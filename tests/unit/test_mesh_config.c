@@ -159,6 +159,53 @@ main (void)
       && spec.tp == 2, "hybrid 2 x 2: %s", dit_last_error ());
   lo.mesh_tp = 0;
 
+  /* the device-count rule, 1 to 9 devices in every layout: tp takes 1, 2,
+   * 4 or 8, sp 1 to 8 (SP 5 included, which dit_model_sp_check accepts for
+   * wan-14b), hybrid 4, 6 or 8 (mesh-tp 2) and 8 (mesh-tp 4); 9 is past
+   * DIT_MESH_MAX_RANKS, refused with the count the list may have */
+  static const struct {
+    const char *layout;
+    int mesh_tp;
+    const char *ok;             /* ok[n - 1] == 'y': n devices accepted */
+  } counts[] = {
+    { "tp", 0, "yy.y...y." },
+    { "sp", 0, "yyyyyyyy." },
+    { "hybrid", 0, "...y.y.y." },
+    { "hybrid", 4, ".......y." },
+  };
+  char list[64];
+  for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+    for (int n = 1; n <= 9; n++) {
+      list[0] = '\0';
+      for (int d = 0; d < n; d++)
+        snprintf (list + strlen (list), sizeof list - strlen (list), "%s%d",
+            d ? "," : "", d);
+      lo.devices = list;
+      lo.layout = counts[k].layout;
+      lo.mesh_tp = counts[k].mesh_tp;
+      dit_status st = dit_mesh_spec_parse (&lo, &spec);
+      const int want = counts[k].ok[n - 1] == 'y';
+      CHECK ((st == DIT_OK) == want, "%d devices in layout %s (mesh-tp %d): "
+          "%s, expected %s (%s)", n, counts[k].layout, counts[k].mesh_tp,
+          st == DIT_OK ? "accepted" : "refused", want ? "accepted" : "refused",
+          st == DIT_OK ? "" : dit_last_error ());
+      CHECK (st != DIT_OK || (spec.ranks == n && spec.sp * spec.tp == n),
+          "%d devices in layout %s: ranks %d, sp %d x tp %d", n,
+          counts[k].layout, spec.ranks, spec.sp, spec.tp);
+      if (n == 9)
+        refused (st, "list of 1 to 8 device indices");
+    }
+  }
+  lo.layout = "sp";
+  lo.mesh_tp = 0;
+  lo.devices = "0,1,2,3,4";
+  dit_model_config big;
+  dit_model_config_preset ("wan-14b", &big);
+  CHECK (dit_mesh_spec_parse (&lo, &spec) == DIT_OK
+      && dit_mesh_spec_check_model (&spec, &big) == DIT_OK, "sp 5 of "
+      "wan-14b (40 heads): %s", dit_last_error ());
+  lo.devices = "0,1,2,3";
+
   /* degrees against a model: the tiny preset has 2 heads */
   dit_model_config m;
   dit_model_config_preset ("tiny", &m);
