@@ -1,7 +1,7 @@
 /* dit-worker — one rank of the generator mesh.
  *
  *   dit-worker --connect HOST:PORT --rank R --tp N [--device D]
- *              [--parallel tp|sp|hybrid] [--mesh-tp T]
+ *              [--mesh-parallel tp|sp|hybrid] [--mesh-tp T]
  *              [--backend cpu|cuda] [--preset NAME] [--layers N]
  *              [--weights PATH | --seed S] [--dtype f32|bf16|fp8]
  *              [--timeout-ms MS] [--graphs on|off] [--comm-overlap on|off]
@@ -20,6 +20,9 @@
  * without FP8 tensor cores refuses it, naming the device.  Exits by itself
  * when rank 0 goes away (exit 3), when refused at join (exit 2, as a usage
  * error) or on any other failure (exit 1), with the reason on stderr.
+ * --mesh-parallel is the layout option's name as in dit-generate and
+ * dit-bench; --parallel, its older name, is still accepted (older
+ * launchers and meshes spawn workers with it).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,14 +42,16 @@ usage (FILE *f)
       "\n"
       "  --connect HOST:PORT    Stage 0's address (required)\n"
       "  --rank R               this rank, 0 .. N-1 (required)\n"
-      "  --tp N                 ranks in the mesh (default 1); with --parallel tp\n"
-      "                         the tensor-parallel degree: 1, 2, 4 or 8\n"
+      "  --tp N                 ranks in the mesh (default 1); with\n"
+      "                         --mesh-parallel tp the tensor-parallel degree:\n"
+      "                         1, 2, 4 or 8\n"
       "  --ranks N              the same as --tp\n"
-      "  --parallel L           layout: tp (tensor parallel, default), sp\n"
+      "  --mesh-parallel L      layout: tp (tensor parallel, default), sp\n"
       "                         (sequence parallel: all weights on every rank,\n"
       "                         tokens split; N must divide the heads and the\n"
       "                         chunk's tokens) or hybrid (sp across groups of\n"
       "                         --mesh-tp ranks, tp inside)\n"
+      "  --parallel L           the same as --mesh-parallel (its older name)\n"
       "  --mesh-tp T            hybrid: tensor-parallel ranks per group\n"
       "                         (default 2)\n"
       "  --backend cpu|cuda     compute backend (default cpu)\n"
@@ -106,9 +111,10 @@ main (int argc, char **argv)
     else if (strcmp (a, "--rank") == 0) c.rank = atoi (v);
     else if (strcmp (a, "--tp") == 0 || strcmp (a, "--ranks") == 0) c.tp = atoi (v);
     else if (strcmp (a, "--mesh-tp") == 0) c.mesh_tp = atoi (v);
-    else if (strcmp (a, "--parallel") == 0) {
+    else if (strcmp (a, "--mesh-parallel") == 0
+        || strcmp (a, "--parallel") == 0) {
       if (dit_mesh_layout_parse (v, &c.layout) != DIT_OK) {
-        fprintf (stderr, "dit-worker: --parallel: %s\n", dit_last_error ());
+        fprintf (stderr, "dit-worker: %s: %s\n", a, dit_last_error ());
         return 2;
       }
     }

@@ -1101,7 +1101,7 @@ main (int argc, char **argv)
   if (!strcmp (t, "parity-config"))
     return t_parity ("--preset", "tiny-tp", "model config");
   if (!strcmp (t, "parity-layout"))
-    return t_parity ("--parallel", layout == DIT_MESH_LAYOUT_TP ? "sp" : "tp",
+    return t_parity ("--mesh-parallel", layout == DIT_MESH_LAYOUT_TP ? "sp" : "tp",
         "field: layout");
   if (!strcmp (t, "parity-mesh-tp")) return t_parity_mesh_tp ();
   if (!strcmp (t, "stale-epoch")) return t_stale_epoch ();

@@ -8,7 +8,9 @@
 #  - a misspelled preset lists the presets instead of "cannot open";
 #  - dit-bench --help and dit-worker --help describe every option their
 #    parser takes (options read from their source) and end with the
-#    exit-status line, on stdout with exit status 0.
+#    exit-status line, on stdout with exit status 0;
+#  - dit-worker takes the layout as --mesh-parallel like the other tools,
+#    --parallel as its alias.
 # Each of these failed before: dit-generate made 576x320, dit-vae needed
 # --vae, "tinny: cannot open", dit-bench's help went to stderr without
 # option descriptions, dit-worker's listed only option names.
@@ -82,4 +84,19 @@ check_help() {
 check_help "$bench" "$src/tools/dit-bench.c"
 check_help "$worker" "$src/tools/dit-worker.c"
 echo "help: checked"
+
+# 4. dit-worker's layout option is --mesh-parallel, as in dit-generate and
+#    dit-bench; --parallel (the older name, still what meshes spawn
+#    workers with) is an alias.  A bad value is a usage error naming the
+#    option given; before --mesh-parallel existed it was "unknown option".
+"$worker" --help > "$tmp/help" 2>&1
+grep -Eq "^ +--mesh-parallel L +layout:" "$tmp/help" ||
+  fail "dit-worker --help does not document --mesh-parallel as the layout"
+for opt in --mesh-parallel --parallel; do
+  rc=0; "$worker" $opt pp --connect 127.0.0.1:1 --rank 0 > "$tmp/out" 2>&1 ||
+    rc=$?
+  [ $rc = 2 ] && grep -q "dit-worker: $opt: mesh layout 'pp'" "$tmp/out" ||
+    fail "dit-worker $opt pp: exit $rc, $(cat "$tmp/out")"
+done
+echo "dit-worker --mesh-parallel: ok"
 exit $failed
