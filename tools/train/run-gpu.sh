@@ -69,8 +69,9 @@ step "environment" 20 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_v
 step "modules on the $device (float32, TF32, bf16 autocast) vs float64 oracles" 60 \
   $py "$train/check_models.py" --device "$device"
 
-# training: what is left less the export check (about 25 s on a GPU) and
-# start-up, with 25 s to spare.  Three runs of train.py in two phases:
+# training: what is left less the export check (about 25 s on a GPU), the
+# runs' start-up and own evaluations past their limits (about 20 s), with
+# 25 s to spare.  Three runs of train.py in two phases:
 #   A   the whole VAE (encoder and decoder), 40 % of the time;
 #   B   two processes side by side on the same GPU for the rest (both are
 #       bound by kernel launches, not by the GPU's arithmetic):
@@ -80,7 +81,7 @@ step "modules on the $device (float32, TF32, bf16 autocast) vs float64 oracles" 
 #           fine-tune in its last 30 % of steps.
 # OUTDIR then gets B1's VAE with B2's DiT and umT5.  Each run writes its
 # weights before its own evaluation, so a late stop loses only that.
-budget=$(($(left) - 50))
+budget=$(($(left) - 70))
 say "training budget: $budget s"
 vae_time=$((budget * 2 / 5))
 both_time=$((budget - vae_time - 10))
