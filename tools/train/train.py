@@ -480,6 +480,25 @@ FILES = {"dit": "demo-dit.safetensors", "vae": "demo-vae.safetensors",
          "umt5": "demo-umt5.safetensors"}
 
 
+def sharpen_text_attention_(dit, gain=2.0):
+    """Start the cross-attention where the caption can be heard.  The engine
+    pads the prompt to 512 rows, which the DiT sees as one padding key with
+    a log(512 - length) bias; with PyTorch's default initialisation that key
+    takes 91 % of every query's attention at the start, and the caption the
+    rest (measured on the demo shape, 25-row caption).  With the text
+    embedding's and the cross keys' biases at zero the padding key is the
+    zero vector, and norm_q/norm_k gains of 2 make the caption's scores
+    spread: the caption then takes 70 %.  Only the initial values change;
+    the architecture is the engine's."""
+    with torch.no_grad():
+        for lin in (dit.text_embedding[0], dit.text_embedding[2]):
+            lin.bias.zero_()
+        for b in dit.blocks:
+            b.cross_attn.k.bias.zero_()
+            b.cross_attn.norm_q.weight.fill_(gain)
+            b.cross_attn.norm_k.weight.fill_(gain)
+
+
 def round_to_bf16_(module):
     """Round a module's weights to bfloat16 values in place (kept in float32),
     so that what trains or evaluates next is exactly what a bf16 file holds."""
@@ -854,6 +873,9 @@ def main(argv=None):
     ap.add_argument("--dit-ffn", type=int, default=1024)
     ap.add_argument("--dit-layers", type=int, default=4)
     ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--text-attn-init", default="sharp", choices=["sharp", "default"],
+                    help="initial cross-attention: sharp (the caption takes most of the "
+                    "attention at the start; sharpen_text_attention_) or PyTorch's default")
     ap.add_argument("--rollout-share", type=float, default=0.3,
                     help="last share of the DiT steps that add rollout samples")
     ap.add_argument("--rollout-batch", type=int, default=32,
@@ -920,6 +942,8 @@ def main(argv=None):
         d, _, u = load_models(args.dit_init, device)
         dit.load_state_dict(d.state_dict())
         umt5.load_state_dict(u.state_dict())
+    elif args.text_attn_init == "sharp":
+        sharpen_text_attention_(dit)
     dit_done, ev_vae, ev_dit, text_rows = 0, {}, {}, None
     if args.dit_steps:
         reserve = 25.0 if device.type == "cuda" else 60.0     # evaluation + export
