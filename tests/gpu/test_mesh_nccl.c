@@ -58,6 +58,7 @@
 #include "dit_generator.h"
 #include "dit_mesh.h"
 #include "dit_weights.h"
+#include "../common/free_port.h"
 
 #include <cuda_runtime.h>
 #include <errno.h>
@@ -204,24 +205,6 @@ mesh_config (const mesh_case *mc, dit_mesh_config *c, const char **args)
   c->join_timeout_ms = 120000;
   c->chunk_timeout_ms = 60000;
   c->worker_args = args;
-}
-
-/* A TCP port that was free a moment ago (the kernel's pick). */
-static int
-free_port (void)
-{
-  struct sockaddr_in sa;
-  socklen_t len = sizeof sa;
-  int port = 0, fd = socket (AF_INET, SOCK_STREAM, 0);
-  memset (&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-  if (fd >= 0 && bind (fd, (struct sockaddr *) &sa, sizeof sa) == 0
-      && getsockname (fd, (struct sockaddr *) &sa, &len) == 0)
-    port = ntohs (sa.sin_port);
-  if (fd >= 0)
-    close (fd);
-  return port;
 }
 
 /* "Another host": dit-worker started by this test, as a launcher would,

@@ -94,6 +94,7 @@
 #include "dit_scheduler.h"
 #include "dit_tp.h"
 #include "envelope.h"
+#include "../common/free_port.h"
 
 static const char *worker_path;
 static dit_mesh_layout layout = DIT_MESH_LAYOUT_TP;
@@ -357,24 +358,6 @@ t_parity (const char *opt, const char *val, const char *expect)
   if (now_ms () - t0 > 15000)
     FAIL ("refusal took %.0f ms", now_ms () - t0);
   return no_children_left () ? 0 : 1;
-}
-
-/* A TCP port that was free a moment ago (the kernel's pick). */
-static int
-free_port (void)
-{
-  struct sockaddr_in sa;
-  socklen_t len = sizeof sa;
-  int port = 0, fd = socket (AF_INET, SOCK_STREAM, 0);
-  memset (&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-  if (fd >= 0 && bind (fd, (struct sockaddr *) &sa, sizeof sa) == 0
-      && getsockname (fd, (struct sockaddr *) &sa, &len) == 0)
-    port = ntohs (sa.sin_port);
-  if (fd >= 0)
-    close (fd);
-  return port;
 }
 
 /* The child of t_parity_mesh_tp: worker rank 1's JOIN as dit-worker sends
