@@ -741,10 +741,11 @@ def train_dit(args, dit, umt5, vae, device, log, deadline):
         if step == WARMUP_STEPS:
             t_warm = time.time()
         if args.fit_time and step == WARMUP_STEPS + 50:
-            # the rollout steps are slower: fit assuming they cost 1.6 normal steps
+            # the rollout steps are slower: fit assuming they cost 3 normal
+            # steps (on the H200 beside B1: 12 steps/s plain, 4 with rollout)
             share = args.rollout_share if args.rollout_batch else 0.0
             total = fit_steps(50, args.dit_steps - WARMUP_STEPS, t_warm, deadline, log, "dit",
-                              slow_share=share, slow_cost=1.6, offset=WARMUP_STEPS)
+                              slow_share=share, slow_cost=3.0, offset=WARMUP_STEPS)
         start = args.rollout_from if args.rollout_from >= 0 else (1 - args.rollout_share) * total
         if args.rollout_batch and rollout_from is None and step >= start:
             rollout_from = step
