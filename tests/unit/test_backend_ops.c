@@ -418,6 +418,33 @@ case_gemm_lora_fold (int64_t M, int64_t N, int64_t K, int64_t R, dit_dtype dt,
   tpair_free (&y); tpair_free (&g); tpair_free (&sc);
 }
 
+/* A [n0, n1, n2] view with row strides s0, s1 (unit stride inside a row)
+ * over the buffer of t, e.g. blocks in a wider matrix or a stride-0
+ * broadcast. */
+static dit_tensor
+view3 (const dit_tensor *t, dit_dtype dt, const int64_t n[3], int64_t s0,
+    int64_t s1)
+{
+  dit_tensor v = dit_tensor_make (t->data, dt, t->device, 3, n);
+  v.stride[0] = s0;
+  v.stride[1] = s1;
+  v.stride[2] = 1;
+  return v;
+}
+
+/* dit_copy of x[s] into y[s] on the backend under test (s = 0) and the
+ * reference (s = 1). */
+static void
+copy_both (const dit_tensor x[2], dit_tensor y[2], dit_status st[2])
+{
+  for (int s = 0; s < 2; s++) {
+    dit_copy_params p = { &x[s], &y[s] };
+    st[s] = dit_copy (s ? rb : tb, &p);
+    if (s == 0)
+      save_err (st[0]);
+  }
+}
+
 /* The sequence-parallel way back (model/dit_model.c, sp_unpack_tokens):
  * [S, Ls, w] received blocks copied into column block j of each of S
  * members' heads in a token matrix [Ls, S w] whose rows carry `spare`
@@ -436,18 +463,11 @@ case_copy_blocks (int64_t S, int64_t Ls, int64_t w, int64_t spare,
   int64_t s3[3] = { S, Ls, w };
   tpair x, y = T (dt, Ls, S * w + spare, 1.0f);
   tpair_new (&x, dt, 3, s3, 1.0f);
-  dit_status st[2] = { DIT_OK, DIT_OK };
-  for (int s = 0; s < 2; s++) {
-    dit_tensor yv = dit_tensor_make (SIDE (y, s)->data, dt, SIDE (y, s)->device,
-        3, s3);
-    yv.stride[0] = w;
-    yv.stride[1] = S * w + spare;
-    yv.stride[2] = 1;
-    dit_copy_params p = { SIDE (x, s), &yv };
-    st[s] = dit_copy (s ? rb : tb, &p);
-    if (s == 0)
-      save_err (st[0]);
-  }
+  dit_status st[2];
+  const dit_tensor xv[2] = { x.a, x.b };
+  dit_tensor yv[2] = { view3 (&y.a, dt, s3, w, S * w + spare),
+    view3 (&y.b, dt, s3, w, S * w + spare) };
+  copy_both (xv, yv, st);
   report ("copy", dt, shape, st[0], st[1], &y, thr_for (dt));
   tpair_free (&x); tpair_free (&y);
 }
@@ -619,15 +639,12 @@ case_copy (int64_t R, int64_t C, dit_dtype sdt, dit_dtype ddt)
   /* columns [C, 2C) of a [R, 3C] source into columns [C/2, C/2 + C) of a
    * [R, 2C] destination */
   tpair x = T (sdt, R, 3 * C, 1.0f), y = T (ddt, R, 2 * C, 1.0f);
-  dit_status st[2] = { DIT_OK, DIT_OK };
-  for (int s = 0; s < 2; s++) {
-    dit_tensor xv = dit_tensor_cols (SIDE (x, s), C, C);
-    dit_tensor yv = dit_tensor_cols (SIDE (y, s), C / 2, C);
-    dit_copy_params p = { &xv, &yv };
-    st[s] = dit_copy (s ? rb : tb, &p);
-    if (s == 0)
-      save_err (st[0]);
-  }
+  dit_status st[2];
+  const dit_tensor xv[2] = { dit_tensor_cols (&x.a, C, C),
+    dit_tensor_cols (&x.b, C, C) };
+  dit_tensor yv[2] = { dit_tensor_cols (&y.a, C / 2, C),
+    dit_tensor_cols (&y.b, C / 2, C) };
+  copy_both (xv, yv, st);
   report ("copy", ddt, shape, st[0], st[1], &y, thr_for (ddt));
   tpair_free (&x); tpair_free (&y);
 }
@@ -646,20 +663,12 @@ case_copy_broadcast (int64_t R, int64_t B, int64_t C, dit_dtype dt)
   }
   tpair x = T (DIT_F32, R, C, 1.0f), y = T (dt, R * B, C, 1.0f);
   int64_t s3[3] = { R, B, C };
-  dit_status st[2] = { DIT_OK, DIT_OK };
-  for (int s = 0; s < 2; s++) {
-    dit_tensor xv = dit_tensor_make (SIDE (x, s)->data, DIT_F32,
-        SIDE (x, s)->device, 3, s3);
-    xv.stride[0] = C;
-    xv.stride[1] = 0;
-    xv.stride[2] = 1;
-    dit_tensor yv = dit_tensor_make (SIDE (y, s)->data, dt, SIDE (y, s)->device,
-        3, s3);
-    dit_copy_params p = { &xv, &yv };
-    st[s] = dit_copy (s ? rb : tb, &p);
-    if (s == 0)
-      save_err (st[0]);
-  }
+  dit_status st[2];
+  const dit_tensor xv[2] = { view3 (&x.a, DIT_F32, s3, C, 0),
+    view3 (&x.b, DIT_F32, s3, C, 0) };
+  dit_tensor yv[2] = { view3 (&y.a, dt, s3, B * C, C),
+    view3 (&y.b, dt, s3, B * C, C) };
+  copy_both (xv, yv, st);
   report ("copy", dt, shape, st[0], st[1], &y, thr_for (dt));
   tpair_free (&x); tpair_free (&y);
 }
