@@ -79,13 +79,21 @@ dit_model_name_resolve (const char *model, dit_demo_part part, char *buf,
 
 /* ------------------------------------------------------------------------ */
 
+/* Whether name is one of a NULL-terminated list of preset names: the
+ * names with synthetic weights, so not a file to open. */
+static int
+name_listed (const char *const *names, const char *name)
+{
+  for (const char *const *n = names; name && *n; n++)
+    if (strcmp (*n, name) == 0)
+      return 1;
+  return 0;
+}
+
 int
 dit_model_is_preset (const char *model)
 {
-  for (const char *const *n = dit_model_config_preset_names (); *n; n++)
-    if (strcmp (*n, model) == 0)
-      return 1;
-  return 0;
+  return name_listed (dit_model_config_preset_names (), model);
 }
 
 dit_status
@@ -224,9 +232,7 @@ dit_load_vae (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
   *out = NULL;
   DIT_TRY (dit_model_name_resolve (model, DIT_DEMO_VAE, demo, sizeof demo,
           &model));
-  int preset = 0;
-  for (const char *const *p = dit_vae_config_preset_names (); *p; p++)
-    preset |= strcmp (*p, model) == 0;
+  const int preset = name_listed (dit_vae_config_preset_names (), model);
   if (preset)
     DIT_TRY (dit_vae_config_preset (model, cfg));
   else {
@@ -260,10 +266,7 @@ dit_load_vae (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
 int
 dit_taehv_is_preset (const char *model)
 {
-  for (const char *const *n = dit_taehv_config_preset_names (); model && *n; n++)
-    if (strcmp (*n, model) == 0)
-      return 1;
-  return 0;
+  return name_listed (dit_taehv_config_preset_names (), model);
 }
 
 dit_status
