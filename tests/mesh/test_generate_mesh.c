@@ -19,12 +19,7 @@
 #include <unistd.h>
 
 #include "safetensors.h"
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { fprintf (stderr, "FAIL %s:%d: ", \
-    __FILE__, __LINE__); fprintf (stderr, __VA_ARGS__); fprintf (stderr, "\n"); \
-    failures++; } } while (0)
+#include "../common/check.h"
 
 /* Runs argv (NULL-terminated); its exit status, -1 when it did not exit. */
 static int

@@ -32,14 +32,9 @@
 #include "dit_backend.h"
 #include "dit_generator.h"
 #include "dit_tp.h"
+#include "../common/check.h"
 
 #define CHUNKS 3
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { fprintf (stderr, "FAIL %s:%d: ", \
-    __FILE__, __LINE__); fprintf (stderr, __VA_ARGS__); fprintf (stderr, "\n"); \
-    failures++; } } while (0)
 
 static void
 gen_config (dit_gen_config *g)

@@ -21,14 +21,9 @@
 #include <time.h>
 
 #include "dit_comm.h"
+#include "../common/check.h"
 
 #define N 4096
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { fprintf (stderr, "FAIL %s:%d: ", \
-    __FILE__, __LINE__); fprintf (stderr, __VA_ARGS__); fprintf (stderr, "\n"); \
-    failures++; } } while (0)
 
 static double
 now_ms (void)

@@ -7,23 +7,12 @@
  */
 #include "dit_stream.h"
 #include "safetensors.h"
+#include "../common/check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond, ...)                                                      \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      failures++;                                                             \
-      printf ("FAIL %s:%d: ", __FILE__, __LINE__);                            \
-      printf (__VA_ARGS__);                                                   \
-      printf ("\n");                                                          \
-    }                                                                         \
-  } while (0)
 
 /* One tensor `name` of `ndim` dims (shape) and f32 values i * 0.25. */
 static void

@@ -30,30 +30,13 @@
 #include "dit_lora.h"
 #include "dit_weights.h"
 #include "safetensors.h"
+#include "../common/check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int failures, checks;
-
-#define CHECK(cond, ...) do {                                                 \
-    checks++;                                                                 \
-    if (!(cond)) {                                                            \
-      failures++;                                                             \
-      fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                   \
-      fprintf (stderr, __VA_ARGS__);                                          \
-      fprintf (stderr, "\n");                                                 \
-    }                                                                         \
-  } while (0)
-
-#define CHECK_OK(expr) do {                                                   \
-    dit_status st_ = (expr);                                                  \
-    CHECK (st_ == DIT_OK, "%s -> %s: %s", #expr, dit_status_name (st_),       \
-        dit_last_error ());                                                   \
-  } while (0)
 
 static dit_backend *be;
 static dit_model_config cfg;

@@ -10,30 +10,12 @@
 #include "dit_build_config.h"
 #include "dit_backend.h"
 #include "dit_philox.h"
+#include "../common/check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-static int checks;
-
-#define CHECK(cond, ...) do {                                                 \
-    checks++;                                                                 \
-    if (!(cond)) {                                                            \
-      failures++;                                                             \
-      fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                   \
-      fprintf (stderr, __VA_ARGS__);                                          \
-      fprintf (stderr, "\n");                                                 \
-    }                                                                         \
-  } while (0)
-
-#define CHECK_OK(expr) do {                                                   \
-    dit_status st_ = (expr);                                                  \
-    CHECK (st_ == DIT_OK, "%s -> %s: %s", #expr, dit_status_name (st_),       \
-        dit_last_error ());                                                   \
-  } while (0)
 
 static void
 check_near (const char *what, double got, double want, double tol)

@@ -5,15 +5,10 @@
  * are worked out by hand from those definitions.
  */
 #include "dit_runner.h"
+#include "../common/check.h"
 
 #include <math.h>
 #include <stdio.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf (stderr, __VA_ARGS__); fprintf (stderr, "\n"); } } while (0)
 
 static int
 near (double a, double b)

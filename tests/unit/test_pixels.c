@@ -7,17 +7,12 @@
  * survive a write; the tensor is a frame slice of a [3, T, H, W] buffer.
  */
 #include "dit_backend.h"
+#include "../common/check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf (stderr, __VA_ARGS__); fprintf (stderr, "\n"); } } while (0)
 
 enum { W = 32, H = 16, T = 3, PAD = 7, FILL = 0xab };
 

@@ -19,17 +19,12 @@
 #include "dit_plan.h"
 #include "dit_scheduler.h"
 #include "dit_weights.h"
+#include "../common/check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf (stderr, __VA_ARGS__); fprintf (stderr, "\n"); } } while (0)
 
 static void
 test_make (void)

@@ -28,17 +28,12 @@
 #include "dit_vae.h"
 #include "dit_weights.h"
 #include "../common/stage0_display.h"
+#include "../common/check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf (stderr, __VA_ARGS__); fprintf (stderr, "\n"); } } while (0)
 
 enum { LH = 4, LW = 6, HW = LH * LW, PIX = 64 * HW };
 

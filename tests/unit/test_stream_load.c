@@ -7,23 +7,12 @@
  */
 #include "dit_backend.h"
 #include "dit_stream_load.h"
+#include "../common/check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond, ...)                                                      \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      failures++;                                                             \
-      printf ("FAIL %s:%d: ", __FILE__, __LINE__);                            \
-      printf (__VA_ARGS__);                                                   \
-      printf ("\n");                                                          \
-    }                                                                         \
-  } while (0)
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 

@@ -21,18 +21,13 @@
 #include "dit_loader.h"
 #include "dit_taehv.h"
 #include "safetensors.h"
+#include "../common/check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf (stderr, __VA_ARGS__); fprintf (stderr, "\n"); } } while (0)
 
 typedef struct buf4 {
   float *data;

@@ -15,12 +15,7 @@
 #include "dit_t5_bucket.h"
 #include "dit_tokenizer.h"
 #include "dit_umt5.h"
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf (stderr, __VA_ARGS__); fprintf (stderr, "\n"); } } while (0)
+#include "../common/check.h"
 
 /* ------------------------------------------------------------------------ */
 

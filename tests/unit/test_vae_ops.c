@@ -13,17 +13,12 @@
  * copy, layout with affine, tanh soft clamp and clamp; dispatch errors.
  */
 #include "dit_backend.h"
+#include "../common/check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf (stderr, __VA_ARGS__); fprintf (stderr, "\n"); } } while (0)
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
