@@ -95,6 +95,7 @@
 #include "dit_tp.h"
 #include "envelope.h"
 #include "../common/free_port.h"
+#include "../common/test_random.h"
 
 static const char *worker_path;
 static dit_mesh_layout layout = DIT_MESH_LAYOUT_TP;
@@ -143,10 +144,8 @@ static dit_tensor
 prompt_tensor (void)
 {
   uint64_t s = 12345;
-  for (int i = 0; i < 5 * 64; i++) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    prompt_buf[i] = (float) ((double) (s >> 11) / 9007199254740992.0 - 0.5);
-  }
+  for (int i = 0; i < 5 * 64; i++)
+    prompt_buf[i] = (float) (lcg64_unit (&s) - 0.5);
   return dit_tensor_2d (prompt_buf, DIT_F32, DIT_DEVICE_CPU, 5, 64);
 }
 

@@ -29,6 +29,7 @@
  */
 #include "dit_backend.h"
 #include "dit_philox.h"
+#include "../common/test_random.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -42,20 +43,6 @@ static int n_pass, n_fail, n_skip;
 #define THR_F32 1e-10
 #define THR_BF16 1e-4
 #define THR_F16 1e-6
-
-/* ---- random host data (xorshift64*, fixed seed) ------------------------- */
-
-static uint64_t rng = 0x0123456789abcdefull;
-
-static float
-frand (void)
-{
-  rng ^= rng >> 12;
-  rng ^= rng << 25;
-  rng ^= rng >> 27;
-  uint64_t v = rng * 0x2545f4914f6cdd1dull;
-  return (float) ((double) (v >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
-}
 
 /* ---- a tensor on both backends ------------------------------------------ */
 
@@ -1753,6 +1740,8 @@ main (int argc, char **argv)
 {
   const char *name = argc > 1 ? argv[1] : "cpu";
   int index = argc > 2 ? atoi (argv[2]) : 0;
+  /* the inputs of every case come from this seed (and the cases' order) */
+  test_rng = 0x0123456789abcdefull;
   tb = dit_backend_create (name, index);
   if (!tb) {
     printf ("backend '%s' not available: %s\n", name, dit_last_error ());

@@ -11,6 +11,7 @@
  */
 #include "dit_backend.h"
 #include "../common/check.h"
+#include "../common/test_random.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -18,23 +19,6 @@
 #include <string.h>
 
 static dit_backend *be;
-
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-
-static double
-urand (void)
-{
-  rng ^= rng >> 12;
-  rng ^= rng << 25;
-  rng ^= rng >> 27;
-  return (double) ((rng * 0x2545f4914f6cdd1dull) >> 11) / 9007199254740992.0;
-}
-
-static float
-srand1 (void)
-{
-  return (float) (2.0 * urand () - 1.0);
-}
 
 /* ---- e4m3 numbers ---------------------------------------------------------- */
 
@@ -165,7 +149,7 @@ test_scale_rule (void)
   float v[256], sc[2];
   uint8_t q[256];
   for (int i = 0; i < 256; i++)
-    v[i] = srand1 () * 3.0f;
+    v[i] = frand () * 3.0f;
   v[17] = -7.25f;
   v[200] = 5.5f;
   dit_tensor tv = dit_tensor_2d (v, DIT_F32, DIT_DEVICE_CPU, 1, 256);
@@ -229,7 +213,7 @@ test_outliers (void)
   static uint8_t q[R * D];
   static float sc[(D / 128) * R];
   for (int i = 0; i < R * D; i++)
-    x[i] = srand1 () * 1e-4f;
+    x[i] = frand () * 1e-4f;
   x[0 * D + 3] = 1e4f;                 /* 1e4 beside 1e-4 */
   x[1 * D + 130] = -3e38f;             /* near the f32 limit */
   x[2 * D + 5] = 65504.0f;
@@ -310,14 +294,14 @@ test_gemm_reference (void)
   static uint8_t xq[M * K], wq[N * K];
   static float xs[(K / 128) * M], ws[N], bias[N], y[M * N];
   for (int i = 0; i < M * K; i++)
-    xq[i] = dit_f32_to_e4m3 (srand1 () * 400.0f);
+    xq[i] = dit_f32_to_e4m3 (frand () * 400.0f);
   for (int i = 0; i < N * K; i++)
-    wq[i] = dit_f32_to_e4m3 (srand1 () * 400.0f);
+    wq[i] = dit_f32_to_e4m3 (frand () * 400.0f);
   for (int i = 0; i < (K / 128) * M; i++)
     xs[i] = (float) (0.001 + urand () * 0.01);
   for (int n = 0; n < N; n++) {
     ws[n] = (float) (0.0001 + urand () * 0.001);
-    bias[n] = srand1 ();
+    bias[n] = frand ();
   }
   for (int act = 0; act < 2; act++) {
     dit_tensor tx = dit_tensor_2d (xq, DIT_F8E4M3, DIT_DEVICE_CPU, M, K);
@@ -357,19 +341,19 @@ test_gemm_residual (void)
   static float xs[(K / 128) * M], ws[N], bias[N], gate[3 * N], y[M * N],
       y0[M * N];
   for (int i = 0; i < M * K; i++)
-    xq[i] = dit_f32_to_e4m3 (srand1 () * 400.0f);
+    xq[i] = dit_f32_to_e4m3 (frand () * 400.0f);
   for (int i = 0; i < N * K; i++)
-    wq[i] = dit_f32_to_e4m3 (srand1 () * 400.0f);
+    wq[i] = dit_f32_to_e4m3 (frand () * 400.0f);
   for (int i = 0; i < (K / 128) * M; i++)
     xs[i] = (float) (0.001 + urand () * 0.01);
   for (int n = 0; n < N; n++) {
     ws[n] = (float) (0.0001 + urand () * 0.001);
-    bias[n] = srand1 ();
+    bias[n] = frand ();
   }
   for (int i = 0; i < 3 * N; i++)
-    gate[i] = srand1 ();
+    gate[i] = frand ();
   for (int i = 0; i < M * N; i++)
-    y[i] = y0[i] = srand1 () * 3.0f;
+    y[i] = y0[i] = frand () * 3.0f;
   dit_tensor tx = dit_tensor_2d (xq, DIT_F8E4M3, DIT_DEVICE_CPU, M, K);
   dit_tensor txs = dit_tensor_2d (xs, DIT_F32, DIT_DEVICE_CPU, K / 128, M);
   dit_tensor tw = dit_tensor_2d (wq, DIT_F8E4M3, DIT_DEVICE_CPU, N, K);
@@ -413,14 +397,14 @@ test_layernorm_reference (void)
   static float x[R * D], w[D], b[D], sh[2 * D], sc[2 * D], ys[(D / 128) * R];
   static uint8_t yq[R * D];
   for (int i = 0; i < R * D; i++)
-    x[i] = srand1 () * 4.0f + 1.0f;
+    x[i] = frand () * 4.0f + 1.0f;
   for (int i = 0; i < D; i++) {
-    w[i] = 1.0f + 0.1f * srand1 ();
-    b[i] = 0.1f * srand1 ();
+    w[i] = 1.0f + 0.1f * frand ();
+    b[i] = 0.1f * frand ();
   }
   for (int i = 0; i < 2 * D; i++) {
-    sh[i] = 0.5f * srand1 ();
-    sc[i] = 0.5f * srand1 ();
+    sh[i] = 0.5f * frand ();
+    sc[i] = 0.5f * frand ();
   }
   for (int variant = 0; variant < 2; variant++) {
     int affine = variant == 1, mod = variant == 0;
@@ -484,10 +468,10 @@ test_attention_fp8 (void)
   static float q[L * W], k[N * W], v[N * W], o[L * W], os[H * L];
   static uint8_t oq[L * W];
   for (int i = 0; i < L * W; i++)
-    q[i] = srand1 ();
+    q[i] = frand ();
   for (int i = 0; i < N * W; i++) {
-    k[i] = srand1 ();
-    v[i] = srand1 () * (i % 97 == 0 ? 1e4f : 1.0f);   /* outliers */
+    k[i] = frand ();
+    v[i] = frand () * (i % 97 == 0 ? 1e4f : 1.0f);   /* outliers */
   }
   dit_tensor tq = dit_tensor_2d (q, DIT_F32, DIT_DEVICE_CPU, L, W);
   dit_tensor tk = dit_tensor_2d (k, DIT_F32, DIT_DEVICE_CPU, N, W);

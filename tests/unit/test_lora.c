@@ -31,6 +31,7 @@
 #include "dit_weights.h"
 #include "safetensors.h"
 #include "../common/check.h"
+#include "../common/test_random.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -43,18 +44,6 @@ static dit_model_config cfg;
 static dit_param_spec *specs;
 static size_t nspecs;
 static char tmpdir[256];
-
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-
-static float
-frand (void)
-{
-  rng ^= rng >> 12;
-  rng ^= rng << 25;
-  rng ^= rng >> 27;
-  uint64_t v = rng * 0x2545f4914f6cdd1dull;
-  return (float) ((double) (v >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
-}
 
 /* ---- LoRA definitions ------------------------------------------------------ */
 

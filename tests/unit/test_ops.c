@@ -11,6 +11,7 @@
 #include "dit_backend.h"
 #include "dit_philox.h"
 #include "../common/check.h"
+#include "../common/test_random.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -40,19 +41,6 @@ static dit_tensor
 t1 (void *data, dit_dtype dt, int64_t n)
 {
   return dit_tensor_1d (data, dt, DIT_DEVICE_CPU, n);
-}
-
-/* Deterministic uniform values in [-1, 1) (xorshift64*). */
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static float
-frand (void)
-{
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  uint64_t v = rng_state * 0x2545f4914f6cdd1dull;
-  return (float) ((double) (v >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -22,6 +22,7 @@
 #include "dit_taehv.h"
 #include "safetensors.h"
 #include "../common/check.h"
+#include "../common/test_random.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -53,15 +54,6 @@ sub (const dit_tensor *t, int64_t f0, int64_t n)
   s.data = (float *) t->data + f0 * t->stride[1];
   s.shape[1] = n;
   return s;
-}
-
-static void
-fill (float *p, int64_t n, uint32_t seed)
-{
-  for (int64_t i = 0; i < n; i++) {
-    seed = seed * 1664525u + 1013904223u;
-    p[i] = (float) (seed >> 8) / 8388608.0f - 1.0f;
-  }
 }
 
 static int
@@ -212,7 +204,7 @@ test_independent_values (void)
   if (!t)
     return;
   buf4 lat = mk (16, 2, 2, 4), px = mk (3, 5, 16, 32);
-  fill (lat.data, lat.n, 3);
+  fill_uniform (lat.data, lat.n, 3);
   CHECK (dit_taehv_decode (t, &lat.t, &px.t) == DIT_OK, "decode: %s",
       dit_last_error ());
   const float want[3] = { -0.5f, -1.0f, 1.0f };
@@ -222,7 +214,7 @@ test_independent_values (void)
   CHECK (ok, "decoder bias only: pixels %g %g %g", px.data[0],
       px.data[5 * 16 * 32], px.data[2 * 5 * 16 * 32]);
   buf4 in = mk (3, 5, 16, 32), out = mk (16, 2, 2, 4);
-  fill (in.data, in.n, 4);
+  fill_uniform (in.data, in.n, 4);
   CHECK (dit_taehv_encode_offline (t, &in.t, &out.t) == DIT_OK, "encode: %s",
       dit_last_error ());
   ok = 1;
@@ -240,7 +232,7 @@ test_decode_stream (const dit_weights *w)
   if (!t)
     return;
   buf4 lat = mk (16, 5, 3, 4);
-  fill (lat.data, lat.n, 7);
+  fill_uniform (lat.data, lat.n, 7);
   buf4 all = mk (3, 17, 24, 32), per = mk (3, 17, 24, 32), split = mk (3, 17, 24, 32);
   CHECK (dit_taehv_decode_frames (t, 5) == 17 && dit_taehv_decode_frames (t, 1) == 1,
       "first call frame counts");
@@ -298,7 +290,7 @@ test_encode_stream (const dit_weights *w)
   if (!t)
     return;
   buf4 px = mk (3, 13, 24, 32), off = mk (16, 4, 3, 4), str = mk (16, 4, 3, 4);
-  fill (px.data, px.n, 9);
+  fill_uniform (px.data, px.n, 9);
   CHECK (dit_taehv_encode_offline (t, &px.t, &off.t) == DIT_OK, "offline: %s",
       dit_last_error ());
   dit_taehv_reset_encoder (t);
@@ -367,7 +359,7 @@ test_bounded (const dit_weights *w)
   long hwm_warm = -1;
   int ok = 1;
   for (int i = 0; i < 200 && ok; i++) {
-    fill (lat.data, lat.n, (uint32_t) i);
+    fill_uniform (lat.data, lat.n, (uint32_t) i);
     ok = dit_taehv_decode (t, &lat.t, i == 0 ? &px1.t : &px.t) == DIT_OK;
     if (i == 1)
       memcpy (first.data, px.data, (size_t) px.n * sizeof (float));
@@ -387,9 +379,9 @@ test_bounded (const dit_weights *w)
         "%ld kB -> %ld kB", hwm_warm, hwm_end);
   /* a reset stream decodes latents 0 and 1 as the first time */
   dit_taehv_reset_decoder (t);
-  fill (lat.data, lat.n, 0);
+  fill_uniform (lat.data, lat.n, 0);
   dit_taehv_decode (t, &lat.t, &px1.t);
-  fill (lat.data, lat.n, 1);
+  fill_uniform (lat.data, lat.n, 1);
   CHECK (dit_taehv_decode (t, &lat.t, &px.t) == DIT_OK
       && same (px.data, first.data, px.n), "reset does not restart the stream");
   /* state = one frame per MemBlock plus the pending encoder frame */

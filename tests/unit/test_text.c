@@ -16,6 +16,7 @@
 #include "dit_tokenizer.h"
 #include "dit_umt5.h"
 #include "../common/check.h"
+#include "../common/test_random.h"
 
 /* ------------------------------------------------------------------------ */
 
@@ -50,11 +51,11 @@ test_buckets (void)
 
 /* ------------------------------------------------------------------------ */
 
+/* uniform in [-1, 1) */
 static double
-urand (uint64_t *s)
+lcg64_signed (uint64_t *s)
 {
-  *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-  return (double) (*s >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+  return lcg64_unit (s) * 2.0 - 1.0;
 }
 
 static void
@@ -66,12 +67,13 @@ test_attention_bias (int L, int heads, int d, int64_t key_len)
   float *tab = malloc (sizeof (float) * NB * heads);
   uint64_t s = 1234 + (uint64_t) L;
   for (int i = 0; i < L * W; i++) {
-    q[i] = (float) urand (&s);
-    k[i] = (float) urand (&s);
-    v[i] = (float) urand (&s);
+    q[i] = (float) lcg64_signed (&s);
+    k[i] = (float) lcg64_signed (&s);
+    v[i] = (float) lcg64_signed (&s);
   }
+  /* large: a wrong bucket shows */
   for (int i = 0; i < NB * heads; i++)
-    tab[i] = (float) (3.0 * urand (&s));   /* large: a wrong bucket shows */
+    tab[i] = (float) (3.0 * lcg64_signed (&s));
   dit_tensor tq = dit_tensor_2d (q, DIT_F32, DIT_DEVICE_CPU, L, W);
   dit_tensor tk = dit_tensor_2d (k, DIT_F32, DIT_DEVICE_CPU, L, W);
   dit_tensor tv = dit_tensor_2d (v, DIT_F32, DIT_DEVICE_CPU, L, W);

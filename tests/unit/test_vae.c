@@ -15,6 +15,7 @@
 #include "dit_vae.h"
 #include "safetensors.h"
 #include "../common/check.h"
+#include "../common/test_random.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -54,15 +55,6 @@ sub (const dit_tensor *t, int64_t f0, int64_t n)
   s.data = (float *) t->data + f0 * t->stride[1];
   s.shape[1] = n;
   return s;
-}
-
-static void
-fill_video (float *p, int64_t n, uint32_t seed)
-{
-  for (int64_t i = 0; i < n; i++) {
-    seed = seed * 1664525u + 1013904223u;
-    p[i] = (float) (seed >> 8) / 8388608.0f - 1.0f;
-  }
 }
 
 static double
@@ -197,7 +189,7 @@ test_latent_normalisation (void)
   if (!v)
     return;
   buf4 px = mk (3, 1, 16, 32), lat = mk (16, 1, 2, 4);
-  fill_video (px.data, 3 * 16 * 32, 7);
+  fill_uniform (px.data, 3 * 16 * 32, 7);
   CHECK (dit_vae_encode (v, &px.t, &lat.t) == DIT_OK, "encode: %s", dit_last_error ());
   double m = 0;
   for (int c = 0; c < 16; c++)
@@ -221,7 +213,7 @@ test_decode_streaming (dit_vae *v)
 {
   const int F = 4, H = 64, W = 64;
   buf4 lat = mk (16, F, 8, 8);
-  fill_video (lat.data, 16 * F * 64, 99);
+  fill_uniform (lat.data, 16 * F * 64, 99);
   for (int64_t i = 0; i < 16 * F * 64; i++)
     lat.data[i] *= 1.5f;
   const int T = 1 + 4 * (F - 1);
@@ -268,7 +260,7 @@ test_encode_anchor (dit_vae *v)
 {
   const int H = 64, W = 64, T = 13;
   buf4 px = mk (3, T, H, W), ref = mk (16, 4, 8, 8), got = mk (16, 4, 8, 8);
-  fill_video (px.data, 3LL * T * H * W, 5);
+  fill_uniform (px.data, 3LL * T * H * W, 5);
   CHECK (dit_vae_encode_offline (v, &px.t, &ref.t) == DIT_OK, "offline: %s", dit_last_error ());
   CHECK (all_finite_in (ref.data, 16 * 4 * 64, -1e6f, 1e6f), "latents not finite");
   CHECK (maxdiff (ref.data, ref.data + 64, 64) > 1e-5, "latent channels identical");
@@ -352,7 +344,7 @@ test_bounded_memory (dit_weights *w)
   long hwm_warm = -1;
   int ok = 1;
   for (int i = 0; i < 200 && ok; i++) {
-    fill_video (lat.data, 16 * 16, (uint32_t) i);
+    fill_uniform (lat.data, 16 * 16, (uint32_t) i);
     ok = dit_vae_decode (v, &lat.t, i == 0 ? &px1.t : &px.t) == DIT_OK;
     if (i == 10)
       hwm_warm = vm_hwm_kb ();
@@ -440,7 +432,7 @@ test_wan_topology (void)
   if (!v)
     return;
   buf4 px = mk (3, 5, 16, 16), lat = mk (16, 2, 2, 2), out = mk (3, 5, 16, 16);
-  fill_video (px.data, 3 * 5 * 256, 11);
+  fill_uniform (px.data, 3 * 5 * 256, 11);
   CHECK (dit_vae_encode_offline (v, &px.t, &lat.t) == DIT_OK, "wan encode: %s",
       dit_last_error ());
   CHECK (all_finite_in (lat.data, 16 * 2 * 4, -1e4f, 1e4f), "wan latents not finite");
@@ -486,7 +478,7 @@ test_demo_shape (void)
   dit_vae *v = NULL;
   if (loaded && dit_vae_create (&got, loaded, 32, 32, DIT_F32, dit_backend_cpu (), &v) == DIT_OK) {
     buf4 lat = mk (16, 1, 4, 4), px = mk (3, 1, 32, 32);
-    fill_video (lat.data, 16 * 16, 3);
+    fill_uniform (lat.data, 16 * 16, 3);
     CHECK (dit_vae_decode (v, &lat.t, &px.t) == DIT_OK, "demo-shape decode: %s",
         dit_last_error ());
     CHECK (all_finite_in (px.data, 3 * 32 * 32, -1.0f, 1.0f), "demo-shape pixels");
