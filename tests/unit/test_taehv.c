@@ -23,38 +23,13 @@
 #include "safetensors.h"
 #include "../common/check.h"
 #include "../common/test_random.h"
+#include "../common/video_buf.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-typedef struct buf4 {
-  float *data;
-  dit_tensor t;
-  int64_t n;
-} buf4;
-
-static buf4
-mk (int64_t c, int64_t t, int64_t h, int64_t w)
-{
-  buf4 b;
-  int64_t s[4] = { c, t, h, w };
-  b.n = c * t * h * w;
-  b.data = calloc ((size_t) b.n, sizeof (float));
-  b.t = dit_tensor_make (b.data, DIT_F32, DIT_DEVICE_CPU, 4, s);
-  return b;
-}
-
-static dit_tensor
-sub (const dit_tensor *t, int64_t f0, int64_t n)
-{
-  dit_tensor s = *t;
-  s.data = (float *) t->data + f0 * t->stride[1];
-  s.shape[1] = n;
-  return s;
-}
 
 static int
 same (const float *a, const float *b, int64_t n)
@@ -203,7 +178,7 @@ test_independent_values (void)
   dit_weights_free (w);
   if (!t)
     return;
-  buf4 lat = mk (16, 2, 2, 4), px = mk (3, 5, 16, 32);
+  buf4 lat = video_buf (16, 2, 2, 4), px = video_buf (3, 5, 16, 32);
   fill_uniform (lat.data, lat.n, 3);
   CHECK (dit_taehv_decode (t, &lat.t, &px.t) == DIT_OK, "decode: %s",
       dit_last_error ());
@@ -213,7 +188,7 @@ test_independent_values (void)
     ok &= fabsf (px.data[i] - want[i / (5 * 16 * 32)]) < 1e-6f;
   CHECK (ok, "decoder bias only: pixels %g %g %g", px.data[0],
       px.data[5 * 16 * 32], px.data[2 * 5 * 16 * 32]);
-  buf4 in = mk (3, 5, 16, 32), out = mk (16, 2, 2, 4);
+  buf4 in = video_buf (3, 5, 16, 32), out = video_buf (16, 2, 2, 4);
   fill_uniform (in.data, in.n, 4);
   CHECK (dit_taehv_encode_offline (t, &in.t, &out.t) == DIT_OK, "encode: %s",
       dit_last_error ());
@@ -231,9 +206,10 @@ test_decode_stream (const dit_weights *w)
   dit_taehv *t = make ("taehv-tiny", w, 32, 24, DIT_TAEHV_DECODER);
   if (!t)
     return;
-  buf4 lat = mk (16, 5, 3, 4);
+  buf4 lat = video_buf (16, 5, 3, 4);
   fill_uniform (lat.data, lat.n, 7);
-  buf4 all = mk (3, 17, 24, 32), per = mk (3, 17, 24, 32), split = mk (3, 17, 24, 32);
+  buf4 all = video_buf (3, 17, 24, 32), per = video_buf (3, 17, 24, 32),
+      split = video_buf (3, 17, 24, 32);
   CHECK (dit_taehv_decode_frames (t, 5) == 17 && dit_taehv_decode_frames (t, 1) == 1,
       "first call frame counts");
   CHECK (dit_taehv_decode (t, &lat.t, &all.t) == DIT_OK, "decode 5: %s",
@@ -244,7 +220,7 @@ test_decode_stream (const dit_weights *w)
   int64_t f0 = 0;
   for (int i = 0; i < 5; i++) {
     const int64_t n = dit_taehv_decode_frames (t, 1);
-    dit_tensor l = sub (&lat.t, i, 1), p = sub (&per.t, f0, n);
+    dit_tensor l = frame_range (&lat.t, i, 1), p = frame_range (&per.t, f0, n);
     CHECK (n == (i ? 4 : 1), "latent %d gives %lld frames", i, (long long) n);
     CHECK (dit_taehv_decode (t, &l, &p) == DIT_OK, "latent %d: %s", i,
         dit_last_error ());
@@ -252,8 +228,9 @@ test_decode_stream (const dit_weights *w)
   }
   CHECK (same (all.data, per.data, all.n), "one latent per call != one call");
   dit_taehv_reset_decoder (t);
-  dit_tensor l2 = sub (&lat.t, 0, 2), p2 = sub (&split.t, 0, 5);
-  dit_tensor l3 = sub (&lat.t, 2, 3), p3 = sub (&split.t, 5, 12);
+  dit_tensor l2 = frame_range (&lat.t, 0, 2), p2 = frame_range (&split.t, 0, 5);
+  dit_tensor l3 = frame_range (&lat.t, 2, 3),
+      p3 = frame_range (&split.t, 5, 12);
   CHECK (dit_taehv_decode (t, &l2, &p2) == DIT_OK
       && dit_taehv_decode (t, &l3, &p3) == DIT_OK, "2 + 3: %s", dit_last_error ());
   CHECK (same (all.data, split.data, all.n), "2 + 3 split != one call");
@@ -264,16 +241,16 @@ test_decode_stream (const dit_weights *w)
   }
   CHECK (in_range && varies, "pixels in [-1, 1] and not constant");
   /* errors: a bad call resets the stream, and says why */
-  buf4 bad = mk (16, 1, 3, 5), pb = mk (3, 4, 24, 32);
+  buf4 bad = video_buf (16, 1, 3, 5), pb = video_buf (3, 4, 24, 32);
   dit_status st = dit_taehv_decode (t, &bad.t, &pb.t);
   CHECK (st == DIT_ERR_INVALID && strstr (dit_last_error (), "size"),
       "wrong latent size: %s", dit_last_error ());
-  dit_tensor l1 = sub (&lat.t, 0, 1);
+  dit_tensor l1 = frame_range (&lat.t, 0, 1);
   dit_taehv_reset_decoder (t);
   st = dit_taehv_decode (t, &l1, &pb.t);
   CHECK (st == DIT_ERR_INVALID && strstr (dit_last_error (), "4 frames, expected 1"),
       "4 pixel frames for latent 0: %s", dit_last_error ());
-  buf4 in = mk (3, 1, 24, 32), z = mk (16, 1, 3, 4);
+  buf4 in = video_buf (3, 1, 24, 32), z = video_buf (16, 1, 3, 4);
   int n = 0;
   st = dit_taehv_encode (t, &in.t, &z.t, &n);
   CHECK (st == DIT_ERR_STATE && strstr (dit_last_error (), "without the encoder"),
@@ -289,7 +266,8 @@ test_encode_stream (const dit_weights *w)
   dit_taehv *t = make ("taehv-tiny", w, 32, 24, DIT_TAEHV_ENCODER);
   if (!t)
     return;
-  buf4 px = mk (3, 13, 24, 32), off = mk (16, 4, 3, 4), str = mk (16, 4, 3, 4);
+  buf4 px = video_buf (3, 13, 24, 32), off = video_buf (16, 4, 3, 4),
+      str = video_buf (16, 4, 3, 4);
   fill_uniform (px.data, px.n, 9);
   CHECK (dit_taehv_encode_offline (t, &px.t, &off.t) == DIT_OK, "offline: %s",
       dit_last_error ());
@@ -298,7 +276,8 @@ test_encode_stream (const dit_weights *w)
   for (int g = 0; g < 4; g++) {
     const int k = dit_taehv_encode_frames (t);
     CHECK (k == (g ? 4 : 1), "group %d takes %d frames", g, k);
-    dit_tensor p = sub (&px.t, f0, k), l = sub (&str.t, done, 1);
+    dit_tensor p = frame_range (&px.t, f0, k),
+        l = frame_range (&str.t, done, 1);
     int n = -1;
     CHECK (dit_taehv_encode (t, &p, &l, &n) == DIT_OK, "group %d: %s", g,
         dit_last_error ());
@@ -306,14 +285,14 @@ test_encode_stream (const dit_weights *w)
     done += n > 0 ? n : 0;
     f0 += k;
   }
-  dit_tensor l = sub (&str.t, done, 1);
+  dit_tensor l = frame_range (&str.t, done, 1);
   int n = 0;
   CHECK (dit_taehv_encode_flush (t, &l, &n) == DIT_OK && n == 1, "flush: %d %s",
       n, dit_last_error ());
   CHECK (same (off.data, str.data, off.n), "streaming encode != offline");
   CHECK (dit_taehv_encode_flush (t, &l, &n) == DIT_OK && n == 0,
       "a second flush gives nothing");
-  dit_tensor p4 = sub (&px.t, 1, 4);
+  dit_tensor p4 = frame_range (&px.t, 1, 4);
   dit_status st = dit_taehv_encode (t, &p4, &l, &n);
   CHECK (st == DIT_ERR_STATE && strstr (dit_last_error (), "reset"),
       "encode after flush: %s", dit_last_error ());
@@ -321,28 +300,13 @@ test_encode_stream (const dit_weights *w)
   st = dit_taehv_encode (t, &p4, &l, &n);
   CHECK (st == DIT_ERR_INVALID && strstr (dit_last_error (), "frame 0 alone"),
       "4 frames first: %s", dit_last_error ());
-  buf4 px12 = mk (3, 12, 24, 32), lat3 = mk (16, 3, 3, 4);
+  buf4 px12 = video_buf (3, 12, 24, 32), lat3 = video_buf (16, 3, 3, 4);
   st = dit_taehv_encode_offline (t, &px12.t, &lat3.t);
   CHECK (st == DIT_ERR_INVALID && strstr (dit_last_error (), "1 + 4k"),
       "offline 12 frames: %s", dit_last_error ());
   dit_taehv_free (t);
   free (px.data); free (off.data); free (str.data); free (px12.data);
   free (lat3.data);
-}
-
-static long
-vm_hwm_kb (void)
-{
-  FILE *f = fopen ("/proc/self/status", "r");
-  char line[256];
-  long kb = -1;
-  if (!f)
-    return -1;
-  while (fgets (line, sizeof line, f))
-    if (strncmp (line, "VmHWM:", 6) == 0)
-      kb = strtol (line + 6, NULL, 10);
-  fclose (f);
-  return kb;
 }
 
 static void
@@ -354,8 +318,9 @@ test_bounded (const dit_weights *w)
     return;
   const size_t state0 = dit_taehv_state_bytes (t);
   const size_t ws0 = dit_taehv_workspace_bytes (t);
-  buf4 lat = mk (16, 1, 4, 4), px = mk (3, 4, 32, 32), px1 = mk (3, 1, 32, 32);
-  buf4 first = mk (3, 4, 32, 32);
+  buf4 lat = video_buf (16, 1, 4, 4), px = video_buf (3, 4, 32, 32),
+      px1 = video_buf (3, 1, 32, 32);
+  buf4 first = video_buf (3, 4, 32, 32);
   long hwm_warm = -1;
   int ok = 1;
   for (int i = 0; i < 200 && ok; i++) {
@@ -364,10 +329,10 @@ test_bounded (const dit_weights *w)
     if (i == 1)
       memcpy (first.data, px.data, (size_t) px.n * sizeof (float));
     if (i == 10)
-      hwm_warm = vm_hwm_kb ();
+      hwm_warm = peak_rss_kb ();
   }
   CHECK (ok, "200 latents: %s", dit_last_error ());
-  const long hwm_end = vm_hwm_kb ();
+  const long hwm_end = peak_rss_kb ();
   CHECK (state0 > 0 && dit_taehv_state_bytes (t) == state0
       && dit_taehv_workspace_bytes (t) == ws0, "state %zu -> %zu, workspace "
       "%zu -> %zu", state0, dit_taehv_state_bytes (t), ws0,

@@ -16,6 +16,7 @@
 #include "safetensors.h"
 #include "../common/check.h"
 #include "../common/test_random.h"
+#include "../common/video_buf.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -31,31 +32,6 @@ static const float spec_std[16] = {
   2.8184f, 1.4541f, 2.3275f, 2.6558f, 1.2196f, 1.7708f, 2.6052f, 2.0743f,
   3.2687f, 2.1526f, 2.8652f, 1.5579f, 1.6382f, 1.1253f, 2.8251f, 1.9160f,
 };
-
-typedef struct buf4 {
-  float *data;
-  dit_tensor t;
-} buf4;
-
-static buf4
-mk (int64_t c, int64_t t, int64_t h, int64_t w)
-{
-  buf4 b;
-  int64_t s[4] = { c, t, h, w };
-  b.data = calloc ((size_t) (c * t * h * w), sizeof (float));
-  b.t = dit_tensor_make (b.data, DIT_F32, DIT_DEVICE_CPU, 4, s);
-  return b;
-}
-
-/* frames [f0, f0 + n) of a [C, T, H, W] tensor */
-static dit_tensor
-sub (const dit_tensor *t, int64_t f0, int64_t n)
-{
-  dit_tensor s = *t;
-  s.data = (float *) t->data + f0 * t->stride[1];
-  s.shape[1] = n;
-  return s;
-}
 
 static double
 maxdiff (const float *a, const float *b, int64_t n)
@@ -188,7 +164,7 @@ test_latent_normalisation (void)
   dit_weights_free (w);
   if (!v)
     return;
-  buf4 px = mk (3, 1, 16, 32), lat = mk (16, 1, 2, 4);
+  buf4 px = video_buf (3, 1, 16, 32), lat = video_buf (16, 1, 2, 4);
   fill_uniform (px.data, 3 * 16 * 32, 7);
   CHECK (dit_vae_encode (v, &px.t, &lat.t) == DIT_OK, "encode: %s", dit_last_error ());
   double m = 0;
@@ -197,7 +173,7 @@ test_latent_normalisation (void)
       m = fmax (m, fabs (lat.data[c * 8 + i] - (0.1 * c - 0.5 - spec_mean[c]) / spec_std[c]));
   CHECK (m < 1e-5, "latent normalisation: max diff %g", m);
   /* decoder: output = clamp(head bias) for every pixel */
-  buf4 out = mk (3, 1, 16, 32);
+  buf4 out = video_buf (3, 1, 16, 32);
   CHECK (dit_vae_decode (v, &lat.t, &out.t) == DIT_OK, "decode: %s", dit_last_error ());
   int bad = 0;
   for (int i = 0; i < 16 * 32; i++)
@@ -212,12 +188,12 @@ static void
 test_decode_streaming (dit_vae *v)
 {
   const int F = 4, H = 64, W = 64;
-  buf4 lat = mk (16, F, 8, 8);
+  buf4 lat = video_buf (16, F, 8, 8);
   fill_uniform (lat.data, 16 * F * 64, 99);
   for (int64_t i = 0; i < 16 * F * 64; i++)
     lat.data[i] *= 1.5f;
   const int T = 1 + 4 * (F - 1);
-  buf4 all = mk (3, T, H, W), one = mk (3, T, H, W);
+  buf4 all = video_buf (3, T, H, W), one = video_buf (3, T, H, W);
   dit_vae_reset_decoder (v);
   CHECK (dit_vae_decode_frames (v, F) == T, "decode_frames %lld", (long long) dit_vae_decode_frames (v, F));
   CHECK (dit_vae_decode (v, &lat.t, &all.t) == DIT_OK, "decode all: %s", dit_last_error ());
@@ -225,7 +201,7 @@ test_decode_streaming (dit_vae *v)
   int t0 = 0;
   for (int f = 0; f < F; f++) {
     int n = f == 0 ? 1 : 4;
-    dit_tensor l = sub (&lat.t, f, 1), p = sub (&one.t, t0, n);
+    dit_tensor l = frame_range (&lat.t, f, 1), p = frame_range (&one.t, t0, n);
     CHECK (dit_vae_decode (v, &l, &p) == DIT_OK, "decode %d: %s", f, dit_last_error ());
     t0 += n;
   }
@@ -237,9 +213,9 @@ test_decode_streaming (dit_vae *v)
   CHECK (maxdiff (all.data, all.data + (size_t) H * W, (int64_t) H * W) > 1e-4,
       "decoded frames 0 and 1 identical");
   /* T = 1 decode after reset reproduces frame 0 */
-  buf4 first = mk (3, 1, H, W);
+  buf4 first = video_buf (3, 1, H, W);
   dit_vae_reset_decoder (v);
-  dit_tensor l0 = sub (&lat.t, 0, 1);
+  dit_tensor l0 = frame_range (&lat.t, 0, 1);
   CHECK (dit_vae_decode (v, &l0, &first.t) == DIT_OK, "T=1 decode: %s", dit_last_error ());
   double m = 0;
   for (int c = 0; c < 3; c++)
@@ -247,8 +223,8 @@ test_decode_streaming (dit_vae *v)
         all.data + (size_t) c * T * H * W, H * W));
   CHECK (m == 0.0, "T=1 decode vs frame 0 of the stream: %g", m);
   /* wrong output frame count */
-  buf4 bad = mk (3, 1, H, W);
-  dit_tensor l1 = sub (&lat.t, 1, 1);
+  buf4 bad = video_buf (3, 1, H, W);
+  dit_tensor l1 = frame_range (&lat.t, 1, 1);
   dit_status st = dit_vae_decode (v, &l1, &bad.t);
   CHECK (st == DIT_ERR_INVALID && strstr (dit_last_error (), "expected 4"),
       "decode into 1 frame after latent 0: %d '%s'", st, dit_last_error ());
@@ -259,25 +235,28 @@ static void
 test_encode_anchor (dit_vae *v)
 {
   const int H = 64, W = 64, T = 13;
-  buf4 px = mk (3, T, H, W), ref = mk (16, 4, 8, 8), got = mk (16, 4, 8, 8);
+  buf4 px = video_buf (3, T, H, W), ref = video_buf (16, 4, 8, 8),
+      got = video_buf (16, 4, 8, 8);
   fill_uniform (px.data, 3LL * T * H * W, 5);
   CHECK (dit_vae_encode_offline (v, &px.t, &ref.t) == DIT_OK, "offline: %s", dit_last_error ());
   CHECK (all_finite_in (ref.data, 16 * 4 * 64, -1e6f, 1e6f), "latents not finite");
   CHECK (maxdiff (ref.data, ref.data + 64, 64) > 1e-5, "latent channels identical");
 
   /* fresh encode of frame 6 alone (a first frame) */
-  buf4 fresh = mk (16, 1, 8, 8), anchor = mk (16, 1, 8, 8);
-  dit_tensor f6 = sub (&px.t, 6, 1);
+  buf4 fresh = video_buf (16, 1, 8, 8), anchor = video_buf (16, 1, 8, 8);
+  dit_tensor f6 = frame_range (&px.t, 6, 1);
   dit_vae_reset_encoder (v);
   CHECK (dit_vae_encode (v, &f6, &fresh.t) == DIT_OK, "fresh: %s", dit_last_error ());
 
   /* stream frames 0..8, anchor in between, then the last chunk */
   dit_vae_reset_encoder (v);
   CHECK (dit_vae_encode_frames (v) == 1, "first chunk takes 1 frame");
-  dit_tensor c0 = sub (&px.t, 0, 1), c1 = sub (&px.t, 1, 4), c2 = sub (&px.t, 5, 4);
-  dit_tensor c3 = sub (&px.t, 9, 4);
-  dit_tensor l0 = sub (&got.t, 0, 1), l1 = sub (&got.t, 1, 1), l2 = sub (&got.t, 2, 1);
-  dit_tensor l3 = sub (&got.t, 3, 1);
+  dit_tensor c0 = frame_range (&px.t, 0, 1), c1 = frame_range (&px.t, 1, 4),
+      c2 = frame_range (&px.t, 5, 4);
+  dit_tensor c3 = frame_range (&px.t, 9, 4);
+  dit_tensor l0 = frame_range (&got.t, 0, 1), l1 = frame_range (&got.t, 1, 1),
+      l2 = frame_range (&got.t, 2, 1);
+  dit_tensor l3 = frame_range (&got.t, 3, 1);
   CHECK (dit_vae_encode (v, &c0, &l0) == DIT_OK, "c0: %s", dit_last_error ());
   CHECK (dit_vae_encode_frames (v) == 4, "later chunks take 4 frames");
   CHECK (dit_vae_encode (v, &c1, &l1) == DIT_OK, "c1: %s", dit_last_error ());
@@ -296,41 +275,26 @@ test_encode_anchor (dit_vae *v)
   dit_status st = dit_vae_encode (v, &c0, &l0);
   CHECK (st == DIT_ERR_INVALID && strstr (dit_last_error (), "chunks of 4"),
       "1 frame mid-stream: %d '%s'", st, dit_last_error ());
-  buf4 px6 = mk (3, 6, H, W), lat2 = mk (16, 2, 8, 8);
+  buf4 px6 = video_buf (3, 6, H, W), lat2 = video_buf (16, 2, 8, 8);
   st = dit_vae_encode_offline (v, &px6.t, &lat2.t);
   CHECK (st == DIT_ERR_INVALID && strstr (dit_last_error (), "1 + 4k"),
       "T=6 offline: %d '%s'", st, dit_last_error ());
-  buf4 px4c = mk (4, 1, H, W);
+  buf4 px4c = video_buf (4, 1, H, W);
   dit_vae_reset_encoder (v);
   st = dit_vae_encode (v, &px4c.t, &l0);
   CHECK (st == DIT_ERR_INVALID && strstr (dit_last_error (), "4 channels, expected 3"),
       "4-channel pixels: %d '%s'", st, dit_last_error ());
-  buf4 pxs = mk (3, 1, H, W / 2);
+  buf4 pxs = video_buf (3, 1, H, W / 2);
   st = dit_vae_encode (v, &pxs.t, &l0);
   CHECK (st == DIT_ERR_INVALID && strstr (dit_last_error (), "size"),
       "wrong size pixels: %d '%s'", st, dit_last_error ());
-  buf4 lat15 = mk (15, 1, 8, 8);
+  buf4 lat15 = video_buf (15, 1, 8, 8);
   st = dit_vae_decode (v, &lat15.t, &pxs.t);
   CHECK (st == DIT_ERR_INVALID && strstr (dit_last_error (), "15 channels"),
       "15-channel latent: %d '%s'", st, dit_last_error ());
   free (px.data); free (ref.data); free (got.data); free (fresh.data);
   free (anchor.data); free (px6.data); free (lat2.data); free (px4c.data);
   free (pxs.data); free (lat15.data);
-}
-
-static long
-vm_hwm_kb (void)
-{
-  FILE *f = fopen ("/proc/self/status", "r");
-  char line[256];
-  long kb = -1;
-  if (!f)
-    return -1;
-  while (fgets (line, sizeof line, f))
-    if (strncmp (line, "VmHWM:", 6) == 0)
-      kb = strtol (line + 6, NULL, 10);
-  fclose (f);
-  return kb;
 }
 
 static void
@@ -340,17 +304,18 @@ test_bounded_memory (dit_weights *w)
   if (!v)
     return;
   const size_t state0 = dit_vae_state_bytes (v);
-  buf4 lat = mk (16, 1, 4, 4), px = mk (3, 4, 32, 32), px1 = mk (3, 1, 32, 32);
+  buf4 lat = video_buf (16, 1, 4, 4), px = video_buf (3, 4, 32, 32),
+      px1 = video_buf (3, 1, 32, 32);
   long hwm_warm = -1;
   int ok = 1;
   for (int i = 0; i < 200 && ok; i++) {
     fill_uniform (lat.data, 16 * 16, (uint32_t) i);
     ok = dit_vae_decode (v, &lat.t, i == 0 ? &px1.t : &px.t) == DIT_OK;
     if (i == 10)
-      hwm_warm = vm_hwm_kb ();
+      hwm_warm = peak_rss_kb ();
   }
   CHECK (ok, "long decode: %s", dit_last_error ());
-  long hwm_end = vm_hwm_kb ();
+  long hwm_end = peak_rss_kb ();
   CHECK (dit_vae_state_bytes (v) == state0 && state0 > 0, "state bytes %zu -> %zu",
       state0, dit_vae_state_bytes (v));
   CHECK (hwm_warm > 0 && hwm_end == hwm_warm,
@@ -431,7 +396,8 @@ test_wan_topology (void)
   CHECK (v != NULL, "create wan 16x16");
   if (!v)
     return;
-  buf4 px = mk (3, 5, 16, 16), lat = mk (16, 2, 2, 2), out = mk (3, 5, 16, 16);
+  buf4 px = video_buf (3, 5, 16, 16), lat = video_buf (16, 2, 2, 2),
+      out = video_buf (3, 5, 16, 16);
   fill_uniform (px.data, 3 * 5 * 256, 11);
   CHECK (dit_vae_encode_offline (v, &px.t, &lat.t) == DIT_OK, "wan encode: %s",
       dit_last_error ());
@@ -477,7 +443,7 @@ test_demo_shape (void)
       && got.base_dim == 16, "load demo-shape bf16 checkpoint: %s", dit_last_error ());
   dit_vae *v = NULL;
   if (loaded && dit_vae_create (&got, loaded, 32, 32, DIT_F32, dit_backend_cpu (), &v) == DIT_OK) {
-    buf4 lat = mk (16, 1, 4, 4), px = mk (3, 1, 32, 32);
+    buf4 lat = video_buf (16, 1, 4, 4), px = video_buf (3, 1, 32, 32);
     fill_uniform (lat.data, 16 * 16, 3);
     CHECK (dit_vae_decode (v, &lat.t, &px.t) == DIT_OK, "demo-shape decode: %s",
         dit_last_error ());
