@@ -287,40 +287,81 @@ gelu64 (double u)
   return 0.5 * u * (1.0 + tanh (0.7978845608028654 * (u + 0.044715 * u * u * u)));
 }
 
+/* The operands of an FP8 GEMM, drawn from the program's stream in one
+ * order (x codes, w codes, x block scales, then each output channel's w
+ * scale and bias): codes of values within ±400, small positive scales. */
+typedef struct gemm_operands {
+  int M, K, N;
+  uint8_t *xq, *wq;            /* [M, K], [N, K] */
+  float *xs, *ws, *bias;       /* [K / 128, M], [N], [N] */
+  dit_tensor tx, txs, tw, tws, tb;
+} gemm_operands;
+
+static gemm_operands
+random_gemm_operands (int M, int K, int N)
+{
+  gemm_operands g = { .M = M, .K = K, .N = N };
+  g.xq = malloc ((size_t) (M * K));
+  g.wq = malloc ((size_t) (N * K));
+  g.xs = malloc ((size_t) ((K / 128) * M) * sizeof (float));
+  g.ws = malloc ((size_t) N * sizeof (float));
+  g.bias = malloc ((size_t) N * sizeof (float));
+  for (int i = 0; i < M * K; i++)
+    g.xq[i] = dit_f32_to_e4m3 (frand () * 400.0f);
+  for (int i = 0; i < N * K; i++)
+    g.wq[i] = dit_f32_to_e4m3 (frand () * 400.0f);
+  for (int i = 0; i < (K / 128) * M; i++)
+    g.xs[i] = (float) (0.001 + urand () * 0.01);
+  for (int n = 0; n < N; n++) {
+    g.ws[n] = (float) (0.0001 + urand () * 0.001);
+    g.bias[n] = frand ();
+  }
+  g.tx = dit_tensor_2d (g.xq, DIT_F8E4M3, DIT_DEVICE_CPU, M, K);
+  g.txs = dit_tensor_2d (g.xs, DIT_F32, DIT_DEVICE_CPU, K / 128, M);
+  g.tw = dit_tensor_2d (g.wq, DIT_F8E4M3, DIT_DEVICE_CPU, N, K);
+  g.tws = dit_tensor_1d (g.ws, DIT_F32, DIT_DEVICE_CPU, N);
+  g.tb = dit_tensor_1d (g.bias, DIT_F32, DIT_DEVICE_CPU, N);
+  return g;
+}
+
+static void
+gemm_operands_free (gemm_operands *g)
+{
+  free (g->xq);
+  free (g->wq);
+  free (g->xs);
+  free (g->ws);
+  free (g->bias);
+}
+
+/* Row m of x times row n of w in f64, dequantized by the definition (no
+ * bias). */
+static double
+gemm_dot64 (const gemm_operands *g, int m, int n)
+{
+  const int M = g->M, K = g->K;
+  double acc = 0.0;
+  for (int k = 0; k < K; k++)
+    acc += e4m3_value (g->xq[m * K + k]) * g->xs[(k / 128) * M + m]
+        * e4m3_value (g->wq[n * K + k]) * g->ws[n];
+  return acc;
+}
+
 static void
 test_gemm_reference (void)
 {
   enum { M = 19, K = 384, N = 40 };
-  static uint8_t xq[M * K], wq[N * K];
-  static float xs[(K / 128) * M], ws[N], bias[N], y[M * N];
-  for (int i = 0; i < M * K; i++)
-    xq[i] = dit_f32_to_e4m3 (frand () * 400.0f);
-  for (int i = 0; i < N * K; i++)
-    wq[i] = dit_f32_to_e4m3 (frand () * 400.0f);
-  for (int i = 0; i < (K / 128) * M; i++)
-    xs[i] = (float) (0.001 + urand () * 0.01);
-  for (int n = 0; n < N; n++) {
-    ws[n] = (float) (0.0001 + urand () * 0.001);
-    bias[n] = frand ();
-  }
+  static float y[M * N];
+  gemm_operands g = random_gemm_operands (M, K, N);
   for (int act = 0; act < 2; act++) {
-    dit_tensor tx = dit_tensor_2d (xq, DIT_F8E4M3, DIT_DEVICE_CPU, M, K);
-    dit_tensor txs = dit_tensor_2d (xs, DIT_F32, DIT_DEVICE_CPU, K / 128, M);
-    dit_tensor tw = dit_tensor_2d (wq, DIT_F8E4M3, DIT_DEVICE_CPU, N, K);
-    dit_tensor tws = dit_tensor_1d (ws, DIT_F32, DIT_DEVICE_CPU, N);
-    dit_tensor tb = dit_tensor_1d (bias, DIT_F32, DIT_DEVICE_CPU, N);
     dit_tensor ty = dit_tensor_2d (y, DIT_F32, DIT_DEVICE_CPU, M, N);
-    dit_gemm_fp8_params p = { &tx, &txs, 128, &tw, &tws, &tb, &ty, NULL, 0,
-      act ? DIT_ACT_GELU_TANH : DIT_ACT_NONE, NULL, 0, NULL, 0 };
+    dit_gemm_fp8_params p = { &g.tx, &g.txs, 128, &g.tw, &g.tws, &g.tb, &ty,
+      NULL, 0, act ? DIT_ACT_GELU_TANH : DIT_ACT_NONE, NULL, 0, NULL, 0 };
     CHECK_OK (dit_gemm_fp8 (be, &p));
     double num = 0.0, den = 0.0;
     for (int m = 0; m < M; m++)
       for (int n = 0; n < N; n++) {
-        double acc = 0.0;
-        for (int k = 0; k < K; k++)
-          acc += e4m3_value (xq[m * K + k]) * xs[(k / 128) * M + m]
-              * e4m3_value (wq[n * K + k]) * ws[n];
-        acc += bias[n];
+        double acc = gemm_dot64 (&g, m, n) + g.bias[n];
         if (act)
           acc = gelu64 (acc);
         double d = y[m * N + n] - acc;
@@ -330,6 +371,7 @@ test_gemm_reference (void)
     CHECK (num / den < 1e-12, "gemm_fp8 (act %d): NMSE %.3g against f64", act,
         num / den);
   }
+  gemm_operands_free (&g);
 }
 
 /* The residual epilogue: y += gate[r / rpg] ⊙ (x w + b), into an f32 y. */
@@ -337,41 +379,22 @@ static void
 test_gemm_residual (void)
 {
   enum { M = 12, K = 256, N = 24, RPG = 5 };
-  static uint8_t xq[M * K], wq[N * K];
-  static float xs[(K / 128) * M], ws[N], bias[N], gate[3 * N], y[M * N],
-      y0[M * N];
-  for (int i = 0; i < M * K; i++)
-    xq[i] = dit_f32_to_e4m3 (frand () * 400.0f);
-  for (int i = 0; i < N * K; i++)
-    wq[i] = dit_f32_to_e4m3 (frand () * 400.0f);
-  for (int i = 0; i < (K / 128) * M; i++)
-    xs[i] = (float) (0.001 + urand () * 0.01);
-  for (int n = 0; n < N; n++) {
-    ws[n] = (float) (0.0001 + urand () * 0.001);
-    bias[n] = frand ();
-  }
+  static float gate[3 * N], y[M * N], y0[M * N];
+  gemm_operands g = random_gemm_operands (M, K, N);
   for (int i = 0; i < 3 * N; i++)
     gate[i] = frand ();
   for (int i = 0; i < M * N; i++)
     y[i] = y0[i] = frand () * 3.0f;
-  dit_tensor tx = dit_tensor_2d (xq, DIT_F8E4M3, DIT_DEVICE_CPU, M, K);
-  dit_tensor txs = dit_tensor_2d (xs, DIT_F32, DIT_DEVICE_CPU, K / 128, M);
-  dit_tensor tw = dit_tensor_2d (wq, DIT_F8E4M3, DIT_DEVICE_CPU, N, K);
-  dit_tensor tws = dit_tensor_1d (ws, DIT_F32, DIT_DEVICE_CPU, N);
-  dit_tensor tb = dit_tensor_1d (bias, DIT_F32, DIT_DEVICE_CPU, N);
   dit_tensor tg = dit_tensor_2d (gate, DIT_F32, DIT_DEVICE_CPU, 3, N);
   dit_tensor ty = dit_tensor_2d (y, DIT_F32, DIT_DEVICE_CPU, M, N);
-  dit_gemm_fp8_params p = { &tx, &txs, 128, &tw, &tws, &tb, &ty, NULL, 0,
-    DIT_ACT_NONE, NULL, 1, &tg, RPG };
+  dit_gemm_fp8_params p = { &g.tx, &g.txs, 128, &g.tw, &g.tws, &g.tb, &ty,
+    NULL, 0, DIT_ACT_NONE, NULL, 1, &tg, RPG };
   CHECK_OK (dit_gemm_fp8 (be, &p));
   double num = 0.0, den = 0.0;
   for (int m = 0; m < M; m++)
     for (int n = 0; n < N; n++) {
-      double acc = 0.0;
-      for (int k = 0; k < K; k++)
-        acc += e4m3_value (xq[m * K + k]) * xs[(k / 128) * M + m]
-            * e4m3_value (wq[n * K + k]) * ws[n];
-      double want = y0[m * N + n] + gate[(m / RPG) * N + n] * (acc + bias[n]);
+      double want = y0[m * N + n] + gate[(m / RPG) * N + n]
+          * (gemm_dot64 (&g, m, n) + g.bias[n]);
       num += (y[m * N + n] - want) * (y[m * N + n] - want);
       den += want * want;
     }
@@ -388,6 +411,7 @@ test_gemm_residual (void)
   CHECK (dit_gemm_fp8 (be, &p) == DIT_ERR_INVALID
       && strstr (dit_last_error (), "16/32-bit y"), "gate with an FP8 y: %s",
       dit_last_error ());
+  gemm_operands_free (&g);
 }
 
 static void
