@@ -397,6 +397,40 @@ all_contiguous (const dit_weights *w)
   return 1;
 }
 
+/* Every tensor of a bit-identical to b's. */
+static int
+same_weights (const dit_weights *a, const dit_weights *b)
+{
+  for (size_t i = 0; i < a->count; i++)
+    if (memcmp (a->tensors[i].data, b->tensors[i].data,
+            dit_tensor_nbytes (&b->tensors[i])) != 0)
+      return 0;
+  return 1;
+}
+
+/* One list into the merged state sm and the live state sl, and each
+ * generator told (its prompt K/V and modulation follow the weights). */
+static void
+apply_both (dit_lora_state *sm, dit_generator *gm, dit_lora_state *sl,
+    dit_generator *gl, const dit_lora_use *uses, int n)
+{
+  CHECK_OK (dit_lora_state_apply (sm, uses, n));
+  CHECK_OK (dit_lora_state_apply (sl, uses, n));
+  CHECK_OK (dit_generator_set_lora (gm, sm));
+  CHECK_OK (dit_generator_set_lora (gl, sl));
+}
+
+/* Relative L2 of the live forward against the merged one. */
+static double
+live_vs_merge (dit_generator *gm, dit_generator *gl)
+{
+  float *vm = forward (gm), *vl = forward (gl);
+  double e = rel_l2 (vl, vm, NV);
+  free (vm);
+  free (vl);
+  return e;
+}
+
 /* Live mode after `sl` applied d1 to wl and gl took it (forward vl):
  * the folded layout and that the forward reads it.  Leaves the side
  * state's Bs copies damaged; the caller's next apply rescales them. */
@@ -465,10 +499,7 @@ test_merge_live (const lora_def *d1, const lora_def *d2, dit_lora *l1,
   CHECK_OK (dit_lora_state_create (wm, DIT_LORA_MERGE, 1, NULL, &sm));
   CHECK_OK (dit_lora_state_create (wl, DIT_LORA_LIVE, 0, NULL, &sl));
   dit_lora_use one = { l1, 0.7f };
-  CHECK_OK (dit_lora_state_apply (sm, &one, 1));
-  CHECK_OK (dit_lora_state_apply (sl, &one, 1));
-  CHECK_OK (dit_generator_set_lora (gm, sm));
-  CHECK_OK (dit_generator_set_lora (gl, sl));
+  apply_both (sm, gm, sl, gl, &one, 1);
   float *vm = forward (gm), *vl = forward (gl);
   double e = rel_l2 (vl, vm, NV), effect = rel_l2 (vm, v0, NV);
   CHECK (e <= 1e-5, "live vs merge: relative L2 %.3g", e);
@@ -493,15 +524,9 @@ test_merge_live (const lora_def *d1, const lora_def *d2, dit_lora *l1,
 
   /* strength 0: bit-identical to no LoRA in both modes */
   one.strength = 0.0f;
-  CHECK_OK (dit_lora_state_apply (sm, &one, 1));
-  CHECK_OK (dit_lora_state_apply (sl, &one, 1));
-  CHECK_OK (dit_generator_set_lora (gm, sm));
-  CHECK_OK (dit_generator_set_lora (gl, sl));
-  int same_w = 1;
-  for (size_t i = 0; i < wm->count; i++)
-    same_w &= memcmp (wm->tensors[i].data, base->tensors[i].data,
-        dit_tensor_nbytes (&base->tensors[i])) == 0;
-  CHECK (same_w, "merge at strength 0: every weight bit-identical to the base");
+  apply_both (sm, gm, sl, gl, &one, 1);
+  CHECK (same_weights (wm, base), "merge at strength 0: every weight "
+      "bit-identical to the base");
   vm = forward (gm);
   vl = forward (gl);
   CHECK (memcmp (vm, v0, NV * 4) == 0, "merge at strength 0: forward "
@@ -517,35 +542,22 @@ test_merge_live (const lora_def *d1, const lora_def *d2, dit_lora *l1,
   one.strength = 0.7f;
   CHECK_OK (dit_lora_state_apply (sm, &one, 1));
   one.strength = -0.4f;
-  CHECK_OK (dit_lora_state_apply (sm, &one, 1));
-  CHECK_OK (dit_lora_state_apply (sl, &one, 1));
-  CHECK_OK (dit_generator_set_lora (gm, sm));
-  CHECK_OK (dit_generator_set_lora (gl, sl));
+  apply_both (sm, gm, sl, gl, &one, 1);
   dit_weights *wf = fresh_weights ();
   dit_lora_state *sf = NULL;
   CHECK_OK (dit_lora_state_create (wf, DIT_LORA_MERGE, 0, NULL, &sf));
   CHECK_OK (dit_lora_state_apply (sf, &one, 1));
-  int same = 1;
-  for (size_t i = 0; i < wm->count; i++)
-    same &= memcmp (wm->tensors[i].data, wf->tensors[i].data,
-        dit_tensor_nbytes (&wf->tensors[i])) == 0;
-  CHECK (same, "re-merge at -0.4 after 0.7 equals a fresh merge at -0.4");
-  vm = forward (gm);
-  vl = forward (gl);
-  e = rel_l2 (vl, vm, NV);
+  CHECK (same_weights (wm, wf), "re-merge at -0.4 after 0.7 equals a fresh "
+      "merge at -0.4");
+  e = live_vs_merge (gm, gl);
   CHECK (e <= 1e-5, "live after a strength change vs merge: %.3g", e);
-  free (vm);
-  free (vl);
   dit_lora_state_free (sf);
   dit_weights_free (wf);
 
   /* two LoRAs: the sum of their terms (merge vs the f64 definition, live
    * vs merge) */
   dit_lora_use two[2] = { { l1, 0.7f }, { l2, -0.5f } };
-  CHECK_OK (dit_lora_state_apply (sm, two, 2));
-  CHECK_OK (dit_lora_state_apply (sl, two, 2));
-  CHECK_OK (dit_generator_set_lora (gm, sm));
-  CHECK_OK (dit_generator_set_lora (gl, sl));
+  apply_both (sm, gm, sl, gl, two, 2);
   const lora_def *defs[2] = { d1, d2 };
   const float str[2] = { 0.7f, -0.5f };
   const char *layers[] = { "blocks.0.self_attn.q", "blocks.1.self_attn.v",
@@ -554,12 +566,8 @@ test_merge_live (const lora_def *d1, const lora_def *d2, dit_lora *l1,
     double err = merged_error (wm, base, layers[k], defs, str, 2);
     CHECK (err <= 1e-6, "two LoRAs: %s error %.3g", layers[k], err);
   }
-  vm = forward (gm);
-  vl = forward (gl);
-  e = rel_l2 (vl, vm, NV);
+  e = live_vs_merge (gm, gl);
   CHECK (e <= 1e-5, "two LoRAs live vs merge: %.3g", e);
-  free (vm);
-  free (vl);
 
   /* a set change without a kept base: the old set comes out first */
   dit_weights *wn = fresh_weights ();
@@ -581,10 +589,7 @@ test_merge_live (const lora_def *d1, const lora_def *d2, dit_lora *l1,
   dit_weights_free (wn);
 
   /* no LoRA: the base again */
-  CHECK_OK (dit_lora_state_apply (sm, NULL, 0));
-  CHECK_OK (dit_lora_state_apply (sl, NULL, 0));
-  CHECK_OK (dit_generator_set_lora (gm, sm));
-  CHECK_OK (dit_generator_set_lora (gl, sl));
+  apply_both (sm, gm, sl, gl, NULL, 0);
   vm = forward (gm);
   vl = forward (gl);
   CHECK (memcmp (vm, v0, NV * 4) == 0 && memcmp (vl, v0, NV * 4) == 0,
@@ -694,15 +699,12 @@ test_deltas (const dit_weights *base)
 
 /* ---- refusals ---------------------------------------------------------------- */
 
-/* Write one file of the given tensors and expect dit_lora_open to refuse it
- * with every one of `want` in the message. */
+/* Expect dit_lora_open to refuse the file at `path` with the path and
+ * every one of `want` in the message. */
 static void
-expect_refused (const char *what, const dit_st_write_tensor *wt, size_t n,
-    const char *want1, const char *want2)
+expect_open_refused (const char *what, const char *path, const char *want1,
+    const char *want2)
 {
-  char path[512];
-  tmp_path (path, sizeof path, "bad.safetensors");
-  CHECK_OK (dit_safetensors_write (path, wt, n, NULL));
   dit_lora *l = NULL;
   dit_status st = dit_lora_open (path, specs, nspecs, cfg.name, &l);
   const char *msg = dit_last_error ();
@@ -710,6 +712,39 @@ expect_refused (const char *what, const dit_st_write_tensor *wt, size_t n,
       && (!want2 || strstr (msg, want2)), "%s: refused with '%s' (%s)", what,
       msg, dit_status_name (st));
   dit_lora_free (l);
+}
+
+/* Write one file of the given tensors and expect dit_lora_open to refuse
+ * it. */
+static void
+expect_refused (const char *what, const dit_st_write_tensor *wt, size_t n,
+    const char *want1, const char *want2)
+{
+  char path[512];
+  tmp_path (path, sizeof path, "bad.safetensors");
+  CHECK_OK (dit_safetensors_write (path, wt, n, NULL));
+  expect_open_refused (what, path, want1, want2);
+}
+
+/* The writer takes dit dtypes only: another dtype is given to the first
+ * tensor of a written file by rewriting its header (`to` as long as
+ * `from`, e.g. "I32" for "F32"). */
+static void
+retype_first_tensor (const char *path, const char *from, const char *to)
+{
+  FILE *f = fopen (path, "r+b");
+  uint64_t hl = 0;
+  CHECK (f && fread (&hl, 8, 1, f) == 1, "read header length");
+  char *hdr = calloc (hl + 1, 1);
+  CHECK (fread (hdr, 1, hl, f) == hl, "read header");
+  char *p = strstr (hdr, from);
+  if (p) {
+    memcpy (p, to, strlen (to));
+    fseek (f, 8, SEEK_SET);
+    fwrite (hdr, 1, hl, f);
+  }
+  fclose (f);
+  free (hdr);
 }
 
 static void
@@ -744,30 +779,12 @@ test_refusals (void)
     { "blocks.0.self_attn.q.lora_down.weight", DIT_F32, 2, s_down, down },
     { "blocks.0.self_attn.q.lora_up.weight", DIT_F32, 2, s_up, up } };
   (void) ints;
-  /* the writer takes dit dtypes only: make the int tensor by patching the
-   * header of a written file */
   {
     char path[512];
     tmp_path (path, sizeof path, "int.safetensors");
     CHECK_OK (dit_safetensors_write (path, nonfloat, 2, NULL));
-    FILE *f = fopen (path, "r+b");
-    uint64_t hl = 0;
-    CHECK (f && fread (&hl, 8, 1, f) == 1, "read header length");
-    char *hdr = calloc (hl + 1, 1);
-    CHECK (fread (hdr, 1, hl, f) == hl, "read header");
-    char *p = strstr (hdr, "\"F32\"");   /* the first tensor's dtype */
-    if (p) {
-      memcpy (p, "\"I32\"", 5);
-      fseek (f, 8, SEEK_SET);
-      fwrite (hdr, 1, hl, f);
-    }
-    fclose (f);
-    free (hdr);
-    dit_lora *l = NULL;
-    dit_status st = dit_lora_open (path, specs, nspecs, cfg.name, &l);
-    CHECK (st == DIT_ERR_INVALID && strstr (dit_last_error (), "non-float data")
-        && strstr (dit_last_error (), "I32"), "non-float: %s", dit_last_error ());
-    dit_lora_free (l);
+    retype_first_tensor (path, "\"F32\"", "\"I32\"");
+    expect_open_refused ("non-float", path, "non-float data", "I32");
   }
   /* a key that is no LoRA tensor */
   dit_st_write_tensor unknown[1] = {
