@@ -89,6 +89,22 @@ expected (size_t i, int64_t j, dit_dtype dt)
 
 typedef const char *(*rename_fn) (const char *name, char *buf, size_t size);
 
+/* Writes the n tensors of wt with the library writer, then frees what the
+ * caller allocated for them: each tensor's data (bufs), the names and the
+ * arrays. */
+static dit_status
+write_and_free (const char *path, dit_st_write_tensor *wt, size_t n,
+    const char *const *meta, void **bufs, void *names)
+{
+  dit_status st = dit_safetensors_write (path, wt, n, meta);
+  for (size_t i = 0; i < n; i++)
+    free (bufs[i]);
+  free (bufs);
+  free (names);
+  free (wt);
+  return st;
+}
+
 /* Writes the tiny checkpoint (all specs except `skip`) with the library
  * writer in `dt`, names passed through `rn`. */
 static dit_status
@@ -113,13 +129,7 @@ write_tiny (const char *path, dit_dtype dt, rename_fn rn, const char *skip,
     n++;
   }
   const char *meta[] = { "format", "gst-dit", "note", "quote \" and \\ and \n", NULL };
-  dit_status st = dit_safetensors_write (path, wt, n, meta);
-  for (size_t i = 0; i < n; i++)
-    free (bufs[i]);
-  free (bufs);
-  free (names);
-  free (wt);
-  return st;
+  return write_and_free (path, wt, n, meta, bufs, names);
 }
 
 /* Every element of every tensor of w equals the synthetic value rounded
@@ -189,6 +199,24 @@ load_bad (const char *path)
   else
     CHECK (w == NULL, "failed load left *out set");
   return st;
+}
+
+/* Loads `path` into compute dtype dt and checks every value against the
+ * synthetic ones stored in file dtype file_dt. */
+static void
+load_and_check (const char *path, dit_key_map_fn map, dit_dtype dt,
+    dit_dtype file_dt, const char *what)
+{
+  dit_weights *w = NULL;
+  CHECK (load (path, map, dt, &w) == DIT_OK, "load %s: %s", what,
+      dit_last_error ());
+  if (w) {
+    CHECK (w->dtype == dt && w->tensors[0].dtype == dt, "%s: compute dtype "
+        "%s, tensor dtype %s", what, dit_dtype_name (w->dtype),
+        dit_dtype_name (w->tensors[0].dtype));
+    check_values (w, file_dt, what);
+    dit_weights_free (w);
+  }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -280,6 +308,21 @@ raw_write (const char *path, const char *header, int64_t len8, int64_t data_size
   free (all);
 }
 
+/* A 1-D F32 tensor of n values, its bytes after all the others'. */
+static void
+raw_append (raw_file *f, const char *name, int64_t n)
+{
+  f->t = realloc (f->t, (f->n + 1) * sizeof *f->t);
+  raw_tensor *x = &f->t[f->n++];
+  memset (x, 0, sizeof *x);
+  snprintf (x->name, sizeof x->name, "%s", name);
+  x->dtype = "F32";
+  x->ndim = 1;
+  x->shape[0] = n;
+  x->begin = f->data_size;
+  x->end = f->data_size + 4 * n;
+}
+
 static void
 raw_emit (const char *path, raw_file *f)
 {
@@ -291,6 +334,18 @@ raw_emit (const char *path, raw_file *f)
   raw_write (path, h, -1, size, -1);
   free (h);
   free (f->t);
+}
+
+/* Writes f as the file `name` and expects `load_fn` to refuse it as a
+ * format error naming the file, n2 and n3. */
+static void
+expect_raw_refused (raw_file *f, const char *name,
+    dit_status (*load_fn) (const char *path), const char *n2, const char *n3)
+{
+  char path[256];
+  tpath (path, sizeof path, name);
+  raw_emit (path, f);
+  EXPECT_FAIL (load_fn (path), DIT_ERR_FORMAT, name, n2, n3);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -360,28 +415,15 @@ test_roundtrip (void)
     "f16.safetensors" };
   char path[256];
   for (int k = 0; k < 3; k++) {
-    dit_weights *w = NULL;
     tpath (path, sizeof path, names[k]);
     CHECK (write_tiny (path, dts[k], NULL, NULL, 0, nspecs) == DIT_OK, "write: %s",
         dit_last_error ());
-    CHECK (load (path, dit_model_key_map, DIT_F32, &w) == DIT_OK, "load %s: %s",
-        names[k], dit_last_error ());
-    if (w) {
-      CHECK (w->dtype == DIT_F32, "compute dtype");
-      check_values (w, dts[k], names[k]);
-      dit_weights_free (w);
-    }
+    load_and_check (path, dit_model_key_map, DIT_F32, dts[k], names[k]);
   }
 
   /* F32 file into a BF16 compute dtype: converted at load. */
-  dit_weights *w = NULL;
   tpath (path, sizeof path, "f32.safetensors");
-  CHECK (load (path, NULL, DIT_BF16, &w) == DIT_OK, "load bf16: %s", dit_last_error ());
-  if (w) {
-    CHECK (w->tensors[0].dtype == DIT_BF16, "tensor dtype");
-    check_values (w, DIT_F32, "f32 file as bf16");
-    dit_weights_free (w);
-  }
+  load_and_check (path, NULL, DIT_BF16, DIT_F32, "f32 file as bf16");
 
   /* metadata, shapes, dtype as the reader sees them */
   dit_safetensors *st = NULL;
@@ -424,12 +466,7 @@ test_prefix_and_diffusers (void)
   tpath (path, sizeof path, "prefixed.safetensors");
   CHECK (write_tiny (path, DIT_F32, add_model_prefix, NULL, 0, nspecs) == DIT_OK,
       "write: %s", dit_last_error ());
-  CHECK (load (path, dit_model_key_map, DIT_F32, &w) == DIT_OK, "load prefixed: %s",
-      dit_last_error ());
-  if (w) {
-    check_values (w, DIT_F32, "model. prefix");
-    dit_weights_free (w);
-  }
+  load_and_check (path, dit_model_key_map, DIT_F32, DIT_F32, "model. prefix");
   /* without the key map the prefix is an unexpected key */
   EXPECT_FAIL (load (path, NULL, DIT_F32, &w), DIT_ERR_FORMAT, "prefixed.safetensors",
       "unexpected key 'model.", NULL);
@@ -437,13 +474,7 @@ test_prefix_and_diffusers (void)
   tpath (path, sizeof path, "diffusers.safetensors");
   CHECK (write_tiny (path, DIT_BF16, to_diffusers, NULL, 0, nspecs) == DIT_OK,
       "write: %s", dit_last_error ());
-  w = NULL;
-  CHECK (load (path, dit_model_key_map, DIT_F32, &w) == DIT_OK, "load diffusers: %s",
-      dit_last_error ());
-  if (w) {
-    check_values (w, DIT_BF16, "diffusers names");
-    dit_weights_free (w);
-  }
+  load_and_check (path, dit_model_key_map, DIT_F32, DIT_BF16, "diffusers names");
 
   /* the mapper itself, on names from the Diffusers checkpoint */
   static const char *const cases[][2] = {
@@ -491,7 +522,6 @@ test_sharded_and_dirs (void)
 {
   char path[256], dir[200], p1[256], p2[256];
   size_t split = nspecs / 2;
-  dit_weights *w = NULL;
 
   snprintf (dir, sizeof dir, "%s/sharded", tmpdir);
   CHECK (mkdir (dir, 0755) == 0, "mkdir");
@@ -503,19 +533,8 @@ test_sharded_and_dirs (void)
   write_index (path, split, "m-00001-of-00002.safetensors",
       "m-00002-of-00002.safetensors", NULL, NULL);
 
-  CHECK (load (path, dit_model_key_map, DIT_F32, &w) == DIT_OK, "load index: %s",
-      dit_last_error ());
-  if (w) {
-    check_values (w, DIT_F32, "index");
-    dit_weights_free (w);
-  }
-  w = NULL;
-  CHECK (load (dir, dit_model_key_map, DIT_F32, &w) == DIT_OK, "load index dir: %s",
-      dit_last_error ());
-  if (w) {
-    check_values (w, DIT_F32, "index directory");
-    dit_weights_free (w);
-  }
+  load_and_check (path, dit_model_key_map, DIT_F32, DIT_F32, "index");
+  load_and_check (dir, dit_model_key_map, DIT_F32, DIT_F32, "index directory");
 
   /* a directory holding one file */
   char single[200], sp[256];
@@ -523,13 +542,7 @@ test_sharded_and_dirs (void)
   CHECK (mkdir (single, 0755) == 0, "mkdir");
   snprintf (sp, sizeof sp, "%s/model.safetensors", single);
   CHECK (write_tiny (sp, DIT_F16, NULL, NULL, 0, nspecs) == DIT_OK, "write");
-  w = NULL;
-  CHECK (load (single, NULL, DIT_F32, &w) == DIT_OK, "load single dir: %s",
-      dit_last_error ());
-  if (w) {
-    check_values (w, DIT_F16, "single-file directory");
-    dit_weights_free (w);
-  }
+  load_and_check (single, NULL, DIT_F32, DIT_F16, "single-file directory");
 
   /* two files and no index: ambiguous, the message lists them */
   snprintf (sp, sizeof sp, "%s/other.safetensors", single);
@@ -594,18 +607,9 @@ test_bad_files (void)
 
   /* unexpected key */
   raw_file f = raw_tiny ();
-  f.t = realloc (f.t, (f.n + 1) * sizeof *f.t);
-  raw_tensor *x = &f.t[f.n++];
-  memset (x, 0, sizeof *x);
-  snprintf (x->name, sizeof x->name, "foo");
-  x->dtype = "F32";
-  x->ndim = 1;
-  x->shape[0] = 3;
-  x->begin = f.data_size;
-  x->end = f.data_size + 12;
-  tpath (path, sizeof path, "unexpected-key.safetensors");
-  raw_emit (path, &f);
-  EXPECT_FAIL (load_bad (path), DIT_ERR_FORMAT, "unexpected-key.safetensors",
+  raw_tensor *x;
+  raw_append (&f, "foo", 3);
+  expect_raw_refused (&f, "unexpected-key.safetensors", load_bad,
       "unexpected key 'foo'", NULL);
 
   /* wrong shape, written with the library writer */
@@ -627,9 +631,7 @@ test_bad_files (void)
   x->ndim = 2;
   x->shape[0] = 6;
   x->shape[1] = 256;
-  tpath (path, sizeof path, "squeezed.safetensors");
-  raw_emit (path, &f);
-  EXPECT_FAIL (load_bad (path), DIT_ERR_FORMAT, "squeezed.safetensors",
+  expect_raw_refused (&f, "squeezed.safetensors", load_bad,
       "'blocks.1.modulation'", "[1, 6, 256]");
 
   /* wrong dtype */
@@ -637,17 +639,13 @@ test_bad_files (void)
   x = raw_find (&f, "head.head.bias");
   x->dtype = "I64";
   x->end = x->begin + 64 * 8;
-  tpath (path, sizeof path, "wrong-dtype.safetensors");
-  raw_emit (path, &f);
-  EXPECT_FAIL (load_bad (path), DIT_ERR_FORMAT, "wrong-dtype.safetensors",
+  expect_raw_refused (&f, "wrong-dtype.safetensors", load_bad,
       "key 'head.head.bias': dtype I64 is not a float type (F32, BF16, F16)", NULL);
 
   /* unknown dtype string */
   f = raw_tiny ();
   raw_find (&f, "head.head.bias")->dtype = "F8_E8M0";
-  tpath (path, sizeof path, "unknown-dtype.safetensors");
-  raw_emit (path, &f);
-  EXPECT_FAIL (load_bad (path), DIT_ERR_FORMAT, "unknown-dtype.safetensors",
+  expect_raw_refused (&f, "unknown-dtype.safetensors", load_bad,
       "'head.head.bias'", "F8_E8M0");
 
   /* truncated: cut inside the last tensor's data */
@@ -716,18 +714,14 @@ test_bad_files (void)
     x->begin = q->begin + 4;
     x->end = q->end + 4;
   }
-  tpath (path, sizeof path, "overlap.safetensors");
-  raw_emit (path, &f);
-  EXPECT_FAIL (load_bad (path), DIT_ERR_FORMAT, "overlap.safetensors",
+  expect_raw_refused (&f, "overlap.safetensors", load_bad,
       "blocks.0.self_attn.k.weight", "overlap");
 
   /* shape / offsets size mismatch */
   f = raw_tiny ();
   x = raw_find (&f, "time_embedding.2.weight");
   x->end -= 4;
-  tpath (path, sizeof path, "size-mismatch.safetensors");
-  raw_emit (path, &f);
-  EXPECT_FAIL (load_bad (path), DIT_ERR_FORMAT, "size-mismatch.safetensors",
+  expect_raw_refused (&f, "size-mismatch.safetensors", load_bad,
       "'time_embedding.2.weight'", "needs 262144 bytes");
 
   /* begin after end */
@@ -736,9 +730,7 @@ test_bad_files (void)
   int64_t b0 = x->begin;
   x->begin = x->end;
   x->end = b0;
-  tpath (path, sizeof path, "reversed.safetensors");
-  raw_emit (path, &f);
-  EXPECT_FAIL (load_bad (path), DIT_ERR_FORMAT, "reversed.safetensors",
+  expect_raw_refused (&f, "reversed.safetensors", load_bad,
       "'time_embedding.2.bias'", NULL);
 
   /* duplicate key: the second head.head.bias replaces patch_embedding.bias */
@@ -747,18 +739,14 @@ test_bad_files (void)
       "head.head.bias");
   raw_find (&f, "head.head.bias")->shape[0] = 256;
   raw_find (&f, "head.head.bias")->end = raw_find (&f, "head.head.bias")->begin + 1024;
-  tpath (path, sizeof path, "duplicate.safetensors");
-  raw_emit (path, &f);
-  EXPECT_FAIL (load_bad (path), DIT_ERR_FORMAT, "duplicate.safetensors",
+  expect_raw_refused (&f, "duplicate.safetensors", load_bad,
       "duplicate key 'head.head.bias'", NULL);
 
   /* two checkpoint keys mapping to one name */
   f = raw_tiny ();
   snprintf (raw_find (&f, "patch_embedding.bias")->name, sizeof f.t[0].name,
       "model.blocks.0.norm3.bias");
-  tpath (path, sizeof path, "double-map.safetensors");
-  raw_emit (path, &f);
-  EXPECT_FAIL (load_bad (path), DIT_ERR_FORMAT, "double-map.safetensors",
+  expect_raw_refused (&f, "double-map.safetensors", load_bad,
       "blocks.0.norm3.bias", NULL);
 
   /* unknown field, metadata that is not string->string, non-object root */
@@ -898,13 +886,7 @@ write_fp8 (const char *path, const fp8_layout *l)
     wt[n] = (dit_st_write_tensor) { names[n], DIT_F8E4M3, 1, &zero, bufs[n] };
     n++;
   }
-  dit_status st = dit_safetensors_write (path, wt, n, NULL);
-  for (size_t i = 0; i < n; i++)
-    free (bufs[i]);
-  free (bufs);
-  free (names);
-  free (wt);
-  return st;
+  return write_and_free (path, wt, n, NULL, bufs, names);
 }
 
 static dit_status
@@ -926,6 +908,18 @@ load_fp8_bad (const char *path)
   else
     CHECK (w == NULL, "failed load left *out set");
   return st;
+}
+
+/* Writes the file `name` with layout l and expects the FP8 loader to
+ * refuse it as a format error naming the file, n2 and n3. */
+static void
+expect_fp8_refused (const fp8_layout *l, const char *name, const char *n2,
+    const char *n3)
+{
+  char path[256];
+  tpath (path, sizeof path, name);
+  write_fp8 (path, l);
+  EXPECT_FAIL (load_fp8_bad (path), DIT_ERR_FORMAT, name, n2, n3);
 }
 
 /* Every tensor of w against the file written with layout l: FP8 weights the
@@ -983,6 +977,21 @@ check_fp8_load (const dit_weights *w, const fp8_layout *l, int keep_fp8,
       n_fp8, w->fp8_count);
 }
 
+/* Loads the file of layout l into compute dtype dt, FP8 kept for the GEMMs
+ * when keep_fp8, and checks every tensor against the layout. */
+static void
+load_fp8_and_check (const char *path, const fp8_layout *l, dit_dtype dt,
+    int keep_fp8, const char *what)
+{
+  dit_weights *w = NULL;
+  CHECK (load_fp8 (path, dt, keep_fp8, &w) == DIT_OK, "load %s: %s", what,
+      dit_last_error ());
+  if (w) {
+    check_fp8_load (w, l, keep_fp8, what);
+    dit_weights_free (w);
+  }
+}
+
 static void
 test_fp8_files (void)
 {
@@ -998,47 +1007,22 @@ test_fp8_files (void)
   fp8_layout plain = { 0 };
   tpath (path, sizeof path, "fp8-plain.safetensors");
   CHECK (write_fp8 (path, &plain) == DIT_OK, "write: %s", dit_last_error ());
-  CHECK (load_fp8 (path, DIT_F32, 1, &w) == DIT_OK, "plain fp8: %s",
-      dit_last_error ());
-  if (w) {
-    check_fp8_load (w, &plain, 1, "plain, fp8");
-    dit_weights_free (w);
-  }
-  CHECK (load_fp8 (path, DIT_BF16, 0, &w) == DIT_OK, "plain bf16: %s",
-      dit_last_error ());
-  if (w) {
-    check_fp8_load (w, &plain, 0, "plain, dequantized to bf16");
-    dit_weights_free (w);
-  }
+  load_fp8_and_check (path, &plain, DIT_F32, 1, "plain, fp8");
+  load_fp8_and_check (path, &plain, DIT_BF16, 0, "plain, dequantized to bf16");
 
   /* scaled, ComfyUI key prefix, marker and input scales */
   fp8_layout scaled = { .scaled = 1, .marker = 1, .scale_input = 1,
     .prefix = "model.diffusion_model." };
   tpath (path, sizeof path, "fp8-scaled.safetensors");
   CHECK (write_fp8 (path, &scaled) == DIT_OK, "write: %s", dit_last_error ());
-  CHECK (load_fp8 (path, DIT_F32, 1, &w) == DIT_OK, "scaled fp8: %s",
-      dit_last_error ());
-  if (w) {
-    check_fp8_load (w, &scaled, 1, "scaled, fp8");
-    dit_weights_free (w);
-  }
-  CHECK (load_fp8 (path, DIT_F32, 0, &w) == DIT_OK, "scaled f32: %s",
-      dit_last_error ());
-  if (w) {
-    check_fp8_load (w, &scaled, 0, "scaled, dequantized to f32");
-    dit_weights_free (w);
-  }
+  load_fp8_and_check (path, &scaled, DIT_F32, 1, "scaled, fp8");
+  load_fp8_and_check (path, &scaled, DIT_F32, 0, "scaled, dequantized to f32");
 
   /* per-channel scales [N] */
   fp8_layout channel = { .scaled = 1, .per_channel = 1 };
   tpath (path, sizeof path, "fp8-channel.safetensors");
   CHECK (write_fp8 (path, &channel) == DIT_OK, "write: %s", dit_last_error ());
-  CHECK (load_fp8 (path, DIT_F32, 1, &w) == DIT_OK, "per-channel fp8: %s",
-      dit_last_error ());
-  if (w) {
-    check_fp8_load (w, &channel, 1, "per-channel, fp8");
-    dit_weights_free (w);
-  }
+  load_fp8_and_check (path, &channel, DIT_F32, 1, "per-channel, fp8");
 
   /* an FP8 checkpoint through the plain loader (no FP8 rules) is refused */
   tpath (path, sizeof path, "fp8-plain.safetensors");
@@ -1084,9 +1068,7 @@ test_fp8_files (void)
   fp8_layout l;
 
   l = (fp8_layout) { .scaled = 1, .no_scale = "blocks.1.ffn.2.weight" };
-  tpath (path, sizeof path, "fp8-missing-scale.safetensors");
-  write_fp8 (path, &l);
-  EXPECT_FAIL (load_fp8_bad (path), DIT_ERR_FORMAT, "fp8-missing-scale.safetensors",
+  expect_fp8_refused (&l, "fp8-missing-scale.safetensors",
       "missing key 'blocks.1.ffn.2.scale_weight'", "without one");
 
   static const struct { float v; const char *label, *text; } bad[] = {
@@ -1097,50 +1079,30 @@ test_fp8_files (void)
     char file[64];
     l = (fp8_layout) { .scaled = 1, .bad_scale = "blocks.0.cross_attn.o.weight",
       .bad_value = bad[k].v };
-    const char *fname = file;
     snprintf (file, sizeof file, "fp8-scale-%s.safetensors", bad[k].label);
-    tpath (path, sizeof path, file);
-    write_fp8 (path, &l);
-    EXPECT_FAIL (load_fp8_bad (path), DIT_ERR_FORMAT, fname,
-        "key 'blocks.0.cross_attn.o.scale_weight'", bad[k].text);
+    expect_fp8_refused (&l, file, "key 'blocks.0.cross_attn.o.scale_weight'",
+        bad[k].text);
   }
 
   l = (fp8_layout) { .scaled = 1, .scale_shape2 = "blocks.0.ffn.0.weight" };
-  tpath (path, sizeof path, "fp8-scale-shape.safetensors");
-  write_fp8 (path, &l);
-  EXPECT_FAIL (load_fp8_bad (path), DIT_ERR_FORMAT, "fp8-scale-shape.safetensors",
+  expect_fp8_refused (&l, "fp8-scale-shape.safetensors",
       "key 'blocks.0.ffn.0.scale_weight': shape [2]", "per output channel");
 
   l = (fp8_layout) { .fp8_extra = "head.head.weight" };
-  tpath (path, sizeof path, "fp8-head.safetensors");
-  write_fp8 (path, &l);
-  EXPECT_FAIL (load_fp8_bad (path), DIT_ERR_FORMAT, "fp8-head.safetensors",
+  expect_fp8_refused (&l, "fp8-head.safetensors",
       "key 'head.head.weight'", "F8_E4M3 where only F32, BF16 or F16");
 
   /* a scale beside a weight that is not FP8 (a mix the loader does not
    * support): text_embedding is not a block linear, so its scale_weight is
    * an unexpected key; a block linear written F32 with a scale is named */
   l = (fp8_layout) { .scaled = 1, .scale_on_f32 = "text_embedding.0.weight" };
-  tpath (path, sizeof path, "fp8-scale-on-embedding.safetensors");
-  write_fp8 (path, &l);
-  EXPECT_FAIL (load_fp8_bad (path), DIT_ERR_FORMAT,
-      "fp8-scale-on-embedding.safetensors",
+  expect_fp8_refused (&l, "fp8-scale-on-embedding.safetensors",
       "unexpected key 'text_embedding.0.scale_weight'", NULL);
   {
     /* blocks.0.self_attn.v.weight stored F32 beside its scale_weight */
     raw_file f = raw_tiny ();
-    f.t = realloc (f.t, (f.n + 1) * sizeof *f.t);
-    raw_tensor *x = &f.t[f.n++];
-    memset (x, 0, sizeof *x);
-    snprintf (x->name, sizeof x->name, "blocks.0.self_attn.v.scale_weight");
-    x->dtype = "F32";
-    x->ndim = 1;
-    x->shape[0] = 1;
-    x->begin = f.data_size;
-    x->end = f.data_size + 4;
-    tpath (path, sizeof path, "fp8-scale-on-f32.safetensors");
-    raw_emit (path, &f);
-    EXPECT_FAIL (load_fp8_bad (path), DIT_ERR_FORMAT, "fp8-scale-on-f32.safetensors",
+    raw_append (&f, "blocks.0.self_attn.v.scale_weight", 1);
+    expect_raw_refused (&f, "fp8-scale-on-f32.safetensors", load_fp8_bad,
         "key 'blocks.0.self_attn.v.scale_weight'", "which is F32, not F8_E4M3");
   }
 
@@ -1150,9 +1112,7 @@ test_fp8_files (void)
     raw_tensor *x = raw_find (&f, "blocks.1.self_attn.k.weight");
     x->dtype = "F8_E5M2";
     x->end = x->begin + numel (&specs[find_spec (x->name)]);
-    tpath (path, sizeof path, "fp8-e5m2.safetensors");
-    raw_emit (path, &f);
-    EXPECT_FAIL (load_fp8_bad (path), DIT_ERR_FORMAT, "fp8-e5m2.safetensors",
+    expect_raw_refused (&f, "fp8-e5m2.safetensors", load_fp8_bad,
         "key 'blocks.1.self_attn.k.weight'", "F8_E5M2 is not supported");
   }
   {
@@ -1161,9 +1121,7 @@ test_fp8_files (void)
     x->dtype = "F8_E4M3";
     x->shape[1] = 256;
     x->end = x->begin + 256 * 256;
-    tpath (path, sizeof path, "fp8-shape.safetensors");
-    raw_emit (path, &f);
-    EXPECT_FAIL (load_fp8_bad (path), DIT_ERR_FORMAT, "fp8-shape.safetensors",
+    expect_raw_refused (&f, "fp8-shape.safetensors", load_fp8_bad,
         "key 'blocks.0.ffn.2.weight'", "shape [256, 256] does not match expected "
         "[256, 512]");
   }
