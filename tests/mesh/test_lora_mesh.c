@@ -31,16 +31,13 @@
 #include "dit_stage0.h"
 #include "dit_weights.h"
 #include "envelope.h"
+#include "../common/mesh_check.h"
+#include "../common/runner_rollout.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-
-#define FAIL(...) do { fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf (stderr, __VA_ARGS__); fprintf (stderr, "\n"); return 1; } while (0)
 
 enum { CHUNKS = 4, LAT = 16 * 3 * 4 * 6 };
 
@@ -60,17 +57,6 @@ static const char *const lists[CHUNKS] = {
 };
 
 static int
-no_children_left (void)
-{
-  int st;
-  pid_t p = waitpid (-1, &st, WNOHANG);
-  if (p == -1 && errno == ECHILD)
-    return 1;
-  fprintf (stderr, "a child process is left (waitpid -> %d)\n", (int) p);
-  return 0;
-}
-
-static int
 set_list (dit_runner *r, const char *text)
 {
   dit_lora_spec spec;
@@ -85,17 +71,9 @@ set_list (dit_runner *r, const char *text)
 static int
 rollout (dit_runner *r, int with_lora, float (*out)[LAT])
 {
-  dit_stage0_config sc;
   dit_stage0 *s0;
-  dit_stage0_config_default (&sc);
-  sc.latent_h = gc.latent_h;
-  sc.latent_w = gc.latent_w;
-  sc.anchor = DIT_ANCHOR_LATENT;
-  if (dit_stage0_create (&sc, be, &s0) != DIT_OK)
-    FAIL ("stage 0: %s", dit_last_error ());
-  dit_tensor pt = dit_tensor_2d (prompt, DIT_F32, DIT_DEVICE_CPU, 5, 64);
-  if (dit_runner_set_prompt (r, &pt) != DIT_OK)
-    FAIL ("prompt: %s", dit_last_error ());
+  if (runner_rollout_begin (r, &gc, be, prompt, &s0))
+    return 1;
   for (int k = 0; k < CHUNKS; k++) {
     dit_tensor ctx, x0;
     if (with_lora && (k == 0 || strcmp (lists[k], lists[k - 1]) != 0)
@@ -126,17 +104,11 @@ rollout (dit_runner *r, int with_lora, float (*out)[LAT])
   return 0;
 }
 
+/* max |a - b| over the rollout's chunks; *scale: max |b|. */
 static double
 max_diff (float (*a)[LAT], float (*b)[LAT], double *scale)
 {
-  double d = 0, m = 0;
-  for (int k = 0; k < CHUNKS; k++)
-    for (int i = 0; i < LAT; i++) {
-      m = fmax (m, fabs (b[k][i]));
-      d = fmax (d, fabs ((double) a[k][i] - b[k][i]));
-    }
-  *scale = m;
-  return d;
+  return max_abs_diff (a[0], b[0], CHUNKS * LAT, scale);
 }
 
 static void
@@ -207,9 +179,9 @@ t_rollout (const char *const *layouts, int n_layouts, const char *devices)
     moved = max_diff (none, local[mode], &scale);
     printf ("lora-mode=%s: %s mesh on %s vs in process, %d chunks with list "
         "changes: max |diff| %.3g (limit %.3g); the LoRAs move the output by "
-        "%.3g\n", name, layouts[lay], devices, CHUNKS, d, 2e-5 * scale,
-        moved);
-    if (!(scale > 0.1 && d <= 2e-5 * scale))
+        "%.3g\n", name, layouts[lay], devices, CHUNKS, d,
+        MESH_REL_LIMIT * scale, moved);
+    if (!within_mesh_limit (d, scale))
       FAIL ("%s, %s: the mesh differs from the in-process runner: %.3g",
           layouts[lay], name, d);
     if (!(moved > 1e3 * d && moved > 1e-3 * scale))

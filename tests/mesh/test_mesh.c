@@ -95,15 +95,13 @@
 #include "dit_tp.h"
 #include "envelope.h"
 #include "../common/free_port.h"
+#include "../common/mesh_check.h"
 #include "../common/test_random.h"
 
 static const char *worker_path;
 static dit_mesh_layout layout = DIT_MESH_LAYOUT_TP;
 /* 1: mesh rank 0 runs on a thread of this process (mesh colocate on) */
 static int colocate;
-
-#define FAIL(...) do { fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf (stderr, __VA_ARGS__); fprintf (stderr, "\n"); return 1; } while (0)
 
 static double
 now_ms (void)
@@ -147,17 +145,6 @@ prompt_tensor (void)
   for (int i = 0; i < 5 * 64; i++)
     prompt_buf[i] = (float) (lcg64_unit (&s) - 0.5);
   return dit_tensor_2d (prompt_buf, DIT_F32, DIT_DEVICE_CPU, 5, 64);
-}
-
-static int
-no_children_left (void)
-{
-  int st;
-  pid_t p = waitpid (-1, &st, WNOHANG);
-  if (p == -1 && errno == ECHILD)
-    return 1;
-  fprintf (stderr, "a child process is left (waitpid -> %d)\n", (int) p);
-  return 0;
 }
 
 static int
@@ -229,16 +216,12 @@ t_rollout (void)
   }
   dit_generator_free (g);
   dit_weights_free (w);
-  double maxref = 0, maxdiff = 0;
-  for (int k = 0; k < 3; k++)
-    for (int i = 0; i < LAT; i++) {
-      maxref = fmax (maxref, fabs (ref_out[k][i]));
-      maxdiff = fmax (maxdiff, fabs ((double) mesh_out[k][i] - ref_out[k][i]));
-    }
+  double maxref, maxdiff = max_abs_diff (mesh_out[0], ref_out[0], 3 * LAT,
+      &maxref);
   printf ("mesh %s of %d ranks (%s) vs single device, 3 chunks: max |diff| "
       "%.3g, max |ref| %.3g\n", dit_mesh_layout_name (c.layout), c.ranks,
       c.preset, maxdiff, maxref);
-  if (!(maxref > 0.1 && maxdiff <= 2e-5 * maxref))
+  if (!within_mesh_limit (maxdiff, maxref))
     FAIL ("mesh output differs from single device: %.3g", maxdiff);
   return no_children_left () ? 0 : 1;
 }
@@ -698,13 +681,7 @@ reference_rollout (const dit_gen_config *gcfg, int layers, int chunks,
 static void
 max_diff (float (*a)[LAT], float (*b)[LAT], int chunks, double *diff, double *ref)
 {
-  *diff = 0;
-  *ref = 0;
-  for (int k = 0; k < chunks; k++)
-    for (int i = 0; i < LAT; i++) {
-      *ref = fmax (*ref, fabs (b[k][i]));
-      *diff = fmax (*diff, fabs ((double) a[k][i] - b[k][i]));
-    }
+  *diff = max_abs_diff (a[0], b[0], (size_t) chunks * LAT, ref);
 }
 
 static float prompt2_buf[7 * 64];
@@ -752,9 +729,9 @@ t_prompt_switch (void)
   max_diff (mesh_out, ref_out, 4, &diff, &ref);
   max_diff (noswitch_out + 2, ref_out + 2, 2, &moved, &mref);
   printf ("prompt switch, TP 2 vs single device, 4 chunks: max |diff| %.3g "
-      "(limit %.3g); the switch moves chunks 2-3 by %.3g\n", diff, 2e-5 * ref,
+      "(limit %.3g); the switch moves chunks 2-3 by %.3g\n", diff, MESH_REL_LIMIT * ref,
       moved);
-  if (!(ref > 0.1 && diff <= 2e-5 * ref))
+  if (!within_mesh_limit (diff, ref))
     FAIL ("mesh output with a prompt switch differs from single device: %.3g", diff);
   if (!(moved > 1e3 * diff && moved > 1e-3 * ref))
     FAIL ("the prompt switch hardly changes the output (%.3g): the test "
@@ -824,8 +801,8 @@ t_layers (void)
   max_diff (mesh_out, ref_out, 2, &diff, &ref);
   max_diff (mesh_out, full_out, 2, &other, &oref);
   printf ("layers 1, TP 2 vs 1-layer single device: max |diff| %.3g (limit %.3g); "
-      "vs the 2-layer model %.3g\n", diff, 2e-5 * ref, other);
-  if (!(ref > 0.1 && diff <= 2e-5 * ref))
+      "vs the 2-layer model %.3g\n", diff, MESH_REL_LIMIT * ref, other);
+  if (!within_mesh_limit (diff, ref))
     FAIL ("1-layer mesh differs from the 1-layer single device: %.3g", diff);
   if (!(other > 1e3 * diff))
     FAIL ("1-layer mesh output is the 2-layer model's");
@@ -1021,9 +998,9 @@ t_inflight_tensors (void)
   const uint64_t want = (uint64_t) (5 * 64 + 2 * LAT + 7 * 64 + 3 * LAT) * 4;
   printf ("max_inflight 2, tensors in flight, TP 2 vs single device, 3 chunks: "
       "max |diff| %.3g (limit %.3g); world comm carried %llu bytes (want %llu)\n",
-      diff, 2e-5 * ref, (unsigned long long) s.world_bytes,
+      diff, MESH_REL_LIMIT * ref, (unsigned long long) s.world_bytes,
       (unsigned long long) want);
-  if (!(ref > 0.1 && diff <= 2e-5 * ref))
+  if (!within_mesh_limit (diff, ref))
     FAIL ("mesh output with tensors in flight differs from single device: %.3g",
         diff);
   if (s.world_bytes != want)

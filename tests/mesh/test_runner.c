@@ -28,17 +28,14 @@
 #include "dit_runner.h"
 #include "dit_stage0.h"
 #include "dit_weights.h"
+#include "../common/mesh_check.h"
+#include "../common/runner_rollout.h"
 
-#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-
-#define FAIL(...) do { fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf (stderr, __VA_ARGS__); fprintf (stderr, "\n"); return 1; } while (0)
 
 enum { CHUNKS = 4, LAT = 16 * 3 * 4 * 6 };
 
@@ -73,17 +70,9 @@ setup (void)
 static int
 rollout (dit_runner *r, int split, float (*out)[LAT], uint64_t *copies)
 {
-  dit_stage0_config sc;
   dit_stage0 *s0;
-  dit_stage0_config_default (&sc);
-  sc.latent_h = gc.latent_h;
-  sc.latent_w = gc.latent_w;
-  sc.anchor = DIT_ANCHOR_LATENT;
-  if (dit_stage0_create (&sc, be, &s0) != DIT_OK)
-    FAIL ("stage 0: %s", dit_last_error ());
-  dit_tensor pt = dit_tensor_2d (prompt, DIT_F32, DIT_DEVICE_CPU, 5, 64);
-  if (dit_runner_set_prompt (r, &pt) != DIT_OK)
-    FAIL ("prompt: %s", dit_last_error ());
+  if (runner_rollout_begin (r, &gc, be, prompt, &s0))
+    return 1;
   *copies = 0;
   for (int k = 0; k < CHUNKS; k++) {
     dit_host_copies c0, c1;
@@ -119,17 +108,6 @@ rollout (dit_runner *r, int split, float (*out)[LAT], uint64_t *copies)
   if (dit_runner_collect (r, &x0, NULL) != DIT_ERR_STATE)
     FAIL ("a collect with nothing in flight was taken");
   dit_stage0_free (s0);
-  return 0;
-}
-
-static int
-no_children_left (void)
-{
-  int st;
-  pid_t p = waitpid (-1, &st, WNOHANG);
-  if (p == -1 && errno == ECHILD)
-    return 1;
-  fprintf (stderr, "a child process is left (waitpid -> %d)\n", (int) p);
   return 0;
 }
 
@@ -225,15 +203,10 @@ main (int argc, char **argv)
     if (kill (rs.pids[0], 0) == 0 || kill (rs.pids[1], 0) == 0)
       FAIL ("a worker outlived the runner");
   }
-  double diff = 0, mref = 0;
-  for (int k = 0; k < CHUNKS; k++)
-    for (int i = 0; i < LAT; i++) {
-      mref = fmax (mref, fabs (ref[k][i]));
-      diff = fmax (diff, fabs ((double) mesh[k][i] - ref[k][i]));
-    }
+  double mref, diff = max_abs_diff (mesh[0], ref[0], CHUNKS * LAT, &mref);
   printf ("runner on a TP 2 mesh vs in process, %d chunks: max |diff| %.3g "
-      "(limit %.3g)\n", CHUNKS, diff, 2e-5 * mref);
-  if (!(mref > 0.1 && diff <= 2e-5 * mref))
+      "(limit %.3g)\n", CHUNKS, diff, MESH_REL_LIMIT * mref);
+  if (!within_mesh_limit (diff, mref))
     FAIL ("the mesh runner differs from the in-process one: %.3g", diff);
   if (memcmp (mesh, mesh_split, sizeof mesh) != 0)
     FAIL ("submit + collect differs from run_chunk on the mesh");
