@@ -164,77 +164,163 @@ create (dit_mesh_config *c, dit_mesh **m)
 
 #define LAT (16 * 3 * 4 * 6)
 
-static int
-t_rollout (void)
+/* A latent chunk [16, 3, 4, 6] over buf. */
+static dit_tensor
+latent (float *buf)
 {
-  dit_mesh_config c;
-  dit_mesh *m;
-  base_config (&c, 2);
-  if (!create (&c, &m))
-    FAIL ("create");
-  static float mesh_out[3][LAT], ref_out[3][LAT];
   int64_t shape[4] = { 16, 3, 4, 6 };
-  for (int k = 0; k < 3; k++) {
-    dit_tensor out = dit_tensor_make (mesh_out[k], DIT_F32, DIT_DEVICE_CPU, 4, shape);
-    dit_tensor ctx = dit_tensor_make (mesh_out[k > 0 ? k - 1 : 0], DIT_F32,
-        DIT_DEVICE_CPU, 4, shape);
+  return dit_tensor_make (buf, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+}
+
+/* Chunks [k0, k1) of a rollout on m into out[k], each after chunk 0 with
+ * the previous chunk's x0 as its context. */
+static int
+mesh_chunks (dit_mesh *m, int k0, int k1, float (*out)[LAT])
+{
+  for (int k = k0; k < k1; k++) {
+    dit_tensor x0 = latent (out[k]);
+    dit_tensor ctx = latent (out[k > 0 ? k - 1 : 0]);
     dit_chunk_request req = { .chunk_index = k, .context = k ? &ctx : NULL };
-    if (dit_mesh_run_chunk (m, &req, &out, NULL) != DIT_OK)
+    if (dit_mesh_run_chunk (m, &req, &x0, NULL) != DIT_OK)
       FAIL ("chunk %d: %s", k, dit_last_error ());
   }
-  dit_mesh_stats s;
-  dit_mesh_get_stats (m, &s);
-  if (s.chunks != 3 || s.drift_checks != 3)
-    FAIL ("stats: %llu chunks, %llu drift checks", (unsigned long long) s.chunks,
-        (unsigned long long) s.drift_checks);
+  return 0;
+}
+
+/* A clean SHUTDOWN (every worker exits 0), then free. */
+static int
+shutdown_and_free (dit_mesh *m)
+{
   if (dit_mesh_shutdown (m) != DIT_OK)
     FAIL ("shutdown: %s", dit_last_error ());
   dit_mesh_free (m);
+  return 0;
+}
 
-  /* Single-device reference, in process. */
-  dit_model_config mc;
-  dit_param_spec *specs;
-  size_t count;
-  dit_weights *w;
-  dit_generator *g;
-  dit_backend *be = dit_backend_cpu ();
-  dit_model_config_preset (c.preset, &mc);
-  dit_model_config_params (&mc, &specs, &count);
-  if (dit_weights_synthetic (specs, count, 11, DIT_F32, be, &w) != DIT_OK
-      || dit_generator_create (&mc, &c.gen, w, be, &g) != DIT_OK)
-    FAIL ("reference: %s", dit_last_error ());
-  free (specs);
-  dit_tensor pt = prompt_tensor ();
-  dit_generator_set_prompt (g, &pt);
-  for (int k = 0; k < 3; k++) {
-    dit_tensor out = dit_tensor_make (ref_out[k], DIT_F32, DIT_DEVICE_CPU, 4, shape);
-    dit_tensor ctx = dit_tensor_make (ref_out[k > 0 ? k - 1 : 0], DIT_F32,
-        DIT_DEVICE_CPU, 4, shape);
-    dit_chunk_request req = { .chunk_index = k, .context = k ? &ctx : NULL };
-    if (dit_generator_run_chunk (g, &req, &out, NULL) != DIT_OK)
-      FAIL ("reference chunk %d: %s", k, dit_last_error ());
-  }
-  dit_generator_free (g);
-  dit_weights_free (w);
-  double maxref, maxdiff = max_abs_diff (mesh_out[0], ref_out[0], 3 * LAT,
-      &maxref);
-  printf ("mesh %s of %d ranks (%s) vs single device, 3 chunks: max |diff| "
-      "%.3g, max |ref| %.3g\n", dit_mesh_layout_name (c.layout), c.ranks,
-      c.preset, maxdiff, maxref);
-  if (!within_mesh_limit (maxdiff, maxref))
-    FAIL ("mesh output differs from single device: %.3g", maxdiff);
-  return no_children_left () ? 0 : 1;
+/* The error of a call that failed, started at t0: printed as "NAME (N
+ * ms): error"; it must name need1 and need2 and have come within
+ * limit_ms. */
+static int
+check_error (const char *name, double t0, const char *need1,
+    const char *need2, double limit_ms)
+{
+  double dt = now_ms () - t0;
+  printf ("%s (%.0f ms): %s\n", name, dt, dit_last_error ());
+  if (!strstr (dit_last_error (), need1) || !strstr (dit_last_error (), need2))
+    FAIL ("message: '%s'", dit_last_error ());
+  if (dt > limit_ms)
+    FAIL ("%s: the error took %.0f ms", name, dt);
+  return 0;
 }
 
 static int
 run_one (dit_mesh *m, int64_t chunk)
 {
   static float out_buf[LAT];
-  int64_t shape[4] = { 16, 3, 4, 6 };
-  dit_tensor out = dit_tensor_make (out_buf, DIT_F32, DIT_DEVICE_CPU, 4, shape);
-  dit_tensor ctx = dit_tensor_make (out_buf, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+  dit_tensor out = latent (out_buf);
+  dit_tensor ctx = latent (out_buf);
   dit_chunk_request req = { .chunk_index = chunk, .context = chunk ? &ctx : NULL };
   return dit_mesh_run_chunk (m, &req, &out, NULL) == DIT_OK;
+}
+
+/* The single-device generator (the mesh's preset and weights) over
+ * `chunks` chunks of a rollout; prompt `second` from chunk `switch_at` on
+ * (switch_at < 0: never). */
+static int
+reference_rollout (const char *preset, const dit_gen_config *gcfg, int layers,
+    int chunks, int switch_at, const dit_tensor *first,
+    const dit_tensor *second, float (*out)[LAT])
+{
+  dit_model_config mc;
+  dit_param_spec *specs;
+  size_t count;
+  dit_weights *w;
+  dit_generator *g;
+  dit_backend *be = dit_backend_cpu ();
+  dit_model_config_preset (preset, &mc);
+  if (layers)
+    mc.num_layers = layers;
+  dit_model_config_params (&mc, &specs, &count);
+  if (dit_weights_synthetic (specs, count, 11, DIT_F32, be, &w) != DIT_OK
+      || dit_generator_create (&mc, gcfg, w, be, &g) != DIT_OK) {
+    free (specs);
+    FAIL ("reference: %s", dit_last_error ());
+  }
+  free (specs);
+  if (dit_generator_set_prompt (g, first) != DIT_OK)
+    FAIL ("reference prompt: %s", dit_last_error ());
+  for (int k = 0; k < chunks; k++) {
+    if (k == switch_at && dit_generator_set_prompt (g, second) != DIT_OK)
+      FAIL ("reference prompt switch: %s", dit_last_error ());
+    dit_tensor o = latent (out[k]);
+    dit_tensor ctx = latent (out[k > 0 ? k - 1 : 0]);
+    dit_chunk_request req = { .chunk_index = k, .context = k ? &ctx : NULL };
+    if (dit_generator_run_chunk (g, &req, &o, NULL) != DIT_OK)
+      FAIL ("reference chunk %d: %s", k, dit_last_error ());
+  }
+  dit_generator_free (g);
+  dit_weights_free (w);
+  return 0;
+}
+
+/* max |a - b| over chunks, and max |b|. */
+static void
+max_diff (float (*a)[LAT], float (*b)[LAT], int chunks, double *diff, double *ref)
+{
+  *diff = max_abs_diff (a[0], b[0], (size_t) chunks * LAT, ref);
+}
+
+static float prompt2_buf[7 * 64];
+
+/* The prompt switched to: 7 rows of other values than prompt_tensor's. */
+static dit_tensor
+second_prompt (void)
+{
+  for (int i = 0; i < 7 * 64; i++)
+    prompt2_buf[i] = (float) sin (0.37 * i + 1.0);
+  return dit_tensor_2d (prompt2_buf, DIT_F32, DIT_DEVICE_CPU, 7, 64);
+}
+
+/* A mesh that failed takes no more work and says so. */
+static int
+refuses_more_work (dit_mesh *m)
+{
+  if (run_one (m, 0) || !strstr (dit_last_error (), "failed earlier"))
+    FAIL ("a failed mesh accepted more work: '%s'", dit_last_error ());
+  return 0;
+}
+
+static int
+t_rollout (void)
+{
+  dit_mesh_config c;
+  dit_mesh *m;
+  static float mesh_out[3][LAT], ref_out[3][LAT];
+  base_config (&c, 2);
+  if (!create (&c, &m))
+    FAIL ("create");
+  if (mesh_chunks (m, 0, 3, mesh_out))
+    return 1;
+  dit_mesh_stats s;
+  dit_mesh_get_stats (m, &s);
+  if (s.chunks != 3 || s.drift_checks != 3)
+    FAIL ("stats: %llu chunks, %llu drift checks", (unsigned long long) s.chunks,
+        (unsigned long long) s.drift_checks);
+  if (shutdown_and_free (m))
+    return 1;
+
+  /* Single-device reference, in process. */
+  dit_tensor pt = prompt_tensor ();
+  if (reference_rollout (c.preset, &c.gen, 0, 3, -1, &pt, &pt, ref_out))
+    return 1;
+  double maxref, maxdiff;
+  max_diff (mesh_out, ref_out, 3, &maxdiff, &maxref);
+  printf ("mesh %s of %d ranks (%s) vs single device, 3 chunks: max |diff| "
+      "%.3g, max |ref| %.3g\n", dit_mesh_layout_name (c.layout), c.ranks,
+      c.preset, maxdiff, maxref);
+  if (!within_mesh_limit (maxdiff, maxref))
+    FAIL ("mesh output differs from single device: %.3g", maxdiff);
+  return no_children_left () ? 0 : 1;
 }
 
 static void
@@ -290,9 +376,8 @@ t_bad_envelope (void)
   /* Nothing reached the worker: the next chunk is served normally. */
   if (!run_one (m, 0))
     FAIL ("chunk after bad envelopes: %s", dit_last_error ());
-  if (dit_mesh_shutdown (m) != DIT_OK)
-    FAIL ("shutdown: %s", dit_last_error ());
-  dit_mesh_free (m);
+  if (shutdown_and_free (m))
+    return 1;
   return no_children_left () ? 0 : 1;
 }
 
@@ -448,8 +533,7 @@ t_stale_epoch (void)
   if (dit_mesh_submit (m, &req, &b) != DIT_OK)
     FAIL ("submit: %s", dit_last_error ());
   static float out_buf[LAT];
-  int64_t shape[4] = { 16, 3, 4, 6 };
-  dit_tensor out = dit_tensor_make (out_buf, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+  dit_tensor out = latent (out_buf);
   if (dit_mesh_collect (m, &out, NULL, &got) != DIT_OK)
     FAIL ("collect: %s", dit_last_error ());
   dit_mesh_stats s;
@@ -459,9 +543,8 @@ t_stale_epoch (void)
         (unsigned long long) b, (unsigned long long) s.stale_dropped);
   if (dit_mesh_collect (m, &out, NULL, &got) == DIT_OK)
     FAIL ("a second result appeared");
-  if (dit_mesh_shutdown (m) != DIT_OK)
-    FAIL ("shutdown: %s", dit_last_error ());
-  dit_mesh_free (m);
+  if (shutdown_and_free (m))
+    return 1;
   (void) a;
   return no_children_left () ? 0 : 1;
 }
@@ -485,15 +568,9 @@ t_kill_worker (void)
   double t0 = now_ms ();
   if (dit_mesh_collect (m, NULL, NULL, NULL) == DIT_OK)
     FAIL ("collect succeeded with a dead worker");
-  double dt = now_ms () - t0;
-  printf ("kill-worker (%.0f ms): %s\n", dt, dit_last_error ());
-  if (!strstr (dit_last_error (), "worker rank 1")
-      || !strstr (dit_last_error (), "signal 9"))
-    FAIL ("message: '%s'", dit_last_error ());
-  if (dt > 6000)
-    FAIL ("error took %.0f ms", dt);
-  if (run_one (m, 0) || !strstr (dit_last_error (), "failed earlier"))
-    FAIL ("a failed mesh accepted more work: '%s'", dit_last_error ());
+  if (check_error ("kill-worker", t0, "worker rank 1", "signal 9", 6000)
+      || refuses_more_work (m))
+    return 1;
   dit_mesh_free (m);
   return no_children_left () ? 0 : 1;
 }
@@ -515,8 +592,7 @@ t_kill_rank0 (int in_world)
     dit_mesh_config c;
     dit_mesh *m;
     static float ctx_buf[LAT];
-    int64_t shape[4] = { 16, 3, 4, 6 };
-    dit_tensor ctx = dit_tensor_make (ctx_buf, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+    dit_tensor ctx = latent (ctx_buf);
     dit_chunk_request req0 = { .chunk_index = 0 };
     dit_chunk_request req1 = { .chunk_index = 1, .context = &ctx };
     close (fds[0]);
@@ -600,13 +676,8 @@ t_stall_worker (void)
   double t0 = now_ms ();
   if (run_one (m, 0))
     FAIL ("chunk succeeded with a stopped worker");
-  double dt = now_ms () - t0;
-  printf ("stall-worker (%.0f ms): %s\n", dt, dit_last_error ());
-  if (!strstr (dit_last_error (), "worker rank 1")
-      || !strstr (dit_last_error (), "within 2500 ms"))
-    FAIL ("message: '%s'", dit_last_error ());
-  if (dt > 4500)
-    FAIL ("timeout took %.0f ms", dt);
+  if (check_error ("stall-worker", t0, "worker rank 1", "within 2500 ms", 4500))
+    return 1;
   dit_mesh_free (m);
   return no_children_left () ? 0 : 1;
 }
@@ -635,95 +706,35 @@ t_shutdown_inflight (void)
   return no_children_left () ? 0 : 1;
 }
 
-/* The single-device generator (tiny preset, this test's weights) over
- * `chunks` chunks of a rollout; prompt `second` from chunk `switch_at` on
- * (switch_at < 0: never). */
-static int
-reference_rollout (const dit_gen_config *gcfg, int layers, int chunks,
-    int switch_at, const dit_tensor *first, const dit_tensor *second,
-    float (*out)[LAT])
-{
-  dit_model_config mc;
-  dit_param_spec *specs;
-  size_t count;
-  dit_weights *w;
-  dit_generator *g;
-  dit_backend *be = dit_backend_cpu ();
-  int64_t shape[4] = { 16, 3, 4, 6 };
-  dit_model_config_preset ("tiny", &mc);
-  if (layers)
-    mc.num_layers = layers;
-  dit_model_config_params (&mc, &specs, &count);
-  if (dit_weights_synthetic (specs, count, 11, DIT_F32, be, &w) != DIT_OK
-      || dit_generator_create (&mc, gcfg, w, be, &g) != DIT_OK) {
-    free (specs);
-    FAIL ("reference: %s", dit_last_error ());
-  }
-  free (specs);
-  if (dit_generator_set_prompt (g, first) != DIT_OK)
-    FAIL ("reference prompt: %s", dit_last_error ());
-  for (int k = 0; k < chunks; k++) {
-    if (k == switch_at && dit_generator_set_prompt (g, second) != DIT_OK)
-      FAIL ("reference prompt switch: %s", dit_last_error ());
-    dit_tensor o = dit_tensor_make (out[k], DIT_F32, DIT_DEVICE_CPU, 4, shape);
-    dit_tensor ctx = dit_tensor_make (out[k > 0 ? k - 1 : 0], DIT_F32,
-        DIT_DEVICE_CPU, 4, shape);
-    dit_chunk_request req = { .chunk_index = k, .context = k ? &ctx : NULL };
-    if (dit_generator_run_chunk (g, &req, &o, NULL) != DIT_OK)
-      FAIL ("reference chunk %d: %s", k, dit_last_error ());
-  }
-  dit_generator_free (g);
-  dit_weights_free (w);
-  return 0;
-}
-
-/* max |a - b| over chunks, and max |b|. */
-static void
-max_diff (float (*a)[LAT], float (*b)[LAT], int chunks, double *diff, double *ref)
-{
-  *diff = max_abs_diff (a[0], b[0], (size_t) chunks * LAT, ref);
-}
-
-static float prompt2_buf[7 * 64];
-
 static int
 t_prompt_switch (void)
 {
   dit_mesh_config c;
   dit_mesh *m;
   static float mesh_out[4][LAT], ref_out[4][LAT], noswitch_out[4][LAT];
-  int64_t shape[4] = { 16, 3, 4, 6 };
-  for (int i = 0; i < 7 * 64; i++)
-    prompt2_buf[i] = (float) sin (0.37 * i + 1.0);
-  dit_tensor second = dit_tensor_2d (prompt2_buf, DIT_F32, DIT_DEVICE_CPU, 7, 64);
+  dit_tensor second = second_prompt ();
   base_config (&c, 2);
   if (!create (&c, &m))
     FAIL ("create");
   if (dit_mesh_prompt_epoch (m) != 1)
     FAIL ("prompt epoch %llu after the first prompt, want 1",
         (unsigned long long) dit_mesh_prompt_epoch (m));
-  for (int k = 0; k < 4; k++) {
-    if (k == 2) {
-      if (dit_mesh_set_prompt (m, &second) != DIT_OK)
-        FAIL ("prompt switch: %s", dit_last_error ());
-      if (dit_mesh_prompt_epoch (m) != 2)
-        FAIL ("prompt epoch %llu after the switch, want 2",
-            (unsigned long long) dit_mesh_prompt_epoch (m));
-    }
-    dit_tensor out = dit_tensor_make (mesh_out[k], DIT_F32, DIT_DEVICE_CPU, 4, shape);
-    dit_tensor ctx = dit_tensor_make (mesh_out[k > 0 ? k - 1 : 0], DIT_F32,
-        DIT_DEVICE_CPU, 4, shape);
-    dit_chunk_request req = { .chunk_index = k, .context = k ? &ctx : NULL };
-    if (dit_mesh_run_chunk (m, &req, &out, NULL) != DIT_OK)
-      FAIL ("chunk %d: %s", k, dit_last_error ());
-  }
-  if (dit_mesh_shutdown (m) != DIT_OK)
-    FAIL ("shutdown: %s", dit_last_error ());
-  dit_mesh_free (m);
+  if (mesh_chunks (m, 0, 2, mesh_out))
+    return 1;
+  if (dit_mesh_set_prompt (m, &second) != DIT_OK)
+    FAIL ("prompt switch: %s", dit_last_error ());
+  if (dit_mesh_prompt_epoch (m) != 2)
+    FAIL ("prompt epoch %llu after the switch, want 2",
+        (unsigned long long) dit_mesh_prompt_epoch (m));
+  if (mesh_chunks (m, 2, 4, mesh_out))
+    return 1;
+  if (shutdown_and_free (m))
+    return 1;
 
   dit_tensor first = prompt_tensor ();
-  if (reference_rollout (&c.gen, 0, 4, 2, &first, &second, ref_out)
-      || reference_rollout (&c.gen, 0, 4, -1, &first, &second, noswitch_out))
+  if (reference_rollout (c.preset, &c.gen, 0, 4, 2, &first, &second, ref_out)
+      || reference_rollout (c.preset, &c.gen, 0, 4, -1, &first, &second,
+          noswitch_out))
     return 1;
   double diff, ref, moved, mref;
   max_diff (mesh_out, ref_out, 4, &diff, &ref);
@@ -778,24 +789,17 @@ t_layers (void)
   dit_mesh_config c;
   dit_mesh *m;
   static float mesh_out[2][LAT], ref_out[2][LAT], full_out[2][LAT];
-  int64_t shape[4] = { 16, 3, 4, 6 };
   base_config (&c, 2);
   c.layers = 1;
   if (!create (&c, &m))
     FAIL ("create");
-  for (int k = 0; k < 2; k++) {
-    dit_tensor out = dit_tensor_make (mesh_out[k], DIT_F32, DIT_DEVICE_CPU, 4, shape);
-    dit_tensor ctx = dit_tensor_make (mesh_out[0], DIT_F32, DIT_DEVICE_CPU, 4, shape);
-    dit_chunk_request req = { .chunk_index = k, .context = k ? &ctx : NULL };
-    if (dit_mesh_run_chunk (m, &req, &out, NULL) != DIT_OK)
-      FAIL ("chunk %d: %s", k, dit_last_error ());
-  }
-  if (dit_mesh_shutdown (m) != DIT_OK)
-    FAIL ("shutdown: %s", dit_last_error ());
-  dit_mesh_free (m);
+  if (mesh_chunks (m, 0, 2, mesh_out))
+    return 1;
+  if (shutdown_and_free (m))
+    return 1;
   dit_tensor pt = prompt_tensor ();
-  if (reference_rollout (&c.gen, 1, 2, -1, &pt, &pt, ref_out)
-      || reference_rollout (&c.gen, 0, 2, -1, &pt, &pt, full_out))
+  if (reference_rollout (c.preset, &c.gen, 1, 2, -1, &pt, &pt, ref_out)
+      || reference_rollout (c.preset, &c.gen, 0, 2, -1, &pt, &pt, full_out))
     return 1;
   double diff, ref, other, oref;
   max_diff (mesh_out, ref_out, 2, &diff, &ref);
@@ -844,14 +848,10 @@ t_heartbeat (void)
   t0 = now_ms ();
   if (dit_mesh_ping (m) == DIT_OK)
     FAIL ("ping succeeded with a stopped worker");
-  double dt = now_ms () - t0;
-  printf ("heartbeat (%.0f ms): %s\n", dt, dit_last_error ());
-  if (!strstr (dit_last_error (), "worker rank 1")
-      || !strstr (dit_last_error (), "heartbeat")
-      || strstr (dit_last_error (), "worker rank 0"))
-    FAIL ("message: '%s'", dit_last_error ());
-  if (dt > 4500)
-    FAIL ("heartbeat failure took %.0f ms", dt);
+  if (check_error ("heartbeat", t0, "worker rank 1", "heartbeat", 4500))
+    return 1;
+  if (strstr (dit_last_error (), "worker rank 0"))
+    FAIL ("message names the running rank 0: '%s'", dit_last_error ());
   if (dit_mesh_ping (m) == DIT_OK || !strstr (dit_last_error (), "failed earlier"))
     FAIL ("a failed mesh answered a ping: '%s'", dit_last_error ());
   dit_mesh_free (m);
@@ -872,13 +872,8 @@ t_refuse_nccl (void)
   double t0 = now_ms ();
   if (dit_mesh_create (&c, &m) == DIT_OK)
     FAIL ("a cuda mesh was created in a build without NCCL");
-  double dt = now_ms () - t0;
-  printf ("refuse-nccl (%.0f ms): %s\n", dt, dit_last_error ());
-  if (!strstr (dit_last_error (), "could not join")
-      || !strstr (dit_last_error (), "without NCCL"))
-    FAIL ("message: '%s'", dit_last_error ());
-  if (dt > 10000)
-    FAIL ("refusal took %.0f ms", dt);
+  if (check_error ("refuse-nccl", t0, "could not join", "without NCCL", 10000))
+    return 1;
   return no_children_left () ? 0 : 1;
 }
 
@@ -897,12 +892,9 @@ t_allreduce_time (void)
       c.worker_args = off_args;
     if (!create (&c, &m))
       FAIL ("create");
-    int64_t shape[4] = { 16, 3, 4, 6 };
     for (int k = 0; k < 2; k++) {
-      dit_tensor y = dit_tensor_make (out[o][k], DIT_F32, DIT_DEVICE_CPU, 4,
-          shape);
-      dit_tensor ctx = dit_tensor_make (out[o][k ? k - 1 : 0], DIT_F32,
-          DIT_DEVICE_CPU, 4, shape);
+      dit_tensor y = latent (out[o][k]);
+      dit_tensor ctx = latent (out[o][k ? k - 1 : 0]);
       dit_chunk_request req = { .chunk_index = k, .context = k ? &ctx : NULL };
       if (dit_mesh_run_chunk (m, &req, &y, NULL) != DIT_OK)
         FAIL ("%s chunk %d: %s", name, k, dit_last_error ());
@@ -923,9 +915,8 @@ t_allreduce_time (void)
               s.last_allreduce_ms[r]);
       }
     }
-    if (dit_mesh_shutdown (m) != DIT_OK)
-      FAIL ("shutdown: %s", dit_last_error ());
-    dit_mesh_free (m);
+    if (shutdown_and_free (m))
+      return 1;
   }
   if (memcmp (out[0], out[1], sizeof out[0]) != 0)
     FAIL ("TP 2 with overlap on and off returned different latents");
@@ -940,9 +931,8 @@ t_allreduce_time (void)
       s.last_allreduce_ms[0]);
   if (s.last_allreduce_ms[0] != 0.0)
     FAIL ("TP 1 all-reduce time %.3f ms", s.last_allreduce_ms[0]);
-  if (dit_mesh_shutdown (m) != DIT_OK)
-    FAIL ("shutdown: %s", dit_last_error ());
-  dit_mesh_free (m);
+  if (shutdown_and_free (m))
+    return 1;
   return no_children_left () ? 0 : 1;
 }
 
@@ -956,18 +946,15 @@ t_inflight_tensors (void)
   dit_mesh_config c;
   dit_mesh *m;
   static float mesh_out[3][LAT], ref_out[3][LAT], ctx_buf[LAT];
-  int64_t shape[4] = { 16, 3, 4, 6 };
-  for (int i = 0; i < 7 * 64; i++)
-    prompt2_buf[i] = (float) sin (0.37 * i + 1.0);
   dit_tensor first = prompt_tensor ();
-  dit_tensor second = dit_tensor_2d (prompt2_buf, DIT_F32, DIT_DEVICE_CPU, 7, 64);
+  dit_tensor second = second_prompt ();
   base_config (&c, 2);
   c.max_inflight = 2;
-  if (reference_rollout (&c.gen, 0, 3, 2, &first, &second, ref_out))
+  if (reference_rollout (c.preset, &c.gen, 0, 3, 2, &first, &second, ref_out))
     return 1;
   if (!create (&c, &m))
     FAIL ("create");
-  dit_tensor ctx = dit_tensor_make (ctx_buf, DIT_F32, DIT_DEVICE_CPU, 4, shape);
+  dit_tensor ctx = latent (ctx_buf);
   dit_chunk_request req0 = { .chunk_index = 0 };
   if (dit_mesh_submit (m, &req0, NULL) != DIT_OK)
     FAIL ("submit 0: %s", dit_last_error ());
@@ -982,16 +969,14 @@ t_inflight_tensors (void)
       for (int i = 0; i < LAT; i++)
         ctx_buf[i] = 1e3f;
     }
-    dit_tensor out = dit_tensor_make (mesh_out[k - 1], DIT_F32, DIT_DEVICE_CPU,
-        4, shape);
+    dit_tensor out = latent (mesh_out[k - 1]);
     if (dit_mesh_collect (m, &out, NULL, NULL) != DIT_OK)
       FAIL ("collect %d: %s", k - 1, dit_last_error ());
   }
   dit_mesh_stats s;
   dit_mesh_get_stats (m, &s);
-  if (dit_mesh_shutdown (m) != DIT_OK)
-    FAIL ("shutdown: %s", dit_last_error ());
-  dit_mesh_free (m);
+  if (shutdown_and_free (m))
+    return 1;
   double diff, ref;
   max_diff (mesh_out, ref_out, 3, &diff, &ref);
   /* prompt 1, two contexts and prompt 2 out, three x0 back (f32) */
@@ -1023,15 +1008,9 @@ t_world_cut (void)
   double t0 = now_ms ();
   if (run_one (m, 0))
     FAIL ("a chunk whose x0 never came succeeded");
-  double dt = now_ms () - t0;
-  printf ("world-cut (%.0f ms): %s\n", dt, dit_last_error ());
-  if (!strstr (dit_last_error (), "worker rank 0")
-      || !strstr (dit_last_error (), "world comm"))
-    FAIL ("message: '%s'", dit_last_error ());
-  if (dt > 4000)
-    FAIL ("error took %.0f ms", dt);
-  if (run_one (m, 0) || !strstr (dit_last_error (), "failed earlier"))
-    FAIL ("a failed mesh accepted more work: '%s'", dit_last_error ());
+  if (check_error ("world-cut", t0, "worker rank 0", "world comm", 4000)
+      || refuses_more_work (m))
+    return 1;
   dit_mesh_free (m);
   return no_children_left () ? 0 : 1;
 }
