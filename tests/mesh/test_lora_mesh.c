@@ -253,31 +253,17 @@ raw_infer (dit_mesh *m, const dit_chunk_plan *plan, uint64_t lora_epoch,
   return 0;
 }
 
+/* An INFER of LoRA epoch 2 carrying `list` under the digest in force
+ * XOR digest_xor, on a mesh that has the first list. */
 static int
-t_mismatch (void)
+t_refused_infer (const char *list, uint64_t digest_xor, const char *expect)
 {
   dit_mesh *m;
   dit_chunk_plan plan;
   if (mesh_with_list (&m, &plan))
     return 1;
-  /* the list the workers have, under another digest: what a rank whose
-   * file differs would see */
-  if (raw_infer (m, &plan, 2, lists[2], dit_mesh_lora_digest (m) ^ 1,
-          "LoRA digest"))
-    return 1;
-  dit_mesh_free (m);
-  return no_children_left () ? 0 : 1;
-}
-
-static int
-t_missing (void)
-{
-  dit_mesh *m;
-  dit_chunk_plan plan;
-  if (mesh_with_list (&m, &plan))
-    return 1;
-  if (raw_infer (m, &plan, 2, "", dit_mesh_lora_digest (m),
-          "the new list never reached it"))
+  if (raw_infer (m, &plan, 2, list, dit_mesh_lora_digest (m) ^ digest_xor,
+          expect))
     return 1;
   dit_mesh_free (m);
   return no_children_left () ? 0 : 1;
@@ -308,10 +294,13 @@ main (int argc, char **argv)
     return t_rollout (tp_sp, 2, "0,1");
   if (!strcmp (argv[1], "rollout-hybrid"))
     return t_rollout (hybrid, 1, "0,1,2,3");
+  /* the list the workers have, under another digest: what a rank whose
+   * file differs would see */
   if (!strcmp (argv[1], "mismatch"))
-    return t_mismatch ();
+    return t_refused_infer (lists[2], 1, "LoRA digest");
+  /* a new epoch without the list's text */
   if (!strcmp (argv[1], "missing"))
-    return t_missing ();
+    return t_refused_infer ("", 0, "the new list never reached it");
   fprintf (stderr, "unknown case '%s'\n", argv[1]);
   return 2;
 }
