@@ -530,26 +530,6 @@ usage (FILE *f)
       "build without GStreamer).\n");
 }
 
-/* "1,2,3" into devices; at most DIT_MESH_MAX_RANKS, each 0..1023. */
-static int
-parse_devices (const char *s, int *devices, int *n)
-{
-  *n = 0;
-  while (*s) {
-    char *end;
-    long v = strtol (s, &end, 10);
-    if (end == s || v < 0 || v > 1023 || *n >= DIT_MESH_MAX_RANKS)
-      return 0;
-    devices[(*n)++] = (int) v;
-    s = end;
-    if (*s == ',')
-      s++;
-    else if (*s)
-      return 0;
-  }
-  return *n > 0;
-}
-
 /* dit-worker next to this executable (argv[0]'s directory), else on PATH. */
 static void
 default_worker_path (bench_args *a, const char *argv0)
@@ -562,6 +542,43 @@ default_worker_path (bench_args *a, const char *argv0)
     snprintf (a->worker_buf, sizeof a->worker_buf, "%.*s/dit-worker", dir, argv0);
   }
   a->worker_path = a->worker_buf;
+}
+
+/* The mesh flags as the library's options, the same in every mode. */
+static void
+mesh_options (const bench_args *a, dit_mesh_options *o)
+{
+  dit_mesh_options_init (o);
+  o->devices = a->mesh_arg;
+  o->backend = a->mesh_backend;
+  o->layout = a->mesh_parallel;
+  o->mesh_tp = a->mesh_tp;
+  o->colocate = a->mesh_colocate;
+  o->colocate_name = "--mesh-colocate";
+  o->stage0_device = a->device;
+  o->worker_path = a->worker_path;
+  o->devices_name = "--mesh-devices";
+  o->backend_name = "--mesh-backend";
+  o->worker_name = "--worker-path";
+}
+
+/* --mesh-devices and the layout flags checked at parse time by the
+ * library's own rules (the element's and dit-generate's messages); the
+ * device list is kept for the JSON report. */
+static int
+parse_mesh (bench_args *a)
+{
+  dit_mesh_options o;
+  dit_mesh_spec spec;
+  mesh_options (a, &o);
+  o.worker_path = "/bin/true";   /* found when the mesh starts */
+  if (dit_mesh_spec_parse (&o, &spec) != DIT_OK) {
+    fprintf (stderr, "dit-bench: %s\n", dit_last_error ());
+    return 0;
+  }
+  a->mesh_ranks = spec.n_devices;
+  memcpy (a->mesh_devices, spec.devices, sizeof a->mesh_devices);
+  return 1;
 }
 
 static int
@@ -660,7 +677,6 @@ parse_args (int argc, char **argv, bench_args *a)
       ok = dit_lora_mode_parse (v, &a->lora_mode) == DIT_OK;
     } else if (strcmp (o, "--mesh-devices") == 0) {
       a->mesh_arg = v;
-      ok = parse_devices (v, a->mesh_devices, &a->mesh_ranks);
     } else if (strcmp (o, "--mesh-backend") == 0) {
       a->mesh_backend = v;
       ok = strcmp (v, "cpu") == 0 || strcmp (v, "cuda") == 0;
@@ -753,6 +769,8 @@ parse_args (int argc, char **argv, bench_args *a)
   }
   if (!a->worker_path)
     default_worker_path (a, argv[0]);
+  if (a->mesh_arg && !parse_mesh (a))
+    return 0;
   return 1;
 }
 
@@ -1489,23 +1507,12 @@ setup_mesh (bench_state *st, mesh_result *mr)
 {
   bench_args *a = &st->a;
   dit_mesh_options o;
-  dit_mesh_options_init (&o);
-  o.devices = a->mesh_arg;
-  o.backend = a->mesh_backend;
-  o.layout = a->mesh_parallel;
-  o.mesh_tp = a->mesh_tp;
-  o.colocate = a->mesh_colocate;
-  o.colocate_name = "--mesh-colocate";
-  o.stage0_device = a->device;
-  o.worker_path = a->worker_path;
+  mesh_options (a, &o);
   /* real-size shards and slow CPU chunks: generous deadlines (a failure
    * still ends the run, with the rank that caused it) */
   o.join_timeout_ms = 600000;
   o.timeout_ms = 300000;
   o.max_inflight = 2;
-  o.devices_name = "--mesh-devices";
-  o.backend_name = "--mesh-backend";
-  o.worker_name = "--worker-path";
   if (dit_mesh_spec_parse (&o, &st->spec) != DIT_OK)
     return fail ("mesh settings");
   double t0 = now_ms ();
@@ -2815,15 +2822,8 @@ run_comm_only (const bench_args *a)
   dit_mesh_options o;
   dit_mesh_spec spec;
   memset (&c, 0, sizeof c);
-  dit_mesh_options_init (&o);
-  o.devices = a->mesh_arg;
-  o.backend = a->mesh_backend;
-  o.layout = a->mesh_parallel;
-  o.mesh_tp = a->mesh_tp;
-  o.stage0_device = a->device;
+  mesh_options (a, &o);
   o.worker_path = "/bin/true";   /* nothing is spawned */
-  o.devices_name = "--mesh-devices";
-  o.backend_name = "--mesh-backend";
   if (dit_mesh_spec_parse (&o, &spec) != DIT_OK
       || dit_model_config_preset (a->preset, &c.model) != DIT_OK
       || dit_mesh_spec_check_model (&spec, &c.model) != DIT_OK) {
