@@ -10,22 +10,31 @@
 
 #include "pipeline.h"
 
+/* The configuration of `model` (NULL or empty: the default model), with
+ * the error a client sees when it cannot be resolved. */
+static gboolean
+resolve_model (const gchar * model, dit_model_config * cfg, GError ** error)
+{
+  int checkpoint;
+
+  if (model == NULL || *model == '\0')
+    model = DIT_DEFAULT_MODEL;
+  if (dit_model_config_resolve (model, cfg, &checkpoint) != DIT_OK) {
+    g_set_error (error, DIT_SERVE_ERROR, DIT_SERVE_ERROR_FAILED,
+        "model '%s': %s", model, dit_last_error ());
+    return FALSE;
+  }
+  return TRUE;
+}
+
 gboolean
 dit_serve_model_text_shape (const gchar * model, gint * text_dim,
     gint * text_len, GError ** error)
 {
   dit_model_config cfg;
-  dit_status st;
-  int checkpoint;
 
-  if (model == NULL || *model == '\0')
-    model = DIT_DEFAULT_MODEL;
-  st = dit_model_config_resolve (model, &cfg, &checkpoint);
-  if (st != DIT_OK) {
-    g_set_error (error, DIT_SERVE_ERROR, DIT_SERVE_ERROR_FAILED,
-        "model '%s': %s", model, dit_last_error ());
+  if (!resolve_model (model, &cfg, error))
     return FALSE;
-  }
   *text_dim = cfg.text_dim;
   *text_len = cfg.text_len;
   return TRUE;
@@ -40,16 +49,9 @@ dit_serve_lora_check (const gchar * model, const gchar * text,
   dit_lora_mode m;
   uint64_t digest;
   dit_status st;
-  int checkpoint;
 
-  if (model == NULL || *model == '\0')
-    model = DIT_DEFAULT_MODEL;
-  st = dit_model_config_resolve (model, &cfg, &checkpoint);
-  if (st != DIT_OK) {
-    g_set_error (error, DIT_SERVE_ERROR, DIT_SERVE_ERROR_FAILED,
-        "model '%s': %s", model, dit_last_error ());
+  if (!resolve_model (model, &cfg, error))
     return FALSE;
-  }
   st = dit_lora_mode_parse (mode ? mode : "merge", &m);
   if (st == DIT_OK)
     st = dit_lora_spec_parse (text, &spec);
