@@ -22,6 +22,9 @@
 
 dit_status dit_cpu_gemm (dit_backend *be, const dit_gemm_params *p);
 dit_status dit_cpu_layernorm (dit_backend *be, const dit_layernorm_params *p);
+/* LayerNorm of one f32 row in place (+ affine when w != NULL), norm.c. */
+void dit_cpu_layernorm_row (float *row, int64_t D, float eps, const float *w,
+    const float *b);
 dit_status dit_cpu_rmsnorm (dit_backend *be, const dit_rmsnorm_params *p);
 dit_status dit_cpu_modulate (dit_backend *be, const dit_modulate_params *p);
 dit_status dit_cpu_residual (dit_backend *be, const dit_residual_params *p);

@@ -166,22 +166,7 @@ dit_cpu_layernorm_fp8 (dit_backend *be, const dit_layernorm_fp8_params *p)
   int64_t cur = -1;
   for (int64_t r = 0; r < x.rows; r++) {
     dit_cpu_load_row (row, dit_cpu_row (&x, r), x.dtype, D);
-    double sum = 0.0;
-    for (int64_t i = 0; i < D; i++)
-      sum += row[i];
-    double mean = sum / (double) D;
-    double sq = 0.0;
-    for (int64_t i = 0; i < D; i++) {
-      double d = (double) row[i] - mean;
-      sq += d * d;
-    }
-    float meanf = (float) mean;
-    float rstd = (float) (1.0 / sqrt (sq / (double) D + (double) p->eps));
-    for (int64_t i = 0; i < D; i++)
-      row[i] = (row[i] - meanf) * rstd;
-    if (affine)
-      for (int64_t i = 0; i < D; i++)
-        row[i] = row[i] * wf[i] + bf[i];
+    dit_cpu_layernorm_row (row, D, p->eps, affine ? wf : NULL, bf);
     if (mod) {
       int64_t g = r / p->rows_per_group;
       if (g != cur) {

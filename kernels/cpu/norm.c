@@ -22,6 +22,31 @@ norm_scratch (const char *op, int64_t cols, float **row)
   return DIT_OK;
 }
 
+/* One row in place: (x - mean) / sqrt(var + eps), then * w + b when w is
+ * not NULL.  Shared by the LayerNorm and the FP8-writing LayerNorm so the
+ * two references normalise bit-identically. */
+void
+dit_cpu_layernorm_row (float *row, int64_t D, float eps, const float *w,
+    const float *b)
+{
+  double sum = 0.0;
+  for (int64_t i = 0; i < D; i++)
+    sum += row[i];
+  double mean = sum / (double) D;
+  double sq = 0.0;
+  for (int64_t i = 0; i < D; i++) {
+    double dv = (double) row[i] - mean;
+    sq += dv * dv;
+  }
+  float meanf = (float) mean;
+  float rstd = (float) (1.0 / sqrt (sq / (double) D + (double) eps));
+  for (int64_t i = 0; i < D; i++)
+    row[i] = (row[i] - meanf) * rstd;
+  if (w)
+    for (int64_t i = 0; i < D; i++)
+      row[i] = row[i] * w[i] + b[i];
+}
+
 dit_status
 dit_cpu_layernorm (dit_backend *be, const dit_layernorm_params *p)
 {
@@ -42,22 +67,7 @@ dit_cpu_layernorm (dit_backend *be, const dit_layernorm_params *p)
   int64_t D = x.cols;
   for (int64_t r = 0; r < x.rows; r++) {
     dit_cpu_load_row (row, dit_cpu_row (&x, r), x.dtype, D);
-    double sum = 0.0;
-    for (int64_t i = 0; i < D; i++)
-      sum += row[i];
-    double mean = sum / (double) D;
-    double sq = 0.0;
-    for (int64_t i = 0; i < D; i++) {
-      double dv = (double) row[i] - mean;
-      sq += dv * dv;
-    }
-    float meanf = (float) mean;
-    float rstd = (float) (1.0 / sqrt (sq / (double) D + (double) p->eps));
-    for (int64_t i = 0; i < D; i++)
-      row[i] = (row[i] - meanf) * rstd;
-    if (affine)
-      for (int64_t i = 0; i < D; i++)
-        row[i] = row[i] * wf[i] + bf[i];
+    dit_cpu_layernorm_row (row, D, p->eps, wf, bf);
     dit_cpu_store_row (dit_cpu_row (&y, r), y.dtype, row, D);
   }
   return DIT_OK;
