@@ -170,6 +170,29 @@ dit_cuda_to_f32 (__nv_bfloat16 v)
   return __bfloat162float (v);
 }
 
+/* Sum of v over a block of THREADS threads (a multiple of 32); every
+ * thread gets the result.  red: THREADS / 32 floats of shared memory,
+ * free again when this returns (the leading barrier lets a kernel call it
+ * twice in a row).  One fixed order of additions, so the LayerNorms
+ * (plain, fused and FP8-writing) and the TP sums of squares that use it
+ * agree bit for bit. */
+template <int THREADS>
+__device__ __forceinline__ float
+dit_block_sum (float v, float *red)
+{
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync (0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads ();
+  if (lane == 0)
+    red[warp] = v;
+  __syncthreads ();
+  v = lane < THREADS / 32 ? red[lane] : 0.0f;
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync (0xffffffffu, v, o);
+  return v;
+}
+
 /* Row kernels that hold a whole row in registers (layernorm_fp8,
  * layernorm_modulate) are instantiated for NB = 1 .. DIT_CUDA_ROW_NB_MAX,
  * 1024 columns each: dit_cuda_row_nb gives a row's NB, 0 for a row wider

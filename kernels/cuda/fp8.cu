@@ -43,22 +43,6 @@ fp8_warp_max (float a)
   return fp8_group_amax (a, 32);
 }
 
-__device__ __forceinline__ float
-fp8_block_sum (float v, float *red)
-{
-  for (int o = 16; o > 0; o >>= 1)
-    v += __shfl_xor_sync (0xffffffffu, v, o);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  __syncthreads ();
-  if (lane == 0)
-    red[warp] = v;
-  __syncthreads ();
-  v = lane < FP8_THREADS / 32 ? red[lane] : 0.0f;
-  for (int o = 16; o > 0; o >>= 1)
-    v += __shfl_xor_sync (0xffffffffu, v, o);
-  return v;
-}
-
 /* One 128-column block held by a warp, four consecutive values v per
  * lane: the block's amax over the warp, its codes as one 32-bit word per
  * lane at dst, and (lane 0) its scale. */
@@ -142,13 +126,13 @@ layernorm_fp8_kernel (const void *x, int dtx, int64_t ldx,
   float s = 0.0f;
   for (int64_t c = threadIdx.x; c < D; c += FP8_THREADS)
     s += dit_cuda_ld (x, dtx, xo + c);
-  const float mean = fp8_block_sum (s, red) / (float) D;
+  const float mean = dit_block_sum<FP8_THREADS> (s, red) / (float) D;
   float sq = 0.0f;
   for (int64_t c = threadIdx.x; c < D; c += FP8_THREADS) {
     float d = dit_cuda_ld (x, dtx, xo + c) - mean;
     sq += d * d;
   }
-  const float var = fp8_block_sum (sq, red) / (float) D;
+  const float var = dit_block_sum<FP8_THREADS> (sq, red) / (float) D;
   const float rstd = rsqrtf (var + eps);
   for (int64_t c0 = 0; c0 < D; c0 += FP8_THREADS) {
     const int64_t c = c0 + threadIdx.x;
@@ -251,7 +235,7 @@ layernorm_fp8_reg_kernel (const void *xv, int64_t ldx, const void *wv,
 #pragma unroll
     for (int e = 0; e < 4; e++)
       s += v[b][e];
-  const float mean = fp8_block_sum (s, red) / (float) D;
+  const float mean = dit_block_sum<FP8_THREADS> (s, red) / (float) D;
   float sq = 0.0f;
 #pragma unroll
   for (int b = 0; b < NB; b++)
@@ -261,7 +245,7 @@ layernorm_fp8_reg_kernel (const void *xv, int64_t ldx, const void *wv,
         float d = v[b][e] - mean;
         sq += d * d;
       }
-  const float var = fp8_block_sum (sq, red) / (float) D;
+  const float var = dit_block_sum<FP8_THREADS> (sq, red) / (float) D;
   const float rstd = rsqrtf (var + eps);
   uint8_t *yr = y + row * ldy;
 #pragma unroll

@@ -35,23 +35,6 @@
 
 #define FUSED_THREADS 256
 
-/* Same reduction as norm.cu's norm_block_sum (bitwise equal results). */
-__device__ __forceinline__ float
-fused_block_sum (float v, float *red)
-{
-  for (int o = 16; o > 0; o >>= 1)
-    v += __shfl_xor_sync (0xffffffffu, v, o);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  __syncthreads ();
-  if (lane == 0)
-    red[warp] = v;
-  __syncthreads ();
-  v = lane < FUSED_THREADS / 32 ? red[lane] : 0.0f;
-  for (int o = 16; o > 0; o >>= 1)
-    v += __shfl_xor_sync (0xffffffffu, v, o);
-  return v;
-}
-
 /* The value an f32 v becomes when stored in dtype dt and loaded again. */
 __device__ __forceinline__ float
 fused_round (float v, int dt)
@@ -75,13 +58,13 @@ layernorm_modulate_kernel (const void *x, int dtx, int64_t ldx, void *y,
   float s = 0.0f;
   for (int64_t c = threadIdx.x; c < D; c += FUSED_THREADS)
     s += dit_cuda_ld (x, dtx, xo + c);
-  const float mean = fused_block_sum (s, red) / (float) D;
+  const float mean = dit_block_sum<FUSED_THREADS> (s, red) / (float) D;
   float q = 0.0f;
   for (int64_t c = threadIdx.x; c < D; c += FUSED_THREADS) {
     float d = dit_cuda_ld (x, dtx, xo + c) - mean;
     q += d * d;
   }
-  const float var = fused_block_sum (q, red) / (float) D;
+  const float var = dit_block_sum<FUSED_THREADS> (q, red) / (float) D;
   const float rstd = rsqrtf (var + eps);
   for (int64_t c = threadIdx.x; c < D; c += FUSED_THREADS) {
     float v = fused_round ((dit_cuda_ld (x, dtx, xo + c) - mean) * rstd, dty);
@@ -144,7 +127,7 @@ layernorm_modulate_reg_kernel (const float *x, int64_t ldx, void *y,
   for (int j = 0; j < NJ; j++)
     if (j < nv)
       s += v[j];
-  const float mean = fused_block_sum (s, red) / (float) D;
+  const float mean = dit_block_sum<FUSED_THREADS> (s, red) / (float) D;
   float q = 0.0f;
 #pragma unroll
   for (int j = 0; j < NJ; j++)
@@ -152,7 +135,7 @@ layernorm_modulate_reg_kernel (const float *x, int64_t ldx, void *y,
       float d = v[j] - mean;
       q += d * d;
     }
-  const float var = fused_block_sum (q, red) / (float) D;
+  const float var = dit_block_sum<FUSED_THREADS> (q, red) / (float) D;
   const float rstd = rsqrtf (var + eps);
 #pragma unroll
   for (int j = 0; j < NJ; j++) {
@@ -199,7 +182,8 @@ qk_norm_rope_kernel (void *x, int dtx, int64_t ldx, const void *weight,
     float v = dit_cuda_ld (x, dtx, xo + c);
     q += v * v;
   }
-  const float rs = rsqrtf (fused_block_sum (q, red) / (float) D + eps);
+  const float rs = rsqrtf (dit_block_sum<FUSED_THREADS> (q, red) / (float) D
+      + eps);
   const int64_t pf = r / (gh * gw) + frame_offset, ph = (r / gw) % gh,
       pw = r % gw;
   for (int64_t j = threadIdx.x; j < D / 2; j += FUSED_THREADS) {

@@ -20,23 +20,6 @@
 
 #define NORM_THREADS 256
 
-/* Sum over the block; every thread gets the result. */
-__device__ __forceinline__ float
-norm_block_sum (float v, float *red)
-{
-  for (int o = 16; o > 0; o >>= 1)
-    v += __shfl_xor_sync (0xffffffffu, v, o);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  __syncthreads ();  /* red may still be read from a previous call */
-  if (lane == 0)
-    red[warp] = v;
-  __syncthreads ();
-  v = lane < NORM_THREADS / 32 ? red[lane] : 0.0f;
-  for (int o = 16; o > 0; o >>= 1)
-    v += __shfl_xor_sync (0xffffffffu, v, o);
-  return v;
-}
-
 __global__ void __launch_bounds__ (NORM_THREADS)
 layernorm_kernel (const void *x, int dtx, int64_t ldx, void *y, int dty,
     int64_t ldy, const void *weight, int dtw, const void *bias, int dtb,
@@ -48,13 +31,13 @@ layernorm_kernel (const void *x, int dtx, int64_t ldx, void *y, int dty,
   float s = 0.0f;
   for (int64_t c = threadIdx.x; c < D; c += NORM_THREADS)
     s += dit_cuda_ld (x, dtx, xo + c);
-  const float mean = norm_block_sum (s, red) / (float) D;
+  const float mean = dit_block_sum<NORM_THREADS> (s, red) / (float) D;
   float q = 0.0f;
   for (int64_t c = threadIdx.x; c < D; c += NORM_THREADS) {
     float d = dit_cuda_ld (x, dtx, xo + c) - mean;
     q += d * d;
   }
-  const float var = norm_block_sum (q, red) / (float) D;
+  const float var = dit_block_sum<NORM_THREADS> (q, red) / (float) D;
   const float rstd = rsqrtf (var + eps);
   for (int64_t c = threadIdx.x; c < D; c += NORM_THREADS) {
     float v = (dit_cuda_ld (x, dtx, xo + c) - mean) * rstd;
@@ -76,7 +59,8 @@ rmsnorm_kernel (const void *x, int dtx, int64_t ldx, void *y, int dty,
     float v = dit_cuda_ld (x, dtx, xo + c);
     q += v * v;
   }
-  const float r = rsqrtf (norm_block_sum (q, red) / (float) D + eps);
+  const float r = rsqrtf (dit_block_sum<NORM_THREADS> (q, red) / (float) D
+      + eps);
   for (int64_t c = threadIdx.x; c < D; c += NORM_THREADS) {
     float v = dit_cuda_ld (x, dtx, xo + c) * r;
     dit_cuda_st (y, dty, yo + c, v * dit_cuda_ld (weight, dtw, c));

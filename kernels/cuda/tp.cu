@@ -14,21 +14,6 @@
 
 #define TP_THREADS 256
 
-__device__ __forceinline__ float
-tp_block_sum (float v, float *red)
-{
-  for (int o = 16; o > 0; o >>= 1)
-    v += __shfl_xor_sync (0xffffffffu, v, o);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0)
-    red[warp] = v;
-  __syncthreads ();
-  v = lane < TP_THREADS / 32 ? red[lane] : 0.0f;
-  for (int o = 16; o > 0; o >>= 1)
-    v += __shfl_xor_sync (0xffffffffu, v, o);
-  return v;
-}
-
 __global__ void __launch_bounds__ (TP_THREADS)
 tp_sumsq_kernel (const void *x, int dtx, int64_t ldx, float *ss, int64_t D)
 {
@@ -39,7 +24,7 @@ tp_sumsq_kernel (const void *x, int dtx, int64_t ldx, float *ss, int64_t D)
     float v = dit_cuda_ld (x, dtx, xo + c);
     q += v * v;
   }
-  q = tp_block_sum (q, red);
+  q = dit_block_sum<TP_THREADS> (q, red);
   if (threadIdx.x == 0)
     ss[blockIdx.x] = q;
 }
