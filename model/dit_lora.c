@@ -37,19 +37,6 @@
 /* ------------------------------------------------------------------------ */
 /* small helpers */
 
-static int
-l_starts (const char *s, const char *p)
-{
-  return strncmp (s, p, strlen (p)) == 0;
-}
-
-static int
-l_ends (const char *s, const char *suffix)
-{
-  size_t n = strlen (s), m = strlen (suffix);
-  return n >= m && strcmp (s + n - m, suffix) == 0;
-}
-
 #define L_FNV_OFFSET 0xcbf29ce484222325ull
 
 static uint64_t
@@ -81,18 +68,6 @@ l_fmt (char *dst, size_t size, const char *fmt, ...)
   va_start (ap, fmt);
   vsnprintf (dst, size, fmt, ap);
   va_end (ap);
-}
-
-static const char *
-l_shape (char *buf, size_t size, int ndim, const int64_t *shape)
-{
-  size_t o = (size_t) snprintf (buf, size, "[");
-  for (int i = 0; i < ndim && o < size; i++)
-    o += (size_t) snprintf (buf + o, size - o, "%s%lld", i ? ", " : "",
-        (long long) shape[i]);
-  if (o < size)
-    snprintf (buf + o, size - o, "]");
-  return buf;
 }
 
 const char *
@@ -208,7 +183,7 @@ typedef struct l_key {
 static int
 l_known_module (const char *m)
 {
-  if (l_starts (m, "blocks.")) {
+  if (dit_str_starts_with (m, "blocks.")) {
     const char *p = m + 7;
     size_t d = strspn (p, "0123456789");
     if (!d || p[d] != '.')
@@ -231,7 +206,7 @@ l_parse_key (const char *key, l_key *k)
   size_t n = strlen (key);
   int found = -1;
   for (size_t i = 0; i < sizeof l_suffixes / sizeof l_suffixes[0]; i++)
-    if (l_ends (key, l_suffixes[i].suffix)) {
+    if (dit_str_ends_with (key, l_suffixes[i].suffix)) {
       found = (int) i;
       break;
     }
@@ -246,7 +221,7 @@ l_parse_key (const char *key, l_key *k)
   memcpy (raw, key, mn);
   raw[mn] = '\0';
   const char *m = raw;
-  if (l_starts (m, "lora_unet_")) {
+  if (dit_str_starts_with (m, "lora_unet_")) {
     k->naming = NAMING_KOHYA;
     return l_kohya_decode (m + 10, strlen (m + 10), k->module, sizeof k->module);
   }
@@ -256,14 +231,15 @@ l_parse_key (const char *key, l_key *k)
   for (int again = 1; again;) {
     again = 0;
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
-      if (l_starts (m, prefixes[i])) {
+      if (dit_str_starts_with (m, prefixes[i])) {
         m += strlen (prefixes[i]);
         again = 1;
       }
   }
   char w[300], mapped[300];
   snprintf (w, sizeof w, "%s.weight", m);
-  if (dit_model_key_map (w, mapped, sizeof mapped) && l_ends (mapped, ".weight")) {
+  if (dit_model_key_map (w, mapped, sizeof mapped)
+      && dit_str_ends_with (mapped, ".weight")) {
     k->naming = NAMING_DIFFUSERS;
     snprintf (k->module, sizeof k->module, "%.*s",
         (int) (strlen (mapped) - strlen (".weight")), mapped);
@@ -456,14 +432,15 @@ l_entry_targets (dit_lora *l, const l_entry *e)
       return dit_error (DIT_ERR_INVALID, "%s: key '%s': the factors of layer "
           "'%s' must be 2-D (down %s, up %s)", path, down->ndim != 2
           ? down->name : up->name, e->module,
-          l_shape (sa, sizeof sa, down->ndim, down->shape),
-          l_shape (sb, sizeof sb, up->ndim, up->shape));
+          dit_shape_str (sa, sizeof sa, down->ndim, down->shape),
+          dit_shape_str (sb, sizeof sb, up->ndim, up->shape));
     if (down->shape[0] != up->shape[1])
       return dit_error (DIT_ERR_INVALID, "%s: key '%s': rank mismatch in "
           "layer '%s': down %s has rank %lld but up '%s' %s has rank %lld",
           path, down->name, e->module,
-          l_shape (sa, sizeof sa, 2, down->shape), (long long) down->shape[0],
-          up->name, l_shape (sb, sizeof sb, 2, up->shape),
+          dit_shape_str (sa, sizeof sa, 2, down->shape),
+          (long long) down->shape[0],
+          up->name, dit_shape_str (sb, sizeof sb, 2, up->shape),
           (long long) up->shape[1]);
     if (down->shape[0] < 1)
       return dit_error (DIT_ERR_INVALID, "%s: key '%s': rank 0", path,
@@ -479,7 +456,7 @@ l_entry_targets (dit_lora *l, const l_entry *e)
       if (l_numel (alpha) != 1 || !isfinite (a))
         return dit_error (DIT_ERR_INVALID, "%s: key '%s': alpha must be one "
             "finite number (shape %s%s)", path, alpha->name,
-            l_shape (sa, sizeof sa, alpha->ndim, alpha->shape),
+            dit_shape_str (sa, sizeof sa, alpha->ndim, alpha->shape),
             l_numel (alpha) == 1 ? ", not finite" : "");
       t.alpha = (float) a;
       t.has_alpha = 1;
@@ -533,14 +510,15 @@ dit_lora_check (const dit_lora *l, const dit_param_spec *specs, size_t count,
       if (s->ndim != 2)
         return dit_error (DIT_ERR_INVALID, "%s: key '%s': '%s' %s is not a "
             "linear weight; a LoRA factor pair applies to linear layers only",
-            l->path, t->key, s->name, l_shape (sa, sizeof sa, s->ndim, s->shape));
+            l->path, t->key, s->name,
+            dit_shape_str (sa, sizeof sa, s->ndim, s->shape));
       if (t->in != s->shape[1] || t->out != s->shape[0])
         return dit_error (DIT_ERR_INVALID, "%s: key '%s': shape does not fit "
             "layer '%s' of model %s: down [%lld, %lld] and up [%lld, %lld] "
             "make [%lld, %lld], the weight is %s", l->path, t->key, t->layer,
             model_name, (long long) t->rank, (long long) t->in,
             (long long) t->out, (long long) t->rank, (long long) t->out,
-            (long long) t->in, l_shape (sb, sizeof sb, 2, s->shape));
+            (long long) t->in, dit_shape_str (sb, sizeof sb, 2, s->shape));
       continue;
     }
     int same = t->diff->ndim == s->ndim;
@@ -549,8 +527,8 @@ dit_lora_check (const dit_lora *l, const dit_param_spec *specs, size_t count,
     if (!same)
       return dit_error (DIT_ERR_INVALID, "%s: key '%s': shape does not fit: "
           "the delta is %s, '%s' of model %s is %s", l->path, t->key,
-          l_shape (sa, sizeof sa, t->diff->ndim, t->diff->shape), s->name,
-          model_name, l_shape (sb, sizeof sb, s->ndim, s->shape));
+          dit_shape_str (sa, sizeof sa, t->diff->ndim, t->diff->shape), s->name,
+          model_name, dit_shape_str (sb, sizeof sb, s->ndim, s->shape));
   }
   return DIT_OK;
 }
@@ -595,12 +573,13 @@ dit_lora_preset_of (const dit_lora *l)
   int64_t dim = 0, ffn = 0;
   for (size_t i = 0; i < l->count; i++) {
     const dit_lora_target *t = &l->targets[i];
-    if (t->kind != DIT_LORA_LOW_RANK || !l_starts (t->layer, "blocks."))
+    if (t->kind != DIT_LORA_LOW_RANK
+        || !dit_str_starts_with (t->layer, "blocks."))
       continue;
-    if (l_ends (t->layer, ".ffn.0")) {
+    if (dit_str_ends_with (t->layer, ".ffn.0")) {
       dim = t->in;
       ffn = t->out;
-    } else if (l_ends (t->layer, ".ffn.2")) {
+    } else if (dit_str_ends_with (t->layer, ".ffn.2")) {
       dim = t->out;
       ffn = t->in;
     } else if (strstr (t->layer, "_attn.")) {
@@ -638,7 +617,7 @@ dit_lora_synthetic (const dit_param_spec *specs, size_t count, int rank,
   l->seed = seed;
   for (size_t i = 0; i < count; i++) {
     const dit_param_spec *s = &specs[i];
-    if (s->ndim != 2 || !l_ends (s->name, ".weight"))
+    if (s->ndim != 2 || !dit_str_ends_with (s->name, ".weight"))
       continue;
     dit_lora_target t;
     memset (&t, 0, sizeof t);
@@ -750,7 +729,7 @@ dit_lora_spec_parse (const char *s, dit_lora_spec *out)
     it->strength = 1.0f;
     char *colon = strrchr (item, ':');
     /* "@synthetic:R" has a colon of its own */
-    if (colon && l_starts (item, DIT_LORA_SYNTHETIC_PREFIX)
+    if (colon && dit_str_starts_with (item, DIT_LORA_SYNTHETIC_PREFIX)
         && colon == item + strlen (DIT_LORA_SYNTHETIC_PREFIX) - 1)
       colon = NULL;
     if (colon) {
@@ -1729,7 +1708,7 @@ l_set_open (dit_lora_set *s, const char *path, dit_lora *const *also, int nalso,
       return DIT_OK;
     }
   *opened = 1;
-  if (l_starts (path, DIT_LORA_SYNTHETIC_PREFIX)) {
+  if (dit_str_starts_with (path, DIT_LORA_SYNTHETIC_PREFIX)) {
     const char *r = path + strlen (DIT_LORA_SYNTHETIC_PREFIX);
     char *end;
     long rank = strtol (r, &end, 10);

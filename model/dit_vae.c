@@ -479,15 +479,11 @@ dit_vae_fetch (dit_vae *v, const dit_weights *w, const char *name, int ndim,
   for (int i = 0; ok && i < ndim; i++)
     ok = gshape[i] == shape[i];
   if (!ok) {
-    char got[96] = "", want[96] = "";
-    for (int i = 0; i < gnd; i++)
-      snprintf (got + strlen (got), sizeof got - strlen (got), "%s%lld",
-          i ? ", " : "", (long long) gshape[i]);
-    for (int i = 0; i < ndim; i++)
-      snprintf (want + strlen (want), sizeof want - strlen (want), "%s%lld",
-          i ? ", " : "", (long long) shape[i]);
-    return dit_error (DIT_ERR_INVALID, "vae '%s': weight '%s' is [%s], expected "
-        "[%s] (checkpoint of another VAE config?)", v->cfg.name, name, got, want);
+    char got[96], want[96];
+    return dit_error (DIT_ERR_INVALID, "vae '%s': weight '%s' is %s, expected "
+        "%s (checkpoint of another VAE config?)", v->cfg.name, name,
+        dit_shape_str (got, sizeof got, gnd, gshape),
+        dit_shape_str (want, sizeof want, ndim, shape));
   }
   if (!dit_tensor_is_contiguous (t))
     return dit_error (DIT_ERR_INVALID, "vae: weight '%s' is not contiguous", name);

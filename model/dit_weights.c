@@ -73,19 +73,6 @@ w_spec_numel (const dit_param_spec *s)
   return n;
 }
 
-static const char *
-w_shape_str (char *buf, size_t size, int ndim, const int64_t *shape)
-{
-  size_t o = 0;
-  o += (size_t) snprintf (buf + o, size - o, "[");
-  for (int i = 0; i < ndim && o < size; i++)
-    o += (size_t) snprintf (buf + o, size - o, "%s%lld", i ? ", " : "",
-        (long long) shape[i]);
-  if (o < size)
-    snprintf (buf + o, size - o, "]");
-  return buf;
-}
-
 static _Thread_local const dit_param_spec *w_sort_specs;
 
 static int
@@ -163,19 +150,6 @@ static const w_rename w_top_renames[] = {
   { "proj_out.", "head.head." },
 };
 
-static int
-w_starts_with (const char *s, const char *prefix)
-{
-  return strncmp (s, prefix, strlen (prefix)) == 0;
-}
-
-static int
-w_ends_with (const char *s, const char *suffix)
-{
-  size_t n = strlen (s), m = strlen (suffix);
-  return n >= m && strcmp (s + n - m, suffix) == 0;
-}
-
 int
 dit_model_key_map (const char *key, char *buf, size_t bufsize)
 {
@@ -183,19 +157,19 @@ dit_model_key_map (const char *key, char *buf, size_t bufsize)
   char out[256];
   int changed = 0;
 
-  if (w_starts_with (k, "model.")) {
+  if (dit_str_starts_with (k, "model.")) {
     k += 6;
     changed = 1;
   }
   /* ComfyUI's layout ("model.diffusion_model.blocks..."), which most
    * published FP8 checkpoints use */
-  if (w_starts_with (k, "diffusion_model.")) {
+  if (dit_str_starts_with (k, "diffusion_model.")) {
     k += 16;
     changed = 1;
   }
   snprintf (out, sizeof out, "%s", k);
 
-  if (w_starts_with (k, "blocks.")) {
+  if (dit_str_starts_with (k, "blocks.")) {
     const char *p = k + 7;
     size_t digits = strspn (p, "0123456789");
     if (digits && p[digits] == '.') {
@@ -207,7 +181,7 @@ dit_model_key_map (const char *key, char *buf, size_t bufsize)
       } else {
         for (size_t i = 0; i < sizeof w_block_renames / sizeof w_block_renames[0]; i++) {
           const w_rename *r = &w_block_renames[i];
-          if (w_starts_with (rest, r->from)) {
+          if (dit_str_starts_with (rest, r->from)) {
             snprintf (out, sizeof out, "%.*s%s%s", head, k, r->to,
                 rest + strlen (r->from));
             changed = 1;
@@ -222,7 +196,7 @@ dit_model_key_map (const char *key, char *buf, size_t bufsize)
   } else {
     for (size_t i = 0; i < sizeof w_top_renames / sizeof w_top_renames[0]; i++) {
       const w_rename *r = &w_top_renames[i];
-      if (w_starts_with (k, r->from)) {
+      if (dit_str_starts_with (k, r->from)) {
         snprintf (out, sizeof out, "%s%s", r->to, k + strlen (r->from));
         changed = 1;
         break;
@@ -252,7 +226,7 @@ w_side_key (const char *name, char *base, size_t size)
   if (strcmp (name, "scaled_fp8") == 0)
     return W_KEY_MARKER;
   for (size_t i = 0; i < sizeof side / sizeof side[0]; i++)
-    if (w_ends_with (name, side[i].suffix)) {
+    if (dit_str_ends_with (name, side[i].suffix)) {
       size_t n = strlen (name) - strlen (side[i].suffix);
       snprintf (base, size, "%.*s.weight", (int) n, name);
       return side[i].kind;
@@ -265,7 +239,7 @@ static const char *
 w_scale_key (const char *weight_key, char *buf, size_t size)
 {
   size_t n = strlen (weight_key);
-  if (w_ends_with (weight_key, ".weight"))
+  if (dit_str_ends_with (weight_key, ".weight"))
     n -= strlen (".weight");
   snprintf (buf, size, "%.*s.scale_weight", (int) n, weight_key);
   return buf;
@@ -320,7 +294,8 @@ w_check_fp8_tensor (const dit_param_spec *spec, const dit_st_tensor *f,
     if (!per_tensor && !per_channel)
       return dit_error (DIT_ERR_FORMAT, "%s: key '%s': shape %s; an FP8 scale "
           "is [] or [1] (per tensor) or [%lld] (per output channel of '%s')",
-          sc->file, sc->name, w_shape_str (sa, sizeof sa, sc->ndim, sc->shape),
+          sc->file, sc->name,
+          dit_shape_str (sa, sizeof sa, sc->ndim, sc->shape),
           (long long) spec->shape[0], f->name);
     for (int64_t i = 0; i < n; i++) {
       float v = w_st_value (sc, i);
@@ -422,8 +397,8 @@ w_check (const dit_safetensors *st, const char *path, const dit_param_spec *spec
     if (!same)
       status = dit_error (DIT_ERR_FORMAT,
           "%s: key '%s'%s: shape %s does not match expected %s", t->file, t->name, as,
-          w_shape_str (sa, sizeof sa, t->ndim, t->shape),
-          w_shape_str (sb, sizeof sb, specs[s].ndim, specs[s].shape));
+          dit_shape_str (sa, sizeof sa, t->ndim, t->shape),
+          dit_shape_str (sb, sizeof sb, specs[s].ndim, specs[s].shape));
   }
   for (size_t s = 0; s < count; s++)
     if (!found[s] && !n_missing++)
@@ -491,7 +466,7 @@ dit_checkpoint_fp8_scale (const dit_safetensors *st, const dit_st_tensor *t,
 static const char *
 w_block_rest (const char *name)
 {
-  if (!w_starts_with (name, "blocks."))
+  if (!dit_str_starts_with (name, "blocks."))
     return NULL;
   const char *p = name + 7;
   size_t digits = strspn (p, "0123456789");
@@ -553,7 +528,8 @@ w_alloc_one (weights_impl *w, size_t i, int fp8)
       dit_backend_free (be, q);
     return dit_error (DIT_ERR_NOMEM,
         "weights: cannot allocate %zu bytes on backend '%s' for '%s' %s", bytes,
-        dit_backend_name (be), s->name, w_shape_str (sb, sizeof sb, s->ndim, s->shape));
+        dit_backend_name (be), s->name,
+        dit_shape_str (sb, sizeof sb, s->ndim, s->shape));
   }
   if (s->ndim <= DIT_MAX_DIMS) {
     w->pub.tensors[i] = dit_tensor_make (p, dt, dit_backend_device (be), s->ndim, s->shape);
@@ -936,7 +912,7 @@ w_synth_rule (const dit_param_spec *s, double *scale, double *offset)
     for (int d = 1; d < s->ndim; d++)
       fan_in *= (double) s->shape[d];
     *scale = 1.0 / sqrt (fan_in);
-  } else if (w_ends_with (s->name, "bias")) {
+  } else if (dit_str_ends_with (s->name, "bias")) {
     *scale = 0.02;
   } else if (strstr (s->name, "norm") || strstr (s->name, "gamma")) {
     *scale = 0.1;

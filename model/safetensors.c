@@ -138,16 +138,21 @@ st_strdup (const char *s)
   return d;
 }
 
-static int
-st_ends_with (const char *s, const char *suffix)
+int
+dit_str_starts_with (const char *s, const char *prefix)
+{
+  return strncmp (s, prefix, strlen (prefix)) == 0;
+}
+
+int
+dit_str_ends_with (const char *s, const char *suffix)
 {
   size_t n = strlen (s), m = strlen (suffix);
   return n >= m && strcmp (s + n - m, suffix) == 0;
 }
 
-/* "[a, b, c]" into buf. */
-static const char *
-st_shape_str (char *buf, size_t size, int ndim, const int64_t *shape)
+const char *
+dit_shape_str (char *buf, size_t size, int ndim, const int64_t *shape)
 {
   size_t o = 0;
   o += (size_t) snprintf (buf + o, size - o, "[");
@@ -267,7 +272,7 @@ st_parse_tensor (const char *path, const dit_json_member *m,
   size_t esize = dit_st_dtype_size (t->dtype);
   if (overflow || numel > UINT64_MAX / esize)
     return dit_error (DIT_ERR_FORMAT, "%s: key '%s': shape %s is too large",
-        path, key, st_shape_str (sb, sizeof sb, t->ndim, t->shape));
+        path, key, dit_shape_str (sb, sizeof sb, t->ndim, t->shape));
 
   if (jo->type != DIT_JSON_ARRAY || jo->u.array.count != 2
       || jo->u.array.items[0].type != DIT_JSON_INT
@@ -285,7 +290,8 @@ st_parse_tensor (const char *path, const dit_json_member *m,
   if (end - begin != numel * esize)
     return dit_error (DIT_ERR_FORMAT,
         "%s: key '%s': shape %s %s needs %llu bytes but data_offsets [%llu, %llu] "
-        "span %llu", path, key, st_shape_str (sb, sizeof sb, t->ndim, t->shape),
+        "span %llu", path, key,
+        dit_shape_str (sb, sizeof sb, t->ndim, t->shape),
         dit_st_dtype_name (t->dtype), (unsigned long long) (numel * esize),
         (unsigned long long) begin, (unsigned long long) end,
         (unsigned long long) (end - begin));
@@ -724,8 +730,8 @@ st_resolve_dir (const char *dir, char **out)
   if (!d)
     return dit_error (DIT_ERR_IO, "%s: cannot open directory: %s", dir, strerror (errno));
   while ((e = readdir (d))) {
-    int is_index = st_ends_with (e->d_name, ".safetensors.index.json");
-    int is_file = st_ends_with (e->d_name, ".safetensors");
+    int is_index = dit_str_ends_with (e->d_name, ".safetensors.index.json");
+    int is_file = dit_str_ends_with (e->d_name, ".safetensors");
     if (!is_index && !is_file)
       continue;
     char **q = realloc (found, (nfound + 1) * sizeof *q);
@@ -741,7 +747,7 @@ st_resolve_dir (const char *dir, char **out)
   if (status == DIT_OK) {
     qsort (found, nfound, sizeof *found, st_str_cmp);
     for (size_t i = 0; i < nfound; i++) {
-      if (st_ends_with (found[i], ".safetensors.index.json")) {
+      if (dit_str_ends_with (found[i], ".safetensors.index.json")) {
         nindex++;
         pick_index = found[i];
       } else {
@@ -755,7 +761,8 @@ st_resolve_dir (const char *dir, char **out)
       size_t n = strlen (dir) + strlen (pick) + 2;
       *out = malloc (n);
       if (*out)
-        snprintf (*out, n, "%s%s%s", dir, st_ends_with (dir, "/") ? "" : "/", pick);
+        snprintf (*out, n, "%s%s%s", dir,
+            dit_str_ends_with (dir, "/") ? "" : "/", pick);
       else
         status = dit_error (DIT_ERR_NOMEM, "out of memory");
     } else {
@@ -798,7 +805,7 @@ dit_safetensors_open (const char *path, dit_safetensors **out)
     free (resolved);
     return dit_error (DIT_ERR_NOMEM, "out of memory");
   }
-  if (st_ends_with (path, ".json")) {
+  if (dit_str_ends_with (path, ".json")) {
     status = st_open_index (st, path);
   } else {
     size_t fi;

@@ -59,6 +59,14 @@ const dit_st_tensor *dit_safetensors_find (const dit_safetensors *st,
 /* The "__metadata__" string value for `key` in the first file, or NULL. */
 const char *dit_safetensors_metadata (const dit_safetensors *st, const char *key);
 
+/* Small helpers for checkpoint keys, file names and messages, shared by
+ * the readers of checkpoints (safetensors.c, dit_weights.c, dit_lora.c). */
+int dit_str_starts_with (const char *s, const char *prefix);
+int dit_str_ends_with (const char *s, const char *suffix);
+/* "[a, b, c]" into buf (cut to size); returns buf. */
+const char *dit_shape_str (char *buf, size_t size, int ndim,
+    const int64_t *shape);
+
 const char *dit_st_dtype_name (dit_st_dtype dt);
 size_t dit_st_dtype_size (dit_st_dtype dt);
 /* Convertible to a compute dtype (F32/BF16/F16)?  Sets *out.  The FP8
