@@ -37,28 +37,6 @@
 /* ------------------------------------------------------------------------ */
 /* small helpers */
 
-#define L_FNV_OFFSET 0xcbf29ce484222325ull
-
-static uint64_t
-l_fnv (uint64_t h, const void *data, size_t n)
-{
-  const unsigned char *p = data;
-  for (size_t i = 0; i < n; i++) {
-    h ^= p[i];
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
-static uint64_t
-l_fnv_u64 (uint64_t h, uint64_t v)
-{
-  unsigned char b[8];
-  for (int i = 0; i < 8; i++)
-    b[i] = (unsigned char) (v >> (8 * i));
-  return l_fnv (h, b, 8);
-}
-
 /* printf into a fixed buffer, truncating (names here are checked against
  * the model's own, which fit). */
 static void __attribute__ ((format (printf, 3, 4)))
@@ -306,15 +284,15 @@ static uint64_t
 l_sample (uint64_t h, const dit_st_tensor *t)
 {
   const size_t part = 4096;
-  h = l_fnv (h, t->name, strlen (t->name) + 1);
-  h = l_fnv_u64 (h, (uint64_t) t->dtype);
-  h = l_fnv_u64 (h, (uint64_t) t->ndim);
+  h = dit_fnv1a64 (h, t->name, strlen (t->name) + 1);
+  h = dit_fnv1a64_u64 (h, (uint64_t) t->dtype);
+  h = dit_fnv1a64_u64 (h, (uint64_t) t->ndim);
   for (int d = 0; d < t->ndim; d++)
-    h = l_fnv_u64 (h, (uint64_t) t->shape[d]);
+    h = dit_fnv1a64_u64 (h, (uint64_t) t->shape[d]);
   if (t->nbytes <= 2 * part)
-    return l_fnv (h, t->data, t->nbytes);
-  h = l_fnv (h, t->data, part);
-  return l_fnv (h, (const char *) t->data + t->nbytes - part, part);
+    return dit_fnv1a64 (h, t->data, t->nbytes);
+  h = dit_fnv1a64 (h, t->data, part);
+  return dit_fnv1a64 (h, (const char *) t->data + t->nbytes - part, part);
 }
 
 static dit_status
@@ -559,7 +537,7 @@ dit_lora_open (const char *path, const dit_param_spec *specs, size_t count,
     dit_lora_free (l);
     return st;
   }
-  uint64_t h = l_fnv_u64 (L_FNV_OFFSET, (uint64_t) l->format);
+  uint64_t h = dit_fnv1a64_u64 (DIT_FNV1A64_OFFSET, (uint64_t) l->format);
   for (size_t i = 0; i < dit_safetensors_count (l->st); i++)
     h = l_sample (h, dit_safetensors_at (l->st, i));
   l->fingerprint = h;
@@ -637,11 +615,11 @@ dit_lora_synthetic (const dit_param_spec *specs, size_t count, int rank,
       return st;
     }
   }
-  uint64_t h = l_fnv_u64 (L_FNV_OFFSET, (uint64_t) l->format);
-  h = l_fnv_u64 (h, seed);
-  h = l_fnv_u64 (h, (uint64_t) rank);
+  uint64_t h = dit_fnv1a64_u64 (DIT_FNV1A64_OFFSET, (uint64_t) l->format);
+  h = dit_fnv1a64_u64 (h, seed);
+  h = dit_fnv1a64_u64 (h, (uint64_t) rank);
   for (size_t i = 0; i < l->count; i++)
-    h = l_fnv (h, l->targets[i].param, strlen (l->targets[i].param) + 1);
+    h = dit_fnv1a64 (h, l->targets[i].param, strlen (l->targets[i].param) + 1);
   l->fingerprint = h;
   *out = l;
   return DIT_OK;
@@ -935,12 +913,12 @@ dit_lora_set_digest (dit_lora_mode mode, const dit_lora_use *uses, int n)
 {
   if (n == 0)
     return 0;
-  uint64_t h = l_fnv_u64 (L_FNV_OFFSET, (uint64_t) mode);
+  uint64_t h = dit_fnv1a64_u64 (DIT_FNV1A64_OFFSET, (uint64_t) mode);
   for (int i = 0; i < n; i++) {
     uint32_t bits;
     memcpy (&bits, &uses[i].strength, 4);
-    h = l_fnv_u64 (h, uses[i].lora->fingerprint);
-    h = l_fnv_u64 (h, bits);
+    h = dit_fnv1a64_u64 (h, uses[i].lora->fingerprint);
+    h = dit_fnv1a64_u64 (h, bits);
   }
   return h ? h : 1;
 }

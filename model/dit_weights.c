@@ -41,27 +41,24 @@ typedef struct weights_impl {
 /* ------------------------------------------------------------------------ */
 /* hashing and names */
 
-#define W_FNV_OFFSET 0xcbf29ce484222325ull
-#define W_FNV_PRIME 0x100000001b3ull
-
-static uint64_t
-w_fnv1a (uint64_t h, const void *data, size_t n)
+uint64_t
+dit_fnv1a64 (uint64_t h, const void *data, size_t n)
 {
   const unsigned char *p = data;
   for (size_t i = 0; i < n; i++) {
     h ^= p[i];
-    h *= W_FNV_PRIME;
+    h *= 0x100000001b3ull;
   }
   return h;
 }
 
-static uint64_t
-w_fnv1a_u64 (uint64_t h, uint64_t v)
+uint64_t
+dit_fnv1a64_u64 (uint64_t h, uint64_t v)
 {
   unsigned char b[8];
   for (int i = 0; i < 8; i++)
     b[i] = (unsigned char) (v >> (8 * i));
-  return w_fnv1a (h, b, 8);
+  return dit_fnv1a64 (h, b, 8);
 }
 
 static int64_t
@@ -589,7 +586,7 @@ w_sample (dit_backend *be, const dit_tensor *t, uint64_t *h)
         (const char *) t->data + bytes - W_SAMPLE_BYTES, W_SAMPLE_BYTES));
     n = sizeof sample;
   }
-  *h = w_fnv1a (*h, sample, n);
+  *h = dit_fnv1a64 (*h, sample, n);
   return DIT_OK;
 }
 
@@ -599,20 +596,20 @@ w_sample (dit_backend *be, const dit_tensor *t, uint64_t *h)
 static dit_status
 w_fingerprint (dit_weights *w)
 {
-  uint64_t h = W_FNV_OFFSET;
+  uint64_t h = DIT_FNV1A64_OFFSET;
   dit_backend *be = w->backend;
 
   for (size_t i = 0; i < w->count; i++) {
     const dit_param_spec *s = &w->specs[i];
     const dit_tensor *t = &w->tensors[i];
-    h = w_fnv1a (h, s->name, strlen (s->name) + 1);
-    h = w_fnv1a_u64 (h, (uint64_t) s->ndim);
+    h = dit_fnv1a64 (h, s->name, strlen (s->name) + 1);
+    h = dit_fnv1a64_u64 (h, (uint64_t) s->ndim);
     for (int d = 0; d < s->ndim; d++)
-      h = w_fnv1a_u64 (h, (uint64_t) s->shape[d]);
-    h = w_fnv1a_u64 (h, (uint64_t) w->dtype);
+      h = dit_fnv1a64_u64 (h, (uint64_t) s->shape[d]);
+    h = dit_fnv1a64_u64 (h, (uint64_t) w->dtype);
     DIT_TRY (w_sample (be, t, &h));
     if (t->dtype == DIT_F8E4M3) {
-      h = w_fnv1a_u64 (h, (uint64_t) t->dtype);
+      h = dit_fnv1a64_u64 (h, (uint64_t) t->dtype);
       DIT_TRY (w_sample (be, &w->scales[i], &h));
     }
   }
@@ -925,7 +922,7 @@ w_synth_rule (const dit_param_spec *s, double *scale, double *offset)
 static uint64_t
 w_synth_stream (const dit_param_spec *spec)
 {
-  return w_fnv1a (W_FNV_OFFSET, spec->name, strlen (spec->name));
+  return dit_fnv1a64 (DIT_FNV1A64_OFFSET, spec->name, strlen (spec->name));
 }
 
 void

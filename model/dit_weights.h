@@ -165,6 +165,13 @@ dit_status dit_weights_synthetic_mapped (const dit_param_spec *specs,
     void *user, uint64_t seed, dit_dtype dtype, dit_backend *be,
     dit_weights **out);
 
+/* 64-bit FNV-1a, the hash of the weights' and the LoRAs' fingerprints:
+ * h continued over n bytes, or over v as 8 little-endian bytes; a hash
+ * starts at DIT_FNV1A64_OFFSET. */
+#define DIT_FNV1A64_OFFSET 0xcbf29ce484222325ull
+uint64_t dit_fnv1a64 (uint64_t h, const void *data, size_t n);
+uint64_t dit_fnv1a64_u64 (uint64_t h, uint64_t v);
+
 const dit_tensor *dit_weights_get (const dit_weights *w, const char *name);
 /* Like get, but a DIT_ERR_INVALID naming the key when absent. */
 dit_status dit_weights_require (const dit_weights *w, const char *name,
