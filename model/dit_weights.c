@@ -617,6 +617,21 @@ w_fingerprint (dit_weights *w)
   return DIT_OK;
 }
 
+/* The last step of every way of making a set: its fingerprint, then *out,
+ * or the set freed when `status` (or the fingerprint) failed. */
+static dit_status
+w_finish (weights_impl *w, dit_status status, dit_weights **out)
+{
+  if (status == DIT_OK)
+    status = w_fingerprint (&w->pub);
+  if (status != DIT_OK) {
+    dit_weights_free (&w->pub);
+    return status;
+  }
+  *out = &w->pub;
+  return DIT_OK;
+}
+
 const dit_tensor *
 dit_weights_get (const dit_weights *w, const char *name)
 {
@@ -957,18 +972,18 @@ dit_weights_synthetic_fill_backend (const dit_param_spec *spec, uint64_t seed,
       w_synth_stream (spec), scale, offset);
 }
 
-dit_status
-dit_weights_synthetic (const dit_param_spec *specs, size_t count, uint64_t seed,
-    dit_dtype dtype, dit_backend *be, dit_weights **out)
+/* Tensor values from fill, made on the host one stage buffer at a time and
+ * uploaded; `what` goes before the tensor name in messages. */
+static dit_status
+w_fill_upload (const dit_param_spec *specs, size_t count, dit_dtype dtype,
+    dit_backend *be, dit_weights_fill_fn fill, void *user, const char *what,
+    dit_weights **out)
 {
   weights_impl *w = NULL;
-  void *stage;
   size_t dsz = dit_dtype_size (dtype);
+  void *stage;
   dit_status status;
 
-  *out = NULL;
-  if (!be)
-    return dit_error (DIT_ERR_INVALID, "weights: no backend for synthetic weights");
   if (!(stage = malloc (W_STAGE_ELEMS * dsz)))
     return dit_error (DIT_ERR_NOMEM, "weights: out of memory");
   if ((status = w_alloc (specs, count, dtype, NULL, be, &w)) != DIT_OK) {
@@ -977,34 +992,19 @@ dit_weights_synthetic (const dit_param_spec *specs, size_t count, uint64_t seed,
   }
   for (size_t i = 0; i < count && status == DIT_OK; i++) {
     int64_t n = w_spec_numel (&specs[i]);
-    if (dit_backend_has_synthetic_normal (be)) {
-      /* Same values made in backend memory (the 14B set in seconds). */
-      double scale, offset;
-      w_synth_rule (&specs[i], &scale, &offset);
-      status = dit_synthetic_normal (be, w->pub.tensors[i].data, dtype, 0,
-          n, seed, w_synth_stream (&specs[i]), scale, offset);
-      if (status != DIT_OK)
-        dit_error_prefix (status, "weights: synthetic '%s'", specs[i].name);
-      continue;
-    }
     for (int64_t o = 0; o < n && status == DIT_OK; o += (int64_t) W_STAGE_ELEMS) {
       int64_t m = n - o < (int64_t) W_STAGE_ELEMS ? n - o : (int64_t) W_STAGE_ELEMS;
-      dit_weights_synthetic_fill (&specs[i], seed, o, m, dtype, stage);
-      status = dit_upload (be, (char *) w->pub.tensors[i].data + (size_t) o * dsz,
-          stage, (size_t) m * dsz);
+      status = fill (user, i, o, m, dtype, stage);
+      if (status == DIT_OK)
+        status = dit_upload (be,
+            (char *) w->pub.tensors[i].data + (size_t) o * dsz, stage,
+            (size_t) m * dsz);
       if (status != DIT_OK)
-        dit_error_prefix (status, "weights: synthetic '%s'", specs[i].name);
+        dit_error_prefix (status, "weights: %s'%s'", what, specs[i].name);
     }
   }
-  if (status == DIT_OK)
-    status = w_fingerprint (&w->pub);
   free (stage);
-  if (status != DIT_OK) {
-    dit_weights_free (&w->pub);
-    return status;
-  }
-  *out = &w->pub;
-  return DIT_OK;
+  return w_finish (w, status, out);
 }
 
 typedef struct w_mapped_ctx {
@@ -1032,10 +1032,22 @@ w_mapped_fill (void *user, size_t index, int64_t begin, int64_t n,
   return DIT_OK;
 }
 
-dit_status
-dit_weights_synthetic_mapped (const dit_param_spec *specs,
-    const dit_param_spec *full, size_t count, dit_weights_map_fn map,
-    void *user, uint64_t seed, dit_dtype dtype, dit_backend *be,
+/* The map of a set that is the full tensors themselves: element e is e. */
+static int64_t
+w_identity_map (void *user, size_t index, int64_t e, int64_t *run)
+{
+  (void) user;
+  (void) index;
+  *run = INT64_MAX;
+  return e;
+}
+
+/* dit_weights_synthetic_mapped; `host_what` names the tensors in the
+ * messages of the host path (where the backend makes no synthetic values). */
+static dit_status
+w_synthetic (const dit_param_spec *specs, const dit_param_spec *full,
+    size_t count, dit_weights_map_fn map, void *user, uint64_t seed,
+    dit_dtype dtype, dit_backend *be, const char *host_what,
     dit_weights **out)
 {
   w_mapped_ctx ctx = { full, map, user, seed };
@@ -1043,8 +1055,10 @@ dit_weights_synthetic_mapped (const dit_param_spec *specs,
   if (!be)
     return dit_error (DIT_ERR_INVALID, "weights: no backend for synthetic weights");
   if (!dit_backend_has_synthetic_normal (be))
-    return dit_weights_from_fill (specs, count, dtype, be, w_mapped_fill, &ctx, out);
+    return w_fill_upload (specs, count, dtype, be, w_mapped_fill, &ctx,
+        host_what, out);
 
+  /* Same values made in backend memory (the 14B set in seconds). */
   weights_impl *w = NULL;
   size_t dsz = dit_dtype_size (dtype);
   DIT_TRY (w_alloc (specs, count, dtype, NULL, be, &w));
@@ -1066,14 +1080,24 @@ dit_weights_synthetic_mapped (const dit_param_spec *specs,
     if (status != DIT_OK)
       dit_error_prefix (status, "weights: synthetic '%s'", specs[i].name);
   }
-  if (status == DIT_OK)
-    status = w_fingerprint (&w->pub);
-  if (status != DIT_OK) {
-    dit_weights_free (&w->pub);
-    return status;
-  }
-  *out = &w->pub;
-  return DIT_OK;
+  return w_finish (w, status, out);
+}
+
+dit_status
+dit_weights_synthetic (const dit_param_spec *specs, size_t count, uint64_t seed,
+    dit_dtype dtype, dit_backend *be, dit_weights **out)
+{
+  return w_synthetic (specs, specs, count, w_identity_map, NULL, seed, dtype,
+      be, "synthetic ", out);
+}
+
+dit_status
+dit_weights_synthetic_mapped (const dit_param_spec *specs,
+    const dit_param_spec *full, size_t count, dit_weights_map_fn map,
+    void *user, uint64_t seed, dit_dtype dtype, dit_backend *be,
+    dit_weights **out)
+{
+  return w_synthetic (specs, full, count, map, user, seed, dtype, be, "", out);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1164,40 +1188,8 @@ dit_weights_from_fill (const dit_param_spec *specs, size_t count,
     dit_dtype dtype, dit_backend *be, dit_weights_fill_fn fill, void *user,
     dit_weights **out)
 {
-  weights_impl *w = NULL;
-  size_t dsz = dit_dtype_size (dtype);
-  void *stage;
-  dit_status status;
-
   *out = NULL;
   if (!be || !fill)
     return dit_error (DIT_ERR_INVALID, "weights: no backend or fill function");
-  if (!(stage = malloc (W_STAGE_ELEMS * dsz)))
-    return dit_error (DIT_ERR_NOMEM, "weights: out of memory");
-  if ((status = w_alloc (specs, count, dtype, NULL, be, &w)) != DIT_OK) {
-    free (stage);
-    return status;
-  }
-  for (size_t i = 0; i < count && status == DIT_OK; i++) {
-    int64_t n = w_spec_numel (&specs[i]);
-    for (int64_t o = 0; o < n && status == DIT_OK; o += (int64_t) W_STAGE_ELEMS) {
-      int64_t m = n - o < (int64_t) W_STAGE_ELEMS ? n - o : (int64_t) W_STAGE_ELEMS;
-      status = fill (user, i, o, m, dtype, stage);
-      if (status == DIT_OK)
-        status = dit_upload (be,
-            (char *) w->pub.tensors[i].data + (size_t) o * dsz, stage,
-            (size_t) m * dsz);
-      if (status != DIT_OK)
-        dit_error_prefix (status, "weights: '%s'", specs[i].name);
-    }
-  }
-  if (status == DIT_OK)
-    status = w_fingerprint (&w->pub);
-  free (stage);
-  if (status != DIT_OK) {
-    dit_weights_free (&w->pub);
-    return status;
-  }
-  *out = &w->pub;
-  return DIT_OK;
+  return w_fill_upload (specs, count, dtype, be, fill, user, "", out);
 }
