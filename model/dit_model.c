@@ -768,27 +768,18 @@ rmsnorm (dit_model *m, dit_tensor *x, const dit_tensor *w)
   return dit_rmsnorm (m->be, &p);
 }
 
-/* In-place sum over the tensor-parallel group of a contiguous buffer. */
+/* In-place sum over the tensor-parallel group of a contiguous buffer.
+ * slot >= 0: issued beside the compute on `slot` (overlap), the sum is
+ * there after tp_wait (slot); slot < 0, or a group without a start entry:
+ * done when this returns. */
 static dit_status
-tp_allreduce (dit_model *m, dit_tensor *t)
+tp_allreduce (dit_model *m, dit_tensor *t, int slot)
 {
-  dit_status st = m->allreduce (m->allreduce_user, t->data,
-      dit_tensor_numel (t), t->dtype);
-  if (st != DIT_OK)
-    return dit_error_prefix (st, "tensor-parallel all-reduce (rank %d of %d)",
-        m->tp_rank, m->tp_degree);
-  return DIT_OK;
-}
-
-/* tp_allreduce issued beside the compute on `slot` (overlap); the sum is
- * there after tp_wait (slot).  Without a start entry: tp_allreduce. */
-static dit_status
-tp_allreduce_start (dit_model *m, dit_tensor *t, int slot)
-{
-  if (!m->allreduce_start)
-    return tp_allreduce (m, t);
-  dit_status st = m->allreduce_start (m->allreduce_user, t->data,
-      dit_tensor_numel (t), t->dtype, slot);
+  dit_status st = slot >= 0 && m->allreduce_start
+      ? m->allreduce_start (m->allreduce_user, t->data, dit_tensor_numel (t),
+          t->dtype, slot)
+      : m->allreduce (m->allreduce_user, t->data, dit_tensor_numel (t),
+          t->dtype);
   if (st != DIT_OK)
     return dit_error_prefix (st, "tensor-parallel all-reduce (rank %d of %d)",
         m->tp_rank, m->tp_degree);
@@ -837,7 +828,7 @@ norm_qk_stats (dit_model *m, const dit_tensor *a, const dit_tensor *b,
     DIT_TRY (dit_rmsnorm_sumsq (m->be, &pb));
   }
   /* slot >= 0: started for overlap, norm_qk_apply follows a tp_wait */
-  return slot >= 0 ? tp_allreduce_start (m, &all, slot) : tp_allreduce (m, &all);
+  return tp_allreduce (m, &all, slot);
 }
 
 /* The second half of norm_qk: each rank normalises its columns by the
@@ -882,7 +873,7 @@ linear_rowpar (dit_model *m, const dit_act_in *x, const dit_linear *l,
   if (m->tp_degree == 1)
     return linear_any (m, x, l, l->b, y, NULL, NULL, NULL, DIT_ACT_NONE);
   DIT_TRY (linear_any (m, x, l, NULL, y, NULL, NULL, NULL, DIT_ACT_NONE));
-  DIT_TRY (tp_allreduce (m, y));
+  DIT_TRY (tp_allreduce (m, y, -1));
   if (!l->b)
     return DIT_OK;
   dit_add_params ap = { .a = y, .b = l->b, .y = y };
@@ -996,7 +987,7 @@ linear_residual_halves (dit_model *m, const dit_act_in *h, const dit_linear *l,
     part[i] = dit_tensor_rows (proj, r0, rows);
     DIT_TRY (linear_any (m, &in, l, NULL, &part[i], NULL, NULL, NULL,
         DIT_ACT_NONE));
-    DIT_TRY (tp_allreduce_start (m, &part[i], i));
+    DIT_TRY (tp_allreduce (m, &part[i], i));
   }
   for (int i = 0; i < 2; i++) {
     const int64_t r0 = g[i] * m->mod_rows;
@@ -1222,25 +1213,16 @@ norm_into (dit_model *m, const dit_tensor *x, const dit_tensor *nw,
  * token order, written straight into `dst` (the q buffer or this chunk's
  * rows of the KV cache).  The way back is the same exchange reversed. */
 
+/* slot >= 0: issued beside the compute on `slot` (overlap), the data is
+ * there after sp_wait (slot); slot < 0, or a group without a start entry:
+ * done when this returns. */
 static dit_status
-sp_exchange (dit_model *m, const void *send, void *recv, size_t block)
-{
-  dit_status st = m->alltoall (m->alltoall_user, send, recv, block);
-  if (st != DIT_OK)
-    return dit_error_prefix (st, "sequence-parallel all-to-all (rank %d of %d)",
-        m->sp_rank, m->sp_degree);
-  return DIT_OK;
-}
-
-/* sp_exchange issued beside the compute on `slot` (overlap); the data is
- * there after sp_wait (slot). */
-static dit_status
-sp_exchange_start (dit_model *m, const void *send, void *recv, size_t block,
+sp_exchange (dit_model *m, const void *send, void *recv, size_t block,
     int slot)
 {
-  if (!m->alltoall_start)
-    return sp_exchange (m, send, recv, block);
-  dit_status st = m->alltoall_start (m->alltoall_user, send, recv, block, slot);
+  dit_status st = slot >= 0 && m->alltoall_start
+      ? m->alltoall_start (m->alltoall_user, send, recv, block, slot)
+      : m->alltoall (m->alltoall_user, send, recv, block);
   if (st != DIT_OK)
     return dit_error_prefix (st, "sequence-parallel all-to-all (rank %d of %d)",
         m->sp_rank, m->sp_degree);
@@ -1290,8 +1272,7 @@ sp_to_heads_via (dit_model *m, const dit_tensor *tok, dit_tensor *dst,
   DIT_TRY (dit_copy (m->be, &cp));
   const size_t block = (size_t) dit_tensor_numel (&pack)
       / (size_t) m->sp_degree * dit_dtype_size (tok->dtype);
-  return slot >= 0 ? sp_exchange_start (m, pack.data, dst->data, block, slot)
-      : sp_exchange (m, pack.data, dst->data, block);
+  return sp_exchange (m, pack.data, dst->data, block, slot);
 }
 
 static dit_status
@@ -1308,8 +1289,7 @@ sp_heads_exchange (dit_model *m, const dit_tensor *heads, int64_t Ls,
     int64_t w, void *pack_data, int slot)
 {
   const size_t block = (size_t) (Ls * w) * dit_dtype_size (heads->dtype);
-  return slot >= 0 ? sp_exchange_start (m, heads->data, pack_data, block, slot)
-      : sp_exchange (m, heads->data, pack_data, block);
+  return sp_exchange (m, heads->data, pack_data, block, slot);
 }
 
 /* ... and copied into columns [c0, c0 + w) of each member's block of tok
@@ -1351,7 +1331,7 @@ sp_gather_rows (dit_model *m, const dit_tensor *mine, dit_tensor *all)
   dit_copy_params cp = { .x = &rep, .y = &pack };
   DIT_TRY (dit_copy (m->be, &cp));
   return sp_exchange (m, pack.data, all->data,
-      (size_t) dit_tensor_numel (mine) * dit_dtype_size (mine->dtype));
+      (size_t) dit_tensor_numel (mine) * dit_dtype_size (mine->dtype), -1);
 }
 
 /* Self-attention at sp > 1: q, k, v of this rank's tokens (full-width
