@@ -220,13 +220,26 @@ dit_load_model_precision (const char *model, uint64_t synthetic_seed,
   return st;
 }
 
+/* The weights of `specs` (freed here): synthetic for a preset, else read
+ * from the checkpoint `model` (VAE and TAEHV keys need no mapping). */
+static dit_status
+load_specs (const char *model, int preset, uint64_t synthetic_seed,
+    dit_dtype dtype, dit_backend *be, dit_param_spec *specs, size_t n,
+    dit_weights **out)
+{
+  dit_status st = preset
+      ? dit_weights_synthetic (specs, n, synthetic_seed, dtype, be, out)
+      : dit_weights_load (model, specs, n, NULL, dtype, be, out);
+  free (specs);
+  return st;
+}
+
 dit_status
 dit_load_vae (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
     dit_backend *be, dit_vae_config *cfg, dit_weights **out)
 {
   dit_param_spec *specs;
   size_t n;
-  dit_status st;
   char demo[4096];
 
   *out = NULL;
@@ -255,12 +268,7 @@ dit_load_vae (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
     DIT_TRY (dit_vae_config_preset (name, cfg));
   }
   DIT_TRY (dit_vae_config_params (cfg, &specs, &n));
-  if (preset)
-    st = dit_weights_synthetic (specs, n, synthetic_seed, dtype, be, out);
-  else
-    st = dit_weights_load (model, specs, n, NULL, dtype, be, out);
-  free (specs);
-  return st;
+  return load_specs (model, preset, synthetic_seed, dtype, be, specs, n, out);
 }
 
 int
@@ -275,7 +283,6 @@ dit_load_taehv (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
 {
   dit_param_spec *specs;
   size_t n;
-  dit_status st;
   const int preset = dit_taehv_is_preset (model);
 
   *out = NULL;
@@ -286,12 +293,7 @@ dit_load_taehv (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
   else
     DIT_TRY (dit_taehv_config_of_path (model, cfg));
   DIT_TRY (dit_taehv_config_params (cfg, &specs, &n));
-  if (preset)
-    st = dit_weights_synthetic (specs, n, synthetic_seed, dtype, be, out);
-  else
-    st = dit_weights_load (model, specs, n, NULL, dtype, be, out);
-  free (specs);
-  return st;
+  return load_specs (model, preset, synthetic_seed, dtype, be, specs, n, out);
 }
 
 const char *
