@@ -45,6 +45,7 @@
  */
 #include "dit_taehv.h"
 #include "dit_loader.h"
+#include "dit_vae.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -366,31 +367,14 @@ struct dit_taehv {
   int64_t enc_calls;
   int enc_flushed;
   size_t state_bytes, ws_bytes;
-  void **allocs;
-  size_t nallocs, capallocs;
+  dit_vae_buffers mem;     /* every allocation, for free */
 };
-
-static dit_status
-taehv_alloc (dit_taehv *t, dit_tensor *out, int ndim, const int64_t *shape)
-{
-  if (t->nallocs == t->capallocs) {
-    size_t cap = t->capallocs ? 2 * t->capallocs : 128;
-    void **a = realloc (t->allocs, cap * sizeof *a);
-    if (!a)
-      return dit_error (DIT_ERR_NOMEM, "taehv: out of memory");
-    t->allocs = a;
-    t->capallocs = cap;
-  }
-  DIT_TRY (dit_tensor_alloc (t->be, out, t->dtype, ndim, shape));
-  t->allocs[t->nallocs++] = out->data;
-  return DIT_OK;
-}
 
 static dit_status
 taehv_alloc_flat (dit_taehv *t, dit_tensor *out, int64_t elems)
 {
   int64_t s[1] = { elems > 0 ? elems : 1 };
-  DIT_TRY (taehv_alloc (t, out, 1, s));
+  DIT_TRY (dit_vae_buffers_alloc (&t->mem, out, 1, s));
   t->ws_bytes += dit_tensor_nbytes (out);
   return DIT_OK;
 }
@@ -423,44 +407,8 @@ taehv_fetch (dit_taehv *t, const dit_weights *w, const char *name,
         "shape than [%lld, %lld, %lld, %lld] (checkpoint of another width?)",
         t->cfg.name, name, (long long) shape[0], (long long) shape[1],
         (long long) shape[2], (long long) shape[3]);
-  if (!dit_tensor_is_contiguous (src))
-    return dit_error (DIT_ERR_INVALID, "taehv: weight '%s' is not contiguous",
-        name);
-  const size_t n = (size_t) dit_tensor_numel (src);
-  const size_t nb = n * dit_dtype_size (src->dtype);
-  void *raw = malloc (nb ? nb : 1);
-  float *f = malloc ((n ? n : 1) * sizeof *f);
-  if (!raw || !f) {
-    free (raw);
-    free (f);
-    return dit_error (DIT_ERR_NOMEM, "taehv: out of memory reading '%s'", name);
-  }
-  dit_backend *wb = w->backend ? w->backend : t->be;
-  dit_status st = dit_download (wb, raw, src->data, nb);
-  if (st != DIT_OK) {
-    free (raw);
-    free (f);
-    return dit_error_prefix (st, "taehv: reading '%s'", name);
-  }
-  dit_convert (f, DIT_F32, raw, src->dtype, n);
-  free (raw);
-  *host = f;
-  return DIT_OK;
-}
-
-static dit_status
-taehv_upload (dit_taehv *t, dit_tensor *dst, const float *host, size_t n)
-{
-  if (t->dtype == DIT_F32)
-    return dit_upload (t->be, dst->data, host, n * sizeof (float));
-  void *tmp = malloc (n * dit_dtype_size (t->dtype) + 1);
-  if (!tmp)
-    return dit_error (DIT_ERR_NOMEM, "taehv: out of memory");
-  dit_convert (tmp, t->dtype, host, DIT_F32, n);
-  dit_status st = dit_upload (t->be, dst->data, tmp,
-      n * dit_dtype_size (t->dtype));
-  free (tmp);
-  return st;
+  dit_status st = dit_weights_read_f32 (w, name, host);
+  return st == DIT_OK ? DIT_OK : dit_error_prefix (st, "taehv");
 }
 
 /* A conv from host weights already in [Cout, kt*3*3*Cin] order. */
@@ -470,13 +418,11 @@ taehv_conv_make (dit_taehv *t, const float *wt, const float *bias, int cout,
 {
   int64_t ws[2] = { cout, k };
   c->kt = kt;
-  DIT_TRY (taehv_alloc (t, &c->w, 2, ws));
-  DIT_TRY (taehv_upload (t, &c->w, wt, (size_t) cout * (size_t) k));
+  DIT_TRY (dit_vae_buffers_upload (&t->mem, &c->w, 2, ws, wt));
   memset (&c->b, 0, sizeof c->b);
   if (bias) {
     int64_t bs[1] = { cout };
-    DIT_TRY (taehv_alloc (t, &c->b, 1, bs));
-    DIT_TRY (taehv_upload (t, &c->b, bias, (size_t) cout));
+    DIT_TRY (dit_vae_buffers_upload (&t->mem, &c->b, 1, bs, bias));
   }
   return DIT_OK;
 }
@@ -592,7 +538,7 @@ taehv_make_stage (dit_taehv *t, const dit_weights *w, const char *part,
     snprintf (nm, sizeof nm, "%s.%d.conv.4", part, idx);
     DIT_TRY (taehv_load_conv3 (t, w, nm, c, c, 1, &S->mem[b][2]));
     int64_t shape[4] = { 1 + frames, h, wd, c };
-    DIT_TRY (taehv_alloc (t, &S->in[b], 4, shape));
+    DIT_TRY (dit_vae_buffers_alloc (&t->mem, &S->in[b], 4, shape));
     DIT_TRY (dit_memset_zero (t->be, S->in[b].data,
         dit_tensor_nbytes (&S->in[b])));
     t->state_bytes += (size_t) (h * wd * c) * dit_dtype_size (t->dtype);
@@ -647,7 +593,7 @@ taehv_build_encoder (dit_taehv *t, const dit_weights *w, taehv_sizes *sz)
   /* the first conv runs on one frame pair */
   taehv_need (&sz->up, 2 * H * W * e);
   int64_t gs[4] = { 4, H, W, 3 };
-  DIT_TRY (taehv_alloc (t, &t->group, 4, gs));
+  DIT_TRY (dit_vae_buffers_alloc (&t->mem, &t->group, 4, gs));
   t->state_bytes += (size_t) (H * W * 3) * dit_dtype_size (t->dtype);
   net->built = 1;
   return DIT_OK;
@@ -699,9 +645,7 @@ dit_taehv_free (dit_taehv *t)
 {
   if (!t)
     return;
-  for (size_t i = 0; i < t->nallocs; i++)
-    dit_backend_free (t->be, t->allocs[i]);
-  free (t->allocs);
+  dit_vae_buffers_free (&t->mem);
   free (t);
 }
 
@@ -735,6 +679,7 @@ dit_taehv_create (const dit_taehv_config *cfg, const dit_weights *w, int width,
   t->width = width;
   t->height = height;
   t->dtype = dit_backend_device (be) == DIT_DEVICE_CPU ? DIT_F32 : dtype;
+  t->mem = (dit_vae_buffers) { .be = be, .dtype = t->dtype, .who = "taehv" };
   taehv_sizes sz = { 0 };
   dit_status st = DIT_OK;
   if (parts & DIT_TAEHV_ENCODER)

@@ -436,25 +436,52 @@ struct dit_vae {
   int64_t dec_latents;  /* latents decoded since reset */
   size_t state_bytes;
   int stateless;        /* anchor encode in progress */
-  /* every allocation, for free */
-  void **allocs;
-  size_t nallocs, capallocs;
+  dit_vae_buffers mem;  /* every allocation, for free */
 };
 
-static dit_status
-dit_vae_alloc (dit_vae *v, dit_tensor *t, int ndim, const int64_t *shape)
+dit_status
+dit_vae_buffers_alloc (dit_vae_buffers *b, dit_tensor *t, int ndim,
+    const int64_t *shape)
 {
-  if (v->nallocs == v->capallocs) {
-    size_t cap = v->capallocs ? v->capallocs * 2 : 256;
-    void **a = realloc (v->allocs, cap * sizeof *a);
+  if (b->count == b->cap) {
+    size_t cap = b->cap ? 2 * b->cap : 128;
+    void **a = realloc (b->data, cap * sizeof *a);
     if (!a)
-      return dit_error (DIT_ERR_NOMEM, "vae: out of memory");
-    v->allocs = a;
-    v->capallocs = cap;
+      return dit_error (DIT_ERR_NOMEM, "%s: out of memory", b->who);
+    b->data = a;
+    b->cap = cap;
   }
-  DIT_TRY (dit_tensor_alloc (v->be, t, v->dtype, ndim, shape));
-  v->allocs[v->nallocs++] = t->data;
+  DIT_TRY (dit_tensor_alloc (b->be, t, b->dtype, ndim, shape));
+  b->data[b->count++] = t->data;
   return DIT_OK;
+}
+
+dit_status
+dit_vae_buffers_upload (dit_vae_buffers *b, dit_tensor *t, int ndim,
+    const int64_t *shape, const float *host)
+{
+  DIT_TRY (dit_vae_buffers_alloc (b, t, ndim, shape));
+  const size_t n = (size_t) dit_tensor_numel (t);
+  if (b->dtype == DIT_F32)
+    return dit_upload (b->be, t->data, host, n * sizeof (float));
+  void *tmp = malloc (n * dit_dtype_size (b->dtype) + 1);
+  if (!tmp)
+    return dit_error (DIT_ERR_NOMEM, "%s: out of memory", b->who);
+  dit_convert (tmp, b->dtype, host, DIT_F32, n);
+  dit_status st = dit_upload (b->be, t->data, tmp,
+      n * dit_dtype_size (b->dtype));
+  free (tmp);
+  return st;
+}
+
+void
+dit_vae_buffers_free (dit_vae_buffers *b)
+{
+  for (size_t i = 0; i < b->count; i++)
+    dit_backend_free (b->be, b->data[i]);
+  free (b->data);
+  b->data = NULL;
+  b->count = b->cap = 0;
 }
 
 /* Fetch a checkpoint tensor as host f32, checking its shape. */
@@ -485,42 +512,8 @@ dit_vae_fetch (dit_vae *v, const dit_weights *w, const char *name, int ndim,
         dit_shape_str (got, sizeof got, gnd, gshape),
         dit_shape_str (want, sizeof want, ndim, shape));
   }
-  if (!dit_tensor_is_contiguous (t))
-    return dit_error (DIT_ERR_INVALID, "vae: weight '%s' is not contiguous", name);
-  const size_t n = (size_t) dit_tensor_numel (t);
-  const size_t nb = n * dit_dtype_size (t->dtype);
-  void *raw = malloc (nb ? nb : 1);
-  float *f = malloc ((n ? n : 1) * sizeof *f);
-  if (!raw || !f) {
-    free (raw);
-    free (f);
-    return dit_error (DIT_ERR_NOMEM, "vae: out of memory reading '%s'", name);
-  }
-  dit_backend *wb = w->backend ? w->backend : v->be;
-  dit_status st = dit_download (wb, raw, t->data, nb);
-  if (st != DIT_OK) {
-    free (raw);
-    free (f);
-    return dit_error_prefix (st, "vae: reading '%s'", name);
-  }
-  dit_convert (f, DIT_F32, raw, t->dtype, n);
-  free (raw);
-  *host = f;
-  return DIT_OK;
-}
-
-static dit_status
-dit_vae_upload_host (dit_vae *v, dit_tensor *t, const float *host, size_t n)
-{
-  if (v->dtype == DIT_F32)
-    return dit_upload (v->be, t->data, host, n * sizeof (float));
-  void *tmp = malloc (n * dit_dtype_size (v->dtype) + 1);
-  if (!tmp)
-    return dit_error (DIT_ERR_NOMEM, "vae: out of memory");
-  dit_convert (tmp, v->dtype, host, DIT_F32, n);
-  dit_status st = dit_upload (v->be, t->data, tmp, n * dit_dtype_size (v->dtype));
-  free (tmp);
-  return st;
+  dit_status st = dit_weights_read_f32 (w, name, host);
+  return st == DIT_OK ? DIT_OK : dit_error_prefix (st, "vae");
 }
 
 /* Load `prefix`.weight/.bias, reordering [out, in, kt, kh, kw] to
@@ -561,13 +554,9 @@ dit_vae_load_conv (dit_vae *v, const dit_weights *w, const char *prefix,
   c->kh = kh;
   c->kw = kw;
   int64_t ws[2] = { cout, (int64_t) taps * cin };
-  st = dit_vae_alloc (v, &c->w, 2, ws);
+  st = dit_vae_buffers_upload (&v->mem, &c->w, 2, ws, dst);
   if (st == DIT_OK)
-    st = dit_vae_upload_host (v, &c->w, dst, n);
-  if (st == DIT_OK)
-    st = dit_vae_alloc (v, &c->b, 1, bshape);
-  if (st == DIT_OK)
-    st = dit_vae_upload_host (v, &c->b, bias, (size_t) cout);
+    st = dit_vae_buffers_upload (&v->mem, &c->b, 1, bshape, bias);
   free (dst);
   free (bias);
   return st;
@@ -581,9 +570,7 @@ dit_vae_load_gamma (dit_vae *v, const dit_weights *w, const char *name, int c,
   float *host = NULL;
   DIT_TRY (dit_vae_fetch (v, w, name, ndim, shape, &host));
   int64_t s1[1] = { c };
-  dit_status st = dit_vae_alloc (v, g, 1, s1);
-  if (st == DIT_OK)
-    st = dit_vae_upload_host (v, g, host, (size_t) c);
+  dit_status st = dit_vae_buffers_upload (&v->mem, g, 1, s1, host);
   free (host);
   return st;
 }
@@ -597,7 +584,7 @@ dit_vae_make_cache (dit_vae *v, dit_vae_cache *k, int cap, int64_t h, int64_t w,
   k->n = 0;
   if ((int64_t) cap * h * w * c > v->head_elems)
     v->head_elems = (int64_t) cap * h * w * c;
-  DIT_TRY (dit_vae_alloc (v, &k->buf, 4, s));
+  DIT_TRY (dit_vae_buffers_alloc (&v->mem, &k->buf, 4, s));
   v->state_bytes += dit_tensor_nbytes (&k->buf);
   return dit_memset_zero (v->be, k->buf.data, dit_tensor_nbytes (&k->buf));
 }
@@ -723,9 +710,7 @@ dit_vae_free (dit_vae *v)
 {
   if (!v)
     return;
-  for (size_t i = 0; i < v->nallocs; i++)
-    dit_backend_free (v->be, v->allocs[i]);
-  free (v->allocs);
+  dit_vae_buffers_free (&v->mem);
   free (v);
 }
 
@@ -756,12 +741,13 @@ dit_vae_create (const dit_vae_config *cfg, const dit_weights *w, int width,
   v->height = height;
   /* The CPU ops compute in f32; other storage is for accelerator backends. */
   v->dtype = dit_backend_device (be) == DIT_DEVICE_CPU ? DIT_F32 : dtype;
+  v->mem = (dit_vae_buffers) { .be = be, .dtype = v->dtype, .who = "vae" };
   dit_status st = dit_vae_build_net (v, w, 0);
   if (st == DIT_OK)
     st = dit_vae_build_net (v, w, 1);
   for (int i = 0; st == DIT_OK && i < DIT_VAE_NBUF; i++) {
     int64_t s[1] = { v->head_elems + v->buf_elems };
-    st = dit_vae_alloc (v, &v->buf[i], 1, s);
+    st = dit_vae_buffers_alloc (&v->mem, &v->buf[i], 1, s);
   }
   if (st != DIT_OK) {
     dit_vae_free (v);

@@ -86,6 +86,27 @@ dit_status dit_vae_encode_offline (dit_vae *v, const dit_tensor *pixels,
 /* Bytes of the fixed activation workspace (allocated at create). */
 size_t dit_vae_workspace_bytes (const dit_vae *v);
 
+/* ---------------------------------------------------------------------------
+ * Shared with dit_taehv (the tiny autoencoder), which holds its reordered
+ * weights the same way. */
+
+/* Every backend buffer of one network, freed together.  The owner sets be,
+ * dtype (of every buffer) and who (the network's name in messages). */
+typedef struct dit_vae_buffers {
+  dit_backend *be;
+  dit_dtype dtype;
+  const char *who;
+  void **data;
+  size_t count, cap;
+} dit_vae_buffers;
+
+dit_status dit_vae_buffers_alloc (dit_vae_buffers *b, dit_tensor *t,
+    int ndim, const int64_t *shape);
+/* A buffer of `shape` holding the host f32 values `host`, in b's dtype. */
+dit_status dit_vae_buffers_upload (dit_vae_buffers *b, dit_tensor *t,
+    int ndim, const int64_t *shape, const float *host);
+void dit_vae_buffers_free (dit_vae_buffers *b);
+
 #ifdef __cplusplus
 }
 #endif

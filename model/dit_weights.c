@@ -650,6 +650,34 @@ dit_weights_require (const dit_weights *w, const char *name, const dit_tensor **
   return DIT_OK;
 }
 
+dit_status
+dit_weights_read_f32 (const dit_weights *w, const char *name, float **host)
+{
+  const dit_tensor *t;
+  DIT_TRY (dit_weights_require (w, name, &t));
+  if (!dit_tensor_is_contiguous (t))
+    return dit_error (DIT_ERR_INVALID, "weight '%s' is not contiguous", name);
+  const size_t n = (size_t) dit_tensor_numel (t);
+  const size_t nb = n * dit_dtype_size (t->dtype);
+  void *raw = malloc (nb ? nb : 1);
+  float *f = malloc ((n ? n : 1) * sizeof *f);
+  if (!raw || !f) {
+    free (raw);
+    free (f);
+    return dit_error (DIT_ERR_NOMEM, "out of memory reading '%s'", name);
+  }
+  dit_status st = dit_download (w->backend, raw, t->data, nb);
+  if (st != DIT_OK) {
+    free (raw);
+    free (f);
+    return dit_error_prefix (st, "reading '%s'", name);
+  }
+  dit_convert (f, DIT_F32, raw, t->dtype, n);
+  free (raw);
+  *host = f;
+  return DIT_OK;
+}
+
 void
 dit_weights_free (dit_weights *w)
 {

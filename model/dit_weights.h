@@ -177,6 +177,13 @@ const dit_tensor *dit_weights_get (const dit_weights *w, const char *name);
 dit_status dit_weights_require (const dit_weights *w, const char *name,
     const dit_tensor **out);
 
+/* Tensor `name` as host f32 (malloc'd; the caller frees *host), downloaded
+ * and converted from its dtype, for code that reorders or folds weights on
+ * the host before it uploads them (dit_vae, dit_taehv).  Messages name the
+ * tensor; callers prefix them with what they build. */
+dit_status dit_weights_read_f32 (const dit_weights *w, const char *name,
+    float **host);
+
 void dit_weights_free (dit_weights *w);
 
 /* Write weights (downloaded to host) as one safetensors file in `dtype`
