@@ -658,16 +658,7 @@ dit_taehv_create (const dit_taehv_config *cfg, const dit_weights *w, int width,
     return dit_error (DIT_ERR_INVALID, "taehv create: NULL output");
   *out = NULL;
   DIT_TRY (taehv_config_check (cfg));
-  if (!w)
-    return dit_error (DIT_ERR_INVALID, "taehv create: no weights");
-  if (!be)
-    return dit_error (DIT_ERR_INVALID, "taehv create: no backend");
-  if (!dit_backend_has_vae (be))
-    return dit_error (DIT_ERR_UNSUPPORTED, "taehv create: the %s backend has "
-        "no VAE ops", dit_backend_name (be));
-  if (width <= 0 || height <= 0 || width % 8 || height % 8)
-    return dit_error (DIT_ERR_INVALID, "taehv create: resolution %dx%d is not "
-        "a multiple of 8", width, height);
+  DIT_TRY (dit_vae_check_create ("taehv create", w, be, width, height, 8));
   if (!(parts & (DIT_TAEHV_DECODER | DIT_TAEHV_ENCODER)))
     return dit_error (DIT_ERR_INVALID, "taehv create: neither decoder nor "
         "encoder asked for");
@@ -836,44 +827,10 @@ taehv_decode_one (dit_taehv *t, const dit_tensor *latent, const dit_tensor *pixe
   return DIT_OK;
 }
 
-static dit_status
-taehv_check_cf (const dit_tensor *t, const char *what, int64_t c, int64_t T,
-    int64_t h, int64_t w)
-{
-  if (!t || !t->data)
-    return dit_error (DIT_ERR_INVALID, "%s: NULL tensor", what);
-  if (t->ndim != 4)
-    return dit_error (DIT_ERR_INVALID, "%s: expected a 4-D [C, T, H, W] tensor, "
-        "got %d dims", what, t->ndim);
-  if (t->shape[0] != c)
-    return dit_error (DIT_ERR_INVALID, "%s: %lld channels, expected %lld", what,
-        (long long) t->shape[0], (long long) c);
-  if (T >= 0 && t->shape[1] != T)
-    return dit_error (DIT_ERR_INVALID, "%s: %lld frames, expected %lld", what,
-        (long long) t->shape[1], (long long) T);
-  if (t->shape[2] != h || t->shape[3] != w)
-    return dit_error (DIT_ERR_INVALID, "%s: size %lldx%lld (W x H), expected "
-        "%lldx%lld", what, (long long) t->shape[3], (long long) t->shape[2],
-        (long long) w, (long long) h);
-  return DIT_OK;
-}
-
-/* Frames [f0, f0 + n) of a [C, T, H, W] view. */
-static dit_tensor
-taehv_cf_frames (const dit_tensor *t, int64_t f0, int64_t n)
-{
-  dit_tensor s = *t;
-  s.data = (char *) t->data + (size_t) (f0 * t->stride[1]) * dit_dtype_size (t->dtype);
-  s.shape[1] = n;
-  return s;
-}
-
 int64_t
 dit_taehv_decode_frames (const dit_taehv *t, int64_t n_latents)
 {
-  if (!t || n_latents <= 0)
-    return 0;
-  return t->dec_latents > 0 ? 4 * n_latents : 4 * n_latents - 3;
+  return t ? dit_vae_stream_frames (t->dec_latents, n_latents) : 0;
 }
 
 dit_status
@@ -884,16 +841,16 @@ dit_taehv_decode (dit_taehv *t, const dit_tensor *latent, dit_tensor *pixels)
   if (!t->dec.built)
     return dit_error (DIT_ERR_STATE, "taehv decode: created without the "
         "decoder");
-  DIT_TRY (taehv_check_cf (latent, "taehv decode: latent", t->cfg.z_dim, -1,
-      t->height / 8, t->width / 8));
+  DIT_TRY (dit_vae_check_video (latent, "taehv decode: latent", t->cfg.z_dim,
+      -1, t->height / 8, t->width / 8));
   const int64_t F = latent->shape[1];
-  DIT_TRY (taehv_check_cf (pixels, "taehv decode: pixels", 3,
+  DIT_TRY (dit_vae_check_video (pixels, "taehv decode: pixels", 3,
       dit_taehv_decode_frames (t, F), t->height, t->width));
   int64_t t0 = 0;
   for (int64_t f = 0; f < F; f++) {
     const int64_t n = t->dec_latents > 0 ? 4 : 1;
-    dit_tensor lat = taehv_cf_frames (latent, f, 1);
-    dit_tensor px = taehv_cf_frames (pixels, t0, n);
+    dit_tensor lat = dit_vae_video_frames (latent, f, 1);
+    dit_tensor px = dit_vae_video_frames (pixels, t0, n);
     dit_status st = taehv_decode_one (t, &lat, &px);
     if (st != DIT_OK) {
       dit_taehv_reset_decoder (t);
@@ -969,10 +926,10 @@ taehv_encode_call (dit_taehv *t, const dit_tensor *pixels, dit_tensor *latent,
     return DIT_OK;
   }
   /* the group is [pending frame, frames 0..2]; frame 3 becomes pending */
-  dit_tensor first3 = taehv_cf_frames (pixels, 0, 3);
+  dit_tensor first3 = dit_vae_video_frames (pixels, 0, 3);
   DIT_TRY (taehv_to_group (t, &first3, 1));
   DIT_TRY (taehv_encode_group (t, latent));
-  dit_tensor last = taehv_cf_frames (pixels, 3, 1);
+  dit_tensor last = dit_vae_video_frames (pixels, 3, 1);
   DIT_TRY (taehv_to_group (t, &last, 0));
   *n_out = 1;
   return DIT_OK;
@@ -998,10 +955,10 @@ dit_taehv_encode (dit_taehv *t, const dit_tensor *pixels, dit_tensor *latent,
         "call of a stream takes %lld (frame 0 alone, then groups of 4)",
         (long long) pixels->shape[1], t->enc_calls ? "next" : "first",
         (long long) want);
-  DIT_TRY (taehv_check_cf (pixels, "taehv encode: pixels", 3, want, t->height,
-      t->width));
-  DIT_TRY (taehv_check_cf (latent, "taehv encode: latent", t->cfg.z_dim, 1,
-      t->height / 8, t->width / 8));
+  DIT_TRY (dit_vae_check_video (pixels, "taehv encode: pixels", 3, want,
+      t->height, t->width));
+  DIT_TRY (dit_vae_check_video (latent, "taehv encode: latent", t->cfg.z_dim,
+      1, t->height / 8, t->width / 8));
   dit_status st = taehv_encode_call (t, pixels, latent, n_out);
   if (st != DIT_OK) {
     dit_taehv_reset_encoder (t);
@@ -1023,7 +980,7 @@ dit_taehv_encode_flush (dit_taehv *t, dit_tensor *latent, int *n_out)
         "encoder");
   if (t->enc_calls == 0 || t->enc_flushed)
     return DIT_OK;
-  DIT_TRY (taehv_check_cf (latent, "taehv flush: latent", t->cfg.z_dim, 1,
+  DIT_TRY (dit_vae_check_video (latent, "taehv flush: latent", t->cfg.z_dim, 1,
       t->height / 8, t->width / 8));
   /* TAEHV pads the end of a stream with its last frame */
   dit_tensor pending = taehv_frames (&t->group, 0, 1, t->height, t->width, 3);
@@ -1050,26 +1007,26 @@ dit_taehv_encode_offline (dit_taehv *t, const dit_tensor *pixels,
 {
   if (!t)
     return dit_error (DIT_ERR_INVALID, "taehv encode: NULL taehv");
-  DIT_TRY (taehv_check_cf (pixels, "taehv encode: pixels", 3, -1, t->height,
-      t->width));
+  DIT_TRY (dit_vae_check_video (pixels, "taehv encode: pixels", 3, -1,
+      t->height, t->width));
   const int64_t T = pixels->shape[1];
   if (T < 1 || (T - 1) % 4 != 0)
     return dit_error (DIT_ERR_INVALID, "taehv encode: %lld frames; an offline "
         "encode needs T = 1 + 4k", (long long) T);
   const int64_t F = 1 + (T - 1) / 4;
-  DIT_TRY (taehv_check_cf (latents, "taehv encode: latents", t->cfg.z_dim, F,
-      t->height / 8, t->width / 8));
+  DIT_TRY (dit_vae_check_video (latents, "taehv encode: latents", t->cfg.z_dim,
+      F, t->height / 8, t->width / 8));
   dit_taehv_reset_encoder (t);
   int64_t done = 0;
   for (int64_t g = 0; g < F; g++) {
-    dit_tensor px = taehv_cf_frames (pixels, g == 0 ? 0 : 1 + 4 * (g - 1),
+    dit_tensor px = dit_vae_video_frames (pixels, g == 0 ? 0 : 1 + 4 * (g - 1),
         g == 0 ? 1 : 4);
-    dit_tensor lat = taehv_cf_frames (latents, done, 1);
+    dit_tensor lat = dit_vae_video_frames (latents, done, 1);
     int n = 0;
     DIT_TRY (dit_taehv_encode (t, &px, &lat, &n));
     done += n;
   }
-  dit_tensor lat = taehv_cf_frames (latents, done, 1);
+  dit_tensor lat = dit_vae_video_frames (latents, done, 1);
   int n = 0;
   DIT_TRY (dit_taehv_encode_flush (t, &lat, &n));
   done += n;

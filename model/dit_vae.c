@@ -705,6 +705,23 @@ dit_vae_build_net (dit_vae *v, const dit_weights *w, int decoder)
   return DIT_OK;
 }
 
+dit_status
+dit_vae_check_create (const char *what, const dit_weights *w, dit_backend *be,
+    int width, int height, int multiple)
+{
+  if (!w)
+    return dit_error (DIT_ERR_INVALID, "%s: no weights", what);
+  if (!be)
+    return dit_error (DIT_ERR_INVALID, "%s: no backend", what);
+  if (!dit_backend_has_vae (be))
+    return dit_error (DIT_ERR_UNSUPPORTED, "%s: the %s backend has no VAE ops",
+        what, dit_backend_name (be));
+  if (width <= 0 || height <= 0 || width % multiple || height % multiple)
+    return dit_error (DIT_ERR_INVALID, "%s: resolution %dx%d is not a "
+        "multiple of %d", what, width, height, multiple);
+  return DIT_OK;
+}
+
 void
 dit_vae_free (dit_vae *v)
 {
@@ -722,16 +739,7 @@ dit_vae_create (const dit_vae_config *cfg, const dit_weights *w, int width,
     return dit_error (DIT_ERR_INVALID, "vae create: NULL output");
   *out = NULL;
   DIT_TRY (dit_vae_config_check (cfg));
-  if (!w)
-    return dit_error (DIT_ERR_INVALID, "vae create: no weights");
-  if (!be)
-    return dit_error (DIT_ERR_INVALID, "vae create: no backend");
-  if (!dit_backend_has_vae (be))
-    return dit_error (DIT_ERR_UNSUPPORTED, "vae create: the %s backend has no "
-        "VAE ops", dit_backend_name (be));
-  if (width <= 0 || height <= 0 || width % 16 || height % 16)
-    return dit_error (DIT_ERR_INVALID, "vae create: resolution %dx%d is not a "
-        "multiple of 16", width, height);
+  DIT_TRY (dit_vae_check_create ("vae create", w, be, width, height, 16));
   dit_vae *v = calloc (1, sizeof *v);
   if (!v)
     return dit_error (DIT_ERR_NOMEM, "vae create: out of memory");
@@ -1038,9 +1046,9 @@ dit_vae_latent_affine (dit_vae_layout_params *p, int encode)
   }
 }
 
-static dit_status
-dit_vae_check_cf (const dit_tensor *t, const char *what, int64_t c, int64_t T,
-    int64_t h, int64_t w)
+dit_status
+dit_vae_check_video (const dit_tensor *t, const char *what, int64_t c,
+    int64_t T, int64_t h, int64_t w)
 {
   if (!t || !t->data)
     return dit_error (DIT_ERR_INVALID, "%s: NULL tensor", what);
@@ -1134,9 +1142,8 @@ dit_vae_decode_chunk (dit_vae *v, const dit_tensor *latent, dit_tensor *pixels)
   return dit_vae_layout (v->be, &op);
 }
 
-/* Frames [f0, f0 + n) of a [C, T, H, W] view. */
-static dit_tensor
-dit_vae_cf_frames (const dit_tensor *t, int64_t f0, int64_t n)
+dit_tensor
+dit_vae_video_frames (const dit_tensor *t, int64_t f0, int64_t n)
 {
   dit_tensor s = *t;
   s.data = (char *) t->data + (size_t) (f0 * t->stride[1]) * dit_dtype_size (t->dtype);
@@ -1154,11 +1161,17 @@ dit_vae_encode_frames (const dit_vae *v)
 }
 
 int64_t
+dit_vae_stream_frames (int64_t decoded, int64_t n_latents)
+{
+  if (n_latents <= 0)
+    return 0;
+  return decoded > 0 ? 4 * n_latents : 4 * n_latents - 3;
+}
+
+int64_t
 dit_vae_decode_frames (const dit_vae *v, int64_t n_latents)
 {
-  if (!v || n_latents <= 0)
-    return 0;
-  return v->dec_latents > 0 ? 4 * n_latents : 4 * n_latents - 3;
+  return v ? dit_vae_stream_frames (v->dec_latents, n_latents) : 0;
 }
 
 dit_status
@@ -1172,9 +1185,9 @@ dit_vae_encode (dit_vae *v, const dit_tensor *pixels, dit_tensor *latent)
         "chunk of a stream takes %lld (frame 0 alone, then chunks of 4)",
         (long long) pixels->shape[1], v->enc_chunks ? "next" : "first",
         (long long) want);
-  DIT_TRY (dit_vae_check_cf (pixels, "vae encode: pixels", 3, want, v->height,
-      v->width));
-  DIT_TRY (dit_vae_check_cf (latent, "vae encode: latent", v->cfg.z_dim, 1,
+  DIT_TRY (dit_vae_check_video (pixels, "vae encode: pixels", 3, want,
+      v->height, v->width));
+  DIT_TRY (dit_vae_check_video (latent, "vae encode: latent", v->cfg.z_dim, 1,
       v->height / 8, v->width / 8));
   dit_status st = dit_vae_encode_chunk (v, pixels, latent);
   if (st != DIT_OK) {
@@ -1191,20 +1204,20 @@ dit_vae_encode_offline (dit_vae *v, const dit_tensor *pixels, dit_tensor *latent
 {
   if (!v)
     return dit_error (DIT_ERR_INVALID, "vae encode: NULL vae");
-  DIT_TRY (dit_vae_check_cf (pixels, "vae encode: pixels", 3, -1, v->height,
+  DIT_TRY (dit_vae_check_video (pixels, "vae encode: pixels", 3, -1, v->height,
       v->width));
   const int64_t T = pixels->shape[1];
   if (T < 1 || (T - 1) % 4 != 0)
     return dit_error (DIT_ERR_INVALID, "vae encode: %lld frames; an offline "
         "encode needs T = 1 + 4k", (long long) T);
   const int64_t F = 1 + (T - 1) / 4;
-  DIT_TRY (dit_vae_check_cf (latents, "vae encode: latents", v->cfg.z_dim, F,
-      v->height / 8, v->width / 8));
+  DIT_TRY (dit_vae_check_video (latents, "vae encode: latents", v->cfg.z_dim,
+      F, v->height / 8, v->width / 8));
   dit_vae_reset_encoder (v);
   for (int64_t f = 0; f < F; f++) {
-    dit_tensor px = dit_vae_cf_frames (pixels, f == 0 ? 0 : 1 + 4 * (f - 1),
+    dit_tensor px = dit_vae_video_frames (pixels, f == 0 ? 0 : 1 + 4 * (f - 1),
         f == 0 ? 1 : 4);
-    dit_tensor lat = dit_vae_cf_frames (latents, f, 1);
+    dit_tensor lat = dit_vae_video_frames (latents, f, 1);
     DIT_TRY (dit_vae_encode (v, &px, &lat));
   }
   return DIT_OK;
@@ -1215,17 +1228,17 @@ dit_vae_decode (dit_vae *v, const dit_tensor *latent, dit_tensor *pixels)
 {
   if (!v)
     return dit_error (DIT_ERR_INVALID, "vae decode: NULL vae");
-  DIT_TRY (dit_vae_check_cf (latent, "vae decode: latent", v->cfg.z_dim, -1,
+  DIT_TRY (dit_vae_check_video (latent, "vae decode: latent", v->cfg.z_dim, -1,
       v->height / 8, v->width / 8));
   const int64_t F = latent->shape[1];
   const int64_t T = dit_vae_decode_frames (v, F);
-  DIT_TRY (dit_vae_check_cf (pixels, "vae decode: pixels", 3, T, v->height,
+  DIT_TRY (dit_vae_check_video (pixels, "vae decode: pixels", 3, T, v->height,
       v->width));
   int64_t t0 = 0;
   for (int64_t f = 0; f < F; f++) {
     const int64_t n = v->dec_latents > 0 ? 4 : 1;
-    dit_tensor lat = dit_vae_cf_frames (latent, f, 1);
-    dit_tensor px = dit_vae_cf_frames (pixels, t0, n);
+    dit_tensor lat = dit_vae_video_frames (latent, f, 1);
+    dit_tensor px = dit_vae_video_frames (pixels, t0, n);
     dit_status st = dit_vae_decode_chunk (v, &lat, &px);
     if (st != DIT_OK) {
       dit_vae_reset_decoder (v);
@@ -1242,9 +1255,9 @@ dit_vae_encode_anchor (dit_vae *v, const dit_tensor *frame, dit_tensor *latent)
 {
   if (!v)
     return dit_error (DIT_ERR_INVALID, "vae anchor: NULL vae");
-  DIT_TRY (dit_vae_check_cf (frame, "vae anchor: frame", 3, 1, v->height,
+  DIT_TRY (dit_vae_check_video (frame, "vae anchor: frame", 3, 1, v->height,
       v->width));
-  DIT_TRY (dit_vae_check_cf (latent, "vae anchor: latent", v->cfg.z_dim, 1,
+  DIT_TRY (dit_vae_check_video (latent, "vae anchor: latent", v->cfg.z_dim, 1,
       v->height / 8, v->width / 8));
   v->stateless = 1;
   dit_status st = dit_vae_encode_chunk (v, frame, latent);

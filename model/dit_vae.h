@@ -87,8 +87,23 @@ dit_status dit_vae_encode_offline (dit_vae *v, const dit_tensor *pixels,
 size_t dit_vae_workspace_bytes (const dit_vae *v);
 
 /* ---------------------------------------------------------------------------
- * Shared with dit_taehv (the tiny autoencoder), which holds its reordered
- * weights the same way. */
+ * Shared with dit_taehv (the tiny autoencoder), which keeps this API's
+ * create rules, tensor contract and stream frame rule, and holds its
+ * reordered weights the same way. */
+
+/* The checks of a create call after its config's: weights, a backend with
+ * the VAE ops, a resolution that is a positive multiple of `multiple`;
+ * `what` ("vae create") starts the messages. */
+dit_status dit_vae_check_create (const char *what, const dit_weights *w,
+    dit_backend *be, int width, int height, int multiple);
+/* t is [c, T, h, w] (T < 0: any frame count); `what` starts the messages. */
+dit_status dit_vae_check_video (const dit_tensor *t, const char *what,
+    int64_t c, int64_t T, int64_t h, int64_t w);
+/* Frames [f0, f0 + n) of a [C, T, H, W] tensor, as a view. */
+dit_tensor dit_vae_video_frames (const dit_tensor *t, int64_t f0, int64_t n);
+/* Pixel frames n_latents give after `decoded` latents of a stream: 4 each,
+ * but latent 0 only 1 (a stream's first 3 frames are dropped). */
+int64_t dit_vae_stream_frames (int64_t decoded, int64_t n_latents);
 
 /* Every backend buffer of one network, freed together.  The owner sets be,
  * dtype (of every buffer) and who (the network's name in messages). */
