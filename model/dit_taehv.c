@@ -777,10 +777,12 @@ taehv_decode_tail (dit_taehv *t, int64_t f, int j0, const dit_tensor *pixels,
   return dit_vae_layout (t->be, &lp);
 }
 
-/* One latent [16, 1, h, w] -> pixels [3, 1 or 4, H, W]. */
+/* One latent [16, 1, h, w] -> pixels [3, 1 or 4, H, W] (a
+ * dit_vae_decode_step_fn). */
 static dit_status
-taehv_decode_one (dit_taehv *t, const dit_tensor *latent, const dit_tensor *pixels)
+taehv_decode_one (void *self, const dit_tensor *latent, dit_tensor *pixels)
 {
+  dit_taehv *t = self;
   taehv_net *net = &t->dec;
   const int first = t->dec_latents == 0;
   const int64_t h = t->height / 8, w = t->width / 8;
@@ -846,18 +848,11 @@ dit_taehv_decode (dit_taehv *t, const dit_tensor *latent, dit_tensor *pixels)
   const int64_t F = latent->shape[1];
   DIT_TRY (dit_vae_check_video (pixels, "taehv decode: pixels", 3,
       dit_taehv_decode_frames (t, F), t->height, t->width));
-  int64_t t0 = 0;
-  for (int64_t f = 0; f < F; f++) {
-    const int64_t n = t->dec_latents > 0 ? 4 : 1;
-    dit_tensor lat = dit_vae_video_frames (latent, f, 1);
-    dit_tensor px = dit_vae_video_frames (pixels, t0, n);
-    dit_status st = taehv_decode_one (t, &lat, &px);
-    if (st != DIT_OK) {
-      dit_taehv_reset_decoder (t);
-      return dit_error_prefix (st, "taehv decode (stream reset)");
-    }
-    t->dec_latents++;
-    t0 += n;
+  dit_status st = dit_vae_decode_stream (latent, pixels, &t->dec_latents,
+      taehv_decode_one, t);
+  if (st != DIT_OK) {
+    dit_taehv_reset_decoder (t);
+    return dit_error_prefix (st, "taehv decode (stream reset)");
   }
   return DIT_OK;
 }
@@ -1007,20 +1002,13 @@ dit_taehv_encode_offline (dit_taehv *t, const dit_tensor *pixels,
 {
   if (!t)
     return dit_error (DIT_ERR_INVALID, "taehv encode: NULL taehv");
-  DIT_TRY (dit_vae_check_video (pixels, "taehv encode: pixels", 3, -1,
-      t->height, t->width));
-  const int64_t T = pixels->shape[1];
-  if (T < 1 || (T - 1) % 4 != 0)
-    return dit_error (DIT_ERR_INVALID, "taehv encode: %lld frames; an offline "
-        "encode needs T = 1 + 4k", (long long) T);
-  const int64_t F = 1 + (T - 1) / 4;
-  DIT_TRY (dit_vae_check_video (latents, "taehv encode: latents", t->cfg.z_dim,
-      F, t->height / 8, t->width / 8));
+  DIT_TRY (dit_vae_check_offline ("taehv encode", pixels, latents,
+      t->cfg.z_dim, t->height, t->width));
+  const int64_t T = pixels->shape[1], F = latents->shape[1];
   dit_taehv_reset_encoder (t);
   int64_t done = 0;
   for (int64_t g = 0; g < F; g++) {
-    dit_tensor px = dit_vae_video_frames (pixels, g == 0 ? 0 : 1 + 4 * (g - 1),
-        g == 0 ? 1 : 4);
+    dit_tensor px = dit_vae_stream_group (pixels, g);
     dit_tensor lat = dit_vae_video_frames (latents, done, 1);
     int n = 0;
     DIT_TRY (dit_taehv_encode (t, &px, &lat, &n));

@@ -1107,10 +1107,12 @@ dit_vae_encode_chunk (dit_vae *v, const dit_tensor *pixels, dit_tensor *latent)
   return dit_vae_layout (v->be, &op);
 }
 
-/* Decoder chunk: one latent [16, 1, h, w] -> pixels [3, T, H, W]. */
+/* Decoder chunk: one latent [16, 1, h, w] -> pixels [3, T, H, W]
+ * (a dit_vae_decode_step_fn). */
 static dit_status
-dit_vae_decode_chunk (dit_vae *v, const dit_tensor *latent, dit_tensor *pixels)
+dit_vae_decode_chunk (void *self, const dit_tensor *latent, dit_tensor *pixels)
 {
+  dit_vae *v = self;
   dit_vae_net *net = &v->dec;
   const int64_t h = v->height / 8, w = v->width / 8;
   const int z = v->cfg.z_dim;
@@ -1175,6 +1177,45 @@ dit_vae_decode_frames (const dit_vae *v, int64_t n_latents)
 }
 
 dit_status
+dit_vae_decode_stream (const dit_tensor *latent, dit_tensor *pixels,
+    int64_t *decoded, dit_vae_decode_step_fn step, void *net)
+{
+  int64_t t0 = 0;
+  for (int64_t f = 0; f < latent->shape[1]; f++) {
+    const int64_t n = dit_vae_stream_frames (*decoded, 1);
+    dit_tensor lat = dit_vae_video_frames (latent, f, 1);
+    dit_tensor px = dit_vae_video_frames (pixels, t0, n);
+    DIT_TRY (step (net, &lat, &px));
+    (*decoded)++;
+    t0 += n;
+  }
+  return DIT_OK;
+}
+
+dit_status
+dit_vae_check_offline (const char *what, const dit_tensor *pixels,
+    const dit_tensor *latents, int64_t z, int64_t H, int64_t W)
+{
+  char label[96];
+  snprintf (label, sizeof label, "%s: pixels", what);
+  DIT_TRY (dit_vae_check_video (pixels, label, 3, -1, H, W));
+  const int64_t T = pixels->shape[1];
+  if (T < 1 || (T - 1) % 4 != 0)
+    return dit_error (DIT_ERR_INVALID, "%s: %lld frames; an offline encode "
+        "needs T = 1 + 4k", what, (long long) T);
+  snprintf (label, sizeof label, "%s: latents", what);
+  return dit_vae_check_video (latents, label, z, 1 + (T - 1) / 4, H / 8,
+      W / 8);
+}
+
+dit_tensor
+dit_vae_stream_group (const dit_tensor *pixels, int64_t g)
+{
+  return dit_vae_video_frames (pixels, g == 0 ? 0 : 1 + 4 * (g - 1),
+      g == 0 ? 1 : 4);
+}
+
+dit_status
 dit_vae_encode (dit_vae *v, const dit_tensor *pixels, dit_tensor *latent)
 {
   if (!v)
@@ -1204,19 +1245,11 @@ dit_vae_encode_offline (dit_vae *v, const dit_tensor *pixels, dit_tensor *latent
 {
   if (!v)
     return dit_error (DIT_ERR_INVALID, "vae encode: NULL vae");
-  DIT_TRY (dit_vae_check_video (pixels, "vae encode: pixels", 3, -1, v->height,
-      v->width));
-  const int64_t T = pixels->shape[1];
-  if (T < 1 || (T - 1) % 4 != 0)
-    return dit_error (DIT_ERR_INVALID, "vae encode: %lld frames; an offline "
-        "encode needs T = 1 + 4k", (long long) T);
-  const int64_t F = 1 + (T - 1) / 4;
-  DIT_TRY (dit_vae_check_video (latents, "vae encode: latents", v->cfg.z_dim,
-      F, v->height / 8, v->width / 8));
+  DIT_TRY (dit_vae_check_offline ("vae encode", pixels, latents, v->cfg.z_dim,
+      v->height, v->width));
   dit_vae_reset_encoder (v);
-  for (int64_t f = 0; f < F; f++) {
-    dit_tensor px = dit_vae_video_frames (pixels, f == 0 ? 0 : 1 + 4 * (f - 1),
-        f == 0 ? 1 : 4);
+  for (int64_t f = 0; f < latents->shape[1]; f++) {
+    dit_tensor px = dit_vae_stream_group (pixels, f);
     dit_tensor lat = dit_vae_video_frames (latents, f, 1);
     DIT_TRY (dit_vae_encode (v, &px, &lat));
   }
@@ -1234,18 +1267,11 @@ dit_vae_decode (dit_vae *v, const dit_tensor *latent, dit_tensor *pixels)
   const int64_t T = dit_vae_decode_frames (v, F);
   DIT_TRY (dit_vae_check_video (pixels, "vae decode: pixels", 3, T, v->height,
       v->width));
-  int64_t t0 = 0;
-  for (int64_t f = 0; f < F; f++) {
-    const int64_t n = v->dec_latents > 0 ? 4 : 1;
-    dit_tensor lat = dit_vae_video_frames (latent, f, 1);
-    dit_tensor px = dit_vae_video_frames (pixels, t0, n);
-    dit_status st = dit_vae_decode_chunk (v, &lat, &px);
-    if (st != DIT_OK) {
-      dit_vae_reset_decoder (v);
-      return dit_error_prefix (st, "vae decode (stream reset)");
-    }
-    v->dec_latents++;
-    t0 += n;
+  dit_status st = dit_vae_decode_stream (latent, pixels, &v->dec_latents,
+      dit_vae_decode_chunk, v);
+  if (st != DIT_OK) {
+    dit_vae_reset_decoder (v);
+    return dit_error_prefix (st, "vae decode (stream reset)");
   }
   return DIT_OK;
 }

@@ -105,6 +105,27 @@ dit_tensor dit_vae_video_frames (const dit_tensor *t, int64_t f0, int64_t n);
  * but latent 0 only 1 (a stream's first 3 frames are dropped). */
 int64_t dit_vae_stream_frames (int64_t decoded, int64_t n_latents);
 
+/* One latent [16, 1, h, w] of a stream decoded into its pixel frames
+ * [3, 1 or 4, H, W]. */
+typedef dit_status (*dit_vae_decode_step_fn) (void *net,
+    const dit_tensor *latent, dit_tensor *pixels);
+/* The decode loop: latent [16, F, h, w] decoded one latent at a time by
+ * step (net) into its frames of pixels [3, dit_vae_stream_frames
+ * (*decoded, F), H, W] (both checked by the caller), counting them in
+ * *decoded.  Stops at the first failure; the caller then resets its
+ * stream, whose state the failed step may have left half updated. */
+dit_status dit_vae_decode_stream (const dit_tensor *latent,
+    dit_tensor *pixels, int64_t *decoded, dit_vae_decode_step_fn step,
+    void *net);
+
+/* The checks of an offline encode: pixels [3, 1 + 4k, H, W] and latents
+ * [z, 1 + k, H/8, W/8]; `what` ("vae encode") starts the messages. */
+dit_status dit_vae_check_offline (const char *what, const dit_tensor *pixels,
+    const dit_tensor *latents, int64_t z, int64_t H, int64_t W);
+/* Group g of the pixels [3, 1 + 4k, H, W] of a stream, as the encoders
+ * take them: frame 0 alone, then frames 4g - 3 .. 4g. */
+dit_tensor dit_vae_stream_group (const dit_tensor *pixels, int64_t g);
+
 /* Every backend buffer of one network, freed together.  The owner sets be,
  * dtype (of every buffer) and who (the network's name in messages). */
 typedef struct dit_vae_buffers {
