@@ -1,5 +1,6 @@
 #include "dit_config.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,31 +70,40 @@ dit_model_config_detect (int dim, int num_layers, int ffn_dim, int text_dim)
   return NULL;
 }
 
-typedef struct spec_list {
-  dit_param_spec *v;
-  size_t n, cap;
-} spec_list;
-
-static int
-spec_add (spec_list *l, const char *name, int ndim, int64_t a, int64_t b,
-    int64_t c, int64_t d, int64_t e)
+void
+dit_param_list_add (dit_param_list *l, int ndim, const int64_t *shape,
+    const char *fmt, ...)
 {
+  if (l->oom)
+    return;
   if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 64;
+    size_t cap = l->cap ? 2 * l->cap : 128;
     dit_param_spec *v = realloc (l->v, cap * sizeof *v);
-    if (!v)
-      return 0;
+    if (!v) {
+      l->oom = 1;
+      return;
+    }
     l->v = v;
     l->cap = cap;
   }
   dit_param_spec *s = &l->v[l->n++];
   memset (s, 0, sizeof *s);
-  snprintf (s->name, sizeof s->name, "%s", name);
+  va_list ap;
+  va_start (ap, fmt);
+  vsnprintf (s->name, sizeof s->name, fmt, ap);
+  va_end (ap);
   s->ndim = ndim;
-  int64_t dims[5] = { a, b, c, d, e };
   for (int i = 0; i < ndim; i++)
-    s->shape[i] = dims[i];
-  return 1;
+    s->shape[i] = shape[i];
+}
+
+static int
+spec_add (dit_param_list *l, const char *name, int ndim, int64_t a, int64_t b,
+    int64_t c, int64_t d, int64_t e)
+{
+  int64_t dims[5] = { a, b, c, d, e };
+  dit_param_list_add (l, ndim, dims, "%s", name);
+  return !l->oom;
 }
 
 #define ADD1(n, a) ok &= spec_add (&l, n, 1, a, 0, 0, 0, 0)
@@ -102,22 +112,19 @@ spec_add (spec_list *l, const char *name, int ndim, int64_t a, int64_t b,
 #define ADD5(n, a, b, c, d, e) ok &= spec_add (&l, n, 5, a, b, c, d, e)
 
 static int
-add_linear (spec_list *l, const char *prefix, int64_t out, int64_t in)
+add_linear (dit_param_list *l, const char *prefix, int64_t out, int64_t in)
 {
-  char n[96];
-  int ok = 1;
-  snprintf (n, sizeof n, "%s.weight", prefix);
-  ok &= spec_add (l, n, 2, out, in, 0, 0, 0);
-  snprintf (n, sizeof n, "%s.bias", prefix);
-  ok &= spec_add (l, n, 1, out, 0, 0, 0, 0);
-  return ok;
+  const int64_t w[2] = { out, in }, b[1] = { out };
+  dit_param_list_add (l, 2, w, "%s.weight", prefix);
+  dit_param_list_add (l, 1, b, "%s.bias", prefix);
+  return !l->oom;
 }
 
 dit_status
 dit_model_config_params (const dit_model_config *cfg, dit_param_spec **specs,
     size_t *count)
 {
-  spec_list l = { 0 };
+  dit_param_list l = { 0 };
   int ok = 1;
   int64_t D = cfg->dim, F = cfg->ffn_dim;
   char n[96];

@@ -61,6 +61,20 @@ dit_status dit_model_config_params (const dit_model_config *cfg,
 
 int64_t dit_model_config_param_count (const dit_model_config *cfg);
 
+/* A parameter list being built (the config_params functions of the DiT,
+ * the VAE and TAEHV): start from { 0 }; an add that runs out of memory
+ * sets oom and later adds do nothing, so the builder checks once, at the
+ * end (then frees v). */
+typedef struct dit_param_list {
+  dit_param_spec *v;
+  size_t n, cap;
+  int oom;
+} dit_param_list;
+
+/* Appends [shape[0], .., shape[ndim - 1]] named by the printf format. */
+void dit_param_list_add (dit_param_list *l, int ndim, const int64_t *shape,
+    const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
+
 /* Identify a preset from a checkpoint's shapes (dim, layers, ffn, text_dim).
  * Returns the preset name or NULL when nothing matches. */
 const char *dit_model_config_detect (int dim, int num_layers, int ffn_dim,

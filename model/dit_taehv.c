@@ -49,7 +49,6 @@
 
 #include <ctype.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,60 +136,19 @@ taehv_config_check (const dit_taehv_config *cfg)
   return DIT_OK;
 }
 
-typedef struct taehv_plist {
-  dit_param_spec *v;
-  size_t n, cap;
-  int oom;
-} taehv_plist;
-
-static void taehv_padd (taehv_plist *l, int64_t d0, int64_t d1, int64_t d2,
-    int64_t d3, const char *fmt, ...) __attribute__ ((format (printf, 6, 7)));
-
-/* One spec; d1 == 0 makes it 1-D [d0], else 4-D [d0, d1, d2, d3]. */
+/* conv weight [out, in, k, k] (+ bias [out]) */
 static void
-taehv_padd (taehv_plist *l, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
-    const char *fmt, ...)
-{
-  if (l->oom)
-    return;
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? 2 * l->cap : 128;
-    dit_param_spec *v = realloc (l->v, cap * sizeof *v);
-    if (!v) {
-      l->oom = 1;
-      return;
-    }
-    l->v = v;
-    l->cap = cap;
-  }
-  dit_param_spec *s = &l->v[l->n++];
-  memset (s, 0, sizeof *s);
-  va_list ap;
-  va_start (ap, fmt);
-  vsnprintf (s->name, sizeof s->name, fmt, ap);
-  va_end (ap);
-  s->shape[0] = d0;
-  if (d1 == 0) {
-    s->ndim = 1;
-  } else {
-    s->ndim = 4;
-    s->shape[1] = d1;
-    s->shape[2] = d2;
-    s->shape[3] = d3;
-  }
-}
-
-static void
-taehv_pconv (taehv_plist *l, const char *prefix, int out, int in, int k,
+taehv_pconv (dit_param_list *l, const char *prefix, int out, int in, int k,
     int bias)
 {
-  taehv_padd (l, out, in, k, k, "%s.weight", prefix);
+  const int64_t ws[4] = { out, in, k, k }, bs[1] = { out };
+  dit_param_list_add (l, 4, ws, "%s.weight", prefix);
   if (bias)
-    taehv_padd (l, out, 0, 0, 0, "%s.bias", prefix);
+    dit_param_list_add (l, 1, bs, "%s.bias", prefix);
 }
 
 static void
-taehv_pmem (taehv_plist *l, const char *part, int index, int c)
+taehv_pmem (dit_param_list *l, const char *part, int index, int c)
 {
   char nm[64];
   snprintf (nm, sizeof nm, "%s.%d.conv.0", part, index);
@@ -216,7 +174,7 @@ dit_taehv_config_params (const dit_taehv_config *cfg, dit_param_spec **specs,
   DIT_TRY (taehv_config_check (cfg));
   if (!specs || !count)
     return dit_error (DIT_ERR_INVALID, "taehv config params: NULL output");
-  taehv_plist l = { 0 };
+  dit_param_list l = { 0 };
   const int e = cfg->enc_dim, z = cfg->z_dim;
   const int *d = cfg->dec_dim;
   char nm[64];

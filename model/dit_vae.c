@@ -216,66 +216,30 @@ dit_vae_dec_out_dim (const dit_vae_config *cfg)
   return cfg->base_dim * cfg->dim_mult[0];
 }
 
-typedef struct dit_vae_plist {
-  dit_param_spec *v;
-  size_t n, cap;
-  int oom;
-} dit_vae_plist;
-
-static void
-dit_vae_padd (dit_vae_plist *l, int ndim, const int64_t *shape, const char *fmt, ...)
-    __attribute__((format (printf, 4, 5)));
-
-static void
-dit_vae_padd (dit_vae_plist *l, int ndim, const int64_t *shape, const char *fmt, ...)
-{
-  if (l->oom)
-    return;
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 256;
-    dit_param_spec *v = realloc (l->v, cap * sizeof *v);
-    if (!v) {
-      l->oom = 1;
-      return;
-    }
-    l->v = v;
-    l->cap = cap;
-  }
-  dit_param_spec *s = &l->v[l->n++];
-  memset (s, 0, sizeof *s);
-  va_list ap;
-  va_start (ap, fmt);
-  vsnprintf (s->name, sizeof s->name, fmt, ap);
-  va_end (ap);
-  s->ndim = ndim;
-  for (int i = 0; i < ndim; i++)
-    s->shape[i] = shape[i];
-}
-
 /* conv weight [out, in, k...] + bias [out] */
 static void
-dit_vae_pconv (dit_vae_plist *l, const char *prefix, int out, int in, int kt,
+dit_vae_pconv (dit_param_list *l, const char *prefix, int out, int in, int kt,
     int kh, int kw, int is2d)
 {
   int64_t w3[5] = { out, in, kt, kh, kw };
   int64_t w2[4] = { out, in, kh, kw };
   int64_t bias[1] = { out };
   if (is2d)
-    dit_vae_padd (l, 4, w2, "%s.weight", prefix);
+    dit_param_list_add (l, 4, w2, "%s.weight", prefix);
   else
-    dit_vae_padd (l, 5, w3, "%s.weight", prefix);
-  dit_vae_padd (l, 1, bias, "%s.bias", prefix);
+    dit_param_list_add (l, 5, w3, "%s.weight", prefix);
+  dit_param_list_add (l, 1, bias, "%s.bias", prefix);
 }
 
 static void
-dit_vae_pgamma (dit_vae_plist *l, const char *name, int c, int ndim)
+dit_vae_pgamma (dit_param_list *l, const char *name, int c, int ndim)
 {
   int64_t s[4] = { c, 1, 1, 1 };
-  dit_vae_padd (l, ndim, s, "%s", name);
+  dit_param_list_add (l, ndim, s, "%s", name);
 }
 
 static void
-dit_vae_player (dit_vae_plist *l, const dit_vae_topo *t)
+dit_vae_player (dit_param_list *l, const dit_vae_topo *t)
 {
   char nm[96];
   switch (t->kind) {
@@ -326,7 +290,7 @@ dit_vae_config_params (const dit_vae_config *cfg, dit_param_spec **specs,
   if (!specs || !count)
     return dit_error (DIT_ERR_INVALID, "vae config params: NULL output");
   dit_vae_topo topo[64];
-  dit_vae_plist l = { 0 };
+  dit_param_list l = { 0 };
   const int z = cfg->z_dim;
 
   /* state-dict order: encoder, conv1, conv2, decoder */
