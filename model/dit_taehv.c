@@ -385,64 +385,38 @@ taehv_conv_make (dit_taehv *t, const float *wt, const float *bias, int cout,
   return DIT_OK;
 }
 
-/* Checkpoint 3x3 conv [cout, cin, 3, 3] (+ bias) reordered to
- * [cout, 3, 3, cin]. */
+/* Checkpoint 3x3 conv [cout, kt * cin, 3, 3] + bias as a (kt, 3, 3) conv
+ * over cin channels, reordered to [cout, kt, 3, 3, cin].  kt = 1: a plain
+ * conv.  kt = 2: MemBlock conv.0, whose input is the concatenation [x, past]
+ * (taehv.py), so tap 0 (the previous frame) reads input channels
+ * [cin, 2 cin) and tap 1 (the current one) [0, cin): tap dt reads the
+ * channel block kt - 1 - dt. */
 static dit_status
-taehv_load_conv3 (dit_taehv *t, const dit_weights *w, const char *prefix,
-    int cout, int cin, int has_bias, taehv_conv *c)
+taehv_load_conv (dit_taehv *t, const dit_weights *w, const char *prefix,
+    int cout, int cin, int kt, taehv_conv *c)
 {
   char nm[160];
-  const int64_t ws[4] = { cout, cin, 3, 3 }, bs[4] = { cout, 0, 0, 0 };
-  float *src = NULL, *bias = NULL;
-  snprintf (nm, sizeof nm, "%s.weight", prefix);
-  DIT_TRY (taehv_fetch (t, w, nm, ws, &src));
-  dit_status st = DIT_OK;
-  if (has_bias) {
-    snprintf (nm, sizeof nm, "%s.bias", prefix);
-    st = taehv_fetch (t, w, nm, bs, &bias);
-  }
-  float *dst = st == DIT_OK ? malloc ((size_t) cout * cin * 9 * sizeof *dst) : NULL;
-  if (st == DIT_OK && !dst)
-    st = dit_error (DIT_ERR_NOMEM, "taehv: out of memory");
-  if (st == DIT_OK) {
-    for (int o = 0; o < cout; o++)
-      for (int i = 0; i < cin; i++)
-        for (int k = 0; k < 9; k++)
-          dst[((size_t) o * 9 + k) * cin + i] = src[((size_t) o * cin + i) * 9 + k];
-    st = taehv_conv_make (t, dst, bias, cout, 9 * (int64_t) cin, 1, c);
-  }
-  free (dst);
-  free (src);
-  free (bias);
-  return st;
-}
-
-/* MemBlock conv.0 [c, 2c, 3, 3] as a (2, 3, 3) time conv over c channels:
- * tap 0 (previous frame) <- input channels [c, 2c), tap 1 <- [0, c). */
-static dit_status
-taehv_load_memconv (dit_taehv *t, const dit_weights *w, const char *prefix,
-    int c, taehv_conv *out)
-{
-  char nm[160];
-  const int64_t ws[4] = { c, 2 * c, 3, 3 }, bs[4] = { c, 0, 0, 0 };
+  const int64_t ws[4] = { cout, (int64_t) kt * cin, 3, 3 };
+  const int64_t bs[4] = { cout, 0, 0, 0 };
   float *src = NULL, *bias = NULL;
   snprintf (nm, sizeof nm, "%s.weight", prefix);
   DIT_TRY (taehv_fetch (t, w, nm, ws, &src));
   snprintf (nm, sizeof nm, "%s.bias", prefix);
   dit_status st = taehv_fetch (t, w, nm, bs, &bias);
-  float *dst = st == DIT_OK ? malloc ((size_t) c * 2 * c * 9 * sizeof *dst) : NULL;
+  const size_t n = (size_t) cout * kt * 9 * cin;
+  float *dst = st == DIT_OK ? malloc (n * sizeof *dst) : NULL;
   if (st == DIT_OK && !dst)
     st = dit_error (DIT_ERR_NOMEM, "taehv: out of memory");
   if (st == DIT_OK) {
-    for (int o = 0; o < c; o++)
-      for (int dt = 0; dt < 2; dt++)
+    for (int o = 0; o < cout; o++)
+      for (int dt = 0; dt < kt; dt++)
         for (int k = 0; k < 9; k++)
-          for (int i = 0; i < c; i++) {
-            const int ci = dt == 0 ? c + i : i;
-            dst[(((size_t) o * 2 + dt) * 9 + k) * c + i]
-                = src[((size_t) o * 2 * c + ci) * 9 + k];
+          for (int i = 0; i < cin; i++) {
+            const int ci = (kt - 1 - dt) * cin + i;
+            dst[(((size_t) o * kt + dt) * 9 + k) * cin + i]
+                = src[((size_t) o * kt * cin + ci) * 9 + k];
           }
-    st = taehv_conv_make (t, dst, bias, c, 18 * (int64_t) c, 2, out);
+    st = taehv_conv_make (t, dst, bias, cout, (int64_t) kt * 9 * cin, kt, c);
   }
   free (dst);
   free (src);
@@ -490,11 +464,11 @@ taehv_make_stage (dit_taehv *t, const dit_weights *w, const char *part,
   for (int b = 0; b < TAEHV_BLOCKS; b++) {
     const int idx = mem_index (s, b);
     snprintf (nm, sizeof nm, "%s.%d.conv.0", part, idx);
-    DIT_TRY (taehv_load_memconv (t, w, nm, c, &S->mem[b][0]));
+    DIT_TRY (taehv_load_conv (t, w, nm, c, c, 2, &S->mem[b][0]));
     snprintf (nm, sizeof nm, "%s.%d.conv.2", part, idx);
-    DIT_TRY (taehv_load_conv3 (t, w, nm, c, c, 1, &S->mem[b][1]));
+    DIT_TRY (taehv_load_conv (t, w, nm, c, c, 1, &S->mem[b][1]));
     snprintf (nm, sizeof nm, "%s.%d.conv.4", part, idx);
-    DIT_TRY (taehv_load_conv3 (t, w, nm, c, c, 1, &S->mem[b][2]));
+    DIT_TRY (taehv_load_conv (t, w, nm, c, c, 1, &S->mem[b][2]));
     int64_t shape[4] = { 1 + frames, h, wd, c };
     DIT_TRY (dit_vae_buffers_alloc (&t->mem, &S->in[b], 4, shape));
     DIT_TRY (dit_memset_zero (t->be, S->in[b].data,
@@ -523,7 +497,7 @@ taehv_build_encoder (dit_taehv *t, const dit_weights *w, taehv_sizes *sz)
   const int e = t->cfg.enc_dim, z = t->cfg.z_dim;
   const int64_t H = t->height, W = t->width;
   char nm[96];
-  DIT_TRY (taehv_load_conv3 (t, w, "encoder.0", e, 3, 1, &net->conv_in));
+  DIT_TRY (taehv_load_conv (t, w, "encoder.0", e, 3, 1, &net->conv_in));
   int frames = 4;
   int64_t h = H, wd = W;
   for (int s = 0; s < TAEHV_STAGES; s++) {
@@ -547,7 +521,7 @@ taehv_build_encoder (dit_taehv *t, const dit_weights *w, taehv_sizes *sz)
         wd, &net->st[s]));
     taehv_need (&sz->ab, frames * h * wd * e);
   }
-  DIT_TRY (taehv_load_conv3 (t, w, "encoder.17", z, e, 1, &net->conv_out));
+  DIT_TRY (taehv_load_conv (t, w, "encoder.17", z, e, 1, &net->conv_out));
   /* the first conv runs on one frame pair */
   taehv_need (&sz->up, 2 * H * W * e);
   int64_t gs[4] = { 4, H, W, 3 };
@@ -564,7 +538,7 @@ taehv_build_decoder (dit_taehv *t, const dit_weights *w, taehv_sizes *sz)
   const int *d = t->cfg.dec_dim;
   const int z = t->cfg.z_dim;
   char nm[96];
-  DIT_TRY (taehv_load_conv3 (t, w, "decoder.1", d[0], z, 1, &net->conv_in));
+  DIT_TRY (taehv_load_conv (t, w, "decoder.1", d[0], z, 1, &net->conv_in));
   int frames = 1;
   int64_t h = t->height / 8, wd = t->width / 8;
   for (int s = 0; s < TAEHV_STAGES; s++) {
@@ -591,7 +565,7 @@ taehv_build_decoder (dit_taehv *t, const dit_weights *w, taehv_sizes *sz)
     h *= 2;
     wd *= 2;
   }
-  DIT_TRY (taehv_load_conv3 (t, w, "decoder.22", 3, d[3], 1, &net->conv_out));
+  DIT_TRY (taehv_load_conv (t, w, "decoder.22", 3, d[3], 1, &net->conv_out));
   taehv_need (&sz->y, 2 * h * wd * d[3]);
   taehv_need (&sz->rgb, 2 * h * wd * 3);
   net->built = 1;
