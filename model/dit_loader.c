@@ -220,10 +220,8 @@ dit_load_model_precision (const char *model, uint64_t synthetic_seed,
   return st;
 }
 
-/* The weights of `specs` (freed here): synthetic for a preset, else read
- * from the checkpoint `model` (VAE and TAEHV keys need no mapping). */
-static dit_status
-load_specs (const char *model, int preset, uint64_t synthetic_seed,
+dit_status
+dit_load_spec_weights (const char *model, int preset, uint64_t synthetic_seed,
     dit_dtype dtype, dit_backend *be, dit_param_spec *specs, size_t n,
     dit_weights **out)
 {
@@ -268,7 +266,8 @@ dit_load_vae (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
     DIT_TRY (dit_vae_config_preset (name, cfg));
   }
   DIT_TRY (dit_vae_config_params (cfg, &specs, &n));
-  return load_specs (model, preset, synthetic_seed, dtype, be, specs, n, out);
+  return dit_load_spec_weights (model, preset, synthetic_seed, dtype, be,
+      specs, n, out);
 }
 
 int
@@ -293,7 +292,8 @@ dit_load_taehv (const char *model, uint64_t synthetic_seed, dit_dtype dtype,
   else
     DIT_TRY (dit_taehv_config_of_path (model, cfg));
   DIT_TRY (dit_taehv_config_params (cfg, &specs, &n));
-  return load_specs (model, preset, synthetic_seed, dtype, be, specs, n, out);
+  return dit_load_spec_weights (model, preset, synthetic_seed, dtype, be,
+      specs, n, out);
 }
 
 const char *

@@ -98,6 +98,13 @@ dit_status dit_load_taehv (const char *model, uint64_t synthetic_seed,
     dit_dtype dtype, dit_backend *be, dit_taehv_config *cfg, dit_weights **out);
 int dit_taehv_is_preset (const char *model);
 
+/* The weights of `specs` (a config's parameter list, freed here in every
+ * case): synthetic for a preset, else read from the checkpoint `model`,
+ * whose keys are the spec names (the VAE, TAEHV and umT5 files). */
+dit_status dit_load_spec_weights (const char *model, int preset,
+    uint64_t synthetic_seed, dit_dtype dtype, dit_backend *be,
+    dit_param_spec *specs, size_t n, dit_weights **out);
+
 /* What kind of model an open checkpoint holds, from its key names alone,
  * for messages ("<file>: not a WanVAE checkpoint: it looks like a TAEHV
  * tiny autoencoder"): one of the DIT_CHECKPOINT_* strings, or NULL. */

@@ -258,11 +258,8 @@ dit_umt5_load_weights (const char *model, uint64_t seed, dit_dtype dtype,
   dit_param_spec *specs = NULL;
   size_t count = 0;
   DIT_TRY (dit_umt5_config_params (cfg, &specs, &count));
-  dit_status st = preset
-      ? dit_weights_synthetic (specs, count, seed, dtype, be, out)
-      : dit_weights_load (model, specs, count, NULL, dtype, be, out);
-  free (specs);
-  return st;
+  return dit_load_spec_weights (model, preset, seed, dtype, be, specs, count,
+      out);
 }
 
 /* ------------------------------------------------------------------------ */
