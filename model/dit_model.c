@@ -1334,6 +1334,24 @@ sp_gather_rows (dit_model *m, const dit_tensor *mine, dit_tensor *all)
       (size_t) dit_tensor_numel (mine) * dit_dtype_size (mine->dtype), -1);
 }
 
+/* Self-attention of `heads` heads of q over k and v into o (o_scale: the
+ * scales of an FP8 o, else NULL) with the forward's attention bias, causal
+ * blocks and query position: the one set of parameters the plain and both
+ * sequence-parallel paths must agree on. */
+static dit_status
+self_attention (dit_model *m, const dit_forward_args *a, const dit_tensor *q,
+    const dit_tensor *k, const dit_tensor *v, dit_tensor *o,
+    dit_tensor *o_scale, int heads)
+{
+  const int hd = m->cfg.head_dim;
+  dit_attn_params p = { .q = q, .k = k, .v = v, .o = o, .o_scale = o_scale,
+    .heads = heads, .head_dim = hd, .scale = 1.0f / sqrtf ((float) hd),
+    .bias_begin = a->bias_begin, .bias_end = a->bias_end,
+    .log_bias = a->log_bias, .causal_block = a->causal_block,
+    .q_pos0 = a->cache_row };
+  return dit_attention (m->be, &p);
+}
+
 /* Self-attention at sp > 1: q, k, v of this rank's tokens (full-width
  * RMSNorm before the exchange, RoPE after it on all L tokens, so the
  * positions are the global ones), attention on attn_heads heads, output
@@ -1343,7 +1361,6 @@ sp_self_attention (dit_model *m, const dit_block_weights *b, int layer,
     const dit_forward_args *a, int64_t frames, const dit_act_in *in,
     dit_tensor *attn)
 {
-  const dit_model_config *c = &m->cfg;
   const int64_t Ls = attn->shape[0], L = Ls * m->sp_degree, Da = m->attn_dim;
   const int64_t nkeys = a->cache_row + L;
   dit_tensor tok = dit_tensor_2d (m->sp_tok.data, m->dtype, m->sp_tok.device,
@@ -1370,13 +1387,8 @@ sp_self_attention (dit_model *m, const dit_block_weights *b, int layer,
   /* the output in sp_tok as [L, Da] (q/k/v are consumed) */
   dit_tensor oh = dit_tensor_2d (m->sp_tok.data, m->dtype, m->sp_tok.device,
       L, Da);
-  dit_attn_params sa = { .q = &qh, .k = &kall, .v = &vall, .o = &oh,
-    .heads = m->attn_heads, .head_dim = c->head_dim,
-    .scale = 1.0f / sqrtf ((float) c->head_dim),
-    .bias_begin = a->bias_begin, .bias_end = a->bias_end,
-    .log_bias = a->log_bias, .causal_block = a->causal_block,
-    .q_pos0 = a->cache_row };
-  DIT_TRY (dit_attention (m->be, &sa));
+  DIT_TRY (self_attention (m, a, &qh, &kall, &vall, &oh, NULL,
+      m->attn_heads));
   return sp_to_tokens (m, &oh, attn);
 }
 
@@ -1438,13 +1450,8 @@ sp_self_attention_overlap (dit_model *m, const dit_block_weights *b,
     dit_tensor vi = dit_tensor_cols (&vall, c0, w);
     dit_tensor oi = dit_tensor_2d ((char *) m->sp_tok.data
         + (size_t) (L * c0) * es, m->dtype, m->sp_tok.device, L, w);
-    dit_attn_params sa = { .q = &qi, .k = &ki, .v = &vi, .o = &oi,
-      .heads = hs[i + 1] - hs[i], .head_dim = c->head_dim,
-      .scale = 1.0f / sqrtf ((float) c->head_dim),
-      .bias_begin = a->bias_begin, .bias_end = a->bias_end,
-      .log_bias = a->log_bias, .causal_block = a->causal_block,
-      .q_pos0 = a->cache_row };
-    DIT_TRY (dit_attention (m->be, &sa));
+    DIT_TRY (self_attention (m, a, &qi, &ki, &vi, &oi, NULL,
+        hs[i + 1] - hs[i]));
     DIT_TRY (sp_heads_exchange (m, &oi, Ls, w, pack + (size_t) (L * c0) * es,
         i));
   }
@@ -1531,14 +1538,8 @@ block_forward (dit_model *m, int layer, const dit_forward_args *a,
           DIT_ACT_NONE));
       DIT_TRY (norm_rope_qk (m, b, &q, &knew, frames, a->frame_offset));
     }
-    dit_attn_params sa = { .q = &q, .k = &kall, .v = &vall,
-      .o = so8 ? &attn8 : &attn, .o_scale = so8 ? &attn8s : NULL,
-      .heads = m->heads_local, .head_dim = c->head_dim,
-      .scale = 1.0f / sqrtf ((float) c->head_dim),
-      .bias_begin = a->bias_begin, .bias_end = a->bias_end,
-      .log_bias = a->log_bias, .causal_block = a->causal_block,
-      .q_pos0 = a->cache_row };
-    DIT_TRY (dit_attention (m->be, &sa));
+    DIT_TRY (self_attention (m, a, &q, &kall, &vall, so8 ? &attn8 : &attn,
+        so8 ? &attn8s : NULL, m->heads_local));
   }
   dit_act_in ain = { &attn, &attn8, &attn8s, m->lora_spare };
   DIT_TRY (linear_residual (m, &ain, &b->so, &x, &gate_msa, &proj));
