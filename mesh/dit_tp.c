@@ -5,33 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t
-dit_fnv1a (uint64_t h, const void *data, size_t n)
-{
-  const unsigned char *p = data;
-  for (size_t i = 0; i < n; i++) {
-    h ^= p[i];
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
-static uint64_t
-fnv_u64 (uint64_t h, uint64_t v)
-{
-  unsigned char b[8];
-  for (int i = 0; i < 8; i++)
-    b[i] = (unsigned char) (v >> (8 * i));
-  return dit_fnv1a (h, b, 8);
-}
-
-static int
-ends_with (const char *s, const char *suffix)
-{
-  size_t n = strlen (s), m = strlen (suffix);
-  return n >= m && strcmp (s + n - m, suffix) == 0;
-}
-
 /* Which split a parameter gets (names of spec §3.2). */
 static dit_tp_split
 tp_split_of (const char *name, int *ffn)
@@ -48,16 +21,17 @@ tp_split_of (const char *name, int *ffn)
   if (strncmp (name, "blocks.", 7) != 0)
     return DIT_TP_REPLICATED;
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-    if (ends_with (name, rows[i]))
+    if (dit_str_ends_with (name, rows[i]))
       return DIT_TP_ROWS;
-  if (ends_with (name, ".ffn.0.weight") || ends_with (name, ".ffn.0.bias")) {
+  if (dit_str_ends_with (name, ".ffn.0.weight")
+      || dit_str_ends_with (name, ".ffn.0.bias")) {
     *ffn = 1;
     return DIT_TP_ROWS;
   }
-  if (ends_with (name, ".self_attn.o.weight")
-      || ends_with (name, ".cross_attn.o.weight"))
+  if (dit_str_ends_with (name, ".self_attn.o.weight")
+      || dit_str_ends_with (name, ".cross_attn.o.weight"))
     return DIT_TP_COLS;
-  if (ends_with (name, ".ffn.2.weight")) {
+  if (dit_str_ends_with (name, ".ffn.2.weight")) {
     *ffn = 1;
     return DIT_TP_COLS;
   }
@@ -292,25 +266,25 @@ done:
 uint64_t
 dit_tp_config_digest (const dit_model_config *c)
 {
-  uint64_t h = DIT_FNV_OFFSET;
-  h = dit_fnv1a (h, c->name, strnlen (c->name, sizeof c->name));
+  uint64_t h = DIT_FNV1A64_OFFSET;
+  h = dit_fnv1a64 (h, c->name, strnlen (c->name, sizeof c->name));
   int64_t v[] = { c->dim, c->ffn_dim, c->freq_dim, c->num_heads, c->head_dim,
     c->num_layers, c->text_len, c->text_dim, c->in_dim, c->out_dim };
   for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
-    h = fnv_u64 (h, (uint64_t) v[i]);
+    h = dit_fnv1a64_u64 (h, (uint64_t) v[i]);
   uint32_t eps;
   memcpy (&eps, &c->eps, 4);
-  return fnv_u64 (h, eps);
+  return dit_fnv1a64_u64 (h, eps);
 }
 
 uint64_t
 dit_tp_fingerprint_synthetic (const dit_model_config *cfg, uint64_t seed,
     dit_dtype dtype)
 {
-  uint64_t h = dit_fnv1a (DIT_FNV_OFFSET, "synthetic", 9);
-  h = fnv_u64 (h, dit_tp_config_digest (cfg));
-  h = fnv_u64 (h, (uint64_t) dtype);
-  return fnv_u64 (h, seed);
+  uint64_t h = dit_fnv1a64 (DIT_FNV1A64_OFFSET, "synthetic", 9);
+  h = dit_fnv1a64_u64 (h, dit_tp_config_digest (cfg));
+  h = dit_fnv1a64_u64 (h, (uint64_t) dtype);
+  return dit_fnv1a64_u64 (h, seed);
 }
 
 dit_status
@@ -325,22 +299,22 @@ dit_tp_fingerprint_file (const char *path, const dit_model_config *cfg,
   if (status == DIT_OK)
     status = dit_weights_check_fp8 (st, path, full, n, dit_model_key_map,
         dit_model_fp8_accept);
-  uint64_t h = dit_fnv1a (DIT_FNV_OFFSET, "file", 4);
-  h = fnv_u64 (h, dit_tp_config_digest (cfg));
-  h = fnv_u64 (h, (uint64_t) dtype);
+  uint64_t h = dit_fnv1a64 (DIT_FNV1A64_OFFSET, "file", 4);
+  h = dit_fnv1a64_u64 (h, dit_tp_config_digest (cfg));
+  h = dit_fnv1a64_u64 (h, (uint64_t) dtype);
   for (size_t i = 0; status == DIT_OK && i < n; i++) {
     const dit_st_tensor *t = tp_find (st, full[i].name);
     if (!t) {
       status = dit_error (DIT_ERR_FORMAT, "%s: key '%s' missing", path, full[i].name);
       break;
     }
-    h = dit_fnv1a (h, full[i].name, strlen (full[i].name) + 1);
-    h = fnv_u64 (h, (uint64_t) t->dtype);
+    h = dit_fnv1a64 (h, full[i].name, strlen (full[i].name) + 1);
+    h = dit_fnv1a64_u64 (h, (uint64_t) t->dtype);
     for (int d = 0; d < t->ndim; d++)
-      h = fnv_u64 (h, (uint64_t) t->shape[d]);
+      h = dit_fnv1a64_u64 (h, (uint64_t) t->shape[d]);
     size_t k = t->nbytes < 4096 ? t->nbytes : 4096;
-    h = dit_fnv1a (h, t->data, k);
-    h = dit_fnv1a (h, (const char *) t->data + t->nbytes - k, k);
+    h = dit_fnv1a64 (h, t->data, k);
+    h = dit_fnv1a64 (h, (const char *) t->data + t->nbytes - k, k);
   }
   dit_safetensors_close (st);
   free (full);

@@ -93,10 +93,6 @@ dit_status dit_mesh_groups_create (dit_comm *mesh, int sp, int tp,
     dit_mesh_groups *g, dit_model_tp *plan);
 void dit_mesh_groups_free (dit_mesh_groups *g);
 
-/* FNV-1a 64 helpers shared by the mesh. */
-uint64_t dit_fnv1a (uint64_t h, const void *data, size_t n);
-#define DIT_FNV_OFFSET 0xcbf29ce484222325ull
-
 #ifdef __cplusplus
 }
 #endif

@@ -1535,7 +1535,8 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
     int check = !*stale && call->chunk_index % every == 0;
     DIT_TRY (mesh_recv_x0 (m, call, nb, check || (want_host && !*stale),
         x0_host));
-    if (*x0_host && dit_fnv1a (DIT_FNV_OFFSET, m->latents, nb) != x0_digest)
+    if (*x0_host
+        && dit_fnv1a64 (DIT_FNV1A64_OFFSET, m->latents, nb) != x0_digest)
       mesh_add_err (errs, sizeof errs, &elen, &bad,
           "worker rank 0: latents do not match their digest");
   }

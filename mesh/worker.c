@@ -726,7 +726,7 @@ w_infer (worker *w, dit_envelope *e, double t_recv)
     st = dit_download (w->be, w->out, w->x0, xbytes);
   if (st == DIT_OK) {
     const void *host = dit_backend_device (w->be) == DIT_DEVICE_CPU ? w->x0 : w->out;
-    r.digest = dit_fnv1a (DIT_FNV_OFFSET, host, xbytes);
+    r.digest = dit_fnv1a64 (DIT_FNV1A64_OFFSET, host, xbytes);
     if (c->rank == 0) {
       r.n_tensors = 1;
       dit_env_tensor *x = &r.tensors[0];
