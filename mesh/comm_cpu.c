@@ -27,6 +27,7 @@
  */
 #include "dit_comm.h"
 #include "dit_net.h"
+#include "../kernels/dit_clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -527,16 +528,6 @@ dit_comm_cpu_connect (const char *host, int port, int rank, int size,
   return DIT_OK;
 }
 
-/* ---- dispatch ----------------------------------------------------------- */
-
-static double
-comm_now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
-}
-
 dit_status
 dit_comm_allreduce_sum (dit_comm *c, void *data, int64_t count, dit_dtype dtype)
 {
@@ -544,9 +535,9 @@ dit_comm_allreduce_sum (dit_comm *c, void *data, int64_t count, dit_dtype dtype)
     return c->ops->allreduce_sum (c, data, count, dtype);
   /* Host-completed transport: the call's wall time is the all-reduce,
    * waiting for the other ranks included. */
-  double t0 = comm_now_ms ();
+  double t0 = dit_now_ms ();
   dit_status st = c->ops->allreduce_sum (c, data, count, dtype);
-  double ms = comm_now_ms () - t0;
+  double ms = dit_now_ms () - t0;
   c->allreduce_ms += ms;
   c->exposed_ms += ms;
   return st;
@@ -559,9 +550,9 @@ dit_comm_alltoall (dit_comm *c, const void *send, void *recv,
   if (!c->ops->alltoall_group)
     return dit_error (DIT_ERR_UNSUPPORTED, "%s comm: no all-to-all",
         c->ops->name);
-  double t0 = comm_now_ms ();
+  double t0 = dit_now_ms ();
   dit_status st = c->ops->alltoall_group (c, send, recv, block_bytes, c->size, 1);
-  double ms = comm_now_ms () - t0;
+  double ms = dit_now_ms () - t0;
   c->alltoall_ms += ms;
   if (!c->ops->take_allreduce_ms)
     c->exposed_ms += ms;   /* host-completed: the caller waited all along */

@@ -34,6 +34,7 @@
 #include "dit_net.h"
 #include "dit_tp.h"
 #include "envelope.h"
+#include "../kernels/dit_clock.h"
 #if DIT_HAVE_CUDA
 #include "../kernels/cuda/dit_cuda.h"
 #endif
@@ -161,14 +162,6 @@ dit_mesh_get_stats (const dit_mesh *m, dit_mesh_stats *s)
   s->world_nccl = m->world_nccl || (m->colocated && mesh_nccl (m)
       && dit_comm_nccl_available ());
   s->colocated = m->colocated;
-}
-
-static double
-mesh_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
 }
 
 /* Record a failure: the mesh refuses everything afterwards. */
@@ -652,7 +645,7 @@ mesh_join (dit_mesh *m)
   }
 
   /* Everybody passed: hand out the session. */
-  uint64_t token = ((uint64_t) getpid () << 32) ^ (uint64_t) (mesh_ms () * 1e3);
+  uint64_t token = ((uint64_t) getpid () << 32) ^ (uint64_t) (dit_now_ms () * 1e3);
   int ufd = open ("/dev/urandom", O_RDONLY | O_CLOEXEC);
   if (ufd >= 0) {
     if (read (ufd, &token, sizeof token) != sizeof token)
@@ -1424,7 +1417,7 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
   uint64_t digest[DIT_MESH_MAX_RANKS];
   char errs[768] = "";
   size_t elen = 0;
-  double t0 = mesh_ms ();
+  double t0 = dit_now_ms ();
   int64_t dl = dit_net_deadline (m->cfg.chunk_timeout_ms);
   int left = n, peer_died = 0, x0_coming = 0;
   uint64_t x0_digest = 0;
@@ -1540,7 +1533,7 @@ mesh_collect_one (dit_mesh *m, const mesh_call *call, int *stale,
       mesh_add_err (errs, sizeof errs, &elen, &bad,
           "worker rank 0: latents do not match their digest");
   }
-  m->stats.last_roundtrip_ms = mesh_ms () - t0;
+  m->stats.last_roundtrip_ms = dit_now_ms () - t0;
   if (bad) {
     char msg[1100];
     snprintf (msg, sizeof msg, "mesh: call %llu (chunk %lld) failed: %s",

@@ -60,6 +60,7 @@
 #include "dit_net.h"
 #include "dit_tp.h"
 #include "envelope.h"
+#include "../kernels/dit_clock.h"
 #if DIT_HAVE_CUDA
 #include "../kernels/cuda/dit_cuda.h"
 #endif
@@ -111,14 +112,6 @@ typedef struct worker {
 
 _Static_assert (DIT_ENV_NCCL_ID_BYTES == DIT_COMM_NCCL_ID_BYTES,
     "the envelope carries a whole NCCL unique id");
-
-static double
-w_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
-}
 
 static dit_status
 w_send_simple (worker *w, dit_env_type type, const char *text)
@@ -701,7 +694,7 @@ w_infer (worker *w, dit_envelope *e, double t_recv)
       it = w_view (w, init);
       req.init_latents = &it;
     }
-    double t0 = w_ms ();
+    double t0 = dit_now_ms ();
     st = dit_generator_run_plan (w->g, &e->plan, &req, &out, &tm);
     /* A failure after the first collective leaves the group out of step. */
     fatal = st != DIT_OK && w->comm != NULL;
@@ -739,7 +732,7 @@ w_infer (worker *w, dit_envelope *e, double t_recv)
   }
   r.timing_ms[1] = tm.recompute_ms;
   r.timing_ms[2] = tm.denoise_ms;
-  r.timing_ms[3] = w_ms () - t_recv;
+  r.timing_ms[3] = dit_now_ms () - t_recv;
   if (st != DIT_OK) {
     r.status = (int) st;
     snprintf (r.text, sizeof r.text, "worker rank %d, call %llu (chunk %lld): %s",
@@ -793,7 +786,7 @@ dit_worker_run (const dit_worker_config *c)
       st = dit_error_prefix (st, "worker rank %d: lost Stage 0 (rank 0), exiting", c->rank);
       break;
     }
-    double t_recv = w_ms ();
+    double t_recv = dit_now_ms ();
     if (e.n_tensors > 0 && e.type != DIT_ENV_INFER) {
       st = dit_error (DIT_ERR_STATE, "worker rank %d: %s from rank 0 lists "
           "tensors (only INFER has data on the world comm)", c->rank,

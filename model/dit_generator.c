@@ -17,6 +17,7 @@
 
 #include "dit_model.h"
 #include "dit_scheduler.h"
+#include "dit_clock.h"
 
 struct dit_generator {
   dit_model_config model_cfg;
@@ -368,14 +369,6 @@ forward_recorded (dit_generator *g, const dit_forward_args *a)
   return dit_graph_launch (g->be, e->graph);
 }
 
-static double
-now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
-}
-
 /* Copy a caller latent (any device/dtype, contiguous) into a generator
  * buffer of the same shape. */
 static dit_status
@@ -487,7 +480,7 @@ dit_generator_run_plan (dit_generator *g, const dit_chunk_plan *plan,
   const int F = g->cfg.frames_per_chunk, C = g->cfg.context_frames;
   const int first = plan->first_step, num_steps = plan->num_steps;
   dit_chunk_timing tm = { 0 };
-  double t_start = now_ms ();
+  double t_start = dit_now_ms ();
 
   if (!g->have_prompt)
     return dit_error (DIT_ERR_STATE, "generator: set a prompt before the first chunk");
@@ -519,7 +512,7 @@ dit_generator_run_plan (dit_generator *g, const dit_chunk_plan *plan,
     }
   }
   DIT_TRY (dit_synchronize (g->be));
-  double t_rec = now_ms ();
+  double t_rec = dit_now_ms ();
   tm.recompute_ms = t_rec - t_start;
 
   /* Initial sample: pure noise, or the input latents noised to σ_first. */
@@ -575,7 +568,7 @@ dit_generator_run_plan (dit_generator *g, const dit_chunk_plan *plan,
   }
   DIT_TRY (store_latent (g, &g->x, out));
   DIT_TRY (dit_synchronize (g->be));
-  double t_end = now_ms ();
+  double t_end = dit_now_ms ();
   tm.denoise_ms = t_end - t_rec;
   tm.total_ms = t_end - t_start;
   if (timing)

@@ -34,6 +34,7 @@
  * earlier push read its x0).
  */
 #include "dit_stage0.h"
+#include "dit_clock.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -66,14 +67,6 @@ struct dit_stage0 {
   double anchor_pre_ms;         /* its display decodes (host time) */
   dit_stage0_stats stats;
 };
-
-static double
-stage0_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
-}
 
 void
 dit_stage0_config_default (dit_stage0_config *c)
@@ -516,13 +509,13 @@ dit_stage0_decode_to (dit_stage0 *s, int64_t latent)
     int64_t idx = s->decoded_end;
     dit_tensor lat = latent_slot (s, &s->qlat, idx % s->cfg.capacity);
     dit_tensor pix = frames_slot (s, idx);
-    double t0 = stage0_ms ();
+    double t0 = dit_now_ms ();
     if (s->tae)
       DIT_TRY (dit_taehv_decode (s->tae, &lat, &pix));
     else
       DIT_TRY (dit_vae_decode (s->vae, &lat, &pix));
     DIT_TRY (dit_synchronize (s->be));
-    double ms = stage0_ms () - t0;
+    double ms = dit_now_ms () - t0;
     s->stats.last_decode_ms = ms;
     s->stats.busy_us += (int64_t) (ms * 1e3);
     s->stats.decoded++;
@@ -599,7 +592,7 @@ anchor_path (dit_stage0 *s, int64_t k)
     return DIT_OK;
   int64_t a = dit_context_slot_latent (F, C, k + 1, 0);
   const int full = s->tae && s->cfg.anchor_decoder == DIT_ANCHOR_DECODER_FULL;
-  double t0 = stage0_ms ();
+  double t0 = dit_now_ms ();
   dit_tensor fr;
   if (full) {
     int64_t shape[4] = { 3, dit_vae_decode_frames (s->vae, 1),
@@ -609,7 +602,7 @@ anchor_path (dit_stage0 *s, int64_t k)
     DIT_TRY (dit_stage0_decode_to (s, a));
     fr = frames_slot (s, a);
   }
-  double t1 = stage0_ms ();
+  double t1 = dit_now_ms ();
   if (s->abe != s->be) {
     DIT_TRY (dit_event_record (s->be, s->ev_ain));
     DIT_TRY (dit_event_wait (s->abe, s->ev_ain));
@@ -633,7 +626,7 @@ anchor_path (dit_stage0 *s, int64_t k)
     return DIT_OK;
   }
   DIT_TRY (dit_synchronize (s->abe));
-  double t2 = stage0_ms ();
+  double t2 = dit_now_ms ();
   s->stats.busy_us += (int64_t) ((t2 - t1) * 1e3);
   s->stats.last_anchor_ms = t2 - t0;
   return DIT_OK;

@@ -17,6 +17,7 @@
  * variable guard the counters.
  */
 #include "dit_stream_load.h"
+#include "dit_clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -64,14 +65,6 @@ typedef struct load_ctx {
   int failed;
   char error[512];
 } load_ctx;
-
-static double
-load_now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
-}
 
 static int
 load_item_cmp (const void *a, const void *b)
@@ -294,7 +287,7 @@ dit_stream_load_chunked (dit_backend *be, const dit_load_item *items,
   dit_tensor stage = { 0 };
   pthread_t readers[DIT_LOAD_READERS];
   int nreaders = 0;
-  double t0 = load_now_ms (), wait_ms = 0.0;
+  double t0 = dit_now_ms (), wait_ms = 0.0;
   dit_status st = DIT_OK;
 
   for (size_t i = 0; i < count; i++) {
@@ -350,13 +343,13 @@ dit_stream_load_chunked (dit_backend *be, const dit_load_item *items,
     nreaders++;
   }
   for (size_t k = 0; k < c.nchunks; k++) {
-    double w0 = load_now_ms ();
+    double w0 = dit_now_ms ();
     pthread_mutex_lock (&c.lock);
     while (!c.failed && !c.read_done[k])
       pthread_cond_wait (&c.cond, &c.lock);
     int failed = c.failed;
     pthread_mutex_unlock (&c.lock);
-    wait_ms += load_now_ms () - w0;
+    wait_ms += dit_now_ms () - w0;
     if (failed)
       break;
     st = load_issue (&c, k, &stage, place, user);
@@ -380,7 +373,7 @@ dit_stream_load_chunked (dit_backend *be, const dit_load_item *items,
     memset (stats, 0, sizeof *stats);
     for (size_t k = 0; k < c.nchunks; k++)
       stats->bytes += (double) c.chunks[k].bytes;
-    stats->ms = load_now_ms () - t0;
+    stats->ms = dit_now_ms () - t0;
     stats->wait_read_ms = wait_ms;
     stats->chunks = (int) c.nchunks;
   }

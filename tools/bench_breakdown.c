@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dit_clock.h"
 #if DIT_HAVE_CUDA
 #include <cuda_runtime.h>
 #include "cuda/dit_cuda.h"
@@ -26,14 +27,6 @@ struct bench_breakdown {
   cudaStream_t stream;
 #endif
 };
-
-static double
-bd_now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
-}
 
 const char *
 bench_op_name (int op)
@@ -92,7 +85,7 @@ bd_observe (void *user, dit_backend *be, dit_op op)
     return;
   }
 #endif
-  m->host_ms = bd_now_ms ();
+  m->host_ms = dit_now_ms ();
   b->n++;
 }
 
@@ -193,7 +186,7 @@ bench_breakdown_end_chunk (bench_breakdown *b, int expect_forwards,
 #endif
   {
     DIT_TRY (dit_synchronize (b->be));
-    b->marks[b->n].host_ms = bd_now_ms ();
+    b->marks[b->n].host_ms = dit_now_ms ();
   }
 
   /* forward k: from its patchify to the next scheduler op or patchify */

@@ -11,6 +11,7 @@
 #include "dit_backend.h"
 #include "dit_comm.h"
 #include "dit_tp.h"
+#include "dit_clock.h"
 #if DIT_HAVE_CUDA
 #include "../kernels/cuda/dit_cuda.h"
 #endif
@@ -26,14 +27,6 @@ typedef struct comm_rank {
   dit_status st;
   char err[512];
 } comm_rank;
-
-static double
-bc_now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
-}
 
 static int
 cmp_double (const void *a, const void *b)
@@ -132,13 +125,13 @@ rank_main (void *arg)
       st = dit_comm_barrier (k->comm);
       if (st == DIT_OK)
         st = dit_comm_flush (k->comm);
-      double t0 = bc_now_ms ();
+      double t0 = dit_now_ms ();
       if (st == DIT_OK)
         st = run_op (op, &g, a, b, Ls, D, c->dtype);
       if (st == DIT_OK)
         st = dit_comm_flush (k->comm);
       if (k->rank == 0 && i >= c->warmup)
-        k->ms[op][i - c->warmup] = bc_now_ms () - t0;
+        k->ms[op][i - c->warmup] = dit_now_ms () - t0;
     }
   k->st = st;
   if (st != DIT_OK)

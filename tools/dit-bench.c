@@ -161,6 +161,7 @@
 #include "dit_weights.h"
 #include "tool_common.h"
 #include "bench_breakdown.h"
+#include "dit_clock.h"
 
 #if DIT_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -318,14 +319,6 @@ samples_max (const bench_samples *s)
   for (int i = 1; i < s->n; i++)
     m = s->v[i] > m ? s->v[i] : m;
   return m;
-}
-
-static double
-now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
 }
 
 static int
@@ -831,12 +824,12 @@ gemm_peak (dit_backend *be, int n, double *tflops)
   if (st == DIT_OK)
     st = dit_synchronize (be);
   const int reps = dit_backend_device (be) == DIT_DEVICE_CPU ? 1 : 20;
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   for (int i = 0; st == DIT_OK && i < reps; i++)
     st = dit_gemm (be, &gp);
   if (st == DIT_OK)
     st = dit_synchronize (be);
-  double ms = (now_ms () - t0) / reps;
+  double ms = (dit_now_ms () - t0) / reps;
   if (st == DIT_OK)
     *tflops = 2.0 * n * (double) n * n / (ms * 1e-3) / 1e12;
   mem_sample (be);
@@ -952,11 +945,11 @@ chunk_request (bench_state *st, dit_chunk_request *req, dit_tensor *ctx)
 static dit_status
 stage0_head (bench_state *st, const dit_tensor *x0, double *ms)
 {
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   DIT_TRY (dit_stage0_push_chunk (st->s0, st->chunk_index, x0,
       dit_runner_backend (st->runner)));
   st->chunk_index++;
-  *ms = now_ms () - t0;
+  *ms = dit_now_ms () - t0;
   return DIT_OK;
 }
 
@@ -964,13 +957,13 @@ stage0_head (bench_state *st, const dit_tensor *x0, double *ms)
 static dit_status
 stage0_tail (bench_state *st, int64_t chunk, double *ms)
 {
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   const int64_t last = (chunk + 1) * st->gc.frames_per_chunk - 1;
   if (dit_stage0_has_decoder (st->s0)) {
     DIT_TRY (dit_stage0_decode_to (st->s0, last));
     dit_stage0_release (st->s0, last);
   }
-  *ms = now_ms () - t0;
+  *ms = dit_now_ms () - t0;
   return DIT_OK;
 }
 
@@ -983,7 +976,7 @@ first_chunk (bench_state *st, double *ttff)
   dit_tensor ctx, x0, pv;
   double head, tail;
   stream_reset (st);
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   DIT_TRY (chunk_request (st, &req, &ctx));
   DIT_TRY (dit_runner_run_chunk (st->runner, &req, &x0, NULL));
   DIT_TRY (stage0_head (st, &x0, &head));
@@ -995,7 +988,7 @@ first_chunk (bench_state *st, double *ttff)
   } else {
     DIT_TRY (dit_synchronize (st->be));
   }
-  *ttff = now_ms () - t0;
+  *ttff = dit_now_ms () - t0;
   DIT_TRY (stage0_tail (st, 0, &tail));
   return dit_synchronize (st->be);
 }
@@ -1010,13 +1003,13 @@ steady_chunk (bench_state *st, bench_result *r, int record)
   dit_tensor ctx, x0;
   dit_stage0_stats s0, s1, s2;
   double head, tail;
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   int64_t k = st->chunk_index;
   DIT_TRY (chunk_request (st, &req, &ctx));
   DIT_TRY (dit_runner_run_chunk (st->runner, &req, &x0, &tm));
   DIT_TRY (dit_synchronize (dit_runner_backend (st->runner)));
   dit_stage0_get_stats (st->s0, &s0);
-  double ts0 = now_ms ();
+  double ts0 = dit_now_ms ();
   DIT_TRY (stage0_head (st, &x0, &head));
   dit_stage0_get_stats (st->s0, &s1);
   DIT_TRY (stage0_tail (st, k, &tail));
@@ -1024,7 +1017,7 @@ steady_chunk (bench_state *st, bench_result *r, int record)
    * decode (dit_stage0_anchor_on_own_stream); its time is then known */
   DIT_TRY (dit_stage0_sync (st->s0));
   dit_stage0_get_stats (st->s0, &s2);
-  double period = now_ms () - t0, stage0 = now_ms () - ts0;
+  double period = dit_now_ms () - t0, stage0 = dit_now_ms () - ts0;
   if (!record)
     return DIT_OK;
   stat_add (&r->recompute, tm.recompute_ms);
@@ -1161,7 +1154,7 @@ run_overlapped (bench_state *st, bench_result *r, int n)
   double last = 0.0;
   for (int i = 0; i <= n && s == DIT_OK; i++) {
     s = overlapped_chunk (&d);
-    double t = now_ms ();
+    double t = dit_now_ms ();
     if (s == DIT_OK && i > 0)
       stat_add (&r->period_ovl, t - last);
     last = t;
@@ -1189,11 +1182,11 @@ encode_bench (bench_state *st, bench_result *r, int n)
   DIT_TRY (dit_vae_encode (st->enc, &first, &st->enc_lat));
   for (int i = 0; i < n + 2; i++) {
     DIT_TRY (dit_synchronize (st->be));
-    double t0 = now_ms ();
+    double t0 = dit_now_ms ();
     DIT_TRY (dit_vae_encode (st->enc, &st->pix, &st->enc_lat));
     DIT_TRY (dit_synchronize (st->be));
     if (i >= 2)
-      stat_add (&r->encode, now_ms () - t0);
+      stat_add (&r->encode, dit_now_ms () - t0);
   }
   return DIT_OK;
 }
@@ -1298,7 +1291,7 @@ setup_text_engine (bench_state *st, bench_result *r, int repeats)
       : strcmp (a->preset, "tiny") == 0 ? "tiny" : "umt5-xxl";
   const int host = strcmp (a->text_residency, "host") == 0;
   dit_weights *w = NULL;
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   if (dit_umt5_load_weights (model, a->seed + 2, a->dtype, st->be, &st->t5_cfg,
         &w) != DIT_OK)
     return fail ("text model");
@@ -1321,7 +1314,7 @@ setup_text_engine (bench_state *st, bench_result *r, int repeats)
   st->t5_weights = w;
   if (s != DIT_OK)
     return fail ("text encoder");
-  r->text_setup_ms = now_ms () - t0;
+  r->text_setup_ms = dit_now_ms () - t0;
   /* the bench prompt: 64 ids through the encoder, three times (median) */
   int32_t ids[BENCH_PROMPT_IDS];
   for (int i = 0; i < BENCH_PROMPT_IDS - 1; i++)
@@ -1332,10 +1325,10 @@ setup_text_engine (bench_state *st, bench_result *r, int repeats)
   double ms[3];
   repeats = repeats < 1 ? 1 : repeats > 3 ? 3 : repeats;
   for (int i = 0; i < repeats; i++) {
-    double e0 = now_ms ();
+    double e0 = dit_now_ms ();
     if (dit_umt5_encode (st->t5, ids, BENCH_PROMPT_IDS, &et) != DIT_OK)
       return fail ("text encode");
-    ms[i] = now_ms () - e0;
+    ms[i] = dit_now_ms () - e0;
   }
   qsort (ms, (size_t) repeats, sizeof ms[0], compare_double);
   r->text_encode_ms = ms[repeats / 2];
@@ -1374,11 +1367,11 @@ setup_runner (bench_state *st, dit_weights *w, const dit_mesh_spec *spec)
     snprintf (ls.items[0].path, sizeof ls.items[0].path, "%s%d",
         DIT_LORA_SYNTHETIC_PREFIX, a->lora_rank);
     ls.items[0].strength = 1.0f;
-    double t0 = now_ms ();
+    double t0 = dit_now_ms ();
     if (dit_runner_set_lora (st->runner, &ls) != DIT_OK
         || dit_synchronize (st->gen_be ? st->gen_be : st->be) != DIT_OK)
       return fail ("lora");
-    st->lora_apply_ms = now_ms () - t0;
+    st->lora_apply_ms = dit_now_ms () - t0;
   }
   dit_tensor et = dit_tensor_2d (st->prompt, DIT_F32, DIT_DEVICE_CPU,
       st->prompt_rows, st->cfg.text_dim);
@@ -1396,7 +1389,7 @@ setup_local_dit (bench_state *st, bench_result *r)
   size_t count = 0;
   if (dit_model_config_params (&st->cfg, &specs, &count) != DIT_OK)
     return fail ("parameter list");
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   dit_status s = a->fp8 ? dit_fp8_check (st->be) : DIT_OK;
   if (s == DIT_OK)
     s = dit_weights_synthetic (specs, count, a->seed, a->dtype, st->be,
@@ -1407,7 +1400,7 @@ setup_local_dit (bench_state *st, bench_result *r)
     s = dit_weights_to_fp8 (st->weights, dit_model_fp8_select);
   if (s != DIT_OK || dit_synchronize (st->be) != DIT_OK)
     return fail ("synthetic weights");
-  r->weights_ms = now_ms () - t0;
+  r->weights_ms = dit_now_ms () - t0;
   mem_sample (st->be);
   const dit_weights *w = st->weights;
   r->dit_weight_bytes = spec_bytes (w->specs, w->count, w->dtype,
@@ -1451,7 +1444,7 @@ setup_stage0 (bench_state *st, bench_result *r)
   sc.context_frames = st->gc.context_frames;
   sc.capacity = 2 * st->gc.frames_per_chunk;
   if (strcmp (a->vae, "none") != 0) {
-    double t0 = now_ms ();
+    double t0 = dit_now_ms ();
     /* a preset: synthetic weights on the backend; a path: the checkpoint */
     dit_status s = dit_load_vae (a->vae, a->seed + 1, a->dtype, st->be, &vc,
         &vw);
@@ -1476,7 +1469,7 @@ setup_stage0 (bench_state *st, bench_result *r)
     dit_weights_free (tw);
     if (s != DIT_OK)
       return fail ("stage 0");
-    r->vae_weights_ms = now_ms () - t0;
+    r->vae_weights_ms = dit_now_ms () - t0;
   } else {
     sc.anchor = DIT_ANCHOR_LATENT;
     if (dit_stage0_create (&sc, st->be, &st->s0) != DIT_OK)
@@ -1515,9 +1508,9 @@ setup_mesh (bench_state *st, mesh_result *mr)
   o.max_inflight = 2;
   if (dit_mesh_spec_parse (&o, &st->spec) != DIT_OK)
     return fail ("mesh settings");
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   int rc = setup_runner (st, NULL, &st->spec);
-  mr->setup_ms = now_ms () - t0;
+  mr->setup_ms = dit_now_ms () - t0;
   return rc;
 }
 
@@ -1537,10 +1530,10 @@ mesh_serial_chunk (bench_state *st, mesh_result *mr, int record)
   dit_tensor x0;
   double head, tail;
   int64_t k = st->chunk_index;
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   DIT_TRY (mesh_submit (st));
   DIT_TRY (dit_runner_collect (st->runner, &x0, &tm));
-  double t1 = now_ms ();
+  double t1 = dit_now_ms ();
   dit_runner_stats rs;
   dit_stage0_stats a0, a1;
   dit_runner_get_stats (st->runner, &rs);
@@ -1549,7 +1542,7 @@ mesh_serial_chunk (bench_state *st, mesh_result *mr, int record)
   DIT_TRY (stage0_tail (st, k, &tail));
   /* an anchor path on its own stream is done (and timed) only here */
   DIT_TRY (dit_stage0_sync (st->s0));
-  double t2 = now_ms ();
+  double t2 = dit_now_ms ();
   dit_stage0_get_stats (st->s0, &a1);
   const double anchor = dit_stage0_anchor_on_own_stream (st->s0)
       && a1.anchors > a0.anchors ? a1.last_anchor_ms : head;
@@ -1603,13 +1596,13 @@ run_mesh (bench_state *st, mesh_result *mr)
   DIT_TRY (stage0_head (st, &x0, &head));
   for (int i = 0; i < a->chunks; i++, k++) {
     dit_chunk_timing tm;
-    double t0 = now_ms ();
+    double t0 = dit_now_ms ();
     DIT_TRY (mesh_submit (st));                  /* chunk k + 1 */
     DIT_TRY (stage0_tail (st, k, &tail));        /* chunk k, mesh busy */
     DIT_TRY (dit_runner_collect (st->runner, &x0, &tm));
-    double t1 = now_ms ();
+    double t1 = dit_now_ms ();
     DIT_TRY (stage0_head (st, &x0, &head));      /* anchor of chunk k + 1 */
-    double t2 = now_ms ();
+    double t2 = dit_now_ms ();
     samples_add (&mr->period, t2 - t0);
     samples_add (&mr->stage1_ovl, t1 - t0);
     samples_add (&mr->stage0_ovl, head + tail);
@@ -1639,7 +1632,7 @@ run_text (const bench_args *a, dit_backend *be, text_result *tr)
 
   for (const char *const *p = dit_umt5_config_preset_names (); *p; p++)
     preset |= strcmp (*p, a->text_model) == 0;
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   if (preset) {
     /* only the layers that run are made */
     dit_param_spec *specs = NULL;
@@ -1661,7 +1654,7 @@ run_text (const bench_args *a, dit_backend *be, text_result *tr)
     rc = fail ("text model");
     goto out;
   }
-  tr->weights_ms = now_ms () - t0;
+  tr->weights_ms = dit_now_ms () - t0;
   if (dit_umt5_create (&cfg, w, be, &t5) != DIT_OK) {
     rc = fail ("text encoder");
     goto out;
@@ -1687,13 +1680,13 @@ run_text (const bench_args *a, dit_backend *be, text_result *tr)
   dit_tensor et = dit_tensor_2d (emb, DIT_F32, DIT_DEVICE_CPU, n, cfg.dim);
   tr->warmup = a->warmup > 0 ? a->warmup : 1;
   for (int i = 0; i < tr->warmup + a->chunks; i++) {
-    double e0 = now_ms ();
+    double e0 = dit_now_ms ();
     if (dit_umt5_encode (t5, ids, n, &et) != DIT_OK) {
       rc = fail ("text encode");
       goto out;
     }
     if (i >= tr->warmup)
-      samples_add (&tr->encode, now_ms () - e0);
+      samples_add (&tr->encode, dit_now_ms () - e0);
   }
   for (size_t i = 0; i < (size_t) n * cfg.dim; i++)
     if (!isfinite (emb[i])) {
@@ -1738,7 +1731,7 @@ pipe_frame_probe (GstPad *pad, GstPadProbeInfo *info, gpointer user)
 {
   pipe_probe *p = user;
   guint n = 1;
-  double t = now_ms ();
+  double t = dit_now_ms ();
   (void) pad;
   if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST)
     n = gst_buffer_list_length (GST_PAD_PROBE_INFO_BUFFER_LIST (info));
@@ -1877,12 +1870,12 @@ run_pipeline (const bench_args *a, pipe_result *pr)
   gst_object_unref (pad);
 
   bus = gst_element_get_bus (pipe);
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   GstStateChangeReturn sr = gst_element_set_state (pipe, GST_STATE_PLAYING);
   msg = gst_bus_timed_pop_filtered (bus, sr == GST_STATE_CHANGE_FAILURE
       ? 5 * GST_SECOND : GST_CLOCK_TIME_NONE,
       GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
-  double t1 = now_ms ();
+  double t1 = dit_now_ms ();
   if (!msg || GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
     gchar *dbg = NULL;
     GError *e = NULL;
@@ -2677,10 +2670,10 @@ run_cold (bench_state *st, bench_result *r, cold_result *cr)
   for (int i = 0; i < 3; i++)
     page_cache_state (paths[i], &cr->bytes[i], &cr->cached[i]);
 
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   if (setup_backend (st))
     return 1;
-  cr->backend = now_ms () - t0;
+  cr->backend = dit_now_ms () - t0;
 
   /* the DiT's config comes from its file; the text encoder needs text_dim */
   if (dit_checkpoint_detect_preset (a->model_path, &st->cfg) != DIT_OK)
@@ -2703,26 +2696,26 @@ run_cold (bench_state *st, bench_result *r, cold_result *cr)
   cr->text_load = r->text_setup_ms;
   cr->text_encode = r->text_encode_ms;
 
-  t0 = now_ms ();
+  t0 = dit_now_ms ();
   dit_weights *w = NULL;
   if (dit_load_model_precision (a->model_path, a->seed,
         dit_precision_of (a->dtype, a->fp8), st->be, &st->cfg, &w)
       != DIT_OK || dit_synchronize (st->be) != DIT_OK)
     return fail ("DiT weights");
   st->weights = w;
-  cr->dit_load = now_ms () - t0;
+  cr->dit_load = dit_now_ms () - t0;
 
-  t0 = now_ms ();
+  t0 = dit_now_ms ();
   if (setup_runner (st, w, NULL) != 0)
     return 1;
   if (dit_synchronize (st->be) != DIT_OK)
     return fail ("prompt");
-  cr->generator = now_ms () - t0;
+  cr->generator = dit_now_ms () - t0;
 
-  t0 = now_ms ();
+  t0 = dit_now_ms ();
   if (setup_stage0 (st, r))
     return 1;
-  cr->vae_load = now_ms () - t0;
+  cr->vae_load = dit_now_ms () - t0;
 
   double at_chunk = since_process_start_ms ();
   if (first_chunk (st, &cr->first_chunk) != DIT_OK)
