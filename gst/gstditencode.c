@@ -44,6 +44,7 @@
 
 #include "gstditlatent.h"
 #include "gstditmemory.h"
+#include "gstditprops.h"
 #include "gstditsession.h"
 
 #ifdef DIT_HAVE_GST_CUDA
@@ -58,13 +59,8 @@ GST_DEBUG_CATEGORY_STATIC (gst_dit_encode_debug);
 
 enum
 {
-  PROP_0,
-  PROP_VAE_MODEL,
-  PROP_ENCODER_MODEL,
-  PROP_DEVICE,
-  PROP_SESSION,
-  PROP_FRAMES,
-  PROP_NUM_FRAMES,
+  PROP_0, PROP_VAE_MODEL, PROP_ENCODER_MODEL, PROP_DEVICE, PROP_SESSION,
+  PROP_FRAMES, PROP_NUM_FRAMES, N_PROPS
 };
 
 /* The timing of one group of input frames (the frames of one latent). */
@@ -79,6 +75,7 @@ struct _GstDitEncode
   GstElement parent;
   GstPad *sinkpad, *srcpad;
 
+  /* properties; object lock */
   gchar *vae_model, *encoder_model, *device, *session_key;
   gint frames;
   guint num_frames;             /* 0 = every frame */
@@ -922,6 +919,40 @@ gst_dit_encode_set_context (GstElement * element, GstContext * context)
       context);
 }
 
+/* properties: one table (gstditprops.h) gives each its spec, its default
+ * and its field */
+
+#define READY GST_DIT_PARAM_READY
+#define FIELD(f) G_STRUCT_OFFSET (GstDitEncode, f)
+
+static const GstDitPropDef props[N_PROPS] = {
+  [PROP_VAE_MODEL] = {"vae-model", "VAE model", "VAE weights: a preset "
+        "(tiny, wan: seeded synthetic; demo once installed) or a safetensors "
+        "path (NULL = " GST_DIT_DEFAULT_VAE ")", G_TYPE_STRING, .flags = READY,
+      .field = FIELD (vae_model)},
+  [PROP_ENCODER_MODEL] = {"encoder-model", "Encoder model", "Encode with a "
+        "TAEHV tiny encoder instead of the full VAE: a preset (taew2_1, "
+        "taehv-tiny: seeded synthetic) or a checkpoint converted by "
+        "convert-pth.py; NULL = the full VAE of vae-model.  Each latent then "
+        "leaves 4 input frames later", G_TYPE_STRING, .flags = READY,
+      .field = FIELD (encoder_model)},
+  [PROP_DEVICE] = {"device", "Device", "Backend device of the session: cpu, "
+        "or cuda:N", G_TYPE_STRING, .sdef = GST_DIT_DEFAULT_DEVICE,
+      .flags = READY, .field = FIELD (device)},
+  [PROP_SESSION] = {"session", "Session", "Key of the shared DitSession (one "
+        "copy of the VAE weights)", G_TYPE_STRING,
+      .sdef = GST_DIT_SESSION_DEFAULT_KEY, .flags = READY,
+      .field = FIELD (session_key)},
+  [PROP_FRAMES] = {"frames", "Frames", "Latent frames per output chunk (3 = "
+        "9 input frames first, then 12)", G_TYPE_INT, 1, 16, DEFAULT_FRAMES,
+      .flags = READY, .field = FIELD (frames)},
+  [PROP_NUM_FRAMES] = {"num-frames", "Number of frames", "Input frames to "
+        "encode before EOS (0 = all): later frames are dropped; limits a "
+        "decoded file exactly, where identity eos-after does not", G_TYPE_UINT,
+      0, G_MAXUINT, DEFAULT_NUM_FRAMES, .flags = READY,
+      .field = FIELD (num_frames)},
+};
+
 static void
 gst_dit_encode_set_property (GObject * object, guint prop_id,
     const GValue * value, GParamSpec * pspec)
@@ -929,33 +960,7 @@ gst_dit_encode_set_property (GObject * object, guint prop_id,
   GstDitEncode *self = GST_DIT_ENCODE (object);
 
   GST_OBJECT_LOCK (self);
-  switch (prop_id) {
-    case PROP_VAE_MODEL:
-      g_free (self->vae_model);
-      self->vae_model = g_value_dup_string (value);
-      break;
-    case PROP_ENCODER_MODEL:
-      g_free (self->encoder_model);
-      self->encoder_model = g_value_dup_string (value);
-      break;
-    case PROP_DEVICE:
-      g_free (self->device);
-      self->device = g_value_dup_string (value);
-      break;
-    case PROP_SESSION:
-      g_free (self->session_key);
-      self->session_key = g_value_dup_string (value);
-      break;
-    case PROP_FRAMES:
-      self->frames = g_value_get_int (value);
-      break;
-    case PROP_NUM_FRAMES:
-      self->num_frames = g_value_get_uint (value);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-      break;
-  }
+  gst_dit_prop_set (self, &props[prop_id], value);
   GST_OBJECT_UNLOCK (self);
 }
 
@@ -966,29 +971,7 @@ gst_dit_encode_get_property (GObject * object, guint prop_id, GValue * value,
   GstDitEncode *self = GST_DIT_ENCODE (object);
 
   GST_OBJECT_LOCK (self);
-  switch (prop_id) {
-    case PROP_VAE_MODEL:
-      g_value_set_string (value, self->vae_model);
-      break;
-    case PROP_ENCODER_MODEL:
-      g_value_set_string (value, self->encoder_model);
-      break;
-    case PROP_DEVICE:
-      g_value_set_string (value, self->device);
-      break;
-    case PROP_SESSION:
-      g_value_set_string (value, self->session_key);
-      break;
-    case PROP_FRAMES:
-      g_value_set_int (value, self->frames);
-      break;
-    case PROP_NUM_FRAMES:
-      g_value_set_uint (value, self->num_frames);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-      break;
-  }
+  gst_dit_prop_get (self, &props[prop_id], value);
   GST_OBJECT_UNLOCK (self);
 }
 
@@ -1002,10 +985,7 @@ gst_dit_encode_finalize (GObject * object)
 #ifdef DIT_HAVE_GST_CUDA
   gst_clear_object (&self->cuda_offered);
 #endif
-  g_free (self->vae_model);
-  g_free (self->encoder_model);
-  g_free (self->device);
-  g_free (self->session_key);
+  gst_dit_props_clear (self, props, N_PROPS);
   G_OBJECT_CLASS (gst_dit_encode_parent_class)->finalize (object);
 }
 
@@ -1014,41 +994,12 @@ gst_dit_encode_class_init (GstDitEncodeClass * klass)
 {
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
-  const GParamFlags ready = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-      GST_PARAM_MUTABLE_READY;
 
   gobject_class->set_property = gst_dit_encode_set_property;
   gobject_class->get_property = gst_dit_encode_get_property;
   gobject_class->finalize = gst_dit_encode_finalize;
 
-  g_object_class_install_property (gobject_class, PROP_VAE_MODEL,
-      g_param_spec_string ("vae-model", "VAE model",
-          "VAE weights: a preset (tiny, wan: seeded synthetic; demo once "
-          "installed) or a "
-          "safetensors path (NULL = " GST_DIT_DEFAULT_VAE ")", NULL, ready));
-  g_object_class_install_property (gobject_class, PROP_ENCODER_MODEL,
-      g_param_spec_string ("encoder-model", "Encoder model",
-          "Encode with a TAEHV tiny encoder instead of the full VAE: a preset "
-          "(taew2_1, taehv-tiny: seeded synthetic) or a checkpoint converted "
-          "by convert-pth.py; NULL = the full VAE of vae-model.  Each latent "
-          "then leaves 4 input frames later", NULL, ready));
-  g_object_class_install_property (gobject_class, PROP_DEVICE,
-      g_param_spec_string ("device", "Device",
-          "Backend device of the session: cpu, or cuda:N",
-          GST_DIT_DEFAULT_DEVICE, ready));
-  g_object_class_install_property (gobject_class, PROP_SESSION,
-      g_param_spec_string ("session", "Session",
-          "Key of the shared DitSession (one copy of the VAE weights)",
-          GST_DIT_SESSION_DEFAULT_KEY, ready));
-  g_object_class_install_property (gobject_class, PROP_FRAMES,
-      g_param_spec_int ("frames", "Frames",
-          "Latent frames per output chunk (3 = 9 input frames first, then "
-          "12)", 1, 16, DEFAULT_FRAMES, ready));
-  g_object_class_install_property (gobject_class, PROP_NUM_FRAMES,
-      g_param_spec_uint ("num-frames", "Number of frames",
-          "Input frames to encode before EOS (0 = all): later frames are "
-          "dropped; limits a decoded file exactly, where identity eos-after "
-          "does not", 0, G_MAXUINT, DEFAULT_NUM_FRAMES, ready));
+  gst_dit_props_install (gobject_class, props, N_PROPS);
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -1079,7 +1030,5 @@ gst_dit_encode_init (GstDitEncode * self)
   gst_pad_use_fixed_caps (self->srcpad);
   gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
 
-  self->frames = DEFAULT_FRAMES;
-  self->device = g_strdup (GST_DIT_DEFAULT_DEVICE);
-  self->session_key = g_strdup (GST_DIT_SESSION_DEFAULT_KEY);
+  gst_dit_props_init (self, props, N_PROPS);
 }
