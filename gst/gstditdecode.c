@@ -38,6 +38,7 @@
 
 #include "gstditlatent.h"
 #include "gstditmemory.h"
+#include "gstditprops.h"
 #include "gstditsession.h"
 
 #ifdef DIT_HAVE_GST_CUDA
@@ -50,13 +51,8 @@ GST_DEBUG_CATEGORY_STATIC (gst_dit_decode_debug);
 
 enum
 {
-  PROP_0,
-  PROP_VAE_MODEL,
-  PROP_DECODER_MODEL,
-  PROP_DEVICE,
-  PROP_SESSION,
-  PROP_FRAMERATE,
-  PROP_FRAMES_OUT,
+  PROP_0, PROP_VAE_MODEL, PROP_DECODER_MODEL, PROP_DEVICE, PROP_SESSION,
+  PROP_FRAMERATE, PROP_FRAMES_OUT, N_PROPS
 };
 
 struct _GstDitDecode
@@ -729,6 +725,37 @@ gst_dit_decode_set_context (GstElement * element, GstContext * context)
       context);
 }
 
+/* properties: one table (gstditprops.h) gives each its spec, its default
+ * and its field; the frame rate is made and read in code */
+
+#define READY GST_DIT_PARAM_READY
+#define RO GST_DIT_PARAM_RO
+#define FIELD(f) G_STRUCT_OFFSET (GstDitDecode, f)
+#define STAT(id, name, nick, blurb, t, f) [id] = { name, nick, blurb, t, 0, \
+    G_MAXDOUBLE, 0, NULL, RO, FIELD (f) }
+
+static const GstDitPropDef props[N_PROPS] = {
+  [PROP_VAE_MODEL] = {"vae-model", "VAE model", "VAE weights: a preset "
+        "(tiny, wan: seeded synthetic; demo once installed) or a safetensors "
+        "path (NULL = " GST_DIT_DEFAULT_VAE ")", G_TYPE_STRING, .flags = READY,
+      .field = FIELD (vae_model)},
+  [PROP_DECODER_MODEL] = {"decoder-model", "Decoder model", "Display "
+        "decoder: a TAEHV tiny decoder preset (taew2_1, lighttaew2_1, "
+        "taehv-tiny: seeded synthetic) or a checkpoint converted by "
+        "convert-pth.py; NULL = the full VAE of vae-model.  Every ditdecode "
+        "of a session must use the same one", G_TYPE_STRING, .flags = READY,
+      .field = FIELD (decoder_model)},
+  [PROP_DEVICE] = {"device", "Device", "Backend device of the session: cpu, "
+        "or cuda:N", G_TYPE_STRING, .sdef = GST_DIT_DEFAULT_DEVICE,
+      .flags = READY, .field = FIELD (device)},
+  [PROP_SESSION] = {"session", "Session", "Key of the shared DitSession; the "
+        "same key as ditgenerate shares its anchor decode", G_TYPE_STRING,
+      .sdef = GST_DIT_SESSION_DEFAULT_KEY, .flags = READY,
+      .field = FIELD (session_key)},
+  STAT (PROP_FRAMES_OUT, "frames-out", "Frames out", "Frames pushed since "
+      "READY", G_TYPE_UINT64, frames_pushed),
+};
+
 static void
 gst_dit_decode_set_property (GObject * object, guint prop_id,
     const GValue * value, GParamSpec * pspec)
@@ -736,30 +763,11 @@ gst_dit_decode_set_property (GObject * object, guint prop_id,
   GstDitDecode *self = GST_DIT_DECODE (object);
 
   GST_OBJECT_LOCK (self);
-  switch (prop_id) {
-    case PROP_VAE_MODEL:
-      g_free (self->vae_model);
-      self->vae_model = g_value_dup_string (value);
-      break;
-    case PROP_DECODER_MODEL:
-      g_free (self->decoder_model);
-      self->decoder_model = g_value_dup_string (value);
-      break;
-    case PROP_DEVICE:
-      g_free (self->device);
-      self->device = g_value_dup_string (value);
-      break;
-    case PROP_SESSION:
-      g_free (self->session_key);
-      self->session_key = g_value_dup_string (value);
-      break;
-    case PROP_FRAMERATE:
-      self->out_fps_n = gst_value_get_fraction_numerator (value);
-      self->out_fps_d = gst_value_get_fraction_denominator (value);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-      break;
+  if (prop_id == PROP_FRAMERATE) {
+    self->out_fps_n = gst_value_get_fraction_numerator (value);
+    self->out_fps_d = gst_value_get_fraction_denominator (value);
+  } else {
+    gst_dit_prop_set (self, &props[prop_id], value);
   }
   GST_OBJECT_UNLOCK (self);
 }
@@ -771,29 +779,10 @@ gst_dit_decode_get_property (GObject * object, guint prop_id, GValue * value,
   GstDitDecode *self = GST_DIT_DECODE (object);
 
   GST_OBJECT_LOCK (self);
-  switch (prop_id) {
-    case PROP_VAE_MODEL:
-      g_value_set_string (value, self->vae_model);
-      break;
-    case PROP_DECODER_MODEL:
-      g_value_set_string (value, self->decoder_model);
-      break;
-    case PROP_DEVICE:
-      g_value_set_string (value, self->device);
-      break;
-    case PROP_SESSION:
-      g_value_set_string (value, self->session_key);
-      break;
-    case PROP_FRAMERATE:
-      gst_value_set_fraction (value, self->out_fps_n, self->out_fps_d);
-      break;
-    case PROP_FRAMES_OUT:
-      g_value_set_uint64 (value, self->frames_pushed);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-      break;
-  }
+  if (prop_id == PROP_FRAMERATE)
+    gst_value_set_fraction (value, self->out_fps_n, self->out_fps_d);
+  else
+    gst_dit_prop_get (self, &props[prop_id], value);
   GST_OBJECT_UNLOCK (self);
 }
 
@@ -807,10 +796,7 @@ gst_dit_decode_finalize (GObject * object)
 #ifdef DIT_HAVE_GST_CUDA
   gst_clear_object (&self->cuda_offered);
 #endif
-  g_free (self->vae_model);
-  g_free (self->decoder_model);
-  g_free (self->device);
-  g_free (self->session_key);
+  gst_dit_props_clear (self, props, N_PROPS);
   G_OBJECT_CLASS (gst_dit_decode_parent_class)->finalize (object);
 }
 
@@ -819,40 +805,16 @@ gst_dit_decode_class_init (GstDitDecodeClass * klass)
 {
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
-  const GParamFlags ready = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-      GST_PARAM_MUTABLE_READY;
 
   gobject_class->set_property = gst_dit_decode_set_property;
   gobject_class->get_property = gst_dit_decode_get_property;
   gobject_class->finalize = gst_dit_decode_finalize;
 
-  g_object_class_install_property (gobject_class, PROP_VAE_MODEL,
-      g_param_spec_string ("vae-model", "VAE model",
-          "VAE weights: a preset (tiny, wan: seeded synthetic; demo once "
-          "installed) or a "
-          "safetensors path (NULL = " GST_DIT_DEFAULT_VAE ")", NULL, ready));
-  g_object_class_install_property (gobject_class, PROP_DECODER_MODEL,
-      g_param_spec_string ("decoder-model", "Decoder model",
-          "Display decoder: a TAEHV tiny decoder preset (taew2_1, "
-          "lighttaew2_1, taehv-tiny: seeded synthetic) or a checkpoint "
-          "converted by convert-pth.py; NULL = the full VAE of vae-model.  "
-          "Every ditdecode of a session must use the same one", NULL, ready));
-  g_object_class_install_property (gobject_class, PROP_DEVICE,
-      g_param_spec_string ("device", "Device",
-          "Backend device of the session: cpu, or cuda:N",
-          GST_DIT_DEFAULT_DEVICE, ready));
-  g_object_class_install_property (gobject_class, PROP_SESSION,
-      g_param_spec_string ("session", "Session",
-          "Key of the shared DitSession; the same key as ditgenerate shares "
-          "its anchor decode", GST_DIT_SESSION_DEFAULT_KEY, ready));
+  gst_dit_props_install (gobject_class, props, N_PROPS);
   g_object_class_install_property (gobject_class, PROP_FRAMERATE,
       gst_param_spec_fraction ("framerate", "Frame rate",
           "Output frame rate; frames are re-timed at this rate (0/1 = the "
-          "rate in the latent caps)", 0, 1, GST_DIT_MAX_FPS, 1, 0, 1, ready));
-  g_object_class_install_property (gobject_class, PROP_FRAMES_OUT,
-      g_param_spec_uint64 ("frames-out", "Frames out",
-          "Frames pushed since READY", 0, G_MAXUINT64, 0,
-          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+          "rate in the latent caps)", 0, 1, GST_DIT_MAX_FPS, 1, 0, 1, READY));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -883,8 +845,7 @@ gst_dit_decode_init (GstDitDecode * self)
   gst_pad_use_fixed_caps (self->srcpad);
   gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
 
-  self->device = g_strdup (GST_DIT_DEFAULT_DEVICE);
-  self->session_key = g_strdup (GST_DIT_SESSION_DEFAULT_KEY);
+  gst_dit_props_init (self, props, N_PROPS);
   /* framerate 0/1: the rate of the latent caps */
   self->out_fps_n = 0;
   self->out_fps_d = 1;
