@@ -79,8 +79,8 @@ struct _GstDitDecode
   gdouble decode_ms;
 
   gboolean cuda_out;            /* output caps are in CUDA memory */
-#ifdef DIT_HAVE_GST_CUDA
   GstCudaContext *cuda_offered; /* set on the element */
+#ifdef DIT_HAVE_GST_CUDA
   GstBufferPool *cuda_pool;
 #endif
 };
@@ -544,24 +544,9 @@ gst_dit_decode_query (GstPad * pad, GstObject * parent, GstQuery * query)
   switch (GST_QUERY_TYPE (query)) {
     case GST_QUERY_CONTEXT:
       if (gst_dit_session_handle_context_query (GST_ELEMENT (self), query,
-              self->session))
+              &self->session_key, &self->device, &self->session,
+              &self->cuda_offered))
         return TRUE;
-#ifdef DIT_HAVE_GST_CUDA
-      {
-        gchar *key, *device;
-        gboolean ok;
-        GST_OBJECT_LOCK (self);
-        key = g_strdup (self->session_key);
-        device = g_strdup (self->device);
-        GST_OBJECT_UNLOCK (self);
-        ok = gst_dit_session_cuda_context_query (GST_ELEMENT (self), query,
-            key, device, self->cuda_offered, &self->session);
-        g_free (key);
-        g_free (device);
-        if (ok)
-          return TRUE;
-      }
-#endif
       break;
     case GST_QUERY_LATENCY:
       if (pad == self->srcpad) {
@@ -711,16 +696,9 @@ static void
 gst_dit_decode_set_context (GstElement * element, GstContext * context)
 {
   GstDitDecode *self = GST_DIT_DECODE (element);
-  gchar *key;
 
-  GST_OBJECT_LOCK (self);
-  key = g_strdup (self->session_key);
-  GST_OBJECT_UNLOCK (self);
-  gst_dit_session_handle_set_context (element, context, key, &self->session);
-  g_free (key);
-#ifdef DIT_HAVE_GST_CUDA
-  gst_dit_session_cuda_set_context (element, context, &self->cuda_offered);
-#endif
+  gst_dit_session_handle_set_context (element, context, &self->session_key,
+      &self->session, &self->cuda_offered);
   GST_ELEMENT_CLASS (gst_dit_decode_parent_class)->set_context (element,
       context);
 }
@@ -793,9 +771,7 @@ gst_dit_decode_finalize (GObject * object)
 
   free_buffers (self);
   gst_clear_object (&self->session);
-#ifdef DIT_HAVE_GST_CUDA
   gst_clear_object (&self->cuda_offered);
-#endif
   gst_dit_props_clear (self, props, N_PROPS);
   G_OBJECT_CLASS (gst_dit_decode_parent_class)->finalize (object);
 }

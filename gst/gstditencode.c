@@ -118,9 +118,7 @@ struct _GstDitEncode
   gboolean out_device;
   dit_tensor dev_chunk;         /* [16, F, h, w] f32 */
   GstBufferPool *out_pool;
-#ifdef DIT_HAVE_GST_CUDA
   GstCudaContext *cuda_offered; /* set on the element */
-#endif
 };
 
 static GstStaticPadTemplate sink_template =
@@ -751,24 +749,9 @@ gst_dit_encode_query (GstPad * pad, GstObject * parent, GstQuery * query)
   switch (GST_QUERY_TYPE (query)) {
     case GST_QUERY_CONTEXT:
       if (gst_dit_session_handle_context_query (GST_ELEMENT (self), query,
-              self->session))
+              &self->session_key, &self->device, &self->session,
+              &self->cuda_offered))
         return TRUE;
-#ifdef DIT_HAVE_GST_CUDA
-      {
-        gchar *key, *device;
-        gboolean ok;
-        GST_OBJECT_LOCK (self);
-        key = g_strdup (self->session_key);
-        device = g_strdup (self->device);
-        GST_OBJECT_UNLOCK (self);
-        ok = gst_dit_session_cuda_context_query (GST_ELEMENT (self), query,
-            key, device, self->cuda_offered, &self->session);
-        g_free (key);
-        g_free (device);
-        if (ok)
-          return TRUE;
-      }
-#endif
       break;
     case GST_QUERY_LATENCY:
       if (pad == self->srcpad) {
@@ -905,16 +888,9 @@ static void
 gst_dit_encode_set_context (GstElement * element, GstContext * context)
 {
   GstDitEncode *self = GST_DIT_ENCODE (element);
-  gchar *key;
 
-  GST_OBJECT_LOCK (self);
-  key = g_strdup (self->session_key);
-  GST_OBJECT_UNLOCK (self);
-  gst_dit_session_handle_set_context (element, context, key, &self->session);
-  g_free (key);
-#ifdef DIT_HAVE_GST_CUDA
-  gst_dit_session_cuda_set_context (element, context, &self->cuda_offered);
-#endif
+  gst_dit_session_handle_set_context (element, context, &self->session_key,
+      &self->session, &self->cuda_offered);
   GST_ELEMENT_CLASS (gst_dit_encode_parent_class)->set_context (element,
       context);
 }
@@ -982,9 +958,7 @@ gst_dit_encode_finalize (GObject * object)
 
   free_stream (self);
   gst_clear_object (&self->session);
-#ifdef DIT_HAVE_GST_CUDA
   gst_clear_object (&self->cuda_offered);
-#endif
   gst_dit_props_clear (self, props, N_PROPS);
   G_OBJECT_CLASS (gst_dit_encode_parent_class)->finalize (object);
 }

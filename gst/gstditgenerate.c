@@ -581,7 +581,7 @@ gst_dit_generate_sink_query (GstPad * pad, GstObject * parent,
       return proxy_caps (self->srcpad, pad, query);
     case GST_QUERY_CONTEXT:
       if (gst_dit_session_handle_context_query (GST_ELEMENT (self), query,
-              self->session))
+              &self->session_key, &self->s.device, &self->session, NULL))
         return TRUE;
       break;
     default:
@@ -631,7 +631,7 @@ gst_dit_generate_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
       break;
     case GST_QUERY_CONTEXT:
       if (gst_dit_session_handle_context_query (GST_ELEMENT (self), query,
-              self->session))
+              &self->session_key, &self->s.device, &self->session, NULL))
         return TRUE;
       break;
     case GST_QUERY_SCHEDULING:
@@ -870,13 +870,9 @@ static void
 gst_dit_generate_set_context (GstElement * element, GstContext * context)
 {
   GstDitGenerate *self = GST_DIT_GENERATE (element);
-  gchar *key;
 
-  GST_OBJECT_LOCK (self);
-  key = g_strdup (self->session_key);
-  GST_OBJECT_UNLOCK (self);
-  gst_dit_session_handle_set_context (element, context, key, &self->session);
-  g_free (key);
+  gst_dit_session_handle_set_context (element, context, &self->session_key,
+      &self->session, NULL);
   GST_ELEMENT_CLASS (gst_dit_generate_parent_class)->set_context (element,
       context);
 }

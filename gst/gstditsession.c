@@ -203,36 +203,66 @@ session_from_context (GstContext * context, const gchar * key)
   return session;
 }
 
+/* The string property at `field` of `element`, copied under the object
+ * lock that guards the elements' properties. */
+static gchar *
+dup_property (GstElement * element, gchar * const * field)
+{
+  gchar *v;
+
+  GST_OBJECT_LOCK (element);
+  v = g_strdup (*field);
+  GST_OBJECT_UNLOCK (element);
+  return v;
+}
+
 void
 gst_dit_session_handle_set_context (GstElement * element, GstContext * context,
-    const gchar * key, GstDitSession ** session)
+    gchar * const * key, GstDitSession ** session,
+    GstCudaContext ** cuda_offered)
 {
-  GstDitSession *s;
+  if (!*session) {
+    gchar *k = dup_property (element, key);
 
-  if (*session)
-    return;
-  s = session_from_context (context, key);
-  if (s) {
-    GST_DEBUG_OBJECT (element, "using session '%s' from context", key);
-    *session = s;
+    *session = session_from_context (context, k);
+    if (*session)
+      GST_DEBUG_OBJECT (element, "using session '%s' from context", k);
+    g_free (k);
   }
+#ifdef DIT_HAVE_GST_CUDA
+  if (cuda_offered)
+    gst_cuda_handle_set_context (element, context, -1, cuda_offered);
+#endif
 }
+
+#ifdef DIT_HAVE_GST_CUDA
+static gboolean cuda_context_query (GstElement * element, GstQuery * query,
+    gchar * const * key, gchar * const * device, GstCudaContext * offered,
+    GstDitSession ** session);
+#endif
 
 gboolean
 gst_dit_session_handle_context_query (GstElement * element, GstQuery * query,
-    GstDitSession * session)
+    gchar * const * key, gchar * const * device, GstDitSession ** session,
+    GstCudaContext ** cuda_offered)
 {
   const gchar *type;
   GstContext *context;
   GstStructure *s;
 
-  if (!session || !gst_query_parse_context_type (query, &type)
-      || !g_str_equal (type, GST_DIT_SESSION_CONTEXT_TYPE))
+  if (!gst_query_parse_context_type (query, &type))
+    return FALSE;
+#ifdef DIT_HAVE_GST_CUDA
+  if (cuda_offered && g_str_equal (type, GST_CUDA_CONTEXT_TYPE))
+    return cuda_context_query (element, query, key, device, *cuda_offered,
+        session);
+#endif
+  if (!g_str_equal (type, GST_DIT_SESSION_CONTEXT_TYPE) || !*session)
     return FALSE;
   context = gst_context_new (GST_DIT_SESSION_CONTEXT_TYPE, TRUE);
   s = gst_context_writable_structure (context);
-  gst_structure_set (s, "session", G_TYPE_STRING, session->key,
-      "dit-session", GST_TYPE_DIT_SESSION, session, NULL);
+  gst_structure_set (s, "session", G_TYPE_STRING, (*session)->key,
+      "dit-session", GST_TYPE_DIT_SESSION, *session, NULL);
   gst_query_set_context (query, context);
   gst_context_unref (context);
   return TRUE;
@@ -1257,36 +1287,33 @@ gst_dit_session_get_cuda_context (GstDitSession * self)
   return ctx;
 }
 
-gboolean
-gst_dit_session_cuda_context_query (GstElement * element, GstQuery * query,
-    const gchar * key, const gchar * device, GstCudaContext * offered,
+static gboolean
+cuda_context_query (GstElement * element, GstQuery * query,
+    gchar * const * key, gchar * const * device, GstCudaContext * offered,
     GstDitSession ** session)
 {
-  const gchar *type;
-  gchar *error = NULL;
+  gchar *dev = dup_property (element, device), *error = NULL;
   gint index;
+  gboolean ok = FALSE;
 
-  if (!gst_query_parse_context_type (query, &type)
-      || !g_str_equal (type, GST_CUDA_CONTEXT_TYPE)
-      || !cuda_device_index (device, &index))
-    return FALSE;
+  if (!cuda_device_index (dev, &index))
+    goto out;
   /* An nvcodec element may ask while ours is still in NULL. */
-  if (!*session)
-    gst_dit_session_ensure (element, key, session);
-  if (!gst_dit_session_ensure_cuda_context (*session, element, device,
-          offered, &error)) {
+  if (!*session) {
+    gchar *k = dup_property (element, key);
+    gst_dit_session_ensure (element, k, session);
+    g_free (k);
+  }
+  if (!gst_dit_session_ensure_cuda_context (*session, element, dev, offered,
+          &error)) {
     GST_WARNING_OBJECT (element, "%s", error);
     g_free (error);
-    return FALSE;
+    goto out;
   }
-  return gst_cuda_handle_context_query (element, query,
+  ok = gst_cuda_handle_context_query (element, query,
       gst_dit_session_get_cuda_context (*session));
-}
-
-void
-gst_dit_session_cuda_set_context (GstElement * element, GstContext * context,
-    GstCudaContext ** offered)
-{
-  gst_cuda_handle_set_context (element, context, -1, offered);
+out:
+  g_free (dev);
+  return ok;
 }
 #endif

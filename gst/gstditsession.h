@@ -45,6 +45,10 @@
 #include <gst/gst.h>
 #ifdef DIT_HAVE_GST_CUDA
 #include <gst/cuda/gstcudacontext.h>
+#else
+/* Opaque without gstreamer-cuda (declared as gstcudacontext.h does), so
+ * that the elements' cuda_offered field needs no #ifdef; it stays NULL. */
+typedef struct _GstCudaContext GstCudaContext;
 #endif
 
 #include "dit_generator.h"
@@ -81,10 +85,19 @@ const gchar *gst_dit_session_get_key (GstDitSession * self);
 /* Context plumbing; *session holds a reference. */
 gboolean gst_dit_session_ensure (GstElement * element, const gchar * key,
     GstDitSession ** session);
+/* An element's set_context and CONTEXT queries.  `key` and `device` point
+ * at its session and device properties, read under the element's object
+ * lock.  `cuda_offered` is where an element that shares CUDA memory keeps
+ * a "gst.cuda.context" set on it (NULL for one that does not); with
+ * gstreamer-cuda its CONTEXT queries of that type are answered with the
+ * session's CUDA context, made on demand when the device is a CUDA device
+ * (so that nvcodec elements that go to READY before ours find it). */
 void gst_dit_session_handle_set_context (GstElement * element,
-    GstContext * context, const gchar * key, GstDitSession ** session);
+    GstContext * context, gchar * const * key, GstDitSession ** session,
+    GstCudaContext ** cuda_offered);
 gboolean gst_dit_session_handle_context_query (GstElement * element,
-    GstQuery * query, GstDitSession * session);
+    GstQuery * query, gchar * const * key, gchar * const * device,
+    GstDitSession ** session, GstCudaContext ** cuda_offered);
 
 /* Weights.  NULL arguments take the defaults.  On failure *error is a
  * g_malloc'd message (from dit_last_error where the library failed). */
@@ -223,17 +236,6 @@ gboolean gst_dit_session_ensure_cuda_context (GstDitSession * self,
     gchar ** error);
 /* transfer none; NULL until ensured. */
 GstCudaContext *gst_dit_session_get_cuda_context (GstDitSession * self);
-
-/* Element glue for context type "gst.cuda.context": answer a CONTEXT
- * query (making the session and its CUDA context on demand when the
- * element's device is a CUDA device, so that nvcodec elements that go to
- * READY before ours still find the primary context), and keep a context
- * set on the element in *offered. */
-gboolean gst_dit_session_cuda_context_query (GstElement * element,
-    GstQuery * query, const gchar * key, const gchar * device,
-    GstCudaContext * offered, GstDitSession ** session);
-void gst_dit_session_cuda_set_context (GstElement * element,
-    GstContext * context, GstCudaContext ** offered);
 #endif
 
 /* Decoded latents waiting for the display (for stats and tests). */
