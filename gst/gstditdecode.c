@@ -122,38 +122,6 @@ free_buffers (GstDitDecode * self)
   self->configured = FALSE;
 }
 
-/* CUDA memory is offered when the session computes on a CUDA device and
- * holds the shared CUDA context. */
-static gboolean
-cuda_usable (GstDitDecode * self)
-{
-#ifdef DIT_HAVE_GST_CUDA
-  return self->session && gst_dit_session_on_device (self->session)
-      && gst_dit_session_get_cuda_context (self->session) != NULL;
-#else
-  return FALSE;
-#endif
-}
-
-/* What caps queries offer: before the session exists (a pipeline is linked
- * in NULL), the device property decides, so that cudaupload ! ditencode
- * and ditdecode ! cudadownload link at parse time. */
-static gboolean
-cuda_offerable (GstDitDecode * self)
-{
-#ifdef DIT_HAVE_GST_CUDA
-  gboolean cuda;
-  if (self->session)
-    return cuda_usable (self);
-  GST_OBJECT_LOCK (self);
-  cuda = self->device && g_str_has_prefix (self->device, "cuda");
-  GST_OBJECT_UNLOCK (self);
-  return cuda;
-#else
-  return FALSE;
-#endif
-}
-
 #ifdef DIT_HAVE_GST_CUDA
 static gboolean
 setup_cuda_pool (GstDitDecode * self, GstCaps * caps)
@@ -220,7 +188,7 @@ set_caps (GstDitDecode * self, GstCaps * caps)
    * a capsfilter): a peer taking anything (fakesink, appsink without caps)
    * gets system memory, which every element can read. */
   peer = gst_pad_peer_query_caps (self->srcpad, NULL);
-  if (!cuda_usable (self) || gst_caps_is_any (peer))
+  if (!gst_dit_session_cuda_memory (self->session) || gst_caps_is_any (peer))
     tmpl = gst_dit_caps_drop_feature (tmpl, GST_DIT_CAPS_FEATURE_CUDA);
   gst_caps_unref (peer);
   out = gst_caps_copy (tmpl);
@@ -571,13 +539,15 @@ gst_dit_decode_query (GstPad * pad, GstObject * parent, GstQuery * query)
       peer = gst_pad_peer_query_caps (other, NULL);
       if (pad == self->srcpad) {
         caps = gst_dit_caps_latent_to_raw (peer, GST_DIT_RAW_FORMATS_OUT);
-        if (cuda_offerable (self))
+        if (gst_dit_session_cuda_offerable (self->session,
+                GST_ELEMENT (self), &self->device))
           caps = gst_caps_merge (gst_dit_caps_to_cuda (caps,
                   GST_DIT_CUDA_FORMATS), caps);
         else
           tmpl = gst_dit_caps_drop_feature (tmpl, GST_DIT_CAPS_FEATURE_CUDA);
       } else {
-        if (!cuda_offerable (self) && !gst_caps_is_any (peer))
+        if (!gst_dit_session_cuda_offerable (self->session,
+                GST_ELEMENT (self), &self->device) && !gst_caps_is_any (peer))
           peer = gst_dit_caps_drop_feature (peer, GST_DIT_CAPS_FEATURE_CUDA);
         caps = gst_dit_caps_any_memory (gst_dit_caps_raw_to_latent (peer));
       }

@@ -166,38 +166,6 @@ free_stream (GstDitEncode * self)
   self->cuda_in = FALSE;
 }
 
-/* CUDA memory is taken when the session computes on a CUDA device and
- * holds the shared CUDA context. */
-static gboolean
-cuda_usable (GstDitEncode * self)
-{
-#ifdef DIT_HAVE_GST_CUDA
-  return self->session && gst_dit_session_on_device (self->session)
-      && gst_dit_session_get_cuda_context (self->session) != NULL;
-#else
-  return FALSE;
-#endif
-}
-
-/* What caps queries offer: before the session exists (a pipeline is linked
- * in NULL), the device property decides, so that cudaupload ! ditencode
- * and ditdecode ! cudadownload link at parse time. */
-static gboolean
-cuda_offerable (GstDitEncode * self)
-{
-#ifdef DIT_HAVE_GST_CUDA
-  gboolean cuda;
-  if (self->session)
-    return cuda_usable (self);
-  GST_OBJECT_LOCK (self);
-  cuda = self->device && g_str_has_prefix (self->device, "cuda");
-  GST_OBJECT_UNLOCK (self);
-  return cuda;
-#else
-  return FALSE;
-#endif
-}
-
 static void
 reset_stream (GstDitEncode * self)
 {
@@ -278,7 +246,8 @@ set_caps (GstDitEncode * self, GstCaps * caps)
   }
 
   free_stream (self);
-  if (gst_dit_caps_has_feature (caps, GST_DIT_CAPS_FEATURE_CUDA) && !cuda_usable (self)) {
+  if (gst_dit_caps_has_feature (caps, GST_DIT_CAPS_FEATURE_CUDA)
+      && !gst_dit_session_cuda_memory (self->session)) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("CUDA memory input needs "
             "the session on a CUDA device (device=cuda:N)"),
         ("caps %" GST_PTR_FORMAT, caps));
@@ -785,12 +754,14 @@ gst_dit_encode_query (GstPad * pad, GstObject * parent, GstQuery * query)
       gst_query_parse_caps (query, &filter);
       peer = gst_pad_peer_query_caps (other, NULL);
       if (pad == self->srcpad) {
-        if (!cuda_offerable (self) && !gst_caps_is_any (peer))
+        if (!gst_dit_session_cuda_offerable (self->session,
+                GST_ELEMENT (self), &self->device) && !gst_caps_is_any (peer))
           peer = gst_dit_caps_drop_feature (peer, GST_DIT_CAPS_FEATURE_CUDA);
         caps = gst_dit_caps_any_memory (gst_dit_caps_raw_to_latent (peer));
       } else {
         caps = gst_dit_caps_latent_to_raw (peer, GST_DIT_RAW_FORMATS_IN);
-        if (cuda_offerable (self))
+        if (gst_dit_session_cuda_offerable (self->session,
+                GST_ELEMENT (self), &self->device))
           caps = gst_caps_merge (gst_dit_caps_to_cuda (caps,
                   GST_DIT_CUDA_FORMATS), caps);
         else

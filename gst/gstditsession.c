@@ -1317,3 +1317,32 @@ out:
   return ok;
 }
 #endif
+
+gboolean
+gst_dit_session_cuda_memory (GstDitSession * self)
+{
+#ifdef DIT_HAVE_GST_CUDA
+  return self && gst_dit_session_on_device (self)
+      && gst_dit_session_get_cuda_context (self) != NULL;
+#else
+  return FALSE;
+#endif
+}
+
+gboolean
+gst_dit_session_cuda_offerable (GstDitSession * self, GstElement * element,
+    gchar * const * device)
+{
+#ifdef DIT_HAVE_GST_CUDA
+  gboolean cuda;
+
+  if (self)
+    return gst_dit_session_cuda_memory (self);
+  GST_OBJECT_LOCK (element);
+  cuda = *device && g_str_has_prefix (*device, "cuda");
+  GST_OBJECT_UNLOCK (element);
+  return cuda;
+#else
+  return FALSE;
+#endif
+}

@@ -207,6 +207,17 @@ gboolean gst_dit_session_display_has_latents (GstDitSession * self,
 
 /* Whether the session's backend computes on a CUDA device. */
 gboolean gst_dit_session_on_device (GstDitSession * self);
+/* Whether the elements of `self` (NULL: no session yet) take and give
+ * CUDA memory: the session computes on a CUDA device and holds the shared
+ * CUDA context.  FALSE without gstreamer-cuda. */
+gboolean gst_dit_session_cuda_memory (GstDitSession * self);
+/* What an element's caps queries offer: gst_dit_session_cuda_memory once
+ * it has a session; before (a pipeline is linked in NULL) its device
+ * property (`device`, read under the element's object lock) decides, so
+ * that cudaupload ! ditencode and ditdecode ! cudadownload link at parse
+ * time. */
+gboolean gst_dit_session_cuda_offerable (GstDitSession * self,
+    GstElement * element, gchar * const * device);
 
 /* Display side on the device (CUDA sessions): like gst_dit_session_display,
  * but instead of copying the frames to the host it calls `func` for frame
