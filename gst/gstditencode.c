@@ -748,38 +748,11 @@ gst_dit_encode_query (GstPad * pad, GstObject * parent, GstQuery * query)
         return TRUE;
       }
       break;
-    case GST_QUERY_CAPS:{
-      GstCaps *filter, *peer, *caps, *tmpl = gst_pad_get_pad_template_caps (pad);
-      GstPad *other = pad == self->srcpad ? self->sinkpad : self->srcpad;
-      gst_query_parse_caps (query, &filter);
-      peer = gst_pad_peer_query_caps (other, NULL);
-      if (pad == self->srcpad) {
-        if (!gst_dit_session_cuda_offerable (self->session,
-                GST_ELEMENT (self), &self->device) && !gst_caps_is_any (peer))
-          peer = gst_dit_caps_drop_feature (peer, GST_DIT_CAPS_FEATURE_CUDA);
-        caps = gst_dit_caps_any_memory (gst_dit_caps_raw_to_latent (peer));
-      } else {
-        caps = gst_dit_caps_latent_to_raw (peer, GST_DIT_RAW_FORMATS_IN);
-        if (gst_dit_session_cuda_offerable (self->session,
-                GST_ELEMENT (self), &self->device))
-          caps = gst_caps_merge (gst_dit_caps_to_cuda (caps,
-                  GST_DIT_CUDA_FORMATS), caps);
-        else
-          tmpl = gst_dit_caps_drop_feature (tmpl, GST_DIT_CAPS_FEATURE_CUDA);
-      }
-      gst_caps_unref (peer);
-      peer = gst_caps_intersect (caps, tmpl);
-      gst_caps_unref (caps);
-      gst_caps_unref (tmpl);
-      if (filter) {
-        caps = gst_caps_intersect_full (filter, peer, GST_CAPS_INTERSECT_FIRST);
-        gst_caps_unref (peer);
-        peer = caps;
-      }
-      gst_query_set_caps_result (query, peer);
-      gst_caps_unref (peer);
-      return TRUE;
-    }
+    case GST_QUERY_CAPS:
+      return gst_dit_caps_query_convert (query, pad, self->sinkpad,
+          self->srcpad, GST_DIT_RAW_FORMATS_IN,
+          gst_dit_session_cuda_offerable (self->session, GST_ELEMENT (self),
+              &self->device));
     default:
       break;
   }

@@ -384,6 +384,41 @@ gst_dit_peer_takes_device (GstPad * srcpad, GstDitSession * session)
   return device;
 }
 
+gboolean
+gst_dit_caps_query_convert (GstQuery * query, GstPad * pad, GstPad * raw_pad,
+    GstPad * latent_pad, const gchar * formats, gboolean cuda)
+{
+  GstCaps *filter, *peer, *caps, *tmpl = gst_pad_get_pad_template_caps (pad);
+
+  gst_query_parse_caps (query, &filter);
+  peer = gst_pad_peer_query_caps (pad == raw_pad ? latent_pad : raw_pad,
+      NULL);
+  if (pad == raw_pad) {
+    caps = gst_dit_caps_latent_to_raw (peer, formats);
+    if (cuda)
+      caps = gst_caps_merge (gst_dit_caps_to_cuda (caps,
+              GST_DIT_CUDA_FORMATS), caps);
+    else
+      tmpl = gst_dit_caps_drop_feature (tmpl, GST_DIT_CAPS_FEATURE_CUDA);
+  } else {
+    if (!cuda && !gst_caps_is_any (peer))
+      peer = gst_dit_caps_drop_feature (peer, GST_DIT_CAPS_FEATURE_CUDA);
+    caps = gst_dit_caps_any_memory (gst_dit_caps_raw_to_latent (peer));
+  }
+  gst_caps_unref (peer);
+  peer = gst_caps_intersect (caps, tmpl);
+  gst_caps_unref (caps);
+  gst_caps_unref (tmpl);
+  if (filter) {
+    caps = gst_caps_intersect_full (filter, peer, GST_CAPS_INTERSECT_FIRST);
+    gst_caps_unref (peer);
+    peer = caps;
+  }
+  gst_query_set_caps_result (query, peer);
+  gst_caps_unref (peer);
+  return TRUE;
+}
+
 /* ------------------------------------------------------------------ */
 /* latent chunks <-> tensors */
 

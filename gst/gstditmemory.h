@@ -90,5 +90,15 @@ GstCaps *gst_dit_caps_keep_memory (GstCaps * caps, gboolean device);
  * feature.  A peer that takes anything gets system memory. */
 gboolean gst_dit_peer_takes_device (GstPad * srcpad, GstDitSession * session);
 
+/* A CAPS query on `pad` of ditencode or ditdecode (their `raw_pad` or
+ * `latent_pad`), answered from the peer caps of the other pad mapped
+ * between raw video and latents.  Raw video is offered in `formats` in
+ * system memory and, when `cuda` (gst_dit_session_cuda_offerable), first
+ * in CUDA memory; a raw peer's CUDA memory counts only then.  Latents are
+ * offered in either memory. */
+gboolean gst_dit_caps_query_convert (GstQuery * query, GstPad * pad,
+    GstPad * raw_pad, GstPad * latent_pad, const gchar * formats,
+    gboolean cuda);
+
 G_END_DECLS
 #endif /* __GST_DIT_MEMORY_H__ */
