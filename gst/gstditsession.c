@@ -1130,34 +1130,31 @@ gst_dit_session_display_held (GstDitSession * self)
   return r;
 }
 
-gint64
-gst_dit_session_stage0_busy_us (GstDitSession * self)
+/* The stats of the session's Stage 0, busy_us counting earlier stage0
+ * objects too. */
+static dit_stage0_stats
+stage0_stats (GstDitSession * self)
 {
-  gint64 r;
-
   dit_stage0_stats st = { 0 };
 
   g_mutex_lock (&self->dec_lock);
   if (self->stage0)
     dit_stage0_get_stats (self->stage0, &st);
-  r = self->busy_base_us + st.busy_us;
+  st.busy_us += self->busy_base_us;
   g_mutex_unlock (&self->dec_lock);
-  return r;
+  return st;
+}
+
+gint64
+gst_dit_session_stage0_busy_us (GstDitSession * self)
+{
+  return stage0_stats (self).busy_us;
 }
 
 gint64
 gst_dit_session_decoded_latents (GstDitSession * self)
 {
-  gint64 r;
-
-  dit_stage0_stats st = { 0 };
-
-  g_mutex_lock (&self->dec_lock);
-  if (self->stage0)
-    dit_stage0_get_stats (self->stage0, &st);
-  r = st.decoded;
-  g_mutex_unlock (&self->dec_lock);
-  return r;
+  return stage0_stats (self).decoded;
 }
 
 /* ------------------------------------------------------------------ */
