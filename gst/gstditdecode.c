@@ -543,53 +543,6 @@ gst_dit_decode_query (GstPad * pad, GstObject * parent, GstQuery * query)
   return gst_pad_query_default (pad, parent, query);
 }
 
-static gboolean
-ensure_vae (GstDitDecode * self)
-{
-  gchar *vae, *decoder, *device, *key, *error = NULL;
-  gboolean ok;
-
-  GST_OBJECT_LOCK (self);
-  vae = g_strdup (self->vae_model);
-  decoder = g_strdup (self->decoder_model);
-  device = g_strdup (self->device);
-  key = g_strdup (self->session_key);
-  GST_OBJECT_UNLOCK (self);
-  gst_dit_session_ensure (GST_ELEMENT (self), key, &self->session);
-  /* the full VAE is loaded either way: the anchor path encodes with it */
-  ok = gst_dit_session_load_vae (self->session, GST_ELEMENT (self), vae,
-      device, &error);
-  if (ok && decoder && *decoder)
-    ok = gst_dit_session_load_taehv (self->session, GST_ELEMENT (self),
-        decoder, device, &error);
-  if (ok)
-    ok = gst_dit_session_set_display_decoder (self->session, decoder, &error);
-  if (!ok && gst_dit_demo_missing (vae, GST_DIT_DEFAULT_VAE, DIT_DEMO_VAE)) {
-    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("%s", error),
-        ("vae-model '%s'", vae ? vae : GST_DIT_DEFAULT_VAE));
-    g_clear_pointer (&error, g_free);
-  } else if (!ok) {
-    GST_ELEMENT_ERROR (self, LIBRARY, INIT, ("%s", error),
-        ("vae-model '%s', decoder-model '%s'", vae ? vae : GST_DIT_DEFAULT_VAE,
-            decoder ? decoder : "(full VAE)"));
-    g_free (error);
-    error = NULL;
-  }
-#ifdef DIT_HAVE_GST_CUDA
-  if (ok && gst_dit_session_on_device (self->session)
-      && !gst_dit_session_ensure_cuda_context (self->session,
-          GST_ELEMENT (self), device, self->cuda_offered, &error)) {
-    GST_WARNING_OBJECT (self, "no CUDA memory output: %s", error);
-    g_clear_pointer (&error, g_free);
-  }
-#endif
-  g_free (vae);
-  g_free (decoder);
-  g_free (device);
-  g_free (key);
-  return ok;
-}
-
 static GstStateChangeReturn
 gst_dit_decode_change_state (GstElement * element, GstStateChange transition)
 {
@@ -598,7 +551,9 @@ gst_dit_decode_change_state (GstElement * element, GstStateChange transition)
 
   switch (transition) {
     case GST_STATE_CHANGE_NULL_TO_READY:
-      if (!ensure_vae (self))
+      if (!gst_dit_session_ensure_vae (element, &self->session,
+              &self->session_key, &self->device, &self->vae_model,
+              &self->decoder_model, DIT_TAEHV_DECODER, self->cuda_offered))
         return GST_STATE_CHANGE_FAILURE;
       break;
     case GST_STATE_CHANGE_READY_TO_PAUSED:

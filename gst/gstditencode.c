@@ -759,59 +759,16 @@ gst_dit_encode_query (GstPad * pad, GstObject * parent, GstQuery * query)
   return gst_pad_query_default (pad, parent, query);
 }
 
-static gboolean
-ensure_vae (GstDitEncode * self)
-{
-  gchar *vae, *encoder, *device, *key, *error = NULL;
-  gboolean ok;
-
-  GST_OBJECT_LOCK (self);
-  vae = g_strdup (self->vae_model);
-  encoder = g_strdup (self->encoder_model);
-  device = g_strdup (self->device);
-  key = g_strdup (self->session_key);
-  GST_OBJECT_UNLOCK (self);
-  gst_dit_session_ensure (GST_ELEMENT (self), key, &self->session);
-  if (encoder && *encoder)
-    ok = gst_dit_session_load_taehv (self->session, GST_ELEMENT (self),
-        encoder, device, &error);
-  else
-    ok = gst_dit_session_load_vae (self->session, GST_ELEMENT (self), vae,
-        device, &error);
-  if (!ok && !(encoder && *encoder)
-      && gst_dit_demo_missing (vae, GST_DIT_DEFAULT_VAE, DIT_DEMO_VAE)) {
-    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("%s", error),
-        ("vae-model '%s'", vae ? vae : GST_DIT_DEFAULT_VAE));
-    g_clear_pointer (&error, g_free);
-  } else if (!ok) {
-    GST_ELEMENT_ERROR (self, LIBRARY, INIT, ("%s", error),
-        ("vae-model '%s', encoder-model '%s'", vae ? vae : GST_DIT_DEFAULT_VAE,
-            encoder ? encoder : "(full VAE)"));
-    g_free (error);
-    error = NULL;
-  }
-#ifdef DIT_HAVE_GST_CUDA
-  if (ok && gst_dit_session_on_device (self->session)
-      && !gst_dit_session_ensure_cuda_context (self->session,
-          GST_ELEMENT (self), device, self->cuda_offered, &error)) {
-    GST_WARNING_OBJECT (self, "no CUDA memory input: %s", error);
-    g_clear_pointer (&error, g_free);
-  }
-#endif
-  g_free (vae);
-  g_free (encoder);
-  g_free (device);
-  g_free (key);
-  return ok;
-}
-
 static GstStateChangeReturn
 gst_dit_encode_change_state (GstElement * element, GstStateChange transition)
 {
   GstDitEncode *self = GST_DIT_ENCODE (element);
   GstStateChangeReturn ret;
 
-  if (transition == GST_STATE_CHANGE_NULL_TO_READY && !ensure_vae (self))
+  if (transition == GST_STATE_CHANGE_NULL_TO_READY
+      && !gst_dit_session_ensure_vae (element, &self->session,
+          &self->session_key, &self->device, &self->vae_model,
+          &self->encoder_model, DIT_TAEHV_ENCODER, self->cuda_offered))
     return GST_STATE_CHANGE_FAILURE;
   ret = GST_ELEMENT_CLASS (gst_dit_encode_parent_class)->change_state (element,
       transition);

@@ -610,6 +610,53 @@ gst_dit_session_set_display_decoder (GstDitSession * self,
   return ok;
 }
 
+gboolean
+gst_dit_session_ensure_vae (GstElement * element, GstDitSession ** session,
+    gchar * const * key, gchar * const * device, gchar * const * vae,
+    gchar * const * taehv, guint part, GstCudaContext * offered)
+{
+  gchar *k = dup_property (element, key);
+  gchar *dev = dup_property (element, device);
+  gchar *full = dup_property (element, vae);
+  gchar *tiny = dup_property (element, taehv);
+  gchar *error = NULL;
+  gboolean encoder = part == DIT_TAEHV_ENCODER;
+  gboolean want_full = !encoder || !tiny || !*tiny;
+  gboolean ok = TRUE;
+
+  gst_dit_session_ensure (element, k, session);
+  if (want_full)
+    ok = gst_dit_session_load_vae (*session, element, full, dev, &error);
+  if (ok && tiny && *tiny)
+    ok = gst_dit_session_load_taehv (*session, element, tiny, dev, &error);
+  if (ok && !encoder)
+    ok = gst_dit_session_set_display_decoder (*session, tiny, &error);
+  if (!ok && want_full && gst_dit_demo_missing (full, GST_DIT_DEFAULT_VAE,
+          DIT_DEMO_VAE))
+    GST_ELEMENT_ERROR (element, RESOURCE, NOT_FOUND, ("%s", error),
+        ("vae-model '%s'", full ? full : GST_DIT_DEFAULT_VAE));
+  else if (!ok)
+    GST_ELEMENT_ERROR (element, LIBRARY, INIT, ("%s", error),
+        ("vae-model '%s', %s '%s'", full ? full : GST_DIT_DEFAULT_VAE,
+            encoder ? "encoder-model" : "decoder-model",
+            tiny ? tiny : "(full VAE)"));
+  g_clear_pointer (&error, g_free);
+#ifdef DIT_HAVE_GST_CUDA
+  if (ok && gst_dit_session_on_device (*session)
+      && !gst_dit_session_ensure_cuda_context (*session, element, dev,
+          offered, &error)) {
+    GST_WARNING_OBJECT (element, "no CUDA memory %s: %s",
+        encoder ? "input" : "output", error);
+    g_free (error);
+  }
+#endif
+  g_free (k);
+  g_free (dev);
+  g_free (full);
+  g_free (tiny);
+  return ok;
+}
+
 void
 gst_dit_session_set_anchor_decoder (GstDitSession * self, gboolean tiny)
 {

@@ -121,6 +121,22 @@ gboolean gst_dit_session_load_taehv (GstDitSession * self,
  * for another decoder fails with *error naming both. */
 gboolean gst_dit_session_set_display_decoder (GstDitSession * self,
     const gchar * decoder_model, gchar ** error);
+/* ditencode's and ditdecode's weights, at NULL_TO_READY.  `key`,
+ * `device`, `vae` and `taehv` point at the element's session, device,
+ * vae-model and encoder-model or decoder-model properties (read under its
+ * object lock); `part` (DIT_TAEHV_ENCODER or DIT_TAEHV_DECODER) says which
+ * element it is.  The encoder loads the TAEHV when one is named, else the
+ * full VAE; the decoder loads the full VAE either way (the anchor path
+ * encodes with it), the TAEHV when named, and makes that the display
+ * decoder.  A failure is posted on `element`: RESOURCE NOT_FOUND when the
+ * full VAE asked for is the demo's and not installed, else LIBRARY INIT.
+ * On a CUDA device the shared CUDA context is made too (`offered` when it
+ * wraps it); without it the element has no CUDA memory, which is only
+ * logged. */
+gboolean gst_dit_session_ensure_vae (GstElement * element,
+    GstDitSession ** session, gchar * const * key, gchar * const * device,
+    gchar * const * vae, gchar * const * taehv, guint part,
+    GstCudaContext * offered);
 /* The anchor path's frame: from the full VAE (FALSE, the default) or from
  * the display decoder (TRUE; the same when the display is the full VAE). */
 void gst_dit_session_set_anchor_decoder (GstDitSession * self, gboolean tiny);
