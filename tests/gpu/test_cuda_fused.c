@@ -32,22 +32,12 @@
 #include "dit_build_config.h"
 #include "dit_backend.h"
 #include "dit_philox.h"
+#include "../common/gpu_check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-static void
-die_if (dit_status st, const char *what)
-{
-  if (st != DIT_OK) {
-    fprintf (stderr, "FAIL %s: %s\n", what, dit_last_error ());
-    exit (1);
-  }
-}
 
 static void
 check (int ok, const char *label, const char *fmt, double a, double b)
@@ -57,20 +47,6 @@ check (int ok, const char *label, const char *fmt, double a, double b)
   printf (")\n");
   if (!ok)
     failures++;
-}
-
-static double
-nmse (const float *a, const float *ref, size_t n)
-{
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < n; i++) {
-    if (!isfinite (a[i]))
-      return INFINITY;
-    double d = (double) a[i] - ref[i];
-    num += d * d;
-    den += (double) ref[i] * ref[i];
-  }
-  return den > 0 ? num / den : num;
 }
 
 static void
@@ -302,11 +278,7 @@ main (void)
       || cpu->ops->supports (cpu, DIT_OP_NOISE_FLOW, DIT_F32);
   check (!cpu_fused, "cpu backend has no fused ops", "supports %.0f", cpu_fused, 0);
 
-  dit_backend *cuda = dit_backend_create ("cuda", 0);
-  if (!cuda) {
-    printf ("SKIP: no CUDA device (%s)\n", dit_last_error ());
-    return 77;
-  }
+  dit_backend *cuda = cuda_backend_or_skip ();
   int cuda_fused = cuda->ops->supports (cuda, DIT_OP_LAYERNORM_MODULATE, DIT_BF16)
       && cuda->ops->supports (cuda, DIT_OP_QK_NORM_ROPE, DIT_BF16)
       && cuda->ops->supports (cuda, DIT_OP_NOISE_FLOW, DIT_F32);

@@ -24,6 +24,7 @@
 #include "dit_generator.h"
 #include "dit_philox.h"
 #include "dit_weights.h"
+#include "../common/gpu_check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -31,31 +32,6 @@
 #include <string.h>
 
 #define CHUNKS 4
-
-static int failures;
-
-static void
-die_if (dit_status st, const char *what)
-{
-  if (st != DIT_OK) {
-    fprintf (stderr, "FAIL %s: %s\n", what, dit_last_error ());
-    exit (1);
-  }
-}
-
-static double
-nmse (const float *a, const float *ref, size_t n)
-{
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < n; i++) {
-    if (!isfinite (a[i]))
-      return INFINITY;
-    double d = (double) a[i] - ref[i];
-    num += d * d;
-    den += (double) ref[i] * ref[i];
-  }
-  return den > 0 ? num / den : num;
-}
 
 /* One rollout; x0[k] gets chunk k's output (host f32). */
 static void
@@ -157,11 +133,7 @@ graph_case (dit_backend *cuda, const char *preset, int layers, dit_dtype dt,
 int
 main (void)
 {
-  dit_backend *cuda = dit_backend_create ("cuda", 0);
-  if (!cuda) {
-    printf ("SKIP: no CUDA device (%s)\n", dit_last_error ());
-    return 77;
-  }
+  dit_backend *cuda = cuda_backend_or_skip ();
   if (!cuda->ops->graph_begin) {
     printf ("FAIL: the cuda backend has no graph entries\n");
     return 1;

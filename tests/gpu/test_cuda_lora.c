@@ -30,6 +30,7 @@
 #include "dit_lora.h"
 #include "dit_philox.h"
 #include "dit_weights.h"
+#include "../common/gpu_check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -37,40 +38,8 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures;
-
-static void
-die_if (dit_status st, const char *what)
-{
-  if (st != DIT_OK) {
-    fprintf (stderr, "FAIL %s: %s\n", what, dit_last_error ());
-    exit (1);
-  }
-}
-
-static void
-report (const char *label, double e, double limit)
-{
-  int ok = e <= limit;
-  printf ("%-52s %s (nmse %.3e, limit %.0e)\n", label, ok ? "ok" : "FAIL", e,
-      limit);
-  if (!ok)
-    failures++;
-}
-
-static double
-nmse (const float *a, const float *ref, size_t n)
-{
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < n; i++) {
-    if (!isfinite (a[i]))
-      return INFINITY;
-    double d = (double) a[i] - ref[i];
-    num += d * d;
-    den += (double) ref[i] * ref[i];
-  }
-  return den > 0 ? num / den : num;
-}
+/* the label column of the result lines */
+#define LABEL_W 52
 
 /* Tensor i of w as f32 on the host (FP8: dequantized). */
 static float *
@@ -265,14 +234,15 @@ case_f32 (dit_backend *cuda)
   dit_weights *wc = synth (&cfg, DIT_F32, dit_backend_cpu ());
   dit_lora_state *sd = applied (wd, DIT_LORA_MERGE, 1, L.use, 2);
   dit_lora_state *sc = applied (wc, DIT_LORA_MERGE, 0, L.use, 2);
-  report ("tiny f32: merged weights, device vs cpu", weights_nmse (wd, wc), 1e-10);
+  report (LABEL_W, "tiny f32: merged weights, device vs cpu",
+      weights_nmse (wd, wc), 1e-10);
 
   /* a strength change re-merged from the base = a fresh merge, bitwise */
   dit_lora_use other[2] = { { L.l[0], -0.3f }, { L.l[1], 1.1f } };
   die_if (dit_lora_state_apply (sd, other, 2), "re-merge");
   dit_weights *wf = synth (&cfg, DIT_F32, cuda);
   dit_lora_state *sf = applied (wf, DIT_LORA_MERGE, 0, other, 2);
-  report ("tiny f32: re-merge from the base vs a fresh merge",
+  report (LABEL_W, "tiny f32: re-merge from the base vs a fresh merge",
       weights_nmse (wd, wf), 0.0);
 
   /* live forwards (a 3-chunk rollout) on both backends */
@@ -288,7 +258,7 @@ case_f32 (dit_backend *cuda)
   for (int k = 0; k < 3; k++) {
     char label[96];
     snprintf (label, sizeof label, "tiny f32: live rollout chunk %d, device vs cpu", k);
-    report (label, nmse (a[k], b[k], in.n), 1e-8);
+    report (LABEL_W, label, nmse (a[k], b[k], in.n), 1e-8);
     free (a[k]);
     free (b[k]);
   }
@@ -334,9 +304,9 @@ case_bf16 (dit_backend *cuda, const char *preset, int layers, int rank,
   for (int k = 0; k < 3; k++) {
     char label[128];
     snprintf (label, sizeof label, "%s bf16: merged rollout chunk %d vs cpu", name, k);
-    report (label, nmse (m[k], ref[k], in.n), 2e-3);
+    report (LABEL_W, label, nmse (m[k], ref[k], in.n), 2e-3);
     snprintf (label, sizeof label, "%s bf16: live rollout chunk %d vs cpu", name, k);
-    report (label, nmse (l[k], ref[k], in.n), 2e-3);
+    report (LABEL_W, label, nmse (l[k], ref[k], in.n), 2e-3);
   }
   /* strength 0 live = no LoRA, bit for bit */
   dit_weights *w0 = synth (&cfg, DIT_BF16, cuda);
@@ -394,7 +364,7 @@ case_fp8 (dit_backend *cuda, const char *preset, int layers, int rank)
   char label[128];
   snprintf (label, sizeof label, "%s%s fp8: merged weights, device vs cpu",
       preset, layers ? " slice" : "");
-  report (label, weights_nmse (wd, wc), 1e-4 + before);
+  report (LABEL_W, label, weights_nmse (wd, wc), 1e-4 + before);
   /* back to strength 0: the kept FP8 base, codes and scales */
   dit_lora_use z[2] = { { L.l[0], 0.0f }, { L.l[1], 0.0f } };
   die_if (dit_lora_state_apply (sd, z, 2), "fp8 strength 0");
@@ -402,7 +372,7 @@ case_fp8 (dit_backend *cuda, const char *preset, int layers, int rank)
   die_if (dit_weights_to_fp8 (wb, dit_model_fp8_select), "fp8 base");
   snprintf (label, sizeof label, "%s%s fp8: strength 0 restores the base",
       preset, layers ? " slice" : "");
-  report (label, weights_nmse (wd, wb), 0.0);
+  report (LABEL_W, label, weights_nmse (wd, wb), 0.0);
   dit_lora_state_free (sd);
   dit_lora_state_free (sc);
   dit_weights_free (wd);
@@ -435,11 +405,7 @@ main (int argc, char **argv)
       fprintf (stderr, "usage: test-cuda-lora [tiny] [slice]\n");
       return 2;
     }
-  dit_backend *cuda = dit_backend_create ("cuda", 0);
-  if (!cuda) {
-    printf ("SKIP: no CUDA device (%s)\n", dit_last_error ());
-    return 77;
-  }
+  dit_backend *cuda = cuda_backend_or_skip ();
   if (wanted (argc, argv, "tiny")) {
     case_f32 (cuda);
     case_bf16 (cuda, "tiny", 0, 16, 32, 64);

@@ -28,37 +28,13 @@
 #include "dit_generator.h"
 #include "dit_philox.h"
 #include "dit_weights.h"
+#include "../common/gpu_check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int failures;
-
-static void
-die_if (dit_status st, const char *what)
-{
-  if (st != DIT_OK) {
-    fprintf (stderr, "FAIL %s: %s\n", what, dit_last_error ());
-    exit (1);
-  }
-}
-
-static double
-nmse (const float *a, const float *ref, size_t n)
-{
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < n; i++) {
-    double d = (double) a[i] - ref[i];
-    if (!isfinite (a[i]))
-      return INFINITY;
-    num += d * d;
-    den += (double) ref[i] * ref[i];
-  }
-  return den > 0 ? num / den : num;
-}
 
 /* Device weights (made by synthetic_normal) against the host initializer:
  * every element when `full`, else the first and last 64 Ki per tensor. */
@@ -219,11 +195,7 @@ model_case (dit_backend *cuda, const char *preset, int layers, dit_dtype dt,
 int
 main (void)
 {
-  dit_backend *cuda = dit_backend_create ("cuda", 0);
-  if (!cuda) {
-    printf ("SKIP: no CUDA device (%s)\n", dit_last_error ());
-    return 77;
-  }
+  dit_backend *cuda = cuda_backend_or_skip ();
   model_case (cuda, "tiny", 0, DIT_F32, 32, 64, 1e-8);
   model_case (cuda, "tiny", 0, DIT_BF16, 32, 64, 2e-3);
   model_case (cuda, "wan-14b", 2, DIT_BF16, 32, 32, 2e-3);

@@ -26,13 +26,13 @@
 #include "dit_backend.h"
 #include "dit_philox.h"
 #include "cuda/dit_cuda.h"
+#include "../common/gpu_check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static float
@@ -53,15 +53,6 @@ typedef struct buf {
   float *host;
   int64_t n;
 } buf;
-
-static void
-die_if (dit_status st, const char *what)
-{
-  if (st != DIT_OK) {
-    fprintf (stderr, "FAIL %s: %s\n", what, dit_last_error ());
-    exit (1);
-  }
-}
 
 static void
 buf_make (dit_backend *be, buf *b, dit_dtype dt, int64_t rows, int64_t cols,

@@ -29,46 +29,15 @@
 #include "dit_loader.h"
 #include "dit_philox.h"
 #include "dit_taehv.h"
+#include "../common/gpu_check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-
-static void
-die_if (dit_status st, const char *what)
-{
-  if (st != DIT_OK) {
-    fprintf (stderr, "FAIL %s: %s\n", what, dit_last_error ());
-    exit (1);
-  }
-}
-
-static double
-nmse (const float *a, const float *ref, size_t n)
-{
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < n; i++) {
-    if (!isfinite (a[i]))
-      return INFINITY;
-    const double d = (double) a[i] - ref[i];
-    num += d * d;
-    den += (double) ref[i] * ref[i];
-  }
-  return den > 0 ? num / den : num;
-}
-
-static void
-report (const char *label, double e, double limit)
-{
-  const int ok = e <= limit;
-  printf ("%-56s %s (nmse %.3e, limit %.0e)\n", label, ok ? "ok" : "FAIL", e,
-      limit);
-  if (!ok)
-    failures++;
-}
+/* the label column of the result lines */
+#define LABEL_W 56
 
 static dit_tensor
 upload (dit_backend *be, const float *host, dit_dtype dt, int ndim,
@@ -164,17 +133,17 @@ conv_case (dit_backend *cuda, const tconv *c)
   if (dit_cuda_cudnn_version ()) {
     float *dnn = conv_on (cuda, c, DIT_BF16, x, w, b, r, yd);
     snprintf (label, sizeof label, "conv %s, default path", c->label);
-    report (label, nmse (dnn, ref, ny), 1e-4);
+    report (LABEL_W, label, nmse (dnn, ref, ny), 1e-4);
     free (dnn);
   }
   setenv ("DIT_VAE_CONV", "own", 1);
   float *fast = conv_on (cuda, c, DIT_BF16, x, w, b, r, yd);
   snprintf (label, sizeof label, "conv %s, own kernels", c->label);
-  report (label, nmse (fast, ref, ny), 1e-4);
+  report (LABEL_W, label, nmse (fast, ref, ny), 1e-4);
   setenv ("DIT_VAE_CONV_GENERIC", "1", 1);
   float *gen = conv_on (cuda, c, DIT_BF16, x, w, b, r, yd);
   snprintf (label, sizeof label, "conv %s, generic kernel", c->label);
-  report (label, nmse (gen, ref, ny), 1e-4);
+  report (LABEL_W, label, nmse (gen, ref, ny), 1e-4);
   unsetenv ("DIT_VAE_CONV_GENERIC");
   unsetenv ("DIT_VAE_CONV");
   free (x); free (w); free (b); free (r); free (ref); free (fast); free (gen);
@@ -274,7 +243,8 @@ model_case (dit_backend *cuda, const char *preset, int width, int height,
     }
     snprintf (label, sizeof label, "%s %dx%d %s decode latent %d (%lld frames)",
         preset, height, width, dit_dtype_name (dt), i, (long long) T);
-    report (label, nmse (out[1], out[0], (size_t) T * frame_n), limit);
+    report (LABEL_W, label, nmse (out[1], out[0], (size_t) T * frame_n),
+        limit);
     free (out[0]);
     free (out[1]);
   }
@@ -304,7 +274,7 @@ model_case (dit_backend *cuda, const char *preset, int width, int height,
     } else if (n[0]) {
       snprintf (label, sizeof label, "%s %dx%d %s encode latent %d%s", preset,
           height, width, dit_dtype_name (dt), g - 1, g == 3 ? " (flush)" : "");
-      report (label, nmse (out[1], out[0], lat_n), limit);
+      report (LABEL_W, label, nmse (out[1], out[0], lat_n), limit);
     }
     free (out[0]);
     free (out[1]);
@@ -318,11 +288,7 @@ model_case (dit_backend *cuda, const char *preset, int width, int height,
 int
 main (void)
 {
-  dit_backend *cuda = dit_backend_create ("cuda", 0);
-  if (!cuda) {
-    printf ("SKIP: no CUDA device (%s)\n", dit_last_error ());
-    return 77;
-  }
+  dit_backend *cuda = cuda_backend_or_skip ();
   printf ("cudnn: %s (version %d)\n", dit_cuda_cudnn_version () ? "loaded"
       : "not loadable, own kernels only", dit_cuda_cudnn_version ());
   conv_cases (cuda);

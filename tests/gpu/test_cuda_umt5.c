@@ -60,6 +60,7 @@
 #include "dit_backend.h"
 #include "dit_umt5.h"
 #include "dit_weights.h"
+#include "../common/gpu_check.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -79,17 +80,6 @@
 #define LONG_N 512
 #define SHORT_N 6
 #define MAX_UNIQ (LONG_N + SHORT_N)
-
-static int failures;
-
-static void
-die_if (dit_status st, const char *what)
-{
-  if (st != DIT_OK) {
-    fprintf (stderr, "FAIL %s: %s\n", what, dit_last_error ());
-    exit (1);
-  }
-}
 
 static double
 now_ms (void)

@@ -32,6 +32,7 @@
 #include "dit_philox.h"
 #include "dit_vae.h"
 #include "dit_weights.h"
+#include "../common/gpu_check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -39,40 +40,8 @@
 #include <string.h>
 #include <time.h>
 
-static int failures;
-
-static void
-die_if (dit_status st, const char *what)
-{
-  if (st != DIT_OK) {
-    fprintf (stderr, "FAIL %s: %s\n", what, dit_last_error ());
-    exit (1);
-  }
-}
-
-static double
-nmse (const float *a, const float *ref, size_t n)
-{
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < n; i++) {
-    if (!isfinite (a[i]))
-      return INFINITY;
-    double d = (double) a[i] - ref[i];
-    num += d * d;
-    den += (double) ref[i] * ref[i];
-  }
-  return den > 0 ? num / den : num;
-}
-
-static void
-report (const char *label, double e, double limit)
-{
-  int ok = e <= limit;
-  printf ("%-48s %s (nmse %.3e, limit %.0e)\n", label, ok ? "ok" : "FAIL", e,
-      limit);
-  if (!ok)
-    failures++;
-}
+/* the label column of the result lines */
+#define LABEL_W 48
 
 /* A [c, t, h, w] f32 tensor on `be` holding `host`. */
 static dit_tensor
@@ -151,7 +120,8 @@ vae_case (dit_backend *cuda, const char *preset, int width, int height,
     }
     snprintf (label, sizeof label, "vae %s %dx%d %s decode latent %d (%lld "
         "frames)", preset, height, width, dit_dtype_name (dt), k, (long long) T);
-    report (label, nmse (out[1], out[0], (size_t) T * frame_n), limit);
+    report (LABEL_W, label, nmse (out[1], out[0], (size_t) T * frame_n),
+        limit);
     free (out[0]);
     free (out[1]);
   }
@@ -181,7 +151,7 @@ vae_case (dit_backend *cuda, const char *preset, int width, int height,
     else
       snprintf (label, sizeof label, "vae %s %dx%d %s encode chunk %d (%d "
           "frames)", preset, height, width, dit_dtype_name (dt), k, T);
-    report (label, nmse (out[1], out[0], lat_n), limit);
+    report (LABEL_W, label, nmse (out[1], out[0], lat_n), limit);
     free (out[0]);
     free (out[1]);
   }
@@ -418,12 +388,12 @@ conv_case (dit_backend *cuda, const conv_shape *c, int timed)
   if (dnn) {
     snprintf (label, sizeof label, "conv %s cudnn (where it applies)",
         c->label);
-    report (label, nmse (dnn, ref, ny), 1e-4);
+    report (LABEL_W, label, nmse (dnn, ref, ny), 1e-4);
   }
   snprintf (label, sizeof label, "conv %s fast kernel", c->label);
-  report (label, nmse (fast, ref, ny), 1e-4);
+  report (LABEL_W, label, nmse (fast, ref, ny), 1e-4);
   snprintf (label, sizeof label, "conv %s generic kernel", c->label);
-  report (label, nmse (gen, ref, ny), 1e-4);
+  report (LABEL_W, label, nmse (gen, ref, ny), 1e-4);
   if (timed) {
     double flop = 2.0 * (double) ny * c->kt * c->kh * c->kw * c->cin;
     printf ("conv %s: cudnn %.3f ms (%.0f TFLOP/s), fast %.3f ms "
@@ -465,11 +435,7 @@ conv_cases (dit_backend *cuda)
 int
 main (void)
 {
-  dit_backend *cuda = dit_backend_create ("cuda", 0);
-  if (!cuda) {
-    printf ("SKIP: no CUDA device (%s)\n", dit_last_error ());
-    return 77;
-  }
+  dit_backend *cuda = cuda_backend_or_skip ();
   printf ("cudnn: %s (version %d)\n", dit_cuda_cudnn_version ()
       ? "loaded, used for the bf16 convs it expresses" : "not loadable, own "
       "kernels only", dit_cuda_cudnn_version ());

@@ -1,0 +1,63 @@
+/* gpu_check — what the CUDA test programs in tests/gpu check alike: a
+ * device result against the CPU backend's (the reference oracle) by NMSE,
+ * one printed line per comparison, an exit at a failed setup step, and
+ * their test data.  A program counts its failed checks in `failures` and
+ * returns 1 when it is not 0; cuda_backend_or_skip (cuda_skip.h) opens
+ * the device or skips with 77.
+ */
+#ifndef DIT_TEST_GPU_CHECK_H
+#define DIT_TEST_GPU_CHECK_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "dit_backend.h"
+#include "cuda_skip.h"
+
+/* The failed comparisons.  The same counter as check.h's (a tentative
+ * definition: a program may include both). */
+static int failures;
+
+/* A setup step that must succeed: else "FAIL what: last error" on stderr
+ * and exit status 1. */
+static inline void
+die_if (dit_status st, const char *what)
+{
+  if (st != DIT_OK) {
+    fprintf (stderr, "FAIL %s: %s\n", what, dit_last_error ());
+    exit (1);
+  }
+}
+
+/* ||a - ref||^2 / ||ref||^2 over n values (the plain squared error when
+ * ref is all zeros); INFINITY when a holds a NaN or an infinity, so that
+ * a non-finite result fails every limit. */
+static inline double
+nmse (const float *a, const float *ref, size_t n)
+{
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite (a[i]))
+      return INFINITY;
+    const double d = (double) a[i] - ref[i];
+    num += d * d;
+    den += (double) ref[i] * ref[i];
+  }
+  return den > 0 ? num / den : num;
+}
+
+/* One result line: the label padded to `width` columns (each program keeps
+ * its own), ok or FAIL, the NMSE and its limit; a FAIL counts. */
+static inline void
+report (int width, const char *label, double e, double limit)
+{
+  const int ok = e <= limit;
+  printf ("%-*s %s (nmse %.3e, limit %.0e)\n", width, label,
+      ok ? "ok" : "FAIL", e, limit);
+  if (!ok)
+    failures++;
+}
+
+#endif
