@@ -30,6 +30,7 @@
 #include <stdlib.h>
 
 #include "dit_backend.h"
+#include "../common/cuda_skip.h"
 
 #ifdef DIT_HAVE_GST_CUDA
 #include <dlfcn.h>
@@ -496,16 +497,10 @@ int
 main (int argc, char **argv)
 {
 #ifdef DIT_HAVE_GST_CUDA
-  dit_backend *be;
   GstElementFactory *f;
 
   gst_check_init (&argc, &argv);
-  be = dit_backend_create ("cuda", 0);
-  if (!be) {
-    printf ("SKIP: no CUDA device (%s)\n", dit_last_error ());
-    return 77;
-  }
-  dit_backend_destroy (be);
+  dit_backend_destroy (cuda_backend_or_skip ());
   f = gst_element_factory_find ("cudaupload");
   if (!f) {
     printf ("SKIP: nvcodec's cudaupload is not available\n");

@@ -43,6 +43,7 @@
 #include "dit_stage0.h"
 #include "dit_taehv.h"
 #include "dit_vae.h"
+#include "../common/cuda_skip.h"
 #include "../common/stage0_display.h"
 
 #include <math.h>
@@ -407,11 +408,7 @@ main (int argc, char **argv)
     }
   }
   bench b = { .width = width, .height = height, .iters = iters };
-  b.be = dit_backend_create ("cuda", 0);
-  if (!b.be) {
-    printf ("SKIP: no CUDA device (%s)\n", dit_last_error ());
-    return 77;
-  }
+  b.be = cuda_backend_or_skip ();
   b.be2 = dit_backend_create ("cuda", 0);
   die_if (b.be2 ? DIT_OK : DIT_ERR_DEVICE, "second backend");
 

@@ -29,18 +29,14 @@
 #include "dit_stream.h"
 #include "dit_vae.h"
 #include "dit_weights.h"
+#include "../common/check.h"
+#include "../common/cuda_skip.h"
 #include "../common/stage0_display.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf (stderr, __VA_ARGS__); fprintf (stderr, "\n"); } } while (0)
 
 enum { LH = 8, LW = 12, HW = LH * LW, PIX = 64 * HW, F = 3, K = 6 };
 
@@ -163,11 +159,7 @@ out:
 int
 main (void)
 {
-  be = dit_backend_create ("cuda", 0);
-  if (!be) {
-    printf ("SKIP: no CUDA device (%s)\n", dit_last_error ());
-    return 77;
-  }
+  be = cuda_backend_or_skip ();
   gen = dit_backend_create ("cuda", 0);
   dit_param_spec *specs = NULL;
   size_t count = 0;
