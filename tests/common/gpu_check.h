@@ -60,4 +60,15 @@ report (int width, const char *label, double e, double limit)
     failures++;
 }
 
+/* Uniform in [-1, 1) and exact in bf16, from a 64-bit LCG (Knuth's MMIX
+ * constants) on *s: conv operands that the bf16 tensor-core paths and the
+ * CPU's f32 conv see alike. */
+static inline float
+bf16_rand (uint64_t *s)
+{
+  *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+  return dit_bf16_to_f32 (dit_f32_to_bf16 ((float) ((*s >> 40)
+              / (double) (1ull << 24)) * 2.0f - 1.0f));
+}
+
 #endif

@@ -43,6 +43,7 @@
 #include "dit_loader.h"
 #include "cuda/dit_cuda.h"
 #include "fp8_gate.h"
+#include "../common/test_random.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -68,18 +69,6 @@ die_if (dit_status st, const char *what)
     printf ("FAIL %s: %s\n", what, dit_last_error ());
     exit (1);
   }
-}
-
-static uint64_t rng = 0x0123456789abcdefull;
-
-static float
-frand (void)
-{
-  rng ^= rng >> 12;
-  rng ^= rng << 25;
-  rng ^= rng >> 27;
-  return (float) ((double) ((rng * 0x2545f4914f6cdd1dull) >> 11)
-      / 9007199254740992.0 * 2.0 - 1.0);
 }
 
 /* a tensor on both backends with the same host contents */
@@ -609,6 +598,7 @@ int
 main (int argc, char **argv)
 {
   const char *what = argc > 1 ? argv[1] : "refusal,engines,attention,slice,full";
+  test_rng = 0x0123456789abcdefull;     /* this program's frand sequence */
   tb = dit_backend_create ("cuda", 0);
   if (!tb) {
     printf ("no CUDA device: %s\n", dit_last_error ());

@@ -27,24 +27,12 @@
 #include "dit_philox.h"
 #include "cuda/dit_cuda.h"
 #include "../common/gpu_check.h"
+#include "../common/test_random.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static float
-rnd (void)
-{
-  /* xorshift64*, uniform in [-1, 1) */
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  uint64_t v = rng_state * 0x2545f4914f6cdd1dull;
-  return (float) ((double) (v >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
 
 /* A device tensor filled with random values, and the host copy of exactly
  * what it holds (after rounding to its dtype). */
@@ -64,7 +52,7 @@ buf_make (dit_backend *be, buf *b, dit_dtype dt, int64_t rows, int64_t cols,
   b->host = malloc ((size_t) b->n * sizeof (float));
   void *raw = malloc ((size_t) b->n * dit_dtype_size (dt));
   for (int64_t i = 0; i < b->n; i++) {
-    dit_store_f32 (raw, dt, (size_t) i, amp * rnd ());
+    dit_store_f32 (raw, dt, (size_t) i, amp * frand ());
     b->host[i] = dit_load_f32 (raw, dt, (size_t) i);
   }
   die_if (be->ops->upload (be, b->t.data, raw, (size_t) b->n

@@ -66,15 +66,6 @@ download (dit_backend *be, const dit_tensor *t)
   return out;
 }
 
-/* bf16-exact uniform values in [-1, 1) */
-static float
-rnd (uint64_t *s)
-{
-  *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-  return dit_bf16_to_f32 (dit_f32_to_bf16 ((float) ((*s >> 40)
-              / (double) (1ull << 24)) * 2.0f - 1.0f));
-}
-
 /* ---- 1. conv shapes ------------------------------------------------------ */
 
 typedef struct tconv {
@@ -124,10 +115,10 @@ conv_case (dit_backend *cuda, const tconv *c)
   float *b = malloc ((size_t) c->cout * sizeof (float));
   float *r = malloc (ny * sizeof (float));
   uint64_t s = 99 + (uint64_t) c->cin * 13 + (uint64_t) c->cout;
-  for (size_t i = 0; i < nx; i++) x[i] = rnd (&s);
-  for (size_t i = 0; i < nw; i++) w[i] = rnd (&s) * 0.05f;
-  for (int i = 0; i < c->cout; i++) b[i] = rnd (&s) * 0.2f;
-  for (size_t i = 0; i < ny; i++) r[i] = rnd (&s);
+  for (size_t i = 0; i < nx; i++) x[i] = bf16_rand (&s);
+  for (size_t i = 0; i < nw; i++) w[i] = bf16_rand (&s) * 0.05f;
+  for (int i = 0; i < c->cout; i++) b[i] = bf16_rand (&s) * 0.2f;
+  for (size_t i = 0; i < ny; i++) r[i] = bf16_rand (&s);
   float *ref = conv_on (dit_backend_cpu (), c, DIT_F32, x, w, b, r, yd);
   char label[128];
   if (dit_cuda_cudnn_version ()) {

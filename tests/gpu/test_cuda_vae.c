@@ -261,15 +261,6 @@ now_ms (void)
   return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
 }
 
-static float
-conv_rand (uint64_t *state)
-{
-  *state = *state * 6364136223846793005ull + 1442695040888963407ull;
-  /* bf16-exact values in [-1, 1), so both sides see the same operands */
-  return dit_bf16_to_f32 (dit_f32_to_bf16 ((float) ((*state >> 40)
-              / (double) (1ull << 24)) * 2.0f - 1.0f));
-}
-
 static dit_tensor
 conv_put (dit_backend *be, const float *host, dit_dtype dt, int ndim,
     const int64_t *shape)
@@ -361,11 +352,11 @@ conv_case (dit_backend *cuda, const conv_shape *c, int timed)
   float *w = malloc (nw * sizeof (float)), *b = malloc (c->cout * sizeof (float));
   float *r = malloc (ny * sizeof (float));
   uint64_t s = 12345 + (uint64_t) c->cin * 7 + (uint64_t) c->cout;
-  for (size_t i = 0; i < nx; i++) x[i] = conv_rand (&s);
-  for (size_t i = 0; i < np; i++) prev[i] = conv_rand (&s);
-  for (size_t i = 0; i < nw; i++) w[i] = conv_rand (&s) * 0.05f;
-  for (int i = 0; i < c->cout; i++) b[i] = conv_rand (&s);
-  for (size_t i = 0; i < ny; i++) r[i] = conv_rand (&s);
+  for (size_t i = 0; i < nx; i++) x[i] = bf16_rand (&s);
+  for (size_t i = 0; i < np; i++) prev[i] = bf16_rand (&s);
+  for (size_t i = 0; i < nw; i++) w[i] = bf16_rand (&s) * 0.05f;
+  for (int i = 0; i < c->cout; i++) b[i] = bf16_rand (&s);
+  for (size_t i = 0; i < ny; i++) r[i] = bf16_rand (&s);
 
   float *ref = conv_run (dit_backend_cpu (), c, x, prev, w, b, r, DIT_F32, yd,
       NULL, 0);

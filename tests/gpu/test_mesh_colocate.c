@@ -35,6 +35,7 @@
 #include "dit_mesh_config.h"
 #include "dit_runner.h"
 #include "dit_tp.h"
+#include "../common/test_random.h"
 
 #define CHUNKS 3
 
@@ -58,10 +59,8 @@ static void
 fill_prompt (float *p, int64_t n)
 {
   uint64_t s = 0x9e3779b97f4a7c15ull;
-  for (int64_t i = 0; i < n; i++) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    p[i] = (float) ((double) (s >> 11) / 9007199254740992.0 - 0.5);
-  }
+  for (int64_t i = 0; i < n; i++)
+    p[i] = (float) (lcg64_unit (&s) - 0.5);
 }
 
 static double
