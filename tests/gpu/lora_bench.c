@@ -22,20 +22,13 @@
 #include "dit_config.h"
 #include "dit_lora.h"
 #include "dit_weights.h"
+#include "../common/test_clock.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double
-now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
 
 static int
 cmp_double (const void *a, const void *b)

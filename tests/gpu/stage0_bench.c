@@ -45,6 +45,7 @@
 #include "dit_vae.h"
 #include "../common/cuda_skip.h"
 #include "../common/stage0_display.h"
+#include "../common/test_clock.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -54,14 +55,6 @@
 
 #define MAX_ITERS 1000
 #define PROF_KEYS 256
-
-static double
-now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
-}
 
 static int
 die_if (dit_status st, const char *what)

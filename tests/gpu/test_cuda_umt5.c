@@ -61,6 +61,7 @@
 #include "dit_umt5.h"
 #include "dit_weights.h"
 #include "../common/gpu_check.h"
+#include "../common/test_clock.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -80,14 +81,6 @@
 #define LONG_N 512
 #define SHORT_N 6
 #define MAX_UNIQ (LONG_N + SHORT_N)
-
-static double
-now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
-}
 
 static double
 rel_l2 (const float *a, const float *ref, size_t n)

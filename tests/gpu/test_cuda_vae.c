@@ -33,6 +33,7 @@
 #include "dit_vae.h"
 #include "dit_weights.h"
 #include "../common/gpu_check.h"
+#include "../common/test_clock.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -252,14 +253,6 @@ pixel_case (dit_backend *cuda, dit_pixel_format fmt, dit_yuv_matrix m)
 
 
 /* ---- the conv op alone: both CUDA kernels against the CPU's f32 conv ---- */
-
-static double
-now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
-}
 
 static dit_tensor
 conv_put (dit_backend *be, const float *host, dit_dtype dt, int ndim,

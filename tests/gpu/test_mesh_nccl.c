@@ -59,6 +59,7 @@
 #include "dit_mesh.h"
 #include "dit_weights.h"
 #include "../common/free_port.h"
+#include "../common/test_clock.h"
 
 #include <cuda_runtime.h>
 #include <errno.h>
@@ -87,14 +88,6 @@ static const int own_devices[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
 static const int shared_devices[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
 static const char *variant = "p2p";
 static int failures;
-
-static double
-now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
-}
 
 static void
 check (int ok, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
