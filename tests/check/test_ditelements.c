@@ -134,6 +134,25 @@ error_text (GstBus * bus)
   return text;
 }
 
+/* The message of the error `element` posts when it refuses its first
+ * buffer (GST_FLOW_NOT_NEGOTIATED) under `caps`. */
+static gchar *
+refusal_text (const gchar * element, const gchar * caps, GstBuffer * buf)
+{
+  GstHarness *h = gst_harness_new (element);
+  GstBus *bus = gst_bus_new ();
+  gchar *msg;
+
+  gst_element_set_bus (h->element, bus);
+  gst_harness_set_src_caps_str (h, caps);
+  fail_unless_equals_int (gst_harness_push (h, buf), GST_FLOW_NOT_NEGOTIATED);
+  msg = error_text (bus);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+  return msg;
+}
+
 /* The message of the error a pipeline posts once playing (30 s at most);
  * the pipeline itself must parse and link. */
 static gchar *
@@ -171,24 +190,13 @@ playing_error (const gchar * desc)
 static void
 device_memory_needs_cuda (void)
 {
-  GstHarness *h;
-  GstBus *bus;
-  gchar *msg;
+  gchar *msg = refusal_text ("ditdecode",
+      "video/x-dit-latent(memory:DitDevice), channels=16, width=8, height=8, "
+      "frames=3, dtype=f32, framerate=16/1", latent_chunk (0, 0, 0));
 
-  h = gst_harness_new ("ditdecode");
-  bus = gst_bus_new ();
-  gst_element_set_bus (h->element, bus);
-  gst_harness_set_src_caps_str (h, "video/x-dit-latent(memory:DitDevice), "
-      "channels=16, width=8, height=8, frames=3, dtype=f32, framerate=16/1");
-  fail_unless_equals_int (gst_harness_push (h, latent_chunk (0, 0, 0)),
-      GST_FLOW_NOT_NEGOTIATED);
-  msg = error_text (bus);
   fail_unless (strstr (msg, "device memory") != NULL
       && strstr (msg, "cuda") != NULL, "message: %s", msg);
   g_free (msg);
-  gst_element_set_bus (h->element, NULL);
-  gst_object_unref (bus);
-  gst_harness_teardown (h);
 
   msg = playing_error ("ditgenerate num-chunks=1 ! "
       "video/x-dit-latent(memory:DitDevice) ! fakesink");
@@ -214,55 +222,28 @@ static const struct
 
 GST_START_TEST (test_caps_reject)
 {
-  GstHarness *h = gst_harness_new ("ditdecode");
-  GstBus *bus = gst_bus_new ();
-  gchar *msg;
-
-  gst_element_set_bus (h->element, bus);
   /* 7 latents = 56 pixels: not a multiple of 16. */
-  gst_harness_set_src_caps_str (h, "video/x-dit-latent, channels=16, "
-      "width=7, height=8, frames=3, dtype=f32, framerate=16/1");
-  fail_unless_equals_int (gst_harness_push (h, latent_chunk (0, 0, 0)),
-      GST_FLOW_NOT_NEGOTIATED);
-  msg = error_text (bus);
+  gchar *msg = refusal_text ("ditdecode", "video/x-dit-latent, channels=16, "
+      "width=7, height=8, frames=3, dtype=f32, framerate=16/1",
+      latent_chunk (0, 0, 0));
+
   fail_unless (strstr (msg, "multiples of 16") != NULL, "message: %s", msg);
   g_free (msg);
-  gst_element_set_bus (h->element, NULL);
-  gst_object_unref (bus);
-  gst_harness_teardown (h);
 
   /* Latents in device memory need a session on a CUDA device (the checks
    * run where the elements compute on the CPU). */
   if (!test_device)
     device_memory_needs_cuda ();
 
-  h = gst_harness_new ("ditencode");
-  bus = gst_bus_new ();
-  gst_element_set_bus (h->element, bus);
-  gst_harness_set_src_caps_str (h, "video/x-raw, format=RGBx, width=128, "
-      "height=128, framerate=0/1");
-  fail_unless_equals_int (gst_harness_push (h, raw_frame (0)),
-      GST_FLOW_NOT_NEGOTIATED);
-  msg = error_text (bus);
+  msg = refusal_text ("ditencode", "video/x-raw, format=RGBx, width=128, "
+      "height=128, framerate=0/1", raw_frame (0));
   fail_unless (strstr (msg, "frame rate") != NULL, "message: %s", msg);
   g_free (msg);
-  gst_element_set_bus (h->element, NULL);
-  gst_object_unref (bus);
-  gst_harness_teardown (h);
 
-  h = gst_harness_new ("ditencode");
-  bus = gst_bus_new ();
-  gst_element_set_bus (h->element, bus);
-  gst_harness_set_src_caps_str (h, "video/x-raw, format=RGBx, width=100, "
-      "height=64, framerate=16/1");
-  fail_unless_equals_int (gst_harness_push (h, raw_frame (0)),
-      GST_FLOW_NOT_NEGOTIATED);
-  msg = error_text (bus);
+  msg = refusal_text ("ditencode", "video/x-raw, format=RGBx, width=100, "
+      "height=64, framerate=16/1", raw_frame (0));
   fail_unless (strstr (msg, "100x64") != NULL, "message: %s", msg);
   g_free (msg);
-  gst_element_set_bus (h->element, NULL);
-  gst_object_unref (bus);
-  gst_harness_teardown (h);
 
   /* In a pipeline the caps query path must not hide the size: linking
    * succeeds and the element that meets it names the size and the rule
