@@ -154,37 +154,43 @@ compare_frames (GPtrArray * a, GPtrArray * b, gint limit, const gchar * what)
       limit);
 }
 
-GST_START_TEST (test_upload_download_frames)
+/* The frames of a pipeline through system memory against those of the
+ * same pipeline through CUDA memory (compare_frames). */
+static void
+compare_runs (const gchar * sys_desc, const gchar * cuda_desc, gint limit,
+    const gchar * what)
 {
-  GPtrArray *sys = run_frames (SRC " ! ditencode device=cuda:0 ! "
-      "ditdecode device=cuda:0 ! video/x-raw,format=RGBA ! "
-      "appsink name=s sync=false");
-  GPtrArray *cuda = run_frames (SRC " ! cudaupload ! "
-      "video/x-raw(memory:CUDAMemory) ! ditencode device=cuda:0 ! "
-      "ditdecode device=cuda:0 ! video/x-raw(memory:CUDAMemory),format=RGBA ! "
-      "cudadownload ! video/x-raw,format=RGBA ! appsink name=s sync=false");
+  GPtrArray *sys = run_frames (sys_desc);
+  GPtrArray *cuda = run_frames (cuda_desc);
 
-  compare_frames (sys, cuda, 1,
-      "check 1 cudaupload/cudadownload vs system memory (RGBA)");
+  compare_frames (sys, cuda, limit, what);
   g_ptr_array_unref (sys);
   g_ptr_array_unref (cuda);
+}
+
+GST_START_TEST (test_upload_download_frames)
+{
+  compare_runs (SRC " ! ditencode device=cuda:0 ! "
+      "ditdecode device=cuda:0 ! video/x-raw,format=RGBA ! "
+      "appsink name=s sync=false",
+      SRC " ! cudaupload ! "
+      "video/x-raw(memory:CUDAMemory) ! ditencode device=cuda:0 ! "
+      "ditdecode device=cuda:0 ! video/x-raw(memory:CUDAMemory),format=RGBA ! "
+      "cudadownload ! video/x-raw,format=RGBA ! appsink name=s sync=false",
+      1, "check 1 cudaupload/cudadownload vs system memory (RGBA)");
 }
 
 GST_END_TEST;
 
 GST_START_TEST (test_cuda_nv12_output)
 {
-  GPtrArray *sys = run_frames (SRC " ! ditencode device=cuda:0 ! "
+  compare_runs (SRC " ! ditencode device=cuda:0 ! "
       "ditdecode device=cuda:0 ! video/x-raw,format=NV12 ! "
-      "appsink name=s sync=false");
-  GPtrArray *cuda = run_frames (SRC " ! ditencode device=cuda:0 ! "
+      "appsink name=s sync=false",
+      SRC " ! ditencode device=cuda:0 ! "
       "ditdecode device=cuda:0 ! video/x-raw(memory:CUDAMemory),format=NV12 ! "
-      "cudadownload ! video/x-raw,format=NV12 ! appsink name=s sync=false");
-
-  compare_frames (sys, cuda, 0,
-      "check 2 CUDAMemory NV12 + cudadownload vs system NV12");
-  g_ptr_array_unref (sys);
-  g_ptr_array_unref (cuda);
+      "cudadownload ! video/x-raw,format=NV12 ! appsink name=s sync=false",
+      0, "check 2 CUDAMemory NV12 + cudadownload vs system NV12");
 }
 
 GST_END_TEST;
