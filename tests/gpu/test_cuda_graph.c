@@ -24,7 +24,7 @@
 #include "dit_generator.h"
 #include "dit_philox.h"
 #include "dit_weights.h"
-#include "../common/gpu_check.h"
+#include "../common/gpu_rollout.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -46,20 +46,7 @@ rollout (const dit_model_config *cfg, const dit_gen_config *gc,
   dit_tensor et = dit_tensor_2d ((void *) emb, DIT_F32, DIT_DEVICE_CPU, rows,
       cfg->text_dim);
   die_if (dit_generator_set_prompt (g, &et), "prompt");
-  int64_t shape[4] = { 16, gc->frames_per_chunk, gc->latent_h, gc->latent_w };
-  size_t n = (size_t) 16 * gc->frames_per_chunk * gc->latent_h * gc->latent_w;
-  for (int k = 0; k < CHUNKS; k++) {
-    dit_chunk_request req = { .chunk_index = k };
-    dit_tensor ctx;
-    if (k > 0) {
-      /* context = the last 3 latents of the previous chunk */
-      ctx = dit_tensor_make (x0[k - 1], DIT_F32, DIT_DEVICE_CPU, 4, shape);
-      req.context = &ctx;
-    }
-    x0[k] = malloc (n * sizeof (float));
-    dit_tensor o = dit_tensor_make (x0[k], DIT_F32, DIT_DEVICE_CPU, 4, shape);
-    die_if (dit_generator_run_chunk (g, &req, &o, NULL), "chunk");
-  }
+  run_chunks (g, gc, CHUNKS, NULL, x0);
   dit_generator_free (g);
 }
 

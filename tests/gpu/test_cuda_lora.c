@@ -30,7 +30,7 @@
 #include "dit_lora.h"
 #include "dit_philox.h"
 #include "dit_weights.h"
-#include "../common/gpu_check.h"
+#include "../common/gpu_rollout.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -163,24 +163,7 @@ rollout (const dit_model_config *cfg, const inputs *in, dit_dtype dt, int fp8,
   dit_tensor et = dit_tensor_2d (in->emb, DIT_F32, DIT_DEVICE_CPU, in->rows,
       cfg->text_dim);
   die_if (dit_generator_set_prompt (g, &et), "prompt");
-  int64_t shape[4] = { 16, gc.frames_per_chunk, gc.latent_h, gc.latent_w };
-  dit_tensor nt[DIT_MAX_STEPS];
-  for (int k = 0; k < 3; k++) {
-    dit_chunk_request req = { .chunk_index = k };
-    dit_tensor ctx;
-    if (k > 0) {
-      ctx = dit_tensor_make (out[k - 1], DIT_F32, DIT_DEVICE_CPU, 4, shape);
-      req.context = &ctx;
-    }
-    for (int s = 0; s < gc.num_steps; s++) {
-      nt[s] = dit_tensor_make (in->noise[k * gc.num_steps + s], DIT_F32,
-          DIT_DEVICE_CPU, 4, shape);
-      req.noise[s] = &nt[s];
-    }
-    out[k] = malloc (in->n * sizeof (float));
-    dit_tensor o = dit_tensor_make (out[k], DIT_F32, DIT_DEVICE_CPU, 4, shape);
-    die_if (dit_generator_run_chunk (g, &req, &o, NULL), "chunk");
-  }
+  run_chunks (g, &gc, 3, in->noise, out);
   dit_generator_free (g);
 }
 
@@ -194,21 +177,6 @@ synth (const dit_model_config *cfg, dit_dtype dt, dit_backend *be)
   die_if (dit_weights_synthetic (specs, count, 1234, dt, be, &w), "weights");
   free (specs);
   return w;
-}
-
-/* The device's bf16 values widened to f32 on the CPU (through a file). */
-static dit_weights *
-cpu_copy_f32 (const dit_weights *w)
-{
-  char path[256];
-  snprintf (path, sizeof path, "/tmp/test-cuda-lora-%d.safetensors",
-      (int) getpid ());
-  die_if (dit_weights_save (w, path, w->dtype, NULL), "save weights");
-  dit_weights *c;
-  die_if (dit_weights_load (path, w->specs, w->count, NULL, DIT_F32,
-      dit_backend_cpu (), &c), "load weights on the cpu");
-  unlink (path);
-  return c;
 }
 
 static dit_lora_state *
@@ -293,7 +261,7 @@ case_bf16 (dit_backend *cuda, const char *preset, int layers, int rank,
   inputs_make (&in, &cfg, ph, pw);
 
   dit_weights *wm = synth (&cfg, DIT_BF16, cuda), *wl = synth (&cfg, DIT_BF16, cuda);
-  dit_weights *wc = cpu_copy_f32 (wm);
+  dit_weights *wc = cpu_copy_f32 (wm, "bf16");
   dit_lora_state *sm = applied (wm, DIT_LORA_MERGE, 0, L.use, 2);
   dit_lora_state *sl = applied (wl, DIT_LORA_LIVE, 0, L.use, 2);
   dit_lora_state *sc = applied (wc, DIT_LORA_MERGE, 0, L.use, 2);

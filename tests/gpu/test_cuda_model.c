@@ -28,7 +28,7 @@
 #include "dit_generator.h"
 #include "dit_philox.h"
 #include "dit_weights.h"
-#include "../common/gpu_check.h"
+#include "../common/gpu_rollout.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -85,43 +85,8 @@ run_rollout (const dit_model_config *cfg, dit_gen_config gc,
   dit_tensor et = dit_tensor_2d ((void *) emb, DIT_F32, DIT_DEVICE_CPU, rows,
       cfg->text_dim);
   die_if (dit_generator_set_prompt (g, &et), "prompt");
-  const int F = gc.frames_per_chunk;
-  int64_t shape[4] = { 16, F, gc.latent_h, gc.latent_w };
-  size_t n = (size_t) 16 * F * gc.latent_h * gc.latent_w;
-  dit_tensor nt[DIT_MAX_STEPS];
-  for (int k = 0; k < 3; k++) {
-    dit_chunk_request req = { .chunk_index = k };
-    dit_tensor ctx;
-    if (k > 0) {
-      ctx = dit_tensor_make (out->x0[k - 1], DIT_F32, DIT_DEVICE_CPU, 4, shape);
-      req.context = &ctx;
-    }
-    for (int s = 0; s < gc.num_steps; s++) {
-      nt[s] = dit_tensor_make (noise[k * gc.num_steps + s], DIT_F32,
-          DIT_DEVICE_CPU, 4, shape);
-      req.noise[s] = &nt[s];
-    }
-    out->x0[k] = malloc (n * sizeof (float));
-    dit_tensor o = dit_tensor_make (out->x0[k], DIT_F32, DIT_DEVICE_CPU, 4, shape);
-    die_if (dit_generator_run_chunk (g, &req, &o, NULL), "chunk");
-  }
+  run_chunks (g, &gc, 3, noise, out->x0);
   dit_generator_free (g);
-}
-
-/* Widen weights to f32 on the CPU through a file (the CPU reference sees
- * exactly the values the device holds). */
-static dit_weights *
-cpu_copy_f32 (const dit_weights *w, const char *tag)
-{
-  char path[256];
-  snprintf (path, sizeof path, "/tmp/test-cuda-model-%d-%s.safetensors",
-      (int) getpid (), tag);
-  die_if (dit_weights_save (w, path, w->dtype, NULL), "save weights");
-  dit_weights *c;
-  die_if (dit_weights_load (path, w->specs, w->count, NULL, DIT_F32,
-      dit_backend_cpu (), &c), "load weights on the cpu");
-  unlink (path);
-  return c;
 }
 
 static void
