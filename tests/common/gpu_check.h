@@ -60,6 +60,22 @@ report (int width, const char *label, double e, double limit)
     failures++;
 }
 
+/* A tensor of dtype dt and the given shape on be holding the host f32
+ * values, rounded to dt. */
+static inline dit_tensor
+upload_as (dit_backend *be, const float *host, dit_dtype dt, int ndim,
+    const int64_t *shape)
+{
+  dit_tensor t;
+  die_if (dit_tensor_alloc (be, &t, dt, ndim, shape), "alloc");
+  const size_t n = (size_t) dit_tensor_numel (&t);
+  void *tmp = malloc (n * dit_dtype_size (dt) + 1);   /* not malloc (0) */
+  dit_convert (tmp, dt, host, DIT_F32, n);
+  die_if (be->ops->upload (be, t.data, tmp, n * dit_dtype_size (dt)), "upload");
+  free (tmp);
+  return t;
+}
+
 /* Uniform in [-1, 1) and exact in bf16, from a 64-bit LCG (Knuth's MMIX
  * constants) on *s: conv operands that the bf16 tensor-core paths and the
  * CPU's f32 conv see alike. */

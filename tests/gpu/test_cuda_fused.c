@@ -60,15 +60,8 @@ fill (float *p, size_t n, uint64_t stream, float scale, float offset)
 static dit_tensor
 make2 (dit_backend *be, dit_dtype dt, int64_t r, int64_t c, const float *v)
 {
-  dit_tensor t;
   int64_t shape[2] = { r, c };
-  die_if (dit_tensor_alloc (be, &t, dt, 2, shape), "alloc");
-  size_t n = (size_t) (r * c), bytes = n * dit_dtype_size (dt);
-  void *tmp = malloc (bytes);
-  dit_convert (tmp, dt, v, DIT_F32, n);
-  die_if (be->ops->upload (be, t.data, tmp, bytes), "upload");
-  free (tmp);
-  return t;
+  return upload_as (be, v, dt, 2, shape);
 }
 
 static void

@@ -39,20 +39,6 @@
 /* the label column of the result lines */
 #define LABEL_W 56
 
-static dit_tensor
-upload (dit_backend *be, const float *host, dit_dtype dt, int ndim,
-    const int64_t *shape)
-{
-  dit_tensor t;
-  die_if (dit_tensor_alloc (be, &t, dt, ndim, shape), "alloc");
-  const size_t n = (size_t) dit_tensor_numel (&t);
-  void *tmp = malloc (n * dit_dtype_size (dt) + 1);
-  dit_convert (tmp, dt, host, DIT_F32, n);
-  die_if (be->ops->upload (be, t.data, tmp, n * dit_dtype_size (dt)), "upload");
-  free (tmp);
-  return t;
-}
-
 static float *
 download (dit_backend *be, const dit_tensor *t)
 {
@@ -81,11 +67,12 @@ conv_on (dit_backend *be, const tconv *c, dit_dtype dt, const float *x,
   int64_t xs[4] = { c->T, c->H, c->W, c->cin };
   int64_t ws[2] = { c->cout, (int64_t) c->kt * 9 * c->cin };
   int64_t bs[1] = { c->cout };
-  dit_tensor tx = upload (be, x, dt, 4, xs), tw = upload (be, w, dt, 2, ws);
-  dit_tensor tb = upload (be, b, DIT_F32, 1, bs), tr = { 0 }, ty;
+  dit_tensor tx = upload_as (be, x, dt, 4, xs);
+  dit_tensor tw = upload_as (be, w, dt, 2, ws);
+  dit_tensor tb = upload_as (be, b, DIT_F32, 1, bs), tr = { 0 }, ty;
   die_if (dit_tensor_alloc (be, &ty, dt, 4, yd), "alloc y");
   if (c->residual)
-    tr = upload (be, r, dt, 4, yd);
+    tr = upload_as (be, r, dt, 4, yd);
   dit_vae_conv_params p = { .x = &tx, .weight = &tw, .bias = &tb,
     .residual = c->residual ? &tr : NULL, .y = &ty, .kt = c->kt, .kh = 3,
     .kw = 3, .st = c->st, .sh = c->s, .sw = c->s, .pad_front = c->pad_front,
@@ -172,7 +159,7 @@ soft_clamp_case (dit_backend *cuda)
   float *out[2];
   dit_backend *be[2] = { dit_backend_cpu (), cuda };
   for (int k = 0; k < 2; k++) {
-    dit_tensor tx = upload (be[k], x, DIT_F32, 4, cf), ty;
+    dit_tensor tx = upload_as (be[k], x, DIT_F32, 4, cf), ty;
     die_if (dit_tensor_alloc (be[k], &ty, DIT_F32, 4, cl), "alloc");
     dit_vae_layout_params lp = { .x = &tx, .y = &ty, .to_channels_last = 1,
       .affine = 1, .soft_clamp = 3.0f };
@@ -225,7 +212,7 @@ model_case (dit_backend *cuda, const char *preset, int width, int height,
     for (int k = 0; k < 2; k++) {
       T = dit_taehv_decode_frames (t[k], 1);
       int64_t ls[4] = { 16, 1, lh, lw }, ps[4] = { 3, T, height, width };
-      dit_tensor l = upload (be[k], lat, DIT_F32, 4, ls), p;
+      dit_tensor l = upload_as (be[k], lat, DIT_F32, 4, ls), p;
       die_if (dit_tensor_alloc (be[k], &p, DIT_F32, 4, ps), "alloc");
       die_if (dit_taehv_decode (t[k], &l, &p), "decode");
       out[k] = download (be[k], &p);
@@ -248,7 +235,7 @@ model_case (dit_backend *cuda, const char *preset, int width, int height,
     int n[2] = { 0, 0 };
     for (int k = 0; k < 2; k++) {
       int64_t ps[4] = { 3, T, height, width }, ls[4] = { 16, 1, lh, lw };
-      dit_tensor p = upload (be[k], pix, DIT_F32, 4, ps), l;
+      dit_tensor p = upload_as (be[k], pix, DIT_F32, 4, ps), l;
       die_if (dit_tensor_alloc (be[k], &l, DIT_F32, 4, ls), "alloc");
       if (g < 3)
         die_if (dit_taehv_encode (t[k], &p, &l, &n[k]), "encode");

@@ -254,20 +254,6 @@ pixel_case (dit_backend *cuda, dit_pixel_format fmt, dit_yuv_matrix m)
 
 /* ---- the conv op alone: both CUDA kernels against the CPU's f32 conv ---- */
 
-static dit_tensor
-conv_put (dit_backend *be, const float *host, dit_dtype dt, int ndim,
-    const int64_t *shape)
-{
-  dit_tensor t;
-  die_if (dit_tensor_alloc (be, &t, dt, ndim, shape), "alloc");
-  size_t n = (size_t) dit_tensor_numel (&t);
-  void *tmp = malloc (n * dit_dtype_size (dt));
-  dit_convert (tmp, dt, host, DIT_F32, n);
-  die_if (be->ops->upload (be, t.data, tmp, n * dit_dtype_size (dt)), "upload");
-  free (tmp);
-  return t;
-}
-
 typedef struct conv_shape {
   const char *label;
   int P, T, H, W, cin, cout, kt, kh, kw, st, sh, sw;
@@ -285,16 +271,16 @@ conv_run (dit_backend *be, const conv_shape *c, const float *x, const float *pre
   int64_t ps[4] = { c->P, c->H, c->W, c->cin };
   int64_t ws[2] = { c->cout, (int64_t) c->kt * c->kh * c->kw * c->cin };
   int64_t bs[1] = { c->cout };
-  dit_tensor tx = conv_put (be, x, dt, 4, xs);
+  dit_tensor tx = upload_as (be, x, dt, 4, xs);
   dit_tensor tp = { 0 }, tr = { 0 };
   if (c->P)
-    tp = conv_put (be, prev, dt, 4, ps);
-  dit_tensor tw = conv_put (be, w, dt, 2, ws);
-  dit_tensor tb = conv_put (be, b, DIT_F32, 1, bs);
+    tp = upload_as (be, prev, dt, 4, ps);
+  dit_tensor tw = upload_as (be, w, dt, 2, ws);
+  dit_tensor tb = upload_as (be, b, DIT_F32, 1, bs);
   dit_tensor ty;
   die_if (dit_tensor_alloc (be, &ty, dt, 4, yd), "alloc y");
   if (c->residual)
-    tr = conv_put (be, r, dt, 4, yd);
+    tr = upload_as (be, r, dt, 4, yd);
   dit_vae_conv_params p = { .x = &tx, .prev = c->P ? &tp : NULL, .weight = &tw,
     .bias = &tb, .residual = c->residual ? &tr : NULL, .y = &ty,
     .kt = c->kt, .kh = c->kh, .kw = c->kw, .st = c->st, .sh = c->sh,
