@@ -36,21 +36,13 @@
 #include "dit_build_config.h"
 #include "dit_backend.h"
 #include "cuda/dit_cuda.h"
+#include "../common/ok_or_exit.h"
 
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(x)                                                              \
-  do {                                                                        \
-    if ((x) != DIT_OK) {                                                      \
-      fprintf (stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x,             \
-          dit_last_error ());                                                 \
-      exit (1);                                                               \
-    }                                                                         \
-  } while (0)
 
 #define CUDA_CHECK(x)                                                         \
   do {                                                                        \
@@ -102,12 +94,12 @@ bench (dit_backend *be, bench_fn fn, const void *params, int runs)
   CUDA_CHECK (cudaEventCreate (&e0));
   CUDA_CHECK (cudaEventCreate (&e1));
   for (int i = 0; i < 5; i++)
-    CHECK (fn (be, params));
-  CHECK (be->ops->synchronize (be));
+    OK_OR_EXIT (fn (be, params));
+  OK_OR_EXIT (be->ops->synchronize (be));
   float *ms = (float *) malloc (sizeof (float) * (size_t) runs);
   for (int i = 0; i < runs; i++) {
     CUDA_CHECK (cudaEventRecord (e0, s));
-    CHECK (fn (be, params));
+    OK_OR_EXIT (fn (be, params));
     CUDA_CHECK (cudaEventRecord (e1, s));
     CUDA_CHECK (cudaEventSynchronize (e1));
     CUDA_CHECK (cudaEventElapsedTime (&ms[i], e0, e1));
@@ -126,14 +118,14 @@ static void
 alloc2 (dit_backend *be, dit_tensor *t, dit_dtype dt, int64_t r, int64_t c)
 {
   int64_t shape[2] = { r, c };
-  CHECK (dit_tensor_alloc (be, t, dt, 2, shape));
+  OK_OR_EXIT (dit_tensor_alloc (be, t, dt, 2, shape));
 }
 
 static void
 fill_normal (dit_backend *be, dit_tensor *t, uint64_t stream)
 {
   dit_noise_params np = { t, 1234, stream };
-  CHECK (dit_noise (be, &np));
+  OK_OR_EXIT (dit_noise (be, &np));
 }
 
 /* ‖a - b‖ / ‖b‖ of two device tensors of equal size (downloaded as f32). */
@@ -147,11 +139,11 @@ rel_err (dit_backend *be, const dit_tensor *a, const dit_tensor *b)
   dit_tensor a1 = dit_tensor_reshape (a, 2, af.shape);
   dit_tensor b1 = dit_tensor_reshape (b, 2, bf.shape);
   dit_copy_params c1 = { &a1, &af }, c2 = { &b1, &bf };
-  CHECK (dit_copy (be, &c1));
-  CHECK (dit_copy (be, &c2));
+  OK_OR_EXIT (dit_copy (be, &c1));
+  OK_OR_EXIT (dit_copy (be, &c2));
   float *ha = (float *) malloc ((size_t) n * 4), *hb = (float *) malloc ((size_t) n * 4);
-  CHECK (be->ops->download (be, ha, af.data, (size_t) n * 4));
-  CHECK (be->ops->download (be, hb, bf.data, (size_t) n * 4));
+  OK_OR_EXIT (be->ops->download (be, ha, af.data, (size_t) n * 4));
+  OK_OR_EXIT (be->ops->download (be, hb, bf.data, (size_t) n * 4));
   double num = 0, den = 0;
   int64_t bad = 0;
   for (int64_t i = 0; i < n; i++) {
@@ -226,7 +218,7 @@ run_shape (dit_backend *be, const char *shape, dit_attn_params *ap,
       "causal_block %lld ==\n", shape, (long long) L, (long long) N,
       ap->heads, ap->head_dim, (long long) ap->bias_begin,
       (long long) ap->bias_end, (long long) ap->causal_block);
-  CHECK (dit_attention (be, rp));   /* the generic f32 reference */
+  OK_OR_EXIT (dit_attention (be, rp));   /* the generic f32 reference */
   const double flops = attn_flops (ap, L, N);
   result res[1 + DIT_CUDA_ATTN_VARIANTS * DIT_CUDA_ATTN_SCHEDULES];
   int n = 0, failed = 0;
@@ -382,11 +374,11 @@ main (int argc, char **argv)
   alloc2 (be, &o_ref, DIT_F32, L, W);
   dit_copy_params cq = { &q, &qf }, ck = { &k, &kf }, cv = { &v, &vf };
   dit_copy_params ckt = { &kt, &ktf }, cvt = { &vt, &vtf };
-  CHECK (dit_copy (be, &cq));
-  CHECK (dit_copy (be, &ck));
-  CHECK (dit_copy (be, &cv));
-  CHECK (dit_copy (be, &ckt));
-  CHECK (dit_copy (be, &cvt));
+  OK_OR_EXIT (dit_copy (be, &cq));
+  OK_OR_EXIT (dit_copy (be, &ck));
+  OK_OR_EXIT (dit_copy (be, &cv));
+  OK_OR_EXIT (dit_copy (be, &ckt));
+  OK_OR_EXIT (dit_copy (be, &cvt));
 
   int failed = 0;
   /* denoise: kv bias on context frames 1-2 of 6 (720 tokens each), as

@@ -40,21 +40,13 @@
 #include "dit_build_config.h"
 #include "dit_backend.h"
 #include "cuda/dit_cuda.h"
+#include "../common/ok_or_exit.h"
 
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(x)                                                              \
-  do {                                                                        \
-    if ((x) != DIT_OK) {                                                      \
-      fprintf (stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x,             \
-          dit_last_error ());                                                 \
-      exit (1);                                                               \
-    }                                                                         \
-  } while (0)
 
 static dit_backend *be;
 static int runs = 20;
@@ -82,15 +74,15 @@ timeit (call_fn fn, const void *ctx)
     dit_status st = fn (ctx);
     if (st == DIT_ERR_UNSUPPORTED)
       return -1.0f;
-    CHECK (st);
+    OK_OR_EXIT (st);
   }
-  CHECK (be->ops->synchronize (be));
+  OK_OR_EXIT (be->ops->synchronize (be));
   cudaEventCreate (&e0);
   cudaEventCreate (&e1);
   float *ms = (float *) malloc (sizeof (float) * (size_t) runs);
   for (int i = 0; i < runs; i++) {
     cudaEventRecord (e0, s);
-    CHECK (fn (ctx));
+    OK_OR_EXIT (fn (ctx));
     cudaEventRecord (e1, s);
     cudaEventSynchronize (e1);
     cudaEventElapsedTime (&ms[i], e0, e1);
@@ -108,7 +100,7 @@ alloc2 (dit_dtype dt, int64_t r, int64_t c)
 {
   dit_tensor t;
   int64_t s[2] = { r, c };
-  CHECK (dit_tensor_alloc (be, &t, dt, 2, s));
+  OK_OR_EXIT (dit_tensor_alloc (be, &t, dt, 2, s));
   return t;
 }
 
@@ -117,7 +109,7 @@ normal2 (int64_t r, int64_t c, uint64_t stream)
 {
   dit_tensor t = alloc2 (DIT_BF16, r, c);
   dit_noise_params np = { &t, 1234, stream };
-  CHECK (dit_noise (be, &np));
+  OK_OR_EXIT (dit_noise (be, &np));
   return t;
 }
 
@@ -127,7 +119,7 @@ quantize (const dit_tensor *x, int64_t block, dit_tensor *q, dit_tensor *s)
   *q = alloc2 (DIT_F8E4M3, x->shape[0], x->shape[1]);
   *s = alloc2 (DIT_F32, x->shape[1] / block, x->shape[0]);
   dit_quantize_fp8_params p = { x, q, s, block };
-  CHECK (dit_quantize_fp8 (be, &p));
+  OK_OR_EXIT (dit_quantize_fp8 (be, &p));
 }
 
 static double
@@ -135,8 +127,8 @@ nmse_dev (const dit_tensor *a, const dit_tensor *b)
 {
   size_t n = (size_t) dit_tensor_numel (a);
   void *ha = malloc (dit_tensor_nbytes (a)), *hb = malloc (dit_tensor_nbytes (b));
-  CHECK (be->ops->download (be, ha, a->data, dit_tensor_nbytes (a)));
-  CHECK (be->ops->download (be, hb, b->data, dit_tensor_nbytes (b)));
+  OK_OR_EXIT (be->ops->download (be, ha, a->data, dit_tensor_nbytes (a)));
+  OK_OR_EXIT (be->ops->download (be, hb, b->data, dit_tensor_nbytes (b)));
   double num = 0, den = 0;
   for (size_t i = 0; i < n; i++) {
     double x = dit_load_f32 (ha, a->dtype, i), y = dit_load_f32 (hb, b->dtype, i);
@@ -318,10 +310,10 @@ selfcheck (void)
     { &xq, &xs, 128, &wq, &wsc, &b, &yf, NULL, 128, DIT_ACT_NONE, &scratch, 1,
       &gate, M / 3 } };
   for (int i = 0; i < 3; i++)
-    CHECK (dit_gemm_fp8 (be, &ps[i]));
-  CHECK (be->ops->synchronize (be));
+    OK_OR_EXIT (dit_gemm_fp8 (be, &ps[i]));
+  OK_OR_EXIT (be->ops->synchronize (be));
   static char rep[8192];
-  CHECK (dit_cuda_gemm_fp8_wgmma_report (be, rep, sizeof rep));
+  OK_OR_EXIT (dit_cuda_gemm_fp8_wgmma_report (be, rep, sizeof rep));
   printf ("%s", rep);
   dit_cuda_gemm_fp8_report (be, rep, sizeof rep);
   printf ("paths: %s\n", rep);
@@ -363,7 +355,7 @@ producers (void)
   const int64_t L = 2160, D = 5120, N = 4320;
   dit_tensor x = alloc2 (DIT_F32, L, D), h = alloc2 (DIT_BF16, L, D);
   dit_noise_params np = { &x, 7, 9 };
-  CHECK (dit_noise (be, &np));
+  OK_OR_EXIT (dit_noise (be, &np));
   dit_tensor sh = normal2 (3, D, 4), sc = normal2 (3, D, 5);
   dit_tensor h8 = alloc2 (DIT_F8E4M3, L, D), h8s = alloc2 (DIT_F32, D / 128, L);
   prod_ctx c;
@@ -418,7 +410,7 @@ main (int argc, char **argv)
     return 77;
   }
   static char report[8192];
-  CHECK (dit_cuda_fp8_probe_report (be, report, sizeof report));
+  OK_OR_EXIT (dit_cuda_fp8_probe_report (be, report, sizeof report));
   printf ("cuBLASLt FP8 probe:\n%s", report);
   if (probe_only) {
     dit_backend_destroy (be);
