@@ -11,9 +11,20 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "dit_config.h"
 #include "dit_generator.h"
 #include "dit_weights.h"
 #include "gpu_check.h"
+
+/* The model config of `preset`, cut to its first `layers` layers unless
+ * that is 0 (the 2-layer slices of the 14B shape). */
+static inline void
+model_preset (const char *preset, int layers, dit_model_config *cfg)
+{
+  die_if (dit_model_config_preset (preset, cfg), "preset");
+  if (layers)
+    cfg->num_layers = layers;
+}
 
 /* Chunks 0 .. chunks - 1 on g (made with gc), each k > 0 with the output
  * of chunk k - 1 as its context.  noise: gc->num_steps host f32 tensors

@@ -76,9 +76,7 @@ graph_case (dit_backend *cuda, const char *preset, int layers, dit_dtype dt,
     int ph, int pw)
 {
   dit_model_config cfg;
-  die_if (dit_model_config_preset (preset, &cfg), "preset");
-  if (layers)
-    cfg.num_layers = layers;
+  model_preset (preset, layers, &cfg);
   dit_param_spec *specs;
   size_t count;
   die_if (dit_model_config_params (&cfg, &specs, &count), "params");

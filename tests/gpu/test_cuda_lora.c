@@ -250,9 +250,7 @@ case_bf16 (dit_backend *cuda, const char *preset, int layers, int rank,
     int ph, int pw)
 {
   dit_model_config cfg;
-  die_if (dit_model_config_preset (preset, &cfg), "preset");
-  if (layers)
-    cfg.num_layers = layers;
+  model_preset (preset, layers, &cfg);
   char name[64];
   snprintf (name, sizeof name, "%s%s", preset, layers ? " 2-layer slice" : "");
   loras L;
@@ -317,9 +315,7 @@ case_fp8 (dit_backend *cuda, const char *preset, int layers, int rank)
     return;
   }
   dit_model_config cfg;
-  die_if (dit_model_config_preset (preset, &cfg), "preset");
-  if (layers)
-    cfg.num_layers = layers;
+  model_preset (preset, layers, &cfg);
   loras L;
   loras_make (&L, &cfg, rank);
   dit_weights *wd = synth (&cfg, DIT_BF16, cuda);
