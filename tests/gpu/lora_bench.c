@@ -22,7 +22,7 @@
 #include "dit_config.h"
 #include "dit_lora.h"
 #include "dit_weights.h"
-#include "../common/test_clock.h"
+#include "dit_clock.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -64,22 +64,22 @@ time_mode (dit_weights *w, dit_lora *l, dit_lora_mode mode, int repeats,
   if (dit_lora_state_create (w, mode, 1, NULL, &s) != DIT_OK)
     return fail ("state");
   dit_lora_use use = { l, 1.0f };
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   if (dit_lora_state_apply (s, &use, 1) != DIT_OK
       || be->ops->synchronize (be) != DIT_OK) {
     dit_lora_state_free (s);
     return fail ("first apply");
   }
-  *first = now_ms () - t0;
+  *first = dit_now_ms () - t0;
   for (int i = 0; i < repeats; i++) {
     use.strength = (i % 2) ? 0.75f : 0.25f;
-    t0 = now_ms ();
+    t0 = dit_now_ms ();
     if (dit_lora_state_apply (s, &use, 1) != DIT_OK
         || be->ops->synchronize (be) != DIT_OK) {
       dit_lora_state_free (s);
       return fail ("strength change");
     }
-    times[i] = now_ms () - t0;
+    times[i] = dit_now_ms () - t0;
   }
   dit_lora_state_free (s);
   qsort (times, (size_t) repeats, sizeof *times, cmp_double);
@@ -138,12 +138,12 @@ main (int argc, char **argv)
     cfg.num_layers = layers;
   if (dit_model_config_params (&cfg, &specs, &count) != DIT_OK)
     return fail ("params");
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   if (dit_weights_synthetic (specs, count, 1, DIT_BF16, be, &w) != DIT_OK)
     return fail ("weights");
   if (fp8 && dit_weights_to_fp8 (w, dit_model_fp8_select) != DIT_OK)
     return fail ("fp8 weights");
-  const double weights_ms = now_ms () - t0;
+  const double weights_ms = dit_now_ms () - t0;
   if (dit_lora_synthetic (specs, count, rank, 3, &l) != DIT_OK)
     return fail ("lora");
 

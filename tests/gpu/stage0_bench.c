@@ -45,7 +45,7 @@
 #include "dit_vae.h"
 #include "../common/cuda_skip.h"
 #include "../common/stage0_display.h"
-#include "../common/test_clock.h"
+#include "dit_clock.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -159,11 +159,11 @@ time_steps (bench *b, step_fn fn, const char *what)
   die_if (b->be->ops->synchronize (b->be), "sync");
   die_if (b->be2->ops->synchronize (b->be2), "sync");
   for (int i = 0; i < b->iters; i++) {
-    const double t0 = now_ms ();
+    const double t0 = dit_now_ms ();
     die_if (fn (b, (uint64_t) i), what);
     die_if (b->be->ops->synchronize (b->be), "sync");
     die_if (b->be2->ops->synchronize (b->be2), "sync");
-    v[i] = now_ms () - t0;
+    v[i] = dit_now_ms () - t0;
   }
   return median (v, b->iters);
 }
@@ -270,10 +270,10 @@ prof_add (const char *name, double ms)
 
 #define PROF_TIMED(key, call) do { \
     prof_ops->synchronize (be); \
-    const double t0_ = now_ms (); \
+    const double t0_ = dit_now_ms (); \
     dit_status st_ = (call); \
     prof_ops->synchronize (be); \
-    prof_add (key, now_ms () - t0_); \
+    prof_add (key, dit_now_ms () - t0_); \
     return st_; } while (0)
 
 static dit_status
@@ -405,7 +405,7 @@ main (int argc, char **argv)
   b.be2 = dit_backend_create ("cuda", 0);
   die_if (b.be2 ? DIT_OK : DIT_ERR_DEVICE, "second backend");
 
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   dit_vae_config vc;
   dit_weights *w = NULL;
   die_if (dit_load_vae ("wan", 0, DIT_BF16, b.be, &vc, &w), "wan weights");
@@ -425,7 +425,7 @@ main (int argc, char **argv)
   die_if (dit_stage0_create (&sc, b.be, &b.s0_shared), "stage 0 (shared)");
   dit_weights_free (w);
   dit_weights_free (tw);
-  const double setup_ms = now_ms () - t0;
+  const double setup_ms = dit_now_ms () - t0;
 
   const int lh = height / 8, lw = width / 8;
   b.lat = alloc4 (b.be, 16, 1, lh, lw);

@@ -61,7 +61,7 @@
 #include "dit_umt5.h"
 #include "dit_weights.h"
 #include "../common/gpu_check.h"
-#include "../common/test_clock.h"
+#include "dit_clock.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -358,12 +358,12 @@ device_case (dit_backend *cuda, dit_dtype dt, const dit_umt5_config *cfg,
   char label[128];
   dit_weights *wd;
   dit_umt5 *t5;
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   die_if (dit_weights_synthetic (full, count, SEED, dt, cuda, &wd),
       "device weights");
   die_if (cuda->ops->synchronize (cuda), "synchronize");
   printf ("umt5-xxl 2-layer slice, %s weights made on the device in %.0f ms\n",
-      dit_dtype_name (dt), now_ms () - t0);
+      dit_dtype_name (dt), dit_now_ms () - t0);
   snprintf (label, sizeof label, "weights %s: device == host initializer",
       dit_dtype_name (dt));
   check_same_weights (wd, wc, p, dim, label);
@@ -382,9 +382,9 @@ device_case (dit_backend *cuda, dit_dtype dt, const dit_umt5_config *cfg,
   double ms[5];
   dit_tensor ot = dit_tensor_2d (lng, DIT_F32, DIT_DEVICE_CPU, LONG_N, dim);
   for (int i = 0; i < 5; i++) {
-    double a = now_ms ();
+    double a = dit_now_ms ();
     die_if (dit_umt5_encode (t5, p->lng, LONG_N, &ot), "timed encode");
-    ms[i] = now_ms () - a;
+    ms[i] = dit_now_ms () - a;
   }
   qsort (ms, 5, sizeof ms[0], cmp_double);
   printf ("umt5-xxl 2-layer slice, %s, %d tokens: encode %.2f ms median "
@@ -424,9 +424,9 @@ device_case (dit_backend *cuda, dit_dtype dt, const dit_umt5_config *cfg,
     failures++;
   dit_tensor oth = dit_tensor_2d (hl, DIT_F32, DIT_DEVICE_CPU, LONG_N, dim);
   for (int i = 0; i < 5; i++) {
-    double a = now_ms ();
+    double a = dit_now_ms ();
     die_if (dit_umt5_encode (th, p->lng, LONG_N, &oth), "timed encode");
-    ms[i] = now_ms () - a;
+    ms[i] = dit_now_ms () - a;
   }
   qsort (ms, 5, sizeof ms[0], cmp_double);
   printf ("umt5-xxl 2-layer slice, %s, host-resident, %d tokens: encode %.2f ms "
@@ -464,18 +464,18 @@ main (void)
       cfg.dim, cfg.num_heads, cfg.head_dim, cfg.ffn_dim, cfg.num_buckets, 24,
       p.n_uniq);
 
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   dit_weights *wc = cpu_weights (&ref_cfg, full, &p);
   printf ("cpu reference weights (reduced table) made in %.0f ms\n",
-      now_ms () - t0);
+      dit_now_ms () - t0);
   dit_umt5 *tc;
   die_if (dit_umt5_create (&ref_cfg, wc, dit_backend_cpu (), &tc), "cpu encoder");
 
   /* f32 */
-  t0 = now_ms ();
+  t0 = dit_now_ms ();
   float *ref_long = encode (tc, p.lng_ref, LONG_N, cfg.dim);
   float *ref_short = encode (tc, p.shrt_ref, SHORT_N, cfg.dim);
-  printf ("cpu f32 reference encodes in %.0f ms\n", now_ms () - t0);
+  printf ("cpu f32 reference encodes in %.0f ms\n", dit_now_ms () - t0);
   device_case (cuda, DIT_F32, &cfg, full, count, wc, &p, ref_long, ref_short,
       1e-4);
 
@@ -483,11 +483,11 @@ main (void)
   round_to_bf16 (wc);
   free (ref_long);
   free (ref_short);
-  t0 = now_ms ();
+  t0 = dit_now_ms ();
   ref_long = encode (tc, p.lng_ref, LONG_N, cfg.dim);
   ref_short = encode (tc, p.shrt_ref, SHORT_N, cfg.dim);
   printf ("cpu f32 reference encodes (bf16-rounded weights) in %.0f ms\n",
-      now_ms () - t0);
+      dit_now_ms () - t0);
   device_case (cuda, DIT_BF16, &cfg, full, count, wc, &p, ref_long, ref_short,
       8e-2);
 

@@ -33,7 +33,7 @@
 #include "dit_vae.h"
 #include "dit_weights.h"
 #include "../common/gpu_check.h"
-#include "../common/test_clock.h"
+#include "dit_clock.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -290,11 +290,11 @@ conv_run (dit_backend *be, const conv_shape *c, const float *x, const float *pre
   die_if (be->ops->vae->conv (be, &p), c->label);
   die_if (be->ops->synchronize (be), "sync");
   if (ms) {
-    double t0 = now_ms ();
+    double t0 = dit_now_ms ();
     for (int i = 0; i < reps; i++)
       die_if (be->ops->vae->conv (be, &p), c->label);
     die_if (be->ops->synchronize (be), "sync");
-    *ms = (now_ms () - t0) / reps;
+    *ms = (dit_now_ms () - t0) / reps;
   }
   size_t n = (size_t) dit_tensor_numel (&ty);
   void *tmp = malloc (n * dit_dtype_size (dt));

@@ -59,7 +59,7 @@
 #include "dit_mesh.h"
 #include "dit_weights.h"
 #include "../common/free_port.h"
-#include "../common/test_clock.h"
+#include "dit_clock.h"
 
 #include <cuda_runtime.h>
 #include <errno.h>
@@ -255,9 +255,9 @@ run_case (const mesh_case *mc, dit_backend *cuda)
     c.spawn = 0;
     c.listen = addr;
   }
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   dit_status st = dit_mesh_create (&c, &m);
-  double t_create = now_ms () - t0;
+  double t_create = dit_now_ms () - t0;
   if (st == DIT_OK)
     st = dit_mesh_set_prompt (m, &pt);
   int64_t shape[4] = { 16, c.gen.frames_per_chunk, mc->latent_h, mc->latent_w };
@@ -267,9 +267,9 @@ run_case (const mesh_case *mc, dit_backend *cuda)
     dit_tensor ctx = dit_tensor_make (got + (k > 0 ? k - 1 : 0) * lat, DIT_F32,
         DIT_DEVICE_CPU, 4, shape);
     dit_chunk_request req = { .chunk_index = k, .context = k ? &ctx : NULL };
-    double t1 = now_ms ();
+    double t1 = dit_now_ms ();
     st = dit_mesh_run_chunk (m, &req, &o, NULL);
-    chunk_ms[k] = now_ms () - t1;
+    chunk_ms[k] = dit_now_ms () - t1;
   }
   if (st != DIT_OK) {
     check (0, "%s: mesh: %s", name, dit_last_error ());
@@ -385,10 +385,10 @@ kill_case (int shared)
   }
   int pid0 = dit_mesh_worker_pid (m, 0);
   usleep (300 * 1000);
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   kill (dit_mesh_worker_pid (m, 1), SIGKILL);
   dit_status st = dit_mesh_collect (m, NULL, NULL, NULL);
-  double dt = now_ms () - t0;
+  double dt = dit_now_ms () - t0;
   const char *msg = dit_last_error ();
   check (st != DIT_OK && strstr (msg, "worker rank 1") && strstr (msg, "signal 9")
       && dt <= timeout, "kill worker rank 1 mid-chunk: error after %.0f ms "
@@ -396,9 +396,9 @@ kill_case (int shared)
   /* Rank 0 sits in an all-reduce whose peer is gone: its watchdog must
    * abort the communicator and the worker exit, not hang. */
   const double limit = timeout + delay + 5000;
-  while (!exited (pid0) && now_ms () - t0 < limit)
+  while (!exited (pid0) && dit_now_ms () - t0 < limit)
     usleep (20 * 1000);
-  double dt0 = now_ms () - t0;
+  double dt0 = dit_now_ms () - t0;
   check (exited (pid0), "worker rank 0 (stuck collective) exited by itself "
       "%.0f ms after the kill (limit %.0f ms)", dt0, limit);
   dit_mesh_free (m);

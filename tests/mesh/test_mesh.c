@@ -87,6 +87,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dit_clock.h"
 #include "dit_backend.h"
 #include "dit_comm.h"
 #include "dit_mesh.h"
@@ -102,14 +103,6 @@ static const char *worker_path;
 static dit_mesh_layout layout = DIT_MESH_LAYOUT_TP;
 /* 1: mesh rank 0 runs on a thread of this process (mesh colocate on) */
 static int colocate;
-
-static double
-now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
-}
 
 static float prompt_buf[5 * 64];
 
@@ -204,7 +197,7 @@ static int
 check_error (const char *name, double t0, const char *need1,
     const char *need2, double limit_ms)
 {
-  double dt = now_ms () - t0;
+  double dt = dit_now_ms () - t0;
   printf ("%s (%.0f ms): %s\n", name, dt, dit_last_error ());
   if (!strstr (dit_last_error (), need1) || !strstr (dit_last_error (), need2))
     FAIL ("message: '%s'", dit_last_error ());
@@ -415,15 +408,15 @@ t_parity (const char *opt, const char *val, const char *expect)
   const char *args[] = { opt, val, NULL };
   base_config (&c, 2);
   c.worker_args = args;
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   if (dit_mesh_create (&c, &m) == DIT_OK)
     FAIL ("mesh with mismatched worker was created");
   printf ("parity: %s\n", dit_last_error ());
   if (!strstr (dit_last_error (), "parity check failed")
       || !strstr (dit_last_error (), expect))
     FAIL ("message: '%s'", dit_last_error ());
-  if (now_ms () - t0 > 15000)
-    FAIL ("refusal took %.0f ms", now_ms () - t0);
+  if (dit_now_ms () - t0 > 15000)
+    FAIL ("refusal took %.0f ms", dit_now_ms () - t0);
   return no_children_left () ? 0 : 1;
 }
 
@@ -496,7 +489,7 @@ t_parity_mesh_tp (void)
     fflush (stdout);
     _exit (rc);
   }
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   dit_status st = dit_mesh_create (&c, &m);
   char msg[1024];
   snprintf (msg, sizeof msg, "%s", dit_last_error ());
@@ -512,8 +505,8 @@ t_parity_mesh_tp (void)
     FAIL ("message: '%s'", msg);
   if (!WIFEXITED (ws) || WEXITSTATUS (ws) != 0)
     FAIL ("the joining worker was not refused (status %d)", ws);
-  if (now_ms () - t0 > 4000)
-    FAIL ("refusal took %.0f ms", now_ms () - t0);
+  if (dit_now_ms () - t0 > 4000)
+    FAIL ("refusal took %.0f ms", dit_now_ms () - t0);
   return no_children_left () ? 0 : 1;
 }
 
@@ -565,7 +558,7 @@ t_kill_worker (void)
     FAIL ("submit: %s", dit_last_error ());
   usleep (300 * 1000);
   kill (dit_mesh_worker_pid (m, 1), SIGKILL);
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   if (dit_mesh_collect (m, NULL, NULL, NULL) == DIT_OK)
     FAIL ("collect succeeded with a dead worker");
   if (check_error ("kill-worker", t0, "worker rank 1", "signal 9", 6000)
@@ -619,14 +612,14 @@ t_kill_rank0 (int in_world)
     usleep (2500 * 1000);   /* chunk 0 done, INFER 1 read, its data awaited */
   kill (owner, SIGKILL);
   waitpid (owner, NULL, 0);
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   for (int i = 0; i < 2; i++) {
     int st = 0;
     for (;;) {
       pid_t p = waitpid (pids[i], &st, WNOHANG);
       if (p == pids[i])
         break;
-      if (now_ms () - t0 > 5000) {
+      if (dit_now_ms () - t0 > 5000) {
         kill (pids[0], SIGKILL);
         kill (pids[1], SIGKILL);
         FAIL ("worker pid %d still running 5 s after rank 0 died", pids[i]);
@@ -639,7 +632,7 @@ t_kill_rank0 (int in_world)
   }
   printf ("kill-rank0%s: workers exited (status 3) %.0f ms after rank 0 died "
       "(limit 5000 ms)\n", in_world ? " (waiting on the world comm)" : "",
-      now_ms () - t0);
+      dit_now_ms () - t0);
   if (in_world) {
     char text[4096] = "";
     ssize_t n = pread (logfd, text, sizeof text - 1, 0);
@@ -673,7 +666,7 @@ t_stall_worker (void)
   if (!run_one (m, 0))
     FAIL ("first chunk: %s", dit_last_error ());
   kill (dit_mesh_worker_pid (m, 1), SIGSTOP);
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   if (run_one (m, 0))
     FAIL ("chunk succeeded with a stopped worker");
   if (check_error ("stall-worker", t0, "worker rank 1", "within 2500 ms", 4500))
@@ -840,12 +833,12 @@ t_heartbeat (void)
   kill (dit_mesh_worker_pid (m, 1), SIGSTOP);
   /* Busy within heartbeat_ms: no round trip, so the stopped worker is not
    * seen yet. */
-  double t0 = now_ms ();
-  if (dit_mesh_ping (m) != DIT_OK || now_ms () - t0 > 200)
+  double t0 = dit_now_ms ();
+  if (dit_mesh_ping (m) != DIT_OK || dit_now_ms () - t0 > 200)
     FAIL ("ping right after a chunk: %s (%.0f ms)", dit_last_error (),
-        now_ms () - t0);
+        dit_now_ms () - t0);
   usleep (1600 * 1000);
-  t0 = now_ms ();
+  t0 = dit_now_ms ();
   if (dit_mesh_ping (m) == DIT_OK)
     FAIL ("ping succeeded with a stopped worker");
   if (check_error ("heartbeat", t0, "worker rank 1", "heartbeat", 4500))
@@ -869,7 +862,7 @@ t_refuse_nccl (void)
   }
   base_config (&c, 2);
   c.backend = "cuda";
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   if (dit_mesh_create (&c, &m) == DIT_OK)
     FAIL ("a cuda mesh was created in a build without NCCL");
   if (check_error ("refuse-nccl", t0, "could not join", "without NCCL", 10000))
@@ -1005,7 +998,7 @@ t_world_cut (void)
   c.chunk_timeout_ms = 8000;
   if (!create (&c, &m))
     FAIL ("create");
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   if (run_one (m, 0))
     FAIL ("a chunk whose x0 never came succeeded");
   if (check_error ("world-cut", t0, "worker rank 0", "world comm", 4000)

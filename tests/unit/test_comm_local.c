@@ -20,18 +20,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "dit_clock.h"
 #include "dit_comm.h"
 #include "../common/check.h"
 
 #define N 4096
-
-static double
-now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
-}
 
 static void
 fill (float *x, int n, int seed)
@@ -141,16 +134,16 @@ t_pair (void)
 
   /* deadlines */
   s0->timeout_ms = r0->timeout_ms = 150;
-  double t0 = now_ms ();
+  double t0 = dit_now_ms ();
   st = dit_comm_recv (r0, b, sizeof b, 0);
-  double dt = now_ms () - t0;
+  double dt = dit_now_ms () - t0;
   CHECK (st != DIT_OK && strstr (dit_last_error (), "nothing from Stage 0")
       && dt >= 140 && dt < 1500, "recv deadline: %.0f ms, '%s'", dt,
       dit_last_error ());
   CHECK (r0->failed_peer == 0, "failed_peer %d, want 0", r0->failed_peer);
-  t0 = now_ms ();
+  t0 = dit_now_ms ();
   st = dit_comm_send (s0, a, sizeof a, 1);
-  dt = now_ms () - t0;
+  dt = dit_now_ms () - t0;
   CHECK (st != DIT_OK && strstr (dit_last_error (), "mesh rank 0 took no")
       && dt >= 140 && dt < 1500, "send deadline: %.0f ms, '%s'", dt,
       dit_last_error ());
@@ -160,9 +153,9 @@ t_pair (void)
   s0->timeout_ms = r0->timeout_ms = 10000;
   job closer = { .c = s0, .op = OP_DESTROY_AFTER, .delay_ms = 100 };
   start (&closer);
-  t0 = now_ms ();
+  t0 = dit_now_ms ();
   st = dit_comm_recv (r0, b, sizeof b, 0);
-  dt = now_ms () - t0;
+  dt = dit_now_ms () - t0;
   join (&closer);
   CHECK (st != DIT_OK && strstr (dit_last_error (), "Stage 0 went away")
       && dt < 2000, "closed: %.0f ms, '%s'", dt, dit_last_error ());
