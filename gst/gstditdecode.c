@@ -605,25 +605,19 @@ gst_dit_decode_set_context (GstElement * element, GstContext * context)
  * and its field; the frame rate is made and read in code */
 
 #define READY GST_DIT_PARAM_READY
-#define RO GST_DIT_PARAM_RO
 #define FIELD(f) G_STRUCT_OFFSET (GstDitDecode, f)
-#define STAT(id, name, nick, blurb, t, f) [id] = { name, nick, blurb, t, 0, \
-    G_MAXDOUBLE, 0, NULL, RO, FIELD (f) }
+#define STAT(id, name, nick, blurb, t, f) \
+    [id] = GST_DIT_PROP_STAT (name, nick, blurb, t, FIELD (f))
 
 static const GstDitPropDef props[N_PROPS] = {
-  [PROP_VAE_MODEL] = {"vae-model", "VAE model", "VAE weights: a preset "
-        "(tiny, wan: seeded synthetic; demo once installed) or a safetensors "
-        "path (NULL = " GST_DIT_DEFAULT_VAE ")", G_TYPE_STRING, .flags = READY,
-      .field = FIELD (vae_model)},
+  [PROP_VAE_MODEL] = GST_DIT_PROP_VAE_MODEL (FIELD (vae_model)),
   [PROP_DECODER_MODEL] = {"decoder-model", "Decoder model", "Display "
         "decoder: a TAEHV tiny decoder preset (taew2_1, lighttaew2_1, "
         "taehv-tiny: seeded synthetic) or a checkpoint converted by "
         "convert-pth.py; NULL = the full VAE of vae-model.  Every ditdecode "
         "of a session must use the same one", G_TYPE_STRING, .flags = READY,
       .field = FIELD (decoder_model)},
-  [PROP_DEVICE] = {"device", "Device", "Backend device of the session: cpu, "
-        "or cuda:N", G_TYPE_STRING, .sdef = GST_DIT_DEFAULT_DEVICE,
-      .flags = READY, .field = FIELD (device)},
+  [PROP_DEVICE] = GST_DIT_PROP_DEVICE (FIELD (device)),
   [PROP_SESSION] = {"session", "Session", "Key of the shared DitSession; the "
         "same key as ditgenerate shares its anchor decode", G_TYPE_STRING,
       .sdef = GST_DIT_SESSION_DEFAULT_KEY, .flags = READY,

@@ -803,19 +803,14 @@ gst_dit_encode_set_context (GstElement * element, GstContext * context)
 #define FIELD(f) G_STRUCT_OFFSET (GstDitEncode, f)
 
 static const GstDitPropDef props[N_PROPS] = {
-  [PROP_VAE_MODEL] = {"vae-model", "VAE model", "VAE weights: a preset "
-        "(tiny, wan: seeded synthetic; demo once installed) or a safetensors "
-        "path (NULL = " GST_DIT_DEFAULT_VAE ")", G_TYPE_STRING, .flags = READY,
-      .field = FIELD (vae_model)},
+  [PROP_VAE_MODEL] = GST_DIT_PROP_VAE_MODEL (FIELD (vae_model)),
   [PROP_ENCODER_MODEL] = {"encoder-model", "Encoder model", "Encode with a "
         "TAEHV tiny encoder instead of the full VAE: a preset (taew2_1, "
         "taehv-tiny: seeded synthetic) or a checkpoint converted by "
         "convert-pth.py; NULL = the full VAE of vae-model.  Each latent then "
         "leaves 4 input frames later", G_TYPE_STRING, .flags = READY,
       .field = FIELD (encoder_model)},
-  [PROP_DEVICE] = {"device", "Device", "Backend device of the session: cpu, "
-        "or cuda:N", G_TYPE_STRING, .sdef = GST_DIT_DEFAULT_DEVICE,
-      .flags = READY, .field = FIELD (device)},
+  [PROP_DEVICE] = GST_DIT_PROP_DEVICE (FIELD (device)),
   [PROP_SESSION] = {"session", "Session", "Key of the shared DitSession (one "
         "copy of the VAE weights)", G_TYPE_STRING,
       .sdef = GST_DIT_SESSION_DEFAULT_KEY, .flags = READY,

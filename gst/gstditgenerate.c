@@ -886,8 +886,8 @@ gst_dit_generate_set_context (GstElement * element, GstContext * context)
 #define PLAYING GST_DIT_PARAM_PLAYING
 #define RO GST_DIT_PARAM_RO
 #define FIELD(f) G_STRUCT_OFFSET (GstDitGenerate, f)
-#define STAT(id, name, nick, blurb, t, f) [id] = { name, nick, blurb, t, 0, \
-    G_MAXDOUBLE, 0, NULL, RO, FIELD (f) }
+#define STAT(id, name, nick, blurb, t, f) \
+    [id] = GST_DIT_PROP_STAT (name, nick, blurb, t, FIELD (f))
 
 static const GstDitPropDef props[N_PROPS] = {
   [PROP_MODEL] = {"model", "Model", "DiT weights: a preset name (tiny, "
@@ -951,9 +951,7 @@ static const GstDitPropDef props[N_PROPS] = {
         "bounds decoded frames held for the display and a generator mesh's "
         "requests in flight", G_TYPE_INT, 1, 16, DEFAULT_MAX_INFLIGHT,
       .flags = READY, .field = FIELD (s.max_inflight)},
-  [PROP_DEVICE] = {"device", "Device", "Backend device of the session: cpu, "
-        "or cuda:N", G_TYPE_STRING, .sdef = GST_DIT_DEFAULT_DEVICE,
-      .flags = READY, .field = FIELD (s.device)},
+  [PROP_DEVICE] = GST_DIT_PROP_DEVICE (FIELD (s.device)),
   [PROP_SESSION] = {"session", "Session", "Key of the shared DitSession "
         "(weights, VAE, anchor path); elements with the same key share one",
       G_TYPE_STRING, .sdef = GST_DIT_SESSION_DEFAULT_KEY, .flags = READY,

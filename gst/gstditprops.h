@@ -31,6 +31,20 @@ typedef struct _GstDitPropDef
   gsize field;                  /* G_STRUCT_OFFSET of the value */
 } GstDitPropDef;
 
+/* Table entries the elements share.  GST_DIT_PROP_STAT: a read-only
+ * statistic (type t) in the field at offset `off`; GST_DIT_PROP_DEVICE and
+ * GST_DIT_PROP_VAE_MODEL: the session's device and the VAE weights, the
+ * same property on every element that has it. */
+#define GST_DIT_PROP_STAT(name, nick, blurb, t, off) { name, nick, blurb, t, \
+    0, G_MAXDOUBLE, 0, NULL, GST_DIT_PARAM_RO, off }
+#define GST_DIT_PROP_DEVICE(off) { "device", "Device", "Backend device of " \
+    "the session: cpu, or cuda:N", G_TYPE_STRING, .sdef = \
+    GST_DIT_DEFAULT_DEVICE, .flags = GST_DIT_PARAM_READY, .field = off }
+#define GST_DIT_PROP_VAE_MODEL(off) { "vae-model", "VAE model", "VAE " \
+    "weights: a preset (tiny, wan: seeded synthetic; demo once installed) " \
+    "or a safetensors path (NULL = " GST_DIT_DEFAULT_VAE ")", \
+    G_TYPE_STRING, .flags = GST_DIT_PARAM_READY, .field = off }
+
 /* Installs defs[1..n-1] that have a type, as property ids 1..n-1. */
 void gst_dit_props_install (GObjectClass * klass, const GstDitPropDef * defs,
     guint n);
