@@ -212,7 +212,7 @@ typedef struct bench_args {
   int comm_overlap;            /* --comm-overlap (workers' collectives) */
   const char *worker_args[BENCH_MAX_WORKER_ARGS + 1];
   int n_worker_args, worker_path_given;
-  int mesh_devices[DIT_MESH_MAX_RANKS];
+  dit_mesh_spec mesh;           /* --mesh-* as parsed (mesh_ranks > 0) */
   int mesh_ranks, overlap;
   /* pipeline */
   int pipeline;
@@ -537,7 +537,7 @@ default_worker_path (bench_args *a, const char *argv0)
   a->worker_path = a->worker_buf;
 }
 
-/* The mesh flags as the library's options, the same in every mode. */
+/* The mesh flags as the library's options. */
 static void
 mesh_options (const bench_args *a, dit_mesh_options *o)
 {
@@ -549,28 +549,32 @@ mesh_options (const bench_args *a, dit_mesh_options *o)
   o->colocate = a->mesh_colocate;
   o->colocate_name = "--mesh-colocate";
   o->stage0_device = a->device;
-  o->worker_path = a->worker_path;
+  /* only the mesh mode spawns dit-worker from here: --comm-only spawns
+   * nothing and --pipeline leaves it to ditgenerate's own lookup */
+  o->worker_path = a->comm_only || a->pipeline ? "/bin/true"
+      : a->worker_path;
   o->devices_name = "--mesh-devices";
   o->backend_name = "--mesh-backend";
   o->worker_name = "--worker-path";
+  /* real-size shards and slow CPU chunks: generous deadlines (a failure
+   * still ends the run, with the rank that caused it) */
+  o->join_timeout_ms = 600000;
+  o->timeout_ms = 300000;
+  o->max_inflight = 2;
 }
 
-/* --mesh-devices and the layout flags checked at parse time by the
- * library's own rules (the element's and dit-generate's messages); the
- * device list is kept for the JSON report. */
+/* The --mesh-* flags checked once, when the arguments are read, by the
+ * library's own rules (the element's and dit-generate's messages). */
 static int
 parse_mesh (bench_args *a)
 {
   dit_mesh_options o;
-  dit_mesh_spec spec;
   mesh_options (a, &o);
-  o.worker_path = "/bin/true";   /* found when the mesh starts */
-  if (dit_mesh_spec_parse (&o, &spec) != DIT_OK) {
+  if (dit_mesh_spec_parse (&o, &a->mesh) != DIT_OK) {
     fprintf (stderr, "dit-bench: %s\n", dit_last_error ());
     return 0;
   }
-  a->mesh_ranks = spec.n_devices;
-  memcpy (a->mesh_devices, spec.devices, sizeof a->mesh_devices);
+  a->mesh_ranks = a->mesh.n_devices;
   return 1;
 }
 
@@ -864,7 +868,6 @@ typedef struct bench_state {
   dit_umt5 *t5;
   dit_umt5_config t5_cfg;
   dit_weights *t5_weights;      /* device residency: the encoder's weights */
-  dit_mesh_spec spec;
   double lora_apply_ms;         /* --lora-rank: the first apply (merge: the
                                    merge itself), NaN without */
 } bench_state;
@@ -1498,18 +1501,8 @@ setup_stage0 (bench_state *st, bench_result *r)
 static int
 setup_mesh (bench_state *st, mesh_result *mr)
 {
-  bench_args *a = &st->a;
-  dit_mesh_options o;
-  mesh_options (a, &o);
-  /* real-size shards and slow CPU chunks: generous deadlines (a failure
-   * still ends the run, with the rank that caused it) */
-  o.join_timeout_ms = 600000;
-  o.timeout_ms = 300000;
-  o.max_inflight = 2;
-  if (dit_mesh_spec_parse (&o, &st->spec) != DIT_OK)
-    return fail ("mesh settings");
   double t0 = dit_now_ms ();
-  int rc = setup_runner (st, NULL, &st->spec);
+  int rc = setup_runner (st, NULL, &st->a.mesh);
   mr->setup_ms = dit_now_ms () - t0;
   return rc;
 }
@@ -2313,7 +2306,7 @@ report_mesh (const bench_state *st, const bench_result *r,
       ? samples_median (&mr->allreduce_share) : NAN;
   const char *ar_how = strcmp (mesh_be, "cuda") == 0
       ? "CUDA events around each collective, graph replays included"
-      : st->spec.sp > 1 ? "wall time inside the CPU comm's all-reduce and "
+      : st->a.mesh.sp > 1 ? "wall time inside the CPU comm's all-reduce and "
       "all-to-all calls" : "wall time inside the CPU comm's all-reduce calls";
   const int ex_ok = mr->exposed.n > 0;
   const double ex = ex_ok ? samples_median (&mr->exposed) : NAN;
@@ -2324,11 +2317,11 @@ report_mesh (const bench_state *st, const bench_result *r,
   if (a->json) {
     json_common (st, "mesh", dev);
     json_str ("mesh_backend", mesh_be);
-    json_int_array ("mesh_devices", a->mesh_devices, a->mesh_ranks);
+    json_int_array ("mesh_devices", a->mesh.devices, a->mesh_ranks);
     json_int ("mesh_ranks", a->mesh_ranks);
-    json_str ("mesh_parallel", dit_mesh_layout_name (st->spec.layout));
-    json_int ("mesh_sp", st->spec.sp);
-    json_int ("mesh_tp", st->spec.tp);
+    json_str ("mesh_parallel", dit_mesh_layout_name (st->a.mesh.layout));
+    json_int ("mesh_sp", st->a.mesh.sp);
+    json_int ("mesh_tp", st->a.mesh.tp);
     json_int ("overlap", a->overlap);
     json_num ("mesh_setup_ms", mr->setup_ms, 1);
     json_num ("recompute_ms", rec, 3);
@@ -2369,7 +2362,7 @@ report_mesh (const bench_state *st, const bench_result *r,
       "(devices %s, layout %s: sp %d x tp %d), Stage 0 on %s, %s, vae %s, %d "
       "chunks per pass after %d warm-up\n", a->preset, st->cfg.num_layers,
       a->height, a->width, a->mesh_ranks, mesh_be, a->mesh_arg,
-      dit_mesh_layout_name (st->spec.layout), st->spec.sp, st->spec.tp, dev, dit_precision_name (dit_precision_of (a->dtype, a->fp8)),
+      dit_mesh_layout_name (st->a.mesh.layout), st->a.mesh.sp, st->a.mesh.tp, dev, dit_precision_name (dit_precision_of (a->dtype, a->fp8)),
       a->vae, a->chunks, a->warmup);
   printf ("  mesh up in                 %9.1f ms (vae setup %.1f ms)\n",
       mr->setup_ms, r->vae_weights_ms);
@@ -2431,7 +2424,7 @@ report_pipeline (const bench_state *st, const pipe_result *pr)
     json_int ("chunks", a->chunks);
     json_int ("warmup", a->warmup);
     if (a->mesh_arg) {
-      json_int_array ("mesh_devices", a->mesh_devices, a->mesh_ranks);
+      json_int_array ("mesh_devices", a->mesh.devices, a->mesh_ranks);
       json_int ("mesh_ranks", a->mesh_ranks);
       json_str ("mesh_parallel", a->mesh_parallel ? a->mesh_parallel : "tp");
     }
@@ -2812,14 +2805,10 @@ run_comm_only (const bench_args *a)
 {
   bench_comm_config c;
   bench_comm_result r;
-  dit_mesh_options o;
-  dit_mesh_spec spec;
+  const dit_mesh_spec *spec = &a->mesh;
   memset (&c, 0, sizeof c);
-  mesh_options (a, &o);
-  o.worker_path = "/bin/true";   /* nothing is spawned */
-  if (dit_mesh_spec_parse (&o, &spec) != DIT_OK
-      || dit_model_config_preset (a->preset, &c.model) != DIT_OK
-      || dit_mesh_spec_check_model (&spec, &c.model) != DIT_OK) {
+  if (dit_model_config_preset (a->preset, &c.model) != DIT_OK
+      || dit_mesh_spec_check_model (spec, &c.model) != DIT_OK) {
     fprintf (stderr, "dit-bench: %s\n", dit_last_error ());
     return 1;
   }
@@ -2828,26 +2817,26 @@ run_comm_only (const bench_args *a)
   c.latent_h = a->height / 8;
   c.latent_w = a->width / 8;
   c.frames = 3;
-  c.dtype = a->dtype_set ? a->dtype : strcmp (spec.backend, "cuda") == 0
+  c.dtype = a->dtype_set ? a->dtype : strcmp (spec->backend, "cuda") == 0
       ? DIT_BF16 : DIT_F32;
-  c.ranks = spec.ranks;
-  c.layout = spec.layout;
-  c.mesh_tp = spec.tp;
-  c.backend = spec.backend;
-  c.devices = spec.devices;
+  c.ranks = spec->ranks;
+  c.layout = spec->layout;
+  c.mesh_tp = spec->tp;
+  c.backend = spec->backend;
+  c.devices = spec->devices;
   c.warmup = a->warmup;
   c.reps = a->chunks;
   if (bench_comm_run (&c, &r) != DIT_OK) {
     fprintf (stderr, "dit-bench: %s\n", dit_last_error ());
     return 1;
   }
-  const char *layout = dit_mesh_layout_name (spec.layout);
+  const char *layout = dit_mesh_layout_name (spec->layout);
   if (a->json) {
     json_str ("mode", "comm-only");
     json_str ("preset", a->preset);
     json_str ("layout", layout);
-    json_str ("backend", spec.backend);
-    json_int ("ranks", spec.ranks);
+    json_str ("backend", spec->backend);
+    json_int ("ranks", spec->ranks);
     json_int ("sp", r.sp);
     json_int ("tp", r.tp);
     json_int ("layers", c.model.num_layers);
@@ -2865,7 +2854,7 @@ run_comm_only (const bench_args *a)
   }
   printf ("dit-bench --comm-only: %s, layout %s (sp %d x tp %d) on %d %s "
       "ranks, %lld tokens per chunk, %s, %d layers; medians of %d after %d\n",
-      a->preset, layout, r.sp, r.tp, spec.ranks, spec.backend,
+      a->preset, layout, r.sp, r.tp, spec->ranks, spec->backend,
       (long long) r.tokens, dit_dtype_name (c.dtype), c.model.num_layers,
       c.reps, c.warmup);
   printf ("  all-reduce of [L/sp, D] (%.2f MB per rank):  %8.3f ms\n",
