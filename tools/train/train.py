@@ -851,7 +851,7 @@ def main(argv=None):
     ap.add_argument("--vae-min-calls", type=int, default=4,
                     help="shortest stream (encoder calls: frame 0, then 4 frames each)")
     ap.add_argument("--vae-max-calls", type=int, default=24, help="longest stream")
-    ap.add_argument("--vae-lr", type=float, default=2e-3)
+    ap.add_argument("--vae-lr", type=float, default=1e-3)
     ap.add_argument("--vae-crop", type=int, default=0,
                     help="train on random crops of this size (multiple of 16) for the first "
                     "--vae-crop-share of the steps (CPU recipe)")
